@@ -1,0 +1,191 @@
+// The Attention op: attnopt's first-class attention site.
+//   Y = softmax(softcap(scale * Q Kᵀ) + bias, restricted to the keys `spec` keeps) V
+// with GQA/MQA (numHeads query heads share kvNumHeads key/value heads), any head size, optional
+// additive (or boolean) bias, past K/V and per-batch valid key lengths.
+
+import { type Attr, floatAttr, intAttr, specAttr, stringAttr } from './attributes.js';
+import { isDType, type DType } from './dtype.js';
+import { Node, type Value } from './graph.js';
+import { type AttentionSpec, validateSpec } from './spec/spec.js';
+
+export const ATTNOPT_DOMAIN = 'attnopt';
+export const ATTENTION_OP = 'Attention';
+
+/**
+ * How Q, K, V (and the output) are laid out:
+ * - `bsd`: [batch, seq, heads * headDim] (ONNX 3D inputs);
+ * - `bhsd`: [batch, heads, seq, headDim] (ONNX 4D inputs);
+ * - `bshd`: [batch, seq, heads, headDim];
+ * - `packed-qkv`: Q holds [batch, seq, (numHeads + 2 kvNumHeads) * headDim], K and V are absent.
+ */
+export type AttentionLayout = 'bsd' | 'bhsd' | 'bshd' | 'packed-qkv';
+export const ATTENTION_LAYOUTS: readonly AttentionLayout[] = ['bsd', 'bhsd', 'bshd', 'packed-qkv'];
+
+/** Which intermediate the optional `scores` output holds (ONNX qk_matmul_output_mode). */
+export type ScoresMode = 'qk' | 'masked' | 'softcapped' | 'softmax';
+export const SCORES_MODES: readonly ScoresMode[] = ['qk', 'masked', 'softcapped', 'softmax'];
+
+export interface AttentionParams {
+  readonly numHeads: number;
+  readonly kvNumHeads: number;
+  /** Head size of Q and K. */
+  readonly headDim: number;
+  /** Head size of V and of the output (usually headDim). */
+  readonly vHeadDim: number;
+  /** Multiplies Q Kᵀ; usually 1 / sqrt(headDim). */
+  readonly scale: number;
+  /** softcap * tanh(x / softcap) on the scaled scores before the bias; 0 = none. */
+  readonly softcap: number;
+  readonly layout: AttentionLayout;
+  readonly spec: AttentionSpec;
+  readonly scoresMode?: ScoresMode;
+  /** The dtype the softmax is computed in, when it differs from the inputs'. */
+  readonly softmaxPrecision?: DType;
+}
+
+/** Input positions of the Attention op (absent optional inputs are `undefined`). */
+export const AttentionInput = { q: 0, k: 1, v: 2, bias: 3, pastKey: 4, pastValue: 5, kvLength: 6 } as const;
+/** Output positions of the Attention op. */
+export const AttentionOutput = { y: 0, presentKey: 1, presentValue: 2, scores: 3 } as const;
+
+export interface AttentionInputs {
+  readonly q: Value;
+  readonly k?: Value;
+  readonly v?: Value;
+  /** Additive float bias or boolean keep-mask, broadcastable to [batch, heads, nq, nk]. */
+  readonly bias?: Value;
+  readonly pastKey?: Value;
+  readonly pastValue?: Value;
+  /** [batch] int64: keys at index >= kvLength[b] are padding (ONNX nonpad_kv_seqlen). */
+  readonly kvLength?: Value;
+}
+
+export interface AttentionOutputs {
+  readonly y: Value;
+  readonly presentKey?: Value;
+  readonly presentValue?: Value;
+  readonly scores?: Value;
+}
+
+export function validateAttentionParams(p: AttentionParams): AttentionParams {
+  const fail = (msg: string): never => {
+    throw new Error(`invalid Attention: ${msg}`);
+  };
+  const positive = (name: string, x: number) => {
+    if (!Number.isSafeInteger(x) || x < 1) fail(`${name} must be an integer >= 1, got ${x}`);
+  };
+  positive('numHeads', p.numHeads);
+  positive('kvNumHeads', p.kvNumHeads);
+  positive('headDim', p.headDim);
+  positive('vHeadDim', p.vHeadDim);
+  if (p.numHeads % p.kvNumHeads !== 0) fail(`numHeads ${p.numHeads} is not a multiple of kvNumHeads ${p.kvNumHeads}`);
+  if (!Number.isFinite(p.scale)) fail(`scale must be finite, got ${p.scale}`);
+  if (!(p.softcap >= 0) || !Number.isFinite(p.softcap)) fail(`softcap must be finite and >= 0, got ${p.softcap}`);
+  if (!ATTENTION_LAYOUTS.includes(p.layout)) fail(`unknown layout ${String(p.layout)}`);
+  if (p.layout === 'packed-qkv' && p.vHeadDim !== p.headDim) fail('packed-qkv needs vHeadDim == headDim');
+  if (p.scoresMode !== undefined && !SCORES_MODES.includes(p.scoresMode)) fail(`unknown scoresMode ${String(p.scoresMode)}`);
+  validateSpec(p.spec);
+  return p;
+}
+
+/** The attributes of an Attention node carrying `params`. */
+export function attentionAttrs(params: AttentionParams): Map<string, Attr> {
+  const p = validateAttentionParams(params);
+  const attrs = new Map<string, Attr>([
+    ['numHeads', intAttr(p.numHeads)],
+    ['kvNumHeads', intAttr(p.kvNumHeads)],
+    ['headDim', intAttr(p.headDim)],
+    ['vHeadDim', intAttr(p.vHeadDim)],
+    ['scale', floatAttr(p.scale)],
+    ['softcap', floatAttr(p.softcap)],
+    ['layout', stringAttr(p.layout)],
+    ['spec', specAttr(p.spec)],
+  ]);
+  if (p.scoresMode !== undefined) attrs.set('scoresMode', stringAttr(p.scoresMode));
+  if (p.softmaxPrecision !== undefined) attrs.set('softmaxPrecision', stringAttr(p.softmaxPrecision));
+  return attrs;
+}
+
+/** A new Attention node (not yet in a graph). */
+export function attentionNode(
+  params: AttentionParams,
+  inputs: AttentionInputs,
+  outputs: AttentionOutputs,
+  name = '',
+): Node {
+  const ins = [inputs.q, inputs.k, inputs.v, inputs.bias, inputs.pastKey, inputs.pastValue, inputs.kvLength];
+  while (ins.length > 1 && ins[ins.length - 1] === undefined) ins.pop();
+  const outs = [outputs.y, outputs.presentKey, outputs.presentValue, outputs.scores];
+  while (outs.length > 1 && outs[outs.length - 1] === undefined) outs.pop();
+  if (outs.some((o) => o === undefined)) {
+    throw new Error('Attention outputs: an omitted output cannot precede a present one');
+  }
+  return new Node({
+    domain: ATTNOPT_DOMAIN,
+    op: ATTENTION_OP,
+    name,
+    inputs: ins,
+    outputs: outs as Value[],
+    attrs: attentionAttrs(params),
+  });
+}
+
+export function isAttention(node: Node): boolean {
+  return node.domain === ATTNOPT_DOMAIN && node.op === ATTENTION_OP;
+}
+
+/** Reads and validates the parameters of an Attention node; errors name the node. */
+export function attentionParams(node: Node): AttentionParams {
+  const where = node.describe();
+  const get = (name: string): Attr => {
+    const a = node.attrs.get(name);
+    if (!a) throw new Error(`${where}: missing attribute ${name}`);
+    return a;
+  };
+  const int = (name: string): number => {
+    const a = get(name);
+    if (a.type !== 'int') throw new Error(`${where}: attribute ${name} must be an int, got ${a.type}`);
+    return Number(a.value);
+  };
+  const float = (name: string): number => {
+    const a = get(name);
+    if (a.type !== 'float') throw new Error(`${where}: attribute ${name} must be a float, got ${a.type}`);
+    return a.value;
+  };
+  const str = (name: string): string => {
+    const a = get(name);
+    if (a.type !== 'string') throw new Error(`${where}: attribute ${name} must be a string, got ${a.type}`);
+    return a.value;
+  };
+  const specA = get('spec');
+  if (specA.type !== 'spec') throw new Error(`${where}: attribute spec must be a spec, got ${specA.type}`);
+  const precision = node.attrs.has('softmaxPrecision') ? str('softmaxPrecision') : undefined;
+  if (precision !== undefined && !isDType(precision)) throw new Error(`${where}: unknown softmaxPrecision ${precision}`);
+  const params: AttentionParams = {
+    numHeads: int('numHeads'),
+    kvNumHeads: int('kvNumHeads'),
+    headDim: int('headDim'),
+    vHeadDim: int('vHeadDim'),
+    scale: float('scale'),
+    softcap: float('softcap'),
+    layout: str('layout') as AttentionLayout,
+    spec: specA.value,
+    ...(node.attrs.has('scoresMode') ? { scoresMode: str('scoresMode') as ScoresMode } : {}),
+    ...(precision !== undefined ? { softmaxPrecision: precision } : {}),
+  };
+  try {
+    return validateAttentionParams(params);
+  } catch (e) {
+    throw new Error(`${where}: ${(e as Error).message}`);
+  }
+}
+
+/** Query heads per key/value head (1 for MHA, numHeads for MQA). */
+export function groupSize(p: AttentionParams): number {
+  return p.numHeads / p.kvNumHeads;
+}
+
+/** The key/value head that query head h reads (heads of a group are consecutive, as ONNX defines). */
+export function kvHeadOf(p: AttentionParams, h: number): number {
+  return Math.floor(h / groupSize(p));
+}

@@ -1,0 +1,38 @@
+// The type of a value: a tensor (dtype and shape, where the shape may be symbolic or of unknown rank)
+// or one of ONNX's container types.
+
+import type { DType } from './dtype.js';
+import { type Shape, shapeToString } from './shape.js';
+
+export type ValueType =
+  | { readonly kind: 'tensor'; readonly dtype: DType; readonly shape?: Shape }
+  | { readonly kind: 'sparse'; readonly dtype: DType; readonly shape?: Shape }
+  | { readonly kind: 'sequence'; readonly elem: ValueType }
+  | { readonly kind: 'optional'; readonly elem: ValueType }
+  | { readonly kind: 'map'; readonly key: DType; readonly value: ValueType };
+
+export type TensorType = Extract<ValueType, { kind: 'tensor' }>;
+
+export function tensorType(dtype: DType, shape?: Shape): TensorType {
+  return shape === undefined ? { kind: 'tensor', dtype } : { kind: 'tensor', dtype, shape };
+}
+
+export function typeToString(t: ValueType | undefined): string {
+  if (t === undefined) return '?';
+  switch (t.kind) {
+    case 'tensor':
+      return `${t.dtype}${shapeToString(t.shape)}`;
+    case 'sparse':
+      return `sparse<${t.dtype}${shapeToString(t.shape)}>`;
+    case 'sequence':
+      return `seq<${typeToString(t.elem)}>`;
+    case 'optional':
+      return `opt<${typeToString(t.elem)}>`;
+    case 'map':
+      return `map<${t.key}, ${typeToString(t.value)}>`;
+  }
+}
+
+export function typesEqual(a: ValueType | undefined, b: ValueType | undefined): boolean {
+  return typeToString(a) === typeToString(b);
+}

@@ -1,0 +1,113 @@
+// Arbitrary attention specs: every leaf of the algebra and nested union / intersection / difference.
+
+import fc from 'fast-check';
+import {
+  type Align,
+  type AttentionSpec,
+  blockSparse,
+  causal,
+  dense,
+  difference,
+  dilatedWindow,
+  empty,
+  globalTokens,
+  intersect,
+  linformer,
+  lshBuckets,
+  type MaskSpec,
+  nystrom,
+  performer,
+  sinks,
+  slidingWindow,
+  topkBlocks,
+  union,
+} from '@attnopt/ir';
+
+export interface SpecArbitraryOptions {
+  /** Largest sequence length the indices in the spec are drawn for (default 64). */
+  readonly maxLen?: number;
+  /** Include data-dependent leaves (top-k blocks, LSH), which need Q and K to evaluate (default true). */
+  readonly dataDependent?: boolean;
+  /** Nesting depth of union / intersection / difference (default 2). */
+  readonly maxDepth?: number;
+}
+
+export const alignArbitrary: fc.Arbitrary<Align> = fc.constantFrom('top-left', 'bottom-right', 'past');
+
+/** One index-only leaf (no data needed to evaluate it). */
+export function indexLeafArbitrary(maxLen = 64): fc.Arbitrary<MaskSpec> {
+  const len = fc.integer({ min: 0, max: maxLen });
+  const signed = fc.integer({ min: -4, max: maxLen });
+  const block = fc.integer({ min: 1, max: Math.max(1, Math.ceil(maxLen / 2)) });
+  return fc.oneof(
+    fc.constant(dense),
+    fc.constant(empty),
+    alignArbitrary.map((a) => causal(a)),
+    fc.tuple(signed, signed, alignArbitrary).map(([l, r, a]) => slidingWindow(l, r, a)),
+    fc
+      .tuple(len, len, fc.integer({ min: 1, max: 8 }), alignArbitrary)
+      .map(([l, r, d, a]) => dilatedWindow(l, r, d, a)),
+    len.map((n) => sinks(n)),
+    fc.uniqueArray(fc.integer({ min: 0, max: Math.max(0, maxLen - 1) }), { maxLength: 6 }).map(globalTokens),
+    fc.tuple(block, block).chain(([bq, bk]) =>
+      fc
+        .array(fc.uniqueArray(fc.integer({ min: 0, max: Math.ceil(maxLen / bk) }), { maxLength: 4 }), {
+          maxLength: Math.ceil(maxLen / bq) + 1,
+        })
+        .map((rows) => blockSparse(bq, bk, rows)),
+    ),
+  );
+}
+
+/** One data-dependent leaf (top-k blocks or LSH buckets). */
+export function dataLeafArbitrary(maxLen = 64): fc.Arbitrary<MaskSpec> {
+  return fc.oneof(
+    fc
+      .tuple(
+        fc.integer({ min: 1, max: Math.max(1, Math.ceil(maxLen / 2)) }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom('quest' as const, 'mean' as const),
+      )
+      .map(([b, k, s]) => topkBlocks(b, k, s)),
+    fc
+      .tuple(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 4 }).map((b) => 2 * b),
+        fc.integer({ min: 0, max: 1000 }),
+      )
+      .map(([h, b, seed]) => lshBuckets(h, b, seed, 0)),
+  );
+}
+
+/** A mask spec: leaves combined by union, intersection and difference up to `maxDepth`. */
+export function maskSpecArbitrary(options: SpecArbitraryOptions = {}): fc.Arbitrary<MaskSpec> {
+  const { maxLen = 64, dataDependent = true, maxDepth = 2 } = options;
+  const leaf = dataDependent
+    ? fc.oneof({ arbitrary: indexLeafArbitrary(maxLen), weight: 4 }, { arbitrary: dataLeafArbitrary(maxLen), weight: 1 })
+    : indexLeafArbitrary(maxLen);
+  const { spec } = fc.letrec<{ spec: MaskSpec }>((tie) => ({
+    spec: fc.oneof(
+      { depthSize: 'small', maxDepth, withCrossShrink: true },
+      leaf,
+      fc.array(tie('spec'), { minLength: 1, maxLength: 3 }).map((parts) => union(...parts)),
+      fc.array(tie('spec'), { minLength: 1, maxLength: 3 }).map((parts) => intersect(...parts)),
+      fc.tuple(tie('spec'), tie('spec')).map(([a, b]) => difference(a, b)),
+    ),
+  }));
+  return spec;
+}
+
+/** A low-rank form. */
+export function lowRankSpecArbitrary(maxLen = 64): fc.Arbitrary<AttentionSpec> {
+  const seed = fc.integer({ min: 0, max: 1000 });
+  return fc.oneof(
+    fc.integer({ min: 1, max: maxLen }).map((m) => nystrom(m)),
+    fc.tuple(fc.integer({ min: 1, max: maxLen }), seed).map(([r, s]) => linformer(r, s)),
+    fc.tuple(fc.integer({ min: 1, max: 4 * maxLen }), seed, fc.boolean()).map(([m, s, o]) => performer(m, s, o)),
+  );
+}
+
+/** Any attention spec: a mask spec or a low-rank form. */
+export function attentionSpecArbitrary(options: SpecArbitraryOptions = {}): fc.Arbitrary<AttentionSpec> {
+  return fc.oneof({ arbitrary: maskSpecArbitrary(options), weight: 4 }, { arbitrary: lowRankSpecArbitrary(options.maxLen), weight: 1 });
+}

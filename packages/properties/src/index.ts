@@ -1,0 +1,3 @@
+// @attnopt/properties: arbitraries and properties of attention, for attnopt and for other compilers.
+
+export * from './arbitraries/spec.js';

@@ -1,0 +1,1 @@
+export { dense } from '@attnopt/ir';
