@@ -1,3 +1,4 @@
 // @attnopt/properties: arbitraries and properties of attention, for attnopt and for other compilers.
 
 export * from './arbitraries/spec.js';
+export * from './arbitraries/attention-inputs.js';
