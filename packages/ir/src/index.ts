@@ -13,3 +13,5 @@ export * from './spec/spec.js';
 export * as intervals from './spec/interval-set.js';
 export type { IntervalSet } from './spec/interval-set.js';
 export * from './spec/mask-query.js';
+export * from './text/index.js';
+export * from './verify/index.js';

@@ -2,3 +2,4 @@
 
 export * from './arbitraries/spec.js';
 export * from './arbitraries/attention-inputs.js';
+export * from './arbitraries/graph.js';
