@@ -1,0 +1,20 @@
+// @attnopt/onnx: a lossless ONNX ModelProto codec (IR version 13 schema, unknown fields kept) and external data.
+export { decodeModel, encodeModel } from './codec.js';
+export { decodeMessage, type DecodeOptions } from './decode.js';
+export { encodeMessage, MAX_MESSAGE_BYTES } from './encode.js';
+export { diffMessages, messagesEqual, bytesEqual } from './equal.js';
+export { ExternalDataError, OnnxDecodeError, OnnxEncodeError } from './errors.js';
+export {
+  ExternalDataResolver,
+  isExternal,
+  nodeReadFiles,
+  parseExternalData,
+  type ExternalDataRef,
+  type ReadFiles,
+  type ResolvedExternalData,
+} from './external-data.js';
+export { AtomicFile, nodeWriteFiles, type WriteFiles } from './atomic-write.js';
+export { readModel, writeModel, type LoadedModel, type ReadModelOptions, type WriteModelOptions } from './model-file.js';
+export { SCHEMA, type FieldSpec, type MessageName, type MessageSpec, type ScalarType } from './schema.js';
+export { forEachTensor, mapTensors } from './walk.js';
+export * from './types.js';
