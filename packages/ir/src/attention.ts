@@ -21,9 +21,32 @@ export const ATTENTION_OP = 'Attention';
 export type AttentionLayout = 'bsd' | 'bhsd' | 'bshd' | 'packed-qkv';
 export const ATTENTION_LAYOUTS: readonly AttentionLayout[] = ['bsd', 'bhsd', 'bshd', 'packed-qkv'];
 
-/** Which intermediate the optional `scores` output holds (ONNX qk_matmul_output_mode). */
-export type ScoresMode = 'qk' | 'masked' | 'softcapped' | 'softmax';
-export const SCORES_MODES: readonly ScoresMode[] = ['qk', 'masked', 'softcapped', 'softmax'];
+/**
+ * Which stage of the score pipeline the optional `scores` output holds, in pipeline order: `qk` (scale Q Kᵀ),
+ * `softcapped` (after the softcap; equal to qk without one), `masked` (after the bias and the spec's mask:
+ * the softmax input), `softmax` (the probabilities).
+ */
+export type ScoresMode = 'qk' | 'softcapped' | 'masked' | 'softmax';
+export const SCORES_MODES: readonly ScoresMode[] = ['qk', 'softcapped', 'masked', 'softmax'];
+
+/**
+ * The ScoresMode that reproduces ONNX `Attention`'s qk_matmul_output_mode as the ONNX reference
+ * implementation and node tests compute it (the softcap comes before the mask): modes 0 and 1 hold the
+ * softcapped scores before any mask, 2 the softmax input, 3 the softmax.
+ */
+export function scoresModeFromOnnx(mode: number): ScoresMode {
+  switch (mode) {
+    case 0:
+    case 1:
+      return 'softcapped';
+    case 2:
+      return 'masked';
+    case 3:
+      return 'softmax';
+    default:
+      throw new Error(`ONNX Attention qk_matmul_output_mode must be 0..3, got ${mode}`);
+  }
+}
 
 export interface AttentionParams {
   readonly numHeads: number;

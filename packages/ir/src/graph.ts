@@ -4,6 +4,7 @@
 
 import { type Attr, attrGraphs } from './attributes.js';
 import type { Tensor } from './tensor.js';
+import { printName, printValueName } from './text/syntax.js';
 import type { ValueType } from './types.js';
 
 /** The ONNX default domain is written as the empty string. */
@@ -87,7 +88,7 @@ export class Node {
     this.outputs = [...(init.outputs ?? [])];
     this.outputs.forEach((v, k) => {
       if (v.producer && v.producer !== this) {
-        throw new Error(`value %${v.name} is already produced by ${v.producer.describe()}`);
+        throw new Error(`value ${printValueName(v.name)} is already produced by ${v.producer.describe()}`);
       }
       v.producer = this;
       v.outputIndex = k;
@@ -118,13 +119,13 @@ export class Node {
 
   /** `domain::op` or just `op` for the ONNX domain. */
   get qualifiedOp(): string {
-    return this.domain === ONNX_DOMAIN ? this.op : `${this.domain}::${this.op}`;
+    return this.domain === ONNX_DOMAIN ? printName(this.op) : `${printName(this.domain)}::${printName(this.op)}`;
   }
 
   /** How errors name this node: its name when it has one, else its op and first output. */
   describe(): string {
-    const out = this.outputs[0] ? ` -> %${this.outputs[0].name}` : '';
-    return this.name ? `node "${this.name}" (${this.qualifiedOp})` : `node ${this.qualifiedOp}${out}`;
+    const out = this.outputs[0] ? ` -> ${printValueName(this.outputs[0].name)}` : '';
+    return this.name ? `node ${JSON.stringify(this.name)} (${this.qualifiedOp})` : `node ${this.qualifiedOp}${out}`;
   }
 
   /** Graphs held by this node's attributes. */
@@ -150,7 +151,7 @@ export class Graph {
   }
 
   addInitializer(value: Value): Value {
-    if (!value.initializer) throw new Error(`initializer %${value.name} has no tensor`);
+    if (!value.initializer) throw new Error(`initializer ${printValueName(value.name)} has no tensor`);
     this.initializers.push(value);
     return value;
   }
@@ -174,7 +175,7 @@ export class Graph {
     if (k < 0) throw new Error(`${node.describe()} is not in graph "${this.name}"`);
     for (const v of node.outputs) {
       if (v.uses().length > 0 || this.outputs.includes(v)) {
-        throw new Error(`cannot remove ${node.describe()}: its output %${v.name} is still used`);
+        throw new Error(`cannot remove ${node.describe()}: its output ${printValueName(v.name)} is still used`);
       }
     }
     node.dropInputs();

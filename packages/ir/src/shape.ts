@@ -47,9 +47,15 @@ export function shapesEqual(a: Shape | undefined, b: Shape | undefined): boolean
   return a.length === b.length && a.every((d, i) => dimsEqual(d, b[i]!));
 }
 
+/** A dim as messages and the text form spell it: a size, `?`, a bare symbol, or a JSON-quoted one. */
+export function dimToString(dim: Dim): string {
+  if (typeof dim === 'number' || dim === UNKNOWN_DIM || isSymbolName(dim)) return String(dim);
+  return JSON.stringify(dim);
+}
+
 export function shapeToString(shape: Shape | undefined): string {
   if (shape === undefined) return '[*]';
-  return `[${shape.map((d) => String(d)).join(', ')}]`;
+  return `[${shape.map(dimToString).join(', ')}]`;
 }
 
 export function checkDim(dim: Dim): void {

@@ -37,3 +37,10 @@ describe('Tensor', () => {
     expect(Tensor.fromBytes('i4', [3], new Uint8Array(2)).byteLength).toBe(2);
   });
 });
+
+test('integers outside the dtype range, or not integers, are refused rather than wrapped', () => {
+  expect(() => Tensor.fromValues('i8', [1], [300])).toThrow(/element 0 = 300 is not an integer in the i8 range/);
+  expect(() => Tensor.fromValues('i32', [1], [1.5])).toThrow(/not an integer/);
+  expect(() => Tensor.fromValues('u64', [1], [-1n])).toThrow(/u64 range/);
+  expect([...Tensor.fromValues('u8', [2], [0, 255]).toFloat64()]).toEqual([0, 255]);
+});

@@ -5,6 +5,18 @@ import { type DType, isFloatDType, storageBytes } from './dtype.js';
 import { bfloat16ToFloat, floatToBfloat16, floatToHalf, halfToFloat } from './float16.js';
 import { elementCount } from './shape.js';
 
+/** Inclusive ranges of the integer dtypes fromValues encodes; values outside are refused, never wrapped. */
+const INT_RANGE: Partial<Record<DType, readonly [bigint | number, bigint | number]>> = {
+  i8: [-128, 127],
+  u8: [0, 255],
+  i16: [-32768, 32767],
+  u16: [0, 65535],
+  i32: [-(2 ** 31), 2 ** 31 - 1],
+  u32: [0, 2 ** 32 - 1],
+  i64: [-(2n ** 63n), 2n ** 63n - 1n],
+  u64: [0n, 2n ** 64n - 1n],
+};
+
 type Source = { bytes: Uint8Array } | { load: () => Uint8Array; byteLength: number } | { strings: readonly string[] };
 
 export class Tensor {
@@ -48,6 +60,14 @@ export class Tensor {
     const bytes = new Uint8Array(storageBytes(dtype, n));
     const view = new DataView(bytes.buffer);
     const num = (k: number) => Number(values[k]);
+    const range = INT_RANGE[dtype];
+    if (range) {
+      for (let k = 0; k < n; k++) {
+        const v = values[k]!;
+        const ok = typeof v === 'bigint' ? v >= range[0] && v <= range[1] : Number.isInteger(v) && v >= range[0] && v <= range[1];
+        if (!ok) throw new Error(`tensor ${dtype}[${shape.join(', ')}]: element ${k} = ${v} is not an integer in the ${dtype} range`);
+      }
+    }
     const big = (k: number) => {
       const v = values[k]!;
       return typeof v === 'bigint' ? v : BigInt(Math.trunc(v));

@@ -2,7 +2,7 @@
 // or one of ONNX's container types.
 
 import type { DType } from './dtype.js';
-import { type Shape, shapeToString } from './shape.js';
+import { type Shape, shapesEqual, shapeToString } from './shape.js';
 
 export type ValueType =
   | { readonly kind: 'tensor'; readonly dtype: DType; readonly shape?: Shape }
@@ -34,5 +34,15 @@ export function typeToString(t: ValueType | undefined): string {
 }
 
 export function typesEqual(a: ValueType | undefined, b: ValueType | undefined): boolean {
-  return typeToString(a) === typeToString(b);
+  if (a === undefined || b === undefined) return a === b;
+  switch (a.kind) {
+    case 'tensor':
+    case 'sparse':
+      return a.kind === b.kind && a.dtype === (b as typeof a).dtype && shapesEqual(a.shape, (b as typeof a).shape);
+    case 'sequence':
+    case 'optional':
+      return a.kind === b.kind && typesEqual(a.elem, (b as typeof a).elem);
+    case 'map':
+      return b.kind === 'map' && a.key === b.key && typesEqual(a.value, b.value);
+  }
 }

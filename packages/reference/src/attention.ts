@@ -87,26 +87,6 @@ export function scoresAt(mode: ScoresMode, qk: number, capped: number, masked: n
   }
 }
 
-/**
- * The ScoresMode that reproduces ONNX qk_matmul_output_mode as the ONNX reference implementation (and the
- * ONNX node tests) compute it, softcap coming before the mask: mode 0 and mode 1 hold the scaled Q Kᵀ after
- * the softcap and before any mask (with softcap = 0 that is plain Q Kᵀ), mode 2 holds it after the mask
- * (the softmax input), mode 3 the softmax.
- */
-export function scoresModeFromOnnx(mode: number): ScoresMode {
-  switch (mode) {
-    case 0:
-    case 1:
-      return 'softcapped';
-    case 2:
-      return 'masked';
-    case 3:
-      return 'softmax';
-    default:
-      throw new Error(`ONNX Attention qk_matmul_output_mode must be 0..3, got ${mode}`);
-  }
-}
-
 function concatSeq(name: string, past: Tensor64 | undefined, now: Tensor64, heads: number, dim: number): Tensor64 {
   if (past === undefined) return now;
   const [b, , s] = now.shape as [number, number, number, number];

@@ -11,7 +11,6 @@ export {
   type ReferenceOptions,
   referenceAttention,
   scoresAt,
-  scoresModeFromOnnx,
 } from './attention.js';
 export {
   type HeadQK,

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import onnxProto from 'onnx-proto';
 import { describe, expect, it } from 'vitest';
-import { type AttentionParams, causal, dense, dtypeFromOnnx, type DType, Tensor } from '@attnopt/ir';
+import { type AttentionParams, causal, dense, dtypeFromOnnx, type DType, scoresModeFromOnnx, Tensor } from '@attnopt/ir';
 import {
   type BoolTensor,
   compareArrays,
@@ -17,7 +17,6 @@ import {
   referenceAttention,
   type ReferenceInputs,
   type ReferenceOutputs,
-  scoresModeFromOnnx,
   type Tensor64,
   transpose,
 } from '../src/index.js';

@@ -53,6 +53,9 @@ describe('leaves, drawn', () => {
   test('sinks and global tokens', () => {
     expect(picture(sinks(2), { nq: 2, nk: 4 })).toEqual(['11..', '11..']);
     expect(picture(globalTokens([2]), { nq: 4, nk: 4 })).toEqual(['..1.', '..1.', '1111', '..1.']);
+    // decoding the token at position 3: the query's position is its index plus the offset
+    expect(picture(globalTokens([0, 3], 'bottom-right'), { nq: 1, nk: 4 })).toEqual(['1111']);
+    expect(picture(globalTokens([0, 2], 'bottom-right'), { nq: 1, nk: 4 })).toEqual(['1.1.']);
   });
 
   test('block-sparse with 2x2 blocks; rows past the layout see nothing', () => {

@@ -69,7 +69,7 @@ export function keeps(spec: MaskSpec, i: number, j: number, dims: MaskDims, reso
     case 'sinks':
       return j < spec.count;
     case 'global':
-      return spec.tokens.includes(j) || spec.tokens.includes(i);
+      return spec.tokens.includes(j) || spec.tokens.includes(i + queryOffset(spec.align, dims));
     case 'blocks': {
       const row = spec.rows[Math.floor(i / spec.blockQ)];
       return row !== undefined && row.includes(Math.floor(j / spec.blockK));
@@ -115,7 +115,7 @@ export function rowKeys(spec: MaskSpec, i: number, dims: MaskDims, resolve?: Lea
     case 'sinks':
       return range(0, spec.count, nk);
     case 'global':
-      if (spec.tokens.includes(i)) return range(0, nk, nk);
+      if (spec.tokens.includes(i + queryOffset(spec.align, dims))) return range(0, nk, nk);
       return fromPoints(spec.tokens.filter((t) => t < nk));
     case 'blocks': {
       const row = spec.rows[Math.floor(i / spec.blockQ)];

@@ -28,8 +28,11 @@ export interface Dilated {
 }
 /** The first `count` keys (attention sinks). */
 export interface Sinks { readonly kind: 'sinks'; readonly count: number }
-/** Global tokens: every query sees these keys, and these queries see every key (Longformer). */
-export interface Global { readonly kind: 'global'; readonly tokens: readonly number[] }
+/**
+ * Global tokens (Longformer), given as sequence positions: every query sees the keys at these positions,
+ * and the query at position i + offset sees every key when that position is a global token.
+ */
+export interface Global { readonly kind: 'global'; readonly tokens: readonly number[]; readonly align: Align }
 /** Block-sparse: query block r sees key blocks rows[r]; query blocks past the layout see nothing. */
 export interface Blocks {
   readonly kind: 'blocks';
@@ -109,9 +112,10 @@ export const dilatedWindow = (left: number, right: number, dilation: number, ali
   align,
 });
 export const sinks = (count: number): Sinks => ({ kind: 'sinks', count });
-export const globalTokens = (tokens: readonly number[]): Global => ({
+export const globalTokens = (tokens: readonly number[], align: Align = 'top-left'): Global => ({
   kind: 'global',
   tokens: [...new Set(tokens)].sort((a, b) => a - b),
+  align,
 });
 export const blockSparse = (blockQ: number, blockK: number, rows: readonly (readonly number[])[]): Blocks => ({
   kind: 'blocks',

@@ -45,7 +45,7 @@ export function printSpec(spec: AttentionSpec): string {
     case 'sinks':
       return `sinks(${spec.count})`;
     case 'global':
-      return `global(${list(spec.tokens)})`;
+      return call('global', [list(spec.tokens), ...alignArg(spec.align)]);
     case 'blocks':
       return `blocks(q=${spec.blockQ}, k=${spec.blockK}, [${spec.rows.map(list).join(', ')}])`;
     case 'topkBlocks':
@@ -158,7 +158,7 @@ const TERMS: Record<string, (a: Args) => AttentionSpec> = {
   window: (a) => slidingWindow(a.int('left'), a.int('right', 0), a.word('align', ALIGNS, 'top-left')),
   dilated: (a) => dilatedWindow(a.int('left'), a.int('right', 0), a.int('dilation'), a.word('align', ALIGNS, 'top-left')),
   sinks: (a) => sinks(a.pos('int', 'a count').value),
-  global: (a) => globalTokens(a.pos('list', 'a list of tokens').value),
+  global: (a) => globalTokens(a.pos('list', 'a list of tokens').value, a.word('align', ALIGNS, 'top-left')),
   blocks: (a) => blockSparse(a.int('q'), a.int('k'), a.pos('lists', 'a list of key-block rows').value),
   topk_blocks: (a) => topkBlocks(a.int('block'), a.int('k'), a.word('score', SCORES, 'quest')),
   lsh: (a) => lshBuckets(a.int('hashes'), a.int('buckets'), a.int('seed'), a.int('chunk', 0)),

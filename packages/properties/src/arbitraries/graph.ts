@@ -123,7 +123,9 @@ class GraphBuilder {
     }
     const values = this.g(fc.array, fc.double(), { minLength: n, maxLength: n });
     const isInt = !['f32', 'f64', 'f16', 'bf16'].includes(dtype);
-    return Tensor.fromValues(dtype, shape, isInt ? values.map((x) => (Number.isFinite(x) ? Math.trunc(x) % 100 : 0)) : values);
+    // integer dtypes: values in [0, 100), inside the range of every one of them (unsigned included)
+    const toInt = (x: number) => (Number.isFinite(x) ? Math.abs(Math.trunc(x) % 100) : 0);
+    return Tensor.fromValues(dtype, shape, isInt ? values.map(toInt) : values);
   }
 
   attr(scope: readonly Value[], depth: number): Attr {

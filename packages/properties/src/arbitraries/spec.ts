@@ -48,7 +48,9 @@ export function indexLeafArbitrary(maxLen = 64): fc.Arbitrary<MaskSpec> {
       .tuple(len, len, fc.integer({ min: 1, max: 8 }), alignArbitrary)
       .map(([l, r, d, a]) => dilatedWindow(l, r, d, a)),
     len.map((n) => sinks(n)),
-    fc.uniqueArray(fc.integer({ min: 0, max: Math.max(0, maxLen - 1) }), { maxLength: 6 }).map(globalTokens),
+    fc
+      .tuple(fc.uniqueArray(fc.integer({ min: 0, max: Math.max(0, maxLen - 1) }), { maxLength: 6 }), alignArbitrary)
+      .map(([tokens, a]) => globalTokens(tokens, a)),
     fc.tuple(block, block).chain(([bq, bk]) =>
       fc
         .array(fc.uniqueArray(fc.integer({ min: 0, max: Math.ceil(maxLen / bk) }), { maxLength: 4 }), {
