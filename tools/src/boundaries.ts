@@ -32,7 +32,7 @@ function* sourceFiles(dir: string): Iterable<string> {
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
     if (statSync(path).isDirectory()) yield* sourceFiles(path);
-    else if (name.endsWith('.ts')) yield path;
+    else if (name.endsWith('.ts') && !name.endsWith('.test.ts')) yield path; // tests may use devDependencies
   }
 }
 

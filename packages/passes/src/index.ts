@@ -1,0 +1,1 @@
+// @attnopt/passes: recognize, analyze, sparsify, lower. Public API.

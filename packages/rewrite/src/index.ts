@@ -1,0 +1,1 @@
+// @attnopt/rewrite: pattern matching, rewriting and the pass manager. Public API.
