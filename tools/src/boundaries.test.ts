@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +19,9 @@ describe('module boundaries', () => {
       join(fake, 'packages', 'ir', 'src', 'a.ts'),
       "import { x } from './x.js';\nimport { y } from '@attnopt/reference';\nexport * from '@attnopt/ir/src/graph.js';\n",
     );
-    expect(checkBoundaries(fake)).toEqual([
+    const found = checkBoundaries(fake);
+    rmSync(fake, { recursive: true, force: true });
+    expect(found).toEqual([
       { file: 'packages/ir/src/a.ts', line: 2, message: 'ir may not import @attnopt/reference (allowed: none)' },
       { file: 'packages/ir/src/a.ts', line: 3, message: 'deep import @attnopt/ir/src/graph.js: import @attnopt/ir only' },
     ]);
