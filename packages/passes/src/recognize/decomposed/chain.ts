@@ -1,0 +1,188 @@
+// Walking a decomposed attention site from its Softmax: back through the masks, the softcap and the scaling
+// to the Q·Kᵀ product, forward through Cast/Dropout/the fully-masked-row guard to the product with V.
+// Every step is one tagged alternative; a failed step says why. Reading never mutates the graph.
+
+import { type DType, dtypeFromOnnx, type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
+import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
+import { staticScalar } from './static-values.js';
+
+/** A mask step between the scores and the Softmax. */
+export type MaskStep =
+  /** scores + bias (additive mask, possibly broadcast) */
+  | { readonly kind: 'additive'; readonly bias: Value }
+  /** Where(keep, scores, fill): `fill` -inf, finfo.min or -10000 (masked_fill with the condition inverted when `inverted`) */
+  | { readonly kind: 'masked-fill'; readonly cond: Value; readonly inverted: boolean; readonly fill: number };
+
+export interface ScoreChain {
+  /** The Q·Kᵀ node (MatMul or Einsum) and its two operands with their scale factors stripped. */
+  readonly qk: Node;
+  readonly qSide: Value;
+  readonly ktSide: Value;
+  readonly scale: number;
+  readonly softcap: number;
+  readonly masks: readonly MaskStep[];
+  readonly nodes: readonly Node[];
+  /** Values of the chain by scores stage, for a qk_matmul_output the model also returns. */
+  readonly stages: ReadonlyMap<Value, 'qk' | 'softcapped' | 'masked'>;
+  readonly variants: readonly string[];
+}
+
+const onnxOp = (v: Value | undefined, ...ops: string[]): Node | undefined => {
+  const n = v?.producer;
+  return n && n.domain === ONNX_DOMAIN && ops.includes(n.op) && v!.outputIndex === 0 ? n : undefined;
+};
+
+/** Skips Cast / Identity nodes (recording them). */
+function skipCasts(v: Value, nodes: Node[], stage: Map<Value, string>, tag: string): Value {
+  let cur = v;
+  for (;;) {
+    stage.set(cur, tag);
+    const n = onnxOp(cur, 'Cast', 'Identity');
+    if (!n) return cur;
+    nodes.push(n);
+    cur = n.inputs[0]!;
+  }
+}
+
+/** A fill value that masks a key: -inf, or a float that drowns every score (finfo.min, -10000, -1e9...). */
+const isMaskFill = (x: number | undefined): x is number => x !== undefined && x <= -1e4;
+
+/** The scaling constants on one operand of Q·Kᵀ: Mul(x, s), Div(x, s) (sqrt-split scaling). */
+function stripOperandScale(v: Value, nodes: Node[]): { value: Value; factor: number } {
+  let factor = 1;
+  let cur = v;
+  for (;;) {
+    const n = onnxOp(cur, 'Mul', 'Div');
+    if (!n) break;
+    const s1 = staticScalar(n.inputs[1]);
+    const s0 = n.op === 'Mul' ? staticScalar(n.inputs[0]) : undefined;
+    if (s1 !== undefined) {
+      factor *= n.op === 'Mul' ? s1 : 1 / s1;
+      cur = n.inputs[0]!;
+    } else if (s0 !== undefined) {
+      factor *= s0;
+      cur = n.inputs[1]!;
+    } else break;
+    nodes.push(n);
+  }
+  return { value: cur, factor };
+}
+
+/** scale · (Q·Kᵀ): Div/Mul by static scalars above a MatMul (or Einsum), scaling on either operand. */
+function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: string): MatchResult<{ qk: Node; qSide: Value; ktSide: Value; scale: number }> {
+  let scale = 1;
+  let cur = skipCasts(v, nodes, stage, tag);
+  for (;;) {
+    const n = onnxOp(cur, 'Mul', 'Div');
+    if (!n) break;
+    const s1 = staticScalar(n.inputs[1]);
+    const s0 = n.op === 'Mul' ? staticScalar(n.inputs[0]) : undefined;
+    if (s1 !== undefined) {
+      scale *= n.op === 'Mul' ? s1 : 1 / s1;
+      cur = n.inputs[0]!;
+    } else if (s0 !== undefined) {
+      scale *= s0;
+      cur = n.inputs[1]!;
+    } else return noMatch(`${n.describe()} scales the scores by a value that is not a static scalar`);
+    nodes.push(n);
+    cur = skipCasts(cur, nodes, new Map(), tag);
+  }
+  const qk = onnxOp(cur, 'MatMul', 'Einsum');
+  if (!qk) return noMatch(`the scores are not a MatMul (or Einsum) of Q and Kᵀ: found ${cur.producer?.describe() ?? `input ${cur.name}`}`);
+  if (qk.inputs.length !== 2) return noMatch(`${qk.describe()} does not have exactly two operands`);
+  nodes.push(qk);
+  const q = stripOperandScale(qk.inputs[0]!, nodes);
+  const kt = stripOperandScale(qk.inputs[1]!, nodes);
+  return matched({ qk, qSide: q.value, ktSide: kt.value, scale: scale * q.factor * kt.factor });
+}
+
+/** softcap · tanh(x / softcap), or the bare scaled scores. */
+function matchSoftcap(v: Value, nodes: Node[], stage: Map<Value, string>, variants: string[]) {
+  const inner = skipCasts(v, nodes, stage, 'softcapped');
+  const mul = onnxOp(inner, 'Mul');
+  if (mul) {
+    for (const [t, c] of [[0, 1], [1, 0]] as const) {
+      const tanh = onnxOp(mul.inputs[t], 'Tanh');
+      const cap = staticScalar(mul.inputs[c]);
+      const div = tanh && onnxOp(tanh.inputs[0], 'Div');
+      const capIn = div && staticScalar(div.inputs[1]);
+      if (!tanh || !div || cap === undefined || capIn === undefined) continue;
+      if (!isClose(cap, capIn) || !(cap > 0)) return noMatch(`softcap ${cap} · tanh(x / ${capIn}) uses two different caps`);
+      nodes.push(mul, tanh, div);
+      variants.push('softcap');
+      const r = matchScaledQK(div.inputs[0]!, nodes, stage, 'qk');
+      return r.ok ? matched({ ...r.value, softcap: cap }) : r;
+    }
+  }
+  const r = matchScaledQK(inner, nodes, stage, 'softcapped');
+  return r.ok ? matched({ ...r.value, softcap: 0 }) : r;
+}
+
+/** The masks between the (softcapped) scores and the Softmax: Add of a bias, Where(cond, scores, fill). */
+function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], depth = 0): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants'>> {
+  const inner = skipCasts(v, nodes, stage, 'masked');
+  const add = onnxOp(inner, 'Add');
+  const where = onnxOp(inner, 'Where');
+  let firstFailure: MatchResult<never> | undefined;
+  if (add && depth < 4) {
+    for (const [s, b] of [[0, 1], [1, 0]] as const) {
+      const n2 = [...nodes, add];
+      const m2: MaskStep[] = [...masks, { kind: 'additive', bias: add.inputs[b]! }];
+      const v2: string[] = [...variants, 'additive-mask'];
+      const st2 = new Map(stage);
+      const r = matchMasks(add.inputs[s]!, n2, st2, m2, v2, depth + 1);
+      if (r.ok) {
+        nodes.splice(0, nodes.length, ...n2);
+        masks.splice(0, masks.length, ...m2);
+        variants.splice(0, variants.length, ...v2);
+        st2.forEach((x, k) => stage.set(k, x));
+        return r;
+      }
+      firstFailure ??= r;
+    }
+  }
+  if (where && depth < 4) {
+    const [cond, a, b] = where.inputs;
+    const fa = constantScalar(a) ?? staticScalar(a);
+    const fb = constantScalar(b) ?? staticScalar(b);
+    const step: { scores: Value; inverted: boolean; fill: number } | undefined =
+      isMaskFill(fb) ? { scores: a!, inverted: false, fill: fb } : isMaskFill(fa) ? { scores: b!, inverted: true, fill: fa } : undefined;
+    if (step === undefined) return noMatch(`${where.describe()} selects between two values neither of which is a mask fill (-inf, finfo.min, <= -10000)`);
+    nodes.push(where);
+    masks.push({ kind: 'masked-fill', cond: cond!, inverted: step.inverted, fill: step.fill });
+    variants.push(step.fill === -Infinity ? 'masked-fill-inf' : 'masked-fill-finite');
+    return matchMasks(step.scores, nodes, stage, masks, variants, depth + 1);
+  }
+  const r = matchSoftcap(inner, nodes, stage, variants);
+  if (!r.ok && firstFailure && !firstFailure.ok) return firstFailure;
+  return r;
+}
+
+/** Walks back from the Softmax input to Q·Kᵀ. */
+export function matchScoreChain(softmaxInput: Value): MatchResult<ScoreChain> {
+  const nodes: Node[] = [];
+  const stage = new Map<Value, string>();
+  const masks: MaskStep[] = [];
+  const variants: string[] = [];
+  const r = matchMasks(softmaxInput, nodes, stage, masks, variants);
+  if (!r.ok) return r;
+  const stages = new Map<Value, 'qk' | 'softcapped' | 'masked'>();
+  for (const [val, s] of stage) if (s === 'qk' || s === 'softcapped' || s === 'masked') stages.set(val, s);
+  return matched({ ...r.value, masks, nodes, stages, variants });
+}
+
+/** The dtype of a value: its declared type, else the `to` of the Cast that makes it. */
+export function dtypeOf(v: Value | undefined): DType | undefined {
+  if (v === undefined) return undefined;
+  if (v.type?.kind === 'tensor') return v.type.dtype;
+  if (v.initializer) return v.initializer.dtype;
+  const n = v.producer;
+  if (n?.op === 'Cast') {
+    const to = n.attrs.get('to');
+    return to?.type === 'int' ? dtypeFromOnnx(Number(to.value)) : undefined;
+  }
+  if (n && ['Identity', 'Softmax', 'Dropout', 'Transpose', 'Reshape', 'Mul', 'Div', 'Add'].includes(n.op)) return dtypeOf(n.inputs[0]);
+  return undefined;
+}
+
+export { onnxOp };

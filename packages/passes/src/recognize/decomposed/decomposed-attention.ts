@@ -1,0 +1,319 @@
+// Decomposed attention as exporters write it, rooted at the Softmax:
+//   Softmax(mask(softcap(s · Q·Kᵀ))) [Cast, Dropout, fully-masked-row guard] · V
+//     -> Attention(Q, K, V, bias = the mask, scale = s, softcap)
+// Variants are tagged alternatives of one walk (see chain.ts): scale by Div/Mul or split over Q and Kᵀ,
+// additive masks, masked_fill Where(cond, scores, -inf | finfo.min | -10000), softcap Div/Tanh/Mul, Casts
+// around an fp16/fp32 softmax, Dropout, GQA by Unsqueeze/Expand/Reshape, Einsum (tf2onnx/keras2onnx).
+// Q, K, V are the 4D values already in the graph (layout bhsd); 3D bmm chains (PyTorch MultiheadAttention
+// with heads folded into the batch) lift as layout bsd with one head. The mask-computing nodes stay and feed
+// the bias; the spec stays dense (a mask kept as bias is exact).
+
+import {
+  type AttentionParams,
+  dense,
+  type Graph,
+  Node,
+  ONNX_DOMAIN,
+  Tensor,
+  tensorAttr,
+  intsAttr,
+  Value,
+} from '@attnopt/ir';
+import { type MatchResult, matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
+import { liftSite, type SiteMatch } from '../lift.js';
+import { dtypeOf, type MaskStep, matchScoreChain, onnxOp } from './chain.js';
+import { matchKvRepeat } from './kv-repeat.js';
+import { shapeOf, staticNumbers, staticScalar } from './static-values.js';
+
+export const DECOMPOSED_ATTENTION = 'decomposed-attention';
+const ALLOW_SCORES_OUTPUT = false;
+
+export interface DecomposedSite {
+  readonly site: SiteMatch;
+  /** The tagged alternatives the walk took (for notes and tests). */
+  readonly variants: readonly string[];
+}
+
+let fresh = 0;
+const freshName = (graph: Graph, base: string) => {
+  const taken = new Set([...graph.definedValues()].map((x) => x.name));
+  let name = `${base}__attnopt${fresh++}`;
+  while (taken.has(name)) name = `${base}__attnopt${fresh++}`;
+  return name;
+};
+
+/** A prelude node computing one new value. */
+function preludeNode(graph: Graph, op: string, inputs: readonly Value[], base: string, attrs: Record<string, ReturnType<typeof intsAttr>> = {}): Node {
+  return new Node({ domain: ONNX_DOMAIN, op, inputs, outputs: [new Value(freshName(graph, base))], attrs });
+}
+
+function constNode(graph: Graph, base: string, t: Tensor): Node {
+  return new Node({ op: 'Constant', outputs: [new Value(freshName(graph, base))], attrs: { value: tensorAttr(t) } });
+}
+
+/** The scores-side value of a Where guard `Where(ReduceMax(bias) == -inf, 0, p)` (rows the bias masks fully give 0). */
+function matchRowGuard(where: Node, p: Value, masks: readonly MaskStep[]): Node[] | undefined {
+  if (where.inputs[2] !== p || staticScalar(where.inputs[1]) !== 0) return undefined;
+  const eq = onnxOp(where.inputs[0], 'Equal');
+  if (!eq) return undefined;
+  for (const [r, c] of [[0, 1], [1, 0]] as const) {
+    const rmax = onnxOp(eq.inputs[r], 'ReduceMax');
+    if (!rmax || staticScalar(eq.inputs[c]) !== -Infinity) continue;
+    const axesAttr = rmax.attrs.get('axes');
+    const axes = axesAttr?.type === 'ints' ? axesAttr.value.map(Number) : [...(staticNumbers(rmax.inputs[1]) ?? [])];
+    const rank = shapeOf(rmax.inputs[0])?.length;
+    if (axes.length !== 1 || !(axes[0] === -1 || (rank !== undefined && axes[0] === rank - 1))) continue;
+    const only = masks.length === 1 ? masks[0]! : undefined;
+    if (only?.kind !== 'additive' || only.bias !== rmax.inputs[0]) continue;
+    const casts = [onnxOp(eq.inputs[c], 'CastLike', 'Cast'), onnxOp(where.inputs[1], 'CastLike', 'Cast')];
+    return [where, eq, rmax, ...casts.filter((n): n is Node => n !== undefined)];
+  }
+  return undefined;
+}
+
+export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResult<DecomposedSite> {
+  const axisAttr = softmax.attrs.get('axis');
+  const axis = axisAttr?.type === 'int' ? Number(axisAttr.value) : -1;
+  const rankIn = shapeOf(softmax.inputs[0])?.length;
+  if (axis !== -1 && !(rankIn !== undefined && axis === rankIn - 1)) return noMatch(`Softmax axis ${axis} is not the last (key) axis`);
+
+  const chain = matchScoreChain(softmax.inputs[0]!);
+  if (!chain.ok) return chain;
+  const c = chain.value;
+  const nodes: Node[] = [softmax, ...c.nodes];
+  const variants = [...c.variants];
+
+  // forward: Softmax -> [Cast | Identity | Dropout(inference) | row guard]* -> MatMul(p, V)
+  let p = softmax.outputs[0]!;
+  const softmaxValues: Value[] = [p];
+  let pv: Node | undefined;
+  for (let steps = 0; steps < 8 && pv === undefined; steps++) {
+    const uses = p.uses();
+    const order = ['MatMul', 'Einsum', 'Where', 'Dropout', 'Cast', 'Identity'];
+    const next = uses
+      .filter((u) => u.index === (u.node.op === 'Where' ? 2 : 0) && order.includes(u.node.op))
+      .sort((a, b) => order.indexOf(a.node.op) - order.indexOf(b.node.op))[0];
+    if (!next) return noMatch(`the Softmax output does not reach a MatMul with V (uses: ${uses.map((u) => u.node.op).join(', ') || 'none'})`);
+    const n = next.node;
+    if (n.op === 'MatMul' || n.op === 'Einsum') pv = n;
+    else if (n.op === 'Dropout') {
+      const training = n.inputs[2];
+      if (training !== undefined && staticScalar(training) !== 0) return noMatch(`${n.describe()} may run in training mode`);
+      variants.push('dropout');
+    } else if (n.op === 'Where') {
+      const guard = matchRowGuard(n, p, c.masks);
+      if (!guard) return noMatch(`${n.describe()} after the Softmax is not the fully-masked-row guard on the same bias`);
+      nodes.push(...guard.slice(1));
+      variants.push('row-guard');
+    }
+    nodes.push(n);
+    if (!pv) {
+      p = n.outputs[0]!;
+      softmaxValues.push(p);
+    }
+  }
+  if (!pv) return noMatch('the Softmax output does not reach a MatMul with V within 8 steps');
+  if (pv.op === 'Einsum' && !einsumIs(pv, 'pv')) return noMatch(`${pv.describe()} is not probabilities · V`);
+  if (c.qk.op === 'Einsum' && !einsumIs(c.qk, 'qk')) return noMatch(`${c.qk.describe()} is not Q · Kᵀ over the last axis`);
+  const vIn = pv.inputs[1]!;
+  const y = pv.outputs[0]!;
+
+  // Q, K, V in bhsd (4D) or bsd with one head (3D)
+  const qShape = shapeOf(c.qSide);
+  if (!qShape) return noMatch('the rank of Q is not known');
+  const prelude: Node[] = [];
+  const rank = qShape.length;
+  if (rank !== 4 && rank !== 3) return noMatch(`Q has rank ${rank}; expected 3 or 4`);
+  const headDim = qShape[rank - 1];
+  if (typeof headDim !== 'number') return noMatch('the head size of Q is not static');
+  const numHeads = rank === 4 ? qShape[1] : 1;
+  if (typeof numHeads !== 'number') return noMatch('the number of query heads is not static (dim 1 of Q)');
+
+  // K from Kᵀ: Transpose(K) swapping the last two axes, Transpose(K in bshd / sbd), or a prelude transpose
+  let k: Value;
+  const kt = c.ktSide;
+  const tr = onnxOp(kt, 'Transpose');
+  const perm = tr?.attrs.get('perm');
+  const permS = perm?.type === 'ints' ? perm.value.map(Number).join(',') : '';
+  const isEinsumQk = c.qk.op === 'Einsum';
+  if (isEinsumQk && einsumKIsBhsd(c.qk)) k = kt;
+  else if (tr && (permS === '0,1,3,2' || permS === '0,2,1')) {
+    k = tr.inputs[0]!;
+    nodes.push(tr);
+  } else if (tr && permS === '0,2,3,1') {
+    const t = preludeNode(graph, 'Transpose', [tr.inputs[0]!], 'k_bhsd', { perm: intsAttr([0, 2, 1, 3]) });
+    prelude.push(t);
+    k = t.outputs[0]!;
+    nodes.push(tr);
+    variants.push('k-bshd');
+  } else if (tr && permS === '1,2,0') {
+    const t = preludeNode(graph, 'Transpose', [tr.inputs[0]!], 'k_bsd', { perm: intsAttr([1, 0, 2]) });
+    prelude.push(t);
+    k = t.outputs[0]!;
+    nodes.push(tr);
+    variants.push('k-sbd');
+  } else {
+    const t = preludeNode(graph, 'Transpose', [kt], 'k', { perm: intsAttr(rank === 4 ? [0, 1, 3, 2] : [0, 2, 1]) });
+    prelude.push(t);
+    k = t.outputs[0]!;
+    variants.push('k-transposed-input');
+  }
+
+  // GQA: K and V repeated from kvNumHeads heads
+  let v = vIn;
+  let kvNumHeads = numHeads;
+  if (rank === 4) {
+    const kr = prelude.length === 0 ? matchKvRepeat(k) : undefined;
+    const vr = matchKvRepeat(vIn);
+    if (kr && vr && kr.kvNumHeads === vr.kvNumHeads) {
+      k = kr.source;
+      v = vr.source;
+      kvNumHeads = kr.kvNumHeads;
+      nodes.push(...kr.nodes, ...vr.nodes);
+      variants.push('gqa-expand');
+    } else if (kr || vr) return noMatch('only one of K and V is repeated over heads, or they repeat differently');
+  }
+  const kShape = shapeOf(k);
+  const vShape = shapeOf(v);
+  if (!vShape || vShape.length !== rank) return noMatch(`V does not have rank ${rank}`);
+  const vHeadDim = vShape[rank - 1];
+  if (typeof vHeadDim !== 'number') return noMatch('the head size of V is not static');
+  if (kShape && kShape.length === rank && typeof kShape[rank - 1] === 'number' && kShape[rank - 1] !== headDim) {
+    return noMatch(`K head size ${String(kShape[rank - 1])} differs from Q head size ${headDim}`);
+  }
+  if (rank === 4) {
+    const kvh = kShape?.[1];
+    if (typeof kvh === 'number' && kvh !== kvNumHeads) return noMatch(`K has ${kvh} heads, expected ${kvNumHeads}`);
+    if (typeof vShape[1] === 'number' && vShape[1] !== kvNumHeads) return noMatch(`V has ${vShape[1]} heads, expected ${kvNumHeads}`);
+    if (numHeads % kvNumHeads !== 0) return noMatch(`${numHeads} query heads are not a multiple of ${kvNumHeads} key/value heads`);
+  }
+
+  // the bias: one additive mask as is; a keep-mask alone as a boolean; several combined in the prelude
+  const bias = assembleBias(graph, c.masks, rank, prelude);
+  if (!bias.ok) return bias;
+
+  // softmax precision: the dtype the Softmax runs in, when it differs from Q's
+  const qType = dtypeOf(c.qSide);
+  const smType = dtypeOf(softmax.outputs[0]);
+  const softmaxPrecision = qType !== undefined && smType !== undefined && qType !== smType ? smType : undefined;
+  if (softmaxPrecision) variants.push('softmax-precision');
+
+  // a chain value the model also returns becomes the scores output
+  const inside = new Set(nodes);
+  const escapes = (x: Value) => graph.outputs.includes(x) || x.uses().some((u) => !inside.has(u.node));
+  const escaping = nodes.flatMap((n) => n.outputs).filter((x) => x !== y && escapes(x));
+  let scores: { value: Value; mode: 'qk' | 'softcapped' | 'masked' | 'softmax' } | undefined;
+  // (attentionNode refuses a scores output after omitted present K/V outputs, so for now the nodes that
+  // compute an escaping value stay in the graph: exact, and the Attention node computes Y only)
+  if (escaping.length === 1 && ALLOW_SCORES_OUTPUT) {
+    const x = escaping[0]!;
+    const stage = softmaxValues.includes(x) ? 'softmax' : c.stages.get(x);
+    if (stage !== undefined) scores = { value: x, mode: stage };
+  }
+
+  const params: AttentionParams = {
+    numHeads,
+    kvNumHeads,
+    headDim,
+    vHeadDim,
+    scale: c.scale,
+    softcap: c.softcap,
+    layout: rank === 4 ? 'bhsd' : 'bsd',
+    spec: dense,
+    ...(scores ? { scoresMode: scores.mode } : {}),
+    ...(softmaxPrecision ? { softmaxPrecision } : {}),
+  };
+  if (!Number.isFinite(params.scale)) return noMatch(`the scale ${params.scale} is not finite`);
+  const site: SiteMatch = {
+    params,
+    inputs: { q: c.qSide, k, v, ...(bias.value ? { bias: bias.value } : {}) },
+    output: y,
+    ...(scores ? { scores: scores.value } : {}),
+    matched: nodes,
+    prelude,
+  };
+  return matched({ site, variants });
+}
+
+/** Combines the mask steps into one Attention bias (float additive, or boolean keep-mask), adding prelude nodes. */
+function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, prelude: Node[]): MatchResult<Value | undefined> {
+  if (masks.length === 0) return matched(undefined);
+  const additive = masks.filter((m) => m.kind === 'additive').map((m) => m.bias);
+  const keeps: Value[] = [];
+  for (const m of masks) {
+    if (m.kind !== 'masked-fill') continue;
+    if (m.inverted) {
+      const not = preludeNode(graph, 'Not', [m.cond], 'keep');
+      prelude.push(not);
+      keeps.push(not.outputs[0]!);
+    } else keeps.push(m.cond);
+  }
+  let sum = additive[0];
+  for (const b of additive.slice(1)) {
+    const add = preludeNode(graph, 'Add', [sum!, b], 'bias');
+    prelude.push(add);
+    sum = add.outputs[0]!;
+  }
+  let keep = keeps[0];
+  for (const b of keeps.slice(1)) {
+    const and = preludeNode(graph, 'And', [keep!, b], 'keep');
+    prelude.push(and);
+    keep = and.outputs[0]!;
+  }
+  let bias: Value;
+  if (keep !== undefined && sum !== undefined) {
+    const dtype = dtypeOf(sum);
+    if (dtype === undefined) return noMatch('the dtype of the additive mask is not known');
+    const negInf = constNode(graph, 'neg_inf', Tensor.fromValues(dtype, [], [-Infinity]));
+    const w = preludeNode(graph, 'Where', [keep, sum, negInf.outputs[0]!], 'bias');
+    prelude.push(negInf, w);
+    bias = w.outputs[0]!;
+  } else bias = (keep ?? sum)!;
+  // 3D scores are [batch·heads, nq, nk]: a rank-3 bias gets the (single) heads axis
+  const bShape = shapeOf(bias);
+  if (rank === 3 && bShape && bShape.length === 3) {
+    const axes = constNode(graph, 'axes', Tensor.fromValues('i64', [1], [1n]));
+    const u = preludeNode(graph, 'Unsqueeze', [bias, axes.outputs[0]!], 'bias4d');
+    prelude.push(axes, u);
+    bias = u.outputs[0]!;
+  } else if (rank === 3 && !bShape) return noMatch('the rank of the mask over 3D scores is not known');
+  return matched(bias);
+}
+
+/** Einsum equations of attention: `..ik,..jk->..ij` (Q·Kᵀ) or `..ij,..jd->..id` (P·V), batch letters shared. */
+function einsumParts(n: Node): [string, string, string] | undefined {
+  const eq = n.attrs.get('equation');
+  if (eq?.type !== 'string') return undefined;
+  const m = /^([a-z]+),([a-z]+)->([a-z]+)$/.exec(eq.value.replace(/\s+/g, ''));
+  return m ? [m[1]!, m[2]!, m[3]!] : undefined;
+}
+
+function einsumIs(n: Node, kind: 'qk' | 'pv'): boolean {
+  const parts = einsumParts(n);
+  if (!parts) return false;
+  const [a, b, o] = parts;
+  if (a.length !== b.length || a.length !== o.length || a.length < 3) return false;
+  const batch = a.slice(0, -2);
+  if (b.slice(0, -2) !== batch || o.slice(0, -2) !== batch) return false;
+  const [i, x] = [a.at(-2)!, a.at(-1)!];
+  const [p, q] = [b.at(-2)!, b.at(-1)!];
+  if (kind === 'qk') return (q === x && o === batch + i + p) || (p === x && o === batch + i + q);
+  return p === x && o === batch + i + q;
+}
+
+/** Whether a Q·Kᵀ Einsum reads K as [..., S, D] (else as Kᵀ [..., D, S]). */
+function einsumKIsBhsd(n: Node): boolean {
+  const parts = einsumParts(n);
+  return parts !== undefined && parts[1].at(-1) === parts[0].at(-1);
+}
+
+export const decomposedAttention: RewriteRule<DecomposedSite> = {
+  name: DECOMPOSED_ATTENTION,
+  summary: 'Softmax(mask(softcap(s · Q·Kᵀ))) · V -> Attention(Q, K, V, bias=mask, scale=s, softcap)',
+  roots: ['Softmax'],
+  match: matchDecomposedAttention,
+  rewrite(graph, _root, m) {
+    liftSite(graph, DECOMPOSED_ATTENTION, m.site);
+  },
+};
+

@@ -1,0 +1,37 @@
+// GQA as exporters repeat K/V heads: Reshape(Expand(Unsqueeze(K, axis 2), [B, kvH, g, S, D]), [B, kvH·g, S, D])
+//   -> K with kvNumHeads = kvH (each group of g consecutive query heads reads one key/value head).
+
+import type { Node, Value } from '@attnopt/ir';
+import { onnxOp } from './chain.js';
+import { shapeOf, staticNumbers } from './static-values.js';
+
+export interface KvRepeat {
+  readonly source: Value;
+  readonly kvNumHeads: number;
+  readonly nodes: readonly Node[];
+}
+
+/** The un-repeated K (or V) behind a repeat-interleave of heads, when the shapes prove it exactly. */
+export function matchKvRepeat(v: Value): KvRepeat | undefined {
+  const reshape = onnxOp(v, 'Reshape');
+  const expand = reshape && onnxOp(reshape.inputs[0], 'Expand');
+  const unsq = expand && onnxOp(expand.inputs[0], 'Unsqueeze');
+  if (!reshape || !expand || !unsq) return undefined;
+  const axesAttr = unsq.attrs.get('axes');
+  const axes = axesAttr?.type === 'ints' ? axesAttr.value.map(Number) : [...(staticNumbers(unsq.inputs[1]) ?? [])];
+  if (axes.length !== 1 || (axes[0] !== 2 && axes[0] !== -3)) return undefined;
+  const source = unsq.inputs[0]!;
+  const src = shapeOf(source);
+  const expanded = shapeOf(expand.outputs[0]);
+  const out = shapeOf(v);
+  if (!src || !expanded || !out || src.length !== 4 || expanded.length !== 5 || out.length !== 4) return undefined;
+  const [kvH, g] = [expanded[1], expanded[2]];
+  if (typeof kvH !== 'number' || typeof g !== 'number' || src[1] !== kvH) return undefined;
+  if (out[1] !== kvH * g) return undefined;
+  // the other dims pass through unchanged
+  if (expanded[3] !== src[2] || expanded[4] !== src[3] || out[2] !== src[2] || out[3] !== src[3]) {
+    if (![expanded[3], src[2], out[2], expanded[4], src[3], out[3]].every((d) => typeof d === 'number')) return undefined;
+    return undefined;
+  }
+  return { source, kvNumHeads: kvH, nodes: [reshape, expand, unsq] };
+}
