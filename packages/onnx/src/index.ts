@@ -1,4 +1,5 @@
-// @attnopt/onnx: a lossless ONNX ModelProto codec (IR version 13 schema, unknown fields kept) and external data.
+// @attnopt/onnx: a lossless ONNX ModelProto codec (IR version 13 schema, unknown fields kept), external data,
+// and the bridge to the attnopt IR (import, lossless export).
 export { decodeModel, encodeModel } from './codec.js';
 export { decodeMessage, type DecodeOptions } from './decode.js';
 export { encodeMessage, MAX_MESSAGE_BYTES } from './encode.js';
@@ -18,3 +19,20 @@ export { readModel, writeModel, type LoadedModel, type ReadModelOptions, type Wr
 export { SCHEMA, type FieldSpec, type MessageName, type MessageSpec, type ScalarType } from './schema.js';
 export { forEachTensor, mapTensors } from './walk.js';
 export * from './types.js';
+// IR bridge
+export { importModel, type ImportOptions } from './import.js';
+export { exportModel, exportGraph, ATTNOPT_OPSET } from './export.js';
+export { importOnnx, exportOnnx } from './onnx-files.js';
+export { newOnnxModel, type NewModelOptions, type OnnxModel } from './onnx-model.js';
+export { OnnxImportError } from './import-error.js';
+export { tensorFromProto, tensorToProto, tensorOrigin } from './tensors.js';
+export { typeFromProto, typeToProto } from './value-types.js';
+export {
+  ANNOTATION,
+  graphOrigin,
+  nodeOrigin,
+  type AttributeEntry,
+  type GraphOrigin,
+  type SparseOrigin,
+  type ValueInfoEntry,
+} from './annotations.js';
