@@ -2,3 +2,12 @@
 
 export { liftSite, siteOrigin, SITE_ORIGIN, type SiteMatch, type SiteOrigin } from './recognize/lift.js';
 export { DECOMPOSED_RULES, decomposedAttention, DECOMPOSED_ATTENTION } from './recognize/decomposed/index.js';
+export {
+  FUSED_RULES,
+  onnxAttentionRule,
+  msAttentionRule,
+  multiHeadAttentionRule,
+  groupQueryAttentionRule,
+} from './recognize/fused/index.js';
+export { lowerAttentionPass, lowerAttention, cannotLower, type LowerOptions } from './lower/index.js';
+export { recognizePass, RECOGNITION_RULES } from './recognize/index.js';

@@ -1,0 +1,163 @@
+// What the fused-op rules share: reading attributes and static shapes, and building prelude nodes
+// (Split, Reshape, Cast...) whose value names derive from the fused node's name.
+
+import {
+  type Attr,
+  type DType,
+  type Graph,
+  intsAttr,
+  Node,
+  type NodeInit,
+  onnxDataType,
+  type Shape,
+  Tensor,
+  tensorAttr,
+  Value,
+} from '@attnopt/ir';
+
+export const MS_DOMAIN = 'com.microsoft';
+
+export function attrInt(node: Node, name: string): number | undefined {
+  const a = node.attrs.get(name);
+  return a?.type === 'int' ? Number(a.value) : undefined;
+}
+
+export function attrFloat(node: Node, name: string): number | undefined {
+  const a = node.attrs.get(name);
+  if (a?.type === 'float') return a.value;
+  return a?.type === 'int' ? Number(a.value) : undefined;
+}
+
+export function attrInts(node: Node, name: string): number[] | undefined {
+  const a = node.attrs.get(name);
+  return a?.type === 'ints' ? a.value.map(Number) : undefined;
+}
+
+/** The attribute names present on `node` that are not in `known`. */
+export function unknownAttrs(node: Node, known: readonly string[]): string[] {
+  return [...node.attrs.keys()].filter((k) => !known.includes(k));
+}
+
+export function shapeOf(v: Value | undefined): Shape | undefined {
+  return v?.type?.kind === 'tensor' ? v.type.shape : undefined;
+}
+
+export function dtypeOf(v: Value | undefined): DType | undefined {
+  return v?.type?.kind === 'tensor' ? v.type.dtype : undefined;
+}
+
+export function staticDim(shape: Shape | undefined, k: number): number | undefined {
+  const d = shape?.[k < 0 ? shape.length + k : k];
+  return typeof d === 'number' ? d : undefined;
+}
+
+export const present = (v: Value | undefined): v is Value => v !== undefined;
+
+/** Builds nodes whose values are named `<base>/<what>`, unique in the graph. */
+export class NodeBuilder {
+  readonly nodes: Node[] = [];
+  private readonly taken: Set<string>;
+
+  constructor(
+    graph: Graph,
+    private readonly base: string,
+  ) {
+    this.taken = new Set([...graph.definedValues()].map((v) => v.name));
+  }
+
+  fresh(what: string, type?: Value['type']): Value {
+    let name = `${this.base}/${what}`;
+    for (let k = 1; this.taken.has(name); k++) name = `${this.base}/${what}_${k}`;
+    this.taken.add(name);
+    return new Value(name, type);
+  }
+
+  /** One node with `count` fresh outputs; returns the outputs. */
+  node(init: Omit<NodeInit, 'outputs' | 'name'>, what: string, count = 1, types: (Value['type'] | undefined)[] = []): Value[] {
+    const outs = Array.from({ length: count }, (_, k) => this.fresh(count === 1 ? what : `${what}${k}`, types[k]));
+    const n = new Node({ ...init, name: outs[0]!.name, outputs: outs });
+    this.nodes.push(n);
+    return outs;
+  }
+
+  op(op: string, inputs: (Value | undefined)[], what: string, attrs: Record<string, Attr> = {}, type?: Value['type']): Value {
+    return this.node({ op, inputs, attrs }, what, 1, [type])[0]!;
+  }
+
+  constant(what: string, tensor: Tensor): Value {
+    return this.node({ op: 'Constant', attrs: { value: tensorAttr(tensor) } }, what, 1, [
+      { kind: 'tensor', dtype: tensor.dtype, shape: tensor.shape },
+    ])[0]!;
+  }
+
+  ints(what: string, values: readonly number[], scalar = false): Value {
+    return this.constant(what, Tensor.fromValues('i64', scalar ? [] : [values.length], values.map((x) => BigInt(x))));
+  }
+
+  scalar(what: string, dtype: DType, x: number): Value {
+    return this.constant(what, Tensor.fromValues(dtype, [], dtype === 'i64' ? [BigInt(x)] : [x]));
+  }
+
+  /** Split(x) along `axis` into parts of the given sizes (opset 13+: sizes as an input). */
+  split(x: Value, axis: number, sizes: readonly number[], what: string): Value[] {
+    const s = this.ints(`${what}_sizes`, sizes);
+    return this.node({ op: 'Split', inputs: [x, s], attrs: { axis: { type: 'int', value: BigInt(axis) } } }, what, sizes.length);
+  }
+
+  reshape(x: Value, shape: readonly number[], what: string): Value {
+    return this.op('Reshape', [x, this.ints(`${what}_shape`, shape)], what);
+  }
+
+  transpose(x: Value, perm: readonly number[], what: string): Value {
+    return this.op('Transpose', [x], what, { perm: intsAttr(perm) });
+  }
+
+  unsqueeze(x: Value, axes: readonly number[], what: string): Value {
+    return this.op('Unsqueeze', [x, this.ints(`${what}_axes`, axes)], what);
+  }
+
+  squeeze(x: Value, axes: readonly number[], what: string): Value {
+    return this.op('Squeeze', [x, this.ints(`${what}_axes`, axes)], what);
+  }
+
+  cast(x: Value, to: DType, what: string): Value {
+    return this.op('Cast', [x], what, { to: { type: 'int', value: BigInt(onnxDataType(to)) } });
+  }
+}
+
+
+/** A readable base for prelude value names: the node's name, else its first output's. */
+export function baseName(node: Node): string {
+  return node.name || node.outputs[0]?.name || node.op;
+}
+
+/** Outputs of `node` that something reads (a node or the graph), by slot. */
+export function liveOutputs(graph: Graph, node: Node): (Value | undefined)[] {
+  return node.outputs.map((v) =>
+    v.annotations.has('onnx.omitted') || (v.uses().length === 0 && !graph.outputs.includes(v)) ? undefined : v,
+  );
+}
+
+/**
+ * After liftSite: moves the uses (and graph-output slots, and the name) of `old` to `fresh`, then drops
+ * `node` once nothing reads it. For outputs computed by nodes placed after the Attention node.
+ */
+export function redirect(graph: Graph, old: Value, fresh: Value): void {
+  const name = old.name;
+  old.replaceAllUsesWith(fresh, graph);
+  old.name = `${name}__attnopt_replaced`;
+  fresh.name = name;
+}
+
+/** Inserts `nodes` right after `anchor`, in order. */
+export function insertAfter(graph: Graph, anchor: Node, nodes: readonly Node[]): void {
+  const at = graph.nodes.indexOf(anchor);
+  nodes.forEach((n, k) => graph.addNode(n, at + 1 + k));
+}
+
+/** Adds an output slot to a node built without it (present K/V computed by a lifted node). */
+export function appendOutput(node: Node, v: Value): void {
+  v.producer = node;
+  v.outputIndex = node.outputs.length;
+  node.outputs.push(v);
+}

@@ -1,0 +1,112 @@
+// com.microsoft GroupQueryAttention -> attnopt::Attention. Causal from the bottom right (the new tokens
+// follow the cache); local_window_size w > 0 keeps the w keys before each query and the query's own key
+// (onnxruntime gqa_attention_base.h keeps keys [pos - w, pos]); seqlens_k holds total length - 1 per batch.
+// Exact when the cache holds no padding: seqlens_k[b] + 1 = past length + S for every b (onnxruntime assumes
+// the same: it writes the new keys at position seqlens_k[b] + 1 - S), or on the first prompt (no past).
+
+import {
+  type AttentionParams,
+  causal,
+  type Graph,
+  intersect,
+  type Node,
+  slidingWindow,
+  type Value,
+} from '@attnopt/ir';
+import { matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
+import { liftSite } from '../lift.js';
+import { attrFloat, attrInt, baseName, liveOutputs, MS_DOMAIN, NodeBuilder, shapeOf, staticDim, unknownAttrs } from './common.js';
+
+const KNOWN = [
+  'num_heads',
+  'kv_num_heads',
+  'scale',
+  'softcap',
+  'local_window_size',
+  'do_rotary',
+  'rotary_interleaved',
+  'smooth_softmax',
+  'qk_output',
+];
+
+export interface GqaMatch {
+  readonly params: AttentionParams;
+  readonly outputs: (Value | undefined)[];
+}
+
+// GroupQueryAttention(q, k, v, past_k, past_v, seqlens_k, total_len) {num_heads, kv_num_heads, local_window_size}
+//   -> attnopt::Attention(q, k, v, past_k, past_v, kvLength = seqlens_k + 1) {spec = causal ∩ window(w, 0)}
+export const groupQueryAttentionRule: RewriteRule<GqaMatch> = {
+  name: 'ms-group-query-attention',
+  summary: 'com.microsoft::GroupQueryAttention(q, k, v, past, seqlens_k) -> attnopt::Attention(causal, kvLength = seqlens_k + 1)',
+  roots: [`${MS_DOMAIN}::GroupQueryAttention`],
+  match(node: Node, graph: Graph) {
+    const extra = unknownAttrs(node, KNOWN);
+    if (extra.length > 0) return noMatch(`unknown attributes ${extra.join(', ')}`);
+    if ((attrInt(node, 'do_rotary') ?? 0) !== 0) return noMatch('rotary embedding inside GroupQueryAttention is not lifted');
+    if ((attrInt(node, 'smooth_softmax') ?? 0) !== 0) return noMatch('smooth_softmax (an extra zero logit) is not expressible');
+    const [q, k, v, pastKey, pastValue, seqlens] = node.inputs;
+    const more = node.inputs.slice(7).map((x, i) => (x ? i + 7 : -1)).filter((i) => i >= 0);
+    if (more.some((i) => i !== 9 && i !== 10)) return noMatch(`inputs ${more.join(', ')} (rotary caches, head_sink...) are not lifted`);
+    if (!seqlens) return noMatch('seqlens_k is missing');
+    const outputs = liveOutputs(graph, node);
+    if (outputs[3] !== undefined) return noMatch('the output_qk output is not lifted');
+    const numHeads = attrInt(node, 'num_heads');
+    const kvNumHeads = attrInt(node, 'kv_num_heads');
+    if (numHeads === undefined || kvNumHeads === undefined) return noMatch('num_heads and kv_num_heads are required');
+    if (numHeads % kvNumHeads !== 0) return noMatch('num_heads is not a multiple of kv_num_heads');
+    const hidden = staticDim(shapeOf(q), 2);
+    if (shapeOf(q)?.length !== 3 || hidden === undefined) return noMatch('query must be 3D with a static hidden size');
+    const packed = k === undefined;
+    if (packed !== (v === undefined)) return noMatch('key and value must both be given or both be absent (packed QKV)');
+    const heads = packed ? numHeads + 2 * kvNumHeads : numHeads;
+    if (hidden % heads !== 0) return noMatch(`query hidden size ${hidden} is not a multiple of ${heads} heads`);
+    const headDim = hidden / heads;
+    if (!packed) {
+      const kh = staticDim(shapeOf(k), 2);
+      if (shapeOf(k)?.length !== 3 || kh !== kvNumHeads * headDim) return noMatch('key must be [B, S, kv_num_heads * head_size]');
+    }
+    if ((pastKey === undefined) !== (pastValue === undefined)) return noMatch('past_key and past_value must come together');
+    const w = attrInt(node, 'local_window_size') ?? -1;
+    if (w === 0) return noMatch('local_window_size 0 is read as "no window" by the CPU kernel and as 0 keys elsewhere');
+    const align = pastKey ? 'past' : 'top-left';
+    const scaleAttr = attrFloat(node, 'scale') ?? 0;
+    const params: AttentionParams = {
+      numHeads,
+      kvNumHeads,
+      headDim,
+      vHeadDim: headDim,
+      scale: scaleAttr === 0 ? 1 / Math.sqrt(headDim) : scaleAttr,
+      softcap: attrFloat(node, 'softcap') ?? 0,
+      layout: packed ? 'packed-qkv' : 'bsd',
+      spec: w > 0 ? intersect(causal(align), slidingWindow(w, 0, align)) : causal(align),
+    };
+    return matched({ params, outputs });
+  },
+  rewrite(graph, node, m) {
+    const [q, k, v, pastKey, pastValue, seqlens] = node.inputs;
+    const bias = node.inputs[10];
+    const b = new NodeBuilder(graph, baseName(node));
+    const len64 = b.cast(seqlens!, 'i64', 'seqlens_i64');
+    const kvLength = b.op('Add', [len64, b.scalar('one', 'i64', 1)], 'kv_length', {}, { kind: 'tensor', dtype: 'i64', shape: shapeOf(seqlens) ?? ['?'] });
+    const outs = node.outputs;
+    const last = m.outputs.reduce((acc, o, i) => (o !== undefined ? i : acc), 0);
+    liftSite(graph, 'ms-group-query-attention', {
+      params: m.params,
+      inputs: {
+        q: q!,
+        ...(k ? { k } : {}),
+        ...(v ? { v } : {}),
+        ...(bias ? { bias } : {}),
+        ...(pastKey ? { pastKey } : {}),
+        ...(pastValue ? { pastValue } : {}),
+        kvLength,
+      },
+      output: outs[0]!,
+      ...(last >= 1 ? { presentKey: outs[1]! } : {}),
+      ...(last >= 2 ? { presentValue: outs[2]! } : {}),
+      matched: [node],
+      prelude: b.nodes,
+    });
+  },
+};

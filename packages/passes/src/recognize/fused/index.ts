@@ -1,0 +1,17 @@
+// Fused attention ops lifted into attnopt::Attention, one rule per op.
+
+import { rule, type RewriteRule } from '@attnopt/rewrite';
+import { groupQueryAttentionRule } from './group-query-attention.js';
+import { msAttentionRule } from './ms-attention.js';
+import { multiHeadAttentionRule } from './multi-head-attention.js';
+import { onnxAttentionRule } from './onnx-attention.js';
+
+export { groupQueryAttentionRule, msAttentionRule, multiHeadAttentionRule, onnxAttentionRule };
+
+/** ONNX Attention (opset 23/24), com.microsoft Attention, MultiHeadAttention and GroupQueryAttention. */
+export const FUSED_RULES: readonly RewriteRule[] = [
+  rule(onnxAttentionRule),
+  rule(msAttentionRule),
+  rule(multiHeadAttentionRule),
+  rule(groupQueryAttentionRule),
+];

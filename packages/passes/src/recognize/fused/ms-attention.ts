@@ -1,0 +1,143 @@
+// com.microsoft Attention (BERT/GPT-2 style, input projection inside) -> prelude MatMul(X, W) + Add(bias) +
+// Split into Q, K, V (bsd) + attnopt::Attention. unidirectional -> causal from the bottom right (after the
+// past); mask_index [B, T] or [B, S, T] of 1/0 -> the additive bias onnxruntime builds (mask_filter_value
+// where 0); mask_index [B] (key lengths, right padding) -> kvLength; past [2, B, N, P, H] -> Split + Squeeze,
+// present [2, B, N, P + S, H] -> Unsqueeze + Concat after the Attention node.
+
+import { type AttentionParams, causal, dense, type Graph, type Node, Value } from '@attnopt/ir';
+import { matched, noMatch, removeDead, type RewriteRule } from '@attnopt/rewrite';
+import { liftSite } from '../lift.js';
+import {
+  appendOutput,
+  attrFloat,
+  attrInt,
+  attrInts,
+  baseName,
+  dtypeOf,
+  insertAfter,
+  liveOutputs,
+  MS_DOMAIN,
+  NodeBuilder,
+  redirect,
+  shapeOf,
+  staticDim,
+  unknownAttrs,
+} from './common.js';
+import { paddingBias } from './padding-mask.js';
+
+const KNOWN = ['num_heads', 'unidirectional', 'scale', 'mask_filter_value', 'qkv_hidden_sizes', 'do_rotary', 'past_present_share_buffer', 'rotary_embedding_dim'];
+
+export interface MsAttentionMatch {
+  readonly params: AttentionParams;
+  readonly sizes: readonly [number, number, number];
+  readonly mask?: 'lengths' | 2 | 3;
+  readonly present: boolean;
+}
+
+// Attention(X, W, b, mask_index, past, attention_bias) {num_heads, unidirectional}
+//   -> Split(X W + b) = Q, K, V; attnopt::Attention(Q, K, V, bias = attention_bias + pad(mask), past)
+export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
+  name: 'ms-attention',
+  summary: 'com.microsoft::Attention(X, W, b, mask, past) -> Split(X W + b) + attnopt::Attention',
+  roots: [`${MS_DOMAIN}::Attention`],
+  match(node: Node, graph: Graph) {
+    const extra = unknownAttrs(node, KNOWN);
+    if (extra.length > 0) return noMatch(`unknown attributes ${extra.join(', ')}`);
+    if ((attrInt(node, 'do_rotary') ?? 0) !== 0) return noMatch('rotary embedding inside Attention is not lifted');
+    if ((attrInt(node, 'past_present_share_buffer') ?? 0) !== 0) return noMatch('past_present_share_buffer is not lifted');
+    const [x, w, bias, mask, past] = node.inputs;
+    if (node.inputs[6]) return noMatch('past_sequence_length is not lifted');
+    const N = attrInt(node, 'num_heads');
+    if (N === undefined) return noMatch('num_heads is required');
+    const ws = shapeOf(w);
+    const total = staticDim(ws, 1);
+    if (ws?.length !== 2 || total === undefined) return noMatch('weights must be 2D with a static output size');
+    const hs = attrInts(node, 'qkv_hidden_sizes');
+    const sizes: [number, number, number] = hs ? [hs[0]!, hs[1]!, hs[2]!] : [total / 3, total / 3, total / 3];
+    if (sizes[0] + sizes[1] + sizes[2] !== total) return noMatch('qkv_hidden_sizes do not add up to the weights');
+    if (sizes[0] !== sizes[1]) return noMatch('Q and K hidden sizes differ');
+    if (sizes.some((s) => !Number.isInteger(s) || s % N !== 0)) return noMatch('hidden sizes are not multiples of num_heads');
+    const xr = shapeOf(x)?.length;
+    if (xr !== undefined && xr !== 3) return noMatch('input must be 3D [B, S, In]');
+    if (!bias) return noMatch('the bias input is required');
+    const dtype = dtypeOf(x) ?? dtypeOf(w);
+    if (dtype !== 'f32' && dtype !== 'f16') return noMatch('only f32/f16 inputs are lifted');
+    let maskKind: MsAttentionMatch['mask'];
+    if (mask) {
+      const r = shapeOf(mask)?.length;
+      const s0 = shapeOf(mask)?.[0];
+      const xb = shapeOf(x)?.[0];
+      if (r === 1 && (s0 === xb || s0 === 'batch' || typeof s0 !== 'number')) maskKind = 'lengths';
+      else if (r === 2) maskKind = 2;
+      else if (r === 3) maskKind = 3;
+      else return noMatch(`mask_index of rank ${r ?? 'unknown'} (start/end positions, 4D) is not lifted`);
+      if (r === 1 && typeof s0 === 'number' && typeof xb === 'number' && s0 !== xb) return noMatch('1D mask_index with start positions is not lifted');
+    }
+    if (maskKind === 'lengths' && past) return noMatch('1D mask_index together with past is not lifted');
+    const outputs = liveOutputs(graph, node);
+    if (past && shapeOf(past)?.length !== 5) return noMatch('past must be [2, B, N, P, H]');
+    if (outputs[1] !== undefined && sizes[1] !== sizes[2]) return noMatch('present with different K and V head sizes');
+    const headDim = sizes[0] / N;
+    const scaleAttr = attrFloat(node, 'scale') ?? 0;
+    const params: AttentionParams = {
+      numHeads: N,
+      kvNumHeads: N,
+      headDim,
+      vHeadDim: sizes[2] / N,
+      scale: scaleAttr === 0 ? 1 / Math.sqrt(headDim) : scaleAttr,
+      softcap: 0,
+      layout: 'bsd',
+      spec: (attrInt(node, 'unidirectional') ?? 0) !== 0 ? causal('bottom-right') : dense,
+    };
+    return matched({ params, sizes, present: outputs[1] !== undefined, ...(maskKind !== undefined ? { mask: maskKind } : {}) });
+  },
+  rewrite(graph, node, m) {
+    const [x, w, projBias, mask, past, attnBias] = node.inputs;
+    const b = new NodeBuilder(graph, baseName(node));
+    const dtype = (dtypeOf(x) ?? dtypeOf(w)) === 'f16' ? 'f16' : 'f32';
+    const proj = b.op('Add', [b.op('MatMul', [x, w], 'qkv_matmul'), projBias], 'qkv');
+    const [q, k, v] = b.split(proj, 2, m.sizes, 'qkv_split');
+    let pastKey: Value | undefined;
+    let pastValue: Value | undefined;
+    if (past) {
+      const [pk, pv] = b.split(past, 0, [1, 1], 'past');
+      pastKey = b.squeeze(pk!, [0], 'past_key');
+      pastValue = b.squeeze(pv!, [0], 'past_value');
+    }
+    let bias: Value | undefined = attnBias;
+    let kvLength: Value | undefined;
+    if (m.mask === 'lengths') {
+      kvLength = b.cast(mask!, 'i64', 'kv_length');
+    } else if (m.mask !== undefined) {
+      const pad = paddingBias(b, mask!, m.mask, attrFloat(node, 'mask_filter_value') ?? -10000, dtype);
+      bias = bias ? b.op('Add', [bias, pad], 'attention_bias_padded') : pad;
+    }
+    const attention = liftSite(graph, 'ms-attention', {
+      params: m.params,
+      inputs: {
+        q: q!,
+        k: k!,
+        v: v!,
+        ...(bias ? { bias } : {}),
+        ...(pastKey ? { pastKey, pastValue: pastValue! } : {}),
+        ...(kvLength ? { kvLength } : {}),
+      },
+      output: node.outputs[0]!,
+      matched: [node],
+      prelude: b.nodes,
+    });
+    if (m.present) {
+      const post = new NodeBuilder(graph, baseName(node));
+      const pk = post.fresh('present_key');
+      const pv = post.fresh('present_value');
+      appendOutput(attention, pk);
+      appendOutput(attention, pv);
+      const stacked = post.op('Concat', [post.unsqueeze(pk, [0], 'present_key_2'), post.unsqueeze(pv, [0], 'present_value_2')], 'present', {
+        axis: { type: 'int', value: 0n },
+      }, node.outputs[1]!.type);
+      insertAfter(graph, attention, post.nodes);
+      redirect(graph, node.outputs[1]!, stacked);
+      removeDead(graph, [node]);
+    }
+  },
+};

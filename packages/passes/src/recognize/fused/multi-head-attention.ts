@@ -1,0 +1,144 @@
+// com.microsoft MultiHeadAttention -> attnopt::Attention (layout bsd). Packed KV [B, L, N, 2, H], packed QKV
+// [B, S, N, 3, H] and BNSH key/value are rearranged to BSD by prelude Split/Reshape/Transpose nodes; the
+// projection bias [D + D + Dv] becomes prelude Adds; key_padding_mask [B, T] or [B, S, T] becomes the
+// additive bias onnxruntime builds (mask_filter_value where 0), added to attention_bias.
+
+import { type AttentionParams, causal, dense, type Graph, type Node, type Value } from '@attnopt/ir';
+import { matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
+import { liftSite } from '../lift.js';
+import { attrFloat, attrInt, baseName, dtypeOf, liveOutputs, MS_DOMAIN, NodeBuilder, shapeOf, staticDim, unknownAttrs } from './common.js';
+import { paddingBias } from './padding-mask.js';
+
+const KNOWN = ['num_heads', 'scale', 'mask_filter_value', 'unidirectional'];
+
+type Form = 'separate' | 'bnsh-kv' | 'packed-kv' | 'packed-qkv';
+
+export interface MhaMatch {
+  readonly params: AttentionParams;
+  readonly form: Form;
+  readonly outputs: (Value | undefined)[];
+  readonly maskRank?: 2 | 3;
+}
+
+// MultiHeadAttention(q, k, v, bias, key_padding_mask, attention_bias, past_k, past_v) {num_heads, unidirectional}
+//   -> attnopt::Attention(q + bq, k + bk, v + bv, bias = attention_bias + pad(mask), past) {spec = causal?}
+export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
+  name: 'ms-multi-head-attention',
+  summary: 'com.microsoft::MultiHeadAttention(q, k, v, bias, mask, attn_bias, past) -> prelude + attnopt::Attention',
+  roots: [`${MS_DOMAIN}::MultiHeadAttention`],
+  match(node: Node, graph: Graph) {
+    const extra = unknownAttrs(node, KNOWN);
+    if (extra.length > 0) return noMatch(`unknown attributes ${extra.join(', ')}`);
+    const [q, k, v, bias, mask, , pastKey, pastValue] = node.inputs;
+    if (node.inputs.slice(8).some((x) => x !== undefined)) return noMatch('past_sequence_length / cache_indirection (beam search) are not lifted');
+    const outputs = liveOutputs(graph, node);
+    if (outputs[3] !== undefined) return noMatch('the qk output is not lifted');
+    const N = attrInt(node, 'num_heads');
+    if (N === undefined) return noMatch('num_heads is required');
+    const qs = shapeOf(q);
+    const ks = shapeOf(k);
+    let form: Form;
+    let headDim: number | undefined;
+    let vHeadDim: number | undefined;
+    if (qs?.length === 5) {
+      if (k || v) return noMatch('packed QKV query comes without key and value');
+      if (staticDim(qs, 2) !== N || staticDim(qs, 3) !== 3) return noMatch('packed QKV must be [B, S, num_heads, 3, H]');
+      form = 'packed-qkv';
+      headDim = vHeadDim = staticDim(qs, 4);
+    } else if (qs?.length === 3) {
+      const hidden = staticDim(qs, 2);
+      if (hidden === undefined || hidden % N !== 0) return noMatch('query hidden size must be static and a multiple of num_heads');
+      headDim = hidden / N;
+      if (ks?.length === 5) {
+        if (v) return noMatch('packed KV key comes without value');
+        if (staticDim(ks, 2) !== N || staticDim(ks, 3) !== 2 || staticDim(ks, 4) !== headDim) return noMatch('packed KV must be [B, L, num_heads, 2, H]');
+        form = 'packed-kv';
+        vHeadDim = headDim;
+      } else if (ks?.length === 4) {
+        const vs = shapeOf(v);
+        if (staticDim(ks, 1) !== N || staticDim(ks, 3) !== headDim || vs?.length !== 4) return noMatch('BNSH key/value must be [B, num_heads, L, H]');
+        if (pastKey) return noMatch('BNSH key/value with past is not lifted');
+        form = 'bnsh-kv';
+        vHeadDim = staticDim(vs, 3);
+      } else if (ks?.length === 3) {
+        form = 'separate';
+        const vh = staticDim(shapeOf(v), 2);
+        if (staticDim(ks, 2) !== hidden || vh === undefined || vh % N !== 0) return noMatch('key/value must be [B, L, D] with static D');
+        vHeadDim = vh / N;
+      } else {
+        return noMatch('key has no known rank 3, 4 or 5 shape');
+      }
+    } else {
+      return noMatch('query has no known rank 3 or 5 shape');
+    }
+    if (headDim === undefined || vHeadDim === undefined) return noMatch('head sizes must be static');
+    if (bias && form !== 'separate') return noMatch(`the projection bias with ${form} inputs is not lifted`);
+    let maskRank: 2 | 3 | undefined;
+    if (mask) {
+      const r = shapeOf(mask)?.length;
+      if (r !== 2 && r !== 3) return noMatch('key_padding_mask of rank other than 2 or 3 (lengths, cu_seqlens) is not lifted');
+      maskRank = r;
+    }
+    if ((pastKey === undefined) !== (pastValue === undefined)) return noMatch('past_key and past_value must come together');
+    if (dtypeOf(q) !== 'f32' && dtypeOf(q) !== 'f16') return noMatch('only f32/f16 inputs are lifted');
+    const scaleAttr = attrFloat(node, 'scale') ?? 0;
+    const params: AttentionParams = {
+      numHeads: N,
+      kvNumHeads: N,
+      headDim,
+      vHeadDim,
+      scale: scaleAttr === 0 ? 1 / Math.sqrt(headDim) : scaleAttr,
+      softcap: 0,
+      layout: 'bsd',
+      spec: (attrInt(node, 'unidirectional') ?? 0) !== 0 ? causal('bottom-right') : dense,
+    };
+    return matched({ params, form, outputs, ...(maskRank !== undefined ? { maskRank } : {}) });
+  },
+  rewrite(graph, node, m) {
+    let [q, k, v] = node.inputs;
+    const [, , , projBias, mask, attnBias, pastKey, pastValue] = node.inputs;
+    const b = new NodeBuilder(graph, baseName(node));
+    const { numHeads: N, headDim: H, vHeadDim: Hv } = m.params;
+    const toBsd = (x: Value, what: string) => b.reshape(b.squeeze(x, [3], `${what}_squeeze`), [0, 0, N * H], what);
+    if (m.form === 'packed-qkv') {
+      const [pq, pk, pv] = b.split(q!, 3, [1, 1, 1], 'qkv');
+      [q, k, v] = [toBsd(pq!, 'q'), toBsd(pk!, 'k'), toBsd(pv!, 'v')];
+    } else if (m.form === 'packed-kv') {
+      const [pk, pv] = b.split(k!, 3, [1, 1], 'kv');
+      [k, v] = [toBsd(pk!, 'k'), toBsd(pv!, 'v')];
+    } else if (m.form === 'bnsh-kv') {
+      k = b.reshape(b.transpose(k!, [0, 2, 1, 3], 'k_bsnh'), [0, 0, N * H], 'k');
+      v = b.reshape(b.transpose(v!, [0, 2, 1, 3], 'v_bsnh'), [0, 0, N * Hv], 'v');
+    }
+    if (projBias) {
+      const [bq, bk, bv] = b.split(projBias, 0, [N * H, N * H, N * Hv], 'bias');
+      q = b.op('Add', [q, bq], 'q_biased');
+      k = b.op('Add', [k, bk], 'k_biased');
+      v = b.op('Add', [v, bv], 'v_biased');
+    }
+    let bias: Value | undefined = attnBias;
+    if (mask) {
+      const filter = attrFloat(node, 'mask_filter_value') ?? -10000;
+      const pad = paddingBias(b, mask, m.maskRank!, filter, dtypeOf(node.inputs[0]) === 'f16' ? 'f16' : 'f32');
+      bias = bias ? b.op('Add', [bias, pad], 'attention_bias_padded') : pad;
+    }
+    const outs = node.outputs;
+    const last = m.outputs.reduce((acc, o, i) => (o !== undefined ? i : acc), 0);
+    liftSite(graph, 'ms-multi-head-attention', {
+      params: m.params,
+      inputs: {
+        q: q!,
+        k: k!,
+        v: v!,
+        ...(bias ? { bias } : {}),
+        ...(pastKey ? { pastKey } : {}),
+        ...(pastValue ? { pastValue } : {}),
+      },
+      output: outs[0]!,
+      ...(last >= 1 ? { presentKey: outs[1]! } : {}),
+      ...(last >= 2 ? { presentValue: outs[2]! } : {}),
+      matched: [node],
+      prelude: b.nodes,
+    });
+  },
+};
