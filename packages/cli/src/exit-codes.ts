@@ -1,0 +1,23 @@
+// The exit codes of the attnopt command, as the README documents them.
+
+export const ExitCode = {
+  /** Success. */
+  ok: 0,
+  /** Usage error: unknown command or option, missing argument. */
+  usage: 1,
+  /** Bad input: a missing, unreadable, truncated or invalid model or input file. */
+  badInput: 2,
+  /** Verification failed: the optimized model's error exceeds what it certified. */
+  verificationFailed: 3,
+} as const;
+
+/** An error that ends the command with a given exit code; its message names the file, node and problem. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}

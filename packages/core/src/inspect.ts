@@ -1,0 +1,50 @@
+// inspect: every attention site of a model, as `attnopt inspect` prints it and other tools read it.
+
+import { AttentionInput, attentionParams, type Graph, isAttention, type Node, printSpec } from '@attnopt/ir';
+import { siteOrigin } from '@attnopt/passes';
+import type { AttnoptModel } from './model.js';
+import { recognize } from './recognize.js';
+
+export interface InspectSite {
+  /** `site<k>`, numbered in graph order (subgraphs after the node that holds them). */
+  readonly id: string;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly scale: number;
+  /** The spec in IR text form: which keys each query sees (a bias input, if any, masks further). */
+  readonly mask: string;
+  /** The ONNX nodes the site was lifted from. */
+  readonly onnxNodes: readonly string[];
+  /** The value feeding the site's additive bias or boolean mask (kept as the model computes it), or null. */
+  readonly bias: string | null;
+}
+
+export interface InspectReport {
+  readonly model: string;
+  readonly sites: readonly InspectSite[];
+}
+
+/** The Attention nodes of a graph and its subgraphs, in order. */
+export function attentionSites(graph: Graph): Node[] {
+  return [...graph.allNodes()].filter(isAttention);
+}
+
+/** Recognizes the attention sites of `model` (mutating its graph) and describes each. */
+export function inspectModel(model: AttnoptModel): InspectReport {
+  recognize(model.graph);
+  const sites = attentionSites(model.graph).map((node, k): InspectSite => {
+    const p = attentionParams(node);
+    return {
+      id: `site${k}`,
+      heads: p.numHeads,
+      kvHeads: p.kvNumHeads,
+      headDim: p.headDim,
+      scale: p.scale,
+      mask: printSpec(p.spec),
+      onnxNodes: siteOrigin(node)?.onnxNodes ?? [node.name || node.describe()],
+      bias: node.inputs[AttentionInput.bias]?.name ?? null,
+    };
+  });
+  return { model: model.file ?? '<bytes>', sites };
+}
