@@ -137,7 +137,11 @@ export class Node {
 export class Graph {
   readonly inputs: Value[] = [];
   readonly outputs: Value[] = [];
-  /** Constant values (weights); in IR versions below 4 ONNX also lists these among the inputs. */
+  /**
+   * Constant values (weights). A graph input that has a default (ONNX lists initializers among the
+   * inputs below IR version 4, and allows it later) is one Value in `inputs` whose `initializer` is set;
+   * it is not repeated here, so every value is defined once.
+   */
   readonly initializers: Value[] = [];
   readonly nodes: Node[] = [];
   /** Free-form facts attached by bridges and passes (never printed). */
