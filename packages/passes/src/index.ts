@@ -11,3 +11,16 @@ export {
 } from './recognize/fused/index.js';
 export { lowerAttentionPass, lowerAttention, cannotLower, type LowerOptions } from './lower/index.js';
 export { recognizePass, RECOGNITION_RULES } from './recognize/index.js';
+export {
+  analyzeMaskPass,
+  combineSpecs,
+  siteDims,
+  ANALYZE_MASK,
+  proveMaskSpec,
+  formulaToSpec,
+  MASKED_AT_OR_BELOW,
+  type MaskProof,
+  type SiteDims,
+  type Formula,
+  type Sym,
+} from './analyze/index.js';

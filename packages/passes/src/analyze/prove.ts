@@ -1,0 +1,303 @@
+// From a symbolic keep-predicate to a spec of the mask algebra, for every length:
+//   j - i <= 0                          -> causal(top-left)
+//   j - i <= S_k - S_q                  -> causal(bottom-right)
+//   -l <= j - i <= r                    -> window(l, r)
+//   j <= c - 1  ∨  band                 -> union(sinks(c), band)
+// Each step is an identity of predicates over integers, so the spec keeps exactly the pairs the bias keeps;
+// a numeric cross-check at two lengths guards the translation itself.
+
+import {
+  type Align,
+  causal,
+  difference,
+  intersect,
+  keeps,
+  type MaskSpec,
+  printSpec,
+  sinks,
+  slidingWindow,
+  union,
+  type Value,
+} from '@attnopt/ir';
+import {
+  asFormula,
+  type AV,
+  type EvalContext,
+  evaluate,
+  type Formula,
+  isMaskedFill,
+  newContext,
+  type Sym,
+
+  symConst,
+  symEq,
+  symEval,
+  symIsConst,
+  symSub,
+  symToString,
+} from './symbolic.js';
+
+/** The query and key lengths of the site, symbolic where the model is. */
+export interface SiteDims {
+  readonly nq?: Sym;
+  readonly nk?: Sym;
+}
+
+export interface MaskProof {
+  /** The proven structural part; undefined when nothing could be proven. */
+  readonly spec: MaskSpec | undefined;
+  /** True when the bias is fully explained by `spec` (0 where kept, masked elsewhere): dropping it is exact. */
+  readonly exact: boolean;
+  /** The data-dependent part that must stay as the bias (a keep-mask when `residualIsBool`). */
+  readonly residual: Value | undefined;
+  readonly notes: readonly string[];
+  /** Nodes read by the analysis. */
+  readonly visited: ReadonlySet<import('@attnopt/ir').Node>;
+}
+
+class NotProven extends Error {}
+const stop = (why: string): never => {
+  throw new NotProven(why);
+};
+
+/** Negation pushed to the atoms: ¬(e >= 0) <=> -e - 1 >= 0 over the integers. */
+function nnf(f: Formula, neg = false): Formula {
+  switch (f.op) {
+    case 'const':
+      return { op: 'const', v: f.v !== neg };
+    case 'lin':
+      return neg ? { op: 'lin', ci: -f.ci, cj: -f.cj, c: symSub(symConst(-1), f.c) } : f;
+    case 'not':
+      return nnf(f.x, !neg);
+    case 'data':
+      return neg ? stop(`a negated data-dependent mask (${f.value.name})`) : f;
+    case 'and':
+    case 'or': {
+      const op = (f.op === 'and') !== neg ? 'and' : 'or';
+      return { op, parts: f.parts.map((p) => nnf(p, neg)) };
+    }
+  }
+}
+
+function conjuncts(f: Formula): Formula[] {
+  return f.op === 'and' ? f.parts.flatMap(conjuncts) : [f];
+}
+
+interface Bounds {
+  lo?: Sym; // j - i >= lo
+  hi?: Sym; // j - i <= hi
+  jHi?: Sym; // j <= jHi
+}
+
+function tighter(a: Sym | undefined, b: Sym, max: boolean): Sym {
+  if (!a) return b;
+  const d = symSub(a, b);
+  if (!symIsConst(d)) return stop(`bounds ${symToString(a)} and ${symToString(b)} cannot be ordered for every length`);
+  return (d.c > 0) === max ? a : b;
+}
+
+function alignOf(off: Sym, dims: SiteDims): Align {
+  if (symEq(off, symConst(0))) return 'top-left';
+  if (dims.nq && dims.nk && symEq(off, symSub(dims.nk, dims.nq))) return 'bottom-right';
+  return stop(`the band's offset ${symToString(off)} is neither 0 nor S_k - S_q`);
+}
+
+/** Splits an offset into its constant part and a symbolic alignment. */
+function splitOffset(x: Sym, dims: SiteDims): { k: number; align: Align } {
+  const sym = { c: 0, t: x.t };
+  return { k: x.c, align: alignOf(sym, dims) };
+}
+
+function boundsSpec(b: Bounds, dims: SiteDims): MaskSpec {
+  const parts: MaskSpec[] = [];
+  if (b.hi && b.lo) {
+    const h = splitOffset(b.hi, dims);
+    const l = splitOffset(b.lo, dims);
+    if (h.align !== l.align) stop('the band\'s two edges have different alignments');
+    parts.push(h.k < l.k ? { kind: 'empty' } : slidingWindow(-l.k, h.k, h.align));
+  } else if (b.hi) {
+    const h = splitOffset(b.hi, dims);
+    if (h.k === 0) parts.push(causal(h.align));
+    else if (h.k > 0) parts.push(union(causal(h.align), slidingWindow(0, h.k, h.align)));
+    else parts.push(difference(causal(h.align), slidingWindow(-h.k - 1, 0, h.align)));
+  } else if (b.lo) {
+    stop('a band open to the right (j - i >= lo only) is not expressed in the spec algebra');
+  }
+  if (b.jHi) {
+    if (!symIsConst(b.jHi)) stop(`key bound j <= ${symToString(b.jHi)} depends on the length`);
+    parts.push(sinks(Math.max(0, b.jHi.c + 1)));
+  }
+  if (parts.length === 0) return { kind: 'dense' };
+  return parts.length === 1 ? parts[0]! : intersect(...parts);
+}
+
+/** A structural (data-free) formula in NNF as a spec. */
+export function formulaToSpec(f: Formula, dims: SiteDims): MaskSpec {
+  switch (f.op) {
+    case 'const':
+      return f.v ? { kind: 'dense' } : { kind: 'empty' };
+    case 'or': {
+      const parts = f.parts.map((p) => formulaToSpec(p, dims));
+      if (parts.some((p) => p.kind === 'dense')) return { kind: 'dense' };
+      const kept = parts.filter((p) => p.kind !== 'empty');
+      return kept.length === 0 ? { kind: 'empty' } : kept.length === 1 ? kept[0]! : union(...kept);
+    }
+    case 'lin':
+    case 'and': {
+      const b: Bounds = {};
+      const others: MaskSpec[] = [];
+      for (const p of conjuncts(f)) {
+        if (p.op === 'const') {
+          if (!p.v) return { kind: 'empty' };
+          continue;
+        }
+        if (p.op !== 'lin') {
+          others.push(formulaToSpec(p, dims));
+          continue;
+        }
+        const { ci, cj, c } = p;
+        if (ci === -cj && cj > 0 && (cj === 1 || symIsConst(c))) {
+          // cj (j - i) + c >= 0  <=>  j - i >= ceil(-c / cj)
+          b.lo = tighter(b.lo, cj === 1 ? symSub(symConst(0), c) : symConst(Math.ceil(-c.c / cj)), true);
+        } else if (ci === -cj && ci > 0 && (ci === 1 || symIsConst(c))) {
+          // ci (i - j) + c >= 0  <=>  j - i <= floor(c / ci)
+          b.hi = tighter(b.hi, ci === 1 ? c : symConst(Math.floor(c.c / ci)), false);
+        } else if (ci === 0 && cj < 0 && (cj === -1 || symIsConst(c))) {
+          b.jHi = tighter(b.jHi, cj === -1 ? c : symConst(Math.floor(c.c / -cj)), false);
+        } else if (ci === 0 && cj === 0) {
+          if (!symIsConst(c)) stop(`a condition ${symToString(c)} >= 0 on the lengths alone`);
+          if (c.c < 0) return { kind: 'empty' };
+        } else {
+          stop(`the index condition ${ci}·i + ${cj}·j + ${symToString(c)} >= 0 is not a band, causal or sink bound`);
+        }
+      }
+      const base = boundsSpec(b, dims);
+      const all = [...(base.kind === 'dense' ? [] : [base]), ...others];
+      return all.length === 0 ? { kind: 'dense' } : all.length === 1 ? all[0]! : intersect(...all);
+    }
+    default:
+      return stop(`unexpected ${f.op} in a structural mask`);
+  }
+}
+
+function evalFormula(f: Formula, i: number, j: number, env: Record<string, number>): boolean {
+  switch (f.op) {
+    case 'const':
+      return f.v;
+    case 'lin': {
+      const c = symEval(f.c, env);
+      if (c === undefined) throw new NotProven('unbound symbol');
+      return f.ci * i + f.cj * j + c >= 0;
+    }
+    case 'and':
+      return f.parts.every((p) => evalFormula(p, i, j, env));
+    case 'or':
+      return f.parts.some((p) => evalFormula(p, i, j, env));
+    case 'not':
+      return !evalFormula(f.x, i, j, env);
+    case 'data':
+      throw new NotProven('data');
+  }
+}
+
+function symbolsOf(f: Formula, out = new Set<string>()): Set<string> {
+  if (f.op === 'lin') Object.keys(f.c.t).forEach((k) => out.add(k));
+  if (f.op === 'and' || f.op === 'or') f.parts.forEach((p) => symbolsOf(p, out));
+  if (f.op === 'not') symbolsOf(f.x, out);
+  return out;
+}
+
+/** Checks spec against the formula at two assignments of the symbols (a guard on the translation). */
+function crossCheck(f: Formula, spec: MaskSpec, dims: SiteDims): void {
+  const names = new Set(symbolsOf(f));
+  if (dims.nq) Object.keys(dims.nq.t).forEach((k) => names.add(k));
+  if (dims.nk) Object.keys(dims.nk.t).forEach((k) => names.add(k));
+  for (const n of [5, 11]) {
+    const env: Record<string, number> = {};
+    let k = 0;
+    for (const s of names) env[s] = n + 2 * k++;
+    const nq = (dims.nq && symEval(dims.nq, env)) ?? n;
+    const nk = (dims.nk && symEval(dims.nk, env)) ?? n;
+    if (nq > 512 || nk > 512) continue;
+    for (let i = 0; i < nq; i++) {
+      for (let j = 0; j < nk; j++) {
+        let want: boolean;
+        try {
+          want = evalFormula(f, i, j, env);
+        } catch {
+          return;
+        }
+        if (want !== keeps(spec, i, j, { nq, nk })) stop(`internal: ${printSpec(spec)} disagrees with the mask at (${i}, ${j}) for ${nq} x ${nk}`);
+      }
+    }
+  }
+}
+
+/** Splits a keep-formula into its structural conjuncts and at most one data-dependent keep-mask. */
+function splitData(f: Formula): { structural: Formula; data?: Value; reason?: string } {
+  const cs = conjuncts(f);
+  const data = cs.filter((c): c is Formula & { op: 'data' } => c.op === 'data');
+  if (data.length > 1) stop('more than one data-dependent mask');
+  const rest = cs.filter((c) => c.op !== 'data');
+  const structural: Formula = rest.length === 0 ? { op: 'const', v: true } : rest.length === 1 ? rest[0]! : { op: 'and', parts: rest };
+  return { structural, ...(data[0] ? { data: data[0].value, reason: data[0].reason } : {}) };
+}
+
+/** Reads an evaluated bias as keep-formula + residual data value. */
+function readBias(av: AV, ctx: EvalContext): { keep: Formula; data?: Value; reason?: string } {
+  switch (av.kind) {
+    case 'fail':
+      return stop(av.reason);
+    case 'opaque':
+      return stop(av.reason);
+    case 'pred': {
+      const s = splitData(nnf(av.f));
+      return { keep: s.structural, ...(s.data ? { data: s.data, reason: s.reason! } : {}) };
+    }
+    case 'table': {
+      if (av.t.bool) return { keep: asFormula(av, ctx) };
+      const fills = [...new Set(av.t.data)].filter((x) => x !== 0);
+      if (!fills.every(isMaskedFill)) stop(`constant bias ${av.t.name} holds values other than 0 and a masking fill (it is a bias, not a mask)`);
+      return { keep: asFormula({ ...av, t: { ...av.t, data: av.t.data.map((x) => (x === 0 ? 1 : 0)), bool: true } }, ctx) };
+    }
+    case 'bias': {
+      const keeps: Formula[] = [];
+      const data = av.terms.filter((t) => t.kind === 'data');
+      if (data.length > 1) stop('more than one data-dependent additive term');
+      for (const t of av.terms) if (t.kind === 'mask') keeps.push(t.keep);
+      const keep = nnf(keeps.length === 0 ? { op: 'const', v: true } : keeps.length === 1 ? keeps[0]! : { op: 'and', parts: keeps });
+      const d = data[0];
+      return { keep, ...(d && d.kind === 'data' ? { data: d.value, reason: d.reason } : {}) };
+    }
+    case 'ints':
+      if (av.v.length === 1 && symIsConst(av.v[0]!) && av.v[0]!.c === 0) return { keep: { op: 'const', v: true } };
+      return stop('a constant bias that is not 0');
+    default:
+      return stop(`the bias is an ${av.kind}, not a mask`);
+  }
+}
+
+/**
+ * Proves what the bias `biasValue` keeps, for every length: the structural part as a spec, and whether the
+ * bias is fully explained by it (then dropping it is exact). `dims` names the site's query/key lengths
+ * (needed to recognize bottom-right alignment).
+ */
+export function proveMaskSpec(biasValue: Value, dims: SiteDims = {}): MaskProof {
+  const ctx = newContext();
+  const notes: string[] = [];
+  try {
+    const av = evaluate(biasValue, ctx);
+    const { keep, data, reason } = readBias(av, ctx);
+    const spec = formulaToSpec(keep, dims);
+    crossCheck(keep, spec, dims);
+    notes.push(`bias ${JSON.stringify(biasValue.name)} keeps exactly ${printSpec(spec)} for every length`);
+    for (const p of new Set(ctx.preconditions)) notes.push(`precondition: ${p}`);
+    if (data) notes.push(reason ?? `the data-dependent part ${JSON.stringify(data.name)} stays as bias`);
+    return { spec, exact: data === undefined, residual: data, notes, visited: ctx.visited };
+  } catch (e) {
+    if (!(e instanceof NotProven) && !(e instanceof Error)) throw e;
+    notes.push(`not proven: ${(e as Error).message}`);
+    return { spec: undefined, exact: false, residual: undefined, notes, visited: ctx.visited };
+  }
+}
+

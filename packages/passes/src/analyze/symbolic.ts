@@ -1,0 +1,579 @@
+// Symbolic evaluation of a mask or bias expression: every node between the model's inputs and an Attention's
+// `bias` is read as a function of (i, j) (query and key index, the last two axes) with lengths kept symbolic.
+//   Range(0, S) -> field i or j;  Less(a, b) -> linear atom b - a - 1 >= 0;  Where(p, -inf, 0) -> bias{keep: ¬p}
+//   constant buffers -> tables (kept as data, read as bands when they meet the spec);  model inputs -> opaque.
+// Nothing here allocates per n x n beyond copying a constant buffer the model already holds.
+
+import { ONNX_DOMAIN, type Node, type Tensor, type Value } from '@attnopt/ir';
+import { constantTensor } from '@attnopt/rewrite';
+
+/** An integer affine expression over named length symbols: c + Σ t[name]·name. */
+export interface Sym {
+  readonly c: number;
+  readonly t: Readonly<Record<string, number>>;
+}
+
+export const symConst = (c: number): Sym => ({ c, t: {} });
+export const symVar = (name: string): Sym => ({ c: 0, t: { [name]: 1 } });
+
+function symCombine(a: Sym, b: Sym, kb: number): Sym {
+  const t: Record<string, number> = { ...a.t };
+  for (const [k, v] of Object.entries(b.t)) {
+    const x = (t[k] ?? 0) + kb * v;
+    if (x === 0) delete t[k];
+    else t[k] = x;
+  }
+  return { c: a.c + kb * b.c, t };
+}
+export const symAdd = (a: Sym, b: Sym): Sym => symCombine(a, b, 1);
+export const symSub = (a: Sym, b: Sym): Sym => symCombine(a, b, -1);
+export const symScale = (a: Sym, k: number): Sym => symCombine(symConst(0), a, k);
+export const symIsConst = (a: Sym): boolean => Object.keys(a.t).length === 0;
+export const symEq = (a: Sym, b: Sym): boolean => {
+  const d = symSub(a, b);
+  return symIsConst(d) && d.c === 0;
+};
+export function symMul(a: Sym, b: Sym): Sym | undefined {
+  if (symIsConst(a)) return symScale(b, a.c);
+  if (symIsConst(b)) return symScale(a, b.c);
+  return undefined;
+}
+export function symToString(a: Sym): string {
+  const parts = Object.entries(a.t).map(([k, v]) => (v === 1 ? k : v === -1 ? `-${k}` : `${v}·${k}`));
+  if (a.c !== 0 || parts.length === 0) parts.push(String(a.c));
+  return parts.join(' + ').replace(/\+ -/g, '- ');
+}
+export function symEval(a: Sym, env: Readonly<Record<string, number>>): number | undefined {
+  let x = a.c;
+  for (const [k, v] of Object.entries(a.t)) {
+    const e = env[k];
+    if (e === undefined) return undefined;
+    x += v * e;
+  }
+  return x;
+}
+
+/** A boolean function of (i, j): `lin` is ci·i + cj·j + c >= 0; `data` a data-dependent keep-mask value. */
+export type Formula =
+  | { readonly op: 'const'; readonly v: boolean }
+  | { readonly op: 'lin'; readonly ci: number; readonly cj: number; readonly c: Sym }
+  | { readonly op: 'and' | 'or'; readonly parts: readonly Formula[] }
+  | { readonly op: 'not'; readonly x: Formula }
+  | { readonly op: 'data'; readonly value: Value; readonly reason: string };
+
+export const fAnd = (...parts: Formula[]): Formula => (parts.length === 1 ? parts[0]! : { op: 'and', parts });
+export const fOr = (...parts: Formula[]): Formula => (parts.length === 1 ? parts[0]! : { op: 'or', parts });
+export const fNot = (x: Formula): Formula => ({ op: 'not', x });
+export const fLin = (ci: number, cj: number, c: Sym): Formula => ({ op: 'lin', ci, cj, c });
+
+/** A float additive term: 0 where `keep` holds, `fill` (a masking value) elsewhere; or a data-dependent value. */
+export type BiasTerm =
+  | { readonly kind: 'mask'; readonly keep: Formula; readonly fill: number }
+  | { readonly kind: 'data'; readonly value: Value; readonly reason: string };
+
+/** A constant buffer's last two axes (leading axes have size 1), seen through slices at offsets r0, c0. */
+export interface Table {
+  readonly rows: number;
+  readonly cols: number;
+  readonly data: Float64Array;
+  readonly bool: boolean;
+  readonly r0: Sym;
+  readonly c0: Sym;
+  /** Slice ends (exclusive) when sliced by a symbolic or smaller length: preconditions end <= rows / cols. */
+  readonly rEnd?: Sym;
+  readonly cEnd?: Sym;
+  readonly name: string;
+}
+
+/** Abstract values; `rank` is the tensor rank where known. */
+export type AV =
+  | { readonly kind: 'ints'; readonly v: readonly Sym[]; readonly scalar: boolean; readonly rank: number }
+  | { readonly kind: 'field'; readonly rank: number; readonly coef: Readonly<Record<number, number>>; readonly c: Sym }
+  | { readonly kind: 'pred'; readonly rank: number; readonly f: Formula }
+  | { readonly kind: 'ind'; readonly rank: number; readonly f: Formula }
+  | { readonly kind: 'bias'; readonly rank: number; readonly terms: readonly BiasTerm[] }
+  | { readonly kind: 'table'; readonly rank: number; readonly t: Table }
+  | { readonly kind: 'opaque'; readonly value: Value; readonly reason: string }
+  | { readonly kind: 'fail'; readonly reason: string };
+
+/** Fill values at or below this count as masked: -inf, finfo(f32).min, -1e9, -10000. */
+export const MASKED_AT_OR_BELOW = -1e4;
+export const isMaskedFill = (x: number) => x <= MASKED_AT_OR_BELOW;
+
+export interface EvalContext {
+  /** Every node read while evaluating (candidates for removal once the bias is dropped). */
+  readonly visited: Set<Node>;
+  /** Preconditions the proof relies on (buffer bounds), in words. */
+  readonly preconditions: string[];
+  readonly memo: Map<Value, AV>;
+}
+
+export const newContext = (): EvalContext => ({ visited: new Set(), preconditions: [], memo: new Map() });
+
+const fail = (reason: string): AV => ({ kind: 'fail', reason });
+const structural = (a: AV) => a.kind === 'field' || a.kind === 'pred' || a.kind === 'ind' || a.kind === 'bias';
+const rankOf = (a: AV): number => ('rank' in a ? a.rank : 0);
+
+function dimSym(v: Value, k: number): Sym {
+  const t = v.type;
+  const d = t?.kind === 'tensor' ? t.shape?.[k] : undefined;
+  if (typeof d === 'number') return symConst(d);
+  if (typeof d === 'string' && d !== '?') return symVar(d);
+  return symVar(`${v.name}.shape[${k}]`);
+}
+
+/** The symbolic shape of a value from its type (unknown dims get a fresh symbol named after the value). */
+export function shapeSyms(v: Value): Sym[] | undefined {
+  const t = v.type;
+  if (t?.kind !== 'tensor' || t.shape === undefined) return undefined;
+  return t.shape.map((_, k) => dimSym(v, k));
+}
+
+function fromTensor(t: Tensor, name: string): AV {
+  if (t.dtype === 'string') return fail(`constant ${name} holds strings`);
+  let xs: Float64Array;
+  try {
+    xs = t.toFloat64();
+  } catch {
+    return fail(`constant ${name} has dtype ${t.dtype}`);
+  }
+  const rank = t.shape.length;
+  if (xs.length > 0 && xs.every((x) => Object.is(x, xs[0]) || x === xs[0])) {
+    if (rank <= 1 && xs.length <= 64) return { kind: 'ints', v: [...xs].map(symConst), scalar: rank === 0, rank };
+    return { kind: 'ints', v: [symConst(xs[0]!)], scalar: true, rank };
+  }
+  if (rank <= 1 && xs.length <= 64) return { kind: 'ints', v: [...xs].map(symConst), scalar: rank === 0, rank };
+  if (rank >= 2 && t.shape.slice(0, -2).every((d) => d === 1)) {
+    const rows = t.shape[rank - 2]!;
+    const cols = t.shape[rank - 1]!;
+    return { kind: 'table', rank, t: { rows, cols, data: xs, bool: t.dtype === 'bool', r0: symConst(0), c0: symConst(0), name } };
+  }
+  return fail(`constant ${name} of shape [${t.shape.join(', ')}] is neither uniform nor a 2D buffer`);
+}
+
+/** One scalar (an `ints` of one element) or undefined. */
+function scalarOf(a: AV): Sym | undefined {
+  return a.kind === 'ints' && a.v.length === 1 ? a.v[0] : undefined;
+}
+function constScalar(a: AV): number | undefined {
+  const s = scalarOf(a);
+  return s && symIsConst(s) ? s.c : undefined;
+}
+
+function intAttr(n: Node, name: string, dflt: number): number {
+  const a = n.attrs.get(name);
+  return a?.type === 'int' ? Number(a.value) : dflt;
+}
+function intsAttr(n: Node, name: string): number[] | undefined {
+  const a = n.attrs.get(name);
+  return a?.type === 'ints' ? a.value.map(Number) : undefined;
+}
+
+/** Evaluates `v` symbolically. */
+export function evaluate(v: Value | undefined, ctx: EvalContext): AV {
+  if (v === undefined) return fail('an omitted input');
+  const hit = ctx.memo.get(v);
+  if (hit) return hit;
+  const r = evaluateUncached(v, ctx);
+  ctx.memo.set(v, r);
+  return r;
+}
+
+function evaluateUncached(v: Value, ctx: EvalContext): AV {
+  const c = constantTensor(v);
+  if (c) {
+    if (v.producer) ctx.visited.add(v.producer);
+    return fromTensor(c, v.name);
+  }
+  const n = v.producer;
+  if (!n) return { kind: 'opaque', value: v, reason: `bias reads model input ${JSON.stringify(v.name)}: data-dependent, kept as bias` };
+  ctx.visited.add(n);
+  if (n.domain !== ONNX_DOMAIN) return fail(`${n.describe()} is not a standard ONNX op`);
+  if (n.op === 'Constant') {
+    const f = n.attrs.get('value_float') ?? n.attrs.get('value_int');
+    if (f?.type === 'float' || f?.type === 'int') return { kind: 'ints', v: [symConst(Number(f.value))], scalar: true, rank: 0 };
+    const fs = n.attrs.get('value_ints') ?? n.attrs.get('value_floats');
+    if (fs?.type === 'ints' || fs?.type === 'floats') return { kind: 'ints', v: fs.value.map((x) => symConst(Number(x))), scalar: false, rank: 1 };
+    return fail(`${n.describe()}: unsupported Constant`);
+  }
+  if (n.op === 'Shape') {
+    const x = n.inputs[0];
+    let dims = x && shapeSyms(x);
+    const st = intAttr(n, 'start', 0);
+    const en = n.attrs.has('end') ? intAttr(n, 'end', 0) : undefined;
+    // an untyped input still has a length on the axis asked for: Shape(x, start=-2, end=-1) -> x.shape[-2]
+    if (!dims && x && en !== undefined && st < 0 && en === st + 1) return { kind: 'ints', v: [symVar(`${x.name}.shape[${st}]`)], scalar: false, rank: 1 };
+    if (!dims) return fail(`${n.describe()}: the shape of its input is not known`);
+    const r = dims.length;
+    const norm = (k: number) => Math.min(r, Math.max(0, k < 0 ? k + r : k));
+    const out = dims.slice(norm(intAttr(n, 'start', 0)), norm(intAttr(n, 'end', r)));
+    return { kind: 'ints', v: out, scalar: false, rank: 1 };
+  }
+  const ins = n.inputs.map((x) => (x === undefined ? undefined : evaluate(x, ctx)));
+  const present = ins.filter((x): x is AV => x !== undefined);
+  const firstFail = present.find((x) => x.kind === 'fail');
+  const opaque = present.find((x) => x.kind === 'opaque');
+  // data-dependent absorbs everything but structure: the largest data-only subexpression stays one value
+  if (opaque && !present.some(structural) && !(n.op === 'Add' && present.some((x) => x.kind === 'table'))) {
+    return { kind: 'opaque', value: n.outputs[0]!, reason: opaque.kind === 'opaque' ? opaque.reason : '' };
+  }
+  if (firstFail) return firstFail;
+  try {
+    return step(n, ins, ctx);
+  } catch (e) {
+    return fail(`${n.describe()}: ${(e as Error).message}`);
+  }
+}
+
+class Unsupported extends Error {}
+const no = (why: string): never => {
+  throw new Unsupported(why);
+};
+
+/** Positions (from the end) of the axes inserted by Unsqueeze must leave the last two axes in place. */
+function unsqueezeRank(n: Node, ins: readonly (AV | undefined)[], rank: number): number[] {
+  const axes = ins[1] ? ins[1].kind === 'ints' && ins[1].v.every(symIsConst) ? ins[1].v.map((s) => s.c) : no('axes are not constant') : intsAttr(n, 'axes') ?? no('no axes');
+  const out = rank + axes.length;
+  return axes.map((a) => (a < 0 ? a + out : a)).sort((a, b) => a - b);
+}
+
+function step(n: Node, ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
+  const a = ins[0];
+  const b = ins[1];
+  switch (n.op) {
+    case 'Identity':
+      return a ?? no('no input');
+    case 'Cast': {
+      const to = intAttr(n, 'to', 1);
+      const toBool = to === 9;
+      const toFloat = to === 1 || to === 10 || to === 11 || to === 16;
+      if (!a) return no('no input');
+      if (a.kind === 'pred') return toBool ? a : { kind: 'ind', rank: a.rank, f: a.f };
+      if (a.kind === 'ind') return toBool ? { kind: 'pred', rank: a.rank, f: a.f } : a;
+      if (a.kind === 'bias') return toFloat ? a : no('a float bias cast to a non-float type');
+      if (a.kind === 'table') return toBool ? mapTable(a, (x) => (x !== 0 ? 1 : 0), true) : { ...a, t: { ...a.t, bool: false } };
+      if (a.kind === 'ints') return toBool ? { ...a, v: a.v.map((s) => (symIsConst(s) ? symConst(s.c !== 0 ? 1 : 0) : no('symbolic cast to bool'))) } : a;
+      return a;
+    }
+    case 'Squeeze':
+    case 'Unsqueeze': {
+      if (!a) return no('no input');
+      if (a.kind === 'ints') {
+        if (n.op === 'Squeeze') return a.v.length === 1 ? { ...a, scalar: true, rank: 0 } : no('squeezing a vector');
+        const axes = unsqueezeRank(n, ins, a.rank);
+        return { ...a, scalar: false, rank: a.rank + axes.length };
+      }
+      if (n.op === 'Squeeze') return no('Squeeze of an index tensor');
+      const axes = unsqueezeRank(n, ins, rankOf(a));
+      const outRank = rankOf(a) + axes.length;
+      if (a.kind === 'field') {
+        // keep each coefficient on its old axis, renumbered from the end of the new rank
+        const oldPositions: number[] = [];
+        for (let p = 0; p < outRank; p++) if (!axes.includes(p)) oldPositions.push(p);
+        const coef: Record<number, number> = {};
+        for (const [k, x] of Object.entries(a.coef)) coef[oldPositions[a.rank + Number(k)]! - outRank] = x;
+        return { ...a, rank: outRank, coef };
+      }
+      if (axes.some((p) => p >= outRank - 2)) return no('Unsqueeze inserts an axis among the query/key axes');
+      return { ...a, rank: outRank } as AV;
+    }
+    case 'Expand': {
+      if (!a || !b || b.kind !== 'ints') return no('Expand to a non-constant shape');
+      if (a.kind === 'ints' && a.scalar) return { ...a, rank: Math.max(a.rank, b.v.length) };
+      return { ...a, rank: Math.max(rankOf(a), b.v.length) } as AV;
+    }
+    case 'Gather': {
+      if (!a || a.kind !== 'ints' || !b) return no('Gather of a non-shape value');
+      const k = constScalar(b);
+      if (k === undefined || (b.kind === 'ints' && !b.scalar && b.v.length !== 1)) return no('Gather by a non-constant index');
+      const el = a.v[k < 0 ? k + a.v.length : k] ?? no(`index ${k} out of range`);
+      return { kind: 'ints', v: [el], scalar: b.kind === 'ints' && b.scalar, rank: b.kind === 'ints' ? b.rank : 0 };
+    }
+    case 'Concat': {
+      if (!ins.every((x) => x?.kind === 'ints')) return no('Concat of non-shape values');
+      return { kind: 'ints', v: ins.flatMap((x) => (x as { readonly v: readonly Sym[] }).v), scalar: false, rank: 1 };
+    }
+    case 'ConstantOfShape': {
+      if (!a || a.kind !== 'ints') return no('ConstantOfShape of an unknown shape');
+      const va = n.attrs.get('value');
+      const x = va?.type === 'tensor' ? va.value.toFloat64()[0] ?? 0 : 0;
+      return { kind: 'ints', v: [symConst(x)], scalar: true, rank: a.v.length };
+    }
+    case 'Range': {
+      const start = a && scalarOf(a);
+      const limit = b && scalarOf(b);
+      const delta = ins[2] && constScalar(ins[2]);
+      if (!start || !limit || delta === undefined) return no('Range bounds are not scalars');
+      return { kind: 'field', rank: 1, coef: { [-1]: delta }, c: start };
+    }
+    case 'Add':
+    case 'Sub':
+      return addSub(n.op === 'Sub', a, b);
+    case 'Mul':
+      return mul(a, b);
+    case 'Neg':
+      return mul(a, { kind: 'ints', v: [symConst(-1)], scalar: true, rank: 0 });
+    case 'Less':
+    case 'LessOrEqual':
+    case 'Greater':
+    case 'GreaterOrEqual':
+    case 'Equal':
+      return compare(n.op, a, b);
+    case 'Not':
+      if (a?.kind === 'pred') return { ...a, f: fNot(a.f) };
+      if (a?.kind === 'table') return mapTable(a, (x) => (x !== 0 ? 0 : 1), true);
+      return no('Not of an unsupported value');
+    case 'And':
+    case 'Or': {
+      if (a?.kind === 'table' && b?.kind === 'table') return no('And/Or of two buffers');
+      const fa = asFormula(a, ctx);
+      const fb = asFormula(b, ctx);
+      return { kind: 'pred', rank: Math.max(rankOf(a!), rankOf(b!)), f: n.op === 'And' ? fAnd(fa, fb) : fOr(fa, fb) };
+    }
+    case 'Where':
+      return where(ins, ctx);
+    case 'Trilu':
+      return trilu(n, ins);
+    case 'Slice':
+      return slice(ins, ctx);
+    default:
+      return no(`${n.op} is not read by the mask analysis`);
+  }
+}
+
+function mapTable(a: AV & { kind: 'table' }, f: (x: number) => number, bool: boolean): AV {
+  return { ...a, t: { ...a.t, data: a.t.data.map(f), bool } };
+}
+
+/** A keep-predicate from a pred, or from a boolean buffer read as a band. */
+export function asFormula(a: AV | undefined, ctx: EvalContext): Formula {
+  if (!a) return no('missing operand');
+  if (a.kind === 'pred') return a.f;
+  if (a.kind === 'opaque') return { op: 'data', value: a.value, reason: a.reason };
+  if (a.kind === 'table') return tableFormula(a.t, (x) => x !== 0, ctx) ?? no(`buffer ${a.t.name} is not a band`);
+  if (a.kind === 'ints' && a.v.length === 1 && symIsConst(a.v[0]!)) return { op: 'const', v: a.v[0]!.c !== 0 };
+  return no(`${a.kind} is not a boolean mask`);
+}
+
+function asField(a: AV): { coef: Record<number, number>; c: Sym; rank: number } | undefined {
+  if (a.kind === 'field') return { coef: { ...a.coef }, c: a.c, rank: a.rank };
+  if (a.kind === 'ints' && a.v.length === 1) return { coef: {}, c: a.v[0]!, rank: a.rank };
+  return undefined;
+}
+
+function addSub(sub: boolean, a: AV | undefined, b: AV | undefined): AV {
+  if (!a || !b) return no('missing operand');
+  const k = sub ? -1 : 1;
+  if (a.kind === 'ints' && b.kind === 'ints' && (a.v.length === b.v.length || a.v.length === 1 || b.v.length === 1)) {
+    const len = Math.max(a.v.length, b.v.length);
+    const v = Array.from({ length: len }, (_, x) => symCombine(a.v[a.v.length === 1 ? 0 : x]!, b.v[b.v.length === 1 ? 0 : x]!, k));
+    return { kind: 'ints', v, scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
+  }
+  const fa = asField(a);
+  const fb = asField(b);
+  if (fa && fb && (a.kind === 'field' || b.kind === 'field')) {
+    const coef = { ...fa.coef };
+    for (const [x, y] of Object.entries(fb.coef)) coef[Number(x)] = (coef[Number(x)] ?? 0) + k * y;
+    return { kind: 'field', rank: Math.max(fa.rank, fb.rank), coef, c: symCombine(fa.c, fb.c, k) };
+  }
+  // 1 - indicator(p) -> indicator(¬p)
+  if (sub && constScalar(a) === 1 && b.kind === 'ind') return { kind: 'ind', rank: Math.max(b.rank, rankOf(a)), f: fNot(b.f) };
+  if (sub) return no('Sub of masks');
+  const rank = Math.max(rankOf(a), rankOf(b));
+  if (constScalar(a) === 0) return { ...b, rank } as AV;
+  if (constScalar(b) === 0) return { ...a, rank } as AV;
+  const terms = (x: AV): BiasTerm[] => {
+    if (x.kind === 'bias') return [...x.terms];
+    if (x.kind === 'opaque') return [{ kind: 'data', value: x.value, reason: x.reason }];
+    if (x.kind === 'table') {
+      const keep = (y: number) => y === 0;
+      const fills = new Set([...x.t.data].filter((y) => !keep(y)));
+      if (![...fills].every(isMaskedFill)) return no(`buffer ${x.t.name} holds values other than 0 and a masking fill`);
+      const f = tableFormula(x.t, keep, undefined);
+      if (!f) return no(`buffer ${x.t.name} is not a band`);
+      return [{ kind: 'mask', keep: f, fill: fills.size ? Math.max(...fills) : -Infinity }];
+    }
+    return no(`${x.kind} added to a bias`);
+  };
+  return { kind: 'bias', rank, terms: [...terms(a), ...terms(b)] };
+}
+
+function mul(a: AV | undefined, b: AV | undefined): AV {
+  if (!a || !b) return no('missing operand');
+  if (a.kind === 'ints' && b.kind === 'ints' && a.v.length === 1 && b.v.length === 1) {
+    return { kind: 'ints', v: [symMul(a.v[0]!, b.v[0]!) ?? no('product of symbols')], scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
+  }
+  const [x, s] = constScalar(b) !== undefined ? [a, constScalar(b)!] : constScalar(a) !== undefined ? [b, constScalar(a)!] : [a, undefined];
+  if (s === undefined) return no('Mul of two non-constant values');
+  const rank = Math.max(rankOf(a), rankOf(b));
+  if (x.kind === 'field') return { ...x, rank, coef: Object.fromEntries(Object.entries(x.coef).map(([k, y]) => [k, y * s])), c: symScale(x.c, s) };
+  if (x.kind === 'ind' && isMaskedFill(s)) return { kind: 'bias', rank, terms: [{ kind: 'mask', keep: fNot(x.f), fill: s }] };
+  if (x.kind === 'bias' && s > 0 && x.terms.every((t) => t.kind === 'mask')) {
+    return { ...x, rank, terms: x.terms.map((t) => (t.kind === 'mask' ? { ...t, fill: t.fill * s } : t)).filter((t) => t.kind !== 'mask' || isMaskedFill(t.fill) || no('scaled fill no longer masks')) };
+  }
+  if (x.kind === 'table') return mapTable(x, (y) => y * s, false);
+  if (s === 1) return { ...x, rank } as AV;
+  return no(`Mul of ${x.kind} by ${s}`);
+}
+
+function compare(op: string, a: AV | undefined, b: AV | undefined): AV {
+  if (!a || !b) return no('missing operand');
+  if (a.kind === 'table' && constScalar(b) !== undefined && op === 'Equal') {
+    const s = constScalar(b)!;
+    return mapTable(a, (x) => (x === s ? 1 : 0), true);
+  }
+  const fa = asField(a);
+  const fb = asField(b);
+  if (!fa || !fb) return no(`${op} of ${a.kind} and ${b.kind}`);
+  const rank = Math.max(fa.rank, fb.rank);
+  // d = b - a as an affine field in (i, j)
+  const coef: Record<number, number> = { ...fb.coef };
+  for (const [x, y] of Object.entries(fa.coef)) coef[Number(x)] = (coef[Number(x)] ?? 0) - y;
+  const c = symSub(fb.c, fa.c);
+  for (const k of Object.keys(coef)) if (coef[Number(k)] !== 0 && Number(k) !== -1 && Number(k) !== -2) no('an index on an axis other than the query/key axes');
+  const ci = coef[-2] ?? 0;
+  const cj = coef[-1] ?? 0;
+  const lin = (s: number, off: number) => fLin(s * ci, s * cj, symAdd(symScale(c, s), symConst(off)));
+  switch (op) {
+    case 'Less': return { kind: 'pred', rank, f: lin(1, -1) }; // b - a - 1 >= 0
+    case 'LessOrEqual': return { kind: 'pred', rank, f: lin(1, 0) };
+    case 'Greater': return { kind: 'pred', rank, f: lin(-1, -1) }; // a - b - 1 >= 0
+    case 'GreaterOrEqual': return { kind: 'pred', rank, f: lin(-1, 0) };
+    default: return { kind: 'pred', rank, f: fAnd(lin(1, 0), lin(-1, 0)) };
+  }
+}
+
+function where(ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
+  const [cond, x, y] = ins;
+  if (!cond || !x || !y) return no('missing operand');
+  const sx = constScalar(x);
+  const sy = constScalar(y);
+  const rank = Math.max(rankOf(cond), rankOf(x), rankOf(y));
+  if (cond.kind === 'table' && sx !== undefined && sy !== undefined) {
+    return { ...mapTable(cond, (c) => (c !== 0 ? sx : sy), false), rank } as AV;
+  }
+  const f = asFormula(cond, ctx);
+  if (sx !== undefined && sy !== undefined) {
+    if (isMaskedFill(sx) && sy === 0) return { kind: 'bias', rank, terms: [{ kind: 'mask', keep: fNot(f), fill: sx }] };
+    if (sx === 0 && isMaskedFill(sy)) return { kind: 'bias', rank, terms: [{ kind: 'mask', keep: f, fill: sy }] };
+    if (sx === 1 && sy === 0) return { kind: 'pred', rank, f };
+    if (sx === 0 && sy === 1) return { kind: 'pred', rank, f: fNot(f) };
+  }
+  // Where(p, x, -big): keeps x where p holds
+  if (sy !== undefined && isMaskedFill(sy) && (x.kind === 'bias' || x.kind === 'opaque')) {
+    const terms: BiasTerm[] = x.kind === 'bias' ? [...x.terms] : [{ kind: 'data', value: x.value, reason: x.reason }];
+    return { kind: 'bias', rank, terms: [...terms, { kind: 'mask', keep: f, fill: sy }] };
+  }
+  return no('Where selects values the analysis cannot read');
+}
+
+function trilu(n: Node, ins: readonly (AV | undefined)[]): AV {
+  const x = ins[0];
+  const k = ins[1] ? constScalar(ins[1]) ?? no('Trilu k is not constant') : 0;
+  const upper = intAttr(n, 'upper', 1) === 1;
+  if (!x) return no('missing operand');
+  // upper keeps j - i >= k; lower keeps j - i <= k; the rest becomes 0
+  const inTri: Formula = upper ? fLin(-1, 1, symConst(-k)) : fLin(1, -1, symConst(k));
+  if (x.kind === 'table') {
+    if (!symEq(x.t.r0, symConst(0)) || !symEq(x.t.c0, symConst(0))) return no('Trilu of a sliced buffer');
+    const { rows, cols } = x.t;
+    const data = x.t.data.map((v, e) => {
+      const col = e % cols;
+      const row = Math.floor(e / cols) % rows;
+      const d = col - row;
+      return (upper ? d >= k : d <= k) ? v : 0;
+    });
+    return { ...x, t: { ...x.t, data } };
+  }
+  const s = constScalar(x);
+  if (s === undefined) return no(`Trilu of ${x.kind}`);
+  if (s === 0) return x;
+  if (isMaskedFill(s)) return { kind: 'bias', rank: rankOf(x), terms: [{ kind: 'mask', keep: fNot(inTri), fill: s }] };
+  if (s === 1) return { kind: 'ind', rank: rankOf(x), f: inTri };
+  return no(`Trilu of a constant ${s}`);
+}
+
+function slice(ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
+  const [x, starts, ends, axesAv, steps] = ins;
+  if (!x || x.kind !== 'table') return no(`Slice of ${x?.kind ?? 'nothing'}`);
+  if (!starts || starts.kind !== 'ints' || !ends || ends.kind !== 'ints') return no('Slice bounds are not shapes');
+  const rank = x.rank;
+  const axes = axesAv ? (axesAv.kind === 'ints' && axesAv.v.every(symIsConst) ? axesAv.v.map((s) => s.c) : no('Slice axes not constant')) : starts.v.map((_, k) => k);
+  if (steps && !(steps.kind === 'ints' && steps.v.every((s) => symIsConst(s) && s.c === 1))) no('Slice steps other than 1');
+  let t = x.t;
+  axes.forEach((ax, k) => {
+    const p = ax < 0 ? ax + rank : ax;
+    const st = starts.v[k]!;
+    const en = ends.v[k]!;
+    if (symIsConst(st) && st.c < 0) no('negative Slice start');
+    if (p < rank - 2) {
+      if (!(symEq(st, symConst(0)))) no('Slice of a leading axis');
+      return;
+    }
+    const isRow = p === rank - 2;
+    const size = isRow ? t.rows : t.cols;
+    const r0 = isRow ? t.r0 : t.c0;
+    const full = symIsConst(en) && en.c >= size;
+    const start = symAdd(r0, st);
+    const end = full ? undefined : symAdd(r0, en);
+    if (end && symIsConst(end) && end.c < 0) no('negative Slice end');
+    if (end) ctx.preconditions.push(`${isRow ? 'rows' : 'columns'} ${symToString(start)}..${symToString(end)} of buffer ${t.name} (${t.rows} x ${t.cols}): holds while ${symToString(end)} <= ${size}`);
+    t = isRow ? { ...t, r0: start, ...(end ? { rEnd: end } : {}) } : { ...t, c0: start, ...(end ? { cEnd: end } : {}) };
+  });
+  return { kind: 'table', rank, t };
+}
+
+/**
+ * Reads a buffer as a band of diagonals: keep(r, c) iff lo <= c - r <= hi (lo/hi open to ±∞ when the band
+ * reaches the buffer's corner), optionally with its first `sinks` columns kept for every row. The result
+ * is in the sliced coordinates: r = r0 + i, c = c0 + j.
+ */
+export function tableFormula(t: Table, keep: (x: number) => boolean, ctx: EvalContext | undefined): Formula | undefined {
+  const { rows, cols, data } = t;
+  const at = (r: number, c: number) => keep(data[r * cols + c]!);
+  // leading columns kept in every row
+  let sinks = 0;
+  while (sinks < cols && Array.from({ length: rows }, (_, r) => at(r, sinks)).every(Boolean)) sinks++;
+  const band = (from: number): { lo: number; hi: number } | undefined | 'empty' => {
+    const status = new Map<number, boolean>();
+    for (let r = 0; r < rows; r++) {
+      for (let c = from; c < cols; c++) {
+        const d = c - r;
+        const k = at(r, c);
+        const s = status.get(d);
+        if (s === undefined) status.set(d, k);
+        else if (s !== k) return undefined;
+      }
+    }
+    const kept = [...status].filter(([, k]) => k).map(([d]) => d).sort((x, y) => x - y);
+    if (kept.length === 0) return 'empty';
+    const lo = kept[0]!;
+    const hi = kept[kept.length - 1]!;
+    for (let d = lo; d <= hi; d++) if (status.has(d) && !status.get(d)) return undefined;
+    const dMin = from - (rows - 1);
+    const dMax = cols - 1;
+    return { lo: lo <= dMin ? -Infinity : lo, hi: hi >= dMax ? Infinity : hi };
+  };
+  const off = symSub(t.c0, t.r0); // c - r = j - i + off
+  const bandFormula = (bd: { lo: number; hi: number }): Formula => {
+    const parts: Formula[] = [];
+    if (bd.lo !== -Infinity) parts.push(fLin(-1, 1, symAdd(off, symConst(-bd.lo)))); // j - i + off - lo >= 0
+    if (bd.hi !== Infinity) parts.push(fLin(1, -1, symSub(symConst(bd.hi), off))); // hi - (j - i + off) >= 0
+    return parts.length === 0 ? { op: 'const', v: true } : fAnd(...parts);
+  };
+  const note = () => {
+    if (!ctx) return;
+    if (t.rEnd === undefined && t.cEnd === undefined && symIsConst(t.r0) && t.r0.c === 0 && symIsConst(t.c0) && t.c0.c === 0) {
+      ctx.preconditions.push(`buffer ${t.name} is used whole: the proof covers the exported lengths ${rows} x ${cols}`);
+    }
+  };
+  const whole = band(0);
+  if (whole === 'empty') return note(), { op: 'const', v: false };
+  if (whole) return note(), bandFormula(whole);
+  if (sinks === 0 || sinks >= cols) return undefined;
+  const rest = band(sinks);
+  if (!rest || rest === 'empty') return undefined;
+  note();
+  // c < sinks  <=>  sinks - 1 - c0 - j >= 0
+  return fOr(fLin(0, -1, symSub(symConst(sinks - 1), t.c0)), bandFormula(rest));
+}
