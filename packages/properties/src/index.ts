@@ -3,3 +3,7 @@
 export * from './arbitraries/spec.js';
 export * from './arbitraries/attention-inputs.js';
 export * from './arbitraries/graph.js';
+export * from './bounds/row-problem.js';
+export * from './bounds/mask-properties.js';
+export * from './bounds/statistical.js';
+export * from './kernel-check.js';
