@@ -24,3 +24,4 @@ export {
   type Formula,
   type Sym,
 } from './analyze/index.js';
+export { inferShape, inferRank, inferDtype, staticInts } from './analysis/shapes.js';

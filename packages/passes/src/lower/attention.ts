@@ -16,15 +16,15 @@ import { NodeBuilder, dtypeOf, redirect } from '../recognize/fused/common.js';
 import { specMask, unsupportedSpec } from './mask.js';
 
 export interface LowerOptions {
-  /** The default-domain opset the lowered nodes must run under (13..24). */
+  /** The default-domain opset the lowered nodes must run under (11..24). */
   readonly opset: number;
 }
 
-const LOWEST_OPSET = 13;
+const LOWEST_OPSET = 11; // Range; Split/Squeeze/Unsqueeze are written in opset-independent forms
 
 /** Why `node` cannot be lowered, or undefined when it can. */
 export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): string | undefined {
-  if (options.opset < LOWEST_OPSET) return `opset ${options.opset} is below ${LOWEST_OPSET} (Split/Unsqueeze take attributes there)`;
+  if (options.opset < LOWEST_OPSET) return `opset ${options.opset} is below ${LOWEST_OPSET} (no Range)`;
   const p = attentionParams(node);
   if (isLowRank(p.spec)) return unsupportedSpec(p.spec);
   return unsupportedSpec(p.spec);
@@ -70,7 +70,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   const repeat = (x: Value, dim: number, what: string): Value => {
     const g = H / Hkv;
     if (g === 1) return x;
-    const grouped = b.op('Expand', [b.unsqueeze(x, [2], `${what}_u`), b.ints(`${what}_group`, [1, 1, g, 1, 1])], `${what}_expand`);
+    const grouped = b.op('Expand', [b.unsqueeze(x, [2], `${what}_u`, 4), b.ints(`${what}_group`, [1, 1, g, 1, 1])], `${what}_expand`);
     return b.reshape(grouped, [0, H, -1, dim], `${what}_heads`);
   };
   const kAll = repeat(presentK, D, 'k_rep');
@@ -90,7 +90,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   const nk = at(3, 'nk');
   const zero = b.scalar('zero', 'i64', 0);
   const one = b.scalar('one', 'i64', 1);
-  const rows = b.unsqueeze(b.op('Range', [zero, nq, one], 'query_index'), [1], 'query_index_col');
+  const rows = b.unsqueeze(b.op('Range', [zero, nq, one], 'query_index'), [1], 'query_index_col', 1);
   const cols = b.op('Range', [zero, nk, one], 'key_index');
   const kvLen4 = kvLength ? b.reshape(kvLength, [-1, 1, 1, 1], 'kv_length_4d') : undefined;
   let past: Value | undefined;

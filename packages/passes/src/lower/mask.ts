@@ -42,19 +42,22 @@ export function specMask(b: NodeBuilder, spec: MaskSpec, ix: MaskIndices): Value
     return b.op('Add', [ix.rows, align === 'bottom-right' ? ix.bottomRight : ix.past!], `pos_${align}`);
   };
   const k = (x: number, what: string) => b.scalar(what, 'i64', x);
-  const all = (): Value => b.op('GreaterOrEqual', [ix.cols, k(0, 'zero')], 'all_keys');
+  // LessOrEqual/GreaterOrEqual need opset 12: Not(Greater)/Not(Less) read the same from opset 11
+  const le = (x: Value, y: Value, what: string) => b.op('Not', [b.op('Greater', [x, y], `${what}_gt`)], what);
+  const ge = (x: Value, y: Value, what: string) => b.op('Not', [b.op('Less', [x, y], `${what}_lt`)], what);
+  const all = (): Value => ge(ix.cols, k(0, 'zero'), 'all_keys');
   switch (spec.kind) {
     case 'dense':
       return undefined;
     case 'empty':
       return b.op('Less', [ix.cols, k(0, 'zero')], 'no_keys');
     case 'causal':
-      return b.op('LessOrEqual', [ix.cols, pos(spec.align)], 'causal');
+      return le(ix.cols, pos(spec.align), 'causal');
     case 'window':
     case 'dilated': {
       const p = pos(spec.align);
-      const lo = b.op('GreaterOrEqual', [ix.cols, b.op('Sub', [p, k(spec.left, 'window_left')], 'window_lo')], 'window_ge');
-      const hi = b.op('LessOrEqual', [ix.cols, b.op('Add', [p, k(spec.right, 'window_right')], 'window_hi')], 'window_le');
+      const lo = ge(ix.cols, b.op('Sub', [p, k(spec.left, 'window_left')], 'window_lo'), 'window_ge');
+      const hi = le(ix.cols, b.op('Add', [p, k(spec.right, 'window_right')], 'window_hi'), 'window_le');
       const band = b.op('And', [lo, hi], 'window');
       if (spec.kind === 'window') return band;
       const dist = b.op('Mod', [b.op('Sub', [p, ix.cols], 'dilation_dist'), k(spec.dilation, 'dilation')], 'dilation_mod');

@@ -4,6 +4,7 @@
 
 import { dtypeFromOnnx, type DType, type Graph, SplitMix64, Tensor, type Value } from '@attnopt/ir';
 import * as ort from 'onnxruntime-node';
+import { inferShape } from '../../src/analysis/shapes.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
@@ -70,6 +71,32 @@ export function ortValues(t: ort.Tensor): Float64Array {
   return Float64Array.from({ length: d.length }, (_, k) => Number(d[k]!));
 }
 
+/** The exclusive upper bound an int input must stay under: the rows of the tables it indexes (via Cast too). */
+function indexBound(v: Value, depth = 0): number {
+  let bound = Infinity;
+  for (const { node, index } of v.uses()) {
+    const rows = (x: Value | undefined, axis = 0) => {
+      const d = inferShape(x)?.[axis];
+      return typeof d === 'number' ? d : Infinity;
+    };
+    if ((node.op === 'Cast' || node.op === 'Identity') && depth < 4) bound = Math.min(bound, indexBound(node.outputs[0]!, depth + 1));
+    else if (node.op === 'Gather' && index === 1) {
+      const a = node.attrs.get('axis');
+      bound = Math.min(bound, rows(node.inputs[0], a?.type === 'int' ? Number(a.value) : 0));
+    } else if (node.op === 'EmbedLayerNormalization' && index <= 1) bound = Math.min(bound, rows(node.inputs[index === 0 ? 2 : 4]));
+  }
+  return bound;
+}
+
+/** Inputs of generation ops (BeamSearch, GreedySearch, Sampling) by name: valid parameters, not noise. */
+function generationParameter(name: string, sizes: InputSizes): number | undefined {
+  if (name === 'max_length') return sizes.seq + 4;
+  if (name === 'min_length' || name === 'num_return_sequences') return 1;
+  if (name === 'num_beams') return 2;
+  if (name === 'length_penalty' || name === 'repetition_penalty' || name === 'temperature') return 1;
+  return undefined;
+}
+
 /**
  * Seeded random inputs for every graph input of `graph`: floats in [-1, 1); int inputs by name
  * (input_ids in [0, 10), masks of 1s with the last key of batch 1 padded, positions counting from `past`,
@@ -86,7 +113,10 @@ export function randomInputs(graph: Graph, seed = 1, sizes: InputSizes = DEFAULT
     const n = shape.reduce((a, b) => a * b, 1);
     const name = v.name.toLowerCase();
     let values: number[];
-    if (t.dtype === 'f32' || t.dtype === 'f16' || t.dtype === 'f64') {
+    const parameter = generationParameter(name, sizes);
+    if (parameter !== undefined) {
+      values = Array(n).fill(parameter);
+    } else if (t.dtype === 'f32' || t.dtype === 'f16' || t.dtype === 'f64') {
       values = Array.from({ length: n }, () => rng.nextFloat() * 2 - 1);
     } else if (name.includes('seqlens')) {
       values = Array(n).fill(sizes.past + sizes.seq - 1);
@@ -99,7 +129,8 @@ export function randomInputs(graph: Graph, seed = 1, sizes: InputSizes = DEFAULT
       const last = shape[shape.length - 1] ?? 1;
       values = Array.from({ length: n }, (_, k) => (k % last) + sizes.past);
     } else {
-      values = Array.from({ length: n }, () => Math.floor(rng.nextFloat() * 10));
+      const bound = Math.min(10, indexBound(v));
+      values = Array.from({ length: n }, () => Math.floor(rng.nextFloat() * bound));
     }
     feeds[v.name] = ortTensor(t.dtype, shape, values);
   }
@@ -107,8 +138,9 @@ export function randomInputs(graph: Graph, seed = 1, sizes: InputSizes = DEFAULT
 }
 
 /** Runs a model from its bytes with graph optimizations disabled; returns every output by name. */
-export async function runModel(bytes: Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-  const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 });
+export async function runModel(bytes: Uint8Array | string, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  const options = { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 } as const;
+  const session = typeof bytes === 'string' ? await ort.InferenceSession.create(bytes, options) : await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 });
   try {
     return await session.run(feeds);
   } finally {

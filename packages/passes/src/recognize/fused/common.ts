@@ -14,6 +14,7 @@ import {
   tensorAttr,
   Value,
 } from '@attnopt/ir';
+import { inferDtype, inferShape } from '../../analysis/shapes.js';
 
 export const MS_DOMAIN = 'com.microsoft';
 
@@ -38,12 +39,14 @@ export function unknownAttrs(node: Node, known: readonly string[]): string[] {
   return [...node.attrs.keys()].filter((k) => !known.includes(k));
 }
 
+/** The shape of `v`: declared, else inferred through its producers (see analysis/shapes.ts). */
 export function shapeOf(v: Value | undefined): Shape | undefined {
-  return v?.type?.kind === 'tensor' ? v.type.shape : undefined;
+  return v?.type?.kind === 'tensor' && v.type.shape !== undefined ? v.type.shape : inferShape(v);
 }
 
+/** The element type of `v`: declared, else inferred through its producers. */
 export function dtypeOf(v: Value | undefined): DType | undefined {
-  return v?.type?.kind === 'tensor' ? v.type.dtype : undefined;
+  return v?.type?.kind === 'tensor' ? v.type.dtype : inferDtype(v);
 }
 
 export function staticDim(shape: Shape | undefined, k: number): number | undefined {
@@ -98,10 +101,18 @@ export class NodeBuilder {
     return this.constant(what, Tensor.fromValues(dtype, [], dtype === 'i64' ? [BigInt(x)] : [x]));
   }
 
-  /** Split(x) along `axis` into parts of the given sizes (opset 13+: sizes as an input). */
+  // Split, Squeeze and Unsqueeze changed form at opset 13 (attributes -> inputs) and the graph does not know
+  // its opset, so the helpers below use forms every opset from 11 reads the same way.
+
+  /** The parts of `x` along `axis` with the given sizes, as Slices (Split(x) without its opset-13 change). */
   split(x: Value, axis: number, sizes: readonly number[], what: string): Value[] {
-    const s = this.ints(`${what}_sizes`, sizes);
-    return this.node({ op: 'Split', inputs: [x, s], attrs: { axis: { type: 'int', value: BigInt(axis) } } }, what, sizes.length);
+    const axes = this.ints(`${what}_axis`, [axis]);
+    let at = 0;
+    return sizes.map((size, k) => {
+      const part = this.op('Slice', [x, this.ints(`${what}${k}_start`, [at]), this.ints(`${what}${k}_end`, [at + size]), axes], `${what}${k}`);
+      at += size;
+      return part;
+    });
   }
 
   reshape(x: Value, shape: readonly number[], what: string): Value {
@@ -112,12 +123,24 @@ export class NodeBuilder {
     return this.op('Transpose', [x], what, { perm: intsAttr(perm) });
   }
 
-  unsqueeze(x: Value, axes: readonly number[], what: string): Value {
-    return this.op('Unsqueeze', [x, this.ints(`${what}_axes`, axes)], what);
+  /**
+   * Unsqueeze(x, axes) for `x` of the given rank: Expand to `axes.length` leading 1s, then Transpose them into
+   * place (exact for every shape, empty dims included).
+   */
+  unsqueeze(x: Value, axes: readonly number[], what: string, rank: number): Value {
+    const r = rank + axes.length;
+    const at = axes.map((a) => (a < 0 ? a + r : a)).sort((p, q) => p - q);
+    const expanded = this.op('Expand', [x, this.ints(`${what}_ones`, Array(r).fill(1))], `${what}_expand`);
+    const perm: number[] = [];
+    let next = axes.length; // x's dims follow the new leading ones
+    let lead = 0;
+    for (let k = 0; k < r; k++) perm.push(at.includes(k) ? lead++ : next++);
+    return perm.every((p, k) => p === k) ? expanded : this.transpose(expanded, perm, what);
   }
 
-  squeeze(x: Value, axes: readonly number[], what: string): Value {
-    return this.op('Squeeze', [x, this.ints(`${what}_axes`, axes)], what);
+  /** Squeeze(x, [axis]) of a size-1 axis: Gather index 0 along it. */
+  squeeze(x: Value, axis: number, what: string): Value {
+    return this.op('Gather', [x, this.scalar(`${what}_index`, 'i64', 0)], what, { axis: { type: 'int', value: BigInt(axis) } });
   }
 
   cast(x: Value, to: DType, what: string): Value {

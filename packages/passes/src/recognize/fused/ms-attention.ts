@@ -1,8 +1,12 @@
 // com.microsoft Attention (BERT/GPT-2 style, input projection inside) -> prelude MatMul(X, W) + Add(bias) +
 // Split into Q, K, V (bsd) + attnopt::Attention. unidirectional -> causal from the bottom right (after the
 // past); mask_index [B, T] or [B, S, T] of 1/0 -> the additive bias onnxruntime builds (mask_filter_value
-// where 0); mask_index [B] (key lengths, right padding) -> kvLength; past [2, B, N, P, H] -> Split + Squeeze,
-// present [2, B, N, P + S, H] -> Unsqueeze + Concat after the Attention node.
+// where 0); mask_index [B] (key lengths, right padding) -> the same additive bias on keys >= length (onnxruntime
+// adds mask_filter_value there rather than dropping the keys: a row with length 0 averages every key);
+// mask_index [B, 1, M, M] (Megatron) -> its [past, past + S) x [0, past + S) window, then the same bias;
+// past [2, B, N, P, H] -> Gather 0 / 1, present [2, B, N, P + S, H] -> Unsqueeze + Concat after the Attention node.
+// unidirectional -> causal(bottom-right): onnxruntime adds mask_filter_value above the diagonal, which is the
+// same after softmax unless a row's logits spread over more than about |mask_filter_value| (1e4 by default).
 
 import { type AttentionParams, causal, dense, type Graph, type Node, Value } from '@attnopt/ir';
 import { matched, noMatch, removeDead, type RewriteRule } from '@attnopt/rewrite';
@@ -30,8 +34,29 @@ const KNOWN = ['num_heads', 'unidirectional', 'scale', 'mask_filter_value', 'qkv
 export interface MsAttentionMatch {
   readonly params: AttentionParams;
   readonly sizes: readonly [number, number, number];
-  readonly mask?: 'lengths' | 2 | 3;
+  readonly mask?: 'lengths' | 2 | 3 | 4;
   readonly present: boolean;
+}
+
+/** Key lengths [B] -> filter where key index >= length, as [B, 1, 1, S] (no past: 1D masks come without). */
+function lengthBias(b: NodeBuilder, lengths: Value, x: Value, filter: number, dtype: 'f32' | 'f16'): Value {
+  const S = b.op('Gather', [b.op('Shape', [x], 'x_shape_len'), b.scalar('seq_axis', 'i64', 1)], 'key_count', { axis: { type: 'int', value: 0n } });
+  const keys = b.op('Range', [b.scalar('key_start', 'i64', 0), S, b.scalar('key_step', 'i64', 1)], 'key_index');
+  const len = b.reshape(b.cast(lengths, 'i64', 'mask_lengths_i64'), [-1, 1], 'mask_lengths_col');
+  const isPad = b.op('Not', [b.op('Less', [keys, len], 'key_is_valid')], 'key_is_pad');
+  const add = b.op('Mul', [b.cast(isPad, dtype, 'key_pad_float'), b.scalar('mask_filter_value', dtype, dtype === 'f16' ? Math.max(filter, -65504) : filter)], 'mask_bias');
+  return b.unsqueeze(add, [1, 2], 'mask_bias_4d', 2);
+}
+
+/** mask[:, :, P : P + S, 0 : P + S] with P the past length (0 without past) and S the query length. */
+function megatronWindow(b: NodeBuilder, mask: Value, x: Value, past: Value | undefined): Value {
+  const dim = (v: Value, k: number, what: string) =>
+    b.op('Slice', [b.op('Shape', [v], `${what}_shape`), b.ints(`${what}_start`, [k]), b.ints(`${what}_end`, [k + 1])], what);
+  const S = dim(x, 1, 'query_length');
+  const P = past ? dim(past, 3, 'past_length') : b.ints('past_length', [0]);
+  const T = b.op('Add', [P, S], 'total_length');
+  const zero = b.ints('mask_key_start', [0]);
+  return b.op('Slice', [mask, b.op('Concat', [P, zero], 'mask_starts', { axis: { type: 'int', value: 0n } }), b.op('Concat', [T, T], 'mask_ends', { axis: { type: 'int', value: 0n } }), b.ints('mask_axes', [2, 3])], 'mask_window');
 }
 
 // Attention(X, W, b, mask_index, past, attention_bias) {num_heads, unidirectional}
@@ -70,6 +95,7 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
       if (r === 1 && (s0 === xb || s0 === 'batch' || typeof s0 !== 'number')) maskKind = 'lengths';
       else if (r === 2) maskKind = 2;
       else if (r === 3) maskKind = 3;
+      else if (r === 4) maskKind = 4;
       else return noMatch(`mask_index of rank ${r ?? 'unknown'} (start/end positions, 4D) is not lifted`);
       if (r === 1 && typeof s0 === 'number' && typeof xb === 'number' && s0 !== xb) return noMatch('1D mask_index with start positions is not lifted');
     }
@@ -95,21 +121,29 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
     const [x, w, projBias, mask, past, attnBias] = node.inputs;
     const b = new NodeBuilder(graph, baseName(node));
     const dtype = (dtypeOf(x) ?? dtypeOf(w)) === 'f16' ? 'f16' : 'f32';
-    const proj = b.op('Add', [b.op('MatMul', [x, w], 'qkv_matmul'), projBias], 'qkv');
+    // onnxruntime's GenerateQKV accumulates X W onto the broadcast bias (GEMM, beta = 1); Gemm(X2d, W, bias)
+    // rounds the same way, MatMul + Add (bias added last) does not.
+    const rows = b.op('Flatten', [x], 'x_2d', { axis: { type: 'int', value: 2n } });
+    const flat = b.op('Gemm', [rows, w, projBias], 'qkv_gemm');
+    const batchSeq = b.op('Slice', [b.op('Shape', [x], 'x_shape'), b.ints('x_shape_start', [0]), b.ints('x_shape_end', [2])], 'x_batch_seq');
+    const total = m.sizes[0] + m.sizes[1] + m.sizes[2];
+    const proj = b.op('Reshape', [flat, b.op('Concat', [batchSeq, b.ints('qkv_width', [total])], 'qkv_shape', { axis: { type: 'int', value: 0n } })], 'qkv');
     const [q, k, v] = b.split(proj, 2, m.sizes, 'qkv_split');
     let pastKey: Value | undefined;
     let pastValue: Value | undefined;
     if (past) {
-      const [pk, pv] = b.split(past, 0, [1, 1], 'past');
-      pastKey = b.squeeze(pk!, [0], 'past_key');
-      pastValue = b.squeeze(pv!, [0], 'past_value');
+      const at = (k: number, what: string) => b.op('Gather', [past, b.scalar(`${what}_index`, 'i64', k)], what, { axis: { type: 'int', value: 0n } });
+      pastKey = at(0, 'past_key');
+      pastValue = at(1, 'past_value');
     }
     let bias: Value | undefined = attnBias;
-    let kvLength: Value | undefined;
     if (m.mask === 'lengths') {
-      kvLength = b.cast(mask!, 'i64', 'kv_length');
+      const pad = lengthBias(b, mask!, x!, attrFloat(node, 'mask_filter_value') ?? -10000, dtype);
+      bias = bias ? b.op('Add', [bias, pad], 'attention_bias_padded') : pad;
     } else if (m.mask !== undefined) {
-      const pad = paddingBias(b, mask!, m.mask, attrFloat(node, 'mask_filter_value') ?? -10000, dtype);
+      // 4D (Megatron) [B, 1, M, M]: rows past .. past + S, keys 0 .. past + S of a max-length mask
+      const window = m.mask === 4 ? megatronWindow(b, mask!, x!, past) : mask!;
+      const pad = paddingBias(b, window, m.mask, attrFloat(node, 'mask_filter_value') ?? -10000, dtype);
       bias = bias ? b.op('Add', [bias, pad], 'attention_bias_padded') : pad;
     }
     const attention = liftSite(graph, 'ms-attention', {
@@ -120,7 +154,6 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
         v: v!,
         ...(bias ? { bias } : {}),
         ...(pastKey ? { pastKey, pastValue: pastValue! } : {}),
-        ...(kvLength ? { kvLength } : {}),
       },
       output: node.outputs[0]!,
       matched: [node],
@@ -132,7 +165,7 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
       const pv = post.fresh('present_value');
       appendOutput(attention, pk);
       appendOutput(attention, pv);
-      const stacked = post.op('Concat', [post.unsqueeze(pk, [0], 'present_key_2'), post.unsqueeze(pv, [0], 'present_value_2')], 'present', {
+      const stacked = post.op('Concat', [post.unsqueeze(pk, [0], 'present_key_2', 4), post.unsqueeze(pv, [0], 'present_value_2', 4)], 'present', {
         axis: { type: 'int', value: 0n },
       }, node.outputs[1]!.type);
       insertAfter(graph, attention, post.nodes);

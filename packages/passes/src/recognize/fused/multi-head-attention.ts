@@ -72,7 +72,7 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
       return noMatch('query has no known rank 3 or 5 shape');
     }
     if (headDim === undefined || vHeadDim === undefined) return noMatch('head sizes must be static');
-    if (bias && form !== 'separate') return noMatch(`the projection bias with ${form} inputs is not lifted`);
+    if (bias && form !== 'separate' && form !== 'bnsh-kv') return noMatch(`the projection bias with ${form} inputs is not lifted`);
     let maskRank: 2 | 3 | undefined;
     if (mask) {
       const r = shapeOf(mask)?.length;
@@ -99,7 +99,7 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
     const [, , , projBias, mask, attnBias, pastKey, pastValue] = node.inputs;
     const b = new NodeBuilder(graph, baseName(node));
     const { numHeads: N, headDim: H, vHeadDim: Hv } = m.params;
-    const toBsd = (x: Value, what: string) => b.reshape(b.squeeze(x, [3], `${what}_squeeze`), [0, 0, N * H], what);
+    const toBsd = (x: Value, what: string) => b.reshape(x, [0, 0, N * H], what);
     if (m.form === 'packed-qkv') {
       const [pq, pk, pv] = b.split(q!, 3, [1, 1, 1], 'qkv');
       [q, k, v] = [toBsd(pq!, 'q'), toBsd(pk!, 'k'), toBsd(pv!, 'v')];
@@ -113,8 +113,11 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
     if (projBias) {
       const [bq, bk, bv] = b.split(projBias, 0, [N * H, N * H, N * Hv], 'bias');
       q = b.op('Add', [q, bq], 'q_biased');
-      k = b.op('Add', [k, bk], 'k_biased');
-      v = b.op('Add', [v, bv], 'v_biased');
+      // BNSH key/value are cached projections (cross attention): onnxruntime adds only the query's bias
+      if (m.form !== 'bnsh-kv') {
+        k = b.op('Add', [k, bk], 'k_biased');
+        v = b.op('Add', [v, bv], 'v_biased');
+      }
     }
     let bias: Value | undefined = attnBias;
     if (mask) {

@@ -4,9 +4,9 @@
 import type { Value } from '@attnopt/ir';
 import type { NodeBuilder } from './common.js';
 
-/** mask [B, T] (or [B, S, T]) of 1/0 -> (mask == 0) * filter as [B, 1, 1, T] (or [B, 1, S, T]) in `dtype`. */
-export function paddingBias(b: NodeBuilder, mask: Value, rank: 2 | 3, filter: number, dtype: 'f32' | 'f16'): Value {
+/** mask [B, T] ([B, S, T], [B, 1, S, T]) of 1/0 -> (mask == 0) * filter as [B, 1, 1, T] ([B, 1, S, T]) in `dtype`. */
+export function paddingBias(b: NodeBuilder, mask: Value, rank: 2 | 3 | 4, filter: number, dtype: 'f32' | 'f16'): Value {
   const isPad = b.op('Equal', [b.cast(mask, 'i64', 'mask_i64'), b.scalar('mask_zero_i64', 'i64', 0)], 'mask_is_pad');
   const add = b.op('Mul', [b.cast(isPad, dtype, 'mask_pad_float'), b.scalar('mask_filter_value', dtype, dtype === 'f16' ? Math.max(filter, -65504) : filter)], 'mask_bias');
-  return b.unsqueeze(add, rank === 2 ? [1, 2] : [1], 'mask_bias_4d');
+  return rank === 4 ? add : b.unsqueeze(add, rank === 2 ? [1, 2] : [1], 'mask_bias_4d', rank);
 }
