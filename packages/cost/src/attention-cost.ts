@@ -1,0 +1,134 @@
+// The cost of one attention site on one target: FLOPs, softmax work, bytes moved, peak memory and a
+// roofline time. Counting uses the spec's row and block queries (O(nq · runs) and O((nq/b)·(nk/b))):
+// nothing here allocates per n x n.
+
+import { type AttentionParams, isLowRank, type LeafResolver, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
+import { lowRankOps, selectionOps } from './approximate.js';
+import { type OpCost, type OpWork, timeOp, work } from './ops.js';
+import { type TargetProfile } from './profile.js';
+import { type CallDims, type Extent, extentOf } from './shape.js';
+import { layoutIn, layoutOut, unfusedMaskedOps } from './unfused.js';
+import { type BlockCounts, blockCounts, pairsKept } from './work.js';
+
+export interface CostOptions {
+  /** Resolves data-dependent leaves (top-k blocks, LSH) exactly; without it they count at their expected size. */
+  readonly resolve?: LeafResolver;
+  /** onnxruntime's graph optimization level (`all` folds Kᵀ and the scale into the QKᵀ MatMul). Default 'all'. */
+  readonly graphOptimization?: 'all' | 'disabled';
+  /** An additive float bias or boolean keep-mask input of [batch, 1, nq, nk]. Default 'none'. */
+  readonly bias?: 'none' | 'float' | 'bool';
+  /** Per-batch valid key lengths (kvLength input). Default false. */
+  readonly kvLength?: boolean;
+  /** Bytes per element of Q, K, V and the scores (4: fp32). */
+  readonly elementBytes?: number;
+}
+
+export interface AttentionCost {
+  readonly target: string;
+  readonly execution: TargetProfile['execution'];
+  /** (query, key) pairs the spec keeps, per batch and head (exact for index specs). */
+  readonly keptPairs: number;
+  /** Pairs the target computes scores for, per batch and head: nq · nk unfused, the kept blocks' area fused. */
+  readonly computedPairs: number;
+  /** Matrix-multiply FLOPs over the batch and heads (QKᵀ, PV, projections, hashing). */
+  readonly flops: number;
+  /** Softmax FLOPs (about 5 per computed score). */
+  readonly softmaxFlops: number;
+  /** Bytes read and written by all kernels. */
+  readonly bytes: number;
+  /** Bytes of the largest single intermediate tensor (for unfused: batch · heads · nq · nk · 4). */
+  readonly largestIntermediate: number;
+  /** Inputs, outputs and the largest set of intermediates alive at once (bytes). */
+  readonly peakMemory: number;
+  /** Predicted seconds: Σ over kernels of their roofline time + the profile's per-run overhead. */
+  readonly time: number;
+  /** Kernels in execution order. */
+  readonly ops: readonly OpCost[];
+  /** Block classes on the target's tile grid (fused-blocked targets, key-set specs). */
+  readonly blocks?: BlockCounts;
+  /** What the estimate assumes, in words. */
+  readonly notes: readonly string[];
+}
+
+/** The cost of attention with `params` for a call of `dims` on `target`. */
+export function attentionCost(params: AttentionParams, dims: CallDims, target: TargetProfile, options: CostOptions = {}): AttentionCost {
+  const p = validateAttentionParams(params);
+  const x = extentOf(p, dims, options.elementBytes ?? 4);
+  const notes: string[] = [];
+  const inputBytes = x.E * x.B * (x.H * x.nq * x.d + x.Hkv * x.nk * (x.d + x.dv));
+  const outputBytes = x.E * x.B * x.H * x.nq * x.dv;
+  let ops: OpWork[];
+  let keptPairs: number;
+  let computedPairs: number;
+  let largest: number;
+  let live: number;
+  let blocks: BlockCounts | undefined;
+
+  if (isLowRank(p.spec)) {
+    ops = [...layoutIn(p, x), ...lowRankOps(p.spec, x), ...layoutOut(p, x)];
+    keptPairs = x.nq * x.nk; // every key contributes, through the rank-r approximation
+    computedPairs = 0;
+    largest = Math.max(0, ...ops.filter((o) => o.op === 'MatMul' || o.op === 'Softmax').map((o) => o.bytes / 3));
+    live = 2 * largest;
+    if (target.execution === 'unfused') notes.push(`${p.spec.kind} is not lowered to ONNX yet: costed as the matmul chain it would lower to`);
+  } else {
+    const spec: MaskSpec = p.spec;
+    const maskDims = { nq: x.nq, nk: x.nk, past: x.past };
+    keptPairs = pairsKept(spec, maskDims, options.resolve);
+    const selection = selectionOps(spec, x);
+    if (selection.length > 0 && options.resolve === undefined) notes.push(`${spec.kind} is data-dependent: counted at its expected size`);
+    if (target.execution === 'unfused') {
+      ops = [
+        ...selection,
+        ...unfusedMaskedOps(p, spec, x, {
+          graphOptimization: options.graphOptimization ?? 'all',
+          bias: options.bias ?? 'none',
+          kvLength: options.kvLength ?? false,
+        }),
+      ];
+      computedPairs = x.nq * x.nk;
+      const scores = x.E * x.B * x.H * x.nq * x.nk;
+      largest = scores;
+      // an elementwise op over the scores holds its input and its output, plus the nq x nk keep-mask
+      live = 2 * scores + (spec.kind === 'dense' ? 0 : x.nq * x.nk);
+      notes.push('unfused: the lowered graph materializes nq x nk scores per head and builds the keep-mask densely');
+    } else {
+      const tile = target.tile!;
+      blocks = blockCounts(spec, tile.blockQ, tile.blockK, maskDims, options.resolve);
+      computedPairs = blocks.area;
+      const S = x.B * x.H * blocks.area;
+      // K and V tiles load once per query block row and kv head: the heads of a GQA group share them
+      const kvLoads = x.E * x.B * x.Hkv * blocks.keyLoads * (x.d + x.dv);
+      ops = [
+        ...selection,
+        work('FusedAttention', `flash-style, ${tile.blockQ}x${tile.blockK} tiles, empty tiles skipped`, {
+          flops: 2 * S * (x.d + x.dv),
+          softmaxFlops: 5 * S,
+          softmaxElements: S,
+          bytes: x.E * x.B * x.H * x.nq * (x.d + x.dv) + kvLoads,
+        }),
+      ];
+      largest = x.E * tile.blockQ * tile.blockK; // one score tile
+      live = largest;
+    }
+  }
+  const timed = ops.map((o) => timeOp(target, o));
+  const sum = (f: (o: OpCost) => number) => timed.reduce((a, o) => a + f(o), 0);
+  return {
+    target: target.name,
+    execution: target.execution,
+    keptPairs,
+    computedPairs,
+    flops: sum((o) => o.flops),
+    softmaxFlops: sum((o) => o.softmaxFlops),
+    bytes: sum((o) => o.bytes),
+    largestIntermediate: largest,
+    peakMemory: inputBytes + outputBytes + live,
+    time: sum((o) => o.seconds) + target.runOverheadSeconds,
+    ops: timed,
+    ...(blocks ? { blocks } : {}),
+    notes,
+  };
+}
+
+export type { CallDims, Extent };
