@@ -24,24 +24,32 @@ import {
 } from '@attnopt/ir';
 import { type Pass, type PassNote, removeDead } from '@attnopt/rewrite';
 import { proveMaskSpec, type SiteDims } from './prove.js';
-import { shapeSyms } from './symbolic.js';
+import { inferShape } from '../analysis/shapes.js';
+import { simplifySpec } from './simplify.js';
+import { shapeSyms, type Sym, symAdd, symConst, symVar } from './symbolic.js';
 
 export const ANALYZE_MASK = 'analyze-mask';
 
-/** The query/key lengths of a site from the types of Q and K (symbolic where the model is). */
+/** The length of `v` on `axis`: from its type, else inferred from its producers (undefined when unknown). */
+function lengthOf(v: Value | undefined, axis: number): Sym | undefined {
+  if (!v) return undefined;
+  const typed = shapeSyms(v);
+  if (typed) return typed.length > axis ? typed[axis] : undefined;
+  const d = inferShape(v)?.[axis];
+  return typeof d === 'number' ? symConst(d) : typeof d === 'string' && d !== '?' ? symVar(d) : undefined;
+}
+
+/** The query/key lengths of a site from Q and K (symbolic where the model is); with past K/V, the past length too. */
 export function siteDims(node: Node): SiteDims {
   const p = attentionParams(node);
   const seqAxis = p.layout === 'bhsd' ? 2 : 1;
-  const q = node.inputs[AttentionInput.q];
-  const k = node.inputs[AttentionInput.k];
-  const len = (v: Value | undefined) => {
-    const s = v && shapeSyms(v);
-    return s && s.length > seqAxis ? s[seqAxis] : undefined;
-  };
-  const nq = len(q);
-  const nk = p.layout === 'packed-qkv' ? nq : len(k);
-  if (node.inputs[AttentionInput.pastKey]) return nq ? { nq } : {};
-  return { ...(nq ? { nq } : {}), ...(nk ? { nk } : {}) };
+  const nq = lengthOf(node.inputs[AttentionInput.q], seqAxis);
+  const kNew = p.layout === 'packed-qkv' ? nq : lengthOf(node.inputs[AttentionInput.k], seqAxis);
+  const pastKey = node.inputs[AttentionInput.pastKey];
+  const past = pastKey ? lengthOf(pastKey, 2) : undefined;
+  if (pastKey && !past) return nq ? { nq } : {};
+  const nk = kNew && (past ? symAdd(past, kNew) : kNew);
+  return { ...(nq ? { nq } : {}), ...(nk ? { nk } : {}), ...(past ? { past } : {}) };
 }
 
 /** spec ∩ proven, without writing `dense` or a term twice. */
@@ -49,7 +57,7 @@ export function combineSpecs(old: AttentionSpec, proven: AttentionSpec): Attenti
   if (old.kind === 'dense' || specEquals(old, proven)) return proven;
   if (proven.kind === 'dense') return old;
   if (isLowRank(old)) return old;
-  return intersect(old, proven as never);
+  return simplifySpec(intersect(old, proven as never));
 }
 
 export function analyzeMaskPass(): Pass {

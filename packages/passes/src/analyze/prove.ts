@@ -36,11 +36,14 @@ import {
   symSub,
   symToString,
 } from './symbolic.js';
+import { simplifySpec } from './simplify.js';
 
 /** The query and key lengths of the site, symbolic where the model is. */
 export interface SiteDims {
   readonly nq?: Sym;
   readonly nk?: Sym;
+  /** Cached keys before this call's keys (the site's past_key length), for `past` alignment. */
+  readonly past?: Sym;
 }
 
 export interface MaskProof {
@@ -96,30 +99,38 @@ function tighter(a: Sym | undefined, b: Sym, max: boolean): Sym {
   return (d.c > 0) === max ? a : b;
 }
 
-function alignOf(off: Sym, dims: SiteDims): Align {
-  if (symEq(off, symConst(0))) return 'top-left';
-  if (dims.nq && dims.nk && symEq(off, symSub(dims.nk, dims.nq))) return 'bottom-right';
-  return stop(`the band's offset ${symToString(off)} is neither 0 nor S_k - S_q`);
+/** Each alignment the site's lengths can name, with the query offset it adds (for every length). */
+function alignBases(dims: SiteDims): [Align, Sym][] {
+  const out: [Align, Sym][] = [['top-left', symConst(0)]];
+  if (dims.nq && dims.nk) out.push(['bottom-right', symSub(dims.nk, dims.nq)]);
+  if (dims.past) out.push(['past', dims.past]);
+  return out;
 }
 
-/** Splits an offset into its constant part and a symbolic alignment. */
-function splitOffset(x: Sym, dims: SiteDims): { k: number; align: Align } {
-  const sym = { c: 0, t: x.t };
-  return { k: x.c, align: alignOf(sym, dims) };
+/**
+ * Writes band edges (bounds on j - i) as constants relative to one alignment: the first alignment that makes
+ * every edge constant and puts the first at 0 (j <= i + S_k - S_q -> causal(bottom-right)), else the first
+ * that makes every edge constant.
+ */
+function alignEdges(edges: Sym[], dims: SiteDims): { ks: number[]; align: Align } {
+  const fits = alignBases(dims).flatMap(([align, base]) => {
+    const d = edges.map((e) => symSub(e, base));
+    return d.every(symIsConst) ? [{ align, ks: d.map((x) => x.c) }] : [];
+  });
+  const pick = fits.find((f) => f.ks[0] === 0) ?? fits[0];
+  return pick ?? stop(`the band's offsets ${edges.map(symToString).join(', ')} are neither constant nor S_k - S_q${dims.past ? ' nor the past length' : ''}`);
 }
 
 function boundsSpec(b: Bounds, dims: SiteDims): MaskSpec {
   const parts: MaskSpec[] = [];
   if (b.hi && b.lo) {
-    const h = splitOffset(b.hi, dims);
-    const l = splitOffset(b.lo, dims);
-    if (h.align !== l.align) stop('the band\'s two edges have different alignments');
-    parts.push(h.k < l.k ? { kind: 'empty' } : slidingWindow(-l.k, h.k, h.align));
+    const { ks: [hi, lo], align } = alignEdges([b.hi, b.lo], dims);
+    parts.push(hi! < lo! ? { kind: 'empty' } : slidingWindow(-lo!, hi!, align));
   } else if (b.hi) {
-    const h = splitOffset(b.hi, dims);
-    if (h.k === 0) parts.push(causal(h.align));
-    else if (h.k > 0) parts.push(union(causal(h.align), slidingWindow(0, h.k, h.align)));
-    else parts.push(difference(causal(h.align), slidingWindow(-h.k - 1, 0, h.align)));
+    const { ks: [k], align } = alignEdges([b.hi], dims);
+    if (k === 0) parts.push(causal(align));
+    else if (k! > 0) parts.push(union(causal(align), slidingWindow(0, k!, align)));
+    else parts.push(difference(causal(align), slidingWindow(-k! - 1, 0, align)));
   } else if (b.lo) {
     stop('a band open to the right (j - i >= lo only) is not expressed in the spec algebra');
   }
@@ -212,12 +223,14 @@ function crossCheck(f: Formula, spec: MaskSpec, dims: SiteDims): void {
   const names = new Set(symbolsOf(f));
   if (dims.nq) Object.keys(dims.nq.t).forEach((k) => names.add(k));
   if (dims.nk) Object.keys(dims.nk.t).forEach((k) => names.add(k));
+  if (dims.past) Object.keys(dims.past.t).forEach((k) => names.add(k));
   for (const n of [5, 11]) {
     const env: Record<string, number> = {};
     let k = 0;
     for (const s of names) env[s] = n + 2 * k++;
     const nq = (dims.nq && symEval(dims.nq, env)) ?? n;
     const nk = (dims.nk && symEval(dims.nk, env)) ?? n;
+    const past = dims.past && symEval(dims.past, env);
     if (nq > 512 || nk > 512) continue;
     for (let i = 0; i < nq; i++) {
       for (let j = 0; j < nk; j++) {
@@ -227,7 +240,7 @@ function crossCheck(f: Formula, spec: MaskSpec, dims: SiteDims): void {
         } catch {
           return;
         }
-        if (want !== keeps(spec, i, j, { nq, nk })) stop(`internal: ${printSpec(spec)} disagrees with the mask at (${i}, ${j}) for ${nq} x ${nk}`);
+        if (want !== keeps(spec, i, j, { nq, nk, ...(past !== undefined ? { past } : {}) })) stop(`internal: ${printSpec(spec)} disagrees with the mask at (${i}, ${j}) for ${nq} x ${nk}`);
       }
     }
   }
@@ -288,7 +301,7 @@ export function proveMaskSpec(biasValue: Value, dims: SiteDims = {}): MaskProof 
   try {
     const av = evaluate(biasValue, ctx);
     const { keep, data, reason } = readBias(av, ctx);
-    const spec = formulaToSpec(keep, dims);
+    const spec = simplifySpec(formulaToSpec(keep, dims));
     crossCheck(keep, spec, dims);
     notes.push(`bias ${JSON.stringify(biasValue.name)} keeps exactly ${printSpec(spec)} for every length`);
     for (const p of new Set(ctx.preconditions)) notes.push(`precondition: ${p}`);
