@@ -5,8 +5,12 @@
 // additive masks, masked_fill Where(cond, scores, -inf | finfo.min | -10000), softcap Div/Tanh/Mul, Casts
 // around an fp16/fp32 softmax, Dropout, GQA by Unsqueeze/Expand/Reshape, Einsum (tf2onnx/keras2onnx).
 // Q, K, V are the 4D values already in the graph (layout bhsd); 3D bmm chains (PyTorch MultiheadAttention
-// with heads folded into the batch) lift as layout bsd with one head. The mask-computing nodes stay and feed
-// the bias; the spec stays dense (a mask kept as bias is exact).
+// with heads folded into the batch) lift as layout bsd with one head (variant `bmm-heads-in-batch`: exact, but
+// numHeads is 1 and the batch is B·H; the true head count is not recovered yet). The mask-computing nodes stay
+// and feed the bias; the spec stays dense (a mask kept as bias is exact). A keep-mask without a declared type
+// gets a Cast(to = bool) so consumers read it as a keep-mask.
+// One known difference: a row whose keys are ALL masked gives NaN in the decomposed graph (softmax of -inf
+// everywhere) but 0 in attnopt::Attention (its definition); every other row is exact.
 
 import {
   type AttentionParams,
@@ -16,7 +20,9 @@ import {
   ONNX_DOMAIN,
   Tensor,
   tensorAttr,
+  intAttr,
   intsAttr,
+  tensorType,
   Value,
 } from '@attnopt/ir';
 import { type MatchResult, matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
@@ -127,6 +133,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   const headDim = qShape[rank - 1];
   if (typeof headDim !== 'number') return noMatch('the head size of Q is not static');
   const numHeads = rank === 4 ? qShape[1] : 1;
+  if (rank === 3) variants.push('bmm-heads-in-batch');
   if (typeof numHeads !== 'number') return noMatch('the number of query heads is not static (dim 1 of Q)');
 
   // K from Kᵀ: Transpose(K) swapping the last two axes, Transpose(K in bshd / sbd), or a prelude transpose
@@ -277,6 +284,13 @@ function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, pr
     prelude.push(axes, u);
     bias = u.outputs[0]!;
   } else if (rank === 3 && !bShape) return noMatch('the rank of the mask over 3D scores is not known');
+  // a keep-mask the graph does not type: Cast(to = bool) with a declared type, so every consumer (lowering,
+  // export) reads it as a keep-mask rather than an additive bias
+  if (keep !== undefined && sum === undefined && !(bias.type?.kind === 'tensor' && bias.type.dtype === 'bool')) {
+    const cast = new Node({ domain: ONNX_DOMAIN, op: 'Cast', inputs: [bias], outputs: [new Value(freshName(graph, 'keep_bool'), tensorType('bool'))], attrs: { to: intAttr(9) } });
+    prelude.push(cast);
+    bias = cast.outputs[0]!;
+  }
   return matched(bias);
 }
 

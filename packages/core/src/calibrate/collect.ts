@@ -1,0 +1,285 @@
+// Collecting the Q, K, V (bias, past K/V, output) each attention site sees on calibration inputs.
+//
+// onnxruntime cannot run attnopt::Attention, and recognition may feed a site from values its preludes
+// created (a Transpose or Reshape that the original graph never computed). So calibration runs neither the
+// original graph nor the recognized one as is: it takes a copy of the recognized model, lowers every
+// Attention node to standard ONNX ops (lowerAttentionPass: the site inputs stay real values, preludes
+// included, and each site output keeps its name), exposes each site's input and output values as extra graph
+// outputs, and runs that model in onnxruntime-node, one sample at a time. The tests check the lowered copy
+// computes the original model's outputs and that the reference attention on the collected tensors gives
+// each site's collected output.
+
+import ort from 'onnxruntime-node';
+import {
+  AttentionInput,
+  AttentionOutput,
+  attentionParams,
+  type Graph,
+  isAttention,
+  type Node,
+  type Value,
+} from '@attnopt/ir';
+import {
+  DataLocation,
+  encodeModel,
+  ExternalDataResolver,
+  exportModel,
+  importModel,
+  isExternal,
+  mapTensors,
+  type ModelProto,
+} from '@attnopt/onnx';
+import { lowerAttentionPass } from '@attnopt/passes';
+import type { AttnoptModel } from '../model.js';
+import { checkSample } from './folder.js';
+import { modelInputs } from './model-inputs.js';
+import { type SiteSample, type SiteSamples, type SiteTensor, siteDimsOf, siteSampleBytes } from './site-samples.js';
+import { type CalibrationSample, type HostTensor, hostTensorFromBytes, hostToFloat64 } from './tensor.js';
+
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
+
+const ROLES = { q: AttentionInput.q, k: AttentionInput.k, v: AttentionInput.v, bias: AttentionInput.bias, pastKey: AttentionInput.pastKey, pastValue: AttentionInput.pastValue } as const;
+type Role = keyof typeof ROLES | 'y';
+
+export interface CollectOptions {
+  /** Read at most this many samples (the rest are not read). Default: all. */
+  readonly maxSamples?: number;
+  /** Fail with a clear message once the collected tensors would exceed this many bytes. Default 1 GiB. */
+  readonly maxBytes?: number;
+  /** Also collect each site's output (y). Default true. */
+  readonly outputs?: boolean;
+  /** Opset the lowered Attention nodes use; default the model's default-domain opset (at least 13). */
+  readonly opset?: number;
+}
+
+/** Where a site's tensors come from in the calibration model. */
+interface SitePlan {
+  readonly id: string;
+  readonly node: Node;
+  readonly values: Partial<Record<Role, Value>>;
+  readonly skipped?: string;
+}
+
+/** The calibration model: the lowered copy with site values as outputs, and the plan to read them back. */
+export interface CalibrationModel {
+  /** ONNX bytes (external data inlined) that onnxruntime runs. */
+  readonly bytes: Uint8Array;
+  readonly sites: readonly { id: string; params: SiteSamples['params']; values: Readonly<Record<string, string>>; skipped?: string }[];
+}
+
+const defaultOpset = (proto: ModelProto): number => {
+  const d = proto.opsetImport?.find((o) => (o.domain ?? '') === '');
+  return Math.max(13, Number(d?.version ?? 21n));
+};
+
+/** A copy of `model` (the recognized graph): exported and imported again, external data resolved from its file. */
+function copyModel(model: AttnoptModel): { copy: AttnoptModel; resolver?: ExternalDataResolver } {
+  const resolver = model.file !== undefined ? new ExternalDataResolver(model.file) : undefined;
+  const copy = importModel(exportModel(model), { ...(model.file !== undefined ? { file: model.file } : {}), ...(resolver ? { externalData: resolver } : {}) });
+  return resolver ? { copy, resolver } : { copy };
+}
+
+/** The model calibration runs (see the comment at the top of this file): bytes for onnxruntime, and its sites. */
+export function calibrationModel(model: AttnoptModel, options: Pick<CollectOptions, 'outputs' | 'opset'> = {}): CalibrationModel {
+  const { bytes, sites } = buildCalibrationModel(model, options);
+  return { bytes, sites };
+}
+
+function buildCalibrationModel(model: AttnoptModel, options: Pick<CollectOptions, 'outputs' | 'opset'>): CalibrationModel & { plans: SitePlan[]; graph: Graph } {
+  const { copy, resolver } = copyModel(model);
+  const graph = copy.graph;
+  const topLevel = new Set(graph.nodes);
+  const used = new Set<string>();
+  for (const v of graph.definedValues()) used.add(v.name);
+  const plans: SitePlan[] = [...graph.allNodes()].filter(isAttention).map((node, k) => {
+    const id = `site${k}`;
+    if (!topLevel.has(node)) return { id, node, values: {}, skipped: 'the site is inside a subgraph (If/Loop/Scan body), whose values cannot be graph outputs' };
+    const values: Partial<Record<Role, Value>> = {};
+    for (const [role, index] of Object.entries(ROLES) as [Role, number][]) {
+      const v = node.inputs[index];
+      if (v !== undefined) values[role] = v;
+    }
+    if (options.outputs ?? true) values.y = node.outputs[AttentionOutput.y]!;
+    for (const [role, v] of Object.entries(values) as [Role, Value][]) {
+      if (v.name === '') {
+        let name = `attnopt_calibration_${id}_${role}`;
+        while (used.has(name)) name += '_';
+        v.name = name;
+        used.add(name);
+      }
+    }
+    return { id, node, values };
+  });
+  const sites = plans.map((p) => ({
+    id: p.id,
+    params: attentionParams(p.node),
+    values: Object.fromEntries(Object.entries(p.values).map(([r, v]) => [r, v.name])),
+    ...(p.skipped !== undefined ? { skipped: p.skipped } : {}),
+  }));
+  // Lowering replaces each Attention output by a value of the same name: look every value up by name again.
+  const names = plans.map((p) => Object.entries(p.values).map(([r, v]) => [r, v.name] as const));
+  lowerAttentionPass({ opset: options.opset ?? defaultOpset(copy.proto) }).run(graph);
+  const byName = new Map<string, Value>();
+  for (const v of graph.definedValues()) byName.set(v.name, v);
+  plans.forEach((p, k) => {
+    for (const [role, name] of names[k]!) {
+      const v = byName.get(name);
+      if (v === undefined) throw new Error(`${model.file ?? 'model'}: ${p.id}: value "${name}" (${role}) is gone after lowering`);
+      (p.values as Record<string, Value>)[role] = v;
+    }
+  });
+  const isFed = (v: Value) => graph.inputs.includes(v) || v.initializer !== undefined;
+  for (const p of plans) {
+    for (const v of Object.values(p.values)) if (!isFed(v) && !graph.outputs.includes(v)) graph.outputs.push(v);
+  }
+  let proto = exportModel(copy);
+  if (resolver !== undefined) {
+    proto = mapTensors(proto, 'ModelProto', (t) => {
+      if (!isExternal(t)) return t;
+      const inlined = { ...t, rawData: resolver.read(t), dataLocation: DataLocation.DEFAULT };
+      delete inlined.externalData;
+      return inlined;
+    });
+  }
+  return { bytes: encodeModel(proto), sites, plans, graph };
+}
+
+const ORT_TYPES: Record<string, ort.Tensor.Type> = {
+  f32: 'float32', f64: 'float64', f16: 'float16', i8: 'int8', u8: 'uint8', bool: 'bool',
+  i16: 'int16', u16: 'uint16', i32: 'int32', u32: 'uint32', i64: 'int64', u64: 'uint64',
+};
+
+function toOrt(t: HostTensor, name: string): ort.Tensor {
+  const type = ORT_TYPES[t.dtype];
+  if (type === undefined) throw new Error(`input "${name}": onnxruntime-node has no ${t.dtype} tensors`);
+  return new ort.Tensor(type, t.data as never, [...t.shape]);
+}
+
+const DTYPE_OF: Record<string, string> = { float32: 'f32', float64: 'f64', float16: 'f16', bool: 'bool' };
+
+function siteTensorFromOrt(t: ort.Tensor, name: string): SiteTensor {
+  const shape = [...t.dims];
+  if (t.type === 'float32') return { dtype: 'f32', shape, data: Float32Array.from(t.data as Float32Array) };
+  if (t.type === 'float64') return { dtype: 'f64', shape, data: Float64Array.from(t.data as Float64Array) };
+  if (t.type === 'float16' || t.type === 'bool' || t.type.startsWith('int') || t.type.startsWith('uint')) {
+    const src = t.data as ArrayLike<number | bigint>;
+    const data = new Float32Array(src.length);
+    if (t.type === 'float16') {
+      const bits = src as Uint16Array;
+      data.set(hostToFloat64({ dtype: 'f16', shape, data: bits }));
+    } else for (let k = 0; k < src.length; k++) data[k] = Number(src[k]!);
+    return { dtype: DTYPE_OF[t.type] ?? t.type, shape, data };
+  }
+  throw new Error(`value "${name}": cannot collect ${t.type} tensors`);
+}
+
+function siteTensorFromHost(t: HostTensor): SiteTensor {
+  const data = t.dtype === 'f64' ? Float64Array.from(t.data as Float64Array) : Float32Array.from(hostToFloat64(t));
+  return { dtype: t.dtype, shape: [...t.shape], data };
+}
+
+type SampleSource = Iterable<CalibrationSample> | AsyncIterable<CalibrationSample>;
+
+/**
+ * Runs the calibration model on each sample in turn and yields, per sample, each site's tensors (sites in a
+ * subgraph yield nothing). Nothing from one sample is kept by the generator after it is yielded.
+ */
+export async function* siteTensorStream(
+  model: AttnoptModel,
+  samples: SampleSource,
+  options: CollectOptions = {},
+): AsyncGenerator<{ index: number; sites: ReadonlyMap<string, SiteSample> }, CalibrationModel> {
+  const where = model.file ?? 'model';
+  const calib = buildCalibrationModel(model, options);
+  const inputs = modelInputs(model.graph, where);
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(calib.bytes, { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 });
+  } catch (e) {
+    throw new Error(`${where}: onnxruntime cannot load the lowered calibration model: ${(e as Error).message}`);
+  }
+  try {
+    let index = 0;
+    for await (const sample of samples) {
+      if (options.maxSamples !== undefined && index >= options.maxSamples) break;
+      checkSample(sample, inputs, `sample ${index}`);
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const i of inputs) feeds[i.name] = toOrt(sample[i.name]!, i.name);
+      const wanted = new Set<string>();
+      for (const p of calib.plans) for (const v of Object.values(p.values)) if (calib.graph.outputs.includes(v)) wanted.add(v.name);
+      let out: ort.InferenceSession.OnnxValueMapType;
+      try {
+        out = await session.run(feeds, [...wanted]);
+      } catch (e) {
+        throw new Error(`${where}: sample ${index}: onnxruntime failed: ${(e as Error).message}`);
+      }
+      const sites = new Map<string, SiteSample>();
+      for (const p of calib.plans) {
+        if (p.skipped !== undefined) continue;
+        const get = (v: Value | undefined): SiteTensor | undefined => {
+          if (v === undefined) return undefined;
+          const fed = sample[v.name];
+          if (fed !== undefined && calib.graph.inputs.includes(v)) return siteTensorFromHost(fed);
+          if (v.initializer !== undefined) {
+            const t = v.initializer;
+            return siteTensorFromHost(hostTensorFromBytes(t.dtype, t.shape, t.bytes()));
+          }
+          const o = out[v.name];
+          if (o === undefined) throw new Error(`${where}: ${p.id}: value "${v.name}" was not computed`);
+          return siteTensorFromOrt(o as ort.Tensor, v.name);
+        };
+        const params = attentionParams(p.node);
+        const q = get(p.values.q)!;
+        const entry: Record<string, unknown> = { q };
+        for (const role of ['k', 'v', 'bias', 'pastKey', 'pastValue', 'y'] as const) {
+          const t = get(p.values[role]);
+          if (t !== undefined) entry[role] = t;
+        }
+        const k = entry.k as SiteTensor | undefined;
+        const pastKey = entry.pastKey as SiteTensor | undefined;
+        entry.dims = siteDimsOf(params, q.shape, k?.shape, pastKey?.shape);
+        sites.set(p.id, entry as unknown as SiteSample);
+      }
+      yield { index, sites };
+      index++;
+    }
+  } finally {
+    await session.release();
+  }
+  return { bytes: calib.bytes, sites: calib.sites };
+}
+
+/**
+ * Q, K, V (bias, past K/V, output) of every site of a recognized model on each calibration sample, per site
+ * id (`site<k>` as inspectModel numbers them). `model` must be the recognized model (attnopt::Attention nodes
+ * in its graph); it is not modified. Samples are run one at a time; the collected tensors are kept, up to
+ * options.maxBytes.
+ */
+export async function collectSiteTensors(model: AttnoptModel, samples: SampleSource, options: CollectOptions = {}): Promise<SiteSamples[]> {
+  const maxBytes = options.maxBytes ?? 2 ** 30;
+  const stream = siteTensorStream(model, samples, options);
+  const collected = new Map<string, SiteSample[]>();
+  let bytes = 0;
+  let calib: CalibrationModel | undefined;
+  for (;;) {
+    const next = await stream.next();
+    if (next.done) {
+      calib = next.value;
+      break;
+    }
+    for (const [id, s] of next.value.sites) {
+      bytes += siteSampleBytes(s);
+      if (bytes > maxBytes) {
+        await stream.return(undefined as never);
+        throw new Error(
+          `${model.file ?? 'model'}: sample ${next.value.index}: the collected site tensors take over ${maxBytes} bytes (maxBytes): ` +
+            'give fewer or shorter samples, raise maxBytes, or consume siteTensorStream sample by sample',
+        );
+      }
+      let list = collected.get(id);
+      if (list === undefined) collected.set(id, (list = []));
+      list.push(s);
+    }
+  }
+  return calib.sites.map((s) => ({ ...s, samples: collected.get(s.id) ?? [] }));
+}

@@ -1,0 +1,151 @@
+// Calibration inputs generated from a model's input types, seeded, so a run is reproducible:
+// - symbolic dims: names with "batch" -> batch; "past" -> pastLen; "total"/"+"/"all" -> pastLen + seqLen;
+//   "seq"/"len"/"sequence"/"token"/"time" -> seqLen; any other symbol -> dims[name] ?? otherSize;
+// - integer inputs named like *mask*: ones, batch row b with its last min(b, n - 1) keys zero (padding);
+// - *position*: 0, 1, ... counting from pastLen along the last axis;
+// - other integer inputs (*ids* and the rest): uniform in [0, vocab), vocab read from the table the
+//   first Gather on the input indexes (through Cast/Identity), else [0, intRange);
+// - bool inputs: the mask rule; float inputs named like *mask*: the mask rule too; other floats: N(0, 1).
+
+import { type DType, type Graph, SplitMix64, type Value } from '@attnopt/ir';
+import type { AttnoptModel } from '../model.js';
+import { modelInputs } from './model-inputs.js';
+import { type CalibrationSample, elementCount, type HostData, type HostTensor } from './tensor.js';
+import { floatToHalf, floatToBfloat16 } from '@attnopt/ir';
+
+export interface GenerateOptions {
+  /** Default 1. */
+  readonly batch?: number;
+  /** Default 8. */
+  readonly seqLen?: number;
+  /** Size of dims named like past (cached keys); default 0... unless a past input exists: then 2. */
+  readonly pastLen?: number;
+  /** Size of any other symbolic dim; default seqLen. */
+  readonly otherSize?: number;
+  /** Sizes of named symbolic dims; win over every rule above. */
+  readonly dims?: Readonly<Record<string, number>>;
+  /** Default 0. Sample k uses seed + k. */
+  readonly seed?: number;
+  /** Samples to generate; default 1. */
+  readonly count?: number;
+  /** Exclusive bound for integer inputs whose range cannot be read from the model; default 4. */
+  readonly intRange?: number;
+}
+
+/** The exclusive bound on the values of an integer input: the rows of the first table it is gathered from. */
+export function gatherBound(v: Value, depth = 0): number | undefined {
+  for (const { node, index } of v.uses()) {
+    if ((node.op === 'Cast' || node.op === 'Identity' || node.op === 'Unsqueeze' || node.op === 'Reshape') && index === 0 && depth < 4) {
+      const b = gatherBound(node.outputs[0]!, depth + 1);
+      if (b !== undefined) return b;
+    } else if (node.op === 'Gather' && index === 1) {
+      const a = node.attrs.get('axis');
+      const axis = a?.type === 'int' ? Number(a.value) : 0;
+      const table = node.inputs[0];
+      const shape = table?.initializer?.shape ?? (table?.type?.kind === 'tensor' ? table.type.shape : undefined);
+      const rows = shape?.[axis < 0 ? shape.length + axis : axis];
+      if (typeof rows === 'number' && rows > 0) return rows;
+    }
+  }
+  return undefined;
+}
+
+function symbolSize(name: string, o: Required<Omit<GenerateOptions, 'dims'>> & Pick<GenerateOptions, 'dims'>): number {
+  const override = o.dims?.[name];
+  if (override !== undefined) return override;
+  const n = name.toLowerCase();
+  if (n.includes('batch')) return o.batch;
+  if (n.includes('total') || n.includes('+') || n.includes('all')) return o.pastLen + o.seqLen;
+  if (n.includes('past')) return o.pastLen;
+  if (/seq|len|token|time|step/.test(n)) return o.seqLen;
+  return o.otherSize;
+}
+
+function gaussians(rng: SplitMix64, n: number): Float64Array {
+  const out = new Float64Array(n);
+  for (let k = 0; k < n; k += 2) {
+    const u = 1 - rng.nextFloat();
+    const r = Math.sqrt(-2 * Math.log(u));
+    const t = 2 * Math.PI * rng.nextFloat();
+    out[k] = r * Math.cos(t);
+    if (k + 1 < n) out[k + 1] = r * Math.sin(t);
+  }
+  return out;
+}
+
+/** A host tensor of `dtype` holding `values` (rounded for integer types). */
+export function hostTensorFromNumbers(dtype: DType, shape: readonly number[], values: ArrayLike<number>): HostTensor {
+  const n = values.length;
+  const map = <A extends HostData>(a: A, f: (x: number) => number | bigint): A => {
+    for (let k = 0; k < n; k++) (a as unknown as (number | bigint)[])[k] = f(values[k]!);
+    return a;
+  };
+  let data: HostData;
+  switch (dtype) {
+    case 'f32': data = Float32Array.from(values); break;
+    case 'f64': data = Float64Array.from(values); break;
+    case 'f16': data = map(new Uint16Array(n), floatToHalf); break;
+    case 'bf16': data = map(new Uint16Array(n), floatToBfloat16); break;
+    case 'i64': data = map(new BigInt64Array(n), (x) => BigInt(Math.round(x))); break;
+    case 'u64': data = map(new BigUint64Array(n), (x) => BigInt(Math.round(x))); break;
+    case 'i32': data = Int32Array.from(values); break;
+    case 'u32': data = Uint32Array.from(values); break;
+    case 'i16': data = Int16Array.from(values); break;
+    case 'u16': data = Uint16Array.from(values); break;
+    case 'i8': data = Int8Array.from(values); break;
+    case 'u8':
+    case 'bool': data = Uint8Array.from(values); break;
+    default: throw new Error(`cannot generate ${dtype} inputs`);
+  }
+  return { dtype, shape: [...shape], data };
+}
+
+/** Seeded calibration samples for every input of `model` (see the rules at the top of this file). */
+export function generateInputs(model: AttnoptModel | Graph, options: GenerateOptions = {}): CalibrationSample[] {
+  const graph = 'graph' in model ? model.graph : model;
+  const where = 'graph' in model ? (model.file ?? 'model') : 'model';
+  const inputs = modelInputs(graph, where);
+  const hasPast = inputs.some((i) => /past/i.test(i.name));
+  const o = {
+    batch: options.batch ?? 1,
+    seqLen: options.seqLen ?? 8,
+    pastLen: options.pastLen ?? (hasPast ? 2 : 0),
+    otherSize: options.otherSize ?? options.seqLen ?? 8,
+    seed: options.seed ?? 0,
+    count: options.count ?? 1,
+    intRange: options.intRange ?? 4,
+    dims: options.dims,
+  };
+  const samples: CalibrationSample[] = [];
+  for (let s = 0; s < o.count; s++) {
+    const rng = new SplitMix64(o.seed + s);
+    const sample: Record<string, HostTensor> = {};
+    for (const input of inputs) {
+      if (input.shape === undefined) throw new Error(`${where}: input "${input.name}" has no shape: give its calibration tensors in files`);
+      const shape = input.shape.map((d) => (typeof d === 'number' ? d : symbolSize(d, o)));
+      const n = elementCount(shape);
+      const name = input.name.toLowerCase();
+      const last = shape[shape.length - 1] ?? 1;
+      const isFloat = input.dtype === 'f32' || input.dtype === 'f64' || input.dtype === 'f16' || input.dtype === 'bf16';
+      let values: ArrayLike<number>;
+      if (name.includes('mask') || input.dtype === 'bool') {
+        // Ones; row r of batch b (b = r / rowsPerBatch) pads its last min(b, last - 1) keys.
+        const perBatch = shape.length >= 2 ? n / shape[0]! : n;
+        values = Array.from({ length: n }, (_, k) => {
+          const b = Math.floor(k / perBatch);
+          return k % last >= last - Math.min(b, last - 1) ? 0 : 1;
+        });
+      } else if (name.includes('position')) {
+        values = Array.from({ length: n }, (_, k) => (k % last) + o.pastLen);
+      } else if (isFloat) {
+        values = gaussians(rng, n);
+      } else {
+        const bound = gatherBound(input.value) ?? o.intRange;
+        values = Array.from({ length: n }, () => Math.floor(rng.nextFloat() * bound));
+      }
+      sample[input.name] = hostTensorFromNumbers(input.dtype, shape, values);
+    }
+    samples.push(sample);
+  }
+  return samples;
+}

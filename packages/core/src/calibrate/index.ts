@@ -1,0 +1,9 @@
+// Calibration: the tensors each attention site sees on calibration inputs (files or generated).
+export { type CalibrationSample, type HostData, type HostTensor, CalibrationInputError, checkCalibrationTensor, hostToFloat64 } from './tensor.js';
+export { readNpy } from './npy.js';
+export { readTensorProto, type NamedHostTensor } from './tensor-proto.js';
+export { calibrationSet, calibrationSampleDirs, readSampleDir, checkSample } from './folder.js';
+export { generateInputs, gatherBound, type GenerateOptions } from './generate.js';
+export { modelInputs, type ModelInput } from './model-inputs.js';
+export { collectSiteTensors, siteTensorStream, calibrationModel, type CalibrationModel, type CollectOptions } from './collect.js';
+export { type SiteSample, type SiteSamples, type SiteTensor, type SiteDimsSeen, siteDimsOf } from './site-samples.js';

@@ -1,0 +1,89 @@
+// collectSiteTensors: the reference attention on each site's collected Q, K, V (+ bias) gives the site's
+// collected output within 1e-4, and the lowered calibration model computes the original model's outputs.
+
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ort from 'onnxruntime-node';
+import { describe, expect, test } from 'vitest';
+import { referenceAttention, type Tensor64 } from '@attnopt/reference';
+import { importOnnx, inspectModel, recognize } from '../src/index.js';
+import { calibrationModel, collectSiteTensors, generateInputs, type SiteTensor } from '../src/calibrate/index.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const fixtures = resolve(here, '../../../../shared/fixtures/onnx');
+const tinyBert = resolve(here, '../../../examples/tiny-bert/model.onnx');
+
+const f64 = (t: SiteTensor): Tensor64 => ({ shape: t.shape, data: Float64Array.from(t.data) });
+
+async function checkModel(file: string, expectedSites: number) {
+  const model = importOnnx(file);
+  recognize(model.graph);
+  const report = inspectModel(importOnnx(file));
+  expect(report.sites).toHaveLength(expectedSites);
+  const samples = generateInputs(model, { batch: 2, seqLen: 5, count: 2, seed: 7 });
+  const sites = await collectSiteTensors(model, samples);
+  expect(sites.map((s) => s.id)).toEqual(report.sites.map((s) => s.id));
+  for (const site of sites) {
+    expect(site.samples).toHaveLength(2);
+    for (const s of site.samples) {
+      const bias = s.bias === undefined ? undefined : s.bias.dtype === 'bool' ? { shape: s.bias.shape, data: Uint8Array.from(s.bias.data) } : f64(s.bias);
+      const want = referenceAttention(site.params, {
+        q: f64(s.q),
+        ...(s.k ? { k: f64(s.k) } : {}),
+        ...(s.v ? { v: f64(s.v) } : {}),
+        ...(bias ? { bias } : {}),
+        ...(s.pastKey ? { pastKey: f64(s.pastKey) } : {}),
+        ...(s.pastValue ? { pastValue: f64(s.pastValue) } : {}),
+      }).y;
+      expect(want.shape).toEqual(s.y!.shape);
+      let err = 0;
+      want.data.forEach((x, k) => (err = Math.max(err, Math.abs(x - s.y!.data[k]!))));
+      expect(err, `${file} ${site.id}`).toBeLessThan(1e-4);
+      expect(s.dims.batch).toBe(2);
+    }
+  }
+  // The lowered calibration model computes what the original model computes.
+  const feeds = (i: number) => Object.fromEntries(Object.entries(samples[i]!).map(([n, t]) => [n, new ort.Tensor(t.dtype === 'f32' ? 'float32' : t.dtype === 'i64' ? 'int64' : t.dtype === 'bool' ? 'bool' : 'int32', t.data as never, [...t.shape])]));
+  const opts = { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 } as const;
+  const a = await ort.InferenceSession.create(file, opts) // the original model, as ONNX runtimes run it;
+  const b = await ort.InferenceSession.create(calibrationModel(model).bytes, opts);
+  const ya = await a.run(feeds(0));
+  const yb = await b.run(feeds(0), a.outputNames);
+  for (const name of a.outputNames) {
+    const x = ya[name]!.data as Float32Array;
+    const y = yb[name]!.data as Float32Array;
+    let err = 0;
+    x.forEach((v, k) => (err = Math.max(err, Math.abs(v - y[k]!))));
+    expect(err, `${file} output ${name}`).toBeLessThan(1e-4);
+  }
+  await a.release();
+  await b.release();
+  return sites;
+}
+
+describe('collectSiteTensors', () => {
+  test('torch export: GPT-2 causal attention', async () => {
+    await checkModel(resolve(fixtures, 'torch-exports/gpt2_causal_attn_where_op17_dyn.onnx'), 1);
+  });
+
+  test('torch export: BERT self-attention with an additive mask', async () => {
+    const sites = await checkModel(resolve(fixtures, 'torch-exports/bert_self_attn_additive_mask_op17_dyn.onnx'), 1);
+    expect(sites[0]!.samples[0]!.bias).toBeDefined();
+  });
+
+  test('examples/tiny-bert (external data)', async () => {
+    await checkModel(tinyBert, 2);
+  });
+
+  test('maxSamples stops reading, maxBytes fails with a clear message, bad samples name the input', async () => {
+    const model = importOnnx(resolve(fixtures, 'torch-exports/mha_self_op17_dyn.onnx'));
+    recognize(model.graph);
+    const samples = generateInputs(model, { count: 3 });
+    const sites = await collectSiteTensors(model, samples, { maxSamples: 1 });
+    expect(sites[0]!.samples).toHaveLength(1);
+    await expect(collectSiteTensors(model, samples, { maxBytes: 100 })).rejects.toThrow(/sample 0: the collected site tensors take over 100 bytes \(maxBytes\)/);
+    const name = Object.keys(samples[0]!)[0]!;
+    const { [name]: _, ...missing } = samples[0]!;
+    await expect(collectSiteTensors(model, [missing])).rejects.toThrow(new RegExp(`sample 0: input "${name}": missing`));
+  });
+});
