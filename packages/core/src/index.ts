@@ -2,5 +2,6 @@
 
 export { type AttnoptModel, loadOnnx as importOnnx, saveOnnx as exportOnnx } from './model.js';
 export { recognize, type RecognizeResult } from './recognize.js';
-export { attentionSites, inspectModel, type InspectReport, type InspectSite } from './inspect.js';
+export { inspectModel, type InspectReport, type InspectSite } from './inspect.js';
+export { attentionSites } from '@attnopt/passes';
 export * from './calibrate/index.js';

@@ -1,7 +1,7 @@
 // inspect: every attention site of a model, as `attnopt inspect` prints it and other tools read it.
 
-import { AttentionInput, attentionParams, type Graph, isAttention, type Node, printSpec } from '@attnopt/ir';
-import { siteOrigin } from '@attnopt/passes';
+import { AttentionInput, attentionParams, printSpec } from '@attnopt/ir';
+import { attentionSites, siteOrigin } from '@attnopt/passes';
 import type { AttnoptModel } from './model.js';
 import { recognize } from './recognize.js';
 
@@ -25,18 +25,13 @@ export interface InspectReport {
   readonly sites: readonly InspectSite[];
 }
 
-/** The Attention nodes of a graph and its subgraphs, in order. */
-export function attentionSites(graph: Graph): Node[] {
-  return [...graph.allNodes()].filter(isAttention);
-}
-
 /** Recognizes the attention sites of `model` (mutating its graph) and describes each. */
 export function inspectModel(model: AttnoptModel): InspectReport {
   recognize(model.graph);
-  const sites = attentionSites(model.graph).map((node, k): InspectSite => {
+  const sites = attentionSites(model.graph).map(({ id, node }): InspectSite => {
     const p = attentionParams(node);
     return {
-      id: `site${k}`,
+      id,
       heads: p.numHeads,
       kvHeads: p.kvNumHeads,
       headDim: p.headDim,

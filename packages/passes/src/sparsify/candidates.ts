@@ -1,0 +1,54 @@
+// The candidate forms sparsify tries at a site, each restricted to the site's own (baseline) spec:
+// windows of several widths, with and without attention sinks; top-k key blocks (Quest); LSH buckets
+// (Reformer); low-rank forms (Nystrom, Linformer, Performer), which carry no certificate (BOUNDS.md (c)).
+
+import {
+  type AttentionSpec,
+  intersect,
+  isLowRank,
+  linformer,
+  lshBuckets,
+  type MaskSpec,
+  nystrom,
+  performer,
+  sinks,
+  slidingWindow,
+  topkBlocks,
+  union,
+} from '@attnopt/ir';
+
+export const DEFAULT_WINDOWS: readonly number[] = [32, 64, 128, 256, 512, 1024];
+export const DEFAULT_SINKS: readonly number[] = [4, 16];
+export const DEFAULT_TOPK_BLOCK = 64;
+export const DEFAULT_TOPK: readonly number[] = [2, 4, 8, 16];
+
+/** Whether every query of `spec` sees only keys at or before its own position (top-left causal). */
+function isCausal(spec: AttentionSpec): boolean {
+  return spec.kind === 'causal' && spec.align === 'top-left';
+}
+
+/** The default candidates for a site of nk keys (each a form of its own, not yet restricted to the baseline). */
+export function defaultCandidates(baseline: MaskSpec, nk: number, seed: number): AttentionSpec[] {
+  const causalSite = isCausal(baseline);
+  const out: AttentionSpec[] = [];
+  for (const w of DEFAULT_WINDOWS.filter((w) => w < nk)) {
+    const win = causalSite ? slidingWindow(w - 1, 0) : slidingWindow(w / 2, w / 2);
+    out.push(win);
+    for (const s of DEFAULT_SINKS) out.push(union(win, sinks(s)));
+  }
+  for (const k of DEFAULT_TOPK.filter((k) => k * DEFAULT_TOPK_BLOCK < nk)) out.push(topkBlocks(DEFAULT_TOPK_BLOCK, k, 'quest'));
+  out.push(lshBuckets(2, 8, seed), lshBuckets(4, 16, seed + 1));
+  out.push(nystrom(64), linformer(256, seed), performer(256, seed));
+  return out;
+}
+
+/**
+ * The candidate restricted to the baseline: intersect(baseline, candidate), written without the
+ * intersection where the candidate already implies the baseline (dense baseline; a backward window on a
+ * causal site). Low-rank forms replace the softmax and are returned as they are.
+ */
+export function restrictToBaseline(baseline: MaskSpec, candidate: AttentionSpec): AttentionSpec {
+  if (isLowRank(candidate) || baseline.kind === 'dense') return candidate;
+  if (isCausal(baseline) && candidate.kind === 'window' && candidate.align === 'top-left' && candidate.right <= 0) return candidate;
+  return intersect(baseline, candidate);
+}

@@ -1,0 +1,280 @@
+// chooseSiteSpec: per site, the cheapest candidate form (by the cost model on the target) whose certified
+// error on the calibration data stays within the budget; the site's own spec when nothing qualifies or
+// nothing is cheaper. Pure: plain data in, a SiteDecision out; deterministic for the same inputs and seed.
+
+import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, type TargetProfile } from '@attnopt/cost';
+import {
+  type AttentionParams,
+  type AttentionSpec,
+  isDataDependent,
+  isLowRank,
+  type LeafResolver,
+  type MaskSpec,
+  printSpec,
+  specEquals,
+} from '@attnopt/ir';
+import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
+import { defaultCandidates, restrictToBaseline } from './candidates.js';
+import { type CandidateStats, emptyStats, evaluateHead } from './evaluate.js';
+import { headResolver } from './resolve.js';
+
+export interface SparsifyOptions {
+  /** Max absolute error of the site's output allowed, certified on the calibration data (default 1e-2). */
+  readonly budget?: number;
+  /**
+   * The target whose cost model ranks the forms (default attnopt-cpu, fused, empty tiles skipped). On
+   * onnxruntime-cpu today's lowering materializes n x n masks, so no mask form is cheaper than dense there.
+   */
+  readonly target?: TargetProfile;
+  /** Seed of the data-dependent and random forms (LSH rotations, Linformer / Performer draws). Default 0. */
+  readonly seed?: number;
+  /** The candidate forms (unrestricted; each is intersected with the site's spec). Default: defaultCandidates. */
+  readonly candidates?: readonly AttentionSpec[];
+  /** Evaluate and record every head apart (default true). The chosen spec must satisfy every head. */
+  readonly perHead?: boolean;
+  /**
+   * Accept forms without a certificate (low-rank) on measured error alone. Default false. No evaluator for
+   * them exists in passes yet: with this set they are still rejected, with that reason.
+   */
+  readonly allowUncertified?: boolean;
+  /** Use at most this many calibration samples (default all). */
+  readonly maxSamples?: number;
+}
+
+/** One form tried at a site. Bounds and errors are max-abs over the output, over every head and sample. */
+export interface TriedForm {
+  /** The form as printSpec writes it (restricted to the site's spec). */
+  readonly spec: string;
+  /** Whether the bound is a certificate (mask-shaped forms) or nothing is certified (low-rank). */
+  readonly certified: boolean;
+  /** Certified max-abs error on the calibration data (BOUNDS.md (a) with the dropped mass measured); null: not evaluated. */
+  readonly bound: number | null;
+  /** Max |o - o_S| measured on the calibration data; null: not evaluated. */
+  readonly measuredError: number | null;
+  /** Rows the error was measured on (rows of over-budget forms are sampled) out of `rows`. */
+  readonly measuredRows: number;
+  readonly rows: number;
+  /** Largest dropped mass of a row. */
+  readonly maxDroppedMass: number | null;
+  readonly flops: number;
+  readonly time: number;
+  readonly accepted: boolean;
+  readonly reason: string;
+}
+
+export interface HeadDetail {
+  readonly head: number;
+  /** The cheapest qualifying form for this head alone (printSpec), or the site's spec. */
+  readonly best: string;
+  readonly bound: number;
+}
+
+export interface SiteDecision {
+  readonly id: string;
+  readonly target: string;
+  readonly budget: number;
+  /** The site's spec before sparsify (the baseline every form is restricted to). */
+  readonly before: string;
+  readonly chosenSpec: AttentionSpec;
+  /** printSpec(chosenSpec). */
+  readonly chosen: string;
+  /** True when the chosen spec is the site's own (error 0). */
+  readonly exact: boolean;
+  readonly certified: boolean;
+  readonly bound: number;
+  readonly measuredError: number;
+  readonly flopsBefore: number;
+  readonly flopsAfter: number;
+  readonly timeBefore: number;
+  readonly timeAfter: number;
+  readonly tried: readonly TriedForm[];
+  readonly perHead?: readonly HeadDetail[];
+  /** Why the site stayed with its own spec. */
+  readonly reasonDense?: string;
+  readonly notes: readonly string[];
+}
+
+const fmt = (x: number) => x.toPrecision(3);
+
+function costOf(params: AttentionParams, spec: AttentionSpec, dims: CallDims, target: TargetProfile, resolve: LeafResolver): AttentionCost & { selectionTime: number } {
+  const p = { ...params, spec };
+  const cost = attentionCost(p, dims, target, isDataDependent(spec) ? { resolve } : {});
+  // the cost model counts the selection work (block scores, hashing) of a top-level leaf only: add a nested one's
+  let selectionTime = 0;
+  let selectionFlops = 0;
+  if (!isLowRank(spec) && isDataDependent(spec) && spec.kind !== 'topkBlocks' && spec.kind !== 'lsh') {
+    const leaf = findLeaf(spec);
+    if (leaf) {
+      const ops = attentionCost({ ...params, spec: leaf }, dims, target, { resolve }).ops.slice(0, 3);
+      selectionTime = ops.reduce((a, o) => a + o.seconds, 0);
+      selectionFlops = ops.reduce((a, o) => a + o.flops, 0);
+    }
+  }
+  return { ...cost, flops: cost.flops + selectionFlops, time: cost.time + selectionTime, selectionTime };
+}
+
+function findLeaf(spec: MaskSpec): MaskSpec | undefined {
+  if (spec.kind === 'topkBlocks' || spec.kind === 'lsh') return spec;
+  if (spec.kind === 'union' || spec.kind === 'intersect') for (const p of spec.parts) { const l = findLeaf(p); if (l) return l; }
+  if (spec.kind === 'diff') return findLeaf(spec.base) ?? findLeaf(spec.minus);
+  return undefined;
+}
+
+/** Chooses the spec of one site from its calibration data (see SparsifyOptions). */
+export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibration, options: SparsifyOptions = {}): SiteDecision {
+  const budget = options.budget ?? 1e-2;
+  const target = options.target ?? attnoptCpuProfile;
+  const seed = options.seed ?? 0;
+  const perHead = options.perHead ?? true;
+  if (!(budget >= 0)) throw new Error(`sparsify: budget must be >= 0, got ${budget}`);
+  const baseline = params.spec;
+  const notes: string[] = [];
+  const samples = calibration.samples.slice(0, options.maxSamples ?? calibration.samples.length);
+  const stay = (reasonDense: string, tried: TriedForm[] = [], before?: AttentionCost, perHeadDetails?: HeadDetail[]): SiteDecision => ({
+    id: calibration.id,
+    target: target.name,
+    budget,
+    before: printSpec(baseline),
+    chosenSpec: baseline,
+    chosen: printSpec(baseline),
+    exact: true,
+    certified: true,
+    bound: 0,
+    measuredError: 0,
+    flopsBefore: before?.flops ?? NaN,
+    flopsAfter: before?.flops ?? NaN,
+    timeBefore: before?.time ?? NaN,
+    timeAfter: before?.time ?? NaN,
+    tried,
+    ...(perHeadDetails ? { perHead: perHeadDetails } : {}),
+    reasonDense,
+    notes,
+  });
+  if (isLowRank(baseline)) return stay(`the site is already a low-rank form (${printSpec(baseline)})`);
+  if (isDataDependent(baseline)) return stay(`the site's spec is already data-dependent (${printSpec(baseline)})`);
+  if (samples.length === 0) return stay('no calibration samples for this site');
+
+  const first = headData(params, samples[0]!, 0, 0);
+  const dims: CallDims = { batch: sampleBatch(samples[0]!), nq: first.nq, nk: first.nk };
+  const resolve0 = headResolver(first);
+  const before = costOf(params, baseline, dims, target, resolve0);
+  const forms = (options.candidates ?? defaultCandidates(baseline, first.nk, seed)).map((c) => restrictToBaseline(baseline, c));
+  const unique = forms.filter((f, k) => !specEquals(f, baseline) && forms.findIndex((g) => specEquals(f, g)) === k);
+  const costs = unique.map((f) => costOf(params, f, dims, target, resolve0));
+
+  // which forms are worth evaluating: cheaper than the baseline, and certifiable (or uncertified allowed)
+  const pending: { form: AttentionSpec; cost: AttentionCost; reason?: string }[] = unique.map((form, k) => {
+    const cost = costs[k]!;
+    if (budget === 0) return { form, cost, reason: 'budget 0 allows exact rewrites only: a form certified on the calibration data alone is not exact' };
+    if (!(cost.time < before.time)) return { form, cost, reason: `not cheaper on ${target.target}: ${fmt(cost.time * 1e3)} ms vs ${fmt(before.time * 1e3)} ms` };
+    if (isLowRank(form)) {
+      return {
+        form,
+        cost,
+        reason: options.allowUncertified
+          ? 'uncertified low-rank form: no evaluator for it in passes yet, so its error cannot be measured (not accepted)'
+          : 'uncertified: low-rank forms have no certificate (BOUNDS.md (c)); allowUncertified is off',
+      };
+    }
+    return { form, cost };
+  });
+  const evaluated = pending.filter((p) => p.reason === undefined);
+  const masks = evaluated.map((p) => p.form as MaskSpec);
+  const heads = params.numHeads;
+  const headStats: CandidateStats[][] = Array.from({ length: perHead ? heads : 1 }, () => masks.map(emptyStats));
+  if (masks.length > 0) {
+    for (const sample of samples) {
+      const batch = sampleBatch(sample);
+      for (let b = 0; b < batch; b++) {
+        for (let h = 0; h < heads; h++) {
+          const head: HeadData = b === 0 && h === 0 && sample === samples[0] ? first : headData(params, sample, b, h);
+          const stride = Math.max(1, Math.floor(head.nq / 256));
+          evaluateHead(head, baseline, masks, headStats[perHead ? h : 0]!, headResolver(head), { fullMeasureUpTo: budget, stride });
+        }
+      }
+    }
+  }
+  const site = masks.map((_, k) => {
+    const all = headStats.map((s) => s[k]!);
+    return {
+      bound: Math.max(...all.map((s) => s.bound)),
+      measuredError: Math.max(...all.map((s) => s.measuredError)),
+      measuredRows: all.reduce((a, s) => a + s.measuredRows, 0),
+      rows: all.reduce((a, s) => a + s.rows, 0),
+      maxDroppedMass: Math.max(...all.map((s) => s.maxDroppedMass)),
+    };
+  });
+  const rank = (a: AttentionCost, b: AttentionCost) => a.time - b.time || a.flops - b.flops;
+  const qualifying = masks.map((_, k) => k).filter((k) => site[k]!.bound <= budget);
+  const order = [...qualifying].sort((a, b) => rank(evaluated[a]!.cost, evaluated[b]!.cost) || a - b);
+  const best = order[0];
+
+  const tried: TriedForm[] = pending.map((p) => {
+    const k = evaluated.indexOf(p);
+    const s = k >= 0 ? site[k]! : undefined;
+    const certified = !isLowRank(p.form);
+    const reason = p.reason ?? (k === best
+      ? `chosen: cheapest form with certified bound ${fmt(s!.bound)} <= budget ${budget}`
+      : s!.bound <= budget
+        ? `qualifies (bound ${fmt(s!.bound)} <= ${budget}) but ${printSpec(evaluated[best!]!.form)} is cheaper`
+        : `certified bound ${fmt(s!.bound)} > budget ${budget} (max dropped mass ${fmt(s!.maxDroppedMass)})`);
+    return {
+      spec: printSpec(p.form),
+      certified,
+      bound: s ? s.bound : null,
+      measuredError: s ? s.measuredError : null,
+      measuredRows: s?.measuredRows ?? 0,
+      rows: s?.rows ?? 0,
+      maxDroppedMass: s ? s.maxDroppedMass : null,
+      flops: p.cost.flops,
+      time: p.cost.time,
+      accepted: k >= 0 && k === best,
+      reason,
+    };
+  });
+  let perHeadDetails: HeadDetail[] | undefined;
+  if (perHead) {
+    perHeadDetails = headStats.map((stats, h) => {
+      const ok = masks.map((_, k) => k).filter((k) => stats[k]!.bound <= budget).sort((a, b) => rank(evaluated[a]!.cost, evaluated[b]!.cost) || a - b);
+      return ok.length > 0
+        ? { head: h, best: printSpec(masks[ok[0]!]!), bound: stats[ok[0]!]!.bound }
+        : { head: h, best: printSpec(baseline), bound: 0 };
+    });
+    if (new Set(perHeadDetails.map((d) => d.best)).size > 1) {
+      notes.push('heads differ in their cheapest qualifying form; one spec per site is all the IR expresses today, so the chosen form is the cheapest that satisfies every head (per-head details recorded)');
+    }
+  }
+  if (best === undefined) {
+    const reasonDense =
+      budget === 0
+        ? 'budget 0 allows exact rewrites only, and the site already has its exact spec'
+        : evaluated.length === 0
+        ? unique.some((f, k) => !isLowRank(f) && !(costs[k]!.time < before.time))
+          ? `no candidate is cheaper than ${printSpec(baseline)} on ${target.target}` +
+            (target.execution === 'unfused' ? ' (the lowered graph materializes nq x nk scores and masks; no candidate is cheaper until banded lowering lands)' : '')
+          : 'no certifiable candidate is cheaper'
+        : `no cheaper form has a certified bound within the budget ${budget} (the tightest: ${fmt(Math.min(...site.map((s) => s.bound)))})`;
+    return stay(reasonDense, tried, before, perHeadDetails);
+  }
+  const chosen = evaluated[best]!;
+  const s = site[best]!;
+  return {
+    id: calibration.id,
+    target: target.name,
+    budget,
+    before: printSpec(baseline),
+    chosenSpec: chosen.form,
+    chosen: printSpec(chosen.form),
+    exact: false,
+    certified: true,
+    bound: s.bound,
+    measuredError: s.measuredError,
+    flopsBefore: before.flops,
+    flopsAfter: chosen.cost.flops,
+    timeBefore: before.time,
+    timeAfter: chosen.cost.time,
+    tried,
+    ...(perHeadDetails ? { perHead: perHeadDetails } : {}),
+    notes,
+  };
+}

@@ -1,0 +1,166 @@
+// Evaluating mask-shaped candidates on one head of calibration data, in float64, one query row at a time
+// (never n x n memory). Per row i, with p the softmax of the site's own (baseline) spec:
+//   m_i     = sum of p_j over the keys the candidate drops          (the dropped mass, BOUNDS.md (a))
+//   bound_i = m_i * max_c (max_j v_jc - min_j v_jc), j over the baseline row's keys   (BOUNDS.md (a))
+//             (2 max_j |v_jc| when the candidate keeps no mass: the sparse row is then 0)
+//   error_i = max_c |o_c - o_S,c|, o_S the softmax over the kept keys alone
+// The bound is a certificate on this data: it holds for every row, not only on average.
+
+import { intervals, type IntervalSet, type LeafResolver, type MaskDims, type MaskSpec, rowKeys } from '@attnopt/ir';
+import type { HeadData } from './calibration.js';
+
+/** Running results of one candidate over the rows evaluated so far. */
+export interface CandidateStats {
+  /** max over rows of the certified bound. */
+  bound: number;
+  /** max over measured rows of max_c |o_c - o_S,c|. */
+  measuredError: number;
+  /** Rows on which the error was measured. */
+  measuredRows: number;
+  /** Rows evaluated (bound computed). */
+  rows: number;
+  /** max dropped mass over rows. */
+  maxDroppedMass: number;
+}
+
+export function emptyStats(): CandidateStats {
+  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0 };
+}
+
+/** The softmax input of row i: softcap(scale q_i . k_j) + bias, -inf outside `keys`. Returns the row. */
+export function scoreRow(head: HeadData, i: number, keys: IntervalSet, out: Float64Array, bias?: Float64Array): Float64Array {
+  const { q, k, d, scale, softcap } = head;
+  out.fill(-Infinity);
+  if (bias && head.biasRow) head.biasRow(i, bias);
+  for (let t = 0; t < keys.length; t += 2) {
+    for (let j = keys[t]!; j < keys[t + 1]!; j++) {
+      let s = 0;
+      for (let c = 0; c < d; c++) s += q[i * d + c]! * k[j * d + c]!;
+      s *= scale;
+      if (softcap > 0) s = softcap * Math.tanh(s / softcap);
+      out[j] = bias && head.biasRow ? s + bias[j]! : s;
+    }
+  }
+  return out;
+}
+
+/** In-place max-subtracted softmax; a fully masked row becomes all 0. */
+export function softmaxInPlace(s: Float64Array): Float64Array {
+  let max = -Infinity;
+  for (let j = 0; j < s.length; j++) if (s[j]! > max) max = s[j]!;
+  if (max === -Infinity) return s.fill(0);
+  let sum = 0;
+  for (let j = 0; j < s.length; j++) {
+    const e = s[j] === -Infinity ? 0 : Math.exp(s[j]! - max);
+    s[j] = e;
+    sum += e;
+  }
+  for (let j = 0; j < s.length; j++) s[j]! /= sum;
+  return s;
+}
+
+/** Per key prefix x: max over c of (max - min) of V's column c over keys [0, x); and the same over all keys. */
+function prefixRanges(head: HeadData): Float64Array {
+  const { v, nk, dv } = head;
+  const lo = new Float64Array(dv).fill(Infinity);
+  const hi = new Float64Array(dv).fill(-Infinity);
+  const out = new Float64Array(nk + 1);
+  for (let j = 0; j < nk; j++) {
+    let r = 0;
+    for (let c = 0; c < dv; c++) {
+      const x = v[j * dv + c]!;
+      if (x < lo[c]!) lo[c] = x;
+      if (x > hi[c]!) hi[c] = x;
+      r = Math.max(r, hi[c]! - lo[c]!);
+    }
+    out[j + 1] = r;
+  }
+  return out;
+}
+
+function maxAbsValue(head: HeadData): number {
+  let big = 0;
+  for (let t = 0; t < head.v.length; t++) big = Math.max(big, Math.abs(head.v[t]!));
+  return big;
+}
+
+export interface EvaluateOptions {
+  /** Candidates whose running bound exceeds this are measured only on every `stride`-th row from then on. */
+  readonly fullMeasureUpTo: number;
+  /** Row stride for the sampled error measurement of candidates already over `fullMeasureUpTo`. */
+  readonly stride: number;
+}
+
+/**
+ * Evaluates `candidates` (each already intersected with `baseline`) on one head, updating `stats` (one entry per
+ * candidate, accumulated across heads and samples by the caller). `resolve` resolves data-dependent leaves.
+ */
+export function evaluateHead(
+  head: HeadData,
+  baseline: MaskSpec,
+  candidates: readonly MaskSpec[],
+  stats: CandidateStats[],
+  resolve: LeafResolver,
+  options: EvaluateOptions,
+): void {
+  const { nq, nk, dv, v } = head;
+  const dims: MaskDims = { nq, nk };
+  const ranges = prefixRanges(head);
+  const globalRange = ranges[nk]!;
+  const maxAbs = maxAbsValue(head);
+  const p = new Float64Array(nk);
+  const bias = head.biasRow ? new Float64Array(nk) : undefined;
+  const prefix = new Float64Array(nk + 1);
+  const o = new Float64Array(dv);
+  const acc = new Float64Array(dv);
+  for (let i = 0; i < nq; i++) {
+    const base = rowKeys(baseline, i, dims, resolve);
+    softmaxInPlace(scoreRow(head, i, base, p, bias));
+    for (let j = 0; j < nk; j++) prefix[j + 1] = prefix[j]! + p[j]!;
+    const range = base.length === 2 && base[0] === 0 ? ranges[base[1]!]! : globalRange;
+    o.fill(0);
+    for (let t = 0; t < base.length; t += 2) {
+      for (let j = base[t]!; j < base[t + 1]!; j++) {
+        const pj = p[j]!;
+        if (pj === 0) continue;
+        for (let c = 0; c < dv; c++) o[c]! += pj * v[j * dv + c]!;
+      }
+    }
+    candidates.forEach((cand, ci) => {
+      const st = stats[ci]!;
+      const S = rowKeys(cand, i, dims, resolve);
+      const dropped = intervals.differenceSets(base, S);
+      let m = 0;
+      for (let t = 0; t < dropped.length; t += 2) m += prefix[dropped[t + 1]!]! - prefix[dropped[t]!]!;
+      m = Math.max(0, m);
+      let kept = 0;
+      for (let t = 0; t < S.length; t += 2) kept += prefix[S[t + 1]!]! - prefix[S[t]!]!;
+      const rowBound = m === 0 ? 0 : kept > 0 ? m * range : 2 * maxAbs;
+      st.rows++;
+      st.bound = Math.max(st.bound, rowBound);
+      st.maxDroppedMass = Math.max(st.maxDroppedMass, m);
+      if (st.bound > options.fullMeasureUpTo && i % options.stride !== 0) return;
+      st.measuredRows++;
+      if (m === 0) return; // o_S = o exactly (the kept keys carry all the mass)
+      // o_S from the smaller side: the kept keys directly, or o minus the dropped keys' part
+      acc.fill(0);
+      const direct = intervals.size(S) <= intervals.size(dropped) || kept === 0;
+      const over = direct ? S : dropped;
+      let mass = 0;
+      for (let t = 0; t < over.length; t += 2) {
+        for (let j = over[t]!; j < over[t + 1]!; j++) {
+          const pj = p[j]!;
+          if (pj === 0) continue;
+          mass += pj;
+          for (let c = 0; c < dv; c++) acc[c]! += pj * v[j * dv + c]!;
+        }
+      }
+      let err = 0;
+      for (let c = 0; c < dv; c++) {
+        const oS = direct ? (mass > 0 ? acc[c]! / mass : 0) : (o[c]! - acc[c]!) / (1 - mass);
+        err = Math.max(err, Math.abs(o[c]! - oS));
+      }
+      st.measuredError = Math.max(st.measuredError, err);
+    });
+  }
+}

@@ -1,0 +1,7 @@
+// sparsify: per site, the cheapest certified form within the error budget (see pass.ts and choose.ts).
+export { type CalibrationSample, type CalibrationTensor, type SiteCalibration, type HeadData, headData } from './calibration.js';
+export { defaultCandidates, restrictToBaseline } from './candidates.js';
+export { chooseSiteSpec, type SiteDecision, type SparsifyOptions, type TriedForm, type HeadDetail } from './choose.js';
+export { emptyStats, evaluateHead, softmaxInPlace, scoreRow, type CandidateStats } from './evaluate.js';
+export { headResolver } from './resolve.js';
+export { sparsifyPass, attentionSites, describeDecision, SPARSIFY, SPARSIFY_DECISION, type SparsifyPassOptions } from './pass.js';

@@ -1,0 +1,65 @@
+// The sparsify pass: every Attention site with calibration data gets the cheapest form whose certified error
+// on that data is within the budget (chooseSiteSpec), or keeps its spec, saying why.
+//   Attention(Q, K, V, spec=S)  ->  Attention(Q, K, V, spec=S ∩ F)     (recorded bound <= budget)
+// Sites are named site<k>, k counting Attention nodes in graph.allNodes() order (the calibrate step's ids).
+
+import { attentionParams, type Graph, isAttention, type Node, specAttr } from '@attnopt/ir';
+import type { Pass, PassNote } from '@attnopt/rewrite';
+import type { SiteCalibration } from './calibration.js';
+import { chooseSiteSpec, type SiteDecision, type SparsifyOptions } from './choose.js';
+
+export const SPARSIFY = 'sparsify';
+/** Annotation key on an Attention node: its SiteDecision (for the report and `attnopt inspect`). */
+export const SPARSIFY_DECISION = 'attnopt.decision';
+
+export interface SparsifyPassOptions extends SparsifyOptions {
+  readonly calibration: readonly SiteCalibration[];
+  /** Receives every decision, in site order. */
+  readonly onDecision?: (decision: SiteDecision, node: Node) => void;
+}
+
+/** The Attention sites of a graph with their ids (site0, site1, ... in graph.allNodes() order). */
+export function attentionSites(graph: Graph): { id: string; node: Node }[] {
+  return [...graph.allNodes()].filter(isAttention).map((node, k) => ({ id: `site${k}`, node }));
+}
+
+const fmt = (x: number) => x.toPrecision(3);
+
+/** One line for the report: what was chosen and why. */
+export function describeDecision(d: SiteDecision): string {
+  if (d.reasonDense !== undefined) return `${d.id}: kept ${d.chosen}: ${d.reasonDense}`;
+  return (
+    `${d.id}: ${d.before} -> ${d.chosen}: certified bound ${fmt(d.bound)} <= ${d.budget}, measured ${fmt(d.measuredError)}, ` +
+    `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms on ${d.target}`
+  );
+}
+
+export function sparsifyPass(options: SparsifyPassOptions): Pass {
+  return {
+    name: SPARSIFY,
+    run(graph: Graph) {
+      const notes: PassNote[] = [];
+      const byId = new Map(options.calibration.map((c) => [c.id, c]));
+      let changed = false;
+      for (const { id, node } of attentionSites(graph)) {
+        const where = node.describe();
+        const calibration = byId.get(id);
+        if (!calibration) {
+          notes.push({ pass: SPARSIFY, node: where, message: `${id}: kept: no calibration data for this site` });
+          continue;
+        }
+        const params = attentionParams(node);
+        const decision = chooseSiteSpec(params, calibration, options);
+        node.annotations.set(SPARSIFY_DECISION, decision);
+        options.onDecision?.(decision, node);
+        if (decision.reasonDense === undefined) {
+          node.attrs.set('spec', specAttr(decision.chosenSpec));
+          changed = true;
+        }
+        notes.push({ pass: SPARSIFY, node: where, message: describeDecision(decision) });
+        for (const n of decision.notes) notes.push({ pass: SPARSIFY, node: where, message: `${id}: ${n}` });
+      }
+      return { changed, notes };
+    },
+  };
+}

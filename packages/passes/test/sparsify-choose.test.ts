@@ -1,0 +1,152 @@
+// chooseSiteSpec on synthetic calibration data (seeded): local attention gets a window within the budget that
+// holds on held-back data; uniform attention stays dense and says why; budget 0 allows exact rewrites only;
+// the certified bound is never below the measured error; same inputs and seed give the same decision.
+
+import { attnoptCpuProfile, onnxruntimeCpuProfile } from '@attnopt/cost';
+import { type AttentionParams, type AttentionSpec, causal, gaussian, isLowRank, lshBuckets, parseSpec, printSpec, slidingWindow, topkBlocks } from '@attnopt/ir';
+import { dataLeafResolver, referenceAttention } from '@attnopt/reference';
+import { describe, expect, it } from 'vitest';
+import { chooseSiteSpec, type SiteCalibration, type CalibrationSample, headData, headResolver } from '../src/sparsify/index.js';
+
+const N = 256;
+const D = 32;
+const H = 2;
+const params: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: D, vHeadDim: D, scale: 1, softcap: 0, layout: 'bhsd', spec: causal() };
+
+/**
+ * Local attention: q_i . k_j = A sum_f cos(w_f (i - j)) / F with w_f ~ N(0, 1/sigma^2) drawn from `modelSeed` (random
+ * Fourier features of a Gaussian kernel: scores decay with |i - j|), plus noise and values drawn from `dataSeed`.
+ */
+function localSample(modelSeed: number, dataSeed: number, peak = 16, sigma = 6): CalibrationSample {
+  const F = D / 2;
+  const w = gaussian(modelSeed, H * F).map((x) => x / sigma);
+  const noise = gaussian(dataSeed, 2 * H * N * D);
+  const v = gaussian(dataSeed + 1, H * N * D);
+  const q = new Float64Array(H * N * D);
+  const k = new Float64Array(H * N * D);
+  const a = Math.sqrt(peak / F);
+  for (let h = 0; h < H; h++) {
+    for (let i = 0; i < N; i++) {
+      for (let f = 0; f < F; f++) {
+        const ang = w[h * F + f]! * i;
+        const base = (h * N + i) * D + 2 * f;
+        q[base] = a * Math.cos(ang) + 0.05 * noise[base]!;
+        q[base + 1] = a * Math.sin(ang) + 0.05 * noise[base + 1]!;
+        k[base] = a * Math.cos(ang) + 0.05 * noise[H * N * D + base]!;
+        k[base + 1] = a * Math.sin(ang) + 0.05 * noise[H * N * D + base + 1]!;
+      }
+    }
+  }
+  const shape = [1, H, N, D];
+  return { q: { shape, data: q }, k: { shape, data: k }, v: { shape, data: v } };
+}
+
+function uniformSample(seed: number): CalibrationSample {
+  const shape = [1, H, N, D];
+  const g = (s: number) => ({ shape, data: gaussian(s, H * N * D).map((x) => 0.05 * x) });
+  return { q: g(seed), k: g(seed + 1), v: { shape, data: gaussian(seed + 2, H * N * D) } };
+}
+
+const site = (samples: CalibrationSample[]): SiteCalibration => ({ id: 'site0', samples });
+
+/** max |y_spec - y_baseline| on a sample, by the float64 reference. */
+function referenceError(spec: AttentionSpec, sample: CalibrationSample): number {
+  const t = (x: { shape: readonly number[]; data: ArrayLike<number> }) => ({ shape: [...x.shape], data: Float64Array.from(x.data) });
+  const inputs = { q: t(sample.q), k: t(sample.k!), v: t(sample.v!) };
+  const dense = referenceAttention(params, inputs).y.data;
+  const sparse = referenceAttention({ ...params, spec }, inputs).y.data;
+  let e = 0;
+  for (let x = 0; x < dense.length; x++) e = Math.max(e, Math.abs(dense[x]! - sparse[x]!));
+  return e;
+}
+
+describe('chooseSiteSpec', () => {
+  const calibration = site([localSample(7, 100), localSample(7, 200)]);
+  const local = chooseSiteSpec(params, calibration, { seed: 3 });
+
+  it('picks a window for local attention whose bound and held-back error are within the budget', () => {
+    expect(local.reasonDense).toBeUndefined();
+    expect(local.chosen).toMatch(/window/);
+    expect(local.bound).toBeLessThanOrEqual(1e-2);
+    expect(local.measuredError).toBeLessThanOrEqual(local.bound);
+    expect(local.flopsAfter).toBeLessThan(local.flopsBefore);
+    for (const seed of [900, 1000]) expect(referenceError(local.chosenSpec, localSample(7, seed))).toBeLessThanOrEqual(1e-2);
+  });
+
+  it('records what it tried, with bounds, errors and costs', () => {
+    expect(local.tried.filter((t) => t.accepted)).toHaveLength(1);
+    expect(local.tried.find((t) => t.accepted)!.spec).toBe(local.chosen);
+    const lowRank = local.tried.filter((t) => !t.certified);
+    expect(lowRank.length).toBeGreaterThan(0);
+    for (const t of lowRank) expect(t.accepted).toBe(false);
+    for (const t of lowRank) expect(t.reason).toMatch(/allowUncertified is off|not cheaper/);
+  });
+
+  it('stays dense on uniform attention and says why', () => {
+    const d = chooseSiteSpec(params, site([uniformSample(11)]), { seed: 3 });
+    expect(d.chosen).toBe('causal');
+    expect(d.exact).toBe(true);
+    expect(d.reasonDense).toMatch(/certified bound within the budget/);
+  });
+
+  it('allows exact rewrites only with budget 0', () => {
+    const d = chooseSiteSpec(params, calibration, { seed: 3, budget: 0 });
+    expect(d.chosen).toBe('causal');
+    expect(d.exact).toBe(true);
+    expect(d.bound).toBe(0);
+    expect(d.reasonDense).toMatch(/exact rewrites only/);
+  });
+
+  it('stays with the site spec on onnxruntime-cpu, where no mask form is cheaper', () => {
+    const d = chooseSiteSpec(params, calibration, { seed: 3, target: onnxruntimeCpuProfile });
+    expect(d.chosen).toBe('causal');
+    expect(d.reasonDense).toMatch(/no candidate is cheaper .*banded lowering/);
+  });
+
+  it('chooses the cheapest qualifying form by the cost model', () => {
+    const qualifying = local.tried.filter((t) => t.bound !== null && t.bound <= 1e-2);
+    expect(qualifying.length).toBeGreaterThan(1);
+    const chosen = local.tried.find((t) => t.accepted)!;
+    for (const t of qualifying) expect(chosen.time).toBeLessThanOrEqual(t.time);
+    // restricting the candidates to wider windows changes the choice to the narrowest of them that qualifies
+    const wide = chooseSiteSpec(params, calibration, { seed: 3, candidates: [slidingWindow(127, 0), slidingWindow(63, 0)], target: attnoptCpuProfile });
+    expect(wide.chosen).toBe(printSpec(slidingWindow(63, 0)));
+  });
+
+  it('never certifies less than it measures (fixed seeds; float64 rounding slack 1e-12)', () => {
+    for (const s of [1, 2, 3]) {
+      const samples = [localSample(s, 10 * s, 4 + 4 * s, 3 + s), uniformSample(50 + s)];
+      const d = chooseSiteSpec(params, site(samples), { seed: s, budget: 1, perHead: s % 2 === 0 });
+      for (const t of d.tried) if (t.bound !== null) expect(t.measuredError!).toBeLessThanOrEqual(t.bound + 1e-12);
+    }
+  });
+
+  it('is deterministic: same inputs and seed give the same decision', () => {
+    const again = chooseSiteSpec(params, site([localSample(7, 100), localSample(7, 200)]), { seed: 3 });
+    expect(JSON.stringify(again)).toBe(JSON.stringify(local));
+  });
+
+  it('records per-head details', () => {
+    expect(local.perHead).toHaveLength(H);
+  });
+});
+
+describe('headResolver', () => {
+  it('keeps the same keys as the reference resolver for top-k blocks and LSH', () => {
+    const sample = localSample(5, 55);
+    const head = headData({ ...params, spec: causal() }, sample, 0, 1);
+    const ours = headResolver(head);
+    const ref = dataLeafResolver({ q: head.q, k: head.k, nq: N, nk: N, d: D, scale: 1 });
+    const dims = { nq: N, nk: N };
+    for (const leaf of [topkBlocks(32, 3, 'quest'), topkBlocks(64, 2, 'mean'), lshBuckets(2, 8, 9), lshBuckets(1, 4, 2, 32)]) {
+      for (const i of [0, 17, 100, 255]) expect(ours(leaf as never, i, dims)).toEqual(ref(leaf as never, i, dims));
+    }
+  });
+
+  it('parses every recorded spec back (the text is the IR form)', () => {
+    for (const t of chooseSiteSpec(params, site([localSample(7, 100)]), { seed: 3 }).tried) {
+      const spec = parseSpec(t.spec);
+      expect(isLowRank(spec) || spec.kind !== undefined).toBe(true);
+    }
+  });
+});
