@@ -1,14 +1,19 @@
-// Static shape, rank and dtype of a value: its declared type, else inferred by walking producers through the
-// ops transformer graphs use (elementwise, MatMul, Reshape, Transpose, Gather, Split, Reduce*, layer norms,
-// the com.microsoft fused ops...). The ONNX importer leaves intermediate values untyped; fused-op rules
-// need ranks and hidden sizes. Unknown dims are '?'; undefined means "not even the rank is known".
-// Reading never mutates the graph; results are memoized per top-level call only (graphs change under rewrites).
+// What the graph fixes before any input arrives, in one place for every rule and pass:
+// - the shape, rank and dtype of a value: its declared type, else inferred by walking producers through the
+//   ops transformer graphs use (elementwise, MatMul, Gemm, Reshape, Transpose, Gather, Split, Slice, Expand,
+//   ConstantOfShape, Reduce*, layer norms, the com.microsoft fused ops...);
+// - the elements of small values computed from constants and static shapes (Shape/Gather/Unsqueeze/Concat
+//   chains, Cast, Sqrt, integer Div truncating...), as exporters spell `1 / sqrt(head_size)` or a reshape target.
+// The ONNX importer leaves intermediate values untyped. Unknown dims are '?' (or a declared symbol); undefined
+// means "not even the rank is known". Reading never mutates the graph; results are memoized per outermost
+// query only (shared sub-chains are walked once; graphs change under rewrites, so nothing outlives a query).
 
 import { attentionParams, type Dim, type DType, dtypeFromOnnx, isAttention, type Node, type Value } from '@attnopt/ir';
 import { constantNumbers } from '@attnopt/rewrite';
 
 const UNKNOWN: Dim = '?';
 const MAX_DEPTH = 200;
+const INTEGRAL = new Set<DType>(['i8', 'i16', 'i32', 'i64', 'u8', 'u16', 'u32', 'u64']);
 const MS = 'com.microsoft';
 
 const intAttr = (n: Node, name: string): number | undefined => {
@@ -45,39 +50,143 @@ function broadcast(shapes: readonly (readonly Dim[])[]): Dim[] {
 
 const norm = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
 
+const clampTo = (x: number, r: number) => Math.min(Math.max(norm(x, r), 0), r);
+
+/** The [start, end) slice a Shape node takes of a rank-`r` shape. */
+const shapeRange = (n: Node, r: number): [number, number] => [clampTo(intAttr(n, 'start') ?? 0, r), clampTo(intAttr(n, 'end') ?? r, r)];
+
 class Inference {
   private readonly memo = new Map<Value, Dim[] | undefined>();
+  private readonly numbersMemo = new Map<Value, Float64Array | undefined>();
+  private readonly dtypeMemo = new Map<Value, DType | undefined>();
+
+  /** refine: a declared shape with symbolic dims also gets the numbers its producers fix. */
+  constructor(readonly refine: boolean) {}
 
   shape(v: Value | undefined, depth = 0): Dim[] | undefined {
     if (v === undefined) return undefined;
-    if (v.type?.kind === 'tensor' && v.type.shape !== undefined) return [...v.type.shape];
     if (v.initializer) return [...v.initializer.shape];
-    if (this.memo.has(v)) return this.memo.get(v);
+    const declared = v.type?.kind === 'tensor' ? v.type.shape : undefined;
+    if (declared !== undefined && (!this.refine || declared.every((d) => typeof d === 'number'))) return [...declared];
+    if (this.memo.has(v)) return this.memo.get(v)?.slice();
     this.memo.set(v, undefined); // cycles (never in a DAG) read as unknown
-    const s = depth > MAX_DEPTH ? undefined : this.fromProducer(v, depth + 1);
+    const inferred = depth > MAX_DEPTH ? undefined : this.fromProducer(v, depth + 1);
+    const s =
+      declared === undefined ? inferred
+      : inferred?.length !== declared.length ? [...declared]
+      : declared.map((d, k) => (typeof d === 'number' ? d : typeof inferred[k] === 'number' ? inferred[k]! : d));
     this.memo.set(v, s);
-    return s;
+    return s?.slice();
   }
 
-  /** A small int vector known before run time (constants; Shape of a static shape; Concat of those). */
-  ints(v: Value | undefined, depth = 0): number[] | undefined {
+  /** A small int vector known before run time (see numbers). */
+  ints(v: Value | undefined): number[] | undefined {
+    const xs = this.numbers(v);
+    return xs && [...xs];
+  }
+
+  /** Every element of a small value the graph computes from constants and static shapes, or undefined. */
+  numbers(v: Value | undefined, depth = 0): Float64Array | undefined {
+    if (v === undefined || depth > MAX_DEPTH) return undefined;
+    if (this.numbersMemo.has(v)) return this.numbersMemo.get(v);
+    this.numbersMemo.set(v, undefined);
+    const r = this.numbersUncached(v, depth);
+    this.numbersMemo.set(v, r);
+    return r;
+  }
+
+  private numbersUncached(v: Value, depth: number): Float64Array | undefined {
     const c = constantNumbers(v);
-    if (c) return [...c];
-    const p = v?.producer;
-    if (!p || p.domain !== '' || depth > 16) return undefined;
-    if (p.op === 'Shape') {
-      const s = this.shape(p.inputs[0]);
-      if (!s || s.some((d) => typeof d !== 'number')) return undefined;
-      const r = s.length;
-      const clamp = (x: number) => Math.min(Math.max(norm(x, r), 0), r);
-      return (s as number[]).slice(clamp(intAttr(p, 'start') ?? 0), clamp(intAttr(p, 'end') ?? r));
+    if (c) return c;
+    const n = v.producer;
+    if (!n || n.domain !== '' || v.outputIndex !== 0) return undefined;
+    const at = (k: number) => this.numbers(n.inputs[k], depth + 1);
+    switch (n.op) {
+      case 'Identity': case 'Squeeze': case 'Unsqueeze': case 'Reshape': case 'CastLike':
+        return at(0);
+      case 'Cast': {
+        // float32 rounds; integer targets truncate; other targets keep the float64 values
+        const x = at(0);
+        const to = intAttr(n, 'to');
+        if (!x || to === undefined) return x;
+        const dt = dtypeFromOnnx(to);
+        if (dt === 'f32') return x.map(Math.fround);
+        return dt !== undefined && INTEGRAL.has(dt) ? x.map(Math.trunc) : x;
+      }
+      case 'Sqrt': return at(0)?.map(Math.sqrt);
+      case 'Reciprocal': return at(0)?.map((x) => 1 / x);
+      case 'Neg': return at(0)?.map((x) => -x);
+      case 'Not': return at(0)?.map((x) => Number(x === 0));
+      case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Pow': case 'Equal': case 'Mod': case 'And': {
+        const [a, b] = [at(0), at(1)];
+        if (!a || !b) return undefined;
+        // integer Div truncates (PyTorch's shape arithmetic: (3E + 2) / 3)
+        const intDiv = n.op === 'Div' && INTEGRAL.has(this.dtype(n.inputs[0], depth + 1)!) && INTEGRAL.has(this.dtype(n.inputs[1], depth + 1)!);
+        const f = {
+          Add: (x: number, y: number) => x + y,
+          Sub: (x: number, y: number) => x - y,
+          Mul: (x: number, y: number) => x * y,
+          Div: intDiv ? (x: number, y: number) => Math.trunc(x / y) : (x: number, y: number) => x / y,
+          Pow: (x: number, y: number) => x ** y,
+          Equal: (x: number, y: number) => Number(x === y),
+          Mod: (x: number, y: number) => x % y,
+          And: (x: number, y: number) => Number(x !== 0 && y !== 0),
+        }[n.op]!;
+        return elementwise(a, b, f);
+      }
+      case 'Shape': {
+        const s = this.shapeEntries(n, depth);
+        return s && s.every((d) => !Number.isNaN(d)) ? s : undefined;
+      }
+      case 'Concat': {
+        const parts = n.inputs.map((_, k) => at(k));
+        return parts.every((p) => p !== undefined) ? Float64Array.from(parts.flatMap((p) => [...p])) : undefined;
+      }
+      case 'Where': {
+        const [c, a, b] = [at(0), at(1), at(2)];
+        if (!c || !a || !b || c.length !== 1) return undefined;
+        return c[0] ? a : b;
+      }
+      case 'Gather': {
+        const idx = at(1);
+        if (!idx || (intAttr(n, 'axis') ?? 0) !== 0) return undefined;
+        const src = n.inputs[0]?.producer;
+        const data = at(0) ?? (src?.op === 'Shape' && src.domain === '' ? this.shapeEntries(src, depth) : undefined);
+        if (!data) return undefined;
+        const out = [...idx].map((i) => data[i < 0 ? i + data.length : i]);
+        return out.every((x) => x !== undefined && !Number.isNaN(x)) ? Float64Array.from(out as number[]) : undefined;
+      }
+      default:
+        return undefined;
     }
-    if (p.op === 'Concat') {
-      const parts = p.inputs.map((x) => this.ints(x, depth + 1));
-      return parts.every((x) => x !== undefined) ? parts.flat() : undefined;
+  }
+
+  /** The entries of a Shape node's output, unknown dims as NaN (a Gather may read only the static ones). */
+  private shapeEntries(shapeNode: Node, depth: number): Float64Array | undefined {
+    const s = this.shape(shapeNode.inputs[0], depth + 1);
+    if (!s) return undefined;
+    const [lo, hi] = shapeRange(shapeNode, s.length);
+    return Float64Array.from(s.slice(lo, hi), (d) => (typeof d === 'number' ? d : NaN));
+  }
+
+  /** A reshape target: static numbers, else a Concat of one-element parts with unknown parts as NaN. */
+  private reshapeTarget(v: Value | undefined, depth: number): Float64Array | undefined {
+    const known = this.numbers(v, depth);
+    if (known) return known;
+    let p = v?.producer;
+    if (p?.op === 'Cast' && p.domain === '') p = p.inputs[0]?.producer;
+    if (p?.op !== 'Concat' || p.domain !== '') return undefined;
+    const dims: number[] = [];
+    for (const part of p.inputs) {
+      const st = this.numbers(part, depth + 1);
+      if (st) dims.push(...st);
+      else {
+        const ps = this.shape(part, depth + 1);
+        if (!ps || ps.length > 1 || (ps.length === 1 && ps[0] !== 1)) return undefined;
+        dims.push(NaN);
+      }
     }
-    if (p.op === 'Cast' || p.op === 'Identity') return this.ints(p.inputs[0], depth + 1);
-    return undefined;
+    return Float64Array.from(dims);
   }
 
   private fromProducer(v: Value, depth: number): Dim[] | undefined {
@@ -111,8 +220,8 @@ class Inference {
       case 'Shape': {
         const r = sh(0)?.length;
         if (r === undefined) return [UNKNOWN];
-        const clamp = (x: number) => Math.min(Math.max(norm(x, r), 0), r);
-        return [Math.max(0, clamp(intAttr(n, 'end') ?? r) - clamp(intAttr(n, 'start') ?? 0))];
+        const [lo, hi] = shapeRange(n, r);
+        return [Math.max(0, hi - lo)];
       }
       case 'Size':
         return [];
@@ -145,21 +254,26 @@ class Inference {
       case 'GatherElements':
         return sh(1);
       case 'Reshape': {
-        const target = this.ints(n.inputs[1]);
-        const input = sh(0);
-        if (target) {
-          const allowZero = intAttr(n, 'allowzero') ?? 0;
-          const dims: Dim[] = target.map((d, k) => (d === 0 && !allowZero ? (input?.[k] ?? UNKNOWN) : d === -1 ? UNKNOWN : d));
-          const minus = dims.indexOf(UNKNOWN);
-          if (minus >= 0 && target[minus] === -1 && input && input.every((d) => typeof d === 'number')) {
-            const total = (input as number[]).reduce((a, b) => a * b, 1);
-            const rest = dims.reduce<number>((a, d, k) => (k === minus || typeof d !== 'number' ? a : a * d), 1);
-            if (dims.every((d, k) => k === minus || typeof d === 'number') && rest > 0) dims[minus] = total / rest;
-          }
-          return dims;
+        // 0 copies the input dim (unless allowzero), -1 takes what is left, NaN (a run-time part) is unknown
+        const target = this.reshapeTarget(n.inputs[1], depth);
+        if (!target) {
+          const len = this.shape(n.inputs[1], depth)?.[0];
+          return typeof len === 'number' ? Array<Dim>(len).fill(UNKNOWN) : undefined;
         }
-        const len = this.shape(n.inputs[1], depth)?.[0];
-        return typeof len === 'number' ? Array<Dim>(len).fill(UNKNOWN) : undefined;
+        const input = sh(0);
+        const allowZero = intAttr(n, 'allowzero') ?? 0;
+        const dims: Dim[] = [...target].map((d, k) => (Number.isNaN(d) ? UNKNOWN : d === 0 && !allowZero ? (input?.[k] ?? UNKNOWN) : d));
+        const minus = [...target].indexOf(-1);
+        if (minus >= 0) {
+          dims[minus] = UNKNOWN;
+          const rest = dims.filter((_, k) => k !== minus);
+          if (input?.every((d) => typeof d === 'number') && rest.every((d) => typeof d === 'number')) {
+            const total = (input as number[]).reduce((a, b) => a * b, 1);
+            const part = (rest as number[]).reduce((a, b) => a * b, 1);
+            dims[minus] = part === 0 ? 0 : total / part;
+          }
+        }
+        return dims;
       }
       case 'Flatten': {
         const s = sh(0);
@@ -213,12 +327,25 @@ class Inference {
         return res;
       }
       case 'Slice': {
-        const s = sh(0);
-        if (!s) return undefined;
-        const axes = this.ints(n.inputs[3]);
-        if (!axes) return n.inputs[3] ? s.map(() => UNKNOWN) : s.map(() => UNKNOWN);
-        const at = new Set(axes.map((a) => norm(a, s.length)));
-        return s.map((d, k) => (at.has(k) ? UNKNOWN : d));
+        // the rank stays; a sliced axis keeps a size only when the starts, ends and steps are static
+        const x = sh(0);
+        if (!x) return undefined;
+        const axes = n.inputs[3] ? this.ints(n.inputs[3]) : x.map((_, k) => k);
+        if (!axes) return x.map(() => UNKNOWN);
+        const [starts, ends] = [this.ints(n.inputs[1]), this.ints(n.inputs[2])];
+        const steps = n.inputs[4] ? this.ints(n.inputs[4]) : undefined;
+        const res = [...x];
+        axes.forEach((a, j) => {
+          const ax = norm(a, x.length);
+          const d = x[ax];
+          const [lo0, hi0, st] = [starts?.[j], ends?.[j], steps?.[j] ?? 1];
+          if (typeof d === 'number' && lo0 !== undefined && hi0 !== undefined && st > 0) {
+            const lo = Math.min(Math.max(lo0 < 0 ? lo0 + d : lo0, 0), d);
+            const hi = Math.min(Math.max(hi0 < 0 ? hi0 + d : hi0, 0), d);
+            res[ax] = Math.max(0, Math.ceil((hi - lo) / st));
+          } else res[ax] = UNKNOWN;
+        });
+        return res;
       }
       case 'Expand': {
         const s = sh(0);
@@ -226,7 +353,12 @@ class Inference {
         if (s && target) return broadcast([s, target]);
         const len = this.shape(n.inputs[1], depth)?.[0];
         if (!s || typeof len !== 'number') return undefined;
-        return Array<Dim>(Math.max(len, s.length)).fill(UNKNOWN);
+        // rank max(rank x, target length); a dim of x that is not 1 stays (Expand never changes it)
+        const r = Math.max(len, s.length);
+        return Array.from({ length: r }, (_, k): Dim => {
+          const d = s[s.length - r + k];
+          return d === undefined || d === 1 ? UNKNOWN : d;
+        });
       }
       case 'ConstantOfShape': {
         const target = this.ints(n.inputs[0]);
@@ -333,6 +465,14 @@ class Inference {
     if (v === undefined || depth > MAX_DEPTH) return undefined;
     if (v.type?.kind === 'tensor') return v.type.dtype;
     if (v.initializer) return v.initializer.dtype;
+    if (this.dtypeMemo.has(v)) return this.dtypeMemo.get(v);
+    this.dtypeMemo.set(v, undefined);
+    const t = this.dtypeUncached(v, depth);
+    this.dtypeMemo.set(v, t);
+    return t;
+  }
+
+  private dtypeUncached(v: Value, depth: number): DType | undefined {
     const n = v.producer;
     if (!n) return undefined;
     const out = v.outputIndex >= 0 ? v.outputIndex : n.outputs.indexOf(v);
@@ -358,9 +498,35 @@ class Inference {
   }
 }
 
+function elementwise(a: Float64Array, b: Float64Array, f: (x: number, y: number) => number): Float64Array | undefined {
+  if (a.length !== b.length && a.length !== 1 && b.length !== 1) return undefined;
+  const n = Math.max(a.length, b.length);
+  return Float64Array.from({ length: n }, (_, k) => f(a[a.length === 1 ? 0 : k]!, b[b.length === 1 ? 0 : k]!));
+}
+
+// One Inference per outermost query: nested queries (a shape needing a reshape target needing a shape...)
+// share its memo tables, so a sub-chain shared by many values is walked once.
+let active: Inference | undefined;
+
+function query<T>(refine: boolean, f: (inf: Inference) => T): T {
+  if (active !== undefined && active.refine === refine) return f(active);
+  const outer = active;
+  active = new Inference(refine);
+  try {
+    return f(active);
+  } finally {
+    active = outer;
+  }
+}
+
 /** The shape of `v`: declared, else inferred from its producers ('?' for unknown dims). */
 export function inferShape(v: Value | undefined): readonly Dim[] | undefined {
-  return new Inference().shape(v);
+  return query(false, (inf) => inf.shape(v));
+}
+
+/** The shape of `v` as far as the graph fixes it: declared symbolic dims also take the numbers producers fix. */
+export function shapeOf(v: Value | undefined): Dim[] | undefined {
+  return query(true, (inf) => inf.shape(v));
 }
 
 /** The rank of `v`, or undefined when not even that is known. */
@@ -368,12 +534,30 @@ export function inferRank(v: Value | undefined): number | undefined {
   return inferShape(v)?.length;
 }
 
+/** Static dimension `axis` of `v` (negative counts from the end), or undefined. */
+export function staticDim(v: Value | undefined, axis: number): number | undefined {
+  const s = shapeOf(v);
+  const d = s?.[axis < 0 ? axis + s.length : axis];
+  return typeof d === 'number' ? d : undefined;
+}
+
 /** The element type of `v`: declared, else inferred from its producers. */
 export function inferDtype(v: Value | undefined): DType | undefined {
-  return new Inference().dtype(v);
+  return query(false, (inf) => inf.dtype(v));
+}
+
+/** Every element of a small value the graph computes from constants and static shapes, or undefined. */
+export function staticNumbers(v: Value | undefined): Float64Array | undefined {
+  return query(true, (inf) => inf.numbers(v));
+}
+
+/** A static value holding one number, or undefined. */
+export function staticScalar(v: Value | undefined): number | undefined {
+  const xs = staticNumbers(v);
+  return xs !== undefined && xs.length === 1 ? xs[0] : undefined;
 }
 
 /** A small int vector fixed before run time (constants, Shape of a static shape, Concat of those). */
 export function staticInts(v: Value | undefined): number[] | undefined {
-  return new Inference().ints(v);
+  return query(false, (inf) => inf.ints(v));
 }

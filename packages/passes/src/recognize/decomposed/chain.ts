@@ -2,9 +2,9 @@
 // to the Q·Kᵀ product, forward through Cast/Dropout/the fully-masked-row guard to the product with V.
 // Every step is one tagged alternative; a failed step says why. Reading never mutates the graph.
 
-import { type DType, dtypeFromOnnx, type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
+import { type DType, type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
-import { staticScalar } from './static-values.js';
+import { inferDtype, staticScalar } from '../../analysis/shapes.js';
 
 /** A mask step between the scores and the Softmax. */
 export type MaskStep =
@@ -88,6 +88,10 @@ function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: 
     cur = skipCasts(cur, nodes, new Map(), tag);
   }
   const qk = onnxOp(cur, 'MatMul', 'Einsum');
+  const reshape = onnxOp(cur, 'Reshape');
+  if (!qk && reshape) {
+    return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax (heads folded into the batch and unfolded around a mask): lifting them needs the head count read from the reshapes, which is not implemented yet`);
+  }
   if (!qk) return noMatch(`the scores are not a MatMul (or Einsum) of Q and Kᵀ: found ${cur.producer?.describe() ?? `input ${cur.name}`}`);
   if (qk.inputs.length !== 2) return noMatch(`${qk.describe()} does not have exactly two operands`);
   nodes.push(qk);
@@ -171,18 +175,7 @@ export function matchScoreChain(softmaxInput: Value): MatchResult<ScoreChain> {
   return matched({ ...r.value, masks, nodes, stages, variants });
 }
 
-/** The dtype of a value: its declared type, else the `to` of the Cast that makes it. */
-export function dtypeOf(v: Value | undefined): DType | undefined {
-  if (v === undefined) return undefined;
-  if (v.type?.kind === 'tensor') return v.type.dtype;
-  if (v.initializer) return v.initializer.dtype;
-  const n = v.producer;
-  if (n?.op === 'Cast') {
-    const to = n.attrs.get('to');
-    return to?.type === 'int' ? dtypeFromOnnx(Number(to.value)) : undefined;
-  }
-  if (n && ['Identity', 'Softmax', 'Dropout', 'Transpose', 'Reshape', 'Mul', 'Div', 'Add'].includes(n.op)) return dtypeOf(n.inputs[0]);
-  return undefined;
-}
+/** The dtype of a value: its declared type, else inferred through its producers (analysis/shapes.ts). */
+export const dtypeOf = (v: Value | undefined): DType | undefined => inferDtype(v);
 
 export { onnxOp };

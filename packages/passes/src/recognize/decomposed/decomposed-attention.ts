@@ -29,7 +29,7 @@ import { type MatchResult, matched, noMatch, type RewriteRule } from '@attnopt/r
 import { liftSite, type SiteMatch } from '../lift.js';
 import { dtypeOf, type MaskStep, matchScoreChain, onnxOp } from './chain.js';
 import { matchKvRepeat } from './kv-repeat.js';
-import { shapeOf, staticNumbers, staticScalar } from './static-values.js';
+import { inferDtype, shapeOf, staticNumbers, staticScalar } from '../../analysis/shapes.js';
 
 export const DECOMPOSED_ATTENTION = 'decomposed-attention';
 const ALLOW_SCORES_OUTPUT = false;
@@ -77,6 +77,25 @@ function matchRowGuard(where: Node, p: Value, masks: readonly MaskStep[]): Node[
   return undefined;
 }
 
+/**
+ * Why a Dropout may change its input, or undefined when it is the identity on its output: inference mode
+ * (Dropout-12+: the training_mode input absent or a static false; Dropout-7..11: always; Dropout-1..6: is_test
+ * set), or a static ratio of 0 (nothing dropped, scale 1/(1-0) = 1) in any mode.
+ */
+export function dropoutIsNotIdentity(n: Node): string | undefined {
+  const ratioAttr = n.attrs.get('ratio');
+  const ratio = n.inputs[1] ? staticScalar(n.inputs[1]) : ratioAttr?.type === 'float' ? ratioAttr.value : undefined;
+  if (ratio === 0) return undefined;
+  const training = n.inputs[2];
+  if (training !== undefined && staticScalar(training) !== 0) {
+    const known = staticScalar(training) !== undefined;
+    return `${n.describe()} runs in training mode (training_mode is ${known ? 'true' : 'not a constant'}) with a drop ratio that is ${ratio === undefined ? 'not a constant' : String(ratio)}: its output is random, not an attention input`;
+  }
+  const isTest = n.attrs.get('is_test');
+  if (isTest?.type === 'int' && Number(isTest.value) === 0) return `${n.describe()} runs in training mode (is_test = 0): its output is random, not an attention input`;
+  return undefined;
+}
+
 export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResult<DecomposedSite> {
   const axisAttr = softmax.attrs.get('axis');
   const axis = axisAttr?.type === 'int' ? Number(axisAttr.value) : -1;
@@ -103,8 +122,8 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     const n = next.node;
     if (n.op === 'MatMul' || n.op === 'Einsum') pv = n;
     else if (n.op === 'Dropout') {
-      const training = n.inputs[2];
-      if (training !== undefined && staticScalar(training) !== 0) return noMatch(`${n.describe()} may run in training mode`);
+      const why = dropoutIsNotIdentity(n);
+      if (why !== undefined) return noMatch(why);
       variants.push('dropout');
     } else if (n.op === 'Where') {
       const guard = matchRowGuard(n, p, c.masks);
@@ -123,6 +142,12 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   if (c.qk.op === 'Einsum' && !einsumIs(c.qk, 'qk')) return noMatch(`${c.qk.describe()} is not Q · Kᵀ over the last axis`);
   const vIn = pv.inputs[1]!;
   const y = pv.outputs[0]!;
+
+  // a float reshape target makes the graph invalid ONNX: nothing exact to lift
+  for (const [what, x] of [['Q', c.qSide], ['Kᵀ', c.ktSide], ['V', vIn]] as const) {
+    const bad = floatReshapeTarget(x);
+    if (bad) return noMatch(`${what} comes from ${bad.reshape.describe()} whose target shape holds ${bad.dtype} values (${bad.part.name}): Reshape takes an int64 shape, so the model is not valid ONNX and has no exact meaning to lift`);
+  }
 
   // Q, K, V in bhsd (4D) or bsd with one head (3D)
   const qShape = shapeOf(c.qSide);
@@ -240,6 +265,26 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     prelude,
   };
   return matched({ site, variants });
+}
+
+const FLOAT_TYPES = new Set(['f16', 'bf16', 'f32', 'f64']);
+
+/** A Reshape within a few data-input steps above `v` whose target (or a Concat part of it) is a float tensor. */
+function floatReshapeTarget(v: Value): { reshape: Node; part: Value; dtype: string } | undefined {
+  let cur: Value | undefined = v;
+  for (let steps = 0; steps < 8 && cur?.producer; steps++) {
+    const n: Node = cur.producer;
+    if (n.op === 'Reshape' && n.domain === ONNX_DOMAIN && n.inputs[1]) {
+      const target = n.inputs[1];
+      const cat = onnxOp(target, 'Concat');
+      for (const part of cat ? cat.inputs : [target]) {
+        const dtype = part && inferDtype(part);
+        if (part && dtype && FLOAT_TYPES.has(dtype)) return { reshape: n, part, dtype };
+      }
+    }
+    cur = n.inputs[0];
+  }
+  return undefined;
 }
 
 /** Combines the mask steps into one Attention bias (float additive, or boolean keep-mask), adding prelude nodes. */

@@ -3,7 +3,7 @@
 
 import type { Node, Value } from '@attnopt/ir';
 import { onnxOp } from './chain.js';
-import { shapeOf, staticNumbers } from './static-values.js';
+import { shapeOf, staticNumbers } from '../../analysis/shapes.js';
 
 export interface KvRepeat {
   readonly source: Value;
