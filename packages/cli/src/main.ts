@@ -3,6 +3,8 @@
 import { Command, CommanderError } from 'commander';
 import { CliError, ExitCode } from './exit-codes.js';
 import { registerInspect } from './inspect-command.js';
+import { registerOptimize } from './optimize-command.js';
+import { registerVerify } from './verify-command.js';
 
 export function buildProgram(): Command {
   const program = new Command('attnopt')
@@ -15,12 +17,14 @@ export function buildProgram(): Command {
       '\nExit codes: 0 ok, 1 usage error, 2 bad input (missing, unreadable or invalid model), 3 verification failed.',
     );
   registerInspect(program);
+  registerOptimize(program);
+  registerVerify(program);
   return program;
 }
 
-export function run(argv: readonly string[]): number {
+export async function run(argv: readonly string[]): Promise<number> {
   try {
-    buildProgram().parse(argv as string[], { from: 'user' });
+    await buildProgram().parseAsync(argv as string[], { from: 'user' });
     return ExitCode.ok;
   } catch (e) {
     if (e instanceof CommanderError) {
@@ -39,5 +43,5 @@ export function run(argv: readonly string[]): number {
 }
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'))) {
-  process.exitCode = run(process.argv.slice(2));
+  process.exitCode = await run(process.argv.slice(2));
 }

@@ -1,6 +1,15 @@
 // A model as the library holds it: the IR graph plus what ONNX carries beside it (kept for lossless export).
 
-import { exportOnnx, importOnnx, type OnnxModel } from '@attnopt/onnx';
+import {
+  ExternalDataResolver,
+  exportModel,
+  exportOnnx,
+  forEachTensor,
+  importOnnx,
+  isExternal,
+  type OnnxModel,
+  writeModel,
+} from '@attnopt/onnx';
 
 export type AttnoptModel = OnnxModel;
 
@@ -16,4 +25,22 @@ export function loadOnnx(source: Uint8Array | string): AttnoptModel {
 /** The model as ONNX bytes; parts the passes did not change come back exactly as they were read. */
 export function saveOnnx(model: AttnoptModel): Uint8Array {
   return exportOnnx(model);
+}
+
+/**
+ * Writes the model to `file` atomically (temp file, fsync, rename; nothing is left on failure). Weights the
+ * model read from a side file are copied to `<file>.data`; a model read without one is written inline.
+ */
+export function writeOnnx(file: string, model: AttnoptModel): void {
+  const proto = exportModel(model);
+  let external = false;
+  forEachTensor(proto, 'ModelProto', (t) => {
+    external ||= isExternal(t);
+  });
+  if (!external) {
+    writeModel(file, proto, { externalData: false });
+    return;
+  }
+  if (model.file === undefined) throw new Error('the model has external data but no file it was read from');
+  writeModel(file, proto, { source: new ExternalDataResolver(model.file) });
 }

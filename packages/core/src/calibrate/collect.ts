@@ -10,6 +10,7 @@
 // each site's collected output.
 
 import ort from 'onnxruntime-node';
+import { toOrt } from './ort-tensor.js';
 import {
   AttentionInput,
   AttentionOutput,
@@ -142,17 +143,6 @@ function buildCalibrationModel(model: AttnoptModel, options: Pick<CollectOptions
     });
   }
   return { bytes: encodeModel(proto), sites, plans, graph };
-}
-
-const ORT_TYPES: Record<string, ort.Tensor.Type> = {
-  f32: 'float32', f64: 'float64', f16: 'float16', i8: 'int8', u8: 'uint8', bool: 'bool',
-  i16: 'int16', u16: 'uint16', i32: 'int32', u32: 'uint32', i64: 'int64', u64: 'uint64',
-};
-
-function toOrt(t: HostTensor, name: string): ort.Tensor {
-  const type = ORT_TYPES[t.dtype];
-  if (type === undefined) throw new Error(`input "${name}": onnxruntime-node has no ${t.dtype} tensors`);
-  return new ort.Tensor(type, t.data as never, [...t.shape]);
 }
 
 const DTYPE_OF: Record<string, string> = { float32: 'f32', float64: 'f64', float16: 'f16', bool: 'bool' };

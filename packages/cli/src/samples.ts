@@ -1,0 +1,15 @@
+// Calibration or verification inputs: a folder the user names, or inputs generated from the model.
+
+import { existsSync } from 'node:fs';
+import { type AttnoptModel, type CalibrationSample, calibrationSet, generateInputs } from '@attnopt/core';
+import { CliError, ExitCode } from './exit-codes.js';
+
+export function samplesFor(model: AttnoptModel, path: string | undefined, seqLen: number, seed: number, count: number): CalibrationSample[] {
+  if (path === undefined) return generateInputs(model, { seqLen, seed, count });
+  if (!existsSync(path)) throw new CliError(`${path}: no such file or folder`, ExitCode.badInput);
+  try {
+    return [...calibrationSet(path, model)];
+  } catch (e) {
+    throw new CliError((e as Error).message, ExitCode.badInput);
+  }
+}

@@ -1,0 +1,162 @@
+// optimize: the whole job on one model. Recognize every attention site, prove what its own mask keeps
+// (exact, error 0), calibrate, choose per site the cheapest form whose certified error fits the budget,
+// and lower every site back to standard ONNX ops so any runtime runs the result.
+
+import { attentionCost, onnxruntimeCpuProfile, PROFILES, type TargetProfile } from '@attnopt/cost';
+import { attentionParams, type AttentionSpec, type Node, printSpec } from '@attnopt/ir';
+import {
+  analyzeMaskPass,
+  attentionSites,
+  lowerAttentionPass,
+  type SiteCalibration,
+  type SiteDecision,
+  SPARSIFY_DECISION,
+  sparsifyPass,
+} from '@attnopt/passes';
+import { type PassNote, runPipeline } from '@attnopt/rewrite';
+import { type CalibrationSample, collectSiteTensors, generateInputs, type SiteSamples } from './calibrate/index.js';
+import type { AttnoptModel } from './model.js';
+import { recognize } from './recognize.js';
+
+export interface OptimizeOptions {
+  /** Max absolute error of each site's output, certified on the calibration data (default 1e-2; 0: exact only). */
+  readonly maxError?: number;
+  /** Calibration samples (model inputs); default: generated from the model's input types. */
+  readonly samples?: Iterable<CalibrationSample> | AsyncIterable<CalibrationSample>;
+  /** Sequence length of generated calibration inputs (default 128). */
+  readonly seqLen?: number;
+  /** Number of generated calibration samples (default 2). */
+  readonly calibrationCount?: number;
+  /** Seed of generated inputs and of seeded forms (default 0). */
+  readonly seed?: number;
+  /** The target whose cost model ranks forms (default onnxruntime-cpu: what the emitted ONNX runs on). */
+  readonly target?: keyof typeof PROFILES | TargetProfile;
+  /** Called as each stage starts (progress). */
+  readonly onStage?: (stage: string) => void;
+}
+
+export interface OptimizedSite {
+  readonly id: string;
+  /** The spec the site computes now, in IR text form. */
+  readonly chosen: string;
+  /** True when the site computes exactly what the model did (error 0). */
+  readonly exact: boolean;
+  /** Certified max-abs error of the site's output on the calibration data (0 when exact). */
+  readonly bound: number;
+  /** Max-abs error measured on the calibration data, or null when nothing approximate was chosen. */
+  readonly measuredError: number | null;
+  readonly flopsBefore: number;
+  readonly flopsAfter: number;
+  /** Why the site stayed as it was, when it did. */
+  readonly reason?: string;
+}
+
+export interface OptimizeResult {
+  readonly model: AttnoptModel;
+  readonly sites: readonly OptimizedSite[];
+  readonly notes: readonly PassNote[];
+}
+
+/** Metadata key holding the certified bounds (JSON), which `verify` checks measured errors against. */
+export const CERTIFIED_METADATA = 'attnopt.certified';
+
+function profileOf(target: OptimizeOptions['target']): TargetProfile {
+  if (target === undefined) return onnxruntimeCpuProfile;
+  if (typeof target !== 'string') return target;
+  const p = PROFILES[target];
+  if (!p) throw new Error(`unknown target ${target}: one of ${Object.keys(PROFILES).join(', ')}`);
+  return p;
+}
+
+function defaultOpset(model: AttnoptModel): number {
+  const d = model.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
+  return Number(d?.version ?? 17n);
+}
+
+/** SiteSamples (calibration) as the sparsify pass reads them: float tensors, boolean masks as 0 / -inf bias. */
+function toSiteCalibration(s: SiteSamples): SiteCalibration {
+  return {
+    id: s.id,
+    samples: s.samples.map((x) => {
+      const bias =
+        x.bias === undefined
+          ? undefined
+          : x.bias.dtype === 'bool'
+            ? { shape: x.bias.shape, data: Float64Array.from(x.bias.data, (b) => (b ? 0 : -Infinity)) }
+            : { shape: x.bias.shape, data: x.bias.data };
+      return {
+        q: { shape: x.q.shape, data: x.q.data },
+        ...(x.k ? { k: { shape: x.k.shape, data: x.k.data } } : {}),
+        ...(x.v ? { v: { shape: x.v.shape, data: x.v.data } } : {}),
+        ...(bias ? { bias } : {}),
+      };
+    }),
+  };
+}
+
+function siteFlops(node: Node, spec: AttentionSpec, dims: { batch: number; nq: number; nk: number }, profile: TargetProfile): number {
+  const params = { ...attentionParams(node), spec };
+  try {
+    return attentionCost(params, dims, profile).flops;
+  } catch {
+    return NaN; // data-dependent specs without data: reported as unknown
+  }
+}
+
+/** Runs the whole optimization on `model` (its graph is rewritten in place) and reports every site. */
+export async function optimize(model: AttnoptModel, options: OptimizeOptions = {}): Promise<OptimizeResult> {
+  const budget = options.maxError ?? 1e-2;
+  if (!(budget >= 0) || !Number.isFinite(budget)) throw new Error(`max error must be a finite number >= 0, got ${budget}`);
+  const profile = profileOf(options.target);
+  const seqLen = options.seqLen ?? 128;
+  const stage = options.onStage ?? (() => {});
+  const notes: PassNote[] = [];
+
+  stage('recognize');
+  notes.push(...recognize(model.graph).notes);
+  const original = new Map<Node, AttentionSpec>(attentionSites(model.graph).map(({ node }) => [node, attentionParams(node).spec]));
+
+  stage('analyze masks');
+  notes.push(...runPipeline(model.graph, [analyzeMaskPass()], { verify: false }).notes);
+
+  const decisions = new Map<Node, SiteDecision>();
+  if (budget > 0 && original.size > 0) {
+    stage('calibrate');
+    const samples = options.samples ?? generateInputs(model, { seqLen, seed: options.seed ?? 0, count: options.calibrationCount ?? 2 });
+    const calibration = await collectSiteTensors(model, samples);
+    stage('sparsify');
+    const pass = sparsifyPass({
+      budget,
+      target: profile,
+      seed: options.seed ?? 0,
+      calibration: calibration.filter((s) => s.samples.length > 0).map(toSiteCalibration),
+      onDecision: (d, node) => decisions.set(node, d),
+    });
+    notes.push(...pass.run(model.graph).notes);
+  }
+
+  const dims = { batch: 1, nq: seqLen, nk: seqLen };
+  const sites: OptimizedSite[] = attentionSites(model.graph).map(({ id, node }) => {
+    const spec = attentionParams(node).spec;
+    const before = original.get(node) ?? spec;
+    const d = decisions.get(node) ?? (node.annotations.get(SPARSIFY_DECISION) as SiteDecision | undefined);
+    const approximate = d !== undefined && d.reasonDense === undefined && !d.exact;
+    return {
+      id,
+      chosen: printSpec(spec),
+      exact: !approximate,
+      bound: approximate ? d.bound : 0,
+      measuredError: approximate ? d.measuredError : null,
+      flopsBefore: siteFlops(node, before, dims, profile),
+      flopsAfter: siteFlops(node, spec, dims, profile),
+      ...(d?.reasonDense !== undefined ? { reason: d.reasonDense } : {}),
+    };
+  });
+
+  stage('lower');
+  notes.push(...lowerAttentionPass({ opset: defaultOpset(model) }).run(model.graph).notes);
+  const certified = JSON.stringify(Object.fromEntries(sites.map((s) => [s.id, s.bound])));
+  const metadata = (model.proto.metadataProps ?? []).filter((e) => e.key !== CERTIFIED_METADATA);
+  model.proto.metadataProps = [...metadata, { key: CERTIFIED_METADATA, value: JSON.stringify({ maxError: budget, sites: JSON.parse(certified) }) }];
+  return { model, sites, notes };
+}
