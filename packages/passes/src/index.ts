@@ -9,7 +9,19 @@ export {
   multiHeadAttentionRule,
   groupQueryAttentionRule,
 } from './recognize/fused/index.js';
-export { lowerAttentionPass, lowerAttention, cannotLower, type LowerOptions } from './lower/index.js';
+export {
+  lowerAttentionPass,
+  lowerAttention,
+  cannotLower,
+  loweringPlan,
+  keySupport,
+  bandBlockSize,
+  bandedKeysPerQuery,
+  type LowerOptions,
+  type LoweringPlan,
+  type LoweringStrategy,
+  type KeySupport,
+} from './lower/index.js';
 export { recognizePass, RECOGNITION_RULES } from './recognize/index.js';
 export {
   analyzeMaskPass,

@@ -157,7 +157,7 @@ describe('lowerAttention in onnxruntime vs referenceAttention', () => {
     const g = new Graph('g');
     const q = g.addInput(new Value('q', tensorType('f32', [1, 4, 8])));
     const y = new Value('y');
-    g.addNode(attentionNode({ numHeads: 1, kvNumHeads: 1, headDim: 8, vHeadDim: 8, scale: 1, softcap: 0, layout: 'bsd', spec: blockSparse(2, 2, [[0]]) }, { q, k: q, v: q }, { y }, 'a'));
+    g.addNode(attentionNode({ numHeads: 1, kvNumHeads: 1, headDim: 8, vHeadDim: 8, scale: 1, softcap: 0, layout: 'bsd', spec: union(blockSparse(2, 2, [[0]]), slidingWindow(1)) }, { q, k: q, v: q }, { y }, 'a'));
     g.outputs.push(y);
     expect(() => lowerAttentionPass({ opset: 21 }).run(g)).toThrow(/not lowered yet: blocks/);
   });

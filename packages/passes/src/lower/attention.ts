@@ -6,18 +6,107 @@
 import {
   type AttentionParams,
   attentionParams,
+  type Blocks,
+  type TopKBlocks,
+  type Linformer,
+  type Performer,
   type DType,
   type Graph,
   isLowRank,
+  type MaskSpec,
   type Node,
   type Value,
 } from '@attnopt/ir';
 import { NodeBuilder, dtypeOf, redirect } from '../recognize/fused/common.js';
+import { bandBlockSize, bandedAttention, bandedKeysPerQuery, keySupport, type KeySupport } from './banded.js';
+import { blockGatherAttention } from './blocks.js';
+import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { specMask, unsupportedSpec } from './mask.js';
+
+/**
+ * How a site is lowered: `dense` builds the n x n scores and the spec as a keep-mask; `banded` computes only
+ * the keys a window-like spec can keep (cost n · (window + block)); `auto` picks banded where it pays
+ * (see loweringPlan).
+ */
+export type LoweringStrategy = 'auto' | 'dense' | 'banded';
 
 export interface LowerOptions {
   /** The default-domain opset the lowered nodes must run under (11..24). */
   readonly opset: number;
+  /** Default `auto`. `banded` throws where the banded form does not apply (for tests). */
+  readonly strategy?: LoweringStrategy;
+  /** Query block size of the banded form (default: bandBlockSize, at least 32). */
+  readonly blockSize?: number;
+}
+
+/** Why a top-level block-sparse spec cannot take the block-gathered lowering (its only one), or undefined. */
+function blockGatherBlocker(node: Node, options: LowerOptions): string | undefined {
+  const p = attentionParams(node);
+  if (options.opset < BANDED_OPSET) return `block-sparse lowering needs opset ${BANDED_OPSET}, got ${options.opset}`;
+  if (node.inputs[3] !== undefined) return `not lowered yet: ${p.spec.kind} with a bias input`;
+  if (p.scoresMode !== undefined) return `not lowered yet: ${p.spec.kind} with a scores output`;
+  return undefined;
+}
+
+export interface LoweringPlan {
+  readonly strategy: 'dense' | 'banded' | 'blocks' | 'low-rank';
+  /** Why, in words for notes and --explain. */
+  readonly why: string;
+  readonly support?: KeySupport;
+  readonly blockSize?: number;
+}
+
+const BANDED_OPSET = 13; // Min/Max on int64
+
+/** The number of present keys when the model fixes it, else undefined. */
+function staticKeyCount(node: Node, p: AttentionParams): number | undefined {
+  const [qIn, kIn, , , pastKey] = node.inputs;
+  const shapeOf = (v: Value | undefined) => (v?.type?.kind === 'tensor' ? v.type.shape : undefined);
+  const seqAxis = p.layout === 'bhsd' ? 2 : 1;
+  const now = shapeOf(p.layout === 'packed-qkv' ? qIn : kIn)?.[seqAxis];
+  const past = pastKey ? shapeOf(pastKey)?.[2] : 0;
+  return typeof now === 'number' && typeof past === 'number' ? now + past : undefined;
+}
+
+/**
+ * Dense or banded for one site. The rule: banded when the spec's kept keys lie in a finite band around the
+ * query (window, causal ∩ window, sinks ∪ window, global tokens with a band) and the keys it reads per query
+ * (block + band width + extra keys) are at most half the present keys, or the key count is symbolic
+ * (long-context models; the banded form is exact at any length). Dense where a float or boolean bias
+ * (an n x n input), a scores output or a per-batch `past` offset (kvLength without past K/V) is present.
+ */
+export function loweringPlan(node: Node, options: LowerOptions = { opset: 21 }): LoweringPlan {
+  const p = attentionParams(node);
+  const dense = (why: string): LoweringPlan => {
+    if (options.strategy === 'banded') throw new Error(`${node.describe()}: banded lowering does not apply: ${why}`);
+    return { strategy: 'dense', why };
+  };
+  if (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks') {
+    const why = blockGatherBlocker(node, options);
+    if (why !== undefined) throw new Error(`${node.describe()}: ${why}`);
+    return { strategy: 'blocks', why: `block-gathered: ${p.spec.kind}` };
+  }
+  if (p.spec.kind === 'linformer' || p.spec.kind === 'performer') return { strategy: 'low-rank', why: `${p.spec.kind} as MatMuls` };
+  if (isLowRank(p.spec)) return dense(`${p.spec.kind} is low-rank`);
+  if (options.strategy === 'dense') return { strategy: 'dense', why: 'dense lowering asked for' };
+  const support = keySupport(p.spec);
+  if (support === undefined) return dense('the spec is not a band of index terms');
+  const blockSize = options.blockSize ?? bandBlockSize(support);
+  const perQuery = bandedKeysPerQuery(support, blockSize);
+  if (perQuery === undefined) return dense('the kept keys are not bounded by a band');
+  const [, , , bias, pastKey, , kvLength] = node.inputs;
+  if (bias !== undefined) return dense('a bias input is n x n: dense lowering');
+  if (p.scoresMode !== undefined) return dense('the scores output is n x n: dense lowering');
+  if (options.opset < BANDED_OPSET) return dense(`opset ${options.opset} < ${BANDED_OPSET}`);
+  if (support.aligns.length > 1) return dense(`mixed alignments ${support.aligns.join(', ')}`);
+  if (support.aligns.includes('past') && kvLength !== undefined && pastKey === undefined) {
+    return dense('past alignment from kvLength differs per batch');
+  }
+  const plan: LoweringPlan = { strategy: 'banded', why: `banded: ${perQuery} keys per query, block ${blockSize}`, support, blockSize };
+  if (options.strategy === 'banded') return plan;
+  const nk = staticKeyCount(node, p);
+  if (nk !== undefined && nk < 2 * perQuery) return { strategy: 'dense', why: `dense: ${nk} keys, banded would read ${perQuery} per query` };
+  return plan;
 }
 
 const LOWEST_OPSET = 11; // Range; Split/Squeeze/Unsqueeze are written in opset-independent forms
@@ -26,7 +115,14 @@ const LOWEST_OPSET = 11; // Range; Split/Squeeze/Unsqueeze are written in opset-
 export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): string | undefined {
   if (options.opset < LOWEST_OPSET) return `opset ${options.opset} is below ${LOWEST_OPSET} (no Range)`;
   const p = attentionParams(node);
-  if (isLowRank(p.spec)) return unsupportedSpec(p.spec);
+  if (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks') return blockGatherBlocker(node, options);
+  if (p.spec.kind === 'linformer' || p.spec.kind === 'performer') {
+    const [, , , bias, , , kvLength] = node.inputs;
+    if (bias !== undefined || kvLength !== undefined || p.softcap !== 0 || p.scoresMode !== undefined) {
+      return `${p.spec.kind} is defined for plain softmax(scale Q Kᵀ) V only: no bias, kvLength, softcap or scores output`;
+    }
+    return lowRankBlocker(p.spec, staticKeyCount(node, p), p.scale);
+  }
   return unsupportedSpec(p.spec);
 }
 
@@ -75,6 +171,76 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   };
   const kAll = repeat(presentK, D, 'k_rep');
   const vAll = repeat(presentV, Dv, 'v_rep');
+  const softmaxType: DType = p.softmaxPrecision ?? dtype;
+  const plan = loweringPlan(node, options);
+  if (plan.strategy !== 'dense') {
+    const shapeOfK = b.op('Shape', [kAll], 'k_shape');
+    const len = (x: Value, what: string) =>
+      b.op('Gather', [b.op('Shape', [x], `${what}_shape`), b.scalar(`${what}_index`, 'i64', 2)], what, { axis: { type: 'int', value: 0n } });
+    const nkAll = b.op('Gather', [shapeOfK, b.scalar('nk_index', 'i64', 2)], 'nk', { axis: { type: 'int', value: 0n } });
+    const bottomRight = b.op('Sub', [nkAll, len(q, 'nq')], 'bottom_right');
+    const score = (qk: Value, what: string): Value => {
+      const scaled = b.op('Mul', [qk, b.scalar(`${what}_scale`, dtype, p.scale)], `${what}_scaled`);
+      if (p.softcap <= 0) return scaled;
+      const c = b.scalar(`${what}_softcap`, dtype, p.softcap);
+      return b.op('Mul', [b.op('Tanh', [b.op('Div', [scaled, c], `${what}_softcap_div`)], `${what}_softcap_tanh`), c], `${what}_softcapped`);
+    };
+    const softmax = (logits: Value, keep: Value | undefined, what: string): Value => {
+      const x = softmaxType !== dtype ? b.cast(logits, softmaxType, `${what}_logits_cast`) : logits;
+      const masked = keep ? b.op('Where', [keep, x, b.scalar(`${what}_minus_inf`, softmaxType, -Infinity)], `${what}_masked`) : x;
+      const sm = b.op('Softmax', [masked], `${what}_softmax`, { axis: { type: 'int', value: -1n } });
+      const probs = b.op('Where', [b.op('IsNaN', [sm], `${what}_isnan`), b.scalar(`${what}_zero_prob`, softmaxType, 0), sm], `${what}_probs`);
+      return softmaxType !== dtype ? b.cast(probs, dtype, `${what}_probs_cast`) : probs;
+    };
+    if (plan.strategy === 'low-rank') {
+      const y = lowRankAttention(b, {
+        spec: p.spec as Linformer | Performer,
+        q,
+        k: kAll,
+        v: vAll,
+        headDim: D,
+        dtype,
+        scale: p.scale,
+        opset: options.opset,
+        ...(staticKeyCount(node, p) !== undefined ? { keys: staticKeyCount(node, p)! } : {}),
+      });
+      return finish(graph, node, b, p, q, y, presentK, presentV, undefined);
+    }
+    if (plan.strategy === 'blocks') {
+      const yBlocks = blockGatherAttention(b, {
+        spec: p.spec as Blocks | TopKBlocks,
+        q,
+        k: kAll,
+        v: vAll,
+        headDim: D,
+        vHeadDim: Dv,
+        dtype,
+        scale: p.scale,
+        opset: options.opset,
+        score,
+        softmax,
+        ...(kvLength ? { kvLength } : {}),
+      });
+      return finish(graph, node, b, p, q, yBlocks, presentK, presentV, undefined);
+    }
+    const yBanded = bandedAttention(b, {
+      spec: p.spec as MaskSpec,
+      support: plan.support!,
+      blockSize: plan.blockSize!,
+      q,
+      k: kAll,
+      v: vAll,
+      headDim: D,
+      vHeadDim: Dv,
+      dtype,
+      score,
+      softmax,
+      bottomRight,
+      ...(pastKey ? { past: len(pastKey, 'past_length') } : {}),
+      ...(kvLength ? { kvLength } : {}),
+    });
+    return finish(graph, node, b, p, q, yBanded, presentK, presentV, undefined);
+  }
   const qk = b.op('MatMul', [q, b.transpose(kAll, [0, 1, 3, 2], 'k_t')], 'qk');
   const scaled = b.op('Mul', [qk, b.scalar('scale', dtype, p.scale)], 'qk_scaled');
   const capped =
@@ -108,7 +274,6 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   if (kvLen4) parts.push(b.op('Less', [cols, kvLen4], 'kv_length_mask'));
   if (isBoolBias) parts.push(bias!);
   const keep = parts.length === 0 ? undefined : parts.reduce((acc, m) => b.op('And', [acc, m], 'keep'));
-  const softmaxType: DType = p.softmaxPrecision ?? dtype;
   if (softmaxType !== dtype) logits = b.cast(logits, softmaxType, 'logits_cast');
   const masked = keep ? b.op('Where', [keep, logits, b.scalar('minus_inf', softmaxType, -Infinity)], 'masked') : logits;
   let probs = b.op('Softmax', [masked], 'softmax', { axis: { type: 'int', value: -1n } });
@@ -118,17 +283,6 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   }
   const probsIn = softmaxType !== dtype ? b.cast(probs, dtype, 'probs_cast') : probs;
   const yBhsd = b.op('MatMul', [probsIn, vAll], 'y_bhsd');
-  let y: Value;
-  switch (p.layout) {
-    case 'bhsd':
-      y = yBhsd;
-      break;
-    case 'bshd':
-      y = b.transpose(yBhsd, [0, 2, 1, 3], 'y');
-      break;
-    default:
-      y = b.reshape(b.transpose(yBhsd, [0, 2, 1, 3], 'y_bshd'), [0, 0, H * Dv], 'y');
-  }
   const scoresOf = (): Value => {
     switch (p.scoresMode) {
       case 'qk':
@@ -141,8 +295,25 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
         return probsIn;
     }
   };
+  return finish(graph, node, b, p, q, yBhsd, presentK, presentV, node.outputs[3] !== undefined ? scoresOf() : undefined);
+}
+
+/** Y from bhsd to the layout, the outputs redirected to the lowered values, the nodes placed. */
+function finish(graph: Graph, node: Node, b: NodeBuilder, p: AttentionParams, q: Value, yBhsd: Value, presentK: Value, presentV: Value, scores: Value | undefined): Node[] {
+  const { numHeads: H, vHeadDim: Dv } = p;
+  let y: Value;
+  switch (p.layout) {
+    case 'bhsd':
+      y = yBhsd;
+      break;
+    case 'bshd':
+      y = b.transpose(yBhsd, [0, 2, 1, 3], 'y');
+      break;
+    default:
+      y = b.reshape(b.transpose(yBhsd, [0, 2, 1, 3], 'y_bshd'), [0, 0, H * Dv], 'y');
+  }
   const replacements: Value[] = [y, presentK, presentV];
-  if (node.outputs[3] !== undefined) replacements.push(scoresOf());
+  if (scores !== undefined) replacements.push(scores);
   // a lowered output that is an input as is (bhsd Y, present K without past) gets an Identity: names stay
   const finals = replacements.slice(0, node.outputs.length).map((x, k) =>
     x.producer === undefined || !b.nodes.includes(x.producer) || x === q ? b.op('Identity', [x], `output_${k}`) : x,
