@@ -1,0 +1,16 @@
+// @attnopt/backend-cpu: generated WebAssembly SIMD128 and JavaScript flash-attention kernels for every
+// mask spec, on the calling thread or on worker threads with shared memory. Public API.
+
+export { FunctionBuilder, ModuleBuilder, type ValType, sharedMemory } from './wasm/emitter.js';
+export { type KernelShape, type AttendFn, MASKED, kernelCacheKey, wasmAttentionKernel, jsAttentionKernel, jsAttentionKernelSource } from './kernels.js';
+export { maskPredicateSource, compileMaskPredicate, type KeepPredicate } from './mask-predicate.js';
+export { CpuWorkerPool, SharedWorkspace, type KernelCode, type PoolJob } from './pool.js';
+export {
+  type CpuTensor,
+  type CpuBoolTensor,
+  type CpuAttentionInputs,
+  type CpuKernelOptions,
+  type CpuRunOptions,
+  type CpuAttentionKernel,
+  compileAttention,
+} from './attention.js';
