@@ -46,9 +46,9 @@ describe('torch-exports: decomposed attention', () => {
     expect(verifyGraph(g)).toEqual([]);
     for (const a of att) {
       const p = attentionParams(a);
-      // BERT/GPT-2/nanoGPT write 4D heads; nn.MultiheadAttention folds its 4 heads into the batch (3D bmm)
-      if (p.layout === 'bhsd') expect(p).toMatchObject({ numHeads: 4, headDim: 16 });
-      else expect(p).toMatchObject({ layout: 'bsd', numHeads: 1, headDim: 16 });
+      // BERT/GPT-2/nanoGPT write 4D heads; nn.MultiheadAttention folds its 4 heads into the batch (3D bmm),
+      // and the head count is read back from its reshapes ([S, B, 64] -> [S, B·4, 16])
+      expect(p).toMatchObject({ layout: 'bhsd', numHeads: 4, kvNumHeads: 4, headDim: 16 });
     }
 
     // PyTorch's key_padding_mask is True at padding: pad only the last key of batch 1 (a fully padded row

@@ -35,21 +35,33 @@ export interface SiteMatch {
   readonly matched: readonly Node[];
   /** New nodes computing the Attention inputs (reshapes, splits), placed before the Attention node. */
   readonly prelude?: readonly Node[];
+  /**
+   * New nodes placed right after the Attention node, turning its output back into the value the graph used
+   * (e.g. [B, H, S, D] -> [B·H, S, D]). With a postlude the Attention node writes `attentionOutput`, and the
+   * first output of the postlude's last node replaces `output`.
+   */
+  readonly postlude?: readonly Node[];
+  readonly attentionOutput?: Value;
 }
 
 function twin(v: Value): Value {
   return new Value(v.name, v.type);
 }
 
-/** Replaces a matched site by an Attention node (after its prelude) and returns that node. */
+/** Replaces a matched site by an Attention node (after its prelude, before its postlude) and returns that node. */
 export function liftSite(graph: Graph, rule: string, site: SiteMatch): Node {
   const order = new Map(graph.nodes.map((n, k) => [n, k]));
   const onnxNodes = [...site.matched]
     .sort((a, b) => (order.get(a) ?? 0) - (order.get(b) ?? 0))
     .map((n) => n.name || n.describe());
+  const postlude = site.postlude ?? [];
+  const last = postlude.at(-1)?.outputs[0];
+  if (postlude.length > 0 && (site.attentionOutput === undefined || last === undefined)) {
+    throw new Error('liftSite: a postlude needs attentionOutput and a last node with an output');
+  }
   const replaced: Value[] = [site.output];
-  const fresh: Value[] = [twin(site.output)];
-  const outs: { y: Value; presentKey?: Value; presentValue?: Value; scores?: Value } = { y: fresh[0]! };
+  const fresh: Value[] = [last ?? twin(site.output)];
+  const outs: { y: Value; presentKey?: Value; presentValue?: Value; scores?: Value } = { y: postlude.length > 0 ? site.attentionOutput! : fresh[0]! };
   for (const key of ['presentKey', 'presentValue', 'scores'] as const) {
     const old = site[key];
     if (old !== undefined) {
@@ -63,7 +75,7 @@ export function liftSite(graph: Graph, rule: string, site: SiteMatch): Node {
   fresh.forEach((v) => (v.name = `${v.name}__attnopt_pending`));
   const node = attentionNode(site.params, site.inputs, outs, onnxNodes.length === 1 ? onnxNodes[0]! : '');
   node.annotations.set(SITE_ORIGIN, { rule, onnxNodes } satisfies SiteOrigin);
-  replaceMatch(graph, site.matched, replaced, fresh, [...(site.prelude ?? []), node]);
+  replaceMatch(graph, site.matched, replaced, fresh, [...(site.prelude ?? []), node, ...postlude]);
   fresh.forEach((v, k) => (v.name = replaced[k]!.name));
   return node;
 }

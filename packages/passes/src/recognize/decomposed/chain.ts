@@ -4,7 +4,7 @@
 
 import { type DType, type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
-import { inferDtype, staticScalar } from '../../analysis/shapes.js';
+import { inferDtype, shapeOf, staticScalar } from '../../analysis/shapes.js';
 
 /** A mask step between the scores and the Softmax. */
 export type MaskStep =
@@ -25,6 +25,17 @@ export interface ScoreChain {
   /** Values of the chain by scores stage, for a qk_matmul_output the model also returns. */
   readonly stages: ReadonlyMap<Value, 'qk' | 'softcapped' | 'masked'>;
   readonly variants: readonly string[];
+  /**
+   * H when the scores are computed as [B·H, S, T], unfolded to [B, H, S, T] around the masks and folded back
+   * before the Softmax (onnxruntime's CLIP export): the masks are then 4D and the true head count is H.
+   */
+  readonly foldedHeads?: number;
+}
+
+/** The heads-in-batch scores fold the walk has passed (see ScoreChain.foldedHeads). */
+interface Fold {
+  heads?: number;
+  unfolded?: boolean;
 }
 
 const onnxOp = (v: Value | undefined, ...ops: string[]): Node | undefined => {
@@ -69,7 +80,7 @@ function stripOperandScale(v: Value, nodes: Node[]): { value: Value; factor: num
 }
 
 /** scale · (Q·Kᵀ): Div/Mul by static scalars above a MatMul (or Einsum), scaling on either operand. */
-function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: string): MatchResult<{ qk: Node; qSide: Value; ktSide: Value; scale: number }> {
+function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: string, fold: Fold): MatchResult<{ qk: Node; qSide: Value; ktSide: Value; scale: number }> {
   let scale = 1;
   let cur = skipCasts(v, nodes, stage, tag);
   for (;;) {
@@ -87,10 +98,21 @@ function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: 
     nodes.push(n);
     cur = skipCasts(cur, nodes, new Map(), tag);
   }
+  // Reshape([B·H, S, T] -> [B, H, S, T]): the unfold matching the fold before the Softmax
+  const unfold = onnxOp(cur, 'Reshape');
+  if (unfold && fold.heads !== undefined && !fold.unfolded) {
+    const inS = shapeOf(unfold.inputs[0]);
+    const outS = shapeOf(unfold.outputs[0]);
+    if (inS?.length === 3 && outS?.length === 4 && outS[1] === fold.heads && sameOrUnknown(inS[1], outS[2]) && sameOrUnknown(inS[2], outS[3])) {
+      nodes.push(unfold);
+      fold.unfolded = true;
+      cur = skipCasts(unfold.inputs[0]!, nodes, new Map(), tag);
+    }
+  }
   const qk = onnxOp(cur, 'MatMul', 'Einsum');
   const reshape = onnxOp(cur, 'Reshape');
   if (!qk && reshape) {
-    return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax (heads folded into the batch and unfolded around a mask): lifting them needs the head count read from the reshapes, which is not implemented yet`);
+    return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax (heads folded into the batch and unfolded around a mask): only a fold [B, H, S, T] -> [B·H, S, T] right before the Softmax matching an unfold right after Q·Kᵀ is lifted`);
   }
   if (!qk) return noMatch(`the scores are not a MatMul (or Einsum) of Q and Kᵀ: found ${cur.producer?.describe() ?? `input ${cur.name}`}`);
   if (qk.inputs.length !== 2) return noMatch(`${qk.describe()} does not have exactly two operands`);
@@ -101,7 +123,7 @@ function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: 
 }
 
 /** softcap · tanh(x / softcap), or the bare scaled scores. */
-function matchSoftcap(v: Value, nodes: Node[], stage: Map<Value, string>, variants: string[]) {
+function matchSoftcap(v: Value, nodes: Node[], stage: Map<Value, string>, variants: string[], fold: Fold) {
   const inner = skipCasts(v, nodes, stage, 'softcapped');
   const mul = onnxOp(inner, 'Mul');
   if (mul) {
@@ -114,17 +136,30 @@ function matchSoftcap(v: Value, nodes: Node[], stage: Map<Value, string>, varian
       if (!isClose(cap, capIn) || !(cap > 0)) return noMatch(`softcap ${cap} · tanh(x / ${capIn}) uses two different caps`);
       nodes.push(mul, tanh, div);
       variants.push('softcap');
-      const r = matchScaledQK(div.inputs[0]!, nodes, stage, 'qk');
+      const r = matchScaledQK(div.inputs[0]!, nodes, stage, 'qk', fold);
       return r.ok ? matched({ ...r.value, softcap: cap }) : r;
     }
   }
-  const r = matchScaledQK(inner, nodes, stage, 'softcapped');
+  const r = matchScaledQK(inner, nodes, stage, 'softcapped', fold);
   return r.ok ? matched({ ...r.value, softcap: 0 }) : r;
 }
 
 /** The masks between the (softcapped) scores and the Softmax: Add of a bias, Where(cond, scores, fill). */
-function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], depth = 0): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants'>> {
-  const inner = skipCasts(v, nodes, stage, 'masked');
+function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], fold: Fold, depth = 0): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants' | 'foldedHeads'>> {
+  let inner = skipCasts(v, nodes, stage, 'masked');
+  // Reshape([B, H, S, T] -> [B·H, S, T]) right before the Softmax: the masks below it are 4D
+  const foldNode = depth === 0 ? onnxOp(inner, 'Reshape') : undefined;
+  if (foldNode) {
+    const inS = shapeOf(foldNode.inputs[0]);
+    const outS = shapeOf(foldNode.outputs[0]);
+    const h = inS?.[1];
+    if (inS?.length === 4 && outS?.length === 3 && typeof h === 'number' && sameOrUnknown(inS[2], outS[1]) && sameOrUnknown(inS[3], outS[2])) {
+      nodes.push(foldNode);
+      fold.heads = h;
+      variants.push('scores-folded-heads');
+      inner = skipCasts(foldNode.inputs[0]!, nodes, stage, 'masked');
+    }
+  }
   const add = onnxOp(inner, 'Add');
   const where = onnxOp(inner, 'Where');
   let firstFailure: MatchResult<never> | undefined;
@@ -134,7 +169,7 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
       const m2: MaskStep[] = [...masks, { kind: 'additive', bias: add.inputs[b]! }];
       const v2: string[] = [...variants, 'additive-mask'];
       const st2 = new Map(stage);
-      const r = matchMasks(add.inputs[s]!, n2, st2, m2, v2, depth + 1);
+      const r = matchMasks(add.inputs[s]!, n2, st2, m2, v2, fold, depth + 1);
       if (r.ok) {
         nodes.splice(0, nodes.length, ...n2);
         masks.splice(0, masks.length, ...m2);
@@ -155,12 +190,15 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
     nodes.push(where);
     masks.push({ kind: 'masked-fill', cond: cond!, inverted: step.inverted, fill: step.fill });
     variants.push(step.fill === -Infinity ? 'masked-fill-inf' : 'masked-fill-finite');
-    return matchMasks(step.scores, nodes, stage, masks, variants, depth + 1);
+    return matchMasks(step.scores, nodes, stage, masks, variants, fold, depth + 1);
   }
-  const r = matchSoftcap(inner, nodes, stage, variants);
+  const r = matchSoftcap(inner, nodes, stage, variants, fold);
   if (!r.ok && firstFailure && !firstFailure.ok) return firstFailure;
   return r;
 }
+
+/** Two dims that may be the same: equal, or either not known. */
+const sameOrUnknown = (a: unknown, b: unknown) => a === b || a === '?' || b === '?' || a === undefined || b === undefined;
 
 /** Walks back from the Softmax input to Q·Kᵀ. */
 export function matchScoreChain(softmaxInput: Value): MatchResult<ScoreChain> {
@@ -168,11 +206,15 @@ export function matchScoreChain(softmaxInput: Value): MatchResult<ScoreChain> {
   const stage = new Map<Value, string>();
   const masks: MaskStep[] = [];
   const variants: string[] = [];
-  const r = matchMasks(softmaxInput, nodes, stage, masks, variants);
+  const fold: Fold = {};
+  const r = matchMasks(softmaxInput, nodes, stage, masks, variants, fold);
   if (!r.ok) return r;
+  if (fold.heads !== undefined && !fold.unfolded) {
+    return noMatch(`the scores are folded from [B, ${fold.heads}, S, T] to [B·${fold.heads}, S, T] before the Softmax but not unfolded from Q·Kᵀ by a matching Reshape`);
+  }
   const stages = new Map<Value, 'qk' | 'softcapped' | 'masked'>();
   for (const [val, s] of stage) if (s === 'qk' || s === 'softcapped' || s === 'masked') stages.set(val, s);
-  return matched({ ...r.value, masks, nodes, stages, variants });
+  return matched({ ...r.value, masks, nodes, stages, variants, ...(fold.heads !== undefined ? { foldedHeads: fold.heads } : {}) });
 }
 
 /** The dtype of a value: its declared type, else inferred through its producers (analysis/shapes.ts). */

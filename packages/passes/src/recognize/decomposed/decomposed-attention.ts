@@ -5,8 +5,10 @@
 // additive masks, masked_fill Where(cond, scores, -inf | finfo.min | -10000), softcap Div/Tanh/Mul, Casts
 // around an fp16/fp32 softmax, Dropout, GQA by Unsqueeze/Expand/Reshape, Einsum (tf2onnx/keras2onnx).
 // Q, K, V are the 4D values already in the graph (layout bhsd); 3D bmm chains (PyTorch MultiheadAttention
-// with heads folded into the batch) lift as layout bsd with one head (variant `bmm-heads-in-batch`: exact, but
-// numHeads is 1 and the batch is B·H; the true head count is not recovered yet). The mask-computing nodes stay
+// with heads folded into the batch, onnxruntime's CLIP with the scores folded around a 4D mask) lift with the
+// true head count H read from the folding reshapes: Q, K, V unfolded to [B, H, S, D] in the prelude, the output
+// folded back to [B·H, S, D] in the postlude (variants `heads-from-reshapes`, `heads-from-scores-fold`). A 3D
+// chain with no such reshape in sight lifts as layout bsd with one head (variant `bmm-heads-in-batch`). The mask-computing nodes stay
 // and feed the bias; the spec stays dense (a mask kept as bias is exact). A keep-mask without a declared type
 // gets a Cast(to = bool) so consumers read it as a keep-mask.
 // One known difference: a row whose keys are ALL masked gives NaN in the decomposed graph (softmax of -inf
@@ -158,7 +160,6 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   const headDim = qShape[rank - 1];
   if (typeof headDim !== 'number') return noMatch('the head size of Q is not static');
   const numHeads = rank === 4 ? qShape[1] : 1;
-  if (rank === 3) variants.push('bmm-heads-in-batch');
   if (typeof numHeads !== 'number') return noMatch('the number of query heads is not static (dim 1 of Q)');
 
   // K from Kᵀ: Transpose(K) swapping the last two axes, Transpose(K in bshd / sbd), or a prelude transpose
@@ -221,8 +222,38 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   }
 
   // the bias: one additive mask as is; a keep-mask alone as a boolean; several combined in the prelude
-  const bias = assembleBias(graph, c.masks, rank, prelude);
+  // (3D bmm chains: the true head count first, see below; the bias then stays over [B·H, S, T] until unfolded)
+  // (Q, Kᵀ and V share the batch B·H, so the reshapes of any of them tell H; those in sight must agree)
+  const kh = rank === 3 ? headsBehind(k, headDim) ?? headsBehind(kt, headDim) : undefined;
+  const vh = rank === 3 ? headsBehind(v, vHeadDim) : undefined;
+  const trueHeads = rank === 3 ? c.foldedHeads ?? headsBehind(c.qSide, headDim) ?? kh ?? vh : undefined;
+  const h = trueHeads !== undefined && trueHeads > 1 && [kh, vh].every((x) => x === undefined || x === trueHeads) ? trueHeads : undefined;
+  const bias = assembleBias(graph, c.masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head');
   if (!bias.ok) return bias;
+
+  // 3D bmm chains ([B·H, S, D], heads folded into the batch): the true head count H read from the reshapes
+  // that fold them (or from the scores fold); Q, K, V and the bias unfolded to [B, H, S, D] in the prelude,
+  // the output folded back in the postlude. Exact for any H dividing B·H: attention is independent per
+  // batch·head row, so the grouping of rows into (batch, head) pairs changes no value.
+  let heads4: { q: Value; k: Value; v: Value; bias?: Value; y: Value; postlude: Node[]; heads: number } | undefined;
+  // (h: the head count read above)
+  if (rank === 3) {
+    if (h !== undefined) {
+      const unfold = (x: Value, base: string) => unfoldHeads(graph, x, h, base, prelude);
+      const b = bias.value;
+      heads4 = {
+        q: unfold(c.qSide, 'q_bhsd'),
+        k: unfold(k, 'k_bhsd'),
+        v: unfold(v, 'v_bhsd'),
+        ...(b ? { bias: c.foldedHeads !== undefined ? b : biasOverHeads(graph, b, c.qSide, h, prelude) } : {}),
+        y: new Value(freshName(graph, 'y_bhsd')),
+        postlude: [],
+        heads: h,
+      };
+      heads4.postlude.push(...foldHeads(graph, heads4.y, y));
+      variants.push(c.foldedHeads !== undefined ? 'heads-from-scores-fold' : 'heads-from-reshapes');
+    } else variants.push('bmm-heads-in-batch');
+  }
 
   // softmax precision: the dtype the Softmax runs in, when it differs from Q's
   const qType = dtypeOf(c.qSide);
@@ -244,13 +275,13 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   }
 
   const params: AttentionParams = {
-    numHeads,
-    kvNumHeads,
+    numHeads: heads4?.heads ?? numHeads,
+    kvNumHeads: heads4?.heads ?? kvNumHeads,
     headDim,
     vHeadDim,
     scale: c.scale,
     softcap: c.softcap,
-    layout: rank === 4 ? 'bhsd' : 'bsd',
+    layout: rank === 4 || heads4 ? 'bhsd' : 'bsd',
     spec: dense,
     ...(scores ? { scoresMode: scores.mode } : {}),
     ...(softmaxPrecision ? { softmaxPrecision } : {}),
@@ -258,11 +289,14 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   if (!Number.isFinite(params.scale)) return noMatch(`the scale ${params.scale} is not finite`);
   const site: SiteMatch = {
     params,
-    inputs: { q: c.qSide, k, v, ...(bias.value ? { bias: bias.value } : {}) },
+    inputs: heads4
+      ? { q: heads4.q, k: heads4.k, v: heads4.v, ...(heads4.bias ? { bias: heads4.bias } : {}) }
+      : { q: c.qSide, k, v, ...(bias.value ? { bias: bias.value } : {}) },
     output: y,
     ...(scores ? { scores: scores.value } : {}),
     matched: nodes,
     prelude,
+    ...(heads4 ? { postlude: heads4.postlude, attentionOutput: heads4.y } : {}),
   };
   return matched({ site, variants });
 }
@@ -287,8 +321,11 @@ function floatReshapeTarget(v: Value): { reshape: Node; part: Value; dtype: stri
   return undefined;
 }
 
-/** Combines the mask steps into one Attention bias (float additive, or boolean keep-mask), adding prelude nodes. */
-function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, prelude: Node[]): MatchResult<Value | undefined> {
+/**
+ * Combines the mask steps into one Attention bias. Over 3D scores, `heads` says what the bias is over:
+ * one head (it gets the heads axis here), [B·H, S, T] to unfold later, or the already unfolded [B, H, S, T].
+ */
+function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, prelude: Node[], heads: 'single-head' | 'heads-in-batch' | 'unfolded'): MatchResult<Value | undefined> {
   if (masks.length === 0) return matched(undefined);
   const additive = masks.filter((m) => m.kind === 'additive').map((m) => m.bias);
   const keeps: Value[] = [];
@@ -323,7 +360,9 @@ function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, pr
   } else bias = (keep ?? sum)!;
   // 3D scores are [batch·heads, nq, nk]: a rank-3 bias gets the (single) heads axis
   const bShape = shapeOf(bias);
-  if (rank === 3 && bShape && bShape.length === 3) {
+  if (rank === 3 && heads !== 'single-head') {
+    if (!bShape && heads === 'heads-in-batch') return noMatch('the rank of the mask over 3D scores is not known');
+  } else if (rank === 3 && bShape && bShape.length === 3) {
     const axes = constNode(graph, 'axes', Tensor.fromValues('i64', [1], [1n]));
     const u = preludeNode(graph, 'Unsqueeze', [bias, axes.outputs[0]!], 'bias4d');
     prelude.push(axes, u);
@@ -337,6 +376,79 @@ function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, pr
     bias = cast.outputs[0]!;
   }
   return matched(bias);
+}
+
+/**
+ * The head count behind a 3D [B·H, S, D] (or Kᵀ [B·H, D, S]) value, read from the Reshape that folds the heads:
+ * PyTorch 1.13's Transpose(Reshape([S, B, E] -> [S, B·H, D])) gives H = E / D, and Reshape([B, H, S, D] -> 3D)
+ * gives H = dim 1. Undefined when no such Reshape is in sight.
+ */
+function headsBehind(v: Value, headDim: number): number | undefined {
+  const tr = onnxOp(v, 'Transpose');
+  const reshape = onnxOp(tr ? tr.inputs[0] : v, 'Reshape');
+  if (!reshape) return undefined;
+  const inS = shapeOf(reshape.inputs[0]);
+  const outS = shapeOf(reshape.outputs[0]);
+  if (!inS || outS?.length !== 3) return undefined;
+  if (inS.length === 4 && typeof inS[1] === 'number' && inS[3] === headDim) return inS[1];
+  const e = inS[2];
+  if (inS.length !== 3 || outS[2] !== headDim) return undefined;
+  if (typeof e === 'number') return e % headDim === 0 ? e / headDim : undefined;
+  // a dynamic E: the target [S, B · H, D] as PyTorch computes it, Concat(.., Unsqueeze(Mul(B, H)), ..)
+  const cat = onnxOp(reshape.inputs[1], 'Concat');
+  const bh = cat && onnxOp(onnxOp(cat.inputs[1], 'Unsqueeze')?.inputs[0] ?? cat.inputs[1], 'Mul');
+  const hs = bh ? [staticScalar(bh.inputs[1]), staticScalar(bh.inputs[0])].filter((x): x is number => x !== undefined) : [];
+  return cat?.inputs.length === 3 && hs.length === 1 && Number.isInteger(hs[0]) && hs[0]! > 0 ? hs[0] : undefined;
+}
+
+const i64 = (graph: Graph, base: string, xs: readonly number[], prelude: Node[]): Value => {
+  const c = constNode(graph, base, Tensor.fromValues('i64', [xs.length], xs.map(BigInt)));
+  prelude.push(c);
+  return c.outputs[0]!;
+};
+
+/** [B·H, S, D] -> [B, H, S, D]: Reshape(Unsqueeze(x, 1), [-1, H, 0, 0]). */
+function unfoldHeads(graph: Graph, x: Value, heads: number, base: string, prelude: Node[]): Value {
+  const u = preludeNode(graph, 'Unsqueeze', [x, i64(graph, 'axes', [1], prelude)], base);
+  const r = preludeNode(graph, 'Reshape', [u.outputs[0]!, i64(graph, 'shape', [-1, heads, 0, 0], prelude)], base);
+  prelude.push(u, r);
+  return r.outputs[0]!;
+}
+
+/**
+ * A bias over 3D scores [b, S, T] (b = 1 or B·H) -> over [B, H, S, T]: rank <= 2 broadcasts as is, b = 1
+ * gets a heads axis, otherwise Expand to [B·H, ., .] (read from Q) and unfold like Q.
+ */
+function biasOverHeads(graph: Graph, bias: Value, q3: Value, heads: number, prelude: Node[]): Value {
+  const s = shapeOf(bias);
+  if (s && s.length <= 2) return bias;
+  const sq = shapeOf(q3);
+  const s3 = s;
+  if (s3?.[0] === 1) {
+    const u = preludeNode(graph, 'Unsqueeze', [bias, i64(graph, 'axes', [1], prelude)], 'bias_bhst');
+    prelude.push(u);
+    return u.outputs[0]!;
+  }
+  let full = bias;
+  if (!(typeof s3?.[0] === 'number' && s3[0] === sq?.[0])) {
+    const shape = preludeNode(graph, 'Shape', [q3], 'bh');
+    const first = preludeNode(graph, 'Slice', [shape.outputs[0]!, i64(graph, 'starts', [0], prelude), i64(graph, 'ends', [1], prelude)], 'bh');
+    const target = preludeNode(graph, 'Concat', [first.outputs[0]!, i64(graph, 'ones', [1, 1], prelude)], 'bh11', { axis: intAttr(0) as never });
+    const ex = preludeNode(graph, 'Expand', [bias, target.outputs[0]!], 'bias_bh');
+    prelude.push(shape, first, target, ex);
+    full = ex.outputs[0]!;
+  }
+  return unfoldHeads(graph, full, heads, 'bias_bhst', prelude);
+}
+
+/** Postlude [B, H, S, Dv] -> [B·H, S, Dv]: Squeeze(Reshape(y4, [-1, 1, 0, 0]), 1), the last output typed like y3. */
+function foldHeads(graph: Graph, y4: Value, y3: Value): Node[] {
+  const nodes: Node[] = [];
+  const r = preludeNode(graph, 'Reshape', [y4, i64(graph, 'shape', [-1, 1, 0, 0], nodes)], 'y_bh1sd');
+  const axes = i64(graph, 'axes', [1], nodes);
+  const sq = new Node({ domain: ONNX_DOMAIN, op: 'Squeeze', inputs: [r.outputs[0]!, axes], outputs: [new Value(y3.name, y3.type)] });
+  nodes.push(r, sq);
+  return nodes;
 }
 
 /** Einsum equations of attention: `..ik,..jk->..ij` (Q·Kᵀ) or `..ij,..jd->..id` (P·V), batch letters shared. */

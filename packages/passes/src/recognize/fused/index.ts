@@ -5,8 +5,9 @@ import { groupQueryAttentionRule } from './group-query-attention.js';
 import { msAttentionRule } from './ms-attention.js';
 import { multiHeadAttentionRule } from './multi-head-attention.js';
 import { onnxAttentionRule } from './onnx-attention.js';
+import { unsupportedFusedRule } from './unsupported.js';
 
-export { groupQueryAttentionRule, msAttentionRule, multiHeadAttentionRule, onnxAttentionRule };
+export { groupQueryAttentionRule, msAttentionRule, multiHeadAttentionRule, onnxAttentionRule, unsupportedFusedRule };
 
 /** ONNX Attention (opset 23/24), com.microsoft Attention, MultiHeadAttention and GroupQueryAttention. */
 export const FUSED_RULES: readonly RewriteRule[] = [
@@ -14,4 +15,6 @@ export const FUSED_RULES: readonly RewriteRule[] = [
   rule(msAttentionRule),
   rule(multiHeadAttentionRule),
   rule(groupQueryAttentionRule),
+  // last: says why the ops no rule lifts stay
+  rule(unsupportedFusedRule),
 ];
