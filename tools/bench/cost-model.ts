@@ -1,12 +1,12 @@
 // Validates @attnopt/cost on onnxruntime CPU: single-attention models (8 heads, head dim 64, batch 1, bsd,
-// dynamic sequence length) built with the IR and lowered by @attnopt/passes, for dense, causal and window
-// specs at several n; measured median time (interleaved, after a warm-up) vs the cost model's prediction
+// dynamic sequence length) built with the IR and lowered by @attnopt/passes, for dense, causal, window and
+// sinks ∪ window specs (the last two lowered banded) at several n; measured median time (interleaved, after a warm-up) vs the cost model's prediction
 // with the shipped profile; prints the table, the Spearman rank correlation and the relative errors.
 //
 //   npx tsx --conditions=@attnopt/source tools/bench/cost-model.ts [--sizes 256,512,1024,2048,4096] [--repeats 5]
 
 import { attentionCost, onnxruntimeCpuProfile } from '@attnopt/cost';
-import { type AttentionParams, attentionNode, causal, dense, Graph, type MaskSpec, slidingWindow, tensorType, Value } from '@attnopt/ir';
+import { type AttentionParams, attentionNode, causal, dense, Graph, intersect, loweringChoice, type MaskSpec, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { lowerAttentionPass } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
@@ -19,7 +19,13 @@ const SIZES = opt('--sizes', '256,512,1024,2048,4096').split(',').map(Number);
 const REPEATS = Number(opt('--repeats', '5'));
 const H = 8;
 const D = 64;
-const FORMS: [string, MaskSpec][] = [['dense', dense], ['causal', causal()], ['window 256', slidingWindow(255, 0)]];
+const FORMS: [string, MaskSpec][] = [
+  ['dense', dense],
+  ['causal', causal()],
+  ['window 256', slidingWindow(255, 0)],
+  ['causal ∩ (window 256 ∪ sinks 4)', intersect(causal(), union(slidingWindow(255, 0), sinks(4)))],
+];
+const lowered = (spec: MaskSpec) => loweringChoice(spec).strategy; // the form the lowering (and the model) uses
 
 function build(spec: MaskSpec): { bytes: Uint8Array; params: AttentionParams } {
   const params: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: D, vHeadDim: D, scale: 1 / Math.sqrt(D), softcap: 0, layout: 'bsd', spec };
@@ -88,8 +94,8 @@ async function main(): Promise<void> {
     console.error(`n=${n} done`);
   }
   const ms = (s: number) => (s * 1e3).toFixed(2);
-  console.log('| form | n | predicted ms | measured ms (median) | predicted / measured |');
-  console.log('| ---- | - | ------------ | -------------------- | -------------------- |');
+  console.log('| form | lowered | n | predicted ms | measured ms (median) | predicted / measured |');
+  console.log('| ---- | ------- | - | ------------ | -------------------- | -------------------- |');
   const pred: number[] = [];
   const meas: number[] = [];
   const relErr: number[] = [];
@@ -98,7 +104,7 @@ async function main(): Promise<void> {
     pred.push(r.predicted);
     meas.push(m);
     relErr.push(Math.abs(r.predicted - m) / m);
-    console.log(`| ${r.form} | ${r.n} | ${ms(r.predicted)} | ${ms(m)} | ${(r.predicted / m).toFixed(2)} |`);
+    console.log(`| ${r.form} | ${lowered(FORMS.find(([f]) => f === r.form)![1])} | ${r.n} | ${ms(r.predicted)} | ${ms(m)} | ${(r.predicted / m).toFixed(2)} |`);
   }
   console.log(`\nSpearman rank correlation (all ${rows.length} rows): ${spearman(pred, meas).toFixed(3)}`);
   console.log(`relative error |pred - meas| / meas: median ${(median(relErr) * 100).toFixed(0)}%, max ${(Math.max(...relErr) * 100).toFixed(0)}%`);

@@ -1,6 +1,6 @@
 // attentionCost against hand-computed counts; shapes of the model (monotone in the spec and in n).
 
-import { type AttentionParams, type AttentionSpec, causal, dense, intersect, linformer, slidingWindow, union, sinks } from '@attnopt/ir';
+import { type AttentionParams, type AttentionSpec, blockSparse, causal, dense, intersect, linformer, performer, slidingWindow, union, sinks, topkBlocks } from '@attnopt/ir';
 import { describe, expect, it } from 'vitest';
 import { attentionCost } from './attention-cost.js';
 import { attnoptCpuProfile, onnxruntimeCpuProfile, webgpuGenericProfile } from './profiles/index.js';
@@ -67,13 +67,14 @@ describe('shape of the model', () => {
     expect(gqa.bytes).toBeLessThan(full.bytes);
     expect(gqa.flops).toBe(full.flops);
   });
-  it('unfused window costs what dense costs plus the mask (the lowering builds n x n masks)', () => {
-    const dims = { batch: 1, nq: 512, nk: 512 };
-    const d = attentionCost(mha, dims, onnxruntimeCpuProfile);
-    const w = attentionCost({ ...mha, spec: slidingWindow(63, 0) }, dims, onnxruntimeCpuProfile);
-    expect(w.flops).toBe(d.flops);
-    expect(w.time).toBeGreaterThan(d.time);
-    expect(w.peakMemory).toBeGreaterThanOrEqual(d.peakMemory);
+  it('unfused (onnxruntime): a window is lowered banded, so it costs less than causal and far less memory', () => {
+    const dims = { batch: 1, nq: 4096, nk: 4096 };
+    const c = attentionCost({ ...mha, spec: causal() }, dims, onnxruntimeCpuProfile);
+    const w = attentionCost({ ...mha, spec: slidingWindow(255, 0) }, dims, onnxruntimeCpuProfile);
+    expect(w.flops).toBeLessThan(c.flops / 4);
+    expect(w.time).toBeLessThan(c.time);
+    expect(w.peakMemory).toBeLessThan(c.peakMemory / 4);
+    expect(w.ops.some((o) => o.op === 'Gather' && o.what === 'band keys')).toBe(true);
   });
   it('the shipped profiles load, times are positive and increase with n on every target', () => {
     for (const profile of [onnxruntimeCpuProfile, attnoptCpuProfile, webgpuGenericProfile]) {
@@ -91,5 +92,63 @@ describe('shape of the model', () => {
     expect(c.keptPairs).toBe(256 * 16384 - (256 * 255) / 2);
     expect(c.blocks!.partial + c.blocks!.full).toBeLessThan(6 * 256);
     expect(c.largestIntermediate).toBe(64 * 64 * 4);
+  });
+});
+
+describe('onnxruntime-cpu follows the lowering: banded, block-gathered, low-rank, dense (hand-computed)', () => {
+  const mha = params(dense, { numHeads: 8, kvNumHeads: 8, headDim: 64, vHeadDim: 64, layout: 'bsd' });
+  it('window(3, 0), n=100, d=2: block 32, band 32 + 3 = 35 keys, 4 blocks = 128 padded queries', () => {
+    const c = attentionCost(params(slidingWindow(3, 0)), { batch: 1, nq: 100, nk: 100 }, onnxruntimeCpuProfile);
+    expect(c.computedPairs).toBe(128 * 35); // not 100 x 100
+    expect(c.flops).toBe(2 * 128 * 35 * 2 * 2); // QKᵀ and PV over the band
+    expect(c.softmaxFlops).toBe(5 * 128 * 35);
+    expect(c.largestIntermediate).toBe(4 * 128 * 35);
+    expect(c.keptPairs).toBe(4 * 100 - 6);
+  });
+  it('causal window 64, n=512, 8 heads, d=64: block 64, 127 keys per query: 2·2·8·512·127·64 FLOPs', () => {
+    const c = attentionCost({ ...mha, spec: slidingWindow(63, 0) }, { batch: 1, nq: 512, nk: 512 }, onnxruntimeCpuProfile);
+    expect(c.computedPairs).toBe(512 * 127);
+    expect(c.flops).toBe(2 * 2 * 8 * 512 * 127 * 64);
+    expect(c.largestIntermediate).toBe(4 * 8 * 512 * 127);
+  });
+  it('causal ∩ (window 256 ∪ sinks 4), n=1000: block 256, band 511 + 4 extra keys, 1024 padded queries', () => {
+    const spec = intersect(causal(), union(slidingWindow(255, 0), sinks(4)));
+    const c = attentionCost({ ...mha, spec }, { batch: 1, nq: 1000, nk: 1000 }, onnxruntimeCpuProfile);
+    expect(c.computedPairs).toBe(1024 * (511 + 4));
+    expect(c.flops).toBe(2 * 2 * 8 * 1024 * 515 * 64);
+    expect(c.softmaxFlops).toBe(5 * 8 * 1024 * 515);
+    expect(c.ops.filter((o) => o.op === 'MatMul').map((o) => o.what)).toEqual(['band scores Q Kᵀ', 'extra scores Q Kᵀ', 'band P V', 'extra P V']);
+  });
+  it('memory is O(n · (b + w)): at n = 16384 the window-256 scores are 8 · 16384 · 511 floats, not n x n', () => {
+    const c = attentionCost({ ...mha, spec: slidingWindow(255, 0) }, { batch: 1, nq: 16384, nk: 16384 }, onnxruntimeCpuProfile);
+    expect(c.largestIntermediate).toBe(4 * 8 * 16384 * 511);
+    const d = attentionCost({ ...mha, spec: causal() }, { batch: 1, nq: 16384, nk: 16384 }, onnxruntimeCpuProfile);
+    expect(d.largestIntermediate).toBe(4 * 8 * 16384 * 16384);
+    expect(c.peakMemory).toBeLessThan(d.peakMemory / 10);
+  });
+  it('dense where the lowering is dense: a float bias, or static keys fewer than twice the keys read', () => {
+    const w = { ...mha, spec: slidingWindow(63, 0) };
+    expect(attentionCost(w, { batch: 1, nq: 512, nk: 512 }, onnxruntimeCpuProfile, { bias: 'float' }).computedPairs).toBe(512 * 512);
+    expect(attentionCost(w, { batch: 1, nq: 200, nk: 200 }, onnxruntimeCpuProfile, { staticKeys: true }).computedPairs).toBe(200 * 200); // 200 < 2 · 127
+    expect(attentionCost(w, { batch: 1, nq: 200, nk: 200 }, onnxruntimeCpuProfile).computedPairs).toBe(256 * 127); // symbolic: banded
+    expect(attentionCost({ ...mha, spec: causal() }, { batch: 1, nq: 512, nk: 512 }, onnxruntimeCpuProfile).computedPairs).toBe(512 * 512);
+  });
+  it('block-sparse layouts are block-gathered: 2 blocks of 64 per query block, n=256: 256 · 128 scores per head', () => {
+    const spec = blockSparse(64, 64, [[0], [0, 1], [1, 2], [2, 3]]);
+    const c = attentionCost({ ...mha, spec }, { batch: 1, nq: 256, nk: 256 }, onnxruntimeCpuProfile);
+    expect(c.computedPairs).toBe(256 * 128);
+    expect(c.flops).toBe(2 * 2 * 8 * 256 * 128 * 64);
+  });
+  it('top-k blocks: k blocks per query block plus the Quest bounds (2 MatMuls of nq x nKB x d) and a TopK', () => {
+    const c = attentionCost({ ...mha, spec: topkBlocks(64, 4) }, { batch: 1, nq: 1024, nk: 1024 }, onnxruntimeCpuProfile);
+    expect(c.computedPairs).toBe(1024 * 256);
+    expect(c.flops).toBe(2 * 2 * 8 * 1024 * 256 * 64 + 2 * 2 * 8 * 1024 * 16 * 64);
+    expect(c.ops.some((o) => o.op === 'TopK')).toBe(true);
+  });
+  it('performer is costed as its MatMuls, linear in n', () => {
+    const a = attentionCost({ ...mha, spec: performer(256, 1) }, { batch: 1, nq: 2048, nk: 2048 }, onnxruntimeCpuProfile);
+    const b = attentionCost({ ...mha, spec: performer(256, 1) }, { batch: 1, nq: 4096, nk: 4096 }, onnxruntimeCpuProfile);
+    expect(b.flops).toBeCloseTo(2 * a.flops, -3);
+    expect(a.computedPairs).toBe(0);
   });
 });

@@ -2,12 +2,13 @@
 // roofline time. Counting uses the spec's row and block queries (O(nq · runs) and O((nq/b)·(nk/b))):
 // nothing here allocates per n x n.
 
-import { type AttentionParams, isLowRank, type LeafResolver, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
+import { type AttentionParams, isLowRank, type LeafResolver, loweringChoice, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
 import { lowRankOps, selectionOps } from './approximate.js';
 import { type OpCost, type OpWork, timeOp, work } from './ops.js';
 import { type TargetProfile } from './profile.js';
 import { type CallDims, type Extent, extentOf } from './shape.js';
-import { layoutIn, layoutOut, unfusedMaskedOps } from './unfused.js';
+import { bandedOps, bandedShape, blockGatherOps, blockGatherShape } from './lowered.js';
+import { layoutIn, layoutOut, presentOps, unfusedMaskedOps } from './unfused.js';
 import { type BlockCounts, blockCounts, pairsKept } from './work.js';
 
 export interface CostOptions {
@@ -19,6 +20,11 @@ export interface CostOptions {
   readonly bias?: 'none' | 'float' | 'bool';
   /** Per-batch valid key lengths (kvLength input). Default false. */
   readonly kvLength?: boolean;
+  /**
+   * The model fixes the key count (static shapes): the lowering then picks dense where the banded form would
+   * read more than half the keys. Default false: a symbolic sequence length (banded wherever it applies).
+   */
+  readonly staticKeys?: boolean;
   /** Bytes per element of Q, K, V and the scores (4: fp32). */
   readonly elementBytes?: number;
 }
@@ -28,7 +34,10 @@ export interface AttentionCost {
   readonly execution: TargetProfile['execution'];
   /** (query, key) pairs the spec keeps, per batch and head (exact for index specs). */
   readonly keptPairs: number;
-  /** Pairs the target computes scores for, per batch and head: nq · nk unfused, the kept blocks' area fused. */
+  /**
+   * Pairs the target computes scores for, per batch and head: unfused, nq · nk (dense form), padded queries ·
+   * (band + extra keys) (banded) or padded queries · chosen keys (block-gathered); fused, the kept tiles' area.
+   */
   readonly computedPairs: number;
   /** Matrix-multiply FLOPs over the batch and heads (QKᵀ, PV, projections, hashing). */
   readonly flops: number;
@@ -36,7 +45,7 @@ export interface AttentionCost {
   readonly softmaxFlops: number;
   /** Bytes read and written by all kernels. */
   readonly bytes: number;
-  /** Bytes of the largest single intermediate tensor (for unfused: batch · heads · nq · nk · 4). */
+  /** Bytes of the largest single intermediate tensor (unfused dense: batch · heads · nq · nk · 4). */
   readonly largestIntermediate: number;
   /** Inputs, outputs and the largest set of intermediates alive at once (bytes). */
   readonly peakMemory: number;
@@ -70,7 +79,7 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
     computedPairs = 0;
     largest = Math.max(0, ...ops.filter((o) => o.op === 'MatMul' || o.op === 'Softmax').map((o) => o.bytes / 3));
     live = 2 * largest;
-    if (target.execution === 'unfused') notes.push(`${p.spec.kind} is not lowered to ONNX yet: costed as the matmul chain it would lower to`);
+    if (target.execution === 'unfused' && p.spec.kind === 'nystrom') notes.push('nystrom is not lowered to ONNX yet: costed as the matmul chain it would lower to');
   } else {
     const spec: MaskSpec = p.spec;
     const maskDims = { nq: x.nq, nk: x.nk, past: x.past };
@@ -78,20 +87,38 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
     const selection = selectionOps(spec, x);
     if (selection.length > 0 && options.resolve === undefined) notes.push(`${spec.kind} is data-dependent: counted at its expected size`);
     if (target.execution === 'unfused') {
-      ops = [
-        ...selection,
-        ...unfusedMaskedOps(p, spec, x, {
-          graphOptimization: options.graphOptimization ?? 'all',
-          bias: options.bias ?? 'none',
-          kvLength: options.kvLength ?? false,
-        }),
-      ];
-      computedPairs = x.nq * x.nk;
-      const scores = x.E * x.B * x.H * x.nq * x.nk;
-      largest = scores;
-      // an elementwise op over the scores holds its input and its output, plus the nq x nk keep-mask
-      live = 2 * scores + (spec.kind === 'dense' ? 0 : x.nq * x.nk);
-      notes.push('unfused: the lowered graph materializes nq x nk scores per head and builds the keep-mask densely');
+      const o = { graphOptimization: options.graphOptimization ?? 'all', bias: options.bias ?? 'none', kvLength: options.kvLength ?? false } as const;
+      // the lowering's own rule decides the form (banded, block-gathered, dense): the model follows it
+      const choice = loweringChoice(spec, {
+        ...(options.staticKeys ? { keys: x.nk } : {}),
+        bias: o.bias !== 'none',
+        kvLengthWithoutPast: o.kvLength && x.past === 0,
+      });
+      if (choice.strategy === 'banded') {
+        const sh = bandedShape(choice.support, choice.blockSize, x.nq, x.nk);
+        ops = [...presentOps(p, x), ...bandedOps(p, spec, choice.support, choice.blockSize, x, o), ...layoutOut(p, x)];
+        computedPairs = sh.scores;
+        const blockScores = x.E * x.B * x.H * sh.paddedQueries * (sh.band + sh.extra);
+        largest = Math.max(blockScores, x.E * x.B * x.H * sh.globalRows * x.nk);
+        // an elementwise op over the scores holds its input and output, the band's keep-mask and gathered values
+        live = 2 * largest + sh.paddedQueries * sh.band + x.E * x.B * x.H * sh.blocks * sh.band * x.dv;
+        notes.push(`unfused, ${choice.why}: ${sh.band + sh.extra} scores per query (block ${sh.blockSize}), not ${x.nk}`);
+      } else if (choice.strategy === 'blocks' && (spec.kind === 'blocks' || spec.kind === 'topkBlocks') && o.bias === 'none') {
+        const sh = blockGatherShape(spec, x.nq, x.nk);
+        ops = [...presentOps(p, x), ...blockGatherOps(p, spec, x, o), ...layoutOut(p, x)];
+        computedPairs = sh.scores;
+        largest = x.E * x.B * x.H * sh.scores;
+        live = 2 * largest + x.E * x.B * x.H * sh.queryBlocks * sh.m * sh.bk * x.dv;
+        notes.push(`unfused, block-gathered: ${sh.m} blocks of ${sh.bk} keys per query block of ${sh.bq}`);
+      } else {
+        ops = [...selection, ...unfusedMaskedOps(p, spec, x, o)];
+        computedPairs = x.nq * x.nk;
+        const scores = x.E * x.B * x.H * x.nq * x.nk;
+        largest = scores;
+        // an elementwise op over the scores holds its input and its output, plus the nq x nk keep-mask
+        live = 2 * scores + (spec.kind === 'dense' ? 0 : x.nq * x.nk);
+        notes.push(`unfused, ${choice.why}: the lowered graph materializes nq x nk scores per head and builds the keep-mask densely`);
+      }
     } else {
       const tile = target.tile!;
       blocks = blockCounts(spec, tile.blockQ, tile.blockK, maskDims, options.resolve);

@@ -1,8 +1,8 @@
-// The kernels onnxruntime runs for a site lowered by @attnopt/passes (lowerAttention): one op per node of
-// the emitted graph. Today the lowering builds the keep-mask densely (nq x nk booleans from Range and
-// comparisons) and every score tensor (QKᵀ, masked logits, probabilities) is batch·heads·nq·nk floats,
-// whatever the spec keeps: a window costs what dense costs plus the mask ops. Assumes a dynamic sequence
-// length (the mask is computed at run time, not constant-folded).
+// The kernels onnxruntime runs for a site that @attnopt/passes lowers densely (lowerAttention, where the IR's
+// loweringChoice says 'dense'): one op per node of the emitted graph. The dense form builds the keep-mask
+// densely (nq x nk booleans from Range and comparisons) and every score tensor (QKᵀ, masked logits,
+// probabilities) is batch·heads·nq·nk floats. The banded and block-gathered forms are in lowered.ts.
+// Assumes a dynamic sequence length (the mask is computed at run time, not constant-folded).
 
 import type { AttentionParams, MaskSpec } from '@attnopt/ir';
 import { type OpWork, work } from './ops.js';
@@ -68,18 +68,10 @@ export interface UnfusedOptions {
 
 /** The kernels of the lowered graph for a key-set spec, score work dense (nq x nk per head). */
 export function unfusedMaskedOps(p: AttentionParams, spec: MaskSpec, x: Extent, o: UnfusedOptions): OpWork[] {
-  const { B, H, Hkv, d, dv, nq, nk, past, E } = x;
+  const { B, H, d, dv, nq, nk, E } = x;
   const S = B * H * nq * nk;
   const sk = nq * nk;
-  const ops: OpWork[] = [...layoutIn(p, x)];
-  if (past > 0) {
-    ops.push(work('Concat', 'present key', { bytes: 2 * E * B * Hkv * nk * d }));
-    ops.push(work('Concat', 'present value', { bytes: 2 * E * B * Hkv * nk * dv }));
-  }
-  if (H !== Hkv) {
-    ops.push(work('Expand', 'repeat K heads (GQA)', { bytes: E * B * (Hkv + H) * nk * d }));
-    ops.push(work('Expand', 'repeat V heads (GQA)', { bytes: E * B * (Hkv + H) * nk * dv }));
-  }
+  const ops: OpWork[] = presentOps(p, x);
   const fusedScale = o.graphOptimization === 'all'; // Transpose and Mul by a scalar fold into FusedMatMul
   if (!fusedScale) ops.push(work('Transpose', 'Kᵀ', { bytes: 2 * E * B * H * nk * d }));
   ops.push(work('MatMul', 'scores Q Kᵀ', { flops: 2 * S * d, bytes: E * (B * H * nq * d + B * H * nk * d + S) }));
@@ -116,6 +108,21 @@ export function unfusedMaskedOps(p: AttentionParams, spec: MaskSpec, x: Extent, 
   }
   ops.push(work('MatMul', 'P V', { flops: 2 * S * dv, bytes: E * (S + B * H * nk * dv + B * H * nq * dv) }));
   ops.push(...layoutOut(p, x));
+  return ops;
+}
+
+/** Heads split from the layout, past K/V concatenated, K/V heads repeated for GQA: every lowered form starts so. */
+export function presentOps(p: AttentionParams, x: Extent): OpWork[] {
+  const { B, H, Hkv, d, dv, nk, past, E } = x;
+  const ops: OpWork[] = [...layoutIn(p, x)];
+  if (past > 0) {
+    ops.push(work('Concat', 'present key', { bytes: 2 * E * B * Hkv * nk * d }));
+    ops.push(work('Concat', 'present value', { bytes: 2 * E * B * Hkv * nk * dv }));
+  }
+  if (H !== Hkv) {
+    ops.push(work('Expand', 'repeat K heads (GQA)', { bytes: E * B * (Hkv + H) * nk * d }));
+    ops.push(work('Expand', 'repeat V heads (GQA)', { bytes: E * B * (Hkv + H) * nk * dv }));
+  }
   return ops;
 }
 

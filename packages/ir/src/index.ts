@@ -15,3 +15,4 @@ export type { IntervalSet } from './spec/interval-set.js';
 export * from './spec/mask-query.js';
 export * from './text/index.js';
 export * from './verify/index.js';
+export * from './spec/support.js';

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { chooseSiteSpec, type SiteCalibration, type CalibrationSample, headData, headResolver } from '../src/sparsify/index.js';
 
 const N = 256;
+const NDEFAULT = N;
 const D = 32;
 const H = 2;
 const params: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: D, vHeadDim: D, scale: 1, softcap: 0, layout: 'bhsd', spec: causal() };
@@ -17,7 +18,7 @@ const params: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: D, vHeadD
  * Local attention: q_i . k_j = A sum_f cos(w_f (i - j)) / F with w_f ~ N(0, 1/sigma^2) drawn from `modelSeed` (random
  * Fourier features of a Gaussian kernel: scores decay with |i - j|), plus noise and values drawn from `dataSeed`.
  */
-function localSample(modelSeed: number, dataSeed: number, peak = 16, sigma = 6): CalibrationSample {
+function localSample(modelSeed: number, dataSeed: number, peak = 16, sigma = 6, N = NDEFAULT): CalibrationSample {
   const F = D / 2;
   const w = gaussian(modelSeed, H * F).map((x) => x / sigma);
   const noise = gaussian(dataSeed, 2 * H * N * D);
@@ -97,10 +98,23 @@ describe('chooseSiteSpec', () => {
     expect(d.reasonDense).toMatch(/exact rewrites only/);
   });
 
-  it('stays with the site spec on onnxruntime-cpu, where no mask form is cheaper', () => {
+  it('on onnxruntime-cpu at n = 256, ranks forms by what the lowering emits (banded windows, dense causal)', () => {
     const d = chooseSiteSpec(params, calibration, { seed: 3, target: onnxruntimeCpuProfile });
-    expect(d.chosen).toBe('causal');
-    expect(d.reasonDense).toMatch(/no candidate is cheaper .*banded lowering/);
+    const win = d.tried.find((t) => t.spec === printSpec(slidingWindow(31, 0)))!;
+    expect(win.flops).toBeLessThan(d.flopsBefore); // banded: 256 · (32 + 31) scores per head, not 256²
+    if (d.reasonDense === undefined) expect(d.chosen).toMatch(/window/);
+    else expect(d.reasonDense).not.toMatch(/banded lowering lands/);
+  });
+
+  it('picks a window on onnxruntime-cpu for local attention at n = 1024 (banded lowering is cheaper than causal)', () => {
+    const n = 1024;
+    const d = chooseSiteSpec(params, site([localSample(7, 100, 40, 6, n)]), { seed: 3, target: onnxruntimeCpuProfile, maxSamples: 1 });
+    expect(d.target).toBe(onnxruntimeCpuProfile.name);
+    expect(d.reasonDense).toBeUndefined();
+    expect(d.chosen).toMatch(/window/);
+    expect(d.bound).toBeLessThanOrEqual(1e-2);
+    expect(d.timeAfter).toBeLessThan(d.timeBefore / 2);
+    expect(d.flopsAfter).toBeLessThan(d.flopsBefore / 4);
   });
 
   it('chooses the cheapest qualifying form by the cost model', () => {

@@ -13,12 +13,15 @@ import {
   type DType,
   type Graph,
   isLowRank,
+  type KeySupport,
+  loweringChoice,
+  BANDED_OPSET,
   type MaskSpec,
   type Node,
   type Value,
 } from '@attnopt/ir';
 import { NodeBuilder, dtypeOf, redirect } from '../recognize/fused/common.js';
-import { bandBlockSize, bandedAttention, bandedKeysPerQuery, keySupport, type KeySupport } from './banded.js';
+import { bandedAttention } from './banded.js';
 import { blockGatherAttention } from './blocks.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { specMask, unsupportedSpec } from './mask.js';
@@ -56,7 +59,6 @@ export interface LoweringPlan {
   readonly blockSize?: number;
 }
 
-const BANDED_OPSET = 13; // Min/Max on int64
 
 /** The number of present keys when the model fixes it, else undefined. */
 function staticKeyCount(node: Node, p: AttentionParams): number | undefined {
@@ -69,44 +71,31 @@ function staticKeyCount(node: Node, p: AttentionParams): number | undefined {
 }
 
 /**
- * Dense or banded for one site. The rule: banded when the spec's kept keys lie in a finite band around the
- * query (window, causal ∩ window, sinks ∪ window, global tokens with a band) and the keys it reads per query
- * (block + band width + extra keys) are at most half the present keys, or the key count is symbolic
- * (long-context models; the banded form is exact at any length). Dense where a float or boolean bias
- * (an n x n input), a scores output or a per-batch `past` offset (kvLength without past K/V) is present.
+ * Dense, banded, block-gathered or low-rank for one site: the IR's loweringChoice (the rule the cost model
+ * uses too) applied to what the node says (static key count, bias, scores output, kvLength, opset). Throws
+ * where a block-sparse spec cannot take its only lowering, or where `banded` is asked for and does not apply.
  */
 export function loweringPlan(node: Node, options: LowerOptions = { opset: 21 }): LoweringPlan {
   const p = attentionParams(node);
-  const dense = (why: string): LoweringPlan => {
-    if (options.strategy === 'banded') throw new Error(`${node.describe()}: banded lowering does not apply: ${why}`);
-    return { strategy: 'dense', why };
-  };
   if (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks') {
     const why = blockGatherBlocker(node, options);
     if (why !== undefined) throw new Error(`${node.describe()}: ${why}`);
-    return { strategy: 'blocks', why: `block-gathered: ${p.spec.kind}` };
   }
-  if (p.spec.kind === 'linformer' || p.spec.kind === 'performer') return { strategy: 'low-rank', why: `${p.spec.kind} as MatMuls` };
-  if (isLowRank(p.spec)) return dense(`${p.spec.kind} is low-rank`);
-  if (options.strategy === 'dense') return { strategy: 'dense', why: 'dense lowering asked for' };
-  const support = keySupport(p.spec);
-  if (support === undefined) return dense('the spec is not a band of index terms');
-  const blockSize = options.blockSize ?? bandBlockSize(support);
-  const perQuery = bandedKeysPerQuery(support, blockSize);
-  if (perQuery === undefined) return dense('the kept keys are not bounded by a band');
   const [, , , bias, pastKey, , kvLength] = node.inputs;
-  if (bias !== undefined) return dense('a bias input is n x n: dense lowering');
-  if (p.scoresMode !== undefined) return dense('the scores output is n x n: dense lowering');
-  if (options.opset < BANDED_OPSET) return dense(`opset ${options.opset} < ${BANDED_OPSET}`);
-  if (support.aligns.length > 1) return dense(`mixed alignments ${support.aligns.join(', ')}`);
-  if (support.aligns.includes('past') && kvLength !== undefined && pastKey === undefined) {
-    return dense('past alignment from kvLength differs per batch');
-  }
-  const plan: LoweringPlan = { strategy: 'banded', why: `banded: ${perQuery} keys per query, block ${blockSize}`, support, blockSize };
-  if (options.strategy === 'banded') return plan;
   const nk = staticKeyCount(node, p);
-  if (nk !== undefined && nk < 2 * perQuery) return { strategy: 'dense', why: `dense: ${nk} keys, banded would read ${perQuery} per query` };
-  return plan;
+  const choice = loweringChoice(p.spec, {
+    ...(nk !== undefined ? { keys: nk } : {}),
+    bias: bias !== undefined,
+    scoresOutput: p.scoresMode !== undefined,
+    kvLengthWithoutPast: kvLength !== undefined && pastKey === undefined,
+    opset: options.opset,
+    ...(options.blockSize !== undefined ? { blockSize: options.blockSize } : {}),
+    ...(options.strategy !== undefined ? { strategy: options.strategy } : {}),
+  });
+  if (choice.strategy === 'dense' && options.strategy === 'banded') throw new Error(`${node.describe()}: banded lowering does not apply: ${choice.why}`);
+  return choice.strategy === 'banded'
+    ? { strategy: 'banded', why: choice.why, support: choice.support, blockSize: choice.blockSize }
+    : { strategy: choice.strategy, why: choice.why };
 }
 
 const LOWEST_OPSET = 11; // Range; Split/Squeeze/Unsqueeze are written in opset-independent forms

@@ -10,105 +10,14 @@
 //   Global queries (a query position that is a global token sees every key) get dense rows of their own,
 //   placed with Where over the banded output: |G| · n work.
 // Every length is read with Shape at run time: one model serves every sequence length.
+// keySupport, bandBlockSize and bandedKeysPerQuery are properties of the spec: they live in @attnopt/ir
+// (spec/support.ts) and are re-exported here for compatibility.
 
-import { type Align, type DType, type MaskSpec, Tensor, type Value } from '@attnopt/ir';
+import { type DType, type KeySupport, type MaskSpec, Tensor, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '../recognize/fused/common.js';
 import { specMask } from './mask.js';
 
-/**
- * A superset of the keys a spec keeps, in index terms: for a query at position p = i + offset(align)
- * that is not in `globalQueries`, the kept keys lie in [p + lo, p + hi] ∪ extra. An empty band has lo > hi.
- */
-export interface KeySupport {
-  readonly lo: number;
-  readonly hi: number;
-  readonly extra: readonly number[];
-  readonly globalQueries: readonly number[];
-  /** The alignments of the leaves that use a query position (window, causal, dilated, global). */
-  readonly aligns: readonly Align[];
-}
-
-const EMPTY_BAND = { lo: Infinity, hi: -Infinity };
-const sortedUnion = (...xs: (readonly number[])[]): number[] => [...new Set(xs.flat())].sort((a, b) => a - b);
-const sortedIntersection = (xs: (readonly number[])[]): number[] =>
-  xs.slice(1).reduce<number[]>((acc, x) => acc.filter((t) => x.includes(t)), [...(xs[0] ?? [])]);
-
-/** The KeySupport of an index spec; undefined for data-dependent or block layouts (not banded). */
-export function keySupport(spec: MaskSpec): KeySupport | undefined {
-  const leaf = (lo: number, hi: number, extra: readonly number[] = [], globalQueries: readonly number[] = [], aligns: Align[] = []): KeySupport => ({
-    lo,
-    hi,
-    extra,
-    globalQueries,
-    aligns,
-  });
-  switch (spec.kind) {
-    case 'dense':
-      return leaf(-Infinity, Infinity);
-    case 'empty':
-      return leaf(EMPTY_BAND.lo, EMPTY_BAND.hi);
-    case 'causal':
-      return leaf(-Infinity, 0, [], [], [spec.align]);
-    case 'window':
-    case 'dilated':
-      return spec.left + spec.right < 0 ? leaf(EMPTY_BAND.lo, EMPTY_BAND.hi) : leaf(-spec.left, spec.right, [], [], [spec.align]);
-    case 'sinks':
-      return leaf(EMPTY_BAND.lo, EMPTY_BAND.hi, Array.from({ length: spec.count }, (_, k) => k));
-    case 'global':
-      return leaf(EMPTY_BAND.lo, EMPTY_BAND.hi, spec.tokens, spec.tokens, spec.tokens.length ? [spec.align] : []);
-    case 'union':
-    case 'intersect':
-    case 'diff': {
-      const parts = (spec.kind === 'diff' ? [spec.base] : spec.parts).map(keySupport);
-      if (parts.some((p) => p === undefined)) return undefined;
-      const ps = parts as KeySupport[];
-      const aligns = [...new Set(ps.flatMap((p) => p.aligns))];
-      if (spec.kind === 'intersect') {
-        // ∩ (Bi ∪ Ei) ⊆ (∩ Bi) ∪ (∪ Ei) over the parts bounding every query (no global queries); when each
-        // part has some, a query outside all of them is bounded by one part: the hull
-        const bounding = ps.filter((p) => p.globalQueries.length === 0);
-        if (bounding.length > 0) {
-          const lo = Math.max(...bounding.map((p) => p.lo));
-          const hi = Math.min(...bounding.map((p) => p.hi));
-          return { lo, hi, extra: sortedUnion(...bounding.map((p) => p.extra)), globalQueries: [], aligns };
-        }
-        return {
-          lo: Math.min(...ps.map((p) => p.lo)),
-          hi: Math.max(...ps.map((p) => p.hi)),
-          extra: sortedUnion(...ps.map((p) => p.extra)),
-          globalQueries: sortedIntersection(ps.map((p) => p.globalQueries)),
-          aligns,
-        };
-      }
-      const banded = ps.filter((p) => p.lo <= p.hi);
-      return {
-        lo: banded.length ? Math.min(...banded.map((p) => p.lo)) : EMPTY_BAND.lo,
-        hi: banded.length ? Math.max(...banded.map((p) => p.hi)) : EMPTY_BAND.hi,
-        extra: sortedUnion(...ps.map((p) => p.extra)),
-        globalQueries: sortedUnion(...ps.map((p) => p.globalQueries)),
-        aligns,
-      };
-    }
-    default:
-      return undefined;
-  }
-}
-
-/** The query block size of the banded lowering: at least 32, the band width rounded up to a multiple of 32. */
-export function bandBlockSize(s: KeySupport): number {
-  const w = s.lo <= s.hi ? s.hi - s.lo : 0;
-  return Math.max(32, Math.ceil(w / 32) * 32);
-}
-
-/**
- * Keys per query the banded form reads (band of b + w, the extra keys, and the global rows spread over n),
- * or undefined when the support has no finite band (banded does not apply).
- */
-export function bandedKeysPerQuery(s: KeySupport, blockSize = bandBlockSize(s)): number | undefined {
-  if (s.lo <= s.hi && !(Number.isFinite(s.lo) && Number.isFinite(s.hi))) return undefined;
-  const band = s.lo <= s.hi ? blockSize + s.hi - s.lo : 0;
-  return band + s.extra.length;
-}
+export { bandBlockSize, bandedKeysPerQuery, keySupport, type KeySupport } from '@attnopt/ir';
 
 export interface BandedInputs {
   readonly spec: MaskSpec;

@@ -23,7 +23,8 @@ export interface SparsifyOptions {
   readonly budget?: number;
   /**
    * The target whose cost model ranks the forms (default attnopt-cpu, fused, empty tiles skipped). On
-   * onnxruntime-cpu today's lowering materializes n x n masks, so no mask form is cheaper than dense there.
+   * onnxruntime-cpu the model costs the form the lowering emits (the IR's loweringChoice): windows and
+   * sinks ∪ window banded (n · (block + w) scores), top-level block layouts block-gathered, the rest dense.
    */
   readonly target?: TargetProfile;
   /** Seed of the data-dependent and random forms (LSH rotations, Linformer / Performer draws). Default 0. */
@@ -251,7 +252,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
         : evaluated.length === 0
         ? unique.some((f, k) => !isLowRank(f) && !(costs[k]!.time < before.time))
           ? `no candidate is cheaper than ${printSpec(baseline)} on ${target.target}` +
-            (target.execution === 'unfused' ? ' (the lowered graph materializes nq x nk scores and masks; no candidate is cheaper until banded lowering lands)' : '')
+            (target.execution === 'unfused' ? ' (only banded or block-gathered forms compute fewer than nq x nk scores there)' : '')
           : 'no certifiable candidate is cheaper'
         : `no cheaper form has a certified bound within the budget ${budget} (the tightest: ${fmt(Math.min(...site.map((s) => s.bound)))})`;
     return stay(reasonDense, tried, before, perHeadDetails);

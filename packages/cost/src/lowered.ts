@@ -1,0 +1,178 @@
+// The kernels onnxruntime runs for the non-dense forms @attnopt/passes emits (which form: the IR's
+// loweringChoice, the rule the lowering itself uses):
+//   banded:  queries in blocks of b; block r reads the L = b + w keys of its band plus the E extra keys
+//            (sinks, global tokens): scores B·H·⌈nq/b⌉·b·(L + E), never nq x nk; global query rows dense.
+//   blocks:  each query block of bq reads its m chosen key blocks of bk (GatherND): scores B·H·⌈nq/bq⌉·bq·m·bk;
+//            top-k blocks adds the block scores (Quest bounds or block means) and a TopK.
+// Index arithmetic (Shape, Gather, Range, Min/Max clamps) is O(n) int64 work: counted as small kernels.
+
+import type { AttentionParams, KeySupport, MaskSpec } from '@attnopt/ir';
+import { type OpWork, work } from './ops.js';
+import type { Extent } from './shape.js';
+import { maskOps, type UnfusedOptions } from './unfused.js';
+
+/** Sizes of the banded form for a call: query blocks, band width, extra keys, global rows. */
+export interface BandedShape {
+  readonly blockSize: number;
+  readonly blocks: number;
+  /** Padded queries (blocks · blockSize). */
+  readonly paddedQueries: number;
+  /** Keys of one block's band (b + hi - lo), 0 without a band. */
+  readonly band: number;
+  readonly extra: number;
+  readonly globalRows: number;
+  /** Scores per head: paddedQueries · (band + extra) + globalRows · nk. */
+  readonly scores: number;
+}
+
+export function bandedShape(support: KeySupport, blockSize: number, nq: number, nk: number): BandedShape {
+  const blocks = Math.ceil(nq / blockSize);
+  const paddedQueries = blocks * blockSize;
+  const band = support.lo <= support.hi ? blockSize + support.hi - support.lo : 0;
+  const extra = support.extra.length;
+  const globalRows = support.globalQueries.length;
+  return { blockSize, blocks, paddedQueries, band, extra, globalRows, scores: paddedQueries * (band + extra) + globalRows * nk };
+}
+
+const small = (op: string, what: string, bytes: number): OpWork => work(op, what, { bytes });
+
+/** Score-side kernels shared by the banded and block forms: scale / softcap over `s` scores. */
+function scoreOps(p: AttentionParams, E: number, s: number, o: UnfusedOptions, what: string): OpWork[] {
+  const ops: OpWork[] = [];
+  if (o.graphOptimization !== 'all') ops.push(work('Mul', `${what} scale`, { bytes: 2 * E * s }));
+  if (p.softcap > 0) for (const op of ['Div', 'Tanh', 'Mul']) ops.push(work(op, `${what} softcap`, { bytes: 2 * E * s }));
+  return ops;
+}
+
+/** The kernels of the banded lowering (bandedAttention in @attnopt/passes). */
+export function bandedOps(p: AttentionParams, spec: MaskSpec, support: KeySupport, blockSize: number, x: Extent, o: UnfusedOptions): OpWork[] {
+  const { B, H, d, dv, nq, nk, E } = x;
+  const sh = bandedShape(support, blockSize, nq, nk);
+  const { blocks: nB, paddedQueries: nqp, band: L, extra: Ex, globalRows: G } = sh;
+  const BH = B * H;
+  const ops: OpWork[] = [];
+  // lengths, bottom-right offset, block count and padding, block starts, key indices: ~20 small int64 kernels
+  for (let k = 0; k < 12; k++) ops.push(small('Shape/Gather/Sub', 'band lengths and offsets', 8));
+  ops.push(work('Pad', 'queries to whole blocks', { bytes: E * BH * (nq + nqp) * d }));
+  ops.push(small('Range', 'block starts', 8 * nB), small('Mul', 'block starts', 16 * nB), small('Add', 'query indices', 8 * nqp * 2));
+  const W = L + Ex;
+  const Sw = BH * nqp * W;
+  if (L > 0) {
+    const Sb = BH * nqp * L;
+    const sk = nqp * L;
+    ops.push(small('Add', 'band key start', 16 * nB), small('Add', 'band key indices', 16 * nB * L));
+    ops.push(small('Min', 'clamp keys', 16 * nB * L), small('Max', 'clamp keys', 16 * nB * L), small('Reshape', 'gather indices', 0));
+    ops.push(work('Gather', 'band keys', { bytes: 2 * E * BH * nB * L * d }));
+    ops.push(work('Gather', 'band values', { bytes: 2 * E * BH * nB * L * dv }));
+    if (o.graphOptimization !== 'all') ops.push(work('Transpose', 'band Kᵀ', { bytes: 2 * E * BH * nB * L * d }));
+    ops.push(work('MatMul', 'band scores Q Kᵀ', { flops: 2 * Sb * d, bytes: E * (BH * nqp * d + BH * nB * L * d + Sb) }));
+    ops.push(...scoreOps(p, E, Sb, o, 'band'));
+    ops.push(...maskOps(spec, sk).ops);
+    ops.push(small('Less', 'key >= 0', 9 * nB * L), small('Not', 'key >= 0', 2 * nB * L), small('Less', 'key < nk', 9 * nB * L));
+    ops.push(work('And', 'band keep', { bytes: 3 * sk }), work('And', 'band keep', { bytes: 3 * sk }));
+    let keepBytes = sk;
+    if (o.kvLength) {
+      ops.push(small('Less', 'kv length', 9 * B * nB * L), work('And', 'keep & kv length', { bytes: sk + B * nB * L + B * sk }));
+      keepBytes = B * sk;
+    }
+    ops.push(work('Where', 'band masked logits', { bytes: keepBytes + 2 * E * Sb }));
+  }
+  if (Ex > 0) {
+    const Se = BH * nqp * Ex;
+    const sk = nqp * Ex;
+    ops.push(small('Min', 'clamp extra keys', 16 * Ex), small('Max', 'clamp extra keys', 16 * Ex));
+    ops.push(work('Gather', 'extra keys', { bytes: 2 * E * BH * Ex * d }), work('Gather', 'extra values', { bytes: 2 * E * BH * Ex * dv }));
+    ops.push(small('Reshape', 'extra keys', 0), small('Reshape', 'extra values', 0));
+    ops.push(work('MatMul', 'extra scores Q Kᵀ', { flops: 2 * Se * d, bytes: E * (BH * nqp * d + BH * Ex * d + Se) }));
+    ops.push(...scoreOps(p, E, Se, o, 'extra'));
+    ops.push(...maskOps(spec, sk).ops);
+    ops.push(small('Less', 'extra key < nk', 9 * Ex));
+    if (L > 0) for (const op of ['Less', 'Not', 'Add', 'Less', 'And', 'Not']) ops.push(small(op, 'extra outside band', 9 * nB * Ex));
+    ops.push(work('And', 'extra keep', { bytes: 3 * sk }), work('And', 'extra keep', { bytes: 3 * sk }));
+    ops.push(work('Where', 'extra masked logits', { bytes: sk + 2 * E * Se }));
+  }
+  if (L > 0 && Ex > 0) ops.push(work('Concat', 'band and extra logits', { bytes: 2 * E * Sw }));
+  ops.push(work('Softmax', 'probabilities', { softmaxFlops: 5 * Sw, softmaxElements: Sw, bytes: 2 * E * Sw }));
+  ops.push(work('IsNaN', 'fully masked rows', { bytes: E * Sw + Sw }));
+  ops.push(work('Where', 'zero fully masked rows', { bytes: Sw + 2 * E * Sw }));
+  if (L > 0 && Ex > 0) ops.push(work('Split', 'band and extra probabilities', { bytes: 2 * E * Sw }));
+  if (L > 0) ops.push(work('MatMul', 'band P V', { flops: 2 * BH * nqp * L * dv, bytes: E * (BH * nqp * L + BH * nB * L * dv + BH * nqp * dv) }));
+  if (Ex > 0) ops.push(work('MatMul', 'extra P V', { flops: 2 * BH * nqp * Ex * dv, bytes: E * (BH * nqp * Ex + BH * Ex * dv + BH * nqp * dv) }));
+  if (L > 0 && Ex > 0) ops.push(work('Add', 'band + extra outputs', { bytes: 3 * E * BH * nqp * dv }));
+  ops.push(small('Reshape', 'unblock', 0), work('Slice', 'drop padded queries', { bytes: E * BH * (nqp + nq) * dv }));
+  if (G > 0) {
+    const Sg = BH * G * nk;
+    ops.push(work('Gather', 'global query rows', { bytes: 2 * E * BH * G * d }));
+    if (o.graphOptimization !== 'all') ops.push(work('Transpose', 'Kᵀ (global rows)', { bytes: 2 * E * BH * nk * d }));
+    ops.push(work('MatMul', 'global scores', { flops: 2 * Sg * d, bytes: E * (BH * G * d + BH * nk * d + Sg) }));
+    ops.push(...scoreOps(p, E, Sg, o, 'global'));
+    ops.push(...maskOps(spec, G * nk).ops);
+    ops.push(work('Where', 'global masked logits', { bytes: G * nk + 2 * E * Sg }));
+    ops.push(work('Softmax', 'global probabilities', { softmaxFlops: 5 * Sg, softmaxElements: Sg, bytes: 2 * E * Sg }));
+    ops.push(work('IsNaN', 'global fully masked', { bytes: E * Sg + Sg }), work('Where', 'global zero rows', { bytes: Sg + 2 * E * Sg }));
+    ops.push(work('MatMul', 'global P V', { flops: 2 * Sg * dv, bytes: E * (Sg + BH * nk * dv + BH * G * dv) }));
+    for (const op of ['Range', 'Equal', 'Cast', 'ArgMax', 'Gather', 'Equal']) ops.push(small(op, 'place global rows', 8 * nq * G));
+    ops.push(work('Gather', 'global rows per query', { bytes: 2 * E * BH * nq * dv }));
+    ops.push(work('Where', 'global rows over banded', { bytes: nq + 3 * E * BH * nq * dv }));
+  }
+  return ops;
+}
+
+/** Sizes of the block-gathered form: query blocks of bq, m chosen key blocks of bk per query block. */
+export function blockGatherShape(spec: Extract<MaskSpec, { kind: 'blocks' | 'topkBlocks' }>, nq: number, nk: number) {
+  const bq = spec.kind === 'blocks' ? spec.blockQ : spec.block;
+  const bk = spec.kind === 'blocks' ? spec.blockK : spec.block;
+  const queryBlocks = Math.ceil(nq / bq);
+  const keyBlocks = Math.ceil(nk / bk);
+  const m = spec.kind === 'blocks' ? Math.max(1, ...spec.rows.map((r) => r.length)) : Math.min(spec.k, keyBlocks);
+  return { bq, bk, queryBlocks, keyBlocks, m, paddedQueries: queryBlocks * bq, paddedKeys: keyBlocks * bk, scores: queryBlocks * bq * m * bk };
+}
+
+/** The kernels of the block-gathered lowering (blockGatherAttention in @attnopt/passes), selection included. */
+export function blockGatherOps(p: AttentionParams, spec: Extract<MaskSpec, { kind: 'blocks' | 'topkBlocks' }>, x: Extent, o: UnfusedOptions): OpWork[] {
+  const { B, H, d, dv, nq, nk, E } = x;
+  const { bk, queryBlocks: nQB, keyBlocks: nKB, m, paddedQueries: nqp, paddedKeys: nkp } = blockGatherShape(spec, nq, nk);
+  const BH = B * H;
+  const W = m * bk;
+  const S = BH * nqp * W;
+  const ops: OpWork[] = [];
+  for (let k = 0; k < 12; k++) ops.push(small('Shape/Gather/Div', 'block counts and padding', 8));
+  ops.push(work('Pad', 'queries to whole blocks', { bytes: E * BH * (nq + nqp) * d }));
+  ops.push(work('Pad', 'keys to whole blocks', { bytes: E * BH * (nk + nkp) * d }));
+  ops.push(work('Pad', 'values to whole blocks', { bytes: E * BH * (nk + nkp) * dv }));
+  if (spec.kind === 'blocks') {
+    for (const op of ['Range', 'Min', 'Gather', 'Gather', 'Concat', 'Expand']) ops.push(small(op, 'block table', 8 * nQB * m * (op === 'Expand' ? BH : 1)));
+  } else if (spec.score === 'quest') {
+    const nb = BH * nqp * nKB;
+    ops.push(work('Pad', 'keys (+inf) for block min', { bytes: E * BH * (nk + nkp) * d }), work('Pad', 'keys (-inf) for block max', { bytes: E * BH * (nk + nkp) * d }));
+    ops.push(work('ReduceMin', 'key block min', { bytes: E * BH * (nkp + nKB) * d }), work('ReduceMax', 'key block max', { bytes: E * BH * (nkp + nKB) * d }));
+    ops.push(work('Relu', 'q+', { bytes: 2 * E * BH * nqp * d }), work('Sub', 'q-', { bytes: 3 * E * BH * nqp * d }));
+    ops.push(work('MatMul', 'bound q+ · kmax', { flops: 2 * nb * d, bytes: E * (BH * nqp * d + BH * nKB * d + nb) }));
+    ops.push(work('MatMul', 'bound q- · kmin', { flops: 2 * nb * d, bytes: E * (BH * nqp * d + BH * nKB * d + nb) }));
+    ops.push(work('Add', 'Quest bound', { bytes: 3 * E * nb }), work('Where', 'real queries', { bytes: 2 * E * nb + nqp }));
+    ops.push(work('ReduceMax', 'block score (max over the block)', { bytes: E * (nb + BH * nQB * nKB) }));
+  } else {
+    ops.push(work('Where', 'real queries', { bytes: 2 * E * BH * nqp * d + nqp }), work('ReduceSum', 'query block sums', { bytes: E * BH * (nqp + nQB) * d }));
+    ops.push(work('ReduceSum', 'key block sums', { bytes: E * BH * (nkp + nKB) * d }));
+    ops.push(work('MatMul', 'block means', { flops: 2 * BH * nQB * nKB * d, bytes: E * BH * ((nQB + nKB) * d + nQB * nKB) }));
+  }
+  if (spec.kind === 'topkBlocks') {
+    ops.push(work('TopK', `keep ${spec.k} blocks`, { otherOps: BH * nQB * nKB * Math.log2(Math.max(2, nKB)), bytes: E * BH * nQB * nKB + 8 * BH * nQB * m }));
+  }
+  ops.push(small('Min', 'clamp blocks', 16 * BH * nQB * m), small('Unsqueeze', 'GatherND indices', 0));
+  ops.push(work('GatherND', 'chosen key blocks', { bytes: 2 * E * BH * nQB * W * d }));
+  ops.push(work('GatherND', 'chosen value blocks', { bytes: 2 * E * BH * nQB * W * dv }));
+  if (o.graphOptimization !== 'all') ops.push(work('Transpose', 'gathered Kᵀ', { bytes: 2 * E * BH * nQB * W * d }));
+  ops.push(work('MatMul', 'block scores Q Kᵀ', { flops: 2 * S * d, bytes: E * (BH * nqp * d + BH * nQB * W * d + S) }));
+  ops.push(...scoreOps(p, E, S, o, 'block'));
+  const keys = BH * nQB * W; // key index per gathered column
+  ops.push(small('Mul', 'key indices', 16 * keys), small('Add', 'key indices', 16 * keys), small('Less', 'key < nk', 9 * keys));
+  if (spec.kind === 'blocks') ops.push(small('Expand', 'valid slots', 2 * nQB * W), work('And', 'keep', { bytes: 3 * keys }));
+  if (o.kvLength) ops.push(small('Less', 'kv length', 9 * keys), work('And', 'keep & kv length', { bytes: 3 * keys }));
+  ops.push(work('Where', 'masked logits', { bytes: keys + 2 * E * S }));
+  ops.push(work('Softmax', 'probabilities', { softmaxFlops: 5 * S, softmaxElements: S, bytes: 2 * E * S }));
+  ops.push(work('IsNaN', 'fully masked rows', { bytes: E * S + S }), work('Where', 'zero fully masked rows', { bytes: S + 2 * E * S }));
+  ops.push(work('MatMul', 'P V', { flops: 2 * S * dv, bytes: E * (S + BH * nQB * W * dv + BH * nqp * dv) }));
+  ops.push(small('Reshape', 'unblock', 0), work('Slice', 'drop padded queries', { bytes: E * BH * (nqp + nq) * dv }));
+  return ops;
+}

@@ -1,0 +1,60 @@
+// keySupport and loweringChoice: the band and extra keys of each index spec, and the rule that picks the
+// lowered form (shared by @attnopt/passes loweringPlan and @attnopt/cost), with its negative cases.
+
+import { describe, expect, it } from 'vitest';
+import { blockSparse, causal, dense, globalTokens, intersect, linformer, lshBuckets, nystrom, performer, sinks, slidingWindow, topkBlocks, union } from './spec.js';
+import { bandBlockSize, bandedKeysPerQuery, keySupport, loweringChoice } from './support.js';
+
+describe('keySupport', () => {
+  it('window(left, right): the band [p - left, p + right], no extra keys', () => {
+    expect(keySupport(slidingWindow(255, 0))).toEqual({ lo: -255, hi: 0, extra: [], globalQueries: [], aligns: ['top-left'] });
+  });
+  it('causal ∩ (window ∪ sinks): the window band plus the sinks as extra keys', () => {
+    const s = keySupport(intersect(causal(), union(slidingWindow(255, 0), sinks(4))))!;
+    expect([s.lo, s.hi, s.extra]).toEqual([-255, 0, [0, 1, 2, 3]]);
+    expect(bandBlockSize(s)).toBe(256);
+    expect(bandedKeysPerQuery(s)).toBe(256 + 255 + 4);
+  });
+  it('global tokens ∪ window: the tokens are extra keys and global query rows', () => {
+    const s = keySupport(union(globalTokens([0, 5]), slidingWindow(4, 4)))!;
+    expect(s.extra).toEqual([0, 5]);
+    expect(s.globalQueries).toEqual([0, 5]);
+  });
+  it('causal and dense are unbounded: no finite band', () => {
+    expect(bandedKeysPerQuery(keySupport(causal())!)).toBeUndefined();
+    expect(bandedKeysPerQuery(keySupport(dense)!)).toBeUndefined();
+  });
+  it('is undefined for data-dependent and block layouts', () => {
+    expect(keySupport(topkBlocks(64, 4))).toBeUndefined();
+    expect(keySupport(lshBuckets(2, 8, 0))).toBeUndefined();
+    expect(keySupport(blockSparse(64, 64, [[0]]))).toBeUndefined();
+  });
+});
+
+describe('loweringChoice', () => {
+  const w = slidingWindow(63, 0); // block 64, 127 keys per query
+  it('banded for a window at a symbolic or large key count', () => {
+    expect(loweringChoice(w)).toMatchObject({ strategy: 'banded', blockSize: 64, keysPerQuery: 127 });
+    expect(loweringChoice(w, { keys: 254 }).strategy).toBe('banded');
+  });
+  it('does not choose banded when the static key count is below twice the keys read', () => {
+    expect(loweringChoice(w, { keys: 253 })).toMatchObject({ strategy: 'dense' });
+    expect(loweringChoice(w, { keys: 253, strategy: 'banded' }).strategy).toBe('banded');
+  });
+  it('does not choose banded with a bias, a scores output, an old opset, mixed alignments or an unbounded spec', () => {
+    expect(loweringChoice(w, { bias: true }).why).toMatch(/bias/);
+    expect(loweringChoice(w, { scoresOutput: true }).why).toMatch(/scores output/);
+    expect(loweringChoice(w, { opset: 12 }).why).toMatch(/opset/);
+    expect(loweringChoice(intersect(slidingWindow(8, 0), slidingWindow(8, 0, 'bottom-right'))).why).toMatch(/mixed alignments/);
+    expect(loweringChoice(slidingWindow(8, 0, 'past'), { kvLengthWithoutPast: true }).why).toMatch(/kvLength/);
+    expect(loweringChoice(causal()).strategy).toBe('dense');
+    expect(loweringChoice(w, { strategy: 'dense' }).strategy).toBe('dense');
+  });
+  it('block layouts are block-gathered; Linformer and Performer are MatMuls; Nystrom is dense', () => {
+    expect(loweringChoice(topkBlocks(64, 4)).strategy).toBe('blocks');
+    expect(loweringChoice(blockSparse(64, 64, [[0]])).strategy).toBe('blocks');
+    expect(loweringChoice(linformer(8, 0)).strategy).toBe('low-rank');
+    expect(loweringChoice(performer(8, 0)).strategy).toBe('low-rank');
+    expect(loweringChoice(nystrom(8)).strategy).toBe('dense');
+  });
+});

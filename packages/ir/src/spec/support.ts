@@ -1,0 +1,161 @@
+// Which keys a spec can keep per query (its key support), and how its attention is lowered to standard ONNX
+// ops: one rule, used by the lowering (@attnopt/passes loweringPlan) and the cost model (@attnopt/cost), so
+// the two cannot disagree.
+//
+//   keySupport(spec)                -> a finite band [p + lo, p + hi] plus fixed extra keys, or unbounded
+//   loweringChoice(spec, facts)     -> 'banded' | 'blocks' | 'low-rank' | 'dense', and why
+
+import { type Align, type AttentionSpec, isLowRank, type MaskSpec } from './spec.js';
+
+/**
+ * A superset of the keys a spec keeps, in index terms: for a query at position p = i + offset(align)
+ * that is not in `globalQueries`, the kept keys lie in [p + lo, p + hi] ∪ extra. An empty band has lo > hi.
+ */
+export interface KeySupport {
+  readonly lo: number;
+  readonly hi: number;
+  readonly extra: readonly number[];
+  readonly globalQueries: readonly number[];
+  /** The alignments of the leaves that use a query position (window, causal, dilated, global). */
+  readonly aligns: readonly Align[];
+}
+
+const EMPTY_BAND = { lo: Infinity, hi: -Infinity };
+const sortedUnion = (...xs: (readonly number[])[]): number[] => [...new Set(xs.flat())].sort((a, b) => a - b);
+const sortedIntersection = (xs: (readonly number[])[]): number[] =>
+  xs.slice(1).reduce<number[]>((acc, x) => acc.filter((t) => x.includes(t)), [...(xs[0] ?? [])]);
+
+/** The KeySupport of an index spec; undefined for data-dependent or block layouts (not banded). */
+export function keySupport(spec: MaskSpec): KeySupport | undefined {
+  const leaf = (lo: number, hi: number, extra: readonly number[] = [], globalQueries: readonly number[] = [], aligns: Align[] = []): KeySupport => ({
+    lo,
+    hi,
+    extra,
+    globalQueries,
+    aligns,
+  });
+  switch (spec.kind) {
+    case 'dense':
+      return leaf(-Infinity, Infinity);
+    case 'empty':
+      return leaf(EMPTY_BAND.lo, EMPTY_BAND.hi);
+    case 'causal':
+      return leaf(-Infinity, 0, [], [], [spec.align]);
+    case 'window':
+    case 'dilated':
+      return spec.left + spec.right < 0 ? leaf(EMPTY_BAND.lo, EMPTY_BAND.hi) : leaf(-spec.left, spec.right, [], [], [spec.align]);
+    case 'sinks':
+      return leaf(EMPTY_BAND.lo, EMPTY_BAND.hi, Array.from({ length: spec.count }, (_, k) => k));
+    case 'global':
+      return leaf(EMPTY_BAND.lo, EMPTY_BAND.hi, spec.tokens, spec.tokens, spec.tokens.length ? [spec.align] : []);
+    case 'union':
+    case 'intersect':
+    case 'diff': {
+      const parts = (spec.kind === 'diff' ? [spec.base] : spec.parts).map(keySupport);
+      if (parts.some((p) => p === undefined)) return undefined;
+      const ps = parts as KeySupport[];
+      const aligns = [...new Set(ps.flatMap((p) => p.aligns))];
+      if (spec.kind === 'intersect') {
+        // ∩ (Bi ∪ Ei) ⊆ (∩ Bi) ∪ (∪ Ei) over the parts bounding every query (no global queries); when each
+        // part has some, a query outside all of them is bounded by one part: the hull
+        const bounding = ps.filter((p) => p.globalQueries.length === 0);
+        if (bounding.length > 0) {
+          const lo = Math.max(...bounding.map((p) => p.lo));
+          const hi = Math.min(...bounding.map((p) => p.hi));
+          return { lo, hi, extra: sortedUnion(...bounding.map((p) => p.extra)), globalQueries: [], aligns };
+        }
+        return {
+          lo: Math.min(...ps.map((p) => p.lo)),
+          hi: Math.max(...ps.map((p) => p.hi)),
+          extra: sortedUnion(...ps.map((p) => p.extra)),
+          globalQueries: sortedIntersection(ps.map((p) => p.globalQueries)),
+          aligns,
+        };
+      }
+      const banded = ps.filter((p) => p.lo <= p.hi);
+      return {
+        lo: banded.length ? Math.min(...banded.map((p) => p.lo)) : EMPTY_BAND.lo,
+        hi: banded.length ? Math.max(...banded.map((p) => p.hi)) : EMPTY_BAND.hi,
+        extra: sortedUnion(...ps.map((p) => p.extra)),
+        globalQueries: sortedUnion(...ps.map((p) => p.globalQueries)),
+        aligns,
+      };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** The query block size of the banded lowering: at least 32, the band width rounded up to a multiple of 32. */
+export function bandBlockSize(s: KeySupport): number {
+  const w = s.lo <= s.hi ? s.hi - s.lo : 0;
+  return Math.max(32, Math.ceil(w / 32) * 32);
+}
+
+/**
+ * Keys per query the banded form reads (band of b + w, the extra keys; global rows not counted),
+ * or undefined when the support has no finite band (banded does not apply).
+ */
+export function bandedKeysPerQuery(s: KeySupport, blockSize = bandBlockSize(s)): number | undefined {
+  if (s.lo <= s.hi && !(Number.isFinite(s.lo) && Number.isFinite(s.hi))) return undefined;
+  const band = s.lo <= s.hi ? blockSize + s.hi - s.lo : 0;
+  return band + s.extra.length;
+}
+
+/** The lowest default-domain opset of the banded and block-gathered forms (Min / Max on int64). */
+export const BANDED_OPSET = 13;
+
+/** What a site's node says beyond its spec (all optional: absent means "not present" / symbolic). */
+export interface LoweringFacts {
+  /** The present key count when the model fixes it; undefined: symbolic (one model for every length). */
+  readonly keys?: number;
+  /** A float or boolean bias input (n x n). */
+  readonly bias?: boolean;
+  /** A scores output (n x n). */
+  readonly scoresOutput?: boolean;
+  /** A kvLength input without past K/V (the past alignment then differs per batch). */
+  readonly kvLengthWithoutPast?: boolean;
+  /** The default-domain opset (default 21). */
+  readonly opset?: number;
+  /** The banded query block size (default bandBlockSize). */
+  readonly blockSize?: number;
+  /** Force the banded form where it applies, ignoring the size test (tests); or dense. */
+  readonly strategy?: 'auto' | 'dense' | 'banded';
+}
+
+export type LoweringChoice =
+  | { readonly strategy: 'banded'; readonly why: string; readonly support: KeySupport; readonly blockSize: number; readonly keysPerQuery: number }
+  | { readonly strategy: 'blocks' | 'low-rank' | 'dense'; readonly why: string; readonly support?: undefined; readonly blockSize?: undefined };
+
+/**
+ * How a site with `spec` is lowered (the 'auto' rule):
+ * - blocks / topkBlocks: block-gathered (each query block reads its chosen key blocks);
+ * - linformer / performer: MatMuls (low rank);
+ * - banded when the kept keys lie in a finite band around the query (window, causal ∩ window,
+ *   sinks ∪ window, global tokens with a band), one alignment, no n x n input or output, and the keys read
+ *   per query (block + band width + extra keys) are at most half the present keys or the key count is
+ *   symbolic (the banded form is exact at any length);
+ * - dense otherwise (n x n scores, the spec as a keep-mask).
+ */
+export function loweringChoice(spec: AttentionSpec, facts: LoweringFacts = {}): LoweringChoice {
+  const opset = facts.opset ?? 21;
+  const dense = (why: string): LoweringChoice => ({ strategy: 'dense', why });
+  if (spec.kind === 'blocks' || spec.kind === 'topkBlocks') return { strategy: 'blocks', why: `block-gathered: ${spec.kind}` };
+  if (spec.kind === 'linformer' || spec.kind === 'performer') return { strategy: 'low-rank', why: `${spec.kind} as MatMuls` };
+  if (isLowRank(spec)) return dense(`${spec.kind} is low-rank`);
+  if (facts.strategy === 'dense') return dense('dense lowering asked for');
+  const support = keySupport(spec);
+  if (support === undefined) return dense('the spec is not a band of index terms');
+  const blockSize = facts.blockSize ?? bandBlockSize(support);
+  const perQuery = bandedKeysPerQuery(support, blockSize);
+  if (perQuery === undefined) return dense('the kept keys are not bounded by a band');
+  if (facts.bias) return dense('a bias input is n x n: dense lowering');
+  if (facts.scoresOutput) return dense('the scores output is n x n: dense lowering');
+  if (opset < BANDED_OPSET) return dense(`opset ${opset} < ${BANDED_OPSET}`);
+  if (support.aligns.length > 1) return dense(`mixed alignments ${support.aligns.join(', ')}`);
+  if (support.aligns.includes('past') && facts.kvLengthWithoutPast) return dense('past alignment from kvLength differs per batch');
+  const banded: LoweringChoice = { strategy: 'banded', why: `banded: ${perQuery} keys per query, block ${blockSize}`, support, blockSize, keysPerQuery: perQuery };
+  if (facts.strategy === 'banded') return banded;
+  if (facts.keys !== undefined && facts.keys < 2 * perQuery) return dense(`dense: ${facts.keys} keys, banded would read ${perQuery} per query`);
+  return banded;
+}
