@@ -1,0 +1,447 @@
+// Running the attention kernel: host-side preparation (layout strides, present K/V, bias encoding, the
+// block lists from the spec's block classification, the dispatch plan) and execution on a WgslRuntime.
+
+import {
+  type AttentionParams,
+  BlockClass,
+  classifyBlockRow,
+  floatToHalf,
+  halfToFloat,
+  type MaskDims,
+  type MaskSpec,
+  validateAttentionParams,
+} from '@attnopt/ir';
+import {
+  attentionProgram,
+  type KernelConfig,
+  kernelConfig,
+  type KernelLimits,
+  MASKED_BIAS_VALUE,
+  type StorageDType,
+} from './attention-program.js';
+import type { WgslRuntime } from './runtime.js';
+import { packUniforms, type WgslProgram } from './wgsl/builder.js';
+
+/** A row-major host tensor; a boolean keep-mask has Uint8Array data (1 = keep). */
+export interface HostTensor {
+  readonly shape: readonly number[];
+  readonly data: ArrayLike<number>;
+}
+
+/** The inputs of `referenceAttention` (@attnopt/reference), any numeric arrays. */
+export interface WgslAttentionInputs {
+  readonly q: HostTensor;
+  readonly k?: HostTensor;
+  readonly v?: HostTensor;
+  readonly bias?: HostTensor;
+  /** [batch, kvNumHeads, past, dim] whatever the layout. */
+  readonly pastKey?: HostTensor;
+  readonly pastValue?: HostTensor;
+  readonly kvLength?: ArrayLike<number>;
+}
+
+export interface AttentionRunOptions {
+  /** Storage dtype of Q, K, V and Y (accumulation is always f32). Default f32. */
+  readonly dtype?: StorageDType;
+  /** Limits to plan for (default: the device's); must not exceed the device's. */
+  readonly limits?: KernelLimits;
+}
+
+/** One dispatch of a split grid: workgroups [base, base + x * y). */
+export interface Dispatch {
+  readonly base: number;
+  readonly x: number;
+  readonly y: number;
+}
+
+/** Covers `total` workgroups with 2-D dispatches of at most `maxPerDim` per dimension (several when needed). */
+export function dispatchPlan(total: number, maxPerDim: number): Dispatch[] {
+  if (total === 0) return [];
+  const x = Math.min(total, maxPerDim);
+  const rows = Math.ceil(total / x);
+  const out: Dispatch[] = [];
+  for (let r = 0; r < rows; r += maxPerDim) {
+    out.push({ base: r * x, x, y: Math.min(maxPerDim, rows - r) });
+  }
+  return out;
+}
+
+interface Strides {
+  base: number;
+  sb: number;
+  sh: number;
+  ss: number;
+}
+
+/** The problem's extents and element strides in its layout. */
+export interface AttentionShape {
+  readonly batch: number;
+  readonly nq: number;
+  /** This call's keys (without past). */
+  readonly nkNew: number;
+  readonly past: number;
+  readonly q: Strides;
+  readonly k: Strides;
+  readonly v: Strides;
+  readonly y: Strides;
+}
+
+/** Extents and strides of Q, K, V and Y for params.layout (packed-qkv: Q holds Q, K, V; Y is bsd). */
+export function attentionShape(p: AttentionParams, inputs: WgslAttentionInputs): AttentionShape {
+  const { numHeads: H, kvNumHeads: G, headDim: d, vHeadDim: dv } = p;
+  const qs = inputs.q.shape;
+  const batch = qs[0]!;
+  const past = inputs.pastKey?.shape[2] ?? 0;
+  const seqMajor = (heads: number, dim: number, s: number, base = 0, row = heads * dim): Strides => ({ base, sb: s * row, sh: dim, ss: row });
+  const headMajor = (heads: number, dim: number, s: number): Strides => ({ base: 0, sb: heads * s * dim, sh: s * dim, ss: dim });
+  const need = (t: HostTensor | undefined, name: string): HostTensor => {
+    if (!t) throw new Error(`WGSL attention: layout ${p.layout} needs input ${name}`);
+    return t;
+  };
+  switch (p.layout) {
+    case 'packed-qkv': {
+      const nq = qs[1]!;
+      const row = (H + 2 * G) * d;
+      if (qs[2] !== row) throw new Error(`WGSL attention: packed Q needs last dimension ${row}, got ${qs[2]}`);
+      return {
+        batch,
+        nq,
+        nkNew: nq,
+        past,
+        q: seqMajor(H, d, nq, 0, row),
+        k: seqMajor(G, d, nq, H * d, row),
+        v: seqMajor(G, d, nq, (H + G) * d, row),
+        y: seqMajor(H, dv, nq),
+      };
+    }
+    case 'bhsd': {
+      const nq = qs[2]!;
+      const nk = need(inputs.k, 'k').shape[2]!;
+      return { batch, nq, nkNew: nk, past, q: headMajor(H, d, nq), k: headMajor(G, d, nk), v: headMajor(G, dv, nk), y: headMajor(H, dv, nq) };
+    }
+    case 'bsd':
+    case 'bshd': {
+      const nq = qs[1]!;
+      const nk = need(inputs.k, 'k').shape[1]!;
+      return { batch, nq, nkNew: nk, past, q: seqMajor(H, d, nq), k: seqMajor(G, d, nk), v: seqMajor(G, dv, nk), y: seqMajor(H, dv, nq) };
+    }
+  }
+}
+
+/** Per batch and query block, the key blocks to visit: entry = keyBlock * 2 + (mask work needed ? 1 : 0). */
+export interface BlockLists {
+  /** [batch * nQBlocks + 1] offsets into entries. */
+  readonly start: Uint32Array<ArrayBuffer>;
+  readonly entries: Uint32Array<ArrayBuffer>;
+  /** Per batch: valid keys (kvLength) and the spec's `past` offset, interleaved. */
+  readonly batchInfo: Int32Array<ArrayBuffer>;
+  /** Key blocks skipped as Empty (or past kvLength), and visited Full (mask-free) and Partial. */
+  readonly skipped: number;
+  readonly full: number;
+  readonly partial: number;
+}
+
+/**
+ * Block lists from classifyBlockRow: Empty blocks are dropped, Full blocks run mask-free, Partial blocks
+ * evaluate the predicate. kvLength folds in: blocks at or past kvLength[b] are dropped, a block straddling
+ * it needs the mask. The spec's `past` per batch follows referenceAttention: past length when pastKey is
+ * given, else kvLength[b] - nq when kvLength is given, else 0.
+ */
+export function blockLists(
+  spec: MaskSpec,
+  dims: { batch: number; nq: number; nk: number; past: number; hasPast: boolean; kvLength?: ArrayLike<number> },
+  blockQ: number,
+  blockK: number,
+): BlockLists {
+  const nQB = Math.ceil(dims.nq / blockQ);
+  const nKB = Math.ceil(dims.nk / blockK);
+  const start = new Uint32Array(dims.batch * nQB + 1);
+  const entries: number[] = [];
+  const batchInfo = new Int32Array(2 * dims.batch);
+  let skipped = 0;
+  let full = 0;
+  let partial = 0;
+  for (let b = 0; b < dims.batch; b++) {
+    const valid = dims.kvLength === undefined ? dims.nk : dims.kvLength[b]!;
+    const past = dims.hasPast ? dims.past : dims.kvLength !== undefined ? valid - dims.nq : 0;
+    batchInfo[2 * b] = valid;
+    batchInfo[2 * b + 1] = past;
+    const md: MaskDims = { nq: dims.nq, nk: dims.nk, past };
+    for (let r = 0; r < nQB; r++) {
+      const cls = spec.kind === 'dense' ? new Uint8Array(nKB).fill(BlockClass.Full) : classifyBlockRow(spec, r, blockQ, blockK, md);
+      for (let c = 0; c < nKB; c++) {
+        if (cls[c] === BlockClass.Empty || c * blockK >= valid) {
+          skipped++;
+          continue;
+        }
+        const straddles = Math.min(dims.nk, (c + 1) * blockK) > valid;
+        const needMask = cls[c] === BlockClass.Partial || straddles;
+        if (needMask) partial++;
+        else full++;
+        entries.push(c * 2 + (needMask ? 1 : 0));
+      }
+      start[b * nQB + r + 1] = entries.length;
+    }
+  }
+  return { start, entries: Uint32Array.from(entries), batchInfo, skipped, full, partial };
+}
+
+/** What a run will do: config, program, dispatches and buffer sizes, all within `limits`. */
+export interface AttentionPlan {
+  readonly config: KernelConfig;
+  readonly program: WgslProgram;
+  readonly shape: AttentionShape;
+  readonly nk: number;
+  readonly headSplits: number;
+  readonly nQBlocks: number;
+  readonly workgroups: number;
+  readonly dispatches: readonly Dispatch[];
+}
+
+/** Plans a run under `limits` (pure: no device needed). Throws when a tensor exceeds maxStorageBufferBindingSize. */
+export function planAttention(
+  params: AttentionParams,
+  inputs: WgslAttentionInputs,
+  options: { dtype: StorageDType; limits: KernelLimits },
+): AttentionPlan {
+  const p = validateAttentionParams(params);
+  const shape = attentionShape(p, inputs);
+  const config = kernelConfig(p, { dtype: options.dtype, bias: inputs.bias !== undefined, limits: options.limits });
+  const program = attentionProgram(config);
+  if (program.workgroupBytes > options.limits.maxComputeWorkgroupStorageSize) {
+    throw new Error(`WGSL attention: ${program.workgroupBytes} B of workgroup memory exceeds the limit`);
+  }
+  const group = p.numHeads / p.kvNumHeads;
+  const headSplits = Math.ceil(group / config.headsPerWorkgroup);
+  const nQBlocks = Math.ceil(shape.nq / config.blockQ);
+  const workgroups = shape.batch * p.kvNumHeads * headSplits * nQBlocks;
+  const nk = shape.past + shape.nkNew;
+  const bytes = options.dtype === 'f16' ? 2 : 4;
+  const largest = Math.max(
+    inputs.q.data.length,
+    shape.batch * p.kvNumHeads * nk * Math.max(p.headDim, p.vHeadDim),
+    shape.batch * p.numHeads * shape.nq * p.vHeadDim,
+  );
+  if (largest * bytes > options.limits.maxStorageBufferBindingSize) {
+    throw new Error(
+      `WGSL attention: a ${largest * bytes} B tensor exceeds maxStorageBufferBindingSize ${options.limits.maxStorageBufferBindingSize}; ` +
+        'split the call by batch on the host (not automatic yet)',
+    );
+  }
+  return { config, program, shape, nk, headSplits, nQBlocks, workgroups, dispatches: dispatchPlan(workgroups, options.limits.maxComputeWorkgroupsPerDimension) };
+}
+
+function encode(values: ArrayLike<number>, dtype: StorageDType): Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer> {
+  if (dtype === 'f32') return Float32Array.from(values);
+  const out = new Uint16Array(values.length);
+  for (let k = 0; k < values.length; k++) out[k] = floatToHalf(values[k]!);
+  return out;
+}
+
+/** Gathers a tensor given by strides into bhsd [batch, heads, s, dim] (host side, for present K/V). */
+function gatherBhsd(data: ArrayLike<number>, st: Strides, batch: number, heads: number, s: number, dim: number): Float64Array {
+  const out = new Float64Array(batch * heads * s * dim);
+  let o = 0;
+  for (let b = 0; b < batch; b++)
+    for (let h = 0; h < heads; h++)
+      for (let i = 0; i < s; i++) {
+        const off = st.base + b * st.sb + h * st.sh + i * st.ss;
+        for (let c = 0; c < dim; c++) out[o++] = data[off + c]!;
+      }
+  return out;
+}
+
+function concatPast(past: HostTensor, now: Float64Array, batch: number, heads: number, p: number, s: number, dim: number): Float64Array {
+  const out = new Float64Array(batch * heads * (p + s) * dim);
+  for (let bh = 0; bh < batch * heads; bh++) {
+    for (let x = 0; x < p * dim; x++) out[bh * (p + s) * dim + x] = past.data[bh * p * dim + x]!;
+    out.set(now.subarray(bh * s * dim, (bh + 1) * s * dim), bh * (p + s) * dim + p * dim);
+  }
+  return out;
+}
+
+/** The bias as f32 (-inf and boolean false become MASKED_BIAS_VALUE) with broadcast strides. */
+function encodeBias(bias: HostTensor, target: readonly [number, number, number, number]) {
+  const rank = bias.shape.length;
+  if (rank < 1 || rank > 4) throw new Error(`attention bias must have rank 1 to 4, got [${bias.shape.join(', ')}]`);
+  const shape4 = [...new Array<number>(4 - rank).fill(1), ...bias.shape];
+  for (let k = 0; k < 3; k++) {
+    if (shape4[k] !== 1 && shape4[k] !== target[k]) throw new Error(`attention bias [${bias.shape.join(', ')}] does not broadcast to [${target.join(', ')}]`);
+  }
+  const width = shape4[3]!;
+  if (width > target[3]) throw new Error(`attention bias has ${width} keys, more than the ${target[3]} keys`);
+  const isBool = bias.data instanceof Uint8Array;
+  const data = new Float32Array(bias.data.length);
+  for (let k = 0; k < data.length; k++) {
+    const x = bias.data[k]!;
+    data[k] = isBool ? (x ? 0 : MASKED_BIAS_VALUE) : x === -Infinity ? MASKED_BIAS_VALUE : x;
+  }
+  const si = width;
+  const sh = shape4[2]! * si;
+  const sb = shape4[1]! * sh;
+  return { data, sb: shape4[0] === 1 ? 0 : sb, sh: shape4[1] === 1 ? 0 : sh, si: shape4[2] === 1 ? 0 : si, width };
+}
+
+/** A run whose inputs are on the device: `run()` dispatches (repeatable, for timing), `read()` downloads Y. */
+export interface PreparedAttention {
+  readonly plan: AttentionPlan;
+  /** Key blocks visited (Full / Partial) and skipped per the spec's block classification. */
+  readonly blocks: Pick<BlockLists, 'full' | 'partial' | 'skipped'>;
+  run(): Promise<void>;
+  /** Y in the layout of Q (packed-qkv: bsd) as float32. */
+  read(): Promise<Float32Array>;
+  release(): void;
+}
+
+export async function prepareAttention(
+  rt: WgslRuntime,
+  params: AttentionParams,
+  inputs: WgslAttentionInputs,
+  options: AttentionRunOptions = {},
+): Promise<PreparedAttention> {
+  const dtype = options.dtype ?? 'f32';
+  if (dtype === 'f16' && !rt.features.f16) throw new Error('WGSL attention: f16 storage needs the shader-f16 feature, not offered by this adapter');
+  const limits = options.limits ?? rt.limits;
+  const plan = planAttention(params, inputs, { dtype, limits });
+  const { shape, config, program } = plan;
+  const p = params;
+  const { batch, nq, nkNew, past } = shape;
+  const nk = plan.nk;
+  if ((inputs.pastKey === undefined) !== (inputs.pastValue === undefined)) throw new Error('pastKey and pastValue must be given together');
+  if (inputs.kvLength !== undefined) {
+    if (inputs.kvLength.length !== batch) throw new Error(`kvLength needs ${batch} entries`);
+    for (let b = 0; b < batch; b++) {
+      const L = inputs.kvLength[b]!;
+      if (!Number.isSafeInteger(L) || L < 0 || L > nk) throw new Error(`kvLength[${b}] = ${L} must be an integer in [0, ${nk}]`);
+    }
+  }
+
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
+  const owned: GPUBuffer[] = [];
+  const up = (data: ArrayBufferView<ArrayBuffer>): GPUBuffer => {
+    const b = rt.upload(data, usage);
+    owned.push(b);
+    return b;
+  };
+  const qBuf = up(encode(inputs.q.data, dtype));
+  let kBuf = qBuf;
+  let vBuf = qBuf;
+  let kSt = shape.k;
+  let vSt = shape.v;
+  if (past > 0) {
+    // Present K/V = past ++ this call's keys, in bhsd.
+    const kData = p.layout === 'packed-qkv' ? inputs.q.data : inputs.k!.data;
+    const vData = p.layout === 'packed-qkv' ? inputs.q.data : inputs.v!.data;
+    const kNow = gatherBhsd(kData, shape.k, batch, p.kvNumHeads, nkNew, p.headDim);
+    const vNow = gatherBhsd(vData, shape.v, batch, p.kvNumHeads, nkNew, p.vHeadDim);
+    kBuf = up(encode(concatPast(inputs.pastKey!, kNow, batch, p.kvNumHeads, past, nkNew, p.headDim), dtype));
+    vBuf = up(encode(concatPast(inputs.pastValue!, vNow, batch, p.kvNumHeads, past, nkNew, p.vHeadDim), dtype));
+    kSt = { base: 0, sb: p.kvNumHeads * nk * p.headDim, sh: nk * p.headDim, ss: p.headDim };
+    vSt = { base: 0, sb: p.kvNumHeads * nk * p.vHeadDim, sh: nk * p.vHeadDim, ss: p.vHeadDim };
+  } else if (p.layout !== 'packed-qkv') {
+    kBuf = up(encode(inputs.k!.data, dtype));
+    vBuf = up(encode(inputs.v!.data, dtype));
+  }
+  const yElems = batch * p.numHeads * nq * p.vHeadDim;
+  const yBytes = yElems * (dtype === 'f16' ? 2 : 4);
+  const yBuf = rt.acquire(yBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+  owned.push(yBuf);
+
+  const lists = blockLists(
+    config.spec,
+    { batch, nq, nk, past, hasPast: inputs.pastKey !== undefined, ...(inputs.kvLength !== undefined ? { kvLength: inputs.kvLength } : {}) },
+    config.blockQ,
+    config.blockK,
+  );
+  const startBuf = up(lists.start);
+  const entriesBuf = up(lists.entries.length > 0 ? lists.entries : new Uint32Array(1));
+  const infoBuf = up(lists.batchInfo);
+  const bias = inputs.bias ? encodeBias(inputs.bias, [batch, p.numHeads, nq, nk]) : undefined;
+  const biasBuf = bias ? up(bias.data) : undefined;
+
+  const common = {
+    wg_total: plan.workgroups,
+    n_qblocks: plan.nQBlocks,
+    head_splits: plan.headSplits,
+    kv_heads: p.kvNumHeads,
+    group: p.numHeads / p.kvNumHeads,
+    nq,
+    nk,
+    q_base: shape.q.base,
+    q_sb: shape.q.sb,
+    q_sh: shape.q.sh,
+    q_ss: shape.q.ss,
+    k_base: kSt.base,
+    k_sb: kSt.sb,
+    k_sh: kSt.sh,
+    k_ss: kSt.ss,
+    v_base: vSt.base,
+    v_sb: vSt.sb,
+    v_sh: vSt.sh,
+    v_ss: vSt.ss,
+    y_sb: shape.y.sb,
+    y_sh: shape.y.sh,
+    y_ss: shape.y.ss,
+    bias_sb: bias?.sb ?? 0,
+    bias_sh: bias?.sh ?? 0,
+    bias_si: bias?.si ?? 0,
+    bias_width: bias?.width ?? 0,
+    off_br: nk - nq,
+    scale: p.scale,
+    softcap: p.softcap,
+  };
+  const pipeline = await rt.pipeline(program);
+  const layout = pipeline.getBindGroupLayout(0);
+  const storage = [qBuf, kBuf, vBuf, yBuf, startBuf, entriesBuf, infoBuf, ...(biasBuf ? [biasBuf] : [])];
+  const bindGroups = plan.dispatches.map((d) => {
+    const ub = rt.upload(new Uint8Array(packUniforms(program.uniforms, { ...common, wg_base: d.base, wg_per_row: d.x })), GPUBufferUsage.UNIFORM);
+    owned.push(ub);
+    return rt.device.createBindGroup({
+      layout,
+      entries: [...storage.map((buffer, binding) => ({ binding, resource: { buffer } })), { binding: program.uniformBinding, resource: { buffer: ub } }],
+    });
+  });
+
+  return {
+    plan,
+    blocks: { full: lists.full, partial: lists.partial, skipped: lists.skipped },
+    async run() {
+      const enc = rt.device.createCommandEncoder({ label: program.name });
+      const pass = enc.beginComputePass();
+      pass.setPipeline(pipeline);
+      plan.dispatches.forEach((d, k) => {
+        pass.setBindGroup(0, bindGroups[k]!);
+        pass.dispatchWorkgroups(d.x, d.y);
+      });
+      pass.end();
+      rt.device.queue.submit([enc.finish()]);
+      await rt.device.queue.onSubmittedWorkDone();
+    },
+    async read() {
+      const bytes = await rt.download(yBuf, yBytes);
+      if (dtype === 'f32') return new Float32Array(bytes, 0, yElems);
+      const half = new Uint16Array(bytes, 0, yElems);
+      return Float32Array.from(half, halfToFloat);
+    },
+    release() {
+      for (const b of owned) rt.release(b);
+      owned.length = 0;
+    },
+  };
+}
+
+/** Runs attention on the device and returns Y (layout of Q; packed-qkv: bsd) as float32. */
+export async function runAttention(
+  rt: WgslRuntime,
+  params: AttentionParams,
+  inputs: WgslAttentionInputs,
+  options: AttentionRunOptions = {},
+): Promise<Float32Array> {
+  const prepared = await prepareAttention(rt, params, inputs, options);
+  try {
+    await prepared.run();
+    return await prepared.read();
+  } finally {
+    prepared.release();
+  }
+}
