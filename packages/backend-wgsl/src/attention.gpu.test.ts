@@ -31,7 +31,7 @@ import { testRuntime } from './testing/gpu.js';
 
 const TOL: Record<StorageDType, Tolerance> = { f32: KERNEL_TOLERANCES.float32, f16: KERNEL_TOLERANCES.float16 };
 // 12 runs per property by default keeps the file near 90 s on a loaded 2-core lavapipe machine;
-// CI and release checks run WGSL_NUM_RUNS=50 (or more).
+// CI (.ci/run) sets WGSL_NUM_RUNS=24: each run compiles its own pipeline, slow on lavapipe.
 const NUM_RUNS = Number(process.env.WGSL_NUM_RUNS ?? 12);
 
 let rt: WgslRuntime;
