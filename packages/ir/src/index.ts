@@ -16,3 +16,4 @@ export * from './spec/mask-query.js';
 export * from './text/index.js';
 export * from './verify/index.js';
 export * from './spec/support.js';
+export * from './spec/semantics/index.js';

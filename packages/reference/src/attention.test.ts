@@ -2,8 +2,7 @@ import { blockSparse, causal, dense, lshBuckets, topkBlocks, type AttentionParam
 import { describe, expect, it } from 'vitest';
 import { referenceAttention } from './attention.js';
 import { fromBhsd, outputFromBhsd, packQkv } from './layout.js';
-import { lshHashes } from './resolvers/lsh.js';
-import { topkBlockIndices } from './resolvers/topk.js';
+import { lshHashes, topkBlockIndices } from './resolvers/index.js';
 import { droppedMass, softmaxRow } from './softmax.js';
 import { boolTensor, tensor64 } from './tensor.js';
 

@@ -2,6 +2,8 @@
 export { cannotLower, lowerAttention, loweringPlan, type LowerOptions, type LoweringPlan, type LoweringStrategy } from './attention.js';
 export { bandBlockSize, bandedAttention, bandedKeysPerQuery, keySupport, type BandedInputs, type KeySupport } from './banded.js';
 export { blockGatherAttention, type BlockGatherInputs } from './blocks.js';
-export { lowRankAttention, lowRankBlocker, performerRows, type LowRankInputs } from './low-rank.js';
+export { lowRankAttention, lowRankBlocker, type LowRankInputs } from './low-rank.js';
+/** The rows w_i (m x d) of a Performer spec: performerW of @attnopt/ir, under the name this module exported. */
+export { performerW as performerRows } from '@attnopt/ir';
 export { lowerAttentionPass } from './pass.js';
 export { specMask, unsupportedSpec, type MaskIndices } from './mask.js';

@@ -1,11 +1,11 @@
-// Low-rank specs as MatMuls with constant projections drawn from the spec's seed, exactly as the reference
-// package defines them (its streams are re-drawn here: passes does not import @attnopt/reference).
+// Low-rank specs as MatMuls with constant projections drawn from the spec's seed, as @attnopt/ir defines them
+// (linformerEF, performerW in spec/semantics/: the same draws as the reference).
 //   linformer(r, seed): softmax(s Q (E K)ᵀ) (F V), E and F r x nk constants: needs a static key count.
 //   performer(m, seed): phi(x) = m^-1/2 exp(W x - |x|²/2) on x = sqrt(s) q, sqrt(s) k;
 //                       out = phi(Q) (phi(K)ᵀ V) / phi(Q) (phi(K)ᵀ 1): linear in n.
 // Nystrom (an m x m pseudo-inverse per head) is not lowered yet.
 
-import { type DType, gaussian, type Linformer, type Performer, Tensor, type Value } from '@attnopt/ir';
+import { type DType, type Linformer, linformerEF, type Performer, performerW, Tensor, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '../recognize/fused/common.js';
 
 export interface LowRankInputs {
@@ -20,35 +20,6 @@ export interface LowRankInputs {
   /** The present key count when static (Linformer needs it). */
   readonly keys?: number;
   readonly opset: number;
-}
-
-/** The rows w_i (m x d) of a Performer spec: the reference's performerProjection, re-drawn from the seed. */
-export function performerRows(features: number, d: number, seed: number, orthogonal: boolean): Float64Array {
-  const m = features;
-  if (!orthogonal) return gaussian(seed, m * d);
-  const blocks = Math.ceil(m / d);
-  const g = gaussian(seed, blocks * d * d + m * d);
-  const w = new Float64Array(m * d);
-  for (let b = 0; b < blocks; b++) {
-    const rows: Float64Array[] = [];
-    for (let r = 0; r < d; r++) {
-      const x = g.slice((b * d + r) * d, (b * d + r + 1) * d);
-      for (const y of rows) {
-        let dot = 0;
-        for (let c = 0; c < d; c++) dot += x[c]! * y[c]!;
-        for (let c = 0; c < d; c++) x[c]! -= dot * y[c]!;
-      }
-      const norm = Math.hypot(...x);
-      for (let c = 0; c < d; c++) x[c]! /= norm;
-      rows.push(x);
-      const i = b * d + r;
-      if (i < m) {
-        const len = Math.hypot(...g.slice(blocks * d * d + i * d, blocks * d * d + (i + 1) * d));
-        for (let c = 0; c < d; c++) w[i * d + c] = x[c]! * len;
-      }
-    }
-  }
-  return w;
 }
 
 /** Why a low-rank spec cannot be lowered here, or undefined. */
@@ -68,10 +39,9 @@ export function lowRankAttention(b: NodeBuilder, x: LowRankInputs): Value {
   if (spec.kind === 'linformer') {
     const nk = x.keys!;
     const r = spec.rank;
-    const g = gaussian(spec.seed, 2 * r * nk);
-    const sd = 1 / Math.sqrt(r);
-    const e = constant('linformer_e', [r, nk], g.slice(0, r * nk).map((v) => v * sd));
-    const f = constant('linformer_f', [r, nk], g.slice(r * nk).map((v) => v * sd));
+    const ef = linformerEF(r, spec.seed, nk);
+    const e = constant('linformer_e', [r, nk], ef.e);
+    const f = constant('linformer_f', [r, nk], ef.f);
     const ek = b.op('MatMul', [e, x.k], 'linformer_ek'); // [B, H, r, D]
     const fv = b.op('MatMul', [f, x.v], 'linformer_fv'); // [B, H, r, Dv]
     const logits = b.op('Mul', [b.op('MatMul', [x.q, tr(ek, 'linformer_ek_t')], 'linformer_qk'), b.scalar('linformer_scale', dtype, x.scale)], 'linformer_scores');
@@ -80,7 +50,7 @@ export function lowRankAttention(b: NodeBuilder, x: LowRankInputs): Value {
   }
   const d = x.headDim;
   const m = spec.features;
-  const wT = constant('performer_w_t', [d, m], transpose(performerRows(m, d, spec.seed, spec.orthogonal), m, d));
+  const wT = constant('performer_w_t', [d, m], transpose(performerW(m, d, spec.seed, spec.orthogonal), m, d));
   const root = b.scalar('performer_root_scale', dtype, Math.sqrt(x.scale));
   const half = constant('performer_half_ones', [d, 1], Array(d).fill(0.5));
   const norm = b.scalar('performer_norm', dtype, 1 / Math.sqrt(m));

@@ -1,14 +1,9 @@
-// The data of one (batch, head) that data-dependent leaves are evaluated on.
+// The data of one (batch, head) that data-dependent leaves are evaluated on: HeadQK (from @attnopt/ir),
+// checked against the sizes it claims.
 
-/** Q and K of one (batch, head), row-major: q is nq x d, k is nk x d. `scale` multiplies q . k. */
-export interface HeadQK {
-  readonly q: Float64Array;
-  readonly k: Float64Array;
-  readonly nq: number;
-  readonly nk: number;
-  readonly d: number;
-  readonly scale: number;
-}
+import type { HeadQK } from '@attnopt/ir';
+
+export type { HeadQK } from '@attnopt/ir';
 
 export function checkHead(head: HeadQK): void {
   if (head.q.length !== head.nq * head.d || head.k.length !== head.nk * head.d) {

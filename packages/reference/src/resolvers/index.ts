@@ -13,5 +13,7 @@ export function dataLeafResolver(head: HeadQK): LeafResolver {
 }
 
 export type { HeadQK } from './head.js';
-export { blockScores, topkBlockIndices, topkBlocksResolver, topkBlocksRows } from './topk.js';
-export { lshHashes, lshResolver, lshRotations, lshRows } from './lsh.js';
+export { topkBlocksResolver, topkBlocksRows } from './topk.js';
+export { lshResolver, lshRows } from './lsh.js';
+// The semantics themselves, from @attnopt/ir (public names of this package since before they moved).
+export { blockScores, topkBlockIndices, lshHashes, lshRotations } from '@attnopt/ir';

@@ -1,0 +1,8 @@
+// The exact semantics of seeded and data-dependent specs: the draws and selection rules that every
+// backend, pass and the reference reproduce (one copy, here).
+
+export type { HeadQK } from './head.js';
+export { performerW } from './performer-features.js';
+export { linformerEF } from './linformer.js';
+export { lshRotations, lshHashes, lshChunks, lshRows } from './lsh.js';
+export { type KeyBlockStats, keyBlockStats, queryBlockScores, blockScores, topkSelect, topkBlockIndices, topkBlocksRows } from './topk.js';
