@@ -26,7 +26,7 @@ import { type Pass, type PassNote, removeDead } from '@attnopt/rewrite';
 import { proveMaskSpec, type SiteDims } from './prove.js';
 import { inferShape } from '../analysis/shapes.js';
 import { simplifySpec } from './simplify.js';
-import { shapeSyms, type Sym, symAdd, symConst, symVar } from './symbolic.js';
+import { namedDimSym, shapeSyms, type Sym, symAdd, symConst } from './symbolic.js';
 
 export const ANALYZE_MASK = 'analyze-mask';
 
@@ -36,7 +36,7 @@ function lengthOf(v: Value | undefined, axis: number): Sym | undefined {
   const typed = shapeSyms(v);
   if (typed) return typed.length > axis ? typed[axis] : undefined;
   const d = inferShape(v)?.[axis];
-  return typeof d === 'number' ? symConst(d) : typeof d === 'string' && d !== '?' ? symVar(d) : undefined;
+  return typeof d === 'number' ? symConst(d) : typeof d === 'string' && d !== '?' ? namedDimSym(d) : undefined;
 }
 
 /** The query/key lengths of a site from Q and K (symbolic where the model is); with past K/V, the past length too. */

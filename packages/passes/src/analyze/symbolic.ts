@@ -6,6 +6,7 @@
 
 import { ONNX_DOMAIN, type Node, type Tensor, type Value } from '@attnopt/ir';
 import { constantTensor } from '@attnopt/rewrite';
+import { inferShape } from '../analysis/shapes.js';
 
 /** An integer affine expression over named length symbols: c + Σ t[name]·name. */
 export interface Sym {
@@ -114,19 +115,32 @@ const fail = (reason: string): AV => ({ kind: 'fail', reason });
 const structural = (a: AV) => a.kind === 'field' || a.kind === 'pred' || a.kind === 'ind' || a.kind === 'bias';
 const rankOf = (a: AV): number => ('rank' in a ? a.rank : 0);
 
-function dimSym(v: Value, k: number): Sym {
-  const t = v.type;
-  const d = t?.kind === 'tensor' ? t.shape?.[k] : undefined;
+/**
+ * A named dim as a sum of symbols: `past_sequence_length + sequence_length` -> past_sequence_length +
+ * sequence_length (so the key length of a concatenation and the lengths it adds up compare equal).
+ */
+export function namedDimSym(d: string): Sym {
+  const parts = d.split('+').map((x) => x.trim());
+  if (parts.length < 2 || parts.some((x) => !/^[A-Za-z_][\w.]*$/.test(x) && !/^\d+$/.test(x))) return symVar(d);
+  return parts.map((x) => (/^\d+$/.test(x) ? symConst(Number(x)) : symVar(x))).reduce(symAdd);
+}
+
+function dimSym(v: Value, k: number, dims: readonly (number | string | undefined)[] | undefined): Sym {
+  const d = dims?.[k];
   if (typeof d === 'number') return symConst(d);
-  if (typeof d === 'string' && d !== '?') return symVar(d);
+  if (typeof d === 'string' && d !== '?') return namedDimSym(d);
   return symVar(`${v.name}.shape[${k}]`);
 }
 
-/** The symbolic shape of a value from its type (unknown dims get a fresh symbol named after the value). */
+/**
+ * The symbolic shape of a value from its type, else as inferred from its producers (unknown dims get a fresh
+ * symbol named after the value).
+ */
 export function shapeSyms(v: Value): Sym[] | undefined {
   const t = v.type;
-  if (t?.kind !== 'tensor' || t.shape === undefined) return undefined;
-  return t.shape.map((_, k) => dimSym(v, k));
+  const dims = t?.kind === 'tensor' && t.shape !== undefined ? t.shape : inferShape(v);
+  if (dims === undefined) return undefined;
+  return dims.map((_, k) => dimSym(v, k, dims as readonly (number | string | undefined)[]));
 }
 
 function fromTensor(t: Tensor, name: string): AV {
@@ -214,7 +228,9 @@ function evaluateUncached(v: Value, ctx: EvalContext): AV {
   const firstFail = present.find((x) => x.kind === 'fail');
   const opaque = present.find((x) => x.kind === 'opaque');
   // data-dependent absorbs everything but structure: the largest data-only subexpression stays one value
-  if (opaque && !present.some(structural) && !(n.op === 'Add' && present.some((x) => x.kind === 'table'))) {
+  // (a constant buffer as Where's condition is structure too: Where(tril[...], D, -inf) keeps D inside the band)
+  const tableCond = n.op === 'Where' && ins[0]?.kind === 'table';
+  if (opaque && !present.some(structural) && !tableCond && !(n.op === 'Add' && present.some((x) => x.kind === 'table'))) {
     return { kind: 'opaque', value: n.outputs[0]!, reason: opaque.kind === 'opaque' ? opaque.reason : '' };
   }
   if (firstFail) return firstFail;
@@ -495,6 +511,7 @@ function trilu(n: Node, ins: readonly (AV | undefined)[]): AV {
 
 function slice(ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
   const [x, starts, ends, axesAv, steps] = ins;
+  if (x?.kind === 'ints' && !x.scalar) return sliceInts(x.v, starts, ends, axesAv, steps);
   if (!x || x.kind !== 'table') return no(`Slice of ${x?.kind ?? 'nothing'}`);
   if (!starts || starts.kind !== 'ints' || !ends || ends.kind !== 'ints') return no('Slice bounds are not shapes');
   const rank = x.rank;
@@ -521,6 +538,19 @@ function slice(ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
     t = isRow ? { ...t, r0: start, ...(end ? { rEnd: end } : {}) } : { ...t, c0: start, ...(end ? { cEnd: end } : {}) };
   });
   return { kind: 'table', rank, t };
+}
+
+/** Slice of a shape vector by constant bounds (axis 0, step 1): Slice(Shape(x), -2, -1) -> [x.shape[-2]]. */
+function sliceInts(v: readonly Sym[], ...[starts, ends, axes, steps]: readonly (AV | undefined)[]): AV {
+  const one = (a: AV | undefined, dflt: number): number => {
+    if (!a) return dflt;
+    const k = a.kind === 'ints' && a.v.length === 1 && symIsConst(a.v[0]!) ? a.v[0]!.c : no('Slice of a shape by non-constant bounds');
+    return k;
+  };
+  if (one(axes, 0) !== 0 || one(steps, 1) !== 1) no('Slice of a shape on an axis other than 0 or with a step');
+  const n = v.length;
+  const clamp = (k: number) => Math.min(n, Math.max(0, k < 0 ? k + n : k));
+  return { kind: 'ints', v: v.slice(clamp(one(starts, 0)), clamp(one(ends, n))), scalar: false, rank: 1 };
 }
 
 /**
