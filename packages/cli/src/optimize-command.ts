@@ -49,7 +49,7 @@ export function registerOptimize(program: Command): void {
     .option('--calibration <path>', 'calibration inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
     .option('--seed <s>', 'seed of generated inputs and seeded forms', integer, 0)
     .option('--target <name>', 'cost model target: onnxruntime-cpu, attnopt-cpu or webgpu', 'onnxruntime-cpu')
-    .option('--json', 'print { sites: [{ id, chosen, exact, bound, measuredError, flopsBefore, flopsAfter }], output }')
+    .option('--json', 'print { sites: [{ id, chosen, exact, bound, measuredError, flopsBefore, flopsAfter, reason? }], output }')
     .addHelpText('after', '\nExamples:\n  $ attnopt optimize model.onnx -o model.opt.onnx\n  $ attnopt optimize model.onnx -o exact.onnx --max-error 0 --json')
     .action(async (modelPath: string, flags: OptimizeFlags) => {
       const model = loadModelOrFail(modelPath);
@@ -68,8 +68,7 @@ export function registerOptimize(program: Command): void {
         throw new CliError(`${modelPath}: ${(e as Error).message}`, ExitCode.badInput);
       }
       writeOptimized(flags.output, result.model);
-      const sites = result.sites.map(({ reason: _reason, ...s }) => s);
-      if (flags.json) process.stdout.write(`${JSON.stringify({ sites, output: flags.output }, null, 2)}\n`);
+      if (flags.json) process.stdout.write(`${JSON.stringify({ sites: result.sites, output: flags.output }, null, 2)}\n`);
       else process.stdout.write(`${modelPath}: ${result.sites.length} site${result.sites.length === 1 ? '' : 's'} -> ${flags.output}\n${formatSites(result.sites)}\n`);
     });
 }

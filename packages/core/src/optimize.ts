@@ -155,8 +155,8 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
 
   stage('lower');
   notes.push(...lowerAttentionPass({ opset: defaultOpset(model) }).run(model.graph).notes);
-  const certified = JSON.stringify(Object.fromEntries(sites.map((s) => [s.id, s.bound])));
+  const certified = { maxError: budget, sites: Object.fromEntries(sites.map((s) => [s.id, s.bound])) };
   const metadata = (model.proto.metadataProps ?? []).filter((e) => e.key !== CERTIFIED_METADATA);
-  model.proto.metadataProps = [...metadata, { key: CERTIFIED_METADATA, value: JSON.stringify({ maxError: budget, sites: JSON.parse(certified) }) }];
+  model.proto.metadataProps = [...metadata, { key: CERTIFIED_METADATA, value: JSON.stringify(certified) }];
   return { model, sites, notes };
 }

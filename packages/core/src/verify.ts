@@ -137,7 +137,7 @@ export async function verifyModels(
 ): Promise<VerifyReport> {
   const logitsName = options.logitsPattern ?? /logit|score|class|prob/i;
   const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 3 };
-  const open = (m: string | Uint8Array) => (typeof m === 'string' ? ort.InferenceSession.create(m, opts) : ort.InferenceSession.create(m, opts));
+  const open = (m: string | Uint8Array) => ort.InferenceSession.create(m as string, opts);
   const a = await open(original);
   const b = await open(optimizedModel);
   const worst = new Map<string, OutputComparison>();
