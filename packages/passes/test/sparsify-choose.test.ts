@@ -80,7 +80,7 @@ describe('chooseSiteSpec', () => {
     const lowRank = local.tried.filter((t) => !t.certified);
     expect(lowRank.length).toBeGreaterThan(0);
     for (const t of lowRank) expect(t.accepted).toBe(false);
-    for (const t of lowRank) expect(t.reason).toMatch(/allowUncertified is off|not cheaper/);
+    for (const t of lowRank) expect(t.reason).toMatch(/no certificate \(BOUNDS.md \(c\)\)|not cheaper/);
   });
 
   it('stays dense on uniform attention and says why', () => {

@@ -1,6 +1,7 @@
 // chooseSiteSpec: per site, the cheapest candidate form (by the cost model on the target) whose certified
 // error on the calibration data stays within the budget; the site's own spec when nothing qualifies or
-// nothing is cheaper. Pure: plain data in, a SiteDecision out; deterministic for the same inputs and seed.
+// nothing is cheaper. Low-rank forms (Linformer, Performer) have no certificate: their error is measured on the
+// calibration data and recorded; they qualify on that measured error only with allowUncertified. Pure: plain data in, a SiteDecision out; deterministic for the same inputs and seed.
 
 import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, type TargetProfile } from '@attnopt/cost';
 import {
@@ -16,6 +17,7 @@ import {
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
 import { defaultCandidates, restrictToBaseline } from './candidates.js';
 import { type CandidateStats, emptyStats, evaluateHead } from './evaluate.js';
+import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRankHead } from './lowrank.js';
 import { headResolver } from './resolve.js';
 
 export interface SparsifyOptions {
@@ -34,8 +36,9 @@ export interface SparsifyOptions {
   /** Evaluate and record every head apart (default true). The chosen spec must satisfy every head. */
   readonly perHead?: boolean;
   /**
-   * Accept forms without a certificate (low-rank) on measured error alone. Default false. No evaluator for
-   * them exists in passes yet: with this set they are still rejected, with that reason.
+   * Accept forms without a certificate (low-rank: Linformer, Performer) on their max-abs error measured on the
+   * calibration data alone (BOUNDS.md (c), (d)). Default false: they are measured and recorded, never accepted.
+   * Nystrom has no evaluator in passes yet and is never accepted.
    */
   readonly allowUncertified?: boolean;
   /** Use at most this many calibration samples (default all). */
@@ -48,7 +51,7 @@ export interface TriedForm {
   readonly spec: string;
   /** Whether the bound is a certificate (mask-shaped forms) or nothing is certified (low-rank). */
   readonly certified: boolean;
-  /** Certified max-abs error on the calibration data (BOUNDS.md (a) with the dropped mass measured); null: not evaluated. */
+  /** Certified max-abs error on the calibration data (BOUNDS.md (a) with the dropped mass measured); null: not evaluated or uncertified. */
   readonly bound: number | null;
   /** Max |o - o_S| measured on the calibration data; null: not evaluated. */
   readonly measuredError: number | null;
@@ -81,7 +84,9 @@ export interface SiteDecision {
   readonly chosen: string;
   /** True when the chosen spec is the site's own (error 0). */
   readonly exact: boolean;
+  /** False when the chosen form is low-rank (accepted on measured error alone, allowUncertified). */
   readonly certified: boolean;
+  /** Certified max-abs error; Infinity when the chosen form has no certificate (see measuredError). */
   readonly bound: number;
   readonly measuredError: number;
   readonly flopsBefore: number;
@@ -168,21 +173,28 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     const cost = costs[k]!;
     if (budget === 0) return { form, cost, reason: 'budget 0 allows exact rewrites only: a form certified on the calibration data alone is not exact' };
     if (!(cost.time < before.time)) return { form, cost, reason: `not cheaper on ${target.target}: ${fmt(cost.time * 1e3)} ms vs ${fmt(before.time * 1e3)} ms` };
-    if (isLowRank(form)) {
+    if (form.kind === 'nystrom') {
       return {
         form,
         cost,
         reason: options.allowUncertified
-          ? 'uncertified low-rank form: no evaluator for it in passes yet, so its error cannot be measured (not accepted)'
-          : 'uncertified: low-rank forms have no certificate (BOUNDS.md (c)); allowUncertified is off',
+          ? 'uncertified low-rank form: no evaluator for nystrom in passes yet, so its error cannot be measured (not accepted)'
+          : 'uncertified: low-rank forms have no certificate (BOUNDS.md (c)); allowUncertified is off (and no evaluator for nystrom in passes yet)',
       };
     }
+    if (form.kind === 'performer' && !(params.scale >= 0)) return { form, cost, reason: `performer needs scale >= 0, got ${params.scale}` };
     return { form, cost };
   });
   const evaluated = pending.filter((p) => p.reason === undefined);
-  const masks = evaluated.map((p) => p.form as MaskSpec);
+  const masks = evaluated.map((p) => p.form);
+  const lowK = masks.map((_, k) => k).filter((k) => isLowRank(masks[k]!));
+  const maskK = masks.map((_, k) => k).filter((k) => !isLowRank(masks[k]!));
+  const maskForms = maskK.map((k) => masks[k] as MaskSpec);
+  const lowForms = lowK.map((k) => masks[k] as EvaluableLowRank);
   const heads = params.numHeads;
-  const headStats: CandidateStats[][] = Array.from({ length: perHead ? heads : 1 }, () => masks.map(emptyStats));
+  const headStats: CandidateStats[][] = Array.from({ length: perHead ? heads : 1 }, () =>
+    masks.map((f) => (isLowRank(f) ? emptyLowRankStats() : emptyStats())),
+  );
   if (masks.length > 0) {
     for (const sample of samples) {
       const batch = sampleBatch(sample);
@@ -190,11 +202,23 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
         for (let h = 0; h < heads; h++) {
           const head: HeadData = b === 0 && h === 0 && sample === samples[0] ? first : headData(params, sample, b, h);
           const stride = Math.max(1, Math.floor(head.nq / 256));
-          evaluateHead(head, baseline, masks, headStats[perHead ? h : 0]!, headResolver(head), { fullMeasureUpTo: budget, stride });
+          const all = headStats[perHead ? h : 0]!;
+          const resolve = headResolver(head);
+          if (maskForms.length > 0) {
+            const st = maskK.map((k) => all[k]!);
+            evaluateHead(head, baseline, maskForms, st, resolve, { fullMeasureUpTo: budget, stride });
+          }
+          if (lowForms.length > 0) {
+            const st = lowK.map((k) => all[k]!);
+            evaluateLowRankHead(head, baseline, lowForms, st, resolve, baselineOutput(head, baseline, resolve));
+          }
         }
       }
     }
   }
+  // a mask-shaped form qualifies on its certified bound; a low-rank one on its measured error, with allowUncertified
+  const within = (k: number, s: { bound: number; measuredError: number }) =>
+    isLowRank(masks[k]!) ? options.allowUncertified === true && s.measuredError <= budget : s.bound <= budget;
   const site = masks.map((_, k) => {
     const all = headStats.map((s) => s[k]!);
     return {
@@ -206,27 +230,38 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     };
   });
   const rank = (a: AttentionCost, b: AttentionCost) => a.time - b.time || a.flops - b.flops;
-  const qualifying = masks.map((_, k) => k).filter((k) => site[k]!.bound <= budget);
+  const qualifying = masks.map((_, k) => k).filter((k) => within(k, site[k]!));
   const order = [...qualifying].sort((a, b) => rank(evaluated[a]!.cost, evaluated[b]!.cost) || a - b);
   const best = order[0];
 
+  const cheaper = () => printSpec(evaluated[best!]!.form);
+  const maskReason = (k: number, s: (typeof site)[number]) =>
+    k === best
+      ? `chosen: cheapest form with certified bound ${fmt(s.bound)} <= budget ${budget}`
+      : s.bound <= budget
+        ? `qualifies (bound ${fmt(s.bound)} <= ${budget}) but ${cheaper()} is cheaper`
+        : `certified bound ${fmt(s.bound)} > budget ${budget} (max dropped mass ${fmt(s.maxDroppedMass)})`;
+  const lowRankReason = (k: number, s: (typeof site)[number]) =>
+    !options.allowUncertified
+      ? `measured error ${fmt(s.measuredError)}: no certificate (BOUNDS.md (c)): enable uncertified forms to accept measured error`
+      : k === best
+        ? `chosen: measured, not certified: cheapest form with measured error ${fmt(s.measuredError)} <= budget ${budget} on the calibration data`
+        : s.measuredError <= budget
+          ? `qualifies on measured error ${fmt(s.measuredError)} <= ${budget} (not certified) but ${cheaper()} is cheaper`
+          : `measured error ${fmt(s.measuredError)} > budget ${budget} (not certified)`;
   const tried: TriedForm[] = pending.map((p) => {
     const k = evaluated.indexOf(p);
     const s = k >= 0 ? site[k]! : undefined;
     const certified = !isLowRank(p.form);
-    const reason = p.reason ?? (k === best
-      ? `chosen: cheapest form with certified bound ${fmt(s!.bound)} <= budget ${budget}`
-      : s!.bound <= budget
-        ? `qualifies (bound ${fmt(s!.bound)} <= ${budget}) but ${printSpec(evaluated[best!]!.form)} is cheaper`
-        : `certified bound ${fmt(s!.bound)} > budget ${budget} (max dropped mass ${fmt(s!.maxDroppedMass)})`);
+    const reason = p.reason ?? (certified ? maskReason(k, s!) : lowRankReason(k, s!));
     return {
       spec: printSpec(p.form),
       certified,
-      bound: s ? s.bound : null,
+      bound: s && certified ? s.bound : null,
       measuredError: s ? s.measuredError : null,
       measuredRows: s?.measuredRows ?? 0,
       rows: s?.rows ?? 0,
-      maxDroppedMass: s ? s.maxDroppedMass : null,
+      maxDroppedMass: s && certified ? s.maxDroppedMass : null,
       flops: p.cost.flops,
       time: p.cost.time,
       accepted: k >= 0 && k === best,
@@ -236,7 +271,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   let perHeadDetails: HeadDetail[] | undefined;
   if (perHead) {
     perHeadDetails = headStats.map((stats, h) => {
-      const ok = masks.map((_, k) => k).filter((k) => stats[k]!.bound <= budget).sort((a, b) => rank(evaluated[a]!.cost, evaluated[b]!.cost) || a - b);
+      const ok = masks.map((_, k) => k).filter((k) => within(k, stats[k]!)).sort((a, b) => rank(evaluated[a]!.cost, evaluated[b]!.cost) || a - b);
       return ok.length > 0
         ? { head: h, best: printSpec(masks[ok[0]!]!), bound: stats[ok[0]!]!.bound }
         : { head: h, best: printSpec(baseline), bound: 0 };
@@ -245,6 +280,11 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       notes.push('heads differ in their cheapest qualifying form; one spec per site is all the IR expresses today, so the chosen form is the cheapest that satisfies every head (per-head details recorded)');
     }
   }
+  const lowRankNote = () =>
+    lowK.length === 0
+      ? ''
+      : `; low-rank forms measured (not certified), the smallest error ${fmt(Math.min(...lowK.map((k) => site[k]!.measuredError)))}` +
+        (options.allowUncertified ? '' : ' (allowUncertified is off)');
   if (best === undefined) {
     const reasonDense =
       budget === 0
@@ -254,11 +294,21 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
           ? `no candidate is cheaper than ${printSpec(baseline)} on ${target.target}` +
             (target.execution === 'unfused' ? ' (only banded or block-gathered forms compute fewer than nq x nk scores there)' : '')
           : 'no certifiable candidate is cheaper'
-        : `no cheaper form has a certified bound within the budget ${budget} (the tightest: ${fmt(Math.min(...site.map((s) => s.bound)))})`;
+        : maskK.length > 0
+        ? `no cheaper form has a certified bound within the budget ${budget} (the tightest: ${fmt(Math.min(...maskK.map((k) => site[k]!.bound)))})` +
+          lowRankNote()
+        : `no cheaper certifiable form; ${options.allowUncertified ? `no low-rank form has a measured error within the budget ${budget}` : 'low-rank forms have no certificate and allowUncertified is off'}` +
+          lowRankNote();
     return stay(reasonDense, tried, before, perHeadDetails);
   }
   const chosen = evaluated[best]!;
   const s = site[best]!;
+  const chosenCertified = !isLowRank(chosen.form);
+  if (!chosenCertified) {
+    notes.push(
+      `${printSpec(chosen.form)} accepted on measured error ${fmt(s.measuredError)} <= budget ${budget} on the calibration data: measured, not certified (BOUNDS.md (c), (d); allowUncertified)`,
+    );
+  }
   return {
     id: calibration.id,
     target: target.name,
@@ -267,7 +317,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     chosenSpec: chosen.form,
     chosen: printSpec(chosen.form),
     exact: false,
-    certified: true,
+    certified: chosenCertified,
     bound: s.bound,
     measuredError: s.measuredError,
     flopsBefore: before.flops,

@@ -5,3 +5,4 @@ export { chooseSiteSpec, type SiteDecision, type SparsifyOptions, type TriedForm
 export { emptyStats, evaluateHead, softmaxInPlace, scoreRow, type CandidateStats } from './evaluate.js';
 export { headResolver } from './resolve.js';
 export { sparsifyPass, attentionSites, describeDecision, SPARSIFY, SPARSIFY_DECISION, type SparsifyPassOptions } from './pass.js';
+export { baselineOutput, emptyLowRankStats, evaluateLowRankHead, linformerOutput, lowRankOutput, performerOutput, type EvaluableLowRank } from './lowrank.js';

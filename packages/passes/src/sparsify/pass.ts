@@ -28,6 +28,12 @@ const fmt = (x: number) => x.toPrecision(3);
 /** One line for the report: what was chosen and why. */
 export function describeDecision(d: SiteDecision): string {
   if (d.reasonDense !== undefined) return `${d.id}: kept ${d.chosen}: ${d.reasonDense}`;
+  if (!d.certified) {
+    return (
+      `${d.id}: ${d.before} -> ${d.chosen}: measured, not certified: measured error ${fmt(d.measuredError)} <= ${d.budget} on the calibration data, ` +
+      `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms on ${d.target}`
+    );
+  }
   return (
     `${d.id}: ${d.before} -> ${d.chosen}: certified bound ${fmt(d.bound)} <= ${d.budget}, measured ${fmt(d.measuredError)}, ` +
     `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms on ${d.target}`
