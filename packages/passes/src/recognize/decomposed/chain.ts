@@ -58,23 +58,28 @@ function skipCasts(v: Value, nodes: Node[], stage: Map<Value, string>, tag: stri
 /** A fill value that masks a key: -inf, or a float that drowns every score (finfo.min, -10000, -1e9...). */
 const isMaskFill = (x: number | undefined): x is number => x !== undefined && x <= -1e4;
 
+/**
+ * One scaling step above `v`: Mul(x, s), Mul(s, x) or Div(x, s) by a static scalar gives { node, factor, x };
+ * a Mul/Div by something else gives 'not-static'; any other producer gives undefined.
+ */
+function scaleStep(v: Value): { node: Node; factor: number; x: Value } | 'not-static' | undefined {
+  const n = onnxOp(v, 'Mul', 'Div');
+  if (!n) return undefined;
+  const s1 = staticScalar(n.inputs[1]);
+  if (s1 !== undefined) return { node: n, factor: n.op === 'Mul' ? s1 : 1 / s1, x: n.inputs[0]! };
+  const s0 = n.op === 'Mul' ? staticScalar(n.inputs[0]) : undefined;
+  if (s0 !== undefined) return { node: n, factor: s0, x: n.inputs[1]! };
+  return 'not-static';
+}
+
 /** The scaling constants on one operand of Q·Kᵀ: Mul(x, s), Div(x, s) (sqrt-split scaling). */
 function stripOperandScale(v: Value, nodes: Node[]): { value: Value; factor: number } {
   let factor = 1;
   let cur = v;
-  for (;;) {
-    const n = onnxOp(cur, 'Mul', 'Div');
-    if (!n) break;
-    const s1 = staticScalar(n.inputs[1]);
-    const s0 = n.op === 'Mul' ? staticScalar(n.inputs[0]) : undefined;
-    if (s1 !== undefined) {
-      factor *= n.op === 'Mul' ? s1 : 1 / s1;
-      cur = n.inputs[0]!;
-    } else if (s0 !== undefined) {
-      factor *= s0;
-      cur = n.inputs[1]!;
-    } else break;
-    nodes.push(n);
+  for (let step = scaleStep(cur); step !== undefined && step !== 'not-static'; step = scaleStep(cur)) {
+    factor *= step.factor;
+    cur = step.x;
+    nodes.push(step.node);
   }
   return { value: cur, factor };
 }
@@ -83,20 +88,13 @@ function stripOperandScale(v: Value, nodes: Node[]): { value: Value; factor: num
 function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: string, fold: Fold): MatchResult<{ qk: Node; qSide: Value; ktSide: Value; scale: number }> {
   let scale = 1;
   let cur = skipCasts(v, nodes, stage, tag);
-  for (;;) {
-    const n = onnxOp(cur, 'Mul', 'Div');
-    if (!n) break;
-    const s1 = staticScalar(n.inputs[1]);
-    const s0 = n.op === 'Mul' ? staticScalar(n.inputs[0]) : undefined;
-    if (s1 !== undefined) {
-      scale *= n.op === 'Mul' ? s1 : 1 / s1;
-      cur = n.inputs[0]!;
-    } else if (s0 !== undefined) {
-      scale *= s0;
-      cur = n.inputs[1]!;
-    } else return noMatch(`${n.describe()} scales the scores by a value that is not a static scalar`);
-    nodes.push(n);
-    cur = skipCasts(cur, nodes, new Map(), tag);
+  for (let step = scaleStep(cur); step !== undefined; step = scaleStep(cur)) {
+    if (step === 'not-static') {
+      return noMatch(`${cur.producer!.describe()} scales the scores by a value that is not a static scalar`);
+    }
+    scale *= step.factor;
+    nodes.push(step.node);
+    cur = skipCasts(step.x, nodes, new Map(), tag);
   }
   // Reshape([B·H, S, T] -> [B, H, S, T]): the unfold matching the fold before the Softmax
   const unfold = onnxOp(cur, 'Reshape');
