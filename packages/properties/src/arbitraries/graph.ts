@@ -17,6 +17,7 @@ import {
   Value,
   type ValueType,
   storageBytes,
+  type VerifyRule,
 } from '@attnopt/ir';
 import { attentionSpecArbitrary } from './spec.js';
 
@@ -30,15 +31,7 @@ export interface GraphArbitraryOptions {
 }
 
 /** The defects malformedGraphArbitrary plants; each is the `rule` of the VerifyIssue that reports it. */
-export type GraphDefect =
-  | 'dangling'
-  | 'use-before-def'
-  | 'cycle'
-  | 'defined-twice'
-  | 'undefined-output'
-  | 'bookkeeping'
-  | 'attention'
-  | 'shape';
+export type GraphDefect = VerifyRule;
 
 export const GRAPH_DEFECTS: readonly GraphDefect[] = [
   'dangling',
