@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs a Vulkan driver Dawn accepts on a machine without a GPU: Mesa 25 lavapipe from bookworm-backports
 # (bookworm's own Mesa 22.3 lavapipe is refused by Dawn). Idempotent: does nothing when a Mesa >= 25
-# mesa-vulkan-drivers is already installed. Needs root (or sudo). See /work/shared/design/TOOLCHAIN.md.
+# mesa-vulkan-drivers is already installed. Needs root (or sudo). See ../shared/design/TOOLCHAIN.md.
 set -euo pipefail
 
 installed_version() {

@@ -7,7 +7,7 @@ import type { WgslProgram } from './wgsl/builder.js';
 /** The script that installs a Vulkan driver Dawn accepts on a machine without a GPU. */
 export const INSTALL_HINT =
   'no WebGPU adapter found. On a machine without a GPU install Mesa 25 lavapipe: ' +
-  'sudo bash packages/backend-wgsl/scripts/install-lavapipe.sh (Debian bookworm; see /work/shared/design/TOOLCHAIN.md)';
+  'sudo bash packages/backend-wgsl/scripts/install-lavapipe.sh (Debian bookworm; see ../shared/design/TOOLCHAIN.md)';
 
 // Dawn's instance must stay reachable while any device lives: a collected instance kills the process.
 let dawnGpu: GPU | undefined;

@@ -108,7 +108,9 @@ export function measureCoverage(corpus = CORPUS): Coverage {
       model = importOnnx(file);
     } catch (e) {
       c.importFailures++;
-      misses.push({ model: rel, node: '-', reason: `import failed: ${(e as Error).message.split('\n')[0]}` });
+      // Relative to the corpus: the table must not depend on where the checkout lives.
+      const message = (e as Error).message.split('\n')[0]!.replaceAll(CORPUS + path.sep, '');
+      misses.push({ model: rel, node: '-', reason: `import failed: ${message}` });
       continue;
     }
     const g = model.graph;
