@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
+import { Graph, Tensor, tensorType, Value } from '@attnopt/ir';
 import { importOnnx } from '../src/index.js';
 import { calibrationSet, generateInputs, hostToFloat64, readNpy, readTensorProto } from '../src/calibrate/index.js';
 
@@ -166,5 +167,27 @@ describe('generateInputs', () => {
       }
       expect(samples[0]).not.toEqual(samples[1]);
     }
+  });
+  test('ids shared by two embeddings stay within the smaller table; a symbolic batch follows a static one', () => {
+    // ids[batch, seq] -> Gather(words[50, 4]) and Gather(types[3, 4]); segment[2, seq] fixes the batch at 2.
+    const g = new Graph('shared-ids');
+    const ids = g.addInput(new Value('ids', tensorType('i64', ['batch', 'seq'])));
+    const segment = g.addInput(new Value('segment', tensorType('f32', [2, 'seq'])));
+    const table = (name: string, rows: number) =>
+      g.addInitializer(new Value(name, tensorType('f32', [rows, 4]), Tensor.fromValues('f32', [rows, 4], new Float32Array(rows * 4))));
+    const words = table('words', 50);
+    const types = table('types', 3);
+    const a = new Value('a');
+    const b = new Value('b');
+    g.add({ op: 'Gather', inputs: [words, ids], outputs: [a] });
+    g.add({ op: 'Gather', inputs: [types, ids], outputs: [b] });
+    g.outputs.push(a, b, segment);
+    const [sample] = generateInputs(g, { seqLen: 400, seed: 1 });
+    const t = sample!['ids']!;
+    expect(t.shape).toEqual([2, 400]);
+    const values = [...t.data].map(Number);
+    expect(Math.max(...values)).toBe(2);
+    expect(Math.min(...values)).toBe(0);
+    expect(sample!['segment']!.shape).toEqual([2, 400]);
   });
 });

@@ -4,7 +4,8 @@
 // - integer inputs named like *mask*: ones, batch row b with its last min(b, n - 1) keys zero (padding);
 // - *position*: 0, 1, ... counting from pastLen along the last axis;
 // - other integer inputs (*ids* and the rest): uniform in [0, vocab), vocab read from the table the
-//   first Gather on the input indexes (through Cast/Identity), else [0, intRange);
+//   smallest table the input indexes through Gather (through Cast/Identity/Unsqueeze/Reshape), else [0, intRange);
+// - symbolic batch dims default to the static leading dim the other inputs share (else 1);
 // - bool inputs: the mask rule; float inputs named like *mask*: the mask rule too; other floats: N(0, 1).
 
 import { type DType, type Graph, SplitMix64, type Value } from '@attnopt/ir';
@@ -14,7 +15,7 @@ import { type CalibrationSample, elementCount, type HostData, type HostTensor } 
 import { floatToHalf, floatToBfloat16 } from '@attnopt/ir';
 
 export interface GenerateOptions {
-  /** Default 1. */
+  /** Default: the static leading dim other inputs share, else 1. */
   readonly batch?: number;
   /** Default 8. */
   readonly seqLen?: number;
@@ -32,22 +33,38 @@ export interface GenerateOptions {
   readonly intRange?: number;
 }
 
-/** The exclusive bound on the values of an integer input: the rows of the first table it is gathered from. */
+/**
+ * The exclusive bound on the values of an integer input: the fewest rows of the tables it is gathered from
+ * (ids shared by several embeddings must be valid in each).
+ */
 export function gatherBound(v: Value, depth = 0): number | undefined {
+  let bound: number | undefined;
+  const keep = (b: number | undefined) => {
+    if (b !== undefined) bound = bound === undefined ? b : Math.min(bound, b);
+  };
   for (const { node, index } of v.uses()) {
     if ((node.op === 'Cast' || node.op === 'Identity' || node.op === 'Unsqueeze' || node.op === 'Reshape') && index === 0 && depth < 4) {
-      const b = gatherBound(node.outputs[0]!, depth + 1);
-      if (b !== undefined) return b;
+      keep(gatherBound(node.outputs[0]!, depth + 1));
     } else if (node.op === 'Gather' && index === 1) {
       const a = node.attrs.get('axis');
       const axis = a?.type === 'int' ? Number(a.value) : 0;
       const table = node.inputs[0];
       const shape = table?.initializer?.shape ?? (table?.type?.kind === 'tensor' ? table.type.shape : undefined);
       const rows = shape?.[axis < 0 ? shape.length + axis : axis];
-      if (typeof rows === 'number' && rows > 0) return rows;
+      if (typeof rows === 'number' && rows > 0) keep(rows);
     }
   }
-  return undefined;
+  return bound;
+}
+
+/** The batch a model fixes: the static leading dim that every rank >= 2 input with a static leading dim shares. */
+function staticBatch(inputs: readonly { readonly shape?: readonly (number | string)[] }[]): number | undefined {
+  const leading = new Set<number>();
+  for (const i of inputs) {
+    const d = i.shape !== undefined && i.shape.length >= 2 ? i.shape[0] : undefined;
+    if (typeof d === 'number') leading.add(d);
+  }
+  return leading.size === 1 ? [...leading][0] : undefined;
 }
 
 function symbolSize(name: string, o: Required<Omit<GenerateOptions, 'dims'>> & Pick<GenerateOptions, 'dims'>): number {
@@ -107,7 +124,7 @@ export function generateInputs(model: AttnoptModel | Graph, options: GenerateOpt
   const inputs = modelInputs(graph, where);
   const hasPast = inputs.some((i) => /past/i.test(i.name));
   const o = {
-    batch: options.batch ?? 1,
+    batch: options.batch ?? staticBatch(inputs) ?? 1,
     seqLen: options.seqLen ?? 8,
     pastLen: options.pastLen ?? (hasPast ? 2 : 0),
     otherSize: options.otherSize ?? options.seqLen ?? 8,
