@@ -42,7 +42,20 @@ describe('com.microsoft::Attention', () => {
   test('does not fire when the weights have a symbolic width (the head size is only known at run time)', () => {
     const { att, why } = lift(graph('num_heads = 2', 'f32[16, len]'));
     expect(att).toHaveLength(0);
-    expect(why).toContain('static output size');
+    expect(why).toContain('symbolic output width (len)');
+  });
+
+  test('a symbolic weight width with qkv_hidden_sizes: the head sizes come from the attribute', () => {
+    const { att, params } = lift(graph('num_heads = 2, qkv_hidden_sizes = [16, 16, 16]', 'f32[16, len]'));
+    expect(att).toHaveLength(1);
+    expect(params).toMatchObject({ numHeads: 2, headDim: 8, vHeadDim: 8 });
+  });
+
+  test('hidden sizes that num_heads does not divide: onnxruntime rejects the node, an invalid model', () => {
+    const { att, why } = lift(graph('num_heads = 3'));
+    expect(att).toHaveLength(0);
+    expect(why).toContain('hidden sizes 16, 16, 16 are not multiples of num_heads 3');
+    expect(why).toContain('not valid ONNX');
   });
 
   test('does not fire with rotary embedding inside', () => {
@@ -84,6 +97,49 @@ describe('com.microsoft::MultiHeadAttention', () => {
   test('does not fire on a default-domain MultiHeadAttention (ONNX defines none)', () => {
     const { att } = lift(graph('', 'MultiHeadAttention'));
     expect(att).toHaveLength(0);
+  });
+});
+
+describe('com.microsoft::DecoderMaskedMultiHeadAttention', () => {
+  const self = (attrs: string) => `graph g {
+  input %q: f32[BB, 1, 16]
+  input %k: f32[BB, 1, 16]
+  input %v: f32[BB, 1, 16]
+  input %b: f32[48]
+  input %pk: f32[BB, 2, M, 8]
+  input %pv: f32[BB, 2, M, 8]
+  input %p: i32[1]
+  input %w: i32[1]
+  input %ci: i32[batch, beams, M]
+  %y, %presentK, %presentV = com.microsoft::DecoderMaskedMultiHeadAttention(%q, %k, %v, _, _, %pk, %pv, %p, %w, %ci, %b) {${attrs}}
+  output %y, %presentK, %presentV
+}`;
+
+  test('self attention over a beam-search cache: one Attention over the buffer with kvLength', () => {
+    const { att, params, g } = lift(self('num_heads = 2, past_present_share_buffer = 1'));
+    expect(att).toHaveLength(1);
+    expect(params).toMatchObject({ numHeads: 2, headDim: 8, vHeadDim: 8, layout: 'bsd' });
+    expect(att[0]!.inputs[6]).toBeDefined(); // kvLength = P + 1
+    expect(g.nodes.some((n) => n.op === 'GatherElements')).toBe(true);
+    expect(fusedLeft(g)).toHaveLength(0);
+  });
+
+  test('does not fire on a past that does not share the present buffer (onnxruntime requires it)', () => {
+    const { att, why } = lift(self('num_heads = 2'));
+    expect(att).toHaveLength(0);
+    expect(why).toContain('past_present_share_buffer');
+  });
+
+  test('declared present outputs without a past: neither cross nor self attention, no match', () => {
+    const { att, why } = lift(`graph g {
+  input %q: f32[B, 1, 16]
+  input %k: f32[B, 2, 7, 8]
+  input %v: f32[B, 2, 7, 8]
+  %y, %pk, %pv = com.microsoft::DecoderMaskedMultiHeadAttention(%q, %k, %v) {num_heads = 2}
+  output %y, %pk, %pv
+}`);
+    expect(att).toHaveLength(0);
+    expect(why).toContain('self attention needs past_key and past_value');
   });
 });
 

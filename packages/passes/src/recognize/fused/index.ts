@@ -1,20 +1,22 @@
 // Fused attention ops lifted into attnopt::Attention, one rule per op.
 
 import { rule, type RewriteRule } from '@attnopt/rewrite';
+import { decoderMaskedAttentionRule } from './decoder-masked-attention.js';
 import { groupQueryAttentionRule } from './group-query-attention.js';
 import { msAttentionRule } from './ms-attention.js';
 import { multiHeadAttentionRule } from './multi-head-attention.js';
 import { onnxAttentionRule } from './onnx-attention.js';
 import { unsupportedFusedRule } from './unsupported.js';
 
-export { groupQueryAttentionRule, msAttentionRule, multiHeadAttentionRule, onnxAttentionRule, unsupportedFusedRule };
+export { decoderMaskedAttentionRule, groupQueryAttentionRule, msAttentionRule, multiHeadAttentionRule, onnxAttentionRule, unsupportedFusedRule };
 
-/** ONNX Attention (opset 23/24), com.microsoft Attention, MultiHeadAttention and GroupQueryAttention. */
+/** ONNX Attention (opset 23/24), com.microsoft Attention, MultiHeadAttention, GroupQueryAttention and DecoderMaskedMultiHeadAttention. */
 export const FUSED_RULES: readonly RewriteRule[] = [
   rule(onnxAttentionRule),
   rule(msAttentionRule),
   rule(multiHeadAttentionRule),
   rule(groupQueryAttentionRule),
+  rule(decoderMaskedAttentionRule),
   // last: says why the ops no rule lifts stay
   rule(unsupportedFusedRule),
 ];

@@ -76,12 +76,22 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
     if (N === undefined) return noMatch('num_heads is required');
     const ws = shapeOf(w);
     const total = staticDim(ws, 1);
-    if (ws?.length !== 2 || total === undefined) return noMatch('weights must be 2D with a static output size');
+    if (ws?.length !== 2) return noMatch('weights must be 2D [input hidden size, output width]');
+    if (total === undefined && !attrInts(node, 'qkv_hidden_sizes')) {
+      return noMatch(
+        `the weights have a symbolic output width (${String(ws[1])}) and no qkv_hidden_sizes: the head size, and with it the default scale 1/sqrt(head size), is known only at run time, and attnopt::Attention needs a static headDim`,
+      );
+    }
     const hs = attrInts(node, 'qkv_hidden_sizes');
-    const sizes: [number, number, number] = hs ? [hs[0]!, hs[1]!, hs[2]!] : [total / 3, total / 3, total / 3];
-    if (sizes[0] + sizes[1] + sizes[2] !== total) return noMatch('qkv_hidden_sizes do not add up to the weights');
+    const sizes: [number, number, number] = hs ? [hs[0]!, hs[1]!, hs[2]!] : [total! / 3, total! / 3, total! / 3];
+    if (total !== undefined && sizes[0] + sizes[1] + sizes[2] !== total) return noMatch('qkv_hidden_sizes do not add up to the weights');
     if (sizes[0] !== sizes[1]) return noMatch('Q and K hidden sizes differ');
-    if (sizes.some((s) => !Number.isInteger(s) || s % N !== 0)) return noMatch('hidden sizes are not multiples of num_heads');
+    if (sizes.some((s) => !Number.isInteger(s) || s % N !== 0)) {
+      // onnxruntime (which defines com.microsoft::Attention) rejects the node before computing anything
+      return noMatch(
+        `hidden sizes ${sizes.join(', ')} are not multiples of num_heads ${N}: onnxruntime rejects the node ("hidden_size should be divisible by num_heads"), so the model is not valid ONNX and has no exact meaning to lift`,
+      );
+    }
     const xr = shapeOf(x)?.length;
     if (xr !== undefined && xr !== 3) return noMatch('input must be 3D [B, S, In]');
     if (!bias) return noMatch('the bias input is required');

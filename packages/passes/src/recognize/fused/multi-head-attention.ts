@@ -1,12 +1,19 @@
 // com.microsoft MultiHeadAttention -> attnopt::Attention (layout bsd). Packed KV [B, L, N, 2, H], packed QKV
 // [B, S, N, 3, H] and BNSH key/value are rearranged to BSD by prelude Split/Reshape/Transpose nodes; the
 // projection bias [D + D + Dv] becomes prelude Adds; key_padding_mask [B, T] or [B, S, T] becomes the
-// additive bias onnxruntime builds (mask_filter_value where 0), added to attention_bias.
+// additive bias onnxruntime builds (mask_filter_value where 0), added to attention_bias. The qk output is
+// the softmax input (scores mode `masked`: onnxruntime copies scale Q Kᵀ + attention_bias + mask out).
+// Beam search (past_sequence_length + cache_indirection): with BNSH key/value (cross attention) onnxruntime
+// reads neither; with past [BB, N, M, H] it runs DecoderMaskedMultiHeadAttention's step, lifted through
+// beam-cache.ts with W = cache_indirection's dim 1. That step is what onnxruntime computes for one query
+// token and P > 0; for more tokens or P = 0 its CPU kernel falls back to concatenating the whole M-key
+// buffer with the new keys into the M-key present output, which has no meaning to keep.
 
 import { type AttentionParams, causal, dense, type Graph, type Node, type Value } from '@attnopt/ir';
 import { matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
-import { attrFloat, attrInt, baseName, dtypeOf, liveOutputs, MS_DOMAIN, NodeBuilder, shapeOf, staticDim, unknownAttrs } from './common.js';
+import { beamCache } from './beam-cache.js';
+import { attrFloat, attrInt, baseName, dtypeOf, liveOutputs, MS_DOMAIN, NodeBuilder, redirect, shapeOf, staticDim, unknownAttrs } from './common.js';
 import { paddingBias } from './padding-mask.js';
 
 const KNOWN = ['num_heads', 'scale', 'mask_filter_value', 'unidirectional'];
@@ -18,10 +25,14 @@ export interface MhaMatch {
   readonly form: Form;
   readonly outputs: (Value | undefined)[];
   readonly maskRank?: 2 | 3;
+  /** Self attention over a beam-search cache (past_sequence_length + cache_indirection). */
+  readonly beam?: boolean;
 }
 
 // MultiHeadAttention(q, k, v, bias, key_padding_mask, attention_bias, past_k, past_v) {num_heads, unidirectional}
 //   -> attnopt::Attention(q + bq, k + bk, v + bv, bias = attention_bias + pad(mask), past) {spec = causal?}
+// MultiHeadAttention(q, k, v, bias, _, _, past_k, past_v, P, cache_indirection) (a beam-search step)
+//   -> beam-cache prelude + attnopt::Attention(q + bq, K_beam, V_beam, kvLength = P + 1)
 export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
   name: 'ms-multi-head-attention',
   summary: 'com.microsoft::MultiHeadAttention(q, k, v, bias, mask, attn_bias, past) -> prelude + attnopt::Attention',
@@ -29,10 +40,9 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
   match(node: Node, graph: Graph) {
     const extra = unknownAttrs(node, KNOWN);
     if (extra.length > 0) return noMatch(`unknown attributes ${extra.join(', ')}`);
-    const [q, k, v, bias, mask, , pastKey, pastValue] = node.inputs;
-    if (node.inputs.slice(8).some((x) => x !== undefined)) return noMatch('past_sequence_length / cache_indirection (beam search) are not lifted');
+    const [q, k, v, bias, mask, attnBias, pastKey, pastValue, pastLength, cacheIndirection] = node.inputs;
+    if (node.inputs.slice(10).some((x) => x !== undefined)) return noMatch('inputs after cache_indirection are not MultiHeadAttention inputs');
     const outputs = liveOutputs(graph, node);
-    if (outputs[3] !== undefined) return noMatch('the qk output is not lifted');
     const N = attrInt(node, 'num_heads');
     if (N === undefined) return noMatch('num_heads is required');
     const qs = shapeOf(q);
@@ -81,6 +91,18 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
     }
     if ((pastKey === undefined) !== (pastValue === undefined)) return noMatch('past_key and past_value must come together');
     if (dtypeOf(q) !== 'f32' && dtypeOf(q) !== 'f16') return noMatch('only f32/f16 inputs are lifted');
+    const unidirectional = (attrInt(node, 'unidirectional') ?? 0) !== 0;
+    let beam = false;
+    if ((pastLength || cacheIndirection) && form !== 'bnsh-kv') {
+      if (form !== 'separate' || !pastKey || !pastLength || !cacheIndirection) {
+        return noMatch('past_sequence_length / cache_indirection other than a beam-search step (3D key/value, past, both inputs) or cross attention (BNSH key/value) are not lifted');
+      }
+      if (mask || attnBias) return noMatch('key_padding_mask / attention_bias in a beam-search step are not lifted');
+      if (shapeOf(pastKey)?.length !== 4) return noMatch('past_key must be [BB, num_heads, M, H]');
+      if (outputs[3] !== undefined) return noMatch('the qk output of a beam-search step (P + 1 keys of an M-key buffer) is not lifted');
+      beam = true;
+    }
+    if (outputs[3] !== undefined && unidirectional) return noMatch('the qk output with unidirectional (onnxruntime adds mask_filter_value above the diagonal, attnopt masks it out)');
     const scaleAttr = attrFloat(node, 'scale') ?? 0;
     const params: AttentionParams = {
       numHeads: N,
@@ -90,9 +112,11 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
       scale: scaleAttr === 0 ? 1 / Math.sqrt(headDim) : scaleAttr,
       softcap: 0,
       layout: 'bsd',
-      spec: (attrInt(node, 'unidirectional') ?? 0) !== 0 ? causal('bottom-right') : dense,
+      // a beam-search step has one query, the last key: causal keeps every key
+      spec: unidirectional && !beam ? causal('bottom-right') : dense,
+      ...(outputs[3] !== undefined ? { scoresMode: 'masked' as const } : {}),
     };
-    return matched({ params, form, outputs, ...(maskRank !== undefined ? { maskRank } : {}) });
+    return matched({ params, form, outputs, ...(maskRank !== undefined ? { maskRank } : {}), ...(beam ? { beam } : {}) });
   },
   rewrite(graph, node, m) {
     let [q, k, v] = node.inputs;
@@ -126,6 +150,21 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
       bias = bias ? b.op('Add', [bias, pad], 'attention_bias_padded') : pad;
     }
     const outs = node.outputs;
+    if (m.beam) {
+      const [, , , , , , , , pastLength, cacheIndirection] = node.inputs;
+      const width = b.op('Slice', [b.op('Shape', [cacheIndirection!], 'cache_indirection_shape'), b.ints('beam_width_start', [1]), b.ints('beam_width_end', [2])], 'beam_width');
+      const cache = beamCache(b, { k: k!, v: v!, pastKey: pastKey!, pastValue: pastValue!, pastLength: pastLength!, cacheIndirection: cacheIndirection!, beamWidth: width, rows: q! }, N, H, Hv);
+      if (m.outputs[1] !== undefined) redirect(graph, outs[1]!, cache.presentKey);
+      if (m.outputs[2] !== undefined) redirect(graph, outs[2]!, cache.presentValue);
+      liftSite(graph, 'ms-multi-head-attention', {
+        params: m.params,
+        inputs: { q: q!, k: cache.k, v: cache.v, kvLength: cache.kvLength },
+        output: outs[0]!,
+        matched: [node],
+        prelude: b.nodes,
+      });
+      return;
+    }
     const last = m.outputs.reduce((acc, o, i) => (o !== undefined ? i : acc), 0);
     liftSite(graph, 'ms-multi-head-attention', {
       params: m.params,
@@ -140,6 +179,7 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
       output: outs[0]!,
       ...(last >= 1 ? { presentKey: outs[1]! } : {}),
       ...(last >= 2 ? { presentValue: outs[2]! } : {}),
+      ...(last >= 3 ? { scores: outs[3]! } : {}),
       matched: [node],
       prelude: b.nodes,
     });

@@ -1,0 +1,130 @@
+// com.microsoft DecoderMaskedMultiHeadAttention (one decoding step, onnxruntime's CPU kernel) -> attnopt::Attention.
+// Cross attention (no past_key, no present outputs): key/value are cached projections [B, N, L, H]; only the
+// query gets its bias; mask_index [B, L] becomes the additive bias onnxruntime builds; the qk output holds
+// the softmax input (scale Q Kᵀ + that bias). Self attention (past_key/value [BB, N, M, H] shared with the
+// present outputs, past_sequence_length P, optional beam_width W and cache_indirection): the prelude of
+// beam-cache.ts (past K/V gathered per beam, the new K/V at position P, kvLength = P + 1), then one
+// attnopt::Attention over the buffer; present_key/value are the buffers with the new K/V written at P.
+
+import { type AttentionParams, dense, type Graph, type Node, type Value } from '@attnopt/ir';
+import { matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
+import { liftSite } from '../lift.js';
+import { beamCache } from './beam-cache.js';
+import { attrFloat, attrInt, baseName, dtypeOf, liveOutputs, MS_DOMAIN, NodeBuilder, redirect, shapeOf, staticDim, unknownAttrs } from './common.js';
+import { paddingBias } from './padding-mask.js';
+
+const KNOWN = ['num_heads', 'past_present_share_buffer', 'scale', 'mask_filter_value', 'output_qk'];
+
+export interface DecoderMaskedMatch {
+  readonly params: AttentionParams;
+  readonly cross: boolean;
+  readonly outputs: (Value | undefined)[];
+}
+
+/** Whether the node declares output `k` (onnxruntime's kernel sees it even when nothing reads it). */
+const declares = (node: Node, k: number) => node.outputs[k] !== undefined && !node.outputs[k]!.annotations.has('onnx.omitted');
+
+// DecoderMaskedMultiHeadAttention(q, k, v, mask, attention_bias, past_k, past_v, P, W, cache_indirection, bias)
+//   cross: -> attnopt::Attention(q + bq, k, v (BNSH -> bsd), bias = pad(mask)) {scores = masked}
+//   self:  -> beam-cache prelude + attnopt::Attention(q + bq, K_beam, V_beam, kvLength = P + 1)
+export const decoderMaskedAttentionRule: RewriteRule<DecoderMaskedMatch> = {
+  name: 'ms-decoder-masked-attention',
+  summary: 'com.microsoft::DecoderMaskedMultiHeadAttention (cross, or self over a beam-search cache) -> prelude + attnopt::Attention',
+  roots: [`${MS_DOMAIN}::DecoderMaskedMultiHeadAttention`],
+  match(node: Node, graph: Graph) {
+    const extra = unknownAttrs(node, KNOWN);
+    if (extra.length > 0) return noMatch(`unknown attributes ${extra.join(', ')}`);
+    const [q, k, v, mask, attnBias, pastKey, pastValue, pastLength] = node.inputs;
+    const N = attrInt(node, 'num_heads');
+    if (N === undefined) return noMatch('num_heads is required');
+    const qs = shapeOf(q);
+    const hidden = staticDim(qs, 2);
+    if (qs?.length !== 3 || hidden === undefined || hidden % N !== 0) return noMatch('query must be [B, 1, D] with a static D that is a multiple of num_heads');
+    if (!k || !v) return noMatch('packed QKV (no key and value) is not lifted');
+    const dtype = dtypeOf(q);
+    if (dtype !== 'f32' && dtype !== 'f16') return noMatch('only f32/f16 inputs are lifted');
+    const H = hidden / N;
+    const outputs = liveOutputs(graph, node);
+    const cross = !pastKey && !declares(node, 1);
+    let Hv: number | undefined;
+    if (cross) {
+      const [ks, vs] = [shapeOf(k), shapeOf(v)];
+      if (ks?.length !== 4 || staticDim(ks, 1) !== N || staticDim(ks, 3) !== H || vs?.length !== 4) return noMatch('cross attention key/value must be [B, num_heads, L, H]');
+      Hv = staticDim(vs, 3);
+      if (attnBias) return noMatch('attention_bias in cross attention (onnxruntime does not implement it)');
+      if (mask && shapeOf(mask)?.length !== 2) return noMatch('mask_index other than 2D [B, L] is not lifted');
+    } else {
+      if (!pastKey || !pastValue) return noMatch('self attention needs past_key and past_value');
+      if ((attrInt(node, 'past_present_share_buffer') ?? 0) === 0) return noMatch('past without past_present_share_buffer (onnxruntime requires it)');
+      if (!pastLength) return noMatch('past_sequence_length is required with a shared past buffer');
+      if (shapeOf(pastKey)?.length !== 4) return noMatch('past_key must be [BB, num_heads, M, H]');
+      const vh = staticDim(shapeOf(v), 2);
+      if (shapeOf(k)?.length !== 3 || staticDim(shapeOf(k), 2) !== hidden || vh === undefined || vh % N !== 0) return noMatch('key/value must be [BB, 1, D]');
+      Hv = vh / N;
+      if (mask || attnBias) return noMatch('mask_index / attention_bias with a past buffer are not lifted');
+      if (outputs[3] !== undefined) return noMatch('the qk output of self attention (P + 1 keys of an M-key buffer) is not lifted');
+    }
+    if (Hv !== H) return noMatch('onnxruntime takes equal Q/K and V head sizes only');
+    const scaleAttr = attrFloat(node, 'scale') ?? 0;
+    const params: AttentionParams = {
+      numHeads: N,
+      kvNumHeads: N,
+      headDim: H,
+      vHeadDim: Hv,
+      scale: scaleAttr === 0 ? 1 / Math.sqrt(H) : scaleAttr,
+      softcap: 0,
+      layout: 'bsd',
+      spec: dense,
+      ...(outputs[3] !== undefined ? { scoresMode: 'masked' as const } : {}),
+    };
+    return matched({ params, cross, outputs });
+  },
+  rewrite(graph, node, m) {
+    const [q, k, v, mask, , pastKey, pastValue, pastLength, beamWidth, cacheIndirection, projBias] = node.inputs;
+    const b = new NodeBuilder(graph, baseName(node));
+    const { numHeads: N, headDim: H, vHeadDim: Hv } = m.params;
+    const dtype = dtypeOf(q) === 'f16' ? 'f16' : 'f32';
+    const [bq, bk, bv] = projBias ? b.split(projBias, 0, [N * H, N * H, N * Hv], 'bias') : [];
+    const query = bq ? b.op('Add', [q, bq], 'q_biased') : q!;
+    const outs = node.outputs;
+    if (m.cross) {
+      const bsd = (t: Value, d: number, what: string) => b.reshape(b.transpose(t, [0, 2, 1, 3], `${what}_bsnh`), [0, 0, N * d], what);
+      const bias = mask ? paddingBias(b, mask, 2, attrFloat(node, 'mask_filter_value') ?? -10000, dtype) : undefined;
+      liftSite(graph, 'ms-decoder-masked-attention', {
+        params: m.params,
+        inputs: { q: query, k: bsd(k!, H, 'k'), v: bsd(v!, Hv, 'v'), ...(bias ? { bias } : {}) },
+        output: outs[0]!,
+        // the Attention node's outputs are positional: scores come after (unused) present K/V slots
+        ...(m.outputs[3] !== undefined ? { presentKey: outs[1]!, presentValue: outs[2]!, scores: outs[3]! } : {}),
+        matched: [node],
+        prelude: b.nodes,
+      });
+      return;
+    }
+    const cache = beamCache(
+      b,
+      {
+        k: bk ? b.op('Add', [k, bk], 'k_biased') : k!,
+        v: bv ? b.op('Add', [v, bv], 'v_biased') : v!,
+        pastKey: pastKey!,
+        pastValue: pastValue!,
+        pastLength: pastLength!,
+        ...(cacheIndirection ? { cacheIndirection } : {}),
+        ...(cacheIndirection && beamWidth ? { beamWidth: b.cast(beamWidth, 'i64', 'beam_width') } : {}),
+        rows: q!,
+      },
+      N,
+      H,
+      Hv,
+    );
+    if (m.outputs[1] !== undefined) redirect(graph, outs[1]!, cache.presentKey);
+    if (m.outputs[2] !== undefined) redirect(graph, outs[2]!, cache.presentValue);
+    liftSite(graph, 'ms-decoder-masked-attention', {
+      params: m.params,
+      inputs: { q: query, k: cache.k, v: cache.v, kvLength: cache.kvLength },
+      output: outs[0]!,
+      matched: [node],
+      prelude: b.nodes,
+    });
+  },
+};
