@@ -2,12 +2,12 @@
 // roofline time. Counting uses the spec's row and block queries (O(nq · runs) and O((nq/b)·(nk/b))):
 // nothing here allocates per n x n.
 
-import { type AttentionParams, isLowRank, type LeafResolver, loweringChoice, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
+import { type AttentionParams, isLowRank, type LeafResolver, loweringChoice, lshBound, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
 import { lowRankOps, selectionOps } from './approximate.js';
 import { type OpCost, type OpWork, timeOp, work } from './ops.js';
 import { type TargetProfile } from './profile.js';
 import { type CallDims, type Extent, extentOf } from './shape.js';
-import { bandedOps, bandedShape, blockGatherOps, blockGatherShape } from './lowered.js';
+import { bandedOps, bandedShape, blockGatherOps, blockGatherShape, lshChunkedOps, lshChunkedShape, NYSTROM_LOWERED_STEPS, nystromOps } from './lowered.js';
 import { layoutIn, layoutOut, presentOps, unfusedMaskedOps } from './unfused.js';
 import { type BlockCounts, blockCounts, pairsKept } from './work.js';
 
@@ -74,12 +74,13 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
   let blocks: BlockCounts | undefined;
 
   if (isLowRank(p.spec)) {
-    ops = [...layoutIn(p, x), ...lowRankOps(p.spec, x), ...layoutOut(p, x)];
+    const loweredNystrom = target.execution === 'unfused' && p.spec.kind === 'nystrom';
+    ops = [...layoutIn(p, x), ...(loweredNystrom && p.spec.kind === 'nystrom' ? nystromOps(p.spec.landmarks, x) : lowRankOps(p.spec, x)), ...layoutOut(p, x)];
     keptPairs = x.nq * x.nk; // every key contributes, through the rank-r approximation
     computedPairs = 0;
     largest = Math.max(0, ...ops.filter((o) => o.op === 'MatMul' || o.op === 'Softmax').map((o) => o.bytes / 3));
     live = 2 * largest;
-    if (target.execution === 'unfused' && p.spec.kind === 'nystrom') notes.push('nystrom is not lowered to ONNX yet: costed as the matmul chain it would lower to');
+    if (loweredNystrom) notes.push(`unfused, nystrom as MatMuls: float64 m x m pseudo-inverse by ${NYSTROM_LOWERED_STEPS} Newton–Schulz steps`);
   } else {
     const spec: MaskSpec = p.spec;
     const maskDims = { nq: x.nq, nk: x.nk, past: x.past };
@@ -103,6 +104,16 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
         // an elementwise op over the scores holds its input and output, the band's keep-mask and gathered values
         live = 2 * largest + sh.paddedQueries * sh.band + x.E * x.B * x.H * sh.blocks * sh.band * x.dv;
         notes.push(`unfused, ${choice.why}: ${sh.band + sh.extra} scores per query (block ${sh.blockSize}), not ${x.nk}`);
+      } else if (choice.strategy === 'lsh' && x.nq === x.nk) {
+        const bound = lshBound(spec)!;
+        const sh = lshChunkedShape(bound.leaf, x.nq);
+        ops = [...presentOps(p, x), ...lshChunkedOps(p, bound.leaf, bound.rest, x, o), ...layoutOut(p, x)];
+        computedPairs = sh.scores;
+        const BH = x.B * x.H;
+        // the scores, and with several rounds the rounds x candidates chunk test (booleans)
+        largest = Math.max(x.E * BH * sh.scores, sh.rounds > 1 ? BH * sh.scores * sh.rounds : 0);
+        live = 2 * x.E * BH * sh.scores + (sh.rounds > 1 ? BH * sh.scores * sh.rounds : 0) + x.E * BH * sh.rounds * sh.padded * 2 * (x.d + x.dv);
+        notes.push(`unfused, ${choice.why}: ${sh.keysPerQuery} scores per query, not ${x.nk}`);
       } else if (choice.strategy === 'blocks' && (spec.kind === 'blocks' || spec.kind === 'topkBlocks') && o.bias === 'none') {
         const sh = blockGatherShape(spec, x.nq, x.nk);
         ops = [...presentOps(p, x), ...blockGatherOps(p, spec, x, o), ...layoutOut(p, x)];

@@ -4,9 +4,14 @@
 //            (sinks, global tokens): scores B·H·⌈nq/b⌉·b·(L + E), never nq x nk; global query rows dense.
 //   blocks:  each query block of bq reads its m chosen key blocks of bk (GatherND): scores B·H·⌈nq/bq⌉·bq·m·bk;
 //            top-k blocks adds the block scores (Quest bounds or block means) and a TopK.
+//   lsh:     per round, Q and K hashed (MatMul by the rotations, ArgMax), sorted by bucket (TopK), gathered in
+//            chunks of c; each chunk of queries scores its own and the previous key chunk: scores
+//            B·H·rounds·⌈n/c⌉·c·2c; with several rounds a rounds² candidate test (dedup) and a logsumexp merge.
+//   nystrom: segment-mean landmarks (an m x n averaging MatMul), three softmax kernels (n·m, m·m, m·n), the
+//            m x m pseudo-inverse by `steps` Newton–Schulz steps of 4 float64 MatMuls, F (A⁺ (G V)).
 // Index arithmetic (Shape, Gather, Range, Min/Max clamps) is O(n) int64 work: counted as small kernels.
 
-import type { AttentionParams, KeySupport, MaskSpec } from '@attnopt/ir';
+import type { AttentionParams, KeySupport, Lsh, MaskSpec } from '@attnopt/ir';
 import { type OpWork, work } from './ops.js';
 import type { Extent } from './shape.js';
 import { maskOps, type UnfusedOptions } from './unfused.js';
@@ -174,5 +179,91 @@ export function blockGatherOps(p: AttentionParams, spec: Extract<MaskSpec, { kin
   ops.push(work('IsNaN', 'fully masked rows', { bytes: E * S + S }), work('Where', 'zero fully masked rows', { bytes: S + 2 * E * S }));
   ops.push(work('MatMul', 'P V', { flops: 2 * S * dv, bytes: E * (S + BH * nQB * W * dv + BH * nqp * dv) }));
   ops.push(small('Reshape', 'unblock', 0), work('Slice', 'drop padded queries', { bytes: E * BH * (nqp + nq) * dv }));
+  return ops;
+}
+
+/** Sizes of the chunked LSH form: rounds, chunks of c, padded rows, scores per batch and head. */
+export function lshChunkedShape(leaf: Lsh, n: number) {
+  const chunks = Math.ceil(n / leaf.chunk);
+  const padded = chunks * leaf.chunk;
+  return { rounds: leaf.hashes, chunk: leaf.chunk, chunks, padded, keysPerQuery: leaf.hashes * 2 * leaf.chunk, scores: leaf.hashes * padded * 2 * leaf.chunk };
+}
+
+/**
+ * The kernels of the sorted, chunked LSH lowering (lshChunkedAttention in @attnopt/passes) for a spec inside
+ * one chunked leaf (`rest`: its index terms, read on the candidate pairs). Self-attention: n = nq = nk.
+ */
+export function lshChunkedOps(p: AttentionParams, leaf: Lsh, rest: MaskSpec, x: Extent, o: UnfusedOptions): OpWork[] {
+  const { B, H, d, dv, nq: n, E } = x;
+  const BH = B * H;
+  const { rounds: R, chunk: c, padded: np, scores } = lshChunkedShape(leaf, n);
+  const half = leaf.buckets / 2;
+  const S = BH * scores;
+  const ops: OpWork[] = [];
+  for (let k = 0; k < 8; k++) ops.push(small('Shape/Gather/Div', 'lengths and chunk counts', 8));
+  for (const side of ['Q', 'K']) {
+    ops.push(work('MatMul', `${side} rotations (${R} rounds)`, { flops: 2 * BH * R * n * d * half, bytes: E * (BH * n * d + R * d * half + BH * R * n * half) }));
+    ops.push(work('Neg', `${side} -xR`, { bytes: 2 * E * BH * R * n * half }), work('Concat', `${side} [xR; -xR]`, { bytes: 4 * E * BH * R * n * half }));
+    ops.push(work('ArgMax', `${side} buckets`, { bytes: 2 * E * BH * R * n * half + 8 * BH * R * n }));
+    ops.push(small('Mul', `${side} sort keys`, 16 * BH * R * n), small('Add', `${side} sort keys`, 24 * BH * R * n));
+    ops.push(work('TopK', `${side} sort by (bucket, index)`, { otherOps: BH * R * n * Math.log2(Math.max(2, n)), bytes: 8 * 3 * BH * R * n }));
+    ops.push(small('ScatterElements', `${side} inverse permutation`, 8 * 3 * BH * R * n), small('Pad', `${side} rows to whole chunks`, 16 * BH * R * np));
+  }
+  ops.push(small('Pad/Slice/Concat', 'previous key chunk indices', 8 * 5 * BH * R * np), small('Max', 'clamp row indices', 8 * 3 * BH * R * np * 3));
+  ops.push(work('GatherND', 'sorted query chunks', { bytes: 2 * E * BH * R * np * d }));
+  ops.push(work('GatherND', 'sorted key windows', { bytes: 2 * E * BH * R * np * 2 * d }));
+  ops.push(work('GatherND', 'sorted value windows', { bytes: 2 * E * BH * R * np * 2 * dv }));
+  if (o.graphOptimization !== 'all') ops.push(work('Transpose', 'key windows ᵀ', { bytes: 2 * E * BH * R * np * 2 * d }));
+  ops.push(work('MatMul', 'chunk scores Q Kᵀ', { flops: 2 * S * d, bytes: E * (BH * R * np * d + BH * R * np * 2 * d + S) }));
+  ops.push(...scoreOps(p, E, S, o, 'chunk'));
+  ops.push(small('Less', 'key padding', 9 * S), small('Not', 'key padding', 2 * S));
+  ops.push(...maskOps(rest, S).ops);
+  if (o.kvLength) ops.push(small('Less', 'kv length', 9 * S), work('And', 'keep & kv length', { bytes: 3 * S }));
+  ops.push(work('And', 'keep', { bytes: 3 * S }));
+  if (R > 1) {
+    ops.push(small('Div/Transpose', 'chunk ids', 8 * 4 * BH * R * n));
+    ops.push(work('GatherND', 'query chunk ids per round', { bytes: 16 * BH * R * np * R }), work('GatherND', 'key chunk ids per round', { bytes: 16 * BH * R * np * 2 * R }));
+    ops.push(work('Equal', 'same chunk', { bytes: S * R }), work('Equal', 'previous chunk', { bytes: S * R }), work('Or', 'candidate', { bytes: 3 * S * R }));
+    ops.push(work('Cast', 'candidate count', { bytes: (1 + E) * S * R }), work('ReduceSum', 'rounds per pair', { bytes: E * (S * R + S) }));
+    ops.push(work('Log', 'log rounds', { bytes: 2 * E * S }), work('Sub', 'dedup logits', { bytes: 3 * E * S }));
+  }
+  ops.push(work('Where', 'masked logits', { bytes: S + 2 * E * S }));
+  ops.push(work('Softmax', 'probabilities with logsumexp (ReduceMax, Sub, Exp, ReduceSum, Div)', { softmaxFlops: 5 * S, softmaxElements: S, bytes: 6 * E * S }));
+  ops.push(work('IsNaN', 'empty rows', { bytes: E * S + S }), work('Where', 'zero empty rows', { bytes: S + 2 * E * S }));
+  ops.push(work('MatMul', 'P V', { flops: 2 * S * dv, bytes: E * (S + BH * R * np * 2 * dv + BH * R * np * dv) }));
+  ops.push(work('GatherND', 'outputs back to query order', { bytes: 2 * E * BH * R * n * dv }));
+  if (R > 1) {
+    for (const op of ['Add', 'Log', 'GatherND', 'ReduceMax', 'Sub', 'Exp', 'ReduceSum']) ops.push(small(op, 'round weights (logsumexp)', 2 * E * BH * R * n));
+    ops.push(work('Mul', 'weighted round outputs', { bytes: 3 * E * BH * R * n * dv }), work('ReduceSum', 'merge rounds', { bytes: E * BH * (R + 1) * n * dv }));
+    ops.push(work('Div', 'normalize', { bytes: 3 * E * BH * n * dv }), work('IsNaN', 'empty rows', { bytes: (E + 1) * BH * n * dv }), work('Where', 'zero empty rows', { bytes: 3 * E * BH * n * dv }));
+  }
+  return ops;
+}
+
+/** Newton–Schulz steps of the Nystrom pseudo-inverse the lowering emits (NYSTROM_PINV_STEPS in @attnopt/passes). */
+export const NYSTROM_LOWERED_STEPS = 28;
+
+/** The kernels of the Nystrom lowering (nystromAttention in @attnopt/passes): m = min(landmarks, nq, nk). */
+export function nystromOps(landmarks: number, x: Extent, steps = NYSTROM_LOWERED_STEPS): OpWork[] {
+  const { B, H, d, dv, nq, nk, E } = x;
+  const BH = B * H;
+  const m = Math.min(landmarks, nq, nk);
+  const mm = (what: string, rows: number, inner: number, cols: number, e = E): OpWork =>
+    work('MatMul', what, { flops: 2 * BH * rows * inner * cols, bytes: e * BH * (rows * inner + inner * cols + rows * cols) });
+  const softmax = (what: string, elements: number, e = E): OpWork => work('Softmax', what, { softmaxFlops: 5 * elements, softmaxElements: elements, bytes: 2 * e * elements });
+  const ops: OpWork[] = [];
+  for (const op of ['Range', 'Div', 'Less', 'Not', 'Less', 'And', 'Cast', 'Div']) ops.push(small(op, 'segment averaging matrices', (8 + E) * m * (nq + nk)));
+  ops.push(mm('query landmarks (segment means)', m, nq, d), mm('key landmarks (segment means)', m, nk, d));
+  ops.push(mm('F: Q K̃ᵀ', nq, d, m), work('Mul', 'F scale', { bytes: 2 * E * BH * nq * m }), softmax('F', BH * nq * m));
+  ops.push(work('Cast', 'landmarks to float64', { bytes: (E + 8) * 2 * BH * m * d }));
+  ops.push(mm('A: Q̃ K̃ᵀ (float64)', m, d, m, 8), work('Mul', 'A scale', { bytes: 16 * BH * m * m }), softmax('A (float64)', BH * m * m, 8));
+  ops.push(mm('G: Q̃ Kᵀ', m, d, nk), work('Mul', 'G scale', { bytes: 2 * E * BH * m * nk }), softmax('G', BH * m * nk));
+  for (const op of ['ReduceSum', 'ReduceMax', 'ReduceSum', 'ReduceMax', 'Transpose', 'Div']) ops.push(small(op, 'pseudo-inverse start Aᵀ / (‖A‖₁ ‖A‖∞)', 16 * BH * m * m));
+  for (let t = 0; t < steps; t++) {
+    for (let k = 0; k < 4; k++) ops.push(mm(`pseudo-inverse step ${t + 1} (float64)`, m, m, m, 8));
+    for (const op of ['Sub', 'Sub', 'Mul', 'Sub']) ops.push(small(op, `pseudo-inverse step ${t + 1}`, 24 * BH * m * m));
+  }
+  ops.push(work('Cast', 'A⁺ to the model type', { bytes: (8 + E) * BH * m * m }));
+  ops.push(mm('G V', m, nk, dv), mm('A⁺ (G V)', m, m, dv), mm('F (A⁺ G V)', nq, m, dv));
   return ops;
 }

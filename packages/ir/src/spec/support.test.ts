@@ -2,8 +2,8 @@
 // lowered form (shared by @attnopt/passes loweringPlan and @attnopt/cost), with its negative cases.
 
 import { describe, expect, it } from 'vitest';
-import { blockSparse, causal, dense, globalTokens, intersect, linformer, lshBuckets, nystrom, performer, sinks, slidingWindow, topkBlocks, union } from './spec.js';
-import { bandBlockSize, bandedKeysPerQuery, keySupport, loweringChoice } from './support.js';
+import { blockSparse, causal, dense, difference, globalTokens, intersect, linformer, lshBuckets, nystrom, performer, sinks, slidingWindow, topkBlocks, union } from './spec.js';
+import { bandBlockSize, bandedKeysPerQuery, keySupport, loweringChoice, lshBound } from './support.js';
 
 describe('keySupport', () => {
   it('window(left, right): the band [p - left, p + right], no extra keys', () => {
@@ -50,11 +50,22 @@ describe('loweringChoice', () => {
     expect(loweringChoice(causal()).strategy).toBe('dense');
     expect(loweringChoice(w, { strategy: 'dense' }).strategy).toBe('dense');
   });
-  it('block layouts are block-gathered; Linformer and Performer are MatMuls; Nystrom is dense', () => {
+  it('block layouts are block-gathered; Linformer, Performer and Nystrom are MatMuls', () => {
     expect(loweringChoice(topkBlocks(64, 4)).strategy).toBe('blocks');
     expect(loweringChoice(blockSparse(64, 64, [[0]])).strategy).toBe('blocks');
     expect(loweringChoice(linformer(8, 0)).strategy).toBe('low-rank');
     expect(loweringChoice(performer(8, 0)).strategy).toBe('low-rank');
-    expect(loweringChoice(nystrom(8)).strategy).toBe('dense');
+    expect(loweringChoice(nystrom(8)).strategy).toBe('low-rank');
+  });
+  it('chunked LSH (alone, intersected with index terms, minus index terms) is sorted by bucket; other LSH is dense', () => {
+    const leaf = lshBuckets(2, 8, 1, 16);
+    expect(loweringChoice(leaf).strategy).toBe('lsh');
+    expect(lshBound(intersect(causal(), leaf))).toEqual({ leaf, rest: intersect(causal(), { kind: 'dense' }) });
+    expect(loweringChoice(difference(intersect(leaf, slidingWindow(4, 0)), sinks(1))).strategy).toBe('lsh');
+    expect(loweringChoice(lshBuckets(2, 8, 1, 0)).strategy).toBe('dense');
+    expect(loweringChoice(union(leaf, sinks(2))).strategy).toBe('dense');
+    expect(loweringChoice(intersect(leaf, lshBuckets(1, 4, 2, 8))).strategy).toBe('dense');
+    expect(loweringChoice(leaf, { bias: true }).why).toMatch(/bias/);
+    expect(loweringChoice(leaf, { opset: 12 }).strategy).toBe('dense');
   });
 });

@@ -5,7 +5,7 @@
 //   keySupport(spec)                -> a finite band [p + lo, p + hi] plus fixed extra keys, or unbounded
 //   loweringChoice(spec, facts)     -> 'banded' | 'blocks' | 'low-rank' | 'dense', and why
 
-import { type Align, type AttentionSpec, isLowRank, type MaskSpec } from './spec.js';
+import { type Align, type AttentionSpec, dense, isDataDependent, isLowRank, type Lsh, type MaskSpec } from './spec.js';
 
 /**
  * A superset of the keys a spec keeps, in index terms: for a query at position p = i + offset(align)
@@ -125,12 +125,39 @@ export interface LoweringFacts {
 
 export type LoweringChoice =
   | { readonly strategy: 'banded'; readonly why: string; readonly support: KeySupport; readonly blockSize: number; readonly keysPerQuery: number }
-  | { readonly strategy: 'blocks' | 'low-rank' | 'dense'; readonly why: string; readonly support?: undefined; readonly blockSize?: undefined };
+  | { readonly strategy: 'blocks' | 'low-rank' | 'lsh' | 'dense'; readonly why: string; readonly support?: undefined; readonly blockSize?: undefined };
+
+/**
+ * A spec whose kept keys lie inside one chunked LSH leaf's (chunk > 0): the leaf itself, an intersection of
+ * it with index terms, or such a spec minus index terms. `rest` is the spec with the leaf read as dense: on
+ * the leaf's candidate pairs (own and previous chunk per round) the spec keeps exactly what `rest` keeps.
+ */
+export function lshBound(spec: MaskSpec): { readonly leaf: Lsh; readonly rest: MaskSpec } | undefined {
+  switch (spec.kind) {
+    case 'lsh':
+      return spec.chunk > 0 ? { leaf: spec, rest: dense } : undefined;
+    case 'intersect': {
+      const data = spec.parts.filter(isDataDependent);
+      if (data.length !== 1) return undefined;
+      const inner = lshBound(data[0]!);
+      return inner && { leaf: inner.leaf, rest: { kind: 'intersect', parts: spec.parts.map((p) => (p === data[0] ? inner.rest : p)) } };
+    }
+    case 'diff': {
+      if (isDataDependent(spec.minus)) return undefined;
+      const inner = lshBound(spec.base);
+      return inner && { leaf: inner.leaf, rest: { kind: 'diff', base: inner.rest, minus: spec.minus } };
+    }
+    default:
+      return undefined;
+  }
+}
 
 /**
  * How a site with `spec` is lowered (the 'auto' rule):
  * - blocks / topkBlocks: block-gathered (each query block reads its chosen key blocks);
- * - linformer / performer: MatMuls (low rank);
+ * - linformer / performer / nystrom: MatMuls (low rank; Nystrom's pseudo-inverse by Newton–Schulz steps);
+ * - lsh: sorted and chunked when the spec lies inside one chunked LSH leaf (lshBound), with no n x n input or
+ *   output: each query scores 2 · chunk keys per round;
  * - banded when the kept keys lie in a finite band around the query (window, causal ∩ window,
  *   sinks ∪ window, global tokens with a band), one alignment, no n x n input or output, and the keys read
  *   per query (block + band width + extra keys) are at most half the present keys or the key count is
@@ -141,9 +168,15 @@ export function loweringChoice(spec: AttentionSpec, facts: LoweringFacts = {}): 
   const opset = facts.opset ?? 21;
   const dense = (why: string): LoweringChoice => ({ strategy: 'dense', why });
   if (spec.kind === 'blocks' || spec.kind === 'topkBlocks') return { strategy: 'blocks', why: `block-gathered: ${spec.kind}` };
-  if (spec.kind === 'linformer' || spec.kind === 'performer') return { strategy: 'low-rank', why: `${spec.kind} as MatMuls` };
-  if (isLowRank(spec)) return dense(`${spec.kind} is low-rank`);
+  if (isLowRank(spec)) return { strategy: 'low-rank', why: `${spec.kind} as MatMuls` };
   if (facts.strategy === 'dense') return dense('dense lowering asked for');
+  const lsh = lshBound(spec);
+  if (lsh !== undefined) {
+    if (facts.bias) return dense('lsh with a bias input (n x n): dense lowering with the bucket mask');
+    if (facts.scoresOutput) return dense('lsh with a scores output (n x n): dense lowering with the bucket mask');
+    if (opset < BANDED_OPSET) return dense(`opset ${opset} < ${BANDED_OPSET}`);
+    return { strategy: 'lsh', why: `lsh sorted by bucket: ${lsh.leaf.hashes} round(s) of ${2 * lsh.leaf.chunk} keys per query` };
+  }
   const support = keySupport(spec);
   if (support === undefined) return dense('the spec is not a band of index terms');
   const blockSize = facts.blockSize ?? bandBlockSize(support);

@@ -5,15 +5,19 @@
 
 import {
   type AttentionParams,
+  type AttentionSpec,
   attentionParams,
   type Blocks,
   type TopKBlocks,
   type Linformer,
   type Performer,
+  type Nystrom,
+  lshBound,
   type DType,
   type Graph,
   isLowRank,
   type KeySupport,
+  type Lsh,
   loweringChoice,
   BANDED_OPSET,
   type MaskSpec,
@@ -24,6 +28,8 @@ import { NodeBuilder, dtypeOf, redirect } from '../recognize/fused/common.js';
 import { bandedAttention } from './banded.js';
 import { blockGatherAttention } from './blocks.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
+import { lshChunkedAttention } from './lsh.js';
+import { lshKeepMask } from './lsh-hash.js';
 import { specMask, unsupportedSpec } from './mask.js';
 
 /**
@@ -40,6 +46,8 @@ export interface LowerOptions {
   readonly strategy?: LoweringStrategy;
   /** Query block size of the banded form (default: bandBlockSize, at least 32). */
   readonly blockSize?: number;
+  /** Newton–Schulz steps of Nystrom's pseudo-inverse (default NYSTROM_PINV_STEPS). */
+  readonly nystromSteps?: number;
 }
 
 /** Why a top-level block-sparse spec cannot take the block-gathered lowering (its only one), or undefined. */
@@ -52,7 +60,7 @@ function blockGatherBlocker(node: Node, options: LowerOptions): string | undefin
 }
 
 export interface LoweringPlan {
-  readonly strategy: 'dense' | 'banded' | 'blocks' | 'low-rank';
+  readonly strategy: 'dense' | 'banded' | 'blocks' | 'low-rank' | 'lsh';
   /** Why, in words for notes and --explain. */
   readonly why: string;
   readonly support?: KeySupport;
@@ -105,14 +113,32 @@ export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): 
   if (options.opset < LOWEST_OPSET) return `opset ${options.opset} is below ${LOWEST_OPSET} (no Range)`;
   const p = attentionParams(node);
   if (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks') return blockGatherBlocker(node, options);
-  if (p.spec.kind === 'linformer' || p.spec.kind === 'performer') {
+  if (p.spec.kind === 'linformer' || p.spec.kind === 'performer' || p.spec.kind === 'nystrom') {
     const [, , , bias, , , kvLength] = node.inputs;
     if (bias !== undefined || kvLength !== undefined || p.softcap !== 0 || p.scoresMode !== undefined) {
       return `${p.spec.kind} is defined for plain softmax(scale Q Kᵀ) V only: no bias, kvLength, softcap or scores output`;
     }
     return lowRankBlocker(p.spec, staticKeyCount(node, p), p.scale);
   }
+  if (node.inputs[4] !== undefined && chunkedLsh(p.spec)) {
+    return 'lsh with chunk > 0 is defined for self-attention (nq == nk): past keys make nk > nq';
+  }
   return unsupportedSpec(p.spec);
+}
+
+/** Whether a spec holds an LSH leaf with chunk > 0 (defined for nq == nk only). */
+function chunkedLsh(spec: AttentionSpec): boolean {
+  switch (spec.kind) {
+    case 'lsh':
+      return spec.chunk > 0;
+    case 'union':
+    case 'intersect':
+      return spec.parts.some(chunkedLsh);
+    case 'diff':
+      return chunkedLsh(spec.base) || chunkedLsh(spec.minus);
+    default:
+      return false;
+  }
 }
 
 /** Replaces one Attention node by standard ONNX ops; the outputs keep their names. Throws when it cannot. */
@@ -183,7 +209,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
     };
     if (plan.strategy === 'low-rank') {
       const y = lowRankAttention(b, {
-        spec: p.spec as Linformer | Performer,
+        spec: p.spec as Linformer | Performer | Nystrom,
         q,
         k: kAll,
         v: vAll,
@@ -192,8 +218,29 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
         scale: p.scale,
         opset: options.opset,
         ...(staticKeyCount(node, p) !== undefined ? { keys: staticKeyCount(node, p)! } : {}),
+        ...(options.nystromSteps !== undefined ? { nystromSteps: options.nystromSteps } : {}),
       });
       return finish(graph, node, b, p, q, y, presentK, presentV, undefined);
+    }
+    if (plan.strategy === 'lsh') {
+      const bound = lshBound(p.spec as MaskSpec)!;
+      const past = pastKey ? len(pastKey, 'past_length') : kvLength ? b.op('Sub', [kvLength, len(q, 'lsh_nq')], 'past_from_kv_length') : undefined;
+      const yLsh = lshChunkedAttention(b, {
+        ...bound,
+        q,
+        k: kAll,
+        v: vAll,
+        headDim: D,
+        vHeadDim: Dv,
+        dtype,
+        softmaxType,
+        opset: options.opset,
+        score,
+        bottomRight,
+        ...(past ? { past } : {}),
+        ...(kvLength ? { kvLength } : {}),
+      });
+      return finish(graph, node, b, p, q, yLsh, presentK, presentV, undefined);
     }
     if (plan.strategy === 'blocks') {
       const yBlocks = blockGatherAttention(b, {
@@ -257,7 +304,8 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   const bottomRight = b.op('Sub', [nk, nq], 'bottom_right');
   const parts: Value[] = [];
   if (p.spec.kind !== 'dense' && !isLowRank(p.spec)) {
-    const m = specMask(b, p.spec, { cols, rows, bottomRight, ...(past ? { past } : {}) });
+    const lsh = (leaf: Lsh) => lshKeepMask(b, leaf, { q, k: kAll, headDim: D, dtype });
+    const m = specMask(b, p.spec, { cols, rows, bottomRight, ...(past ? { past } : {}), lsh });
     if (m) parts.push(m);
   }
   if (kvLen4) parts.push(b.op('Less', [cols, kvLen4], 'kv_length_mask'));

@@ -7,3 +7,6 @@ export { lowRankAttention, lowRankBlocker, type LowRankInputs } from './low-rank
 export { performerW as performerRows } from '@attnopt/ir';
 export { lowerAttentionPass } from './pass.js';
 export { specMask, unsupportedSpec, type MaskIndices } from './mask.js';
+export { lshChunkedAttention, type LshInputs } from './lsh.js';
+export { lshBucketIds, lshKeepMask, lshOrder, type LshMaskInputs, type LshOrder } from './lsh-hash.js';
+export { NYSTROM_PINV_STEPS, nystromAttention, type NystromInputs } from './nystrom.js';

@@ -3,13 +3,14 @@
 //   linformer(r, seed): softmax(s Q (E K)ᵀ) (F V), E and F r x nk constants: needs a static key count.
 //   performer(m, seed): phi(x) = m^-1/2 exp(W x - |x|²/2) on x = sqrt(s) q, sqrt(s) k;
 //                       out = phi(Q) (phi(K)ᵀ V) / phi(Q) (phi(K)ᵀ 1): linear in n.
-// Nystrom (an m x m pseudo-inverse per head) is not lowered yet.
+//   nystrom(m):        F A⁺ (G V) with segment-mean landmarks, A⁺ by Newton–Schulz steps (nystrom.ts).
 
-import { type DType, type Linformer, linformerEF, type Performer, performerW, Tensor, type Value } from '@attnopt/ir';
+import { type DType, type Linformer, linformerEF, type Nystrom, type Performer, performerW, Tensor, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '../recognize/fused/common.js';
+import { nystromAttention } from './nystrom.js';
 
 export interface LowRankInputs {
-  readonly spec: Linformer | Performer;
+  readonly spec: Linformer | Performer | Nystrom;
   /** [B, H, S, D], [B, H, T, D], [B, H, T, Dv]: heads already repeated for GQA. */
   readonly q: Value;
   readonly k: Value;
@@ -20,10 +21,12 @@ export interface LowRankInputs {
   /** The present key count when static (Linformer needs it). */
   readonly keys?: number;
   readonly opset: number;
+  /** Newton–Schulz steps of Nystrom's pseudo-inverse (default NYSTROM_PINV_STEPS). */
+  readonly nystromSteps?: number;
 }
 
 /** Why a low-rank spec cannot be lowered here, or undefined. */
-export function lowRankBlocker(spec: Linformer | Performer, keys: number | undefined, scale: number): string | undefined {
+export function lowRankBlocker(spec: Linformer | Performer | Nystrom, keys: number | undefined, scale: number): string | undefined {
   if (spec.kind === 'linformer' && keys === undefined) {
     return 'linformer projections are rank x nk constants: the key count must be static (it is symbolic)';
   }
@@ -36,6 +39,10 @@ export function lowRankAttention(b: NodeBuilder, x: LowRankInputs): Value {
   const { spec, dtype } = x;
   const constant = (what: string, shape: number[], values: ArrayLike<number>) => b.constant(what, Tensor.fromValues(dtype, shape, Array.from(values)));
   const tr = (t: Value, what: string) => b.transpose(t, [0, 1, 3, 2], what);
+  if (spec.kind === 'nystrom') {
+    const steps = x.nystromSteps;
+    return nystromAttention(b, { landmarks: spec.landmarks, q: x.q, k: x.k, v: x.v, dtype, scale: x.scale, opset: x.opset, ...(steps !== undefined ? { steps } : {}) });
+  }
   if (spec.kind === 'linformer') {
     const nk = x.keys!;
     const r = spec.rank;

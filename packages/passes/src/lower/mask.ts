@@ -1,7 +1,7 @@
 // The spec as a boolean keep-mask built from index arithmetic at run time: query positions i + offset
 // ([.., S, 1]) against key indices j ([T]), sequence lengths read from the scores' shape.
 
-import { type AttentionSpec, type MaskSpec, printSpec, type Value } from '@attnopt/ir';
+import { type AttentionSpec, type Lsh, type MaskSpec, printSpec, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '../recognize/fused/common.js';
 
 export interface MaskIndices {
@@ -13,6 +13,8 @@ export interface MaskIndices {
   readonly bottomRight: Value;
   /** The cached key count per `past` alignment: a scalar, or [B, 1, 1, 1]; undefined = 0. */
   readonly past?: Value;
+  /** The keep-mask of a data-dependent LSH leaf (from Q and K), broadcastable like the others. */
+  readonly lsh?: (leaf: Lsh) => Value;
 }
 
 /** A spec the lowering cannot express with index arithmetic yet. */
@@ -20,7 +22,6 @@ export function unsupportedSpec(spec: AttentionSpec): string | undefined {
   switch (spec.kind) {
     case 'blocks':
     case 'topkBlocks':
-    case 'lsh':
     case 'nystrom':
     case 'linformer':
     case 'performer':
@@ -65,6 +66,9 @@ export function specMask(b: NodeBuilder, spec: MaskSpec, ix: MaskIndices): Value
     }
     case 'sinks':
       return b.op('Less', [ix.cols, k(spec.count, 'sinks_count')], 'sinks');
+    case 'lsh':
+      if (ix.lsh === undefined) throw new Error(`${printSpec(spec)}: the LSH keep-mask needs Q and K (no lsh hook given)`);
+      return ix.lsh(spec);
     case 'global': {
       if (spec.tokens.length === 0) return b.op('Less', [ix.cols, k(0, 'zero')], 'no_keys');
       const isIn = (x: Value, what: string) =>
