@@ -1,0 +1,40 @@
+// What an op implementation is: an optional plan-time check (attributes, opset) and a run over the node's
+// input tensors. Ops throw plain messages; the executor prefixes the node.
+
+import type { Node } from '@attnopt/ir';
+import type { CpuWorkerPool } from '../pool.js';
+import type { CpuKernelOptions } from '../attention.js';
+import type { ExecTensor } from './tensor.js';
+
+export interface OpContext {
+  readonly node: Node;
+  /** Version of the default (ai.onnx) domain the graph was written for. */
+  readonly opset: number;
+  /** Inputs by position; undefined where omitted. */
+  readonly inputs: readonly (ExecTensor | undefined)[];
+  /** Settings of attnopt::Attention sites. */
+  readonly attention: CpuKernelOptions;
+  readonly pool: CpuWorkerPool | undefined;
+}
+
+export type OpOutputs = readonly (ExecTensor | undefined)[];
+
+export interface OpKernel {
+  /** Inputs that must be present (the first `minInputs` positions). */
+  readonly minInputs: number;
+  /** Why this node cannot run (an attribute or opset the executor does not implement), or undefined. */
+  check?(node: Node, opset: number): string | undefined;
+  run(ctx: OpContext): OpOutputs | Promise<OpOutputs>;
+}
+
+/** Ops of one family, keyed `domain::op` (`::op` for the ONNX domain). */
+export type OpTable = Readonly<Record<string, OpKernel>>;
+
+export const opKey = (domain: string, op: string): string => `${domain === 'ai.onnx' ? '' : domain}::${op}`;
+
+/** Input k, required. */
+export function input(ctx: OpContext, k: number): ExecTensor {
+  const t = ctx.inputs[k];
+  if (t === undefined) throw new Error(`input ${k} is missing`);
+  return t;
+}

@@ -1,0 +1,114 @@
+// attnopt::Attention through the generated CPU kernels (compileAttention): Y in the layout of Q, and the
+// present key/value ([batch, kvNumHeads, past + new, headDim], past K/V followed by the new keys). The
+// optional scores output, low-rank specs and data-dependent specs (which need key sets from calibration)
+// are refused at plan time.
+
+import { type AttentionParams, AttentionOutput, attentionParams, isDataDependent, isLowRank, type Node } from '@attnopt/ir';
+import { compileAttention, type CpuAttentionInputs, type CpuAttentionKernel, type CpuBoolTensor, type CpuTensor } from '../../attention.js';
+import { input, type OpContext, type OpKernel, type OpTable } from '../kernel.js';
+import { type ExecTensor, fromFloats, intValues, isFloat, numberData, shapeString } from '../tensor.js';
+import { concat, transpose } from './layout.js';
+
+function cpuTensor(t: ExecTensor, what: string): CpuTensor {
+  if (t.dtype === 'f32' || t.dtype === 'f64' || t.dtype === 'f16') return { shape: t.shape, data: t.data as Float32Array | Float64Array | Uint16Array } as CpuTensor;
+  throw new Error(`${what} must be a float tensor, got ${t.dtype}`);
+}
+
+function biasTensor(t: ExecTensor): CpuTensor | CpuBoolTensor {
+  if (t.dtype === 'bool') return { shape: t.shape, data: t.data as Uint8Array };
+  return cpuTensor(t, 'bias');
+}
+
+/** K or V of the new tokens as [batch, kvHeads, seq, dim]. */
+function newKeysBhsd(p: AttentionParams, q: ExecTensor, x: ExecTensor | undefined, dim: number, column: number): ExecTensor {
+  const KVH = p.kvNumHeads;
+  switch (p.layout) {
+    case 'bhsd':
+      return x!;
+    case 'bshd':
+      return transpose(x!, [0, 2, 1, 3]);
+    case 'bsd': {
+      const [B, S] = x!.shape as [number, number];
+      return transpose({ ...x!, shape: [B, S, KVH, dim] }, [0, 2, 1, 3]);
+    }
+    case 'packed-qkv': {
+      const [B, S, W] = q.shape as [number, number, number];
+      const cols = KVH * dim;
+      const src = numberData(q);
+      const picked = new Float64Array(B * S * cols);
+      for (let r = 0; r < B * S; r++) for (let c = 0; c < cols; c++) picked[r * cols + c] = src[r * W + column + c]!;
+      return transpose(fromFloats(q.dtype, [B, S, KVH, dim], picked), [0, 2, 1, 3]);
+    }
+  }
+}
+
+function present(p: AttentionParams, q: ExecTensor, fresh: ExecTensor | undefined, past: ExecTensor | undefined, dim: number, column: number): ExecTensor {
+  const now = newKeysBhsd(p, q, fresh, dim, column);
+  return past ? concat([past, now], 2) : now;
+}
+
+/** Whether output i of the node is read by a node or is a graph output. */
+function isRead(node: Node, i: number): boolean {
+  const v = node.outputs[i]!;
+  return v.uses().length > 0 || (node.graph?.outputs.includes(v) ?? false);
+}
+
+/** One compiled kernel per node, params and settings; reused across runs of the same graph. */
+const kernels = new WeakMap<Node, Map<string, CpuAttentionKernel>>();
+
+function kernelFor(ctx: OpContext, p: AttentionParams): CpuAttentionKernel {
+  let perNode = kernels.get(ctx.node);
+  if (!perNode) kernels.set(ctx.node, (perNode = new Map()));
+  const key = JSON.stringify([p, ctx.attention]);
+  let k = perNode.get(key);
+  if (!k) perNode.set(key, (k = compileAttention(p, ctx.attention)));
+  return k;
+}
+
+const attention: OpKernel = {
+  minInputs: 1,
+  check: (node) => {
+    let p: AttentionParams;
+    try {
+      p = attentionParams(node);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    if (isLowRank(p.spec)) return `low-rank spec ${p.spec.kind} has no CPU kernel`;
+    if (isDataDependent(p.spec)) return 'data-dependent spec (its key sets come from calibration) is not supported by the executor';
+    if (node.outputs.length > AttentionOutput.scores && isRead(node, AttentionOutput.scores)) {
+      return 'the scores output is not produced by the CPU kernels';
+    }
+    return undefined;
+  },
+  run: async (ctx) => {
+    const p = attentionParams(ctx.node);
+    const q = input(ctx, 0);
+    if (!isFloat(q.dtype)) throw new Error(`Q must be a float tensor, got ${q.dtype}`);
+    const [k, v, bias, pastKey, pastValue, kvLength] = [1, 2, 3, 4, 5, 6].map((i) => ctx.inputs[i]);
+    const inputs: CpuAttentionInputs = {
+      q: cpuTensor(q, 'Q'),
+      ...(k ? { k: cpuTensor(k, 'K') } : {}),
+      ...(v ? { v: cpuTensor(v, 'V') } : {}),
+      ...(bias ? { bias: biasTensor(bias) } : {}),
+      ...(pastKey ? { pastKey: cpuTensor(pastKey, 'past key') } : {}),
+      ...(pastValue ? { pastValue: cpuTensor(pastValue, 'past value') } : {}),
+      ...(kvLength ? { kvLength: intValues(kvLength) } : {}),
+    };
+    const kernel = kernelFor(ctx, p);
+    const y = ctx.pool ? await kernel.runParallel(inputs, ctx.pool) : kernel.run(inputs);
+    const B = q.shape[0]!;
+    const nq = p.layout === 'bhsd' ? q.shape[2]! : q.shape[1]!;
+    const H = p.numHeads;
+    const dv = p.vHeadDim;
+    const yShape = p.layout === 'bhsd' ? [B, H, nq, dv] : p.layout === 'bshd' ? [B, nq, H, dv] : [B, nq, H * dv];
+    if (y.length !== yShape.reduce((a, b) => a * b, 1)) throw new Error(`kernel returned ${y.length} values for Y ${shapeString(yShape)}`);
+    const outs: (ExecTensor | undefined)[] = [fromFloats(q.dtype, yShape, y)];
+    const want = (i: number) => ctx.node.outputs.length > i && isRead(ctx.node, i);
+    if (want(AttentionOutput.presentKey)) outs[1] = present(p, q, k, pastKey, p.headDim, H * p.headDim);
+    if (want(AttentionOutput.presentValue)) outs[2] = present(p, q, v, pastValue, dv, (H + p.kvNumHeads) * p.headDim);
+    return outs;
+  },
+};
+
+export const ATTENTION_OPS: OpTable = { 'attnopt::Attention': attention };

@@ -1,0 +1,39 @@
+// Every op the executor runs, by `domain::op`: the union of the op families.
+
+import type { OpTable } from '../kernel.js';
+import { ATTENTION_OPS } from './attention.js';
+import { BINARY_OPS } from './binary.js';
+import { CAST_OPS } from './cast.js';
+import { EINSUM_OPS } from './einsum.js';
+import { LAYOUT_OPS } from './layout.js';
+import { MATMUL_OPS } from './matmul.js';
+import { NORMALIZATION_OPS } from './normalization.js';
+import { REDUCE_OPS } from './reduce.js';
+import { SHAPE_OPS } from './shape.js';
+import { UNARY_OPS } from './unary.js';
+
+const FAMILIES: readonly OpTable[] = [
+  BINARY_OPS,
+  UNARY_OPS,
+  MATMUL_OPS,
+  EINSUM_OPS,
+  NORMALIZATION_OPS,
+  REDUCE_OPS,
+  SHAPE_OPS,
+  CAST_OPS,
+  LAYOUT_OPS,
+  ATTENTION_OPS,
+];
+
+function merge(tables: readonly OpTable[]): OpTable {
+  const all: Record<string, OpTable[string]> = {};
+  for (const t of tables) {
+    for (const [key, kernel] of Object.entries(t)) {
+      if (key in all) throw new Error(`op ${key} is implemented twice`);
+      all[key] = kernel;
+    }
+  }
+  return all;
+}
+
+export const EXECUTOR_OPS: OpTable = merge(FAMILIES);
