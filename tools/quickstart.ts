@@ -1,4 +1,4 @@
-// The quickstart's closing demo (after `attnopt inspect/optimize/verify` ran on the bundled model): build one
+// The quickstart's closing demo (after `attnopt inspect/optimize/verify/codegen` ran on the bundled model): build one
 // attention site in the IR, show it in the text form, ask its spec what a kernel may skip, and measure on
 // random inputs what the sparse form changes against dense causal attention, with the float64 reference.
 
@@ -73,4 +73,7 @@ let maxErr = 0;
 for (let x = 0; x < exact.length; x++) maxErr = Math.max(maxErr, Math.abs(exact[x]! - sparse[x]!));
 console.log(`\nn = ${n}, Gaussian Q/K/V (seeds 1-3): max |causal - streaming| over all outputs = ${maxErr.toExponential(3)}`);
 console.log('(random inputs spread attention evenly, the worst case for a window; real models concentrate it)');
-console.log('\nTry it on your model: npx attnopt optimize MODEL.onnx -o OUT.onnx, then npx attnopt verify MODEL.onnx OUT.onnx (see README).');
+console.log(
+  '\nTry it on your model: npx attnopt explain MODEL.onnx, npx attnopt optimize MODEL.onnx -o OUT.onnx, then npx attnopt verify MODEL.onnx OUT.onnx; ' +
+    'npx attnopt codegen MODEL.onnx --target wgsl -o KERNELS/ for kernels (see README).',
+);

@@ -60,6 +60,8 @@ async function main() {
   let err = 0;
   y.forEach((v, k) => { err = Math.max(err, Math.abs(v - kernel.expected[k])); });
   const ok = err <= 1e-4;
+  // For automated checks (tools/src/wgsl/browser.test.ts): the raw output and the adapter.
+  window.attnoptResult = { y: [...y], adapter: { vendor: adapter.info?.vendor, architecture: adapter.info?.architecture }, features: [...adapter.features], ms };
   show(ok ? 'ok' : 'mismatch', `${(adapter.info?.description || adapter.info?.vendor || 'adapter')}: ${ms.toFixed(3)} ms per run, ` +
     `${(kernel.flops / (ms * 1e-3) / 1e9).toFixed(2)} GFLOP/s, max |y - reference| = ${err.toExponential(2)}`);
 }

@@ -1,8 +1,12 @@
 // onnxruntime time and peak RSS, original vs optimized, on a single-attention model (8 heads, head dim 64,
 // batch 1, layout bsd, symbolic sequence length):
 //   original:  decomposed causal attention (the IR's Attention lowered densely: n x n scores and keep-mask);
+//   native:    onnxruntime's fastest native alternative, com.microsoft GroupQueryAttention with
+//              local_window_size 256 (causal window 256, no sinks: slightly less work than the optimized spec);
 //   optimized: causal ∩ (window 256 ∪ sinks 4) lowered banded (the form sparsify chooses for local attention
 //              with sinks; what it actually chooses on the generated local-attention data is printed too).
+// FLOP ratio: the MatMul FLOPs of the original (4 n² d per head) over those the banded graph computes
+// (4 · padded n · keys per query · d per head, keys per query = the extra rows + the block's band).
 // Times: both sessions in this process, graphOptimizationLevel 'all', 2 intra-op threads, one warm-up each,
 // then the runs interleaved in alternating order; medians. Peak RSS: one child process per (model, n) that
 // creates the session and runs once (process.resourceUsage().maxRSS), so the two models never share a heap.
@@ -22,13 +26,15 @@ import { chooseSiteSpec, lowerAttentionPass } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
 import * as ort from 'onnxruntime-node';
 import { inputX, layerInputs, longAttentionModel } from '../src/gen/long-attention.js';
+import { nativeFeeds, nativeModel } from './native-ort-gqa.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : dflt);
 const H = 8;
 const D = 64;
-const SESSION: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
+// no spinning: an idle session's intra-op threads would otherwise spin beside the one that runs (2 vCPUs)
+const SESSION: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } };
 
 function feeds(n: number): Record<string, ort.Tensor> {
   const data = new Float32Array(n * H * D).map((_, i) => Math.sin(i) * 0.5);
@@ -43,7 +49,7 @@ if (args[0] === '--child') {
   const session = await ort.InferenceSession.create(readFileSync(path!), SESSION);
   let ms = 0;
   if (n > 0) {
-    const f = feeds(n);
+    const f = path!.endsWith('native.onnx') ? { ...feeds(n), ...nativeFeeds(n) } : feeds(n);
     const t = performance.now();
     await session.run(f);
     ms = performance.now() - t;
@@ -54,8 +60,17 @@ if (args[0] === '--child') {
 
 const SIZES = opt('--sizes', '1024,2048,4096,8192,16384').split(',').map(Number);
 const REPEATS = Number(opt('--repeats', '3'));
+const WINDOW = 256;
 const ORIGINAL: MaskSpec = causal();
-const OPTIMIZED: MaskSpec = intersect(causal(), union(slidingWindow(255, 0), sinks(4)));
+const OPTIMIZED: MaskSpec = intersect(causal(), union(slidingWindow(WINDOW - 1, 0), sinks(4)));
+
+/** Original MatMul FLOPs over the banded graph's (both 4 · queries · keys · d per head). */
+function flopRatio(n: number): number {
+  const choice = loweringChoice(OPTIMIZED);
+  if (choice.strategy !== 'banded') throw new Error(`${printSpec(OPTIMIZED)} does not lower banded: ${choice.why}`);
+  const padded = Math.ceil(n / choice.blockSize) * choice.blockSize;
+  return (n * n) / (padded * choice.keysPerQuery);
+}
 
 function build(spec: MaskSpec): Uint8Array {
   const params: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: D, vHeadDim: D, scale: 1 / Math.sqrt(D), softcap: 0, layout: 'bsd', spec };
@@ -101,34 +116,42 @@ async function main(): Promise<void> {
   const chosen = sparsifyChoice();
   console.error(`sparsify on onnxruntime-cpu (generated local layer, n = 1024): ${chosen}`);
   const dir = mkdtempSync(join(tmpdir(), 'onnx-speedup-'));
-  const paths = { original: join(dir, 'original.onnx'), optimized: join(dir, 'optimized.onnx') };
+  const paths = { original: join(dir, 'original.onnx'), native: join(dir, 'native.onnx'), optimized: join(dir, 'optimized.onnx') };
   writeFileSync(paths.original, build(ORIGINAL));
+  writeFileSync(paths.native, nativeModel(WINDOW));
   writeFileSync(paths.optimized, build(OPTIMIZED));
-  const sessions = { original: await ort.InferenceSession.create(paths.original, SESSION), optimized: await ort.InferenceSession.create(paths.optimized, SESSION) };
+  const sessions = {
+    original: await ort.InferenceSession.create(paths.original, SESSION),
+    native: await ort.InferenceSession.create(paths.native, SESSION),
+    optimized: await ort.InferenceSession.create(paths.optimized, SESSION),
+  };
   const idle = { original: child(paths.original, 0), optimized: child(paths.optimized, 0) };
-  interface Row { n: number; original?: number; optimized: number; rssOriginal?: number | string; rssOptimized: number | string; skipped?: string }
+  type Model = 'original' | 'native' | 'optimized';
+  interface Row { n: number; original?: number; native: number; optimized: number; rssOriginal?: number | string; rssNative: number | string; rssOptimized: number | string; skipped?: string }
   const rows: Row[] = [];
   let denseStop: string | undefined;
   for (const n of SIZES) {
     const f = feeds(n);
+    const fn = { ...f, ...nativeFeeds(n) };
+    const feedsOf = (w: Model) => (w === 'native' ? fn : f);
     const runDense = denseStop === undefined && denseBytes(n) < 0.8 * freemem();
     if (denseStop === undefined && !runDense) denseStop = `dense skipped from n = ${n}: its scores need about ${(denseBytes(n) / 2 ** 30).toFixed(1)} GiB, ${(freemem() / 2 ** 30).toFixed(1)} GiB free`;
-    const times: Record<'original' | 'optimized', number[]> = { original: [], optimized: [] };
-    const which: ('original' | 'optimized')[] = runDense ? ['original', 'optimized'] : ['optimized'];
+    const times: Record<Model, number[]> = { original: [], native: [], optimized: [] };
+    const which: Model[] = runDense ? ['original', 'native', 'optimized'] : ['native', 'optimized'];
     for (const w of which) {
       const t = performance.now();
-      await sessions[w].run(f); // warm-up
+      await sessions[w].run(feedsOf(w)); // warm-up
       if (w === 'original' && performance.now() - t > 60_000) denseStop = `dense stopped after n = ${n}: one run took ${((performance.now() - t) / 1e3).toFixed(0)} s`;
     }
     const repeats = runDense && n >= 8192 ? Math.min(REPEATS, 2) : REPEATS;
     for (let r = 0; r < repeats; r++) {
       for (const w of r % 2 === 0 ? which : [...which].reverse()) {
         const t = performance.now();
-        await sessions[w].run(f);
+        await sessions[w].run(feedsOf(w));
         times[w].push(performance.now() - t);
       }
     }
-    const row: Row = { n, optimized: median(times.optimized), rssOptimized: '' };
+    const row: Row = { n, native: median(times.native), optimized: median(times.optimized), rssNative: '', rssOptimized: '' };
     if (runDense) {
       row.original = median(times.original);
       const next = SIZES[SIZES.indexOf(n) + 1];
@@ -139,25 +162,28 @@ async function main(): Promise<void> {
       row.skipped = denseStop!;
     }
     rows.push(row);
-    console.error(`n=${n}: ${row.original?.toFixed(1) ?? '-'} ms vs ${row.optimized.toFixed(1)} ms`);
+    console.error(`n=${n}: original ${row.original?.toFixed(1) ?? '-'} ms, native ${row.native.toFixed(1)} ms, optimized ${row.optimized.toFixed(1)} ms (${readFileSync('/proc/loadavg', 'utf8').trim()})`);
   }
   // peak RSS per model and n, each in a child of its own (the sessions here are released first)
   await sessions.original.release();
   await sessions.optimized.release();
+  await sessions.native.release();
+  const rss = (path: string, n: number) => ((r) => (typeof r === 'string' ? r : r.maxRssMB))(child(path, n));
   for (const row of rows) {
-    if (row.original !== undefined) row.rssOriginal = (r => (typeof r === 'string' ? r : r.maxRssMB))(child(paths.original, row.n));
-    row.rssOptimized = (r => (typeof r === 'string' ? r : r.maxRssMB))(child(paths.optimized, row.n));
+    if (row.original !== undefined) row.rssOriginal = rss(paths.original, row.n);
+    row.rssNative = rss(paths.native, row.n);
+    row.rssOptimized = rss(paths.optimized, row.n);
   }
   rmSync(dir, { recursive: true, force: true });
   const loadAfter = readFileSync('/proc/loadavg', 'utf8').trim();
   const mb = (x: number | string | undefined) => (x === undefined ? '-' : typeof x === 'string' ? x : `${x.toFixed(0)}`);
   const table = [
-    '| n | original ms | optimized ms | time ratio (orig / opt) | original peak RSS MB | optimized peak RSS MB | RSS ratio |',
-    '| - | ----------- | ------------ | ----------------------- | -------------------- | --------------------- | --------- |',
+    '| n | original ms | native GQA ms | optimized ms | orig / opt | native / opt | FLOP ratio | (orig / opt) / FLOP ratio | original RSS MB | native RSS MB | optimized RSS MB |',
+    '| - | ----------- | ------------- | ------------ | ---------- | ------------ | ---------- | ------------------------- | --------------- | ------------- | ---------------- |',
     ...rows.map((r) =>
-      `| ${r.n} | ${r.original?.toFixed(1) ?? 'skipped'} | ${r.optimized.toFixed(1)} | ${r.original ? (r.original / r.optimized).toFixed(1) + 'x' : '-'} | ${mb(r.rssOriginal)} | ${mb(r.rssOptimized)} | ${
-        typeof r.rssOriginal === 'number' && typeof r.rssOptimized === 'number' ? (r.rssOriginal / r.rssOptimized).toFixed(1) + 'x' : '-'
-      } |`,
+      `| ${r.n} | ${r.original?.toFixed(1) ?? 'skipped'} | ${r.native.toFixed(1)} | ${r.optimized.toFixed(1)} | ${r.original ? (r.original / r.optimized).toFixed(1) + 'x' : '-'} | ${(r.native / r.optimized).toFixed(1)}x | ${flopRatio(r.n).toFixed(1)}x | ${
+        r.original ? (r.original / r.optimized / flopRatio(r.n)).toFixed(2) : '-'
+      } | ${mb(r.rssOriginal)} | ${mb(r.rssNative)} | ${mb(r.rssOptimized)} |`,
     ),
   ].join('\n');
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
@@ -166,8 +192,9 @@ async function main(): Promise<void> {
 
 What: a single-attention ONNX model (8 heads, head dim 64, batch 1, layout bsd, symbolic sequence length; built with
 the IR and lowered by \`lowerAttentionPass\`, opset 21). Original: decomposed causal attention (${loweringChoice(ORIGINAL).why}).
+Native: onnxruntime's com.microsoft GroupQueryAttention with local_window_size ${WINDOW} (causal window ${WINDOW}, no sinks).
 Optimized: \`${printSpec(OPTIMIZED)}\` (${loweringChoice(OPTIMIZED).why}). onnxruntime-node ${ort.env.versions.common}, graphOptimizationLevel all,
-2 intra-op threads; both sessions in one process, one warm-up each, then ${REPEATS} runs per n interleaved in
+2 intra-op threads; the three sessions in one process, one warm-up each, then ${REPEATS} runs per n interleaved in
 alternating order (2 for dense at n >= 8192); medians. Peak RSS: \`process.resourceUsage().maxRSS\` of a child process
 per (model, n) that creates the session and runs once (a child that only creates the session: original
 ${mb(typeof idle.original === 'string' ? idle.original : idle.original.maxRssMB)} MB, optimized ${mb(typeof idle.optimized === 'string' ? idle.optimized : idle.optimized.maxRssMB)} MB: Node + onnxruntime + inputs are in every figure).

@@ -1,10 +1,11 @@
 // compileAttention: an Attention op's params -> a CPU kernel specialized to head dim, scale, softcap, GQA
 // grouping and layout, running the generated block kernel (kernels.ts) over the spec's block plan.
 //
-// Per call: Q (scaled), Kᵀ per key block and V are packed once per key/value head (GQA: the group's query
-// heads share them) into one shared memory; the plan lists, per (batch, head, query block), the non-empty
-// key blocks of classifyBlockRow, with a mask tile (the generated spec predicate, kvLength, bias) only for
-// Partial ones; items run on the calling thread (run) or on a worker pool (runParallel).
+// Per call: Q, K and V go into one shared memory, as given (one copy per tensor, read with the layout's
+// row strides) or, with past K/V or head dims that are not multiples of 4, packed per head into
+// zero-padded rows; the plan lists, per (batch, head, query block), the non-empty key blocks of
+// classifyBlockRow, with a mask tile (the spec's kept key ranges, kvLength, bias) only for Partial ones;
+// items run on the calling thread (run) or on a worker pool (runParallel), largest first.
 
 import './wasm/webassembly-types.js';
 import {
@@ -18,10 +19,21 @@ import {
   type LeafResolver,
   type MaskDims,
   type MaskSpec,
+  rowKeys,
+  type IntervalSet,
   validateAttentionParams,
 } from '@attnopt/ir';
-import { type AttendFn, jsAttentionKernel, jsAttentionKernelSource, type KernelShape, MASKED, wasmAttentionKernel } from './kernels.js';
-import { compileMaskPredicate } from './mask-predicate.js';
+import {
+  type AttendFn,
+  checkKernelShape,
+  jsAttentionKernel,
+  jsAttentionKernelSource,
+  kernelCacheKey,
+  type KernelShape,
+  MASKED,
+  scratchBytes,
+  wasmAttentionKernel,
+} from './kernels.js';
 import { type CpuWorkerPool, type KernelCode, SharedWorkspace } from './pool.js';
 
 /** A float tensor, row-major: float32/float64 values, or float16 bit patterns (converted on load). */
@@ -57,6 +69,11 @@ export interface CpuKernelOptions {
 export interface CpuRunOptions {
   /** Key sets of data-dependent leaves (top-k blocks, LSH) for (batch, query head). */
   readonly resolver?: (b: number, h: number) => LeafResolver;
+  /**
+   * Where to write Y (batch · nq · heads · vHeadDim floats, the layout of Q); returned. Default: a new
+   * array per call. Reusing one saves the allocation, which costs page faults for large outputs.
+   */
+  readonly output?: Float32Array;
 }
 
 export interface CpuAttentionKernel {
@@ -142,8 +159,12 @@ function biasReader(bias: CpuTensor | CpuBoolTensor, target: readonly number[]):
 
 const align16 = (x: number) => Math.ceil(x / 16) * 16;
 
+/** Words per work item: q, out, blocks, nBlocks, rows, cost (and 2 spare). */
+export const ITEM_WORDS = 8;
+
 interface Prepared {
   readonly workspace: SharedWorkspace;
+  readonly code: KernelCode;
   readonly items: number;
   readonly nItems: number;
   readonly counter: number;
@@ -154,36 +175,69 @@ interface Prepared {
   readonly readOutput: () => Float32Array;
 }
 
-/** Compiles the Attention params to a CPU kernel (see the file comment). Low-rank specs are not supported yet. */
+/** Row strides (f32 elements) of Q, K, V and Y when the kernel reads the inputs in their own layout. */
+function layoutStrides(p: AttentionParams): { q: number; k: number; v: number; o: number } {
+  const { numHeads: H, kvNumHeads: KVH, headDim: d, vHeadDim: dv } = p;
+  switch (p.layout) {
+    case 'bhsd':
+      return { q: d, k: d, v: dv, o: dv };
+    case 'bshd':
+    case 'bsd':
+      return { q: H * d, k: KVH * d, v: KVH * dv, o: H * dv };
+    case 'packed-qkv': {
+      const w = (H + KVH) * d + KVH * dv;
+      return { q: w, k: w, v: w, o: H * dv };
+    }
+  }
+}
+
+/**
+ * Compiles the Attention params to a CPU kernel (see the file comment). Low-rank specs are not supported yet.
+ *
+ * Inputs are read in place when they can be: with no past K/V and head dims that are multiples of 4, Q, K
+ * and V are copied as they are into the shared memory (one copy per tensor) and the kernel reads them with
+ * the layout's row strides and writes Y in its final layout. Otherwise (past K/V, odd head dims) they are
+ * packed per head into zero-padded rows and Y is unpacked afterwards.
+ */
 export function compileAttention(params: AttentionParams, options: CpuKernelOptions = {}): CpuAttentionKernel {
   const p = validateAttentionParams(params);
   if (isLowRank(p.spec)) throw new Error(`backend-cpu: low-rank spec ${p.spec.kind} has no generated kernel yet`);
   const spec = p.spec as MaskSpec;
   const backend = options.backend ?? 'wasm';
-  const shape: KernelShape = {
-    blockQ: options.blockQ ?? 64,
-    blockK: options.blockK ?? 64,
-    dPad: Math.ceil(p.headDim / 4) * 4,
-    dvPad: Math.ceil(p.vHeadDim / 8) * 8,
-    softcap: p.softcap,
-  };
-  const { blockQ: BQ, blockK: BK, dPad: DP, dvPad: DVP } = shape;
+  const BQ = options.blockQ ?? 64;
+  const BK = options.blockK ?? 64;
   const H = p.numHeads;
   const KVH = p.kvNumHeads;
   const d = p.headDim;
   const dv = p.vHeadDim;
+  const DP = Math.ceil(d / 4) * 4;
+  const DVP = Math.ceil(dv / 8) * 8;
+  const inPlace = d % 4 === 0 && dv % 4 === 0;
+  const st = layoutStrides(p);
+  const common = { blockQ: BQ, blockK: BK, dvPad: DVP, softcap: p.softcap, scale: p.scale };
+  const directShape: KernelShape = { ...common, dPad: d, qStride: st.q, kStride: st.k, vStride: st.v, oStride: st.o, dvOut: dv };
+  const packedShape: KernelShape = { ...common, dPad: DP, qStride: DP, kStride: DP, vStride: DVP, oStride: DVP, dvOut: Math.ceil(dv / 4) * 4 };
+  const mainShape = inPlace ? directShape : packedShape;
+  checkKernelShape(mainShape);
 
-  let code: KernelCode;
-  if (backend === 'wasm') {
-    const w = wasmAttentionKernel(shape);
-    code = { key: w.cacheKey, bytes: w.bytes };
-    if (!moduleCache.has(w.cacheKey)) moduleCache.set(w.cacheKey, new WebAssembly.Module(w.bytes));
-  } else {
-    const key = `attend-js-q${BQ}-k${BK}-d${d}-dv${dv}-dp${DP}-dvp${DVP}-cap${p.softcap}`;
-    code = { key, source: jsAttentionKernelSource(shape, d, dv) };
-    if (!jsCache.has(key)) jsCache.set(key, jsAttentionKernel(shape, d, dv));
+  const codes = new Map<KernelShape, KernelCode>();
+  function codeFor(shape: KernelShape): KernelCode {
+    let code = codes.get(shape);
+    if (code) return code;
+    if (backend === 'wasm') {
+      const w = wasmAttentionKernel(shape);
+      let module = moduleCache.get(w.cacheKey);
+      if (!module) moduleCache.set(w.cacheKey, (module = new WebAssembly.Module(w.bytes)));
+      code = { key: w.cacheKey, bytes: w.bytes, module };
+    } else {
+      const key = `${kernelCacheKey('js', shape)}-d${d}-dv${dv}`;
+      code = { key, source: jsAttentionKernelSource(shape, d, dv) };
+      if (!jsCache.has(key)) jsCache.set(key, jsAttentionKernel(shape, d, dv));
+    }
+    codes.set(shape, code);
+    return code;
   }
-  const cacheKey = `${code.key}|${p.layout}|h${H}/${KVH}|scale${p.scale}|${JSON.stringify(spec)}`;
+  const cacheKey = `${codeFor(mainShape).key}|${p.layout}|h${H}/${KVH}|${JSON.stringify(spec)}`;
 
   function prepare(inputs: CpuAttentionInputs, workspace: SharedWorkspace, threads: number, runOptions: CpuRunOptions): Prepared {
     // shapes and readers
@@ -195,34 +249,41 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     const kData = packed ? qData : floats(inputs.k!);
     const vData = packed ? qData : floats(inputs.v!);
     const batch = inputs.q.shape[0]!;
-    if (packed && inputs.q.shape[2] !== (H + 2 * KVH) * d) throw new Error(`packed-qkv input needs width ${(H + 2 * KVH) * d}`);
+    if (packed && inputs.q.shape[2] !== st.q) throw new Error(`packed-qkv input needs width ${st.q}, got [${inputs.q.shape.join(', ')}]`);
     const qo = seqOffset(p.layout, inputs.q.shape, H, d, 0);
     const ko = seqOffset(p.layout, packed ? inputs.q.shape : inputs.k!.shape, KVH, d, H * d);
     const vo = seqOffset(p.layout, packed ? inputs.q.shape : inputs.v!.shape, KVH, dv, (H + KVH) * d);
     const nq = qo.seq;
     const nkNew = ko.seq;
     if (vo.seq !== nkNew) throw new Error(`K has ${nkNew} keys but V has ${vo.seq}`);
+    for (const [name, t] of [['K', inputs.k], ['V', inputs.v]] as const) {
+      if (t && t.shape[0] !== batch) throw new Error(`${name} has batch ${t.shape[0]} but Q has ${batch}`);
+    }
     const past = inputs.pastKey?.shape[2] ?? 0;
     const pk = inputs.pastKey ? floats(inputs.pastKey) : undefined;
     const pv = inputs.pastValue ? floats(inputs.pastValue) : undefined;
     const pko = inputs.pastKey ? seqOffset('bhsd', inputs.pastKey.shape, KVH, d).at : undefined;
     const pvo = inputs.pastValue ? seqOffset('bhsd', inputs.pastValue.shape, KVH, dv).at : undefined;
+    if (inputs.pastValue && inputs.pastValue.shape[2] !== past) throw new Error(`pastKey has ${past} positions but pastValue has ${inputs.pastValue.shape[2]}`);
     const nk = past + nkNew;
     const kvLength = inputs.kvLength;
     if (kvLength !== undefined && kvLength.length !== batch) throw new Error(`kvLength needs ${batch} entries`);
     const bias = inputs.bias ? biasReader(inputs.bias, [batch, H, nq, nk]) : undefined;
     const perHead = bias !== undefined || isDataDependent(spec);
+    const direct = inPlace && inputs.pastKey === undefined;
+    const shape = direct ? directShape : packedShape;
+    const code = codeFor(shape);
 
     const nqBlocks = Math.ceil(nq / BQ);
     const nkBlocks = Math.ceil(nk / BK);
     const nqPad = nqBlocks * BQ;
     const nkPad = nkBlocks * BK;
 
-    // plan: per (b, h, query block) the non-empty key blocks; tiles for Partial ones
-    const tiles: Float32Array[] = [];
+    // plan: per (b, h, query block) the non-empty key blocks; a mask tile for each Partial one, filled
+    // once memory is laid out from the kept key ranges of its rows (rowKeys)
+    const tiles: { b: number; h: number; kb: number; i0: number; rowSets: IntervalSet[]; valid: number }[] = [];
     const plans: Int32Array[] = []; // per (b, h, r): pairs (key block, tile index + 1 or 0)
     let blocksTotal = 0;
-    let partialTotal = 0;
     for (let b = 0; b < batch; b++) {
       const dims: MaskDims = { nq, nk, past: inputs.pastKey !== undefined ? past : kvLength !== undefined ? kvLength[b]! - nq : 0 };
       const valid = kvLength === undefined ? nk : kvLength[b]!;
@@ -234,11 +295,11 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
           continue;
         }
         const resolve = runOptions.resolver?.(b, h);
-        const keep = compileMaskPredicate(spec, dims, resolve);
         const rowsOfHead: Int32Array[] = [];
         for (let r = 0; r < nqBlocks; r++) {
           const cls = classifyBlockRow(spec, r, BQ, BK, dims, resolve);
           const list: number[] = [];
+          let rowSets: IntervalSet[] | undefined;
           for (let kb = 0; kb < nkBlocks; kb++) {
             let c: number = cls[kb]!;
             if (c === BlockClass.Empty || kb * BK >= valid) continue;
@@ -247,18 +308,8 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
               list.push(kb, 0);
               continue;
             }
-            const tile = new Float32Array(BQ * BK).fill(MASKED);
-            for (let ii = 0; ii < BQ; ii++) {
-              const i = r * BQ + ii;
-              if (i >= nq) break;
-              for (let jj = 0; jj < BK; jj++) {
-                const j = kb * BK + jj;
-                if (j >= valid) break;
-                if (keep(i, j)) tile[ii * BK + jj] = bias ? bias(b, h, i, j) : 0;
-              }
-            }
-            tiles.push(tile);
-            partialTotal++;
+            rowSets ??= Array.from({ length: Math.min(BQ, nq - r * BQ) }, (_, ii) => rowKeys(spec, r * BQ + ii, dims, resolve));
+            tiles.push({ b, h, kb, i0: r * BQ, rowSets, valid });
             list.push(kb, tiles.length);
           }
           const pl = Int32Array.from(list);
@@ -269,6 +320,7 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
         if (!perHead) shared = rowsOfHead;
       }
     }
+    const partialTotal = tiles.length;
 
     // memory layout
     let top = 16; // counter at 0
@@ -277,49 +329,100 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
       top = align16(top + bytes);
       return at;
     };
-    const qReg = alloc(batch * H * nqPad * DP * 4);
-    const ktReg = alloc(batch * KVH * nkBlocks * DP * BK * 4);
-    const vReg = alloc(batch * KVH * nkPad * DVP * 4);
-    const outReg = alloc(batch * H * nqPad * DVP * 4);
-    const tileReg = alloc(tiles.length * BQ * BK * 4);
+    type Region = { at: number; floats: number; pad: number };
+    const region = (floats: number, pad: number): Region => ({ at: alloc((floats + pad) * 4), floats, pad });
+    // in place: the tensors as given, each followed by zeros covering the rows a last partial block reads
+    // past its end; packed: [b][head][seqPad][width] with zero-padded rows
+    let qReg: Region, kReg: Region, vReg: Region, outReg: Region;
+    if (direct) {
+      const padQ = BQ * st.q + 8;
+      const padKV = BK * Math.max(st.k, st.v) + 8;
+      qReg = region(qData.length, packed ? Math.max(padQ, padKV) : padQ);
+      kReg = packed ? qReg : region(kData.length, padKV);
+      vReg = packed ? qReg : region(vData.length, padKV);
+      outReg = region(batch * nq * H * dv, 0);
+    } else {
+      qReg = region(batch * H * nqPad * DP, 0);
+      kReg = region(batch * KVH * nkPad * DP, 0);
+      vReg = region(batch * KVH * nkPad * DVP, 0);
+      outReg = region(batch * H * nqPad * DVP, 0);
+    }
+    const tileBytes = BQ * BK * 4;
+    const tileReg = alloc(tiles.length * tileBytes);
     const blockReg = alloc(blocksTotal * 12);
     const nItems = batch * H * nqBlocks;
-    const itemReg = alloc(nItems * 16);
-    const scratchStride = align16((BQ * BK + 2 * BQ) * 4);
+    const itemReg = alloc(nItems * ITEM_WORDS * 4);
+    const scratchStride = align16(scratchBytes(shape));
     const scratch = alloc(threads * scratchStride);
     workspace.ensure(top);
     const F = new Float32Array(workspace.memory.buffer);
     const I = new Int32Array(workspace.memory.buffer);
 
-    // pack Q (scaled), Kᵀ per key block, V; zero padding
-    F.fill(0, qReg >> 2, (outReg >> 2));
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < H; h++) {
-        for (let s = 0; s < nq; s++) {
-          const src = qo.at(b, h, s);
-          const dst = (qReg >> 2) + ((b * H + h) * nqPad + s) * DP;
-          for (let c = 0; c < d; c++) F[dst + c] = qData[src + c]! * p.scale;
+    // row addresses (bytes) of Q, K, V, Y
+    let qRow: SeqOffset, kRow: SeqOffset, vRow: SeqOffset, yRow: SeqOffset;
+    if (direct) {
+      F.set(qData, qReg.at >> 2);
+      F.fill(0, (qReg.at >> 2) + qReg.floats, (qReg.at >> 2) + qReg.floats + qReg.pad);
+      if (!packed) {
+        for (const [reg, data] of [[kReg, kData], [vReg, vData]] as const) {
+          F.set(data, reg.at >> 2);
+          F.fill(0, (reg.at >> 2) + reg.floats, (reg.at >> 2) + reg.floats + reg.pad);
         }
       }
-      for (let g = 0; g < KVH; g++) {
-        for (let j = 0; j < nk; j++) {
-          const fromPast = j < past;
-          const kSrc = fromPast ? pk! : kData;
-          const ks = fromPast ? pko!(b, g, j) : ko.at(b, g, j - past);
-          const kb = Math.floor(j / BK);
-          const kdst = (ktReg >> 2) + ((b * KVH + g) * nkBlocks + kb) * DP * BK + (j - kb * BK);
-          for (let c = 0; c < d; c++) F[kdst + c * BK] = kSrc[ks + c]!;
-          const vSrc = fromPast ? pv! : vData;
-          const vs = fromPast ? pvo!(b, g, j) : vo.at(b, g, j - past);
-          const vdst = (vReg >> 2) + ((b * KVH + g) * nkPad + j) * DVP;
-          for (let c = 0; c < dv; c++) F[vdst + c] = vSrc[vs + c]!;
+      const yo = seqOffset(packed ? 'bsd' : p.layout, p.layout === 'bhsd' ? [batch, H, nq, dv] : p.layout === 'bshd' ? [batch, nq, H, dv] : [batch, nq, H * dv], H, dv);
+      qRow = (b, h, s) => qReg.at + qo.at(b, h, s) * 4;
+      kRow = (b, g, j) => kReg.at + ko.at(b, g, j) * 4;
+      vRow = (b, g, j) => vReg.at + vo.at(b, g, j) * 4;
+      yRow = (b, h, s) => outReg.at + yo.at(b, h, s) * 4;
+    } else {
+      F.fill(0, qReg.at >> 2, (vReg.at >> 2) + vReg.floats);
+      qRow = (b, h, s) => qReg.at + ((b * H + h) * nqPad + s) * DP * 4;
+      kRow = (b, g, j) => kReg.at + ((b * KVH + g) * nkPad + j) * DP * 4;
+      vRow = (b, g, j) => vReg.at + ((b * KVH + g) * nkPad + j) * DVP * 4;
+      yRow = (b, h, s) => outReg.at + ((b * H + h) * nqPad + s) * DVP * 4;
+      for (let b = 0; b < batch; b++) {
+        for (let h = 0; h < H; h++) {
+          for (let s = 0; s < nq; s++) {
+            const src = qo.at(b, h, s);
+            const dst = qRow(b, h, s) >> 2;
+            for (let c = 0; c < d; c++) F[dst + c] = qData[src + c]!;
+          }
+        }
+        for (let g = 0; g < KVH; g++) {
+          for (let j = 0; j < nk; j++) {
+            const fromPast = j < past;
+            const kSrc = fromPast ? pk! : kData;
+            const ks = fromPast ? pko!(b, g, j) : ko.at(b, g, j - past);
+            const kdst = kRow(b, g, j) >> 2;
+            for (let c = 0; c < d; c++) F[kdst + c] = kSrc[ks + c]!;
+            const vSrc = fromPast ? pv! : vData;
+            const vs = fromPast ? pvo!(b, g, j) : vo.at(b, g, j - past);
+            const vdst = vRow(b, g, j) >> 2;
+            for (let c = 0; c < dv; c++) F[vdst + c] = vSrc[vs + c]!;
+          }
         }
       }
     }
-    tiles.forEach((t, k) => F.set(t, (tileReg >> 2) + k * BQ * BK));
+    // mask tiles: MASKED, then 0 (or the bias) on the kept keys of each row
+    tiles.forEach((t, k) => {
+      const base = (tileReg + k * tileBytes) >> 2;
+      F.fill(MASKED, base, base + BQ * BK);
+      const j0 = t.kb * BK;
+      const j1 = Math.min(j0 + BK, t.valid);
+      t.rowSets.forEach((set, ii) => {
+        const row = base + ii * BK - j0;
+        for (let e = 0; e < set.length; e += 2) {
+          const a = Math.max(set[e]!, j0);
+          const z = Math.min(set[e + 1]!, j1);
+          if (a >= z) continue;
+          if (!bias) F.fill(0, row + a, row + z);
+          else for (let j = a; j < z; j++) F[row + j] = bias(t.b, t.h, t.i0 + ii, j);
+        }
+      });
+    });
 
     // block lists and work items, largest first
-    const order: { at: number; cost: number; q: number; out: number }[] = [];
+    const order: { at: number; cost: number; q: number; out: number; rows: number }[] = [];
     let bp = blockReg;
     let planIdx = 0;
     for (let b = 0; b < batch; b++) {
@@ -331,33 +434,41 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
           for (let e = 0; e < pl.length; e += 2) {
             const kb = pl[e]!;
             const t = pl[e + 1]!;
-            I[(bp >> 2) + 0] = ktReg + ((b * KVH + g) * nkBlocks + kb) * DP * BK * 4;
-            I[(bp >> 2) + 1] = vReg + ((b * KVH + g) * nkPad + kb * BK) * DVP * 4;
-            I[(bp >> 2) + 2] = t === 0 ? 0 : tileReg + (t - 1) * BQ * BK * 4;
+            I[(bp >> 2) + 0] = kRow(b, g, kb * BK);
+            I[(bp >> 2) + 1] = vRow(b, g, kb * BK);
+            I[(bp >> 2) + 2] = t === 0 ? 0 : tileReg + (t - 1) * tileBytes;
             bp += 12;
           }
-          const row = (b * H + h) * nqPad + r * BQ;
-          order.push({ at, cost: pl.length / 2, q: qReg + row * DP * 4, out: outReg + row * DVP * 4 });
+          order.push({ at, cost: pl.length / 2, q: qRow(b, h, r * BQ), out: yRow(b, h, r * BQ), rows: Math.min(BQ, nq - r * BQ) });
         }
       }
     }
     order.sort((x, y) => y.cost - x.cost);
     order.forEach((it, k) => {
-      const x = (itemReg >> 2) + 4 * k;
+      const x = (itemReg >> 2) + ITEM_WORDS * k;
       I[x] = it.q;
       I[x + 1] = it.out;
       I[x + 2] = it.at;
       I[x + 3] = it.cost;
+      I[x + 4] = it.rows;
+      I[x + 5] = it.cost;
     });
 
+    const yLength = batch * H * nq * dv;
+    const given = runOptions.output;
+    if (given !== undefined && given.length !== yLength) throw new Error(`output needs ${yLength} floats, got ${given.length}`);
     const readOutput = () => {
       const Fo = new Float32Array(workspace.memory.buffer);
-      const y = new Float32Array(batch * H * nq * dv);
-      const yo = seqOffset(p.layout === 'packed-qkv' ? 'bsd' : p.layout, p.layout === 'bhsd' ? [batch, H, nq, dv] : p.layout === 'bshd' ? [batch, nq, H, dv] : [batch, nq, H * dv], H, dv);
+      const y = given ?? new Float32Array(yLength);
+      if (direct) {
+        y.set(Fo.subarray(outReg.at >> 2, (outReg.at >> 2) + outReg.floats));
+        return y;
+      }
+      const yo = seqOffset(packed ? 'bsd' : p.layout, p.layout === 'bhsd' ? [batch, H, nq, dv] : p.layout === 'bshd' ? [batch, nq, H, dv] : [batch, nq, H * dv], H, dv);
       for (let b = 0; b < batch; b++) {
         for (let h = 0; h < H; h++) {
           for (let s = 0; s < nq; s++) {
-            const src = (outReg >> 2) + ((b * H + h) * nqPad + s) * DVP;
+            const src = yRow(b, h, s) >> 2;
             const dst = yo.at(b, h, s);
             for (let c = 0; c < dv; c++) y[dst + c] = Fo[src + c]!;
           }
@@ -365,18 +476,18 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
       }
       return y;
     };
-    return { workspace, items: itemReg, nItems, counter: 0, scratch, scratchStride, blocks: blocksTotal, partial: partialTotal, readOutput };
+    return { workspace, code, items: itemReg, nItems, counter: 0, scratch, scratchStride, blocks: blocksTotal, partial: partialTotal, readOutput };
   }
 
-  function localAttend(memory: WebAssembly.Memory): AttendFn {
+  function localAttend(memory: WebAssembly.Memory, code: KernelCode): AttendFn {
     let perMemory = instanceCache.get(memory);
     if (!perMemory) instanceCache.set(memory, (perMemory = new Map()));
     let fn = perMemory.get(code.key);
     if (!fn) {
       if ('bytes' in code) {
         const inst = new WebAssembly.Instance(moduleCache.get(code.key)!, { env: { memory } });
-        const attend = inst.exports['attend'] as (q: number, o: number, b: number, n: number, s: number) => void;
-        fn = (_F, _I, q, o, b, n, s) => attend(q, o, b, n, s);
+        const attend = inst.exports['attend'] as (q: number, o: number, b: number, n: number, s: number, rows: number) => void;
+        fn = (_F, _I, q, o, b, n, s, rows) => attend(q, o, b, n, s, rows);
       } else {
         fn = jsCache.get(code.key)!;
       }
@@ -387,23 +498,23 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
 
   return {
     cacheKey,
-    shape,
+    shape: mainShape,
     run(inputs, runOptions = {}) {
       localWorkspace ??= new SharedWorkspace();
       const prep = prepare(inputs, localWorkspace, 1, runOptions);
       const memory = prep.workspace.memory;
-      const attend = localAttend(memory);
+      const attend = localAttend(memory, prep.code);
       const F = new Float32Array(memory.buffer);
       const I = new Int32Array(memory.buffer);
       for (let k = 0; k < prep.nItems; k++) {
-        const x = (prep.items >> 2) + 4 * k;
-        attend(F, I, I[x]!, I[x + 1]!, I[x + 2]!, I[x + 3]!, prep.scratch);
+        const x = (prep.items >> 2) + ITEM_WORDS * k;
+        attend(F, I, I[x]!, I[x + 1]!, I[x + 2]!, I[x + 3]!, prep.scratch, I[x + 4]!);
       }
       return prep.readOutput();
     },
     async runParallel(inputs, pool, runOptions = {}) {
       const prep = prepare(inputs, pool.workspace, pool.threads, runOptions);
-      await pool.run({ code, items: prep.items, nItems: prep.nItems, counter: prep.counter, scratch: prep.scratch, scratchStride: prep.scratchStride });
+      await pool.run({ code: prep.code, items: prep.items, nItems: prep.nItems, counter: prep.counter, scratch: prep.scratch, scratchStride: prep.scratchStride });
       return prep.readOutput();
     },
     planStats(inputs, runOptions = {}) {

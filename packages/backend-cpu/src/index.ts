@@ -4,6 +4,8 @@
 export { FunctionBuilder, ModuleBuilder, type ValType, sharedMemory } from './wasm/emitter.js';
 export { type KernelShape, type AttendFn, MASKED, kernelCacheKey, wasmAttentionKernel, jsAttentionKernel, jsAttentionKernelSource } from './kernels.js';
 export { maskPredicateSource, compileMaskPredicate, type KeepPredicate } from './mask-predicate.js';
+export { type FullKernelShape, fullKernelShape, kernelBindings, scratchBytes } from './kernels.js';
+export { EXP2_MAX_REL_ERROR } from './wasm/simd-math.js';
 export { CpuWorkerPool, SharedWorkspace, type KernelCode, type PoolJob } from './pool.js';
 export {
   type CpuTensor,

@@ -11,8 +11,8 @@ const cache = new Map();
 parentPort.on('message', (m) => {
   let e = cache.get(m.key);
   if (!e || e.memId !== m.memId) {
-    if (m.bytes) {
-      const inst = new WebAssembly.Instance(new WebAssembly.Module(m.bytes), { env: { memory: m.memory } });
+    if (m.module || m.bytes) {
+      const inst = new WebAssembly.Instance(m.module ?? new WebAssembly.Module(m.bytes), { env: { memory: m.memory } });
       e = { memId: m.memId, run: inst.exports.attend, js: false };
     } else {
       e = { memId: m.memId, run: new Function(m.source)(), js: true };
@@ -25,25 +25,34 @@ parentPort.on('message', (m) => {
   for (;;) {
     const k = Atomics.add(I, m.counter >> 2, 1);
     if (k >= m.nItems) break;
-    const x = (m.items >> 2) + 4 * k;
-    if (e.js) e.run(F, I, I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch);
-    else e.run(I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch);
+    const x = (m.items >> 2) + m.itemWords * k;
+    if (e.js) e.run(F, I, I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch, I[x + 4]);
+    else e.run(I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch, I[x + 4]);
     done++;
   }
   parentPort.postMessage(done);
 });
 `;
 
-/** What a worker runs: a WebAssembly kernel (its bytes) or a JavaScript kernel (its source). */
-export type KernelCode = { readonly key: string; readonly bytes: Uint8Array } | { readonly key: string; readonly source: string };
+/**
+ * What a worker runs: a WebAssembly kernel (its bytes, and best its compiled module: posted to the workers,
+ * it shares one compilation, so the optimized code V8 tiers up to serves every thread) or a JavaScript
+ * kernel (its source).
+ */
+export type KernelCode =
+  | { readonly key: string; readonly bytes: Uint8Array; readonly module?: WebAssembly.Module }
+  | { readonly key: string; readonly source: string };
 
 export interface PoolJob {
   readonly code: KernelCode;
+  /** Byte address of the items: nItems records of itemWords i32 (q, out, blocks, nBlocks, rows, ...). */
   readonly items: number;
   readonly nItems: number;
   readonly counter: number;
   readonly scratch: number;
   readonly scratchStride: number;
+  /** i32 words per item record (default 8). */
+  readonly itemWords?: number;
 }
 
 let nextMemoryId = 1;
@@ -95,11 +104,13 @@ export class CpuWorkerPool {
             };
             w.once('message', onMessage);
             w.once('error', onError);
+            const code = 'module' in job.code && job.code.module ? { key: job.code.key, module: job.code.module } : job.code;
             w.postMessage({
-              ...job.code,
+              ...code,
               memory: this.workspace.memory,
               memId: this.workspace.id,
               items: job.items,
+              itemWords: job.itemWords ?? 8,
               nItems: job.nItems,
               counter: job.counter,
               scratch: job.scratch + k * job.scratchStride,

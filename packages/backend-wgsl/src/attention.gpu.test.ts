@@ -1,6 +1,7 @@
-// The generated kernels on a real WebGPU adapter (lavapipe without a GPU) against the float64 reference, on
-// property-generated problems. Tolerances: f32 storage atol 1e-5, rtol 1e-4; f16 storage (f32 accumulation,
-// inputs rounded to f16 before the reference runs, Y stored as f16) atol 1e-2, rtol 1e-2.
+// The generated kernels (tiled and subgroup) on a real WebGPU adapter (lavapipe without a GPU) against the
+// float64 reference, on property-generated problems. Tolerances: f32 storage atol 1e-5, rtol 1e-4; f16
+// storage (f32 accumulation, inputs rounded to f16 before the reference runs, Y stored as f16) atol 1e-2,
+// rtol 1e-2. The subgroup kernel FAILS (never skips) when the adapter offers no `subgroups`.
 
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -16,23 +17,41 @@ import {
   globalTokens,
   halfToFloat,
   intersect,
+  lshBuckets,
   type MaskSpec,
   sinks,
   slidingWindow,
+  topkBlocks,
   union,
 } from '@attnopt/ir';
 import { compareArrays, referenceAttention, type ReferenceInputs, type Tensor64, type Tolerance } from '@attnopt/reference';
 import { attentionProblemArbitrary, defaultKernelSpecs, KERNEL_TOLERANCES, maskSpecArbitrary, seededValues } from '@attnopt/properties';
-import { attentionProgram, DEFAULT_LIMITS, kernelConfig, type KernelLimits, type StorageDType } from './attention-program.js';
-import { planAttention, runAttention } from './attention.js';
+import {
+  attentionProgram,
+  DEFAULT_LIMITS,
+  DEFAULT_WORKGROUP_STORAGE,
+  kernelConfig,
+  type KernelLimits,
+  type StorageDType,
+} from './attention-program.js';
+import { planAttention, prepareAttention, runAttention } from './attention.js';
+import { lshChunkProgram, lshHashProgram } from './kernels/lsh.js';
+import { matmulProgram } from './kernels/matmul.js';
+import { performerFeaturesProgram } from './kernels/performer-features.js';
+import { rowDivideProgram } from './kernels/row-divide.js';
+import { softmaxRowsProgram } from './kernels/softmax-rows.js';
 import { WgslCompileError, type WgslRuntime } from './runtime.js';
 import { ShaderBuilder } from './wgsl/builder.js';
 import { testRuntime } from './testing/gpu.js';
 
+/** WebGPU's default maxStorageBuffersPerShaderStage. */
+const DEFAULT_STORAGE_BUFFERS = 8;
 const TOL: Record<StorageDType, Tolerance> = { f32: KERNEL_TOLERANCES.float32, f16: KERNEL_TOLERANCES.float16 };
 // 12 runs per property by default keeps the file near 90 s on a loaded 2-core lavapipe machine;
 // CI (.ci/run) sets WGSL_NUM_RUNS=24: each run compiles its own pipeline, slow on lavapipe.
 const NUM_RUNS = Number(process.env.WGSL_NUM_RUNS ?? 12);
+/** Property tests compile one pipeline per generated problem: up to ~10 s each on a loaded lavapipe machine. */
+const PROPERTY_TIMEOUT = 600_000;
 
 let rt: WgslRuntime;
 beforeAll(async () => {
@@ -56,23 +75,40 @@ function roundInputs(inputs: ReferenceInputs, dtype: StorageDType): ReferenceInp
   };
 }
 
+type KernelKind = 'tiled' | 'subgroup';
+
 async function expectMatchesReference(
   params: AttentionParams,
   raw: ReferenceInputs,
   dtype: StorageDType,
+  kernel: KernelKind,
   limits?: KernelLimits,
 ): Promise<void> {
   const inputs = roundInputs(raw, dtype);
   const expected = referenceAttention(params, inputs).y.data;
-  const actual = await runAttention(rt, params, inputs, { dtype, ...(limits ? { limits } : {}) });
-  const cmp = compareArrays(actual, expected, TOL[dtype]);
-  if (!cmp.ok) {
-    throw new Error(`${dtype} kernel differs from the reference (max abs error ${cmp.maxAbsError}): ${JSON.stringify(cmp.mismatches)}`);
+  const subgroups = kernel === 'subgroup';
+  const prepared = await prepareAttention(rt, params, inputs, { dtype, subgroups, ...(limits ? { limits } : {}) });
+  try {
+    expect(prepared.plan?.program.name).toBe(subgroups ? 'attention_subgroup' : 'attention');
+    await prepared.run();
+    const actual = await prepared.read();
+    const cmp = compareArrays(actual, expected, TOL[dtype]);
+    if (!cmp.ok) {
+      throw new Error(`${dtype} ${kernel} kernel differs from the reference (max abs error ${cmp.maxAbsError}): ${JSON.stringify(cmp.mismatches)}`);
+    }
+  } finally {
+    prepared.release();
+  }
+}
+
+function needSubgroups(kernel: KernelKind): void {
+  if (kernel === 'subgroup' && !rt.features.subgroups) {
+    expect.fail(`adapter ${rt.adapterDescription} does not offer subgroups; lavapipe (Mesa 25) does`);
   }
 }
 
 /** Problems with head dims 32/64/80/96/128, GQA, odd lengths, any index spec, optional bias with masked rows. */
-function headDimProblem(maxLen: number) {
+function headDimProblem(maxLen: number, specs: fc.Arbitrary<AttentionSpec> = defaultKernelSpecs(maxLen) as fc.Arbitrary<AttentionSpec>) {
   return fc
     .record({
       d: fc.constantFrom(32, 64, 80, 96, 128),
@@ -84,7 +120,7 @@ function headDimProblem(maxLen: number) {
       softcap: fc.oneof(fc.constant(0), fc.double({ min: 1, max: 20, noNaN: true })),
       maskedRow: fc.boolean(),
       seed: fc.integer({ min: 0, max: 2 ** 30 }),
-      spec: defaultKernelSpecs(maxLen) as fc.Arbitrary<AttentionSpec>,
+      spec: specs,
     })
     .map((r) => {
       const H = r.group * r.kvHeads;
@@ -111,26 +147,29 @@ function headDimProblem(maxLen: number) {
     });
 }
 
-describe('attention kernel vs the float64 reference (f32 storage, atol 1e-5, rtol 1e-4)', () => {
+describe.each(['tiled', 'subgroup'] as const)('%s attention kernel vs the float64 reference (f32 storage, atol 1e-5, rtol 1e-4)', (kernel) => {
   it('any index spec, layout, GQA, head dims 1..96, bias, past K/V, fully masked rows', async () => {
+    needSubgroups(kernel);
     await fc.assert(
       fc.asyncProperty(attentionProblemArbitrary({ range: 1, maxLen: 16, spec: defaultKernelSpecs(16) }), async (p) => {
-        await expectMatchesReference(p.params, p.inputs, 'f32');
+        await expectMatchesReference(p.params, p.inputs, 'f32', kernel);
       }),
       { numRuns: NUM_RUNS },
     );
-  });
+  }, PROPERTY_TIMEOUT);
 
   it('head dims 32/64/80/96/128 with GQA, softcap and fully masked rows', async () => {
+    needSubgroups(kernel);
     await fc.assert(
       fc.asyncProperty(headDimProblem(24), async ({ params, inputs }) => {
-        await expectMatchesReference(params, inputs, 'f32');
+        await expectMatchesReference(params, inputs, 'f32', kernel);
       }),
       { numRuns: NUM_RUNS },
     );
-  });
+  }, PROPERTY_TIMEOUT);
 
   it('kvLength (per-batch valid keys) with any index spec', async () => {
+    needSubgroups(kernel);
     const arb = attentionProblemArbitrary({ range: 1, maxLen: 16, past: false, spec: defaultKernelSpecs(16) }).chain((p) => {
       const batch = p.bhsd.q.shape[0]!;
       const nk = p.bhsd.k.shape[2]!;
@@ -138,49 +177,90 @@ describe('attention kernel vs the float64 reference (f32 storage, atol 1e-5, rto
     });
     await fc.assert(
       fc.asyncProperty(arb, async (p) => {
-        await expectMatchesReference(p.params, p.inputs, 'f32');
+        await expectMatchesReference(p.params, p.inputs, 'f32', kernel);
       }),
       { numRuns: NUM_RUNS },
     );
-  });
+  }, PROPERTY_TIMEOUT);
 
   it('under a fake small-limit adapter (1 workgroup per dimension, 4 invocations): split dispatches give the same result', async () => {
+    needSubgroups(kernel);
     const tiny: KernelLimits = { ...DEFAULT_LIMITS, maxComputeWorkgroupsPerDimension: 1, maxComputeInvocationsPerWorkgroup: 4, maxComputeWorkgroupSizeX: 4 };
     let split = 0;
     await fc.assert(
       fc.asyncProperty(attentionProblemArbitrary({ range: 1, maxLen: 24, spec: defaultKernelSpecs(24) }), async (p) => {
         if (planAttention(p.params, p.inputs, { dtype: 'f32', limits: tiny }).dispatches.length > 1) split++;
-        await expectMatchesReference(p.params, p.inputs, 'f32', tiny);
+        await expectMatchesReference(p.params, p.inputs, 'f32', kernel, tiny);
       }),
       { numRuns: NUM_RUNS },
     );
     expect(split).toBeGreaterThan(0);
-  });
+  }, PROPERTY_TIMEOUT);
+
+  it('data-dependent leaves (LSH buckets and chunks, top-k blocks) alone and combined, self-attention', async () => {
+    needSubgroups(kernel);
+    const arb = attentionProblemArbitrary({
+      range: 1,
+      maxLen: 16,
+      selfAttention: true,
+      spec: maskSpecArbitrary({ maxLen: 16, dataDependent: true }) as fc.Arbitrary<AttentionSpec>,
+    });
+    await fc.assert(
+      fc.asyncProperty(arb, async (p) => {
+        await expectMatchesReference(p.params, p.inputs, 'f32', kernel);
+      }),
+      { numRuns: NUM_RUNS },
+    );
+  }, PROPERTY_TIMEOUT);
+
+  it('LSH and top-k at head dims 32..128, GQA, odd lengths, cross-attention (chunk 0)', async () => {
+    needSubgroups(kernel);
+    const specs = fc.oneof(
+      fc.record({ h: fc.integer({ min: 1, max: 3 }), b: fc.constantFrom(2, 4, 8), s: fc.nat(1000) }).map((r) => lshBuckets(r.h, r.b, r.s) as AttentionSpec),
+      fc.record({ blk: fc.integer({ min: 1, max: 8 }), k: fc.integer({ min: 1, max: 3 }), quest: fc.boolean() }).map(
+        (r) => topkBlocks(r.blk, r.k, r.quest ? 'quest' : 'mean') as AttentionSpec,
+      ),
+      fc.nat(1000).map((s) => union(causal('bottom-right'), lshBuckets(2, 4, s)) as AttentionSpec),
+    );
+    await fc.assert(
+      fc.asyncProperty(headDimProblem(24, specs), async ({ params, inputs }) => {
+        await expectMatchesReference(params, inputs, 'f32', kernel);
+      }),
+      { numRuns: NUM_RUNS },
+    );
+  }, PROPERTY_TIMEOUT);
 
   it('known values: one query, two keys, causal bottom-right', async () => {
+    needSubgroups(kernel);
     const params: AttentionParams = { numHeads: 1, kvNumHeads: 1, headDim: 1, vHeadDim: 1, scale: 1, softcap: 0, layout: 'bhsd', spec: causal('bottom-right') };
-    const y = await runAttention(rt, params, {
-      q: { shape: [1, 1, 1, 1], data: [Math.log(3)] },
-      k: { shape: [1, 1, 2, 1], data: [0, 1] },
-      v: { shape: [1, 1, 2, 1], data: [10, 20] },
-    });
+    const y = await runAttention(
+      rt,
+      params,
+      {
+        q: { shape: [1, 1, 1, 1], data: [Math.log(3)] },
+        k: { shape: [1, 1, 2, 1], data: [0, 1] },
+        v: { shape: [1, 1, 2, 1], data: [10, 20] },
+      },
+      { subgroups: kernel === 'subgroup' },
+    );
     // softmax([0, ln 3]) = [1/4, 3/4]
     expect(y[0]).toBeCloseTo(17.5, 4);
   });
 });
 
-describe('attention kernel with f16 storage (f32 accumulation; atol 1e-2, rtol 1e-2)', () => {
+describe.each(['tiled', 'subgroup'] as const)('%s attention kernel with f16 storage (f32 accumulation; atol 1e-2, rtol 1e-2)', (kernel) => {
   it('any index spec, layout, GQA, head dims 32..128, bias', async () => {
+    needSubgroups(kernel);
     if (!rt.features.f16) {
       expect.fail(`adapter ${rt.adapterDescription} does not offer shader-f16; lavapipe (Mesa 25) does`);
     }
     await fc.assert(
       fc.asyncProperty(fc.oneof(attentionProblemArbitrary({ range: 1, maxLen: 16, spec: defaultKernelSpecs(16) }), headDimProblem(16)), async (p) => {
-        await expectMatchesReference(p.params, p.inputs, 'f16');
+        await expectMatchesReference(p.params, p.inputs, 'f16', kernel);
       }),
       { numRuns: NUM_RUNS },
     );
-  });
+  }, PROPERTY_TIMEOUT);
 });
 
 describe('generated WGSL', () => {
@@ -200,20 +280,59 @@ describe('generated WGSL', () => {
   ];
   const base: AttentionParams = { numHeads: 4, kvNumHeads: 2, headDim: 64, vHeadDim: 64, scale: 0.125, softcap: 0, layout: 'bhsd', spec: dense };
 
-  it.each(specs)('%s compiles without errors or warnings, f32 and f16, with softcap and bias', async (_, spec) => {
-    for (const dtype of rt.features.f16 ? (['f32', 'f16'] as const) : (['f32'] as const)) {
-      for (const extra of [{ softcap: 0, bias: false }, { softcap: 30, bias: true }]) {
-        const program = attentionProgram(kernelConfig({ ...base, spec, softcap: extra.softcap }, { dtype, bias: extra.bias, limits: rt.limits }));
-        const messages = await rt.compilationMessages(program);
-        expect(messages.map((m) => `${m.type} ${m.lineNum}: ${m.message}`)).toEqual([]);
+  specs.push(['lsh', lshBuckets(2, 4, 1)], ['lsh chunked', lshBuckets(1, 2, 3, 4)], ['topk', topkBlocks(4, 2)], ['union lsh', union(causal(), lshBuckets(1, 2, 5))]);
+
+  it.each(specs)('%s compiles without errors or warnings, both kernels, f32 and f16, with softcap and bias', async (_, spec) => {
+    expect(rt.features.subgroups, 'the adapter offers subgroups').toBe(true);
+    for (const subgroups of [false, true]) {
+      for (const dtype of rt.features.f16 ? (['f32', 'f16'] as const) : (['f32'] as const)) {
+        for (const extra of [{ softcap: 0, bias: false }, { softcap: 30, bias: true }]) {
+          const program = attentionProgram(kernelConfig({ ...base, spec, softcap: extra.softcap }, { dtype, bias: extra.bias, limits: rt.limits, subgroups }));
+          const messages = await rt.compilationMessages(program);
+          expect(messages.map((m) => `${m.type} ${m.lineNum}: ${m.message}`)).toEqual([]);
+          expect(program.storage.length).toBeLessThanOrEqual(DEFAULT_STORAGE_BUFFERS);
+        }
+      }
+    }
+  });
+
+  it('the sequence kernels (matmul, softmax, features, row divide, LSH) compile without messages, f32 and f16', async () => {
+    const programs = [softmaxRowsProgram(), lshChunkProgram()];
+    for (const t of rt.features.f16 ? (['f32', 'f16'] as const) : (['f32'] as const)) {
+      programs.push(
+        matmulProgram({ a: t, b: 'f32', c: 'f32' }),
+        matmulProgram({ a: 'f32', b: t, c: 'f32' }),
+        matmulProgram({ a: 'f32', b: 'f32', c: t }),
+        rowDivideProgram(t),
+        performerFeaturesProgram(t, 80),
+        lshHashProgram(t, 96, 8),
+      );
+    }
+    for (const program of programs) {
+      const messages = await rt.compilationMessages(program);
+      expect(messages.map((m) => `${program.name} ${m.type} ${m.lineNum}: ${m.message}`)).toEqual([]);
+      await rt.pipeline(program);
+    }
+  });
+
+  it("kernels stay within the device's limits and the tiled kernel within WebGPU's default 16 KiB", () => {
+    for (const d of [32, 64, 80, 96, 128]) {
+      for (const dtype of ['f32', 'f16'] as const) {
+        for (const subgroups of [false, true]) {
+          const p = { ...base, headDim: d, vHeadDim: d, numHeads: 8, kvNumHeads: 1 };
+          const plan = planAttention(p, { q: { shape: [1, 8, 5, d], data: new Float32Array(40 * d) }, k: { shape: [1, 1, 5, d], data: new Float32Array(5 * d) }, v: { shape: [1, 1, 5, d], data: new Float32Array(5 * d) } }, { dtype, limits: rt.limits, subgroups });
+          expect(plan.program.workgroupBytes).toBeLessThanOrEqual(Math.min(rt.limits.maxComputeWorkgroupStorageSize, DEFAULT_WORKGROUP_STORAGE));
+          if (subgroups) expect(plan.program.workgroupBytes).toBe(4);
+          expect(plan.program.workgroupSize).toBeLessThanOrEqual(Math.min(rt.limits.maxComputeInvocationsPerWorkgroup, rt.limits.maxComputeWorkgroupSizeX));
+        }
       }
     }
   });
 
   it('every generated spec compiles without messages (property)', async () => {
     await fc.assert(
-      fc.asyncProperty(maskSpecArbitrary({ maxLen: 24, dataDependent: false }), async (spec) => {
-        const program = attentionProgram(kernelConfig({ ...base, spec }, { dtype: 'f32', bias: false, limits: rt.limits }));
+      fc.asyncProperty(maskSpecArbitrary({ maxLen: 24, dataDependent: true }), fc.boolean(), async (spec, subgroups) => {
+        const program = attentionProgram(kernelConfig({ ...base, spec }, { dtype: 'f32', bias: true, limits: rt.limits, subgroups }));
         const messages = await rt.compilationMessages(program);
         expect(messages.map((m) => `${m.type} ${m.lineNum}: ${m.message}`)).toEqual([]);
       }),

@@ -1,7 +1,7 @@
 // Planning without a device: limits respected (work split over dispatches, tiles shrunk), block lists.
 
 import { describe, expect, it } from 'vitest';
-import { causal, dense, slidingWindow, type AttentionParams } from '@attnopt/ir';
+import { causal, dense, lshBuckets, slidingWindow, topkBlocks, union, type AttentionParams } from '@attnopt/ir';
 import { DEFAULT_LIMITS, type KernelLimits } from './attention-program.js';
 import { blockLists, dispatchPlan, planAttention } from './attention.js';
 
@@ -77,9 +77,33 @@ describe('planAttention under a fake small-limit adapter', () => {
   it('refuses a tensor larger than maxStorageBufferBindingSize, naming the limit', () => {
     expect(() => planAttention(params(), inputs(1, 4, 2, 1024, 1024, 128), { dtype: 'f32', limits: TINY })).toThrow(/maxStorageBufferBindingSize/);
   });
-  it('does not plan data-dependent or low-rank specs', () => {
-    expect(() => planAttention(params({ spec: { kind: 'lsh', hashes: 1, buckets: 2, chunk: 0, seed: 1 } }), inputs(1, 4, 2, 4, 4, 128), { dtype: 'f32', limits: DEFAULT_LIMITS })).toThrow(/data-dependent/);
+  it('plans data-dependent specs (codes in one more binding) and sends low-rank specs to the sequences', () => {
+    const lsh = planAttention(params({ spec: { kind: 'lsh', hashes: 1, buckets: 2, chunk: 0, seed: 1 } }), inputs(1, 4, 2, 4, 4, 128), { dtype: 'f32', limits: DEFAULT_LIMITS });
+    expect(lsh.program.storage.map((b) => b.name)).toEqual(['Q', 'K', 'V', 'Y', 'blocks', 'data_codes']);
+    expect(lsh.program.uniforms.map((u) => u.name)).toContain('leaf0_q');
     expect(() => planAttention(params({ spec: { kind: 'nystrom', landmarks: 2 } }), inputs(1, 4, 2, 4, 4, 128), { dtype: 'f32', limits: DEFAULT_LIMITS })).toThrow(/low-rank/);
+  });
+  it('never declares more than 7 storage buffers (WebGPU default 8 per stage)', () => {
+    const spec = union(causal(), lshBuckets(1, 2, 3), topkBlocks(4, 1));
+    for (const subgroups of [false, true]) {
+      const plan = planAttention(params({ spec }), { ...inputs(1, 4, 2, 8, 8, 128), bias: { shape: [8, 8], data: new Float32Array(64) } }, { dtype: 'f32', limits: DEFAULT_LIMITS, subgroups });
+      expect(plan.program.storage.length).toBe(7);
+    }
+  });
+  it('the tiled kernel keeps to 16 KiB of workgroup memory even when the adapter offers more; the subgroup kernel uses 4 B', () => {
+    const big: KernelLimits = { ...DEFAULT_LIMITS, maxComputeWorkgroupStorageSize: 65536 };
+    for (const d of [32, 64, 80, 96, 128]) {
+      const p = params({ headDim: d, vHeadDim: d });
+      expect(planAttention(p, inputs(1, 4, 2, 8, 8, d), { dtype: 'f32', limits: big }).program.workgroupBytes).toBeLessThanOrEqual(16384);
+      expect(planAttention(p, inputs(1, 4, 2, 8, 8, d), { dtype: 'f32', limits: big, subgroups: true }).program.workgroupBytes).toBe(4);
+    }
+  });
+  it('the subgroup kernel enables subgroups and needs the feature', () => {
+    const plan = planAttention(params(), inputs(1, 4, 2, 8, 8, 128), { dtype: 'f32', limits: DEFAULT_LIMITS, subgroups: true });
+    expect(plan.program.features).toContain('subgroups');
+    expect(plan.program.code).toMatch(/^enable subgroups;/m);
+    expect(plan.program.code).toContain('subgroupMax(');
+    expect(plan.program.code).not.toContain('k_tile');
   });
 });
 
@@ -100,6 +124,10 @@ describe('blockLists', () => {
     const l = blockLists(dense, { ...dims, kvLength: [20] }, 16, 16);
     expect(l).toMatchObject({ skipped: 8, partial: 4, full: 4 });
     expect([...l.batchInfo]).toEqual([20, 20 - 64]);
+  });
+  it('data-dependent spec: visits every block with the predicate', () => {
+    const l = blockLists(union(causal(), lshBuckets(1, 2, 3)), dims, 16, 16);
+    expect(l).toMatchObject({ skipped: 0, partial: 16, full: 0 });
   });
   it('window: visits only blocks near the diagonal', () => {
     const l = blockLists(slidingWindow(3, 0), dims, 16, 16);

@@ -7,6 +7,8 @@ import {
   classifyBlockRow,
   floatToHalf,
   halfToFloat,
+  isDataDependent,
+  isLowRank,
   type MaskDims,
   type MaskSpec,
   validateAttentionParams,
@@ -19,8 +21,13 @@ import {
   MASKED_BIAS_VALUE,
   type StorageDType,
 } from './attention-program.js';
+import { prepareDataLeaves } from './data-leaves.js';
+import { prepareLowRank } from './low-rank.js';
 import type { WgslRuntime } from './runtime.js';
-import { packUniforms, type WgslProgram } from './wgsl/builder.js';
+import { type Dispatch, dispatchPlan, encodeSteps, runSteps } from './sequence.js';
+import type { WgslProgram } from './wgsl/builder.js';
+
+export { type Dispatch, dispatchPlan } from './sequence.js';
 
 /** A row-major host tensor; a boolean keep-mask has Uint8Array data (1 = keep). */
 export interface HostTensor {
@@ -45,28 +52,15 @@ export interface AttentionRunOptions {
   readonly dtype?: StorageDType;
   /** Limits to plan for (default: the device's); must not exceed the device's. */
   readonly limits?: KernelLimits;
+  /**
+   * The subgroup kernel (default: when the device offers the `subgroups` feature) or the tiled kernel.
+   * Low-rank specs run as kernel sequences and ignore it.
+   */
+  readonly subgroups?: boolean;
 }
 
-/** One dispatch of a split grid: workgroups [base, base + x * y). */
-export interface Dispatch {
-  readonly base: number;
-  readonly x: number;
-  readonly y: number;
-}
-
-/** Covers `total` workgroups with 2-D dispatches of at most `maxPerDim` per dimension (several when needed). */
-export function dispatchPlan(total: number, maxPerDim: number): Dispatch[] {
-  if (total === 0) return [];
-  const x = Math.min(total, maxPerDim);
-  const rows = Math.ceil(total / x);
-  const out: Dispatch[] = [];
-  for (let r = 0; r < rows; r += maxPerDim) {
-    out.push({ base: r * x, x, y: Math.min(maxPerDim, rows - r) });
-  }
-  return out;
-}
-
-interface Strides {
+/** Element strides of a (batch, head, row, column) tensor: base + b * sb + h * sh + row * ss + column. */
+export interface Strides {
   base: number;
   sb: number;
   sh: number;
@@ -143,7 +137,7 @@ export interface BlockLists {
 
 /**
  * Block lists from classifyBlockRow: Empty blocks are dropped, Full blocks run mask-free, Partial blocks
- * evaluate the predicate. kvLength folds in: blocks at or past kvLength[b] are dropped, a block straddling
+ * evaluate the predicate (every block, for a spec with data-dependent leaves). kvLength folds in: blocks at or past kvLength[b] are dropped, a block straddling
  * it needs the mask. The spec's `past` per batch follows referenceAttention: past length when pastKey is
  * given, else kvLength[b] - nq when kvLength is given, else 0.
  */
@@ -161,6 +155,8 @@ export function blockLists(
   let skipped = 0;
   let full = 0;
   let partial = 0;
+  // Data-dependent key sets are known on the device only: every block is visited with the predicate.
+  const dataDependent = isDataDependent(spec);
   for (let b = 0; b < dims.batch; b++) {
     const valid = dims.kvLength === undefined ? dims.nk : dims.kvLength[b]!;
     const past = dims.hasPast ? dims.past : dims.kvLength !== undefined ? valid - dims.nq : 0;
@@ -168,7 +164,12 @@ export function blockLists(
     batchInfo[2 * b + 1] = past;
     const md: MaskDims = { nq: dims.nq, nk: dims.nk, past };
     for (let r = 0; r < nQB; r++) {
-      const cls = spec.kind === 'dense' ? new Uint8Array(nKB).fill(BlockClass.Full) : classifyBlockRow(spec, r, blockQ, blockK, md);
+      const cls =
+        spec.kind === 'dense'
+          ? new Uint8Array(nKB).fill(BlockClass.Full)
+          : dataDependent
+            ? new Uint8Array(nKB).fill(BlockClass.Partial)
+            : classifyBlockRow(spec, r, blockQ, blockK, md);
       for (let c = 0; c < nKB; c++) {
         if (cls[c] === BlockClass.Empty || c * blockK >= valid) {
           skipped++;
@@ -184,6 +185,17 @@ export function blockLists(
     }
   }
   return { start, entries: Uint32Array.from(entries), batchInfo, skipped, full, partial };
+}
+
+/** The `blocks` buffer of the attention kernel: CSR starts, entries at entriesBase, batch info at infoBase. */
+export function packBlocks(lists: BlockLists): { data: Uint32Array<ArrayBuffer>; entriesBase: number; infoBase: number } {
+  const entriesBase = lists.start.length;
+  const infoBase = entriesBase + lists.entries.length;
+  const data = new Uint32Array(infoBase + lists.batchInfo.length);
+  data.set(lists.start, 0);
+  data.set(lists.entries, entriesBase);
+  data.set(new Uint32Array(lists.batchInfo.buffer, lists.batchInfo.byteOffset, lists.batchInfo.length), infoBase);
+  return { data, entriesBase, infoBase };
 }
 
 /** What a run will do: config, program, dispatches and buffer sizes, all within `limits`. */
@@ -202,11 +214,19 @@ export interface AttentionPlan {
 export function planAttention(
   params: AttentionParams,
   inputs: WgslAttentionInputs,
-  options: { dtype: StorageDType; limits: KernelLimits },
+  options: { dtype: StorageDType; limits: KernelLimits; subgroups?: boolean },
 ): AttentionPlan {
   const p = validateAttentionParams(params);
   const shape = attentionShape(p, inputs);
-  const config = kernelConfig(p, { dtype: options.dtype, bias: inputs.bias !== undefined, limits: options.limits });
+  const config = kernelConfig(p, {
+    dtype: options.dtype,
+    bias: inputs.bias !== undefined,
+    limits: options.limits,
+    subgroups: options.subgroups ?? false,
+  });
+  if (config.threads > options.limits.maxComputeInvocationsPerWorkgroup || config.threads > options.limits.maxComputeWorkgroupSizeX) {
+    throw new Error(`WGSL attention: ${config.threads} invocations per workgroup exceed the limits`);
+  }
   const program = attentionProgram(config);
   if (program.workgroupBytes > options.limits.maxComputeWorkgroupStorageSize) {
     throw new Error(`WGSL attention: ${program.workgroupBytes} B of workgroup memory exceeds the limit`);
@@ -231,7 +251,7 @@ export function planAttention(
   return { config, program, shape, nk, headSplits, nQBlocks, workgroups, dispatches: dispatchPlan(workgroups, options.limits.maxComputeWorkgroupsPerDimension) };
 }
 
-function encode(values: ArrayLike<number>, dtype: StorageDType): Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer> {
+export function encode(values: ArrayLike<number>, dtype: StorageDType): Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer> {
   if (dtype === 'f32') return Float32Array.from(values);
   const out = new Uint16Array(values.length);
   for (let k = 0; k < values.length; k++) out[k] = floatToHalf(values[k]!);
@@ -239,7 +259,7 @@ function encode(values: ArrayLike<number>, dtype: StorageDType): Float32Array<Ar
 }
 
 /** Gathers a tensor given by strides into bhsd [batch, heads, s, dim] (host side, for present K/V). */
-function gatherBhsd(data: ArrayLike<number>, st: Strides, batch: number, heads: number, s: number, dim: number): Float64Array {
+export function gatherBhsd(data: ArrayLike<number>, st: Strides, batch: number, heads: number, s: number, dim: number): Float64Array {
   const out = new Float64Array(batch * heads * s * dim);
   let o = 0;
   for (let b = 0; b < batch; b++)
@@ -251,7 +271,7 @@ function gatherBhsd(data: ArrayLike<number>, st: Strides, batch: number, heads: 
   return out;
 }
 
-function concatPast(past: HostTensor, now: Float64Array, batch: number, heads: number, p: number, s: number, dim: number): Float64Array {
+export function concatPast(past: HostTensor, now: Float64Array, batch: number, heads: number, p: number, s: number, dim: number): Float64Array {
   const out = new Float64Array(batch * heads * (p + s) * dim);
   for (let bh = 0; bh < batch * heads; bh++) {
     for (let x = 0; x < p * dim; x++) out[bh * (p + s) * dim + x] = past.data[bh * p * dim + x]!;
@@ -284,13 +304,124 @@ function encodeBias(bias: HostTensor, target: readonly [number, number, number, 
 
 /** A run whose inputs are on the device: `run()` dispatches (repeatable, for timing), `read()` downloads Y. */
 export interface PreparedAttention {
-  readonly plan: AttentionPlan;
+  /** The plan of the attention kernel; absent for low-rank specs (a kernel sequence: see `kernels`). */
+  readonly plan?: AttentionPlan;
+  /** Names of the programs dispatched, in order. */
+  readonly kernels: readonly string[];
   /** Key blocks visited (Full / Partial) and skipped per the spec's block classification. */
   readonly blocks: Pick<BlockLists, 'full' | 'partial' | 'skipped'>;
   run(): Promise<void>;
   /** Y in the layout of Q (packed-qkv: bsd) as float32. */
   read(): Promise<Float32Array>;
   release(): void;
+}
+
+/** Q, K, V on the device (present K/V = past ++ this call's keys, bhsd) with their strides. */
+export interface DeviceInputs {
+  readonly q: GPUBuffer;
+  readonly k: GPUBuffer;
+  readonly v: GPUBuffer;
+  readonly qSt: Strides;
+  readonly kSt: Strides;
+  readonly vSt: Strides;
+  /** Present keys. */
+  readonly nk: number;
+}
+
+/** Checks kvLength and past, uploads Q, K and V in `dtype`; the buffers go to `owned`. */
+export function uploadInputs(
+  rt: WgslRuntime,
+  p: AttentionParams,
+  inputs: WgslAttentionInputs,
+  shape: AttentionShape,
+  dtype: StorageDType,
+  owned: GPUBuffer[],
+): DeviceInputs {
+  const { batch, nkNew, past } = shape;
+  const nk = past + nkNew;
+  if ((inputs.pastKey === undefined) !== (inputs.pastValue === undefined)) throw new Error('pastKey and pastValue must be given together');
+  if (inputs.kvLength !== undefined) {
+    if (inputs.kvLength.length !== batch) throw new Error(`kvLength needs ${batch} entries`);
+    for (let b = 0; b < batch; b++) {
+      const L = inputs.kvLength[b]!;
+      if (!Number.isSafeInteger(L) || L < 0 || L > nk) throw new Error(`kvLength[${b}] = ${L} must be an integer in [0, ${nk}]`);
+    }
+  }
+  const up = (data: ArrayBufferView<ArrayBuffer>): GPUBuffer => {
+    const b = rt.upload(data, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    owned.push(b);
+    return b;
+  };
+  const q = up(encode(inputs.q.data, dtype));
+  if (past > 0) {
+    // Present K/V = past ++ this call's keys, in bhsd.
+    const kData = p.layout === 'packed-qkv' ? inputs.q.data : inputs.k!.data;
+    const vData = p.layout === 'packed-qkv' ? inputs.q.data : inputs.v!.data;
+    const kNow = gatherBhsd(kData, shape.k, batch, p.kvNumHeads, nkNew, p.headDim);
+    const vNow = gatherBhsd(vData, shape.v, batch, p.kvNumHeads, nkNew, p.vHeadDim);
+    return {
+      q,
+      k: up(encode(concatPast(inputs.pastKey!, kNow, batch, p.kvNumHeads, past, nkNew, p.headDim), dtype)),
+      v: up(encode(concatPast(inputs.pastValue!, vNow, batch, p.kvNumHeads, past, nkNew, p.vHeadDim), dtype)),
+      qSt: shape.q,
+      kSt: { base: 0, sb: p.kvNumHeads * nk * p.headDim, sh: nk * p.headDim, ss: p.headDim },
+      vSt: { base: 0, sb: p.kvNumHeads * nk * p.vHeadDim, sh: nk * p.vHeadDim, ss: p.vHeadDim },
+      nk,
+    };
+  }
+  if (p.layout === 'packed-qkv') return { q, k: q, v: q, qSt: shape.q, kSt: shape.k, vSt: shape.v, nk };
+  return { q, k: up(encode(inputs.k!.data, dtype)), v: up(encode(inputs.v!.data, dtype)), qSt: shape.q, kSt: shape.k, vSt: shape.v, nk };
+}
+
+/** Downloads `elems` values of Y stored in `dtype` as float32. */
+export async function readOutput(rt: WgslRuntime, y: GPUBuffer, elems: number, dtype: StorageDType): Promise<Float32Array> {
+  const bytes = await rt.download(y, elems * (dtype === 'f16' ? 2 : 4));
+  if (dtype === 'f32') return new Float32Array(bytes, 0, elems);
+  return Float32Array.from(new Uint16Array(bytes, 0, elems), halfToFloat);
+}
+
+/** The uniforms of the attention kernel for a plan (less wg_base / wg_per_row, set per dispatch). */
+export function attentionUniforms(
+  plan: AttentionPlan,
+  p: AttentionParams,
+  strides: { q: Strides; k: Strides; v: Strides },
+  packed: { entriesBase: number; infoBase: number },
+  bias?: { sb: number; sh: number; si: number; width: number },
+): Record<string, number> {
+  const { shape, nk } = plan;
+  return {
+    wg_total: plan.workgroups,
+    n_qblocks: plan.nQBlocks,
+    head_splits: plan.headSplits,
+    kv_heads: p.kvNumHeads,
+    group: p.numHeads / p.kvNumHeads,
+    nq: shape.nq,
+    nk,
+    q_base: strides.q.base,
+    q_sb: strides.q.sb,
+    q_sh: strides.q.sh,
+    q_ss: strides.q.ss,
+    k_base: strides.k.base,
+    k_sb: strides.k.sb,
+    k_sh: strides.k.sh,
+    k_ss: strides.k.ss,
+    v_base: strides.v.base,
+    v_sb: strides.v.sb,
+    v_sh: strides.v.sh,
+    v_ss: strides.v.ss,
+    y_sb: shape.y.sb,
+    y_sh: shape.y.sh,
+    y_ss: shape.y.ss,
+    bias_sb: bias?.sb ?? 0,
+    bias_sh: bias?.sh ?? 0,
+    bias_si: bias?.si ?? 0,
+    bias_width: bias?.width ?? 0,
+    entries_base: packed.entriesBase,
+    info_base: packed.infoBase,
+    off_br: nk - shape.nq,
+    scale: p.scale,
+    softcap: p.softcap,
+  };
 }
 
 export async function prepareAttention(
@@ -301,50 +432,24 @@ export async function prepareAttention(
 ): Promise<PreparedAttention> {
   const dtype = options.dtype ?? 'f32';
   if (dtype === 'f16' && !rt.features.f16) throw new Error('WGSL attention: f16 storage needs the shader-f16 feature, not offered by this adapter');
+  const subgroups = options.subgroups ?? rt.features.subgroups;
+  if (subgroups && !rt.features.subgroups) throw new Error('WGSL attention: the subgroup kernel needs the subgroups feature, not offered by this adapter');
   const limits = options.limits ?? rt.limits;
-  const plan = planAttention(params, inputs, { dtype, limits });
+  const p = validateAttentionParams(params);
+  if (isLowRank(p.spec)) return prepareLowRank(rt, p, inputs, { dtype, limits });
+  const plan = planAttention(p, inputs, { dtype, limits, subgroups });
   const { shape, config, program } = plan;
-  const p = params;
-  const { batch, nq, nkNew, past } = shape;
+  const { batch, nq, past } = shape;
   const nk = plan.nk;
-  if ((inputs.pastKey === undefined) !== (inputs.pastValue === undefined)) throw new Error('pastKey and pastValue must be given together');
-  if (inputs.kvLength !== undefined) {
-    if (inputs.kvLength.length !== batch) throw new Error(`kvLength needs ${batch} entries`);
-    for (let b = 0; b < batch; b++) {
-      const L = inputs.kvLength[b]!;
-      if (!Number.isSafeInteger(L) || L < 0 || L > nk) throw new Error(`kvLength[${b}] = ${L} must be an integer in [0, ${nk}]`);
-    }
-  }
-
-  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
   const owned: GPUBuffer[] = [];
+  const dev = uploadInputs(rt, p, inputs, shape, dtype, owned);
   const up = (data: ArrayBufferView<ArrayBuffer>): GPUBuffer => {
-    const b = rt.upload(data, usage);
+    const b = rt.upload(data, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
     owned.push(b);
     return b;
   };
-  const qBuf = up(encode(inputs.q.data, dtype));
-  let kBuf = qBuf;
-  let vBuf = qBuf;
-  let kSt = shape.k;
-  let vSt = shape.v;
-  if (past > 0) {
-    // Present K/V = past ++ this call's keys, in bhsd.
-    const kData = p.layout === 'packed-qkv' ? inputs.q.data : inputs.k!.data;
-    const vData = p.layout === 'packed-qkv' ? inputs.q.data : inputs.v!.data;
-    const kNow = gatherBhsd(kData, shape.k, batch, p.kvNumHeads, nkNew, p.headDim);
-    const vNow = gatherBhsd(vData, shape.v, batch, p.kvNumHeads, nkNew, p.vHeadDim);
-    kBuf = up(encode(concatPast(inputs.pastKey!, kNow, batch, p.kvNumHeads, past, nkNew, p.headDim), dtype));
-    vBuf = up(encode(concatPast(inputs.pastValue!, vNow, batch, p.kvNumHeads, past, nkNew, p.vHeadDim), dtype));
-    kSt = { base: 0, sb: p.kvNumHeads * nk * p.headDim, sh: nk * p.headDim, ss: p.headDim };
-    vSt = { base: 0, sb: p.kvNumHeads * nk * p.vHeadDim, sh: nk * p.vHeadDim, ss: p.vHeadDim };
-  } else if (p.layout !== 'packed-qkv') {
-    kBuf = up(encode(inputs.k!.data, dtype));
-    vBuf = up(encode(inputs.v!.data, dtype));
-  }
   const yElems = batch * p.numHeads * nq * p.vHeadDim;
-  const yBytes = yElems * (dtype === 'f16' ? 2 : 4);
-  const yBuf = rt.acquire(yBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+  const yBuf = rt.acquire(yElems * (dtype === 'f16' ? 2 : 4), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
   owned.push(yBuf);
 
   const lists = blockLists(
@@ -353,76 +458,19 @@ export async function prepareAttention(
     config.blockQ,
     config.blockK,
   );
-  const startBuf = up(lists.start);
-  const entriesBuf = up(lists.entries.length > 0 ? lists.entries : new Uint32Array(1));
-  const infoBuf = up(lists.batchInfo);
+  const packed = packBlocks(lists);
   const bias = inputs.bias ? encodeBias(inputs.bias, [batch, p.numHeads, nq, nk]) : undefined;
-  const biasBuf = bias ? up(bias.data) : undefined;
-
-  const common = {
-    wg_total: plan.workgroups,
-    n_qblocks: plan.nQBlocks,
-    head_splits: plan.headSplits,
-    kv_heads: p.kvNumHeads,
-    group: p.numHeads / p.kvNumHeads,
-    nq,
-    nk,
-    q_base: shape.q.base,
-    q_sb: shape.q.sb,
-    q_sh: shape.q.sh,
-    q_ss: shape.q.ss,
-    k_base: kSt.base,
-    k_sb: kSt.sb,
-    k_sh: kSt.sh,
-    k_ss: kSt.ss,
-    v_base: vSt.base,
-    v_sb: vSt.sb,
-    v_sh: vSt.sh,
-    v_ss: vSt.ss,
-    y_sb: shape.y.sb,
-    y_sh: shape.y.sh,
-    y_ss: shape.y.ss,
-    bias_sb: bias?.sb ?? 0,
-    bias_sh: bias?.sh ?? 0,
-    bias_si: bias?.si ?? 0,
-    bias_width: bias?.width ?? 0,
-    off_br: nk - nq,
-    scale: p.scale,
-    softcap: p.softcap,
-  };
-  const pipeline = await rt.pipeline(program);
-  const layout = pipeline.getBindGroupLayout(0);
-  const storage = [qBuf, kBuf, vBuf, yBuf, startBuf, entriesBuf, infoBuf, ...(biasBuf ? [biasBuf] : [])];
-  const bindGroups = plan.dispatches.map((d) => {
-    const ub = rt.upload(new Uint8Array(packUniforms(program.uniforms, { ...common, wg_base: d.base, wg_per_row: d.x })), GPUBufferUsage.UNIFORM);
-    owned.push(ub);
-    return rt.device.createBindGroup({
-      layout,
-      entries: [...storage.map((buffer, binding) => ({ binding, resource: { buffer } })), { binding: program.uniformBinding, resource: { buffer: ub } }],
-    });
-  });
+  const data = await prepareDataLeaves(rt, p, inputs, shape, dev, dtype, owned);
+  const storage = [dev.q, dev.k, dev.v, yBuf, up(packed.data), ...(bias ? [up(bias.data)] : []), ...(data ? [data.buffer] : [])];
+  const uniforms = { ...attentionUniforms(plan, p, { q: dev.qSt, k: dev.kSt, v: dev.vSt }, packed, bias), ...data?.uniforms };
+  const steps = await encodeSteps(rt, [...(data?.steps ?? []), { program, storage, uniforms, workgroups: plan.workgroups }], owned, limits.maxComputeWorkgroupsPerDimension);
 
   return {
     plan,
+    kernels: [...(data?.steps ?? []).map((s) => s.program.name), program.name],
     blocks: { full: lists.full, partial: lists.partial, skipped: lists.skipped },
-    async run() {
-      const enc = rt.device.createCommandEncoder({ label: program.name });
-      const pass = enc.beginComputePass();
-      pass.setPipeline(pipeline);
-      plan.dispatches.forEach((d, k) => {
-        pass.setBindGroup(0, bindGroups[k]!);
-        pass.dispatchWorkgroups(d.x, d.y);
-      });
-      pass.end();
-      rt.device.queue.submit([enc.finish()]);
-      await rt.device.queue.onSubmittedWorkDone();
-    },
-    async read() {
-      const bytes = await rt.download(yBuf, yBytes);
-      if (dtype === 'f32') return new Float32Array(bytes, 0, yElems);
-      const half = new Uint16Array(bytes, 0, yElems);
-      return Float32Array.from(half, halfToFloat);
-    },
+    run: () => runSteps(rt, program.name, steps),
+    read: () => readOutput(rt, yBuf, yElems, dtype),
     release() {
       for (const b of owned) rt.release(b);
       owned.length = 0;

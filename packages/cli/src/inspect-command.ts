@@ -1,36 +1,179 @@
-// attnopt inspect MODEL [--json]: every attention site of a model, one line each (or one JSON object).
+// attnopt inspect MODEL: every attention site of a model, what recognition found and what the mask analysis
+// proved (exact); with --decisions (or any calibration option) also what sparsify would choose per site: every
+// form tried with its bound, measured error and cost. Nothing is written.
 
 import { type Command } from 'commander';
-import { inspectModel, type InspectReport } from '@attnopt/core';
+import { analyze, type DecideResult, type SiteFacts, type SitePlan } from '@attnopt/core';
+import { decideOrFail, DECIDE_STAGES } from './decide.js';
 import { loadModelOrFail } from './load.js';
+import { addDecisionOptions, type DecisionFlags } from './options.js';
+import { withProgress } from './progress.js';
 
-export function formatInspect(report: InspectReport): string {
-  const lines = [`${report.model}: ${report.sites.length} attention site${report.sites.length === 1 ? '' : 's'}`];
-  for (const s of report.sites) {
-    const heads = s.kvHeads === s.heads ? `heads=${s.heads}` : `heads=${s.heads} kvHeads=${s.kvHeads}`;
-    lines.push(
-      `  ${s.id}  ${heads} headDim=${s.headDim} scale=${Number(s.scale.toPrecision(6))} mask=${s.mask}` +
-        (s.bias === null ? '' : ` bias=${s.bias}`) +
-        `  [${s.onnxNodes.length} ONNX node${s.onnxNodes.length === 1 ? '' : 's'}: ${abbreviate(s.onnxNodes)}]`,
-    );
-  }
-  return lines.join('\n');
+interface InspectFlags extends DecisionFlags {
+  decisions?: boolean;
+  json?: boolean;
 }
+
+/** One site as `inspect --json` prints it (the first eight fields are those of earlier versions). */
+export interface InspectSiteJson {
+  id: string;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  scale: number;
+  /** The spec as recognized. */
+  mask: string;
+  onnxNodes: readonly string[];
+  bias: string | null;
+  vHeadDim: number;
+  softcap: number;
+  layout: string;
+  dtype: string;
+  shapes: SiteFacts['shapes'];
+  rule: string | null;
+  /** The spec after the mask analysis and whether the analysis changed it (exact). */
+  spec: string;
+  proven: boolean;
+  residualBias: string | null;
+  keptFraction: number | null;
+  analysis: readonly string[];
+  decision?: DecisionJson;
+}
+
+interface DecisionJson {
+  chosen: string;
+  exact: boolean;
+  certified: boolean;
+  bound: number | null;
+  measuredError: number | null;
+  flopsBefore: number;
+  flopsAfter: number;
+  timeBefore: number | null;
+  timeAfter: number | null;
+  reason?: string;
+  tried: readonly unknown[];
+}
+
+const finiteOrNull = (x: number) => (Number.isFinite(x) ? x : null);
+
+function siteJson(f: SiteFacts, plan?: SitePlan): InspectSiteJson {
+  const base: InspectSiteJson = {
+    id: f.id,
+    heads: f.heads,
+    kvHeads: f.kvHeads,
+    headDim: f.headDim,
+    scale: f.scale,
+    mask: f.recognized,
+    onnxNodes: f.onnxNodes,
+    bias: f.bias,
+    vHeadDim: f.vHeadDim,
+    softcap: f.softcap,
+    layout: f.layout,
+    dtype: f.dtype,
+    shapes: f.shapes,
+    rule: f.rule,
+    spec: f.spec,
+    proven: f.proven,
+    residualBias: f.residualBias,
+    keptFraction: f.keptFraction,
+    analysis: f.notes,
+  };
+  if (!plan) return base;
+  const d = plan.decision;
+  const approximate = d !== undefined && d.reasonDense === undefined && !d.exact;
+  return {
+    ...base,
+    decision: {
+      chosen: plan.chosen,
+      exact: !approximate,
+      certified: d?.certified ?? true,
+      bound: approximate ? finiteOrNull(d.bound) : 0,
+      measuredError: approximate ? d.measuredError : null,
+      flopsBefore: plan.flopsBefore,
+      flopsAfter: plan.flopsAfter,
+      timeBefore: d ? d.timeBefore : null,
+      timeAfter: d ? d.timeAfter : null,
+      ...(plan.skipped !== undefined ? { reason: plan.skipped } : d?.reasonDense !== undefined ? { reason: d.reasonDense } : {}),
+      tried: d?.tried ?? [],
+    },
+  };
+}
+
+const fmt = (x: number | null) => (x === null || !Number.isFinite(x) ? 'n/a' : x.toPrecision(3));
 
 function abbreviate(names: readonly string[]): string {
   return names.length <= 3 ? names.join(', ') : `${names.slice(0, 2).join(', ')}, ... ${names[names.length - 1]}`;
 }
 
+function siteLines(s: InspectSiteJson, seqLen: number): string[] {
+  const heads = s.kvHeads === s.heads ? `heads=${s.heads}` : `heads=${s.heads} kvHeads=${s.kvHeads}`;
+  const lines = [
+    `  ${s.id}  ${heads} headDim=${s.headDim} scale=${Number(s.scale.toPrecision(6))} mask=${s.mask}` +
+      (s.bias === null ? '' : ` bias=${s.bias}`) +
+      `  [${s.onnxNodes.length} ONNX node${s.onnxNodes.length === 1 ? '' : 's'}: ${abbreviate(s.onnxNodes)}]`,
+  ];
+  const kept = s.keptFraction === null ? '' : `, keeps ${(100 * s.keptFraction).toFixed(1)}% of pairs at n=${seqLen}`;
+  if (s.bias === null) lines.push(`      keys: ${s.spec} (from the op itself, no mask input)${kept}`);
+  else if (s.proven) lines.push(`      keys: ${s.spec} (proven from ${s.bias}, exact${s.residualBias === null ? ', bias dropped' : `; ${s.residualBias} kept as bias`})${kept}`);
+  else lines.push(`      keys: ${s.spec}${kept}; mask ${s.bias} kept as bias${s.analysis.length ? ` (${s.analysis[s.analysis.length - 1]})` : ''}`);
+  const d = s.decision;
+  if (d) {
+    const what = d.exact ? 'exact' : `bound ${fmt(d.bound)}, measured ${fmt(d.measuredError)}`;
+    lines.push(`      chosen: ${d.chosen} [${what}] flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}${d.reason ? ` (${d.reason})` : ''}`);
+    if (d.tried.length > 0) {
+      const tried = d.tried as { spec: string; accepted: boolean; bound: number | null; measuredError: number | null; flops: number; time: number; reason: string }[];
+      const w = Math.max(4, ...tried.map((t) => t.spec.length));
+      lines.push(`      tried:  ${'form'.padEnd(w)} ${'verdict'.padEnd(9)} ${'bound'.padStart(9)} ${'measured'.padStart(9)} ${'flops'.padStart(9)} ${'ms'.padStart(8)}  why`);
+      for (const t of tried) {
+        lines.push(
+          `              ${t.spec.padEnd(w)} ${(t.accepted ? 'qualifies' : 'rejected').padEnd(9)} ${fmt(t.bound).padStart(9)} ${fmt(t.measuredError).padStart(9)} ` +
+            `${fmt(t.flops).padStart(9)} ${fmt(t.time * 1e3).padStart(8)}  ${t.reason}`,
+        );
+      }
+    }
+  }
+  return lines;
+}
+
+export function formatInspect(report: { model: string; sites: readonly InspectSiteJson[]; decisions?: { budget: number; target: string; seqLen: number } }, seqLen = 128): string {
+  const n = report.sites.length;
+  const head = `${report.model}: ${n} attention site${n === 1 ? '' : 's'}`;
+  const d = report.decisions;
+  const lines = [d ? `${head} (decisions for max error ${d.budget} on ${d.target}, n=${d.seqLen})` : head];
+  for (const s of report.sites) lines.push(...siteLines(s, d?.seqLen ?? seqLen));
+  return lines.join('\n');
+}
+
+function decisionsAsked(command: Command, flags: InspectFlags): boolean {
+  return flags.decisions === true || ['maxError', 'seqLen', 'calibration', 'seed', 'target'].some((k) => command.getOptionValueSource(k) === 'cli');
+}
+
 export function registerInspect(program: Command): void {
-  program
+  const command = program
     .command('inspect')
-    .description('find every attention site of an ONNX model: heads, head size, scale and mask')
-    .argument('<model>', 'the ONNX model file (external data is read from beside it)')
-    .option('--json', 'print one JSON object: { model, sites: [{ id, heads, kvHeads, headDim, scale, mask, onnxNodes, bias }] }')
-    .addHelpText('after', '\nExamples:\n  $ attnopt inspect model.onnx\n  $ attnopt inspect model.onnx --json | jq .sites[0]')
-    .action((modelPath: string, options: { json?: boolean }) => {
+    .description('find every attention site of an ONNX model: heads, head size, scale, mask, and what the mask provably keeps')
+    .argument('<model>', 'the ONNX model file (external data is read from beside it)');
+  command.option('--decisions', 'also calibrate and show what optimize would choose per site: every form tried, its bound, measured error and cost (implied by any option below)');
+  addDecisionOptions(command, true)
+    .option('--json', 'print one JSON object: { model, sites: [{ id, heads, kvHeads, headDim, scale, mask, onnxNodes, bias, spec, proven, analysis, ..., decision? }], decisions? }')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ attnopt inspect model.onnx\n  $ attnopt inspect model.onnx --json | jq .sites[0]\n  $ attnopt inspect model.onnx --seq-len 1024 --target attnopt-cpu    # what sparsify would choose, and why',
+    )
+    .action(async (modelPath: string, flags: InspectFlags, cmd: Command) => {
       const model = loadModelOrFail(modelPath);
-      const report = inspectModel(model);
-      process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatInspect(report)}\n`);
+      let report: { model: string; sites: InspectSiteJson[]; decisions?: { budget: number; target: string; seqLen: number } };
+      if (decisionsAsked(cmd, flags)) {
+        const result: DecideResult = await withProgress('inspect', DECIDE_STAGES, (p) => decideOrFail(model, modelPath, flags, flags.target ?? 'onnxruntime-cpu', p));
+        report = {
+          model: modelPath,
+          sites: result.sites.map((plan) => siteJson(plan.facts, plan)),
+          decisions: { budget: result.budget, target: result.target, seqLen: result.seqLen },
+        };
+      } else {
+        report = { model: modelPath, sites: analyze(model.graph, { seqLen: flags.seqLen }).sites.map((f) => siteJson(f)) };
+      }
+      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatInspect(report, flags.seqLen)}\n`);
     });
 }
+

@@ -5,6 +5,8 @@ import { CliError, ExitCode } from './exit-codes.js';
 import { registerInspect } from './inspect-command.js';
 import { registerOptimize } from './optimize-command.js';
 import { registerVerify } from './verify-command.js';
+import { registerCodegen } from './codegen-command.js';
+import { registerExplain } from './explain-command.js';
 
 export function buildProgram(): Command {
   const program = new Command('attnopt')
@@ -14,11 +16,15 @@ export function buildProgram(): Command {
     .exitOverride()
     .addHelpText(
       'after',
-      '\nExit codes: 0 ok, 1 usage error, 2 bad input (missing, unreadable or invalid model), 3 verification failed.',
+      '\nExamples:\n  $ attnopt inspect model.onnx\n  $ attnopt explain model.onnx\n  $ attnopt optimize model.onnx -o model.opt.onnx && attnopt verify model.onnx model.opt.onnx\n  $ attnopt codegen model.onnx --target wgsl -o kernels/\n' +
+        '\nExit codes: 0 ok, 1 usage error, 2 bad input (missing, unreadable or invalid model or inputs, no attention to work on), ' +
+        '3 verification failed, 70 internal error.',
     );
   registerInspect(program);
   registerOptimize(program);
   registerVerify(program);
+  registerCodegen(program);
+  registerExplain(program);
   return program;
 }
 
@@ -38,7 +44,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       return e.exitCode;
     }
     process.stderr.write(`attnopt: internal error: ${(e as Error).stack ?? String(e)}\n`);
-    return 70;
+    return ExitCode.internal;
   }
 }
 

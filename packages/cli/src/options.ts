@@ -1,6 +1,7 @@
-// Parsing numeric options with errors a user can act on (a usage error, exit 1).
+// Parsing option values with errors a user can act on (a usage error, exit 1), and the options shared by the
+// commands that choose forms (optimize, explain, codegen, inspect --decisions).
 
-import { InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 
 export function nonNegativeNumber(value: string): number {
   const x = Number(value);
@@ -10,12 +11,40 @@ export function nonNegativeNumber(value: string): number {
 
 export function positiveInteger(value: string): number {
   const x = Number(value);
-  if (!Number.isSafeInteger(x) || x < 1) throw new InvalidArgumentError('expected an integer >= 1');
+  if (value.trim() === '' || !Number.isSafeInteger(x) || x < 1) throw new InvalidArgumentError('expected an integer >= 1');
   return x;
 }
 
 export function integer(value: string): number {
   const x = Number(value);
-  if (!Number.isSafeInteger(x)) throw new InvalidArgumentError('expected an integer');
+  if (value.trim() === '' || !Number.isSafeInteger(x)) throw new InvalidArgumentError('expected an integer');
   return x;
+}
+
+/** The cost models --target names (optimize, explain, inspect). */
+export const COST_TARGETS = ['onnxruntime-cpu', 'attnopt-cpu', 'webgpu'] as const;
+
+export function costTarget(value: string): string {
+  if (!(COST_TARGETS as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${COST_TARGETS.join(', ')}`);
+  return value;
+}
+
+/** The flags of the budget and calibration options. */
+export interface DecisionFlags {
+  maxError: number;
+  seqLen: number;
+  calibration?: string;
+  seed: number;
+  target?: string;
+}
+
+/** Adds --max-error, --seq-len, --calibration, --seed and (when withTarget) --target to a command. */
+export function addDecisionOptions(command: Command, withTarget: boolean): Command {
+  command
+    .option('--max-error <e>', 'max absolute error of each site, certified on calibration data; 0 allows exact rewrites only', nonNegativeNumber, 1e-2)
+    .option('--seq-len <n>', 'sequence length of generated calibration inputs (and of the costs reported)', positiveInteger, 128)
+    .option('--calibration <path>', 'calibration inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
+    .option('--seed <s>', 'seed of generated inputs and seeded forms', integer, 0);
+  if (withTarget) command.option('--target <name>', `cost model target: ${COST_TARGETS.join(', ')}`, costTarget, 'onnxruntime-cpu');
+  return command;
 }

@@ -7,7 +7,7 @@ import { type OutputComparison, verifyModels } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 import { loadModelOrFail } from './load.js';
 import { integer, positiveInteger } from './options.js';
-import { stageReporter } from './progress.js';
+import { withProgress } from './progress.js';
 import { samplesFor } from './samples.js';
 
 interface VerifyFlags {
@@ -42,15 +42,16 @@ export function registerVerify(program: Command): void {
     .action(async (originalPath: string, optimizedPath: string, flags: VerifyFlags) => {
       const original = loadModelOrFail(originalPath);
       const optimized = loadModelOrFail(optimizedPath);
-      const stage = stageReporter('verify');
-      const samples = samplesFor(original, flags.inputs, flags.seqLen, flags.seed, 1);
-      stage('running both models');
-      let report;
-      try {
-        report = await verifyModels(originalPath, optimizedPath, optimized, samples);
-      } catch (e) {
-        throw new CliError(`${optimizedPath}: ${(e as Error).message}`, ExitCode.badInput);
-      }
+      const report = await withProgress('verify', ['inputs', 'running both models'], async (p) => {
+        p.stage('inputs');
+        const samples = samplesFor(original, flags.inputs, flags.seqLen, flags.seed, 1);
+        p.stage('running both models');
+        try {
+          return await verifyModels(originalPath, optimizedPath, optimized, samples);
+        } catch (e) {
+          throw new CliError(`${optimizedPath}: ${(e as Error).message}`, ExitCode.badInput);
+        }
+      });
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       } else {

@@ -13,7 +13,7 @@ const scratch = mkdtempSync(join(tmpdir(), 'attnopt-cli-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 function attnopt(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 110_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -47,6 +47,18 @@ describe('attnopt inspect', () => {
           mask: 'causal(align=past)',
           onnxNodes: [expect.any(String)],
           bias: null,
+          vHeadDim: 8,
+          softcap: 0,
+          layout: 'bsd',
+          dtype: 'f32',
+          // Q [2, 4, 72], K and V [2, 6, 24]: 3 kv heads of 8
+          shapes: { q: '[2, 4, 72]', k: '[2, 6, 24]', v: '[2, 6, 24]' },
+          rule: 'onnx-attention',
+          spec: 'causal(align=past)',
+          proven: false,
+          residualBias: null,
+          keptFraction: expect.any(Number),
+          analysis: [],
         },
       ],
     });

@@ -1,12 +1,15 @@
 // optimize: the whole job on one model. Recognize every attention site, prove what its own mask keeps
 // (exact, error 0), calibrate, choose per site the cheapest form whose certified error fits the budget,
-// and lower every site back to standard ONNX ops so any runtime runs the result.
+// (per head group where heads want different forms and that is cheaper), and lower every site back to standard
+// ONNX ops so any runtime runs the result.
 
 import { attentionCost, onnxruntimeCpuProfile, PROFILES, type TargetProfile } from '@attnopt/cost';
 import { attentionParams, type AttentionSpec, type Node, printSpec } from '@attnopt/ir';
 import {
   analyzeMaskPass,
   attentionSites,
+  HEAD_GROUP,
+  type HeadGroupAnnotation,
   lowerAttentionPass,
   type SiteCalibration,
   type SiteDecision,
@@ -35,9 +38,23 @@ export interface OptimizeOptions {
   readonly onStage?: (stage: string) => void;
 }
 
+/** One head group of a site split by heads: its own Attention with its own spec. */
+export interface OptimizedGroup {
+  /** The query heads of the group (contiguous, whole key/value heads). */
+  readonly heads: readonly number[];
+  readonly kvHeads: readonly number[];
+  /** The group's spec, in IR text form. */
+  readonly chosen: string;
+  readonly exact: boolean;
+  /** Certified max-abs error of the group's heads on the calibration data (0 when exact). */
+  readonly bound: number;
+  readonly measuredError: number | null;
+  readonly flops: number;
+}
+
 export interface OptimizedSite {
   readonly id: string;
-  /** The spec the site computes now, in IR text form. */
+  /** The spec the site computes now, in IR text form; for a site split by heads, every group's ("heads 0-1: ... | ..."). */
   readonly chosen: string;
   /** True when the site computes exactly what the model did (error 0). */
   readonly exact: boolean;
@@ -49,6 +66,8 @@ export interface OptimizedSite {
   readonly flopsAfter: number;
   /** Why the site stayed as it was, when it did. */
   readonly reason?: string;
+  /** Present when the site was split into head groups, in head order (bound: the largest group bound). */
+  readonly groups?: readonly OptimizedGroup[];
 }
 
 export interface OptimizeResult {
@@ -114,13 +133,15 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
 
   stage('recognize');
   notes.push(...recognize(model.graph).notes);
-  const original = new Map<Node, AttentionSpec>(attentionSites(model.graph).map(({ node }) => [node, attentionParams(node).spec]));
+  // the sites as recognized (ids site<k>), with their specs before anything changes them
+  const original = attentionSites(model.graph).map(({ id, node }) => ({ id, node, spec: attentionParams(node).spec }));
 
   stage('analyze masks');
   notes.push(...runPipeline(model.graph, [analyzeMaskPass()], { verify: false }).notes);
 
   const decisions = new Map<Node, SiteDecision>();
-  if (budget > 0 && original.size > 0) {
+  const groupNodes = new Map<Node, readonly Node[]>();
+  if (budget > 0 && original.length > 0) {
     stage('calibrate');
     const samples = options.samples ?? generateInputs(model, { seqLen, seed: options.seed ?? 0, count: options.calibrationCount ?? 2 });
     const calibration = await collectSiteTensors(model, samples);
@@ -130,16 +151,45 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
       target: profile,
       seed: options.seed ?? 0,
       calibration: calibration.filter((s) => s.samples.length > 0).map(toSiteCalibration),
-      onDecision: (d, node) => decisions.set(node, d),
+      onDecision: (d, node, groups) => {
+        decisions.set(node, d);
+        if (groups) groupNodes.set(node, groups);
+      },
     });
     notes.push(...pass.run(model.graph).notes);
   }
 
   const dims = { batch: 1, nq: seqLen, nk: seqLen };
-  const sites: OptimizedSite[] = attentionSites(model.graph).map(({ id, node }) => {
-    const spec = attentionParams(node).spec;
-    const before = original.get(node) ?? spec;
+  const sites: OptimizedSite[] = original.map(({ id, node, spec: before }) => {
     const d = decisions.get(node) ?? (node.annotations.get(SPARSIFY_DECISION) as SiteDecision | undefined);
+    const split = groupNodes.get(node);
+    if (split && d?.groups) {
+      const groups: OptimizedGroup[] = split.map((g, k) => {
+        const spec = attentionParams(g).spec;
+        const info = d.groups![k]!;
+        const heads = (g.annotations.get(HEAD_GROUP) as HeadGroupAnnotation | undefined)?.heads ?? info.heads;
+        return {
+          heads,
+          kvHeads: info.kvHeads,
+          chosen: printSpec(spec),
+          exact: info.exact,
+          bound: info.bound,
+          measuredError: info.exact ? null : info.measuredError,
+          flops: siteFlops(g, spec, dims, profile),
+        };
+      });
+      return {
+        id,
+        chosen: d.chosen,
+        exact: false,
+        bound: d.bound,
+        measuredError: d.measuredError,
+        flopsBefore: siteFlops(node, before, dims, profile),
+        flopsAfter: groups.reduce((a, g) => a + g.flops, 0),
+        groups,
+      };
+    }
+    const spec = attentionParams(node).spec;
     const approximate = d !== undefined && d.reasonDense === undefined && !d.exact;
     return {
       id,

@@ -1,11 +1,17 @@
-// verify: run an original and an optimized model in onnxruntime on the same inputs and measure how much of
-// the original's behaviour the optimized one keeps: per output max abs / rel error, and for logits top-1
-// agreement and mean KL divergence, for embeddings mean cosine similarity.
+// verify: run an original and an optimized model on the same inputs (in onnxruntime, or with runtime
+// 'attnopt-cpu' in attnopt's CPU executor) and measure how much of the original's behaviour the optimized one
+// keeps: per output max abs / rel error, and for logits top-1 agreement and mean KL divergence, for embeddings
+// mean cosine similarity.
 
+import { type ExecTensor, type GraphPlan, planGraph, runGraph, toNumbers, UnsupportedOpsError } from '@attnopt/backend-cpu';
+import type { Graph } from '@attnopt/ir';
+import { importOnnx } from '@attnopt/onnx';
 import ort from 'onnxruntime-node';
 import type { CalibrationSample } from './calibrate/index.js';
+import { checkRuntime, type Runtime, toExecTensor } from './calibrate/collect.js';
 import { toOrt } from './calibrate/ort-tensor.js';
 import type { AttnoptModel } from './model.js';
+import { recognize } from './recognize.js';
 import { CERTIFIED_METADATA } from './optimize.js';
 
 export interface OutputComparison {
@@ -35,6 +41,8 @@ export interface VerifyReport {
 export interface VerifyOptions {
   /** Treat an output as logits when its last axis has at least this many entries (default 2) and its name says so. */
   readonly logitsPattern?: RegExp;
+  /** What runs both models: onnxruntime-node (default) or attnopt's CPU executor ('attnopt-cpu'). */
+  readonly runtime?: Runtime;
 }
 
 /** The certified bound recorded by `optimize` in the model's metadata, or null. */
@@ -52,13 +60,32 @@ function softmax(row: Float64Array): Float64Array {
   return e.map((x) => x / s);
 }
 
-function compare(name: string, a: ort.Tensor, b: ort.Tensor, logits: boolean): OutputComparison {
-  const shape = [...a.dims];
-  if (shape.join() !== [...b.dims].join()) {
-    throw new Error(`output ${name}: the optimized model gives shape [${b.dims.join(', ')}], the original [${a.dims.join(', ')}]`);
+/** One output of one run, whatever ran it: shape, whether it is a float tensor, the elements as float64. */
+interface OutputValues {
+  readonly shape: readonly number[];
+  readonly isFloat: boolean;
+  readonly values: Float64Array;
+}
+
+const fromOrtTensor = (t: ort.Tensor): OutputValues => ({
+  shape: [...t.dims],
+  isFloat: t.type === 'float32' || t.type === 'float64' || t.type === 'float16',
+  values: Float64Array.from(t.data as ArrayLike<number>, Number),
+});
+
+const fromExecTensor = (t: ExecTensor): OutputValues => ({
+  shape: t.shape,
+  isFloat: t.dtype === 'f32' || t.dtype === 'f64' || t.dtype === 'f16',
+  values: toNumbers(t),
+});
+
+function compare(name: string, a: OutputValues, b: OutputValues, logits: boolean): OutputComparison {
+  const shape = [...a.shape];
+  if (shape.join() !== b.shape.join()) {
+    throw new Error(`output ${name}: the optimized model gives shape [${b.shape.join(', ')}], the original [${a.shape.join(', ')}]`);
   }
-  const x = Float64Array.from(a.data as ArrayLike<number>, Number);
-  const y = Float64Array.from(b.data as ArrayLike<number>, Number);
+  const x = a.values;
+  const y = b.values;
   let maxAbs = 0;
   let maxRel = 0;
   for (let k = 0; k < x.length; k++) {
@@ -69,7 +96,7 @@ function compare(name: string, a: ort.Tensor, b: ort.Tensor, logits: boolean): O
     if (abs > 0) maxRel = Math.max(maxRel, abs / Math.max(Math.abs(x[k]!), 1e-30));
   }
   const out: OutputComparison = { name, shape, maxAbsError: maxAbs, maxRelError: maxRel };
-  const isFloat = a.type === 'float32' || a.type === 'float64' || a.type === 'float16';
+  const isFloat = a.isFloat;
   const last = shape[shape.length - 1] ?? 1;
   if (!isFloat || shape.length < 2 || last < 2) return out;
   const rows = x.length / last;
@@ -107,16 +134,88 @@ function compare(name: string, a: ort.Tensor, b: ort.Tensor, logits: boolean): O
 
 const RUNS = 5;
 
+/** The outputs of one run by name. */
+type Outputs = (name: string) => OutputValues | undefined;
+
+/** One model opened in a runtime: its output names, and a run on a prepared sample. */
+interface ModelRunner {
+  readonly outputNames: readonly string[];
+  /**
+   * Prepares a sample's feeds once; the returned function runs the model on them (as often as asked) and
+   * gives the outputs by name (converted when read, so timed runs do not pay for it).
+   */
+  prepare(sample: CalibrationSample): () => Promise<Outputs>;
+  release(): Promise<void>;
+}
+
+async function ortRunner(model: string | Uint8Array): Promise<ModelRunner> {
+  const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 3 };
+  const session = await ort.InferenceSession.create(model as string, opts);
+  return {
+    outputNames: session.outputNames,
+    prepare: (sample) => {
+      const feeds = Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toOrt(t, k)]));
+      return async () => {
+        const out = await session.run(feeds);
+        return (name) => (out[name] ? fromOrtTensor(out[name] as ort.Tensor) : undefined);
+      };
+    },
+    release: () => session.release(),
+  };
+}
+
+/**
+ * The model in attnopt's CPU executor: imported and planned before anything runs (unsupported ops named with
+ * `label`). A model the executor cannot run as written is recognized first (see below).
+ */
+function cpuRunner(model: string | Uint8Array, label: string): ModelRunner {
+  const imported = importOnnx(model);
+  const graph: Graph = imported.graph;
+  const d = imported.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
+  const opset = Number(d?.version ?? 21n);
+  let plan: GraphPlan;
+  try {
+    plan = planGraph(graph, { opset });
+  } catch (e) {
+    if (!(e instanceof UnsupportedOpsError)) throw e;
+    // fused attention ops (ONNX Attention, com.microsoft MultiHeadAttention...) run once recognized as
+    // attnopt::Attention, computing what they computed; anything still refused is named
+    recognize(graph);
+    try {
+      plan = planGraph(graph, { opset });
+    } catch (e2) {
+      throw e2 instanceof UnsupportedOpsError ? new Error(`${label}: ${e2.message}`, { cause: e2 }) : e2;
+    }
+  }
+  return {
+    outputNames: graph.outputs.map((v) => v.name),
+    prepare: (sample) => {
+      const feeds = Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toExecTensor(t, k)]));
+      return async () => {
+        let out: Record<string, ExecTensor>;
+        try {
+          out = await runGraph(graph, feeds, { plan, opset });
+        } catch (e) {
+          throw new Error(`${label}: the CPU executor failed: ${(e as Error).message}`, { cause: e });
+        }
+        return (name) => (out[name] ? fromExecTensor(out[name]) : undefined);
+      };
+    },
+    release: async () => {},
+  };
+}
+
+
 /** Outputs of one run, and the median time of RUNS runs after a warm-up (the two models alternate runs). */
-async function timedRuns(a: ort.InferenceSession, b: ort.InferenceSession, feeds: Record<string, ort.Tensor>) {
-  const outA = await a.run(feeds);
-  const outB = await b.run(feeds);
+async function timedRuns(a: () => Promise<Outputs>, b: () => Promise<Outputs>) {
+  const outA = await a();
+  const outB = await b();
   const ta: number[] = [];
   const tb: number[] = [];
   for (let k = 0; k < RUNS; k++) {
-    for (const [session, times] of [[a, ta], [b, tb]] as const) {
+    for (const [run, times] of [[a, ta], [b, tb]] as const) {
       const t0 = performance.now();
-      await session.run(feeds);
+      await run();
       times.push(performance.now() - t0);
     }
   }
@@ -124,9 +223,14 @@ async function timedRuns(a: ort.InferenceSession, b: ort.InferenceSession, feeds
   return { outA, outB, msA: median(ta), msB: median(tb) };
 }
 
+/** A model given as a path names itself in messages; bytes are named by their role. */
+const labelOf = (m: string | Uint8Array, role: string): string => (typeof m === 'string' ? m : `the ${role} model (bytes)`);
+
 /**
  * Runs both models (ONNX files, so external data beside them loads, or bytes) on every sample and compares
  * their outputs; times are medians of alternating runs. `optimized` gives the certified bound from its metadata.
+ * With runtime 'attnopt-cpu' both models are planned before anything runs: an op the executor lacks fails
+ * naming the model file and every unsupported node.
  */
 export async function verifyModels(
   original: string | Uint8Array,
@@ -136,33 +240,40 @@ export async function verifyModels(
   options: VerifyOptions = {},
 ): Promise<VerifyReport> {
   const logitsName = options.logitsPattern ?? /logit|score|class|prob/i;
-  const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 3 };
-  const open = (m: string | Uint8Array) => ort.InferenceSession.create(m as string, opts);
-  const a = await open(original);
-  const b = await open(optimizedModel);
+  const runtime = checkRuntime(options.runtime ?? 'onnxruntime');
+  const open = (m: string | Uint8Array, role: string) => (runtime === 'attnopt-cpu' ? cpuRunner(m, labelOf(m, role)) : ortRunner(m));
+  const a = await open(original, 'original');
+  let b: ModelRunner;
+  try {
+    b = await open(optimizedModel, 'optimized');
+  } catch (e) {
+    await a.release();
+    throw e;
+  }
   const worst = new Map<string, OutputComparison>();
   let msA = 0;
   let msB = 0;
-  for (const sample of samples) {
-    const feeds = Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toOrt(t, k)]));
-    const r = await timedRuns(a, b, feeds);
-    msA += r.msA;
-    msB += r.msB;
-    for (const name of a.outputNames) {
-      const o = r.outA[name]!;
-      const p = r.outB[name];
-      if (p === undefined) throw new Error(`the optimized model has no output ${name}`);
-      const c = compare(name, o, p, logitsName.test(name));
-      const prev = worst.get(name);
-      worst.set(name, prev === undefined || c.maxAbsError > prev.maxAbsError ? c : prev);
+  try {
+    for (const sample of samples) {
+      const r = await timedRuns(a.prepare(sample), b.prepare(sample));
+      msA += r.msA;
+      msB += r.msB;
+      for (const name of a.outputNames) {
+        const o = r.outA(name)!;
+        const p = r.outB(name);
+        if (p === undefined) throw new Error(`the optimized model has no output ${name}`);
+        const c = compare(name, o, p, logitsName.test(name));
+        const prev = worst.get(name);
+        worst.set(name, prev === undefined || c.maxAbsError > prev.maxAbsError ? c : prev);
+      }
     }
+  } finally {
+    await a.release();
+    await b.release();
   }
-  await a.release();
-  await b.release();
   const outputs = [...worst.values()];
   const certified = certifiedBound(optimized);
   const withinCertified =
     certified === null ? null : outputs.every((o) => o.maxAbsError <= certified + 1e-5 + 1e-5 * o.maxAbsError);
   return { outputs, msOriginal: msA, msOptimized: msB, certified, withinCertified };
 }
-

@@ -74,7 +74,7 @@ describe('shape of the model', () => {
     expect(w.flops).toBeLessThan(c.flops / 4);
     expect(w.time).toBeLessThan(c.time);
     expect(w.peakMemory).toBeLessThan(c.peakMemory / 4);
-    expect(w.ops.some((o) => o.op === 'Gather' && o.what === 'band keys')).toBe(true);
+    expect(w.ops.some((o) => o.op === 'Gather' && o.what === 'key windows (granules)')).toBe(true);
   });
   it('the shipped profiles load, times are positive and increase with n on every target', () => {
     for (const profile of [onnxruntimeCpuProfile, attnoptCpuProfile, webgpuGenericProfile]) {
@@ -97,31 +97,31 @@ describe('shape of the model', () => {
 
 describe('onnxruntime-cpu follows the lowering: banded, block-gathered, low-rank, dense (hand-computed)', () => {
   const mha = params(dense, { numHeads: 8, kvNumHeads: 8, headDim: 64, vHeadDim: 64, layout: 'bsd' });
-  it('window(3, 0), n=100, d=2: block 32, band 32 + 3 = 35 keys, 4 blocks = 128 padded queries', () => {
+  it('window(3, 0), n=100, d=2: block 16, 8 extra rows + band 16 + 3 -> 24 keys, 7 blocks = 112 padded queries', () => {
     const c = attentionCost(params(slidingWindow(3, 0)), { batch: 1, nq: 100, nk: 100 }, onnxruntimeCpuProfile);
-    expect(c.computedPairs).toBe(128 * 35); // not 100 x 100
-    expect(c.flops).toBe(2 * 128 * 35 * 2 * 2); // QKᵀ and PV over the band
-    expect(c.softmaxFlops).toBe(5 * 128 * 35);
-    expect(c.largestIntermediate).toBe(4 * 128 * 35);
+    expect(c.computedPairs).toBe(112 * 32); // not 100 x 100
+    expect(c.flops).toBe(2 * 112 * 32 * 2 * 2 + 2 * 112 * 24); // QKᵀ and PV over the window, kept keys per row
+    expect(c.softmaxFlops).toBe(5 * 112 * 32);
+    expect(c.largestIntermediate).toBe(4 * 112 * 32);
     expect(c.keptPairs).toBe(4 * 100 - 6);
   });
-  it('causal window 64, n=512, 8 heads, d=64: block 64, 127 keys per query: 2·2·8·512·127·64 FLOPs', () => {
+  it('causal window 64, n=512, 8 heads, d=64: block 32, 8 + 96 keys per query: 2·2·8·512·104·64 FLOPs', () => {
     const c = attentionCost({ ...mha, spec: slidingWindow(63, 0) }, { batch: 1, nq: 512, nk: 512 }, onnxruntimeCpuProfile);
-    expect(c.computedPairs).toBe(512 * 127);
-    expect(c.flops).toBe(2 * 2 * 8 * 512 * 127 * 64);
-    expect(c.largestIntermediate).toBe(4 * 8 * 512 * 127);
+    expect(c.computedPairs).toBe(512 * 104);
+    expect(c.flops).toBe(2 * 2 * 8 * 512 * 104 * 64 + 2 * 512 * 96); // + kept keys per row (bias shared by heads)
+    expect(c.largestIntermediate).toBe(4 * 8 * 512 * 104);
   });
-  it('causal ∩ (window 256 ∪ sinks 4), n=1000: block 256, band 511 + 4 extra keys, 1024 padded queries', () => {
+  it('causal ∩ (window 256 ∪ sinks 4), n=1000: block 64, band 64 + 255 -> 320 + 8 extra rows, 1024 padded queries', () => {
     const spec = intersect(causal(), union(slidingWindow(255, 0), sinks(4)));
     const c = attentionCost({ ...mha, spec }, { batch: 1, nq: 1000, nk: 1000 }, onnxruntimeCpuProfile);
-    expect(c.computedPairs).toBe(1024 * (511 + 4));
-    expect(c.flops).toBe(2 * 2 * 8 * 1024 * 515 * 64);
-    expect(c.softmaxFlops).toBe(5 * 8 * 1024 * 515);
-    expect(c.ops.filter((o) => o.op === 'MatMul').map((o) => o.what)).toEqual(['band scores Q Kᵀ', 'extra scores Q Kᵀ', 'band P V', 'extra P V']);
+    expect(c.computedPairs).toBe(1024 * (320 + 8));
+    expect(c.flops).toBe(2 * 2 * 8 * 1024 * 328 * 64 + 2 * 1024 * 4 + 2 * 1024 * 320);
+    expect(c.softmaxFlops).toBe(5 * 8 * 1024 * 328);
+    expect(c.ops.filter((o) => o.op === 'MatMul').map((o) => o.what)).toEqual(['band scores Q Kᵀ', 'kept keys per row (extra)', 'kept keys per row (band)', 'band P V']);
   });
-  it('memory is O(n · (b + w)): at n = 16384 the window-256 scores are 8 · 16384 · 511 floats, not n x n', () => {
+  it('memory is O(n · (b + w)): at n = 16384 the window-256 scores are 8 · 16384 · 328 floats, not n x n', () => {
     const c = attentionCost({ ...mha, spec: slidingWindow(255, 0) }, { batch: 1, nq: 16384, nk: 16384 }, onnxruntimeCpuProfile);
-    expect(c.largestIntermediate).toBe(4 * 8 * 16384 * 511);
+    expect(c.largestIntermediate).toBe(4 * 8 * 16384 * 328);
     const d = attentionCost({ ...mha, spec: causal() }, { batch: 1, nq: 16384, nk: 16384 }, onnxruntimeCpuProfile);
     expect(d.largestIntermediate).toBe(4 * 8 * 16384 * 16384);
     expect(c.peakMemory).toBeLessThan(d.peakMemory / 10);
@@ -129,8 +129,8 @@ describe('onnxruntime-cpu follows the lowering: banded, block-gathered, low-rank
   it('dense where the lowering is dense: a float bias, or static keys fewer than twice the keys read', () => {
     const w = { ...mha, spec: slidingWindow(63, 0) };
     expect(attentionCost(w, { batch: 1, nq: 512, nk: 512 }, onnxruntimeCpuProfile, { bias: 'float' }).computedPairs).toBe(512 * 512);
-    expect(attentionCost(w, { batch: 1, nq: 200, nk: 200 }, onnxruntimeCpuProfile, { staticKeys: true }).computedPairs).toBe(200 * 200); // 200 < 2 · 127
-    expect(attentionCost(w, { batch: 1, nq: 200, nk: 200 }, onnxruntimeCpuProfile).computedPairs).toBe(256 * 127); // symbolic: banded
+    expect(attentionCost(w, { batch: 1, nq: 200, nk: 200 }, onnxruntimeCpuProfile, { staticKeys: true }).computedPairs).toBe(200 * 200); // 200 < 2 · 104
+    expect(attentionCost(w, { batch: 1, nq: 200, nk: 200 }, onnxruntimeCpuProfile).computedPairs).toBe(224 * 104); // symbolic: banded
     expect(attentionCost({ ...mha, spec: causal() }, { batch: 1, nq: 512, nk: 512 }, onnxruntimeCpuProfile).computedPairs).toBe(512 * 512);
   });
   it('block-sparse layouts are block-gathered: 2 blocks of 64 per query block, n=256: 256 · 128 scores per head', () => {

@@ -2,7 +2,18 @@
 // roofline time. Counting uses the spec's row and block queries (O(nq · runs) and O((nq/b)·(nk/b))):
 // nothing here allocates per n x n.
 
-import { type AttentionParams, isLowRank, type LeafResolver, loweringChoice, lshBound, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
+import {
+  type AttentionParams,
+  hasRuntimeHeadDim,
+  isLowRank,
+  type LeafResolver,
+  type LoweringChoice,
+  loweringChoice,
+  lshBound,
+  type MaskSpec,
+  RUNTIME_HEAD_DIM_REASON,
+  validateAttentionParams,
+} from '@attnopt/ir';
 import { lowRankOps, selectionOps } from './approximate.js';
 import { type OpCost, type OpWork, timeOp, work } from './ops.js';
 import { type TargetProfile } from './profile.js';
@@ -90,11 +101,14 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
     if (target.execution === 'unfused') {
       const o = { graphOptimization: options.graphOptimization ?? 'all', bias: options.bias ?? 'none', kvLength: options.kvLength ?? false } as const;
       // the lowering's own rule decides the form (banded, block-gathered, dense): the model follows it
-      const choice = loweringChoice(spec, {
+      const chosen = loweringChoice(spec, {
         ...(options.staticKeys ? { keys: x.nk } : {}),
         bias: o.bias !== 'none',
         kvLengthWithoutPast: o.kvLength && x.past === 0,
       });
+      // the banded, LSH and block forms reshape by the head size: a site that reads it at run time lowers dense
+      const choice: LoweringChoice =
+        hasRuntimeHeadDim(p) && chosen.strategy !== 'dense' ? { strategy: 'dense', why: `dense: the ${RUNTIME_HEAD_DIM_REASON}` } : chosen;
       if (choice.strategy === 'banded') {
         const sh = bandedShape(choice.support, choice.blockSize, x.nq, x.nk);
         ops = [...presentOps(p, x), ...bandedOps(p, spec, choice.support, choice.blockSize, x, o), ...layoutOut(p, x)];

@@ -1,7 +1,8 @@
 // The kernels onnxruntime runs for the non-dense forms @attnopt/passes emits (which form: the IR's
 // loweringChoice, the rule the lowering itself uses):
-//   banded:  queries in blocks of b; block r reads the L = b + w keys of its band plus the E extra keys
-//            (sinks, global tokens): scores B·H·⌈nq/b⌉·b·(L + E), never nq x nk; global query rows dense.
+//   banded:  queries in blocks of b; block r gathers (in granules of g keys) X extra rows (an empty-row key and
+//            the E extra keys: sinks, global tokens) and the L = b + w keys of its band (both rounded up to g):
+//            scores B·H·⌈nq/b⌉·b·(X + L), never nq x nk, plus a bias shared by the heads; global query rows dense.
 //   blocks:  each query block of bq reads its m chosen key blocks of bk (GatherND): scores B·H·⌈nq/bq⌉·bq·m·bk;
 //            top-k blocks adds the block scores (Quest bounds or block means) and a TopK.
 //   lsh:     per round, Q and K hashed (MatMul by the rotations, ArgMax), sorted by bucket (TopK), gathered in
@@ -11,32 +12,57 @@
 //            m x m pseudo-inverse by `steps` Newton–Schulz steps of 4 float64 MatMuls, F (A⁺ (G V)).
 // Index arithmetic (Shape, Gather, Range, Min/Max clamps) is O(n) int64 work: counted as small kernels.
 
-import type { AttentionParams, KeySupport, Lsh, MaskSpec } from '@attnopt/ir';
+import { type AttentionParams, bandGranule, type KeySupport, type Lsh, type MaskSpec } from '@attnopt/ir';
 import { type OpWork, work } from './ops.js';
 import type { Extent } from './shape.js';
 import { maskOps, type UnfusedOptions } from './unfused.js';
 
-/** Sizes of the banded form for a call: query blocks, band width, extra keys, global rows. */
+/** Sizes of the banded form for a call: query blocks, band width, extra rows, global rows. */
 export interface BandedShape {
   readonly blockSize: number;
   readonly blocks: number;
   /** Padded queries (blocks · blockSize). */
   readonly paddedQueries: number;
-  /** Keys of one block's band (b + hi - lo), 0 without a band. */
+  /** Keys of one block's band (b + hi - lo rounded up to the gather granule), 0 without a band. */
   readonly band: number;
+  /** Extra rows every block reads: the empty-row key and the extra keys, in whole granules. */
   readonly extra: number;
   readonly globalRows: number;
+  /** Blocks whose bias is computed from the spec at run time (head and tail; all with kvLength). */
+  readonly edgeBlocks: number;
   /** Scores per head: paddedQueries · (band + extra) + globalRows · nk. */
   readonly scores: number;
 }
 
-export function bandedShape(support: KeySupport, blockSize: number, nq: number, nk: number): BandedShape {
+/** One past the largest absolute position the spec tests (sinks count, global tokens). */
+function absoluteReach(spec: MaskSpec): number {
+  switch (spec.kind) {
+    case 'sinks':
+      return spec.count;
+    case 'global':
+      return spec.tokens.length ? Math.max(...spec.tokens) + 1 : 0;
+    case 'union':
+    case 'intersect':
+      return Math.max(0, ...spec.parts.map(absoluteReach));
+    case 'diff':
+      return Math.max(absoluteReach(spec.base), absoluteReach(spec.minus));
+    default:
+      return 0;
+  }
+}
+
+export function bandedShape(support: KeySupport, blockSize: number, nq: number, nk: number, spec?: MaskSpec, kvLength = false): BandedShape {
+  const g = bandGranule(blockSize);
   const blocks = Math.ceil(nq / blockSize);
   const paddedQueries = blocks * blockSize;
-  const band = support.lo <= support.hi ? blockSize + support.hi - support.lo : 0;
-  const extra = support.extra.length;
+  const band = support.lo <= support.hi ? Math.ceil((blockSize + support.hi - support.lo) / g) * g : 0;
+  const extra = Math.ceil((support.extra.length + 1) / g) * g;
   const globalRows = support.globalQueries.length;
-  return { blockSize, blocks, paddedQueries, band, extra, globalRows, scores: paddedQueries * (band + extra) + globalRows * nk };
+  const reach = spec ? absoluteReach(spec) : Math.max(0, ...support.extra.map((e) => e + 1));
+  const head = band > 0 ? Math.ceil(Math.max(0, reach - Math.min(support.lo, 0)) / blockSize) : 0;
+  const tail = band > 0 ? Math.ceil(Math.max(0, band - blockSize + Math.max(support.hi, 0)) / blockSize) + 1 : 0;
+  const edgeBlocks = band === 0 ? 0 : kvLength ? blocks : Math.min(blocks, head + tail);
+  return { blockSize, blocks, paddedQueries, band, extra, globalRows, edgeBlocks, scores: paddedQueries * (band + extra) + globalRows * nk };
 }
 
 const small = (op: string, what: string, bytes: number): OpWork => work(op, what, { bytes });
@@ -52,58 +78,49 @@ function scoreOps(p: AttentionParams, E: number, s: number, o: UnfusedOptions, w
 /** The kernels of the banded lowering (bandedAttention in @attnopt/passes). */
 export function bandedOps(p: AttentionParams, spec: MaskSpec, support: KeySupport, blockSize: number, x: Extent, o: UnfusedOptions): OpWork[] {
   const { B, H, d, dv, nq, nk, E } = x;
-  const sh = bandedShape(support, blockSize, nq, nk);
-  const { blocks: nB, paddedQueries: nqp, band: L, extra: Ex, globalRows: G } = sh;
+  const sh = bandedShape(support, blockSize, nq, nk, spec, o.kvLength);
+  const { blocks: nB, paddedQueries: nqp, band: L, extra: X, globalRows: G, edgeBlocks: m } = sh;
+  const Ex = support.extra.length;
   const BH = B * H;
-  const ops: OpWork[] = [];
-  // lengths, bottom-right offset, block count and padding, block starts, key indices: ~20 small int64 kernels
-  for (let k = 0; k < 12; k++) ops.push(small('Shape/Gather/Sub', 'band lengths and offsets', 8));
-  ops.push(work('Pad', 'queries to whole blocks', { bytes: E * BH * (nq + nqp) * d }));
-  ops.push(small('Range', 'block starts', 8 * nB), small('Mul', 'block starts', 16 * nB), small('Add', 'query indices', 8 * nqp * 2));
-  const W = L + Ex;
+  const W = L + X;
   const Sw = BH * nqp * W;
+  const biasB = o.kvLength ? B : 1; // the bias is shared by the heads (and the batch without kvLength)
+  const ops: OpWork[] = [];
+  // lengths, offsets, block counts, padding, granule indices: ~40 small int64 kernels
+  for (let k = 0; k < 40; k++) ops.push(small('Shape/Gather/Sub', 'band lengths, offsets and granule indices', 8));
+  ops.push(work('Pad', 'queries to whole blocks', { bytes: E * BH * (nq + nqp) * d }));
+  // K'' and V'': the extra rows, then the keys shifted to a granule (one Concat each)
+  ops.push(work('Gather', 'extra keys', { bytes: 2 * E * BH * Ex * d }), work('Gather', 'extra values', { bytes: 2 * E * BH * Ex * dv }));
   if (L > 0) {
-    const Sb = BH * nqp * L;
-    const sk = nqp * L;
-    ops.push(small('Add', 'band key start', 16 * nB), small('Add', 'band key indices', 16 * nB * L));
-    ops.push(small('Min', 'clamp keys', 16 * nB * L), small('Max', 'clamp keys', 16 * nB * L), small('Reshape', 'gather indices', 0));
-    ops.push(work('Gather', 'band keys', { bytes: 2 * E * BH * nB * L * d }));
-    ops.push(work('Gather', 'band values', { bytes: 2 * E * BH * nB * L * dv }));
-    if (o.graphOptimization !== 'all') ops.push(work('Transpose', 'band Kᵀ', { bytes: 2 * E * BH * nB * L * d }));
-    ops.push(work('MatMul', 'band scores Q Kᵀ', { flops: 2 * Sb * d, bytes: E * (BH * nqp * d + BH * nB * L * d + Sb) }));
-    ops.push(...scoreOps(p, E, Sb, o, 'band'));
-    ops.push(...maskOps(spec, sk).ops);
-    ops.push(small('Less', 'key >= 0', 9 * nB * L), small('Not', 'key >= 0', 2 * nB * L), small('Less', 'key < nk', 9 * nB * L));
-    ops.push(work('And', 'band keep', { bytes: 3 * sk }), work('And', 'band keep', { bytes: 3 * sk }));
-    let keepBytes = sk;
-    if (o.kvLength) {
-      ops.push(small('Less', 'kv length', 9 * B * nB * L), work('And', 'keep & kv length', { bytes: sk + B * nB * L + B * sk }));
-      keepBytes = B * sk;
-    }
-    ops.push(work('Where', 'band masked logits', { bytes: keepBytes + 2 * E * Sb }));
+    ops.push(work('Concat', 'keys with extra rows', { bytes: 2 * E * BH * (nk + X + 8) * d }), work('Concat', 'values with extra rows', { bytes: 2 * E * BH * (nk + X + 8) * dv }));
   }
+  const windows = L > 0 ? nB : 1;
+  ops.push(work('Gather', 'key windows (granules)', { bytes: 2 * E * BH * windows * W * d }), work('Gather', 'value windows (granules)', { bytes: 2 * E * BH * windows * W * dv }));
+  if (o.graphOptimization !== 'all') ops.push(work('Transpose', 'key windows ᵀ', { bytes: 2 * E * BH * windows * W * d }));
+  ops.push(work('MatMul', 'band scores Q Kᵀ', { flops: 2 * Sw * d, bytes: E * (BH * nqp * d + BH * windows * W * d + Sw) }));
+  ops.push(...scoreOps(p, E, Sw, o, 'band'));
+  // the bias [nB, b, W] (per batch with kvLength): extra columns from the spec for every block, the band's
+  // constant pattern expanded with its edge blocks from the spec scattered in, the empty-row key
   if (Ex > 0) {
-    const Se = BH * nqp * Ex;
-    const sk = nqp * Ex;
-    ops.push(small('Min', 'clamp extra keys', 16 * Ex), small('Max', 'clamp extra keys', 16 * Ex));
-    ops.push(work('Gather', 'extra keys', { bytes: 2 * E * BH * Ex * d }), work('Gather', 'extra values', { bytes: 2 * E * BH * Ex * dv }));
-    ops.push(small('Reshape', 'extra keys', 0), small('Reshape', 'extra values', 0));
-    ops.push(work('MatMul', 'extra scores Q Kᵀ', { flops: 2 * Se * d, bytes: E * (BH * nqp * d + BH * Ex * d + Se) }));
-    ops.push(...scoreOps(p, E, Se, o, 'extra'));
-    ops.push(...maskOps(spec, sk).ops);
-    ops.push(small('Less', 'extra key < nk', 9 * Ex));
-    if (L > 0) for (const op of ['Less', 'Not', 'Add', 'Less', 'And', 'Not']) ops.push(small(op, 'extra outside band', 9 * nB * Ex));
-    ops.push(work('And', 'extra keep', { bytes: 3 * sk }), work('And', 'extra keep', { bytes: 3 * sk }));
-    ops.push(work('Where', 'extra masked logits', { bytes: sk + 2 * E * Se }));
+    const se = biasB * nqp * Ex;
+    ops.push(...maskOps(spec, se).ops);
+    for (const op of ['Less', 'Not', 'Add', 'Less', 'And', 'Not', 'And', 'And']) ops.push(small(op, 'extra keep', 3 * se));
+    ops.push(work('Expand', 'extra keep', { bytes: 2 * se }), work('Where', 'extra bias', { bytes: se + E * se }));
+    ops.push(work('Exp', 'extra kept', { bytes: 2 * E * se }), work('MatMul', 'kept keys per row (extra)', { flops: 2 * se, bytes: E * (se + biasB * nqp) }));
   }
-  if (L > 0 && Ex > 0) ops.push(work('Concat', 'band and extra logits', { bytes: 2 * E * Sw }));
+  if (L > 0) {
+    const sb = biasB * m * blockSize * L;
+    ops.push(...maskOps(spec, sb).ops);
+    for (const op of ['Add', 'Add', 'Less', 'Not', 'Less', 'And', 'And', 'And']) ops.push(small(op, 'edge blocks keep', 3 * sb));
+    ops.push(work('Where', 'edge blocks bias', { bytes: sb + E * sb }));
+    const full = biasB * nqp * L;
+    if (!o.kvLength) ops.push(work('Expand', 'band pattern', { bytes: E * full }), work('ScatterND', 'edge blocks into the pattern', { bytes: 2 * E * full }));
+    ops.push(work('Exp', 'band kept', { bytes: 2 * E * full }), work('MatMul', 'kept keys per row (band)', { flops: 2 * full, bytes: E * (full + biasB * nqp) }));
+  }
+  ops.push(small('Where', 'empty-row key bias', 3 * E * biasB * nqp), work('Concat', 'bias', { bytes: 2 * E * biasB * nqp * W }));
+  ops.push(work('Add', 'logits + bias', { bytes: E * (2 * Sw + biasB * nqp * W) }));
   ops.push(work('Softmax', 'probabilities', { softmaxFlops: 5 * Sw, softmaxElements: Sw, bytes: 2 * E * Sw }));
-  ops.push(work('IsNaN', 'fully masked rows', { bytes: E * Sw + Sw }));
-  ops.push(work('Where', 'zero fully masked rows', { bytes: Sw + 2 * E * Sw }));
-  if (L > 0 && Ex > 0) ops.push(work('Split', 'band and extra probabilities', { bytes: 2 * E * Sw }));
-  if (L > 0) ops.push(work('MatMul', 'band P V', { flops: 2 * BH * nqp * L * dv, bytes: E * (BH * nqp * L + BH * nB * L * dv + BH * nqp * dv) }));
-  if (Ex > 0) ops.push(work('MatMul', 'extra P V', { flops: 2 * BH * nqp * Ex * dv, bytes: E * (BH * nqp * Ex + BH * Ex * dv + BH * nqp * dv) }));
-  if (L > 0 && Ex > 0) ops.push(work('Add', 'band + extra outputs', { bytes: 3 * E * BH * nqp * dv }));
+  ops.push(work('MatMul', 'band P V', { flops: 2 * Sw * dv, bytes: E * (Sw + BH * windows * W * dv + BH * nqp * dv) }));
   ops.push(small('Reshape', 'unblock', 0), work('Slice', 'drop padded queries', { bytes: E * BH * (nqp + nq) * dv }));
   if (G > 0) {
     const Sg = BH * G * nk;

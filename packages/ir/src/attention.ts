@@ -1,7 +1,8 @@
 // The Attention op: attnopt's first-class attention site.
 //   Y = softmax(softcap(scale * Q Kᵀ) + bias, restricted to the keys `spec` keeps) V
 // with GQA/MQA (numHeads query heads share kvNumHeads key/value heads), any head size, optional
-// additive (or boolean) bias, past K/V and per-batch valid key lengths.
+// additive (or boolean) bias, past K/V and per-batch valid key lengths. In the bhsd layout the head sizes may
+// be left to run time (headDim / vHeadDim 0): every op then reads D from the last axis of Q, K, V.
 
 import { type Attr, floatAttr, intAttr, specAttr, stringAttr } from './attributes.js';
 import { isDType, type DType } from './dtype.js';
@@ -51,9 +52,9 @@ export function scoresModeFromOnnx(mode: number): ScoresMode {
 export interface AttentionParams {
   readonly numHeads: number;
   readonly kvNumHeads: number;
-  /** Head size of Q and K. */
+  /** Head size of Q and K; RUNTIME_HEAD_DIM (0, bhsd only) = read from the last axis of Q and K at run time. */
   readonly headDim: number;
-  /** Head size of V and of the output (usually headDim). */
+  /** Head size of V and of the output (usually headDim); RUNTIME_HEAD_DIM (0, bhsd only) = read from V. */
   readonly vHeadDim: number;
   /** Multiplies Q Kᵀ; usually 1 / sqrt(headDim). */
   readonly scale: number;
@@ -90,6 +91,28 @@ export interface AttentionOutputs {
   readonly scores?: Value;
 }
 
+/** headDim / vHeadDim value meaning "the head size is read from the inputs at run time" (bhsd layout only). */
+export const RUNTIME_HEAD_DIM = 0;
+
+/** The words every consumer that needs a static head size uses to refuse RUNTIME_HEAD_DIM. */
+export const RUNTIME_HEAD_DIM_REASON = 'head size is only known at run time';
+
+/** Whether headDim or vHeadDim is left to run time (RUNTIME_HEAD_DIM). */
+export function hasRuntimeHeadDim(p: Pick<AttentionParams, 'headDim' | 'vHeadDim'>): boolean {
+  return p.headDim === RUNTIME_HEAD_DIM || p.vHeadDim === RUNTIME_HEAD_DIM;
+}
+
+/**
+ * Throws `<where>: head size is only known at run time ...` when `p` leaves a head size to run time; for the
+ * consumers that need static head sizes (kernels, cost, sparsification). `what` says what needs them.
+ */
+export function requireStaticHeadDims(p: Pick<AttentionParams, 'headDim' | 'vHeadDim'>, where: string, what: string): void {
+  if (!hasRuntimeHeadDim(p)) return;
+  throw new Error(
+    `${where}: ${RUNTIME_HEAD_DIM_REASON} (headDim ${p.headDim}, vHeadDim ${p.vHeadDim}: read from the inputs), and ${what} needs a static head size`,
+  );
+}
+
 export function validateAttentionParams(p: AttentionParams): AttentionParams {
   const fail = (msg: string): never => {
     throw new Error(`invalid Attention: ${msg}`);
@@ -99,8 +122,15 @@ export function validateAttentionParams(p: AttentionParams): AttentionParams {
   };
   positive('numHeads', p.numHeads);
   positive('kvNumHeads', p.kvNumHeads);
-  positive('headDim', p.headDim);
-  positive('vHeadDim', p.vHeadDim);
+  const headSize = (name: string, x: number) => {
+    if (x === RUNTIME_HEAD_DIM) {
+      if (p.layout !== 'bhsd') fail(`${name} 0 (${RUNTIME_HEAD_DIM_REASON}) needs the bhsd layout, got ${String(p.layout)}`);
+      return;
+    }
+    if (!Number.isSafeInteger(x) || x < 1) fail(`${name} must be an integer >= 1 (or 0 in the bhsd layout: read at run time), got ${x}`);
+  };
+  headSize('headDim', p.headDim);
+  headSize('vHeadDim', p.vHeadDim);
   if (p.numHeads % p.kvNumHeads !== 0) fail(`numHeads ${p.numHeads} is not a multiple of kvNumHeads ${p.kvNumHeads}`);
   if (!Number.isFinite(p.scale)) fail(`scale must be finite, got ${p.scale}`);
   if (!(p.softcap >= 0) || !Number.isFinite(p.softcap)) fail(`softcap must be finite and >= 0, got ${p.softcap}`);

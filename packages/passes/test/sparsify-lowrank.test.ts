@@ -1,16 +1,17 @@
 // Low-rank candidates in sparsify (BOUNDS.md (c), (d)): the float64 evaluator equals the reference's
-// linformerAttention / performerAttention; their error is measured on the calibration data and recorded
+// nystromAttention / linformerAttention / performerAttention; their error is measured on the calibration data and recorded
 // uncertified; allowUncertified accepts one only when it is the cheapest form within the budget; the default
 // never accepts one.
 
 import { type AttentionParams, dense, gaussian, linformer, nystrom, performer, slidingWindow } from '@attnopt/ir';
-import { linformerAttention, matrix, performerAttention, referenceAttention } from '@attnopt/reference';
+import { linformerAttention, matrix, nystromAttention, performerAttention, referenceAttention } from '@attnopt/reference';
 import { describe, expect, it } from 'vitest';
 import {
   type CalibrationSample,
   chooseSiteSpec,
   headData,
   linformerOutput,
+  nystromHeadOutput,
   performerOutput,
   type SiteCalibration,
 } from '../src/sparsify/index.js';
@@ -45,6 +46,12 @@ describe('low-rank evaluator', () => {
           expect(maxDiff(linformerOutput(head, linformer(r, seed)), ref)).toBeLessThanOrEqual(1e-10);
         }
       });
+      it(`nystrom equals the reference (nq ${c.nq}, nk ${c.nk}, head ${h})`, () => {
+        for (const m of [1, 5, 16, 40, 100]) {
+          const ref = nystromAttention(q, k, v, c.scale, m).data;
+          expect(maxDiff(nystromHeadOutput(head, nystrom(m)), ref)).toBeLessThanOrEqual(1e-10);
+        }
+      });
       it(`performer equals the reference, orthogonal and i.i.d. (nq ${c.nq}, nk ${c.nk}, head ${h})`, () => {
         for (const [m, seed, orth] of [[8, 3, true], [20, 5, true], [32, 1, false]] as const) {
           const ref = performerAttention(q, k, v, c.scale, m, seed, orth).data;
@@ -70,7 +77,7 @@ describe('chooseSiteSpec with low-rank candidates', () => {
   const candidates = [performer(16, 1), performer(64, 1), linformer(16, 2), nystrom(16), slidingWindow(32, 32)];
 
   /** max over heads and samples of |performer/linformer - dense|, by the reference. */
-  const referenceError = (spec: ReturnType<typeof performer> | ReturnType<typeof linformer>) => {
+  const referenceError = (spec: ReturnType<typeof performer> | ReturnType<typeof linformer> | ReturnType<typeof nystrom>) => {
     let e = 0;
     for (const s of calibration.samples) {
       const t = (x: { shape: readonly number[]; data: ArrayLike<number> }) => ({ shape: [...x.shape], data: Float64Array.from(x.data) });
@@ -81,7 +88,9 @@ describe('chooseSiteSpec with low-rank candidates', () => {
         const out =
           spec.kind === 'performer'
             ? performerAttention(q, k, v, params.scale, spec.features, spec.seed, spec.orthogonal)
-            : linformerAttention(q, k, v, params.scale, spec.rank, spec.seed);
+            : spec.kind === 'nystrom'
+              ? nystromAttention(q, k, v, params.scale, spec.landmarks)
+              : linformerAttention(q, k, v, params.scale, spec.rank, spec.seed);
         e = Math.max(e, maxDiff(out.data, y.subarray(h * N * D, (h + 1) * N * D)));
       }
     }
@@ -90,20 +99,16 @@ describe('chooseSiteSpec with low-rank candidates', () => {
 
   const allowed = chooseSiteSpec(params, calibration, { budget: 0.05, allowUncertified: true, candidates });
 
-  it('records the measured error of Linformer and Performer, uncertified, equal to the reference error', () => {
-    for (const spec of [performer(16, 1), performer(64, 1), linformer(16, 2)]) {
-      const t = allowed.tried.find((x) => x.spec.startsWith(spec.kind) && x.spec.includes(spec.kind === 'performer' ? `features=${spec.features}` : `rank=${spec.rank}`))!;
+  it('records the measured error of Nystrom, Linformer and Performer, uncertified, equal to the reference error', () => {
+    for (const spec of [performer(16, 1), performer(64, 1), linformer(16, 2), nystrom(16)]) {
+      const key = spec.kind === 'performer' ? `features=${spec.features}` : spec.kind === 'nystrom' ? `landmarks=${spec.landmarks}` : `rank=${spec.rank}`;
+      const t = allowed.tried.find((x) => x.spec.startsWith(spec.kind) && x.spec.includes(key))!;
       expect(t.certified).toBe(false);
       expect(t.bound).toBeNull();
       expect(t.measuredError).not.toBeNull();
       expect(t.measuredRows).toBe(t.rows);
       expect(t.rows).toBe(2 * H * N);
       expect(Math.abs(t.measuredError! - referenceError(spec))).toBeLessThanOrEqual(1e-10);
-    }
-    const ny = allowed.tried.find((x) => x.spec.startsWith('nystrom'));
-    if (ny) {
-      expect(ny.accepted).toBe(false);
-      expect(ny.measuredError).toBeNull();
     }
   });
 
@@ -149,7 +154,7 @@ describe('chooseSiteSpec with low-rank candidates', () => {
       const d = chooseSiteSpec(params, calibration, { budget, candidates });
       for (const t of d.tried.filter((x) => !x.certified)) {
         expect(t.accepted).toBe(false);
-        if (!t.spec.startsWith('nystrom') && !/not cheaper/.test(t.reason)) {
+        if (!/not cheaper/.test(t.reason)) {
           expect(t.measuredError).not.toBeNull();
           expect(t.reason).toMatch(/no certificate \(BOUNDS\.md \(c\)\): enable uncertified forms to accept measured error/);
         }

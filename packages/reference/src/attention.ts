@@ -24,7 +24,7 @@ import {
   validateAttentionParams,
 } from '@attnopt/ir';
 import { type BiasLookup, biasLookup } from './bias.js';
-import { headsView, outputFromBhsd } from './layout.js';
+import { headsView, outputFromBhsd, withHeadDims } from './layout.js';
 import { type Matrix, matrix } from './linalg.js';
 import { linformerAttention } from './low-rank/linformer.js';
 import { nystromAttention } from './low-rank/nystrom.js';
@@ -127,7 +127,8 @@ export function referenceAttention(
   inputs: ReferenceInputs,
   options: ReferenceOptions = {},
 ): ReferenceOutputs {
-  const p = validateAttentionParams(params);
+  // head sizes left to run time (headDim / vHeadDim 0, bhsd) are read from Q and V
+  const p = withHeadDims(validateAttentionParams(params), inputs.q, inputs.v, inputs.pastValue);
   const view = headsView(p, inputs.q, inputs.k, inputs.v);
   const { batch, nq } = view;
   if ((inputs.pastKey === undefined) !== (inputs.pastValue === undefined)) {

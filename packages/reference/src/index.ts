@@ -4,7 +4,7 @@ export * from './tensor.js';
 export * from './compare.js';
 export { softmaxRow, droppedMass } from './softmax.js';
 export { type BiasLookup, biasLookup } from './bias.js';
-export { type HeadsView, headsView, outputFromBhsd, fromBhsd, packQkv } from './layout.js';
+export { type HeadsView, headsView, outputFromBhsd, fromBhsd, packQkv, withHeadDims } from './layout.js';
 export {
   type ReferenceInputs,
   type ReferenceOutputs,

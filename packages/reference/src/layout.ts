@@ -7,8 +7,9 @@
 //   the query heads, then the key heads, then the value heads (each head-major); K and V are absent.
 // Y uses the layout of Q, except packed-qkv, whose Y is bsd: [batch, seq, numHeads * vHeadDim].
 // past_key / past_value and present_key / present_value are always bhsd: [batch, kvNumHeads, seq, dim].
+// A head size left to run time (headDim / vHeadDim 0, bhsd only) is read from the arrays: see withHeadDims.
 
-import type { AttentionLayout, AttentionParams } from '@attnopt/ir';
+import { type AttentionLayout, type AttentionParams, RUNTIME_HEAD_DIM } from '@attnopt/ir';
 import { type Tensor64, transpose } from './tensor.js';
 
 /** Q, K, V in bhsd, as the reference computes on them. */
@@ -55,8 +56,30 @@ function sliceLast(t: Tensor64, from: number, count: number): Tensor64 {
   return { shape: [b, s, count], data: out };
 }
 
-/** Q, K, V of one call in bhsd, checked against the params. */
-export function headsView(p: AttentionParams, q: Tensor64, k?: Tensor64, v?: Tensor64): HeadsView {
+/**
+ * `p` with the head sizes it leaves to run time (RUNTIME_HEAD_DIM, bhsd only) read from the arrays: headDim
+ * from Q's last axis, vHeadDim from V's (else from past value's when V is absent). Static sizes stay as they
+ * are (headsView checks them). K and past K must then agree with Q, which headsView and the past concat check.
+ */
+export function withHeadDims(p: AttentionParams, q: Tensor64, v?: Tensor64, pastValue?: Tensor64): AttentionParams {
+  if (p.headDim !== RUNTIME_HEAD_DIM && p.vHeadDim !== RUNTIME_HEAD_DIM) return p;
+  if (p.layout !== 'bhsd') throw new Error(`head sizes read at run time need the bhsd layout, got ${p.layout}`);
+  const last = (name: string, t: Tensor64 | undefined): number => {
+    if (t === undefined || t.shape.length !== 4) {
+      throw new Error(`attention input ${name} (bhsd) must have rank 4 to give the head size read at run time, got ${t ? `[${t.shape.join(', ')}]` : 'none'}`);
+    }
+    return t.shape[3]!;
+  };
+  return {
+    ...p,
+    headDim: p.headDim === RUNTIME_HEAD_DIM ? last('Q', q) : p.headDim,
+    vHeadDim: p.vHeadDim === RUNTIME_HEAD_DIM ? last('V', v ?? pastValue) : p.vHeadDim,
+  };
+}
+
+/** Q, K, V of one call in bhsd, checked against the params (head sizes read at run time: see withHeadDims). */
+export function headsView(params: AttentionParams, q: Tensor64, k?: Tensor64, v?: Tensor64): HeadsView {
+  const p = withHeadDims(params, q, v);
   let qh: Tensor64;
   let kh: Tensor64;
   let vh: Tensor64;

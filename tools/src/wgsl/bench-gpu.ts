@@ -3,7 +3,7 @@
 // peak. Peaks are not queryable through WebGPU: pass them (--peak-tflops, --peak-gbps) for a real GPU.
 // On lavapipe (a CPU rasterizer) the numbers say nothing about GPU speed; the script says so.
 //   npx tsx --conditions=@attnopt/source tools/src/wgsl/bench-gpu.ts [--n 1024] [--d 64] [--heads 8] [--kv-heads 8]
-//     [--spec dense|causal|window] [--dtype f32|f16] [--reps 10] [--peak-tflops X] [--peak-gbps Y]
+//     [--spec dense|causal|window] [--dtype f32|f16] [--kernel tiled|subgroup] [--reps 10] [--peak-tflops X] [--peak-gbps Y]
 
 import { prepareAttention, WgslRuntime } from '@attnopt/backend-wgsl';
 import { type AttentionParams, causal, dense, slidingWindow, keptPairs, SplitMix64 } from '@attnopt/ir';
@@ -28,7 +28,8 @@ const rng = new SplitMix64(1);
 const t = (len: number) => Float32Array.from({ length: len }, () => 2 * rng.nextFloat() - 1);
 const inputs = { q: { shape: [1, H, n, d], data: t(H * n * d) }, k: { shape: [1, G, n, d], data: t(G * n * d) }, v: { shape: [1, G, n, d], data: t(G * n * d) } };
 
-const prepared = await prepareAttention(rt, params, inputs, { dtype });
+const kernel = arg('kernel', rt.features.subgroups ? 'subgroup' : 'tiled');
+const prepared = await prepareAttention(rt, params, inputs, { dtype, subgroups: kernel === 'subgroup' });
 await prepared.run(); // warm-up (and pipeline compile)
 const t0 = performance.now();
 for (let r = 0; r < reps; r++) await prepared.run();
@@ -42,7 +43,7 @@ const gbps = bytes / seconds / 1e9;
 const peakT = Number(arg('peak-tflops', '0'));
 const peakB = Number(arg('peak-gbps', '0'));
 console.log(`device: ${rt.adapterDescription} (f16 ${rt.features.f16}, subgroups ${rt.features.subgroups})`);
-console.log(`attention ${spec.kind}, n ${n}, heads ${H}/${G}, head dim ${d}, ${dtype}: ${(seconds * 1e3).toFixed(3)} ms per call`);
+console.log(`attention ${spec.kind} (${kernel} kernel), n ${n}, heads ${H}/${G}, head dim ${d}, ${dtype}: ${(seconds * 1e3).toFixed(3)} ms per call`);
 console.log(`blocks: ${prepared.blocks.full} mask-free, ${prepared.blocks.partial} masked, ${prepared.blocks.skipped} skipped`);
 console.log(`achieved ${tflops.toFixed(4)} TFLOP/s${peakT ? ` = ${((100 * tflops) / peakT).toFixed(1)}% of ${peakT} TFLOP/s peak` : ' (pass --peak-tflops for % of peak)'}`);
 console.log(`compulsory bandwidth ${gbps.toFixed(2)} GB/s${peakB ? ` = ${((100 * gbps) / peakB).toFixed(1)}% of ${peakB} GB/s peak` : ' (pass --peak-gbps for % of peak)'}`);

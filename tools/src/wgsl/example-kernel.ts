@@ -3,7 +3,7 @@
 // the WGSL, the packed uniforms per dispatch, the storage buffers in binding order, and the float64
 // reference output to compare with. Pure: no device needed.
 
-import { attentionShape, blockLists, DEFAULT_LIMITS, packUniforms, planAttention } from '@attnopt/backend-wgsl';
+import { attentionShape, attentionUniforms, blockLists, DEFAULT_LIMITS, packBlocks, packUniforms, planAttention } from '@attnopt/backend-wgsl';
 import { type AttentionParams, causal, SplitMix64 } from '@attnopt/ir';
 import { referenceAttention } from '@attnopt/reference';
 
@@ -33,17 +33,11 @@ export function exampleKernel(n = 128, d = 64): ExampleKernel {
   const k = { shape: [B, G, n, d], data: Float64Array.from(vals(B * G * n * d)) };
   const v = { shape: [B, G, n, d], data: Float64Array.from(vals(B * G * n * d)) };
   const inputs = { q, k, v };
-  const plan = planAttention(params, inputs, { dtype: 'f32', limits: DEFAULT_LIMITS });
+  const plan = planAttention(params, inputs, { dtype: 'f32', limits: DEFAULT_LIMITS, subgroups: false });
   const shape = attentionShape(params, inputs);
   const lists = blockLists(params.spec as never, { batch: B, nq: n, nk: n, past: 0, hasPast: false }, plan.config.blockQ, plan.config.blockK);
-  const common = {
-    wg_total: plan.workgroups, n_qblocks: plan.nQBlocks, head_splits: plan.headSplits, kv_heads: G, group: H / G, nq: n, nk: n,
-    q_base: 0, q_sb: shape.q.sb, q_sh: shape.q.sh, q_ss: shape.q.ss,
-    k_base: 0, k_sb: shape.k.sb, k_sh: shape.k.sh, k_ss: shape.k.ss,
-    v_base: 0, v_sb: shape.v.sb, v_sh: shape.v.sh, v_ss: shape.v.ss,
-    y_sb: shape.y.sb, y_sh: shape.y.sh, y_ss: shape.y.ss,
-    bias_sb: 0, bias_sh: 0, bias_si: 0, bias_width: 0, off_br: 0, scale: params.scale, softcap: 0,
-  };
+  const packed = packBlocks(lists);
+  const common = attentionUniforms(plan, params, shape, packed);
   const expected = referenceAttention(params, inputs).y.data;
   return {
     name: plan.program.name,
@@ -56,9 +50,7 @@ export function exampleKernel(n = 128, d = 64): ExampleKernel {
       { name: 'K', type: 'f32', data: [...k.data], readWrite: false },
       { name: 'V', type: 'f32', data: [...v.data], readWrite: false },
       { name: 'Y', type: 'f32', data: new Array<number>(expected.length).fill(0), readWrite: true },
-      { name: 'block_start', type: 'u32', data: [...lists.start], readWrite: false },
-      { name: 'block_entries', type: 'u32', data: [...lists.entries], readWrite: false },
-      { name: 'batch_info', type: 'i32', data: [...lists.batchInfo], readWrite: false },
+      { name: 'blocks', type: 'u32', data: [...packed.data], readWrite: false },
     ],
     uniformBinding: plan.program.uniformBinding,
     dispatches: plan.dispatches.map((dp) => ({

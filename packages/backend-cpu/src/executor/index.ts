@@ -1,5 +1,5 @@
-// The CPU executor: whole IR graphs (the common transformer op set and attnopt::Attention through the
-// generated kernels) without onnxruntime.
+// The CPU executor: whole IR graphs (the common transformer op set, the indexing ops attnopt's lowerings
+// emit, and attnopt::Attention through the generated kernels) without onnxruntime.
 
 export { planGraph, DEFAULT_OPSET, UnsupportedOpsError, type GraphPlan, type PlanOptions, type PlannedNode, type UnsupportedNode } from './plan.js';
 export { runGraph, type RunOptions, type NodeEvent } from './run.js';

@@ -24,6 +24,14 @@ describe('ModuleBuilder', () => {
     expect((inst.exports['dot'] as (a: number, b: number, n: number) => number)(0, 64, 32)).toBe(56);
   });
 
+  it('rejects kernel shapes the generator cannot tile', () => {
+    const ok = { blockQ: 8, blockK: 8, dPad: 4, dvPad: 8, softcap: 0 };
+    expect(() => wasmAttentionKernel({ ...ok, blockQ: 6 })).toThrow(/blockQ/);
+    expect(() => wasmAttentionKernel({ ...ok, dvOut: 12 })).toThrow(/dvOut/);
+    expect(() => wasmAttentionKernel({ ...ok, kStride: 6 })).toThrow(/kStride/);
+    expect(() => wasmAttentionKernel({ ...ok, scale: 0 })).toThrow(/scale/);
+  });
+
   it('rejects unbalanced or unknown locals', () => {
     const m = new ModuleBuilder('bad');
     expect(() => m.func('f', {}).get('nope')).toThrow(/unknown local/);
@@ -34,6 +42,8 @@ describe('ModuleBuilder', () => {
       { blockQ: 4, blockK: 8, dPad: 4, dvPad: 8, softcap: 0 },
       { blockQ: 64, blockK: 64, dPad: 64, dvPad: 64, softcap: 0 },
       { blockQ: 32, blockK: 64, dPad: 128, dvPad: 128, softcap: 30 },
+      { blockQ: 64, blockK: 64, dPad: 64, dvPad: 64, softcap: 0, scale: 0.125, qStride: 512, kStride: 256, vStride: 256, oStride: 512, dvOut: 64 },
+      { blockQ: 8, blockK: 16, dPad: 80, dvPad: 24, softcap: 5, scale: 0.3, qStride: 720, kStride: 720, vStride: 720, oStride: 180, dvOut: 20 },
     ]) {
       const k = wasmAttentionKernel(s);
       expect(WebAssembly.validate(k.bytes)).toBe(true);

@@ -1,6 +1,11 @@
 // A small WebAssembly binary emitter: a module of functions over one imported shared memory, built from
 // TypeScript with named locals. Only the instructions the generated kernels use (i32, f32, SIMD128 f32x4).
 //
+// Code-generation note for V8 (Node 20, TurboFan): within one basic block the scheduler issues every
+// memory load as early as it can, so a long unrolled block of loads and arithmetic keeps all loaded
+// vectors live at once and spills them (16 xmm registers). Hot kernels are therefore written as loops
+// whose body is one small step (a few loads, their arithmetic), not as fully unrolled straight-line code.
+//
 //   const m = new ModuleBuilder('dot4');
 //   const f = m.func('dot', { a: 'i32', b: 'i32' }, ['f32']);
 //   f.get('a').v128Load().get('b').v128Load().f32x4Mul().f32x4ExtractLane(0);
@@ -51,10 +56,13 @@ const SIMD = {
   v128Load: 0x00,
   v128Load32Splat: 0x09,
   v128Store: 0x0b,
+  i8x16Shuffle: 0x0d,
   f32x4Splat: 0x13,
   f32x4ExtractLane: 0x1f,
   f32x4Gt: 0x44,
   v128And: 0x4e,
+  v128Or: 0x50,
+  v128AnyTrue: 0x53,
   f32x4Nearest: 0x6a,
   i32x4Shl: 0xab,
   i32x4Add: 0xae,
@@ -64,6 +72,8 @@ const SIMD = {
   f32x4Div: 0xe7,
   f32x4Min: 0xe8,
   f32x4Max: 0xe9,
+  f32x4Pmin: 0xea,
+  f32x4Pmax: 0xeb,
   i32x4TruncSatF32x4S: 0xf8,
   i32x4Splat: 0x11,
 } as const;
@@ -162,6 +172,12 @@ export class FunctionBuilder {
   i32Mul(): this {
     return this.op(0x6c);
   }
+  i32ShrU(): this {
+    return this.op(0x76);
+  }
+  i32And(): this {
+    return this.op(0x71);
+  }
   i32Eqz(): this {
     return this.op(0x45);
   }
@@ -202,6 +218,18 @@ export class FunctionBuilder {
   v128Store(offset = 0): this {
     return this.simd(SIMD.v128Store).mem(4, offset);
   }
+  /** i8x16.shuffle of the two popped vectors by 16 byte-lane indices (0-15 first, 16-31 second). */
+  i8x16Shuffle(lanes: readonly number[]): this {
+    if (lanes.length !== 16 || lanes.some((l) => !Number.isInteger(l) || l < 0 || l > 31)) throw new Error(`wasm function ${this.name}: i8x16.shuffle needs 16 lanes in 0..31`);
+    this.simd(SIMD.i8x16Shuffle);
+    this.code.push(...lanes);
+    return this;
+  }
+  /** Pops a vector, pushes its 32-bit lane `lane` in all four lanes (a shuffle). */
+  f32x4SplatLane(lane: number): this {
+    const b = Array.from({ length: 4 }, (_, k) => 4 * lane + k);
+    return this.local('__dup', 'v128').tee('__dup').get('__dup').i8x16Shuffle([...b, ...b, ...b, ...b]);
+  }
   f32x4Splat(): this {
     return this.simd(SIMD.f32x4Splat);
   }
@@ -229,6 +257,14 @@ export class FunctionBuilder {
   f32x4Max(): this {
     return this.simd(SIMD.f32x4Max);
   }
+  /** Pseudo-min `b < a ? b : a` (one minps on x64; f32x4.min is NaN-propagating and costs several). */
+  f32x4Pmin(): this {
+    return this.simd(SIMD.f32x4Pmin);
+  }
+  /** Pseudo-max `a < b ? b : a` (one maxps on x64). */
+  f32x4Pmax(): this {
+    return this.simd(SIMD.f32x4Pmax);
+  }
   f32x4Gt(): this {
     return this.simd(SIMD.f32x4Gt);
   }
@@ -237,6 +273,13 @@ export class FunctionBuilder {
   }
   v128And(): this {
     return this.simd(SIMD.v128And);
+  }
+  v128Or(): this {
+    return this.simd(SIMD.v128Or);
+  }
+  /** Pops a vector, pushes i32 1 if any bit is set, else 0. */
+  v128AnyTrue(): this {
+    return this.simd(SIMD.v128AnyTrue);
   }
   i32x4Add(): this {
     return this.simd(SIMD.i32x4Add);

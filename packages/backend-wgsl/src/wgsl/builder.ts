@@ -69,6 +69,8 @@ export function packUniforms(fields: readonly UniformField[], values: Readonly<R
 
 export class ShaderBuilder {
   private readonly enables = new Set<string>();
+  private readonly diagnostics = new Set<string>();
+  private readonly builtins = new Map<string, string>();
   private readonly features = new Set<string>();
   private readonly uniforms: UniformField[] = [];
   private readonly storage: StorageBinding[] = [];
@@ -83,6 +85,24 @@ export class ShaderBuilder {
     this.enables.add('f16');
     this.features.add('shader-f16');
     return this;
+  }
+
+  /**
+   * `enable subgroups;` and its device feature. Subgroup builtins are called here in control flow that is
+   * uniform per subgroup but not per workgroup (rows handed out per subgroup), which WGSL's analysis cannot
+   * prove: `diagnostic(off, subgroup_uniformity)` states that the kernel guarantees it.
+   */
+  enableSubgroups(): this {
+    this.enables.add('subgroups');
+    this.features.add('subgroups');
+    this.diagnostics.add('diagnostic(off, subgroup_uniformity);');
+    return this;
+  }
+
+  /** An extra parameter of the entry point, e.g. builtin('subgroup_size', 'sg_size'); returns its name. */
+  builtin(builtin: string, name: string): string {
+    this.builtins.set(name, `@builtin(${builtin}) ${name}: u32`);
+    return name;
   }
 
   /** A uniform field; returns the WGSL expression that reads it. */
@@ -105,6 +125,13 @@ export class ShaderBuilder {
     return name;
   }
 
+  /** A `var<workgroup>` atomic<u32> (4 bytes of workgroup memory). */
+  workgroupAtomic(name: string): string {
+    this.decls.push(`var<workgroup> ${name}: atomic<u32>;`);
+    this.workgroupBytes += 4;
+    return name;
+  }
+
   /** A module-scope declaration (constants, generated functions). */
   declare(code: string): this {
     this.decls.push(code);
@@ -124,6 +151,7 @@ export class ShaderBuilder {
   build(options: { workgroupSize: number; body: string; keyParts: readonly (string | number)[] }): WgslProgram {
     const lines: string[] = [];
     for (const e of this.enables) lines.push(`enable ${e};`);
+    lines.push(...this.diagnostics);
     if (this.uniforms.length === 0) this.uniform('unused', 'u32');
     lines.push(`struct Uniforms {\n${this.uniforms.map((u) => `  ${u.name}: ${u.type},`).join('\n')}\n};`);
     for (const s of this.storage) {
@@ -133,7 +161,7 @@ export class ShaderBuilder {
     lines.push(`@group(0) @binding(${uniformBinding}) var<uniform> u: Uniforms;`);
     lines.push(...this.helpers.values(), ...this.decls);
     lines.push(
-      `@compute @workgroup_size(${options.workgroupSize})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {\n${options.body}\n}`,
+      `@compute @workgroup_size(${options.workgroupSize})\nfn main(${['@builtin(workgroup_id) wid: vec3<u32>', '@builtin(local_invocation_index) lid: u32', ...this.builtins.values()].join(', ')}) {\n${options.body}\n}`,
     );
     return {
       name: this.name,

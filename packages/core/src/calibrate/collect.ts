@@ -8,9 +8,16 @@
 // outputs, and runs that model in onnxruntime-node, one sample at a time. The tests check the lowered copy
 // computes the original model's outputs and that the reference attention on the collected tensors gives
 // each site's collected output.
+//
+// With runtime 'attnopt-cpu' no onnxruntime is involved: attnopt's CPU executor (runGraph) runs a copy of the
+// recognized graph as it is (Attention nodes through the generated kernels) and fetches the site values by
+// name. Where the kernels refuse a site (one whose scores output is read), the lowered copy is run instead,
+// in the executor too. Every node is checked before the first sample runs: an op the executor lacks fails
+// with the model file and every unsupported node named.
 
 import ort from 'onnxruntime-node';
 import { toOrt } from './ort-tensor.js';
+import { type ExecDType, type ExecTensor, execTensor, type GraphPlan, planGraph, runGraph, toNumbers, UnsupportedOpsError } from '@attnopt/backend-cpu';
 import {
   AttentionInput,
   AttentionOutput,
@@ -33,7 +40,7 @@ import {
 import { lowerAttentionPass } from '@attnopt/passes';
 import type { AttnoptModel } from '../model.js';
 import { checkSample } from './folder.js';
-import { modelInputs } from './model-inputs.js';
+import { type ModelInput, modelInputs } from './model-inputs.js';
 import { type SiteSample, type SiteSamples, type SiteTensor, siteDimsOf, siteSampleBytes } from './site-samples.js';
 import { type CalibrationSample, type HostTensor, hostTensorFromBytes, hostToFloat64 } from './tensor.js';
 
@@ -51,6 +58,18 @@ export interface CollectOptions {
   readonly outputs?: boolean;
   /** Opset the lowered Attention nodes use; default the model's default-domain opset (at least 13). */
   readonly opset?: number;
+  /** What runs the model: onnxruntime-node (default) or attnopt's CPU executor ('attnopt-cpu'). */
+  readonly runtime?: Runtime;
+}
+
+/** The runtimes calibration and verification can run models on. */
+export type Runtime = 'onnxruntime' | 'attnopt-cpu';
+export const RUNTIMES: readonly Runtime[] = ['onnxruntime', 'attnopt-cpu'];
+
+/** Throws naming the choices when `runtime` is not one of RUNTIMES. */
+export function checkRuntime(runtime: string): Runtime {
+  if (!(RUNTIMES as readonly string[]).includes(runtime)) throw new Error(`unknown runtime "${runtime}": one of ${RUNTIMES.join(', ')}`);
+  return runtime as Runtime;
 }
 
 /** Where a site's tensors come from in the calibration model. */
@@ -63,14 +82,25 @@ interface SitePlan {
 
 /** The calibration model: the lowered copy with site values as outputs, and the plan to read them back. */
 export interface CalibrationModel {
-  /** ONNX bytes (external data inlined) that onnxruntime runs. */
+  /**
+   * ONNX bytes (external data inlined) of the model that ran: the lowered copy onnxruntime runs, or with
+   * 'attnopt-cpu' the graph the executor ran (encoded when first read).
+   */
   readonly bytes: Uint8Array;
   readonly sites: readonly { id: string; params: SiteSamples['params']; values: Readonly<Record<string, string>>; skipped?: string }[];
 }
 
+type SiteSummary = CalibrationModel['sites'][number];
+
 const defaultOpset = (proto: ModelProto): number => {
   const d = proto.opsetImport?.find((o) => (o.domain ?? '') === '');
   return Math.max(13, Number(d?.version ?? 21n));
+};
+
+/** The default-domain opset the model declares (the semantics its nodes are run with); 21 when absent. */
+const declaredOpset = (proto: ModelProto): number => {
+  const d = proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
+  return Number(d?.version ?? 21n);
 };
 
 /** A copy of `model` (the recognized graph): exported and imported again, external data resolved from its file. */
@@ -86,13 +116,12 @@ export function calibrationModel(model: AttnoptModel, options: Pick<CollectOptio
   return { bytes, sites };
 }
 
-function buildCalibrationModel(model: AttnoptModel, options: Pick<CollectOptions, 'outputs' | 'opset'>): CalibrationModel & { plans: SitePlan[]; graph: Graph } {
-  const { copy, resolver } = copyModel(model);
-  const graph = copy.graph;
+/** Every site of the copy's graph with the values to collect, unnamed values given fresh names. */
+function sitePlans(graph: Graph, options: Pick<CollectOptions, 'outputs'>): SitePlan[] {
   const topLevel = new Set(graph.nodes);
   const used = new Set<string>();
   for (const v of graph.definedValues()) used.add(v.name);
-  const plans: SitePlan[] = [...graph.allNodes()].filter(isAttention).map((node, k) => {
+  return [...graph.allNodes()].filter(isAttention).map((node, k) => {
     const id = `site${k}`;
     if (!topLevel.has(node)) return { id, node, values: {}, skipped: 'the site is inside a subgraph (If/Loop/Scan body), whose values cannot be graph outputs' };
     const values: Partial<Record<Role, Value>> = {};
@@ -111,15 +140,22 @@ function buildCalibrationModel(model: AttnoptModel, options: Pick<CollectOptions
     }
     return { id, node, values };
   });
-  const sites = plans.map((p) => ({
+}
+
+const summaries = (plans: readonly SitePlan[]): SiteSummary[] =>
+  plans.map((p) => ({
     id: p.id,
     params: attentionParams(p.node),
     values: Object.fromEntries(Object.entries(p.values).map(([r, v]) => [r, v.name])),
     ...(p.skipped !== undefined ? { skipped: p.skipped } : {}),
   }));
+
+/** Lowers every Attention node of the copy (lowerAttentionPass) and points the plans at the values of the same names. */
+function lowerCopy(model: AttnoptModel, copy: AttnoptModel, plans: SitePlan[], opset: number | undefined): void {
+  const graph = copy.graph;
   // Lowering replaces each Attention output by a value of the same name: look every value up by name again.
   const names = plans.map((p) => Object.entries(p.values).map(([r, v]) => [r, v.name] as const));
-  lowerAttentionPass({ opset: options.opset ?? defaultOpset(copy.proto) }).run(graph);
+  lowerAttentionPass({ opset: opset ?? defaultOpset(copy.proto) }).run(graph);
   const byName = new Map<string, Value>();
   for (const v of graph.definedValues()) byName.set(v.name, v);
   plans.forEach((p, k) => {
@@ -129,10 +165,12 @@ function buildCalibrationModel(model: AttnoptModel, options: Pick<CollectOptions
       (p.values as Record<string, Value>)[role] = v;
     }
   });
-  const isFed = (v: Value) => graph.inputs.includes(v) || v.initializer !== undefined;
-  for (const p of plans) {
-    for (const v of Object.values(p.values)) if (!isFed(v) && !graph.outputs.includes(v)) graph.outputs.push(v);
-  }
+}
+
+const isFedIn = (graph: Graph) => (v: Value) => graph.inputs.includes(v) || v.initializer !== undefined;
+
+/** The copy as ONNX bytes, external tensors inlined from `resolver`. */
+function inlinedBytes(copy: AttnoptModel, resolver: ExternalDataResolver | undefined): Uint8Array {
   let proto = exportModel(copy);
   if (resolver !== undefined) {
     proto = mapTensors(proto, 'ModelProto', (t) => {
@@ -142,7 +180,61 @@ function buildCalibrationModel(model: AttnoptModel, options: Pick<CollectOptions
       return inlined;
     });
   }
-  return { bytes: encodeModel(proto), sites, plans, graph };
+  return encodeModel(proto);
+}
+
+function buildCalibrationModel(model: AttnoptModel, options: Pick<CollectOptions, 'outputs' | 'opset'>): CalibrationModel & { plans: SitePlan[]; graph: Graph } {
+  const { copy, resolver } = copyModel(model);
+  const graph = copy.graph;
+  const plans = sitePlans(graph, options);
+  const sites = summaries(plans);
+  lowerCopy(model, copy, plans, options.opset);
+  const isFed = isFedIn(graph);
+  for (const p of plans) {
+    for (const v of Object.values(p.values)) if (!isFed(v) && !graph.outputs.includes(v)) graph.outputs.push(v);
+  }
+  return { bytes: inlinedBytes(copy, resolver), sites, plans, graph };
+}
+
+/** What the CPU executor runs: the recognized copy (or its lowered form), planned, and the site values to fetch. */
+interface CpuCalibration {
+  readonly graph: Graph;
+  readonly plan: GraphPlan;
+  readonly opset: number;
+  readonly plans: SitePlan[];
+  readonly sites: SiteSummary[];
+  readonly fetch: string[];
+  readonly bytes: () => Uint8Array;
+}
+
+/** The UnsupportedOpsError of planGraph with the model file named (the original error as its cause). */
+function unsupportedError(where: string, e: unknown): unknown {
+  return e instanceof UnsupportedOpsError ? new Error(`${where}: ${e.message}`, { cause: e }) : e;
+}
+
+function buildCpuCalibration(model: AttnoptModel, options: Pick<CollectOptions, 'outputs' | 'opset'>): CpuCalibration {
+  const where = model.file ?? 'model';
+  const { copy, resolver } = copyModel(model);
+  const graph = copy.graph;
+  const opset = declaredOpset(copy.proto);
+  const plans = sitePlans(graph, options);
+  const sites = summaries(plans);
+  let plan: GraphPlan;
+  try {
+    plan = planGraph(graph, { opset });
+  } catch (e) {
+    // sites the kernels refuse (a scores output that is read): run the lowered copy, as onnxruntime does
+    if (!(e instanceof UnsupportedOpsError) || !e.nodes.every((n) => n.domain === 'attnopt' && n.op === 'Attention')) throw unsupportedError(where, e);
+    lowerCopy(model, copy, plans, options.opset);
+    try {
+      plan = planGraph(graph, { opset });
+    } catch (e2) {
+      throw unsupportedError(where, e2);
+    }
+  }
+  const isFed = isFedIn(graph);
+  const fetch = [...new Set(plans.flatMap((p) => Object.values(p.values).filter((v) => !isFed(v)).map((v) => v.name)))];
+  return { graph, plan, opset, plans, sites, fetch, bytes: () => inlinedBytes(copy, resolver) };
 }
 
 const DTYPE_OF: Record<string, string> = { float32: 'f32', float64: 'f64', float16: 'f16', bool: 'bool' };
@@ -163,12 +255,104 @@ function siteTensorFromOrt(t: ort.Tensor, name: string): SiteTensor {
   throw new Error(`value "${name}": cannot collect ${t.type} tensors`);
 }
 
+/** An executor tensor as a site tensor (copied: float32/float64 kept, float16, bool and integers as float32). */
+function siteTensorFromExec(t: ExecTensor): SiteTensor {
+  const shape = [...t.shape];
+  if (t.dtype === 'f32') return { dtype: 'f32', shape, data: Float32Array.from(t.data as Float32Array) };
+  if (t.dtype === 'f64') return { dtype: 'f64', shape, data: Float64Array.from(t.data as Float64Array) };
+  return { dtype: t.dtype, shape, data: Float32Array.from(toNumbers(t)) };
+}
+
+const EXEC_DTYPES: Partial<Record<string, ExecDType>> = { f32: 'f32', f64: 'f64', f16: 'f16', i64: 'i64', i32: 'i32', i8: 'i8', u8: 'u8', bool: 'bool' };
+
+/** A calibration tensor as an executor tensor (same elements, not copied); throws naming the input. */
+export function toExecTensor(t: HostTensor, name: string): ExecTensor {
+  const dtype = EXEC_DTYPES[t.dtype];
+  if (dtype === undefined) throw new Error(`input "${name}": the CPU executor has no ${t.dtype} tensors`);
+  return execTensor(dtype, t.shape, t.data as ExecTensor['data']);
+}
+
 function siteTensorFromHost(t: HostTensor): SiteTensor {
   const data = t.dtype === 'f64' ? Float64Array.from(t.data as Float64Array) : Float32Array.from(hostToFloat64(t));
   return { dtype: t.dtype, shape: [...t.shape], data };
 }
 
 type SampleSource = Iterable<CalibrationSample> | AsyncIterable<CalibrationSample>;
+
+/** One sample through the runtime: the computed site values by name (fed values and initializers aside). */
+interface SampleRunner {
+  readonly plans: readonly SitePlan[];
+  readonly graph: Graph;
+  run(sample: CalibrationSample, index: number): Promise<(name: string) => SiteTensor | undefined>;
+  release(): Promise<void>;
+  result(): CalibrationModel;
+}
+
+async function ortRunner(model: AttnoptModel, inputs: readonly ModelInput[], options: CollectOptions): Promise<SampleRunner> {
+  const where = model.file ?? 'model';
+  const calib = buildCalibrationModel(model, options);
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(calib.bytes, { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 });
+  } catch (e) {
+    throw new Error(`${where}: onnxruntime cannot load the lowered calibration model: ${(e as Error).message}`);
+  }
+  const wanted = new Set<string>();
+  for (const p of calib.plans) for (const v of Object.values(p.values)) if (calib.graph.outputs.includes(v)) wanted.add(v.name);
+  return {
+    plans: calib.plans,
+    graph: calib.graph,
+    run: async (sample, index) => {
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const i of inputs) feeds[i.name] = toOrt(sample[i.name]!, i.name);
+      let out: ort.InferenceSession.OnnxValueMapType;
+      try {
+        out = await session.run(feeds, [...wanted]);
+      } catch (e) {
+        throw new Error(`${where}: sample ${index}: onnxruntime failed: ${(e as Error).message}`);
+      }
+      return (name) => {
+        const o = out[name];
+        return o === undefined ? undefined : siteTensorFromOrt(o as ort.Tensor, name);
+      };
+    },
+    release: () => session.release(),
+    result: () => ({ bytes: calib.bytes, sites: calib.sites }),
+  };
+}
+
+function cpuRunner(model: AttnoptModel, inputs: readonly ModelInput[], options: CollectOptions): SampleRunner {
+  const where = model.file ?? 'model';
+  const calib = buildCpuCalibration(model, options);
+  return {
+    plans: calib.plans,
+    graph: calib.graph,
+    run: async (sample, index) => {
+      const feeds: Record<string, ExecTensor> = {};
+      for (const i of inputs) feeds[i.name] = toExecTensor(sample[i.name]!, i.name);
+      let out: Record<string, ExecTensor>;
+      try {
+        out = await runGraph(calib.graph, feeds, { plan: calib.plan, opset: calib.opset, fetch: calib.fetch });
+      } catch (e) {
+        throw new Error(`${where}: sample ${index}: the CPU executor failed: ${(e as Error).message}`, { cause: e });
+      }
+      return (name) => {
+        const o = out[name];
+        return o === undefined ? undefined : siteTensorFromExec(o);
+      };
+    },
+    release: async () => {},
+    result: () => {
+      let bytes: Uint8Array | undefined;
+      return {
+        get bytes() {
+          return (bytes ??= calib.bytes());
+        },
+        sites: calib.sites,
+      };
+    },
+  };
+}
 
 /**
  * Runs the calibration model on each sample in turn and yields, per sample, each site's tensors (sites in a
@@ -180,43 +364,29 @@ export async function* siteTensorStream(
   options: CollectOptions = {},
 ): AsyncGenerator<{ index: number; sites: ReadonlyMap<string, SiteSample> }, CalibrationModel> {
   const where = model.file ?? 'model';
-  const calib = buildCalibrationModel(model, options);
   const inputs = modelInputs(model.graph, where);
-  let session: ort.InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(calib.bytes, { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 });
-  } catch (e) {
-    throw new Error(`${where}: onnxruntime cannot load the lowered calibration model: ${(e as Error).message}`);
-  }
+  const runtime = checkRuntime(options.runtime ?? 'onnxruntime');
+  const runner = runtime === 'attnopt-cpu' ? cpuRunner(model, inputs, options) : await ortRunner(model, inputs, options);
   try {
     let index = 0;
     for await (const sample of samples) {
       if (options.maxSamples !== undefined && index >= options.maxSamples) break;
       checkSample(sample, inputs, `sample ${index}`);
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const i of inputs) feeds[i.name] = toOrt(sample[i.name]!, i.name);
-      const wanted = new Set<string>();
-      for (const p of calib.plans) for (const v of Object.values(p.values)) if (calib.graph.outputs.includes(v)) wanted.add(v.name);
-      let out: ort.InferenceSession.OnnxValueMapType;
-      try {
-        out = await session.run(feeds, [...wanted]);
-      } catch (e) {
-        throw new Error(`${where}: sample ${index}: onnxruntime failed: ${(e as Error).message}`);
-      }
+      const computed = await runner.run(sample, index);
       const sites = new Map<string, SiteSample>();
-      for (const p of calib.plans) {
+      for (const p of runner.plans) {
         if (p.skipped !== undefined) continue;
         const get = (v: Value | undefined): SiteTensor | undefined => {
           if (v === undefined) return undefined;
           const fed = sample[v.name];
-          if (fed !== undefined && calib.graph.inputs.includes(v)) return siteTensorFromHost(fed);
+          if (fed !== undefined && runner.graph.inputs.includes(v)) return siteTensorFromHost(fed);
           if (v.initializer !== undefined) {
             const t = v.initializer;
             return siteTensorFromHost(hostTensorFromBytes(t.dtype, t.shape, t.bytes()));
           }
-          const o = out[v.name];
+          const o = computed(v.name);
           if (o === undefined) throw new Error(`${where}: ${p.id}: value "${v.name}" was not computed`);
-          return siteTensorFromOrt(o as ort.Tensor, v.name);
+          return o;
         };
         const params = attentionParams(p.node);
         const q = get(p.values.q)!;
@@ -234,9 +404,9 @@ export async function* siteTensorStream(
       index++;
     }
   } finally {
-    await session.release();
+    await runner.release();
   }
-  return { bytes: calib.bytes, sites: calib.sites };
+  return runner.result();
 }
 
 /**

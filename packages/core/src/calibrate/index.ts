@@ -5,5 +5,5 @@ export { readTensorProto, type NamedHostTensor } from './tensor-proto.js';
 export { calibrationSet, calibrationSampleDirs, readSampleDir, checkSample } from './folder.js';
 export { generateInputs, gatherBound, type GenerateOptions } from './generate.js';
 export { modelInputs, type ModelInput } from './model-inputs.js';
-export { collectSiteTensors, siteTensorStream, calibrationModel, type CalibrationModel, type CollectOptions } from './collect.js';
+export { collectSiteTensors, siteTensorStream, calibrationModel, checkRuntime, RUNTIMES, type CalibrationModel, type CollectOptions, type Runtime } from './collect.js';
 export { type SiteSample, type SiteSamples, type SiteTensor, type SiteDimsSeen, siteDimsOf } from './site-samples.js';

@@ -12,8 +12,10 @@ describe('keySupport', () => {
   it('causal ∩ (window ∪ sinks): the window band plus the sinks as extra keys', () => {
     const s = keySupport(intersect(causal(), union(slidingWindow(255, 0), sinks(4))))!;
     expect([s.lo, s.hi, s.extra]).toEqual([-255, 0, [0, 1, 2, 3]]);
-    expect(bandBlockSize(s)).toBe(256);
-    expect(bandedKeysPerQuery(s)).toBe(256 + 255 + 4);
+    // block 64: 8 extra rows (empty-row key + 4 sinks, one granule of 8) + 64 + 255 band keys -> 320
+    expect(bandBlockSize(s)).toBe(64);
+    expect(bandedKeysPerQuery(s)).toBe(8 + 320);
+    expect(bandedKeysPerQuery(s, 256)).toBe(8 + 512);
   });
   it('global tokens ∪ window: the tokens are extra keys and global query rows', () => {
     const s = keySupport(union(globalTokens([0, 5]), slidingWindow(4, 4)))!;
@@ -32,14 +34,14 @@ describe('keySupport', () => {
 });
 
 describe('loweringChoice', () => {
-  const w = slidingWindow(63, 0); // block 64, 127 keys per query
+  const w = slidingWindow(63, 0); // block 32: 8 extra rows + 32 + 63 -> 96 band keys = 104 per query
   it('banded for a window at a symbolic or large key count', () => {
-    expect(loweringChoice(w)).toMatchObject({ strategy: 'banded', blockSize: 64, keysPerQuery: 127 });
-    expect(loweringChoice(w, { keys: 254 }).strategy).toBe('banded');
+    expect(loweringChoice(w)).toMatchObject({ strategy: 'banded', blockSize: 32, keysPerQuery: 104 });
+    expect(loweringChoice(w, { keys: 208 }).strategy).toBe('banded');
   });
   it('does not choose banded when the static key count is below twice the keys read', () => {
-    expect(loweringChoice(w, { keys: 253 })).toMatchObject({ strategy: 'dense' });
-    expect(loweringChoice(w, { keys: 253, strategy: 'banded' }).strategy).toBe('banded');
+    expect(loweringChoice(w, { keys: 207 })).toMatchObject({ strategy: 'dense' });
+    expect(loweringChoice(w, { keys: 207, strategy: 'banded' }).strategy).toBe('banded');
   });
   it('does not choose banded with a bias, a scores output, an old opset, mixed alignments or an unbounded spec', () => {
     expect(loweringChoice(w, { bias: true }).why).toMatch(/bias/);

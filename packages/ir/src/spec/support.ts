@@ -86,20 +86,45 @@ export function keySupport(spec: MaskSpec): KeySupport | undefined {
   }
 }
 
-/** The query block size of the banded lowering: at least 32, the band width rounded up to a multiple of 32. */
-export function bandBlockSize(s: KeySupport): number {
-  const w = s.lo <= s.hi ? s.hi - s.lo : 0;
-  return Math.max(32, Math.ceil(w / 32) * 32);
+/** Keys per gathered granule of the banded lowering: the largest of 8, 4, 2, 1 dividing the block size. */
+export function bandGranule(blockSize: number): number {
+  return [8, 4, 2].find((g) => blockSize % g === 0) ?? 1;
 }
 
 /**
- * Keys per query the banded form reads (band of b + w, the extra keys; global rows not counted),
- * or undefined when the support has no finite band (banded does not apply).
+ * Keys the banded form scores per query at block size b: the extra rows (an empty-row key and the extra
+ * keys, in whole granules) plus the band's b + hi - lo keys rounded up to a granule.
+ */
+function bandedWidth(s: KeySupport, b: number): number {
+  const g = bandGranule(b);
+  const band = s.lo <= s.hi ? Math.ceil((b + s.hi - s.lo) / g) * g : 0;
+  return Math.ceil((s.extra.length + 1) / g) * g + band;
+}
+
+/**
+ * Block sizes the banded lowering chooses from, and the weight of gathering a block's K and V windows
+ * (W · d values per b queries) against scoring W keys per query (MatMuls, bias, Softmax): per query the
+ * form costs about W · (1 + BAND_GATHER_WEIGHT · d / b). The weight is the ratio of the two per key on
+ * onnxruntime-cpu (4 d MatMul FLOPs at ~50 GFLOP/s plus ~20 bytes of elementwise traffic per score, against
+ * 4 · 4 d / b bytes of window copies per key at ~10 GB/s), and its choice was checked against onnxruntime
+ * times at block sizes 32 to 256 (tools/bench/banded-profile.ts: block 64 fastest for window 256 ∪ sinks 4).
+ */
+export const BAND_BLOCK_SIZES = [16, 32, 64, 128, 256] as const;
+export const BAND_GATHER_WEIGHT = 0.22;
+
+/** The query block size of the banded lowering: the candidate with the least estimated cost per query. */
+export function bandBlockSize(s: KeySupport, headDim = 64): number {
+  const cost = (b: number) => bandedWidth(s, b) * (1 + (BAND_GATHER_WEIGHT * headDim) / b);
+  return BAND_BLOCK_SIZES.reduce((best, b) => (cost(b) < cost(best) ? b : best));
+}
+
+/**
+ * Keys per query the banded form scores (band, extra keys and the empty-row key in whole granules; global
+ * rows not counted), or undefined when the support has no finite band (banded does not apply).
  */
 export function bandedKeysPerQuery(s: KeySupport, blockSize = bandBlockSize(s)): number | undefined {
   if (s.lo <= s.hi && !(Number.isFinite(s.lo) && Number.isFinite(s.hi))) return undefined;
-  const band = s.lo <= s.hi ? blockSize + s.hi - s.lo : 0;
-  return band + s.extra.length;
+  return bandedWidth(s, blockSize);
 }
 
 /** The lowest default-domain opset of the banded and block-gathered forms (Min / Max on int64). */

@@ -405,8 +405,8 @@ class Inference {
     const q = this.shape(n.inputs[0], depth);
     if (out !== 0 || !q) return out === 0 ? undefined : this.shape(n.inputs[out === 1 ? 4 : 5], depth)?.map(() => UNKNOWN);
     switch (p.layout) {
-      case 'bhsd':
-        return [q[0]!, p.numHeads, q[2]!, p.vHeadDim];
+      case 'bhsd': // vHeadDim 0: read from V at run time
+        return [q[0]!, p.numHeads, q[2]!, p.vHeadDim || (this.shape(n.inputs[2], depth)?.[3] ?? UNKNOWN)];
       case 'bshd':
         return [q[0]!, q[1]!, p.numHeads, p.vHeadDim];
       default:

@@ -16,6 +16,10 @@ import {
   type DType,
   type Graph,
   isLowRank,
+  hasRuntimeHeadDim,
+  isDataDependent,
+  RUNTIME_HEAD_DIM,
+  RUNTIME_HEAD_DIM_REASON,
   type KeySupport,
   type Lsh,
   loweringChoice,
@@ -101,6 +105,11 @@ export function loweringPlan(node: Node, options: LowerOptions = { opset: 21 }):
     ...(options.strategy !== undefined ? { strategy: options.strategy } : {}),
   });
   if (choice.strategy === 'dense' && options.strategy === 'banded') throw new Error(`${node.describe()}: banded lowering does not apply: ${choice.why}`);
+  // the banded and LSH forms reshape by the head size: a site that reads it at run time lowers dense
+  if (hasRuntimeHeadDim(p) && choice.strategy !== 'dense') {
+    if (options.strategy === 'banded') throw new Error(`${node.describe()}: banded lowering does not apply: the ${RUNTIME_HEAD_DIM_REASON}`);
+    return { strategy: 'dense', why: `dense: the ${RUNTIME_HEAD_DIM_REASON}` };
+  }
   return choice.strategy === 'banded'
     ? { strategy: 'banded', why: choice.why, support: choice.support, blockSize: choice.blockSize }
     : { strategy: choice.strategy, why: choice.why };
@@ -112,6 +121,9 @@ const LOWEST_OPSET = 11; // Range; Split/Squeeze/Unsqueeze are written in opset-
 export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): string | undefined {
   if (options.opset < LOWEST_OPSET) return `opset ${options.opset} is below ${LOWEST_OPSET} (no Range)`;
   const p = attentionParams(node);
+  if (hasRuntimeHeadDim(p) && (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks' || isLowRank(p.spec) || isDataDependent(p.spec))) {
+    return `the ${RUNTIME_HEAD_DIM_REASON} (headDim ${p.headDim}, vHeadDim ${p.vHeadDim}), and the ${p.spec.kind} lowering needs a static head size`;
+  }
   if (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks') return blockGatherBlocker(node, options);
   if (p.spec.kind === 'linformer' || p.spec.kind === 'performer' || p.spec.kind === 'nystrom') {
     const [, , , bias, , , kvLength] = node.inputs;
@@ -182,7 +194,11 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
     const g = H / Hkv;
     if (g === 1) return x;
     const grouped = b.op('Expand', [b.unsqueeze(x, [2], `${what}_u`, 4), b.ints(`${what}_group`, [1, 1, g, 1, 1])], `${what}_expand`);
-    return b.reshape(grouped, [0, H, -1, dim], `${what}_heads`);
+    if (dim !== RUNTIME_HEAD_DIM) return b.reshape(grouped, [0, H, -1, dim], `${what}_heads`);
+    // head size read at run time: [B, Hkv, g, S, D] -> [B, H] ++ Shape(x)[2:4]
+    const seqHead = b.op('Slice', [b.op('Shape', [x], `${what}_shape`), b.ints(`${what}_seq_start`, [2]), b.ints(`${what}_seq_end`, [4])], `${what}_seq_head`);
+    const target = b.op('Concat', [b.ints(`${what}_batch_heads`, [0, H]), seqHead], `${what}_heads_shape`, { axis: { type: 'int', value: 0n } });
+    return b.op('Reshape', [grouped, target], `${what}_heads`);
   };
   const kAll = repeat(presentK, D, 'k_rep');
   const vAll = repeat(presentV, Dv, 'v_rep');
@@ -269,6 +285,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       headDim: D,
       vHeadDim: Dv,
       dtype,
+      softmaxType,
       score,
       softmax,
       bottomRight,

@@ -21,6 +21,8 @@ export const DEFAULT_WINDOWS: readonly number[] = [32, 64, 128, 256, 512, 1024];
 export const DEFAULT_SINKS: readonly number[] = [4, 16];
 export const DEFAULT_TOPK_BLOCK = 64;
 export const DEFAULT_TOPK: readonly number[] = [2, 4, 8, 16];
+/** Nystrom landmark counts tried (each measured, uncertified, like the Linformer / Performer ranks). */
+export const DEFAULT_LANDMARKS: readonly number[] = [32, 64];
 
 /** Whether every query of `spec` sees only keys at or before its own position (top-left causal). */
 function isCausal(spec: AttentionSpec): boolean {
@@ -38,7 +40,8 @@ export function defaultCandidates(baseline: MaskSpec, nk: number, seed: number):
   }
   for (const k of DEFAULT_TOPK.filter((k) => k * DEFAULT_TOPK_BLOCK < nk)) out.push(topkBlocks(DEFAULT_TOPK_BLOCK, k, 'quest'));
   out.push(lshBuckets(2, 8, seed), lshBuckets(4, 16, seed + 1));
-  out.push(nystrom(64), linformer(256, seed), performer(256, seed));
+  for (const m of DEFAULT_LANDMARKS.filter((m) => m < nk)) out.push(nystrom(m));
+  out.push(linformer(256, seed), performer(256, seed));
   return out;
 }
 

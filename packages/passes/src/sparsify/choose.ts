@@ -1,7 +1,10 @@
 // chooseSiteSpec: per site, the cheapest candidate form (by the cost model on the target) whose certified
 // error on the calibration data stays within the budget; the site's own spec when nothing qualifies or
-// nothing is cheaper. Low-rank forms (Linformer, Performer) have no certificate: their error is measured on the
-// calibration data and recorded; they qualify on that measured error only with allowUncertified. Pure: plain data in, a SiteDecision out; deterministic for the same inputs and seed.
+// nothing is cheaper. Low-rank forms (Nystrom, Linformer, Performer) have no certificate: their error is measured
+// on the calibration data and recorded; they qualify on that measured error only with allowUncertified. When heads
+// want different forms and head groups are cheaper by the cost model than one spec for every head, the decision
+// lists the groups (head-groups.ts) and the pass splits the site. Pure: plain data in, a SiteDecision out;
+// deterministic for the same inputs and seed.
 
 import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, type TargetProfile } from '@attnopt/cost';
 import {
@@ -17,6 +20,7 @@ import {
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
 import { defaultCandidates, restrictToBaseline } from './candidates.js';
 import { type CandidateStats, emptyStats, evaluateHead } from './evaluate.js';
+import { groupsText, type HeadGroup, headsText, planHeadGroups } from './head-groups.js';
 import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRankHead } from './lowrank.js';
 import { headResolver } from './resolve.js';
 
@@ -33,12 +37,16 @@ export interface SparsifyOptions {
   readonly seed?: number;
   /** The candidate forms (unrestricted; each is intersected with the site's spec). Default: defaultCandidates. */
   readonly candidates?: readonly AttentionSpec[];
-  /** Evaluate and record every head apart (default true). The chosen spec must satisfy every head. */
+  /** Evaluate and record every head apart (default true); needed for head groups. */
   readonly perHead?: boolean;
   /**
-   * Accept forms without a certificate (low-rank: Linformer, Performer) on their max-abs error measured on the
-   * calibration data alone (BOUNDS.md (c), (d)). Default false: they are measured and recorded, never accepted.
-   * Nystrom has no evaluator in passes yet and is never accepted.
+   * Split the site into head groups, each with its own spec, when that is cheaper by the cost model than one
+   * spec for every head (default true; needs perHead). Off: one spec that satisfies every head.
+   */
+  readonly headGroups?: boolean;
+  /**
+   * Accept forms without a certificate (low-rank: Nystrom, Linformer, Performer) on their max-abs error measured
+   * on the calibration data alone (BOUNDS.md (c), (d)). Default false: they are measured and recorded, never accepted.
    */
   readonly allowUncertified?: boolean;
   /** Use at most this many calibration samples (default all). */
@@ -73,20 +81,34 @@ export interface HeadDetail {
   readonly bound: number;
 }
 
+/** What one spec for every head would have given, recorded when head groups were chosen instead. */
+export interface UniformChoice {
+  readonly chosen: string;
+  readonly bound: number;
+  readonly flops: number;
+  readonly time: number;
+}
+
+export type { HeadGroup } from './head-groups.js';
+
 export interface SiteDecision {
   readonly id: string;
   readonly target: string;
   readonly budget: number;
   /** The site's spec before sparsify (the baseline every form is restricted to). */
   readonly before: string;
+  /** The one spec of the site; with `groups`, the site's own spec (each group's spec is in `groups`). */
   readonly chosenSpec: AttentionSpec;
-  /** printSpec(chosenSpec). */
+  /** printSpec(chosenSpec); with `groups`, every group's heads and spec ("heads 0-1: ... | heads 2-3: ..."). */
   readonly chosen: string;
   /** True when the chosen spec is the site's own (error 0). */
   readonly exact: boolean;
   /** False when the chosen form is low-rank (accepted on measured error alone, allowUncertified). */
   readonly certified: boolean;
-  /** Certified max-abs error; Infinity when the chosen form has no certificate (see measuredError). */
+  /**
+   * Certified max-abs error; Infinity when the chosen form has no certificate (see measuredError). With groups,
+   * the largest group bound (the groups write disjoint heads of the output).
+   */
   readonly bound: number;
   readonly measuredError: number;
   readonly flopsBefore: number;
@@ -95,6 +117,10 @@ export interface SiteDecision {
   readonly timeAfter: number;
   readonly tried: readonly TriedForm[];
   readonly perHead?: readonly HeadDetail[];
+  /** Present when the site is split into head groups (in head order), each its own Attention with its own spec. */
+  readonly groups?: readonly HeadGroup[];
+  /** With groups: the one spec for every head they beat. */
+  readonly uniform?: UniformChoice;
   /** Why the site stayed with its own spec. */
   readonly reasonDense?: string;
   readonly notes: readonly string[];
@@ -132,6 +158,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const target = options.target ?? attnoptCpuProfile;
   const seed = options.seed ?? 0;
   const perHead = options.perHead ?? true;
+  const splitHeads = perHead && (options.headGroups ?? true);
   if (!(budget >= 0)) throw new Error(`sparsify: budget must be >= 0, got ${budget}`);
   const baseline = params.spec;
   const notes: string[] = [];
@@ -173,15 +200,6 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     const cost = costs[k]!;
     if (budget === 0) return { form, cost, reason: 'budget 0 allows exact rewrites only: a form certified on the calibration data alone is not exact' };
     if (!(cost.time < before.time)) return { form, cost, reason: `not cheaper on ${target.target}: ${fmt(cost.time * 1e3)} ms vs ${fmt(before.time * 1e3)} ms` };
-    if (form.kind === 'nystrom') {
-      return {
-        form,
-        cost,
-        reason: options.allowUncertified
-          ? 'uncertified low-rank form: no evaluator for nystrom in passes yet, so its error cannot be measured (not accepted)'
-          : 'uncertified: low-rank forms have no certificate (BOUNDS.md (c)); allowUncertified is off (and no evaluator for nystrom in passes yet)',
-      };
-    }
     if (form.kind === 'performer' && !(params.scale >= 0)) return { form, cost, reason: `performer needs scale >= 0, got ${params.scale}` };
     return { form, cost };
   });
@@ -234,6 +252,24 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const order = [...qualifying].sort((a, b) => rank(evaluated[a]!.cost, evaluated[b]!.cost) || a - b);
   const best = order[0];
 
+  // head groups: each key/value head's cheapest qualifying form, when that beats one spec for every head
+  const uniformCost = best === undefined ? before : evaluated[best]!.cost;
+  const plan =
+    splitHeads && masks.length > 0
+      ? planHeadGroups({
+          params,
+          baseline,
+          forms: masks,
+          headStats,
+          qualifies: within,
+          cost: (nh, nkv, spec) => costOf({ ...params, numHeads: nh, kvNumHeads: nkv }, spec, dims, target, resolve0),
+          target,
+          dims,
+        })
+      : undefined;
+  const split = plan !== undefined && plan.time < uniformCost.time ? plan : undefined;
+  const groupOf = (k: number) => split?.groups.filter((g) => specEquals(g.spec, masks[k]!)) ?? [];
+
   const cheaper = () => printSpec(evaluated[best!]!.form);
   const maskReason = (k: number, s: (typeof site)[number]) =>
     k === best
@@ -249,11 +285,21 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
         : s.measuredError <= budget
           ? `qualifies on measured error ${fmt(s.measuredError)} <= ${budget} (not certified) but ${cheaper()} is cheaper`
           : `measured error ${fmt(s.measuredError)} > budget ${budget} (not certified)`;
+  const splitReason = (k: number) => {
+    const gs = groupOf(k);
+    const heads = gs.map((g) => headsText(g.heads)).join(', ');
+    if (gs.length > 0) {
+      const worst = Math.max(...gs.map((g) => (g.certified ? g.bound : g.measuredError)));
+      return `chosen for ${heads} (head groups): ${gs[0]!.certified ? `certified bound ${fmt(worst)}` : `measured, not certified: measured error ${fmt(worst)}`} <= budget ${budget} on those heads`;
+    }
+    return undefined;
+  };
   const tried: TriedForm[] = pending.map((p) => {
     const k = evaluated.indexOf(p);
     const s = k >= 0 ? site[k]! : undefined;
     const certified = !isLowRank(p.form);
-    const reason = p.reason ?? (certified ? maskReason(k, s!) : lowRankReason(k, s!));
+    const own = p.reason ?? (certified ? maskReason(k, s!) : lowRankReason(k, s!));
+    const reason = split && k >= 0 ? (splitReason(k) ?? (k === best ? `qualifies for every head, but head groups are cheaper` : own)) : own;
     return {
       spec: printSpec(p.form),
       certified,
@@ -264,7 +310,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       maxDroppedMass: s && certified ? s.maxDroppedMass : null,
       flops: p.cost.flops,
       time: p.cost.time,
-      accepted: k >= 0 && k === best,
+      accepted: k >= 0 && (split ? groupOf(k).length > 0 : k === best),
       reason,
     };
   });
@@ -276,9 +322,54 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
         ? { head: h, best: printSpec(masks[ok[0]!]!), bound: stats[ok[0]!]!.bound }
         : { head: h, best: printSpec(baseline), bound: 0 };
     });
-    if (new Set(perHeadDetails.map((d) => d.best)).size > 1) {
-      notes.push('heads differ in their cheapest qualifying form; one spec per site is all the IR expresses today, so the chosen form is the cheapest that satisfies every head (per-head details recorded)');
+    if (split) {
+      notes.push(
+        `heads differ in their cheapest qualifying form: split into ${split.groups.length} head groups (${groupsText(split.groups)}), ` +
+          `${fmt(split.time * 1e3)} ms (copies ${fmt(split.copyTime * 1e3)} ms included) vs ${fmt(uniformCost.time * 1e3)} ms for one spec for every head on ${target.name}`,
+      );
+    } else if (new Set(perHeadDetails.map((d) => d.best)).size > 1) {
+      notes.push(
+        !splitHeads
+          ? 'heads differ in their cheapest qualifying form; head groups are off, so the chosen form is the cheapest that satisfies every head (per-head details recorded)'
+          : plan === undefined
+            ? 'heads differ in their cheapest qualifying form, but every key/value head (with its query heads) wants the same one: one spec for every head'
+            : `heads differ in their cheapest qualifying form, but head groups (${groupsText(plan.groups)}) cost ${fmt(plan.time * 1e3)} ms ` +
+              `(copies included) vs ${fmt(uniformCost.time * 1e3)} ms for one spec for every head: kept one spec`,
+      );
     }
+  }
+  if (split) {
+    const certified = split.groups.every((g) => g.certified);
+    if (!certified) {
+      notes.push(
+        `${split.groups.filter((g) => !g.certified).map((g) => `${headsText(g.heads)}: ${g.chosen}`).join(', ')} accepted on measured error <= budget ${budget} ` +
+          'on the calibration data: measured, not certified (BOUNDS.md (c), (d); allowUncertified)',
+      );
+    }
+    return {
+      id: calibration.id,
+      target: target.name,
+      budget,
+      before: printSpec(baseline),
+      chosenSpec: baseline,
+      chosen: groupsText(split.groups),
+      exact: false,
+      certified,
+      bound: Math.max(...split.groups.map((g) => g.bound)),
+      measuredError: Math.max(...split.groups.map((g) => g.measuredError)),
+      flopsBefore: before.flops,
+      flopsAfter: split.flops,
+      timeBefore: before.time,
+      timeAfter: split.time,
+      tried,
+      ...(perHeadDetails ? { perHead: perHeadDetails } : {}),
+      groups: split.groups,
+      uniform:
+        best === undefined
+          ? { chosen: printSpec(baseline), bound: 0, flops: before.flops, time: before.time }
+          : { chosen: printSpec(evaluated[best]!.form), bound: site[best]!.bound, flops: uniformCost.flops, time: uniformCost.time },
+      notes,
+    };
   }
   const lowRankNote = () =>
     lowK.length === 0

@@ -1,8 +1,10 @@
 // sparsify: per site, the cheapest certified form within the error budget (see pass.ts and choose.ts).
 export { type CalibrationSample, type CalibrationTensor, type SiteCalibration, type HeadData, headData } from './calibration.js';
-export { defaultCandidates, restrictToBaseline } from './candidates.js';
-export { chooseSiteSpec, type SiteDecision, type SparsifyOptions, type TriedForm, type HeadDetail } from './choose.js';
+export { DEFAULT_LANDMARKS, defaultCandidates, restrictToBaseline } from './candidates.js';
+export { chooseSiteSpec, type SiteDecision, type SparsifyOptions, type TriedForm, type HeadDetail, type HeadGroup, type UniformChoice } from './choose.js';
+export { groupsText, headsText, planHeadGroups, type HeadGroupPlan } from './head-groups.js';
+export { HEAD_GROUP, type HeadGroupAnnotation, headSplitBlocker, splitHeads } from './split-heads.js';
 export { emptyStats, evaluateHead, softmaxInPlace, scoreRow, type CandidateStats } from './evaluate.js';
 export { headResolver } from './resolve.js';
 export { sparsifyPass, attentionSites, describeDecision, SPARSIFY, SPARSIFY_DECISION, type SparsifyPassOptions } from './pass.js';
-export { baselineOutput, emptyLowRankStats, evaluateLowRankHead, linformerOutput, lowRankOutput, performerOutput, type EvaluableLowRank } from './lowrank.js';
+export { baselineOutput, emptyLowRankStats, evaluateLowRankHead, linformerOutput, lowRankOutput, nystromHeadOutput, performerOutput, type EvaluableLowRank } from './lowrank.js';

@@ -1,19 +1,31 @@
-// Evaluating low-rank candidates (Linformer, Performer) on one head of calibration data, in float64.
+// Evaluating low-rank candidates (Nystrom, Linformer, Performer) on one head of calibration data, in float64.
 // These forms replace the softmax: they carry no certificate (BOUNDS.md (c), (d)), so their error is
 // measured on the calibration data against the site's own (baseline) output and reported, never assumed.
 // The outputs follow the reference's definitions exactly, with the seeded draws of @attnopt/ir:
 //   linformer(r, seed): out = softmax(s Q (E K)ᵀ) (F V), E, F = linformerEF(r, seed, nk)       (r x nk)
 //   performer(m, seed): phi(x) = m^-1/2 exp(W x - |x|²/2) on x = sqrt(s) q, sqrt(s) k, W = performerW(m, d, seed, orth)
 //                       out_i = sum_j (phi(q_i) . phi(k_j)) v_j / sum_j phi(q_i) . phi(k_j)
-// Like the reference, neither form applies the site's mask, bias or softcap: the measured error includes that.
-// Nystrom (which needs a pseudo-inverse) has no evaluator here yet.
+//   nystrom(m):         out = softmax(s Q K~ᵀ) pinv(softmax(s Q~ K~ᵀ)) softmax(s Q~ Kᵀ) V, segment-mean landmarks
+//                       Q~, K~ and the exact SVD pseudo-inverse of @attnopt/ir (nystromOutput)
+// Like the reference, no form applies the site's mask, bias or softcap: the measured error includes that.
 
-import { type LeafResolver, type Linformer, linformerEF, type MaskDims, type MaskSpec, type Performer, performerW, rowKeys } from '@attnopt/ir';
+import {
+  type LeafResolver,
+  type Linformer,
+  linformerEF,
+  type MaskDims,
+  type MaskSpec,
+  type Nystrom,
+  nystromOutput,
+  type Performer,
+  performerW,
+  rowKeys,
+} from '@attnopt/ir';
 import type { HeadData } from './calibration.js';
 import { type CandidateStats, scoreRow, softmaxInPlace } from './evaluate.js';
 
 /** The low-rank forms sparsify can evaluate. */
-export type EvaluableLowRank = Linformer | Performer;
+export type EvaluableLowRank = Nystrom | Linformer | Performer;
 
 /** Stats of a low-rank candidate before any row: no certificate (bound Infinity), no dropped mass (NaN). */
 export function emptyLowRankStats(): CandidateStats {
@@ -132,9 +144,21 @@ export function performerOutput(head: HeadData, spec: Performer): Float64Array {
   return out;
 }
 
+/** Nystrom output (nq x dv) on one head: the semantics of @attnopt/ir, min(landmarks, nq, nk) landmarks. */
+export function nystromHeadOutput(head: HeadData, spec: Nystrom): Float64Array {
+  return nystromOutput(head, spec.landmarks);
+}
+
 /** The low-rank output (nq x dv) of `spec` on one head. */
 export function lowRankOutput(head: HeadData, spec: EvaluableLowRank): Float64Array {
-  return spec.kind === 'linformer' ? linformerOutput(head, spec) : performerOutput(head, spec);
+  switch (spec.kind) {
+    case 'nystrom':
+      return nystromHeadOutput(head, spec);
+    case 'linformer':
+      return linformerOutput(head, spec);
+    case 'performer':
+      return performerOutput(head, spec);
+  }
 }
 
 /**

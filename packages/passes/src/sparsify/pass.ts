@@ -1,12 +1,15 @@
 // The sparsify pass: every Attention site with calibration data gets the cheapest form whose certified error
 // on that data is within the budget (chooseSiteSpec), or keeps its spec, saying why.
 //   Attention(Q, K, V, spec=S)  ->  Attention(Q, K, V, spec=S ∩ F)     (recorded bound <= budget)
+// or, when heads want different forms and that is cheaper, head groups (split-heads.ts):
+//   Attention(Q, K, V, spec=S)  ->  Concat_heads(Attention(Slice_g(Q, K, V), spec=S ∩ F_g) for g)
 // Sites are named site<k>, k counting Attention nodes in graph.allNodes() order (the calibrate step's ids).
 
-import { attentionParams, type Graph, isAttention, type Node, specAttr } from '@attnopt/ir';
+import { attentionParams, type Graph, hasRuntimeHeadDim, isAttention, type Node, RUNTIME_HEAD_DIM_REASON, specAttr } from '@attnopt/ir';
 import type { Pass, PassNote } from '@attnopt/rewrite';
 import type { SiteCalibration } from './calibration.js';
 import { chooseSiteSpec, type SiteDecision, type SparsifyOptions } from './choose.js';
+import { headSplitBlocker, splitHeads } from './split-heads.js';
 
 export const SPARSIFY = 'sparsify';
 /** Annotation key on an Attention node: its SiteDecision (for the report and `attnopt inspect`). */
@@ -14,8 +17,11 @@ export const SPARSIFY_DECISION = 'attnopt.decision';
 
 export interface SparsifyPassOptions extends SparsifyOptions {
   readonly calibration: readonly SiteCalibration[];
-  /** Receives every decision, in site order. */
-  readonly onDecision?: (decision: SiteDecision, node: Node) => void;
+  /**
+   * Receives every decision, in site order, with the site's node (as it was before the pass: a split site's
+   * node leaves the graph) and, for a split site, the group nodes that replace it in head order.
+   */
+  readonly onDecision?: (decision: SiteDecision, node: Node, groupNodes?: readonly Node[]) => void;
 }
 
 /** The Attention sites of a graph with their ids (site0, site1, ... in graph.allNodes() order). */
@@ -28,6 +34,14 @@ const fmt = (x: number) => x.toPrecision(3);
 /** One line for the report: what was chosen and why. */
 export function describeDecision(d: SiteDecision): string {
   if (d.reasonDense !== undefined) return `${d.id}: kept ${d.chosen}: ${d.reasonDense}`;
+  if (d.groups) {
+    const worst = d.certified ? `certified bound ${fmt(d.bound)}` : `measured, not certified: measured error ${fmt(d.measuredError)}`;
+    return (
+      `${d.id}: ${d.before} -> head groups ${d.chosen}: ${worst} <= ${d.budget} (largest over the groups), ` +
+      `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms on ${d.target} ` +
+      `(one spec for every head: ${d.uniform?.chosen}, ${fmt((d.uniform?.time ?? NaN) * 1e3)} ms)`
+    );
+  }
   if (!d.certified) {
     return (
       `${d.id}: ${d.before} -> ${d.chosen}: measured, not certified: measured error ${fmt(d.measuredError)} <= ${d.budget} on the calibration data, ` +
@@ -55,14 +69,27 @@ export function sparsifyPass(options: SparsifyPassOptions): Pass {
           continue;
         }
         const params = attentionParams(node);
-        const decision = chooseSiteSpec(params, calibration, options);
-        node.annotations.set(SPARSIFY_DECISION, decision);
-        options.onDecision?.(decision, node);
-        if (decision.reasonDense === undefined) {
+        if (hasRuntimeHeadDim(params)) {
+          notes.push({ pass: SPARSIFY, node: where, message: `${id}: kept: ${RUNTIME_HEAD_DIM_REASON}, so no form can be costed or calibrated` });
+          continue;
+        }
+        const blocker = headSplitBlocker(node, params);
+        const decision = chooseSiteSpec(params, calibration, blocker === undefined ? options : { ...options, headGroups: false });
+        let groupNodes: Node[] | undefined;
+        if (decision.groups) {
+          groupNodes = splitHeads(node, params, decision.groups, id);
+          for (const g of groupNodes) g.annotations.set(SPARSIFY_DECISION, decision);
+          changed = true;
+        } else if (decision.reasonDense === undefined) {
           node.attrs.set('spec', specAttr(decision.chosenSpec));
           changed = true;
         }
+        node.annotations.set(SPARSIFY_DECISION, decision);
+        options.onDecision?.(decision, node, groupNodes);
         notes.push({ pass: SPARSIFY, node: where, message: describeDecision(decision) });
+        if (blocker !== undefined && decision.perHead && new Set(decision.perHead.map((h) => h.best)).size > 1) {
+          notes.push({ pass: SPARSIFY, node: where, message: `${id}: heads not split into groups: ${blocker}` });
+        }
         for (const n of decision.notes) notes.push({ pass: SPARSIFY, node: where, message: `${id}: ${n}` });
       }
       return { changed, notes };

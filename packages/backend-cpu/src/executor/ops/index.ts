@@ -5,11 +5,16 @@ import { ATTENTION_OPS } from './attention.js';
 import { BINARY_OPS } from './binary.js';
 import { CAST_OPS } from './cast.js';
 import { EINSUM_OPS } from './einsum.js';
+import { FLOAT_CLASS_OPS } from './float-class.js';
+import { GATHER_ND_OPS } from './gather-nd.js';
 import { LAYOUT_OPS } from './layout.js';
 import { MATMUL_OPS } from './matmul.js';
 import { NORMALIZATION_OPS } from './normalization.js';
+import { PAD_OPS } from './pad.js';
 import { REDUCE_OPS } from './reduce.js';
+import { SCATTER_OPS } from './scatter.js';
 import { SHAPE_OPS } from './shape.js';
+import { TOPK_OPS } from './topk.js';
 import { UNARY_OPS } from './unary.js';
 
 const FAMILIES: readonly OpTable[] = [
@@ -22,6 +27,11 @@ const FAMILIES: readonly OpTable[] = [
   SHAPE_OPS,
   CAST_OPS,
   LAYOUT_OPS,
+  PAD_OPS,
+  GATHER_ND_OPS,
+  SCATTER_OPS,
+  TOPK_OPS,
+  FLOAT_CLASS_OPS,
   ATTENTION_OPS,
 ];
 

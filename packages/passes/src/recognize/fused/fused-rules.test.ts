@@ -39,10 +39,22 @@ describe('com.microsoft::Attention', () => {
     expect(printSpec(params!.spec)).toContain('causal');
   });
 
-  test('does not fire when the weights have a symbolic width (the head size is only known at run time)', () => {
-    const { att, why } = lift(graph('num_heads = 2', 'f32[16, len]'));
-    expect(att).toHaveLength(0);
-    expect(why).toContain('symbolic output width (len)');
+  test('a symbolic weight width without qkv_hidden_sizes: headDim 0 (read at run time) in bhsd, Q scaled at run time', () => {
+    const { g, att, params } = lift(graph('num_heads = 2', 'f32[16, len]'));
+    expect(att).toHaveLength(1);
+    expect(params).toMatchObject({ numHeads: 2, kvNumHeads: 2, headDim: 0, vHeadDim: 0, scale: 1, layout: 'bhsd' });
+    // Q = (its bhsd part) * Reciprocal(Sqrt(Cast(width / (3 num_heads)))); the output back to [B, S, width / 3]
+    const q = att[0]!.inputs[0]!.producer!;
+    expect(q.op).toBe('Mul');
+    expect(q.inputs[1]!.producer!.op).toBe('Reciprocal');
+    expect(g.outputs[0]!.producer!.op).toBe('Reshape');
+    expect(fusedLeft(g)).toEqual([]);
+  });
+
+  test('a symbolic weight width with a scale attribute: the Attention takes that scale, Q is not rescaled', () => {
+    const { att, params } = lift(graph('num_heads = 2, scale = 0.25', 'f32[16, len]'));
+    expect(params).toMatchObject({ headDim: 0, vHeadDim: 0, scale: 0.25, layout: 'bhsd' });
+    expect(att[0]!.inputs[0]!.producer!.op).toBe('Transpose');
   });
 
   test('a symbolic weight width with qkv_hidden_sizes: the head sizes come from the attribute', () => {

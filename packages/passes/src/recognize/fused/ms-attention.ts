@@ -7,8 +7,10 @@
 // past [2, B, N, P, H] -> Gather 0 / 1, present [2, B, N, P + S, H] -> Unsqueeze + Concat after the Attention node.
 // unidirectional -> causal(bottom-right): onnxruntime adds mask_filter_value above the diagonal, which is the
 // same after softmax unless a row's logits spread over more than about |mask_filter_value| (1e4 by default).
+// Weights of symbolic width without qkv_hidden_sizes: the head size is known only at run time -> Q, K, V in
+// bhsd with headDim 0 (see runtime-head.ts), the default scale applied to Q at run time.
 
-import { type AttentionParams, causal, dense, type Graph, type Node, Value } from '@attnopt/ir';
+import { type AttentionParams, causal, dense, type Graph, type Node, RUNTIME_HEAD_DIM, Value } from '@attnopt/ir';
 import { matched, noMatch, removeDead, type RewriteRule } from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
 import {
@@ -28,12 +30,16 @@ import {
   unknownAttrs,
 } from './common.js';
 import { paddingBias } from './padding-mask.js';
+import { type RuntimeHeadQkv, runtimeHeadOutput, runtimeHeadQkv } from './runtime-head.js';
 
 const KNOWN = ['num_heads', 'unidirectional', 'scale', 'mask_filter_value', 'qkv_hidden_sizes', 'do_rotary', 'past_present_share_buffer', 'rotary_embedding_dim'];
 
 export interface MsAttentionMatch {
   readonly params: AttentionParams;
-  readonly sizes: readonly [number, number, number];
+  /** Hidden sizes of Q, K, V; undefined when the head size is known only at run time (headDim 0). */
+  readonly sizes?: readonly [number, number, number];
+  /** Head size at run time without a `scale` attribute: Q is multiplied by 1/sqrt(D) in the prelude. */
+  readonly runtimeScale?: boolean;
   readonly mask?: 'lengths' | 2 | 3 | 4;
   readonly present: boolean;
 }
@@ -77,20 +83,19 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
     const ws = shapeOf(w);
     const total = staticDim(ws, 1);
     if (ws?.length !== 2) return noMatch('weights must be 2D [input hidden size, output width]');
-    if (total === undefined && !attrInts(node, 'qkv_hidden_sizes')) {
-      return noMatch(
-        `the weights have a symbolic output width (${String(ws[1])}) and no qkv_hidden_sizes: the head size, and with it the default scale 1/sqrt(head size), is known only at run time, and attnopt::Attention needs a static headDim`,
-      );
-    }
     const hs = attrInts(node, 'qkv_hidden_sizes');
-    const sizes: [number, number, number] = hs ? [hs[0]!, hs[1]!, hs[2]!] : [total! / 3, total! / 3, total! / 3];
-    if (total !== undefined && sizes[0] + sizes[1] + sizes[2] !== total) return noMatch('qkv_hidden_sizes do not add up to the weights');
-    if (sizes[0] !== sizes[1]) return noMatch('Q and K hidden sizes differ');
-    if (sizes.some((s) => !Number.isInteger(s) || s % N !== 0)) {
-      // onnxruntime (which defines com.microsoft::Attention) rejects the node before computing anything
-      return noMatch(
-        `hidden sizes ${sizes.join(', ')} are not multiples of num_heads ${N}: onnxruntime rejects the node ("hidden_size should be divisible by num_heads"), so the model is not valid ONNX and has no exact meaning to lift`,
-      );
+    // symbolic width, no qkv_hidden_sizes: three equal parts of width / 3, head size (width / 3) / N at run time
+    const runtimeHead = total === undefined && !hs;
+    const sizes: [number, number, number] | undefined = runtimeHead ? undefined : hs ? [hs[0]!, hs[1]!, hs[2]!] : [total! / 3, total! / 3, total! / 3];
+    if (sizes) {
+      if (total !== undefined && sizes[0] + sizes[1] + sizes[2] !== total) return noMatch('qkv_hidden_sizes do not add up to the weights');
+      if (sizes[0] !== sizes[1]) return noMatch('Q and K hidden sizes differ');
+      if (sizes.some((s) => !Number.isInteger(s) || s % N !== 0)) {
+        // onnxruntime (which defines com.microsoft::Attention) rejects the node before computing anything
+        return noMatch(
+          `hidden sizes ${sizes.join(', ')} are not multiples of num_heads ${N}: onnxruntime rejects the node ("hidden_size should be divisible by num_heads"), so the model is not valid ONNX and has no exact meaning to lift`,
+        );
+      }
     }
     const xr = shapeOf(x)?.length;
     if (xr !== undefined && xr !== 3) return noMatch('input must be 3D [B, S, In]');
@@ -112,9 +117,25 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
     if (maskKind === 'lengths' && past) return noMatch('1D mask_index together with past is not lifted');
     const outputs = liveOutputs(graph, node);
     if (past && shapeOf(past)?.length !== 5) return noMatch('past must be [2, B, N, P, H]');
-    if (outputs[1] !== undefined && sizes[1] !== sizes[2]) return noMatch('present with different K and V head sizes');
-    const headDim = sizes[0] / N;
+    if (outputs[1] !== undefined && sizes && sizes[1] !== sizes[2]) return noMatch('present with different K and V head sizes');
     const scaleAttr = attrFloat(node, 'scale') ?? 0;
+    const spec = (attrInt(node, 'unidirectional') ?? 0) !== 0 ? causal('bottom-right') : dense;
+    const rest = { present: outputs[1] !== undefined, ...(maskKind !== undefined ? { mask: maskKind } : {}) };
+    if (!sizes) {
+      // Q arrives scaled by 1/sqrt(D) (computed at run time) unless the node has its own scale
+      const params: AttentionParams = {
+        numHeads: N,
+        kvNumHeads: N,
+        headDim: RUNTIME_HEAD_DIM,
+        vHeadDim: RUNTIME_HEAD_DIM,
+        scale: scaleAttr === 0 ? 1 : scaleAttr,
+        softcap: 0,
+        layout: 'bhsd',
+        spec,
+      };
+      return matched({ params, runtimeScale: scaleAttr === 0, ...rest });
+    }
+    const headDim = sizes[0] / N;
     const params: AttentionParams = {
       numHeads: N,
       kvNumHeads: N,
@@ -123,22 +144,31 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
       scale: scaleAttr === 0 ? 1 / Math.sqrt(headDim) : scaleAttr,
       softcap: 0,
       layout: 'bsd',
-      spec: (attrInt(node, 'unidirectional') ?? 0) !== 0 ? causal('bottom-right') : dense,
+      spec,
     };
-    return matched({ params, sizes, present: outputs[1] !== undefined, ...(maskKind !== undefined ? { mask: maskKind } : {}) });
+    return matched({ params, sizes, ...rest });
   },
   rewrite(graph, node, m) {
     const [x, w, projBias, mask, past, attnBias] = node.inputs;
     const b = new NodeBuilder(graph, baseName(node));
     const dtype = (dtypeOf(x) ?? dtypeOf(w)) === 'f16' ? 'f16' : 'f32';
-    // onnxruntime's GenerateQKV accumulates X W onto the broadcast bias (GEMM, beta = 1); Gemm(X2d, W, bias)
-    // rounds the same way, MatMul + Add (bias added last) does not.
-    const rows = b.op('Flatten', [x], 'x_2d', { axis: { type: 'int', value: 2n } });
-    const flat = b.op('Gemm', [rows, w, projBias], 'qkv_gemm');
-    const batchSeq = b.op('Slice', [b.op('Shape', [x], 'x_shape'), b.ints('x_shape_start', [0]), b.ints('x_shape_end', [2])], 'x_batch_seq');
-    const total = m.sizes[0] + m.sizes[1] + m.sizes[2];
-    const proj = b.op('Reshape', [flat, b.op('Concat', [batchSeq, b.ints('qkv_width', [total])], 'qkv_shape', { axis: { type: 'int', value: 0n } })], 'qkv');
-    const [q, k, v] = b.split(proj, 2, m.sizes, 'qkv_split');
+    let q: Value;
+    let k: Value;
+    let v: Value;
+    let runtime: RuntimeHeadQkv | undefined;
+    if (m.sizes) {
+      // onnxruntime's GenerateQKV accumulates X W onto the broadcast bias (GEMM, beta = 1); Gemm(X2d, W, bias)
+      // rounds the same way, MatMul + Add (bias added last) does not.
+      const rows = b.op('Flatten', [x], 'x_2d', { axis: { type: 'int', value: 2n } });
+      const flat = b.op('Gemm', [rows, w, projBias], 'qkv_gemm');
+      const batchSeq = b.op('Slice', [b.op('Shape', [x], 'x_shape'), b.ints('x_shape_start', [0]), b.ints('x_shape_end', [2])], 'x_batch_seq');
+      const total = m.sizes[0] + m.sizes[1] + m.sizes[2];
+      const proj = b.op('Reshape', [flat, b.op('Concat', [batchSeq, b.ints('qkv_width', [total])], 'qkv_shape', { axis: { type: 'int', value: 0n } })], 'qkv');
+      [q, k, v] = b.split(proj, 2, m.sizes, 'qkv_split') as [Value, Value, Value];
+    } else {
+      runtime = runtimeHeadQkv(b, x!, w!, projBias!, m.params.numHeads, m.runtimeScale === true, dtype);
+      ({ q, k, v } = runtime);
+    }
     let pastKey: Value | undefined;
     let pastValue: Value | undefined;
     if (past) {
@@ -156,18 +186,23 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
       const pad = paddingBias(b, window, m.mask, attrFloat(node, 'mask_filter_value') ?? -10000, dtype);
       bias = bias ? b.op('Add', [bias, pad], 'attention_bias_padded') : pad;
     }
+    // head size at run time: the Attention writes Y in bhsd, the postlude gives back [B, S, hidden]
+    const prelude = b.nodes.splice(0);
+    const yBhsd = runtime ? b.fresh('attention_bhsd') : undefined;
+    if (runtime) runtimeHeadOutput(b, yBhsd!, runtime);
     const attention = liftSite(graph, 'ms-attention', {
       params: m.params,
       inputs: {
-        q: q!,
-        k: k!,
-        v: v!,
+        q,
+        k,
+        v,
         ...(bias ? { bias } : {}),
         ...(pastKey ? { pastKey, pastValue: pastValue! } : {}),
       },
       output: node.outputs[0]!,
       matched: [node],
-      prelude: b.nodes,
+      prelude,
+      ...(runtime ? { postlude: b.nodes, attentionOutput: yBhsd! } : {}),
     });
     if (m.present) {
       const post = new NodeBuilder(graph, baseName(node));

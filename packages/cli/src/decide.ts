@@ -1,0 +1,28 @@
+// The shared first half of optimize, explain, codegen and inspect --decisions: calibration inputs, then
+// recognize, prove masks and choose forms (core's decide), with failures mapped to exit codes.
+
+import { type AttnoptModel, type DecideResult, decide } from '@attnopt/core';
+import { CliError, ExitCode } from './exit-codes.js';
+import type { DecisionFlags } from './options.js';
+import type { Progress } from './progress.js';
+import { samplesFor } from './samples.js';
+
+/** Stage names of decide (for the progress bar). */
+export const DECIDE_STAGES = ['calibration inputs', 'recognize and analyze masks', 'calibrate', 'sparsify'] as const;
+
+export async function decideOrFail(model: AttnoptModel, modelPath: string, flags: DecisionFlags, target: string, progress: Progress): Promise<DecideResult> {
+  progress.stage('calibration inputs');
+  const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2) : [];
+  try {
+    return await decide(model, { maxError: flags.maxError, samples, seqLen: flags.seqLen, seed: flags.seed, target, onStage: (s) => progress.stage(s) });
+  } catch (e) {
+    throw new CliError(`${modelPath}: ${(e as Error).message}`, ExitCode.badInput);
+  }
+}
+
+/** A model with no attention site gives a command that rewrites or compiles sites nothing to do: bad input. */
+export function requireSites(count: number, modelPath: string, what: string): void {
+  if (count === 0) {
+    throw new CliError(`${modelPath}: no attention site found: nothing to ${what} (attnopt inspect lists what was recognized)`, ExitCode.badInput);
+  }
+}

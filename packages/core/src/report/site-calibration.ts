@@ -1,0 +1,22 @@
+// A site's collected tensors as the sparsify pass reads them (float tensors; a boolean mask as a 0 / -inf
+// bias), the same conversion optimize applies before sparsify, so the report's decisions match optimize's.
+
+import type { SiteCalibration } from '@attnopt/passes';
+import type { SiteSample, SiteSamples } from '../calibrate/index.js';
+
+export function sampleForPasses(x: SiteSample): SiteCalibration['samples'][number] {
+  const bias =
+    x.bias === undefined
+      ? undefined
+      : x.bias.dtype === 'bool'
+        ? { shape: x.bias.shape, data: Float64Array.from(x.bias.data, (b) => (b ? 0 : -Infinity)) }
+        : { shape: x.bias.shape, data: x.bias.data };
+  return {
+    q: { shape: x.q.shape, data: x.q.data },
+    ...(x.k ? { k: { shape: x.k.shape, data: x.k.data } } : {}),
+    ...(x.v ? { v: { shape: x.v.shape, data: x.v.data } } : {}),
+    ...(bias ? { bias } : {}),
+  };
+}
+
+export const siteCalibration = (s: SiteSamples): SiteCalibration => ({ id: s.id, samples: s.samples.map(sampleForPasses) });

@@ -1,0 +1,158 @@
+// Per-head forms: when heads of one site want different forms (a local head, a spread-out one), the site can be
+// split into head groups, each an Attention of its own with its own spec. A group takes whole key/value heads
+// with all their query heads (GQA), and groups are contiguous runs of heads, so Concat puts the outputs back in
+// head order. Each key/value head's unit (its query heads) gets the cheapest form that qualifies on all of its
+// heads; neighbouring units with the same form merge. The plan pays only when its cost, the Slice / Concat copies
+// included, is below the one spec for every head (the caller compares).
+
+import { type AttentionCost, type CallDims, type OpCost, type TargetProfile, timeOp } from '@attnopt/cost';
+import { type AttentionParams, type AttentionSpec, groupSize, isLowRank, printSpec } from '@attnopt/ir';
+import type { CandidateStats } from './evaluate.js';
+
+/** One head group of a split site. */
+export interface HeadGroup {
+  /** The query heads of the group, ascending and contiguous. */
+  readonly heads: readonly number[];
+  /** The key/value heads the group reads (whole: every query head of each is in the group). */
+  readonly kvHeads: readonly number[];
+  readonly spec: AttentionSpec;
+  /** printSpec(spec). */
+  readonly chosen: string;
+  /** True when the group keeps the site's own spec (error 0). */
+  readonly exact: boolean;
+  /** False when the group's form is low-rank (accepted on measured error alone, allowUncertified). */
+  readonly certified: boolean;
+  /** Certified max-abs error of the group's heads on the calibration data (0 exact, Infinity uncertified). */
+  readonly bound: number;
+  readonly measuredError: number;
+  /** The group's cost as an Attention of its own heads on the target. */
+  readonly flops: number;
+  readonly time: number;
+}
+
+export interface HeadGroupPlan {
+  readonly groups: readonly HeadGroup[];
+  /** Σ over groups + the Slice / Concat copies (time counts the per-run overhead once). */
+  readonly flops: number;
+  readonly time: number;
+  /** The Slice / Concat copies alone. */
+  readonly copyTime: number;
+}
+
+export interface HeadGroupContext {
+  readonly params: AttentionParams;
+  readonly baseline: AttentionSpec;
+  /** The evaluated forms, by index k. */
+  readonly forms: readonly AttentionSpec[];
+  /** Per query head, per form k: the form's stats on that head's calibration data. */
+  readonly headStats: readonly (readonly CandidateStats[])[];
+  /** Whether form k qualifies with these stats (certified bound, or measured error with allowUncertified). */
+  readonly qualifies: (k: number, stats: CandidateStats) => boolean;
+  /** The cost of an Attention of `heads` query heads over `kvHeads` key/value heads with `spec`. */
+  readonly cost: (heads: number, kvHeads: number, spec: AttentionSpec) => AttentionCost;
+  readonly target: TargetProfile;
+  readonly dims: CallDims;
+}
+
+/** The stats of form k over several heads: the worst bound and error, rows summed. */
+function merged(stats: readonly CandidateStats[]): CandidateStats {
+  return {
+    bound: Math.max(...stats.map((s) => s.bound)),
+    measuredError: Math.max(...stats.map((s) => s.measuredError)),
+    measuredRows: stats.reduce((a, s) => a + s.measuredRows, 0),
+    rows: stats.reduce((a, s) => a + s.rows, 0),
+    maxDroppedMass: Math.max(...stats.map((s) => s.maxDroppedMass)),
+  };
+}
+
+const range = (lo: number, hi: number) => Array.from({ length: hi - lo }, (_, k) => lo + k);
+
+/** The Slice of Q, K, V per group and the Concat of Y, as copies (fp32) on the target. */
+function copyOps(ctx: HeadGroupContext, groups: number): OpCost[] {
+  const { params: p, dims, target } = ctx;
+  const bytes = 4;
+  const q = dims.batch * dims.nq * p.numHeads * p.headDim * bytes;
+  const k = dims.batch * dims.nk * p.kvNumHeads * p.headDim * bytes;
+  const v = dims.batch * dims.nk * p.kvNumHeads * p.vHeadDim * bytes;
+  const y = dims.batch * dims.nq * p.numHeads * p.vHeadDim * bytes;
+  const copy = (op: string, what: string, size: number) =>
+    timeOp(target, { op, what, flops: 0, softmaxFlops: 0, softmaxElements: 0, bytes: 2 * size, otherOps: 0 });
+  // each group's slices read and write its share: over all groups, every byte once (plus one op each)
+  const ops: OpCost[] = [];
+  for (let g = 0; g < groups; g++) {
+    ops.push(copy('Slice', `Q heads of group ${g}`, q / groups), copy('Slice', `K heads of group ${g}`, k / groups), copy('Slice', `V heads of group ${g}`, v / groups));
+  }
+  ops.push(copy('Concat', 'Y of the groups in head order', y));
+  return ops;
+}
+
+/**
+ * The head groups of a site (see the comment at the top), or undefined when every key/value head wants the
+ * same form (nothing to split). The caller compares plan.time with the one-spec-for-every-head cost.
+ */
+export function planHeadGroups(ctx: HeadGroupContext): HeadGroupPlan | undefined {
+  const { params, baseline, forms, headStats } = ctx;
+  const g = groupSize(params);
+  const units = params.kvNumHeads;
+  if (units < 2) return undefined;
+  const rank = (a: AttentionCost, b: AttentionCost) => a.time - b.time || a.flops - b.flops;
+  const unitCost = forms.map((f) => ctx.cost(g, 1, f));
+  // per key/value head: the cheapest form qualifying on every query head it serves (-1: the site's own spec)
+  const choice = range(0, units).map((u) => {
+    const heads = range(u * g, (u + 1) * g);
+    const ok = forms
+      .map((_, k) => k)
+      .filter((k) => ctx.qualifies(k, merged(heads.map((h) => headStats[h]![k]!))))
+      .sort((a, b) => rank(unitCost[a]!, unitCost[b]!) || a - b);
+    return ok[0] ?? -1;
+  });
+  const runs: { first: number; end: number; k: number }[] = [];
+  choice.forEach((k, u) => {
+    const last = runs[runs.length - 1];
+    if (last && last.k === k) last.end = u + 1;
+    else runs.push({ first: u, end: u + 1, k });
+  });
+  if (runs.length < 2) return undefined;
+  const groups: HeadGroup[] = runs.map(({ first, end, k }) => {
+    const heads = range(first * g, end * g);
+    const kvHeads = range(first, end);
+    const spec = k < 0 ? baseline : forms[k]!;
+    const cost = ctx.cost(heads.length, kvHeads.length, spec);
+    if (k < 0) {
+      return { heads, kvHeads, spec, chosen: printSpec(spec), exact: true, certified: true, bound: 0, measuredError: 0, flops: cost.flops, time: cost.time };
+    }
+    const s = merged(heads.map((h) => headStats[h]![k]!));
+    const certified = !isLowRank(spec);
+    return {
+      heads,
+      kvHeads,
+      spec,
+      chosen: printSpec(spec),
+      exact: false,
+      certified,
+      bound: certified ? s.bound : Infinity,
+      measuredError: s.measuredError,
+      flops: cost.flops,
+      time: cost.time,
+    };
+  });
+  const copies = copyOps(ctx, groups.length);
+  const copyTime = copies.reduce((a, o) => a + o.seconds, 0);
+  const run = ctx.target.runOverheadSeconds;
+  return {
+    groups,
+    flops: groups.reduce((a, x) => a + x.flops, 0),
+    time: groups.reduce((a, x) => a + x.time - run, 0) + run + copyTime,
+    copyTime,
+  };
+}
+
+/** "heads 0-3" / "head 2": the query heads of a group in words. */
+export function headsText(heads: readonly number[]): string {
+  return heads.length === 1 ? `head ${heads[0]}` : `heads ${heads[0]}-${heads[heads.length - 1]}`;
+}
+
+/** One line per site for a split: "heads 0-1: <spec> | heads 2-3: <spec>". */
+export function groupsText(groups: readonly HeadGroup[]): string {
+  return groups.map((x) => `${headsText(x.heads)}: ${x.chosen}`).join(' | ');
+}
