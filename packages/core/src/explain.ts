@@ -7,16 +7,16 @@ import { attentionCost, onnxruntimeCpuProfile, PROFILES, type TargetProfile } fr
 import { attentionParams, type AttentionSpec, type Node, parseSpec, printSpec } from '@attnopt/ir';
 import {
   attentionSites,
-  type SiteCalibration,
   type SiteDecision,
   sparsifyPass,
   type TriedForm,
 } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 import { analyze, type SiteFacts } from './analyze.js';
-import { collectSiteTensors, generateInputs, type SiteSamples } from './calibrate/index.js';
+import { collectSiteTensors, generateInputs } from './calibrate/index.js';
 import type { AttnoptModel } from './model.js';
 import type { OptimizeOptions } from './optimize.js';
+import { siteCalibration } from './calibrate/site-calibration.js';
 
 /** One site after decide(): its facts, the form chosen, and sparsify's record of what it tried. */
 export interface SitePlan {
@@ -51,27 +51,6 @@ function profileOf(target: OptimizeOptions['target']): TargetProfile {
   const p = PROFILES[target];
   if (!p) throw new Error(`unknown target ${target}: one of ${Object.keys(PROFILES).join(', ')}`);
   return p;
-}
-
-/** Calibration tensors as the sparsify pass reads them: float data, boolean masks as 0 / -inf bias (as optimize does). */
-function toSiteCalibration(s: SiteSamples): SiteCalibration {
-  return {
-    id: s.id,
-    samples: s.samples.map((x) => {
-      const bias =
-        x.bias === undefined
-          ? undefined
-          : x.bias.dtype === 'bool'
-            ? { shape: x.bias.shape, data: Float64Array.from(x.bias.data, (b) => (b ? 0 : -Infinity)) }
-            : { shape: x.bias.shape, data: x.bias.data };
-      return {
-        q: { shape: x.q.shape, data: x.q.data },
-        ...(x.k ? { k: { shape: x.k.shape, data: x.k.data } } : {}),
-        ...(x.v ? { v: { shape: x.v.shape, data: x.v.data } } : {}),
-        ...(bias ? { bias } : {}),
-      };
-    }),
-  };
 }
 
 function siteFlops(node: Node, spec: AttentionSpec, seqLen: number, profile: TargetProfile): number {
@@ -112,7 +91,7 @@ export async function decide(model: AttnoptModel, options: OptimizeOptions = {})
       budget,
       target: profile,
       seed: options.seed ?? 0,
-      calibration: calibration.map(toSiteCalibration),
+      calibration: calibration.map(siteCalibration),
       onDecision: (d, node) => decisions.set(node, d),
     });
     notes.push(...pass.run(model.graph).notes);

@@ -11,15 +11,15 @@ import {
   HEAD_GROUP,
   type HeadGroupAnnotation,
   lowerAttentionPass,
-  type SiteCalibration,
   type SiteDecision,
   SPARSIFY_DECISION,
   sparsifyPass,
 } from '@attnopt/passes';
 import { type PassNote, runPipeline } from '@attnopt/rewrite';
-import { type CalibrationSample, collectSiteTensors, generateInputs, type SiteSamples } from './calibrate/index.js';
+import { type CalibrationSample, collectSiteTensors, generateInputs } from './calibrate/index.js';
 import type { AttnoptModel } from './model.js';
 import { recognize } from './recognize.js';
+import { siteCalibration } from './calibrate/site-calibration.js';
 
 export interface OptimizeOptions {
   /** Max absolute error of each site's output, certified on the calibration data (default 1e-2; 0: exact only). */
@@ -92,27 +92,6 @@ function defaultOpset(model: AttnoptModel): number {
   return Number(d?.version ?? 17n);
 }
 
-/** SiteSamples (calibration) as the sparsify pass reads them: float tensors, boolean masks as 0 / -inf bias. */
-function toSiteCalibration(s: SiteSamples): SiteCalibration {
-  return {
-    id: s.id,
-    samples: s.samples.map((x) => {
-      const bias =
-        x.bias === undefined
-          ? undefined
-          : x.bias.dtype === 'bool'
-            ? { shape: x.bias.shape, data: Float64Array.from(x.bias.data, (b) => (b ? 0 : -Infinity)) }
-            : { shape: x.bias.shape, data: x.bias.data };
-      return {
-        q: { shape: x.q.shape, data: x.q.data },
-        ...(x.k ? { k: { shape: x.k.shape, data: x.k.data } } : {}),
-        ...(x.v ? { v: { shape: x.v.shape, data: x.v.data } } : {}),
-        ...(bias ? { bias } : {}),
-      };
-    }),
-  };
-}
-
 function siteFlops(node: Node, spec: AttentionSpec, dims: { batch: number; nq: number; nk: number }, profile: TargetProfile): number {
   const params = { ...attentionParams(node), spec };
   try {
@@ -150,7 +129,7 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
       budget,
       target: profile,
       seed: options.seed ?? 0,
-      calibration: calibration.filter((s) => s.samples.length > 0).map(toSiteCalibration),
+      calibration: calibration.filter((s) => s.samples.length > 0).map(siteCalibration),
       onDecision: (d, node, groups) => {
         decisions.set(node, d);
         if (groups) groupNodes.set(node, groups);

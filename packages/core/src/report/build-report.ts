@@ -34,7 +34,7 @@ import {
   type ReportTradeoffPoint,
   type ReportTriedForm,
 } from './report-data.js';
-import { sampleForPasses, siteCalibration } from './site-calibration.js';
+import { sampleForPasses, siteCalibration } from '../calibrate/site-calibration.js';
 import { DEFAULT_BUDGETS, tradeoffPoint } from './tradeoff.js';
 
 export interface ReportOptions {

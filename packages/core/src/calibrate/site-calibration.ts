@@ -1,8 +1,8 @@
 // A site's collected tensors as the sparsify pass reads them (float tensors; a boolean mask as a 0 / -inf
-// bias), the same conversion optimize applies before sparsify, so the report's decisions match optimize's.
+// bias): the one conversion optimize, explain and the report apply before sparsify, so their decisions agree.
 
 import type { SiteCalibration } from '@attnopt/passes';
-import type { SiteSample, SiteSamples } from '../calibrate/index.js';
+import type { SiteSample, SiteSamples } from './site-samples.js';
 
 export function sampleForPasses(x: SiteSample): SiteCalibration['samples'][number] {
   const bias =
