@@ -51,4 +51,3 @@ export { performerFeaturesProgram } from './kernels/performer-features.js';
 export { lshHashProgram, lshChunkProgram } from './kernels/lsh.js';
 export { prepareLowRank, segmentMeanMatrix } from './low-rank.js';
 export { type PreparedDataLeaves, prepareDataLeaves } from './data-leaves.js';
-export { pinvSquare } from './linalg/pinv.js';

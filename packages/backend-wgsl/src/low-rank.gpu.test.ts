@@ -28,7 +28,6 @@ import {
 import { attentionProblemArbitrary, KERNEL_TOLERANCES, lowRankSpecArbitrary, seededValues } from '@attnopt/properties';
 import type { StorageDType } from './attention-program.js';
 import { prepareAttention } from './attention.js';
-import { pinvSquare } from './linalg/pinv.js';
 import { segmentMeanMatrix } from './low-rank.js';
 import { testRuntime } from './testing/gpu.js';
 import type { WgslRuntime } from './runtime.js';
@@ -192,25 +191,6 @@ describe('low-rank specs as kernel sequences vs the float64 reference', () => {
 });
 
 describe('host pieces of the sequences', () => {
-  it('pinvSquare matches the reference pseudo-inverse (SVD, same cutoff), also on rank-deficient matrices', async () => {
-    const { pinv } = await import('@attnopt/reference');
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 0, max: 12 }), fc.nat(1e6), (n, rank, seed) => {
-        const r = Math.min(rank, n);
-        // A = X Yᵀ with X, Y n x r: rank r (0: the zero matrix).
-        const x = seededValues(seed, n * r, 1);
-        const y = seededValues(seed + 1, n * r, 1);
-        const a = new Float64Array(n * n);
-        for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let t = 0; t < r; t++) a[i * n + j]! += x[i * r + t]! * y[j * r + t]!;
-        const expected = pinv(matrix(n, n, a)).data;
-        const actual = pinvSquare(a, n);
-        const scale = expected.reduce((s, v) => Math.max(s, Math.abs(v)), 1);
-        for (let k = 0; k < n * n; k++) expect(Math.abs(actual[k]! - expected[k]!)).toBeLessThanOrEqual(1e-9 * scale);
-      }),
-      { numRuns: 100 },
-    );
-  });
-
   it('segmentMeanMatrix times X gives the reference segment means', () => {
     for (const [m, n, d] of [[1, 1, 3], [3, 7, 2], [5, 5, 4], [4, 13, 3]] as const) {
       const x = seededValues(m * n, n * d, 1);

@@ -9,10 +9,10 @@
 //             head);  Y = (phiQ KV) / (phiQ ksum)  (row_divide).
 // Nystrom:    m = min(landmarks, nq, nk); Ql = Mq Q, Kl = Mk K (Mq, Mk the m x n segment-mean matrices);
 //             F = softmax(scale Q Klᵀ), A = softmax(scale Ql Klᵀ), Bm = softmax(scale Ql Kᵀ), BV = Bm V;
-//             then A is read back and its pseudo-inverse A⁺ computed ON THE HOST in float64 (Jacobi SVD,
-//             the reference's cutoff: linalg/pinv.ts) and uploaded; Z = A⁺ BV; Y = F Z. Two submissions.
+//             then A is read back and its pseudo-inverse A⁺ computed ON THE HOST in float64 (@attnopt/ir's
+//             pseudoInverse, the one the reference uses) and uploaded; Z = A⁺ BV; Y = F Z. Two submissions.
 
-import { type AttentionParams, linformerEF, performerW } from '@attnopt/ir';
+import { type AttentionParams, linformerEF, performerW, pseudoInverse } from '@attnopt/ir';
 import type { KernelLimits, StorageDType } from './attention-program.js';
 import { attentionShape, type PreparedAttention, readOutput, uploadInputs, type WgslAttentionInputs } from './attention.js';
 import { matmulProgram } from './kernels/matmul.js';
@@ -20,7 +20,6 @@ import { contiguous, type Operand, operandUniforms, SEQUENCE_WORKGROUP, shared, 
 import { performerFeaturesProgram } from './kernels/performer-features.js';
 import { rowDivideProgram } from './kernels/row-divide.js';
 import { softmaxRowsProgram } from './kernels/softmax-rows.js';
-import { pinvSquare } from './linalg/pinv.js';
 import type { WgslRuntime } from './runtime.js';
 import { encodeSteps, type KernelStep, runSteps } from './sequence.js';
 
@@ -203,7 +202,7 @@ export async function prepareLowRank(
       await flush();
       const host = new Float32Array(await rt.download(a, B * H * m * m * 4));
       const pinv = new Float64Array(B * H * m * m);
-      for (let t = 0; t < B * H; t++) pinv.set(pinvSquare(host.subarray(t * m * m, (t + 1) * m * m), m), t * m * m);
+      for (let t = 0; t < B * H; t++) pinv.set(pseudoInverse({ rows: m, cols: m, data: Float64Array.from(host.subarray(t * m * m, (t + 1) * m * m)) }).data, t * m * m);
       const ap = f32buf(B * H * m * m);
       rt.device.queue.writeBuffer(ap, 0, Float32Array.from(pinv));
       return [
