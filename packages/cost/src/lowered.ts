@@ -12,7 +12,7 @@
 //            m x m pseudo-inverse by `steps` Newton–Schulz steps of 4 float64 MatMuls, F (A⁺ (G V)).
 // Index arithmetic (Shape, Gather, Range, Min/Max clamps) is O(n) int64 work: counted as small kernels.
 
-import { type AttentionParams, bandGranule, type KeySupport, type Lsh, type MaskSpec } from '@attnopt/ir';
+import { absoluteReach, type AttentionParams, bandGranule, type KeySupport, type Lsh, type MaskSpec } from '@attnopt/ir';
 import { type OpWork, work } from './ops.js';
 import type { Extent } from './shape.js';
 import { maskOps, type UnfusedOptions } from './unfused.js';
@@ -32,23 +32,6 @@ export interface BandedShape {
   readonly edgeBlocks: number;
   /** Scores per head: paddedQueries · (band + extra) + globalRows · nk. */
   readonly scores: number;
-}
-
-/** One past the largest absolute position the spec tests (sinks count, global tokens). */
-function absoluteReach(spec: MaskSpec): number {
-  switch (spec.kind) {
-    case 'sinks':
-      return spec.count;
-    case 'global':
-      return spec.tokens.length ? Math.max(...spec.tokens) + 1 : 0;
-    case 'union':
-    case 'intersect':
-      return Math.max(0, ...spec.parts.map(absoluteReach));
-    case 'diff':
-      return Math.max(absoluteReach(spec.base), absoluteReach(spec.minus));
-    default:
-      return 0;
-  }
 }
 
 export function bandedShape(support: KeySupport, blockSize: number, nq: number, nk: number, spec?: MaskSpec, kvLength = false): BandedShape {

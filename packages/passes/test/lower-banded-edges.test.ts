@@ -9,6 +9,7 @@ import {
   type AttentionSpec,
   attentionNode,
   causal,
+  absoluteReach,
   difference,
   dilatedWindow,
   Graph,
@@ -27,7 +28,7 @@ import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { compareArrays, referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
-import { absoluteReach, bandedWidths, bandPattern } from '../src/lower/banded.js';
+import { bandedWidths, bandPattern } from '../src/lower/banded.js';
 import { lowerAttentionPass } from '../src/lower/index.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 

@@ -217,3 +217,20 @@ export function loweringChoice(spec: AttentionSpec, facts: LoweringFacts = {}): 
   if (facts.keys !== undefined && facts.keys < 2 * perQuery) return dense(`dense: ${facts.keys} keys, banded would read ${perQuery} per query`);
   return banded;
 }
+
+/** One past the largest absolute position the spec tests (sinks count, global tokens); 0 without any. */
+export function absoluteReach(spec: MaskSpec): number {
+  switch (spec.kind) {
+    case 'sinks':
+      return spec.count;
+    case 'global':
+      return spec.tokens.length ? Math.max(...spec.tokens) + 1 : 0;
+    case 'union':
+    case 'intersect':
+      return Math.max(0, ...spec.parts.map(absoluteReach));
+    case 'diff':
+      return Math.max(absoluteReach(spec.base), absoluteReach(spec.minus));
+    default:
+      return 0;
+  }
+}

@@ -21,7 +21,7 @@
 // keySupport, bandBlockSize and bandedKeysPerQuery are properties of the spec: they live in @attnopt/ir
 // (spec/support.ts) and are re-exported here for compatibility.
 
-import { bandGranule, type DType, keeps, type KeySupport, type MaskSpec, Tensor, tensorAttr, type Value } from '@attnopt/ir';
+import { absoluteReach, bandGranule, type DType, keeps, type KeySupport, type MaskSpec, Tensor, tensorAttr, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '../recognize/fused/common.js';
 import { specMask } from './mask.js';
 
@@ -58,23 +58,6 @@ export function bandedWidths(s: KeySupport, blockSize: number): { granule: numbe
   const extraRows = Math.ceil((s.extra.length + 1) / g) * g;
   const band = s.lo <= s.hi ? Math.ceil((blockSize + s.hi - s.lo) / g) * g : 0;
   return { granule: g, extraRows, band, width: extraRows + band };
-}
-
-/** One past the largest absolute position the spec tests (sinks count, global tokens); 0 without any. */
-export function absoluteReach(spec: MaskSpec): number {
-  switch (spec.kind) {
-    case 'sinks':
-      return spec.count;
-    case 'global':
-      return spec.tokens.length ? Math.max(...spec.tokens) + 1 : 0;
-    case 'union':
-    case 'intersect':
-      return Math.max(0, ...spec.parts.map(absoluteReach));
-    case 'diff':
-      return Math.max(absoluteReach(spec.base), absoluteReach(spec.minus));
-    default:
-      return 0;
-  }
 }
 
 /** The band's keep-pattern [b, L] away from the sequence ends: query i of a block, key t of its band. */
