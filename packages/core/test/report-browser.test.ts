@@ -11,8 +11,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { gaussian, Graph, intAttr, keeps, type MaskSpec, parseSpec, tensorType, Value } from '@attnopt/ir';
-import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { keeps, type MaskSpec, parseSpec } from '@attnopt/ir';
 import { analyzeMaskPass } from '@attnopt/passes';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
@@ -22,49 +21,13 @@ import { loadOnnx } from '../src/model.js';
 import { optimize } from '../src/optimize.js';
 import { recognize } from '../src/recognize.js';
 import { buildReport, type ReportData, renderReport } from '../src/report/index.js';
+import { longAttentionBytes, longAttentionSample } from './helpers/long-attention.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const TINY_BERT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../examples/tiny-bert/model.onnx');
 const TABLE_FIELDS = ['id', 'chosen', 'exact', 'bound', 'measuredError', 'flopsBefore', 'flopsAfter'] as const;
 
-// ---- the generated long-attention model: Y = Attention(Q, K, V), 2 heads of 32, Q and K positional -------------
-const HEADS = 2;
-const DIM = 32;
 const LONG_N = 512;
-
-function longAttentionBytes(): Uint8Array {
-  const g = new Graph('long-attention');
-  const [q, k, v] = ['q', 'k', 'v'].map((x) => g.addInput(new Value(x, tensorType('f32', [1, 'seq', HEADS * DIM]))));
-  const y = new Value('y', tensorType('f32', [1, 'seq', HEADS * DIM]));
-  g.add({ op: 'Attention', name: 'attention', inputs: [q!, k!, v!], outputs: [y], attrs: { q_num_heads: intAttr(HEADS), kv_num_heads: intAttr(HEADS) } });
-  g.outputs.push(y);
-  return exportOnnx(newOnnxModel(g, { opset: 23 }));
-}
-
-/** Q and K from Fourier features of the position (q_i . k_j ~ peak * mean cos(w (i - j))): attention decays with |i - j|. */
-function longAttentionSample(seed: number, n = LONG_N): CalibrationSample {
-  const W = HEADS * DIM;
-  const [q, k, v] = [new Float32Array(n * W), new Float32Array(n * W), new Float32Array(n * W)];
-  const noise = gaussian(seed, 3 * n * W);
-  const freq = gaussian(99, (HEADS * DIM) / 2);
-  const amp = Math.sqrt((20 * Math.sqrt(DIM)) / (DIM / 2));
-  for (let i = 0; i < n; i++) {
-    for (let h = 0; h < HEADS; h++) {
-      for (let f = 0; f < DIM / 2; f++) {
-        const w = freq[(h * DIM) / 2 + f]! / 12;
-        const at = i * W + h * DIM + 2 * f;
-        q[at] = amp * Math.cos(w * i) + 0.1 * noise[at]!;
-        q[at + 1] = amp * Math.sin(w * i) + 0.1 * noise[at + 1]!;
-        k[at] = amp * Math.cos(w * i) + 0.1 * noise[n * W + at]!;
-        k[at + 1] = amp * Math.sin(w * i) + 0.1 * noise[n * W + at + 1]!;
-        v[at] = noise[2 * n * W + at]!;
-        v[at + 1] = noise[2 * n * W + at + 1]!;
-      }
-    }
-  }
-  const shape = [1, n, W];
-  return { q: { dtype: 'f32', shape, data: q }, k: { dtype: 'f32', shape, data: k }, v: { dtype: 'f32', shape, data: v } };
-}
 
 // ---- the two reports, and optimize's JSON computed apart from them ------------------------------------------------
 interface Case {
@@ -81,14 +44,14 @@ interface Case {
 const tinySamples = generateInputs(loadOnnx(TINY_BERT), { seqLen: 64, seed: 0, count: 2 });
 const CASES: Case[] = [
   { name: 'tiny-bert', source: TINY_BERT, samples: tinySamples, seqLen: 64 },
-  { name: 'long-attention', source: longAttentionBytes(), samples: [longAttentionSample(1), longAttentionSample(2)], seqLen: LONG_N },
+  { name: 'long-attention', source: longAttentionBytes(), samples: [longAttentionSample(1, LONG_N), longAttentionSample(2, LONG_N)], seqLen: LONG_N },
 ];
 
 let browser: Browser;
 
 beforeAll(async () => {
   for (const c of CASES) {
-    const verifySamples = c.name === 'long-attention' ? [longAttentionSample(3)] : undefined;
+    const verifySamples = c.name === 'long-attention' ? [longAttentionSample(3, LONG_N)] : undefined;
     c.data = await buildReport(loadOnnx(c.source), { seqLen: c.seqLen, samples: c.samples, ...(verifySamples ? { verifySamples } : {}) });
     c.html = renderReport(c.data);
     const result = await optimize(loadOnnx(c.source), { maxError: 1e-2, seqLen: c.seqLen, samples: c.samples });

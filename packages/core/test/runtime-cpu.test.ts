@@ -27,7 +27,6 @@ import {
   type AttentionSpec,
   attentionNode,
   causal,
-  gaussian,
   globalTokens,
   Graph,
   intAttr,
@@ -63,6 +62,7 @@ import {
   type VerifyReport,
   writeOnnx,
 } from '../src/index.js';
+import { longAttentionBytes, longAttentionSample } from './helpers/long-attention.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -88,44 +88,7 @@ function mismatches(got: ArrayLike<number>, want: ArrayLike<number>, atol: numbe
   return bad === 0 ? [] : [`${what}: ${bad} of ${want.length} elements differ${first}`];
 }
 
-// ---- the generated long-attention model: Y = Attention(Q, K, V), 2 heads of 32, Q and K positional -------------
-const HEADS = 2;
-const DIM = 32;
 const LONG_N = 384;
-
-function longAttentionBytes(): Uint8Array {
-  const g = new Graph('long-attention');
-  const [q, k, v] = ['q', 'k', 'v'].map((x) => g.addInput(new Value(x, tensorType('f32', [1, 'seq', HEADS * DIM]))));
-  const y = new Value('y', tensorType('f32', [1, 'seq', HEADS * DIM]));
-  g.add({ op: 'Attention', name: 'attention', inputs: [q!, k!, v!], outputs: [y], attrs: { q_num_heads: intAttr(HEADS), kv_num_heads: intAttr(HEADS) } });
-  g.outputs.push(y);
-  return encodeOnnx(newOnnxModel(g, { opset: 23 }));
-}
-
-/** Q and K from Fourier features of the position (q_i . k_j ~ peak * mean cos(w (i - j))): attention decays with |i - j|. */
-function longAttentionSample(seed: number, n = LONG_N): CalibrationSample {
-  const W = HEADS * DIM;
-  const [q, k, v] = [new Float32Array(n * W), new Float32Array(n * W), new Float32Array(n * W)];
-  const noise = gaussian(seed, 3 * n * W);
-  const freq = gaussian(99, (HEADS * DIM) / 2);
-  const amp = Math.sqrt((20 * Math.sqrt(DIM)) / (DIM / 2));
-  for (let i = 0; i < n; i++) {
-    for (let h = 0; h < HEADS; h++) {
-      for (let f = 0; f < DIM / 2; f++) {
-        const w = freq[(h * DIM) / 2 + f]! / 12;
-        const at = i * W + h * DIM + 2 * f;
-        q[at] = amp * Math.cos(w * i) + 0.1 * noise[at]!;
-        q[at + 1] = amp * Math.sin(w * i) + 0.1 * noise[at + 1]!;
-        k[at] = amp * Math.cos(w * i) + 0.1 * noise[n * W + at]!;
-        k[at + 1] = amp * Math.sin(w * i) + 0.1 * noise[n * W + at + 1]!;
-        v[at] = noise[2 * n * W + at]!;
-        v[at + 1] = noise[2 * n * W + at + 1]!;
-      }
-    }
-  }
-  const shape = [1, n, W];
-  return { q: { dtype: 'f32', shape, data: q }, k: { dtype: 'f32', shape, data: k }, v: { dtype: 'f32', shape, data: v } };
-}
 
 interface Case {
   readonly name: string;
@@ -143,8 +106,8 @@ const CASES: Case[] = [
   {
     name: 'long-attention',
     source: longAttentionBytes(),
-    samples: [longAttentionSample(1), longAttentionSample(2)],
-    verifySamples: [longAttentionSample(3)],
+    samples: [longAttentionSample(1, LONG_N), longAttentionSample(2, LONG_N)],
+    verifySamples: [longAttentionSample(3, LONG_N)],
     seqLen: LONG_N,
     loweredOps: ['Pad', 'ScatterND', 'Slice'],
   },
