@@ -1,6 +1,7 @@
 // @attnopt/passes: recognize, analyze, sparsify, lower. Public API.
 
-export { liftSite, siteOrigin, SITE_ORIGIN, type SiteMatch, type SiteOrigin } from './recognize/lift.js';
+export { liftSite, siteOrigin, SITE_ORIGIN, LIFT_RECORD, type LiftRecord, type SiteMatch, type SiteOrigin } from './recognize/lift.js';
+export { unliftSite, unliftBlocker } from './recognize/unlift.js';
 export { DECOMPOSED_RULES, decomposedAttention, DECOMPOSED_ATTENTION } from './recognize/decomposed/index.js';
 export {
   FUSED_RULES,

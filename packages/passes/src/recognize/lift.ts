@@ -14,6 +14,22 @@ import { replaceMatch } from '@attnopt/rewrite';
 /** Annotation key on a lifted Attention node: where it came from (see SiteOrigin). */
 export const SITE_ORIGIN = 'attnopt.site';
 
+/** Annotation key on a lifted Attention node: what the lift changed, so unliftSite can undo it (see LiftRecord). */
+export const LIFT_RECORD = 'attnopt.liftRecord';
+
+/** What liftSite changed, in enough detail to put the original subgraph back (unlift.ts). */
+export interface LiftRecord {
+  /** The matched nodes in graph order, each with its inputs and the node right before it (null: the first node). */
+  readonly matched: readonly { readonly node: Node; readonly inputs: readonly (Value | undefined)[]; readonly anchor: Node | null }[];
+  /** The values the site computed and the fresh values that replaced them, pairwise. */
+  readonly replaced: readonly Value[];
+  readonly fresh: readonly Value[];
+  /** The nodes the lift added: prelude, the Attention node, postlude. */
+  readonly added: readonly Node[];
+  /** The Attention node's inputs as lifted (a later rewrite of them makes the record stale). */
+  readonly attentionInputs: readonly (Value | undefined)[];
+}
+
 export interface SiteOrigin {
   /** The recognition rule that lifted the site (e.g. `onnx-attention`, `torch-sdpa`). */
   readonly rule: string;
@@ -31,6 +47,8 @@ export interface SiteMatch {
   readonly presentValue?: Value;
   /** Values replaced by the optional scores output. */
   readonly scores?: Value;
+  /** Values the site computes that prelude nodes compute now (e.g. a present K/V cache), each replaced by `by`. */
+  readonly preludeOutputs?: readonly { readonly replaced: Value; readonly by: Value }[];
   /** Every node of the matched subgraph (nodes still used elsewhere are kept). */
   readonly matched: readonly Node[];
   /** New nodes computing the Attention inputs (reshapes, splits), placed before the Attention node. */
@@ -51,9 +69,12 @@ function twin(v: Value): Value {
 /** Replaces a matched site by an Attention node (after its prelude, before its postlude) and returns that node. */
 export function liftSite(graph: Graph, rule: string, site: SiteMatch): Node {
   const order = new Map(graph.nodes.map((n, k) => [n, k]));
-  const onnxNodes = [...site.matched]
-    .sort((a, b) => (order.get(a) ?? 0) - (order.get(b) ?? 0))
-    .map((n) => n.name || n.describe());
+  const sorted = [...site.matched].sort((a, b) => (order.get(a) ?? 0) - (order.get(b) ?? 0));
+  const onnxNodes = sorted.map((n) => n.name || n.describe());
+  const matched = sorted.map((n) => {
+    const k = (order.get(n) ?? 0) - 1;
+    return { node: n, inputs: [...n.inputs], anchor: k >= 0 ? graph.nodes[k]! : null };
+  });
   const postlude = site.postlude ?? [];
   const last = postlude.at(-1)?.outputs[0];
   if (postlude.length > 0 && (site.attentionOutput === undefined || last === undefined)) {
@@ -71,13 +92,34 @@ export function liftSite(graph: Graph, rule: string, site: SiteMatch): Node {
       outs[key] = t;
     }
   }
+  for (const { replaced: old, by } of site.preludeOutputs ?? []) {
+    replaced.push(old);
+    fresh.push(by);
+  }
   // The old values keep their names until they are gone; the fresh ones take the names afterwards.
   fresh.forEach((v) => (v.name = `${v.name}__attnopt_pending`));
   const node = attentionNode(site.params, site.inputs, outs, onnxNodes.length === 1 ? onnxNodes[0]! : '');
   node.annotations.set(SITE_ORIGIN, { rule, onnxNodes } satisfies SiteOrigin);
-  replaceMatch(graph, site.matched, replaced, fresh, [...(site.prelude ?? []), node, ...postlude]);
+  const added = [...(site.prelude ?? []), node, ...postlude];
+  replaceMatch(graph, site.matched, replaced, fresh, added);
   fresh.forEach((v, k) => (v.name = replaced[k]!.name));
+  node.annotations.set(LIFT_RECORD, { matched, replaced, fresh, added, attentionInputs: [...node.inputs] } satisfies LiftRecord);
   return node;
+}
+
+/**
+ * Records what a rule changed after liftSite returned `attention`: nodes it added after it, and values of the
+ * site it redirected to new ones (fresh[k] replaces replaced[k] and has taken its name), so unliftSite undoes them too.
+ */
+export function extendLift(attention: Node, more: { added?: readonly Node[]; replaced?: readonly Value[]; fresh?: readonly Value[] }): void {
+  const record = attention.annotations.get(LIFT_RECORD) as LiftRecord | undefined;
+  if (record === undefined) throw new Error(`extendLift: ${attention.describe()} was not lifted by liftSite`);
+  attention.annotations.set(LIFT_RECORD, {
+    ...record,
+    added: [...record.added, ...(more.added ?? [])],
+    replaced: [...record.replaced, ...(more.replaced ?? [])],
+    fresh: [...record.fresh, ...(more.fresh ?? [])],
+  } satisfies LiftRecord);
 }
 
 /** Where a lifted Attention node came from, or undefined for nodes not made by recognition. */

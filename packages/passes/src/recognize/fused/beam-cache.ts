@@ -78,3 +78,15 @@ export function beamCache(b: NodeBuilder, x: BeamCacheInputs, heads: number, hea
   });
   return { k, v, kvLength, presentKey, presentValue };
 }
+
+/** The present K/V outputs a fused node writes (live slots 1 and 2 of `live`), replaced by the cache's. */
+export function presentFromCache(
+  live: readonly (Value | undefined)[],
+  outputs: readonly Value[],
+  cache: BeamCacheAttention,
+): { replaced: Value; by: Value }[] {
+  const pairs: { replaced: Value; by: Value }[] = [];
+  if (live[1] !== undefined) pairs.push({ replaced: outputs[1]!, by: cache.presentKey });
+  if (live[2] !== undefined) pairs.push({ replaced: outputs[2]!, by: cache.presentValue });
+  return pairs;
+}

@@ -9,8 +9,8 @@
 import { type AttentionParams, dense, type Graph, type Node, type Value } from '@attnopt/ir';
 import { matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
-import { beamCache } from './beam-cache.js';
-import { attrFloat, attrInt, baseName, dtypeOf, liveOutputs, MS_DOMAIN, NodeBuilder, redirect, shapeOf, staticDim, unknownAttrs } from './common.js';
+import { beamCache, presentFromCache } from './beam-cache.js';
+import { attrFloat, attrInt, baseName, dtypeOf, liveOutputs, MS_DOMAIN, NodeBuilder, shapeOf, staticDim, unknownAttrs } from './common.js';
 import { paddingBias } from './padding-mask.js';
 
 const KNOWN = ['num_heads', 'past_present_share_buffer', 'scale', 'mask_filter_value', 'output_qk'];
@@ -117,12 +117,11 @@ export const decoderMaskedAttentionRule: RewriteRule<DecoderMaskedMatch> = {
       H,
       Hv,
     );
-    if (m.outputs[1] !== undefined) redirect(graph, outs[1]!, cache.presentKey);
-    if (m.outputs[2] !== undefined) redirect(graph, outs[2]!, cache.presentValue);
     liftSite(graph, 'ms-decoder-masked-attention', {
       params: m.params,
       inputs: { q: query, k: cache.k, v: cache.v, kvLength: cache.kvLength },
       output: outs[0]!,
+      preludeOutputs: presentFromCache(m.outputs, outs, cache),
       matched: [node],
       prelude: b.nodes,
     });

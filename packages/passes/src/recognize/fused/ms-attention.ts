@@ -12,7 +12,7 @@
 
 import { type AttentionParams, causal, dense, type Graph, type Node, RUNTIME_HEAD_DIM, Value } from '@attnopt/ir';
 import { matched, noMatch, removeDead, type RewriteRule } from '@attnopt/rewrite';
-import { liftSite } from '../lift.js';
+import { extendLift, liftSite } from '../lift.js';
 import {
   appendOutput,
   attrFloat,
@@ -216,6 +216,7 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
       insertAfter(graph, attention, post.nodes);
       redirect(graph, node.outputs[1]!, stacked);
       removeDead(graph, [node]);
+      extendLift(attention, { added: post.nodes, replaced: [node.outputs[1]!], fresh: [stacked] });
     }
   },
 };

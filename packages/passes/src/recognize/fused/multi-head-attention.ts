@@ -12,8 +12,8 @@
 import { type AttentionParams, causal, dense, type Graph, type Node, type Value } from '@attnopt/ir';
 import { matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
-import { beamCache } from './beam-cache.js';
-import { attrFloat, attrInt, baseName, dtypeOf, liveOutputs, MS_DOMAIN, NodeBuilder, redirect, shapeOf, staticDim, unknownAttrs } from './common.js';
+import { beamCache, presentFromCache } from './beam-cache.js';
+import { attrFloat, attrInt, baseName, dtypeOf, liveOutputs, MS_DOMAIN, NodeBuilder, shapeOf, staticDim, unknownAttrs } from './common.js';
 import { paddingBias } from './padding-mask.js';
 
 const KNOWN = ['num_heads', 'scale', 'mask_filter_value', 'unidirectional'];
@@ -154,12 +154,11 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
       const [, , , , , , , , pastLength, cacheIndirection] = node.inputs;
       const width = b.op('Slice', [b.op('Shape', [cacheIndirection!], 'cache_indirection_shape'), b.ints('beam_width_start', [1]), b.ints('beam_width_end', [2])], 'beam_width');
       const cache = beamCache(b, { k: k!, v: v!, pastKey: pastKey!, pastValue: pastValue!, pastLength: pastLength!, cacheIndirection: cacheIndirection!, beamWidth: width, rows: q! }, N, H, Hv);
-      if (m.outputs[1] !== undefined) redirect(graph, outs[1]!, cache.presentKey);
-      if (m.outputs[2] !== undefined) redirect(graph, outs[2]!, cache.presentValue);
       liftSite(graph, 'ms-multi-head-attention', {
         params: m.params,
         inputs: { q: q!, k: cache.k, v: cache.v, kvLength: cache.kvLength },
         output: outs[0]!,
+        preludeOutputs: presentFromCache(m.outputs, outs, cache),
         matched: [node],
         prelude: b.nodes,
       });

@@ -1,0 +1,89 @@
+// Undoing a lift: a site that nothing improved goes back to the ONNX nodes it was lifted from, so the runtime
+// meets the exporter's own subgraph (and its own fusions of it) rather than a re-lowered copy.
+//   attnopt::Attention lifted from the subgraph M (with its prelude and postlude)  ->  M, as the model wrote it
+// A site lifted in two steps (a rule rewriting an Attention node an earlier rule lifted) is undone step by step.
+// The matched nodes return with their inputs, each after the node it followed when it was lifted (or, when that
+// node is gone, where the lifted nodes stood); the values the site computed take their uses back.
+
+import type { Graph, Node } from '@attnopt/ir';
+import { removeDead } from '@attnopt/rewrite';
+import { LIFT_RECORD, type LiftRecord } from './lift.js';
+
+/** Why `node` cannot be unlifted, or undefined when it can. */
+export function unliftBlocker(node: Node): string | undefined {
+  const record = node.annotations.get(LIFT_RECORD) as LiftRecord | undefined;
+  const graph = node.graph;
+  if (record === undefined) return 'it was not lifted from ONNX nodes';
+  if (graph === undefined) return 'it is no longer in a graph';
+  if (record.added.some((n) => n.graph !== graph)) return 'the nodes its lift added were rewritten since';
+  if (record.fresh.some((v) => v.producer === undefined || v.producer.graph !== graph)) return 'its outputs were rewritten since';
+  const same = record.attentionInputs.length === node.inputs.length && record.attentionInputs.every((v, k) => node.inputs[k] === v);
+  if (!same) return 'its inputs were rewritten since';
+  return undefined;
+}
+
+/** Puts the ONNX nodes `node` was lifted from back in its place; false (and nothing changed) when it cannot. */
+export function unliftSite(node: Node): boolean {
+  if (unliftBlocker(node) !== undefined) return false;
+  const record = node.annotations.get(LIFT_RECORD) as LiftRecord;
+  const graph = node.graph!;
+  const ordered = topologicallyOrdered(graph); // some exporters write nodes out of order: leave those as they are
+  const fallback = () => Math.min(...record.added.map((n) => graph.nodes.indexOf(n)));
+  for (const m of record.matched) {
+    if (m.node.graph !== undefined) continue; // kept at lift time: still used elsewhere
+    // right after the node it followed (restored already when it was matched too), else where the lift stood
+    const at = m.anchor === null ? 0 : m.anchor.graph === graph ? graph.nodes.indexOf(m.anchor) + 1 : fallback();
+    m.inputs.forEach((v, k) => m.node.setInput(k, v));
+    graph.addNode(m.node, at);
+  }
+  record.fresh.forEach((v, k) => {
+    const old = record.replaced[k]!;
+    old.name = v.name; // the fresh value took the old one's name (a redirect may have renamed the old one)
+    v.name = `${v.name}__attnopt_unlifted`;
+    v.replaceAllUsesWith(old, graph);
+  });
+  removeDead(graph, record.added);
+  if (ordered && !topologicallyOrdered(graph)) sortTopologically(graph);
+  // a site lifted in two steps (a rule that rewrote an Attention node lifted before) goes back all the way
+  for (const m of record.matched) if (m.node.graph === graph && m.node.annotations.has(LIFT_RECORD)) unliftSite(m.node);
+  return true;
+}
+
+/** True when every value a node reads from this graph's nodes is produced before it. */
+function topologicallyOrdered(graph: Graph): boolean {
+  const position = new Map(graph.nodes.map((n, k) => [n, k]));
+  return graph.nodes.every((n, k) =>
+    n.inputs.every((v) => {
+      const p = v?.producer === undefined ? undefined : position.get(v.producer);
+      return p === undefined || p < k;
+    }),
+  );
+}
+
+/** Reorders the nodes so producers come first, keeping the present order wherever it is already valid. */
+function sortTopologically(graph: Graph): void {
+  const nodes = [...graph.nodes];
+  const members = new Set(nodes);
+  const placed = new Set<Node>();
+  const order: Node[] = [];
+  for (const root of nodes) {
+    // depth first, producers before consumers, iteratively (graphs can be deep)
+    const stack: { node: Node; next: number }[] = [{ node: root, next: 0 }];
+    while (stack.length > 0) {
+      const top = stack.at(-1)!;
+      if (top.next === 0 && placed.has(top.node)) {
+        stack.pop();
+        continue;
+      }
+      placed.add(top.node);
+      const v = top.node.inputs[top.next++];
+      if (top.next > top.node.inputs.length) {
+        stack.pop();
+        order.push(top.node);
+      } else if (v?.producer !== undefined && members.has(v.producer) && !placed.has(v.producer)) {
+        stack.push({ node: v.producer, next: 0 });
+      }
+    }
+  }
+  graph.nodes.splice(0, graph.nodes.length, ...order);
+}
