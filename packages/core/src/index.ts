@@ -1,11 +1,35 @@
 // @attnopt/core: the library API for other compilers. Public API.
 
+// The IR types a caller meets in these results (the whole IR is @attnopt/ir).
+export {
+  type Graph,
+  type Node,
+  type Value,
+  type AttentionParams,
+  type AttentionSpec,
+  type MaskSpec,
+  type DType,
+  attentionParams,
+  printSpec,
+  parseSpec,
+  printGraph,
+  parseGraph,
+} from '@attnopt/ir';
 export { type AttnoptModel, loadOnnx as importOnnx, saveOnnx as exportOnnx, writeOnnx } from './model.js';
 export { recognize, type RecognizeResult } from './recognize.js';
 export { inspectModel, type InspectReport, type InspectSite } from './inspect.js';
 export { attentionSites } from '@attnopt/passes';
 export * from './calibrate/index.js';
-export { optimize, type OptimizeOptions, type OptimizeResult, type OptimizedSite, CERTIFIED_METADATA } from './optimize.js';
+export {
+  optimize,
+  type OptimizeOptions,
+  type OptimizeResult,
+  type OptimizedSite,
+  type OptimizedGroup,
+  CERTIFIED_METADATA,
+  OPTIMIZE_STAGES,
+} from './optimize.js';
+export { decide, DECIDE_STAGES, type DecideOptions, type DecideResult, type GroupPlan, type SitePlan } from './decide.js';
 export { verifyModels, certifiedBound, type VerifyReport, type OutputComparison, type VerifyOptions } from './verify.js';
 export { analyze, type AnalyzeOptions, type AnalyzeResult, type SiteFacts } from './analyze.js';
 export {
@@ -18,14 +42,5 @@ export {
   type KernelFile,
   type KernelManifestEntry,
 } from './compile.js';
-export {
-  decide,
-  describeTried,
-  explain,
-  explainDecisions,
-  type DecideResult,
-  type Explanation,
-  type SiteExplanation,
-  type SitePlan,
-} from './explain.js';
+export { describeTried, explain, explainDecisions, type Explanation, type SiteExplanation } from './explain.js';
 export { buildReport, renderReport, type ReportData, type ReportOptions } from './report/index.js';

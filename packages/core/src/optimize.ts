@@ -1,41 +1,21 @@
-// optimize: the whole job on one model. Recognize every attention site, prove what its own mask keeps
-// (exact, error 0), calibrate, choose per site the cheapest form whose certified error fits the budget,
-// (per head group where heads want different forms and that is cheaper), and lower every site back to standard
-// ONNX ops so any runtime runs the result.
+// optimize: the whole job on one model. decide() recognizes every attention site, proves what its own mask keeps
+// (exact, error 0), calibrates and chooses per site the cheapest form whose certified error fits the budget (per
+// head group where heads want different forms and that is cheaper); then every site that changed is lowered back
+// to standard ONNX ops so any runtime runs the result, and every site that did not goes back to the ONNX nodes it
+// was lifted from (the runtime meets the model's own subgraph, not a re-lowered copy of it).
 
-import { attentionCost, onnxruntimeCpuProfile, PROFILES, type TargetProfile } from '@attnopt/cost';
-import { attentionParams, type AttentionSpec, type Node, printSpec } from '@attnopt/ir';
-import {
-  analyzeMaskPass,
-  attentionSites,
-  HEAD_GROUP,
-  type HeadGroupAnnotation,
-  lowerAttentionPass,
-  type SiteDecision,
-  SPARSIFY_DECISION,
-  sparsifyPass,
-} from '@attnopt/passes';
-import { type PassNote, runPipeline } from '@attnopt/rewrite';
-import { type CalibrationSample, collectSiteTensors, generateInputs } from './calibrate/index.js';
+import { attentionParams, printSpec } from '@attnopt/ir';
+import { lowerAttentionPass, unliftSite } from '@attnopt/passes';
+import type { PassNote } from '@attnopt/rewrite';
+import { DECIDE_STAGES, type DecideOptions, decide, type GroupPlan, type SitePlan } from './decide.js';
 import type { AttnoptModel } from './model.js';
-import { recognize } from './recognize.js';
-import { siteCalibration } from './calibrate/site-calibration.js';
 
-export interface OptimizeOptions {
-  /** Max absolute error of each site's output, certified on the calibration data (default 1e-2; 0: exact only). */
-  readonly maxError?: number;
-  /** Calibration samples (model inputs); default: generated from the model's input types. */
-  readonly samples?: Iterable<CalibrationSample> | AsyncIterable<CalibrationSample>;
-  /** Sequence length of generated calibration inputs (default 128). */
-  readonly seqLen?: number;
-  /** Number of generated calibration samples (default 2). */
-  readonly calibrationCount?: number;
-  /** Seed of generated inputs and of seeded forms (default 0). */
-  readonly seed?: number;
-  /** The target whose cost model ranks forms (default onnxruntime-cpu: what the emitted ONNX runs on). */
-  readonly target?: keyof typeof PROFILES | TargetProfile;
-  /** Called as each stage starts (progress). */
-  readonly onStage?: (stage: string) => void;
+export interface OptimizeOptions extends DecideOptions {
+  /**
+   * Put every site that computes exactly what it was recognized as (same spec, same mask) back as the ONNX nodes
+   * it was lifted from, instead of lowering it (default true).
+   */
+  readonly restoreUnchanged?: boolean;
 }
 
 /** One head group of a site split by heads: its own Attention with its own spec. */
@@ -68,6 +48,8 @@ export interface OptimizedSite {
   readonly reason?: string;
   /** Present when the site was split into head groups, in head order (bound: the largest group bound). */
   readonly groups?: readonly OptimizedGroup[];
+  /** True when the site computes what it was recognized as and was left as the ONNX nodes it was lifted from. */
+  readonly restored?: boolean;
 }
 
 export interface OptimizeResult {
@@ -76,115 +58,60 @@ export interface OptimizeResult {
   readonly notes: readonly PassNote[];
 }
 
+/** Stage names optimize reports through onStage, in order (decide's, then the lowering). */
+export const OPTIMIZE_STAGES = [...DECIDE_STAGES, 'lower'] as const;
+
 /** Metadata key holding the certified bounds (JSON), which `verify` checks measured errors against. */
 export const CERTIFIED_METADATA = 'attnopt.certified';
-
-function profileOf(target: OptimizeOptions['target']): TargetProfile {
-  if (target === undefined) return onnxruntimeCpuProfile;
-  if (typeof target !== 'string') return target;
-  const p = PROFILES[target];
-  if (!p) throw new Error(`unknown target ${target}: one of ${Object.keys(PROFILES).join(', ')}`);
-  return p;
-}
 
 function defaultOpset(model: AttnoptModel): number {
   const d = model.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
   return Number(d?.version ?? 17n);
 }
 
-function siteFlops(node: Node, spec: AttentionSpec, dims: { batch: number; nq: number; nk: number }, profile: TargetProfile): number {
-  const params = { ...attentionParams(node), spec };
-  try {
-    return attentionCost(params, dims, profile).flops;
-  } catch {
-    return NaN; // data-dependent specs without data: reported as unknown
-  }
+function optimizedGroup(g: GroupPlan): OptimizedGroup {
+  return { heads: g.heads, kvHeads: g.kvHeads, chosen: g.chosen, exact: g.exact, bound: g.bound, measuredError: g.measuredError, flops: g.flops };
+}
+
+function optimizedSite(p: SitePlan, restored: boolean): OptimizedSite {
+  return {
+    id: p.id,
+    chosen: p.chosen,
+    exact: p.exact,
+    bound: p.bound,
+    measuredError: p.measuredError,
+    flopsBefore: p.flopsBefore,
+    flopsAfter: p.flopsAfter,
+    ...(p.reason !== undefined ? { reason: p.reason } : {}),
+    ...(p.groups !== undefined ? { groups: p.groups.map(optimizedGroup) } : {}),
+    ...(restored ? { restored } : {}),
+  };
+}
+
+/** True when the site computes what it was recognized as, the same way: nothing to gain from lowering it. */
+function unchanged(p: SitePlan): boolean {
+  return p.groups === undefined && !p.facts.proven && p.chosen === p.facts.recognized && printSpec(attentionParams(p.node).spec) === p.facts.recognized;
 }
 
 /** Runs the whole optimization on `model` (its graph is rewritten in place) and reports every site. */
 export async function optimize(model: AttnoptModel, options: OptimizeOptions = {}): Promise<OptimizeResult> {
-  const budget = options.maxError ?? 1e-2;
-  if (!(budget >= 0) || !Number.isFinite(budget)) throw new Error(`max error must be a finite number >= 0, got ${budget}`);
-  const profile = profileOf(options.target);
-  const seqLen = options.seqLen ?? 128;
   const stage = options.onStage ?? (() => {});
-  const notes: PassNote[] = [];
+  const decided = await decide(model, options);
+  const notes: PassNote[] = [...decided.notes];
 
-  stage('recognize');
-  notes.push(...recognize(model.graph).notes);
-  // the sites as recognized (ids site<k>), with their specs before anything changes them
-  const original = attentionSites(model.graph).map(({ id, node }) => ({ id, node, spec: attentionParams(node).spec }));
-
-  stage('analyze masks');
-  notes.push(...runPipeline(model.graph, [analyzeMaskPass()], { verify: false }).notes);
-
-  const decisions = new Map<Node, SiteDecision>();
-  const groupNodes = new Map<Node, readonly Node[]>();
-  if (budget > 0 && original.length > 0) {
-    stage('calibrate');
-    const samples = options.samples ?? generateInputs(model, { seqLen, seed: options.seed ?? 0, count: options.calibrationCount ?? 2 });
-    const calibration = await collectSiteTensors(model, samples);
-    stage('sparsify');
-    const pass = sparsifyPass({
-      budget,
-      target: profile,
-      seed: options.seed ?? 0,
-      calibration: calibration.filter((s) => s.samples.length > 0).map(siteCalibration),
-      onDecision: (d, node, groups) => {
-        decisions.set(node, d);
-        if (groups) groupNodes.set(node, groups);
-      },
-    });
-    notes.push(...pass.run(model.graph).notes);
-  }
-
-  const dims = { batch: 1, nq: seqLen, nk: seqLen };
-  const sites: OptimizedSite[] = original.map(({ id, node, spec: before }) => {
-    const d = decisions.get(node) ?? (node.annotations.get(SPARSIFY_DECISION) as SiteDecision | undefined);
-    const split = groupNodes.get(node);
-    if (split && d?.groups) {
-      const groups: OptimizedGroup[] = split.map((g, k) => {
-        const spec = attentionParams(g).spec;
-        const info = d.groups![k]!;
-        const heads = (g.annotations.get(HEAD_GROUP) as HeadGroupAnnotation | undefined)?.heads ?? info.heads;
-        return {
-          heads,
-          kvHeads: info.kvHeads,
-          chosen: printSpec(spec),
-          exact: info.exact,
-          bound: info.bound,
-          measuredError: info.exact ? null : info.measuredError,
-          flops: siteFlops(g, spec, dims, profile),
-        };
-      });
-      return {
-        id,
-        chosen: d.chosen,
-        exact: false,
-        bound: d.bound,
-        measuredError: d.measuredError,
-        flopsBefore: siteFlops(node, before, dims, profile),
-        flopsAfter: groups.reduce((a, g) => a + g.flops, 0),
-        groups,
-      };
+  const restored = new Set<string>();
+  if (options.restoreUnchanged ?? true) {
+    for (const p of decided.sites) {
+      if (unchanged(p) && unliftSite(p.node)) {
+        restored.add(p.id);
+        notes.push({ pass: 'optimize', node: p.node.describe(), message: `${p.id}: unchanged (${p.chosen}): the ONNX nodes it was lifted from are kept as they were` });
+      }
     }
-    const spec = attentionParams(node).spec;
-    const approximate = d !== undefined && d.reasonDense === undefined && !d.exact;
-    return {
-      id,
-      chosen: printSpec(spec),
-      exact: !approximate,
-      bound: approximate ? d.bound : 0,
-      measuredError: approximate ? d.measuredError : null,
-      flopsBefore: siteFlops(node, before, dims, profile),
-      flopsAfter: siteFlops(node, spec, dims, profile),
-      ...(d?.reasonDense !== undefined ? { reason: d.reasonDense } : {}),
-    };
-  });
-
+  }
   stage('lower');
   notes.push(...lowerAttentionPass({ opset: defaultOpset(model) }).run(model.graph).notes);
-  const certified = { maxError: budget, sites: Object.fromEntries(sites.map((s) => [s.id, s.bound])) };
+  const sites = decided.sites.map((p) => optimizedSite(p, restored.has(p.id)));
+  const certified = { maxError: decided.budget, sites: Object.fromEntries(sites.map((s) => [s.id, s.bound])) };
   const metadata = (model.proto.metadataProps ?? []).filter((e) => e.key !== CERTIFIED_METADATA);
   model.proto.metadataProps = [...metadata, { key: CERTIFIED_METADATA, value: JSON.stringify(certified) }];
   return { model, sites, notes };
