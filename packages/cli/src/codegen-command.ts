@@ -3,7 +3,7 @@
 // written atomically: on any failure nothing is left behind.
 
 import { type Command, Option } from 'commander';
-import { compile, type CompileTarget, type DecideResult, type KernelManifestEntry } from '@attnopt/core';
+import { compile, type CompileTarget, type DecideResult, type KernelManifestEntry, type Node } from '@attnopt/core';
 import { decideOrFail, DECIDE_STAGES, requireSites } from './decide.js';
 import { CliError, ExitCode } from './exit-codes.js';
 import { loadModelOrFail } from './load.js';
@@ -26,7 +26,13 @@ export interface CodegenManifest {
   costModel: string;
   maxError: number;
   seqLen: number;
-  kernels: (KernelManifestEntry & { exact: boolean; bound: number; measuredError: number | null })[];
+  kernels: (KernelManifestEntry & {
+    exact: boolean;
+    bound: number;
+    measuredError: number | null;
+    /** For a kernel of one head group of a site split by heads: which query and key/value heads of the site it computes. */
+    group?: { site: string; heads: readonly number[]; kvHeads: readonly number[] };
+  })[];
   /** Sites without a kernel, and why. */
   skipped: { site: string; spec: string; reason: string }[];
 }
@@ -43,17 +49,21 @@ function generate(modelPath: string, flags: CodegenFlags, result: DecideResult):
     skipped: [],
   };
   for (const plan of result.sites) {
-    let kernel;
-    try {
-      kernel = compile(plan, { target: flags.target });
-    } catch (e) {
-      manifest.skipped.push({ site: plan.id, spec: plan.chosen, reason: (e as Error).message });
-      continue;
+    // a site split into head groups gets one kernel per group, each with its own spec
+    const units: readonly { id: string; node: Node; chosen: string; exact: boolean; bound: number; measuredError: number | null; heads?: readonly number[]; kvHeads?: readonly number[] }[] =
+      plan.groups ?? [{ id: plan.id, node: plan.node, chosen: plan.chosen, exact: plan.exact, bound: plan.bound, measuredError: plan.measuredError }];
+    for (const unit of units) {
+      let kernel;
+      try {
+        kernel = compile(unit, { target: flags.target });
+      } catch (e) {
+        manifest.skipped.push({ site: unit.id, spec: unit.chosen, reason: (e as Error).message });
+        continue;
+      }
+      for (const f of kernel.files) files.set(f.name, f.contents);
+      const group = unit.heads !== undefined && unit.kvHeads !== undefined ? { group: { site: plan.id, heads: unit.heads, kvHeads: unit.kvHeads } } : {};
+      manifest.kernels.push({ ...kernel.manifest, exact: unit.exact, bound: unit.bound, measuredError: unit.measuredError, ...group });
     }
-    const d = plan.decision;
-    const approximate = d !== undefined && d.reasonDense === undefined && !d.exact;
-    for (const f of kernel.files) files.set(f.name, f.contents);
-    manifest.kernels.push({ ...kernel.manifest, exact: !approximate, bound: approximate ? d.bound : 0, measuredError: approximate ? d.measuredError : null });
   }
   if (manifest.kernels.length === 0) {
     throw new CliError(

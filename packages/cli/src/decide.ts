@@ -1,14 +1,14 @@
 // The shared first half of optimize, explain, codegen and inspect --decisions: calibration inputs, then
 // recognize, prove masks and choose forms (core's decide), with failures mapped to exit codes.
 
-import { type AttnoptModel, type DecideResult, decide } from '@attnopt/core';
+import { type AttnoptModel, DECIDE_STAGES as CORE_STAGES, type DecideResult, decide } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 import type { DecisionFlags } from './options.js';
 import type { Progress } from './progress.js';
 import { samplesFor } from './samples.js';
 
 /** Stage names of decide (for the progress bar). */
-export const DECIDE_STAGES = ['calibration inputs', 'recognize and analyze masks', 'calibrate', 'sparsify'] as const;
+export const DECIDE_STAGES = ['calibration inputs', ...CORE_STAGES] as const;
 
 export async function decideOrFail(model: AttnoptModel, modelPath: string, flags: DecisionFlags, target: string, progress: Progress): Promise<DecideResult> {
   progress.stage('calibration inputs');

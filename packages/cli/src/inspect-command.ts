@@ -51,6 +51,8 @@ interface DecisionJson {
   timeBefore: number | null;
   timeAfter: number | null;
   reason?: string;
+  /** Present when the site is split into head groups: each group's heads and spec. */
+  groups?: { id: string; heads: readonly number[]; kvHeads: readonly number[]; chosen: string; exact: boolean; bound: number | null; measuredError: number | null; flops: number }[];
   tried: readonly unknown[];
 }
 
@@ -80,20 +82,30 @@ function siteJson(f: SiteFacts, plan?: SitePlan): InspectSiteJson {
   };
   if (!plan) return base;
   const d = plan.decision;
-  const approximate = d !== undefined && d.reasonDense === undefined && !d.exact;
+  const groups = plan.groups?.map((g) => ({
+    id: g.id,
+    heads: g.heads,
+    kvHeads: g.kvHeads,
+    chosen: g.chosen,
+    exact: g.exact,
+    bound: finiteOrNull(g.bound),
+    measuredError: g.measuredError,
+    flops: g.flops,
+  }));
   return {
     ...base,
     decision: {
       chosen: plan.chosen,
-      exact: !approximate,
+      exact: plan.exact,
       certified: d?.certified ?? true,
-      bound: approximate ? finiteOrNull(d.bound) : 0,
-      measuredError: approximate ? d.measuredError : null,
+      bound: finiteOrNull(plan.bound),
+      measuredError: plan.measuredError,
       flopsBefore: plan.flopsBefore,
       flopsAfter: plan.flopsAfter,
       timeBefore: d ? d.timeBefore : null,
       timeAfter: d ? d.timeAfter : null,
-      ...(plan.skipped !== undefined ? { reason: plan.skipped } : d?.reasonDense !== undefined ? { reason: d.reasonDense } : {}),
+      ...(plan.reason !== undefined ? { reason: plan.reason } : {}),
+      ...(groups !== undefined ? { groups } : {}),
       tried: d?.tried ?? [],
     },
   };
@@ -108,7 +120,7 @@ function abbreviate(names: readonly string[]): string {
 function siteLines(s: InspectSiteJson, seqLen: number): string[] {
   const heads = s.kvHeads === s.heads ? `heads=${s.heads}` : `heads=${s.heads} kvHeads=${s.kvHeads}`;
   const lines = [
-    `  ${s.id}  ${heads} headDim=${s.headDim} scale=${Number(s.scale.toPrecision(6))} mask=${s.mask}` +
+    `  ${s.id}  ${heads} headDim=${s.headDim === 0 ? '(known at run time)' : s.headDim} scale=${Number(s.scale.toPrecision(6))} mask=${s.mask}` +
       (s.bias === null ? '' : ` bias=${s.bias}`) +
       `  [${s.onnxNodes.length} ONNX node${s.onnxNodes.length === 1 ? '' : 's'}: ${abbreviate(s.onnxNodes)}]`,
   ];
@@ -120,6 +132,10 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
   if (d) {
     const what = d.exact ? 'exact' : `bound ${fmt(d.bound)}, measured ${fmt(d.measuredError)}`;
     lines.push(`      chosen: ${d.chosen} [${what}] flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}${d.reason ? ` (${d.reason})` : ''}`);
+    for (const g of d.groups ?? []) {
+      const gw = g.exact ? 'exact' : `bound ${fmt(g.bound)}, measured ${fmt(g.measuredError)}`;
+      lines.push(`        ${g.id}: heads ${g.heads.join(',')}  ${g.chosen} [${gw}] flops ${fmt(g.flops)}`);
+    }
     if (d.tried.length > 0) {
       const tried = d.tried as { spec: string; accepted: boolean; bound: number | null; measuredError: number | null; flops: number; time: number; reason: string }[];
       const w = Math.max(4, ...tried.map((t) => t.spec.length));
