@@ -18,8 +18,12 @@ export function longAttentionBytes(): Uint8Array {
   return exportOnnx(newOnnxModel(g, { opset: 23 }));
 }
 
-/** Q and K from Fourier features of the position (q_i . k_j ~ peak * mean cos(w (i - j))): attention decays with |i - j|. */
-export function longAttentionSample(seed: number, n: number): CalibrationSample {
+/**
+ * Q and K from Fourier features of the position (q_i . k_j ~ peak * mean cos(w (i - j))): attention decays with
+ * |i - j|. `reach[h]` (default 1) stretches head h's frequencies down by that factor: its attention reaches
+ * about that many times further, so heads can want windows of different widths.
+ */
+export function longAttentionSample(seed: number, n: number, reach: readonly number[] = []): CalibrationSample {
   const W = HEADS * DIM;
   const [q, k, v] = [new Float32Array(n * W), new Float32Array(n * W), new Float32Array(n * W)];
   const noise = gaussian(seed, 3 * n * W);
@@ -28,7 +32,7 @@ export function longAttentionSample(seed: number, n: number): CalibrationSample 
   for (let i = 0; i < n; i++) {
     for (let h = 0; h < HEADS; h++) {
       for (let f = 0; f < DIM / 2; f++) {
-        const w = freq[(h * DIM) / 2 + f]! / 12;
+        const w = freq[(h * DIM) / 2 + f]! / (12 * (reach[h] ?? 1));
         const at = i * W + h * DIM + 2 * f;
         q[at] = amp * Math.cos(w * i) + 0.1 * noise[at]!;
         q[at + 1] = amp * Math.sin(w * i) + 0.1 * noise[at + 1]!;
