@@ -14,7 +14,7 @@ export async function decideOrFail(model: AttnoptModel, modelPath: string, flags
   progress.stage('calibration inputs');
   const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2) : [];
   try {
-    return await decide(model, { maxError: flags.maxError, samples, seqLen: flags.seqLen, seed: flags.seed, target, onStage: (s) => progress.stage(s) });
+    return await decide(model, { maxError: flags.maxError, samples, seqLen: flags.seqLen, seed: flags.seed, target, runtime: flags.runtime, onStage: (s) => progress.stage(s) });
   } catch (e) {
     throw new CliError(`${modelPath}: ${(e as Error).message}`, ExitCode.badInput);
   }

@@ -126,6 +126,7 @@ export function registerOptimize(program: Command): void {
             seqLen: flags.seqLen,
             seed: flags.seed,
             target: flags.target,
+            runtime: flags.runtime,
             onStage: (s) => p.stage(s),
           });
         } catch (e) {
@@ -143,6 +144,7 @@ export function registerOptimize(program: Command): void {
               seed: flags.seed,
               target: flags.target,
               optimized,
+              runtime: flags.runtime,
               onProgress: (s) => p.stage(`report: ${s}`),
             });
             html = renderReport(data);

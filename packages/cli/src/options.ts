@@ -1,7 +1,8 @@
 // Parsing option values with errors a user can act on (a usage error, exit 1), and the options shared by the
 // commands that choose forms (optimize, explain, codegen, inspect --decisions).
 
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { RUNTIMES, type Runtime } from '@attnopt/core';
 
 export function nonNegativeNumber(value: string): number {
   const x = Number(value);
@@ -29,6 +30,13 @@ export function costTarget(value: string): string {
   return value;
 }
 
+/** --runtime: what runs the models (calibration, verify): onnxruntime-node or attnopt's own CPU executor. */
+export function runtimeOption(what: string): Option {
+  return new Option('--runtime <name>', `what runs the model ${what}: onnxruntime (onnxruntime-node) or attnopt-cpu (attnopt's CPU executor and kernels)`)
+    .choices(RUNTIMES)
+    .default('onnxruntime');
+}
+
 /** The flags of the budget and calibration options. */
 export interface DecisionFlags {
   maxError: number;
@@ -36,15 +44,17 @@ export interface DecisionFlags {
   calibration?: string;
   seed: number;
   target?: string;
+  runtime: Runtime;
 }
 
-/** Adds --max-error, --seq-len, --calibration, --seed and (when withTarget) --target to a command. */
+/** Adds --max-error, --seq-len, --calibration, --seed, --runtime and (when withTarget) --target to a command. */
 export function addDecisionOptions(command: Command, withTarget: boolean): Command {
   command
     .option('--max-error <e>', 'max absolute error of each site, certified on calibration data; 0 allows exact rewrites only', nonNegativeNumber, 1e-2)
     .option('--seq-len <n>', 'sequence length of generated calibration inputs (and of the costs reported)', positiveInteger, 128)
     .option('--calibration <path>', 'calibration inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
-    .option('--seed <s>', 'seed of generated inputs and seeded forms', integer, 0);
+    .option('--seed <s>', 'seed of generated inputs and seeded forms', integer, 0)
+    .addOption(runtimeOption('for calibration'));
   if (withTarget) command.option('--target <name>', `cost model target: ${COST_TARGETS.join(', ')}`, costTarget, 'onnxruntime-cpu');
   return command;
 }

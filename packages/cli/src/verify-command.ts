@@ -3,10 +3,10 @@
 // model's metadata certifies.
 
 import { type Command } from 'commander';
-import { type OutputComparison, verifyModels } from '@attnopt/core';
+import { type OutputComparison, type Runtime, verifyModels } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 import { loadModelOrFail } from './load.js';
-import { integer, positiveInteger } from './options.js';
+import { integer, positiveInteger, runtimeOption } from './options.js';
 import { withProgress } from './progress.js';
 import { samplesFor } from './samples.js';
 
@@ -14,6 +14,7 @@ interface VerifyFlags {
   seqLen: number;
   inputs?: string;
   seed: number;
+  runtime: Runtime;
   json?: boolean;
 }
 
@@ -37,8 +38,9 @@ export function registerVerify(program: Command): void {
     .option('--seq-len <n>', 'sequence length of generated inputs', positiveInteger, 128)
     .option('--inputs <path>', 'inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
     .option('--seed <s>', 'seed of generated inputs', integer, 1)
+    .addOption(runtimeOption('(both models)'))
     .option('--json', 'print { outputs: [{ name, maxAbsError, maxRelError, top1Agreement?, meanKL?, meanCosine? }], msOriginal, msOptimized, certified, withinCertified }')
-    .addHelpText('after', '\nExit 3 when an output differs by more than the certified error in the optimized model (plus float rounding).\n\nExamples:\n  $ attnopt verify model.onnx model.opt.onnx\n  $ attnopt verify model.onnx model.opt.onnx --seq-len 512 --json')
+    .addHelpText('after', '\nExit 3 when an output differs by more than the certified error in the optimized model (plus float rounding).\n\nExamples:\n  $ attnopt verify model.onnx model.opt.onnx\n  $ attnopt verify model.onnx model.opt.onnx --seq-len 512 --json\n  $ attnopt verify model.onnx model.opt.onnx --runtime attnopt-cpu    # without onnxruntime')
     .action(async (originalPath: string, optimizedPath: string, flags: VerifyFlags) => {
       const original = loadModelOrFail(originalPath);
       const optimized = loadModelOrFail(optimizedPath);
@@ -47,7 +49,7 @@ export function registerVerify(program: Command): void {
         const samples = samplesFor(original, flags.inputs, flags.seqLen, flags.seed, 1);
         p.stage('running both models');
         try {
-          return await verifyModels(originalPath, optimizedPath, optimized, samples);
+          return await verifyModels(originalPath, optimizedPath, optimized, samples, { runtime: flags.runtime });
         } catch (e) {
           throw new CliError(`${optimizedPath}: ${(e as Error).message}`, ExitCode.badInput);
         }

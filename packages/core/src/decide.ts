@@ -8,7 +8,7 @@ import { attentionParams, type AttentionSpec, type Node, parseSpec, printSpec } 
 import { attentionSites, HEAD_GROUP, type HeadGroupAnnotation, type SiteDecision, sparsifyPass } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 import { analyze, type SiteFacts } from './analyze.js';
-import { type CalibrationSample, collectSiteTensors, generateInputs } from './calibrate/index.js';
+import { type CalibrationSample, collectSiteTensors, generateInputs, type Runtime } from './calibrate/index.js';
 import { siteCalibration } from './calibrate/site-calibration.js';
 import type { AttnoptModel } from './model.js';
 
@@ -25,6 +25,8 @@ export interface DecideOptions {
   readonly seed?: number;
   /** The target whose cost model ranks forms (default onnxruntime-cpu: what the emitted ONNX runs on). */
   readonly target?: keyof typeof PROFILES | TargetProfile;
+  /** What runs the model to collect calibration data: onnxruntime-node (default) or attnopt's CPU executor. */
+  readonly runtime?: Runtime;
   /** Called as each stage starts (progress). */
   readonly onStage?: (stage: string) => void;
 }
@@ -147,7 +149,7 @@ export async function decide(model: AttnoptModel, options: DecideOptions = {}): 
   if (budget > 0 && sites.length > 0) {
     stage('calibrate');
     const samples = options.samples ?? generateInputs(model, { seqLen, seed: options.seed ?? 0, count: options.calibrationCount ?? 2 });
-    const calibration = (await collectSiteTensors(model, samples)).filter((s) => s.samples.length > 0);
+    const calibration = (await collectSiteTensors(model, samples, { runtime: options.runtime ?? 'onnxruntime' })).filter((s) => s.samples.length > 0);
     for (const s of calibration) calibrated.add(s.id);
     stage('sparsify');
     const pass = sparsifyPass({

@@ -18,7 +18,7 @@ import {
 } from '@attnopt/ir';
 import { analyzeMaskPass, attentionSites, chooseSiteSpec, headData, headResolver } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
-import { type CalibrationSample, collectSiteTensors, generateInputs, type SiteSamples } from '../calibrate/index.js';
+import { type CalibrationSample, collectSiteTensors, generateInputs, type Runtime, type SiteSamples } from '../calibrate/index.js';
 import { inspectModel, type InspectSite } from '../inspect.js';
 import { type AttnoptModel, loadOnnx, saveOnnx } from '../model.js';
 import { CERTIFIED_METADATA, optimize, type OptimizedSite, type OptimizeResult } from '../optimize.js';
@@ -66,6 +66,8 @@ export interface ReportOptions {
   readonly maxMassRows?: number;
   /** Sequence lengths of the cost curves (default 256 ... 16384). */
   readonly curveLengths?: readonly number[];
+  /** What runs the models (calibration, the heatmaps' data, the trade-off's verify): onnxruntime-node (default) or attnopt's CPU executor. */
+  readonly runtime?: Runtime;
   /** Called as each stage starts. */
   readonly onProgress?: (stage: string) => void;
 }
@@ -196,6 +198,7 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
       seed,
       target: profile,
       calibrationCount,
+      runtime: options.runtime ?? 'onnxruntime',
       onStage: (s) => progress(`optimize (max error ${budget}): ${s}`),
     });
   const main = options.optimized ?? (await optimizeAt(maxError));
@@ -207,7 +210,7 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
   const recognizedParams = new Map(attentionSites(analyzed.graph).map(({ id, node }) => [id, attentionParams(node)]));
   runPipeline(analyzed.graph, [analyzeMaskPass()], { verify: false });
   progress('calibrate (heatmaps)');
-  const collected = new Map((await collectSiteTensors(analyzed, calibration)).map((s) => [s.id, s]));
+  const collected = new Map((await collectSiteTensors(analyzed, calibration, { runtime: options.runtime ?? 'onnxruntime' })).map((s) => [s.id, s]));
 
   const heatmapOptions: HeatmapOptions = { bins: options.bins ?? 48, maxHeads: options.maxHeads ?? 16, maxMassRows: options.maxMassRows ?? 512 };
   const lengths = options.curveLengths ?? DEFAULT_CURVE_LENGTHS;
@@ -254,7 +257,7 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
   for (const budget of budgets) {
     const result = budget === maxError ? main : await optimizeAt(budget);
     progress(`verify (max error ${budget})`);
-    tradeoff.push(await tradeoffPoint(budget, source, result, verifySamples));
+    tradeoff.push(await tradeoffPoint(budget, source, result, verifySamples, options.runtime ?? 'onnxruntime'));
   }
 
   const known = main.sites.filter((s) => Number.isFinite(s.flopsBefore) && Number.isFinite(s.flopsAfter));

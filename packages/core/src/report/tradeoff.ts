@@ -2,7 +2,7 @@
 // is optimized, then run beside the original in onnxruntime (verify): output agreement (top-1, KL, cosine)
 // against the speed-up measured and the one the cost model predicts.
 
-import type { CalibrationSample } from '../calibrate/index.js';
+import type { CalibrationSample, Runtime } from '../calibrate/index.js';
 import type { AttnoptModel } from '../model.js';
 import type { OptimizeResult } from '../optimize.js';
 import { verifyModels } from '../verify.js';
@@ -24,9 +24,10 @@ export async function tradeoffPoint(
   original: string | Uint8Array,
   result: OptimizeResult,
   samples: readonly CalibrationSample[],
+  runtime: Runtime = 'onnxruntime',
 ): Promise<ReportTradeoffPoint> {
   const optimized: AttnoptModel = result.model;
-  const report = await verifyModels(original, selfContainedBytes(optimized), optimized, samples);
+  const report = await verifyModels(original, selfContainedBytes(optimized), optimized, samples, { runtime });
   const speedup = report.msOptimized > 0 ? report.msOriginal / report.msOptimized : null;
   return {
     budget,
