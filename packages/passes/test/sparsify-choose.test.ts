@@ -74,6 +74,16 @@ describe('chooseSiteSpec', () => {
     for (const seed of [900, 1000]) expect(referenceError(local.chosenSpec, localSample(7, seed))).toBeLessThanOrEqual(1e-2);
   });
 
+  it('on a bottom-right causal site (nq = nk: the same keys) tries backward windows aligned as the mask, and chooses the same width', () => {
+    const aligned = chooseSiteSpec({ ...params, spec: causal('bottom-right') }, calibration, { seed: 3 });
+    const width = (text: string) => Number(/window\(left=(\d+), right=0/.exec(text)?.[1]);
+    expect(aligned.chosen).toMatch(/window\(left=\d+, right=0, align=bottom-right\)/);
+    expect(width(aligned.chosen)).toBe(width(local.chosen));
+    expect(aligned.bound).toBeCloseTo(local.bound, 12);
+    // every window tried ends at the query's aligned position: none is a symmetric window cut by the mask
+    expect(aligned.tried.filter((t) => t.spec.includes('window') && !/right=0, align=bottom-right/.test(t.spec))).toEqual([]);
+  });
+
   it('records what it tried, with bounds, errors and costs', () => {
     expect(local.tried.filter((t) => t.accepted)).toHaveLength(1);
     expect(local.tried.find((t) => t.accepted)!.spec).toBe(local.chosen);

@@ -3,6 +3,7 @@
 // (Reformer); low-rank forms (Nystrom, Linformer, Performer), which carry no certificate (BOUNDS.md (c)).
 
 import {
+  type Align,
   type AttentionSpec,
   intersect,
   isLowRank,
@@ -24,17 +25,19 @@ export const DEFAULT_TOPK: readonly number[] = [2, 4, 8, 16];
 /** Nystrom landmark counts tried (each measured, uncertified, like the Linformer / Performer ranks). */
 export const DEFAULT_LANDMARKS: readonly number[] = [32, 64];
 
-/** Whether every query of `spec` sees only keys at or before its own position (top-left causal). */
-function isCausal(spec: AttentionSpec): boolean {
-  return spec.kind === 'causal' && spec.align === 'top-left';
+/** The alignment of a causal spec (every query sees only keys at or before its own aligned position), else undefined. */
+function causalAlign(spec: AttentionSpec): Align | undefined {
+  return spec.kind === 'causal' ? spec.align : undefined;
 }
 
 /** The default candidates for a site of nk keys (each a form of its own, not yet restricted to the baseline). */
 export function defaultCandidates(baseline: MaskSpec, nk: number, seed: number): AttentionSpec[] {
-  const causalSite = isCausal(baseline);
+  // a causal site gets backward windows aligned as its causal mask is (bottom-right, past: the query's
+  // position counts from the end of the keys), so the window ends exactly where the mask does
+  const align = causalAlign(baseline);
   const out: AttentionSpec[] = [];
   for (const w of DEFAULT_WINDOWS.filter((w) => w < nk)) {
-    const win = causalSite ? slidingWindow(w - 1, 0) : slidingWindow(w / 2, w / 2);
+    const win = align !== undefined ? slidingWindow(w - 1, 0, align) : slidingWindow(w / 2, w / 2);
     out.push(win);
     for (const s of DEFAULT_SINKS) out.push(union(win, sinks(s)));
   }
@@ -52,6 +55,7 @@ export function defaultCandidates(baseline: MaskSpec, nk: number, seed: number):
  */
 export function restrictToBaseline(baseline: MaskSpec, candidate: AttentionSpec): AttentionSpec {
   if (isLowRank(candidate) || baseline.kind === 'dense') return candidate;
-  if (isCausal(baseline) && candidate.kind === 'window' && candidate.align === 'top-left' && candidate.right <= 0) return candidate;
+  const align = causalAlign(baseline);
+  if (align !== undefined && candidate.kind === 'window' && candidate.align === align && candidate.right <= 0) return candidate;
   return intersect(baseline, candidate);
 }
