@@ -82,6 +82,14 @@ describe('attnopt verify', () => {
     expect(r.stderr).toContain('verification failed');
   });
 
+  test('models that do not match (another model as OPTIMIZED): exit 2 naming both interfaces', () => {
+    const r = attnopt('verify', gpt2, tinyBert, '--seq-len', '16');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `attnopt: ${tinyBert}: the models do not match: the original reads inputs [x], the optimized [input_ids, attention_mask] (is it the model optimize wrote from this original?)\n`,
+    );
+  });
+
   test('a missing model exits 2', () => {
     expect(attnopt('verify', gpt2, join(scratch, 'nope.onnx')).code).toBe(2);
   });

@@ -139,6 +139,7 @@ type Outputs = (name: string) => OutputValues | undefined;
 
 /** One model opened in a runtime: its output names, and a run on a prepared sample. */
 interface ModelRunner {
+  readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   /**
    * Prepares a sample's feeds once; the returned function runs the model on them (as often as asked) and
@@ -152,6 +153,7 @@ async function ortRunner(model: string | Uint8Array): Promise<ModelRunner> {
   const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 3 };
   const session = await ort.InferenceSession.create(model as string, opts);
   return {
+    inputNames: session.inputNames,
     outputNames: session.outputNames,
     prepare: (sample) => {
       const feeds = Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toOrt(t, k)]));
@@ -188,6 +190,7 @@ function cpuRunner(model: string | Uint8Array, label: string): ModelRunner {
     }
   }
   return {
+    inputNames: graph.inputs.filter((v) => v.initializer === undefined).map((v) => v.name),
     outputNames: graph.outputs.map((v) => v.name),
     prepare: (sample) => {
       const feeds = Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toExecTensor(t, k)]));
@@ -223,6 +226,16 @@ async function timedRuns(a: () => Promise<Outputs>, b: () => Promise<Outputs>) {
   return { outA, outB, msA: median(ta), msB: median(tb) };
 }
 
+/** How two models' interfaces differ (inputs read, outputs written), or undefined when they agree. */
+function modelsMismatch(a: ModelRunner, b: ModelRunner): string | undefined {
+  const list = (xs: readonly string[]) => `[${xs.join(', ')}]`;
+  const same = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((n) => y.includes(n));
+  if (!same(a.inputNames, b.inputNames)) return `the original reads inputs ${list(a.inputNames)}, the optimized ${list(b.inputNames)}`;
+  const missing = a.outputNames.filter((n) => !b.outputNames.includes(n));
+  if (missing.length > 0) return `the optimized model has no output ${list(missing)} (its outputs: ${list(b.outputNames)})`;
+  return undefined;
+}
+
 /** A model given as a path names itself in messages; bytes are named by their role. */
 const labelOf = (m: string | Uint8Array, role: string): string => (typeof m === 'string' ? m : `the ${role} model (bytes)`);
 
@@ -249,6 +262,12 @@ export async function verifyModels(
   } catch (e) {
     await a.release();
     throw e;
+  }
+  const mismatch = modelsMismatch(a, b);
+  if (mismatch !== undefined) {
+    await a.release();
+    await b.release();
+    throw new Error(`the models do not match: ${mismatch} (is it the model optimize wrote from this original?)`);
   }
   const worst = new Map<string, OutputComparison>();
   let msA = 0;
