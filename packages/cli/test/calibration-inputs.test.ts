@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
-import { type CalibrationSample, generateInputs, importOnnx } from '@attnopt/core';
+import { type CalibrationSample, encodeNpy, generateInputs, importOnnx } from '@attnopt/core';
 import { attnoptInProcess as attnopt } from './run-captured.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -17,24 +17,10 @@ const gpt2 = resolve(here, '../../../../shared/fixtures/onnx/torch-exports/gpt2_
 const scratch = mkdtempSync(join(tmpdir(), 'attnopt-calibration-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-const NPY_DTYPE: Record<string, string> = { i64: '<i8', f32: '<f4', i32: '<i4', f64: '<f8' };
-
-/** A NumPy .npy (format 1.0) file, written here from the format's definition. */
-function npy(dtype: string, shape: readonly number[], data: ArrayBufferView): Uint8Array {
-  let header = `{'descr': '${NPY_DTYPE[dtype]}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
-  const h = new TextEncoder().encode(header);
-  const out = new Uint8Array(10 + h.length + data.byteLength);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, h.length & 0xff, h.length >> 8]);
-  out.set(h, 10);
-  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + h.length);
-  return out;
-}
-
 function writeSamples(dir: string, samples: readonly CalibrationSample[]): string {
   samples.forEach((sample, k) => {
     mkdirSync(join(dir, String(k)), { recursive: true });
-    for (const [name, t] of Object.entries(sample)) writeFileSync(join(dir, String(k), `${name}.npy`), npy(t.dtype, t.shape, t.data as ArrayBufferView));
+    for (const [name, t] of Object.entries(sample)) writeFileSync(join(dir, String(k), `${name}.npy`), encodeNpy(t));
   });
   return dir;
 }
@@ -119,7 +105,7 @@ describe('bad calibration inputs: exit 2, the file and the input named, nothing 
     const dir = join(scratch, 'bad-rank');
     writeSamples(dir, [sample!]);
     const t = sample![first]!;
-    writeFileSync(join(dir, '0', `${first}.npy`), npy(t.dtype, [t.data.length], t.data as ArrayBufferView));
+    writeFileSync(join(dir, '0', `${first}.npy`), encodeNpy({ ...t, shape: [t.data.length] }));
     const out = join(scratch, 'never2.onnx');
     const r = await attnopt('optimize', tinyBert, '-o', out, '--calibration', dir);
     expect(r.code).toBe(2);
@@ -137,7 +123,7 @@ describe('bad calibration inputs: exit 2, the file and the input named, nothing 
     writeSamples(dir, [floatSample!]);
     const data = Float32Array.from(t.data as Float32Array);
     data[3] = NaN;
-    writeFileSync(join(dir, '0', `${name}.npy`), npy('f32', t.shape, data));
+    writeFileSync(join(dir, '0', `${name}.npy`), encodeNpy({ dtype: 'f32', shape: t.shape, data }));
     const r = await attnopt('verify', gpt2, gpt2, '--inputs', dir);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${name}.npy`);

@@ -18,19 +18,8 @@ export interface OptimizeOptions extends DecideOptions {
   readonly restoreUnchanged?: boolean;
 }
 
-/** One head group of a site split by heads: its own Attention with its own spec. */
-export interface OptimizedGroup {
-  /** The query heads of the group (contiguous, whole key/value heads). */
-  readonly heads: readonly number[];
-  readonly kvHeads: readonly number[];
-  /** The group's spec, in IR text form. */
-  readonly chosen: string;
-  readonly exact: boolean;
-  /** Certified max-abs error of the group's heads on the calibration data (0 when exact). */
-  readonly bound: number;
-  readonly measuredError: number | null;
-  readonly flops: number;
-}
+/** One head group of a site split by heads, as optimize reports it (decide's GroupPlan without the node). */
+export type OptimizedGroup = Omit<GroupPlan, 'id' | 'node'>;
 
 export interface OptimizedSite {
   readonly id: string;

@@ -1,6 +1,6 @@
 // Calibration: the tensors each attention site sees on calibration inputs (files or generated).
 export { type CalibrationSample, type HostData, type HostTensor, CalibrationInputError, checkCalibrationTensor, hostToFloat64 } from './tensor.js';
-export { readNpy } from './npy.js';
+export { encodeNpy, readNpy } from './npy.js';
 export { readTensorProto, type NamedHostTensor } from './tensor-proto.js';
 export { calibrationSet, calibrationSampleDirs, readSampleDir, checkSample } from './folder.js';
 export { generateInputs, gatherBound, type GenerateOptions } from './generate.js';

@@ -76,3 +76,19 @@ export function readNpy(bytes: Uint8Array, file = '<npy bytes>'): HostTensor {
     return fail((e as Error).message);
   }
 }
+
+/** The .npy file (format 1.0, C order, little-endian) of a tensor: how a calibration folder is written from code. */
+export function encodeNpy(t: HostTensor): Uint8Array {
+  const descr = Object.entries(NPY_DTYPES).find(([, d]) => d === t.dtype)?.[0];
+  if (descr === undefined) throw new Error(`encodeNpy: no NumPy dtype for ${t.dtype}`);
+  const dims = t.shape.length === 1 ? `${t.shape[0]},` : t.shape.join(', ');
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${dims}), }`;
+  header += `${' '.repeat(63 - ((10 + header.length) % 64))}\n`; // the data starts 64-byte aligned
+  const h = new TextEncoder().encode(header);
+  const data = t.data as ArrayBufferView;
+  const out = new Uint8Array(10 + h.length + data.byteLength);
+  out.set([...MAGIC, 1, 0, h.length & 0xff, h.length >> 8]);
+  out.set(h, 10);
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + h.length);
+  return out;
+}

@@ -6,7 +6,6 @@
 //   3. asks the cost model for each site's cost over sequence length;
 //   4. optimizes a fresh copy at every budget of the trade-off curve and verifies it against the original.
 
-import { PROFILES, onnxruntimeCpuProfile, type TargetProfile } from '@attnopt/cost';
 import {
   type AttentionParams,
   type AttentionSpec,
@@ -18,9 +17,10 @@ import {
 } from '@attnopt/ir';
 import { analyzeMaskPass, attentionSites, chooseSiteSpec, headData, headResolver } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
-import { type CalibrationSample, collectSiteTensors, generateInputs, type Runtime, type SiteSamples } from '../calibrate/index.js';
+import { type CalibrationSample, collectSiteTensors, generateInputs, type SiteSamples } from '../calibrate/index.js';
 import { inspectModel, type InspectSite } from '../inspect.js';
 import { type AttnoptModel, loadOnnx, saveOnnx } from '../model.js';
+import { type DecideOptions, targetProfile } from '../decide.js';
 import { CERTIFIED_METADATA, optimize, type OptimizedSite, type OptimizeResult } from '../optimize.js';
 import { chosenGroups, type HeadGroupSpec, specOfHead } from './chosen-specs.js';
 import { DEFAULT_CURVE_LENGTHS, modelCostCurve, siteCostCurve } from './cost-curve.js';
@@ -37,18 +37,12 @@ import {
 import { sampleForPasses, siteCalibration } from '../calibrate/site-calibration.js';
 import { DEFAULT_BUDGETS, tradeoffPoint } from './tradeoff.js';
 
-export interface ReportOptions {
-  /** The error budget of the optimized model (default 1e-2), as given to optimize. */
-  readonly maxError?: number;
-  /** Calibration samples; default (or when empty) generated from the model's input types, as optimize generates them. */
-  readonly samples?: Iterable<CalibrationSample> | AsyncIterable<CalibrationSample>;
-  /** Sequence length of generated inputs (default 128). */
-  readonly seqLen?: number;
-  /** Number of generated calibration samples (default 2). */
-  readonly calibrationCount?: number;
-  /** Seed of generated calibration inputs and of seeded forms (default 0); verify inputs use seed + 1. */
-  readonly seed?: number;
-  readonly target?: keyof typeof PROFILES | TargetProfile;
+/**
+ * decide's options (maxError, samples, seqLen, calibrationCount, seed, target, runtime), then the report's own.
+ * Samples: an empty list also gets generated inputs (the heatmaps need some). The verify inputs of the
+ * trade-off curve use seed + 1 (held out from calibration).
+ */
+export interface ReportOptions extends Omit<DecideOptions, 'onStage'> {
   /**
    * optimize's result for this model at maxError with these options (e.g. the one the CLI wrote), so the
    * model is not optimized twice. Its rows are shown as they are.
@@ -66,19 +60,10 @@ export interface ReportOptions {
   readonly maxMassRows?: number;
   /** Sequence lengths of the cost curves (default 256 ... 16384). */
   readonly curveLengths?: readonly number[];
-  /** What runs the models (calibration, the heatmaps' data, the trade-off's verify): onnxruntime-node (default) or attnopt's CPU executor. */
-  readonly runtime?: Runtime;
   /** Called as each stage starts. */
   readonly onProgress?: (stage: string) => void;
 }
 
-function profileOf(target: ReportOptions['target']): TargetProfile {
-  if (target === undefined) return onnxruntimeCpuProfile;
-  if (typeof target !== 'string') return target;
-  const p = PROFILES[target];
-  if (!p) throw new Error(`unknown target ${target}: one of ${Object.keys(PROFILES).join(', ')}`);
-  return p;
-}
 
 async function materialize(samples: ReportOptions['samples']): Promise<CalibrationSample[] | undefined> {
   if (samples === undefined) return undefined;
@@ -182,7 +167,7 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
   const seqLen = options.seqLen ?? 128;
   const seed = options.seed ?? 0;
   const calibrationCount = options.calibrationCount ?? 2;
-  const profile = profileOf(options.target);
+  const profile = targetProfile(options.target);
   const progress = options.onProgress ?? (() => {});
   const source: string | Uint8Array = model.file ?? saveOnnx(model);
   const fresh = (): AttnoptModel => loadOnnx(source);
