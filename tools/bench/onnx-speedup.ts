@@ -4,7 +4,9 @@
 //   native:    onnxruntime's fastest native alternative, com.microsoft GroupQueryAttention with
 //              local_window_size 256 (causal window 256, no sinks: slightly less work than the optimized spec);
 //   optimized: causal ∩ (window 256 ∪ sinks 4) lowered banded (the form sparsify chooses for local attention
-//              with sinks; what it actually chooses on the generated local-attention data is printed too).
+//              with sinks; what it actually chooses on the generated local-attention data is printed too);
+//   ort form:  the same spec lowered in the onnxruntime form (lowerAttentionPass native 'onnxruntime', opset 23:
+//              the same blocks, windows and bias, each block's attention by one ONNX Attention op).
 // FLOP ratio: the MatMul FLOPs of the original (4 n² d per head) over those the banded graph computes
 // (4 · padded n · keys per query · d per head, keys per query = the extra rows + the block's band).
 // Times: both sessions in this process, graphOptimizationLevel 'all', 2 intra-op threads, one warm-up each,
@@ -72,15 +74,16 @@ function flopRatio(n: number): number {
   return (n * n) / (padded * choice.keysPerQuery);
 }
 
-function build(spec: MaskSpec): Uint8Array {
+function build(spec: MaskSpec, options: { native?: 'onnxruntime'; opset?: number } = {}): Uint8Array {
+  const opset = options.opset ?? 21;
   const params: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: D, vHeadDim: D, scale: 1 / Math.sqrt(D), softcap: 0, layout: 'bsd', spec };
   const g = new Graph('attention');
   const [q, k, v] = ['q', 'k', 'v'].map((n) => g.addInput(new Value(n, tensorType('f32', ['batch', 'seq', H * D]))));
   const y = new Value('y', tensorType('f32'));
   g.addNode(attentionNode(params, { q: q!, k: k!, v: v! }, { y }, 'attn'));
   g.outputs.push(y);
-  runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
-  return exportOnnx(newOnnxModel(g, { opset: 21 }));
+  runPipeline(g, [lowerAttentionPass({ opset, ...(options.native ? { native: options.native } : {}) })]);
+  return exportOnnx(newOnnxModel(g, { opset }));
 }
 
 /** What sparsify chooses on onnxruntime-cpu for the generated local-attention layer (4 heads, d 64) at n = 1024. */
@@ -116,18 +119,20 @@ async function main(): Promise<void> {
   const chosen = sparsifyChoice();
   console.error(`sparsify on onnxruntime-cpu (generated local layer, n = 1024): ${chosen}`);
   const dir = mkdtempSync(join(tmpdir(), 'onnx-speedup-'));
-  const paths = { original: join(dir, 'original.onnx'), native: join(dir, 'native.onnx'), optimized: join(dir, 'optimized.onnx') };
+  const paths = { original: join(dir, 'original.onnx'), native: join(dir, 'native.onnx'), optimized: join(dir, 'optimized.onnx'), ortForm: join(dir, 'optimized-ort.onnx') };
   writeFileSync(paths.original, build(ORIGINAL));
   writeFileSync(paths.native, nativeModel(WINDOW));
   writeFileSync(paths.optimized, build(OPTIMIZED));
+  writeFileSync(paths.ortForm, build(OPTIMIZED, { native: 'onnxruntime', opset: 23 }));
   const sessions = {
     original: await ort.InferenceSession.create(paths.original, SESSION),
     native: await ort.InferenceSession.create(paths.native, SESSION),
     optimized: await ort.InferenceSession.create(paths.optimized, SESSION),
+    ortForm: await ort.InferenceSession.create(paths.ortForm, SESSION),
   };
   const idle = { original: child(paths.original, 0), optimized: child(paths.optimized, 0) };
-  type Model = 'original' | 'native' | 'optimized';
-  interface Row { n: number; original?: number; native: number; optimized: number; rssOriginal?: number | string; rssNative: number | string; rssOptimized: number | string; skipped?: string }
+  type Model = 'original' | 'native' | 'optimized' | 'ortForm';
+  interface Row { n: number; original?: number; native: number; optimized: number; ortForm: number; rssOriginal?: number | string; rssNative: number | string; rssOptimized: number | string; rssOrtForm: number | string; skipped?: string }
   const rows: Row[] = [];
   let denseStop: string | undefined;
   for (const n of SIZES) {
@@ -136,8 +141,8 @@ async function main(): Promise<void> {
     const feedsOf = (w: Model) => (w === 'native' ? fn : f);
     const runDense = denseStop === undefined && denseBytes(n) < 0.8 * freemem();
     if (denseStop === undefined && !runDense) denseStop = `dense skipped from n = ${n}: its scores need about ${(denseBytes(n) / 2 ** 30).toFixed(1)} GiB, ${(freemem() / 2 ** 30).toFixed(1)} GiB free`;
-    const times: Record<Model, number[]> = { original: [], native: [], optimized: [] };
-    const which: Model[] = runDense ? ['original', 'native', 'optimized'] : ['native', 'optimized'];
+    const times: Record<Model, number[]> = { original: [], native: [], optimized: [], ortForm: [] };
+    const which: Model[] = runDense ? ['original', 'native', 'optimized', 'ortForm'] : ['native', 'optimized', 'ortForm'];
     for (const w of which) {
       const t = performance.now();
       await sessions[w].run(feedsOf(w)); // warm-up
@@ -151,7 +156,7 @@ async function main(): Promise<void> {
         times[w].push(performance.now() - t);
       }
     }
-    const row: Row = { n, native: median(times.native), optimized: median(times.optimized), rssNative: '', rssOptimized: '' };
+    const row: Row = { n, native: median(times.native), optimized: median(times.optimized), ortForm: median(times.ortForm), rssNative: '', rssOptimized: '', rssOrtForm: '' };
     if (runDense) {
       row.original = median(times.original);
       const next = SIZES[SIZES.indexOf(n) + 1];
@@ -162,28 +167,32 @@ async function main(): Promise<void> {
       row.skipped = denseStop!;
     }
     rows.push(row);
-    console.error(`n=${n}: original ${row.original?.toFixed(1) ?? '-'} ms, native ${row.native.toFixed(1)} ms, optimized ${row.optimized.toFixed(1)} ms (${readFileSync('/proc/loadavg', 'utf8').trim()})`);
+    console.error(`n=${n}: original ${row.original?.toFixed(1) ?? '-'} ms, native ${row.native.toFixed(1)} ms, optimized ${row.optimized.toFixed(1)} ms, ort form ${row.ortForm.toFixed(1)} ms (${readFileSync('/proc/loadavg', 'utf8').trim()})`);
   }
   // peak RSS per model and n, each in a child of its own (the sessions here are released first)
   await sessions.original.release();
   await sessions.optimized.release();
   await sessions.native.release();
+  await sessions.ortForm.release();
   const rss = (path: string, n: number) => ((r) => (typeof r === 'string' ? r : r.maxRssMB))(child(path, n));
   for (const row of rows) {
     if (row.original !== undefined) row.rssOriginal = rss(paths.original, row.n);
     row.rssNative = rss(paths.native, row.n);
     row.rssOptimized = rss(paths.optimized, row.n);
+    row.rssOrtForm = rss(paths.ortForm, row.n);
   }
   rmSync(dir, { recursive: true, force: true });
   const loadAfter = readFileSync('/proc/loadavg', 'utf8').trim();
   const mb = (x: number | string | undefined) => (x === undefined ? '-' : typeof x === 'string' ? x : `${x.toFixed(0)}`);
   const table = [
-    '| n | original ms | native GQA ms | optimized ms | orig / opt | native / opt | FLOP ratio | (orig / opt) / FLOP ratio | original RSS MB | native RSS MB | optimized RSS MB |',
-    '| - | ----------- | ------------- | ------------ | ---------- | ------------ | ---------- | ------------------------- | --------------- | ------------- | ---------------- |',
+    '| n | original ms | native GQA ms | optimized ms | ort form ms | orig / opt | native / opt | opt / ort form | orig / ort form | native / ort form | FLOP ratio | (orig / opt) / FLOP ratio | (orig / ort form) / FLOP ratio | original RSS MB | native RSS MB | optimized RSS MB | ort form RSS MB |',
+    '| - | ----------- | ------------- | ------------ | ----------- | ---------- | ------------ | -------------- | --------------- | ----------------- | ---------- | ------------------------- | ------------------------------ | --------------- | ------------- | ---------------- | --------------- |',
     ...rows.map((r) =>
-      `| ${r.n} | ${r.original?.toFixed(1) ?? 'skipped'} | ${r.native.toFixed(1)} | ${r.optimized.toFixed(1)} | ${r.original ? (r.original / r.optimized).toFixed(1) + 'x' : '-'} | ${(r.native / r.optimized).toFixed(1)}x | ${flopRatio(r.n).toFixed(1)}x | ${
-        r.original ? (r.original / r.optimized / flopRatio(r.n)).toFixed(2) : '-'
-      } | ${mb(r.rssOriginal)} | ${mb(r.rssNative)} | ${mb(r.rssOptimized)} |`,
+      `| ${r.n} | ${r.original?.toFixed(1) ?? 'skipped'} | ${r.native.toFixed(1)} | ${r.optimized.toFixed(1)} | ${r.ortForm.toFixed(1)} | ${r.original ? (r.original / r.optimized).toFixed(1) + 'x' : '-'} | ${(r.native / r.optimized).toFixed(1)}x | ${(r.optimized / r.ortForm).toFixed(2)}x | ${
+        r.original ? (r.original / r.ortForm).toFixed(1) + 'x' : '-'
+      } | ${(r.native / r.ortForm).toFixed(1)}x | ${flopRatio(r.n).toFixed(1)}x | ${r.original ? (r.original / r.optimized / flopRatio(r.n)).toFixed(2) : '-'} | ${
+        r.original ? (r.original / r.ortForm / flopRatio(r.n)).toFixed(2) : '-'
+      } | ${mb(r.rssOriginal)} | ${mb(r.rssNative)} | ${mb(r.rssOptimized)} | ${mb(r.rssOrtForm)} |`,
     ),
   ].join('\n');
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
@@ -193,8 +202,10 @@ async function main(): Promise<void> {
 What: a single-attention ONNX model (8 heads, head dim 64, batch 1, layout bsd, symbolic sequence length; built with
 the IR and lowered by \`lowerAttentionPass\`, opset 21). Original: decomposed causal attention (${loweringChoice(ORIGINAL).why}).
 Native: onnxruntime's com.microsoft GroupQueryAttention with local_window_size ${WINDOW} (causal window ${WINDOW}, no sinks).
-Optimized: \`${printSpec(OPTIMIZED)}\` (${loweringChoice(OPTIMIZED).why}). onnxruntime-node ${ort.env.versions.common}, graphOptimizationLevel all,
-2 intra-op threads; the three sessions in one process, one warm-up each, then ${REPEATS} runs per n interleaved in
+Optimized: \`${printSpec(OPTIMIZED)}\` (${loweringChoice(OPTIMIZED).why}). Ort form: the same spec lowered with
+\`lowerAttentionPass({ opset: 23, native: 'onnxruntime' })\` (the same blocks, windows and bias; each block's attention by
+one ONNX Attention op). onnxruntime-node ${ort.env.versions.common}, graphOptimizationLevel all,
+2 intra-op threads; the four sessions in one process, one warm-up each, then ${REPEATS} runs per n interleaved in
 alternating order (2 for dense at n >= 8192); medians. Peak RSS: \`process.resourceUsage().maxRSS\` of a child process
 per (model, n) that creates the session and runs once (a child that only creates the session: original
 ${mb(typeof idle.original === 'string' ? idle.original : idle.original.maxRssMB)} MB, optimized ${mb(typeof idle.optimized === 'string' ? idle.optimized : idle.optimized.maxRssMB)} MB: Node + onnxruntime + inputs are in every figure).

@@ -15,6 +15,8 @@ export {
   lowerAttention,
   cannotLower,
   loweringPlan,
+  nativeBandedBlocker,
+  NATIVE_ATTENTION_OPSET,
   keySupport,
   bandBlockSize,
   bandedKeysPerQuery,

@@ -30,6 +30,7 @@ import {
 } from '@attnopt/ir';
 import { NodeBuilder, dtypeOf, redirect } from '../recognize/fused/common.js';
 import { bandedAttention } from './banded.js';
+import { lowerBandedNative, nativeBandedBlocker } from './banded-native.js';
 import { blockGatherAttention } from './blocks.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { lshChunkedAttention } from './lsh.js';
@@ -52,6 +53,11 @@ export interface LowerOptions {
   readonly blockSize?: number;
   /** Newton–Schulz steps of Nystrom's pseudo-inverse (default NYSTROM_PINV_STEPS). */
   readonly nystromSteps?: number;
+  /**
+   * 'onnxruntime': banded sites take the form onnxruntime runs fastest (banded-native.ts: one ONNX Attention,
+   * opset 23, per batch of blocks) where nativeBandedBlocker allows; default off (standard ops only).
+   */
+  readonly native?: 'onnxruntime';
 }
 
 /** Why a top-level block-sparse spec cannot take the block-gathered lowering (its only one), or undefined. */
@@ -157,6 +163,10 @@ function chunkedLsh(spec: AttentionSpec): boolean {
 export function lowerAttention(graph: Graph, node: Node, options: LowerOptions = { opset: 21 }): Node[] {
   const why = cannotLower(node, options);
   if (why !== undefined) throw new Error(`${node.describe()}: ${why}`);
+  if (options.native === 'onnxruntime') {
+    const plan = loweringPlan(node, options);
+    if (nativeBandedBlocker(node, options, plan) === undefined) return lowerBandedNative(graph, node, options, plan);
+  }
   const p: AttentionParams = attentionParams(node);
   const base = node.name || `${node.outputs[0]!.name}_attention`;
   const b = new NodeBuilder(graph, base);

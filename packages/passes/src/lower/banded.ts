@@ -8,24 +8,22 @@
 //     (L = b + hi - lo rounded up to g)                                          [B, H, nBlocks, W = X + L, D]
 //   scores = one MatMul Q Kᵀ, scale (softcap); + an additive bias (0 / -inf) shared by batch and heads;
 //   Softmax over the last axis; one MatMul P V; reshape back and slice the padding off.
-// The bias [nBlocks, b, W]: away from the sequence ends (keys past every absolute term of the spec, all
-// keys inside [0, T)) the band's keep-pattern depends on the query-key distance alone: a constant [b, L]
-// evaluated once here, expanded, with the few other blocks (head and tail) computed from the spec at run time
-// and scattered in. The extra keys' columns are computed at run time for every block (n · E), masked where
-// the band already holds the key, so no key counts twice. The empty-row key gets bias 0 exactly on rows that
-// keep no key: its zero key and value make such a row's softmax finite and its output 0, as the IR defines.
-// With kvLength (valid keys per batch) every block is computed from the spec, per batch.
+// The blocks, the granules each block reads and the bias (0 / -inf over [nBlocks, b, W], the empty-row key
+// that makes a row keeping nothing give 0) come from band-window.ts, shared with the onnxruntime form
+// (banded-native.ts).
 // Global queries (a query position that is a global token sees every key) get dense rows of their own,
 // placed with Where over the banded output: |G| · n work.
 // Every length is read with Shape at run time: one model serves every sequence length.
 // keySupport, bandBlockSize and bandedKeysPerQuery are properties of the spec: they live in @attnopt/ir
 // (spec/support.ts) and are re-exported here for compatibility.
 
-import { absoluteReach, bandGranule, type DType, keeps, type KeySupport, type MaskSpec, Tensor, tensorAttr, type Value } from '@attnopt/ir';
+import { type DType, type KeySupport, type MaskSpec, Tensor, tensorAttr, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '../recognize/fused/common.js';
+import { bandedWidths, bandFrame } from './band-window.js';
 import { specMask } from './mask.js';
 
 export { bandBlockSize, bandedKeysPerQuery, keySupport, type KeySupport } from '@attnopt/ir';
+export { bandedWidths, bandPattern } from './band-window.js';
 
 export interface BandedInputs {
   readonly spec: MaskSpec;
@@ -52,29 +50,11 @@ export interface BandedInputs {
   readonly kvLength?: Value;
 }
 
-/** The widths of the banded form: X extra rows (empty-row key + extra keys, whole granules), L band keys (bandedKeysPerQuery = X + L). */
-export function bandedWidths(s: KeySupport, blockSize: number): { granule: number; extraRows: number; band: number; width: number } {
-  const g = bandGranule(blockSize);
-  const extraRows = Math.ceil((s.extra.length + 1) / g) * g;
-  const band = s.lo <= s.hi ? Math.ceil((blockSize + s.hi - s.lo) / g) * g : 0;
-  return { granule: g, extraRows, band, width: extraRows + band };
-}
-
-/** The band's keep-pattern [b, L] away from the sequence ends: query i of a block, key t of its band. */
-export function bandPattern(spec: MaskSpec, s: KeySupport, blockSize: number, band: number): boolean[] {
-  const p0 = absoluteReach(spec) - Math.min(s.lo, 0);
-  const n = p0 + blockSize + band + Math.abs(s.lo) + Math.abs(s.hi) + 1;
-  const dims = { nq: n, nk: n, past: 0 };
-  const out: boolean[] = [];
-  for (let i = 0; i < blockSize; i++) for (let t = 0; t < band; t++) out.push(keeps(spec, p0 + i, p0 + s.lo + t, dims));
-  return out;
-}
-
 /** The banded attention output [B, H, S, Dv] (see the comment at the top). */
 export function bandedAttention(b: NodeBuilder, x: BandedInputs): Value {
   const { support: s, blockSize: bs } = x;
   const sm = x.softmaxType ?? x.dtype;
-  const { granule: g, extraRows: X, band: L } = bandedWidths(s, bs);
+  const { granule: g, extraRows: X } = bandedWidths(s, bs);
   const E = s.extra.length;
   const axis = (a: number) => ({ axis: { type: 'int', value: BigInt(a) } }) as const;
   const i64 = (n: number, what: string) => b.scalar(what, 'i64', n);
@@ -87,35 +67,27 @@ export function bandedAttention(b: NodeBuilder, x: BandedInputs): Value {
     const defined = ms.filter((m): m is Value => m !== undefined);
     return defined.length === 0 ? undefined : defined.reduce((acc, m) => b.op('And', [acc, m], what));
   };
-  const ge = (p: Value, q: Value, what: string) => b.op('Not', [b.op('Less', [p, q], `${what}_lt`)], what);
-  const clamp = (v: Value, lo: Value, hi: Value, what: string) => b.op('Min', [b.op('Max', [v, lo], `${what}_max`), hi], what);
-  const zero = i64(0, 'band_zero');
-  const offset = (): Value | undefined => {
-    const align = s.aligns[0] ?? 'top-left';
-    return align === 'bottom-right' ? x.bottomRight : align === 'past' ? x.past : undefined;
-  };
-  const off = offset() ?? zero;
   const kvLen5 = x.kvLength ? b.reshape(x.kvLength, [-1, 1, 1, 1, 1], 'band_kv_length') : undefined;
   const ix = (rows: Value, cols: Value) => ({ rows, cols, bottomRight: x.bottomRight, ...(x.past ? { past: x.past } : {}) });
-  const negInf = b.scalar('band_minus_inf', sm, -Infinity);
-  const zeroF = b.scalar('band_zero_bias', sm, 0);
-  const toBias = (keep: Value, what: string) => b.op('Where', [keep, zeroF, negInf], what);
+  const frame = bandFrame(b, {
+    spec: x.spec,
+    support: s,
+    blockSize: bs,
+    S,
+    T,
+    dtype: sm,
+    bottomRight: x.bottomRight,
+    ...(x.past ? { past: x.past } : {}),
+    ...(x.kvLength ? { kvLength: x.kvLength } : {}),
+  });
+  const { nBlocks, front, back, granules, bias, offset: off } = frame;
 
   // query blocks
-  const nBlocks = b.op('Div', [b.op('Add', [S, i64(bs - 1, 'band_round')], 'band_nq_up'), i64(bs, 'band_block')], 'band_blocks');
   const padS = b.op('Sub', [b.op('Mul', [nBlocks, i64(bs, 'band_block2')], 'band_nq_padded'), S], 'band_pad');
   const pads = b.op('Concat', [b.ints('band_pads_head', [0, 0, 0, 0, 0, 0]), vec(padS, 'band_pad_1'), b.ints('band_pads_tail', [0])], 'band_pads', axis(0));
   const qBlocks = b.reshape(b.op('Pad', [x.q, pads], 'band_q_padded'), [0, 0, -1, bs, x.headDim], 'band_q_blocks');
-  const blockIndex = b.op('Range', [zero, nBlocks, i64(1, 'band_r1')], 'band_block_index');
-  const inBlock = b.constant('band_in_block', tensorI64([1, bs, 1], Array.from({ length: bs }, (_, t) => t)));
-  /** Query indices [m, b, 1] of the blocks `blocks` [m]. */
-  const queryRows = (blocks: Value, what: string) =>
-    b.op('Add', [b.reshape(b.op('Mul', [blocks, i64(bs, `${what}_b`)], `${what}_start`), [-1, 1, 1], `${what}_start_3d`), inBlock], what);
 
   // K'' and V'': the extra rows, then the keys shifted so that every band starts on a granule
-  const shift = L > 0 ? b.op('Add', [off, i64(s.lo, 'band_lo')], 'band_shift') : undefined;
-  const front = shift ? b.op('Mod', [b.op('Neg', [shift], 'band_minus_shift'), i64(g, 'band_granule')], 'band_front') : undefined;
-  const back = front ? b.op('Mod', [b.op('Neg', [b.op('Add', [T, front], 'band_keys_front')], 'band_minus_keys'), i64(g, 'band_granule2')], 'band_back') : undefined;
   const headsShape = b.op('Slice', [shapeK, b.ints('band_bh_start', [0]), b.ints('band_bh_end', [2]), b.ints('band_bh_axis', [0])], 'band_batch_heads');
   const zerosRows = (rows: Value, d: number, what: string) =>
     b.node(
@@ -135,98 +107,9 @@ export function bandedAttention(b: NodeBuilder, x: BandedInputs): Value {
   };
   const kGranules = keysOf(x.k, x.headDim, 'band_k');
   const vGranules = keysOf(x.v, x.vHeadDim, 'band_v');
-  // granule indices [nBlocks, W / g] (without a band: [1, X / g], read by every block)
-  const extraGranules = b.constant('band_extra_granules', tensorI64([1, X / g], Array.from({ length: X / g }, (_, u) => u)));
-  let granules = extraGranules;
-  if (shift && front) {
-    const nG = b.op('Add', [b.op('Div', [b.op('Add', [b.op('Add', [T, front], 'band_t_front'), back!], 'band_rows_total'), i64(g, 'band_granule3')], 'band_key_granules'), i64(X / g, 'band_extra_granule_count')], 'band_granule_count');
-    const first = b.op(
-      'Add',
-      [b.op('Div', [b.op('Add', [b.op('Mul', [blockIndex, i64(bs, 'band_block4')], 'band_block_start'), b.op('Add', [shift, front], 'band_aligned_shift')], 'band_key_start'), i64(g, 'band_granule4')], 'band_first_granule'), i64(X / g, 'band_granule_base')],
-      'band_first_granule_row',
-    );
-    const bandGranules = b.op('Add', [b.reshape(first, [-1, 1], 'band_first_col'), b.constant('band_granule_steps', tensorI64([1, L / g], Array.from({ length: L / g }, (_, u) => u)))], 'band_granule_index');
-    const clamped = clamp(bandGranules, zero, b.op('Sub', [nG, i64(1, 'band_one2')], 'band_last_granule'), 'band_granule_clamped');
-    const target = b.op('Concat', [vec(nBlocks, 'band_blocks_1'), b.ints('band_extra_granule_width', [X / g])], 'band_extra_granule_shape', axis(0));
-    granules = b.op('Concat', [b.op('Expand', [extraGranules, target], 'band_extra_granules_all'), clamped], 'band_granules', axis(1));
-  }
   const window = (t: Value, d: number, what: string) => b.reshape(b.op('Gather', [t, granules], `${what}_gathered`, axis(2)), [0, 0, 0, -1, d], what);
   const kw = window(kGranules, x.headDim, 'band_k_window');
   const vw = window(vGranules, x.vHeadDim, 'band_v_window');
-
-  // the bias, shared by batch and heads: [nBlocks, b, W], or [B, 1, nBlocks, b, W] with kvLength
-  const rowsAll = queryRows(blockIndex, 'band_query_index');
-  const biasParts: Value[] = [];
-  let extraBias: Value | undefined;
-  if (E > 0) {
-    const cols = b.constant('band_extra_cols', tensorI64([E], [...s.extra]));
-    const keyStart = shift ? b.op('Add', [b.op('Mul', [b.reshape(blockIndex, [-1, 1, 1], 'band_block_index_3d'), i64(bs, 'band_block5')], 'band_block_start_3d'), shift], 'band_band_start') : undefined;
-    const inBand = keyStart
-      ? b.op('And', [ge(cols, keyStart, 'extra_ge_band'), b.op('Less', [cols, b.op('Add', [keyStart, i64(L, 'band_width')], 'band_key_end')], 'extra_lt_band')], 'extra_in_band')
-      : undefined;
-    const keep = and(
-      [
-        specMask(b, x.spec, ix(rowsAll, cols)),
-        b.op('Less', [cols, T], 'extra_key_lt_nk'),
-        kvLen5 ? b.op('Less', [cols, kvLen5], 'extra_kv_length_mask') : undefined,
-        inBand ? b.op('Not', [inBand], 'extra_outside_band') : undefined,
-      ],
-      'extra_keep',
-    );
-    const all = b.op('Expand', [keep ?? b.constant('extra_all', Tensor.fromValues('bool', [1], [1])), b.op('Shape', [rowsAll], 'band_rows_shape')], 'extra_keep_full');
-    extraBias = toBias(all, 'extra_bias');
-  }
-  let bandBias: Value | undefined;
-  if (shift) {
-    const exact = (blocks: Value, what: string): Value => {
-      const cols = b.op(
-        'Add',
-        [b.op('Add', [b.reshape(b.op('Mul', [blocks, i64(bs, `${what}_b`)], `${what}_start`), [-1, 1, 1], `${what}_start_3d`), shift], `${what}_key_start`), b.constant(`${what}_steps`, tensorI64([1, 1, L], Array.from({ length: L }, (_, t) => t)))],
-        `${what}_key_index`,
-      );
-      const keep = and(
-        [
-          specMask(b, x.spec, ix(queryRows(blocks, `${what}_query_index`), cols)),
-          ge(cols, zero, `${what}_key_ge0`),
-          b.op('Less', [cols, T], `${what}_key_lt_nk`),
-          kvLen5 ? b.op('Less', [cols, kvLen5], `${what}_kv_length_mask`) : undefined,
-        ],
-        `${what}_keep`,
-      )!;
-      const shape = b.op('Concat', [b.op('Shape', [blocks], `${what}_count`), b.ints(`${what}_dims`, [bs, L])], `${what}_shape`, axis(0));
-      return b.op('Expand', [toBias(keep, `${what}_keep_bias`), shape], `${what}_bias`);
-    };
-    if (kvLen5) {
-      bandBias = exact(blockIndex, 'band_exact');
-    } else {
-      // head blocks read keys before the spec's absolute reach (or below 0), tail blocks keys at or past T
-      const reach = absoluteReach(x.spec);
-      const low = s.lo < 0 ? shift : off;
-      const head = b.op('Min', [b.op('Div', [b.op('Max', [b.op('Sub', [i64(reach + bs - 1, 'band_reach'), low], 'band_head_num'), zero], 'band_head_pos'), i64(bs, 'band_block6')], 'band_head_div'), nBlocks], 'band_head_blocks');
-      const tailNum = b.op('Add', [b.op('Sub', [T, shift], 'band_t_minus_shift'), i64(bs - L, 'band_tail_shift')], 'band_tail_num');
-      const tail = clamp(b.op('Div', [b.op('Max', [tailNum, zero], 'band_tail_pos'), i64(bs, 'band_block7')], 'band_tail_div'), head, nBlocks, 'band_tail_start');
-      const odd = b.op('Concat', [b.op('Range', [zero, head, i64(1, 'band_r2')], 'band_head_index'), b.op('Range', [tail, nBlocks, i64(1, 'band_r3')], 'band_tail_index')], 'band_edge_blocks', axis(0));
-      const pattern = bandPattern(x.spec, s, bs, L);
-      const constant = b.constant('band_pattern', Tensor.fromValues(sm, [1, bs, L], pattern.map((k) => (k ? 0 : -Infinity))));
-      const full = b.op('Expand', [constant, b.op('Concat', [vec(nBlocks, 'band_blocks_2'), b.ints('band_pattern_dims', [bs, L])], 'band_pattern_shape', axis(0))], 'band_pattern_full');
-      bandBias = b.op('ScatterND', [full, b.reshape(odd, [-1, 1], 'band_edge_index'), exact(odd, 'band_edge')], 'band_bias');
-    }
-  }
-  // the empty-row key: bias 0 on rows that keep no key, -inf elsewhere
-  const ones = (n: number, what: string) => b.constant(what, Tensor.fromValues(sm, [n, 1], Array(n).fill(1)));
-  const counts = [extraBias ? b.op('MatMul', [b.op('Exp', [extraBias], 'extra_kept'), ones(E, 'extra_ones')], 'extra_count') : undefined, bandBias ? b.op('MatMul', [b.op('Exp', [bandBias], 'band_kept'), ones(L, 'band_ones')], 'band_count') : undefined].filter(
-    (c): c is Value => c !== undefined,
-  );
-  const kept = counts.length === 1 ? counts[0]! : b.op('Add', counts, 'band_kept_count');
-  const emptyBias = b.op('Where', [b.op('Less', [kept, b.scalar('band_half', sm, 0.5)], 'band_row_empty'), zeroF, negInf], 'band_empty_bias');
-  biasParts.push(emptyBias);
-  if (extraBias) biasParts.push(extraBias);
-  if (X - 1 - E > 0) {
-    const padShape = b.op('Concat', [b.op('Slice', [b.op('Shape', [emptyBias], 'band_empty_shape'), b.ints('band_ps_start', [0]), b.ints('band_ps_end', [-1]), b.ints('band_ps_axis', [0])], 'band_empty_lead'), b.ints('band_pad_cols', [X - 1 - E])], 'band_pad_shape', axis(0));
-    biasParts.push(b.op('Expand', [negInf, padShape], 'band_pad_bias'));
-  }
-  if (bandBias) biasParts.push(bandBias);
-  const bias = b.op('Concat', biasParts, 'band_bias_all', axis(-1));
 
   const qk = b.op('MatMul', [qBlocks, b.transpose(kw, [0, 1, 2, 4, 3], 'band_k_t')], 'band_qk');
   const logits = sm !== x.dtype ? b.cast(x.score(qk, 'band_scores'), sm, 'band_logits_cast') : x.score(qk, 'band_scores');

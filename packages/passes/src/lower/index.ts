@@ -1,5 +1,6 @@
 // Lowering attnopt::Attention to standard ONNX ops.
 export { cannotLower, lowerAttention, loweringPlan, type LowerOptions, type LoweringPlan, type LoweringStrategy } from './attention.js';
+export { lowerBandedNative, NATIVE_ATTENTION_OPSET, nativeBandedBlocker } from './banded-native.js';
 export { bandBlockSize, bandedAttention, bandedKeysPerQuery, keySupport, type BandedInputs, type KeySupport } from './banded.js';
 export { blockGatherAttention, type BlockGatherInputs } from './blocks.js';
 export { lowRankAttention, lowRankBlocker, type LowRankInputs } from './low-rank.js';

@@ -2,7 +2,8 @@
 
 import { type Graph, isAttention } from '@attnopt/ir';
 import type { Pass, PassNote } from '@attnopt/rewrite';
-import { type LowerOptions, lowerAttention } from './attention.js';
+import { cannotLower, type LowerOptions, lowerAttention, loweringPlan } from './attention.js';
+import { nativeBandedBlocker } from './banded-native.js';
 
 export function lowerAttentionPass(options: LowerOptions = { opset: 21 }): Pass {
   const name = 'lower-attention';
@@ -12,8 +13,10 @@ export function lowerAttentionPass(options: LowerOptions = { opset: 21 }): Pass 
       for (const g of node.subgraphs()) changed = runOn(g, notes) || changed;
       if (!isAttention(node)) continue;
       const where = node.describe();
+      const native = options.native && cannotLower(node, options) === undefined ? nativeBandedBlocker(node, options, loweringPlan(node, options)) : undefined;
       lowerAttention(graph, node, options);
-      notes.push({ pass: name, node: where, message: `lowered to opset ${options.opset} ONNX ops` });
+      const how = !options.native ? '' : native === undefined ? ` (banded, onnxruntime form: one Attention per batch of blocks)` : ` (onnxruntime form not used: ${native})`;
+      notes.push({ pass: name, node: where, message: `lowered to opset ${options.opset} ONNX ops${how}` });
       changed = true;
     }
     return changed;
