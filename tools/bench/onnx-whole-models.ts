@@ -3,12 +3,15 @@
 //   bert:  tools/src/gen/bert-base.ts with few layers (bidirectional attention, random weights: nothing to
 //          drop, so optimize should keep it dense and the two should run alike), symbolic sequence length,
 //          calibrated on generated inputs at n = 128;
-//   long:  tools/src/gen/long-attention.ts (a local layer with sinks and a global layer, 4 heads, d 64, static
-//          n), calibrated on its own inputs (inputX through each layer's projections), the original lowered dense.
+//   long:  tools/src/gen/long-attention.ts (a local layer with sinks and a global layer, 4 heads, d 64, any
+//          sequence length), optimized once, calibrated on its own inputs (inputX through each layer's projections)
+//          at --calibrate-n tokens, then both files timed at every n; the original lowered dense (its n² layers
+//          are not run past --dense-max-n).
 // Times: both sessions in this process (no spinning), one warm-up each, runs interleaved; medians. Peak RSS: a
 // child process per (model, n) that creates the session and runs once.
 //
-//   npx tsx --conditions=@attnopt/source tools/bench/onnx-whole-models.ts [--bert-sizes 512,1024,2048] [--bert-layers 2] [--long-sizes 2048,4096] [--repeats 3]
+//   npx tsx --conditions=@attnopt/source tools/bench/onnx-whole-models.ts [--bert-sizes 512,1024,2048] [--bert-layers 2]
+//     [--long-sizes 2048,4096,8192] [--calibrate-n 2048] [--dense-max-n 8192] [--repeats 3] [--no-bert] [--no-long]
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -93,7 +96,22 @@ async function timePair(original: string, optimized: string, n: number, floats?:
   return [median(ta), median(tb)];
 }
 
-const chosenOf = (sites: readonly { id: string; chosen: string }[]) => sites.map((s) => `${s.id}: ${s.chosen.replaceAll('|', '/')}`).join('; ');
+async function timeOne(path: string, n: number, floats: Record<string, Float32Array>): Promise<number> {
+  const s = await ort.InferenceSession.create(path, SESSION);
+  const f = feedsFor(s, n, floats);
+  await s.run(f);
+  const t: number[] = [];
+  for (let r = 0; r < REPEATS; r++) {
+    const t0 = performance.now();
+    await s.run(f);
+    t.push(performance.now() - t0);
+  }
+  await s.release();
+  return median(t);
+}
+
+const chosenOf = (sites: readonly { id: string; chosen: string; restored?: boolean }[]) =>
+  sites.map((s) => `${s.id}: ${s.chosen.replaceAll('|', '/')}${s.restored ? ' (kept as the model wrote it)' : ''}`).join('; ');
 
 async function bert(rows: Row[]): Promise<void> {
   const sizes = opt('--bert-sizes', '512,1024,2048').split(',').map(Number);
@@ -113,40 +131,53 @@ async function bert(rows: Row[]): Promise<void> {
   }
 }
 
+/** Layer inputs q<l>, k<l>, v<l> of the long-attention model at n tokens for an input seed. */
+function longFeeds(n: number, seed: number): Record<string, Float32Array> {
+  const gen = longAttentionModel(n);
+  const x = inputX(gen, seed);
+  const out: Record<string, Float32Array> = {};
+  gen.layers.forEach((_, l) => {
+    const { q, k, v } = layerInputs(gen, l, x);
+    Object.assign(out, { [`q${l}`]: q, [`k${l}`]: k, [`v${l}`]: v });
+  });
+  return out;
+}
+
+// The long-attention model takes any length: optimize() calibrates it once, at --calibrate-n tokens, and the
+// same two files are timed at every n (the original's dense layers stop at --dense-max-n: n² memory).
 async function long(rows: Row[]): Promise<void> {
-  for (const n of opt('--long-sizes', '2048,4096').split(',').map(Number)) {
-    const gen = longAttentionModel(n);
-    const layerFeeds = (seed: number) => {
-      const x = inputX(gen, seed);
-      const out: Record<string, Float32Array> = {};
-      gen.layers.forEach((_, l) => {
-        const { q, k, v } = layerInputs(gen, l, x);
-        Object.assign(out, { [`q${l}`]: q, [`k${l}`]: k, [`v${l}`]: v });
-      });
-      return out;
-    };
-    const samples: CalibrationSample[] = [1, 2].map((seed) =>
-      Object.fromEntries(Object.entries(layerFeeds(seed)).map(([name, data]) => [name, { dtype: 'f32' as const, shape: [1, n, data.length / n], data }])),
-    );
-    const lowered = (g: Graph) => {
-      runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
-      return exportOnnx(newOnnxModel(g, { opset: 21 }));
-    };
-    const original = join(dir, `long-${n}-original.onnx`);
-    writeFileSync(original, lowered(longAttentionModel(n).graph));
-    const result = await optimize(newOnnxModel(longAttentionModel(n).graph, { opset: 21 }), { maxError: 1e-2, samples });
-    const optimized = join(dir, `long-${n}-optimized.onnx`);
-    writeFileSync(optimized, saveModel(result.model));
-    const floats = layerFeeds(3);
+  const calibrateN = Number(opt('--calibrate-n', '2048'));
+  const denseMax = Number(opt('--dense-max-n', '8192'));
+  const samples: CalibrationSample[] = [1, 2].map((seed) =>
+    Object.fromEntries(Object.entries(longFeeds(calibrateN, seed)).map(([name, data]) => [name, { dtype: 'f32' as const, shape: [1, calibrateN, data.length / calibrateN], data }])),
+  );
+  const symbolic = () => longAttentionModel(calibrateN, undefined, { symbolicLength: true }).graph;
+  const lowered = symbolic();
+  runPipeline(lowered, [lowerAttentionPass({ opset: 21 })]);
+  const original = join(dir, 'long-original.onnx');
+  writeFileSync(original, exportOnnx(newOnnxModel(lowered, { opset: 21 })));
+  const result = await optimize(newOnnxModel(symbolic(), { opset: 21 }), { maxError: 1e-2, samples, seqLen: calibrateN });
+  const optimized = join(dir, 'long-optimized.onnx');
+  writeFileSync(optimized, saveModel(result.model));
+  const chosen = `${chosenOf(result.sites)} (calibrated at n = ${calibrateN})`;
+  for (const n of opt('--long-sizes', '2048,4096,8192').split(',').map(Number)) {
+    const floats = longFeeds(n, 3);
     const floatsPath = join(dir, `long-${n}-inputs.json`);
     writeFileSync(floatsPath, JSON.stringify(Object.fromEntries(Object.entries(floats).map(([k, f]) => {
       const p = join(dir, `long-${n}-${k}.bin`);
       writeFileSync(p, new Uint8Array(f.buffer));
       return [k, p];
     }))));
+    const model = 'long-attention (local + global layer, 4 heads)';
+    if (n > denseMax) {
+      const b = await timeOne(optimized, n, floats);
+      rows.push({ model, n, chosen, original: NaN, optimized: b, rssOriginal: 'skipped', rssOptimized: childRss(optimized, n, floatsPath) });
+      console.error(`long n=${n}: original skipped (n > --dense-max-n ${denseMax}), optimized ${b.toFixed(1)} ms`);
+      continue;
+    }
     const [a, b] = await timePair(original, optimized, n, floats);
-    rows.push({ model: 'long-attention (local + global layer, 4 heads)', n, chosen: chosenOf(result.sites), original: a, optimized: b, rssOriginal: childRss(original, n, floatsPath), rssOptimized: childRss(optimized, n, floatsPath) });
-    console.error(`long n=${n}: ${a.toFixed(1)} vs ${b.toFixed(1)} ms (${chosenOf(result.sites)})`);
+    rows.push({ model, n, chosen, original: a, optimized: b, rssOriginal: childRss(original, n, floatsPath), rssOptimized: childRss(optimized, n, floatsPath) });
+    console.error(`long n=${n}: ${a.toFixed(1)} vs ${b.toFixed(1)} ms (${chosen})`);
   }
 }
 
@@ -161,7 +192,9 @@ async function main(): Promise<void> {
   console.log(`Load average before: \`${loadBefore}\`, after: \`${loadAfter}\`. Whole run: ${((performance.now() - t0) / 1e3).toFixed(0)} s.\n`);
   console.log('| model | n | optimized sites | original ms | optimized ms | orig / opt | original RSS MB | optimized RSS MB |');
   console.log('| ----- | - | --------------- | ----------- | ------------ | ---------- | --------------- | ---------------- |');
-  for (const r of rows) console.log(`| ${r.model} | ${r.n} | ${r.chosen} | ${r.original.toFixed(1)} | ${r.optimized.toFixed(1)} | ${(r.original / r.optimized).toFixed(2)}x | ${r.rssOriginal} | ${r.rssOptimized} |`);
+  const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'skipped');
+  const ratio = (r: Row) => (Number.isFinite(r.original) ? `${(r.original / r.optimized).toFixed(2)}x` : '-');
+  for (const r of rows) console.log(`| ${r.model} | ${r.n} | ${r.chosen} | ${ms(r.original)} | ${ms(r.optimized)} | ${ratio(r)} | ${r.rssOriginal} | ${r.rssOptimized} |`);
 }
 
 await main();

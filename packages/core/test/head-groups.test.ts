@@ -47,6 +47,8 @@ describe('head groups through decide, optimize, explain and compile', () => {
     expect(s.chosen).toBe(site.chosen);
     expect(s.restored).toBeUndefined();
     expect(s.groups?.map((g) => [g.heads, g.chosen, g.exact, g.bound])).toEqual(site.groups!.map((g) => [g.heads, g.chosen, g.exact, g.bound]));
+    // the model is at opset 23: the windowed group lowers to ONNX Attention per batch of query blocks
+    expect(optimized.notes.some((n) => n.pass === 'lower-attention' && n.message.includes('onnxruntime form: one Attention per batch of blocks'))).toBe(true);
   });
 
   test('explain names every group', () => {

@@ -53,7 +53,8 @@ function frequencies(layers: readonly LayerSpec[]): Float64Array {
   return g.map((x, k) => x / (local ? local.sigmas[Math.floor(k / 16)]! : 8));
 }
 
-export function longAttentionModel(n = 4096, layers: readonly LayerSpec[] = DEFAULT_LAYERS): LongAttentionModel {
+/** The model at n tokens; with `symbolicLength` its graph takes any sequence length (dim `seq`), n then only sizes the inputs made here. */
+export function longAttentionModel(n = 4096, layers: readonly LayerSpec[] = DEFAULT_LAYERS, options: { symbolicLength?: boolean } = {}): LongAttentionModel {
   const W = HEADS * HEAD_DIM;
   const scale = 1 / Math.sqrt(HEAD_DIM);
   const weights = layers.map((layer) => {
@@ -89,9 +90,10 @@ export function longAttentionModel(n = 4096, layers: readonly LayerSpec[] = DEFA
   });
   const params: AttentionParams = { numHeads: HEADS, kvNumHeads: HEADS, headDim: HEAD_DIM, vHeadDim: HEAD_DIM, scale, softcap: 0, layout: 'bsd', spec: causal() };
   const graph = new Graph('long-attention');
+  const seq = options.symbolicLength ? 'seq' : n;
   layers.forEach((_, l) => {
-    const [q, k, v] = ['q', 'k', 'v'].map((x) => graph.addInput(new Value(`${x}${l}`, tensorType('f32', [1, n, W]))));
-    const y = new Value(`y${l}`, tensorType('f32', [1, n, W]));
+    const [q, k, v] = ['q', 'k', 'v'].map((x) => graph.addInput(new Value(`${x}${l}`, tensorType('f32', [1, seq, W]))));
+    const y = new Value(`y${l}`, tensorType('f32', [1, seq, W]));
     graph.addNode(attentionNode(params, { q: q!, k: k!, v: v! }, { y }, `attention${l}`));
     graph.outputs.push(y);
   });
