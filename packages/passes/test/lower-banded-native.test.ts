@@ -18,20 +18,17 @@ import {
   type MaskSpec,
   sinks,
   slidingWindow,
-  SplitMix64,
   tensorType,
   union,
   Value,
   type Align,
 } from '@attnopt/ir';
-import { compareArrays, referenceAttention, type ReferenceInputs } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { middleRow } from '../src/lower/band-window.js';
 import { type LowerOptions, lowerAttentionPass } from '../src/lower/index.js';
-import { ortTensor, ortValues, runModel } from './helpers/ort.js';
-import { type Lowered, lowerSite, type Site } from './helpers/lowered-site.js';
+import { type Lowered, lowerSite, runSite, type Site } from './helpers/lowered-site.js';
 
 const ATOL = 1e-4;
 const NATIVE: LowerOptions = { opset: 23, native: 'onnxruntime' };
@@ -40,46 +37,9 @@ const ops = (g: Graph) => [...g.allNodes()].map((n) => n.op);
 
 /** Runs a lowered site at nq queries; Y against the reference (ATOL), present K/V against past ++ K (exact). */
 async function check(l: Lowered, s: Site, nq: number, seed: number): Promise<number> {
-  const { numHeads: H, kvNumHeads: Hk, headDim: D, vHeadDim: Dv, layout } = s.params;
-  const B = s.batch;
-  const nk = layout === 'packed-qkv' ? nq : nq + (s.extraKeys ?? 0);
-  const rng = new SplitMix64(seed);
-  const rand = (n: number) => Array.from({ length: n }, () => Math.fround(rng.nextFloat() * 2 - 1));
-  const by = (heads: number, seq: number, d: number): number[] =>
-    layout === 'bsd' ? [B, seq, heads * d] : layout === 'bshd' ? [B, seq, heads, d] : [B, heads, seq, d];
-  const feeds: Record<string, ReturnType<typeof ortTensor>> = {};
-  const data: Record<string, { shape: number[]; data: Float64Array }> = {};
-  const put = (name: string, shape: number[], values = rand(shape.reduce((a, c) => a * c, 1)), dtype: 'f32' | 'i64' = 'f32') => {
-    data[name] = { shape, data: Float64Array.from(values) };
-    feeds[name] = ortTensor(dtype, shape, values);
-  };
-  if (layout === 'packed-qkv') put('q', [B, nq, (H + 2 * Hk) * D]);
-  else {
-    put('q', by(H, nq, D));
-    put('k', by(Hk, nk, D));
-    put('v', by(Hk, nk, Dv));
-  }
-  if (s.past) {
-    put('past_key', [B, Hk, s.past, D]);
-    put('past_value', [B, Hk, s.past, Dv]);
-  }
-  const total = (s.past ?? 0) + nk;
-  const kvLength = Array.from({ length: B }, (_, b) => Math.max(1, total - (b % 2) * 5));
-  if (s.kvLength) put('kv_length', [B], kvLength, 'i64');
-  const out = await runModel(l.bytes, feeds);
-  const ref: ReferenceInputs = {
-    q: data.q!,
-    ...(layout !== 'packed-qkv' ? { k: data.k!, v: data.v! } : {}),
-    ...(s.past ? { pastKey: data.past_key!, pastValue: data.past_value! } : {}),
-    ...(s.kvLength ? { kvLength } : {}),
-  };
-  const want = referenceAttention(s.params, ref);
-  const y = compareArrays(ortValues(out.y!), want.y.data, { atol: ATOL, rtol: 0 });
-  expect(y.mismatches.slice(0, 3), `y at nq=${nq}`).toEqual([]);
-  expect(out.present_key!.dims).toEqual(want.presentKey.shape);
-  expect(compareArrays(ortValues(out.present_key!), want.presentKey.data, { atol: 0, rtol: 0 }).mismatches).toEqual([]);
-  expect(compareArrays(ortValues(out.present_value!), want.presentValue.data, { atol: 0, rtol: 0 }).mismatches).toEqual([]);
-  return y.maxAbsError;
+  const r = await runSite(l, s, nq, seed, { atol: ATOL, rtol: 0 }, 1, { presentExact: true });
+  expect(r.mismatches.slice(0, 3), `y and present K/V at nq=${nq}`).toEqual([]);
+  return r.maxAbsError;
 }
 
 /** The site lowered in the onnxruntime form; asserts the form was taken (Attention nodes, no Softmax). */

@@ -68,8 +68,11 @@ export interface RunResult {
 /** A fixed tolerance, or one derived from the inputs and max |reference y| (conditioning-aware checks). */
 export type SiteTolerance = Tolerance | ((inputs: ReferenceInputs, maxAbsRef: number) => Tolerance);
 
-/** Runs the lowered site at query length nq and compares Y with the reference within atol + rtol |ref|. */
-export async function runSite(l: Lowered, s: Site, nq: number, seed: number, tolerance: SiteTolerance, amp = 1): Promise<RunResult> {
+/**
+ * Runs the lowered site at query length nq and compares Y with the reference within atol + rtol |ref|; with
+ * presentExact also the present K/V outputs with the reference's (past ++ K, past ++ V), exactly.
+ */
+export async function runSite(l: Lowered, s: Site, nq: number, seed: number, tolerance: SiteTolerance, amp = 1, options: { presentExact?: boolean } = {}): Promise<RunResult> {
   const { numHeads: H, kvNumHeads: Hk, headDim: D, vHeadDim: Dv, layout } = s.params;
   const B = s.batch;
   const f = s.dtype ?? 'f32';
@@ -109,9 +112,17 @@ export async function runSite(l: Lowered, s: Site, nq: number, seed: number, tol
   const maxAbsRef = want.y.data.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
   const tol = typeof tolerance === 'function' ? tolerance(ref, maxAbsRef) : tolerance;
   const cmp = compareArrays(ortValues(out.y!), want.y.data, tol);
+  const mismatches = cmp.mismatches.map((m) => `y[${m.index}] = ${m.actual}, reference ${m.expected}`);
+  if (options.presentExact) {
+    for (const [name, ref] of [['present_key', want.presentKey], ['present_value', want.presentValue]] as const) {
+      const got = out[name]!;
+      if (got.dims.join() !== ref.shape.join()) mismatches.push(`${name} shape [${got.dims.join(', ')}], reference [${ref.shape.join(', ')}]`);
+      else mismatches.push(...compareArrays(ortValues(got), ref.data, { atol: 0, rtol: 0 }).mismatches.map((m) => `${name}[${m.index}] = ${m.actual}, reference ${m.expected}`));
+    }
+  }
   return {
     maxAbsError: cmp.maxAbsError,
-    mismatches: cmp.mismatches.map((m) => `y[${m.index}] = ${m.actual}, reference ${m.expected}`),
+    mismatches,
     maxAbsRef,
     tol,
   };
