@@ -122,8 +122,13 @@ async function main(): Promise<void> {
       windowReused: () => windowKernel.runParallel(inputs, pool, { output }),
     };
     const times: Record<keyof typeof runs, number[]> = { ort: [], dense: [], window: [], denseReused: [], windowReused: [] };
-    for (const f of Object.values(runs)) await f(); // warm-up
-    for (let r = 0; r < REPEATS; r++) for (const [name, f] of Object.entries(runs)) times[name as keyof typeof runs].push(await time(f));
+    // two warm-up rounds (V8 tiers the kernels up, the heap settles), then the runs interleaved in alternating
+    // order, so no variant always follows the same one (a large allocation's GC lands on whichever runs next)
+    for (let w = 0; w < 2; w++) for (const f of Object.values(runs)) await f();
+    const entries = Object.entries(runs);
+    for (let r = 0; r < REPEATS; r++) {
+      for (const [name, f] of r % 2 === 0 ? entries : [...entries].reverse()) times[name as keyof typeof runs].push(await time(f));
+    }
     const keptDense = n * n;
     const keptWindow = keptPairs(windowSpec, { nq: n, nk: n });
     const flops = (kept: number) => 4 * kept * D * H;
