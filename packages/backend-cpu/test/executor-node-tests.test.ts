@@ -7,6 +7,7 @@
 // generated kernels); those that read the qk_matmul_output (scores) must be refused at plan time.
 
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { type Graph, type Tensor } from '@attnopt/ir';
 import { decodeMessage, importOnnx, type TensorProto, tensorFromProto } from '@attnopt/onnx';
@@ -16,7 +17,7 @@ import { describe, expect, it } from 'vitest';
 import { type ExecTensor, fromIrTensor, planGraph, runGraph, UnsupportedOpsError } from '../src/index.js';
 import { compareOutputs } from './executor-ort.js';
 
-const DIR = '/work/shared/fixtures/onnx/onnx-node-tests';
+const DIR = fileURLToPath(new URL('../../../../shared/fixtures/onnx/onnx-node-tests', import.meta.url));
 /** Ops the executor does not run: their models are expected to be refused by planGraph. */
 const REFUSED_OPS = /^(Attention|Scan|RotaryEmbedding|LinearAttention|FlexAttention)$/;
 

@@ -5,6 +5,7 @@
 // Tolerance: |executor - onnxruntime| <= 1e-4 + 1e-4 |onnxruntime| element-wise, NaN/Inf identical.
 
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { isAttention } from '@attnopt/ir';
 import { importOnnx } from '@attnopt/onnx';
@@ -13,7 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runGraph } from '../src/index.js';
 import { compareOutputs, type FeedSizes, runOrt, seededFeeds } from './executor-ort.js';
 
-const DIR = '/work/shared/fixtures/onnx/torch-exports';
+const DIR = fileURLToPath(new URL('../../../../shared/fixtures/onnx/torch-exports', import.meta.url));
 const files = fs.readdirSync(DIR).filter((f) => f.endsWith('.onnx')).sort();
 const ATOL = 1e-4;
 const RTOL = 1e-4;
