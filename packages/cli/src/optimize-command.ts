@@ -2,10 +2,10 @@
 // Options are declared in registerOptimize; the outputs (the model, then anything else a flag asks for) are
 // written in writeOutputs, after every check has passed.
 
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { type Command } from 'commander';
-import { type AttnoptModel, buildReport, OPTIMIZE_STAGES, optimize, type OptimizeResult, type OptimizedSite, renderReport, writeOnnx } from '@attnopt/core';
+import { AtomicFile, type AttnoptModel, buildReport, OPTIMIZE_STAGES, optimize, type OptimizeResult, type OptimizedSite, renderReport, writeOnnx } from '@attnopt/core';
 import { requireSites } from './decide.js';
 import { CliError, ExitCode } from './exit-codes.js';
 import { loadModelOrFail } from './load.js';
@@ -43,20 +43,16 @@ function checkReportPath(report: string, modelPath: string, output: string): voi
   if (existsSync(at) && !statSync(at).isFile()) throw new CliError(`${report}: exists and is not a file`, ExitCode.badInput);
 }
 
-/** `text` in a temporary file beside `target`, flushed; renamed over `target` by the caller. */
-function writeTemp(target: string, text: string): string {
-  const temp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now().toString(36)}`);
+/** The report written to a temporary file beside its target, flushed; renamed into place by the caller. */
+function stageReport(target: string, html: string): AtomicFile {
+  let file: AtomicFile | undefined;
   try {
-    const fd = openSync(temp, 'wx', 0o644);
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    return temp;
+    file = AtomicFile.create(target);
+    file.write(new TextEncoder().encode(html));
+    file.sync();
+    return file;
   } catch (e) {
-    rmSync(temp, { force: true });
+    file?.abort();
     throw new CliError(`${target}: could not write the report: ${(e as Error).message}`, ExitCode.badInput);
   }
 }
@@ -67,18 +63,18 @@ function writeTemp(target: string, text: string): string {
  * neither file is left behind (nor changed, when one existed).
  */
 function writeOutputs(flags: OptimizeFlags, result: OptimizeResult, reportHtml: string | undefined): void {
-  const reportTemp = flags.report !== undefined && reportHtml !== undefined ? writeTemp(flags.report, reportHtml) : undefined;
+  const report = flags.report !== undefined && reportHtml !== undefined ? stageReport(flags.report, reportHtml) : undefined;
   try {
     writeOptimized(flags.output, result.model);
   } catch (e) {
-    if (reportTemp !== undefined) rmSync(reportTemp, { force: true });
+    report?.abort();
     throw e;
   }
-  if (reportTemp === undefined) return;
+  if (report === undefined) return;
   try {
-    renameSync(reportTemp, flags.report!);
+    report.rename();
   } catch (e) {
-    rmSync(reportTemp, { force: true });
+    report.abort();
     rmSync(flags.output, { force: true });
     throw new CliError(`${flags.report}: could not write the report: ${(e as Error).message}`, ExitCode.badInput);
   }

@@ -15,6 +15,8 @@ export {
   printGraph,
   parseGraph,
 } from '@attnopt/ir';
+// Writing a file so readers see the old content or the complete new one (the CLI's outputs).
+export { AtomicFile } from '@attnopt/onnx';
 export { type AttnoptModel, loadOnnx as importOnnx, saveOnnx as exportOnnx, writeOnnx } from './model.js';
 export { recognize, type RecognizeResult } from './recognize.js';
 export { inspectModel, type InspectReport, type InspectSite } from './inspect.js';

@@ -64,8 +64,8 @@ function defaultOpset(model: AttnoptModel): number {
   return Number(d?.version ?? 17n);
 }
 
-function optimizedGroup(g: GroupPlan): OptimizedGroup {
-  return { heads: g.heads, kvHeads: g.kvHeads, chosen: g.chosen, exact: g.exact, bound: g.bound, measuredError: g.measuredError, flops: g.flops };
+function optimizedGroup({ id: _id, node: _node, ...group }: GroupPlan): OptimizedGroup {
+  return group;
 }
 
 function optimizedSite(p: SitePlan, restored: boolean): OptimizedSite {
