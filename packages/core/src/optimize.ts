@@ -4,7 +4,6 @@
 // to standard ONNX ops so any runtime runs the result, and every site that did not goes back to the ONNX nodes it
 // was lifted from (the runtime meets the model's own subgraph, not a re-lowered copy of it).
 
-import { attentionParams, printSpec } from '@attnopt/ir';
 import { lowerAttentionPass, NATIVE_ATTENTION_OPSET, unliftSite } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 import { DECIDE_STAGES, type DecideOptions, decide, type GroupPlan, type SitePlan } from './decide.js';
@@ -85,7 +84,7 @@ function optimizedSite(p: SitePlan, restored: boolean): OptimizedSite {
 
 /** True when the site computes what it was recognized as, the same way: nothing to gain from lowering it. */
 function unchanged(p: SitePlan): boolean {
-  return p.groups === undefined && !p.facts.proven && p.chosen === p.facts.recognized && printSpec(attentionParams(p.node).spec) === p.facts.recognized;
+  return p.groups === undefined && !p.facts.proven && p.chosen === p.facts.recognized;
 }
 
 /** Runs the whole optimization on `model` (its graph is rewritten in place) and reports every site. */
