@@ -5,15 +5,14 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { describe, expect, test } from 'vitest';
-import { referenceAttention, type Tensor64 } from '@attnopt/reference';
 import { importOnnx, inspectModel, recognize } from '../src/index.js';
-import { calibrationModel, collectSiteTensors, generateInputs, type SiteTensor } from '../src/calibrate/index.js';
+import { calibrationModel, collectSiteTensors, generateInputs } from '../src/calibrate/index.js';
+import { referenceOfSample } from './helpers/site-reference.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const fixtures = resolve(here, '../../../../shared/fixtures/onnx');
 const tinyBert = resolve(here, '../../../examples/tiny-bert/model.onnx');
 
-const f64 = (t: SiteTensor): Tensor64 => ({ shape: t.shape, data: Float64Array.from(t.data) });
 
 async function checkModel(file: string, expectedSites: number) {
   const model = importOnnx(file);
@@ -26,15 +25,7 @@ async function checkModel(file: string, expectedSites: number) {
   for (const site of sites) {
     expect(site.samples).toHaveLength(2);
     for (const s of site.samples) {
-      const bias = s.bias === undefined ? undefined : s.bias.dtype === 'bool' ? { shape: s.bias.shape, data: Uint8Array.from(s.bias.data) } : f64(s.bias);
-      const want = referenceAttention(site.params, {
-        q: f64(s.q),
-        ...(s.k ? { k: f64(s.k) } : {}),
-        ...(s.v ? { v: f64(s.v) } : {}),
-        ...(bias ? { bias } : {}),
-        ...(s.pastKey ? { pastKey: f64(s.pastKey) } : {}),
-        ...(s.pastValue ? { pastValue: f64(s.pastValue) } : {}),
-      }).y;
+      const want = referenceOfSample(site.params, s);
       expect(want.shape).toEqual(s.y!.shape);
       let err = 0;
       want.data.forEach((x, k) => (err = Math.max(err, Math.abs(x - s.y!.data[k]!))));

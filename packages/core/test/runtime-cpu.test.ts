@@ -63,6 +63,7 @@ import {
   writeOnnx,
 } from '../src/index.js';
 import { longAttentionBytes, longAttentionSample } from './helpers/long-attention.js';
+import { referenceOfSample } from './helpers/site-reference.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -113,7 +114,6 @@ const CASES: Case[] = [
   },
 ];
 
-const f64 = (t: SiteTensor): Tensor64 => ({ shape: t.shape, data: Float64Array.from(t.data) });
 
 /**
  * Site tensors collected from `model` (recognized) with both runtimes: the same sites, values and dims, every
@@ -141,15 +141,7 @@ async function expectSameSiteTensors(model: AttnoptModel, samples: CalibrationSa
         bad.push(...mismatches(a.data, b.data, ATOL, RTOL, `${site.id} sample ${j} ${role}`));
         compared++;
       }
-      const bias = s.bias === undefined ? undefined : s.bias.dtype === 'bool' ? { shape: s.bias.shape, data: Uint8Array.from(s.bias.data) } : f64(s.bias);
-      const ref = referenceAttention(site.params, {
-        q: f64(s.q),
-        ...(s.k ? { k: f64(s.k) } : {}),
-        ...(s.v ? { v: f64(s.v) } : {}),
-        ...(bias ? { bias } : {}),
-        ...(s.pastKey ? { pastKey: f64(s.pastKey) } : {}),
-        ...(s.pastValue ? { pastValue: f64(s.pastValue) } : {}),
-      }).y;
+      const ref = referenceOfSample(site.params, s);
       bad.push(...mismatches(s.y!.data, ref.data, ATOL, RTOL, `${site.id} sample ${j} y vs reference`));
     });
   });
