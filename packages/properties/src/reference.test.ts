@@ -93,8 +93,16 @@ describe('reference vs textbook attention', () => {
     );
   });
 
-  it('every mask spec equals textbook attention with the materialized mask as a -inf bias', () => {
-    const arb = attentionProblemArbitrary({ spec: maskSpecArbitrary({ maxLen: 24 }), maxLen: 24 });
+  // Chunked LSH is defined for self-attention only, so it gets its own problems (nq == nk, no past keys).
+  const maskCases: [string, fc.Arbitrary<AttentionProblem>, number][] = [
+    ['', attentionProblemArbitrary({ spec: maskSpecArbitrary({ maxLen: 24 }), maxLen: 24 }), 424242],
+    [
+      ' (self-attention, chunked LSH included)',
+      attentionProblemArbitrary({ spec: maskSpecArbitrary({ maxLen: 24, lshChunks: true }), maxLen: 24, selfAttention: true }),
+      515151,
+    ],
+  ];
+  it.each(maskCases)('every mask spec equals textbook attention with the materialized mask as a -inf bias%s', (_, arb, seed) => {
     fc.assert(
       fc.property(arb, (prob) => {
         const p = prob.params;
@@ -124,7 +132,7 @@ describe('reference vs textbook attention', () => {
         const want = outputFromBhsd({ shape: [B, H, nq, p.vHeadDim], data: textbook(p, prob.bhsd, allowed) }, p.layout);
         expectClose(got.data, want.data);
       }),
-      { seed: 424242, numRuns: 200 },
+      { seed, numRuns: 200 },
     );
   });
 

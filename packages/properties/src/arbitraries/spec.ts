@@ -30,6 +30,11 @@ export interface SpecArbitraryOptions {
   readonly dataDependent?: boolean;
   /** Nesting depth of union / intersection / difference (default 2). */
   readonly maxDepth?: number;
+  /**
+   * Give LSH leaves a chunk size > 0 half of the time (default false). Chunked LSH is defined for
+   * self-attention only (nq == nk, no past keys), so only problems of that shape may use it.
+   */
+  readonly lshChunks?: boolean;
 }
 
 export const alignArbitrary: fc.Arbitrary<Align> = fc.constantFrom('top-left', 'bottom-right', 'past');
@@ -61,8 +66,9 @@ export function indexLeafArbitrary(maxLen = 64): fc.Arbitrary<MaskSpec> {
   );
 }
 
-/** One data-dependent leaf (top-k blocks or LSH buckets). */
-export function dataLeafArbitrary(maxLen = 64): fc.Arbitrary<MaskSpec> {
+/** One data-dependent leaf (top-k blocks or LSH buckets; chunked LSH only when `lshChunks`). */
+export function dataLeafArbitrary(maxLen = 64, lshChunks = false): fc.Arbitrary<MaskSpec> {
+  const chunk = lshChunks ? fc.oneof(fc.constant(0), fc.integer({ min: 1, max: Math.max(1, maxLen) })) : fc.constant(0);
   return fc.oneof(
     fc
       .tuple(
@@ -76,16 +82,17 @@ export function dataLeafArbitrary(maxLen = 64): fc.Arbitrary<MaskSpec> {
         fc.integer({ min: 1, max: 3 }),
         fc.integer({ min: 1, max: 4 }).map((b) => 2 * b),
         fc.integer({ min: 0, max: 1000 }),
+        chunk,
       )
-      .map(([h, b, seed]) => lshBuckets(h, b, seed, 0)),
+      .map(([h, b, seed, c]) => lshBuckets(h, b, seed, c)),
   );
 }
 
 /** A mask spec: leaves combined by union, intersection and difference up to `maxDepth`. */
 export function maskSpecArbitrary(options: SpecArbitraryOptions = {}): fc.Arbitrary<MaskSpec> {
-  const { maxLen = 64, dataDependent = true, maxDepth = 2 } = options;
+  const { maxLen = 64, dataDependent = true, maxDepth = 2, lshChunks = false } = options;
   const leaf = dataDependent
-    ? fc.oneof({ arbitrary: indexLeafArbitrary(maxLen), weight: 4 }, { arbitrary: dataLeafArbitrary(maxLen), weight: 1 })
+    ? fc.oneof({ arbitrary: indexLeafArbitrary(maxLen), weight: 4 }, { arbitrary: dataLeafArbitrary(maxLen, lshChunks), weight: 1 })
     : indexLeafArbitrary(maxLen);
   const { spec } = fc.letrec<{ spec: MaskSpec }>((tie) => ({
     spec: fc.oneof(
