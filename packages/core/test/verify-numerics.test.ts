@@ -1,0 +1,90 @@
+// verifyModels reads what onnxruntime computes as numbers, and judges the certificate on the models as written.
+//   float16 outputs: onnxruntime-node hands them over as bit patterns; a fp16 decoder model (tiny Qwen, two GQA
+//     sites, fp16 K/V caches) optimized at maxError 0.01 must report, per output, the same max abs error on
+//     onnxruntime as on attnopt's CPU executor (which decodes fp16 itself) within 2 fp16 ulps of the output's
+//     largest magnitude, and stay within its certificate.
+//   graph optimizations: a GPT-2 attention model whose trailing Add + LayerNormalization onnxruntime fuses into
+//     SkipLayerNormalization when optimizations are on (the fused kernel rounds differently). Its reported
+//     `originalDrift` must equal the difference measured here between the original run with optimizations off
+//     and on; `asWrittenMaxAbsError` the difference of both models run with optimizations off; and the
+//     certificate holds there.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ort from 'onnxruntime-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import { halfToFloat } from '@attnopt/ir';
+import { generateInputs, importOnnx, optimize, verifyModels, writeOnnx } from '../src/index.js';
+import { toOrt } from '../src/calibrate/ort-tensor.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const FIXTURES = path.resolve(here, '../../../../shared/fixtures/onnx');
+const QWEN = path.join(FIXTURES, 'genai-models/test/models/hf-internal-testing/tiny-qwen35-cuda/1d392aee_decoder.onnx');
+const GPT2 = path.join(FIXTURES, 'ort-models/onnxruntime/test/python/transformers/test_data/models/gpt2_attention_opt_no_skiplayernorm.onnx');
+const SEQ = 128; // at 64 tokens no cheaper form pays on either model
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'attnopt-verify-numerics-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+async function optimizedFile(original: string, name: string): Promise<{ file: string; model: Awaited<ReturnType<typeof optimize>>['model'] }> {
+  const samples = generateInputs(importOnnx(original), { seed: 0, seqLen: SEQ });
+  const r = await optimize(importOnnx(original), { maxError: 0.01, seqLen: SEQ, samples });
+  expect(r.sites.some((s) => !s.exact), `${name}: an approximate site, so the outputs differ`).toBe(true);
+  const file = path.join(scratch, `${name}.onnx`);
+  writeOnnx(file, r.model);
+  return { file, model: r.model };
+}
+
+/** One output of a run in onnxruntime, decoded to numbers here (fp16 bit patterns through halfToFloat). */
+async function runOriginal(file: string, level: 'disabled' | 'all', output: string): Promise<Float64Array> {
+  const session = await ort.InferenceSession.create(file, { graphOptimizationLevel: level, logSeverityLevel: 3 });
+  const sample = generateInputs(importOnnx(file), { seed: 1, seqLen: SEQ })[0]!;
+  const out = (await session.run(Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toOrt(t, k)]))))[output]!;
+  await session.release();
+  return out.type === 'float16' ? Float64Array.from(out.data as Uint16Array, halfToFloat) : Float64Array.from(out.data as Float32Array);
+}
+
+const maxAbsDiff = (x: Float64Array, y: Float64Array) => x.reduce((m, v, k) => Math.max(m, Math.abs(v - y[k]!)), 0);
+
+describe('verifyModels numerics', () => {
+  it('decodes float16 outputs: onnxruntime and the CPU executor report the same errors', async () => {
+    const { file, model } = await optimizedFile(QWEN, 'qwen');
+    const inputs = generateInputs(importOnnx(QWEN), { seed: 1, seqLen: SEQ });
+    const onOrt = await verifyModels(QWEN, file, model, inputs);
+    const onCpu = await verifyModels(QWEN, file, model, inputs, { runtime: 'attnopt-cpu' });
+    const present = await runOriginal(QWEN, 'disabled', 'present.1.key');
+    const ulp = 2 ** -10 * Math.max(...present.map(Math.abs));
+    for (const o of onOrt.outputs) {
+      const c = onCpu.outputs.find((x) => x.name === o.name)!;
+      expect(Math.abs(o.maxAbsError - c.maxAbsError), o.name).toBeLessThanOrEqual(2 * ulp);
+    }
+    const key = onOrt.outputs.find((o) => o.name === 'present.1.key')!;
+    expect(key.rounding).toBe(4e-3); // a float16 output
+    expect(key.maxAbsError).toBeGreaterThan(0); // downstream of the approximate site
+    expect(onOrt.withinCertified).toBe(true);
+  });
+
+  it('checks the certificate on the models as written and reports the drift of onnxruntime optimizations', async () => {
+    const { file, model } = await optimizedFile(GPT2, 'gpt2');
+    const inputs = generateInputs(importOnnx(GPT2), { seed: 1, seqLen: SEQ });
+    const report = await verifyModels(GPT2, file, model, inputs);
+    const out = report.outputs.find((o) => o.name === 'output')!;
+    const [writtenOriginal, deployedOriginal, writtenOptimized] = await Promise.all([
+      runOriginal(GPT2, 'disabled', 'output'),
+      runOriginal(GPT2, 'all', 'output'),
+      runOriginal(file, 'disabled', 'output'),
+    ]);
+    const drift = maxAbsDiff(writtenOriginal, deployedOriginal);
+    expect(drift).toBeGreaterThan(1e-4); // the fused SkipLayerNormalization moves the original itself
+    expect(out.originalDrift).toBe(drift);
+    expect(out.asWrittenMaxAbsError).toBe(maxAbsDiff(writtenOriginal, writtenOptimized));
+    expect(out.asWrittenMaxAbsError!).toBeLessThan(out.maxAbsError);
+    expect(report.withinCertified).toBe(true);
+    console.log(
+      `gpt2 attention at maxError 0.01 (certified ${report.certified?.toExponential(2)}): deployed error ${out.maxAbsError.toExponential(2)}, ` +
+        `as written ${out.asWrittenMaxAbsError!.toExponential(2)}, onnxruntime drift of the original ${drift.toExponential(2)}`,
+    );
+  });
+});
