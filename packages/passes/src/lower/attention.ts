@@ -311,7 +311,16 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       ? b.op('Mul', [b.op('Tanh', [b.op('Div', [scaled, b.scalar('softcap', dtype, p.softcap)], 'softcap_div')], 'softcap_tanh'), b.scalar('softcap_mul', dtype, p.softcap)], 'softcapped')
       : scaled;
   const isBoolBias = bias !== undefined && dtypeOf(bias) === 'bool';
-  let logits = bias !== undefined && !isBoolBias ? b.op('Add', [capped, bias], 'biased') : capped;
+  // A float bias of another type than the scores (a model that casts QKᵀ up to float32 to add its mask and
+  // take the softmax): added in the softmax's type when it is that one, else cast to the scores' type.
+  const biasType = bias !== undefined && !isBoolBias ? dtypeOf(bias) : undefined;
+  const logitsType: DType = biasType !== undefined && biasType !== dtype && biasType === softmaxType ? softmaxType : dtype;
+  let logits = capped;
+  if (bias !== undefined && !isBoolBias) {
+    const scores = logitsType !== dtype ? b.cast(capped, logitsType, 'scores_cast') : capped;
+    const added = biasType !== undefined && biasType !== logitsType ? b.cast(bias, logitsType, 'bias_cast') : bias;
+    logits = b.op('Add', [scores, added], 'biased');
+  }
   // keep-mask: spec, kvLength and a boolean bias
   const shape = b.op('Shape', [capped], 'scores_shape');
   const at = (k: number, what: string) => b.op('Gather', [shape, b.scalar(`${what}_index`, 'i64', k)], what, { axis: { type: 'int', value: 0n } });
@@ -338,7 +347,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   if (kvLen4) parts.push(b.op('Less', [cols, kvLen4], 'kv_length_mask'));
   if (isBoolBias) parts.push(bias!);
   const keep = parts.length === 0 ? undefined : parts.reduce((acc, m) => b.op('And', [acc, m], 'keep'));
-  if (softmaxType !== dtype) logits = b.cast(logits, softmaxType, 'logits_cast');
+  if (softmaxType !== logitsType) logits = b.cast(logits, softmaxType, 'logits_cast');
   const masked = keep ? b.op('Where', [keep, logits, b.scalar('minus_inf', softmaxType, -Infinity)], 'masked') : logits;
   let probs = b.op('Softmax', [masked], 'softmax', { axis: { type: 'int', value: -1n } });
   if (keep || bias !== undefined) {
