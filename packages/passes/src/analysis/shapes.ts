@@ -147,6 +147,23 @@ class Inference {
         if (!c || !a || !b || c.length !== 1) return undefined;
         return c[0] ? a : b;
       }
+      case 'Slice': {
+        // a piece of a shape vector (the head size as Shape(x)[-1:]): only its entries need be static
+        const src = n.inputs[0]?.producer;
+        const data = at(0) ?? (src?.op === 'Shape' && src.domain === '' ? this.shapeEntries(src, depth) : undefined);
+        const fromInput = (k: number) => (n.inputs[k] !== undefined ? at(k) : undefined);
+        const starts = intsAttr(n, 'starts') ?? fromInput(1);
+        const ends = intsAttr(n, 'ends') ?? fromInput(2);
+        const axes = intsAttr(n, 'axes') ?? fromInput(3) ?? [0];
+        const steps = fromInput(4) ?? [1];
+        if (!data || !starts || !ends || starts.length !== 1 || ends.length !== 1 || axes.length !== 1 || (axes[0] !== 0 && axes[0] !== -1)) return undefined;
+        const len = data.length;
+        const step = steps[0]!;
+        if (step !== 1) return undefined;
+        const clamp = (x: number) => Math.min(len, Math.max(0, x < 0 ? x + len : x));
+        const out = data.slice(clamp(starts[0]!), clamp(ends[0]!));
+        return out.every((x) => !Number.isNaN(x)) ? out : undefined;
+      }
       case 'Gather': {
         const idx = at(1);
         if (!idx || (intAttr(n, 'axis') ?? 0) !== 0) return undefined;
@@ -271,6 +288,16 @@ class Inference {
             const total = (input as number[]).reduce((a, b) => a * b, 1);
             const part = (rest as number[]).reduce((a, b) => a * b, 1);
             dims[minus] = part === 0 ? 0 : total / part;
+          } else if (input !== undefined) {
+            // dims copied by 0 are the same on both sides and cancel: [?, ?, 4] -> [0, 0, 2, -1] leaves 4 / 2
+            const copied = (k: number) => target[k] === 0 && !allowZero && k < input.length;
+            const inLeft = input.filter((_, k) => !copied(k));
+            const outLeft = dims.filter((_, k) => k !== minus && !copied(k));
+            if (inLeft.every((d) => typeof d === 'number') && outLeft.every((d) => typeof d === 'number')) {
+              const total = (inLeft as number[]).reduce((a, b) => a * b, 1);
+              const part = (outLeft as number[]).reduce((a, b) => a * b, 1);
+              if (part > 0 && total % part === 0) dims[minus] = total / part;
+            }
           }
         }
         return dims;

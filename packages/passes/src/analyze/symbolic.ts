@@ -298,6 +298,21 @@ function step(n: Node, ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
       if (a.kind === 'ints' && a.scalar) return { ...a, rank: Math.max(a.rank, b.v.length) };
       return { ...a, rank: Math.max(rankOf(a), b.v.length) } as AV;
     }
+    case 'Transpose': {
+      // leading axes may move (a heads axis made by Expand + Transpose); the query and key axes may not
+      if (!a) return no('no input');
+      const r = rankOf(a);
+      const perm = intsAttr(n, 'perm') ?? Array.from({ length: r }, (_, k) => r - 1 - k);
+      if (r < 2 || perm.length !== r || perm[r - 2] !== r - 2 || perm[r - 1] !== r - 1) return no('Transpose moves the query/key axes');
+      if (a.kind !== 'field') return a;
+      // coefficients are keyed by axis position from the end: output axis p reads input axis perm[p]
+      const coef: Record<number, number> = {};
+      for (let p = 0; p < r; p++) {
+        const x = a.coef[perm[p]! - r];
+        if (x !== undefined) coef[p - r] = x;
+      }
+      return { ...a, coef };
+    }
     case 'Gather': {
       if (!a || a.kind !== 'ints' || !b) return no('Gather of a non-shape value');
       const k = constScalar(b);

@@ -363,10 +363,7 @@ function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, pr
   if (rank === 3 && heads !== 'single-head') {
     if (!bShape && heads === 'heads-in-batch') return noMatch('the rank of the mask over 3D scores is not known');
   } else if (rank === 3 && bShape && bShape.length === 3) {
-    const axes = constNode(graph, 'axes', Tensor.fromValues('i64', [1], [1n]));
-    const u = preludeNode(graph, 'Unsqueeze', [bias, axes.outputs[0]!], 'bias4d');
-    prelude.push(axes, u);
-    bias = u.outputs[0]!;
+    bias = insertHeadsAxis(graph, bias, 'bias4d', prelude);
   } else if (rank === 3 && !bShape) return noMatch('the rank of the mask over 3D scores is not known');
   // a keep-mask the graph does not type: Cast(to = bool) with a declared type, so every consumer (lowering,
   // export) reads it as a keep-mask rather than an additive bias
@@ -407,12 +404,23 @@ const i64 = (graph: Graph, base: string, xs: readonly number[], prelude: Node[])
   return c.outputs[0]!;
 };
 
-/** [B·H, S, D] -> [B, H, S, D]: Reshape(Unsqueeze(x, 1), [-1, H, 0, 0]). */
+// The prelude runs at the model's own opset, where Unsqueeze takes its axes as an attribute (< 13) or an input
+// (13+): new axes come from Expand (which prepends 1s) and Transpose instead, the same at every opset.
+
+/** [B·H, S, D] -> [B, H, S, D]: Reshape(Expand(x, [1, 1, 1, 1]) = [1, B·H, S, D], [-1, H, 0, 0]). */
 function unfoldHeads(graph: Graph, x: Value, heads: number, base: string, prelude: Node[]): Value {
-  const u = preludeNode(graph, 'Unsqueeze', [x, i64(graph, 'axes', [1], prelude)], base);
-  const r = preludeNode(graph, 'Reshape', [u.outputs[0]!, i64(graph, 'shape', [-1, heads, 0, 0], prelude)], base);
-  prelude.push(u, r);
+  const e = preludeNode(graph, 'Expand', [x, i64(graph, 'ones', [1, 1, 1, 1], prelude)], base);
+  const r = preludeNode(graph, 'Reshape', [e.outputs[0]!, i64(graph, 'shape', [-1, heads, 0, 0], prelude)], base);
+  prelude.push(e, r);
   return r.outputs[0]!;
+}
+
+/** [a, S, T] -> [a, 1, S, T]: Transpose(Expand(x, [1, 1, 1, 1]) = [1, a, S, T], [1, 0, 2, 3]). */
+function insertHeadsAxis(graph: Graph, x: Value, base: string, prelude: Node[]): Value {
+  const e = preludeNode(graph, 'Expand', [x, i64(graph, 'ones', [1, 1, 1, 1], prelude)], base);
+  const t = preludeNode(graph, 'Transpose', [e.outputs[0]!], base, { perm: intsAttr([1, 0, 2, 3]) });
+  prelude.push(e, t);
+  return t.outputs[0]!;
 }
 
 /**
@@ -424,11 +432,7 @@ function biasOverHeads(graph: Graph, bias: Value, q3: Value, heads: number, prel
   if (s && s.length <= 2) return bias;
   const sq = shapeOf(q3);
   const s3 = s;
-  if (s3?.[0] === 1) {
-    const u = preludeNode(graph, 'Unsqueeze', [bias, i64(graph, 'axes', [1], prelude)], 'bias_bhst');
-    prelude.push(u);
-    return u.outputs[0]!;
-  }
+  if (s3?.[0] === 1) return insertHeadsAxis(graph, bias, 'bias_bhst', prelude);
   let full = bias;
   if (!(typeof s3?.[0] === 'number' && s3[0] === sq?.[0])) {
     const shape = preludeNode(graph, 'Shape', [q3], 'bh');
@@ -441,13 +445,16 @@ function biasOverHeads(graph: Graph, bias: Value, q3: Value, heads: number, prel
   return unfoldHeads(graph, full, heads, 'bias_bhst', prelude);
 }
 
-/** Postlude [B, H, S, Dv] -> [B·H, S, Dv]: Squeeze(Reshape(y4, [-1, 1, 0, 0]), 1), the last output typed like y3. */
+/**
+ * Postlude [B, H, S, Dv] -> [B·H, S, Dv]: Gather(Reshape(y4, [-1, 1, 0, 0]), 0, axis 1) (a Squeeze of axis 1 at
+ * any opset), the last output typed like y3.
+ */
 function foldHeads(graph: Graph, y4: Value, y3: Value): Node[] {
   const nodes: Node[] = [];
   const r = preludeNode(graph, 'Reshape', [y4, i64(graph, 'shape', [-1, 1, 0, 0], nodes)], 'y_bh1sd');
-  const axes = i64(graph, 'axes', [1], nodes);
-  const sq = new Node({ domain: ONNX_DOMAIN, op: 'Squeeze', inputs: [r.outputs[0]!, axes], outputs: [new Value(y3.name, y3.type)] });
-  nodes.push(r, sq);
+  const zero = constNode(graph, 'index', Tensor.fromValues('i64', [], [0n]));
+  const sq = new Node({ domain: ONNX_DOMAIN, op: 'Gather', inputs: [r.outputs[0]!, zero.outputs[0]!], outputs: [new Value(y3.name, y3.type)], attrs: { axis: intAttr(1) as never } });
+  nodes.push(r, zero, sq);
   return nodes;
 }
 
