@@ -5,6 +5,7 @@ import { type AttnoptModel, DECIDE_STAGES as CORE_STAGES, type DecideResult, dec
 import { CliError, ExitCode } from './exit-codes.js';
 import type { DecisionFlags } from './options.js';
 import type { Progress } from './progress.js';
+import { failedOn } from './failure.js';
 import { samplesFor } from './samples.js';
 
 /** Stage names of decide (for the progress bar). */
@@ -12,11 +13,11 @@ export const DECIDE_STAGES = ['calibration inputs', ...CORE_STAGES] as const;
 
 export async function decideOrFail(model: AttnoptModel, modelPath: string, flags: DecisionFlags, target: string, progress: Progress): Promise<DecideResult> {
   progress.stage('calibration inputs');
-  const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2) : [];
+  const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
   try {
     return await decide(model, { maxError: flags.maxError, samples, seqLen: flags.seqLen, seed: flags.seed, target, runtime: flags.runtime, onStage: (s) => progress.stage(s) });
   } catch (e) {
-    throw new CliError(`${modelPath}: ${(e as Error).message}`, ExitCode.badInput);
+    throw failedOn(modelPath, e, flags.calibration === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false });
   }
 }
 

@@ -8,6 +8,7 @@ import { type Command } from 'commander';
 import { AtomicFile, type AttnoptModel, buildReport, OPTIMIZE_STAGES, optimize, type OptimizeResult, type OptimizedSite, renderReport, writeOnnx } from '@attnopt/core';
 import { requireSites } from './decide.js';
 import { CliError, ExitCode } from './exit-codes.js';
+import { failedOn } from './failure.js';
 import { loadModelOrFail } from './load.js';
 import { addDecisionOptions, type DecisionFlags } from './options.js';
 import { withProgress } from './progress.js';
@@ -113,7 +114,7 @@ export function registerOptimize(program: Command): void {
       const stages = flags.report !== undefined ? [...STAGES.slice(0, -1), 'report', 'write'] : STAGES;
       const result = await withProgress('optimize', stages, async (p) => {
         p.stage('calibration inputs');
-        const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2) : [];
+        const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
         let optimized: OptimizeResult;
         try {
           optimized = await optimize(model, {
@@ -126,7 +127,7 @@ export function registerOptimize(program: Command): void {
             onStage: (s) => p.stage(s),
           });
         } catch (e) {
-          throw new CliError(`${modelPath}: ${(e as Error).message}`, ExitCode.badInput);
+          throw failedOn(modelPath, e, flags.calibration === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false });
         }
         requireSites(optimized.sites.length, modelPath, 'optimize');
         let html: string | undefined;

@@ -22,6 +22,16 @@ export function integer(value: string): number {
   return x;
 }
 
+/** --dim NAME=SIZE (repeatable): the size of a symbolic input dim for generated inputs. */
+export function dimSize(value: string, previous: Record<string, number> = {}): Record<string, number> {
+  const m = /^([^=]+)=(\d+)$/.exec(value.trim());
+  const size = m ? Number(m[2]) : NaN;
+  if (!m || !Number.isSafeInteger(size) || size < 1) throw new InvalidArgumentError('expected NAME=SIZE with SIZE an integer >= 1, e.g. hidden_size=768');
+  return { ...previous, [m[1]!.trim()]: size };
+}
+
+export const DIM_HELP = 'size of a symbolic input dim for generated inputs, e.g. --dim hidden_size=768 (repeatable; wins over --seq-len)';
+
 /** The cost models --target names (optimize, explain, inspect). */
 export const COST_TARGETS = ['onnxruntime-cpu', 'attnopt-cpu', 'webgpu'] as const;
 
@@ -43,17 +53,19 @@ export interface DecisionFlags {
   seqLen: number;
   calibration?: string;
   seed: number;
+  dim?: Record<string, number>;
   target?: string;
   runtime: Runtime;
 }
 
-/** Adds --max-error, --seq-len, --calibration, --seed, --runtime and (when withTarget) --target to a command. */
+/** Adds --max-error, --seq-len, --calibration, --seed, --dim, --runtime and (when withTarget) --target to a command. */
 export function addDecisionOptions(command: Command, withTarget: boolean): Command {
   command
     .option('--max-error <e>', 'max absolute error of each site, certified on calibration data; 0 allows exact rewrites only', nonNegativeNumber, 1e-2)
     .option('--seq-len <n>', 'sequence length of generated calibration inputs (and of the costs reported)', positiveInteger, 128)
     .option('--calibration <path>', 'calibration inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
     .option('--seed <s>', 'seed of generated inputs and seeded forms', integer, 0)
+    .option('--dim <name=size>', DIM_HELP, dimSize)
     .addOption(runtimeOption('for calibration'));
   if (withTarget) command.option('--target <name>', `cost model target: ${COST_TARGETS.join(', ')}`, costTarget, 'onnxruntime-cpu');
   return command;

@@ -4,8 +4,21 @@ import { existsSync } from 'node:fs';
 import { type AttnoptModel, type CalibrationSample, calibrationSet, generateInputs } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 
-export function samplesFor(model: AttnoptModel, path: string | undefined, seqLen: number, seed: number, count: number): CalibrationSample[] {
-  if (path === undefined) return generateInputs(model, { seqLen, seed, count });
+export function samplesFor(
+  model: AttnoptModel,
+  path: string | undefined,
+  seqLen: number,
+  seed: number,
+  count: number,
+  dims?: Readonly<Record<string, number>>,
+): CalibrationSample[] {
+  if (path === undefined) {
+    try {
+      return generateInputs(model, { seqLen, seed, count, ...(dims ? { dims } : {}) });
+    } catch (e) {
+      throw new CliError((e as Error).message, ExitCode.badInput);
+    }
+  }
   if (!existsSync(path)) throw new CliError(`${path}: no such file or folder`, ExitCode.badInput);
   try {
     return [...calibrationSet(path, model)];

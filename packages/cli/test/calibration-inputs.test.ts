@@ -130,3 +130,35 @@ describe('bad calibration inputs: exit 2, the file and the input named, nothing 
     expect(r.stderr).toContain('element 3 is NaN');
   });
 });
+
+describe('--dim: sizes of symbolic dims the rules cannot guess', () => {
+  // onnxruntime's microbench Attention: weights [hidden_size, len] fed as inputs, len = 3 x hidden_size
+  const microbench = resolve(here, '../../../../shared/fixtures/onnx/ort-models/onnxruntime/python/tools/microbench/models/attention_fp32.onnx');
+
+  test('without it the run fails with exit 2, naming the model once and saying what to give', async () => {
+    const out = join(scratch, 'never-dim.onnx');
+    const r = await attnopt('optimize', microbench, '-o', out, '--seq-len', '8');
+    expect(r.code).toBe(2);
+    expect(r.stderr.split(microbench).length - 1).toBe(1);
+    expect(r.stderr).toContain('onnxruntime failed');
+    expect(r.stderr).toContain('give real inputs with --calibration DIR, or the sizes of its symbolic dims with --dim NAME=SIZE');
+    expect(existsSync(out)).toBe(false);
+  });
+
+  test('with it, optimize and verify run, and the sizes are the ones named', async () => {
+    const out = join(scratch, 'dim.onnx');
+    const dims = ['--dim', 'hidden_size=48', '--dim', 'len=144'];
+    const o = await attnopt('optimize', microbench, '-o', out, '--seq-len', '8', ...dims, '--json');
+    expect(o.stderr).toBe('');
+    expect(o.code).toBe(0);
+    const v = await attnopt('verify', microbench, out, '--seq-len', '8', ...dims, '--json');
+    expect(v.code).toBe(0);
+    expect(JSON.parse(v.stdout).outputs.map((x: { shape: number[] }) => x.shape)).toEqual([[1, 8, 48]]);
+  });
+
+  test('a malformed --dim is a usage error', async () => {
+    const r = await attnopt('optimize', microbench, '-o', join(scratch, 'never-dim2.onnx'), '--dim', 'hidden_size');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('expected NAME=SIZE');
+  });
+});

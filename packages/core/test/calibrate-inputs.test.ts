@@ -194,3 +194,23 @@ describe('generateInputs', () => {
     expect(sample!['segment']!.shape).toEqual([2, 400]);
   });
 });
+
+describe('generated inputs: sizes of symbolic dims', () => {
+  // com.microsoft Attention with its projection weight and bias fed as model inputs (onnxruntime's test model)
+  const attention = resolve(fixtures, 'ort-models/onnxruntime/test/testdata/attention_mask1d_fp16.onnx');
+
+  test('a weight fed as an input does not fix the batch (its leading dim is no batch)', () => {
+    const [sample] = generateInputs(importOnnx(attention), { seqLen: 5 });
+    expect(sample!['weight']!.shape).toEqual([768, 2304]);
+    expect(sample!['input']!.shape).toEqual([1, 5, 768]);
+    expect(sample!['mask_index']!.shape).toEqual([1]);
+  });
+
+  test('dims name the size of any symbolic dim and win over the rules', () => {
+    const microbench = resolve(fixtures, 'ort-models/onnxruntime/python/tools/microbench/models/attention_fp32.onnx');
+    const [sample] = generateInputs(importOnnx(microbench), { seqLen: 5, dims: { hidden_size: 48, len: 144, batch_size: 3 } });
+    expect(sample!['INPUT']!.shape).toEqual([3, 5, 48]);
+    expect(sample!['WEIGHT']!.shape).toEqual([48, 144]);
+    expect(sample!['BIAS']!.shape).toEqual([144]);
+  });
+});

@@ -293,7 +293,7 @@ async function ortRunner(model: AttnoptModel, inputs: readonly ModelInput[], opt
   const calib = buildCalibrationModel(model, options);
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(calib.bytes, { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 });
+    session = await ort.InferenceSession.create(calib.bytes, { graphOptimizationLevel: 'disabled', logSeverityLevel: 4 }); // errors come back as exceptions, named below
   } catch (e) {
     throw new Error(`${where}: onnxruntime cannot load the lowered calibration model: ${(e as Error).message}`);
   }

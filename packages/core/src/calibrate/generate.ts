@@ -5,7 +5,8 @@
 // - *position*: 0, 1, ... counting from pastLen along the last axis;
 // - other integer inputs (*ids* and the rest): uniform in [0, vocab), vocab read from the table the
 //   smallest table the input indexes through Gather (through Cast/Identity/Unsqueeze/Reshape), else [0, intRange);
-// - symbolic batch dims default to the static leading dim the other inputs share (else 1);
+// - symbolic batch dims default to the static leading dim the other inputs share (else 1), weights fed as
+//   inputs (right operands of MatMul / Gemm / com.microsoft Attention) aside;
 // - bool inputs: the mask rule; float inputs named like *mask*: the mask rule too; other floats: N(0, 1).
 
 import { type DType, type Graph, SplitMix64, type Value } from '@attnopt/ir';
@@ -57,11 +58,19 @@ export function gatherBound(v: Value, depth = 0): number | undefined {
   return bound;
 }
 
-/** The batch a model fixes: the static leading dim that every rank >= 2 input with a static leading dim shares. */
-function staticBatch(inputs: readonly { readonly shape?: readonly (number | string)[] }[]): number | undefined {
+/**
+ * Whether a model input is a weight fed as an input (the right operand of a MatMul / Gemm, the projection
+ * of a com.microsoft Attention): its leading dim is no batch.
+ */
+function isWeight(v: Value): boolean {
+  return v.uses().some(({ node, index }) => index === 1 && (node.op === 'MatMul' || node.op === 'Gemm' || (node.op === 'Attention' && node.domain === 'com.microsoft')));
+}
+
+/** The batch a model fixes: the static leading dim that every rank >= 2 input (but weights) with a static leading dim shares. */
+function staticBatch(inputs: readonly { readonly shape?: readonly (number | string)[]; readonly value: Value }[]): number | undefined {
   const leading = new Set<number>();
   for (const i of inputs) {
-    const d = i.shape !== undefined && i.shape.length >= 2 ? i.shape[0] : undefined;
+    const d = i.shape !== undefined && i.shape.length >= 2 && !isWeight(i.value) ? i.shape[0] : undefined;
     if (typeof d === 'number') leading.add(d);
   }
   return leading.size === 1 ? [...leading][0] : undefined;

@@ -1,0 +1,20 @@
+// A failure of the library on a model, as the command reports it: the model named once, and, where a run of
+// the model on generated inputs failed, what the user can give instead.
+
+import { CliError, ExitCode } from './exit-codes.js';
+
+/** How the inputs of a run were made: generated (at this sequence length) or read from a folder. */
+export type InputsMade = { readonly generated: true; readonly seqLen: number } | { readonly generated: false };
+
+const RUN_FAILED = /onnxruntime failed|the CPU executor failed/;
+
+export function failedOn(modelPath: string, e: unknown, inputs: InputsMade, option = '--calibration'): CliError {
+  let message = (e as Error).message;
+  while (message.startsWith(`${modelPath}: `)) message = message.slice(modelPath.length + 2);
+  const hint =
+    inputs.generated && RUN_FAILED.test(message)
+      ? `\n  the inputs were generated from the model's input types (--seq-len ${inputs.seqLen}, other symbolic dims by name); ` +
+        `give real inputs with ${option} DIR, or the sizes of its symbolic dims with --dim NAME=SIZE`
+      : '';
+  return new CliError(`${modelPath}: ${message}${hint}`, ExitCode.badInput);
+}
