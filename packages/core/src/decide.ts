@@ -146,10 +146,13 @@ export async function decide(model: AttnoptModel, options: DecideOptions = {}): 
   const decisions = new Map<Node, SiteDecision>();
   const groupNodes = new Map<Node, readonly Node[]>();
   const calibrated = new Set<string>();
+  const uncollected = new Map<string, string>(); // site -> why calibration read nothing there
   if (budget > 0 && sites.length > 0) {
     stage('calibrate');
     const samples = options.samples ?? generateInputs(model, { seqLen, seed: options.seed ?? 0, count: options.calibrationCount ?? 2 });
-    const calibration = (await collectSiteTensors(model, samples, { runtime: options.runtime ?? 'onnxruntime' })).filter((s) => s.samples.length > 0);
+    const collected = await collectSiteTensors(model, samples, { runtime: options.runtime ?? 'onnxruntime' });
+    for (const s of collected) if (s.skipped !== undefined) uncollected.set(s.id, s.skipped);
+    const calibration = collected.filter((s) => s.samples.length > 0);
     for (const s of calibration) calibrated.add(s.id);
     stage('sparsify');
     const pass = sparsifyPass({
@@ -174,7 +177,7 @@ export async function decide(model: AttnoptModel, options: DecideOptions = {}): 
         : budget === 0
           ? 'the budget is 0: only exact rewrites are allowed, so no approximate form was tried'
           : !calibrated.has(id)
-            ? 'no calibration data reached this site'
+            ? `no calibration data reached this site${uncollected.has(id) ? `: ${uncollected.get(id)}` : ''}`
             : 'sparsify made no decision for this site';
     const common = { id, node, facts: f, ...(decision ? { decision } : {}), ...(skipped ? { skipped } : {}) };
     const flopsBefore = siteFlops(node, parseSpec(f.recognized), seqLen, profile);

@@ -62,6 +62,18 @@ describe('collectSiteTensors', () => {
     expect(sites[0]!.samples[0]!.bias).toBeDefined();
   });
 
+  test('every site in a subgraph (a Sampling decoder): nothing is run, each site says why it has no samples', async () => {
+    const file = resolve(fixtures, 'ort-models/onnxruntime/test/testdata/transformers/tiny_gpt2_sampling.onnx');
+    const model = importOnnx(file);
+    recognize(model.graph);
+    const sites = await collectSiteTensors(model, generateInputs(model, { seqLen: 4, count: 1 }));
+    expect(sites).toHaveLength(5);
+    for (const s of sites) {
+      expect(s.samples).toEqual([]);
+      expect(s.skipped).toContain('inside a subgraph');
+    }
+  });
+
   test('examples/tiny-bert (external data)', async () => {
     await checkModel(tinyBert, 2);
   });

@@ -123,7 +123,7 @@ function sitePlans(graph: Graph, options: Pick<CollectOptions, 'outputs'>): Site
   for (const v of graph.definedValues()) used.add(v.name);
   return [...graph.allNodes()].filter(isAttention).map((node, k) => {
     const id = `site${k}`;
-    if (!topLevel.has(node)) return { id, node, values: {}, skipped: 'the site is inside a subgraph (If/Loop/Scan body), whose values cannot be graph outputs' };
+    if (!topLevel.has(node)) return { id, node, values: {}, skipped: 'the site is inside a subgraph (an If / Loop / Scan body, a BeamSearch or Sampling decoder), whose values cannot be graph outputs' };
     const values: Partial<Record<Role, Value>> = {};
     for (const [role, index] of Object.entries(ROLES) as [Role, number][]) {
       const v = node.inputs[index];
@@ -303,6 +303,8 @@ async function ortRunner(model: AttnoptModel, inputs: readonly ModelInput[], opt
     plans: calib.plans,
     graph: calib.graph,
     run: async (sample, index) => {
+      // every site in a subgraph (a BeamSearch decoder): nothing to read, nothing to run
+      if (wanted.size === 0) return () => undefined;
       const feeds: Record<string, ort.Tensor> = {};
       for (const i of inputs) feeds[i.name] = toOrt(sample[i.name]!, i.name);
       let out: ort.InferenceSession.OnnxValueMapType;
