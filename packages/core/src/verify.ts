@@ -189,7 +189,7 @@ interface ModelRunner {
   release(): Promise<void>;
 }
 
-async function ortRunner(model: string | Uint8Array, level: 'all' | 'disabled' = 'all'): Promise<ModelRunner> {
+async function ortRunner(model: string | Uint8Array, label: string, level: 'all' | 'disabled' = 'all'): Promise<ModelRunner> {
   const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: level, logSeverityLevel: 4 }; // errors come back as exceptions
   const session = await ort.InferenceSession.create(model as string, opts);
   return {
@@ -198,7 +198,12 @@ async function ortRunner(model: string | Uint8Array, level: 'all' | 'disabled' =
     prepare: (sample) => {
       const feeds = Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toOrt(t, k)]));
       return async () => {
-        const out = await session.run(feeds);
+        let out: ort.InferenceSession.OnnxValueMapType;
+        try {
+          out = await session.run(feeds);
+        } catch (e) {
+          throw new Error(`${label}: onnxruntime failed: ${(e as Error).message}`, { cause: e });
+        }
         return (name) => (out[name] ? fromOrtTensor(out[name] as ort.Tensor) : undefined);
       };
     },
@@ -294,7 +299,7 @@ export async function verifyModels(
 ): Promise<VerifyReport> {
   const logitsName = options.logitsPattern ?? /logit|score|class|prob/i;
   const runtime = checkRuntime(options.runtime ?? 'onnxruntime');
-  const open = (m: string | Uint8Array, role: string) => (runtime === 'attnopt-cpu' ? cpuRunner(m, labelOf(m, role)) : ortRunner(m));
+  const open = (m: string | Uint8Array, role: string) => (runtime === 'attnopt-cpu' ? cpuRunner(m, labelOf(m, role)) : ortRunner(m, labelOf(m, role)));
   const a = await open(original, 'original');
   let b: ModelRunner;
   try {
@@ -360,9 +365,9 @@ async function withAsWritten(
   const asWritten = new Map<string, number>();
   const drift = new Map<string, number>();
   const keepMax = (m: Map<string, number>, k: string, v: number) => m.set(k, Math.max(m.get(k) ?? 0, v));
-  const a = await ortRunner(original, 'disabled');
+  const a = await ortRunner(original, labelOf(original, 'original'), 'disabled');
   try {
-    const b = await ortRunner(optimizedModel, 'disabled');
+    const b = await ortRunner(optimizedModel, labelOf(optimizedModel, 'optimized'), 'disabled');
     try {
       for (const [k, sample] of samples.entries()) {
         const outA = await a.prepare(sample)();
