@@ -74,6 +74,16 @@ describe('collectSiteTensors', () => {
     }
   });
 
+  test('a model at opset 9 (no Range for the lowering): nothing is run, each site says why', async () => {
+    const file = resolve(fixtures, 'ort-models/onnxruntime/test/testdata/transform/fusion/attention_int32_mask.onnx');
+    const model = importOnnx(file);
+    recognize(model.graph);
+    const sites = await collectSiteTensors(model, generateInputs(model, { seqLen: 4, count: 1 }));
+    expect(sites).toHaveLength(1);
+    expect(sites[0]!.samples).toEqual([]);
+    expect(sites[0]!.skipped).toContain("the model's opset 9 is below 11");
+  });
+
   test('examples/tiny-bert (external data)', async () => {
     await checkModel(tinyBert, 2);
   });

@@ -288,8 +288,28 @@ interface SampleRunner {
   result(): CalibrationModel;
 }
 
+/** The lowering writes Range (opset 11): below that onnxruntime cannot run a lowered copy of the model. */
+const LOWEST_CALIBRATION_OPSET = 11;
+
+/** Every site skipped for `why`: nothing is built or run (the sites are kept as the model wrote them). */
+function skippingRunner(model: AttnoptModel, why: string): SampleRunner {
+  const { copy } = copyModel(model);
+  const plans = sitePlans(copy.graph, { outputs: false }).map((p) => ({ ...p, values: {}, skipped: p.skipped ?? why }));
+  return {
+    plans,
+    graph: copy.graph,
+    run: async () => () => undefined,
+    release: async () => {},
+    result: () => ({ bytes: encodeModel(exportModel(copy)), sites: summaries(plans) }),
+  };
+}
+
 async function ortRunner(model: AttnoptModel, inputs: readonly ModelInput[], options: CollectOptions): Promise<SampleRunner> {
   const where = model.file ?? 'model';
+  const opset = declaredOpset(model.proto);
+  if (opset < LOWEST_CALIBRATION_OPSET && options.opset === undefined) {
+    return skippingRunner(model, `the model's opset ${opset} is below ${LOWEST_CALIBRATION_OPSET}, the lowest at which attnopt's lowering (it writes Range) runs in onnxruntime; raise the model's opset to calibrate it`);
+  }
   const calib = buildCalibrationModel(model, options);
   let session: ort.InferenceSession;
   try {
