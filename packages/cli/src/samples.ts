@@ -1,4 +1,6 @@
-// Calibration or verification inputs: a folder the user names, or inputs generated from the model.
+// Calibration or verification inputs: a folder the user names, or inputs generated from the model. Generated
+// inputs are made when first read (a model with no attention site never needs them, and weights fed as inputs
+// can be large), then kept for the next reader.
 
 import { existsSync } from 'node:fs';
 import { type AttnoptModel, type CalibrationSample, calibrationSet, generateInputs } from '@attnopt/core';
@@ -11,13 +13,19 @@ export function samplesFor(
   seed: number,
   count: number,
   dims?: Readonly<Record<string, number>>,
-): CalibrationSample[] {
+): Iterable<CalibrationSample> {
   if (path === undefined) {
-    try {
-      return generateInputs(model, { seqLen, seed, count, ...(dims ? { dims } : {}) });
-    } catch (e) {
-      throw new CliError((e as Error).message, ExitCode.badInput);
-    }
+    let made: CalibrationSample[] | undefined;
+    return {
+      [Symbol.iterator]: () => {
+        try {
+          made ??= generateInputs(model, { seqLen, seed, count, ...(dims ? { dims } : {}) });
+        } catch (e) {
+          throw new CliError((e as Error).message, ExitCode.badInput);
+        }
+        return made[Symbol.iterator]();
+      },
+    };
   }
   if (!existsSync(path)) throw new CliError(`${path}: no such file or folder`, ExitCode.badInput);
   try {

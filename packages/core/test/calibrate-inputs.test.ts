@@ -214,3 +214,14 @@ describe('generated inputs: sizes of symbolic dims', () => {
     expect(sample!['BIAS']!.shape).toEqual([144]);
   });
 });
+
+describe('generated inputs: op parameters by name', () => {
+  test('a Sampling GPT-2 gets a max_length past its prompt, so onnxruntime can run it', () => {
+    const sampling = resolve(fixtures, 'ort-models/onnxruntime/test/testdata/transformers/tiny_gpt2_sampling.onnx');
+    const [sample] = generateInputs(importOnnx(sampling), { seqLen: 6 });
+    expect([...sample!['max_length']!.data]).toEqual([10]);
+    expect([...sample!['min_length']!.data]).toEqual([1]);
+    expect([...sample!['repetition_penalty']!.data]).toEqual([1]);
+    expect(sample!['input_ids']!.shape).toEqual([1, 6]);
+  });
+});

@@ -7,7 +7,10 @@
 //   smallest table the input indexes through Gather (through Cast/Identity/Unsqueeze/Reshape), else [0, intRange);
 // - symbolic batch dims default to the static leading dim the other inputs share (else 1), weights fed as
 //   inputs (right operands of MatMul / Gemm / com.microsoft Attention) aside;
-// - bool inputs: the mask rule; float inputs named like *mask*: the mask rule too; other floats: N(0, 1).
+// - bool inputs: the mask rule; float inputs named like *mask*: the mask rule too; other floats: N(0, 1);
+// - parameters by name, valid rather than noise: GroupQueryAttention's seqlens_k (pastLen + seqLen - 1) and
+//   total_sequence_length (pastLen + seqLen); BeamSearch / GreedySearch / Sampling's max_length (seqLen + 4),
+//   min_length and num_return_sequences (1), num_beams (2), length_penalty, repetition_penalty, temperature (1).
 
 import { type DType, type Graph, SplitMix64, type Value } from '@attnopt/ir';
 import type { AttnoptModel } from '../model.js';
@@ -126,6 +129,19 @@ export function hostTensorFromNumbers(dtype: DType, shape: readonly number[], va
   return { dtype, shape: [...shape], data };
 }
 
+/** The value of an input that is a parameter of an op rather than data (see the rules at the top), or undefined. */
+function parameterValue(name: string, seqLen: number, pastLen: number): number | undefined {
+  switch (name) {
+    case 'seqlens_k': return pastLen + seqLen - 1;
+    case 'total_sequence_length': return pastLen + seqLen;
+    case 'max_length': return seqLen + 4;
+    case 'min_length': case 'num_return_sequences': return 1;
+    case 'num_beams': return 2;
+    case 'length_penalty': case 'repetition_penalty': case 'temperature': return 1;
+    default: return undefined;
+  }
+}
+
 /** Seeded calibration samples for every input of `model` (see the rules at the top of this file). */
 export function generateInputs(model: AttnoptModel | Graph, options: GenerateOptions = {}): CalibrationSample[] {
   const graph = 'graph' in model ? model.graph : model;
@@ -154,7 +170,10 @@ export function generateInputs(model: AttnoptModel | Graph, options: GenerateOpt
       const last = shape[shape.length - 1] ?? 1;
       const isFloat = input.dtype === 'f32' || input.dtype === 'f64' || input.dtype === 'f16' || input.dtype === 'bf16';
       let values: ArrayLike<number>;
-      if (name.includes('mask') || input.dtype === 'bool') {
+      const parameter = parameterValue(name, o.seqLen, o.pastLen);
+      if (parameter !== undefined) {
+        values = Array<number>(n).fill(parameter);
+      } else if (name.includes('mask') || input.dtype === 'bool') {
         // Ones; row r of batch b (b = r / rowsPerBatch) pads its last min(b, last - 1) keys.
         const perBatch = shape.length >= 2 ? n / shape[0]! : n;
         values = Array.from({ length: n }, (_, k) => {
