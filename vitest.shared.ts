@@ -1,5 +1,6 @@
 // Shared Vitest settings for every package: resolve workspace packages to their TypeScript
 // sources (the "@attnopt/source" export condition) so tests never need a build step.
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 const conditions = ['@attnopt/source', 'import', 'module', 'node', 'default'];
@@ -11,5 +12,6 @@ export default defineConfig({
     pool: 'forks',
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 120_000,
+    setupFiles: [fileURLToPath(new URL('./vitest.setup.ts', import.meta.url))],
   },
 });
