@@ -247,9 +247,9 @@ function fusedCausal(n: Node): boolean | undefined {
   return u?.type === 'int' && Number(u.value) !== 0;
 }
 
-/** Whether `v` reads a model input (a data-dependent mask) anywhere below it. */
+/** Whether `v` reads a model input's data (a data-dependent mask) anywhere below it; a Shape reads only lengths. */
 function readsInput(v: Value | undefined, g: Graph, seen = new Set<Value>()): boolean {
-  if (!v || seen.has(v)) return false;
+  if (!v || seen.has(v) || v.producer?.op === 'Shape') return false;
   seen.add(v);
   if (!v.producer) return (g.inputs as readonly Value[]).includes(v) && !v.initializer;
   return v.producer.inputs.some((x) => readsInput(x, g, seen));
@@ -257,20 +257,8 @@ function readsInput(v: Value | undefined, g: Graph, seen = new Set<Value>()): bo
 
 const relName = (file: string) => path.relative(FIXTURES, file);
 
-/**
- * Causal unfused sites not proven, by model and site index, with the reason the analysis gives. GPT-2's
- * exporter slices its causal buffer by the shape of the scores themselves (bias[:, :, ns - nd : ns, :ns] with
- * nd, ns = w.shape[-2:]); the analysis reads those lengths as the scores' own shape symbols, which it cannot
- * tie to S_q and S_k without a symbolic shape inference through the Q/K reshapes. The sites keep the mask as
- * a bias (exact, not exploited).
- */
-const ORT_NOT_YET_CAUSAL = new Map<string, string>([
-  ['ort-models/onnxruntime/test/testdata/attention_past_state.onnx#0', "not proven: the band's offsets 183.shape[3] - 183.shape[2] are neither constant nor S_k - S_q"],
-  ['ort-models/onnxruntime/test/testdata/transform/fusion/attention_past_unidir.onnx#0', "not proven: the band's offsets 354.shape[3] - 354.shape[2] are neither constant nor S_k - S_q"],
-  ['ort-models/onnxruntime/test/testdata/transform/fusion/gpt2_one_layer.onnx#0', "not proven: the band's offsets 317.shape[3] - 317.shape[2] are neither constant nor S_k - S_q"],
-  ['ort-models/onnxruntime/test/testdata/transform/fusion/gpt2_past_mask_one_layer.onnx#0', "not proven: the band's offsets 350.shape[3] - 350.shape[2] are neither constant nor S_k - S_q"],
-  ['ort-models/onnxruntime/test/testdata/transform/fusion/gpt2_past_one_layer.onnx#0', "not proven: the band's offsets 348.shape[3] - 348.shape[2] are neither constant nor S_k - S_q"],
-]);
+/** Causal unfused sites not proven, by model and site index, with the reason the analysis gives. */
+const ORT_NOT_YET_CAUSAL = new Map<string, string>([]);
 /**
  * Models whose masks onnxruntime cannot run, with its first error (none of them builds a mask from indices: a
  * constant all-zero key mask, a model-input mask used as is, a constant [6, 8] batch x key mask). The microbench

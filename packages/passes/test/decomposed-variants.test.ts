@@ -183,3 +183,37 @@ describe('fully-masked-row guard', () => {
     expect(why).toMatch(/not the fully-masked-row guard/);
   });
 });
+
+describe('lengths read from the scores (GPT-2: nd, ns = w.size(-2), w.size(-1))', () => {
+  test('the Shape of the scores is read from Q and K instead, so QKᵀ is not computed twice; the order stays valid', () => {
+    const { g, att } = lift(`graph g {
+${QKV4}
+  init %s: f32[] = tensor<f32[]> [4.0]
+  init %ninf: f32[] = tensor<f32[]> [-inf]
+  init %buf: f32[1, 1, 8, 8] = tensor<f32[1, 1, 8, 8]> [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+  init %m2: i64[1] = tensor<i64[1]> [-2]
+  init %m1: i64[1] = tensor<i64[1]> [-1]
+  init %end: i64[1] = tensor<i64[1]> [9223372036854775807]
+  init %zero: i64[1] = tensor<i64[1]> [0]
+  init %ax2: i64[1] = tensor<i64[1]> [2]
+  init %ax3: i64[1] = tensor<i64[1]> [3]
+${SCORES}
+  %sh = Shape(%sc)
+  %nd = Slice(%sh, %m2, %m1)
+  %ns = Slice(%sh, %m1, %end)
+  %start = Sub(%ns, %nd)
+  %rows = Slice(%buf, %start, %ns, %ax2)
+  %band = Slice(%rows, %zero, %ns, %ax3)
+  %keep = Cast(%band) {to = 9}
+  %w = Where(%keep, %sc, %ninf)
+  %p = Softmax(%w) {axis = -1}
+  %y = MatMul(%p, %v)
+  output %y
+}`);
+    expect(att).toHaveLength(1);
+    expect(g.nodes.filter((n) => n.op === 'MatMul' || n.op === 'Div')).toEqual([]);
+    // the mask's lengths: Shape(Q)[0:3] ++ Shape(K)[2], built before the Slices that read them (assertValid)
+    const lengths = g.nodes.find((n) => n.name === 'nd' || n.outputs[0]?.name === 'nd')!;
+    expect(lengths.inputs[0]!.producer?.op).toBe('Concat');
+  });
+});

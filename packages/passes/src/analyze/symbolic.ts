@@ -315,6 +315,12 @@ function step(n: Node, ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
     }
     case 'Gather': {
       if (!a || a.kind !== 'ints' || !b) return no('Gather of a non-shape value');
+      if (b.kind === 'ints' && !b.scalar && b.v.length !== 1) {
+        // several entries of a shape vector (Shape(Q)[0 : r-1])
+        if (!b.v.every(symIsConst)) return no('Gather by a non-constant index');
+        const v = b.v.map(({ c }) => a.v[c < 0 ? c + a.v.length : c] ?? no(`index ${c} out of range`));
+        return { kind: 'ints', v, scalar: false, rank: 1 };
+      }
       const k = constScalar(b);
       if (k === undefined || (b.kind === 'ints' && !b.scalar && b.v.length !== 1)) return no('Gather by a non-constant index');
       const el = a.v[k < 0 ? k + a.v.length : k] ?? no(`index ${k} out of range`);

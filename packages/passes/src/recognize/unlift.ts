@@ -8,6 +8,7 @@
 import type { Graph, Node } from '@attnopt/ir';
 import { removeDead } from '@attnopt/rewrite';
 import { LIFT_RECORD, type LiftRecord } from './lift.js';
+import { sortTopologically, topologicallyOrdered } from './order.js';
 
 /** Why `node` cannot be unlifted, or undefined when it can. */
 export function unliftBlocker(node: Node): string | undefined {
@@ -47,43 +48,4 @@ export function unliftSite(node: Node): boolean {
   // a site lifted in two steps (a rule that rewrote an Attention node lifted before) goes back all the way
   for (const m of record.matched) if (m.node.graph === graph && m.node.annotations.has(LIFT_RECORD)) unliftSite(m.node);
   return true;
-}
-
-/** True when every value a node reads from this graph's nodes is produced before it. */
-function topologicallyOrdered(graph: Graph): boolean {
-  const position = new Map(graph.nodes.map((n, k) => [n, k]));
-  return graph.nodes.every((n, k) =>
-    n.inputs.every((v) => {
-      const p = v?.producer === undefined ? undefined : position.get(v.producer);
-      return p === undefined || p < k;
-    }),
-  );
-}
-
-/** Reorders the nodes so producers come first, keeping the present order wherever it is already valid. */
-function sortTopologically(graph: Graph): void {
-  const nodes = [...graph.nodes];
-  const members = new Set(nodes);
-  const placed = new Set<Node>();
-  const order: Node[] = [];
-  for (const root of nodes) {
-    // depth first, producers before consumers, iteratively (graphs can be deep)
-    const stack: { node: Node; next: number }[] = [{ node: root, next: 0 }];
-    while (stack.length > 0) {
-      const top = stack.at(-1)!;
-      if (top.next === 0 && placed.has(top.node)) {
-        stack.pop();
-        continue;
-      }
-      placed.add(top.node);
-      const v = top.node.inputs[top.next++];
-      if (top.next > top.node.inputs.length) {
-        stack.pop();
-        order.push(top.node);
-      } else if (v?.producer !== undefined && members.has(v.producer) && !placed.has(v.producer)) {
-        stack.push({ node: v.producer, next: 0 });
-      }
-    }
-  }
-  graph.nodes.splice(0, graph.nodes.length, ...order);
 }

@@ -29,6 +29,7 @@ import {
 } from '@attnopt/ir';
 import { type MatchResult, matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
 import { liftSite, type SiteMatch } from '../lift.js';
+import { sortTopologically, topologicallyOrdered } from '../order.js';
 import { dtypeOf, type MaskStep, matchScoreChain, onnxOp } from './chain.js';
 import { matchKvRepeat } from './kv-repeat.js';
 import { inferDtype, shapeOf, staticNumbers, staticScalar } from '../../analysis/shapes.js';
@@ -274,6 +275,15 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     if (stage !== undefined) scores = { value: x, mode: stage };
   }
 
+  // the lengths read from the dense scores' shape (GPT-2: nd, ns = w.size(-2), w.size(-1)) come from Q and K,
+  // so the scores need not be computed once the site is lifted
+  const shapeReads = scores === undefined && escaping.length > 0 ? scoreShapeReads(graph, escaping, inside, c.stages, c.qSide, k, rank) : undefined;
+  if (shapeReads) {
+    nodes.push(...shapeReads.shapes);
+    prelude.push(...shapeReads.prelude);
+    variants.push('lengths-from-scores');
+  }
+
   const params: AttentionParams = {
     numHeads: heads4?.heads ?? numHeads,
     kvNumHeads: heads4?.heads ?? kvNumHeads,
@@ -297,8 +307,80 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     matched: nodes,
     prelude,
     ...(heads4 ? { postlude: heads4.postlude, attentionOutput: heads4.y } : {}),
+    ...(shapeReads ? { preludeOutputs: shapeReads.replaced } : {}),
   };
   return matched({ site, variants });
+}
+
+/** A static int vector of `v` (a constant or a Constant node's output), or undefined. */
+function staticInts(v: Value | undefined): number[] | undefined {
+  const xs = v === undefined ? undefined : staticNumbers(v);
+  return xs === undefined ? undefined : [...xs];
+}
+
+/** Whether `n` reads only entries at or after `from` of the rank-`rank` shape vector it takes as input 0. */
+function readsShapeTail(n: Node, rank: number, from: number): boolean {
+  if (n.domain !== ONNX_DOMAIN) return false;
+  const norm = (i: number) => (i < 0 ? i + rank : i);
+  if (n.op === 'Gather') {
+    const axis = n.attrs.get('axis');
+    const idx = staticInts(n.inputs[1]);
+    return n.inputs[0] !== n.inputs[1] && (axis === undefined || (axis.type === 'int' && Number(axis.value) === 0)) && idx !== undefined && idx.every((i) => norm(i) >= from && norm(i) < rank);
+  }
+  if (n.op === 'Slice') {
+    const attr = (name: string) => {
+      const a = n.attrs.get(name);
+      return a?.type === 'ints' ? a.value.map(Number) : undefined;
+    };
+    const starts = attr('starts') ?? staticInts(n.inputs[1]);
+    const axes = attr('axes') ?? (n.inputs[3] !== undefined ? staticInts(n.inputs[3]) : [0]);
+    const steps = n.inputs[4] !== undefined ? staticInts(n.inputs[4]) : [1];
+    return starts?.length === 1 && axes?.length === 1 && (axes[0] === 0 || axes[0] === -1) && steps?.length === 1 && steps[0] === 1 && Math.min(rank, norm(starts[0]!)) >= from;
+  }
+  return false;
+}
+
+/**
+ * Chain values read outside the site only by Shape nodes whose readers take only the last two entries (the query
+ * and key lengths): each such Shape is replaced by [Q.shape[0 : r-1], K.shape[r-2]] computed in the prelude
+ * (Shape, Gather, Concat: the same at every opset). The batch entries may differ from the scores' broadcast
+ * batch; nothing reads them. Undefined unless every escaping value is read that way.
+ */
+function scoreShapeReads(
+  graph: Graph,
+  escaping: readonly Value[],
+  inside: ReadonlySet<Node>,
+  stages: ReadonlyMap<Value, string>,
+  q: Value,
+  k: Value,
+  rank: number,
+): { shapes: Node[]; prelude: Node[]; replaced: { replaced: Value; by: Value }[] } | undefined {
+  const shapes: Node[] = [];
+  for (const x of escaping) {
+    // before any mask: a mask's broadcast could change the scores' shape
+    const stage = stages.get(x);
+    if ((stage !== 'qk' && stage !== 'softcapped') || graph.outputs.includes(x)) return undefined;
+    for (const { node } of x.uses()) {
+      if (inside.has(node)) continue;
+      if (node.op !== 'Shape' || node.domain !== ONNX_DOMAIN || node.attrs.has('start') || node.attrs.has('end')) return undefined;
+      const out = node.outputs[0]!;
+      if (graph.outputs.includes(out) || !out.uses().every((u) => u.index === 0 && readsShapeTail(u.node, rank, rank - 2))) return undefined;
+      shapes.push(node);
+    }
+  }
+  if (shapes.length === 0) return undefined;
+  const prelude: Node[] = [];
+  const shapeOfQ = preludeNode(graph, 'Shape', [q], 'q_shape');
+  const shapeOfK = preludeNode(graph, 'Shape', [k], 'k_shape');
+  const lead = preludeNode(graph, 'Gather', [shapeOfQ.outputs[0]!, i64(graph, 'q_dims', Array.from({ length: rank - 1 }, (_, d) => d), prelude)], 'q_lengths', { axis: intAttr(0) as never });
+  const keys = preludeNode(graph, 'Gather', [shapeOfK.outputs[0]!, i64(graph, 'k_dim', [rank - 2], prelude)], 'k_length', { axis: intAttr(0) as never });
+  prelude.push(shapeOfQ, shapeOfK, lead, keys);
+  const replaced = shapes.map((s) => {
+    const cat = preludeNode(graph, 'Concat', [lead.outputs[0]!, keys.outputs[0]!], 'scores_shape', { axis: intAttr(0) as never });
+    prelude.push(cat);
+    return { replaced: s.outputs[0]!, by: cat.outputs[0]! };
+  });
+  return { shapes, prelude, replaced };
 }
 
 const FLOAT_TYPES = new Set(['f16', 'bf16', 'f32', 'f64']);
@@ -491,7 +573,10 @@ export const decomposedAttention: RewriteRule<DecomposedSite> = {
   roots: ['Softmax'],
   match: matchDecomposedAttention,
   rewrite(graph, _root, m) {
+    // lengths read from the scores now come from the prelude, placed after readers that stood before the site
+    const ordered = m.site.preludeOutputs !== undefined && topologicallyOrdered(graph);
     liftSite(graph, DECOMPOSED_ATTENTION, m.site);
+    if (ordered && !topologicallyOrdered(graph)) sortTopologically(graph);
   },
 };
 
