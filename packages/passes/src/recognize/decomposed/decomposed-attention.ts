@@ -325,7 +325,7 @@ function readsShapeTail(n: Node, rank: number, from: number): boolean {
   if (n.op === 'Gather') {
     const axis = n.attrs.get('axis');
     const idx = staticInts(n.inputs[1]);
-    return n.inputs[0] !== n.inputs[1] && (axis === undefined || (axis.type === 'int' && Number(axis.value) === 0)) && idx !== undefined && idx.every((i) => norm(i) >= from && norm(i) < rank);
+    return (axis === undefined || (axis.type === 'int' && Number(axis.value) === 0)) && idx !== undefined && idx.every((i) => norm(i) >= from && norm(i) < rank);
   }
   if (n.op === 'Slice') {
     const attr = (name: string) => {
