@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { cannotLower, lowerAttentionPass } from '../src/lower/index.js';
 import { DECOMPOSED_RULES } from '../src/recognize/decomposed/index.js';
 import { FIXTURES } from './helpers/node-tests.js';
-import { compareOutputs, DEFAULT_SIZES, type InputSizes, randomInputs, runModel } from './helpers/ort.js';
+import { compareLowered, DEFAULT_SIZES, type InputSizes, randomInputs, runModel } from './helpers/ort.js';
 
 const FOLDERS = ['ort-models', 'ort-generated', 'genai-models'];
 
@@ -93,9 +93,8 @@ describe('decomposed attention of the corpus, lowered, against the original in o
     }
     lowerAttentionPass({ opset }).run(g);
     const got = await runModel(exportOnnx(model), feeds);
-    const fp16 = Object.values(want).some((t) => t.type === 'float16');
-    const tol = fp16 ? 4e-3 : 1e-5;
-    const cmp = compareOutputs(got, want, tol, fp16 ? tol : 0);
+    const cmp = compareLowered(got, want);
+    const fp16 = cmp.fp16;
     roundTrips.push({ file, sites, err: cmp.maxAbsError, fp16 });
     expect(cmp.mismatches, `${file} (max abs error ${cmp.maxAbsError.toExponential(2)})`).toEqual([]);
   });

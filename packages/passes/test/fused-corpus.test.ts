@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { lowerAttentionPass } from '../src/lower/index.js';
 import { FUSED_RULES } from '../src/recognize/fused/index.js';
 import { FIXTURES } from './helpers/node-tests.js';
-import { compareOutputs, DEFAULT_SIZES, randomInputs, runModel } from './helpers/ort.js';
+import { compareLowered, DEFAULT_SIZES, randomInputs, runModel } from './helpers/ort.js';
 
 const ORT_MODELS = 'ort-models/onnxruntime/test';
 const EMBED = `${ORT_MODELS}/testdata/transform/fusion`;
@@ -149,9 +149,8 @@ describe('fused attention nodes of the corpus', () => {
     }
     lowerAttentionPass({ opset: 21 }).run(g);
     const got = await runModel(exportOnnx(model), feeds);
-    const fp16 = Object.values(want).some((t) => t.type === 'float16');
-    const tol = fp16 ? 4e-3 : 1e-5;
-    const cmp = compareOutputs(got, want, tol, fp16 ? tol : 0);
+    const cmp = compareLowered(got, want);
+    const fp16 = cmp.fp16;
     roundTrips.push({ file, err: cmp.maxAbsError, fp16 });
     expect(cmp.mismatches, `${file} (max abs error ${cmp.maxAbsError.toExponential(2)})`).toEqual([]);
   });

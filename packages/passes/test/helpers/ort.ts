@@ -190,4 +190,14 @@ export function compareOutputs(
   return { maxAbsError, mismatches };
 }
 
+/**
+ * A lowered model's outputs against the original's: fp32 |got - want| <= 1e-5 (atol only); fp16 4e-3 abs +
+ * 4e-3 rel (about 8 fp16 ulps: both sides round every op to fp16, in a different order).
+ */
+export function compareLowered(got: Record<string, ort.Tensor>, want: Record<string, ort.Tensor>): Comparison & { readonly fp16: boolean } {
+  const fp16 = Object.values(want).some((t) => t.type === 'float16');
+  const tol = fp16 ? 4e-3 : 1e-5;
+  return { ...compareOutputs(got, want, tol, fp16 ? tol : 0), fp16 };
+}
+
 export { dtypeFromOnnx };

@@ -32,7 +32,7 @@ import { liftSite, type SiteMatch } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
 import { dtypeOf, type MaskStep, matchScoreChain, onnxOp } from './chain.js';
 import { matchKvRepeat } from './kv-repeat.js';
-import { inferDtype, shapeOf, staticNumbers, staticScalar } from '../../analysis/shapes.js';
+import { inferDtype, shapeOf, staticInts, staticNumbers, staticScalar } from '../../analysis/shapes.js';
 
 export const DECOMPOSED_ATTENTION = 'decomposed-attention';
 const ALLOW_SCORES_OUTPUT = false;
@@ -310,12 +310,6 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     ...(shapeReads ? { preludeOutputs: shapeReads.replaced } : {}),
   };
   return matched({ site, variants });
-}
-
-/** A static int vector of `v` (a constant or a Constant node's output), or undefined. */
-function staticInts(v: Value | undefined): number[] | undefined {
-  const xs = v === undefined ? undefined : staticNumbers(v);
-  return xs === undefined ? undefined : [...xs];
 }
 
 /** Whether `n` reads only entries at or after `from` of the rank-`rank` shape vector it takes as input 0. */
