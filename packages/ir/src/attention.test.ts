@@ -23,6 +23,15 @@ describe('Attention op', () => {
     expect(node.inputs).toHaveLength(3);
   });
 
+  test('a guarded site keeps its budget and key block size through the attributes', () => {
+    const guarded: AttentionParams = { ...gqa, guard: { budget: 0.01, blockSize: 64 } };
+    const node = attentionNode(guarded, { q: new Value('q') }, { y: new Value('y') });
+    expect(attentionParams(node)).toEqual(guarded);
+    expect(() => attentionNode({ ...gqa, guard: { budget: -1, blockSize: 64 } }, { q: new Value('q') }, { y: new Value('y') })).toThrow(
+      /guard budget must be finite and >= 0, got -1/,
+    );
+  });
+
   test('GQA maps consecutive query heads to one kv head, as ONNX repeats them', () => {
     expect([...Array(8).keys()].map((h) => kvHeadOf(gqa, h))).toEqual([0, 0, 0, 0, 1, 1, 1, 1]);
   });

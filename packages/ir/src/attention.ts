@@ -65,6 +65,17 @@ export interface AttentionParams {
   readonly scoresMode?: ScoresMode;
   /** The dtype the softmax is computed in, when it differs from the inputs'. */
   readonly softmaxPrecision?: DType;
+  /**
+   * Guarded tier (BOUNDS.md (b')): per query row, bound the mass the spec drops from per-block key summaries and
+   * recompute densely (over every key the model's own mask allows) each row whose output bound exceeds `budget`.
+   */
+  readonly guard?: AttentionGuard;
+}
+
+/** Run-time certificate of a guarded site: output error budget (max abs per coordinate) and key block size. */
+export interface AttentionGuard {
+  readonly budget: number;
+  readonly blockSize: number;
 }
 
 /** Input positions of the Attention op (absent optional inputs are `undefined`). */
@@ -137,6 +148,10 @@ export function validateAttentionParams(p: AttentionParams): AttentionParams {
   if (!ATTENTION_LAYOUTS.includes(p.layout)) fail(`unknown layout ${String(p.layout)}`);
   if (p.layout === 'packed-qkv' && p.vHeadDim !== p.headDim) fail('packed-qkv needs vHeadDim == headDim');
   if (p.scoresMode !== undefined && !SCORES_MODES.includes(p.scoresMode)) fail(`unknown scoresMode ${String(p.scoresMode)}`);
+  if (p.guard !== undefined) {
+    if (!(p.guard.budget >= 0) || !Number.isFinite(p.guard.budget)) fail(`guard budget must be finite and >= 0, got ${p.guard.budget}`);
+    if (!Number.isSafeInteger(p.guard.blockSize) || p.guard.blockSize < 1) fail(`guard blockSize must be an integer >= 1, got ${p.guard.blockSize}`);
+  }
   validateSpec(p.spec);
   return p;
 }
@@ -156,6 +171,10 @@ export function attentionAttrs(params: AttentionParams): Map<string, Attr> {
   ]);
   if (p.scoresMode !== undefined) attrs.set('scoresMode', stringAttr(p.scoresMode));
   if (p.softmaxPrecision !== undefined) attrs.set('softmaxPrecision', stringAttr(p.softmaxPrecision));
+  if (p.guard !== undefined) {
+    attrs.set('guardBudget', floatAttr(p.guard.budget));
+    attrs.set('guardBlockSize', intAttr(p.guard.blockSize));
+  }
   return attrs;
 }
 
@@ -225,6 +244,7 @@ export function attentionParams(node: Node): AttentionParams {
     spec: specA.value,
     ...(node.attrs.has('scoresMode') ? { scoresMode: str('scoresMode') as ScoresMode } : {}),
     ...(precision !== undefined ? { softmaxPrecision: precision } : {}),
+    ...(node.attrs.has('guardBudget') ? { guard: { budget: float('guardBudget'), blockSize: int('guardBlockSize') } } : {}),
   };
   try {
     return validateAttentionParams(params);
