@@ -9,6 +9,7 @@ export {
   maskErrorBoundL2,
   valueDiameter,
   halfL1ToRenormalized,
+  maskRowErrorBound,
 } from './mask.js';
 export {
   droppedMassCertificate,
@@ -22,3 +23,15 @@ export {
 export { eckartYoungFloor, jlTailProbability } from './low-rank.js';
 export { softmaxKernel, performerKernelMse, performerKernelFourthMoment } from './performer.js';
 export { angleBetween, angularCollisionProbability, lshInclusionProbability, expectedLshDroppedMass } from './lsh.js';
+export {
+  type KeyBlockSummaries,
+  blockCount,
+  keyBlockSummaries,
+  blockScoreUpperBound,
+  softcappedUpperBound,
+  keptLogSumExp,
+  guardedDroppedMass,
+  guardedOutputBound,
+  valueRange,
+  guardFallsBack,
+} from './key-blocks.js';

@@ -124,3 +124,13 @@ export function halfL1ToRenormalized(p: ArrayLike<number>, kept: (j: number) => 
   for (let j = 0; j < p.length; j++) l1 += Math.abs(p[j]! - (kept(j) && ps > 0 ? p[j]! / ps : 0));
   return l1 / 2;
 }
+
+/**
+ * One row's max-abs output bound from its dropped mass m (BOUNDS.md (a)): m R, R = max_c (max_j v_jc - min_j v_jc)
+ * over the row's keys, while the kept set holds mass; 2 max_j |v_jc| when it holds none (the sparse row is then 0).
+ * m = 0 gives 0.
+ */
+export function maskRowErrorBound(m: number, valueRange: number, keptHoldsMass: boolean, maxAbsValue: number): number {
+  if (m === 0) return 0;
+  return keptHoldsMass ? m * valueRange : 2 * maxAbsValue;
+}

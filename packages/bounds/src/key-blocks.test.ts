@@ -1,0 +1,118 @@
+// Anchors for BOUNDS.md (b'): the block bounds hold for every key of a block, the certificate is never below the
+// dropped mass computed directly in float64. Inputs from a fixed-seed generator.
+import { describe, expect, it } from 'vitest';
+import {
+  blockScoreUpperBound,
+  guardedDroppedMass,
+  guardedOutputBound,
+  guardFallsBack,
+  keptLogSumExp,
+  keyBlockSummaries,
+  maskRowErrorBound,
+  softcappedUpperBound,
+  valueRange,
+} from './index.js';
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>, bo: number, d: number) => {
+  let s = 0;
+  for (let c = 0; c < d; c++) s += a[c]! * b[bo + c]!;
+  return s;
+};
+
+describe('key block summaries', () => {
+  it('bound scale q . k for every key of the block (Quest and ball, the smaller), for both signs of scale', () => {
+    const r = rng(7);
+    for (let trial = 0; trial < 50; trial++) {
+      const n = 37, d = 5, bs = 8;
+      const keys = Float64Array.from({ length: n * d }, () => r() * 6);
+      const s = keyBlockSummaries(keys, n, d, bs);
+      const q = Float64Array.from({ length: d }, () => r() * 4);
+      for (const scale of [0.5, -0.3]) {
+        for (let j = 0; j < n; j++) {
+          const u = blockScoreUpperBound(q, s, Math.floor(j / bs), scale);
+          expect(scale * dot(q, keys, j * d, d)).toBeLessThanOrEqual(u + 1e-12);
+        }
+      }
+    }
+  });
+
+  it('are tight on a block of equal keys (both bounds equal the score)', () => {
+    const keys = Float64Array.from([1, 2, 1, 2, 1, 2]);
+    const s = keyBlockSummaries(keys, 3, 2, 4);
+    // q . k = 3 * 1 + (-1) * 2 = 1, scale 2 -> 2
+    expect(blockScoreUpperBound([3, -1], s, 0, 2)).toBeCloseTo(2, 10);
+  });
+
+  it('a non-finite key gives no bound (+inf), never a false one', () => {
+    const s = keyBlockSummaries([0, Infinity, 1, 1], 2, 2, 2);
+    expect(blockScoreUpperBound([1, -1], s, 0, 1)).toBe(Infinity);
+  });
+
+  it('softcap keeps the bound an upper bound (tanh increases)', () => {
+    expect(softcappedUpperBound(100, 30)).toBeCloseTo(30 * Math.tanh(100 / 30), 12);
+    expect(softcappedUpperBound(3, 0)).toBe(3);
+  });
+});
+
+describe('guarded dropped-mass certificate', () => {
+  it('is never below the dropped mass of a window (direct float64 softmax)', () => {
+    const r = rng(11);
+    for (let trial = 0; trial < 100; trial++) {
+      const n = 64, d = 4, bs = 8, left = 5;
+      const keys = Float64Array.from({ length: n * d }, () => r() * 8);
+      const sum = keyBlockSummaries(keys, n, d, bs);
+      const q = Float64Array.from({ length: d }, () => r() * 8);
+      const i = Math.floor((r() + 0.5) * n);
+      const scores = Array.from({ length: n }, (_, j) => 0.5 * dot(q, keys, j * d, d));
+      const kept = (j: number) => j <= i && j >= i - left;
+      const max = Math.max(...scores);
+      const z = scores.reduce((a, s) => a + Math.exp(s - max), 0);
+      const m = scores.reduce((a, s, j) => a + (kept(j) ? 0 : Math.exp(s - max) / z), 0);
+      const counts = new Float64Array(n / bs);
+      for (let j = 0; j < n; j++) if (!kept(j)) counts[Math.floor(j / bs)]!++;
+      const mHat = guardedDroppedMass(q, sum, 0.5, 0, keptLogSumExp(scores.filter((_, j) => kept(j))), counts);
+      expect(mHat).toBeGreaterThanOrEqual(m * (1 - 1e-12));
+      expect(mHat).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it('is exact (1/2 = B / (Z_S + B)) when one dropped key equals the kept one', () => {
+    const keys = [1, 0, 1, 0];
+    const sum = keyBlockSummaries(keys, 2, 2, 1);
+    // kept: key 0 (score 1); dropped: key 1 (block 1, score 1): m = 1/2
+    expect(guardedDroppedMass([1, 0], sum, 1, 0, 1, [0, 1])).toBeCloseTo(0.5, 12);
+  });
+
+  it('drops nothing: 0; a masked dropped block (bias -inf): 0; nothing kept: 1', () => {
+    const sum = keyBlockSummaries([1, 2, 3, 4], 4, 1, 2);
+    expect(guardedDroppedMass([1], sum, 1, 0, 0, [0, 0])).toBe(0);
+    expect(guardedDroppedMass([1], sum, 1, 0, 0, [0, 2], [0, -Infinity])).toBe(0);
+    expect(guardedDroppedMass([1], sum, 1, 0, -Infinity, [2, 2])).toBe(1);
+  });
+});
+
+describe('guarded output bound', () => {
+  it('m_hat R, 0 at m_hat 0 even for an infinite range; falls back over the budget or with nothing kept', () => {
+    expect(guardedOutputBound(0.25, 4)).toBe(1);
+    expect(guardedOutputBound(0, Infinity)).toBe(0);
+    expect(valueRange([0, 1, 3, -1, 2, 5], 2)).toBe(6);
+    expect(guardFallsBack(0.001, 4, 0.01)).toBe(false);
+    expect(guardFallsBack(0.01, 4, 0.01)).toBe(true);
+    expect(guardFallsBack(1, 0, 0.01)).toBe(true);
+    expect(guardFallsBack(0, 10, 0)).toBe(false);
+  });
+
+  it('mask row bound: m R with mass kept, 2 max|v| without', () => {
+    expect(maskRowErrorBound(0.5, 3, true, 9)).toBe(1.5);
+    expect(maskRowErrorBound(1, 3, false, 9)).toBe(18);
+    expect(maskRowErrorBound(0, 3, false, 9)).toBe(0);
+  });
+});

@@ -1,0 +1,153 @@
+// BOUNDS.md (b'): guarded forms. Per-block key summaries built once per call (O(n d)), read per query row
+// (O(n d / block)), give an upper bound U_block >= s_j for every key j of a block; with the log-sum-exp of the kept
+// scores they bound the dropped mass, m <= m_hat = B / (Z_S + B), and the output error, |o - o_S| <= m_hat R.
+// Every function here streams per row: nothing is n x n.
+
+import { droppedMassCertificateFromLog } from './certificates.js';
+import { logSumExp } from './log-space.js';
+
+/** Summaries of the keys [b * blockSize, min(n, (b + 1) * blockSize)) of one head, block b in order. */
+export interface KeyBlockSummaries {
+  readonly blockSize: number;
+  /** Keys summarized. */
+  readonly n: number;
+  readonly d: number;
+  /** Per block per channel min and max of K (Quest), blocks x d. */
+  readonly kmin: Float64Array;
+  readonly kmax: Float64Array;
+  /** Per block mean key c (blocks x d) and radius r = max_j ||k_j - c|| (the ball bound). */
+  readonly center: Float64Array;
+  readonly radius: Float64Array;
+}
+
+export function blockCount(n: number, blockSize: number): number {
+  return Math.ceil(n / blockSize);
+}
+
+/** Builds the per-block summaries of `keys` (row-major n x d) in O(n d). */
+export function keyBlockSummaries(keys: ArrayLike<number>, n: number, d: number, blockSize: number): KeyBlockSummaries {
+  if (!Number.isSafeInteger(blockSize) || blockSize < 1) throw new Error(`keyBlockSummaries: block size must be an integer >= 1, got ${blockSize}`);
+  const nb = blockCount(n, blockSize);
+  const kmin = new Float64Array(nb * d).fill(Infinity);
+  const kmax = new Float64Array(nb * d).fill(-Infinity);
+  const center = new Float64Array(nb * d);
+  const radius = new Float64Array(nb);
+  for (let b = 0; b < nb; b++) {
+    const j0 = b * blockSize;
+    const j1 = Math.min(n, j0 + blockSize);
+    for (let j = j0; j < j1; j++) {
+      for (let c = 0; c < d; c++) {
+        const x = keys[j * d + c]!;
+        if (x < kmin[b * d + c]!) kmin[b * d + c] = x;
+        if (x > kmax[b * d + c]!) kmax[b * d + c] = x;
+        center[b * d + c]! += x;
+      }
+    }
+    for (let c = 0; c < d; c++) center[b * d + c]! /= j1 - j0;
+    let r2 = 0;
+    for (let j = j0; j < j1; j++) {
+      let s = 0;
+      for (let c = 0; c < d; c++) s += (keys[j * d + c]! - center[b * d + c]!) ** 2;
+      r2 = Math.max(r2, s);
+    }
+    // the mean is rounded: widen the radius by a relative margin so every key stays inside the ball
+    radius[b] = Math.sqrt(r2) * (1 + 1e-12) + 1e-300;
+  }
+  return { blockSize, n, d, kmin, kmax, center, radius };
+}
+
+/**
+ * An upper bound on scale q . k over every key k of block b (scale >= 0), the smaller of two (BOUNDS.md (b')):
+ * Quest's sum_i max(q_i m_i, q_i M_i), and the ball q . c + ||q|| r. For scale < 0 both bound -q . k the same way.
+ * A non-finite key in the block gives +inf (no bound).
+ */
+export function blockScoreUpperBound(q: ArrayLike<number>, summaries: KeyBlockSummaries, b: number, scale: number): number {
+  const { d, kmin, kmax, center, radius } = summaries;
+  const sign = scale >= 0 ? 1 : -1;
+  let quest = 0;
+  let dot = 0;
+  let qq = 0;
+  for (let c = 0; c < d; c++) {
+    const x = sign * q[c]!;
+    const lo = x * kmin[b * d + c]!;
+    const hi = x * kmax[b * d + c]!;
+    quest += lo > hi ? lo : hi;
+    dot += x * center[b * d + c]!;
+    qq += x * x;
+  }
+  const ball = dot + Math.sqrt(qq) * radius[b]!;
+  const u = Math.min(quest, ball);
+  if (Number.isNaN(u)) return Infinity;
+  return Math.abs(scale) * u;
+}
+
+/** softcap * tanh(x / softcap) is increasing: it maps an upper bound of the raw score to one of the capped score. */
+export function softcappedUpperBound(u: number, softcap: number): number {
+  return softcap > 0 ? softcap * Math.tanh(u / softcap) : u;
+}
+
+/** The kept keys' log Z_S = logSumExp of their scores (-inf: none kept). */
+export function keptLogSumExp(keptScores: ArrayLike<number>): number {
+  return logSumExp(keptScores);
+}
+
+/**
+ * One query row's dropped-mass certificate m_hat = B / (Z_S + B) >= m (BOUNDS.md (b), (b')), with
+ * B = sum_b n_dropped(b) e^{U_b + maxBias_b}. `droppedCounts[b]` counts the block's keys the row drops (that the
+ * model's own mask allows); `maxBias[b]` is the block's largest bias over those keys (omitted: 0; -inf: all masked).
+ */
+export function guardedDroppedMass(
+  q: ArrayLike<number>,
+  summaries: KeyBlockSummaries,
+  scale: number,
+  softcap: number,
+  logZKept: number,
+  droppedCounts: ArrayLike<number>,
+  maxBias?: ArrayLike<number>,
+): number {
+  const terms: number[] = [];
+  for (let b = 0; b < droppedCounts.length; b++) {
+    const count = droppedCounts[b]!;
+    if (count <= 0) continue;
+    const bias = maxBias ? maxBias[b]! : 0;
+    if (bias === -Infinity) continue;
+    const u = softcappedUpperBound(blockScoreUpperBound(q, summaries, b, scale), softcap) + bias;
+    terms.push(Math.log(count) + u);
+  }
+  return droppedMassCertificateFromLog(logZKept, logSumExp(terms));
+}
+
+/**
+ * The output error bound of a guarded row: |o_c - o_S,c| <= m_hat R for every coordinate c (BOUNDS.md (a)),
+ * R = max_c (max_j v_jc - min_j v_jc) over the keys of the union of kept and dropped sets. m_hat = 0 gives 0
+ * (even for an infinite range); a row that keeps no mass (m_hat = 1) is only bounded by the range too when the
+ * sparse kernel then recomputes it, so callers treat m_hat = 1 as "fall back".
+ */
+export function guardedOutputBound(mHat: number, valueRange: number): number {
+  return mHat === 0 ? 0 : mHat * valueRange;
+}
+
+/** max over c of (max_j v_jc - min_j v_jc), j over the rows of `values` (n x dv); 0 without rows. */
+export function valueRange(values: ArrayLike<number>, dv: number): number {
+  const n = dv === 0 ? 0 : values.length / dv;
+  let r = 0;
+  for (let c = 0; c < dv; c++) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (let j = 0; j < n; j++) {
+      const x = values[j * dv + c]!;
+      if (x < lo) lo = x;
+      if (x > hi) hi = x;
+    }
+    if (n > 0) r = Math.max(r, hi - lo);
+  }
+  return r;
+}
+
+/** Whether a guarded row must be recomputed exactly: its bound exceeds the budget, or nothing is certified. */
+export function guardFallsBack(mHat: number, valueRangeOfRow: number, budget: number): boolean {
+  if (mHat === 0) return false;
+  if (mHat >= 1 || Number.isNaN(mHat)) return true;
+  const bound = guardedOutputBound(mHat, valueRangeOfRow);
+  return !(bound <= budget);
+}
