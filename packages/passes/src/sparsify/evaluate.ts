@@ -4,14 +4,18 @@
 //   bound_i = m_i * max_c (max_j v_jc - min_j v_jc), j over the baseline row's keys   (BOUNDS.md (a))
 //             (2 max_j |v_jc| when the candidate keeps no mass: the sparse row is then 0)
 //   error_i = max_c |o_c - o_S,c|, o_S the softmax over the kept keys alone
-// The bound is a certificate on this data: it holds for every row, not only on average.
+// The bound is measured on this data (it holds for every calibration row, for no other input).
+// Per row also the guarded certificate (BOUNDS.md (b')), what a guarded site computes at run time from per-block
+// key summaries alone: m_hat >= m_i, and the row falls back (is recomputed densely) when m_hat R > the guard budget.
+// The fallback rate on calibration data predicts the guarded form's cost.
 
+import { blockCount, guardedDroppedMass, guardFallsBack, keyBlockSummaries, maskRowErrorBound } from '@attnopt/bounds';
 import { intervals, type IntervalSet, type LeafResolver, type MaskDims, type MaskSpec, rowKeys } from '@attnopt/ir';
 import type { HeadData } from './calibration.js';
 
 /** Running results of one candidate over the rows evaluated so far. */
 export interface CandidateStats {
-  /** max over rows of the certified bound. */
+  /** max over rows of the bound m_i R from the dropped mass measured on this data. */
   bound: number;
   /** max over measured rows of max_c |o_c - o_S,c|. */
   measuredError: number;
@@ -21,10 +25,14 @@ export interface CandidateStats {
   rows: number;
   /** max dropped mass over rows. */
   maxDroppedMass: number;
+  /** Rows whose guarded certificate m_hat R exceeds the guard budget (a guarded site recomputes them densely). */
+  fallbackRows: number;
+  /** max over rows of the guarded certificate m_hat (>= maxDroppedMass). */
+  maxCertifiedMass: number;
 }
 
 export function emptyStats(): CandidateStats {
-  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0 };
+  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, maxCertifiedMass: 0 };
 }
 
 /** The softmax input of row i: softcap(scale q_i . k_j) + bias, -inf outside `keys`. Returns the row. */
@@ -44,11 +52,14 @@ export function scoreRow(head: HeadData, i: number, keys: IntervalSet, out: Floa
   return out;
 }
 
-/** In-place max-subtracted softmax; a fully masked row becomes all 0. */
-export function softmaxInPlace(s: Float64Array): Float64Array {
+/** In-place max-subtracted softmax; returns the log-sum-exp of the scores (-inf for a fully masked row, all 0). */
+function softmaxWithLogZ(s: Float64Array): number {
   let max = -Infinity;
   for (let j = 0; j < s.length; j++) if (s[j]! > max) max = s[j]!;
-  if (max === -Infinity) return s.fill(0);
+  if (max === -Infinity) {
+    s.fill(0);
+    return -Infinity;
+  }
   let sum = 0;
   for (let j = 0; j < s.length; j++) {
     const e = s[j] === -Infinity ? 0 : Math.exp(s[j]! - max);
@@ -56,6 +67,12 @@ export function softmaxInPlace(s: Float64Array): Float64Array {
     sum += e;
   }
   for (let j = 0; j < s.length; j++) s[j]! /= sum;
+  return max + Math.log(sum);
+}
+
+/** In-place max-subtracted softmax; a fully masked row becomes all 0. */
+export function softmaxInPlace(s: Float64Array): Float64Array {
+  softmaxWithLogZ(s);
   return s;
 }
 
@@ -89,7 +106,14 @@ export interface EvaluateOptions {
   readonly fullMeasureUpTo: number;
   /** Row stride for the sampled error measurement of candidates already over `fullMeasureUpTo`. */
   readonly stride: number;
+  /** Output error budget of the guarded form (default fullMeasureUpTo). */
+  readonly guardBudget?: number;
+  /** Key block size of the guarded form's summaries (default 64). */
+  readonly guardBlockSize?: number;
 }
+
+/** Default key block size of guarded forms: summaries cost n d / 64 per row. */
+export const DEFAULT_GUARD_BLOCK = 64;
 
 /**
  * Evaluates `candidates` (each already intersected with `baseline`) on one head, updating `stats` (one entry per
@@ -113,9 +137,17 @@ export function evaluateHead(
   const prefix = new Float64Array(nk + 1);
   const o = new Float64Array(dv);
   const acc = new Float64Array(dv);
+  const guardBudget = options.guardBudget ?? options.fullMeasureUpTo;
+  const blockSize = options.guardBlockSize ?? DEFAULT_GUARD_BLOCK;
+  const summaries = keyBlockSummaries(head.k, nk, head.d, blockSize);
+  const nb = blockCount(nk, blockSize);
+  const counts = new Float64Array(nb);
+  const blockBias = bias ? new Float64Array(nb) : undefined;
+  const qRow = new Float64Array(head.d);
   for (let i = 0; i < nq; i++) {
     const base = rowKeys(baseline, i, dims, resolve);
-    softmaxInPlace(scoreRow(head, i, base, p, bias));
+    const logZ = softmaxWithLogZ(scoreRow(head, i, base, p, bias));
+    for (let c = 0; c < head.d; c++) qRow[c] = head.q[i * head.d + c]!;
     for (let j = 0; j < nk; j++) prefix[j + 1] = prefix[j]! + p[j]!;
     const range = base.length === 2 && base[0] === 0 ? ranges[base[1]!]! : globalRange;
     o.fill(0);
@@ -135,7 +167,21 @@ export function evaluateHead(
       m = Math.max(0, m);
       let kept = 0;
       for (let t = 0; t < S.length; t += 2) kept += prefix[S[t + 1]!]! - prefix[S[t]!]!;
-      const rowBound = m === 0 ? 0 : kept > 0 ? m * range : 2 * maxAbs;
+      const rowBound = maskRowErrorBound(m, range, kept > 0, maxAbs);
+      // the guarded certificate: per-block counts (and max bias) of the dropped keys, log Z_S from the kept mass
+      counts.fill(0);
+      blockBias?.fill(-Infinity);
+      for (let t = 0; t < dropped.length; t += 2) {
+        for (let j = dropped[t]!; j < dropped[t + 1]!; j++) {
+          const b = Math.floor(j / blockSize);
+          counts[b]!++;
+          if (blockBias && bias![j]! > blockBias[b]!) blockBias[b] = bias![j]!;
+        }
+      }
+      const logZKept = kept > 0 ? Math.log(kept) + logZ : -Infinity;
+      const mHat = m === 0 && dropped.length === 0 ? 0 : guardedDroppedMass(qRow, summaries, head.scale, head.softcap, logZKept, counts, blockBias);
+      if (guardFallsBack(mHat, range, guardBudget)) st.fallbackRows++;
+      st.maxCertifiedMass = Math.max(st.maxCertifiedMass, mHat);
       st.rows++;
       st.bound = Math.max(st.bound, rowBound);
       st.maxDroppedMass = Math.max(st.maxDroppedMass, m);

@@ -62,6 +62,8 @@ function merged(stats: readonly CandidateStats[]): CandidateStats {
     measuredRows: stats.reduce((a, s) => a + s.measuredRows, 0),
     rows: stats.reduce((a, s) => a + s.rows, 0),
     maxDroppedMass: Math.max(...stats.map((s) => s.maxDroppedMass)),
+    fallbackRows: stats.reduce((a, s) => a + s.fallbackRows, 0),
+    maxCertifiedMass: Math.max(...stats.map((s) => s.maxCertifiedMass)),
   };
 }
 

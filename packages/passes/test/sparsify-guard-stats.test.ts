@@ -1,0 +1,46 @@
+// evaluateHead's guarded statistics (BOUNDS.md (b')): the certificate m_hat computed from key-block summaries is
+// never below the dropped mass measured in float64; local attention falls back on no row, uniform attention on
+// every row. Fixed seeds.
+
+import { causal, gaussian, type MaskSpec, slidingWindow, intersect } from '@attnopt/ir';
+import { describe, expect, it } from 'vitest';
+import { emptyStats, evaluateHead, type HeadData, headResolver } from '../src/sparsify/index.js';
+
+function head(n: number, d: number, qk: (i: number, c: number) => number, kk: (j: number, c: number) => number, seed: number): HeadData {
+  const q = new Float64Array(n * d);
+  const k = new Float64Array(n * d);
+  for (let i = 0; i < n; i++) for (let c = 0; c < d; c++) { q[i * d + c] = qk(i, c); k[i * d + c] = kk(i, c); }
+  return { q, k, v: Float64Array.from(gaussian(seed, n * d)), nq: n, nk: n, d, dv: d, scale: 1, softcap: 0 };
+}
+
+const N = 256;
+const D = 16;
+const window: MaskSpec = intersect(causal(), slidingWindow(32, 0)) as MaskSpec;
+
+function stats(h: HeadData, budget: number) {
+  const st = [emptyStats()];
+  evaluateHead(h, causal(), [window], st, headResolver(h), { fullMeasureUpTo: budget, stride: 1, guardBlockSize: 16 });
+  return st[0]!;
+}
+
+describe('guarded statistics of a window on calibration data', () => {
+  it('local attention (scores fall fast with |i - j|): the certificate covers the dropped mass, no row falls back', () => {
+    // rotary-like features: q_i . k_j = A sum_f cos(w_f (i - j)), peaked at j = i
+    const w = Array.from({ length: D / 2 }, (_, f) => 0.01 + 0.01 * f);
+    const A = 6;
+    const feat = (t: number, c: number) => (c % 2 === 0 ? Math.cos(w[c >> 1]! * t) : Math.sin(w[c >> 1]! * t)) * A;
+    const h = head(N, D, feat, feat, 3);
+    const s = stats(h, 1e-2);
+    expect(s.rows).toBe(N);
+    expect(s.maxCertifiedMass).toBeGreaterThanOrEqual(s.maxDroppedMass * (1 - 1e-12)); // rounding of the two sums
+    expect(s.fallbackRows).toBe(0);
+  });
+
+  it('uniform attention (all keys equal): every row past the window falls back', () => {
+    const h = head(N, D, () => 1, () => 0.5, 4);
+    const s = stats(h, 1e-2);
+    expect(s.maxCertifiedMass).toBeGreaterThanOrEqual(s.maxDroppedMass * (1 - 1e-12)); // rounding of the two sums
+    // rows 0..32 keep every causal key (nothing dropped); the other N - 33 drop mass (j - 32)/(j + 1) > 1e-2 / R
+    expect(s.fallbackRows).toBe(N - 33);
+  });
+});
