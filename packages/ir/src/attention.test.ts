@@ -24,10 +24,10 @@ describe('Attention op', () => {
   });
 
   test('a guarded site keeps its budget and key block size through the attributes', () => {
-    const guarded: AttentionParams = { ...gqa, guard: { budget: 0.01, blockSize: 64 } };
+    const guarded: AttentionParams = { ...gqa, guard: { budget: 0.01, blockSize: 64, baseline: causal() } };
     const node = attentionNode(guarded, { q: new Value('q') }, { y: new Value('y') });
     expect(attentionParams(node)).toEqual(guarded);
-    expect(() => attentionNode({ ...gqa, guard: { budget: -1, blockSize: 64 } }, { q: new Value('q') }, { y: new Value('y') })).toThrow(
+    expect(() => attentionNode({ ...gqa, guard: { budget: -1, blockSize: 64, baseline: causal() } }, { q: new Value('q') }, { y: new Value('y') })).toThrow(
       /guard budget must be finite and >= 0, got -1/,
     );
   });

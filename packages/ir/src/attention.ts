@@ -72,10 +72,15 @@ export interface AttentionParams {
   readonly guard?: AttentionGuard;
 }
 
-/** Run-time certificate of a guarded site: output error budget (max abs per coordinate) and key block size. */
+/**
+ * Run-time certificate of a guarded site: output error budget (max abs per coordinate), key block size of the
+ * summaries, and the site's own spec before sparsification (what a falling-back row attends to; `spec` keeps a
+ * subset of it).
+ */
 export interface AttentionGuard {
   readonly budget: number;
   readonly blockSize: number;
+  readonly baseline: AttentionSpec;
 }
 
 /** Input positions of the Attention op (absent optional inputs are `undefined`). */
@@ -151,6 +156,7 @@ export function validateAttentionParams(p: AttentionParams): AttentionParams {
   if (p.guard !== undefined) {
     if (!(p.guard.budget >= 0) || !Number.isFinite(p.guard.budget)) fail(`guard budget must be finite and >= 0, got ${p.guard.budget}`);
     if (!Number.isSafeInteger(p.guard.blockSize) || p.guard.blockSize < 1) fail(`guard blockSize must be an integer >= 1, got ${p.guard.blockSize}`);
+    validateSpec(p.guard.baseline);
   }
   validateSpec(p.spec);
   return p;
@@ -174,6 +180,7 @@ export function attentionAttrs(params: AttentionParams): Map<string, Attr> {
   if (p.guard !== undefined) {
     attrs.set('guardBudget', floatAttr(p.guard.budget));
     attrs.set('guardBlockSize', intAttr(p.guard.blockSize));
+    attrs.set('guardBaseline', specAttr(p.guard.baseline));
   }
   return attrs;
 }
@@ -231,6 +238,11 @@ export function attentionParams(node: Node): AttentionParams {
   };
   const specA = get('spec');
   if (specA.type !== 'spec') throw new Error(`${where}: attribute spec must be a spec, got ${specA.type}`);
+  const guardOf = (): AttentionGuard => {
+    const baseline = get('guardBaseline');
+    if (baseline.type !== 'spec') throw new Error(`${where}: attribute guardBaseline must be a spec, got ${baseline.type}`);
+    return { budget: float('guardBudget'), blockSize: int('guardBlockSize'), baseline: baseline.value };
+  };
   const precision = node.attrs.has('softmaxPrecision') ? str('softmaxPrecision') : undefined;
   if (precision !== undefined && !isDType(precision)) throw new Error(`${where}: unknown softmaxPrecision ${precision}`);
   const params: AttentionParams = {
@@ -244,7 +256,7 @@ export function attentionParams(node: Node): AttentionParams {
     spec: specA.value,
     ...(node.attrs.has('scoresMode') ? { scoresMode: str('scoresMode') as ScoresMode } : {}),
     ...(precision !== undefined ? { softmaxPrecision: precision } : {}),
-    ...(node.attrs.has('guardBudget') ? { guard: { budget: float('guardBudget'), blockSize: int('guardBlockSize') } } : {}),
+    ...(node.attrs.has('guardBudget') ? { guard: guardOf() } : {}),
   };
   try {
     return validateAttentionParams(params);
