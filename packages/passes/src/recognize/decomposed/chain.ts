@@ -158,6 +158,14 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
       inner = skipCasts(foldNode.inputs[0]!, nodes, stage, 'masked');
     }
   }
+  // clamp(min = finfo.min) after a mask: Max(x, fill) changes only masked entries (-inf -> fill), which the
+  // softmax gives 0 either way
+  const clamp = depth < 4 ? clampAtFill(inner) : undefined;
+  if (clamp) {
+    nodes.push(clamp.node);
+    variants.push('clamp-min');
+    return matchMasks(clamp.x, nodes, stage, masks, variants, fold, depth + 1);
+  }
   const add = onnxOp(inner, 'Add');
   const where = onnxOp(inner, 'Where');
   let firstFailure: MatchResult<never> | undefined;
@@ -193,6 +201,21 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
   const r = matchSoftcap(inner, nodes, stage, variants, fold);
   if (!r.ok && firstFailure && !firstFailure.ok) return firstFailure;
   return r;
+}
+
+/** Max(x, fill) / Max(fill, x) or Clip(x, fill) with a static masking fill: the clamp exporters write after a mask. */
+function clampAtFill(v: Value): { node: Node; x: Value } | undefined {
+  const max = onnxOp(v, 'Max');
+  if (max && max.inputs.length === 2) {
+    for (const [x, c] of [[0, 1], [1, 0]] as const) {
+      if (isMaskFill(staticScalar(max.inputs[c]))) return { node: max, x: max.inputs[x]! };
+    }
+  }
+  const clip = onnxOp(v, 'Clip');
+  if (clip && clip.inputs[2] === undefined && !clip.attrs.has('max') && isMaskFill(clip.inputs[1] ? staticScalar(clip.inputs[1]) : undefined)) {
+    return { node: clip, x: clip.inputs[0]! };
+  }
+  return undefined;
 }
 
 /** Two dims that may be the same: equal, or either not known. */

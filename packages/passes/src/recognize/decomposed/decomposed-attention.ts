@@ -31,6 +31,7 @@ import { type MatchResult, matched, noMatch, type RewriteRule } from '@attnopt/r
 import { liftSite, type SiteMatch } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
 import { dtypeOf, type MaskStep, matchScoreChain, onnxOp } from './chain.js';
+import { isIdentity, outputEinsum, scoresEinsum } from './einsum.js';
 import { matchKvRepeat } from './kv-repeat.js';
 import { inferDtype, shapeOf, staticInts, staticNumbers, staticScalar } from '../../analysis/shapes.js';
 
@@ -141,9 +142,21 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     }
   }
   if (!pv) return noMatch('the Softmax output does not reach a MatMul with V within 8 steps');
-  if (pv.op === 'Einsum' && !einsumIs(pv, 'pv')) return noMatch(`${pv.describe()} is not probabilities · V`);
-  if (c.qk.op === 'Einsum' && !einsumIs(c.qk, 'qk')) return noMatch(`${c.qk.describe()} is not Q · Kᵀ over the last axis`);
-  const vIn = pv.inputs[1]!;
+  // Einsum in any spelling: Q and K (and V, Y) permuted to [batch..., S, D] as the equations say
+  const qkEinsum = c.qk.op === 'Einsum' ? scoresEinsum(c.qk) : undefined;
+  if (qkEinsum && !qkEinsum.ok) return qkEinsum;
+  const pvEinsum = pv.op === 'Einsum' ? outputEinsum(pv, qkEinsum?.value.batch !== undefined ? qkEinsum.value.batch + 2 : shapeOf(c.qSide)?.length ?? 4) : undefined;
+  if (pvEinsum && !pvEinsum.ok) return pvEinsum;
+  const prelude: Node[] = [];
+  const permuted = (x: Value, perm: readonly number[] | undefined, base: string): Value => {
+    if (perm === undefined || isIdentity(perm)) return x;
+    const t = preludeNode(graph, 'Transpose', [x], base, { perm: intsAttr(perm) });
+    prelude.push(t);
+    return t.outputs[0]!;
+  };
+  const qSide = permuted(c.qSide, qkEinsum?.value.qPerm, 'q_bhsd');
+  if (qkEinsum && qSide !== c.qSide) variants.push('einsum-permuted');
+  const vIn = permuted(pv.inputs[1]!, pvEinsum?.value.vPerm, 'v_bhsd');
   const y = pv.outputs[0]!;
 
   // a float reshape target makes the graph invalid ONNX: nothing exact to lift
@@ -153,9 +166,8 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   }
 
   // Q, K, V in bhsd (4D) or bsd with one head (3D)
-  const qShape = shapeOf(c.qSide);
+  const qShape = shapeOf(qSide);
   if (!qShape) return noMatch('the rank of Q is not known');
-  const prelude: Node[] = [];
   const rank = qShape.length;
   if (rank !== 4 && rank !== 3) return noMatch(`Q has rank ${rank}; expected 3 or 4`);
   const headDim = qShape[rank - 1];
@@ -169,8 +181,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   const tr = onnxOp(kt, 'Transpose');
   const perm = tr?.attrs.get('perm');
   const permS = perm?.type === 'ints' ? perm.value.map(Number).join(',') : '';
-  const isEinsumQk = c.qk.op === 'Einsum';
-  if (isEinsumQk && einsumKIsBhsd(c.qk)) k = kt;
+  if (qkEinsum) k = permuted(kt, qkEinsum.value.kPerm, 'k_bhsd');
   else if (tr && (permS === '0,1,3,2' || permS === '0,2,1')) {
     k = tr.inputs[0]!;
     nodes.push(tr);
@@ -197,7 +208,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   let v = vIn;
   let kvNumHeads = numHeads;
   if (rank === 4) {
-    const kr = prelude.length === 0 ? matchKvRepeat(k) : undefined;
+    const kr = matchKvRepeat(k);
     const vr = matchKvRepeat(vIn);
     if (kr && vr && kr.kvNumHeads === vr.kvNumHeads) {
       k = kr.source;
@@ -206,6 +217,11 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
       nodes.push(...kr.nodes, ...vr.nodes);
       variants.push('gqa-expand');
     } else if (kr || vr) return noMatch('only one of K and V is repeated over heads, or they repeat differently');
+  }
+  // multi-query: K and V with one head, broadcast over the query heads by the MatMuls
+  if (rank === 4 && kvNumHeads === numHeads && numHeads > 1 && shapeOf(k)?.[1] === 1 && shapeOf(v)?.[1] === 1) {
+    kvNumHeads = 1;
+    variants.push('mqa-broadcast');
   }
   const kShape = shapeOf(k);
   const vShape = shapeOf(v);
@@ -227,7 +243,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   // (Q, Kᵀ and V share the batch B·H, so the reshapes of any of them tell H; those in sight must agree)
   const kh = rank === 3 ? headsBehind(k, headDim) ?? headsBehind(kt, headDim) : undefined;
   const vh = rank === 3 ? headsBehind(v, vHeadDim) : undefined;
-  const trueHeads = rank === 3 ? c.foldedHeads ?? headsBehind(c.qSide, headDim) ?? kh ?? vh : undefined;
+  const trueHeads = rank === 3 ? c.foldedHeads ?? headsBehind(qSide, headDim) ?? kh ?? vh : undefined;
   const h = trueHeads !== undefined && trueHeads > 1 && [kh, vh].every((x) => x === undefined || x === trueHeads) ? trueHeads : undefined;
   const bias = assembleBias(graph, c.masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head');
   if (!bias.ok) return bias;
@@ -243,10 +259,10 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
       const unfold = (x: Value, base: string) => unfoldHeads(graph, x, h, base, prelude);
       const b = bias.value;
       heads4 = {
-        q: unfold(c.qSide, 'q_bhsd'),
+        q: unfold(qSide, 'q_bhsd'),
         k: unfold(k, 'k_bhsd'),
         v: unfold(v, 'v_bhsd'),
-        ...(b ? { bias: c.foldedHeads !== undefined ? b : biasOverHeads(graph, b, c.qSide, h, prelude) } : {}),
+        ...(b ? { bias: c.foldedHeads !== undefined ? b : biasOverHeads(graph, b, qSide, h, prelude) } : {}),
         y: new Value(freshName(graph, 'y_bhsd')),
         postlude: [],
         heads: h,
@@ -256,8 +272,18 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     } else variants.push('bmm-heads-in-batch');
   }
 
+  // an Einsum writing Y in another axis order than [batch..., S, Dv]: the postlude transposes it back
+  let post = heads4 ? { y: heads4.y, nodes: heads4.postlude } : undefined;
+  const yPerm = pvEinsum?.value.yPerm;
+  if (yPerm !== undefined && !isIdentity(yPerm)) {
+    if (post) return noMatch(`${pv.describe()} writes its output transposed and the heads are folded into the batch: both are not lifted together`);
+    const y4 = new Value(freshName(graph, 'y_bhsd'));
+    const back = new Node({ domain: ONNX_DOMAIN, op: 'Transpose', inputs: [y4], outputs: [new Value(y.name, y.type)], attrs: { perm: intsAttr(yPerm) } });
+    post = { y: y4, nodes: [back] };
+  }
+
   // softmax precision: the dtype the Softmax runs in, when it differs from Q's
-  const qType = dtypeOf(c.qSide);
+  const qType = dtypeOf(qSide);
   const smType = dtypeOf(softmax.outputs[0]);
   const softmaxPrecision = qType !== undefined && smType !== undefined && qType !== smType ? smType : undefined;
   if (softmaxPrecision) variants.push('softmax-precision');
@@ -277,7 +303,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
 
   // the lengths read from the dense scores' shape (GPT-2: nd, ns = w.size(-2), w.size(-1)) come from Q and K,
   // so the scores need not be computed once the site is lifted
-  const shapeReads = scores === undefined && escaping.length > 0 ? scoreShapeReads(graph, escaping, inside, c.stages, c.qSide, k, rank) : undefined;
+  const shapeReads = scores === undefined && escaping.length > 0 ? scoreShapeReads(graph, escaping, inside, c.stages, qSide, k, rank) : undefined;
   if (shapeReads) {
     nodes.push(...shapeReads.shapes);
     prelude.push(...shapeReads.prelude);
@@ -301,12 +327,12 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     params,
     inputs: heads4
       ? { q: heads4.q, k: heads4.k, v: heads4.v, ...(heads4.bias ? { bias: heads4.bias } : {}) }
-      : { q: c.qSide, k, v, ...(bias.value ? { bias: bias.value } : {}) },
+      : { q: qSide, k, v, ...(bias.value ? { bias: bias.value } : {}) },
     output: y,
     ...(scores ? { scores: scores.value } : {}),
     matched: nodes,
     prelude,
-    ...(heads4 ? { postlude: heads4.postlude, attentionOutput: heads4.y } : {}),
+    ...(post ? { postlude: post.nodes, attentionOutput: post.y } : {}),
     ...(shapeReads ? { preludeOutputs: shapeReads.replaced } : {}),
   };
   return matched({ site, variants });
@@ -532,33 +558,6 @@ function foldHeads(graph: Graph, y4: Value, y3: Value): Node[] {
   const sq = new Node({ domain: ONNX_DOMAIN, op: 'Gather', inputs: [r.outputs[0]!, zero.outputs[0]!], outputs: [new Value(y3.name, y3.type)], attrs: { axis: intAttr(1) as never } });
   nodes.push(r, zero, sq);
   return nodes;
-}
-
-/** Einsum equations of attention: `..ik,..jk->..ij` (Q·Kᵀ) or `..ij,..jd->..id` (P·V), batch letters shared. */
-function einsumParts(n: Node): [string, string, string] | undefined {
-  const eq = n.attrs.get('equation');
-  if (eq?.type !== 'string') return undefined;
-  const m = /^([a-z]+),([a-z]+)->([a-z]+)$/.exec(eq.value.replace(/\s+/g, ''));
-  return m ? [m[1]!, m[2]!, m[3]!] : undefined;
-}
-
-function einsumIs(n: Node, kind: 'qk' | 'pv'): boolean {
-  const parts = einsumParts(n);
-  if (!parts) return false;
-  const [a, b, o] = parts;
-  if (a.length !== b.length || a.length !== o.length || a.length < 3) return false;
-  const batch = a.slice(0, -2);
-  if (b.slice(0, -2) !== batch || o.slice(0, -2) !== batch) return false;
-  const [i, x] = [a.at(-2)!, a.at(-1)!];
-  const [p, q] = [b.at(-2)!, b.at(-1)!];
-  if (kind === 'qk') return (q === x && o === batch + i + p) || (p === x && o === batch + i + q);
-  return p === x && o === batch + i + q;
-}
-
-/** Whether a Q·Kᵀ Einsum reads K as [..., S, D] (else as Kᵀ [..., D, S]). */
-function einsumKIsBhsd(n: Node): boolean {
-  const parts = einsumParts(n);
-  return parts !== undefined && parts[1].at(-1) === parts[0].at(-1);
 }
 
 export const decomposedAttention: RewriteRule<DecomposedSite> = {

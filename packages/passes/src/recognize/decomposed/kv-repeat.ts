@@ -1,7 +1,8 @@
-// GQA as exporters repeat K/V heads: Reshape(Expand(Unsqueeze(K, axis 2), [B, kvH, g, S, D]), [B, kvH·g, S, D])
-//   -> K with kvNumHeads = kvH (each group of g consecutive query heads reads one key/value head).
+// GQA as exporters repeat K/V heads (Llama's repeat_kv):
+//   Reshape(Expand(Unsqueeze(K, axis 2), [B, kvH, g, T, D]), [B, kvH·g, T, D]) -> K with kvNumHeads = kvH
+// (each group of g consecutive query heads reads one key/value head).
 
-import type { Node, Value } from '@attnopt/ir';
+import type { Dim, Node, Value } from '@attnopt/ir';
 import { onnxOp } from './chain.js';
 import { shapeOf, staticNumbers } from '../../analysis/shapes.js';
 
@@ -10,6 +11,9 @@ export interface KvRepeat {
   readonly kvNumHeads: number;
   readonly nodes: readonly Node[];
 }
+
+/** Two dims proven equal: the same number or the same named symbol ('?' proves nothing). */
+const same = (a: Dim | undefined, b: Dim | undefined) => a !== undefined && a === b && a !== '?';
 
 /** The un-repeated K (or V) behind a repeat-interleave of heads, when the shapes prove it exactly. */
 export function matchKvRepeat(v: Value): KvRepeat | undefined {
@@ -26,12 +30,11 @@ export function matchKvRepeat(v: Value): KvRepeat | undefined {
   const out = shapeOf(v);
   if (!src || !expanded || !out || src.length !== 4 || expanded.length !== 5 || out.length !== 4) return undefined;
   const [kvH, g] = [expanded[1], expanded[2]];
-  if (typeof kvH !== 'number' || typeof g !== 'number' || src[1] !== kvH) return undefined;
-  if (out[1] !== kvH * g) return undefined;
-  // the other dims pass through unchanged
-  if (expanded[3] !== src[2] || expanded[4] !== src[3] || out[2] !== src[2] || out[3] !== src[3]) {
-    if (![expanded[3], src[2], out[2], expanded[4], src[3], out[3]].every((d) => typeof d === 'number')) return undefined;
-    return undefined;
-  }
+  if (typeof kvH !== 'number' || typeof g !== 'number' || src[1] !== kvH || out[1] !== kvH * g) return undefined;
+  // the Expand repeats axis 2 only: batch, length and head size pass through unchanged
+  if (!same(expanded[0], src[0]) || !same(expanded[3], src[2]) || !same(expanded[4], src[3])) return undefined;
+  // the Reshape merges axes 1 and 2 only: batch and head size proven, the length by the element count
+  // (B · kvH · g · T · D elements into [B, kvH·g, ?, D] leave T)
+  if (!same(out[0], src[0]) || !same(out[3], src[3]) || !(same(out[2], src[2]) || out[2] === '?')) return undefined;
   return { source, kvNumHeads: kvH, nodes: [reshape, expand, unsq] };
 }

@@ -1,0 +1,83 @@
+// Einsum attention in any letter spelling: the two equations are parsed into roles (batch letters, query,
+// key, head size, value size) instead of matched against a list of spellings.
+//   Einsum(Q, K, "bqhd,bkhd->bhqk") -> scores [b, h, q, k] from Q, K read as [b, h, q, d] and [b, h, k, d]
+//   Einsum(P, V, "bhqk,bkhd->bqhd") -> Y [b, q, h, d] from V read as [b, h, k, d] and Y4 [b, h, q, d]
+// A role's axis order is a permutation of the operand's axes; the rule applies it as a Transpose (none when
+// it is the identity). The scores must come out as [batch..., query, key] (the softmax axis last).
+
+import type { Node } from '@attnopt/ir';
+import { type MatchResult, matched, noMatch } from '@attnopt/rewrite';
+
+/** A parsed two-operand equation: each operand's letters and the output's, one letter per axis. */
+export interface Equation {
+  readonly a: string;
+  readonly b: string;
+  readonly out: string;
+}
+
+/** Q·Kᵀ as an Einsum: permutations turning Q into [batch..., S, D] and K into [batch..., T, D]. */
+export interface ScoresEinsum {
+  readonly batch: number;
+  readonly qPerm: readonly number[];
+  readonly kPerm: readonly number[];
+}
+
+/** P·V as an Einsum: V into [batch..., T, Dv]; Y read back from Y4 = [batch..., S, Dv] by `yPerm`. */
+export interface OutputEinsum {
+  readonly vPerm: readonly number[];
+  readonly yPerm: readonly number[];
+}
+
+/** `ab,cd->ef` with explicit output, no ellipsis, each letter once per operand. */
+export function parseEquation(n: Node): MatchResult<Equation> {
+  const attr = n.attrs.get('equation');
+  if (attr?.type !== 'string') return noMatch(`${n.describe()} has no equation`);
+  const eq = attr.value.replace(/\s+/g, '');
+  const m = /^([A-Za-z]+),([A-Za-z]+)->([A-Za-z]+)$/.exec(eq);
+  if (!m) return noMatch(`${n.describe()}'s equation "${attr.value}" is not two operands with an explicit output (ellipsis is not read)`);
+  const [a, b, out] = [m[1]!, m[2]!, m[3]!];
+  if ([a, b, out].some((s) => new Set(s).size !== s.length)) return noMatch(`${n.describe()}'s equation "${attr.value}" repeats a letter within one operand (a diagonal)`);
+  return matched({ a, b, out });
+}
+
+const only = (s: string, keep: (c: string) => boolean) => [...s].filter(keep);
+const permOf = (from: string, to: readonly string[]) => to.map((c) => from.indexOf(c));
+
+/** Q·Kᵀ: one contracted letter (head size), one query letter, one key letter (last in the output), batch letters shared. */
+export function scoresEinsum(n: Node): MatchResult<ScoresEinsum> {
+  const e = parseEquation(n);
+  if (!e.ok) return e;
+  const { a, b, out } = e.value;
+  const d = only(a, (c) => b.includes(c) && !out.includes(c));
+  const i = only(a, (c) => !b.includes(c));
+  const j = only(b, (c) => !a.includes(c));
+  const batch = only(out, (c) => a.includes(c) && b.includes(c));
+  const what = `${n.describe()} ("${a},${b}->${out}")`;
+  if (d.length !== 1) return noMatch(`${what} contracts ${d.length} letters, not one head-size axis: not Q · Kᵀ`);
+  if (i.length !== 1 || j.length !== 1) return noMatch(`${what} does not keep exactly one query and one key axis: not Q · Kᵀ`);
+  if (out !== [...batch, i[0], j[0]].join('')) return noMatch(`${what} does not write the scores as [batch..., query, key]`);
+  if (a.length !== batch.length + 2 || b.length !== batch.length + 2) return noMatch(`${what} sums over a batch axis`);
+  return matched({ batch: batch.length, qPerm: permOf(a, [...batch, i[0]!, d[0]!]), kPerm: permOf(b, [...batch, j[0]!, d[0]!]) });
+}
+
+/** P·V: P's axes are the scores' [batch..., query, key] in order; the key letter contracted against V. */
+export function outputEinsum(n: Node, scoresRank: number): MatchResult<OutputEinsum> {
+  const e = parseEquation(n);
+  if (!e.ok) return e;
+  const { a: p, b: v, out: y } = e.value;
+  const what = `${n.describe()} ("${p},${v}->${y}")`;
+  if (p.length !== scoresRank) return noMatch(`${what} reads the probabilities with ${p.length} axes, the scores have ${scoresRank}`);
+  const batch = [...p.slice(0, -2)];
+  const [i, j] = [p.at(-2)!, p.at(-1)!];
+  const e2 = only(v, (c) => !p.includes(c));
+  if (!v.includes(j) || y.includes(j)) return noMatch(`${what} does not contract the key axis of the probabilities with V: not probabilities · V`);
+  if (v.includes(i) || !y.includes(i)) return noMatch(`${what} does not keep the query axis: not probabilities · V`);
+  if (e2.length !== 1 || !y.includes(e2[0]!)) return noMatch(`${what} does not keep exactly one value axis of V: not probabilities · V`);
+  if (!batch.every((c) => v.includes(c) && y.includes(c)) || v.length !== batch.length + 2 || y.length !== batch.length + 2) {
+    return noMatch(`${what} does not share the batch axes of the probabilities with V and the output: not probabilities · V`);
+  }
+  const y4 = [...batch, i, e2[0]!].join('');
+  return matched({ vPerm: permOf(v, [...batch, j, e2[0]!]), yPerm: permOf(y4, [...y]) });
+}
+
+export const isIdentity = (perm: readonly number[]) => perm.every((x, k) => x === k);
