@@ -285,3 +285,66 @@ describe('the softmax computed in float32 between Casts', () => {
   %y = MatMul(%p, %v)`), { numHeads: 2, softmaxPrecision: 'f32' });
   });
 });
+
+describe('scores over [B·H, S, T] viewed as [B, H, S, T] around the masks (BLOOM, CLIP, GPT-NeoX, BART)', () => {
+  const inputs = `  input %x: f32[2, seq, 32]
+  input %alibi: f32[8, 1, seq]
+  input %causal: f32[1, 1, seq, seq]
+  input %attention_mask: i64[2, seq]
+  init %fold: i64[3] = tensor<i64[3]> [8, -1, 8]
+  init %b_h: i64[2] = tensor<i64[2]> [2, 4]
+  init %bh: i64[1] = tensor<i64[1]> [8]
+  init %one1: i64[1] = tensor<i64[1]> [1]
+  init %two1: i64[1] = tensor<i64[1]> [2]
+  init %alpha: f32[] = tensor<f32[]> [0.35355339059327373]
+  init %ninf: f32[] = tensor<f32[]> [-inf]
+  init %ax12: i64[2] = tensor<i64[2]> [1, 2]
+  init %zero: i64[] = tensor<i64[]> [0]`;
+  const heads3 = (x: string) => `${splitHeads('x', `${x}4`, 4, 8)}
+  %${x}3 = Reshape(%${x}4, %fold)`;
+  const qkv = `  %xs = Shape(%x)
+  %t = Slice(%xs, %one1, %two1)
+  %view4 = Concat(%b_h, %t, %t) {axis = 0}
+  %view3 = Concat(%bh, %t, %t) {axis = 0}
+${heads3('q')}\n${heads3('k')}\n${heads3('v')}
+  %kt = Transpose(%k3) {perm = [0, 2, 1]}
+  %bmm = MatMul(%q3, %kt)
+  %pad = Equal(%attention_mask, %zero)
+  %pad4 = Unsqueeze(%pad, %ax12)`;
+  test('BLOOM: ALiBi added over [B·H, S, T], viewed as 4D, masked_fill, Softmax, folded back for the bmm with V', async () => {
+    await liftsExactly(graph(inputs, `${qkv}
+  %scaled = Mul(%bmm, %alpha)
+  %sc = Add(%scaled, %alibi)
+  %sc4 = Reshape(%sc, %view4)
+  %masked = Where(%pad4, %ninf, %sc4)
+  %p4 = Softmax(%masked) {axis = -1}
+  %p = Reshape(%p4, %view3)
+  %y = MatMul(%p, %v3)`), { numHeads: 4, headDim: 8, layout: 'bhsd' });
+  });
+  test('CLIP: two 4D views, each adding a mask, the Softmax over [B·H, S, T]', async () => {
+    await liftsExactly(graph(inputs, `${qkv}
+  %a4 = Reshape(%bmm, %view4)
+  %a = Add(%a4, %causal)
+  %a3 = Reshape(%a, %view3)
+  %b4 = Reshape(%a3, %view4)
+  %masked4 = Where(%pad4, %ninf, %b4)
+  %masked = Reshape(%masked4, %view3)
+  %p = Softmax(%masked) {axis = -1}
+  %y = MatMul(%p, %v3)`), { numHeads: 4, headDim: 8 });
+  });
+  test('GPT-NeoX: scores from the bmm viewed as 4D, masked, multiplied with V [B, H, T, D]', async () => {
+    await liftsExactly(graph(inputs, `${qkv}
+  %a4 = Reshape(%bmm, %view4)
+  %masked = Where(%pad4, %ninf, %a4)
+  %p = Softmax(%masked) {axis = -1}
+  %y = MatMul(%p, %v4)`), { numHeads: 4, headDim: 8 });
+  });
+  test('does not fire when a Reshape between Q·Kᵀ and the Softmax changes the key length', () => {
+    const { att, why } = recognize(graph(`${inputs}\n  init %odd: i64[4] = tensor<i64[4]> [2, 4, -1, 2]`, `${qkv}
+  %a4 = Reshape(%bmm, %odd)
+  %p = Softmax(%a4) {axis = -1}
+  %y = MatMul(%p, %v4)`));
+    expect(att).toHaveLength(0);
+    expect(why).toMatch(/not between the \[B·H, S, T\] and \[B, H, S, T\] views/);
+  });
+});

@@ -6,12 +6,12 @@ import { type DType, type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { inferDtype, shapeOf, staticScalar } from '../../analysis/shapes.js';
 
-/** A mask step between the scores and the Softmax. */
+/** A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view). */
 export type MaskStep =
   /** scores + bias (additive mask, possibly broadcast) */
-  | { readonly kind: 'additive'; readonly bias: Value }
+  | { readonly kind: 'additive'; readonly bias: Value; readonly over: Value }
   /** Where(keep, scores, fill): `fill` -inf, finfo.min or -10000 (masked_fill with the condition inverted when `inverted`) */
-  | { readonly kind: 'masked-fill'; readonly cond: Value; readonly inverted: boolean; readonly fill: number };
+  | { readonly kind: 'masked-fill'; readonly cond: Value; readonly inverted: boolean; readonly fill: number; readonly over: Value };
 
 export interface ScoreChain {
   /** The Q·Kᵀ node (MatMul or Einsum) and its two operands with their scale factors stripped. */
@@ -26,16 +26,17 @@ export interface ScoreChain {
   readonly stages: ReadonlyMap<Value, 'qk' | 'softcapped' | 'masked'>;
   readonly variants: readonly string[];
   /**
-   * H when the scores are computed as [B·H, S, T], unfolded to [B, H, S, T] around the masks and folded back
-   * before the Softmax (onnxruntime's CLIP export): the masks are then 4D and the true head count is H.
+   * H when the scores are computed as [B·H, S, T] and viewed as [B, H, S, T] around some masks (the walk
+   * crossed Reshapes between the two views: onnxruntime's CLIP, BLOOM, GPT-NeoX, BART). Masks over a 4D view
+   * are then [B, H, S, T]-shaped, the others [B·H, S, T]-shaped. `softmaxView` is the view the Softmax runs in.
    */
   readonly foldedHeads?: number;
+  readonly softmaxView?: 3 | 4;
 }
 
-/** The heads-in-batch scores fold the walk has passed (see ScoreChain.foldedHeads). */
-interface Fold {
+/** The heads views the walk has crossed (see ScoreChain.foldedHeads). */
+export interface Fold {
   heads?: number;
-  unfolded?: boolean;
 }
 
 const onnxOp = (v: Value | undefined, ...ops: string[]): Node | undefined => {
@@ -96,21 +97,16 @@ function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: 
     nodes.push(step.node);
     cur = skipCasts(step.x, nodes, new Map(), tag);
   }
-  // Reshape([B·H, S, T] -> [B, H, S, T]): the unfold matching the fold before the Softmax
-  const unfold = onnxOp(cur, 'Reshape');
-  if (unfold && fold.heads !== undefined && !fold.unfolded) {
-    const inS = shapeOf(unfold.inputs[0]);
-    const outS = shapeOf(unfold.outputs[0]);
-    if (inS?.length === 3 && outS?.length === 4 && outS[1] === fold.heads && sameOrUnknown(inS[1], outS[2]) && sameOrUnknown(inS[2], outS[3])) {
-      nodes.push(unfold);
-      fold.unfolded = true;
-      cur = skipCasts(unfold.inputs[0]!, nodes, new Map(), tag);
-    }
+  // Reshape between the [B·H, S, T] and [B, H, S, T] views of the scores
+  const view = headsViewReshape(cur, fold);
+  if (view) {
+    nodes.push(view);
+    cur = skipCasts(view.inputs[0]!, nodes, new Map(), tag);
   }
   const qk = onnxOp(cur, 'MatMul', 'Einsum');
   const reshape = onnxOp(cur, 'Reshape');
   if (!qk && reshape) {
-    return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax (heads folded into the batch and unfolded around a mask): only a fold [B, H, S, T] -> [B·H, S, T] right before the Softmax matching an unfold right after Q·Kᵀ is lifted`);
+    return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax, and not between the [B·H, S, T] and [B, H, S, T] views of the same scores (shapes ${JSON.stringify(shapeOf(reshape.inputs[0]))} -> ${JSON.stringify(shapeOf(reshape.outputs[0]))})`);
   }
   if (!qk) return noMatch(`the scores are not a MatMul (or Einsum) of Q and Kᵀ: found ${cur.producer?.describe() ?? `input ${cur.name}`}`);
   if (qk.inputs.length !== 2) return noMatch(`${qk.describe()} does not have exactly two operands`);
@@ -145,22 +141,16 @@ function matchSoftcap(v: Value, nodes: Node[], stage: Map<Value, string>, varian
 /** The masks between the (softcapped) scores and the Softmax: Add of a bias, Where(cond, scores, fill). */
 function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], fold: Fold, depth = 0): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants' | 'foldedHeads'>> {
   let inner = skipCasts(v, nodes, stage, 'masked');
-  // Reshape([B, H, S, T] -> [B·H, S, T]) right before the Softmax: the masks below it are 4D
-  const foldNode = depth === 0 ? onnxOp(inner, 'Reshape') : undefined;
-  if (foldNode) {
-    const inS = shapeOf(foldNode.inputs[0]);
-    const outS = shapeOf(foldNode.outputs[0]);
-    const h = inS?.[1];
-    if (inS?.length === 4 && outS?.length === 3 && typeof h === 'number' && sameOrUnknown(inS[2], outS[1]) && sameOrUnknown(inS[3], outS[2])) {
-      nodes.push(foldNode);
-      fold.heads = h;
-      variants.push('scores-folded-heads');
-      inner = skipCasts(foldNode.inputs[0]!, nodes, stage, 'masked');
-    }
+  // Reshape between the [B·H, S, T] and [B, H, S, T] views of the scores
+  const view = depth < 6 ? headsViewReshape(inner, fold) : undefined;
+  if (view) {
+    nodes.push(view);
+    if (!variants.includes('scores-heads-views')) variants.push('scores-heads-views');
+    return matchMasks(view.inputs[0]!, nodes, stage, masks, variants, fold, depth + 1);
   }
   // clamp(min = finfo.min) after a mask: Max(x, fill) changes only masked entries (-inf -> fill), which the
   // softmax gives 0 either way
-  const clamp = depth < 4 ? clampAtFill(inner) : undefined;
+  const clamp = depth < 8 ? clampAtFill(inner) : undefined;
   if (clamp) {
     nodes.push(clamp.node);
     variants.push('clamp-min');
@@ -169,10 +159,10 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
   const add = onnxOp(inner, 'Add');
   const where = onnxOp(inner, 'Where');
   let firstFailure: MatchResult<never> | undefined;
-  if (add && depth < 4) {
+  if (add && depth < 8) {
     for (const [s, b] of [[0, 1], [1, 0]] as const) {
       const n2 = [...nodes, add];
-      const m2: MaskStep[] = [...masks, { kind: 'additive', bias: add.inputs[b]! }];
+      const m2: MaskStep[] = [...masks, { kind: 'additive', bias: add.inputs[b]!, over: inner }];
       const v2: string[] = [...variants, 'additive-mask'];
       const st2 = new Map(stage);
       const r = matchMasks(add.inputs[s]!, n2, st2, m2, v2, fold, depth + 1);
@@ -186,7 +176,7 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
       firstFailure ??= r;
     }
   }
-  if (where && depth < 4) {
+  if (where && depth < 8) {
     const [cond, a, b] = where.inputs;
     const fa = constantScalar(a) ?? staticScalar(a);
     const fb = constantScalar(b) ?? staticScalar(b);
@@ -194,13 +184,33 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
       isMaskFill(fb) ? { scores: a!, inverted: false, fill: fb } : isMaskFill(fa) ? { scores: b!, inverted: true, fill: fa } : undefined;
     if (step === undefined) return noMatch(`${where.describe()} selects between two values neither of which is a mask fill (-inf, finfo.min, <= -10000)`);
     nodes.push(where);
-    masks.push({ kind: 'masked-fill', cond: cond!, inverted: step.inverted, fill: step.fill });
+    masks.push({ kind: 'masked-fill', cond: cond!, inverted: step.inverted, fill: step.fill, over: inner });
     variants.push(step.fill === -Infinity ? 'masked-fill-inf' : 'masked-fill-finite');
     return matchMasks(step.scores, nodes, stage, masks, variants, fold, depth + 1);
   }
   const r = matchSoftcap(inner, nodes, stage, variants, fold);
   if (!r.ok && firstFailure && !firstFailure.ok) return firstFailure;
   return r;
+}
+
+/**
+ * A Reshape producing `v` that switches the scores between the [B·H, S, T] and [B, H, S, T] views: H static
+ * (and the same for every such Reshape of the walk), S and T unchanged. Records H in `fold`.
+ */
+export function headsViewReshape(v: Value, fold: Fold): Node | undefined {
+  const reshape = onnxOp(v, 'Reshape');
+  if (!reshape) return undefined;
+  const inS = shapeOf(reshape.inputs[0]);
+  const outS = shapeOf(reshape.outputs[0]);
+  if (!inS || !outS) return undefined;
+  const [s3, s4] = inS.length === 3 && outS.length === 4 ? [inS, outS] : inS.length === 4 && outS.length === 3 ? [outS, inS] : [undefined, undefined];
+  if (!s3 || !s4) return undefined;
+  const h = s4[1];
+  if (typeof h !== 'number' || (fold.heads !== undefined && fold.heads !== h)) return undefined;
+  if (!sameOrUnknown(s3[1], s4[2]) || !sameOrUnknown(s3[2], s4[3])) return undefined;
+  if (typeof s3[0] === 'number' && typeof s4[0] === 'number' && s3[0] !== s4[0] * h) return undefined;
+  fold.heads = h;
+  return reshape;
 }
 
 /** Max(x, fill) / Max(fill, x) or Clip(x, fill) with a static masking fill: the clamp exporters write after a mask. */
@@ -230,12 +240,11 @@ export function matchScoreChain(softmaxInput: Value): MatchResult<ScoreChain> {
   const fold: Fold = {};
   const r = matchMasks(softmaxInput, nodes, stage, masks, variants, fold);
   if (!r.ok) return r;
-  if (fold.heads !== undefined && !fold.unfolded) {
-    return noMatch(`the scores are folded from [B, ${fold.heads}, S, T] to [B·${fold.heads}, S, T] before the Softmax but not unfolded from Q·Kᵀ by a matching Reshape`);
-  }
   const stages = new Map<Value, 'qk' | 'softcapped' | 'masked'>();
   for (const [val, s] of stage) if (s === 'qk' || s === 'softcapped' || s === 'masked') stages.set(val, s);
-  return matched({ ...r.value, masks, nodes, stages, variants, ...(fold.heads !== undefined ? { foldedHeads: fold.heads } : {}) });
+  const softmaxRank = shapeOf(softmaxInput)?.length;
+  const softmaxView = softmaxRank === 3 || softmaxRank === 4 ? softmaxRank : undefined;
+  return matched({ ...r.value, masks, nodes, stages, variants, ...(fold.heads !== undefined ? { foldedHeads: fold.heads, ...(softmaxView ? { softmaxView } : {}) } : {}) });
 }
 
 /** The dtype of a value: its declared type, else inferred through its producers (analysis/shapes.ts). */

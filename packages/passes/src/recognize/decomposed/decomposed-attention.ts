@@ -30,7 +30,7 @@ import {
 import { type MatchResult, matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
 import { liftSite, type SiteMatch } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
-import { dtypeOf, type MaskStep, matchScoreChain, onnxOp } from './chain.js';
+import { dtypeOf, headsViewReshape, type MaskStep, matchScoreChain, onnxOp } from './chain.js';
 import { isIdentity, outputEinsum, scoresEinsum } from './einsum.js';
 import { matchKvRepeat } from './kv-repeat.js';
 import { inferDtype, shapeOf, staticInts, staticNumbers, staticScalar } from '../../analysis/shapes.js';
@@ -118,9 +118,10 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   let pv: Node | undefined;
   for (let steps = 0; steps < 8 && pv === undefined; steps++) {
     const uses = p.uses();
-    const order = ['MatMul', 'Einsum', 'Where', 'Dropout', 'Cast', 'Identity'];
+    const order = ['MatMul', 'Einsum', 'Where', 'Dropout', 'Cast', 'Identity', 'Reshape'];
     const next = uses
       .filter((u) => u.index === (u.node.op === 'Where' ? 2 : 0) && order.includes(u.node.op))
+      .filter((u) => u.node.op !== 'Reshape' || headsViewReshape(u.node.outputs[0]!, { ...(c.foldedHeads !== undefined ? { heads: c.foldedHeads } : {}) }) !== undefined)
       .sort((a, b) => order.indexOf(a.node.op) - order.indexOf(b.node.op))[0];
     if (!next) return noMatch(`the Softmax output does not reach a MatMul with V (uses: ${uses.map((u) => u.node.op).join(', ') || 'none'})`);
     const n = next.node;
@@ -129,6 +130,10 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
       const why = dropoutIsNotIdentity(n);
       if (why !== undefined) return noMatch(why);
       variants.push('dropout');
+    } else if (n.op === 'Reshape') {
+      // the probabilities folded back from the [B, H, S, T] view to [B·H, S, T] for a bmm with V
+      if (c.foldedHeads === undefined) return noMatch(`${n.describe()} reshapes the probabilities between head views the scores never crossed`);
+      variants.push('probabilities-heads-view');
     } else if (n.op === 'Where') {
       const guard = matchRowGuard(n, p, c.masks);
       if (!guard) return noMatch(`${n.describe()} after the Softmax is not the fully-masked-row guard on the same bias`);
@@ -225,8 +230,11 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   }
   const kShape = shapeOf(k);
   const vShape = shapeOf(v);
-  if (!vShape || vShape.length !== rank) return noMatch(`V does not have rank ${rank}`);
-  const vHeadDim = vShape[rank - 1];
+  // (scores computed over [B·H, S, T] and multiplied with V in the [B, H, S, T] view: V is 4D, Q and K 3D)
+  const pvRank = c.foldedHeads !== undefined && rank === 3 && shapeOf(p)?.length === 4 ? 4 : rank;
+  if (!vShape || vShape.length !== pvRank) return noMatch(`V does not have rank ${pvRank}`);
+  if (pvRank !== rank && vShape[1] !== c.foldedHeads) return noMatch(`V has ${String(vShape[1])} heads where the scores have ${c.foldedHeads}`);
+  const vHeadDim = vShape[pvRank - 1];
   if (typeof vHeadDim !== 'number') return noMatch('the head size of V is not static');
   if (kShape && kShape.length === rank && typeof kShape[rank - 1] === 'number' && kShape[rank - 1] !== headDim) {
     return noMatch(`K head size ${String(kShape[rank - 1])} differs from Q head size ${headDim}`);
@@ -242,10 +250,13 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   // (3D bmm chains: the true head count first, see below; the bias then stays over [B·H, S, T] until unfolded)
   // (Q, Kᵀ and V share the batch B·H, so the reshapes of any of them tell H; those in sight must agree)
   const kh = rank === 3 ? headsBehind(k, headDim) ?? headsBehind(kt, headDim) : undefined;
-  const vh = rank === 3 ? headsBehind(v, vHeadDim) : undefined;
+  const vh = pvRank === 3 ? headsBehind(v, vHeadDim) : undefined;
   const trueHeads = rank === 3 ? c.foldedHeads ?? headsBehind(qSide, headDim) ?? kh ?? vh : undefined;
   const h = trueHeads !== undefined && trueHeads > 1 && [kh, vh].every((x) => x === undefined || x === trueHeads) ? trueHeads : undefined;
-  const bias = assembleBias(graph, c.masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head');
+  // scores seen in both views: every mask over the [B·H, S, T] view is unfolded to [B, H, S, T] first
+  if (c.foldedHeads !== undefined && rank !== 3) return noMatch(`the scores switch between the [B·H, S, T] and [B, ${c.foldedHeads}, S, T] views but Q or the probabilities read by ${pv.describe()} are not [B·H, S, D]`);
+  const masks = c.foldedHeads === undefined ? c.masks : c.masks.map((m) => (shapeOf(m.over)?.length === 4 ? m : unfoldMask(graph, m, qSide, c.foldedHeads!, prelude)));
+  const bias = assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head');
   if (!bias.ok) return bias;
 
   // 3D bmm chains ([B·H, S, D], heads folded into the batch): the true head count H read from the reshapes
@@ -261,19 +272,19 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
       heads4 = {
         q: unfold(qSide, 'q_bhsd'),
         k: unfold(k, 'k_bhsd'),
-        v: unfold(v, 'v_bhsd'),
+        v: pvRank === 4 ? v : unfold(v, 'v_bhsd'),
         ...(b ? { bias: c.foldedHeads !== undefined ? b : biasOverHeads(graph, b, qSide, h, prelude) } : {}),
         y: new Value(freshName(graph, 'y_bhsd')),
         postlude: [],
         heads: h,
       };
-      heads4.postlude.push(...foldHeads(graph, heads4.y, y));
+      if (pvRank === 3) heads4.postlude.push(...foldHeads(graph, heads4.y, y));
       variants.push(c.foldedHeads !== undefined ? 'heads-from-scores-fold' : 'heads-from-reshapes');
     } else variants.push('bmm-heads-in-batch');
   }
 
   // an Einsum writing Y in another axis order than [batch..., S, Dv]: the postlude transposes it back
-  let post = heads4 ? { y: heads4.y, nodes: heads4.postlude } : undefined;
+  let post = heads4 && heads4.postlude.length > 0 ? { y: heads4.y, nodes: heads4.postlude } : undefined;
   const yPerm = pvEinsum?.value.yPerm;
   if (yPerm !== undefined && !isIdentity(yPerm)) {
     if (post) return noMatch(`${pv.describe()} writes its output transposed and the heads are folded into the batch: both are not lifted together`);
@@ -498,6 +509,11 @@ function headsBehind(v: Value, headDim: number): number | undefined {
   const bh = cat && onnxOp(onnxOp(cat.inputs[1], 'Unsqueeze')?.inputs[0] ?? cat.inputs[1], 'Mul');
   const hs = bh ? [staticScalar(bh.inputs[1]), staticScalar(bh.inputs[0])].filter((x): x is number => x !== undefined) : [];
   return cat?.inputs.length === 3 && hs.length === 1 && Number.isInteger(hs[0]) && hs[0]! > 0 ? hs[0] : undefined;
+}
+
+/** A mask step over the [B·H, S, T] view of the scores, its operand unfolded to [B, H, S, T] (see biasOverHeads). */
+function unfoldMask(graph: Graph, m: MaskStep, q3: Value, heads: number, prelude: Node[]): MaskStep {
+  return m.kind === 'additive' ? { ...m, bias: biasOverHeads(graph, m.bias, q3, heads, prelude) } : { ...m, cond: biasOverHeads(graph, m.cond, q3, heads, prelude) };
 }
 
 const i64 = (graph: Graph, base: string, xs: readonly number[], prelude: Node[]): Value => {
