@@ -11,6 +11,8 @@ import './wasm/webassembly-types.js';
 import {
   type AttentionParams,
   BlockClass,
+  dense,
+  intersect,
   classifyBlockRow,
   halfToFloat,
   isDataDependent,
@@ -28,6 +30,7 @@ import {
   checkKernelShape,
   jsAttentionKernel,
   jsAttentionKernelSource,
+  fullKernelShape,
   kernelCacheKey,
   type KernelShape,
   MASKED,
@@ -35,6 +38,10 @@ import {
   wasmAttentionKernel,
 } from './kernels.js';
 import { type CpuWorkerPool, type KernelCode, SharedWorkspace } from './pool.js';
+import { checkGuard, GUARD_ITEM as GI, GUARD_ITEM_WORDS, GUARD_SUMMARIES, type GuardOptions, guardScratch } from './guard/guard-shape.js';
+import { layoutGuard, planGuard, type ResolvedGuard, writeGuard } from './guard/host.js';
+import { type GuardedAttendFn, jsGuardedKernel, jsGuardedKernelSource } from './guard/js-guard.js';
+import { wasmGuardedModule } from './wasm/wasm-guard.js';
 
 /** A float tensor, row-major: float32/float64 values, or float16 bit patterns (converted on load). */
 export type CpuTensor =
@@ -64,6 +71,35 @@ export interface CpuKernelOptions {
   readonly blockQ?: number;
   /** Keys per block (multiple of 8, default 64). */
   readonly blockK?: number;
+  /**
+   * The guarded form: the spec is run sparse, each row's dropped mass is certified from key-segment summaries
+   * and rows whose output bound exceeds epsilon are recomputed over `modelMask` (see guard/guard-shape.ts).
+   */
+  readonly guard?: GuardOptions;
+}
+
+/** What a guarded call reports besides Y. */
+export interface GuardedResult {
+  readonly y: Float32Array;
+  /** The certificate m_hat per (batch, head, query row): an upper bound on the row's dropped softmax mass. */
+  readonly certificates: Float32Array;
+  /** The output bound m_hat · R per (batch, head, query row) (R: the largest range of a V coordinate). */
+  readonly bounds: Float32Array;
+  /** Rows whose bound exceeded epsilon (each recomputed exactly). */
+  readonly fallbackRows: number;
+  /** Rows recomputed (flagged rows and the rows that share their strip of 4 or their block). */
+  readonly recomputedRows: number;
+  /** batch · heads · query rows. */
+  readonly rows: number;
+}
+
+/** What the metadata of a guarded kernel records. */
+export interface GuardInfo {
+  readonly tier: 'guarded';
+  readonly epsilon: number;
+  readonly block: number;
+  readonly modelMask: MaskSpec;
+  readonly summaries: readonly string[];
 }
 
 export interface CpuRunOptions {
@@ -83,13 +119,20 @@ export interface CpuAttentionKernel {
   run(inputs: CpuAttentionInputs, options?: CpuRunOptions): Float32Array;
   /** Y on the pool's worker threads. */
   runParallel(inputs: CpuAttentionInputs, pool: CpuWorkerPool, options?: CpuRunOptions): Promise<Float32Array>;
+  /** Present on a guarded kernel: tier, budget, summary block and summaries used. */
+  readonly guard?: GuardInfo;
+  /** A guarded kernel's call with its certificates and fallback count (throws on an unguarded kernel). */
+  runGuarded(inputs: CpuAttentionInputs, options?: CpuRunOptions): GuardedResult;
+  runGuardedParallel(inputs: CpuAttentionInputs, pool: CpuWorkerPool, options?: CpuRunOptions): Promise<GuardedResult>;
   /** The block plan of a call without running it: non-empty blocks, Partial blocks, kept pairs. */
   planStats(inputs: CpuAttentionInputs, options?: CpuRunOptions): { blocks: number; partial: number };
 }
 
 const moduleCache = new Map<string, WebAssembly.Module>();
 const jsCache = new Map<string, AttendFn>();
+const jsGuardedCache = new Map<string, GuardedAttendFn>();
 const instanceCache = new WeakMap<WebAssembly.Memory, Map<string, AttendFn>>();
+const guardedInstanceCache = new WeakMap<WebAssembly.Memory, Map<string, GuardedAttendFn>>();
 let localWorkspace: SharedWorkspace | undefined;
 
 let halfTable: Float32Array | undefined;
@@ -170,9 +213,11 @@ interface Prepared {
   readonly counter: number;
   readonly scratch: number;
   readonly scratchStride: number;
+  readonly itemWords: number;
   readonly blocks: number;
   readonly partial: number;
   readonly readOutput: () => Float32Array;
+  readonly readGuard?: (y: Float32Array) => GuardedResult;
 }
 
 /** Row strides (f32 elements) of Q, K, V and Y when the kernel reads the inputs in their own layout. */
@@ -202,7 +247,10 @@ function layoutStrides(p: AttentionParams): { q: number; k: number; v: number; o
 export function compileAttention(params: AttentionParams, options: CpuKernelOptions = {}): CpuAttentionKernel {
   const p = validateAttentionParams(params);
   if (isLowRank(p.spec)) throw new Error(`backend-cpu: low-rank spec ${p.spec.kind} has no generated kernel yet`);
-  const spec = p.spec as MaskSpec;
+  // guarded: the sparse keys are taken inside the model's own mask (spec ∩ modelMask), so that the dropped keys
+  // are exactly modelMask \ spec and a fallback row equals the model's attention
+  const modelMask = options.guard?.modelMask ?? dense;
+  const spec: MaskSpec = options.guard && modelMask.kind !== 'dense' ? intersect(modelMask, p.spec as MaskSpec) : (p.spec as MaskSpec);
   const backend = options.backend ?? 'wasm';
   const BQ = options.blockQ ?? 64;
   const BK = options.blockK ?? 64;
@@ -220,11 +268,25 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
   const mainShape = inPlace ? directShape : packedShape;
   checkKernelShape(mainShape);
 
+  if (options.guard) checkGuard(options.guard);
+  const guard: ResolvedGuard | undefined = options.guard
+    ? { epsilon: options.guard.epsilon, block: options.guard.block ?? BK, modelMask }
+    : undefined;
   const codes = new Map<KernelShape, KernelCode>();
   function codeFor(shape: KernelShape): KernelCode {
     let code = codes.get(shape);
     if (code) return code;
-    if (backend === 'wasm') {
+    if (guard && backend === 'wasm') {
+      const key = `${kernelCacheKey('wasm', shape)}-guard${guard.epsilon}`;
+      let module = moduleCache.get(key);
+      const bytes = wasmGuardedModule(fullKernelShape(shape), guard.epsilon, key);
+      if (!module) moduleCache.set(key, (module = new WebAssembly.Module(bytes)));
+      code = { key, bytes, module, entry: 'attendGuarded' };
+    } else if (guard) {
+      const key = `${kernelCacheKey('js', shape)}-d${d}-dv${dv}-guard${guard.epsilon}`;
+      code = { key, source: jsGuardedKernelSource(shape, d, dv, guard.epsilon), entry: 'attendGuarded' };
+      if (!jsGuardedCache.has(key)) jsGuardedCache.set(key, jsGuardedKernel(shape, d, dv, guard.epsilon));
+    } else if (backend === 'wasm') {
       const w = wasmAttentionKernel(shape);
       let module = moduleCache.get(w.cacheKey);
       if (!module) moduleCache.set(w.cacheKey, (module = new WebAssembly.Module(w.bytes)));
@@ -282,44 +344,55 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     // plan: per (b, h, query block) the non-empty key blocks; a mask tile for each Partial one, filled
     // once memory is laid out from the kept key ranges of its rows (rowKeys)
     const tiles: { b: number; h: number; kb: number; i0: number; rowSets: IntervalSet[]; valid: number }[] = [];
-    const plans: Int32Array[] = []; // per (b, h, r): pairs (key block, tile index + 1 or 0)
-    let blocksTotal = 0;
-    for (let b = 0; b < batch; b++) {
-      const dims: MaskDims = { nq, nk, past: inputs.pastKey !== undefined ? past : kvLength !== undefined ? kvLength[b]! - nq : 0 };
-      const valid = kvLength === undefined ? nk : kvLength[b]!;
-      let shared: Int32Array[] | undefined;
-      for (let h = 0; h < H; h++) {
-        if (!perHead && shared) {
-          plans.push(...shared);
-          for (const pl of shared) blocksTotal += pl.length / 2;
-          continue;
-        }
-        const resolve = runOptions.resolver?.(b, h);
-        const rowsOfHead: Int32Array[] = [];
-        for (let r = 0; r < nqBlocks; r++) {
-          const cls = classifyBlockRow(spec, r, BQ, BK, dims, resolve);
-          const list: number[] = [];
-          let rowSets: IntervalSet[] | undefined;
-          for (let kb = 0; kb < nkBlocks; kb++) {
-            let c: number = cls[kb]!;
-            if (c === BlockClass.Empty || kb * BK >= valid) continue;
-            if ((kb + 1) * BK > valid || bias !== undefined) c = BlockClass.Partial;
-            if (c === BlockClass.Full) {
-              list.push(kb, 0);
-              continue;
-            }
-            rowSets ??= Array.from({ length: Math.min(BQ, nq - r * BQ) }, (_, ii) => rowKeys(spec, r * BQ + ii, dims, resolve));
-            tiles.push({ b, h, kb, i0: r * BQ, rowSets, valid });
-            list.push(kb, tiles.length);
+    const dimsOf = (b: number): MaskDims => ({ nq, nk, past: inputs.pastKey !== undefined ? past : kvLength !== undefined ? kvLength[b]! - nq : 0 });
+    const validOf = (b: number) => (kvLength === undefined ? nk : kvLength[b]!);
+    /** Per (b, h, r): pairs (key block, tile index + 1 or 0), and their count. */
+    const planLists = (which: MaskSpec, headDependent: boolean): { plans: Int32Array[]; total: number } => {
+      const plans: Int32Array[] = [];
+      let total = 0;
+      for (let b = 0; b < batch; b++) {
+        const dims = dimsOf(b);
+        const valid = validOf(b);
+        let shared: Int32Array[] | undefined;
+        for (let h = 0; h < H; h++) {
+          if (!headDependent && shared) {
+            plans.push(...shared);
+            for (const pl of shared) total += pl.length / 2;
+            continue;
           }
-          const pl = Int32Array.from(list);
-          blocksTotal += pl.length / 2;
-          rowsOfHead.push(pl);
+          const resolve = runOptions.resolver?.(b, h);
+          const rowsOfHead: Int32Array[] = [];
+          for (let r = 0; r < nqBlocks; r++) {
+            const cls = classifyBlockRow(which, r, BQ, BK, dims, resolve);
+            const list: number[] = [];
+            let rowSets: IntervalSet[] | undefined;
+            for (let kb = 0; kb < nkBlocks; kb++) {
+              let c: number = cls[kb]!;
+              if (c === BlockClass.Empty || kb * BK >= valid) continue;
+              if ((kb + 1) * BK > valid || bias !== undefined) c = BlockClass.Partial;
+              if (c === BlockClass.Full) {
+                list.push(kb, 0);
+                continue;
+              }
+              rowSets ??= Array.from({ length: Math.min(BQ, nq - r * BQ) }, (_, ii) => rowKeys(which, r * BQ + ii, dims, resolve));
+              tiles.push({ b, h, kb, i0: r * BQ, rowSets, valid });
+              list.push(kb, tiles.length);
+            }
+            const pl = Int32Array.from(list);
+            total += pl.length / 2;
+            rowsOfHead.push(pl);
+          }
+          plans.push(...rowsOfHead);
+          if (!headDependent) shared = rowsOfHead;
         }
-        plans.push(...rowsOfHead);
-        if (!perHead) shared = rowsOfHead;
       }
-    }
+      return { plans, total };
+    };
+    const sparsePlan = planLists(spec, perHead);
+    const plans = sparsePlan.plans;
+    const basePlan = guard ? planLists(guard.modelMask, bias !== undefined || isDataDependent(guard.modelMask)) : undefined;
+    const blocksTotal = sparsePlan.total + (basePlan?.total ?? 0);
+    const guardPlan = guard ? planGuard(guard, { spec, batch, H, nq, nqBlocks, BQ, dimsOf, validOf, perHead, resolver: runOptions.resolver, bias }) : undefined;
     const partialTotal = tiles.length;
 
     // memory layout
@@ -351,8 +424,10 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     const tileReg = alloc(tiles.length * tileBytes);
     const blockReg = alloc(blocksTotal * 12);
     const nItems = batch * H * nqBlocks;
-    const itemReg = alloc(nItems * ITEM_WORDS * 4);
-    const scratchStride = align16(scratchBytes(shape));
+    const itemWords = guard ? GUARD_ITEM_WORDS : ITEM_WORDS;
+    const itemReg = alloc(nItems * itemWords * 4);
+    const guardMem = guardPlan ? layoutGuard(guardPlan, alloc, shape.dPad, KVH, nItems, BQ) : undefined;
+    const scratchStride = align16(guard ? guardScratch(shape, nkBlocks).bytes : scratchBytes(shape));
     const scratch = alloc(threads * scratchStride);
     workspace.ensure(top);
     const F = new Float32Array(workspace.memory.buffer);
@@ -403,6 +478,9 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
         }
       }
     }
+    const guardLists = guardPlan && guardMem
+      ? writeGuard(F, I, guardPlan, guardMem, { batch, H, KVH, nqBlocks, d, dv, dPad: shape.dPad, kvHeadOf: (h) => kvHeadOf(p, h) }, (b, g, j) => kRow(b, g, j) >> 2, (b, g, j) => vRow(b, g, j) >> 2)
+      : undefined;
     // mask tiles: MASKED, then 0 (or the bias) on the kept keys of each row
     tiles.forEach((t, k) => {
       const base = (tileReg + k * tileBytes) >> 2;
@@ -422,38 +500,82 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     });
 
     // block lists and work items, largest first
-    const order: { at: number; cost: number; q: number; out: number; rows: number }[] = [];
+    const order: { at: number; cost: number; q: number; out: number; rows: number; base: number; nBase: number; idx: number; g: number; b: number }[] = [];
     let bp = blockReg;
     let planIdx = 0;
+    const writeList = (pl: Int32Array, b: number, g: number) => {
+      const at = bp;
+      for (let e = 0; e < pl.length; e += 2) {
+        const kb = pl[e]!;
+        const t = pl[e + 1]!;
+        I[(bp >> 2) + 0] = kRow(b, g, kb * BK);
+        I[(bp >> 2) + 1] = vRow(b, g, kb * BK);
+        I[(bp >> 2) + 2] = t === 0 ? 0 : tileReg + (t - 1) * tileBytes;
+        bp += 12;
+      }
+      return at;
+    };
     for (let b = 0; b < batch; b++) {
       for (let h = 0; h < H; h++) {
         const g = kvHeadOf(p, h);
         for (let r = 0; r < nqBlocks; r++) {
-          const pl = plans[planIdx++]!;
-          const at = bp;
-          for (let e = 0; e < pl.length; e += 2) {
-            const kb = pl[e]!;
-            const t = pl[e + 1]!;
-            I[(bp >> 2) + 0] = kRow(b, g, kb * BK);
-            I[(bp >> 2) + 1] = vRow(b, g, kb * BK);
-            I[(bp >> 2) + 2] = t === 0 ? 0 : tileReg + (t - 1) * tileBytes;
-            bp += 12;
-          }
-          order.push({ at, cost: pl.length / 2, q: qRow(b, h, r * BQ), out: yRow(b, h, r * BQ), rows: Math.min(BQ, nq - r * BQ) });
+          const idx = planIdx++;
+          const pl = plans[idx]!;
+          const at = writeList(pl, b, g);
+          const bpl = basePlan?.plans[idx];
+          const base = bpl ? writeList(bpl, b, g) : 0;
+          const nBase = bpl ? bpl.length / 2 : 0;
+          // a guarded item may run its sparse list, then the whole block again: both count towards its cost
+          const cost = pl.length / 2 + (guard ? (guardLists!.entryCount[idx]! > 0 ? 1 : 0) : 0);
+          order.push({ at, cost, q: qRow(b, h, r * BQ), out: yRow(b, h, r * BQ), rows: Math.min(BQ, nq - r * BQ), base, nBase, idx, g, b });
         }
       }
     }
     order.sort((x, y) => y.cost - x.cost);
     order.forEach((it, k) => {
-      const x = (itemReg >> 2) + ITEM_WORDS * k;
+      const x = (itemReg >> 2) + itemWords * k;
       I[x] = it.q;
       I[x + 1] = it.out;
       I[x + 2] = it.at;
-      I[x + 3] = it.cost;
+      I[x + 3] = (plans[it.idx]!.length / 2) | 0;
       I[x + 4] = it.rows;
       I[x + 5] = it.cost;
+      if (guardLists && guardMem) {
+        I[x + GI.base] = it.base;
+        I[x + GI.nBase] = it.nBase;
+        I[x + GI.entries] = guardLists.entryAt[it.idx]!;
+        I[x + GI.nEntries] = guardLists.entryCount[it.idx]!;
+        I[x + GI.cert] = guardMem.cert + it.idx * BQ * 4;
+        F[x + GI.vRange] = F[(guardMem.vRange >> 2) + it.b * KVH + it.g]!;
+        I[x + GI.flagged] = 0;
+        I[x + GI.recomputed] = 0;
+      }
     });
 
+    const readGuard = guardMem
+      ? (y: Float32Array): GuardedResult => {
+          const Fo = new Float32Array(workspace.memory.buffer);
+          const Io = new Int32Array(workspace.memory.buffer);
+          const certificates = new Float32Array(batch * H * nq);
+          const bounds = new Float32Array(batch * H * nq);
+          let fallbackRows = 0;
+          let recomputedRows = 0;
+          order.forEach((it, k) => {
+            const x = (itemReg >> 2) + itemWords * k;
+            fallbackRows += Io[x + GI.flagged]!;
+            recomputedRows += Io[x + GI.recomputed]!;
+            const r = it.idx % nqBlocks;
+            const bh = (it.idx - r) / nqBlocks;
+            const R = Fo[x + GI.vRange]!;
+            for (let ii = 0; ii < it.rows; ii++) {
+              const m = Fo[(guardMem.cert >> 2) + it.idx * BQ + ii]!;
+              certificates[bh * nq + r * BQ + ii] = m;
+              bounds[bh * nq + r * BQ + ii] = m * R;
+            }
+          });
+          return { y, certificates, bounds, fallbackRows, recomputedRows, rows: batch * H * nq };
+        }
+      : undefined;
     const yLength = batch * H * nq * dv;
     const given = runOptions.output;
     if (given !== undefined && given.length !== yLength) throw new Error(`output needs ${yLength} floats, got ${given.length}`);
@@ -476,7 +598,7 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
       }
       return y;
     };
-    return { workspace, code, items: itemReg, nItems, counter: 0, scratch, scratchStride, blocks: blocksTotal, partial: partialTotal, readOutput };
+    return { workspace, code, items: itemReg, itemWords, nItems, counter: 0, scratch, scratchStride, blocks: blocksTotal, partial: partialTotal, readOutput, ...(readGuard ? { readGuard } : {}) };
   }
 
   function localAttend(memory: WebAssembly.Memory, code: KernelCode): AttendFn {
@@ -496,26 +618,68 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     return fn;
   }
 
+  function localGuarded(memory: WebAssembly.Memory, code: KernelCode): GuardedAttendFn {
+    let perMemory = guardedInstanceCache.get(memory);
+    if (!perMemory) guardedInstanceCache.set(memory, (perMemory = new Map()));
+    let fn = perMemory.get(code.key);
+    if (!fn) {
+      if ('bytes' in code) {
+        const inst = new WebAssembly.Instance(moduleCache.get(code.key)!, { env: { memory } });
+        const attendGuarded = inst.exports['attendGuarded'] as (item: number, scratch: number) => void;
+        fn = (_F, _I, item, scratch) => attendGuarded(item, scratch);
+      } else {
+        fn = jsGuardedCache.get(code.key)!;
+      }
+      perMemory.set(code.key, fn);
+    }
+    return fn;
+  }
+
+  function runLocal(inputs: CpuAttentionInputs, runOptions: CpuRunOptions): Prepared {
+    localWorkspace ??= new SharedWorkspace();
+    const prep = prepare(inputs, localWorkspace, 1, runOptions);
+    const memory = prep.workspace.memory;
+    const F = new Float32Array(memory.buffer);
+    const I = new Int32Array(memory.buffer);
+    if (guard) {
+      const attendGuarded = localGuarded(memory, prep.code);
+      for (let k = 0; k < prep.nItems; k++) attendGuarded(F, I, prep.items + 4 * prep.itemWords * k, prep.scratch);
+      return prep;
+    }
+    const attend = localAttend(memory, prep.code);
+    for (let k = 0; k < prep.nItems; k++) {
+      const x = (prep.items >> 2) + ITEM_WORDS * k;
+      attend(F, I, I[x]!, I[x + 1]!, I[x + 2]!, I[x + 3]!, prep.scratch, I[x + 4]!);
+    }
+    return prep;
+  }
+
+  async function runPool(inputs: CpuAttentionInputs, pool: CpuWorkerPool, runOptions: CpuRunOptions): Promise<Prepared> {
+    const prep = prepare(inputs, pool.workspace, pool.threads, runOptions);
+    await pool.run({ code: prep.code, items: prep.items, itemWords: prep.itemWords, nItems: prep.nItems, counter: prep.counter, scratch: prep.scratch, scratchStride: prep.scratchStride });
+    return prep;
+  }
+
+  const guarded = (prep: Prepared): GuardedResult => {
+    if (!prep.readGuard) throw new Error('runGuarded: this kernel was compiled without a guard (pass options.guard to compileAttention)');
+    return prep.readGuard(prep.readOutput());
+  };
+
   return {
     cacheKey,
     shape: mainShape,
+    ...(guard ? { guard: { tier: 'guarded' as const, epsilon: guard.epsilon, block: guard.block, modelMask: guard.modelMask, summaries: GUARD_SUMMARIES } } : {}),
     run(inputs, runOptions = {}) {
-      localWorkspace ??= new SharedWorkspace();
-      const prep = prepare(inputs, localWorkspace, 1, runOptions);
-      const memory = prep.workspace.memory;
-      const attend = localAttend(memory, prep.code);
-      const F = new Float32Array(memory.buffer);
-      const I = new Int32Array(memory.buffer);
-      for (let k = 0; k < prep.nItems; k++) {
-        const x = (prep.items >> 2) + ITEM_WORDS * k;
-        attend(F, I, I[x]!, I[x + 1]!, I[x + 2]!, I[x + 3]!, prep.scratch, I[x + 4]!);
-      }
-      return prep.readOutput();
+      return runLocal(inputs, runOptions).readOutput();
     },
     async runParallel(inputs, pool, runOptions = {}) {
-      const prep = prepare(inputs, pool.workspace, pool.threads, runOptions);
-      await pool.run({ code: prep.code, items: prep.items, nItems: prep.nItems, counter: prep.counter, scratch: prep.scratch, scratchStride: prep.scratchStride });
-      return prep.readOutput();
+      return (await runPool(inputs, pool, runOptions)).readOutput();
+    },
+    runGuarded(inputs, runOptions = {}) {
+      return guarded(runLocal(inputs, runOptions));
+    },
+    async runGuardedParallel(inputs, pool, runOptions = {}) {
+      return guarded(await runPool(inputs, pool, runOptions));
     },
     planStats(inputs, runOptions = {}) {
       localWorkspace ??= new SharedWorkspace();

@@ -6,7 +6,9 @@ export { type KernelShape, type AttendFn, MASKED, kernelCacheKey, wasmAttentionK
 export { maskPredicateSource, compileMaskPredicate, type KeepPredicate } from './mask-predicate.js';
 export { type FullKernelShape, fullKernelShape, kernelBindings, scratchBytes } from './kernels.js';
 export { EXP2_MAX_REL_ERROR } from './wasm/simd-math.js';
-export { CpuWorkerPool, SharedWorkspace, type KernelCode, type PoolJob } from './pool.js';
+export { CpuWorkerPool, SharedWorkspace, type KernelCode, type KernelEntry, type PoolJob } from './pool.js';
+export { type GuardOptions, GUARD_SUMMARIES, CERTIFICATE_SLACK } from './guard/guard-shape.js';
+export { jsGuardedKernelSource } from './guard/js-guard.js';
 export {
   type CpuTensor,
   type CpuBoolTensor,
@@ -14,6 +16,8 @@ export {
   type CpuKernelOptions,
   type CpuRunOptions,
   type CpuAttentionKernel,
+  type GuardedResult,
+  type GuardInfo,
   compileAttention,
 } from './attention.js';
 export {

@@ -13,7 +13,7 @@ parentPort.on('message', (m) => {
   if (!e || e.memId !== m.memId) {
     if (m.module || m.bytes) {
       const inst = new WebAssembly.Instance(m.module ?? new WebAssembly.Module(m.bytes), { env: { memory: m.memory } });
-      e = { memId: m.memId, run: inst.exports.attend, js: false };
+      e = { memId: m.memId, run: inst.exports[m.entry ?? 'attend'], js: false };
     } else {
       e = { memId: m.memId, run: new Function(m.source)(), js: true };
     }
@@ -26,7 +26,10 @@ parentPort.on('message', (m) => {
     const k = Atomics.add(I, m.counter >> 2, 1);
     if (k >= m.nItems) break;
     const x = (m.items >> 2) + m.itemWords * k;
-    if (e.js) e.run(F, I, I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch, I[x + 4]);
+    if (m.entry === 'attendGuarded') {
+      if (e.js) e.run(F, I, 4 * x, m.scratch);
+      else e.run(4 * x, m.scratch);
+    } else if (e.js) e.run(F, I, I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch, I[x + 4]);
     else e.run(I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch, I[x + 4]);
     done++;
   }
@@ -40,8 +43,13 @@ parentPort.on('message', (m) => {
  * kernel (its source).
  */
 export type KernelCode =
-  | { readonly key: string; readonly bytes: Uint8Array; readonly module?: WebAssembly.Module }
-  | { readonly key: string; readonly source: string };
+  | { readonly key: string; readonly bytes: Uint8Array; readonly module?: WebAssembly.Module; readonly entry?: KernelEntry }
+  | { readonly key: string; readonly source: string; readonly entry?: KernelEntry };
+/**
+ * The function a worker calls per item: `attend(q, out, blocks, nBlocks, scratch, rows)` from the item's words,
+ * or `attendGuarded(item, scratch)` with the item's byte address (guard/guard-shape.ts).
+ */
+export type KernelEntry = 'attend' | 'attendGuarded';
 
 export interface PoolJob {
   readonly code: KernelCode;
@@ -104,7 +112,7 @@ export class CpuWorkerPool {
             };
             w.once('message', onMessage);
             w.once('error', onError);
-            const code = 'module' in job.code && job.code.module ? { key: job.code.key, module: job.code.module } : job.code;
+            const code = 'module' in job.code && job.code.module ? { key: job.code.key, module: job.code.module, entry: job.code.entry } : job.code;
             w.postMessage({
               ...code,
               memory: this.workspace.memory,

@@ -60,6 +60,9 @@ const SIMD = {
   f32x4Splat: 0x13,
   f32x4ExtractLane: 0x1f,
   f32x4Gt: 0x44,
+  f32x4Ge: 0x46,
+  v128Not: 0x4d,
+  f32x4Sqrt: 0xe3,
   v128And: 0x4e,
   v128Or: 0x50,
   v128AnyTrue: 0x53,
@@ -208,6 +211,30 @@ export class FunctionBuilder {
   f32Max(): this {
     return this.op(0x97);
   }
+  f32Min(): this {
+    return this.op(0x96);
+  }
+  f32Sqrt(): this {
+    return this.op(0x91);
+  }
+  f32Le(): this {
+    return this.op(0x5f);
+  }
+  f32Ge(): this {
+    return this.op(0x60);
+  }
+  i32GtS(): this {
+    return this.op(0x4a);
+  }
+  i32Or(): this {
+    return this.op(0x72);
+  }
+  /** Calls the module's function number `index` (the order of ModuleBuilder.func calls). */
+  call(index: number): this {
+    this.code.push(0x10);
+    uleb(this.code, index);
+    return this;
+  }
 
   v128Load(offset = 0): this {
     return this.simd(SIMD.v128Load).mem(4, offset);
@@ -267,6 +294,23 @@ export class FunctionBuilder {
   }
   f32x4Gt(): this {
     return this.simd(SIMD.f32x4Gt);
+  }
+  f32x4Ge(): this {
+    return this.simd(SIMD.f32x4Ge);
+  }
+  v128Not(): this {
+    return this.simd(SIMD.v128Not);
+  }
+  f32x4Sqrt(): this {
+    return this.simd(SIMD.f32x4Sqrt);
+  }
+  /** i32.trunc_f32_s */
+  i32TruncF32(): this {
+    return this.op(0xa8);
+  }
+  /** f32.convert_i32_s */
+  f32ConvertI32(): this {
+    return this.op(0xb2);
   }
   f32x4Nearest(): this {
     return this.simd(SIMD.f32x4Nearest);

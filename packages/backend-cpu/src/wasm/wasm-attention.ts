@@ -15,8 +15,14 @@ import { emitExp2, emitSplatLane, emitTransposeReduce } from './simd-math.js';
 import { type FullKernelShape, ROW_EMPTY, ROW_UNSET } from './kernel-shape.js';
 
 export function wasmAttentionModule(shape: FullKernelShape, cacheKey: string): Uint8Array<ArrayBuffer> {
-  const { blockQ: BQ, blockK: BK, dPad: DP, dvPad: DVP, dvOut: DVO, softcap, scale, qStride: QS, kStride: KS, vStride: VS, oStride: OS } = shape;
   const m = new ModuleBuilder(cacheKey);
+  addAttendFunction(m, shape);
+  return m.build();
+}
+
+/** Adds `attend` (the first function of `m`, index 0 for calls) to a module. */
+export function addAttendFunction(m: ModuleBuilder, shape: FullKernelShape): void {
+  const { blockQ: BQ, blockK: BK, dPad: DP, dvPad: DVP, dvOut: DVO, softcap, scale, qStride: QS, kStride: KS, vStride: VS, oStride: OS } = shape;
   const f = m.func('attend', { q: 'i32', out: 'i32', blocks: 'i32', nBlocks: 'i32', scratch: 'i32', rows: 'i32' });
   // scratch layout (bytes)
   const S_AT = BQ * DVP * 4; // scores of the current strip [4][BK]
@@ -76,7 +82,6 @@ export function wasmAttentionModule(shape: FullKernelShape, cacheKey: string): U
       },
     );
   });
-  return m.build();
 
   /** jlo, jhi: the 4-key groups of the tile from the first to the last that keeps a key in the strip's rows. */
   function emitKeyRange(g: FunctionBuilder): void {

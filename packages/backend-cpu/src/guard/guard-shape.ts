@@ -1,0 +1,83 @@
+// The memory contract of the guarded attention kernels (WebAssembly and JavaScript), shared by the
+// generators and the host driver.
+//
+// A guarded kernel runs the sparse form, then per query row the dropped-mass certificate of BOUNDS.md (b'):
+//   U_seg  = min( Σ_c max(q_c lo_c, q_c hi_c),  q · center + ||q|| radius ) · scale  (+ softcap) + max bias
+//   B      = Σ over the row's dropped segments of count · e^(U_seg - rowmax)        (same max shift as Z_S)
+//   m_hat  = B / (Z_S + B),  bound = m_hat · R  (R: the largest range of a V coordinate over the head's keys)
+// and recomputes exactly, over every key the model's own mask allows, the rows whose bound exceeds epsilon.
+//
+// Item record (GUARD_ITEM_WORDS i32 words, one per (batch, head, query block)):
+//   q, out, blocks, nBlocks, rows, cost      as the plain kernel's item (the sparse key-block list)
+//   base, nBase                              the key-block list of the model's own mask (the fallback)
+//   entries, nEntries                        the dropped segments of this query block (ENTRY_WORDS each)
+//   cert                                     blockQ f32: m_hat per row (written by the kernel)
+//   vRange                                   f32 R of the head
+//   flagged, recomputed                      written by the kernel: rows whose bound exceeded epsilon, rows
+//                                            recomputed exactly (whole strips of 4, or the whole block)
+// Entry (ENTRY_WORDS words): segment record address (i32), count (f32: most dropped keys of the segment in one
+// row), rowLo, rowHi (f32: rows of the block, relative, [lo, hi), for which the segment holds dropped keys),
+// max bias (f32: over those rows and the segment's keys; 0 without bias).
+// Segment record (segmentFloats(dPad) f32): lo[dPad], hi[dPad], center[dPad], radius, 3 pad.
+// Scratch: the plain kernel's scratch, then flags [blockQ] i32, lane offsets (0.5, 1.5, 2.5, 3.5), then the
+// fallback list of one strip (nkBlocks entries of 3 i32).
+
+import type { MaskSpec } from '@attnopt/ir';
+import { fullKernelShape, type KernelShape, scratchBytes } from '../wasm/kernel-shape.js';
+
+/** Generation option of the guarded kernels. */
+export interface GuardOptions {
+  /** Budget on the per-coordinate output error of every row: |y - dense| <= epsilon (plus float32 rounding). */
+  readonly epsilon: number;
+  /** Keys per summary segment (default: the kernel's blockK); segments also split at sink and global tokens. */
+  readonly block?: number;
+  /** The keys the model's own mask allows, which a fallback row attends densely (default: dense). */
+  readonly modelMask?: MaskSpec;
+}
+
+export const GUARD_ITEM_WORDS = 16;
+export const GUARD_ITEM = {
+  q: 0,
+  out: 1,
+  blocks: 2,
+  nBlocks: 3,
+  rows: 4,
+  cost: 5,
+  base: 6,
+  nBase: 7,
+  entries: 8,
+  nEntries: 9,
+  cert: 10,
+  vRange: 11,
+  flagged: 12,
+  recomputed: 13,
+} as const;
+export const ENTRY_WORDS = 8;
+
+/**
+ * B is multiplied by this before m_hat is formed: covers the float32 rounding of the bound's dot products,
+ * of the fast exp2 (relative 4e-7) and of Z_S, so the certificate stays at or above the true dropped mass.
+ */
+export const CERTIFICATE_SLACK = 1 + 2 ** -10;
+/** e^(U - rowmax) is clamped at 2^64 (m_hat is then 1 in float32 whatever Z_S): no overflow to inf or NaN. */
+export const EXPONENT_CLAMP = 64;
+
+/** f32 per segment record: lo, hi, center (dPad each), radius and 3 pad. */
+export const segmentFloats = (dPad: number): number => 3 * dPad + 4;
+
+/** Byte offsets in the scratch of one thread of a guarded kernel. */
+export function guardScratch(shape: KernelShape, nkBlocks: number): { flags: number; lanes: number; list: number; bytes: number } {
+  const s = fullKernelShape(shape);
+  const flags = scratchBytes(s);
+  const lanes = flags + s.blockQ * 4;
+  const list = lanes + 16;
+  return { flags, lanes, list, bytes: list + nkBlocks * 12 };
+}
+
+/** The summaries a guarded kernel reads, for manifests. */
+export const GUARD_SUMMARIES = ['key-minmax-per-channel', 'key-center-radius', 'max-bias', 'value-range'] as const;
+
+export function checkGuard(g: GuardOptions): void {
+  if (!(g.epsilon >= 0) || !Number.isFinite(g.epsilon)) throw new Error(`guard epsilon must be finite and >= 0, got ${g.epsilon}`);
+  if (g.block !== undefined && (!Number.isSafeInteger(g.block) || g.block < 1)) throw new Error(`guard block must be a positive integer, got ${g.block}`);
+}

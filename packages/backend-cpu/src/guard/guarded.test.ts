@@ -1,0 +1,253 @@
+// The guarded kernels (WebAssembly SIMD128 and JavaScript) against the float64 reference of the model's own
+// attention (dense over the model mask) on natural and adversarial inputs: repeated spans (an induction head),
+// one outlier key far outside the window, logits up to 80, all-equal keys, fully masked rows, sinks that carry
+// most of the mass. For every generated problem:
+//   - every output coordinate is within epsilon of the reference, plus float32 rounding:
+//     |y - ref| <= epsilon + 1e-5 + 1e-4 |ref|;
+//   - the certificate is never below the true dropped mass (float64, from the reference's probabilities),
+//     up to the float32 rounding of the final division: m_hat >= m (1 - 1e-6) - 1e-7;
+//   - with epsilon 0 every row that drops a key of positive probability falls back, and the output is dense.
+// fast-check runs with fixed seeds.
+
+import { afterAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import {
+  type AttentionParams,
+  blockSparse,
+  causal,
+  dense,
+  globalTokens,
+  intersect,
+  keeps,
+  type MaskSpec,
+  sinks,
+  slidingWindow,
+  union,
+} from '@attnopt/ir';
+import { compareArrays, referenceAttention, type Tensor64 } from '@attnopt/reference';
+import { seededValues } from '@attnopt/properties';
+import { compileAttention, type CpuBoolTensor, CpuWorkerPool } from '../index.js';
+
+const TOL = { atol: 1e-5, rtol: 1e-4 };
+const BACKENDS = ['wasm', 'js'] as const;
+const FAMILIES = ['natural', 'repeated', 'outlier', 'logits80', 'equalKeys', 'maskedRows', 'sinkMass', 'local'] as const;
+type Family = (typeof FAMILIES)[number];
+
+const pool = new CpuWorkerPool(2);
+afterAll(() => pool.close());
+
+interface Problem {
+  readonly params: AttentionParams;
+  readonly modelMask: MaskSpec;
+  readonly q: Tensor64;
+  readonly k: Tensor64;
+  readonly v: Tensor64;
+  readonly bias?: CpuBoolTensor;
+  readonly epsilon: number;
+  readonly family: Family;
+}
+
+const f32 = (shape: number[], data: Float64Array): Tensor64 => ({ shape, data: data.map(Math.fround) });
+
+/** Q, K, V [1, H, n, d] (bhsd) of one input family. */
+function inputs(family: Family, n: number, d: number, H: number, seed: number, scale: number) {
+  const q = seededValues(seed * 3 + 1, H * n * d, 1);
+  const k = seededValues(seed * 3 + 2, H * n * d, 1);
+  const v = seededValues(seed * 3 + 3, H * n * d, 2);
+  const at = (h: number, i: number) => (h * n + i) * d;
+  for (let h = 0; h < H; h++) {
+    if (family === 'repeated') {
+      // a span of 7 tokens repeats: each query matches the keys one period back and every period before
+      for (let i = 7; i < n; i++) for (let c = 0; c < d; c++) {
+        k[at(h, i) + c] = k[at(h, i - 7) + c]!;
+        q[at(h, i) + c] = q[at(h, i - 7) + c]!;
+      }
+      for (let x = 0; x < H * n * d; x++) q[x] = q[x]! * 4;
+    } else if (family === 'outlier' || family === 'sinkMass') {
+      // one key (the first: a sink; else far from every window) aligned with every query, 6x longer
+      const j = family === 'sinkMass' ? 0 : Math.min(n - 1, 1 + (seed % 3));
+      for (let c = 0; c < d; c++) {
+        let s = 0;
+        for (let i = 0; i < n; i++) s += q[at(h, i) + c]!;
+        k[at(h, j) + c] = (6 * Math.sign(s || 1)) / Math.sqrt(scale * d);
+      }
+      for (let i = 0; i < n; i++) for (let c = 0; c < d; c++) q[at(h, i) + c] = Math.abs(q[at(h, i) + c]!) * Math.sign(k[at(h, j) + c]!);
+    } else if (family === 'logits80') {
+      // q · k · scale reaches 80 in magnitude
+      const a = Math.sqrt(80 / (scale * d));
+      for (let x = 0; x < H * n * d; x++) {
+        q[x] = Math.sign(q[x]!) * a;
+        k[x] = Math.sign(k[x]!) * a;
+      }
+    } else if (family === 'equalKeys') {
+      for (let i = 1; i < n; i++) for (let c = 0; c < d; c++) k[at(h, i) + c] = k[at(h, 0) + c]!;
+    } else if (family === 'local') {
+      // the attention-sink pattern: every query points along one direction u, key 0 lies along u and is 16x
+      // longer than the content keys (random in [-1, 1]); each query also leans towards its own key
+      localInputs(q, k, h, n, d, scale);
+    }
+  }
+  const shape = [1, H, n, d];
+  return { q: f32(shape, q), k: f32(shape, k), v: f32(shape, v) };
+}
+
+/** Sink-dominated local attention (see the 'local' family), in place on head h of q and k. */
+function localInputs(q: Float64Array, k: Float64Array, h: number, n: number, d: number, scale: number): void {
+  const u = seededValues(h + 99, d, 1);
+  const norm = Math.hypot(...u);
+  const A = 2.5 / scale; // the sink logit: scale · A · 16 = 40
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < d; c++) {
+      const x = (h * n + i) * d + c;
+      q[x] = (A * u[c]!) / norm + 0.5 * k[x]! + 0.1 * q[x]!;
+      if (i === 0) k[x] = (16 * u[c]!) / norm;
+    }
+  }
+}
+
+const problem: fc.Arbitrary<Problem> = fc
+  .record({
+    family: fc.constantFrom(...FAMILIES),
+    n: fc.integer({ min: 1, max: 70 }),
+    d: fc.constantFrom(4, 8, 16, 32),
+    H: fc.integer({ min: 1, max: 2 }),
+    w: fc.integer({ min: 0, max: 12 }),
+    nSinks: fc.integer({ min: 0, max: 4 }),
+    form: fc.constantFrom('window+sinks', 'window2', 'global', 'blocks'),
+    causalModel: fc.boolean(),
+    epsilon: fc.constantFrom(0, 1e-3, 1e-2, 0.1, 0.5),
+    seed: fc.integer({ min: 0, max: 1 << 20 }),
+  })
+  .map((r) => {
+    const scale = 1 / Math.sqrt(r.d);
+    const spec: MaskSpec =
+      r.form === 'window+sinks'
+        ? union(slidingWindow(r.w, 0), sinks(r.nSinks))
+        : r.form === 'window2'
+          ? slidingWindow(r.w, r.w)
+          : r.form === 'global'
+            ? union(slidingWindow(r.w, 0), globalTokens([Math.floor(r.n / 2)]))
+            : blockSparse(8, 8, Array.from({ length: Math.ceil(r.n / 8) }, (_, i) => [i, 0]));
+    const modelMask = r.causalModel ? causal() : dense;
+    const params: AttentionParams = { numHeads: r.H, kvNumHeads: r.H, headDim: r.d, vHeadDim: r.d, scale, softcap: 0, layout: 'bhsd', spec };
+    const x = inputs(r.family, r.n, r.d, r.H, r.seed, scale);
+    let bias: CpuBoolTensor | undefined;
+    if (r.family === 'maskedRows') {
+      // rows 0 and every third row see no key at all; other rows lose every fifth key
+      const data = new Uint8Array(r.n * r.n);
+      for (let i = 0; i < r.n; i++) for (let j = 0; j < r.n; j++) data[i * r.n + j] = i % 3 === 0 || j % 5 === 4 ? 0 : 1;
+      bias = { shape: [r.n, r.n], data };
+    }
+    return { params, modelMask, ...x, ...(bias ? { bias } : {}), epsilon: r.epsilon, family: r.family };
+  });
+
+/** Dense attention over the model's mask (and bias), float64, with the probabilities. */
+function reference(pr: Problem) {
+  const params = { ...pr.params, spec: pr.modelMask, scoresMode: 'softmax' as const };
+  const bias = pr.bias ? { shape: pr.bias.shape, data: pr.bias.data } : undefined;
+  return referenceAttention(params, { q: pr.q, k: pr.k, v: pr.v, ...(bias ? { bias } : {}) });
+}
+
+/** Per (h, i): the true dropped mass of the sparse keys spec ∩ modelMask, from the reference probabilities. */
+function droppedMass(pr: Problem, probs: Float64Array): Float64Array {
+  const [, H, n] = pr.q.shape as [number, number, number];
+  const sparse = intersect(pr.modelMask, pr.params.spec as MaskSpec);
+  const out = new Float64Array(H * n);
+  for (let h = 0; h < H; h++) {
+    for (let i = 0; i < n; i++) {
+      let m = 0;
+      for (let j = 0; j < n; j++) if (!keeps(sparse, i, j, { nq: n, nk: n })) m += probs[(h * n + i) * n + j]!;
+      out[h * n + i] = m;
+    }
+  }
+  return out;
+}
+
+function check(pr: Problem, got: { y: Float32Array; certificates: Float32Array }): void {
+  const ref = reference(pr);
+  const want = ref.y.data;
+  const cmp = compareArrays(got.y, want, { atol: pr.epsilon + TOL.atol, rtol: TOL.rtol });
+  if (!cmp.ok) throw new Error(`${pr.family}: output beyond epsilon ${pr.epsilon}: max abs error ${cmp.maxAbsError}, ${JSON.stringify(cmp.mismatches.slice(0, 3))}`);
+  const m = droppedMass(pr, ref.scores!.data);
+  m.forEach((truth, r) => {
+    const cert = got.certificates[r]!;
+    if (!(cert >= truth * (1 - 1e-6) - 1e-7)) throw new Error(`${pr.family}: row ${r}: certificate ${cert} below the dropped mass ${truth}`);
+  });
+}
+
+const inputsOf = (pr: Problem) => ({ q: pr.q, k: pr.k, v: pr.v, ...(pr.bias ? { bias: pr.bias } : {}) });
+
+describe.each(BACKENDS)('guarded %s kernel', (backend) => {
+  it('stays within epsilon of dense attention and certifies at least the dropped mass (all families)', () => {
+    fc.assert(
+      fc.property(problem, (pr) => {
+        const kernel = compileAttention(pr.params, { backend, blockQ: 8, blockK: 8, guard: { epsilon: pr.epsilon, modelMask: pr.modelMask } });
+        check(pr, kernel.runGuarded(inputsOf(pr)));
+      }),
+      { numRuns: 150, seed: 1401 },
+    );
+  });
+
+  it('with a summary block smaller than the key block and 64 x 64 blocks', () => {
+    fc.assert(
+      fc.property(problem, fc.constantFrom(1, 4, 16), (pr, block) => {
+        const kernel = compileAttention(pr.params, { backend, guard: { epsilon: pr.epsilon, modelMask: pr.modelMask, block } });
+        check(pr, kernel.runGuarded(inputsOf(pr)));
+      }),
+      { numRuns: 60, seed: 1402 },
+    );
+  });
+
+  it('on 2 worker threads gives what the calling thread gives', async () => {
+    await fc.assert(
+      fc.asyncProperty(problem, async (pr) => {
+        const kernel = compileAttention(pr.params, { backend, blockQ: 4, blockK: 8, guard: { epsilon: pr.epsilon, modelMask: pr.modelMask } });
+        const local = kernel.runGuarded(inputsOf(pr));
+        const par = await kernel.runGuardedParallel(inputsOf(pr), pool);
+        expect(Array.from(par.y)).toEqual(Array.from(local.y));
+        expect(par.fallbackRows).toBe(local.fallbackRows);
+        check(pr, par);
+      }),
+      { numRuns: 30, seed: 1403 },
+    );
+  });
+
+  it('forced fallback (epsilon 0, non-local attention): every row that drops a key falls back and the output is dense', () => {
+    const n = 53;
+    const d = 16;
+    const H = 2;
+    const spec = union(slidingWindow(6, 0), sinks(2));
+    const params: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: d, vHeadDim: d, scale: 0.25, softcap: 0, layout: 'bhsd', spec };
+    const x = inputs('natural', n, d, H, 7, 0.25);
+    const got = compileAttention(params, { backend, blockQ: 8, blockK: 8, guard: { epsilon: 0, modelMask: causal() } }).runGuarded(x);
+    const want = referenceAttention({ ...params, spec: causal() }, x).y.data;
+    expect(compareArrays(got.y, want, TOL).ok).toBe(true);
+    // rows i >= 9 drop keys 2 .. i - 7 (all of positive probability on random inputs)
+    expect(got.fallbackRows).toBe(H * (n - 9));
+    expect(got.rows).toBe(H * n);
+  });
+
+  it('local attention needs no fallback at a budget of 1e-3', () => {
+    const n = 200;
+    const d = 32;
+    const spec = union(slidingWindow(48, 0), sinks(4));
+    const params: AttentionParams = { numHeads: 1, kvNumHeads: 1, headDim: d, vHeadDim: d, scale: 1 / Math.sqrt(d), softcap: 0, layout: 'bhsd', spec };
+    const x = inputs('local', n, d, 1, 3, 1 / Math.sqrt(d));
+    const got = compileAttention(params, { backend, blockQ: 16, blockK: 16, guard: { epsilon: 1e-3, modelMask: causal() } }).runGuarded(x);
+    expect(got.fallbackRows).toBe(0);
+    const want = referenceAttention({ ...params, spec: causal() }, x).y.data;
+    expect(compareArrays(got.y, want, { atol: 1e-3 + TOL.atol, rtol: TOL.rtol }).ok).toBe(true);
+  });
+});
+
+describe('guarded kernel metadata', () => {
+  it('records the tier, the budget, the summary block and the summaries', () => {
+    const params: AttentionParams = { numHeads: 1, kvNumHeads: 1, headDim: 8, vHeadDim: 8, scale: 0.3, softcap: 0, layout: 'bhsd', spec: slidingWindow(4, 0) };
+    const k = compileAttention(params, { guard: { epsilon: 0.01, modelMask: causal(), block: 16 } });
+    expect(k.guard).toMatchObject({ tier: 'guarded', epsilon: 0.01, block: 16, modelMask: causal() });
+    expect(k.guard!.summaries).toContain('key-minmax-per-channel');
+    expect(compileAttention(params).guard).toBeUndefined();
+    expect(() => compileAttention(params).runGuarded({ q: { shape: [1, 1, 1, 8], data: new Float32Array(8) }, k: { shape: [1, 1, 1, 8], data: new Float32Array(8) }, v: { shape: [1, 1, 1, 8], data: new Float32Array(8) } })).toThrow(/without a guard/);
+    expect(() => compileAttention(params, { guard: { epsilon: -1 } })).toThrow(/epsilon/);
+  });
+});

@@ -1,0 +1,161 @@
+// The guarded kernel's per-call data, laid out by the host driver (attention.ts): the dropped segments of every
+// (batch, head, query block), the summary records of every (batch, kv head, segment), the range of V per
+// (batch, kv head), and the certificate rows the kernel writes.
+
+import type { LeafResolver, MaskDims, MaskSpec } from '@attnopt/ir';
+import { MASKED, ROW_EMPTY } from '../wasm/kernel-shape.js';
+import { type DroppedEntry, droppedEntries, keySegments, writeSegmentSummary } from './segments.js';
+import { ENTRY_WORDS, segmentFloats } from './guard-shape.js';
+
+export interface ResolvedGuard {
+  readonly epsilon: number;
+  readonly block: number;
+  readonly modelMask: MaskSpec;
+}
+
+interface GuardContext {
+  readonly spec: MaskSpec;
+  readonly batch: number;
+  readonly H: number;
+  readonly nq: number;
+  readonly nqBlocks: number;
+  readonly BQ: number;
+  readonly dimsOf: (b: number) => MaskDims;
+  readonly validOf: (b: number) => number;
+  readonly perHead: boolean;
+  readonly resolver?: ((b: number, h: number) => LeafResolver) | undefined;
+  readonly bias?: ((b: number, h: number, i: number, j: number) => number) | undefined;
+}
+
+type Entry = DroppedEntry & { readonly biasMax: number };
+
+export interface GuardPlan {
+  /** Segment starts per batch. */
+  readonly starts: Int32Array[];
+  /** Entries per (b, h, query block), in item plan order. */
+  readonly entries: Entry[][];
+  readonly totalEntries: number;
+}
+
+export function planGuard(guard: ResolvedGuard, c: GuardContext): GuardPlan {
+  const starts: Int32Array[] = [];
+  const entries: Entry[][] = [];
+  let totalEntries = 0;
+  for (let b = 0; b < c.batch; b++) {
+    const dims = c.dimsOf(b);
+    const valid = c.validOf(b);
+    const st = keySegments(c.spec, valid, guard.block);
+    starts.push(st);
+    let shared: Entry[][] | undefined;
+    for (let h = 0; h < c.H; h++) {
+      const rowsOfHead: Entry[][] =
+        !c.perHead && shared
+          ? shared
+          : Array.from({ length: c.nqBlocks }, (_, r) => {
+              const i0 = r * c.BQ;
+              const i1 = Math.min(c.nq, i0 + c.BQ);
+              const list = droppedEntries(c.spec, guard.modelMask, i0, i1, dims, valid, st, c.resolver?.(b, h));
+              return list.flatMap((e) => {
+                let biasMax = 0;
+                if (c.bias) {
+                  biasMax = MASKED;
+                  for (let i = i0 + e.rowLo; i < i0 + e.rowHi; i++) {
+                    for (let j = st[e.segment]!; j < st[e.segment + 1]!; j++) biasMax = Math.max(biasMax, c.bias(b, h, i, j));
+                  }
+                  // every dropped key of the entry is masked by the bias: it drops nothing
+                  if (biasMax <= ROW_EMPTY) return [];
+                }
+                return [{ ...e, biasMax }];
+              });
+            });
+      if (!c.perHead) shared = rowsOfHead;
+      for (const list of rowsOfHead) totalEntries += list.length;
+      entries.push(...rowsOfHead);
+    }
+  }
+  return { starts, entries, totalEntries };
+}
+
+export interface GuardMemory {
+  readonly summaries: number[];
+  readonly entries: number;
+  readonly cert: number;
+  readonly vRange: number;
+}
+
+/** Allocates the guard's regions: summaries per (b, g), entries, certificate rows per item, V ranges. */
+export function layoutGuard(plan: GuardPlan, alloc: (bytes: number) => number, dPad: number, KVH: number, nItems: number, BQ: number): GuardMemory {
+  const seg = segmentFloats(dPad) * 4;
+  const summaries: number[] = [];
+  plan.starts.forEach((st) => {
+    for (let g = 0; g < KVH; g++) summaries.push(alloc((st.length - 1) * seg));
+  });
+  return {
+    summaries,
+    entries: alloc(plan.totalEntries * ENTRY_WORDS * 4),
+    cert: alloc(nItems * BQ * 4),
+    vRange: alloc(plan.starts.length * KVH * 4),
+  };
+}
+
+/**
+ * Builds the summaries (keys in memory at f32 index kRow(b, g, j)) and the V range of each (b, g), and writes
+ * the entries of every item; returns the entry address and count per item in plan order.
+ */
+export function writeGuard(
+  F: Float32Array,
+  I: Int32Array,
+  plan: GuardPlan,
+  mem: GuardMemory,
+  c: { batch: number; H: number; KVH: number; nqBlocks: number; d: number; dv: number; dPad: number; kvHeadOf: (h: number) => number },
+  kRow: (b: number, g: number, j: number) => number,
+  vRow: (b: number, g: number, j: number) => number,
+): { entryAt: Int32Array; entryCount: Int32Array } {
+  const segF = segmentFloats(c.dPad);
+  plan.starts.forEach((st, b) => {
+    for (let g = 0; g < c.KVH; g++) {
+      const base = mem.summaries[b * c.KVH + g]! >> 2;
+      for (let k = 0; k + 1 < st.length; k++) writeSegmentSummary(F, (j) => kRow(b, g, j), st[k]!, st[k + 1]!, c.d, c.dPad, base + k * segF);
+      // R: the largest range of one V coordinate over the keys below `valid`
+      const valid = st[st.length - 1]!;
+      let range = 0;
+      for (let col = 0; col < c.dv; col++) {
+        let lo = Infinity;
+        let hi = -Infinity;
+        for (let j = 0; j < valid; j++) {
+          const x = F[vRow(b, g, j) + col]!;
+          if (x < lo) lo = x;
+          if (x > hi) hi = x;
+        }
+        if (hi - lo > range) range = hi - lo;
+      }
+      F[(mem.vRange >> 2) + b * c.KVH + g] = range;
+    }
+  });
+  const n = plan.entries.length;
+  const entryAt = new Int32Array(n);
+  const entryCount = new Int32Array(n);
+  let at = mem.entries;
+  let idx = 0;
+  for (let b = 0; b < c.batch; b++) {
+    for (let h = 0; h < c.H; h++) {
+      const g = c.kvHeadOf(h);
+      const sum = mem.summaries[b * c.KVH + g]!;
+      for (let r = 0; r < c.nqBlocks; r++, idx++) {
+        const list = plan.entries[idx]!;
+        entryAt[idx] = at;
+        entryCount[idx] = list.length;
+        for (const e of list) {
+          const x = at >> 2;
+          I[x] = sum + e.segment * segF * 4;
+          F[x + 1] = e.count;
+          F[x + 2] = e.rowLo;
+          F[x + 3] = e.rowHi;
+          F[x + 4] = e.biasMax;
+          at += ENTRY_WORDS * 4;
+        }
+      }
+    }
+  }
+  return { entryAt, entryCount };
+}

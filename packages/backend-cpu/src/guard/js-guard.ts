@@ -1,0 +1,97 @@
+// The guarded JavaScript kernel (contract in guard-shape.ts): the generated `attend` of kernels.ts inside a
+// function `attendGuarded(F, I, item, scratch)` that runs it on the sparse list, computes the certificate of
+// every row (natural units: the JavaScript kernel's running max and sum are e-based) and recomputes the
+// flagged rows over the model's own key-block list, as the WebAssembly kernel does (wasm/wasm-guard.ts).
+
+import { jsAttentionKernelSource } from '../kernels.js';
+import { fullKernelShape, type KernelShape, ROW_EMPTY } from '../wasm/kernel-shape.js';
+import { CERTIFICATE_SLACK, ENTRY_WORDS, EXPONENT_CLAMP, GUARD_ITEM as IT, guardScratch } from './guard-shape.js';
+
+export type GuardedAttendFn = (F: Float32Array, I: Int32Array, item: number, scratch: number) => void;
+
+/** The JavaScript source of `attendGuarded` for one KernelShape and budget. */
+export function jsGuardedKernelSource(shape: KernelShape, d: number, dv: number, epsilon: number): string {
+  const s = fullKernelShape(shape);
+  const { blockQ: BQ, blockK: BK, dPad: DP, dvPad: DVP, softcap, scale, qStride: QS, oStride: OS } = s;
+  const g = guardScratch(s, 0);
+  const M_AT = BQ * DVP + BQ * BK; // f32 index of the running max in scratch
+  const L_AT = M_AT + BQ;
+  const attendBody = jsAttentionKernelSource(shape, d, dv).replace(/^"use strict";\n/, '').replace('return function attend', 'function attend');
+  const capped = softcap > 0 ? `u = ${softcap} * Math.tanh(u / ${softcap});` : '';
+  return `"use strict";
+${attendBody}
+function certify(F, I, item, scratch) {
+  const X = item >> 2, Q = I[X + ${IT.q}] >> 2, rows = I[X + ${IT.rows}], E = I[X + ${IT.entries}] >> 2, nE = I[X + ${IT.nEntries}];
+  const C = I[X + ${IT.cert}] >> 2, R = F[X + ${IT.vRange}], S = scratch >> 2, FL = (scratch + ${g.flags}) >> 2;
+  let flagged = 0;
+  for (let r = 0; r < rows; r++) {
+    const qr = Q + r * ${QS};
+    let qn = 0;
+    for (let c = 0; c < ${d}; c++) qn += F[qr + c] * F[qr + c];
+    qn = Math.sqrt(qn);
+    const m = F[S + ${M_AT} + r];
+    let B = 0;
+    for (let e = 0; e < nE; e++) {
+      const ep = E + e * ${ENTRY_WORDS};
+      if (!(F[ep + 2] < r + 0.5 && r + 0.5 < F[ep + 3])) continue;
+      const seg = I[ep] >> 2;
+      let uq = 0, ub = 0;
+      for (let c = 0; c < ${d}; c++) {
+        const x = F[qr + c], a = x * F[seg + c], b = x * F[seg + ${DP} + c];
+        uq += a > b ? a : b;
+        ub += x * F[seg + ${2 * DP} + c];
+      }
+      ub += qn * F[seg + ${3 * DP}];
+      let u = Math.min(uq, ub) * ${scale};
+      ${capped}
+      u += F[ep + 4];
+      B += F[ep + 1] * Math.exp(Math.min(u - m, ${EXPONENT_CLAMP * Math.LN2}));
+    }
+    B *= ${CERTIFICATE_SLACK};
+    const l = m < ${ROW_EMPTY} ? 0 : F[S + ${L_AT} + r];
+    const mh = B / Math.max(l + B, 1e-30);
+    F[C + r] = mh;
+    const flag = !(${epsilon} >= mh * R);
+    I[FL + r] = flag ? -1 : 0;
+    if (flag) flagged++;
+  }
+  for (let r = rows; r < ${Math.ceil(BQ / 4) * 4}; r++) I[FL + r] = 0;
+  return flagged;
+}
+return function attendGuarded(F, I, item, scratch) {
+  const X = item >> 2, q = I[X + ${IT.q}], out = I[X + ${IT.out}], rows = I[X + ${IT.rows}];
+  const base = I[X + ${IT.base}], nBase = I[X + ${IT.nBase}], FL = (scratch + ${g.flags}) >> 2;
+  attend(F, I, q, out, I[X + ${IT.blocks}], I[X + ${IT.nBlocks}], scratch, rows);
+  const flagged = certify(F, I, item, scratch);
+  I[X + ${IT.flagged}] = flagged;
+  let redo = 0;
+  if (flagged > 0) {
+    const strips = Math.ceil(rows / 4);
+    let hit = 0;
+    for (let rs = 0; rs < rows; rs += 4) if (I[FL + rs] | I[FL + rs + 1] | I[FL + rs + 2] | I[FL + rs + 3]) hit++;
+    if (2 * hit >= strips) {
+      attend(F, I, q, out, base, nBase, scratch, rows);
+      redo = rows;
+    } else {
+      const list = scratch + ${g.list}, Lw = list >> 2, Bw = base >> 2;
+      for (let rs = 0; rs < rows; rs += 4) {
+        if (!(I[FL + rs] | I[FL + rs + 1] | I[FL + rs + 2] | I[FL + rs + 3])) continue;
+        for (let k = 0; k < nBase; k++) {
+          I[Lw + 3 * k] = I[Bw + 3 * k];
+          I[Lw + 3 * k + 1] = I[Bw + 3 * k + 1];
+          const t = I[Bw + 3 * k + 2];
+          I[Lw + 3 * k + 2] = t === 0 ? 0 : t + rs * ${BK * 4};
+        }
+        const n = Math.min(4, rows - rs);
+        attend(F, I, q + rs * ${QS * 4}, out + rs * ${OS * 4}, list, nBase, scratch, n);
+        redo += n;
+      }
+    }
+  }
+  I[X + ${IT.recomputed}] = redo;
+};`;
+}
+
+export function jsGuardedKernel(shape: KernelShape, d: number, dv: number, epsilon: number): GuardedAttendFn {
+  return new Function(jsGuardedKernelSource(shape, d, dv, epsilon))() as GuardedAttendFn;
+}

@@ -1,0 +1,175 @@
+// The guarded WebAssembly kernel (contract in ../guard/guard-shape.ts): one module with
+//   0 attend(q, out, blocks, nBlocks, scratch, rows)    the plain block kernel (wasm-attention.ts)
+//   1 certify(item, scratch) -> flagged rows            m_hat per row from the dropped segments' summaries
+//   2 attendGuarded(item, scratch)                      attend (sparse), certify, then the fallback
+// certify works on strips of 4 query rows, SIMD over the head dim: per entry the segment's lo, hi and center
+// are loaded once per step for the 4 rows; the 4 rows' bounds come out as one vector, so the exponent, the
+// row-range mask and the accumulation of B are one f32x4 each. The kernel's running max and sum are in base 2
+// (t = s · log2 e), so the bound is moved to base 2 too: B = Σ count · 2^(U log2 e - m).
+// Fallback: when at least half of the block's strips hold a flagged row the whole block is recomputed over the
+// model's own key-block list; otherwise each flagged strip is, with the list copied and its mask-tile addresses
+// moved to the strip's rows.
+
+import { ModuleBuilder, type FunctionBuilder } from './emitter.js';
+import { emitExp2, emitTransposeReduce } from './simd-math.js';
+import { type FullKernelShape, ROW_EMPTY } from './kernel-shape.js';
+import { addAttendFunction } from './wasm-attention.js';
+import { CERTIFICATE_SLACK, ENTRY_WORDS, EXPONENT_CLAMP, GUARD_ITEM as IT, guardScratch, segmentFloats } from '../guard/guard-shape.js';
+
+export function wasmGuardedModule(shape: FullKernelShape, epsilon: number, cacheKey: string): Uint8Array<ArrayBuffer> {
+  const m = new ModuleBuilder(cacheKey);
+  addAttendFunction(m, shape);
+  addCertify(m, shape, epsilon);
+  addAttendGuarded(m, shape);
+  return m.build();
+}
+
+const W = (word: number) => word * 4;
+
+function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): void {
+  const { blockQ: BQ, blockK: BK, dPad: DP, dvPad: DVP, softcap, scale, qStride: QS } = shape;
+  const M_AT = BQ * DVP * 4 + BQ * BK * 4;
+  const L_AT = M_AT + BQ * 4;
+  const g = guardScratch(shape, 0);
+  const SEG = segmentFloats(DP) * 4;
+  const f = m.func('certify', { item: 'i32', scratch: 'i32' }, ['i32']);
+  for (const n of ['q', 'rows', 'rowsPad', 'entries', 'nEntries', 'cert', 'qs', 'ep', 'seg', 'c0']) f.local(n, 'i32');
+  for (const n of ['rsF', 'rowLo', 'rowHi']) f.local(n, 'f32');
+  for (const n of ['lo', 'hi', 'ce', 'qv', 'qn', 'u', 'ub', 'b', 'rowIdx', 'lanes', 'cnt', 'l', 'mh', 'fl', 'x']) f.local(n, 'v128');
+  for (let r = 0; r < 4; r++) f.local(`aq${r}`, 'v128').local(`ab${r}`, 'v128');
+
+  f.get('item').i32Load(W(IT.q)).set('q');
+  f.get('item').i32Load(W(IT.rows)).set('rows');
+  f.get('item').i32Load(W(IT.entries)).set('entries');
+  f.get('item').i32Load(W(IT.nEntries)).set('nEntries');
+  f.get('item').i32Load(W(IT.cert)).set('cert');
+  f.get('rows').i32(3).i32Add().i32(-4).i32And().set('rowsPad');
+  // lane offsets (0.5, 1.5, 2.5, 3.5): row index of each lane of a strip, plus a half
+  for (let r = 0; r < 4; r++) f.get('scratch').f32(r + 0.5).f32Store(g.lanes + 4 * r);
+  f.get('scratch').v128Load(g.lanes).set('lanes');
+  f.f32x4Const(0).set('cnt');
+
+  f.forRange('rs', 0, 'rowsPad', 4, (h) => {
+    h.get('q').get('rs').i32(QS * 4).i32Mul().i32Add().set('qs');
+    h.get('rs').f32ConvertI32().tee('rsF').f32x4Splat().get('lanes').f32x4Add().set('rowIdx');
+    // ||q|| of the strip's 4 rows
+    for (let r = 0; r < 4; r++) h.f32x4Const(0).set(`aq${r}`);
+    h.forRange('c0', 0, DP * 4, 16, (u) => {
+      for (let r = 0; r < 4; r++) u.get('qs').get('c0').i32Add().v128Load(r * QS * 4).tee('qv').get('qv').f32x4Mul().get(`aq${r}`).f32x4Add().set(`aq${r}`);
+    });
+    emitTransposeReduce(h, 'add', ['aq0', 'aq1', 'aq2', 'aq3'], 'tr');
+    h.f32x4Sqrt().set('qn');
+    h.f32x4Const(0).set('b');
+    h.forRange('e', 0, 'nEntries', 1, (u) => {
+      u.get('entries').get('e').i32(ENTRY_WORDS * 4).i32Mul().i32Add().set('ep');
+      u.get('ep').f32Load(8).set('rowLo');
+      u.get('ep').f32Load(12).set('rowHi');
+      // the entry holds dropped keys for one of this strip's rows: rowLo < rs + 4 and rowHi > rs
+      u.get('rowLo').get('rsF').f32(4).f32Add().f32Lt().get('rowHi').get('rsF').f32Gt().i32And().if((v) => emitEntry(v));
+    });
+    h.get('b').f32x4Const(CERTIFICATE_SLACK).f32x4Mul().set('b');
+    // m_hat = B / (Z_S + B); a row that kept no key has Z_S := 0 (m_hat 1 if anything was dropped, else 0)
+    h.get('scratch').get('rs').i32(4).i32Mul().i32Add().tee('ep');
+    h.v128Load(L_AT).get('ep').v128Load(M_AT).f32x4Const(ROW_EMPTY).f32x4Gt().v128And().get('b').f32x4Add().f32x4Const(1e-30).f32x4Pmax().set('l');
+    h.get('b').get('l').f32x4Div().set('mh');
+    h.get('cert').get('rs').i32(4).i32Mul().i32Add().get('mh').v128Store();
+    // flag = not(epsilon >= m_hat · R) (a NaN bound flags), only on rows that exist
+    h.f32x4Const(epsilon).get('mh').get('item').f32Load(W(IT.vRange)).f32x4Splat().f32x4Mul().f32x4Ge().v128Not();
+    h.get('rows').f32ConvertI32().f32x4Splat().get('rowIdx').f32x4Gt().v128And().set('fl');
+    h.get('scratch').get('rs').i32(4).i32Mul().i32Add().get('fl').v128Store(g.flags);
+    h.get('cnt').get('fl').f32x4Const(1).v128And().f32x4Add().set('cnt');
+  });
+  f.get('cnt').f32x4ExtractLane(0).get('cnt').f32x4ExtractLane(1).f32Add().get('cnt').f32x4ExtractLane(2).f32Add().get('cnt').f32x4ExtractLane(3).f32Add().i32TruncF32();
+
+  /** B += count · 2^((U + max bias) log2 e - m) on the lanes of rows the entry applies to. */
+  function emitEntry(v: FunctionBuilder): void {
+    v.get('ep').i32Load(0).set('seg');
+    for (let r = 0; r < 4; r++) v.f32x4Const(0).set(`aq${r}`).f32x4Const(0).set(`ab${r}`);
+    v.forRange('c0', 0, DP * 4, 16, (w) => {
+      w.get('seg').get('c0').i32Add().tee('ep').v128Load(0).set('lo');
+      w.get('ep').v128Load(DP * 4).set('hi');
+      w.get('ep').v128Load(2 * DP * 4).set('ce');
+      w.get('qs').get('c0').i32Add().set('ep');
+      for (let r = 0; r < 4; r++) {
+        w.get('ep').v128Load(r * QS * 4).set('qv');
+        w.get('qv').get('lo').f32x4Mul().get('qv').get('hi').f32x4Mul().f32x4Pmax().get(`aq${r}`).f32x4Add().set(`aq${r}`);
+        w.get('qv').get('ce').f32x4Mul().get(`ab${r}`).f32x4Add().set(`ab${r}`);
+      }
+    });
+    v.get('entries').get('e').i32(ENTRY_WORDS * 4).i32Mul().i32Add().set('ep');
+    emitTransposeReduce(v, 'add', ['aq0', 'aq1', 'aq2', 'aq3'], 'tr');
+    v.set('u');
+    emitTransposeReduce(v, 'add', ['ab0', 'ab1', 'ab2', 'ab3'], 'tr');
+    v.get('qn').get('seg').f32Load(3 * DP * 4).f32x4Splat().f32x4Mul().f32x4Add().set('ub');
+    v.get('u').get('ub').f32x4Pmin().f32x4Const(scale).f32x4Mul();
+    if (softcap > 0) {
+      // cap · tanh(y / cap) = cap - 2 cap / (e^(2y / cap) + 1): monotone, so it maps an upper bound to one
+      v.f32x4Const((2 * Math.LOG2E) / softcap).f32x4Mul();
+      emitExp2(v, 'cx', true);
+      v.f32x4Const(1).f32x4Add().set('x');
+      v.f32x4Const(softcap).f32x4Const(2 * softcap).get('x').f32x4Div().f32x4Sub();
+    }
+    v.get('ep').f32Load(16).f32x4Splat().f32x4Add().f32x4Const(Math.LOG2E).f32x4Mul();
+    v.get('scratch').get('rs').i32(4).i32Mul().i32Add().v128Load(M_AT).f32x4Sub().f32x4Const(EXPONENT_CLAMP).f32x4Pmin();
+    emitExp2(v, 'ex');
+    v.get('ep').f32Load(4).f32x4Splat().f32x4Mul();
+    // lanes with rowLo < row + 1/2 < rowHi
+    v.get('rowIdx').get('rowLo').f32x4Splat().f32x4Gt().v128And();
+    v.get('rowHi').f32x4Splat().get('rowIdx').f32x4Gt().v128And();
+    v.get('b').f32x4Add().set('b');
+  }
+}
+
+function addAttendGuarded(m: ModuleBuilder, shape: FullKernelShape): void {
+  const { blockK: BK, qStride: QS, oStride: OS } = shape;
+  const g = guardScratch(shape, 0);
+  const f = m.func('attendGuarded', { item: 'i32', scratch: 'i32' });
+  for (const n of ['q', 'out', 'rows', 'rowsPad', 'base', 'nBase', 'flagged', 'strips', 'redo', 'src', 'dst', 'tile', 'n']) f.local(n, 'i32');
+  f.get('item').i32Load(W(IT.q)).set('q');
+  f.get('item').i32Load(W(IT.out)).set('out');
+  f.get('item').i32Load(W(IT.rows)).set('rows');
+  f.get('item').i32Load(W(IT.base)).set('base');
+  f.get('item').i32Load(W(IT.nBase)).set('nBase');
+  f.get('rows').i32(3).i32Add().i32(-4).i32And().set('rowsPad');
+  // the sparse form
+  f.get('q').get('out').get('item').i32Load(W(IT.blocks)).get('item').i32Load(W(IT.nBlocks)).get('scratch').get('rows').call(0);
+  f.get('item').get('scratch').call(1).tee('flagged');
+  f.get('item').get('flagged').i32Store(W(IT.flagged));
+  f.i32(0).set('redo');
+  f.if((h) => {
+    h.i32(0).set('strips');
+    h.forRange('rs', 0, 'rowsPad', 4, (u) => {
+      u.get('scratch').get('rs').i32(4).i32Mul().i32Add().v128Load(g.flags).v128AnyTrue().get('strips').i32Add().set('strips');
+    });
+    h.get('strips').i32(2).i32Mul().get('rowsPad').i32(2).i32ShrU().i32GeS().if(
+      (u) => {
+        // most strips: the whole block over the model's own key blocks
+        u.get('q').get('out').get('base').get('nBase').get('scratch').get('rows').call(0);
+        u.get('rows').set('redo');
+      },
+      (u) => {
+        u.forRange('rs', 0, 'rowsPad', 4, (v) => {
+          v.get('scratch').get('rs').i32(4).i32Mul().i32Add().v128Load(g.flags).v128AnyTrue().if((w) => {
+            // the list with its mask tiles moved to the strip's rows
+            w.get('scratch').i32(g.list).i32Add().set('dst');
+            w.get('base').set('src');
+            w.forRange('k', 0, 'nBase', 1, (x) => {
+              x.get('dst').get('src').i32Load(0).i32Store(0);
+              x.get('dst').get('src').i32Load(4).i32Store(4);
+              x.get('src').i32Load(8).tee('tile').if((y) => y.get('tile').get('rs').i32(BK * 4).i32Mul().i32Add().set('tile'));
+              x.get('dst').get('tile').i32Store(8);
+              x.get('src').i32(12).i32Add().set('src');
+              x.get('dst').i32(12).i32Add().set('dst');
+            });
+            w.get('rows').get('rs').i32Sub().tee('n').i32(4).i32GtS().if((y) => y.i32(4).set('n'));
+            w.get('q').get('rs').i32(QS * 4).i32Mul().i32Add();
+            w.get('out').get('rs').i32(OS * 4).i32Mul().i32Add();
+            w.get('scratch').i32(g.list).i32Add().get('nBase').get('scratch').get('n').call(0);
+            w.get('redo').get('n').i32Add().set('redo');
+          });
+        });
+      },
+    );
+  });
+  f.get('item').get('redo').i32Store(W(IT.recomputed));
+}
