@@ -1,12 +1,14 @@
 // attnopt inspect MODEL: every attention site of a model, what recognition found and what the mask analysis
-// proved (exact); with --decisions (or any calibration option) also what sparsify would choose per site: every
-// form tried with its bound, measured error and cost. Nothing is written.
+// proved (exact); every Softmax that looks like attention but was not lifted, with the rule's reason (and why
+// there is no site when there is none); with --decisions (or any calibration option) also what sparsify would
+// choose per site: every form tried with its bound, measured error and cost. Nothing is written.
 
 import { type Command } from 'commander';
-import { analyze, type DecideResult, type SiteFacts, type SitePlan } from '@attnopt/core';
+import { type AttentionMiss, analyze, type DecideResult, modelOpset, noSitesReason, type SiteFacts, type SitePlan, watchMisses } from '@attnopt/core';
 import { decideOrFail, DECIDE_STAGES } from './decide.js';
 import { loadModelOrFail } from './load.js';
 import { addDecisionOptions, type DecisionFlags } from './options.js';
+import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
 
 interface InspectFlags extends DecisionFlags {
@@ -151,12 +153,28 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
   return lines;
 }
 
-export function formatInspect(report: { model: string; sites: readonly InspectSiteJson[]; decisions?: { budget: number; target: string; seqLen: number } }, seqLen = 128): string {
+/** What `inspect --json` prints. */
+export interface InspectJson {
+  model: string;
+  sites: InspectSiteJson[];
+  /** Softmax nodes that look like attention (softmax -> layout-only ops -> MatMul / Einsum with values) but were not lifted. */
+  misses: AttentionMiss[];
+  /** Why there is no attention site, when there is none; else null. */
+  noSites: string | null;
+  decisions?: { budget: number; target: string; seqLen: number };
+}
+
+export function formatInspect(report: InspectJson, seqLen = 128): string {
   const n = report.sites.length;
-  const head = `${report.model}: ${n} attention site${n === 1 ? '' : 's'}`;
+  const head = `${report.model}: ${n} attention site${n === 1 ? '' : 's'}${n === 0 && report.noSites ? `: ${report.noSites}` : ''}`;
   const d = report.decisions;
   const lines = [d ? `${head} (decisions for max error ${d.budget} on ${d.target}, n=${d.seqLen})` : head];
   for (const s of report.sites) lines.push(...siteLines(s, d?.seqLen ?? seqLen));
+  const m = report.misses.length;
+  if (m > 0) {
+    lines.push(`  not lifted: ${m} Softmax node${m === 1 ? '' : 's'} that look${m === 1 ? 's' : ''} like attention`);
+    for (const miss of report.misses) lines.push(`    ${miss.node}: ${miss.reason}`);
+  }
   return lines.join('\n');
 }
 
@@ -171,25 +189,32 @@ export function registerInspect(program: Command): void {
     .argument('<model>', 'the ONNX model file (external data is read from beside it)');
   command.option('--decisions', 'also calibrate and show what optimize would choose per site: every form tried, its bound, measured error and cost (implied by any option below)');
   addDecisionOptions(command, true)
-    .option('--json', 'print one JSON object: { model, sites: [{ id, heads, kvHeads, headDim, scale, mask, onnxNodes, bias, spec, proven, analysis, ..., decision? }], decisions? }')
+    .option('--json', 'print one JSON object: { model, sites: [{ id, heads, kvHeads, headDim, scale, mask, onnxNodes, bias, spec, proven, analysis, ..., decision? }], misses: [{ node, reason }], noSites, decisions? }')
     .addHelpText(
       'after',
       '\nExamples:\n  $ attnopt inspect model.onnx\n  $ attnopt inspect model.onnx --json | jq .sites[0]\n  $ attnopt inspect model.onnx --seq-len 1024 --target attnopt-cpu    # what sparsify would choose, and why',
     )
     .action(async (modelPath: string, flags: InspectFlags, cmd: Command) => {
       const model = loadModelOrFail(modelPath);
-      let report: { model: string; sites: InspectSiteJson[]; decisions?: { budget: number; target: string; seqLen: number } };
+      const watch = watchMisses(model.graph, modelOpset(model));
+      let report: InspectJson;
       if (decisionsAsked(cmd, flags)) {
         const result: DecideResult = await withProgress('inspect', DECIDE_STAGES, (p) => decideOrFail(model, modelPath, flags, flags.target ?? 'onnxruntime-cpu', p));
+        const misses = watch.misses(result.notes);
         report = {
           model: modelPath,
           sites: result.sites.map((plan) => siteJson(plan.facts, plan)),
+          misses,
+          noSites: result.sites.length === 0 ? noSitesReason(watch, misses) : null,
           decisions: { budget: result.budget, target: result.target, seqLen: result.seqLen },
         };
       } else {
-        report = { model: modelPath, sites: analyze(model.graph, { seqLen: flags.seqLen }).sites.map((f) => siteJson(f)) };
+        const result = analyze(model.graph, { seqLen: flags.seqLen });
+        const misses = watch.misses(result.notes);
+        report = { model: modelPath, sites: result.sites.map((f) => siteJson(f)), misses, noSites: result.sites.length === 0 ? noSitesReason(watch, misses) : null };
       }
-      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatInspect(report, flags.seqLen)}\n`);
+      if (flags.json) printJson(report);
+      else printResult(formatInspect(report, flags.seqLen));
     });
 }
 

@@ -61,6 +61,8 @@ describe('attnopt inspect', () => {
           analysis: [],
         },
       ],
+      misses: [],
+      noSites: null,
     });
   });
 

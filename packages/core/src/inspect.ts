@@ -2,6 +2,7 @@
 
 import { AttentionInput, attentionParams, printSpec } from '@attnopt/ir';
 import { attentionSites, siteOrigin } from '@attnopt/passes';
+import { type AttentionMiss, noSitesReason, watchMisses } from './misses.js';
 import type { AttnoptModel } from './model.js';
 import { recognize } from './recognize.js';
 
@@ -23,11 +24,23 @@ export interface InspectSite {
 export interface InspectReport {
   readonly model: string;
   readonly sites: readonly InspectSite[];
+  /** Softmax nodes that look like attention but were not lifted, each with the recognizer's reason. */
+  readonly misses: readonly AttentionMiss[];
+  /** Why there is no site, in words, when there is none; else null. */
+  readonly noSites: string | null;
 }
 
-/** Recognizes the attention sites of `model` (mutating its graph) and describes each. */
+/** The model's default-domain opset (13 when it imports none). */
+export function modelOpset(model: AttnoptModel): number {
+  const d = model.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
+  return Number(d?.version ?? 13n);
+}
+
+/** Recognizes the attention sites of `model` (mutating its graph) and describes each, and what was missed. */
 export function inspectModel(model: AttnoptModel): InspectReport {
-  recognize(model.graph);
+  const watch = watchMisses(model.graph, modelOpset(model));
+  const { notes } = recognize(model.graph);
+  const misses = watch.misses(notes);
   const sites = attentionSites(model.graph).map(({ id, node }): InspectSite => {
     const p = attentionParams(node);
     return {
@@ -41,5 +54,5 @@ export function inspectModel(model: AttnoptModel): InspectReport {
       bias: node.inputs[AttentionInput.bias]?.name ?? null,
     };
   });
-  return { model: model.file ?? '<bytes>', sites };
+  return { model: model.file ?? '<bytes>', sites, misses, noSites: sites.length === 0 ? noSitesReason(watch, misses) : null };
 }

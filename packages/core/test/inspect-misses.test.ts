@@ -1,0 +1,69 @@
+// inspect's misses: every Softmax that looks like attention (softmax -> layout-only ops and casts -> the
+// probabilities · V product) but was not lifted is listed with the recognizer's reason; a model with no site
+// says why.
+
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, test } from 'vitest';
+import { newOnnxModel } from '@attnopt/onnx';
+import { attentionSoftmaxes, importOnnx, inspectModel, parseGraph } from '../src/index.js';
+
+const fixtures = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../../shared/fixtures/onnx');
+
+/** Softmax -> Cast -> Reshape -> bmm with V, but the scores are a model input, not Q · Kᵀ: no rule can lift it. */
+const UNLIFTABLE = `graph unliftable {
+  input %scores: f32[B, 4, 8, 8]
+  input %v: f32[B, 4, 8, 16]
+  init %p3: i64[3] = tensor<i64[3]> [-1, 8, 8]
+  init %v3: i64[3] = tensor<i64[3]> [-1, 8, 16]
+  %p = Softmax(%scores) {axis = -1}
+  %c = Cast(%p) {to = 1}
+  %r = Reshape(%c, %p3)
+  %vr = Reshape(%v, %v3)
+  %y = MatMul(%r, %vr)
+  output %y
+}`;
+
+describe('inspect lists the attention-like Softmax nodes it did not lift', () => {
+  test("softmax -> Cast -> Reshape -> bmm is found, and its miss carries the rule's reason", () => {
+    const g = parseGraph(UNLIFTABLE);
+    expect(attentionSoftmaxes(g).map((n) => n.op)).toEqual(['Softmax']);
+    const report = inspectModel(newOnnxModel(parseGraph(UNLIFTABLE), { opset: 17 }));
+    expect(report.sites).toEqual([]);
+    expect(report.misses).toHaveLength(1);
+    expect(report.misses[0]!.node).toBe('node Softmax -> %p');
+    // the decomposed rule tried the Softmax and said why it failed (not the fallback text)
+    expect(report.misses[0]!.reason).not.toBe('no recognition rule matched it');
+    expect(report.misses[0]!.reason.length).toBeGreaterThan(0);
+    expect(report.noSites).toBe('1 Softmax node looks like attention but no rule lifted it (reasons below)');
+  });
+
+  test('a Softmax whose probabilities reach no MatMul or Einsum is not attention, and not a miss', () => {
+    const g = parseGraph(`graph g {
+  input %x: f32[2, 8]
+  input %w: f32[2, 8]
+  %p = Softmax(%x) {axis = -1}
+  %c = Cast(%p) {to = 1}
+  %y = Add(%c, %w)
+  output %y
+}`);
+    expect(attentionSoftmaxes(g)).toEqual([]);
+    const report = inspectModel(newOnnxModel(g, { opset: 17 }));
+    expect(report.misses).toEqual([]);
+    expect(report.noSites).toBe('1 Softmax node, but none normalizes the last axis and feeds its probabilities to a MatMul or Einsum with values (no attention)');
+  });
+
+  test('a Softmax over another axis than the last is not attention', () => {
+    const g = parseGraph(UNLIFTABLE.replace('{axis = -1}', '{axis = 2}'));
+    expect(attentionSoftmaxes(g)).toEqual([]);
+  });
+
+  test('a lifted site is not a miss; a model without any Softmax says so', () => {
+    const lifted = inspectModel(importOnnx(resolve(fixtures, 'torch-exports/bert_self_attn_additive_mask_op17.onnx')));
+    expect(lifted.sites).toHaveLength(1);
+    expect(lifted.misses).toEqual([]);
+    expect(lifted.noSites).toBeNull();
+    const none = inspectModel(newOnnxModel(parseGraph('graph g {\n  input %x: f32[2]\n  %y = Relu(%x)\n  output %y\n}'), { opset: 17 }));
+    expect(none.noSites).toBe('the model has no Softmax node and no fused attention op the recognizer knows');
+  });
+});
