@@ -30,6 +30,7 @@ import {
 } from '@attnopt/ir';
 import { NodeBuilder, dtypeOf, redirect } from '../recognize/fused/common.js';
 import { bandedAttention } from './banded.js';
+import { guardedBandedAttention, guardedBlocker } from './guarded.js';
 import { lowerBandedNative, nativeBandedBlocker } from './banded-native.js';
 import { blockGatherAttention } from './blocks.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
@@ -129,6 +130,16 @@ export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): 
   const p = attentionParams(node);
   if (hasRuntimeHeadDim(p) && (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks' || isLowRank(p.spec) || isDataDependent(p.spec))) {
     return `the ${RUNTIME_HEAD_DIM_REASON} (headDim ${p.headDim}, vHeadDim ${p.vHeadDim}), and the ${p.spec.kind} lowering needs a static head size`;
+  }
+  if (p.guard !== undefined) {
+    // a guarded site lowered dense is exact; lowered sparse it must carry its run-time certificate
+    const why = unsupportedSpec(p.spec);
+    if (why !== undefined) return `guarded site: ${why}`;
+    const plan = loweringPlan(node, options);
+    if (plan.strategy === 'dense') return undefined;
+    if (plan.strategy !== 'banded') return `guarded site: no guarded ${plan.strategy} lowering yet`;
+    const blocker = guardedBlocker(node, options.opset, plan.support);
+    return blocker === undefined ? undefined : `guarded site: ${blocker}`;
   }
   if (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks') return blockGatherBlocker(node, options);
   if (p.spec.kind === 'linformer' || p.spec.kind === 'performer' || p.spec.kind === 'nystrom') {
@@ -285,7 +296,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       });
       return finish(graph, node, b, p, q, yBlocks, presentK, presentV, undefined);
     }
-    const yBanded = bandedAttention(b, {
+    const yBanded = (p.guard ? (x: Parameters<typeof bandedAttention>[1]) => guardedBandedAttention(b, { ...x, params: p }) : (x: Parameters<typeof bandedAttention>[1]) => bandedAttention(b, x))({
       spec: p.spec as MaskSpec,
       support: plan.support!,
       blockSize: plan.blockSize!,

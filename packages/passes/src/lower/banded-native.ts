@@ -30,6 +30,7 @@ export function nativeBandedBlocker(node: Node, options: LowerOptions, plan: Low
   if (plan.strategy !== 'banded') return `not banded (${plan.why})`;
   if (options.opset < NATIVE_ATTENTION_OPSET) return `opset ${options.opset} < ${NATIVE_ATTENTION_OPSET} has no Attention op`;
   const p = attentionParams(node);
+  if (p.guard !== undefined) return 'a guarded site takes the standard-op form (its certificate reads the banded scores)';
   const [qIn, , , , pastKey] = node.inputs;
   const dtype = dtypeOf(qIn) ?? dtypeOf(pastKey);
   if (dtype !== 'f32') return `dtype ${dtype ?? 'unknown'}: the onnxruntime form is built and measured for f32`;

@@ -52,6 +52,14 @@ export interface BandedInputs {
 
 /** The banded attention output [B, H, S, Dv] (see the comment at the top). */
 export function bandedAttention(b: NodeBuilder, x: BandedInputs): Value {
+  return bandedAttentionParts(b, x).y;
+}
+
+/**
+ * The banded output and what a guarded form reads from it: the softmax input over the gathered keys
+ * [B, H, nBlocks, b, W] (column 0 is the empty-row key, the others the extra keys and the band) and the blocks.
+ */
+export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Value; logits: Value; nBlocks: Value; offset: Value } {
   const { support: s, blockSize: bs } = x;
   const sm = x.softmaxType ?? x.dtype;
   const { granule: g, extraRows: X } = bandedWidths(s, bs);
@@ -113,7 +121,8 @@ export function bandedAttention(b: NodeBuilder, x: BandedInputs): Value {
 
   const qk = b.op('MatMul', [qBlocks, b.transpose(kw, [0, 1, 2, 4, 3], 'band_k_t')], 'band_qk');
   const logits = sm !== x.dtype ? b.cast(x.score(qk, 'band_scores'), sm, 'band_logits_cast') : x.score(qk, 'band_scores');
-  const sm1 = b.op('Softmax', [b.op('Add', [logits, bias], 'band_logits')], 'band_softmax', { axis: { type: 'int', value: -1n } });
+  const biased = b.op('Add', [logits, bias], 'band_logits');
+  const sm1 = b.op('Softmax', [biased], 'band_softmax', { axis: { type: 'int', value: -1n } });
   const probs = sm !== x.dtype ? b.cast(sm1, x.dtype, 'band_probs_cast') : sm1;
   const yPadded = b.reshape(b.op('MatMul', [probs, vw], 'band_y_blocks'), [0, 0, -1, x.vHeadDim], 'band_y_padded');
   let y = b.op('Slice', [yPadded, b.ints('band_y_start', [0]), vec(S, 'band_y_end'), b.ints('band_y_axis', [2])], 'band_y');
@@ -140,7 +149,7 @@ export function bandedAttention(b: NodeBuilder, x: BandedInputs): Value {
     const isGlobal = b.reshape(b.op('Equal', [b.op('Gather', [qi, which], 'global_which_index', axis(0)), queries], 'global_is'), [-1, 1], 'global_is_col');
     y = b.op('Where', [isGlobal, b.op('Gather', [yg, which], 'global_y_rows', axis(2)), y], 'banded_y');
   }
-  return y;
+  return { y, logits: biased, nBlocks, offset: off };
 }
 
 function tensorI64(shape: number[], values: number[]): Tensor {

@@ -1,0 +1,196 @@
+// Guarded banded lowering (BOUNDS.md (b')): the banded sparse form, a per-row certificate of the mass it drops,
+// and the rows whose certificate exceeds the budget recomputed densely; standard ONNX ops (opset 18), no n x n
+// tensor.
+//
+//   key block summaries   K [B,H,T,D] -edge pad-> [B,H,nKB,kb,D] -ReduceMin/ReduceMax/ReduceMean-> [B,H,nKB,D],
+//                         radius r = ReduceMax ||k - c||                                              [B,H,nKB]
+//   score upper bound     U = min(Quest, ball): MatMul(relu(q), Kmax) - MatMul(relu(-q), Kmin)  and
+//                         MatMul(q, C) + ||q|| r, times |scale| (q sign-flipped for scale < 0)     [B,H,S,nKB]
+//   dropped keys          count[i, blk] = |blk ∩ baseline(i)| - |blk ∩ baseline(i) ∩ (band(i) ∪ sinks)|  [S,nKB]
+//   certificate           log B = ReduceLogSumExp(U + log count), log Z_S = ReduceLogSumExp of the banded
+//                         softmax input, m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range) [B,H,S]
+//   fallback              rows with bound > budget in any batch and head: NonZero, Gather, dense attention
+//                         over the baseline's keys, ScatterElements back over the banded output.
+// Float32 rounding: U is widened by 1e-4 (|U| + 1) and the bound by 1e-3 relative, so rounding in the summaries
+// and the scores cannot turn a row over the budget into a kept one.
+
+import { type AttentionParams, type AttentionSpec, attentionParams, hasRuntimeHeadDim, type KeySupport, keeps, type MaskSpec, type Node, type Value } from '@attnopt/ir';
+import type { NodeBuilder } from '../recognize/fused/common.js';
+import { type BandedInputs, bandedAttentionParts } from './banded.js';
+import { specMask } from './mask.js';
+
+/** The lowest opset of the guarded form (ReduceMin/ReduceMax/ReduceLogSumExp with axes as an input). */
+export const GUARDED_OPSET = 18;
+
+/** Slack on the score bound and on the output bound against float32 rounding (see the comment at the top). */
+const SCORE_SLACK = 1e-4;
+const BOUND_SLACK = 1e-3;
+
+/** The causal offset kind of a baseline: dense, or causal with its alignment. */
+function baselineShape(spec: AttentionSpec): 'dense' | 'top-left' | 'bottom-right' | undefined {
+  if (spec.kind === 'dense') return 'dense';
+  if (spec.kind === 'causal' && spec.align !== 'past') return spec.align;
+  return undefined;
+}
+
+/**
+ * Whether `spec` keeps exactly baseline ∩ (band ∪ sinks) on every query, checked by enumeration on two shapes
+ * (nq = nk and nq < nk) large enough to hold the band and the sinks away from the ends.
+ */
+function keepsBandAndSinks(spec: MaskSpec, baseline: MaskSpec, s: KeySupport, align: 'top-left' | 'bottom-right'): boolean {
+  const E = s.extra.length;
+  const n = Math.max(64, 2 * (s.hi - s.lo) + 2 * E + 16);
+  for (const [nq, nk] of [
+    [n, n],
+    [n - 5, n],
+  ] as const) {
+    const dims = { nq, nk, past: 0 };
+    const off = align === 'bottom-right' ? nk - nq : 0;
+    for (let i = 0; i < nq; i++) {
+      for (let j = 0; j < nk; j++) {
+        const inBand = j >= i + off + s.lo && j <= i + off + s.hi;
+        const want = keeps(baseline, i, j, dims) && (inBand || j < E);
+        if (keeps(spec, i, j, dims) !== want) return false;
+      }
+    }
+  }
+  return true;
+}
+
+/** Why the guarded banded form does not apply to `node` (its spec and support), or undefined when it does. */
+export function guardedBlocker(node: Node, opset: number, support: KeySupport | undefined): string | undefined {
+  const p = attentionParams(node);
+  if (!p.guard) return 'the site has no guard';
+  const [, , , bias, pastKey, , kvLength] = node.inputs;
+  if (opset < GUARDED_OPSET) return `the guarded form needs opset ${GUARDED_OPSET}, got ${opset}`;
+  if (hasRuntimeHeadDim(p)) return 'the guarded form needs a static head size';
+  if (bias !== undefined || pastKey !== undefined || kvLength !== undefined) return 'not lowered guarded yet: a bias, past keys or kvLength input';
+  if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
+  const base = baselineShape(p.guard.baseline);
+  if (base === undefined) return `not lowered guarded yet: the baseline ${p.guard.baseline.kind} (dense and causal are)`;
+  if (!support || !(support.lo <= support.hi) || !Number.isFinite(support.lo) || !Number.isFinite(support.hi)) {
+    return 'not lowered guarded yet: the spec is not a window with sinks (no finite band)';
+  }
+  if (support.globalQueries.length > 0) return 'not lowered guarded yet: global queries';
+  if (support.extra.some((e, k) => e !== k)) return 'not lowered guarded yet: extra keys other than leading sinks';
+  const aligns = new Set(support.aligns);
+  if (aligns.has('past') || aligns.size > 1) return 'not lowered guarded yet: mixed or past alignments';
+  const align = (support.aligns[0] ?? 'top-left') as 'top-left' | 'bottom-right';
+  if (base !== 'dense' && base !== align) return 'not lowered guarded yet: the band and the causal baseline align differently';
+  if (p.spec.kind === 'linformer' || p.spec.kind === 'performer' || p.spec.kind === 'nystrom') return 'a low-rank form has no guarded form';
+  if (!keepsBandAndSinks(p.spec as MaskSpec, p.guard.baseline as MaskSpec, support, align)) {
+    return 'not lowered guarded yet: the spec keeps other keys than baseline ∩ (band ∪ sinks)';
+  }
+  return undefined;
+}
+
+export interface GuardedInputs extends BandedInputs {
+  readonly params: AttentionParams;
+}
+
+/** The guarded banded output [B, H, S, Dv] (see the comment at the top). Call only where guardedBlocker allows. */
+export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value {
+  const p = x.params;
+  const guard = p.guard!;
+  const kb = guard.blockSize;
+  const s = x.support;
+  const E = s.extra.length;
+  const D = x.headDim;
+  const axis = (a: number) => ({ axis: { type: 'int', value: BigInt(a) } }) as const;
+  const noKeep = { keepdims: { type: 'int', value: 0n } } as const;
+  const i64 = (n: number, what: string) => b.scalar(what, 'i64', n);
+  const f32 = (n: number, what: string) => b.scalar(what, 'f32', n);
+  const toF32 = (t: Value, what: string) => (x.dtype === 'f32' ? t : b.cast(t, 'f32', what));
+  const reduce = (op: string, t: Value, axes: number[], what: string, keep = false) =>
+    b.op(op, [t, b.ints(`${what}_axes`, axes)], what, keep ? {} : noKeep);
+
+  const { y, logits, offset } = bandedAttentionParts(b, x);
+
+  // sequence lengths
+  const dim = (t: Value, k: number, what: string) => b.op('Gather', [b.op('Shape', [t], `${what}_shape`), i64(k, `${what}_axis`)], what, axis(0));
+  const S = dim(x.q, 2, 'guard_nq');
+  const T = dim(x.k, 2, 'guard_nk');
+  const nKB = b.op('Div', [b.op('Add', [T, i64(kb - 1, 'guard_round')], 'guard_nk_up'), i64(kb, 'guard_block')], 'guard_blocks');
+
+  // key block summaries: pad the keys to whole blocks by repeating the last one (min, max and radius unchanged)
+  const k32 = toF32(x.k, 'guard_k_f32');
+  const padT = b.op('Sub', [b.op('Mul', [nKB, i64(kb, 'guard_block2')], 'guard_nk_padded'), T], 'guard_pad');
+  const pads = b.op('Concat', [b.ints('guard_pads_head', [0, 0, 0, 0, 0, 0]), b.reshape(padT, [1], 'guard_pad_1'), b.ints('guard_pads_tail', [0])], 'guard_pads', axis(0));
+  const kBlocks = b.reshape(b.op('Pad', [k32, pads], 'guard_k_padded', { mode: { type: 'string', value: 'edge' } }), [0, 0, -1, kb, D], 'guard_k_blocks');
+  const kmin = reduce('ReduceMin', kBlocks, [3], 'guard_kmin');
+  const kmax = reduce('ReduceMax', kBlocks, [3], 'guard_kmax');
+  const center = reduce('ReduceMean', kBlocks, [3], 'guard_center', true);
+  const diff = b.op('Sub', [kBlocks, center], 'guard_k_minus_center');
+  const radius = b.op('Sqrt', [reduce('ReduceMax', reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_sq'), [4], 'guard_dist2'), [3], 'guard_r2')], 'guard_radius');
+  const tr = (t: Value, what: string) => b.transpose(t, [0, 1, 3, 2], what);
+
+  // the score bound per row and key block
+  const q32 = toF32(x.q, 'guard_q_f32');
+  const qs = p.scale >= 0 ? q32 : b.op('Neg', [q32], 'guard_q_neg_scale');
+  const qPos = b.op('Relu', [qs], 'guard_q_pos');
+  const qNeg = b.op('Relu', [b.op('Neg', [qs], 'guard_q_minus')], 'guard_q_neg');
+  const quest = b.op('Sub', [b.op('MatMul', [qPos, tr(kmax, 'guard_kmax_t')], 'guard_quest_hi'), b.op('MatMul', [qNeg, tr(kmin, 'guard_kmin_t')], 'guard_quest_lo')], 'guard_quest');
+  const qNorm = b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [qs, qs], 'guard_q_sq'), [3], 'guard_q_norm2', true)], 'guard_q_norm');
+  const ball = b.op('Add', [b.op('MatMul', [qs, tr(reduce('ReduceMax', center, [3], 'guard_center_blocks'), 'guard_center_t')], 'guard_q_center'), b.op('Mul', [qNorm, b.reshape(radius, [0, 0, 1, -1], 'guard_radius_row')], 'guard_q_radius')], 'guard_ball');
+  let u = b.op('Mul', [b.op('Min', [quest, ball], 'guard_dot_bound'), f32(Math.abs(p.scale), 'guard_scale')], 'guard_scaled_bound');
+  if (p.softcap > 0) {
+    const c = f32(p.softcap, 'guard_softcap');
+    u = b.op('Mul', [b.op('Tanh', [b.op('Div', [u, c], 'guard_softcap_div')], 'guard_softcap_tanh'), c], 'guard_softcapped_bound');
+  }
+  u = b.op('Add', [u, b.op('Mul', [b.op('Add', [b.op('Abs', [u], 'guard_u_abs'), f32(1, 'guard_one_f')], 'guard_u_abs1'), f32(SCORE_SLACK, 'guard_score_slack')], 'guard_u_slack')], 'guard_u');
+
+  // dropped keys per row and block: |blk ∩ baseline| - |blk ∩ baseline ∩ (band ∪ sinks)|
+  const rows = b.reshape(b.op('Range', [i64(0, 'guard_r0'), S, i64(1, 'guard_r1')], 'guard_rows_1d'), [-1, 1], 'guard_rows');
+  const blockLo = b.reshape(b.op('Mul', [b.op('Range', [i64(0, 'guard_r2'), nKB, i64(1, 'guard_r3')], 'guard_block_index'), i64(kb, 'guard_block3')], 'guard_block_lo_1d'), [1, -1], 'guard_block_lo');
+  const blockHi = b.op('Min', [b.op('Add', [blockLo, i64(kb, 'guard_block4')], 'guard_block_end'), T], 'guard_block_hi');
+  const bottomRight = b.op('Sub', [T, S], 'guard_bottom_right');
+  const base = baselineShape(guard.baseline)!;
+  const upper =
+    base === 'dense'
+      ? blockHi
+      : b.op('Min', [blockHi, b.op('Add', [rows, base === 'bottom-right' ? b.op('Add', [bottomRight, i64(1, 'guard_one')], 'guard_causal_end') : i64(1, 'guard_one2')], 'guard_causal_limit')], 'guard_upper');
+  const zero = i64(0, 'guard_zero');
+  const size = (lo: Value, hi: Value, what: string) => b.op('Max', [b.op('Sub', [hi, lo], `${what}_diff`), zero], what);
+  const pos = b.op('Add', [rows, offset], 'guard_band_pos');
+  const bandLo = b.op('Add', [pos, i64(s.lo, 'guard_band_lo_off')], 'guard_band_lo');
+  const bandHi = b.op('Add', [pos, i64(s.hi + 1, 'guard_band_hi_off')], 'guard_band_hi');
+  const inBase = size(blockLo, upper, 'guard_count_base');
+  const inBand = size(b.op('Max', [blockLo, bandLo], 'guard_band_start'), b.op('Min', [upper, bandHi], 'guard_band_end'), 'guard_count_band');
+  let kept = inBand;
+  if (E > 0) {
+    const sinkEnd = b.op('Min', [upper, i64(E, 'guard_sinks')], 'guard_sink_end');
+    const inSinks = size(blockLo, sinkEnd, 'guard_count_sinks');
+    const both = size(b.op('Max', [blockLo, bandLo], 'guard_both_start'), b.op('Min', [sinkEnd, bandHi], 'guard_both_end'), 'guard_count_both');
+    kept = b.op('Add', [inBand, b.op('Sub', [inSinks, both], 'guard_sinks_only')], 'guard_count_kept');
+  }
+  const dropped = b.cast(b.op('Sub', [inBase, kept], 'guard_count_dropped'), 'f32', 'guard_count_f');
+  // log count, with -1e30 for no dropped key (a finite stand-in for log 0 keeps ReduceLogSumExp off NaN)
+  const logCount = b.op('Where', [b.op('Greater', [dropped, f32(0, 'guard_zero_f')], 'guard_has_dropped'), b.op('Log', [dropped], 'guard_log_count_raw'), f32(-1e30, 'guard_log0')], 'guard_log_count');
+  const logB = reduce('ReduceLogSumExp', b.op('Add', [u, logCount], 'guard_log_terms'), [3], 'guard_log_b');
+
+  // log Z_S from the banded softmax input, the empty-row key (column 0) left out
+  const W = dim(logits, 4, 'guard_width');
+  const notEmptyKey = b.op('Where', [b.op('Equal', [b.op('Range', [i64(0, 'guard_r4'), W, i64(1, 'guard_r5')], 'guard_columns'), zero], 'guard_is_empty_key'), b.scalar('guard_minus_inf', x.softmaxType ?? x.dtype, -Infinity), b.scalar('guard_zero_bias', x.softmaxType ?? x.dtype, 0)], 'guard_empty_key_bias');
+  const logZBlocks = reduce('ReduceLogSumExp', toF32(b.op('Add', [logits, notEmptyKey], 'guard_kept_logits'), 'guard_kept_logits_f32'), [4], 'guard_log_z_blocks');
+  const logZ = b.op('Slice', [b.reshape(logZBlocks, [0, 0, -1], 'guard_log_z_padded'), b.ints('guard_z_start', [0]), b.reshape(S, [1], 'guard_z_end'), b.ints('guard_z_axis', [2])], 'guard_log_z');
+
+  // the output bound m_hat R per row, and the rows over the budget (NaN counts as over)
+  const v32 = toF32(x.v, 'guard_v_f32');
+  const range = reduce('ReduceMax', b.op('Sub', [reduce('ReduceMax', v32, [2], 'guard_v_max', true), reduce('ReduceMin', v32, [2], 'guard_v_min', true)], 'guard_v_range_c'), [2, 3], 'guard_v_range');
+  const mHat = b.op('Sigmoid', [b.op('Sub', [logB, logZ], 'guard_log_ratio')], 'guard_m_hat');
+  const bound = b.op('Mul', [b.op('Mul', [mHat, b.reshape(range, [0, 0, 1], 'guard_range_row')], 'guard_bound_raw'), f32(1 + BOUND_SLACK, 'guard_bound_slack')], 'guard_bound');
+  const within = b.op('Not', [b.op('Greater', [bound, f32(guard.budget, 'guard_budget')], 'guard_over')], 'guard_not_over');
+  const ok = b.op('And', [within, b.op('Not', [b.op('IsNaN', [bound], 'guard_nan')], 'guard_finite')], 'guard_ok');
+  const fallsBack = b.op('Not', [ok], 'guard_falls_back');
+  const anyHead = reduce('ReduceMax', b.cast(fallsBack, 'f32', 'guard_falls_back_f'), [0, 1], 'guard_falls_back_rows');
+  const idx = b.reshape(b.op('NonZero', [anyHead], 'guard_fallback_nz'), [-1], 'guard_fallback_rows');
+
+  // the fallback rows, dense over the baseline's keys, scattered over the banded output
+  const qf = b.op('Gather', [x.q, idx], 'guard_q_rows', axis(2));
+  const qk = b.op('MatMul', [qf, b.transpose(x.k, [0, 1, 3, 2], 'guard_k_t')], 'guard_qk');
+  const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
+  const keep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
+  const yf = b.op('MatMul', [x.softmax(x.score(qk, 'guard_scores'), keep, 'guard'), x.v], 'guard_y_rows');
+  const at = b.op('Expand', [b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d'), b.op('Shape', [yf], 'guard_y_rows_shape')], 'guard_scatter_index');
+  return b.op('ScatterElements', [y, at, yf], 'guard_y', axis(2));
+}
