@@ -138,7 +138,7 @@ export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): 
     const plan = loweringPlan(node, options);
     if (plan.strategy === 'dense') return undefined;
     if (plan.strategy !== 'banded') return `guarded site: no guarded ${plan.strategy} lowering yet`;
-    const blocker = guardedBlocker(node, options.opset, plan.support);
+    const blocker = guardedBlocker(node, options.opset);
     return blocker === undefined ? undefined : `guarded site: ${blocker}`;
   }
   if (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks') return blockGatherBlocker(node, options);

@@ -14,7 +14,25 @@
 // Float32 rounding: U is widened by 1e-4 (|U| + 1) and the bound by 1e-3 relative, so rounding in the summaries
 // and the scores cannot turn a row over the budget into a kept one.
 
-import { type AttentionParams, type AttentionSpec, attentionParams, hasRuntimeHeadDim, type KeySupport, keeps, type MaskSpec, type Node, type Value } from '@attnopt/ir';
+import {
+  type AttentionParams,
+  type AttentionSpec,
+  attentionParams,
+  hasRuntimeHeadDim,
+  intersect,
+  isDataDependent,
+  isLowRank,
+  type KeySupport,
+  keySupport,
+  type MaskSpec,
+  type Node,
+  printSpec,
+  rowKeys,
+  sinks,
+  slidingWindow,
+  union,
+  type Value,
+} from '@attnopt/ir';
 import type { NodeBuilder } from '../recognize/fused/common.js';
 import { type BandedInputs, bandedAttentionParts } from './banded.js';
 import { specMask } from './mask.js';
@@ -34,40 +52,45 @@ function baselineShape(spec: AttentionSpec): 'dense' | 'top-left' | 'bottom-righ
 }
 
 /**
- * Whether `spec` keeps exactly baseline ∩ (band ∪ sinks) on every query, checked by enumeration on two shapes
- * (nq = nk and nq < nk) large enough to hold the band and the sinks away from the ends.
+ * Whether `spec` keeps exactly baseline ∩ (band ∪ sinks) on every query: the row key sets compared on two
+ * shapes (nq = nk and nq < nk) long enough to hold the band and the sinks away from the ends.
  */
 function keepsBandAndSinks(spec: MaskSpec, baseline: MaskSpec, s: KeySupport, align: 'top-left' | 'bottom-right'): boolean {
   const E = s.extra.length;
+  const band = slidingWindow(-s.lo, s.hi, align);
+  const expected = intersect(baseline, E > 0 ? union(band, sinks(E)) : band) as MaskSpec;
   const n = Math.max(64, 2 * (s.hi - s.lo) + 2 * E + 16);
   for (const [nq, nk] of [
     [n, n],
     [n - 5, n],
   ] as const) {
     const dims = { nq, nk, past: 0 };
-    const off = align === 'bottom-right' ? nk - nq : 0;
     for (let i = 0; i < nq; i++) {
-      for (let j = 0; j < nk; j++) {
-        const inBand = j >= i + off + s.lo && j <= i + off + s.hi;
-        const want = keeps(baseline, i, j, dims) && (inBand || j < E);
-        if (keeps(spec, i, j, dims) !== want) return false;
-      }
+      const got = rowKeys(spec, i, dims);
+      const want = rowKeys(expected, i, dims);
+      if (got.length !== want.length || got.some((x, t) => x !== want[t])) return false;
     }
   }
   return true;
 }
 
-/** Why the guarded banded form does not apply to `node` (its spec and support), or undefined when it does. */
-export function guardedBlocker(node: Node, opset: number, support: KeySupport | undefined): string | undefined {
-  const p = attentionParams(node);
-  if (!p.guard) return 'the site has no guard';
-  const [, , , bias, pastKey, , kvLength] = node.inputs;
-  if (opset < GUARDED_OPSET) return `the guarded form needs opset ${GUARDED_OPSET}, got ${opset}`;
-  if (hasRuntimeHeadDim(p)) return 'the guarded form needs a static head size';
-  if (bias !== undefined || pastKey !== undefined || kvLength !== undefined) return 'not lowered guarded yet: a bias, past keys or kvLength input';
-  if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
-  const base = baselineShape(p.guard.baseline);
-  if (base === undefined) return `not lowered guarded yet: the baseline ${p.guard.baseline.kind} (dense and causal are)`;
+const checked = new Map<string, string | undefined>();
+
+/**
+ * Why `spec` has no guarded banded form over `baseline`, or undefined when it has: the baseline dense or causal,
+ * the spec baseline ∩ (a band around the query ∪ leading sinks), one alignment. Pure and cached by the specs' text.
+ */
+export function guardableSpec(spec: AttentionSpec, baseline: AttentionSpec): string | undefined {
+  const key = `${printSpec(spec)} | ${printSpec(baseline)}`;
+  if (!checked.has(key)) checked.set(key, guardableUncached(spec, baseline));
+  return checked.get(key);
+}
+
+function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string | undefined {
+  const base = baselineShape(baseline);
+  if (base === undefined) return `not lowered guarded yet: the baseline ${baseline.kind} (dense and causal are)`;
+  if (isLowRank(spec) || isDataDependent(spec)) return `no guarded form of ${spec.kind} yet (dense/causal ∩ window ∪ sinks only)`;
+  const support = keySupport(spec as MaskSpec);
   if (!support || !(support.lo <= support.hi) || !Number.isFinite(support.lo) || !Number.isFinite(support.hi)) {
     return 'not lowered guarded yet: the spec is not a window with sinks (no finite band)';
   }
@@ -77,11 +100,28 @@ export function guardedBlocker(node: Node, opset: number, support: KeySupport | 
   if (aligns.has('past') || aligns.size > 1) return 'not lowered guarded yet: mixed or past alignments';
   const align = (support.aligns[0] ?? 'top-left') as 'top-left' | 'bottom-right';
   if (base !== 'dense' && base !== align) return 'not lowered guarded yet: the band and the causal baseline align differently';
-  if (p.spec.kind === 'linformer' || p.spec.kind === 'performer' || p.spec.kind === 'nystrom') return 'a low-rank form has no guarded form';
-  if (!keepsBandAndSinks(p.spec as MaskSpec, p.guard.baseline as MaskSpec, support, align)) {
+  if (!keepsBandAndSinks(spec as MaskSpec, baseline as MaskSpec, support, align)) {
     return 'not lowered guarded yet: the spec keeps other keys than baseline ∩ (band ∪ sinks)';
   }
   return undefined;
+}
+
+/** Why a site's inputs keep it from a guarded form (bias, past keys, kvLength, scores output), or undefined. */
+export function guardedInputsBlocker(node: Node): string | undefined {
+  const p = attentionParams(node);
+  const [, , , bias, pastKey, , kvLength] = node.inputs;
+  if (hasRuntimeHeadDim(p)) return 'the guarded form needs a static head size';
+  if (bias !== undefined || pastKey !== undefined || kvLength !== undefined) return 'not lowered guarded yet: a bias, past keys or kvLength input';
+  if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
+  return undefined;
+}
+
+/** Why the guarded banded form does not apply to `node`, or undefined when it does. */
+export function guardedBlocker(node: Node, opset: number): string | undefined {
+  const p = attentionParams(node);
+  if (!p.guard) return 'the site has no guard';
+  if (opset < GUARDED_OPSET) return `the guarded form needs opset ${GUARDED_OPSET}, got ${opset}`;
+  return guardedInputsBlocker(node) ?? guardableSpec(p.spec, p.guard.baseline);
 }
 
 export interface GuardedInputs extends BandedInputs {
