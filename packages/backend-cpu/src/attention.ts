@@ -39,7 +39,7 @@ import {
 } from './kernels.js';
 import { type CpuWorkerPool, type KernelCode, SharedWorkspace } from './pool.js';
 import { checkGuard, GUARD_ITEM as GI, GUARD_ITEM_WORDS, GUARD_SUMMARIES, type GuardOptions, guardScratch } from './guard/guard-shape.js';
-import { layoutGuard, planGuard, type ResolvedGuard, writeGuard } from './guard/host.js';
+import { type GuardPlan, layoutGuard, planGuard, type ResolvedGuard, type SummaryKernels, writeGuard } from './guard/host.js';
 import { type GuardedAttendFn, jsGuardedKernel, jsGuardedKernelSource } from './guard/js-guard.js';
 import { wasmGuardedModule } from './wasm/wasm-guard.js';
 
@@ -270,8 +270,9 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
 
   if (options.guard) checkGuard(options.guard);
   const guard: ResolvedGuard | undefined = options.guard
-    ? { epsilon: options.guard.epsilon, block: options.guard.block ?? BK, modelMask }
+    ? { epsilon: options.guard.epsilon, block: options.guard.block ?? 4 * BK, modelMask }
     : undefined;
+  let guardPlanCache: { key: string; plan: GuardPlan } | undefined;
   const codes = new Map<KernelShape, KernelCode>();
   function codeFor(shape: KernelShape): KernelCode {
     let code = codes.get(shape);
@@ -392,7 +393,14 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     const plans = sparsePlan.plans;
     const basePlan = guard ? planLists(guard.modelMask, bias !== undefined || isDataDependent(guard.modelMask)) : undefined;
     const blocksTotal = sparsePlan.total + (basePlan?.total ?? 0);
-    const guardPlan = guard ? planGuard(guard, { spec, batch, H, nq, nqBlocks, BQ, dimsOf, validOf, perHead, resolver: runOptions.resolver, bias }) : undefined;
+    // the dropped segments depend on the data only through a bias or data-dependent leaves: else reuse them
+    const guardKey = guard && !perHead ? `${batch}|${nq}|${nk}|${past}|${kvLength === undefined ? '' : Array.from(kvLength).join(',')}` : undefined;
+    const guardPlan = guard
+      ? guardKey !== undefined && guardPlanCache?.key === guardKey
+        ? guardPlanCache.plan
+        : planGuard(guard, { spec, batch, H, nq, nqBlocks, BQ, dimsOf, validOf, perHead, resolver: runOptions.resolver, bias })
+      : undefined;
+    if (guardKey !== undefined && guardPlan) guardPlanCache = { key: guardKey, plan: guardPlan };
     const partialTotal = tiles.length;
 
     // memory layout
@@ -479,7 +487,7 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
       }
     }
     const guardLists = guardPlan && guardMem
-      ? writeGuard(F, I, guardPlan, guardMem, { batch, H, KVH, nqBlocks, d, dv, dPad: shape.dPad, kvHeadOf: (h) => kvHeadOf(p, h) }, (b, g, j) => kRow(b, g, j) >> 2, (b, g, j) => vRow(b, g, j) >> 2)
+      ? writeGuard(F, I, guardPlan, guardMem, { batch, H, KVH, nqBlocks, d, dv, dPad: shape.dPad, kvHeadOf: (h) => kvHeadOf(p, h) }, (b, g, j) => kRow(b, g, j) >> 2, (b, g, j) => vRow(b, g, j) >> 2, 'bytes' in code ? guardedExports(workspace.memory, code) : undefined)
       : undefined;
     // mask tiles: MASKED, then 0 (or the bias) on the kept keys of each row
     tiles.forEach((t, k) => {
@@ -618,14 +626,22 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     return fn;
   }
 
+  const guardedInstances = new WeakMap<WebAssembly.Memory, Map<string, Record<string, unknown>>>();
+  function guardedExports(memory: WebAssembly.Memory, code: KernelCode): { attendGuarded: (item: number, scratch: number) => void } & SummaryKernels {
+    let perMemory = guardedInstances.get(memory);
+    if (!perMemory) guardedInstances.set(memory, (perMemory = new Map()));
+    let ex = perMemory.get(code.key);
+    if (!ex) perMemory.set(code.key, (ex = new WebAssembly.Instance(moduleCache.get(code.key)!, { env: { memory } }).exports as Record<string, unknown>));
+    return ex as unknown as { attendGuarded: (item: number, scratch: number) => void } & SummaryKernels;
+  }
+
   function localGuarded(memory: WebAssembly.Memory, code: KernelCode): GuardedAttendFn {
     let perMemory = guardedInstanceCache.get(memory);
     if (!perMemory) guardedInstanceCache.set(memory, (perMemory = new Map()));
     let fn = perMemory.get(code.key);
     if (!fn) {
       if ('bytes' in code) {
-        const inst = new WebAssembly.Instance(moduleCache.get(code.key)!, { env: { memory } });
-        const attendGuarded = inst.exports['attendGuarded'] as (item: number, scratch: number) => void;
+        const attendGuarded = guardedExports(memory, code).attendGuarded;
         fn = (_F, _I, item, scratch) => attendGuarded(item, scratch);
       } else {
         fn = jsGuardedCache.get(code.key)!;

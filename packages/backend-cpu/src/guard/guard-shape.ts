@@ -29,7 +29,10 @@ import { fullKernelShape, type KernelShape, scratchBytes } from '../wasm/kernel-
 export interface GuardOptions {
   /** Budget on the per-coordinate output error of every row: |y - dense| <= epsilon (plus float32 rounding). */
   readonly epsilon: number;
-  /** Keys per summary segment (default: the kernel's blockK); segments also split at sink and global tokens. */
+  /**
+   * Keys per summary segment (default 4 · blockK: 256 keys with the default blocks); segments also split at sink
+   * and global tokens. Smaller segments give tighter bounds (fewer fallbacks) and cost more per row to read.
+   */
   readonly block?: number;
   /** The keys the model's own mask allows, which a fallback row attends densely (default: dense). */
   readonly modelMask?: MaskSpec;

@@ -76,6 +76,12 @@ export function planGuard(guard: ResolvedGuard, c: GuardContext): GuardPlan {
   return { starts, entries, totalEntries };
 }
 
+/** The summary functions of the WebAssembly guarded module (byte addresses). */
+export interface SummaryKernels {
+  summarize(k: number, n: number, out: number): void;
+  valueRange(v: number, n: number): number;
+}
+
 export interface GuardMemory {
   readonly summaries: number[];
   readonly entries: number;
@@ -110,25 +116,34 @@ export function writeGuard(
   c: { batch: number; H: number; KVH: number; nqBlocks: number; d: number; dv: number; dPad: number; kvHeadOf: (h: number) => number },
   kRow: (b: number, g: number, j: number) => number,
   vRow: (b: number, g: number, j: number) => number,
+  kernel?: SummaryKernels,
 ): { entryAt: Int32Array; entryCount: Int32Array } {
   const segF = segmentFloats(c.dPad);
   plan.starts.forEach((st, b) => {
     for (let g = 0; g < c.KVH; g++) {
       const base = mem.summaries[b * c.KVH + g]! >> 2;
+      if (kernel) {
+        // the WebAssembly kernel's own summaries (rows are kStride / vStride apart)
+        for (let k = 0; k + 1 < st.length; k++) kernel.summarize(4 * kRow(b, g, st[k]!), st[k + 1]! - st[k]!, 4 * (base + k * segF));
+        const valid = st[st.length - 1]!;
+        F[(mem.vRange >> 2) + b * c.KVH + g] = valid > 0 ? kernel.valueRange(4 * vRow(b, g, 0), valid) : 0;
+        continue;
+      }
       for (let k = 0; k + 1 < st.length; k++) writeSegmentSummary(F, (j) => kRow(b, g, j), st[k]!, st[k + 1]!, c.d, c.dPad, base + k * segF);
       // R: the largest range of one V coordinate over the keys below `valid`
       const valid = st[st.length - 1]!;
-      let range = 0;
-      for (let col = 0; col < c.dv; col++) {
-        let lo = Infinity;
-        let hi = -Infinity;
-        for (let j = 0; j < valid; j++) {
-          const x = F[vRow(b, g, j) + col]!;
-          if (x < lo) lo = x;
-          if (x > hi) hi = x;
+      const lo = new Float32Array(c.dv).fill(Infinity);
+      const hi = new Float32Array(c.dv).fill(-Infinity);
+      for (let j = 0; j < valid; j++) {
+        const r = vRow(b, g, j);
+        for (let col = 0; col < c.dv; col++) {
+          const x = F[r + col]!;
+          if (x < lo[col]!) lo[col] = x;
+          if (x > hi[col]!) hi[col] = x;
         }
-        if (hi - lo > range) range = hi - lo;
       }
+      let range = 0;
+      for (let col = 0; col < c.dv; col++) if (hi[col]! - lo[col]! > range) range = hi[col]! - lo[col]!;
       F[(mem.vRange >> 2) + b * c.KVH + g] = range;
     }
   });

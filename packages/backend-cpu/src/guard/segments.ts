@@ -98,32 +98,34 @@ function upperBound(starts: Int32Array, x: number): number {
  * float32 ball still holds every key). `row(j)` is the f32 index of key j's first channel.
  */
 export function writeSegmentSummary(F: Float32Array, row: (j: number) => number, j0: number, j1: number, d: number, dPad: number, out: number): void {
-  const lo = new Float64Array(d).fill(Infinity);
-  const hi = new Float64Array(d).fill(-Infinity);
-  const mean = new Float64Array(d);
+  const LO = out;
+  const HI = out + dPad;
+  const CE = out + 2 * dPad;
+  F.fill(0, out, out + 3 * dPad + 4);
+  const r0 = row(j0);
+  for (let c = 0; c < d; c++) {
+    F[LO + c] = F[r0 + c]!;
+    F[HI + c] = F[r0 + c]!;
+  }
+  const mean = scratchMean.length >= d ? scratchMean.fill(0, 0, d) : (scratchMean = new Float64Array(d));
   for (let j = j0; j < j1; j++) {
     const r = row(j);
     for (let c = 0; c < d; c++) {
       const x = F[r + c]!;
-      if (x < lo[c]!) lo[c] = x;
-      if (x > hi[c]!) hi[c] = x;
+      if (x < F[LO + c]!) F[LO + c] = x;
+      if (x > F[HI + c]!) F[HI + c] = x;
       mean[c] += x;
     }
   }
   const n = j1 - j0;
-  for (let c = 0; c < d; c++) mean[c] = Math.fround(mean[c]! / n);
+  for (let c = 0; c < d; c++) F[CE + c] = mean[c]! / n;
   let r2 = 0;
   for (let j = j0; j < j1; j++) {
     const r = row(j);
     let s = 0;
-    for (let c = 0; c < d; c++) s += (F[r + c]! - mean[c]!) ** 2;
+    for (let c = 0; c < d; c++) s += (F[r + c]! - F[CE + c]!) ** 2;
     if (s > r2) r2 = s;
-  }
-  F.fill(0, out, out + 3 * dPad + 4);
-  for (let c = 0; c < d; c++) {
-    F[out + c] = lo[c]!;
-    F[out + dPad + c] = hi[c]!;
-    F[out + 2 * dPad + c] = mean[c]!;
   }
   F[out + 3 * dPad] = Math.sqrt(r2) * (1 + 2 ** -20);
 }
+let scratchMean = new Float64Array(0);

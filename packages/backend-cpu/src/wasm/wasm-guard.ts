@@ -2,6 +2,7 @@
 //   0 attend(q, out, blocks, nBlocks, scratch, rows)    the plain block kernel (wasm-attention.ts)
 //   1 certify(item, scratch) -> flagged rows            m_hat per row from the dropped segments' summaries
 //   2 attendGuarded(item, scratch)                      attend (sparse), certify, then the fallback
+//   3 summarize(k, n, out), 4 valueRange(v, n)          the per-call summaries, built once per call
 // certify works on strips of 4 query rows, SIMD over the head dim: per entry the segment's lo, hi and center
 // are loaded once per step for the 4 rows; the 4 rows' bounds come out as one vector, so the exponent, the
 // row-range mask and the accumulation of B are one f32x4 each. The kernel's running max and sum are in base 2
@@ -21,7 +22,69 @@ export function wasmGuardedModule(shape: FullKernelShape, epsilon: number, cache
   addAttendFunction(m, shape);
   addCertify(m, shape, epsilon);
   addAttendGuarded(m, shape);
+  addSummarize(m, shape);
+  addValueRange(m, shape);
   return m.build();
+}
+
+/**
+ * 3 summarize(k, n, out): the segment record (guard-shape.ts) of the n keys at k (row stride kStride): per
+ * channel min and max, the mean (center) and the largest distance from it (radius, times 1 + 2^-20).
+ */
+function addSummarize(m: ModuleBuilder, shape: FullKernelShape): void {
+  const { dPad: DP, kStride: KS } = shape;
+  const f = m.func('summarize', { k: 'i32', n: 'i32', out: 'i32' });
+  for (const n of ['kp', 'ke']) f.local(n, 'i32');
+  for (const n of ['lo', 'hi', 'sum', 'x', 'acc', 'inv']) f.local(n, 'v128');
+  f.local('r2', 'f32');
+  f.get('k').get('n').i32(KS * 4).i32Mul().i32Add().set('ke');
+  f.f32(1).get('n').f32ConvertI32().f32Div().f32x4Splat().set('inv');
+  f.forRange('c0', 0, DP * 4, 16, (g) => {
+    g.get('k').get('c0').i32Add().tee('kp').v128Load().tee('lo').set('hi');
+    g.f32x4Const(0).set('sum');
+    g.loop((l) => {
+      l.get('kp').v128Load().set('x');
+      l.get('lo').get('x').f32x4Min().set('lo');
+      l.get('hi').get('x').f32x4Max().set('hi');
+      l.get('sum').get('x').f32x4Add().set('sum');
+      l.get('kp').i32(KS * 4).i32Add().tee('kp').get('ke').i32LtS().brIf(0);
+    });
+    g.get('out').get('c0').i32Add().tee('kp').get('lo').v128Store(0);
+    g.get('kp').get('hi').v128Store(DP * 4);
+    g.get('kp').get('sum').get('inv').f32x4Mul().v128Store(2 * DP * 4);
+  });
+  f.f32(0).set('r2');
+  f.get('k').set('kp');
+  f.loop((l) => {
+    l.f32x4Const(0).set('acc');
+    l.forRange('c0', 0, DP * 4, 16, (g) => {
+      g.get('kp').get('c0').i32Add().v128Load().get('out').get('c0').i32Add().v128Load(2 * DP * 4).f32x4Sub().tee('x').get('x').f32x4Mul().get('acc').f32x4Add().set('acc');
+    });
+    l.get('r2').get('acc').f32x4ExtractLane(0).get('acc').f32x4ExtractLane(1).f32Add().get('acc').f32x4ExtractLane(2).f32Add().get('acc').f32x4ExtractLane(3).f32Add().f32Max().set('r2');
+    l.get('kp').i32(KS * 4).i32Add().tee('kp').get('ke').i32LtS().brIf(0);
+  });
+  f.get('out').get('r2').f32Sqrt().f32(1 + 2 ** -20).f32Mul().f32Store(3 * DP * 4);
+}
+
+/** 4 valueRange(v, n) -> f32: the largest max - min of one V column over the n rows at v (row stride vStride). */
+function addValueRange(m: ModuleBuilder, shape: FullKernelShape): void {
+  const { dvOut: DVO, vStride: VS } = shape;
+  const f = m.func('valueRange', { v: 'i32', n: 'i32' }, ['f32']);
+  for (const n of ['vp', 've']) f.local(n, 'i32');
+  for (const n of ['lo', 'hi', 'x', 'best']) f.local(n, 'v128');
+  f.get('v').get('n').i32(VS * 4).i32Mul().i32Add().set('ve');
+  f.f32x4Const(0).set('best');
+  f.forRange('c0', 0, DVO * 4, 16, (g) => {
+    g.get('v').get('c0').i32Add().tee('vp').v128Load().tee('lo').set('hi');
+    g.loop((l) => {
+      l.get('vp').v128Load().set('x');
+      l.get('lo').get('x').f32x4Min().set('lo');
+      l.get('hi').get('x').f32x4Max().set('hi');
+      l.get('vp').i32(VS * 4).i32Add().tee('vp').get('ve').i32LtS().brIf(0);
+    });
+    g.get('best').get('hi').get('lo').f32x4Sub().f32x4Max().set('best');
+  });
+  f.get('best').f32x4ExtractLane(0).get('best').f32x4ExtractLane(1).f32Max().get('best').f32x4ExtractLane(2).f32Max().get('best').f32x4ExtractLane(3).f32Max();
 }
 
 const W = (word: number) => word * 4;
