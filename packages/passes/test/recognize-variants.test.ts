@@ -348,3 +348,56 @@ ${heads3('q')}\n${heads3('k')}\n${heads3('v')}
     expect(why).toMatch(/not between the \[B·H, S, T\] and \[B, H, S, T\] views/);
   });
 });
+
+describe('the scale applied before the heads split (q_proj(x) · d^-0.5, then view + transpose)', () => {
+  const text = (alsoOutput: boolean) => graph(`  input %x: f32[batch, seq, 32]
+  input %k: f32[batch, 4, seq, 8]
+  input %v: f32[batch, 4, seq, 8]
+  init %s: f32[] = tensor<f32[]> [0.35355339059327373]`, `  %xs = Mul(%x, %s)
+${splitHeads('xs', 'q', 4, 8)}
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+  %p = Softmax(%qk) {axis = -1}
+  %y = MatMul(%p, %v)`).replace('  output %y', alsoOutput ? '  output %y, %xs' : '  output %y');
+  test('is pulled out of Q: scale d^-0.5, Q rebuilt from the unscaled projection', async () => {
+    await liftsExactly(text(false), { numHeads: 4, headDim: 8, scale: Math.fround(0.35355339059327373) });
+  });
+  test('is not pulled out when the scaled projection is also used elsewhere (Q keeps it, scale 1)', async () => {
+    await liftsExactly(text(true), { numHeads: 4, headDim: 8, scale: 1 });
+  });
+});
+
+describe('cross-attention to encoder states of a fixed batch: V head size known only at run time', () => {
+  const text = graph(`  input %x: f32[batch, seq, 32]
+  input %enc: f32[1, 5, 32]
+  init %s: f32[] = tensor<f32[]> [0.35355339059327373]
+  init %heads: i64[2] = tensor<i64[2]> [4, -1]
+  init %zero1: i64[1] = tensor<i64[1]> [0]
+  init %one1: i64[1] = tensor<i64[1]> [1]
+  init %two1: i64[1] = tensor<i64[1]> [2]`, `${splitHeads('x', 'q', 4, 8)}
+  %xs = Shape(%x)
+  %b = Slice(%xs, %zero1, %one1)
+  %es = Shape(%enc)
+  %t = Slice(%es, %one1, %two1)
+  %target = Concat(%b, %t, %heads) {axis = 0}
+  %k4 = Reshape(%enc, %target)
+  %k = Transpose(%k4) {perm = [0, 2, 1, 3]}
+  %v4 = Reshape(%enc, %target)
+  %v = Transpose(%v4) {perm = [0, 2, 1, 3]}
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+  %sc = Mul(%qk, %s)
+  %p = Softmax(%sc) {axis = -1}
+  %y = MatMul(%p, %v)`);
+  test('lifts with vHeadDim 0 (read from V) over a batch of 1', async () => {
+    const original = exportOnnx(newOnnxModel(parseGraph(text), { opset: OPSET }));
+    const { g, att, why } = recognize(text);
+    expect(att, why).toHaveLength(1);
+    expect(attentionParams(att[0]!)).toMatchObject({ numHeads: 4, headDim: 8, vHeadDim: 0 });
+    const feeds = randomInputs(g, 3, { batch: 1, seq: 6, past: 0 });
+    const want = await runModel(original, feeds);
+    lowerAttentionPass({ opset: OPSET }).run(g);
+    const cmp = compareLowered(await runModel(exportOnnx(newOnnxModel(g, { opset: OPSET })), feeds), want);
+    expect(cmp.mismatches).toEqual([]);
+  });
+});

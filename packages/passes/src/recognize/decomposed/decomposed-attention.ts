@@ -33,6 +33,7 @@ import { sortTopologically, topologicallyOrdered } from '../order.js';
 import { dtypeOf, headsViewReshape, type MaskStep, matchScoreChain, onnxOp } from './chain.js';
 import { isIdentity, outputEinsum, scoresEinsum } from './einsum.js';
 import { matchKvRepeat } from './kv-repeat.js';
+import { pullScaleThroughLayout } from './scale-through-layout.js';
 import { inferDtype, shapeOf, staticInts, staticNumbers, staticScalar } from '../../analysis/shapes.js';
 
 export const DECOMPOSED_ATTENTION = 'decomposed-attention';
@@ -159,8 +160,16 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     prelude.push(t);
     return t.outputs[0]!;
   };
-  const qSide = permuted(c.qSide, qkEinsum?.value.qPerm, 'q_bhsd');
-  if (qkEinsum && qSide !== c.qSide) variants.push('einsum-permuted');
+  // a scale applied before the heads split (q_proj(x) · d^-0.5, then view + transpose) is pulled out of Q
+  const pulled = pullScaleThroughLayout(graph, c.qSide, freshName);
+  if (pulled) {
+    prelude.push(...pulled.prelude);
+    nodes.push(...pulled.matched);
+    variants.push('scale-before-heads-split');
+  }
+  const scale = c.scale * (pulled?.factor ?? 1);
+  const qSide = permuted(pulled?.value ?? c.qSide, qkEinsum?.value.qPerm, 'q_bhsd');
+  if (qkEinsum && !isIdentity(qkEinsum.value.qPerm)) variants.push('einsum-permuted');
   const vIn = permuted(pv.inputs[1]!, pvEinsum?.value.vPerm, 'v_bhsd');
   const y = pv.outputs[0]!;
 
@@ -234,8 +243,11 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   const pvRank = c.foldedHeads !== undefined && rank === 3 && shapeOf(p)?.length === 4 ? 4 : rank;
   if (!vShape || vShape.length !== pvRank) return noMatch(`V does not have rank ${pvRank}`);
   if (pvRank !== rank && vShape[1] !== c.foldedHeads) return noMatch(`V has ${String(vShape[1])} heads where the scores have ${c.foldedHeads}`);
-  const vHeadDim = vShape[pvRank - 1];
-  if (typeof vHeadDim !== 'number') return noMatch('the head size of V is not static');
+  const vDim = vShape[pvRank - 1];
+  // a head size of V known only at run time (cross-attention to a tensor of fixed batch): 0, read from V
+  if (typeof vDim !== 'number' && !(pvRank === 4 && rank === 4)) return noMatch('the head size of V is not static');
+  const vHeadDim = typeof vDim === 'number' ? vDim : 0;
+  if (vHeadDim === 0) variants.push('v-head-size-at-run-time');
   if (kShape && kShape.length === rank && typeof kShape[rank - 1] === 'number' && kShape[rank - 1] !== headDim) {
     return noMatch(`K head size ${String(kShape[rank - 1])} differs from Q head size ${headDim}`);
   }
@@ -326,7 +338,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     kvNumHeads: heads4?.heads ?? kvNumHeads,
     headDim,
     vHeadDim,
-    scale: c.scale,
+    scale,
     softcap: c.softcap,
     layout: rank === 4 || heads4 ? 'bhsd' : 'bsd',
     spec: dense,
