@@ -47,3 +47,15 @@ export {
 } from './compile.js';
 export { describeTried, explain, explainDecisions, type Explanation, type SiteExplanation } from './explain.js';
 export { buildReport, renderReport, type ReportData, type ReportOptions } from './report/index.js';
+export {
+  headRoles,
+  headRolesText,
+  modelHeadRoles,
+  siteHeadRoles,
+  HeadRoleAccumulator,
+  type HeadRole,
+  type HeadRoleOptions,
+  type HeadRoleResult,
+  type HeadRoleStats,
+  type SiteHeadRoles,
+} from './head-roles.js';
