@@ -5,11 +5,13 @@
 
 import { type Command } from 'commander';
 import { type AttentionMiss, analyze, type DecideResult, modelOpset, noSitesReason, type SiteFacts, type SitePlan, watchMisses } from '@attnopt/core';
+import { headRolesText, modelHeadRoles, type SiteHeadRoles } from '@attnopt/core';
 import { decideOrFail, DECIDE_STAGES } from './decide.js';
 import { loadModelOrFail } from './load.js';
 import { addDecisionOptions, type DecisionFlags } from './options.js';
 import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
+import { samplesFor } from './samples.js';
 
 interface InspectFlags extends DecisionFlags {
   decisions?: boolean;
@@ -40,6 +42,8 @@ export interface InspectSiteJson {
   keptFraction: number | null;
   analysis: readonly string[];
   decision?: DecisionJson;
+  /** What each head does on the calibration data (with --decisions and a budget > 0). */
+  headRoles?: { head: number; role: string; why: string; reach: number; sinkMass: number; diagonalOffset: number; diagonalMass: number; globalMass: number; entropy: number }[];
 }
 
 interface DecisionJson {
@@ -60,7 +64,7 @@ interface DecisionJson {
 
 const finiteOrNull = (x: number) => (Number.isFinite(x) ? x : null);
 
-function siteJson(f: SiteFacts, plan?: SitePlan): InspectSiteJson {
+function siteJson(f: SiteFacts, plan?: SitePlan, roles?: SiteHeadRoles): InspectSiteJson {
   const base: InspectSiteJson = {
     id: f.id,
     heads: f.heads,
@@ -83,6 +87,7 @@ function siteJson(f: SiteFacts, plan?: SitePlan): InspectSiteJson {
     analysis: f.notes,
   };
   if (!plan) return base;
+  const headRoles = roles?.heads.map(({ head, role, why, stats: t }) => ({ head, role, why, reach: t.reach, sinkMass: t.sinkMass, diagonalOffset: t.diagonalOffset, diagonalMass: t.diagonalMass, globalMass: t.globalMass, entropy: t.entropy }));
   const d = plan.decision;
   const groups = plan.groups?.map((g) => ({
     id: g.id,
@@ -110,6 +115,7 @@ function siteJson(f: SiteFacts, plan?: SitePlan): InspectSiteJson {
       ...(groups !== undefined ? { groups } : {}),
       tried: d?.tried ?? [],
     },
+    ...(headRoles !== undefined ? { headRoles } : {}),
   };
 }
 
@@ -138,6 +144,9 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
       const gw = g.exact ? 'exact' : `bound ${fmt(g.bound)}, measured ${fmt(g.measuredError)}`;
       lines.push(`        ${g.id}: heads ${g.heads.join(',')}  ${g.chosen} [${gw}] flops ${fmt(g.flops)}`);
     }
+    // what each head does, one line per head group (the whole site when it is not split)
+    const roleOf = (heads: readonly number[]) => headRolesText(heads.map((h) => s.headRoles!.find((r) => r.head === h)!).map((r) => ({ head: r.head, role: r.role, stats: { reach: r.reach, diagonalOffset: r.diagonalOffset } })));
+    if (s.headRoles) for (const g of d.groups ?? [{ id: 'heads', heads: s.headRoles.map((r) => r.head) }]) lines.push(`      roles ${g.id}: ${roleOf(g.heads)}`);
     if (d.tried.length > 0) {
       const tried = d.tried as { spec: string; accepted: boolean; bound: number | null; measuredError: number | null; flops: number; time: number; reason: string }[];
       const w = Math.max(4, ...tried.map((t) => t.spec.length));
@@ -157,7 +166,7 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
 export interface InspectJson {
   model: string;
   sites: InspectSiteJson[];
-  /** Softmax nodes that look like attention (softmax -> layout-only ops -> MatMul / Einsum with values) but were not lifted. */
+  /** Softmax nodes that look like attention (softmax -> layout-only ops -> MatMul / Einsum with values) and fused attention ops, not lifted. */
   misses: AttentionMiss[];
   /** Why there is no attention site, when there is none; else null. */
   noSites: string | null;
@@ -172,7 +181,7 @@ export function formatInspect(report: InspectJson, seqLen = 128): string {
   for (const s of report.sites) lines.push(...siteLines(s, d?.seqLen ?? seqLen));
   const m = report.misses.length;
   if (m > 0) {
-    lines.push(`  not lifted: ${m} Softmax node${m === 1 ? '' : 's'} that look${m === 1 ? 's' : ''} like attention`);
+    lines.push(`  not lifted: ${m} node${m === 1 ? '' : 's'} that look${m === 1 ? 's' : ''} like attention`);
     for (const miss of report.misses) lines.push(`    ${miss.node}: ${miss.reason}`);
   }
   return lines.join('\n');
@@ -201,9 +210,10 @@ export function registerInspect(program: Command): void {
       if (decisionsAsked(cmd, flags)) {
         const result: DecideResult = await withProgress('inspect', DECIDE_STAGES, (p) => decideOrFail(model, modelPath, flags, flags.target ?? 'onnxruntime-cpu', p));
         const misses = watch.misses(result.notes);
+        const roles = flags.maxError > 0 ? await modelHeadRoles(loadModelOrFail(modelPath), samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim), { runtime: flags.runtime }) : [];
         report = {
           model: modelPath,
-          sites: result.sites.map((plan) => siteJson(plan.facts, plan)),
+          sites: result.sites.map((plan) => siteJson(plan.facts, plan, roles.find((r) => r.id === plan.id))),
           misses,
           noSites: result.sites.length === 0 ? noSitesReason(watch, misses) : null,
           decisions: { budget: result.budget, target: result.target, seqLen: result.seqLen },

@@ -42,7 +42,7 @@ describe('attnopt inspect: misses', () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toBe(`${unliftable}: 0 attention sites: 1 Softmax node looks like attention but no rule lifted it (reasons below)`);
-    expect(lines[1]).toBe('  not lifted: 1 Softmax node that looks like attention');
+    expect(lines[1]).toBe('  not lifted: 1 node that looks like attention');
     expect(lines[2]).toMatch(/^ {4}node Softmax -> %p: \S/);
     expect(lines[2]).not.toContain('no recognition rule matched it');
   });

@@ -20,7 +20,17 @@ export { AtomicFile } from '@attnopt/onnx';
 export { type AttnoptModel, loadOnnx as importOnnx, saveOnnx as exportOnnx, writeOnnx } from './model.js';
 export { recognize, type RecognizeResult } from './recognize.js';
 export { inspectModel, modelOpset, type InspectReport, type InspectSite } from './inspect.js';
-export { attentionSoftmaxes, looksLikeAttention, LAYOUT_ONLY_OPS, noSitesReason, watchMisses, type AttentionMiss, type MissWatch } from './misses.js';
+export {
+  attentionSoftmaxes,
+  FUSED_ATTENTION_OPS,
+  isFusedAttention,
+  looksLikeAttention,
+  LAYOUT_ONLY_OPS,
+  noSitesReason,
+  watchMisses,
+  type AttentionMiss,
+  type MissWatch,
+} from './misses.js';
 export { attentionSites } from '@attnopt/passes';
 export * from './calibrate/index.js';
 export {

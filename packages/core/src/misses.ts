@@ -3,9 +3,11 @@
 // A Softmax looks like attention independently of the rules: it normalizes the last axis, and its output
 // reaches a MatMul (bmm is a MatMul in ONNX) or an Einsum whose other operand is a different value (the values
 // V) through at most MAX_STEPS layout-only ops and casts: the probabilities · V product of some attention,
-// however an exporter laid the heads out. The coverage table counts sites with the same definition.
+// however an exporter laid the heads out. The coverage table counts sites with the same definition. A fused
+// attention op (ONNX Attention, com.microsoft Attention / MultiHeadAttention / GroupQueryAttention /
+// DecoderMaskedMultiHeadAttention) left in the graph is a miss too.
 
-import type { Graph, Node, Value } from '@attnopt/ir';
+import { type Graph, isAttention, type Node, type Value } from '@attnopt/ir';
 import { inferRank } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 
@@ -24,6 +26,11 @@ export const LAYOUT_ONLY_OPS: ReadonlySet<string> = new Set([
   'Flatten',
 ]);
 const MAX_STEPS = 6;
+/** Fused attention ops the recognizer lifts (matched by op name in any domain: some exporters misplace them). */
+export const FUSED_ATTENTION_OPS: ReadonlySet<string> = new Set(['Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention']);
+
+/** A fused attention op of ONNX or com.microsoft (not attnopt's own Attention, the lifted form). */
+export const isFusedAttention = (n: Node): boolean => FUSED_ATTENTION_OPS.has(n.op) && !isAttention(n);
 /** The default-domain opset assumed when the caller does not say (Softmax's axis defaults to -1 from 13 on). */
 const DEFAULT_OPSET = 13;
 
@@ -56,9 +63,9 @@ export function attentionSoftmaxes(graph: Graph, opset = DEFAULT_OPSET): Node[] 
   return [...graph.allNodes()].filter((n) => looksLikeAttention(n, opset));
 }
 
-/** A Softmax that looks like attention and was not lifted, with why (the recognizer's notes on it). */
+/** A Softmax that looks like attention, or a fused attention op, not lifted, with why (the recognizer's notes on it). */
 export interface AttentionMiss {
-  /** The Softmax node as errors and notes name it. */
+  /** The node as errors and notes name it. */
   readonly node: string;
   readonly reason: string;
 }
@@ -69,20 +76,28 @@ export interface MissWatch {
   readonly softmaxes: number;
   /** Those that look like attention. */
   readonly candidates: number;
-  /** The candidates still in the graph and still feeding a P · V product, each with the notes' reason. */
+  /** Fused attention ops of the graph before recognition. */
+  readonly fused: number;
+  /**
+   * The attention-like Softmax nodes still in the graph and still feeding a P · V product, and the fused ops
+   * still in the graph, in graph order, each with the notes' reason.
+   */
   misses(notes: readonly PassNote[]): AttentionMiss[];
 }
 
-/** Records the attention-like Softmax nodes of `graph`; call it before recognition, `misses` after. */
+/** Records the attention-like Softmax nodes and fused ops of `graph`; call it before recognition, `misses` after. */
 export function watchMisses(graph: Graph, opset = DEFAULT_OPSET): MissWatch {
-  const softmaxes = [...graph.allNodes()].filter((n) => n.op === 'Softmax' && n.domain === '');
-  const candidates = softmaxes.filter((n) => looksLikeAttention(n, opset)).map((node) => ({ node, name: node.describe() }));
+  const nodes = [...graph.allNodes()];
+  const softmaxes = nodes.filter((n) => n.op === 'Softmax' && n.domain === '');
+  const attentionLike = (n: Node) => (n.op === 'Softmax' ? looksLikeAttention(n, opset) : isFusedAttention(n));
+  const candidates = nodes.filter(attentionLike).map((node) => ({ node, name: node.describe() }));
   return {
     softmaxes: softmaxes.length,
     candidates: candidates.length,
+    fused: candidates.filter(({ node }) => node.op !== 'Softmax').length,
     misses(notes) {
       return candidates
-        .filter(({ node }) => node.graph !== undefined && looksLikeAttention(node, opset))
+        .filter(({ node }) => node.graph !== undefined && attentionLike(node))
         .map(({ name }) => {
           const reasons = [...new Set(notes.filter((n) => n.node === name && !n.message.startsWith('applied')).map((n) => n.message))];
           return { node: name, reason: reasons.join('; ') || 'no recognition rule matched it' };
@@ -93,11 +108,12 @@ export function watchMisses(graph: Graph, opset = DEFAULT_OPSET): MissWatch {
 
 /** Why a model has no attention site, in words (for a report that would otherwise say only "0 sites"). */
 export function noSitesReason(watch: MissWatch, misses: readonly AttentionMiss[]): string {
-  if (watch.softmaxes === 0) return 'the model has no Softmax node and no fused attention op the recognizer knows';
+  if (watch.softmaxes === 0 && watch.fused === 0) return 'the model has no Softmax node and no fused attention op the recognizer knows';
   if (watch.candidates === 0) {
     const n = watch.softmaxes;
     return `${n} Softmax node${n === 1 ? '' : 's'}, but none normalizes the last axis and feeds its probabilities to a MatMul or Einsum with values (no attention)`;
   }
   const n = misses.length;
+  if (watch.fused > 0) return `${n} attention node${n === 1 ? '' : 's'} (fused ops, or Softmax nodes before a P · V product) that no rule lifted (reasons below)`;
   return `${n} Softmax node${n === 1 ? '' : 's'} look${n === 1 ? 's' : ''} like attention but no rule lifted ${n === 1 ? 'it' : 'them'} (reasons below)`;
 }

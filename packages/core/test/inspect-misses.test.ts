@@ -58,6 +58,15 @@ describe('inspect lists the attention-like Softmax nodes it did not lift', () =>
     expect(attentionSoftmaxes(g)).toEqual([]);
   });
 
+  test('a fused attention op the rules cannot lift is a miss with the rule\'s reason', () => {
+    // com.microsoft Attention with hidden size 3 and num_heads 12: onnxruntime rejects it, nothing can lift it
+    const report = inspectModel(importOnnx(resolve(fixtures, 'ort-models/onnxruntime/test/testdata/transform/fusion/embed_layer_norm_format1.onnx')));
+    expect(report.sites).toEqual([]);
+    expect(report.misses.map((m) => m.node)).toEqual(['node "Attention" (com.microsoft::Attention)']);
+    expect(report.misses[0]!.reason).not.toBe('no recognition rule matched it');
+    expect(report.noSites).toBe('1 attention node (fused ops, or Softmax nodes before a P · V product) that no rule lifted (reasons below)');
+  });
+
   test('a lifted site is not a miss; a model without any Softmax says so', () => {
     const lifted = inspectModel(importOnnx(resolve(fixtures, 'torch-exports/bert_self_attn_additive_mask_op17.onnx')));
     expect(lifted.sites).toHaveLength(1);

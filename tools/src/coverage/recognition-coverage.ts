@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { attentionSoftmaxes, LAYOUT_ONLY_OPS } from '@attnopt/core';
+import { attentionSoftmaxes, isFusedAttention, LAYOUT_ONLY_OPS } from '@attnopt/core';
 import { attentionParams, type Graph, isAttention, type Node } from '@attnopt/ir';
 import { importOnnx } from '@attnopt/onnx';
 import * as passes from '@attnopt/passes';
@@ -31,7 +31,6 @@ export const LOCAL_CORPUS = path.join(REPO_ROOT, 'tools/fixtures/whole-models');
 export const DOC = path.join(REPO_ROOT, 'docs/recognition-coverage.md');
 export const COMMAND = 'npx tsx --conditions=@attnopt/source tools/src/coverage/recognition-coverage.ts';
 
-const FUSED_OPS = new Set(['Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention']);
 
 /** FUSED_RULES when @attnopt/passes exports them (else none), then DECOMPOSED_RULES. */
 export function recognitionRules(): readonly RewriteRule[] {
@@ -132,7 +131,7 @@ function* nodesOf(g: Graph): Generator<Node> {
   }
 }
 
-const isFused = (n: Node) => FUSED_OPS.has(n.op) && !isAttention(n);
+const isFused = isFusedAttention;
 
 export function measureCoverage(corpora: readonly CorpusRoot[] = CORPORA): Coverage {
   const rules = recognitionRules();
