@@ -9,7 +9,6 @@ import { headRolesText, modelHeadRoles, type SiteHeadRoles } from '@attnopt/core
 import { decideOrFail, DECIDE_STAGES } from './decide.js';
 import { loadModelOrFail } from './load.js';
 import { addDecisionOptions, type DecisionFlags } from './options.js';
-import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
 import { samplesFor } from './samples.js';
 
@@ -223,8 +222,7 @@ export function registerInspect(program: Command): void {
         const misses = watch.misses(result.notes);
         report = { model: modelPath, sites: result.sites.map((f) => siteJson(f)), misses, noSites: result.sites.length === 0 ? noSitesReason(watch, misses) : null };
       }
-      if (flags.json) printJson(report);
-      else printResult(formatInspect(report, flags.seqLen));
+      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatInspect(report, flags.seqLen)}\n`);
     });
 }
 
