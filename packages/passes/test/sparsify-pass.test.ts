@@ -39,7 +39,7 @@ function localSample(seed: number) {
 describe('sparsifyPass', () => {
   it('rewrites a calibrated site, records the decision, and keeps an uncalibrated one', () => {
     const g = graph(2);
-    const result = runPipeline(g, [sparsifyPass({ calibration: [{ id: 'site0', samples: [localSample(1)] }], seed: 1 })]);
+    const result = runPipeline(g, [sparsifyPass({ calibration: [{ id: 'site0', samples: [localSample(1)] }], seed: 1, allowUncertified: true })]);
     expect(result.changed).toBe(true);
     const [a, b] = g.nodes;
     const decision = a!.annotations.get(SPARSIFY_DECISION) as SiteDecision;

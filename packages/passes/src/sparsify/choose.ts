@@ -1,7 +1,12 @@
-// chooseSiteSpec: per site, the cheapest candidate form (by the cost model on the target) whose certified
-// error on the calibration data stays within the budget; the site's own spec when nothing qualifies or
-// nothing is cheaper. Low-rank forms (Nystrom, Linformer, Performer) have no certificate: their error is measured
-// on the calibration data and recorded; they qualify on that measured error only with allowUncertified. When heads
+// chooseSiteSpec: per site, the cheapest candidate form (by the cost model on the target) within the budget;
+// the site's own spec when nothing qualifies or nothing is cheaper. Three tiers (BOUNDS.md (b')):
+// - guarded (the default for mask-shaped forms that have a guarded lowering): the rewritten site bounds, per row
+//   and at run time, the mass it drops and recomputes densely every row over the budget, so the error holds on
+//   every input. It qualifies when its predicted cost (sparse + the calibration rows' fallback rate x dense) is
+//   below the site's own; a diffuse site, whose rows would all fall back, stays dense.
+// - statistical (only with allowUncertified): the bound or error measured on the calibration data alone, for
+//   mask-shaped forms without a guard and low-rank forms (Nystrom, Linformer, Performer).
+// - exact: the site's own spec. When heads
 // want different forms and head groups are cheaper by the cost model than one spec for every head, the decision
 // lists the groups (head-groups.ts) and the pass splits the site. Pure: plain data in, a SiteDecision out;
 // deterministic for the same inputs and seed.
@@ -17,16 +22,27 @@ import {
   printSpec,
   specEquals,
 } from '@attnopt/ir';
+import { type AttentionGuard } from '@attnopt/ir';
+import { guardableSpec } from '../lower/guarded.js';
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
 import { defaultCandidates, restrictToBaseline } from './candidates.js';
-import { type CandidateStats, emptyStats, evaluateHead } from './evaluate.js';
+import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead } from './evaluate.js';
 import { groupsText, type HeadGroup, headsText, planHeadGroups } from './head-groups.js';
 import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRankHead } from './lowrank.js';
 import { headResolver } from './resolve.js';
 
+/** What a site's rewrite promises: the same function, a bound on every input checked at run time, or on the calibration data only. */
+export type Guarantee = 'exact' | 'guarded' | 'statistical';
+
 export interface SparsifyOptions {
-  /** Max absolute error of the site's output allowed, certified on the calibration data (default 1e-2). */
+  /** Max absolute error of the site's output allowed (default 1e-2). */
   readonly budget?: number;
+  /** Accept mask-shaped forms as guarded forms (run-time certificate, rows over the budget recomputed). Default true. */
+  readonly guarded?: boolean;
+  /** Why this site's inputs rule out a guarded form (the pass reads it from the node), or undefined. */
+  readonly guardBlocked?: string;
+  /** Key block size of the guard's summaries (default 64). */
+  readonly guardBlockSize?: number;
   /**
    * The target whose cost model ranks the forms (default attnopt-cpu, fused, empty tiles skipped). On
    * onnxruntime-cpu the model costs the form the lowering emits (the IR's loweringChoice): windows and
@@ -45,8 +61,9 @@ export interface SparsifyOptions {
    */
   readonly headGroups?: boolean;
   /**
-   * Accept forms without a certificate (low-rank: Nystrom, Linformer, Performer) on their max-abs error measured
-   * on the calibration data alone (BOUNDS.md (c), (d)). Default false: they are measured and recorded, never accepted.
+   * Statistical tier: accept forms on what the calibration data alone shows (mask-shaped forms without a guard on
+   * their measured dropped-mass bound, low-rank forms on their measured max-abs error; BOUNDS.md (c), (d)).
+   * Default false: they are measured and recorded, never accepted.
    */
   readonly allowUncertified?: boolean;
   /** Use at most this many calibration samples (default all). */
@@ -57,10 +74,16 @@ export interface SparsifyOptions {
 export interface TriedForm {
   /** The form as printSpec writes it (restricted to the site's spec). */
   readonly spec: string;
-  /** Whether the bound is a certificate (mask-shaped forms) or nothing is certified (low-rank). */
+  /** Whether the form can carry a guarantee beyond the calibration data (mask-shaped) or not (low-rank). */
   readonly certified: boolean;
-  /** Certified max-abs error on the calibration data (BOUNDS.md (a) with the dropped mass measured); null: not evaluated or uncertified. */
+  /** Max-abs error bound on the calibration data (BOUNDS.md (a) with the dropped mass measured); null: not evaluated or low-rank. */
   readonly bound: number | null;
+  /** The tier the form would take: guarded when its guarded form applies and pays, else statistical. */
+  readonly guarantee: Guarantee | null;
+  /** Fraction of calibration rows whose run-time certificate exceeds the budget (they would be recomputed); null: not evaluated. */
+  readonly fallbackRate: number | null;
+  /** Why the guarded form does not apply, when it does not. */
+  readonly guardReason?: string;
   /** Max |o - o_S| measured on the calibration data; null: not evaluated. */
   readonly measuredError: number | null;
   /** Rows the error was measured on (rows of over-budget forms are sampled) out of `rows`. */
@@ -103,11 +126,19 @@ export interface SiteDecision {
   readonly chosen: string;
   /** True when the chosen spec is the site's own (error 0). */
   readonly exact: boolean;
-  /** False when the chosen form is low-rank (accepted on measured error alone, allowUncertified). */
+  /** False when the chosen form holds on the calibration data only (statistical tier). */
   readonly certified: boolean;
+  /** exact, guarded (every input, checked at run time) or statistical (calibration data only); groups: the weakest. */
+  readonly guarantee: Guarantee;
+  /** The run-time guard of a guarded site (absent with groups: each group carries its own). */
+  readonly guard?: AttentionGuard;
+  /** Predicted fraction of rows that fall back (from the calibration data) of a guarded site. */
+  readonly fallbackRate?: number;
+  /** Calibration rows behind the decision (the statistical tier's sample count). */
+  readonly calibrationRows?: number;
   /**
-   * Certified max-abs error; Infinity when the chosen form has no certificate (see measuredError). With groups,
-   * the largest group bound (the groups write disjoint heads of the output).
+   * Max-abs error bound: the budget for a guarded site (every input), the bound measured on the calibration data
+   * for a statistical mask form, Infinity for a low-rank one (see measuredError). With groups, the largest.
    */
   readonly bound: number;
   readonly measuredError: number;
@@ -155,6 +186,8 @@ function findLeaf(spec: MaskSpec): MaskSpec | undefined {
 /** Chooses the spec of one site from its calibration data (see SparsifyOptions). */
 export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibration, options: SparsifyOptions = {}): SiteDecision {
   const budget = options.budget ?? 1e-2;
+  const guarded = options.guarded ?? true;
+  const blockSize = options.guardBlockSize ?? DEFAULT_GUARD_BLOCK;
   const target = options.target ?? attnoptCpuProfile;
   const seed = options.seed ?? 0;
   const perHead = options.perHead ?? true;
@@ -172,6 +205,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     chosen: printSpec(baseline),
     exact: true,
     certified: true,
+    guarantee: 'exact',
     bound: 0,
     measuredError: 0,
     flopsBefore: before?.flops ?? NaN,
@@ -198,7 +232,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   // which forms are worth evaluating: cheaper than the baseline, and certifiable (or uncertified allowed)
   const pending: { form: AttentionSpec; cost: AttentionCost; reason?: string }[] = unique.map((form, k) => {
     const cost = costs[k]!;
-    if (budget === 0) return { form, cost, reason: 'budget 0 allows exact rewrites only: a form certified on the calibration data alone is not exact' };
+    if (budget === 0) return { form, cost, reason: 'budget 0 allows exact rewrites only' };
     if (!(cost.time < before.time)) return { form, cost, reason: `not cheaper on ${target.target}: ${fmt(cost.time * 1e3)} ms vs ${fmt(before.time * 1e3)} ms` };
     if (form.kind === 'performer' && !(params.scale >= 0)) return { form, cost, reason: `performer needs scale >= 0, got ${params.scale}` };
     return { form, cost };
@@ -224,7 +258,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
           const resolve = headResolver(head);
           if (maskForms.length > 0) {
             const st = maskK.map((k) => all[k]!);
-            evaluateHead(head, baseline, maskForms, st, resolve, { fullMeasureUpTo: budget, stride });
+            evaluateHead(head, baseline, maskForms, st, resolve, { fullMeasureUpTo: budget, stride, guardBudget: budget, guardBlockSize: blockSize });
           }
           if (lowForms.length > 0) {
             const st = lowK.map((k) => all[k]!);
@@ -234,9 +268,18 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       }
     }
   }
-  // a mask-shaped form qualifies on its certified bound; a low-rank one on its measured error, with allowUncertified
-  const within = (k: number, s: { bound: number; measuredError: number }) =>
-    isLowRank(masks[k]!) ? options.allowUncertified === true && s.measuredError <= budget : s.bound <= budget;
+  // guarded: a mask form with a guarded lowering whose predicted cost (fallback rows dense) beats the site's own;
+  // statistical (allowUncertified): a mask form's bound, or a low-rank form's error, measured on the calibration data
+  const guardWhy = masks.map((f) =>
+    isLowRank(f) ? 'a low-rank form has no run-time certificate' : !guarded ? 'guarded forms are off' : (options.guardBlocked ?? guardableSpec(f, baseline)),
+  );
+  const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
+  const guardedTime = (k: number, s: { fallbackRows: number; rows: number }) => evaluated[k]!.cost.time + rate(s) * before.time;
+  const guardOf = (k: number, s: { fallbackRows: number; rows: number }): AttentionGuard | undefined =>
+    guardWhy[k] === undefined && guardedTime(k, s) < before.time ? { budget, blockSize, baseline } : undefined;
+  const statistical = (k: number, s: { bound: number; measuredError: number }) =>
+    options.allowUncertified === true && (isLowRank(masks[k]!) ? s.measuredError <= budget : s.bound <= budget);
+  const within = (k: number, s: CandidateStats) => guardOf(k, s) !== undefined || statistical(k, s);
   const site = masks.map((_, k) => {
     const all = headStats.map((s) => s[k]!);
     return {
@@ -245,15 +288,22 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       measuredRows: all.reduce((a, s) => a + s.measuredRows, 0),
       rows: all.reduce((a, s) => a + s.rows, 0),
       maxDroppedMass: Math.max(...all.map((s) => s.maxDroppedMass)),
+      fallbackRows: all.reduce((a, s) => a + s.fallbackRows, 0),
+      maxCertifiedMass: Math.max(...all.map((s) => s.maxCertifiedMass)),
     };
   });
   const rank = (a: AttentionCost, b: AttentionCost) => a.time - b.time || a.flops - b.flops;
+  // a guarded form costs its sparse form plus its predicted fallback rows, dense
+  const effective = (k: number, s: CandidateStats): AttentionCost => {
+    const c = evaluated[k]!.cost;
+    return guardOf(k, s) ? { ...c, time: guardedTime(k, s), flops: c.flops + rate(s) * before.flops } : c;
+  };
   const qualifying = masks.map((_, k) => k).filter((k) => within(k, site[k]!));
-  const order = [...qualifying].sort((a, b) => rank(evaluated[a]!.cost, evaluated[b]!.cost) || a - b);
+  const order = [...qualifying].sort((a, b) => rank(effective(a, site[a]!), effective(b, site[b]!)) || a - b);
   const best = order[0];
 
   // head groups: each key/value head's cheapest qualifying form, when that beats one spec for every head
-  const uniformCost = best === undefined ? before : evaluated[best]!.cost;
+  const uniformCost = best === undefined ? before : effective(best, site[best]!);
   const plan =
     splitHeads && masks.length > 0
       ? planHeadGroups({
@@ -262,6 +312,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
           forms: masks,
           headStats,
           qualifies: within,
+          guardOf,
           cost: (nh, nkv, spec) => costOf({ ...params, numHeads: nh, kvNumHeads: nkv }, spec, dims, target, resolve0),
           target,
           dims,
@@ -271,12 +322,23 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const groupOf = (k: number) => split?.groups.filter((g) => specEquals(g.spec, masks[k]!)) ?? [];
 
   const cheaper = () => printSpec(evaluated[best!]!.form);
-  const maskReason = (k: number, s: (typeof site)[number]) =>
-    k === best
-      ? `chosen: cheapest form with certified bound ${fmt(s.bound)} <= budget ${budget}`
-      : s.bound <= budget
-        ? `qualifies (bound ${fmt(s.bound)} <= ${budget}) but ${cheaper()} is cheaper`
-        : `certified bound ${fmt(s.bound)} > budget ${budget} (max dropped mass ${fmt(s.maxDroppedMass)})`;
+  const pct = (x: number) => `${(100 * x).toPrecision(2)}%`;
+  const guardText = (k: number, s: (typeof site)[number]) =>
+    guardWhy[k] !== undefined
+      ? `no guarded form (${guardWhy[k]})`
+      : guardOf(k, s)
+        ? `guarded: predicted fallback ${pct(rate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`
+        : `guarded form not cheaper: predicted fallback ${pct(rate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`;
+  const maskReason = (k: number, s: (typeof site)[number]) => {
+    const g = guardText(k, s);
+    const data = `bound on the calibration data ${fmt(s.bound)} (max dropped mass ${fmt(s.maxDroppedMass)})`;
+    if (k === best) {
+      return guardOf(k, s)
+        ? `chosen: cheapest qualifying form, ${g}: error <= ${budget} on every input`
+        : `chosen: statistical, cheapest form with ${data} <= budget ${budget} (calibration data only)`;
+    }
+    return within(k, s) ? `qualifies (${guardOf(k, s) ? g : `statistical, ${data}`}) but ${cheaper()} is cheaper` : `${g}; ${data}`;
+  };
   const lowRankReason = (k: number, s: (typeof site)[number]) =>
     !options.allowUncertified
       ? `measured error ${fmt(s.measuredError)}: no certificate (BOUNDS.md (c)): enable uncertified forms to accept measured error`
@@ -290,7 +352,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     const heads = gs.map((g) => headsText(g.heads)).join(', ');
     if (gs.length > 0) {
       const worst = Math.max(...gs.map((g) => (g.certified ? g.bound : g.measuredError)));
-      return `chosen for ${heads} (head groups): ${gs[0]!.certified ? `certified bound ${fmt(worst)}` : `measured, not certified: measured error ${fmt(worst)}`} <= budget ${budget} on those heads`;
+      return `chosen for ${heads} (head groups): ${gs[0]!.guard ? `guarded, error <= ${budget} on every input` : `statistical: ${fmt(worst)} <= budget ${budget} on the calibration data`} on those heads`;
     }
     return undefined;
   };
@@ -303,6 +365,9 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     return {
       spec: printSpec(p.form),
       certified,
+      guarantee: s ? (guardOf(k, s) ? 'guarded' : 'statistical') : null,
+      fallbackRate: s && certified ? rate(s) : null,
+      ...(k >= 0 && guardWhy[k] !== undefined && certified ? { guardReason: guardWhy[k]! } : {}),
       bound: s && certified ? s.bound : null,
       measuredError: s ? s.measuredError : null,
       measuredRows: s?.measuredRows ?? 0,
@@ -340,10 +405,11 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   }
   if (split) {
     const certified = split.groups.every((g) => g.certified);
+    const guarantee: Guarantee = !certified ? 'statistical' : split.groups.some((g) => g.guarantee === 'guarded') ? 'guarded' : 'exact';
     if (!certified) {
       notes.push(
-        `${split.groups.filter((g) => !g.certified).map((g) => `${headsText(g.heads)}: ${g.chosen}`).join(', ')} accepted on measured error <= budget ${budget} ` +
-          'on the calibration data: measured, not certified (BOUNDS.md (c), (d); allowUncertified)',
+        `${split.groups.filter((g) => !g.certified).map((g) => `${headsText(g.heads)}: ${g.chosen}`).join(', ')} accepted on the calibration data alone ` +
+          '(statistical tier: BOUNDS.md (c), (d); allowUncertified)',
       );
     }
     return {
@@ -355,6 +421,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       chosen: groupsText(split.groups),
       exact: false,
       certified,
+      guarantee,
+      calibrationRows: site[0]?.rows ?? 0,
       bound: Math.max(...split.groups.map((g) => g.bound)),
       measuredError: Math.max(...split.groups.map((g) => g.measuredError)),
       flopsBefore: before.flops,
@@ -374,7 +442,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const lowRankNote = () =>
     lowK.length === 0
       ? ''
-      : `; low-rank forms measured (not certified), the smallest error ${fmt(Math.min(...lowK.map((k) => site[k]!.measuredError)))}` +
+      : `; low-rank forms measured on the calibration data, the smallest error ${fmt(Math.min(...lowK.map((k) => site[k]!.measuredError)))}` +
         (options.allowUncertified ? '' : ' (allowUncertified is off)');
   if (best === undefined) {
     const reasonDense =
@@ -384,22 +452,30 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
         ? unique.some((f, k) => !isLowRank(f) && !(costs[k]!.time < before.time))
           ? `no candidate is cheaper than ${printSpec(baseline)} on ${target.target}` +
             (target.execution === 'unfused' ? ' (only banded or block-gathered forms compute fewer than nq x nk scores there)' : '')
-          : 'no certifiable candidate is cheaper'
+          : 'no mask-shaped candidate is cheaper'
         : maskK.length > 0
-        ? `no cheaper form has a certified bound within the budget ${budget} (the tightest: ${fmt(Math.min(...maskK.map((k) => site[k]!.bound)))})` +
+        ? `no cheaper form qualifies within the budget ${budget}: ` +
+          (maskK.some((k) => guardWhy[k] === undefined)
+            ? `the guarded forms would recompute too many rows (the fewest: ${pct(Math.min(...maskK.filter((k) => guardWhy[k] === undefined).map((k) => rate(site[k]!))))} of the calibration rows)`
+            : `no guarded form applies (${guardWhy[maskK[0]!]})`) +
+          `; the tightest bound on the calibration data ${fmt(Math.min(...maskK.map((k) => site[k]!.bound)))}` +
+          (options.allowUncertified ? '' : ' (statistical forms need allowUncertified)') +
           lowRankNote()
-        : `no cheaper certifiable form; ${options.allowUncertified ? `no low-rank form has a measured error within the budget ${budget}` : 'low-rank forms have no certificate and allowUncertified is off'}` +
+        : `no cheaper mask-shaped form; ${options.allowUncertified ? `no low-rank form has a measured error within the budget ${budget}` : 'low-rank forms hold on calibration data only and allowUncertified is off'}` +
           lowRankNote();
     return stay(reasonDense, tried, before, perHeadDetails);
   }
   const chosen = evaluated[best]!;
   const s = site[best]!;
-  const chosenCertified = !isLowRank(chosen.form);
+  const guard = guardOf(best, s);
+  const chosenCertified = guard !== undefined;
   if (!chosenCertified) {
     notes.push(
-      `${printSpec(chosen.form)} accepted on measured error ${fmt(s.measuredError)} <= budget ${budget} on the calibration data: measured, not certified (BOUNDS.md (c), (d); allowUncertified)`,
+      `${printSpec(chosen.form)} accepted on ${isLowRank(chosen.form) ? `measured error ${fmt(s.measuredError)}` : `the bound ${fmt(s.bound)}`} <= budget ${budget} ` +
+        `on the calibration data alone (statistical tier, ${s.rows} rows; BOUNDS.md (c), (d); allowUncertified)`,
     );
   }
+  const cost = effective(best, s);
   return {
     id: calibration.id,
     target: target.name,
@@ -409,12 +485,15 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     chosen: printSpec(chosen.form),
     exact: false,
     certified: chosenCertified,
-    bound: s.bound,
+    guarantee: guard ? 'guarded' : 'statistical',
+    ...(guard ? { guard, fallbackRate: rate(s) } : {}),
+    calibrationRows: s.rows,
+    bound: guard ? budget : isLowRank(chosen.form) ? Infinity : s.bound,
     measuredError: s.measuredError,
     flopsBefore: before.flops,
-    flopsAfter: chosen.cost.flops,
+    flopsAfter: cost.flops,
     timeBefore: before.time,
-    timeAfter: chosen.cost.time,
+    timeAfter: cost.time,
     tried,
     ...(perHeadDetails ? { perHead: perHeadDetails } : {}),
     notes,

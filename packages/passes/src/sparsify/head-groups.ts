@@ -6,7 +6,7 @@
 // included, is below the one spec for every head (the caller compares).
 
 import { type AttentionCost, type CallDims, type OpCost, type TargetProfile, timeOp } from '@attnopt/cost';
-import { type AttentionParams, type AttentionSpec, groupSize, isLowRank, printSpec } from '@attnopt/ir';
+import { type AttentionGuard, type AttentionParams, type AttentionSpec, groupSize, isLowRank, printSpec } from '@attnopt/ir';
 import type { CandidateStats } from './evaluate.js';
 
 /** One head group of a split site. */
@@ -20,8 +20,12 @@ export interface HeadGroup {
   readonly chosen: string;
   /** True when the group keeps the site's own spec (error 0). */
   readonly exact: boolean;
-  /** False when the group's form is low-rank (accepted on measured error alone, allowUncertified). */
+  /** False when the group's form holds on the calibration data only (statistical tier, allowUncertified). */
   readonly certified: boolean;
+  /** exact (the site's own spec), guarded (run-time certificate, `guard`), statistical (calibration data only). */
+  readonly guarantee: 'exact' | 'guarded' | 'statistical';
+  /** The run-time guard of a guarded group. */
+  readonly guard?: AttentionGuard;
   /** Certified max-abs error of the group's heads on the calibration data (0 exact, Infinity uncertified). */
   readonly bound: number;
   readonly measuredError: number;
@@ -46,8 +50,10 @@ export interface HeadGroupContext {
   readonly forms: readonly AttentionSpec[];
   /** Per query head, per form k: the form's stats on that head's calibration data. */
   readonly headStats: readonly (readonly CandidateStats[])[];
-  /** Whether form k qualifies with these stats (certified bound, or measured error with allowUncertified). */
+  /** Whether form k qualifies with these stats (guarded, or on calibration data with allowUncertified). */
   readonly qualifies: (k: number, stats: CandidateStats) => boolean;
+  /** The guard form k takes with these stats when it qualifies as guarded, else undefined. */
+  readonly guardOf?: (k: number, stats: CandidateStats) => AttentionGuard | undefined;
   /** The cost of an Attention of `heads` query heads over `kvHeads` key/value heads with `spec`. */
   readonly cost: (heads: number, kvHeads: number, spec: AttentionSpec) => AttentionCost;
   readonly target: TargetProfile;
@@ -121,10 +127,11 @@ export function planHeadGroups(ctx: HeadGroupContext): HeadGroupPlan | undefined
     const spec = k < 0 ? baseline : forms[k]!;
     const cost = ctx.cost(heads.length, kvHeads.length, spec);
     if (k < 0) {
-      return { heads, kvHeads, spec, chosen: printSpec(spec), exact: true, certified: true, bound: 0, measuredError: 0, flops: cost.flops, time: cost.time };
+      return { heads, kvHeads, spec, chosen: printSpec(spec), exact: true, certified: true, guarantee: 'exact', bound: 0, measuredError: 0, flops: cost.flops, time: cost.time };
     }
     const s = merged(heads.map((h) => headStats[h]![k]!));
-    const certified = !isLowRank(spec);
+    const guard = ctx.guardOf?.(k, s);
+    const certified = guard !== undefined;
     return {
       heads,
       kvHeads,
@@ -132,7 +139,9 @@ export function planHeadGroups(ctx: HeadGroupContext): HeadGroupPlan | undefined
       chosen: printSpec(spec),
       exact: false,
       certified,
-      bound: certified ? s.bound : Infinity,
+      guarantee: guard ? 'guarded' : 'statistical',
+      ...(guard ? { guard } : {}),
+      bound: guard ? guard.budget : isLowRank(spec) ? Infinity : s.bound,
       measuredError: s.measuredError,
       flops: cost.flops,
       time: cost.time,

@@ -1,11 +1,13 @@
-// The sparsify pass: every Attention site with calibration data gets the cheapest form whose certified error
-// on that data is within the budget (chooseSiteSpec), or keeps its spec, saying why.
-//   Attention(Q, K, V, spec=S)  ->  Attention(Q, K, V, spec=S ∩ F)     (recorded bound <= budget)
+// The sparsify pass: every Attention site with calibration data gets the cheapest form within the budget
+// (chooseSiteSpec: guarded by default, statistical only when allowed), or keeps its spec, saying why.
+//   Attention(Q, K, V, spec=S)  ->  Attention(Q, K, V, spec=S ∩ F, guard={budget, block, baseline=S})   (guarded)
+//   Attention(Q, K, V, spec=S)  ->  Attention(Q, K, V, spec=S ∩ F)     (statistical: bound on the calibration data)
 // or, when heads want different forms and that is cheaper, head groups (split-heads.ts):
 //   Attention(Q, K, V, spec=S)  ->  Concat_heads(Attention(Slice_g(Q, K, V), spec=S ∩ F_g) for g)
 // Sites are named site<k>, k counting Attention nodes in graph.allNodes() order (the calibrate step's ids).
 
-import { attentionParams, type Graph, hasRuntimeHeadDim, isAttention, type Node, RUNTIME_HEAD_DIM_REASON, specAttr } from '@attnopt/ir';
+import { attentionAttrs, attentionParams, type Graph, hasRuntimeHeadDim, isAttention, type Node, RUNTIME_HEAD_DIM_REASON } from '@attnopt/ir';
+import { guardedInputsBlocker } from '../lower/guarded.js';
 import type { Pass, PassNote } from '@attnopt/rewrite';
 import type { SiteCalibration } from './calibration.js';
 import { chooseSiteSpec, type SiteDecision, type SparsifyOptions } from './choose.js';
@@ -35,7 +37,7 @@ const fmt = (x: number) => x.toPrecision(3);
 export function describeDecision(d: SiteDecision): string {
   if (d.reasonDense !== undefined) return `${d.id}: kept ${d.chosen}: ${d.reasonDense}`;
   if (d.groups) {
-    const worst = d.certified ? `certified bound ${fmt(d.bound)}` : `measured, not certified: measured error ${fmt(d.measuredError)}`;
+    const worst = d.certified ? `${d.guarantee}: bound ${fmt(d.bound)}` : `statistical (calibration data only): ${fmt(Math.min(d.bound, d.measuredError))}`;
     return (
       `${d.id}: ${d.before} -> head groups ${d.chosen}: ${worst} <= ${d.budget} (largest over the groups), ` +
       `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms on ${d.target} ` +
@@ -44,12 +46,12 @@ export function describeDecision(d: SiteDecision): string {
   }
   if (!d.certified) {
     return (
-      `${d.id}: ${d.before} -> ${d.chosen}: measured, not certified: measured error ${fmt(d.measuredError)} <= ${d.budget} on the calibration data, ` +
+      `${d.id}: ${d.before} -> ${d.chosen}: statistical: ${Number.isFinite(d.bound) ? `bound ${fmt(d.bound)}` : `measured error ${fmt(d.measuredError)}`} <= ${d.budget} on ${d.calibrationRows ?? 0} calibration rows only, ` +
       `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms on ${d.target}`
     );
   }
   return (
-    `${d.id}: ${d.before} -> ${d.chosen}: certified bound ${fmt(d.bound)} <= ${d.budget}, measured ${fmt(d.measuredError)}, ` +
+    `${d.id}: ${d.before} -> ${d.chosen}: guarded: error <= ${d.budget} on every input (checked at run time; predicted fallback ${fmt(100 * (d.fallbackRate ?? 0))}% of rows), measured ${fmt(d.measuredError)}, ` +
     `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms on ${d.target}`
   );
 }
@@ -74,14 +76,18 @@ export function sparsifyPass(options: SparsifyPassOptions): Pass {
           continue;
         }
         const blocker = headSplitBlocker(node, params);
-        const decision = chooseSiteSpec(params, calibration, blocker === undefined ? options : { ...options, headGroups: false });
+        const guardBlocked = guardedInputsBlocker(node);
+        const siteOptions = { ...options, ...(blocker === undefined ? {} : { headGroups: false }), ...(guardBlocked === undefined ? {} : { guardBlocked }) };
+        const decision = chooseSiteSpec(params, calibration, siteOptions);
         let groupNodes: Node[] | undefined;
         if (decision.groups) {
           groupNodes = splitHeads(node, params, decision.groups, id);
           for (const g of groupNodes) g.annotations.set(SPARSIFY_DECISION, decision);
           changed = true;
         } else if (decision.reasonDense === undefined) {
-          node.attrs.set('spec', specAttr(decision.chosenSpec));
+          const { guard: _, ...rest } = params;
+          const attrs = attentionAttrs({ ...rest, spec: decision.chosenSpec, ...(decision.guard ? { guard: decision.guard } : {}) });
+          for (const [k, a] of attrs) node.attrs.set(k, a);
           changed = true;
         }
         node.annotations.set(SPARSIFY_DECISION, decision);

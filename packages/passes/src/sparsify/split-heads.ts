@@ -115,13 +115,18 @@ export function splitHeads(node: Node, params: AttentionParams, groups: readonly
     const gbias = split.kind === 'sliced' ? slice(bias!, split.axis, h0, h1, `${tag}_bias`) : bias;
     const gpk = pastKey ? slice(pastKey, 1, k0, k1, `${tag}_past_key`) : undefined;
     const gpv = pastValue ? slice(pastValue, 1, k0, k1, `${tag}_past_value`) : undefined;
-    const gparams: AttentionParams = {
+    let gparams: AttentionParams = {
       ...params,
       numHeads: h1 - h0,
       kvNumHeads: k1 - k0,
       spec: x.spec,
       layout: layout === 'packed-qkv' ? 'bsd' : layout,
     };
+    if (x.guard) gparams = { ...gparams, guard: x.guard };
+    else if (gparams.guard) {
+      const { guard: _, ...rest } = gparams;
+      gparams = rest;
+    }
     const outSize = [layout === 'bsd' || layout === 'packed-qkv' ? (h1 - h0) * Dv : h1 - h0, k1 - k0, k1 - k0, h1 - h0];
     const outs = Array.from({ length: slots }, (_, s) => {
       const o = b.fresh(`${tag}_${['y', 'present_key', 'present_value', 'scores'][s]}`, withDim(node.outputs[s]!.type, outAxis[s]!, outSize[s]!));
