@@ -51,3 +51,16 @@ export { performerFeaturesProgram } from './kernels/performer-features.js';
 export { lshHashProgram, lshChunkProgram } from './kernels/lsh.js';
 export { prepareLowRank, segmentMeanMatrix } from './low-rank.js';
 export { type PreparedDataLeaves, prepareDataLeaves } from './data-leaves.js';
+export {
+  type WgslGuardOptions,
+  type WgslGuardedInputs,
+  type WgslGuardedResult,
+  type WgslGuardInfo,
+  WGSL_CERTIFICATE_SLACK,
+  guardSegments,
+  guardSummariesProgram,
+  guardValueRangeProgram,
+  guardedAttentionProgram,
+  guardInfo,
+  runGuardedAttention,
+} from './guarded.js';

@@ -1,0 +1,330 @@
+// The guarded attention kernels for WebGPU: a sparse key set whose error is checked at run time, per query
+// row, with the exact fallback inside the shader (BOUNDS.md (b')). Three programs in one compute pass:
+//   guard_summaries   one thread per (kv head, key segment): per channel min / max of K, the mean key
+//                     (center) and the largest distance from it (radius);
+//   guard_value_range one thread per kv head: R, the largest range of one V column over the keys;
+//   guarded_attention one thread per (query head, query row):
+//     1. online softmax over the sparse keys (spec ∩ model mask): running max m, sum Z_S, accumulator;
+//     2. B = Σ over segments holding dropped keys (model mask \ spec) of
+//           count · e^(min(Quest, ball) · scale [softcap] - m),  Quest = Σ_c max(q_c lo_c, q_c hi_c),
+//           ball = q · center + ||q|| radius;  m_hat = B (1 + 2^-10) / (Z_S + B (1 + 2^-10));
+//     3. when not (epsilon >= m_hat · R): the row again, densely over the model mask, and the fallback
+//        counter (an atomic) counts it.
+//   The certificate per row goes to CERT, the fallback count to COUNTER[0].
+// Scope: f32 storage, bhsd Q [B, H, nq, d], K [B, KVH, nk, d], V [B, KVH, nk, dv], Y like Q with dv; GQA; index
+// specs (no data-dependent leaves); no bias or kvLength. The kernel loops over every key and skips those the
+// predicate drops: it is the correctness form of the guard (lavapipe), not a tuned one.
+
+import { type AttentionParams, isDataDependent, isLowRank, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
+import type { WgslRuntime } from './runtime.js';
+import { encodeSteps, type KernelStep, runSteps } from './sequence.js';
+import { ShaderBuilder, type WgslProgram } from './wgsl/builder.js';
+import { maskPredicate } from './wgsl/mask-predicate.js';
+import { gridIndex, SEQUENCE_WORKGROUP } from './kernels/operand.js';
+
+/** Generation option of the guarded kernel. */
+export interface WgslGuardOptions {
+  /** Budget on the per-coordinate output error of every row (plus float32 rounding). */
+  readonly epsilon: number;
+  /** Keys per summary segment (default 64); segments also split at sink and global tokens. */
+  readonly block?: number;
+  /** The keys the model's own mask allows, which a fallback row attends densely (default dense). */
+  readonly modelMask?: MaskSpec;
+}
+
+/** B is multiplied by this before m_hat is formed (the float32 rounding of the bound and of Z_S). */
+export const WGSL_CERTIFICATE_SLACK = 1 + 2 ** -10;
+
+/** Segment boundaries over [0, nk): blocks of `block` keys, also split at sink and global tokens. */
+export function guardSegments(spec: MaskSpec, nk: number, block: number): Uint32Array {
+  const cuts = new Set<number>([0, nk]);
+  for (let j = block; j < nk; j += block) cuts.add(j);
+  const visit = (s: MaskSpec): void => {
+    if (s.kind === 'sinks') cuts.add(Math.min(s.count, nk));
+    else if (s.kind === 'global') {
+      for (const t of s.tokens) for (const x of [t, t + 1]) if (x > 0 && x < nk) cuts.add(x);
+    } else if (s.kind === 'union' || s.kind === 'intersect') s.parts.forEach(visit);
+    else if (s.kind === 'diff') {
+      visit(s.base);
+      visit(s.minus);
+    }
+  };
+  visit(spec);
+  return Uint32Array.from([...cuts].sort((a, b) => a - b));
+}
+
+export function guardSummariesProgram(): WgslProgram {
+  const b = new ShaderBuilder('guard_summaries');
+  const index = gridIndex(b, SEQUENCE_WORKGROUP);
+  for (const f of ['d', 'nk', 'nseg']) b.uniform(f, 'u32');
+  b.storageArray('K', 'f32');
+  b.storageArray('SEG', 'u32');
+  b.storageArray('SUM', 'f32', 'read_write');
+  const body = /* wgsl */ `${index}
+  let kh = idx / u.nseg;
+  let s = idx % u.nseg;
+  let j0 = SEG[s];
+  let j1 = SEG[s + 1u];
+  let rec = idx * (3u * u.d + 1u);
+  for (var c = 0u; c < u.d; c++) {
+    var lo = K[(kh * u.nk + j0) * u.d + c];
+    var hi = lo;
+    var sum = 0.0;
+    for (var j = j0; j < j1; j++) {
+      let x = K[(kh * u.nk + j) * u.d + c];
+      lo = min(lo, x);
+      hi = max(hi, x);
+      sum += x;
+    }
+    SUM[rec + c] = lo;
+    SUM[rec + u.d + c] = hi;
+    SUM[rec + 2u * u.d + c] = sum / f32(j1 - j0);
+  }
+  var r2 = 0.0;
+  for (var j = j0; j < j1; j++) {
+    var s2 = 0.0;
+    for (var c = 0u; c < u.d; c++) {
+      let x = K[(kh * u.nk + j) * u.d + c] - SUM[rec + 2u * u.d + c];
+      s2 += x * x;
+    }
+    r2 = max(r2, s2);
+  }
+  SUM[rec + 3u * u.d] = sqrt(r2) * ${1 + 2 ** -20};`;
+  return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [] });
+}
+
+export function guardValueRangeProgram(): WgslProgram {
+  const b = new ShaderBuilder('guard_value_range');
+  const index = gridIndex(b, SEQUENCE_WORKGROUP);
+  for (const f of ['dv', 'nk']) b.uniform(f, 'u32');
+  b.storageArray('V', 'f32');
+  b.storageArray('R', 'f32', 'read_write');
+  const body = /* wgsl */ `${index}
+  var best = 0.0;
+  for (var c = 0u; c < u.dv; c++) {
+    var lo = V[idx * u.nk * u.dv + c];
+    var hi = lo;
+    for (var j = 1u; j < u.nk; j++) {
+      let x = V[(idx * u.nk + j) * u.dv + c];
+      lo = min(lo, x);
+      hi = max(hi, x);
+    }
+    best = max(best, hi - lo);
+  }
+  R[idx] = best;`;
+  return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [] });
+}
+
+/** The model mask's predicate as `keep_model` (its tables renamed apart from the spec's). */
+function modelPredicate(modelMask: MaskSpec): string {
+  const p = maskPredicate(modelMask);
+  if (p.dataLeaves.length > 0) throw new Error(`guarded WGSL kernel: the model mask ${modelMask.kind} is data-dependent`);
+  if (p.always) return 'fn keep_model(i: i32, j: i32, off_br: i32, past: i32) -> bool {\n  _ = i;\n  _ = j;\n  _ = off_br;\n  _ = past;\n  return true;\n}';
+  return p.code
+    .replace(/\b(global|blocks)(\d+)_/g, 'model_$1$2_')
+    .replace('fn keep(i: i32, j: i32, off_br: i32, past: i32, qh: u32, kh: u32) -> bool {', 'fn keep_model(i: i32, j: i32, off_br: i32, past: i32) -> bool {\n  let qh = 0u;\n  let kh = 0u;');
+}
+
+export function guardedAttentionProgram(cfg: { spec: MaskSpec; modelMask: MaskSpec; headDim: number; vHeadDim: number; scale: number; softcap: number; epsilon: number }): WgslProgram {
+  const { spec, modelMask, headDim: d, vHeadDim: dv, scale, softcap, epsilon } = cfg;
+  const b = new ShaderBuilder('guarded_attention');
+  const index = gridIndex(b, SEQUENCE_WORKGROUP);
+  for (const f of ['nq', 'nk', 'heads', 'kv_heads', 'group', 'nseg']) b.uniform(f, 'u32');
+  b.uniform('off_br', 'i32');
+  b.uniform('past', 'i32');
+  for (const s of ['Q', 'K', 'V', 'SUM', 'R']) b.storageArray(s, 'f32');
+  b.storageArray('SEG', 'u32');
+  b.storageArray('Y', 'f32', 'read_write');
+  b.storageArray('CERT', 'f32', 'read_write');
+  b.storageArray('COUNTER', 'atomic<u32>', 'read_write');
+  const sparse = maskPredicate(spec);
+  if (sparse.dataLeaves.length > 0) throw new Error(`guarded WGSL kernel: spec ${spec.kind} has data-dependent leaves (not supported)`);
+  b.declare(sparse.always ? 'fn keep(i: i32, j: i32, off_br: i32, past: i32, qh: u32, kh: u32) -> bool {\n  _ = i;\n  _ = j;\n  _ = off_br;\n  _ = past;\n  _ = qh;\n  _ = kh;\n  return true;\n}' : sparse.code);
+  b.declare(modelPredicate(modelMask));
+  const cap = softcap > 0 ? `${softcap} * ${b.helper('safe_tanh')}(x / ${softcap})` : 'x';
+  b.declare(`fn capped(x: f32) -> f32 {\n  return ${cap};\n}`);
+  const f = (x: number) => (Number.isInteger(x) ? `${x}.0` : `${x}`);
+  const body = /* wgsl */ `${index}
+  let qh = idx / u.nq;
+  let i = i32(idx % u.nq);
+  let kh = (qh / u.heads) * u.kv_heads + (qh % u.heads) / u.group;
+  let qo = idx * ${d}u;
+  var q: array<f32, ${d}>;
+  var qn = 0.0;
+  for (var c = 0u; c < ${d}u; c++) { q[c] = Q[qo + c]; qn += q[c] * q[c]; }
+  qn = sqrt(qn);
+  // 1. the sparse keys
+  var m = -3.0e38;
+  var l = 0.0;
+  var acc: array<f32, ${dv}>;
+  for (var c = 0u; c < ${dv}u; c++) { acc[c] = 0.0; }
+  for (var j = 0; j < i32(u.nk); j++) {
+    if (!(keep_model(i, j, u.off_br, u.past) && keep(i, j, u.off_br, u.past, qh, kh))) { continue; }
+    let ko = (kh * u.nk + u32(j)) * ${d}u;
+    var dot = 0.0;
+    for (var c = 0u; c < ${d}u; c++) { dot += q[c] * K[ko + c]; }
+    let s = capped(dot * ${f(scale)});
+    let mn = max(m, s);
+    let alpha = exp(m - mn);
+    let p = exp(s - mn);
+    l = l * alpha + p;
+    let vo = (kh * u.nk + u32(j)) * ${dv}u;
+    for (var c = 0u; c < ${dv}u; c++) { acc[c] = acc[c] * alpha + p * V[vo + c]; }
+    m = mn;
+  }
+  // 2. the certificate of the dropped keys, segment by segment
+  var bsum = 0.0;
+  for (var sg = 0u; sg < u.nseg; sg++) {
+    var cnt = 0u;
+    for (var j = i32(SEG[sg]); j < i32(SEG[sg + 1u]); j++) {
+      if (keep_model(i, j, u.off_br, u.past) && !keep(i, j, u.off_br, u.past, qh, kh)) { cnt++; }
+    }
+    if (cnt == 0u) { continue; }
+    let rec = (kh * u.nseg + sg) * ${3 * d + 1}u;
+    var quest = 0.0;
+    var ball = 0.0;
+    for (var c = 0u; c < ${d}u; c++) {
+      quest += max(q[c] * SUM[rec + c], q[c] * SUM[rec + ${d}u + c]);
+      ball += q[c] * SUM[rec + ${2 * d}u + c];
+    }
+    ball += qn * SUM[rec + ${3 * d}u];
+    let bound = capped(min(quest, ball) * ${f(scale)});
+    bsum += f32(cnt) * exp(min(bound - m, 44.0));
+  }
+  bsum *= ${WGSL_CERTIFICATE_SLACK};
+  var z = l;
+  if (m < -1.0e29) { z = 0.0; }
+  let mhat = bsum / max(z + bsum, 1.0e-30);
+  CERT[idx] = mhat;
+  // 3. the exact row when the bound exceeds the budget
+  if (!(${f(epsilon)} >= mhat * R[kh])) {
+    atomicAdd(&COUNTER[0], 1u);
+    m = -3.0e38;
+    l = 0.0;
+    for (var c = 0u; c < ${dv}u; c++) { acc[c] = 0.0; }
+    for (var j = 0; j < i32(u.nk); j++) {
+      if (!keep_model(i, j, u.off_br, u.past)) { continue; }
+      let ko = (kh * u.nk + u32(j)) * ${d}u;
+      var dot = 0.0;
+      for (var c = 0u; c < ${d}u; c++) { dot += q[c] * K[ko + c]; }
+      let s = capped(dot * ${f(scale)});
+      let mn = max(m, s);
+      let alpha = exp(m - mn);
+      let p = exp(s - mn);
+      l = l * alpha + p;
+      let vo = (kh * u.nk + u32(j)) * ${dv}u;
+      for (var c = 0u; c < ${dv}u; c++) { acc[c] = acc[c] * alpha + p * V[vo + c]; }
+      m = mn;
+    }
+  }
+  let yo = idx * ${dv}u;
+  if (m < -1.0e29) {
+    for (var c = 0u; c < ${dv}u; c++) { Y[yo + c] = 0.0; }
+  } else {
+    let inv = 1.0 / l;
+    for (var c = 0u; c < ${dv}u; c++) { Y[yo + c] = acc[c] * inv; }
+  }`;
+  return b.build({
+    workgroupSize: SEQUENCE_WORKGROUP,
+    body,
+    keyParts: [JSON.stringify(spec), JSON.stringify(modelMask), d, dv, scale, softcap, epsilon],
+  });
+}
+
+export interface WgslGuardedInputs {
+  /** [batch, heads, nq, headDim] f32. */
+  readonly q: { readonly shape: readonly number[]; readonly data: Float32Array };
+  /** [batch, kvHeads, nk, headDim] f32. */
+  readonly k: { readonly shape: readonly number[]; readonly data: Float32Array };
+  /** [batch, kvHeads, nk, vHeadDim] f32. */
+  readonly v: { readonly shape: readonly number[]; readonly data: Float32Array };
+}
+
+export interface WgslGuardedResult {
+  readonly y: Float32Array;
+  /** m_hat per (batch, head, query row): an upper bound on the row's dropped softmax mass. */
+  readonly certificates: Float32Array;
+  /** Rows whose bound m_hat · R exceeded epsilon (recomputed exactly inside the kernel). */
+  readonly fallbackRows: number;
+  readonly rows: number;
+}
+
+/** What the metadata of a guarded WGSL kernel records. */
+export interface WgslGuardInfo {
+  readonly tier: 'guarded';
+  readonly epsilon: number;
+  readonly block: number;
+  readonly modelMask: MaskSpec;
+  readonly summaries: readonly string[];
+  readonly programs: readonly string[];
+}
+
+export function guardInfo(guard: WgslGuardOptions): WgslGuardInfo {
+  return {
+    tier: 'guarded',
+    epsilon: guard.epsilon,
+    block: guard.block ?? 64,
+    modelMask: guard.modelMask ?? { kind: 'dense' },
+    summaries: ['key-minmax-per-channel', 'key-center-radius', 'value-range'],
+    programs: ['guard_summaries', 'guard_value_range', 'guarded_attention'],
+  };
+}
+
+/** Runs the guarded kernel (bhsd, f32) on the device: summaries, V ranges and attention in one compute pass. */
+export async function runGuardedAttention(rt: WgslRuntime, params: AttentionParams, inputs: WgslGuardedInputs, guard: WgslGuardOptions): Promise<WgslGuardedResult> {
+  const p = validateAttentionParams(params);
+  if (isLowRank(p.spec) || isDataDependent(p.spec as MaskSpec)) throw new Error(`guarded WGSL kernel: spec ${p.spec.kind} is not an index spec`);
+  if (p.layout !== 'bhsd') throw new Error(`guarded WGSL kernel: layout ${p.layout} (bhsd only)`);
+  if (!(guard.epsilon >= 0) || !Number.isFinite(guard.epsilon)) throw new Error(`guard epsilon must be finite and >= 0, got ${guard.epsilon}`);
+  const [B, H, nq, d] = inputs.q.shape as [number, number, number, number];
+  const [, KVH, nk] = inputs.k.shape as [number, number, number];
+  if (H !== p.numHeads || d !== p.headDim || KVH !== p.kvNumHeads || inputs.v.shape[3] !== p.vHeadDim) {
+    throw new Error(`guarded WGSL kernel: Q [${inputs.q.shape.join(', ')}], K [${inputs.k.shape.join(', ')}], V [${inputs.v.shape.join(', ')}] do not match the params`);
+  }
+  const dv = p.vHeadDim;
+  const modelMask = guard.modelMask ?? { kind: 'dense' as const };
+  const spec = p.spec as MaskSpec;
+  const seg = guardSegments(spec, nk, guard.block ?? 64);
+  const nseg = seg.length - 1;
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const owned: GPUBuffer[] = [];
+  const buf = (bytes: number) => {
+    const x = rt.acquire(Math.max(16, bytes), usage);
+    owned.push(x);
+    return x;
+  };
+  const up = (data: Float32Array | Uint32Array) => {
+    const x = rt.upload(data.length > 0 ? (data as ArrayBufferView<ArrayBuffer>) : new Float32Array(4), usage);
+    owned.push(x);
+    return x;
+  };
+  const Qb = up(inputs.q.data);
+  const Kb = up(inputs.k.data);
+  const Vb = up(inputs.v.data);
+  const SEGb = up(seg);
+  const SUMb = buf(B * KVH * Math.max(1, nseg) * (3 * d + 1) * 4);
+  const Rb = buf(B * KVH * 4);
+  const Yb = buf(B * H * nq * dv * 4);
+  const CERTb = buf(B * H * nq * 4);
+  const COUNTb = up(new Uint32Array(4));
+  const uniformsOwned: GPUBuffer[] = [];
+  const steps: KernelStep[] = [
+    ...(nseg > 0 ? [{ program: guardSummariesProgram(), storage: [Kb, SEGb, SUMb], uniforms: { total: B * KVH * nseg, d, nk, nseg }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
+    ...(nk > 0 ? [{ program: guardValueRangeProgram(), storage: [Vb, Rb], uniforms: { total: B * KVH, dv, nk }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
+    {
+      program: guardedAttentionProgram({ spec, modelMask, headDim: d, vHeadDim: dv, scale: p.scale, softcap: p.softcap, epsilon: guard.epsilon }),
+      storage: [Qb, Kb, Vb, SUMb, Rb, SEGb, Yb, CERTb, COUNTb],
+      uniforms: { total: B * H * nq, nq, nk, heads: H, kv_heads: KVH, group: H / KVH, nseg, off_br: nk - nq, past: 0 },
+      workgroups: Math.ceil((B * H * nq) / SEQUENCE_WORKGROUP),
+    },
+  ];
+  try {
+    if (B * H * nq > 0) await runSteps(rt, 'guarded attention', await encodeSteps(rt, steps, uniformsOwned));
+    const y = new Float32Array(await rt.download(Yb, B * H * nq * dv * 4));
+    const certificates = new Float32Array(await rt.download(CERTb, B * H * nq * 4));
+    const fallbackRows = new Uint32Array(await rt.download(COUNTb, 4))[0]!;
+    return { y, certificates, fallbackRows, rows: B * H * nq };
+  } finally {
+    for (const x of [...owned, ...uniformsOwned]) rt.release(x);
+  }
+}
