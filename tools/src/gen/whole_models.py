@@ -12,8 +12,9 @@ multi-query K/V broadcast by MatMul, Einsum, KV-cache inputs) at a size fit to c
     /usr/bin/python3 tools/src/gen/whole_models.py [OUT_DIR]   # default tools/fixtures/whole-models
 
 writes OUT_DIR/<name>.onnx, OUT_DIR/expected.json (per model: the attention sites a correct importer must find,
-with heads, kv heads, head size and what the mask is) and OUT_DIR/reference.json (per model: one set of inputs
-and the first output PyTorch computed for them, so a test can check the export in onnxruntime).
+with heads, kv heads, head size and what the mask is) and OUT_DIR/reference.json (per model: inputs at two
+bindings of batch, sequence and past lengths, and the first output PyTorch computed for each, so a test can check
+the export in onnxruntime).
 Tests and CI never run this script; they read what it wrote.
 """
 import json, math, os, sys, warnings
@@ -47,6 +48,24 @@ def causal_mask(b, tgt, past, dtype, sliding_window=None):
         context = torch.tril(torch.ones_like(mask, dtype=torch.bool), diagonal=-sliding_window)
         mask = mask.masked_fill(context, torch.finfo(dtype).min)
     return mask[None, None, :, :].expand(b, 1, tgt, mask.size(-1))
+
+
+def cache_position_mask(b, t, past, dtype, sliding_window, attention_mask):
+    """transformers >= 4.42 (_update_causal_mask / _prepare_4d_causal_attention_mask_with_cache_position): the
+    mask of queries at cache_position over every cached and new key, from arange comparisons (so it stays right
+    for every past length), the sliding window OR-ed in, padding where causal + attention_mask == 0"""
+    min_dtype = torch.finfo(dtype).min
+    target = past + t
+    cache_position = torch.arange(past, past + t)
+    causal = torch.full((t, target), fill_value=min_dtype, dtype=dtype)
+    diagonal_attend = torch.arange(target) > cache_position.reshape(-1, 1)
+    if sliding_window is not None:
+        sliding_attend = torch.arange(target) <= (cache_position.reshape(-1, 1) - sliding_window)
+        diagonal_attend = diagonal_attend | sliding_attend
+    causal = causal * diagonal_attend
+    causal = causal[None, None, :, :].expand(b, 1, -1, -1)
+    padding = (causal + attention_mask[:, None, None, :].to(dtype)) == 0
+    return causal.masked_fill(padding, min_dtype)
 
 
 def merge_masks(causal, padding_2d, dtype):
@@ -351,8 +370,8 @@ class LlamaAttention(nn.Module):
 class Llama(nn.Module):
     """Llama / Mistral / Qwen2 decoder: RMSNorm, SwiGLU, RoPE from position_ids, GQA. with_past: past_key_values
     inputs and present outputs; window: Mistral's sliding-window causal mask; qkv_bias: Qwen2's biased q/k/v"""
-    def __init__(s, vocab=128, h=64, nh=4, nkv=2, L=2, with_past=True, window=None, qkv_bias=False):
-        super().__init__(); s.with_past, s.window = with_past, window
+    def __init__(s, vocab=128, h=64, nh=4, nkv=2, L=2, with_past=True, window=None, qkv_bias=False, cache_position=False):
+        super().__init__(); s.with_past, s.window, s.cache_position = with_past, window, cache_position
         s.embed_tokens = nn.Embedding(vocab, h)
         s.attn = nn.ModuleList([LlamaAttention(h, nh, nkv, qkv_bias) for _ in range(L)])
         s.n1, s.n2 = nn.ModuleList([RMSNorm(h) for _ in range(L)]), nn.ModuleList([RMSNorm(h) for _ in range(L)])
@@ -364,7 +383,10 @@ class Llama(nn.Module):
         b, t = input_ids.size()
         past_len = past[0].size(-2) if s.with_past else None
         x = s.embed_tokens(input_ids)
-        mask = merge_masks(causal_mask(b, t, past_len, x.dtype, s.window), attention_mask, x.dtype)
+        if s.cache_position:
+            mask = cache_position_mask(b, t, past_len, x.dtype, s.window, attention_mask)
+        else:
+            mask = merge_masks(causal_mask(b, t, past_len, x.dtype, s.window), attention_mask, x.dtype)
         presents = []
         for i in range(len(s.attn)):
             a, kv = s.attn[i](s.n1[i](x), mask, position_ids, (past[2 * i], past[2 * i + 1]) if s.with_past else None)
@@ -840,7 +862,8 @@ def kv_axes(names, seq="past_sequence_length"):
     return {n: {0: "batch_size", 2: seq} for n in names}
 
 
-B, T, P = 2, 6, 3  # reference inputs: batch 2, 6 new tokens, 3 cached positions
+B, T, P = 2, 6, 3  # inputs of the export and the first reference: batch 2, 6 new tokens, 3 cached positions
+SECOND_BINDING = (1, 4, 7)  # the second reference: batch 1, 4 new tokens, 7 cached positions
 
 
 def corpus():
@@ -891,6 +914,12 @@ def corpus():
            llama_in, ["logits"], batch_seq(*llama_in), 14,
            dict(sites=2, heads=4, kv_heads=2, head_dim=16, mask=f"causal sliding window {W} (keys i-{W} < j <= i; tril(diagonal=-{W}) masked finfo.min) + padding", window=W, long_seq_ok=True,
                 form="Mistral: RoPE, GQA by repeat_kv, sliding-window causal mask"))
+    yield ("mistral-past", lambda: Llama(window=W, cache_position=True), lambda: (ids(B, T), padding(B, P + T, 0), pos(), *past_kv(L, B, 2, P, 16)),
+           [*llama_in, *pn], ["logits", *prn],
+           {**batch_seq("input_ids", "position_ids"), "attention_mask": {0: "batch_size", 1: "total_sequence_length"}, **kv_axes(pn), **kv_axes(prn, "total_sequence_length")}, 17,
+           dict(sites=2, heads=4, kv_heads=2, head_dim=16, window=W, long_seq_ok=True, past=True,
+                mask=f"causal sliding window {W} over past + new keys (cache_position arange comparisons, window OR-ed in) + padding where causal + attention_mask == 0",
+                form="Mistral with a KV cache, masks as transformers >= 4.42 builds them from cache_position"))
     yield ("falcon", lambda: Falcon(), lambda: (ids(B, T), padding(B, T, 0)), ["input_ids", "attention_mask"], ["logits"],
            batch_seq("input_ids", "attention_mask"), 17,
            dict(sites=2, heads=4, kv_heads=1, head_dim=16, mask="causal (triu bool | padding) as a finfo.min float mask", long_seq_ok=True,
@@ -953,21 +982,26 @@ def output_axes(name, dyn, inames, rank):
 
 
 def main():
+    global B, T, P
     os.makedirs(OUT, exist_ok=True)
     expected, reference = {}, {}
     for name, build, make_inputs, inames, onames, dyn, opset, exp in corpus():
         torch.manual_seed(sum(map(ord, name)))  # each model's weights and inputs fixed by its name alone
         mod = build().eval()
         args = make_inputs()
+        B, T, P = SECOND_BINDING  # make_inputs reads the sizes when called
+        args2 = make_inputs()
+        B, T, P = 2, 6, 3
         fn = os.path.join(OUT, f"{name}.onnx")
         with torch.no_grad():
-            out = mod(*args)
+            out, out2 = mod(*args), mod(*args2)
             torch.onnx.export(mod, args, fn, opset_version=opset, input_names=inames, output_names=onames,
                               dynamic_axes={**dyn, **{o: output_axes(o, dyn, inames, r) for o, r in zip(onames, ranks(out))}},
                               do_constant_folding=True)
-        first = out[0] if isinstance(out, tuple) else out
+        first = lambda o: o[0] if isinstance(o, tuple) else o
         expected[name] = {"file": f"{name}.onnx", "opset": opset, **exp}
-        reference[name] = {"inputs": {n: to_json_tensor(a) for n, a in zip(inames, args)}, "output": onames[0], "expected": to_json_tensor(first)}
+        reference[name] = {"output": onames[0], "bindings": [{"inputs": {n: to_json_tensor(a) for n, a in zip(inames, a_)}, "expected": to_json_tensor(first(o))}
+                                                            for a_, o in ((args, out), (args2, out2))]}
         print(f"{name:26s} opset {opset}  {os.path.getsize(fn):8d} bytes")
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
