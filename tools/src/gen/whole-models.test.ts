@@ -1,8 +1,9 @@
 // The whole-model corpus of tools/fixtures/whole-models (written by whole_models.py, never run here) runs in
 // onnxruntime-node: each model at two bindings of its batch, sequence and past lengths (the export's and
 // another), against PyTorch's output for the same inputs (float32 on both sides, different kernels:
-// |ort - torch| <= 1e-5 + 1e-4 |torch|; seen: at most 1.2e-5 on logits of size ~1), and at a third binding of every symbolic dim it
-// declares, where every output must be finite with the declared static dims.
+// |ort - torch| <= 1e-5 + 1e-4 |torch|; seen: at most 1.2e-5 on logits of size ~1), and at a third binding of
+// every symbolic dim it declares, where every output must be finite with the declared static dims.
+
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
