@@ -24,6 +24,10 @@ export {
   type LoweringPlan,
   type LoweringStrategy,
   type KeySupport,
+  GUARDED_OPSET,
+  guardableSpec,
+  guardedBlocker,
+  guardedInputsBlocker,
 } from './lower/index.js';
 export { recognizePass, RECOGNITION_RULES } from './recognize/index.js';
 export {
@@ -39,7 +43,9 @@ export {
   type Formula,
   type Sym,
 } from './analyze/index.js';
-export { inferShape, inferRank, inferDtype, staticInts } from './analysis/shapes.js';
+export { inferShape, inferRank, inferDtype, staticInts, symbolicShape, symbolicValue, sameDim } from './analysis/shapes.js';
+export { invalidateShapes } from './analysis/symbolic-shapes/engine.js';
+export { type Expr, evaluate as evaluateDim } from './analysis/symbolic-shapes/expr.js';
 export {
   type CalibrationSample,
   type CalibrationTensor,
@@ -51,6 +57,7 @@ export {
   chooseSiteSpec,
   type SiteDecision,
   type SparsifyOptions,
+  type Guarantee,
   type TriedForm,
   type HeadDetail,
   type HeadGroup,
