@@ -5,10 +5,11 @@
 
 import { type Command } from 'commander';
 import { type AttentionMiss, analyze, type DecideResult, modelOpset, noSitesReason, type SiteFacts, type SitePlan, watchMisses } from '@attnopt/core';
-import { headRolesText, modelHeadRoles, type SiteHeadRoles } from '@attnopt/core';
+import { headRoleLabel, modelHeadRoles, type SiteHeadRoles } from '@attnopt/core';
 import { decideOrFail, DECIDE_STAGES } from './decide.js';
 import { loadModelOrFail } from './load.js';
 import { addDecisionOptions, type DecisionFlags } from './options.js';
+import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
 import { samplesFor } from './samples.js';
 
@@ -42,7 +43,7 @@ export interface InspectSiteJson {
   analysis: readonly string[];
   decision?: DecisionJson;
   /** What each head does on the calibration data (with --decisions and a budget > 0). */
-  headRoles?: { head: number; role: string; why: string; reach: number; sinkMass: number; diagonalOffset: number; diagonalMass: number; globalMass: number; entropy: number }[];
+  headRoles?: { head: number; role: string; label: string; why: string; reach: number; sinkMass: number; diagonalOffset: number; diagonalMass: number; globalMass: number; entropy: number }[];
 }
 
 interface DecisionJson {
@@ -86,7 +87,7 @@ function siteJson(f: SiteFacts, plan?: SitePlan, roles?: SiteHeadRoles): Inspect
     analysis: f.notes,
   };
   if (!plan) return base;
-  const headRoles = roles?.heads.map(({ head, role, why, stats: t }) => ({ head, role, why, reach: t.reach, sinkMass: t.sinkMass, diagonalOffset: t.diagonalOffset, diagonalMass: t.diagonalMass, globalMass: t.globalMass, entropy: t.entropy }));
+  const headRoles = roles?.heads.map((r) => ({ head: r.head, role: r.role, label: headRoleLabel(r), why: r.why, reach: r.stats.reach, sinkMass: r.stats.sinkMass, diagonalOffset: r.stats.diagonalOffset, diagonalMass: r.stats.diagonalMass, globalMass: r.stats.globalMass, entropy: r.stats.entropy }));
   const d = plan.decision;
   const groups = plan.groups?.map((g) => ({
     id: g.id,
@@ -144,7 +145,7 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
       lines.push(`        ${g.id}: heads ${g.heads.join(',')}  ${g.chosen} [${gw}] flops ${fmt(g.flops)}`);
     }
     // what each head does, one line per head group (the whole site when it is not split)
-    const roleOf = (heads: readonly number[]) => headRolesText(heads.map((h) => s.headRoles!.find((r) => r.head === h)!).map((r) => ({ head: r.head, role: r.role, stats: { reach: r.reach, diagonalOffset: r.diagonalOffset } })));
+    const roleOf = (heads: readonly number[]) => heads.map((h) => `h${h} ${s.headRoles!.find((r) => r.head === h)?.label ?? 'not classified'}`).join(', ');
     if (s.headRoles) for (const g of d.groups ?? [{ id: 'heads', heads: s.headRoles.map((r) => r.head) }]) lines.push(`      roles ${g.id}: ${roleOf(g.heads)}`);
     if (d.tried.length > 0) {
       const tried = d.tried as { spec: string; accepted: boolean; bound: number | null; measuredError: number | null; flops: number; time: number; reason: string }[];
@@ -222,7 +223,8 @@ export function registerInspect(program: Command): void {
         const misses = watch.misses(result.notes);
         report = { model: modelPath, sites: result.sites.map((f) => siteJson(f)), misses, noSites: result.sites.length === 0 ? noSitesReason(watch, misses) : null };
       }
-      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatInspect(report, flags.seqLen)}\n`);
+      if (flags.json) printJson(report);
+      else printResult(formatInspect(report, flags.seqLen));
     });
 }
 

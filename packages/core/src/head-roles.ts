@@ -271,12 +271,12 @@ export async function modelHeadRoles(
   return headRoles(await collectSiteTensors(copy, samples, { runtime: options.runtime ?? 'onnxruntime' }), options);
 }
 
-/** "local(reach 12) x2, sink x1, induction(offset 255) x1": a site's heads in a line, runs of one role counted. */
-export function headRolesText(roles: SiteHeadRoles): string {
-  return roles.heads
-    .map((r) => {
-      const detail = r.role === 'local' ? ` reach ${r.stats.reach}` : r.role === 'induction' ? ` offset ${r.stats.diagonalOffset}` : r.role === 'global' ? ` keys ${r.stats.globalKeys.join(',')}` : '';
-      return `h${r.head} ${r.role}${detail}`;
-    })
-    .join(', ');
+/** "local reach 12", "induction offset 255", "global keys 4,9", "sink", "diffuse": a head's role in a few words. */
+export function headRoleLabel(r: HeadRoleResult): string {
+  const s = r.stats;
+  const detail = r.role === 'local' ? ` reach ${s.reach}` : r.role === 'induction' ? ` offset ${s.diagonalOffset}` : r.role === 'global' ? ` keys ${s.globalKeys.join(',')}` : '';
+  return `${r.role}${detail}`;
 }
+
+/** "h0 local reach 12, h1 sink, h2 induction offset 255": heads and their roles in a line. */
+export const headRolesText = (heads: readonly HeadRoleResult[]): string => heads.map((r) => `h${r.head} ${headRoleLabel(r)}`).join(', ');

@@ -58,6 +58,7 @@ export {
 export { describeTried, explain, explainDecisions, type Explanation, type SiteExplanation } from './explain.js';
 export { buildReport, renderReport, type ReportData, type ReportOptions } from './report/index.js';
 export {
+  headRoleLabel,
   headRoles,
   headRolesText,
   modelHeadRoles,
