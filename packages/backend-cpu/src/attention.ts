@@ -557,6 +557,9 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
         F[x + GI.vRange] = F[(guardMem.vRange >> 2) + it.b * KVH + it.g]!;
         I[x + GI.flagged] = 0;
         I[x + GI.recomputed] = 0;
+        F[x + GI.coarseCount] = guardLists.coarse[3 * it.idx]!;
+        F[x + GI.coarseNorm] = guardLists.coarse[3 * it.idx + 1]!;
+        F[x + GI.coarseBias] = guardLists.coarse[3 * it.idx + 2]!;
       }
     });
 

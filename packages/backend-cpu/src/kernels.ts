@@ -20,6 +20,8 @@
 
 import { checkKernelShape, fullKernelShape, kernelCacheKey, type KernelShape, ROW_EMPTY, ROW_UNSET, scratchBytes } from './wasm/kernel-shape.js';
 import { wasmAttentionModule } from './wasm/wasm-attention.js';
+import { wasmGuardedModule } from './wasm/wasm-guard.js';
+import { checkGuard, ENTRY_WORDS, GUARD_ITEM, GUARD_ITEM_WORDS, GUARD_SUMMARIES, type GuardOptions, guardScratch } from './guard/guard-shape.js';
 
 export {
   checkKernelShape,
@@ -122,4 +124,34 @@ export type AttendFn = (F: Float32Array, I: Int32Array, q: number, out: number, 
 
 export function jsAttentionKernel(shape: KernelShape, d: number, dv: number): AttendFn {
   return new Function(jsAttentionKernelSource(shape, d, dv))() as AttendFn;
+}
+
+/**
+ * The guarded WebAssembly module for one KernelShape and budget (contract in guard/guard-shape.ts): exports
+ * attend, certify, attendGuarded(item, scratch), summarize(k, n, out) and valueRange(v, n).
+ */
+export function wasmGuardedAttentionKernel(shape: KernelShape, epsilon: number): { readonly cacheKey: string; readonly bytes: Uint8Array<ArrayBuffer> } {
+  checkKernelShape(shape);
+  checkGuard({ epsilon });
+  const cacheKey = `${kernelCacheKey('wasm', shape)}-guard${epsilon}`;
+  return { cacheKey, bytes: wasmGuardedModule(fullKernelShape(shape), epsilon, cacheKey) };
+}
+
+/** What a guarded kernel's metadata records: tier, budget, summary segment, model mask, summaries used. */
+export function guardMetadata(guard: GuardOptions, blockK: number): { tier: 'guarded'; epsilon: number; block: number; modelMask: GuardOptions['modelMask']; summaries: readonly string[] } {
+  checkGuard(guard);
+  return { tier: 'guarded', epsilon: guard.epsilon, block: guard.block ?? 4 * blockK, modelMask: guard.modelMask ?? { kind: 'dense' }, summaries: GUARD_SUMMARIES };
+}
+
+/** What each argument and record of `attendGuarded` is, for manifests. */
+export function guardedKernelBindings(shape: KernelShape, nkBlocks: number): readonly { readonly name: string; readonly description: string }[] {
+  const s = fullKernelShape(shape);
+  const words = Object.entries(GUARD_ITEM).map(([k, v]) => `${v}: ${k}`).join(', ');
+  return [
+    { name: 'item', description: `byte address of one work item: ${GUARD_ITEM_WORDS} i32 words (${words}); the kernel writes flagged and recomputed` },
+    { name: 'scratch', description: `${guardScratch(s, nkBlocks).bytes} bytes per thread: the plain kernel's scratch, row flags, lane offsets, one strip's fallback list` },
+    { name: 'entries', description: `dropped segments of the query block: ${ENTRY_WORDS} words each (segment record address, count, rowLo, rowHi, max bias)` },
+    { name: 'segments', description: `summary records of ${3 * s.dPad + 4} f32: per channel min, max, center, then radius (built by summarize)` },
+    { name: 'cert', description: `${s.blockQ} f32 per item: m_hat per row, an upper bound on the row's dropped softmax mass` },
+  ];
 }

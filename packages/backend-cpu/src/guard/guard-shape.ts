@@ -15,10 +15,15 @@
 //   vRange                                   f32 R of the head
 //   flagged, recomputed                      written by the kernel: rows whose bound exceeded epsilon, rows
 //                                            recomputed exactly (whole strips of 4, or the whole block)
+//   coarseCount, coarseNorm, coarseBias      f32: the sum of the entries' counts, the largest key norm and the
+//                                            largest bias over them: the Cauchy-Schwarz pre-check (below)
 // Entry (ENTRY_WORDS words): segment record address (i32), count (f32: most dropped keys of the segment in one
 // row), rowLo, rowHi (f32: rows of the block, relative, [lo, hi), for which the segment holds dropped keys),
 // max bias (f32: over those rows and the segment's keys; 0 without bias).
-// Segment record (segmentFloats(dPad) f32): lo[dPad], hi[dPad], center[dPad], radius, 3 pad.
+// Segment record (segmentFloats(dPad) f32): lo[dPad], hi[dPad], center[dPad], radius, largest key norm, 2 pad.
+// Pre-check per strip of 4 rows: U = ||q|| · coarseNorm · scale + coarseBias bounds every dropped score
+// (Cauchy-Schwarz, BOUNDS.md (b)); when B = coarseCount · e^(U - rowmax) already gives bound <= epsilon on
+// every row of the strip, that m_hat is the certificate and the per-segment bounds are not read.
 // Scratch: the plain kernel's scratch, then flags [blockQ] i32, lane offsets (0.5, 1.5, 2.5, 3.5), then the
 // fallback list of one strip (nkBlocks entries of 3 i32).
 
@@ -38,7 +43,7 @@ export interface GuardOptions {
   readonly modelMask?: MaskSpec;
 }
 
-export const GUARD_ITEM_WORDS = 16;
+export const GUARD_ITEM_WORDS = 20;
 export const GUARD_ITEM = {
   q: 0,
   out: 1,
@@ -54,6 +59,9 @@ export const GUARD_ITEM = {
   vRange: 11,
   flagged: 12,
   recomputed: 13,
+  coarseCount: 14,
+  coarseNorm: 15,
+  coarseBias: 16,
 } as const;
 export const ENTRY_WORDS = 8;
 
@@ -65,7 +73,7 @@ export const CERTIFICATE_SLACK = 1 + 2 ** -10;
 /** e^(U - rowmax) is clamped at 2^64 (m_hat is then 1 in float32 whatever Z_S): no overflow to inf or NaN. */
 export const EXPONENT_CLAMP = 64;
 
-/** f32 per segment record: lo, hi, center (dPad each), radius and 3 pad. */
+/** f32 per segment record: lo, hi, center (dPad each), radius, largest key norm and 2 pad. */
 export const segmentFloats = (dPad: number): number => 3 * dPad + 4;
 
 /** Byte offsets in the scratch of one thread of a guarded kernel. */

@@ -117,7 +117,7 @@ export function writeGuard(
   kRow: (b: number, g: number, j: number) => number,
   vRow: (b: number, g: number, j: number) => number,
   kernel?: SummaryKernels,
-): { entryAt: Int32Array; entryCount: Int32Array } {
+): { entryAt: Int32Array; entryCount: Int32Array; coarse: Float32Array } {
   const segF = segmentFloats(c.dPad);
   plan.starts.forEach((st, b) => {
     for (let g = 0; g < c.KVH; g++) {
@@ -150,6 +150,8 @@ export function writeGuard(
   const n = plan.entries.length;
   const entryAt = new Int32Array(n);
   const entryCount = new Int32Array(n);
+  // per item: the entries' total count, largest key norm, largest bias (the Cauchy-Schwarz pre-check)
+  const coarse = new Float32Array(3 * n);
   let at = mem.entries;
   let idx = 0;
   for (let b = 0; b < c.batch; b++) {
@@ -160,6 +162,17 @@ export function writeGuard(
         const list = plan.entries[idx]!;
         entryAt[idx] = at;
         entryCount[idx] = list.length;
+        let count = 0;
+        let norm = 0;
+        let bias = list.length > 0 ? -Infinity : 0;
+        for (const e of list) {
+          count += e.count;
+          norm = Math.max(norm, F[(sum >> 2) + e.segment * segF + 3 * c.dPad + 1]!);
+          bias = Math.max(bias, e.biasMax);
+        }
+        coarse[3 * idx] = count;
+        coarse[3 * idx + 1] = norm;
+        coarse[3 * idx + 2] = bias;
         for (const e of list) {
           const x = at >> 2;
           I[x] = sum + e.segment * segF * 4;
@@ -172,5 +185,5 @@ export function writeGuard(
       }
     }
   }
-  return { entryAt, entryCount };
+  return { entryAt, entryCount, coarse };
 }

@@ -18,6 +18,7 @@ export function jsGuardedKernelSource(shape: KernelShape, d: number, dv: number,
   const L_AT = M_AT + BQ;
   const attendBody = jsAttentionKernelSource(shape, d, dv).replace(/^"use strict";\n/, '').replace('return function attend', 'function attend');
   const capped = softcap > 0 ? `u = ${softcap} * Math.tanh(u / ${softcap});` : '';
+  const capped0 = softcap > 0 ? `u0 = ${softcap} * Math.tanh(u0 / ${softcap});` : '';
   return `"use strict";
 ${attendBody}
 function certify(F, I, item, scratch) {
@@ -30,26 +31,34 @@ function certify(F, I, item, scratch) {
     for (let c = 0; c < ${d}; c++) qn += F[qr + c] * F[qr + c];
     qn = Math.sqrt(qn);
     const m = F[S + ${M_AT} + r];
-    let B = 0;
-    for (let e = 0; e < nE; e++) {
-      const ep = E + e * ${ENTRY_WORDS};
-      if (!(F[ep + 2] < r + 0.5 && r + 0.5 < F[ep + 3])) continue;
-      const seg = I[ep] >> 2;
-      let uq = 0, ub = 0;
-      for (let c = 0; c < ${d}; c++) {
-        const x = F[qr + c], a = x * F[seg + c], b = x * F[seg + ${DP} + c];
-        uq += a > b ? a : b;
-        ub += x * F[seg + ${2 * DP} + c];
-      }
-      ub += qn * F[seg + ${3 * DP}];
-      let u = Math.min(uq, ub) * ${scale};
-      ${capped}
-      u += F[ep + 4];
-      B += F[ep + 1] * Math.exp(Math.min(u - m, ${EXPONENT_CLAMP * Math.LN2}));
-    }
-    B *= ${CERTIFICATE_SLACK};
     const l = m < ${ROW_EMPTY} ? 0 : F[S + ${L_AT} + r];
-    const mh = B / Math.max(l + B, 1e-30);
+    // pre-check: Cauchy-Schwarz over all the block's dropped keys at once
+    let u0 = qn * F[X + ${IT.coarseNorm}] * ${scale};
+    ${capped0}
+    u0 += F[X + ${IT.coarseBias}];
+    let B = F[X + ${IT.coarseCount}] * Math.exp(Math.min(u0 - m, ${EXPONENT_CLAMP * Math.LN2})) * ${CERTIFICATE_SLACK};
+    let mh = B / Math.max(l + B, 1e-30);
+    if (!(${epsilon} >= mh * R)) {
+      B = 0;
+      for (let e = 0; e < nE; e++) {
+        const ep = E + e * ${ENTRY_WORDS};
+        if (!(F[ep + 2] < r + 0.5 && r + 0.5 < F[ep + 3])) continue;
+        const seg = I[ep] >> 2;
+        let uq = 0, ub = 0;
+        for (let c = 0; c < ${d}; c++) {
+          const x = F[qr + c], a = x * F[seg + c], b = x * F[seg + ${DP} + c];
+          uq += a > b ? a : b;
+          ub += x * F[seg + ${2 * DP} + c];
+        }
+        ub += qn * F[seg + ${3 * DP}];
+        let u = Math.min(uq, ub) * ${scale};
+        ${capped}
+        u += F[ep + 4];
+        B += F[ep + 1] * Math.exp(Math.min(u - m, ${EXPONENT_CLAMP * Math.LN2}));
+      }
+      B *= ${CERTIFICATE_SLACK};
+      mh = B / Math.max(l + B, 1e-30);
+    }
     F[C + r] = mh;
     const flag = !(${epsilon} >= mh * R);
     I[FL + r] = flag ? -1 : 0;

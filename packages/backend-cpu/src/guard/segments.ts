@@ -94,8 +94,8 @@ function upperBound(starts: Int32Array, x: number): number {
 
 /**
  * Writes the summary record of keys j0 .. j1 - 1 at f32 index `out` of F: per channel min and max, the mean
- * key (center) and the largest distance of a key from it (radius, rounded up by a relative 2^-20 so the
- * float32 ball still holds every key). `row(j)` is the f32 index of key j's first channel.
+ * key (center), the largest distance of a key from it (radius) and the largest key norm (both rounded up by a
+ * relative 2^-20 so the float32 ball still holds every key). `row(j)` is the f32 index of key j's first channel.
  */
 export function writeSegmentSummary(F: Float32Array, row: (j: number) => number, j0: number, j1: number, d: number, dPad: number, out: number): void {
   const LO = out;
@@ -120,12 +120,19 @@ export function writeSegmentSummary(F: Float32Array, row: (j: number) => number,
   const n = j1 - j0;
   for (let c = 0; c < d; c++) F[CE + c] = mean[c]! / n;
   let r2 = 0;
+  let n2 = 0;
   for (let j = j0; j < j1; j++) {
     const r = row(j);
     let s = 0;
-    for (let c = 0; c < d; c++) s += (F[r + c]! - F[CE + c]!) ** 2;
+    let t = 0;
+    for (let c = 0; c < d; c++) {
+      s += (F[r + c]! - F[CE + c]!) ** 2;
+      t += F[r + c]! ** 2;
+    }
     if (s > r2) r2 = s;
+    if (t > n2) n2 = t;
   }
   F[out + 3 * dPad] = Math.sqrt(r2) * (1 + 2 ** -20);
+  F[out + 3 * dPad + 1] = Math.sqrt(n2) * (1 + 2 ** -20);
 }
 let scratchMean = new Float64Array(0);

@@ -35,8 +35,8 @@ function addSummarize(m: ModuleBuilder, shape: FullKernelShape): void {
   const { dPad: DP, kStride: KS } = shape;
   const f = m.func('summarize', { k: 'i32', n: 'i32', out: 'i32' });
   for (const n of ['kp', 'ke']) f.local(n, 'i32');
-  for (const n of ['lo', 'hi', 'sum', 'x', 'acc', 'inv']) f.local(n, 'v128');
-  f.local('r2', 'f32');
+  for (const n of ['lo', 'hi', 'sum', 'x', 'acc', 'nrm', 'inv']) f.local(n, 'v128');
+  f.local('r2', 'f32').local('n2', 'f32');
   f.get('k').get('n').i32(KS * 4).i32Mul().i32Add().set('ke');
   f.f32(1).get('n').f32ConvertI32().f32Div().f32x4Splat().set('inv');
   f.forRange('c0', 0, DP * 4, 16, (g) => {
@@ -53,17 +53,20 @@ function addSummarize(m: ModuleBuilder, shape: FullKernelShape): void {
     g.get('kp').get('hi').v128Store(DP * 4);
     g.get('kp').get('sum').get('inv').f32x4Mul().v128Store(2 * DP * 4);
   });
-  f.f32(0).set('r2');
+  f.f32(0).set('r2').f32(0).set('n2');
   f.get('k').set('kp');
   f.loop((l) => {
-    l.f32x4Const(0).set('acc');
+    l.f32x4Const(0).set('acc').f32x4Const(0).set('nrm');
     l.forRange('c0', 0, DP * 4, 16, (g) => {
-      g.get('kp').get('c0').i32Add().v128Load().get('out').get('c0').i32Add().v128Load(2 * DP * 4).f32x4Sub().tee('x').get('x').f32x4Mul().get('acc').f32x4Add().set('acc');
+      g.get('kp').get('c0').i32Add().v128Load().tee('sum').get('out').get('c0').i32Add().v128Load(2 * DP * 4).f32x4Sub().tee('x').get('x').f32x4Mul().get('acc').f32x4Add().set('acc');
+      g.get('sum').get('sum').f32x4Mul().get('nrm').f32x4Add().set('nrm');
     });
     l.get('r2').get('acc').f32x4ExtractLane(0).get('acc').f32x4ExtractLane(1).f32Add().get('acc').f32x4ExtractLane(2).f32Add().get('acc').f32x4ExtractLane(3).f32Add().f32Max().set('r2');
+    l.get('n2').get('nrm').f32x4ExtractLane(0).get('nrm').f32x4ExtractLane(1).f32Add().get('nrm').f32x4ExtractLane(2).f32Add().get('nrm').f32x4ExtractLane(3).f32Add().f32Max().set('n2');
     l.get('kp').i32(KS * 4).i32Add().tee('kp').get('ke').i32LtS().brIf(0);
   });
   f.get('out').get('r2').f32Sqrt().f32(1 + 2 ** -20).f32Mul().f32Store(3 * DP * 4);
+  f.get('out').get('n2').f32Sqrt().f32(1 + 2 ** -20).f32Mul().f32Store(3 * DP * 4 + 4);
 }
 
 /** 4 valueRange(v, n) -> f32: the largest max - min of one V column over the n rows at v (row stride vStride). */
@@ -122,27 +125,51 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
     });
     emitTransposeReduce(h, 'add', ['aq0', 'aq1', 'aq2', 'aq3'], 'tr');
     h.f32x4Sqrt().set('qn');
-    h.f32x4Const(0).set('b');
-    h.forRange('e', 0, 'nEntries', 1, (u) => {
-      u.get('entries').get('e').i32(ENTRY_WORDS * 4).i32Mul().i32Add().set('ep');
-      u.get('ep').f32Load(8).set('rowLo');
-      u.get('ep').f32Load(12).set('rowHi');
-      // the entry holds dropped keys for one of this strip's rows: rowLo < rs + 4 and rowHi > rs
-      u.get('rowLo').get('rsF').f32(4).f32Add().f32Lt().get('rowHi').get('rsF').f32Gt().i32And().if((v) => emitEntry(v));
+    // pre-check: Cauchy-Schwarz over all the block's dropped keys at once
+    h.get('qn').get('item').f32Load(W(IT.coarseNorm)).f32x4Splat().f32x4Mul().f32x4Const(scale).f32x4Mul();
+    emitCap(h);
+    h.get('item').f32Load(W(IT.coarseBias)).f32x4Splat().f32x4Add().f32x4Const(Math.LOG2E).f32x4Mul();
+    h.get('scratch').get('rs').i32(4).i32Mul().i32Add().v128Load(M_AT).f32x4Sub().f32x4Const(EXPONENT_CLAMP).f32x4Pmin();
+    emitExp2(h, 'ex');
+    h.get('item').f32Load(W(IT.coarseCount)).f32x4Splat().f32x4Mul().set('b');
+    emitFinish(h);
+    // else the per-segment bounds (Quest's min / max, the ball)
+    h.get('fl').v128AnyTrue().if((t) => {
+      t.f32x4Const(0).set('b');
+      t.forRange('e', 0, 'nEntries', 1, (u) => {
+        u.get('entries').get('e').i32(ENTRY_WORDS * 4).i32Mul().i32Add().set('ep');
+        u.get('ep').f32Load(8).set('rowLo');
+        u.get('ep').f32Load(12).set('rowHi');
+        // the entry holds dropped keys for one of this strip's rows: rowLo < rs + 4 and rowHi > rs
+        u.get('rowLo').get('rsF').f32(4).f32Add().f32Lt().get('rowHi').get('rsF').f32Gt().i32And().if((v) => emitEntry(v));
+      });
+      emitFinish(t);
     });
-    h.get('b').f32x4Const(CERTIFICATE_SLACK).f32x4Mul().set('b');
-    // m_hat = B / (Z_S + B); a row that kept no key has Z_S := 0 (m_hat 1 if anything was dropped, else 0)
-    h.get('scratch').get('rs').i32(4).i32Mul().i32Add().tee('ep');
-    h.v128Load(L_AT).get('ep').v128Load(M_AT).f32x4Const(ROW_EMPTY).f32x4Gt().v128And().get('b').f32x4Add().f32x4Const(1e-30).f32x4Pmax().set('l');
-    h.get('b').get('l').f32x4Div().set('mh');
     h.get('cert').get('rs').i32(4).i32Mul().i32Add().get('mh').v128Store();
-    // flag = not(epsilon >= m_hat · R) (a NaN bound flags), only on rows that exist
-    h.f32x4Const(epsilon).get('mh').get('item').f32Load(W(IT.vRange)).f32x4Splat().f32x4Mul().f32x4Ge().v128Not();
-    h.get('rows').f32ConvertI32().f32x4Splat().get('rowIdx').f32x4Gt().v128And().set('fl');
     h.get('scratch').get('rs').i32(4).i32Mul().i32Add().get('fl').v128Store(g.flags);
     h.get('cnt').get('fl').f32x4Const(1).v128And().f32x4Add().set('cnt');
   });
   f.get('cnt').f32x4ExtractLane(0).get('cnt').f32x4ExtractLane(1).f32Add().get('cnt').f32x4ExtractLane(2).f32Add().get('cnt').f32x4ExtractLane(3).f32Add().i32TruncF32();
+
+  /** From B: m_hat = B / (Z_S + B) (Z_S := 0 on a row that kept no key) in mh, the row flags in fl. */
+  function emitFinish(h: FunctionBuilder): void {
+    h.get('b').f32x4Const(CERTIFICATE_SLACK).f32x4Mul().set('b');
+    h.get('scratch').get('rs').i32(4).i32Mul().i32Add().tee('ep');
+    h.v128Load(L_AT).get('ep').v128Load(M_AT).f32x4Const(ROW_EMPTY).f32x4Gt().v128And().get('b').f32x4Add().f32x4Const(1e-30).f32x4Pmax().set('l');
+    h.get('b').get('l').f32x4Div().set('mh');
+    // flag = not(epsilon >= m_hat · R) (a NaN bound flags), only on rows that exist
+    h.f32x4Const(epsilon).get('mh').get('item').f32Load(W(IT.vRange)).f32x4Splat().f32x4Mul().f32x4Ge().v128Not();
+    h.get('rows').f32ConvertI32().f32x4Splat().get('rowIdx').f32x4Gt().v128And().set('fl');
+  }
+
+  /** The softcap on the vector on the stack: cap · tanh(y / cap) = cap - 2 cap / (e^(2y / cap) + 1), monotone. */
+  function emitCap(v: FunctionBuilder): void {
+    if (softcap <= 0) return;
+    v.f32x4Const((2 * Math.LOG2E) / softcap).f32x4Mul();
+    emitExp2(v, 'cx', true);
+    v.f32x4Const(1).f32x4Add().set('x');
+    v.f32x4Const(softcap).f32x4Const(2 * softcap).get('x').f32x4Div().f32x4Sub();
+  }
 
   /** B += count · 2^((U + max bias) log2 e - m) on the lanes of rows the entry applies to. */
   function emitEntry(v: FunctionBuilder): void {
@@ -165,13 +192,7 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
     emitTransposeReduce(v, 'add', ['ab0', 'ab1', 'ab2', 'ab3'], 'tr');
     v.get('qn').get('seg').f32Load(3 * DP * 4).f32x4Splat().f32x4Mul().f32x4Add().set('ub');
     v.get('u').get('ub').f32x4Pmin().f32x4Const(scale).f32x4Mul();
-    if (softcap > 0) {
-      // cap · tanh(y / cap) = cap - 2 cap / (e^(2y / cap) + 1): monotone, so it maps an upper bound to one
-      v.f32x4Const((2 * Math.LOG2E) / softcap).f32x4Mul();
-      emitExp2(v, 'cx', true);
-      v.f32x4Const(1).f32x4Add().set('x');
-      v.f32x4Const(softcap).f32x4Const(2 * softcap).get('x').f32x4Div().f32x4Sub();
-    }
+    emitCap(v);
     v.get('ep').f32Load(16).f32x4Splat().f32x4Add().f32x4Const(Math.LOG2E).f32x4Mul();
     v.get('scratch').get('rs').i32(4).i32Mul().i32Add().v128Load(M_AT).f32x4Sub().f32x4Const(EXPONENT_CLAMP).f32x4Pmin();
     emitExp2(v, 'ex');
