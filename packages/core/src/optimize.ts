@@ -1,12 +1,12 @@
 // optimize: the whole job on one model. decide() recognizes every attention site, proves what its own mask keeps
-// (exact, error 0), calibrates and chooses per site the cheapest form whose certified error fits the budget (per
+// (exact, error 0), calibrates and chooses per site the cheapest form within the budget, guarded by default (per
 // head group where heads want different forms and that is cheaper); then every site that changed is lowered back
 // to standard ONNX ops so any runtime runs the result, and every site that did not goes back to the ONNX nodes it
 // was lifted from (the runtime meets the model's own subgraph, not a re-lowered copy of it).
 
-import { lowerAttentionPass, NATIVE_ATTENTION_OPSET, unliftSite } from '@attnopt/passes';
+import { type Guarantee, lowerAttentionPass, NATIVE_ATTENTION_OPSET, unliftSite } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
-import { DECIDE_STAGES, type DecideOptions, decide, type GroupPlan, type SitePlan } from './decide.js';
+import { type CalibrationProvenance, DECIDE_STAGES, type DecideOptions, decide, type GroupPlan, modelOpset, type SitePlan } from './decide.js';
 import type { AttnoptModel } from './model.js';
 
 export interface OptimizeOptions extends DecideOptions {
@@ -32,7 +32,11 @@ export interface OptimizedSite {
   readonly chosen: string;
   /** True when the site computes exactly what the model did (error 0). */
   readonly exact: boolean;
-  /** Certified max-abs error of the site's output on the calibration data (0 when exact). */
+  /** exact, guarded (the bound holds on every input, checked at run time) or statistical (calibration data only). */
+  readonly guarantee: Guarantee;
+  /** Predicted fraction of rows a guarded site recomputes densely, from the calibration data. */
+  readonly fallbackRate?: number;
+  /** Max-abs error bound of the site's output: 0 exact, the budget guarded, measured on calibration data statistical. */
   readonly bound: number;
   /** Max-abs error measured on the calibration data, or null when nothing approximate was chosen. */
   readonly measuredError: number | null;
@@ -48,6 +52,8 @@ export interface OptimizedSite {
 
 export interface OptimizeResult {
   readonly model: AttnoptModel;
+  /** Where the calibration data came from (absent when none ran). */
+  readonly calibration?: CalibrationProvenance;
   readonly sites: readonly OptimizedSite[];
   readonly notes: readonly PassNote[];
 }
@@ -55,12 +61,41 @@ export interface OptimizeResult {
 /** Stage names optimize reports through onStage, in order (decide's, then the lowering). */
 export const OPTIMIZE_STAGES = [...DECIDE_STAGES, 'lower'] as const;
 
-/** Metadata key holding the certified bounds (JSON), which `verify` checks measured errors against. */
+/** Metadata key holding the per-site error bounds (JSON), which `verify` checks measured errors against. */
 export const CERTIFIED_METADATA = 'attnopt.certified';
+/**
+ * Metadata key holding what each bound means (JSON): per site its tier, budget, the guard's key summaries and
+ * block size, the predicted fallback rate; and where the calibration data came from.
+ */
+export const GUARANTEES_METADATA = 'attnopt.guarantees';
 
-function defaultOpset(model: AttnoptModel): number {
-  const d = model.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
-  return Number(d?.version ?? 17n);
+/** What GUARANTEES_METADATA holds. */
+export interface GuaranteesMetadata {
+  readonly budget: number;
+  readonly calibration: CalibrationProvenance | null;
+  readonly sites: Record<string, SiteGuarantee>;
+}
+
+export interface SiteGuarantee {
+  readonly guarantee: Guarantee;
+  readonly bound: number;
+  /** Guarded sites: the key block size and the summaries the run-time certificate reads. */
+  readonly guard?: { readonly blockSize: number; readonly summaries: string; readonly fallbackRate: number | null };
+  /** Statistical sites: the calibration rows the bound was measured on. */
+  readonly calibrationRows?: number;
+  readonly groups?: Record<string, SiteGuarantee>;
+}
+
+const GUARD_SUMMARIES = 'per key block: per-channel min/max of K (Quest) and center + radius (ball), the tighter; V range over all keys';
+
+function siteGuarantee(guarantee: Guarantee, bound: number, p: { decision?: SitePlan['decision']; fallbackRate?: number }): SiteGuarantee {
+  const d = p.decision;
+  return {
+    guarantee,
+    bound,
+    ...(guarantee === 'guarded' ? { guard: { blockSize: d?.guard?.blockSize ?? 64, summaries: GUARD_SUMMARIES, fallbackRate: p.fallbackRate ?? null } } : {}),
+    ...(guarantee === 'statistical' && d?.calibrationRows !== undefined ? { calibrationRows: d.calibrationRows } : {}),
+  };
 }
 
 function optimizedGroup({ id: _id, node: _node, ...group }: GroupPlan): OptimizedGroup {
@@ -72,6 +107,8 @@ function optimizedSite(p: SitePlan, restored: boolean): OptimizedSite {
     id: p.id,
     chosen: p.chosen,
     exact: p.exact,
+    guarantee: p.guarantee,
+    ...(p.fallbackRate !== undefined ? { fallbackRate: p.fallbackRate } : {}),
     bound: p.bound,
     measuredError: p.measuredError,
     flopsBefore: p.flopsBefore,
@@ -90,7 +127,8 @@ function unchanged(p: SitePlan): boolean {
 /** Runs the whole optimization on `model` (its graph is rewritten in place) and reports every site. */
 export async function optimize(model: AttnoptModel, options: OptimizeOptions = {}): Promise<OptimizeResult> {
   const stage = options.onStage ?? (() => {});
-  const decided = await decide(model, options);
+  const opset = options.opset ?? modelOpset(model);
+  const decided = await decide(model, { ...options, opset });
   const notes: PassNote[] = [...decided.notes];
 
   const restored = new Set<string>();
@@ -103,12 +141,28 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
     }
   }
   stage('lower');
-  const opset = defaultOpset(model);
   const native = (options.nativeAttention ?? true) && opset >= NATIVE_ATTENTION_OPSET ? { native: 'onnxruntime' as const } : {};
   notes.push(...lowerAttentionPass({ opset, ...native }).run(model.graph).notes);
   const sites = decided.sites.map((p) => optimizedSite(p, restored.has(p.id)));
   const certified = { maxError: decided.budget, sites: Object.fromEntries(sites.map((s) => [s.id, s.bound])) };
-  const metadata = (model.proto.metadataProps ?? []).filter((e) => e.key !== CERTIFIED_METADATA);
-  model.proto.metadataProps = [...metadata, { key: CERTIFIED_METADATA, value: JSON.stringify(certified) }];
-  return { model, sites, notes };
+  const guarantees: GuaranteesMetadata = {
+    budget: decided.budget,
+    calibration: decided.calibration ?? null,
+    sites: Object.fromEntries(
+      decided.sites.map((p) => [
+        p.id,
+        {
+          ...siteGuarantee(p.guarantee, p.bound, p),
+          ...(p.groups ? { groups: Object.fromEntries(p.groups.map((g) => [g.id, siteGuarantee(g.guarantee, g.bound, p)])) } : {}),
+        },
+      ]),
+    ),
+  };
+  const metadata = (model.proto.metadataProps ?? []).filter((e) => e.key !== CERTIFIED_METADATA && e.key !== GUARANTEES_METADATA);
+  model.proto.metadataProps = [
+    ...metadata,
+    { key: CERTIFIED_METADATA, value: JSON.stringify(certified) },
+    { key: GUARANTEES_METADATA, value: JSON.stringify(guarantees) },
+  ];
+  return { model, ...(decided.calibration ? { calibration: decided.calibration } : {}), sites, notes };
 }

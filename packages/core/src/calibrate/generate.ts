@@ -3,6 +3,8 @@
 //   "seq"/"len"/"sequence"/"token"/"time" -> seqLen; any other symbol -> dims[name] ?? otherSize;
 // - integer inputs named like *mask*: ones, batch row b with its last min(b, n - 1) keys zero (padding);
 // - *position*: 0, 1, ... counting from pastLen along the last axis;
+// - integer inputs of rank <= 1 named like *length(s)* / *lens* (a batch of valid lengths, VITS' input_lengths):
+//   the full length pastLen + seqLen, so no padding mask hides the keys a sparse form would drop;
 // - other integer inputs (*ids* and the rest): uniform in [0, vocab), vocab read from the table the
 //   smallest table the input indexes through Gather (through Cast/Identity/Unsqueeze/Reshape), else [0, intRange);
 // - symbolic batch dims default to the static leading dim the other inputs share (else 1), weights fed as
@@ -180,6 +182,8 @@ export function generateInputs(model: AttnoptModel | Graph, options: GenerateOpt
           const b = Math.floor(k / perBatch);
           return k % last >= last - Math.min(b, last - 1) ? 0 : 1;
         });
+      } else if (!isFloat && shape.length <= 1 && /length|lens$|_lens_|^lens/.test(name)) {
+        values = Array<number>(n).fill(o.pastLen + o.seqLen);
       } else if (name.includes('position')) {
         values = Array.from({ length: n }, (_, k) => (k % last) + o.pastLen);
       } else if (isFloat) {

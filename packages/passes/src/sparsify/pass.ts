@@ -76,7 +76,7 @@ export function sparsifyPass(options: SparsifyPassOptions): Pass {
           continue;
         }
         const blocker = headSplitBlocker(node, params);
-        const guardBlocked = guardedInputsBlocker(node);
+        const guardBlocked = options.guardBlocked ?? guardedInputsBlocker(node);
         const siteOptions = { ...options, ...(blocker === undefined ? {} : { headGroups: false }), ...(guardBlocked === undefined ? {} : { guardBlocked }) };
         const decision = chooseSiteSpec(params, calibration, siteOptions);
         let groupNodes: Node[] | undefined;
