@@ -15,7 +15,7 @@ export async function decideOrFail(model: AttnoptModel, modelPath: string, flags
   progress.stage('calibration inputs');
   const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
   try {
-    return await decide(model, { maxError: flags.maxError, samples, seqLen: flags.seqLen, seed: flags.seed, target, runtime: flags.runtime, onStage: (s) => progress.stage(s) });
+    return await decide(model, { maxError: flags.maxError, samples, samplesFrom: flags.calibration ? 'user' : 'generated', allowStatistical: flags.allowStatistical === true, seqLen: flags.seqLen, seed: flags.seed, target, runtime: flags.runtime, onStage: (s) => progress.stage(s) });
   } catch (e) {
     throw failedOn(modelPath, e, flags.calibration === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false });
   }

@@ -56,12 +56,14 @@ export interface DecisionFlags {
   dim?: Record<string, number>;
   target?: string;
   runtime: Runtime;
+  allowStatistical?: boolean;
 }
 
 /** Adds --max-error, --seq-len, --calibration, --seed, --dim, --runtime and (when withTarget) --target to a command. */
 export function addDecisionOptions(command: Command, withTarget: boolean): Command {
   command
-    .option('--max-error <e>', 'max absolute error of each site, certified on calibration data; 0 allows exact rewrites only', nonNegativeNumber, 1e-2)
+    .option('--max-error <e>', 'max absolute error of each site: guarded sites hold it on every input (checked at run time); 0 allows exact rewrites only', nonNegativeNumber, 1e-2)
+    .option('--allow-statistical', 'also accept forms that hold on the calibration data only (low-rank, unguarded key sets); needs --calibration')
     .option('--seq-len <n>', 'sequence length of generated calibration inputs (and of the costs reported)', positiveInteger, 128)
     .option('--calibration <path>', 'calibration inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
     .option('--seed <s>', 'seed of generated inputs and seeded forms', integer, 0)
