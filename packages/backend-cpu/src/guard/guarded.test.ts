@@ -1,7 +1,8 @@
 // The guarded kernels (WebAssembly SIMD128 and JavaScript) against the float64 reference of the model's own
 // attention (dense over the model mask) on natural and adversarial inputs: repeated spans (an induction head),
 // one outlier key far outside the window, logits up to 80, all-equal keys, fully masked rows, sinks that carry
-// most of the mass. For every generated problem:
+// most of the mass; also an additive float bias with -inf entries, padded keys (kvLength), GQA, softcap and the
+// bhsd / bsd / bshd layouts. For every generated problem:
 //   - every output coordinate is within epsilon of the reference, plus float32 rounding:
 //     |y - ref| <= epsilon + 1e-5 + 1e-4 |ref|;
 //   - the certificate is never below the true dropped mass (float64, from the reference's probabilities),
@@ -24,13 +25,13 @@ import {
   slidingWindow,
   union,
 } from '@attnopt/ir';
-import { compareArrays, referenceAttention, type Tensor64 } from '@attnopt/reference';
+import { compareArrays, fromBhsd, referenceAttention, type Tensor64 } from '@attnopt/reference';
 import { seededValues } from '@attnopt/properties';
 import { compileAttention, type CpuBoolTensor, CpuWorkerPool } from '../index.js';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
 const BACKENDS = ['wasm', 'js'] as const;
-const FAMILIES = ['natural', 'repeated', 'outlier', 'logits80', 'equalKeys', 'maskedRows', 'sinkMass', 'local'] as const;
+const FAMILIES = ['natural', 'repeated', 'outlier', 'logits80', 'equalKeys', 'maskedRows', 'sinkMass', 'local', 'floatBias', 'padded'] as const;
 type Family = (typeof FAMILIES)[number];
 
 const pool = new CpuWorkerPool(2);
@@ -42,7 +43,8 @@ interface Problem {
   readonly q: Tensor64;
   readonly k: Tensor64;
   readonly v: Tensor64;
-  readonly bias?: CpuBoolTensor;
+  readonly bias?: CpuBoolTensor | Tensor64;
+  readonly kvLength?: number[];
   readonly epsilon: number;
   readonly family: Family;
 }
@@ -111,6 +113,9 @@ const problem: fc.Arbitrary<Problem> = fc
     n: fc.integer({ min: 1, max: 70 }),
     d: fc.constantFrom(4, 8, 16, 32),
     H: fc.integer({ min: 1, max: 2 }),
+    gqa: fc.boolean(),
+    softcap: fc.constantFrom(0, 0, 5),
+    layout: fc.constantFrom('bhsd', 'bhsd', 'bsd', 'bshd') as fc.Arbitrary<'bhsd' | 'bsd' | 'bshd'>,
     w: fc.integer({ min: 0, max: 12 }),
     nSinks: fc.integer({ min: 0, max: 4 }),
     form: fc.constantFrom('window+sinks', 'window2', 'global', 'blocks'),
@@ -129,28 +134,39 @@ const problem: fc.Arbitrary<Problem> = fc
             ? union(slidingWindow(r.w, 0), globalTokens([Math.floor(r.n / 2)]))
             : blockSparse(8, 8, Array.from({ length: Math.ceil(r.n / 8) }, (_, i) => [i, 0]));
     const modelMask = r.causalModel ? causal() : dense;
-    const params: AttentionParams = { numHeads: r.H, kvNumHeads: r.H, headDim: r.d, vHeadDim: r.d, scale, softcap: 0, layout: 'bhsd', spec };
-    const x = inputs(r.family, r.n, r.d, r.H, r.seed, scale);
-    let bias: CpuBoolTensor | undefined;
+    const kvH = r.gqa ? 1 : r.H;
+    const params: AttentionParams = { numHeads: r.H, kvNumHeads: kvH, headDim: r.d, vHeadDim: r.d, scale, softcap: r.softcap, layout: r.layout, spec };
+    const bhsd = inputs(r.family, r.n, r.d, r.H, r.seed, scale);
+    // GQA: key/value head 0 serves every query head
+    const kv = (t: Tensor64): Tensor64 => ({ shape: [1, kvH, r.n, r.d], data: t.data.subarray(0, kvH * r.n * r.d) });
+    const x = { q: fromBhsd(bhsd.q, r.layout), k: fromBhsd(kv(bhsd.k), r.layout), v: fromBhsd(kv(bhsd.v), r.layout) };
+    let bias: CpuBoolTensor | Tensor64 | undefined;
+    if (r.family === 'floatBias') {
+      // an additive bias in [-4, 4] per (head, query, key), -inf on every seventh key of a row
+      const data = seededValues(r.seed + 17, r.H * r.n * r.n, 4).map(Math.fround);
+      for (let x = 0; x < data.length; x++) if (x % 7 === 3) data[x] = -Infinity;
+      bias = { shape: [1, r.H, r.n, r.n], data };
+    }
+    const kvLength = r.family === 'padded' ? [Math.max(1, r.n - 1 - (r.seed % 5))] : undefined;
     if (r.family === 'maskedRows') {
       // rows 0 and every third row see no key at all; other rows lose every fifth key
       const data = new Uint8Array(r.n * r.n);
       for (let i = 0; i < r.n; i++) for (let j = 0; j < r.n; j++) data[i * r.n + j] = i % 3 === 0 || j % 5 === 4 ? 0 : 1;
       bias = { shape: [r.n, r.n], data };
     }
-    return { params, modelMask, ...x, ...(bias ? { bias } : {}), epsilon: r.epsilon, family: r.family };
+    return { params, modelMask, ...x, ...(bias ? { bias } : {}), ...(kvLength ? { kvLength } : {}), epsilon: r.epsilon, family: r.family };
   });
 
 /** Dense attention over the model's mask (and bias), float64, with the probabilities. */
 function reference(pr: Problem) {
   const params = { ...pr.params, spec: pr.modelMask, scoresMode: 'softmax' as const };
-  const bias = pr.bias ? { shape: pr.bias.shape, data: pr.bias.data } : undefined;
-  return referenceAttention(params, { q: pr.q, k: pr.k, v: pr.v, ...(bias ? { bias } : {}) });
+  return referenceAttention(params, { q: pr.q, k: pr.k, v: pr.v, ...(pr.bias ? { bias: pr.bias } : {}), ...(pr.kvLength ? { kvLength: pr.kvLength } : {}) });
 }
 
 /** Per (h, i): the true dropped mass of the sparse keys spec ∩ modelMask, from the reference probabilities. */
 function droppedMass(pr: Problem, probs: Float64Array): Float64Array {
-  const [, H, n] = pr.q.shape as [number, number, number];
+  const H = pr.params.numHeads;
+  const n = pr.params.layout === 'bhsd' ? pr.q.shape[2]! : pr.q.shape[1]!;
   const sparse = intersect(pr.modelMask, pr.params.spec as MaskSpec);
   const out = new Float64Array(H * n);
   for (let h = 0; h < H; h++) {
@@ -175,7 +191,7 @@ function check(pr: Problem, got: { y: Float32Array; certificates: Float32Array }
   });
 }
 
-const inputsOf = (pr: Problem) => ({ q: pr.q, k: pr.k, v: pr.v, ...(pr.bias ? { bias: pr.bias } : {}) });
+const inputsOf = (pr: Problem) => ({ q: pr.q, k: pr.k, v: pr.v, ...(pr.bias ? { bias: pr.bias } : {}), ...(pr.kvLength ? { kvLength: pr.kvLength } : {}) });
 
 describe.each(BACKENDS)('guarded %s kernel', (backend) => {
   it('stays within epsilon of dense attention and certifies at least the dropped mass (all families)', () => {
