@@ -10,6 +10,8 @@ export interface WriteFiles {
   fsync(fd: number): void;
   close(fd: number): void;
   rename(from: string, to: string): void;
+  /** A second name for an existing file (a hard link); throws ENOENT when `existing` does not exist. */
+  link(existing: string, newPath: string): void;
   unlink(file: string): void;
   fsyncDir(dir: string): void;
 }
@@ -24,6 +26,7 @@ export const nodeWriteFiles: WriteFiles = {
   fsync: (fd) => fs.fsyncSync(fd),
   close: (fd) => fs.closeSync(fd),
   rename: (from, to) => fs.renameSync(from, to),
+  link: (existing, newPath) => fs.linkSync(existing, newPath),
   unlink: (file) => fs.rmSync(file, { force: true }),
   fsyncDir: (dir) => {
     const fd = fs.openSync(dir, 'r');
@@ -34,6 +37,43 @@ export const nodeWriteFiles: WriteFiles = {
     }
   },
 };
+
+/** A hidden name beside `target` no other writer picks: `.<name>.<role>-<pid>-<time>-<random>`. */
+export function siblingName(target: string, role: string): string {
+  const suffix = `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  return path.join(path.dirname(target), `.${path.basename(target)}.${role}-${suffix}`);
+}
+
+/**
+ * Renames two staged files into place together: `first` (the side file), then `second` (the model). When the
+ * second rename fails, the first target is put back as it was (its previous file, kept under a hard link while
+ * the pair is renamed, or no file), so a failure never leaves a new side file beside an old model.
+ */
+export function renamePair(first: AtomicFile, second: AtomicFile, files: WriteFiles = nodeWriteFiles): void {
+  first.sync();
+  second.sync();
+  let backup: string | undefined = siblingName(first.target, 'old');
+  try {
+    files.link(first.target, backup);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    backup = undefined; // no previous side file: rolling back removes the new one
+  }
+  try {
+    first.rename();
+    try {
+      second.rename();
+    } catch (e) {
+      if (backup !== undefined) {
+        files.rename(backup, first.target);
+        backup = undefined;
+      } else files.unlink(first.target);
+      throw e;
+    }
+  } finally {
+    if (backup !== undefined) files.unlink(backup);
+  }
+}
 
 /** A file being written under a temporary name beside its target. */
 export class AtomicFile {
@@ -50,9 +90,7 @@ export class AtomicFile {
   }
 
   static create(target: string, files: WriteFiles = nodeWriteFiles): AtomicFile {
-    const dir = path.dirname(target);
-    const suffix = `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    return new AtomicFile(target, path.join(dir, `.${path.basename(target)}.tmp-${suffix}`), files);
+    return new AtomicFile(target, siblingName(target, 'tmp'), files);
   }
 
   write(bytes: Uint8Array, position: number = this.size): void {

@@ -1,3 +1,5 @@
+import { MAX_NAME_CHARS, quoteName } from './limits.js';
+
 // Errors of the ONNX -> IR bridge: each names the model file, where in the model (graph, node, attribute,
 // initializer) and what is wrong.
 
@@ -30,6 +32,7 @@ export function importError(where: Where, problem: string): OnnxImportError {
 
 /** How messages name a node: `node "name" (domain::Op)`, or `node #k (Op)` when it has no name. */
 export function describeNodeProto(name: string | undefined, domain: string | undefined, op: string | undefined, index: number): string {
-  const qualified = domain ? `${domain}::${op ?? '?'}` : (op ?? '?');
-  return name ? `node ${JSON.stringify(name)} (${qualified})` : `node #${index} (${qualified})`;
+  const cut = (s: string) => (s.length <= MAX_NAME_CHARS ? s : `${s.slice(0, MAX_NAME_CHARS)}...`);
+  const qualified = domain ? `${cut(domain)}::${cut(op ?? '?')}` : cut(op ?? '?');
+  return name ? `node ${quoteName(name)} (${qualified})` : `node #${index} (${qualified})`;
 }

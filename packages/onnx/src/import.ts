@@ -16,6 +16,7 @@ import { ANNOTATION, type AttributeEntry, type GraphOrigin, type ValueInfoEntry 
 import { attrFromProto } from './attributes.js';
 import type { ExternalDataResolver } from './external-data.js';
 import { describeNodeProto, importError, type Where, within } from './import-error.js';
+import { MAX_NODES, quoteName } from './limits.js';
 import type { OnnxModel } from './onnx-model.js';
 import { sparseTensorFromProto, tensorFromProto } from './tensors.js';
 import type { GraphProto, ModelProto, NodeProto, ValueInfoProto } from './types.js';
@@ -75,7 +76,7 @@ const ONNX_DOMAINS = new Set(['', 'ai.onnx']);
 export function importModel(model: ModelProto, options: ImportOptions = {}): OnnxModel {
   const where: Where = { file: options.file, path: 'model' };
   if (model.graph === undefined) throw importError(where, 'the model has no graph');
-  const graph = importGraph(model.graph, undefined, 0, { file: options.file, path: `graph ${JSON.stringify(model.graph.name ?? '')}` }, {
+  const graph = importGraph(model.graph, undefined, 0, { file: options.file, path: `graph ${quoteName(model.graph.name ?? '')}` }, {
     externalData: options.externalData,
   });
   recordTypes(graph);
@@ -103,7 +104,7 @@ function importGraph(g: GraphProto, parent: Scope | undefined, atInParent: numbe
   const inputs: ValueInfoEntry[] = [];
   for (const vi of g.input ?? []) {
     const name = vi.name ?? '';
-    const at = within(where, `input ${JSON.stringify(name)}`);
+    const at = within(where, `input ${quoteName(name)}`);
     const v = new Value(name, typeOf(vi, at));
     scope.define(name, v, BEFORE_NODES);
     graph.addInput(v);
@@ -112,7 +113,7 @@ function importGraph(g: GraphProto, parent: Scope | undefined, atInParent: numbe
   const initializerOrder: Value[] = [];
   for (const t of g.initializer ?? []) {
     const name = t.name ?? '';
-    const at = within(where, `initializer ${JSON.stringify(name)}`);
+    const at = within(where, `initializer ${quoteName(name)}`);
     const tensor = tensorFromProto(t, { externalData: ctx.externalData, fail: fail(at) });
     const input = scope.ownValue(name);
     if (input !== undefined && graph.inputs.includes(input) && input.initializer === undefined) {
@@ -128,7 +129,7 @@ function importGraph(g: GraphProto, parent: Scope | undefined, atInParent: numbe
   }
   for (const s of g.sparseInitializer ?? []) {
     const name = s.values?.name ?? '';
-    const at = within(where, `sparse initializer ${JSON.stringify(name)}`);
+    const at = within(where, `sparse initializer ${quoteName(name)}`);
     const tensor = sparseTensorFromProto(s, { externalData: ctx.externalData, fail: fail(at) });
     const v = new Value(name, { kind: 'sparse', dtype: tensor.dtype, shape: tensor.shape }, tensor);
     v.annotations.set(ANNOTATION.sparse, { proto: s, tensor });
@@ -139,6 +140,10 @@ function importGraph(g: GraphProto, parent: Scope | undefined, atInParent: numbe
   // Node outputs are made up front: ONNX graphs must be sorted, but not every file is (the verifier says so),
   // and a subgraph may read any value of its enclosing graph.
   const nodes = g.node ?? [];
+  if (nodes.length > MAX_NODES) fail(where)(`the graph has ${nodes.length} nodes, more than the ${MAX_NODES} attnopt reads`);
+  for (const [k, n] of nodes.entries()) {
+    if (!n.opType) fail(within(where, `node #${k}`))('the node has no op_type (every ONNX node names its operator)');
+  }
   const nodeWhere = nodes.map((n, k) => within(where, describeNodeProto(n.name, n.domain, n.opType, k)));
   const outputs = nodes.map((n, k) =>
     (n.output ?? []).map((name, j) => {
@@ -151,13 +156,13 @@ function importGraph(g: GraphProto, parent: Scope | undefined, atInParent: numbe
 
   const valueInfo = (g.valueInfo ?? []).map((vi): ValueInfoEntry => {
     const v = scope.lookup(vi.name ?? '', AFTER_NODES);
-    const type = typeOf(vi, within(where, `value_info ${JSON.stringify(vi.name ?? '')}`));
+    const type = typeOf(vi, within(where, `value_info ${quoteName(vi.name ?? '')}`));
     if (v !== undefined) v.type ??= type;
     return { proto: vi, value: v };
   });
   const graphOutputs = (g.output ?? []).map((vi): ValueInfoEntry => {
     const name = vi.name ?? '';
-    const at = within(where, `output ${JSON.stringify(name)}`);
+    const at = within(where, `output ${quoteName(name)}`);
     const v = scope.lookup(name, AFTER_NODES) ?? fail(at)('the graph output is defined nowhere in scope (not an input, initializer or node output)');
     const type = typeOf(vi, at);
     v.type ??= type;
@@ -170,7 +175,7 @@ function importGraph(g: GraphProto, parent: Scope | undefined, atInParent: numbe
     const inputs = (n.input ?? []).map((name, i) => {
       if (name === '') return undefined;
       return scope.lookup(name, k) ?? fail(at)(
-        `input ${i} ${JSON.stringify(name)} is defined nowhere in scope (not a graph input, initializer or node output of this graph or an enclosing one)`,
+        `input ${i} ${quoteName(name)} is defined nowhere in scope (not a graph input, initializer or node output of this graph or an enclosing one)`,
       );
     });
     const domain = ONNX_DOMAINS.has(n.domain ?? '') ? '' : n.domain!;
@@ -183,7 +188,7 @@ function importGraph(g: GraphProto, parent: Scope | undefined, atInParent: numbe
       let attr = attrFromProto(a, {
         externalData: ctx.externalData,
         fail: fail(attrAt),
-        importGraph: (sub) => importGraph(sub, scope, k, within(attrAt, `graph ${JSON.stringify(sub.name ?? '')}`), ctx),
+        importGraph: (sub) => importGraph(sub, scope, k, within(attrAt, `graph ${quoteName(sub.name ?? '')}`), ctx),
       });
       if (domain === ATTNOPT_DOMAIN && op === ATTENTION_OP && name === 'spec' && attr.type === 'string') {
         try {

@@ -1,9 +1,10 @@
 // Reading and writing .onnx files with their external data.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AtomicFile, nodeWriteFiles, type WriteFiles } from './atomic-write.js';
+import { AtomicFile, nodeWriteFiles, renamePair, type WriteFiles } from './atomic-write.js';
 import { decodeModel, encodeModel } from './codec.js';
-import { ExternalDataError } from './errors.js';
+import { ExternalDataError, OnnxDecodeError } from './errors.js';
+import { MAX_MODEL_BYTES } from './limits.js';
 import {
   DEFAULT_CHUNK_BYTES,
   ExternalDataResolver,
@@ -28,9 +29,36 @@ export interface ReadModelOptions {
   checkExternalData?: boolean;
 }
 
+/**
+ * The bytes of a model file: only a regular file (its size known up front; a device, a FIFO or a folder is
+ * refused before anything is read) of at most MAX_MODEL_BYTES. Opened non-blocking, so a FIFO never hangs.
+ */
+export function readModelBytes(file: string): Uint8Array {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) {
+      const kind = stat.isDirectory() ? 'a folder' : stat.isFIFO() ? 'a FIFO' : stat.isCharacterDevice() || stat.isBlockDevice() ? 'a device' : 'not a regular file';
+      throw new OnnxDecodeError(`${kind}, not a model file (attnopt reads models only from regular files)`, 'ModelProto', 0, file);
+    }
+    if (stat.size > MAX_MODEL_BYTES) {
+      throw new OnnxDecodeError(`${stat.size} bytes, over protobuf's ${MAX_MODEL_BYTES}-byte limit for one message (keep weights in external data)`, 'ModelProto', 0, file);
+    }
+    const bytes = new Uint8Array(stat.size);
+    for (let done = 0; done < bytes.length; ) {
+      const n = fs.readSync(fd, bytes, done, bytes.length - done, done);
+      if (n === 0) throw new OnnxDecodeError(`the file shrank while it was read (${done} of ${stat.size} bytes)`, 'ModelProto', done, file);
+      done += n;
+    }
+    return bytes;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Reads a .onnx file; external tensor data stays on disk until asked for. */
 export function readModel(file: string, options: ReadModelOptions = {}): LoadedModel {
-  const model = decodeModel(fs.readFileSync(file), { file });
+  const model = decodeModel(readModelBytes(file), { file });
   const externalData = new ExternalDataResolver(file, options.files ?? nodeReadFiles);
   if (options.checkExternalData ?? true) {
     forEachTensor(model, 'ModelProto', (t) => {
@@ -68,7 +96,8 @@ function externalEntries(tensor: TensorProto, location: string, offset: number, 
 
 /**
  * Writes the model (and its side file, if any) atomically: both go to temp files in the target folder,
- * are fsynced, then renamed; on any error the temp files are removed and nothing is left behind.
+ * are fsynced, then renamed together (the side file first; if the model's rename fails the side file's
+ * previous content is put back); on any error the temp files are removed and nothing is left behind.
  */
 export function writeModel(file: string, model: ModelProto, options: WriteModelOptions = {}): void {
   const files = options.files ?? nodeWriteFiles;
@@ -128,10 +157,8 @@ export function writeModel(file: string, model: ModelProto, options: WriteModelO
     const bytes = encodeModel(written);
     out = AtomicFile.create(file, files);
     out.write(bytes, 0);
-    side?.sync();
-    out.sync();
-    side?.rename();
-    out.rename();
+    if (side !== undefined) renamePair(side, out, files);
+    else out.rename();
     files.fsyncDir(path.dirname(path.resolve(file)));
   } catch (error) {
     side?.abort();

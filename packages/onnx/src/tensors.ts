@@ -6,6 +6,7 @@
 import { type DType, onnxDataType, storageBytes, Tensor, dtypeBits } from '@attnopt/ir';
 import type { ExternalDataResolver } from './external-data.js';
 import { isExternal } from './external-data.js';
+import { MAX_RANK } from './limits.js';
 import { dtypeOf } from './value-types.js';
 import type { SparseTensorProto, TensorProto } from './types.js';
 
@@ -80,6 +81,8 @@ export function tensorFromProto(t: TensorProto, ctx: TensorImport): Tensor {
   const { fail } = ctx;
   if (t.segment !== undefined) fail('segmented tensors are not supported');
   const dtype = dtypeOf(t.dataType ?? 0, fail);
+  const rank = t.dims?.length ?? 0;
+  if (rank > MAX_RANK) fail(`the tensor has ${rank} dims, more than the ${MAX_RANK} attnopt reads`);
   const shape = [...(t.dims ?? [])].map((d) => {
     if (d < 0n || d > BigInt(Number.MAX_SAFE_INTEGER)) fail(`invalid dimension ${d}`);
     return Number(d);

@@ -3,6 +3,7 @@
 // export then reuses the original ValueInfoProto as long as the value's type is unchanged.
 
 import { type DType, dtypeFromOnnx, type Dim, onnxDataType, type Shape, UNKNOWN_DIM, type ValueType } from '@attnopt/ir';
+import { MAX_RANK } from './limits.js';
 import type { TensorShapeDimension, TensorShapeProto, TypeProto, TypeProtoTensor } from './types.js';
 
 /** The IR dtype of an ONNX element type; `fail` is called for a number ONNX does not define. */
@@ -11,8 +12,10 @@ export function dtypeOf(code: number, fail: (problem: string) => never): DType {
   return dtype ?? fail(`unknown data type ${code}`);
 }
 
-function shapeFromProto(shape: TensorShapeProto | undefined): Shape | undefined {
+function shapeFromProto(shape: TensorShapeProto | undefined, fail: (problem: string) => never): Shape | undefined {
   if (shape === undefined) return undefined;
+  const rank = shape.dim?.length ?? 0;
+  if (rank > MAX_RANK) fail(`the type has ${rank} dims, more than the ${MAX_RANK} attnopt reads`);
   return (shape.dim ?? []).map((d): Dim => {
     if (d.dimValue !== undefined && d.dimValue >= 0n && d.dimValue <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(d.dimValue);
     if (d.dimParam !== undefined && d.dimParam !== '') return d.dimParam;
@@ -23,7 +26,7 @@ function shapeFromProto(shape: TensorShapeProto | undefined): Shape | undefined 
 function tensorFromProto(t: TypeProtoTensor, fail: (problem: string) => never): { dtype: DType; shape?: Shape } | undefined {
   if (t.elemType === undefined || t.elemType === 0) return undefined;
   const dtype = dtypeOf(t.elemType, fail);
-  const shape = shapeFromProto(t.shape);
+  const shape = shapeFromProto(t.shape, fail);
   return shape === undefined ? { dtype } : { dtype, shape };
 }
 
