@@ -18,6 +18,8 @@ export {
 // Writing a file so readers see the old content or the complete new one (the CLI's outputs).
 export { AtomicFile } from '@attnopt/onnx';
 export { type AttnoptModel, loadOnnx as importOnnx, saveOnnx as exportOnnx, writeOnnx } from './model.js';
+export { modelFiles } from './model-files.js';
+export { runMemory, type RunMemory } from './run-memory.js';
 export { recognize, type RecognizeResult } from './recognize.js';
 export { inspectModel, modelOpset, type InspectReport, type InspectSite } from './inspect.js';
 export {
@@ -43,7 +45,7 @@ export {
   OPTIMIZE_STAGES,
 } from './optimize.js';
 export { decide, DECIDE_STAGES, type DecideOptions, type DecideResult, type GroupPlan, type SitePlan } from './decide.js';
-export { verifyModels, certifiedBound, type VerifyReport, type OutputComparison, type VerifyOptions } from './verify.js';
+export { verifyModels, certifiedBound, DEFAULT_TOLERANCE, type VerifyReport, type OutputComparison, type VerifyOptions, type VerifyThresholds } from './verify.js';
 export { analyze, type AnalyzeOptions, type AnalyzeResult, type SiteFacts } from './analyze.js';
 export {
   compile,

@@ -1,7 +1,9 @@
 // verify: run an original and an optimized model on the same inputs (in onnxruntime, or with runtime
 // 'attnopt-cpu' in attnopt's CPU executor) and measure how much of the original's behaviour the optimized one
 // keeps: per output max abs / rel error, and for logits top-1 agreement and mean KL divergence, for embeddings
-// mean cosine similarity.
+// mean cosine similarity. Every comparison is judged: against the optimized model's certificate when its
+// metadata holds one, else against a tolerance relative to the output's scale; and against the top-1, KL and
+// cosine thresholds a caller sets.
 // The certificate speaks of the models as written (ONNX semantics). onnxruntime's graph optimizations (the
 // 'all' level a deployment uses) may compute a model differently (fused kernels round differently, and a fused
 // kernel may read an attribute default the written op does not), so in onnxruntime both models also run with
@@ -39,7 +41,27 @@ export interface OutputComparison {
   readonly originalDrift?: number;
   /** The float rounding allowed beside the certified error: atol = rtol = this (by the output's element type). */
   readonly rounding: number;
+  /** The output's scale: the largest |element| of the original's output over all samples (finite elements). */
+  readonly scale: number;
 }
+
+/** What verify judges the comparison against, beside the certificate. */
+export interface VerifyThresholds {
+  /**
+   * Used when the optimized model carries no certificate: every output's max abs error (as written, where
+   * onnxruntime runs them) must be at most tolerance x its scale (the largest |element| of the original's
+   * output; 1 when that is 0). Default 1e-4.
+   */
+  readonly tolerance?: number;
+  /** Logits outputs: the share of rows whose argmax agrees must be at least this (0..1). */
+  readonly minTop1?: number;
+  /** Logits outputs: mean KL(softmax(original) || softmax(optimized)) must be at most this. */
+  readonly maxKL?: number;
+  /** Embedding outputs: mean cosine similarity of last-axis rows must be at least this. */
+  readonly minCosine?: number;
+}
+
+export const DEFAULT_TOLERANCE = 1e-4;
 
 export interface VerifyReport {
   readonly outputs: readonly OutputComparison[];
@@ -48,6 +70,12 @@ export interface VerifyReport {
   readonly msOptimized: number;
   /** The max-abs error the optimized model's metadata certifies per site (0 for exact), or null when absent. */
   readonly certified: number | null;
+  /** The thresholds judged (the tolerance only when there is no certificate), as given or by default. */
+  readonly thresholds: VerifyThresholds;
+  /** Every threshold an output missed, in words (the certificate's too); empty when all held. */
+  readonly failures: readonly string[];
+  /** Whether the optimized model passed: within its certificate (or the tolerance) and every threshold. */
+  readonly passed: boolean;
   /**
    * Whether every output stayed within the certified error plus float rounding: each output's `rounding`
    * (1e-5 for float32 / float64 outputs, 4e-3 (8 ulps near 1) for float16, 0 for integers) as atol and rtol,
@@ -63,6 +91,15 @@ export interface VerifyOptions {
   readonly logitsPattern?: RegExp;
   /** What runs both models: onnxruntime-node (default) or attnopt's CPU executor ('attnopt-cpu'). */
   readonly runtime?: Runtime;
+  /** The thresholds the comparison is judged against (see VerifyThresholds). */
+  readonly thresholds?: VerifyThresholds;
+}
+
+/** The largest of many numbers without spreading them into arguments (a row may hold 256k logits). */
+function maxOf(values: Iterable<number>, start = -Infinity): number {
+  let m = start;
+  for (const v of values) if (v > m) m = v;
+  return m;
 }
 
 /** The certified bound recorded by `optimize` in the model's metadata, or null. */
@@ -70,11 +107,11 @@ export function certifiedBound(model: AttnoptModel): number | null {
   const entry = model.proto.metadataProps?.find((e) => e.key === CERTIFIED_METADATA);
   if (entry?.value === undefined) return null;
   const parsed = JSON.parse(entry.value) as { sites: Record<string, number> };
-  return Math.max(0, ...Object.values(parsed.sites));
+  return maxOf(Object.values(parsed.sites), 0);
 }
 
 function softmax(row: Float64Array): Float64Array {
-  const m = Math.max(...row);
+  const m = maxOf(row);
   const e = row.map((x) => Math.exp(x - m));
   const s = e.reduce((a, b) => a + b, 0);
   return e.map((x) => x / s);
@@ -130,12 +167,14 @@ function compare(name: string, a: OutputValues, b: OutputValues, logits: boolean
   const y = b.values;
   let maxAbs = 0;
   let maxRel = 0;
+  let scale = 0;
   for (let k = 0; k < x.length; k++) {
+    if (Number.isFinite(x[k]!)) scale = Math.max(scale, Math.abs(x[k]!));
     const abs = elementError(x[k]!, y[k]!);
     maxAbs = Math.max(maxAbs, abs);
     if (abs > 0) maxRel = Math.max(maxRel, abs / Math.max(Math.abs(x[k]!), 1e-30));
   }
-  const out: OutputComparison = { name, shape, maxAbsError: maxAbs, maxRelError: maxRel, rounding: a.rounding };
+  const out: OutputComparison = { name, shape, maxAbsError: maxAbs, maxRelError: maxRel, rounding: a.rounding, scale };
   const isFloat = a.rounding > 0;
   const last = shape[shape.length - 1] ?? 1;
   if (!isFloat || shape.length < 2 || last < 2) return out;
@@ -331,7 +370,8 @@ export async function verifyModels(
         if (p === undefined) throw new Error(`the optimized model has no output ${name}`);
         const c = compare(name, o, p, logitsName.test(name));
         const prev = worst.get(name);
-        worst.set(name, prev === undefined || c.maxAbsError > prev.maxAbsError ? c : prev);
+        const kept = prev === undefined || c.maxAbsError > prev.maxAbsError ? c : prev;
+        worst.set(name, { ...kept, scale: Math.max(c.scale, prev?.scale ?? 0) });
       }
     }
   } finally {
@@ -348,7 +388,42 @@ export async function verifyModels(
           const err = o.asWrittenMaxAbsError ?? o.maxAbsError;
           return err <= certified + o.rounding + o.rounding * err + (o.originalDrift ?? 0);
         });
-  return { outputs, msOriginal: msA, msOptimized: msB, certified, withinCertified };
+  const thresholds: VerifyThresholds = { ...(certified === null ? { tolerance: options.thresholds?.tolerance ?? DEFAULT_TOLERANCE } : {}), ...withoutTolerance(options.thresholds) };
+  const failures = judge(outputs, certified, withinCertified, thresholds);
+  return { outputs, msOriginal: msA, msOptimized: msB, certified, withinCertified, thresholds, failures, passed: failures.length === 0 };
+}
+
+function withoutTolerance(t: VerifyThresholds | undefined): VerifyThresholds {
+  if (t === undefined) return {};
+  const { tolerance: _, ...rest } = t;
+  return rest;
+}
+
+const fmt = (x: number) => x.toPrecision(3);
+
+/** Every threshold an output missed, in words. */
+function judge(outputs: readonly OutputComparison[], certified: number | null, withinCertified: boolean | null, t: VerifyThresholds): string[] {
+  const failures: string[] = [];
+  if (withinCertified === false) failures.push(`an output differs by more than the certified ${fmt(certified ?? 0)} (plus float rounding and the original's drift)`);
+  for (const o of outputs) {
+    const err = o.asWrittenMaxAbsError ?? o.maxAbsError;
+    if (t.tolerance !== undefined) {
+      const allowed = t.tolerance * (o.scale > 0 ? o.scale : 1);
+      if (!(err <= allowed)) {
+        failures.push(`${o.name}: max abs error ${fmt(err)} is over the tolerance ${t.tolerance} x the output's scale ${fmt(o.scale)} = ${fmt(allowed)} (no certificate in the model)`);
+      }
+    }
+    if (t.minTop1 !== undefined && o.top1Agreement !== undefined && !(o.top1Agreement >= t.minTop1)) {
+      failures.push(`${o.name}: top-1 agreement ${(100 * o.top1Agreement).toFixed(2)}% is under --min-top1 ${t.minTop1}`);
+    }
+    if (t.maxKL !== undefined && o.meanKL !== undefined && !(o.meanKL <= t.maxKL)) {
+      failures.push(`${o.name}: mean KL ${fmt(o.meanKL)} is over --max-kl ${t.maxKL}`);
+    }
+    if (t.minCosine !== undefined && o.meanCosine !== undefined && !(o.meanCosine >= t.minCosine)) {
+      failures.push(`${o.name}: mean cosine ${o.meanCosine.toFixed(6)} is under --min-cosine ${t.minCosine}`);
+    }
+  }
+  return failures;
 }
 
 /**
