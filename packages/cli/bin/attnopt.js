@@ -1,17 +1,27 @@
 #!/usr/bin/env node
-// The attnopt command: runs src/main.ts with the workspace's TypeScript sources (tsx, @attnopt/source condition).
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+// The attnopt command, in this one process: tsx compiles the TypeScript sources as they load and a resolve hook
+// adds the `@attnopt/source` condition. No child process: a signal ends the command itself (exit 128 + signal)
+// and nothing of it runs on after its caller saw it end.
+import { register } from 'node:module';
+import { register as registerTsx } from 'tsx/esm/api';
 
-const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
-const tsx = import.meta.resolve('tsx');
-const result = spawnSync(
-  process.execPath,
-  ['--conditions=@attnopt/source', '--import', tsx, main, ...process.argv.slice(2)],
-  { stdio: 'inherit', env: { ORT_DISABLE_TELEMETRY: '1', ...process.env } },
-);
-if (result.error) {
-  console.error(`attnopt: could not start: ${result.error.message}`);
-  process.exit(1);
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
+// a failure outside the command's own handling (a callback that throws later) is a bug: exit 70, never 1 (usage)
+const internal = (e) => {
+  process.stderr.write(`attnopt: internal error: ${e?.stack ?? e}\n`);
+  process.exit(70);
+};
+process.on('uncaughtException', internal);
+process.on('unhandledRejection', internal);
+registerTsx();
+register('./source-condition.mjs', import.meta.url); // registered last, so it runs first and tsx sees the condition
+let code;
+try {
+  const { run } = await import('../src/main.ts');
+  code = await run(process.argv.slice(2));
+} catch (e) {
+  // the command's own failures are mapped inside run(); anything here is a failure to load it: internal
+  process.stderr.write(`attnopt: internal error: could not start: ${e?.stack ?? e}\n`);
+  code = 70;
 }
-process.exit(result.status ?? 1);
+process.exitCode = code;

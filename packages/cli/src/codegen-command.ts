@@ -3,12 +3,14 @@
 // written atomically: on any failure nothing is left behind.
 
 import { type Command, Option } from 'commander';
-import { compile, type CompileTarget, type DecideResult, type KernelManifestEntry, type Node } from '@attnopt/core';
+import { compile, type CompileTarget, modelFiles, type DecideResult, type KernelManifestEntry, type Node } from '@attnopt/core';
 import { decideOrFail, DECIDE_STAGES, requireSites } from './decide.js';
 import { CliError, ExitCode } from './exit-codes.js';
 import { loadModelOrFail } from './load.js';
 import { addDecisionOptions, type DecisionFlags } from './options.js';
-import { checkOutputDir, MANIFEST, writeDirAtomically } from './output-dir.js';
+import { checkOutputDir, GENERATOR, MANIFEST, writeDirAtomically } from './output-dir.js';
+import { checkNotInside } from './output-paths.js';
+import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
 
 interface CodegenFlags extends DecisionFlags {
@@ -21,6 +23,10 @@ interface CodegenFlags extends DecisionFlags {
 const COST_MODEL: Record<CompileTarget, string> = { wgsl: 'webgpu', cpu: 'attnopt-cpu' };
 
 export interface CodegenManifest {
+  /** Marks the folder as attnopt's output: a later codegen may replace it, deleting only `files`. */
+  generator: typeof GENERATOR;
+  /** Every file attnopt wrote in the folder beside this manifest. */
+  files: string[];
   model: string;
   target: CompileTarget;
   costModel: string;
@@ -40,6 +46,8 @@ export interface CodegenManifest {
 function generate(modelPath: string, flags: CodegenFlags, result: DecideResult): { manifest: CodegenManifest; files: Map<string, string | Uint8Array> } {
   const files = new Map<string, string | Uint8Array>();
   const manifest: CodegenManifest = {
+    generator: GENERATOR,
+    files: [],
     model: modelPath,
     target: flags.target,
     costModel: result.target,
@@ -71,6 +79,7 @@ function generate(modelPath: string, flags: CodegenFlags, result: DecideResult):
       ExitCode.badInput,
     );
   }
+  manifest.files = [...files.keys()];
   files.set(MANIFEST, `${JSON.stringify(manifest, null, 2)}\n`);
   return { manifest, files };
 }
@@ -102,6 +111,7 @@ export function registerCodegen(program: Command): void {
     .action(async (modelPath: string, flags: CodegenFlags) => {
       const model = loadModelOrFail(modelPath);
       checkOutputDir(flags.output);
+      checkNotInside(flags.output, modelFiles(model));
       const generated = await withProgress('codegen', [...DECIDE_STAGES, 'compile', 'write'], async (p) => {
         const result = await decideOrFail(model, modelPath, flags, COST_MODEL[flags.target], p);
         requireSites(result.sites.length, modelPath, 'compile');
@@ -111,6 +121,7 @@ export function registerCodegen(program: Command): void {
         writeDirAtomically(flags.output, out.files);
         return out;
       });
-      process.stdout.write(flags.json ? `${JSON.stringify(generated.manifest, null, 2)}\n` : `${formatCodegen(flags.output, generated.manifest)}\n`);
+      if (flags.json) printJson(generated.manifest);
+      else printResult(formatCodegen(flags.output, generated.manifest));
     });
 }

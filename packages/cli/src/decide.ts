@@ -6,12 +6,14 @@ import { CliError, ExitCode } from './exit-codes.js';
 import type { DecisionFlags } from './options.js';
 import type { Progress } from './progress.js';
 import { failedOn } from './failure.js';
+import { checkRunMemory } from './memory.js';
 import { samplesFor } from './samples.js';
 
 /** Stage names of decide (for the progress bar). */
 export const DECIDE_STAGES = ['calibration inputs', ...CORE_STAGES] as const;
 
 export async function decideOrFail(model: AttnoptModel, modelPath: string, flags: DecisionFlags, target: string, progress: Progress): Promise<DecideResult> {
+  if (flags.maxError > 0) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
   progress.stage('calibration inputs');
   const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
   try {

@@ -6,6 +6,7 @@ import { type Explanation, explainDecisions } from '@attnopt/core';
 import { decideOrFail, DECIDE_STAGES } from './decide.js';
 import { loadModelOrFail } from './load.js';
 import { addDecisionOptions, type DecisionFlags } from './options.js';
+import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
 
 interface ExplainFlags extends DecisionFlags {
@@ -42,8 +43,7 @@ export function registerExplain(program: Command): void {
       const model = loadModelOrFail(modelPath);
       const result = await withProgress('explain', DECIDE_STAGES, (p) => decideOrFail(model, modelPath, flags, flags.target ?? 'onnxruntime-cpu', p));
       const explanation = explainDecisions(result);
-      process.stdout.write(
-        flags.json ? `${JSON.stringify({ model: modelPath, ...explanation }, null, 2)}\n` : `${formatExplanation(modelPath, explanation)}\n`,
-      );
+      if (flags.json) printJson({ model: modelPath, ...explanation });
+      else printResult(formatExplanation(modelPath, explanation));
     });
 }

@@ -7,6 +7,7 @@ import { registerOptimize } from './optimize-command.js';
 import { registerVerify } from './verify-command.js';
 import { registerCodegen } from './codegen-command.js';
 import { registerExplain } from './explain-command.js';
+import { printable, printError } from './print.js';
 
 export function buildProgram(): Command {
   const program = new Command('attnopt')
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .version('0.0.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(printable(s)) })
     .addHelpText(
       'after',
       '\nExamples:\n  $ attnopt inspect model.onnx\n  $ attnopt explain model.onnx\n  $ attnopt optimize model.onnx -o model.opt.onnx && attnopt verify model.onnx model.opt.onnx\n  $ attnopt codegen model.onnx --target wgsl -o kernels/\n' +
@@ -40,10 +42,10 @@ export async function run(argv: readonly string[]): Promise<number> {
         : ExitCode.usage;
     }
     if (e instanceof CliError) {
-      process.stderr.write(`attnopt: ${e.message}\n`);
+      printError(e.message);
       return e.exitCode;
     }
-    process.stderr.write(`attnopt: internal error: ${(e as Error).stack ?? String(e)}\n`);
+    printError(`internal error: ${(e as Error).stack ?? String(e)}`);
     return ExitCode.internal;
   }
 }

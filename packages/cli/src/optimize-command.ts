@@ -1,18 +1,34 @@
 // attnopt optimize MODEL -o OUT: the whole job, written atomically (no partial file on failure).
-// Options are declared in registerOptimize; the outputs (the model, then anything else a flag asks for) are
-// written in writeOutputs, after every check has passed.
+// Options are declared in registerOptimize; every output path is checked before any work (checkOutputFiles:
+// new or regular files, none the same file as an input or another output); the outputs (the model, then
+// anything else a flag asks for) are written in writeOutputs, after every check has passed, with signals
+// held until they are in place.
 
-import { existsSync, rmSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { rmSync } from 'node:fs';
 import { type Command } from 'commander';
-import { AtomicFile, type AttnoptModel, buildReport, OPTIMIZE_STAGES, optimize, type OptimizeResult, type OptimizedSite, renderReport, writeOnnx } from '@attnopt/core';
+import {
+  AtomicFile,
+  type AttnoptModel,
+  buildReport,
+  modelFiles,
+  OPTIMIZE_STAGES,
+  optimize,
+  type OptimizeResult,
+  type OptimizedSite,
+  renderReport,
+  writeOnnx,
+} from '@attnopt/core';
 import { requireSites } from './decide.js';
 import { CliError, ExitCode } from './exit-codes.js';
 import { failedOn } from './failure.js';
 import { loadModelOrFail } from './load.js';
+import { checkRunMemory } from './memory.js';
+import { checkOutputFiles, type InputFile, type OutputFile, sideFileOf } from './output-paths.js';
 import { addDecisionOptions, type DecisionFlags } from './options.js';
+import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
-import { samplesFor } from './samples.js';
+import { recordCalibration, samplesFor, SEED_STREAM } from './samples.js';
+import { holdingSignals } from './signals.js';
 
 interface OptimizeFlags extends DecisionFlags {
   output: string;
@@ -32,16 +48,16 @@ function writeOptimized(output: string, model: AttnoptModel): void {
   }
 }
 
-/** The report's file, checked before any work: a new or replaceable file in an existing folder, not the model's. */
-function checkReportPath(report: string, modelPath: string, output: string): void {
-  const at = resolve(report);
-  if (at === resolve(output) || at === resolve(modelPath)) {
-    throw new CliError(`${report}: --report must name a file other than the model and the optimized model`, ExitCode.usage);
-  }
-  if (!existsSync(dirname(at)) || !statSync(dirname(at)).isDirectory()) {
-    throw new CliError(`${report}: the folder ${dirname(report)} does not exist`, ExitCode.badInput);
-  }
-  if (existsSync(at) && !statSync(at).isFile()) throw new CliError(`${report}: exists and is not a file`, ExitCode.badInput);
+/** Every file the command writes and reads, checked before any work. */
+function checkPaths(modelPath: string, model: AttnoptModel, flags: OptimizeFlags): void {
+  const inputs: InputFile[] = modelFiles(model).map((f, k) => ({ path: f, role: k === 0 ? `the model ${modelPath}` : `the model's external data ${f}` }));
+  if (inputs.length === 0) inputs.push({ path: modelPath, role: `the model ${modelPath}` });
+  const outputs: OutputFile[] = [
+    { path: flags.output, role: '-o' },
+    { path: sideFileOf(flags.output), role: `the side file of -o (${sideFileOf(flags.output)}, the weights)` },
+  ];
+  if (flags.report !== undefined) outputs.push({ path: flags.report, role: '--report' });
+  checkOutputFiles(outputs, inputs);
 }
 
 /** The report written to a temporary file beside its target, flushed; renamed into place by the caller. */
@@ -110,11 +126,13 @@ export function registerOptimize(program: Command): void {
     )
     .action(async (modelPath: string, flags: OptimizeFlags) => {
       const model = loadModelOrFail(modelPath);
-      if (flags.report !== undefined) checkReportPath(flags.report, modelPath, flags.output);
+      checkPaths(modelPath, model, flags);
+      if (flags.maxError > 0 && flags.calibration === undefined) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
       const stages = flags.report !== undefined ? [...STAGES.slice(0, -1), 'report', 'write'] : STAGES;
       const result = await withProgress('optimize', stages, async (p) => {
         p.stage('calibration inputs');
-        const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
+        const seed = flags.seed + SEED_STREAM.calibration;
+        const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, seed, 2, flags.dim) : [];
         let optimized: OptimizeResult;
         try {
           optimized = await optimize(model, {
@@ -142,6 +160,8 @@ export function registerOptimize(program: Command): void {
               target: flags.target,
               optimized,
               runtime: flags.runtime,
+              // held out: a generated input of its own seed stream, never one of the calibration inputs
+              verifySamples: [...samplesFor(model, undefined, flags.seqLen, flags.seed + SEED_STREAM.heldOut, 1, flags.dim)],
               onProgress: (s) => p.stage(`report: ${s}`),
             });
             html = renderReport(data);
@@ -150,14 +170,15 @@ export function registerOptimize(program: Command): void {
           }
         }
         p.stage('write');
-        writeOutputs(flags, optimized, html);
+        if (flags.maxError > 0) recordCalibration(optimized.model, flags.calibration);
+        await holdingSignals(() => writeOutputs(flags, optimized, html));
         return optimized;
       });
       const report = flags.report !== undefined ? { report: flags.report } : {};
-      if (flags.json) process.stdout.write(`${JSON.stringify({ sites: result.sites, output: flags.output, ...report }, null, 2)}\n`);
+      if (flags.json) printJson({ sites: result.sites, output: flags.output, ...report });
       else {
         const also = flags.report !== undefined ? `\n  report: ${flags.report}` : '';
-        process.stdout.write(`${modelPath}: ${result.sites.length} site${result.sites.length === 1 ? '' : 's'} -> ${flags.output}\n${formatSites(result.sites)}${also}\n`);
+        printResult(`${modelPath}: ${result.sites.length} site${result.sites.length === 1 ? '' : 's'} -> ${flags.output}\n${formatSites(result.sites)}${also}`);
       }
     });
 }

@@ -3,6 +3,7 @@
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { RUNTIMES, type Runtime } from '@attnopt/core';
+import { ALLOW_MEMORY_HELP, memorySize } from './memory.js';
 
 export function nonNegativeNumber(value: string): number {
   const x = Number(value);
@@ -56,6 +57,7 @@ export interface DecisionFlags {
   dim?: Record<string, number>;
   target?: string;
   runtime: Runtime;
+  allowMemory?: number;
   allowStatistical?: boolean;
 }
 
@@ -68,7 +70,8 @@ export function addDecisionOptions(command: Command, withTarget: boolean): Comma
     .option('--calibration <path>', 'calibration inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
     .option('--seed <s>', 'seed of generated inputs and seeded forms', integer, 0)
     .option('--dim <name=size>', DIM_HELP, dimSize)
-    .addOption(runtimeOption('for calibration'));
+    .addOption(runtimeOption('for calibration'))
+    .option('--allow-memory <size>', ALLOW_MEMORY_HELP, memorySize);
   if (withTarget) command.option('--target <name>', `cost model target: ${COST_TARGETS.join(', ')}`, costTarget, 'onnxruntime-cpu');
   return command;
 }

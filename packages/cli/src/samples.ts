@@ -1,8 +1,38 @@
 // Calibration or verification inputs: a folder the user names, or inputs generated from the model. Generated
 // inputs are made when first read (a model with no attention site never needs them, and weights fed as inputs
 // can be large), then kept for the next reader.
+// Generated inputs of different purposes never coincide: sample k of a purpose uses seed + stream + k, with
+// streams 2^20 apart (calibration, the report's held-out input, verify), so verify and the report never see
+// the calibration inputs for the same --seed (and any sample count under 2^20).
 
-import { existsSync } from 'node:fs';
+/** Offsets added to --seed per purpose of generated inputs. */
+export const SEED_STREAM = { calibration: 0, heldOut: 2 ** 20, verify: 2 ** 21 } as const;
+
+/** Metadata key under which optimize records the calibration folder it read (its real path), if any. */
+export const CALIBRATION_METADATA = 'attnopt.calibration';
+
+/** Records in the model's metadata which calibration folder the choices were made on (none: generated inputs). */
+export function recordCalibration(model: AttnoptModel, folder: string | undefined): void {
+  const value = JSON.stringify(folder === undefined ? { generated: true } : { folder: realpathSync(folder) });
+  const kept = (model.proto.metadataProps ?? []).filter((e) => e.key !== CALIBRATION_METADATA);
+  model.proto.metadataProps = [...kept, { key: CALIBRATION_METADATA, value }];
+}
+
+/** A note when verify's --inputs is the folder the optimized model was calibrated on (its errors are then not held out). */
+export function calibrationNote(optimized: AttnoptModel, inputs: string | undefined): string | undefined {
+  if (inputs === undefined || !existsSync(inputs)) return undefined;
+  const entry = optimized.proto.metadataProps?.find((e) => e.key === CALIBRATION_METADATA);
+  let folder: unknown;
+  try {
+    folder = (JSON.parse(entry?.value ?? '{}') as { folder?: unknown }).folder;
+  } catch {
+    return undefined;
+  }
+  if (typeof folder !== 'string' || realpathSync(inputs) !== folder) return undefined;
+  return `${inputs} is the folder the optimized model was calibrated on: the comparison is not held out (inputs it never saw may differ more)`;
+}
+
+import { existsSync, realpathSync } from 'node:fs';
 import { type AttnoptModel, type CalibrationSample, calibrationSet, generateInputs } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 

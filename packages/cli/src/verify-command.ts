@@ -1,16 +1,19 @@
 // attnopt verify ORIGINAL OPTIMIZED: both models in onnxruntime on the same inputs; how much of the
-// original's behaviour the optimized model keeps. Exit 3 when an output's error, with the models as written,
-// exceeds what the optimized model's metadata certifies plus float rounding and the original's own drift
-// under onnxruntime's graph optimizations.
+// original's behaviour the optimized model keeps. It always judges: exit 3 when an output's error, with the
+// models as written, exceeds what the optimized model's metadata certifies plus float rounding and the
+// original's own drift under onnxruntime's graph optimizations; without a certificate, when it exceeds
+// --tolerance times the output's scale; and when a --min-top1, --max-kl or --min-cosine threshold is missed.
 
-import { type Command } from 'commander';
-import { type OutputComparison, type Runtime, verifyModels } from '@attnopt/core';
+import { type Command, InvalidArgumentError } from 'commander';
+import { DEFAULT_TOLERANCE, type OutputComparison, type Runtime, type VerifyReport, type VerifyThresholds, verifyModels } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 import { failedOn } from './failure.js';
 import { loadModelOrFail } from './load.js';
-import { DIM_HELP, dimSize, integer, positiveInteger, runtimeOption } from './options.js';
+import { checkRunMemory, ALLOW_MEMORY_HELP, memorySize } from './memory.js';
+import { DIM_HELP, dimSize, integer, nonNegativeNumber, positiveInteger, runtimeOption } from './options.js';
+import { printError, printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
-import { samplesFor } from './samples.js';
+import { calibrationNote, samplesFor, SEED_STREAM } from './samples.js';
 
 interface VerifyFlags {
   seqLen: number;
@@ -19,6 +22,43 @@ interface VerifyFlags {
   dim?: Record<string, number>;
   runtime: Runtime;
   json?: boolean;
+  tolerance?: number;
+  minTop1?: number;
+  maxKl?: number;
+  minCosine?: number;
+  allowMemory?: number;
+}
+
+function fraction(value: string): number {
+  const x = nonNegativeNumber(value);
+  if (x > 1) throw new InvalidArgumentError('expected a number between 0 and 1');
+  return x;
+}
+
+function cosine(value: string): number {
+  const x = Number(value);
+  if (value.trim() === '' || !(x >= -1 && x <= 1)) throw new InvalidArgumentError('expected a number between -1 and 1');
+  return x;
+}
+
+function thresholdsOf(flags: VerifyFlags): VerifyThresholds {
+  return {
+    ...(flags.tolerance !== undefined ? { tolerance: flags.tolerance } : {}),
+    ...(flags.minTop1 !== undefined ? { minTop1: flags.minTop1 } : {}),
+    ...(flags.maxKl !== undefined ? { maxKL: flags.maxKl } : {}),
+    ...(flags.minCosine !== undefined ? { minCosine: flags.minCosine } : {}),
+  };
+}
+
+/** Thresholds that judged nothing (no output has the metric): said, so a reader does not take them as passed. */
+function unusedThresholds(report: VerifyReport): string[] {
+  const has = (k: keyof OutputComparison) => report.outputs.some((o) => o[k] !== undefined);
+  const t = report.thresholds;
+  return [
+    t.minTop1 !== undefined && !has('top1Agreement') ? '--min-top1' : '',
+    t.maxKL !== undefined && !has('meanKL') ? '--max-kl' : '',
+    t.minCosine !== undefined && !has('meanCosine') ? '--min-cosine' : '',
+  ].filter((s) => s !== '');
 }
 
 const fmt = (x: number) => x.toPrecision(3);
@@ -45,35 +85,47 @@ export function registerVerify(program: Command): void {
     .argument('<optimized>', 'the model `attnopt optimize` wrote')
     .option('--seq-len <n>', 'sequence length of generated inputs', positiveInteger, 128)
     .option('--inputs <path>', 'inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
-    .option('--seed <s>', 'seed of generated inputs', integer, 1)
+    .option('--seed <s>', 'seed of generated inputs (a stream apart from the calibration inputs optimize generates with the same seed)', integer, 0)
     .option('--dim <name=size>', DIM_HELP, dimSize)
     .addOption(runtimeOption('(both models)'))
-    .option('--json', 'print { outputs: [{ name, maxAbsError, maxRelError, rounding, top1Agreement?, meanKL?, meanCosine?, asWrittenMaxAbsError?, originalDrift? }], msOriginal, msOptimized, certified, withinCertified }')
-    .addHelpText('after', '\nOutputs are compared as deployed (onnxruntime with all graph optimizations). In onnxruntime both models also run\nwith graph optimizations off (as written): the certificate is checked there, with float rounding and the\noriginal\'s own drift under the optimizations (how much the same model moves when only its float order changes)\nallowed beside it. Exit 3 when an output differs by more than that.\n\nExamples:\n  $ attnopt verify model.onnx model.opt.onnx\n  $ attnopt verify model.onnx model.opt.onnx --seq-len 512 --json\n  $ attnopt verify model.onnx model.opt.onnx --runtime attnopt-cpu    # without onnxruntime')
+    .option('--tolerance <t>', `without a certificate in the optimized model: max abs error allowed, relative to each output's scale (its largest |element| in the original), default ${DEFAULT_TOLERANCE}`, nonNegativeNumber)
+    .option('--min-top1 <share>', 'logits outputs: least share (0..1) of rows whose argmax must agree', fraction)
+    .option('--max-kl <kl>', 'logits outputs: largest mean KL(original || optimized) allowed', nonNegativeNumber)
+    .option('--min-cosine <c>', 'embedding outputs: least mean cosine similarity of rows', cosine)
+    .option('--allow-memory <size>', ALLOW_MEMORY_HELP, memorySize)
+    .option('--json', 'print { outputs: [{ name, maxAbsError, maxRelError, rounding, scale, top1Agreement?, meanKL?, meanCosine?, asWrittenMaxAbsError?, originalDrift? }], msOriginal, msOptimized, certified, withinCertified, thresholds, failures, passed }')
+    .addHelpText('after', '\nOutputs are compared as deployed (onnxruntime with all graph optimizations). In onnxruntime both models also run\nwith graph optimizations off (as written): the certificate is checked there, with float rounding and the\noriginal\'s own drift under the optimizations (how much the same model moves when only its float order changes)\nallowed beside it. Exit 3 when an output differs by more than that. Without a certificate, exit 3 when the max abs error\nof an output exceeds --tolerance x its scale. Exit 3 too when a --min-top1, --max-kl or --min-cosine threshold is missed.\n\nExamples:\n  $ attnopt verify model.onnx model.opt.onnx\n  $ attnopt verify model.onnx model.opt.onnx --seq-len 512 --json\n  $ attnopt verify model.onnx model.opt.onnx --runtime attnopt-cpu    # without onnxruntime')
     .action(async (originalPath: string, optimizedPath: string, flags: VerifyFlags) => {
       const original = loadModelOrFail(originalPath);
       const optimized = loadModelOrFail(optimizedPath);
+      if (flags.inputs === undefined) checkRunMemory(original, originalPath, flags.seqLen, flags.allowMemory);
+      const note = calibrationNote(optimized, flags.inputs);
+      if (note !== undefined) printError(`note: ${note}`);
       const report = await withProgress('verify', ['inputs', 'running both models'], async (p) => {
         p.stage('inputs');
-        const samples = samplesFor(original, flags.inputs, flags.seqLen, flags.seed, 1, flags.dim);
+        const samples = samplesFor(original, flags.inputs, flags.seqLen, flags.seed + SEED_STREAM.verify, 1, flags.dim);
         p.stage('running both models');
         try {
-          return await verifyModels(originalPath, optimizedPath, optimized, samples, { runtime: flags.runtime });
+          return await verifyModels(originalPath, optimizedPath, optimized, samples, { runtime: flags.runtime, thresholds: thresholdsOf(flags) });
         } catch (e) {
           throw failedOn(optimizedPath, e, flags.inputs === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false }, '--inputs');
         }
       });
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        printJson(report);
       } else {
-        const certified = report.certified === null ? 'no certificate in the model' : `certified max error per site ${fmt(report.certified)}`;
-        process.stdout.write(
+        const certified =
+          report.certified === null
+            ? `no certificate in the model: judged against tolerance ${report.thresholds.tolerance} x each output's scale`
+            : `certified max error per site ${fmt(report.certified)}`;
+        printResult(
           `${optimizedPath} vs ${originalPath} (${certified}):\n${report.outputs.map(formatOutput).join('\n')}\n` +
-            `  time: original ${report.msOriginal.toFixed(1)} ms, optimized ${report.msOptimized.toFixed(1)} ms\n`,
+            `  time: original ${report.msOriginal.toFixed(1)} ms, optimized ${report.msOptimized.toFixed(1)} ms`,
         );
       }
-      if (report.withinCertified === false) {
-        throw new CliError(`verification failed: an output differs by more than the certified ${fmt(report.certified ?? 0)}`, ExitCode.verificationFailed);
+      for (const unused of unusedThresholds(report)) printError(`note: ${unused} judged no output (no output has that measure)`);
+      if (!report.passed) {
+        throw new CliError(`verification failed:\n  ${report.failures.join('\n  ')}`, ExitCode.verificationFailed);
       }
     });
 }
