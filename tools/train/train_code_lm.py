@@ -1,0 +1,114 @@
+"""Trains attnopt's byte-level causal code language model on the Python standard library and exports it.
+
+    /usr/bin/python3 tools/train/train_code_lm.py            # writes examples/trained/code-lm.onnx + code-lm.json
+
+Short contexts first (cheap), then a phase at 2048. Held-out bits per byte are measured on held-out files never
+trained on; the metrics file also records torch's bits per byte on the committed held-out sample at n = 4096, which
+the onnxruntime test compares against.
+"""
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')  # the training machine is shared: one BLAS thread
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from byte_data import split, stream  # noqa: E402
+from byte_model import ByteTransformer  # noqa: E402
+from byte_train import Phase, export_onnx, train  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+OUT = ROOT / 'examples' / 'trained'
+SAMPLE = OUT / 'heldout' / 'stdlib-heldout.txt'
+SAMPLE_BYTES = 32768
+
+
+def lm_bits_per_byte(model: torch.nn.Module, data: torch.Tensor, context: int, max_windows: int) -> float:
+    """Mean next-byte cross-entropy in bits over non-overlapping windows of `context` bytes (the first byte of each
+    window has no prediction)."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for w in range(min(max_windows, (len(data) - 1) // context)):
+            x = data[w * context:(w + 1) * context].long()[None]
+            logits = model(x)
+            total += F.cross_entropy(logits[0, :-1], x[0, 1:], reduction='sum').item()
+            count += context - 1
+    return total / count / math.log(2)
+
+
+def write_sample(heldout: bytes) -> bytes:
+    """The committed held-out sample: the first SAMPLE_BYTES of the held-out stream, cut back to whole lines."""
+    text = heldout[:SAMPLE_BYTES]
+    text = text[:text.rfind(b'\n') + 1]
+    SAMPLE.parent.mkdir(parents=True, exist_ok=True)
+    SAMPLE.write_bytes(text)
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--short-steps', type=int, default=500)
+    ap.add_argument('--long-steps', type=int, default=40)
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--eval-windows', type=int, default=24)
+    ap.add_argument('--out', default=str(OUT / 'code-lm.onnx'))
+    ap.add_argument('--checkpoint', default='/tmp/attnopt-train/code-lm.pt', help='weights saved before export')
+    ap.add_argument('--from-checkpoint', action='store_true', help='skip training: load --checkpoint, then evaluate and export')
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    t0 = time.time()
+    train_files, heldout_files = split(args.seed)
+    train_data = torch.frombuffer(bytearray(stream(train_files)), dtype=torch.uint8)
+    heldout = stream(heldout_files)
+    heldout_data = torch.frombuffer(bytearray(heldout), dtype=torch.uint8)
+    sample = write_sample(heldout)
+    print(f'train {len(train_files)} files {len(train_data)} bytes; heldout {len(heldout_files)} files {len(heldout_data)} bytes', flush=True)
+
+    model = ByteTransformer(d=128, heads=4, layers=4, causal=True)
+
+    def loss_fn(m, batch, context, gen):
+        starts = torch.randint(0, len(train_data) - context - 1, (batch,), generator=gen)
+        x = torch.stack([train_data[s:s + context + 1] for s in starts.tolist()]).long()
+        logits = m(x[:, :-1])
+        return F.cross_entropy(logits.reshape(-1, 256), x[:, 1:].reshape(-1))
+
+    phases = [Phase(args.short_steps, batch=16, context=256), Phase(args.long_steps, batch=1, context=2048)]
+    if args.from_checkpoint:
+        model.load_state_dict(torch.load(args.checkpoint))
+        curve = json.loads(pathlib.Path(args.checkpoint).with_suffix('.curve.json').read_text())
+    else:
+        curve = train(model, phases, loss_fn, lr=2e-3, seed=args.seed, log_every=25, log=lambda s: print(s, flush=True))
+        pathlib.Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), args.checkpoint)
+        pathlib.Path(args.checkpoint).with_suffix('.curve.json').write_text(json.dumps(curve))
+    train_seconds = time.time() - t0
+    sample_data = torch.frombuffer(bytearray(sample), dtype=torch.uint8)
+    metrics = {
+        'model': 'code-lm', 'seed': args.seed, 'params': sum(p.numel() for p in model.parameters()),
+        'config': {'d': 128, 'heads': 4, 'layers': 4, 'position': 'rope', 'causal': True},
+        'phases': [p.__dict__ for p in phases], 'train_seconds': round(train_seconds, 1),
+        'train_files': len(train_files), 'heldout_files': len(heldout_files),
+        'train_bytes': len(train_data), 'heldout_bytes': len(heldout_data),
+        'heldout_bits_per_byte': {
+            str(n): lm_bits_per_byte(model, heldout_data, n, max(1, args.eval_windows * 2048 // n)) for n in (2048, 4096)},
+        'heldout_eval_bytes': args.eval_windows * 2048,
+        'sample': SAMPLE.name, 'sample_bits_per_byte_n4096': lm_bits_per_byte(model, sample_data, 4096, 1),
+        'curve': curve,
+    }
+    print(json.dumps({k: v for k, v in metrics.items() if k != 'curve'}), flush=True)
+    export_onnx(model, args.out, example_len=64)
+    pathlib.Path(args.out).with_suffix('.json').write_text(json.dumps(metrics, indent=1) + '\n')
+    print(f'wrote {args.out} ({pathlib.Path(args.out).stat().st_size} bytes) in {time.time() - t0:.0f} s', flush=True)
+
+
+if __name__ == '__main__':
+    main()
