@@ -1,11 +1,13 @@
 // Head roles on constructed attention patterns whose answers are known by construction: a window of w keys
 // (local, reach w), most mass on key 0 (sink), mass on the key after the previous occurrence in a sequence
 // repeated with period P (induction, offset P - 1), mass on two fixed keys (global), uniform (diffuse). Then the
-// same patterns made by a site's own Q, K and bias through siteHeadRoles (scores -> softmax in float64).
+// same patterns made by a site's own Q, K and bias through siteHeadRoles (scores -> softmax in float64), and a
+// generated model whose heads decay with |i - j| at two rates through modelHeadRoles.
 
 import { describe, expect, test } from 'vitest';
 import { type AttentionParams } from '@attnopt/ir';
-import { HeadRoleAccumulator, type SiteSamples, siteHeadRoles } from '../src/index.js';
+import { HeadRoleAccumulator, importOnnx, modelHeadRoles, printGraph, type SiteSamples, siteHeadRoles } from '../src/index.js';
+import { longAttentionBytes, longAttentionSample } from './helpers/long-attention.js';
 
 const N = 256;
 
@@ -156,5 +158,19 @@ describe('siteHeadRoles: probabilities from Q, K and the bias', () => {
       // the causal spec lets row i see i + 1 keys: rows 31..127 reach minKeys = n / 4 = 32
       expect(h.stats.rows).toBe(n - 32 + 1);
     }
+  });
+});
+
+describe('modelHeadRoles: run the model, collect each site, classify', () => {
+  // the generated long-attention model: attention decays with |i - j|, head 1's reaching 16 times further than head 0's
+  test('both heads of the long-attention model are local, head 1 reaching further, and the model is left as it was', async () => {
+    const model = importOnnx(longAttentionBytes());
+    const before = printGraph(model.graph);
+    const [site] = await modelHeadRoles(model, [longAttentionSample(1, 512, [1, 16])]);
+    expect(site!.id).toBe('site0');
+    const [h0, h1] = site!.heads;
+    expect(h0!.role).toBe('local');
+    expect(h1!.stats.reach).toBeGreaterThan(4 * h0!.stats.reach);
+    expect(printGraph(model.graph)).toBe(before);
   });
 });
