@@ -19,13 +19,16 @@ import {
   dense,
   globalTokens,
   intersect,
+  intervals,
   keeps,
+  rowKeys,
+  topkBlocks,
   type MaskSpec,
   sinks,
   slidingWindow,
   union,
 } from '@attnopt/ir';
-import { compareArrays, fromBhsd, referenceAttention, type Tensor64 } from '@attnopt/reference';
+import { compareArrays, dataLeafResolver, fromBhsd, referenceAttention, type Tensor64 } from '@attnopt/reference';
 import { seededValues } from '@attnopt/properties';
 import { compileAttention, type CpuBoolTensor, CpuWorkerPool } from '../index.js';
 
@@ -253,6 +256,33 @@ describe.each(BACKENDS)('guarded %s kernel', (backend) => {
     expect(got.fallbackRows).toBe(0);
     const want = referenceAttention({ ...params, spec: causal() }, x).y.data;
     expect(compareArrays(got.y, want, { atol: 1e-3 + TOL.atol, rtol: TOL.rtol }).ok).toBe(true);
+  });
+});
+
+describe('guarded top-k blocks (a data-dependent key set)', () => {
+  it.each(BACKENDS)('%s: within epsilon of dense, certificates at least the dropped mass', (backend) => {
+    fc.assert(
+      fc.property(fc.constantFrom(...FAMILIES.filter((f) => f !== 'maskedRows' && f !== 'floatBias' && f !== 'padded')), fc.integer({ min: 9, max: 60 }), fc.constantFrom(0, 1e-2, 0.2), fc.integer({ min: 0, max: 1000 }), (family, n, epsilon, seed) => {
+        const d = 8;
+        const scale = 1 / Math.sqrt(d);
+        const spec = topkBlocks(8, 2);
+        const params: AttentionParams = { numHeads: 1, kvNumHeads: 1, headDim: d, vHeadDim: d, scale, softcap: 0, layout: 'bhsd', spec };
+        const x = inputs(family, n, d, 1, seed, scale);
+        const resolver = () => dataLeafResolver({ q: x.q.data, k: x.k.data, nq: n, nk: n, d, scale });
+        const got = compileAttention(params, { backend, blockQ: 8, blockK: 8, guard: { epsilon, modelMask: causal() } }).runGuarded(x, { resolver });
+        const ref = referenceAttention({ ...params, spec: causal(), scoresMode: 'softmax' }, x);
+        const cmp = compareArrays(got.y, ref.y.data, { atol: epsilon + TOL.atol, rtol: TOL.rtol });
+        if (!cmp.ok) throw new Error(`${family}: output beyond epsilon ${epsilon}: max abs error ${cmp.maxAbsError}`);
+        const r = resolver();
+        for (let i = 0; i < n; i++) {
+          const kept = rowKeys(intersect(causal(), spec), i, { nq: n, nk: n }, r);
+          let m = 0;
+          for (let j = 0; j < n; j++) if (!intervals.contains(kept, j)) m += ref.scores!.data[i * n + j]!;
+          if (!(got.certificates[i]! >= m * (1 - 1e-6) - 1e-7)) throw new Error(`${family}: row ${i}: certificate ${got.certificates[i]} below ${m}`);
+        }
+      }),
+      { numRuns: 40, seed: 1405 },
+    );
   });
 });
 
