@@ -5,8 +5,9 @@
 // the first keys. Only rows whose mask lets them see at least `minKeys` keys count (the first rows of a causal head see few
 // keys and look local whatever the head does). The rules, in order (first match wins):
 //   sink       the first `sinks` keys hold >= sinkMass of a row's mass on average
-//   induction  one offset i - j >= minOffset holds >= diagonalMass (a far diagonal: the key a fixed distance back,
-//              which on a repeated span of period P is the key after the previous occurrence, offset P - 1)
+//   induction  one offset i - j >= minOffset holds >= diagonalMass of the rows that reach that far back (at least
+//              a quarter of the rows): a far diagonal, the key a fixed distance back, which on a span repeated with
+//              period P is the key after the previous occurrence (offset P - 1)
 //   local      a window of `reach` keys around the query (plus the first `sinks` keys) holds >= coverage of the
 //              mass, with reach <= localFraction of the keys
 //   global     the `globalKeys` heaviest keys (outside the sinks) hold >= globalMass
@@ -51,7 +52,7 @@ export interface HeadRoleStats {
   readonly sinkMass: number;
   /** Smallest window |i - j| < reach that, with the sinks, holds `coverage` of the mass; and that window's size in keys. */
   readonly reach: number;
-  /** The far offset i - j (>= minOffset) holding the most mass, and that mass. */
+  /** The far offset i - j (>= minOffset) holding the most mass per row reaching it, and that mean mass. */
   readonly diagonalOffset: number;
   readonly diagonalMass: number;
   /** The heaviest keys outside the sinks (at most `globalKeys`) and the mass they hold. */
@@ -90,6 +91,8 @@ export class HeadRoleAccumulator {
   private readonly byDistance: Float64Array;
   private readonly byOffset: Float64Array;
   private readonly byKey: Float64Array;
+  /** Counted rows by query position (clamped to nk - 1). */
+  private readonly rowsAt: Float64Array;
   private readonly o: ReturnType<typeof defaults>;
   private readonly minKeys: number;
 
@@ -102,6 +105,7 @@ export class HeadRoleAccumulator {
     this.byDistance = new Float64Array(nk);
     this.byOffset = new Float64Array(nk);
     this.byKey = new Float64Array(nk);
+    this.rowsAt = new Float64Array(nk);
   }
 
   /**
@@ -111,6 +115,7 @@ export class HeadRoleAccumulator {
   addRow(i: number, p: ArrayLike<number>, visible: number): void {
     if (visible < this.minKeys) return;
     this.rows++;
+    this.rowsAt[Math.min(Math.max(i, 0), this.nk - 1)]! += 1;
     this.keysSeen += visible;
     let h = 0;
     for (let j = 0; j < this.nk; j++) {
@@ -142,13 +147,14 @@ export class HeadRoleAccumulator {
     let reach = 0;
     let held = sinkMass;
     while (reach < this.nk && held < coverage) held += this.byDistance[reach++]! / r;
+    // mass at offset `off` per row that reaches that far back (i >= off), over offsets most rows reach
     let diagonalOffset = 0;
-    let diagonal = 0;
-    for (let off = minOffset; off < this.nk; off++) {
-      if (this.byOffset[off]! > diagonal) {
-        diagonal = this.byOffset[off]!;
-        diagonalOffset = off;
-      }
+    let diagonalMass = 0;
+    let reaching = this.rows;
+    for (let off = 0; off < this.nk && reaching >= this.rows / 4 && reaching > 0; off++) {
+      const m = this.byOffset[off]! / reaching;
+      if (off >= minOffset && m > diagonalMass) [diagonalMass, diagonalOffset] = [m, off];
+      reaching -= this.rowsAt[off]!;
     }
     const keys = [...this.byKey.keys()]
       .filter((j) => this.byKey[j]! > 0)
@@ -160,7 +166,7 @@ export class HeadRoleAccumulator {
       sinkMass,
       reach,
       diagonalOffset,
-      diagonalMass: diagonal / r,
+      diagonalMass,
       globalKeys: keys,
       globalMass: keys.reduce((a, j) => a + this.byKey[j]!, 0) / r,
       entropy: this.entropy / r,

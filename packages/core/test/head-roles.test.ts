@@ -83,6 +83,17 @@ describe('head roles from attention rows', () => {
     expect(r.stats.diagonalMass).toBeGreaterThan(0.7);
   });
 
+  test('40% on key 0 and the rest uniform is neither a sink head nor a diagonal (a fixed key moves along the offsets)', () => {
+    const r = classifyRows(N, (i) => {
+      const p = spread(new Float64Array(N), 0, i, 0.6);
+      p[0]! += 0.4;
+      return p;
+    });
+    expect(r.stats.sinkMass).toBeLessThan(0.5);
+    expect(r.stats.diagonalMass).toBeLessThan(0.05);
+    expect(r.role).toBe('diffuse');
+  });
+
   test('60% on keys 10 and 100 of every row (bidirectional) is global on those keys', () => {
     const r = classifyRows(
       N,
