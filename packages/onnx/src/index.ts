@@ -15,7 +15,7 @@ export {
   type ResolvedExternalData,
 } from './external-data.js';
 export { AtomicFile, nodeWriteFiles, type WriteFiles } from './atomic-write.js';
-export { MAX_MODEL_BYTES, MAX_NODES, MAX_RANK, quoteName } from './limits.js';
+export { MAX_MODEL_BYTES, MAX_NAME_CHARS, MAX_NODES, MAX_RANK, quoteName } from './limits.js';
 export { readModel, readModelBytes, writeModel, type LoadedModel, type ReadModelOptions, type WriteModelOptions } from './model-file.js';
 export { SCHEMA, type FieldSpec, type MessageName, type MessageSpec, type ScalarType } from './schema.js';
 export { forEachTensor, mapTensors } from './walk.js';
