@@ -18,6 +18,7 @@ import {
 import { analyzeMaskPass, attentionSites, inferDtype, inferShape, siteOrigin } from '@attnopt/passes';
 import { type PassNote, runPipeline } from '@attnopt/rewrite';
 import { recognize } from './recognize.js';
+import { pushAll } from './extremes.js';
 
 export interface AnalyzeOptions {
   /** Also report the fraction of (query, key) pairs each site keeps at nq = nk = seqLen. */
@@ -95,7 +96,7 @@ export function analyze(graph: Graph, options: AnalyzeOptions = {}): AnalyzeResu
   );
   const descriptions = new Map([...before.keys()].map((node) => [node, node.describe()]));
   const analysis = runPipeline(graph, [analyzeMaskPass()], { verify: false }).notes;
-  notes.push(...analysis);
+  pushAll(notes, analysis);
 
   const sites = attentionSites(graph).map(({ id, node }): SiteFacts => {
     const p = attentionParams(node);

@@ -13,6 +13,7 @@ import { analyze, type SiteFacts } from './analyze.js';
 import { type CalibrationSample, collectSiteTensors, generateInputs, type Runtime } from './calibrate/index.js';
 import { siteCalibration } from './calibrate/site-calibration.js';
 import type { AttnoptModel } from './model.js';
+import { maxOf, pushAll } from './extremes.js';
 
 export interface DecideOptions {
   /**
@@ -192,7 +193,7 @@ export async function decide(model: AttnoptModel, options: DecideOptions = {}): 
     stage('calibrate');
     const samples = options.samples ?? generateInputs(model, { seqLen, seed: options.seed ?? 0, count: options.calibrationCount ?? 2 });
     const collected = await collectSiteTensors(model, samples, { runtime: options.runtime ?? 'onnxruntime' });
-    const count = Math.max(0, ...collected.map((s) => s.samples.length));
+    const count = maxOf(collected.map((s) => s.samples.length), 0);
     provenance = { source: fromUser ? 'user' : 'generated', count, seqLen: fromUser ? (keyLength(collected) ?? seqLen) : seqLen };
     for (const s of collected) if (s.skipped !== undefined) uncollected.set(s.id, s.skipped);
     const calibration = collected.filter((s) => s.samples.length > 0);
@@ -210,7 +211,7 @@ export async function decide(model: AttnoptModel, options: DecideOptions = {}): 
         if (groups) groupNodes.set(node, groups);
       },
     });
-    notes.push(...pass.run(model.graph).notes);
+    pushAll(notes, pass.run(model.graph).notes);
   }
 
   const plans = sites.map(({ id, node }): SitePlan => {

@@ -8,6 +8,7 @@ import { type Guarantee, lowerAttentionPass, NATIVE_ATTENTION_OPSET, unliftSite 
 import type { PassNote } from '@attnopt/rewrite';
 import { type CalibrationProvenance, DECIDE_STAGES, type DecideOptions, decide, type GroupPlan, modelOpset, type SitePlan } from './decide.js';
 import type { AttnoptModel } from './model.js';
+import { pushAll } from './extremes.js';
 
 export interface OptimizeOptions extends DecideOptions {
   /**
@@ -142,7 +143,7 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
   }
   stage('lower');
   const native = (options.nativeAttention ?? true) && opset >= NATIVE_ATTENTION_OPSET ? { native: 'onnxruntime' as const } : {};
-  notes.push(...lowerAttentionPass({ opset, ...native }).run(model.graph).notes);
+  pushAll(notes, lowerAttentionPass({ opset, ...native }).run(model.graph).notes);
   const sites = decided.sites.map((p) => optimizedSite(p, restored.has(p.id)));
   const certified = { maxError: decided.budget, sites: Object.fromEntries(sites.map((s) => [s.id, s.bound])) };
   const guarantees: GuaranteesMetadata = {

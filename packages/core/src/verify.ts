@@ -20,6 +20,7 @@ import { toOrt } from './calibrate/ort-tensor.js';
 import type { AttnoptModel } from './model.js';
 import { recognize } from './recognize.js';
 import { CERTIFIED_METADATA } from './optimize.js';
+import { maxOf } from './extremes.js';
 
 export interface OutputComparison {
   readonly name: string;
@@ -95,12 +96,7 @@ export interface VerifyOptions {
   readonly thresholds?: VerifyThresholds;
 }
 
-/** The largest of many numbers without spreading them into arguments (a row may hold 256k logits). */
-function maxOf(values: Iterable<number>, start = -Infinity): number {
-  let m = start;
-  for (const v of values) if (v > m) m = v;
-  return m;
-}
+
 
 /** The certified bound recorded by `optimize` in the model's metadata, or null. */
 export function certifiedBound(model: AttnoptModel): number | null {

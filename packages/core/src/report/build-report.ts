@@ -36,6 +36,7 @@ import {
 } from './report-data.js';
 import { sampleForPasses, siteCalibration } from '../calibrate/site-calibration.js';
 import { DEFAULT_BUDGETS, tradeoffPoint } from './tradeoff.js';
+import { maxOf } from '../extremes.js';
 
 /**
  * decide's options (maxError, samples, seqLen, calibrationCount, seed, target, runtime), then the report's own.
@@ -263,7 +264,7 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
       sitesChanged: main.sites.filter((s) => !s.exact).length,
       flopsBefore: known.length ? known.reduce((a, s) => a + s.flopsBefore, 0) : null,
       flopsAfter: known.length ? known.reduce((a, s) => a + s.flopsAfter, 0) : null,
-      largestBound: bounds.length ? Math.max(...bounds) : null,
+      largestBound: bounds.length ? maxOf(bounds) : null,
     },
     sites,
     costCurve: modelCostCurve(

@@ -1,6 +1,8 @@
 // A small line / scatter chart as inline SVG: linear or log axes with ticks, labels and a legend. No
 // external fonts or scripts: the report stays one self-contained file.
 
+import { maxOf, minOf } from '../extremes.js';
+
 export interface ChartSeries {
   readonly label: string;
   readonly color: string;
@@ -48,7 +50,7 @@ const compact = (x: number): string => {
 function tickFormat(values: readonly number[], log: boolean): (x: number) => string {
   if (log || values.length < 2) return compact;
   const step = Math.abs(values[1]! - values[0]!);
-  const big = Math.max(...values.map(Math.abs));
+  const big = maxOf(values.map(Math.abs));
   if (big >= 1e4 || step === 0) return compact;
   const decimals = Math.min(12, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
   return (x) => x.toFixed(decimals);
@@ -77,8 +79,8 @@ function ticks(lo: number, hi: number, log: boolean): number[] {
 function range(values: number[], axis: ChartAxis): [number, number] {
   const vs = [...values, ...(axis.include ?? [])].filter((v) => Number.isFinite(v) && (!axis.log || v > 0));
   if (vs.length === 0) return axis.log ? [1, 10] : [0, 1];
-  let lo = Math.min(...vs);
-  let hi = Math.max(...vs);
+  let lo = minOf(vs);
+  let hi = maxOf(vs);
   if (axis.log) {
     if (lo === hi) return [lo / 2, hi * 2];
     return [lo / 1.15, hi * 1.15];
@@ -112,7 +114,7 @@ export function svgChart(spec: ChartSpec): string {
   const yTicks = spec.y.ticks ?? ticks(y0, y1, spec.y.log ?? false);
   const fx = spec.x.format ?? tickFormat(xTicks, spec.x.log ?? false);
   const fy = spec.y.format ?? tickFormat(yTicks, spec.y.log ?? false);
-  m.left = Math.max(m.left, 34 + 6.5 * Math.max(...yTicks.map((t) => fy(t).length)));
+  m.left = Math.max(m.left, 34 + 6.5 * maxOf(yTicks.map((t) => fy(t).length)));
   const pw = W - m.left - m.right;
   const parts: string[] = [];
   parts.push(`<text class="chart-title" x="${m.left}" y="18">${escapeHtml(spec.title)}</text>`);
