@@ -149,7 +149,7 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
     if (s.headRoles) for (const g of d.groups ?? [{ id: 'heads', heads: s.headRoles.map((r) => r.head) }]) lines.push(`      roles ${g.id}: ${roleOf(g.heads)}`);
     if (d.tried.length > 0) {
       const tried = d.tried as { spec: string; accepted: boolean; bound: number | null; measuredError: number | null; flops: number; time: number; reason: string }[];
-      const w = Math.max(4, ...tried.map((t) => t.spec.length));
+      const w = tried.reduce((m, t) => Math.max(m, t.spec.length), 4);
       lines.push(`      tried:  ${'form'.padEnd(w)} ${'verdict'.padEnd(9)} ${'bound'.padStart(9)} ${'measured'.padStart(9)} ${'flops'.padStart(9)} ${'ms'.padStart(8)}  why`);
       for (const t of tried) {
         lines.push(
@@ -178,7 +178,7 @@ export function formatInspect(report: InspectJson, seqLen = 128): string {
   const head = `${report.model}: ${n} attention site${n === 1 ? '' : 's'}${n === 0 && report.noSites ? `: ${report.noSites}` : ''}`;
   const d = report.decisions;
   const lines = [d ? `${head} (decisions for max error ${d.budget} on ${d.target}, n=${d.seqLen})` : head];
-  for (const s of report.sites) lines.push(...siteLines(s, d?.seqLen ?? seqLen));
+  for (const s of report.sites) for (const line of siteLines(s, d?.seqLen ?? seqLen)) lines.push(line);
   const m = report.misses.length;
   if (m > 0) {
     lines.push(`  not lifted: ${m} node${m === 1 ? '' : 's'} that look${m === 1 ? 's' : ''} like attention`);
