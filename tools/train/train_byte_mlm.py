@@ -19,7 +19,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from byte_data import split, stream  # noqa: E402
+from byte_data import split, spread_windows, stream, write_heldout_sample  # noqa: E402
 from byte_model import MASK_ID, ByteTransformer  # noqa: E402
 from byte_train import Phase, export_onnx, train  # noqa: E402
 
@@ -35,13 +35,14 @@ def eval_mask(n: int) -> torch.Tensor:
 
 
 def masked_metrics(model: torch.nn.Module, data: torch.Tensor, context: int, max_windows: int) -> dict:
-    """Bits per masked byte and top-1 accuracy at the masked positions of eval_mask, over non-overlapping windows."""
+    """Bits per masked byte and top-1 accuracy at the masked positions of eval_mask, over `max_windows`
+    non-overlapping windows spread evenly over the data."""
     model.eval()
     bits, hits, count = 0.0, 0, 0
     mask = eval_mask(context)
     with torch.no_grad():
-        for w in range(min(max_windows, len(data) // context)):
-            y = data[w * context:(w + 1) * context].long()
+        for start in spread_windows(len(data), context, max_windows):
+            y = data[start:start + context].long()
             x = torch.where(mask, torch.full_like(y, MASK_ID), y)
             logits = model(x[None])[0][mask]
             bits += F.cross_entropy(logits, y[mask], reduction='sum').item() / math.log(2)
@@ -53,7 +54,7 @@ def masked_metrics(model: torch.nn.Module, data: torch.Tensor, context: int, max
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--short-steps', type=int, default=250)
+    ap.add_argument('--short-steps', type=int, default=450)
     ap.add_argument('--long-steps', type=int, default=20)
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--eval-windows', type=int, default=8)
@@ -66,7 +67,9 @@ def main() -> None:
     t0 = time.time()
     train_files, heldout_files = split(args.seed)
     train_data = torch.frombuffer(bytearray(stream(train_files)), dtype=torch.uint8)
-    heldout_data = torch.frombuffer(bytearray(stream(heldout_files)), dtype=torch.uint8)
+    heldout = stream(heldout_files)
+    heldout_data = torch.frombuffer(bytearray(heldout), dtype=torch.uint8)
+    write_heldout_sample(heldout, SAMPLE)  # the same file train_code_lm.py writes
     print(f'train {len(train_files)} files {len(train_data)} bytes; heldout {len(heldout_files)} files {len(heldout_data)} bytes', flush=True)
 
     model = ByteTransformer(d=128, heads=4, layers=4, causal=False)
@@ -88,7 +91,7 @@ def main() -> None:
         torch.save(model.state_dict(), args.checkpoint)
         pathlib.Path(args.checkpoint).with_suffix('.curve.json').write_text(json.dumps(curve))
     train_seconds = time.time() - t0
-    sample = torch.frombuffer(bytearray(SAMPLE.read_bytes()), dtype=torch.uint8)
+    sample = torch.frombuffer(bytearray(SAMPLE.read_bytes()), dtype=torch.uint8)  # written above
     metrics = {
         'model': 'byte-mlm', 'seed': args.seed, 'params': sum(p.numel() for p in model.parameters()),
         'config': {'d': 128, 'heads': 4, 'layers': 4, 'position': 'rope', 'causal': False, 'mask_id': MASK_ID, 'mask_rate': MASK_RATE},

@@ -19,37 +19,27 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from byte_data import split, stream  # noqa: E402
+from byte_data import split, spread_windows, stream, write_heldout_sample  # noqa: E402
 from byte_model import ByteTransformer  # noqa: E402
 from byte_train import Phase, export_onnx, train  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / 'examples' / 'trained'
 SAMPLE = OUT / 'heldout' / 'stdlib-heldout.txt'
-SAMPLE_BYTES = 32768
 
 
 def lm_bits_per_byte(model: torch.nn.Module, data: torch.Tensor, context: int, max_windows: int) -> float:
-    """Mean next-byte cross-entropy in bits over non-overlapping windows of `context` bytes (the first byte of each
-    window has no prediction)."""
+    """Mean next-byte cross-entropy in bits over `max_windows` non-overlapping windows of `context` bytes spread
+    evenly over the data (the first byte of each window has no prediction)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for w in range(min(max_windows, (len(data) - 1) // context)):
-            x = data[w * context:(w + 1) * context].long()[None]
+        for start in spread_windows(len(data), context, max_windows):
+            x = data[start:start + context].long()[None]
             logits = model(x)
             total += F.cross_entropy(logits[0, :-1], x[0, 1:], reduction='sum').item()
             count += context - 1
     return total / count / math.log(2)
-
-
-def write_sample(heldout: bytes) -> bytes:
-    """The committed held-out sample: the first SAMPLE_BYTES of the held-out stream, cut back to whole lines."""
-    text = heldout[:SAMPLE_BYTES]
-    text = text[:text.rfind(b'\n') + 1]
-    SAMPLE.parent.mkdir(parents=True, exist_ok=True)
-    SAMPLE.write_bytes(text)
-    return text
 
 
 def main() -> None:
@@ -70,7 +60,7 @@ def main() -> None:
     train_data = torch.frombuffer(bytearray(stream(train_files)), dtype=torch.uint8)
     heldout = stream(heldout_files)
     heldout_data = torch.frombuffer(bytearray(heldout), dtype=torch.uint8)
-    sample = write_sample(heldout)
+    sample = write_heldout_sample(heldout, SAMPLE)
     print(f'train {len(train_files)} files {len(train_data)} bytes; heldout {len(heldout_files)} files {len(heldout_data)} bytes', flush=True)
 
     model = ByteTransformer(d=128, heads=4, layers=4, causal=True)
