@@ -13,7 +13,7 @@ import { samplesFor } from './samples.js';
 export const DECIDE_STAGES = ['calibration inputs', ...CORE_STAGES] as const;
 
 export async function decideOrFail(model: AttnoptModel, modelPath: string, flags: DecisionFlags, target: string, progress: Progress): Promise<DecideResult> {
-  if (flags.maxError > 0) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
+  if (flags.maxError > 0 && flags.calibration === undefined) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
   progress.stage('calibration inputs');
   const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
   try {
