@@ -6,6 +6,9 @@
 // zero-padded rows; the plan lists, per (batch, head, query block), the non-empty key blocks of
 // classifyBlockRow, with a mask tile (the spec's kept key ranges, kvLength, bias) only for Partial ones;
 // items run on the calling thread (run) or on a worker pool (runParallel), largest first.
+// With options.guard the items run the guarded kernel (guard/guard-shape.ts): the block lists of the spec inside
+// the model's mask and of the model's mask itself (the fallback), the dropped key segments of each query block and
+// their summaries; runGuarded / runGuardedParallel return Y with the certificate per row and the fallback count.
 
 import './wasm/webassembly-types.js';
 import {
