@@ -5,8 +5,11 @@
 
 const HELD = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
-/** Lets signals that arrived during synchronous work reach their handlers. */
-const drain = () => new Promise<void>((done) => setImmediate(done));
+/**
+ * Lets signals that arrived during synchronous work reach their handlers: libuv reads them in the event loop's
+ * poll phase, which a timer makes run at least once (an immediate alone may run before it).
+ */
+const drain = () => new Promise<void>((done) => setTimeout(() => setImmediate(done), 10));
 
 export async function holdingSignals<T>(write: () => T): Promise<T> {
   let received: NodeJS.Signals | undefined;
