@@ -1,7 +1,7 @@
 // The guarded WGSL kernel on a real WebGPU adapter (lavapipe without a GPU; the test FAILS without one)
 // against the float64 reference of the model's own attention, small n: natural and adversarial inputs
-// (repeated spans, an outlier key far outside the window, logits up to 80, all-equal keys, rows the model
-// mask leaves empty, sinks that carry most of the mass).
+// (repeated spans, an outlier key far outside the window, logits up to 80, all-equal keys, sinks that carry
+// most of the mass); window + sinks, window + global tokens and block-sparse specs, softcap.
 //   |y - ref| <= epsilon + 1e-5 + 1e-4 |ref| per coordinate (f32 storage and arithmetic);
 //   the certificate is never below the true dropped mass: m_hat >= m (1 - 1e-6) - 1e-7;
 //   epsilon 0 with non-local attention: the fallback counter counts every row that drops a key, output dense.
@@ -9,7 +9,7 @@
 
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type AttentionParams, causal, dense, intersect, keeps, type MaskSpec, sinks, slidingWindow, union, globalTokens } from '@attnopt/ir';
+import { type AttentionParams, blockSparse, causal, dense, intersect, keeps, type MaskSpec, sinks, slidingWindow, union, globalTokens } from '@attnopt/ir';
 import { compareArrays, referenceAttention, type Tensor64 } from '@attnopt/reference';
 import { seededValues } from '@attnopt/properties';
 import { guardInfo, runGuardedAttention } from './guarded.js';
@@ -86,7 +86,8 @@ describe('guarded WGSL kernel', () => {
           H: fc.integer({ min: 1, max: 2 }),
           w: fc.integer({ min: 0, max: 6 }),
           nSinks: fc.integer({ min: 0, max: 3 }),
-          global: fc.boolean(),
+          form: fc.constantFrom('window+sinks', 'window+global', 'blocks'),
+          softcap: fc.constantFrom(0, 0, 4),
           causalModel: fc.boolean(),
           epsilon: fc.constantFrom(0, 1e-3, 0.05, 0.5),
           block: fc.constantFrom(4, 8, 16),
@@ -94,8 +95,13 @@ describe('guarded WGSL kernel', () => {
         }),
         async (r) => {
           const scale = 1 / Math.sqrt(r.d);
-          const spec = r.global ? union(slidingWindow(r.w, r.w), globalTokens([Math.floor(r.n / 3)])) : union(slidingWindow(r.w, 0), sinks(r.nSinks));
-          const params: AttentionParams = { numHeads: r.H, kvNumHeads: r.H, headDim: r.d, vHeadDim: r.d, scale, softcap: 0, layout: 'bhsd', spec };
+          const spec: MaskSpec =
+            r.form === 'window+global'
+              ? union(slidingWindow(r.w, r.w), globalTokens([Math.floor(r.n / 3)]))
+              : r.form === 'blocks'
+                ? blockSparse(8, 8, Array.from({ length: Math.ceil(r.n / 8) }, (_, i) => [i, 0]))
+                : union(slidingWindow(r.w, 0), sinks(r.nSinks));
+          const params: AttentionParams = { numHeads: r.H, kvNumHeads: r.H, headDim: r.d, vHeadDim: r.d, scale, softcap: r.softcap, layout: 'bhsd', spec };
           await check(params, r.causalModel ? causal() : dense, inputs(r.family, r.n, r.d, r.H, r.seed, scale), r.epsilon, r.block, r.family);
         },
       ),
