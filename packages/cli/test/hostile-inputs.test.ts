@@ -187,6 +187,26 @@ describe('verify always judges', () => {
     expect(report.failures).toEqual([`y: mean cosine ${cosine.toFixed(6)} is under --min-cosine 0.5`]);
   });
 
+  test('--min-top1 and --max-kl judge logits: a model that flips the argmax fails both (exit 3), --json names them', async () => {
+    const file = (name: string, op: string) => {
+      const path = join(scratch, `${name}.onnx`);
+      const graph = parseGraph(`graph ${name} {\n  input %x: f32[16, 10]\n  %logits = ${op}(%x)\n  output %logits\n}`);
+      writeFileSync(path, exportOnnx({ graph, proto: { irVersion: 10n, opsetImport: [{ domain: '', version: 17n }] } }));
+      return path;
+    };
+    const r = await attnopt('verify', file('same', 'Identity'), file('flipped', 'Neg'), '--tolerance', '1e9', '--min-top1', '0.5', '--max-kl', '0.1', '--json');
+    expect(r.code).toBe(3);
+    const report = JSON.parse(r.stdout);
+    expect(report.thresholds).toEqual({ tolerance: 1e9, minTop1: 0.5, maxKL: 0.1 });
+    const o = report.outputs[0];
+    expect(o.top1Agreement).toBeLessThan(0.5);
+    expect(o.meanKL).toBeGreaterThan(0.1);
+    expect(report.failures).toEqual([
+      `logits: top-1 agreement ${(100 * o.top1Agreement).toFixed(2)}% is under --min-top1 0.5`,
+      `logits: mean KL ${o.meanKL.toPrecision(3)} is over --max-kl 0.1`,
+    ]);
+  });
+
   test('an output whose last axis is 131,072 (a real vocabulary): judged, no stack overflow', async () => {
     const vocab = 131_072;
     const file = join(scratch, 'vocab.onnx');
