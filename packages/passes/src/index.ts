@@ -44,7 +44,7 @@ export {
   type Sym,
 } from './analyze/index.js';
 export { inferShape, inferRank, inferDtype, staticInts, symbolicShape, symbolicValue, sameDim } from './analysis/shapes.js';
-export { invalidateShapes } from './analysis/symbolic-shapes/engine.js';
+export { invalidateShapes, analyzeGraph as analyzeShapes } from './analysis/symbolic-shapes/engine.js';
 export { type Expr, evaluate as evaluateDim } from './analysis/symbolic-shapes/expr.js';
 export {
   type CalibrationSample,

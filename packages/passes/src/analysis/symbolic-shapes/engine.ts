@@ -79,7 +79,8 @@ export function valueInfo(v: Value | undefined): Info | undefined {
     e = undefined;
   }
   if (e !== undefined) return e.info;
-  const g = v.producer?.graph;
+  // a graph input or initializer knows no graph: the graph of a node reading it
+  const g = v.producer ? v.producer.graph : v.uses()[0]?.node.graph;
   if (g !== undefined && !analyzed.has(g)) {
     analyzeGraph(g);
     e = cache.get(v);
@@ -182,9 +183,14 @@ class Pass implements RuleContext {
   }
 
   subgraph(attr: string, inputs?: readonly (Info | undefined)[]): (Info | undefined)[] | undefined {
-    const a = this.current?.attrs.get(attr);
+    const owner = this.current;
+    const a = owner?.attrs.get(attr);
     if (a?.type !== 'graph') return undefined;
-    return this.graph(a.value, inputs);
+    try {
+      return this.graph(a.value, inputs);
+    } finally {
+      this.current = owner;
+    }
   }
 
   /** Graph inputs and initializers, then every node in topological order; returns the outputs' info. */
@@ -239,19 +245,20 @@ class Pass implements RuleContext {
 }
 
 /**
- * Inferred info refined by a declared type: the declared dtype; declared numbers; otherwise the inferred dim
- * unless it holds a size only known at run time, where a declared symbol names it better. A rank that
- * disagrees keeps the declared shape.
+ * Inferred info refined by a declared type: the declared dtype; per dim the inferred one unless it holds a size
+ * only known at run time, where the declared one (a number, or a symbol that names it better) is taken. Some
+ * files declare shapes that are not what runs (a transposed present key, a rank too many): what the graph
+ * computes wins.
  */
 function merge(inferred: Info | undefined, declared: Info | undefined): Info | undefined {
   if (!declared) return inferred;
   if (!inferred) return declared;
   const dtype = declared.dtype ?? inferred.dtype;
   if (!declared.shape) return { ...inferred, dtype };
-  if (!inferred.shape || inferred.shape.length !== declared.shape.length) return { shape: declared.shape, dtype, value: undefined };
+  if (!inferred.shape) return { shape: declared.shape, dtype, value: undefined };
+  if (inferred.shape.length !== declared.shape.length) return { ...inferred, dtype };
   const shape = declared.shape.map((d, k) => {
     const i = inferred.shape![k]!;
-    if (d.constant !== undefined) return d;
     return i.hasFresh && !d.hasFresh ? d : i;
   });
   return { shape, dtype, value: inferred.value };

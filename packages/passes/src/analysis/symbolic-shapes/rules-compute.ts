@@ -285,6 +285,12 @@ function microsoft(n: Node, ctx: RuleContext): (Info | undefined)[] | undefined 
       const hs = intsAttr(n, 'qkv_hidden_sizes');
       const vh = hs ? constant(hs[2]!) : w?.[1] ? (div(w[1], constant(3)) ?? ctx.fresh()) : ctx.fresh();
       none[0] = { shape: [x[0]!, x[1]!, vh], dtype };
+      // present: [2, batch, heads, past + seq, head size] (past from input 4)
+      const past = sh(4);
+      if (heads !== undefined && n.outputs.length > 1 && (!n.inputs[4] || past?.length === 5)) {
+        const total = past ? add(past[3]!, x[1]!) : x[1]!;
+        none[1] = { shape: [constant(2), x[0]!, constant(heads), total, div(vh, constant(heads)) ?? ctx.fresh()], dtype };
+      }
       return none;
     }
     case 'MultiHeadAttention':
@@ -307,6 +313,19 @@ function microsoft(n: Node, ctx: RuleContext): (Info | undefined)[] | undefined 
       const v = sh(2);
       const vh = v?.length === 3 ? v[2]! : v?.length === 4 && heads ? mul(constant(heads), v[3]!) : n.inputs[2] ? ctx.fresh() : q[2]!;
       none[0] = { shape: [q[0]!, q[1]!, vh], dtype };
+      // MultiHeadAttention's present key / value: [batch, heads, past + kv length, head size]; 4D K / V already
+      // hold every key
+      const k = sh(1);
+      if (n.op === 'MultiHeadAttention' && heads !== undefined && k && v && k.length === v.length && (k.length === 3 || k.length === 4)) {
+        const pastK = n.inputs[6] ? sh(6) : undefined;
+        const kvLen = k.length === 4 ? k[2]! : k[1]!;
+        const total = k.length === 4 || !n.inputs[6] ? kvLen : pastK?.length === 4 ? add(pastK[2]!, kvLen) : undefined;
+        const hd = (x: readonly Expr[]) => (x.length === 4 ? x[3]! : (div(x[2]!, constant(heads)) ?? ctx.fresh()));
+        if (total) {
+          none[1] = { shape: [q[0]!, constant(heads), total, hd(k)], dtype };
+          none[2] = { shape: [q[0]!, constant(heads), total, hd(v)], dtype };
+        }
+      }
       return none;
     }
     case 'RestorePadding': {
@@ -316,6 +335,17 @@ function microsoft(n: Node, ctx: RuleContext): (Info | undefined)[] | undefined 
     }
     case 'BiasAdd':
       return [{ shape: sh(0), dtype }];
+    case 'GreedySearch':
+    case 'Sampling':
+    case 'BeamSearch': {
+      // sequences: [batch, max_length] ([batch, num_return_sequences, max_length] for BeamSearch)
+      const ids = sh(0);
+      const maxLength = ctx.info(n.inputs[1])?.value?.[0] ?? ctx.fresh();
+      if (!ids) return none;
+      const returned = n.op === 'BeamSearch' ? [ctx.info(n.inputs[4])?.value?.[0] ?? ctx.fresh()] : [];
+      none[0] = { shape: [ids[0]!, ...returned, maxLength], dtype: 'i32' };
+      return none;
+    }
     case 'FusedMatMul':
       return matmul(n, ctx);
     default:
