@@ -303,7 +303,7 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     codes.set(shape, code);
     return code;
   }
-  const cacheKey = `${codeFor(mainShape).key}|${p.layout}|h${H}/${KVH}|${JSON.stringify(spec)}`;
+  const cacheKey = `${codeFor(mainShape).key}|${p.layout}|h${H}/${KVH}|${JSON.stringify(spec)}${guard ? `|guard${JSON.stringify(guard)}` : ''}`;
 
   function prepare(inputs: CpuAttentionInputs, workspace: SharedWorkspace, threads: number, runOptions: CpuRunOptions): Prepared {
     // shapes and readers
