@@ -3,7 +3,7 @@
 
 import { type AttnoptModel, DECIDE_STAGES as CORE_STAGES, type DecideResult, decide } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
-import type { DecisionFlags } from './options.js';
+import { checkSeqLen, type DecisionFlags } from './options.js';
 import type { Progress } from './progress.js';
 import { failedOn } from './failure.js';
 import { checkRunMemory } from './memory.js';
@@ -14,6 +14,7 @@ export const DECIDE_STAGES = ['calibration inputs', ...CORE_STAGES] as const;
 
 export async function decideOrFail(model: AttnoptModel, modelPath: string, flags: DecisionFlags, target: string, progress: Progress): Promise<DecideResult> {
   if (flags.maxError > 0 && flags.calibration === undefined) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
+  checkSeqLen(flags.seqLen);
   progress.stage('calibration inputs');
   const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
   try {

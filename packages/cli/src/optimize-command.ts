@@ -24,7 +24,7 @@ import { failedOn } from './failure.js';
 import { loadModelOrFail } from './load.js';
 import { checkRunMemory } from './memory.js';
 import { checkOutputFiles, type InputFile, type OutputFile, sideFileOf } from './output-paths.js';
-import { addDecisionOptions, type DecisionFlags } from './options.js';
+import { addDecisionOptions, checkSeqLen, type DecisionFlags } from './options.js';
 import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
 import { recordCalibration, samplesFor, SEED_STREAM } from './samples.js';
@@ -128,6 +128,7 @@ export function registerOptimize(program: Command): void {
       const model = loadModelOrFail(modelPath);
       checkPaths(modelPath, model, flags);
       if (flags.maxError > 0 && flags.calibration === undefined) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
+      checkSeqLen(flags.seqLen);
       const stages = flags.report !== undefined ? [...STAGES.slice(0, -1), 'report', 'write'] : STAGES;
       const result = await withProgress('optimize', stages, async (p) => {
         p.stage('calibration inputs');

@@ -3,6 +3,7 @@
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { RUNTIMES, type Runtime } from '@attnopt/core';
+import { CliError, ExitCode } from './exit-codes.js';
 import { ALLOW_MEMORY_HELP, memorySize } from './memory.js';
 
 export function nonNegativeNumber(value: string): number {
@@ -15,6 +16,17 @@ export function positiveInteger(value: string): number {
   const x = Number(value);
   if (value.trim() === '' || !Number.isSafeInteger(x) || x < 1) throw new InvalidArgumentError('expected an integer >= 1');
   return x;
+}
+
+/**
+ * The longest --seq-len: 2^24 (16.8M tokens, above the longest contexts models are trained for). The mask
+ * analysis and the costs walk every query row (about 3 s at this length); a run's memory is checked apart.
+ */
+export const MAX_SEQ_LEN = 2 ** 24;
+
+/** Refuses (usage error) a --seq-len over MAX_SEQ_LEN; checked after the memory estimate, which says more. */
+export function checkSeqLen(seqLen: number): void {
+  if (seqLen > MAX_SEQ_LEN) throw new CliError(`--seq-len ${seqLen} is over the longest attnopt analyzes, ${MAX_SEQ_LEN}`, ExitCode.usage);
 }
 
 export function integer(value: string): number {
@@ -66,7 +78,7 @@ export function addDecisionOptions(command: Command, withTarget: boolean): Comma
   command
     .option('--max-error <e>', 'max absolute error of each site: guarded sites hold it on every input (checked at run time); 0 allows exact rewrites only', nonNegativeNumber, 1e-2)
     .option('--allow-statistical', 'also accept forms that hold on the calibration data only (low-rank, unguarded key sets); needs --calibration')
-    .option('--seq-len <n>', 'sequence length of generated calibration inputs (and of the costs reported)', positiveInteger, 128)
+    .option('--seq-len <n>', `sequence length of generated calibration inputs (and of the costs reported), at most ${MAX_SEQ_LEN}`, positiveInteger, 128)
     .option('--calibration <path>', 'calibration inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
     .option('--seed <s>', 'seed of generated inputs and seeded forms', integer, 0)
     .option('--dim <name=size>', DIM_HELP, dimSize)

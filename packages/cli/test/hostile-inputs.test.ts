@@ -231,6 +231,12 @@ describe('limits stated up front', () => {
     expect(r.stderr).toMatch(/the largest --seq-len that fits is \d+/);
   });
 
+  test('--seq-len 1e9 with nothing to calibrate (--max-error 0): refused as over the longest length analyzed (exit 1)', async () => {
+    const r = await attnopt('inspect', join(tinyBert, 'model.onnx'), '--seq-len', '1e9', '--max-error', '0');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`attnopt: --seq-len 1000000000 is over the longest attnopt analyzes, ${2 ** 24}\n`);
+  });
+
   test('optimize --seq-len 16384 on a dynamic model over --allow-memory: refused before calibration; the length it offers fits', async () => {
     const model = torch('mha_self_causal_op17_dyn.onnx');
     const out = join(scratch, 'big.onnx');
