@@ -1,7 +1,8 @@
 // The guarded WGSL kernel on a real WebGPU adapter (lavapipe without a GPU; the test FAILS without one)
 // against the float64 reference of the model's own attention, small n: natural and adversarial inputs
 // (repeated spans, an outlier key far outside the window, logits up to 80, all-equal keys, sinks that carry
-// most of the mass); window + sinks, window + global tokens and block-sparse specs, softcap.
+// most of the mass); an additive bias with -inf entries, padded keys (kvLength); window + sinks, window + global
+// tokens and block-sparse specs, softcap.
 //   |y - ref| <= epsilon + 1e-5 + 1e-4 |ref| per coordinate (f32 storage and arithmetic);
 //   the certificate is never below the true dropped mass: m_hat >= m (1 - 1e-6) - 1e-7;
 //   epsilon 0 with non-local attention: the fallback counter counts every row that drops a key, output dense.
@@ -18,7 +19,7 @@ import { testRuntime } from './testing/gpu.js';
 
 const NUM_RUNS = Number(process.env.WGSL_NUM_RUNS ?? 6);
 const TOL = { atol: 1e-5, rtol: 1e-4 };
-const FAMILIES = ['natural', 'repeated', 'outlier', 'logits80', 'equalKeys', 'sinkMass'] as const;
+const FAMILIES = ['natural', 'repeated', 'outlier', 'logits80', 'equalKeys', 'sinkMass', 'floatBias', 'padded'] as const;
 type Family = (typeof FAMILIES)[number];
 
 let rt: WgslRuntime;
@@ -57,9 +58,19 @@ function inputs(family: Family, n: number, d: number, H: number, seed: number, s
 
 const f32 = (t: Tensor64) => ({ shape: t.shape, data: Float32Array.from(t.data) });
 
-async function check(params: AttentionParams, modelMask: MaskSpec, x: ReturnType<typeof inputs>, epsilon: number, block: number, label: string) {
-  const got = await runGuardedAttention(rt, params, { q: f32(x.q), k: f32(x.k), v: f32(x.v) }, { epsilon, modelMask, block });
-  const ref = referenceAttention({ ...params, spec: modelMask, scoresMode: 'softmax' }, x);
+interface Extra {
+  readonly bias?: Tensor64;
+  readonly kvLength?: number[];
+}
+
+async function check(params: AttentionParams, modelMask: MaskSpec, x: ReturnType<typeof inputs>, epsilon: number, block: number, label: string, extra: Extra = {}) {
+  const got = await runGuardedAttention(
+    rt,
+    params,
+    { q: f32(x.q), k: f32(x.k), v: f32(x.v), ...(extra.bias ? { bias: f32(extra.bias) } : {}), ...(extra.kvLength ? { kvLength: extra.kvLength } : {}) },
+    { epsilon, modelMask, block },
+  );
+  const ref = referenceAttention({ ...params, spec: modelMask, scoresMode: 'softmax' }, { ...x, ...extra });
   const cmp = compareArrays(got.y, ref.y.data, { atol: epsilon + TOL.atol, rtol: TOL.rtol });
   if (!cmp.ok) throw new Error(`${label}: output beyond epsilon ${epsilon}: max abs error ${cmp.maxAbsError}`);
   const [, H, n] = x.q.shape as [number, number, number];
@@ -102,7 +113,15 @@ describe('guarded WGSL kernel', () => {
                 ? blockSparse(8, 8, Array.from({ length: Math.ceil(r.n / 8) }, (_, i) => [i, 0]))
                 : union(slidingWindow(r.w, 0), sinks(r.nSinks));
           const params: AttentionParams = { numHeads: r.H, kvNumHeads: r.H, headDim: r.d, vHeadDim: r.d, scale, softcap: r.softcap, layout: 'bhsd', spec };
-          await check(params, r.causalModel ? causal() : dense, inputs(r.family, r.n, r.d, r.H, r.seed, scale), r.epsilon, r.block, r.family);
+          const extra: Extra = {};
+          if (r.family === 'floatBias') {
+            // an additive bias in [-4, 4] per (head, query, key), -inf on every seventh entry
+            const data = seededValues(r.seed + 17, r.H * r.n * r.n, 4).map(Math.fround);
+            for (let x = 0; x < data.length; x++) if (x % 7 === 3) data[x] = -Infinity;
+            Object.assign(extra, { bias: { shape: [1, r.H, r.n, r.n], data } });
+          }
+          if (r.family === 'padded') Object.assign(extra, { kvLength: [Math.max(1, r.n - 1 - (r.seed % 4))] });
+          await check(params, r.causalModel ? causal() : dense, inputs(r.family, r.n, r.d, r.H, r.seed, scale), r.epsilon, r.block, r.family, extra);
         },
       ),
       { numRuns: NUM_RUNS, seed: 1404 },
@@ -120,6 +139,16 @@ describe('guarded WGSL kernel', () => {
     // rows i >= 7 drop keys 2 .. i - 5, of positive probability on random inputs, in both query heads
     expect(got.fallbackRows).toBe(2 * (n - 7));
     expect(got.rows).toBe(2 * n);
+  });
+
+  it('with an additive bias (-inf entries) and padded keys, at epsilon 0 and 0.05', async () => {
+    const n = 29;
+    const d = 8;
+    const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: d, vHeadDim: d, scale: 0.35, softcap: 0, layout: 'bhsd', spec: union(slidingWindow(3, 0), sinks(2)) };
+    const data = seededValues(77, 2 * n * n, 4).map(Math.fround);
+    for (let x = 0; x < data.length; x++) if (x % 5 === 2) data[x] = -Infinity;
+    const extra = { bias: { shape: [1, 2, n, n], data }, kvLength: [n - 4] };
+    for (const epsilon of [0, 0.05]) await check(params, causal(), inputs('natural', n, d, 2, 9, 0.35), epsilon, 8, `bias, eps ${epsilon}`, extra);
   });
 
   it('metadata records the tier, the budget and the summaries', () => {

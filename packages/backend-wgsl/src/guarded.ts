@@ -12,8 +12,9 @@
 //        counter (an atomic) counts it.
 //   The certificate per row goes to CERT, the fallback count to COUNTER[0].
 // Scope: f32 storage, bhsd Q [B, H, nq, d], K [B, KVH, nk, d], V [B, KVH, nk, dv], Y like Q with dv; GQA; index
-// specs (no data-dependent leaves); no bias or kvLength. The kernel loops over every key and skips those the
-// predicate drops: it is the correctness form of the guard (lavapipe), not a tuned one.
+// specs (no data-dependent leaves); an additive bias (its max over a segment's dropped keys of the row joins the
+// bound) and kvLength. The kernel loops over every key and skips those the predicates drop: it is the
+// correctness form of the guard (lavapipe), not a tuned one.
 
 import { type AttentionParams, isDataDependent, isLowRank, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
 import type { WgslRuntime } from './runtime.js';
@@ -125,8 +126,22 @@ function modelPredicate(modelMask: MaskSpec): string {
     .replace('fn keep(i: i32, j: i32, off_br: i32, past: i32, qh: u32, kh: u32) -> bool {', 'fn keep_model(i: i32, j: i32, off_br: i32, past: i32) -> bool {\n  let qh = 0u;\n  let kh = 0u;');
 }
 
-export function guardedAttentionProgram(cfg: { spec: MaskSpec; modelMask: MaskSpec; headDim: number; vHeadDim: number; scale: number; softcap: number; epsilon: number }): WgslProgram {
+export function guardedAttentionProgram(cfg: {
+  spec: MaskSpec;
+  modelMask: MaskSpec;
+  headDim: number;
+  vHeadDim: number;
+  scale: number;
+  softcap: number;
+  epsilon: number;
+  /** An additive f32 bias (values at or below -1e29 mask), read at b · bias_sb + h · bias_sh + i · bias_si + j. */
+  bias?: boolean;
+  /** Keys j >= KVLEN[b] are padding. */
+  kvLength?: boolean;
+}): WgslProgram {
   const { spec, modelMask, headDim: d, vHeadDim: dv, scale, softcap, epsilon } = cfg;
+  const hasBias = cfg.bias ?? false;
+  const hasKvLength = cfg.kvLength ?? false;
   const b = new ShaderBuilder('guarded_attention');
   const index = gridIndex(b, SEQUENCE_WORKGROUP);
   for (const f of ['nq', 'nk', 'heads', 'kv_heads', 'group', 'nseg']) b.uniform(f, 'u32');
@@ -137,12 +152,27 @@ export function guardedAttentionProgram(cfg: { spec: MaskSpec; modelMask: MaskSp
   b.storageArray('Y', 'f32', 'read_write');
   b.storageArray('CERT', 'f32', 'read_write');
   b.storageArray('COUNTER', 'atomic<u32>', 'read_write');
+  if (hasBias) {
+    b.storageArray('BIAS', 'f32');
+    for (const f of ['bias_sb', 'bias_sh', 'bias_si']) b.uniform(f, 'u32');
+  }
+  if (hasKvLength) b.storageArray('KVLEN', 'u32');
   const sparse = maskPredicate(spec);
   if (sparse.dataLeaves.length > 0) throw new Error(`guarded WGSL kernel: spec ${spec.kind} has data-dependent leaves (not supported)`);
   b.declare(sparse.always ? 'fn keep(i: i32, j: i32, off_br: i32, past: i32, qh: u32, kh: u32) -> bool {\n  _ = i;\n  _ = j;\n  _ = off_br;\n  _ = past;\n  _ = qh;\n  _ = kh;\n  return true;\n}' : sparse.code);
   b.declare(modelPredicate(modelMask));
   const cap = softcap > 0 ? `${softcap} * ${b.helper('safe_tanh')}(x / ${softcap})` : 'x';
   b.declare(`fn capped(x: f32) -> f32 {\n  return ${cap};\n}`);
+  // the bias of (query head qh, row i, key j), and whether the model lets row i see key j at all
+  b.declare(
+    `fn bias_at(qh: u32, i: i32, j: i32) -> f32 {\n` +
+      (hasBias ? `  return BIAS[(qh / u.heads) * u.bias_sb + (qh % u.heads) * u.bias_sh + u32(i) * u.bias_si + u32(j)];\n}` : '  _ = qh;\n  _ = i;\n  _ = j;\n  return 0.0;\n}'),
+  );
+  b.declare(
+    `fn allowed(qh: u32, i: i32, j: i32) -> bool {\n` +
+      (hasKvLength ? '  if (u32(j) >= KVLEN[qh / u.heads]) { return false; }\n' : '') +
+      `  return keep_model(i, j, u.off_br, u.past) && bias_at(qh, i, j) > -1.0e29;\n}`,
+  );
   const f = (x: number) => (Number.isInteger(x) ? `${x}.0` : `${x}`);
   const body = /* wgsl */ `${index}
   let qh = idx / u.nq;
@@ -159,11 +189,11 @@ export function guardedAttentionProgram(cfg: { spec: MaskSpec; modelMask: MaskSp
   var acc: array<f32, ${dv}>;
   for (var c = 0u; c < ${dv}u; c++) { acc[c] = 0.0; }
   for (var j = 0; j < i32(u.nk); j++) {
-    if (!(keep_model(i, j, u.off_br, u.past) && keep(i, j, u.off_br, u.past, qh, kh))) { continue; }
+    if (!(allowed(qh, i, j) && keep(i, j, u.off_br, u.past, qh, kh))) { continue; }
     let ko = (kh * u.nk + u32(j)) * ${d}u;
     var dot = 0.0;
     for (var c = 0u; c < ${d}u; c++) { dot += q[c] * K[ko + c]; }
-    let s = capped(dot * ${f(scale)});
+    let s = capped(dot * ${f(scale)}) + bias_at(qh, i, j);
     let mn = max(m, s);
     let alpha = exp(m - mn);
     let p = exp(s - mn);
@@ -176,8 +206,12 @@ export function guardedAttentionProgram(cfg: { spec: MaskSpec; modelMask: MaskSp
   var bsum = 0.0;
   for (var sg = 0u; sg < u.nseg; sg++) {
     var cnt = 0u;
+    var maxb = -3.0e38;
     for (var j = i32(SEG[sg]); j < i32(SEG[sg + 1u]); j++) {
-      if (keep_model(i, j, u.off_br, u.past) && !keep(i, j, u.off_br, u.past, qh, kh)) { cnt++; }
+      if (allowed(qh, i, j) && !keep(i, j, u.off_br, u.past, qh, kh)) {
+        cnt++;
+        maxb = max(maxb, bias_at(qh, i, j));
+      }
     }
     if (cnt == 0u) { continue; }
     let rec = (kh * u.nseg + sg) * ${3 * d + 1}u;
@@ -188,7 +222,7 @@ export function guardedAttentionProgram(cfg: { spec: MaskSpec; modelMask: MaskSp
       ball += q[c] * SUM[rec + ${2 * d}u + c];
     }
     ball += qn * SUM[rec + ${3 * d}u];
-    let bound = capped(min(quest, ball) * ${f(scale)});
+    let bound = capped(min(quest, ball) * ${f(scale)}) + maxb;
     bsum += f32(cnt) * exp(min(bound - m, 44.0));
   }
   bsum *= ${WGSL_CERTIFICATE_SLACK};
@@ -203,11 +237,11 @@ export function guardedAttentionProgram(cfg: { spec: MaskSpec; modelMask: MaskSp
     l = 0.0;
     for (var c = 0u; c < ${dv}u; c++) { acc[c] = 0.0; }
     for (var j = 0; j < i32(u.nk); j++) {
-      if (!keep_model(i, j, u.off_br, u.past)) { continue; }
+      if (!allowed(qh, i, j)) { continue; }
       let ko = (kh * u.nk + u32(j)) * ${d}u;
       var dot = 0.0;
       for (var c = 0u; c < ${d}u; c++) { dot += q[c] * K[ko + c]; }
-      let s = capped(dot * ${f(scale)});
+      let s = capped(dot * ${f(scale)}) + bias_at(qh, i, j);
       let mn = max(m, s);
       let alpha = exp(m - mn);
       let p = exp(s - mn);
@@ -227,7 +261,7 @@ export function guardedAttentionProgram(cfg: { spec: MaskSpec; modelMask: MaskSp
   return b.build({
     workgroupSize: SEQUENCE_WORKGROUP,
     body,
-    keyParts: [JSON.stringify(spec), JSON.stringify(modelMask), d, dv, scale, softcap, epsilon],
+    keyParts: [JSON.stringify(spec), JSON.stringify(modelMask), d, dv, scale, softcap, epsilon, hasBias ? 'bias' : '', hasKvLength ? 'kvlen' : ''],
   });
 }
 
@@ -238,6 +272,10 @@ export interface WgslGuardedInputs {
   readonly k: { readonly shape: readonly number[]; readonly data: Float32Array };
   /** [batch, kvHeads, nk, vHeadDim] f32. */
   readonly v: { readonly shape: readonly number[]; readonly data: Float32Array };
+  /** Additive f32 bias, rank 2 to 4, broadcast to [batch, heads, nq, nk]; values at or below -1e29 (or -inf) mask. */
+  readonly bias?: { readonly shape: readonly number[]; readonly data: Float32Array };
+  /** Per batch: keys j >= kvLength[b] are padding. */
+  readonly kvLength?: ArrayLike<number>;
 }
 
 export interface WgslGuardedResult {
@@ -286,6 +324,17 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
   const spec = p.spec as MaskSpec;
   const seg = guardSegments(spec, nk, guard.block ?? 64);
   const nseg = seg.length - 1;
+  let biasStrides = { bias_sb: 0, bias_sh: 0, bias_si: 0 };
+  if (inputs.bias) {
+    const sh = inputs.bias.shape;
+    if (sh.length < 2 || sh.length > 4) throw new Error(`guarded WGSL kernel: bias must have rank 2 to 4, got [${sh.join(', ')}]`);
+    const s4 = [...new Array<number>(4 - sh.length).fill(1), ...sh] as [number, number, number, number];
+    if ((s4[0] !== 1 && s4[0] !== B) || (s4[1] !== 1 && s4[1] !== H) || s4[2] !== nq || s4[3] !== nk) {
+      throw new Error(`guarded WGSL kernel: bias [${sh.join(', ')}] does not broadcast to [${B}, ${H}, ${nq}, ${nk}] (its last two dims must be nq, nk)`);
+    }
+    biasStrides = { bias_sb: s4[0] === 1 ? 0 : s4[1] * nq * nk, bias_sh: s4[1] === 1 ? 0 : nq * nk, bias_si: nk };
+  }
+  if (inputs.kvLength && inputs.kvLength.length !== B) throw new Error(`guarded WGSL kernel: kvLength needs ${B} entries`);
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const owned: GPUBuffer[] = [];
   const buf = (bytes: number) => {
@@ -307,14 +356,25 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
   const Yb = buf(B * H * nq * dv * 4);
   const CERTb = buf(B * H * nq * 4);
   const COUNTb = up(new Uint32Array(4));
+  const extra = [...(inputs.bias ? [up(inputs.bias.data)] : []), ...(inputs.kvLength ? [up(Uint32Array.from(inputs.kvLength))] : [])];
   const uniformsOwned: GPUBuffer[] = [];
   const steps: KernelStep[] = [
     ...(nseg > 0 ? [{ program: guardSummariesProgram(), storage: [Kb, SEGb, SUMb], uniforms: { total: B * KVH * nseg, d, nk, nseg }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
     ...(nk > 0 ? [{ program: guardValueRangeProgram(), storage: [Vb, Rb], uniforms: { total: B * KVH, dv, nk }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
     {
-      program: guardedAttentionProgram({ spec, modelMask, headDim: d, vHeadDim: dv, scale: p.scale, softcap: p.softcap, epsilon: guard.epsilon }),
-      storage: [Qb, Kb, Vb, SUMb, Rb, SEGb, Yb, CERTb, COUNTb],
-      uniforms: { total: B * H * nq, nq, nk, heads: H, kv_heads: KVH, group: H / KVH, nseg, off_br: nk - nq, past: 0 },
+      program: guardedAttentionProgram({
+        spec,
+        modelMask,
+        headDim: d,
+        vHeadDim: dv,
+        scale: p.scale,
+        softcap: p.softcap,
+        epsilon: guard.epsilon,
+        bias: inputs.bias !== undefined,
+        kvLength: inputs.kvLength !== undefined,
+      }),
+      storage: [Qb, Kb, Vb, SUMb, Rb, SEGb, Yb, CERTb, COUNTb, ...extra],
+      uniforms: { total: B * H * nq, nq, nk, heads: H, kv_heads: KVH, group: H / KVH, nseg, off_br: nk - nq, past: 0, ...(inputs.bias ? biasStrides : {}) },
       workgroups: Math.ceil((B * H * nq) / SEQUENCE_WORKGROUP),
     },
   ];
