@@ -367,8 +367,10 @@ function step(n: Node, ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
       const fb = asFormula(b, ctx);
       return { kind: 'pred', rank: Math.max(rankOf(a!), rankOf(b!)), f: n.op === 'And' ? fAnd(fa, fb) : fOr(fa, fb) };
     }
+    case 'Reshape':
+      return reshape(a, b);
     case 'Where':
-      return where(ins, ctx);
+      return where(ins, ctx, n.outputs[0]!);
     case 'Trilu':
       return trilu(n, ins);
     case 'Slice':
@@ -378,6 +380,22 @@ function step(n: Node, ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
   }
 }
 
+/**
+ * Reshape of a shape vector to a vector (as is), or of an index vector to a column or a row:
+ *   Reshape(arange(n) + c, [n, 1]) -> i + c          Reshape(arange(n) + c, [1, n]) -> j + c
+ */
+function reshape(a: AV | undefined, target: AV | undefined): AV {
+  if (!a || !target || target.kind !== 'ints') return no('Reshape to a shape that is not known');
+  const dims = target.v;
+  if (a.kind === 'ints' && !a.scalar && dims.length === 1) return a;
+  if (a.kind !== 'field' || a.rank !== 1 || dims.length !== 2) return no(`Reshape of ${a.kind}`);
+  const one = (d: Sym) => symIsConst(d) && d.c === 1;
+  const x = a.coef[-1] ?? 0;
+  if (one(dims[1]!) && !one(dims[0]!)) return { kind: 'field', rank: 2, coef: x !== 0 ? { [-2]: x } : {}, c: a.c };
+  if (one(dims[0]!)) return { ...a, rank: 2 };
+  return no('Reshape of an index vector to a matrix');
+}
+
 function mapTable(a: AV & { kind: 'table' }, f: (x: number) => number, bool: boolean): AV {
   return { ...a, t: { ...a.t, data: a.t.data.map(f), bool } };
 }
@@ -385,7 +403,8 @@ function mapTable(a: AV & { kind: 'table' }, f: (x: number) => number, bool: boo
 /** A keep-predicate from a pred, or from a boolean buffer read as a band. */
 export function asFormula(a: AV | undefined, ctx: EvalContext): Formula {
   if (!a) return no('missing operand');
-  if (a.kind === 'pred') return a.f;
+  // (an indicator read as a condition: nonzero is true, as a Trilu of a boolean ConstantOfShape)
+  if (a.kind === 'pred' || a.kind === 'ind') return a.f;
   if (a.kind === 'opaque') return { op: 'data', value: a.value, reason: a.reason };
   if (a.kind === 'table') return tableFormula(a.t, (x) => x !== 0, ctx) ?? no(`buffer ${a.t.name} is not a band`);
   if (a.kind === 'ints' && a.v.length === 1 && symIsConst(a.v[0]!)) return { op: 'const', v: a.v[0]!.c !== 0 };
@@ -459,6 +478,12 @@ function compare(op: string, a: AV | undefined, b: AV | undefined): AV {
     const s = constScalar(b)!;
     return mapTable(a, (x) => (x === s ? 1 : 0), true);
   }
+  if (op === 'Equal' && a.kind === 'ints' && b.kind === 'ints' && (a.v.length > 1 || b.v.length > 1) && (a.v.length === b.v.length || a.v.length === 1 || b.v.length === 1)) {
+    // shape arithmetic (torch's expand: Where(shape == -1, 1, shape)): decided per element
+    const len = Math.max(a.v.length, b.v.length);
+    const v = Array.from({ length: len }, (_, k) => symConst(Number(symbolsEqual(a.v[a.v.length === 1 ? 0 : k]!, b.v[b.v.length === 1 ? 0 : k]!))));
+    return { kind: 'ints', v, scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
+  }
   const fa = asField(a);
   const fb = asField(b);
   if (!fa || !fb) return no(`${op} of ${a.kind} and ${b.kind}`);
@@ -480,9 +505,25 @@ function compare(op: string, a: AV | undefined, b: AV | undefined): AV {
   }
 }
 
-function where(ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
+/** Whether two shape entries are equal, decided for every length (lengths are >= 0); throws when undecided. */
+function symbolsEqual(a: Sym, b: Sym): boolean {
+  const d = symSub(a, b);
+  if (symIsConst(d)) return d.c === 0;
+  // a sum of lengths (non-negative coefficients) against a negative constant never meets it
+  const lengthVsNegative = (x: Sym, y: Sym) => symIsConst(y) && y.c < 0 && x.c >= 0 && Object.values(x.t).every((k) => k > 0);
+  if (lengthVsNegative(a, b) || lengthVsNegative(b, a)) return false;
+  return no(`${symToString(a)} == ${symToString(b)} is not decided for every length`);
+}
+
+function where(ins: readonly (AV | undefined)[], ctx: EvalContext, out: Value): AV {
   const [cond, x, y] = ins;
   if (!cond || !x || !y) return no('missing operand');
+  if (cond.kind === 'ints' && x.kind === 'ints' && y.kind === 'ints' && !cond.scalar) {
+    // shape arithmetic, element by element
+    const pick = (v: readonly Sym[], k: number) => v[v.length === 1 ? 0 : k]!;
+    const v = cond.v.map((c, k) => (symIsConst(c) ? (c.c !== 0 ? pick(x.v, k) : pick(y.v, k)) : no('a shape condition that is not constant')));
+    return { kind: 'ints', v, scalar: false, rank: 1 };
+  }
   const sx = constScalar(x);
   const sy = constScalar(y);
   const rank = Math.max(rankOf(cond), rankOf(x), rankOf(y));
@@ -500,6 +541,17 @@ function where(ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
   if (sy !== undefined && isMaskedFill(sy) && (x.kind === 'bias' || x.kind === 'opaque')) {
     const terms: BiasTerm[] = x.kind === 'bias' ? [...x.terms] : [{ kind: 'data', value: x.value, reason: x.reason }];
     return { kind: 'bias', rank, terms: [...terms, { kind: 'mask', keep: f, fill: sy }] };
+  }
+  // Where(p, -big, x): keeps x where p does not hold (masked_fill of a structural condition)
+  if (sx !== undefined && isMaskedFill(sx) && cond.kind !== 'opaque' && (y.kind === 'bias' || y.kind === 'opaque')) {
+    const terms: BiasTerm[] = y.kind === 'bias' ? [...y.terms] : [{ kind: 'data', value: y.value, reason: y.reason }];
+    return { kind: 'bias', rank, terms: [...terms, { kind: 'mask', keep: fNot(f), fill: sx }] };
+  }
+  // Where(d, -big, x) with d data-dependent (padding) and x a structural mask (HF's 4D causal mask filled
+  // where padded): keeps at most what x keeps, so x's part is proven and this Where, which already masks
+  // everything x masks, stays whole as the data-dependent bias (exact: the kept entries are those of the Where)
+  if (sx !== undefined && isMaskedFill(sx) && cond.kind === 'opaque' && y.kind === 'bias' && y.terms.every((t) => t.kind === 'mask')) {
+    return { kind: 'bias', rank, terms: [...y.terms, { kind: 'data', value: out, reason: `${cond.reason}; the structural mask it fills is proven, the whole ${JSON.stringify(out.name)} stays as bias` }] };
   }
   return no('Where selects values the analysis cannot read');
 }

@@ -1,0 +1,106 @@
+// Masks as Hugging Face builds them, lifted and then proven by the mask analysis, each checked against the
+// graph as written in onnxruntime (optimizations off): recognize -> analyze-mask -> lower to standard ONNX,
+// fp32 |lowered - original| <= 1e-5 (compareLowered).
+//   causal: Where(arange(n) < (arange(n) + 1).view(n, 1), 0, finfo.min)     -> causal
+//   window: Where(tril(ones, -w), finfo.min, causal)                          -> window(w - 1, 0)
+//   padding on top: Where(bool(padding bias), finfo.min, structural mask)    -> the structure proven, the
+//   whole mask kept as the data-dependent bias (it already masks everything the structure masks)
+
+import { AttentionInput, assertValid, attentionParams, isAttention, parseGraph, printSpec } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { rewritePass } from '@attnopt/rewrite';
+import { describe, expect, test } from 'vitest';
+import { analyzeMaskPass } from '../src/analyze/index.js';
+import { lowerAttentionPass } from '../src/lower/index.js';
+import { RECOGNITION_RULES } from '../src/recognize/index.js';
+import { compareLowered, randomInputs, runModel } from './helpers/ort.js';
+
+const OPSET = 17;
+
+/** Causal (and windowed when `window` is set) float mask [1, 1, n, n] of the HF form, padding filled on top. */
+const hfMask = (window: number | undefined, padding: boolean) => `graph g {
+  input %q: f32[2, 4, seq, 8]
+  input %k: f32[2, 4, seq, 8]
+  input %v: f32[2, 4, seq, 8]
+  input %attention_mask: i64[2, seq]
+  init %s: f32[] = tensor<f32[]> [0.35355339059327373]
+  init %fmin: f32[] = tensor<f32[]> [-3.4028234663852886e38]
+  init %fzero: f32[] = tensor<f32[]> [0.0]
+  init %fone: f32[] = tensor<f32[]> [1.0]
+  init %i0: i64[] = tensor<i64[]> [0]
+  init %i1: i64[] = tensor<i64[]> [1]
+  init %two: i64[] = tensor<i64[]> [2]
+  init %one1: i64[1] = tensor<i64[1]> [1]
+  init %ax0: i64[1] = tensor<i64[1]> [0]
+  init %ax01: i64[2] = tensor<i64[2]> [0, 1]
+  init %ax12: i64[2] = tensor<i64[2]> [1, 2]
+  init %minus_w: i64[] = tensor<i64[]> [${-(window ?? 0)}]
+  %qs = Shape(%q)
+  %n = Gather(%qs, %two) {axis = 0}
+  %n1 = Unsqueeze(%n, %ax0)
+  %nn = Concat(%n1, %n1) {axis = 0}
+  %full = ConstantOfShape(%nn) {value = tensor<f32[1]> [-3.4028234663852886e38]}
+  %r = Range(%i0, %n, %i1)
+  %r1 = Add(%r, %i1)
+  %col = Concat(%n1, %one1) {axis = 0}
+  %rc = Reshape(%r1, %col)
+  %below = Less(%r, %rc)
+  %causal = Where(%below, %fzero, %full)
+${window === undefined ? '  %band = Identity(%causal)' : `  %ones = ConstantOfShape(%nn) {value = tensor<bool[1]> [true]}
+  %far = Trilu(%ones, %minus_w) {upper = 0}
+  %band = Where(%far, %fmin, %causal)`}
+  %band4 = Unsqueeze(%band, %ax01)
+${padding ? `  %m4 = Unsqueeze(%attention_mask, %ax12)
+  %mf = Cast(%m4) {to = 1}
+  %inv = Sub(%fone, %mf)
+  %invb = Cast(%inv) {to = 9}
+  %pad = Where(%invb, %fmin, %inv)
+  %padb = Cast(%pad) {to = 9}
+  %mask = Where(%padb, %fmin, %band4)` : '  %mask = Identity(%band4)'}
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+  %sc = Mul(%qk, %s)
+  %b = Add(%sc, %mask)
+  %p = Softmax(%b) {axis = -1}
+  %y = MatMul(%p, %v)
+  output %y
+}`;
+
+async function provenAndExact(text: string, seq: number): Promise<{ spec: string; bias: boolean }> {
+  const original = exportOnnx(newOnnxModel(parseGraph(text), { opset: OPSET }));
+  const g = parseGraph(text);
+  rewritePass('recognize', RECOGNITION_RULES).run(g);
+  const notes = analyzeMaskPass().run(g).notes.map((n) => n.message);
+  assertValid(g);
+  const att = g.nodes.filter(isAttention);
+  expect(att, notes.join('\n')).toHaveLength(1);
+  const result = { spec: printSpec(attentionParams(att[0]!).spec), bias: att[0]!.inputs[AttentionInput.bias] !== undefined };
+  const feeds = randomInputs(g, 9, { batch: 2, seq, past: 0 });
+  const want = await runModel(original, feeds);
+  lowerAttentionPass({ opset: OPSET }).run(g);
+  const cmp = compareLowered(await runModel(exportOnnx(newOnnxModel(g, { opset: OPSET })), feeds), want);
+  expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
+  return result;
+}
+
+describe('Hugging Face 4D masks', () => {
+  test('causal from arange < (arange + 1).view(n, 1): causal, bias dropped', async () => {
+    expect(await provenAndExact(hfMask(undefined, false), 7)).toEqual({ spec: 'causal', bias: false });
+  });
+  test('causal with padding filled on top: causal proven, the filled mask kept as bias', async () => {
+    expect(await provenAndExact(hfMask(undefined, true), 7)).toEqual({ spec: 'causal', bias: true });
+  });
+  test('sliding window 3 (tril(ones, -3) filled) with padding: window(left=2, right=0) proven, bias kept', async () => {
+    expect(await provenAndExact(hfMask(3, true), 9)).toEqual({ spec: 'window(left=2, right=0)', bias: true });
+  });
+  test('does not prove structure when the padding Where selects the structural mask where padded', async () => {
+    // Where(pad, band, finfo.min) keeps the band only on padded keys: not a structural mask with padding on top
+    const text = hfMask(undefined, true).replace('%mask = Where(%padb, %fmin, %band4)', '%mask = Where(%padb, %band4, %fmin)');
+    const g = parseGraph(text);
+    rewritePass('recognize', RECOGNITION_RULES).run(g);
+    const notes = analyzeMaskPass().run(g).notes.map((n) => n.message);
+    const att = g.nodes.filter(isAttention);
+    expect(att).toHaveLength(1);
+    expect(attentionParams(att[0]!).spec.kind, notes.join('\n')).not.toBe('causal');
+  });
+});
