@@ -34,6 +34,7 @@ import {
   jsAttentionKernel,
   jsAttentionKernelSource,
   fullKernelShape,
+  guardMetadata,
   kernelCacheKey,
   type KernelShape,
   MASKED,
@@ -41,7 +42,7 @@ import {
   wasmAttentionKernel,
 } from './kernels.js';
 import { type CpuWorkerPool, type KernelCode, SharedWorkspace } from './pool.js';
-import { checkGuard, GUARD_ITEM as GI, GUARD_ITEM_WORDS, GUARD_SUMMARIES, type GuardOptions, guardScratch } from './guard/guard-shape.js';
+import { checkGuard, GUARD_ITEM as GI, GUARD_ITEM_WORDS, type GuardOptions, guardScratch } from './guard/guard-shape.js';
 import { type GuardPlan, layoutGuard, planGuard, type ResolvedGuard, type SummaryKernels, writeGuard } from './guard/host.js';
 import { type GuardedAttendFn, jsGuardedKernel, jsGuardedKernelSource } from './guard/js-guard.js';
 import { wasmGuardedModule } from './wasm/wasm-guard.js';
@@ -690,7 +691,7 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
   return {
     cacheKey,
     shape: mainShape,
-    ...(guard ? { guard: { tier: 'guarded' as const, epsilon: guard.epsilon, block: guard.block, modelMask: guard.modelMask, summaries: GUARD_SUMMARIES } } : {}),
+    ...(options.guard ? { guard: guardMetadata(options.guard, BK) } : {}),
     run(inputs, runOptions = {}) {
       return runLocal(inputs, runOptions).readOutput();
     },

@@ -21,6 +21,7 @@
 import { checkKernelShape, fullKernelShape, kernelCacheKey, type KernelShape, ROW_EMPTY, ROW_UNSET, scratchBytes } from './wasm/kernel-shape.js';
 import { wasmAttentionModule } from './wasm/wasm-attention.js';
 import { wasmGuardedModule } from './wasm/wasm-guard.js';
+import type { MaskSpec } from '@attnopt/ir';
 import { checkGuard, ENTRY_WORDS, GUARD_ITEM, GUARD_ITEM_WORDS, GUARD_SUMMARIES, type GuardOptions, guardScratch } from './guard/guard-shape.js';
 
 export {
@@ -138,7 +139,7 @@ export function wasmGuardedAttentionKernel(shape: KernelShape, epsilon: number):
 }
 
 /** What a guarded kernel's metadata records: tier, budget, summary segment, model mask, summaries used. */
-export function guardMetadata(guard: GuardOptions, blockK: number): { tier: 'guarded'; epsilon: number; block: number; modelMask: GuardOptions['modelMask']; summaries: readonly string[] } {
+export function guardMetadata(guard: GuardOptions, blockK: number): { tier: 'guarded'; epsilon: number; block: number; modelMask: MaskSpec; summaries: readonly string[] } {
   checkGuard(guard);
   return { tier: 'guarded', epsilon: guard.epsilon, block: guard.block ?? 4 * blockK, modelMask: guard.modelMask ?? { kind: 'dense' }, summaries: GUARD_SUMMARIES };
 }
