@@ -7,8 +7,9 @@
 //   score upper bound     U = min(Quest, ball): MatMul(relu(q), Kmax) - MatMul(relu(-q), Kmin)  and
 //                         MatMul(q, C) + ||q|| r, times |scale| (q sign-flipped for scale < 0)     [B,H,S,nKB]
 //   dropped keys          count[i, blk] = |blk ∩ baseline(i)| - |blk ∩ baseline(i) ∩ (band(i) ∪ sinks)|  [S,nKB]
-//   certificate           log B = ReduceLogSumExp(U + log count), log Z_S = ReduceLogSumExp of the banded
-//                         softmax input, m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range) [B,H,S]
+//   certificate           log B = ReduceLogSumExp(U + log count), log Z_S >= ReduceMax of the banded softmax
+//                         input (a lower bound on Z_S keeps m_hat an upper bound, without a second exp pass),
+//                         m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range)              [B,H,S]
 //   fallback              rows with bound > budget in any batch and head: NonZero, Gather, dense attention
 //                         over the baseline's keys, ScatterElements back over the banded output.
 // Float32 rounding: U is widened by 1e-4 (|U| + 1) and the bound by 1e-3 relative, so rounding in the summaries
@@ -179,40 +180,49 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   }
   u = b.op('Add', [u, b.op('Mul', [b.op('Add', [b.op('Abs', [u], 'guard_u_abs'), f32(1, 'guard_one_f')], 'guard_u_abs1'), f32(SCORE_SLACK, 'guard_score_slack')], 'guard_u_slack')], 'guard_u');
 
-  // dropped keys per row and block: |blk ∩ baseline| - |blk ∩ baseline ∩ (band ∪ sinks)|
-  const rows = b.reshape(b.op('Range', [i64(0, 'guard_r0'), S, i64(1, 'guard_r1')], 'guard_rows_1d'), [-1, 1], 'guard_rows');
-  const blockLo = b.reshape(b.op('Mul', [b.op('Range', [i64(0, 'guard_r2'), nKB, i64(1, 'guard_r3')], 'guard_block_index'), i64(kb, 'guard_block3')], 'guard_block_lo_1d'), [1, -1], 'guard_block_lo');
-  const blockHi = b.op('Min', [b.op('Add', [blockLo, i64(kb, 'guard_block4')], 'guard_block_end'), T], 'guard_block_hi');
+  // dropped keys per row and block: |blk ∩ baseline| - |blk ∩ baseline ∩ (band ∪ sinks)|, in float32 (exact for
+  // integers below 2^24; onnxruntime's float kernels are vectorized, its int64 broadcasts are not)
   const bottomRight = b.op('Sub', [T, S], 'guard_bottom_right');
+  const float = (t: Value, what: string) => b.cast(t, 'f32', what);
+  const Tf = float(T, 'guard_nk_f');
+  const rows = b.reshape(float(b.op('Range', [i64(0, 'guard_r0'), S, i64(1, 'guard_r1')], 'guard_rows_1d'), 'guard_rows_f'), [-1, 1], 'guard_rows');
+  const blockLo = b.reshape(b.op('Mul', [float(b.op('Range', [i64(0, 'guard_r2'), nKB, i64(1, 'guard_r3')], 'guard_block_index'), 'guard_block_index_f'), f32(kb, 'guard_block3')], 'guard_block_lo_1d'), [1, -1], 'guard_block_lo');
+  const blockHi = b.op('Min', [b.op('Add', [blockLo, f32(kb, 'guard_block4')], 'guard_block_end'), Tf], 'guard_block_hi');
   const base = baselineShape(guard.baseline)!;
   const upper =
     base === 'dense'
       ? blockHi
-      : b.op('Min', [blockHi, b.op('Add', [rows, base === 'bottom-right' ? b.op('Add', [bottomRight, i64(1, 'guard_one')], 'guard_causal_end') : i64(1, 'guard_one2')], 'guard_causal_limit')], 'guard_upper');
-  const zero = i64(0, 'guard_zero');
-  const size = (lo: Value, hi: Value, what: string) => b.op('Max', [b.op('Sub', [hi, lo], `${what}_diff`), zero], what);
-  const pos = b.op('Add', [rows, offset], 'guard_band_pos');
-  const bandLo = b.op('Add', [pos, i64(s.lo, 'guard_band_lo_off')], 'guard_band_lo');
-  const bandHi = b.op('Add', [pos, i64(s.hi + 1, 'guard_band_hi_off')], 'guard_band_hi');
+      : b.op('Min', [blockHi, b.op('Add', [rows, base === 'bottom-right' ? b.op('Add', [float(bottomRight, 'guard_bottom_right_f'), f32(1, 'guard_one')], 'guard_causal_end') : f32(1, 'guard_one2')], 'guard_causal_limit')], 'guard_upper');
+  const zeroF = f32(0, 'guard_zero_count');
+  const size = (lo: Value, hi: Value, what: string) => b.op('Max', [b.op('Sub', [hi, lo], `${what}_diff`), zeroF], what);
+  const pos = b.op('Add', [rows, float(offset, 'guard_offset_f')], 'guard_band_pos');
+  const bandLo = b.op('Add', [pos, f32(s.lo, 'guard_band_lo_off')], 'guard_band_lo');
+  const bandHi = b.op('Add', [pos, f32(s.hi + 1, 'guard_band_hi_off')], 'guard_band_hi');
   const inBase = size(blockLo, upper, 'guard_count_base');
   const inBand = size(b.op('Max', [blockLo, bandLo], 'guard_band_start'), b.op('Min', [upper, bandHi], 'guard_band_end'), 'guard_count_band');
   let kept = inBand;
   if (E > 0) {
-    const sinkEnd = b.op('Min', [upper, i64(E, 'guard_sinks')], 'guard_sink_end');
+    const sinkEnd = b.op('Min', [upper, f32(E, 'guard_sinks')], 'guard_sink_end');
     const inSinks = size(blockLo, sinkEnd, 'guard_count_sinks');
     const both = size(b.op('Max', [blockLo, bandLo], 'guard_both_start'), b.op('Min', [sinkEnd, bandHi], 'guard_both_end'), 'guard_count_both');
     kept = b.op('Add', [inBand, b.op('Sub', [inSinks, both], 'guard_sinks_only')], 'guard_count_kept');
   }
-  const dropped = b.cast(b.op('Sub', [inBase, kept], 'guard_count_dropped'), 'f32', 'guard_count_f');
+  const dropped = b.op('Sub', [inBase, kept], 'guard_count_dropped');
   // log count, with -1e30 for no dropped key (a finite stand-in for log 0 keeps ReduceLogSumExp off NaN)
   const logCount = b.op('Where', [b.op('Greater', [dropped, f32(0, 'guard_zero_f')], 'guard_has_dropped'), b.op('Log', [dropped], 'guard_log_count_raw'), f32(-1e30, 'guard_log0')], 'guard_log_count');
-  const logB = reduce('ReduceLogSumExp', b.op('Add', [u, logCount], 'guard_log_terms'), [3], 'guard_log_b');
+  // log-sum-exp over the blocks as ReduceMax, Exp, ReduceSum, Log (onnxruntime's Exp is vectorized, its
+  // ReduceLogSumExp is not)
+  const terms = b.op('Add', [u, logCount], 'guard_log_terms');
+  const termsMax = reduce('ReduceMax', terms, [3], 'guard_terms_max', true);
+  const sumExp = reduce('ReduceSum', b.op('Exp', [b.op('Sub', [terms, termsMax], 'guard_terms_shifted')], 'guard_terms_exp'), [3], 'guard_terms_sum');
+  const logB = b.op('Add', [b.op('Log', [sumExp], 'guard_terms_log'), b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_row')], 'guard_log_b');
 
-  // log Z_S from the banded softmax input, the empty-row key (column 0) left out
-  const W = dim(logits, 4, 'guard_width');
-  const notEmptyKey = b.op('Where', [b.op('Equal', [b.op('Range', [i64(0, 'guard_r4'), W, i64(1, 'guard_r5')], 'guard_columns'), zero], 'guard_is_empty_key'), b.scalar('guard_minus_inf', x.softmaxType ?? x.dtype, -Infinity), b.scalar('guard_zero_bias', x.softmaxType ?? x.dtype, 0)], 'guard_empty_key_bias');
-  const logZBlocks = reduce('ReduceLogSumExp', toF32(b.op('Add', [logits, notEmptyKey], 'guard_kept_logits'), 'guard_kept_logits_f32'), [4], 'guard_log_z_blocks');
-  const logZ = b.op('Slice', [b.reshape(logZBlocks, [0, 0, -1], 'guard_log_z_padded'), b.ints('guard_z_start', [0]), b.reshape(S, [1], 'guard_z_end'), b.ints('guard_z_axis', [2])], 'guard_log_z');
+  // log Z_S >= the largest kept score (a lower bound on Z_S only raises m_hat = B / (Z_S + B)): ReduceMax of the
+  // banded softmax input, no exponentials; -inf on rows that keep no key (their empty-row key column is 0 there)
+  const keptTotal = reduce('ReduceSum', kept, [1], 'guard_kept_total');
+  const maxBlocks = reduce('ReduceMax', toF32(logits, 'guard_logits_f32'), [4], 'guard_max_blocks');
+  const maxKept = b.op('Slice', [b.reshape(maxBlocks, [0, 0, -1], 'guard_max_padded'), b.ints('guard_z_start', [0]), b.reshape(S, [1], 'guard_z_end'), b.ints('guard_z_axis', [2])], 'guard_max_kept');
+  const logZ = b.op('Where', [b.op('Greater', [keptTotal, zeroF], 'guard_keeps_some'), maxKept, f32(-Infinity, 'guard_minus_inf')], 'guard_log_z');
 
   // the output bound m_hat R per row, and the rows over the budget (NaN counts as over)
   const v32 = toF32(x.v, 'guard_v_f32');

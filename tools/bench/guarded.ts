@@ -1,0 +1,122 @@
+// The price of the guarded tier in onnxruntime (CPU): one attention site, 8 heads, head dim 64, batch 1, layout bsd,
+// causal, at n = 4096 (--sizes), lowered four ways with standard ONNX ops (lowerAttentionPass, opset 21):
+//   dense:      the site's own spec, causal, dense (n x n scores);
+//   unguarded:  causal ∩ (window 256 ∪ sinks 4), banded, no certificate;
+//   guarded:    the same, guarded with budget 1e-3 (key block summaries, per-row certificate, fallback rows dense);
+//   forced:     the same guarded form with budget 0: every row that drops a key falls back (rows past the first
+//               260, which drop none), i.e. the site recomputes (almost) everything densely plus the summaries.
+// Inputs: local attention (rotary-like features with geometric frequencies, peak logit 40), on which the guarded
+// form should recompute no row; the rows the guarded output differs from the unguarded one on are counted (a row
+// that fell back differs, so this counts the fallback rows, up to rows whose dense and sparse results coincide).
+// Times: sessions at graphOptimizationLevel 'all', --threads intra-op threads (2), two warm-ups each, then
+// --repeats rounds running every model back to back in alternating order; medians, and the median of per-round
+// ratios (a load change between rounds cancels).
+//
+//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2]
+
+import { cpus } from 'node:os';
+import { type AttentionParams, attentionNode, causal, Graph, intersect, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { lowerAttentionPass } from '@attnopt/passes';
+import { runPipeline } from '@attnopt/rewrite';
+import * as ort from 'onnxruntime-node';
+
+process.env.ORT_DISABLE_TELEMETRY = '1';
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : dflt);
+const SIZES = opt('--sizes', '4096').split(',').map(Number);
+const REPEATS = Number(opt('--repeats', '7'));
+const THREADS = Number(opt('--threads', '2'));
+const H = 8;
+const D = 64;
+const SPEC = intersect(causal(), union(slidingWindow(255, 0), sinks(4)));
+const SESSION: ort.InferenceSession.SessionOptions = { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } };
+
+function model(spec: AttentionParams['spec'], budget: number | undefined): Uint8Array {
+  const params: AttentionParams = {
+    numHeads: H,
+    kvNumHeads: H,
+    headDim: D,
+    vHeadDim: D,
+    scale: 1 / Math.sqrt(D),
+    softcap: 0,
+    layout: 'bsd',
+    spec,
+    ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline: causal() } } : {}),
+  };
+  const g = new Graph('guarded_bench');
+  const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, 'seq', H * D]))));
+  const y = new Value('y', tensorType('f32'));
+  g.addNode(attentionNode(params, { q: q!, k: k!, v: v! }, { y }, 'attn'));
+  g.outputs.push(y);
+  runPipeline(g, [lowerAttentionPass({ opset: 21, ...(spec.kind === 'causal' ? {} : { strategy: 'banded' as const }) })]);
+  return exportOnnx(newOnnxModel(g, { opset: 21 }));
+}
+
+/** Local attention: per head, q_i . k_j = A^2 sum_f cos(w_f (i - j)) over 32 geometric frequencies. */
+function localInputs(n: number): Record<string, ort.Tensor> {
+  const F = D / 2;
+  const A = Math.sqrt(40 / (F / Math.sqrt(D))); // peak logit scale * F * A^2 = 40
+  const q = new Float32Array(n * H * D);
+  const k = new Float32Array(n * H * D);
+  const v = new Float32Array(n * H * D);
+  let s = 12345;
+  const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32) - 0.5;
+  for (let i = 0; i < n; i++) {
+    for (let h = 0; h < H; h++) {
+      for (let f = 0; f < F; f++) {
+        const w = 0.0015 * 1.12 ** f * (1 + 0.05 * h);
+        const at = (i * H + h) * D + 2 * f;
+        q[at] = k[at] = A * Math.cos(w * i);
+        q[at + 1] = k[at + 1] = A * Math.sin(w * i);
+      }
+      for (let c = 0; c < D; c++) v[(i * H + h) * D + c] = 2 * rnd();
+    }
+  }
+  const t = (x: Float32Array) => new ort.Tensor('float32', x, [1, n, H * D]);
+  return { q: t(q), k: t(k), v: t(v) };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  console.log(`# guarded bench: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, onnxruntime-node threads ${THREADS}, node ${process.version}`);
+  for (const n of SIZES) {
+    const names = ['dense', 'unguarded', 'guarded', 'forced'] as const;
+    const bytes = { dense: model(causal(), undefined), unguarded: model(SPEC, undefined), guarded: model(SPEC, 1e-3), forced: model(SPEC, 0) };
+    const sessions = Object.fromEntries(await Promise.all(names.map(async (m) => [m, await ort.InferenceSession.create(bytes[m], SESSION)] as const)));
+    const feeds = localInputs(n);
+    const outs: Record<string, Float32Array> = {};
+    for (const m of names) for (let w = 0; w < 2; w++) outs[m] = (await sessions[m]!.run(feeds)).y!.data as Float32Array;
+    const times: Record<string, number[]> = Object.fromEntries(names.map((m) => [m, []]));
+    for (let r = 0; r < REPEATS; r++) {
+      const order = r % 2 === 0 ? names : [...names].reverse();
+      for (const m of order) {
+        const t0 = performance.now();
+        await sessions[m]!.run(feeds);
+        times[m]!.push(performance.now() - t0);
+      }
+    }
+    const rowsDiffering = (a: Float32Array, b: Float32Array) => {
+      let rows = 0;
+      for (let i = 0; i < n; i++) {
+        let differs = false;
+        for (let c = 0; c < H * D && !differs; c++) differs = a[i * H * D + c] !== b[i * H * D + c];
+        if (differs) rows++;
+      }
+      return rows;
+    };
+    const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, t) => Math.max(m, Math.abs(x - b[t]!)), 0);
+    const ratio = (a: string, b: string) => median(times[a]!.map((t, r) => t / times[b]![r]!));
+    console.log(`\nn = ${n}, 8 heads, d 64, causal ∩ (window 256 ∪ sinks 4), ${REPEATS} rounds`);
+    for (const m of names) console.log(`  ${m.padEnd(10)} median ${median(times[m]!).toFixed(1)} ms   max |y - dense| ${maxDiff(outs[m]!, outs.dense!).toExponential(2)}`);
+    console.log(`  rows where guarded differs from unguarded (fell back): ${rowsDiffering(outs.guarded!, outs.unguarded!)} of ${n}`);
+    console.log(`  rows where forced differs from unguarded (fell back): ${rowsDiffering(outs.forced!, outs.unguarded!)} of ${n}`);
+    console.log(`  dense / guarded    ${ratio('dense', 'guarded').toFixed(2)}x   (target >= 5)`);
+    console.log(`  guarded / unguarded ${ratio('guarded', 'unguarded').toFixed(2)}x   (target <= 1.25)`);
+    console.log(`  dense / unguarded  ${ratio('dense', 'unguarded').toFixed(2)}x`);
+    console.log(`  forced / dense     ${ratio('forced', 'dense').toFixed(2)}x   (target <= 1.3)`);
+  }
+}
+
+await main();
