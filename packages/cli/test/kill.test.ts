@@ -50,3 +50,17 @@ test.each(['SIGTERM', 'SIGKILL', 'SIGINT'] as const)('%s during optimize: no OUT
   expect(readdirSync(dir)).toEqual([]);
   expect(processesMentioning(out)).toEqual([]);
 }, 60_000);
+
+test('a crash outside the command\'s own handling (an exception thrown later by a callback): exit 70, never 1', async () => {
+  const dir = mkdtempSync(join(scratch, 'crash-'));
+  const out = join(dir, 'out.onnx');
+  // a preloaded module whose timer throws while optimize is calibrating: what a bug in a callback looks like
+  const bomb = `data:text/javascript,setTimeout(() => { throw new Error('a bug in a callback'); }, 3000);`;
+  const child = spawn(process.execPath, ['--import', bomb, bin, 'optimize', model, '-o', out, '--seq-len', '1024'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += String(d)));
+  const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, sig) => done({ code, signal: sig })));
+  expect(ended).toEqual({ code: 70, signal: null });
+  expect(stderr).toMatch(/^attnopt: internal error: Error: a bug in a callback/);
+  expect(readdirSync(dir)).toEqual([]);
+}, 60_000);
