@@ -90,7 +90,7 @@ def main() -> None:
         pathlib.Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), args.checkpoint)
         pathlib.Path(args.checkpoint).with_suffix('.curve.json').write_text(json.dumps(curve))
-    train_seconds = time.time() - t0
+    train_seconds = curve[-1]['seconds'] if args.from_checkpoint else time.time() - t0
     sample = torch.frombuffer(bytearray(SAMPLE.read_bytes()), dtype=torch.uint8)  # written above
     metrics = {
         'model': 'byte-mlm', 'seed': args.seed, 'params': sum(p.numel() for p in model.parameters()),

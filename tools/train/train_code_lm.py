@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument('--short-steps', type=int, default=500)
     ap.add_argument('--long-steps', type=int, default=40)
     ap.add_argument('--threads', type=int, default=1)
-    ap.add_argument('--eval-windows', type=int, default=24)
+    ap.add_argument('--eval-windows', type=int, default=8)
     ap.add_argument('--out', default=str(OUT / 'code-lm.onnx'))
     ap.add_argument('--checkpoint', default='/tmp/attnopt-train/code-lm.pt', help='weights saved before export')
     ap.add_argument('--from-checkpoint', action='store_true', help='skip training: load --checkpoint, then evaluate and export')
@@ -80,7 +80,7 @@ def main() -> None:
         pathlib.Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), args.checkpoint)
         pathlib.Path(args.checkpoint).with_suffix('.curve.json').write_text(json.dumps(curve))
-    train_seconds = time.time() - t0
+    train_seconds = curve[-1]['seconds'] if args.from_checkpoint else time.time() - t0
     sample_data = torch.frombuffer(bytearray(sample), dtype=torch.uint8)
     metrics = {
         'model': 'code-lm', 'seed': args.seed, 'params': sum(p.numel() for p in model.parameters()),
