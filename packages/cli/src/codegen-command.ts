@@ -12,6 +12,7 @@ import { checkOutputDir, GENERATOR, MANIFEST, writeDirAtomically } from './outpu
 import { checkNotInside } from './output-paths.js';
 import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
+import { holdingSignals } from './signals.js';
 
 interface CodegenFlags extends DecisionFlags {
   target: CompileTarget;
@@ -118,7 +119,7 @@ export function registerCodegen(program: Command): void {
         p.stage('compile');
         const out = generate(modelPath, flags, result);
         p.stage('write');
-        writeDirAtomically(flags.output, out.files);
+        await holdingSignals(() => writeDirAtomically(flags.output, out.files));
         return out;
       });
       if (flags.json) printJson(generated.manifest);
