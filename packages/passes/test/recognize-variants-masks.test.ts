@@ -93,14 +93,59 @@ describe('Hugging Face 4D masks', () => {
   test('sliding window 3 (tril(ones, -3) filled) with padding: window(left=2, right=0) proven, bias kept', async () => {
     expect(await provenAndExact(hfMask(3, true), 9)).toEqual({ spec: 'window(left=2, right=0)', bias: true });
   });
-  test('does not prove structure when the padding Where selects the structural mask where padded', async () => {
-    // Where(pad, band, finfo.min) keeps the band only on padded keys: not a structural mask with padding on top
-    const text = hfMask(undefined, true).replace('%mask = Where(%padb, %fmin, %band4)', '%mask = Where(%padb, %band4, %fmin)');
+  test('does not prove structure when a keep-mask and an additive term both depend on data (one bias cannot hold both)', () => {
+    const text = hfMask(undefined, true)
+      .replace('  input %attention_mask: i64[2, seq]', '  input %attention_mask: i64[2, seq]\n  input %position_bias: f32[1, 4, seq, seq]')
+      .replace('%mask = Where(%padb, %fmin, %band4)', '%keepb = Not(%padb)\n  %kept = Where(%keepb, %band4, %fmin)\n  %mask = Add(%kept, %position_bias)');
     const g = parseGraph(text);
     rewritePass('recognize', RECOGNITION_RULES).run(g);
     const notes = analyzeMaskPass().run(g).notes.map((n) => n.message);
     const att = g.nodes.filter(isAttention);
     expect(att).toHaveLength(1);
-    expect(attentionParams(att[0]!).spec.kind, notes.join('\n')).not.toBe('causal');
+    expect(attentionParams(att[0]!).spec.kind).toBe('dense');
+    expect(notes.join('\n')).toMatch(/one bias value cannot hold both/);
+  });
+});
+
+describe('causal | padding filled once (Falcon: triu(ones, 1) | Not(attention_mask))', () => {
+  const falcon = (negated: boolean) => `graph g {
+  input %q: f32[2, 4, seq, 8]
+  input %k: f32[2, 4, seq, 8]
+  input %v: f32[2, 4, seq, 8]
+  input %attention_mask: i64[2, seq]
+  init %s: f32[] = tensor<f32[]> [0.35355339059327373]
+  init %fmin: f32[] = tensor<f32[]> [-3.4028234663852886e38]
+  init %fzero: f32[] = tensor<f32[]> [0.0]
+  init %two: i64[] = tensor<i64[]> [2]
+  init %i1: i64[] = tensor<i64[]> [1]
+  init %ax0: i64[1] = tensor<i64[1]> [0]
+  init %ax12: i64[2] = tensor<i64[2]> [1, 2]
+  %qs = Shape(%q)
+  %n = Gather(%qs, %two) {axis = 0}
+  %n1 = Unsqueeze(%n, %ax0)
+  %nn = Concat(%n1, %n1) {axis = 0}
+  %ones = ConstantOfShape(%nn) {value = tensor<bool[1]> [true]}
+  %future = Trilu(%ones, %i1) {upper = 1}
+  %keep = Cast(%attention_mask) {to = 9}
+  %keep4 = Unsqueeze(%keep, %ax12)
+  ${negated ? '%pad = Not(%keep4)' : '%pad = Identity(%keep4)'}
+  %masked = Or(%future, %pad)
+  %mask = Where(%masked, %fmin, %fzero)
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+  %sc = Mul(%qk, %s)
+  %b = Add(%sc, %mask)
+  %p = Softmax(%b) {axis = -1}
+  %y = MatMul(%p, %v)
+  output %y
+}`;
+  test('causal proven, the attention mask kept as the keep-mask bias', async () => {
+    expect(await provenAndExact(falcon(true), 7)).toEqual({ spec: 'causal', bias: true });
+  });
+  test('does not prove when the padding part is not a negated keep-mask', () => {
+    const g = parseGraph(falcon(false));
+    rewritePass('recognize', RECOGNITION_RULES).run(g);
+    const notes = analyzeMaskPass().run(g).notes.map((n) => n.message);
+    expect(notes.join('\n')).toMatch(/a negated data-dependent mask/);
   });
 });

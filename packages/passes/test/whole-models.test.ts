@@ -61,6 +61,7 @@ const MASKS: Record<string, readonly Kind[]> = {
   'whisper-decoder': ['causal', 'dense', 'causal', 'dense'],
   vit: ['dense', 'dense'],
   'clip-text': ['causal+bias', 'causal+bias'],
+  falcon: ['causal+bias', 'causal+bias'],
   // local band OR global tokens (a data-dependent union): no structural conjunct to prove, kept as bias
   'longformer-local-global': ['bias', 'bias'],
 };
@@ -74,7 +75,6 @@ const NOT_YET_PROVEN: Record<string, readonly Kind[]> = {
   'llama-past': ['bias', 'bias'],
   'qwen2-past': ['bias', 'bias'],
   'mistral-past': ['bias', 'bias'],
-  falcon: ['bias', 'bias'],
   bloom: ['bias', 'bias'],
   t5: Array(6).fill('bias'),
   'marian-decoder-past': Array(4).fill('bias'),

@@ -16,6 +16,7 @@ import {
   printSpec,
   sinks,
   slidingWindow,
+  ONNX_DOMAIN,
   union,
   type Value,
 } from '@attnopt/ir';
@@ -72,8 +73,13 @@ function nnf(f: Formula, neg = false): Formula {
       return neg ? { op: 'lin', ci: -f.ci, cj: -f.cj, c: symSub(symConst(-1), f.c) } : f;
     case 'not':
       return nnf(f.x, !neg);
-    case 'data':
-      return neg ? stop(`a negated data-dependent mask (${f.value.name})`) : f;
+    case 'data': {
+      if (!neg) return f;
+      // ¬Not(m) is m: a keep-mask the model negated itself (masked = causal | Not(attention_mask))
+      const not = f.value.producer;
+      if (not?.op === 'Not' && not.domain === ONNX_DOMAIN && not.inputs[0]) return { op: 'data', value: not.inputs[0], reason: f.reason };
+      return stop(`a negated data-dependent mask (${f.value.name})`);
+    }
     case 'and':
     case 'or': {
       const op = (f.op === 'and') !== neg ? 'and' : 'or';
@@ -279,7 +285,11 @@ function readBias(av: AV, ctx: EvalContext): { keep: Formula; data?: Value; reas
       if (data.length > 1) stop('more than one data-dependent additive term');
       for (const t of av.terms) if (t.kind === 'mask') keeps.push(t.keep);
       const keep = nnf(keeps.length === 0 ? { op: 'const', v: true } : keeps.length === 1 ? keeps[0]! : { op: 'and', parts: keeps });
+      // a data-dependent keep-mask inside a mask term (causal | padding filled once) is split off like a pred's
+      const s = splitData(keep);
       const d = data[0];
+      if (s.data && d) stop('a data-dependent keep-mask and a data-dependent additive term: one bias value cannot hold both');
+      if (s.data) return { keep: s.structural, data: s.data, reason: s.reason! };
       return { keep, ...(d && d.kind === 'data' ? { data: d.value, reason: d.reason } : {}) };
     }
     case 'ints':
