@@ -57,9 +57,10 @@ export function bandedAttention(b: NodeBuilder, x: BandedInputs): Value {
 
 /**
  * The banded output and what a guarded form reads from it: the softmax input over the gathered keys
- * [B, H, nBlocks, b, W] (column 0 is the empty-row key, the others the extra keys and the band) and the blocks.
+ * [B, H, nBlocks, b, W] (column 0 is the empty-row key, the others the extra keys and the band), its softmax, and
+ * the blocks.
  */
-export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Value; logits: Value; nBlocks: Value; offset: Value } {
+export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Value; logits: Value; probs: Value; nBlocks: Value; offset: Value } {
   const { support: s, blockSize: bs } = x;
   const sm = x.softmaxType ?? x.dtype;
   const { granule: g, extraRows: X } = bandedWidths(s, bs);
@@ -149,7 +150,7 @@ export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Valu
     const isGlobal = b.reshape(b.op('Equal', [b.op('Gather', [qi, which], 'global_which_index', axis(0)), queries], 'global_is'), [-1, 1], 'global_is_col');
     y = b.op('Where', [isGlobal, b.op('Gather', [yg, which], 'global_y_rows', axis(2)), y], 'banded_y');
   }
-  return { y, logits: biased, nBlocks, offset: off };
+  return { y, logits: biased, probs: sm1, nBlocks, offset: off };
 }
 
 function tensorI64(shape: number[], values: number[]): Tensor {

@@ -7,9 +7,9 @@
 //   score upper bound     U = min(Quest, ball): MatMul(relu(q), Kmax) - MatMul(relu(-q), Kmin)  and
 //                         MatMul(q, C) + ||q|| r, times |scale| (q sign-flipped for scale < 0)     [B,H,S,nKB]
 //   dropped keys          count[i, blk] = |blk ∩ baseline(i)| - |blk ∩ baseline(i) ∩ (band(i) ∪ sinks)|  [S,nKB]
-//   certificate           log B = ReduceLogSumExp(U + log count), log Z_S >= ReduceMax of the banded softmax
-//                         input (a lower bound on Z_S keeps m_hat an upper bound, without a second exp pass),
-//                         m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range)              [B,H,S]
+//   certificate           log B = log-sum-exp(U + log count), log Z_S = max kept score - log(its softmax
+//                         probability) from the banded softmax, m_hat = Sigmoid(log B - log Z_S),
+//                         bound = m_hat R (R: V's range over all keys)                                  [B,H,S]
 //   fallback              rows with bound > budget in any batch and head: NonZero, Gather, dense attention
 //                         over the baseline's keys, ScatterElements back over the banded output.
 // Float32 rounding: U is widened by 1e-4 (|U| + 1) and the bound by 1e-3 relative, so rounding in the summaries
@@ -145,7 +145,7 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const reduce = (op: string, t: Value, axes: number[], what: string, keep = false) =>
     b.op(op, [t, b.ints(`${what}_axes`, axes)], what, keep ? {} : noKeep);
 
-  const { y, logits, offset } = bandedAttentionParts(b, x);
+  const { y, logits, probs, offset } = bandedAttentionParts(b, x);
 
   // sequence lengths
   const dim = (t: Value, k: number, what: string) => b.op('Gather', [b.op('Shape', [t], `${what}_shape`), i64(k, `${what}_axis`)], what, axis(0));
@@ -217,12 +217,15 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const sumExp = reduce('ReduceSum', b.op('Exp', [b.op('Sub', [terms, termsMax], 'guard_terms_shifted')], 'guard_terms_exp'), [3], 'guard_terms_sum');
   const logB = b.op('Add', [b.op('Log', [sumExp], 'guard_terms_log'), b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_row')], 'guard_log_b');
 
-  // log Z_S >= the largest kept score (a lower bound on Z_S only raises m_hat = B / (Z_S + B)): ReduceMax of the
-  // banded softmax input, no exponentials; -inf on rows that keep no key (their empty-row key column is 0 there)
+  // log Z_S = the largest kept score - log of its probability (the softmax the banded form computed gives it
+  // without a second exponential pass); -inf on rows that keep no key (their empty-row key column is 0 there)
   const keptTotal = reduce('ReduceSum', kept, [1], 'guard_kept_total');
-  const maxBlocks = reduce('ReduceMax', toF32(logits, 'guard_logits_f32'), [4], 'guard_max_blocks');
-  const maxKept = b.op('Slice', [b.reshape(maxBlocks, [0, 0, -1], 'guard_max_padded'), b.ints('guard_z_start', [0]), b.reshape(S, [1], 'guard_z_end'), b.ints('guard_z_axis', [2])], 'guard_max_kept');
-  const logZ = b.op('Where', [b.op('Greater', [keptTotal, zeroF], 'guard_keeps_some'), maxKept, f32(-Infinity, 'guard_minus_inf')], 'guard_log_z');
+  const rowsOf = (t: Value, what: string) =>
+    b.op('Slice', [b.reshape(t, [0, 0, -1], `${what}_padded`), b.ints(`${what}_start`, [0]), b.reshape(S, [1], `${what}_end`), b.ints(`${what}_axis`, [2])], what);
+  const maxLogit = rowsOf(reduce('ReduceMax', toF32(logits, 'guard_logits_f32'), [4], 'guard_max_logit_blocks'), 'guard_max_logit');
+  const maxProb = rowsOf(reduce('ReduceMax', toF32(probs, 'guard_probs_f32'), [4], 'guard_max_prob_blocks'), 'guard_max_prob');
+  const logZKept = b.op('Sub', [maxLogit, b.op('Log', [maxProb], 'guard_log_max_prob')], 'guard_log_z_kept');
+  const logZ = b.op('Where', [b.op('Greater', [keptTotal, zeroF], 'guard_keeps_some'), logZKept, f32(-Infinity, 'guard_minus_inf')], 'guard_log_z');
 
   // the output bound m_hat R per row, and the rows over the budget (NaN counts as over)
   const v32 = toF32(x.v, 'guard_v_f32');
