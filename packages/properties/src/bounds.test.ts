@@ -15,6 +15,9 @@ import {
   topkGapProperty,
 } from './bounds/mask-properties.js';
 import { jlTailProperty, lshCollisionProperty, performerKernelProperty } from './bounds/statistical.js';
+import { guardedDroppedMass, keyBlockSummaries, keptLogSumExp } from '@attnopt/bounds';
+import { expect } from 'vitest';
+import { GUARDED_FAMILIES, guardedCertificateProperty, guardedOutputProperty, guardedRow, guardedRowArbitrary } from './bounds/guarded-properties.js';
 
 const RUNS = { numRuns: 1000 };
 
@@ -32,6 +35,40 @@ describe('BOUNDS.md (b) certificates', () => {
   it('Cauchy-Schwarz and per-block certificates bound the dropped mass', () =>
     fc.assert(certificateProperty(), { ...RUNS, seed: 201 }));
   it('top-k gap certificate, and top-k minimizes m', () => fc.assert(topkGapProperty(), { ...RUNS, seed: 202 }));
+});
+
+describe("BOUNDS.md (b') guarded rows, on the functions optimize uses", () => {
+  it('the certificate is never below the dropped mass (every family, adversarial ones included)', () =>
+    fc.assert(guardedCertificateProperty(), { ...RUNS, seed: 211 }));
+  it('the guarded row is within the budget of the dense row', () => fc.assert(guardedOutputProperty(), { ...RUNS, seed: 212 }));
+  it('the generated rows cover every family and both outcomes (falls back, kept sparse)', () => {
+    const seen = new Set<string>();
+    fc.assert(
+      fc.property(guardedRowArbitrary(), (p) => {
+        seen.add(`${p.family}:${guardedRow(p).fallsBack}`);
+      }),
+      { ...RUNS, seed: 212 },
+    );
+    for (const f of GUARDED_FAMILIES) expect([...seen].some((x) => x.startsWith(`${f}:`)), f).toBe(true);
+    expect(seen.has('repeated-span:true') && seen.has('random:false')).toBe(true);
+  });
+  it('a certificate that counts one key per dropped block (not n_block) is caught', () => {
+    const broken = fc.property(guardedRowArbitrary(), (p) => {
+      const i = p.n - 1;
+      const kept = (j: number) => j >= i - p.left || j < p.sinks;
+      const scores = Array.from({ length: p.n }, (_, j) => {
+        let s = 0;
+        for (let c = 0; c < p.d; c++) s += p.q[c]! * p.keys[j * p.d + c]!;
+        return p.bias[j] === -Infinity ? -Infinity : p.scale * s + p.bias[j]!;
+      });
+      const nb = Math.ceil(p.n / p.blockSize);
+      const ones = new Float64Array(nb);
+      for (let j = 0; j < p.n; j++) if (!kept(j) && p.bias[j] !== -Infinity) ones[Math.floor(j / p.blockSize)] = 1;
+      const mHat = guardedDroppedMass(p.q, keyBlockSummaries(p.keys, p.n, p.d, p.blockSize), p.scale, 0, keptLogSumExp(scores.filter((_, j) => kept(j))), ones);
+      return mHat >= guardedRow(p).m * (1 - 1e-12);
+    });
+    expect(fc.check(broken, { ...RUNS, seed: 213 }).failed).toBe(true);
+  });
 });
 
 describe('statistical statements (fixed seeds; false-failure probability per case stated in bounds/statistical.ts)', () => {

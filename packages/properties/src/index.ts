@@ -6,4 +6,5 @@ export * from './arbitraries/graph.js';
 export * from './bounds/row-problem.js';
 export * from './bounds/mask-properties.js';
 export * from './bounds/statistical.js';
+export * from './bounds/guarded-properties.js';
 export * from './kernel-check.js';
