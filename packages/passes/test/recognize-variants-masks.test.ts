@@ -149,3 +149,59 @@ describe('causal | padding filled once (Falcon: triu(ones, 1) | Not(attention_ma
     expect(notes.join('\n')).toMatch(/a negated data-dependent mask/);
   });
 });
+
+describe('causal mask with a cache: Concat(zeros[q, past], causal[q, q]) along the keys (HF with past_key_values)', () => {
+  const withPast = (firstBlock: 'zeros' | 'masked') => `graph g {
+  input %q: f32[2, 4, seq, 8]
+  input %k_new: f32[2, 4, seq, 8]
+  input %v_new: f32[2, 4, seq, 8]
+  input %past_key: f32[2, 4, past, 8]
+  input %past_value: f32[2, 4, past, 8]
+  init %s: f32[] = tensor<f32[]> [0.35355339059327373]
+  init %fzero: f32[] = tensor<f32[]> [0.0]
+  init %i0: i64[] = tensor<i64[]> [0]
+  init %i1: i64[] = tensor<i64[]> [1]
+  init %two: i64[] = tensor<i64[]> [2]
+  init %one1: i64[1] = tensor<i64[1]> [1]
+  init %ax0: i64[1] = tensor<i64[1]> [0]
+  init %ax01: i64[2] = tensor<i64[2]> [0, 1]
+  %k = Concat(%past_key, %k_new) {axis = 2}
+  %v = Concat(%past_value, %v_new) {axis = 2}
+  %qs = Shape(%q)
+  %n = Gather(%qs, %two) {axis = 0}
+  %n1 = Unsqueeze(%n, %ax0)
+  %ps = Shape(%past_key)
+  %p = Gather(%ps, %two) {axis = 0}
+  %p1 = Unsqueeze(%p, %ax0)
+  %nn = Concat(%n1, %n1) {axis = 0}
+  %np = Concat(%n1, %p1) {axis = 0}
+  %full = ConstantOfShape(%nn) {value = tensor<f32[1]> [-3.4028234663852886e38]}
+  %r = Range(%i0, %n, %i1)
+  %r1 = Add(%r, %i1)
+  %col = Concat(%n1, %one1) {axis = 0}
+  %rc = Reshape(%r1, %col)
+  %below = Less(%r, %rc)
+  %causal = Where(%below, %fzero, %full)
+  %first = ConstantOfShape(%np) {value = tensor<f32[1]> [${firstBlock === 'zeros' ? '0.0' : '-3.4028234663852886e38'}]}
+  %mask2 = Concat(%first, %causal) {axis = -1}
+  %mask = Unsqueeze(%mask2, %ax01)
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+  %sc = Mul(%qk, %s)
+  %b = Add(%sc, %mask)
+  %pr = Softmax(%b) {axis = -1}
+  %y = MatMul(%pr, %v)
+  output %y
+}`;
+  test('every cached key visible, then causal: causal(bottom-right) over past + new keys, bias dropped', async () => {
+    expect(await provenAndExact(withPast('zeros'), 5)).toEqual({ spec: 'causal(align=bottom-right)', bias: false });
+  });
+  test('does not prove causal when the cached keys are masked', () => {
+    const g = parseGraph(withPast('masked'));
+    rewritePass('recognize', RECOGNITION_RULES).run(g);
+    analyzeMaskPass().run(g);
+    const att = g.nodes.filter(isAttention);
+    expect(att).toHaveLength(1);
+    expect(printSpec(attentionParams(att[0]!).spec)).not.toBe('causal(align=bottom-right)');
+  });
+});

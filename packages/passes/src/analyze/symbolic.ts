@@ -6,7 +6,8 @@
 
 import { ONNX_DOMAIN, type Node, type Tensor, type Value } from '@attnopt/ir';
 import { constantTensor } from '@attnopt/rewrite';
-import { inferShape } from '../analysis/shapes.js';
+import { inferShape, symbolicShape } from '../analysis/shapes.js';
+import type { Expr } from '../analysis/symbolic-shapes/expr.js';
 
 /** An integer affine expression over named length symbols: c + Σ t[name]·name. */
 export interface Sym {
@@ -140,7 +141,24 @@ export function shapeSyms(v: Value): Sym[] | undefined {
   const t = v.type;
   const dims = t?.kind === 'tensor' && t.shape !== undefined ? t.shape : inferShape(v);
   if (dims === undefined) return undefined;
-  return dims.map((_, k) => dimSym(v, k, dims as readonly (number | string | undefined)[]));
+  // the shape engine's expression where it is a sum of lengths (a present key's length is past + seq, whatever
+  // name the model gave that output's dim), else the dim as declared or inferred
+  const engine = symbolicShape(v);
+  return dims.map((_, k) => (engine?.length === dims.length ? exprSym(engine[k]!) : undefined) ?? dimSym(v, k, dims as readonly (number | string | undefined)[]));
+}
+
+/** An engine expression as a Sym: constants and named (non-fresh) symbols with integer coefficients only. */
+function exprSym(e: Expr): Sym | undefined {
+  let c = 0;
+  const t: Record<string, number> = {};
+  for (const term of e.terms) {
+    const f = term.mono.factors;
+    if (!Number.isInteger(term.coef)) return undefined;
+    if (f.length === 0) c += term.coef;
+    else if (f.length === 1 && f[0]![1] === 1 && f[0]![0].kind === 'symbol' && !f[0]![0].fresh) t[f[0]![0].name] = term.coef;
+    else return undefined;
+  }
+  return { c, t };
 }
 
 function fromTensor(t: Tensor, name: string): AV {
@@ -327,7 +345,7 @@ function step(n: Node, ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
       return { kind: 'ints', v: [el], scalar: b.kind === 'ints' && b.scalar, rank: b.kind === 'ints' ? b.rank : 0 };
     }
     case 'Concat': {
-      if (!ins.every((x) => x?.kind === 'ints')) return no('Concat of non-shape values');
+      if (!ins.every((x) => x?.kind === 'ints')) return concatKeys(n, ins);
       return { kind: 'ints', v: ins.flatMap((x) => (x as { readonly v: readonly Sym[] }).v), scalar: false, rank: 1 };
     }
     case 'ConstantOfShape': {
@@ -394,6 +412,58 @@ function reshape(a: AV | undefined, target: AV | undefined): AV {
   if (one(dims[1]!) && !one(dims[0]!)) return { kind: 'field', rank: 2, coef: x !== 0 ? { [-2]: x } : {}, c: a.c };
   if (one(dims[0]!)) return { ...a, rank: 2 };
   return no('Reshape of an index vector to a matrix');
+}
+
+/** `f` with every key index j read as j - w (the keys of a block placed after w others). */
+function shiftKeys(f: Formula, w: Sym): Formula {
+  switch (f.op) {
+    case 'lin':
+      return fLin(f.ci, f.cj, symSub(f.c, symScale(w, f.cj)));
+    case 'and':
+    case 'or':
+      return { op: f.op, parts: f.parts.map((p) => shiftKeys(p, w)) };
+    case 'not':
+      return fNot(shiftKeys(f.x, w));
+    case 'data':
+      return no('a data-dependent mask shifted along the keys');
+    default:
+      return f;
+  }
+}
+
+/**
+ * Two float masks side by side on the key axis (HF's causal mask with a cache: Concat(zeros[q, past],
+ * causal[q, q], -1)): keys j < w read the first, the others the second at j - w. An all-visible first block
+ * before a causal band j - w - i <= c (c >= 0) is the band j - i <= w + c: for j < w, j - i <= j < w.
+ */
+function concatKeys(n: Node, ins: readonly (AV | undefined)[]): AV {
+  const [a, b] = ins;
+  if (ins.length !== 2 || !a || !b) return no('Concat of more than two masks');
+  const rank = Math.max(rankOf(a), rankOf(b));
+  const axis = intAttr(n, 'axis', 0);
+  if (axis !== -1 && axis !== rank - 1) return no('Concat of masks along another axis than the keys');
+  const w = shapeSyms(n.inputs[0]!)?.at(-1) ?? no('the width of the first block is not known');
+  const keepOf = (x: AV): { keep: Formula; fill?: number } => {
+    if (constScalar(x) === 0) return { keep: { op: 'const', v: true } };
+    if (x.kind === 'bias' && x.terms.every((t) => t.kind === 'mask')) {
+      const ms = x.terms as readonly (BiasTerm & { kind: 'mask' })[];
+      return { keep: fAnd(...ms.map((t) => t.keep)), fill: Math.max(...ms.map((t) => t.fill)) };
+    }
+    return no(`Concat of a ${x.kind} along the keys`);
+  };
+  const [ka, kb] = [keepOf(a), keepOf(b)];
+  const fill = Math.max(ka.fill ?? -Infinity, kb.fill ?? -Infinity);
+  const shifted = shiftKeys(kb.keep, w);
+  let keep: Formula;
+  if (ka.keep.op === 'const' && ka.keep.v && shifted.op === 'lin' && shifted.ci === 1 && shifted.cj === -1 && symIsConst(symSub(shifted.c, w)) && symSub(shifted.c, w).c >= 0) {
+    keep = shifted;
+  } else {
+    const before = fLin(0, -1, symSub(w, symConst(1))); // j <= w - 1
+    const after = fLin(0, 1, symScale(w, -1)); // j - w >= 0
+    keep = fOr(fAnd(before, ka.keep), fAnd(after, shifted));
+  }
+  if (!Number.isFinite(fill) && fill !== -Infinity) return no('no masking fill');
+  return { kind: 'bias', rank, terms: [{ kind: 'mask', keep, fill: Number.isFinite(fill) ? fill : -Infinity }] };
 }
 
 function mapTable(a: AV & { kind: 'table' }, f: (x: number) => number, bool: boolean): AV {
