@@ -152,6 +152,20 @@ ${I64('last', [-1])}
     expect(staticScalar(g.outputs[0])).toBe(1 / Math.sqrt(48));
   });
 
+  test('head_size ** -0.5 with the head size read from Shape and cast to float32', () => {
+    const g = parseGraph(`graph g {
+  input %q: f32[batch, seq, 4, 80]
+${I64('last', [-1])}
+  init %e: f32[] = tensor<f32[]> [-0.5]
+  %sh = Shape(%q)
+  %d = Gather(%sh, %last) {axis = 0}
+  %df = Cast(%d) {to = 1}
+  %y = Pow(%df, %e)
+  output %y
+}`);
+    expect(staticScalar(g.outputs[0])).toBe(80 ** -0.5);
+  });
+
   test("RoPE's rotate_half: Slice halves by Shape arithmetic, Neg, Concat keep rank and dims", () => {
     const g = parseGraph(`graph g {
   input %x: f32[batch, 4, seq, 64]

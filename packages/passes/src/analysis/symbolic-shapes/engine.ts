@@ -146,8 +146,8 @@ class Pass implements RuleContext {
     return computeOnDemand(v, v.producer?.graph);
   }
 
-  fresh(): Expr {
-    return fresh();
+  fresh(nonneg = true): Expr {
+    return fresh(nonneg);
   }
 
   unify(a: Expr, b: Expr): Expr {

@@ -17,8 +17,8 @@ export interface Info {
 export interface RuleContext {
   /** The info of an input (undefined for an omitted input or a value nothing is known of). */
   info(v: Node['inputs'][number]): Info | undefined;
-  /** A new symbol for a size only known at run time. */
-  fresh(): Expr;
+  /** A new symbol for a size only known at run time (`nonneg` false: an integer of any sign). */
+  fresh(nonneg?: boolean): Expr;
   /** The dim two broadcast dims (neither known to be 1) share; records equal symbols. */
   unify(a: Expr, b: Expr): Expr;
   /** Runs the pass over a subgraph (its values read the enclosing scope) and returns its outputs' info. */

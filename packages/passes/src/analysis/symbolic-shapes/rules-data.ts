@@ -133,23 +133,29 @@ export const UNARY: Record<string, Rule> = {
   Cast: (n, ctx) => {
     const i = ctx.info(n.inputs[0]);
     const to = castTo(n, i);
-    let value: Expr[] | undefined;
-    if (i?.value && to !== undefined) {
-      if (to === 'f32') value = mapAll(i.value, (x) => (x.constant !== undefined ? constant(Math.fround(x.constant)) : isInt(i) ? x : undefined));
-      else if (to === 'bool') value = mapAll(i.value, fnum((x) => Number(x !== 0)));
-      else if (INTEGRAL.has(to)) value = mapAll(i.value, (x) => (x.constant !== undefined ? constant(Math.trunc(x.constant)) : isInt(i) || i.dtype === 'bool' ? x : undefined));
-      else if (to === 'f64') value = [...i.value];
-      // f16 / bf16 round differently: no values
-    }
-    return [{ shape: i?.shape, dtype: to, value }];
+    return [{ shape: i?.shape, dtype: to, value: castValues(i, to) }];
   },
   CastLike: (n, ctx) => {
     const i = ctx.info(n.inputs[0]);
-    const like = ctx.info(n.inputs[1]);
-    const keep = i?.value && (like?.dtype === 'f64' || (isInt(like) && isInt(i)));
-    return [{ shape: i?.shape, dtype: like?.dtype, value: keep ? i.value : undefined }];
+    const to = ctx.info(n.inputs[1])?.dtype;
+    return [{ shape: i?.shape, dtype: to, value: castValues(i, to) }];
   },
 };
+
+/**
+ * The values of `i` cast to `to`: float32 rounds (symbolic integers stay: sizes are exact in float32), integers
+ * truncate, bool tests for nonzero. Casts to float16 / bfloat16 keep the float64 number: a scale read from
+ * them (`1 / sqrt(Cast<f16>(d))`) is the one the model means, not its half-precision rounding.
+ */
+function castValues(i: Info | undefined, to: Info['dtype']): Expr[] | undefined {
+  if (!i?.value || to === undefined) return undefined;
+  if (to === 'f32') return mapAll(i.value, (x) => (x.constant !== undefined ? constant(Math.fround(x.constant)) : isInt(i) ? x : undefined));
+  if (to === 'f16' || to === 'bf16') return mapAll(i.value, (x) => (x.constant !== undefined ? x : undefined));
+  if (to === 'bool') return mapAll(i.value, fnum((x) => Number(x !== 0)));
+  if (INTEGRAL.has(to)) return mapAll(i.value, (x) => (x.constant !== undefined ? constant(Math.trunc(x.constant)) : isInt(i) || i.dtype === 'bool' ? x : undefined));
+  if (to === 'f64') return [...i.value];
+  return undefined;
+}
 
 function shapeRule(n: Node, ctx: RuleContext): Info[] {
   const s = ctx.info(n.inputs[0])?.shape;
@@ -276,8 +282,8 @@ function concat(n: Node, ctx: RuleContext): Info[] {
   let value: Expr[] | undefined;
   if (r === 1 && ins.every((i) => i?.value)) value = ins.flatMap((i) => i!.value!);
   else if (r === 1 && small(shape)) {
-    // a reshape target with parts computed at run time: those elements are unknown integers
-    value = ins.flatMap((i) => i!.value ?? Array.from({ length: i!.shape![0]!.constant! }, () => ctx.fresh()));
+    // a reshape target with parts computed at run time: those elements are unknown integers (of any sign)
+    value = ins.flatMap((i) => i!.value ?? Array.from({ length: i!.shape![0]!.constant! }, () => ctx.fresh(false)));
   }
   return [{ shape, dtype, value }];
 }
