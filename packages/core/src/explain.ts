@@ -7,8 +7,10 @@ import type { AttnoptModel } from './model.js';
 /** One form sparsify tried, in words. */
 export function describeTried(t: TriedForm): string {
   const f = (x: number | null) => (x === null ? 'n/a' : x.toPrecision(3));
-  const error = t.certified ? `bound ${f(t.bound)}, measured ${f(t.measuredError)}` : `uncertified, measured ${f(t.measuredError)}`;
-  return `${t.spec}: ${t.accepted ? 'qualifies' : 'rejected'} (${error}, flops ${f(t.flops)}, time ${f(t.time * 1e3)} ms): ${t.reason}`;
+  const error = t.certified
+    ? `bound on the calibration data ${f(t.bound)}, measured ${f(t.measuredError)}${t.fallbackRate !== null ? `, guarded fallback ${(100 * t.fallbackRate).toPrecision(2)}% of rows` : ''}`
+    : `low-rank, measured ${f(t.measuredError)} on the calibration data only`;
+  return `${t.spec}: ${t.accepted ? `qualifies (${t.guarantee})` : 'rejected'} (${error}, flops ${f(t.flops)}, time ${f(t.time * 1e3)} ms): ${t.reason}`;
 }
 
 export interface SiteExplanation {
@@ -19,6 +21,8 @@ export interface SiteExplanation {
   readonly rewritten: boolean;
   /** True when what the site computes is exactly what the model computed. */
   readonly exact: boolean;
+  /** exact, guarded (every input, checked at run time) or statistical (calibration data only). */
+  readonly guarantee: SitePlan['guarantee'];
   readonly recognized: string;
   readonly proven: string;
   readonly chosen: string;
@@ -54,9 +58,12 @@ function explainSite(plan: SitePlan, budget: number): SiteExplanation {
   if (plan.skipped !== undefined) why.push(`kept ${plan.chosen}: ${plan.skipped}`);
   else if (d !== undefined && d.reasonDense !== undefined) why.push(`kept ${d.chosen}: ${d.reasonDense}`);
   else if (d !== undefined) {
-    const certificate = d.certified
-      ? `certified error bound ${fmt(d.bound)} <= budget ${budget}, measured ${fmt(d.measuredError)} on the calibration data`
-      : `not certified: measured error ${fmt(d.measuredError)} <= budget ${budget} on the calibration data only`;
+    const certificate =
+      d.guarantee === 'guarded'
+        ? `guarded: error <= ${budget} on every input, checked at run time per query row (rows whose certificate exceeds it are recomputed densely; predicted on the calibration data: ${fmt(100 * (d.fallbackRate ?? 0))}% of rows); measured ${fmt(d.measuredError)} on the calibration data`
+        : d.guarantee === 'exact'
+          ? 'exact'
+          : `statistical: ${Number.isFinite(d.bound) ? `bound ${fmt(d.bound)}` : `measured error ${fmt(d.measuredError)}`} <= budget ${budget} on ${d.calibrationRows ?? 0} calibration rows only, no guarantee on other inputs`;
     why.push(
       `rewritten ${d.before} -> ${d.chosen}: the cheapest form within the budget on ${d.target} (${certificate}; ` +
         `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms)`,
@@ -64,7 +71,7 @@ function explainSite(plan: SitePlan, budget: number): SiteExplanation {
   }
   for (const g of plan.groups ?? []) {
     const heads = g.heads.length === 1 ? `head ${g.heads[0]}` : `heads ${g.heads[0]}-${g.heads.at(-1)}`;
-    const error = g.exact ? 'exact' : `bound ${fmt(g.bound)}, measured ${fmt(g.measuredError ?? NaN)}`;
+    const error = g.exact ? 'exact' : `${g.guarantee}, bound ${fmt(g.bound)}, measured ${fmt(g.measuredError ?? NaN)}`;
     why.push(`${g.id}: ${heads} compute ${g.chosen} (${error}; flops ${fmt(g.flops)})`);
   }
   for (const n of d?.notes ?? []) why.push(n);
@@ -74,6 +81,7 @@ function explainSite(plan: SitePlan, budget: number): SiteExplanation {
     onnxNodes: f.onnxNodes,
     rewritten: plan.chosen !== f.recognized || f.proven,
     exact: plan.exact,
+    guarantee: plan.guarantee,
     recognized: f.recognized,
     proven: f.spec,
     chosen: plan.chosen,

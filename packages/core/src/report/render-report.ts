@@ -38,14 +38,14 @@ function summaryCards(d: ReportData): string {
     card('Attention FLOPs before', 'flopsBefore', formatNumber(s.flopsBefore), s.flopsBefore) +
     card('Attention FLOPs after', 'flopsAfter', formatNumber(s.flopsAfter), s.flopsAfter) +
     card('FLOPs reduction (cost model)', 'flopsRatio', speed === null ? 'n/a' : `${speed.toFixed(2)}x`, speed) +
-    card('Largest certified bound', 'largestBound', formatNumber(s.largestBound), s.largestBound) +
+    card('Largest bound (guarded: every input; statistical: calibration data)', 'largestBound', formatNumber(s.largestBound), s.largestBound) +
     '</div>'
   );
 }
 
 function siteTable(d: ReportData): string {
   const head =
-    '<tr><th>Site</th><th>Found</th><th>Chosen</th><th>Result</th><th>Certified bound</th><th>Measured error</th>' +
+    '<tr><th>Site</th><th>Found</th><th>Chosen</th><th>Result</th><th>Bound (per the tier)</th><th>Measured error</th>' +
     '<th>FLOPs before</th><th>FLOPs after</th><th>Reduction</th><th>Why</th></tr>';
   const rows = d.sites.map((s) => {
     const r = s.row;
@@ -56,7 +56,7 @@ function siteTable(d: ReportData): string {
       `<td data-site="${esc(id)}" data-field="id" data-value="${esc(id)}"><a href="#${esc(id)}">${esc(id)}</a></td>` +
       `<td><code>${esc(s.found?.mask ?? 'n/a')}</code></td>` +
       `<td data-site="${esc(id)}" data-field="chosen" data-value="${esc(r.chosen)}"><code>${esc(r.chosen)}</code></td>` +
-      `<td data-site="${esc(id)}" data-field="exact" data-value="${r.exact}"><span class="badge ${r.exact ? 'exact' : 'approx'}">${r.exact ? 'exact' : 'approximate'}</span></td>` +
+      `<td data-site="${esc(id)}" data-field="exact" data-value="${r.exact}"><span class="badge ${r.exact ? 'exact' : 'approx'}">${r.exact ? 'exact' : (r.guarantee ?? 'approximate')}</span>${r.guarantee === 'guarded' && r.fallbackRate !== undefined ? ` <span class="fallback">fallback ${(100 * r.fallbackRate).toPrecision(2)}% of rows (predicted)</span>` : ''}</td>` +
       numCell(id, 'bound', r.bound) +
       numCell(id, 'measuredError', r.measuredError) +
       numCell(id, 'flopsBefore', r.flopsBefore) +
@@ -140,7 +140,7 @@ function tradeoffSection(d: ReportData): string {
     `<p class="lead">For each error budget the model was optimized again and run beside the original in onnxruntime on ${d.options.verifySamples} held-out input${d.options.verifySamples === 1 ? '' : 's'} ` +
     '(verify): how often the outputs agree (top-1 for logits, mean cosine for embeddings) against how much faster the optimized model ran (filled: measured; hollow: the cost model).</p>' +
     `<div class="charts">${chart}</div>` +
-    '<table id="tradeoff-table"><thead><tr><th>Budget</th><th>Sites changed</th><th>Speed-up (model)</th><th>Speed-up (measured)</th><th>ms original / optimized</th><th>Outputs</th><th>Within certified</th><th>Chosen</th></tr></thead>' +
+    '<table id="tradeoff-table"><thead><tr><th>Budget</th><th>Sites changed</th><th>Speed-up (model)</th><th>Speed-up (measured)</th><th>ms original / optimized</th><th>Outputs</th><th>Within the bound</th><th>Chosen</th></tr></thead>' +
     `<tbody>${rows.join('')}</tbody></table></section>`
   );
 }
@@ -195,7 +195,7 @@ function triedTable(site: ReportSite): string {
   if (site.tried.length === 0) return '';
   const rows = site.tried.map(
     (t) =>
-      `<tr${t.accepted ? ' class="changed"' : ''}><td><code>${esc(t.spec)}</code></td><td>${t.certified ? 'certified' : 'measured only'}</td>` +
+      `<tr${t.accepted ? ' class="changed"' : ''}><td><code>${esc(t.spec)}</code></td><td>${t.certified ? 'mask-shaped' : 'low-rank (calibration data only)'}</td>` +
       `<td class="num">${formatNumber(t.bound)}</td><td class="num">${formatNumber(t.measuredError)}</td><td class="num">${formatNumber(t.maxDroppedMass)}</td>` +
       `<td class="num">${formatNumber(t.flops)}</td><td class="num">${t.time === null ? 'n/a' : (t.time * 1e3).toPrecision(3)}</td><td class="reason">${esc(t.reason)}</td></tr>`,
   );
@@ -242,7 +242,7 @@ export function renderReport(data: ReportData): string {
 <main>
 <section id="summary"><h2>Summary</h2>${summaryCards(data)}</section>
 <section id="sites-section"><h2>Attention sites</h2>
-<p class="lead">What recognition found at each site, the form chosen within the error budget, its certified and measured error on the calibration data, and the attention FLOPs the cost model predicts at the calibration length (the same figures as <code>attnopt optimize --json</code>).</p>
+<p class="lead">What recognition found at each site, the form chosen within the error budget, its tier (exact; guarded: the bound holds on every input, checked at run time; statistical: on the calibration data only), its bound and measured error, and the attention FLOPs the cost model predicts at the calibration length (the same figures as <code>attnopt optimize --json</code>).</p>
 ${siteTable(data)}</section>
 ${tradeoffSection(data)}
 <section id="cost-section"><h2>Cost vs sequence length</h2>

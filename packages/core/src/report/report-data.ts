@@ -6,6 +6,10 @@ export interface ReportRow {
   readonly id: string;
   readonly chosen: string;
   readonly exact: boolean;
+  /** exact, guarded (the bound holds on every input, checked at run time) or statistical (calibration data only). */
+  readonly guarantee?: 'exact' | 'guarded' | 'statistical';
+  /** Guarded sites: the predicted fraction of rows recomputed densely, from the calibration data. */
+  readonly fallbackRate?: number;
   readonly bound: number | null;
   readonly measuredError: number | null;
   readonly flopsBefore: number | null;
