@@ -8,8 +8,10 @@ import { register } from 'node:module';
 
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
 // a failure outside the command's own handling (a callback that throws later) is a bug: exit 70, never 1 (usage)
+// (its text escaped as src/print.ts escapes every message: this runs before, or without, the sources)
+const escaped = (text) => String(text).replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 const internal = (e) => {
-  process.stderr.write(`attnopt: internal error: ${e?.stack ?? e}\n`);
+  process.stderr.write(`attnopt: internal error: ${escaped(e?.stack ?? e)}\n`);
   process.exit(70);
 };
 process.on('uncaughtException', internal);
@@ -30,7 +32,7 @@ try {
   code = await run(process.argv.slice(2));
 } catch (e) {
   // the command's own failures are mapped inside run(); anything here is a failure to load it: internal
-  process.stderr.write(`attnopt: internal error: could not start: ${e?.stack ?? e}\n`);
+  process.stderr.write(`attnopt: internal error: could not start: ${escaped(e?.stack ?? e)}\n`);
   code = 70;
 }
 process.exitCode = code;
