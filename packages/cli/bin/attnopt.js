@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The attnopt command, in this one process. Installed (no TypeScript sources beside it), it runs the built
-// JavaScript of dist/ with plain node. In the repository, where src/ is present, tsx compiles the sources as they
-// load and a resolve hook adds the `@attnopt/source` condition, so development needs no build step. No child
-// process: a signal ends the command itself (exit 128 + signal) and nothing of it runs on after its caller saw it end.
+// JavaScript with plain node: dist/attnopt.js, the command and the attnopt packages in one module (npm run build).
+// In the repository, where src/ is present, tsx compiles the sources as they load and a resolve hook adds the
+// `@attnopt/source` condition, so development needs no build step. No child process: a signal ends the command
+// itself (exit 128 + signal) and nothing of it runs on after its caller saw it end.
 import { existsSync } from 'node:fs';
 import { register } from 'node:module';
 
@@ -19,7 +20,7 @@ process.on('unhandledRejection', internal);
 
 /** The command's entry module: the sources under tsx in the repository, else the built JavaScript. */
 async function load() {
-  if (!existsSync(new URL('../src/main.ts', import.meta.url))) return import('../dist/main.js');
+  if (!existsSync(new URL('../src/main.ts', import.meta.url))) return import('../dist/attnopt.js');
   const { register: registerTsx } = await import('tsx/esm/api');
   registerTsx();
   register('./source-condition.mjs', import.meta.url); // registered last, so it runs first and tsx sees the condition

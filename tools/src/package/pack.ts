@@ -8,6 +8,9 @@ import { join, resolve } from 'node:path';
 /** The packages other projects install; everything they depend on at run time is packed with them. */
 export const PUBLIC_ROOTS = ['@attnopt/core', '@attnopt/cli'] as const;
 
+/** What `npm run build` writes that a package cannot ship without (default: dist/index.js). */
+const BUILT: Readonly<Record<string, readonly string[]>> = { '@attnopt/cli': ['dist/index.js', 'dist/attnopt.js'] };
+
 interface Manifest {
   readonly name: string;
   readonly version: string;
@@ -49,7 +52,7 @@ export function runtimeClosure(packages: ReadonlyMap<string, WorkspacePackage>, 
 
 /**
  * Packs the public packages into `outDir` (earlier attnopt tarballs there are removed first) and returns the
- * tarballs' paths. The packages must be built (`npm run build`): a missing dist/index.js is an error naming it.
+ * tarballs' paths. The packages must be built (`npm run build`): a missing build output is an error naming it.
  */
 export function packPublic(root: string, outDir: string): string[] {
   const packages = workspacePackages(root);
@@ -57,7 +60,9 @@ export function packPublic(root: string, outDir: string): string[] {
   for (const name of names) {
     const { dir, manifest } = packages.get(name)!;
     if (manifest.private) throw new Error(`${join(dir, 'package.json')}: ${name} is private, but ${PUBLIC_ROOTS.join(' and ')} need it at run time`);
-    if (!existsSync(join(dir, 'dist', 'index.js'))) throw new Error(`${join(dir, 'dist/index.js')}: ${name} is not built (run npm run build)`);
+    for (const file of BUILT[name] ?? ['dist/index.js']) {
+      if (!existsSync(join(dir, file))) throw new Error(`${join(dir, file)}: ${name} is not built (run npm run build)`);
+    }
   }
   const out = resolve(outDir);
   mkdirSync(out, { recursive: true });

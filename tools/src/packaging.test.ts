@@ -1,0 +1,120 @@
+// The public packages as a user gets them: built (npm run build), packed (the package script), installed from the
+// tarballs into an empty project outside the repository, and run there with plain node: no tsx, no source
+// condition, no workspace. The library must compute what it computes from the sources, and the installed command
+// must start fast.
+
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { attentionSites, exportOnnx, importOnnx, optimize, recognize } from '@attnopt/core';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { packPublic, runtimeClosure, workspacePackages } from './package/pack.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const example = join(root, 'examples/tiny-bert/model.onnx');
+const scratch = mkdtempSync(join(tmpdir(), 'attnopt-packaging-'));
+const project = join(scratch, 'project');
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+// what a user's shell gives: no vitest or tsx loader options, and onnxruntime-node's CUDA download skipped
+const env: NodeJS.ProcessEnv = { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip', ORT_DISABLE_TELEMETRY: '1' };
+delete env.NODE_OPTIONS;
+for (const key of Object.keys(env)) if (key.startsWith('VITEST')) delete env[key];
+
+function ok(r: SpawnSyncReturns<string>, what: string): string {
+  if (r.error) throw new Error(`${what}: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`${what} exited ${r.status ?? r.signal}:\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+// the library's job on the bundled example, printed as JSON: run with plain node inside the installed project
+const LIBRARY_USE = `
+import { createHash } from 'node:crypto';
+import { attentionSites, exportOnnx, importOnnx, optimize, recognize } from '@attnopt/core';
+const model = importOnnx(process.argv[2]);
+recognize(model.graph);
+const result = await optimize(importOnnx(process.argv[2]), { maxError: 0.01, seqLen: 32 });
+const bytes = exportOnnx(result.model);
+console.log(JSON.stringify({
+  sites: attentionSites(model.graph).length,
+  chosen: result.sites.map((s) => s.chosen),
+  sha256: createHash('sha256').update(bytes).digest('hex'),
+}));
+`;
+
+beforeAll(() => {
+  ok(spawnSync('npm', ['run', 'build'], { cwd: root, env, encoding: 'utf8' }), 'npm run build');
+  const tarballs = packPublic(root, join(scratch, 'tarballs'));
+  spawnSync('mkdir', ['-p', project]);
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'uses-attnopt', version: '1.0.0', private: true, type: 'module' }));
+  writeFileSync(join(project, 'use.mjs'), LIBRARY_USE);
+  // the tarballs from disk; their third-party dependencies from npm's cache, the registry where it has none
+  const install = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...tarballs], { cwd: project, env, encoding: 'utf8' });
+  ok(install, `npm install in ${project}`);
+}, 300_000);
+
+test('every public package is installed once, from its tarball, built', () => {
+  const expected = runtimeClosure(workspacePackages(root));
+  expect(expected).toEqual(expect.arrayContaining(['@attnopt/cli', '@attnopt/core', '@attnopt/ir']));
+  const installed = readdirSync(join(project, 'node_modules/@attnopt')).map((n) => `@attnopt/${n}`);
+  expect(installed.sort()).toEqual(expected);
+  for (const name of installed) {
+    const dir = join(project, 'node_modules', name);
+    expect(existsSync(join(dir, 'dist/index.js')), `${name}: dist/index.js`).toBe(true);
+    expect(existsSync(join(dir, 'dist/index.d.ts')), `${name}: dist/index.d.ts`).toBe(true);
+    expect(existsSync(join(dir, 'src')), `${name}: no sources shipped`).toBe(false);
+    // the workspace's 0.0.0 inter-package versions resolved among the tarballs, never a second copy
+    expect(existsSync(join(dir, 'node_modules/@attnopt')), `${name}: nested @attnopt packages`).toBe(false);
+  }
+});
+
+test('library: import -> recognize -> optimize with plain node gives what the sources give', async () => {
+  const out = ok(spawnSync(process.execPath, ['use.mjs', example], { cwd: project, env, encoding: 'utf8', timeout: 120_000 }), 'node use.mjs');
+  const installed = JSON.parse(out) as { sites: number; chosen: string[]; sha256: string };
+
+  const model = importOnnx(example);
+  recognize(model.graph);
+  const result = await optimize(importOnnx(example), { maxError: 0.01, seqLen: 32 });
+  const fromSources = {
+    sites: attentionSites(model.graph).length,
+    chosen: result.sites.map((s) => s.chosen),
+    sha256: createHash('sha256').update(exportOnnx(result.model)).digest('hex'),
+  };
+  expect(fromSources.sites).toBeGreaterThan(0);
+  expect(installed).toEqual(fromSources);
+}, 180_000);
+
+/** Seconds of wall time and of CPU time (user + system) of one run of `command` in the project, from bash's `time`. */
+function timed(command: string): { wall: number; cpu: number; stdout: string } {
+  const r = spawnSync('bash', ['-c', `TIMEFORMAT='%R %U %S'; { time ${command} >stdout.txt; } 2>&1`], { cwd: project, env, encoding: 'utf8' });
+  const [wall, user, sys] = ok(r, command).trim().split(/\s+/).slice(-3).map(Number);
+  const stdout = spawnSync('cat', ['stdout.txt'], { cwd: project, encoding: 'utf8' }).stdout;
+  return { wall: wall!, cpu: user! + sys!, stdout };
+}
+
+test('the installed attnopt --help starts in under 0.5 s', () => {
+  const runs = Array.from({ length: 5 }, () => timed('node_modules/.bin/attnopt --help'));
+  const bare = Array.from({ length: 5 }, () => timed('node -e 0'));
+  expect(runs[0]!.stdout).toContain('Usage: attnopt');
+  const best = (xs: number[]) => Math.min(...xs);
+  const help = { wall: best(runs.map((r) => r.wall)), cpu: best(runs.map((r) => r.cpu)) };
+  const node = { wall: best(bare.map((r) => r.wall)), cpu: best(bare.map((r) => r.cpu)) };
+  console.log(`attnopt --help (installed, best of 5): ${help.wall.toFixed(3)} s wall, ${help.cpu.toFixed(3)} s CPU; node -e 0: ${node.wall.toFixed(3)} s wall, ${node.cpu.toFixed(3)} s CPU`);
+  // CPU time is what the command costs; wall time on a shared runner also counts the time spent waiting for a core
+  expect(help.cpu).toBeLessThan(0.5);
+});
+
+test('the installed attnopt inspect reads the example', () => {
+  const r = spawnSync('node_modules/.bin/attnopt', ['inspect', example, '--json'], { cwd: project, env, encoding: 'utf8', timeout: 120_000 });
+  const report = JSON.parse(ok(r, 'attnopt inspect')) as { sites: { id: string }[] };
+  expect(report.sites.length).toBe(attentionSites(recognized(example)).length);
+}, 120_000);
+
+function recognized(path: string) {
+  const model = importOnnx(path);
+  recognize(model.graph);
+  return model.graph;
+}
