@@ -5,9 +5,9 @@
 
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { attentionSites, exportOnnx, importOnnx, optimize, recognize } from '@attnopt/core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -55,6 +55,24 @@ beforeAll(() => {
   const install = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...tarballs], { cwd: project, env, encoding: 'utf8' });
   ok(install, `npm install in ${project}`);
 }, 300_000);
+
+/** A tsconfig's `references`, as paths relative to the repository root (JSON with comments). */
+function references(config: string): string[] {
+  const text = readFileSync(join(root, config), 'utf8').replace(/^\s*\/\/.*$/gm, '');
+  const refs = (JSON.parse(text) as { references?: { path: string }[] }).references ?? [];
+  return refs.map((r) => relative(root, join(root, config, '..', r.path))).sort();
+}
+
+test('the build covers every package, each after the attnopt packages it depends on', () => {
+  const packages = workspacePackages(root);
+  const configs = [...packages.values()].map((p) => join(relative(root, p.dir), 'tsconfig.build.json')).sort();
+  expect(references('tsconfig.build.json')).toEqual(configs);
+  for (const [name, { dir, manifest }] of packages) {
+    const deps = Object.keys(manifest.dependencies ?? {}).filter((d) => packages.has(d));
+    const expected = deps.map((d) => join(relative(root, packages.get(d)!.dir), 'tsconfig.build.json')).sort();
+    expect(references(join(relative(root, dir), 'tsconfig.build.json')), name).toEqual(expected);
+  }
+});
 
 test('every public package is installed once, from its tarball, built', () => {
   const expected = runtimeClosure(workspacePackages(root));
