@@ -459,7 +459,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
             ? `the guarded forms would recompute too many rows (the fewest: ${pct(Math.min(...maskK.filter((k) => guardWhy[k] === undefined).map((k) => rate(site[k]!))))} of the calibration rows)`
             : `no guarded form applies (${guardWhy[maskK[0]!]})`) +
           `; the tightest bound on the calibration data ${fmt(Math.min(...maskK.map((k) => site[k]!.bound)))}` +
-          (options.allowUncertified ? '' : ' (statistical forms need allowUncertified)') +
+          (options.allowUncertified ? '' : ' (statistical forms need allowStatistical and the user\'s calibration data)') +
           lowRankNote()
         : `no cheaper mask-shaped form; ${options.allowUncertified ? `no low-rank form has a measured error within the budget ${budget}` : 'low-rank forms hold on calibration data only and allowUncertified is off'}` +
           lowRankNote();
