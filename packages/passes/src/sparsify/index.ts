@@ -1,4 +1,4 @@
-// sparsify: per site, the cheapest certified form within the error budget (see pass.ts and choose.ts).
+// sparsify: per site, the cheapest form within the error budget, guarded by default (see pass.ts and choose.ts).
 export { type CalibrationSample, type CalibrationTensor, type SiteCalibration, type HeadData, headData } from './calibration.js';
 export { DEFAULT_LANDMARKS, defaultCandidates, restrictToBaseline } from './candidates.js';
 export { chooseSiteSpec, type Guarantee, type SiteDecision, type SparsifyOptions, type TriedForm, type HeadDetail, type HeadGroup, type UniformChoice } from './choose.js';
