@@ -43,7 +43,7 @@ export interface InspectSiteJson {
   analysis: readonly string[];
   decision?: DecisionJson;
   /** What each head does on the calibration data (with --decisions and a budget > 0). */
-  headRoles?: { head: number; role: string; label: string; why: string; reach: number; sinkMass: number; diagonalOffset: number; diagonalMass: number; globalMass: number; entropy: number }[];
+  headRoles?: { head: number; role: string; label: string; why: string; reach: number; halfReach: number; sinkMass: number; diagonalOffset: number; diagonalMass: number; globalMass: number; entropy: number }[];
 }
 
 interface DecisionJson {
@@ -87,7 +87,7 @@ function siteJson(f: SiteFacts, plan?: SitePlan, roles?: SiteHeadRoles): Inspect
     analysis: f.notes,
   };
   if (!plan) return base;
-  const headRoles = roles?.heads.map((r) => ({ head: r.head, role: r.role, label: headRoleLabel(r), why: r.why, reach: r.stats.reach, sinkMass: r.stats.sinkMass, diagonalOffset: r.stats.diagonalOffset, diagonalMass: r.stats.diagonalMass, globalMass: r.stats.globalMass, entropy: r.stats.entropy }));
+  const headRoles = roles?.heads.map((r) => ({ head: r.head, role: r.role, label: headRoleLabel(r), why: r.why, reach: r.stats.reach, halfReach: r.stats.halfReach, sinkMass: r.stats.sinkMass, diagonalOffset: r.stats.diagonalOffset, diagonalMass: r.stats.diagonalMass, globalMass: r.stats.globalMass, entropy: r.stats.entropy }));
   const d = plan.decision;
   const groups = plan.groups?.map((g) => ({
     id: g.id,

@@ -52,6 +52,8 @@ export interface HeadRoleStats {
   readonly sinkMass: number;
   /** Smallest window |i - j| < reach that, with the sinks, holds `coverage` of the mass; and that window's size in keys. */
   readonly reach: number;
+  /** The same for half the mass: the window a diffuse head still centres on. */
+  readonly halfReach: number;
   /** The far offset i - j (>= minOffset) holding the most mass per row reaching it, and that mean mass. */
   readonly diagonalOffset: number;
   readonly diagonalMass: number;
@@ -146,7 +148,11 @@ export class HeadRoleAccumulator {
     // the smallest window |i - j| < reach that holds `coverage` together with the sinks
     let reach = 0;
     let held = sinkMass;
-    while (reach < this.nk && held < coverage) held += this.byDistance[reach++]! / r;
+    let halfReach: number | undefined = held >= 0.5 ? 0 : undefined;
+    while (reach < this.nk && held < coverage) {
+      held += this.byDistance[reach++]! / r;
+      if (halfReach === undefined && held >= 0.5) halfReach = reach;
+    }
     // mass at offset `off` per row that reaches that far back (i >= off), over offsets most rows reach
     let diagonalOffset = 0;
     let diagonalMass = 0;
@@ -165,6 +171,7 @@ export class HeadRoleAccumulator {
       rows: this.rows,
       sinkMass,
       reach,
+      halfReach: halfReach ?? reach,
       diagonalOffset,
       diagonalMass,
       globalKeys: keys,
@@ -188,7 +195,7 @@ export class HeadRoleAccumulator {
       return result('local', `${pct(o.coverage)} of the mass within ${s.reach} keys${sinks}`);
     }
     if (s.globalMass >= o.globalMass) return result('global', `${pct(s.globalMass)} of the mass on keys ${s.globalKeys.join(',')}`);
-    return result('diffuse', `95% reach ${s.reach} keys, entropy ${s.entropy.toFixed(2)} of uniform`);
+    return result('diffuse', `95% of the mass within ${s.reach} keys, half within ${s.halfReach}; entropy ${s.entropy.toFixed(2)} of uniform`);
   }
 }
 
@@ -280,7 +287,8 @@ export async function modelHeadRoles(
 /** "local reach 12", "induction offset 255", "global keys 4,9", "sink", "diffuse": a head's role in a few words. */
 export function headRoleLabel(r: HeadRoleResult): string {
   const s = r.stats;
-  const detail = r.role === 'local' ? ` reach ${s.reach}` : r.role === 'induction' ? ` offset ${s.diagonalOffset}` : r.role === 'global' ? ` keys ${s.globalKeys.join(',')}` : '';
+  const detail =
+    r.role === 'local' ? ` reach ${s.reach}` : r.role === 'induction' ? ` offset ${s.diagonalOffset}` : r.role === 'global' ? ` keys ${s.globalKeys.join(',')}` : r.role === 'diffuse' ? ` (half within ${s.halfReach})` : '';
   return `${r.role}${detail}`;
 }
 

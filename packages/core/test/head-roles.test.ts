@@ -39,6 +39,7 @@ describe('head roles from attention rows', () => {
   test('a window wider than an eighth of the keys a row sees (mean 160 here) is not local', () => {
     const r = classifyRows(N, (i) => spread(new Float64Array(N), i - 63, i, 1));
     expect(r.stats.reach).toBe(61);
+    expect(r.stats.halfReach).toBe(32); // half of 64 equal keys
     expect(r.role).toBe('diffuse');
   });
 
