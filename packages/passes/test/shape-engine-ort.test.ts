@@ -1,19 +1,23 @@
 // The shape engine against onnxruntime: for every corpus model onnxruntime runs on generated inputs (whole-models,
-// torch-exports, ort-models, ort-generated, genai-models), every value of the main graph is exposed as an output
+// torch-exports, ort-models, ort-generated, genai-models, and the repository's tools/fixtures/whole-models), every
+// value of the main graph is exposed as an output
 // and the model runs at two bindings of its symbolic dims (batch 1 / seq 7 / past 3, batch 2 / seq 5 / past 2);
 // every inferred dim and every inferred element of a small integer value must equal what onnxruntime computes.
-// Also the share of values whose shape is fully inferred (no size left to run time) on whole-models/: >= 99%.
+// Also the share of values whose shape is fully inferred (no size left to run time) on both whole-model folders: >= 99%.
 // Left out: onnx-node-tests (single-op models, checked by their own tests) and one model too slow for CI
 // (TFBertForQuestionAnswering: 3837 values, about 12 s; it had no mismatch when run by hand).
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FIXTURES } from './helpers/node-tests.js';
 import type { InputSizes } from './helpers/ort.js';
 import { checkShapes } from './helpers/shape-check.js';
 
 const FOLDERS = ['whole-models', 'torch-exports', 'ort-models', 'ort-generated', 'genai-models'];
+/** The repository's own whole-model corpus (tools/fixtures/whole-models), checked the same way. */
+const OWN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../tools/fixtures/whole-models');
 const SLOW = new Set(['ort-models/onnxruntime/test/python/transformers/test_data/models/TFBertForQuestionAnswering.onnx']);
 const BINDINGS: readonly InputSizes[] = [
   { batch: 1, seq: 7, past: 3 },
@@ -45,7 +49,9 @@ function modelsUnder(dir: string): string[] {
   return out;
 }
 
-const files = FOLDERS.flatMap(modelsUnder).sort();
+const own = fs.readdirSync(OWN).filter((f) => f.endsWith('.onnx')).sort().map((f) => `tools/fixtures/whole-models/${f}`);
+const files = [...FOLDERS.flatMap(modelsUnder).sort(), ...own];
+const fullPath = (file: string) => (file.startsWith('tools/') ? path.join(OWN, path.basename(file)) : path.join(FIXTURES, file));
 
 describe('the shape engine against onnxruntime', () => {
   const checked: { file: string; values: number; full: number; compared: number }[] = [];
@@ -54,7 +60,7 @@ describe('the shape engine against onnxruntime', () => {
   it.each(files)('%s', async (file) => {
     let result;
     try {
-      result = await checkShapes(path.join(FIXTURES, file), SIZES[file] ?? BINDINGS);
+      result = await checkShapes(fullPath(file), SIZES[file] ?? BINDINGS);
     } catch (e) {
       // the model does not import or onnxruntime refuses it on generated inputs: nothing to compare
       notRun.set(file, (e as Error).message.split('\n')[0]!.slice(0, 120));
@@ -65,21 +71,18 @@ describe('the shape engine against onnxruntime', () => {
   });
 
   it('compares every whole model and most of the corpus; >= 99% of whole-model values fully inferred', () => {
-    const whole = checked.filter((c) => c.file.startsWith('whole-models/'));
-    expect(whole.map((c) => c.file)).toEqual(files.filter((f) => f.startsWith('whole-models/')));
-    const values = whole.reduce((a, c) => a + c.values, 0);
-    const full = whole.reduce((a, c) => a + c.full, 0);
     const compared = checked.reduce((a, c) => a + c.compared, 0);
-    console.log(
-      [
-        `shape engine vs onnxruntime: ${checked.length} models checked, ${compared} dims and elements compared, 0 mismatches`,
-        `whole-models: ${full} of ${values} values fully inferred (${((100 * full) / values).toFixed(2)}%)`,
-        ...whole.map((c) => `  ${c.file}: ${c.full}/${c.values}`),
-        `not run (${notRun.size}):`,
-        ...[...notRun].map(([f, why]) => `  ${f}: ${why}`),
-      ].join('\n'),
-    );
-    expect(full / values).toBeGreaterThanOrEqual(0.99);
-    expect(checked.length).toBeGreaterThanOrEqual(90);
+    const lines = [`shape engine vs onnxruntime: ${checked.length} models checked, ${compared} dims and elements compared, 0 mismatches`];
+    const shares = ['whole-models/', 'tools/fixtures/whole-models/'].map((prefix) => {
+      const whole = checked.filter((c) => c.file.startsWith(prefix));
+      expect(whole.map((c) => c.file)).toEqual(files.filter((f) => f.startsWith(prefix)));
+      const values = whole.reduce((a, c) => a + c.values, 0);
+      const full = whole.reduce((a, c) => a + c.full, 0);
+      lines.push(`${prefix}: ${full} of ${values} values fully inferred (${((100 * full) / values).toFixed(2)}%)`, ...whole.map((c) => `  ${c.file}: ${c.full}/${c.values}`));
+      return full / values;
+    });
+    console.log([...lines, `not run (${notRun.size}):`, ...[...notRun].map(([f, why]) => `  ${f}: ${why}`)].join('\n'));
+    for (const share of shares) expect(share).toBeGreaterThanOrEqual(0.99);
+    expect(checked.length).toBeGreaterThanOrEqual(110);
   });
 });

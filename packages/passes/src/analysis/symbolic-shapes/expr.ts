@@ -196,7 +196,11 @@ function atomNonneg(a: Atom): boolean {
   switch (a.kind) {
     case 'symbol':
       return a.nonneg;
-    case 'div':
+    case 'div': {
+      // a / b truncating, b > 0: >= 0 as soon as a > -b
+      const b = a.args[1]!.constant;
+      return b !== undefined && b > 0 ? isNonneg(add(a.args[0]!, constant(b - 1))) : a.args.every(isNonneg);
+    }
     case 'min':
       return a.args.every(isNonneg);
     case 'mod':

@@ -432,4 +432,7 @@ export const COMPUTE_RULES: Record<string, Rule> = {
   Scan: scanRule,
 };
 
+/** Ops of any domain read as keeping their first input's shape (custom domains reuse these names for the same ops). */
+export const SHAPE_KEEPING = new Set(SAME_AS_FIRST);
+
 export { attention as attentionRule, microsoft as microsoftRule };
