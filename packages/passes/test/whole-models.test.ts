@@ -58,6 +58,7 @@ const MASKS: Record<string, readonly Kind[]> = {
   'gpt2-past': ['causal+bias', 'causal+bias'],
   mistral: ['window+bias', 'window+bias'],
   bart: ['bias', 'bias', 'causal', 'bias', 'causal', 'bias'],
+  'whisper-encoder': ['dense', 'dense'],
   'whisper-decoder': ['causal', 'dense', 'causal', 'dense'],
   vit: ['dense', 'dense'],
   'clip-text': ['causal+bias', 'causal+bias'],
@@ -81,10 +82,7 @@ const NOT_YET_PROVEN: Record<string, readonly Kind[]> = {
 };
 
 /** Models whose sites are not lifted yet: model -> a substring of the recognizer's reason. Checked exactly. */
-const NOT_LIFTED: Record<string, string> = {
-  // the conv stem's length 1 + (frames - 1) / 2 is not carried through the Reshape that splits the heads
-  'whisper-encoder': 'the head size of Q is not static',
-};
+const NOT_LIFTED: Record<string, string> = {};
 
 /** Scale 1 where the text says so (T5: unscaled scores). */
 const unscaled = (e: Expected) => /scale 1\b/.test(e.mask);
