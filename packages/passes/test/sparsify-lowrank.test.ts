@@ -119,7 +119,7 @@ describe('chooseSiteSpec with low-rank candidates', () => {
     expect(allowed.measuredError).toBeLessThanOrEqual(0.05);
     const chosen = allowed.tried.find((t) => t.accepted)!;
     expect(chosen.reason).toMatch(/measured, not certified/);
-    expect(allowed.notes.join('\n')).toMatch(/measured, not certified/);
+    expect(allowed.notes.join('\n')).toMatch(/on the calibration data alone \(statistical tier/);
     const qualifying = allowed.tried.filter((t) => t.measuredError !== null && (t.certified ? t.bound! <= 0.05 : t.measuredError <= 0.05));
     for (const t of qualifying) expect(chosen.time).toBeLessThanOrEqual(t.time);
     expect(allowed.tried.filter((t) => t.accepted)).toHaveLength(1);

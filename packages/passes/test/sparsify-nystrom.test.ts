@@ -161,7 +161,7 @@ describe('chooseSiteSpec with Nystrom candidates', () => {
     expect(on.certified).toBe(false);
     expect(on.bound).toBe(Infinity);
     expect(on.measuredError).toBeLessThanOrEqual(1e-2);
-    expect(on.notes.join('\n')).toMatch(/measured, not certified/);
+    expect(on.notes.join('\n')).toMatch(/on the calibration data alone \(statistical tier/);
   });
 
   it('default candidates include Nystrom landmark counts below nk', () => {
