@@ -30,7 +30,9 @@ afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 async function optimizedFile(original: string, name: string): Promise<{ file: string; model: Awaited<ReturnType<typeof optimize>>['model'] }> {
   const samples = generateInputs(importOnnx(original), { seed: 0, seqLen: SEQ });
-  const r = await optimize(importOnnx(original), { maxError: 0.01, seqLen: SEQ, samples });
+  // an approximate site on these samples needs the statistical tier (forms held on the samples alone): verify's
+  // numerics are what this file tests, not the tier
+  const r = await optimize(importOnnx(original), { maxError: 0.01, seqLen: SEQ, samples, allowStatistical: true });
   expect(r.sites.some((s) => !s.exact), `${name}: an approximate site, so the outputs differ`).toBe(true);
   const file = path.join(scratch, `${name}.onnx`);
   writeOnnx(file, r.model);
