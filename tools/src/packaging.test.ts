@@ -105,6 +105,25 @@ test('library: import -> recognize -> optimize with plain node gives what the so
   expect(installed).toEqual(fromSources);
 }, 180_000);
 
+test('a TypeScript project typechecks against the installed declarations', () => {
+  writeFileSync(
+    join(project, 'typed.ts'),
+    [
+      "import { attentionSites, importOnnx, optimize, type AttnoptModel } from '@attnopt/core';",
+      "const model: AttnoptModel = importOnnx('model.onnx');",
+      'const ids: string[] = attentionSites(model.graph).map((s) => s.id);',
+      'const result = await optimize(model, { maxError: 0.01, seqLen: 32 });',
+      'console.log(ids, result.sites.map((s) => s.chosen));',
+      '',
+    ].join('\n'),
+  );
+  // strict, so a package without declarations fails (an implicit any); libraries' own .d.ts are not rechecked
+  const config = { compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'ES2022', strict: true, noEmit: true, skipLibCheck: true, types: [] }, files: ['typed.ts'] };
+  writeFileSync(join(project, 'tsconfig.json'), JSON.stringify(config));
+  const tsc = join(root, 'node_modules/typescript/bin/tsc');
+  ok(spawnSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: project, env, encoding: 'utf8', timeout: 120_000 }), 'tsc in the installed project');
+}, 120_000);
+
 /** Seconds of wall time and of CPU time (user + system) of one run of `command` in the project, from bash's `time`. */
 function timed(command: string): { wall: number; cpu: number; stdout: string } {
   const r = spawnSync('bash', ['-c', `TIMEFORMAT='%R %U %S'; { time ${command} >stdout.txt; } 2>&1`], { cwd: project, env, encoding: 'utf8' });
