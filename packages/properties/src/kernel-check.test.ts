@@ -1,6 +1,8 @@
 // checkAttentionKernel on a correct float32 kernel (the reference with its output rounded to float32: error
 // <= 2^-24 |y| << rtol 1e-4) and on two buggy ones, which must fail with a shrunk counterexample.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { dense } from '@attnopt/ir';
 import { referenceAttention } from '@attnopt/reference';
 import { type AttentionKernel, checkAttentionKernel } from './kernel-check.js';
 
@@ -41,5 +43,57 @@ describe('checkAttentionKernel', () => {
     expect(r.ok).toBe(false);
     expect(r.report).toMatch(/"actual":null|NaN/);
     expect(r.counterexample!.inputs.bias).toBeDefined();
+  });
+});
+
+describe('checkAttentionKernel with maxLogit: scores past float32 exp overflow', () => {
+  // A float32 kernel over bhsd, dense, no bias or past: softmax as exp(s) / sum exp(s), with or without first
+  // subtracting the row's max. Scores and exps rounded to float32 (Math.fround), as a float32 kernel stores them.
+  const f32Kernel =
+    (subtractMax: boolean): AttentionKernel =>
+    ({ params, inputs }) => {
+      const [B, H, nq, d] = inputs.q.shape as [number, number, number, number];
+      const [, Hkv, nk] = inputs.k!.shape as [number, number, number, number];
+      const dv = params.vHeadDim;
+      const out = new Float32Array(B * H * nq * dv);
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < H; h++) {
+          const kh = Math.floor(h / (H / Hkv));
+          for (let i = 0; i < nq; i++) {
+            const s = new Float32Array(nk);
+            for (let j = 0; j < nk; j++) {
+              let dot = 0;
+              for (let c = 0; c < d; c++) dot += inputs.q.data[((b * H + h) * nq + i) * d + c]! * inputs.k!.data[((b * Hkv + kh) * nk + j) * d + c]!;
+              let x = params.scale * dot;
+              if (params.softcap > 0) x = params.softcap * Math.tanh(x / params.softcap);
+              s[j] = x;
+            }
+            const max = subtractMax ? Math.max(...s) : 0;
+            let sum = 0;
+            const e = s.map((x) => Math.fround(Math.exp(x - max)));
+            for (const x of e) sum = Math.fround(sum + x);
+            for (let c = 0; c < dv; c++) {
+              let acc = 0;
+              for (let j = 0; j < nk; j++) acc += e[j]! * inputs.v!.data[((b * Hkv + kh) * nk + j) * dv + c]!;
+              out[((b * H + h) * nq + i) * dv + c] = acc / sum;
+            }
+          }
+        }
+      }
+      return out;
+    };
+  const options = { layouts: ['bhsd'] as const, bias: false, past: false, spec: fc.constant(dense), numRuns: 300, seed: 5 };
+
+  it('a kernel without max-subtraction passes on scores as drawn (maxLogit 0), and fails once they reach past 88.7', () => {
+    expect(checkAttentionKernel(f32Kernel(false), { ...options, maxLogit: 0 }).ok).toBe(true);
+    expect(checkAttentionKernel(f32Kernel(false), options).ok).toBe(false); // the default widens the scores
+    const r = checkAttentionKernel(f32Kernel(false), { ...options, maxLogit: 400 });
+    expect(r.ok).toBe(false);
+    expect(r.report).toMatch(/kernel differs from the reference/);
+  });
+
+  it('the same kernel with max-subtraction passes with those scores (scores of size <= 400: f32 rounding 400 x 2^-24 per score)', () => {
+    const r = checkAttentionKernel(f32Kernel(true), { ...options, maxLogit: 400 });
+    expect(r.report).toBeUndefined();
   });
 });

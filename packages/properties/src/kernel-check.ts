@@ -27,8 +27,13 @@ export type KernelDType = 'float64' | 'float32' | 'float16';
 export const KERNEL_TOLERANCES: Readonly<Record<KernelDType, Tolerance>> = {
   float64: { atol: 1e-10, rtol: 1e-10 },
   float32: { atol: 1e-5, rtol: 1e-4 },
-  float16: { atol: 1e-2, rtol: 1e-2 },
+  // float16 inputs (rounded before the reference runs), float32 accumulation, output rounded to float16: the
+  // float32 tolerance plus half an f16 ulp (2^-11 relative, 2^-25 absolute below the normal range), with margin
+  float16: { atol: 2e-5, rtol: 1e-3 },
 };
+
+/** Default maxLogit: scores up to 200 in one problem in three, past float32's exp overflow at 88.7. */
+export const DEFAULT_MAX_LOGIT = 200;
 
 /** What the kernel receives: the params and inputs of `referenceAttention`. */
 export interface KernelProblem {
@@ -43,6 +48,14 @@ export interface KernelCheckOptions extends AttentionProblemOptions {
   readonly dtype?: KernelDType;
   /** Overrides the dtype's tolerance. */
   readonly tolerance?: Tolerance;
+  /**
+   * Widens the scores: one problem in three gets Q scaled so that its largest |scale q . k| is this (e.g. 200,
+   * past float32's exp overflow at 88.7), so a kernel without max-subtraction fails (the bound
+   * |scale| max|q| max|k| d is set to it, so the largest score is at most this). Default DEFAULT_MAX_LOGIT; 0:
+   * scores as drawn (values in [-1, 1]). The tolerance stays the dtype's: a float32 kernel computing q . k in
+   * float32 adds about d ulp(maxLogit) to each score, so keep maxLogit x d x 2^-24 well under rtol.
+   */
+  readonly maxLogit?: number;
   /** fast-check runs (default 200) and seed (default: fast-check's, reported on failure). */
   readonly numRuns?: number;
   readonly seed?: number;
@@ -80,7 +93,9 @@ export function attentionKernelProperty(kernel: AttentionKernel, options: Kernel
   const dtype = options.dtype ?? 'float32';
   const tol = options.tolerance ?? KERNEL_TOLERANCES[dtype];
   const maxLen = options.maxLen ?? 16;
-  const arb = attentionProblemArbitrary({ range: 1, ...options, maxLen, spec: options.spec ?? defaultKernelSpecs(maxLen) });
+  const base = attentionProblemArbitrary({ range: 1, ...options, maxLen, spec: options.spec ?? defaultKernelSpecs(maxLen) });
+  const maxLogit = options.maxLogit ?? DEFAULT_MAX_LOGIT;
+  const arb = maxLogit > 0 ? fc.tuple(base, fc.integer({ min: 0, max: 2 })).map(([p, pick]) => (pick === 0 ? withLargeLogits(p, maxLogit) : p)) : base;
   return fc.property(arb, (raw) => {
     const problem = roundProblem(raw, dtype);
     const expected = referenceAttention(problem.params, problem.inputs).y.data;
@@ -93,6 +108,21 @@ export function attentionKernelProperty(kernel: AttentionKernel, options: Kernel
       );
     }
   });
+}
+
+/** The problem with Q scaled so that max |scale q . k| over its heads is `maxLogit` (unchanged when all scores are 0). */
+function withLargeLogits(p: AttentionProblem, maxLogit: number): AttentionProblem {
+  const { q, k } = p.inputs;
+  if (!k) return p; // packed-qkv: Q holds K and V too; leave it
+  let big = 0;
+  for (let t = 0; t < q.data.length; t++) big = Math.max(big, Math.abs(q.data[t]!));
+  let bigK = 0;
+  for (let t = 0; t < k.data.length; t++) bigK = Math.max(bigK, Math.abs(k.data[t]!));
+  const scale = p.params.scale;
+  const reach = Math.abs(scale) * big * bigK * p.params.headDim; // >= every |scale q . k|
+  if (!(reach > 0)) return p;
+  const factor = maxLogit / reach;
+  return { ...p, inputs: { ...p.inputs, q: { shape: q.shape, data: q.data.map((x) => x * factor) } } };
 }
 
 export interface KernelCheckResult {
