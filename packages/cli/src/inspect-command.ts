@@ -50,6 +50,10 @@ interface DecisionJson {
   chosen: string;
   exact: boolean;
   certified: boolean;
+  /** exact, guarded (the bound holds on every input, checked at run time) or statistical (calibration data only). */
+  guarantee: 'exact' | 'guarded' | 'statistical';
+  /** Guarded sites: predicted fraction of rows recomputed densely (from the calibration data). */
+  fallbackRate?: number;
   bound: number | null;
   measuredError: number | null;
   flopsBefore: number;
@@ -105,6 +109,8 @@ function siteJson(f: SiteFacts, plan?: SitePlan, roles?: SiteHeadRoles): Inspect
       chosen: plan.chosen,
       exact: plan.exact,
       certified: d?.certified ?? true,
+      guarantee: plan.guarantee,
+      ...(plan.fallbackRate !== undefined ? { fallbackRate: plan.fallbackRate } : {}),
       bound: finiteOrNull(plan.bound),
       measuredError: plan.measuredError,
       flopsBefore: plan.flopsBefore,
@@ -138,7 +144,9 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
   else lines.push(`      keys: ${s.spec}${kept}; mask ${s.bias} kept as bias${s.analysis.length ? ` (${s.analysis[s.analysis.length - 1]})` : ''}`);
   const d = s.decision;
   if (d) {
-    const what = d.exact ? 'exact' : `bound ${fmt(d.bound)}, measured ${fmt(d.measuredError)}`;
+    const what = d.exact
+      ? 'exact'
+      : `${d.guarantee}, bound ${fmt(d.bound)}${d.fallbackRate !== undefined ? `, predicted fallback ${fmt(100 * d.fallbackRate)}% of rows` : ''}, measured ${fmt(d.measuredError)}`;
     lines.push(`      chosen: ${d.chosen} [${what}] flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}${d.reason ? ` (${d.reason})` : ''}`);
     for (const g of d.groups ?? []) {
       const gw = g.exact ? 'exact' : `bound ${fmt(g.bound)}, measured ${fmt(g.measuredError)}`;
