@@ -45,10 +45,13 @@ export const GUARDED_OPSET = 18;
 const SCORE_SLACK = 1e-4;
 const BOUND_SLACK = 1e-3;
 
-/** The causal offset kind of a baseline: dense, or causal with its alignment. */
+/**
+ * The causal offset kind of a baseline: dense, or causal with its alignment. A guarded site has no past keys
+ * (guardedInputsBlocker), so the `past` alignment (query i at i + past) is top-left there.
+ */
 function baselineShape(spec: AttentionSpec): 'dense' | 'top-left' | 'bottom-right' | undefined {
   if (spec.kind === 'dense') return 'dense';
-  if (spec.kind === 'causal' && spec.align !== 'past') return spec.align;
+  if (spec.kind === 'causal') return spec.align === 'bottom-right' ? 'bottom-right' : 'top-left';
   return undefined;
 }
 
@@ -97,9 +100,10 @@ function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string
   }
   if (support.globalQueries.length > 0) return 'not lowered guarded yet: global queries';
   if (support.extra.some((e, k) => e !== k)) return 'not lowered guarded yet: extra keys other than leading sinks';
-  const aligns = new Set(support.aligns);
-  if (aligns.has('past') || aligns.size > 1) return 'not lowered guarded yet: mixed or past alignments';
-  const align = (support.aligns[0] ?? 'top-left') as 'top-left' | 'bottom-right';
+  // without past keys (guardedInputsBlocker) the past alignment is top-left
+  const aligns = new Set(support.aligns.map((a) => (a === 'past' ? 'top-left' : a)));
+  if (aligns.size > 1) return 'not lowered guarded yet: mixed alignments';
+  const align = ([...aligns][0] ?? 'top-left') as 'top-left' | 'bottom-right';
   if (base !== 'dense' && base !== align) return 'not lowered guarded yet: the band and the causal baseline align differently';
   if (!keepsBandAndSinks(spec as MaskSpec, baseline as MaskSpec, support, align)) {
     return 'not lowered guarded yet: the spec keeps other keys than baseline ∩ (band ∪ sinks)';
