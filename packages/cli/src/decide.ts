@@ -3,7 +3,7 @@
 
 import { type AttnoptModel, DECIDE_STAGES as CORE_STAGES, type DecideResult, decide } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
-import { checkSeqLen, type DecisionFlags } from './options.js';
+import { budgetAllowsApproximation, budgetOptions, checkSeqLen, type DecisionFlags } from './options.js';
 import type { Progress } from './progress.js';
 import { failedOn } from './failure.js';
 import { checkRunMemory } from './memory.js';
@@ -13,12 +13,12 @@ import { samplesFor } from './samples.js';
 export const DECIDE_STAGES = ['calibration inputs', ...CORE_STAGES] as const;
 
 export async function decideOrFail(model: AttnoptModel, modelPath: string, flags: DecisionFlags, target: string, progress: Progress): Promise<DecideResult> {
-  if (flags.maxError > 0 && flags.calibration === undefined) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
+  if (budgetAllowsApproximation(flags) && flags.calibration === undefined) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
   checkSeqLen(flags.seqLen);
   progress.stage('calibration inputs');
-  const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
+  const samples = budgetAllowsApproximation(flags) ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
   try {
-    return await decide(model, { maxError: flags.maxError, samples, samplesFrom: flags.calibration ? 'user' : 'generated', allowStatistical: flags.allowStatistical === true, seqLen: flags.seqLen, seed: flags.seed, target, runtime: flags.runtime, onStage: (s) => progress.stage(s) });
+    return await decide(model, { ...budgetOptions(flags), samples, samplesFrom: flags.calibration ? 'user' : 'generated', allowStatistical: flags.allowStatistical === true, seqLen: flags.seqLen, seed: flags.seed, target, runtime: flags.runtime, onStage: (s) => progress.stage(s) });
   } catch (e) {
     throw failedOn(modelPath, e, flags.calibration === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false });
   }

@@ -24,7 +24,7 @@ import { failedOn } from './failure.js';
 import { loadModelOrFail } from './load.js';
 import { checkRunMemory } from './memory.js';
 import { checkOutputFiles, type InputFile, type OutputFile, sideFileOf } from './output-paths.js';
-import { addDecisionOptions, checkSeqLen, type DecisionFlags } from './options.js';
+import { addDecisionOptions, budgetAllowsApproximation, budgetOptions, checkSeqLen, type DecisionFlags } from './options.js';
 import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
 import { recordCalibration, samplesFor, SEED_STREAM } from './samples.js';
@@ -118,7 +118,7 @@ export function registerOptimize(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the optimized model (written atomically)')
     .option('--report <file>', 'also write a self-contained HTML report: per-site table, attention heatmaps, cost and trade-off curves');
   addDecisionOptions(command, true)
-    .option('--json', 'print { sites: [{ id, chosen, exact, bound, measuredError, flopsBefore, flopsAfter, reason?, groups?, restored? }], output }')
+    .option('--json', 'print { sites: [{ id, chosen, exact, bound, measuredError, flopsBefore, flopsAfter, reason?, groups?, restored? }], relative?: { maxRelError, scales, budgets }, output }')
     .addHelpText(
       'after',
       '\nExamples:\n  $ attnopt optimize model.onnx -o model.opt.onnx\n  $ attnopt optimize model.onnx -o model.opt.onnx --report report.html\n' +
@@ -127,18 +127,20 @@ export function registerOptimize(program: Command): void {
     .action(async (modelPath: string, flags: OptimizeFlags) => {
       const model = loadModelOrFail(modelPath);
       checkPaths(modelPath, model, flags);
-      if (flags.maxError > 0 && flags.calibration === undefined) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
+      if (budgetAllowsApproximation(flags) && flags.calibration === undefined) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
       checkSeqLen(flags.seqLen);
       const stages = flags.report !== undefined ? [...STAGES.slice(0, -1), 'report', 'write'] : STAGES;
       const result = await withProgress('optimize', stages, async (p) => {
         p.stage('calibration inputs');
         const seed = flags.seed + SEED_STREAM.calibration;
-        const samples = flags.maxError > 0 ? samplesFor(model, flags.calibration, flags.seqLen, seed, 2, flags.dim) : [];
+        const samples = budgetAllowsApproximation(flags) ? samplesFor(model, flags.calibration, flags.seqLen, seed, 2, flags.dim) : [];
         let optimized: OptimizeResult;
         try {
           optimized = await optimize(model, {
-            maxError: flags.maxError,
+            ...budgetOptions(flags),
             samples,
+            samplesFrom: flags.calibration ? 'user' : 'generated',
+            allowStatistical: flags.allowStatistical === true,
             seqLen: flags.seqLen,
             seed: flags.seed,
             target: flags.target,
@@ -154,7 +156,7 @@ export function registerOptimize(program: Command): void {
           p.stage('report');
           try {
             const data = await buildReport(loadModelOrFail(modelPath), {
-              maxError: flags.maxError,
+              maxError: optimized.relative ? Object.values(optimized.relative.budgets).reduce((x, y) => Math.max(x, y), 0) : flags.maxError,
               samples,
               seqLen: flags.seqLen,
               seed: flags.seed,
@@ -171,12 +173,12 @@ export function registerOptimize(program: Command): void {
           }
         }
         p.stage('write');
-        if (flags.maxError > 0) recordCalibration(optimized.model, flags.calibration);
+        if (budgetAllowsApproximation(flags)) recordCalibration(optimized.model, flags.calibration);
         await holdingSignals(() => writeOutputs(flags, optimized, html));
         return optimized;
       });
       const report = flags.report !== undefined ? { report: flags.report } : {};
-      if (flags.json) printJson({ sites: result.sites, output: flags.output, ...report });
+      if (flags.json) printJson({ sites: result.sites, ...(result.relative ? { relative: result.relative } : {}), output: flags.output, ...report });
       else {
         const also = flags.report !== undefined ? `\n  report: ${flags.report}` : '';
         printResult(`${modelPath}: ${result.sites.length} site${result.sites.length === 1 ? '' : 's'} -> ${flags.output}\n${formatSites(result.sites)}${also}`);

@@ -63,6 +63,7 @@ export function runtimeOption(what: string): Option {
 /** The flags of the budget and calibration options. */
 export interface DecisionFlags {
   maxError: number;
+  maxRelError?: number;
   seqLen: number;
   calibration?: string;
   seed: number;
@@ -73,10 +74,25 @@ export interface DecisionFlags {
   allowStatistical?: boolean;
 }
 
-/** Adds --max-error, --seq-len, --calibration, --seed, --dim, --runtime and (when withTarget) --target to a command. */
+/** The budget options for core's decide / optimize: --max-rel-error when given, else --max-error. */
+export function budgetOptions(flags: DecisionFlags): { maxError: number } | { maxRelError: number } {
+  return flags.maxRelError !== undefined ? { maxRelError: flags.maxRelError } : { maxError: flags.maxError };
+}
+
+/** Whether the budget allows approximate forms (so calibration runs). */
+export function budgetAllowsApproximation(flags: DecisionFlags): boolean {
+  return (flags.maxRelError ?? flags.maxError) > 0;
+}
+
+export const MAX_REL_ERROR_HELP =
+  "max error of each site relative to its scale: the largest range (max - min over the keys) of one channel of the site's V on the calibration data, " +
+  'which bounds the range of every output channel; the site budget is this x that scale (instead of --max-error)';
+
+/** Adds --max-error, --max-rel-error, --seq-len, --calibration, --seed, --dim, --runtime and (when withTarget) --target to a command. */
 export function addDecisionOptions(command: Command, withTarget: boolean): Command {
   command
     .option('--max-error <e>', 'max absolute error of each site: guarded sites hold it on every input (checked at run time); 0 allows exact rewrites only', nonNegativeNumber, 1e-2)
+    .option('--max-rel-error <r>', MAX_REL_ERROR_HELP, nonNegativeNumber)
     .option('--allow-statistical', 'also accept forms that hold on the calibration data only (low-rank, unguarded key sets); needs --calibration')
     .option('--seq-len <n>', `sequence length of generated calibration inputs (and of the costs reported), at most ${MAX_SEQ_LEN}`, positiveInteger, 128)
     .option('--calibration <path>', 'calibration inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
@@ -84,6 +100,11 @@ export function addDecisionOptions(command: Command, withTarget: boolean): Comma
     .option('--dim <name=size>', DIM_HELP, dimSize)
     .addOption(runtimeOption('for calibration'))
     .option('--allow-memory <size>', ALLOW_MEMORY_HELP, memorySize);
+  command.hook('preAction', (_program, action) => {
+    if (action.getOptionValueSource('maxRelError') === 'cli' && action.getOptionValueSource('maxError') === 'cli') {
+      throw new CliError('give --max-error (absolute) or --max-rel-error (relative to each site\'s scale), not both', ExitCode.usage);
+    }
+  });
   if (withTarget) command.option('--target <name>', `cost model target: ${COST_TARGETS.join(', ')}`, costTarget, 'onnxruntime-cpu');
   return command;
 }

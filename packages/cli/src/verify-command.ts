@@ -4,8 +4,8 @@
 // original's own drift under onnxruntime's graph optimizations; without a certificate, when it exceeds
 // --tolerance times the output's scale; and when a --min-top1, --max-kl or --min-cosine threshold is missed.
 
-import { type Command, InvalidArgumentError } from 'commander';
-import { DEFAULT_TOLERANCE, type OutputComparison, type Runtime, type VerifyReport, type VerifyThresholds, verifyModels } from '@attnopt/core';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_TOLERANCE, type OutputComparison, type Runtime, VERIFY_METRICS, type VerifyMetric, type VerifyReport, type VerifyThresholds, verifyModels } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 import { failedOn } from './failure.js';
 import { loadModelOrFail } from './load.js';
@@ -26,6 +26,8 @@ interface VerifyFlags {
   minTop1?: number;
   maxKl?: number;
   minCosine?: number;
+  maxBpbDelta?: number;
+  metric: VerifyMetric;
   allowMemory?: number;
 }
 
@@ -47,6 +49,7 @@ function thresholdsOf(flags: VerifyFlags): VerifyThresholds {
     ...(flags.minTop1 !== undefined ? { minTop1: flags.minTop1 } : {}),
     ...(flags.maxKl !== undefined ? { maxKL: flags.maxKl } : {}),
     ...(flags.minCosine !== undefined ? { minCosine: flags.minCosine } : {}),
+    ...(flags.maxBpbDelta !== undefined ? { maxBpbDelta: flags.maxBpbDelta } : {}),
   };
 }
 
@@ -58,16 +61,21 @@ function unusedThresholds(report: VerifyReport): string[] {
     t.minTop1 !== undefined && !has('top1Agreement') ? '--min-top1' : '',
     t.maxKL !== undefined && !has('meanKL') ? '--max-kl' : '',
     t.minCosine !== undefined && !has('meanCosine') ? '--min-cosine' : '',
+    t.maxBpbDelta !== undefined && !has('bitsPerByte') ? '--max-bpb-delta' : '',
   ].filter((s) => s !== '');
 }
 
 const fmt = (x: number) => x.toPrecision(3);
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toPrecision(3)}`;
 
 function formatOutput(o: OutputComparison): string {
   const extra = [
     o.top1Agreement !== undefined ? `top-1 agreement ${(100 * o.top1Agreement).toFixed(2)}%` : '',
     o.meanKL !== undefined ? `mean KL ${fmt(o.meanKL)}` : '',
     o.meanCosine !== undefined ? `mean cosine ${o.meanCosine.toFixed(6)}` : '',
+    o.bitsPerByte !== undefined
+      ? `bits per byte ${o.bitsPerByte.original.toFixed(4)} -> ${o.bitsPerByte.optimized.toFixed(4)} (delta ${signed(o.bitsPerByte.delta)} over ${o.bitsPerByte.positions} positions)`
+      : '',
   ].filter((s) => s !== '');
   const line = `  ${o.name} [${o.shape.join(', ')}]: max abs error ${fmt(o.maxAbsError)}, max rel error ${fmt(o.maxRelError)}${extra.length ? `, ${extra.join(', ')}` : ''}`;
   // onnxruntime: the models as written, when its graph optimizations change what either computes
@@ -92,9 +100,15 @@ export function registerVerify(program: Command): void {
     .option('--min-top1 <share>', 'logits outputs: least share (0..1) of rows whose argmax must agree', fraction)
     .option('--max-kl <kl>', 'logits outputs: largest mean KL(original || optimized) allowed', nonNegativeNumber)
     .option('--min-cosine <c>', 'embedding outputs: least mean cosine similarity of rows', cosine)
+    .addOption(
+      new Option('--metric <name>', 'bits per byte: auto scores logits [batch, seq, 256] against the next byte of an integer input_ids; bpb scores any logits [batch, seq, V] against input_ids (or the only integer input), and fails when they do not pair')
+        .choices(VERIFY_METRICS)
+        .default('auto'),
+    )
+    .option('--max-bpb-delta <bits>', "byte LMs: largest increase of bits per byte (optimized minus original) allowed", nonNegativeNumber)
     .option('--allow-memory <size>', ALLOW_MEMORY_HELP, memorySize)
-    .option('--json', 'print { outputs: [{ name, maxAbsError, maxRelError, rounding, scale, top1Agreement?, meanKL?, meanCosine?, asWrittenMaxAbsError?, originalDrift? }], msOriginal, msOptimized, certified, withinCertified, thresholds, failures, passed }')
-    .addHelpText('after', '\nOutputs are compared as deployed (onnxruntime with all graph optimizations). In onnxruntime both models also run\nwith graph optimizations off (as written): the certificate is checked there, with float rounding and the\noriginal\'s own drift under the optimizations (how much the same model moves when only its float order changes)\nallowed beside it. Exit 3 when an output differs by more than that. Without a certificate, exit 3 when the max abs error\nof an output exceeds --tolerance x its scale. Exit 3 too when a --min-top1, --max-kl or --min-cosine threshold is missed.\n\nExamples:\n  $ attnopt verify model.onnx model.opt.onnx\n  $ attnopt verify model.onnx model.opt.onnx --seq-len 512 --json\n  $ attnopt verify model.onnx model.opt.onnx --runtime attnopt-cpu    # without onnxruntime')
+    .option('--json', 'print { outputs: [{ name, maxAbsError, maxRelError, rounding, scale, top1Agreement?, meanKL?, meanCosine?, bitsPerByte?: { original, optimized, delta, positions }, asWrittenMaxAbsError?, originalDrift? }], msOriginal, msOptimized, certified, withinCertified, thresholds, failures, passed }')
+    .addHelpText('after', '\nOutputs are compared as deployed (onnxruntime with all graph optimizations). In onnxruntime both models also run\nwith graph optimizations off (as written): the certificate is checked there, with float rounding and the\noriginal\'s own drift under the optimizations (how much the same model moves when only its float order changes)\nallowed beside it. Exit 3 when an output differs by more than that. Without a certificate, exit 3 when the max abs error\nof an output exceeds --tolerance x its scale. Exit 3 too when a --min-top1, --max-kl, --min-cosine or --max-bpb-delta threshold is missed.\nA byte-level LM (logits [batch, seq, 256], input_ids of bytes) is also scored in bits per byte: row t predicts byte t + 1,\n-log2 of its probability averaged over every predicted position, for both models, with the delta (optimized - original).\n\nExamples:\n  $ attnopt verify model.onnx model.opt.onnx\n  $ attnopt verify model.onnx model.opt.onnx --seq-len 512 --json\n  $ attnopt verify model.onnx model.opt.onnx --runtime attnopt-cpu    # without onnxruntime\n  $ attnopt verify lm.onnx lm.opt.onnx --inputs heldout/ --max-bpb-delta 0.01    # a byte LM on held-out text')
     .action(async (originalPath: string, optimizedPath: string, flags: VerifyFlags) => {
       const original = loadModelOrFail(originalPath);
       const optimized = loadModelOrFail(optimizedPath);
@@ -106,7 +120,7 @@ export function registerVerify(program: Command): void {
         const samples = samplesFor(original, flags.inputs, flags.seqLen, flags.seed + SEED_STREAM.verify, 1, flags.dim);
         p.stage('running both models');
         try {
-          return await verifyModels(originalPath, optimizedPath, optimized, samples, { runtime: flags.runtime, thresholds: thresholdsOf(flags) });
+          return await verifyModels(originalPath, optimizedPath, optimized, samples, { runtime: flags.runtime, thresholds: thresholdsOf(flags), metric: flags.metric });
         } catch (e) {
           throw failedOn(optimizedPath, e, flags.inputs === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false }, '--inputs');
         }

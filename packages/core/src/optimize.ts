@@ -6,7 +6,7 @@
 
 import { type Guarantee, lowerAttentionPass, NATIVE_ATTENTION_OPSET, unliftSite } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
-import { type CalibrationProvenance, DECIDE_STAGES, type DecideOptions, decide, type GroupPlan, modelOpset, type SitePlan } from './decide.js';
+import { type CalibrationProvenance, DECIDE_STAGES, type RelativeBudget, type DecideOptions, decide, type GroupPlan, modelOpset, type SitePlan } from './decide.js';
 import type { AttnoptModel } from './model.js';
 import { pushAll } from './extremes.js';
 
@@ -53,6 +53,8 @@ export interface OptimizedSite {
 
 export interface OptimizeResult {
   readonly model: AttnoptModel;
+  /** With maxRelError: per site its value scale and the absolute budget it got. */
+  readonly relative?: RelativeBudget;
   /** Where the calibration data came from (absent when none ran). */
   readonly calibration?: CalibrationProvenance;
   readonly sites: readonly OptimizedSite[];
@@ -73,6 +75,8 @@ export const GUARANTEES_METADATA = 'attnopt.guarantees';
 /** What GUARANTEES_METADATA holds. */
 export interface GuaranteesMetadata {
   readonly budget: number;
+  /** With a relative budget: maxRelError, and per site its value scale and absolute budget. */
+  readonly relative?: RelativeBudget;
   readonly calibration: CalibrationProvenance | null;
   readonly sites: Record<string, SiteGuarantee>;
 }
@@ -148,6 +152,7 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
   const certified = { maxError: decided.budget, sites: Object.fromEntries(sites.map((s) => [s.id, s.bound])) };
   const guarantees: GuaranteesMetadata = {
     budget: decided.budget,
+    ...(decided.relative ? { relative: decided.relative } : {}),
     calibration: decided.calibration ?? null,
     sites: Object.fromEntries(
       decided.sites.map((p) => [
@@ -165,5 +170,5 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
     { key: CERTIFIED_METADATA, value: JSON.stringify(certified) },
     { key: GUARANTEES_METADATA, value: JSON.stringify(guarantees) },
   ];
-  return { model, ...(decided.calibration ? { calibration: decided.calibration } : {}), sites, notes };
+  return { model, ...(decided.relative ? { relative: decided.relative } : {}), ...(decided.calibration ? { calibration: decided.calibration } : {}), sites, notes };
 }

@@ -21,6 +21,7 @@ import type { AttnoptModel } from './model.js';
 import { recognize } from './recognize.js';
 import { CERTIFIED_METADATA } from './optimize.js';
 import { maxOf } from './extremes.js';
+import { type BitsSum, nextIdBits, targetIds, type VerifyMetric } from './bits-per-byte.js';
 
 export interface OutputComparison {
   readonly name: string;
@@ -44,6 +45,11 @@ export interface OutputComparison {
   readonly rounding: number;
   /** The output's scale: the largest |element| of the original's output over all samples (finite elements). */
   readonly scale: number;
+  /**
+   * Byte-level LMs (logits [batch, seq, 256] over the next byte of input_ids, or metric 'bpb'): bits per byte of
+   * both models over every predicted position of every sample, and delta = optimized - original (> 0: worse).
+   */
+  readonly bitsPerByte?: { readonly original: number; readonly optimized: number; readonly delta: number; readonly positions: number };
 }
 
 /** What verify judges the comparison against, beside the certificate. */
@@ -60,6 +66,8 @@ export interface VerifyThresholds {
   readonly maxKL?: number;
   /** Embedding outputs: mean cosine similarity of last-axis rows must be at least this. */
   readonly minCosine?: number;
+  /** Byte LMs: bits per byte of the optimized model minus the original's must be at most this. */
+  readonly maxBpbDelta?: number;
 }
 
 export const DEFAULT_TOLERANCE = 1e-4;
@@ -94,6 +102,12 @@ export interface VerifyOptions {
   readonly runtime?: Runtime;
   /** The thresholds the comparison is judged against (see VerifyThresholds). */
   readonly thresholds?: VerifyThresholds;
+  /**
+   * Bits per byte: 'auto' (default) scores a logits output [batch, seq, 256] against the next byte of an integer
+   * input_ids; 'bpb' scores any logits [batch, seq, V] against input_ids (or the only integer input) and fails
+   * when they do not pair.
+   */
+  readonly metric?: VerifyMetric;
 }
 
 
@@ -350,7 +364,9 @@ export async function verifyModels(
     throw new Error(`the models do not match: ${mismatch} (is it the model optimize wrote from this original?)`);
   }
   const list = [...samples];
+  const metric = options.metric ?? 'auto';
   const worst = new Map<string, OutputComparison>();
+  const bits = new Map<string, { a: BitsSum; b: BitsSum }>(); // per logits output, summed over samples
   const deployed: Outputs[] = []; // the original's outputs per sample (onnxruntime: to measure its drift)
   let msA = 0;
   let msB = 0;
@@ -360,11 +376,13 @@ export async function verifyModels(
       msA += r.msA;
       msB += r.msB;
       if (runtime === 'onnxruntime') deployed.push(r.outA);
+      const ids = targetIds(sample, metric);
       for (const name of a.outputNames) {
         const o = r.outA(name)!;
         const p = r.outB(name);
         if (p === undefined) throw new Error(`the optimized model has no output ${name}`);
         const c = compare(name, o, p, logitsName.test(name));
+        if (ids !== undefined && logitsName.test(name) && o.rounding > 0) addBits(bits, name, o, p, ids, metric);
         const prev = worst.get(name);
         const kept = prev === undefined || c.maxAbsError > prev.maxAbsError ? c : prev;
         worst.set(name, { ...kept, scale: Math.max(c.scale, prev?.scale ?? 0) });
@@ -374,7 +392,10 @@ export async function verifyModels(
     await a.release();
     await b.release();
   }
-  let outputs = [...worst.values()];
+  if (metric === 'bpb' && bits.size === 0) {
+    throw new Error('bits per byte: no float logits output [batch, seq, vocab] paired with an integer input_ids (or a single integer input) of [batch, seq]');
+  }
+  let outputs = [...worst.values()].map((o) => withBits(o, bits.get(o.name)));
   if (runtime === 'onnxruntime') outputs = await withAsWritten(original, optimizedModel, list, deployed, outputs);
   const certified = certifiedBound(optimized);
   const withinCertified =
@@ -387,6 +408,23 @@ export async function verifyModels(
   const thresholds: VerifyThresholds = { ...(certified === null ? { tolerance: options.thresholds?.tolerance ?? DEFAULT_TOLERANCE } : {}), ...withoutTolerance(options.thresholds) };
   const failures = judge(outputs, certified, withinCertified, thresholds);
   return { outputs, msOriginal: msA, msOptimized: msB, certified, withinCertified, thresholds, failures, passed: failures.length === 0 };
+}
+
+/** Adds one sample's bits of both models to the sums of output `name` (when its shape pairs with the ids). */
+function addBits(sums: Map<string, { a: BitsSum; b: BitsSum }>, name: string, o: OutputValues, p: OutputValues, ids: NonNullable<ReturnType<typeof targetIds>>, metric: VerifyMetric): void {
+  const a = nextIdBits(o.values, o.shape, ids, name, metric);
+  const b = nextIdBits(p.values, p.shape, ids, name, metric);
+  if (a === undefined || b === undefined) return;
+  const prev = sums.get(name) ?? { a: { bits: 0, positions: 0 }, b: { bits: 0, positions: 0 } };
+  const add = (x: BitsSum, y: BitsSum): BitsSum => ({ bits: x.bits + y.bits, positions: x.positions + y.positions });
+  sums.set(name, { a: add(prev.a, a), b: add(prev.b, b) });
+}
+
+function withBits(o: OutputComparison, sum: { a: BitsSum; b: BitsSum } | undefined): OutputComparison {
+  if (sum === undefined || sum.a.positions === 0) return o;
+  const original = sum.a.bits / sum.a.positions;
+  const optimized = sum.b.bits / sum.b.positions;
+  return { ...o, bitsPerByte: { original, optimized, delta: optimized - original, positions: sum.a.positions } };
 }
 
 function withoutTolerance(t: VerifyThresholds | undefined): VerifyThresholds {
@@ -417,6 +455,10 @@ function judge(outputs: readonly OutputComparison[], certified: number | null, w
     }
     if (t.minCosine !== undefined && o.meanCosine !== undefined && !(o.meanCosine >= t.minCosine)) {
       failures.push(`${o.name}: mean cosine ${o.meanCosine.toFixed(6)} is under --min-cosine ${t.minCosine}`);
+    }
+    if (t.maxBpbDelta !== undefined && o.bitsPerByte !== undefined && !(o.bitsPerByte.delta <= t.maxBpbDelta)) {
+      const b = o.bitsPerByte;
+      failures.push(`${o.name}: bits per byte ${b.optimized.toFixed(4)} against the original's ${b.original.toFixed(4)}: delta ${b.delta.toFixed(4)} is over --max-bpb-delta ${t.maxBpbDelta}`);
     }
   }
   return failures;
