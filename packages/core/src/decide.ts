@@ -225,7 +225,7 @@ export async function decide(model: AttnoptModel, options: DecideOptions = {}): 
         target: profile,
         seed: options.seed ?? 0,
         allowUncertified: options.allowStatistical === true,
-        ...(opset < GUARDED_OPSET ? { guardBlocked: `opset ${opset}: the guarded form needs opset ${GUARDED_OPSET} (ReduceMin/ReduceMax/ReduceLogSumExp with axes as an input)` } : {}),
+        ...(opset < GUARDED_OPSET ? { guardBlocked: `opset ${opset}: the guarded form needs opset ${GUARDED_OPSET}` } : {}),
         calibration: siteCalibrations,
         onDecision: (d, node, groups) => {
           decisions.set(node, d);

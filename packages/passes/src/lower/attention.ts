@@ -296,7 +296,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       });
       return finish(graph, node, b, p, q, yBlocks, presentK, presentV, undefined);
     }
-    const yBanded = (p.guard ? (x: Parameters<typeof bandedAttention>[1]) => guardedBandedAttention(b, { ...x, params: p }) : (x: Parameters<typeof bandedAttention>[1]) => bandedAttention(b, x))({
+    const yBanded = (p.guard ? (x: Parameters<typeof bandedAttention>[1]) => guardedBandedAttention(b, { ...x, params: p, opset: options.opset }) : (x: Parameters<typeof bandedAttention>[1]) => bandedAttention(b, x))({
       spec: p.spec as MaskSpec,
       support: plan.support!,
       blockSize: plan.blockSize!,

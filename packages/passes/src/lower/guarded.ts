@@ -1,6 +1,6 @@
 // Guarded banded lowering (BOUNDS.md (b')): the banded sparse form, a per-row certificate of the mass it drops,
-// and the rows whose certificate exceeds the budget recomputed densely; standard ONNX ops (opset 18), no n x n
-// tensor.
+// and the rows whose certificate exceeds the budget recomputed densely; standard ONNX ops (opset 13+, the
+// reductions written per opset by guarded-ops.ts), no n x n tensor.
 //
 //   key block summaries   K [B,H,T,D] -edge pad-> [B,H,nKB,kb,D] -ReduceMin/ReduceMax/ReduceMean-> [B,H,nKB,D],
 //                         radius r = ReduceMax ||k - c||                                              [B,H,nKB]
@@ -36,10 +36,10 @@ import {
 } from '@attnopt/ir';
 import type { NodeBuilder } from '../recognize/fused/common.js';
 import { type BandedInputs, bandedAttentionParts } from './banded.js';
+import { GUARDED_OPSET, reduceAt, type ReduceOp } from './guarded-ops.js';
 import { specMask } from './mask.js';
 
-/** The lowest opset of the guarded form (ReduceMin/ReduceMax/ReduceLogSumExp with axes as an input). */
-export const GUARDED_OPSET = 18;
+export { GUARDED_OPSET } from './guarded-ops.js';
 
 /** Slack on the score bound and on the output bound against float32 rounding (see the comment at the top). */
 const SCORE_SLACK = 1e-4;
@@ -131,6 +131,8 @@ export function guardedBlocker(node: Node, opset: number): string | undefined {
 
 export interface GuardedInputs extends BandedInputs {
   readonly params: AttentionParams;
+  /** The default-domain opset the nodes are written for (GUARDED_OPSET or above). */
+  readonly opset: number;
 }
 
 /** The guarded banded output [B, H, S, Dv] (see the comment at the top). Call only where guardedBlocker allows. */
@@ -142,12 +144,10 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const E = s.extra.length;
   const D = x.headDim;
   const axis = (a: number) => ({ axis: { type: 'int', value: BigInt(a) } }) as const;
-  const noKeep = { keepdims: { type: 'int', value: 0n } } as const;
   const i64 = (n: number, what: string) => b.scalar(what, 'i64', n);
   const f32 = (n: number, what: string) => b.scalar(what, 'f32', n);
   const toF32 = (t: Value, what: string) => (x.dtype === 'f32' ? t : b.cast(t, 'f32', what));
-  const reduce = (op: string, t: Value, axes: number[], what: string, keep = false) =>
-    b.op(op, [t, b.ints(`${what}_axes`, axes)], what, keep ? {} : noKeep);
+  const reduce = (op: ReduceOp, t: Value, axes: number[], what: string, keep = false) => reduceAt(b, x.opset, op, t, axes, what, keep);
 
   const { y, logits, probs, offset } = bandedAttentionParts(b, x);
 
