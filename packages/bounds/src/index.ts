@@ -35,3 +35,4 @@ export {
   valueRange,
   guardFallsBack,
 } from './key-blocks.js';
+export { type ConformalConfidence, conformalRank, conformalQuantile } from './conformal.js';
