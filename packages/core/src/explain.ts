@@ -63,7 +63,8 @@ function explainSite(plan: SitePlan, budget: number): SiteExplanation {
         ? `guarded: error <= ${budget} on every input, checked at run time per query row (rows whose certificate exceeds it are recomputed densely; predicted on the calibration data: ${fmt(100 * (d.fallbackRate ?? 0))}% of rows); measured ${fmt(d.measuredError)} on the calibration data`
         : d.guarantee === 'exact'
           ? 'exact'
-          : `statistical: ${Number.isFinite(d.bound) ? `bound ${fmt(d.bound)}` : `measured error ${fmt(d.measuredError)}`} <= budget ${budget} on ${d.calibrationRows ?? 0} calibration rows only, no guarantee on other inputs`;
+          : `statistical: ${Number.isFinite(d.bound) ? `bound ${fmt(d.bound)}` : `measured error ${fmt(d.measuredError)}`} <= budget ${budget} on ${d.calibrationRows ?? 0} calibration rows only, no guarantee on other inputs` +
+            (d.confidence ? `; conformal: P(error of a new row exchangeable with the ${d.confidence.samples} held-out rows <= ${fmt(d.confidence.quantile)}) >= ${1 - d.confidence.alpha}` : '');
     why.push(
       `rewritten ${d.before} -> ${d.chosen}: the cheapest form within the budget on ${d.target} (${certificate}; ` +
         `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms)`,

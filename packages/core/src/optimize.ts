@@ -88,6 +88,8 @@ export interface SiteGuarantee {
   readonly guard?: { readonly blockSize: number; readonly summaries: string; readonly fallbackRate: number | null };
   /** Statistical sites: the calibration rows the bound was measured on. */
   readonly calibrationRows?: number;
+  /** Statistical sites: P(error of a new row exchangeable with the held-out calibration rows <= quantile) >= 1 - alpha. */
+  readonly confidence?: { readonly alpha: number; readonly samples: number; readonly quantile: number };
   readonly groups?: Record<string, SiteGuarantee>;
 }
 
@@ -100,6 +102,7 @@ function siteGuarantee(guarantee: Guarantee, bound: number, p: { decision?: Site
     bound,
     ...(guarantee === 'guarded' ? { guard: { blockSize: d?.guard?.blockSize ?? 64, summaries: GUARD_SUMMARIES, fallbackRate: p.fallbackRate ?? null } } : {}),
     ...(guarantee === 'statistical' && d?.calibrationRows !== undefined ? { calibrationRows: d.calibrationRows } : {}),
+    ...(guarantee === 'statistical' && d?.confidence !== undefined ? { confidence: d.confidence } : {}),
   };
 }
 

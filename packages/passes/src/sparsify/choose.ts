@@ -5,7 +5,10 @@
 //   every input. It qualifies when its predicted cost (sparse + the calibration rows' fallback rate x dense) is
 //   below the site's own; a diffuse site, whose rows would all fall back, stays dense.
 // - statistical (only with allowUncertified): the bound or error measured on the calibration data alone, for
-//   mask-shaped forms without a guard and low-rank forms (Nystrom, Linformer, Performer).
+//   mask-shaped forms without a guard and low-rank forms (Nystrom, Linformer, Performer). The calibration rows are
+//   split (fixed seed) into fit rows, whose max must be within the budget, and held-out rows, whose conformal
+//   quantile (bounds' conformalQuantile, level 1 - alpha) must be too: the distribution-free statement recorded as
+//   `confidence`, P(error of a new exchangeable row <= quantile) >= 1 - alpha.
 // - exact: the site's own spec. When heads
 // want different forms and head groups are cheaper by the cost model than one spec for every head, the decision
 // lists the groups (head-groups.ts) and the pass splits the site. Pure: plain data in, a SiteDecision out;
@@ -22,7 +25,8 @@ import {
   printSpec,
   specEquals,
 } from '@attnopt/ir';
-import { type AttentionGuard } from '@attnopt/ir';
+import { type AttentionGuard, SplitMix64 } from '@attnopt/ir';
+import { type ConformalConfidence, conformalQuantile } from '@attnopt/bounds';
 import { guardableSpec } from '../lower/guarded.js';
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
 import { defaultCandidates, restrictToBaseline } from './candidates.js';
@@ -68,6 +72,17 @@ export interface SparsifyOptions {
   readonly allowUncertified?: boolean;
   /** Use at most this many calibration samples (default all). */
   readonly maxSamples?: number;
+  /** Miscoverage of the statistical tier's conformal quantile (default 0.05: the quantile covers 95% of new rows). */
+  readonly alpha?: number;
+}
+
+/** The fraction of calibration rows held out of the fit for the statistical tier's conformal quantile. */
+export const HELD_OUT_FRACTION = 0.5;
+
+/** Which of a head's nq rows are held out (1), from a generator seeded by the site seed, sample, batch and head. */
+function heldOutRows(nq: number, seed: number, sample: number, batch: number, head: number): Uint8Array {
+  const rng = new SplitMix64(BigInt(seed) * 0x9e3779b97f4a7c15n + BigInt(((sample * 65_537 + batch) * 4_099 + head) >>> 0));
+  return Uint8Array.from({ length: nq }, () => (rng.nextFloat() < HELD_OUT_FRACTION ? 1 : 0));
 }
 
 /** One form tried at a site. Bounds and errors are max-abs over the output, over every head and sample. */
@@ -137,6 +152,11 @@ export interface SiteDecision {
   /** Calibration rows behind the decision (the statistical tier's sample count). */
   readonly calibrationRows?: number;
   /**
+   * A statistical decision's distribution-free statement over its held-out calibration rows: P(the error of a new
+   * row exchangeable with them <= quantile) >= 1 - alpha (with groups: the statistical group of the largest quantile).
+   */
+  readonly confidence?: ConformalConfidence;
+  /**
    * Max-abs error bound: the budget for a guarded site (every input), the bound measured on the calibration data
    * for a statistical mask form, Infinity for a low-rank one (see measuredError). With groups, the largest.
    */
@@ -196,6 +216,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const baseline = params.spec;
   const notes: string[] = [];
   const samples = calibration.samples.slice(0, options.maxSamples ?? calibration.samples.length);
+  const alpha = options.alpha ?? 0.05;
   const stay = (reasonDense: string, tried: TriedForm[] = [], before?: AttentionCost, perHeadDetails?: HeadDetail[]): SiteDecision => ({
     id: calibration.id,
     target: target.name,
@@ -248,7 +269,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     masks.map((f) => (isLowRank(f) ? emptyLowRankStats() : emptyStats())),
   );
   if (masks.length > 0) {
-    for (const sample of samples) {
+    samples.forEach((sample, si) => {
       const batch = sampleBatch(sample);
       for (let b = 0; b < batch; b++) {
         for (let h = 0; h < heads; h++) {
@@ -256,17 +277,18 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
           const stride = Math.max(1, Math.floor(head.nq / 256));
           const all = headStats[perHead ? h : 0]!;
           const resolve = headResolver(head);
+          const heldOut = heldOutRows(head.nq, seed, si, b, h);
           if (maskForms.length > 0) {
             const st = maskK.map((k) => all[k]!);
-            evaluateHead(head, baseline, maskForms, st, resolve, { fullMeasureUpTo: budget, stride, guardBudget: budget, guardBlockSize: blockSize });
+            evaluateHead(head, baseline, maskForms, st, resolve, { fullMeasureUpTo: budget, stride, guardBudget: budget, guardBlockSize: blockSize, heldOut });
           }
           if (lowForms.length > 0) {
             const st = lowK.map((k) => all[k]!);
-            evaluateLowRankHead(head, baseline, lowForms, st, resolve, baselineOutput(head, baseline, resolve));
+            evaluateLowRankHead(head, baseline, lowForms, st, resolve, baselineOutput(head, baseline, resolve), heldOut);
           }
         }
       }
-    }
+    });
   }
   // guarded: a mask form with a guarded lowering whose predicted cost (fallback rows dense) beats the site's own;
   // statistical (allowUncertified): a mask form's bound, or a low-rank form's error, measured on the calibration data
@@ -277,8 +299,14 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const guardedTime = (k: number, s: { fallbackRows: number; rows: number }) => evaluated[k]!.cost.time + rate(s) * before.time;
   const guardOf = (k: number, s: { fallbackRows: number; rows: number }): AttentionGuard | undefined =>
     guardWhy[k] === undefined && guardedTime(k, s) < before.time ? { budget, blockSize, baseline } : undefined;
-  const statistical = (k: number, s: { bound: number; measuredError: number }) =>
-    options.allowUncertified === true && (isLowRank(masks[k]!) ? s.measuredError <= budget : s.bound <= budget);
+  // statistical: the fit rows' max and the held-out rows' conformal quantile both within the budget
+  const confidences = new WeakMap<{ heldOut: number[] }, ConformalConfidence>();
+  const confidenceOf = (s: { heldOut: number[] }): ConformalConfidence => {
+    if (!confidences.has(s)) confidences.set(s, conformalQuantile(s.heldOut, alpha));
+    return confidences.get(s)!;
+  };
+  const statistical = (_k: number, s: { fitBound: number; heldOut: number[] }) =>
+    options.allowUncertified === true && s.fitBound <= budget && confidenceOf(s).quantile <= budget;
   const within = (k: number, s: CandidateStats) => guardOf(k, s) !== undefined || statistical(k, s);
   const site = masks.map((_, k) => {
     const all = headStats.map((s) => s[k]!);
@@ -290,6 +318,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       maxDroppedMass: Math.max(...all.map((s) => s.maxDroppedMass)),
       fallbackRows: all.reduce((a, s) => a + s.fallbackRows, 0),
       maxCertifiedMass: Math.max(...all.map((s) => s.maxCertifiedMass)),
+      fitBound: Math.max(...all.map((s) => s.fitBound)),
+      heldOut: all.flatMap((s) => s.heldOut),
     };
   });
   const rank = (a: AttentionCost, b: AttentionCost) => a.time - b.time || a.flops - b.flops;
@@ -329,13 +359,17 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       : guardOf(k, s)
         ? `guarded: predicted fallback ${pct(rate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`
         : `guarded form not cheaper: predicted fallback ${pct(rate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`;
+  const heldOutText = (s: { fitBound: number; heldOut: number[] }) => {
+    const c = confidenceOf(s);
+    return `fit rows ${fmt(s.fitBound)}, held-out conformal quantile ${fmt(c.quantile)} (${c.samples} rows, alpha ${c.alpha})`;
+  };
   const maskReason = (k: number, s: (typeof site)[number]) => {
     const g = guardText(k, s);
     const data = `bound on the calibration data ${fmt(s.bound)} (max dropped mass ${fmt(s.maxDroppedMass)})`;
     if (k === best) {
       return guardOf(k, s)
         ? `chosen: cheapest qualifying form, ${g}: error <= ${budget} on every input`
-        : `chosen: statistical, cheapest form with ${data} <= budget ${budget} (calibration data only)`;
+        : `chosen: statistical, cheapest form with ${data} and ${heldOutText(s)} <= budget ${budget} (calibration data only)`;
     }
     return within(k, s) ? `qualifies (${guardOf(k, s) ? g : `statistical, ${data}`}) but ${cheaper()} is cheaper` : `${g}; ${data}`;
   };
@@ -343,10 +377,10 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     !options.allowUncertified
       ? `measured error ${fmt(s.measuredError)}: no certificate (BOUNDS.md (c)): enable uncertified forms to accept measured error`
       : k === best
-        ? `chosen: measured, not certified: cheapest form with measured error ${fmt(s.measuredError)} <= budget ${budget} on the calibration data`
-        : s.measuredError <= budget
-          ? `qualifies on measured error ${fmt(s.measuredError)} <= ${budget} (not certified) but ${cheaper()} is cheaper`
-          : `measured error ${fmt(s.measuredError)} > budget ${budget} (not certified)`;
+        ? `chosen: measured, not certified: cheapest form with measured error ${fmt(s.measuredError)}, ${heldOutText(s)} <= budget ${budget} on the calibration data`
+        : statistical(k, s)
+          ? `qualifies on measured error (${heldOutText(s)}) <= ${budget} (not certified) but ${cheaper()} is cheaper`
+          : `measured error ${fmt(s.measuredError)}, ${heldOutText(s)}: over the budget ${budget} (not certified)`;
   const splitReason = (k: number) => {
     const gs = groupOf(k);
     const heads = gs.map((g) => headsText(g.heads)).join(', ');
@@ -406,6 +440,14 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   if (split) {
     const certified = split.groups.every((g) => g.certified);
     const guarantee: Guarantee = !certified ? 'statistical' : split.groups.some((g) => g.guarantee === 'guarded') ? 'guarded' : 'exact';
+    // the statistical groups' conformal statements (over their own heads' held-out rows); the weakest is the site's
+    const groupConfidence = split.groups
+      .filter((g) => !g.certified)
+      .map((g) => {
+        const k = masks.findIndex((f) => specEquals(f, g.spec));
+        return confidenceOf({ heldOut: g.heads.flatMap((h) => headStats[perHead ? h : 0]![k]!.heldOut) });
+      })
+      .sort((a, b) => b.quantile - a.quantile)[0];
     if (!certified) {
       notes.push(
         `${split.groups.filter((g) => !g.certified).map((g) => `${headsText(g.heads)}: ${g.chosen}`).join(', ')} accepted on the calibration data alone ` +
@@ -423,6 +465,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       certified,
       guarantee,
       calibrationRows: site[0]?.rows ?? 0,
+      ...(groupConfidence ? { confidence: groupConfidence } : {}),
       bound: Math.max(...split.groups.map((g) => g.bound)),
       measuredError: Math.max(...split.groups.map((g) => g.measuredError)),
       flopsBefore: before.flops,
@@ -472,7 +515,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   if (!chosenCertified) {
     notes.push(
       `${printSpec(chosen.form)} accepted on ${isLowRank(chosen.form) ? `measured error ${fmt(s.measuredError)}` : `the bound ${fmt(s.bound)}`} <= budget ${budget} ` +
-        `on the calibration data alone (statistical tier, ${s.rows} rows; BOUNDS.md (c), (d); allowUncertified)`,
+        `on the calibration data alone (statistical tier, ${s.rows} rows; ${heldOutText(s)}: ` +
+        `P(error of a new exchangeable row <= ${fmt(confidenceOf(s).quantile)}) >= ${1 - alpha}; BOUNDS.md (c), (d); allowUncertified)`,
     );
   }
   const cost = effective(best, s);
@@ -488,6 +532,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     guarantee: guard ? 'guarded' : 'statistical',
     ...(guard ? { guard, fallbackRate: rate(s) } : {}),
     calibrationRows: s.rows,
+    ...(guard ? {} : { confidence: confidenceOf(s) }),
     bound: guard ? budget : isLowRank(chosen.form) ? Infinity : s.bound,
     measuredError: s.measuredError,
     flopsBefore: before.flops,

@@ -29,10 +29,14 @@ export interface CandidateStats {
   fallbackRows: number;
   /** max over rows of the guarded certificate m_hat (>= maxDroppedMass). */
   maxCertifiedMass: number;
+  /** The statistical tier's fit / held-out split: bound (mask forms) or error (low-rank) max over the fit rows. */
+  fitBound: number;
+  /** The same per held-out row (the conformal quantile's samples). */
+  heldOut: number[];
 }
 
 export function emptyStats(): CandidateStats {
-  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, maxCertifiedMass: 0 };
+  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, maxCertifiedMass: 0, fitBound: 0, heldOut: [] };
 }
 
 /** The softmax input of row i: softcap(scale q_i . k_j) + bias, -inf outside `keys`. Returns the row. */
@@ -110,6 +114,8 @@ export interface EvaluateOptions {
   readonly guardBudget?: number;
   /** Key block size of the guarded form's summaries (default 64). */
   readonly guardBlockSize?: number;
+  /** Rows held out of the fit (1) for the statistical tier's conformal quantile; default none. */
+  readonly heldOut?: Uint8Array;
 }
 
 /** Default key block size of guarded forms: summaries cost n d / 64 per row. */
@@ -184,6 +190,8 @@ export function evaluateHead(
       st.maxCertifiedMass = Math.max(st.maxCertifiedMass, mHat);
       st.rows++;
       st.bound = Math.max(st.bound, rowBound);
+      if (options.heldOut?.[i] === 1) st.heldOut.push(rowBound);
+      else st.fitBound = Math.max(st.fitBound, rowBound);
       st.maxDroppedMass = Math.max(st.maxDroppedMass, m);
       if (st.bound > options.fullMeasureUpTo && i % options.stride !== 0) return;
       st.measuredRows++;

@@ -70,6 +70,8 @@ function merged(stats: readonly CandidateStats[]): CandidateStats {
     maxDroppedMass: Math.max(...stats.map((s) => s.maxDroppedMass)),
     fallbackRows: stats.reduce((a, s) => a + s.fallbackRows, 0),
     maxCertifiedMass: Math.max(...stats.map((s) => s.maxCertifiedMass)),
+    fitBound: Math.max(...stats.map((s) => s.fitBound)),
+    heldOut: stats.flatMap((s) => s.heldOut),
   };
 }
 

@@ -29,7 +29,7 @@ export type EvaluableLowRank = Nystrom | Linformer | Performer;
 
 /** Stats of a low-rank candidate before any row: no certificate (bound Infinity), no dropped mass (NaN). */
 export function emptyLowRankStats(): CandidateStats {
-  return { bound: Infinity, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: NaN, fallbackRows: NaN, maxCertifiedMass: NaN };
+  return { bound: Infinity, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: NaN, fallbackRows: NaN, maxCertifiedMass: NaN, fitBound: 0, heldOut: [] };
 }
 
 /** The site's own output (nq x dv, row-major) on one head: softmax over the baseline's keys, bias and softcap applied. */
@@ -173,17 +173,25 @@ export function evaluateLowRankHead(
   stats: CandidateStats[],
   resolve: LeafResolver,
   baseOut?: Float64Array,
+  heldOut?: Uint8Array,
 ): void {
   if (forms.length === 0) return;
   const o = baseOut ?? baselineOutput(head, baseline, resolve);
+  const dv = o.length / head.nq;
   forms.forEach((form, fi) => {
     const st = stats[fi]!;
     const y = lowRankOutput(head, form);
     let err = 0;
-    for (let x = 0; x < o.length; x++) {
-      const e = Math.abs(y[x]! - o[x]!);
-      // a non-finite output (overflowed features) is an unbounded error, not a skipped one
-      err = Number.isNaN(e) ? Infinity : Math.max(err, e);
+    for (let i = 0; i < head.nq; i++) {
+      let row = 0;
+      for (let x = i * dv; x < (i + 1) * dv; x++) {
+        const e = Math.abs(y[x]! - o[x]!);
+        // a non-finite output (overflowed features) is an unbounded error, not a skipped one
+        row = Number.isNaN(e) ? Infinity : Math.max(row, e);
+      }
+      err = Math.max(err, row);
+      if (heldOut?.[i] === 1) st.heldOut.push(row);
+      else st.fitBound = Math.max(st.fitBound, row);
     }
     st.rows += head.nq;
     st.measuredRows += head.nq;
