@@ -76,6 +76,14 @@ export interface SparsifyOptions {
   readonly alpha?: number;
 }
 
+/**
+ * The largest predicted fallback rate a guarded form may have. The cost model prices the banded form, the
+ * summaries and the gathered dense rows apart and misses their overheads: on the trained byte LM (4 sites, n = 1024,
+ * onnxruntime, one thread) a guarded window(left=511) with half its rows falling back was predicted 0.83x of dense
+ * per site and ran 1.4x slower than dense for the whole model. Above this rate the site stays dense.
+ */
+export const MAX_GUARDED_FALLBACK = 0.25;
+
 /** The fraction of calibration rows held out of the fit for the statistical tier's conformal quantile. */
 export const HELD_OUT_FRACTION = 0.5;
 
@@ -298,7 +306,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
   const guardedTime = (k: number, s: { fallbackRows: number; rows: number }) => evaluated[k]!.cost.time + rate(s) * before.time;
   const guardOf = (k: number, s: { fallbackRows: number; rows: number }): AttentionGuard | undefined =>
-    guardWhy[k] === undefined && guardedTime(k, s) < before.time ? { budget, blockSize, baseline } : undefined;
+    guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? { budget, blockSize, baseline } : undefined;
   // statistical: the fit rows' max and the held-out rows' conformal quantile both within the budget
   const confidences = new WeakMap<{ heldOut: number[] }, ConformalConfidence>();
   const confidenceOf = (s: { heldOut: number[] }): ConformalConfidence => {
@@ -358,7 +366,9 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       ? `no guarded form (${guardWhy[k]})`
       : guardOf(k, s)
         ? `guarded: predicted fallback ${pct(rate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`
-        : `guarded form not cheaper: predicted fallback ${pct(rate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`;
+        : rate(s) > MAX_GUARDED_FALLBACK
+          ? `guarded form would recompute too many rows: predicted fallback ${pct(rate(s))} of the calibration rows > ${pct(MAX_GUARDED_FALLBACK)}`
+          : `guarded form not cheaper: predicted fallback ${pct(rate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`;
   const heldOutText = (s: { fitBound: number; heldOut: number[] }) => {
     const c = confidenceOf(s);
     return `fit rows ${fmt(s.fitBound)}, held-out conformal quantile ${fmt(c.quantile)} (${c.samples} rows, alpha ${c.alpha})`;
