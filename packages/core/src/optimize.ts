@@ -37,6 +37,8 @@ export interface OptimizedSite {
   readonly guarantee: Guarantee;
   /** Predicted fraction of rows a guarded site recomputes densely, from the calibration data. */
   readonly fallbackRate?: number;
+  /** Statistical sites: P(error of a new row exchangeable with the held-out calibration rows <= quantile) >= 1 - alpha. */
+  readonly confidence?: { readonly alpha: number; readonly samples: number; readonly quantile: number };
   /** Max-abs error bound of the site's output: 0 exact, the budget guarded, measured on calibration data statistical. */
   readonly bound: number;
   /** Max-abs error measured on the calibration data, or null when nothing approximate was chosen. */
@@ -117,6 +119,7 @@ function optimizedSite(p: SitePlan, restored: boolean): OptimizedSite {
     exact: p.exact,
     guarantee: p.guarantee,
     ...(p.fallbackRate !== undefined ? { fallbackRate: p.fallbackRate } : {}),
+    ...(p.guarantee === 'statistical' && p.decision?.confidence !== undefined ? { confidence: p.decision.confidence } : {}),
     bound: p.bound,
     measuredError: p.measuredError,
     flopsBefore: p.flopsBefore,
