@@ -47,6 +47,7 @@ export function describeDecision(d: SiteDecision): string {
   if (!d.certified) {
     return (
       `${d.id}: ${d.before} -> ${d.chosen}: statistical: ${Number.isFinite(d.bound) ? `bound ${fmt(d.bound)}` : `measured error ${fmt(d.measuredError)}`} <= ${d.budget} on ${d.calibrationRows ?? 0} calibration rows only, ` +
+      (d.confidence ? `conformal quantile ${fmt(d.confidence.quantile)} over ${d.confidence.samples} held-out rows (alpha ${d.confidence.alpha}), ` : '') +
       `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms on ${d.target}`
     );
   }
