@@ -33,7 +33,7 @@ describe('compile', () => {
     expect(k.files.map((f) => f.name)).toEqual(['site0.wgsl']);
     expect(String(k.files[0]!.contents)).toContain('fn main(');
     expect(k.manifest).toMatchObject({ site: 'site0', target: 'wgsl', spec: 'causal', heads: 4, kvHeads: 4, headDim: 16, layout: 'bhsd', dtype: 'f32', entryPoint: 'main' });
-    expect(k.manifest.shapes.q).toBe('[?, 4, ?, 16]');
+    expect(k.manifest.shapes.q).toBe('[batch, 4, seq, 16]'); // the model's own dim names, carried by the shape engine
   });
 
   test('a low-rank form has no kernel yet: the error names the site, the node and the problem', () => {

@@ -52,9 +52,12 @@ let browser: Browser;
 beforeAll(async () => {
   for (const c of CASES) {
     const verifySamples = c.name === 'long-attention' ? [longAttentionSample(3, LONG_N)] : undefined;
-    c.data = await buildReport(loadOnnx(c.source), { seqLen: c.seqLen, samples: c.samples, ...(verifySamples ? { verifySamples } : {}) });
+    // the long model's samples are the user's data: its window is accepted on them (statistical tier), as the
+    // block certificate of the guarded tier is loose on its smoothly decaying attention
+    const statistical = c.name === 'long-attention' ? { allowStatistical: true } : {};
+    c.data = await buildReport(loadOnnx(c.source), { seqLen: c.seqLen, samples: c.samples, ...statistical, ...(verifySamples ? { verifySamples } : {}) });
     c.html = renderReport(c.data);
-    const result = await optimize(loadOnnx(c.source), { maxError: 1e-2, seqLen: c.seqLen, samples: c.samples });
+    const result = await optimize(loadOnnx(c.source), { maxError: 1e-2, seqLen: c.seqLen, samples: c.samples, ...statistical });
     c.json = JSON.parse(JSON.stringify({ sites: result.sites })).sites as Record<string, unknown>[];
   }
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (scripts/install-chromium.sh); the report tests need it`);
@@ -173,7 +176,8 @@ describe.each(CASES.map((c) => [c.name, c] as const))('report of %s', (_name, c)
             else expect(Math.abs(Number(cell!.text) - want), `${id}.${field} shown as ${cell!.text}`).toBeLessThanOrEqual(5e-4 * Math.abs(want));
           } else if (typeof want === 'boolean') {
             expect(cell!.value).toBe(String(want));
-            expect(cell!.text).toBe(want ? 'exact' : 'approximate');
+            // an approximate site is shown by its tier (guarded, statistical), as optimize names it
+            expect(cell!.text).toBe(want ? 'exact' : String(site.guarantee));
           } else {
             expect(cell!.value).toBe(want);
             expect(cell!.text).toBe(want);

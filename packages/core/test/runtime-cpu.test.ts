@@ -99,6 +99,8 @@ interface Case {
   readonly seqLen: number;
   /** Ops the optimized model must hold (the lowered sparse form the executor has to run). */
   readonly loweredOps: readonly string[];
+  /** The samples are the user's data and forms held on them alone may be chosen (the statistical tier). */
+  readonly allowStatistical?: boolean;
 }
 
 const tinySamples = generateInputs(importOnnx(TINY_BERT), { seqLen: 48, batch: 2, seed: 3, count: 3 });
@@ -111,6 +113,8 @@ const CASES: Case[] = [
     verifySamples: [longAttentionSample(3, LONG_N)],
     seqLen: LONG_N,
     loweredOps: ['Pad', 'ScatterND', 'Slice'],
+    // the block certificate is loose on this smoothly decaying attention: its window is a statistical choice
+    allowStatistical: true,
   },
 ];
 
@@ -157,7 +161,7 @@ describe.each(CASES.map((c) => [c.name, c] as const))('%s', (_name, c) => {
   }, 120_000);
 
   test('verification: the per-output errors on attnopt-cpu equal onnxruntime’s', async () => {
-    const result = await optimize(importOnnx(c.source), { maxError: 1e-2, seqLen: c.seqLen, samples: c.samples });
+    const result = await optimize(importOnnx(c.source), { maxError: 1e-2, seqLen: c.seqLen, samples: c.samples, allowStatistical: c.allowStatistical === true });
     const ops = new Set(result.model.graph.nodes.map((n) => n.op));
     for (const op of c.loweredOps) expect(ops, `the optimized ${c.name} holds ${op}`).toContain(op);
     const file = join(dir, `${c.name}.optimized.onnx`);

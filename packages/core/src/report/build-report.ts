@@ -185,6 +185,8 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
       target: profile,
       calibrationCount,
       runtime: options.runtime ?? 'onnxruntime',
+      ...(options.allowStatistical === true ? { allowStatistical: true } : {}),
+      ...(options.samplesFrom !== undefined ? { samplesFrom: options.samplesFrom } : {}),
       onStage: (s) => progress(`optimize (max error ${budget}): ${s}`),
     });
   const main = options.optimized ?? (await optimizeAt(maxError));
@@ -216,7 +218,7 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
       };
     }
     const chosen = chosenGroups(s.chosen, params.numHeads);
-    const decision = maxError > 0 && samples.samples.length > 0 ? chooseSiteSpec(samples.params, siteCalibration(samples), { budget: maxError, target: profile, seed }) : undefined;
+    const decision = maxError > 0 && samples.samples.length > 0 ? chooseSiteSpec(samples.params, siteCalibration(samples), { budget: maxError, target: profile, seed, allowUncertified: options.allowStatistical === true }) : undefined;
     const maps = siteHeatmaps(samples, chosen, heatmapOptions);
     return {
       row: rowOf(s),
