@@ -126,7 +126,7 @@ describe('guarded WGSL kernel', () => {
       ),
       { numRuns: NUM_RUNS, seed: 1404 },
     );
-  });
+  }, 600_000); // each run compiles three pipelines on lavapipe: about 1 s a run alone, far more beside other suites
 
   it('forced fallback (epsilon 0, non-local attention): every row that drops a key falls back, output dense', async () => {
     const n = 37;
