@@ -12,6 +12,8 @@
 //                         bound = m_hat R (R: V's range over all keys)                                  [B,H,S]
 //   fallback              rows with bound > budget in any batch and head: NonZero, Gather, dense attention
 //                         over the baseline's keys, ScatterElements back over the banded output.
+// A lengths input (kvLength: keys at or past kvLength[b] are padding) caps the counted keys per batch
+// ([B, 1, S, nKB]) and masks the fallback rows; the summaries and R may include padding keys (only looser).
 // Float32 rounding: U is widened by 1e-4 (|U| + 1) and the bound by 1e-3 relative, so rounding in the summaries
 // and the scores cannot turn a row over the budget into a kept one.
 
@@ -111,12 +113,17 @@ function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string
   return undefined;
 }
 
-/** Why a site's inputs keep it from a guarded form (bias, past keys, kvLength, scores output), or undefined. */
+/**
+ * Why a site's inputs keep it from a guarded form (bias, past keys, scores output, kvLength with the past
+ * alignment), or undefined. A kvLength input (keys at or past kvLength[b] are padding) is taken: the padding keys
+ * are left out of the dropped counts and masked in the fallback rows (the summaries may include them: only looser).
+ */
 export function guardedInputsBlocker(node: Node): string | undefined {
   const p = attentionParams(node);
   const [, , , bias, pastKey, , kvLength] = node.inputs;
   if (hasRuntimeHeadDim(p)) return 'the guarded form needs a static head size';
-  if (bias !== undefined || pastKey !== undefined || kvLength !== undefined) return 'not lowered guarded yet: a bias, past keys or kvLength input';
+  if (bias !== undefined || pastKey !== undefined) return 'not lowered guarded yet: a bias or past keys input';
+  if (kvLength !== undefined && keySupport(p.spec as MaskSpec)?.aligns.includes('past')) return 'not lowered guarded yet: kvLength with the past alignment';
   if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
   return undefined;
 }
@@ -193,10 +200,12 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const blockLo = b.reshape(b.op('Mul', [float(b.op('Range', [i64(0, 'guard_r2'), nKB, i64(1, 'guard_r3')], 'guard_block_index'), 'guard_block_index_f'), f32(kb, 'guard_block3')], 'guard_block_lo_1d'), [1, -1], 'guard_block_lo');
   const blockHi = b.op('Min', [b.op('Add', [blockLo, f32(kb, 'guard_block4')], 'guard_block_end'), Tf], 'guard_block_hi');
   const base = baselineShape(guard.baseline)!;
-  const upper =
+  const causalUpper =
     base === 'dense'
       ? blockHi
-      : b.op('Min', [blockHi, b.op('Add', [rows, base === 'bottom-right' ? b.op('Add', [float(bottomRight, 'guard_bottom_right_f'), f32(1, 'guard_one')], 'guard_causal_end') : f32(1, 'guard_one2')], 'guard_causal_limit')], 'guard_upper');
+      : b.op('Min', [blockHi, b.op('Add', [rows, base === 'bottom-right' ? b.op('Add', [float(bottomRight, 'guard_bottom_right_f'), f32(1, 'guard_one')], 'guard_causal_end') : f32(1, 'guard_one2')], 'guard_causal_limit')], 'guard_upper_causal');
+  // padding keys (at or past kvLength[b]) are no baseline keys: counts per batch [B, 1, S, nKB]
+  const upper = x.kvLength ? b.op('Min', [causalUpper, b.reshape(float(x.kvLength, 'guard_kv_length_f'), [-1, 1, 1, 1], 'guard_kv_length_4d')], 'guard_upper') : causalUpper;
   const zeroF = f32(0, 'guard_zero_count');
   const size = (lo: Value, hi: Value, what: string) => b.op('Max', [b.op('Sub', [hi, lo], `${what}_diff`), zeroF], what);
   const pos = b.op('Add', [rows, float(offset, 'guard_offset_f')], 'guard_band_pos');
@@ -223,7 +232,7 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
 
   // log Z_S = the largest kept score - log of its probability (the softmax the banded form computed gives it
   // without a second exponential pass); -inf on rows that keep no key (their empty-row key column is 0 there)
-  const keptTotal = reduce('ReduceSum', kept, [1], 'guard_kept_total');
+  const keptTotal = reduce('ReduceSum', kept, [-1], 'guard_kept_total');
   const rowsOf = (t: Value, what: string) =>
     b.op('Slice', [b.reshape(t, [0, 0, -1], `${what}_padded`), b.ints(`${what}_start`, [0]), b.reshape(S, [1], `${what}_end`), b.ints(`${what}_axis`, [2])], what);
   const maxLogit = rowsOf(reduce('ReduceMax', toF32(logits, 'guard_logits_f32'), [4], 'guard_max_logit_blocks'), 'guard_max_logit');
@@ -246,7 +255,9 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const qf = b.op('Gather', [x.q, idx], 'guard_q_rows', axis(2));
   const qk = b.op('MatMul', [qf, b.transpose(x.k, [0, 1, 3, 2], 'guard_k_t')], 'guard_qk');
   const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
-  const keep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
+  const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
+  const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
+  const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
   const yf = b.op('MatMul', [x.softmax(x.score(qk, 'guard_scores'), keep, 'guard'), x.v], 'guard_y_rows');
   const at = b.op('Expand', [b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d'), b.op('Shape', [yf], 'guard_y_rows_shape')], 'guard_scatter_index');
   return b.op('ScatterElements', [y, at, yf], 'guard_y', axis(2));
