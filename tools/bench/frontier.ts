@@ -2,7 +2,7 @@
 // chooses per site (per head group when split), what it costs in quality on held-out text and what it buys in time,
 // original and optimized side by side in one run, in onnxruntime and on attnopt's CPU executor.
 //   budgets: exact (0); guarded 1e-3, 1e-2, 1e-1 (no calibration data: generated inputs at n, exact and guarded
-//   forms only, as `attnopt optimize` does by default); statistical 1e-2, 1e-1 (--allow-statistical with the
+//   forms only, as `attnopt optimize` does by default); c1e-2: guarded, calibrated on the calibration folder; statistical 1e-2, 1e-1 (--allow-statistical with the
 //   committed calibration folder, 1024 bytes); and a probe, statistical at an absolute budget of 10 (above every
 //   site's tightest bound on the calibration data), to show what the cheapest sparse forms cost on these heads.
 // Quality: verifyModels (core) on held-out windows of n bytes (code-lm: the windows' bytes; byte-mlm: every
@@ -41,13 +41,18 @@ function windows(model: string, n: number): CalibrationSample[] {
   });
 }
 
-/** A budget's optimize options: g = guarded (generated calibration), s = statistical (the calibration folder). */
+/**
+ * A budget's optimize options: g = guarded (generated calibration), c = guarded calibrated on the folder,
+ * s = statistical allowed (the calibration folder).
+ */
 function budgetOptions(name: string, model: string, n: number): OptimizeOptions {
   if (name === 'exact') return { maxError: 0, seqLen: n };
   const maxError = Number(name.slice(1));
   if (name.startsWith('g')) return { maxError, seqLen: n };
   const folder = join(DIR, 'calibration', model);
-  return { maxError, seqLen: n, allowStatistical: true, samples: [...calibrationSet(folder, importOnnx(join(DIR, `${model}.onnx`)))], samplesFrom: 'user' };
+  const samples = [...calibrationSet(folder, importOnnx(join(DIR, `${model}.onnx`)))];
+  if (name.startsWith('c')) return { maxError, seqLen: n, samples, samplesFrom: 'user' };
+  return { maxError, seqLen: n, allowStatistical: true, samples, samplesFrom: 'user' };
 }
 
 const forms = (s: OptimizedSite) => (s.groups ? s.groups.map((g) => `h${g.heads.join('')}:${g.chosen}`).join(' | ') : s.chosen);
