@@ -84,8 +84,7 @@ if (changed.length === 0) {
       `  no speed-up to claim. onnxruntime: original ${v.msOriginal.toFixed(0)} ms, optimized ${v.msOptimized.toFixed(0)} ms (${(v.msOriginal / v.msOptimized).toFixed(2)}x, medians of 5 runs);\n` +
       (lowered > 0
         ? `  ${lowered} site(s) whose causal mask was proven are lowered to attnopt's causal form rather than kept as the exporter wrote them,\n` +
-          '  which onnxruntime may run at another speed (BENCHMARKS.md: 0.62-0.76x measured on this model, under load where two identical\n' +
-          '  graphs measured 0.73-1.06x): no gain, possibly a cost.\n'
+          '  and onnxruntime runs that form slower than the exporter\'s own subgraph on this model (BENCHMARKS.md: 0.62-0.89x): no gain, a cost.\n'
         : '  the sites are kept as the model wrote them: any difference is noise.\n') +
       '  The heads of this small model keep long tails of attention mass (see the report), so a window certifies the budget only\n' +
       '  by recomputing too many rows; BENCHMARKS.md ("Trained models: the frontier") has the whole frontier.',
