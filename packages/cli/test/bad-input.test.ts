@@ -102,7 +102,8 @@ describe('a model without attention', () => {
   test('inspect and explain say so and succeed (there is nothing wrong with looking)', async () => {
     const i = await attnopt('inspect', noAttention);
     expect(i.code).toBe(0);
-    expect(i.stdout).toBe(`${noAttention}: 0 attention sites\n`);
+    // it says why: the model's only Softmax does not feed values
+    expect(i.stdout).toBe(`${noAttention}: 0 attention sites: 1 Softmax node, but none normalizes the last axis and feeds its probabilities to a MatMul or Einsum with values (no attention)\n`);
     const e = await attnopt('explain', noAttention, '--json');
     expect(e.code).toBe(0);
     expect(JSON.parse(e.stdout).sites).toEqual([]);
