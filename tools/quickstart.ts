@@ -95,7 +95,7 @@ if (changed.length === 0) {
   console.log(`  onnxruntime: original ${v.msOriginal.toFixed(0)} ms, optimized ${v.msOptimized.toFixed(0)} ms: ${speedup.toFixed(2)}x (medians of 5 runs; a shared machine is noisy)`);
   if (speedup < 1) {
     console.log(
-      '  The optimized model is SLOWER here: the guard recomputes densely every row whose certified error exceeds the budget\n' +
+      '  The optimized model is SLOWER here: the guard recomputes densely every row whose error bound exceeds the budget\n' +
         '  (the predicted fallback above), and those rows plus the key summaries cost more than the window saves. The heads of\n' +
         '  this small model keep long tails of attention mass (see the report), so nothing cheaper certifies 1e-2;\n' +
         '  BENCHMARKS.md ("Trained models") has the whole frontier.',

@@ -113,7 +113,7 @@ export function formatSites(sites: readonly OptimizedSite[]): string {
 export function registerOptimize(program: Command): void {
   const command = program
     .command('optimize')
-    .description('rewrite each attention site into the cheapest form whose certified error fits the budget')
+    .description('rewrite each attention site into the cheapest form whose guaranteed error (exact, or guarded at run time) fits the budget')
     .argument('<model>', 'the ONNX model file')
     .requiredOption('-o, --output <file>', 'where to write the optimized model (written atomically)')
     .option('--report <file>', 'also write a self-contained HTML report: per-site table, attention heatmaps, cost and trade-off curves');

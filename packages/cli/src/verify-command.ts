@@ -131,7 +131,7 @@ export function registerVerify(program: Command): void {
         const certified =
           report.certified === null
             ? `no certificate in the model: judged against tolerance ${report.thresholds.tolerance} x each output's scale`
-            : `certified max error per site ${fmt(report.certified)}`;
+            : `stated max error per site ${fmt(report.certified)}: exact and guarded sites hold it on every input, statistical ones on their calibration data`;
         printResult(
           `${optimizedPath} vs ${originalPath} (${certified}):\n${report.outputs.map(formatOutput).join('\n')}\n` +
             `  time: original ${report.msOriginal.toFixed(1)} ms, optimized ${report.msOptimized.toFixed(1)} ms`,
