@@ -174,6 +174,21 @@ export function guardedAttentionProgram(cfg: {
       `  return keep_model(i, j, u.off_br, u.past) && bias_at(qh, i, j) > -1.0e29;\n}`,
   );
   const f = (x: number) => (Number.isInteger(x) ? `${x}.0` : `${x}`);
+  // online softmax of the row over every key j not skipped by `skip`, into m, l and acc
+  const accumulate = (skip: string) => /* wgsl */ `  for (var j = 0; j < i32(u.nk); j++) {
+    if (${skip}) { continue; }
+    let ko = (kh * u.nk + u32(j)) * ${d}u;
+    var dot = 0.0;
+    for (var c = 0u; c < ${d}u; c++) { dot += q[c] * K[ko + c]; }
+    let s = capped(dot * ${f(scale)}) + bias_at(qh, i, j);
+    let mn = max(m, s);
+    let alpha = exp(m - mn);
+    let p = exp(s - mn);
+    l = l * alpha + p;
+    let vo = (kh * u.nk + u32(j)) * ${dv}u;
+    for (var c = 0u; c < ${dv}u; c++) { acc[c] = acc[c] * alpha + p * V[vo + c]; }
+    m = mn;
+  }`;
   const body = /* wgsl */ `${index}
   let qh = idx / u.nq;
   let i = i32(idx % u.nq);
@@ -188,20 +203,7 @@ export function guardedAttentionProgram(cfg: {
   var l = 0.0;
   var acc: array<f32, ${dv}>;
   for (var c = 0u; c < ${dv}u; c++) { acc[c] = 0.0; }
-  for (var j = 0; j < i32(u.nk); j++) {
-    if (!(allowed(qh, i, j) && keep(i, j, u.off_br, u.past, qh, kh))) { continue; }
-    let ko = (kh * u.nk + u32(j)) * ${d}u;
-    var dot = 0.0;
-    for (var c = 0u; c < ${d}u; c++) { dot += q[c] * K[ko + c]; }
-    let s = capped(dot * ${f(scale)}) + bias_at(qh, i, j);
-    let mn = max(m, s);
-    let alpha = exp(m - mn);
-    let p = exp(s - mn);
-    l = l * alpha + p;
-    let vo = (kh * u.nk + u32(j)) * ${dv}u;
-    for (var c = 0u; c < ${dv}u; c++) { acc[c] = acc[c] * alpha + p * V[vo + c]; }
-    m = mn;
-  }
+${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, u.past, qh, kh))')}
   // 2. the certificate of the dropped keys, segment by segment
   var bsum = 0.0;
   for (var sg = 0u; sg < u.nseg; sg++) {
@@ -236,20 +238,7 @@ export function guardedAttentionProgram(cfg: {
     m = -3.0e38;
     l = 0.0;
     for (var c = 0u; c < ${dv}u; c++) { acc[c] = 0.0; }
-    for (var j = 0; j < i32(u.nk); j++) {
-      if (!allowed(qh, i, j)) { continue; }
-      let ko = (kh * u.nk + u32(j)) * ${d}u;
-      var dot = 0.0;
-      for (var c = 0u; c < ${d}u; c++) { dot += q[c] * K[ko + c]; }
-      let s = capped(dot * ${f(scale)}) + bias_at(qh, i, j);
-      let mn = max(m, s);
-      let alpha = exp(m - mn);
-      let p = exp(s - mn);
-      l = l * alpha + p;
-      let vo = (kh * u.nk + u32(j)) * ${dv}u;
-      for (var c = 0u; c < ${dv}u; c++) { acc[c] = acc[c] * alpha + p * V[vo + c]; }
-      m = mn;
-    }
+    ${accumulate('!allowed(qh, i, j)')}
   }
   let yo = idx * ${dv}u;
   if (m < -1.0e29) {
