@@ -12,6 +12,7 @@ import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { cannotLower, lowerAttentionPass } from '../src/lower/index.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
+import { guardedSiteParams } from './helpers/guarded-params.js';
 
 const B = 2;
 const H = 2;
@@ -22,19 +23,7 @@ const SPEC: AttentionSpec = intersect(causal('bottom-right'), union(slidingWindo
 const BUDGET = 1e-3;
 const ROUNDING = 1e-4;
 
-function params(spec: AttentionSpec, budget?: number): AttentionParams {
-  return {
-    numHeads: H,
-    kvNumHeads: H,
-    headDim: D,
-    vHeadDim: D,
-    scale: 1 / Math.sqrt(D),
-    softcap: 0,
-    layout: 'bhsd',
-    spec,
-    ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline: causal('bottom-right') } } : {}),
-  };
-}
+const params = (spec: AttentionSpec, budget?: number): AttentionParams => guardedSiteParams(H, D, spec, budget);
 
 function build(p: AttentionParams, opset: number): Uint8Array {
   const g = new Graph('guarded_lengths');

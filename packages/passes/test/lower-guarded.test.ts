@@ -25,6 +25,7 @@ import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { cannotLower, lowerAttentionPass } from '../src/lower/index.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
+import { guardedSiteParams } from './helpers/guarded-params.js';
 
 const H = 2;
 const D = 16;
@@ -32,19 +33,7 @@ const LEFT = 255;
 const SPEC: AttentionSpec = intersect(causal('bottom-right'), union(slidingWindow(LEFT, 0, 'bottom-right'), sinks(4)));
 const ROUNDING = 1e-4;
 
-function params(spec: AttentionSpec, budget?: number): AttentionParams {
-  return {
-    numHeads: H,
-    kvNumHeads: H,
-    headDim: D,
-    vHeadDim: D,
-    scale: 1 / Math.sqrt(D),
-    softcap: 0,
-    layout: 'bhsd',
-    spec,
-    ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline: causal('bottom-right') } } : {}),
-  };
-}
+const params = (spec: AttentionSpec, budget?: number): AttentionParams => guardedSiteParams(H, D, spec, budget);
 
 function build(p: AttentionParams, opset = 21): Uint8Array {
   const g = new Graph('guarded');

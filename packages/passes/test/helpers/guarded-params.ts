@@ -1,0 +1,18 @@
+// The site the guarded-lowering tests build: H heads of size D (bhsd, scale 1/sqrt(D)), the spec given, and with a
+// budget the run-time guard over 64-key blocks whose falling-back rows see the causal mask.
+
+import { type AttentionParams, type AttentionSpec, causal } from '@attnopt/ir';
+
+export function guardedSiteParams(heads: number, headDim: number, spec: AttentionSpec, budget?: number): AttentionParams {
+  return {
+    numHeads: heads,
+    kvNumHeads: heads,
+    headDim,
+    vHeadDim: headDim,
+    scale: 1 / Math.sqrt(headDim),
+    softcap: 0,
+    layout: 'bhsd',
+    spec,
+    ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline: causal('bottom-right') } } : {}),
+  };
+}
