@@ -13,7 +13,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildReport, calibrationSet, encodeNpy, exportOnnx, importOnnx, optimize, renderReport } from '@attnopt/core';
+import { buildReport, calibrationSet, encodeNpy, saveModel, loadModel, optimize, renderReport } from '@attnopt/core';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -46,15 +46,15 @@ process.stdout.write(attnopt('inspect', MODEL));
 // 2. optimize, as `attnopt optimize MODEL -o OUT --seq-len N --calibration FOLDER --report FILE` does (the report
 // with a two-point trade-off curve, so the quickstart stays near a minute)
 console.log(`\n$ attnopt optimize ${MODEL} -o ${optimizedPath} --seq-len ${N} --calibration ${CALIBRATION} --report ${reportPath}   (via @attnopt/core)`);
-const samples = [...calibrationSet(CALIBRATION, importOnnx(MODEL))];
-const result = await optimize(importOnnx(MODEL), { maxError: BUDGET, seqLen: N, samples, samplesFrom: 'user' });
-writeFileSync(optimizedPath, exportOnnx(result.model));
+const samples = [...calibrationSet(CALIBRATION, loadModel(MODEL))];
+const result = await optimize(loadModel(MODEL), { maxError: BUDGET, seqLen: N, samples, samplesFrom: 'user' });
+writeFileSync(optimizedPath, saveModel(result.model));
 for (const s of result.sites) {
   const forms = s.groups ? s.groups.map((g) => `heads ${g.heads.join(',')}: ${g.chosen} (${g.guarantee})`).join('; ') : `${s.chosen} (${s.guarantee})`;
   const fallback = s.fallbackRate !== undefined ? `, predicted fallback ${(100 * s.fallbackRate).toFixed(1)}% of rows` : '';
   console.log(`  ${s.id}: ${forms}, bound ${s.bound}${fallback}${s.restored ? ', kept as the model wrote it' : ''}${s.reason ? `\n    why: ${s.reason}` : ''}`);
 }
-const report = await buildReport(importOnnx(MODEL), { maxError: BUDGET, seqLen: N, samples, samplesFrom: 'user', optimized: result, budgets: [0, BUDGET], verifySamples: [...calibrationSet(verifyInputs, importOnnx(MODEL))] });
+const report = await buildReport(loadModel(MODEL), { maxError: BUDGET, seqLen: N, samples, samplesFrom: 'user', optimized: result, budgets: [0, BUDGET], verifySamples: [...calibrationSet(verifyInputs, loadModel(MODEL))] });
 writeFileSync(reportPath, renderReport(report));
 console.log(`  report: ${reportPath}`);
 

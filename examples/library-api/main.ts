@@ -3,12 +3,12 @@
 // Run from the repository root:  npx tsx --conditions=@attnopt/source examples/library-api/main.ts [MODEL]
 
 import { fileURLToPath } from 'node:url';
-import { analyze, attentionSites, compile, exportOnnx, importOnnx, optimize, recognize } from '@attnopt/core';
+import { analyze, attentionSites, compile, saveModel, loadModel, optimize, recognize } from '@attnopt/core';
 
 const modelPath = process.argv[2] ?? fileURLToPath(new URL('../tiny-bert/model.onnx', import.meta.url));
 
 // 1. Import (a path, so weights in a side file are found; bytes work for self-contained models) and recognize.
-const model = importOnnx(modelPath);
+const model = loadModel(modelPath);
 const recognized = recognize(model.graph);
 console.log(`${attentionSites(model.graph).length} attention sites recognized (${recognized.notes.length} rule notes)`);
 
@@ -31,8 +31,8 @@ if (site) {
 
 // 4. Optimize a fresh copy within a budget of 0.01 (max absolute error per site, certified on generated
 //    calibration inputs of length 32), then export the result as ONNX bytes.
-const fresh = importOnnx(modelPath);
+const fresh = loadModel(modelPath);
 const result = await optimize(fresh, { maxError: 0.01, seqLen: 32 });
 for (const s of result.sites) console.log(`optimize ${s.id}: ${s.chosen} (${s.exact ? 'exact' : `bound ${s.bound}`})${s.reason ? `: ${s.reason}` : ''}`);
-const bytes = exportOnnx(result.model);
+const bytes = saveModel(result.model);
 console.log(`exported ${bytes.length} bytes of ONNX`);

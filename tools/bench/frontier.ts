@@ -16,7 +16,7 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type CalibrationSample, calibrationSet, exportOnnx, importOnnx, optimize, type OptimizedSite, type OptimizeOptions, type VerifyReport, verifyModels } from '@attnopt/core';
+import { type CalibrationSample, calibrationSet, saveModel, loadModel, optimize, type OptimizedSite, type OptimizeOptions, type VerifyReport, verifyModels } from '@attnopt/core';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -50,7 +50,7 @@ function budgetOptions(name: string, model: string, n: number): OptimizeOptions 
   const maxError = Number(name.slice(1));
   if (name.startsWith('g')) return { maxError, seqLen: n };
   const folder = join(DIR, 'calibration', model);
-  const samples = [...calibrationSet(folder, importOnnx(join(DIR, `${model}.onnx`)))];
+  const samples = [...calibrationSet(folder, loadModel(join(DIR, `${model}.onnx`)))];
   if (name.startsWith('c')) return { maxError, seqLen: n, samples, samplesFrom: 'user' };
   return { maxError, seqLen: n, allowStatistical: true, samples, samplesFrom: 'user' };
 }
@@ -90,9 +90,9 @@ for (const modelName of MODELS) {
     const samples = windows(modelName, n);
     for (const budget of BUDGETS) {
       const t0 = performance.now();
-      const result = await optimize(importOnnx(modelPath), budgetOptions(budget, modelName, n));
+      const result = await optimize(loadModel(modelPath), budgetOptions(budget, modelName, n));
       const optimizeSeconds = (performance.now() - t0) / 1e3;
-      const bytes = exportOnnx(result.model);
+      const bytes = saveModel(result.model);
       const ortReport = await verifyModels(originalBytes, bytes, result.model, samples, { runtime: 'onnxruntime' });
       const q = quality(ortReport);
       const row: Row = {

@@ -18,7 +18,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type CalibrationSample, exportOnnx as saveModel, importOnnx as loadModel, optimize } from '@attnopt/core';
+import { type CalibrationSample, loadModel, optimize, saveModel } from '@attnopt/core';
 import { type Graph } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { lowerAttentionPass } from '@attnopt/passes';

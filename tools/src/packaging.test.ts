@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { attentionSites, exportOnnx, importOnnx, optimize, recognize } from '@attnopt/core';
+import { attentionSites, saveModel, loadModel, optimize, recognize } from '@attnopt/core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { packPublic, runtimeClosure, workspacePackages } from './package/pack.js';
 
@@ -33,11 +33,11 @@ function ok(r: SpawnSyncReturns<string>, what: string): string {
 // the library's job on the bundled example, printed as JSON: run with plain node inside the installed project
 const LIBRARY_USE = `
 import { createHash } from 'node:crypto';
-import { attentionSites, exportOnnx, importOnnx, optimize, recognize } from '@attnopt/core';
-const model = importOnnx(process.argv[2]);
+import { attentionSites, saveModel, loadModel, optimize, recognize } from '@attnopt/core';
+const model = loadModel(process.argv[2]);
 recognize(model.graph);
-const result = await optimize(importOnnx(process.argv[2]), { maxError: 0.01, seqLen: 32 });
-const bytes = exportOnnx(result.model);
+const result = await optimize(loadModel(process.argv[2]), { maxError: 0.01, seqLen: 32 });
+const bytes = saveModel(result.model);
 console.log(JSON.stringify({
   sites: attentionSites(model.graph).length,
   chosen: result.sites.map((s) => s.chosen),
@@ -93,13 +93,13 @@ test('library: import -> recognize -> optimize with plain node gives what the so
   const out = ok(spawnSync(process.execPath, ['use.mjs', example], { cwd: project, env, encoding: 'utf8', timeout: 120_000 }), 'node use.mjs');
   const installed = JSON.parse(out) as { sites: number; chosen: string[]; sha256: string };
 
-  const model = importOnnx(example);
+  const model = loadModel(example);
   recognize(model.graph);
-  const result = await optimize(importOnnx(example), { maxError: 0.01, seqLen: 32 });
+  const result = await optimize(loadModel(example), { maxError: 0.01, seqLen: 32 });
   const fromSources = {
     sites: attentionSites(model.graph).length,
     chosen: result.sites.map((s) => s.chosen),
-    sha256: createHash('sha256').update(exportOnnx(result.model)).digest('hex'),
+    sha256: createHash('sha256').update(saveModel(result.model)).digest('hex'),
   };
   expect(fromSources.sites).toBeGreaterThan(0);
   expect(installed).toEqual(fromSources);
@@ -109,8 +109,8 @@ test('a TypeScript project typechecks against the installed declarations', () =>
   writeFileSync(
     join(project, 'typed.ts'),
     [
-      "import { attentionSites, importOnnx, optimize, type AttnoptModel } from '@attnopt/core';",
-      "const model: AttnoptModel = importOnnx('model.onnx');",
+      "import { attentionSites, loadModel, optimize, type AttnoptModel } from '@attnopt/core';",
+      "const model: AttnoptModel = loadModel('model.onnx');",
       'const ids: string[] = attentionSites(model.graph).map((s) => s.id);',
       'const result = await optimize(model, { maxError: 0.01, seqLen: 32 });',
       'console.log(ids, result.sites.map((s) => s.chosen));',

@@ -163,7 +163,7 @@ export function attentionProgram(cfg: KernelConfig): WgslProgram {
             `if (kept) {`,
             `  if (j >= u.bias_width) { kept = false; } else {`,
             `    let bv = bias[b * u.bias_sb + h * u.bias_sh + i * u.bias_si + j];`,
-            `    if (bv <= ${MASKED_BIAS}) { kept = false; } else { x += bv; }`,
+            `    if (bv <= ${MASKED_BIAS_AT_OR_BELOW}) { kept = false; } else { x += bv; }`,
             `  }`,
             `}`,
           ]
@@ -333,5 +333,6 @@ ${score((c) => `K[ko + j * u.k_ss + ${c}]`, '          ')}
 /** The score of a masked key: finite (WGSL has no infinity literal), below every real score. */
 export const NEG = '-3.0e38';
 /** Bias values at or below this are masked keys (the host encodes -inf and boolean false as -3.0e38). */
-export const MASKED_BIAS = '-1.0e38';
-export const MASKED_BIAS_VALUE = -3.0e38;
+export const MASKED_BIAS_AT_OR_BELOW = '-1.0e38';
+/** What the host writes for a masked bias entry (-inf and boolean false), as a number. */
+export const MASKED_BIAS_FILL = -3.0e38;

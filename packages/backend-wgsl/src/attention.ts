@@ -18,7 +18,7 @@ import {
   type KernelConfig,
   kernelConfig,
   type KernelLimits,
-  MASKED_BIAS_VALUE,
+  MASKED_BIAS_FILL,
   type StorageDType,
 } from './attention-program.js';
 import { prepareDataLeaves } from './data-leaves.js';
@@ -280,7 +280,7 @@ export function concatPast(past: HostTensor, now: Float64Array, batch: number, h
   return out;
 }
 
-/** The bias as f32 (-inf and boolean false become MASKED_BIAS_VALUE) with broadcast strides. */
+/** The bias as f32 (-inf and boolean false become MASKED_BIAS_FILL) with broadcast strides. */
 function encodeBias(bias: HostTensor, target: readonly [number, number, number, number]) {
   const rank = bias.shape.length;
   if (rank < 1 || rank > 4) throw new Error(`attention bias must have rank 1 to 4, got [${bias.shape.join(', ')}]`);
@@ -294,7 +294,7 @@ function encodeBias(bias: HostTensor, target: readonly [number, number, number, 
   const data = new Float32Array(bias.data.length);
   for (let k = 0; k < data.length; k++) {
     const x = bias.data[k]!;
-    data[k] = isBool ? (x ? 0 : MASKED_BIAS_VALUE) : x === -Infinity ? MASKED_BIAS_VALUE : x;
+    data[k] = isBool ? (x ? 0 : MASKED_BIAS_FILL) : x === -Infinity ? MASKED_BIAS_FILL : x;
   }
   const si = width;
   const sh = shape4[2]! * si;

@@ -16,7 +16,7 @@ import {
   type OptimizeResult,
   type OptimizedSite,
   renderReport,
-  writeOnnx,
+  writeModel,
 } from '@attnopt/core';
 import { requireSites } from './decide.js';
 import { CliError, ExitCode } from './exit-codes.js';
@@ -42,7 +42,7 @@ const STAGES = ['calibration inputs', ...OPTIMIZE_STAGES, 'write'];
 
 function writeOptimized(output: string, model: AttnoptModel): void {
   try {
-    writeOnnx(output, model);
+    writeModel(output, model);
   } catch (e) {
     throw new CliError(`${output}: could not write the optimized model: ${(e as Error).message}`, ExitCode.badInput);
   }

@@ -101,5 +101,5 @@ export function checkNotInside(dir: string, inputs: readonly string[]): void {
   }
 }
 
-/** The side file writeOnnx may write beside OUT (weights that came from external data). */
+/** The side file writeModel may write beside OUT (weights that came from external data). */
 export const sideFileOf = (output: string): string => `${output}.data`;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
-import { type CalibrationSample, encodeNpy, generateInputs, importOnnx } from '@attnopt/core';
+import { type CalibrationSample, encodeNpy, generateInputs, loadModel } from '@attnopt/core';
 import { attnoptInProcess as attnopt } from './run-captured.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -29,7 +29,7 @@ const SEQ = 24;
 const SEED = 5;
 
 describe('a calibration folder gives what the same generated inputs give', () => {
-  const model = importOnnx(tinyBert);
+  const model = loadModel(tinyBert);
   const folder = writeSamples(join(scratch, 'calibration'), generateInputs(model, { seqLen: SEQ, seed: SEED, count: 2 }));
 
   test.each([
@@ -89,7 +89,7 @@ describe('--seed', () => {
 });
 
 describe('bad calibration inputs: exit 2, the file and the input named, nothing written', () => {
-  const model = importOnnx(tinyBert);
+  const model = loadModel(tinyBert);
   const [sample] = generateInputs(model, { seqLen: SEQ, seed: SEED, count: 1 });
   const first = Object.keys(sample!)[0]!;
 
@@ -115,7 +115,7 @@ describe('bad calibration inputs: exit 2, the file and the input named, nothing 
   });
 
   test('a float tensor holding NaN', async () => {
-    const [floatSample] = generateInputs(importOnnx(gpt2), { seqLen: SEQ, seed: SEED, count: 1 });
+    const [floatSample] = generateInputs(loadModel(gpt2), { seqLen: SEQ, seed: SEED, count: 1 });
     const floatInput = Object.entries(floatSample!).find(([, t]) => t.dtype === 'f32');
     expect(floatInput, 'the GPT-2 export has a float input').toBeDefined();
     const [name, t] = floatInput!;

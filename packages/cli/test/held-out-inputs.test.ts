@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, test } from 'vitest';
-import { type CalibrationSample, encodeNpy, generateInputs, importOnnx } from '@attnopt/core';
+import { type CalibrationSample, encodeNpy, generateInputs, loadModel } from '@attnopt/core';
 import { SEED_STREAM } from '../src/samples.js';
 import { attnoptInProcess as attnopt } from './run-captured.js';
 
@@ -25,7 +25,7 @@ function writeSamples(dir: string, samples: readonly CalibrationSample[]): strin
 }
 
 test('generated inputs of calibration (2 samples), the report and verify never coincide for one --seed', () => {
-  const model = importOnnx(tinyBert);
+  const model = loadModel(tinyBert);
   for (const seed of [0, 1, 7]) {
     const bytesOf = (s: CalibrationSample) => Object.values(s).map((t) => Buffer.from(encodeNpy(t)).toString('base64')).join();
     const made = [
@@ -38,7 +38,7 @@ test('generated inputs of calibration (2 samples), the report and verify never c
 });
 
 test('verify --inputs naming the calibration folder: a note says the comparison is not held out; another folder: none', async () => {
-  const model = importOnnx(tinyBert);
+  const model = loadModel(tinyBert);
   const calibration = writeSamples(join(scratch, 'calibration'), generateInputs(model, { seqLen: SEQ, seed: 3, count: 2 }));
   const other = writeSamples(join(scratch, 'other'), generateInputs(model, { seqLen: SEQ, seed: 4, count: 1 }));
   const out = join(scratch, 'opt.onnx');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
-import { exportOnnx, importOnnx, parseGraph, runMemory } from '@attnopt/core';
+import { saveModel, loadModel, parseGraph, runMemory } from '@attnopt/core';
 import { escapeControls, MAX_LINE, printable } from '../src/print.js';
 import { snapshot } from './folder-snapshot.js';
 import { attnoptInProcess as attnopt } from './run-captured.js';
@@ -152,7 +152,7 @@ describe('output paths', () => {
     writeFileSync(join(dir, 'out.onnx'), 'old\n');
     const r = await attnopt('optimize', model, '-o', join(dir, 'out.onnx'), '--max-error', '0');
     expect(r.code).toBe(0);
-    expect(importOnnx(join(dir, 'out.onnx')).graph.nodes.length).toBeGreaterThan(0);
+    expect(loadModel(join(dir, 'out.onnx')).graph.nodes.length).toBeGreaterThan(0);
     expect(existsSync(join(dir, 'out.onnx.data'))).toBe(true);
   });
 });
@@ -191,7 +191,7 @@ describe('verify always judges', () => {
     const file = (name: string, op: string) => {
       const path = join(scratch, `${name}.onnx`);
       const graph = parseGraph(`graph ${name} {\n  input %x: f32[16, 10]\n  %logits = ${op}(%x)\n  output %logits\n}`);
-      writeFileSync(path, exportOnnx({ graph, proto: { irVersion: 10n, opsetImport: [{ domain: '', version: 17n }] } }));
+      writeFileSync(path, saveModel({ graph, proto: { irVersion: 10n, opsetImport: [{ domain: '', version: 17n }] } }));
       return path;
     };
     const r = await attnopt('verify', file('same', 'Identity'), file('flipped', 'Neg'), '--tolerance', '1e9', '--min-top1', '0.5', '--max-kl', '0.1', '--json');
@@ -211,7 +211,7 @@ describe('verify always judges', () => {
     const vocab = 131_072;
     const file = join(scratch, 'vocab.onnx');
     const graph = parseGraph(`graph vocab {\n  input %x: f32[2, ${vocab}]\n  %logits = Identity(%x)\n  output %logits\n}`);
-    writeFileSync(file, exportOnnx({ graph, proto: { irVersion: 10n, opsetImport: [{ domain: '', version: 17n }] } }));
+    writeFileSync(file, saveModel({ graph, proto: { irVersion: 10n, opsetImport: [{ domain: '', version: 17n }] } }));
     const r = await attnopt('verify', file, file, '--json', '--min-top1', '1', '--max-kl', '0');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -245,7 +245,7 @@ describe('limits stated up front', () => {
     expect(existsSync(out)).toBe(false);
     const fits = Number(/the largest --seq-len that fits is (\d+)/.exec(r.stderr)?.[1]);
     // the offer is the largest length whose estimate is within the limit
-    const memory = runMemory(importOnnx(model));
+    const memory = runMemory(loadModel(model));
     expect(memory.sites.length).toBe(1);
     expect(memory.at(fits)).toBeLessThanOrEqual(2 ** 30);
     expect(memory.at(fits + 1)).toBeGreaterThan(2 ** 30);

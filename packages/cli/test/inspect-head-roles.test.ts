@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
-import { type CalibrationSample, encodeNpy, importOnnx, modelHeadRoles } from '@attnopt/core';
+import { type CalibrationSample, encodeNpy, loadModel, modelHeadRoles } from '@attnopt/core';
 import { attnoptInProcess as attnopt } from './run-captured.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -44,7 +44,7 @@ describe('inspect --decisions: head roles', () => {
     expect(r.code).toBe(0);
     const sites = JSON.parse(r.stdout).sites as { id: string; heads: number; headRoles: RoleJson[]; decision: { groups?: { id: string; heads: number[] }[] } }[];
     expect(sites).toHaveLength(4);
-    const library = await modelHeadRoles(importOnnx(model), samples);
+    const library = await modelHeadRoles(loadModel(model), samples);
     for (const [k, s] of sites.entries()) {
       expect(s.headRoles.map((h) => h.head)).toEqual([...Array(s.heads).keys()]);
       const lib = library.find((x) => x.id === s.id)!;

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { exportOnnx, parseGraph } from '@attnopt/core';
+import { saveModel, parseGraph } from '@attnopt/core';
 import { attnoptInProcess } from './run-captured.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'attnopt-misses-'));
@@ -14,7 +14,7 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 /** A model file of `text` (IR text form) at opset 17. */
 function modelFile(name: string, text: string): string {
   const file = join(scratch, name);
-  writeFileSync(file, exportOnnx({ graph: parseGraph(text), proto: { irVersion: 10n, opsetImport: [{ domain: '', version: 17n }] } }));
+  writeFileSync(file, saveModel({ graph: parseGraph(text), proto: { irVersion: 10n, opsetImport: [{ domain: '', version: 17n }] } }));
   return file;
 }
 

@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { importOnnx } from '@attnopt/core';
+import { loadModel } from '@attnopt/core';
 import { afterAll, expect, test } from 'vitest';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -67,5 +67,5 @@ test('a crash outside the command\'s own handling (an exception thrown later by 
   // after OUT was renamed into place. Never a temporary file, and never a partial OUT: if OUT is there, it is whole.
   const left = readdirSync(dir);
   expect(left.filter((f) => f !== 'out.onnx')).toEqual([]);
-  if (left.includes('out.onnx')) expect(importOnnx(out).graph.nodes.length).toBeGreaterThan(0);
+  if (left.includes('out.onnx')) expect(loadModel(out).graph.nodes.length).toBeGreaterThan(0);
 }, 60_000);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
-import { importOnnx, writeOnnx } from '@attnopt/core';
+import { loadModel, writeModel } from '@attnopt/core';
 import { Tensor } from '@attnopt/ir';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -71,12 +71,12 @@ describe('attnopt verify', () => {
     const out = join(scratch, 'exact.onnx');
     expect(attnopt('optimize', gpt2, '-o', out, '--max-error', '0', '--seq-len', '16').code).toBe(0);
     // tamper with a weight of the optimized model while its metadata still certifies 0
-    const model = importOnnx(out);
+    const model = loadModel(out);
     const w = model.graph.initializers.find((v) => v.initializer!.dtype === 'f32' && v.initializer!.size > 16)!;
     const values = w.initializer!.toFloat64().map((x) => x + 0.5);
     w.initializer = Tensor.fromValues('f32', w.initializer!.shape, values);
     const tampered = join(scratch, 'tampered.onnx');
-    writeOnnx(tampered, model);
+    writeModel(tampered, model);
     const r = attnopt('verify', gpt2, tampered, '--seq-len', '16');
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('verification failed');

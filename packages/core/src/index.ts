@@ -17,7 +17,7 @@ export {
 } from '@attnopt/ir';
 // Writing a file so readers see the old content or the complete new one (the CLI's outputs).
 export { AtomicFile } from '@attnopt/onnx';
-export { type AttnoptModel, loadOnnx as importOnnx, saveOnnx as exportOnnx, writeOnnx } from './model.js';
+export { type AttnoptModel, loadModel, saveModel, writeModel } from './model.js';
 export { modelFiles } from './model-files.js';
 export { runMemory, type RunMemory } from './run-memory.js';
 export { recognize, type RecognizeResult } from './recognize.js';

@@ -8,7 +8,7 @@ import {
   importOnnx,
   isExternal,
   type OnnxModel,
-  writeModel,
+  writeModel as writeModelProto,
 } from '@attnopt/onnx';
 
 export type AttnoptModel = OnnxModel;
@@ -18,12 +18,12 @@ export type AttnoptModel = OnnxModel;
  * and a location escaping the model's folder is refused). Throws an error naming the file, node and
  * problem on bad input.
  */
-export function loadOnnx(source: Uint8Array | string): AttnoptModel {
+export function loadModel(source: Uint8Array | string): AttnoptModel {
   return importOnnx(source);
 }
 
 /** The model as ONNX bytes; parts the passes did not change come back exactly as they were read. */
-export function saveOnnx(model: AttnoptModel): Uint8Array {
+export function saveModel(model: AttnoptModel): Uint8Array {
   return exportOnnx(model);
 }
 
@@ -31,16 +31,16 @@ export function saveOnnx(model: AttnoptModel): Uint8Array {
  * Writes the model to `file` atomically (temp file, fsync, rename; nothing is left on failure). Weights the
  * model read from a side file are copied to `<file>.data`; a model read without one is written inline.
  */
-export function writeOnnx(file: string, model: AttnoptModel): void {
+export function writeModel(file: string, model: AttnoptModel): void {
   const proto = exportModel(model);
   let external = false;
   forEachTensor(proto, 'ModelProto', (t) => {
     external ||= isExternal(t);
   });
   if (!external) {
-    writeModel(file, proto, { externalData: false });
+    writeModelProto(file, proto, { externalData: false });
     return;
   }
   if (model.file === undefined) throw new Error('the model has external data but no file it was read from');
-  writeModel(file, proto, { source: new ExternalDataResolver(model.file) });
+  writeModelProto(file, proto, { source: new ExternalDataResolver(model.file) });
 }

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { describe, expect, test } from 'vitest';
-import { importOnnx, inspectModel, recognize } from '../src/index.js';
+import { loadModel, inspectModel, recognize } from '../src/index.js';
 import { calibrationModel, collectSiteTensors, generateInputs } from '../src/calibrate/index.js';
 import { referenceOfSample } from './helpers/site-reference.js';
 
@@ -15,9 +15,9 @@ const tinyBert = resolve(here, '../../../examples/tiny-bert/model.onnx');
 
 
 async function checkModel(file: string, expectedSites: number) {
-  const model = importOnnx(file);
+  const model = loadModel(file);
   recognize(model.graph);
-  const report = inspectModel(importOnnx(file));
+  const report = inspectModel(loadModel(file));
   expect(report.sites).toHaveLength(expectedSites);
   const samples = generateInputs(model, { batch: 2, seqLen: 5, count: 2, seed: 7 });
   const sites = await collectSiteTensors(model, samples);
@@ -67,7 +67,7 @@ describe('collectSiteTensors', () => {
     ['every site in a subgraph (a Sampling decoder)', 'transformers/tiny_gpt2_sampling.onnx', 5, 'inside a subgraph'],
     ['a model at opset 9 (no Range for the lowering)', 'transform/fusion/attention_int32_mask.onnx', 1, "the model's opset 9 is below 11"],
   ])('%s', async (_what, name, count, why) => {
-    const model = importOnnx(resolve(fixtures, 'ort-models/onnxruntime/test/testdata', name));
+    const model = loadModel(resolve(fixtures, 'ort-models/onnxruntime/test/testdata', name));
     recognize(model.graph);
     const sites = await collectSiteTensors(model, generateInputs(model, { seqLen: 4, count: 1 }));
     expect(sites).toHaveLength(count);
@@ -82,7 +82,7 @@ describe('collectSiteTensors', () => {
   });
 
   test('maxSamples stops reading, maxBytes fails with a clear message, bad samples name the input', async () => {
-    const model = importOnnx(resolve(fixtures, 'torch-exports/mha_self_op17_dyn.onnx'));
+    const model = loadModel(resolve(fixtures, 'torch-exports/mha_self_op17_dyn.onnx'));
     recognize(model.graph);
     const samples = generateInputs(model, { count: 3 });
     const sites = await collectSiteTensors(model, samples, { maxSamples: 1 });

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { Graph, Tensor, tensorType, Value } from '@attnopt/ir';
-import { importOnnx } from '../src/index.js';
+import { loadModel } from '../src/index.js';
 import { calibrationSet, encodeNpy, generateInputs, hostToFloat64, readNpy, readTensorProto } from '../src/calibrate/index.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -63,14 +63,14 @@ describe('readTensorProto', () => {
 describe('calibration sets on disk', () => {
   test('ONNX test_data_set_N layout', () => {
     const dir = nodeTest('test_attention_3d_attn_mask');
-    const model = importOnnx(join(dir, 'model.onnx'));
+    const model = loadModel(join(dir, 'model.onnx'));
     const samples = [...calibrationSet(dir, model)];
     expect(samples.length).toBeGreaterThanOrEqual(1);
     expect(Object.keys(samples[0]!).sort()).toEqual(model.graph.inputs.map((v) => v.name).sort());
   });
 
   test('numbered folders of .npy files, and the errors name the file and the input', () => {
-    const model = importOnnx(tinyBert);
+    const model = loadModel(tinyBert);
     const [sample] = generateInputs(model, { batch: 2, seqLen: 5 });
     const root = mkdtempSync(join(tmpdir(), 'attnopt-calib-'));
     const npyBytes = (dtype: string, shape: readonly number[], data: ArrayBufferView): Uint8Array => {
@@ -121,7 +121,7 @@ describe('calibration sets on disk', () => {
 
   test('NaN in a float calibration tensor is refused naming the file and the input', () => {
     const dir = nodeTest('test_attention_3d_attn_mask');
-    const model = importOnnx(join(dir, 'model.onnx'));
+    const model = loadModel(join(dir, 'model.onnx'));
     const tmp = mkdtempSync(join(tmpdir(), 'attnopt-calib-nan-'));
     const samples = [...calibrationSet(dir, model)];
     const q = samples[0]!['Q']!;
@@ -143,7 +143,7 @@ describe('calibration sets on disk', () => {
 
 describe('generateInputs', () => {
   test('tiny-bert: ids within the vocabulary, masks of ones padded at the end, seeded', () => {
-    const model = importOnnx(tinyBert);
+    const model = loadModel(tinyBert);
     const [a] = generateInputs(model, { batch: 2, seqLen: 5, seed: 3 });
     const [b] = generateInputs(model, { batch: 2, seqLen: 5, seed: 3 });
     expect(a).toEqual(b);
@@ -155,7 +155,7 @@ describe('generateInputs', () => {
 
   test('torch exports: every input gets its type and the symbolic sizes asked for', () => {
     for (const f of ['mha_self_op17_dyn.onnx', 'gpt2_causal_attn_where_op17_dyn.onnx', 'bert_self_attn_additive_mask_op17_dyn.onnx']) {
-      const model = importOnnx(resolve(fixtures, 'torch-exports', f));
+      const model = loadModel(resolve(fixtures, 'torch-exports', f));
       const samples = generateInputs(model, { batch: 3, seqLen: 6, count: 2 });
       expect(samples).toHaveLength(2);
       for (const v of model.graph.inputs.filter((i) => !i.initializer)) {
@@ -200,7 +200,7 @@ describe('generated inputs: sizes of symbolic dims', () => {
   const attention = resolve(fixtures, 'ort-models/onnxruntime/test/testdata/attention_mask1d_fp16.onnx');
 
   test('a weight fed as an input does not fix the batch (its leading dim is no batch)', () => {
-    const [sample] = generateInputs(importOnnx(attention), { seqLen: 5 });
+    const [sample] = generateInputs(loadModel(attention), { seqLen: 5 });
     expect(sample!['weight']!.shape).toEqual([768, 2304]);
     expect(sample!['input']!.shape).toEqual([1, 5, 768]);
     expect(sample!['mask_index']!.shape).toEqual([1]);
@@ -208,7 +208,7 @@ describe('generated inputs: sizes of symbolic dims', () => {
 
   test('dims name the size of any symbolic dim and win over the rules', () => {
     const microbench = resolve(fixtures, 'ort-models/onnxruntime/python/tools/microbench/models/attention_fp32.onnx');
-    const [sample] = generateInputs(importOnnx(microbench), { seqLen: 5, dims: { hidden_size: 48, len: 144, batch_size: 3 } });
+    const [sample] = generateInputs(loadModel(microbench), { seqLen: 5, dims: { hidden_size: 48, len: 144, batch_size: 3 } });
     expect(sample!['INPUT']!.shape).toEqual([3, 5, 48]);
     expect(sample!['WEIGHT']!.shape).toEqual([48, 144]);
     expect(sample!['BIAS']!.shape).toEqual([144]);
@@ -218,7 +218,7 @@ describe('generated inputs: sizes of symbolic dims', () => {
 describe('generated inputs: op parameters by name', () => {
   test('a Sampling GPT-2 gets a max_length past its prompt, so onnxruntime can run it', () => {
     const sampling = resolve(fixtures, 'ort-models/onnxruntime/test/testdata/transformers/tiny_gpt2_sampling.onnx');
-    const [sample] = generateInputs(importOnnx(sampling), { seqLen: 6 });
+    const [sample] = generateInputs(loadModel(sampling), { seqLen: 6 });
     expect([...sample!['max_length']!.data]).toEqual([10]);
     expect([...sample!['min_length']!.data]).toEqual([1]);
     expect([...sample!['repetition_penalty']!.data]).toEqual([1]);

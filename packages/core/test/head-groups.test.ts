@@ -5,7 +5,7 @@
 // window(left=16, right=16) | head 1 dense on onnxruntime-cpu).
 
 import { beforeAll, describe, expect, test } from 'vitest';
-import { attentionParams, compile, decide, type DecideResult, explainDecisions, importOnnx, optimize, parseSpec, printSpec, type SitePlan } from '../src/index.js';
+import { attentionParams, compile, decide, type DecideResult, explainDecisions, loadModel, optimize, parseSpec, printSpec, type SitePlan } from '../src/index.js';
 import { HEADS, longAttentionBytes, longAttentionSample } from './helpers/long-attention.js';
 
 const N = 512;
@@ -19,7 +19,7 @@ describe('head groups through decide, optimize, explain and compile', () => {
   let decided: DecideResult;
   let site: SitePlan;
   beforeAll(async () => {
-    decided = await decide(importOnnx(longAttentionBytes()), options);
+    decided = await decide(loadModel(longAttentionBytes()), options);
     site = decided.sites[0]!;
   }, 120_000);
 
@@ -44,7 +44,7 @@ describe('head groups through decide, optimize, explain and compile', () => {
   });
 
   test('optimize reports the groups decide chose (same heads, specs, bounds)', async () => {
-    const optimized = await optimize(importOnnx(longAttentionBytes()), options);
+    const optimized = await optimize(loadModel(longAttentionBytes()), options);
     const s = optimized.sites[0]!;
     expect(s.chosen).toBe(site.chosen);
     expect(s.restored).toBeUndefined();

@@ -6,7 +6,7 @@
 
 import { describe, expect, test } from 'vitest';
 import { type AttentionParams } from '@attnopt/ir';
-import { HeadRoleAccumulator, importOnnx, modelHeadRoles, printGraph, type SiteSamples, siteHeadRoles } from '../src/index.js';
+import { HeadRoleAccumulator, loadModel, modelHeadRoles, printGraph, type SiteSamples, siteHeadRoles } from '../src/index.js';
 import { longAttentionBytes, longAttentionSample } from './helpers/long-attention.js';
 
 const N = 256;
@@ -176,7 +176,7 @@ describe('siteHeadRoles: probabilities from Q, K and the bias', () => {
 describe('modelHeadRoles: run the model, collect each site, classify', () => {
   // the generated long-attention model: attention decays with |i - j|, head 1's reaching 16 times further than head 0's
   test('both heads of the long-attention model are local, head 1 reaching further, and the model is left as it was', async () => {
-    const model = importOnnx(longAttentionBytes());
+    const model = loadModel(longAttentionBytes());
     const before = printGraph(model.graph);
     const [site] = await modelHeadRoles(model, [longAttentionSample(1, 512, [1, 16])]);
     expect(site!.id).toBe('site0');

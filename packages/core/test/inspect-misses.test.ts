@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { newOnnxModel } from '@attnopt/onnx';
-import { attentionSoftmaxes, importOnnx, inspectModel, parseGraph } from '../src/index.js';
+import { attentionSoftmaxes, loadModel, inspectModel, parseGraph } from '../src/index.js';
 
 const fixtures = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../../shared/fixtures/onnx');
 
@@ -60,7 +60,7 @@ describe('inspect lists the attention-like Softmax nodes it did not lift', () =>
 
   test('a fused attention op the rules cannot lift is a miss with the rule\'s reason', () => {
     // com.microsoft Attention with hidden size 3 and num_heads 12: onnxruntime rejects it, nothing can lift it
-    const report = inspectModel(importOnnx(resolve(fixtures, 'ort-models/onnxruntime/test/testdata/transform/fusion/embed_layer_norm_format1.onnx')));
+    const report = inspectModel(loadModel(resolve(fixtures, 'ort-models/onnxruntime/test/testdata/transform/fusion/embed_layer_norm_format1.onnx')));
     expect(report.sites).toEqual([]);
     expect(report.misses.map((m) => m.node)).toEqual(['node "Attention" (com.microsoft::Attention)']);
     expect(report.misses[0]!.reason).not.toBe('no recognition rule matched it');
@@ -68,7 +68,7 @@ describe('inspect lists the attention-like Softmax nodes it did not lift', () =>
   });
 
   test('a lifted site is not a miss; a model without any Softmax says so', () => {
-    const lifted = inspectModel(importOnnx(resolve(fixtures, 'torch-exports/bert_self_attn_additive_mask_op17.onnx')));
+    const lifted = inspectModel(loadModel(resolve(fixtures, 'torch-exports/bert_self_attn_additive_mask_op17.onnx')));
     expect(lifted.sites).toHaveLength(1);
     expect(lifted.misses).toEqual([]);
     expect(lifted.noSites).toBeNull();

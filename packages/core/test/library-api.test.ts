@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { nystrom, specAttr } from '@attnopt/ir';
-import { analyze, attentionSites, compile, decide, explain, importOnnx, optimize } from '../src/index.js';
+import { analyze, attentionSites, compile, decide, explain, loadModel, optimize } from '../src/index.js';
 
 const fixtures = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../../shared/fixtures/onnx');
 const gpt2 = resolve(fixtures, 'torch-exports/gpt2_causal_attn_where_op17_dyn.onnx');
@@ -12,14 +12,14 @@ const tinyBert = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..
 
 describe('analyze', () => {
   test('proves the tril mask of GPT-2 causal, exactly, and counts the kept pairs', () => {
-    const { sites } = analyze(importOnnx(gpt2).graph, { seqLen: 10 });
+    const { sites } = analyze(loadModel(gpt2).graph, { seqLen: 10 });
     expect(sites).toHaveLength(1);
     expect(sites[0]).toMatchObject({ id: 'site0', recognized: 'dense', spec: 'causal', proven: true, residualBias: null, heads: 4, headDim: 16 });
     expect(sites[0]!.keptFraction).toBe(55 / 100); // causal keeps 1 + 2 + ... + 10 of 10 x 10
   });
 
   test('a model without attention has no sites; a bad seqLen is refused', () => {
-    const graph = importOnnx(resolve(fixtures, 'onnx-node-tests/test_softmax_large_number/model.onnx')).graph;
+    const graph = loadModel(resolve(fixtures, 'onnx-node-tests/test_softmax_large_number/model.onnx')).graph;
     expect(analyze(graph).sites).toEqual([]);
     expect(() => analyze(graph, { seqLen: 0 })).toThrow('seqLen must be an integer >= 1');
   });
@@ -27,7 +27,7 @@ describe('analyze', () => {
 
 describe('compile', () => {
   test('WGSL: the program and a manifest entry of what it computes', () => {
-    const model = importOnnx(gpt2);
+    const model = loadModel(gpt2);
     analyze(model.graph);
     const k = compile(attentionSites(model.graph)[0]!, { target: 'wgsl' });
     expect(k.files.map((f) => f.name)).toEqual(['site0.wgsl']);
@@ -37,7 +37,7 @@ describe('compile', () => {
   });
 
   test('a low-rank form has no kernel yet: the error names the site, the node and the problem', () => {
-    const model = importOnnx(gpt2);
+    const model = loadModel(gpt2);
     analyze(model.graph);
     const site = attentionSites(model.graph)[0]!;
     site.node.attrs.set('spec', specAttr(nystrom(8)));
@@ -45,7 +45,7 @@ describe('compile', () => {
   });
 
   test('a node that is not Attention is refused', () => {
-    const model = importOnnx(gpt2);
+    const model = loadModel(gpt2);
     expect(() => compile(model.graph.nodes[0]!, { target: 'wgsl' })).toThrow('not an attnopt::Attention node');
   });
 });
@@ -56,15 +56,15 @@ describe('decide and explain', () => {
     ['tiny-bert on onnxruntime-cpu', tinyBert, 'onnxruntime-cpu'],
   ] as const)('%s: decide chooses exactly what optimize chooses', async (_, path, target) => {
     const options = { maxError: 0.05, seqLen: 64, target };
-    const decided = await decide(importOnnx(path), options);
-    const optimized = await optimize(importOnnx(path), options);
+    const decided = await decide(loadModel(path), options);
+    const optimized = await optimize(loadModel(path), options);
     expect(decided.sites.map((s) => [s.id, s.chosen, s.flopsBefore, s.flopsAfter])).toEqual(
       optimized.sites.map((s) => [s.id, s.chosen, s.flopsBefore, s.flopsAfter]),
     );
   });
 
   test('a budget of 0 tries nothing and says so in words', async () => {
-    const e = await explain(importOnnx(gpt2), { maxError: 0 });
+    const e = await explain(loadModel(gpt2), { maxError: 0 });
     expect(e.sites[0]).toMatchObject({ rewritten: true, exact: true, recognized: 'dense', proven: 'causal', chosen: 'causal', tried: [] });
     expect(e.sites[0]!.why[e.sites[0]!.why.length - 1]).toBe('kept causal: the budget is 0: only exact rewrites are allowed, so no approximate form was tried');
   });

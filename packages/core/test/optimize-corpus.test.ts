@@ -1,7 +1,7 @@
 // Every optimized model of the corpus loads in onnxruntime and matches the original within the bound it
 // reports: each torch export, the generated tiny-bert example and every ort-generated model whose original
 // onnxruntime (CPU) runs goes optimize(maxError 0.01) and, on a fresh import, optimize(maxError 0); both
-// results are written with writeOnnx and verified against the original file on seeded inputs.
+// results are written with writeModel and verified against the original file on seeded inputs.
 // - maxError 0.01: every output's max abs error <= the certified site bound (+ float rounding), i.e.
 //   report.withinCertified; when every site stayed exact, the outputs match within 1e-5.
 // - maxError 0: every site is exact (bound 0) and every output matches within 1e-5.
@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type AttnoptModel, type CalibrationSample, generateInputs, type HostTensor, importOnnx, modelInputs, optimize, verifyModels, writeOnnx, type VerifyReport } from '../src/index.js';
+import { type AttnoptModel, type CalibrationSample, generateInputs, type HostTensor, loadModel, modelInputs, optimize, verifyModels, writeModel, type VerifyReport } from '../src/index.js';
 import { toOrt } from '../src/calibrate/ort-tensor.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -80,7 +80,7 @@ function smallestTable(model: AttnoptModel, input: string): number | undefined {
  */
 function sizesOf(file: string): { batch: number; seqLen: number } {
   if (file.startsWith(GEN)) return { batch: 2, seqLen: 7 };
-  const inputs = modelInputs(importOnnx(fullPath(file)).graph);
+  const inputs = modelInputs(loadModel(fullPath(file)).graph);
   const staticDim = (axis: number) => inputs.map((i) => i.shape?.[axis]).find((d): d is number => typeof d === 'number');
   return { batch: staticDim(0) ?? 2, seqLen: BAKED_LENGTH[file] ?? staticDim(1) ?? SEQ };
 }
@@ -92,7 +92,7 @@ function sizesOf(file: string): { batch: number; seqLen: number } {
  * taken modulo the smallest, as generateInputs bounds them by the first table only.
  */
 function inputsFor(file: string, seed: number): CalibrationSample[] {
-  const model = importOnnx(fullPath(file));
+  const model = loadModel(fullPath(file));
   return generateInputs(model, { seed, ...sizesOf(file) }).map((sample) => {
     const out: Record<string, HostTensor> = { ...sample };
     const kpm = sample.key_padding_mask;
@@ -131,9 +131,9 @@ describe('optimize + verify over the corpus', () => {
     const base = path.basename(file, '.onnx');
 
     // approximate budget: within the reported per-site bound
-    const approx = await optimize(importOnnx(original), { maxError: 0.01, seqLen, samples });
+    const approx = await optimize(loadModel(original), { maxError: 0.01, seqLen, samples });
     const approxFile = path.join(scratch, `${base}.approx.onnx`);
-    writeOnnx(approxFile, approx.model);
+    writeModel(approxFile, approx.model);
     const r1 = await verifyModels(original, approxFile, approx.model, inputs);
     const bound = Math.max(0, ...approx.sites.map((s) => s.bound));
     expect(r1.certified, file).toBe(bound);
@@ -142,10 +142,10 @@ describe('optimize + verify over the corpus', () => {
     if (approx.sites.every((s) => s.exact)) expect(maxAbs(r1), file).toBeLessThanOrEqual(EXACT_TOL);
 
     // exact only: every site exact, outputs within 1e-5
-    const exact = await optimize(importOnnx(original), { maxError: 0, seqLen });
+    const exact = await optimize(loadModel(original), { maxError: 0, seqLen });
     expect(exact.sites.every((s) => s.exact && s.bound === 0), file).toBe(true);
     const exactFile = path.join(scratch, `${base}.exact.onnx`);
-    writeOnnx(exactFile, exact.model);
+    writeModel(exactFile, exact.model);
     const r0 = await verifyModels(original, exactFile, exact.model, inputs);
     expect(r0.certified, file).toBe(0);
     expect(r0.withinCertified, file).toBe(true);
@@ -168,12 +168,12 @@ describe('optimize + verify over the corpus', () => {
     async (file) => {
       const original = fullPath(file);
       const sizes = { batch: 1, seqLen: 128 };
-      const r = await optimize(importOnnx(original), { maxError: 5, seqLen: 128, samples: generateInputs(importOnnx(original), { seed: 0, ...sizes }) });
+      const r = await optimize(loadModel(original), { maxError: 5, seqLen: 128, samples: generateInputs(loadModel(original), { seed: 0, ...sizes }) });
       const approxSites = r.sites.filter((s) => !s.exact);
       expect(approxSites.length, file).toBeGreaterThan(0);
       const out = path.join(scratch, `${path.basename(file, '.onnx')}.wide.onnx`);
-      writeOnnx(out, r.model);
-      const report = await verifyModels(original, out, r.model, generateInputs(importOnnx(original), { seed: 7, ...sizes }));
+      writeModel(out, r.model);
+      const report = await verifyModels(original, out, r.model, generateInputs(loadModel(original), { seed: 7, ...sizes }));
       const bound = Math.max(...r.sites.map((s) => s.bound));
       expect(report.certified).toBe(bound);
       expect(report.withinCertified, JSON.stringify(report.outputs)).toBe(true);

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { Graph, intAttr, tensorType, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import type { CalibrationSample } from '../src/calibrate/index.js';
-import { exportOnnx as saveOnnx, importOnnx, optimize } from '../src/index.js';
+import { loadModel, optimize, saveModel } from '../src/index.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
@@ -65,7 +65,7 @@ async function run(bytes: Uint8Array, t: { q: Float32Array; k: Float32Array; v: 
 describe('optimize, guarded tier, end to end in onnxruntime', () => {
   it('a guarded window on local calibration data, within the budget on repeated spans it never saw', async () => {
     const original = causalAttention();
-    const result = await optimize(importOnnx(original), { maxError: BUDGET, seqLen: N, samples: [sample(localTensors(N, 1), N)] });
+    const result = await optimize(loadModel(original), { maxError: BUDGET, seqLen: N, samples: [sample(localTensors(N, 1), N)] });
     expect(result.sites).toHaveLength(1);
     const site = result.sites[0]!;
     expect(site).toMatchObject({ guarantee: 'guarded', bound: BUDGET, exact: false });
@@ -81,7 +81,7 @@ describe('optimize, guarded tier, end to end in onnxruntime', () => {
     // lowered in the guarded form: the fallback rows gathered by NonZero and scattered back
     const ops = new Set([...result.model.graph.allNodes()].map((n) => n.op));
     expect(ops.has('NonZero') && ops.has('ScatterElements')).toBe(true);
-    const optimized = saveOnnx(result.model);
+    const optimized = saveModel(result.model);
     // repeated spans: from 500 on the keys repeat those 500 earlier, and each query looks for the copy's successor
     const t = localTensors(N, 2);
     for (let i = 500; i < N; i++) {

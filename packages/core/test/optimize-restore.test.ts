@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeModel, diffMessages } from '@attnopt/onnx';
 import { describe, expect, it } from 'vitest';
-import { analyze, CERTIFIED_METADATA, exportOnnx, importOnnx, optimize } from '../src/index.js';
+import { analyze, CERTIFIED_METADATA, saveModel, loadModel, optimize } from '../src/index.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const FIXTURES = path.resolve(here, '../../../../shared/fixtures/onnx');
@@ -28,15 +28,15 @@ describe('optimize(maxError 0) keeps unchanged sites as the ONNX nodes they were
   let identicalModels = 0;
   it.each(files)('%s', async (file) => {
     const full = path.join(FIXTURES, file);
-    const model = importOnnx(full);
+    const model = loadModel(full);
     const result = await optimize(model, { maxError: 0 });
     const restored = result.sites.filter((s) => s.restored).map((s) => s.id);
-    const out = exportOnnx(model);
+    const out = saveModel(model);
     const names = nodeNames(out);
     for (const s of result.sites) expect(s.exact, `${file} ${s.id}`).toBe(true);
     if (restored.length > 0) restoredModels++;
     // the restored sites' ONNX nodes (named ones) are back
-    const fresh = importOnnx(full);
+    const fresh = loadModel(full);
     const facts = analyze(fresh.graph).sites;
     for (const id of restored) {
       const f = facts.find((x) => x.id === id)!;
@@ -66,9 +66,9 @@ describe('optimize(maxError 0) keeps unchanged sites as the ONNX nodes they were
 describe('restoreUnchanged: false lowers every site', () => {
   it('gives a different graph for a fused model whose site is unchanged', async () => {
     const file = path.join(FIXTURES, 'ort-generated/models/gpt2_embedlayer_one_attn.onnx');
-    const kept = importOnnx(file);
+    const kept = loadModel(file);
     await optimize(kept, { maxError: 0 });
-    const lowered = importOnnx(file);
+    const lowered = loadModel(file);
     await optimize(lowered, { maxError: 0, restoreUnchanged: false });
     expect([...kept.graph.allNodes()].some((n) => n.domain === 'com.microsoft' && n.op === 'Attention')).toBe(true);
     expect([...lowered.graph.allNodes()].some((n) => n.domain === 'com.microsoft' && n.op === 'Attention')).toBe(false);

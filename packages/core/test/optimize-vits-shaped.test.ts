@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { gaussian, Graph, intAttr, Tensor, tensorAttr, tensorType, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
-import { exportOnnx as saveOnnx, importOnnx as loadOnnx, optimize } from '../src/index.js';
+import { loadModel, optimize, saveModel } from '../src/index.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
@@ -63,14 +63,14 @@ async function run(bytes: Uint8Array, ids: number[], length: number): Promise<Fl
 describe('VITS-shaped model (length input, relative bias): default optimize keeps its promise on realistic inputs', () => {
   it('every site is exact or guarded, and the outputs stay within that on 256 phonemes', async () => {
     const original = vitsShaped();
-    const model = loadOnnx(original);
+    const model = loadModel(original);
     const result = await optimize(model, { seqLen: 256 });
     expect(result.calibration).toMatchObject({ source: 'generated' });
     expect(result.sites).toHaveLength(1);
     // the bias input rules out the guarded form for now, and windows measured on calibration data alone are refused
     expect(result.sites[0]).toMatchObject({ guarantee: 'exact', reason: expect.stringMatching(/no guarded form applies/) });
     for (const s of result.sites) expect(['exact', 'guarded']).toContain(s.guarantee);
-    const optimized = saveOnnx(result.model);
+    const optimized = saveModel(result.model);
     const allowed = Math.max(...result.sites.map((s) => (s.guarantee === 'exact' ? 0 : s.bound)));
     const rng = gaussian(77, 256);
     const ids = Array.from({ length: 256 }, (_, i) => Math.floor(Math.abs(rng[i]!) * 1000) % VOCAB);

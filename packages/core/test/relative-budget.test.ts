@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { attentionParams } from '@attnopt/ir';
-import { type CalibrationSample, collectSiteTensors, decide, importOnnx, recognize } from '../src/index.js';
+import { type CalibrationSample, collectSiteTensors, decide, loadModel, recognize } from '../src/index.js';
 
 const trained = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../examples/trained');
 const modelPath = join(trained, 'code-lm.onnx');
@@ -40,10 +40,10 @@ function largestChannelRange(shape: readonly number[], data: ArrayLike<number>, 
 
 describe('decide with a budget relative to each site scale', () => {
   test('site budget = maxRelError x the largest V channel range on the calibration data, decided as that absolute budget', async () => {
-    const model = importOnnx(modelPath);
+    const model = loadModel(modelPath);
     const result = await decide(model, { maxRelError: REL, samples, seqLen: N });
     expect(result.sites.length).toBe(4);
-    const lifted = importOnnx(modelPath);
+    const lifted = loadModel(modelPath);
     recognize(lifted.graph);
     const collected = await collectSiteTensors(lifted, samples);
     for (const site of result.sites) {
@@ -61,7 +61,7 @@ describe('decide with a budget relative to each site scale', () => {
     expect(result.budget).toBe(Math.max(...Object.values(result.relative!.budgets)));
     // the same choices as the absolute budget of each site, one site at a time
     for (const site of result.sites) {
-      const absolute = await decide(importOnnx(modelPath), { maxError: result.relative!.budgets[site.id]!, samples, seqLen: N });
+      const absolute = await decide(loadModel(modelPath), { maxError: result.relative!.budgets[site.id]!, samples, seqLen: N });
       const same = absolute.sites.find((s) => s.id === site.id)!;
       expect(site.chosen).toBe(same.chosen);
       expect(site.decision!.tried.map((t) => t.bound)).toEqual(same.decision!.tried.map((t) => t.bound));
@@ -69,6 +69,6 @@ describe('decide with a budget relative to each site scale', () => {
   });
 
   test('maxError and maxRelError together are refused', async () => {
-    await expect(decide(importOnnx(modelPath), { maxError: 0.01, maxRelError: 0.01, samples, seqLen: N })).rejects.toThrow(/not both/);
+    await expect(decide(loadModel(modelPath), { maxError: 0.01, maxRelError: 0.01, samples, seqLen: N })).rejects.toThrow(/not both/);
   });
 });

@@ -17,7 +17,7 @@ import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import type { CalibrationSample } from '../src/calibrate/index.js';
 import { collectSiteTensors, generateInputs } from '../src/calibrate/index.js';
-import { loadOnnx } from '../src/model.js';
+import { loadModel } from '../src/model.js';
 import { optimize } from '../src/optimize.js';
 import { recognize } from '../src/recognize.js';
 import { buildReport, type ReportData, renderReport } from '../src/report/index.js';
@@ -41,7 +41,7 @@ interface Case {
   json?: Record<string, unknown>[];
 }
 
-const tinySamples = generateInputs(loadOnnx(TINY_BERT), { seqLen: 64, seed: 0, count: 2 });
+const tinySamples = generateInputs(loadModel(TINY_BERT), { seqLen: 64, seed: 0, count: 2 });
 const CASES: Case[] = [
   { name: 'tiny-bert', source: TINY_BERT, samples: tinySamples, seqLen: 64 },
   { name: 'long-attention', source: longAttentionBytes(), samples: [longAttentionSample(1, LONG_N), longAttentionSample(2, LONG_N)], seqLen: LONG_N },
@@ -55,9 +55,9 @@ beforeAll(async () => {
     // the long model's samples are the user's data: its window is accepted on them (statistical tier), as the
     // block certificate of the guarded tier is loose on its smoothly decaying attention
     const statistical = c.name === 'long-attention' ? { allowStatistical: true } : {};
-    c.data = await buildReport(loadOnnx(c.source), { seqLen: c.seqLen, samples: c.samples, ...statistical, ...(verifySamples ? { verifySamples } : {}) });
+    c.data = await buildReport(loadModel(c.source), { seqLen: c.seqLen, samples: c.samples, ...statistical, ...(verifySamples ? { verifySamples } : {}) });
     c.html = renderReport(c.data);
-    const result = await optimize(loadOnnx(c.source), { maxError: 1e-2, seqLen: c.seqLen, samples: c.samples, ...statistical });
+    const result = await optimize(loadModel(c.source), { maxError: 1e-2, seqLen: c.seqLen, samples: c.samples, ...statistical });
     c.json = JSON.parse(JSON.stringify({ sites: result.sites })).sites as Record<string, unknown>[];
   }
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (scripts/install-chromium.sh); the report tests need it`);
@@ -219,7 +219,7 @@ describe.each(CASES.map((c) => [c.name, c] as const))('report of %s', (_name, c)
 describe('report heatmaps against the float64 reference', () => {
   test('tiny-bert: attention mass = referenceAttention probabilities binned (rtol 1e-3)', async () => {
     const data = CASES[0]!.data!;
-    const model = loadOnnx(TINY_BERT);
+    const model = loadModel(TINY_BERT);
     recognize(model.graph);
     runPipeline(model.graph, [analyzeMaskPass()], { verify: false });
     const collected = await collectSiteTensors(model, tinySamples);

@@ -5,7 +5,7 @@ import { realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { importOnnx, modelFiles, runMemory } from '../src/index.js';
+import { loadModel, modelFiles, runMemory } from '../src/index.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const tinyBert = path.resolve(here, '../../../examples/tiny-bert/model.onnx');
@@ -13,13 +13,13 @@ const causal = path.resolve(here, '../../../../shared/fixtures/onnx/torch-export
 
 describe('modelFiles', () => {
   test('the model file and the real path of its external data file', () => {
-    expect(modelFiles(importOnnx(tinyBert))).toEqual([tinyBert, realpathSync(`${tinyBert}.data`)]);
-    expect(modelFiles(importOnnx(causal))).toEqual([causal]);
+    expect(modelFiles(loadModel(tinyBert))).toEqual([tinyBert, realpathSync(`${tinyBert}.data`)]);
+    expect(modelFiles(loadModel(causal))).toEqual([causal]);
   });
 });
 
 describe('runMemory', () => {
-  const m = runMemory(importOnnx(tinyBert));
+  const m = runMemory(loadModel(tinyBert));
 
   test('weights are the model files, sites as recognized', () => {
     expect(m.weightBytes).toBe(statSync(tinyBert).size + statSync(`${tinyBert}.data`).size);

@@ -53,14 +53,14 @@ import {
   type CalibrationSample,
   collectSiteTensors,
   generateInputs,
-  importOnnx,
+  loadModel,
   optimize,
   recognize,
   type SiteSamples,
   type SiteTensor,
   verifyModels,
   type VerifyReport,
-  writeOnnx,
+  writeModel,
 } from '../src/index.js';
 import { longAttentionBytes, longAttentionSample } from './helpers/long-attention.js';
 import { referenceOfSample } from './helpers/site-reference.js';
@@ -103,7 +103,7 @@ interface Case {
   readonly allowStatistical?: boolean;
 }
 
-const tinySamples = generateInputs(importOnnx(TINY_BERT), { seqLen: 48, batch: 2, seed: 3, count: 3 });
+const tinySamples = generateInputs(loadModel(TINY_BERT), { seqLen: 48, batch: 2, seed: 3, count: 3 });
 const CASES: Case[] = [
   { name: 'tiny-bert', source: TINY_BERT, samples: tinySamples.slice(0, 2), verifySamples: tinySamples.slice(2), seqLen: 48, loweredOps: [] },
   {
@@ -155,17 +155,17 @@ async function expectSameSiteTensors(model: AttnoptModel, samples: CalibrationSa
 
 describe.each(CASES.map((c) => [c.name, c] as const))('%s', (_name, c) => {
   test('calibration: the site tensors from attnopt-cpu equal onnxruntime’s', async () => {
-    const model = importOnnx(c.source);
+    const model = loadModel(c.source);
     recognize(model.graph);
     expect(await expectSameSiteTensors(model, c.samples)).toBeGreaterThanOrEqual(4 * c.samples.length);
   }, 120_000);
 
   test('verification: the per-output errors on attnopt-cpu equal onnxruntime’s', async () => {
-    const result = await optimize(importOnnx(c.source), { maxError: 1e-2, seqLen: c.seqLen, samples: c.samples, allowStatistical: c.allowStatistical === true });
+    const result = await optimize(loadModel(c.source), { maxError: 1e-2, seqLen: c.seqLen, samples: c.samples, allowStatistical: c.allowStatistical === true });
     const ops = new Set(result.model.graph.nodes.map((n) => n.op));
     for (const op of c.loweredOps) expect(ops, `the optimized ${c.name} holds ${op}`).toContain(op);
     const file = join(dir, `${c.name}.optimized.onnx`);
-    writeOnnx(file, result.model);
+    writeModel(file, result.model);
     const run = (runtime: 'onnxruntime' | 'attnopt-cpu') => verifyModels(c.source, file, result.model, c.verifySamples, { runtime });
     const want: VerifyReport = await run('onnxruntime');
     const got: VerifyReport = await run('attnopt-cpu');
@@ -190,7 +190,7 @@ describe.each(CASES.map((c) => [c.name, c] as const))('%s', (_name, c) => {
 });
 
 test('calibration of a site whose scores output is read (the kernels refuse it) runs the lowered copy', async () => {
-  const model = importOnnx(SCORES_MODEL);
+  const model = loadModel(SCORES_MODEL);
   recognize(model.graph);
   expect(() => planGraph(model.graph, { opset: 23 })).toThrow(/scores output is not produced/);
   expect(await expectSameSiteTensors(model, generateInputs(model, { seed: 5, count: 2 }))).toBeGreaterThanOrEqual(8);
@@ -206,7 +206,7 @@ describe('unsupported ops are refused before anything runs', () => {
   g.add({ op: 'Hardmax', name: 'the_hardmax', inputs: [y], outputs: [z], attrs: {} });
   g.outputs.push(z);
   const file = join(dir, 'hardmax.onnx');
-  writeOnnx(file, newOnnxModel(g, { opset: 23 }));
+  writeModel(file, newOnnxModel(g, { opset: 23 }));
   /** Samples that record whether they were read. */
   const watched = () => {
     const seen = { read: false };
@@ -220,7 +220,7 @@ describe('unsupported ops are refused before anything runs', () => {
   };
 
   test('collectSiteTensors names the file and the node', async () => {
-    const model = importOnnx(file);
+    const model = loadModel(file);
     recognize(model.graph);
     const { seen, samples } = watched();
     await expect(collectSiteTensors(model, samples, { runtime: 'attnopt-cpu' })).rejects.toThrow(new RegExp(`${file.replace(/[.]/g, '\\.')}: graph .*cannot run 1 node\\(s\\):\\n\\s+"the_hardmax": Hardmax \\(no CPU implementation\\)`));
@@ -229,9 +229,9 @@ describe('unsupported ops are refused before anything runs', () => {
 
   test('verifyModels names the file and the node; an unknown runtime names the choices', async () => {
     const { seen, samples } = watched();
-    await expect(verifyModels(file, file, importOnnx(file), samples, { runtime: 'attnopt-cpu' })).rejects.toThrow(new RegExp(`${file.replace(/[.]/g, '\\.')}: graph .*cannot run 1 node\\(s\\):\\n\\s+"the_hardmax": Hardmax`));
+    await expect(verifyModels(file, file, loadModel(file), samples, { runtime: 'attnopt-cpu' })).rejects.toThrow(new RegExp(`${file.replace(/[.]/g, '\\.')}: graph .*cannot run 1 node\\(s\\):\\n\\s+"the_hardmax": Hardmax`));
     expect(seen.read).toBe(false);
-    await expect(verifyModels(file, file, importOnnx(file), samples, { runtime: 'tvm' as never })).rejects.toThrow(/unknown runtime "tvm": one of onnxruntime, attnopt-cpu/);
+    await expect(verifyModels(file, file, loadModel(file), samples, { runtime: 'tvm' as never })).rejects.toThrow(/unknown runtime "tvm": one of onnxruntime, attnopt-cpu/);
   });
 });
 

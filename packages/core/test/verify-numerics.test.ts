@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { halfToFloat } from '@attnopt/ir';
-import { generateInputs, importOnnx, optimize, verifyModels, writeOnnx } from '../src/index.js';
+import { generateInputs, loadModel, optimize, verifyModels, writeModel } from '../src/index.js';
 import { toOrt } from '../src/calibrate/ort-tensor.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -29,20 +29,20 @@ const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'attnopt-verify-numerics-'
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 async function optimizedFile(original: string, name: string): Promise<{ file: string; model: Awaited<ReturnType<typeof optimize>>['model'] }> {
-  const samples = generateInputs(importOnnx(original), { seed: 0, seqLen: SEQ });
+  const samples = generateInputs(loadModel(original), { seed: 0, seqLen: SEQ });
   // an approximate site on these samples needs the statistical tier (forms held on the samples alone): verify's
   // numerics are what this file tests, not the tier
-  const r = await optimize(importOnnx(original), { maxError: 0.01, seqLen: SEQ, samples, allowStatistical: true });
+  const r = await optimize(loadModel(original), { maxError: 0.01, seqLen: SEQ, samples, allowStatistical: true });
   expect(r.sites.some((s) => !s.exact), `${name}: an approximate site, so the outputs differ`).toBe(true);
   const file = path.join(scratch, `${name}.onnx`);
-  writeOnnx(file, r.model);
+  writeModel(file, r.model);
   return { file, model: r.model };
 }
 
 /** One output of a run in onnxruntime, decoded to numbers here (fp16 bit patterns through halfToFloat). */
 async function runOriginal(file: string, level: 'disabled' | 'all', output: string): Promise<Float64Array> {
   const session = await ort.InferenceSession.create(file, { graphOptimizationLevel: level, logSeverityLevel: 3 });
-  const sample = generateInputs(importOnnx(file), { seed: 1, seqLen: SEQ })[0]!;
+  const sample = generateInputs(loadModel(file), { seed: 1, seqLen: SEQ })[0]!;
   const out = (await session.run(Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toOrt(t, k)]))))[output]!;
   await session.release();
   return out.type === 'float16' ? Float64Array.from(out.data as Uint16Array, halfToFloat) : Float64Array.from(out.data as Float32Array);
@@ -53,7 +53,7 @@ const maxAbsDiff = (x: Float64Array, y: Float64Array) => x.reduce((m, v, k) => M
 describe('verifyModels numerics', () => {
   it('decodes float16 outputs: onnxruntime and the CPU executor report the same errors', async () => {
     const { file, model } = await optimizedFile(QWEN, 'qwen');
-    const inputs = generateInputs(importOnnx(QWEN), { seed: 1, seqLen: SEQ });
+    const inputs = generateInputs(loadModel(QWEN), { seed: 1, seqLen: SEQ });
     const onOrt = await verifyModels(QWEN, file, model, inputs);
     const onCpu = await verifyModels(QWEN, file, model, inputs, { runtime: 'attnopt-cpu' });
     const present = await runOriginal(QWEN, 'disabled', 'present.1.key');
@@ -70,7 +70,7 @@ describe('verifyModels numerics', () => {
 
   it('checks the certificate on the models as written and reports the drift of onnxruntime optimizations', async () => {
     const { file, model } = await optimizedFile(GPT2, 'gpt2');
-    const inputs = generateInputs(importOnnx(GPT2), { seed: 1, seqLen: SEQ });
+    const inputs = generateInputs(loadModel(GPT2), { seed: 1, seqLen: SEQ });
     const report = await verifyModels(GPT2, file, model, inputs);
     const out = report.outputs.find((o) => o.name === 'output')!;
     const [writtenOriginal, deployedOriginal, writtenOptimized] = await Promise.all([

@@ -42,10 +42,10 @@ export {
   type SiteDims,
   type Formula,
   type Sym,
-} from './analyze/index.js';
-export { inferShape, inferRank, inferDtype, staticInts, symbolicShape, symbolicValue, sameDim } from './analysis/shapes.js';
-export { invalidateShapes, analyzeGraph as analyzeShapes } from './analysis/symbolic-shapes/engine.js';
-export { type Expr, evaluate as evaluateDim } from './analysis/symbolic-shapes/expr.js';
+} from './mask-analysis/index.js';
+export { inferShape, inferRank, inferDtype, staticInts, symbolicShape, symbolicValue, sameDim } from './shape-inference/shapes.js';
+export { invalidateShapes, analyzeGraph as analyzeShapes } from './shape-inference/symbolic-shapes/engine.js';
+export { type Expr, evaluate as evaluateDim } from './shape-inference/symbolic-shapes/expr.js';
 export {
   type CalibrationSample,
   type CalibrationTensor,

@@ -12,8 +12,8 @@ import { AttentionInput, attentionParams, type Graph, isAttention, keeps, type M
 import { exportOnnx, importOnnx } from '@attnopt/onnx';
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { inferDtype } from '../src/analysis/shapes.js';
-import { analyzeMaskPass, MASKED_AT_OR_BELOW } from '../src/analyze/index.js';
+import { inferDtype } from '../src/shape-inference/shapes.js';
+import { analyzeMaskPass, MASKED_AT_OR_BELOW } from '../src/mask-analysis/index.js';
 import { lowerAttentionPass } from '../src/lower/index.js';
 import { recognizePass } from '../src/recognize/index.js';
 import { FIXTURES, NODE_TESTS } from './helpers/node-tests.js';

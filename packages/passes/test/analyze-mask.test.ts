@@ -3,8 +3,8 @@
 
 import { Graph, printSpec, Tensor, tensorType, type Value, Value as V } from '@attnopt/ir';
 import { describe, expect, it } from 'vitest';
-import { proveMaskSpec } from '../src/analyze/index.js';
-import { symVar } from '../src/analyze/symbolic.js';
+import { proveMaskSpec } from '../src/mask-analysis/index.js';
+import { symVar } from '../src/mask-analysis/symbolic.js';
 
 function builder() {
   const g = new Graph();

@@ -6,7 +6,7 @@
 import { type Attr, AttentionInput, attentionParams, Graph, intsAttr, isAttention, printSpec, Tensor, tensorType, type Value, Value as V, verifyGraph } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { describe, expect, it } from 'vitest';
-import { analyzeMaskPass } from '../src/analyze/index.js';
+import { analyzeMaskPass } from '../src/mask-analysis/index.js';
 import { lowerAttentionPass } from '../src/lower/index.js';
 import { recognizePass } from '../src/recognize/index.js';
 import { compareOutputs, randomInputs, runModel } from './helpers/ort.js';

@@ -10,7 +10,7 @@ import { AttentionInput, assertValid, attentionParams, isAttention, parseGraph, 
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { rewritePass } from '@attnopt/rewrite';
 import { describe, expect, test } from 'vitest';
-import { analyzeMaskPass } from '../src/analyze/index.js';
+import { analyzeMaskPass } from '../src/mask-analysis/index.js';
 import { lowerAttentionPass } from '../src/lower/index.js';
 import { RECOGNITION_RULES } from '../src/recognize/index.js';
 import { compareLowered, randomInputs, runModel } from './helpers/ort.js';

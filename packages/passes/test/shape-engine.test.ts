@@ -5,8 +5,8 @@
 import { Node, parseGraph, tensorType, Value } from '@attnopt/ir';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { inferShape, sameDim, shapeOf, staticScalar, symbolicShape } from '../src/analysis/shapes.js';
-import { add, constant, div, type Expr, evaluate, fresh, max, min, mod, mul, neg, sub, symbol } from '../src/analysis/symbolic-shapes/expr.js';
+import { inferShape, sameDim, shapeOf, staticScalar, symbolicShape } from '../src/shape-inference/shapes.js';
+import { add, constant, div, type Expr, evaluate, fresh, max, min, mod, mul, neg, sub, symbol } from '../src/shape-inference/symbolic-shapes/expr.js';
 
 const b = symbol('batch');
 const s = symbol('seq');

@@ -15,7 +15,7 @@ import { exportOnnx, importOnnx } from '@attnopt/onnx';
 import { rewritePass } from '@attnopt/rewrite';
 import type * as ort from 'onnxruntime-node';
 import { describe, expect, test } from 'vitest';
-import { analyzeMaskPass } from '../src/analyze/index.js';
+import { analyzeMaskPass } from '../src/mask-analysis/index.js';
 import { lowerAttentionPass } from '../src/lower/index.js';
 import { RECOGNITION_RULES } from '../src/recognize/index.js';
 import { FIXTURES } from './helpers/node-tests.js';

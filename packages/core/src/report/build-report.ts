@@ -19,7 +19,7 @@ import { analyzeMaskPass, attentionSites, chooseSiteSpec, headData, headResolver
 import { runPipeline } from '@attnopt/rewrite';
 import { type CalibrationSample, collectSiteTensors, generateInputs, type SiteSamples } from '../calibrate/index.js';
 import { inspectModel, type InspectSite } from '../inspect.js';
-import { type AttnoptModel, loadOnnx, saveOnnx } from '../model.js';
+import { type AttnoptModel, loadModel, saveModel } from '../model.js';
 import { type DecideOptions, targetProfile } from '../decide.js';
 import { CERTIFIED_METADATA, optimize, type OptimizedSite, type OptimizeResult } from '../optimize.js';
 import { chosenGroups, type HeadGroupSpec, specOfHead } from './chosen-specs.js';
@@ -170,8 +170,8 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
   const calibrationCount = options.calibrationCount ?? 2;
   const profile = targetProfile(options.target);
   const progress = options.onProgress ?? (() => {});
-  const source: string | Uint8Array = model.file ?? saveOnnx(model);
-  const fresh = (): AttnoptModel => loadOnnx(source);
+  const source: string | Uint8Array = model.file ?? saveModel(model);
+  const fresh = (): AttnoptModel => loadModel(source);
 
   // an empty list (what a CLI passes when it needs no calibration) gets generated inputs: the heatmaps need some
   const given = await materialize(options.samples);

@@ -4,7 +4,7 @@
 
 import { dtypeFromOnnx, type DType, type Graph, SplitMix64, Tensor, type Value } from '@attnopt/ir';
 import * as ort from 'onnxruntime-node';
-import { inferShape } from '../../src/analysis/shapes.js';
+import { inferShape } from '../../src/shape-inference/shapes.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 

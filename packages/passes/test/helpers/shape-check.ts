@@ -4,8 +4,8 @@
 
 import { type Graph, tensorType, type Value } from '@attnopt/ir';
 import { exportOnnx, importOnnx } from '@attnopt/onnx';
-import { evaluate } from '../../src/analysis/symbolic-shapes/expr.js';
-import { analyzeGraph, valueInfo } from '../../src/analysis/symbolic-shapes/engine.js';
+import { evaluate } from '../../src/shape-inference/symbolic-shapes/expr.js';
+import { analyzeGraph, valueInfo } from '../../src/shape-inference/symbolic-shapes/engine.js';
 import * as ort from 'onnxruntime-node';
 import { type InputSizes, ortValues, randomInputs } from './ort.js';
 

@@ -4,7 +4,7 @@
 
 import { type DType, type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
-import { inferDtype, shapeOf, staticScalar } from '../../analysis/shapes.js';
+import { inferDtype, shapeOf, staticScalar } from '../../shape-inference/shapes.js';
 
 /** A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view). */
 export type MaskStep =

@@ -34,7 +34,7 @@ import { dtypeOf, headsViewReshape, type MaskStep, matchScoreChain, onnxOp } fro
 import { isIdentity, outputEinsum, scoresEinsum } from './einsum.js';
 import { matchKvRepeat } from './kv-repeat.js';
 import { pullScaleThroughLayout } from './scale-through-layout.js';
-import { inferDtype, shapeOf, staticInts, staticNumbers, staticScalar } from '../../analysis/shapes.js';
+import { inferDtype, shapeOf, staticInts, staticNumbers, staticScalar } from '../../shape-inference/shapes.js';
 
 export const DECOMPOSED_ATTENTION = 'decomposed-attention';
 const ALLOW_SCORES_OUTPUT = false;

@@ -4,7 +4,7 @@
 
 import type { Node, Value } from '@attnopt/ir';
 import { onnxOp } from './chain.js';
-import { staticNumbers, symbolicShape } from '../../analysis/shapes.js';
+import { staticNumbers, symbolicShape } from '../../shape-inference/shapes.js';
 
 export interface KvRepeat {
   readonly source: Value;

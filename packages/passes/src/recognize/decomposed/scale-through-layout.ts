@@ -6,7 +6,7 @@
 
 import { type Graph, Node, Value } from '@attnopt/ir';
 import { onnxOp } from './chain.js';
-import { staticScalar } from '../../analysis/shapes.js';
+import { staticScalar } from '../../shape-inference/shapes.js';
 
 /** Ops that only move elements (their data input is input 0). */
 const LAYOUT_ONLY = ['Reshape', 'Transpose', 'Unsqueeze', 'Squeeze', 'Identity'];

@@ -14,7 +14,7 @@ import {
   tensorAttr,
   Value,
 } from '@attnopt/ir';
-import { inferDtype, inferShape } from '../../analysis/shapes.js';
+import { inferDtype, inferShape } from '../../shape-inference/shapes.js';
 
 export const MS_DOMAIN = 'com.microsoft';
 

@@ -4,7 +4,7 @@
 import { assertValid, attentionParams, type Graph, isAttention, parseGraph, printSpec } from '@attnopt/ir';
 import { rewritePass } from '@attnopt/rewrite';
 import { describe, expect, test } from 'vitest';
-import { inferDtype, inferRank, inferShape } from '../../analysis/shapes.js';
+import { inferDtype, inferRank, inferShape } from '../../shape-inference/shapes.js';
 import { FUSED_RULES } from './index.js';
 
 const lift = (text: string) => {

@@ -24,7 +24,7 @@ import {
 } from '@attnopt/ir';
 import { type Pass, type PassNote, removeDead } from '@attnopt/rewrite';
 import { proveMaskSpec, type SiteDims } from './prove.js';
-import { inferShape } from '../analysis/shapes.js';
+import { inferShape } from '../shape-inference/shapes.js';
 import { simplifySpec } from './simplify.js';
 import { namedDimSym, shapeSyms, type Sym, symAdd, symConst } from './symbolic.js';
 

@@ -22,7 +22,7 @@ import {
 } from '@attnopt/ir';
 import {
   asFormula,
-  type AV,
+  type AbstractValue,
   type EvalContext,
   evaluate,
   type Formula,
@@ -263,7 +263,7 @@ function splitData(f: Formula): { structural: Formula; data?: Value; reason?: st
 }
 
 /** Reads an evaluated bias as keep-formula + residual data value. */
-function readBias(av: AV, ctx: EvalContext): { keep: Formula; data?: Value; reason?: string } {
+function readBias(av: AbstractValue, ctx: EvalContext): { keep: Formula; data?: Value; reason?: string } {
   switch (av.kind) {
     case 'fail':
       return stop(av.reason);

@@ -6,8 +6,8 @@
 
 import { ONNX_DOMAIN, type Node, type Tensor, type Value } from '@attnopt/ir';
 import { constantTensor } from '@attnopt/rewrite';
-import { inferShape, symbolicShape } from '../analysis/shapes.js';
-import type { Expr } from '../analysis/symbolic-shapes/expr.js';
+import { inferShape, symbolicShape } from '../shape-inference/shapes.js';
+import type { Expr } from '../shape-inference/symbolic-shapes/expr.js';
 
 /** An integer affine expression over named length symbols: c + Σ t[name]·name. */
 export interface Sym {
@@ -88,7 +88,7 @@ export interface Table {
 }
 
 /** Abstract values; `rank` is the tensor rank where known. */
-export type AV =
+export type AbstractValue =
   | { readonly kind: 'ints'; readonly v: readonly Sym[]; readonly scalar: boolean; readonly rank: number }
   | { readonly kind: 'field'; readonly rank: number; readonly coef: Readonly<Record<number, number>>; readonly c: Sym }
   | { readonly kind: 'pred'; readonly rank: number; readonly f: Formula }
@@ -107,14 +107,14 @@ export interface EvalContext {
   readonly visited: Set<Node>;
   /** Preconditions the proof relies on (buffer bounds), in words. */
   readonly preconditions: string[];
-  readonly memo: Map<Value, AV>;
+  readonly memo: Map<Value, AbstractValue>;
 }
 
 export const newContext = (): EvalContext => ({ visited: new Set(), preconditions: [], memo: new Map() });
 
-const fail = (reason: string): AV => ({ kind: 'fail', reason });
-const structural = (a: AV) => a.kind === 'field' || a.kind === 'pred' || a.kind === 'ind' || a.kind === 'bias';
-const rankOf = (a: AV): number => ('rank' in a ? a.rank : 0);
+const fail = (reason: string): AbstractValue => ({ kind: 'fail', reason });
+const structural = (a: AbstractValue) => a.kind === 'field' || a.kind === 'pred' || a.kind === 'ind' || a.kind === 'bias';
+const rankOf = (a: AbstractValue): number => ('rank' in a ? a.rank : 0);
 
 /**
  * A named dim as a sum of symbols: `past_sequence_length + sequence_length` -> past_sequence_length +
@@ -161,7 +161,7 @@ function exprSym(e: Expr): Sym | undefined {
   return { c, t };
 }
 
-function fromTensor(t: Tensor, name: string): AV {
+function fromTensor(t: Tensor, name: string): AbstractValue {
   if (t.dtype === 'string') return fail(`constant ${name} holds strings`);
   let xs: Float64Array;
   try {
@@ -184,10 +184,10 @@ function fromTensor(t: Tensor, name: string): AV {
 }
 
 /** One scalar (an `ints` of one element) or undefined. */
-function scalarOf(a: AV): Sym | undefined {
+function scalarOf(a: AbstractValue): Sym | undefined {
   return a.kind === 'ints' && a.v.length === 1 ? a.v[0] : undefined;
 }
-function constScalar(a: AV): number | undefined {
+function constScalar(a: AbstractValue): number | undefined {
   const s = scalarOf(a);
   return s && symIsConst(s) ? s.c : undefined;
 }
@@ -202,7 +202,7 @@ function intsAttr(n: Node, name: string): number[] | undefined {
 }
 
 /** Evaluates `v` symbolically. */
-export function evaluate(v: Value | undefined, ctx: EvalContext): AV {
+export function evaluate(v: Value | undefined, ctx: EvalContext): AbstractValue {
   if (v === undefined) return fail('an omitted input');
   const hit = ctx.memo.get(v);
   if (hit) return hit;
@@ -211,7 +211,7 @@ export function evaluate(v: Value | undefined, ctx: EvalContext): AV {
   return r;
 }
 
-function evaluateUncached(v: Value, ctx: EvalContext): AV {
+function evaluateUncached(v: Value, ctx: EvalContext): AbstractValue {
   const c = constantTensor(v);
   if (c) {
     if (v.producer) ctx.visited.add(v.producer);
@@ -242,7 +242,7 @@ function evaluateUncached(v: Value, ctx: EvalContext): AV {
     return { kind: 'ints', v: out, scalar: false, rank: 1 };
   }
   const ins = n.inputs.map((x) => (x === undefined ? undefined : evaluate(x, ctx)));
-  const present = ins.filter((x): x is AV => x !== undefined);
+  const present = ins.filter((x): x is AbstractValue => x !== undefined);
   const firstFail = present.find((x) => x.kind === 'fail');
   const opaque = present.find((x) => x.kind === 'opaque');
   // data-dependent absorbs everything but structure: the largest data-only subexpression stays one value
@@ -265,13 +265,13 @@ const no = (why: string): never => {
 };
 
 /** Positions (from the end) of the axes inserted by Unsqueeze must leave the last two axes in place. */
-function unsqueezeRank(n: Node, ins: readonly (AV | undefined)[], rank: number): number[] {
+function unsqueezeRank(n: Node, ins: readonly (AbstractValue | undefined)[], rank: number): number[] {
   const axes = ins[1] ? ins[1].kind === 'ints' && ins[1].v.every(symIsConst) ? ins[1].v.map((s) => s.c) : no('axes are not constant') : intsAttr(n, 'axes') ?? no('no axes');
   const out = rank + axes.length;
   return axes.map((a) => (a < 0 ? a + out : a)).sort((a, b) => a - b);
 }
 
-function step(n: Node, ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
+function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalContext): AbstractValue {
   const a = ins[0];
   const b = ins[1];
   switch (n.op) {
@@ -309,12 +309,12 @@ function step(n: Node, ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
         return { ...a, rank: outRank, coef };
       }
       if (axes.some((p) => p >= outRank - 2)) return no('Unsqueeze inserts an axis among the query/key axes');
-      return { ...a, rank: outRank } as AV;
+      return { ...a, rank: outRank } as AbstractValue;
     }
     case 'Expand': {
       if (!a || !b || b.kind !== 'ints') return no('Expand to a non-constant shape');
       if (a.kind === 'ints' && a.scalar) return { ...a, rank: Math.max(a.rank, b.v.length) };
-      return { ...a, rank: Math.max(rankOf(a), b.v.length) } as AV;
+      return { ...a, rank: Math.max(rankOf(a), b.v.length) } as AbstractValue;
     }
     case 'Transpose': {
       // leading axes may move (a heads axis made by Expand + Transpose); the query and key axes may not
@@ -402,7 +402,7 @@ function step(n: Node, ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
  * Reshape of a shape vector to a vector (as is), or of an index vector to a column or a row:
  *   Reshape(arange(n) + c, [n, 1]) -> i + c          Reshape(arange(n) + c, [1, n]) -> j + c
  */
-function reshape(a: AV | undefined, target: AV | undefined): AV {
+function reshape(a: AbstractValue | undefined, target: AbstractValue | undefined): AbstractValue {
   if (!a || !target || target.kind !== 'ints') return no('Reshape to a shape that is not known');
   const dims = target.v;
   if (a.kind === 'ints' && !a.scalar && dims.length === 1) return a;
@@ -436,14 +436,14 @@ function shiftKeys(f: Formula, w: Sym): Formula {
  * causal[q, q], -1)): keys j < w read the first, the others the second at j - w. An all-visible first block
  * before a causal band j - w - i <= c (c >= 0) is the band j - i <= w + c: for j < w, j - i <= j < w.
  */
-function concatKeys(n: Node, ins: readonly (AV | undefined)[]): AV {
+function concatKeys(n: Node, ins: readonly (AbstractValue | undefined)[]): AbstractValue {
   const [a, b] = ins;
   if (ins.length !== 2 || !a || !b) return no('Concat of more than two masks');
   const rank = Math.max(rankOf(a), rankOf(b));
   const axis = intAttr(n, 'axis', 0);
   if (axis !== -1 && axis !== rank - 1) return no('Concat of masks along another axis than the keys');
   const w = shapeSyms(n.inputs[0]!)?.at(-1) ?? no('the width of the first block is not known');
-  const keepOf = (x: AV): { keep: Formula; fill?: number } => {
+  const keepOf = (x: AbstractValue): { keep: Formula; fill?: number } => {
     if (constScalar(x) === 0) return { keep: { op: 'const', v: true } };
     if (x.kind === 'bias' && x.terms.every((t) => t.kind === 'mask')) {
       const ms = x.terms as readonly (BiasTerm & { kind: 'mask' })[];
@@ -466,12 +466,12 @@ function concatKeys(n: Node, ins: readonly (AV | undefined)[]): AV {
   return { kind: 'bias', rank, terms: [{ kind: 'mask', keep, fill: Number.isFinite(fill) ? fill : -Infinity }] };
 }
 
-function mapTable(a: AV & { kind: 'table' }, f: (x: number) => number, bool: boolean): AV {
+function mapTable(a: AbstractValue & { kind: 'table' }, f: (x: number) => number, bool: boolean): AbstractValue {
   return { ...a, t: { ...a.t, data: a.t.data.map(f), bool } };
 }
 
 /** A keep-predicate from a pred, or from a boolean buffer read as a band. */
-export function asFormula(a: AV | undefined, ctx: EvalContext): Formula {
+export function asFormula(a: AbstractValue | undefined, ctx: EvalContext): Formula {
   if (!a) return no('missing operand');
   // (an indicator read as a condition: nonzero is true, as a Trilu of a boolean ConstantOfShape)
   if (a.kind === 'pred' || a.kind === 'ind') return a.f;
@@ -481,13 +481,13 @@ export function asFormula(a: AV | undefined, ctx: EvalContext): Formula {
   return no(`${a.kind} is not a boolean mask`);
 }
 
-function asField(a: AV): { coef: Record<number, number>; c: Sym; rank: number } | undefined {
+function asField(a: AbstractValue): { coef: Record<number, number>; c: Sym; rank: number } | undefined {
   if (a.kind === 'field') return { coef: { ...a.coef }, c: a.c, rank: a.rank };
   if (a.kind === 'ints' && a.v.length === 1) return { coef: {}, c: a.v[0]!, rank: a.rank };
   return undefined;
 }
 
-function addSub(sub: boolean, a: AV | undefined, b: AV | undefined): AV {
+function addSub(sub: boolean, a: AbstractValue | undefined, b: AbstractValue | undefined): AbstractValue {
   if (!a || !b) return no('missing operand');
   const k = sub ? -1 : 1;
   if (a.kind === 'ints' && b.kind === 'ints' && (a.v.length === b.v.length || a.v.length === 1 || b.v.length === 1)) {
@@ -506,9 +506,9 @@ function addSub(sub: boolean, a: AV | undefined, b: AV | undefined): AV {
   if (sub && constScalar(a) === 1 && b.kind === 'ind') return { kind: 'ind', rank: Math.max(b.rank, rankOf(a)), f: fNot(b.f) };
   if (sub) return no('Sub of masks');
   const rank = Math.max(rankOf(a), rankOf(b));
-  if (constScalar(a) === 0) return { ...b, rank } as AV;
-  if (constScalar(b) === 0) return { ...a, rank } as AV;
-  const terms = (x: AV): BiasTerm[] => {
+  if (constScalar(a) === 0) return { ...b, rank } as AbstractValue;
+  if (constScalar(b) === 0) return { ...a, rank } as AbstractValue;
+  const terms = (x: AbstractValue): BiasTerm[] => {
     if (x.kind === 'bias') return [...x.terms];
     if (x.kind === 'opaque') return [{ kind: 'data', value: x.value, reason: x.reason }];
     if (x.kind === 'table') {
@@ -524,7 +524,7 @@ function addSub(sub: boolean, a: AV | undefined, b: AV | undefined): AV {
   return { kind: 'bias', rank, terms: [...terms(a), ...terms(b)] };
 }
 
-function mul(a: AV | undefined, b: AV | undefined): AV {
+function mul(a: AbstractValue | undefined, b: AbstractValue | undefined): AbstractValue {
   if (!a || !b) return no('missing operand');
   if (a.kind === 'ints' && b.kind === 'ints' && a.v.length === 1 && b.v.length === 1) {
     return { kind: 'ints', v: [symMul(a.v[0]!, b.v[0]!) ?? no('product of symbols')], scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
@@ -538,11 +538,11 @@ function mul(a: AV | undefined, b: AV | undefined): AV {
     return { ...x, rank, terms: x.terms.map((t) => (t.kind === 'mask' ? { ...t, fill: t.fill * s } : t)).filter((t) => t.kind !== 'mask' || isMaskedFill(t.fill) || no('scaled fill no longer masks')) };
   }
   if (x.kind === 'table') return mapTable(x, (y) => y * s, false);
-  if (s === 1) return { ...x, rank } as AV;
+  if (s === 1) return { ...x, rank } as AbstractValue;
   return no(`Mul of ${x.kind} by ${s}`);
 }
 
-function compare(op: string, a: AV | undefined, b: AV | undefined): AV {
+function compare(op: string, a: AbstractValue | undefined, b: AbstractValue | undefined): AbstractValue {
   if (!a || !b) return no('missing operand');
   if (a.kind === 'table' && constScalar(b) !== undefined && op === 'Equal') {
     const s = constScalar(b)!;
@@ -585,7 +585,7 @@ function symbolsEqual(a: Sym, b: Sym): boolean {
   return no(`${symToString(a)} == ${symToString(b)} is not decided for every length`);
 }
 
-function where(ins: readonly (AV | undefined)[], ctx: EvalContext, out: Value): AV {
+function where(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext, out: Value): AbstractValue {
   const [cond, x, y] = ins;
   if (!cond || !x || !y) return no('missing operand');
   if (cond.kind === 'ints' && x.kind === 'ints' && y.kind === 'ints' && !cond.scalar) {
@@ -598,7 +598,7 @@ function where(ins: readonly (AV | undefined)[], ctx: EvalContext, out: Value): 
   const sy = constScalar(y);
   const rank = Math.max(rankOf(cond), rankOf(x), rankOf(y));
   if (cond.kind === 'table' && sx !== undefined && sy !== undefined) {
-    return { ...mapTable(cond, (c) => (c !== 0 ? sx : sy), false), rank } as AV;
+    return { ...mapTable(cond, (c) => (c !== 0 ? sx : sy), false), rank } as AbstractValue;
   }
   const f = asFormula(cond, ctx);
   if (sx !== undefined && sy !== undefined) {
@@ -626,7 +626,7 @@ function where(ins: readonly (AV | undefined)[], ctx: EvalContext, out: Value): 
   return no('Where selects values the analysis cannot read');
 }
 
-function trilu(n: Node, ins: readonly (AV | undefined)[]): AV {
+function trilu(n: Node, ins: readonly (AbstractValue | undefined)[]): AbstractValue {
   const x = ins[0];
   const k = ins[1] ? constScalar(ins[1]) ?? no('Trilu k is not constant') : 0;
   const upper = intAttr(n, 'upper', 1) === 1;
@@ -652,7 +652,7 @@ function trilu(n: Node, ins: readonly (AV | undefined)[]): AV {
   return no(`Trilu of a constant ${s}`);
 }
 
-function slice(ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
+function slice(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext): AbstractValue {
   const [x, starts, ends, axesAv, steps] = ins;
   if (x?.kind === 'ints' && !x.scalar) return sliceInts(x.v, starts, ends, axesAv, steps);
   if (!x || x.kind !== 'table') return no(`Slice of ${x?.kind ?? 'nothing'}`);
@@ -684,8 +684,8 @@ function slice(ins: readonly (AV | undefined)[], ctx: EvalContext): AV {
 }
 
 /** Slice of a shape vector by constant bounds (axis 0, step 1): Slice(Shape(x), -2, -1) -> [x.shape[-2]]. */
-function sliceInts(v: readonly Sym[], ...[starts, ends, axes, steps]: readonly (AV | undefined)[]): AV {
-  const one = (a: AV | undefined, dflt: number): number => {
+function sliceInts(v: readonly Sym[], ...[starts, ends, axes, steps]: readonly (AbstractValue | undefined)[]): AbstractValue {
+  const one = (a: AbstractValue | undefined, dflt: number): number => {
     if (!a) return dflt;
     const k = a.kind === 'ints' && a.v.length === 1 && symIsConst(a.v[0]!) ? a.v[0]!.c : no('Slice of a shape by non-constant bounds');
     return k;
