@@ -6,4 +6,5 @@ export * from './rule.js';
 export * from './constants.js';
 export * from './edit.js';
 export * from './pass.js';
+export * from './pass-manager.js';
 export * from './rewrite-pass.js';

@@ -1,7 +1,8 @@
 // Passes and the pipeline: a pass is (graph) -> { changed }, named; the pipeline is a flat list run in
-// order, with the verifier between passes when asked (always in tests).
+// order by the pass manager (pass-manager.ts), with the verifier between passes unless turned off.
 
-import { assertValid, type Graph } from '@attnopt/ir';
+import type { Graph } from '@attnopt/ir';
+import { type PassManagerOptions, runPassesSync, type StatePass } from './pass-manager.js';
 
 /** A note a pass records for the report and `--explain`: what it did or why it did not. */
 export interface PassNote {
@@ -21,38 +22,20 @@ export interface Pass {
   run(graph: Graph): PassResult;
 }
 
-export interface PipelineOptions {
-  /** Run the IR verifier before the first pass and after every pass (default true). */
-  readonly verify?: boolean;
-  /** Called after each pass (progress, timing). */
-  readonly onPass?: (pass: Pass, result: PassResult, ms: number) => void;
-}
-
 export interface PipelineResult {
   readonly changed: boolean;
   readonly notes: readonly PassNote[];
 }
 
-/** Runs `passes` in order on `graph` (mutating it). A verifier failure names the pass that broke the graph. */
-export function runPipeline(graph: Graph, passes: readonly Pass[], options: PipelineOptions = {}): PipelineResult {
-  const verify = options.verify ?? true;
-  if (verify) assertValid(graph);
-  const notes: PassNote[] = [];
-  let changed = false;
-  for (const pass of passes) {
-    const t0 = performance.now();
-    const result = pass.run(graph);
-    const ms = performance.now() - t0;
-    if (verify && result.changed) {
-      try {
-        assertValid(graph);
-      } catch (e) {
-        throw new Error(`pass ${pass.name} left an invalid graph: ${(e as Error).message}`);
-      }
-    }
-    notes.push(...result.notes);
-    changed ||= result.changed;
-    options.onPass?.(pass, result, ms);
-  }
-  return { changed, notes };
+/** A graph pass as a pass of the pass manager (its label is its name). */
+function overGraph(pass: Pass): StatePass<{ readonly graph: Graph }> {
+  return { name: pass.name, label: pass.name, run: (state) => pass.run(state.graph) };
+}
+
+/**
+ * Runs `passes` in order on `graph` (mutating it), with the verifier before the first pass and after every pass
+ * (unless `verify: false`). A verifier failure names the pass that broke the graph.
+ */
+export function runPipeline(graph: Graph, passes: readonly Pass[], options: PassManagerOptions = {}): PipelineResult {
+  return runPassesSync({ graph }, passes.map(overGraph), options);
 }
