@@ -15,8 +15,9 @@ export const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   passes: ['ir', 'rewrite', 'cost', 'bounds'],
   properties: ['ir', 'reference', 'bounds'],
   'backend-cpu': ['ir'],
+  'runtime-cpu': ['ir', 'backend-cpu'],
   'backend-wgsl': ['ir'],
-  core: ['ir', 'reference', 'onnx', 'rewrite', 'cost', 'bounds', 'passes', 'properties', 'backend-cpu', 'backend-wgsl'],
+  core: ['ir', 'reference', 'onnx', 'rewrite', 'cost', 'bounds', 'passes', 'properties', 'backend-cpu', 'runtime-cpu', 'backend-wgsl'],
   cli: ['core'],
 };
 

@@ -10,7 +10,7 @@
 // graph optimizations off: the certificate is checked on those runs, and how far the optimizations move the
 // original itself is reported beside the deployed comparison.
 
-import { type ExecTensor, type GraphPlan, planGraph, runGraph, toNumbers, UnsupportedOpsError } from '@attnopt/backend-cpu';
+import { type ExecTensor, type GraphPlan, planGraph, runGraph, toNumbers, UnsupportedOpsError } from '@attnopt/runtime-cpu';
 import { type Graph, halfToFloat } from '@attnopt/ir';
 import { importOnnx } from '@attnopt/onnx';
 import ort from 'onnxruntime-node';

@@ -21,7 +21,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { afterAll, describe, expect, test } from 'vitest';
-import { type ExecTensor, execTensor, planGraph, runGraph, toNumbers } from '@attnopt/backend-cpu';
+import { type ExecTensor, execTensor, planGraph, runGraph, toNumbers } from '@attnopt/runtime-cpu';
 import {
   type AttentionParams,
   type AttentionSpec,

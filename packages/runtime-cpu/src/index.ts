@@ -1,5 +1,6 @@
-// The CPU executor: whole IR graphs (the common transformer op set, the indexing ops attnopt's lowerings
-// emit, and attnopt::Attention through the generated kernels) without onnxruntime.
+// @attnopt/runtime-cpu: an ONNX interpreter over the IR. Runs whole graphs (the common transformer op set,
+// the indexing ops attnopt's lowerings emit, and attnopt::Attention through backend-cpu's generated kernels)
+// without onnxruntime. Public API.
 
 export { planGraph, DEFAULT_OPSET, UnsupportedOpsError, type GraphPlan, type PlanOptions, type PlannedNode, type UnsupportedNode } from './plan.js';
 export { runGraph, type RunOptions, type NodeEvent } from './run.js';

@@ -2,8 +2,7 @@
 // input tensors. Ops throw plain messages; the executor prefixes the node.
 
 import type { Node } from '@attnopt/ir';
-import type { CpuWorkerPool } from '../pool.js';
-import type { CpuKernelOptions } from '../attention.js';
+import type { CpuKernelOptions, CpuWorkerPool } from '@attnopt/backend-cpu';
 import type { ExecTensor } from './tensor.js';
 
 export interface OpContext {

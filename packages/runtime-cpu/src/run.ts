@@ -3,8 +3,7 @@
 // name the node (or input) and the problem.
 
 import { type Graph, type Node, type Value } from '@attnopt/ir';
-import type { CpuKernelOptions } from '../attention.js';
-import type { CpuWorkerPool } from '../pool.js';
+import type { CpuKernelOptions, CpuWorkerPool } from '@attnopt/backend-cpu';
 import type { OpContext } from './kernel.js';
 import { type GraphPlan, planGraph, type PlanOptions } from './plan.js';
 import { byteSize, type ExecTensor, fromIrTensor, shapeString } from './tensor.js';

@@ -15,7 +15,8 @@ import {
 } from '@attnopt/ir';
 import { referenceAttention, type Tensor64 } from '@attnopt/reference';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CpuWorkerPool, type ExecTensor, planGraph, runGraph, toNumbers } from '../src/index.js';
+import { CpuWorkerPool } from '@attnopt/backend-cpu';
+import { type ExecTensor, planGraph, runGraph, toNumbers } from '../src/index.js';
 import { bool, f32 } from './executor-build.js';
 
 const ATOL = 1e-5;

@@ -17,7 +17,7 @@
 
 import ort from 'onnxruntime-node';
 import { toOrt } from './ort-tensor.js';
-import { type ExecDType, type ExecTensor, execTensor, type GraphPlan, planGraph, runGraph, toNumbers, UnsupportedOpsError } from '@attnopt/backend-cpu';
+import { type ExecDType, type ExecTensor, execTensor, type GraphPlan, planGraph, runGraph, toNumbers, UnsupportedOpsError } from '@attnopt/runtime-cpu';
 import {
   AttentionInput,
   AttentionOutput,

@@ -4,7 +4,7 @@
 // are refused at plan time.
 
 import { type AttentionParams, AttentionOutput, attentionParams, isDataDependent, isLowRank, type Node } from '@attnopt/ir';
-import { compileAttention, type CpuAttentionInputs, type CpuAttentionKernel, type CpuBoolTensor, type CpuTensor } from '../../attention.js';
+import { compileAttention, type CpuAttentionInputs, type CpuAttentionKernel, type CpuBoolTensor, type CpuTensor } from '@attnopt/backend-cpu';
 import { input, type OpContext, type OpKernel, type OpTable } from '../kernel.js';
 import { type ExecTensor, fromFloats, intValues, isFloat, numberData, shapeString } from '../tensor.js';
 import { concat, transpose } from './layout.js';
