@@ -17,3 +17,4 @@ export * from './text/index.js';
 export * from './verify/index.js';
 export * from './spec/support.js';
 export * from './spec/semantics/index.js';
+export * from './spec/keep-expr.js';
