@@ -68,7 +68,7 @@ const stop = (why: string): never => {
 function nnf(f: Formula, neg = false): Formula {
   switch (f.op) {
     case 'const':
-      return { op: 'const', v: f.v !== neg };
+      return { op: 'const', value: f.value !== neg };
     case 'lin':
       return neg ? { op: 'lin', ci: -f.ci, cj: -f.cj, c: symSub(symConst(-1), f.c) } : f;
     case 'not':
@@ -152,7 +152,7 @@ function boundsSpec(b: Bounds, dims: SiteDims): MaskSpec {
 export function formulaToSpec(f: Formula, dims: SiteDims): MaskSpec {
   switch (f.op) {
     case 'const':
-      return f.v ? { kind: 'dense' } : { kind: 'empty' };
+      return f.value ? { kind: 'dense' } : { kind: 'empty' };
     case 'or': {
       const parts = f.parts.map((p) => formulaToSpec(p, dims));
       if (parts.some((p) => p.kind === 'dense')) return { kind: 'dense' };
@@ -165,7 +165,7 @@ export function formulaToSpec(f: Formula, dims: SiteDims): MaskSpec {
       const others: MaskSpec[] = [];
       for (const p of conjuncts(f)) {
         if (p.op === 'const') {
-          if (!p.v) return { kind: 'empty' };
+          if (!p.value) return { kind: 'empty' };
           continue;
         }
         if (p.op !== 'lin') {
@@ -200,7 +200,7 @@ export function formulaToSpec(f: Formula, dims: SiteDims): MaskSpec {
 function evalFormula(f: Formula, i: number, j: number, env: Record<string, number>): boolean {
   switch (f.op) {
     case 'const':
-      return f.v;
+      return f.value;
     case 'lin': {
       const c = symEval(f.c, env);
       if (c === undefined) throw new NotProven('unbound symbol');
@@ -258,7 +258,7 @@ function splitData(f: Formula): { structural: Formula; data?: Value; reason?: st
   const data = cs.filter((c): c is Formula & { op: 'data' } => c.op === 'data');
   if (data.length > 1) stop('more than one data-dependent mask');
   const rest = cs.filter((c) => c.op !== 'data');
-  const structural: Formula = rest.length === 0 ? { op: 'const', v: true } : rest.length === 1 ? rest[0]! : { op: 'and', parts: rest };
+  const structural: Formula = rest.length === 0 ? { op: 'const', value: true } : rest.length === 1 ? rest[0]! : { op: 'and', parts: rest };
   return { structural, ...(data[0] ? { data: data[0].value, reason: data[0].reason } : {}) };
 }
 
@@ -270,21 +270,21 @@ function readBias(av: AbstractValue, ctx: EvalContext): { keep: Formula; data?: 
     case 'opaque':
       return stop(av.reason);
     case 'pred': {
-      const s = splitData(nnf(av.f));
+      const s = splitData(nnf(av.formula));
       return { keep: s.structural, ...(s.data ? { data: s.data, reason: s.reason! } : {}) };
     }
     case 'table': {
-      if (av.t.bool) return { keep: asFormula(av, ctx) };
-      const fills = [...new Set(av.t.data)].filter((x) => x !== 0);
-      if (!fills.every(isMaskedFill)) stop(`constant bias ${av.t.name} holds values other than 0 and a masking fill (it is a bias, not a mask)`);
-      return { keep: asFormula({ ...av, t: { ...av.t, data: av.t.data.map((x) => (x === 0 ? 1 : 0)), bool: true } }, ctx) };
+      if (av.table.bool) return { keep: asFormula(av, ctx) };
+      const fills = [...new Set(av.table.data)].filter((x) => x !== 0);
+      if (!fills.every(isMaskedFill)) stop(`constant bias ${av.table.name} holds values other than 0 and a masking fill (it is a bias, not a mask)`);
+      return { keep: asFormula({ ...av, table: { ...av.table, data: av.table.data.map((x) => (x === 0 ? 1 : 0)), bool: true } }, ctx) };
     }
     case 'bias': {
       const keeps: Formula[] = [];
       const data = av.terms.filter((t) => t.kind === 'data');
       if (data.length > 1) stop('more than one data-dependent additive term');
       for (const t of av.terms) if (t.kind === 'mask') keeps.push(t.keep);
-      const keep = nnf(keeps.length === 0 ? { op: 'const', v: true } : keeps.length === 1 ? keeps[0]! : { op: 'and', parts: keeps });
+      const keep = nnf(keeps.length === 0 ? { op: 'const', value: true } : keeps.length === 1 ? keeps[0]! : { op: 'and', parts: keeps });
       // a data-dependent keep-mask inside a mask term (causal | padding filled once) is split off like a pred's
       const s = splitData(keep);
       const d = data[0];
@@ -293,7 +293,7 @@ function readBias(av: AbstractValue, ctx: EvalContext): { keep: Formula; data?: 
       return { keep, ...(d && d.kind === 'data' ? { data: d.value, reason: d.reason } : {}) };
     }
     case 'ints':
-      if (av.v.length === 1 && symIsConst(av.v[0]!) && av.v[0]!.c === 0) return { keep: { op: 'const', v: true } };
+      if (av.values.length === 1 && symIsConst(av.values[0]!) && av.values[0]!.c === 0) return { keep: { op: 'const', value: true } };
       return stop('a constant bias that is not 0');
     default:
       return stop(`the bias is an ${av.kind}, not a mask`);

@@ -57,7 +57,7 @@ export function symEval(a: Sym, env: Readonly<Record<string, number>>): number |
 
 /** A boolean function of (i, j): `lin` is ci·i + cj·j + c >= 0; `data` a data-dependent keep-mask value. */
 export type Formula =
-  | { readonly op: 'const'; readonly v: boolean }
+  | { readonly op: 'const'; readonly value: boolean }
   | { readonly op: 'lin'; readonly ci: number; readonly cj: number; readonly c: Sym }
   | { readonly op: 'and' | 'or'; readonly parts: readonly Formula[] }
   | { readonly op: 'not'; readonly x: Formula }
@@ -89,12 +89,12 @@ export interface Table {
 
 /** Abstract values; `rank` is the tensor rank where known. */
 export type AbstractValue =
-  | { readonly kind: 'ints'; readonly v: readonly Sym[]; readonly scalar: boolean; readonly rank: number }
-  | { readonly kind: 'field'; readonly rank: number; readonly coef: Readonly<Record<number, number>>; readonly c: Sym }
-  | { readonly kind: 'pred'; readonly rank: number; readonly f: Formula }
-  | { readonly kind: 'ind'; readonly rank: number; readonly f: Formula }
+  | { readonly kind: 'ints'; readonly values: readonly Sym[]; readonly scalar: boolean; readonly rank: number }
+  | { readonly kind: 'field'; readonly rank: number; readonly coef: Readonly<Record<number, number>>; readonly offset: Sym }
+  | { readonly kind: 'pred'; readonly rank: number; readonly formula: Formula }
+  | { readonly kind: 'ind'; readonly rank: number; readonly formula: Formula }
   | { readonly kind: 'bias'; readonly rank: number; readonly terms: readonly BiasTerm[] }
-  | { readonly kind: 'table'; readonly rank: number; readonly t: Table }
+  | { readonly kind: 'table'; readonly rank: number; readonly table: Table }
   | { readonly kind: 'opaque'; readonly value: Value; readonly reason: string }
   | { readonly kind: 'fail'; readonly reason: string };
 
@@ -171,21 +171,21 @@ function fromTensor(t: Tensor, name: string): AbstractValue {
   }
   const rank = t.shape.length;
   if (xs.length > 0 && xs.every((x) => Object.is(x, xs[0]) || x === xs[0])) {
-    if (rank <= 1 && xs.length <= 64) return { kind: 'ints', v: [...xs].map(symConst), scalar: rank === 0, rank };
-    return { kind: 'ints', v: [symConst(xs[0]!)], scalar: true, rank };
+    if (rank <= 1 && xs.length <= 64) return { kind: 'ints', values: [...xs].map(symConst), scalar: rank === 0, rank };
+    return { kind: 'ints', values: [symConst(xs[0]!)], scalar: true, rank };
   }
-  if (rank <= 1 && xs.length <= 64) return { kind: 'ints', v: [...xs].map(symConst), scalar: rank === 0, rank };
+  if (rank <= 1 && xs.length <= 64) return { kind: 'ints', values: [...xs].map(symConst), scalar: rank === 0, rank };
   if (rank >= 2 && t.shape.slice(0, -2).every((d) => d === 1)) {
     const rows = t.shape[rank - 2]!;
     const cols = t.shape[rank - 1]!;
-    return { kind: 'table', rank, t: { rows, cols, data: xs, bool: t.dtype === 'bool', r0: symConst(0), c0: symConst(0), name } };
+    return { kind: 'table', rank, table: { rows, cols, data: xs, bool: t.dtype === 'bool', r0: symConst(0), c0: symConst(0), name } };
   }
   return fail(`constant ${name} of shape [${t.shape.join(', ')}] is neither uniform nor a 2D buffer`);
 }
 
 /** One scalar (an `ints` of one element) or undefined. */
 function scalarOf(a: AbstractValue): Sym | undefined {
-  return a.kind === 'ints' && a.v.length === 1 ? a.v[0] : undefined;
+  return a.kind === 'ints' && a.values.length === 1 ? a.values[0] : undefined;
 }
 function constScalar(a: AbstractValue): number | undefined {
   const s = scalarOf(a);
@@ -223,9 +223,9 @@ function evaluateUncached(v: Value, ctx: EvalContext): AbstractValue {
   if (n.domain !== ONNX_DOMAIN) return fail(`${n.describe()} is not a standard ONNX op`);
   if (n.op === 'Constant') {
     const f = n.attrs.get('value_float') ?? n.attrs.get('value_int');
-    if (f?.type === 'float' || f?.type === 'int') return { kind: 'ints', v: [symConst(Number(f.value))], scalar: true, rank: 0 };
+    if (f?.type === 'float' || f?.type === 'int') return { kind: 'ints', values: [symConst(Number(f.value))], scalar: true, rank: 0 };
     const fs = n.attrs.get('value_ints') ?? n.attrs.get('value_floats');
-    if (fs?.type === 'ints' || fs?.type === 'floats') return { kind: 'ints', v: fs.value.map((x) => symConst(Number(x))), scalar: false, rank: 1 };
+    if (fs?.type === 'ints' || fs?.type === 'floats') return { kind: 'ints', values: fs.value.map((x) => symConst(Number(x))), scalar: false, rank: 1 };
     return fail(`${n.describe()}: unsupported Constant`);
   }
   if (n.op === 'Shape') {
@@ -234,12 +234,12 @@ function evaluateUncached(v: Value, ctx: EvalContext): AbstractValue {
     const st = intAttr(n, 'start', 0);
     const en = n.attrs.has('end') ? intAttr(n, 'end', 0) : undefined;
     // an untyped input still has a length on the axis asked for: Shape(x, start=-2, end=-1) -> x.shape[-2]
-    if (!dims && x && en !== undefined && st < 0 && en === st + 1) return { kind: 'ints', v: [symVar(`${x.name}.shape[${st}]`)], scalar: false, rank: 1 };
+    if (!dims && x && en !== undefined && st < 0 && en === st + 1) return { kind: 'ints', values: [symVar(`${x.name}.shape[${st}]`)], scalar: false, rank: 1 };
     if (!dims) return fail(`${n.describe()}: the shape of its input is not known`);
     const r = dims.length;
     const norm = (k: number) => Math.min(r, Math.max(0, k < 0 ? k + r : k));
     const out = dims.slice(norm(intAttr(n, 'start', 0)), norm(intAttr(n, 'end', r)));
-    return { kind: 'ints', v: out, scalar: false, rank: 1 };
+    return { kind: 'ints', values: out, scalar: false, rank: 1 };
   }
   const ins = n.inputs.map((x) => (x === undefined ? undefined : evaluate(x, ctx)));
   const present = ins.filter((x): x is AbstractValue => x !== undefined);
@@ -266,7 +266,7 @@ const no = (why: string): never => {
 
 /** Positions (from the end) of the axes inserted by Unsqueeze must leave the last two axes in place. */
 function unsqueezeRank(n: Node, ins: readonly (AbstractValue | undefined)[], rank: number): number[] {
-  const axes = ins[1] ? ins[1].kind === 'ints' && ins[1].v.every(symIsConst) ? ins[1].v.map((s) => s.c) : no('axes are not constant') : intsAttr(n, 'axes') ?? no('no axes');
+  const axes = ins[1] ? ins[1].kind === 'ints' && ins[1].values.every(symIsConst) ? ins[1].values.map((s) => s.c) : no('axes are not constant') : intsAttr(n, 'axes') ?? no('no axes');
   const out = rank + axes.length;
   return axes.map((a) => (a < 0 ? a + out : a)).sort((a, b) => a - b);
 }
@@ -282,18 +282,18 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
       const toBool = to === 9;
       const toFloat = to === 1 || to === 10 || to === 11 || to === 16;
       if (!a) return no('no input');
-      if (a.kind === 'pred') return toBool ? a : { kind: 'ind', rank: a.rank, f: a.f };
-      if (a.kind === 'ind') return toBool ? { kind: 'pred', rank: a.rank, f: a.f } : a;
+      if (a.kind === 'pred') return toBool ? a : { kind: 'ind', rank: a.rank, formula: a.formula };
+      if (a.kind === 'ind') return toBool ? { kind: 'pred', rank: a.rank, formula: a.formula } : a;
       if (a.kind === 'bias') return toFloat ? a : no('a float bias cast to a non-float type');
-      if (a.kind === 'table') return toBool ? mapTable(a, (x) => (x !== 0 ? 1 : 0), true) : { ...a, t: { ...a.t, bool: false } };
-      if (a.kind === 'ints') return toBool ? { ...a, v: a.v.map((s) => (symIsConst(s) ? symConst(s.c !== 0 ? 1 : 0) : no('symbolic cast to bool'))) } : a;
+      if (a.kind === 'table') return toBool ? mapTable(a, (x) => (x !== 0 ? 1 : 0), true) : { ...a, table: { ...a.table, bool: false } };
+      if (a.kind === 'ints') return toBool ? { ...a, values: a.values.map((s) => (symIsConst(s) ? symConst(s.c !== 0 ? 1 : 0) : no('symbolic cast to bool'))) } : a;
       return a;
     }
     case 'Squeeze':
     case 'Unsqueeze': {
       if (!a) return no('no input');
       if (a.kind === 'ints') {
-        if (n.op === 'Squeeze') return a.v.length === 1 ? { ...a, scalar: true, rank: 0 } : no('squeezing a vector');
+        if (n.op === 'Squeeze') return a.values.length === 1 ? { ...a, scalar: true, rank: 0 } : no('squeezing a vector');
         const axes = unsqueezeRank(n, ins, a.rank);
         return { ...a, scalar: false, rank: a.rank + axes.length };
       }
@@ -313,8 +313,8 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     }
     case 'Expand': {
       if (!a || !b || b.kind !== 'ints') return no('Expand to a non-constant shape');
-      if (a.kind === 'ints' && a.scalar) return { ...a, rank: Math.max(a.rank, b.v.length) };
-      return { ...a, rank: Math.max(rankOf(a), b.v.length) } as AbstractValue;
+      if (a.kind === 'ints' && a.scalar) return { ...a, rank: Math.max(a.rank, b.values.length) };
+      return { ...a, rank: Math.max(rankOf(a), b.values.length) } as AbstractValue;
     }
     case 'Transpose': {
       // leading axes may move (a heads axis made by Expand + Transpose); the query and key axes may not
@@ -333,33 +333,33 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     }
     case 'Gather': {
       if (!a || a.kind !== 'ints' || !b) return no('Gather of a non-shape value');
-      if (b.kind === 'ints' && !b.scalar && b.v.length !== 1) {
+      if (b.kind === 'ints' && !b.scalar && b.values.length !== 1) {
         // several entries of a shape vector (Shape(Q)[0 : r-1])
-        if (!b.v.every(symIsConst)) return no('Gather by a non-constant index');
-        const v = b.v.map(({ c }) => a.v[c < 0 ? c + a.v.length : c] ?? no(`index ${c} out of range`));
-        return { kind: 'ints', v, scalar: false, rank: 1 };
+        if (!b.values.every(symIsConst)) return no('Gather by a non-constant index');
+        const v = b.values.map(({ c }) => a.values[c < 0 ? c + a.values.length : c] ?? no(`index ${c} out of range`));
+        return { kind: 'ints', values: v, scalar: false, rank: 1 };
       }
       const k = constScalar(b);
-      if (k === undefined || (b.kind === 'ints' && !b.scalar && b.v.length !== 1)) return no('Gather by a non-constant index');
-      const el = a.v[k < 0 ? k + a.v.length : k] ?? no(`index ${k} out of range`);
-      return { kind: 'ints', v: [el], scalar: b.kind === 'ints' && b.scalar, rank: b.kind === 'ints' ? b.rank : 0 };
+      if (k === undefined || (b.kind === 'ints' && !b.scalar && b.values.length !== 1)) return no('Gather by a non-constant index');
+      const el = a.values[k < 0 ? k + a.values.length : k] ?? no(`index ${k} out of range`);
+      return { kind: 'ints', values: [el], scalar: b.kind === 'ints' && b.scalar, rank: b.kind === 'ints' ? b.rank : 0 };
     }
     case 'Concat': {
       if (!ins.every((x) => x?.kind === 'ints')) return concatKeys(n, ins);
-      return { kind: 'ints', v: ins.flatMap((x) => (x as { readonly v: readonly Sym[] }).v), scalar: false, rank: 1 };
+      return { kind: 'ints', values: ins.flatMap((x) => (x as { readonly values: readonly Sym[] }).values), scalar: false, rank: 1 };
     }
     case 'ConstantOfShape': {
       if (!a || a.kind !== 'ints') return no('ConstantOfShape of an unknown shape');
       const va = n.attrs.get('value');
       const x = va?.type === 'tensor' ? va.value.toFloat64()[0] ?? 0 : 0;
-      return { kind: 'ints', v: [symConst(x)], scalar: true, rank: a.v.length };
+      return { kind: 'ints', values: [symConst(x)], scalar: true, rank: a.values.length };
     }
     case 'Range': {
       const start = a && scalarOf(a);
       const limit = b && scalarOf(b);
       const delta = ins[2] && constScalar(ins[2]);
       if (!start || !limit || delta === undefined) return no('Range bounds are not scalars');
-      return { kind: 'field', rank: 1, coef: { [-1]: delta }, c: start };
+      return { kind: 'field', rank: 1, coef: { [-1]: delta }, offset: start };
     }
     case 'Add':
     case 'Sub':
@@ -367,7 +367,7 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     case 'Mul':
       return mul(a, b);
     case 'Neg':
-      return mul(a, { kind: 'ints', v: [symConst(-1)], scalar: true, rank: 0 });
+      return mul(a, { kind: 'ints', values: [symConst(-1)], scalar: true, rank: 0 });
     case 'Less':
     case 'LessOrEqual':
     case 'Greater':
@@ -375,7 +375,7 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     case 'Equal':
       return compare(n.op, a, b);
     case 'Not':
-      if (a?.kind === 'pred') return { ...a, f: fNot(a.f) };
+      if (a?.kind === 'pred') return { ...a, formula: fNot(a.formula) };
       if (a?.kind === 'table') return mapTable(a, (x) => (x !== 0 ? 0 : 1), true);
       return no('Not of an unsupported value');
     case 'And':
@@ -383,7 +383,7 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
       if (a?.kind === 'table' && b?.kind === 'table') return no('And/Or of two buffers');
       const fa = asFormula(a, ctx);
       const fb = asFormula(b, ctx);
-      return { kind: 'pred', rank: Math.max(rankOf(a!), rankOf(b!)), f: n.op === 'And' ? fAnd(fa, fb) : fOr(fa, fb) };
+      return { kind: 'pred', rank: Math.max(rankOf(a!), rankOf(b!)), formula: n.op === 'And' ? fAnd(fa, fb) : fOr(fa, fb) };
     }
     case 'Reshape':
       return reshape(a, b);
@@ -404,12 +404,12 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
  */
 function reshape(a: AbstractValue | undefined, target: AbstractValue | undefined): AbstractValue {
   if (!a || !target || target.kind !== 'ints') return no('Reshape to a shape that is not known');
-  const dims = target.v;
+  const dims = target.values;
   if (a.kind === 'ints' && !a.scalar && dims.length === 1) return a;
   if (a.kind !== 'field' || a.rank !== 1 || dims.length !== 2) return no(`Reshape of ${a.kind}`);
   const one = (d: Sym) => symIsConst(d) && d.c === 1;
   const x = a.coef[-1] ?? 0;
-  if (one(dims[1]!) && !one(dims[0]!)) return { kind: 'field', rank: 2, coef: x !== 0 ? { [-2]: x } : {}, c: a.c };
+  if (one(dims[1]!) && !one(dims[0]!)) return { kind: 'field', rank: 2, coef: x !== 0 ? { [-2]: x } : {}, offset: a.offset };
   if (one(dims[0]!)) return { ...a, rank: 2 };
   return no('Reshape of an index vector to a matrix');
 }
@@ -444,7 +444,7 @@ function concatKeys(n: Node, ins: readonly (AbstractValue | undefined)[]): Abstr
   if (axis !== -1 && axis !== rank - 1) return no('Concat of masks along another axis than the keys');
   const w = shapeSyms(n.inputs[0]!)?.at(-1) ?? no('the width of the first block is not known');
   const keepOf = (x: AbstractValue): { keep: Formula; fill?: number } => {
-    if (constScalar(x) === 0) return { keep: { op: 'const', v: true } };
+    if (constScalar(x) === 0) return { keep: { op: 'const', value: true } };
     if (x.kind === 'bias' && x.terms.every((t) => t.kind === 'mask')) {
       const ms = x.terms as readonly (BiasTerm & { kind: 'mask' })[];
       return { keep: fAnd(...ms.map((t) => t.keep)), fill: Math.max(...ms.map((t) => t.fill)) };
@@ -455,7 +455,7 @@ function concatKeys(n: Node, ins: readonly (AbstractValue | undefined)[]): Abstr
   const fill = Math.max(ka.fill ?? -Infinity, kb.fill ?? -Infinity);
   const shifted = shiftKeys(kb.keep, w);
   let keep: Formula;
-  if (ka.keep.op === 'const' && ka.keep.v && shifted.op === 'lin' && shifted.ci === 1 && shifted.cj === -1 && symIsConst(symSub(shifted.c, w)) && symSub(shifted.c, w).c >= 0) {
+  if (ka.keep.op === 'const' && ka.keep.value && shifted.op === 'lin' && shifted.ci === 1 && shifted.cj === -1 && symIsConst(symSub(shifted.c, w)) && symSub(shifted.c, w).c >= 0) {
     keep = shifted;
   } else {
     const before = fLin(0, -1, symSub(w, symConst(1))); // j <= w - 1
@@ -467,43 +467,43 @@ function concatKeys(n: Node, ins: readonly (AbstractValue | undefined)[]): Abstr
 }
 
 function mapTable(a: AbstractValue & { kind: 'table' }, f: (x: number) => number, bool: boolean): AbstractValue {
-  return { ...a, t: { ...a.t, data: a.t.data.map(f), bool } };
+  return { ...a, table: { ...a.table, data: a.table.data.map(f), bool } };
 }
 
 /** A keep-predicate from a pred, or from a boolean buffer read as a band. */
 export function asFormula(a: AbstractValue | undefined, ctx: EvalContext): Formula {
   if (!a) return no('missing operand');
   // (an indicator read as a condition: nonzero is true, as a Trilu of a boolean ConstantOfShape)
-  if (a.kind === 'pred' || a.kind === 'ind') return a.f;
+  if (a.kind === 'pred' || a.kind === 'ind') return a.formula;
   if (a.kind === 'opaque') return { op: 'data', value: a.value, reason: a.reason };
-  if (a.kind === 'table') return tableFormula(a.t, (x) => x !== 0, ctx) ?? no(`buffer ${a.t.name} is not a band`);
-  if (a.kind === 'ints' && a.v.length === 1 && symIsConst(a.v[0]!)) return { op: 'const', v: a.v[0]!.c !== 0 };
+  if (a.kind === 'table') return tableFormula(a.table, (x) => x !== 0, ctx) ?? no(`buffer ${a.table.name} is not a band`);
+  if (a.kind === 'ints' && a.values.length === 1 && symIsConst(a.values[0]!)) return { op: 'const', value: a.values[0]!.c !== 0 };
   return no(`${a.kind} is not a boolean mask`);
 }
 
-function asField(a: AbstractValue): { coef: Record<number, number>; c: Sym; rank: number } | undefined {
-  if (a.kind === 'field') return { coef: { ...a.coef }, c: a.c, rank: a.rank };
-  if (a.kind === 'ints' && a.v.length === 1) return { coef: {}, c: a.v[0]!, rank: a.rank };
+function asField(a: AbstractValue): { coef: Record<number, number>; offset: Sym; rank: number } | undefined {
+  if (a.kind === 'field') return { coef: { ...a.coef }, offset: a.offset, rank: a.rank };
+  if (a.kind === 'ints' && a.values.length === 1) return { coef: {}, offset: a.values[0]!, rank: a.rank };
   return undefined;
 }
 
 function addSub(sub: boolean, a: AbstractValue | undefined, b: AbstractValue | undefined): AbstractValue {
   if (!a || !b) return no('missing operand');
   const k = sub ? -1 : 1;
-  if (a.kind === 'ints' && b.kind === 'ints' && (a.v.length === b.v.length || a.v.length === 1 || b.v.length === 1)) {
-    const len = Math.max(a.v.length, b.v.length);
-    const v = Array.from({ length: len }, (_, x) => symCombine(a.v[a.v.length === 1 ? 0 : x]!, b.v[b.v.length === 1 ? 0 : x]!, k));
-    return { kind: 'ints', v, scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
+  if (a.kind === 'ints' && b.kind === 'ints' && (a.values.length === b.values.length || a.values.length === 1 || b.values.length === 1)) {
+    const len = Math.max(a.values.length, b.values.length);
+    const v = Array.from({ length: len }, (_, x) => symCombine(a.values[a.values.length === 1 ? 0 : x]!, b.values[b.values.length === 1 ? 0 : x]!, k));
+    return { kind: 'ints', values: v, scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
   }
   const fa = asField(a);
   const fb = asField(b);
   if (fa && fb && (a.kind === 'field' || b.kind === 'field')) {
     const coef = { ...fa.coef };
     for (const [x, y] of Object.entries(fb.coef)) coef[Number(x)] = (coef[Number(x)] ?? 0) + k * y;
-    return { kind: 'field', rank: Math.max(fa.rank, fb.rank), coef, c: symCombine(fa.c, fb.c, k) };
+    return { kind: 'field', rank: Math.max(fa.rank, fb.rank), coef, offset: symCombine(fa.offset, fb.offset, k) };
   }
   // 1 - indicator(p) -> indicator(¬p)
-  if (sub && constScalar(a) === 1 && b.kind === 'ind') return { kind: 'ind', rank: Math.max(b.rank, rankOf(a)), f: fNot(b.f) };
+  if (sub && constScalar(a) === 1 && b.kind === 'ind') return { kind: 'ind', rank: Math.max(b.rank, rankOf(a)), formula: fNot(b.formula) };
   if (sub) return no('Sub of masks');
   const rank = Math.max(rankOf(a), rankOf(b));
   if (constScalar(a) === 0) return { ...b, rank } as AbstractValue;
@@ -513,10 +513,10 @@ function addSub(sub: boolean, a: AbstractValue | undefined, b: AbstractValue | u
     if (x.kind === 'opaque') return [{ kind: 'data', value: x.value, reason: x.reason }];
     if (x.kind === 'table') {
       const keep = (y: number) => y === 0;
-      const fills = new Set([...x.t.data].filter((y) => !keep(y)));
-      if (![...fills].every(isMaskedFill)) return no(`buffer ${x.t.name} holds values other than 0 and a masking fill`);
-      const f = tableFormula(x.t, keep, undefined);
-      if (!f) return no(`buffer ${x.t.name} is not a band`);
+      const fills = new Set([...x.table.data].filter((y) => !keep(y)));
+      if (![...fills].every(isMaskedFill)) return no(`buffer ${x.table.name} holds values other than 0 and a masking fill`);
+      const f = tableFormula(x.table, keep, undefined);
+      if (!f) return no(`buffer ${x.table.name} is not a band`);
       return [{ kind: 'mask', keep: f, fill: fills.size ? Math.max(...fills) : -Infinity }];
     }
     return no(`${x.kind} added to a bias`);
@@ -526,14 +526,14 @@ function addSub(sub: boolean, a: AbstractValue | undefined, b: AbstractValue | u
 
 function mul(a: AbstractValue | undefined, b: AbstractValue | undefined): AbstractValue {
   if (!a || !b) return no('missing operand');
-  if (a.kind === 'ints' && b.kind === 'ints' && a.v.length === 1 && b.v.length === 1) {
-    return { kind: 'ints', v: [symMul(a.v[0]!, b.v[0]!) ?? no('product of symbols')], scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
+  if (a.kind === 'ints' && b.kind === 'ints' && a.values.length === 1 && b.values.length === 1) {
+    return { kind: 'ints', values: [symMul(a.values[0]!, b.values[0]!) ?? no('product of symbols')], scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
   }
   const [x, s] = constScalar(b) !== undefined ? [a, constScalar(b)!] : constScalar(a) !== undefined ? [b, constScalar(a)!] : [a, undefined];
   if (s === undefined) return no('Mul of two non-constant values');
   const rank = Math.max(rankOf(a), rankOf(b));
-  if (x.kind === 'field') return { ...x, rank, coef: Object.fromEntries(Object.entries(x.coef).map(([k, y]) => [k, y * s])), c: symScale(x.c, s) };
-  if (x.kind === 'ind' && isMaskedFill(s)) return { kind: 'bias', rank, terms: [{ kind: 'mask', keep: fNot(x.f), fill: s }] };
+  if (x.kind === 'field') return { ...x, rank, coef: Object.fromEntries(Object.entries(x.coef).map(([k, y]) => [k, y * s])), offset: symScale(x.offset, s) };
+  if (x.kind === 'ind' && isMaskedFill(s)) return { kind: 'bias', rank, terms: [{ kind: 'mask', keep: fNot(x.formula), fill: s }] };
   if (x.kind === 'bias' && s > 0 && x.terms.every((t) => t.kind === 'mask')) {
     return { ...x, rank, terms: x.terms.map((t) => (t.kind === 'mask' ? { ...t, fill: t.fill * s } : t)).filter((t) => t.kind !== 'mask' || isMaskedFill(t.fill) || no('scaled fill no longer masks')) };
   }
@@ -548,11 +548,11 @@ function compare(op: string, a: AbstractValue | undefined, b: AbstractValue | un
     const s = constScalar(b)!;
     return mapTable(a, (x) => (x === s ? 1 : 0), true);
   }
-  if (op === 'Equal' && a.kind === 'ints' && b.kind === 'ints' && (a.v.length > 1 || b.v.length > 1) && (a.v.length === b.v.length || a.v.length === 1 || b.v.length === 1)) {
+  if (op === 'Equal' && a.kind === 'ints' && b.kind === 'ints' && (a.values.length > 1 || b.values.length > 1) && (a.values.length === b.values.length || a.values.length === 1 || b.values.length === 1)) {
     // shape arithmetic (torch's expand: Where(shape == -1, 1, shape)): decided per element
-    const len = Math.max(a.v.length, b.v.length);
-    const v = Array.from({ length: len }, (_, k) => symConst(Number(symbolsEqual(a.v[a.v.length === 1 ? 0 : k]!, b.v[b.v.length === 1 ? 0 : k]!))));
-    return { kind: 'ints', v, scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
+    const len = Math.max(a.values.length, b.values.length);
+    const v = Array.from({ length: len }, (_, k) => symConst(Number(symbolsEqual(a.values[a.values.length === 1 ? 0 : k]!, b.values[b.values.length === 1 ? 0 : k]!))));
+    return { kind: 'ints', values: v, scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
   }
   const fa = asField(a);
   const fb = asField(b);
@@ -561,17 +561,17 @@ function compare(op: string, a: AbstractValue | undefined, b: AbstractValue | un
   // d = b - a as an affine field in (i, j)
   const coef: Record<number, number> = { ...fb.coef };
   for (const [x, y] of Object.entries(fa.coef)) coef[Number(x)] = (coef[Number(x)] ?? 0) - y;
-  const c = symSub(fb.c, fa.c);
+  const c = symSub(fb.offset, fa.offset);
   for (const k of Object.keys(coef)) if (coef[Number(k)] !== 0 && Number(k) !== -1 && Number(k) !== -2) no('an index on an axis other than the query/key axes');
   const ci = coef[-2] ?? 0;
   const cj = coef[-1] ?? 0;
   const lin = (s: number, off: number) => fLin(s * ci, s * cj, symAdd(symScale(c, s), symConst(off)));
   switch (op) {
-    case 'Less': return { kind: 'pred', rank, f: lin(1, -1) }; // b - a - 1 >= 0
-    case 'LessOrEqual': return { kind: 'pred', rank, f: lin(1, 0) };
-    case 'Greater': return { kind: 'pred', rank, f: lin(-1, -1) }; // a - b - 1 >= 0
-    case 'GreaterOrEqual': return { kind: 'pred', rank, f: lin(-1, 0) };
-    default: return { kind: 'pred', rank, f: fAnd(lin(1, 0), lin(-1, 0)) };
+    case 'Less': return { kind: 'pred', rank, formula: lin(1, -1) }; // b - a - 1 >= 0
+    case 'LessOrEqual': return { kind: 'pred', rank, formula: lin(1, 0) };
+    case 'Greater': return { kind: 'pred', rank, formula: lin(-1, -1) }; // a - b - 1 >= 0
+    case 'GreaterOrEqual': return { kind: 'pred', rank, formula: lin(-1, 0) };
+    default: return { kind: 'pred', rank, formula: fAnd(lin(1, 0), lin(-1, 0)) };
   }
 }
 
@@ -591,8 +591,8 @@ function where(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext, ou
   if (cond.kind === 'ints' && x.kind === 'ints' && y.kind === 'ints' && !cond.scalar) {
     // shape arithmetic, element by element
     const pick = (v: readonly Sym[], k: number) => v[v.length === 1 ? 0 : k]!;
-    const v = cond.v.map((c, k) => (symIsConst(c) ? (c.c !== 0 ? pick(x.v, k) : pick(y.v, k)) : no('a shape condition that is not constant')));
-    return { kind: 'ints', v, scalar: false, rank: 1 };
+    const v = cond.values.map((c, k) => (symIsConst(c) ? (c.c !== 0 ? pick(x.values, k) : pick(y.values, k)) : no('a shape condition that is not constant')));
+    return { kind: 'ints', values: v, scalar: false, rank: 1 };
   }
   const sx = constScalar(x);
   const sy = constScalar(y);
@@ -604,8 +604,8 @@ function where(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext, ou
   if (sx !== undefined && sy !== undefined) {
     if (isMaskedFill(sx) && sy === 0) return { kind: 'bias', rank, terms: [{ kind: 'mask', keep: fNot(f), fill: sx }] };
     if (sx === 0 && isMaskedFill(sy)) return { kind: 'bias', rank, terms: [{ kind: 'mask', keep: f, fill: sy }] };
-    if (sx === 1 && sy === 0) return { kind: 'pred', rank, f };
-    if (sx === 0 && sy === 1) return { kind: 'pred', rank, f: fNot(f) };
+    if (sx === 1 && sy === 0) return { kind: 'pred', rank, formula: f };
+    if (sx === 0 && sy === 1) return { kind: 'pred', rank, formula: fNot(f) };
   }
   // Where(p, x, -big): keeps x where p holds
   if (sy !== undefined && isMaskedFill(sy) && (x.kind === 'bias' || x.kind === 'opaque')) {
@@ -634,37 +634,37 @@ function trilu(n: Node, ins: readonly (AbstractValue | undefined)[]): AbstractVa
   // upper keeps j - i >= k; lower keeps j - i <= k; the rest becomes 0
   const inTri: Formula = upper ? fLin(-1, 1, symConst(-k)) : fLin(1, -1, symConst(k));
   if (x.kind === 'table') {
-    if (!symEq(x.t.r0, symConst(0)) || !symEq(x.t.c0, symConst(0))) return no('Trilu of a sliced buffer');
-    const { rows, cols } = x.t;
-    const data = x.t.data.map((v, e) => {
+    if (!symEq(x.table.r0, symConst(0)) || !symEq(x.table.c0, symConst(0))) return no('Trilu of a sliced buffer');
+    const { rows, cols } = x.table;
+    const data = x.table.data.map((v, e) => {
       const col = e % cols;
       const row = Math.floor(e / cols) % rows;
       const d = col - row;
       return (upper ? d >= k : d <= k) ? v : 0;
     });
-    return { ...x, t: { ...x.t, data } };
+    return { ...x, table: { ...x.table, data } };
   }
   const s = constScalar(x);
   if (s === undefined) return no(`Trilu of ${x.kind}`);
   if (s === 0) return x;
   if (isMaskedFill(s)) return { kind: 'bias', rank: rankOf(x), terms: [{ kind: 'mask', keep: fNot(inTri), fill: s }] };
-  if (s === 1) return { kind: 'ind', rank: rankOf(x), f: inTri };
+  if (s === 1) return { kind: 'ind', rank: rankOf(x), formula: inTri };
   return no(`Trilu of a constant ${s}`);
 }
 
 function slice(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext): AbstractValue {
   const [x, starts, ends, axesAv, steps] = ins;
-  if (x?.kind === 'ints' && !x.scalar) return sliceInts(x.v, starts, ends, axesAv, steps);
+  if (x?.kind === 'ints' && !x.scalar) return sliceInts(x.values, starts, ends, axesAv, steps);
   if (!x || x.kind !== 'table') return no(`Slice of ${x?.kind ?? 'nothing'}`);
   if (!starts || starts.kind !== 'ints' || !ends || ends.kind !== 'ints') return no('Slice bounds are not shapes');
   const rank = x.rank;
-  const axes = axesAv ? (axesAv.kind === 'ints' && axesAv.v.every(symIsConst) ? axesAv.v.map((s) => s.c) : no('Slice axes not constant')) : starts.v.map((_, k) => k);
-  if (steps && !(steps.kind === 'ints' && steps.v.every((s) => symIsConst(s) && s.c === 1))) no('Slice steps other than 1');
-  let t = x.t;
+  const axes = axesAv ? (axesAv.kind === 'ints' && axesAv.values.every(symIsConst) ? axesAv.values.map((s) => s.c) : no('Slice axes not constant')) : starts.values.map((_, k) => k);
+  if (steps && !(steps.kind === 'ints' && steps.values.every((s) => symIsConst(s) && s.c === 1))) no('Slice steps other than 1');
+  let t = x.table;
   axes.forEach((ax, k) => {
     const p = ax < 0 ? ax + rank : ax;
-    const st = starts.v[k]!;
-    const en = ends.v[k]!;
+    const st = starts.values[k]!;
+    const en = ends.values[k]!;
     if (symIsConst(st) && st.c < 0) no('negative Slice start');
     if (p < rank - 2) {
       if (!(symEq(st, symConst(0)))) no('Slice of a leading axis');
@@ -680,20 +680,20 @@ function slice(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext): A
     if (end) ctx.preconditions.push(`${isRow ? 'rows' : 'columns'} ${symToString(start)}..${symToString(end)} of buffer ${t.name} (${t.rows} x ${t.cols}): holds while ${symToString(end)} <= ${size}`);
     t = isRow ? { ...t, r0: start, ...(end ? { rEnd: end } : {}) } : { ...t, c0: start, ...(end ? { cEnd: end } : {}) };
   });
-  return { kind: 'table', rank, t };
+  return { kind: 'table', rank, table: t };
 }
 
 /** Slice of a shape vector by constant bounds (axis 0, step 1): Slice(Shape(x), -2, -1) -> [x.shape[-2]]. */
 function sliceInts(v: readonly Sym[], ...[starts, ends, axes, steps]: readonly (AbstractValue | undefined)[]): AbstractValue {
   const one = (a: AbstractValue | undefined, dflt: number): number => {
     if (!a) return dflt;
-    const k = a.kind === 'ints' && a.v.length === 1 && symIsConst(a.v[0]!) ? a.v[0]!.c : no('Slice of a shape by non-constant bounds');
+    const k = a.kind === 'ints' && a.values.length === 1 && symIsConst(a.values[0]!) ? a.values[0]!.c : no('Slice of a shape by non-constant bounds');
     return k;
   };
   if (one(axes, 0) !== 0 || one(steps, 1) !== 1) no('Slice of a shape on an axis other than 0 or with a step');
   const n = v.length;
   const clamp = (k: number) => Math.min(n, Math.max(0, k < 0 ? k + n : k));
-  return { kind: 'ints', v: v.slice(clamp(one(starts, 0)), clamp(one(ends, n))), scalar: false, rank: 1 };
+  return { kind: 'ints', values: v.slice(clamp(one(starts, 0)), clamp(one(ends, n))), scalar: false, rank: 1 };
 }
 
 /**
@@ -732,7 +732,7 @@ export function tableFormula(t: Table, keep: (x: number) => boolean, ctx: EvalCo
     const parts: Formula[] = [];
     if (bd.lo !== -Infinity) parts.push(fLin(-1, 1, symAdd(off, symConst(-bd.lo)))); // j - i + off - lo >= 0
     if (bd.hi !== Infinity) parts.push(fLin(1, -1, symSub(symConst(bd.hi), off))); // hi - (j - i + off) >= 0
-    return parts.length === 0 ? { op: 'const', v: true } : fAnd(...parts);
+    return parts.length === 0 ? { op: 'const', value: true } : fAnd(...parts);
   };
   const note = () => {
     if (!ctx) return;
@@ -741,7 +741,7 @@ export function tableFormula(t: Table, keep: (x: number) => boolean, ctx: EvalCo
     }
   };
   const whole = band(0);
-  if (whole === 'empty') return note(), { op: 'const', v: false };
+  if (whole === 'empty') return note(), { op: 'const', value: false };
   if (whole) return note(), bandFormula(whole);
   if (sinks === 0 || sinks >= cols) return undefined;
   const rest = band(sinks);
