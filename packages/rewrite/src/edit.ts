@@ -1,4 +1,5 @@
-// Graph edits rules share: replace a matched subgraph by new nodes, and drop what became dead.
+// Graph edits rules share: replace a matched subgraph by new nodes, move a value's readers to another value,
+// insert nodes after an anchor, and drop what became dead.
 
 import type { Graph, Node, Value } from '@attnopt/ir';
 
@@ -59,4 +60,35 @@ export function removeDead(graph: Graph, candidates: readonly Node[]): number {
     }
   }
   return removed;
+}
+
+/** Outputs of `node` that something reads (a node or the graph), by slot; undefined for the others. */
+export function liveOutputs(graph: Graph, node: Node): (Value | undefined)[] {
+  return node.outputs.map((v) =>
+    v.annotations.has('onnx.omitted') || (v.uses().length === 0 && !graph.outputs.includes(v)) ? undefined : v,
+  );
+}
+
+/**
+ * Moves the uses of `old` (graph-output slots included) and its name to `fresh`; `old` keeps a
+ * `__attnopt_replaced` name until its producer is removed.
+ */
+export function redirect(graph: Graph, old: Value, fresh: Value): void {
+  const name = old.name;
+  old.replaceAllUsesWith(fresh, graph);
+  old.name = `${name}__attnopt_replaced`;
+  fresh.name = name;
+}
+
+/** Inserts `nodes` right after `anchor`, in order. */
+export function insertAfter(graph: Graph, anchor: Node, nodes: readonly Node[]): void {
+  const at = graph.nodes.indexOf(anchor);
+  nodes.forEach((n, k) => graph.addNode(n, at + 1 + k));
+}
+
+/** Adds an output slot to a node built without it (a present K/V computed by a lifted node). */
+export function appendOutput(node: Node, v: Value): void {
+  v.producer = node;
+  v.outputIndex = node.outputs.length;
+  node.outputs.push(v);
 }

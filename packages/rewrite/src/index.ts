@@ -1,9 +1,11 @@
-// @attnopt/rewrite: pattern matching, rewriting and the pass manager. Public API.
+// @attnopt/rewrite: the toolkit every rule and lowering uses (match results, rules, constants, attribute
+// readers, the node builder, graph edits) and the pass manager. Public API.
 
 export * from './match-result.js';
-export * from './pattern.js';
 export * from './rule.js';
 export * from './constants.js';
+export * from './attributes.js';
+export * from './node-builder.js';
 export * from './edit.js';
 export * from './pass.js';
 export * from './pass-manager.js';

@@ -16,6 +16,9 @@ export interface RewriteRule<M = unknown> {
   rewrite(graph: Graph, root: Node, match: M): void;
 }
 
+/** The domain of onnxruntime's contrib ops (Attention, MultiHeadAttention, GroupQueryAttention...). */
+export const MS_DOMAIN = 'com.microsoft';
+
 /** `op` for the default domain, `domain::op` otherwise: the key rules index their roots by. */
 export function opKey(node: Node): string {
   return node.domain === '' || node.domain === 'ai.onnx' ? node.op : `${node.domain}::${node.op}`;
