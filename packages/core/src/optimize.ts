@@ -4,7 +4,7 @@
 // to standard ONNX ops so any runtime runs the result, and every site that did not goes back to the ONNX nodes it
 // was lifted from (the runtime meets the model's own subgraph, not a re-lowered copy of it).
 
-import { type Guarantee, lowerAttentionPass, NATIVE_ATTENTION_OPSET, unliftSite } from '@attnopt/passes';
+import { type Guarantee, lowerAttentionPass, NATIVE_ATTENTION_OPSET, undoMaskProofs, unliftSite } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 import { type CalibrationProvenance, DECIDE_STAGES, type RelativeBudget, type DecideOptions, decide, type GroupPlan, modelOpset, type SitePlan } from './decide.js';
 import type { AttnoptModel } from './model.js';
@@ -135,6 +135,15 @@ function unchanged(p: SitePlan): boolean {
   return p.groups === undefined && !p.facts.proven && p.chosen === p.facts.recognized;
 }
 
+/**
+ * True when the site keeps only what its own mask proves and the target computes that form with no less work
+ * than the model as written (a causal mask where the runtime computes every score anyway): the proof buys
+ * nothing there, and lowering would swap the exporter's subgraph for a slower copy.
+ */
+function provenOnly(p: SitePlan): boolean {
+  return p.groups === undefined && p.facts.proven && p.chosen === p.facts.spec && p.flopsAfter >= p.flopsBefore;
+}
+
 /** Runs the whole optimization on `model` (its graph is rewritten in place) and reports every site. */
 export async function optimize(model: AttnoptModel, options: OptimizeOptions = {}): Promise<OptimizeResult> {
   const stage = options.onStage ?? (() => {});
@@ -144,10 +153,12 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
 
   const restored = new Set<string>();
   if (options.restoreUnchanged ?? true) {
+    const undone = new Set(undoMaskProofs(model.graph, decided.sites.filter(provenOnly).map((p) => p.node)));
     for (const p of decided.sites) {
-      if (unchanged(p) && unliftSite(p.node)) {
+      if ((unchanged(p) || undone.has(p.node)) && unliftSite(p.node)) {
         restored.add(p.id);
-        notes.push({ pass: 'optimize', node: p.node.describe(), message: `${p.id}: unchanged (${p.chosen}): the ONNX nodes it was lifted from are kept as they were` });
+        const what = undone.has(p.node) ? `its proven mask (${p.chosen}) saves no work on this target` : `unchanged (${p.chosen})`;
+        notes.push({ pass: 'optimize', node: p.node.describe(), message: `${p.id}: ${what}: the ONNX nodes it was lifted from are kept as they were` });
       }
     }
   }

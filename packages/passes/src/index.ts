@@ -37,6 +37,8 @@ export {
   ANALYZE_MASK,
   proveMaskSpec,
   formulaToSpec,
+  maskProven,
+  undoMaskProofs,
   MASKED_AT_OR_BELOW,
   type MaskProof,
   type SiteDims,

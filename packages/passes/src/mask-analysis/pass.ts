@@ -27,6 +27,7 @@ import { proveMaskSpec, type SiteDims } from './prove.js';
 import { inferShape } from '../shape-inference/shapes.js';
 import { simplifySpec } from './simplify.js';
 import { namedDimSym, shapeSyms, type Sym, symAdd, symConst } from './symbolic.js';
+import { recordMaskProof, recordRemoved, snapshot } from './undo.js';
 
 export const ANALYZE_MASK = 'analyze-mask';
 
@@ -86,12 +87,15 @@ export function analyzeMaskPass(): Pass {
         }
         if (!proof.exact && proof.residual === undefined) continue;
         const spec = combineSpecs(params.spec, proof.spec);
+        recordMaskProof(node);
         node.attrs.set('spec', specAttr(spec));
         node.setInput(AttentionInput.bias, proof.residual);
         let last = node.inputs.length;
         while (last > 3 && node.inputs[last - 1] === undefined) last--;
         node.truncateInputs(last);
+        const taken = snapshot(graph, proof.visited);
         removeDead(graph, [...proof.visited]);
+        recordRemoved(graph, taken);
         changed = true;
         note(
           proof.exact
