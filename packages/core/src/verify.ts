@@ -108,6 +108,8 @@ export interface VerifyOptions {
    * when they do not pair.
    */
   readonly metric?: VerifyMetric;
+  /** Timed runs of each model per sample after the warm-up run, whose median is reported (default 5, at least 1). */
+  readonly runs?: number;
 }
 
 
@@ -303,13 +305,13 @@ function cpuRunner(model: string | Uint8Array, label: string): ModelRunner {
 }
 
 
-/** Outputs of one run, and the median time of RUNS runs after a warm-up (the two models alternate runs). */
-async function timedRuns(a: () => Promise<Outputs>, b: () => Promise<Outputs>) {
+/** Outputs of one run, and the median time of `runs` runs after a warm-up (the two models alternate runs). */
+async function timedRuns(a: () => Promise<Outputs>, b: () => Promise<Outputs>, runs: number) {
   const outA = await a();
   const outB = await b();
   const ta: number[] = [];
   const tb: number[] = [];
-  for (let k = 0; k < RUNS; k++) {
+  for (let k = 0; k < runs; k++) {
     for (const [run, times] of [[a, ta], [b, tb]] as const) {
       const t0 = performance.now();
       await run();
@@ -348,6 +350,8 @@ export async function verifyModels(
 ): Promise<VerifyReport> {
   const logitsName = options.logitsPattern ?? /logit|score|class|prob/i;
   const runtime = checkRuntime(options.runtime ?? 'onnxruntime');
+  const runs = options.runs ?? RUNS;
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`verify: runs must be a whole number >= 1, got ${runs}`);
   const open = (m: string | Uint8Array, role: string) => (runtime === 'attnopt-cpu' ? cpuRunner(m, labelOf(m, role)) : ortRunner(m, labelOf(m, role)));
   const a = await open(original, 'original');
   let b: ModelRunner;
@@ -372,7 +376,7 @@ export async function verifyModels(
   let msB = 0;
   try {
     for (const sample of list) {
-      const r = await timedRuns(a.prepare(sample), b.prepare(sample));
+      const r = await timedRuns(a.prepare(sample), b.prepare(sample), runs);
       msA += r.msA;
       msB += r.msB;
       if (runtime === 'onnxruntime') deployed.push(r.outA);

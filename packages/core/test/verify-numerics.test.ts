@@ -89,4 +89,11 @@ describe('verifyModels numerics', () => {
         `as written ${out.asWrittenMaxAbsError!.toExponential(2)}, onnxruntime drift of the original ${drift.toExponential(2)}`,
     );
   });
+
+  it('refuses a number of timed runs that is not a whole number >= 1, before running anything', async () => {
+    const inputs = generateInputs(loadModel(GPT2), { seed: 1, seqLen: SEQ });
+    for (const runs of [0, 1.5, -1]) {
+      await expect(verifyModels(GPT2, GPT2, loadModel(GPT2), inputs, { runs })).rejects.toThrow(`runs must be a whole number >= 1, got ${runs}`);
+    }
+  });
 });
