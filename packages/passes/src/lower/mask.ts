@@ -1,8 +1,24 @@
-// The spec as a boolean keep-mask built from index arithmetic at run time: query positions i + offset
-// ([.., S, 1]) against key indices j ([T]), sequence lengths read from the scores' shape.
+// The spec as a boolean keep-mask built from index arithmetic at run time: @attnopt/ir's keep expression
+// written out through a table of op -> ONNX nodes, query positions i + offset ([.., S, 1]) against key
+// indices j ([T]), sequence lengths read from the scores' shape.
+//   causal(bottom-right)  ->  Not(Greater(j, Add(i, nk - nq)))
 
-import { type AttentionSpec, type Lsh, type MaskSpec, printSpec, type Value } from '@attnopt/ir';
-import type { NodeBuilder } from '../recognize/fused/common.js';
+import {
+  type AttentionSpec,
+  emitKeep,
+  isLowRank,
+  type KeepBool,
+  type KeepExpr,
+  keepExpr,
+  type KeepInt,
+  keepNodes,
+  type KeepTable,
+  type Lsh,
+  type MaskSpec,
+  printSpec,
+  type Value,
+} from '@attnopt/ir';
+import type { NodeBuilder } from '@attnopt/rewrite';
 
 export interface MaskIndices {
   /** Key indices j, int64 [T]. */
@@ -17,80 +33,97 @@ export interface MaskIndices {
   readonly lsh?: (leaf: Lsh) => Value;
 }
 
-/** A spec the lowering cannot express with index arithmetic yet. */
+type Mask = Value | undefined; // undefined: keeps every key
+
+interface Context {
+  readonly b: NodeBuilder;
+  readonly ix: MaskIndices;
+  readonly bool: (e: KeepBool) => Mask;
+  readonly int: (e: KeepInt) => Value | undefined; // undefined: 0 (an absent `past`)
+  readonly noKeys: () => Value;
+}
+
+// LessOrEqual/GreaterOrEqual need opset 12: Not(Greater)/Not(Less) read the same from opset 11
+const compare = (op: 'Less' | 'Greater' | 'Equal', negate: boolean) => (e: KeepBool & { a: KeepInt; b: KeepInt; label: string }, { b, int }: Context) => {
+  const x = int(e.a) ?? b.scalar('zero', 'i64', 0);
+  const y = int(e.b) ?? b.scalar('zero', 'i64', 0);
+  return negate ? b.op('Not', [b.op(op, [x, y], `${e.label}_${op === 'Greater' ? 'gt' : 'lt'}`)], e.label) : b.op(op, [x, y], e.label);
+};
+
+const arithmetic = (op: 'Add' | 'Sub' | 'Div' | 'Mod') => (e: KeepInt & { a: KeepInt; b: KeepInt; label: string }, { b, int }: Context) => {
+  const [x, y] = [int(e.a), int(e.b)];
+  if (y === undefined && (op === 'Add' || op === 'Sub')) return x; // x ± 0 -> x
+  return b.op(op, [x ?? b.scalar('zero', 'i64', 0), y ?? b.scalar('zero', 'i64', 0)], e.label);
+};
+
+/** One entry per op of the keep expression: the ONNX nodes that compute it (int64 indices, bool masks). */
+const ONNX: KeepTable<Context, Mask> = {
+  bool: (e, { noKeys }) => (e.value ? undefined : noKeys()),
+  int: (e, { b }) => b.scalar(e.label, 'i64', e.value),
+  var: (e, { ix }) => ({ i: ix.rows, j: ix.cols, offBR: ix.bottomRight, past: ix.past })[e.name],
+  add: arithmetic('Add'),
+  sub: arithmetic('Sub'),
+  div: arithmetic('Div'),
+  mod: arithmetic('Mod'),
+  lt: compare('Less', false),
+  le: compare('Greater', true),
+  ge: compare('Less', true),
+  eq: compare('Equal', false),
+  and: (e, { b, bool }) => {
+    const parts = e.parts.map(bool).filter((p): p is Value => p !== undefined);
+    return parts.length === 0 ? undefined : parts.reduce((acc, p) => b.op('And', [acc, p], e.label));
+  },
+  or: (e, { b, bool }) => {
+    const parts = e.parts.map(bool);
+    if (parts.some((p) => p === undefined)) return undefined;
+    return (parts as Value[]).reduce((acc, p) => b.op('Or', [acc, p], e.label));
+  },
+  not: (e, { b, bool, noKeys }) => {
+    const a = bool(e.a);
+    return a === undefined ? noKeys() : b.op('Not', [a], e.label);
+  },
+  in: (e, { b, int }) => {
+    const x = int(e.x)!;
+    return e.set.values
+      .map((t) => b.op('Equal', [x, b.scalar(`${e.set.label}_${t}`, 'i64', t)], `${e.label}_${t}`))
+      .reduce((acc, m) => b.op('Or', [acc, m], e.label));
+  },
+  rowHas: (e) => {
+    throw new Error(`not lowered yet: ${printSpec(e.table)}`);
+  },
+  leaf: (e, { ix }) => {
+    if (e.spec.kind !== 'lsh') throw new Error(`not lowered yet: ${printSpec(e.spec)}`);
+    if (ix.lsh === undefined) throw new Error(`${printSpec(e.spec)}: the LSH keep-mask needs Q and K (no lsh hook given)`);
+    return ix.lsh(e.spec);
+  },
+};
+
+/** A spec the lowering cannot express with index arithmetic yet (a term without an entry in the ONNX table). */
 export function unsupportedSpec(spec: AttentionSpec): string | undefined {
-  switch (spec.kind) {
-    case 'blocks':
-    case 'topkBlocks':
-    case 'nystrom':
-    case 'linformer':
-    case 'performer':
-      return `not lowered yet: ${printSpec(spec)}`;
-    case 'union':
-    case 'intersect':
-      return spec.parts.map(unsupportedSpec).find((x) => x !== undefined);
-    case 'diff':
-      return unsupportedSpec(spec.base) ?? unsupportedSpec(spec.minus);
-    default:
-      return undefined;
+  if (isLowRank(spec)) return `not lowered yet: ${printSpec(spec)}`;
+  for (const e of keepNodes(keepExpr(spec))) {
+    if (e.op === 'rowHas') return `not lowered yet: ${printSpec(e.table)}`;
+    if (e.op === 'leaf' && e.spec.kind !== 'lsh') return `not lowered yet: ${printSpec(e.spec)}`;
   }
+  return undefined;
 }
 
 /** Keep-mask of `spec` (undefined: keeps everything), broadcastable to [B, H, S, T]. */
 export function specMask(b: NodeBuilder, spec: MaskSpec, ix: MaskIndices): Value | undefined {
-  const pos = (align: 'top-left' | 'bottom-right' | 'past'): Value => {
-    if (align === 'top-left' || (align === 'past' && ix.past === undefined)) return ix.rows;
-    return b.op('Add', [ix.rows, align === 'bottom-right' ? ix.bottomRight : ix.past!], `pos_${align}`);
+  // a subterm used twice (the query position of a window) is computed once
+  const done = new Map<KeepExpr, Mask>();
+  const memo =
+    <E extends KeepExpr>(f: (e: E) => Mask) =>
+    (e: E): Mask => {
+      if (!done.has(e)) done.set(e, f(e));
+      return done.get(e);
+    };
+  const cx: Context = {
+    b,
+    ix,
+    bool: memo((e: KeepBool) => emitKeep(ONNX, e, cx)),
+    int: memo((e: KeepInt) => emitKeep(ONNX, e, cx)),
+    noKeys: () => b.op('Less', [ix.cols, b.scalar('zero', 'i64', 0)], 'no_keys'),
   };
-  const k = (x: number, what: string) => b.scalar(what, 'i64', x);
-  // LessOrEqual/GreaterOrEqual need opset 12: Not(Greater)/Not(Less) read the same from opset 11
-  const le = (x: Value, y: Value, what: string) => b.op('Not', [b.op('Greater', [x, y], `${what}_gt`)], what);
-  const ge = (x: Value, y: Value, what: string) => b.op('Not', [b.op('Less', [x, y], `${what}_lt`)], what);
-  const all = (): Value => ge(ix.cols, k(0, 'zero'), 'all_keys');
-  switch (spec.kind) {
-    case 'dense':
-      return undefined;
-    case 'empty':
-      return b.op('Less', [ix.cols, k(0, 'zero')], 'no_keys');
-    case 'causal':
-      return le(ix.cols, pos(spec.align), 'causal');
-    case 'window':
-    case 'dilated': {
-      const p = pos(spec.align);
-      const lo = ge(ix.cols, b.op('Sub', [p, k(spec.left, 'window_left')], 'window_lo'), 'window_ge');
-      const hi = le(ix.cols, b.op('Add', [p, k(spec.right, 'window_right')], 'window_hi'), 'window_le');
-      const band = b.op('And', [lo, hi], 'window');
-      if (spec.kind === 'window') return band;
-      const dist = b.op('Mod', [b.op('Sub', [p, ix.cols], 'dilation_dist'), k(spec.dilation, 'dilation')], 'dilation_mod');
-      return b.op('And', [band, b.op('Equal', [dist, k(0, 'zero')], 'dilation_hit')], 'dilated');
-    }
-    case 'sinks':
-      return b.op('Less', [ix.cols, k(spec.count, 'sinks_count')], 'sinks');
-    case 'lsh':
-      if (ix.lsh === undefined) throw new Error(`${printSpec(spec)}: the LSH keep-mask needs Q and K (no lsh hook given)`);
-      return ix.lsh(spec);
-    case 'global': {
-      if (spec.tokens.length === 0) return b.op('Less', [ix.cols, k(0, 'zero')], 'no_keys');
-      const isIn = (x: Value, what: string) =>
-        spec.tokens
-          .map((t) => b.op('Equal', [x, k(t, `global_${t}`)], `${what}_${t}`))
-          .reduce((acc, m) => b.op('Or', [acc, m], what));
-      return b.op('Or', [isIn(ix.cols, 'global_key'), isIn(pos(spec.align), 'global_query')], 'global');
-    }
-    case 'union':
-    case 'intersect': {
-      const parts = spec.parts.map((p) => specMask(b, p, ix));
-      if (spec.kind === 'union' && parts.some((p) => p === undefined)) return undefined;
-      const defined = parts.filter((p): p is Value => p !== undefined);
-      if (defined.length === 0) return undefined;
-      return defined.reduce((acc, p) => b.op(spec.kind === 'union' ? 'Or' : 'And', [acc, p], spec.kind));
-    }
-    case 'diff': {
-      const base = specMask(b, spec.base, ix) ?? all();
-      const minus = specMask(b, spec.minus, ix);
-      return minus === undefined ? b.op('Less', [ix.cols, k(0, 'zero')], 'no_keys') : b.op('And', [base, b.op('Not', [minus], 'diff_not')], 'diff');
-    }
-    default:
-      throw new Error(unsupportedSpec(spec) ?? `not lowered yet: ${spec.kind}`);
-  }
+  return cx.bool(keepExpr(spec));
 }
