@@ -69,17 +69,20 @@ const MASKS: Record<string, readonly Kind[]> = {
   'marian-decoder-past': ['causal', 'bias', 'causal', 'bias'],
   // local band OR global tokens (a data-dependent union): no structural conjunct to prove, kept as bias
   'longformer-local-global': ['bias', 'bias'],
+  // the window over past + new keys from cache_position comparisons, the padding Where kept whole beside it
+  'mistral-past': ['window+bias', 'window+bias'],
+  // causal with ALiBi and padding in one Where: causal proven, the whole Where kept as the bias
+  bloom: ['causal+bias', 'causal+bias'],
+  // encoder: position bias + padding; decoder self: causal proven, the relative-position bias (log buckets
+  // through min(j - i, 0)) kept; cross: padding
+  t5: ['bias', 'bias', 'causal+bias', 'bias', 'causal+bias', 'bias'],
 };
 
 /**
  * Sites whose source states a causal structure the mask analysis does not prove yet: the whole mask stays the
  * bias (exact, but nothing sparse is known). Checked exactly, so a proof that starts to work updates the list.
  */
-const NOT_YET_PROVEN: Record<string, readonly Kind[]> = {
-  'mistral-past': ['bias', 'bias'],
-  bloom: ['bias', 'bias'],
-  t5: Array(6).fill('bias'),
-};
+const NOT_YET_PROVEN: Record<string, readonly Kind[]> = {};
 
 /** Models whose sites are not lifted yet: model -> a substring of the recognizer's reason. Checked exactly. */
 const NOT_LIFTED: Record<string, string> = {};

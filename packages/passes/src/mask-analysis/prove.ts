@@ -252,18 +252,29 @@ function crossCheck(f: Formula, spec: MaskSpec, dims: SiteDims): void {
   }
 }
 
-/** Splits a keep-formula into its structural conjuncts and at most one data-dependent keep-mask. */
-function splitData(f: Formula): { structural: Formula; data?: Value; reason?: string } {
+/** Splits a keep-formula into its structural conjuncts and its data-dependent keep-masks. */
+function splitData(f: Formula): { structural: Formula; data: { value: Value; reason: string }[] } {
   const cs = conjuncts(f);
-  const data = cs.filter((c): c is Formula & { op: 'data' } => c.op === 'data');
-  if (data.length > 1) stop('more than one data-dependent mask');
+  const data = cs.filter((c): c is Formula & { op: 'data' } => c.op === 'data').map((c) => ({ value: c.value, reason: c.reason }));
   const rest = cs.filter((c) => c.op !== 'data');
   const structural: Formula = rest.length === 0 ? { op: 'const', value: true } : rest.length === 1 ? rest[0]! : { op: 'and', parts: rest };
-  return { structural, ...(data[0] ? { data: data[0].value, reason: data[0].reason } : {}) };
+  return { structural, data };
+}
+
+/**
+ * The data-dependent part that stays as the bias: the one data value where there is one; where there are
+ * several (a padding keep-mask and an ALiBi or position bias, two padding masks), the whole bias, which keeps
+ * no more than the structural part does, so bias + spec is the original exactly:
+ *   Where(causal ∧ pad, alibi, -inf)  ->  spec causal, bias Where(causal ∧ pad, alibi, -inf)
+ */
+function residualOf(data: readonly { value: Value; reason: string }[], bias: Value): { data?: Value; reason?: string } {
+  if (data.length === 0) return {};
+  if (data.length === 1) return { data: data[0]!.value, reason: data[0]!.reason };
+  return { data: bias, reason: `${data.length} data-dependent parts (${data.map((d) => JSON.stringify(d.value.name)).join(', ')}): the whole ${JSON.stringify(bias.name)} stays as bias` };
 }
 
 /** Reads an evaluated bias as keep-formula + residual data value. */
-function readBias(av: AbstractValue, ctx: EvalContext): { keep: Formula; data?: Value; reason?: string } {
+function readBias(av: AbstractValue, ctx: EvalContext, bias: Value): { keep: Formula; data?: Value; reason?: string } {
   switch (av.kind) {
     case 'fail':
       return stop(av.reason);
@@ -271,7 +282,7 @@ function readBias(av: AbstractValue, ctx: EvalContext): { keep: Formula; data?: 
       return stop(av.reason);
     case 'pred': {
       const s = splitData(nnf(av.formula));
-      return { keep: s.structural, ...(s.data ? { data: s.data, reason: s.reason! } : {}) };
+      return { keep: s.structural, ...residualOf(s.data, bias) };
     }
     case 'table': {
       if (av.table.bool) return { keep: asFormula(av, ctx) };
@@ -281,16 +292,12 @@ function readBias(av: AbstractValue, ctx: EvalContext): { keep: Formula; data?: 
     }
     case 'bias': {
       const keeps: Formula[] = [];
-      const data = av.terms.filter((t) => t.kind === 'data');
-      if (data.length > 1) stop('more than one data-dependent additive term');
       for (const t of av.terms) if (t.kind === 'mask') keeps.push(t.keep);
       const keep = nnf(keeps.length === 0 ? { op: 'const', value: true } : keeps.length === 1 ? keeps[0]! : { op: 'and', parts: keeps });
       // a data-dependent keep-mask inside a mask term (causal | padding filled once) is split off like a pred's
       const s = splitData(keep);
-      const d = data[0];
-      if (s.data && d) stop('a data-dependent keep-mask and a data-dependent additive term: one bias value cannot hold both');
-      if (s.data) return { keep: s.structural, data: s.data, reason: s.reason! };
-      return { keep, ...(d && d.kind === 'data' ? { data: d.value, reason: d.reason } : {}) };
+      const added = av.terms.flatMap((t) => (t.kind === 'data' ? [{ value: t.value, reason: t.reason }] : []));
+      return { keep: s.structural, ...residualOf([...s.data, ...added], bias) };
     }
     case 'ints':
       if (av.values.length === 1 && symIsConst(av.values[0]!) && av.values[0]!.c === 0) return { keep: { op: 'const', value: true } };
@@ -310,7 +317,7 @@ export function proveMaskSpec(biasValue: Value, dims: SiteDims = {}): MaskProof 
   const notes: string[] = [];
   try {
     const av = evaluate(biasValue, ctx);
-    const { keep, data, reason } = readBias(av, ctx);
+    const { keep, data, reason } = readBias(av, ctx, biasValue);
     const spec = simplifySpec(formulaToSpec(keep, dims));
     crossCheck(keep, spec, dims);
     notes.push(`bias ${JSON.stringify(biasValue.name)} keeps exactly ${printSpec(spec)} for every length`);

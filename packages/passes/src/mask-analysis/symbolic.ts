@@ -9,64 +9,28 @@ import { constantTensor } from '@attnopt/rewrite';
 import { inferShape, symbolicShape } from '../shape-inference/shapes.js';
 import type { Expr } from '../shape-inference/symbolic-shapes/expr.js';
 
-/** An integer affine expression over named length symbols: c + Σ t[name]·name. */
-export interface Sym {
-  readonly c: number;
-  readonly t: Readonly<Record<string, number>>;
-}
+import {
+  fAnd,
+  fLin,
+  fNot,
+  fOr,
+  type Formula,
+  type Sym,
+  symAdd,
+  symCombine,
+  symConst,
+  symEq,
+  symIsConst,
+  symMul,
+  symScale,
+  symSub,
+  symToString,
+  symVar,
+} from './formula.js';
+import { atLeastZero, type Field, fromField, mapLeaves, type MinMax, minMax, minMaxCombine, minMaxScale, treeLeaves } from './piecewise.js';
 
-export const symConst = (c: number): Sym => ({ c, t: {} });
-export const symVar = (name: string): Sym => ({ c: 0, t: { [name]: 1 } });
+export * from './formula.js';
 
-function symCombine(a: Sym, b: Sym, kb: number): Sym {
-  const t: Record<string, number> = { ...a.t };
-  for (const [k, v] of Object.entries(b.t)) {
-    const x = (t[k] ?? 0) + kb * v;
-    if (x === 0) delete t[k];
-    else t[k] = x;
-  }
-  return { c: a.c + kb * b.c, t };
-}
-export const symAdd = (a: Sym, b: Sym): Sym => symCombine(a, b, 1);
-export const symSub = (a: Sym, b: Sym): Sym => symCombine(a, b, -1);
-export const symScale = (a: Sym, k: number): Sym => symCombine(symConst(0), a, k);
-export const symIsConst = (a: Sym): boolean => Object.keys(a.t).length === 0;
-export const symEq = (a: Sym, b: Sym): boolean => {
-  const d = symSub(a, b);
-  return symIsConst(d) && d.c === 0;
-};
-export function symMul(a: Sym, b: Sym): Sym | undefined {
-  if (symIsConst(a)) return symScale(b, a.c);
-  if (symIsConst(b)) return symScale(a, b.c);
-  return undefined;
-}
-export function symToString(a: Sym): string {
-  const parts = Object.entries(a.t).map(([k, v]) => (v === 1 ? k : v === -1 ? `-${k}` : `${v}·${k}`));
-  if (a.c !== 0 || parts.length === 0) parts.push(String(a.c));
-  return parts.join(' + ').replace(/\+ -/g, '- ');
-}
-export function symEval(a: Sym, env: Readonly<Record<string, number>>): number | undefined {
-  let x = a.c;
-  for (const [k, v] of Object.entries(a.t)) {
-    const e = env[k];
-    if (e === undefined) return undefined;
-    x += v * e;
-  }
-  return x;
-}
-
-/** A boolean function of (i, j): `lin` is ci·i + cj·j + c >= 0; `data` a data-dependent keep-mask value. */
-export type Formula =
-  | { readonly op: 'const'; readonly value: boolean }
-  | { readonly op: 'lin'; readonly ci: number; readonly cj: number; readonly c: Sym }
-  | { readonly op: 'and' | 'or'; readonly parts: readonly Formula[] }
-  | { readonly op: 'not'; readonly x: Formula }
-  | { readonly op: 'data'; readonly value: Value; readonly reason: string };
-
-export const fAnd = (...parts: Formula[]): Formula => (parts.length === 1 ? parts[0]! : { op: 'and', parts });
-export const fOr = (...parts: Formula[]): Formula => (parts.length === 1 ? parts[0]! : { op: 'or', parts });
-export const fNot = (x: Formula): Formula => ({ op: 'not', x });
-export const fLin = (ci: number, cj: number, c: Sym): Formula => ({ op: 'lin', ci, cj, c });
 
 /** A float additive term: 0 where `keep` holds, `fill` (a masking value) elsewhere; or a data-dependent value. */
 export type BiasTerm =
@@ -95,6 +59,7 @@ export type AbstractValue =
   | { readonly kind: 'ind'; readonly rank: number; readonly formula: Formula }
   | { readonly kind: 'bias'; readonly rank: number; readonly terms: readonly BiasTerm[] }
   | { readonly kind: 'table'; readonly rank: number; readonly table: Table }
+  | { readonly kind: 'minmax'; readonly rank: number; readonly tree: MinMax }
   | { readonly kind: 'opaque'; readonly value: Value; readonly reason: string }
   | { readonly kind: 'fail'; readonly reason: string };
 
@@ -113,7 +78,7 @@ export interface EvalContext {
 export const newContext = (): EvalContext => ({ visited: new Set(), preconditions: [], memo: new Map() });
 
 const fail = (reason: string): AbstractValue => ({ kind: 'fail', reason });
-const structural = (a: AbstractValue) => a.kind === 'field' || a.kind === 'pred' || a.kind === 'ind' || a.kind === 'bias';
+const structural = (a: AbstractValue) => a.kind === 'field' || a.kind === 'minmax' || a.kind === 'pred' || a.kind === 'ind' || a.kind === 'bias';
 const rankOf = (a: AbstractValue): number => ('rank' in a ? a.rank : 0);
 
 /**
@@ -201,12 +166,17 @@ function intsAttr(n: Node, name: string): number[] | undefined {
   return a?.type === 'ints' ? a.value.map(Number) : undefined;
 }
 
-/** Evaluates `v` symbolically. */
+/**
+ * Evaluates `v` symbolically. A value the analysis cannot read is data to it (`opaque`): every rule treats an
+ * opaque value as any tensor at all, so reading it as data never proves more than holds; it stays in the bias.
+ *   Gather(table, bucket(i - j))  ->  opaque (a relative-position bias kept as the residual)
+ */
 export function evaluate(v: Value | undefined, ctx: EvalContext): AbstractValue {
   if (v === undefined) return fail('an omitted input');
   const hit = ctx.memo.get(v);
   if (hit) return hit;
-  const r = evaluateUncached(v, ctx);
+  const read = evaluateUncached(v, ctx);
+  const r: AbstractValue = read.kind === 'fail' ? { kind: 'opaque', value: v, reason: `${read.reason} (read as data, kept as bias)` } : read;
   ctx.memo.set(v, r);
   return r;
 }
@@ -300,13 +270,16 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
       if (n.op === 'Squeeze') return no('Squeeze of an index tensor');
       const axes = unsqueezeRank(n, ins, rankOf(a));
       const outRank = rankOf(a) + axes.length;
-      if (a.kind === 'field') {
+      if (a.kind === 'field' || a.kind === 'minmax') {
         // keep each coefficient on its old axis, renumbered from the end of the new rank
         const oldPositions: number[] = [];
         for (let p = 0; p < outRank; p++) if (!axes.includes(p)) oldPositions.push(p);
-        const coef: Record<number, number> = {};
-        for (const [k, x] of Object.entries(a.coef)) coef[oldPositions[a.rank + Number(k)]! - outRank] = x;
-        return { ...a, rank: outRank, coef };
+        const renumber = (f: Field): Field => {
+          const coef: Record<number, number> = {};
+          for (const [k, x] of Object.entries(f.coef)) coef[oldPositions[a.rank + Number(k)]! - outRank] = x;
+          return { coef, offset: f.offset };
+        };
+        return a.kind === 'field' ? { ...a, rank: outRank, ...renumber(a) } : { ...a, rank: outRank, tree: mapLeaves(a.tree, renumber) };
       }
       if (axes.some((p) => p >= outRank - 2)) return no('Unsqueeze inserts an axis among the query/key axes');
       return { ...a, rank: outRank } as AbstractValue;
@@ -322,15 +295,30 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
       const r = rankOf(a);
       const perm = intsAttr(n, 'perm') ?? Array.from({ length: r }, (_, k) => r - 1 - k);
       if (r < 2 || perm.length !== r || perm[r - 2] !== r - 2 || perm[r - 1] !== r - 1) return no('Transpose moves the query/key axes');
-      if (a.kind !== 'field') return a;
       // coefficients are keyed by axis position from the end: output axis p reads input axis perm[p]
-      const coef: Record<number, number> = {};
-      for (let p = 0; p < r; p++) {
-        const x = a.coef[perm[p]! - r];
-        if (x !== undefined) coef[p - r] = x;
-      }
-      return { ...a, coef };
+      const permute = (f: Field): Field => {
+        const coef: Record<number, number> = {};
+        for (let p = 0; p < r; p++) {
+          const x = f.coef[perm[p]! - r];
+          if (x !== undefined) coef[p - r] = x;
+        }
+        return { coef, offset: f.offset };
+      };
+      if (a.kind === 'field') return { ...a, ...permute(a) };
+      if (a.kind === 'minmax') return { ...a, tree: mapLeaves(a.tree, permute) };
+      return a;
     }
+    case 'Tile':
+      return tile(a, b);
+    case 'Min':
+    case 'Max':
+      return extremum(n.op === 'Min' ? 'min' : 'max', ins);
+    case 'Clip':
+      // Clip(x, lo, hi) -> max(min(x, hi), lo)
+      return extremum('max', [extremum('min', [a, ins[2]]), ins[1]]);
+    case 'Abs':
+      // |x| -> max(x, -x)
+      return extremum('max', [a, mul(a, { kind: 'ints', values: [symConst(-1)], scalar: true, rank: 0 })]);
     case 'Gather': {
       if (!a || a.kind !== 'ints' || !b) return no('Gather of a non-shape value');
       if (b.kind === 'ints' && !b.scalar && b.values.length !== 1) {
@@ -363,7 +351,7 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     }
     case 'Add':
     case 'Sub':
-      return addSub(n.op === 'Sub', a, b);
+      return addSub(n.op === 'Sub', a, b, n.inputs);
     case 'Mul':
       return mul(a, b);
     case 'Neg':
@@ -388,7 +376,7 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     case 'Reshape':
       return reshape(a, b);
     case 'Where':
-      return where(ins, ctx, n.outputs[0]!);
+      return where(ins, ctx, n.outputs[0]!, n.inputs);
     case 'Trilu':
       return trilu(n, ins);
     case 'Slice':
@@ -487,7 +475,50 @@ function asField(a: AbstractValue): { coef: Record<number, number>; offset: Sym;
   return undefined;
 }
 
-function addSub(sub: boolean, a: AbstractValue | undefined, b: AbstractValue | undefined): AbstractValue {
+/** An affine field or a min/max tree as a tree (a scalar length is a constant leaf). */
+function asTree(a: AbstractValue): MinMax | undefined {
+  if (a.kind === 'minmax') return a.tree;
+  const f = asField(a);
+  return f && fromField(f);
+}
+
+/** Min / Max of index fields -> a min/max tree; of constants -> the constant; omitted operands (Clip's) skipped. */
+function extremum(op: 'min' | 'max', xs: readonly (AbstractValue | undefined)[]): AbstractValue {
+  const present = xs.filter((x): x is AbstractValue => x !== undefined);
+  if (present.length === 0) return no('no operand');
+  if (present.length === 1) return present[0]!;
+  const rank = Math.max(...present.map(rankOf));
+  const consts = present.map(constScalar);
+  if (consts.every((c) => c !== undefined)) {
+    const x = op === 'min' ? Math.min(...(consts as number[])) : Math.max(...(consts as number[]));
+    return { kind: 'ints', values: [symConst(x)], scalar: present.every((p) => p.kind === 'ints' && p.scalar), rank };
+  }
+  if (!present.some((x) => x.kind === 'field' || x.kind === 'minmax')) return no(`${op} of ${present.map((x) => x.kind).join(', ')}`);
+  return { kind: 'minmax', rank, tree: minMax(op, present.map((x) => asTree(x) ?? no(`${op} of a ${x.kind}`))) };
+}
+
+/**
+ * Tile along axes the values do not depend on leaves them as they are:
+ *   Tile(j [1, 1, S], [B, S, 1]) -> j          Tile(mask(i, j), [B, 1, 1, 1]) -> mask(i, j)
+ */
+function tile(a: AbstractValue | undefined, repeats: AbstractValue | undefined): AbstractValue {
+  if (!a || !repeats || repeats.kind !== 'ints') return no('Tile by repeats that are not known');
+  const r = repeats.values.length;
+  const once = (k: number) => {
+    const x = repeats.values[r + k];
+    return x !== undefined && symIsConst(x) && x.c === 1;
+  };
+  const dependsOn = (k: number): boolean => {
+    if (a.kind === 'field') return (a.coef[k] ?? 0) !== 0;
+    if (a.kind === 'minmax') return treeLeaves(a.tree).some((f) => (f.coef[k] ?? 0) !== 0);
+    if (a.kind === 'ints') return !a.scalar;
+    return k >= -2; // a mask or buffer over (i, j)
+  };
+  for (let k = -r; k < 0; k++) if (!once(k) && dependsOn(k)) no(`Tile repeats axis ${k}, which the values depend on`);
+  return { ...a, rank: Math.max(rankOf(a), r) } as AbstractValue;
+}
+
+function addSub(sub: boolean, a: AbstractValue | undefined, b: AbstractValue | undefined, operands: readonly (Value | undefined)[]): AbstractValue {
   if (!a || !b) return no('missing operand');
   const k = sub ? -1 : 1;
   if (a.kind === 'ints' && b.kind === 'ints' && (a.values.length === b.values.length || a.values.length === 1 || b.values.length === 1)) {
@@ -495,6 +526,10 @@ function addSub(sub: boolean, a: AbstractValue | undefined, b: AbstractValue | u
     const v = Array.from({ length: len }, (_, x) => symCombine(a.values[a.values.length === 1 ? 0 : x]!, b.values[b.values.length === 1 ? 0 : x]!, k));
     return { kind: 'ints', values: v, scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
   }
+  // min(x, y) + t -> min(x + t, y + t)
+  const ta = asTree(a);
+  const tb = asTree(b);
+  if (ta && tb && (a.kind === 'minmax' || b.kind === 'minmax')) return { kind: 'minmax', rank: Math.max(rankOf(a), rankOf(b)), tree: minMaxCombine(ta, tb, k) };
   const fa = asField(a);
   const fb = asField(b);
   if (fa && fb && (a.kind === 'field' || b.kind === 'field')) {
@@ -508,7 +543,7 @@ function addSub(sub: boolean, a: AbstractValue | undefined, b: AbstractValue | u
   const rank = Math.max(rankOf(a), rankOf(b));
   if (constScalar(a) === 0) return { ...b, rank } as AbstractValue;
   if (constScalar(b) === 0) return { ...a, rank } as AbstractValue;
-  const terms = (x: AbstractValue): BiasTerm[] => {
+  const terms = (x: AbstractValue, value: Value | undefined): BiasTerm[] => {
     if (x.kind === 'bias') return [...x.terms];
     if (x.kind === 'opaque') return [{ kind: 'data', value: x.value, reason: x.reason }];
     if (x.kind === 'table') {
@@ -519,9 +554,11 @@ function addSub(sub: boolean, a: AbstractValue | undefined, b: AbstractValue | u
       if (!f) return no(`buffer ${x.table.name} is not a band`);
       return [{ kind: 'mask', keep: f, fill: fills.size ? Math.max(...fills) : -Infinity }];
     }
-    return no(`${x.kind} added to a bias`);
+    // a position bias computed from the indices (ALiBi's slope·(j - i), a clamped distance) added to a mask:
+    // its values stay as bias, the mask beside it is read
+    return positionBias(x, value) ?? no(`${x.kind} added to a bias`);
   };
-  return { kind: 'bias', rank, terms: [...terms(a), ...terms(b)] };
+  return { kind: 'bias', rank, terms: [...terms(a, operands[0]), ...terms(b, operands[1])] };
 }
 
 function mul(a: AbstractValue | undefined, b: AbstractValue | undefined): AbstractValue {
@@ -533,6 +570,7 @@ function mul(a: AbstractValue | undefined, b: AbstractValue | undefined): Abstra
   if (s === undefined) return no('Mul of two non-constant values');
   const rank = Math.max(rankOf(a), rankOf(b));
   if (x.kind === 'field') return { ...x, rank, coef: Object.fromEntries(Object.entries(x.coef).map(([k, y]) => [k, y * s])), offset: symScale(x.offset, s) };
+  if (x.kind === 'minmax') return { ...x, rank, tree: minMaxScale(x.tree, s) };
   if (x.kind === 'ind' && isMaskedFill(s)) return { kind: 'bias', rank, terms: [{ kind: 'mask', keep: fNot(x.formula), fill: s }] };
   if (x.kind === 'bias' && s > 0 && x.terms.every((t) => t.kind === 'mask')) {
     return { ...x, rank, terms: x.terms.map((t) => (t.kind === 'mask' ? { ...t, fill: t.fill * s } : t)).filter((t) => t.kind !== 'mask' || isMaskedFill(t.fill) || no('scaled fill no longer masks')) };
@@ -554,24 +592,24 @@ function compare(op: string, a: AbstractValue | undefined, b: AbstractValue | un
     const v = Array.from({ length: len }, (_, k) => symConst(Number(symbolsEqual(a.values[a.values.length === 1 ? 0 : k]!, b.values[b.values.length === 1 ? 0 : k]!))));
     return { kind: 'ints', values: v, scalar: a.scalar && b.scalar, rank: Math.max(a.rank, b.rank) };
   }
-  const fa = asField(a);
-  const fb = asField(b);
-  if (!fa || !fb) return no(`${op} of ${a.kind} and ${b.kind}`);
-  const rank = Math.max(fa.rank, fb.rank);
-  // d = b - a as an affine field in (i, j)
-  const coef: Record<number, number> = { ...fb.coef };
-  for (const [x, y] of Object.entries(fa.coef)) coef[Number(x)] = (coef[Number(x)] ?? 0) - y;
-  const c = symSub(fb.offset, fa.offset);
-  for (const k of Object.keys(coef)) if (coef[Number(k)] !== 0 && Number(k) !== -1 && Number(k) !== -2) no('an index on an axis other than the query/key axes');
-  const ci = coef[-2] ?? 0;
-  const cj = coef[-1] ?? 0;
-  const lin = (s: number, off: number) => fLin(s * ci, s * cj, symAdd(symScale(c, s), symConst(off)));
+  const ta = asTree(a);
+  const tb = asTree(b);
+  if (!ta || !tb) return no(`${op} of ${a.kind} and ${b.kind}`);
+  const rank = Math.max(rankOf(a), rankOf(b));
+  // d = b - a, an affine field in (i, j) or a min/max of such; s·d + off >= 0 pushed down to its leaves
+  const d = minMaxCombine(tb, ta, -1);
+  const atom = (off: number) => (f: Field): Formula => {
+    for (const k of Object.keys(f.coef)) if (f.coef[Number(k)] !== 0 && Number(k) !== -1 && Number(k) !== -2) no('an index on an axis other than the query/key axes');
+    const [ci, cj, c] = [f.coef[-2] ?? 0, f.coef[-1] ?? 0, symAdd(f.offset, symConst(off))];
+    return ci === 0 && cj === 0 && symIsConst(c) ? { op: 'const', value: c.c >= 0 } : fLin(ci, cj, c);
+  };
+  const atLeast = (s: number, off: number) => atLeastZero(minMaxScale(d, s), atom(off));
   switch (op) {
-    case 'Less': return { kind: 'pred', rank, formula: lin(1, -1) }; // b - a - 1 >= 0
-    case 'LessOrEqual': return { kind: 'pred', rank, formula: lin(1, 0) };
-    case 'Greater': return { kind: 'pred', rank, formula: lin(-1, -1) }; // a - b - 1 >= 0
-    case 'GreaterOrEqual': return { kind: 'pred', rank, formula: lin(-1, 0) };
-    default: return { kind: 'pred', rank, formula: fAnd(lin(1, 0), lin(-1, 0)) };
+    case 'Less': return { kind: 'pred', rank, formula: atLeast(1, -1) }; // b - a - 1 >= 0
+    case 'LessOrEqual': return { kind: 'pred', rank, formula: atLeast(1, 0) };
+    case 'Greater': return { kind: 'pred', rank, formula: atLeast(-1, -1) }; // a - b - 1 >= 0
+    case 'GreaterOrEqual': return { kind: 'pred', rank, formula: atLeast(-1, 0) };
+    default: return { kind: 'pred', rank, formula: fAnd(atLeast(1, 0), atLeast(-1, 0)) };
   }
 }
 
@@ -585,7 +623,13 @@ function symbolsEqual(a: Sym, b: Sym): boolean {
   return no(`${symToString(a)} == ${symToString(b)} is not decided for every length`);
 }
 
-function where(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext, out: Value): AbstractValue {
+/** Values computed from the indices alone that are not masks (a position bias): kept as data, by their value. */
+function positionBias(x: AbstractValue, value: Value | undefined): BiasTerm[] | undefined {
+  if ((x.kind === 'field' || x.kind === 'minmax' || x.kind === 'ind') && value) return [{ kind: 'data', value, reason: `the position bias ${JSON.stringify(value.name)} stays as bias` }];
+  return undefined;
+}
+
+function where(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext, out: Value, operands: readonly (Value | undefined)[]): AbstractValue {
   const [cond, x, y] = ins;
   if (!cond || !x || !y) return no('missing operand');
   if (cond.kind === 'ints' && x.kind === 'ints' && y.kind === 'ints' && !cond.scalar) {
@@ -608,13 +652,13 @@ function where(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext, ou
     if (sx === 0 && sy === 1) return { kind: 'pred', rank, formula: fNot(f) };
   }
   // Where(p, x, -big): keeps x where p holds
-  if (sy !== undefined && isMaskedFill(sy) && (x.kind === 'bias' || x.kind === 'opaque')) {
-    const terms: BiasTerm[] = x.kind === 'bias' ? [...x.terms] : [{ kind: 'data', value: x.value, reason: x.reason }];
+  if (sy !== undefined && isMaskedFill(sy) && (x.kind === 'bias' || x.kind === 'opaque' || positionBias(x, operands[1]))) {
+    const terms: BiasTerm[] = x.kind === 'bias' ? [...x.terms] : x.kind === 'opaque' ? [{ kind: 'data', value: x.value, reason: x.reason }] : positionBias(x, operands[1])!;
     return { kind: 'bias', rank, terms: [...terms, { kind: 'mask', keep: f, fill: sy }] };
   }
   // Where(p, -big, x): keeps x where p does not hold (masked_fill of a structural condition)
-  if (sx !== undefined && isMaskedFill(sx) && cond.kind !== 'opaque' && (y.kind === 'bias' || y.kind === 'opaque')) {
-    const terms: BiasTerm[] = y.kind === 'bias' ? [...y.terms] : [{ kind: 'data', value: y.value, reason: y.reason }];
+  if (sx !== undefined && isMaskedFill(sx) && cond.kind !== 'opaque' && (y.kind === 'bias' || y.kind === 'opaque' || positionBias(y, operands[2]))) {
+    const terms: BiasTerm[] = y.kind === 'bias' ? [...y.terms] : y.kind === 'opaque' ? [{ kind: 'data', value: y.value, reason: y.reason }] : positionBias(y, operands[2])!;
     return { kind: 'bias', rank, terms: [...terms, { kind: 'mask', keep: fNot(f), fill: sx }] };
   }
   // Where(d, -big, x) with d data-dependent (padding) and x a structural mask (HF's 4D causal mask filled
