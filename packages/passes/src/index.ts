@@ -45,7 +45,19 @@ export {
   type Formula,
   type Sym,
 } from './mask-analysis/index.js';
-export { inferShape, inferRank, inferDtype, staticInts, symbolicShape, symbolicValue, sameDim } from './shape-inference/shapes.js';
+export {
+  inferShape,
+  inferRank,
+  inferDtype,
+  staticShape,
+  staticDim,
+  staticNumbers,
+  staticScalar,
+  staticInts,
+  symbolicShape,
+  symbolicValue,
+  sameDim,
+} from './shape-inference/shapes.js';
 export { invalidateShapes, analyzeGraph as analyzeShapes } from './shape-inference/symbolic-shapes/engine.js';
 export { type Expr, evaluate as evaluateDim } from './shape-inference/symbolic-shapes/expr.js';
 export {

@@ -15,7 +15,7 @@ import { compareArrays, referenceAttention, type ReferenceInputs, type Tensor64 
 import { replaceMatch, rewritePass } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { lowerAttentionPass } from '../src/lower/index.js';
-import { dtypeOf } from '../src/recognize/decomposed/chain.js';
+import { inferDtype } from '../src/shape-inference/shapes.js';
 import { DECOMPOSED_RULES } from '../src/recognize/decomposed/index.js';
 import { FUSED_RULES } from '../src/recognize/fused/index.js';
 import { NODE_TESTS, readDataSet } from './helpers/node-tests.js';
@@ -103,7 +103,7 @@ describe('ONNX Attention _expanded node tests through DECOMPOSED_RULES', () => {
     const model2 = importOnnx(path.join(dir, 'model.onnx'));
     rewritePass('recognize-decomposed', DECOMPOSED_RULES).run(model2.graph);
     const att2 = model2.graph.nodes.find(isAttention)!;
-    const yDtype = dtypeOf(att2.outputs[0]) ?? data.inputs[0]!.dtype;
+    const yDtype = inferDtype(att2.outputs[0]) ?? data.inputs[0]!.dtype;
     const cval = new Value(`${att2.outputs[0]!.name}__reference`);
     const cnode = new Node({ op: 'Constant', outputs: [cval], attrs: { value: tensorAttr(Tensor.fromValues(yDtype, got.y.shape, got.y.data)) } });
     replaceMatch(model2.graph, [att2], [att2.outputs[0]!], [cval], [cnode]);

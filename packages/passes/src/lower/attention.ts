@@ -28,7 +28,8 @@ import {
   type Node,
   type Value,
 } from '@attnopt/ir';
-import { NodeBuilder, dtypeOf, redirect } from '../recognize/fused/common.js';
+import { NodeBuilder, redirect } from '@attnopt/rewrite';
+import { inferDtype } from '../shape-inference/shapes.js';
 import { bandedAttention } from './banded.js';
 import { guardedBandedAttention, guardedBlocker } from './guarded.js';
 import { lowerBandedNative, nativeBandedBlocker } from './banded-native.js';
@@ -82,10 +83,10 @@ export interface LoweringPlan {
 /** The number of present keys when the model fixes it, else undefined. */
 function staticKeyCount(node: Node, p: AttentionParams): number | undefined {
   const [qIn, kIn, , , pastKey] = node.inputs;
-  const shapeOf = (v: Value | undefined) => (v?.type?.kind === 'tensor' ? v.type.shape : undefined);
+  const declaredShape = (v: Value | undefined) => (v?.type?.kind === 'tensor' ? v.type.shape : undefined);
   const seqAxis = p.layout === 'bhsd' ? 2 : 1;
-  const now = shapeOf(p.layout === 'packed-qkv' ? qIn : kIn)?.[seqAxis];
-  const past = pastKey ? shapeOf(pastKey)?.[2] : 0;
+  const now = declaredShape(p.layout === 'packed-qkv' ? qIn : kIn)?.[seqAxis];
+  const past = pastKey ? declaredShape(pastKey)?.[2] : 0;
   return typeof now === 'number' && typeof past === 'number' ? now + past : undefined;
 }
 
@@ -182,7 +183,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   const base = node.name || `${node.outputs[0]!.name}_attention`;
   const b = new NodeBuilder(graph, base);
   const [qIn, kIn, vIn, bias, pastKey, pastValue, kvLength] = node.inputs;
-  const dtype: DType = dtypeOf(qIn) ?? dtypeOf(pastKey) ?? 'f32';
+  const dtype: DType = inferDtype(qIn) ?? inferDtype(pastKey) ?? 'f32';
   const { numHeads: H, kvNumHeads: Hkv, headDim: D, vHeadDim: Dv } = p;
   const toBhsd = (x: Value, heads: number, dim: number, what: string): Value => {
     switch (p.layout) {
@@ -321,10 +322,10 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
     p.softcap > 0
       ? b.op('Mul', [b.op('Tanh', [b.op('Div', [scaled, b.scalar('softcap', dtype, p.softcap)], 'softcap_div')], 'softcap_tanh'), b.scalar('softcap_mul', dtype, p.softcap)], 'softcapped')
       : scaled;
-  const isBoolBias = bias !== undefined && dtypeOf(bias) === 'bool';
+  const isBoolBias = bias !== undefined && inferDtype(bias) === 'bool';
   // A float bias of another type than the scores (a model that casts QKᵀ up to float32 to add its mask and
   // take the softmax): added in the softmax's type when it is that one, else cast to the scores' type.
-  const biasType = bias !== undefined && !isBoolBias ? dtypeOf(bias) : undefined;
+  const biasType = bias !== undefined && !isBoolBias ? inferDtype(bias) : undefined;
   const logitsType: DType = biasType !== undefined && biasType !== dtype && biasType === softmaxType ? softmaxType : dtype;
   let logits = capped;
   if (bias !== undefined && !isBoolBias) {

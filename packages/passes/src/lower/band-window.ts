@@ -16,7 +16,7 @@
 // kvLength).
 
 import { absoluteReach, bandGranule, type DType, keeps, type KeySupport, type MaskSpec, Tensor, type Value } from '@attnopt/ir';
-import type { NodeBuilder } from '../recognize/fused/common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 import { specMask } from './mask.js';
 
 /** The widths of the banded form: X extra rows (empty-row key + extra keys, whole granules), L band keys (bandedKeysPerQuery = X + L). */

@@ -17,7 +17,8 @@
 // banded.ts; nativeBandedBlocker says why.
 
 import { attentionParams, type Graph, type MaskSpec, type Node, Tensor, tensorAttr, type Value } from '@attnopt/ir';
-import { dtypeOf, liveOutputs, NodeBuilder, redirect } from '../recognize/fused/common.js';
+import { liveOutputs, NodeBuilder, redirect } from '@attnopt/rewrite';
+import { inferDtype } from '../shape-inference/shapes.js';
 import { bandedWidths, bandFrame } from './band-window.js';
 import { specMask } from './mask.js';
 import type { LowerOptions, LoweringPlan } from './attention.js';
@@ -32,7 +33,7 @@ export function nativeBandedBlocker(node: Node, options: LowerOptions, plan: Low
   const p = attentionParams(node);
   if (p.guard !== undefined) return 'a guarded site takes the standard-op form (its certificate reads the banded scores)';
   const [qIn, , , , pastKey] = node.inputs;
-  const dtype = dtypeOf(qIn) ?? dtypeOf(pastKey);
+  const dtype = inferDtype(qIn) ?? inferDtype(pastKey);
   if (dtype !== 'f32') return `dtype ${dtype ?? 'unknown'}: the onnxruntime form is built and measured for f32`;
   if (p.softmaxPrecision !== undefined && p.softmaxPrecision !== 'f32') return `softmax precision ${p.softmaxPrecision}: Attention computes the softmax in f32`;
   return undefined;

@@ -18,7 +18,7 @@
 // (spec/support.ts) and are re-exported here for compatibility.
 
 import { type DType, type KeySupport, type MaskSpec, Tensor, tensorAttr, type Value } from '@attnopt/ir';
-import type { NodeBuilder } from '../recognize/fused/common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 import { bandedWidths, bandFrame } from './band-window.js';
 import { specMask } from './mask.js';
 

@@ -11,7 +11,7 @@
 // reshape back and slice the padding off.
 
 import { type Blocks, type DType, Tensor, type TopKBlocks, type Value } from '@attnopt/ir';
-import type { NodeBuilder } from '../recognize/fused/common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 
 export interface BlockGatherInputs {
   readonly spec: Blocks | TopKBlocks;

@@ -6,7 +6,7 @@
 //   nystrom(m):        F A⁺ (G V) with segment-mean landmarks, A⁺ by Newton–Schulz steps (nystrom.ts).
 
 import { type DType, type Linformer, linformerEF, type Nystrom, type Performer, performerW, Tensor, type Value } from '@attnopt/ir';
-import type { NodeBuilder } from '../recognize/fused/common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 import { nystromAttention } from './nystrom.js';
 
 export interface LowRankInputs {

@@ -8,7 +8,7 @@
 //                round) for the dense lowering of specs that combine LSH otherwise.
 
 import { type DType, type Lsh, lshRotations, Tensor, type Value } from '@attnopt/ir';
-import type { NodeBuilder } from '../recognize/fused/common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 
 const int = (x: number) => ({ type: 'int', value: BigInt(x) }) as const;
 

@@ -11,7 +11,7 @@
 // A query with no kept key gives 0 (every l_r = -inf).
 
 import { type DType, type Lsh, type MaskSpec, type Value } from '@attnopt/ir';
-import type { NodeBuilder } from '../recognize/fused/common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 import { lshBucketIds, lshOrder } from './lsh-hash.js';
 import { specMask } from './mask.js';
 

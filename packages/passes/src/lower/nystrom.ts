@@ -16,7 +16,7 @@
 // not hurt: the iteration is stable at its fixed point.
 
 import { type DType, Tensor, type Value } from '@attnopt/ir';
-import type { NodeBuilder } from '../recognize/fused/common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 
 /** Newton–Schulz steps of the pseudo-inverse (see the comment at the top; the cost model counts the same). */
 export const NYSTROM_PINV_STEPS = 28;

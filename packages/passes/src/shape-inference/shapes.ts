@@ -2,8 +2,12 @@
 // of a value and the elements of small values computed from constants and shapes (a reshape target, a scale
 // `1 / sqrt(head_size)`), read from the symbolic shape engine (symbolic-shapes/engine.ts: one forward pass per
 // graph, cached until the graph changes).
-// The dims given out here are numbers, named symbols (a graph input's dim_param, or a declared one) or '?';
-// `symbolicShape` gives the engine's expressions (`batch*seq`, `seq + past`) for rules that compare dims.
+// The readers, by what they return:
+//   inferShape   dims as declared (named symbols kept), '?' filled from the engine: for types of new values
+//   staticShape  dims as numbers wherever the graph fixes them, else named symbols, else '?': for rules
+//   staticDim    one dim of staticShape as a number, or undefined
+//   inferRank, inferDtype, staticNumbers / staticScalar / staticInts (elements fixed before run time)
+//   symbolicShape / symbolicValue / sameDim  the engine's expressions (`batch*seq`, `seq + past`), to compare dims
 
 import type { Dim, DType, Value } from '@attnopt/ir';
 import { constantNumbers } from '@attnopt/rewrite';
@@ -38,7 +42,7 @@ export function inferShape(v: Value | undefined): readonly Dim[] | undefined {
 }
 
 /** The shape of `v` as far as the graph fixes it: declared symbolic dims also take the numbers the graph fixes. */
-export function shapeOf(v: Value | undefined): Dim[] | undefined {
+export function staticShape(v: Value | undefined): Dim[] | undefined {
   if (v === undefined) return undefined;
   if (v.initializer) return [...v.initializer.shape];
   const declared = declaredShape(v);
@@ -57,9 +61,9 @@ export function inferRank(v: Value | undefined): number | undefined {
   return inferShape(v)?.length;
 }
 
-/** Static dimension `axis` of `v` (negative counts from the end), or undefined. */
+/** Dimension `axis` of `v` (negative counts from the end) when the graph fixes it to a number, else undefined. */
 export function staticDim(v: Value | undefined, axis: number): number | undefined {
-  const s = shapeOf(v);
+  const s = staticShape(v);
   const d = s?.[axis < 0 ? axis + s.length : axis];
   return typeof d === 'number' ? d : undefined;
 }

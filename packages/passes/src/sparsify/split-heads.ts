@@ -16,7 +16,8 @@ import {
   type Value,
   type ValueType,
 } from '@attnopt/ir';
-import { baseName, liveOutputs, NodeBuilder, redirect, shapeOf } from '../recognize/fused/common.js';
+import { baseName, liveOutputs, NodeBuilder, redirect } from '@attnopt/rewrite';
+import { staticShape } from '../shape-inference/shapes.js';
 import type { HeadGroup } from './head-groups.js';
 
 /** Annotation key on a group's Attention node: the site it came from and its heads. */
@@ -34,7 +35,7 @@ type BiasSplit = { kind: 'none' } | { kind: 'shared' } | { kind: 'sliced'; axis:
 function biasSplit(node: Node, params: AttentionParams): BiasSplit | string {
   const bias = node.inputs[3];
   if (bias === undefined) return { kind: 'none' };
-  const shape = shapeOf(bias);
+  const shape = staticShape(bias);
   if (shape === undefined) return `the bias ${bias.name} has no known shape, so its head axis is unknown`;
   // broadcast right-aligned to [batch, heads, nq, nk]: the head axis is the third from the end
   const axis = shape.length - 3;

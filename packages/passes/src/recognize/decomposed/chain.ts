@@ -2,9 +2,9 @@
 // to the Q·Kᵀ product, forward through Cast/Dropout/the fully-masked-row guard to the product with V.
 // Every step is one tagged alternative; a failed step says why. Reading never mutates the graph.
 
-import { type DType, type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
+import { type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
-import { inferDtype, shapeOf, staticScalar } from '../../shape-inference/shapes.js';
+import { staticScalar, staticShape } from '../../shape-inference/shapes.js';
 
 /** A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view). */
 export type MaskStep =
@@ -106,7 +106,7 @@ function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: 
   const qk = onnxOp(cur, 'MatMul', 'Einsum');
   const reshape = onnxOp(cur, 'Reshape');
   if (!qk && reshape) {
-    return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax, and not between the [B·H, S, T] and [B, H, S, T] views of the same scores (shapes ${JSON.stringify(shapeOf(reshape.inputs[0]))} -> ${JSON.stringify(shapeOf(reshape.outputs[0]))})`);
+    return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax, and not between the [B·H, S, T] and [B, H, S, T] views of the same scores (shapes ${JSON.stringify(staticShape(reshape.inputs[0]))} -> ${JSON.stringify(staticShape(reshape.outputs[0]))})`);
   }
   if (!qk) return noMatch(`the scores are not a MatMul (or Einsum) of Q and Kᵀ: found ${cur.producer?.describe() ?? `input ${cur.name}`}`);
   if (qk.inputs.length !== 2) return noMatch(`${qk.describe()} does not have exactly two operands`);
@@ -200,8 +200,8 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
 export function headsViewReshape(v: Value, fold: Fold): Node | undefined {
   const reshape = onnxOp(v, 'Reshape');
   if (!reshape) return undefined;
-  const inS = shapeOf(reshape.inputs[0]);
-  const outS = shapeOf(reshape.outputs[0]);
+  const inS = staticShape(reshape.inputs[0]);
+  const outS = staticShape(reshape.outputs[0]);
   if (!inS || !outS) return undefined;
   const [s3, s4] = inS.length === 3 && outS.length === 4 ? [inS, outS] : inS.length === 4 && outS.length === 3 ? [outS, inS] : [undefined, undefined];
   if (!s3 || !s4) return undefined;
@@ -242,12 +242,9 @@ export function matchScoreChain(softmaxInput: Value): MatchResult<ScoreChain> {
   if (!r.ok) return r;
   const stages = new Map<Value, 'qk' | 'softcapped' | 'masked'>();
   for (const [val, s] of stage) if (s === 'qk' || s === 'softcapped' || s === 'masked') stages.set(val, s);
-  const softmaxRank = shapeOf(softmaxInput)?.length;
+  const softmaxRank = staticShape(softmaxInput)?.length;
   const softmaxView = softmaxRank === 3 || softmaxRank === 4 ? softmaxRank : undefined;
   return matched({ ...r.value, masks, nodes, stages, variants, ...(fold.heads !== undefined ? { foldedHeads: fold.heads, ...(softmaxView ? { softmaxView } : {}) } : {}) });
 }
-
-/** The dtype of a value: its declared type, else inferred through its producers (analysis/shapes.ts). */
-export const dtypeOf = (v: Value | undefined): DType | undefined => inferDtype(v);
 
 export { onnxOp };

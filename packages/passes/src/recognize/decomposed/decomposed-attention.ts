@@ -30,11 +30,11 @@ import {
 import { type MatchResult, matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
 import { liftSite, type SiteMatch } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
-import { dtypeOf, headsViewReshape, type MaskStep, matchScoreChain, onnxOp } from './chain.js';
+import { headsViewReshape, type MaskStep, matchScoreChain, onnxOp } from './chain.js';
 import { isIdentity, outputEinsum, scoresEinsum } from './einsum.js';
 import { matchKvRepeat } from './kv-repeat.js';
 import { pullScaleThroughLayout } from './scale-through-layout.js';
-import { inferDtype, shapeOf, staticInts, staticNumbers, staticScalar } from '../../shape-inference/shapes.js';
+import { inferDtype, staticInts, staticNumbers, staticScalar, staticShape } from '../../shape-inference/shapes.js';
 
 export const DECOMPOSED_ATTENTION = 'decomposed-attention';
 const ALLOW_SCORES_OUTPUT = false;
@@ -72,7 +72,7 @@ function matchRowGuard(where: Node, p: Value, masks: readonly MaskStep[]): Node[
     if (!rmax || staticScalar(eq.inputs[c]) !== -Infinity) continue;
     const axesAttr = rmax.attrs.get('axes');
     const axes = axesAttr?.type === 'ints' ? axesAttr.value.map(Number) : [...(staticNumbers(rmax.inputs[1]) ?? [])];
-    const rank = shapeOf(rmax.inputs[0])?.length;
+    const rank = staticShape(rmax.inputs[0])?.length;
     if (axes.length !== 1 || !(axes[0] === -1 || (rank !== undefined && axes[0] === rank - 1))) continue;
     const only = masks.length === 1 ? masks[0]! : undefined;
     if (only?.kind !== 'additive' || only.bias !== rmax.inputs[0]) continue;
@@ -104,7 +104,7 @@ export function dropoutIsNotIdentity(n: Node): string | undefined {
 export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResult<DecomposedSite> {
   const axisAttr = softmax.attrs.get('axis');
   const axis = axisAttr?.type === 'int' ? Number(axisAttr.value) : -1;
-  const rankIn = shapeOf(softmax.inputs[0])?.length;
+  const rankIn = staticShape(softmax.inputs[0])?.length;
   if (axis !== -1 && !(rankIn !== undefined && axis === rankIn - 1)) return noMatch(`Softmax axis ${axis} is not the last (key) axis`);
 
   const chain = matchScoreChain(softmax.inputs[0]!);
@@ -151,7 +151,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   // Einsum in any spelling: Q and K (and V, Y) permuted to [batch..., S, D] as the equations say
   const qkEinsum = c.qk.op === 'Einsum' ? scoresEinsum(c.qk) : undefined;
   if (qkEinsum && !qkEinsum.ok) return qkEinsum;
-  const pvEinsum = pv.op === 'Einsum' ? outputEinsum(pv, qkEinsum?.value.batch !== undefined ? qkEinsum.value.batch + 2 : shapeOf(c.qSide)?.length ?? 4) : undefined;
+  const pvEinsum = pv.op === 'Einsum' ? outputEinsum(pv, qkEinsum?.value.batch !== undefined ? qkEinsum.value.batch + 2 : staticShape(c.qSide)?.length ?? 4) : undefined;
   if (pvEinsum && !pvEinsum.ok) return pvEinsum;
   const prelude: Node[] = [];
   const permuted = (x: Value, perm: readonly number[] | undefined, base: string): Value => {
@@ -180,7 +180,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   }
 
   // Q, K, V in bhsd (4D) or bsd with one head (3D)
-  const qShape = shapeOf(qSide);
+  const qShape = staticShape(qSide);
   if (!qShape) return noMatch('the rank of Q is not known');
   const rank = qShape.length;
   if (rank !== 4 && rank !== 3) return noMatch(`Q has rank ${rank}; expected 3 or 4`);
@@ -233,14 +233,14 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     } else if (kr || vr) return noMatch('only one of K and V is repeated over heads, or they repeat differently');
   }
   // multi-query: K and V with one head, broadcast over the query heads by the MatMuls
-  if (rank === 4 && kvNumHeads === numHeads && numHeads > 1 && shapeOf(k)?.[1] === 1 && shapeOf(v)?.[1] === 1) {
+  if (rank === 4 && kvNumHeads === numHeads && numHeads > 1 && staticShape(k)?.[1] === 1 && staticShape(v)?.[1] === 1) {
     kvNumHeads = 1;
     variants.push('mqa-broadcast');
   }
-  const kShape = shapeOf(k);
-  const vShape = shapeOf(v);
+  const kShape = staticShape(k);
+  const vShape = staticShape(v);
   // (scores computed over [B·H, S, T] and multiplied with V in the [B, H, S, T] view: V is 4D, Q and K 3D)
-  const pvRank = c.foldedHeads !== undefined && rank === 3 && shapeOf(p)?.length === 4 ? 4 : rank;
+  const pvRank = c.foldedHeads !== undefined && rank === 3 && staticShape(p)?.length === 4 ? 4 : rank;
   if (!vShape || vShape.length !== pvRank) return noMatch(`V does not have rank ${pvRank}`);
   if (pvRank !== rank && vShape[1] !== c.foldedHeads) return noMatch(`V has ${String(vShape[1])} heads where the scores have ${c.foldedHeads}`);
   const vDim = vShape[pvRank - 1];
@@ -267,7 +267,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   const h = trueHeads !== undefined && trueHeads > 1 && [kh, vh].every((x) => x === undefined || x === trueHeads) ? trueHeads : undefined;
   // scores seen in both views: every mask over the [B·H, S, T] view is unfolded to [B, H, S, T] first
   if (c.foldedHeads !== undefined && rank !== 3) return noMatch(`the scores switch between the [B·H, S, T] and [B, ${c.foldedHeads}, S, T] views but Q or the probabilities read by ${pv.describe()} are not [B·H, S, D]`);
-  const masks = c.foldedHeads === undefined ? c.masks : c.masks.map((m) => (shapeOf(m.over)?.length === 4 ? m : unfoldMask(graph, m, qSide, c.foldedHeads!, prelude)));
+  const masks = c.foldedHeads === undefined ? c.masks : c.masks.map((m) => (staticShape(m.over)?.length === 4 ? m : unfoldMask(graph, m, qSide, c.foldedHeads!, prelude)));
   const bias = assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head');
   if (!bias.ok) return bias;
 
@@ -306,8 +306,8 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   }
 
   // softmax precision: the dtype the Softmax runs in, when it differs from Q's
-  const qType = dtypeOf(qSide);
-  const smType = dtypeOf(softmax.outputs[0]);
+  const qType = inferDtype(qSide);
+  const smType = inferDtype(softmax.outputs[0]);
   const softmaxPrecision = qType !== undefined && smType !== undefined && qType !== smType ? smType : undefined;
   if (softmaxPrecision) variants.push('softmax-precision');
 
@@ -476,7 +476,7 @@ function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, pr
   }
   let bias: Value;
   if (keep !== undefined && sum !== undefined) {
-    const dtype = dtypeOf(sum);
+    const dtype = inferDtype(sum);
     if (dtype === undefined) return noMatch('the dtype of the additive mask is not known');
     const negInf = constNode(graph, 'neg_inf', Tensor.fromValues(dtype, [], [-Infinity]));
     const w = preludeNode(graph, 'Where', [keep, sum, negInf.outputs[0]!], 'bias');
@@ -484,7 +484,7 @@ function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, pr
     bias = w.outputs[0]!;
   } else bias = (keep ?? sum)!;
   // 3D scores are [batch·heads, nq, nk]: a rank-3 bias gets the (single) heads axis
-  const bShape = shapeOf(bias);
+  const bShape = staticShape(bias);
   if (rank === 3 && heads !== 'single-head') {
     if (!bShape && heads === 'heads-in-batch') return noMatch('the rank of the mask over 3D scores is not known');
   } else if (rank === 3 && bShape && bShape.length === 3) {
@@ -509,8 +509,8 @@ function headsBehind(v: Value, headDim: number): number | undefined {
   const tr = onnxOp(v, 'Transpose');
   const reshape = onnxOp(tr ? tr.inputs[0] : v, 'Reshape');
   if (!reshape) return undefined;
-  const inS = shapeOf(reshape.inputs[0]);
-  const outS = shapeOf(reshape.outputs[0]);
+  const inS = staticShape(reshape.inputs[0]);
+  const outS = staticShape(reshape.outputs[0]);
   if (!inS || outS?.length !== 3) return undefined;
   if (inS.length === 4 && typeof inS[1] === 'number' && inS[3] === headDim) return inS[1];
   const e = inS[2];
@@ -558,9 +558,9 @@ function insertHeadsAxis(graph: Graph, x: Value, base: string, prelude: Node[]):
  * gets a heads axis, otherwise Expand to [B·H, ., .] (read from Q) and unfold like Q.
  */
 function biasOverHeads(graph: Graph, bias: Value, q3: Value, heads: number, prelude: Node[]): Value {
-  const s = shapeOf(bias);
+  const s = staticShape(bias);
   if (s && s.length <= 2) return bias;
-  const sq = shapeOf(q3);
+  const sq = staticShape(q3);
   const s3 = s;
   if (s3?.[0] === 1) return insertHeadsAxis(graph, bias, 'bias_bhst', prelude);
   let full = bias;

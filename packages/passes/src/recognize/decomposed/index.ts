@@ -4,6 +4,5 @@ import { rule, type RewriteRule } from '@attnopt/rewrite';
 import { decomposedAttention } from './decomposed-attention.js';
 
 export { decomposedAttention, DECOMPOSED_ATTENTION, matchDecomposedAttention, type DecomposedSite } from './decomposed-attention.js';
-export { shapeOf, staticDim, staticNumbers, staticScalar } from '../../shape-inference/shapes.js';
 
 export const DECOMPOSED_RULES: readonly RewriteRule[] = [rule(decomposedAttention)];

@@ -9,7 +9,7 @@
 // kvLength = P + 1 for the attnopt::Attention over the whole buffer.
 
 import type { Value } from '@attnopt/ir';
-import type { NodeBuilder } from './common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 
 export interface BeamCacheInputs {
   /** [BB, 1, N H] with the projection bias already added, as are `k` and `v` ([BB, 1, N Hv]). */

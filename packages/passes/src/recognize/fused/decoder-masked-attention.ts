@@ -7,10 +7,21 @@
 // attnopt::Attention over the buffer; present_key/value are the buffers with the new K/V written at P.
 
 import { type AttentionParams, dense, type Graph, type Node, type Value } from '@attnopt/ir';
-import { matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
+import {
+  attrFloat,
+  attrInt,
+  baseName,
+  liveOutputs,
+  matched,
+  MS_DOMAIN,
+  NodeBuilder,
+  noMatch,
+  type RewriteRule,
+  unknownAttrs,
+} from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
 import { beamCache, presentFromCache } from './beam-cache.js';
-import { attrFloat, attrInt, baseName, dtypeOf, liveOutputs, MS_DOMAIN, NodeBuilder, shapeOf, staticDim, unknownAttrs } from './common.js';
+import { inferDtype, staticDim, staticShape } from '../../shape-inference/shapes.js';
 import { paddingBias } from './padding-mask.js';
 
 const KNOWN = ['num_heads', 'past_present_share_buffer', 'scale', 'mask_filter_value', 'output_qk'];
@@ -37,29 +48,29 @@ export const decoderMaskedAttentionRule: RewriteRule<DecoderMaskedMatch> = {
     const [q, k, v, mask, attnBias, pastKey, pastValue, pastLength] = node.inputs;
     const N = attrInt(node, 'num_heads');
     if (N === undefined) return noMatch('num_heads is required');
-    const qs = shapeOf(q);
-    const hidden = staticDim(qs, 2);
+    const qs = staticShape(q);
+    const hidden = staticDim(q, 2);
     if (qs?.length !== 3 || hidden === undefined || hidden % N !== 0) return noMatch('query must be [B, 1, D] with a static D that is a multiple of num_heads');
     if (!k || !v) return noMatch('packed QKV (no key and value) is not lifted');
-    const dtype = dtypeOf(q);
+    const dtype = inferDtype(q);
     if (dtype !== 'f32' && dtype !== 'f16') return noMatch('only f32/f16 inputs are lifted');
     const H = hidden / N;
     const outputs = liveOutputs(graph, node);
     const cross = !pastKey && !declares(node, 1);
     let Hv: number | undefined;
     if (cross) {
-      const [ks, vs] = [shapeOf(k), shapeOf(v)];
-      if (ks?.length !== 4 || staticDim(ks, 1) !== N || staticDim(ks, 3) !== H || vs?.length !== 4) return noMatch('cross attention key/value must be [B, num_heads, L, H]');
-      Hv = staticDim(vs, 3);
+      const [ks, vs] = [staticShape(k), staticShape(v)];
+      if (ks?.length !== 4 || staticDim(k, 1) !== N || staticDim(k, 3) !== H || vs?.length !== 4) return noMatch('cross attention key/value must be [B, num_heads, L, H]');
+      Hv = staticDim(v, 3);
       if (attnBias) return noMatch('attention_bias in cross attention (onnxruntime does not implement it)');
-      if (mask && shapeOf(mask)?.length !== 2) return noMatch('mask_index other than 2D [B, L] is not lifted');
+      if (mask && staticShape(mask)?.length !== 2) return noMatch('mask_index other than 2D [B, L] is not lifted');
     } else {
       if (!pastKey || !pastValue) return noMatch('self attention needs past_key and past_value');
       if ((attrInt(node, 'past_present_share_buffer') ?? 0) === 0) return noMatch('past without past_present_share_buffer (onnxruntime requires it)');
       if (!pastLength) return noMatch('past_sequence_length is required with a shared past buffer');
-      if (shapeOf(pastKey)?.length !== 4) return noMatch('past_key must be [BB, num_heads, M, H]');
-      const vh = staticDim(shapeOf(v), 2);
-      if (shapeOf(k)?.length !== 3 || staticDim(shapeOf(k), 2) !== hidden || vh === undefined || vh % N !== 0) return noMatch('key/value must be [BB, 1, D]');
+      if (staticShape(pastKey)?.length !== 4) return noMatch('past_key must be [BB, num_heads, M, H]');
+      const vh = staticDim(v, 2);
+      if (staticShape(k)?.length !== 3 || staticDim(k, 2) !== hidden || vh === undefined || vh % N !== 0) return noMatch('key/value must be [BB, 1, D]');
       Hv = vh / N;
       if (mask || attnBias) return noMatch('mask_index / attention_bias with a past buffer are not lifted');
       if (outputs[3] !== undefined) return noMatch('the qk output of self attention (P + 1 keys of an M-key buffer) is not lifted');
@@ -83,7 +94,7 @@ export const decoderMaskedAttentionRule: RewriteRule<DecoderMaskedMatch> = {
     const [q, k, v, mask, , pastKey, pastValue, pastLength, beamWidth, cacheIndirection, projBias] = node.inputs;
     const b = new NodeBuilder(graph, baseName(node));
     const { numHeads: N, headDim: H, vHeadDim: Hv } = m.params;
-    const dtype = dtypeOf(q) === 'f16' ? 'f16' : 'f32';
+    const dtype = inferDtype(q) === 'f16' ? 'f16' : 'f32';
     const [bq, bk, bv] = projBias ? b.split(projBias, 0, [N * H, N * H, N * Hv], 'bias') : [];
     const query = bq ? b.op('Add', [q, bq], 'q_biased') : q!;
     const outs = node.outputs;

@@ -13,9 +13,20 @@ import {
   slidingWindow,
   type Value,
 } from '@attnopt/ir';
-import { matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
+import {
+  attrFloat,
+  attrInt,
+  baseName,
+  liveOutputs,
+  matched,
+  MS_DOMAIN,
+  NodeBuilder,
+  noMatch,
+  type RewriteRule,
+  unknownAttrs,
+} from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
-import { attrFloat, attrInt, baseName, liveOutputs, MS_DOMAIN, NodeBuilder, shapeOf, staticDim, unknownAttrs } from './common.js';
+import { inferShape, staticDim, staticShape } from '../../shape-inference/shapes.js';
 
 const KNOWN = [
   'num_heads',
@@ -55,16 +66,16 @@ export const groupQueryAttentionRule: RewriteRule<GqaMatch> = {
     const kvNumHeads = attrInt(node, 'kv_num_heads');
     if (numHeads === undefined || kvNumHeads === undefined) return noMatch('num_heads and kv_num_heads are required');
     if (numHeads % kvNumHeads !== 0) return noMatch('num_heads is not a multiple of kv_num_heads');
-    const hidden = staticDim(shapeOf(q), 2);
-    if (shapeOf(q)?.length !== 3 || hidden === undefined) return noMatch('query must be 3D with a static hidden size');
+    const hidden = staticDim(q, 2);
+    if (staticShape(q)?.length !== 3 || hidden === undefined) return noMatch('query must be 3D with a static hidden size');
     const packed = k === undefined;
     if (packed !== (v === undefined)) return noMatch('key and value must both be given or both be absent (packed QKV)');
     const heads = packed ? numHeads + 2 * kvNumHeads : numHeads;
     if (hidden % heads !== 0) return noMatch(`query hidden size ${hidden} is not a multiple of ${heads} heads`);
     const headDim = hidden / heads;
     if (!packed) {
-      const kh = staticDim(shapeOf(k), 2);
-      if (shapeOf(k)?.length !== 3 || kh !== kvNumHeads * headDim) return noMatch('key must be [B, S, kv_num_heads * head_size]');
+      const kh = staticDim(k, 2);
+      if (staticShape(k)?.length !== 3 || kh !== kvNumHeads * headDim) return noMatch('key must be [B, S, kv_num_heads * head_size]');
     }
     if ((pastKey === undefined) !== (pastValue === undefined)) return noMatch('past_key and past_value must come together');
     const w = attrInt(node, 'local_window_size') ?? -1;
@@ -88,7 +99,7 @@ export const groupQueryAttentionRule: RewriteRule<GqaMatch> = {
     const bias = node.inputs[10];
     const b = new NodeBuilder(graph, baseName(node));
     const len64 = b.cast(seqlens!, 'i64', 'seqlens_i64');
-    const kvLength = b.op('Add', [len64, b.scalar('one', 'i64', 1)], 'kv_length', {}, { kind: 'tensor', dtype: 'i64', shape: shapeOf(seqlens) ?? ['?'] });
+    const kvLength = b.op('Add', [len64, b.scalar('one', 'i64', 1)], 'kv_length', {}, { kind: 'tensor', dtype: 'i64', shape: inferShape(seqlens) ?? ['?'] });
     const outs = node.outputs;
     const last = m.outputs.reduce((acc, o, i) => (o !== undefined ? i : acc), 0);
     liftSite(graph, 'ms-group-query-attention', {

@@ -11,24 +11,25 @@
 // bhsd with headDim 0 (see runtime-head.ts), the default scale applied to Q at run time.
 
 import { type AttentionParams, causal, dense, type Graph, type Node, RUNTIME_HEAD_DIM, Value } from '@attnopt/ir';
-import { matched, noMatch, removeDead, type RewriteRule } from '@attnopt/rewrite';
-import { extendLift, liftSite } from '../lift.js';
 import {
   appendOutput,
   attrFloat,
   attrInt,
   attrInts,
   baseName,
-  dtypeOf,
   insertAfter,
   liveOutputs,
+  matched,
   MS_DOMAIN,
   NodeBuilder,
+  noMatch,
   redirect,
-  shapeOf,
-  staticDim,
+  removeDead,
+  type RewriteRule,
   unknownAttrs,
-} from './common.js';
+} from '@attnopt/rewrite';
+import { extendLift, liftSite } from '../lift.js';
+import { inferDtype, staticDim, staticShape } from '../../shape-inference/shapes.js';
 import { paddingBias } from './padding-mask.js';
 import { type RuntimeHeadQkv, runtimeHeadOutput, runtimeHeadQkv } from './runtime-head.js';
 
@@ -80,8 +81,8 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
     if (node.inputs[6]) return noMatch('past_sequence_length is not lifted');
     const N = attrInt(node, 'num_heads');
     if (N === undefined) return noMatch('num_heads is required');
-    const ws = shapeOf(w);
-    const total = staticDim(ws, 1);
+    const ws = staticShape(w);
+    const total = staticDim(w, 1);
     if (ws?.length !== 2) return noMatch('weights must be 2D [input hidden size, output width]');
     const hs = attrInts(node, 'qkv_hidden_sizes');
     // symbolic width, no qkv_hidden_sizes: three equal parts of width / 3, head size (width / 3) / N at run time
@@ -97,16 +98,16 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
         );
       }
     }
-    const xr = shapeOf(x)?.length;
+    const xr = staticShape(x)?.length;
     if (xr !== undefined && xr !== 3) return noMatch('input must be 3D [B, S, In]');
     if (!bias) return noMatch('the bias input is required');
-    const dtype = dtypeOf(x) ?? dtypeOf(w);
+    const dtype = inferDtype(x) ?? inferDtype(w);
     if (dtype !== 'f32' && dtype !== 'f16') return noMatch('only f32/f16 inputs are lifted');
     let maskKind: MsAttentionMatch['mask'];
     if (mask) {
-      const r = shapeOf(mask)?.length;
-      const s0 = shapeOf(mask)?.[0];
-      const xb = shapeOf(x)?.[0];
+      const r = staticShape(mask)?.length;
+      const s0 = staticShape(mask)?.[0];
+      const xb = staticShape(x)?.[0];
       if (r === 1 && (s0 === xb || s0 === 'batch' || typeof s0 !== 'number')) maskKind = 'lengths';
       else if (r === 2) maskKind = 2;
       else if (r === 3) maskKind = 3;
@@ -116,7 +117,7 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
     }
     if (maskKind === 'lengths' && past) return noMatch('1D mask_index together with past is not lifted');
     const outputs = liveOutputs(graph, node);
-    if (past && shapeOf(past)?.length !== 5) return noMatch('past must be [2, B, N, P, H]');
+    if (past && staticShape(past)?.length !== 5) return noMatch('past must be [2, B, N, P, H]');
     if (outputs[1] !== undefined && sizes && sizes[1] !== sizes[2]) return noMatch('present with different K and V head sizes');
     const scaleAttr = attrFloat(node, 'scale') ?? 0;
     const spec = (attrInt(node, 'unidirectional') ?? 0) !== 0 ? causal('bottom-right') : dense;
@@ -151,7 +152,7 @@ export const msAttentionRule: RewriteRule<MsAttentionMatch> = {
   rewrite(graph, node, m) {
     const [x, w, projBias, mask, past, attnBias] = node.inputs;
     const b = new NodeBuilder(graph, baseName(node));
-    const dtype = (dtypeOf(x) ?? dtypeOf(w)) === 'f16' ? 'f16' : 'f32';
+    const dtype = (inferDtype(x) ?? inferDtype(w)) === 'f16' ? 'f16' : 'f32';
     let q: Value;
     let k: Value;
     let v: Value;

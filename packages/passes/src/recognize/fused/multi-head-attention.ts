@@ -10,10 +10,21 @@
 // buffer with the new keys into the M-key present output, which has no meaning to keep.
 
 import { type AttentionParams, causal, dense, type Graph, type Node, type Value } from '@attnopt/ir';
-import { matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
+import {
+  attrFloat,
+  attrInt,
+  baseName,
+  liveOutputs,
+  matched,
+  MS_DOMAIN,
+  NodeBuilder,
+  noMatch,
+  type RewriteRule,
+  unknownAttrs,
+} from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
 import { beamCache, presentFromCache } from './beam-cache.js';
-import { attrFloat, attrInt, baseName, dtypeOf, liveOutputs, MS_DOMAIN, NodeBuilder, shapeOf, staticDim, unknownAttrs } from './common.js';
+import { inferDtype, staticDim, staticShape } from '../../shape-inference/shapes.js';
 import { paddingBias } from './padding-mask.js';
 
 const KNOWN = ['num_heads', 'scale', 'mask_filter_value', 'unidirectional'];
@@ -45,35 +56,35 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
     const outputs = liveOutputs(graph, node);
     const N = attrInt(node, 'num_heads');
     if (N === undefined) return noMatch('num_heads is required');
-    const qs = shapeOf(q);
-    const ks = shapeOf(k);
+    const qs = staticShape(q);
+    const ks = staticShape(k);
     let form: Form;
     let headDim: number | undefined;
     let vHeadDim: number | undefined;
     if (qs?.length === 5) {
       if (k || v) return noMatch('packed QKV query comes without key and value');
-      if (staticDim(qs, 2) !== N || staticDim(qs, 3) !== 3) return noMatch('packed QKV must be [B, S, num_heads, 3, H]');
+      if (staticDim(q, 2) !== N || staticDim(q, 3) !== 3) return noMatch('packed QKV must be [B, S, num_heads, 3, H]');
       form = 'packed-qkv';
-      headDim = vHeadDim = staticDim(qs, 4);
+      headDim = vHeadDim = staticDim(q, 4);
     } else if (qs?.length === 3) {
-      const hidden = staticDim(qs, 2);
+      const hidden = staticDim(q, 2);
       if (hidden === undefined || hidden % N !== 0) return noMatch('query hidden size must be static and a multiple of num_heads');
       headDim = hidden / N;
       if (ks?.length === 5) {
         if (v) return noMatch('packed KV key comes without value');
-        if (staticDim(ks, 2) !== N || staticDim(ks, 3) !== 2 || staticDim(ks, 4) !== headDim) return noMatch('packed KV must be [B, L, num_heads, 2, H]');
+        if (staticDim(k, 2) !== N || staticDim(k, 3) !== 2 || staticDim(k, 4) !== headDim) return noMatch('packed KV must be [B, L, num_heads, 2, H]');
         form = 'packed-kv';
         vHeadDim = headDim;
       } else if (ks?.length === 4) {
-        const vs = shapeOf(v);
-        if (staticDim(ks, 1) !== N || staticDim(ks, 3) !== headDim || vs?.length !== 4) return noMatch('BNSH key/value must be [B, num_heads, L, H]');
+        const vs = staticShape(v);
+        if (staticDim(k, 1) !== N || staticDim(k, 3) !== headDim || vs?.length !== 4) return noMatch('BNSH key/value must be [B, num_heads, L, H]');
         if (pastKey) return noMatch('BNSH key/value with past is not lifted');
         form = 'bnsh-kv';
-        vHeadDim = staticDim(vs, 3);
+        vHeadDim = staticDim(v, 3);
       } else if (ks?.length === 3) {
         form = 'separate';
-        const vh = staticDim(shapeOf(v), 2);
-        if (staticDim(ks, 2) !== hidden || vh === undefined || vh % N !== 0) return noMatch('key/value must be [B, L, D] with static D');
+        const vh = staticDim(v, 2);
+        if (staticDim(k, 2) !== hidden || vh === undefined || vh % N !== 0) return noMatch('key/value must be [B, L, D] with static D');
         vHeadDim = vh / N;
       } else {
         return noMatch('key has no known rank 3, 4 or 5 shape');
@@ -85,12 +96,12 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
     if (bias && form !== 'separate' && form !== 'bnsh-kv') return noMatch(`the projection bias with ${form} inputs is not lifted`);
     let maskRank: 2 | 3 | undefined;
     if (mask) {
-      const r = shapeOf(mask)?.length;
+      const r = staticShape(mask)?.length;
       if (r !== 2 && r !== 3) return noMatch('key_padding_mask of rank other than 2 or 3 (lengths, cu_seqlens) is not lifted');
       maskRank = r;
     }
     if ((pastKey === undefined) !== (pastValue === undefined)) return noMatch('past_key and past_value must come together');
-    if (dtypeOf(q) !== 'f32' && dtypeOf(q) !== 'f16') return noMatch('only f32/f16 inputs are lifted');
+    if (inferDtype(q) !== 'f32' && inferDtype(q) !== 'f16') return noMatch('only f32/f16 inputs are lifted');
     const unidirectional = (attrInt(node, 'unidirectional') ?? 0) !== 0;
     let beam = false;
     if ((pastLength || cacheIndirection) && form !== 'bnsh-kv') {
@@ -98,7 +109,7 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
         return noMatch('past_sequence_length / cache_indirection other than a beam-search step (3D key/value, past, both inputs) or cross attention (BNSH key/value) are not lifted');
       }
       if (mask || attnBias) return noMatch('key_padding_mask / attention_bias in a beam-search step are not lifted');
-      if (shapeOf(pastKey)?.length !== 4) return noMatch('past_key must be [BB, num_heads, M, H]');
+      if (staticShape(pastKey)?.length !== 4) return noMatch('past_key must be [BB, num_heads, M, H]');
       if (outputs[3] !== undefined) return noMatch('the qk output of a beam-search step (P + 1 keys of an M-key buffer) is not lifted');
       beam = true;
     }
@@ -146,7 +157,7 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
     let bias: Value | undefined = attnBias;
     if (mask) {
       const filter = attrFloat(node, 'mask_filter_value') ?? -10000;
-      const pad = paddingBias(b, mask, m.maskRank!, filter, dtypeOf(node.inputs[0]) === 'f16' ? 'f16' : 'f32');
+      const pad = paddingBias(b, mask, m.maskRank!, filter, inferDtype(node.inputs[0]) === 'f16' ? 'f16' : 'f32');
       bias = bias ? b.op('Add', [bias, pad], 'attention_bias_padded') : pad;
     }
     const outs = node.outputs;

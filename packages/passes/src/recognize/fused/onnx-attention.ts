@@ -11,9 +11,18 @@ import {
   scoresModeFromOnnx,
   type Value,
 } from '@attnopt/ir';
-import { matched, type MatchResult, noMatch, type RewriteRule } from '@attnopt/rewrite';
+import {
+  attrFloat,
+  attrInt,
+  liveOutputs,
+  matched,
+  type MatchResult,
+  noMatch,
+  type RewriteRule,
+  unknownAttrs,
+} from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
-import { attrFloat, attrInt, liveOutputs, shapeOf, staticDim, unknownAttrs } from './common.js';
+import { staticDim, staticShape } from '../../shape-inference/shapes.js';
 
 export interface OnnxAttentionMatch {
   readonly params: AttentionParams;
@@ -27,23 +36,23 @@ export function onnxAttentionHeads(
   node: Node,
 ): MatchResult<Pick<AttentionParams, 'numHeads' | 'kvNumHeads' | 'headDim' | 'vHeadDim' | 'layout'>> {
   const [q, k, v] = node.inputs;
-  const qs = shapeOf(q);
-  const ks = shapeOf(k);
-  const vs = shapeOf(v);
+  const qs = staticShape(q);
+  const ks = staticShape(k);
+  const vs = staticShape(v);
   if (!qs || !ks || !vs) return noMatch('Q, K or V has no known shape');
   if (qs.length !== ks.length || qs.length !== vs.length) return noMatch('Q, K and V ranks differ');
   if (qs.length === 3) {
     const numHeads = attrInt(node, 'q_num_heads');
     const kvNumHeads = attrInt(node, 'kv_num_heads');
     if (numHeads === undefined || kvNumHeads === undefined) return noMatch('3D inputs need q_num_heads and kv_num_heads');
-    const qh = staticDim(qs, 2);
-    const vh = staticDim(vs, 2);
+    const qh = staticDim(q, 2);
+    const vh = staticDim(v, 2);
     if (qh === undefined || vh === undefined) return noMatch('3D inputs need static hidden sizes (last dims of Q and V)');
     if (qh % numHeads !== 0 || vh % kvNumHeads !== 0) return noMatch('hidden size is not a multiple of the head count');
     return matched({ numHeads, kvNumHeads, headDim: qh / numHeads, vHeadDim: vh / kvNumHeads, layout: 'bsd' });
   }
   if (qs.length === 4) {
-    const [numHeads, kvNumHeads, headDim, vHeadDim] = [staticDim(qs, 1), staticDim(ks, 1), staticDim(qs, 3), staticDim(vs, 3)];
+    const [numHeads, kvNumHeads, headDim, vHeadDim] = [staticDim(q, 1), staticDim(k, 1), staticDim(q, 3), staticDim(v, 3)];
     if (numHeads === undefined || kvNumHeads === undefined || headDim === undefined || vHeadDim === undefined) {
       return noMatch('4D inputs need static head counts and head sizes');
     }

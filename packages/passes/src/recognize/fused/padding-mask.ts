@@ -2,7 +2,7 @@
 // mask is 0 get mask_filter_value added to their scores (not -inf), so a fully masked row still averages.
 
 import type { Value } from '@attnopt/ir';
-import type { NodeBuilder } from './common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 
 /** mask [B, T] ([B, S, T], [B, 1, S, T]) of 1/0 -> (mask == 0) * filter as [B, 1, 1, T] ([B, 1, S, T]) in `dtype`. */
 export function paddingBias(b: NodeBuilder, mask: Value, rank: 2 | 3 | 4, filter: number, dtype: 'f32' | 'f16'): Value {

@@ -5,7 +5,7 @@
 // the postlude turns Y [B, N, S, D] back into [B, S, width / 3].
 
 import { type DType, type Value } from '@attnopt/ir';
-import type { NodeBuilder } from './common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 
 export interface RuntimeHeadQkv {
   readonly q: Value;
