@@ -11,13 +11,15 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { attentionSites, saveModel, loadModel, optimize, recognize } from '@attnopt/core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { LOADED_ON_FIRST_USE } from './package/on-first-use.js';
 import { packPublic, runtimeClosure, workspacePackages } from './package/pack.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const example = join(root, 'examples/tiny-bert/model.onnx');
 const scratch = mkdtempSync(join(tmpdir(), 'attnopt-packaging-'));
 const project = join(scratch, 'project');
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+// the installed project holds onnxruntime-node's native libraries: removing it can take more than the default 10 s
+afterAll(() => rmSync(scratch, { recursive: true, force: true }), 120_000);
 
 // what a user's shell gives: no vitest or tsx loader options, and onnxruntime-node's CUDA download skipped
 const env: NodeJS.ProcessEnv = { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip', ORT_DISABLE_TELEMETRY: '1' };
@@ -142,6 +144,44 @@ test('the installed attnopt --help starts in under 0.5 s', () => {
   // CPU time is what the command costs; wall time on a shared runner also counts the time spent waiting for a core
   expect(help.cpu).toBeLessThan(0.5);
 });
+
+// preloaded into the command's process: at exit, writes the CommonJS modules it loaded (require.cache, which ESM
+// imports of CommonJS packages fill too) as JSON to the file named by LOADED_MODULES_FILE
+const LOADED_MODULES = `
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+const cache = createRequire(import.meta.url).cache;
+process.on('exit', () => writeFileSync(process.env.LOADED_MODULES_FILE, JSON.stringify(Object.keys(cache))));
+`;
+
+/** The packages (names under node_modules) whose CommonJS modules the installed command loads for `args`. */
+function packagesLoaded(args: readonly string[]): string[] {
+  writeFileSync(join(project, 'loaded-modules.mjs'), LOADED_MODULES);
+  const file = join(project, 'loaded-modules.json');
+  rmSync(file, { force: true });
+  const bin = join(project, 'node_modules/@attnopt/cli/bin/attnopt.js');
+  const r = spawnSync(process.execPath, ['--import', './loaded-modules.mjs', bin, ...args], {
+    cwd: project,
+    env: { ...env, LOADED_MODULES_FILE: file },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  ok(r, `attnopt ${args.join(' ')} (with the module probe)`);
+  const files = JSON.parse(readFileSync(file, 'utf8')) as string[];
+  const names = files.map((f) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(f)?.[1]).filter((n): n is string => n !== undefined);
+  return [...new Set(names)].sort();
+}
+
+test('the installed attnopt --help loads the packages deferred to first use only when a command needs them', () => {
+  const deferred = LOADED_ON_FIRST_USE.map((s) => s.split('/')[0]!);
+  const help = packagesLoaded(['--help']);
+  expect(help, 'the probe sees the CommonJS packages the command imports').toContain('commander');
+  for (const name of deferred) expect(help, `${name} loaded by --help`).not.toContain(name);
+  // inspect decodes the model (protobufjs); verify runs both models in onnxruntime
+  expect(packagesLoaded(['inspect', example])).toContain('protobufjs');
+  const verify = packagesLoaded(['verify', example, example, '--seq-len', '16']);
+  expect(verify).toEqual(expect.arrayContaining(['onnxruntime-node', 'protobufjs']));
+}, 240_000);
 
 test('the installed attnopt inspect prints what the command prints from the sources', () => {
   const args = ['inspect', example, '--json'];
