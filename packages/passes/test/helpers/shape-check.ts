@@ -40,7 +40,18 @@ export function bindingOf(g: Graph, feeds: Record<string, { dims: readonly numbe
 const MAX_INPUT_ELEMENTS = 1e7;
 
 /** Runs the check at each of `sizes` (one import and one session, seeded inputs per binding). */
-export async function checkShapes(file: string, sizes: readonly InputSizes[], seed = 5): Promise<ShapeCheck> {
+export function checkShapes(file: string, sizes: readonly InputSizes[], seed = 5): Promise<ShapeCheck> {
+  return checkShapesOn(file, (g) =>
+    sizes.map((size) => {
+      const elements = g.inputs.reduce((a, v) => a + (v.initializer || v.type?.kind !== 'tensor' ? 0 : (v.type.shape ?? []).reduce<number>((p, d) => p * (typeof d === 'number' ? d : size.seq), 1)), 0);
+      if (elements > MAX_INPUT_ELEMENTS) throw new Error(`${file}: weights are graph inputs (${elements} input elements)`);
+      return randomInputs(g, seed, size);
+    }),
+  );
+}
+
+/** Runs the check on the feeds `feedsFor` gives for the imported graph (one import and one session). */
+export async function checkShapesOn(file: string, feedsFor: (g: Graph) => Record<string, ort.Tensor>[]): Promise<ShapeCheck> {
   const mismatches: string[] = [];
   let compared = 0;
   const model = importOnnx(file);
@@ -61,11 +72,7 @@ export async function checkShapes(file: string, sizes: readonly InputSizes[], se
   const outputs = g.nodes.flatMap((n) => n.outputs).filter((v) => v.name !== '');
   const values = outputs.length;
   const fullyInferred = outputs.filter((v) => infos.get(v)?.shape?.every((d) => !d.hasFresh)).length;
-  const feedsAt = sizes.map((size) => {
-    const elements = g.inputs.reduce((a, v) => a + (v.initializer || v.type?.kind !== 'tensor' ? 0 : (v.type.shape ?? []).reduce<number>((p, d) => p * (typeof d === 'number' ? d : size.seq), 1)), 0);
-    if (elements > MAX_INPUT_ELEMENTS) throw new Error(`${file}: weights are graph inputs (${elements} input elements)`);
-    return randomInputs(g, seed, size);
-  });
+  const feedsAt = feedsFor(g);
   // expose every node output whose dtype is known (onnxruntime needs it) as a graph output
   for (const v of outputs) {
     if (g.outputs.includes(v) || infos.get(v)?.dtype === undefined) continue;
