@@ -12,6 +12,8 @@ export default defineConfig({
     pool: 'forks',
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 120_000,
+    // the compile pipeline runs the IR verifier before and after every pass (a failure names the pass)
+    env: { ATTNOPT_VERIFY_EACH: '1' },
     setupFiles: [fileURLToPath(new URL('./vitest.setup.ts', import.meta.url))],
   },
 });

@@ -1,7 +1,8 @@
 // The shared first half of optimize, explain, codegen and inspect --decisions: calibration inputs, then
-// recognize, prove masks and choose forms (core's decide), with failures mapped to exit codes.
+// recognize, prove masks and choose forms (core's decide: the compile pipeline through sparsify), with failures
+// mapped to exit codes.
 
-import { type AttnoptModel, DECIDE_STAGES as CORE_STAGES, type DecideResult, decide } from '@attnopt/core';
+import { type AttnoptModel, type CalibrationSample, DECIDE_STAGES as CORE_STAGES, type DecideOptions, type DecideResult, decide } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 import { budgetAllowsApproximation, budgetOptions, checkSeqLen, type DecisionFlags } from './options.js';
 import type { Progress } from './progress.js';
@@ -9,8 +10,23 @@ import { failedOn } from './failure.js';
 import { checkRunMemory } from './memory.js';
 import { samplesFor } from './samples.js';
 
-/** Stage names of decide (for the progress bar). */
+/** The command's own first stage, then the labels of decide's passes (for the progress bar). */
 export const DECIDE_STAGES = ['calibration inputs', ...CORE_STAGES] as const;
+
+/** What core's decide and optimize are asked, from the command's flags. */
+export function coreOptions(flags: DecisionFlags, samples: Iterable<CalibrationSample>, target: string): DecideOptions {
+  return {
+    ...budgetOptions(flags),
+    samples,
+    samplesFrom: flags.calibration ? 'user' : 'generated',
+    allowStatistical: flags.allowStatistical === true,
+    seqLen: flags.seqLen,
+    seed: flags.seed,
+    target,
+    runtime: flags.runtime,
+    ...(flags.verifyEach === true ? { verifyEach: true } : {}),
+  };
+}
 
 export async function decideOrFail(model: AttnoptModel, modelPath: string, flags: DecisionFlags, target: string, progress: Progress): Promise<DecideResult> {
   if (budgetAllowsApproximation(flags) && flags.calibration === undefined) checkRunMemory(model, modelPath, flags.seqLen, flags.allowMemory);
@@ -18,7 +34,7 @@ export async function decideOrFail(model: AttnoptModel, modelPath: string, flags
   progress.stage('calibration inputs');
   const samples = budgetAllowsApproximation(flags) ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
   try {
-    return await decide(model, { ...budgetOptions(flags), samples, samplesFrom: flags.calibration ? 'user' : 'generated', allowStatistical: flags.allowStatistical === true, seqLen: flags.seqLen, seed: flags.seed, target, runtime: flags.runtime, onStage: (s) => progress.stage(s) });
+    return await decide(model, { ...coreOptions(flags, samples, target), onStage: (s) => progress.stage(s) });
   } catch (e) {
     throw failedOn(modelPath, e, flags.calibration === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false });
   }

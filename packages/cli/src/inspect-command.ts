@@ -227,7 +227,7 @@ export function registerInspect(program: Command): void {
           decisions: { budget: result.budget, target: result.target, seqLen: result.seqLen },
         };
       } else {
-        const result = analyze(model.graph, { seqLen: flags.seqLen });
+        const result = analyze(model.graph, { seqLen: flags.seqLen, ...(flags.verifyEach === true ? { verifyEach: true } : {}) });
         const misses = watch.misses(result.notes);
         report = { model: modelPath, sites: result.sites.map((f) => siteJson(f)), misses, noSites: result.sites.length === 0 ? noSitesReason(watch, misses) : null };
       }

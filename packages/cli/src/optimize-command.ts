@@ -18,13 +18,13 @@ import {
   renderReport,
   writeModel,
 } from '@attnopt/core';
-import { requireSites } from './decide.js';
+import { coreOptions, requireSites } from './decide.js';
 import { CliError, ExitCode } from './exit-codes.js';
 import { failedOn } from './failure.js';
 import { loadModelOrFail } from './load.js';
 import { checkRunMemory } from './memory.js';
 import { checkOutputFiles, type InputFile, type OutputFile, sideFileOf } from './output-paths.js';
-import { addDecisionOptions, budgetAllowsApproximation, budgetOptions, checkSeqLen, type DecisionFlags } from './options.js';
+import { addDecisionOptions, budgetAllowsApproximation, checkSeqLen, type DecisionFlags } from './options.js';
 import { printJson, printResult } from './print.js';
 import { withProgress } from './progress.js';
 import { recordCalibration, samplesFor, SEED_STREAM } from './samples.js';
@@ -37,7 +37,7 @@ interface OptimizeFlags extends DecisionFlags {
   json?: boolean;
 }
 
-/** Stage names of core's optimize, then the command's own (for the progress bar). */
+/** The command's own first stage, the labels of optimize's passes, then writing (for the progress bar). */
 const STAGES = ['calibration inputs', ...OPTIMIZE_STAGES, 'write'];
 
 function writeOptimized(output: string, model: AttnoptModel): void {
@@ -136,17 +136,7 @@ export function registerOptimize(program: Command): void {
         const samples = budgetAllowsApproximation(flags) ? samplesFor(model, flags.calibration, flags.seqLen, seed, 2, flags.dim) : [];
         let optimized: OptimizeResult;
         try {
-          optimized = await optimize(model, {
-            ...budgetOptions(flags),
-            samples,
-            samplesFrom: flags.calibration ? 'user' : 'generated',
-            allowStatistical: flags.allowStatistical === true,
-            seqLen: flags.seqLen,
-            seed: flags.seed,
-            target: flags.target,
-            runtime: flags.runtime,
-            onStage: (s) => p.stage(s),
-          });
+          optimized = await optimize(model, { ...coreOptions(flags, samples, flags.target), onStage: (s) => p.stage(s) });
         } catch (e) {
           throw failedOn(modelPath, e, flags.calibration === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false });
         }

@@ -72,6 +72,7 @@ export interface DecisionFlags {
   runtime: Runtime;
   allowMemory?: number;
   allowStatistical?: boolean;
+  verifyEach?: boolean;
 }
 
 /** The budget options for core's decide / optimize: --max-rel-error when given, else --max-error. */
@@ -88,7 +89,10 @@ export const MAX_REL_ERROR_HELP =
   "max error of each site relative to its scale: the largest range (max - min over the keys) of one channel of the site's V on the calibration data, " +
   'which bounds the range of every output channel; the site budget is this x that scale (instead of --max-error)';
 
-/** Adds --max-error, --max-rel-error, --seq-len, --calibration, --seed, --dim, --runtime and (when withTarget) --target to a command. */
+/**
+ * Adds --max-error, --max-rel-error, --seq-len, --calibration, --seed, --dim, --runtime, --allow-memory,
+ * --verify-each and (when withTarget) --target to a command.
+ */
 export function addDecisionOptions(command: Command, withTarget: boolean): Command {
   command
     .option('--max-error <e>', 'max absolute error of each site: guarded sites hold it on every input (checked at run time); 0 allows exact rewrites only', nonNegativeNumber, 1e-2)
@@ -99,7 +103,8 @@ export function addDecisionOptions(command: Command, withTarget: boolean): Comma
     .option('--seed <s>', 'seed of generated inputs and seeded forms', integer, 0)
     .option('--dim <name=size>', DIM_HELP, dimSize)
     .addOption(runtimeOption('for calibration'))
-    .option('--allow-memory <size>', ALLOW_MEMORY_HELP, memorySize);
+    .option('--allow-memory <size>', ALLOW_MEMORY_HELP, memorySize)
+    .option('--verify-each', 'run the IR verifier on the graph before the first pass and after every pass (a failure names the pass)');
   command.hook('preAction', (_program, action) => {
     if (action.getOptionValueSource('maxRelError') === 'cli' && action.getOptionValueSource('maxError') === 'cli') {
       throw new CliError('give --max-error (absolute) or --max-rel-error (relative to each site\'s scale), not both', ExitCode.usage);

@@ -1,20 +1,20 @@
-// decide: the choices of optimize, without the lowering. Recognize every site, prove its mask, calibrate, choose
-// per site the cheapest form within the budget (per head group where heads want different forms and that is
-// cheaper), leaving every site (or each of its head groups) an Attention node with its chosen spec: what
+// decide: the choices of optimize, without the lowering: the compile pipeline (pipeline.ts) through sparsify.
+// Recognize every site, prove its mask, calibrate, choose per site the cheapest form within the budget (per head
+// group where heads want different forms and that is cheaper), leaving every site (or each of its head groups) an Attention node with its chosen spec: what
 // `optimize` lowers, `compile` turns into kernels, and `explain` puts into words. Every choice names its tier:
 // exact (the same function), guarded (the bound holds on every input, checked at run time; rows over the budget
 // recomputed) or statistical (held on the calibration data only: only with allowStatistical and user samples).
 
-import { attentionCost, onnxruntimeCpuProfile, PROFILES, type TargetProfile } from '@attnopt/cost';
-import { attentionParams, type AttentionSpec, type Node, parseSpec, printSpec } from '@attnopt/ir';
-import { attentionSites, GUARDED_OPSET, type Guarantee, HEAD_GROUP, type HeadGroupAnnotation, type SiteDecision, sparsifyPass } from '@attnopt/passes';
+import type { PROFILES, TargetProfile } from '@attnopt/cost';
 import type { PassNote } from '@attnopt/rewrite';
-import { analyze, type SiteFacts } from './analyze.js';
-import { type CalibrationSample, collectSiteTensors, generateInputs, type Runtime } from './calibrate/index.js';
-import { siteCalibration } from './calibrate/site-calibration.js';
+import type { CalibrationSample, Runtime } from './calibrate/index.js';
 import type { AttnoptModel } from './model.js';
-import { maxOf, pushAll } from './extremes.js';
-import { valueScale } from './relative-budget.js';
+import { runCompile } from './pipeline.js';
+import { type SitePlan, sitePlans } from './pipeline/plans.js';
+import { compileState } from './pipeline/state.js';
+
+export { type GroupPlan, type SitePlan } from './pipeline/plans.js';
+export { modelOpset, targetProfile } from './pipeline/state.js';
 
 export interface DecideOptions {
   /**
@@ -48,67 +48,10 @@ export interface DecideOptions {
   readonly target?: keyof typeof PROFILES | TargetProfile;
   /** What runs the model to collect calibration data: onnxruntime-node (default) or attnopt's CPU executor. */
   readonly runtime?: Runtime;
-  /** Called as each stage starts (progress). */
+  /** Called as each stage starts (progress): the labels of the pipeline's passes (DECIDE_STAGES, OPTIMIZE_STAGES). */
   readonly onStage?: (stage: string) => void;
-}
-
-/** Stage names decide() reports through onStage, in order (calibrate and sparsify only with a budget > 0). */
-export const DECIDE_STAGES = ['recognize and analyze masks', 'calibrate', 'sparsify'] as const;
-
-/** One head group of a site split by heads: its own Attention node with its own spec. */
-export interface GroupPlan {
-  /** `<site>.g<k>`, k counting the groups in head order. */
-  readonly id: string;
-  /** The group's Attention node (compile it with `compile`). */
-  readonly node: Node;
-  /** The query heads of the group (contiguous, whole key/value heads). */
-  readonly heads: readonly number[];
-  readonly kvHeads: readonly number[];
-  /** The group's spec, in IR text form. */
-  readonly chosen: string;
-  readonly exact: boolean;
-  /** exact, guarded (every input, checked at run time) or statistical (calibration data only). */
-  readonly guarantee: Guarantee;
-  /** Max-abs error bound of the group's heads: 0 exact, the budget guarded, measured on calibration data statistical. */
-  readonly bound: number;
-  readonly measuredError: number | null;
-  /** FLOPs of the group at nq = nk = seqLen, batch 1. */
-  readonly flops: number;
-}
-
-/** One site after decide(): its facts, the form chosen, and sparsify's record of what it tried. */
-export interface SitePlan {
-  readonly id: string;
-  /** The Attention node as recognized and analyzed; its spec now the chosen one (unless split into groups). */
-  readonly node: Node;
-  /** What recognition and the mask analysis found (exact). */
-  readonly facts: SiteFacts;
-  /** The spec the site computes now, in IR text form; for a site split by heads, every group's ("heads 0-1: ... | ..."). */
-  readonly chosen: string;
-  /** True when the site computes exactly what the model did (error 0). */
-  readonly exact: boolean;
-  /** exact, guarded (every input, checked at run time) or statistical (calibration data only); groups: the weakest. */
-  readonly guarantee: Guarantee;
-  /** Predicted fraction of rows a guarded site recomputes densely (from the calibration data). */
-  readonly fallbackRate?: number;
-  /**
-   * Max-abs error bound of the site's output: 0 exact, the budget when guarded, the bound measured on the
-   * calibration data when statistical (with groups the largest).
-   */
-  readonly bound: number;
-  /** Max-abs error measured on the calibration data, or null when nothing approximate was chosen. */
-  readonly measuredError: number | null;
-  /** Why the site kept the spec it was analyzed with, when it did. */
-  readonly reason?: string;
-  /** Present when the site was split into head groups, in head order. */
-  readonly groups?: readonly GroupPlan[];
-  /** Sparsify's record: every form tried with its bound, measured error and cost. Absent when sparsify did not run. */
-  readonly decision?: SiteDecision;
-  /** Why sparsify did not run at this site, when it did not. */
-  readonly skipped?: string;
-  /** FLOPs of the site at nq = nk = seqLen, batch 1, with the spec it was recognized with and with the chosen one(s). */
-  readonly flopsBefore: number;
-  readonly flopsAfter: number;
+  /** Run the IR verifier before the first pass and after every pass (default: on where ATTNOPT_VERIFY_EACH=1). */
+  readonly verifyEach?: boolean;
 }
 
 /** A relative budget turned into absolute ones, per site. */
@@ -141,176 +84,13 @@ export interface DecideResult {
   readonly notes: readonly PassNote[];
 }
 
-export function targetProfile(target: DecideOptions['target']): TargetProfile {
-  if (target === undefined) return onnxruntimeCpuProfile;
-  if (typeof target !== 'string') return target;
-  const p = PROFILES[target];
-  if (!p) throw new Error(`unknown target ${target}: one of ${Object.keys(PROFILES).join(', ')}`);
-  return p;
-}
-
-function siteFlops(node: Node, spec: AttentionSpec, seqLen: number, profile: TargetProfile): number {
-  try {
-    return attentionCost({ ...attentionParams(node), spec }, { batch: 1, nq: seqLen, nk: seqLen }, profile).flops;
-  } catch {
-    return NaN; // data-dependent specs without data: unknown
-  }
-}
-
-function groupPlans(id: string, d: SiteDecision, nodes: readonly Node[], seqLen: number, profile: TargetProfile): GroupPlan[] {
-  return nodes.map((g, k) => {
-    const info = d.groups![k]!;
-    const spec = attentionParams(g).spec;
-    const heads = (g.annotations.get(HEAD_GROUP) as HeadGroupAnnotation | undefined)?.heads ?? info.heads;
-    return {
-      id: `${id}.g${k}`,
-      node: g,
-      heads,
-      kvHeads: info.kvHeads,
-      chosen: printSpec(spec),
-      exact: info.exact,
-      guarantee: info.exact ? 'exact' : info.guarantee,
-      bound: info.exact ? 0 : info.bound,
-      measuredError: info.exact ? null : info.measuredError,
-      flops: siteFlops(g, spec, seqLen, profile),
-    };
-  });
-}
-
 /**
  * Recognizes every site of `model`, proves its mask, calibrates and chooses its form (exactly what `optimize`
  * does before lowering), leaving the sites as Attention nodes. The graph changes in place.
  */
 export async function decide(model: AttnoptModel, options: DecideOptions = {}): Promise<DecideResult> {
-  const rel = options.maxRelError;
-  if (rel !== undefined && options.maxError !== undefined) throw new Error('give maxError (absolute) or maxRelError (relative to each site\'s scale), not both');
-  if (rel !== undefined && (!(rel >= 0) || !Number.isFinite(rel))) throw new Error(`max relative error must be a finite number >= 0, got ${rel}`);
-  let budget = rel ?? options.maxError ?? 1e-2;
-  if (!(budget >= 0) || !Number.isFinite(budget)) throw new Error(`max error must be a finite number >= 0, got ${budget}`);
-  const profile = targetProfile(options.target);
-  const seqLen = options.seqLen ?? 128;
-  const stage = options.onStage ?? (() => {});
-  const fromUser = options.samples !== undefined && (options.samplesFrom ?? 'user') === 'user';
-  if (options.allowStatistical && !fromUser) {
-    throw new Error('allowStatistical needs calibration samples from the user: a statistical form holds only on the data it was measured on, and generated inputs are not real data');
-  }
-  const opset = options.opset ?? modelOpset(model);
-
-  stage('recognize and analyze masks');
-  const analysis = analyze(model.graph, { seqLen });
-  const notes: PassNote[] = [...analysis.notes];
-  const facts = new Map(analysis.sites.map((f) => [f.id, f]));
-  // the sites as analyzed (ids site<k>), before sparsify splits any of them into head groups
-  const sites = attentionSites(model.graph);
-
-  const decisions = new Map<Node, SiteDecision>();
-  const groupNodes = new Map<Node, readonly Node[]>();
-  const calibrated = new Set<string>();
-  const uncollected = new Map<string, string>(); // site -> why calibration read nothing there
-  let provenance: CalibrationProvenance | undefined;
-  let relative: RelativeBudget | undefined;
-  if (budget > 0 && sites.length > 0) {
-    stage('calibrate');
-    const samples = options.samples ?? generateInputs(model, { seqLen, seed: options.seed ?? 0, count: options.calibrationCount ?? 2 });
-    const collected = await collectSiteTensors(model, samples, { runtime: options.runtime ?? 'onnxruntime' });
-    const count = maxOf(collected.map((s) => s.samples.length), 0);
-    provenance = { source: fromUser ? 'user' : 'generated', count, seqLen: fromUser ? (keyLength(collected) ?? seqLen) : seqLen };
-    for (const s of collected) if (s.skipped !== undefined) uncollected.set(s.id, s.skipped);
-    const calibration = collected.filter((s) => s.samples.length > 0);
-    for (const s of calibration) calibrated.add(s.id);
-    stage('sparsify');
-    const sparsify = (siteBudget: number, siteCalibrations: ReturnType<typeof siteCalibration>[]) =>
-      sparsifyPass({
-        budget: siteBudget,
-        target: profile,
-        seed: options.seed ?? 0,
-        allowUncertified: options.allowStatistical === true,
-        ...(opset < GUARDED_OPSET ? { guardBlocked: `opset ${opset}: the guarded form needs opset ${GUARDED_OPSET}` } : {}),
-        calibration: siteCalibrations,
-        onDecision: (d, node, groups) => {
-          decisions.set(node, d);
-          if (groups) groupNodes.set(node, groups);
-        },
-      }).run(model.graph).notes;
-    const siteCalibrations = calibration.map(siteCalibration);
-    if (rel === undefined) {
-      pushAll(notes, sparsify(budget, siteCalibrations));
-    } else {
-      // one pass per site with its own budget, the last site first: a site split into head groups adds nodes
-      // after the sites before it, so their ids (site<k> in node order) still name them
-      const byId = new Map(sites.map((s) => [s.id, s.node]));
-      const scales: Record<string, number> = {};
-      const budgets: Record<string, number> = {};
-      for (const c of siteCalibrations) {
-        scales[c.id] = valueScale(byId.get(c.id)!, c);
-        budgets[c.id] = rel * scales[c.id]!;
-      }
-      for (const c of [...siteCalibrations].reverse()) {
-        const own = new RegExp(`^${c.id}:`);
-        pushAll(notes, sparsify(budgets[c.id]!, [c]).filter((n) => own.test(n.message)));
-      }
-      relative = { maxRelError: rel, scales, budgets };
-      budget = maxOf(Object.values(budgets), 0);
-    }
-  }
-
-  const plans = sites.map(({ id, node }): SitePlan => {
-    const f = facts.get(id)!;
-    const decision = decisions.get(node);
-    const skipped =
-      decision !== undefined
-        ? undefined
-        : budget === 0
-          ? 'the budget is 0: only exact rewrites are allowed, so no approximate form was tried'
-          : !calibrated.has(id)
-            ? `no calibration data reached this site${uncollected.has(id) ? `: ${uncollected.get(id)}` : ''}`
-            : 'sparsify made no decision for this site';
-    const common = { id, node, facts: f, ...(decision ? { decision } : {}), ...(skipped ? { skipped } : {}) };
-    const flopsBefore = siteFlops(node, parseSpec(f.recognized), seqLen, profile);
-    const split = groupNodes.get(node);
-    if (split !== undefined && decision?.groups !== undefined) {
-      const groups = groupPlans(id, decision, split, seqLen, profile);
-      const exact = groups.every((g) => g.exact);
-      return {
-        ...common,
-        chosen: decision.chosen,
-        exact,
-        guarantee: exact ? 'exact' : decision.guarantee,
-        bound: exact ? 0 : decision.bound,
-        measuredError: exact ? null : decision.measuredError,
-        groups,
-        flopsBefore,
-        flopsAfter: groups.reduce((a, g) => a + g.flops, 0),
-      };
-    }
-    const spec = attentionParams(node).spec;
-    const approximate = decision !== undefined && decision.reasonDense === undefined && !decision.exact;
-    const reason = skipped ?? decision?.reasonDense;
-    return {
-      ...common,
-      chosen: printSpec(spec),
-      exact: !approximate,
-      guarantee: approximate ? decision.guarantee : 'exact',
-      ...(approximate && decision.fallbackRate !== undefined ? { fallbackRate: decision.fallbackRate } : {}),
-      bound: approximate ? decision.bound : 0,
-      measuredError: approximate ? decision.measuredError : null,
-      ...(reason !== undefined ? { reason } : {}),
-      flopsBefore,
-      flopsAfter: siteFlops(node, spec, seqLen, profile),
-    };
-  });
-  return { budget, ...(relative ? { relative } : {}), ...(provenance ? { calibration: provenance } : {}), target: profile.name, seqLen, sites: plans, notes };
-}
-
-/** The model's default-domain opset (17 when it names none). */
-export function modelOpset(model: AttnoptModel): number {
-  const d = model.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
-  return Number(d?.version ?? 17n);
-}
-
-/** The key length of the first collected site sample (the calibration sequence length of user data), if any. */
-function keyLength(collected: readonly { samples: readonly { k?: { shape: readonly number[] }; q: { shape: readonly number[] } }[] }[]): number | undefined {
-  const s = collected.find((c) => c.samples.length > 0)?.samples[0];
-  const t = s?.k ?? s?.q;
-  return t && t.shape.length >= 3 ? t.shape[t.shape.length - 2] : undefined;
+  const state = compileState(model, options);
+  const { notes } = await runCompile(state, true);
+  const { budget, relative, provenance } = state;
+  return { budget, ...(relative ? { relative } : {}), ...(provenance ? { calibration: provenance } : {}), target: state.profile.name, seqLen: state.seqLen, sites: sitePlans(state), notes };
 }

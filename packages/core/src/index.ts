@@ -42,9 +42,9 @@ export {
   type OptimizedSite,
   type OptimizedGroup,
   CERTIFIED_METADATA,
-  OPTIMIZE_STAGES,
 } from './optimize.js';
-export { decide, DECIDE_STAGES, type DecideOptions, type DecideResult, type RelativeBudget, type GroupPlan, type SitePlan } from './decide.js';
+export { DECIDE_STAGES, OPTIMIZE_STAGES } from './pipeline.js';
+export { decide, type DecideOptions, type DecideResult, type RelativeBudget, type GroupPlan, type SitePlan } from './decide.js';
 export { verifyModels, certifiedBound, DEFAULT_TOLERANCE, type VerifyReport, type OutputComparison, type VerifyOptions, type VerifyThresholds } from './verify.js';
 export { nextIdBits, targetIds, VERIFY_METRICS, type BitsSum, type VerifyMetric } from './bits-per-byte.js';
 export { analyze, type AnalyzeOptions, type AnalyzeResult, type SiteFacts } from './analyze.js';

@@ -1,14 +1,17 @@
-// optimize: the whole job on one model. decide() recognizes every attention site, proves what its own mask keeps
-// (exact, error 0), calibrates and chooses per site the cheapest form within the budget, guarded by default (per
-// head group where heads want different forms and that is cheaper); then every site that changed is lowered back
-// to standard ONNX ops so any runtime runs the result, and every site that did not goes back to the ONNX nodes it
-// was lifted from (the runtime meets the model's own subgraph, not a re-lowered copy of it).
+// optimize: the whole job on one model, the compile pipeline (pipeline.ts) from the first pass to the last:
+// recognize every attention site, prove what its own mask keeps (exact, error 0), calibrate and choose per site
+// the cheapest form within the budget, guarded by default (per head group where heads want different forms and
+// that is cheaper); every site that gains nothing goes back to the ONNX nodes it was lifted from (the runtime
+// meets the model's own subgraph, not a re-lowered copy of it) and every other one is lowered to standard ONNX
+// ops so any runtime runs the result. Then the bounds and what they mean are written into the model's metadata.
 
-import { type Guarantee, lowerAttentionPass, NATIVE_ATTENTION_OPSET, undoMaskProofs, unliftSite } from '@attnopt/passes';
+import type { Guarantee } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
-import { type CalibrationProvenance, DECIDE_STAGES, type RelativeBudget, type DecideOptions, decide, type GroupPlan, modelOpset, type SitePlan } from './decide.js';
+import type { CalibrationProvenance, DecideOptions, GroupPlan, RelativeBudget, SitePlan } from './decide.js';
 import type { AttnoptModel } from './model.js';
-import { pushAll } from './extremes.js';
+import { runCompile } from './pipeline.js';
+import { sitePlans } from './pipeline/plans.js';
+import { compileState } from './pipeline/state.js';
 
 export interface OptimizeOptions extends DecideOptions {
   /**
@@ -62,9 +65,6 @@ export interface OptimizeResult {
   readonly sites: readonly OptimizedSite[];
   readonly notes: readonly PassNote[];
 }
-
-/** Stage names optimize reports through onStage, in order (decide's, then the lowering). */
-export const OPTIMIZE_STAGES = [...DECIDE_STAGES, 'lower'] as const;
 
 /** Metadata key holding the per-site error bounds (JSON), which `verify` checks measured errors against. */
 export const CERTIFIED_METADATA = 'attnopt.certified';
@@ -130,49 +130,20 @@ function optimizedSite(p: SitePlan, restored: boolean): OptimizedSite {
   };
 }
 
-/** True when the site computes what it was recognized as, the same way: nothing to gain from lowering it. */
-function unchanged(p: SitePlan): boolean {
-  return p.groups === undefined && !p.facts.proven && p.chosen === p.facts.recognized;
-}
-
-/**
- * True when the site keeps only what its own mask proves and the target computes that form with no less work
- * than the model as written (a causal mask where the runtime computes every score anyway): the proof buys
- * nothing there, and lowering would swap the exporter's subgraph for a slower copy.
- */
-function provenOnly(p: SitePlan): boolean {
-  return p.groups === undefined && p.facts.proven && p.chosen === p.facts.spec && p.flopsAfter >= p.flopsBefore;
-}
-
 /** Runs the whole optimization on `model` (its graph is rewritten in place) and reports every site. */
 export async function optimize(model: AttnoptModel, options: OptimizeOptions = {}): Promise<OptimizeResult> {
-  const stage = options.onStage ?? (() => {});
-  const opset = options.opset ?? modelOpset(model);
-  const decided = await decide(model, { ...options, opset });
-  const notes: PassNote[] = [...decided.notes];
-
-  const restored = new Set<string>();
-  if (options.restoreUnchanged ?? true) {
-    const undone = new Set(undoMaskProofs(model.graph, decided.sites.filter(provenOnly).map((p) => p.node)));
-    for (const p of decided.sites) {
-      if ((unchanged(p) || undone.has(p.node)) && unliftSite(p.node)) {
-        restored.add(p.id);
-        const what = undone.has(p.node) ? `its proven mask (${p.chosen}) saves no work on this target` : `unchanged (${p.chosen})`;
-        notes.push({ pass: 'optimize', node: p.node.describe(), message: `${p.id}: ${what}: the ONNX nodes it was lifted from are kept as they were` });
-      }
-    }
-  }
-  stage('lower');
-  const native = (options.nativeAttention ?? true) && opset >= NATIVE_ATTENTION_OPSET ? { native: 'onnxruntime' as const } : {};
-  pushAll(notes, lowerAttentionPass({ opset, ...native }).run(model.graph).notes);
-  const sites = decided.sites.map((p) => optimizedSite(p, restored.has(p.id)));
-  const certified = { maxError: decided.budget, sites: Object.fromEntries(sites.map((s) => [s.id, s.bound])) };
+  const state = compileState(model, options);
+  const { notes } = await runCompile(state, false);
+  const { budget, relative, provenance } = state;
+  const plans = sitePlans(state);
+  const sites = plans.map((p) => optimizedSite(p, state.restored.has(p.id)));
+  const certified = { maxError: budget, sites: Object.fromEntries(sites.map((s) => [s.id, s.bound])) };
   const guarantees: GuaranteesMetadata = {
-    budget: decided.budget,
-    ...(decided.relative ? { relative: decided.relative } : {}),
-    calibration: decided.calibration ?? null,
+    budget,
+    ...(relative ? { relative } : {}),
+    calibration: provenance ?? null,
     sites: Object.fromEntries(
-      decided.sites.map((p) => [
+      plans.map((p) => [
         p.id,
         {
           ...siteGuarantee(p.guarantee, p.bound, p),
@@ -187,5 +158,5 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
     { key: CERTIFIED_METADATA, value: JSON.stringify(certified) },
     { key: GUARANTEES_METADATA, value: JSON.stringify(guarantees) },
   ];
-  return { model, ...(decided.relative ? { relative: decided.relative } : {}), ...(decided.calibration ? { calibration: decided.calibration } : {}), sites, notes };
+  return { model, ...(relative ? { relative } : {}), ...(provenance ? { calibration: provenance } : {}), sites, notes };
 }
