@@ -1,8 +1,10 @@
 """Trains attnopt's byte-level causal code language model on the Python standard library and exports it.
 
-    /usr/bin/python3 tools/train/train_code_lm.py            # writes examples/trained/code-lm.onnx + code-lm.json
+    /usr/bin/python3 tools/train/train_code_lm.py --max-seconds 3000   # writes examples/trained/code-lm.onnx + .json
 
-Short contexts first (cheap), then a phase at 2048. Held-out bits per byte are measured on held-out files never
+With --max-seconds the run is bounded by wall clock: 12% of it at context 256 (batch 16), 28% at 1024 (batch 4), the
+remaining 60% at 2048 (batch 1), the learning-rate schedule following the elapsed fraction (so it always reaches its
+tail); the steps taken per phase are recorded. Without it, the fixed-step phases of --short-steps/--long-steps. Held-out bits per byte are measured on held-out files never
 trained on; the metrics file also records torch's bits per byte on the committed held-out sample at n = 4096, which
 the onnxruntime test compares against.
 """
@@ -21,7 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from byte_data import split, spread_windows, stream, write_heldout_sample  # noqa: E402
 from byte_model import ByteTransformer  # noqa: E402
-from byte_train import Phase, export_onnx, train  # noqa: E402
+from byte_train import Phase, TimedPhase, export_onnx, train, train_timed  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / 'examples' / 'trained'
@@ -48,6 +50,7 @@ def main() -> None:
     ap.add_argument('--short-steps', type=int, default=500)
     ap.add_argument('--long-steps', type=int, default=40)
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--max-seconds', type=float, default=0, help='train by wall clock (timed phases 256/1024/2048)')
     ap.add_argument('--eval-windows', type=int, default=8)
     ap.add_argument('--out', default=str(OUT / 'code-lm.onnx'))
     ap.add_argument('--checkpoint', default='/tmp/attnopt-train/code-lm.pt', help='weights saved before export')
@@ -71,25 +74,41 @@ def main() -> None:
         logits = m(x[:, :-1])
         return F.cross_entropy(logits.reshape(-1, 256), x[:, 1:].reshape(-1))
 
-    phases = [Phase(args.short_steps, batch=16, context=256), Phase(args.long_steps, batch=1, context=2048)]
-    if args.from_checkpoint:
-        model.load_state_dict(torch.load(args.checkpoint))
-        curve = json.loads(pathlib.Path(args.checkpoint).with_suffix('.curve.json').read_text())
+    ckpt = pathlib.Path(args.checkpoint)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if args.max_seconds > 0:
+        timed = [TimedPhase(0.12, batch=16, context=256), TimedPhase(0.28, batch=4, context=1024),
+                 TimedPhase(0.60, batch=1, context=2048)]
+        phases = [p.__dict__ for p in timed]
     else:
-        curve = train(model, phases, loss_fn, lr=2e-3, seed=args.seed, log_every=25, log=lambda s: print(s, flush=True))
-        pathlib.Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), args.checkpoint)
-        pathlib.Path(args.checkpoint).with_suffix('.curve.json').write_text(json.dumps(curve))
+        fixed = [Phase(args.short_steps, batch=16, context=256), Phase(args.long_steps, batch=1, context=2048)]
+        phases = [p.__dict__ for p in fixed]
+    if args.from_checkpoint:
+        model.load_state_dict(torch.load(ckpt))
+        saved = json.loads(ckpt.with_suffix('.curve.json').read_text())
+        curve, phases = saved['curve'], saved['phases']
+    else:
+        if args.max_seconds > 0:
+            def save(step: int) -> None:
+                torch.save(model.state_dict(), ckpt)
+            curve, steps = train_timed(model, timed, loss_fn, lr=2e-3, seed=args.seed, max_seconds=args.max_seconds,
+                                       log_every=10, log=lambda s: print(s, flush=True), checkpoint=save)
+            for p, n in zip(phases, steps):
+                p['steps'] = n
+        else:
+            curve = train(model, fixed, loss_fn, lr=2e-3, seed=args.seed, log_every=25, log=lambda s: print(s, flush=True))
+        torch.save(model.state_dict(), ckpt)
+        ckpt.with_suffix('.curve.json').write_text(json.dumps({'curve': curve, 'phases': phases}))
     train_seconds = curve[-1]['seconds'] if args.from_checkpoint else time.time() - t0
     sample_data = torch.frombuffer(bytearray(sample), dtype=torch.uint8)
     metrics = {
         'model': 'code-lm', 'seed': args.seed, 'params': sum(p.numel() for p in model.parameters()),
         'config': {'d': 128, 'heads': 4, 'layers': 4, 'position': 'rope', 'causal': True},
-        'phases': [p.__dict__ for p in phases], 'train_seconds': round(train_seconds, 1),
+        'phases': phases, 'max_seconds': args.max_seconds, 'train_seconds': round(train_seconds, 1),
         'train_files': len(train_files), 'heldout_files': len(heldout_files),
         'train_bytes': len(train_data), 'heldout_bytes': len(heldout_data),
         'heldout_bits_per_byte': {
-            str(n): lm_bits_per_byte(model, heldout_data, n, max(1, args.eval_windows * 2048 // n)) for n in (2048, 4096)},
+            str(n): lm_bits_per_byte(model, heldout_data, n, max(1, args.eval_windows * 2048 // n)) for n in (1024, 2048, 4096)},
         'heldout_eval_bytes': args.eval_windows * 2048,
         'sample': SAMPLE.name, 'sample_bits_per_byte_n4096': lm_bits_per_byte(model, sample_data, 4096, 1),
         'curve': curve,
