@@ -15,11 +15,9 @@
 //   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2]
 
 import { cpus } from 'node:os';
-import { type AttentionParams, attentionNode, causal, Graph, intersect, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
-import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
-import { lowerAttentionPass } from '@attnopt/passes';
-import { runPipeline } from '@attnopt/rewrite';
+import { causal } from '@attnopt/ir';
 import * as ort from 'onnxruntime-node';
+import { D, diffuseInputs, GUARDED_SPEC, H, localInputs, siteModel } from './guarded-models.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -27,63 +25,7 @@ const opt = (name: string, dflt: string) => (args.includes(name) ? args[args.ind
 const SIZES = opt('--sizes', '4096').split(',').map(Number);
 const REPEATS = Number(opt('--repeats', '7'));
 const THREADS = Number(opt('--threads', '2'));
-const H = 8;
-const D = 64;
-const SPEC = intersect(causal(), union(slidingWindow(255, 0), sinks(4)));
 const SESSION: ort.InferenceSession.SessionOptions = { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } };
-
-function model(spec: AttentionParams['spec'], budget: number | undefined): Uint8Array {
-  const params: AttentionParams = {
-    numHeads: H,
-    kvNumHeads: H,
-    headDim: D,
-    vHeadDim: D,
-    scale: 1 / Math.sqrt(D),
-    softcap: 0,
-    layout: 'bsd',
-    spec,
-    ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline: causal() } } : {}),
-  };
-  const g = new Graph('guarded_bench');
-  const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, 'seq', H * D]))));
-  const y = new Value('y', tensorType('f32'));
-  g.addNode(attentionNode(params, { q: q!, k: k!, v: v! }, { y }, 'attn'));
-  g.outputs.push(y);
-  runPipeline(g, [lowerAttentionPass({ opset: 21, ...(spec.kind === 'causal' ? {} : { strategy: 'banded' as const }) })]);
-  return exportOnnx(newOnnxModel(g, { opset: 21 }));
-}
-
-/** Local attention: per head, q_i . k_j = A^2 sum_f cos(w_f (i - j)) over 32 geometric frequencies. */
-function localInputs(n: number): Record<string, ort.Tensor> {
-  const F = D / 2;
-  const A = Math.sqrt(40 / (F / Math.sqrt(D))); // peak logit scale * F * A^2 = 40
-  const q = new Float32Array(n * H * D);
-  const k = new Float32Array(n * H * D);
-  const v = new Float32Array(n * H * D);
-  let s = 12345;
-  const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32) - 0.5;
-  for (let i = 0; i < n; i++) {
-    for (let h = 0; h < H; h++) {
-      for (let f = 0; f < F; f++) {
-        const w = 0.0015 * 1.12 ** f * (1 + 0.05 * h);
-        const at = (i * H + h) * D + 2 * f;
-        q[at] = k[at] = A * Math.cos(w * i);
-        q[at + 1] = k[at + 1] = A * Math.sin(w * i);
-      }
-      for (let c = 0; c < D; c++) v[(i * H + h) * D + c] = 2 * rnd();
-    }
-  }
-  const t = (x: Float32Array) => new ort.Tensor('float32', x, [1, n, H * D]);
-  return { q: t(q), k: t(k), v: t(v) };
-}
-
-/** Diffuse attention: small random q and k (every score near 0), random v. */
-function diffuseInputs(n: number): Record<string, ort.Tensor> {
-  let s = 777;
-  const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32) - 0.5;
-  const t = (a: number) => new ort.Tensor('float32', Float32Array.from({ length: n * H * D }, () => a * rnd()), [1, n, H * D]);
-  return { q: t(0.2), k: t(0.2), v: t(2) };
-}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -91,9 +33,9 @@ async function main(): Promise<void> {
   console.log(`# guarded bench: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, onnxruntime-node threads ${THREADS}, node ${process.version}`);
   for (const n of SIZES) {
     const names = ['dense', 'unguarded', 'guarded', 'forced', 'denseDiffuse', 'unguardedDiffuse'] as const;
-    const dense = model(causal(), undefined);
-    const unguarded = model(SPEC, undefined);
-    const guarded = model(SPEC, 1e-3);
+    const dense = siteModel(causal(), undefined);
+    const unguarded = siteModel(GUARDED_SPEC, undefined);
+    const guarded = siteModel(GUARDED_SPEC, 1e-3);
     const bytes = { dense, unguarded, guarded, forced: guarded, denseDiffuse: dense, unguardedDiffuse: unguarded };
     const sessions = Object.fromEntries(await Promise.all(names.map(async (m) => [m, await ort.InferenceSession.create(bytes[m], SESSION)] as const)));
     const local = localInputs(n);

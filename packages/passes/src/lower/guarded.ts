@@ -4,18 +4,23 @@
 //
 //   key block summaries   K [B,H,T,D] -edge pad-> [B,H,nKB,kb,D] -ReduceMin/ReduceMax/ReduceMean-> [B,H,nKB,D],
 //                         radius r = ReduceMax ||k - c||                                              [B,H,nKB]
-//   score upper bound     U = min(Quest, ball): MatMul(relu(q), Kmax) - MatMul(relu(-q), Kmin)  and
-//                         MatMul(q, C) + ||q|| r, times |scale| (q sign-flipped for scale < 0)     [B,H,S,nKB]
+//   score upper bound     U = min(Quest, ball), the summaries scaled by |scale| (q sign-flipped for scale < 0):
+//                         Quest = MatMul(q, (Kmax + Kmin) / 2) + MatMul(|q|, (Kmax - Kmin) / 2)
+//                         (= sum_c max(q_c Kmin_c, q_c Kmax_c)), ball = MatMul(q, C) + ||q|| r         [B,H,S,nKB]
 //   dropped keys          count[i, blk] = |blk ∩ baseline(i)| - |blk ∩ baseline(i) ∩ (band(i) ∪ sinks)|  [S,nKB]
 //   certificate           log B = log-sum-exp(U + log count), log Z_S = max kept score - log(its softmax
 //                         probability) from the banded softmax, m_hat = Sigmoid(log B - log Z_S),
 //                         bound = m_hat R (R: V's range over all keys)                                  [B,H,S]
-//   fallback              rows with bound > budget in any batch and head: NonZero, Gather, dense attention
-//                         over the baseline's keys, ScatterElements back over the banded output.
+//   fallback              rows that drop a key and whose bound > budget, in any batch and head: an If on
+//                         their count (no row: the banded output as it is, nothing else runs); else NonZero,
+//                         Gather, dense attention over the baseline's keys (an additive 0 / -inf mask shared
+//                         by batch and heads), ScatterElements back over the banded output.
 // A lengths input (kvLength: keys at or past kvLength[b] are padding) caps the counted keys per batch
 // ([B, 1, S, nKB]) and masks the fallback rows; the summaries and R may include padding keys (only looser).
-// Float32 rounding: U is widened by 1e-4 (|U| + 1) and the bound by 1e-3 relative, so rounding in the summaries
-// and the scores cannot turn a row over the budget into a kept one.
+// Float32 rounding: log B is widened per row by 1e-4 (|scale| ||q|| K* + 1) (K*: the largest ||max(|Kmin|, |Kmax|)||
+// or ||C|| + r over the blocks, so at least every |U| of the row: more than the rounding of a dot product of
+// length D < 1000), and the bound by 1e-3 relative, so rounding in the summaries and the scores cannot turn a row
+// over the budget into a kept one.
 
 import {
   type AttentionParams,
@@ -30,6 +35,8 @@ import {
   type MaskSpec,
   type Node,
   printSpec,
+  Graph,
+  graphAttr,
   rowKeys,
   sinks,
   slidingWindow,
@@ -176,23 +183,45 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const radius = b.op('Sqrt', [reduce('ReduceMax', reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_sq'), [4], 'guard_dist2'), [3], 'guard_r2')], 'guard_radius');
   const tr = (t: Value, what: string) => b.transpose(t, [0, 1, 3, 2], what);
 
-  // the score bound per row and key block
+  // the score bound per row and key block; |scale| applied to the block summaries (not to [S, nKB] per head)
+  const absScale = f32(Math.abs(p.scale), 'guard_scale');
+  const scaled = (t: Value, what: string) => b.op('Mul', [t, absScale], what);
   const q32 = toF32(x.q, 'guard_q_f32');
   const qs = p.scale >= 0 ? q32 : b.op('Neg', [q32], 'guard_q_neg_scale');
-  const qPos = b.op('Relu', [qs], 'guard_q_pos');
-  const qNeg = b.op('Relu', [b.op('Neg', [qs], 'guard_q_minus')], 'guard_q_neg');
-  const quest = b.op('Sub', [b.op('MatMul', [qPos, tr(kmax, 'guard_kmax_t')], 'guard_quest_hi'), b.op('MatMul', [qNeg, tr(kmin, 'guard_kmin_t')], 'guard_quest_lo')], 'guard_quest');
+  const boxCenter = scaled(b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_box_sum'), f32(0.5, 'guard_half')], 'guard_box_center_raw'), 'guard_box_center');
+  const boxHalf = scaled(b.op('Mul', [b.op('Sub', [kmax, kmin], 'guard_box_width'), f32(0.5, 'guard_half2')], 'guard_box_half_raw'), 'guard_box_half');
+  const quest = b.op('Add', [b.op('MatMul', [qs, tr(boxCenter, 'guard_box_center_t')], 'guard_quest_center'), b.op('MatMul', [b.op('Abs', [qs], 'guard_q_abs'), tr(boxHalf, 'guard_box_half_t')], 'guard_quest_width')], 'guard_quest');
   const qNorm = b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [qs, qs], 'guard_q_sq'), [3], 'guard_q_norm2', true)], 'guard_q_norm');
-  const ball = b.op('Add', [b.op('MatMul', [qs, tr(reduce('ReduceMax', center, [3], 'guard_center_blocks'), 'guard_center_t')], 'guard_q_center'), b.op('Mul', [qNorm, b.reshape(radius, [0, 0, 1, -1], 'guard_radius_row')], 'guard_q_radius')], 'guard_ball');
-  let u = b.op('Mul', [b.op('Min', [quest, ball], 'guard_dot_bound'), f32(Math.abs(p.scale), 'guard_scale')], 'guard_scaled_bound');
+  const meanKey = scaled(reduce('ReduceMax', center, [3], 'guard_center_blocks'), 'guard_center_scaled');
+  const radiusScaled = scaled(radius, 'guard_radius_scaled');
+  const ball = b.op('Add', [b.op('MatMul', [qs, tr(meanKey, 'guard_center_t')], 'guard_q_center'), b.op('Mul', [qNorm, b.reshape(radiusScaled, [0, 0, 1, -1], 'guard_radius_row')], 'guard_q_radius')], 'guard_ball');
+  let u = b.op('Min', [quest, ball], 'guard_dot_bound');
   if (p.softcap > 0) {
     const c = f32(p.softcap, 'guard_softcap');
     u = b.op('Mul', [b.op('Tanh', [b.op('Div', [u, c], 'guard_softcap_div')], 'guard_softcap_tanh'), c], 'guard_softcapped_bound');
   }
-  u = b.op('Add', [u, b.op('Mul', [b.op('Add', [b.op('Abs', [u], 'guard_u_abs'), f32(1, 'guard_one_f')], 'guard_u_abs1'), f32(SCORE_SLACK, 'guard_score_slack')], 'guard_u_slack')], 'guard_u');
+  // the per-row rounding slack: K* bounds ||k|| for every dot product the row's U took, |scale| already applied
+  const norm = (t: Value, what: string) => b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [t, t], `${what}_sq`), [3], `${what}_2`)], what);
+  const kAbs = b.op('Max', [b.op('Abs', [kmin], 'guard_kmin_abs'), b.op('Abs', [kmax], 'guard_kmax_abs')], 'guard_k_abs');
+  const kStar = reduce(
+    'ReduceMax',
+    b.op('Max', [norm(scaled(kAbs, 'guard_k_abs_scaled'), 'guard_k_abs_norm'), b.op('Add', [norm(meanKey, 'guard_center_norm'), radiusScaled], 'guard_ball_reach')], 'guard_block_reach'),
+    [2],
+    'guard_k_star',
+    true,
+  );
+  const softcapSlack = p.softcap > 0 ? 1e-5 * p.softcap : 0;
+  const rowSlack = b.op(
+    'Add',
+    [b.op('Mul', [b.op('Add', [b.op('Mul', [b.reshape(qNorm, [0, 0, -1], 'guard_q_norm_row'), kStar], 'guard_q_reach'), f32(1, 'guard_one_f')], 'guard_q_reach1'), f32(SCORE_SLACK, 'guard_score_slack')], 'guard_row_slack_raw'), f32(softcapSlack, 'guard_softcap_slack')],
+    'guard_row_slack',
+  );
 
-  // dropped keys per row and block: |blk ∩ baseline| - |blk ∩ baseline ∩ (band ∪ sinks)|, in float32 (exact for
-  // integers below 2^24; onnxruntime's float kernels are vectorized, its int64 broadcasts are not)
+  // dropped keys per row and block, in float32 (exact for integers below 2^24; onnxruntime's float kernels are
+  // vectorized, its int64 broadcasts are not): the baseline keys of row i (below upper(i): causal limit, T,
+  // kvLength) are the sinks [0, E), the band [bandLo(i), bandHi(i)), and dropped: [E, bandLo(i)) and
+  // [max(bandHi(i), E), upper(i)) (empty when the baseline is causal and the band reaches the diagonal), per block
+  //   dropped[i, blk] = |blk ∩ [E, min(bandLo(i), upper(i)))| + |blk ∩ [max(bandHi(i), E), upper(i))|
   const bottomRight = b.op('Sub', [T, S], 'guard_bottom_right');
   const float = (t: Value, what: string) => b.cast(t, 'f32', what);
   const Tf = float(T, 'guard_nk_f');
@@ -202,43 +231,43 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const base = baselineShape(guard.baseline)!;
   const causalUpper =
     base === 'dense'
-      ? blockHi
-      : b.op('Min', [blockHi, b.op('Add', [rows, base === 'bottom-right' ? b.op('Add', [float(bottomRight, 'guard_bottom_right_f'), f32(1, 'guard_one')], 'guard_causal_end') : f32(1, 'guard_one2')], 'guard_causal_limit')], 'guard_upper_causal');
-  // padding keys (at or past kvLength[b]) are no baseline keys: counts per batch [B, 1, S, nKB]
+      ? Tf
+      : b.op('Min', [Tf, b.op('Add', [rows, base === 'bottom-right' ? b.op('Add', [float(bottomRight, 'guard_bottom_right_f'), f32(1, 'guard_one')], 'guard_causal_end') : f32(1, 'guard_one2')], 'guard_causal_limit')], 'guard_upper_causal');
+  // padding keys (at or past kvLength[b]) are no baseline keys: per batch [B, 1, S, 1]
   const upper = x.kvLength ? b.op('Min', [causalUpper, b.reshape(float(x.kvLength, 'guard_kv_length_f'), [-1, 1, 1, 1], 'guard_kv_length_4d')], 'guard_upper') : causalUpper;
   const zeroF = f32(0, 'guard_zero_count');
   const size = (lo: Value, hi: Value, what: string) => b.op('Max', [b.op('Sub', [hi, lo], `${what}_diff`), zeroF], what);
   const pos = b.op('Add', [rows, float(offset, 'guard_offset_f')], 'guard_band_pos');
   const bandLo = b.op('Add', [pos, f32(s.lo, 'guard_band_lo_off')], 'guard_band_lo');
   const bandHi = b.op('Add', [pos, f32(s.hi + 1, 'guard_band_hi_off')], 'guard_band_hi');
-  const inBase = size(blockLo, upper, 'guard_count_base');
-  const inBand = size(b.op('Max', [blockLo, bandLo], 'guard_band_start'), b.op('Min', [upper, bandHi], 'guard_band_end'), 'guard_count_band');
-  let kept = inBand;
-  if (E > 0) {
-    const sinkEnd = b.op('Min', [upper, f32(E, 'guard_sinks')], 'guard_sink_end');
-    const inSinks = size(blockLo, sinkEnd, 'guard_count_sinks');
-    const both = size(b.op('Max', [blockLo, bandLo], 'guard_both_start'), b.op('Min', [sinkEnd, bandHi], 'guard_both_end'), 'guard_count_both');
-    kept = b.op('Add', [inBand, b.op('Sub', [inSinks, both], 'guard_sinks_only')], 'guard_count_kept');
-  }
-  const dropped = b.op('Sub', [inBase, kept], 'guard_count_dropped');
-  // log count, with -1e30 for no dropped key (a finite stand-in for log 0 keeps ReduceLogSumExp off NaN)
-  const logCount = b.op('Where', [b.op('Greater', [dropped, f32(0, 'guard_zero_f')], 'guard_has_dropped'), b.op('Log', [dropped], 'guard_log_count_raw'), f32(-1e30, 'guard_log0')], 'guard_log_count');
+  const sinksF = f32(E, 'guard_sinks');
+  const before = size(b.op('Max', [blockLo, sinksF], 'guard_before_start'), b.op('Min', [blockHi, b.op('Min', [bandLo, upper], 'guard_before_limit')], 'guard_before_end'), 'guard_count_before');
+  const bandReachesUpper = base !== 'dense' && s.hi >= 0;
+  const dropped = bandReachesUpper
+    ? before
+    : b.op('Add', [before, size(b.op('Max', [blockLo, b.op('Max', [bandHi, sinksF], 'guard_after_limit')], 'guard_after_start'), b.op('Min', [blockHi, upper], 'guard_after_end'), 'guard_count_after')], 'guard_count_dropped');
+  // the row keeps a key: a sink below upper, or the band [max(bandLo, 0), min(bandHi, upper)) not empty
+  const bandKept = b.op('Sub', [b.op('Min', [bandHi, upper], 'guard_kept_end'), b.op('Max', [bandLo, zeroF], 'guard_kept_start')], 'guard_kept_band');
+  const keepsSomeCol = b.op('Greater', [E > 0 ? b.op('Max', [bandKept, b.op('Min', [upper, sinksF], 'guard_kept_sinks')], 'guard_kept_any') : bandKept, zeroF], 'guard_keeps_some_col');
+  const keepsSome = b.reshape(keepsSomeCol, x.kvLength ? [0, 0, -1] : [-1], 'guard_keeps_some');
+  // log count: log 0 = -inf leaves a block out; a row with no dropped key gets NaN here and never falls back
+  const logCount = b.op('Log', [dropped], 'guard_log_count');
   // log-sum-exp over the blocks as ReduceMax, Exp, ReduceSum, Log (onnxruntime's Exp is vectorized, its
   // ReduceLogSumExp is not)
   const terms = b.op('Add', [u, logCount], 'guard_log_terms');
   const termsMax = reduce('ReduceMax', terms, [3], 'guard_terms_max', true);
   const sumExp = reduce('ReduceSum', b.op('Exp', [b.op('Sub', [terms, termsMax], 'guard_terms_shifted')], 'guard_terms_exp'), [3], 'guard_terms_sum');
-  const logB = b.op('Add', [b.op('Log', [sumExp], 'guard_terms_log'), b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_row')], 'guard_log_b');
+  const logBRaw = b.op('Add', [b.op('Log', [sumExp], 'guard_terms_log'), b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_row')], 'guard_log_b_raw');
+  const logB = b.op('Add', [logBRaw, rowSlack], 'guard_log_b');
 
   // log Z_S = the largest kept score - log of its probability (the softmax the banded form computed gives it
   // without a second exponential pass); -inf on rows that keep no key (their empty-row key column is 0 there)
-  const keptTotal = reduce('ReduceSum', kept, [-1], 'guard_kept_total');
   const rowsOf = (t: Value, what: string) =>
     b.op('Slice', [b.reshape(t, [0, 0, -1], `${what}_padded`), b.ints(`${what}_start`, [0]), b.reshape(S, [1], `${what}_end`), b.ints(`${what}_axis`, [2])], what);
   const maxLogit = rowsOf(reduce('ReduceMax', toF32(logits, 'guard_logits_f32'), [4], 'guard_max_logit_blocks'), 'guard_max_logit');
   const maxProb = rowsOf(reduce('ReduceMax', toF32(probs, 'guard_probs_f32'), [4], 'guard_max_prob_blocks'), 'guard_max_prob');
   const logZKept = b.op('Sub', [maxLogit, b.op('Log', [maxProb], 'guard_log_max_prob')], 'guard_log_z_kept');
-  const logZ = b.op('Where', [b.op('Greater', [keptTotal, zeroF], 'guard_keeps_some'), logZKept, f32(-Infinity, 'guard_minus_inf')], 'guard_log_z');
+  const logZ = b.op('Where', [keepsSome, logZKept, f32(-Infinity, 'guard_minus_inf')], 'guard_log_z');
 
   // the output bound m_hat R per row, and the rows over the budget (NaN counts as over)
   const v32 = toF32(x.v, 'guard_v_f32');
@@ -247,18 +276,62 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const bound = b.op('Mul', [b.op('Mul', [mHat, b.reshape(range, [0, 0, 1], 'guard_range_row')], 'guard_bound_raw'), f32(1 + BOUND_SLACK, 'guard_bound_slack')], 'guard_bound');
   const within = b.op('Not', [b.op('Greater', [bound, f32(guard.budget, 'guard_budget')], 'guard_over')], 'guard_not_over');
   const ok = b.op('And', [within, b.op('Not', [b.op('IsNaN', [bound], 'guard_nan')], 'guard_finite')], 'guard_ok');
-  const fallsBack = b.op('Not', [ok], 'guard_falls_back');
+  // a row that drops no key is exact (m = 0): it never falls back, so every fallback row keeps a baseline key
+  const dropsSome = b.op('Greater', [reduce('ReduceSum', dropped, [-1], 'guard_dropped_total'), zeroF], 'guard_drops_some');
+  const fallsBack = b.op('And', [b.op('Not', [ok], 'guard_over_or_nan'), dropsSome], 'guard_falls_back');
   const anyHead = reduce('ReduceMax', b.cast(fallsBack, 'f32', 'guard_falls_back_f'), [0, 1], 'guard_falls_back_rows');
-  const idx = b.reshape(b.op('NonZero', [anyHead], 'guard_fallback_nz'), [-1], 'guard_fallback_rows');
+  const anyRow = b.op('Greater', [reduce('ReduceMax', anyHead, [0], 'guard_falls_back_any'), zeroF], 'guard_has_fallback');
 
-  // the fallback rows, dense over the baseline's keys, scattered over the banded output
-  const qf = b.op('Gather', [x.q, idx], 'guard_q_rows', axis(2));
-  const qk = b.op('MatMul', [qf, b.transpose(x.k, [0, 1, 3, 2], 'guard_k_t')], 'guard_qk');
-  const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
-  const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
-  const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
-  const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
-  const yf = b.op('MatMul', [x.softmax(x.score(qk, 'guard_scores'), keep, 'guard'), x.v], 'guard_y_rows');
-  const at = b.op('Expand', [b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d'), b.op('Shape', [yf], 'guard_y_rows_shape')], 'guard_scatter_index');
-  return b.op('ScatterElements', [y, at, yf], 'guard_y', axis(2));
+  // the fallback rows, dense over the baseline's keys, scattered over the banded output; only when there are any
+  return ifThenElse(
+    b,
+    anyRow,
+    () => {
+      const idx = b.reshape(b.op('NonZero', [anyHead], 'guard_fallback_nz'), [-1], 'guard_fallback_rows');
+      const qf = b.op('Gather', [x.q, idx], 'guard_q_rows', axis(2));
+      const qk = b.op('MatMul', [qf, b.transpose(x.k, [0, 1, 3, 2], 'guard_k_t')], 'guard_qk');
+      const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
+      const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
+      const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
+      const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
+      const yf = b.op('MatMul', [fallbackSoftmax(b, x, x.score(qk, 'guard_scores'), keep), x.v], 'guard_y_rows');
+      const at = b.op('Expand', [b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d'), b.op('Shape', [yf], 'guard_y_rows_shape')], 'guard_scatter_index');
+      return b.op('ScatterElements', [y, at, yf], 'guard_y_fallback', axis(2));
+    },
+    () => b.op('Identity', [y], 'guard_y_banded'),
+    'guard_y',
+  );
+}
+
+/**
+ * The fallback rows' softmax over the baseline's keys: the mask as an additive 0 / -inf bias [F, T] (per batch
+ * [B, 1, F, T] with kvLength) shared by the heads, cheaper than a Where over [B, H, F, T]. Each fallback row drops a
+ * key, so it keeps one: no row is fully masked, except in another batch whose kvLength leaves it no key (then
+ * NaN -> 0, the ONNX Attention convention, only with kvLength).
+ */
+function fallbackSoftmax(b: NodeBuilder, x: GuardedInputs, scores: Value, keep: Value | undefined): Value {
+  const sm = x.softmaxType ?? x.dtype;
+  const logits = sm !== x.dtype ? b.cast(scores, sm, 'guard_fallback_logits_cast') : scores;
+  const biased = keep ? b.op('Add', [logits, b.op('Where', [keep, b.scalar('guard_fallback_keep_0', sm, 0), b.scalar('guard_fallback_minus_inf', sm, -Infinity)], 'guard_fallback_bias')], 'guard_fallback_logits') : logits;
+  let probs = b.op('Softmax', [biased], 'guard_fallback_softmax', { axis: { type: 'int', value: -1n } });
+  if (x.kvLength) probs = b.op('Where', [b.op('IsNaN', [probs], 'guard_fallback_isnan'), b.scalar('guard_fallback_zero_prob', sm, 0), probs], 'guard_fallback_probs');
+  return sm !== x.dtype ? b.cast(probs, x.dtype, 'guard_fallback_probs_cast') : probs;
+}
+
+/**
+ * `If(cond)` with the nodes `then` and `otherwise` build (through `b`) moved into its two branches: they may read
+ * every value built before; one output each.
+ */
+function ifThenElse(b: NodeBuilder, cond: Value, then: () => Value, otherwise: () => Value, what: string): Value {
+  const branch = (build: () => Value, name: string): Graph => {
+    const start = b.nodes.length;
+    const out = build();
+    const g = new Graph(name);
+    for (const n of b.nodes.splice(start)) g.addNode(n);
+    g.outputs.push(out);
+    return g;
+  };
+  const thenBranch = branch(then, `${what}_then`);
+  const elseBranch = branch(otherwise, `${what}_else`);
+  return b.op('If', [cond], what, { then_branch: graphAttr(thenBranch), else_branch: graphAttr(elseBranch) });
 }

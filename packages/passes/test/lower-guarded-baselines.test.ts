@@ -1,0 +1,121 @@
+// The guarded banded lowering (BOUNDS.md (b')) in onnxruntime on the baselines the other guarded tests do not
+// build: a dense baseline with a two-sided window (keys after the band are dropped too) and a top-left causal one.
+// Against the float64 reference of the baseline, n = 1024, opset 21: within the budget plus float32 rounding
+// (|y - ref| <= budget + 1e-4: inputs and values of size <= 4) on local and adversarial inputs (an outlier key
+// before the band, one after it); budget 0 (every row that drops a key falls back) gives the baseline's dense
+// attention; on adversarial inputs the unguarded form breaks the budget, on local ones the guarded output is the
+// unguarded one (no row fell back).
+
+import { type AttentionParams, type AttentionSpec, attentionNode, causal, dense, Graph, intersect, sinks, slidingWindow, SplitMix64, tensorType, union, Value } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { referenceAttention } from '@attnopt/reference';
+import { runPipeline } from '@attnopt/rewrite';
+import { describe, expect, it } from 'vitest';
+import { cannotLower, lowerAttentionPass } from '../src/lower/index.js';
+import { ortTensor, ortValues, runModel } from './helpers/ort.js';
+
+const H = 2;
+const D = 16;
+const N = 1024;
+const ROUNDING = 1e-4;
+const BUDGET = 1e-3;
+
+function params(spec: AttentionSpec, baseline: AttentionSpec, budget?: number): AttentionParams {
+  return {
+    numHeads: H,
+    kvNumHeads: H,
+    headDim: D,
+    vHeadDim: D,
+    scale: 1 / Math.sqrt(D),
+    softcap: 0,
+    layout: 'bhsd',
+    spec,
+    ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline } } : {}),
+  };
+}
+
+function build(p: AttentionParams): Uint8Array {
+  const g = new Graph('guarded');
+  const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, H, 'seq', D]))));
+  const y = new Value('y', tensorType('f32'));
+  const node = attentionNode(p, { q: q!, k: k!, v: v! }, { y }, 'attn');
+  g.addNode(node);
+  g.outputs.push(y);
+  expect(cannotLower(node, { opset: 21, strategy: 'banded' })).toBeUndefined();
+  runPipeline(g, [lowerAttentionPass({ opset: 21, strategy: 'banded', blockSize: 64 })]);
+  return exportOnnx(newOnnxModel(g, { opset: 21 }));
+}
+
+interface Inputs {
+  q: Float64Array;
+  k: Float64Array;
+  v: Float64Array;
+}
+
+/** Rotary-like features: q_i . k_j peaked at j = i (local attention). */
+function local(seed: number): Inputs {
+  const rng = new SplitMix64(seed);
+  const w = Array.from({ length: D / 2 }, (_, f) => 0.0015 * 1.6 ** f);
+  const feat = (t: number, c: number) => 3 * (c % 2 === 0 ? Math.cos(w[c >> 1]! * t) : Math.sin(w[c >> 1]! * t));
+  const q = new Float64Array(H * N * D);
+  const k = new Float64Array(H * N * D);
+  for (let h = 0; h < H; h++) for (let i = 0; i < N; i++) for (let c = 0; c < D; c++) {
+    q[(h * N + i) * D + c] = feat(i, c) * 2;
+    k[(h * N + i) * D + c] = feat(i, c) * 2 + 0.05 * (rng.nextFloat() - 0.5);
+  }
+  const v = Float64Array.from({ length: H * N * D }, () => rng.nextFloat() * 2 - 1);
+  return { q, k, v };
+}
+
+/** Local inputs with one key at `at` aligned with every query (queries made non-negative). */
+function outlier(seed: number, at: number): Inputs {
+  const x = local(seed);
+  for (let h = 0; h < H; h++) for (let c = 0; c < D; c++) x.k[(h * N + at) * D + c] = 12;
+  for (let h = 0; h < H; h++) for (let i = 0; i < N; i++) for (let c = 0; c < D; c++) x.q[(h * N + i) * D + c] = Math.abs(x.q[(h * N + i) * D + c]!);
+  return x;
+}
+
+const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let m = 0;
+  for (let t = 0; t < a.length; t++) m = Math.max(m, Math.abs(a[t]! - b[t]!));
+  return m;
+};
+
+async function run(model: Uint8Array, x: Inputs): Promise<Float64Array> {
+  const t = (d: Float64Array) => ortTensor('f32', [1, H, N, D], d);
+  return ortValues((await runModel(model, { q: t(x.q), k: t(x.k), v: t(x.v) })).y!);
+}
+
+const CASES: [string, AttentionSpec, AttentionSpec][] = [
+  ['dense baseline, window 128 on both sides + sinks 4', dense, union(slidingWindow(128, 128), sinks(4))],
+  ['causal top-left baseline, window 256 + sinks 4', causal(), intersect(causal(), union(slidingWindow(255, 0), sinks(4)))],
+];
+
+const FAMILIES: [string, (seed: number) => Inputs, 'local' | 'adversarial'][] = [
+  ['local (rotary-like)', local, 'local'],
+  ['an outlier key before the band of most rows', (s) => outlier(s, 100), 'adversarial'],
+  ['an outlier key after the band of most rows', (s) => outlier(s, N - 100), 'adversarial'],
+];
+
+describe.each(CASES)('guarded lowering in onnxruntime, %s', (_name, baseline, spec) => {
+  const guarded = build(params(spec, baseline, BUDGET));
+  const unguarded = build(params(spec, baseline));
+  const forced = build(params(spec, baseline, 0));
+  it.each(FAMILIES)('%s: within the budget; budget 0 gives dense attention', async (_family, family, kind) => {
+    const x = family(7);
+    const f = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
+    const ref = referenceAttention(params(baseline, baseline), {
+      q: { shape: [1, H, N, D], data: f(x.q) },
+      k: { shape: [1, H, N, D], data: f(x.k) },
+      v: { shape: [1, H, N, D], data: f(x.v) },
+    }).y.data;
+    const yg = await run(guarded, x);
+    const yu = await run(unguarded, x);
+    expect(maxAbsDiff(yg, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
+    expect(maxAbsDiff(await run(forced, x), ref)).toBeLessThanOrEqual(ROUNDING);
+    // a key after the band is no baseline key under a causal mask: the unguarded form loses nothing there
+    const causalAfter = baseline.kind === 'causal' && _family.includes('after');
+    if (kind === 'adversarial' && !causalAfter) expect(maxAbsDiff(yu, ref)).toBeGreaterThan(BUDGET + ROUNDING);
+    if (kind === 'local') expect(maxAbsDiff(yg, yu)).toBe(0);
+  }, 120_000);
+});

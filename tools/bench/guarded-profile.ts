@@ -1,0 +1,72 @@
+// Where the guarded form's time goes in onnxruntime: the guarded model of tools/bench/guarded.ts profiled with
+// onnxruntime's own profiler (sessionOptions.enableProfiling), kernel time summed per node-name prefix (the
+// lowering names its nodes band_* for the banded form, guard_* for the certificate and the fallback) and per op.
+//
+//   npx tsx --conditions=@attnopt/source tools/bench/guarded-profile.ts [--n 4096] [--runs 5] [--inputs local|diffuse] [--model guarded|unguarded|dense]
+
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { causal } from '@attnopt/ir';
+import * as ort from 'onnxruntime-node';
+import { diffuseInputs, GUARDED_SPEC, localInputs, siteModel } from './guarded-models.js';
+
+process.env.ORT_DISABLE_TELEMETRY = '1';
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : dflt);
+const N = Number(opt('--n', '4096'));
+const RUNS = Number(opt('--runs', '5'));
+const INPUTS = opt('--inputs', 'local');
+const MODEL = opt('--model', 'guarded');
+
+interface ProfileEvent {
+  cat: string;
+  name: string;
+  ts: number;
+  dur: number;
+  args?: { op_name?: string };
+}
+
+async function main(): Promise<void> {
+  const prefix = join(tmpdir(), `guarded-profile-${process.pid}`);
+  const bytes = MODEL === 'dense' ? siteModel(causal(), undefined) : siteModel(GUARDED_SPEC, MODEL === 'unguarded' ? undefined : 1e-3);
+  const session = await ort.InferenceSession.create(bytes, {
+    intraOpNumThreads: 2,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    enableProfiling: true,
+    profileFilePrefix: prefix,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
+  const feeds = INPUTS === 'diffuse' ? diffuseInputs(N) : localInputs(N);
+  for (let r = 0; r < RUNS + 1; r++) await session.run(feeds);
+  session.endProfiling();
+  const base = `guarded-profile-${process.pid}`;
+  const found = readdirSync(tmpdir()).find((f) => f.startsWith(base) && f.endsWith('.json'));
+  if (!found) throw new Error(`guarded-profile: onnxruntime wrote no profile ${prefix}*.json`);
+  const file = join(tmpdir(), found);
+  const events = JSON.parse(readFileSync(file, 'utf8')) as ProfileEvent[];
+  rmSync(file);
+  const byGroup = new Map<string, number>();
+  const byNode = new Map<string, number>();
+  let total = 0;
+  // the first run (allocations, warm-up) left out
+  const firstRun = events.filter((e) => e.name === 'model_run').sort((a, b) => a.ts - b.ts)[0];
+  const warmEnd = firstRun ? firstRun.ts + firstRun.dur : 0;
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < warmEnd) continue;
+    const node = e.name.replace(/_kernel_time$/, '').replace(/^[^/]*\//, '');
+    const group = node.startsWith('guard_') ? 'guard' : node.startsWith('band_') ? 'band' : 'other';
+    byGroup.set(group, (byGroup.get(group) ?? 0) + e.dur);
+    const key = `${e.args?.op_name ?? '?'} ${node}`;
+    byNode.set(key, (byNode.get(key) ?? 0) + e.dur);
+    total += e.dur;
+  }
+  const ms = (us: number) => (us / 1000 / RUNS).toFixed(2);
+  console.log(`# ${MODEL} model, ${INPUTS} inputs, n = ${N}: kernel ms per run (mean of ${RUNS} runs after a warm-up)`);
+  for (const [g, us] of byGroup) console.log(`  ${g.padEnd(6)} ${ms(us)}`);
+  console.log(`  total  ${ms(total)}`);
+  for (const [k, us] of [...byNode].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`    ${ms(us).padStart(8)}  ${k}`);
+}
+
+await main();
