@@ -2,6 +2,8 @@
 // One query, one head: p = softmax(s), o = sum_j p_j v_j; S the kept keys, o_S = sum_{j in S} p_j v_j / P_S,
 // m = 1 - P_S the dropped mass. Values are row-major n x dv (`dv` entries per key).
 
+import { softmaxInPlace } from '@attnopt/ir';
+
 /** The pieces of the identity o - o_S = m (mu_T - o_S) for one row (BOUNDS.md (a)). */
 export interface MaskSplit {
   /** Dropped mass m = sum_{j not in S} p_j (summed over the dropped keys, not 1 - P_S). */
@@ -16,18 +18,8 @@ export interface MaskSplit {
 
 /** Max-subtracted softmax of the scores of the keys `pick` selects (others get 0): all 0 when none is finite. */
 function restrictedSoftmax(scores: ArrayLike<number>, pick: (j: number) => boolean): Float64Array {
-  const n = scores.length;
-  const p = new Float64Array(n);
-  let max = -Infinity;
-  for (let j = 0; j < n; j++) if (pick(j) && scores[j]! > max) max = scores[j]!;
-  if (max === -Infinity) return p;
-  let sum = 0;
-  for (let j = 0; j < n; j++) {
-    if (!pick(j) || scores[j] === -Infinity) continue;
-    p[j] = Math.exp(scores[j]! - max);
-    sum += p[j]!;
-  }
-  for (let j = 0; j < n; j++) p[j]! /= sum;
+  const p = Float64Array.from(scores, (s, j) => (pick(j) ? s : -Infinity));
+  softmaxInPlace(p);
   return p;
 }
 

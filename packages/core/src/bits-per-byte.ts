@@ -4,6 +4,7 @@
 // summed over every row that has a next id (seq - 1 per batch row). With a vocabulary of the 256 byte values this
 // is bits per byte; with another vocabulary it is bits per token.
 
+import { logSumExp } from '@attnopt/ir';
 import type { CalibrationSample, HostTensor } from './calibrate/index.js';
 
 /** When verify scores bits per byte: 'auto' for byte LMs (input_ids of bytes, logits over 256 classes), 'bpb' always. */
@@ -53,11 +54,7 @@ export function nextIdBits(logits: Float64Array, logitsShape: readonly number[],
       const target = Number(data[b * seq + t + 1]!);
       if (!(Number.isInteger(target) && target >= 0 && target < vocab)) return fail(`id ${target} at [${b}, ${t + 1}] is not a class of the ${vocab} logits`);
       const row = logits.subarray((b * seq + t) * vocab, (b * seq + t + 1) * vocab);
-      let max = -Infinity;
-      for (let c = 0; c < vocab; c++) max = Math.max(max, row[c]!);
-      let z = 0;
-      for (let c = 0; c < vocab; c++) z += Math.exp(row[c]! - max);
-      bits += (Math.log(z) + max - row[target]!) / Math.LN2;
+      bits += (logSumExp(row) - row[target]!) / Math.LN2;
       positions++;
     }
   }

@@ -13,7 +13,7 @@
 //   global     the `globalKeys` heaviest keys (outside the sinks) hold >= globalMass
 //   diffuse    none of these
 
-import { type AttentionParams, type AttentionSpec, type IntervalSet, intervals, isDataDependent, isLowRank, type MaskSpec, rowKeys } from '@attnopt/ir';
+import { type AttentionParams, type AttentionSpec, type IntervalSet, intervals, isDataDependent, isLowRank, type MaskSpec, rowKeys, softmaxInPlace } from '@attnopt/ir';
 import { ExternalDataResolver, exportModel, importModel } from '@attnopt/onnx';
 import { type HeadData, headData } from '@attnopt/passes';
 import { analyze } from './analyze.js';
@@ -209,7 +209,6 @@ export interface SiteHeadRoles {
 function probabilities(hd: HeadData, i: number, keys: IntervalSet, bias: Float64Array | undefined, p: Float64Array): void {
   const { q, k, d, scale, softcap } = hd;
   p.fill(-Infinity);
-  let max = -Infinity;
   for (let t = 0; t < keys.length; t += 2) {
     for (let j = keys[t]!; j < keys[t + 1]!; j++) {
       let s = 0;
@@ -218,16 +217,9 @@ function probabilities(hd: HeadData, i: number, keys: IntervalSet, bias: Float64
       if (softcap > 0) s = softcap * Math.tanh(s / softcap);
       if (bias) s += bias[j]!;
       p[j] = s;
-      if (s > max) max = s;
     }
   }
-  let z = 0;
-  for (let j = 0; j < p.length; j++) {
-    const e = max === -Infinity ? 0 : Math.exp(p[j]! - max);
-    p[j] = e;
-    z += e;
-  }
-  for (let j = 0; j < p.length; j++) p[j] = z > 0 ? p[j]! / z : 0;
+  softmaxInPlace(p);
 }
 
 /** The keys the site's own spec lets a row see (a low-rank or data-dependent spec: every key). */

@@ -11,7 +11,7 @@
 // original itself is reported beside the deployed comparison.
 
 import { type ExecTensor, type GraphPlan, planGraph, runGraph, toNumbers, UnsupportedOpsError } from '@attnopt/runtime-cpu';
-import { type Graph, halfToFloat } from '@attnopt/ir';
+import { type Graph, halfToFloat, softmaxRow } from '@attnopt/ir';
 import { importOnnx } from '@attnopt/onnx';
 import ort from 'onnxruntime-node';
 import type { CalibrationSample } from './calibrate/index.js';
@@ -122,13 +122,6 @@ export function certifiedBound(model: AttnoptModel): number | null {
   return maxOf(Object.values(parsed.sites), 0);
 }
 
-function softmax(row: Float64Array): Float64Array {
-  const m = maxOf(row);
-  const e = row.map((x) => Math.exp(x - m));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((x) => x / s);
-}
-
 /** One output of one run, whatever ran it: shape, its float rounding (0: not a float tensor), the elements as float64. */
 interface OutputValues {
   readonly shape: readonly number[];
@@ -195,8 +188,8 @@ function compare(name: string, a: OutputValues, b: OutputValues, logits: boolean
     let agree = 0;
     let kl = 0;
     for (let r = 0; r < rows; r++) {
-      const p = softmax(x.subarray(r * last, (r + 1) * last));
-      const q = softmax(y.subarray(r * last, (r + 1) * last));
+      const p = softmaxRow(x.subarray(r * last, (r + 1) * last));
+      const q = softmaxRow(y.subarray(r * last, (r + 1) * last));
       let ap = 0;
       let aq = 0;
       for (let c = 0; c < last; c++) {

@@ -9,6 +9,7 @@ export * from './attributes.js';
 export * from './graph.js';
 export * from './attention.js';
 export * from './random.js';
+export * from './softmax.js';
 export * from './spec/spec.js';
 export * as intervals from './spec/interval-set.js';
 export type { IntervalSet } from './spec/interval-set.js';

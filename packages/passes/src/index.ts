@@ -80,7 +80,6 @@ export {
   type HeadGroupAnnotation,
   emptyStats,
   evaluateHead,
-  softmaxInPlace,
   scoreRow,
   type CandidateStats,
   headResolver,

@@ -1,7 +1,7 @@
 // Dense float64 linear algebra on row-major matrices, small sizes only (the reference is slow on purpose).
 // The SVD and the pseudo-inverse are the ones Nystrom's semantics define, in @attnopt/ir (one copy).
 
-import type { DenseMatrix } from '@attnopt/ir';
+import { type DenseMatrix, softmaxInPlace } from '@attnopt/ir';
 
 export { thinSvd as svd, pseudoInverse as pinv, pseudoInverseProduct as pinvProduct } from '@attnopt/ir';
 
@@ -50,12 +50,7 @@ export function transposeMatrix(a: Matrix): Matrix {
 /** Row-wise softmax of s * A (each row through softmaxRow semantics, max-subtracted). */
 export function softmaxRows(a: Matrix, scale: number): Matrix {
   const out = new Float64Array(a.data.length);
-  for (let i = 0; i < a.rows; i++) {
-    let max = -Infinity;
-    for (let j = 0; j < a.cols; j++) max = Math.max(max, scale * a.data[i * a.cols + j]!);
-    let sum = 0;
-    for (let j = 0; j < a.cols; j++) sum += out[i * a.cols + j] = Math.exp(scale * a.data[i * a.cols + j]! - max);
-    for (let j = 0; j < a.cols; j++) out[i * a.cols + j]! /= sum;
-  }
+  for (let k = 0; k < out.length; k++) out[k] = scale * a.data[k]!;
+  for (let i = 0; i < a.rows; i++) softmaxInPlace(out.subarray(i * a.cols, (i + 1) * a.cols));
   return matrix(a.rows, a.cols, out);
 }

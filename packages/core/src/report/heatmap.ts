@@ -2,8 +2,8 @@
 // calibration Q and K, and the fraction of pairs a spec keeps per bin. Rows are scored one at a time and the
 // spec is asked per row (rowKeys): memory is O(nk + bins²), never n x n.
 
-import { type LeafResolver, type MaskDims, type MaskSpec, rowKeys } from '@attnopt/ir';
-import { type HeadData, scoreRow, softmaxInPlace } from '@attnopt/passes';
+import { type LeafResolver, type MaskDims, type MaskSpec, rowKeys, softmaxInPlace } from '@attnopt/ir';
+import { type HeadData, scoreRow } from '@attnopt/passes';
 
 /** Bin r of `bins` over n positions holds [binStart(r), binStart(r + 1)). */
 export const binStart = (r: number, n: number, bins: number): number => Math.floor((r * n) / bins);

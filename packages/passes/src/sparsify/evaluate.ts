@@ -10,7 +10,7 @@
 // The fallback rate on calibration data predicts the guarded form's cost.
 
 import { blockCount, guardedDroppedMass, guardFallsBack, keyBlockSummaries, maskRowErrorBound } from '@attnopt/bounds';
-import { intervals, type IntervalSet, type LeafResolver, type MaskDims, type MaskSpec, rowKeys } from '@attnopt/ir';
+import { intervals, type IntervalSet, type LeafResolver, type MaskDims, type MaskSpec, rowKeys, softmaxInPlace } from '@attnopt/ir';
 import type { HeadData } from './calibration.js';
 
 /** Running results of one candidate over the rows evaluated so far. */
@@ -54,30 +54,6 @@ export function scoreRow(head: HeadData, i: number, keys: IntervalSet, out: Floa
     }
   }
   return out;
-}
-
-/** In-place max-subtracted softmax; returns the log-sum-exp of the scores (-inf for a fully masked row, all 0). */
-function softmaxWithLogZ(s: Float64Array): number {
-  let max = -Infinity;
-  for (let j = 0; j < s.length; j++) if (s[j]! > max) max = s[j]!;
-  if (max === -Infinity) {
-    s.fill(0);
-    return -Infinity;
-  }
-  let sum = 0;
-  for (let j = 0; j < s.length; j++) {
-    const e = s[j] === -Infinity ? 0 : Math.exp(s[j]! - max);
-    s[j] = e;
-    sum += e;
-  }
-  for (let j = 0; j < s.length; j++) s[j]! /= sum;
-  return max + Math.log(sum);
-}
-
-/** In-place max-subtracted softmax; a fully masked row becomes all 0. */
-export function softmaxInPlace(s: Float64Array): Float64Array {
-  softmaxWithLogZ(s);
-  return s;
 }
 
 /** Per key prefix x: max over c of (max - min) of V's column c over keys [0, x); and the same over all keys. */
@@ -152,7 +128,7 @@ export function evaluateHead(
   const qRow = new Float64Array(head.d);
   for (let i = 0; i < nq; i++) {
     const base = rowKeys(baseline, i, dims, resolve);
-    const logZ = softmaxWithLogZ(scoreRow(head, i, base, p, bias));
+    const logZ = softmaxInPlace(scoreRow(head, i, base, p, bias));
     for (let c = 0; c < head.d; c++) qRow[c] = head.q[i * head.d + c]!;
     for (let j = 0; j < nk; j++) prefix[j + 1] = prefix[j]! + p[j]!;
     const range = base.length === 2 && base[0] === 0 ? ranges[base[1]!]! : globalRange;

@@ -20,9 +20,10 @@ import {
   type Performer,
   performerW,
   rowKeys,
+  softmaxInPlace,
 } from '@attnopt/ir';
 import type { HeadData } from './calibration.js';
-import { type CandidateStats, scoreRow, softmaxInPlace } from './evaluate.js';
+import { type CandidateStats, scoreRow } from './evaluate.js';
 
 /** The low-rank forms sparsify can evaluate. */
 export type EvaluableLowRank = Nystrom | Linformer | Performer;
@@ -75,17 +76,14 @@ export function linformerOutput(head: HeadData, spec: Linformer): Float64Array {
   const out = new Float64Array(nq * dv);
   const row = new Float64Array(r);
   for (let i = 0; i < nq; i++) {
-    let max = -Infinity;
     for (let t = 0; t < r; t++) {
       let s = 0;
       for (let c = 0; c < d; c++) s += q[i * d + c]! * ek[t * d + c]!;
       row[t] = scale * s;
-      if (row[t]! > max) max = row[t]!;
     }
-    let sum = 0;
-    for (let t = 0; t < r; t++) sum += row[t] = Math.exp(row[t]! - max);
+    softmaxInPlace(row);
     for (let t = 0; t < r; t++) {
-      const pt = row[t]! / sum;
+      const pt = row[t]!;
       for (let c = 0; c < dv; c++) out[i * dv + c]! += pt * fv[t * dv + c]!;
     }
   }

@@ -10,6 +10,7 @@
 // the site's mask, bias and softcap are not applied.
 // landmarks >= n with nq == nk makes Q~ = Q and K~ = K, and A A⁺ A = A gives exactly dense attention.
 
+import { softmaxInPlace } from '../../softmax.js';
 import type { HeadQK } from './head.js';
 
 /** A row-major rows x cols float64 matrix. */
@@ -51,16 +52,12 @@ function softmaxScores(a: DenseMatrix, b: DenseMatrix, scale: number): DenseMatr
   const m = b.rows;
   const out = new Float64Array(n * m);
   for (let i = 0; i < n; i++) {
-    let max = -Infinity;
     for (let j = 0; j < m; j++) {
       let s = 0;
       for (let t = 0; t < d; t++) s += a.data[i * d + t]! * b.data[j * d + t]!;
       out[i * m + j] = scale * s;
-      max = Math.max(max, scale * s);
     }
-    let sum = 0;
-    for (let j = 0; j < m; j++) sum += out[i * m + j] = Math.exp(out[i * m + j]! - max);
-    for (let j = 0; j < m; j++) out[i * m + j]! /= sum;
+    softmaxInPlace(out.subarray(i * m, (i + 1) * m));
   }
   return mat(n, m, out);
 }
