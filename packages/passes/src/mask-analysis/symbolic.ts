@@ -1,14 +1,15 @@
 // Symbolic evaluation of a mask or bias expression: every node between the model's inputs and an Attention's
 // `bias` is read as a function of (i, j) (query and key index, the last two axes) with lengths kept symbolic.
 //   Range(0, S) -> field i or j;  Less(a, b) -> linear atom b - a - 1 >= 0;  Where(p, -inf, 0) -> bias{keep: ¬p}
-//   constant buffers -> tables (kept as data, read as bands when they meet the spec);  model inputs -> opaque.
+//   Min / Max / Clip / Abs of fields -> min/max trees (piecewise.ts), compared leaf by leaf;
+//   constant buffers -> tables (kept as data, read as bands when they meet the spec);  model inputs -> opaque;
+//   anything else -> opaque too: a value not read is data, kept in the bias, never a proof.
 // Nothing here allocates per n x n beyond copying a constant buffer the model already holds.
 
 import { ONNX_DOMAIN, type Node, type Tensor, type Value } from '@attnopt/ir';
 import { constantTensor } from '@attnopt/rewrite';
 import { inferShape, symbolicShape } from '../shape-inference/shapes.js';
 import type { Expr } from '../shape-inference/symbolic-shapes/expr.js';
-
 import {
   fAnd,
   fLin,
@@ -30,7 +31,6 @@ import {
 import { atLeastZero, type Field, fromField, mapLeaves, type MinMax, minMax, minMaxCombine, minMaxScale, treeLeaves } from './piecewise.js';
 
 export * from './formula.js';
-
 
 /** A float additive term: 0 where `keep` holds, `fill` (a masking value) elsewhere; or a data-dependent value. */
 export type BiasTerm =
