@@ -175,6 +175,18 @@ describe('data-dependent parts beside a structural mask', () => {
     await checkInOrt(b.g, bias, p);
   });
 
+  it('does not keep a data-dependent part through a Transpose of the leading axes (its value would broadcast wrongly)', () => {
+    // causal [1, 1, S, S] + padding [B, 1, 1, S] -> [B, 1, S, S], transposed to [1, B, S, S]: the padding value
+    // as it was no longer lines up with the bias
+    const b = builder();
+    const pad = b.op('Mul', [b.op('Cast', [b.op('Unsqueeze', [b.attentionMask(), b.c('i64', [2], [1, 2])])], { to: f32 }), b.c('f32', [], [-10000])]);
+    const causal4 = b.op('Unsqueeze', [b.causalBias(), b.c('i64', [2], [0, 1])]);
+    const swapped = b.op('Transpose', [b.op('Add', [causal4, pad])], { perm: { type: 'ints', value: [1n, 0n, 2n, 3n] } });
+    const p = proveMaskSpec(swapped, dims);
+    expect(p.residual, p.notes.join('\n')).not.toBe(pad);
+    expect(p.spec, p.notes.join('\n')).toBeUndefined();
+  });
+
   it('a keep-mask computed from data alone proves nothing structural', () => {
     const b = builder();
     const am = b.op('Cast', [b.op('Unsqueeze', [b.attentionMask(), b.c('i64', [2], [1, 2])])], { to: f32 });

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { NODE_TESTS, readDataSet } from './helpers/node-tests.js';
 import { ortTensor } from './helpers/ort.js';
 import { checkShapesOn } from './helpers/shape-check.js';
-import { NO_KERNEL, OPSET_TOO_NEW, refusalClass, RUN_FAILS } from './helpers/refusal.js';
+import { NO_KERNEL, OPSET_TOO_NEW, refusalClass, runFails } from './helpers/refusal.js';
 
 const dirs = fs
   .readdirSync(NODE_TESTS, { withFileTypes: true })
@@ -29,7 +29,7 @@ const NOT_RUN: Record<string, string> = {
   // ai.onnx.preview FlexAttention (its expanded bodies run and are checked)
   ...Object.fromEntries(FLEX_ATTENTION.map((n) => [`test_flexattention${n}`, NO_KERNEL])),
   // onnxruntime's Attention kernel rejects this test's 4D mask shape (ComputeOutputShapeForAttention)
-  test_attention_4d_diff_heads_mask4d_padded_kv: RUN_FAILS,
+  test_attention_4d_diff_heads_mask4d_padded_kv: runFails('Attention'),
 };
 
 describe('the shape engine against onnxruntime on the ONNX node tests', () => {

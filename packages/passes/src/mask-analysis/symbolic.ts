@@ -81,6 +81,18 @@ const fail = (reason: string): AbstractValue => ({ kind: 'fail', reason });
 const structural = (a: AbstractValue) => a.kind === 'field' || a.kind === 'minmax' || a.kind === 'pred' || a.kind === 'ind' || a.kind === 'bias';
 const rankOf = (a: AbstractValue): number => ('rank' in a ? a.rank : 0);
 
+const formulaHoldsData = (f: Formula): boolean =>
+  f.op === 'data' || ((f.op === 'and' || f.op === 'or') && f.parts.some(formulaHoldsData)) || (f.op === 'not' && formulaHoldsData(f.x));
+/**
+ * Whether a structural value carries a data-dependent part, kept as the bias by its own value: only
+ * broadcast-preserving ops (elementwise, Expand, leading Unsqueeze) may then act on it, so that value still
+ * broadcasts to the bias the way the part did.
+ */
+function holdsData(a: AbstractValue): boolean {
+  if (a.kind === 'bias') return a.terms.some((t) => t.kind === 'data' || formulaHoldsData(t.keep));
+  return (a.kind === 'pred' || a.kind === 'ind') && formulaHoldsData(a.formula);
+}
+
 /**
  * A named dim as a sum of symbols: `past_sequence_length + sequence_length` -> past_sequence_length +
  * sequence_length (so the key length of a concatenation and the lengths it adds up compare equal).
@@ -282,6 +294,7 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
         return a.kind === 'field' ? { ...a, rank: outRank, ...renumber(a) } : { ...a, rank: outRank, tree: mapLeaves(a.tree, renumber) };
       }
       if (axes.some((p) => p >= outRank - 2)) return no('Unsqueeze inserts an axis among the query/key axes');
+      if (holdsData(a) && axes.some((p, k) => p !== k)) return no('Unsqueeze between the axes of a data-dependent part (its value would no longer broadcast to the bias)');
       return { ...a, rank: outRank } as AbstractValue;
     }
     case 'Expand': {
@@ -295,6 +308,7 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
       const r = rankOf(a);
       const perm = intsAttr(n, 'perm') ?? Array.from({ length: r }, (_, k) => r - 1 - k);
       if (r < 2 || perm.length !== r || perm[r - 2] !== r - 2 || perm[r - 1] !== r - 1) return no('Transpose moves the query/key axes');
+      if (holdsData(a) && perm.some((p, k) => p !== k)) return no('Transpose of a data-dependent part (its value would no longer broadcast to the bias)');
       // coefficients are keyed by axis position from the end: output axis p reads input axis perm[p]
       const permute = (f: Field): Field => {
         const coef: Record<number, number> = {};
@@ -515,6 +529,7 @@ function tile(a: AbstractValue | undefined, repeats: AbstractValue | undefined):
     return k >= -2; // a mask or buffer over (i, j)
   };
   for (let k = -r; k < 0; k++) if (!once(k) && dependsOn(k)) no(`Tile repeats axis ${k}, which the values depend on`);
+  for (let k = -r; k < 0; k++) if (!once(k) && holdsData(a)) no('Tile of a data-dependent part (its value would no longer broadcast to the bias)');
   return { ...a, rank: Math.max(rankOf(a), r) } as AbstractValue;
 }
 
