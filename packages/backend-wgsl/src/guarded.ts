@@ -16,7 +16,7 @@
 // bound) and kvLength. The kernel loops over every key and skips those the predicates drop: it is the
 // correctness form of the guard (lavapipe), not a tuned one.
 
-import { type AttentionParams, isDataDependent, isLowRank, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
+import { type AttentionParams, isDataDependent, isLowRank, keySegmentBounds, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
 import type { WgslRuntime } from './runtime.js';
 import { encodeSteps, type KernelStep, runSteps } from './sequence.js';
 import { ShaderBuilder, type WgslProgram } from './wgsl/builder.js';
@@ -38,20 +38,7 @@ export const WGSL_CERTIFICATE_SLACK = 1 + 2 ** -10;
 
 /** Segment boundaries over [0, nk): blocks of `block` keys, also split at sink and global tokens. */
 export function guardSegments(spec: MaskSpec, nk: number, block: number): Uint32Array {
-  const cuts = new Set<number>([0, nk]);
-  for (let j = block; j < nk; j += block) cuts.add(j);
-  const visit = (s: MaskSpec): void => {
-    if (s.kind === 'sinks') cuts.add(Math.min(s.count, nk));
-    else if (s.kind === 'global') {
-      for (const t of s.tokens) for (const x of [t, t + 1]) if (x > 0 && x < nk) cuts.add(x);
-    } else if (s.kind === 'union' || s.kind === 'intersect') s.parts.forEach(visit);
-    else if (s.kind === 'diff') {
-      visit(s.base);
-      visit(s.minus);
-    }
-  };
-  visit(spec);
-  return Uint32Array.from([...cuts].sort((a, b) => a - b));
+  return Uint32Array.from(keySegmentBounds(spec, nk, block));
 }
 
 export function guardSummariesProgram(): WgslProgram {

@@ -19,3 +19,4 @@ export * from './verify/index.js';
 export * from './spec/support.js';
 export * from './spec/semantics/index.js';
 export * from './spec/keep-expr.js';
+export * from './spec/segments.js';

@@ -1,8 +1,8 @@
 // The type of a value: a tensor (dtype and shape, where the shape may be symbolic or of unknown rank)
-// or one of ONNX's container types.
+// or one of ONNX's container types. Printed by printType (text/print.ts).
 
 import type { DType } from './dtype.js';
-import { type Shape, shapesEqual, shapeToString } from './shape.js';
+import { type Shape, shapesEqual } from './shape.js';
 
 export type ValueType =
   | { readonly kind: 'tensor'; readonly dtype: DType; readonly shape?: Shape }
@@ -15,22 +15,6 @@ export type TensorType = Extract<ValueType, { kind: 'tensor' }>;
 
 export function tensorType(dtype: DType, shape?: Shape): TensorType {
   return shape === undefined ? { kind: 'tensor', dtype } : { kind: 'tensor', dtype, shape };
-}
-
-export function typeToString(t: ValueType | undefined): string {
-  if (t === undefined) return '?';
-  switch (t.kind) {
-    case 'tensor':
-      return `${t.dtype}${shapeToString(t.shape)}`;
-    case 'sparse':
-      return `sparse<${t.dtype}${shapeToString(t.shape)}>`;
-    case 'sequence':
-      return `seq<${typeToString(t.elem)}>`;
-    case 'optional':
-      return `opt<${typeToString(t.elem)}>`;
-    case 'map':
-      return `map<${t.key}, ${typeToString(t.value)}>`;
-  }
 }
 
 export function typesEqual(a: ValueType | undefined, b: ValueType | undefined): boolean {

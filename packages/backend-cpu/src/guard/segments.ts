@@ -1,30 +1,17 @@
 // Host side of the guarded kernels: the key segments that carry summaries, the dropped segments of each
 // query block, and the summaries themselves (built once per call, O(n d)).
 //
-// Segments are the key blocks of `block` keys, also split at the spec's row-independent keys (sinks, global
-// tokens), so that a key every row keeps never widens the summary of keys some rows drop.
+// Segments are the key blocks of `block` keys, also split at the spec's row-independent keys (keySegmentBounds
+// of @attnopt/ir, shared with the WGSL backend).
 // For query rows i0 .. i1 - 1 the dropped keys of row i are D_i = modelMask(i) \ spec(i) below `valid`; an
 // entry names a segment that meets some D_i, with count = max_i |D_i ∩ segment| and the row range [lo, hi)
 // of the rows whose D_i meets it.
 
-import { intervals, type IntervalSet, type LeafResolver, type MaskDims, type MaskSpec, rowKeys } from '@attnopt/ir';
+import { intervals, type IntervalSet, keySegmentBounds, type LeafResolver, type MaskDims, type MaskSpec, rowKeys } from '@attnopt/ir';
 
 /** Segment boundaries over [0, valid): starts[k] .. starts[k + 1]. */
 export function keySegments(spec: MaskSpec, valid: number, block: number): Int32Array {
-  const cuts = new Set<number>([0, valid]);
-  for (let j = block; j < valid; j += block) cuts.add(j);
-  const visit = (s: MaskSpec): void => {
-    if (s.kind === 'sinks') cuts.add(Math.min(s.count, valid));
-    else if (s.kind === 'global') {
-      for (const t of s.tokens) for (const x of [t, t + 1]) if (x > 0 && x < valid) cuts.add(x);
-    } else if (s.kind === 'union' || s.kind === 'intersect') s.parts.forEach(visit);
-    else if (s.kind === 'diff') {
-      visit(s.base);
-      visit(s.minus);
-    }
-  };
-  visit(spec);
-  return Int32Array.from([...cuts].filter((x) => x >= 0 && x <= valid).sort((a, b) => a - b));
+  return Int32Array.from(keySegmentBounds(spec, valid, block));
 }
 
 export interface DroppedEntry {

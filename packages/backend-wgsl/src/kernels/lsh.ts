@@ -7,19 +7,14 @@
 
 import { ShaderBuilder, type WgslProgram } from '../wgsl/builder.js';
 import type { ElementType } from './matmul.js';
-import { declareOperand, gridIndex, operandOffset, SEQUENCE_WORKGROUP } from './operand.js';
+import { gridIndex, operandOffset, operandRowsProgram, SEQUENCE_WORKGROUP } from './operand.js';
 
 export function lshHashProgram(input: ElementType, d: number, buckets: number): WgslProgram {
   const half = buckets / 2;
-  const b = new ShaderBuilder('lsh_hash');
-  if (input === 'f16') b.enableF16();
-  const index = gridIndex(b, SEQUENCE_WORKGROUP);
-  b.uniform('rows', 'u32');
-  b.uniform('rounds', 'u32');
-  b.uniform('inner', 'u32');
-  b.uniform('out_base', 'u32');
-  declareOperand(b, 'x');
-  b.storageArray('X', input);
+  const { b, index } = operandRowsProgram('lsh_hash', input, [
+    ['rounds', 'u32'],
+    ['out_base', 'u32'],
+  ]);
   b.storageArray('ROT', 'f32');
   b.storageArray('CODES', 'u32', 'read_write');
   const body = /* wgsl */ `${index}

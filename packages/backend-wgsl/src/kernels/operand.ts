@@ -4,7 +4,8 @@
 // so one description covers the four layouts (strides of Q, K, V, Y), GQA (div = group: query head h reads
 // key/value head h / group), shared matrices (so = si = 0) and contiguous intermediates (so = inner * si).
 
-import type { ShaderBuilder } from '../wgsl/builder.js';
+import { ShaderBuilder, type UniformType } from '../wgsl/builder.js';
+import type { ElementType } from './matmul.js';
 
 export interface Operand {
   readonly base: number;
@@ -59,3 +60,20 @@ export function gridIndex(b: ShaderBuilder, workgroupSize: number): string {
 
 /** Threads per workgroup of the sequence kernels. */
 export const SEQUENCE_WORKGROUP = 64;
+
+/**
+ * The start of a kernel over the rows of one input operand X (Q or K in any layout, f32 or f16), one thread per
+ * output element: the grid index, the uniforms `rows` and `inner` then `extra`, X's layout and X itself.
+ * Returns the builder (the kernel adds its own buffers) and the WGSL lines that compute `idx`.
+ */
+export function operandRowsProgram(name: string, input: ElementType, extra: readonly (readonly [string, UniformType])[]): { b: ShaderBuilder; index: string } {
+  const b = new ShaderBuilder(name);
+  if (input === 'f16') b.enableF16();
+  const index = gridIndex(b, SEQUENCE_WORKGROUP);
+  b.uniform('rows', 'u32');
+  b.uniform('inner', 'u32');
+  for (const [field, type] of extra) b.uniform(field, type);
+  declareOperand(b, 'x');
+  b.storageArray('X', input);
+  return { b, index };
+}

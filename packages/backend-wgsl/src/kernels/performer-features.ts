@@ -3,21 +3,16 @@
 // for every row of an input operand X (Q or K, any layout, f32 or f16), into a contiguous f32
 // [batch, rows, m] buffer; W is the f32 [m, d] projection. One thread per (batch, row, feature).
 
-import { ShaderBuilder, type WgslProgram } from '../wgsl/builder.js';
+import type { WgslProgram } from '../wgsl/builder.js';
 import type { ElementType } from './matmul.js';
-import { declareOperand, gridIndex, operandOffset, SEQUENCE_WORKGROUP } from './operand.js';
+import { operandOffset, operandRowsProgram, SEQUENCE_WORKGROUP } from './operand.js';
 
 export function performerFeaturesProgram(input: ElementType, d: number): WgslProgram {
-  const b = new ShaderBuilder('performer_features');
-  if (input === 'f16') b.enableF16();
-  const index = gridIndex(b, SEQUENCE_WORKGROUP);
-  b.uniform('rows', 'u32');
-  b.uniform('features', 'u32');
-  b.uniform('inner', 'u32');
-  b.uniform('root', 'f32');
-  b.uniform('norm', 'f32');
-  declareOperand(b, 'x');
-  b.storageArray('X', input);
+  const { b, index } = operandRowsProgram('performer_features', input, [
+    ['features', 'u32'],
+    ['root', 'f32'],
+    ['norm', 'f32'],
+  ]);
   b.storageArray('W', 'f32');
   b.storageArray('PHI', 'f32', 'read_write');
   const body = /* wgsl */ `${index}

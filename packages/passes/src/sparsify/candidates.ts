@@ -2,21 +2,7 @@
 // windows of several widths, with and without attention sinks; top-k key blocks (Quest); LSH buckets
 // (Reformer); low-rank forms (Nystrom, Linformer, Performer), which carry no certificate (BOUNDS.md (c)).
 
-import {
-  type Align,
-  type AttentionSpec,
-  intersect,
-  isLowRank,
-  linformer,
-  lshBuckets,
-  type MaskSpec,
-  nystrom,
-  performer,
-  sinks,
-  slidingWindow,
-  topkBlocks,
-  union,
-} from '@attnopt/ir';
+import { type Align, type AttentionSpec, intersect, isLowRank, linformer, lshBuckets, type MaskSpec, nystrom, performer, sinks, slidingWindow, topkBlocks, union } from '@attnopt/ir';
 
 export const DEFAULT_WINDOWS: readonly number[] = [32, 64, 128, 256, 512, 1024];
 export const DEFAULT_SINKS: readonly number[] = [4, 16];

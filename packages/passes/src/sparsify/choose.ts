@@ -30,7 +30,7 @@ import { type ConformalConfidence, conformalQuantile } from '@attnopt/bounds';
 import { guardableSpec } from '../lower/guarded.js';
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
 import { defaultCandidates, restrictToBaseline } from './candidates.js';
-import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead } from './evaluate.js';
+import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, mergedStats } from './evaluate.js';
 import { groupsText, type HeadGroup, headsText, planHeadGroups } from './head-groups.js';
 import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRankHead } from './lowrank.js';
 import { headResolver } from './resolve.js';
@@ -316,20 +316,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const statistical = (_k: number, s: { fitBound: number; heldOut: number[] }) =>
     options.allowUncertified === true && s.fitBound <= budget && confidenceOf(s).quantile <= budget;
   const within = (k: number, s: CandidateStats) => guardOf(k, s) !== undefined || statistical(k, s);
-  const site = masks.map((_, k) => {
-    const all = headStats.map((s) => s[k]!);
-    return {
-      bound: Math.max(...all.map((s) => s.bound)),
-      measuredError: Math.max(...all.map((s) => s.measuredError)),
-      measuredRows: all.reduce((a, s) => a + s.measuredRows, 0),
-      rows: all.reduce((a, s) => a + s.rows, 0),
-      maxDroppedMass: Math.max(...all.map((s) => s.maxDroppedMass)),
-      fallbackRows: all.reduce((a, s) => a + s.fallbackRows, 0),
-      maxCertifiedMass: Math.max(...all.map((s) => s.maxCertifiedMass)),
-      fitBound: Math.max(...all.map((s) => s.fitBound)),
-      heldOut: all.flatMap((s) => s.heldOut),
-    };
-  });
+  const site = masks.map((_, k) => mergedStats(headStats.map((s) => s[k]!)));
   const rank = (a: AttentionCost, b: AttentionCost) => a.time - b.time || a.flops - b.flops;
   // a guarded form costs its sparse form plus its predicted fallback rows, dense
   const effective = (k: number, s: CandidateStats): AttentionCost => {

@@ -39,6 +39,21 @@ export function emptyStats(): CandidateStats {
   return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, maxCertifiedMass: 0, fitBound: 0, heldOut: [] };
 }
 
+/** The stats of one form over several heads: the worst bound, error and masses, rows summed. */
+export function mergedStats(stats: readonly CandidateStats[]): CandidateStats {
+  return {
+    bound: Math.max(...stats.map((s) => s.bound)),
+    measuredError: Math.max(...stats.map((s) => s.measuredError)),
+    measuredRows: stats.reduce((a, s) => a + s.measuredRows, 0),
+    rows: stats.reduce((a, s) => a + s.rows, 0),
+    maxDroppedMass: Math.max(...stats.map((s) => s.maxDroppedMass)),
+    fallbackRows: stats.reduce((a, s) => a + s.fallbackRows, 0),
+    maxCertifiedMass: Math.max(...stats.map((s) => s.maxCertifiedMass)),
+    fitBound: Math.max(...stats.map((s) => s.fitBound)),
+    heldOut: stats.flatMap((s) => s.heldOut),
+  };
+}
+
 /** The softmax input of row i: softcap(scale q_i . k_j) + bias, -inf outside `keys`. Returns the row. */
 export function scoreRow(head: HeadData, i: number, keys: IntervalSet, out: Float64Array, bias?: Float64Array): Float64Array {
   const { q, k, d, scale, softcap } = head;

@@ -7,7 +7,7 @@
 
 import { type AttentionCost, type CallDims, type OpCost, type TargetProfile, timeOp } from '@attnopt/cost';
 import { type AttentionGuard, type AttentionParams, type AttentionSpec, groupSize, isLowRank, printSpec } from '@attnopt/ir';
-import type { CandidateStats } from './evaluate.js';
+import { type CandidateStats, mergedStats } from './evaluate.js';
 
 /** One head group of a split site. */
 export interface HeadGroup {
@@ -60,21 +60,6 @@ export interface HeadGroupContext {
   readonly dims: CallDims;
 }
 
-/** The stats of form k over several heads: the worst bound and error, rows summed. */
-function merged(stats: readonly CandidateStats[]): CandidateStats {
-  return {
-    bound: Math.max(...stats.map((s) => s.bound)),
-    measuredError: Math.max(...stats.map((s) => s.measuredError)),
-    measuredRows: stats.reduce((a, s) => a + s.measuredRows, 0),
-    rows: stats.reduce((a, s) => a + s.rows, 0),
-    maxDroppedMass: Math.max(...stats.map((s) => s.maxDroppedMass)),
-    fallbackRows: stats.reduce((a, s) => a + s.fallbackRows, 0),
-    maxCertifiedMass: Math.max(...stats.map((s) => s.maxCertifiedMass)),
-    fitBound: Math.max(...stats.map((s) => s.fitBound)),
-    heldOut: stats.flatMap((s) => s.heldOut),
-  };
-}
-
 const range = (lo: number, hi: number) => Array.from({ length: hi - lo }, (_, k) => lo + k);
 
 /** The Slice of Q, K, V per group and the Concat of Y, as copies (fp32) on the target. */
@@ -112,7 +97,7 @@ export function planHeadGroups(ctx: HeadGroupContext): HeadGroupPlan | undefined
     const heads = range(u * g, (u + 1) * g);
     const ok = forms
       .map((_, k) => k)
-      .filter((k) => ctx.qualifies(k, merged(heads.map((h) => headStats[h]![k]!))))
+      .filter((k) => ctx.qualifies(k, mergedStats(heads.map((h) => headStats[h]![k]!))))
       .sort((a, b) => rank(unitCost[a]!, unitCost[b]!) || a - b);
     return ok[0] ?? -1;
   });
@@ -131,7 +116,7 @@ export function planHeadGroups(ctx: HeadGroupContext): HeadGroupPlan | undefined
     if (k < 0) {
       return { heads, kvHeads, spec, chosen: printSpec(spec), exact: true, certified: true, guarantee: 'exact', bound: 0, measuredError: 0, flops: cost.flops, time: cost.time };
     }
-    const s = merged(heads.map((h) => headStats[h]![k]!));
+    const s = mergedStats(heads.map((h) => headStats[h]![k]!));
     const guard = ctx.guardOf?.(k, s);
     const certified = guard !== undefined;
     return {

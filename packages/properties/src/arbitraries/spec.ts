@@ -1,27 +1,9 @@
 // Arbitrary attention specs: every leaf of the algebra and nested union / intersection / difference.
 
 import fc from 'fast-check';
-import {
-  type Align,
-  type AttentionSpec,
-  blockSparse,
-  causal,
-  dense,
-  difference,
-  dilatedWindow,
-  empty,
-  globalTokens,
-  intersect,
-  linformer,
-  lshBuckets,
-  type MaskSpec,
-  nystrom,
-  performer,
-  sinks,
-  slidingWindow,
-  topkBlocks,
-  union,
-} from '@attnopt/ir';
+// index leaves, then data-dependent leaves, combinators and low-rank forms
+import { type Align, type AttentionSpec, type MaskSpec, dense, empty, causal, slidingWindow, dilatedWindow, sinks, globalTokens, blockSparse } from '@attnopt/ir';
+import { topkBlocks, lshBuckets, union, intersect, difference, nystrom, linformer, performer } from '@attnopt/ir';
 
 export interface SpecArbitraryOptions {
   /** Largest sequence length the indices in the spec are drawn for (default 64). */

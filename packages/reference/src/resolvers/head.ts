@@ -1,7 +1,7 @@
 // The data of one (batch, head) that data-dependent leaves are evaluated on: HeadQK (from @attnopt/ir),
 // checked against the sizes it claims.
 
-import type { HeadQK } from '@attnopt/ir';
+import type { HeadQK, IntervalSet } from '@attnopt/ir';
 
 export type { HeadQK } from '@attnopt/ir';
 
@@ -15,4 +15,20 @@ export function checkDims(what: string, head: HeadQK, dims: { nq: number; nk: nu
   if (dims.nq !== head.nq || dims.nk !== head.nk) {
     throw new Error(`${what}: asked for ${dims.nq} x ${dims.nk} but built from Q, K of ${head.nq} x ${head.nk}`);
   }
+}
+
+/** A resolver that computes every row of a leaf once (per distinct leaf) from `rowsOf`, then answers from the cache. */
+export function cachedResolver<L>(
+  kind: string,
+  head: HeadQK,
+  rowsOf: (leaf: L, head: HeadQK) => IntervalSet[],
+): (leaf: L, row: number, dims: { nq: number; nk: number }) => IntervalSet {
+  const cache = new Map<string, IntervalSet[]>();
+  return (leaf, row, dims) => {
+    checkDims(kind, head, dims);
+    const id = JSON.stringify(leaf);
+    let rows = cache.get(id);
+    if (!rows) cache.set(id, (rows = rowsOf(leaf, head)));
+    return rows[row]!;
+  };
 }

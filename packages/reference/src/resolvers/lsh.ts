@@ -2,7 +2,7 @@
 // (spec/semantics/lsh.ts); this adds the head checks and a cached resolver.
 
 import { type IntervalSet, type Lsh, lshRows as lshRowsOf } from '@attnopt/ir';
-import { checkDims, checkHead, type HeadQK } from './head.js';
+import { cachedResolver, checkHead, type HeadQK } from './head.js';
 
 /** The kept keys of every query row for one LSH leaf. */
 export function lshRows(leaf: Lsh, head: HeadQK): IntervalSet[] {
@@ -12,12 +12,5 @@ export function lshRows(leaf: Lsh, head: HeadQK): IntervalSet[] {
 
 /** A resolver for LSH leaves only (see dataLeafResolver for both kinds). */
 export function lshResolver(head: HeadQK): (leaf: Lsh, row: number, dims: { nq: number; nk: number }) => IntervalSet {
-  const cache = new Map<string, IntervalSet[]>();
-  return (leaf, row, dims) => {
-    checkDims('lsh', head, dims);
-    const id = JSON.stringify(leaf);
-    let rows = cache.get(id);
-    if (!rows) cache.set(id, (rows = lshRows(leaf, head)));
-    return rows[row]!;
-  };
+  return cachedResolver('lsh', head, lshRows);
 }
