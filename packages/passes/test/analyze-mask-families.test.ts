@@ -141,6 +141,36 @@ describe('Min / Max / Clip / Abs of index fields', () => {
   });
 });
 
+describe('cache_position comparisons with a past length', () => {
+  // transformers >= 4.42: cache_position = arange(past, past + S); keys arange(0, past + S); masked where
+  // key > cache_position[:, None] (a past_key input [B, H, past, D] gives the past length)
+  function cacheMask(offset: number, cmp: 'Greater' | 'GreaterOrEqual') {
+    const b = builder();
+    const pastKey = b.g.addInput(new V('past_key', tensorType('f32', ['batch', 2, 'past', 4])));
+    const past = b.op('Gather', [b.op('Shape', [pastKey]), b.i64(2)]);
+    const seq = b.op('Gather', [b.op('Shape', [b.g.inputs[0]!]), b.i64(1)]);
+    const total = b.op('Add', [past, seq]);
+    const cachePosition = b.op('Range', [past, total, b.i64(1)]);
+    const keys = b.op('Range', [b.i64(0), total, b.i64(1)]);
+    const rows = b.op('Add', [b.op('Unsqueeze', [cachePosition, b.c('i64', [1], [1])]), b.i64(offset)]);
+    const masked = b.op(cmp, [b.op('Unsqueeze', [keys, b.c('i64', [1], [0])]), rows]);
+    return proveMaskSpec(b.where(masked, -Infinity, 0), { nq: symVar('seq'), nk: { c: 0, t: { past: 1, seq: 1 } }, past: symVar('past') });
+  }
+
+  it('key > cache_position -> causal aligned at the past length', () => {
+    const p = cacheMask(0, 'Greater');
+    expect(p.spec && printSpec(p.spec), p.notes.join('\n')).toBe('causal(align=bottom-right)');
+    expect(p.exact).toBe(true);
+  });
+
+  it('key >= cache_position (one key fewer) and key > cache_position + 1 (one more) are not that causal mask', () => {
+    const fewer = cacheMask(0, 'GreaterOrEqual');
+    expect(fewer.spec && printSpec(fewer.spec), fewer.notes.join('\n')).toBe('diff(causal(align=bottom-right), window(left=0, right=0, align=bottom-right))');
+    const more = cacheMask(1, 'Greater');
+    expect(more.spec && printSpec(more.spec), more.notes.join('\n')).toBe('union(causal(align=bottom-right), window(left=0, right=1, align=bottom-right))');
+  });
+});
+
 describe('Tile of an index row', () => {
   it('Tile(j, [S, 1]) along the query axis is still j: causal', async () => {
     const b = builder();
