@@ -136,7 +136,7 @@ export function keepNodes(root: KeepExpr): KeepExpr[] {
 }
 
 /** The direct subterms of a node, left to right. */
-export function keepChildren(e: KeepExpr): readonly KeepExpr[] {
+function keepChildren(e: KeepExpr): readonly KeepExpr[] {
   switch (e.op) {
     case 'add':
     case 'sub':
