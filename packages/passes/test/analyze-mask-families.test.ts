@@ -248,6 +248,17 @@ describe('data-dependent parts beside a structural mask', () => {
     await checkInOrt(b.g, bias, p);
   });
 
+  it('ALiBi from arange with per-head slopes (MPT, Baichuan) added to the causal mask: causal proven, ALiBi kept', async () => {
+    const b = builder();
+    const slopes = b.c('f32', [2, 1, 1], [0.5, 0.25]);
+    const alibi = b.op('Mul', [slopes, b.op('Cast', [b.op('Sub', [b.j, b.i])], { to: f32 })]);
+    const bias = b.op('Add', [b.causalBias(), alibi]);
+    const p = proveMaskSpec(bias, dims);
+    expect(p.spec && printSpec(p.spec), p.notes.join('\n')).toBe('causal');
+    expect(p.residual).toBe(alibi);
+    await checkInOrt(b.g, bias, p);
+  });
+
   it('a position bias selected by Where(j <= i + 1, bias, -inf): one key wider than causal, never causal', async () => {
     const b = builder();
     const position = b.op('Mul', [b.op('Cast', [b.op('Sub', [b.j, b.i])], { to: f32 }), b.c('f32', [], [0.25])]);
