@@ -1,10 +1,12 @@
 // GQA as exporters repeat K/V heads (Llama's repeat_kv):
 //   Reshape(Expand(Unsqueeze(K, axis 2), [B, kvH, g, T, D]), [B, kvH·g, T, D]) -> K with kvNumHeads = kvH
-// (each group of g consecutive query heads reads one key/value head).
+// (each group of g consecutive query heads reads one key/value head); MQA as K and V with one head that the
+// MatMuls broadcast over the query heads.
 
 import type { Node, Value } from '@attnopt/ir';
+import { attrInts, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { onnxOp } from './chain.js';
-import { staticNumbers, symbolicShape } from '../../shape-inference/shapes.js';
+import { staticNumbers, staticShape, symbolicShape } from '../../shape-inference/shapes.js';
 
 export interface KvRepeat {
   readonly source: Value;
@@ -18,8 +20,7 @@ export function matchKvRepeat(v: Value): KvRepeat | undefined {
   const expand = reshape && onnxOp(reshape.inputs[0], 'Expand');
   const unsq = expand && onnxOp(expand.inputs[0], 'Unsqueeze');
   if (!reshape || !expand || !unsq) return undefined;
-  const axesAttr = unsq.attrs.get('axes');
-  const axes = axesAttr?.type === 'ints' ? axesAttr.value.map(Number) : [...(staticNumbers(unsq.inputs[1]) ?? [])];
+  const axes = attrInts(unsq, 'axes') ?? [...(staticNumbers(unsq.inputs[1]) ?? [])];
   if (axes.length !== 1 || (axes[0] !== 2 && axes[0] !== -3)) return undefined;
   const source = unsq.inputs[0]!;
   const src = symbolicShape(source);
@@ -36,4 +37,24 @@ export function matchKvRepeat(v: Value): KvRepeat | undefined {
   const g = expanded[2]!.constant;
   if (g !== undefined && g * kvH !== heads) return undefined;
   return { source, kvNumHeads: kvH, nodes: [reshape, expand, unsq] };
+}
+
+export interface KvHeads {
+  readonly k: Value;
+  readonly v: Value;
+  readonly kvNumHeads: number;
+  readonly nodes: readonly Node[];
+  readonly variants: readonly string[];
+}
+
+/** The key/value heads of 4D K and V read by `numHeads` query heads: repeated (GQA), broadcast (MQA) or as many. */
+export function matchKvHeads(k: Value, v: Value, numHeads: number): MatchResult<KvHeads> {
+  const kr = matchKvRepeat(k);
+  const vr = matchKvRepeat(v);
+  if (kr && vr && kr.kvNumHeads === vr.kvNumHeads) {
+    return matched({ k: kr.source, v: vr.source, kvNumHeads: kr.kvNumHeads, nodes: [...kr.nodes, ...vr.nodes], variants: ['gqa-expand'] });
+  }
+  if (kr || vr) return noMatch('only one of K and V is repeated over heads, or they repeat differently');
+  if (numHeads > 1 && staticShape(k)?.[1] === 1 && staticShape(v)?.[1] === 1) return matched({ k, v, kvNumHeads: 1, nodes: [], variants: ['mqa-broadcast'] });
+  return matched({ k, v, kvNumHeads: numHeads, nodes: [], variants: [] });
 }

@@ -7,18 +7,7 @@
 // attnopt::Attention over the buffer; present_key/value are the buffers with the new K/V written at P.
 
 import { type AttentionParams, dense, type Graph, type Node, type Value } from '@attnopt/ir';
-import {
-  attrFloat,
-  attrInt,
-  baseName,
-  liveOutputs,
-  matched,
-  MS_DOMAIN,
-  NodeBuilder,
-  noMatch,
-  type RewriteRule,
-  unknownAttrs,
-} from '@attnopt/rewrite';
+import { attrFloat, attrInt, baseName, liveOutputs, matched, MS_DOMAIN, NodeBuilder, noMatch, type RewriteRule, unknownAttrs } from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
 import { beamCache, presentFromCache } from './beam-cache.js';
 import { inferDtype, staticDim, staticShape } from '../../shape-inference/shapes.js';

@@ -13,18 +13,7 @@ import {
   slidingWindow,
   type Value,
 } from '@attnopt/ir';
-import {
-  attrFloat,
-  attrInt,
-  baseName,
-  liveOutputs,
-  matched,
-  MS_DOMAIN,
-  NodeBuilder,
-  noMatch,
-  type RewriteRule,
-  unknownAttrs,
-} from '@attnopt/rewrite';
+import { attrFloat, attrInt, baseName, liveOutputs, matched, MS_DOMAIN, NodeBuilder, noMatch, type RewriteRule, unknownAttrs } from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
 import { inferShape, staticDim, staticShape } from '../../shape-inference/shapes.js';
 

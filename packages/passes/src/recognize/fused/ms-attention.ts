@@ -11,23 +11,7 @@
 // bhsd with headDim 0 (see runtime-head.ts), the default scale applied to Q at run time.
 
 import { type AttentionParams, causal, dense, type Graph, type Node, RUNTIME_HEAD_DIM, Value } from '@attnopt/ir';
-import {
-  appendOutput,
-  attrFloat,
-  attrInt,
-  attrInts,
-  baseName,
-  insertAfter,
-  liveOutputs,
-  matched,
-  MS_DOMAIN,
-  NodeBuilder,
-  noMatch,
-  redirect,
-  removeDead,
-  type RewriteRule,
-  unknownAttrs,
-} from '@attnopt/rewrite';
+import { appendOutput, attrFloat, attrInt, attrInts, baseName, insertAfter, liveOutputs, matched, MS_DOMAIN, NodeBuilder, noMatch, redirect, removeDead, type RewriteRule, unknownAttrs } from '@attnopt/rewrite';
 import { extendLift, liftSite } from '../lift.js';
 import { inferDtype, staticDim, staticShape } from '../../shape-inference/shapes.js';
 import { paddingBias } from './padding-mask.js';

@@ -10,18 +10,7 @@
 // buffer with the new keys into the M-key present output, which has no meaning to keep.
 
 import { type AttentionParams, causal, dense, type Graph, type Node, type Value } from '@attnopt/ir';
-import {
-  attrFloat,
-  attrInt,
-  baseName,
-  liveOutputs,
-  matched,
-  MS_DOMAIN,
-  NodeBuilder,
-  noMatch,
-  type RewriteRule,
-  unknownAttrs,
-} from '@attnopt/rewrite';
+import { attrFloat, attrInt, baseName, liveOutputs, matched, MS_DOMAIN, NodeBuilder, noMatch, type RewriteRule, unknownAttrs } from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
 import { beamCache, presentFromCache } from './beam-cache.js';
 import { inferDtype, staticDim, staticShape } from '../../shape-inference/shapes.js';

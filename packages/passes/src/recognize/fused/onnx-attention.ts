@@ -11,16 +11,7 @@ import {
   scoresModeFromOnnx,
   type Value,
 } from '@attnopt/ir';
-import {
-  attrFloat,
-  attrInt,
-  liveOutputs,
-  matched,
-  type MatchResult,
-  noMatch,
-  type RewriteRule,
-  unknownAttrs,
-} from '@attnopt/rewrite';
+import { attrFloat, attrInt, liveOutputs, matched, type MatchResult, noMatch, type RewriteRule, unknownAttrs } from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
 import { staticDim, staticShape } from '../../shape-inference/shapes.js';
 

@@ -1,0 +1,99 @@
+// Walking forward from the Softmax to the product with V:
+//   Softmax -> [Cast | Identity | Dropout (inference) | fully-masked-row guard | heads-view Reshape]* -> MatMul(P, V)
+// Reading never mutates the graph; a failed step says why.
+
+import type { Node, Value } from '@attnopt/ir';
+import { attrInt, attrInts, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
+import { staticNumbers, staticScalar, staticShape } from '../../shape-inference/shapes.js';
+import { headsViewReshape, type MaskStep, onnxOp, type ScoreChain } from './chain.js';
+
+export interface ToValues {
+  /** The product with V (MatMul or Einsum). */
+  readonly pv: Node;
+  /** The probabilities as the product reads them. */
+  readonly p: Value;
+  /** The values from the Softmax output to `p`. */
+  readonly softmaxValues: readonly Value[];
+  /** The nodes walked through, the product included. */
+  readonly nodes: readonly Node[];
+  readonly variants: readonly string[];
+}
+
+/** The uses followed, best first; a Where is followed through its `else` input (the row guard). */
+const FOLLOWED = ['MatMul', 'Einsum', 'Where', 'Dropout', 'Cast', 'Identity', 'Reshape'];
+
+export function matchToValues(softmax: Node, c: ScoreChain): MatchResult<ToValues> {
+  const nodes: Node[] = [];
+  const variants: string[] = [];
+  let p = softmax.outputs[0]!;
+  const softmaxValues: Value[] = [p];
+  let pv: Node | undefined;
+  for (let steps = 0; steps < 8 && pv === undefined; steps++) {
+    const uses = p.uses();
+    const next = uses
+      .filter((u) => u.index === (u.node.op === 'Where' ? 2 : 0) && FOLLOWED.includes(u.node.op))
+      .filter((u) => u.node.op !== 'Reshape' || headsViewReshape(u.node.outputs[0]!, { ...(c.foldedHeads !== undefined ? { heads: c.foldedHeads } : {}) }) !== undefined)
+      .sort((a, b) => FOLLOWED.indexOf(a.node.op) - FOLLOWED.indexOf(b.node.op))[0];
+    if (!next) return noMatch(`the Softmax output does not reach a MatMul with V (uses: ${uses.map((u) => u.node.op).join(', ') || 'none'})`);
+    const n = next.node;
+    if (n.op === 'MatMul' || n.op === 'Einsum') pv = n;
+    else if (n.op === 'Dropout') {
+      const why = dropoutIsNotIdentity(n);
+      if (why !== undefined) return noMatch(why);
+      variants.push('dropout');
+    } else if (n.op === 'Reshape') {
+      // the probabilities folded back from the [B, H, S, T] view to [B·H, S, T] for a bmm with V
+      if (c.foldedHeads === undefined) return noMatch(`${n.describe()} reshapes the probabilities between head views the scores never crossed`);
+      variants.push('probabilities-heads-view');
+    } else if (n.op === 'Where') {
+      const guard = matchRowGuard(n, p, c.masks);
+      if (!guard) return noMatch(`${n.describe()} after the Softmax is not the fully-masked-row guard on the same bias`);
+      nodes.push(...guard.slice(1));
+      variants.push('row-guard');
+    }
+    nodes.push(n);
+    if (!pv) {
+      p = n.outputs[0]!;
+      softmaxValues.push(p);
+    }
+  }
+  if (!pv) return noMatch('the Softmax output does not reach a MatMul with V within 8 steps');
+  return matched({ pv, p, softmaxValues, nodes, variants });
+}
+
+/** The nodes of a Where guard `Where(ReduceMax(bias) == -inf, 0, p)` (rows the bias masks fully give 0). */
+function matchRowGuard(where: Node, p: Value, masks: readonly MaskStep[]): Node[] | undefined {
+  if (where.inputs[2] !== p || staticScalar(where.inputs[1]) !== 0) return undefined;
+  const eq = onnxOp(where.inputs[0], 'Equal');
+  if (!eq) return undefined;
+  for (const [r, c] of [[0, 1], [1, 0]] as const) {
+    const rmax = onnxOp(eq.inputs[r], 'ReduceMax');
+    if (!rmax || staticScalar(eq.inputs[c]) !== -Infinity) continue;
+    const axes = attrInts(rmax, 'axes') ?? [...(staticNumbers(rmax.inputs[1]) ?? [])];
+    const rank = staticShape(rmax.inputs[0])?.length;
+    if (axes.length !== 1 || !(axes[0] === -1 || (rank !== undefined && axes[0] === rank - 1))) continue;
+    const only = masks.length === 1 ? masks[0]! : undefined;
+    if (only?.kind !== 'additive' || only.bias !== rmax.inputs[0]) continue;
+    const casts = [onnxOp(eq.inputs[c], 'CastLike', 'Cast'), onnxOp(where.inputs[1], 'CastLike', 'Cast')];
+    return [where, eq, rmax, ...casts.filter((n): n is Node => n !== undefined)];
+  }
+  return undefined;
+}
+
+/**
+ * Why a Dropout may change its input, or undefined when it is the identity on its output: inference mode
+ * (Dropout-12+: the training_mode input absent or a static false; Dropout-7..11: always; Dropout-1..6: is_test
+ * set), or a static ratio of 0 (nothing dropped, scale 1/(1-0) = 1) in any mode.
+ */
+export function dropoutIsNotIdentity(n: Node): string | undefined {
+  const ratioAttr = n.attrs.get('ratio');
+  const ratio = n.inputs[1] ? staticScalar(n.inputs[1]) : ratioAttr?.type === 'float' ? ratioAttr.value : undefined;
+  if (ratio === 0) return undefined;
+  const training = n.inputs[2];
+  if (training !== undefined && staticScalar(training) !== 0) {
+    const known = staticScalar(training) !== undefined;
+    return `${n.describe()} runs in training mode (training_mode is ${known ? 'true' : 'not a constant'}) with a drop ratio that is ${ratio === undefined ? 'not a constant' : String(ratio)}: its output is random, not an attention input`;
+  }
+  if (attrInt(n, 'is_test') === 0) return `${n.describe()} runs in training mode (is_test = 0): its output is random, not an attention input`;
+  return undefined;
+}

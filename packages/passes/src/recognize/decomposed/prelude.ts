@@ -1,0 +1,176 @@
+// The nodes a lifted decomposed site adds around the Attention node: Q, K, V and the bias brought to the layout
+// the Attention node reads (prelude), and the output folded back to the model's layout (postlude). Names are
+// `<base>__attnopt<n>`, unique in the graph. They run at the model's own opset, where Unsqueeze takes its axes
+// as an attribute (< 13) or an input (13+): new axes come from Expand (which prepends 1s) and Transpose
+// instead, the same at every opset.
+
+import { type Graph, intAttr, intsAttr, Node, ONNX_DOMAIN, Tensor, tensorAttr, tensorType, Value } from '@attnopt/ir';
+import { attrInts, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
+import { inferDtype, staticShape } from '../../shape-inference/shapes.js';
+import { type MaskStep, onnxOp } from './chain.js';
+import { isIdentity } from './einsum.js';
+
+let fresh = 0;
+export const freshName = (graph: Graph, base: string): string => {
+  const taken = new Set([...graph.definedValues()].map((x) => x.name));
+  let name = `${base}__attnopt${fresh++}`;
+  while (taken.has(name)) name = `${base}__attnopt${fresh++}`;
+  return name;
+};
+
+/** A prelude node computing one new value. */
+export function preludeNode(graph: Graph, op: string, inputs: readonly Value[], base: string, attrs: Record<string, ReturnType<typeof intsAttr>> = {}): Node {
+  return new Node({ domain: ONNX_DOMAIN, op, inputs, outputs: [new Value(freshName(graph, base))], attrs });
+}
+
+export function constNode(graph: Graph, base: string, t: Tensor): Node {
+  return new Node({ op: 'Constant', outputs: [new Value(freshName(graph, base))], attrs: { value: tensorAttr(t) } });
+}
+
+/** An int64 vector constant, its node appended to `prelude`. */
+export const i64 = (graph: Graph, base: string, xs: readonly number[], prelude: Node[]): Value => {
+  const c = constNode(graph, base, Tensor.fromValues('i64', [xs.length], xs.map(BigInt)));
+  prelude.push(c);
+  return c.outputs[0]!;
+};
+
+/** `x` with its axes permuted (no node for the identity). */
+export function permuted(graph: Graph, x: Value, perm: readonly number[] | undefined, base: string, prelude: Node[]): Value {
+  if (perm === undefined || isIdentity(perm)) return x;
+  const t = preludeNode(graph, 'Transpose', [x], base, { perm: intsAttr(perm) });
+  prelude.push(t);
+  return t.outputs[0]!;
+}
+
+/** [B·H, S, D] -> [B, H, S, D]: Reshape(Expand(x, [1, 1, 1, 1]) = [1, B·H, S, D], [-1, H, 0, 0]). */
+export function unfoldHeads(graph: Graph, x: Value, heads: number, base: string, prelude: Node[]): Value {
+  const e = preludeNode(graph, 'Expand', [x, i64(graph, 'ones', [1, 1, 1, 1], prelude)], base);
+  const r = preludeNode(graph, 'Reshape', [e.outputs[0]!, i64(graph, 'shape', [-1, heads, 0, 0], prelude)], base);
+  prelude.push(e, r);
+  return r.outputs[0]!;
+}
+
+/** [a, S, T] -> [a, 1, S, T]: Transpose(Expand(x, [1, 1, 1, 1]) = [1, a, S, T], [1, 0, 2, 3]). */
+function insertHeadsAxis(graph: Graph, x: Value, base: string, prelude: Node[]): Value {
+  const e = preludeNode(graph, 'Expand', [x, i64(graph, 'ones', [1, 1, 1, 1], prelude)], base);
+  const t = preludeNode(graph, 'Transpose', [e.outputs[0]!], base, { perm: intsAttr([1, 0, 2, 3]) });
+  prelude.push(e, t);
+  return t.outputs[0]!;
+}
+
+/**
+ * A bias over 3D scores [b, S, T] (b = 1 or B·H) -> over [B, H, S, T]: rank <= 2 broadcasts as is, b = 1
+ * gets a heads axis, otherwise Expand to [B·H, ., .] (read from Q) and unfold like Q.
+ */
+export function biasOverHeads(graph: Graph, bias: Value, q3: Value, heads: number, prelude: Node[]): Value {
+  const s = staticShape(bias);
+  if (s && s.length <= 2) return bias;
+  const sq = staticShape(q3);
+  if (s?.[0] === 1) return insertHeadsAxis(graph, bias, 'bias_bhst', prelude);
+  let full = bias;
+  if (!(typeof s?.[0] === 'number' && s[0] === sq?.[0])) {
+    const shape = preludeNode(graph, 'Shape', [q3], 'bh');
+    const first = preludeNode(graph, 'Slice', [shape.outputs[0]!, i64(graph, 'starts', [0], prelude), i64(graph, 'ends', [1], prelude)], 'bh');
+    const target = preludeNode(graph, 'Concat', [first.outputs[0]!, i64(graph, 'ones', [1, 1], prelude)], 'bh11', { axis: intAttr(0) as never });
+    const ex = preludeNode(graph, 'Expand', [bias, target.outputs[0]!], 'bias_bh');
+    prelude.push(shape, first, target, ex);
+    full = ex.outputs[0]!;
+  }
+  return unfoldHeads(graph, full, heads, 'bias_bhst', prelude);
+}
+
+/** A mask step over the [B·H, S, T] view of the scores, its operand unfolded to [B, H, S, T] (see biasOverHeads). */
+export function unfoldMask(graph: Graph, m: MaskStep, q3: Value, heads: number, prelude: Node[]): MaskStep {
+  return m.kind === 'additive' ? { ...m, bias: biasOverHeads(graph, m.bias, q3, heads, prelude) } : { ...m, cond: biasOverHeads(graph, m.cond, q3, heads, prelude) };
+}
+
+/**
+ * Postlude [B, H, S, Dv] -> [B·H, S, Dv]: Gather(Reshape(y4, [-1, 1, 0, 0]), 0, axis 1) (a Squeeze of axis 1 at
+ * any opset), the last output typed like y3.
+ */
+export function foldHeads(graph: Graph, y4: Value, y3: Value): Node[] {
+  const nodes: Node[] = [];
+  const r = preludeNode(graph, 'Reshape', [y4, i64(graph, 'shape', [-1, 1, 0, 0], nodes)], 'y_bh1sd');
+  const zero = constNode(graph, 'index', Tensor.fromValues('i64', [], [0n]));
+  const sq = new Node({ domain: ONNX_DOMAIN, op: 'Gather', inputs: [r.outputs[0]!, zero.outputs[0]!], outputs: [new Value(y3.name, y3.type)], attrs: { axis: intAttr(1) as never } });
+  nodes.push(r, zero, sq);
+  return nodes;
+}
+
+/**
+ * Combines the mask steps into one Attention bias: one additive mask as is, a keep-mask alone as a boolean,
+ * several combined (additive ones summed, keep-masks and-ed, then Where(keep, sum, -inf)). Over 3D scores,
+ * `heads` says what the bias is over: one head (it gets the heads axis here), [B·H, S, T] to unfold later,
+ * or the already unfolded [B, H, S, T].
+ */
+export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, prelude: Node[], heads: 'single-head' | 'heads-in-batch' | 'unfolded'): MatchResult<Value | undefined> {
+  if (masks.length === 0) return matched(undefined);
+  const additive = masks.filter((m) => m.kind === 'additive').map((m) => m.bias);
+  const keeps: Value[] = [];
+  for (const m of masks) {
+    if (m.kind !== 'masked-fill') continue;
+    if (m.inverted) {
+      const not = preludeNode(graph, 'Not', [m.cond], 'keep');
+      prelude.push(not);
+      keeps.push(not.outputs[0]!);
+    } else keeps.push(m.cond);
+  }
+  let sum = additive[0];
+  for (const b of additive.slice(1)) {
+    const add = preludeNode(graph, 'Add', [sum!, b], 'bias');
+    prelude.push(add);
+    sum = add.outputs[0]!;
+  }
+  let keep = keeps[0];
+  for (const b of keeps.slice(1)) {
+    const and = preludeNode(graph, 'And', [keep!, b], 'keep');
+    prelude.push(and);
+    keep = and.outputs[0]!;
+  }
+  let bias: Value;
+  if (keep !== undefined && sum !== undefined) {
+    const dtype = inferDtype(sum);
+    if (dtype === undefined) return noMatch('the dtype of the additive mask is not known');
+    const negInf = constNode(graph, 'neg_inf', Tensor.fromValues(dtype, [], [-Infinity]));
+    const w = preludeNode(graph, 'Where', [keep, sum, negInf.outputs[0]!], 'bias');
+    prelude.push(negInf, w);
+    bias = w.outputs[0]!;
+  } else bias = (keep ?? sum)!;
+  // 3D scores are [batch·heads, nq, nk]: a rank-3 bias gets the (single) heads axis
+  const bShape = staticShape(bias);
+  if (rank === 3 && heads !== 'single-head') {
+    if (!bShape && heads === 'heads-in-batch') return noMatch('the rank of the mask over 3D scores is not known');
+  } else if (rank === 3 && bShape && bShape.length === 3) {
+    bias = insertHeadsAxis(graph, bias, 'bias4d', prelude);
+  } else if (rank === 3 && !bShape) return noMatch('the rank of the mask over 3D scores is not known');
+  // a keep-mask the graph does not type: Cast(to = bool) with a declared type, so every consumer (lowering,
+  // export) reads it as a keep-mask rather than an additive bias
+  if (keep !== undefined && sum === undefined && !(bias.type?.kind === 'tensor' && bias.type.dtype === 'bool')) {
+    const cast = new Node({ domain: ONNX_DOMAIN, op: 'Cast', inputs: [bias], outputs: [new Value(freshName(graph, 'keep_bool'), tensorType('bool'))], attrs: { to: intAttr(9) } });
+    prelude.push(cast);
+    bias = cast.outputs[0]!;
+  }
+  return matched(bias);
+}
+
+export interface KeyFromTransposed {
+  readonly k: Value;
+  /** The Transpose of K the scores product read, now part of the site. */
+  readonly matched?: Node;
+  readonly variant?: string;
+}
+
+/**
+ * K in Q's layout from the Kᵀ operand of the scores product: the input of a Transpose swapping the last two
+ * axes; Transpose(K in bshd / sbd) re-permuted in the prelude; an Einsum's key permutation; else Kᵀ transposed
+ * back in the prelude.
+ */
+export function keyFromTransposed(graph: Graph, kt: Value, rank: number, einsumKPerm: readonly number[] | undefined, prelude: Node[]): KeyFromTransposed {
+  if (einsumKPerm !== undefined) return { k: permuted(graph, kt, einsumKPerm, 'k_bhsd', prelude) };
+  const tr = onnxOp(kt, 'Transpose');
+  const perm = tr && attrInts(tr, 'perm')?.join(',');
+  if (tr && (perm === '0,1,3,2' || perm === '0,2,1')) return { k: tr.inputs[0]!, matched: tr };
+  if (tr && perm === '0,2,3,1') return { k: permuted(graph, tr.inputs[0]!, [0, 2, 1, 3], 'k_bhsd', prelude), matched: tr, variant: 'k-bshd' };
+  if (tr && perm === '1,2,0') return { k: permuted(graph, tr.inputs[0]!, [1, 0, 2], 'k_bsd', prelude), matched: tr, variant: 'k-sbd' };
+  return { k: permuted(graph, kt, rank === 4 ? [0, 1, 3, 2] : [0, 2, 1], 'k', prelude), variant: 'k-transposed-input' };
+}
