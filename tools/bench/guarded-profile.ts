@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const prefix = join(tmpdir(), `guarded-profile-${process.pid}`);
   const bytes = MODEL === 'dense' ? siteModel(causal(), undefined) : siteModel(GUARDED_SPEC, MODEL === 'unguarded' ? undefined : 1e-3);
   const session = await ort.InferenceSession.create(bytes, {
-    intraOpNumThreads: 2,
+    intraOpNumThreads: Number(opt('--threads', '2')),
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     enableProfiling: true,

@@ -3,7 +3,7 @@
 //   ReduceSum: axes as an input from opset 13 (the lowering's lowest guarded opset), so one form.
 
 import type { Value } from '@attnopt/ir';
-import type { NodeBuilder } from '../recognize/fused/common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 
 /** The lowest opset of the guarded form (ReduceSum with axes as an input). */
 export const GUARDED_OPSET = 13;

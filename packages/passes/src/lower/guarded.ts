@@ -11,10 +11,10 @@
 //   certificate           log B = log-sum-exp(U + log count), log Z_S = max kept score - log(its softmax
 //                         probability) from the banded softmax, m_hat = Sigmoid(log B - log Z_S),
 //                         bound = m_hat R (R: V's range over all keys)                                  [B,H,S]
-//   fallback              rows that drop a key and whose bound > budget, in any batch and head: an If on
-//                         their count (no row: the banded output as it is, nothing else runs); else NonZero,
-//                         Gather, dense attention over the baseline's keys (an additive 0 / -inf mask shared
-//                         by batch and heads), ScatterElements back over the banded output.
+//   fallback              rows that drop a key and whose bound > budget, in any batch and head: NonZero,
+//                         Gather, dense attention over the baseline's keys (scores as (K qfᵀ)ᵀ: no transpose
+//                         of all of K, so no row costs almost nothing; an additive 0 / -inf mask shared by
+//                         the heads), ScatterElements back over the banded output.
 // A lengths input (kvLength: keys at or past kvLength[b] are padding) caps the counted keys per batch
 // ([B, 1, S, nKB]) and masks the fallback rows; the summaries and R may include padding keys (only looser).
 // Float32 rounding: log B is widened per row by 1e-4 (|scale| ||q|| K* + 1) (K*: the largest ||max(|Kmin|, |Kmax|)||
@@ -35,18 +35,18 @@ import {
   type MaskSpec,
   type Node,
   printSpec,
-  Graph,
-  graphAttr,
   rowKeys,
   sinks,
   slidingWindow,
   union,
   type Value,
 } from '@attnopt/ir';
-import type { NodeBuilder } from '../recognize/fused/common.js';
+import type { NodeBuilder } from '@attnopt/rewrite';
 import { type BandedInputs, bandedAttentionParts } from './banded.js';
 import { GUARDED_OPSET, reduceAt, type ReduceOp } from './guarded-ops.js';
 import { specMask } from './mask.js';
+import { SPARSIFY_DECISION } from '../sparsify/pass.js';
+import { HEAD_GROUP, type HeadGroupAnnotation } from '../sparsify/split-heads.js';
 
 export { GUARDED_OPSET } from './guarded-ops.js';
 
@@ -145,8 +145,32 @@ export function guardedBlocker(node: Node, opset: number): string | undefined {
 
 export interface GuardedInputs extends BandedInputs {
   readonly params: AttentionParams;
+  /** The site (and head group) the node implements, from guardedSiteLabel: names the fallback flags. */
+  readonly site?: string;
   /** The default-domain opset the nodes are written for (GUARDED_OPSET or above). */
   readonly opset: number;
+}
+
+/** The last part of the name of a guarded site's fallback flags [B, H, S] (bool: the row was recomputed densely). */
+export const GUARD_FALLBACK_VALUE = 'guard_falls_back';
+
+/** The site label a guarded lowering wrote into its fallback flags' name `<node>/guard_falls_back.<label>`, if any. */
+export function guardFallbackLabel(valueName: string): string | undefined {
+  const m = /\/guard_falls_back\.([^/]+)$/.exec(valueName);
+  return m?.[1];
+}
+
+/**
+ * The site a lowered node implements, as the sparsify pass annotated it: `site<k>`, or `site<k>.heads<a>-<b>` for
+ * a head group; undefined for a node no sparsify decision reached.
+ */
+export function guardedSiteLabel(node: Node): string | undefined {
+  const group = node.annotations.get(HEAD_GROUP) as HeadGroupAnnotation | undefined;
+  const decision = node.annotations.get(SPARSIFY_DECISION) as { readonly id?: string } | undefined;
+  const site = group?.site ?? decision?.id;
+  if (site === undefined) return undefined;
+  const heads = group?.heads ?? [];
+  return heads.length > 0 ? `${site}.heads${heads[0]}-${heads[heads.length - 1]}` : site;
 }
 
 /** The guarded banded output [B, H, S, Dv] (see the comment at the top). Call only where guardedBlocker allows. */
@@ -278,29 +302,23 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const ok = b.op('And', [within, b.op('Not', [b.op('IsNaN', [bound], 'guard_nan')], 'guard_finite')], 'guard_ok');
   // a row that drops no key is exact (m = 0): it never falls back, so every fallback row keeps a baseline key
   const dropsSome = b.op('Greater', [reduce('ReduceSum', dropped, [-1], 'guard_dropped_total'), zeroF], 'guard_drops_some');
-  const fallsBack = b.op('And', [b.op('Not', [ok], 'guard_over_or_nan'), dropsSome], 'guard_falls_back');
+  // named for the site (a verify-only copy of the model reads it as an output: the run-time fallback rate)
+  const fallsBack = b.op('And', [b.op('Not', [ok], 'guard_over_or_nan'), dropsSome], x.site !== undefined ? `${GUARD_FALLBACK_VALUE}.${x.site}` : GUARD_FALLBACK_VALUE);
   const anyHead = reduce('ReduceMax', b.cast(fallsBack, 'f32', 'guard_falls_back_f'), [0, 1], 'guard_falls_back_rows');
-  const anyRow = b.op('Greater', [reduce('ReduceMax', anyHead, [0], 'guard_falls_back_any'), zeroF], 'guard_has_fallback');
 
-  // the fallback rows, dense over the baseline's keys, scattered over the banded output; only when there are any
-  return ifThenElse(
-    b,
-    anyRow,
-    () => {
-      const idx = b.reshape(b.op('NonZero', [anyHead], 'guard_fallback_nz'), [-1], 'guard_fallback_rows');
-      const qf = b.op('Gather', [x.q, idx], 'guard_q_rows', axis(2));
-      const qk = b.op('MatMul', [qf, b.transpose(x.k, [0, 1, 3, 2], 'guard_k_t')], 'guard_qk');
-      const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
-      const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
-      const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
-      const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
-      const yf = b.op('MatMul', [fallbackSoftmax(b, x, x.score(qk, 'guard_scores'), keep), x.v], 'guard_y_rows');
-      const at = b.op('Expand', [b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d'), b.op('Shape', [yf], 'guard_y_rows_shape')], 'guard_scatter_index');
-      return b.op('ScatterElements', [y, at, yf], 'guard_y_fallback', axis(2));
-    },
-    () => b.op('Identity', [y], 'guard_y_banded'),
-    'guard_y',
-  );
+  // the fallback rows, dense over the baseline's keys, scattered over the banded output
+  const idx = b.reshape(b.op('NonZero', [anyHead], 'guard_fallback_nz'), [-1], 'guard_fallback_rows');
+  const qf = b.op('Gather', [x.q, idx], 'guard_q_rows', axis(2));
+  // scores as (K qfᵀ)ᵀ: every transpose is of F rows, none of all of K (nothing when no row falls back)
+  const qkT = b.op('MatMul', [x.k, b.transpose(qf, [0, 1, 3, 2], 'guard_q_rows_t')], 'guard_qk_t');
+  const qk = b.transpose(qkT, [0, 1, 3, 2], 'guard_qk');
+  const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
+  const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
+  const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
+  const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
+  const yf = b.op('MatMul', [fallbackSoftmax(b, x, x.score(qk, 'guard_scores'), keep), x.v], 'guard_y_rows');
+  const at = b.op('Expand', [b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d'), b.op('Shape', [yf], 'guard_y_rows_shape')], 'guard_scatter_index');
+  return b.op('ScatterElements', [y, at, yf], 'guard_y', axis(2));
 }
 
 /**
@@ -316,22 +334,4 @@ function fallbackSoftmax(b: NodeBuilder, x: GuardedInputs, scores: Value, keep: 
   let probs = b.op('Softmax', [biased], 'guard_fallback_softmax', { axis: { type: 'int', value: -1n } });
   if (x.kvLength) probs = b.op('Where', [b.op('IsNaN', [probs], 'guard_fallback_isnan'), b.scalar('guard_fallback_zero_prob', sm, 0), probs], 'guard_fallback_probs');
   return sm !== x.dtype ? b.cast(probs, x.dtype, 'guard_fallback_probs_cast') : probs;
-}
-
-/**
- * `If(cond)` with the nodes `then` and `otherwise` build (through `b`) moved into its two branches: they may read
- * every value built before; one output each.
- */
-function ifThenElse(b: NodeBuilder, cond: Value, then: () => Value, otherwise: () => Value, what: string): Value {
-  const branch = (build: () => Value, name: string): Graph => {
-    const start = b.nodes.length;
-    const out = build();
-    const g = new Graph(name);
-    for (const n of b.nodes.splice(start)) g.addNode(n);
-    g.outputs.push(out);
-    return g;
-  };
-  const thenBranch = branch(then, `${what}_then`);
-  const elseBranch = branch(otherwise, `${what}_else`);
-  return b.op('If', [cond], what, { then_branch: graphAttr(thenBranch), else_branch: graphAttr(elseBranch) });
 }
