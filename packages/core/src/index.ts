@@ -45,6 +45,7 @@ export {
 } from './optimize.js';
 export { DECIDE_STAGES, OPTIMIZE_STAGES } from './pipeline.js';
 export { decide, type DecideOptions, type DecideResult, type RelativeBudget, type GroupPlan, type SitePlan } from './decide.js';
+export { type GuardFallbackRate, measureGuardFallback } from './guard-fallback.js';
 export { verifyModels, certifiedBound, DEFAULT_TOLERANCE, type VerifyReport, type OutputComparison, type VerifyOptions, type VerifyThresholds } from './verify.js';
 export { nextIdBits, targetIds, VERIFY_METRICS, type BitsSum, type VerifyMetric } from './bits-per-byte.js';
 export { analyze, type AnalyzeOptions, type AnalyzeResult, type SiteFacts } from './analyze.js';

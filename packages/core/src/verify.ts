@@ -21,6 +21,7 @@ import type { AttnoptModel } from './model.js';
 import { recognize } from './recognize.js';
 import { CERTIFIED_METADATA } from './optimize.js';
 import { maxOf } from './extremes.js';
+import { type GuardFallbackRate, measureGuardFallback } from './guard-fallback.js';
 import { type BitsSum, nextIdBits, targetIds, type VerifyMetric } from './bits-per-byte.js';
 
 export interface OutputComparison {
@@ -93,6 +94,11 @@ export interface VerifyReport {
    * runs where they exist.
    */
   readonly withinCertified: boolean | null;
+  /**
+   * onnxruntime only: per guarded site, the share of (batch, head, query row) triples its run-time certificate
+   * sent to the dense fallback on these inputs (empty when the model has no guarded site).
+   */
+  readonly guardFallback?: readonly GuardFallbackRate[];
 }
 
 export interface VerifyOptions {
@@ -394,6 +400,7 @@ export async function verifyModels(
   }
   let outputs = [...worst.values()].map((o) => withBits(o, bits.get(o.name)));
   if (runtime === 'onnxruntime') outputs = await withAsWritten(original, optimizedModel, list, deployed, outputs);
+  const guardFallback = runtime === 'onnxruntime' ? await measureGuardFallback(optimizedModel, list) : undefined;
   const certified = certifiedBound(optimized);
   const withinCertified =
     certified === null
@@ -404,7 +411,7 @@ export async function verifyModels(
         });
   const thresholds: VerifyThresholds = { ...(certified === null ? { tolerance: options.thresholds?.tolerance ?? DEFAULT_TOLERANCE } : {}), ...withoutTolerance(options.thresholds) };
   const failures = judge(outputs, certified, withinCertified, thresholds);
-  return { outputs, msOriginal: msA, msOptimized: msB, certified, withinCertified, thresholds, failures, passed: failures.length === 0 };
+  return { outputs, msOriginal: msA, msOptimized: msB, certified, withinCertified, thresholds, failures, passed: failures.length === 0, ...(guardFallback ? { guardFallback } : {}) };
 }
 
 /** Adds one sample's bits of both models to the sums of output `name` (when its shape pairs with the ids). */

@@ -28,6 +28,7 @@ export {
   guardableSpec,
   guardedBlocker,
   guardedInputsBlocker,
+  guardFallbackLabel,
 } from './lower/index.js';
 export { recognizePass, RECOGNITION_RULES } from './recognize/index.js';
 export {

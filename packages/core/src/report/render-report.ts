@@ -77,6 +77,14 @@ function agreementOf(p: ReportTradeoffPoint, output: string): { value: number | 
   return { value: null, kind: null };
 }
 
+/** The fallback verify measured for a guarded site (or each of its head groups) at this budget, if any. */
+function measuredFallback(p: ReportTradeoffPoint, id: string): string {
+  const rates = Object.entries(p.guardFallback ?? {}).filter(([label]) => label === id || label.startsWith(`${id}.`));
+  return rates
+    .map(([label, rate]) => ` <span class="fallback" data-site="${esc(label)}" data-field="guardFallback" data-value="${rate}">${label === id ? '' : `${esc(label.slice(id.length + 1))}: `}fallback ${pct(rate)} of rows (measured)</span>`)
+    .join('');
+}
+
 function tradeoffSection(d: ReportData): string {
   const points = d.tradeoff;
   const outputs = [...new Set(points.flatMap((p) => p.outputs.map((o) => o.name)))].filter((name) => points.some((p) => agreementOf(p, name).value !== null)).slice(0, 3);
@@ -131,7 +139,7 @@ function tradeoffSection(d: ReportData): string {
       `<td class="num">${p.msOriginal === null ? 'n/a' : p.msOriginal.toFixed(2)} / ${p.msOptimized === null ? 'n/a' : p.msOptimized.toFixed(2)}</td>` +
       `<td>${cells}</td><td>${p.withinCertified === null ? 'n/a' : p.withinCertified ? 'yes' : '<strong>no</strong>'}</td>` +
       `<td class="mono">${Object.entries(p.chosen)
-        .map(([id, spec]) => `${esc(id)}: ${esc(spec)}`)
+        .map(([id, spec]) => `${esc(id)}: ${esc(spec)}${measuredFallback(p, id)}`)
         .join('<br>')}</td></tr>`
     );
   });

@@ -125,6 +125,11 @@ export interface ReportTradeoffPoint {
   readonly outputs: readonly ReportOutputAgreement[];
   /** Chosen spec per site id. */
   readonly chosen: Readonly<Record<string, string>>;
+  /**
+   * Per guarded site (`site<k>`, or `site<k>.heads<a>-<b>` for a head group): the share of (batch, head, row)
+   * triples its run-time certificate sent to the dense fallback on the verify inputs (onnxruntime).
+   */
+  readonly guardFallback?: Readonly<Record<string, number>>;
 }
 
 export interface ReportData {

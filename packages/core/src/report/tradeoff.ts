@@ -46,5 +46,6 @@ export async function tradeoffPoint(
       meanCosine: finiteOrNull(o.meanCosine),
     })),
     chosen: Object.fromEntries(result.sites.map((s) => [s.id, s.chosen])),
+    ...(report.guardFallback && report.guardFallback.length > 0 ? { guardFallback: Object.fromEntries(report.guardFallback.map((r) => [r.site, r.rate])) } : {}),
   };
 }

@@ -31,7 +31,7 @@ import {
 import { NodeBuilder, redirect } from '@attnopt/rewrite';
 import { inferDtype } from '../shape-inference/shapes.js';
 import { bandedAttention } from './banded.js';
-import { guardedBandedAttention, guardedBlocker } from './guarded.js';
+import { guardedBandedAttention, guardedBlocker, guardedSiteLabel } from './guarded.js';
 import { lowerBandedNative, nativeBandedBlocker } from './banded-native.js';
 import { blockGatherAttention } from './blocks.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
@@ -297,7 +297,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       });
       return finish(graph, node, b, p, q, yBlocks, presentK, presentV, undefined);
     }
-    const yBanded = (p.guard ? (x: Parameters<typeof bandedAttention>[1]) => guardedBandedAttention(b, { ...x, params: p, opset: options.opset }) : (x: Parameters<typeof bandedAttention>[1]) => bandedAttention(b, x))({
+    const yBanded = (p.guard ? (x: Parameters<typeof bandedAttention>[1]) => guardedBandedAttention(b, { ...x, params: p, opset: options.opset, ...(guardedSiteLabel(node) !== undefined ? { site: guardedSiteLabel(node)! } : {}) }) : (x: Parameters<typeof bandedAttention>[1]) => bandedAttention(b, x))({
       spec: p.spec as MaskSpec,
       support: plan.support!,
       blockSize: plan.blockSize!,

@@ -11,4 +11,4 @@ export { specMask, unsupportedSpec, type MaskIndices } from './mask.js';
 export { lshChunkedAttention, type LshInputs } from './lsh.js';
 export { lshBucketIds, lshKeepMask, lshOrder, type LshMaskInputs, type LshOrder } from './lsh-hash.js';
 export { NYSTROM_PINV_STEPS, nystromAttention, type NystromInputs } from './nystrom.js';
-export { GUARDED_OPSET, guardableSpec, guardedBandedAttention, guardedBlocker, guardedInputsBlocker, type GuardedInputs } from './guarded.js';
+export { GUARD_FALLBACK_VALUE, GUARDED_OPSET, guardableSpec, guardedBandedAttention, guardedBlocker, guardedInputsBlocker, guardedSiteLabel, guardFallbackLabel, type GuardedInputs } from './guarded.js';
