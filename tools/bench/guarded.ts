@@ -10,7 +10,8 @@
 // the fallback rows, up to rows whose dense and sparse results coincide).
 // Times: sessions at graphOptimizationLevel 'all', --threads intra-op threads (2), two warm-ups each, then
 // --repeats rounds running every model back to back in alternating order; medians, and the median of per-round
-// ratios (a load change between rounds cancels).
+// ratios (a load change between rounds cancels). Beside wall time, the process's CPU time per run (user + system,
+// every thread): on a shared machine it counts the work done, not the time other jobs held the cores.
 //
 //   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2]
 
@@ -44,12 +45,16 @@ async function main(): Promise<void> {
     const outs: Record<string, Float32Array> = {};
     for (const m of names) for (let w = 0; w < 2; w++) outs[m] = (await sessions[m]!.run(feedsOf(m))).y!.data as Float32Array;
     const times: Record<string, number[]> = Object.fromEntries(names.map((m) => [m, []]));
+    const cpu: Record<string, number[]> = Object.fromEntries(names.map((m) => [m, []]));
     for (let r = 0; r < REPEATS; r++) {
       const order = r % 2 === 0 ? names : [...names].reverse();
       for (const m of order) {
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         await sessions[m]!.run(feedsOf(m));
         times[m]!.push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpu[m]!.push((c.user + c.system) / 1000);
       }
     }
     const rowsDiffering = (a: Float32Array, b: Float32Array) => {
@@ -62,18 +67,21 @@ async function main(): Promise<void> {
       return rows;
     };
     const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, t) => Math.max(m, Math.abs(x - b[t]!)), 0);
-    const ratio = (a: string, b: string) => median(times[a]!.map((t, r) => t / times[b]![r]!));
+    const ratioOf = (xs: Record<string, number[]>) => (a: string, b: string) => median(xs[a]!.map((t, r) => t / xs[b]![r]!));
+    const ratio = ratioOf(times);
+    const cpuRatio = ratioOf(cpu);
     console.log(`\nn = ${n}, 8 heads, d 64, causal ∩ (window 256 ∪ sinks 4), ${REPEATS} rounds`);
     for (const m of names) {
       const ref = feedsOf(m) === local ? outs.dense! : outs.denseDiffuse!;
-      console.log(`  ${m.padEnd(16)} median ${median(times[m]!).toFixed(1)} ms   max |y - dense| ${maxDiff(outs[m]!, ref).toExponential(2)}`);
+      console.log(`  ${m.padEnd(16)} median ${median(times[m]!).toFixed(1)} ms (cpu ${median(cpu[m]!).toFixed(1)} ms)   max |y - dense| ${maxDiff(outs[m]!, ref).toExponential(2)}`);
     }
     console.log(`  local inputs: rows where guarded differs from unguarded (fell back): ${rowsDiffering(outs.guarded!, outs.unguarded!)} of ${n}`);
     console.log(`  diffuse inputs: rows where guarded differs from unguarded (fell back): ${rowsDiffering(outs.forced!, outs.unguardedDiffuse!)} of ${n}`);
-    console.log(`  dense / guarded    ${ratio('dense', 'guarded').toFixed(2)}x   (target >= 5)`);
-    console.log(`  guarded / unguarded ${ratio('guarded', 'unguarded').toFixed(2)}x   (target <= 1.25)`);
-    console.log(`  dense / unguarded  ${ratio('dense', 'unguarded').toFixed(2)}x`);
-    console.log(`  forced / dense (diffuse inputs) ${ratio('forced', 'denseDiffuse').toFixed(2)}x   (target <= 1.3)`);
+    const both = (a: string, b: string) => `${ratio(a, b).toFixed(2)}x (cpu time ${cpuRatio(a, b).toFixed(2)}x)`;
+    console.log(`  dense / guarded    ${both('dense', 'guarded')}   (target >= 5)`);
+    console.log(`  guarded / unguarded ${both('guarded', 'unguarded')}   (target <= 1.25)`);
+    console.log(`  dense / unguarded  ${both('dense', 'unguarded')}`);
+    console.log(`  forced / dense (diffuse inputs) ${both('forced', 'denseDiffuse')}   (target <= 1.3)`);
   }
 }
 
