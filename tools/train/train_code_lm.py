@@ -86,7 +86,10 @@ def main() -> None:
     if args.from_checkpoint:
         model.load_state_dict(torch.load(ckpt))
         saved = json.loads(ckpt.with_suffix('.curve.json').read_text())
-        curve, phases = saved['curve'], saved['phases']
+        if isinstance(saved, list):  # a checkpoint of the fixed-step run, which saved the curve alone
+            curve = saved
+        else:
+            curve, phases = saved['curve'], saved['phases']
     else:
         if args.max_seconds > 0:
             def save(step: int) -> None:
