@@ -14,7 +14,7 @@ import { type SitePlan, sitePlans } from './pipeline/plans.js';
 import { compileState } from './pipeline/state.js';
 
 export { type GroupPlan, type SitePlan } from './pipeline/plans.js';
-export { modelOpset, targetProfile } from './pipeline/state.js';
+export { targetProfile } from './pipeline/state.js';
 
 export interface DecideOptions {
   /**

@@ -17,11 +17,11 @@ export {
 } from '@attnopt/ir';
 // Writing a file so readers see the old content or the complete new one (the CLI's outputs).
 export { AtomicFile } from '@attnopt/onnx';
-export { type AttnoptModel, loadModel, saveModel, writeModel } from './model.js';
+export { type AttnoptModel, loadModel, modelOpset, saveModel, writeModel } from './model.js';
 export { modelFiles } from './model-files.js';
 export { runMemory, type RunMemory } from './run-memory.js';
 export { recognize, type RecognizeResult } from './recognize.js';
-export { inspectModel, modelOpset, type InspectReport, type InspectSite } from './inspect.js';
+export { inspectModel, type InspectReport, type InspectSite } from './inspect.js';
 export {
   attentionSoftmaxes,
   FUSED_ATTENTION_OPS,

@@ -3,7 +3,7 @@
 import { AttentionInput, attentionParams, printSpec } from '@attnopt/ir';
 import { attentionSites, siteOrigin } from '@attnopt/passes';
 import { type AttentionMiss, noSitesReason, watchMisses } from './misses.js';
-import type { AttnoptModel } from './model.js';
+import { type AttnoptModel, modelOpset } from './model.js';
 import { recognize } from './recognize.js';
 
 export interface InspectSite {
@@ -30,11 +30,6 @@ export interface InspectReport {
   readonly noSites: string | null;
 }
 
-/** The model's default-domain opset (13 when it imports none). */
-export function modelOpset(model: AttnoptModel): number {
-  const d = model.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
-  return Number(d?.version ?? 13n);
-}
 
 /** Recognizes the attention sites of `model` (mutating its graph) and describes each, and what was missed. */
 export function inspectModel(model: AttnoptModel): InspectReport {

@@ -44,3 +44,12 @@ export function writeModel(file: string, model: AttnoptModel): void {
   if (model.file === undefined) throw new Error('the model has external data but no file it was read from');
   writeModelProto(file, proto, { source: new ExternalDataResolver(model.file) });
 }
+
+/**
+ * The model's default-domain opset. A model that imports none has no default-domain op to read; what the
+ * passes add to it is written for opset 17.
+ */
+export function modelOpset(model: AttnoptModel): number {
+  const d = model.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
+  return Number(d?.version ?? 17n);
+}

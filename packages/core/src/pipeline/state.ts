@@ -6,7 +6,7 @@ import type { Graph, Node } from '@attnopt/ir';
 import type { SiteCalibration, SiteDecision } from '@attnopt/passes';
 import type { SiteFacts } from '../analyze.js';
 import type { CalibrationProvenance, DecideOptions, RelativeBudget } from '../decide.js';
-import type { AttnoptModel } from '../model.js';
+import { type AttnoptModel, modelOpset } from '../model.js';
 import type { OptimizeOptions } from '../optimize.js';
 import type { SitePlan } from './plans.js';
 
@@ -56,11 +56,6 @@ export function targetProfile(target: DecideOptions['target']): TargetProfile {
   return p;
 }
 
-/** The model's default-domain opset (17 when it names none). */
-export function modelOpset(model: AttnoptModel): number {
-  const d = model.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
-  return Number(d?.version ?? 17n);
-}
 
 function checkSeqLen(seqLen: number | undefined): void {
   if (seqLen !== undefined && !(Number.isSafeInteger(seqLen) && seqLen >= 1)) {
