@@ -17,6 +17,7 @@ import {
 } from '@attnopt/ir';
 import { analyzeMaskPass, attentionSites, chooseSiteSpec, headData, headResolver } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
+import { verifyEachByDefault } from '../pipeline.js';
 import { type CalibrationSample, collectSiteTensors, generateInputs, type SiteSamples } from '../calibrate/index.js';
 import { inspectModel, type InspectSite } from '../inspect.js';
 import { type AttnoptModel, loadModel, saveModel } from '../model.js';
@@ -196,7 +197,7 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
   const analyzed = fresh();
   const found = new Map<string, InspectSite>(inspectModel(analyzed).sites.map((s) => [s.id, s]));
   const recognizedParams = new Map(attentionSites(analyzed.graph).map(({ id, node }) => [id, attentionParams(node)]));
-  runPipeline(analyzed.graph, [analyzeMaskPass()], { verify: false });
+  runPipeline(analyzed.graph, [analyzeMaskPass()], { verify: options.verifyEach ?? verifyEachByDefault() });
   progress('calibrate (heatmaps)');
   const collected = new Map((await collectSiteTensors(analyzed, calibration, { runtime: options.runtime ?? 'onnxruntime' })).map((s) => [s.id, s]));
 
