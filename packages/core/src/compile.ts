@@ -95,6 +95,11 @@ export interface KernelManifestEntry {
   readonly features?: readonly string[];
   /** Tiling: query rows and keys per block (WGSL: also query heads per workgroup). */
   readonly tiling: Readonly<Record<string, number>>;
+  /**
+   * Present when the site is guarded: generated kernels do not carry the run-time certificate yet, so the
+   * kernel computes the site's exact baseline spec (error 0) instead of the guarded sparse form, and this says so.
+   */
+  readonly guardedAsBaseline?: string;
 }
 
 export interface CompiledKernel {
@@ -291,11 +296,18 @@ export function compile(site: CompileSite, options: CompileOptions): CompiledKer
   };
   if (!isAttention(node)) fail('not an attnopt::Attention node (run recognize first)');
   if (options.target !== 'wgsl' && options.target !== 'cpu') fail(`unknown target ${String(options.target)}: wgsl or cpu`);
-  const p = validateAttentionParams(attentionParams(node));
+  const params = validateAttentionParams(attentionParams(node));
+  // guarded -> its exact baseline: a sparse kernel without the certificate would break the guarantee
+  const p: AttentionParams = params.guard === undefined ? params : { ...params, spec: params.guard.baseline, guard: undefined };
   if (hasRuntimeHeadDim(p)) fail(`${RUNTIME_HEAD_DIM_REASON}: a kernel needs a static head size`);
   if (isLowRank(p.spec)) fail(`the low-rank form ${printSpec(p.spec)} has no generated kernel yet`);
   try {
-    return options.target === 'wgsl' ? wgslKernel(id, p, node, options) : cpuKernel(id, p, node, options);
+    const kernel = options.target === 'wgsl' ? wgslKernel(id, p, node, options) : cpuKernel(id, p, node, options);
+    if (params.guard === undefined) return kernel;
+    const why =
+      `the site is guarded (${printSpec(params.spec)}, budget ${params.guard.budget}) but generated kernels do not carry the run-time ` +
+      `certificate yet: this kernel computes its exact baseline ${printSpec(p.spec)} (error 0)`;
+    return { ...kernel, manifest: { ...kernel.manifest, guardedAsBaseline: why } };
   } catch (e) {
     return fail((e as Error).message);
   }
