@@ -2,6 +2,7 @@
 // runtime meets the model's own subgraph, not a re-lowered copy of it. The plans are recorded first: restoring
 // and lowering replace the Attention nodes they read.
 //   Attention(spec as recognized)  ->  the ONNX nodes it was lifted from
+//   Attention(spec = a proven mask that saves no work on the target)  ->  the ONNX nodes, with the mask's nodes
 
 import { undoMaskProofs, unliftSite } from '@attnopt/passes';
 import type { PassNote, StatePass } from '@attnopt/rewrite';
