@@ -15,7 +15,11 @@ export interface KeyBlockSummaries {
   /** Per block per channel min and max of K (Quest), blocks x d. */
   readonly kmin: Float64Array;
   readonly kmax: Float64Array;
-  /** Per block mean key c (blocks x d) and radius r = max_j ||k_j - c|| (the ball bound). */
+  /**
+   * Per block the box centre c = (kmin + kmax) / 2 (blocks x d) and radius r = max_j ||k_j - c|| (the ball bound).
+   * Any centre makes the ball sound; the box centre is the one Quest's bound already multiplies q by, so a lowering
+   * computes q . c once for both bounds.
+   */
   readonly center: Float64Array;
   readonly radius: Float64Array;
 }
@@ -40,17 +44,16 @@ export function keyBlockSummaries(keys: ArrayLike<number>, n: number, d: number,
         const x = keys[j * d + c]!;
         if (x < kmin[b * d + c]!) kmin[b * d + c] = x;
         if (x > kmax[b * d + c]!) kmax[b * d + c] = x;
-        center[b * d + c]! += x;
       }
     }
-    for (let c = 0; c < d; c++) center[b * d + c]! /= j1 - j0;
+    for (let c = 0; c < d; c++) center[b * d + c] = (kmin[b * d + c]! + kmax[b * d + c]!) / 2;
     let r2 = 0;
     for (let j = j0; j < j1; j++) {
       let s = 0;
       for (let c = 0; c < d; c++) s += (keys[j * d + c]! - center[b * d + c]!) ** 2;
       r2 = Math.max(r2, s);
     }
-    // the mean is rounded: widen the radius by a relative margin so every key stays inside the ball
+    // the centre and the distances are rounded: widen the radius by a relative margin so every key stays inside
     radius[b] = Math.sqrt(r2) * (1 + 1e-12) + 1e-300;
   }
   return { blockSize, n, d, kmin, kmax, center, radius };

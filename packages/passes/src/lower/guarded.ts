@@ -2,11 +2,12 @@
 // and the rows whose certificate exceeds the budget recomputed densely; standard ONNX ops (opset 13+, the
 // reductions written per opset by guarded-ops.ts), no n x n tensor.
 //
-//   key block summaries   K [B,H,T,D] -edge pad-> [B,H,nKB,kb,D] -ReduceMin/ReduceMax/ReduceMean-> [B,H,nKB,D],
-//                         radius r = ReduceMax ||k - c||                                              [B,H,nKB]
+//   key block summaries   K [B,H,T,D] -edge pad-> [B,H,nKB,kb,D] -ReduceMin/ReduceMax-> [B,H,nKB,D], the box
+//                         centre c = (Kmax + Kmin) / 2, radius r = ReduceMax ||k - c||                  [B,H,nKB]
 //   score upper bound     U = min(Quest, ball), the summaries scaled by |scale| (q sign-flipped for scale < 0):
-//                         Quest = MatMul(q, (Kmax + Kmin) / 2) + MatMul(|q|, (Kmax - Kmin) / 2)
-//                         (= sum_c max(q_c Kmin_c, q_c Kmax_c)), ball = MatMul(q, C) + ||q|| r         [B,H,S,nKB]
+//                         Quest = MatMul(q, c) + MatMul(|q|, (Kmax - Kmin) / 2)
+//                         (= sum_c max(q_c Kmin_c, q_c Kmax_c)), ball = MatMul(q, c) + ||q|| r, so
+//                         U = MatMul(q, c) + min(MatMul(|q|, (Kmax - Kmin) / 2), ||q|| r)              [B,H,S,nKB]
 //   dropped keys          count[i, blk] = |blk ∩ baseline(i)| - |blk ∩ baseline(i) ∩ (band(i) ∪ sinks)|  [S,nKB]
 //   certificate           log B = log-sum-exp(U + log count), log Z_S = max kept score - log(its softmax
 //                         probability) from the banded softmax, m_hat = Sigmoid(log B - log Z_S),
@@ -202,8 +203,8 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const kBlocks = b.reshape(b.op('Pad', [k32, pads], 'guard_k_padded', { mode: { type: 'string', value: 'edge' } }), [0, 0, -1, kb, D], 'guard_k_blocks');
   const kmin = reduce('ReduceMin', kBlocks, [3], 'guard_kmin');
   const kmax = reduce('ReduceMax', kBlocks, [3], 'guard_kmax');
-  const center = reduce('ReduceMean', kBlocks, [3], 'guard_center', true);
-  const diff = b.op('Sub', [kBlocks, center], 'guard_k_minus_center');
+  const center = b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_box_sum'), f32(0.5, 'guard_half')], 'guard_box_center_raw');
+  const diff = b.op('Sub', [kBlocks, b.reshape(center, [0, 0, 0, 1, -1], 'guard_box_center_rows')], 'guard_k_minus_center');
   const radius = b.op('Sqrt', [reduce('ReduceMax', reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_sq'), [4], 'guard_dist2'), [3], 'guard_r2')], 'guard_radius');
   const tr = (t: Value, what: string) => b.transpose(t, [0, 1, 3, 2], what);
 
@@ -212,14 +213,15 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const scaled = (t: Value, what: string) => b.op('Mul', [t, absScale], what);
   const q32 = toF32(x.q, 'guard_q_f32');
   const qs = p.scale >= 0 ? q32 : b.op('Neg', [q32], 'guard_q_neg_scale');
-  const boxCenter = scaled(b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_box_sum'), f32(0.5, 'guard_half')], 'guard_box_center_raw'), 'guard_box_center');
+  const boxCenter = scaled(center, 'guard_box_center');
   const boxHalf = scaled(b.op('Mul', [b.op('Sub', [kmax, kmin], 'guard_box_width'), f32(0.5, 'guard_half2')], 'guard_box_half_raw'), 'guard_box_half');
-  const quest = b.op('Add', [b.op('MatMul', [qs, tr(boxCenter, 'guard_box_center_t')], 'guard_quest_center'), b.op('MatMul', [b.op('Abs', [qs], 'guard_q_abs'), tr(boxHalf, 'guard_box_half_t')], 'guard_quest_width')], 'guard_quest');
+  // both bounds around the box centre c: Quest = q.c + |q|.half, ball = q.c + ||q|| r; q.c computed once
+  const qc = b.op('MatMul', [qs, tr(boxCenter, 'guard_box_center_t')], 'guard_q_center');
+  const questWidth = b.op('MatMul', [b.op('Abs', [qs], 'guard_q_abs'), tr(boxHalf, 'guard_box_half_t')], 'guard_quest_width');
   const qNorm = b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [qs, qs], 'guard_q_sq'), [3], 'guard_q_norm2', true)], 'guard_q_norm');
-  const meanKey = scaled(reduce('ReduceMax', center, [3], 'guard_center_blocks'), 'guard_center_scaled');
   const radiusScaled = scaled(radius, 'guard_radius_scaled');
-  const ball = b.op('Add', [b.op('MatMul', [qs, tr(meanKey, 'guard_center_t')], 'guard_q_center'), b.op('Mul', [qNorm, b.reshape(radiusScaled, [0, 0, 1, -1], 'guard_radius_row')], 'guard_q_radius')], 'guard_ball');
-  let u = b.op('Min', [quest, ball], 'guard_dot_bound');
+  const ballWidth = b.op('Mul', [qNorm, b.reshape(radiusScaled, [0, 0, 1, -1], 'guard_radius_row')], 'guard_q_radius');
+  let u = b.op('Add', [qc, b.op('Min', [questWidth, ballWidth], 'guard_width')], 'guard_dot_bound');
   if (p.softcap > 0) {
     const c = f32(p.softcap, 'guard_softcap');
     u = b.op('Mul', [b.op('Tanh', [b.op('Div', [u, c], 'guard_softcap_div')], 'guard_softcap_tanh'), c], 'guard_softcapped_bound');
@@ -229,7 +231,7 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const kAbs = b.op('Max', [b.op('Abs', [kmin], 'guard_kmin_abs'), b.op('Abs', [kmax], 'guard_kmax_abs')], 'guard_k_abs');
   const kStar = reduce(
     'ReduceMax',
-    b.op('Max', [norm(scaled(kAbs, 'guard_k_abs_scaled'), 'guard_k_abs_norm'), b.op('Add', [norm(meanKey, 'guard_center_norm'), radiusScaled], 'guard_ball_reach')], 'guard_block_reach'),
+    b.op('Max', [norm(scaled(kAbs, 'guard_k_abs_scaled'), 'guard_k_abs_norm'), b.op('Add', [norm(boxCenter, 'guard_center_norm'), radiusScaled], 'guard_ball_reach')], 'guard_block_reach'),
     [2],
     'guard_k_star',
     true,
