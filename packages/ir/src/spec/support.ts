@@ -136,6 +136,8 @@ export interface LoweringFacts {
   readonly keys?: number;
   /** A float or boolean bias input (n x n). */
   readonly bias?: boolean;
+  /** A float bias constant along the query axis ([.., 1, nk]): the banded form gathers it per key. */
+  readonly keyBias?: boolean;
   /** A scores output (n x n). */
   readonly scoresOutput?: boolean;
   /** A kvLength input without past K/V (the past alignment then differs per batch). */
@@ -197,7 +199,7 @@ export function loweringChoice(spec: AttentionSpec, facts: LoweringFacts = {}): 
   if (facts.strategy === 'dense') return dense('dense lowering asked for');
   const lsh = lshBound(spec);
   if (lsh !== undefined) {
-    if (facts.bias) return dense('lsh with a bias input (n x n): dense lowering with the bucket mask');
+    if (facts.bias || facts.keyBias) return dense('lsh with a bias input: dense lowering with the bucket mask');
     if (facts.scoresOutput) return dense('lsh with a scores output (n x n): dense lowering with the bucket mask');
     if (opset < BANDED_OPSET) return dense(`opset ${opset} < ${BANDED_OPSET}`);
     return { strategy: 'lsh', why: `lsh sorted by bucket: ${lsh.leaf.hashes} round(s) of ${2 * lsh.leaf.chunk} keys per query` };
@@ -207,7 +209,7 @@ export function loweringChoice(spec: AttentionSpec, facts: LoweringFacts = {}): 
   const blockSize = facts.blockSize ?? bandBlockSize(support);
   const perQuery = bandedKeysPerQuery(support, blockSize);
   if (perQuery === undefined) return dense('the kept keys are not bounded by a band');
-  if (facts.bias) return dense('a bias input is n x n: dense lowering');
+  if (facts.bias && !facts.keyBias) return dense('a bias input is n x n: dense lowering');
   if (facts.scoresOutput) return dense('the scores output is n x n: dense lowering');
   if (opset < BANDED_OPSET) return dense(`opset ${opset} < ${BANDED_OPSET}`);
   if (support.aligns.length > 1) return dense(`mixed alignments ${support.aligns.join(', ')}`);

@@ -37,6 +37,7 @@ import { blockGatherAttention } from './blocks.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { lshChunkedAttention } from './lsh.js';
 import { lshKeepMask } from './lsh-hash.js';
+import { hasKeyBias, keyBias4 } from './key-bias.js';
 import { specMask, unsupportedSpec } from './mask.js';
 
 /**
@@ -106,6 +107,7 @@ export function loweringPlan(node: Node, options: LowerOptions = { opset: 21 }):
   const choice = loweringChoice(p.spec, {
     ...(nk !== undefined ? { keys: nk } : {}),
     bias: bias !== undefined,
+    keyBias: hasKeyBias(node),
     scoresOutput: p.scoresMode !== undefined,
     kvLengthWithoutPast: kvLength !== undefined && pastKey === undefined,
     opset: options.opset,
@@ -313,6 +315,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       bottomRight,
       ...(pastKey ? { past: len(pastKey, 'past_length') } : {}),
       ...(kvLength ? { kvLength } : {}),
+      ...(bias !== undefined ? { keyBias: keyBias4(b, node, dtype) } : {}),
     });
     return finish(graph, node, b, p, q, yBanded, presentK, presentV, undefined);
   }

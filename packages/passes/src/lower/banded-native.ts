@@ -32,6 +32,7 @@ export function nativeBandedBlocker(node: Node, options: LowerOptions, plan: Low
   if (options.opset < NATIVE_ATTENTION_OPSET) return `opset ${options.opset} < ${NATIVE_ATTENTION_OPSET} has no Attention op`;
   const p = attentionParams(node);
   if (p.guard !== undefined) return 'a guarded site takes the standard-op form (its certificate reads the banded scores)';
+  if (node.inputs[3] !== undefined) return 'a bias input: the standard-op form gathers it per key';
   const [qIn, , , , pastKey] = node.inputs;
   const dtype = inferDtype(qIn) ?? inferDtype(pastKey);
   if (dtype !== 'f32') return `dtype ${dtype ?? 'unknown'}: the onnxruntime form is built and measured for f32`;

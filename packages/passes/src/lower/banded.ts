@@ -6,7 +6,8 @@
 //     F = (-shift) mod g aligns the band start shift = offset + lo to a granule;
 //   one Gather of granules per block: the X extra rows, then the L keys [r·b + shift, r·b + shift + L)
 //     (L = b + hi - lo rounded up to g)                                          [B, H, nBlocks, W = X + L, D]
-//   scores = one MatMul Q Kᵀ, scale (softcap); + an additive bias (0 / -inf) shared by batch and heads;
+//   scores = one MatMul Q Kᵀ, scale (softcap); + a key bias [Bb, Hb, 1, T] gathered like K (as a key of width 1);
+//            + an additive bias (0 / -inf) shared by batch and heads;
 //   Softmax over the last axis; one MatMul P V; reshape back and slice the padding off.
 // The blocks, the granules each block reads and the bias (0 / -inf over [nBlocks, b, W], the empty-row key
 // that makes a row keeping nothing give 0) come from band-window.ts, shared with the onnxruntime form
@@ -48,6 +49,8 @@ export interface BandedInputs {
   readonly past?: Value;
   /** [B] int64 valid key counts. */
   readonly kvLength?: Value;
+  /** A key bias [Bb, Hb, 1, T] in `dtype` (key-bias.ts), added to the scores: gathered per key like K. */
+  readonly keyBias?: Value;
 }
 
 /** The banded attention output [B, H, S, Dv] (see the comment at the top). */
@@ -98,19 +101,19 @@ export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Valu
 
   // K'' and V'': the extra rows, then the keys shifted so that every band starts on a granule
   const headsShape = b.op('Slice', [shapeK, b.ints('band_bh_start', [0]), b.ints('band_bh_end', [2]), b.ints('band_bh_axis', [0])], 'band_batch_heads');
-  const zerosRows = (rows: Value, d: number, what: string) =>
+  const zerosRows = (rows: Value, d: number, what: string, heads = headsShape) =>
     b.node(
-      { op: 'ConstantOfShape', inputs: [b.op('Concat', [headsShape, vec(rows, `${what}_rows`), b.ints(`${what}_dim`, [d])], `${what}_shape`, axis(0))], attrs: { value: tensorAttr(Tensor.fromValues(x.dtype, [1], [0])) } },
+      { op: 'ConstantOfShape', inputs: [b.op('Concat', [heads, vec(rows, `${what}_rows`), b.ints(`${what}_dim`, [d])], `${what}_shape`, axis(0))], attrs: { value: tensorAttr(Tensor.fromValues(x.dtype, [1], [0])) } },
       what,
     )[0]!;
   const extraAt = b.constant('band_extra_index', tensorI64([E], [...s.extra]));
   const clampedExtra = b.op('Min', [extraAt, b.op('Sub', [T, i64(1, 'band_one')], 'band_last_key')], 'band_extra_clamped');
-  const keysOf = (t: Value, d: number, what: string): Value => {
+  const keysOf = (t: Value, d: number, what: string, heads = headsShape): Value => {
     const parts: Value[] = [];
     // the extra rows: the empty-row key (zeros), the extra keys, zeros up to whole granules
     const extra = E > 0 ? b.op('Gather', [t, clampedExtra], `${what}_extra`, axis(2)) : undefined;
-    parts.push(extra ? b.op('Pad', [extra, b.ints(`${what}_extra_pads`, [0, 0, 1, 0, 0, 0, X - 1 - E, 0])], `${what}_extra_rows`) : zerosRows(i64(X, `${what}_x`), d, `${what}_extra_rows`));
-    if (front && back) parts.push(zerosRows(front, d, `${what}_front`), t, zerosRows(back, d, `${what}_back`));
+    parts.push(extra ? b.op('Pad', [extra, b.ints(`${what}_extra_pads`, [0, 0, 1, 0, 0, 0, X - 1 - E, 0])], `${what}_extra_rows`) : zerosRows(i64(X, `${what}_x`), d, `${what}_extra_rows`, heads));
+    if (front && back) parts.push(zerosRows(front, d, `${what}_front`, heads), t, zerosRows(back, d, `${what}_back`, heads));
     const all = parts.length === 1 ? parts[0]! : b.op('Concat', parts, `${what}_rows`, axis(2));
     return b.reshape(all, [0, 0, -1, g, d], `${what}_granules`);
   };
@@ -120,8 +123,17 @@ export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Valu
   const kw = window(kGranules, x.headDim, 'band_k_window');
   const vw = window(vGranules, x.vHeadDim, 'band_v_window');
 
+  // the key bias as keys of width 1 [Bb, Hb, T, 1], gathered like K -> [Bb, Hb, nBlocks, 1, W]
+  const keyBiasWindow = x.keyBias
+    ? (() => {
+        const column = b.transpose(x.keyBias, [0, 1, 3, 2], 'band_key_bias_column');
+        const heads = b.op('Slice', [b.op('Shape', [column], 'band_key_bias_shape'), b.ints('band_key_bias_bh_start', [0]), b.ints('band_key_bias_bh_end', [2]), b.ints('band_key_bias_bh_axis', [0])], 'band_key_bias_heads');
+        return b.reshape(window(keysOf(column, 1, 'band_key_bias', heads), 1, 'band_key_bias_gathered'), [0, 0, 0, 1, -1], 'band_key_bias_window');
+      })()
+    : undefined;
   const qk = b.op('MatMul', [qBlocks, b.transpose(kw, [0, 1, 2, 4, 3], 'band_k_t')], 'band_qk');
-  const logits = sm !== x.dtype ? b.cast(x.score(qk, 'band_scores'), sm, 'band_logits_cast') : x.score(qk, 'band_scores');
+  const scores = keyBiasWindow ? b.op('Add', [x.score(qk, 'band_scores'), keyBiasWindow], 'band_scores_key_bias') : x.score(qk, 'band_scores');
+  const logits = sm !== x.dtype ? b.cast(scores, sm, 'band_logits_cast') : scores;
   const biased = b.op('Add', [logits, bias], 'band_logits');
   const sm1 = b.op('Softmax', [biased], 'band_softmax', { axis: { type: 'int', value: -1n } });
   const probs = sm !== x.dtype ? b.cast(sm1, x.dtype, 'band_probs_cast') : sm1;
@@ -143,7 +155,8 @@ export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Valu
       ],
       'global_keep',
     );
-    const yg = b.op('MatMul', [x.softmax(x.score(qk, 'global_scores'), keep, 'global'), x.v], 'global_y');
+    const gScores = x.keyBias ? b.op('Add', [x.score(qk, 'global_scores'), x.keyBias], 'global_scores_key_bias') : x.score(qk, 'global_scores');
+    const yg = b.op('MatMul', [x.softmax(gScores, keep, 'global'), x.v], 'global_y');
     const queries = b.op('Range', [i64(0, 'global_r2'), S, i64(1, 'global_r3')], 'global_all_queries');
     const hit = b.cast(b.op('Equal', [b.reshape(queries, [-1, 1], 'global_queries_col'), b.reshape(qi, [1, -1], 'global_index_row')], 'global_hit'), 'f32', 'global_hit_f');
     const which = b.op('ArgMax', [hit], 'global_which', { axis: { type: 'int', value: 1n }, keepdims: { type: 'int', value: 0n } });

@@ -4,6 +4,9 @@
 //
 //   key block summaries   K [B,H,T,D] -edge pad-> [B,H,nKB,kb,D] -ReduceMin/ReduceMax-> [B,H,nKB,D], the box
 //                         centre c = (Kmax + Kmin) / 2, radius r = ReduceMax ||k - c||                  [B,H,nKB]
+//   key bias              a bias constant along the query axis (key-bias.ts: ALiBi as slope · j, a padding
+//                         mask): its largest value over the keys each row drops in each block
+//                         (guarded-key-bias.ts), added to U                                         [Bb,Hb,S,nKB]
 //   score upper bound     U = min(Quest, ball), the summaries scaled by |scale| (q sign-flipped for scale < 0):
 //                         Quest = MatMul(q, c) + MatMul(|q|, (Kmax - Kmin) / 2)
 //                         (= sum_c max(q_c Kmin_c, q_c Kmax_c)), ball = MatMul(q, c) + ||q|| r, so
@@ -20,8 +23,9 @@
 // ([B, 1, S, nKB]) and masks the fallback rows; the summaries and R may include padding keys (only looser).
 // Float32 rounding: log B is widened per row by 1e-4 (|scale| ||q|| K* + 1) (K*: the largest ||max(|Kmin|, |Kmax|)||
 // or ||C|| + r over the blocks, so at least every |U| of the row: more than the rounding of a dot product of
-// length D < 1000), and the bound by 1e-3 relative, so rounding in the summaries and the scores cannot turn a row
-// over the budget into a kept one.
+// length D < 1000), with a key bias also by 1e-4 (|largest term| + |largest kept score|) (the terms that carry
+// the sums, whose bias is at most that plus |U| in size), and the bound by 1e-3 relative, so rounding in the
+// summaries, the bias and the scores cannot turn a row over the budget into a kept one.
 
 import {
   type AttentionParams,
@@ -45,6 +49,8 @@ import {
 import type { NodeBuilder } from '@attnopt/rewrite';
 import { type BandedInputs, bandedAttentionParts } from './banded.js';
 import { GUARDED_OPSET, reduceAt, type ReduceOp } from './guarded-ops.js';
+import { droppedKeyBiasMax } from './guarded-key-bias.js';
+import { keyBiasBlocker } from './key-bias.js';
 import { specMask } from './mask.js';
 import { SPARSIFY_DECISION } from '../sparsify/pass.js';
 import { HEAD_GROUP, type HeadGroupAnnotation } from '../sparsify/split-heads.js';
@@ -122,15 +128,17 @@ function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string
 }
 
 /**
- * Why a site's inputs keep it from a guarded form (bias, past keys, scores output, kvLength with the past
+ * Why a site's inputs keep it from a guarded form (an n x n bias, past keys, scores output, kvLength with the past
  * alignment), or undefined. A kvLength input (keys at or past kvLength[b] are padding) is taken: the padding keys
  * are left out of the dropped counts and masked in the fallback rows (the summaries may include them: only looser).
+ * A key bias (key-bias.ts) is taken: its largest value per key block joins the score bound.
  */
 export function guardedInputsBlocker(node: Node): string | undefined {
   const p = attentionParams(node);
   const [, , , bias, pastKey, , kvLength] = node.inputs;
   if (hasRuntimeHeadDim(p)) return 'the guarded form needs a static head size';
-  if (bias !== undefined || pastKey !== undefined) return 'not lowered guarded yet: a bias or past keys input';
+  if (pastKey !== undefined) return 'not lowered guarded yet: a past keys input';
+  if (bias !== undefined && keyBiasBlocker(node) !== undefined) return `not lowered guarded yet: ${keyBiasBlocker(node)!}`;
   if (kvLength !== undefined && keySupport(p.spec as MaskSpec)?.aligns.includes('past')) return 'not lowered guarded yet: kvLength with the past alignment';
   if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
   return undefined;
@@ -280,17 +288,41 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const logCount = b.op('Log', [dropped], 'guard_log_count');
   // log-sum-exp over the blocks as ReduceMax, Exp, ReduceSum, Log (onnxruntime's Exp is vectorized, its
   // ReduceLogSumExp is not)
-  const terms = b.op('Add', [u, logCount], 'guard_log_terms');
+  const bounded = x.keyBias
+    ? b.op(
+        'Add',
+        [
+          u,
+          droppedKeyBiasMax(b, {
+            keyBias: toF32(x.keyBias, 'guard_key_bias_f32'),
+            blockSize: kb,
+            padT,
+            keys: Tf,
+            parts: [
+              { lo: b.op('Max', [blockLo, sinksF], 'guard_bias_before_lo'), hi: b.op('Min', [blockHi, b.op('Min', [bandLo, causalUpper], 'guard_bias_before_limit')], 'guard_bias_before_hi') },
+              ...(bandReachesUpper ? [] : [{ lo: b.op('Max', [blockLo, b.op('Max', [bandHi, sinksF], 'guard_bias_after_limit')], 'guard_bias_after_lo'), hi: b.op('Min', [blockHi, causalUpper], 'guard_bias_after_hi') }]),
+            ],
+          }),
+        ],
+        'guard_biased_bound',
+      )
+    : u;
+  const terms = b.op('Add', [bounded, logCount], 'guard_log_terms');
   const termsMax = reduce('ReduceMax', terms, [3], 'guard_terms_max', true);
   const sumExp = reduce('ReduceSum', b.op('Exp', [b.op('Sub', [terms, termsMax], 'guard_terms_shifted')], 'guard_terms_exp'), [3], 'guard_terms_sum');
   const logBRaw = b.op('Add', [b.op('Log', [sumExp], 'guard_terms_log'), b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_row')], 'guard_log_b_raw');
-  const logB = b.op('Add', [logBRaw, rowSlack], 'guard_log_b');
 
   // log Z_S = the largest kept score - log of its probability (the softmax the banded form computed gives it
   // without a second exponential pass); -inf on rows that keep no key (their empty-row key column is 0 there)
   const rowsOf = (t: Value, what: string) =>
     b.op('Slice', [b.reshape(t, [0, 0, -1], `${what}_padded`), b.ints(`${what}_start`, [0]), b.reshape(S, [1], `${what}_end`), b.ints(`${what}_axis`, [2])], what);
   const maxLogit = rowsOf(reduce('ReduceMax', toF32(logits, 'guard_logits_f32'), [4], 'guard_max_logit_blocks'), 'guard_max_logit');
+  // with a key bias, the rounding of the biased terms: 1e-4 (|largest term| + |largest kept score|), infinities as 0
+  const finiteAbs = (t: Value, what: string) => b.op('Where', [b.op('IsInf', [t], `${what}_inf`), zeroF, b.op('Abs', [t], `${what}_abs`)], what);
+  const biasSlack = x.keyBias
+    ? b.op('Mul', [b.op('Add', [finiteAbs(b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_rows'), 'guard_terms_reach'), finiteAbs(maxLogit, 'guard_logit_reach')], 'guard_bias_reach'), f32(SCORE_SLACK, 'guard_bias_slack_rate')], 'guard_bias_slack')
+    : undefined;
+  const logB = b.op('Add', [logBRaw, biasSlack ? b.op('Add', [rowSlack, biasSlack], 'guard_row_slack_biased') : rowSlack], 'guard_log_b');
   const maxProb = rowsOf(reduce('ReduceMax', toF32(probs, 'guard_probs_f32'), [4], 'guard_max_prob_blocks'), 'guard_max_prob');
   const logZKept = b.op('Sub', [maxLogit, b.op('Log', [maxProb], 'guard_log_max_prob')], 'guard_log_z_kept');
   const logZ = b.op('Where', [keepsSome, logZKept, f32(-Infinity, 'guard_minus_inf')], 'guard_log_z');
@@ -318,7 +350,8 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
   const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
   const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
-  const yf = b.op('MatMul', [fallbackSoftmax(b, x, x.score(qk, 'guard_scores'), keep), x.v], 'guard_y_rows');
+  const fallbackScores = x.keyBias ? b.op('Add', [x.score(qk, 'guard_scores'), x.keyBias], 'guard_scores_key_bias') : x.score(qk, 'guard_scores');
+  const yf = b.op('MatMul', [fallbackSoftmax(b, x, fallbackScores, keep), x.v], 'guard_y_rows');
   const at = b.op('Expand', [b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d'), b.op('Shape', [yf], 'guard_y_rows_shape')], 'guard_scatter_index');
   return b.op('ScatterElements', [y, at, yf], 'guard_y', axis(2));
 }
