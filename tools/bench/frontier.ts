@@ -8,7 +8,8 @@
 //     in attnopt's CPU executor, whose attention op calls the same generated kernels (`verify --runtime attnopt-cpu`),
 //     against the original in the same executor.
 // Budgets: exact (0); guarded g1e-3, g1e-2, g1e-1 (no calibration data: generated inputs at n, exact and guarded
-// forms only, as `attnopt optimize` does by default); c1e-2: guarded, calibrated on the calibration folder;
+// forms only, as `attnopt optimize` does by default); any budget with `-whole` (g1e-2-whole): the same with one
+// form for all heads of a site (no head groups), so the two rows show what the per-head split buys; c1e-2: guarded, calibrated on the calibration folder;
 // statistical s1e-2, s1e-1 (--allow-statistical with the committed calibration folder, 1024 bytes); and a probe,
 // statistical at an absolute budget of 10 (above every site's tightest bound on the calibration data), to show what
 // the cheapest sparse forms cost on these heads.
@@ -72,7 +73,10 @@ function windows(model: string, n: number): CalibrationSample[] {
  * A budget's optimize options: g = guarded (generated calibration), c = guarded calibrated on the folder,
  * s = statistical allowed (the calibration folder).
  */
-function budgetOptions(name: string, model: string, n: number): OptimizeOptions {
+function budgetOptions(budget: string, model: string, n: number): OptimizeOptions {
+  // `<budget>-whole`: one form for all heads of a site (no head groups), to measure what the per-head split buys
+  if (budget.endsWith('-whole')) return { ...budgetOptions(budget.slice(0, -'-whole'.length), model, n), headGroups: false };
+  const name = budget;
   if (name === 'exact') return { maxError: 0, seqLen: n };
   const maxError = Number(name.slice(1));
   if (name.startsWith('g')) return { maxError, seqLen: n };

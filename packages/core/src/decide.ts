@@ -36,6 +36,11 @@ export interface DecideOptions {
    * `samples` from the user: generated inputs say nothing about real ones. Default false.
    */
   readonly allowStatistical?: boolean;
+  /**
+   * Split a site into head groups where its heads want different forms and that is cheaper (default true); false:
+   * one form for all heads of a site (what the per-head split buys is the difference).
+   */
+  readonly headGroups?: boolean;
   /** The opset the sites will be lowered to (guarded forms need GUARDED_OPSET); default: the model's. */
   readonly opset?: number;
   /** Sequence length of generated calibration inputs, and of the reported costs (default 128). */

@@ -14,6 +14,7 @@ function sparsifyAt(state: CompileState, budget: number, calibration: readonly S
     target: state.profile,
     seed: state.seed,
     allowUncertified: state.options.allowStatistical === true,
+    ...(state.options.headGroups === false ? { headGroups: false } : {}),
     ...(state.opset < GUARDED_OPSET ? { guardBlocked: `opset ${state.opset}: the guarded form needs opset ${GUARDED_OPSET}` } : {}),
     calibration,
     onDecision: (d, node, groups) => {
