@@ -17,4 +17,4 @@ export {
   toNumbers,
 } from './tensor.js';
 export { EXECUTOR_OPS } from './ops/index.js';
-export type { OpKernel, OpContext, OpTable } from './kernel.js';
+export type { GuardEvent, OpKernel, OpContext, OpTable } from './kernel.js';

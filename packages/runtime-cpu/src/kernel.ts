@@ -14,6 +14,23 @@ export interface OpContext {
   /** Settings of attnopt::Attention sites. */
   readonly attention: CpuKernelOptions;
   readonly pool: CpuWorkerPool | undefined;
+  /** Called after each guarded attention site's call with its fallback. */
+  readonly onGuard?: ((event: GuardEvent) => void) | undefined;
+}
+
+/** One call of a guarded attention site: the rows its certificate sent to the exact fallback. */
+export interface GuardEvent {
+  readonly node: Node;
+  /** The site's budget on the max abs error of each output coordinate. */
+  readonly budget: number;
+  /** (batch, head, query row) triples whose bound exceeded the budget, each recomputed over the baseline. */
+  readonly fallbackRows: number;
+  /** Triples recomputed (the flagged ones and those sharing their strip of 4 query rows). */
+  readonly recomputedRows: number;
+  /** batch · heads · query rows. */
+  readonly rows: number;
+  /** The largest certified output bound m_hat · R over the rows (before recomputation). */
+  readonly largestBound: number;
 }
 
 export type OpOutputs = readonly (ExecTensor | undefined)[];

@@ -4,7 +4,7 @@
 
 import { type Graph, type Node, type Value } from '@attnopt/ir';
 import type { CpuKernelOptions, CpuWorkerPool } from '@attnopt/backend-cpu';
-import type { OpContext } from './kernel.js';
+import type { GuardEvent, OpContext } from './kernel.js';
 import { type GraphPlan, planGraph, type PlanOptions } from './plan.js';
 import { byteSize, type ExecTensor, fromIrTensor, shapeString } from './tensor.js';
 
@@ -29,6 +29,8 @@ export interface RunOptions extends PlanOptions {
   readonly fetch?: readonly string[];
   /** Called after every node with its inputs and outputs. */
   readonly onNode?: (event: NodeEvent) => void;
+  /** Called after each call of a guarded attention site with its fallback (rows recomputed over the baseline). */
+  readonly onGuard?: (event: GuardEvent) => void;
   /** A plan made earlier by planGraph for this graph (skips planning). */
   readonly plan?: GraphPlan;
 }
@@ -112,7 +114,7 @@ export async function runGraph(graph: Graph, feeds: Readonly<Record<string, Exec
     for (let k = 0; k < kernel.minInputs; k++) {
       if (inputs[k] === undefined) throw new Error(`${node.describe()}: required input ${k} is missing`);
     }
-    const ctx: OpContext = { node, opset: plan.opset, inputs, attention: options.attention ?? {}, pool: options.pool };
+    const ctx: OpContext = { node, opset: plan.opset, inputs, attention: options.attention ?? {}, pool: options.pool, onGuard: options.onGuard };
     let outputs;
     try {
       outputs = await kernel.run(ctx);

@@ -2,9 +2,11 @@
 // present key/value ([batch, kvNumHeads, past + new, headDim], past K/V followed by the new keys). The
 // optional scores output, low-rank specs and data-dependent specs (which need key sets from calibration)
 // are refused at plan time.
+// A guarded site (params.guard) runs the guarded kernel: the sparse spec, the certificate per query row, and the
+// rows whose bound exceeds the budget recomputed over the baseline; each call's fallback goes to ctx.onGuard.
 
-import { type AttentionParams, AttentionOutput, attentionParams, isDataDependent, isLowRank, type Node } from '@attnopt/ir';
-import { compileAttention, type CpuAttentionInputs, type CpuAttentionKernel, type CpuBoolTensor, type CpuTensor } from '@attnopt/backend-cpu';
+import { type AttentionParams, AttentionOutput, attentionParams, isDataDependent, isLowRank, type MaskSpec, type Node } from '@attnopt/ir';
+import { compileAttention, type CpuAttentionInputs, type CpuAttentionKernel, type CpuBoolTensor, type CpuKernelOptions, type CpuTensor } from '@attnopt/backend-cpu';
 import { input, type OpContext, type OpKernel, type OpTable } from '../kernel.js';
 import { type ExecTensor, fromFloats, intValues, isFloat, numberData, shapeString } from '../tensor.js';
 import { concat, transpose } from './layout.js';
@@ -61,8 +63,15 @@ function kernelFor(ctx: OpContext, p: AttentionParams): CpuAttentionKernel {
   if (!perNode) kernels.set(ctx.node, (perNode = new Map()));
   const key = JSON.stringify([p, ctx.attention]);
   let k = perNode.get(key);
-  if (!k) perNode.set(key, (k = compileAttention(p, ctx.attention)));
+  if (!k) perNode.set(key, (k = compileAttention(p, kernelOptions(ctx.attention, p))));
   return k;
+}
+
+/** A guarded site's kernel options: its own budget, summary block and baseline (the keys a fallback row attends). */
+function kernelOptions(settings: CpuKernelOptions, p: AttentionParams): CpuKernelOptions {
+  const { guard: _ignored, ...rest } = settings;
+  if (p.guard === undefined) return rest;
+  return { ...rest, guard: { epsilon: p.guard.budget, block: p.guard.blockSize, modelMask: p.guard.baseline as MaskSpec } };
 }
 
 const attention: OpKernel = {
@@ -76,6 +85,9 @@ const attention: OpKernel = {
     }
     if (isLowRank(p.spec)) return `low-rank spec ${p.spec.kind} has no CPU kernel`;
     if (isDataDependent(p.spec)) return 'data-dependent spec (its key sets come from calibration) is not supported by the executor';
+    if (p.guard !== undefined && (isLowRank(p.guard.baseline) || isDataDependent(p.guard.baseline))) {
+      return `guarded site: its baseline ${p.guard.baseline.kind} is not a fixed key set a falling-back row can attend`;
+    }
     if (node.outputs.length > AttentionOutput.scores && isRead(node, AttentionOutput.scores)) {
       return 'the scores output is not produced by the CPU kernels';
     }
@@ -96,7 +108,14 @@ const attention: OpKernel = {
       ...(kvLength ? { kvLength: intValues(kvLength) } : {}),
     };
     const kernel = kernelFor(ctx, p);
-    const y = ctx.pool ? await kernel.runParallel(inputs, ctx.pool) : kernel.run(inputs);
+    let y: Float32Array;
+    if (p.guard === undefined) {
+      y = ctx.pool ? await kernel.runParallel(inputs, ctx.pool) : kernel.run(inputs);
+    } else {
+      const r = ctx.pool ? await kernel.runGuardedParallel(inputs, ctx.pool) : kernel.runGuarded(inputs);
+      y = r.y;
+      ctx.onGuard?.({ node: ctx.node, budget: p.guard.budget, fallbackRows: r.fallbackRows, recomputedRows: r.recomputedRows, rows: r.rows, largestBound: largest(r.bounds) });
+    }
     const B = q.shape[0]!;
     const nq = p.layout === 'bhsd' ? q.shape[2]! : q.shape[1]!;
     const H = p.numHeads;
@@ -110,5 +129,11 @@ const attention: OpKernel = {
     return outs;
   },
 };
+
+function largest(xs: Float32Array): number {
+  let m = 0;
+  for (const x of xs) if (x > m) m = x;
+  return m;
+}
 
 export const ATTENTION_OPS: OpTable = { 'attnopt::Attention': attention };
