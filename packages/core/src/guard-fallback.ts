@@ -2,9 +2,11 @@
 // certificate exceeds its budget, and its lowering names those flags per site (`<node>/guard_falls_back.<site>`,
 // bool [batch, heads, rows]). A verify-only copy of the optimized model lists the flags as extra outputs; run
 // in onnxruntime on the verify inputs, it gives per site the share of (batch, head, row) triples that fell back.
+// In attnopt's CPU executor the same flags are fetched from the run, and a guarded attnopt::Attention node (a
+// decided model) reports its own fallback from the guarded kernel (runtime-cpu's onGuard); both are summed here.
 
-import { tensorType } from '@attnopt/ir';
-import { guardFallbackLabel } from '@attnopt/passes';
+import { attentionParams, type Graph, type Node, tensorType } from '@attnopt/ir';
+import { attentionSites, guardFallbackLabel } from '@attnopt/passes';
 import ort from 'onnxruntime-node';
 import type { CalibrationSample } from './calibrate/index.js';
 import { toOrt } from './calibrate/ort-tensor.js';
@@ -42,21 +44,54 @@ export async function measureGuardFallback(optimizedModel: string | Uint8Array, 
   }
   if (probes.size === 0) return [];
   const session = await ort.InferenceSession.create(selfContainedBytes(model), { graphOptimizationLevel: 'all', logSeverityLevel: 4 });
-  const sums = new Map<string, { checked: number; fellBack: number }>();
+  const tally = new GuardFallbackTally();
   try {
     for (const sample of samples) {
       const feeds = Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toOrt(t, k)]));
       const out = await session.run(feeds, [...probes.keys()]);
-      for (const [name, label] of probes) {
-        const flags = out[name]!.data as ArrayLike<boolean | number>;
-        let fell = 0;
-        for (let k = 0; k < flags.length; k++) if (flags[k]) fell++;
-        const prev = sums.get(label) ?? { checked: 0, fellBack: 0 };
-        sums.set(label, { checked: prev.checked + flags.length, fellBack: prev.fellBack + fell });
-      }
+      for (const [name, label] of probes) tally.addFlags(label, out[name]!.data as ArrayLike<boolean | number>);
     }
   } finally {
     await session.release();
   }
-  return [...sums].map(([site, s]) => ({ site, ...s, rate: s.checked > 0 ? s.fellBack / s.checked : 0 }));
+  return tally.rates();
+}
+
+/** Checked and fallen-back (batch, head, row) triples summed per site label, in the order sites first report. */
+export class GuardFallbackTally {
+  private readonly sums = new Map<string, { checked: number; fellBack: number }>();
+
+  add(site: string, checked: number, fellBack: number): void {
+    const prev = this.sums.get(site) ?? { checked: 0, fellBack: 0 };
+    this.sums.set(site, { checked: prev.checked + checked, fellBack: prev.fellBack + fellBack });
+  }
+
+  /** One run's fallback flags of a site (truthy: the row was recomputed densely). */
+  addFlags(site: string, flags: ArrayLike<boolean | number | bigint>): void {
+    let fell = 0;
+    for (let k = 0; k < flags.length; k++) if (flags[k]) fell++;
+    this.add(site, flags.length, fell);
+  }
+
+  rates(): GuardFallbackRate[] {
+    return [...this.sums].map(([site, s]) => ({ site, ...s, rate: s.checked > 0 ? s.fellBack / s.checked : 0 }));
+  }
+}
+
+/**
+ * Where a graph's guarded sites tell their fallback in attnopt's CPU executor: the lowered sites' flag values
+ * (value name -> site label, to fetch) and the guarded attnopt::Attention nodes (node -> `site<k>`, in the order
+ * attentionSites numbers them).
+ */
+export function cpuGuardProbes(graph: Graph): { flags: ReadonlyMap<string, string>; nodes: ReadonlyMap<Node, string> } {
+  const flags = new Map<string, string>();
+  for (const node of graph.nodes) {
+    for (const v of node.outputs) {
+      const label = guardFallbackLabel(v.name);
+      if (label !== undefined) flags.set(v.name, label);
+    }
+  }
+  const nodes = new Map<Node, string>();
+  for (const { id, node } of attentionSites(graph)) if (attentionParams(node).guard !== undefined) nodes.set(node, id);
+  return { flags, nodes };
 }

@@ -21,7 +21,7 @@ import type { AttnoptModel } from './model.js';
 import { recognize } from './recognize.js';
 import { CERTIFIED_METADATA } from './optimize.js';
 import { maxOf } from './extremes.js';
-import { type GuardFallbackRate, measureGuardFallback } from './guard-fallback.js';
+import { cpuGuardProbes, GuardFallbackTally, type GuardFallbackRate, measureGuardFallback } from './guard-fallback.js';
 import { type BitsSum, nextIdBits, targetIds, type VerifyMetric } from './bits-per-byte.js';
 
 export interface OutputComparison {
@@ -95,8 +95,8 @@ export interface VerifyReport {
    */
   readonly withinCertified: boolean | null;
   /**
-   * onnxruntime only: per guarded site, the share of (batch, head, query row) triples its run-time certificate
-   * sent to the dense fallback on these inputs (empty when the model has no guarded site).
+   * Per guarded site, the share of (batch, head, query row) triples its run-time certificate sent to the dense
+   * fallback on these inputs, in the runtime that ran them (empty when the model has no guarded site).
    */
   readonly guardFallback?: readonly GuardFallbackRate[];
 }
@@ -263,9 +263,11 @@ async function ortRunner(model: string | Uint8Array, label: string, level: 'all'
 
 /**
  * The model in attnopt's CPU executor: imported and planned before anything runs (unsupported ops named with
- * `label`). A model the executor cannot run as written is recognized first (see below).
+ * `label`). A model the executor cannot run as written is recognized first (see below). The guarded sites'
+ * fallback (flags of lowered sites, the guarded kernel's count for attnopt::Attention nodes) is tallied on the
+ * first run of each sample.
  */
-function cpuRunner(model: string | Uint8Array, label: string): ModelRunner {
+function cpuRunner(model: string | Uint8Array, label: string): ModelRunner & { guardFallback(): GuardFallbackRate[] } {
   const imported = importOnnx(model);
   const graph: Graph = imported.graph;
   const d = imported.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
@@ -284,22 +286,34 @@ function cpuRunner(model: string | Uint8Array, label: string): ModelRunner {
       throw e2 instanceof UnsupportedOpsError ? new Error(`${label}: ${e2.message}`, { cause: e2 }) : e2;
     }
   }
+  const probes = cpuGuardProbes(graph);
+  const tally = new GuardFallbackTally();
   return {
     inputNames: graph.inputs.filter((v) => v.initializer === undefined).map((v) => v.name),
     outputNames: graph.outputs.map((v) => v.name),
     prepare: (sample) => {
       const feeds = Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toExecTensor(t, k)]));
+      let tallied = false;
       return async () => {
+        const first = !tallied;
+        tallied = true;
         let out: Record<string, ExecTensor>;
         try {
-          out = await runGraph(graph, feeds, { plan, opset });
+          out = await runGraph(graph, feeds, {
+            plan,
+            opset,
+            ...(first && probes.flags.size > 0 ? { fetch: [...probes.flags.keys()] } : {}),
+            ...(first && probes.nodes.size > 0 ? { onGuard: (e) => tally.add(probes.nodes.get(e.node) ?? e.node.name, e.rows, e.fallbackRows) } : {}),
+          });
         } catch (e) {
           throw new Error(`${label}: the CPU executor failed: ${(e as Error).message}`, { cause: e });
         }
+        if (first) for (const [name, site] of probes.flags) tally.addFlags(site, out[name]!.data as ArrayLike<number>);
         return (name) => (out[name] ? fromExecTensor(out[name]) : undefined);
       };
     },
     release: async () => {},
+    guardFallback: () => tally.rates(),
   };
 }
 
@@ -353,7 +367,7 @@ export async function verifyModels(
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`verify: runs must be a whole number >= 1, got ${runs}`);
   const open = (m: string | Uint8Array, role: string) => (runtime === 'attnopt-cpu' ? cpuRunner(m, labelOf(m, role)) : ortRunner(m, labelOf(m, role)));
   const a = await open(original, 'original');
-  let b: ModelRunner;
+  let b: ModelRunner & { guardFallback?(): GuardFallbackRate[] };
   try {
     b = await open(optimizedModel, 'optimized');
   } catch (e) {
@@ -400,7 +414,7 @@ export async function verifyModels(
   }
   let outputs = [...worst.values()].map((o) => withBits(o, bits.get(o.name)));
   if (runtime === 'onnxruntime') outputs = await withAsWritten(original, optimizedModel, list, deployed, outputs);
-  const guardFallback = runtime === 'onnxruntime' ? await measureGuardFallback(optimizedModel, list) : undefined;
+  const guardFallback = runtime === 'onnxruntime' ? await measureGuardFallback(optimizedModel, list) : b.guardFallback!();
   const certified = certifiedBound(optimized);
   const withinCertified =
     certified === null

@@ -71,6 +71,8 @@ interface Ctx {
 }
 
 const ONNX_DOMAINS = new Set(['', 'ai.onnx']);
+/** Attributes of attnopt::Attention written as spec text: the spec, and the baseline of a guarded site. */
+const SPEC_ATTRIBUTES = new Set(['spec', 'guardBaseline']);
 
 /** Imports a decoded model. Errors (OnnxImportError) name the file, the graph and node, and the problem. */
 export function importModel(model: ModelProto, options: ImportOptions = {}): OnnxModel {
@@ -190,7 +192,7 @@ function importGraph(g: GraphProto, parent: Scope | undefined, atInParent: numbe
         fail: fail(attrAt),
         importGraph: (sub) => importGraph(sub, scope, k, within(attrAt, `graph ${quoteName(sub.name ?? '')}`), ctx),
       });
-      if (domain === ATTNOPT_DOMAIN && op === ATTENTION_OP && name === 'spec' && attr.type === 'string') {
+      if (domain === ATTNOPT_DOMAIN && op === ATTENTION_OP && SPEC_ATTRIBUTES.has(name) && attr.type === 'string') {
         try {
           attr = { type: 'spec', value: parseSpec(attr.value) };
         } catch (e) {
