@@ -71,7 +71,7 @@ function generate(modelPath: string, flags: CodegenFlags, result: DecideResult):
       }
       for (const f of kernel.files) files.set(f.name, f.contents);
       const group = unit.heads !== undefined && unit.kvHeads !== undefined ? { group: { site: plan.id, heads: unit.heads, kvHeads: unit.kvHeads } } : {};
-      // a guarded unit's kernel computes its exact baseline (no certificate in generated kernels yet): error 0
+      // a guarded unit whose guarded kernel does not apply gets its exact baseline: error 0
       const judged = kernel.manifest.guardedAsBaseline === undefined ? { exact: unit.exact, bound: unit.bound, measuredError: unit.measuredError } : { exact: true, bound: 0, measuredError: 0 };
       manifest.kernels.push({ ...kernel.manifest, ...judged, ...group });
     }
@@ -91,6 +91,7 @@ export function formatCodegen(dir: string, m: CodegenManifest): string {
   const lines = [`${m.model}: ${m.kernels.length} ${m.target.toUpperCase()} kernel${m.kernels.length === 1 ? '' : 's'} -> ${dir}`];
   for (const k of m.kernels) {
     lines.push(`  ${k.site}  ${k.spec}  [${k.exact ? 'exact' : `bound ${k.bound.toPrecision(3)}`}]  ${k.files.join(', ')}`);
+    if (k.guard !== undefined) lines.push(`    guarded: error <= ${k.guard.budget} against ${k.guard.baseline} on every input; rows whose certificate exceeds it are recomputed at run time`);
     if (k.guardedAsBaseline !== undefined) lines.push(`    note: ${k.guardedAsBaseline}`);
   }
   for (const s of m.skipped) lines.push(`  ${s.site}  ${s.spec}  no kernel: ${s.reason}`);

@@ -3,139 +3,44 @@
 // reading the generator.
 //   Attention(Q, K, V, spec=S) -> WGSL flash-attention program (backend-wgsl), or
 //                              -> WebAssembly SIMD block kernel + JavaScript kernel + keep predicate (backend-cpu)
+//   Attention(Q, K, V, spec=S, guard) -> the guarded kernel of the target (compile-guarded.ts), or its exact
+//                                        baseline where the guarded kernel does not cover the site (manifest says why)
 
-import {
-  type KernelShape,
-  jsAttentionKernelSource,
-  maskPredicateSource,
-  wasmAttentionKernel,
-} from '@attnopt/backend-cpu';
-import { attentionProgram, DEFAULT_LIMITS, type KernelLimits, kernelConfig, type StorageDType } from '@attnopt/backend-wgsl';
+import { type KernelShape, jsAttentionKernelSource, wasmAttentionKernel } from '@attnopt/backend-cpu';
+import { attentionProgram, DEFAULT_LIMITS, kernelConfig } from '@attnopt/backend-wgsl';
 import {
   AttentionInput,
   type AttentionParams,
   attentionParams,
-  type DataDependentSpec,
   isAttention,
   isLowRank,
   type MaskSpec,
   type Node,
-  printShape,
   printSpec,
   validateAttentionParams,
   hasRuntimeHeadDim,
   RUNTIME_HEAD_DIM_REASON,
 } from '@attnopt/ir';
-import { inferDtype, inferShape } from '@attnopt/passes';
+import { inferDtype } from '@attnopt/passes';
+import { cpuGuardedKernel, guardedKernelGap, wgslGuardedKernel } from './compile-guarded.js';
+import {
+  common,
+  type CompiledKernel,
+  type CompileOptions,
+  type CompileTarget,
+  type KernelBinding,
+  type KernelFile,
+  keepPredicateModule,
+  programBindings,
+} from './compile-manifest.js';
 
-export type CompileTarget = 'wgsl' | 'cpu';
-
-export interface CompileOptions {
-  readonly target: CompileTarget;
-  /** WGSL: storage dtype of Q, K, V and Y (default: f16 when the model's Q is f16, else f32; accumulation is f32). */
-  readonly dtype?: StorageDType;
-  /** WGSL: the adapter limits to plan for (default: WebGPU's default limits, which every adapter offers). */
-  readonly limits?: KernelLimits;
-  /** CPU: query rows per block (multiple of 4) and keys per block (multiple of 8); default 64 each. */
-  readonly blockQ?: number;
-  readonly blockK?: number;
-}
+export type { CompileOptions, CompileTarget, CompiledKernel, KernelBinding, KernelFile, KernelGuard, KernelManifestEntry } from './compile-manifest.js';
 
 /** A site as `attentionSites` lists it, or an Attention node (named by its node name then). */
 export type CompileSite = Node | { readonly id: string; readonly node: Node };
 
-/** One generated file: its name (relative, starting with the site id) and contents. */
-export interface KernelFile {
-  readonly name: string;
-  readonly contents: string | Uint8Array;
-  /** What the file holds and how a host loads it. */
-  readonly description: string;
-}
-
-/** An input or output of a kernel as its host binds it. */
-export interface KernelBinding {
-  readonly name: string;
-  /** `storage` and `uniform` (WGSL bind group 0), `argument` (a CPU kernel's parameter), `import` (CPU memory). */
-  readonly kind: 'storage' | 'uniform' | 'argument' | 'import';
-  /** WGSL element type, or the WebAssembly value type of an argument. */
-  readonly type: string;
-  readonly binding?: number;
-  readonly access?: 'read' | 'read_write';
-  readonly description: string;
-}
-
-/** What a generated kernel computes and how to call it. */
-export interface KernelManifestEntry {
-  readonly site: string;
-  readonly node: string;
-  readonly target: CompileTarget;
-  /** The computation in words. */
-  readonly computes: string;
-  /** The spec the kernel applies, in IR text form: which keys each query sees. */
-  readonly spec: string;
-  readonly heads: number;
-  readonly kvHeads: number;
-  readonly headDim: number;
-  readonly vHeadDim: number;
-  readonly scale: number;
-  readonly softcap: number;
-  readonly layout: string;
-  /** Element type of the model's Q (`?` when unknown) and the kernel's storage type of Q, K, V and Y. */
-  readonly modelDtype: string;
-  readonly dtype: string;
-  /** Shapes of Q, K, V, bias and Y in IR text form (symbolic dims by name); absent inputs are null. */
-  readonly shapes: { readonly q: string; readonly k: string | null; readonly v: string | null; readonly bias: string | null; readonly y: string };
-  readonly entryPoint: string;
-  readonly cacheKey: string;
-  readonly files: readonly string[];
-  readonly bindings: readonly KernelBinding[];
-  /** WGSL: threads per workgroup, workgroup memory, device features needed, tiling. */
-  readonly workgroupSize?: number;
-  readonly workgroupBytes?: number;
-  readonly features?: readonly string[];
-  /** Tiling: query rows and keys per block (WGSL: also query heads per workgroup). */
-  readonly tiling: Readonly<Record<string, number>>;
-  /**
-   * Present when the site is guarded: generated kernels do not carry the run-time certificate yet, so the
-   * kernel computes the site's exact baseline spec (error 0) instead of the guarded sparse form, and this says so.
-   */
-  readonly guardedAsBaseline?: string;
-}
-
-export interface CompiledKernel {
-  readonly files: readonly KernelFile[];
-  readonly manifest: KernelManifestEntry;
-}
-
 function siteOf(site: CompileSite): { id: string; node: Node } {
   return 'node' in site ? site : { id: site.name || 'attention', node: site };
-}
-
-function describeComputation(p: AttentionParams, bias: boolean): string {
-  const group = p.numHeads / p.kvNumHeads;
-  const heads =
-    group === 1
-      ? `${p.numHeads} heads`
-      : p.kvNumHeads === 1
-        ? `${p.numHeads} query heads sharing one key/value head (MQA)`
-        : `${p.numHeads} query heads, ${group} per key/value head (GQA, ${p.kvNumHeads} key/value heads)`;
-  const scores = p.softcap > 0 ? `${p.softcap} tanh(${p.scale.toPrecision(6)} q·k / ${p.softcap})` : `${p.scale.toPrecision(6)} q·k`;
-  return (
-    `attention over ${heads}, head size ${p.headDim}${p.vHeadDim !== p.headDim ? ` (values ${p.vHeadDim})` : ''}, layout ${p.layout}: ` +
-    `y_i = softmax_j(${scores}${bias ? ' + bias_ij' : ''}) v_j over the keys j that ${printSpec(p.spec)} keeps for query i; ` +
-    `a query that keeps no key gives 0`
-  );
-}
-
-function shapesOf(node: Node): KernelManifestEntry['shapes'] {
-  const text = (k: number) => (node.inputs[k] ? printShape(inferShape(node.inputs[k])) : null);
-  return {
-    q: text(AttentionInput.q)!,
-    k: text(AttentionInput.k),
-    v: text(AttentionInput.v),
-    bias: text(AttentionInput.bias),
-    y: printShape(inferShape(node.outputs[0])),
-  };
 }
 
 function wgslKernel(id: string, p: AttentionParams, node: Node, options: CompileOptions): CompiledKernel {
@@ -145,7 +50,7 @@ function wgslKernel(id: string, p: AttentionParams, node: Node, options: Compile
   const config = kernelConfig(p, { dtype, bias, limits: options.limits ?? DEFAULT_LIMITS });
   const program = attentionProgram(config);
   const file = `${id}.wgsl`;
-  const storageText: Record<string, string> = {
+  const storageText: Readonly<Record<string, string>> = {
     Q: `queries in layout ${p.layout}`,
     K: 'keys',
     V: 'values',
@@ -153,25 +58,7 @@ function wgslKernel(id: string, p: AttentionParams, node: Node, options: Compile
     bias: 'additive bias [batch, heads, nq, nk] read through strides (boolean masks as 0 / -inf)',
   };
   const hostPlan = 'computed by the host from the spec (planAttention in @attnopt/backend-wgsl): the non-empty key blocks of each query block';
-  const bindings: KernelBinding[] = [
-    {
-      name: 'u',
-      kind: 'uniform',
-      type: `struct { ${program.uniforms.map((f) => `${f.name}: ${f.type}`).join(', ')} }`,
-      binding: program.uniformBinding,
-      description: 'extents, strides and scalars of one dispatch, packed 4 bytes per field in this order',
-    },
-    ...program.storage.map(
-      (s): KernelBinding => ({
-        name: s.name,
-        kind: 'storage',
-        type: `array<${s.element}>`,
-        binding: s.binding,
-        access: s.access,
-        description: storageText[s.name] ?? hostPlan,
-      }),
-    ),
-  ];
+  const bindings = programBindings(program, storageText, hostPlan);
   return {
     files: [{ name: file, contents: program.code, description: 'WGSL compute shader, entry point main, bind group 0' }],
     manifest: {
@@ -188,26 +75,6 @@ function wgslKernel(id: string, p: AttentionParams, node: Node, options: Compile
       tiling: { headsPerWorkgroup: config.headsPerWorkgroup, blockQ: config.blockQ, blockK: config.blockK },
     },
   };
-}
-
-/** A table of maskPredicateSource (a Set of indices or an array of them) as a JavaScript expression. */
-function tableSource(t: unknown): string {
-  if (t instanceof Set) return `new Set(${JSON.stringify([...t])})`;
-  if (Array.isArray(t)) return `[${t.map(tableSource).join(', ')}]`;
-  return JSON.stringify(t);
-}
-
-function keepPredicateModule(spec: MaskSpec): string {
-  const tables: unknown[] = [];
-  const leaves: DataDependentSpec[] = [];
-  const expr = maskPredicateSource(spec, tables, leaves);
-  return (
-    `// The keep predicate of ${printSpec(spec)}: key j is attended by query i when keep(...) is true.\n` +
-    `// oTL = 0, oBR = nk - nq, oPast = the cached keys before this call; ` +
-    (leaves.length > 0 ? `L[k](i, j) answers the data-dependent leaf k (${leaves.map((l) => printSpec(l)).join(', ')}), resolved from Q and K by the host.\n` : 'L is unused.\n') +
-    `const T = ${tableSource(tables)};\n` +
-    `export function keep(i, j, oTL, oBR, oPast, L) {\n  return ${expr};\n}\n`
-  );
 }
 
 function cpuKernel(id: string, p: AttentionParams, node: Node, options: CompileOptions): CompiledKernel {
@@ -267,46 +134,34 @@ function cpuKernel(id: string, p: AttentionParams, node: Node, options: CompileO
   };
 }
 
-function common(id: string, node: Node, p: AttentionParams, target: CompileTarget, bias: boolean) {
-  return {
-    site: id,
-    node: node.name || node.describe(),
-    target,
-    computes: describeComputation(p, bias),
-    spec: printSpec(p.spec),
-    heads: p.numHeads,
-    kvHeads: p.kvNumHeads,
-    headDim: p.headDim,
-    vHeadDim: p.vHeadDim,
-    scale: p.scale,
-    softcap: p.softcap,
-    layout: p.layout,
-    shapes: shapesOf(node),
-  };
-}
-
 /**
- * Generates the kernel of one attention site for `options.target`. Throws an error naming the site, its node
- * and the problem when the backend has no kernel for it (low-rank forms; data-dependent selections in WGSL).
+ * Generates the kernel of one attention site for `options.target`. A guarded site gets the target's guarded
+ * kernel (the manifest's `guard` says what it promises), or, where that kernel does not cover the site, its exact
+ * baseline, with `guardedAsBaseline` saying why. Throws an error naming the site, its node and the problem when
+ * the backend has no kernel for it (low-rank forms; data-dependent selections in WGSL).
  */
 export function compile(site: CompileSite, options: CompileOptions): CompiledKernel {
   const { id, node } = siteOf(site);
+  const target: CompileTarget = options.target;
   const fail = (problem: string): never => {
-    throw new Error(`${id} (${node.describe()}): no ${options.target === 'wgsl' ? 'WGSL' : 'CPU'} kernel: ${problem}`);
+    throw new Error(`${id} (${node.describe()}): no ${target === 'wgsl' ? 'WGSL' : 'CPU'} kernel: ${problem}`);
   };
   if (!isAttention(node)) fail('not an attnopt::Attention node (run recognize first)');
-  if (options.target !== 'wgsl' && options.target !== 'cpu') fail(`unknown target ${String(options.target)}: wgsl or cpu`);
+  if (target !== 'wgsl' && target !== 'cpu') fail(`unknown target ${String(target)}: wgsl or cpu`);
   const params = validateAttentionParams(attentionParams(node));
-  // guarded -> its exact baseline: a sparse kernel without the certificate would break the guarantee
-  const p: AttentionParams = params.guard === undefined ? params : { ...params, spec: params.guard.baseline, guard: undefined };
-  if (hasRuntimeHeadDim(p)) fail(`${RUNTIME_HEAD_DIM_REASON}: a kernel needs a static head size`);
-  if (isLowRank(p.spec)) fail(`the low-rank form ${printSpec(p.spec)} has no generated kernel yet`);
+  if (hasRuntimeHeadDim(params)) fail(`${RUNTIME_HEAD_DIM_REASON}: a kernel needs a static head size`);
+  if (isLowRank(params.spec)) fail(`the low-rank form ${printSpec(params.spec)} has no generated kernel yet`);
+  const plain = (p: AttentionParams) => (target === 'wgsl' ? wgslKernel(id, p, node, options) : cpuKernel(id, p, node, options));
   try {
-    const kernel = options.target === 'wgsl' ? wgslKernel(id, p, node, options) : cpuKernel(id, p, node, options);
-    if (params.guard === undefined) return kernel;
+    if (params.guard === undefined) return plain(params);
+    const gap = guardedKernelGap(params, node, options);
+    if (gap === undefined) return target === 'wgsl' ? wgslGuardedKernel(id, params, node, options) : cpuGuardedKernel(id, params, node, options);
+    // guarded -> its exact baseline where the guarded kernel does not apply: never the sparse form without its certificate
+    const baseline: AttentionParams = { ...params, spec: params.guard.baseline, guard: undefined };
+    const kernel = plain(baseline);
     const why =
-      `the site is guarded (${printSpec(params.spec)}, budget ${params.guard.budget}) but generated kernels do not carry the run-time ` +
-      `certificate yet: this kernel computes its exact baseline ${printSpec(p.spec)} (error 0)`;
+      `the site is guarded (${printSpec(params.spec)}, budget ${params.guard.budget}) but the guarded ${target === 'wgsl' ? 'WGSL' : 'CPU'} kernel does not cover it: ` +
+      `${gap}; this kernel computes its exact baseline ${printSpec(baseline.spec)} (error 0)`;
     return { ...kernel, manifest: { ...kernel.manifest, guardedAsBaseline: why } };
   } catch (e) {
     return fail((e as Error).message);
