@@ -21,7 +21,7 @@ export interface NodeEvent {
 }
 
 export interface RunOptions extends PlanOptions {
-  /** Settings of the attnopt::Attention kernels (backend wasm or js, block sizes). */
+  /** Settings of the attnopt::Attention kernels (backend wasm or js, block sizes); a site's guard comes from its own params. */
   readonly attention?: CpuKernelOptions;
   /** Runs attention sites on these worker threads; the calling thread otherwise. */
   readonly pool?: CpuWorkerPool;

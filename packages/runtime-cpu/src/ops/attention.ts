@@ -69,7 +69,7 @@ function kernelFor(ctx: OpContext, p: AttentionParams): CpuAttentionKernel {
 
 /** A guarded site's kernel options: its own budget, summary block and baseline (the keys a fallback row attends). */
 function kernelOptions(settings: CpuKernelOptions, p: AttentionParams): CpuKernelOptions {
-  const { guard: _ignored, ...rest } = settings;
+  const { guard: _settingsGuard, ...rest } = settings; // only the site's own guard applies
   if (p.guard === undefined) return rest;
   return { ...rest, guard: { epsilon: p.guard.budget, block: p.guard.blockSize, modelMask: p.guard.baseline as MaskSpec } };
 }
