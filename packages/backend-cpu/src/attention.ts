@@ -25,6 +25,7 @@ import {
   type MaskDims,
   type MaskSpec,
   rowKeys,
+  intervals,
   type IntervalSet,
   validateAttentionParams,
 } from '@attnopt/ir';
@@ -186,6 +187,12 @@ function seqOffset(layout: AttentionParams['layout'] | 'bhsd', shape: readonly n
   }
 }
 
+/** Whether a bias broadcast to [batch, heads, nq, nk] is the same for every query row (its query dim is 1 or absent). */
+function isKeyBias(bias: CpuTensor | CpuBoolTensor): boolean {
+  const rank = bias.shape.length;
+  return rank < 2 || bias.shape[rank - 2] === 1;
+}
+
 /** Bias (float or bool), numpy-broadcast to [batch, heads, nq, nk]; keys past its width are masked. */
 function biasReader(bias: CpuTensor | CpuBoolTensor, target: readonly number[]): (b: number, h: number, i: number, j: number) => number {
   const rank = bias.shape.length;
@@ -336,6 +343,8 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     const kvLength = inputs.kvLength;
     if (kvLength !== undefined && kvLength.length !== batch) throw new Error(`kvLength needs ${batch} entries`);
     const bias = inputs.bias ? biasReader(inputs.bias, [batch, H, nq, nk]) : undefined;
+    // a key bias (ALiBi as slope · j, a key-padding mask): the same along the query axis
+    const keyBias = inputs.bias !== undefined && isKeyBias(inputs.bias);
     const perHead = bias !== undefined || isDataDependent(spec);
     const direct = inPlace && inputs.pastKey === undefined;
     const shape = direct ? directShape : packedShape;
@@ -349,6 +358,9 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     // plan: per (b, h, query block) the non-empty key blocks; a mask tile for each Partial one, filled
     // once memory is laid out from the kept key ranges of its rows (rowKeys)
     const tiles: { b: number; h: number; kb: number; i0: number; rowSets: IntervalSet[]; valid: number }[] = [];
+    // with a key bias, the tile of a key block every row keeps whole is the bias row repeated: one per (b, h, kb)
+    const sharedTiles = new Map<number, number>();
+    const wholeRows: IntervalSet[] = Array.from({ length: BQ }, () => intervals.range(0, nk, nk));
     const dimsOf = (b: number): MaskDims => ({ nq, nk, past: inputs.pastKey !== undefined ? past : kvLength !== undefined ? kvLength[b]! - nq : 0 });
     const validOf = (b: number) => (kvLength === undefined ? nk : kvLength[b]!);
     /** Per (b, h, r): pairs (key block, tile index + 1 or 0), and their count. */
@@ -374,6 +386,16 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
             for (let kb = 0; kb < nkBlocks; kb++) {
               let c: number = cls[kb]!;
               if (c === BlockClass.Empty || kb * BK >= valid) continue;
+              if (c === BlockClass.Full && keyBias && (kb + 1) * BK <= valid) {
+                const key = (b * H + h) * nkBlocks + kb;
+                let t = sharedTiles.get(key);
+                if (t === undefined) {
+                  tiles.push({ b, h, kb, i0: 0, rowSets: wholeRows, valid });
+                  sharedTiles.set(key, (t = tiles.length));
+                }
+                list.push(kb, t);
+                continue;
+              }
               if ((kb + 1) * BK > valid || bias !== undefined) c = BlockClass.Partial;
               if (c === BlockClass.Full) {
                 list.push(kb, 0);
@@ -402,7 +424,7 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     const guardPlan = guard
       ? guardKey !== undefined && guardPlanCache?.key === guardKey
         ? guardPlanCache.plan
-        : planGuard(guard, { spec, batch, H, nq, nqBlocks, BQ, dimsOf, validOf, perHead, resolver: runOptions.resolver, bias })
+        : planGuard(guard, { spec, batch, H, nq, nqBlocks, BQ, dimsOf, validOf, perHead, resolver: runOptions.resolver, bias, keyBias })
       : undefined;
     if (guardKey !== undefined && guardPlan) guardPlanCache = { key: guardKey, plan: guardPlan };
     const partialTotal = tiles.length;

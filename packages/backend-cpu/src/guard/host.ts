@@ -25,6 +25,8 @@ interface GuardContext {
   readonly perHead: boolean;
   readonly resolver?: ((b: number, h: number) => LeafResolver) | undefined;
   readonly bias?: ((b: number, h: number, i: number, j: number) => number) | undefined;
+  /** The bias is the same for every query row (a key bias): its max over a segment is read once per (b, h). */
+  readonly keyBias?: boolean;
 }
 
 type Entry = DroppedEntry & { readonly biasMax: number };
@@ -48,6 +50,8 @@ export function planGuard(guard: ResolvedGuard, c: GuardContext): GuardPlan {
     starts.push(st);
     let shared: Entry[][] | undefined;
     for (let h = 0; h < c.H; h++) {
+      // a key bias: the max over each segment's keys, the same for every row of the head
+      const segmentMax = new Map<number, number>();
       const rowsOfHead: Entry[][] =
         !c.perHead && shared
           ? shared
@@ -59,8 +63,13 @@ export function planGuard(guard: ResolvedGuard, c: GuardContext): GuardPlan {
                 let biasMax = 0;
                 if (c.bias) {
                   biasMax = MASKED;
-                  for (let i = i0 + e.rowLo; i < i0 + e.rowHi; i++) {
-                    for (let j = st[e.segment]!; j < st[e.segment + 1]!; j++) biasMax = Math.max(biasMax, c.bias(b, h, i, j));
+                  const cached = c.keyBias ? segmentMax.get(e.segment) : undefined;
+                  if (cached !== undefined) biasMax = cached;
+                  else {
+                    for (let i = i0 + e.rowLo; i < (c.keyBias ? i0 + e.rowLo + 1 : i0 + e.rowHi); i++) {
+                      for (let j = st[e.segment]!; j < st[e.segment + 1]!; j++) biasMax = Math.max(biasMax, c.bias(b, h, i, j));
+                    }
+                    if (c.keyBias) segmentMax.set(e.segment, biasMax);
                   }
                   // every dropped key of the entry is masked by the bias: it drops nothing
                   if (biasMax <= ROW_EMPTY) return [];
