@@ -88,7 +88,8 @@ function formatOutput(o: OutputComparison): string {
 /** The guarded sites' fallback measured on these inputs (in the runtime that ran them), one line each. */
 function formatFallback(rates: VerifyReport['guardFallback']): string {
   if (rates === undefined || rates.length === 0) return '';
-  const line = (r: GuardFallbackRate) => `\n  guarded ${r.site}: ${(100 * r.rate).toPrecision(3)}% of (batch, head, row) recomputed densely at run time (${r.fellBack} of ${r.checked})`;
+  const strips = (r: GuardFallbackRate) => (r.recomputed !== undefined && r.recomputed > r.fellBack ? `; ${r.recomputed} recomputed with the rows of their strips of 4` : '');
+  const line = (r: GuardFallbackRate) => `\n  guarded ${r.site}: ${(100 * r.rate).toPrecision(3)}% of (batch, head, row) recomputed densely at run time (${r.fellBack} of ${r.checked}${strips(r)})`;
   return rates.map(line).join('');
 }
 
@@ -114,7 +115,7 @@ export function registerVerify(program: Command): void {
     )
     .option('--max-bpb-delta <bits>', "byte LMs: largest increase of bits per byte (optimized minus original) allowed", nonNegativeNumber)
     .option('--allow-memory <size>', ALLOW_MEMORY_HELP, memorySize)
-    .option('--json', 'print { outputs: [{ name, maxAbsError, maxRelError, rounding, scale, top1Agreement?, meanKL?, meanCosine?, bitsPerByte?: { original, optimized, delta, positions }, asWrittenMaxAbsError?, originalDrift? }], msOriginal, msOptimized, certified, withinCertified, thresholds, failures, passed, guardFallback?: [{ site, checked, fellBack, rate }] }')
+    .option('--json', 'print { outputs: [{ name, maxAbsError, maxRelError, rounding, scale, top1Agreement?, meanKL?, meanCosine?, bitsPerByte?: { original, optimized, delta, positions }, asWrittenMaxAbsError?, originalDrift? }], msOriginal, msOptimized, certified, withinCertified, thresholds, failures, passed, guardFallback?: [{ site, checked, fellBack, rate, recomputed? }] }')
     .addHelpText('after', '\nOutputs are compared as deployed (onnxruntime with all graph optimizations). In onnxruntime both models also run\nwith graph optimizations off (as written): the certificate is checked there, with float rounding and the\noriginal\'s own drift under the optimizations (how much the same model moves when only its float order changes)\nallowed beside it. The fallback of each guarded site (the share of (batch, head, row) its run-time certificate recomputed\ndensely on these inputs) is measured in the runtime that ran them and printed per site. Exit 3 when an output differs by more than that. Without a certificate, exit 3 when the max abs error\nof an output exceeds --tolerance x its scale. Exit 3 too when a --min-top1, --max-kl, --min-cosine or --max-bpb-delta threshold is missed.\nA byte-level LM (logits [batch, seq, 256], input_ids of bytes) is also scored in bits per byte: row t predicts byte t + 1,\n-log2 of its probability averaged over every predicted position, for both models, with the delta (optimized - original).\n\nExamples:\n  $ attnopt verify model.onnx model.opt.onnx\n  $ attnopt verify model.onnx model.opt.onnx --seq-len 512 --json\n  $ attnopt verify model.onnx model.opt.onnx --runtime attnopt-cpu    # without onnxruntime\n  $ attnopt verify lm.onnx lm.opt.onnx --inputs heldout/ --max-bpb-delta 0.01    # a byte LM on held-out text')
     .action(async (originalPath: string, optimizedPath: string, flags: VerifyFlags) => {
       const original = loadModelOrFail(originalPath);

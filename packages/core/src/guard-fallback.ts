@@ -23,6 +23,11 @@ export interface GuardFallbackRate {
   readonly fellBack: number;
   /** fellBack / checked (0 when nothing was checked). */
   readonly rate: number;
+  /**
+   * attnopt's guarded CPU kernel: the triples it recomputed, at least fellBack (a flagged row is recomputed with
+   * the rows of its strip of 4).
+   */
+  readonly recomputed?: number;
 }
 
 /**
@@ -59,11 +64,12 @@ export async function measureGuardFallback(optimizedModel: string | Uint8Array, 
 
 /** Checked and fallen-back (batch, head, row) triples summed per site label, in the order sites first report. */
 export class GuardFallbackTally {
-  private readonly sums = new Map<string, { checked: number; fellBack: number }>();
+  private readonly sums = new Map<string, { checked: number; fellBack: number; recomputed?: number }>();
 
-  add(site: string, checked: number, fellBack: number): void {
+  add(site: string, checked: number, fellBack: number, recomputed?: number): void {
     const prev = this.sums.get(site) ?? { checked: 0, fellBack: 0 };
-    this.sums.set(site, { checked: prev.checked + checked, fellBack: prev.fellBack + fellBack });
+    const more = recomputed === undefined && prev.recomputed === undefined ? {} : { recomputed: (prev.recomputed ?? prev.fellBack) + (recomputed ?? fellBack) };
+    this.sums.set(site, { checked: prev.checked + checked, fellBack: prev.fellBack + fellBack, ...more });
   }
 
   /** One run's fallback flags of a site (truthy: the row was recomputed densely). */
@@ -74,7 +80,7 @@ export class GuardFallbackTally {
   }
 
   rates(): GuardFallbackRate[] {
-    return [...this.sums].map(([site, s]) => ({ site, ...s, rate: s.checked > 0 ? s.fellBack / s.checked : 0 }));
+    return [...this.sums].map(([site, { recomputed, ...s }]) => ({ site, ...s, rate: s.checked > 0 ? s.fellBack / s.checked : 0, ...(recomputed === undefined ? {} : { recomputed }) }));
   }
 }
 

@@ -303,7 +303,7 @@ function cpuRunner(model: string | Uint8Array, label: string): ModelRunner & { g
             plan,
             opset,
             ...(first && probes.flags.size > 0 ? { fetch: [...probes.flags.keys()] } : {}),
-            ...(first && probes.nodes.size > 0 ? { onGuard: (e) => tally.add(probes.nodes.get(e.node) ?? e.node.name, e.rows, e.fallbackRows) } : {}),
+            ...(first && probes.nodes.size > 0 ? { onGuard: (e) => tally.add(probes.nodes.get(e.node) ?? e.node.name, e.rows, e.fallbackRows, e.recomputedRows) } : {}),
           });
         } catch (e) {
           throw new Error(`${label}: the CPU executor failed: ${(e as Error).message}`, { cause: e });

@@ -6,7 +6,8 @@
 //   - the optimized model as optimize writes it (the guard lowered to standard ops): its fallback flags are
 //     fetched from the executor's run;
 //   - the decided model (the site still a guarded attnopt::Attention): the executor runs the guarded kernel,
-//     which reports its fallback; its output is within the budget of the original's, plus float32 rounding.
+//     which reports its fallback (and the rows it recomputed with their strips of 4); its output is within the
+//     budget of the original's, plus float32 rounding.
 
 import { describe, expect, it } from 'vitest';
 import { decide, loadModel, optimize, saveModel, verifyModels } from '../src/index.js';
@@ -34,6 +35,7 @@ describe('verify --runtime attnopt-cpu measures the guarded fallback', () => {
     expect(rate!.fellBack).toBeGreaterThanOrEqual(lowerBound);
     expect(rate!.fellBack).toBeLessThanOrEqual(rate!.checked);
     expect(rate!.rate).toBeCloseTo(rate!.fellBack / rate!.checked, 12);
+    expect(rate!.recomputed).toBeUndefined(); // the lowering recomputes exactly the flagged rows
     expect(report.withinCertified).toBe(true);
   }, 300_000);
 
@@ -51,6 +53,8 @@ describe('verify --runtime attnopt-cpu measures the guarded fallback', () => {
     expect(report.guardFallback).toHaveLength(1);
     expect(rate).toMatchObject({ site: 'site0', checked: H * N });
     expect(rate!.fellBack).toBeGreaterThanOrEqual(lowerBound);
+    expect(rate!.recomputed).toBeGreaterThanOrEqual(rate!.fellBack);
+    expect(rate!.recomputed).toBeLessThanOrEqual(rate!.checked);
     for (const o of report.outputs) expect(o.maxAbsError).toBeLessThanOrEqual(BUDGET + o.rounding + o.rounding * o.maxAbsError);
   }, 300_000);
 });
