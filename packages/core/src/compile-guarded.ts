@@ -100,7 +100,7 @@ export function cpuGuardedKernel(id: string, p: AttentionParams, node: Node, opt
     files,
     manifest: {
       ...common(id, node, { ...p, spec: sparse }, 'cpu', bias),
-      computes: guardedComputes(common(id, node, p, 'cpu', bias).computes, g.budget, baseline),
+      computes: guardedComputes(common(id, node, { ...p, spec: sparse }, 'cpu', bias).computes, g.budget, baseline),
       modelDtype: inferDtype(node.inputs[AttentionInput.q]) ?? '?',
       dtype: 'f32',
       entryPoint: 'attendGuarded',
