@@ -11,7 +11,8 @@
 
 import { type AttentionParams, attentionNode, causal, Graph, intersect, slidingWindow, tensorType, Value } from '@attnopt/ir';
 import { referenceAttention, type Tensor64 } from '@attnopt/reference';
-import { describe, expect, it } from 'vitest';
+import { CpuWorkerPool } from '@attnopt/backend-cpu';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type ExecTensor, type GuardEvent, runGraph, toNumbers } from '../src/index.js';
 import { f32 } from './executor-build.js';
 
@@ -118,6 +119,9 @@ function mustFallBack(probs: Tensor64, v: Float64Array): number {
   return count;
 }
 
+const pool = new CpuWorkerPool(2);
+afterAll(() => pool.close());
+
 const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let m = 0;
   for (let x = 0; x < a.length; x++) m = Math.max(m, Math.abs(a[x]! - b[x]!));
@@ -165,4 +169,17 @@ describe('a guarded site in the executor', () => {
       });
     }
   }
+
+  it('on worker threads: the same Y and the same fallback as on the calling thread', async () => {
+    const t = repeatSpans(localInputs(9));
+    const shape = [1, H, N, D];
+    const feeds: Record<string, ExecTensor> = { q: f32(shape, [...t.q]), k: f32(shape, [...t.k]), v: f32(shape, [...t.v]), bias: f32([1, H, 1, N], [...alibi()]) };
+    const local: GuardEvent[] = [];
+    const threads: GuardEvent[] = [];
+    const a = await runGraph(guardedGraph(true), feeds, { onGuard: (e) => local.push(e) });
+    const b = await runGraph(guardedGraph(true), feeds, { pool, onGuard: (e) => threads.push(e) });
+    expect(toNumbers(b['y']!)).toEqual(toNumbers(a['y']!));
+    expect(threads.map((e) => [e.fallbackRows, e.recomputedRows, e.rows])).toEqual(local.map((e) => [e.fallbackRows, e.recomputedRows, e.rows]));
+    expect(local[0]!.fallbackRows).toBeGreaterThan(0);
+  });
 });
