@@ -1,6 +1,9 @@
-"""A small byte-level transformer for attnopt's trained fixtures: RoPE computed in the graph from positions (so the
-exported ONNX model runs at any length), attention written plainly as MatMul -> Softmax -> MatMul so attnopt's
-recognizer sees it, and an optional causal mask built from Range/Less/Where.
+"""A small byte-level transformer for attnopt's trained fixtures: positions by RoPE or ALiBi, computed in the graph
+from Range (so the exported ONNX model runs at any length), attention written plainly as MatMul -> Softmax -> MatMul
+so attnopt's recognizer sees it, and an optional causal mask built from Range/Less/Where.
+
+ALiBi is written as BLOOM writes it: a bias slope_h * j on key j, [1, H, 1, T], equal under the causal softmax to
+slope_h * (j - i) (a constant per row); slopes 2^(-8 h / H), h = 1..H (Press et al.).
 """
 import math
 
@@ -9,6 +12,11 @@ from torch import nn
 
 VOCAB = 256  # the byte values
 MASK_ID = 256  # the masked-byte token of the encoder (its embedding table has one more row)
+
+
+def alibi_slopes(heads: int) -> torch.Tensor:
+    """ALiBi's head slopes 2^(-8 h / H), h = 1..H."""
+    return torch.tensor([2.0 ** (-8.0 * h / heads) for h in range(1, heads + 1)])
 
 
 def rope(x: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
@@ -23,19 +31,24 @@ def rope(x: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, d: int, heads: int, causal: bool):
+    def __init__(self, d: int, heads: int, causal: bool, position: str = 'rope'):
         super().__init__()
-        self.heads, self.head_dim, self.causal = heads, d // heads, causal
+        self.heads, self.head_dim, self.causal, self.position = heads, d // heads, causal, position
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
         self.register_buffer('inv_freq', 1.0 / (10000.0 ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim)))
+        self.register_buffer('slopes', alibi_slopes(heads).reshape(1, heads, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=-1)
         q, k, v = (z.reshape(b, t, self.heads, self.head_dim).transpose(1, 2) for z in (q, k, v))
-        q, k = rope(q, self.inv_freq), rope(k, self.inv_freq)
+        if self.position == 'rope':
+            q, k = rope(q, self.inv_freq), rope(k, self.inv_freq)
         scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
+        if self.position == 'alibi':
+            keys = torch.arange(t, device=x.device).to(scores.dtype)
+            scores = scores + self.slopes * keys.reshape(1, 1, 1, t)  # [1, H, 1, T]
         if self.causal:
             i = torch.arange(t, device=x.device)
             future = i[:, None] < i[None, :]  # key j after query i
@@ -46,10 +59,10 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, d: int, heads: int, causal: bool):
+    def __init__(self, d: int, heads: int, causal: bool, position: str = 'rope'):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.attn = SelfAttention(d, heads, causal)
+        self.attn = SelfAttention(d, heads, causal, position)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,10 +73,10 @@ class Block(nn.Module):
 class ByteTransformer(nn.Module):
     """input_ids [B, T] int64 -> logits [B, T, 256]."""
 
-    def __init__(self, d: int, heads: int, layers: int, causal: bool):
+    def __init__(self, d: int, heads: int, layers: int, causal: bool, position: str = 'rope'):
         super().__init__()
         self.embed = nn.Embedding(VOCAB + (0 if causal else 1), d)
-        self.blocks = nn.ModuleList([Block(d, heads, causal) for _ in range(layers)])
+        self.blocks = nn.ModuleList([Block(d, heads, causal, position) for _ in range(layers)])
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, VOCAB)
 

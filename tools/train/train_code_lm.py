@@ -2,8 +2,8 @@
 
     /usr/bin/python3 tools/train/train_code_lm.py --max-seconds 3000   # writes examples/trained/code-lm.onnx + .json
 
-With --max-seconds the run is bounded by wall clock: 12% of it at context 256 (batch 16), 28% at 1024 (batch 4), the
-remaining 60% at 2048 (batch 1), the learning-rate schedule following the elapsed fraction (so it always reaches its
+With --max-seconds the run is bounded by wall clock: 30% of it at context 256 (batch 16), 40% at 1024 (batch 4), the
+remaining 30% at 2048 (batch 2), the learning-rate schedule following the elapsed fraction (so it always reaches its
 tail); the steps taken per phase are recorded. Without it, the fixed-step phases of --short-steps/--long-steps. Held-out bits per byte are measured on held-out files never
 trained on; the metrics file also records torch's bits per byte on the committed held-out sample at n = 4096, which
 the onnxruntime test compares against.
@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument('--short-steps', type=int, default=500)
     ap.add_argument('--long-steps', type=int, default=40)
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--position', choices=['alibi', 'rope'], default='alibi', help='position scheme (ALiBi extrapolates past the trained context)')
     ap.add_argument('--max-seconds', type=float, default=0, help='train by wall clock (timed phases 256/1024/2048)')
     ap.add_argument('--eval-windows', type=int, default=8)
     ap.add_argument('--out', default=str(OUT / 'code-lm.onnx'))
@@ -66,7 +67,7 @@ def main() -> None:
     sample = write_heldout_sample(heldout, SAMPLE)
     print(f'train {len(train_files)} files {len(train_data)} bytes; heldout {len(heldout_files)} files {len(heldout_data)} bytes', flush=True)
 
-    model = ByteTransformer(d=128, heads=4, layers=4, causal=True)
+    model = ByteTransformer(d=128, heads=4, layers=4, causal=True, position=args.position)
 
     def loss_fn(m, batch, context, gen):
         starts = torch.randint(0, len(train_data) - context - 1, (batch,), generator=gen)
@@ -77,8 +78,8 @@ def main() -> None:
     ckpt = pathlib.Path(args.checkpoint)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     if args.max_seconds > 0:
-        timed = [TimedPhase(0.12, batch=16, context=256), TimedPhase(0.28, batch=4, context=1024),
-                 TimedPhase(0.60, batch=1, context=2048)]
+        timed = [TimedPhase(0.30, batch=16, context=256), TimedPhase(0.40, batch=4, context=1024),
+                 TimedPhase(0.30, batch=2, context=2048)]
         phases = [p.__dict__ for p in timed]
     else:
         fixed = [Phase(args.short_steps, batch=16, context=256), Phase(args.long_steps, batch=1, context=2048)]
@@ -106,7 +107,7 @@ def main() -> None:
     sample_data = torch.frombuffer(bytearray(sample), dtype=torch.uint8)
     metrics = {
         'model': 'code-lm', 'seed': args.seed, 'params': sum(p.numel() for p in model.parameters()),
-        'config': {'d': 128, 'heads': 4, 'layers': 4, 'position': 'rope', 'causal': True},
+        'config': {'d': 128, 'heads': 4, 'layers': 4, 'position': args.position, 'causal': True},
         'phases': phases, 'max_seconds': args.max_seconds, 'train_seconds': round(train_seconds, 1),
         'train_files': len(train_files), 'heldout_files': len(heldout_files),
         'train_bytes': len(train_data), 'heldout_bytes': len(heldout_data),
