@@ -2,65 +2,20 @@
 // 32) optimized on local calibration data gets a guarded window; verifyModels on an input with repeated spans
 // (each query matches a key far outside the window) reports, for site0, the (batch, head, row) triples the
 // optimized model recomputed densely. The certificate is never below the true dropped mass m, so every triple
-// whose true m times V's range exceeds the budget (computed here in float64 from the inputs and the chosen
+// whose true m times V's range exceeds the budget (computed in float64 from the inputs and the chosen
 // window) must be among them: that count is a lower bound the measured one must reach, and it is not 0. The
 // report's trade-off point carries the same rates.
 
 import { describe, expect, it } from 'vitest';
 import { loadModel, optimize, saveModel, verifyModels } from '../src/index.js';
 import { tradeoffPoint } from '../src/report/tradeoff.js';
-import { causalAttention, D, H, localTensors, repeatSpans, sample, type Tensors, W } from './helpers/guarded-site.js';
+import { keptOf, mustFallBack } from './helpers/guard-lower-bound.js';
+import { causalAttention, H, localTensors, repeatSpans, sample } from './helpers/guarded-site.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
 const N = 1024;
 const BUDGET = 1e-3;
-
-/** The kept keys of `window(left=L, right=R)` (any alignment: no past keys here) with `sinks(E)`, from the chosen spec's text. */
-function keptOf(chosen: string): (i: number, j: number) => boolean {
-  const w = /window\(left=(\d+), right=(-?\d+)(?:, align=[a-z-]+)?\)/.exec(chosen);
-  if (!w) throw new Error(`expected a window in the chosen spec, got ${chosen}`);
-  const left = Number(w[1]);
-  const right = Number(w[2]);
-  const sinks = Number(/sinks\((\d+)\)/.exec(chosen)?.[1] ?? 0);
-  return (i, j) => j < sinks || (i - j <= left && j - i <= right);
-}
-
-/** (head, row) pairs whose true dropped mass (float64, causal keys) times V's range over all keys exceeds `budget`. */
-function mustFallBack(t: Tensors, kept: (i: number, j: number) => boolean, budget: number): number {
-  let count = 0;
-  for (let h = 0; h < H; h++) {
-    let range = 0;
-    for (let c = 0; c < D; c++) {
-      let lo = Infinity;
-      let hi = -Infinity;
-      for (let j = 0; j < N; j++) {
-        lo = Math.min(lo, t.v[j * W + h * D + c]!);
-        hi = Math.max(hi, t.v[j * W + h * D + c]!);
-      }
-      range = Math.max(range, hi - lo);
-    }
-    const s = new Float64Array(N);
-    for (let i = 0; i < N; i++) {
-      let max = -Infinity;
-      for (let j = 0; j <= i; j++) {
-        let dot = 0;
-        for (let c = 0; c < D; c++) dot += t.q[i * W + h * D + c]! * t.k[j * W + h * D + c]!;
-        s[j] = dot / Math.sqrt(D);
-        max = Math.max(max, s[j]!);
-      }
-      let z = 0;
-      let dropped = 0;
-      for (let j = 0; j <= i; j++) {
-        const e = Math.exp(s[j]! - max);
-        z += e;
-        if (!kept(i, j)) dropped += e;
-      }
-      if ((dropped / z) * range > budget) count++;
-    }
-  }
-  return count;
-}
 
 describe('verify measures the guarded fallback at run time', () => {
   it('per guarded site, at least every (head, row) whose true dropped mass breaks the budget', async () => {
@@ -69,7 +24,7 @@ describe('verify measures the guarded fallback at run time', () => {
     const site = result.sites[0]!;
     expect(site).toMatchObject({ id: 'site0', guarantee: 'guarded' });
     const t = repeatSpans(localTensors(N, 2), N);
-    const lowerBound = mustFallBack(t, keptOf(site.chosen), BUDGET);
+    const lowerBound = mustFallBack(t, N, keptOf(site.chosen), BUDGET);
     expect(lowerBound).toBeGreaterThan(0);
     const report = await verifyModels(original, saveModel(result.model), result.model, [sample(t, N)]);
     expect(report.guardFallback).toHaveLength(1);

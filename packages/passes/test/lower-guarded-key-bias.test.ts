@@ -16,6 +16,7 @@ import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { cannotLower, GUARD_FALLBACK_VALUE, lowerAttentionPass, loweringPlan } from '../src/lower/index.js';
 import { guardedSiteParams } from './helpers/guarded-params.js';
+import { localInputs } from './helpers/guarded-inputs.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 
 const B = 2;
@@ -75,20 +76,7 @@ function build(p: AttentionParams, bias: KeyBias, banded = true, flags = false):
   return { model: exportOnnx(newOnnxModel(g, { opset: 21 })), graph: g };
 }
 
-/** Rotary-like features peaked at the query (local attention); uniform V in [-1, 1]. */
-function local(seed: number) {
-  const rng = new SplitMix64(seed);
-  const w = Array.from({ length: D / 2 }, (_, f) => 0.0015 * 1.6 ** f);
-  const feat = (t: number, c: number) => 3 * (c % 2 === 0 ? Math.cos(w[c >> 1]! * t) : Math.sin(w[c >> 1]! * t));
-  const q = new Float64Array(B * H * N * D);
-  const k = new Float64Array(B * H * N * D);
-  for (let bh = 0; bh < B * H; bh++) for (let i = 0; i < N; i++) for (let c = 0; c < D; c++) {
-    q[(bh * N + i) * D + c] = feat(i, c) * 2;
-    k[(bh * N + i) * D + c] = feat(i, c) * 2 + 0.05 * (rng.nextFloat() - 0.5);
-  }
-  const v = Float64Array.from({ length: B * H * N * D }, () => rng.nextFloat() * 2 - 1);
-  return { q, k, v };
-}
+const local = (seed: number) => localInputs(seed, B, H, N, D);
 
 /** Independent uniform q, k in [-1, 1]: diffuse attention, where only the bias makes a head local. */
 function diffuse(seed: number) {

@@ -5,12 +5,13 @@
 // the budget (the guard did the work); budget 0 (every row with dropped keys falls back) gives dense attention
 // over the non-padding keys.
 
-import { type AttentionParams, type AttentionSpec, attentionNode, causal, Graph, intersect, sinks, slidingWindow, SplitMix64, tensorType, union, Value } from '@attnopt/ir';
+import { type AttentionParams, type AttentionSpec, attentionNode, causal, Graph, intersect, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { cannotLower, lowerAttentionPass } from '../src/lower/index.js';
+import { localInputs } from './helpers/guarded-inputs.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 import { guardedSiteParams } from './helpers/guarded-params.js';
 
@@ -40,20 +41,7 @@ function build(p: AttentionParams, opset: number): Uint8Array {
   return exportOnnx(newOnnxModel(g, { opset }));
 }
 
-/** Rotary-like features peaked at the query (local attention), per batch and head; uniform V in [-1, 1]. */
-function local(seed: number) {
-  const rng = new SplitMix64(seed);
-  const w = Array.from({ length: D / 2 }, (_, f) => 0.0015 * 1.6 ** f);
-  const feat = (t: number, c: number) => 3 * (c % 2 === 0 ? Math.cos(w[c >> 1]! * t) : Math.sin(w[c >> 1]! * t));
-  const q = new Float64Array(B * H * N * D);
-  const k = new Float64Array(B * H * N * D);
-  for (let bh = 0; bh < B * H; bh++) for (let i = 0; i < N; i++) for (let c = 0; c < D; c++) {
-    q[(bh * N + i) * D + c] = feat(i, c) * 2;
-    k[(bh * N + i) * D + c] = feat(i, c) * 2 + 0.05 * (rng.nextFloat() - 0.5);
-  }
-  const v = Float64Array.from({ length: B * H * N * D }, () => rng.nextFloat() * 2 - 1);
-  return { q, k, v };
-}
+const local = (seed: number) => localInputs(seed, B, H, N, D);
 
 const FAMILIES: [string, (seed: number) => ReturnType<typeof local>, boolean][] = [
   ['local (rotary-like, peaked at the query)', local, false],

@@ -1,0 +1,25 @@
+// Inputs of the guarded-lowering tests, bhsd [B, H, N, D] in float64: rotary-like features peaked at the query (local
+// attention), with a little noise on the keys, and uniform V in [-1, 1].
+
+import { SplitMix64 } from '@attnopt/ir';
+
+export interface QKV {
+  readonly q: Float64Array;
+  readonly k: Float64Array;
+  readonly v: Float64Array;
+}
+
+/** Local attention: q_i = 2 f(i), k_j = 2 f(j) + noise (|noise| <= 0.025), f rotary-like features of amplitude 3. */
+export function localInputs(seed: number, B: number, H: number, N: number, D: number): QKV {
+  const rng = new SplitMix64(seed);
+  const w = Array.from({ length: D / 2 }, (_, f) => 0.0015 * 1.6 ** f);
+  const feat = (t: number, c: number) => 3 * (c % 2 === 0 ? Math.cos(w[c >> 1]! * t) : Math.sin(w[c >> 1]! * t));
+  const q = new Float64Array(B * H * N * D);
+  const k = new Float64Array(B * H * N * D);
+  for (let bh = 0; bh < B * H; bh++) for (let i = 0; i < N; i++) for (let c = 0; c < D; c++) {
+    q[(bh * N + i) * D + c] = feat(i, c) * 2;
+    k[(bh * N + i) * D + c] = feat(i, c) * 2 + 0.05 * (rng.nextFloat() - 0.5);
+  }
+  const v = Float64Array.from({ length: B * H * N * D }, () => rng.nextFloat() * 2 - 1);
+  return { q, k, v };
+}
