@@ -1,7 +1,7 @@
 // The banded and guarded lowerings with a key bias (a float bias constant along the query axis, key-bias.ts) in
 // onnxruntime against the float64 reference of the site with the same bias, n = 1024:
 // - ALiBi as BLOOM writes it, slope_h · j [1, H, 1, T] (slopes 1/4 and 1/64), a key-padding mask [B, 1, 1, T]
-//   (-1e4 on the last keys of batch 1) and a rank-1 bias [T] in [-2, 2];
+//   (-1e4 on the last keys of batch 1, or -inf on its first: fully masked rows) and a rank-1 bias [T] in [-2, 2];
 // - banded (unguarded) keeps exactly the spec's keys: |y - ref| <= 1e-4 against the reference of the window spec;
 // - guarded (budget 1e-3) within the budget of the causal reference plus float32 rounding (1e-4: values of size
 //   <= 1, f32 scores up to about 300 in size with the ALiBi bias, 2^-24 * 300 * a few), on local, diffuse and
@@ -44,6 +44,13 @@ const BIASES: KeyBias[] = [
     name: 'key padding -1e4 [B, 1, 1, T]',
     shape: [B, 1, 1, 'seq'],
     values: (n) => ({ shape: [B, 1, 1, n], data: Float64Array.from({ length: B * n }, (_, t) => (t >= n && t % n >= 700 ? -1e4 : 0)) }),
+  },
+  {
+    // left padding: the first 300 keys of batch 1 are -inf, so its rows below 300 keep only -inf keys (sinks and
+    // window) and so does their causal baseline: fully masked rows, 0 in the IR, NaN in a plain Softmax
+    name: 'left key padding -inf [B, 1, 1, T]',
+    shape: [B, 1, 1, 'seq'],
+    values: (n) => ({ shape: [B, 1, 1, n], data: Float64Array.from({ length: B * n }, (_, t) => (t >= n && t % n < 300 ? -Infinity : 0)) }),
   },
   {
     name: 'rank 1 [T] in [-2, 2]',

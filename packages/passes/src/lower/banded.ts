@@ -135,7 +135,9 @@ export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Valu
   const scores = keyBiasWindow ? b.op('Add', [x.score(qk, 'band_scores'), keyBiasWindow], 'band_scores_key_bias') : x.score(qk, 'band_scores');
   const logits = sm !== x.dtype ? b.cast(scores, sm, 'band_logits_cast') : scores;
   const biased = b.op('Add', [logits, bias], 'band_logits');
-  const sm1 = b.op('Softmax', [biased], 'band_softmax', { axis: { type: 'int', value: -1n } });
+  const sm0 = b.op('Softmax', [biased], 'band_softmax', { axis: { type: 'int', value: -1n } });
+  // a key bias may be -inf on every key a row keeps: its softmax is NaN, the IR's is 0
+  const sm1 = x.keyBias ? b.op('Where', [b.op('IsNaN', [sm0], 'band_softmax_isnan'), b.scalar('band_zero_prob', sm, 0), sm0], 'band_probs_finite') : sm0;
   const probs = sm !== x.dtype ? b.cast(sm1, x.dtype, 'band_probs_cast') : sm1;
   const yPadded = b.reshape(b.op('MatMul', [probs, vw], 'band_y_blocks'), [0, 0, -1, x.vHeadDim], 'band_y_padded');
   let y = b.op('Slice', [yPadded, b.ints('band_y_start', [0]), vec(S, 'band_y_end'), b.ints('band_y_axis', [2])], 'band_y');

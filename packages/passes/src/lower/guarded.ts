@@ -359,14 +359,15 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
 /**
  * The fallback rows' softmax over the baseline's keys: the mask as an additive 0 / -inf bias [F, T] (per batch
  * [B, 1, F, T] with kvLength) shared by the heads, cheaper than a Where over [B, H, F, T]. Each fallback row drops a
- * key, so it keeps one: no row is fully masked, except in another batch whose kvLength leaves it no key (then
- * NaN -> 0, the ONNX Attention convention, only with kvLength).
+ * key, so it keeps one: no row is fully masked, except in another batch whose kvLength leaves it no key, or where a
+ * key bias is -inf on every baseline key (then NaN -> 0, the ONNX Attention convention, only with kvLength or a key
+ * bias).
  */
 function fallbackSoftmax(b: NodeBuilder, x: GuardedInputs, scores: Value, keep: Value | undefined): Value {
   const sm = x.softmaxType ?? x.dtype;
   const logits = sm !== x.dtype ? b.cast(scores, sm, 'guard_fallback_logits_cast') : scores;
   const biased = keep ? b.op('Add', [logits, b.op('Where', [keep, b.scalar('guard_fallback_keep_0', sm, 0), b.scalar('guard_fallback_minus_inf', sm, -Infinity)], 'guard_fallback_bias')], 'guard_fallback_logits') : logits;
   let probs = b.op('Softmax', [biased], 'guard_fallback_softmax', { axis: { type: 'int', value: -1n } });
-  if (x.kvLength) probs = b.op('Where', [b.op('IsNaN', [probs], 'guard_fallback_isnan'), b.scalar('guard_fallback_zero_prob', sm, 0), probs], 'guard_fallback_probs');
+  if (x.kvLength || x.keyBias) probs = b.op('Where', [b.op('IsNaN', [probs], 'guard_fallback_isnan'), b.scalar('guard_fallback_zero_prob', sm, 0), probs], 'guard_fallback_probs');
   return sm !== x.dtype ? b.cast(probs, x.dtype, 'guard_fallback_probs_cast') : probs;
 }
