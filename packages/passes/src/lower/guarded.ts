@@ -131,7 +131,7 @@ function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string
  * Why a site's inputs keep it from a guarded form (an n x n bias, past keys, scores output, kvLength with the past
  * alignment), or undefined. A kvLength input (keys at or past kvLength[b] are padding) is taken: the padding keys
  * are left out of the dropped counts and masked in the fallback rows (the summaries may include them: only looser).
- * A key bias (key-bias.ts) is taken: its largest value per key block joins the score bound.
+ * A key bias (key-bias.ts) is taken: its largest value over the keys a row drops in a block joins the score bound.
  */
 export function guardedInputsBlocker(node: Node): string | undefined {
   const p = attentionParams(node);
