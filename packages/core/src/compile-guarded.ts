@@ -11,13 +11,12 @@ import {
   guardedKernelBindings,
   guardMetadata,
   jsGuardedKernelSource,
-  type KernelShape,
   wasmGuardedAttentionKernel,
 } from '@attnopt/backend-cpu';
 import { guardedAttentionProgram, guardInfo, guardSummariesProgram, guardValueRangeProgram, type WgslProgram } from '@attnopt/backend-wgsl';
 import { AttentionInput, type AttentionParams, intersect, isDataDependent, isLowRank, type MaskSpec, type Node, printSpec } from '@attnopt/ir';
 import { inferDtype } from '@attnopt/passes';
-import { common, type CompiledKernel, type CompileOptions, type KernelBinding, type KernelFile, type KernelGuard, keepPredicateModule, programBindings } from './compile-manifest.js';
+import { common, type CompiledKernel, type CompileOptions, cpuKernelShape, type KernelBinding, type KernelFile, type KernelGuard, keepPredicateModule, programBindings } from './compile-manifest.js';
 
 /** Why the target's guarded kernel does not cover this guarded site, or undefined when it does. */
 export function guardedKernelGap(p: AttentionParams, node: Node, options: CompileOptions): string | undefined {
@@ -43,14 +42,7 @@ export function cpuGuardedKernel(id: string, p: AttentionParams, node: Node, opt
   const baseline = g.baseline as MaskSpec;
   // the sparse keys are taken inside the baseline, so the dropped keys are exactly baseline \ spec
   const sparse: MaskSpec = baseline.kind === 'dense' ? (p.spec as MaskSpec) : intersect(baseline, p.spec as MaskSpec);
-  const shape: KernelShape = {
-    blockQ: options.blockQ ?? 64,
-    blockK: options.blockK ?? 64,
-    dPad: Math.ceil(p.headDim / 4) * 4,
-    dvPad: Math.ceil(p.vHeadDim / 8) * 8,
-    softcap: p.softcap,
-    scale: p.scale,
-  };
+  const shape = cpuKernelShape(p, options);
   const wasm = wasmGuardedAttentionKernel(shape, g.budget);
   const info = guardMetadata({ epsilon: g.budget, block: g.blockSize, modelMask: baseline }, shape.blockK);
   const bias = node.inputs[AttentionInput.bias] !== undefined;

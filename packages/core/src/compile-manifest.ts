@@ -1,7 +1,7 @@
 // The manifest of a generated kernel (what it computes, its shapes and bindings) and the parts every target's
 // kernel shares: the computation in words, the shapes in IR text form, the keep predicate module.
 
-import { maskPredicateSource } from '@attnopt/backend-cpu';
+import { type KernelShape, maskPredicateSource } from '@attnopt/backend-cpu';
 import type { KernelLimits, StorageDType, WgslProgram } from '@attnopt/backend-wgsl';
 import { AttentionInput, type AttentionParams, type DataDependentSpec, type MaskSpec, type Node, printShape, printSpec } from '@attnopt/ir';
 import { inferShape } from '@attnopt/passes';
@@ -193,4 +193,16 @@ export function programBindings(program: WgslProgram, storageText: Readonly<Reco
       }),
     ),
   ];
+}
+
+/** The CPU kernels' shape for a site: specialized to its scale and softcap; rows of Q, K, V and Y packed at padded widths. */
+export function cpuKernelShape(p: AttentionParams, options: CompileOptions): KernelShape {
+  return {
+    blockQ: options.blockQ ?? 64,
+    blockK: options.blockK ?? 64,
+    dPad: Math.ceil(p.headDim / 4) * 4,
+    dvPad: Math.ceil(p.vHeadDim / 8) * 8,
+    softcap: p.softcap,
+    scale: p.scale,
+  };
 }

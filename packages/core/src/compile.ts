@@ -6,7 +6,7 @@
 //   Attention(Q, K, V, spec=S, guard) -> the guarded kernel of the target (compile-guarded.ts), or its exact
 //                                        baseline where the guarded kernel does not cover the site (manifest says why)
 
-import { type KernelShape, jsAttentionKernelSource, wasmAttentionKernel } from '@attnopt/backend-cpu';
+import { jsAttentionKernelSource, wasmAttentionKernel } from '@attnopt/backend-cpu';
 import { attentionProgram, DEFAULT_LIMITS, kernelConfig } from '@attnopt/backend-wgsl';
 import {
   AttentionInput,
@@ -28,6 +28,7 @@ import {
   type CompiledKernel,
   type CompileOptions,
   type CompileTarget,
+  cpuKernelShape,
   type KernelBinding,
   type KernelFile,
   keepPredicateModule,
@@ -79,15 +80,7 @@ function wgslKernel(id: string, p: AttentionParams, node: Node, options: Compile
 
 function cpuKernel(id: string, p: AttentionParams, node: Node, options: CompileOptions): CompiledKernel {
   const spec = p.spec as MaskSpec;
-  // specialized to the site's scale and softcap; rows of Q, K, V and Y packed at their padded widths
-  const shape: KernelShape = {
-    blockQ: options.blockQ ?? 64,
-    blockK: options.blockK ?? 64,
-    dPad: Math.ceil(p.headDim / 4) * 4,
-    dvPad: Math.ceil(p.vHeadDim / 8) * 8,
-    softcap: p.softcap,
-    scale: p.scale,
-  };
+  const shape = cpuKernelShape(p, options);
   const wasm = wasmAttentionKernel(shape);
   const bias = node.inputs[AttentionInput.bias] !== undefined;
   const files: KernelFile[] = [

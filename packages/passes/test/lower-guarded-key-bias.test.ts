@@ -16,7 +16,7 @@ import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { cannotLower, GUARD_FALLBACK_VALUE, lowerAttentionPass, loweringPlan } from '../src/lower/index.js';
 import { guardedSiteParams } from './helpers/guarded-params.js';
-import { localInputs } from './helpers/guarded-inputs.js';
+import { localInputs, repeatSpans } from './helpers/guarded-inputs.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 
 const B = 2;
@@ -97,13 +97,7 @@ const FAMILIES: [string, (seed: number) => ReturnType<typeof local>, boolean][] 
   ['diffuse (uniform q, k)', diffuse, false],
   [
     'repeated spans: the keys of a span repeat 300 positions later (just past the window), the queries look back at them',
-    (seed) => {
-      const x = local(seed);
-      const P = 300;
-      for (let bh = 0; bh < B * H; bh++) for (let i = P; i < N; i++) for (let c = 0; c < D; c++) x.k[(bh * N + i) * D + c] = x.k[(bh * N + i - P) * D + c]!;
-      for (let bh = 0; bh < B * H; bh++) for (let i = P; i < N; i++) for (let c = 0; c < D; c++) x.q[(bh * N + i) * D + c] = 1.2 * x.k[(bh * N + i - P + 1) * D + c]!;
-      return x;
-    },
+    (seed) => repeatSpans(local(seed), 300, B, H, N, D),
     true,
   ],
 ];

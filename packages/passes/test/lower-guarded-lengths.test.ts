@@ -11,7 +11,7 @@ import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { cannotLower, lowerAttentionPass } from '../src/lower/index.js';
-import { localInputs } from './helpers/guarded-inputs.js';
+import { localInputs, repeatSpans } from './helpers/guarded-inputs.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 import { guardedSiteParams } from './helpers/guarded-params.js';
 
@@ -47,13 +47,7 @@ const FAMILIES: [string, (seed: number) => ReturnType<typeof local>, boolean][] 
   ['local (rotary-like, peaked at the query)', local, false],
   [
     'repeated spans: the keys of a span repeat 600 positions later, the queries look back at them',
-    (seed) => {
-      const x = local(seed);
-      const P = 600;
-      for (let bh = 0; bh < B * H; bh++) for (let i = P; i < N; i++) for (let c = 0; c < D; c++) x.k[(bh * N + i) * D + c] = x.k[(bh * N + i - P) * D + c]!;
-      for (let bh = 0; bh < B * H; bh++) for (let i = P; i < N; i++) for (let c = 0; c < D; c++) x.q[(bh * N + i) * D + c] = 1.2 * x.k[(bh * N + i - P + 1) * D + c]!;
-      return x;
-    },
+    (seed) => repeatSpans(local(seed), 600, B, H, N, D),
     true,
   ],
   [

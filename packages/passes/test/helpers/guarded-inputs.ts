@@ -23,3 +23,13 @@ export function localInputs(seed: number, B: number, H: number, N: number, D: nu
   const v = Float64Array.from({ length: B * H * N * D }, () => rng.nextFloat() * 2 - 1);
   return { q, k, v };
 }
+
+/**
+ * Repeated spans (what an induction head sees), in place: from position P on every key repeats the key P positions
+ * earlier, and query i copies 1.2 x the key after the previous occurrence (i - P + 1), far outside a short window.
+ */
+export function repeatSpans(x: QKV, P: number, B: number, H: number, N: number, D: number): QKV {
+  for (let bh = 0; bh < B * H; bh++) for (let i = P; i < N; i++) for (let c = 0; c < D; c++) x.k[(bh * N + i) * D + c] = x.k[(bh * N + i - P) * D + c]!;
+  for (let bh = 0; bh < B * H; bh++) for (let i = P; i < N; i++) for (let c = 0; c < D; c++) x.q[(bh * N + i) * D + c] = 1.2 * x.k[(bh * N + i - P + 1) * D + c]!;
+  return x;
+}
