@@ -1,0 +1,235 @@
+// The run-time certificate of a guarded lowering (BOUNDS.md (b')), shared by every sparse form that carries one
+// (guarded.ts: banded; guarded-blocks.ts: block-gathered). Standard ONNX ops, no n x n tensor.
+//
+//   guardedScoreBound    key block summaries K [B,H,T,D] -edge pad-> [B,H,nKB,kb,D] -ReduceMin/ReduceMax->
+//                        [B,H,nKB,D], box centre c = (Kmax + Kmin) / 2, radius r = ReduceMax ||k - c|| [B,H,nKB];
+//                        the score bound per row and key block, the summaries scaled by |scale| (q sign-flipped
+//                        for scale < 0): U = MatMul(q, c) + min(MatMul(|q|, (Kmax - Kmin) / 2), ||q|| r)
+//                        (the smaller of Quest's sum_c max(q_c Kmin_c, q_c Kmax_c) and the ball's q.c + ||q|| r),
+//                        softcapped like the scores                                                  [B,H,S,nKB]
+//                        and the per-row rounding slack 1e-4 (|scale| ||q|| K* + 1) of log B (K*: the largest
+//                        ||max(|Kmin|, |Kmax|)|| or ||c|| + r over the blocks, so at least every |U| of the row)
+//   guardedCertificate   given U (plus any key bias), the dropped key count per (row, block) and the largest kept
+//                        logit and its softmax probability per row:
+//                        log B = log-sum-exp(U + log count), log Z_S = max kept logit - log(its probability),
+//                        m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range over all keys), widened
+//                        by 1e-3 relative; rows that drop a key and whose bound > budget (NaN counts as over), in
+//                        any batch and head, are recomputed: NonZero, Gather, dense attention over the baseline's
+//                        keys (scores as (K qfᵀ)ᵀ: no transpose of all of K; an additive 0 / -inf mask shared by
+//                        the heads), ScatterElements back over the sparse output.
+// With a key bias, log B is also widened by 1e-4 (|largest term| + |largest kept score|) (the terms that carry the
+// sums). Float32 rounding in the summaries, the bias and the scores so cannot turn a row over the budget into a
+// kept one.
+
+import type { AttentionParams, DType, MaskSpec, Value } from '@attnopt/ir';
+import type { NodeBuilder } from '@attnopt/rewrite';
+import { reduceAt, type ReduceOp } from './guarded-ops.js';
+import { specMask } from './mask.js';
+
+/** Slack on the score bound and on the output bound against float32 rounding (see the comment at the top). */
+const SCORE_SLACK = 1e-4;
+const BOUND_SLACK = 1e-3;
+
+/** The last part of the name of a guarded site's fallback flags [B, H, S] (bool: the row was recomputed densely). */
+export const GUARD_FALLBACK_VALUE = 'guard_falls_back';
+
+/** What the certificate reads of a guarded site: its parameters (scale, softcap, guard) and its heads. */
+export interface GuardedSite {
+  readonly params: AttentionParams;
+  /** The default-domain opset the nodes are written for (GUARDED_OPSET or above). */
+  readonly opset: number;
+  /** The site (and head group) the node implements, from guardedSiteLabel: names the fallback flags. */
+  readonly site?: string;
+  /** [B, H, S, D], [B, H, T, D], [B, H, T, Dv]: heads already repeated for GQA. */
+  readonly q: Value;
+  readonly k: Value;
+  readonly v: Value;
+  readonly headDim: number;
+  /** The dtype of the scores (Q's). */
+  readonly dtype: DType;
+  /** The softmax's dtype (softmaxPrecision); default `dtype`. */
+  readonly softmaxType?: DType;
+  /** The scores after scale and softcap, for any scores tensor. */
+  readonly score: (qk: Value, what: string) => Value;
+  /** [B] int64 valid key counts. */
+  readonly kvLength?: Value;
+  /** A key bias [Bb, Hb, 1, T] in `dtype`, added to the scores. */
+  readonly keyBias?: Value;
+}
+
+/** Small builders every guarded form uses. */
+export function guardOps(b: NodeBuilder, x: Pick<GuardedSite, 'dtype' | 'opset'>) {
+  return {
+    axis: (a: number) => ({ axis: { type: 'int', value: BigInt(a) } }) as const,
+    i64: (n: number, what: string) => b.scalar(what, 'i64', n),
+    f32: (n: number, what: string) => b.scalar(what, 'f32', n),
+    toF32: (t: Value, what: string) => (x.dtype === 'f32' ? t : b.cast(t, 'f32', what)),
+    reduce: (op: ReduceOp, t: Value, axes: number[], what: string, keep = false) => reduceAt(b, x.opset, op, t, axes, what, keep),
+  };
+}
+
+export interface GuardedScoreBound {
+  /** Query and key counts, key blocks of the summaries, keys added to T to fill whole blocks (int64 scalars). */
+  readonly S: Value;
+  readonly T: Value;
+  readonly nKB: Value;
+  readonly padT: Value;
+  /** T - S (int64 scalar): the bottom-right causal offset. */
+  readonly bottomRight: Value;
+  /** The score bound U per row and key block [B, H, S, nKB], float32. */
+  readonly u: Value;
+  /** The per-row rounding slack of log B [B, H, S]. */
+  readonly rowSlack: Value;
+  /** A float32 0 (counts and empty intervals). */
+  readonly zero: Value;
+}
+
+/** Key block summaries of `blockSize` keys and the score bound U per row and block (see the comment at the top). */
+export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: number): GuardedScoreBound {
+  const p = x.params;
+  const kb = blockSize;
+  const D = x.headDim;
+  const { axis, i64, f32, toF32, reduce } = guardOps(b, x);
+
+  // sequence lengths
+  const dim = (t: Value, k: number, what: string) => b.op('Gather', [b.op('Shape', [t], `${what}_shape`), i64(k, `${what}_axis`)], what, axis(0));
+  const S = dim(x.q, 2, 'guard_nq');
+  const T = dim(x.k, 2, 'guard_nk');
+  const nKB = b.op('Div', [b.op('Add', [T, i64(kb - 1, 'guard_round')], 'guard_nk_up'), i64(kb, 'guard_block')], 'guard_blocks');
+
+  // key block summaries: pad the keys to whole blocks by repeating the last one (min, max and radius unchanged)
+  const k32 = toF32(x.k, 'guard_k_f32');
+  const padT = b.op('Sub', [b.op('Mul', [nKB, i64(kb, 'guard_block2')], 'guard_nk_padded'), T], 'guard_pad');
+  const pads = b.op('Concat', [b.ints('guard_pads_head', [0, 0, 0, 0, 0, 0]), b.reshape(padT, [1], 'guard_pad_1'), b.ints('guard_pads_tail', [0])], 'guard_pads', axis(0));
+  const kBlocks = b.reshape(b.op('Pad', [k32, pads], 'guard_k_padded', { mode: { type: 'string', value: 'edge' } }), [0, 0, -1, kb, D], 'guard_k_blocks');
+  const kmin = reduce('ReduceMin', kBlocks, [3], 'guard_kmin');
+  const kmax = reduce('ReduceMax', kBlocks, [3], 'guard_kmax');
+  const center = b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_box_sum'), f32(0.5, 'guard_half')], 'guard_box_center_raw');
+  const diff = b.op('Sub', [kBlocks, b.reshape(center, [0, 0, 0, 1, -1], 'guard_box_center_rows')], 'guard_k_minus_center');
+  const radius = b.op('Sqrt', [reduce('ReduceMax', reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_sq'), [4], 'guard_dist2'), [3], 'guard_r2')], 'guard_radius');
+  const tr = (t: Value, what: string) => b.transpose(t, [0, 1, 3, 2], what);
+
+  // the score bound per row and key block; |scale| applied to the block summaries (not to [S, nKB] per head)
+  const absScale = f32(Math.abs(p.scale), 'guard_scale');
+  const scaled = (t: Value, what: string) => b.op('Mul', [t, absScale], what);
+  const q32 = toF32(x.q, 'guard_q_f32');
+  const qs = p.scale >= 0 ? q32 : b.op('Neg', [q32], 'guard_q_neg_scale');
+  const boxCenter = scaled(center, 'guard_box_center');
+  const boxHalf = scaled(b.op('Mul', [b.op('Sub', [kmax, kmin], 'guard_box_width'), f32(0.5, 'guard_half2')], 'guard_box_half_raw'), 'guard_box_half');
+  // both bounds around the box centre c: Quest = q.c + |q|.half, ball = q.c + ||q|| r; q.c computed once
+  const qc = b.op('MatMul', [qs, tr(boxCenter, 'guard_box_center_t')], 'guard_q_center');
+  const questWidth = b.op('MatMul', [b.op('Abs', [qs], 'guard_q_abs'), tr(boxHalf, 'guard_box_half_t')], 'guard_quest_width');
+  const qNorm = b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [qs, qs], 'guard_q_sq'), [3], 'guard_q_norm2', true)], 'guard_q_norm');
+  const radiusScaled = scaled(radius, 'guard_radius_scaled');
+  const ballWidth = b.op('Mul', [qNorm, b.reshape(radiusScaled, [0, 0, 1, -1], 'guard_radius_row')], 'guard_q_radius');
+  let u = b.op('Add', [qc, b.op('Min', [questWidth, ballWidth], 'guard_width')], 'guard_dot_bound');
+  if (p.softcap > 0) {
+    const c = f32(p.softcap, 'guard_softcap');
+    u = b.op('Mul', [b.op('Tanh', [b.op('Div', [u, c], 'guard_softcap_div')], 'guard_softcap_tanh'), c], 'guard_softcapped_bound');
+  }
+  // the per-row rounding slack: K* bounds ||k|| for every dot product the row's U took, |scale| already applied
+  const norm = (t: Value, what: string) => b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [t, t], `${what}_sq`), [3], `${what}_2`)], what);
+  const kAbs = b.op('Max', [b.op('Abs', [kmin], 'guard_kmin_abs'), b.op('Abs', [kmax], 'guard_kmax_abs')], 'guard_k_abs');
+  const kStar = reduce(
+    'ReduceMax',
+    b.op('Max', [norm(scaled(kAbs, 'guard_k_abs_scaled'), 'guard_k_abs_norm'), b.op('Add', [norm(boxCenter, 'guard_center_norm'), radiusScaled], 'guard_ball_reach')], 'guard_block_reach'),
+    [2],
+    'guard_k_star',
+    true,
+  );
+  const softcapSlack = p.softcap > 0 ? 1e-5 * p.softcap : 0;
+  const rowSlack = b.op(
+    'Add',
+    [b.op('Mul', [b.op('Add', [b.op('Mul', [b.reshape(qNorm, [0, 0, -1], 'guard_q_norm_row'), kStar], 'guard_q_reach'), f32(1, 'guard_one_f')], 'guard_q_reach1'), f32(SCORE_SLACK, 'guard_score_slack')], 'guard_row_slack_raw'), f32(softcapSlack, 'guard_softcap_slack')],
+    'guard_row_slack',
+  );
+  const bottomRight = b.op('Sub', [T, S], 'guard_bottom_right');
+  const zero = f32(0, 'guard_zero_count');
+  return { S, T, nKB, padT, bottomRight, u, rowSlack, zero };
+}
+
+export interface CertificateInputs {
+  /** The sparse output [B, H, S, Dv] the fallback rows are scattered over. */
+  readonly y: Value;
+  readonly bound: GuardedScoreBound;
+  /** The score bound with any key bias added [Bb, Hb, S, nKB] (-inf where a block drops nothing is fine). */
+  readonly bounded: Value;
+  /** Dropped baseline keys per row and key block, float32, broadcastable to [B, H, S, nKB]. */
+  readonly dropped: Value;
+  /** The largest kept logit and its softmax probability per row [B, H, S], float32. */
+  readonly maxLogit: Value;
+  readonly maxProb: Value;
+  /** Rows that keep a key (broadcastable to [B, H, S]); without it a row keeping nothing gets log Z_S = NaN: over. */
+  readonly keepsSome?: Value;
+}
+
+/** The certified output [B, H, S, Dv]: the sparse rows, and the rows over the budget recomputed densely. */
+export function guardedCertificate(b: NodeBuilder, x: GuardedSite, c: CertificateInputs): Value {
+  const guard = x.params.guard!;
+  const { axis, i64, f32, toF32, reduce } = guardOps(b, x);
+  const { T, bottomRight, rowSlack, zero: zeroF } = c.bound;
+
+  // log count: log 0 = -inf leaves a block out; a row with no dropped key gets NaN here and never falls back
+  const logCount = b.op('Log', [c.dropped], 'guard_log_count');
+  // log-sum-exp over the blocks as ReduceMax, Exp, ReduceSum, Log (onnxruntime's Exp is vectorized, its
+  // ReduceLogSumExp is not)
+  const terms = b.op('Add', [c.bounded, logCount], 'guard_log_terms');
+  const termsMax = reduce('ReduceMax', terms, [3], 'guard_terms_max', true);
+  const sumExp = reduce('ReduceSum', b.op('Exp', [b.op('Sub', [terms, termsMax], 'guard_terms_shifted')], 'guard_terms_exp'), [3], 'guard_terms_sum');
+  const logBRaw = b.op('Add', [b.op('Log', [sumExp], 'guard_terms_log'), b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_row')], 'guard_log_b_raw');
+
+  // log Z_S = the largest kept score - log of its probability (the sparse form's softmax gives it without a
+  // second exponential pass)
+  // with a key bias, the rounding of the biased terms: 1e-4 (|largest term| + |largest kept score|), infinities as 0
+  const finiteAbs = (t: Value, what: string) => b.op('Where', [b.op('IsInf', [t], `${what}_inf`), zeroF, b.op('Abs', [t], `${what}_abs`)], what);
+  const biasSlack = x.keyBias
+    ? b.op('Mul', [b.op('Add', [finiteAbs(b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_rows'), 'guard_terms_reach'), finiteAbs(c.maxLogit, 'guard_logit_reach')], 'guard_bias_reach'), f32(SCORE_SLACK, 'guard_bias_slack_rate')], 'guard_bias_slack')
+    : undefined;
+  const logB = b.op('Add', [logBRaw, biasSlack ? b.op('Add', [rowSlack, biasSlack], 'guard_row_slack_biased') : rowSlack], 'guard_log_b');
+  const logZKept = b.op('Sub', [c.maxLogit, b.op('Log', [c.maxProb], 'guard_log_max_prob')], 'guard_log_z_kept');
+  const logZ = c.keepsSome ? b.op('Where', [c.keepsSome, logZKept, f32(-Infinity, 'guard_minus_inf')], 'guard_log_z') : logZKept;
+
+  // the output bound m_hat R per row, and the rows over the budget (NaN counts as over)
+  const v32 = toF32(x.v, 'guard_v_f32');
+  const range = reduce('ReduceMax', b.op('Sub', [reduce('ReduceMax', v32, [2], 'guard_v_max', true), reduce('ReduceMin', v32, [2], 'guard_v_min', true)], 'guard_v_range_c'), [2, 3], 'guard_v_range');
+  const mHat = b.op('Sigmoid', [b.op('Sub', [logB, logZ], 'guard_log_ratio')], 'guard_m_hat');
+  const bound = b.op('Mul', [b.op('Mul', [mHat, b.reshape(range, [0, 0, 1], 'guard_range_row')], 'guard_bound_raw'), f32(1 + BOUND_SLACK, 'guard_bound_slack')], 'guard_bound');
+  const within = b.op('Not', [b.op('Greater', [bound, f32(guard.budget, 'guard_budget')], 'guard_over')], 'guard_not_over');
+  const ok = b.op('And', [within, b.op('Not', [b.op('IsNaN', [bound], 'guard_nan')], 'guard_finite')], 'guard_ok');
+  // a row that drops no key is exact (m = 0): it never falls back, so every fallback row keeps a baseline key
+  const dropsSome = b.op('Greater', [reduce('ReduceSum', c.dropped, [-1], 'guard_dropped_total'), zeroF], 'guard_drops_some');
+  // named for the site (a verify-only copy of the model reads it as an output: the run-time fallback rate)
+  const fallsBack = b.op('And', [b.op('Not', [ok], 'guard_over_or_nan'), dropsSome], x.site !== undefined ? `${GUARD_FALLBACK_VALUE}.${x.site}` : GUARD_FALLBACK_VALUE);
+  const anyHead = reduce('ReduceMax', b.cast(fallsBack, 'f32', 'guard_falls_back_f'), [0, 1], 'guard_falls_back_rows');
+
+  // the fallback rows, dense over the baseline's keys, scattered over the sparse output
+  const idx = b.reshape(b.op('NonZero', [anyHead], 'guard_fallback_nz'), [-1], 'guard_fallback_rows');
+  const qf = b.op('Gather', [x.q, idx], 'guard_q_rows', axis(2));
+  // scores as (K qfᵀ)ᵀ: every transpose is of F rows, none of all of K (nothing when no row falls back)
+  const qkT = b.op('MatMul', [x.k, b.transpose(qf, [0, 1, 3, 2], 'guard_q_rows_t')], 'guard_qk_t');
+  const qk = b.transpose(qkT, [0, 1, 3, 2], 'guard_qk');
+  const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
+  const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
+  const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
+  const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
+  const fallbackScores = x.keyBias ? b.op('Add', [x.score(qk, 'guard_scores'), x.keyBias], 'guard_scores_key_bias') : x.score(qk, 'guard_scores');
+  const yf = b.op('MatMul', [fallbackSoftmax(b, x, fallbackScores, keep), x.v], 'guard_y_rows');
+  const at = b.op('Expand', [b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d'), b.op('Shape', [yf], 'guard_y_rows_shape')], 'guard_scatter_index');
+  return b.op('ScatterElements', [c.y, at, yf], 'guard_y', axis(2));
+}
+
+/**
+ * The fallback rows' softmax over the baseline's keys: the mask as an additive 0 / -inf bias [F, T] (per batch
+ * [B, 1, F, T] with kvLength) shared by the heads, cheaper than a Where over [B, H, F, T]. Each fallback row drops a
+ * key, so it keeps one: no row is fully masked, except in another batch whose kvLength leaves it no key, or where a
+ * key bias is -inf on every baseline key (then NaN -> 0, the ONNX Attention convention, only with kvLength or a key
+ * bias).
+ */
+function fallbackSoftmax(b: NodeBuilder, x: GuardedSite, scores: Value, keep: Value | undefined): Value {
+  const sm = x.softmaxType ?? x.dtype;
+  const logits = sm !== x.dtype ? b.cast(scores, sm, 'guard_fallback_logits_cast') : scores;
+  const biased = keep ? b.op('Add', [logits, b.op('Where', [keep, b.scalar('guard_fallback_keep_0', sm, 0), b.scalar('guard_fallback_minus_inf', sm, -Infinity)], 'guard_fallback_bias')], 'guard_fallback_logits') : logits;
+  let probs = b.op('Softmax', [biased], 'guard_fallback_softmax', { axis: { type: 'int', value: -1n } });
+  if (x.kvLength || x.keyBias) probs = b.op('Where', [b.op('IsNaN', [probs], 'guard_fallback_isnan'), b.scalar('guard_fallback_zero_prob', sm, 0), probs], 'guard_fallback_probs');
+  return sm !== x.dtype ? b.cast(probs, x.dtype, 'guard_fallback_probs_cast') : probs;
+}
