@@ -12,8 +12,8 @@
 //        counter (an atomic) counts it.
 //   The certificate per row goes to CERT, the fallback count to COUNTER[0].
 // Scope: f32 storage, bhsd Q [B, H, nq, d], K [B, KVH, nk, d], V [B, KVH, nk, dv], Y like Q with dv; GQA; index
-// specs (no data-dependent leaves); an additive bias (its max over a segment's dropped keys of the row joins the
-// bound) and kvLength. The kernel loops over every key and skips those the predicates drop: it is the
+// specs (no data-dependent leaves); an additive bias [.., nq, nk] or a key bias [.., 1, nk] read with row stride 0
+// (its max over a segment's dropped keys of the row joins the bound) and kvLength. The kernel loops over every key and skips those the predicates drop: it is the
 // correctness form of the guard (lavapipe), not a tuned one.
 
 import { type AttentionParams, isDataDependent, isLowRank, keySegmentBounds, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
@@ -248,7 +248,10 @@ export interface WgslGuardedInputs {
   readonly k: { readonly shape: readonly number[]; readonly data: Float32Array };
   /** [batch, kvHeads, nk, vHeadDim] f32. */
   readonly v: { readonly shape: readonly number[]; readonly data: Float32Array };
-  /** Additive f32 bias, rank 2 to 4, broadcast to [batch, heads, nq, nk]; values at or below -1e29 (or -inf) mask. */
+  /**
+   * Additive f32 bias, rank 2 to 4, broadcast to [batch, heads, nq, nk]: [.., nq, nk], or a key bias [.., 1, nk]
+   * (constant along the query axis: read with row stride 0, never expanded). Values at or below -1e29 (or -inf) mask.
+   */
   readonly bias?: { readonly shape: readonly number[]; readonly data: Float32Array };
   /** Per batch: keys j >= kvLength[b] are padding. */
   readonly kvLength?: ArrayLike<number>;
@@ -305,10 +308,16 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
     const sh = inputs.bias.shape;
     if (sh.length < 2 || sh.length > 4) throw new Error(`guarded WGSL kernel: bias must have rank 2 to 4, got [${sh.join(', ')}]`);
     const s4 = [...new Array<number>(4 - sh.length).fill(1), ...sh] as [number, number, number, number];
-    if ((s4[0] !== 1 && s4[0] !== B) || (s4[1] !== 1 && s4[1] !== H) || s4[2] !== nq || s4[3] !== nk) {
-      throw new Error(`guarded WGSL kernel: bias [${sh.join(', ')}] does not broadcast to [${B}, ${H}, ${nq}, ${nk}] (its last two dims must be nq, nk)`);
+    if ((s4[0] !== 1 && s4[0] !== B) || (s4[1] !== 1 && s4[1] !== H) || (s4[2] !== 1 && s4[2] !== nq) || s4[3] !== nk) {
+      throw new Error(`guarded WGSL kernel: bias [${sh.join(', ')}] does not broadcast to [${B}, ${H}, ${nq}, ${nk}] (its last dim must be nk, the one before nq or 1)`);
     }
-    biasStrides = { bias_sb: s4[0] === 1 ? 0 : s4[1] * nq * nk, bias_sh: s4[1] === 1 ? 0 : nq * nk, bias_si: nk };
+    if (inputs.bias.data.length !== s4[0] * s4[1] * s4[2] * nk) {
+      throw new Error(`guarded WGSL kernel: bias [${sh.join(', ')}] needs ${s4[0] * s4[1] * s4[2] * nk} values, got ${inputs.bias.data.length}`);
+    }
+    // a key bias [.., 1, nk] (ALiBi as slope_h · j, a key-padding mask) is read with bias_si = 0: uploaded as given, never expanded to nq x nk
+    const si = s4[2] === 1 ? 0 : nk;
+    const sh4 = s4[2] * nk;
+    biasStrides = { bias_sb: s4[0] === 1 ? 0 : s4[1] * sh4, bias_sh: s4[1] === 1 ? 0 : sh4, bias_si: si };
   }
   if (inputs.kvLength && inputs.kvLength.length !== B) throw new Error(`guarded WGSL kernel: kvLength needs ${B} entries`);
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
