@@ -56,7 +56,7 @@ function wgslKernel(id: string, p: AttentionParams, node: Node, options: Compile
     K: 'keys',
     V: 'values',
     Y: 'the output, in the layout of Q (packed-qkv: bsd)',
-    bias: 'additive bias [batch, heads, nq, nk] read through strides (boolean masks as 0 / -inf)',
+    bias: 'additive bias broadcast to [batch, heads, nq, nk], read at b · bias_sb + h · bias_sh + i · bias_si + j (a key bias [.., 1, nk]: bias_si = 0, never expanded; boolean masks as 0 / -inf)',
   };
   const hostPlan = 'computed by the host from the spec (planAttention in @attnopt/backend-wgsl): the non-empty key blocks of each query block';
   const bindings = programBindings(program, storageText, hostPlan);

@@ -2,8 +2,8 @@
 // the three files compile into compute pipelines, and the guarded pass they make (run through backend-wgsl's
 // runGuardedAttention, whose attention program compile-guarded.test.ts shows is the emitted one) stays within the
 // budget of the float64 causal reference, |y - ref| <= budget + 1e-5 + 1e-4 |ref| (f32 storage and arithmetic), on
-// local inputs and repeated spans, with and without an ALiBi key bias (given to the kernel as [1, H, n, n]: its
-// bias is read with a row stride), and its fallback counter reaches every (head, row) whose true dropped mass times
+// local inputs and repeated spans, with and without an ALiBi key bias (given to the kernel as the site declares it,
+// [1, H, 1, n], read with row stride 0: nothing expands it to n x n), and its fallback counter reaches every (head, row) whose true dropped mass times
 // V's range breaks the budget (not 0 on repeated spans).
 
 import { runGuardedAttention, WgslRuntime, type WgslProgram } from '@attnopt/backend-wgsl';
@@ -41,10 +41,11 @@ describe('codegen: the guarded WGSL kernel on the device', () => {
         const shape = [1, H, N, D];
         const t64 = (data: Float64Array): Tensor64 => ({ shape, data });
         const ref = referenceAttention({ ...p, spec: causal(), guard: undefined, scoresMode: 'softmax' }, { q: t64(t.q), k: t64(t.k), v: t64(t.v), ...(bias ? { bias: { shape: [1, H, 1, N], data: b } } : {}) });
-        const rows = new Float32Array(H * N * N);
-        for (let h = 0; h < H; h++) for (let i = 0; i < N; i++) rows.set(Float32Array.from(b.subarray(h * N, (h + 1) * N)), (h * N + i) * N);
         const f32 = (data: Float64Array) => ({ shape, data: Float32Array.from(data) });
-        const r = await runGuardedAttention(rt, p, { q: f32(t.q), k: f32(t.k), v: f32(t.v), ...(bias ? { bias: { shape: [1, H, N, N], data: rows } } : {}) }, {
+        // the key bias as the site declares it, [1, H, 1, N]: H · N values, read with bias_si = 0
+        if (bias) expect(m.shapes.bias).toBe(`[1, ${H}, 1, ${N}]`);
+        const keyBias = { shape: [1, H, 1, N], data: Float32Array.from(b) };
+        const r = await runGuardedAttention(rt, p, { q: f32(t.q), k: f32(t.k), v: f32(t.v), ...(bias ? { bias: keyBias } : {}) }, {
           epsilon: m.guard!.budget,
           block: m.guard!.blockSize,
           modelMask: causal() as MaskSpec,
