@@ -8,8 +8,8 @@
 //     2. B = Σ over segments holding dropped keys (model mask \ spec) of
 //           count · e^(min(Quest, ball) · scale [softcap] - m),  Quest = Σ_c max(q_c lo_c, q_c hi_c),
 //           ball = q · center + ||q|| radius;  m_hat = B (1 + 2^-10) / (Z_S + B (1 + 2^-10));
-//     3. when not (epsilon >= m_hat · R): the row again, densely over the model mask, and the fallback
-//        counter (an atomic) counts it.
+//     3. when not (epsilon >= m_hat · R), or when the row keeps no key but drops one: the row again, densely
+//        over the model mask, and the fallback counter (an atomic) counts it.
 //   The certificate per row goes to CERT, the fallback count to COUNTER[0].
 // Scope: f32 storage, bhsd Q [B, H, nq, d], K [B, KVH, nk, d], V [B, KVH, nk, dv], Y like Q with dv; GQA; index
 // specs (no data-dependent leaves); an additive bias [.., nq, nk] or a key bias [.., 1, nk] read with row stride 0
@@ -219,8 +219,9 @@ ${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, u.past, qh, kh))')}
   if (m < -1.0e29) { z = 0.0; }
   let mhat = bsum / max(z + bsum, 1.0e-30);
   CERT[idx] = mhat;
-  // 3. the exact row when the bound exceeds the budget
-  if (!(${f(epsilon)} >= mhat * R[kh])) {
+  // 3. the exact row when the bound exceeds the budget, or when no sparse key is left but a dropped one is (the
+  //    sparse output, 0, is then no convex combination of V and m_hat · R bounds nothing)
+  if (!(${f(epsilon)} >= mhat * R[kh]) || (z == 0.0 && bsum > 0.0)) {
     atomicAdd(&COUNTER[0], 1u);
     m = -3.0e38;
     l = 0.0;

@@ -10,7 +10,8 @@
 //   ALiBi slopes 1, 1/4, 1/16, 1/256: the bias varies by up to 8 inside one segment, so a segment bound that took
 //   any key's bias but the largest dropped one would fall below the true mass; slope 1 (head 0): the kept key i scores at least -4 + i and a dropped key j <= i - 32 at most 4 + j, so
 //   every term of B is at most e^(8 - 32): m_hat <= 256 e^-24 (1 + 2^-10) < 1e-7 on every row of that head;
-//   padding: a row whose kept keys are all -inf has m_hat = 1 and falls back; a row with no key left is 0, m_hat 0.
+//   padding: a row whose kept keys are all -inf has m_hat = 1 and falls back, also when epsilon >= R (its sparse
+//   output, 0, is no convex combination of V: m_hat R bounds nothing there); a row with no key left is 0, m_hat 0.
 // Plain kernel (tiled and subgroup): the same two bias shapes against the reference, atol 1e-5, rtol 1e-4.
 
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -175,6 +176,22 @@ describe('guarded WGSL kernel with a key bias [.., 1, nk]', () => {
     expect(got.fallbackRows).toBeLessThan(got.rows / 4);
     expect(uploaded.filter((d) => d === biasF32)).toHaveLength(1);
     expect(Math.max(...acquired)).toBeLessThan(4 * B * N * N);
+  });
+
+  it('a row whose kept keys are all masked is recomputed even when epsilon >= R (its sparse output, 0, is no bound)', async () => {
+    // V in [4, 6]: R <= 2 < epsilon 2.5, so m_hat · R <= epsilon on every row, yet the dense output of a row is near 5
+    const B = 1;
+    const pad = new Float64Array(N);
+    for (let j = 0; j < N; j++) pad[j] = j >= 100 && j < 140 ? -Infinity : 0;
+    const bias = { shape: [B, 1, 1, N], data: pad };
+    const x = qkv(B, 7, true);
+    const v = { shape: x.v.shape, data: x.v.data.map((a) => Math.fround(5 + a)) };
+    const got = await runGuardedAttention(rt, PARAMS, { q: f32(x.q), k: f32(x.k), v: f32(v), bias: { shape: bias.shape, data: Float32Array.from(pad) } }, { epsilon: 2.5, modelMask: MODEL, block: BLOCK });
+    const ref = referenceAttention({ ...PARAMS, spec: MODEL }, { ...x, v, bias });
+    const cmp = compareArrays(got.y, ref.y.data, { atol: 2.5 + TOL.atol, rtol: TOL.rtol });
+    if (!cmp.ok) throw new Error(`output beyond epsilon 2.5: max abs error ${cmp.maxAbsError}, ${JSON.stringify(cmp.mismatches)}`);
+    // rows 131..139 of every head keep no unmasked key: exactly they fall back
+    expect(got.fallbackRows).toBe(H * 9);
   });
 
   it('refuses a bias whose query dim is neither nq nor 1, or whose data does not fill its shape', async () => {
