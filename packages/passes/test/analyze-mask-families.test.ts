@@ -10,7 +10,8 @@ import { type Attr, Graph, keeps, type MaskSpec, printSpec, Tensor, tensorType, 
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { describe, expect, it } from 'vitest';
 import { type MaskProof, proveMaskSpec } from '../src/mask-analysis/index.js';
-import { symVar } from '../src/mask-analysis/symbolic.js';
+import { implies, keyRowsResidual } from '../src/mask-analysis/key-rows.js';
+import { type Formula, symConst, symVar } from '../src/mask-analysis/symbolic.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 
 const BATCH = 2;
@@ -267,5 +268,100 @@ describe('data-dependent parts beside a structural mask', () => {
     expect(p.spec && printSpec(p.spec), p.notes.join('\n')).toBe('union(causal, window(left=0, right=1))');
     expect(p.residual).toBe(position);
     await checkInOrt(b.g, bias, p);
+  });
+});
+
+/**
+ * The residual on the proven keys as one query row (key-rows.ts), checked in onnxruntime at two lengths: its query
+ * axis has size 1, and on every pair the proven spec keeps, its value is the original bias's (the same float).
+ */
+async function checkKeyRows(g: Graph, bias: Value, proof: MaskProof): Promise<Value> {
+  const built = keyRowsResidual(g, { residual: proof.residual!, keep: proof.keep!, readings: proof.readings! });
+  expect(built, 'a key bias').toBeDefined();
+  for (const n of built!.nodes) g.addNode(n);
+  const rows = built!.value;
+  bias.type = tensorType('f32');
+  rows.type = tensorType('f32');
+  g.outputs.push(bias, rows);
+  const bytes = exportOnnx(newOnnxModel(g));
+  for (const seq of [6, 11]) {
+    const feeds = {
+      x: ortTensor('f32', [BATCH, seq, 4], new Float32Array(BATCH * seq * 4)),
+      attention_mask: ortTensor('i64', [BATCH, seq], Array.from({ length: BATCH * seq }, (_, e) => Number(!(e >= seq && e % seq >= seq - 2)))),
+      ...(g.inputs.some((v) => v.name === 'alibi') ? { alibi: ortTensor('f32', [BATCH, 1, 1, seq], Array.from({ length: BATCH * seq }, (_, e) => 0.25 * (e % seq))) } : {}),
+    };
+    const outs = await runModel(bytes, feeds);
+    const original = { dims: outs[bias.name]!.dims, data: ortValues(outs[bias.name]!) };
+    const row = { dims: outs[rows.name]!.dims, data: ortValues(outs[rows.name]!) };
+    expect(row.dims[row.dims.length - 2], 'one query row').toBe(1);
+    let compared = 0;
+    for (let b = 0; b < BATCH; b++) {
+      for (let r = 0; r < seq; r++) {
+        for (let col = 0; col < seq; col++) {
+          if (!keeps(proof.spec as MaskSpec, r, col, { nq: seq, nk: seq })) continue;
+          expect(at(row, b, 0, col), `seq ${seq} batch ${b} (${r}, ${col})`).toBe(at(original, b, r, col));
+          compared++;
+        }
+      }
+    }
+    expect(compared).toBeGreaterThan(seq);
+  }
+  return rows;
+}
+
+describe('the residual on the proven keys, one query row (key-rows.ts)', () => {
+  const expandTo = (b: ReturnType<typeof builder>, x: Value) => {
+    // [B, 1, S, S], as transformers expands its masks
+    const seq = b.op('Gather', [b.op('Shape', [b.g.inputs[0]!]), b.c('i64', [], [1])]);
+    const batch = b.op('Gather', [b.op('Shape', [b.g.inputs[0]!]), b.c('i64', [], [0])]);
+    const u = (v: Value) => b.op('Unsqueeze', [v, b.c('i64', [1], [0])]);
+    return b.op('Expand', [x, b.op('Concat', [u(batch), b.c('i64', [1], [1]), u(seq), u(seq)], { axis: { type: 'int', value: 0n } })]);
+  };
+
+  it('transformers: Where(1 - expanded padding, min, expanded causal) -> causal, Where(1 - padding row, min, 0)', async () => {
+    const b = builder();
+    const causal4 = expandTo(b, b.op('Unsqueeze', [b.causalBias(), b.c('i64', [2], [0, 1])]));
+    const pad = expandTo(b, b.op('Cast', [b.op('Unsqueeze', [b.attentionMask(), b.c('i64', [2], [1, 2])])], { to: f32 }));
+    const inverted = b.op('Sub', [b.c('f32', [], [1]), pad]);
+    const bias = b.op('Where', [b.op('Cast', [inverted], { to: { type: 'int', value: 9n } }), b.c('f32', [], [-3.4028234663852886e38]), causal4]);
+    const p = proveMaskSpec(bias, dims);
+    expect(p.spec && printSpec(p.spec), p.notes.join('\n')).toBe('causal');
+    expect(p.residual).toBe(bias);
+    await checkKeyRows(b.g, bias, p);
+  });
+
+  it('BLOOM: Where(causal ∧ padding, alibi, -inf) -> causal, Where(padding, alibi, -inf) on one row', async () => {
+    const b = builder();
+    const notPadding = b.op('Not', [b.op('Cast', [b.op('Unsqueeze', [b.attentionMask(), b.c('i64', [2], [1, 2])])], { to: { type: 'int', value: 9n } })]);
+    const keep = b.op('Not', [b.op('Or', [b.op('Less', [b.i, b.j]), notPadding])]);
+    const alibi = b.g.addInput(new V('alibi', tensorType('f32', ['batch', 1, 1, 'seq'])));
+    const bias = b.where(keep, alibi, -Infinity);
+    const p = proveMaskSpec(bias, dims);
+    await checkKeyRows(b.g, bias, p);
+  });
+
+  it('a bias that varies along the query axis on the kept keys stays n x n: a position bias, a data input of (i, j)', () => {
+    const b = builder();
+    const position = b.op('Mul', [b.op('Cast', [b.op('Sub', [b.j, b.i])], { to: f32 }), b.c('f32', [], [0.25])]);
+    const p = proveMaskSpec(b.op('Add', [position, b.causalBias()]), dims);
+    expect(p.residual).toBe(position);
+    expect(keyRowsResidual(b.g, { residual: p.residual!, keep: p.keep!, readings: p.readings! })).toBeUndefined();
+    const c = builder();
+    const data = c.g.addInput(new V('scores_bias', tensorType('f32', ['batch', 1, 'seq', 'seq'])));
+    const q = proveMaskSpec(c.op('Add', [c.causalBias(), data]), dims);
+    expect(q.spec && printSpec(q.spec), q.notes.join('\n')).toBe('causal');
+    expect(keyRowsResidual(c.g, { residual: q.residual!, keep: q.keep!, readings: q.readings! })).toBeUndefined();
+  });
+
+  it('implies: what a window keep formula decides about other band atoms, and what it cannot', () => {
+    // keep: j - i <= 0 ∧ j - i >= -3 (window(left=3, right=0)) as atoms ci·i + cj·j + c >= 0
+    const lin = (ci: number, cj: number, c: number): Formula => ({ op: 'lin', ci, cj, c: symConst(c) });
+    const keep: Formula = { op: 'and', parts: [lin(1, -1, 0), lin(-1, 1, 3)] };
+    expect(implies(keep, lin(1, -1, 1))).toBe(true); // j <= i + 1
+    expect(implies(keep, lin(-1, 1, 5))).toBe(true); // j >= i - 5
+    expect(implies(keep, lin(-1, 1, 1))).toBe(false); // j >= i - 1: not on every kept pair
+    expect(implies(keep, lin(1, -1, -1))).toBe(false); // j <= i - 1: neither
+    expect(implies(keep, { op: 'or', parts: [lin(-1, 1, 1), lin(1, -1, 0)] })).toBe(true);
+    expect(implies({ op: 'const', value: true }, lin(1, -1, 0))).toBe(false);
   });
 });

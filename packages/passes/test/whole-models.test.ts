@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AttentionInput, attentionParams, type Graph, isAttention, type MaskSpec, type Node, printSpec } from '@attnopt/ir';
+import { AttentionInput, attentionParams, BANDED_OPSET, type Graph, isAttention, type MaskSpec, type Node, printSpec, slidingWindow, specAttr } from '@attnopt/ir';
 import { exportOnnx, importOnnx } from '@attnopt/onnx';
 import { rewritePass } from '@attnopt/rewrite';
 import type * as ort from 'onnxruntime-node';
@@ -18,6 +18,7 @@ import { describe, expect, test } from 'vitest';
 import { analyzeMaskPass } from '../src/mask-analysis/index.js';
 import { lowerAttentionPass } from '../src/lower/index.js';
 import { RECOGNITION_RULES } from '../src/recognize/index.js';
+import { inferShape } from '../src/shape-inference/shapes.js';
 import { FIXTURES } from './helpers/node-tests.js';
 import { compareOutputs, ortTensor, randomInputs, runModel } from './helpers/ort.js';
 
@@ -83,6 +84,18 @@ const MASKS: Record<string, readonly Kind[]> = {
  * bias (exact, but nothing sparse is known). Checked exactly, so a proof that starts to work updates the list.
  */
 const NOT_YET_PROVEN: Record<string, readonly Kind[]> = {};
+
+/**
+ * Sites whose bias still varies along the query axis after the mask analysis (an n x n bias: the banded and guarded
+ * forms cannot take it); every other biased site's bias must be one query row (a key bias [.., 1, T]), the model's
+ * padding (and ALiBi) read on the proven keys. T5's self-attention adds a relative-position bias of (i, j); the
+ * Longformer mask is a local band OR global tokens, one data-dependent mask of (i, j).
+ */
+const QUERY_VARYING_BIAS: Record<string, readonly boolean[]> = {
+  t5enc3: [true, true, true],
+  t5: [true, true, true, false, true, false],
+  'longformer-local-global': [true, true],
+};
 
 /** Models whose sites are not lifted yet: model -> a substring of the recognizer's reason. Checked exactly. */
 const NOT_LIFTED: Record<string, string> = {};
@@ -154,6 +167,11 @@ for (const folder of FOLDERS) {
       const kinds = MASKS[name] ?? NOT_YET_PROVEN[name];
       expect(kinds, `${name}: no mask expectation transcribed`).toBeDefined();
       expect(sites.map((s) => kindOf(s, e.window)), `${name}: ${e.mask}`).toEqual(kinds);
+      const varies = sites.map((s) => {
+        const shape = s.inputs[AttentionInput.bias] && inferShape(s.inputs[AttentionInput.bias]);
+        return shape !== undefined && !(shape.length < 2 || shape[shape.length - 2] === 1);
+      });
+      expect(varies, `${name}: sites whose bias varies along the query axis`).toEqual(QUERY_VARYING_BIAS[name] ?? sites.map(() => false));
 
       // the recognized model, lowered, against the model as written (past the sliding window where there is one)
       const seq = e.window !== undefined ? e.window + 9 : 12;
@@ -163,6 +181,21 @@ for (const folder of FOLDERS) {
       const got = await runModel(exportOnnx(model), feeds);
       const cmp = compareOutputs(got, want, 1e-5, 1e-5);
       expect(cmp.mismatches, `${name}: max abs error ${cmp.maxAbsError}`).toEqual([]);
+
+      // causal and windowed sites, banded: the key bias gathered per key (not read n x n), against the model as written
+      // (a causal site as the window of 1024 keys its alignment gives: the same keys at this length)
+      if (kinds.every((k) => k.startsWith('causal') || k.startsWith('window')) && e.opset >= BANDED_OPSET) {
+        const again = importOnnx(file);
+        rewritePass('recognize', RECOGNITION_RULES).run(again.graph);
+        analyzeMaskPass().run(again.graph);
+        for (const s of sitesOf(again.graph)) {
+          const spec = attentionParams(s).spec;
+          if (spec.kind === 'causal') s.attrs.set('spec', specAttr(slidingWindow(1023, 0, spec.align)));
+        }
+        lowerAttentionPass({ opset: e.opset, strategy: 'banded' }).run(again.graph);
+        const banded = compareOutputs(await runModel(exportOnnx(again), feeds), want, 1e-5, 1e-5);
+        expect(banded.mismatches, `${name} banded: max abs error ${banded.maxAbsError}`).toEqual([]);
+      }
     });
   });
 }

@@ -23,11 +23,12 @@ import {
   type Value,
 } from '@attnopt/ir';
 import { type Pass, type PassNote, removeDead } from '@attnopt/rewrite';
-import { proveMaskSpec, type SiteDims } from './prove.js';
+import { type MaskProof, proveMaskSpec, type SiteDims } from './prove.js';
+import { keyRowsResidual } from './key-rows.js';
 import { inferShape } from '../shape-inference/shapes.js';
 import { simplifySpec } from './simplify.js';
-import { namedDimSym, shapeSyms, type Sym, symAdd, symConst } from './symbolic.js';
-import { recordMaskProof, recordRemoved, snapshot } from './undo.js';
+import { type Formula, namedDimSym, shapeSyms, type Sym, symAdd, symConst } from './symbolic.js';
+import { recordKeyRows, recordMaskProof, recordRemoved, snapshot } from './undo.js';
 
 export const ANALYZE_MASK = 'analyze-mask';
 
@@ -61,11 +62,45 @@ export function combineSpecs(old: AttentionSpec, proven: AttentionSpec): Attenti
   return simplifySpec(intersect(old, proven as never));
 }
 
+/** Every node the value is computed by (the old residual's nodes: removed where nothing else reads them). */
+function producersOf(v: Value): Node[] {
+  const out = new Set<Node>();
+  const stack = [v];
+  while (stack.length > 0) {
+    const n = stack.pop()!.producer;
+    if (!n || out.has(n)) continue;
+    out.add(n);
+    for (const x of n.inputs) if (x) stack.push(x);
+  }
+  return [...out];
+}
+
+/**
+ * The residual as a key bias (key-rows.ts), its nodes inserted before the site, shared by the sites that keep the
+ * same residual under the same spec; undefined where it has no such form.
+ */
+function keyRows(graph: Graph, node: Node, residual: Value, proof: MaskProof, memo: Map<string, Value | undefined>): Value | undefined {
+  if (!proof.readings) return undefined;
+  // nothing proven: the bias is read on every pair (only what is constant everywhere is replaced)
+  const keep: Formula = proof.spec && proof.keep ? proof.keep : { op: 'const', value: true };
+  const key = `${residual.name} | ${proof.spec ? printSpec(proof.spec) : 'dense'}`;
+  if (memo.has(key)) return memo.get(key);
+  const built = keyRowsResidual(graph, { residual, keep, readings: proof.readings });
+  if (built) {
+    let at = graph.nodes.indexOf(node);
+    for (const n of built.nodes) graph.addNode(n, at++);
+    recordKeyRows(graph, built.nodes);
+  }
+  memo.set(key, built?.value);
+  return built?.value;
+}
+
 export function analyzeMaskPass(): Pass {
   return {
     name: ANALYZE_MASK,
     run(graph: Graph) {
       const notes: PassNote[] = [];
+      const rowsMemo = new Map<string, Value | undefined>();
       let changed = false;
       for (const node of [...graph.nodes]) {
         if (!isAttention(node)) continue;
@@ -80,7 +115,21 @@ export function analyzeMaskPass(): Pass {
         }
         const proof = proveMaskSpec(bias, siteDims(node));
         proof.notes.forEach(note);
-        if (!proof.spec || (proof.spec.kind === 'dense' && proof.residual === bias)) continue;
+        if (!proof.spec || (proof.spec.kind === 'dense' && proof.residual === bias)) {
+          // no structure: the bias may still be one query row repeated (a padding mask expanded to the scores)
+          const rows = params.scoresMode === undefined ? keyRows(graph, node, bias, proof, rowsMemo) : undefined;
+          if (rows) {
+            recordMaskProof(node);
+            node.setInput(AttentionInput.bias, rows);
+            const candidates = producersOf(bias);
+            const taken = snapshot(graph, candidates);
+            removeDead(graph, candidates);
+            recordRemoved(graph, taken);
+            changed = true;
+            note(`the bias ${JSON.stringify(bias.name)} does not vary along the query axis: kept as the key bias ${JSON.stringify(rows.name)} (one query row): exact rewrite (error 0)`);
+          }
+          continue;
+        }
         if (node.outputs[AttentionOutput.scores] && params.scoresMode !== undefined && params.scoresMode !== 'qk' && params.scoresMode !== 'softcapped') {
           note(`kept the bias: the node returns its ${params.scoresMode} scores, which show the bias's fill values`);
           continue;
@@ -89,18 +138,22 @@ export function analyzeMaskPass(): Pass {
         const spec = combineSpecs(params.spec, proof.spec);
         recordMaskProof(node);
         node.attrs.set('spec', specAttr(spec));
-        node.setInput(AttentionInput.bias, proof.residual);
+        const rows = proof.residual && keyRows(graph, node, proof.residual, proof, rowsMemo);
+        node.setInput(AttentionInput.bias, rows ?? proof.residual);
         let last = node.inputs.length;
         while (last > 3 && node.inputs[last - 1] === undefined) last--;
         node.truncateInputs(last);
-        const taken = snapshot(graph, proof.visited);
-        removeDead(graph, [...proof.visited]);
+        const candidates = rows ? [...new Set([...proof.visited, ...producersOf(proof.residual!)])] : [...proof.visited];
+        const taken = snapshot(graph, candidates);
+        removeDead(graph, candidates);
         recordRemoved(graph, taken);
         changed = true;
         note(
           proof.exact
             ? `spec := ${printSpec(spec)}, bias dropped: exact rewrite (error 0)`
-            : `spec := ${printSpec(spec)}, data-dependent part ${JSON.stringify(proof.residual!.name)} kept as bias: exact rewrite (error 0)`,
+            : rows
+              ? `spec := ${printSpec(spec)}, data-dependent part ${JSON.stringify(proof.residual!.name)} read on the kept keys, where it does not vary along the query axis: kept as the key bias ${JSON.stringify(rows.name)} (one query row): exact rewrite (error 0)`
+              : `spec := ${printSpec(spec)}, data-dependent part ${JSON.stringify(proof.residual!.name)} kept as bias: exact rewrite (error 0)`,
         );
       }
       return { changed, notes };

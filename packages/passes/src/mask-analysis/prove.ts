@@ -57,6 +57,10 @@ export interface MaskProof {
   readonly notes: readonly string[];
   /** Nodes read by the analysis. */
   readonly visited: ReadonlySet<import('@attnopt/ir').Node>;
+  /** The structural keep formula the spec was read from (NNF), when proven. */
+  readonly keep?: Formula;
+  /** The evaluator's reading of every value it visited (for restricting the residual: key-rows.ts), proven or not. */
+  readonly readings?: ReadonlyMap<Value, AbstractValue>;
 }
 
 class NotProven extends Error {}
@@ -65,7 +69,7 @@ const stop = (why: string): never => {
 };
 
 /** Negation pushed to the atoms: ¬(e >= 0) <=> -e - 1 >= 0 over the integers. */
-function nnf(f: Formula, neg = false): Formula {
+export function nnf(f: Formula, neg = false): Formula {
   switch (f.op) {
     case 'const':
       return { op: 'const', value: f.value !== neg };
@@ -323,11 +327,11 @@ export function proveMaskSpec(biasValue: Value, dims: SiteDims = {}): MaskProof 
     notes.push(`bias ${JSON.stringify(biasValue.name)} keeps exactly ${printSpec(spec)} for every length`);
     for (const p of new Set(ctx.preconditions)) notes.push(`precondition: ${p}`);
     if (data) notes.push(reason ?? `the data-dependent part ${JSON.stringify(data.name)} stays as bias`);
-    return { spec, exact: data === undefined, residual: data, notes, visited: ctx.visited };
+    return { spec, exact: data === undefined, residual: data, notes, visited: ctx.visited, keep, readings: ctx.memo };
   } catch (e) {
     if (!(e instanceof NotProven) && !(e instanceof Error)) throw e;
     notes.push(`not proven: ${(e as Error).message}`);
-    return { spec: undefined, exact: false, residual: undefined, notes, visited: ctx.visited };
+    return { spec: undefined, exact: false, residual: undefined, notes, visited: ctx.visited, readings: ctx.memo };
   }
 }
 

@@ -13,6 +13,8 @@ import { sortTopologically, topologicallyOrdered } from '../recognize/order.js';
 export const MASK_PROOF = 'attnopt.maskProof';
 /** Graph annotation: the nodes the analyze-mask pass removed, in removal order. */
 export const MASK_NODES_REMOVED = 'attnopt.maskNodesRemoved';
+/** Graph annotation: the nodes the analyze-mask pass added (residuals as key biases: key-rows.ts). */
+export const MASK_NODES_ADDED = 'attnopt.maskNodesAdded';
 
 export interface MaskProofRecord {
   readonly inputs: readonly (Value | undefined)[];
@@ -45,6 +47,13 @@ export function recordRemoved(graph: Graph, taken: readonly RemovedNode[]): void
   const removed = (graph.annotations.get(MASK_NODES_REMOVED) as RemovedNode[] | undefined) ?? [];
   removed.push(...taken.filter((r) => r.node.graph !== graph));
   graph.annotations.set(MASK_NODES_REMOVED, removed);
+}
+
+/** Records the nodes a proof added (removed again on undo, where no site reads them). */
+export function recordKeyRows(graph: Graph, nodes: readonly Node[]): void {
+  const added = (graph.annotations.get(MASK_NODES_ADDED) as Node[] | undefined) ?? [];
+  added.push(...nodes);
+  graph.annotations.set(MASK_NODES_ADDED, added);
 }
 
 /** True when `node`'s mask was proven (and can be undone). */
@@ -83,9 +92,13 @@ export function undoMaskProofs(graph: Graph, sites: readonly Node[]): Node[] {
     else node.attrs.set('spec', record.spec);
     node.annotations.delete(MASK_PROOF);
   }
-  // the nodes no undone site reads again go back out (recorded again, for a later undo)
+  // the nodes no undone site reads again go back out (recorded again, for a later undo); the nodes a proof added
+  // that no site reads any more go too
   const taken = snapshot(graph, back.map((r) => r.node));
   removeDead(graph, back.map((r) => r.node));
+  const added = (graph.annotations.get(MASK_NODES_ADDED) as Node[] | undefined) ?? [];
+  removeDead(graph, added);
+  graph.annotations.set(MASK_NODES_ADDED, added.filter((n) => n.graph === graph));
   recordRemoved(graph, taken);
   if (ordered && !topologicallyOrdered(graph)) sortTopologically(graph);
   return undone;
