@@ -33,7 +33,8 @@ import { inferDtype } from '../shape-inference/shapes.js';
 import { bandedAttention } from './banded.js';
 import { guardedBandedAttention, guardedBlocker, guardedSiteLabel } from './guarded.js';
 import { lowerBandedNative, nativeBandedBlocker } from './banded-native.js';
-import { blockGatherAttention } from './blocks.js';
+import { blockGatherAttention, type BlockGatherInputs } from './blocks.js';
+import { guardedBlocksAttention, isBlockGathered } from './guarded-blocks.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { lshChunkedAttention } from './lsh.js';
 import { lshKeepMask } from './lsh-hash.js';
@@ -65,10 +66,14 @@ export interface LowerOptions {
 
 /** Why a top-level block-sparse spec cannot take the block-gathered lowering (its only one), or undefined. */
 function blockGatherBlocker(node: Node, options: LowerOptions): string | undefined {
-  const p = attentionParams(node);
   if (options.opset < BANDED_OPSET) return `block-sparse lowering needs opset ${BANDED_OPSET}, got ${options.opset}`;
-  if (node.inputs[3] !== undefined) return `not lowered yet: ${p.spec.kind} with a bias input`;
-  if (p.scoresMode !== undefined) return `not lowered yet: ${p.spec.kind} with a scores output`;
+  return blockGatherInputsBlocker(node, attentionParams(node).spec.kind);
+}
+
+/** Why the node's inputs and outputs rule out a block-gathered form `kind` (blocks, topkBlocks), or undefined. */
+export function blockGatherInputsBlocker(node: Node, kind = 'a block-gathered form'): string | undefined {
+  if (node.inputs[3] !== undefined) return `not lowered yet: ${kind} with a bias input`;
+  if (attentionParams(node).scoresMode !== undefined) return `not lowered yet: ${kind} with a scores output`;
   return undefined;
 }
 
@@ -136,6 +141,10 @@ export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): 
   }
   if (p.guard !== undefined) {
     // a guarded site lowered dense is exact; lowered sparse it must carry its run-time certificate
+    if (isBlockGathered(p.spec)) {
+      const blocker = blockGatherBlocker(node, options) ?? guardedBlocker(node, options.opset);
+      return blocker === undefined ? undefined : `guarded site: ${blocker}`;
+    }
     const why = unsupportedSpec(p.spec);
     if (why !== undefined) return `guarded site: ${why}`;
     const plan = loweringPlan(node, options);
@@ -283,7 +292,11 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       return finish(graph, node, b, p, q, yLsh, presentK, presentV, undefined);
     }
     if (plan.strategy === 'blocks') {
-      const yBlocks = blockGatherAttention(b, {
+      const site = guardedSiteLabel(node);
+      const gather = p.guard
+        ? (x: BlockGatherInputs) => guardedBlocksAttention(b, { ...x, params: p, opset: options.opset, softmaxType, ...(site !== undefined ? { site } : {}) })
+        : (x: BlockGatherInputs) => blockGatherAttention(b, x);
+      const yBlocks = gather({
         spec: p.spec as Blocks | TopKBlocks,
         q,
         k: kAll,

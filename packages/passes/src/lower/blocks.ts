@@ -33,6 +33,27 @@ const int = (x: number) => ({ type: 'int', value: BigInt(x) }) as const;
 
 /** The block-sparse attention output [B, H, S, Dv]. */
 export function blockGatherAttention(b: NodeBuilder, x: BlockGatherInputs): Value {
+  return blockGatherParts(b, x).y;
+}
+
+/** The block-gathered output and what a guarded form reads from it (see BlockGatherParts). */
+export interface BlockGatherParts {
+  readonly y: Value;
+  /** The scores over the gathered keys [B, H, nQB, bq, m·bk] (before the mask) and the keep-mask over them. */
+  readonly scores: Value;
+  readonly keep: Value;
+  /** The softmax over the gathered keys [B, H, nQB, bq, m·bk] (0 outside `keep`; a row keeping nothing is 0). */
+  readonly probs: Value;
+  /** The chosen key block of each slot [B, H, nQB, m] (possibly past the keys) and which slots are real. */
+  readonly chosen: Value;
+  readonly slotValid?: Value;
+  /** The query and key block counts (int64 scalars). */
+  readonly nQB: Value;
+  readonly nKB: Value;
+}
+
+/** The block-gathered output, its scores, keep-mask and softmax, and the chosen blocks (see the comment at the top). */
+export function blockGatherParts(b: NodeBuilder, x: BlockGatherInputs): BlockGatherParts {
   const spec = x.spec;
   const bq = spec.kind === 'blocks' ? spec.blockQ : spec.block;
   const bk = spec.kind === 'blocks' ? spec.blockK : spec.block;
@@ -125,7 +146,9 @@ export function blockGatherAttention(b: NodeBuilder, x: BlockGatherInputs): Valu
   }
   if (x.kvLength) parts.push(b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1, 1], 'blk_kv_length')], 'blk_kv_length_mask'));
   const keep = parts.reduce((acc, m) => b.op('And', [acc, m], 'blk_keep'));
-  const probs = x.softmax(x.score(qk, 'blk_scores'), keep, 'blk');
+  const scores = x.score(qk, 'blk_scores');
+  const probs = x.softmax(scores, keep, 'blk');
   const yPadded = b.reshape(b.op('MatMul', [probs, vg], 'blk_y_blocks'), [0, 0, -1, x.vHeadDim], 'blk_y_padded');
-  return b.op('Slice', [yPadded, b.ints('blk_y_start', [0]), b.reshape(S, [1], 'blk_y_end'), b.ints('blk_y_axis', [2])], 'blk_y');
+  const y = b.op('Slice', [yPadded, b.ints('blk_y_start', [0]), b.reshape(S, [1], 'blk_y_end'), b.ints('blk_y_axis', [2])], 'blk_y');
+  return { y, scores, keep, probs, chosen, ...(slotValid ? { slotValid } : {}), nQB, nKB };
 }

@@ -34,6 +34,7 @@ import {
 import type { NodeBuilder } from '@attnopt/rewrite';
 import { type BandedInputs, bandedAttentionParts } from './banded.js';
 import { type GuardedSite, guardedCertificate, guardedScoreBound, guardOps } from './guarded-certificate.js';
+import { guardableBlocksSpec, guardedBlocksBlocker, isBlockGathered } from './guarded-blocks.js';
 import { GUARDED_OPSET } from './guarded-ops.js';
 import { droppedKeyBiasMax } from './guarded-key-bias.js';
 import { keyBiasBlocker } from './key-bias.js';
@@ -79,8 +80,9 @@ function keepsBandAndSinks(spec: MaskSpec, baseline: MaskSpec, s: KeySupport, al
 const checked = new Map<string, string | undefined>();
 
 /**
- * Why `spec` has no guarded banded form over `baseline`, or undefined when it has: the baseline dense or causal,
- * the spec baseline ∩ (a band around the query ∪ leading sinks), one alignment. Pure and cached by the specs' text.
+ * Why `spec` has no guarded form over `baseline`, or undefined when it has. Banded: the baseline dense or causal,
+ * the spec baseline ∩ (a band around the query ∪ leading sinks), one alignment. Block-gathered (blocks, topkBlocks
+ * at the top): the baseline dense (guarded-blocks.ts). Pure and cached by the specs' text.
  */
 export function guardableSpec(spec: AttentionSpec, baseline: AttentionSpec): string | undefined {
   const key = `${printSpec(spec)} | ${printSpec(baseline)}`;
@@ -89,9 +91,10 @@ export function guardableSpec(spec: AttentionSpec, baseline: AttentionSpec): str
 }
 
 function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string | undefined {
+  if (isBlockGathered(spec)) return guardableBlocksSpec(spec, baseline);
   const base = baselineShape(baseline);
   if (base === undefined) return `not lowered guarded yet: the baseline ${baseline.kind} (dense and causal are)`;
-  if (isLowRank(spec) || isDataDependent(spec)) return `no guarded form of ${spec.kind} yet (dense/causal ∩ window ∪ sinks only)`;
+  if (isLowRank(spec) || isDataDependent(spec)) return `no guarded form of ${printSpec(spec)} yet (dense/causal ∩ window ∪ sinks, and blocks / top-k blocks over a dense baseline)`;
   const support = keySupport(spec as MaskSpec);
   if (!support || !(support.lo <= support.hi) || !Number.isFinite(support.lo) || !Number.isFinite(support.hi)) {
     return 'not lowered guarded yet: the spec is not a window with sinks (no finite band)';
@@ -126,12 +129,12 @@ export function guardedInputsBlocker(node: Node): string | undefined {
   return undefined;
 }
 
-/** Why the guarded banded form does not apply to `node`, or undefined when it does. */
+/** Why the guarded form (banded or block-gathered) does not apply to `node`, or undefined when it does. */
 export function guardedBlocker(node: Node, opset: number): string | undefined {
   const p = attentionParams(node);
   if (!p.guard) return 'the site has no guard';
   if (opset < GUARDED_OPSET) return `the guarded form needs opset ${GUARDED_OPSET}, got ${opset}`;
-  return guardedInputsBlocker(node) ?? guardableSpec(p.spec, p.guard.baseline);
+  return guardedInputsBlocker(node) ?? (isBlockGathered(p.spec) ? guardedBlocksBlocker(p.spec, p.guard) : guardableSpec(p.spec, p.guard.baseline));
 }
 
 export interface GuardedInputs extends BandedInputs, GuardedSite {}

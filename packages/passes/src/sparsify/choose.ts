@@ -28,6 +28,7 @@ import {
 import { type AttentionGuard, SplitMix64 } from '@attnopt/ir';
 import { type ConformalConfidence, conformalQuantile } from '@attnopt/bounds';
 import { guardableSpec } from '../lower/guarded.js';
+import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
 import { defaultCandidates, restrictToBaseline } from './candidates.js';
 import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, mergedStats } from './evaluate.js';
@@ -45,7 +46,9 @@ export interface SparsifyOptions {
   readonly guarded?: boolean;
   /** Why this site's inputs rule out a guarded form (the pass reads it from the node), or undefined. */
   readonly guardBlocked?: string;
-  /** Key block size of the guard's summaries (default 64). */
+  /** Why this site's inputs rule out block-gathered forms (blocks, top-k blocks; the pass reads it from the node), or undefined. */
+  readonly blockGatherBlocked?: string;
+  /** Key block size of the guard's summaries (default 64; a block-gathered form's guard takes its own key block). */
   readonly guardBlockSize?: number;
   /**
    * The target whose cost model ranks the forms (default attnopt-cpu, fused, empty tiles skipped). On
@@ -264,6 +267,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     if (budget === 0) return { form, cost, reason: 'budget 0 allows exact rewrites only' };
     if (!(cost.time < before.time)) return { form, cost, reason: `not cheaper on ${target.target}: ${fmt(cost.time * 1e3)} ms vs ${fmt(before.time * 1e3)} ms` };
     if (form.kind === 'performer' && !(params.scale >= 0)) return { form, cost, reason: `performer needs scale >= 0, got ${params.scale}` };
+    if (isBlockGathered(form) && options.blockGatherBlocked !== undefined) return { form, cost, reason: options.blockGatherBlocked };
     return { form, cost };
   });
   const evaluated = pending.filter((p) => p.reason === undefined);
@@ -306,7 +310,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
   const guardedTime = (k: number, s: { fallbackRows: number; rows: number }) => evaluated[k]!.cost.time + rate(s) * before.time;
   const guardOf = (k: number, s: { fallbackRows: number; rows: number }): AttentionGuard | undefined =>
-    guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? { budget, blockSize, baseline } : undefined;
+    guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? { budget, blockSize: guardBlockSize(masks[k]!, blockSize), baseline } : undefined;
   // statistical: the fit rows' max and the held-out rows' conformal quantile both within the budget
   const confidences = new WeakMap<{ heldOut: number[] }, ConformalConfidence>();
   const confidenceOf = (s: { heldOut: number[] }): ConformalConfidence => {

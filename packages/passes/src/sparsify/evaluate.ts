@@ -9,8 +9,9 @@
 // key summaries alone: m_hat >= m_i, and the row falls back (is recomputed densely) when m_hat R > the guard budget.
 // The fallback rate on calibration data predicts the guarded form's cost.
 
-import { blockCount, guardedDroppedMass, guardFallsBack, keyBlockSummaries, maskRowErrorBound } from '@attnopt/bounds';
+import { blockCount, guardedDroppedMass, guardFallsBack, type KeyBlockSummaries, keyBlockSummaries, maskRowErrorBound } from '@attnopt/bounds';
 import { intervals, type IntervalSet, type LeafResolver, type MaskDims, type MaskSpec, rowKeys, softmaxInPlace } from '@attnopt/ir';
+import { guardBlockSize } from '../lower/guarded-blocks.js';
 import type { HeadData } from './calibration.js';
 
 /** Running results of one candidate over the rows evaluated so far. */
@@ -103,7 +104,7 @@ export interface EvaluateOptions {
   readonly stride: number;
   /** Output error budget of the guarded form (default fullMeasureUpTo). */
   readonly guardBudget?: number;
-  /** Key block size of the guarded form's summaries (default 64). */
+  /** Key block size of the guarded form's summaries (default 64; a block-gathered form takes its own key block). */
   readonly guardBlockSize?: number;
   /** Rows held out of the fit (1) for the statistical tier's conformal quantile; default none. */
   readonly heldOut?: Uint8Array;
@@ -135,11 +136,16 @@ export function evaluateHead(
   const o = new Float64Array(dv);
   const acc = new Float64Array(dv);
   const guardBudget = options.guardBudget ?? options.fullMeasureUpTo;
-  const blockSize = options.guardBlockSize ?? DEFAULT_GUARD_BLOCK;
-  const summaries = keyBlockSummaries(head.k, nk, head.d, blockSize);
-  const nb = blockCount(nk, blockSize);
-  const counts = new Float64Array(nb);
-  const blockBias = bias ? new Float64Array(nb) : undefined;
+  // the summaries at each candidate's guard block (a block-gathered form's own key block, as its lowering takes them)
+  const summaryBlocks = new Map<number, { summaries: KeyBlockSummaries; counts: Float64Array; blockBias: Float64Array | undefined }>();
+  const summariesAt = (blockSize: number) => {
+    if (!summaryBlocks.has(blockSize)) {
+      const nb = blockCount(nk, blockSize);
+      summaryBlocks.set(blockSize, { summaries: keyBlockSummaries(head.k, nk, head.d, blockSize), counts: new Float64Array(nb), blockBias: bias ? new Float64Array(nb) : undefined });
+    }
+    return summaryBlocks.get(blockSize)!;
+  };
+  const candidateBlocks = candidates.map((c) => guardBlockSize(c, options.guardBlockSize ?? DEFAULT_GUARD_BLOCK));
   const qRow = new Float64Array(head.d);
   for (let i = 0; i < nq; i++) {
     const base = rowKeys(baseline, i, dims, resolve);
@@ -166,6 +172,8 @@ export function evaluateHead(
       for (let t = 0; t < S.length; t += 2) kept += prefix[S[t + 1]!]! - prefix[S[t]!]!;
       const rowBound = maskRowErrorBound(m, range, kept > 0, maxAbs);
       // the guarded certificate: per-block counts (and max bias) of the dropped keys, log Z_S from the kept mass
+      const blockSize = candidateBlocks[ci]!;
+      const { summaries, counts, blockBias } = summariesAt(blockSize);
       counts.fill(0);
       blockBias?.fill(-Infinity);
       for (let t = 0; t < dropped.length; t += 2) {
