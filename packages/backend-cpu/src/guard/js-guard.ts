@@ -2,6 +2,7 @@
 // function `attendGuarded(F, I, item, scratch)` that runs it on the sparse list, computes the certificate of
 // every row (natural units: the JavaScript kernel's running max and sum are e-based) and recomputes the
 // flagged rows over the model's own key-block list, as the WebAssembly kernel does (wasm/wasm-guard.ts).
+// A row flags when m_hat · R > epsilon, or when it keeps no key but drops one (guard-shape.ts).
 
 import { jsAttentionKernelSource } from '../kernels.js';
 import { fullKernelShape, type KernelShape, ROW_EMPTY } from '../wasm/kernel-shape.js';
@@ -38,7 +39,8 @@ function certify(F, I, item, scratch) {
     u0 += F[X + ${IT.coarseBias}];
     let B = F[X + ${IT.coarseCount}] * Math.exp(Math.min(u0 - m, ${EXPONENT_CLAMP * Math.LN2})) * ${CERTIFICATE_SLACK};
     let mh = B / Math.max(l + B, 1e-30);
-    if (!(${epsilon} >= mh * R)) {
+    // a row that kept no key (l = 0) but may drop one: the exact B decides (see the flag below)
+    if (!(${epsilon} >= mh * R) || (l === 0 && B > 0)) {
       B = 0;
       for (let e = 0; e < nE; e++) {
         const ep = E + e * ${ENTRY_WORDS};
@@ -60,7 +62,9 @@ function certify(F, I, item, scratch) {
       mh = B / Math.max(l + B, 1e-30);
     }
     F[C + r] = mh;
-    const flag = !(${epsilon} >= mh * R);
+    // the exact row when the bound exceeds the budget, or when the row keeps no key but drops one: its sparse
+    // output, 0, is then no convex combination of V and m_hat · R bounds nothing
+    const flag = !(${epsilon} >= mh * R) || (l === 0 && B > 0);
     I[FL + r] = flag ? -1 : 0;
     if (flag) flagged++;
   }

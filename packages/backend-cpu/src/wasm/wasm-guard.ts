@@ -7,6 +7,8 @@
 // are loaded once per step for the 4 rows; the 4 rows' bounds come out as one vector, so the exponent, the
 // row-range mask and the accumulation of B are one f32x4 each. The kernel's running max and sum are in base 2
 // (t = s · log2 e), so the bound is moved to base 2 too: B = Σ count · 2^(U log2 e - m).
+// A row flags when m_hat · R > epsilon, or when it kept no key but B > 0 (it may drop one): the pre-check's B then
+// sends its strip to the per-segment bounds, whose B decides.
 // Fallback: when at least half of the block's strips hold a flagged row the whole block is recomputed over the
 // model's own key-block list; otherwise each flagged strip is, with the list copied and its mask-tile addresses
 // moved to the strip's rows.
@@ -157,8 +159,10 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
     h.get('scratch').get('rs').i32(4).i32Mul().i32Add().tee('ep');
     h.v128Load(L_AT).get('ep').v128Load(M_AT).f32x4Const(ROW_EMPTY).f32x4Gt().v128And().get('b').f32x4Add().f32x4Const(1e-30).f32x4Pmax().set('l');
     h.get('b').get('l').f32x4Div().set('mh');
-    // flag = not(epsilon >= m_hat · R) (a NaN bound flags), only on rows that exist
+    // flag = not(epsilon >= m_hat · R) (a NaN bound flags), or the row kept no key (m <= ROW_EMPTY) but B > 0: its
+    // sparse output, 0, is then no convex combination of V and m_hat · R bounds nothing; only on rows that exist
     h.f32x4Const(epsilon).get('mh').get('item').f32Load(W(IT.vRange)).f32x4Splat().f32x4Mul().f32x4Ge().v128Not();
+    h.get('ep').v128Load(M_AT).f32x4Const(ROW_EMPTY).f32x4Gt().v128Not().get('b').f32x4Const(0).f32x4Gt().v128And().v128Or();
     h.get('rows').f32ConvertI32().f32x4Splat().get('rowIdx').f32x4Gt().v128And().set('fl');
   }
 
