@@ -5,7 +5,9 @@
 //   U_seg  = min( Σ_c max(q_c lo_c, q_c hi_c),  q · center + ||q|| radius ) · scale  (+ softcap) + max bias
 //   B      = Σ over the row's dropped segments of count · e^(U_seg - rowmax)        (same max shift as Z_S)
 //   m_hat  = B / (Z_S + B),  bound = m_hat · R  (R: the largest range of a V coordinate over the head's keys)
-// and recomputes exactly, over every key the model's own mask allows, the rows whose bound exceeds epsilon.
+// and recomputes exactly, over every key the model's own mask allows, the rows whose bound exceeds epsilon and the
+// rows that keep no key (Z_S = 0) while B > 0: their sparse output, 0, is no convex combination of V, so m_hat · R
+// bounds nothing there (the error can reach max |v|).
 //
 // Item record (GUARD_ITEM_WORDS i32 words, one per (batch, head, query block)):
 //   q, out, blocks, nBlocks, rows, cost      as the plain kernel's item (the sparse key-block list)
