@@ -110,6 +110,16 @@ describe('guarded output bound', () => {
     expect(guardFallsBack(0, 10, 0)).toBe(false);
   });
 
+  it('a row that keeps no key but drops one falls back at a budget >= R (its sparse output 0 is no bound)', () => {
+    // V in [4, 6]: R = 2 <= budget 2.5, yet the sparse row is 0 and the dense row about 5
+    const sum = keyBlockSummaries([1, 2, 3, 4], 4, 1, 2);
+    const mHat = guardedDroppedMass([1], sum, 1, 0, -Infinity, [2, 0]);
+    expect(mHat).toBe(1);
+    expect(guardFallsBack(mHat, valueRange([4, 6, 5, 5], 1), 2.5)).toBe(true);
+    // nothing kept and nothing dropped (a fully masked row): exact, no fallback
+    expect(guardFallsBack(guardedDroppedMass([1], sum, 1, 0, -Infinity, [0, 0]), 2, 2.5)).toBe(false);
+  });
+
   it('mask row bound: m R with mass kept, 2 max|v| without', () => {
     expect(maskRowErrorBound(0.5, 3, true, 9)).toBe(1.5);
     expect(maskRowErrorBound(1, 3, false, 9)).toBe(18);

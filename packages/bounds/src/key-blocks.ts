@@ -147,7 +147,12 @@ export function valueRange(values: ArrayLike<number>, dv: number): number {
   return r;
 }
 
-/** Whether a guarded row must be recomputed exactly: its bound exceeds the budget, or nothing is certified. */
+/**
+ * Whether a guarded row must be recomputed exactly: its bound exceeds the budget, or nothing is certified
+ * (m_hat = 1 or NaN), whatever the budget. m_hat = 1 covers a row that keeps no key but drops one
+ * (guardedDroppedMass with log Z_S = -inf): its sparse output, 0, is no convex combination of V, so m_hat R bounds
+ * nothing there (the error can reach max |v|, above R when V lies far from 0).
+ */
 export function guardFallsBack(mHat: number, valueRangeOfRow: number, budget: number): boolean {
   if (mHat === 0) return false;
   if (mHat >= 1 || Number.isNaN(mHat)) return true;

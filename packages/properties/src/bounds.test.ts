@@ -15,9 +15,17 @@ import {
   topkGapProperty,
 } from './bounds/mask-properties.js';
 import { jlTailProperty, lshCollisionProperty, performerKernelProperty } from './bounds/statistical.js';
-import { guardedDroppedMass, keyBlockSummaries, keptLogSumExp } from '@attnopt/bounds';
+import { guardedDroppedMass, guardedOutputBound, keyBlockSummaries, keptLogSumExp, valueRange } from '@attnopt/bounds';
 import { expect } from 'vitest';
-import { GUARDED_FAMILIES, guardedCertificateProperty, guardedOutputProperty, guardedRow, guardedRowArbitrary } from './bounds/guarded-properties.js';
+import {
+  GUARDED_FAMILIES,
+  guardedCertificateProperty,
+  guardedOutputProperty,
+  guardedRow,
+  guardedRowArbitrary,
+  keptMaskedRowArbitrary,
+  keptMaskedRowProperty,
+} from './bounds/guarded-properties.js';
 
 const RUNS = { numRuns: 1000 };
 
@@ -68,6 +76,17 @@ describe("BOUNDS.md (b') guarded rows, on the functions optimize uses", () => {
       return mHat >= guardedRow(p).m * (1 - 1e-12);
     });
     expect(fc.check(broken, { ...RUNS, seed: 213 }).failed).toBe(true);
+  });
+  it('a row that keeps no key but drops one falls back, also at a budget >= R', () => fc.assert(keptMaskedRowProperty(), { ...RUNS, seed: 214 }));
+  it('a fallback rule on m_hat R alone (no "keeps no key" case) is caught: its row is 0, about 5 off', () => {
+    const broken = fc.property(keptMaskedRowArbitrary(), (p) => {
+      const { mHat, o } = guardedRow(p);
+      const visible: number[] = [];
+      for (let j = 0; j < p.n; j++) if (p.bias[j] !== -Infinity) for (let c = 0; c < p.dv; c++) visible.push(p.values[j * p.dv + c]!);
+      if (!(guardedOutputBound(mHat, valueRange(visible, p.dv)) <= p.budget)) return true; // falls back: o exactly
+      return o.every((x) => Math.abs(x) <= p.budget); // kept sparse: o_S = 0 (no key kept)
+    });
+    expect(fc.check(broken, { ...RUNS, seed: 215 }).failed).toBe(true);
   });
 });
 

@@ -2,11 +2,13 @@
 // keyBlockSummaries, guardedDroppedMass, guardedOutputBound, guardFallsBack):
 // - the certificate m_hat is never below the dropped mass m computed directly in float64;
 // - the guarded row (o_S when its certificate is within the budget, the dense row o when it falls back) is within
-//   the budget of o on every input.
+//   the budget of o on every input;
+// - a row that keeps no key but drops one always falls back, also at a budget >= R (its o_S, 0, is no convex
+//   combination of V: m_hat R bounds nothing there; with V far from 0 the error would be about |v|).
 // One query row (the last of a causal head), the kept set a window plus leading sinks, key blocks of 1..16 keys.
 // Input families include the adversarial ones: repeated spans (the query matches a key far back), one outlier key
-// far outside the window, logits up to 80, all-equal keys, fully masked rows (every key's bias -inf) and sinks
-// that carry most of the mass. Float64 rounding slack: relative 1e-12 on m, 1e-12 (1 + max |v|) on the output.
+// far outside the window, logits up to 80, all-equal keys, fully masked rows (every key's bias -inf), sinks
+// that carry most of the mass, and rows whose kept keys are all masked (V shifted to [2, 8]). Float64 rounding slack: relative 1e-12 on m, 1e-12 (1 + max |v|) on the output.
 
 import fc from 'fast-check';
 import {
@@ -19,7 +21,7 @@ import {
 } from '@attnopt/bounds';
 import { SplitMix64 } from '@attnopt/ir';
 
-export const GUARDED_FAMILIES = ['random', 'repeated-span', 'outlier-key', 'logits-80', 'equal-keys', 'fully-masked', 'heavy-sinks'] as const;
+export const GUARDED_FAMILIES = ['random', 'repeated-span', 'outlier-key', 'logits-80', 'equal-keys', 'fully-masked', 'heavy-sinks', 'kept-masked'] as const;
 export type GuardedFamily = (typeof GUARDED_FAMILIES)[number];
 
 /** One guarded row problem: the last query of n keys, window `left` plus `sinks` leading keys kept. */
@@ -89,6 +91,11 @@ function build(family: GuardedFamily, n: number, d: number, left: number, sinks:
     case 'heavy-sinks':
       for (let j = 0; j < Math.min(sinks, n); j++) setKey(j, (c) => 6 * Math.sign(q[c]!));
       break;
+    case 'kept-masked':
+      // every kept key (window and sinks of the last row) masked; V far from 0, so an output of 0 is far off
+      for (let j = 0; j < n; j++) if (j >= n - 1 - left || j < sinks) bias[j] = -Infinity;
+      for (let x = 0; x < values.length; x++) values[x] = 5 + values[x]!;
+      break;
   }
   return { family, n, d, dv, scale, q, keys, values, bias, left, sinks, blockSize, budget };
 }
@@ -137,6 +144,41 @@ export function guardedRow(p: GuardedRow): { m: number; mHat: number; fallsBack:
   for (let j = 0; j < n; j++) if (p.bias[j] !== -Infinity) for (let c = 0; c < dv; c++) visible.push(p.values[j * dv + c]!);
   const fallsBack = guardFallsBack(mHat, valueRange(visible, dv), p.budget);
   return { m: split.m, mHat, fallsBack, o: split.o, out: fallsBack ? split.o : split.oS };
+}
+
+/**
+ * Rows that keep no key (kept keys all masked) and drop at least one unmasked key (n >= left + sinks + 2: key
+ * `sinks` is dropped), with the budget at or above R, the range of V over the row's unmasked keys.
+ */
+export function keptMaskedRowArbitrary(): fc.Arbitrary<GuardedRow> {
+  return fc
+    .record({
+      more: fc.integer({ min: 1, max: 48 }),
+      d: fc.integer({ min: 1, max: 8 }),
+      left: fc.integer({ min: 0, max: 24 }),
+      sinks: fc.integer({ min: 0, max: 4 }),
+      blockSize: fc.integer({ min: 1, max: 16 }),
+      overR: fc.constantFrom(0, 0.5, 2, 100),
+      seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    })
+    .map((r) => {
+      const p = build('kept-masked', r.left + r.sinks + 1 + r.more, r.d, r.left, r.sinks, r.blockSize, 0, r.seed);
+      const visible: number[] = [];
+      for (let j = 0; j < p.n; j++) if (p.bias[j] !== -Infinity) for (let c = 0; c < p.dv; c++) visible.push(p.values[j * p.dv + c]!);
+      return { ...p, budget: valueRange(visible, p.dv) + r.overR };
+    });
+}
+
+/** For any row that keeps no key but drops one, at a budget >= R: it falls back, and |out - o| <= budget. */
+export function keptMaskedRowProperty(): fc.IPropertyWithHooks<[GuardedRow]> {
+  return fc.property(keptMaskedRowArbitrary(), (p) => {
+    const { out, o, fallsBack } = guardedRow(p);
+    if (!fallsBack) throw new Error(`a row keeping no key (n ${p.n}, window ${p.left}, sinks ${p.sinks}) did not fall back at budget ${p.budget}`);
+    for (let c = 0; c < p.dv; c++) {
+      const err = Math.abs(out[c]! - o[c]!);
+      if (!(err <= p.budget)) throw new Error(`kept-masked: output ${c} off by ${err} > budget ${p.budget}`);
+    }
+  });
 }
 
 /** For any guarded row: m_hat >= m (float64 slack 1e-12 relative). */
