@@ -23,7 +23,10 @@ export interface GuardEvent {
   readonly node: Node;
   /** The site's budget on the max abs error of each output coordinate. */
   readonly budget: number;
-  /** (batch, head, query row) triples whose bound exceeded the budget, each recomputed over the baseline. */
+  /**
+   * (batch, head, query row) triples whose bound exceeded the budget, or that kept no key but dropped one (their
+   * sparse output, 0, is not bounded by m_hat · R), each recomputed over the baseline.
+   */
   readonly fallbackRows: number;
   /** Triples recomputed (the flagged ones and those sharing their strip of 4 query rows). */
   readonly recomputedRows: number;

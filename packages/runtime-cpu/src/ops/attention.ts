@@ -3,7 +3,8 @@
 // optional scores output, low-rank specs and data-dependent specs (which need key sets from calibration)
 // are refused at plan time.
 // A guarded site (params.guard) runs the guarded kernel: the sparse spec, the certificate per query row, and the
-// rows whose bound exceeds the budget recomputed over the baseline; each call's fallback goes to ctx.onGuard.
+// rows whose bound exceeds the budget (or that keep no key but drop one) recomputed over the baseline, all decided
+// in the kernel; each call's fallback goes to ctx.onGuard.
 
 import { type AttentionParams, AttentionOutput, attentionParams, isDataDependent, isLowRank, type MaskSpec, type Node } from '@attnopt/ir';
 import { compileAttention, type CpuAttentionInputs, type CpuAttentionKernel, type CpuBoolTensor, type CpuKernelOptions, type CpuTensor } from '@attnopt/backend-cpu';
