@@ -6,6 +6,7 @@ import {
   type AttentionParams,
   attentionNode,
   causal,
+  dense,
   Graph,
   slidingWindow,
   SplitMix64,
@@ -108,5 +109,10 @@ describe('attnopt::Attention in the executor', () => {
   it('a data-dependent spec is refused at plan time, naming the node', () => {
     const p: AttentionParams = { ...params, spec: topkBlocks(4, 1) };
     expect(() => planGraph(attentionGraph(p, inputs))).toThrow(/"site0": attnopt::Attention \(data-dependent spec/);
+  });
+
+  it('a guarded top-k blocks site is refused at plan time too, saying why (no guarded run without its key sets)', () => {
+    const p: AttentionParams = { ...params, spec: topkBlocks(4, 1), guard: { budget: 1e-3, blockSize: 4, baseline: dense } };
+    expect(() => planGraph(attentionGraph(p, inputs))).toThrow(/data-dependent spec topk_blocks\(block=4, k=1\) \(guarded\) is not supported by the executor: its kernels do not select key sets from Q and K/);
   });
 });

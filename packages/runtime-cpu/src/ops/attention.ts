@@ -1,12 +1,12 @@
 // attnopt::Attention through the generated CPU kernels (compileAttention): Y in the layout of Q, and the
 // present key/value ([batch, kvNumHeads, past + new, headDim], past K/V followed by the new keys). The
-// optional scores output, low-rank specs and data-dependent specs (which need key sets from calibration)
-// are refused at plan time.
+// optional scores output, low-rank specs and data-dependent specs (top-k blocks, LSH: their key sets are selected
+// from Q and K, which these kernels do not do), guarded or not, are refused at plan time.
 // A guarded site (params.guard) runs the guarded kernel: the sparse spec, the certificate per query row, and the
 // rows whose bound exceeds the budget (or that keep no key but drop one) recomputed over the baseline, all decided
 // in the kernel; each call's fallback goes to ctx.onGuard.
 
-import { type AttentionParams, AttentionOutput, attentionParams, isDataDependent, isLowRank, type MaskSpec, type Node } from '@attnopt/ir';
+import { type AttentionParams, AttentionOutput, attentionParams, isDataDependent, isLowRank, type MaskSpec, type Node, printSpec } from '@attnopt/ir';
 import { compileAttention, type CpuAttentionInputs, type CpuAttentionKernel, type CpuBoolTensor, type CpuKernelOptions, type CpuTensor } from '@attnopt/backend-cpu';
 import { input, type OpContext, type OpKernel, type OpTable } from '../kernel.js';
 import { type ExecTensor, fromFloats, intValues, isFloat, numberData, shapeString } from '../tensor.js';
@@ -85,7 +85,9 @@ const attention: OpKernel = {
       return (e as Error).message;
     }
     if (isLowRank(p.spec)) return `low-rank spec ${p.spec.kind} has no CPU kernel`;
-    if (isDataDependent(p.spec)) return 'data-dependent spec (its key sets come from calibration) is not supported by the executor';
+    if (isDataDependent(p.spec)) {
+      return `data-dependent spec ${printSpec(p.spec)}${p.guard ? ' (guarded)' : ''} is not supported by the executor: its kernels do not select key sets from Q and K (the ONNX lowering does)`;
+    }
     if (p.guard !== undefined && (isLowRank(p.guard.baseline) || isDataDependent(p.guard.baseline))) {
       return `guarded site: its baseline ${p.guard.baseline.kind} is not a fixed key set a falling-back row can attend`;
     }
