@@ -9,8 +9,12 @@
 //     both counted here from the mask definitions, independently of the kernels. With a key bias the count is
 //     exact; with a per-row mask a row whose every key is masked may fall back too (the bias bound of a dropped
 //     segment is the largest over the rows it serves), and gives 0 either way.
+// Generated problems (fast-check, seed 1411, 40 runs per backend): n 8..80, window 0..12 with 0..2 sinks inside
+// causal, a masked key span (-inf key bias or a false span of a boolean mask [n, n]), V = 5 + U[-1, 1], epsilon
+// 2 or 2.5 (>= R, so only the rows that keep no key may fall back), blocks 4..16: every coordinate within epsilon.
 
-import { type AttentionParams, causal, intersect, keeps, type MaskSpec, slidingWindow } from '@attnopt/ir';
+import fc from 'fast-check';
+import { type AttentionParams, causal, intersect, keeps, type MaskSpec, sinks, slidingWindow, union } from '@attnopt/ir';
 import { compareArrays, referenceAttention, type Tensor64 } from '@attnopt/reference';
 import { seededValues } from '@attnopt/properties';
 import { describe, expect, it } from 'vitest';
@@ -85,5 +89,43 @@ describe.each(['wasm', 'js'] as const)('guarded %s kernel: a row that keeps no k
     expect(got.fallbackRows).toBe(0);
     const ref = referenceAttention({ ...PARAMS, spec: MODEL }, { q, k, v: v0 });
     expect(compareArrays(got.y, ref.y.data, { atol: EPSILON + TOL.atol, rtol: TOL.rtol }).ok).toBe(true);
+  });
+});
+
+describe.each(['wasm', 'js'] as const)('guarded %s kernel, generated rows that keep no key (V far from 0, epsilon >= R)', (backend) => {
+  it('every output coordinate within epsilon of the float64 reference', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          n: fc.integer({ min: 8, max: 80 }),
+          w: fc.integer({ min: 0, max: 12 }),
+          nSinks: fc.integer({ min: 0, max: 2 }),
+          spanStart: fc.integer({ min: 0, max: 40 }),
+          spanLength: fc.integer({ min: 1, max: 30 }),
+          boolMask: fc.boolean(),
+          epsilon: fc.constantFrom(2, 2.5),
+          block: fc.constantFrom(4, 8, 16),
+          seed: fc.integer({ min: 0, max: 1 << 20 }),
+        }),
+        (r) => {
+          const spec = union(slidingWindow(r.w, 0), sinks(r.nSinks));
+          const params: AttentionParams = { ...PARAMS, numHeads: 1, kvNumHeads: 1, spec };
+          const masked = (j: number) => j >= r.spanStart && j < r.spanStart + r.spanLength;
+          const bias = r.boolMask
+            ? { shape: [r.n, r.n], data: Uint8Array.from({ length: r.n * r.n }, (_, x) => (masked(x % r.n) ? 0 : 1)) }
+            : { shape: [1, 1, 1, r.n], data: Float64Array.from({ length: r.n }, (_, j) => (masked(j) ? -Infinity : 0)) };
+          const x = {
+            q: f32([1, 1, r.n, D], seededValues(r.seed * 3 + 1, r.n * D, 1)),
+            k: f32([1, 1, r.n, D], seededValues(r.seed * 3 + 2, r.n * D, 1)),
+            v: f32([1, 1, r.n, D], seededValues(r.seed * 3 + 3, r.n * D, 1).map((a) => 5 + a)),
+          };
+          const got = compileAttention(params, { backend, blockQ: 8, blockK: 8, guard: { epsilon: r.epsilon, modelMask: MODEL, block: r.block } }).runGuarded({ ...x, bias });
+          const ref = referenceAttention({ ...params, spec: MODEL }, { ...x, bias });
+          const cmp = compareArrays(got.y, ref.y.data, { atol: r.epsilon + TOL.atol, rtol: TOL.rtol });
+          if (!cmp.ok) throw new Error(`output beyond epsilon ${r.epsilon}: max abs error ${cmp.maxAbsError}, ${JSON.stringify(cmp.mismatches.slice(0, 3))}`);
+        },
+      ),
+      { numRuns: 40, seed: 1411 },
+    );
   });
 });
