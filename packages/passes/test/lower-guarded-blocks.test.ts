@@ -6,6 +6,8 @@
 // Budget 0 recomputes every row that drops a key: the output is dense attention. The fallback flags
 // (GUARD_FALLBACK_VALUE) are checked against what they claim: a flagged row is the dense row, an unflagged one the
 // sparse row, and for the fixed layout against the float64 certificate of @attnopt/bounds on the same key blocks.
+// Also: a query block past a layout (keeps nothing: falls back), batch 2 with grouped heads and a lengths input,
+// opset 13 with softcap 20, and the refusals (a causal baseline, a guard block other than the key block).
 
 import { guardedDroppedMass, guardFallsBack, keyBlockSummaries, valueRange } from '@attnopt/bounds';
 import { type AttentionParams, type AttentionSpec, attentionNode, blockSparse, causal, dense, Graph, SplitMix64, tensorType, topkBlocks, Value } from '@attnopt/ir';
@@ -33,14 +35,14 @@ interface Shape {
   readonly Hkv: number;
 }
 
-function params(shape: Shape, spec: AttentionSpec, budget?: number): AttentionParams {
+function params(shape: Shape, spec: AttentionSpec, budget?: number, softcap = 0): AttentionParams {
   return {
     numHeads: shape.H,
     kvNumHeads: shape.Hkv,
     headDim: D,
     vHeadDim: D,
     scale: 1 / Math.sqrt(D),
-    softcap: 0,
+    softcap,
     layout: 'bhsd',
     spec,
     ...(budget !== undefined ? { guard: { budget, blockSize: BLOCK, baseline: dense } } : {}),
@@ -48,7 +50,8 @@ function params(shape: Shape, spec: AttentionSpec, budget?: number): AttentionPa
 }
 
 /** The site lowered for onnxruntime; with `flags` the fallback flags [B, H, S] are an output too. */
-function build(shape: Shape, p: AttentionParams, options: { kvLength?: boolean; flags?: boolean } = {}): Uint8Array {
+function build(shape: Shape, p: AttentionParams, options: { kvLength?: boolean; flags?: boolean; opset?: number } = {}): Uint8Array {
+  const opset = options.opset ?? 21;
   const g = new Graph('guarded_blocks');
   const q = g.addInput(new Value('q', tensorType('f32', [shape.B, shape.H, 'seq', D])));
   const k = g.addInput(new Value('k', tensorType('f32', [shape.B, shape.Hkv, 'seq', D])));
@@ -58,10 +61,10 @@ function build(shape: Shape, p: AttentionParams, options: { kvLength?: boolean; 
   const node = attentionNode(p, { q, k, v, ...(kvLength ? { kvLength } : {}) }, { y }, 'attn');
   g.addNode(node);
   g.outputs.push(y);
-  expect(cannotLower(node, { opset: 21 })).toBeUndefined();
-  runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
+  expect(cannotLower(node, { opset })).toBeUndefined();
+  runPipeline(g, [lowerAttentionPass({ opset })]);
   if (options.flags) g.outputs.push(g.nodes.flatMap((n) => n.outputs).find((o) => o.name.endsWith(`/${GUARD_FALLBACK_VALUE}`))!);
-  return exportOnnx(newOnnxModel(g, { opset: 21 }));
+  return exportOnnx(newOnnxModel(g, { opset }));
 }
 
 const f32 = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
@@ -78,8 +81,8 @@ async function run(model: Uint8Array, shape: Shape, x: QKV, kvLength?: number[])
 }
 
 /** Dense attention (the baseline) in float64 on the f32-rounded inputs onnxruntime reads. */
-function reference(shape: Shape, x: QKV, kvLength?: number[]): Float64Array {
-  return referenceAttention(params(shape, dense), {
+function reference(shape: Shape, x: QKV, kvLength?: number[], softcap = 0): Float64Array {
+  return referenceAttention(params(shape, dense, undefined, softcap), {
     q: { shape: [shape.B, shape.H, N, D], data: f32(x.q) },
     k: { shape: [shape.B, shape.Hkv, N, D], data: f32(x.k) },
     v: { shape: [shape.B, shape.Hkv, N, D], data: f32(x.v) },
@@ -245,6 +248,20 @@ describe('batch 2, 4 query heads on 2 key/value heads, a lengths input', () => {
     expect(maxAbsDiff((await run(guarded, shape, x, kvLength)).y, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
     if (adversarial) expect(maxAbsDiff((await run(unguarded, shape, x, kvLength)).y, ref)).toBeGreaterThan(BUDGET + ROUNDING);
     expect(maxAbsDiff((await run(forced, shape, x, kvLength)).y, ref)).toBeLessThanOrEqual(ROUNDING);
+  }, 120_000);
+});
+
+describe('opset 13 (reductions with axes as attributes), softcap 20 (the scores and the bound U capped alike)', () => {
+  const spec = topkBlocks(BLOCK, 4, 'quest');
+  const guarded = build(ONE, params(ONE, spec, BUDGET, 20), { opset: 13 });
+  const unguarded = build(ONE, params(ONE, spec, undefined, 20), { opset: 13 });
+  const forced = build(ONE, params(ONE, spec, 0, 20), { opset: 13 });
+  it.each(['local', 'logits80', 'diffuse', 'spans'])('%s', async (family) => {
+    const x = FAMILIES[family]![1](41);
+    const ref = reference(ONE, x, undefined, 20);
+    expect(maxAbsDiff((await run(guarded, ONE, x)).y, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
+    if (family === 'diffuse') expect(maxAbsDiff((await run(unguarded, ONE, x)).y, ref)).toBeGreaterThan(BUDGET + ROUNDING);
+    expect(maxAbsDiff((await run(forced, ONE, x)).y, ref)).toBeLessThanOrEqual(ROUNDING);
   }, 120_000);
 });
 
