@@ -7,7 +7,7 @@
 // (GUARD_FALLBACK_VALUE) are checked against what they claim: a flagged row is the dense row, an unflagged one the
 // sparse row, and for the fixed layout against the float64 certificate of @attnopt/bounds on the same key blocks.
 // Also: a query block past a layout (keeps nothing: falls back), batch 2 with grouped heads and a lengths input,
-// opset 13 with softcap 20, and the refusals (a causal baseline, a guard block other than the key block).
+// opset 13 with softcap 20, n = 1000 (partial last blocks), and the refusals (a causal baseline, a guard block other than the key block).
 
 import { guardedDroppedMass, guardFallsBack, keyBlockSummaries, valueRange } from '@attnopt/bounds';
 import { type AttentionParams, type AttentionSpec, attentionNode, blockSparse, causal, dense, Graph, SplitMix64, tensorType, topkBlocks, Value } from '@attnopt/ir';
@@ -69,11 +69,11 @@ function build(shape: Shape, p: AttentionParams, options: { kvLength?: boolean; 
 
 const f32 = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
 
-async function run(model: Uint8Array, shape: Shape, x: QKV, kvLength?: number[]): Promise<{ y: Float64Array; flags?: Float64Array }> {
+async function run(model: Uint8Array, shape: Shape, x: QKV, kvLength?: number[], n = N): Promise<{ y: Float64Array; flags?: Float64Array }> {
   const out = await runModel(model, {
-    q: ortTensor('f32', [shape.B, shape.H, N, D], x.q),
-    k: ortTensor('f32', [shape.B, shape.Hkv, N, D], x.k),
-    v: ortTensor('f32', [shape.B, shape.Hkv, N, D], x.v),
+    q: ortTensor('f32', [shape.B, shape.H, n, D], x.q),
+    k: ortTensor('f32', [shape.B, shape.Hkv, n, D], x.k),
+    v: ortTensor('f32', [shape.B, shape.Hkv, n, D], x.v),
     ...(kvLength ? { kv_length: ortTensor('i64', [shape.B], kvLength) } : {}),
   });
   const flags = Object.keys(out).find((k) => k !== 'y');
@@ -81,11 +81,11 @@ async function run(model: Uint8Array, shape: Shape, x: QKV, kvLength?: number[])
 }
 
 /** Dense attention (the baseline) in float64 on the f32-rounded inputs onnxruntime reads. */
-function reference(shape: Shape, x: QKV, kvLength?: number[], softcap = 0): Float64Array {
+function reference(shape: Shape, x: QKV, kvLength?: number[], softcap = 0, n = N): Float64Array {
   return referenceAttention(params(shape, dense, undefined, softcap), {
-    q: { shape: [shape.B, shape.H, N, D], data: f32(x.q) },
-    k: { shape: [shape.B, shape.Hkv, N, D], data: f32(x.k) },
-    v: { shape: [shape.B, shape.Hkv, N, D], data: f32(x.v) },
+    q: { shape: [shape.B, shape.H, n, D], data: f32(x.q) },
+    k: { shape: [shape.B, shape.Hkv, n, D], data: f32(x.k) },
+    v: { shape: [shape.B, shape.Hkv, n, D], data: f32(x.v) },
     ...(kvLength ? { kvLength } : {}),
   }).y.data;
 }
@@ -104,9 +104,9 @@ const local = (seed: number, amplitude = 1): QKV => {
 };
 
 /** Independent uniform q, k in [-1, 1]: diffuse attention, every block carries mass. */
-function diffuse(seed: number, shape: Shape = ONE): QKV {
+function diffuse(seed: number, shape: Shape = ONE, n = N): QKV {
   const rng = new SplitMix64(seed);
-  const u = (heads: number) => Float64Array.from({ length: shape.B * heads * N * D }, () => rng.nextFloat() * 2 - 1);
+  const u = (heads: number) => Float64Array.from({ length: shape.B * heads * n * D }, () => rng.nextFloat() * 2 - 1);
   return { q: u(shape.H), k: u(shape.Hkv), v: u(shape.Hkv) };
 }
 
@@ -263,6 +263,23 @@ describe('opset 13 (reductions with axes as attributes), softcap 20 (the scores 
     if (family === 'diffuse') expect(maxAbsDiff((await run(unguarded, ONE, x)).y, ref)).toBeGreaterThan(BUDGET + ROUNDING);
     expect(maxAbsDiff((await run(forced, ONE, x)).y, ref)).toBeLessThanOrEqual(ROUNDING);
   }, 120_000);
+});
+
+describe('n = 1000, not a multiple of the block: the last query and key blocks are partial', () => {
+  const n = 1000;
+  for (const [name, spec] of [['top-k blocks (64, 4, quest)', topkBlocks(BLOCK, 4, 'quest')], ['the fixed layout', LAYOUT]] as const) {
+    const guarded = build(ONE, params(ONE, spec, BUDGET));
+    const forced = build(ONE, params(ONE, spec, 0));
+    it.each([
+      ['local', () => localInputs(51, ONE.B, ONE.H, n, D)],
+      ['diffuse', () => diffuse(52, ONE, n)],
+    ] as const)(`${name}, %s`, async (_family, inputs) => {
+      const x = inputs();
+      const ref = reference(ONE, x, undefined, 0, n);
+      expect(maxAbsDiff((await run(guarded, ONE, x, undefined, n)).y, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
+      expect(maxAbsDiff((await run(forced, ONE, x, undefined, n)).y, ref)).toBeLessThanOrEqual(ROUNDING);
+    }, 120_000);
+  }
 });
 
 describe('refusals', () => {
