@@ -1,3 +1,5 @@
+// Attention(Q, K, V, spec=blocks | topkBlocks, guard over dense) -> block-gathered attention + per-row certificate,
+// rows over the budget recomputed densely and scattered back.
 // Guarded block-gathered lowering (BOUNDS.md (b')) of blocks(bq, bk, rows) and topkBlocks(block, k) over a dense
 // baseline: the block-gathered sparse form (blocks.ts), a per-row certificate of the mass it drops and the rows
 // whose certificate exceeds the budget recomputed densely (guarded-certificate.ts, shared with the banded form).
