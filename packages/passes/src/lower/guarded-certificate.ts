@@ -13,7 +13,8 @@
 //                        logit and its softmax probability per row:
 //                        log B = log-sum-exp(U + log count), log Z_S = max kept logit - log(its probability),
 //                        m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range over all keys), widened
-//                        by 1e-3 relative; rows that drop a key and whose bound > budget (NaN counts as over), in
+//                        by 1e-3 relative; rows that drop a key and whose bound > budget (NaN counts as over, and a
+//                        row that keeps no key gets NaN: its sparse output 0 is no convex combination of V), in
 //                        any batch and head, are recomputed: NonZero, Gather, dense attention over the baseline's
 //                        keys (scores as (K qfᵀ)ᵀ: no transpose of all of K; an additive 0 / -inf mask shared by
 //                        the heads), ScatterElements back over the sparse output.
@@ -159,7 +160,10 @@ export interface CertificateInputs {
   /** The largest kept logit and its softmax probability per row [B, H, S], float32. */
   readonly maxLogit: Value;
   readonly maxProb: Value;
-  /** Rows that keep a key (broadcastable to [B, H, S]); without it a row keeping nothing gets log Z_S = NaN: over. */
+  /**
+   * Rows that keep a key (broadcastable to [B, H, S]); the others get log Z_S = NaN (over the budget: recomputed when
+   * they drop a key). Without it, the largest kept logit -inf and probability 0 give NaN there too.
+   */
   readonly keepsSome?: Value;
 }
 
@@ -187,7 +191,9 @@ export function guardedCertificate(b: NodeBuilder, x: GuardedSite, c: Certificat
     : undefined;
   const logB = b.op('Add', [logBRaw, biasSlack ? b.op('Add', [rowSlack, biasSlack], 'guard_row_slack_biased') : rowSlack], 'guard_log_b');
   const logZKept = b.op('Sub', [c.maxLogit, b.op('Log', [c.maxProb], 'guard_log_max_prob')], 'guard_log_z_kept');
-  const logZ = c.keepsSome ? b.op('Where', [c.keepsSome, logZKept, f32(-Infinity, 'guard_minus_inf')], 'guard_log_z') : logZKept;
+  // a row that keeps no key: log Z_S NaN, so it falls back when it drops a key, whatever m_hat R says (its sparse
+  // output, 0, is no convex combination of V: R bounds nothing there)
+  const logZ = c.keepsSome ? b.op('Where', [c.keepsSome, logZKept, f32(NaN, 'guard_keeps_none')], 'guard_log_z') : logZKept;
 
   // the output bound m_hat R per row, and the rows over the budget (NaN counts as over)
   const v32 = toF32(x.v, 'guard_v_f32');

@@ -8,8 +8,8 @@
 //                         mask): its largest value over the keys each row drops in each block
 //                         (guarded-key-bias.ts), added to U                                         [Bb,Hb,S,nKB]
 //   dropped keys          count[i, blk] = |blk ∩ baseline(i)| - |blk ∩ baseline(i) ∩ (band(i) ∪ sinks)|  [S,nKB]
-//   log Z_S               the largest kept score and its probability per row from the banded softmax; -inf on
-//                         rows that keep no key
+//   log Z_S               the largest kept score and its probability per row from the banded softmax; rows that
+//                         keep no key fall back when they drop one
 // A lengths input (kvLength: keys at or past kvLength[b] are padding) caps the counted keys per batch
 // ([B, 1, S, nKB]) and masks the fallback rows; the summaries and R may include padding keys (only looser).
 
@@ -223,7 +223,7 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
     : u;
 
   // the largest kept logit and its probability per row, from the banded softmax ([B, H, nBlocks, b] -> [B, H, S]);
-  // -inf on rows that keep no key (their empty-row key column is 0 there)
+  // on rows that keep no key (their empty-row key column is 0 there) keepsSome rules them out
   const rowsOf = (t: Value, what: string) =>
     b.op('Slice', [b.reshape(t, [0, 0, -1], `${what}_padded`), b.ints(`${what}_start`, [0]), b.reshape(S, [1], `${what}_end`), b.ints(`${what}_axis`, [2])], what);
   const maxLogit = rowsOf(reduce('ReduceMax', toF32(logits, 'guard_logits_f32'), [4], 'guard_max_logit_blocks'), 'guard_max_logit');
