@@ -62,6 +62,13 @@ export function keySupport(spec: MaskSpec): KeySupport | undefined {
         if (bounding.length > 0) {
           const lo = Math.max(...bounding.map((p) => p.lo));
           const hi = Math.min(...bounding.map((p) => p.hi));
+          // or, over every part, the bands' intersection for the queries no part has as global (those stay
+          // global): causal ∩ (window ∪ global tokens) is the window plus the tokens, not causal
+          const loAll = Math.max(...ps.map((p) => p.lo));
+          const hiAll = Math.min(...ps.map((p) => p.hi));
+          if (hiAll - loAll < hi - lo) {
+            return { lo: loAll, hi: hiAll, extra: sortedUnion(...ps.map((p) => p.extra)), globalQueries: sortedUnion(...ps.map((p) => p.globalQueries)), aligns };
+          }
           return { lo, hi, extra: sortedUnion(...bounding.map((p) => p.extra)), globalQueries: [], aligns };
         }
         return {
