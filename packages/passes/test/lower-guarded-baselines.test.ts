@@ -4,14 +4,15 @@
 // (|y - ref| <= budget + 1e-4: inputs and values of size <= 4) on local and adversarial inputs (an outlier key
 // before the band, one after it); budget 0 (every row that drops a key falls back) gives the baseline's dense
 // attention; on adversarial inputs the unguarded form breaks the budget, on local ones the guarded output is the
-// unguarded one (no row fell back).
+// unguarded one (no row fell back). With global tokens too (below).
 
-import { type AttentionParams, type AttentionSpec, attentionNode, causal, dense, Graph, intersect, sinks, slidingWindow, SplitMix64, tensorType, union, Value } from '@attnopt/ir';
+import { type AttentionParams, type AttentionSpec, attentionNode, causal, dense, Graph, globalTokens, intersect, type MaskSpec, rowKeys, sinks, slidingWindow, SplitMix64, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { guardedDroppedMass, guardFallsBack, keyBlockSummaries, valueRange } from '@attnopt/bounds';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
-import { cannotLower, lowerAttentionPass } from '../src/lower/index.js';
+import { cannotLower, GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../src/lower/index.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 
 const H = 2;
@@ -34,7 +35,7 @@ function params(spec: AttentionSpec, baseline: AttentionSpec, budget?: number): 
   };
 }
 
-function build(p: AttentionParams): Uint8Array {
+function build(p: AttentionParams, flags = false): Uint8Array {
   const g = new Graph('guarded');
   const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, H, 'seq', D]))));
   const y = new Value('y', tensorType('f32'));
@@ -43,6 +44,7 @@ function build(p: AttentionParams): Uint8Array {
   g.outputs.push(y);
   expect(cannotLower(node, { opset: 21, strategy: 'banded' })).toBeUndefined();
   runPipeline(g, [lowerAttentionPass({ opset: 21, strategy: 'banded', blockSize: 64 })]);
+  if (flags) g.outputs.push(g.nodes.flatMap((n) => n.outputs).find((o) => o.name.endsWith(`/${GUARD_FALLBACK_VALUE}`))!);
   return exportOnnx(newOnnxModel(g, { opset: 21 }));
 }
 
@@ -117,5 +119,91 @@ describe.each(CASES)('guarded lowering in onnxruntime, %s', (_name, baseline, sp
     const causalAfter = baseline.kind === 'causal' && _family.includes('after');
     if (kind === 'adversarial' && !causalAfter) expect(maxAbsDiff(yu, ref)).toBeGreaterThan(BUDGET + ROUNDING);
     if (kind === 'local') expect(maxAbsDiff(yg, yu)).toBe(0);
+  }, 120_000);
+});
+
+// Global tokens (Longformer, BigBird): keys every query keeps and queries that keep every key. A token inside a
+// dropped interval is counted out of its block (else its key, which every row keeps, would look dropped: an
+// outlier there would make every row fall back), and a global query, whose row is dense, drops nothing. The
+// fallback flags (GUARD_FALLBACK_VALUE) say which rows were recomputed.
+const GLOBAL_CASES: [string, AttentionSpec, AttentionSpec][] = [
+  ['dense baseline, window 128 on both sides + global tokens 0 and 500', dense, union(slidingWindow(128, 128), globalTokens([0, 500]))],
+  ['causal top-left baseline, window 256 + global tokens 0 and 500', causal(), intersect(causal(), union(slidingWindow(255, 0), globalTokens([0, 500])))],
+];
+
+const GLOBAL_FAMILIES: [string, (seed: number) => Inputs, 'local' | 'adversarial' | 'kept'][] = [
+  ['local (rotary-like)', local, 'local'],
+  ['an outlier key before the band of most rows', (s) => outlier(s, 100), 'adversarial'],
+  ['an outlier key at a global token (every row keeps it)', (s) => outlier(s, 500), 'kept'],
+];
+
+/** The guarded model's fallback flags [1, H, N] (1: the row was recomputed densely). */
+async function fallbackFlags(model: Uint8Array, x: Inputs): Promise<Float64Array> {
+  const t = (d: Float64Array) => ortTensor('f32', [1, H, N, D], d);
+  const out = await runModel(model, { q: t(x.q), k: t(x.k), v: t(x.v) });
+  return ortValues(Object.entries(out).find(([name]) => name.endsWith(`/${GUARD_FALLBACK_VALUE}`))![1]);
+}
+
+const keysOf = (intervals: readonly number[]) => intervals.flatMap((_, t) => (t % 2 === 0 ? Array.from({ length: intervals[t + 1]! - intervals[t]! }, (_, k) => intervals[t]! + k) : []));
+
+/**
+ * The flags against the float64 certificate of @attnopt/bounds on the exact dropped keys (baseline minus spec, per
+ * row): over the budget in float64 means flagged; flagged means over the budget up to the float32 widening (1e-4
+ * (|scale| ||q|| K* + 1) on log B, 1e-3 on the bound: under 5% here). A token counted as dropped is flagged
+ * where the float64 certificate is far below the budget.
+ */
+function checkFlags(flags: Float64Array, x: Inputs, spec: AttentionSpec, baseline: AttentionSpec): number {
+  const f = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
+  const [q, k, v] = [f(x.q), f(x.k), f(x.v)];
+  const scale = 1 / Math.sqrt(D);
+  const dims = { nq: N, nk: N, past: 0 };
+  let flagged = 0;
+  for (let h = 0; h < H; h++) {
+    const kh = k.subarray(h * N * D, (h + 1) * N * D);
+    const summaries = keyBlockSummaries(kh, N, D, 64);
+    const range = valueRange(v.subarray(h * N * D, (h + 1) * N * D), D);
+    for (let i = 0; i < N; i++) {
+      const qi = q.subarray((h * N + i) * D, (h * N + i + 1) * D);
+      const kept = keysOf(rowKeys(spec as MaskSpec, i, dims));
+      const keptSet = new Set(kept);
+      const counts = new Float64Array(N / 64);
+      for (const j of keysOf(rowKeys(baseline as MaskSpec, i, dims))) if (!keptSet.has(j)) counts[j >> 6]! += 1;
+      const scores = kept.map((j) => scale * qi.reduce((a, qc, d) => a + qc * kh[j * D + d]!, 0));
+      const top = Math.max(...scores);
+      const logZKept = top + Math.log(scores.reduce((a, sc) => a + Math.exp(sc - top), 0));
+      const mHat = counts.some((c) => c > 0) ? guardedDroppedMass(qi, summaries, scale, 0, logZKept, counts) : 0;
+      const flag = flags[h * N + i]!;
+      if (guardFallsBack(mHat, range, BUDGET)) expect(flag, `head ${h} row ${i}`).toBe(1);
+      if (flag === 1) expect(mHat * range, `head ${h} row ${i}`).toBeGreaterThan(BUDGET / 1.05);
+      flagged += flag;
+    }
+  }
+  return flagged;
+}
+
+describe.each(GLOBAL_CASES)('guarded lowering in onnxruntime, %s', (_name, baseline, spec) => {
+  const guarded = build(params(spec, baseline, BUDGET));
+  const flagged = build(params(spec, baseline, BUDGET), true);
+  const unguarded = build(params(spec, baseline));
+  const forced = build(params(spec, baseline, 0));
+  it.each(GLOBAL_FAMILIES)('%s: within the budget; budget 0 gives dense attention', async (_family, family, kind) => {
+    const x = family(7);
+    const f = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
+    const ref = referenceAttention(params(baseline, baseline), {
+      q: { shape: [1, H, N, D], data: f(x.q) },
+      k: { shape: [1, H, N, D], data: f(x.k) },
+      v: { shape: [1, H, N, D], data: f(x.v) },
+    }).y.data;
+    const yg = await run(guarded, x);
+    const yu = await run(unguarded, x);
+    expect(maxAbsDiff(yg, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
+    expect(maxAbsDiff(await run(forced, x), ref)).toBeLessThanOrEqual(ROUNDING);
+    if (kind === 'adversarial') expect(maxAbsDiff(yu, ref)).toBeGreaterThan(BUDGET + ROUNDING);
+    // no row fell back on local inputs; on the others the flags are the float64 certificate's
+    if (kind === 'local') expect(maxAbsDiff(yg, yu)).toBe(0);
+    const flags = await fallbackFlags(flagged, x);
+    const over = checkFlags(flags, x, spec, baseline);
+    if (kind === 'local') expect(over).toBe(0);
+    if (kind === 'adversarial') expect(over).toBeGreaterThan(0);
   }, 120_000);
 });

@@ -17,7 +17,7 @@ import {
   type AttentionSpec,
   attentionParams,
   hasRuntimeHeadDim,
-  intersect,
+  intervals,
   isDataDependent,
   isLowRank,
   type KeySupport,
@@ -26,9 +26,7 @@ import {
   type Node,
   printSpec,
   rowKeys,
-  sinks,
-  slidingWindow,
-  union,
+  Tensor,
   type Value,
 } from '@attnopt/ir';
 import type { NodeBuilder } from '@attnopt/rewrite';
@@ -55,22 +53,26 @@ function baselineShape(spec: AttentionSpec): 'dense' | 'top-left' | 'bottom-righ
 }
 
 /**
- * Whether `spec` keeps exactly baseline ∩ (band ∪ sinks) on every query: the row key sets compared on two
- * shapes (nq = nk and nq < nk) long enough to hold the band and the sinks away from the ends.
+ * Whether `spec` keeps exactly baseline ∩ (band ∪ extra keys) on every query, and all of the baseline's keys on a
+ * global query: the row key sets compared on two shapes (nq = nk and nq < nk) long enough to hold the band, the
+ * extra keys and the global queries away from the ends.
  */
-function keepsBandAndSinks(spec: MaskSpec, baseline: MaskSpec, s: KeySupport, align: 'top-left' | 'bottom-right'): boolean {
-  const E = s.extra.length;
-  const band = slidingWindow(-s.lo, s.hi, align);
-  const expected = intersect(baseline, E > 0 ? union(band, sinks(E)) : band) as MaskSpec;
-  const n = Math.max(64, 2 * (s.hi - s.lo) + 2 * E + 16);
+function keepsBandExtrasGlobal(spec: MaskSpec, baseline: MaskSpec, s: KeySupport, align: 'top-left' | 'bottom-right'): boolean {
+  const reach = Math.max(0, ...s.extra.map((e) => e + 1), ...s.globalQueries.map((g) => g + 1));
+  const n = Math.max(64, 2 * (s.hi - s.lo) + 2 * reach + 16);
+  const extra = intervals.fromPoints(s.extra);
+  const global = new Set(s.globalQueries);
   for (const [nq, nk] of [
     [n, n],
     [n - 5, n],
   ] as const) {
     const dims = { nq, nk, past: 0 };
+    const offset = align === 'bottom-right' ? nk - nq : 0;
     for (let i = 0; i < nq; i++) {
+      const p = i + offset;
       const got = rowKeys(spec, i, dims);
-      const want = rowKeys(expected, i, dims);
+      const base = rowKeys(baseline, i, dims);
+      const want = global.has(p) ? base : intervals.intersectSets(base, intervals.unionSets(intervals.range(p + s.lo, p + s.hi + 1, nk), extra));
       if (got.length !== want.length || got.some((x, t) => x !== want[t])) return false;
     }
   }
@@ -81,7 +83,8 @@ const checked = new Map<string, string | undefined>();
 
 /**
  * Why `spec` has no guarded form over `baseline`, or undefined when it has. Banded: the baseline dense or causal,
- * the spec baseline ∩ (a band around the query ∪ leading sinks), one alignment. Block-gathered (blocks, topkBlocks
+ * the spec baseline ∩ (a band around the query ∪ fixed extra keys: sinks, global tokens), global queries seeing
+ * the whole baseline, one alignment. Block-gathered (blocks, topkBlocks
  * at the top): the baseline dense (guarded-blocks.ts). Pure and cached by the specs' text.
  */
 export function guardableSpec(spec: AttentionSpec, baseline: AttentionSpec): string | undefined {
@@ -99,15 +102,13 @@ function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string
   if (!support || !(support.lo <= support.hi) || !Number.isFinite(support.lo) || !Number.isFinite(support.hi)) {
     return 'not lowered guarded yet: the spec is not a window with sinks (no finite band)';
   }
-  if (support.globalQueries.length > 0) return 'not lowered guarded yet: global queries';
-  if (support.extra.some((e, k) => e !== k)) return 'not lowered guarded yet: extra keys other than leading sinks';
   // without past keys (guardedInputsBlocker) the past alignment is top-left
   const aligns = new Set(support.aligns.map((a) => (a === 'past' ? 'top-left' : a)));
   if (aligns.size > 1) return 'not lowered guarded yet: mixed alignments';
   const align = ([...aligns][0] ?? 'top-left') as 'top-left' | 'bottom-right';
   if (base !== 'dense' && base !== align) return 'not lowered guarded yet: the band and the causal baseline align differently';
-  if (!keepsBandAndSinks(spec as MaskSpec, baseline as MaskSpec, support, align)) {
-    return 'not lowered guarded yet: the spec keeps other keys than baseline ∩ (band ∪ sinks)';
+  if (!keepsBandExtrasGlobal(spec as MaskSpec, baseline as MaskSpec, support, align)) {
+    return 'not lowered guarded yet: the spec keeps other keys than baseline ∩ (band ∪ sinks / global tokens)';
   }
   return undefined;
 }
@@ -163,7 +164,10 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const guard = x.params.guard!;
   const kb = guard.blockSize;
   const s = x.support;
-  const E = s.extra.length;
+  // leading sinks [0, E) are left out of the dropped intervals; other extra keys (global tokens) are counted out
+  // of them per block below
+  const leadingSinks = s.extra.every((e, k) => e === k);
+  const E = leadingSinks ? s.extra.length : 0;
   const { f32, toF32, reduce } = guardOps(b, x);
 
   const { y, logits, probs, offset } = bandedAttentionParts(b, x);
@@ -195,12 +199,36 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const sinksF = f32(E, 'guard_sinks');
   const before = size(b.op('Max', [blockLo, sinksF], 'guard_before_start'), b.op('Min', [blockHi, b.op('Min', [bandLo, upper], 'guard_before_limit')], 'guard_before_end'), 'guard_count_before');
   const bandReachesUpper = base !== 'dense' && s.hi >= 0;
-  const dropped = bandReachesUpper
+  const intervals = bandReachesUpper
     ? before
     : b.op('Add', [before, size(b.op('Max', [blockLo, b.op('Max', [bandHi, sinksF], 'guard_after_limit')], 'guard_after_start'), b.op('Min', [blockHi, upper], 'guard_after_end'), 'guard_count_after')], 'guard_count_dropped');
-  // the row keeps a key: a sink below upper, or the band [max(bandLo, 0), min(bandHi, upper)) not empty
+  // extra keys other than leading sinks (global tokens g) inside the dropped intervals are kept: per block
+  //   dropped[i, blk] -= |{g in blk : g < min(bandLo(i), upper(i)) or bandHi(i) <= g < upper(i)}|
+  // as MatMul of the rows' [S, G] indicator with the tokens' blocks [G, nKB]; a global query drops nothing
+  let dropped = intervals;
+  if (!leadingSinks) {
+    const tokens = b.constant('guard_extra_keys', Tensor.fromValues('f32', [1, s.extra.length], s.extra));
+    const inBefore = b.op('Less', [tokens, b.op('Min', [bandLo, upper], 'guard_extra_before_limit')], 'guard_extra_before');
+    const inAfter = b.op('And', [b.op('Not', [b.op('Less', [tokens, bandHi], 'guard_extra_in_band')], 'guard_extra_past_band'), b.op('Less', [tokens, upper], 'guard_extra_below_upper')], 'guard_extra_after');
+    const droppedTokens = b.cast(b.op('Or', [inBefore, inAfter], 'guard_extra_dropped'), 'f32', 'guard_extra_dropped_f');
+    const blockOf = b.op('Floor', [b.op('Div', [b.reshape(tokens, [-1, 1], 'guard_extra_col'), f32(kb, 'guard_extra_block')], 'guard_extra_block_f')], 'guard_extra_block_index');
+    const tokenBlocks = b.cast(b.op('Equal', [blockOf, b.op('Div', [blockLo, f32(kb, 'guard_extra_block2')], 'guard_block_index_row')], 'guard_extra_in_block'), 'f32', 'guard_extra_in_block_f');
+    dropped = b.op('Sub', [dropped, b.op('MatMul', [droppedTokens, tokenBlocks], 'guard_extra_counts')], 'guard_count_without_extra');
+  }
+  if (s.globalQueries.length > 0) {
+    const queries = b.constant('guard_global_queries', Tensor.fromValues('f32', [1, s.globalQueries.length], s.globalQueries));
+    const isGlobal = reduce('ReduceMax', b.cast(b.op('Equal', [pos, queries], 'guard_global_hit'), 'f32', 'guard_global_hit_f'), [1], 'guard_global_row', true);
+    dropped = b.op('Mul', [dropped, b.op('Sub', [f32(1, 'guard_global_one'), isGlobal], 'guard_not_global_row')], 'guard_count_local_rows');
+  }
+  // the row keeps a key: a sink or extra key below upper, or the band [max(bandLo, 0), min(bandHi, upper)) not
+  // empty (a global query's output is its dense row: it drops nothing, so it never falls back)
   const bandKept = b.op('Sub', [b.op('Min', [bandHi, upper], 'guard_kept_end'), b.op('Max', [bandLo, zeroF], 'guard_kept_start')], 'guard_kept_band');
-  const keepsSomeCol = b.op('Greater', [E > 0 ? b.op('Max', [bandKept, b.op('Min', [upper, sinksF], 'guard_kept_sinks')], 'guard_kept_any') : bandKept, zeroF], 'guard_keeps_some_col');
+  const firstExtra = s.extra.length > 0 ? f32(Math.min(...s.extra), 'guard_first_extra') : undefined;
+  const keepsSomeCol = b.op(
+    'Greater',
+    [E > 0 ? b.op('Max', [bandKept, b.op('Min', [upper, sinksF], 'guard_kept_sinks')], 'guard_kept_any') : firstExtra ? b.op('Max', [bandKept, b.op('Sub', [upper, firstExtra], 'guard_kept_extra')], 'guard_kept_any') : bandKept, zeroF],
+    'guard_keeps_some_col',
+  );
   const keepsSome = b.reshape(keepsSomeCol, x.kvLength ? [0, 0, -1] : [-1], 'guard_keeps_some');
   const bounded = x.keyBias
     ? b.op(
