@@ -2,6 +2,7 @@
 // and target profile. Public API of the package: import from here only.
 
 export { attentionCost, type AttentionCost, type CostOptions } from './attention-cost.js';
+export { guardCertificateCost, guardCertificateOps } from './guard.js';
 export type { CallDims } from './shape.js';
 export { type OpCost, timeOp } from './ops.js';
 export { blockCounts, expectedPairs, pairsKept, type BlockCounts } from './work.js';

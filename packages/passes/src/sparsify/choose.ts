@@ -14,7 +14,7 @@
 // lists the groups (head-groups.ts) and the pass splits the site. Pure: plain data in, a SiteDecision out;
 // deterministic for the same inputs and seed.
 
-import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, type TargetProfile } from '@attnopt/cost';
+import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, guardCertificateCost, type TargetProfile } from '@attnopt/cost';
 import {
   type AttentionParams,
   type AttentionSpec,
@@ -308,7 +308,11 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     isLowRank(f) ? 'a low-rank form has no run-time certificate' : !guarded ? 'guarded forms are off' : (options.guardBlocked ?? guardableSpec(f, baseline)),
   );
   const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
-  const guardedTime = (k: number, s: { fallbackRows: number; rows: number }) => evaluated[k]!.cost.time + rate(s) * before.time;
+  // a guarded form costs its sparse form, its run-time certificate, and its predicted fallback rows dense
+  const certificate = masks.map((f, k) =>
+    guardWhy[k] === undefined ? guardCertificateCost({ ...params, spec: f }, dims, target, guardBlockSize(f, blockSize), evaluated[k]!.cost.computedPairs / Math.max(1, dims.nq)) : 0,
+  );
+  const guardedTime = (k: number, s: { fallbackRows: number; rows: number }) => evaluated[k]!.cost.time + certificate[k]! + rate(s) * before.time;
   const guardOf = (k: number, s: { fallbackRows: number; rows: number }): AttentionGuard | undefined =>
     guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? { budget, blockSize: guardBlockSize(masks[k]!, blockSize), baseline } : undefined;
   // statistical: the fit rows' max and the held-out rows' conformal quantile both within the budget
@@ -322,7 +326,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const within = (k: number, s: CandidateStats) => guardOf(k, s) !== undefined || statistical(k, s);
   const site = masks.map((_, k) => mergedStats(headStats.map((s) => s[k]!)));
   const rank = (a: AttentionCost, b: AttentionCost) => a.time - b.time || a.flops - b.flops;
-  // a guarded form costs its sparse form plus its predicted fallback rows, dense
+  // a guarded form costs its sparse form, its certificate and its predicted fallback rows, dense
   const effective = (k: number, s: CandidateStats): AttentionCost => {
     const c = evaluated[k]!.cost;
     return guardOf(k, s) ? { ...c, time: guardedTime(k, s), flops: c.flops + rate(s) * before.flops } : c;
