@@ -132,14 +132,19 @@ export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Valu
       })()
     : undefined;
   const qk = b.op('MatMul', [qBlocks, b.transpose(kw, [0, 1, 2, 4, 3], 'band_k_t')], 'band_qk');
-  const scores = keyBiasWindow ? b.op('Add', [x.score(qk, 'band_scores'), keyBiasWindow], 'band_scores_key_bias') : x.score(qk, 'band_scores');
+  const scores = x.score(qk, 'band_scores');
   const logits = sm !== x.dtype ? b.cast(scores, sm, 'band_logits_cast') : scores;
-  const biased = b.op('Add', [logits, bias], 'band_logits');
+  // the key bias joins the band's 0 / -inf bias before the scores (a pass over [Bb, Hb, nBlocks, b, W], not over
+  // every head's scores; bit for bit the same: kb + 0 = kb, kb - inf = -inf)
+  const keyBias = keyBiasWindow && (sm !== x.dtype ? b.cast(keyBiasWindow, sm, 'band_key_bias_cast') : keyBiasWindow);
+  const biased = b.op('Add', [logits, keyBias ? b.op('Add', [keyBias, bias], 'band_bias_key_bias') : bias], 'band_logits');
   const sm0 = b.op('Softmax', [biased], 'band_softmax', { axis: { type: 'int', value: -1n } });
-  // a key bias may be -inf on every key a row keeps: its softmax is NaN, the IR's is 0
-  const sm1 = x.keyBias ? b.op('Where', [b.op('IsNaN', [sm0], 'band_softmax_isnan'), b.scalar('band_zero_prob', sm, 0), sm0], 'band_probs_finite') : sm0;
-  const probs = sm !== x.dtype ? b.cast(sm1, x.dtype, 'band_probs_cast') : sm1;
-  const yPadded = b.reshape(b.op('MatMul', [probs, vw], 'band_y_blocks'), [0, 0, -1, x.vHeadDim], 'band_y_padded');
+  const probs = sm !== x.dtype ? b.cast(sm0, x.dtype, 'band_probs_cast') : sm0;
+  // a key bias may be -inf on every key a row keeps: its softmax and output row are NaN, the IR's row is 0 (set on
+  // the output, Dv wide, not on the probabilities, W wide)
+  const yRaw = b.op('MatMul', [probs, vw], 'band_y_blocks');
+  const yBlocks = x.keyBias ? b.op('Where', [b.op('IsNaN', [yRaw], 'band_y_isnan'), b.scalar('band_zero_y', x.dtype, 0), yRaw], 'band_y_finite') : yRaw;
+  const yPadded = b.reshape(yBlocks, [0, 0, -1, x.vHeadDim], 'band_y_padded');
   let y = b.op('Slice', [yPadded, b.ints('band_y_start', [0]), vec(S, 'band_y_end'), b.ints('band_y_axis', [2])], 'band_y');
 
   if (s.globalQueries.length > 0) {
@@ -165,7 +170,7 @@ export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Valu
     const isGlobal = b.reshape(b.op('Equal', [b.op('Gather', [qi, which], 'global_which_index', axis(0)), queries], 'global_is'), [-1, 1], 'global_is_col');
     y = b.op('Where', [isGlobal, b.op('Gather', [yg, which], 'global_y_rows', axis(2)), y], 'banded_y');
   }
-  return { y, logits: biased, probs: sm1, nBlocks, offset: off };
+  return { y, logits: biased, probs: sm0, nBlocks, offset: off };
 }
 
 function tensorI64(shape: number[], values: number[]): Tensor {
