@@ -99,22 +99,31 @@ const FAMILIES: [string, (seed: number) => Inputs, 'local' | 'adversarial'][] = 
   ['an outlier key after the band of most rows', (s) => outlier(s, N - 100), 'adversarial'],
 ];
 
+/**
+ * The float64 reference of the baseline and the three models' outputs on `x`: the guarded one within the budget of
+ * it, the one with budget 0 (every row that drops a key recomputed) within float32 rounding.
+ */
+async function withinBudget(m: { guarded: Uint8Array; unguarded: Uint8Array; forced: Uint8Array }, baseline: AttentionSpec, x: Inputs) {
+  const f = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
+  const ref = referenceAttention(params(baseline, baseline), {
+    q: { shape: [1, H, N, D], data: f(x.q) },
+    k: { shape: [1, H, N, D], data: f(x.k) },
+    v: { shape: [1, H, N, D], data: f(x.v) },
+  }).y.data;
+  const yg = await run(m.guarded, x);
+  const yu = await run(m.unguarded, x);
+  expect(maxAbsDiff(yg, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
+  expect(maxAbsDiff(await run(m.forced, x), ref)).toBeLessThanOrEqual(ROUNDING);
+  return { ref, yg, yu };
+}
+
 describe.each(CASES)('guarded lowering in onnxruntime, %s', (_name, baseline, spec) => {
   const guarded = build(params(spec, baseline, BUDGET));
   const unguarded = build(params(spec, baseline));
   const forced = build(params(spec, baseline, 0));
   it.each(FAMILIES)('%s: within the budget; budget 0 gives dense attention', async (_family, family, kind) => {
     const x = family(7);
-    const f = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
-    const ref = referenceAttention(params(baseline, baseline), {
-      q: { shape: [1, H, N, D], data: f(x.q) },
-      k: { shape: [1, H, N, D], data: f(x.k) },
-      v: { shape: [1, H, N, D], data: f(x.v) },
-    }).y.data;
-    const yg = await run(guarded, x);
-    const yu = await run(unguarded, x);
-    expect(maxAbsDiff(yg, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
-    expect(maxAbsDiff(await run(forced, x), ref)).toBeLessThanOrEqual(ROUNDING);
+    const { ref, yg, yu } = await withinBudget({ guarded, unguarded, forced }, baseline, x);
     // a key after the band is no baseline key under a causal mask: the unguarded form loses nothing there
     const causalAfter = baseline.kind === 'causal' && _family.includes('after');
     if (kind === 'adversarial' && !causalAfter) expect(maxAbsDiff(yu, ref)).toBeGreaterThan(BUDGET + ROUNDING);
@@ -188,16 +197,7 @@ describe.each(GLOBAL_CASES)('guarded lowering in onnxruntime, %s', (_name, basel
   const forced = build(params(spec, baseline, 0));
   it.each(GLOBAL_FAMILIES)('%s: within the budget; budget 0 gives dense attention', async (_family, family, kind) => {
     const x = family(7);
-    const f = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
-    const ref = referenceAttention(params(baseline, baseline), {
-      q: { shape: [1, H, N, D], data: f(x.q) },
-      k: { shape: [1, H, N, D], data: f(x.k) },
-      v: { shape: [1, H, N, D], data: f(x.v) },
-    }).y.data;
-    const yg = await run(guarded, x);
-    const yu = await run(unguarded, x);
-    expect(maxAbsDiff(yg, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
-    expect(maxAbsDiff(await run(forced, x), ref)).toBeLessThanOrEqual(ROUNDING);
+    const { ref, yg, yu } = await withinBudget({ guarded, unguarded, forced }, baseline, x);
     if (kind === 'adversarial') expect(maxAbsDiff(yu, ref)).toBeGreaterThan(BUDGET + ROUNDING);
     // no row fell back on local inputs; on the others the flags are the float64 certificate's
     if (kind === 'local') expect(maxAbsDiff(yg, yu)).toBe(0);
