@@ -39,6 +39,8 @@ export interface InspectSiteJson {
   spec: string;
   proven: boolean;
   residualBias: string | null;
+  /** The residual bias is one query row ([.., 1, T]): a key bias. */
+  keyBias: boolean;
   keptFraction: number | null;
   analysis: readonly string[];
   decision?: DecisionJson;
@@ -87,6 +89,7 @@ function siteJson(f: SiteFacts, plan?: SitePlan, roles?: SiteHeadRoles): Inspect
     spec: f.spec,
     proven: f.proven,
     residualBias: f.residualBias,
+    keyBias: f.keyBias,
     keptFraction: f.keptFraction,
     analysis: f.notes,
   };
@@ -140,7 +143,10 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
   ];
   const kept = s.keptFraction === null ? '' : `, keeps ${(100 * s.keptFraction).toFixed(1)}% of pairs at n=${seqLen}`;
   if (s.bias === null) lines.push(`      keys: ${s.spec} (from the op itself, no mask input)${kept}`);
-  else if (s.proven) lines.push(`      keys: ${s.spec} (proven from ${s.bias}, exact${s.residualBias === null ? ', bias dropped' : `; ${s.residualBias} kept as bias`})${kept}`);
+  else if (s.proven) {
+    const residual = s.residualBias === null ? ', bias dropped' : `; ${s.residualBias} kept as ${s.keyBias ? 'key bias (one query row)' : 'bias'}`;
+    lines.push(`      keys: ${s.spec} (${s.spec === s.mask ? `from ${s.bias}` : `proven from ${s.bias}`}, exact${residual})${kept}`);
+  }
   else lines.push(`      keys: ${s.spec}${kept}; mask ${s.bias} kept as bias${s.analysis.length ? ` (${s.analysis[s.analysis.length - 1]})` : ''}`);
   const d = s.decision;
   if (d) {

@@ -57,6 +57,7 @@ describe('attnopt inspect', () => {
           spec: 'causal(align=past)',
           proven: false,
           residualBias: null,
+          keyBias: false,
           keptFraction: expect.any(Number),
           analysis: [],
         },

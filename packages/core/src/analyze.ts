@@ -45,6 +45,11 @@ export interface SiteFacts {
   readonly proven: boolean;
   /** The bias still applied after the analysis (its data-dependent part), or null. */
   readonly residualBias: string | null;
+  /**
+   * True when that bias is one query row ([.., 1, T]: a key bias, such as padding or ALiBi, the banded and guarded
+   * forms gather per key), false when it varies along the query axis (n x n) or there is none.
+   */
+  readonly keyBias: boolean;
   /** Fraction of (query, key) pairs the spec keeps at nq = nk = options.seqLen; null when not asked or data-dependent. */
   readonly keptFraction: number | null;
   /** What the analysis found or why it could not prove more, in words. */

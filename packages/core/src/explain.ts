@@ -50,7 +50,11 @@ function explainSite(plan: SitePlan, budget: number): SiteExplanation {
   why.push(`recognized as ${f.recognized} attention (${lifted}), ${f.heads} heads of ${size}${f.bias ? `, masked by ${f.bias}` : ''}`);
   if (f.bias === null) why.push(`no mask input: the op itself says which keys each query sees (${f.recognized})`);
   else if (f.proven && f.residualBias === null) why.push(`the mask analysis proved ${f.bias} keeps exactly ${f.spec}: bias dropped, spec ${f.spec} (exact, error 0)`);
-  else if (f.proven) why.push(`the mask analysis proved the structure ${f.spec} in ${f.bias} and kept its data-dependent part ${f.residualBias} as the bias (exact, error 0)`);
+  else if (f.proven && f.keyBias && f.spec === f.recognized) {
+    why.push(`the mask ${f.bias} does not vary along the query axis: kept as the key bias ${f.residualBias}, one query row (exact, error 0)`);
+  } else if (f.proven && f.keyBias) {
+    why.push(`the mask analysis proved the structure ${f.spec} in ${f.bias}; its data-dependent part, read on the keys ${f.spec} keeps, is one query row: kept as the key bias ${f.residualBias} (exact, error 0)`);
+  } else if (f.proven) why.push(`the mask analysis proved the structure ${f.spec} in ${f.bias} and kept its data-dependent part ${f.residualBias} as the bias (exact, error 0)`);
   else {
     const reason = f.notes.length > 0 ? f.notes.join('; ') : 'nothing in it could be proven structural';
     why.push(`kept the mask ${f.bias} as it is: ${reason}`);

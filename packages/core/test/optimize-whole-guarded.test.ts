@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { importOnnx, exportOnnx } from '@attnopt/onnx';
-import { inspectModel, loadModel, optimize, saveModel } from '../src/index.js';
+import { analyze, inspectModel, loadModel, optimize, saveModel } from '../src/index.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
@@ -42,6 +42,12 @@ describe('a whole BLOOM export (its padding mask n x n): guarded windows on the 
     const original = new Uint8Array(fs.readFileSync(BLOOM));
     const inspected = inspectModel(loadModel(original));
     expect(inspected.sites).toHaveLength(2);
+    // each site's residual bias is the key bias read on the causal keys, not the n x n mask
+    const facts = analyze(loadModel(original).graph).sites;
+    expect(facts.map((f) => [f.spec, f.keyBias])).toEqual([
+      ['causal', true],
+      ['causal', true],
+    ]);
     const result = await optimize(loadModel(original), { seqLen: N });
     expect(result.calibration).toMatchObject({ source: 'generated' });
     for (const s of result.sites) expect(['exact', 'guarded']).toContain(s.guarantee);

@@ -12,6 +12,7 @@ export {
 } from './recognize/fused/index.js';
 export {
   lowerAttentionPass,
+  hasKeyBias,
   lowerAttention,
   cannotLower,
   loweringPlan,

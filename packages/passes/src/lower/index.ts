@@ -6,6 +6,7 @@ export { blockGatherAttention, blockGatherParts, type BlockGatherInputs, type Bl
 export { lowRankAttention, lowRankBlocker, type LowRankInputs } from './low-rank.js';
 /** The rows w_i (m x d) of a Performer spec: performerW of @attnopt/ir, under the name this module exported. */
 export { performerW as performerRows } from '@attnopt/ir';
+export { hasKeyBias, keyBiasBlocker } from './key-bias.js';
 export { lowerAttentionPass } from './pass.js';
 export { specMask, unsupportedSpec, type MaskIndices } from './mask.js';
 export { lshChunkedAttention, type LshInputs } from './lsh.js';
