@@ -13,6 +13,7 @@ import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { cannotLower, GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../src/lower/index.js';
+import { guardedSiteParams } from './helpers/guarded-params.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 
 const H = 2;
@@ -21,19 +22,7 @@ const N = 1024;
 const ROUNDING = 1e-4;
 const BUDGET = 1e-3;
 
-function params(spec: AttentionSpec, baseline: AttentionSpec, budget?: number): AttentionParams {
-  return {
-    numHeads: H,
-    kvNumHeads: H,
-    headDim: D,
-    vHeadDim: D,
-    scale: 1 / Math.sqrt(D),
-    softcap: 0,
-    layout: 'bhsd',
-    spec,
-    ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline } } : {}),
-  };
-}
+const params = (spec: AttentionSpec, baseline: AttentionSpec, budget?: number): AttentionParams => guardedSiteParams(H, D, spec, budget, baseline);
 
 function build(p: AttentionParams, flags = false): Uint8Array {
   const g = new Graph('guarded');

@@ -12,6 +12,7 @@ import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { cannotLower, lowerAttentionPass } from '../src/lower/index.js';
+import { guardedSiteParams } from './helpers/guarded-params.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 
 const B = 2;
@@ -21,17 +22,7 @@ const N = 256;
 const BUDGET = 1e-3;
 const ROUNDING = 1e-4;
 
-const params = (spec: AttentionSpec, guarded: boolean): AttentionParams => ({
-  numHeads: H,
-  kvNumHeads: H,
-  headDim: D,
-  vHeadDim: D,
-  scale: 1 / Math.sqrt(D),
-  softcap: 0,
-  layout: 'bhsd',
-  spec,
-  ...(guarded ? { guard: { budget: BUDGET, blockSize: 64, baseline: dense } } : {}),
-});
+const params = (spec: AttentionSpec, guarded: boolean): AttentionParams => guardedSiteParams(H, D, spec, guarded ? BUDGET : undefined, dense);
 
 async function maxError(spec: AttentionSpec, kvLength?: number[]): Promise<number> {
   const g = new Graph('keeps_none');
