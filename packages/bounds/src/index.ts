@@ -36,3 +36,4 @@ export {
   guardFallsBack,
 } from './key-blocks.js';
 export { type ConformalConfidence, conformalRank, conformalQuantile } from './conformal.js';
+export { type KeyGroupSummaries, keyGroupSummaries, lshRoundLogB, lshDroppedMass, type LshHeadGroups, lshHeadGroups } from './lsh-certificate.js';

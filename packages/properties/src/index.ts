@@ -8,3 +8,4 @@ export * from './bounds/mask-properties.js';
 export * from './bounds/statistical.js';
 export * from './bounds/guarded-properties.js';
 export * from './kernel-check.js';
+export * from './bounds/lsh-guarded-properties.js';
