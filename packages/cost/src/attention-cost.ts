@@ -4,6 +4,7 @@
 
 import {
   type AttentionParams,
+  blockGathered,
   hasRuntimeHeadDim,
   isLowRank,
   type LeafResolver,
@@ -128,9 +129,12 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
         largest = Math.max(x.E * BH * sh.scores, sh.rounds > 1 ? BH * sh.scores * sh.rounds : 0);
         live = 2 * x.E * BH * sh.scores + (sh.rounds > 1 ? BH * sh.scores * sh.rounds : 0) + x.E * BH * sh.rounds * sh.padded * 2 * (x.d + x.dv);
         notes.push(`unfused, ${choice.why}: ${sh.keysPerQuery} scores per query, not ${x.nk}`);
-      } else if (choice.strategy === 'blocks' && (spec.kind === 'blocks' || spec.kind === 'topkBlocks') && o.bias === 'none') {
-        const sh = blockGatherShape(spec, x.nq, x.nk);
-        ops = [...presentOps(p, x), ...blockGatherOps(p, spec, x, o), ...layoutOut(p, x)];
+      } else if (choice.strategy === 'blocks' && blockGathered(spec) !== undefined && o.bias === 'none') {
+        const gathered = blockGathered(spec)!;
+        const sh = blockGatherShape(gathered.leaf, x.nq, x.nk);
+        // a causal cut: the gathered keys' index against each query's limit (Greater, Not, And over the scores)
+        const cut = gathered.causal ? [work('Greater', 'causal cut', { bytes: 2 * x.B * x.H * sh.scores }), work('And', 'keep & causal', { bytes: 3 * x.B * x.H * sh.scores })] : [];
+        ops = [...presentOps(p, x), ...blockGatherOps(p, gathered.leaf, x, o), ...cut, ...layoutOut(p, x)];
         computedPairs = sh.scores;
         largest = x.E * x.B * x.H * sh.scores;
         live = 2 * largest + x.E * x.B * x.H * sh.queryBlocks * sh.m * sh.bk * x.dv;

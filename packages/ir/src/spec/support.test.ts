@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { blockSparse, causal, dense, difference, globalTokens, intersect, linformer, lshBuckets, nystrom, performer, sinks, slidingWindow, topkBlocks, union } from './spec.js';
-import { bandBlockSize, bandedKeysPerQuery, keySupport, loweringChoice, lshBound } from './support.js';
+import { bandBlockSize, blockGathered, bandedKeysPerQuery, keySupport, loweringChoice, lshBound } from './support.js';
 
 describe('keySupport', () => {
   it('window(left, right): the band [p - left, p + right], no extra keys', () => {
@@ -55,6 +55,11 @@ describe('loweringChoice', () => {
   it('block layouts are block-gathered; Linformer, Performer and Nystrom are MatMuls', () => {
     expect(loweringChoice(topkBlocks(64, 4)).strategy).toBe('blocks');
     expect(loweringChoice(blockSparse(64, 64, [[0]])).strategy).toBe('blocks');
+    // cut by one causal mask (sparsify's causal ∩ top-k on a causal site): block-gathered, the cut applied inside
+    expect(loweringChoice(intersect(causal('bottom-right'), topkBlocks(64, 4))).strategy).toBe('blocks');
+    expect(blockGathered(intersect(topkBlocks(64, 4), causal('past')))).toEqual({ leaf: topkBlocks(64, 4), causal: causal('past') });
+    expect(blockGathered(intersect(causal(), slidingWindow(8, 0), topkBlocks(64, 4)))).toBeUndefined();
+    expect(loweringChoice(intersect(slidingWindow(8, 0), topkBlocks(64, 4))).strategy).toBe('dense');
     expect(loweringChoice(linformer(8, 0)).strategy).toBe('low-rank');
     expect(loweringChoice(performer(8, 0)).strategy).toBe('low-rank');
     expect(loweringChoice(nystrom(8)).strategy).toBe('low-rank');

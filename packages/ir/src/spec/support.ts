@@ -5,7 +5,7 @@
 //   keySupport(spec)                -> a finite band [p + lo, p + hi] plus fixed extra keys, or unbounded
 //   loweringChoice(spec, facts)     -> 'banded' | 'blocks' | 'low-rank' | 'dense', and why
 
-import { type Align, type AttentionSpec, dense, isDataDependent, isLowRank, type Lsh, type MaskSpec } from './spec.js';
+import { type Align, type AttentionSpec, type Blocks, type Causal, dense, isDataDependent, isLowRank, type Lsh, type MaskSpec, type TopKBlocks } from './spec.js';
 
 /**
  * A superset of the keys a spec keeps, in index terms: for a query at position p = i + offset(align)
@@ -186,9 +186,28 @@ export function lshBound(spec: MaskSpec): { readonly leaf: Lsh; readonly rest: M
   }
 }
 
+/** A block-gathered form: a block layout or top-k blocks leaf, and the causal mask it is cut by, if any. */
+export interface BlockGathered {
+  readonly leaf: Blocks | TopKBlocks;
+  readonly causal?: Causal;
+}
+
+/**
+ * The block-gathered form of `spec`: blocks / topkBlocks alone, or intersected with one causal mask (what
+ * sparsify writes on a causal site: causal ∩ topkBlocks); undefined for anything else.
+ */
+export function blockGathered(spec: AttentionSpec): BlockGathered | undefined {
+  if (spec.kind === 'blocks' || spec.kind === 'topkBlocks') return { leaf: spec };
+  if (spec.kind !== 'intersect' || spec.parts.length !== 2) return undefined;
+  const leaf = spec.parts.find((p): p is Blocks | TopKBlocks => p.kind === 'blocks' || p.kind === 'topkBlocks');
+  const cut = spec.parts.find((p): p is Causal => p.kind === 'causal');
+  return leaf && cut ? { leaf, causal: cut } : undefined;
+}
+
 /**
  * How a site with `spec` is lowered (the 'auto' rule):
- * - blocks / topkBlocks: block-gathered (each query block reads its chosen key blocks);
+ * - blocks / topkBlocks, alone or cut by a causal mask: block-gathered (each query block reads its chosen key
+ *   blocks, the causal mask applied inside them);
  * - linformer / performer / nystrom: MatMuls (low rank; Nystrom's pseudo-inverse by Newton–Schulz steps);
  * - lsh: sorted and chunked when the spec lies inside one chunked LSH leaf (lshBound), with no n x n input or
  *   output: each query scores 2 · chunk keys per round;
@@ -201,7 +220,8 @@ export function lshBound(spec: MaskSpec): { readonly leaf: Lsh; readonly rest: M
 export function loweringChoice(spec: AttentionSpec, facts: LoweringFacts = {}): LoweringChoice {
   const opset = facts.opset ?? 21;
   const dense = (why: string): LoweringChoice => ({ strategy: 'dense', why });
-  if (spec.kind === 'blocks' || spec.kind === 'topkBlocks') return { strategy: 'blocks', why: `block-gathered: ${spec.kind}` };
+  const gathered = blockGathered(spec);
+  if (gathered !== undefined) return { strategy: 'blocks', why: `block-gathered: ${gathered.causal ? `causal ∩ ${gathered.leaf.kind}` : gathered.leaf.kind}` };
   if (isLowRank(spec)) return { strategy: 'low-rank', why: `${spec.kind} as MatMuls` };
   if (facts.strategy === 'dense') return dense('dense lowering asked for');
   const lsh = lshBound(spec);

@@ -7,8 +7,7 @@ import {
   type AttentionParams,
   type AttentionSpec,
   attentionParams,
-  type Blocks,
-  type TopKBlocks,
+  blockGathered,
   type Linformer,
   type Performer,
   type Nystrom,
@@ -38,7 +37,7 @@ import { guardedBlocksAttention, isBlockGathered } from './guarded-blocks.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { lshChunkedAttention } from './lsh.js';
 import { lshKeepMask } from './lsh-hash.js';
-import { hasKeyBias, keyBias4 } from './key-bias.js';
+import { hasKeyBias, keyBias4, keyBiasBlocker } from './key-bias.js';
 import { specMask, unsupportedSpec } from './mask.js';
 
 /**
@@ -67,12 +66,16 @@ export interface LowerOptions {
 /** Why a top-level block-sparse spec cannot take the block-gathered lowering (its only one), or undefined. */
 function blockGatherBlocker(node: Node, options: LowerOptions): string | undefined {
   if (options.opset < BANDED_OPSET) return `block-sparse lowering needs opset ${BANDED_OPSET}, got ${options.opset}`;
-  return blockGatherInputsBlocker(node, attentionParams(node).spec.kind);
+  const gathered = blockGathered(attentionParams(node).spec)!;
+  return blockGatherInputsBlocker(node, gathered.causal ? `causal ∩ ${gathered.leaf.kind}` : gathered.leaf.kind);
 }
 
-/** Why the node's inputs and outputs rule out a block-gathered form `kind` (blocks, topkBlocks), or undefined. */
+/**
+ * Why the node's inputs and outputs rule out a block-gathered form `kind` (blocks, topkBlocks), or undefined. A key
+ * bias ([.., 1, T], key-bias.ts) is gathered with the keys; an n x n bias is refused.
+ */
 export function blockGatherInputsBlocker(node: Node, kind = 'a block-gathered form'): string | undefined {
-  if (node.inputs[3] !== undefined) return `not lowered yet: ${kind} with a bias input`;
+  if (node.inputs[3] !== undefined && !hasKeyBias(node)) return `not lowered yet: ${kind} with a bias input that is no key bias (${keyBiasBlocker(node)!})`;
   if (attentionParams(node).scoresMode !== undefined) return `not lowered yet: ${kind} with a scores output`;
   return undefined;
 }
@@ -103,7 +106,7 @@ function staticKeyCount(node: Node, p: AttentionParams): number | undefined {
  */
 export function loweringPlan(node: Node, options: LowerOptions = { opset: 21 }): LoweringPlan {
   const p = attentionParams(node);
-  if (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks') {
+  if (blockGathered(p.spec) !== undefined) {
     const why = blockGatherBlocker(node, options);
     if (why !== undefined) throw new Error(`${node.describe()}: ${why}`);
   }
@@ -136,7 +139,7 @@ const LOWEST_OPSET = 11; // Range; Split/Squeeze/Unsqueeze are written in opset-
 export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): string | undefined {
   if (options.opset < LOWEST_OPSET) return `opset ${options.opset} is below ${LOWEST_OPSET} (no Range)`;
   const p = attentionParams(node);
-  if (hasRuntimeHeadDim(p) && (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks' || isLowRank(p.spec) || isDataDependent(p.spec))) {
+  if (hasRuntimeHeadDim(p) && (blockGathered(p.spec) !== undefined || isLowRank(p.spec) || isDataDependent(p.spec))) {
     return `the ${RUNTIME_HEAD_DIM_REASON} (headDim ${p.headDim}, vHeadDim ${p.vHeadDim}), and the ${p.spec.kind} lowering needs a static head size`;
   }
   if (p.guard !== undefined) {
@@ -153,7 +156,7 @@ export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): 
     const blocker = guardedBlocker(node, options.opset);
     return blocker === undefined ? undefined : `guarded site: ${blocker}`;
   }
-  if (p.spec.kind === 'blocks' || p.spec.kind === 'topkBlocks') return blockGatherBlocker(node, options);
+  if (blockGathered(p.spec) !== undefined) return blockGatherBlocker(node, options);
   if (p.spec.kind === 'linformer' || p.spec.kind === 'performer' || p.spec.kind === 'nystrom') {
     const [, , , bias, , , kvLength] = node.inputs;
     if (bias !== undefined || kvLength !== undefined || p.softcap !== 0 || p.scoresMode !== undefined) {
@@ -297,11 +300,16 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
         ? (x: BlockGatherInputs) => guardedBlocksAttention(b, { ...x, params: p, opset: options.opset, softmaxType, ...(site !== undefined ? { site } : {}) })
         : (x: BlockGatherInputs) => blockGatherAttention(b, x);
       const yBlocks = gather({
-        spec: p.spec as Blocks | TopKBlocks,
+        spec: gathered.leaf,
         q,
         k: kAll,
         v: vAll,
         headDim: D,
+      const gathered = blockGathered(p.spec)!;
+      // the causal cut's offset: query i sees keys j <= i + offset
+      const align = gathered.causal?.align;
+      const past = align !== 'past' ? undefined : pastKey ? len(pastKey, 'past_length') : kvLength ? b.op('Sub', [kvLength, len(q, 'blk_nq_now')], 'blk_past_from_kv_length') : undefined;
+      const causalOffset = align === undefined ? undefined : align === 'bottom-right' ? bottomRight : (past ?? b.scalar('blk_top_left', 'i64', 0));
         vHeadDim: Dv,
         dtype,
         scale: p.scale,
@@ -315,6 +323,8 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
     const yBanded = (p.guard ? (x: Parameters<typeof bandedAttention>[1]) => guardedBandedAttention(b, { ...x, params: p, opset: options.opset, ...(guardedSiteLabel(node) !== undefined ? { site: guardedSiteLabel(node)! } : {}) }) : (x: Parameters<typeof bandedAttention>[1]) => bandedAttention(b, x))({
       spec: p.spec as MaskSpec,
       support: plan.support!,
+        ...(causalOffset ? { causalOffset } : {}),
+        ...(bias !== undefined ? { keyBias: keyBias4(b, node, dtype) } : {}),
       blockSize: plan.blockSize!,
       q,
       k: kAll,

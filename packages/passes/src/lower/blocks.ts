@@ -9,6 +9,12 @@
 // Then K, V padded to whole blocks, GatherND(batch_dims = 2) of the chosen blocks, scores
 // [B, H, nQB, bq, m·bk], a key-index mask (padding, kvLength, invalid slots), softmax, weighted sum,
 // reshape back and slice the padding off.
+//   causal ∩ (blocks | topkBlocks):  the same gather, the causal mask j <= i + offset applied inside the gathered
+//                           blocks (the diagonal block partly masked); the top-k still ranks every key block, the
+//                           future ones included (the IR's semantics: the cut comes after the choice), so a
+//                           query block may spend some of its k on blocks it cannot see
+//   key bias [Bb, Hb, 1, T]: padded and blocked like K, gathered by the same indices, added to the scores
+//                           (a boolean keep-mask arrives as 0 / -inf); the top-k scores ignore it, as the IR's do
 
 import { type Blocks, type DType, Tensor, type TopKBlocks, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '@attnopt/rewrite';
@@ -27,6 +33,13 @@ export interface BlockGatherInputs {
   readonly score: (qk: Value, what: string) => Value;
   readonly softmax: (logits: Value, keep: Value | undefined, what: string) => Value;
   readonly kvLength?: Value;
+  /**
+   * The causal cut, when the spec is causal ∩ (blocks | topkBlocks): query i sees keys j <= i + offset (int64: a
+   * scalar, or [B, 1, 1, 1] per batch).
+   */
+  readonly causalOffset?: Value;
+  /** A key bias [Bb, Hb, 1, T] in the scores' type (key-bias.ts), added to the gathered scores. */
+  readonly keyBias?: Value;
 }
 
 const int = (x: number) => ({ type: 'int', value: BigInt(x) }) as const;
@@ -145,10 +158,29 @@ export function blockGatherParts(b: NodeBuilder, x: BlockGatherInputs): BlockGat
     parts.push(validCols);
   }
   if (x.kvLength) parts.push(b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1, 1], 'blk_kv_length')], 'blk_kv_length_mask'));
+  if (x.causalOffset) {
+    // query i of block r at i = r bq + t sees keys j <= i + offset: [nQB, bq, 1] (+ [B, 1, 1, 1, 1] per batch)
+    const rows = b.reshape(b.op('Range', [i64(0, 'blk_c0'), b.op('Mul', [nQB, i64(bq, 'blk_c_bq')], 'blk_c_rows_end'), i64(1, 'blk_c1')], 'blk_c_rows'), [-1, bq, 1], 'blk_c_row_index');
+    const limit = b.op('Add', [rows, b.reshape(x.causalOffset, [-1, 1, 1, 1, 1], 'blk_c_offset')], 'blk_c_limit');
+    parts.push(b.op('Not', [b.op('Greater', [cols, limit], 'blk_c_future')], 'blk_causal_mask'));
+  }
   const keep = parts.reduce((acc, m) => b.op('And', [acc, m], 'blk_keep'));
-  const scores = x.score(qk, 'blk_scores');
+  const plain = x.score(qk, 'blk_scores');
+  // the key bias of the gathered keys: [Bb, Hb, 1, T] -pad, blocks-> [B, H, nKB, bk] -GatherND-> [B, H, nQB, 1, m·bk]
+  const scores = x.keyBias ? b.op('Add', [plain, gatherKeyBias(b, x.keyBias, nd, T, nKB, bk, batchHeads)], 'blk_scores_key_bias') : plain;
   const probs = x.softmax(scores, keep, 'blk');
   const yPadded = b.reshape(b.op('MatMul', [probs, vg], 'blk_y_blocks'), [0, 0, -1, x.vHeadDim], 'blk_y_padded');
   const y = b.op('Slice', [yPadded, b.ints('blk_y_start', [0]), b.reshape(S, [1], 'blk_y_end'), b.ints('blk_y_axis', [2])], 'blk_y');
   return { y, scores, keep, probs, chosen, ...(slotValid ? { slotValid } : {}), nQB, nKB };
+}
+
+/** The key bias [Bb, Hb, 1, T] at the gathered keys [B, H, nQB, 1, m·bk] (padding keys get 0: they are masked). */
+function gatherKeyBias(b: NodeBuilder, bias: Value, nd: Value, T: Value, nKB: Value, bk: number, batchHeads: Value): Value {
+  const i64 = (n: number, what: string) => b.scalar(what, 'i64', n);
+  const pad = b.op('Sub', [b.op('Mul', [nKB, i64(bk, 'blk_bias_bk')], 'blk_bias_padded_len'), T], 'blk_bias_pad');
+  const pads = b.op('Concat', [b.ints('blk_bias_pads_head', [0, 0, 0, 0, 0, 0, 0]), b.reshape(pad, [1], 'blk_bias_pad_1')], 'blk_bias_pads', { axis: int(0) });
+  const blocks = b.reshape(b.op('Pad', [bias, pads], 'blk_bias_padded'), [0, 0, -1, bk], 'blk_bias_blocks'); // [Bb, Hb, nKB, bk]
+  const target = b.op('Concat', [batchHeads, b.ints('blk_bias_block_dims', [1, 1])], 'blk_bias_target', { axis: int(0) });
+  const full = b.op('Expand', [blocks, target], 'blk_bias_heads'); // [B, H, nKB, bk]
+  return b.reshape(b.op('GatherND', [full, nd], 'blk_bias_chosen', { batch_dims: int(2) }), [0, 0, 0, 1, -1], 'blk_bias_gathered');
 }

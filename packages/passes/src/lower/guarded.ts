@@ -16,6 +16,7 @@
 import {
   type AttentionSpec,
   attentionParams,
+  blockGathered,
   hasRuntimeHeadDim,
   intervals,
   isDataDependent,
@@ -84,8 +85,8 @@ const checked = new Map<string, string | undefined>();
 /**
  * Why `spec` has no guarded form over `baseline`, or undefined when it has. Banded: the baseline dense or causal,
  * the spec baseline ∩ (a band around the query ∪ fixed extra keys: sinks, global tokens), global queries seeing
- * the whole baseline, one alignment. Block-gathered (blocks, topkBlocks
- * at the top): the baseline dense (guarded-blocks.ts). Pure and cached by the specs' text.
+ * the whole baseline, one alignment. Block-gathered (blocks, topkBlocks, alone or cut by a causal mask):
+ * over a dense baseline, or over that causal one (guarded-blocks.ts). Pure and cached by the specs' text.
  */
 export function guardableSpec(spec: AttentionSpec, baseline: AttentionSpec): string | undefined {
   const key = `${printSpec(spec)} | ${printSpec(baseline)}`;
@@ -97,7 +98,7 @@ function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string
   if (isBlockGathered(spec)) return guardableBlocksSpec(spec, baseline);
   const base = baselineShape(baseline);
   if (base === undefined) return `not lowered guarded yet: the baseline ${baseline.kind} (dense and causal are)`;
-  if (isLowRank(spec) || isDataDependent(spec)) return `no guarded form of ${printSpec(spec)} yet (dense/causal ∩ window ∪ sinks, and blocks / top-k blocks over a dense baseline)`;
+  if (isLowRank(spec) || isDataDependent(spec)) return `no guarded form of ${printSpec(spec)} yet (dense/causal ∩ window ∪ sinks, and blocks / top-k blocks over a dense baseline or cut by the causal baseline)`;
   const support = keySupport(spec as MaskSpec);
   if (!support || !(support.lo <= support.hi) || !Number.isFinite(support.lo) || !Number.isFinite(support.hi)) {
     return 'not lowered guarded yet: the spec is not a window with sinks (no finite band)';
@@ -125,7 +126,7 @@ export function guardedInputsBlocker(node: Node): string | undefined {
   if (hasRuntimeHeadDim(p)) return 'the guarded form needs a static head size';
   if (pastKey !== undefined) return 'not lowered guarded yet: a past keys input';
   if (bias !== undefined && keyBiasBlocker(node) !== undefined) return `not lowered guarded yet: ${keyBiasBlocker(node)!}`;
-  if (kvLength !== undefined && keySupport(p.spec as MaskSpec)?.aligns.includes('past')) return 'not lowered guarded yet: kvLength with the past alignment';
+  if (kvLength !== undefined && (keySupport(p.spec as MaskSpec)?.aligns.includes('past') || blockGathered(p.spec)?.causal?.align === 'past')) return 'not lowered guarded yet: kvLength with the past alignment';
   if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
   return undefined;
 }
