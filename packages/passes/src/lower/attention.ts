@@ -80,6 +80,16 @@ export function blockGatherInputsBlocker(node: Node, kind = 'a block-gathered fo
   return undefined;
 }
 
+/** Why the node's inputs, attributes and outputs rule out a low-rank form `kind` (Nystrom, Linformer, Performer), or undefined. */
+export function lowRankInputsBlocker(node: Node, kind = 'a low-rank form'): string | undefined {
+  const p = attentionParams(node);
+  const [, , , bias, , , kvLength] = node.inputs;
+  if (bias !== undefined || kvLength !== undefined || p.softcap !== 0 || p.scoresMode !== undefined) {
+    return `${kind} is defined for plain softmax(scale Q Kᵀ) V only: no bias, kvLength, softcap or scores output`;
+  }
+  return undefined;
+}
+
 export interface LoweringPlan {
   readonly strategy: 'dense' | 'banded' | 'blocks' | 'low-rank' | 'lsh';
   /** Why, in words for notes and --explain. */
@@ -158,11 +168,7 @@ export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): 
   }
   if (blockGathered(p.spec) !== undefined) return blockGatherBlocker(node, options);
   if (p.spec.kind === 'linformer' || p.spec.kind === 'performer' || p.spec.kind === 'nystrom') {
-    const [, , , bias, , , kvLength] = node.inputs;
-    if (bias !== undefined || kvLength !== undefined || p.softcap !== 0 || p.scoresMode !== undefined) {
-      return `${p.spec.kind} is defined for plain softmax(scale Q Kᵀ) V only: no bias, kvLength, softcap or scores output`;
-    }
-    return lowRankBlocker(p.spec, staticKeyCount(node, p), p.scale);
+    return lowRankInputsBlocker(node, p.spec.kind) ?? lowRankBlocker(p.spec, staticKeyCount(node, p), p.scale);
   }
   if (node.inputs[4] !== undefined && chunkedLsh(p.spec)) {
     return 'lsh with chunk > 0 is defined for self-attention (nq == nk): past keys make nk > nq';

@@ -1,5 +1,5 @@
 // Lowering attnopt::Attention to standard ONNX ops.
-export { blockGatherInputsBlocker, cannotLower, lowerAttention, loweringPlan, type LowerOptions, type LoweringPlan, type LoweringStrategy } from './attention.js';
+export { blockGatherInputsBlocker, cannotLower, lowRankInputsBlocker, lowerAttention, loweringPlan, type LowerOptions, type LoweringPlan, type LoweringStrategy } from './attention.js';
 export { lowerBandedNative, NATIVE_ATTENTION_OPSET, nativeBandedBlocker } from './banded-native.js';
 export { bandBlockSize, bandedAttention, bandedKeysPerQuery, keySupport, type BandedInputs, type KeySupport } from './banded.js';
 export { blockGatherAttention, blockGatherParts, type BlockGatherInputs, type BlockGatherParts } from './blocks.js';

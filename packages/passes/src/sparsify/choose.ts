@@ -48,6 +48,8 @@ export interface SparsifyOptions {
   readonly guardBlocked?: string;
   /** Why this site's inputs rule out block-gathered forms (blocks, top-k blocks; the pass reads it from the node), or undefined. */
   readonly blockGatherBlocked?: string;
+  /** Why this site's inputs rule out low-rank forms (a bias, kvLength, softcap; the pass reads it from the node), or undefined. */
+  readonly lowRankBlocked?: string;
   /** Key block size of the guard's summaries (default 64; a block-gathered form's guard takes its own key block). */
   readonly guardBlockSize?: number;
   /**
@@ -266,8 +268,12 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     const cost = costs[k]!;
     if (budget === 0) return { form, cost, reason: 'budget 0 allows exact rewrites only' };
     if (!(cost.time < before.time)) return { form, cost, reason: `not cheaper on ${target.target}: ${fmt(cost.time * 1e3)} ms vs ${fmt(before.time * 1e3)} ms` };
+    // dominated: the same score work or more (a band as wide as the keys), plus its gathers and certificate
+    if (!isLowRank(form) && cost.computedPairs >= before.computedPairs)
+      return { form, cost, reason: `not cheaper on ${target.target}: scores ${cost.computedPairs} pairs per head, the site's own form ${before.computedPairs}` };
     if (form.kind === 'performer' && !(params.scale >= 0)) return { form, cost, reason: `performer needs scale >= 0, got ${params.scale}` };
     if (isBlockGathered(form) && options.blockGatherBlocked !== undefined) return { form, cost, reason: options.blockGatherBlocked };
+    if (isLowRank(form) && options.lowRankBlocked !== undefined) return { form, cost, reason: options.lowRankBlocked };
     return { form, cost };
   });
   const evaluated = pending.filter((p) => p.reason === undefined);

@@ -7,7 +7,7 @@
 // Sites are named site<k>, k counting Attention nodes in graph.allNodes() order (the calibrate step's ids).
 
 import { attentionAttrs, attentionParams, type Graph, hasRuntimeHeadDim, isAttention, type Node, RUNTIME_HEAD_DIM_REASON } from '@attnopt/ir';
-import { blockGatherInputsBlocker } from '../lower/attention.js';
+import { blockGatherInputsBlocker, lowRankInputsBlocker } from '../lower/attention.js';
 import { guardedInputsBlocker } from '../lower/guarded.js';
 import type { Pass, PassNote } from '@attnopt/rewrite';
 import type { SiteCalibration } from './calibration.js';
@@ -80,11 +80,13 @@ export function sparsifyPass(options: SparsifyPassOptions): Pass {
         const blocker = headSplitBlocker(node, params);
         const guardBlocked = options.guardBlocked ?? guardedInputsBlocker(node);
         const blockGatherBlocked = options.blockGatherBlocked ?? blockGatherInputsBlocker(node);
+        const lowRankBlocked = options.lowRankBlocked ?? lowRankInputsBlocker(node);
         const siteOptions = {
           ...options,
           ...(blocker === undefined ? {} : { headGroups: false }),
           ...(guardBlocked === undefined ? {} : { guardBlocked }),
           ...(blockGatherBlocked === undefined ? {} : { blockGatherBlocked }),
+          ...(lowRankBlocked === undefined ? {} : { lowRankBlocked }),
         };
         const decision = chooseSiteSpec(params, calibration, siteOptions);
         let groupNodes: Node[] | undefined;
