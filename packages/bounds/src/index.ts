@@ -27,6 +27,7 @@ export {
   type KeyBlockSummaries,
   blockCount,
   keyBlockSummaries,
+  keptKeyStandIn,
   blockScoreUpperBound,
   softcappedUpperBound,
   keptLogSumExp,

@@ -6,6 +6,7 @@ import {
   guardedDroppedMass,
   guardedOutputBound,
   guardFallsBack,
+  keptKeyStandIn,
   keptLogSumExp,
   keyBlockSummaries,
   maskRowErrorBound,
@@ -59,6 +60,37 @@ describe('key block summaries', () => {
   it('softcap keeps the bound an upper bound (tanh increases)', () => {
     expect(softcappedUpperBound(100, 30)).toBeCloseTo(30 * Math.tanh(100 / 30), 12);
     expect(softcappedUpperBound(3, 0)).toBe(3);
+  });
+});
+
+describe('key block summaries without always-kept keys', () => {
+  it('summarize each block over its other keys only; a block with no other key keeps them; the bound still holds for every key the block can drop', () => {
+    const r = rng(11);
+    const n = 40;
+    const d = 3;
+    const keys = Float64Array.from({ length: n * d }, () => 4 * r());
+    const kept = [0, 5, 17, 24, 25, 26, 27, 39];
+    // block 3 (keys 24..31 at block 8) holds four kept keys and four others; key 39 is the last of block 4
+    for (let c = 0; c < d; c++) keys[17 * d + c] = 50; // an outlier at a kept key
+    const s = keyBlockSummaries(keys, n, d, 8, kept);
+    const keptSet = new Set(kept);
+    for (let b = 0; b < 5; b++) {
+      const others = Array.from({ length: 8 }, (_, t) => b * 8 + t).filter((j) => !keptSet.has(j));
+      for (let c = 0; c < d; c++) {
+        expect(s.kmin[b * d + c]).toBe(Math.min(...others.map((j) => keys[j * d + c]!)));
+        expect(s.kmax[b * d + c]).toBe(Math.max(...others.map((j) => keys[j * d + c]!)));
+      }
+      const q = [r(), r(), r()];
+      for (const j of others) expect(blockScoreUpperBound(q, s, b, 0.7)).toBeGreaterThanOrEqual(0.7 * dot(q, keys, j * d, d) - 1e-12);
+    }
+    // the outlier no longer widens block 2
+    expect(s.kmax[2 * d]).toBeLessThan(50);
+    // one block of kept keys only: summarized over them
+    const all = keyBlockSummaries(keys, 8, d, 8, [0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(Array.from(all.kmax)).toEqual(Array.from(keyBlockSummaries(keys, 8, d, 8).kmax));
+    expect(keptKeyStandIn(24, keptSet, 8, n)).toBe(28);
+    expect(keptKeyStandIn(26, keptSet, 8, n)).toBe(28);
+    expect(keptKeyStandIn(27, keptSet, 8, 28)).toBeUndefined();
   });
 });
 

@@ -28,9 +28,14 @@ export function blockCount(n: number, blockSize: number): number {
   return Math.ceil(n / blockSize);
 }
 
-/** Builds the per-block summaries of `keys` (row-major n x d) in O(n d). */
-export function keyBlockSummaries(keys: ArrayLike<number>, n: number, d: number, blockSize: number): KeyBlockSummaries {
+/**
+ * Builds the per-block summaries of `keys` (row-major n x d) in O(n d). `alwaysKept`: keys every row of the form
+ * keeps (sinks, global tokens), never dropped, so left out of their block's summary (a bound over the block's other
+ * keys bounds every key the block can drop); a block with no other key keeps them (its bound stays finite).
+ */
+export function keyBlockSummaries(keys: ArrayLike<number>, n: number, d: number, blockSize: number, alwaysKept: readonly number[] = []): KeyBlockSummaries {
   if (!Number.isSafeInteger(blockSize) || blockSize < 1) throw new Error(`keyBlockSummaries: block size must be an integer >= 1, got ${blockSize}`);
+  if (alwaysKept.length > 0) return keyBlockSummaries(withoutKeptKeys(keys, n, d, blockSize, alwaysKept), n, d, blockSize);
   const nb = blockCount(n, blockSize);
   const kmin = new Float64Array(nb * d).fill(Infinity);
   const kmax = new Float64Array(nb * d).fill(-Infinity);
@@ -57,6 +62,31 @@ export function keyBlockSummaries(keys: ArrayLike<number>, n: number, d: number,
     radius[b] = Math.sqrt(r2) * (1 + 1e-12) + 1e-300;
   }
   return { blockSize, n, d, kmin, kmax, center, radius };
+}
+
+/**
+ * The position whose key stands in for always-kept key `e` in its block's summary: the nearest key of the block
+ * below e that is not always kept, else the nearest above; undefined when the block has none (below `n` keys).
+ * A guarded lowering gathers K by these positions before its block reductions, so both summarize the same keys.
+ */
+export function keptKeyStandIn(e: number, alwaysKept: ReadonlySet<number>, blockSize: number, n: number): number | undefined {
+  const lo = Math.floor(e / blockSize) * blockSize;
+  const hi = Math.min(n, lo + blockSize);
+  for (let j = e - 1; j >= lo; j--) if (!alwaysKept.has(j)) return j;
+  for (let j = e + 1; j < hi; j++) if (!alwaysKept.has(j)) return j;
+  return undefined;
+}
+
+/** `keys` with every always-kept key replaced by its stand-in (keptKeyStandIn), or kept where it has none. */
+function withoutKeptKeys(keys: ArrayLike<number>, n: number, d: number, blockSize: number, alwaysKept: readonly number[]): Float64Array {
+  const out = Float64Array.from({ length: n * d }, (_, t) => keys[t]!);
+  const kept = new Set(alwaysKept);
+  for (const e of kept) {
+    if (!(e >= 0 && e < n)) continue;
+    const r = keptKeyStandIn(e, kept, blockSize, n);
+    if (r !== undefined) for (let c = 0; c < d; c++) out[e * d + c] = out[r * d + c]!;
+  }
+  return out;
 }
 
 /**

@@ -34,6 +34,7 @@ import { guardedBandedAttention, guardedBlocker, guardedSiteLabel } from './guar
 import { lowerBandedNative, nativeBandedBlocker } from './banded-native.js';
 import { blockGatherAttention, type BlockGatherInputs } from './blocks.js';
 import { guardedBlocksAttention, isBlockGathered } from './guarded-blocks.js';
+import { guardedLshAttention, guardedLshNodeBlocker, isGuardedLsh } from './guarded-lsh.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { lshChunkedAttention } from './lsh.js';
 import { lshKeepMask } from './lsh-hash.js';
@@ -154,6 +155,10 @@ export function cannotLower(node: Node, options: LowerOptions = { opset: 21 }): 
   }
   if (p.guard !== undefined) {
     // a guarded site lowered dense is exact; lowered sparse it must carry its run-time certificate
+    if (isGuardedLsh(p)) {
+      const blocker = guardedLshNodeBlocker(node, options.opset);
+      return blocker === undefined ? undefined : `guarded site: ${blocker}`;
+    }
     if (isBlockGathered(p.spec)) {
       const blocker = blockGatherBlocker(node, options) ?? guardedBlocker(node, options.opset);
       return blocker === undefined ? undefined : `guarded site: ${blocker}`;
@@ -246,7 +251,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   const vAll = repeat(presentV, Dv, 'v_rep');
   const softmaxType: DType = p.softmaxPrecision ?? dtype;
   const plan = loweringPlan(node, options);
-  if (plan.strategy !== 'dense') {
+  if (plan.strategy !== 'dense' || isGuardedLsh(p)) {
     const shapeOfK = b.op('Shape', [kAll], 'k_shape');
     const len = (x: Value, what: string) =>
       b.op('Gather', [b.op('Shape', [x], `${what}_shape`), b.scalar(`${what}_index`, 'i64', 2)], what, { axis: { type: 'int', value: 0n } });
@@ -265,6 +270,11 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       const probs = b.op('Where', [b.op('IsNaN', [sm], `${what}_isnan`), b.scalar(`${what}_zero_prob`, softmaxType, 0), sm], `${what}_probs`);
       return softmaxType !== dtype ? b.cast(probs, dtype, `${what}_probs_cast`) : probs;
     };
+    if (isGuardedLsh(p)) {
+      const site = guardedSiteLabel(node);
+      const y = guardedLshAttention(b, { leaf: p.spec as Lsh, params: p, opset: options.opset, q, k: kAll, v: vAll, headDim: D, vHeadDim: Dv, dtype, softmaxType, score, softmax, ...(kvLength ? { kvLength } : {}), ...(site !== undefined ? { site } : {}) });
+      return finish(graph, node, b, p, q, y, presentK, presentV, undefined);
+    }
     if (plan.strategy === 'low-rank') {
       const y = lowRankAttention(b, {
         spec: p.spec as Linformer | Performer | Nystrom,

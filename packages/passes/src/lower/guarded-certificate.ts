@@ -22,7 +22,8 @@
 // sums). Float32 rounding in the summaries, the bias and the scores so cannot turn a row over the budget into a
 // kept one.
 
-import type { AttentionParams, DType, MaskSpec, Value } from '@attnopt/ir';
+import { keptKeyStandIn } from '@attnopt/bounds';
+import { type AttentionParams, type DType, type MaskSpec, Tensor, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '@attnopt/rewrite';
 import { reduceAt, type ReduceOp } from './guarded-ops.js';
 import { specMask } from './mask.js';
@@ -85,8 +86,34 @@ export interface GuardedScoreBound {
   readonly zero: Value;
 }
 
-/** Key block summaries of `blockSize` keys and the score bound U per row and block (see the comment at the top). */
-export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: number): GuardedScoreBound {
+/**
+ * K [B,H,T,D] with each always-kept key e replaced by its stand-in r (when r < T):
+ *   index[j] = j + Σ_e [j = e] (r'_e - e), r'_e = Where(r_e < T, r_e, e), then Gather(K, index, axis 2)
+ */
+function summarizedKeys(b: NodeBuilder, x: GuardedSite, k: Value, T: Value, kb: number, alwaysKept: readonly number[]): Value {
+  const kept = new Set(alwaysKept);
+  const pairs = [...kept].flatMap((e) => {
+    const r = keptKeyStandIn(e, kept, kb, Number.MAX_SAFE_INTEGER);
+    return r === undefined ? [] : [[e, r] as const];
+  });
+  if (pairs.length === 0) return k;
+  const { i64, reduce } = guardOps(b, x);
+  const from = b.constant('guard_kept_keys', Tensor.fromValues('i64', [1, pairs.length], pairs.map(([e]) => e)));
+  const to = b.constant('guard_kept_stand_ins', Tensor.fromValues('i64', [1, pairs.length], pairs.map(([, r]) => r)));
+  const shift = b.op('Sub', [b.op('Where', [b.op('Less', [to, T], 'guard_stand_in_inside'), to, from], 'guard_stand_in'), from], 'guard_stand_in_shift');
+  const keys = b.op('Range', [i64(0, 'guard_key_r0'), T, i64(1, 'guard_key_r1')], 'guard_key_index');
+  const hit = b.cast(b.op('Equal', [b.reshape(keys, [-1, 1], 'guard_key_index_col'), from], 'guard_kept_hit'), 'i64', 'guard_kept_hit_i64');
+  const moved = b.op('Add', [keys, reduce('ReduceSum', b.op('Mul', [hit, shift], 'guard_kept_shift'), [1], 'guard_kept_moves')], 'guard_summary_index');
+  return b.op('Gather', [k, moved], 'guard_k_summarized', { axis: { type: 'int', value: 2n } });
+}
+
+/**
+ * Key block summaries of `blockSize` keys and the score bound U per row and block (see the comment at the top).
+ * `alwaysKept`: keys every row keeps (sinks, global tokens), left out of their block's summaries as
+ * @attnopt/bounds' keyBlockSummaries leaves them out: K is gathered with each replaced by its stand-in key
+ * (keptKeyStandIn; itself where the stand-in is past the keys).
+ */
+export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: number, alwaysKept: readonly number[] = []): GuardedScoreBound {
   const p = x.params;
   const kb = blockSize;
   const D = x.headDim;
@@ -99,7 +126,7 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   const nKB = b.op('Div', [b.op('Add', [T, i64(kb - 1, 'guard_round')], 'guard_nk_up'), i64(kb, 'guard_block')], 'guard_blocks');
 
   // key block summaries: pad the keys to whole blocks by repeating the last one (min, max and radius unchanged)
-  const k32 = toF32(x.k, 'guard_k_f32');
+  const k32 = summarizedKeys(b, x, toF32(x.k, 'guard_k_f32'), T, kb, alwaysKept);
   const padT = b.op('Sub', [b.op('Mul', [nKB, i64(kb, 'guard_block2')], 'guard_nk_padded'), T], 'guard_pad');
   const pads = b.op('Concat', [b.ints('guard_pads_head', [0, 0, 0, 0, 0, 0]), b.reshape(padT, [1], 'guard_pad_1'), b.ints('guard_pads_tail', [0])], 'guard_pads', axis(0));
   const kBlocks = b.reshape(b.op('Pad', [k32, pads], 'guard_k_padded', { mode: { type: 'string', value: 'edge' } }), [0, 0, -1, kb, D], 'guard_k_blocks');
@@ -190,6 +217,49 @@ export function guardedCertificate(b: NodeBuilder, x: GuardedSite, c: Certificat
     ? b.op('Mul', [b.op('Add', [finiteAbs(b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_rows'), 'guard_terms_reach'), finiteAbs(c.maxLogit, 'guard_logit_reach')], 'guard_bias_reach'), f32(SCORE_SLACK, 'guard_bias_slack_rate')], 'guard_bias_slack')
     : undefined;
   const logB = b.op('Add', [logBRaw, biasSlack ? b.op('Add', [rowSlack, biasSlack], 'guard_row_slack_biased') : rowSlack], 'guard_log_b');
+  return guardedFromLogB(b, x, {
+    y: c.y,
+    logB,
+    maxLogit: c.maxLogit,
+    maxProb: c.maxProb,
+    ...(c.keepsSome ? { keepsSome: c.keepsSome } : {}),
+    // a row that drops no key is exact (m = 0): it never falls back, so every fallback row keeps a baseline key
+    dropsSome: () => b.op('Greater', [reduce('ReduceSum', c.dropped, [-1], 'guard_dropped_total'), zeroF], 'guard_drops_some'),
+    T,
+    bottomRight,
+    zero: zeroF,
+  });
+}
+
+/** What guardedFromLogB reads: the sparse output, log B (slack included), log Z_S's parts and the rows that drop a key. */
+export interface LogBInputs {
+  /** The sparse output [B, H, S, Dv] the fallback rows are scattered over. */
+  readonly y: Value;
+  /** log B per row [B, H, S], float32, its rounding slack included (-inf: nothing dropped). */
+  readonly logB: Value;
+  /** The largest kept logit and its softmax probability per row [B, H, S], float32. */
+  readonly maxLogit: Value;
+  readonly maxProb: Value;
+  /** Rows that keep a key (see CertificateInputs.keepsSome). */
+  readonly keepsSome?: Value;
+  /** Rows that drop a baseline key [B, H, S] (bool), built when the flags need it. */
+  readonly dropsSome: () => Value;
+  /** Key count and T - S (int64 scalars), a float32 0. */
+  readonly T: Value;
+  readonly bottomRight: Value;
+  readonly zero: Value;
+}
+
+/**
+ * The certified output [B, H, S, Dv] from log B per row: m_hat = Sigmoid(log B - log Z_S), the bound m_hat R, the
+ * rows over the budget that drop a key recomputed densely over the baseline's keys and scattered back (see the
+ * comment at the top). guardedCertificate computes log B from per-block terms; a form whose B is no per-block sum
+ * (the minimum over LSH rounds) gives it directly.
+ */
+export function guardedFromLogB(b: NodeBuilder, x: GuardedSite, c: LogBInputs): Value {
+  const guard = x.params.guard!;
+  const { axis, i64, f32, toF32, reduce } = guardOps(b, x);
+  const { T, bottomRight, logB } = c;
   const logZKept = b.op('Sub', [c.maxLogit, b.op('Log', [c.maxProb], 'guard_log_max_prob')], 'guard_log_z_kept');
   // a row that keeps no key: log Z_S NaN, so it falls back when it drops a key, whatever m_hat R says (its sparse
   // output, 0, is no convex combination of V: R bounds nothing there)
@@ -202,8 +272,7 @@ export function guardedCertificate(b: NodeBuilder, x: GuardedSite, c: Certificat
   const bound = b.op('Mul', [b.op('Mul', [mHat, b.reshape(range, [0, 0, 1], 'guard_range_row')], 'guard_bound_raw'), f32(1 + BOUND_SLACK, 'guard_bound_slack')], 'guard_bound');
   const within = b.op('Not', [b.op('Greater', [bound, f32(guard.budget, 'guard_budget')], 'guard_over')], 'guard_not_over');
   const ok = b.op('And', [within, b.op('Not', [b.op('IsNaN', [bound], 'guard_nan')], 'guard_finite')], 'guard_ok');
-  // a row that drops no key is exact (m = 0): it never falls back, so every fallback row keeps a baseline key
-  const dropsSome = b.op('Greater', [reduce('ReduceSum', c.dropped, [-1], 'guard_dropped_total'), zeroF], 'guard_drops_some');
+  const dropsSome = c.dropsSome();
   // named for the site (a verify-only copy of the model reads it as an output: the run-time fallback rate)
   const fallsBack = b.op('And', [b.op('Not', [ok], 'guard_over_or_nan'), dropsSome], x.site !== undefined ? `${GUARD_FALLBACK_VALUE}.${x.site}` : GUARD_FALLBACK_VALUE);
   const anyHead = reduce('ReduceMax', b.cast(fallsBack, 'f32', 'guard_falls_back_f'), [0, 1], 'guard_falls_back_rows');

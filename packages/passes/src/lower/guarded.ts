@@ -172,7 +172,8 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const { f32, toF32, reduce } = guardOps(b, x);
 
   const { y, logits, probs, offset } = bandedAttentionParts(b, x);
-  const bound = guardedScoreBound(b, x, kb);
+  // the extra keys (sinks, global tokens) are never dropped: left out of the key block summaries
+  const bound = guardedScoreBound(b, x, kb, s.extra);
   const { S, T, nKB, padT, bottomRight, u, zero: zeroF } = bound;
 
   // dropped keys per row and block, in float32 (exact for integers below 2^24; onnxruntime's float kernels are

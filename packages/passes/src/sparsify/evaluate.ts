@@ -10,8 +10,8 @@
 // The fallback rate on calibration data predicts the guarded form's cost.
 
 import { blockCount, guardedDroppedMass, guardFallsBack, type KeyBlockSummaries, keyBlockSummaries, maskRowErrorBound } from '@attnopt/bounds';
-import { intervals, type IntervalSet, type LeafResolver, type MaskDims, type MaskSpec, rowKeys, softmaxInPlace } from '@attnopt/ir';
-import { guardBlockSize } from '../lower/guarded-blocks.js';
+import { intervals, type IntervalSet, keySupport, type LeafResolver, type MaskDims, type MaskSpec, rowKeys, softmaxInPlace } from '@attnopt/ir';
+import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
 import type { HeadData } from './calibration.js';
 
 /** Running results of one candidate over the rows evaluated so far. */
@@ -136,16 +136,19 @@ export function evaluateHead(
   const o = new Float64Array(dv);
   const acc = new Float64Array(dv);
   const guardBudget = options.guardBudget ?? options.fullMeasureUpTo;
-  // the summaries at each candidate's guard block (a block-gathered form's own key block, as its lowering takes them)
-  const summaryBlocks = new Map<number, { summaries: KeyBlockSummaries; counts: Float64Array; blockBias: Float64Array | undefined }>();
-  const summariesAt = (blockSize: number) => {
-    if (!summaryBlocks.has(blockSize)) {
+  // the summaries at each candidate's guard block (a block-gathered form's own key block, as its lowering takes them),
+  // a banded form's extra keys (sinks, global tokens: never dropped) left out as its lowering leaves them out
+  const summaryBlocks = new Map<string, { summaries: KeyBlockSummaries; counts: Float64Array; blockBias: Float64Array | undefined }>();
+  const summariesAt = (blockSize: number, alwaysKept: readonly number[]) => {
+    const key = `${blockSize}:${alwaysKept.join(',')}`;
+    if (!summaryBlocks.has(key)) {
       const nb = blockCount(nk, blockSize);
-      summaryBlocks.set(blockSize, { summaries: keyBlockSummaries(head.k, nk, head.d, blockSize), counts: new Float64Array(nb), blockBias: bias ? new Float64Array(nb) : undefined });
+      summaryBlocks.set(key, { summaries: keyBlockSummaries(head.k, nk, head.d, blockSize, alwaysKept), counts: new Float64Array(nb), blockBias: bias ? new Float64Array(nb) : undefined });
     }
-    return summaryBlocks.get(blockSize)!;
+    return summaryBlocks.get(key)!;
   };
   const candidateBlocks = candidates.map((c) => guardBlockSize(c, options.guardBlockSize ?? DEFAULT_GUARD_BLOCK));
+  const candidateKept = candidates.map((c) => (isBlockGathered(c) ? [] : (keySupport(c)?.extra ?? [])));
   const qRow = new Float64Array(head.d);
   for (let i = 0; i < nq; i++) {
     const base = rowKeys(baseline, i, dims, resolve);
@@ -173,7 +176,7 @@ export function evaluateHead(
       const rowBound = maskRowErrorBound(m, range, kept > 0, maxAbs);
       // the guarded certificate: per-block counts (and max bias) of the dropped keys, log Z_S from the kept mass
       const blockSize = candidateBlocks[ci]!;
-      const { summaries, counts, blockBias } = summariesAt(blockSize);
+      const { summaries, counts, blockBias } = summariesAt(blockSize, candidateKept[ci]!);
       counts.fill(0);
       blockBias?.fill(-Infinity);
       for (let t = 0; t < dropped.length; t += 2) {
