@@ -1,0 +1,185 @@
+// Attention(Q, K, V, spec=lsh(hashes, buckets, seed, chunk 0), guard over dense) -> LSH attention + per-row
+// certificate, rows over the budget recomputed densely and scattered back (BOUNDS.md (b'); @attnopt/bounds'
+// lshDroppedMass is the float64 statement of the same bound).
+//
+//   sparse output   as the unguarded chunk-0 form lowers it (attention.ts: dense scores under the bucket keep-mask,
+//                   lsh-hash.ts's bucket ids): scores [B,H,S,T], so this form is n x n like its unguarded one
+//   summaries       per round r and bucket g, over the keys hashed to g: per-channel min / max of K, the key
+//                   count, the box centre c and the radius max ||k - c|| (ScatterElements with reduction
+//                   min / max / add from opset 18; below, reductions of the bucket one-hot [B,H,R,T,G])  [B,H,R,G,D]
+//   score bound     U[i, r, g] = q.c + min(|q|.(Kmax - Kmin) / 2, ||q|| r), scaled and softcapped as the
+//                   guarded-certificate.ts bound is                                      [B,H,R,S,buckets]
+//   log B           per round, log-sum-exp over the buckets the row does not share of U + log count; a key the
+//                   union drops is dropped in every round, so log B = ReduceMin over the rounds      [B,H,S]
+//   fallback        guardedFromLogB (guarded-certificate.ts): m_hat, the bound m_hat R, the rows over the budget
+//                   that drop a key (ReduceMin of the keep-mask is 0) recomputed densely
+// Every key of a bucket counts as dropped (also padding keys, kvLength): only looser. No bias input (refused). Rounding slack as guarded-certificate.ts's.
+
+import { type AttentionParams, type AttentionSpec, attentionParams, hasRuntimeHeadDim, type Lsh, type Node, type Value } from '@attnopt/ir';
+import type { NodeBuilder } from '@attnopt/rewrite';
+import { type GuardedSite, guardedFromLogB, guardOps } from './guarded-certificate.js';
+import { GUARDED_OPSET } from './guarded-ops.js';
+import { lshBucketIds } from './lsh-hash.js';
+
+/** The opset from which the bucket summaries are ScatterElements with reduction min / max (below: a one-hot). */
+export const GUARDED_LSH_OPSET = 18;
+
+const SCORE_SLACK = 1e-4;
+
+export interface GuardedLshInputs extends GuardedSite {
+  readonly leaf: Lsh;
+  readonly vHeadDim: number;
+  /** Masks the logits and takes the softmax (attention.ts's, in the softmax's dtype); probabilities in `dtype`. */
+  readonly softmax: (logits: Value, keep: Value | undefined, what: string) => Value;
+}
+
+/** Why `spec` over `baseline` has no guarded LSH form, or undefined when it has (an LSH leaf, chunk 0, dense baseline). */
+export function guardableLshSpec(spec: AttentionSpec, baseline: AttentionSpec): string | undefined {
+  if (spec.kind !== 'lsh') return `not lowered guarded yet: ${spec.kind} (the guarded LSH form takes an LSH leaf)`;
+  if (spec.chunk !== 0) return `not lowered guarded yet: lsh with chunk ${spec.chunk} (the guarded LSH form takes chunk 0)`;
+  if (baseline.kind !== 'dense') return `not lowered guarded yet: lsh over the baseline ${baseline.kind} (the guarded LSH form takes a dense baseline)`;
+  return undefined;
+}
+
+/** Why the guarded LSH form does not apply at `opset` to a site with this spec and guard, or undefined. */
+export function guardedLshBlocker(spec: AttentionSpec, guard: { readonly baseline: AttentionSpec }, opset: number): string | undefined {
+  if (opset < GUARDED_OPSET) return `the guarded form needs opset ${GUARDED_OPSET}, got ${opset}`;
+  return guardableLshSpec(spec, guard.baseline);
+}
+
+/** The guarded LSH output [B, H, S, Dv] (see the comment at the top). Call only where guardedLshBlocker allows. */
+export function guardedLshAttention(b: NodeBuilder, x: GuardedLshInputs): Value {
+  const { leaf, headDim: D } = x;
+  const R = leaf.hashes;
+  const G = leaf.buckets;
+  const p = x.params;
+  const { axis, i64, f32, toF32, reduce } = guardOps(b, x);
+  const dim = (t: Value, k: number, what: string) => b.op('Gather', [b.op('Shape', [t], `${what}_shape`), i64(k, `${what}_axis`)], what, axis(0));
+  const S = dim(x.q, 2, 'guard_lsh_nq');
+  const T = dim(x.k, 2, 'guard_lsh_nk');
+
+  // bucket ids [B, H, R, S] and [B, H, R, T]; the keep-mask [B, H, S, T]: a shared bucket in some round
+  const hq = lshBucketIds(b, leaf, x.q, D, x.dtype, 'guard_lsh_q');
+  const hk = lshBucketIds(b, leaf, x.k, D, x.dtype, 'guard_lsh_k');
+  const same = b.op('Equal', [b.unsqueeze(hq, [4], 'guard_lsh_q_col', 4), b.unsqueeze(hk, [3], 'guard_lsh_k_row', 4)], 'guard_lsh_same'); // [B, H, R, S, T]
+  const shared = R === 1 ? b.squeeze(same, 2, 'guard_lsh_shared') : b.cast(reduce('ReduceMax', b.cast(same, 'f32', 'guard_lsh_same_f'), [2], 'guard_lsh_any_round_f'), 'bool', 'guard_lsh_shared');
+  // padding keys (at or past kvLength[b]) are never kept; they count as dropped in the bound (only looser)
+  const cols = b.op('Range', [i64(0, 'guard_lsh_c0'), T, i64(1, 'guard_lsh_c1')], 'guard_lsh_key_index');
+  const keep = x.kvLength ? b.op('And', [shared, b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_lsh_kv_length_4d')], 'guard_lsh_not_padding')], 'guard_lsh_keep') : shared;
+
+  // the sparse output and its largest kept logit and probability per row
+  const logits = x.score(b.op('MatMul', [x.q, b.transpose(x.k, [0, 1, 3, 2], 'guard_lsh_k_t')], 'guard_lsh_qk'), 'guard_lsh_scores');
+  const probs = x.softmax(logits, keep, 'guard_lsh');
+  const y = b.op('MatMul', [probs, x.v], 'guard_lsh_y');
+  const minusInf = f32(-Infinity, 'guard_lsh_minus_inf');
+  const maxLogit = reduce('ReduceMax', b.op('Where', [keep, toF32(logits, 'guard_lsh_logits_f32'), minusInf], 'guard_lsh_kept_logits'), [3], 'guard_lsh_max_logit');
+  const maxProb = reduce('ReduceMax', toF32(probs, 'guard_lsh_probs_f32'), [3], 'guard_lsh_max_prob');
+
+  // per round and bucket key summaries [B, H, R, G, D] and counts [B, H, R, G]
+  const k32 = toF32(x.k, 'guard_lsh_k_f32');
+  const kRounds = b.op('Expand', [b.unsqueeze(k32, [2], 'guard_lsh_k_5d', 4), b.ints('guard_lsh_rounds_shape', [1, 1, R, 1, 1])], 'guard_lsh_k_rounds'); // [B, H, R, T, D]
+  const at = b.op('Expand', [b.unsqueeze(hk, [4], 'guard_lsh_k_bucket_col', 4), b.op('Shape', [kRounds], 'guard_lsh_k_rounds_shape')], 'guard_lsh_k_bucket_index');
+  const shape5 = b.op('Shape', [kRounds], 'guard_lsh_summary_shape_in');
+  const summaryShape = b.op(
+    'Concat',
+    [b.op('Slice', [shape5, b.ints('guard_lsh_ss0', [0]), b.ints('guard_lsh_ss1', [3])], 'guard_lsh_shape_head'), b.ints('guard_lsh_buckets', [G]), b.ints('guard_lsh_head_dim', [D])],
+    'guard_lsh_summary_shape',
+    axis(0),
+  );
+  const filled = (value: number, what: string) => b.op('Expand', [f32(value, `${what}_value`), summaryShape], what);
+  const bucketIndex = b.op('Range', [i64(0, 'guard_lsh_g0'), i64(G, 'guard_lsh_g1'), i64(1, 'guard_lsh_g2')], 'guard_lsh_bucket_index');
+  // opset 18+: ScatterElements with reduction min / max / add, O(R T D); below, the bucket one-hot [B,H,R,T,G] and
+  // reductions over the keys, O(R T G D)
+  const oneHot = x.opset >= GUARDED_LSH_OPSET ? undefined : b.op('Equal', [b.unsqueeze(hk, [4], 'guard_lsh_k_bucket_g', 4), bucketIndex], 'guard_lsh_k_one_hot');
+  const oneHotD = oneHot ? b.unsqueeze(oneHot, [5], 'guard_lsh_k_one_hot_d', 5) : undefined; // [B, H, R, T, G, 1]
+  const kRoundsG = oneHot ? b.unsqueeze(kRounds, [4], 'guard_lsh_k_rounds_g', 5) : undefined; // [B, H, R, T, 1, D]
+  const scatter = (init: Value, index: Value, updates: Value, reduction: 'min' | 'max' | 'add', what: string) =>
+    b.op('ScatterElements', [init, index, updates], what, { ...axis(3), reduction: { type: 'string', value: reduction } });
+  const bucketed = (op: 'ReduceMin' | 'ReduceMax', init: number, what: string) =>
+    oneHot
+      ? reduce(op, b.op('Where', [oneHotD!, kRoundsG!, f32(init, `${what}_fill`)], `${what}_masked`), [3], what)
+      : scatter(filled(init, `${what}_init`), at, kRounds, op === 'ReduceMin' ? 'min' : 'max', what);
+  const kminRaw = bucketed('ReduceMin', Infinity, 'guard_lsh_kmin_raw');
+  const kmaxRaw = bucketed('ReduceMax', -Infinity, 'guard_lsh_kmax_raw');
+  const zerosG = b.op('Slice', [filled(0, 'guard_lsh_zeros_d'), b.ints('guard_lsh_zg0', [0]), b.ints('guard_lsh_zg1', [1]), b.ints('guard_lsh_zg2', [4])], 'guard_lsh_zeros_g_5d');
+  const zeros4 = b.squeeze(zerosG, 4, 'guard_lsh_zeros_g'); // [B, H, R, G]
+  const ones = b.op('Expand', [f32(1, 'guard_lsh_one'), b.op('Shape', [hk], 'guard_lsh_hk_shape')], 'guard_lsh_ones');
+  const counts = oneHot ? reduce('ReduceSum', b.cast(oneHot, 'f32', 'guard_lsh_k_one_hot_f'), [3], 'guard_lsh_counts') : scatter(zeros4, hk, ones, 'add', 'guard_lsh_counts'); // [B, H, R, G]
+  // an empty bucket (min +inf, max -inf) gets zero summaries: it bounds nothing (count 0) and stays finite
+  const nonEmpty = b.op('Greater', [b.unsqueeze(counts, [4], 'guard_lsh_counts_col', 4), f32(0, 'guard_lsh_zero')], 'guard_lsh_non_empty');
+  const zero = f32(0, 'guard_lsh_zero_f');
+  const kmin = b.op('Where', [nonEmpty, kminRaw, zero], 'guard_lsh_kmin');
+  const kmax = b.op('Where', [nonEmpty, kmaxRaw, zero], 'guard_lsh_kmax');
+  const center = b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_lsh_box_sum'), f32(0.5, 'guard_lsh_half')], 'guard_lsh_center_raw');
+  const diff = b.op('Sub', [kRounds, b.op('GatherElements', [center, at], 'guard_lsh_key_center', axis(3))], 'guard_lsh_k_minus_center');
+  const dist2 = reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_lsh_sq'), [4], 'guard_lsh_dist2'); // [B, H, R, T]
+  const r2 = oneHot
+    ? reduce('ReduceMax', b.op('Where', [oneHot, b.unsqueeze(dist2, [4], 'guard_lsh_dist2_g', 4), zero], 'guard_lsh_dist2_masked'), [3], 'guard_lsh_r2')
+    : scatter(zeros4, hk, dist2, 'max', 'guard_lsh_r2');
+  const radius = b.op('Sqrt', [r2], 'guard_lsh_radius'); // [B, H, R, G]
+
+  // the score bound U per row, round and bucket [B, H, R, S, G], |scale| applied to the summaries
+  const absScale = f32(Math.abs(p.scale), 'guard_lsh_scale');
+  const scaled = (t: Value, what: string) => b.op('Mul', [t, absScale], what);
+  const q32 = toF32(x.q, 'guard_lsh_q_f32');
+  const qs = b.unsqueeze(p.scale >= 0 ? q32 : b.op('Neg', [q32], 'guard_lsh_q_neg_scale'), [2], 'guard_lsh_q_5d', 4); // [B, H, 1, S, D]
+  const tr = (t: Value, what: string) => b.transpose(t, [0, 1, 2, 4, 3], what);
+  const boxCenter = scaled(center, 'guard_lsh_box_center');
+  const boxHalf = scaled(b.op('Mul', [b.op('Sub', [kmax, kmin], 'guard_lsh_box_width'), f32(0.5, 'guard_lsh_half2')], 'guard_lsh_box_half_raw'), 'guard_lsh_box_half');
+  const qc = b.op('MatMul', [qs, tr(boxCenter, 'guard_lsh_box_center_t')], 'guard_lsh_q_center');
+  const questWidth = b.op('MatMul', [b.op('Abs', [qs], 'guard_lsh_q_abs'), tr(boxHalf, 'guard_lsh_box_half_t')], 'guard_lsh_quest_width');
+  const qNorm = b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [qs, qs], 'guard_lsh_q_sq'), [4], 'guard_lsh_q_norm2', true)], 'guard_lsh_q_norm'); // [B, H, 1, S, 1]
+  const radiusScaled = scaled(radius, 'guard_lsh_radius_scaled');
+  const ballWidth = b.op('Mul', [qNorm, b.unsqueeze(radiusScaled, [3], 'guard_lsh_radius_row', 4)], 'guard_lsh_q_radius');
+  let u = b.op('Add', [qc, b.op('Min', [questWidth, ballWidth], 'guard_lsh_width')], 'guard_lsh_dot_bound');
+  if (p.softcap > 0) {
+    const c = f32(p.softcap, 'guard_lsh_softcap');
+    u = b.op('Mul', [b.op('Tanh', [b.op('Div', [u, c], 'guard_lsh_softcap_div')], 'guard_lsh_softcap_tanh'), c], 'guard_lsh_softcapped_bound');
+  }
+
+  // per round: the buckets the row does not share, counted [B, H, R, S, G]; log B_r; log B = min over rounds
+  const own = b.cast(b.op('Equal', [b.unsqueeze(hq, [4], 'guard_lsh_q_bucket_col', 4), bucketIndex], 'guard_lsh_own_bucket'), 'f32', 'guard_lsh_own_bucket_f');
+  const dropped = b.op('Mul', [b.unsqueeze(counts, [3], 'guard_lsh_counts_row', 4), b.op('Sub', [f32(1, 'guard_lsh_one2'), own], 'guard_lsh_other_bucket')], 'guard_lsh_dropped');
+  const terms = b.op('Add', [u, b.op('Log', [dropped], 'guard_lsh_log_count')], 'guard_lsh_terms');
+  // a round that drops nothing has every term -inf: its log B_r is -inf (max taken as 0, the sum of exps 0)
+  const termsMax = reduce('ReduceMax', terms, [4], 'guard_lsh_terms_max', true);
+  const termsMaxSafe = b.op('Where', [b.op('IsInf', [termsMax], 'guard_lsh_terms_inf'), zero, termsMax], 'guard_lsh_terms_max_safe');
+  const sumExp = reduce('ReduceSum', b.op('Exp', [b.op('Sub', [terms, termsMaxSafe], 'guard_lsh_terms_shifted')], 'guard_lsh_terms_exp'), [4], 'guard_lsh_terms_sum');
+  const logBRounds = b.op('Add', [b.op('Log', [sumExp], 'guard_lsh_terms_log'), b.squeeze(termsMaxSafe, 4, 'guard_lsh_terms_max_rows')], 'guard_lsh_log_b_rounds'); // [B, H, R, S]
+  const logBRaw = reduce('ReduceMin', logBRounds, [2], 'guard_lsh_log_b_raw'); // [B, H, S]
+
+  // the rounding slack of log B per row: 1e-4 (|scale| ||q|| K* + 1), K* >= ||k|| over every key of every summary
+  const norm = (t: Value, what: string) => b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [t, t], `${what}_sq`), [4], `${what}_2`)], what);
+  const kAbs = b.op('Max', [b.op('Abs', [kmin], 'guard_lsh_kmin_abs'), b.op('Abs', [kmax], 'guard_lsh_kmax_abs')], 'guard_lsh_k_abs');
+  const reach = b.op('Max', [norm(scaled(kAbs, 'guard_lsh_k_abs_scaled'), 'guard_lsh_k_abs_norm'), b.op('Add', [norm(boxCenter, 'guard_lsh_center_norm'), radiusScaled], 'guard_lsh_ball_reach')], 'guard_lsh_bucket_reach'); // [B, H, R, G]
+  const kStar = reduce('ReduceMax', reach, [2, 3], 'guard_lsh_k_star', true); // [B, H, 1, 1]
+  const qNormRow = b.reshape(qNorm, [0, 0, -1], 'guard_lsh_q_norm_row');
+  const softcapSlack = p.softcap > 0 ? 1e-5 * p.softcap : 0;
+  const rowSlack = b.op(
+    'Add',
+    [b.op('Mul', [b.op('Add', [b.op('Mul', [qNormRow, b.squeeze(kStar, 3, 'guard_lsh_k_star_row')], 'guard_lsh_q_reach'), f32(1, 'guard_lsh_one3')], 'guard_lsh_q_reach1'), f32(SCORE_SLACK, 'guard_lsh_score_slack')], 'guard_lsh_row_slack_raw'), f32(softcapSlack, 'guard_lsh_softcap_slack')],
+    'guard_lsh_row_slack',
+  );
+  const logB = b.op('Add', [logBRaw, rowSlack], 'guard_lsh_log_b');
+  // the row drops a key when some key is in none of its buckets
+  const dropsSome = () => b.op('Not', [b.cast(reduce('ReduceMin', b.cast(keep, 'f32', 'guard_lsh_keep_f'), [3], 'guard_lsh_keeps_all_f'), 'bool', 'guard_lsh_keeps_all')], 'guard_lsh_drops_some');
+  const bottomRight = b.op('Sub', [T, S], 'guard_lsh_bottom_right');
+  return guardedFromLogB(b, x, { y, logB, maxLogit, maxProb, dropsSome, T, bottomRight, zero });
+}
+
+/** Whether a node's spec takes the guarded LSH form: a guarded site whose spec is an LSH leaf. */
+export function isGuardedLsh(p: AttentionParams): boolean {
+  return p.guard !== undefined && p.spec.kind === 'lsh';
+}
+
+/** Why the guarded LSH form does not apply to `node` at `opset`, or undefined when it does. */
+export function guardedLshNodeBlocker(node: Node, opset: number): string | undefined {
+  const p = attentionParams(node);
+  if (!p.guard) return 'the site has no guard';
+  const [, , , bias, pastKey] = node.inputs;
+  if (hasRuntimeHeadDim(p)) return 'the guarded form needs a static head size';
+  if (pastKey !== undefined) return 'not lowered guarded yet: a past keys input';
+  if (bias !== undefined) return 'not lowered guarded yet: lsh with a bias input';
+  if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
+  return guardedLshBlocker(p.spec, p.guard, opset);
+}
