@@ -183,3 +183,9 @@ export function guardedLshNodeBlocker(node: Node, opset: number): string | undef
   if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
   return guardedLshBlocker(p.spec, p.guard, opset);
 }
+
+/** Why the chooser may not offer `spec` as a guarded LSH form at a site with (or without) a bias input, or undefined. */
+export function guardedLshChoiceBlocker(spec: AttentionSpec, baseline: AttentionSpec, hasBias: boolean): string | undefined {
+  if (hasBias) return 'not lowered guarded yet: lsh with a bias input';
+  return guardableLshSpec(spec, baseline);
+}

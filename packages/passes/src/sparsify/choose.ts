@@ -29,6 +29,7 @@ import { type AttentionGuard, SplitMix64 } from '@attnopt/ir';
 import { type ConformalConfidence, conformalQuantile } from '@attnopt/bounds';
 import { guardableSpec } from '../lower/guarded.js';
 import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
+import { guardedLshChoiceBlocker } from '../lower/guarded-lsh.js';
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
 import { defaultCandidates, restrictToBaseline } from './candidates.js';
 import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, mergedStats } from './evaluate.js';
@@ -311,7 +312,11 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   // guarded: a mask form with a guarded lowering whose predicted cost (fallback rows dense) beats the site's own;
   // statistical (allowUncertified): a mask form's bound, or a low-rank form's error, measured on the calibration data
   const guardWhy = masks.map((f) =>
-    isLowRank(f) ? 'a low-rank form has no run-time certificate' : !guarded ? 'guarded forms are off' : (options.guardBlocked ?? guardableSpec(f, baseline)),
+    isLowRank(f)
+      ? 'a low-rank form has no run-time certificate'
+      : !guarded
+        ? 'guarded forms are off'
+        : (options.guardBlocked ?? (f.kind === 'lsh' ? guardedLshChoiceBlocker(f, baseline, first.biasRow !== undefined) : guardableSpec(f, baseline))),
   );
   const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
   // a guarded form costs its sparse form, its run-time certificate, and its predicted fallback rows dense

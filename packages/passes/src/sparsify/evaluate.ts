@@ -7,9 +7,10 @@
 // The bound is measured on this data (it holds for every calibration row, for no other input).
 // Per row also the guarded certificate (BOUNDS.md (b')), what a guarded site computes at run time from per-block
 // key summaries alone: m_hat >= m_i, and the row falls back (is recomputed densely) when m_hat R > the guard budget.
+// An LSH leaf's certificate is @attnopt/bounds' lshDroppedMass over its own key groups (per round, the buckets).
 // The fallback rate on calibration data predicts the guarded form's cost.
 
-import { blockCount, guardedDroppedMass, guardFallsBack, type KeyBlockSummaries, keyBlockSummaries, maskRowErrorBound } from '@attnopt/bounds';
+import { blockCount, guardedDroppedMass, guardFallsBack, type KeyBlockSummaries, keyBlockSummaries, lshDroppedMass, lshHeadGroups, maskRowErrorBound } from '@attnopt/bounds';
 import { intervals, type IntervalSet, keySupport, type LeafResolver, type MaskDims, type MaskSpec, rowKeys, softmaxInPlace } from '@attnopt/ir';
 import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
 import type { HeadData } from './calibration.js';
@@ -148,6 +149,8 @@ export function evaluateHead(
     return summaryBlocks.get(key)!;
   };
   const candidateBlocks = candidates.map((c) => guardBlockSize(c, options.guardBlockSize ?? DEFAULT_GUARD_BLOCK));
+  // an LSH leaf's certificate reads its own key groups: per round, the buckets (or sorted chunks) of the keys
+  const lshGroups = candidates.map((c) => (c.kind === 'lsh' ? lshHeadGroups(c, head.q, nq, head.k, nk, head.d) : undefined));
   const candidateKept = candidates.map((c) => (isBlockGathered(c) ? [] : (keySupport(c)?.extra ?? [])));
   const qRow = new Float64Array(head.d);
   for (let i = 0; i < nq; i++) {
@@ -187,7 +190,13 @@ export function evaluateHead(
         }
       }
       const logZKept = kept > 0 ? Math.log(kept) + logZ : -Infinity;
-      const mHat = m === 0 && dropped.length === 0 ? 0 : guardedDroppedMass(qRow, summaries, head.scale, head.softcap, logZKept, counts, blockBias);
+      const groups = lshGroups[ci];
+      const mHat =
+        m === 0 && dropped.length === 0
+          ? 0
+          : groups
+            ? lshDroppedMass(qRow, groups.rounds, groups.keptGroups(i), head.scale, head.softcap, logZKept)
+            : guardedDroppedMass(qRow, summaries, head.scale, head.softcap, logZKept, counts, blockBias);
       if (guardFallsBack(mHat, range, guardBudget)) st.fallbackRows++;
       st.maxCertifiedMass = Math.max(st.maxCertifiedMass, mHat);
       st.rows++;
