@@ -1,8 +1,9 @@
 // The candidate forms sparsify tries at a site, each restricted to the site's own (baseline) spec:
 // windows of several widths, with and without attention sinks; top-k key blocks (Quest); LSH buckets
 // (Reformer); low-rank forms (Nystrom, Linformer, Performer), which carry no certificate (BOUNDS.md (c)).
+// Windows with global tokens read off the calibration data are global-tokens.ts's (the chooser adds them).
 
-import { type Align, type AttentionSpec, intersect, isLowRank, linformer, lshBuckets, type MaskSpec, nystrom, performer, sinks, slidingWindow, topkBlocks, union } from '@attnopt/ir';
+import { type Align, type AttentionSpec, intersect, isLowRank, linformer, lshBuckets, type MaskSpec, nystrom, performer, sinks, slidingWindow, topkBlocks, union, type Window } from '@attnopt/ir';
 
 export const DEFAULT_WINDOWS: readonly number[] = [32, 64, 128, 256, 512, 1024];
 export const DEFAULT_SINKS: readonly number[] = [4, 16];
@@ -16,14 +17,20 @@ function causalAlign(spec: AttentionSpec): Align | undefined {
   return spec.kind === 'causal' ? spec.align : undefined;
 }
 
+/**
+ * The default windows for a site of nk keys: a causal site gets backward windows aligned as its causal mask is
+ * (bottom-right, past: the query's position counts from the end of the keys), so the window ends exactly where
+ * the mask does; any other site centred ones.
+ */
+export function defaultWindows(baseline: MaskSpec, nk: number): Window[] {
+  const align = causalAlign(baseline);
+  return DEFAULT_WINDOWS.filter((w) => w < nk).map((w) => (align !== undefined ? slidingWindow(w - 1, 0, align) : slidingWindow(w / 2, w / 2)));
+}
+
 /** The default candidates for a site of nk keys (each a form of its own, not yet restricted to the baseline). */
 export function defaultCandidates(baseline: MaskSpec, nk: number, seed: number): AttentionSpec[] {
-  // a causal site gets backward windows aligned as its causal mask is (bottom-right, past: the query's
-  // position counts from the end of the keys), so the window ends exactly where the mask does
-  const align = causalAlign(baseline);
   const out: AttentionSpec[] = [];
-  for (const w of DEFAULT_WINDOWS.filter((w) => w < nk)) {
-    const win = align !== undefined ? slidingWindow(w - 1, 0, align) : slidingWindow(w / 2, w / 2);
+  for (const win of defaultWindows(baseline, nk)) {
     out.push(win);
     for (const s of DEFAULT_SINKS) out.push(union(win, sinks(s)));
   }

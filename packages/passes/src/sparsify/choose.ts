@@ -31,7 +31,8 @@ import { guardableSpec } from '../lower/guarded.js';
 import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
 import { guardedLshChoiceBlocker } from '../lower/guarded-lsh.js';
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
-import { defaultCandidates, restrictToBaseline } from './candidates.js';
+import { defaultCandidates, defaultWindows, restrictToBaseline } from './candidates.js';
+import { globalTokenCandidates, globalTokensOf } from './global-tokens.js';
 import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, mergedStats } from './evaluate.js';
 import { groupsText, type HeadGroup, headsText, planHeadGroups } from './head-groups.js';
 import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRankHead } from './lowrank.js';
@@ -63,6 +64,11 @@ export interface SparsifyOptions {
   readonly seed?: number;
   /** The candidate forms (unrestricted; each is intersected with the site's spec). Default: defaultCandidates. */
   readonly candidates?: readonly AttentionSpec[];
+  /**
+   * With the default candidates, also windows ∪ global tokens read off the calibration data (global-tokens.ts),
+   * guarded only (default true; off without the guarded tier).
+   */
+  readonly globalTokens?: boolean;
   /** Evaluate and record every head apart (default true); needed for head groups. */
   readonly perHead?: boolean;
   /**
@@ -260,7 +266,15 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const dims: CallDims = { batch: sampleBatch(samples[0]!), nq: first.nq, nk: first.nk };
   const resolve0 = headResolver(first);
   const before = costOf(params, baseline, dims, target, resolve0);
-  const forms = (options.candidates ?? defaultCandidates(baseline, first.nk, seed)).map((c) => restrictToBaseline(baseline, c));
+  // windows ∪ global tokens read off the calibration data: guarded only (their tokens are the calibration data's)
+  const fromData =
+    options.candidates === undefined && guarded && options.guardBlocked === undefined && (options.globalTokens ?? true) && budget > 0
+      ? globalTokenCandidates(params, samples, baseline, defaultWindows(baseline, first.nk))
+          .map((c) => restrictToBaseline(baseline, c))
+          .filter((c) => guardableSpec(c, baseline) === undefined)
+      : [];
+  const forms = [...(options.candidates ?? defaultCandidates(baseline, first.nk, seed)).map((c) => restrictToBaseline(baseline, c)), ...fromData];
+  const chosenFromData = (f: AttentionSpec) => fromData.some((g) => specEquals(f, g));
   const unique = forms.filter((f, k) => !specEquals(f, baseline) && forms.findIndex((g) => specEquals(f, g)) === k);
   const costs = unique.map((f) => costOf(params, f, dims, target, resolve0));
 
@@ -332,8 +346,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     if (!confidences.has(s)) confidences.set(s, conformalQuantile(s.heldOut, alpha));
     return confidences.get(s)!;
   };
-  const statistical = (_k: number, s: { fitBound: number; heldOut: number[] }) =>
-    options.allowUncertified === true && s.fitBound <= budget && confidenceOf(s).quantile <= budget;
+  const statistical = (k: number, s: { fitBound: number; heldOut: number[] }) =>
+    options.allowUncertified === true && !chosenFromData(masks[k]!) && s.fitBound <= budget && confidenceOf(s).quantile <= budget;
   const within = (k: number, s: CandidateStats) => guardOf(k, s) !== undefined || statistical(k, s);
   const site = masks.map((_, k) => mergedStats(headStats.map((s) => s[k]!)));
   const rank = (a: AttentionCost, b: AttentionCost) => a.time - b.time || a.flops - b.flops;
@@ -379,12 +393,15 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     const c = confidenceOf(s);
     return `fit rows ${fmt(s.fitBound)}, held-out conformal quantile ${fmt(c.quantile)} (${c.samples} rows, alpha ${c.alpha})`;
   };
+  // the wording of a decision whose form has global tokens read off the calibration data
+  const tokensText = (f: AttentionSpec) =>
+    chosenFromData(f) ? `global tokens ${globalTokensOf(f).join(', ')}, chosen from the calibration data; the guard checks every row` : undefined;
   const maskReason = (k: number, s: (typeof site)[number]) => {
     const g = guardText(k, s);
     const data = `bound on the calibration data ${fmt(s.bound)} (max dropped mass ${fmt(s.maxDroppedMass)})`;
     if (k === best) {
       return guardOf(k, s)
-        ? `chosen: cheapest qualifying form, ${g}: error <= ${budget} on every input`
+        ? `chosen: cheapest qualifying form, ${g}: error <= ${budget} on every input${tokensText(masks[k]!) ? ` (${tokensText(masks[k]!)})` : ''}`
         : `chosen: statistical, cheapest form with ${data} and ${heldOutText(s)} <= budget ${budget} (calibration data only)`;
     }
     return within(k, s) ? `qualifies (${guardOf(k, s) ? g : `statistical, ${data}`}) but ${cheaper()} is cheaper` : `${g}; ${data}`;
@@ -402,7 +419,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     const heads = gs.map((g) => headsText(g.heads)).join(', ');
     if (gs.length > 0) {
       const worst = Math.max(...gs.map((g) => (g.certified ? g.bound : g.measuredError)));
-      return `chosen for ${heads} (head groups): ${gs[0]!.guard ? `guarded, error <= ${budget} on every input` : `statistical: ${fmt(worst)} <= budget ${budget} on the calibration data`} on those heads`;
+      const tokens = tokensText(masks[k]!);
+      return `chosen for ${heads} (head groups): ${gs[0]!.guard ? `guarded, error <= ${budget} on every input` : `statistical: ${fmt(worst)} <= budget ${budget} on the calibration data`} on those heads${tokens ? ` (${tokens})` : ''}`;
     }
     return undefined;
   };
@@ -454,6 +472,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     }
   }
   if (split) {
+    for (const g of split.groups) if (tokensText(g.spec)) notes.push(`${headsText(g.heads)}: ${tokensText(g.spec)!}`);
     const certified = split.groups.every((g) => g.certified);
     const guarantee: Guarantee = !certified ? 'statistical' : split.groups.some((g) => g.guarantee === 'guarded') ? 'guarded' : 'exact';
     // the statistical groups' conformal statements (over their own heads' held-out rows); the weakest is the site's
@@ -528,6 +547,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const s = site[best]!;
   const guard = guardOf(best, s);
   const chosenCertified = guard !== undefined;
+  if (tokensText(chosen.form)) notes.push(tokensText(chosen.form)!);
   if (!chosenCertified) {
     notes.push(
       `${printSpec(chosen.form)} accepted on ${isLowRank(chosen.form) ? `measured error ${fmt(s.measuredError)}` : `the bound ${fmt(s.bound)}`} <= budget ${budget} ` +

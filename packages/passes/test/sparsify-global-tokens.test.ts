@@ -1,0 +1,138 @@
+// Windows ∪ global tokens read off the calibration data (global-tokens.ts). The generated site (dense baseline,
+// n = 1024, 2 heads of 16) attends to a local band plus 3 fixed keys in the middle of the sequence (300, 517, 700:
+// not position 0, so sinks do not cover them). The chooser, ranking on onnxruntime (optimize's default target),
+// takes window ∪ global([300, 517, 700]) guarded, where every plain window would recompute most rows; lowered for
+// onnxruntime it stays within the budget of the float64 reference on inputs nobody calibrated on: another seed,
+// and one where the 3 keys moved (the guard recomputes the rows that now drop them: fallback rate > 0). A site
+// without such keys (local attention only) gets no global-token candidate and the same decision as before.
+
+import { onnxruntimeCpuProfile } from '@attnopt/cost';
+import { attentionNode, attentionParams, dense, globalTokens, Graph, printSpec, tensorType, union, Value } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { referenceAttention } from '@attnopt/reference';
+import { runPipeline } from '@attnopt/rewrite';
+import { describe, expect, it } from 'vitest';
+import { GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../src/lower/index.js';
+import { globalTokenCandidates, MAX_GLOBAL_TOKENS } from '../src/sparsify/global-tokens.js';
+import { defaultWindows } from '../src/sparsify/candidates.js';
+import { chooseSiteSpec, SPARSIFY_DECISION, type SiteDecision, sparsifyPass } from '../src/sparsify/index.js';
+import { ortTensor, ortValues, runModel } from './helpers/ort.js';
+import { asSample, D, globalInputs, H, type Inputs, N, params } from './sparsify-global-fixture.js';
+
+const TOKENS = [300, 517, 700];
+const MOVED = [150, 420, 880];
+/** Strength of the global direction: the 3 keys hold 41% of the mass (mean over rows, both heads), the band most of the rest. */
+const G = 5.5;
+const BUDGET = 1e-3;
+/** float32 rounding beside the budget (inputs of size <= 7.1, scores up to about 60, f32 sums over 1024 keys). */
+const ROUNDING = 1e-4;
+const target = onnxruntimeCpuProfile;
+
+const calibration = [{ id: 'site0', samples: [asSample(globalInputs(1, TOKENS, G))] }];
+const local = [{ id: 'site0', samples: [asSample(globalInputs(1, TOKENS, 0))] }];
+
+describe('global-token candidates from the calibration data', () => {
+  it('a band plus 3 fixed keys: each window narrower than their spacing gets exactly those 3 as global tokens', () => {
+    const windows = defaultWindows(dense, N);
+    const got = globalTokenCandidates(params, calibration[0]!.samples, dense, windows);
+    const narrow = windows.filter((w) => w.left + w.right < 217 - 32); // the tokens' spacing (217) beyond the band
+    expect(narrow.length).toBeGreaterThan(0);
+    for (const w of narrow) expect(got.map(printSpec)).toContain(printSpec(union(w, globalTokens(TOKENS))));
+    for (const c of got) expect(c.kind === 'union' && c.parts[1]!.kind === 'global' ? c.parts[1]!.tokens.length : 0).toBeLessThanOrEqual(MAX_GLOBAL_TOKENS);
+  });
+
+  it('local attention only: no key holds a heavy share of the out-of-band mass, no candidate', () => {
+    expect(globalTokenCandidates(params, local[0]!.samples, dense, defaultWindows(dense, N))).toEqual([]);
+  });
+});
+
+describe('the chooser and global tokens', () => {
+  it('takes window ∪ global tokens guarded where every plain window would recompute most rows, and says where the tokens came from', () => {
+    const d = chooseSiteSpec(params, calibration[0]!, { budget: BUDGET, target });
+    expect(d.guarantee).toBe('guarded');
+    expect(d.chosenSpec.kind).toBe('union');
+    expect(d.chosen).toMatch(/^union\(window\(.*\), global\(\[300, 517, 700\]\)\)$/);
+    expect(d.fallbackRate).toBeLessThanOrEqual(0.25);
+    expect(d.notes).toContain('global tokens 300, 517, 700, chosen from the calibration data; the guard checks every row');
+    const plainWindows = d.tried.filter((t) => /^window\(/.test(t.spec) && t.fallbackRate !== null);
+    expect(plainWindows.length).toBeGreaterThan(0);
+    for (const t of plainWindows) expect(t.fallbackRate).toBeGreaterThan(0.25);
+    // with the tokens left out of the candidates, nothing that pays qualifies: the site stays dense
+    const without = chooseSiteSpec(params, calibration[0]!, { budget: BUDGET, target, globalTokens: false });
+    expect(without.guarantee).toBe('exact');
+  });
+
+  it('a site without such keys: no global-token form tried, the same decision as without them', () => {
+    const d = chooseSiteSpec(params, local[0]!, { budget: BUDGET, target });
+    const without = chooseSiteSpec(params, local[0]!, { budget: BUDGET, target, globalTokens: false });
+    expect(d.tried.filter((t) => t.spec.includes('global'))).toEqual([]);
+    expect(d.chosen).toBe(without.chosen);
+    expect(d.guarantee).toBe(without.guarantee);
+    expect(d.tried.map((t) => t.spec)).toEqual(without.tried.map((t) => t.spec));
+  });
+
+  it('never for the statistical tier: with guarded forms off no global-token form is tried', () => {
+    const d = chooseSiteSpec(params, calibration[0]!, { budget: BUDGET, target, guarded: false, allowUncertified: true });
+    expect(d.tried.filter((t) => t.spec.includes('global'))).toEqual([]);
+  });
+});
+
+/** The site through sparsifyPass (optimize's default target) and the banded lowering, with its fallback flags as an output. */
+function optimizedSite(guarded = true): { bytes: Uint8Array; decision: SiteDecision } {
+  const g = new Graph('global_site');
+  const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, H, 'seq', D]))));
+  const y = new Value('y', tensorType('f32'));
+  const node = attentionNode(params, { q: q!, k: k!, v: v! }, { y }, 'attn');
+  g.addNode(node);
+  g.outputs.push(y);
+  runPipeline(g, [sparsifyPass({ calibration, budget: BUDGET, target })]);
+  const decision = node.annotations.get(SPARSIFY_DECISION) as SiteDecision;
+  expect(attentionParams(node).guard).toEqual(decision.guard);
+  if (!guarded) for (const a of ['guardBudget', 'guardBlockSize', 'guardBaseline']) node.attrs.delete(a);
+  runPipeline(g, [lowerAttentionPass({ opset: 21, strategy: 'banded' })]);
+  const flags = g.nodes.flatMap((n) => n.outputs).find((o) => o.name.includes(GUARD_FALLBACK_VALUE));
+  expect(flags !== undefined, 'the guarded lowering names its fallback flags').toBe(guarded);
+  if (flags) g.outputs.push(flags);
+  return { bytes: exportOnnx(newOnnxModel(g, { opset: 21 })), decision };
+}
+
+async function runSite(bytes: Uint8Array, x: Inputs): Promise<{ err: number; fallbackRate: number }> {
+  const f = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
+  const shape = [1, H, N, D];
+  const ref = referenceAttention({ ...params, spec: dense }, { q: { shape, data: f(x.q) }, k: { shape, data: f(x.k) }, v: { shape, data: f(x.v) } }).y.data;
+  const out = await runModel(bytes, { q: ortTensor('f32', shape, x.q), k: ortTensor('f32', shape, x.k), v: ortTensor('f32', shape, x.v) });
+  const y = ortValues(out.y!);
+  const flagged = Object.entries(out).find(([name]) => name.includes(GUARD_FALLBACK_VALUE));
+  const flags = flagged ? ortValues(flagged[1]) : new Float64Array(1);
+  let err = 0;
+  for (let t = 0; t < y.length; t++) err = Math.max(err, Math.abs(y[t]! - ref[t]!));
+  if (process.env.GLOBAL_TOKENS_REPORT) console.log(`max |y - ref| ${err}, fallback rate ${flags.reduce((a, b) => a + Number(b), 0) / flags.length}`);
+  return { err, fallbackRate: flags.reduce((a, b) => a + Number(b), 0) / flags.length };
+}
+
+describe('window ∪ global tokens, guarded, in onnxruntime on inputs nobody calibrated on', () => {
+  const site = optimizedSite();
+
+  it('the pass chose window ∪ global([300, 517, 700]), guarded', () => {
+    expect(site.decision.guarantee).toBe('guarded');
+    expect(site.decision.chosen).toMatch(/global\(\[300, 517, 700\]\)/);
+    const spec = site.decision.chosenSpec;
+    expect(spec.kind === 'union' ? spec.parts.map((p) => p.kind) : spec.kind).toEqual(['window', 'global']);
+    expect(spec.kind === 'union' ? spec.parts[1] : undefined).toEqual(globalTokens(TOKENS));
+  });
+
+  it('another seed, the same tokens: within the budget, few rows recomputed', async () => {
+    const { err, fallbackRate } = await runSite(site.bytes, globalInputs(9, TOKENS, G));
+    expect(err).toBeLessThanOrEqual(BUDGET + ROUNDING);
+    expect(fallbackRate).toBeLessThanOrEqual(0.25);
+  }, 120_000);
+
+  it('the tokens moved: within the budget, the guard recomputes the rows that drop them; the same form without its guard breaks the budget', async () => {
+    const moved = globalInputs(9, MOVED, G);
+    const { err, fallbackRate } = await runSite(site.bytes, moved);
+    expect(err).toBeLessThanOrEqual(BUDGET + ROUNDING);
+    expect(fallbackRate).toBeGreaterThan(0);
+    const unguarded = optimizedSite(false);
+    expect((await runSite(unguarded.bytes, moved)).err).toBeGreaterThan(BUDGET + ROUNDING);
+  }, 120_000);
+});
