@@ -10,11 +10,15 @@ import { inferDtype, staticShape } from '../../shape-inference/shapes.js';
 import { type MaskStep, onnxOp } from './chain.js';
 import { isIdentity } from './einsum.js';
 
-let fresh = 0;
+// counted per graph, so the names (and every report that prints them) depend on the model alone, not on what
+// else the process recognized before
+const counters = new WeakMap<Graph, number>();
 export const freshName = (graph: Graph, base: string): string => {
   const taken = new Set([...graph.definedValues()].map((x) => x.name));
+  let fresh = counters.get(graph) ?? 0;
   let name = `${base}__attnopt${fresh++}`;
   while (taken.has(name)) name = `${base}__attnopt${fresh++}`;
+  counters.set(graph, fresh);
   return name;
 };
 
