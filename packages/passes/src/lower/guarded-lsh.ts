@@ -1,25 +1,31 @@
-// Attention(Q, K, V, spec=lsh(hashes, buckets, seed, chunk 0), guard over dense) -> LSH attention + per-row
+// Attention(Q, K, V, spec=lsh(hashes, buckets, seed, chunk), guard over dense) -> LSH attention + per-row
 // certificate, rows over the budget recomputed densely and scattered back (BOUNDS.md (b'); @attnopt/bounds'
 // lshDroppedMass is the float64 statement of the same bound).
 //
-//   sparse output   as the unguarded chunk-0 form lowers it (attention.ts: dense scores under the bucket keep-mask,
-//                   lsh-hash.ts's bucket ids): scores [B,H,S,T], so this form is n x n like its unguarded one
-//   summaries       per round r and bucket g, over the keys hashed to g: per-channel min / max of K, the key
-//                   count, the box centre c and the radius max ||k - c|| (ScatterElements with reduction
-//                   min / max / add from opset 18; below, reductions of the bucket one-hot [B,H,R,T,G])  [B,H,R,G,D]
+//   sparse output   chunk 0: as the unguarded form lowers it (attention.ts: dense scores under the bucket keep-mask,
+//                   lsh-hash.ts's bucket ids), scores [B,H,S,T], so n x n like its unguarded one;
+//                   chunk c > 0: lsh.ts's sorted, chunked form (2c keys per query and round), never n x n
+//   groups          per round, the keys of each bucket (chunk 0) or of each chunk of the sorted keys (chunk c)
+//   summaries       per round and group: per-channel min / max of K, the box centre c and the radius
+//                   max ||k - c||; for buckets by ScatterElements with reduction min / max / add from opset 18
+//                   (below, reductions of the bucket one-hot [B,H,R,T,G]), for chunks by reductions over each
+//                   chunk (padded by repeating the last sorted key)                              [B,H,R,G,D]
 //   score bound     U[i, r, g] = q.c + min(|q|.(Kmax - Kmin) / 2, ||q|| r), scaled and softcapped as the
-//                   guarded-certificate.ts bound is                                      [B,H,R,S,buckets]
-//   log B           per round, log-sum-exp over the buckets the row does not share of U + log count; a key the
-//                   union drops is dropped in every round, so log B = ReduceMin over the rounds      [B,H,S]
+//                   guarded-certificate.ts bound is                                            [B,H,R,S,G]
+//   log B           per round, log-sum-exp over the groups the row does not keep of U + log count (the buckets
+//                   but its own; the chunks but its own and the one before); a key the union drops is dropped in
+//                   every round, so log B = ReduceMin over the rounds                                [B,H,S]
 //   fallback        guardedFromLogB (guarded-certificate.ts): m_hat, the bound m_hat R, the rows over the budget
-//                   that drop a key (ReduceMin of the keep-mask is 0) recomputed densely
-// Every key of a bucket counts as dropped (also padding keys, kvLength): only looser. No bias input (refused). Rounding slack as guarded-certificate.ts's.
+//                   that drop a key recomputed densely
+// Every key of a group counts as dropped (also padding keys, kvLength): only looser. No bias input (refused).
+// Rounding slack as guarded-certificate.ts's: 1e-4 (|scale| ||q|| K* + 1) on log B, 1e-3 relative on the bound.
 
-import { type AttentionParams, type AttentionSpec, attentionParams, hasRuntimeHeadDim, type Lsh, type Node, type Value } from '@attnopt/ir';
+import { type AttentionParams, type AttentionSpec, attentionParams, dense, hasRuntimeHeadDim, type Lsh, type Node, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '@attnopt/rewrite';
 import { type GuardedSite, guardedFromLogB, guardOps } from './guarded-certificate.js';
 import { GUARDED_OPSET } from './guarded-ops.js';
 import { lshBucketIds } from './lsh-hash.js';
+import { lshChunkedParts } from './lsh.js';
 
 /** The opset from which the bucket summaries are ScatterElements with reduction min / max (below: a one-hot). */
 export const GUARDED_LSH_OPSET = 18;
@@ -33,10 +39,9 @@ export interface GuardedLshInputs extends GuardedSite {
   readonly softmax: (logits: Value, keep: Value | undefined, what: string) => Value;
 }
 
-/** Why `spec` over `baseline` has no guarded LSH form, or undefined when it has (an LSH leaf, chunk 0, dense baseline). */
+/** Why `spec` over `baseline` has no guarded LSH form, or undefined when it has (an LSH leaf over a dense baseline). */
 export function guardableLshSpec(spec: AttentionSpec, baseline: AttentionSpec): string | undefined {
   if (spec.kind !== 'lsh') return `not lowered guarded yet: ${spec.kind} (the guarded LSH form takes an LSH leaf)`;
-  if (spec.chunk !== 0) return `not lowered guarded yet: lsh with chunk ${spec.chunk} (the guarded LSH form takes chunk 0)`;
   if (baseline.kind !== 'dense') return `not lowered guarded yet: lsh over the baseline ${baseline.kind} (the guarded LSH form takes a dense baseline)`;
   return undefined;
 }
@@ -49,10 +54,14 @@ export function guardedLshBlocker(spec: AttentionSpec, guard: { readonly baselin
 
 /** The guarded LSH output [B, H, S, Dv] (see the comment at the top). Call only where guardedLshBlocker allows. */
 export function guardedLshAttention(b: NodeBuilder, x: GuardedLshInputs): Value {
+  return x.leaf.chunk > 0 ? guardedLshChunkedAttention(b, x) : guardedLshBucketsAttention(b, x);
+}
+
+/** Chunk 0: the bucket-masked output and per-bucket summaries (see the comment at the top). */
+function guardedLshBucketsAttention(b: NodeBuilder, x: GuardedLshInputs): Value {
   const { leaf, headDim: D } = x;
   const R = leaf.hashes;
   const G = leaf.buckets;
-  const p = x.params;
   const { axis, i64, f32, toF32, reduce } = guardOps(b, x);
   const dim = (t: Value, k: number, what: string) => b.op('Gather', [b.op('Shape', [t], `${what}_shape`), i64(k, `${what}_axis`)], what, axis(0));
   const S = dim(x.q, 2, 'guard_lsh_nq');
@@ -118,6 +127,100 @@ export function guardedLshAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
     : scatter(zeros4, hk, dist2, 'max', 'guard_lsh_r2');
   const radius = b.op('Sqrt', [r2], 'guard_lsh_radius'); // [B, H, R, G]
 
+  // per round: the buckets the row does not share, counted [B, H, R, S, G]; log B_r; log B = min over rounds
+  const own = b.cast(b.op('Equal', [b.unsqueeze(hq, [4], 'guard_lsh_q_bucket_col', 4), bucketIndex], 'guard_lsh_own_bucket'), 'f32', 'guard_lsh_own_bucket_f');
+  const dropped = b.op('Mul', [b.unsqueeze(counts, [3], 'guard_lsh_counts_row', 4), b.op('Sub', [f32(1, 'guard_lsh_one2'), own], 'guard_lsh_other_bucket')], 'guard_lsh_dropped');
+  // the row drops a key when some key is in none of its buckets
+  const dropsSome = () => b.op('Not', [b.cast(reduce('ReduceMin', b.cast(keep, 'f32', 'guard_lsh_keep_f'), [3], 'guard_lsh_keeps_all_f'), 'bool', 'guard_lsh_keeps_all')], 'guard_lsh_drops_some');
+  return certifiedFromGroups(b, x, { kmin, kmax, center, radius, dropped, y, maxLogit, maxProb, dropsSome, S, T, zero });
+}
+
+/**
+ * Chunk c > 0 (self-attention): the sorted, chunked output (lsh.ts) and per round the summaries of each chunk of the
+ * sorted keys (padded to whole chunks by repeating the last key: min, max and radius unchanged) [B,H,R,nC,D]; a row
+ * drops, in round r, the chunks other than its own and the one before (chunk t holds min(c, n - t c) keys); log Z_S
+ * = log-sum-exp over the rounds of each round's log-sum-exp (the pairs kept in several rounds counted once there).
+ */
+function guardedLshChunkedAttention(b: NodeBuilder, x: GuardedLshInputs): Value {
+  const { leaf, headDim: D } = x;
+  const R = leaf.hashes;
+  const c = leaf.chunk;
+  const { axis, i64, f32, toF32, reduce } = guardOps(b, x);
+  const dim = (t: Value, k: number, what: string) => b.op('Gather', [b.op('Shape', [t], `${what}_shape`), i64(k, `${what}_axis`)], what, axis(0));
+  const S = dim(x.q, 2, 'guard_lsh_nq');
+  const T = dim(x.k, 2, 'guard_lsh_nk');
+  const zero = f32(0, 'guard_lsh_zero_f');
+  const parts = lshChunkedParts(b, {
+    leaf,
+    rest: dense,
+    q: x.q,
+    k: x.k,
+    v: x.v,
+    headDim: D,
+    vHeadDim: x.vHeadDim,
+    dtype: x.dtype,
+    softmaxType: x.softmaxType ?? x.dtype,
+    opset: x.opset,
+    score: x.score,
+    bottomRight: b.op('Sub', [T, S], 'guard_lsh_chunk_offset'),
+    ...(x.kvLength ? { kvLength: x.kvLength } : {}),
+  });
+
+  // the keys in each round's sorted order, cut into chunks [B, H, R, nC, c, D]
+  const k32 = toF32(x.k, 'guard_lsh_k_f32');
+  const sorted = b.reshape(b.op('GatherND', [k32, b.reshape(parts.keyOrder.perm, [0, 0, -1, 1], 'guard_lsh_k_perm_index')], 'guard_lsh_k_sorted_flat', { batch_dims: { type: 'int', value: 2n } }), [0, 0, R, -1, D], 'guard_lsh_k_sorted');
+  const nC = b.op('Div', [b.op('Add', [T, i64(c - 1, 'guard_lsh_round_up')], 'guard_lsh_nk_up'), i64(c, 'guard_lsh_chunk')], 'guard_lsh_chunks');
+  const padT = b.op('Sub', [b.op('Mul', [nC, i64(c, 'guard_lsh_chunk2')], 'guard_lsh_nk_padded'), T], 'guard_lsh_pad');
+  const pads = b.op('Concat', [b.ints('guard_lsh_pads_head', [0, 0, 0, 0, 0, 0, 0, 0]), b.reshape(padT, [1], 'guard_lsh_pad_1'), b.ints('guard_lsh_pads_tail', [0])], 'guard_lsh_pads', axis(0));
+  const chunks = b.reshape(b.op('Pad', [sorted, pads], 'guard_lsh_k_padded', { mode: { type: 'string', value: 'edge' } }), [0, 0, R, -1, c, D], 'guard_lsh_k_chunks');
+  const kmin = reduce('ReduceMin', chunks, [4], 'guard_lsh_kmin');
+  const kmax = reduce('ReduceMax', chunks, [4], 'guard_lsh_kmax');
+  const center = b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_lsh_box_sum'), f32(0.5, 'guard_lsh_half')], 'guard_lsh_center_raw');
+  const diff = b.op('Sub', [chunks, b.unsqueeze(center, [4], 'guard_lsh_center_rows', 5)], 'guard_lsh_k_minus_center');
+  const radius = b.op('Sqrt', [reduce('ReduceMax', reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_lsh_sq'), [5], 'guard_lsh_dist2'), [4], 'guard_lsh_r2')], 'guard_lsh_radius'); // [B, H, R, nC]
+
+  // dropped keys per row, round and chunk [B, H, R, S, nC]: every chunk but the row's own and the one before
+  const chunkIndex = b.op('Range', [i64(0, 'guard_lsh_t0'), nC, i64(1, 'guard_lsh_t1')], 'guard_lsh_chunk_index');
+  const chunkKeys = b.op('Min', [f32(c, 'guard_lsh_chunk_f'), b.op('Sub', [b.cast(T, 'f32', 'guard_lsh_nk_f'), b.op('Mul', [b.cast(chunkIndex, 'f32', 'guard_lsh_chunk_index_f'), f32(c, 'guard_lsh_chunk_f2')], 'guard_lsh_chunk_start')], 'guard_lsh_chunk_rest')], 'guard_lsh_chunk_keys');
+  const own = b.unsqueeze(b.op('Div', [parts.queryOrder.pos, i64(c, 'guard_lsh_chunk3')], 'guard_lsh_q_chunk'), [4], 'guard_lsh_q_chunk_col', 4);
+  const kept = b.op('Or', [b.op('Equal', [own, chunkIndex], 'guard_lsh_own_chunk'), b.op('Equal', [b.op('Sub', [own, i64(1, 'guard_lsh_one_i')], 'guard_lsh_prev_chunk_id'), chunkIndex], 'guard_lsh_prev_chunk')], 'guard_lsh_kept_chunk');
+  const dropped = b.op('Mul', [chunkKeys, b.op('Sub', [f32(1, 'guard_lsh_one2'), b.cast(kept, 'f32', 'guard_lsh_kept_chunk_f')], 'guard_lsh_other_chunk')], 'guard_lsh_dropped');
+
+  // log Z_S per row from the rounds' log-sum-exps [B, H, R, S, 1]; a row that keeps no key gets keepsSome false
+  const lse = b.squeeze(toF32(parts.roundLogSumExp(), 'guard_lsh_lse_f32'), 4, 'guard_lsh_lse'); // [B, H, R, S]
+  const top = reduce('ReduceMax', lse, [2], 'guard_lsh_lse_top'); // [B, H, S]
+  const keepsSome = b.op('Not', [b.op('IsInf', [top], 'guard_lsh_lse_top_inf')], 'guard_lsh_keeps_some');
+  const topSafe = b.op('Where', [keepsSome, top, zero], 'guard_lsh_lse_top_safe');
+  const shifted = b.op('Exp', [b.op('Sub', [lse, b.unsqueeze(topSafe, [2], 'guard_lsh_lse_top_col', 3)], 'guard_lsh_lse_shifted')], 'guard_lsh_lse_exp');
+  const logZ = b.op('Add', [topSafe, b.op('Log', [reduce('ReduceSum', shifted, [2], 'guard_lsh_lse_sum')], 'guard_lsh_lse_log')], 'guard_lsh_log_z');
+  // guardedFromLogB reads log Z_S as the largest kept logit minus the log of its probability: here log Z_S - log 1
+  return certifiedFromGroups(b, x, { kmin, kmax, center, radius, dropped, y: parts.y, maxLogit: logZ, maxProb: f32(1, 'guard_lsh_unit_prob'), keepsSome, S, T, zero });
+}
+
+/** Per round, group summaries [B, H, R, G, D] (radius [B, H, R, G]) and the keys each row drops per group. */
+interface GroupCertificate {
+  readonly kmin: Value;
+  readonly kmax: Value;
+  readonly center: Value;
+  readonly radius: Value;
+  /** Dropped keys per row, round and group [B, H, R, S, G], float32. */
+  readonly dropped: Value;
+  readonly y: Value;
+  readonly maxLogit: Value;
+  readonly maxProb: Value;
+  readonly keepsSome?: Value;
+  /** Rows that drop a key; default: those whose log B is finite (every round drops a key). */
+  readonly dropsSome?: () => Value;
+  readonly S: Value;
+  readonly T: Value;
+  readonly zero: Value;
+}
+
+/** The score bound per row, round and group, log B the minimum over the rounds, and the fallback (see the top). */
+function certifiedFromGroups(b: NodeBuilder, x: GuardedLshInputs, g: GroupCertificate): Value {
+  const p = x.params;
+  const { f32, toF32, reduce } = guardOps(b, x);
+  const { kmin, kmax, center, radius, dropped, zero } = g;
   // the score bound U per row, round and bucket [B, H, R, S, G], |scale| applied to the summaries
   const absScale = f32(Math.abs(p.scale), 'guard_lsh_scale');
   const scaled = (t: Value, what: string) => b.op('Mul', [t, absScale], what);
@@ -137,9 +240,6 @@ export function guardedLshAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
     u = b.op('Mul', [b.op('Tanh', [b.op('Div', [u, c], 'guard_lsh_softcap_div')], 'guard_lsh_softcap_tanh'), c], 'guard_lsh_softcapped_bound');
   }
 
-  // per round: the buckets the row does not share, counted [B, H, R, S, G]; log B_r; log B = min over rounds
-  const own = b.cast(b.op('Equal', [b.unsqueeze(hq, [4], 'guard_lsh_q_bucket_col', 4), bucketIndex], 'guard_lsh_own_bucket'), 'f32', 'guard_lsh_own_bucket_f');
-  const dropped = b.op('Mul', [b.unsqueeze(counts, [3], 'guard_lsh_counts_row', 4), b.op('Sub', [f32(1, 'guard_lsh_one2'), own], 'guard_lsh_other_bucket')], 'guard_lsh_dropped');
   const terms = b.op('Add', [u, b.op('Log', [dropped], 'guard_lsh_log_count')], 'guard_lsh_terms');
   // a round that drops nothing has every term -inf: its log B_r is -inf (max taken as 0, the sum of exps 0)
   const termsMax = reduce('ReduceMax', terms, [4], 'guard_lsh_terms_max', true);
@@ -161,10 +261,9 @@ export function guardedLshAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
     'guard_lsh_row_slack',
   );
   const logB = b.op('Add', [logBRaw, rowSlack], 'guard_lsh_log_b');
-  // the row drops a key when some key is in none of its buckets
-  const dropsSome = () => b.op('Not', [b.cast(reduce('ReduceMin', b.cast(keep, 'f32', 'guard_lsh_keep_f'), [3], 'guard_lsh_keeps_all_f'), 'bool', 'guard_lsh_keeps_all')], 'guard_lsh_drops_some');
-  const bottomRight = b.op('Sub', [T, S], 'guard_lsh_bottom_right');
-  return guardedFromLogB(b, x, { y, logB, maxLogit, maxProb, dropsSome, T, bottomRight, zero });
+  const dropsSome = g.dropsSome ?? (() => b.op('Not', [b.op('IsInf', [logBRaw], 'guard_lsh_log_b_inf')], 'guard_lsh_drops_some'));
+  const bottomRight = b.op('Sub', [g.T, g.S], 'guard_lsh_bottom_right');
+  return guardedFromLogB(b, x, { y: g.y, logB, maxLogit: g.maxLogit, maxProb: g.maxProb, ...(g.keepsSome ? { keepsSome: g.keepsSome } : {}), dropsSome, T: g.T, bottomRight, zero });
 }
 
 /** Whether a node's spec takes the guarded LSH form: a guarded site whose spec is an LSH leaf. */

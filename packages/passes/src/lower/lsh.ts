@@ -12,7 +12,7 @@
 
 import { type DType, type Lsh, type MaskSpec, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '@attnopt/rewrite';
-import { lshBucketIds, lshOrder } from './lsh-hash.js';
+import { lshBucketIds, type LshOrder, lshOrder } from './lsh-hash.js';
 import { specMask } from './mask.js';
 
 export interface LshInputs {
@@ -42,6 +42,25 @@ const int = (x: number) => ({ type: 'int', value: BigInt(x) }) as const;
 
 /** The LSH attention output [B, H, n, Dv] (see the comment at the top). */
 export function lshChunkedAttention(b: NodeBuilder, x: LshInputs): Value {
+  return lshChunkedParts(b, x).y;
+}
+
+/** What a guarded form reads of the chunked LSH lowering besides its output. */
+export interface LshChunkedParts {
+  /** The output [B, H, n, Dv]. */
+  readonly y: Value;
+  /** Per round the sorted order of the queries and of the keys (perm and its inverse pos, [B, H, R, n]). */
+  readonly queryOrder: LshOrder;
+  readonly keyOrder: LshOrder;
+  /**
+   * Per round and query (in query order) the log-sum-exp of its kept logits, the pairs kept in several rounds
+   * counted once [B, H, R, n, 1], in the softmax's dtype; -inf where a round keeps no key. Built on first call.
+   */
+  readonly roundLogSumExp: () => Value;
+}
+
+/** The output and the parts a guarded form reads (see LshChunkedParts). */
+export function lshChunkedParts(b: NodeBuilder, x: LshInputs): LshChunkedParts {
   const { leaf, dtype, softmaxType: st } = x;
   const R = leaf.hashes;
   const c = leaf.chunk;
@@ -113,8 +132,10 @@ export function lshChunkedAttention(b: NodeBuilder, x: LshInputs): Value {
   const unsort = (t: Value, d: number, what: string) =>
     b.op('GatherND', [b.reshape(t, [0, 0, 0, -1, d], `${what}_sorted`), at], what, { batch_dims: int(3) }); // [B, H, R, n, d]
   const oRows = unsort(o, x.vHeadDim, 'lsh_o_rows');
-  if (R === 1) return b.squeeze(oRows, 2, 'lsh_y');
-  const lse = unsort(b.op('Add', [mxSafe, b.op('Log', [sum], 'lsh_log_sum')], 'lsh_lse'), 1, 'lsh_lse_rows'); // [B, H, R, n, 1]
+  let lseRows: Value | undefined;
+  const roundLogSumExp = () => (lseRows ??= unsort(b.op('Add', [mxSafe, b.op('Log', [sum], 'lsh_log_sum')], 'lsh_lse'), 1, 'lsh_lse_rows')); // [B, H, R, n, 1]
+  if (R === 1) return { y: b.squeeze(oRows, 2, 'lsh_y'), queryOrder: oq, keyOrder: ok, roundLogSumExp };
+  const lse = roundLogSumExp();
   const top = reduce('ReduceMax', lse, 2, true, 'lsh_lse_max');
   const topSafe = b.op('Where', [b.op('Equal', [top, minusInf], 'lsh_query_empty'), b.scalar('lsh_zero_f2', st, 0), top], 'lsh_lse_max_safe');
   const w = b.op('Exp', [b.op('Sub', [lse, topSafe], 'lsh_lse_shifted')], 'lsh_round_weight');
@@ -122,5 +143,5 @@ export function lshChunkedAttention(b: NodeBuilder, x: LshInputs): Value {
   const num = reduce('ReduceSum', b.op('Mul', [wy, oRows], 'lsh_weighted'), 2, false, 'lsh_num');
   const den = reduce('ReduceSum', wy, 2, false, 'lsh_den');
   const y = b.op('Div', [num, den], 'lsh_y_ratio');
-  return b.op('Where', [b.op('IsNaN', [y], 'lsh_y_isnan'), b.scalar('lsh_zero_y', dtype, 0), y], 'lsh_y');
+  return { y: b.op('Where', [b.op('IsNaN', [y], 'lsh_y_isnan'), b.scalar('lsh_zero_y', dtype, 0), y], 'lsh_y'), queryOrder: oq, keyOrder: ok, roundLogSumExp };
 }
