@@ -102,11 +102,19 @@ export function unfusedMaskedOps(p: AttentionParams, spec: MaskSpec, x: Extent, 
   const keep = keepBytes > 0;
   if (keep) ops.push(work('Where', 'masked logits', { bytes: keepBytes + 2 * E * S }));
   ops.push(work('Softmax', 'probabilities', { softmaxFlops: 5 * S, softmaxElements: S, bytes: 2 * E * S }));
-  if (keep || o.bias !== 'none') {
+  // fully masked rows zeroed on the probabilities when the node outputs them (scores), else on Y (S x Dv)
+  const maskedRows = keep || o.bias !== 'none';
+  const onProbs = maskedRows && p.scoresMode !== undefined;
+  if (onProbs) {
     ops.push(work('IsNaN', 'fully masked rows', { bytes: E * S + S }));
     ops.push(work('Where', 'zero fully masked rows', { bytes: S + 2 * E * S }));
   }
   ops.push(work('MatMul', 'P V', { flops: 2 * S * dv, bytes: E * (S + B * H * nk * dv + B * H * nq * dv) }));
+  if (maskedRows && !onProbs) {
+    const Y = B * H * nq * dv;
+    ops.push(work('IsNaN', 'fully masked rows', { bytes: E * Y + Y }));
+    ops.push(work('Where', 'zero fully masked rows', { bytes: Y + 2 * E * Y }));
+  }
   ops.push(...layoutOut(p, x));
   return ops;
 }

@@ -1,7 +1,8 @@
 // attnopt::Attention -> standard ONNX ops (default domain, opset 13+), following the IR's semantics:
 //   Y = softmax(softcap(scale Q Kᵀ) + bias, masked by spec, kvLength and a boolean bias) V
 // with heads split from the layout, past K/V concatenated (the present outputs), K/V heads repeated for GQA
-// (consecutive query heads share one), and fully masked rows giving 0 (Where(IsNaN(p), 0, p)).
+// (consecutive query heads share one), and fully masked rows giving 0 (Where(IsNaN(y), 0, y); on p when the
+// node outputs the probabilities).
 
 import {
   type AttentionParams,
@@ -315,17 +316,17 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       const gather = p.guard
         ? (x: BlockGatherInputs) => guardedBlocksAttention(b, { ...x, params: p, opset: options.opset, softmaxType, ...(site !== undefined ? { site } : {}) })
         : (x: BlockGatherInputs) => blockGatherAttention(b, x);
+      const gathered = blockGathered(p.spec)!;
+      // the causal cut's offset: query i sees keys j <= i + offset
+      const align = gathered.causal?.align;
+      const past = align !== 'past' ? undefined : pastKey ? len(pastKey, 'past_length') : kvLength ? b.op('Sub', [kvLength, len(q, 'blk_nq_now')], 'blk_past_from_kv_length') : undefined;
+      const causalOffset = align === undefined ? undefined : align === 'bottom-right' ? bottomRight : (past ?? b.scalar('blk_top_left', 'i64', 0));
       const yBlocks = gather({
         spec: gathered.leaf,
         q,
         k: kAll,
         v: vAll,
         headDim: D,
-      const gathered = blockGathered(p.spec)!;
-      // the causal cut's offset: query i sees keys j <= i + offset
-      const align = gathered.causal?.align;
-      const past = align !== 'past' ? undefined : pastKey ? len(pastKey, 'past_length') : kvLength ? b.op('Sub', [kvLength, len(q, 'blk_nq_now')], 'blk_past_from_kv_length') : undefined;
-      const causalOffset = align === undefined ? undefined : align === 'bottom-right' ? bottomRight : (past ?? b.scalar('blk_top_left', 'i64', 0));
         vHeadDim: Dv,
         dtype,
         scale: p.scale,
@@ -333,14 +334,14 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
         score,
         softmax,
         ...(kvLength ? { kvLength } : {}),
+        ...(causalOffset ? { causalOffset } : {}),
+        ...(bias !== undefined ? { keyBias: keyBias4(b, node, dtype) } : {}),
       });
       return finish(graph, node, b, p, q, yBlocks, presentK, presentV, undefined);
     }
     const yBanded = (p.guard ? (x: Parameters<typeof bandedAttention>[1]) => guardedBandedAttention(b, { ...x, params: p, opset: options.opset, ...(guardedSiteLabel(node) !== undefined ? { site: guardedSiteLabel(node)! } : {}) }) : (x: Parameters<typeof bandedAttention>[1]) => bandedAttention(b, x))({
       spec: p.spec as MaskSpec,
       support: plan.support!,
-        ...(causalOffset ? { causalOffset } : {}),
-        ...(bias !== undefined ? { keyBias: keyBias4(b, node, dtype) } : {}),
       blockSize: plan.blockSize!,
       q,
       k: kAll,
@@ -404,12 +405,18 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   if (softmaxType !== logitsType) logits = b.cast(logits, softmaxType, 'logits_cast');
   const masked = keep ? b.op('Where', [keep, logits, b.scalar('minus_inf', softmaxType, -Infinity)], 'masked') : logits;
   let probs = b.op('Softmax', [masked], 'softmax', { axis: { type: 'int', value: -1n } });
-  if (keep || bias !== undefined) {
-    // a fully masked row is all -inf: its softmax is NaN, the IR's is 0
+  // a fully masked row is all -inf: its softmax is NaN, the IR's is 0. Zeroed on the probabilities when the node
+  // outputs them, else on Y (its NaN rows are those rows): S x Dv elements instead of S x T
+  const maskedRows = keep !== undefined || bias !== undefined;
+  const scoresOut = node.outputs[3] !== undefined;
+  if (maskedRows && scoresOut) {
     probs = b.op('Where', [b.op('IsNaN', [probs], 'softmax_isnan'), b.scalar('zero_prob', softmaxType, 0), probs], 'probs');
   }
   const probsIn = softmaxType !== dtype ? b.cast(probs, dtype, 'probs_cast') : probs;
-  const yBhsd = b.op('MatMul', [probsIn, vAll], 'y_bhsd');
+  let yBhsd = b.op('MatMul', [probsIn, vAll], 'y_bhsd');
+  if (maskedRows && !scoresOut) {
+    yBhsd = b.op('Where', [b.op('IsNaN', [yBhsd], 'y_isnan'), b.scalar('zero_y', dtype, 0), yBhsd], 'y_bhsd_masked_rows');
+  }
   const scoresOf = (): Value => {
     switch (p.scoresMode) {
       case 'qk':
