@@ -11,6 +11,10 @@
 // - the k key blocks of highest score are kept, ties broken towards the LOWER block index; a NaN score
 //   ranks below every number; when k >= the number of blocks every block is kept;
 // - every query of the block keeps every key of its kept blocks.
+// Under a causal cut, intersect(causal, topkBlocks) (what sparsify writes on a causal site), the choice above is
+// unchanged: every key block is ranked, future ones included, and the cut then removes the future keys of the kept
+// blocks, so a query block may spend some of its k on blocks it cannot see (no backend ranks causally visible blocks
+// only or forces the diagonal block).
 
 import { fromRanges, type IntervalSet } from '../interval-set.js';
 import type { TopKBlocks } from '../spec.js';
