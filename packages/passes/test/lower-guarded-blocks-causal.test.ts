@@ -9,6 +9,10 @@
 // the float64 certificate of @attnopt/bounds on the same blocks, and that check fails for two wrong certificates:
 // one counting the future keys of the dropped blocks as dropped, one taking the diagonal block's future keys as kept.
 // Aligns: top-left, bottom-right with fewer queries than keys (offset 64), past (top-left without past keys).
+// The unguarded form also with past keys and a lengths input (batch 2, nq = 200 after 64 cached keys, the last 5
+// keys of batch 1 padding), each align, against the float64 reference of the spec: |y - ref| <= 1e-5 + 1e-4 |ref|;
+// and guarded (bottom-right) with a lengths input (batch 2, 300 keys of batch 1 padding) on local and diffuse
+// inputs, within the budget of the causal reference with the same lengths.
 
 import { guardedDroppedMass, guardFallsBack, keyBlockSummaries, valueRange } from '@attnopt/bounds';
 import {
@@ -32,6 +36,7 @@ import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { cannotLower, GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../src/lower/index.js';
 import { localInputs, type QKV, repeatSpans } from './helpers/guarded-inputs.js';
+import { lowerSite, runSite } from './helpers/lowered-site.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 
 const N = 1024;
@@ -246,6 +251,35 @@ describe('causal (top-left): the fallback flags against the float64 certificate 
   }, 120_000);
 });
 
+describe('unguarded causal ∩ top-k blocks with past keys and a lengths input', () => {
+  it.each(['top-left', 'bottom-right', 'past'] as const)('%s', async (align) => {
+    const site = { params: params(intersect(causal(align), topkBlocks(32, 3, 'quest'))), batch: 2, past: 64, kvLength: true };
+    const lowered = lowerSite(site, { opset: 21 });
+    expect(lowered.graph.nodes.some((n) => n.op === 'GatherND')).toBe(true);
+    const r = await runSite(lowered, site, 200, 5, { atol: 1e-5, rtol: 1e-4 });
+    expect(r.mismatches).toEqual([]);
+  }, 60_000);
+});
+
+describe('guarded causal(bottom-right) ∩ top-k blocks with a lengths input, batch 2', () => {
+  const kvLength = [N, N - 300];
+  const site = (budget: number) => ({ params: params(intersect(causal('bottom-right'), TOPK), { budget, align: 'bottom-right' }), batch: 2, kvLength: true });
+  const guarded = lowerSite(site(BUDGET), { opset: 21 }).bytes;
+  const forced = lowerSite(site(0), { opset: 21 }).bytes;
+  const two = (x: QKV, y: QKV): QKV => ({ q: Float64Array.from([...x.q, ...y.q]), k: Float64Array.from([...x.k, ...y.k]), v: Float64Array.from([...x.v, ...y.v]) });
+  it.each([
+    ['local', () => two(local(61), local(62))],
+    ['diffuse', () => two(diffuse(63), diffuse(64))],
+  ] as const)('%s', async (_name, inputs) => {
+    const x = inputs();
+    const shape = [2, H, N, D];
+    const feeds = { q: ortTensor('f32', shape, x.q), k: ortTensor('f32', shape, x.k), v: ortTensor('f32', shape, x.v), kv_length: ortTensor('i64', [2], kvLength) };
+    const ref = referenceAttention(params(causal('bottom-right')), { q: { shape, data: f32(x.q) }, k: { shape, data: f32(x.k) }, v: { shape, data: f32(x.v) }, kvLength }).y.data;
+    expect(maxAbsDiff(ortValues((await runModel(guarded, feeds)).y!), ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
+    expect(maxAbsDiff(ortValues((await runModel(forced, feeds)).y!), ref)).toBeLessThanOrEqual(ROUNDING);
+  }, 60_000);
+});
+
 describe('refusals', () => {
   const node = (p: AttentionParams) => {
     const g = new Graph('refused');
@@ -254,6 +288,13 @@ describe('refusals', () => {
   };
   it('a causal cut that is not the baseline’s own', () => {
     expect(cannotLower(node(params(intersect(causal('bottom-right'), TOPK), { budget: BUDGET, align: 'top-left' })), { opset: 21 })).toMatch(/the causal cut must be the baseline's own/);
+  });
+  it('the past alignment with a lengths input (the offset would differ per batch)', () => {
+    const g = new Graph('refused_past');
+    const [q, k, v] = ['q', 'k', 'v'].map((n) => g.addInput(new Value(n, tensorType('f32', [1, H, 'seq', D]))));
+    const kvLength = g.addInput(new Value('kv_length', tensorType('i64', [1])));
+    const n = attentionNode(params(intersect(causal('past'), TOPK), { budget: BUDGET, align: 'past' }), { q: q!, k: k!, v: v!, kvLength }, { y: new Value('y', tensorType('f32')) }, 'attn');
+    expect(cannotLower(n, { opset: 21 })).toMatch(/kvLength with the past alignment/);
   });
   it('top-k blocks without the causal cut over a causal baseline', () => {
     expect(cannotLower(node(params(TOPK, { budget: BUDGET, align: 'top-left' })), { opset: 21 })).toMatch(/must be cut by that causal mask/);
