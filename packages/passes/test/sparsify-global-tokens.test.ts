@@ -7,14 +7,15 @@
 // without such keys (local attention only) gets no global-token candidate and the same decision as before.
 
 import { onnxruntimeCpuProfile } from '@attnopt/cost';
-import { attentionNode, attentionParams, dense, globalTokens, Graph, printSpec, tensorType, union, Value } from '@attnopt/ir';
+import { attentionNode, attentionParams, causal, dense, globalTokens, Graph, printSpec, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
 import { GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../src/lower/index.js';
 import { globalTokenCandidates, MAX_GLOBAL_TOKENS } from '../src/sparsify/global-tokens.js';
-import { defaultWindows } from '../src/sparsify/candidates.js';
+import { defaultWindows, restrictToBaseline } from '../src/sparsify/candidates.js';
+import { guardableSpec } from '../src/lower/guarded.js';
 import { chooseSiteSpec, SPARSIFY_DECISION, type SiteDecision, sparsifyPass } from '../src/sparsify/index.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 import { asSample, D, globalInputs, H, type Inputs, N, params } from './sparsify-global-fixture.js';
@@ -39,6 +40,18 @@ describe('global-token candidates from the calibration data', () => {
     expect(narrow.length).toBeGreaterThan(0);
     for (const w of narrow) expect(got.map(printSpec)).toContain(printSpec(union(w, globalTokens(TOKENS))));
     for (const c of got) expect(c.kind === 'union' && c.parts[1]!.kind === 'global' ? c.parts[1]!.tokens.length : 0).toBeLessThanOrEqual(MAX_GLOBAL_TOKENS);
+  });
+
+  it('a causal site: backward windows with the tokens before the queries that see them, each guardable over the causal mask', () => {
+    const baseline = causal();
+    const got = globalTokenCandidates({ ...params, spec: baseline }, calibration[0]!.samples, baseline, defaultWindows(baseline, N));
+    expect(got.length).toBeGreaterThan(0);
+    for (const c of got) {
+      expect(printSpec(c)).toMatch(/^union\(window\(left=\d+, right=0\), global\(\[/);
+      expect(guardableSpec(restrictToBaseline(baseline, c), baseline)).toBeUndefined();
+    }
+    // each token is in the causal prefix of the rows after it: the heavy columns are the same 3 keys
+    expect(printSpec(got[0]!)).toContain('global([300, 517, 700])');
   });
 
   it('local attention only: no key holds a heavy share of the out-of-band mass, no candidate', () => {
