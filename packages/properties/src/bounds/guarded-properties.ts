@@ -127,7 +127,8 @@ export function guardedRow(p: GuardedRow): { m: number; mHat: number; fallsBack:
   });
   const kept = (j: number) => j >= i - p.left || j < p.sinks;
   const split = maskSplit(scores, p.values, dv, kept);
-  const summaries = keyBlockSummaries(p.keys, n, d, p.blockSize);
+  // the sinks are never dropped: left out of their blocks' summaries, as the guarded lowering leaves them out
+  const summaries = keyBlockSummaries(p.keys, n, d, p.blockSize, Array.from({ length: p.sinks }, (_, j) => j));
   const nb = Math.ceil(n / p.blockSize);
   const counts = new Float64Array(nb);
   const maxBias = new Float64Array(nb).fill(-Infinity);
