@@ -59,6 +59,8 @@ describe('loweringChoice', () => {
     expect(loweringChoice(intersect(causal('bottom-right'), topkBlocks(64, 4))).strategy).toBe('blocks');
     expect(blockGathered(intersect(topkBlocks(64, 4), causal('past')))).toEqual({ leaf: topkBlocks(64, 4), causal: causal('past') });
     expect(blockGathered(intersect(causal(), slidingWindow(8, 0), topkBlocks(64, 4)))).toBeUndefined();
+    expect(blockGathered(intersect(causal(), intersect(causal(), topkBlocks(64, 4))))).toEqual({ leaf: topkBlocks(64, 4), causal: causal() });
+    expect(blockGathered(intersect(causal(), intersect(causal('bottom-right'), topkBlocks(64, 4))))).toBeUndefined();
     expect(loweringChoice(intersect(slidingWindow(8, 0), topkBlocks(64, 4))).strategy).toBe('dense');
     expect(loweringChoice(linformer(8, 0)).strategy).toBe('low-rank');
     expect(loweringChoice(performer(8, 0)).strategy).toBe('low-rank');

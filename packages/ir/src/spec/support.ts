@@ -193,15 +193,20 @@ export interface BlockGathered {
 }
 
 /**
- * The block-gathered form of `spec`: blocks / topkBlocks alone, or intersected with one causal mask (what
- * sparsify writes on a causal site: causal ∩ topkBlocks); undefined for anything else.
+ * The block-gathered form of `spec`: blocks / topkBlocks alone, or intersected with a causal mask (what sparsify
+ * writes on a causal site: causal ∩ topkBlocks; the same causal mask repeated counts once); undefined for anything
+ * else.
  */
 export function blockGathered(spec: AttentionSpec): BlockGathered | undefined {
   if (spec.kind === 'blocks' || spec.kind === 'topkBlocks') return { leaf: spec };
-  if (spec.kind !== 'intersect' || spec.parts.length !== 2) return undefined;
-  const leaf = spec.parts.find((p): p is Blocks | TopKBlocks => p.kind === 'blocks' || p.kind === 'topkBlocks');
-  const cut = spec.parts.find((p): p is Causal => p.kind === 'causal');
-  return leaf && cut ? { leaf, causal: cut } : undefined;
+  if (spec.kind !== 'intersect') return undefined;
+  // nested intersections flattened (a candidate already cut, restricted to the causal baseline once more)
+  const flat = (s: MaskSpec): MaskSpec[] => (s.kind === 'intersect' ? s.parts.flatMap(flat) : [s]);
+  const parts = flat(spec);
+  const leaves = parts.filter((p): p is Blocks | TopKBlocks => p.kind === 'blocks' || p.kind === 'topkBlocks');
+  const cuts = parts.filter((p): p is Causal => p.kind === 'causal');
+  if (leaves.length !== 1 || cuts.length === 0 || leaves.length + cuts.length !== parts.length) return undefined;
+  return cuts.every((c) => c.align === cuts[0]!.align) ? { leaf: leaves[0]!, causal: cuts[0]! } : undefined;
 }
 
 /**
