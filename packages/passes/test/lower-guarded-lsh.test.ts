@@ -14,7 +14,7 @@
 // row's own groups counted as dropped) must fail: the flags tell them apart.
 
 import { guardFallsBack, keptLogSumExp, lshDroppedMass, lshHeadGroups, lshRoundLogB, droppedMassCertificateFromLog, valueRange } from '@attnopt/bounds';
-import { type AttentionParams, type AttentionSpec, attentionNode, dense, Graph, intervals, type Lsh, lshBuckets, lshRows, SplitMix64, tensorType, Value } from '@attnopt/ir';
+import { type AttentionParams, type AttentionSpec, attentionNode, causal, dense, Graph, intersect, intervals, type Lsh, lshBuckets, lshRows, SplitMix64, tensorType, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
@@ -37,7 +37,7 @@ interface Shape {
 }
 const ONE: Shape = { B: 1, H: 2, Hkv: 2 };
 
-function params(shape: Shape, spec: AttentionSpec, budget?: number): AttentionParams {
+function params(shape: Shape, spec: AttentionSpec, budget?: number, baseline: AttentionSpec = dense): AttentionParams {
   return {
     numHeads: shape.H,
     kvNumHeads: shape.Hkv,
@@ -47,7 +47,7 @@ function params(shape: Shape, spec: AttentionSpec, budget?: number): AttentionPa
     softcap: 0,
     layout: 'bhsd',
     spec,
-    ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline: dense } } : {}),
+    ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline } } : {}),
   };
 }
 
@@ -81,8 +81,8 @@ async function run(model: Uint8Array, shape: Shape, x: QKV, kvLength?: number[])
   return { y: ortValues(out.y!), ...(flags ? { flags: ortValues(out[flags]!) } : {}) };
 }
 
-function reference(shape: Shape, x: QKV, kvLength?: number[]): Float64Array {
-  return referenceAttention(params(shape, dense), {
+function reference(shape: Shape, x: QKV, kvLength?: number[], baseline: AttentionSpec = dense): Float64Array {
+  return referenceAttention(params(shape, baseline), {
     q: { shape: [shape.B, shape.H, N, D], data: f32(x.q) },
     k: { shape: [shape.B, shape.Hkv, N, D], data: f32(x.k) },
     v: { shape: [shape.B, shape.Hkv, N, D], data: f32(x.v) },
@@ -243,6 +243,25 @@ describe(`${name}: the fallback flags against the float64 certificate of @attnop
     expect(seen).toEqual({ maxOverRounds: true, ownBucketDropped: true });
   });
 });
+
+for (const [name, leaf] of [['lsh(2, 8)', LEAF], ['lsh(2, 8, chunk 128)', CHUNKED]] as const)
+  describe(`causal ∩ ${name} over its causal baseline: within the budget of the float64 causal reference`, () => {
+    const spec = intersect(causal(), leaf);
+    const guarded = build(ONE, params(ONE, spec, BUDGET, causal()), { flags: true });
+    const unguarded = build(ONE, params(ONE, spec));
+    const forced = build(ONE, params(ONE, spec, 0, causal()));
+    it.each(['clustered', 'sharedQK', 'diffuse', 'outlier'])('%s', async (family) => {
+      const x = FAMILIES[family]!(29);
+      const ref = reference(ONE, x, undefined, causal());
+      const g = await run(guarded, ONE, x);
+      expect(maxAbsDiff(g.y, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
+      if (family === 'diffuse') expect(maxAbsDiff((await run(unguarded, ONE, x)).y, ref)).toBeGreaterThan(BUDGET + ROUNDING);
+      const rate = g.flags!.reduce((a, f) => a + f, 0) / g.flags!.length;
+      // every key of a dropped group counts, future keys too: looser than over a dense baseline, still some rows sparse
+      if (family === 'sharedQK') expect(rate).toBeLessThan(0.6);
+      expect(maxAbsDiff((await run(forced, ONE, x)).y, ref)).toBeLessThanOrEqual(ROUNDING);
+    }, 120_000);
+  });
 
 describe('batch 2, 4 query heads on 2 key/value heads, a lengths input', () => {
   const shape: Shape = { B: 2, H: 4, Hkv: 2 };

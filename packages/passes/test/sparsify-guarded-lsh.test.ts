@@ -11,7 +11,7 @@
 // keys (shared-QK, as in Reformer): every bucket holds whole clusters, so the sorted chunks hold them whole too.
 
 import { onnxruntimeCpuProfile } from '@attnopt/cost';
-import { type AttentionParams, attentionNode, attentionParams, dense, Graph, lshBuckets, SplitMix64, tensorType, Value } from '@attnopt/ir';
+import { type AttentionParams, attentionNode, attentionParams, causal, dense, Graph, lshBuckets, SplitMix64, tensorType, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
@@ -138,6 +138,30 @@ describe('sparsify: LSH over a dense baseline, guarded tier', () => {
       const err = (yy: Float64Array) => yy.reduce((m, t, i) => Math.max(m, Math.abs(t - ref[i]!)), 0);
       expect(err((await run(guarded, x)).y!), name).toBeLessThanOrEqual(BUDGET + 1e-4);
       if (breaks) expect(err((await run(plain, x)).y!), name).toBeGreaterThan(BUDGET + 1e-4);
+    }
+  }, 120_000);
+
+  it('a causal site: causal ∩ LSH as guarded over its causal baseline, within the budget of the causal reference on inputs it was not calibrated on', async () => {
+    const causalParams: AttentionParams = { ...params, spec: causal() };
+    const g = new Graph('guarded_causal_site');
+    const [q, k, v] = ['q', 'k', 'v'].map((n) => g.addInput(new Value(n, tensorType('f32', [1, H, 'seq', D]))));
+    const y = new Value('y', tensorType('f32'));
+    const node = attentionNode(causalParams, { q: q!, k: k!, v: v! }, { y }, 'attn');
+    g.addNode(node);
+    g.outputs.push(y);
+    runPipeline(g, [sparsifyPass({ calibration: [{ id: 'site0', samples: [sample(clusteredRuns(1))] }], ...OPTIONS })]);
+    const decision = node.annotations.get(SPARSIFY_DECISION) as SiteDecision;
+    expect(decision.guarantee).toBe('guarded');
+    expect(decision.chosen).toBe('intersect(causal, lsh(hashes=2, buckets=32, chunk=64, seed=0))');
+    expect(decision.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: causal() });
+    runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
+    const guarded = exportOnnx(newOnnxModel(g, { opset: 21 }));
+    const rng = new SplitMix64(9);
+    const uniform = () => Float64Array.from({ length: H * N * D }, () => rng.nextFloat() * 2 - 1);
+    for (const [name, x] of [['clustered runs, another seed', clusteredRuns(2)], ['diffuse', { q: uniform(), k: uniform(), v: uniform() }]] as const) {
+      const ref = referenceAttention(causalParams, { q: { shape: SHAPE, data: f32(x.q) }, k: { shape: SHAPE, data: f32(x.k) }, v: { shape: SHAPE, data: f32(x.v) } }).y.data;
+      const out = (await run(guarded, x)).y!;
+      expect(out.reduce((m, t, i) => Math.max(m, Math.abs(t - ref[i]!)), 0), name).toBeLessThanOrEqual(BUDGET + 1e-4);
     }
   }, 120_000);
 });

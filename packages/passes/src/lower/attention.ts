@@ -35,7 +35,7 @@ import { guardedBandedAttention, guardedBlocker, guardedSiteLabel } from './guar
 import { lowerBandedNative, nativeBandedBlocker } from './banded-native.js';
 import { blockGatherAttention, type BlockGatherInputs } from './blocks.js';
 import { guardedBlocksAttention, isBlockGathered } from './guarded-blocks.js';
-import { guardedLshAttention, guardedLshNodeBlocker, isGuardedLsh } from './guarded-lsh.js';
+import { guardedLshAttention, guardedLshLeaf, guardedLshNodeBlocker, isGuardedLsh } from './guarded-lsh.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { lshChunkedAttention } from './lsh.js';
 import { lshKeepMask } from './lsh-hash.js';
@@ -273,7 +273,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
     };
     if (isGuardedLsh(p)) {
       const site = guardedSiteLabel(node);
-      const y = guardedLshAttention(b, { leaf: p.spec as Lsh, params: p, opset: options.opset, q, k: kAll, v: vAll, headDim: D, vHeadDim: Dv, dtype, softmaxType, score, softmax, ...(kvLength ? { kvLength } : {}), ...(site !== undefined ? { site } : {}) });
+      const y = guardedLshAttention(b, { leaf: guardedLshLeaf(p.spec, p.guard!.baseline)!, params: p, opset: options.opset, q, k: kAll, v: vAll, headDim: D, vHeadDim: Dv, dtype, softmaxType, score, softmax, ...(kvLength ? { kvLength } : {}), ...(site !== undefined ? { site } : {}) });
       return finish(graph, node, b, p, q, y, presentK, presentV, undefined);
     }
     if (plan.strategy === 'low-rank') {

@@ -20,12 +20,13 @@
 // Every key of a group counts as dropped (also padding keys, kvLength): only looser. No bias input (refused).
 // Rounding slack as guarded-certificate.ts's: 1e-4 (|scale| ||q|| K* + 1) on log B, 1e-3 relative on the bound.
 
-import { type AttentionParams, type AttentionSpec, attentionParams, dense, hasRuntimeHeadDim, type Lsh, type Node, type Value } from '@attnopt/ir';
+import { type AttentionParams, type AttentionSpec, attentionParams, dense, hasRuntimeHeadDim, isDataDependent, type Lsh, type MaskSpec, type Node, printSpec, specEquals, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '@attnopt/rewrite';
 import { type GuardedSite, guardedFromLogB, guardOps } from './guarded-certificate.js';
 import { GUARDED_OPSET } from './guarded-ops.js';
 import { lshBucketIds } from './lsh-hash.js';
 import { lshChunkedParts } from './lsh.js';
+import { specMask } from './mask.js';
 
 /** The opset from which the bucket summaries are ScatterElements with reduction min / max (below: a one-hot). */
 export const GUARDED_LSH_OPSET = 18;
@@ -39,11 +40,21 @@ export interface GuardedLshInputs extends GuardedSite {
   readonly softmax: (logits: Value, keep: Value | undefined, what: string) => Value;
 }
 
-/** Why `spec` over `baseline` has no guarded LSH form, or undefined when it has (an LSH leaf over a dense baseline). */
+/**
+ * The LSH leaf of a guarded LSH form: `spec` itself over a dense baseline, or intersect(baseline, leaf) over a causal
+ * one (as sparsify restricts a candidate to the site's spec); undefined for any other spec.
+ */
+export function guardedLshLeaf(spec: AttentionSpec, baseline: AttentionSpec): Lsh | undefined {
+  if (spec.kind === 'lsh') return baseline.kind === 'dense' ? spec : undefined;
+  if (spec.kind !== 'intersect' || baseline.kind !== 'causal' || spec.parts.length !== 2) return undefined;
+  const [a, c] = spec.parts;
+  return specEquals(a!, baseline) && c!.kind === 'lsh' ? c : undefined;
+}
+
+/** Why `spec` over `baseline` has no guarded LSH form, or undefined when it has (guardedLshLeaf). */
 export function guardableLshSpec(spec: AttentionSpec, baseline: AttentionSpec): string | undefined {
-  if (spec.kind !== 'lsh') return `not lowered guarded yet: ${spec.kind} (the guarded LSH form takes an LSH leaf)`;
-  if (baseline.kind !== 'dense') return `not lowered guarded yet: lsh over the baseline ${baseline.kind} (the guarded LSH form takes a dense baseline)`;
-  return undefined;
+  if (guardedLshLeaf(spec, baseline) !== undefined) return undefined;
+  return `not lowered guarded yet: ${printSpec(spec)} over the baseline ${printSpec(baseline)} (the guarded LSH form takes an LSH leaf over a dense baseline, or causal ∩ an LSH leaf over its causal baseline)`;
 }
 
 /** Why the guarded LSH form does not apply at `opset` to a site with this spec and guard, or undefined. */
@@ -74,7 +85,11 @@ function guardedLshBucketsAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
   const shared = R === 1 ? b.squeeze(same, 2, 'guard_lsh_shared') : b.cast(reduce('ReduceMax', b.cast(same, 'f32', 'guard_lsh_same_f'), [2], 'guard_lsh_any_round_f'), 'bool', 'guard_lsh_shared');
   // padding keys (at or past kvLength[b]) are never kept; they count as dropped in the bound (only looser)
   const cols = b.op('Range', [i64(0, 'guard_lsh_c0'), T, i64(1, 'guard_lsh_c1')], 'guard_lsh_key_index');
-  const keep = x.kvLength ? b.op('And', [shared, b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_lsh_kv_length_4d')], 'guard_lsh_not_padding')], 'guard_lsh_keep') : shared;
+  const baseline = x.params.guard!.baseline as MaskSpec;
+  const rows = b.reshape(b.op('Range', [i64(0, 'guard_lsh_r0'), S, i64(1, 'guard_lsh_r1')], 'guard_lsh_query_index'), [-1, 1], 'guard_lsh_query_col');
+  const causalKeep = baseline.kind === 'dense' ? undefined : specMask(b, baseline, { rows, cols, bottomRight: b.op('Sub', [T, S], 'guard_lsh_causal_offset') });
+  const inBaseline = causalKeep ? b.op('And', [shared, causalKeep], 'guard_lsh_shared_causal') : shared;
+  const keep = x.kvLength ? b.op('And', [inBaseline, b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_lsh_kv_length_4d')], 'guard_lsh_not_padding')], 'guard_lsh_keep') : inBaseline;
 
   // the sparse output and its largest kept logit and probability per row
   const logits = x.score(b.op('MatMul', [x.q, b.transpose(x.k, [0, 1, 3, 2], 'guard_lsh_k_t')], 'guard_lsh_qk'), 'guard_lsh_scores');
@@ -130,8 +145,12 @@ function guardedLshBucketsAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
   // per round: the buckets the row does not share, counted [B, H, R, S, G]; log B_r; log B = min over rounds
   const own = b.cast(b.op('Equal', [b.unsqueeze(hq, [4], 'guard_lsh_q_bucket_col', 4), bucketIndex], 'guard_lsh_own_bucket'), 'f32', 'guard_lsh_own_bucket_f');
   const dropped = b.op('Mul', [b.unsqueeze(counts, [3], 'guard_lsh_counts_row', 4), b.op('Sub', [f32(1, 'guard_lsh_one2'), own], 'guard_lsh_other_bucket')], 'guard_lsh_dropped');
-  // the row drops a key when some key is in none of its buckets
-  const dropsSome = () => b.op('Not', [b.cast(reduce('ReduceMin', b.cast(keep, 'f32', 'guard_lsh_keep_f'), [3], 'guard_lsh_keeps_all_f'), 'bool', 'guard_lsh_keeps_all')], 'guard_lsh_drops_some');
+  // the row drops a key when a baseline key (causal, not padding) shares none of its buckets
+  const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_lsh_kv_length_4d_b')], 'guard_lsh_not_padding_b') : undefined;
+  const baseKeys = causalKeep && notPadding ? b.op('And', [causalKeep, notPadding], 'guard_lsh_base_keys') : (causalKeep ?? notPadding);
+  const droppedKeys = b.op('Not', [shared], 'guard_lsh_not_shared');
+  const droppedBase = baseKeys ? b.op('And', [baseKeys, droppedKeys], 'guard_lsh_dropped_keys') : droppedKeys;
+  const dropsSome = () => b.cast(reduce('ReduceMax', b.cast(droppedBase, 'f32', 'guard_lsh_dropped_keys_f'), [3], 'guard_lsh_drops_any_f'), 'bool', 'guard_lsh_drops_some');
   return certifiedFromGroups(b, x, { kmin, kmax, center, radius, dropped, y, maxLogit, maxProb, dropsSome, S, T, zero });
 }
 
@@ -152,7 +171,7 @@ function guardedLshChunkedAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
   const zero = f32(0, 'guard_lsh_zero_f');
   const parts = lshChunkedParts(b, {
     leaf,
-    rest: dense,
+    rest: x.params.guard!.baseline as MaskSpec,
     q: x.q,
     k: x.k,
     v: x.v,
@@ -266,9 +285,9 @@ function certifiedFromGroups(b: NodeBuilder, x: GuardedLshInputs, g: GroupCertif
   return guardedFromLogB(b, x, { y: g.y, logB, maxLogit: g.maxLogit, maxProb: g.maxProb, ...(g.keepsSome ? { keepsSome: g.keepsSome } : {}), dropsSome, T: g.T, bottomRight, zero });
 }
 
-/** Whether a node's spec takes the guarded LSH form: a guarded site whose spec is an LSH leaf. */
+/** Whether a node's spec takes the guarded LSH form: a guarded site whose spec is an LSH leaf (or causal ∩ one over a causal baseline). */
 export function isGuardedLsh(p: AttentionParams): boolean {
-  return p.guard !== undefined && p.spec.kind === 'lsh';
+  return p.guard !== undefined && (p.spec.kind === 'lsh' || (isDataDependent(p.spec) && guardedLshLeaf(p.spec, p.guard.baseline) !== undefined));
 }
 
 /** Why the guarded LSH form does not apply to `node` at `opset`, or undefined when it does. */
@@ -280,6 +299,7 @@ export function guardedLshNodeBlocker(node: Node, opset: number): string | undef
   if (pastKey !== undefined) return 'not lowered guarded yet: a past keys input';
   if (bias !== undefined) return 'not lowered guarded yet: lsh with a bias input';
   if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
+  if (node.inputs[6] !== undefined && p.guard.baseline.kind !== 'dense') return 'not lowered guarded yet: lsh with a lengths input over a causal baseline';
   return guardedLshBlocker(p.spec, p.guard, opset);
 }
 
@@ -287,4 +307,9 @@ export function guardedLshNodeBlocker(node: Node, opset: number): string | undef
 export function guardedLshChoiceBlocker(spec: AttentionSpec, baseline: AttentionSpec, hasBias: boolean): string | undefined {
   if (hasBias) return 'not lowered guarded yet: lsh with a bias input';
   return guardableLshSpec(spec, baseline);
+}
+
+/** Whether `spec` is an LSH form the chooser asks guardedLshChoiceBlocker about (an LSH leaf, alone or intersected). */
+export function isLshForm(spec: AttentionSpec): boolean {
+  return spec.kind === 'lsh' || (spec.kind === 'intersect' && spec.parts.some((p) => p.kind === 'lsh'));
 }

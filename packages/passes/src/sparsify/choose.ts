@@ -29,7 +29,7 @@ import { type AttentionGuard, SplitMix64 } from '@attnopt/ir';
 import { type ConformalConfidence, conformalQuantile } from '@attnopt/bounds';
 import { guardableSpec } from '../lower/guarded.js';
 import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
-import { guardedLshChoiceBlocker } from '../lower/guarded-lsh.js';
+import { guardedLshChoiceBlocker, isLshForm } from '../lower/guarded-lsh.js';
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
 import { defaultCandidates, defaultWindows, restrictToBaseline } from './candidates.js';
 import { globalTokenCandidates, globalTokensOf } from './global-tokens.js';
@@ -330,7 +330,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       ? 'a low-rank form has no run-time certificate'
       : !guarded
         ? 'guarded forms are off'
-        : (options.guardBlocked ?? (f.kind === 'lsh' ? guardedLshChoiceBlocker(f, baseline, first.biasRow !== undefined) : guardableSpec(f, baseline))),
+        : (options.guardBlocked ?? (isLshForm(f) ? guardedLshChoiceBlocker(f, baseline, first.biasRow !== undefined) : guardableSpec(f, baseline))),
   );
   const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
   // a guarded form costs its sparse form, its run-time certificate, and its predicted fallback rows dense

@@ -13,6 +13,7 @@
 import { blockCount, guardedDroppedMass, guardFallsBack, type KeyBlockSummaries, keyBlockSummaries, lshDroppedMass, lshHeadGroups, maskRowErrorBound } from '@attnopt/bounds';
 import { intervals, type IntervalSet, keySupport, type LeafResolver, type MaskDims, type MaskSpec, rowKeys, softmaxInPlace } from '@attnopt/ir';
 import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
+import { guardedLshLeaf } from '../lower/guarded-lsh.js';
 import type { HeadData } from './calibration.js';
 
 /** Running results of one candidate over the rows evaluated so far. */
@@ -149,8 +150,12 @@ export function evaluateHead(
     return summaryBlocks.get(key)!;
   };
   const candidateBlocks = candidates.map((c) => guardBlockSize(c, options.guardBlockSize ?? DEFAULT_GUARD_BLOCK));
-  // an LSH leaf's certificate reads its own key groups: per round, the buckets (or sorted chunks) of the keys
-  const lshGroups = candidates.map((c) => (c.kind === 'lsh' ? lshHeadGroups(c, head.q, nq, head.k, nk, head.d) : undefined));
+  // an LSH leaf's certificate (alone, or causal ∩ it over a causal baseline) reads its own key groups: per round, the
+  // buckets (or sorted chunks) of the keys, all counted (future keys too: only looser)
+  const lshGroups = candidates.map((c) => {
+    const leaf = guardedLshLeaf(c, baseline);
+    return leaf ? lshHeadGroups(leaf, head.q, nq, head.k, nk, head.d) : undefined;
+  });
   const candidateKept = candidates.map((c) => (isBlockGathered(c) ? [] : (keySupport(c)?.extra ?? [])));
   const qRow = new Float64Array(head.d);
   for (let i = 0; i < nq; i++) {
