@@ -263,12 +263,16 @@ for (const [name, leaf] of [['lsh(2, 8)', LEAF], ['lsh(2, 8, chunk 128)', CHUNKE
     }, 120_000);
   });
 
-describe('batch 2, 4 query heads on 2 key/value heads, a lengths input', () => {
+for (const [name, spec, baseline] of [
+  ['lsh(2, 8)', LEAF, dense],
+  ['causal ∩ lsh(2, 8, chunk 128)', intersect(causal(), CHUNKED), causal()],
+] as const)
+describe(`${name}: batch 2, 4 query heads on 2 key/value heads, a lengths input`, () => {
   const shape: Shape = { B: 2, H: 4, Hkv: 2 };
   const kvLength = [N, N - 70];
-  const guarded = build(shape, params(shape, LEAF, BUDGET), { kvLength: true });
-  const unguarded = build(shape, params(shape, LEAF), { kvLength: true });
-  const forced = build(shape, params(shape, LEAF, 0), { kvLength: true });
+  const guarded = build(shape, params(shape, spec, BUDGET, baseline), { kvLength: true });
+  const unguarded = build(shape, params(shape, spec), { kvLength: true });
+  const forced = build(shape, params(shape, spec, 0, baseline), { kvLength: true });
   it.each([
     ['clustered', (): QKV => {
       const x = clustered(31, { ...shape, H: shape.Hkv });
@@ -279,7 +283,7 @@ describe('batch 2, 4 query heads on 2 key/value heads, a lengths input', () => {
     ['diffuse', () => diffuse(32, shape), true],
   ] as const)('%s', async (_name, inputs, adversarial) => {
     const x = inputs();
-    const ref = reference(shape, x, kvLength);
+    const ref = reference(shape, x, kvLength, baseline);
     expect(maxAbsDiff((await run(guarded, shape, x, kvLength)).y, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
     if (adversarial) expect(maxAbsDiff((await run(unguarded, shape, x, kvLength)).y, ref)).toBeGreaterThan(BUDGET + ROUNDING);
     expect(maxAbsDiff((await run(forced, shape, x, kvLength)).y, ref)).toBeLessThanOrEqual(ROUNDING);

@@ -299,7 +299,7 @@ export function guardedLshNodeBlocker(node: Node, opset: number): string | undef
   if (pastKey !== undefined) return 'not lowered guarded yet: a past keys input';
   if (bias !== undefined) return 'not lowered guarded yet: lsh with a bias input';
   if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
-  if (node.inputs[6] !== undefined && p.guard.baseline.kind !== 'dense') return 'not lowered guarded yet: lsh with a lengths input over a causal baseline';
+  if (node.inputs[6] !== undefined && p.guard.baseline.kind === 'causal' && p.guard.baseline.align === 'past') return 'not lowered guarded yet: lsh with a lengths input and the past alignment';
   return guardedLshBlocker(p.spec, p.guard, opset);
 }
 
