@@ -146,10 +146,16 @@ type Family = (seed: number) => QKV;
 const FAMILIES: Record<string, Family> = { clustered: (s) => clustered(s), sharedQK, logits80, diffuse: (s) => diffuse(s), outlier };
 
 /** The float64 certificate's fallback decisions per (head, row), and the same by two mutated certificates. */
-function certificateDecisions(leaf: Lsh, x: QKV, shape: Shape, budget: number): Record<'sound' | 'maxOverRounds' | 'ownBucketDropped', boolean[]> {
+function certificateDecisions(
+  leaf: Lsh,
+  x: QKV,
+  shape: Shape,
+  budget: number,
+  causalBaseline = false,
+): Record<'sound' | 'maxOverRounds' | 'ownBucketDropped', boolean[]> & { bound: number[] } {
   const [q, k, v] = [f32(x.q), f32(x.k), f32(x.v)];
   const scale = 1 / Math.sqrt(D);
-  const out = { sound: [] as boolean[], maxOverRounds: [] as boolean[], ownBucketDropped: [] as boolean[] };
+  const out = { sound: [] as boolean[], maxOverRounds: [] as boolean[], ownBucketDropped: [] as boolean[], bound: [] as number[] };
   for (let h = 0; h < shape.H; h++) {
     const qh = q.subarray(h * N * D, (h + 1) * N * D);
     const kh = k.subarray(h * N * D, (h + 1) * N * D);
@@ -158,16 +164,18 @@ function certificateDecisions(leaf: Lsh, x: QKV, shape: Shape, budget: number): 
     const kept = lshRows(leaf, { q: qh, k: kh, nq: N, nk: N, d: D });
     for (let i = 0; i < N; i++) {
       const qi = qh.subarray(i * D, (i + 1) * D);
-      const S = kept[i]!;
+      // over a causal baseline the kept keys are the leaf's up to the query; the baseline keys are [0, i]
+      const S = causalBaseline ? intervals.intersectSets(kept[i]!, intervals.range(0, i + 1, N)) : kept[i]!;
       const scores: number[] = [];
       for (let t = 0; t < S.length; t += 2) for (let j = S[t]!; j < S[t + 1]!; j++) scores.push(scale * qi.reduce((a, qc, c) => a + qc * kh[j * D + c]!, 0));
       const logZ = keptLogSumExp(scores);
-      const drops = intervals.size(S) < N;
+      const drops = intervals.size(S) < (causalBaseline ? i + 1 : N);
       const own = groups.keptGroups(i);
       const mHat = drops ? lshDroppedMass(qi, groups.rounds, own, scale, 0, logZ) : 0;
       const logBs = groups.rounds.map((s, r) => lshRoundLogB(qi, s, scale, 0, own[r]!));
       const maxHat = drops ? droppedMassCertificateFromLog(logZ, Math.max(...logBs)) : 0;
       const ownHat = drops ? droppedMassCertificateFromLog(logZ, Math.min(...groups.rounds.map((s) => lshRoundLogB(qi, s, scale, 0, [])))) : 0;
+      out.bound.push(mHat * range);
       out.sound.push(guardFallsBack(mHat, range, budget));
       out.maxOverRounds.push(guardFallsBack(maxHat, range, budget));
       out.ownBucketDropped.push(guardFallsBack(ownHat, range, budget));
@@ -256,6 +264,12 @@ for (const [name, leaf] of [['lsh(2, 8)', LEAF], ['lsh(2, 8, chunk 128)', CHUNKE
       const g = await run(guarded, ONE, x);
       expect(maxAbsDiff(g.y, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
       if (family === 'diffuse') expect(maxAbsDiff((await run(unguarded, ONE, x)).y, ref)).toBeGreaterThan(BUDGET + ROUNDING);
+      // the flags against the float64 certificate over the causal baseline (as in the dense case above)
+      const decisions = certificateDecisions(leaf, x, ONE, BUDGET, true);
+      g.flags!.forEach((flag, r) => {
+        if (decisions.sound[r]) expect(flag).toBe(1);
+        if (flag === 1) expect(decisions.bound[r]).toBeGreaterThan(BUDGET / 1.05);
+      });
       const rate = g.flags!.reduce((a, f) => a + f, 0) / g.flags!.length;
       // every key of a dropped group counts, future keys too: looser than over a dense baseline, still some rows sparse
       if (family === 'sharedQK') expect(rate).toBeLessThan(0.6);

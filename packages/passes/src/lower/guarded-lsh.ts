@@ -212,8 +212,16 @@ function guardedLshChunkedAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
   const topSafe = b.op('Where', [keepsSome, top, zero], 'guard_lsh_lse_top_safe');
   const shifted = b.op('Exp', [b.op('Sub', [lse, b.unsqueeze(topSafe, [2], 'guard_lsh_lse_top_col', 3)], 'guard_lsh_lse_shifted')], 'guard_lsh_lse_exp');
   const logZ = b.op('Add', [topSafe, b.op('Log', [reduce('ReduceSum', shifted, [2], 'guard_lsh_lse_sum')], 'guard_lsh_lse_log')], 'guard_lsh_log_z');
+  // the row drops a key when it keeps fewer distinct keys than its baseline has: T, or i + 1 (causal, nq == nk),
+  // capped by kvLength (counts in float32, exact integers; sums of 1 / rounds within 0.5 of one)
+  const Tf = b.cast(T, 'f32', 'guard_lsh_nk_count');
+  const rowsF = b.cast(b.op('Range', [i64(1, 'guard_lsh_rc0'), b.op('Add', [S, i64(1, 'guard_lsh_rc1')], 'guard_lsh_rows_end'), i64(1, 'guard_lsh_rc2')], 'guard_lsh_row_counts'), 'f32', 'guard_lsh_row_counts_f');
+  const causalCount = x.params.guard!.baseline.kind === 'causal' ? b.op('Min', [rowsF, Tf], 'guard_lsh_causal_count') : Tf;
+  const baseCount = x.kvLength ? b.op('Min', [causalCount, b.reshape(b.cast(x.kvLength, 'f32', 'guard_lsh_kv_length_f'), [-1, 1, 1], 'guard_lsh_kv_length_3d')], 'guard_lsh_base_count') : causalCount;
+  const keptCount = b.reshape(parts.keptKeys(), [0, 0, -1], 'guard_lsh_kept_count');
+  const dropsSome = () => b.op('Less', [b.op('Add', [keptCount, f32(0.5, 'guard_lsh_half_key')], 'guard_lsh_kept_count_up'), baseCount], 'guard_lsh_drops_some');
   // guardedFromLogB reads log Z_S as the largest kept logit minus the log of its probability: here log Z_S - log 1
-  return certifiedFromGroups(b, x, { kmin, kmax, center, radius, dropped, y: parts.y, maxLogit: logZ, maxProb: f32(1, 'guard_lsh_unit_prob'), keepsSome, S, T, zero });
+  return certifiedFromGroups(b, x, { kmin, kmax, center, radius, dropped, y: parts.y, maxLogit: logZ, maxProb: f32(1, 'guard_lsh_unit_prob'), keepsSome, dropsSome, S, T, zero });
 }
 
 /** Per round, group summaries [B, H, R, G, D] (radius [B, H, R, G]) and the keys each row drops per group. */
@@ -228,7 +236,7 @@ interface GroupCertificate {
   readonly maxLogit: Value;
   readonly maxProb: Value;
   readonly keepsSome?: Value;
-  /** Rows that drop a key; default: those whose log B is finite (every round drops a key). */
+  /** Rows that drop a baseline key; default: those whose log B is finite (every round drops a key). */
   readonly dropsSome?: () => Value;
   readonly S: Value;
   readonly T: Value;

@@ -57,6 +57,8 @@ export interface LshChunkedParts {
    * counted once [B, H, R, n, 1], in the softmax's dtype; -inf where a round keeps no key. Built on first call.
    */
   readonly roundLogSumExp: () => Value;
+  /** Per query the distinct keys it keeps over all rounds [B, H, n, 1], float32 (sums of 1 / rounds). Built on first call. */
+  readonly keptKeys: () => Value;
 }
 
 /** The output and the parts a guarded form reads (see LshChunkedParts). */
@@ -105,6 +107,7 @@ export function lshChunkedParts(b: NodeBuilder, x: LshInputs): LshChunkedParts {
   if (x.kvLength) parts.push(b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1, 1, 1], 'lsh_kv_length')], 'lsh_kv_length_mask'));
   const keep = parts.reduce((acc, m) => b.op('And', [acc, m], 'lsh_keep'));
 
+  let roundCount: Value | undefined;
   if (R > 1) {
     // rounds in which each candidate pair is a candidate: chunk(j) ∈ {chunk(i), chunk(i) - 1} in round r'
     const chunkT = (pos: Value, what: string) => b.transpose(b.op('Div', [pos, i64(c, `${what}_c`)], `${what}_chunk_id`), [0, 1, 3, 2], `${what}_chunk_t`); // [B, H, n, R]
@@ -114,6 +117,7 @@ export function lshChunkedParts(b: NodeBuilder, x: LshInputs): LshChunkedParts {
     const hit = b.op('Or', [b.op('Equal', [ck, cq], 'lsh_same_chunk'), b.op('Equal', [ck, prev], 'lsh_prev_chunk')], 'lsh_candidate');
     const count = reduce('ReduceSum', b.cast(hit, dtype, 'lsh_candidate_f'), 6, false, 'lsh_rounds');
     logits = b.op('Sub', [logits, b.op('Log', [count], 'lsh_log_rounds')], 'lsh_dedup');
+    roundCount = count;
   }
 
   // softmax per (round, query) with its logsumexp
@@ -134,7 +138,18 @@ export function lshChunkedParts(b: NodeBuilder, x: LshInputs): LshChunkedParts {
   const oRows = unsort(o, x.vHeadDim, 'lsh_o_rows');
   let lseRows: Value | undefined;
   const roundLogSumExp = () => (lseRows ??= unsort(b.op('Add', [mxSafe, b.op('Log', [sum], 'lsh_log_sum')], 'lsh_lse'), 1, 'lsh_lse_rows')); // [B, H, R, n, 1]
-  if (R === 1) return { y: b.squeeze(oRows, 2, 'lsh_y'), queryOrder: oq, keyOrder: ok, roundLogSumExp };
+  // distinct kept keys per query: each candidate weighs 1 / (rounds in which it is one), summed over the rounds
+  let keptRows: Value | undefined;
+  const keptKeys = () => {
+    if (keptRows) return keptRows;
+    // Where, not keep / count: a padding candidate may count 0 rounds (0 / 0)
+    const w = roundCount
+      ? b.op('Where', [keep, b.op('Reciprocal', [b.cast(roundCount, 'f32', 'lsh_rounds_f32')], 'lsh_once_weight'), b.scalar('lsh_keep_none', 'f32', 0)], 'lsh_keep_once')
+      : b.cast(keep, 'f32', 'lsh_keep_f');
+    const perRound = unsort(reduce('ReduceSum', w, 5, true, 'lsh_kept_per_round'), 1, 'lsh_kept_rows'); // [B, H, R, n, 1]
+    return (keptRows = reduce('ReduceSum', perRound, 2, false, 'lsh_kept_keys')); // [B, H, n, 1]
+  };
+  if (R === 1) return { y: b.squeeze(oRows, 2, 'lsh_y'), queryOrder: oq, keyOrder: ok, roundLogSumExp, keptKeys };
   const lse = roundLogSumExp();
   const top = reduce('ReduceMax', lse, 2, true, 'lsh_lse_max');
   const topSafe = b.op('Where', [b.op('Equal', [top, minusInf], 'lsh_query_empty'), b.scalar('lsh_zero_f2', st, 0), top], 'lsh_lse_max_safe');
@@ -143,5 +158,5 @@ export function lshChunkedParts(b: NodeBuilder, x: LshInputs): LshChunkedParts {
   const num = reduce('ReduceSum', b.op('Mul', [wy, oRows], 'lsh_weighted'), 2, false, 'lsh_num');
   const den = reduce('ReduceSum', wy, 2, false, 'lsh_den');
   const y = b.op('Div', [num, den], 'lsh_y_ratio');
-  return { y: b.op('Where', [b.op('IsNaN', [y], 'lsh_y_isnan'), b.scalar('lsh_zero_y', dtype, 0), y], 'lsh_y'), queryOrder: oq, keyOrder: ok, roundLogSumExp };
+  return { y: b.op('Where', [b.op('IsNaN', [y], 'lsh_y_isnan'), b.scalar('lsh_zero_y', dtype, 0), y], 'lsh_y'), queryOrder: oq, keyOrder: ok, roundLogSumExp, keptKeys };
 }
