@@ -1,6 +1,6 @@
 // attentionCost against hand-computed counts; shapes of the model (monotone in the spec and in n).
 
-import { type AttentionParams, type AttentionSpec, blockSparse, causal, dense, intersect, linformer, performer, slidingWindow, union, sinks, topkBlocks } from '@attnopt/ir';
+import { type AttentionParams, type AttentionSpec, blockSparse, causal, dense, intersect, intervals, linformer, performer, slidingWindow, union, sinks, topkBlocks } from '@attnopt/ir';
 import { describe, expect, it } from 'vitest';
 import { attentionCost } from './attention-cost.js';
 import { attnoptCpuProfile, onnxruntimeCpuProfile, webgpuGenericProfile } from './profiles/index.js';
@@ -144,6 +144,16 @@ describe('onnxruntime-cpu follows the lowering: banded, block-gathered, low-rank
     expect(c.computedPairs).toBe(1024 * 256);
     expect(c.flops).toBe(2 * 2 * 8 * 1024 * 256 * 64 + 2 * 2 * 8 * 1024 * 16 * 64);
     expect(c.ops.some((o) => o.op === 'TopK')).toBe(true);
+  });
+  it('top-k blocks cut by a causal mask: the same gathered scores and flops as top-k alone, plus the causal cut', () => {
+    const plain = attentionCost({ ...mha, spec: topkBlocks(64, 4) }, { batch: 1, nq: 1024, nk: 1024 }, onnxruntimeCpuProfile);
+    // the kept set needs Q and K: a resolver that keeps the query block's own and three earlier key blocks
+    const resolve = (_leaf: unknown, row: number, dims: { nk: number }) => intervals.range(Math.max(0, (Math.floor(row / 64) - 3) * 64), (Math.floor(row / 64) + 1) * 64, dims.nk);
+    const cut = attentionCost({ ...mha, spec: intersect(causal(), topkBlocks(64, 4)) }, { batch: 1, nq: 1024, nk: 1024 }, onnxruntimeCpuProfile, { resolve });
+    expect(cut.computedPairs).toBe(1024 * 256);
+    expect(cut.flops).toBe(plain.flops);
+    expect(cut.ops.filter((o) => o.what === 'causal cut' || o.what === 'keep & causal')).toHaveLength(2);
+    expect(cut.time).toBeGreaterThan(plain.time);
   });
   it('performer is costed as its MatMuls, linear in n', () => {
     const a = attentionCost({ ...mha, spec: performer(256, 1) }, { batch: 1, nq: 2048, nk: 2048 }, onnxruntimeCpuProfile);
