@@ -28,7 +28,7 @@ import { lowerAttentionPass } from '../src/lower/index.js';
 import { type CalibrationSample, HEAD_GROUP, type HeadGroupAnnotation, type SiteDecision, SPARSIFY_DECISION, sparsifyPass } from '../src/sparsify/index.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 
-const N = 256;
+const N = 512;
 const D = 32;
 const F = D / 2;
 

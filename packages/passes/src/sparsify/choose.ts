@@ -14,7 +14,7 @@
 // lists the groups (head-groups.ts) and the pass splits the site. Pure: plain data in, a SiteDecision out;
 // deterministic for the same inputs and seed.
 
-import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, guardCertificateCost, type TargetProfile } from '@attnopt/cost';
+import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, guardCertificateCost, guardCertificateOps, type TargetProfile } from '@attnopt/cost';
 import {
   type AttentionParams,
   type AttentionSpec,
@@ -31,6 +31,7 @@ import { guardableSpec } from '../lower/guarded.js';
 import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
 import { guardedLshChoiceBlocker, isLshForm } from '../lower/guarded-lsh.js';
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
+import type { EmittedNodes } from './emitted-nodes.js';
 import { defaultCandidates, defaultWindows, restrictToBaseline } from './candidates.js';
 import { globalTokenCandidates, globalTokensOf } from './global-tokens.js';
 import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, mergedStats } from './evaluate.js';
@@ -52,6 +53,11 @@ export interface SparsifyOptions {
   readonly blockGatherBlocked?: string;
   /** Why this site's inputs rule out low-rank forms (a bias, kvLength, softcap; the pass reads it from the node), or undefined. */
   readonly lowRankBlocked?: string;
+  /**
+   * Counts the ONNX nodes the site's lowering emits for a form (the pass lowers a scratch copy of the site): on
+   * onnxruntime each costs the profile's per-node overhead. Without it, the cost model's kernel list counts.
+   */
+  readonly emittedNodes?: EmittedNodes;
   /** Key block size of the guard's summaries (default 64; a block-gathered form's guard takes its own key block). */
   readonly guardBlockSize?: number;
   /**
@@ -199,21 +205,40 @@ export interface SiteDecision {
 
 const fmt = (x: number) => x.toPrecision(3);
 
-function costOf(params: AttentionParams, spec: AttentionSpec, dims: CallDims, target: TargetProfile, resolve: LeafResolver): AttentionCost & { selectionTime: number } {
+function costOf(params: AttentionParams, spec: AttentionSpec, dims: CallDims, target: TargetProfile, resolve: LeafResolver, nodes?: EmittedNodes): AttentionCost & { selectionTime: number } {
   const p = { ...params, spec };
   const cost = attentionCost(p, dims, target, isDataDependent(spec) ? { resolve } : {});
   // the cost model counts the selection work (block scores, hashing) of a top-level leaf only: add a nested one's
   let selectionTime = 0;
   let selectionFlops = 0;
+  let selectionOps = 0;
   if (!isLowRank(spec) && isDataDependent(spec) && spec.kind !== 'topkBlocks' && spec.kind !== 'lsh') {
     const leaf = findLeaf(spec);
     if (leaf) {
       const ops = attentionCost({ ...params, spec: leaf }, dims, target, { resolve }).ops.slice(0, 3);
       selectionTime = ops.reduce((a, o) => a + o.seconds, 0);
       selectionFlops = ops.reduce((a, o) => a + o.flops, 0);
+      selectionOps = ops.length;
     }
   }
-  return { ...cost, flops: cost.flops + selectionFlops, time: cost.time + selectionTime, selectionTime };
+  // onnxruntime dispatches every node the lowering emits: the listed kernels' overheads become the emitted count's
+  const emitted = target.execution === 'unfused' ? nodes?.(spec, undefined, heads(params)) : undefined;
+  const dispatch = emitted === undefined ? 0 : (emitted - cost.ops.length - selectionOps) * target.opOverheadSeconds;
+  return { ...cost, flops: cost.flops + selectionFlops, time: cost.time + selectionTime + dispatch, selectionTime };
+}
+
+const heads = (p: AttentionParams) => ({ numHeads: p.numHeads, kvNumHeads: p.kvNumHeads });
+
+/** The certificate of a guarded `spec` at these params: its kernels, and on onnxruntime every node it emits. */
+function certificateCost(params: AttentionParams, spec: AttentionSpec, guard: AttentionGuard, dims: CallDims, target: TargetProfile, pairs: number, nodes?: EmittedNodes): number {
+  const p = { ...params, spec };
+  const scoresPerQuery = pairs / Math.max(1, dims.nq);
+  const kernels = guardCertificateCost(p, dims, target, guard.blockSize, scoresPerQuery);
+  if (target.execution !== 'unfused' || nodes === undefined) return kernels;
+  const [withGuard, without] = [nodes(spec, guard, heads(params)), nodes(spec, undefined, heads(params))];
+  if (withGuard === undefined || without === undefined) return kernels;
+  const listed = guardCertificateOps(p, dims, guard.blockSize, scoresPerQuery).length;
+  return kernels + (withGuard - without - listed) * target.opOverheadSeconds;
 }
 
 function findLeaf(spec: MaskSpec): MaskSpec | undefined {
@@ -265,7 +290,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const first = headData(params, samples[0]!, 0, 0);
   const dims: CallDims = { batch: sampleBatch(samples[0]!), nq: first.nq, nk: first.nk };
   const resolve0 = headResolver(first);
-  const before = costOf(params, baseline, dims, target, resolve0);
+  const nodes = options.emittedNodes;
+  const before = costOf(params, baseline, dims, target, resolve0, nodes);
   // windows ∪ global tokens read off the calibration data: guarded only (their tokens are the calibration data's)
   const fromData =
     options.candidates === undefined && guarded && options.guardBlocked === undefined && (options.globalTokens ?? true) && budget > 0
@@ -276,7 +302,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const forms = [...(options.candidates ?? defaultCandidates(baseline, first.nk, seed)).map((c) => restrictToBaseline(baseline, c)), ...fromData];
   const chosenFromData = (f: AttentionSpec) => fromData.some((g) => specEquals(f, g));
   const unique = forms.filter((f, k) => !specEquals(f, baseline) && forms.findIndex((g) => specEquals(f, g)) === k);
-  const costs = unique.map((f) => costOf(params, f, dims, target, resolve0));
+  const costs = unique.map((f) => costOf(params, f, dims, target, resolve0, nodes));
 
   // which forms are worth evaluating: cheaper than the baseline, and certifiable (or uncertified allowed)
   const pending: { form: AttentionSpec; cost: AttentionCost; reason?: string }[] = unique.map((form, k) => {
@@ -334,12 +360,11 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   );
   const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
   // a guarded form costs its sparse form, its run-time certificate, and its predicted fallback rows dense
-  const certificate = masks.map((f, k) =>
-    guardWhy[k] === undefined ? guardCertificateCost({ ...params, spec: f }, dims, target, guardBlockSize(f, blockSize), evaluated[k]!.cost.computedPairs / Math.max(1, dims.nq)) : 0,
-  );
+  const guardFor = (f: AttentionSpec): AttentionGuard => ({ budget, blockSize: guardBlockSize(f, blockSize), baseline });
+  const certificate = masks.map((f, k) => (guardWhy[k] === undefined ? certificateCost(params, f, guardFor(f), dims, target, evaluated[k]!.cost.computedPairs, nodes) : 0));
   const guardedTime = (k: number, s: { fallbackRows: number; rows: number }) => evaluated[k]!.cost.time + certificate[k]! + rate(s) * before.time;
   const guardOf = (k: number, s: { fallbackRows: number; rows: number }): AttentionGuard | undefined =>
-    guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? { budget, blockSize: guardBlockSize(masks[k]!, blockSize), baseline } : undefined;
+    guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? guardFor(masks[k]!) : undefined;
   // statistical: the fit rows' max and the held-out rows' conformal quantile both within the budget
   const confidences = new WeakMap<{ heldOut: number[] }, ConformalConfidence>();
   const confidenceOf = (s: { heldOut: number[] }): ConformalConfidence => {
@@ -371,7 +396,14 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
           headStats,
           qualifies: within,
           guardOf,
-          cost: (nh, nkv, spec) => costOf({ ...params, numHeads: nh, kvNumHeads: nkv }, spec, dims, target, resolve0),
+          cost: (nh, nkv, spec) => costOf({ ...params, numHeads: nh, kvNumHeads: nkv }, spec, dims, target, resolve0, nodes),
+          guardTime: (nh, nkv, k, s) => {
+            const guard = guardOf(k, s);
+            if (guard === undefined) return 0;
+            const group = { ...params, numHeads: nh, kvNumHeads: nkv };
+            const pairs = costOf(group, masks[k]!, dims, target, resolve0).computedPairs;
+            return certificateCost(group, masks[k]!, guard, dims, target, pairs, nodes) + rate(s) * costOf(group, baseline, dims, target, resolve0, nodes).time;
+          },
           target,
           dims,
         })

@@ -56,6 +56,11 @@ export interface HeadGroupContext {
   readonly guardOf?: (k: number, stats: CandidateStats) => AttentionGuard | undefined;
   /** The cost of an Attention of `heads` query heads over `kvHeads` key/value heads with `spec`. */
   readonly cost: (heads: number, kvHeads: number, spec: AttentionSpec) => AttentionCost;
+  /**
+   * What form k costs beyond its sparse form at that size with these stats: a guarded form's run-time certificate
+   * and its predicted fallback rows, dense (0 when it is not guarded).
+   */
+  readonly guardTime?: (heads: number, kvHeads: number, k: number, stats: CandidateStats) => number;
   readonly target: TargetProfile;
   readonly dims: CallDims;
 }
@@ -92,13 +97,17 @@ export function planHeadGroups(ctx: HeadGroupContext): HeadGroupPlan | undefined
   if (units < 2) return undefined;
   const rank = (a: AttentionCost, b: AttentionCost) => a.time - b.time || a.flops - b.flops;
   const unitCost = forms.map((f) => ctx.cost(g, 1, f));
-  // per key/value head: the cheapest form qualifying on every query head it serves (-1: the site's own spec)
+  const extra = (nh: number, nkv: number, k: number, s: CandidateStats) => ctx.guardTime?.(nh, nkv, k, s) ?? 0;
+  // per key/value head: the cheapest form qualifying on every query head it serves (-1: the site's own spec),
+  // a guarded form with its certificate and fallback rows
   const choice = range(0, units).map((u) => {
     const heads = range(u * g, (u + 1) * g);
+    const stats = forms.map((_, k) => mergedStats(heads.map((h) => headStats[h]![k]!)));
+    const withGuard = (k: number) => ({ ...unitCost[k]!, time: unitCost[k]!.time + extra(g, 1, k, stats[k]!) });
     const ok = forms
       .map((_, k) => k)
-      .filter((k) => ctx.qualifies(k, mergedStats(heads.map((h) => headStats[h]![k]!))))
-      .sort((a, b) => rank(unitCost[a]!, unitCost[b]!) || a - b);
+      .filter((k) => ctx.qualifies(k, stats[k]!))
+      .sort((a, b) => rank(withGuard(a), withGuard(b)) || a - b);
     return ok[0] ?? -1;
   });
   const runs: { first: number; end: number; k: number }[] = [];
@@ -131,7 +140,7 @@ export function planHeadGroups(ctx: HeadGroupContext): HeadGroupPlan | undefined
       bound: guard ? guard.budget : isLowRank(spec) ? Infinity : s.bound,
       measuredError: s.measuredError,
       flops: cost.flops,
-      time: cost.time,
+      time: cost.time + extra(heads.length, kvHeads.length, k, s),
     };
   });
   const copies = copyOps(ctx, groups.length);

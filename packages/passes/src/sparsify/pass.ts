@@ -12,6 +12,7 @@ import { guardedInputsBlocker } from '../lower/guarded.js';
 import type { Pass, PassNote } from '@attnopt/rewrite';
 import type { SiteCalibration } from './calibration.js';
 import { chooseSiteSpec, type SiteDecision, type SparsifyOptions } from './choose.js';
+import { emittedNodeCounter } from './emitted-nodes.js';
 import { headSplitBlocker, splitHeads } from './split-heads.js';
 
 export const SPARSIFY = 'sparsify';
@@ -87,6 +88,7 @@ export function sparsifyPass(options: SparsifyPassOptions): Pass {
           ...(guardBlocked === undefined ? {} : { guardBlocked }),
           ...(blockGatherBlocked === undefined ? {} : { blockGatherBlocked }),
           ...(lowRankBlocked === undefined ? {} : { lowRankBlocked }),
+          emittedNodes: options.emittedNodes ?? emittedNodeCounter(node),
         };
         const decision = chooseSiteSpec(params, calibration, siteOptions);
         let groupNodes: Node[] | undefined;

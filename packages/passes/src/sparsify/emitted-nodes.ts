@@ -1,0 +1,53 @@
+// How many ONNX nodes a site's lowering emits for a form, counted on the lowering itself: a scratch copy of the
+// site (its inputs' types, the form's spec and guard) lowered as lowerAttentionPass would. onnxruntime pays a
+// dispatch per node; the cost model's kernel list names the kernels that move data and undercounts the index
+// arithmetic around them (a guarded banded site: 290 kernels listed, 497 nodes emitted), which decides at the
+// small sizes where the dispatches are a large share of the time.
+
+import { type AttentionGuard, type AttentionParams, type AttentionSpec, attentionAttrs, attentionParams, Graph, Node, printSpec, tensorType, Value } from '@attnopt/ir';
+import { lowerAttention } from '../lower/attention.js';
+import { inferDtype, inferShape } from '../shape-inference/shapes.js';
+
+/** Lowering opset of the count: the node count barely depends on it (Reduce axes as inputs or attributes). */
+const COUNT_OPSET = 21;
+
+/** Counts the nodes `node`'s lowering emits with a form and guard; undefined where that form does not lower there. */
+export type EmittedNodes = (spec: AttentionSpec, guard?: AttentionGuard, heads?: { numHeads: number; kvNumHeads: number }) => number | undefined;
+
+/** The counter for one Attention site (memoized per form, guard and head count). */
+export function emittedNodeCounter(site: Node): EmittedNodes {
+  const params = attentionParams(site);
+  const memo = new Map<string, number | undefined>();
+  return (spec, guard, heads) => {
+    const key = `${printSpec(spec)}|${guard ? `${guard.budget}/${guard.blockSize}/${printSpec(guard.baseline)}` : ''}|${heads ? `${heads.numHeads}/${heads.kvNumHeads}` : ''}`;
+    if (!memo.has(key)) memo.set(key, count(site, { ...params, ...(heads ?? {}), spec, ...(guard ? { guard } : { guard: undefined }) }));
+    return memo.get(key);
+  };
+}
+
+function count(site: Node, params: AttentionParams): number | undefined {
+  const g = new Graph('emitted_nodes');
+  // each input as the site's graph types it (dtype and shape inferred through its producers), constants kept
+  const typed = (v: Value, k: number) => {
+    const dtype = inferDtype(v);
+    const shape = inferShape(v);
+    return new Value(`in${k}`, dtype !== undefined ? tensorType(dtype, shape === undefined ? undefined : [...shape]) : v.type, v.initializer);
+  };
+  const inputs = site.inputs.map((v, k) => (v === undefined ? undefined : g.addInput(typed(v, k))));
+  const { guard, ...rest } = params;
+  const copy = new Node({
+    domain: site.domain,
+    op: site.op,
+    name: 'site',
+    inputs,
+    outputs: site.outputs.map((v, k) => (v === undefined ? undefined : new Value(`out${k}`, v.type))) as Value[],
+    attrs: attentionAttrs(guard ? { ...rest, guard } : rest),
+  });
+  g.addNode(copy);
+  for (const v of copy.outputs) if (v !== undefined) g.outputs.push(v);
+  try {
+    return lowerAttention(g, copy, { opset: COUNT_OPSET }).length;
+  } catch {
+    return undefined;
+  }
+}
