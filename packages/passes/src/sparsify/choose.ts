@@ -554,6 +554,13 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       ? ''
       : `; low-rank forms measured on the calibration data, the smallest error ${fmt(Math.min(...lowK.map((k) => site[k]!.measuredError)))}` +
         (options.allowUncertified ? '' : ' (allowUncertified is off)');
+  // why no guarded form was taken: too many rows would fall back, or those that fall back rarely cost more
+  const guardedNotCheaper = (guardable: number[]) => {
+    const few = guardable.filter((k) => rate(site[k]!) <= MAX_GUARDED_FALLBACK);
+    return few.length === 0
+      ? `the guarded forms would recompute too many rows (the fewest: ${pct(Math.min(...guardable.map((k) => rate(site[k]!))))} of the calibration rows)`
+      : `the guarded forms that recompute few enough rows cost more than the site's own (the cheapest: ${fmt(Math.min(...few.map((k) => guardedTime(k, site[k]!))) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms)`;
+  };
   if (best === undefined) {
     const reasonDense =
       budget === 0
@@ -566,7 +573,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
         : maskK.length > 0
         ? `no cheaper form qualifies within the budget ${budget}: ` +
           (maskK.some((k) => guardWhy[k] === undefined)
-            ? `the guarded forms would recompute too many rows (the fewest: ${pct(Math.min(...maskK.filter((k) => guardWhy[k] === undefined).map((k) => rate(site[k]!))))} of the calibration rows)`
+            ? guardedNotCheaper(maskK.filter((k) => guardWhy[k] === undefined))
             : `no guarded form applies (${guardWhy[maskK[0]!]})`) +
           `; the tightest bound on the calibration data ${fmt(Math.min(...maskK.map((k) => site[k]!.bound)))}` +
           (options.allowUncertified ? '' : ' (statistical forms need allowStatistical and the user\'s calibration data)') +
