@@ -150,16 +150,18 @@ const keysOf = (intervals: readonly number[]) => intervals.flatMap((_, t) => (t 
  * (|scale| ||q|| K* + 1) on log B, 1e-3 on the bound: under 5% here). A token counted as dropped is flagged
  * where the float64 certificate is far below the budget.
  */
-function checkFlags(flags: Float64Array, x: Inputs, spec: AttentionSpec, baseline: AttentionSpec): number {
+function checkFlags(flags: Float64Array, x: Inputs, spec: AttentionSpec, baseline: AttentionSpec): { flagged: number; loose: number } {
   const f = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
   const [q, k, v] = [f(x.q), f(x.k), f(x.v)];
   const scale = 1 / Math.sqrt(D);
   const dims = { nq: N, nk: N, past: 0 };
   let flagged = 0;
+  let loose = 0; // rows over the budget were the extra keys summarized with their blocks' other keys
   for (let h = 0; h < H; h++) {
     const kh = k.subarray(h * N * D, (h + 1) * N * D);
     // the extra keys (never dropped) are left out of the summaries, as the lowering leaves them out
     const summaries = keyBlockSummaries(kh, N, D, 64, keySupport(spec as MaskSpec)!.extra);
+    const withExtras = keyBlockSummaries(kh, N, D, 64);
     const range = valueRange(v.subarray(h * N * D, (h + 1) * N * D), D);
     for (let i = 0; i < N; i++) {
       const qi = q.subarray((h * N + i) * D, (h * N + i + 1) * D);
@@ -171,13 +173,14 @@ function checkFlags(flags: Float64Array, x: Inputs, spec: AttentionSpec, baselin
       const top = Math.max(...scores);
       const logZKept = top + Math.log(scores.reduce((a, sc) => a + Math.exp(sc - top), 0));
       const mHat = counts.some((c) => c > 0) ? guardedDroppedMass(qi, summaries, scale, 0, logZKept, counts) : 0;
+      if (counts.some((c) => c > 0) && guardFallsBack(guardedDroppedMass(qi, withExtras, scale, 0, logZKept, counts), range, BUDGET)) loose++;
       const flag = flags[h * N + i]!;
       if (guardFallsBack(mHat, range, BUDGET)) expect(flag, `head ${h} row ${i}`).toBe(1);
       if (flag === 1) expect(mHat * range, `head ${h} row ${i}`).toBeGreaterThan(BUDGET / 1.05);
       flagged += flag;
     }
   }
-  return flagged;
+  return { flagged, loose };
 }
 
 describe.each(GLOBAL_CASES)('guarded lowering in onnxruntime, %s', (_name, baseline, spec) => {
@@ -192,10 +195,13 @@ describe.each(GLOBAL_CASES)('guarded lowering in onnxruntime, %s', (_name, basel
     // no row fell back on local inputs; on the others the flags are the float64 certificate's
     if (kind === 'local') expect(maxAbsDiff(yg, yu)).toBe(0);
     const flags = await fallbackFlags(flagged, x);
-    const over = checkFlags(flags, x, spec, baseline);
+    const { flagged: over, loose } = checkFlags(flags, x, spec, baseline);
     if (kind === 'local') expect(over).toBe(0);
     if (kind === 'adversarial') expect(over).toBeGreaterThan(0);
-    // the outlier is a token every row keeps: left out of its block's summary, it makes no row fall back
-    if (kind === 'kept') expect(over).toBe(0);
+    // the outlier is a token every row that sees it keeps: left out of its block's summary, it makes no row fall
+    // back (with it in the summary, the rows that drop the rest of its block would); under the causal baseline the
+    // rows before it fall back for what their non-negative queries spread past the window
+    if (kind === 'kept') expect(over).toBeLessThan(loose);
+    if (kind === 'kept' && baseline.kind === 'dense') expect(over).toBe(0);
   }, 120_000);
 });
