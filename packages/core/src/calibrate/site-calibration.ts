@@ -16,6 +16,8 @@ export function sampleForPasses(x: SiteSample): SiteCalibration['samples'][numbe
     ...(x.k ? { k: { shape: x.k.shape, data: x.k.data } } : {}),
     ...(x.v ? { v: { shape: x.v.shape, data: x.v.data } } : {}),
     ...(bias ? { bias } : {}),
+    // the cache: the chooser evaluates each form over past ⊕ new keys, query i at past + i
+    ...(x.pastKey && x.pastValue ? { pastKey: { shape: x.pastKey.shape, data: x.pastKey.data }, pastValue: { shape: x.pastValue.shape, data: x.pastValue.data } } : {}),
   };
 }
 

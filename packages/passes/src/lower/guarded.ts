@@ -12,6 +12,9 @@
 //                         keep no key fall back when they drop one
 // A lengths input (kvLength: keys at or past kvLength[b] are padding) caps the counted keys per batch
 // ([B, 1, S, nKB]) and masks the fallback rows; the summaries and R may include padding keys (only looser).
+// Past keys (a KV cache input): the keys are past ⊕ new, query i sits at P + i under the past / bottom-right
+// alignment (band, causal limit, global queries), the summaries, counts and R cover all of them, and the fallback
+// rows attend densely over past ⊕ new (guarded-past.ts).
 
 import {
   type AttentionSpec,
@@ -37,21 +40,26 @@ import { guardableBlocksSpec, guardedBlocksBlocker, isBlockGathered } from './gu
 import { GUARDED_OPSET } from './guarded-ops.js';
 import { droppedKeyBiasMax } from './guarded-key-bias.js';
 import { keyBiasBlocker } from './key-bias.js';
+import { guardedPastKeysBlocker, withPastBaseline } from './guarded-past.js';
 import { SPARSIFY_DECISION } from '../sparsify/pass.js';
 import { HEAD_GROUP, type HeadGroupAnnotation } from '../sparsify/split-heads.js';
 
 export { GUARDED_OPSET } from './guarded-ops.js';
 export { GUARD_FALLBACK_VALUE } from './guarded-certificate.js';
 
-/**
- * The causal offset kind of a baseline: dense, or causal with its alignment. A guarded site has no past keys
- * (guardedInputsBlocker), so the `past` alignment (query i at i + past) is top-left there.
- */
-function baselineShape(spec: AttentionSpec): 'dense' | 'top-left' | 'bottom-right' | undefined {
+/** The causal offset kind of a baseline: dense, or causal with its alignment. */
+function baselineShape(spec: AttentionSpec): 'dense' | 'top-left' | 'bottom-right' | 'past' | undefined {
   if (spec.kind === 'dense') return 'dense';
-  if (spec.kind === 'causal') return spec.align === 'bottom-right' ? 'bottom-right' : 'top-left';
+  if (spec.kind === 'causal') return spec.align;
   return undefined;
 }
+
+/**
+ * The alignment a row key set has once `past` is read as its offset 0 (the shapes guardableSpec compares have no
+ * past keys). On a site with past keys P, `past` and `bottom-right` both put query i at P + i (the present keys are
+ * past ⊕ new, T = P + S) and `top-left` at i: guardedInputsBlocker checks the spec and the baseline agree there.
+ */
+const structuralAlign = (a: string): 'top-left' | 'bottom-right' => (a === 'bottom-right' ? 'bottom-right' : 'top-left');
 
 /**
  * Whether `spec` keeps exactly baseline ∩ (band ∪ extra keys) on every query, and all of the baseline's keys on a
@@ -103,11 +111,11 @@ function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string
   if (!support || !(support.lo <= support.hi) || !Number.isFinite(support.lo) || !Number.isFinite(support.hi)) {
     return 'not lowered guarded yet: the spec is not a window with sinks (no finite band)';
   }
-  // without past keys (guardedInputsBlocker) the past alignment is top-left
-  const aligns = new Set(support.aligns.map((a) => (a === 'past' ? 'top-left' : a)));
+  // compared without past keys (past = 0: top-left); with past keys guardedInputsBlocker checks the offsets agree
+  const aligns = new Set(support.aligns.map(structuralAlign));
   if (aligns.size > 1) return 'not lowered guarded yet: mixed alignments';
-  const align = ([...aligns][0] ?? 'top-left') as 'top-left' | 'bottom-right';
-  if (base !== 'dense' && base !== align) return 'not lowered guarded yet: the band and the causal baseline align differently';
+  const align = [...aligns][0] ?? 'top-left';
+  if (base !== 'dense' && structuralAlign(base) !== align) return 'not lowered guarded yet: the band and the causal baseline align differently';
   if (!keepsBandExtrasGlobal(spec as MaskSpec, baseline as MaskSpec, support, align)) {
     return 'not lowered guarded yet: the spec keeps other keys than baseline ∩ (band ∪ sinks / global tokens)';
   }
@@ -115,20 +123,33 @@ function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string
 }
 
 /**
- * Why a site's inputs keep it from a guarded form (an n x n bias, past keys, scores output, kvLength with the past
- * alignment), or undefined. A kvLength input (keys at or past kvLength[b] are padding) is taken: the padding keys
- * are left out of the dropped counts and masked in the fallback rows (the summaries may include them: only looser).
- * A key bias (key-bias.ts) is taken: its largest value over the keys a row drops in a block joins the score bound.
+ * Why a site's inputs keep it from a guarded form (an n x n bias, scores output, kvLength with the past alignment
+ * and no past keys, past keys with a form other than banded), or undefined. A kvLength input (keys at or past
+ * kvLength[b] are padding) is taken: the padding keys are left out of the dropped counts and masked in the fallback
+ * rows (the summaries may include them: only looser). A key bias (key-bias.ts) is taken: its largest value over the
+ * keys a row drops in a block joins the score bound. Past keys are taken by the banded form (guarded-past.ts).
  */
 export function guardedInputsBlocker(node: Node): string | undefined {
   const p = attentionParams(node);
   const [, , , bias, pastKey, , kvLength] = node.inputs;
   if (hasRuntimeHeadDim(p)) return 'the guarded form needs a static head size';
-  if (pastKey !== undefined) return 'not lowered guarded yet: a past keys input';
+  if (pastKey !== undefined) {
+    const why = guardedPastKeysBlocker(p.spec, p.guard?.baseline);
+    if (why !== undefined) return why;
+  }
   if (bias !== undefined && keyBiasBlocker(node) !== undefined) return `not lowered guarded yet: ${keyBiasBlocker(node)!}`;
-  if (kvLength !== undefined && (keySupport(p.spec as MaskSpec)?.aligns.includes('past') || blockGathered(p.spec)?.causal?.align === 'past')) return 'not lowered guarded yet: kvLength with the past alignment';
+  if (pastKey === undefined && kvLength !== undefined && (keySupport(p.spec as MaskSpec)?.aligns.includes('past') || blockGathered(p.spec)?.causal?.align === 'past')) return 'not lowered guarded yet: kvLength with the past alignment and no past keys (the query offset kvLength - nq differs per batch)';
   if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
   return undefined;
+}
+
+/**
+ * Why the guarded form of `form` (a candidate over `baseline`) does not apply at a site with these inputs, beyond
+ * guardableSpec: with past keys only banded forms whose band and causal baseline put the query at the same
+ * position (guardedPastKeysBlocker). The chooser asks it per candidate.
+ */
+export function guardedFormInputsBlocker(node: Node, form: AttentionSpec, baseline: AttentionSpec): string | undefined {
+  return node.inputs[4] === undefined ? undefined : guardedPastKeysBlocker(form, baseline);
 }
 
 /** Why the guarded form (banded or block-gathered) does not apply to `node`, or undefined when it does. */
@@ -161,7 +182,8 @@ export function guardedSiteLabel(node: Node): string | undefined {
 }
 
 /** The guarded banded output [B, H, S, Dv] (see the comment at the top). Call only where guardedBlocker allows. */
-export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value {
+export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Value {
+  const x = withPastBaseline(site);
   const guard = x.params.guard!;
   const kb = guard.blockSize;
   const s = x.support;
@@ -188,10 +210,12 @@ export function guardedBandedAttention(b: NodeBuilder, x: GuardedInputs): Value 
   const blockLo = b.reshape(b.op('Mul', [float(b.op('Range', [i64(0, 'guard_r2'), nKB, i64(1, 'guard_r3')], 'guard_block_index'), 'guard_block_index_f'), f32(kb, 'guard_block3')], 'guard_block_lo_1d'), [1, -1], 'guard_block_lo');
   const blockHi = b.op('Min', [b.op('Add', [blockLo, f32(kb, 'guard_block4')], 'guard_block_end'), Tf], 'guard_block_hi');
   const base = baselineShape(guard.baseline)!;
+  // the causal limit: row i sees keys j <= i + offset (bottom-right: T - S; past: the past keys' length P)
+  const causalOffset = base === 'bottom-right' ? bottomRight : base === 'past' ? x.past : undefined;
   const causalUpper =
     base === 'dense'
       ? Tf
-      : b.op('Min', [Tf, b.op('Add', [rows, base === 'bottom-right' ? b.op('Add', [float(bottomRight, 'guard_bottom_right_f'), f32(1, 'guard_one')], 'guard_causal_end') : f32(1, 'guard_one2')], 'guard_causal_limit')], 'guard_upper_causal');
+      : b.op('Min', [Tf, b.op('Add', [rows, causalOffset ? b.op('Add', [float(causalOffset, 'guard_causal_offset_f'), f32(1, 'guard_one')], 'guard_causal_end') : f32(1, 'guard_one2')], 'guard_causal_limit')], 'guard_upper_causal');
   // padding keys (at or past kvLength[b]) are no baseline keys: per batch [B, 1, S, 1]
   const upper = x.kvLength ? b.op('Min', [causalUpper, b.reshape(float(x.kvLength, 'guard_kv_length_f'), [-1, 1, 1, 1], 'guard_kv_length_4d')], 'guard_upper') : causalUpper;
   const size = (lo: Value, hi: Value, what: string) => b.op('Max', [b.op('Sub', [hi, lo], `${what}_diff`), zeroF], what);

@@ -16,6 +16,9 @@ export interface CalibrationSample {
   readonly v?: CalibrationTensor;
   /** Additive float bias, rank 1..4, broadcast to [batch, numHeads, nq, nk] (-inf = masked). */
   readonly bias?: CalibrationTensor;
+  /** Past keys and values [batch, kvNumHeads, past, headDim] whatever the layout: the keys are past ⊕ this call's. */
+  readonly pastKey?: CalibrationTensor;
+  readonly pastValue?: CalibrationTensor;
 }
 
 /** The samples of one site; `id` is `site<k>`, k counting Attention nodes in graph.allNodes() order. */
@@ -30,7 +33,10 @@ export interface HeadData {
   readonly k: Float64Array;
   readonly v: Float64Array;
   readonly nq: number;
+  /** All keys: the past keys, then this call's. */
   readonly nk: number;
+  /** Past keys before this call's (query i sits at past + i under the `past` alignment); absent: 0. */
+  readonly past?: number;
   readonly d: number;
   readonly dv: number;
   readonly scale: number;
@@ -77,6 +83,13 @@ function biasReader(t: CalibrationTensor, b: number, h: number): (i: number, out
   };
 }
 
+function concatRows(a: Float64Array, b: Float64Array): Float64Array {
+  const out = new Float64Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
 /** The batch size of a sample. */
 export function sampleBatch(sample: CalibrationSample): number {
   return need(sample.q, 'q').shape[0]!;
@@ -98,12 +111,22 @@ export function headData(params: AttentionParams, sample: CalibrationSample, b: 
     V = gather(need(sample.v, 'v'), layout, b, kvh, kvNumHeads, dv, 0);
   }
   if (K.n !== V.n) throw new Error(`calibration sample: K has ${K.n} keys, V ${V.n}`);
+  if ((sample.pastKey === undefined) !== (sample.pastValue === undefined)) throw new Error('calibration sample: pastKey and pastValue come together');
+  if (sample.pastKey && sample.pastValue) {
+    const pk = gather(need(sample.pastKey, 'pastKey'), 'bhsd', b, kvh, kvNumHeads, d, 0);
+    const pv = gather(need(sample.pastValue, 'pastValue'), 'bhsd', b, kvh, kvNumHeads, dv, 0);
+    if (pk.n !== pv.n) throw new Error(`calibration sample: past K has ${pk.n} keys, past V ${pv.n}`);
+    K = { data: concatRows(pk.data, K.data), n: pk.n + K.n };
+    V = { data: concatRows(pv.data, V.data), n: pv.n + V.n };
+  }
+  const past = sample.pastKey ? sample.pastKey.shape[2]! : 0;
   return {
     q: Q.data,
     k: K.data,
     v: V.data,
     nq: Q.n,
     nk: K.n,
+    past,
     d,
     dv,
     scale: params.scale,

@@ -49,6 +49,8 @@ export interface SparsifyOptions {
   readonly guarded?: boolean;
   /** Why this site's inputs rule out a guarded form (the pass reads it from the node), or undefined. */
   readonly guardBlocked?: string;
+  /** Why this site's inputs rule out the guarded form of one candidate (past keys: banded forms only), or undefined. */
+  readonly guardFormBlocked?: (form: AttentionSpec) => string | undefined;
   /** Why this site's inputs rule out block-gathered forms (blocks, top-k blocks; the pass reads it from the node), or undefined. */
   readonly blockGatherBlocked?: string;
   /** Why this site's inputs rule out low-rank forms (a bias, kvLength, softcap; the pass reads it from the node), or undefined. */
@@ -356,7 +358,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       ? 'a low-rank form has no run-time certificate'
       : !guarded
         ? 'guarded forms are off'
-        : (options.guardBlocked ?? (isLshForm(f) ? guardedLshChoiceBlocker(f, baseline, first.biasRow !== undefined) : guardableSpec(f, baseline))),
+        : (options.guardBlocked ?? options.guardFormBlocked?.(f) ?? (isLshForm(f) ? guardedLshChoiceBlocker(f, baseline, first.biasRow !== undefined) : guardableSpec(f, baseline))),
   );
   const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
   // a guarded form costs its sparse form, its run-time certificate, and its predicted fallback rows dense

@@ -128,7 +128,7 @@ export function evaluateHead(
   options: EvaluateOptions,
 ): void {
   const { nq, nk, dv, v } = head;
-  const dims: MaskDims = { nq, nk };
+  const dims: MaskDims = { nq, nk, past: head.past ?? 0 };
   const ranges = prefixRanges(head);
   const globalRange = ranges[nk]!;
   const maxAbs = maxAbsValue(head);

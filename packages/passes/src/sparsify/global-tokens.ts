@@ -36,7 +36,7 @@ function outOfBandMass(params: AttentionParams, samples: readonly CalibrationSam
       for (let h = 0; h < params.numHeads; h++) {
         const head = headData(params, sample, b, h);
         const { nq, nk } = head;
-        const dims = { nq, nk };
+        const dims = { nq, nk, past: head.past ?? 0 };
         const mass = (perHead[h] ??= windows.map(() => new Float64Array(nk)));
         if (mass[0]!.length !== nk) throw new Error(`sparsify: global tokens: calibration samples of head ${h} have ${mass[0]!.length} and ${nk} keys`);
         const p = new Float64Array(nk);

@@ -36,7 +36,7 @@ export function emptyLowRankStats(): CandidateStats {
 /** The site's own output (nq x dv, row-major) on one head: softmax over the baseline's keys, bias and softcap applied. */
 export function baselineOutput(head: HeadData, baseline: MaskSpec, resolve: LeafResolver): Float64Array {
   const { nq, nk, dv, v } = head;
-  const dims: MaskDims = { nq, nk };
+  const dims: MaskDims = { nq, nk, past: head.past ?? 0 };
   const out = new Float64Array(nq * dv);
   const p = new Float64Array(nk);
   const bias = head.biasRow ? new Float64Array(nk) : undefined;

@@ -6,9 +6,9 @@
 //   Attention(Q, K, V, spec=S)  ->  Concat_heads(Attention(Slice_g(Q, K, V), spec=S ∩ F_g) for g)
 // Sites are named site<k>, k counting Attention nodes in graph.allNodes() order (the calibrate step's ids).
 
-import { attentionAttrs, attentionParams, type Graph, hasRuntimeHeadDim, isAttention, type Node, RUNTIME_HEAD_DIM_REASON } from '@attnopt/ir';
+import { attentionAttrs, attentionParams, type AttentionSpec, type Graph, hasRuntimeHeadDim, isAttention, type Node, RUNTIME_HEAD_DIM_REASON } from '@attnopt/ir';
 import { blockGatherInputsBlocker, lowRankInputsBlocker } from '../lower/attention.js';
-import { guardedInputsBlocker } from '../lower/guarded.js';
+import { guardedFormInputsBlocker, guardedInputsBlocker } from '../lower/guarded.js';
 import type { Pass, PassNote } from '@attnopt/rewrite';
 import type { SiteCalibration } from './calibration.js';
 import { chooseSiteSpec, type SiteDecision, type SparsifyOptions } from './choose.js';
@@ -89,6 +89,7 @@ export function sparsifyPass(options: SparsifyPassOptions): Pass {
           ...(blockGatherBlocked === undefined ? {} : { blockGatherBlocked }),
           ...(lowRankBlocked === undefined ? {} : { lowRankBlocked }),
           emittedNodes: options.emittedNodes ?? emittedNodeCounter(node),
+          guardFormBlocked: (form: AttentionSpec) => guardedFormInputsBlocker(node, form, params.spec),
         };
         const decision = chooseSiteSpec(params, calibration, siteOptions);
         let groupNodes: Node[] | undefined;
