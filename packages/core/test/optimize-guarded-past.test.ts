@@ -1,0 +1,49 @@
+// A decoder whose attention takes the KV cache as an input (the tiny Qwen: two com.microsoft GroupQueryAttention
+// sites with past_key / past_value and seqlens_k, causal(past)) gets the guarded tier. At 512 tokens with the default
+// options every window form is evaluated as a guarded form (no "past keys input" refusal; top-k blocks and LSH are
+// still refused with past keys, saying so); on the generated inputs the heads are diffuse, so the predicted fallback
+// rate keeps both sites dense. With a budget of 2 the chooser takes a guarded window aligned past, and the model
+// optimized so passes verify on inputs it was not calibrated on (another seed), within its certificate, with the
+// run-time fallback rate of each guarded site reported.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, expect, it } from 'vitest';
+import { decide, generateInputs, loadModel, optimize, verifyModels, writeModel } from '../src/index.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const QWEN = path.resolve(here, '../../../../shared/fixtures/onnx/genai-models/test/models/hf-internal-testing/tiny-qwen35-cuda/1d392aee_decoder.onnx');
+const SEQ = 512;
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'attnopt-guarded-past-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+it('default options: the windows of a site with past keys are evaluated as guarded forms', async () => {
+  const d = await decide(loadModel(QWEN), { maxError: 0.01, seqLen: SEQ });
+  expect(d.sites.length).toBe(2);
+  for (const s of d.sites) {
+    const tried = s.decision!.tried;
+    const windows = tried.filter((t) => /^(window|intersect\(causal\(align=past\), union\(window)/.test(t.spec) && t.fallbackRate !== null);
+    expect(windows.length, s.id).toBeGreaterThan(0);
+    for (const t of windows) expect(t.guardReason, t.spec).toBeUndefined();
+    for (const t of tried) expect(t.guardReason ?? '', t.spec).not.toMatch(/not lowered guarded yet: a past keys input/);
+    for (const t of tried.filter((t) => /topk_blocks/.test(t.spec) && t.bound !== null)) expect(t.guardReason, t.spec).toMatch(/topkBlocks with a past keys input/);
+    // diffuse heads on generated inputs: the guarded forms would recompute too many rows
+    expect(s.decision!.reasonDense, s.id).toMatch(/guarded forms would recompute too many rows/);
+  }
+}, 120_000);
+
+it('budget 2: guarded windows aligned past, within the certificate on inputs of another seed', async () => {
+  const r = await optimize(loadModel(QWEN), { maxError: 2, seqLen: SEQ });
+  for (const s of r.sites) {
+    expect(s.guarantee, s.id).toBe('guarded');
+    expect(s.chosen, s.id).toMatch(/align=past/);
+  }
+  const file = path.join(scratch, 'qwen.onnx');
+  writeModel(file, r.model);
+  const v = await verifyModels(QWEN, file, r.model, generateInputs(loadModel(QWEN), { seed: 1, seqLen: SEQ }));
+  expect(v.withinCertified).toBe(true);
+  expect(v.passed, v.failures.join('; ')).toBe(true);
+  expect(v.guardFallback?.length).toBe(2);
+}, 120_000);
