@@ -2,11 +2,16 @@
 // onnxruntime's own profiler (sessionOptions.enableProfiling), kernel time summed per node-name prefix (the
 // lowering names its nodes band_* for the banded form, guard_* for the certificate and the fallback) and per op.
 //
+// --file PATH profiles a whole model instead, on one generated input of --seq-len tokens (@attnopt/core's generateInputs,
+// seed 1); --top K prints the K costliest nodes (30).
+//
 //   npx tsx --conditions=@attnopt/source tools/bench/guarded-profile.ts [--n 4096] [--runs 5] [--inputs local|diffuse] [--model guarded|unguarded|dense]
+//   npx tsx --conditions=@attnopt/source tools/bench/guarded-profile.ts --file optimized.onnx --seq-len 1024 [--runs 5]
 
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateInputs, loadModel } from '@attnopt/core';
 import { causal } from '@attnopt/ir';
 import * as ort from 'onnxruntime-node';
 import { diffuseInputs, GUARDED_SPEC, localInputs, siteModel } from './guarded-models.js';
@@ -18,6 +23,22 @@ const N = Number(opt('--n', '4096'));
 const RUNS = Number(opt('--runs', '5'));
 const INPUTS = opt('--inputs', 'local');
 const MODEL = opt('--model', 'guarded');
+const FILE = opt('--file', '');
+
+const ORT_TYPES: Record<string, ort.Tensor.Type> = { f32: 'float32', f64: 'float64', i64: 'int64', i32: 'int32', bool: 'bool', u8: 'uint8', i8: 'int8' };
+
+/** One generated input of FILE at --seq-len tokens, as onnxruntime tensors. */
+async function fileInputs(): Promise<Record<string, ort.Tensor>> {
+  const model = await loadModel(FILE);
+  const [sample] = generateInputs(model, { seqLen: Number(opt('--seq-len', '1024')), seed: 1 });
+  return Object.fromEntries(
+    Object.entries(sample!).map(([name, t]) => {
+      const type = ORT_TYPES[t.dtype];
+      if (!type) throw new Error(`guarded-profile: ${FILE}: input ${name} has dtype ${t.dtype}, not handled here`);
+      return [name, new ort.Tensor(type, t.data as ort.Tensor.DataType, [...t.shape])];
+    }),
+  );
+}
 
 interface ProfileEvent {
   cat: string;
@@ -29,7 +50,7 @@ interface ProfileEvent {
 
 async function main(): Promise<void> {
   const prefix = join(tmpdir(), `guarded-profile-${process.pid}`);
-  const bytes = MODEL === 'dense' ? siteModel(causal(), undefined) : siteModel(GUARDED_SPEC, MODEL === 'unguarded' ? undefined : 1e-3);
+  const bytes = FILE ? readFileSync(FILE) : MODEL === 'dense' ? siteModel(causal(), undefined) : siteModel(GUARDED_SPEC, MODEL === 'unguarded' ? undefined : 1e-3);
   const session = await ort.InferenceSession.create(bytes, {
     intraOpNumThreads: Number(opt('--threads', '2')),
     interOpNumThreads: 1,
@@ -38,7 +59,7 @@ async function main(): Promise<void> {
     profileFilePrefix: prefix,
     extra: { session: { intra_op: { allow_spinning: '0' } } },
   });
-  const feeds = INPUTS === 'diffuse' ? diffuseInputs(N) : localInputs(N);
+  const feeds = FILE ? await fileInputs() : INPUTS === 'diffuse' ? diffuseInputs(N) : localInputs(N);
   for (let r = 0; r < RUNS + 1; r++) await session.run(feeds);
   session.endProfiling();
   const base = `guarded-profile-${process.pid}`;
@@ -63,10 +84,10 @@ async function main(): Promise<void> {
     total += e.dur;
   }
   const ms = (us: number) => (us / 1000 / RUNS).toFixed(2);
-  console.log(`# ${MODEL} model, ${INPUTS} inputs, n = ${N}: kernel ms per run (mean of ${RUNS} runs after a warm-up)`);
+  console.log(`# ${FILE || `${MODEL} model`}, ${INPUTS} inputs, n = ${N}: kernel ms per run (mean of ${RUNS} runs after a warm-up)`);
   for (const [g, us] of byGroup) console.log(`  ${g.padEnd(6)} ${ms(us)}`);
   console.log(`  total  ${ms(total)}`);
-  for (const [k, us] of [...byNode].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`    ${ms(us).padStart(8)}  ${k}`);
+  for (const [k, us] of [...byNode].sort((a, b) => b[1] - a[1]).slice(0, Number(opt("--top", "30")))) console.log(`    ${ms(us).padStart(8)}  ${k}`);
 }
 
 await main();

@@ -13,10 +13,16 @@
 // ratios (a load change between rounds cancels). Beside wall time, the process's CPU time per run (user + system,
 // every thread): on a shared machine it counts the work done, not the time other jobs held the cores.
 //
-//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2]
+// --spec topk: causal ∩ top-k blocks (64, 4, quest) instead of the window (guarded over the causal baseline).
+// --save DIR writes the dense / unguarded / guarded models as DIR/<n>-<name>.onnx; --before DIR times the guarded
+// model saved there beside the current one (`guardedBefore`, `forcedBefore`): a lowering change measured side by side.
+//
+//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2] [--spec window|topk] [--save DIR] [--before DIR]
 
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { causal } from '@attnopt/ir';
+import { join } from 'node:path';
+import { causal, intersect, topkBlocks } from '@attnopt/ir';
 import * as ort from 'onnxruntime-node';
 import { D, diffuseInputs, GUARDED_SPEC, H, localInputs, siteModel } from './guarded-models.js';
 
@@ -26,6 +32,9 @@ const opt = (name: string, dflt: string) => (args.includes(name) ? args[args.ind
 const SIZES = opt('--sizes', '4096').split(',').map(Number);
 const REPEATS = Number(opt('--repeats', '7'));
 const THREADS = Number(opt('--threads', '2'));
+const SPEC = opt('--spec', 'window') === 'topk' ? intersect(causal(), topkBlocks(64, 4, 'quest')) : GUARDED_SPEC;
+const SAVE = opt('--save', '');
+const BEFORE = opt('--before', '');
 const SESSION: ort.InferenceSession.SessionOptions = { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } };
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -33,15 +42,20 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function main(): Promise<void> {
   console.log(`# guarded bench: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, onnxruntime-node threads ${THREADS}, node ${process.version}`);
   for (const n of SIZES) {
-    const names = ['dense', 'unguarded', 'guarded', 'forced', 'denseDiffuse', 'unguardedDiffuse'] as const;
+    const names: string[] = ['dense', 'unguarded', 'guarded', 'forced', 'denseDiffuse', 'unguardedDiffuse'];
     const dense = siteModel(causal(), undefined);
-    const unguarded = siteModel(GUARDED_SPEC, undefined);
-    const guarded = siteModel(GUARDED_SPEC, 1e-3);
-    const bytes = { dense, unguarded, guarded, forced: guarded, denseDiffuse: dense, unguardedDiffuse: unguarded };
+    const unguarded = siteModel(SPEC, undefined);
+    const guarded = siteModel(SPEC, 1e-3);
+    if (SAVE) for (const [m, x] of Object.entries({ dense, unguarded, guarded })) writeFileSync(join(SAVE, `${n}-${m}.onnx`), x);
+    const bytes: Record<string, Uint8Array> = { dense, unguarded, guarded, forced: guarded, denseDiffuse: dense, unguardedDiffuse: unguarded };
+    if (BEFORE) {
+      bytes.guardedBefore = bytes.forcedBefore = readFileSync(join(BEFORE, `${n}-guarded.onnx`));
+      names.push('guardedBefore', 'forcedBefore');
+    }
     const sessions = Object.fromEntries(await Promise.all(names.map(async (m) => [m, await ort.InferenceSession.create(bytes[m], SESSION)] as const)));
     const local = localInputs(n);
     const diffuse = diffuseInputs(n);
-    const feedsOf = (m: string) => (m === 'forced' || m.endsWith('Diffuse') ? diffuse : local);
+    const feedsOf = (m: string) => (m.startsWith('forced') || m.endsWith('Diffuse') ? diffuse : local);
     const outs: Record<string, Float32Array> = {};
     for (const m of names) for (let w = 0; w < 2; w++) outs[m] = (await sessions[m]!.run(feedsOf(m))).y!.data as Float32Array;
     const times: Record<string, number[]> = Object.fromEntries(names.map((m) => [m, []]));
@@ -70,7 +84,7 @@ async function main(): Promise<void> {
     const ratioOf = (xs: Record<string, number[]>) => (a: string, b: string) => median(xs[a]!.map((t, r) => t / xs[b]![r]!));
     const ratio = ratioOf(times);
     const cpuRatio = ratioOf(cpu);
-    console.log(`\nn = ${n}, 8 heads, d 64, causal ∩ (window 256 ∪ sinks 4), ${REPEATS} rounds`);
+    console.log(`\nn = ${n}, 8 heads, d 64, ${SPEC === GUARDED_SPEC ? 'causal ∩ (window 256 ∪ sinks 4)' : 'causal ∩ top-k blocks (64, 4, quest)'}, ${REPEATS} rounds`);
     for (const m of names) {
       const ref = feedsOf(m) === local ? outs.dense! : outs.denseDiffuse!;
       console.log(`  ${m.padEnd(16)} median ${median(times[m]!).toFixed(1)} ms (cpu ${median(cpu[m]!).toFixed(1)} ms)   max |y - dense| ${maxDiff(outs[m]!, ref).toExponential(2)}`);
@@ -82,6 +96,10 @@ async function main(): Promise<void> {
     console.log(`  guarded / unguarded ${both('guarded', 'unguarded')}   (target <= 1.25)`);
     console.log(`  dense / unguarded  ${both('dense', 'unguarded')}`);
     console.log(`  forced / dense (diffuse inputs) ${both('forced', 'denseDiffuse')}   (target <= 1.3)`);
+    if (BEFORE) {
+      console.log(`  before: guarded / unguarded ${both('guardedBefore', 'unguarded')}, forced / dense ${both('forcedBefore', 'denseDiffuse')}`);
+      console.log(`  after / before: guarded ${both('guarded', 'guardedBefore')}, forced ${both('forced', 'forcedBefore')}`);
+    }
   }
 }
 

@@ -16,8 +16,9 @@
 //                        by 1e-3 relative; rows that drop a key and whose bound > budget (NaN counts as over, and a
 //                        row that keeps no key gets NaN: its sparse output 0 is no convex combination of V), in
 //                        any batch and head, are recomputed: NonZero, Gather, dense attention over the baseline's
-//                        keys (scores as (K qfᵀ)ᵀ: no transpose of all of K; an additive 0 / -inf mask shared by
-//                        the heads), ScatterElements back over the sparse output.
+//                        keys (scores as qf Kᵀ, the transpose fused into the MatMul: none of all of K; an additive
+//                        0 / -inf mask shared by the heads; rows with no key left zeroed on the output rows
+//                        [F, Dv]), ScatterND of whole rows back over the sparse output.
 // With a key bias, log B is also widened by 1e-4 (|largest term| + |largest kept score|) (the terms that carry the
 // sums). Float32 rounding in the summaries, the bias and the scores so cannot turn a row over the budget into a
 // kept one.
@@ -280,31 +281,41 @@ export function guardedFromLogB(b: NodeBuilder, x: GuardedSite, c: LogBInputs): 
   // the fallback rows, dense over the baseline's keys, scattered over the sparse output
   const idx = b.reshape(b.op('NonZero', [anyHead], 'guard_fallback_nz'), [-1], 'guard_fallback_rows');
   const qf = b.op('Gather', [x.q, idx], 'guard_q_rows', axis(2));
-  // scores as (K qfᵀ)ᵀ: every transpose is of F rows, none of all of K (nothing when no row falls back)
-  const qkT = b.op('MatMul', [x.k, b.transpose(qf, [0, 1, 3, 2], 'guard_q_rows_t')], 'guard_qk_t');
-  const qk = b.transpose(qkT, [0, 1, 3, 2], 'guard_qk');
+  // scores as qf Kᵀ with the transpose of K fused into the MatMul (onnxruntime's FusedMatMul transB): the Reshape
+  // (no copy) keeps it from merging into the transpose that made K [B, H, T, D], which no MatMul can take
+  const kRows = b.reshape(x.k, [0, 0, -1, x.headDim], 'guard_k_rows');
+  const qk = b.op('MatMul', [qf, b.transpose(kRows, [0, 1, 3, 2], 'guard_k_t')], 'guard_qk');
   const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
   const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
   const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
   const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
   const fallbackScores = x.keyBias ? b.op('Add', [x.score(qk, 'guard_scores'), x.keyBias], 'guard_scores_key_bias') : x.score(qk, 'guard_scores');
-  const yf = b.op('MatMul', [fallbackSoftmax(b, x, fallbackScores, keep), x.v], 'guard_y_rows');
-  const at = b.op('Expand', [b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d'), b.op('Shape', [yf], 'guard_y_rows_shape')], 'guard_scatter_index');
-  return b.op('ScatterElements', [c.y, at, yf], 'guard_y', axis(2));
+  const yRows = b.op('MatMul', [fallbackSoftmax(b, x, fallbackScores, keep), x.v], 'guard_y_rows');
+  // a row with no key left (another batch's kvLength, a key bias -inf on every key) is all NaN: 0, the ONNX
+  // Attention convention, zeroed on the output rows [F, Dv] rather than on the probabilities [F, T]
+  const yf = x.kvLength || x.keyBias ? b.op('Where', [b.op('IsNaN', [yRows], 'guard_y_rows_isnan'), b.scalar('guard_y_rows_zero', x.dtype, 0), yRows], 'guard_y_rows_masked') : yRows;
+  // ScatterND over (batch, head, row) index triples [B, H, F, 3]: each update a whole row of Dv values
+  const yShape = b.op('Shape', [yf], 'guard_y_rows_shape');
+  const indexAlong = (a: number, what: string) => b.op('Range', [i64(0, `${what}_0`), b.op('Gather', [yShape, i64(a, `${what}_axis`)], `${what}_count`, axis(0)), i64(1, `${what}_1`)], what);
+  const batchIndex = b.reshape(indexAlong(0, 'guard_batch_index'), [-1, 1, 1, 1], 'guard_batch_index_4d');
+  const headIndex = b.reshape(indexAlong(1, 'guard_head_index'), [1, -1, 1, 1], 'guard_head_index_4d');
+  const rowIndex = b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d');
+  const full = b.op('Shape', [b.op('Add', [b.op('Add', [batchIndex, headIndex], 'guard_bh_index'), rowIndex], 'guard_bhf_index')], 'guard_scatter_shape');
+  const spread = (t: Value, what: string) => b.op('Expand', [t, full], what);
+  const at = b.op('Concat', [spread(batchIndex, 'guard_scatter_b'), spread(headIndex, 'guard_scatter_h'), spread(rowIndex, 'guard_scatter_f')], 'guard_scatter_index', axis(3));
+  return b.op('ScatterND', [c.y, at, yf], 'guard_y');
 }
 
 /**
  * The fallback rows' softmax over the baseline's keys: the mask as an additive 0 / -inf bias [F, T] (per batch
  * [B, 1, F, T] with kvLength) shared by the heads, cheaper than a Where over [B, H, F, T]. Each fallback row drops a
  * key, so it keeps one: no row is fully masked, except in another batch whose kvLength leaves it no key, or where a
- * key bias is -inf on every baseline key (then NaN -> 0, the ONNX Attention convention, only with kvLength or a key
- * bias).
+ * key bias is -inf on every baseline key (its softmax NaN, zeroed on the output rows by the caller).
  */
 function fallbackSoftmax(b: NodeBuilder, x: GuardedSite, scores: Value, keep: Value | undefined): Value {
   const sm = x.softmaxType ?? x.dtype;
   const logits = sm !== x.dtype ? b.cast(scores, sm, 'guard_fallback_logits_cast') : scores;
   const biased = keep ? b.op('Add', [logits, b.op('Where', [keep, b.scalar('guard_fallback_keep_0', sm, 0), b.scalar('guard_fallback_minus_inf', sm, -Infinity)], 'guard_fallback_bias')], 'guard_fallback_logits') : logits;
-  let probs = b.op('Softmax', [biased], 'guard_fallback_softmax', { axis: { type: 'int', value: -1n } });
-  if (x.kvLength || x.keyBias) probs = b.op('Where', [b.op('IsNaN', [probs], 'guard_fallback_isnan'), b.scalar('guard_fallback_zero_prob', sm, 0), probs], 'guard_fallback_probs');
+  const probs = b.op('Softmax', [biased], 'guard_fallback_softmax', { axis: { type: 'int', value: -1n } });
   return sm !== x.dtype ? b.cast(probs, x.dtype, 'guard_fallback_probs_cast') : probs;
 }
