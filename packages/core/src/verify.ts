@@ -421,7 +421,8 @@ export async function verifyModels(
       ? null
       : outputs.every((o) => {
           const err = o.asWrittenMaxAbsError ?? o.maxAbsError;
-          return err <= certified + o.rounding + o.rounding * err + (o.originalDrift ?? 0);
+          // an infinite error (a number against NaN, unequal infinities) is never within a bound
+          return Number.isFinite(err) && err <= certified + o.rounding + o.rounding * err + (o.originalDrift ?? 0);
         });
   const thresholds: VerifyThresholds = { ...(certified === null ? { tolerance: options.thresholds?.tolerance ?? DEFAULT_TOLERANCE } : {}), ...withoutTolerance(options.thresholds) };
   const failures = judge(outputs, certified, withinCertified, thresholds);

@@ -1,7 +1,8 @@
 // Calibration inputs generated from a model's input types, seeded, so a run is reproducible:
 // - symbolic dims: names with "batch" -> batch; "past" -> pastLen; "total"/"+"/"all" -> pastLen + seqLen;
 //   "seq"/"len"/"sequence"/"token"/"time" -> seqLen; any other symbol -> dims[name] ?? otherSize;
-// - integer inputs named like *mask*: ones, batch row b with its last min(b, n - 1) keys zero (padding);
+// - integer inputs named like *mask*: every key kept (1, or 0 where the model drops a key on true: mask-polarity.ts),
+//   batch row b with its last min(b, n - 1) keys padded;
 // - *position*: 0, 1, ... counting from pastLen along the last axis;
 // - integer inputs of rank <= 1 named like *length(s)* / *lens* (a batch of valid lengths, VITS' input_lengths):
 //   the full length pastLen + seqLen, so no padding mask hides the keys a sparse form would drop;
@@ -16,6 +17,7 @@
 
 import { type DType, type Graph, SplitMix64, type Value } from '@attnopt/ir';
 import type { AttnoptModel } from '../model.js';
+import { maskKeepsOnTrue } from './mask-polarity.js';
 import { modelInputs } from './model-inputs.js';
 import { type CalibrationSample, elementCount, type HostData, type HostTensor } from './tensor.js';
 import { floatToHalf, floatToBfloat16 } from '@attnopt/ir';
@@ -176,11 +178,13 @@ export function generateInputs(model: AttnoptModel | Graph, options: GenerateOpt
       if (parameter !== undefined) {
         values = Array<number>(n).fill(parameter);
       } else if (name.includes('mask') || input.dtype === 'bool') {
-        // Ones; row r of batch b (b = r / rowsPerBatch) pads its last min(b, last - 1) keys.
+        // Kept; row r of batch b (b = r / rowsPerBatch) pads its last min(b, last - 1) keys. Kept is 1 unless the
+        // model drops a key on true (PyTorch's key_padding_mask, masked_fill masks): mask-polarity.ts
         const perBatch = shape.length >= 2 ? n / shape[0]! : n;
+        const [kept, padded] = maskKeepsOnTrue(input.value) ? [1, 0] : [0, 1];
         values = Array.from({ length: n }, (_, k) => {
           const b = Math.floor(k / perBatch);
-          return k % last >= last - Math.min(b, last - 1) ? 0 : 1;
+          return k % last >= last - Math.min(b, last - 1) ? padded : kept;
         });
       } else if (!isFloat && shape.length <= 1 && /length|lens$|_lens_|^lens/.test(name)) {
         values = Array<number>(n).fill(o.pastLen + o.seqLen);
