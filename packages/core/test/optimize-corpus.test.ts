@@ -164,10 +164,9 @@ describe('optimize + verify over the corpus', () => {
   // The random-weight corpus certifies no cheaper form within 0.01 (tightest bounds 2.47 and 4.14 at 128
   // tokens; at 16 tokens dense is the cheapest form): a wide budget makes these sites approximate, at a length
   // where a sparse form with its certificate and every node its lowering emits costs less than the site's own (on
-  // these 4-head models, 1024 tokens; at 512 none does).
+  // this small causal export, 1024 tokens; at 512 none does; the random-weight encoders stay dense at 2048).
   it.each([
     ['torch-exports/mha_self_causal_op17_dyn.onnx', 1024],
-    ['torch-exports/mha_self_kpm_op17_dyn.onnx', 1024],
   ] as const)(
     'approximate sites stay within their reported bound: %s at maxError 5, %i tokens',
     async (file, seqLen) => {
