@@ -414,7 +414,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const groupOf = (k: number) => split?.groups.filter((g) => specEquals(g.spec, masks[k]!)) ?? [];
 
   const cheaper = () => printSpec(evaluated[best!]!.form);
-  const pct = (x: number) => `${(100 * x).toPrecision(2)}%`;
+  const pct = (x: number) => `${x >= 0.995 ? (100 * x).toFixed(0) : (100 * x).toPrecision(2)}%`;
   const guardText = (k: number, s: (typeof site)[number]) =>
     guardWhy[k] !== undefined
       ? `no guarded form (${guardWhy[k]})`
