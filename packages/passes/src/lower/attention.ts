@@ -35,6 +35,7 @@ import { guardedBandedAttention, guardedBlocker, guardedSiteLabel } from './guar
 import { lowerBandedNative, nativeBandedBlocker } from './banded-native.js';
 import { blockGatherAttention, type BlockGatherInputs } from './blocks.js';
 import { guardedBlocksAttention, isBlockGathered } from './guarded-blocks.js';
+import { withPastBaseline } from './guarded-past.js';
 import { guardedLshAttention, guardedLshLeaf, guardedLshNodeBlocker, isGuardedLsh } from './guarded-lsh.js';
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { lshChunkedAttention } from './lsh.js';
@@ -314,7 +315,8 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
     if (plan.strategy === 'blocks') {
       const site = guardedSiteLabel(node);
       const gather = p.guard
-        ? (x: BlockGatherInputs) => guardedBlocksAttention(b, { ...x, params: p, opset: options.opset, softmaxType, ...(site !== undefined ? { site } : {}) })
+        ? (x: BlockGatherInputs) =>
+            guardedBlocksAttention(b, withPastBaseline({ ...x, params: p, opset: options.opset, softmaxType, ...(site !== undefined ? { site } : {}), ...(pastKey ? { past: len(pastKey, 'guard_blk_past_length') } : {}) }))
         : (x: BlockGatherInputs) => blockGatherAttention(b, x);
       const gathered = blockGathered(p.spec)!;
       // the causal cut's offset: query i sees keys j <= i + offset

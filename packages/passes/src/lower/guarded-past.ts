@@ -3,7 +3,8 @@
 // length, read at run time) and the `bottom-right` one (T - S = P) alike; `top-left` puts it at i. The guarded banded
 // form takes such a site as it is (guarded.ts): the band and the causal limit at P + i, the key block summaries, the
 // dropped counts and V's range over all T keys, the fallback rows dense over past ⊕ new with the baseline's mask at
-// the same offset (withPastBaseline). The other guarded forms do not take past keys yet.
+// the same offset (withPastBaseline). The guarded block-gathered form takes it too: its causal cut and dropped
+// counts at the offset attention.ts gives it, its fallback rows as the banded form's. LSH does not take past keys yet.
 
 import { type AttentionParams, type AttentionSpec, blockGathered, causal, isDataDependent, isLowRank, keySupport, type MaskSpec, type Value } from '@attnopt/ir';
 
@@ -11,16 +12,18 @@ import { type AttentionParams, type AttentionSpec, blockGathered, causal, isData
 const offsetWithPast = (align: string): 'after the cache' | 'at its index' => (align === 'top-left' ? 'at its index' : 'after the cache');
 
 /**
- * Why the guarded form of `spec` over `baseline` does not take a past keys input, or undefined: banded forms only
- * (windows, sinks, global tokens), and every term of the spec placing the query where the causal baseline does
- * (`past` and `bottom-right` both at P + i, `top-left` at i). `baseline` undefined: the spec is the site's own.
+ * Why the guarded form of `spec` over `baseline` does not take a past keys input, or undefined: banded forms
+ * (windows, sinks, global tokens) and block-gathered ones (blocks, top-k blocks, alone or cut by the causal
+ * baseline), every term of the spec placing the query where the causal baseline does (`past` and `bottom-right`
+ * both at P + i, `top-left` at i). `baseline` undefined: the spec is the site's own.
  */
 export function guardedPastKeysBlocker(spec: AttentionSpec, baseline: AttentionSpec | undefined): string | undefined {
-  if (isLowRank(spec) || isDataDependent(spec) || blockGathered(spec) !== undefined) {
-    const kind = blockGathered(spec)?.leaf.kind ?? (isLowRank(spec) ? spec.kind : 'a data-dependent form');
-    return `not lowered guarded yet: ${kind} with a past keys input (the guarded banded forms take one: windows, sinks, global tokens)`;
+  const gathered = blockGathered(spec);
+  if (gathered === undefined && (isLowRank(spec) || isDataDependent(spec))) {
+    return `not lowered guarded yet: ${isLowRank(spec) ? spec.kind : 'a data-dependent form'} with a past keys input (the guarded banded and block-gathered forms take one: windows, sinks, global tokens, blocks, top-k blocks)`;
   }
-  const aligns = [...(keySupport(spec as MaskSpec)?.aligns ?? []), ...(baseline?.kind === 'causal' ? [baseline.align] : [])];
+  const own = gathered ? (gathered.causal ? [gathered.causal.align] : []) : (keySupport(spec as MaskSpec)?.aligns ?? []);
+  const aligns = [...own, ...(baseline?.kind === 'causal' ? [baseline.align] : [])];
   const where = new Set(aligns.map(offsetWithPast));
   if (where.size > 1) return `not lowered guarded yet: with past keys the spec's alignments (${[...new Set(aligns)].join(', ')}) put the query at different positions`;
   return undefined;
