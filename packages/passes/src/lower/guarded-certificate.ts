@@ -289,8 +289,7 @@ export function guardedFromLogB(b: NodeBuilder, x: GuardedSite, c: LogBInputs): 
   const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
   const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
   const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
-  const fallbackScores = x.keyBias ? b.op('Add', [x.score(qk, 'guard_scores'), x.keyBias], 'guard_scores_key_bias') : x.score(qk, 'guard_scores');
-  const yRows = b.op('MatMul', [fallbackSoftmax(b, x, fallbackScores, keep), x.v], 'guard_y_rows');
+  const yRows = b.op('MatMul', [fallbackSoftmax(b, x, x.score(qk, 'guard_scores'), keep), x.v], 'guard_y_rows');
   // a row with no key left (another batch's kvLength, a key bias -inf on every key) is all NaN: 0, the ONNX
   // Attention convention, zeroed on the output rows [F, Dv] rather than on the probabilities [F, T]
   const yf = x.kvLength || x.keyBias ? b.op('Where', [b.op('IsNaN', [yRows], 'guard_y_rows_isnan'), b.scalar('guard_y_rows_zero', x.dtype, 0), yRows], 'guard_y_rows_masked') : yRows;
@@ -308,14 +307,23 @@ export function guardedFromLogB(b: NodeBuilder, x: GuardedSite, c: LogBInputs): 
 
 /**
  * The fallback rows' softmax over the baseline's keys: the mask as an additive 0 / -inf bias [F, T] (per batch
- * [B, 1, F, T] with kvLength) shared by the heads, cheaper than a Where over [B, H, F, T]. Each fallback row drops a
+ * [B, 1, F, T] with kvLength) shared by the heads, cheaper than a Where over [B, H, F, T]; with a key bias, the mask
+ * folded into it. Each fallback row drops a
  * key, so it keeps one: no row is fully masked, except in another batch whose kvLength leaves it no key, or where a
  * key bias is -inf on every baseline key (its softmax NaN, zeroed on the output rows by the caller).
  */
 function fallbackSoftmax(b: NodeBuilder, x: GuardedSite, scores: Value, keep: Value | undefined): Value {
   const sm = x.softmaxType ?? x.dtype;
-  const logits = sm !== x.dtype ? b.cast(scores, sm, 'guard_fallback_logits_cast') : scores;
-  const biased = keep ? b.op('Add', [logits, b.op('Where', [keep, b.scalar('guard_fallback_keep_0', sm, 0), b.scalar('guard_fallback_minus_inf', sm, -Infinity)], 'guard_fallback_bias')], 'guard_fallback_logits') : logits;
+  const minusInf = () => b.scalar('guard_fallback_minus_inf', sm, -Infinity);
+  // a key bias with the mask in one [Bb, Hb, F, T] term when the softmax runs in the scores' dtype:
+  // (s + bias) + 0 = s + Where(keep, bias, -inf) bit for bit, one pass over the scores fewer
+  if (x.keyBias && keep && sm === x.dtype) {
+    const biased = b.op('Add', [scores, b.op('Where', [keep, x.keyBias, minusInf()], 'guard_fallback_key_bias')], 'guard_fallback_logits');
+    return b.op('Softmax', [biased], 'guard_fallback_softmax', { axis: { type: 'int', value: -1n } });
+  }
+  const withBias = x.keyBias ? b.op('Add', [scores, x.keyBias], 'guard_scores_key_bias') : scores;
+  const logits = sm !== x.dtype ? b.cast(withBias, sm, 'guard_fallback_logits_cast') : withBias;
+  const biased = keep ? b.op('Add', [logits, b.op('Where', [keep, b.scalar('guard_fallback_keep_0', sm, 0), minusInf()], 'guard_fallback_bias')], 'guard_fallback_logits') : logits;
   const probs = b.op('Softmax', [biased], 'guard_fallback_softmax', { axis: { type: 'int', value: -1n } });
   return sm !== x.dtype ? b.cast(probs, x.dtype, 'guard_fallback_probs_cast') : probs;
 }
