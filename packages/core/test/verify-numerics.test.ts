@@ -1,6 +1,6 @@
 // verifyModels reads what onnxruntime computes as numbers, and judges the certificate on the models as written.
 //   float16 outputs: onnxruntime-node hands them over as bit patterns; a fp16 decoder model (tiny Qwen, two GQA
-//     sites, fp16 K/V caches) optimized at maxError 0.01 must report, per output, the same max abs error on
+//     sites, fp16 K/V caches) optimized under a wide budget must report, per output, the same max abs error on
 //     onnxruntime as on attnopt's CPU executor (which decodes fp16 itself) within 2 fp16 ulps of the output's
 //     largest magnitude, and stay within its certificate.
 //   graph optimizations: a GPT-2 attention model whose trailing Add + LayerNormalization onnxruntime fuses into
@@ -23,9 +23,11 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const FIXTURES = path.resolve(here, '../../../../shared/fixtures/onnx');
 const QWEN = path.join(FIXTURES, 'genai-models/test/models/hf-internal-testing/tiny-qwen35-cuda/1d392aee_decoder.onnx');
 const GPT2 = path.join(FIXTURES, 'ort-models/onnxruntime/test/python/transformers/test_data/models/gpt2_attention_opt_no_skiplayernorm.onnx');
-// the lengths where a cheaper form pays on the measured profile: GPT-2 at 128 tokens (64 do not), the tiny Qwen
-// at 256 (at 128 its tightest form is over the budget)
-const SEQ_OF = (file: string) => (file === QWEN ? 256 : 128);
+// an approximate site needs a length where a cheaper form pays on the measured profile (256 tokens: at 128 none does,
+// its lowering's nodes included) and a budget its random weights' diffuse heads meet (tightest bounds on the
+// calibration data near 2 for the Qwen, near 34 for GPT-2): what this file tests is verify's numerics, not a budget
+const SEQ_OF = (_file: string) => 256;
+const BUDGET_OF = (file: string) => (file === QWEN ? 5 : 50);
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'attnopt-verify-numerics-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
@@ -35,7 +37,7 @@ async function optimizedFile(original: string, name: string): Promise<{ file: st
   const samples = generateInputs(loadModel(original), { seed: 0, seqLen: SEQ });
   // an approximate site on these samples needs the statistical tier (forms held on the samples alone): verify's
   // numerics are what this file tests, not the tier
-  const r = await optimize(loadModel(original), { maxError: 0.01, seqLen: SEQ, samples, allowStatistical: true });
+  const r = await optimize(loadModel(original), { maxError: BUDGET_OF(original), seqLen: SEQ, samples, allowStatistical: true });
   expect(r.sites.some((s) => !s.exact), `${name}: an approximate site, so the outputs differ`).toBe(true);
   const file = path.join(scratch, `${name}.onnx`);
   writeModel(file, r.model);
@@ -88,7 +90,7 @@ describe('verifyModels numerics', () => {
     expect(out.asWrittenMaxAbsError!).toBeLessThan(out.maxAbsError);
     expect(report.withinCertified).toBe(true);
     console.log(
-      `gpt2 attention at maxError 0.01 (certified ${report.certified?.toExponential(2)}): deployed error ${out.maxAbsError.toExponential(2)}, ` +
+      `gpt2 attention at maxError ${BUDGET_OF(GPT2)} (certified ${report.certified?.toExponential(2)}): deployed error ${out.maxAbsError.toExponential(2)}, ` +
         `as written ${out.asWrittenMaxAbsError!.toExponential(2)}, onnxruntime drift of the original ${drift.toExponential(2)}`,
     );
   });
