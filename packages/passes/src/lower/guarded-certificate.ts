@@ -88,24 +88,24 @@ export interface GuardedScoreBound {
 }
 
 /**
- * K [B,H,T,D] with each always-kept key e replaced by its stand-in r (when r < T):
- *   index[j] = j + Σ_e [j = e] (r'_e - e), r'_e = Where(r_e < T, r_e, e), then Gather(K, index, axis 2)
+ * The key index [T] that replaces each always-kept key e by its stand-in r (when r < T), or undefined when no key
+ * moves:
+ *   index[j] = j + Σ_e [j = e] (r'_e - e), r'_e = Where(r_e < T, r_e, e)
  */
-function summarizedKeys(b: NodeBuilder, x: GuardedSite, k: Value, T: Value, kb: number, alwaysKept: readonly number[]): Value {
+function summaryIndex(b: NodeBuilder, x: GuardedSite, T: Value, kb: number, alwaysKept: readonly number[]): Value | undefined {
   const kept = new Set(alwaysKept);
   const pairs = [...kept].flatMap((e) => {
     const r = keptKeyStandIn(e, kept, kb, Number.MAX_SAFE_INTEGER);
     return r === undefined ? [] : [[e, r] as const];
   });
-  if (pairs.length === 0) return k;
+  if (pairs.length === 0) return undefined;
   const { i64, reduce } = guardOps(b, x);
   const from = b.constant('guard_kept_keys', Tensor.fromValues('i64', [1, pairs.length], pairs.map(([e]) => e)));
   const to = b.constant('guard_kept_stand_ins', Tensor.fromValues('i64', [1, pairs.length], pairs.map(([, r]) => r)));
   const shift = b.op('Sub', [b.op('Where', [b.op('Less', [to, T], 'guard_stand_in_inside'), to, from], 'guard_stand_in'), from], 'guard_stand_in_shift');
   const keys = b.op('Range', [i64(0, 'guard_key_r0'), T, i64(1, 'guard_key_r1')], 'guard_key_index');
   const hit = b.cast(b.op('Equal', [b.reshape(keys, [-1, 1], 'guard_key_index_col'), from], 'guard_kept_hit'), 'i64', 'guard_kept_hit_i64');
-  const moved = b.op('Add', [keys, reduce('ReduceSum', b.op('Mul', [hit, shift], 'guard_kept_shift'), [1], 'guard_kept_moves')], 'guard_summary_index');
-  return b.op('Gather', [k, moved], 'guard_k_summarized', { axis: { type: 'int', value: 2n } });
+  return b.op('Add', [keys, reduce('ReduceSum', b.op('Mul', [hit, shift], 'guard_kept_shift'), [1], 'guard_kept_moves')], 'guard_summary_index');
 }
 
 /**
@@ -126,11 +126,22 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   const T = dim(x.k, 2, 'guard_nk');
   const nKB = b.op('Div', [b.op('Add', [T, i64(kb - 1, 'guard_round')], 'guard_nk_up'), i64(kb, 'guard_block')], 'guard_blocks');
 
-  // key block summaries: pad the keys to whole blocks by repeating the last one (min, max and radius unchanged)
-  const k32 = summarizedKeys(b, x, toF32(x.k, 'guard_k_f32'), T, kb, alwaysKept);
-  const padT = b.op('Sub', [b.op('Mul', [nKB, i64(kb, 'guard_block2')], 'guard_nk_padded'), T], 'guard_pad');
-  const pads = b.op('Concat', [b.ints('guard_pads_head', [0, 0, 0, 0, 0, 0]), b.reshape(padT, [1], 'guard_pad_1'), b.ints('guard_pads_tail', [0])], 'guard_pads', axis(0));
-  const kBlocks = b.reshape(b.op('Pad', [k32, pads], 'guard_k_padded', { mode: { type: 'string', value: 'edge' } }), [0, 0, -1, kb, D], 'guard_k_blocks');
+  // key block summaries: pad the keys to whole blocks by repeating the last one (min, max and radius unchanged);
+  // with always-kept keys moved, the padding and the move in one Gather (one copy of K, not two)
+  const k32 = toF32(x.k, 'guard_k_f32');
+  const paddedT = b.op('Mul', [nKB, i64(kb, 'guard_block2')], 'guard_nk_padded');
+  const padT = b.op('Sub', [paddedT, T], 'guard_pad');
+  const moved = summaryIndex(b, x, T, kb, alwaysKept);
+  let kPadded: Value;
+  if (moved) {
+    const lastKey = b.op('Sub', [T, i64(1, 'guard_last_key_1')], 'guard_last_key');
+    const at = b.op('Min', [b.op('Range', [i64(0, 'guard_pad_r0'), paddedT, i64(1, 'guard_pad_r1')], 'guard_padded_index'), lastKey], 'guard_padded_clamped');
+    kPadded = b.op('Gather', [k32, b.op('Gather', [moved, at], 'guard_summary_padded_index', axis(0))], 'guard_k_summarized', axis(2));
+  } else {
+    const pads = b.op('Concat', [b.ints('guard_pads_head', [0, 0, 0, 0, 0, 0]), b.reshape(padT, [1], 'guard_pad_1'), b.ints('guard_pads_tail', [0])], 'guard_pads', axis(0));
+    kPadded = b.op('Pad', [k32, pads], 'guard_k_padded', { mode: { type: 'string', value: 'edge' } });
+  }
+  const kBlocks = b.reshape(kPadded, [0, 0, -1, kb, D], 'guard_k_blocks');
   const kmin = reduce('ReduceMin', kBlocks, [3], 'guard_kmin');
   const kmax = reduce('ReduceMax', kBlocks, [3], 'guard_kmax');
   const center = b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_box_sum'), f32(0.5, 'guard_half')], 'guard_box_center_raw');
