@@ -34,7 +34,7 @@ import { type HeadData, headData, sampleBatch, type SiteCalibration } from './ca
 import type { EmittedNodes } from './emitted-nodes.js';
 import { defaultCandidates, defaultWindows, restrictToBaseline } from './candidates.js';
 import { globalTokenCandidates, globalTokensOf } from './global-tokens.js';
-import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, mergedStats } from './evaluate.js';
+import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, mergedStats, recomputedRowRate } from './evaluate.js';
 import { groupsText, type HeadGroup, headsText, planHeadGroups } from './head-groups.js';
 import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRankHead } from './lowrank.js';
 import { headResolver } from './resolve.js';
@@ -341,7 +341,9 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
           const heldOut = heldOutRows(head.nq, seed, si, b, h);
           if (maskForms.length > 0) {
             const st = maskK.map((k) => all[k]!);
-            evaluateHead(head, baseline, maskForms, st, resolve, { fullMeasureUpTo: budget, stride, guardBudget: budget, guardBlockSize: blockSize, heldOut });
+            // a row's id: the same query row of the same sample and batch in every head
+            const rowBase = (si * 65536 + b) * 2 ** 20;
+            evaluateHead(head, baseline, maskForms, st, resolve, { fullMeasureUpTo: budget, stride, guardBudget: budget, guardBlockSize: blockSize, heldOut, rowBase });
           }
           if (lowForms.length > 0) {
             const st = lowK.map((k) => all[k]!);
@@ -364,8 +366,9 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   // a guarded form costs its sparse form, its run-time certificate, and its predicted fallback rows dense
   const guardFor = (f: AttentionSpec): AttentionGuard => ({ budget, blockSize: guardBlockSize(f, blockSize), baseline });
   const certificate = masks.map((f, k) => (guardWhy[k] === undefined ? certificateCost(params, f, guardFor(f), dims, target, evaluated[k]!.cost.computedPairs, nodes) : 0));
-  const guardedTime = (k: number, s: { fallbackRows: number; rows: number }) => evaluated[k]!.cost.time + certificate[k]! + rate(s) * before.time;
-  const guardOf = (k: number, s: { fallbackRows: number; rows: number }): AttentionGuard | undefined =>
+  // the fallback rows are recomputed densely in every head when any head falls back there (the lowering's rows)
+  const guardedTime = (k: number, s: CandidateStats) => evaluated[k]!.cost.time + certificate[k]! + recomputedRowRate(s) * before.time;
+  const guardOf = (k: number, s: CandidateStats): AttentionGuard | undefined =>
     guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? guardFor(masks[k]!) : undefined;
   // statistical: the fit rows' max and the held-out rows' conformal quantile both within the budget
   const confidences = new WeakMap<{ heldOut: number[] }, ConformalConfidence>();
@@ -404,7 +407,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
             if (guard === undefined) return 0;
             const group = { ...params, numHeads: nh, kvNumHeads: nkv };
             const pairs = costOf(group, masks[k]!, dims, target, resolve0).computedPairs;
-            return certificateCost(group, masks[k]!, guard, dims, target, pairs, nodes) + rate(s) * costOf(group, baseline, dims, target, resolve0, nodes).time;
+            return certificateCost(group, masks[k]!, guard, dims, target, pairs, nodes) + recomputedRowRate(s) * costOf(group, baseline, dims, target, resolve0, nodes).time;
           },
           target,
           dims,

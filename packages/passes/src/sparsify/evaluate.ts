@@ -30,6 +30,13 @@ export interface CandidateStats {
   maxDroppedMass: number;
   /** Rows whose guarded certificate m_hat R exceeds the guard budget (a guarded site recomputes them densely). */
   fallbackRows: number;
+  /**
+   * The ids (EvaluateOptions.rowBase + i) of the rows evaluated and of those that fell back: the guarded lowering
+   * recomputes a row in every head of its Attention when any head falls back there, so over several heads the rows
+   * recomputed are the union of the heads' fallback rows.
+   */
+  rowIds: Set<number>;
+  fallbackIds: Set<number>;
   /** max over rows of the guarded certificate m_hat (>= maxDroppedMass). */
   maxCertifiedMass: number;
   /** The statistical tier's fit / held-out split: bound (mask forms) or error (low-rank) max over the fit rows. */
@@ -39,7 +46,12 @@ export interface CandidateStats {
 }
 
 export function emptyStats(): CandidateStats {
-  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, maxCertifiedMass: 0, fitBound: 0, heldOut: [] };
+  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, rowIds: new Set(), fallbackIds: new Set(), maxCertifiedMass: 0, fitBound: 0, heldOut: [] };
+}
+
+/** The share of rows a guarded Attention over these stats' heads recomputes (in every head): see CandidateStats.fallbackIds. */
+export function recomputedRowRate(s: CandidateStats): number {
+  return s.rowIds.size > 0 ? s.fallbackIds.size / s.rowIds.size : s.rows > 0 ? s.fallbackRows / s.rows : 1;
 }
 
 /** The stats of one form over several heads: the worst bound, error and masses, rows summed. */
@@ -51,6 +63,8 @@ export function mergedStats(stats: readonly CandidateStats[]): CandidateStats {
     rows: stats.reduce((a, s) => a + s.rows, 0),
     maxDroppedMass: Math.max(...stats.map((s) => s.maxDroppedMass)),
     fallbackRows: stats.reduce((a, s) => a + s.fallbackRows, 0),
+    rowIds: new Set(stats.flatMap((s) => [...s.rowIds])),
+    fallbackIds: new Set(stats.flatMap((s) => [...s.fallbackIds])),
     maxCertifiedMass: Math.max(...stats.map((s) => s.maxCertifiedMass)),
     fitBound: Math.max(...stats.map((s) => s.fitBound)),
     heldOut: stats.flatMap((s) => s.heldOut),
@@ -110,6 +124,8 @@ export interface EvaluateOptions {
   readonly guardBlockSize?: number;
   /** Rows held out of the fit (1) for the statistical tier's conformal quantile; default none. */
   readonly heldOut?: Uint8Array;
+  /** Row i's id is rowBase + i (the same query row of the same sample and batch in every head); default 0. */
+  readonly rowBase?: number;
 }
 
 /** Default key block size of guarded forms: summaries cost n d / 64 per row. */
@@ -202,7 +218,12 @@ export function evaluateHead(
           : groups
             ? lshDroppedMass(qRow, groups.rounds, groups.keptGroups(i), head.scale, head.softcap, logZKept)
             : guardedDroppedMass(qRow, summaries, head.scale, head.softcap, logZKept, counts, blockBias);
-      if (guardFallsBack(mHat, range, guardBudget)) st.fallbackRows++;
+      const id = (options.rowBase ?? 0) + i;
+      st.rowIds.add(id);
+      if (guardFallsBack(mHat, range, guardBudget)) {
+        st.fallbackRows++;
+        st.fallbackIds.add(id);
+      }
       st.maxCertifiedMass = Math.max(st.maxCertifiedMass, mHat);
       st.rows++;
       st.bound = Math.max(st.bound, rowBound);

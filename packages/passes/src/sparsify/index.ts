@@ -4,7 +4,7 @@ export { DEFAULT_LANDMARKS, defaultCandidates, restrictToBaseline } from './cand
 export { chooseSiteSpec, HELD_OUT_FRACTION, MAX_GUARDED_FALLBACK, type Guarantee, type SiteDecision, type SparsifyOptions, type TriedForm, type HeadDetail, type HeadGroup, type UniformChoice } from './choose.js';
 export { groupsText, headsText, planHeadGroups, type HeadGroupPlan } from './head-groups.js';
 export { HEAD_GROUP, type HeadGroupAnnotation, headSplitBlocker, splitHeads } from './split-heads.js';
-export { emptyStats, evaluateHead, scoreRow, type CandidateStats } from './evaluate.js';
+export { emptyStats, evaluateHead, mergedStats, recomputedRowRate, scoreRow, type CandidateStats } from './evaluate.js';
 export { headResolver } from './resolve.js';
 export { sparsifyPass, attentionSites, describeDecision, SPARSIFY, SPARSIFY_DECISION, type SparsifyPassOptions } from './pass.js';
 export { baselineOutput, emptyLowRankStats, evaluateLowRankHead, linformerOutput, lowRankOutput, nystromHeadOutput, performerOutput, type EvaluableLowRank } from './lowrank.js';
