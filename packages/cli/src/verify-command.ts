@@ -89,7 +89,12 @@ function formatOutput(o: OutputComparison): string {
 function formatFallback(rates: VerifyReport['guardFallback']): string {
   if (rates === undefined || rates.length === 0) return '';
   const strips = (r: GuardFallbackRate) => (r.recomputed !== undefined && r.recomputed > r.fellBack ? `; ${r.recomputed} recomputed with the rows of their strips of 4` : '');
-  const line = (r: GuardFallbackRate) => `\n  guarded ${r.site}: ${(100 * r.rate).toPrecision(3)}% of (batch, head, row) recomputed densely at run time (${r.fellBack} of ${r.checked}${strips(r)})`;
+  // a lowered site recomputes a row in every head when one head falls back there: its flags' rows are its dense work
+  const line = (r: GuardFallbackRate) =>
+    r.rows !== undefined && r.rowsRecomputed !== undefined && r.rows > 0
+      ? `\n  guarded ${r.site}: ${(100 * r.rate).toPrecision(3)}% of (batch, head, row) over the budget at run time (${r.fellBack} of ${r.checked}); ` +
+        `their rows, ${(100 * (r.rowsRecomputed / r.rows)).toPrecision(3)}% of (batch, row), recomputed densely in every head (${r.rowsRecomputed} of ${r.rows})`
+      : `\n  guarded ${r.site}: ${(100 * r.rate).toPrecision(3)}% of (batch, head, row) recomputed densely at run time (${r.fellBack} of ${r.checked}${strips(r)})`;
   return rates.map(line).join('');
 }
 

@@ -42,15 +42,20 @@ describe('attnopt verify --runtime attnopt-cpu on a guarded model', () => {
 
     const r = await attnopt('verify', model, optimized, '--inputs', inputs, '--runtime', 'attnopt-cpu');
     expect(r.code).toBe(0);
-    const line = /guarded site0: ([\d.]+)% of \(batch, head, row\) recomputed densely at run time \((\d+) of (\d+)\)/.exec(r.stdout);
+    // the lowered site's flags: the (batch, head, row) triples over the budget, and their rows, recomputed in every head
+    const line = /guarded site0: ([\d.]+)% of \(batch, head, row\) over the budget at run time \((\d+) of (\d+)\); their rows, ([\d.]+)% of \(batch, row\), recomputed densely in every head \((\d+) of (\d+)\)/.exec(r.stdout);
     expect(line, r.stdout).not.toBeNull();
-    const [percent, fellBack, checked] = [Number(line![1]), Number(line![2]), Number(line![3])];
+    const [percent, fellBack, checked, rowPercent, rowsRecomputed, rows] = line!.slice(1, 7).map(Number) as [number, number, number, number, number, number];
     console.log(line![0]);
     expect(checked).toBe(2 * N);
     expect(fellBack).toBeGreaterThanOrEqual(lowerBound);
     expect(percent).toBeCloseTo((100 * fellBack) / checked, 1);
+    expect(rows).toBe(N);
+    expect(rowsRecomputed).toBeGreaterThanOrEqual(Math.ceil(fellBack / 2));
+    expect(rowsRecomputed).toBeLessThanOrEqual(Math.min(fellBack, N));
+    expect(rowPercent).toBeCloseTo((100 * rowsRecomputed) / rows, 1);
 
     const json = await attnopt('verify', model, optimized, '--inputs', inputs, '--runtime', 'attnopt-cpu', '--json');
-    expect(JSON.parse(json.stdout).guardFallback).toEqual([{ site: 'site0', checked, fellBack, rate: fellBack / checked }]);
+    expect(JSON.parse(json.stdout).guardFallback).toEqual([{ site: 'site0', checked, fellBack, rate: fellBack / checked, rows, rowsRecomputed }]);
   }, 300_000);
 });

@@ -28,6 +28,12 @@ export interface GuardFallbackRate {
    * the rows of its strip of 4).
    */
   readonly recomputed?: number;
+  /**
+   * The lowered (ONNX) site: (batch, query row) pairs checked, and those where some head fell back. The lowering
+   * recomputes such a row densely in every head, so these, not the triples, are the dense work it did.
+   */
+  readonly rows?: number;
+  readonly rowsRecomputed?: number;
 }
 
 /**
@@ -54,7 +60,7 @@ export async function measureGuardFallback(optimizedModel: string | Uint8Array, 
     for (const sample of samples) {
       const feeds = Object.fromEntries(Object.entries(sample).map(([k, t]) => [k, toOrt(t, k)]));
       const out = await session.run(feeds, [...probes.keys()]);
-      for (const [name, label] of probes) tally.addFlags(label, out[name]!.data as ArrayLike<boolean | number>);
+      for (const [name, label] of probes) tally.addFlags(label, out[name]!.data as ArrayLike<boolean | number>, out[name]!.dims);
     }
   } finally {
     await session.release();
@@ -64,19 +70,33 @@ export async function measureGuardFallback(optimizedModel: string | Uint8Array, 
 
 /** Checked and fallen-back (batch, head, row) triples summed per site label, in the order sites first report. */
 export class GuardFallbackTally {
-  private readonly sums = new Map<string, { checked: number; fellBack: number; recomputed?: number }>();
+  private readonly sums = new Map<string, { checked: number; fellBack: number; recomputed?: number; rows?: number; rowsRecomputed?: number }>();
 
-  add(site: string, checked: number, fellBack: number, recomputed?: number): void {
+  add(site: string, checked: number, fellBack: number, recomputed?: number, rows?: { checked: number; recomputed: number }): void {
     const prev = this.sums.get(site) ?? { checked: 0, fellBack: 0 };
     const more = recomputed === undefined && prev.recomputed === undefined ? {} : { recomputed: (prev.recomputed ?? prev.fellBack) + (recomputed ?? fellBack) };
-    this.sums.set(site, { checked: prev.checked + checked, fellBack: prev.fellBack + fellBack, ...more });
+    const byRow = rows === undefined ? {} : { rows: (prev.rows ?? 0) + rows.checked, rowsRecomputed: (prev.rowsRecomputed ?? 0) + rows.recomputed };
+    this.sums.set(site, { ...prev, checked: prev.checked + checked, fellBack: prev.fellBack + fellBack, ...more, ...byRow });
   }
 
-  /** One run's fallback flags of a site (truthy: the row was recomputed densely). */
-  addFlags(site: string, flags: ArrayLike<boolean | number | bigint>): void {
+  /**
+   * One run's fallback flags of a site (truthy: the certificate exceeded the budget there). With their dims
+   * [batch, heads, rows], also the (batch, row) pairs where some head fell back: the rows the lowering recomputes.
+   */
+  addFlags(site: string, flags: ArrayLike<boolean | number | bigint>, dims?: readonly number[]): void {
     let fell = 0;
     for (let k = 0; k < flags.length; k++) if (flags[k]) fell++;
-    this.add(site, flags.length, fell);
+    if (dims?.length !== 3) return this.add(site, flags.length, fell);
+    const [B, H, S] = dims as [number, number, number];
+    let any = 0;
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < S; i++) {
+        let h = 0;
+        while (h < H && !flags[(b * H + h) * S + i]) h++;
+        if (h < H) any++;
+      }
+    }
+    this.add(site, flags.length, fell, undefined, { checked: B * S, recomputed: any });
   }
 
   rates(): GuardFallbackRate[] {

@@ -308,7 +308,7 @@ function cpuRunner(model: string | Uint8Array, label: string): ModelRunner & { g
         } catch (e) {
           throw new Error(`${label}: the CPU executor failed: ${(e as Error).message}`, { cause: e });
         }
-        if (first) for (const [name, site] of probes.flags) tally.addFlags(site, out[name]!.data as ArrayLike<number>);
+        if (first) for (const [name, site] of probes.flags) tally.addFlags(site, out[name]!.data as ArrayLike<number>, out[name]!.shape);
         return (name) => (out[name] ? fromExecTensor(out[name]) : undefined);
       };
     },
