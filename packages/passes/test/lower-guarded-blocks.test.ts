@@ -12,13 +12,10 @@
 
 import { guardedDroppedMass, guardFallsBack, keyBlockSummaries, valueRange } from '@attnopt/bounds';
 import { type AttentionParams, type AttentionSpec, attentionNode, blockSparse, causal, dense, Graph, SplitMix64, tensorType, topkBlocks, Value } from '@attnopt/ir';
-import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
-import { referenceAttention } from '@attnopt/reference';
-import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
-import { cannotLower, GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../src/lower/index.js';
+import { cannotLower } from '../src/lower/index.js';
+import { buildBhsdSite, f32, maxAbsDiff, referenceBhsd, runBhsdSite, type Shape } from './helpers/bhsd-site.js';
 import { localInputs, type QKV, repeatSpans } from './helpers/guarded-inputs.js';
-import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 
 const N = 1024;
 const D = 16;
@@ -29,12 +26,6 @@ const ROUNDING = 1e-4;
 /** Each query block r keeps key block 0 (a sink block), r - 1, r and r + 1: a local layout. */
 const LAYOUT_ROWS = Array.from({ length: N / BLOCK }, (_, r) => [...new Set([0, Math.max(0, r - 1), r, Math.min(N / BLOCK - 1, r + 1)])]);
 const LAYOUT = blockSparse(BLOCK, BLOCK, LAYOUT_ROWS);
-
-interface Shape {
-  readonly B: number;
-  readonly H: number;
-  readonly Hkv: number;
-}
 
 function params(shape: Shape, spec: AttentionSpec, budget?: number, softcap = 0): AttentionParams {
   return {
@@ -50,52 +41,10 @@ function params(shape: Shape, spec: AttentionSpec, budget?: number, softcap = 0)
   };
 }
 
-/** The site lowered for onnxruntime; with `flags` the fallback flags [B, H, S] are an output too. */
-function build(shape: Shape, p: AttentionParams, options: { kvLength?: boolean; flags?: boolean; opset?: number } = {}): Uint8Array {
-  const opset = options.opset ?? 21;
-  const g = new Graph('guarded_blocks');
-  const q = g.addInput(new Value('q', tensorType('f32', [shape.B, shape.H, 'seq', D])));
-  const k = g.addInput(new Value('k', tensorType('f32', [shape.B, shape.Hkv, 'seq', D])));
-  const v = g.addInput(new Value('v', tensorType('f32', [shape.B, shape.Hkv, 'seq', D])));
-  const kvLength = options.kvLength ? g.addInput(new Value('kv_length', tensorType('i64', [shape.B]))) : undefined;
-  const y = new Value('y', tensorType('f32'));
-  const node = attentionNode(p, { q, k, v, ...(kvLength ? { kvLength } : {}) }, { y }, 'attn');
-  g.addNode(node);
-  g.outputs.push(y);
-  expect(cannotLower(node, { opset })).toBeUndefined();
-  runPipeline(g, [lowerAttentionPass({ opset })]);
-  if (options.flags) g.outputs.push(g.nodes.flatMap((n) => n.outputs).find((o) => o.name.endsWith(`/${GUARD_FALLBACK_VALUE}`))!);
-  return exportOnnx(newOnnxModel(g, { opset }));
-}
-
-const f32 = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
-
-async function run(model: Uint8Array, shape: Shape, x: QKV, kvLength?: number[], n = N): Promise<{ y: Float64Array; flags?: Float64Array }> {
-  const out = await runModel(model, {
-    q: ortTensor('f32', [shape.B, shape.H, n, D], x.q),
-    k: ortTensor('f32', [shape.B, shape.Hkv, n, D], x.k),
-    v: ortTensor('f32', [shape.B, shape.Hkv, n, D], x.v),
-    ...(kvLength ? { kv_length: ortTensor('i64', [shape.B], kvLength) } : {}),
-  });
-  const flags = Object.keys(out).find((k) => k !== 'y');
-  return { y: ortValues(out.y!), ...(flags ? { flags: ortValues(out[flags]!) } : {}) };
-}
-
+const build = buildBhsdSite;
+const run = (model: Uint8Array, shape: Shape, x: QKV, kvLength?: number[], n = N) => runBhsdSite(model, shape, x, n, D, kvLength);
 /** Dense attention (the baseline) in float64 on the f32-rounded inputs onnxruntime reads. */
-function reference(shape: Shape, x: QKV, kvLength?: number[], softcap = 0, n = N): Float64Array {
-  return referenceAttention(params(shape, dense, undefined, softcap), {
-    q: { shape: [shape.B, shape.H, n, D], data: f32(x.q) },
-    k: { shape: [shape.B, shape.Hkv, n, D], data: f32(x.k) },
-    v: { shape: [shape.B, shape.Hkv, n, D], data: f32(x.v) },
-    ...(kvLength ? { kvLength } : {}),
-  }).y.data;
-}
-
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let m = 0;
-  for (let t = 0; t < a.length; t++) m = Math.max(m, Math.abs(a[t]! - b[t]!));
-  return m;
-};
+const reference = (shape: Shape, x: QKV, kvLength?: number[], softcap = 0, n = N) => referenceBhsd(params(shape, dense, undefined, softcap), shape, x, n, kvLength);
 
 const ONE: Shape = { B: 1, H: 2, Hkv: 2 };
 const local = (seed: number, amplitude = 1): QKV => {

@@ -15,13 +15,10 @@
 
 import { guardFallsBack, keptLogSumExp, lshDroppedMass, lshHeadGroups, lshRoundLogB, droppedMassCertificateFromLog, valueRange } from '@attnopt/bounds';
 import { type AttentionParams, type AttentionSpec, attentionNode, causal, dense, Graph, intersect, intervals, type Lsh, lshBuckets, lshRows, SplitMix64, tensorType, Value } from '@attnopt/ir';
-import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
-import { referenceAttention } from '@attnopt/reference';
-import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
-import { cannotLower, GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../src/lower/index.js';
+import { cannotLower } from '../src/lower/index.js';
 import type { QKV } from './helpers/guarded-inputs.js';
-import { ortTensor, ortValues, runModel } from './helpers/ort.js';
+import { buildBhsdSite, f32, maxAbsDiff, referenceBhsd, runBhsdSite, type Shape } from './helpers/bhsd-site.js';
 
 const N = 1024;
 const D = 16;
@@ -30,11 +27,6 @@ const ROUNDING = 1e-4;
 const LEAF = lshBuckets(2, 8, 5);
 const CHUNKED = lshBuckets(2, 8, 5, 128);
 
-interface Shape {
-  readonly B: number;
-  readonly H: number;
-  readonly Hkv: number;
-}
 const ONE: Shape = { B: 1, H: 2, Hkv: 2 };
 
 function params(shape: Shape, spec: AttentionSpec, budget?: number, baseline: AttentionSpec = dense): AttentionParams {
@@ -51,50 +43,9 @@ function params(shape: Shape, spec: AttentionSpec, budget?: number, baseline: At
   };
 }
 
-function build(shape: Shape, p: AttentionParams, options: { kvLength?: boolean; flags?: boolean; opset?: number } = {}): Uint8Array {
-  const opset = options.opset ?? 21;
-  const g = new Graph('guarded_lsh');
-  const q = g.addInput(new Value('q', tensorType('f32', [shape.B, shape.H, 'seq', D])));
-  const k = g.addInput(new Value('k', tensorType('f32', [shape.B, shape.Hkv, 'seq', D])));
-  const v = g.addInput(new Value('v', tensorType('f32', [shape.B, shape.Hkv, 'seq', D])));
-  const kvLength = options.kvLength ? g.addInput(new Value('kv_length', tensorType('i64', [shape.B]))) : undefined;
-  const y = new Value('y', tensorType('f32'));
-  const node = attentionNode(p, { q, k, v, ...(kvLength ? { kvLength } : {}) }, { y }, 'attn');
-  g.addNode(node);
-  g.outputs.push(y);
-  expect(cannotLower(node, { opset })).toBeUndefined();
-  runPipeline(g, [lowerAttentionPass({ opset })]);
-  if (options.flags) g.outputs.push(g.nodes.flatMap((n) => n.outputs).find((o) => o.name.endsWith(`/${GUARD_FALLBACK_VALUE}`))!);
-  return exportOnnx(newOnnxModel(g, { opset }));
-}
-
-const f32 = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
-
-async function run(model: Uint8Array, shape: Shape, x: QKV, kvLength?: number[]): Promise<{ y: Float64Array; flags?: Float64Array }> {
-  const out = await runModel(model, {
-    q: ortTensor('f32', [shape.B, shape.H, N, D], x.q),
-    k: ortTensor('f32', [shape.B, shape.Hkv, N, D], x.k),
-    v: ortTensor('f32', [shape.B, shape.Hkv, N, D], x.v),
-    ...(kvLength ? { kv_length: ortTensor('i64', [shape.B], kvLength) } : {}),
-  });
-  const flags = Object.keys(out).find((k) => k !== 'y');
-  return { y: ortValues(out.y!), ...(flags ? { flags: ortValues(out[flags]!) } : {}) };
-}
-
-function reference(shape: Shape, x: QKV, kvLength?: number[], baseline: AttentionSpec = dense): Float64Array {
-  return referenceAttention(params(shape, baseline), {
-    q: { shape: [shape.B, shape.H, N, D], data: f32(x.q) },
-    k: { shape: [shape.B, shape.Hkv, N, D], data: f32(x.k) },
-    v: { shape: [shape.B, shape.Hkv, N, D], data: f32(x.v) },
-    ...(kvLength ? { kvLength } : {}),
-  }).y.data;
-}
-
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let m = 0;
-  for (let t = 0; t < a.length; t++) m = Math.max(m, Math.abs(a[t]! - b[t]!));
-  return m;
-};
+const build = buildBhsdSite;
+const run = (model: Uint8Array, shape: Shape, x: QKV, kvLength?: number[]) => runBhsdSite(model, shape, x, N, D, kvLength);
+const reference = (shape: Shape, x: QKV, kvLength?: number[], baseline: AttentionSpec = dense) => referenceBhsd(params(shape, baseline), shape, x, N, kvLength);
 
 /**
  * Clustered q and k (what LSH is for): 8 clusters along orthogonal directions 8 e_c, each token in a random cluster,
