@@ -26,6 +26,14 @@ export function emittedNodeCounter(site: Node): EmittedNodes {
 }
 
 function count(site: Node, params: AttentionParams): number | undefined {
+  try {
+    return lowered(site, params);
+  } catch {
+    return undefined; // the form does not lower at this site: the cost model's kernel list counts instead
+  }
+}
+
+function lowered(site: Node, params: AttentionParams): number {
   const g = new Graph('emitted_nodes');
   // each input as the site's graph types it (dtype and shape inferred through its producers), constants kept
   const typed = (v: Value, k: number) => {
@@ -40,14 +48,10 @@ function count(site: Node, params: AttentionParams): number | undefined {
     op: site.op,
     name: 'site',
     inputs,
-    outputs: site.outputs.map((v, k) => (v === undefined ? undefined : new Value(`out${k}`, v.type))) as Value[],
+    outputs: site.outputs.map((v, k) => new Value(`out${k}`, v.type)),
     attrs: attentionAttrs(guard ? { ...rest, guard } : rest),
   });
   g.addNode(copy);
-  for (const v of copy.outputs) if (v !== undefined) g.outputs.push(v);
-  try {
-    return lowerAttention(g, copy, { opset: COUNT_OPSET }).length;
-  } catch {
-    return undefined;
-  }
+  g.outputs.push(...copy.outputs);
+  return lowerAttention(g, copy, { opset: COUNT_OPSET }).length;
 }
