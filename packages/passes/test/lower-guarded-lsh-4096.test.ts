@@ -4,14 +4,11 @@
 // shared queries and keys (most rows stay sparse), and uniform q, k (diffuse: every row falls back, and the
 // unguarded form breaks the budget). Budget 0 gives the dense reference.
 
-import { type AttentionParams, attentionNode, dense, Graph, lshBuckets, SplitMix64, tensorType, Value } from '@attnopt/ir';
-import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { type AttentionParams, dense, lshBuckets, SplitMix64 } from '@attnopt/ir';
 import { referenceAttention } from '@attnopt/reference';
-import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
-import { GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../src/lower/index.js';
 import type { QKV } from './helpers/guarded-inputs.js';
-import { ortTensor, ortValues, runModel } from './helpers/ort.js';
+import { buildBhsdSite, f32, runBhsdSite, type Shape } from './helpers/bhsd-site.js';
 
 const N = 4096;
 const H = 2;
@@ -22,24 +19,11 @@ const SHAPE = [1, H, N, D];
 const LEAF = lshBuckets(2, 16, 3, 128);
 const base: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: D, vHeadDim: D, scale: 1 / Math.sqrt(D), softcap: 0, layout: 'bhsd', spec: dense };
 
-function build(p: AttentionParams, flags = false): Uint8Array {
-  const g = new Graph('guarded_lsh_4096');
-  const [q, k, v] = ['q', 'k', 'v'].map((n) => g.addInput(new Value(n, tensorType('f32', [1, H, 'seq', D]))));
-  const y = new Value('y', tensorType('f32'));
-  g.addNode(attentionNode(p, { q: q!, k: k!, v: v! }, { y }, 'attn'));
-  g.outputs.push(y);
-  runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
-  if (flags) g.outputs.push(g.nodes.flatMap((n) => n.outputs).find((o) => o.name.endsWith(`/${GUARD_FALLBACK_VALUE}`))!);
-  return exportOnnx(newOnnxModel(g, { opset: 21 }));
-}
+const SITE: Shape = { B: 1, H, Hkv: H };
+/** The site alone, lowered for onnxruntime; `flags` adds the fallback flags [1, H, N] as an output. */
+const build = (p: AttentionParams, flags = false): Uint8Array => buildBhsdSite(SITE, p, { flags });
+const run = (bytes: Uint8Array, x: QKV) => runBhsdSite(bytes, SITE, x, N, D);
 
-async function run(bytes: Uint8Array, x: QKV): Promise<{ y: Float64Array; flags?: Float64Array }> {
-  const out = await runModel(bytes, { q: ortTensor('f32', SHAPE, x.q), k: ortTensor('f32', SHAPE, x.k), v: ortTensor('f32', SHAPE, x.v) });
-  const flags = Object.keys(out).find((k) => k !== 'y');
-  return { y: ortValues(out.y!), ...(flags ? { flags: ortValues(out[flags]!) } : {}) };
-}
-
-const f32 = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
 const reference = (x: QKV) => referenceAttention(base, { q: { shape: SHAPE, data: f32(x.q) }, k: { shape: SHAPE, data: f32(x.k) }, v: { shape: SHAPE, data: f32(x.v) } }).y.data;
 const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let m = 0;

@@ -11,10 +11,10 @@ import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
-import { GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../src/lower/index.js';
+import { lowerAttentionPass } from '../src/lower/index.js';
 import { type CalibrationSample, chooseSiteSpec, SPARSIFY_DECISION, type SiteDecision, sparsifyPass } from '../src/sparsify/index.js';
 import { localInputs, type QKV } from './helpers/guarded-inputs.js';
-import { ortTensor, ortValues, runModel } from './helpers/ort.js';
+import { buildBhsdSite, f32, runBhsdSite, type Shape } from './helpers/bhsd-site.js';
 
 const N = 1024;
 const H = 2;
@@ -27,22 +27,10 @@ const TOPK = topkBlocks(64, 4, 'quest');
 const sample = (x: QKV): CalibrationSample => ({ q: { shape: SHAPE, data: x.q }, k: { shape: SHAPE, data: x.k }, v: { shape: SHAPE, data: x.v } });
 const local = (seed: number) => localInputs(seed, 1, H, N, D);
 
+const SITE: Shape = { B: 1, H, Hkv: H };
 /** The site alone, lowered for onnxruntime; `flags` adds the fallback flags [1, H, N] as an output. */
-function lowered(p: AttentionParams, flags = false): Uint8Array {
-  const g = new Graph('site');
-  const [q, k, v] = ['q', 'k', 'v'].map((n) => g.addInput(new Value(n, tensorType('f32', [1, H, 'seq', D]))));
-  const y = new Value('y', tensorType('f32'));
-  g.addNode(attentionNode(p, { q: q!, k: k!, v: v! }, { y }, 'attn'));
-  g.outputs.push(y);
-  runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
-  if (flags) g.outputs.push(g.nodes.flatMap((n) => n.outputs).find((o) => o.name.endsWith(`/${GUARD_FALLBACK_VALUE}`))!);
-  return exportOnnx(newOnnxModel(g, { opset: 21 }));
-}
-
-async function run(bytes: Uint8Array, x: QKV): Promise<Record<string, Float64Array>> {
-  const out = await runModel(bytes, { q: ortTensor('f32', SHAPE, x.q), k: ortTensor('f32', SHAPE, x.k), v: ortTensor('f32', SHAPE, x.v) });
-  return Object.fromEntries(Object.entries(out).map(([name, t]) => [name === 'y' ? 'y' : 'flags', ortValues(t)]));
-}
+const lowered = (p: AttentionParams, flags = false): Uint8Array => buildBhsdSite(SITE, p, { flags });
+const run = (bytes: Uint8Array, x: QKV) => runBhsdSite(bytes, SITE, x, N, D);
 
 describe('sparsify: top-k blocks over a dense baseline, guarded tier', () => {
   it('local data, top-k the only candidate, no statistical forms: top-k blocks as guarded, its guard at the key block', () => {

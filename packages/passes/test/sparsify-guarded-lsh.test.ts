@@ -16,10 +16,10 @@ import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
-import { GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../src/lower/index.js';
+import { lowerAttentionPass } from '../src/lower/index.js';
 import { type CalibrationSample, chooseSiteSpec, SPARSIFY_DECISION, type SiteDecision, sparsifyPass } from '../src/sparsify/index.js';
 import type { QKV } from './helpers/guarded-inputs.js';
-import { ortTensor, ortValues, runModel } from './helpers/ort.js';
+import { buildBhsdSite, f32, runBhsdSite, type Shape } from './helpers/bhsd-site.js';
 
 const N = 2048;
 const H = 2;
@@ -63,24 +63,11 @@ function clusteredScattered(seed: number): QKV {
   return { q: Float64Array.from(k), k, v: Float64Array.from({ length: H * N * D }, u) };
 }
 
+const SITE: Shape = { B: 1, H, Hkv: H };
 /** The site alone, lowered for onnxruntime; `flags` adds the fallback flags [1, H, N] as an output. */
-function lowered(p: AttentionParams, flags = false): Uint8Array {
-  const g = new Graph('site');
-  const [q, k, v] = ['q', 'k', 'v'].map((n) => g.addInput(new Value(n, tensorType('f32', [1, H, 'seq', D]))));
-  const y = new Value('y', tensorType('f32'));
-  g.addNode(attentionNode(p, { q: q!, k: k!, v: v! }, { y }, 'attn'));
-  g.outputs.push(y);
-  runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
-  if (flags) g.outputs.push(g.nodes.flatMap((n) => n.outputs).find((o) => o.name.endsWith(`/${GUARD_FALLBACK_VALUE}`))!);
-  return exportOnnx(newOnnxModel(g, { opset: 21 }));
-}
+const lowered = (p: AttentionParams, flags = false): Uint8Array => buildBhsdSite(SITE, p, { flags });
+const run = (bytes: Uint8Array, x: QKV) => runBhsdSite(bytes, SITE, x, N, D);
 
-async function run(bytes: Uint8Array, x: QKV): Promise<Record<string, Float64Array>> {
-  const out = await runModel(bytes, { q: ortTensor('f32', SHAPE, x.q), k: ortTensor('f32', SHAPE, x.k), v: ortTensor('f32', SHAPE, x.v) });
-  return Object.fromEntries(Object.entries(out).map(([name, t]) => [name === 'y' ? 'y' : 'flags', ortValues(t)]));
-}
-
-const f32 = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
 const reference = (x: QKV) => referenceAttention(params, { q: { shape: SHAPE, data: f32(x.q) }, k: { shape: SHAPE, data: f32(x.k) }, v: { shape: SHAPE, data: f32(x.v) } }).y.data;
 
 describe('sparsify: LSH over a dense baseline, guarded tier', () => {
