@@ -103,11 +103,10 @@ export function planHeadGroups(ctx: HeadGroupContext): HeadGroupPlan | undefined
   const choice = range(0, units).map((u) => {
     const heads = range(u * g, (u + 1) * g);
     const stats = forms.map((_, k) => mergedStats(heads.map((h) => headStats[h]![k]!)));
-    const withGuard = (k: number) => ({ ...unitCost[k]!, time: unitCost[k]!.time + extra(g, 1, k, stats[k]!) });
-    const ok = forms
-      .map((_, k) => k)
-      .filter((k) => ctx.qualifies(k, stats[k]!))
-      .sort((a, b) => rank(withGuard(a), withGuard(b)) || a - b);
+    const ok = forms.map((_, k) => k).filter((k) => ctx.qualifies(k, stats[k]!));
+    // each qualifying form's cost with its guard, priced once (not in every comparison of the sort)
+    const priced = new Map(ok.map((k) => [k, { ...unitCost[k]!, time: unitCost[k]!.time + extra(g, 1, k, stats[k]!) }]));
+    ok.sort((a, b) => rank(priced.get(a)!, priced.get(b)!) || a - b);
     return ok[0] ?? -1;
   });
   const runs: { first: number; end: number; k: number }[] = [];
