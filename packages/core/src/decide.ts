@@ -8,6 +8,7 @@
 import type { PROFILES, TargetProfile } from '@attnopt/cost';
 import type { PassNote } from '@attnopt/rewrite';
 import type { CalibrationSample, Runtime } from './calibrate/index.js';
+import type { SiteTimer } from './measure/site-timer.js';
 import type { AttnoptModel } from './model.js';
 import { runCompile } from './pipeline.js';
 import { type SitePlan, sitePlans } from './pipeline/plans.js';
@@ -57,6 +58,13 @@ export interface DecideOptions {
   readonly onStage?: (stage: string) => void;
   /** Run the IR verifier before the first pass and after every pass (default: on where ATTNOPT_VERIFY_EACH=1). */
   readonly verifyEach?: boolean;
+  /**
+   * Time each rewrite the cost model chooses against the site as written, in onnxruntime-node on the site's first
+   * calibration input, and keep it only where it runs in at most MEASURED_GAIN of the written time (default: on for
+   * the onnxruntime-cpu target, unless ATTNOPT_MEASURE=0; false: the cost model alone decides). A SiteTimer
+   * replaces onnxruntime-node's timing (tests of what a timing decides).
+   */
+  readonly measure?: boolean | SiteTimer;
 }
 
 /** A relative budget turned into absolute ones, per site. */

@@ -1,14 +1,53 @@
 // Sparsify as a pipeline pass: per site (per head group where heads want different forms and that is cheaper)
-// the cheapest form whose error fits the budget, each naming its tier (exact, guarded, statistical).
+// the cheapest form whose error fits the budget, each naming its tier (exact, guarded, statistical). With the
+// onnxruntime target, each rewrite is first timed against the site as written (measure/measure-sites.ts) and kept
+// only where it is measured faster: the cost model ranks, the runtime confirms.
 //   Attention(spec)  ->  Attention(chosen spec), or one Attention per head group with the group's spec
 
-import { GUARDED_OPSET, type SiteCalibration, sparsifyPass } from '@attnopt/passes';
+import { GUARDED_OPSET, NATIVE_ATTENTION_OPSET, type SiteCalibration, type SiteDecision, sparsifyPass } from '@attnopt/passes';
+import type { Node } from '@attnopt/ir';
+import type { SparsifyPassOptions } from '@attnopt/passes';
 import type { PassNote, PassResult, StatePass } from '@attnopt/rewrite';
 import { maxOf, pushAll } from '../extremes.js';
+import { measureDecision } from '../measure/measure-sites.js';
+import { onnxruntimeTimer, type SiteTimer } from '../measure/site-timer.js';
 import { valueScale } from '../relative-budget.js';
 import type { CompileState } from './state.js';
 
-function sparsifyAt(state: CompileState, budget: number, calibration: readonly SiteCalibration[]): PassResult {
+/**
+ * The timer that confirms rewrites, or undefined when none runs: the option's (true: onnxruntime-node's), by
+ * default onnxruntime-node's for the onnxruntime-cpu target unless ATTNOPT_MEASURE=0 (the test suite's default,
+ * so that decisions there do not depend on the machine's load).
+ */
+export function siteTimer(state: CompileState): SiteTimer | undefined {
+  const m = state.options.measure;
+  if (m === false) return undefined;
+  if (typeof m === 'function') return m;
+  if (state.profile.target !== 'onnxruntime-cpu') return undefined;
+  if (m === undefined && globalThis.process?.env?.['ATTNOPT_MEASURE'] === '0') return undefined;
+  return onnxruntimeTimer();
+}
+
+/** The decisions of a dry run, each rewrite timed against its site as written, by site id. */
+async function measuredDecisions(state: CompileState, budget: number, calibration: readonly SiteCalibration[], timer: SiteTimer): Promise<Map<string, SiteDecision>> {
+  const proposed: { node: Node; decision: SiteDecision }[] = [];
+  sparsifyAt(state, budget, calibration, { dryRun: true, onDecision: (decision, node) => proposed.push({ node, decision }) });
+  const byId = new Map(calibration.map((c) => [c.id, c]));
+  const native = (state.options.nativeAttention ?? true) && state.opset >= NATIVE_ATTENTION_OPSET ? { native: 'onnxruntime' as const } : {};
+  const measured = new Map<string, SiteDecision>();
+  for (const { node, decision } of proposed) {
+    measured.set(decision.id, await measureDecision(node, decision, byId.get(decision.id)!, { opset: state.opset, ...native, timer, runtime: 'onnxruntime-node' }));
+  }
+  return measured;
+}
+
+async function sparsifyMeasured(state: CompileState, budget: number, calibration: readonly SiteCalibration[]): Promise<PassResult> {
+  const timer = siteTimer(state);
+  if (timer === undefined) return sparsifyAt(state, budget, calibration);
+  return sparsifyAt(state, budget, calibration, { decided: await measuredDecisions(state, budget, calibration, timer) });
+}
+
+function sparsifyAt(state: CompileState, budget: number, calibration: readonly SiteCalibration[], extra: Pick<SparsifyPassOptions, 'decided' | 'dryRun' | 'onDecision'> = {}): PassResult {
   return sparsifyPass({
     budget,
     target: state.profile,
@@ -21,16 +60,17 @@ function sparsifyAt(state: CompileState, budget: number, calibration: readonly S
       state.decisions.set(node, d);
       if (groups) state.groupNodes.set(node, groups);
     },
-  }).run(state.graph);
+    ...extra,
+  }).run(state.graph) as PassResult;
 }
 
 export const sparsify: StatePass<CompileState> = {
   name: 'sparsify',
   label: 'sparsify',
   applies: (state) => state.budget > 0 && state.sites.length > 0,
-  run(state) {
+  async run(state) {
     const rel = state.options.maxRelError;
-    if (rel === undefined) return sparsifyAt(state, state.budget, state.calibration);
+    if (rel === undefined) return sparsifyMeasured(state, state.budget, state.calibration);
     // one pass per site with its own budget, the last site first: a site split into head groups adds nodes
     // after the sites before it, so their ids (site<k> in node order) still name them
     const notes: PassNote[] = [];
@@ -44,7 +84,7 @@ export const sparsify: StatePass<CompileState> = {
     }
     for (const c of [...state.calibration].reverse()) {
       const own = new RegExp(`^${c.id}:`);
-      const result = sparsifyAt(state, budgets[c.id]!, [c]);
+      const result = await sparsifyMeasured(state, budgets[c.id]!, [c]);
       pushAll(notes, result.notes.filter((n) => own.test(n.message)));
       changed ||= result.changed;
     }

@@ -81,6 +81,9 @@ export function compileState(model: AttnoptModel, options: OptimizeOptions): Com
     throw new Error('allowStatistical needs calibration samples from the user: a statistical form holds only on the data it was measured on, and generated inputs are not real data');
   }
   checkSeqLen(options.seqLen);
+  if (options.measure === true && profile.target !== 'onnxruntime-cpu') {
+    throw new Error(`measure times the rewrites in onnxruntime-node on this machine; the target ${profile.name} runs elsewhere (give measure: false, or a timer for that target)`);
+  }
   return {
     graph: model.graph,
     model,

@@ -202,7 +202,20 @@ export interface SiteDecision {
   readonly uniform?: UniformChoice;
   /** Why the site stayed with its own spec. */
   readonly reasonDense?: string;
+  /**
+   * The chosen form and the site as written timed side by side by the runtime the model is for (the caller's
+   * measurement, core's measure-sites.ts), when one was made: the rewrite stays only where it is measured faster.
+   */
+  readonly measuredTime?: MeasuredTime;
   readonly notes: readonly string[];
+}
+
+/** A site timed as written and in its chosen form: medians of alternating rounds (s), on one input. */
+export interface MeasuredTime {
+  readonly runtime: string;
+  readonly writtenSeconds: number;
+  readonly chosenSeconds: number;
+  readonly rounds: number;
 }
 
 const fmt = (x: number) => x.toPrecision(3);

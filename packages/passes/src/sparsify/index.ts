@@ -1,10 +1,12 @@
 // sparsify: per site, the cheapest form within the error budget, guarded by default (see pass.ts and choose.ts).
 export { type CalibrationSample, type CalibrationTensor, type SiteCalibration, type HeadData, headData } from './calibration.js';
 export { DEFAULT_LANDMARKS, defaultCandidates, restrictToBaseline } from './candidates.js';
-export { chooseSiteSpec, HELD_OUT_FRACTION, MAX_GUARDED_FALLBACK, type Guarantee, type SiteDecision, type SparsifyOptions, type TriedForm, type HeadDetail, type HeadGroup, type UniformChoice } from './choose.js';
+export { chooseSiteSpec, HELD_OUT_FRACTION, MAX_GUARDED_FALLBACK, type Guarantee, type MeasuredTime, type SiteDecision, type SparsifyOptions, type TriedForm, type HeadDetail, type HeadGroup, type UniformChoice } from './choose.js';
 export { groupsText, headsText, planHeadGroups, type HeadGroupPlan } from './head-groups.js';
 export { HEAD_GROUP, type HeadGroupAnnotation, headSplitBlocker, splitHeads } from './split-heads.js';
 export { emptyStats, evaluateHead, mergedStats, recomputedRowRate, scoreRow, type CandidateStats } from './evaluate.js';
 export { headResolver } from './resolve.js';
-export { sparsifyPass, attentionSites, describeDecision, SPARSIFY, SPARSIFY_DECISION, type SparsifyPassOptions } from './pass.js';
+export { applyDecision, sparsifyPass, attentionSites, describeDecision, SPARSIFY, SPARSIFY_DECISION, type SparsifyPassOptions } from './pass.js';
+export { keepAsWritten } from './kept.js';
+export { siteVariant, type SiteVariant, type SiteVariantOptions } from './site-variant.js';
 export { baselineOutput, emptyLowRankStats, evaluateLowRankHead, linformerOutput, lowRankOutput, nystromHeadOutput, performerOutput, type EvaluableLowRank } from './lowrank.js';

@@ -6,7 +6,7 @@
 //   Attention(Q, K, V, spec=S)  ->  Concat_heads(Attention(Slice_g(Q, K, V), spec=S ∩ F_g) for g)
 // Sites are named site<k>, k counting Attention nodes in graph.allNodes() order (the calibrate step's ids).
 
-import { attentionAttrs, attentionParams, type AttentionSpec, type Graph, hasRuntimeHeadDim, isAttention, type Node, RUNTIME_HEAD_DIM_REASON } from '@attnopt/ir';
+import { attentionAttrs, type AttentionParams, attentionParams, type AttentionSpec, type Graph, hasRuntimeHeadDim, isAttention, type Node, RUNTIME_HEAD_DIM_REASON } from '@attnopt/ir';
 import { blockGatherInputsBlocker, lowRankInputsBlocker } from '../lower/attention.js';
 import { guardedFormInputsBlocker, guardedInputsBlocker } from '../lower/guarded.js';
 import type { Pass, PassNote } from '@attnopt/rewrite';
@@ -26,6 +26,13 @@ export interface SparsifyPassOptions extends SparsifyOptions {
    * node leaves the graph) and, for a split site, the group nodes that replace it in head order.
    */
   readonly onDecision?: (decision: SiteDecision, node: Node, groupNodes?: readonly Node[]) => void;
+  /**
+   * Decisions made before (by a dry run, then reviewed: a rewrite measured slower turned into keepAsWritten), by
+   * site id: applied as they are instead of choosing again. A site without one is chosen as usual.
+   */
+  readonly decided?: ReadonlyMap<string, SiteDecision>;
+  /** Choose only: every decision goes to onDecision, the graph is left as it is and no note is written. */
+  readonly dryRun?: boolean;
 }
 
 /** The Attention sites of a graph with their ids (site0, site1, ... in graph.allNodes() order). */
@@ -57,6 +64,25 @@ export function describeDecision(d: SiteDecision): string {
     `${d.id}: ${d.before} -> ${d.chosen}: guarded: error <= ${d.budget} on every input (checked at run time; predicted fallback ${fmt(100 * (d.fallbackRate ?? 0))}% of rows), measured ${fmt(d.measuredError)}, ` +
     `flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}, time ${fmt(d.timeBefore * 1e3)} -> ${fmt(d.timeAfter * 1e3)} ms on ${d.target}`
   );
+}
+
+/**
+ * Puts `decision` into the graph at its site `node` (its params before): the chosen spec and guard as the node's
+ * attributes, or the head groups that replace it (returned, in head order); a kept site is only annotated.
+ */
+export function applyDecision(node: Node, params: AttentionParams, decision: SiteDecision, id: string): Node[] | undefined {
+  node.annotations.set(SPARSIFY_DECISION, decision);
+  if (decision.groups) {
+    const groupNodes = splitHeads(node, params, decision.groups, id);
+    for (const g of groupNodes) g.annotations.set(SPARSIFY_DECISION, decision);
+    return groupNodes;
+  }
+  if (decision.reasonDense === undefined) {
+    const { guard: _, ...rest } = params;
+    const attrs = attentionAttrs({ ...rest, spec: decision.chosenSpec, ...(decision.guard ? { guard: decision.guard } : {}) });
+    for (const [k, a] of attrs) node.attrs.set(k, a);
+  }
+  return undefined;
 }
 
 export function sparsifyPass(options: SparsifyPassOptions): Pass {
@@ -91,19 +117,13 @@ export function sparsifyPass(options: SparsifyPassOptions): Pass {
           emittedNodes: options.emittedNodes ?? emittedNodeCounter(node),
           guardFormBlocked: (form: AttentionSpec) => guardedFormInputsBlocker(node, form, params.spec),
         };
-        const decision = chooseSiteSpec(params, calibration, siteOptions);
-        let groupNodes: Node[] | undefined;
-        if (decision.groups) {
-          groupNodes = splitHeads(node, params, decision.groups, id);
-          for (const g of groupNodes) g.annotations.set(SPARSIFY_DECISION, decision);
-          changed = true;
-        } else if (decision.reasonDense === undefined) {
-          const { guard: _, ...rest } = params;
-          const attrs = attentionAttrs({ ...rest, spec: decision.chosenSpec, ...(decision.guard ? { guard: decision.guard } : {}) });
-          for (const [k, a] of attrs) node.attrs.set(k, a);
-          changed = true;
+        const decision = options.decided?.get(id) ?? chooseSiteSpec(params, calibration, siteOptions);
+        if (options.dryRun) {
+          options.onDecision?.(decision, node);
+          continue;
         }
-        node.annotations.set(SPARSIFY_DECISION, decision);
+        const groupNodes = applyDecision(node, params, decision, id);
+        changed ||= decision.groups !== undefined || decision.reasonDense === undefined;
         options.onDecision?.(decision, node, groupNodes);
         notes.push({ pass: SPARSIFY, node: where, message: describeDecision(decision) });
         if (blocker !== undefined && decision.perHead && new Set(decision.perHead.map((h) => h.best)).size > 1) {

@@ -1,0 +1,115 @@
+// Measuring a rewrite before it stays: the cost model ranks the forms, and where its prediction is off (small head
+// sizes, many small nodes, a runtime's dispatch overhead on a machine it was not fitted on) a chosen form can run
+// slower than the site as written. So each site the chooser rewrites is built twice as a model of its own (the
+// site as written and in its chosen form, lowered as optimize lowers them), both are timed side by side on the
+// site's calibration inputs (at most MEASURED_SAMPLES of them), and the rewrite stays only where it runs in at most MEASURED_GAIN of the
+// written time; otherwise the site is kept as written, the measurement saying why.
+//   SiteDecision(chosen F)  ->  SiteDecision(chosen F, measuredTime)          (F measured faster)
+//   SiteDecision(chosen F)  ->  keepAsWritten(measuredTime, reason)           (F measured no faster)
+
+import { AttentionInput, attentionParams, type DType, type Node } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { inferDtype, keepAsWritten, type SiteCalibration, type SiteDecision, siteVariant } from '@attnopt/passes';
+import type { HostTensor } from '../calibrate/tensor.js';
+import type { SitePair, SiteTimer } from './site-timer.js';
+
+/**
+ * A rewrite stays when it runs in at most this fraction of the written time: the medians of alternating rounds
+ * on a shared machine move by a few percent run to run, and a form that changes what the site computes (guarded,
+ * statistical) should buy more than that.
+ */
+export const MEASURED_GAIN = 0.95;
+
+/** Calibration samples a site is timed on (round r on sample r mod their count). */
+export const MEASURED_SAMPLES = 4;
+
+export interface MeasureContext {
+  /** The opset the sites are lowered to, and whether banded sites use ONNX Attention (as the lower pass does). */
+  readonly opset: number;
+  readonly native?: 'onnxruntime';
+  readonly timer: SiteTimer;
+  /** The runtime's name, for the record (onnxruntime-node). */
+  readonly runtime: string;
+}
+
+const ms = (s: number) => `${(s * 1e3).toPrecision(3)} ms`;
+const inputsSaid = (n: number) => (n === 1 ? 'the calibration input' : `${n} calibration inputs`);
+
+/** A calibration tensor (float data) as the site input's dtype; undefined where that dtype is not fed here. */
+function asDtype(t: { shape: readonly number[]; data: ArrayLike<number> }, dtype: DType): HostTensor | undefined {
+  switch (dtype) {
+    case 'f32':
+      return { dtype, shape: t.shape, data: Float32Array.from(t.data) };
+    case 'f64':
+      return { dtype, shape: t.shape, data: Float64Array.from(t.data) };
+    case 'bool': // the passes read a boolean keep-mask as a 0 / -inf bias
+      return { dtype, shape: t.shape, data: Uint8Array.from(t.data, (x) => (x === -Infinity ? 0 : 1)) };
+    default:
+      return undefined;
+  }
+}
+
+/** The site inputs (by index) from a calibration sample; kvLength as every key valid. Throws naming what is missing. */
+function siteFeeds(node: Node, sample: SiteCalibration['samples'][number]): (HostTensor | undefined)[] {
+  const byRole = [sample.q, sample.k, sample.v, sample.bias, sample.pastKey, sample.pastValue];
+  const keys = (() => {
+    const p = attentionParams(node);
+    const k = sample.k ?? sample.q;
+    const axis = p.layout === 'bhsd' ? 2 : 1;
+    return (k.shape[axis] ?? 0) + (sample.pastKey?.shape[2] ?? 0);
+  })();
+  return node.inputs.map((v, k) => {
+    if (v === undefined) return undefined;
+    const dtype = inferDtype(v);
+    if (dtype === undefined) throw new Error(`input ${k} (${v.name}) has no known dtype`);
+    if (k === AttentionInput.kvLength) {
+      const batch = sample.q.shape[0] ?? 1;
+      if (dtype === 'i64') return { dtype, shape: [batch], data: new BigInt64Array(batch).fill(BigInt(keys)) };
+      if (dtype === 'i32') return { dtype, shape: [batch], data: new Int32Array(batch).fill(keys) };
+      throw new Error(`kvLength input of dtype ${dtype}`);
+    }
+    const t = byRole[k];
+    if (t === undefined) throw new Error(`no calibration tensor for input ${k} (${v.name})`);
+    const host = asDtype(t, dtype);
+    if (host === undefined) throw new Error(`input ${k} (${v.name}) is ${dtype}, which is not timed here (float32, float64 and bool are)`);
+    return host;
+  });
+}
+
+/** The site as written and in `decision`'s form, as ONNX bytes, with the inputs both read (per sample). */
+function sitePair(node: Node, decision: SiteDecision, calibration: SiteCalibration, ctx: MeasureContext): SitePair {
+  const samples = calibration.samples.slice(0, MEASURED_SAMPLES);
+  if (samples.length === 0) throw new Error('no calibration sample');
+  // the inputs keep the model's own (symbolic) shapes: concrete ones would let the runtime fold the index
+  // arithmetic of a lowering away, which it cannot do in the model
+  const lowering = { opset: ctx.opset, ...(ctx.native ? { native: ctx.native } : {}) };
+  const bytes = (d: SiteDecision | undefined) => exportOnnx(newOnnxModel(siteVariant(node, d, lowering).graph, { opset: ctx.opset }));
+  const feeds = samples.map((sample) => {
+    const named: Record<string, HostTensor> = {};
+    siteFeeds(node, sample).forEach((t, k) => {
+      if (t !== undefined) named[`in${k}`] = t;
+    });
+    return named;
+  });
+  return { written: bytes(undefined), chosen: bytes(decision), feeds };
+}
+
+/**
+ * `decision` for the site `node`, measured (see the comment at the top): as it is with its measuredTime when the
+ * chosen form is faster, kept as written when not. A decision that keeps the site is returned as it is; one that
+ * cannot be measured (an input dtype not fed here, a model the runtime refuses) too, with a note saying why.
+ */
+export async function measureDecision(node: Node, decision: SiteDecision, calibration: SiteCalibration, ctx: MeasureContext): Promise<SiteDecision> {
+  if (decision.reasonDense !== undefined) return decision;
+  let timing;
+  try {
+    timing = await ctx.timer(sitePair(node, decision, calibration, ctx));
+  } catch (e) {
+    return { ...decision, notes: [...decision.notes, `not measured in ${ctx.runtime} (the cost model's choice stands): ${(e as Error).message}`] };
+  }
+  const measuredTime = { runtime: ctx.runtime, ...timing };
+  const said = `${ms(timing.chosenSeconds)} chosen against ${ms(timing.writtenSeconds)} as written in ${ctx.runtime} (medians of ${timing.rounds} alternating rounds on ${inputsSaid(Math.min(MEASURED_SAMPLES, calibration.samples.length))})`;
+  if (timing.chosenSeconds <= MEASURED_GAIN * timing.writtenSeconds) return { ...decision, measuredTime, notes: [...decision.notes, `measured ${said}`] };
+  const reason = `${decision.chosen} was the cost model's choice (${ms(decision.timeBefore)} -> ${ms(decision.timeAfter)} predicted) but measured ${said}: a rewrite stays only at ${MEASURED_GAIN}x the written time or less`;
+  return { ...keepAsWritten(decision, attentionParams(node).spec, reason), measuredTime };
+}

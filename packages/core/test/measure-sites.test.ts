@@ -1,0 +1,86 @@
+// Rewrites timed against the site as written before they stay (DecideOptions.measure, measure/measure-sites.ts).
+// The guarded test site (a causal ONNX Attention, 2 heads of 32, n = 1024, local calibration data) gets a guarded
+// window from the cost model. With a timer that reports the chosen form no faster than MEASURED_GAIN of the
+// written time, the site is kept as written, the reason naming both times; with one that reports it faster, the
+// rewrite stays with its measurement recorded. The pair the timer receives is checked as models: both run in
+// onnxruntime on the site's calibration input, and the chosen form stays within the budget of the written one
+// (float32 rounding aside, 1e-4). onnxruntime's own timer is run on that pair for what it returns (never for which
+// model is faster: speed is measured in benchmarks, not in tests).
+
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { decide, loadModel, MEASURED_GAIN, onnxruntimeTimer, optimize, type SitePair, type SiteTiming } from '../src/index.js';
+import { causalAttention, localTensors, sample } from './helpers/guarded-site.js';
+
+process.env.ORT_DISABLE_TELEMETRY = '1';
+
+const N = 1024;
+const BUDGET = 1e-3;
+const options = { maxError: BUDGET, seqLen: N, samples: [sample(localTensors(N, 1), N)] } as const;
+
+/** A timer reporting fixed times, keeping the pair it was given. */
+function fixedTimer(writtenSeconds: number, chosenSeconds: number) {
+  const pairs: SitePair[] = [];
+  const timer = async (pair: SitePair): Promise<SiteTiming> => {
+    pairs.push(pair);
+    return { writtenSeconds, chosenSeconds, rounds: 5 };
+  };
+  return { timer, pairs };
+}
+
+async function runPair(bytes: Uint8Array, feeds: SitePair['feeds'][number]): Promise<Float32Array> {
+  const s = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'disabled' });
+  const inputs = Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, new ort.Tensor('float32', t.data as Float32Array, [...t.shape])]));
+  const out = await s.run(inputs);
+  await s.release();
+  return out[s.outputNames[0]!]!.data as Float32Array;
+}
+
+describe('rewrites measured against the site as written', () => {
+  it('a rewrite measured no faster than MEASURED_GAIN of the written time is kept as written, saying why', async () => {
+    const { timer, pairs } = fixedTimer(1e-3, MEASURED_GAIN * 1e-3 * 1.01);
+    const result = await optimize(loadModel(causalAttention()), { ...options, measure: timer });
+    expect(pairs).toHaveLength(1);
+    const site = result.sites[0]!;
+    expect(site).toMatchObject({ guarantee: 'exact', exact: true, bound: 0 });
+    expect(site.reason).toMatch(/window.* was the cost model's choice .* but measured 0\.959 ms chosen against 1\.00 ms as written in onnxruntime-node/);
+    const ops = new Set([...result.model.graph.allNodes()].map((n) => n.op));
+    expect(ops.has('NonZero')).toBe(false);
+  }, 300_000);
+
+  it('a rewrite measured faster stays, its measurement recorded; the pair timed is the site as written and the chosen form', async () => {
+    const { timer, pairs } = fixedTimer(2e-3, 1e-3);
+    const decided = await decide(loadModel(causalAttention()), { ...options, measure: timer });
+    const plan = decided.sites[0]!;
+    expect(plan).toMatchObject({ guarantee: 'guarded', exact: false });
+    expect(plan.chosen).toMatch(/window/);
+    expect(plan.decision!.measuredTime).toEqual({ runtime: 'onnxruntime-node', writtenSeconds: 2e-3, chosenSeconds: 1e-3, rounds: 5 });
+    expect(plan.decision!.notes.some((n) => /measured 1\.00 ms chosen against 2\.00 ms as written/.test(n))).toBe(true);
+
+    // the pair: one input set (the one calibration sample), q, k, v; the chosen form within the budget of the written one
+    const [pair] = pairs;
+    expect(pair!.feeds).toHaveLength(1);
+    expect(Object.keys(pair!.feeds[0]!).sort()).toEqual(['in0', 'in1', 'in2']);
+    const written = await runPair(pair!.written, pair!.feeds[0]!);
+    const chosen = await runPair(pair!.chosen, pair!.feeds[0]!);
+    expect(chosen.length).toBe(N * 64);
+    let err = 0;
+    for (let x = 0; x < written.length; x++) err = Math.max(err, Math.abs(chosen[x]! - written[x]!));
+    expect(err).toBeLessThanOrEqual(BUDGET + 1e-4);
+    // and they differ as models: the chosen one carries the guard's fallback path
+    expect(Buffer.from(pair!.chosen).includes(Buffer.from('ScatterND'))).toBe(true);
+    expect(Buffer.from(pair!.written).includes(Buffer.from('ScatterND'))).toBe(false);
+
+    // onnxruntime's timer on that pair: medians of the rounds asked for, positive and finite
+    const timing = await onnxruntimeTimer({ minRounds: 2, maxRounds: 3, seconds: 0 })(pair!);
+    expect(timing.rounds).toBe(2);
+    for (const s of [timing.writtenSeconds, timing.chosenSeconds]) expect(s > 0 && Number.isFinite(s)).toBe(true);
+  }, 300_000);
+
+  it('measure: false leaves the cost model alone to decide; measure: true needs the onnxruntime target', async () => {
+    const decided = await decide(loadModel(causalAttention()), { ...options, measure: false });
+    expect(decided.sites[0]!.decision!.measuredTime).toBeUndefined();
+    expect(decided.sites[0]!.guarantee).toBe('guarded');
+    await expect(decide(loadModel(causalAttention()), { ...options, measure: true, target: 'webgpu' })).rejects.toThrow(/measure times the rewrites in onnxruntime-node/);
+  }, 300_000);
+});
