@@ -25,6 +25,7 @@ export function coreOptions(flags: DecisionFlags, samples: Iterable<CalibrationS
     target,
     runtime: flags.runtime,
     ...(flags.verifyEach === true ? { verifyEach: true } : {}),
+    ...(flags.measure === false ? { measure: false } : {}),
   };
 }
 

@@ -73,6 +73,8 @@ export interface DecisionFlags {
   allowMemory?: number;
   allowStatistical?: boolean;
   verifyEach?: boolean;
+  /** False with --no-measure. */
+  measure?: boolean;
 }
 
 /** The budget options for core's decide / optimize: --max-rel-error when given, else --max-error. */
@@ -104,7 +106,11 @@ export function addDecisionOptions(command: Command, withTarget: boolean): Comma
     .option('--dim <name=size>', DIM_HELP, dimSize)
     .addOption(runtimeOption('for calibration'))
     .option('--allow-memory <size>', ALLOW_MEMORY_HELP, memorySize)
-    .option('--verify-each', 'run the IR verifier on the graph before the first pass and after every pass (a failure names the pass)');
+    .option('--verify-each', 'run the IR verifier on the graph before the first pass and after every pass (a failure names the pass)')
+    .option(
+      '--no-measure',
+      'with the onnxruntime-cpu target, each rewrite the cost model chooses is timed against its site as written in onnxruntime on this machine and kept only at 0.95x the written time or less; this turns that off (the cost model alone decides)',
+    );
   command.hook('preAction', (_program, action) => {
     if (action.getOptionValueSource('maxRelError') === 'cli' && action.getOptionValueSource('maxError') === 'cli') {
       throw new CliError('give --max-error (absolute) or --max-rel-error (relative to each site\'s scale), not both', ExitCode.usage);

@@ -5,7 +5,7 @@
 // meets the model's own subgraph, not a re-lowered copy of it) and every other one is lowered to standard ONNX
 // ops so any runtime runs the result. Then the bounds and what they mean are written into the model's metadata.
 
-import type { Guarantee } from '@attnopt/passes';
+import type { Guarantee, MeasuredTime } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 import type { CalibrationProvenance, DecideOptions, GroupPlan, RelativeBudget, SitePlan } from './decide.js';
 import type { AttnoptModel } from './model.js';
@@ -50,6 +50,8 @@ export interface OptimizedSite {
   readonly flopsAfter: number;
   /** Why the site stayed as it was, when it did. */
   readonly reason?: string;
+  /** The chosen form timed against the site as written (DecideOptions.measure), when it was. */
+  readonly measuredTime?: MeasuredTime;
   /** Present when the site was split into head groups, in head order (bound: the largest group bound). */
   readonly groups?: readonly OptimizedGroup[];
   /** True when the site computes what it was recognized as and was left as the ONNX nodes it was lifted from. */
@@ -125,6 +127,7 @@ function optimizedSite(p: SitePlan, restored: boolean): OptimizedSite {
     flopsBefore: p.flopsBefore,
     flopsAfter: p.flopsAfter,
     ...(p.reason !== undefined ? { reason: p.reason } : {}),
+    ...(p.decision?.measuredTime !== undefined ? { measuredTime: p.decision.measuredTime } : {}),
     ...(p.groups !== undefined ? { groups: p.groups.map(optimizedGroup) } : {}),
     ...(restored ? { restored } : {}),
   };

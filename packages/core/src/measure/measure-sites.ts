@@ -101,6 +101,7 @@ function sitePair(node: Node, decision: SiteDecision, calibration: SiteCalibrati
  */
 export async function measureDecision(node: Node, decision: SiteDecision, calibration: SiteCalibration, ctx: MeasureContext): Promise<SiteDecision> {
   if (decision.reasonDense !== undefined) return decision;
+  if (decision.groups === undefined && decision.guard === undefined && decision.chosen === decision.before) return decision; // nothing rewritten
   let timing;
   try {
     timing = await ctx.timer(sitePair(node, decision, calibration, ctx));

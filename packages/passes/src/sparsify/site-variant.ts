@@ -1,19 +1,16 @@
 // One attention site alone, as a model of its own: a copy of the site's Attention node over graph inputs typed as
-// its inputs are (concrete shapes where the caller has them), the sparsify decision applied or not, lowered as the
-// lower pass lowers it. What a runtime can time side by side: the site as written against its chosen form.
+// its inputs are in the model (symbolic dims kept: a runtime would fold index arithmetic over concrete ones that it
+// cannot fold in the model), the sparsify decision applied or not, lowered as the lower pass lowers it. What a runtime can time side by side: the site as written against its chosen form.
 //   Attention(site inputs, spec S) in a model  ->  Model(in0..in6 -> lowered Attention(spec S or the chosen form))
 
-import { attentionParams, Graph, Node, type Shape, tensorType, Value } from '@attnopt/ir';
+import { attentionParams, Graph, Node, tensorType, Value } from '@attnopt/ir';
 import { runPipeline } from '@attnopt/rewrite';
 import { type LowerOptions, lowerAttentionPass } from '../lower/index.js';
 import { inferDtype, inferShape } from '../shape-inference/shapes.js';
 import type { SiteDecision } from './choose.js';
 import { applyDecision } from './pass.js';
 
-export interface SiteVariantOptions extends LowerOptions {
-  /** Per site input (by index), the concrete shape to declare; absent: the shape inferred from the model. */
-  readonly shapes?: readonly (readonly number[] | undefined)[];
-}
+export type SiteVariantOptions = LowerOptions;
 
 export interface SiteVariant {
   readonly graph: Graph;
@@ -30,8 +27,7 @@ export function siteVariant(site: Node, decision: SiteDecision | undefined, opti
   const g = new Graph('site');
   const typed = (v: Value, k: number) => {
     const dtype = inferDtype(v);
-    const given = options.shapes?.[k];
-    const shape: Shape | undefined = given ? [...given] : inferShape(v);
+    const shape = inferShape(v);
     return new Value(`in${k}`, dtype !== undefined ? tensorType(dtype, shape === undefined ? undefined : [...shape]) : v.type, v.initializer);
   };
   const inputs = site.inputs.map((v, k) => (v === undefined ? undefined : v.initializer ? g.addInitializer(typed(v, k)) : g.addInput(typed(v, k))));
