@@ -153,6 +153,7 @@ export function registerOptimize(program: Command): void {
               target: flags.target,
               optimized,
               runtime: flags.runtime,
+              ...(flags.measure === false ? { measure: false } : {}),
               // held out: a generated input of its own seed stream, never one of the calibration inputs
               verifySamples: [...samplesFor(model, undefined, flags.seqLen, flags.seed + SEED_STREAM.heldOut, 1, flags.dim)],
               onProgress: (s) => p.stage(`report: ${s}`),

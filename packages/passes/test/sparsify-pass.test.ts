@@ -1,10 +1,11 @@
 // sparsifyPass on a graph: the chosen spec replaces the site's, the decision is recorded on the node and in
-// the notes; a site without calibration data keeps its spec and says so.
+// the notes; a site without calibration data keeps its spec and says so. A dry run only reports its decisions;
+// decisions given back (a rewrite turned down by keepAsWritten) are applied as they are.
 
-import { attentionNode, attentionParams, type AttentionParams, causal, gaussian, Graph, printSpec, tensorType, Value } from '@attnopt/ir';
+import { attentionNode, attentionParams, type AttentionParams, causal, gaussian, Graph, printGraph, printSpec, tensorType, Value } from '@attnopt/ir';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
-import { type SiteDecision, SPARSIFY_DECISION, sparsifyPass } from '../src/sparsify/index.js';
+import { keepAsWritten, type SiteDecision, SPARSIFY_DECISION, sparsifyPass } from '../src/sparsify/index.js';
 
 const N = 256;
 const D = 16;
@@ -48,5 +49,29 @@ describe('sparsifyPass', () => {
     expect(decision.bound).toBeLessThanOrEqual(1e-2);
     expect(printSpec(attentionParams(b!).spec)).toBe('causal');
     expect(result.notes.map((n) => n.message).join('\n')).toMatch(/site1: kept: no calibration data/);
+  });
+
+  it('a dry run leaves the graph as it is; decisions given back are applied instead of choosing again', () => {
+    const g = graph(1);
+    const before = printGraph(g);
+    const calibration = [{ id: 'site0', samples: [localSample(1)] }];
+    const proposed: SiteDecision[] = [];
+    const dry = runPipeline(g, [sparsifyPass({ calibration, seed: 1, allowUncertified: true, dryRun: true, onDecision: (d) => proposed.push(d) })]);
+    expect(dry.changed).toBe(false);
+    expect(printGraph(g)).toBe(before);
+    expect(proposed).toHaveLength(1);
+    expect(proposed[0]!.reasonDense).toBeUndefined();
+
+    const kept = keepAsWritten(proposed[0]!, causal(), 'measured no faster');
+    expect(kept).toMatchObject({ chosen: 'causal', exact: true, guarantee: 'exact', bound: 0, reasonDense: 'measured no faster' });
+    const applied = runPipeline(g, [sparsifyPass({ calibration, seed: 1, allowUncertified: true, decided: new Map([['site0', kept]]) })]);
+    expect(applied.changed).toBe(false);
+    expect(printSpec(attentionParams(g.nodes[0]!).spec)).toBe('causal');
+    expect(g.nodes[0]!.annotations.get(SPARSIFY_DECISION)).toBe(kept);
+    expect(applied.notes.map((n) => n.message).join('\n')).toMatch(/site0: kept causal: measured no faster/);
+
+    const rewritten = runPipeline(g, [sparsifyPass({ calibration, seed: 1, allowUncertified: true, decided: new Map([['site0', proposed[0]!]]) })]);
+    expect(rewritten.changed).toBe(true);
+    expect(printSpec(attentionParams(g.nodes[0]!).spec)).toBe(proposed[0]!.chosen);
   });
 });

@@ -41,13 +41,14 @@ const median = (xs: readonly number[]): number => {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-/** onnxruntime-node's CPU provider with the options a user's session gets by default (all graph optimizations). */
+/** onnxruntime-node's CPU provider, all graph optimizations (a user's session's default), intra-op threads not spinning. */
 export function onnxruntimeTimer(limits: TimerLimits = {}): SiteTimer {
   const minRounds = limits.minRounds ?? 5;
   const maxRounds = Math.max(minRounds, limits.maxRounds ?? 15);
   const budget = (limits.seconds ?? 2) * 1e3;
   return async ({ written, chosen, feeds }) => {
-    const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 3 };
+    // no spinning: the idle session's intra-op threads would otherwise spin beside the one that runs
+    const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 3, extra: { session: { intra_op: { allow_spinning: '0' } } } };
     const sessions = [await ort.InferenceSession.create(written, options), await ort.InferenceSession.create(chosen, options)] as const;
     try {
       const inputs = feeds.map((f) => Object.fromEntries(Object.entries(f).map(([name, t]) => [name, toOrt(t, name)])));

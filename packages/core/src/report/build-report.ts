@@ -40,7 +40,7 @@ import { DEFAULT_BUDGETS, tradeoffPoint } from './tradeoff.js';
 import { maxOf } from '../extremes.js';
 
 /**
- * decide's options (maxError, samples, seqLen, calibrationCount, seed, target, runtime), then the report's own.
+ * decide's options (maxError, samples, seqLen, calibrationCount, seed, target, runtime, measure), then the report's own.
  * Samples: an empty list also gets generated inputs (the heatmaps need some). The verify inputs of the
  * trade-off curve use seed + 1 (held out from calibration).
  */
@@ -188,6 +188,7 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
       runtime: options.runtime ?? 'onnxruntime',
       ...(options.allowStatistical === true ? { allowStatistical: true } : {}),
       ...(options.samplesFrom !== undefined ? { samplesFrom: options.samplesFrom } : {}),
+      ...(options.measure !== undefined ? { measure: options.measure } : {}),
       onStage: (s) => progress(`optimize (max error ${budget}): ${s}`),
     });
   const main = options.optimized ?? (await optimizeAt(maxError));
