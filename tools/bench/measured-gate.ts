@@ -23,7 +23,7 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const fixture = (m: string) => join(here, '..', 'fixtures', 'whole-models', `${m}.onnx`);
 
 /** The distinct forms of a model's sites, a site kept as written marked so. */
-const forms = (sites: readonly OptimizedSite[]) => [...new Set(sites.map((s) => (s.restored || s.reason !== undefined ? `${s.chosen} (kept)` : s.chosen)))].join('; ');
+const forms = (sites: readonly OptimizedSite[]) => [...new Set(sites.map((s) => `${s.chosen.replaceAll(' | ', ', ')}${s.restored ? ' (as written)' : ''}`))].join('; ');
 
 /** guarded-whole.ts's wall-time ratios to the first file, in file order. */
 function timed(files: readonly string[]): { ms: number; ratio: number }[] {

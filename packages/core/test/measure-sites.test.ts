@@ -5,12 +5,14 @@
 // rewrite stays with its measurement recorded. The pair the timer receives is checked as models: both run in
 // onnxruntime on the site's calibration input, and the chosen form stays within the budget of the written one
 // (float32 rounding aside, 1e-4). onnxruntime's own timer is run on that pair for what it returns (never for which
-// model is faster: speed is measured in benchmarks, not in tests).
+// model is faster: speed is measured in benchmarks, not in tests). A float16 site is timed on float16 inputs.
 
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { decide, loadModel, MEASURED_GAIN, onnxruntimeTimer, optimize, type SitePair, type SiteTiming } from '../src/index.js';
-import { causalAttention, localTensors, sample } from './helpers/guarded-site.js';
+import { floatToHalf, Graph, intAttr, tensorType, Value } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { type CalibrationSample, decide, loadModel, MEASURED_GAIN, onnxruntimeTimer, optimize, type SitePair, type SiteTiming } from '../src/index.js';
+import { causalAttention, H, localTensors, sample, W } from './helpers/guarded-site.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
@@ -28,12 +30,27 @@ function fixedTimer(writtenSeconds: number, chosenSeconds: number) {
   return { timer, pairs };
 }
 
-async function runPair(bytes: Uint8Array, feeds: SitePair['feeds'][number]): Promise<Float32Array> {
+async function runPair(bytes: Uint8Array, feeds: SitePair['feeds'][number]): Promise<ArrayLike<number>> {
   const s = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'disabled' });
-  const inputs = Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, new ort.Tensor('float32', t.data as Float32Array, [...t.shape])]));
+  const inputs = Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, new ort.Tensor(t.dtype === 'f16' ? 'float16' : 'float32', t.data as Float32Array, [...t.shape])]));
   const out = await s.run(inputs);
   await s.release();
-  return out[s.outputNames[0]!]!.data as Float32Array;
+  return out[s.outputNames[0]!]!.data as ArrayLike<number>;
+}
+
+/** The guarded test site in float16 (inputs, output and attention). */
+function causalAttentionF16(): Uint8Array {
+  const g = new Graph('causal_attention_f16');
+  const [q, k, v] = ['q', 'k', 'v'].map((x) => g.addInput(new Value(x, tensorType('f16', [1, 'seq', W]))));
+  const y = new Value('y', tensorType('f16', [1, 'seq', W]));
+  g.add({ op: 'Attention', name: 'attention', inputs: [q!, k!, v!], outputs: [y], attrs: { q_num_heads: intAttr(H), kv_num_heads: intAttr(H), is_causal: intAttr(1) } });
+  g.outputs.push(y);
+  return exportOnnx(newOnnxModel(g, { opset: 23 }));
+}
+
+function sampleF16(s: CalibrationSample): CalibrationSample {
+  const half = (x: CalibrationSample[string]) => ({ dtype: 'f16' as const, shape: x!.shape, data: Uint16Array.from(x!.data as Float32Array, floatToHalf) });
+  return { q: half(s.q), k: half(s.k), v: half(s.v) };
 }
 
 describe('rewrites measured against the site as written', () => {
@@ -82,5 +99,18 @@ describe('rewrites measured against the site as written', () => {
     expect(decided.sites[0]!.decision!.measuredTime).toBeUndefined();
     expect(decided.sites[0]!.guarantee).toBe('guarded');
     await expect(decide(loadModel(causalAttention()), { ...options, measure: true, target: 'webgpu' })).rejects.toThrow(/measure times the rewrites in onnxruntime-node/);
+  }, 300_000);
+
+  it('a float16 site is timed in float16: the pair reads the calibration tensors as half-precision bit patterns and runs', async () => {
+    const { timer, pairs } = fixedTimer(2e-3, 1e-3);
+    await decide(loadModel(causalAttentionF16()), { ...options, maxError: 1e-2, samples: [sampleF16(sample(localTensors(N, 1), N))], measure: timer });
+    expect(pairs).toHaveLength(1);
+    const feeds = pairs[0]!.feeds[0]!;
+    expect(feeds.in0!.dtype).toBe('f16');
+    expect(feeds.in0!.data).toBeInstanceOf(Uint16Array);
+    for (const bytes of [pairs[0]!.written, pairs[0]!.chosen]) {
+      const y = await runPair(bytes, feeds);
+      expect(y.length).toBe(N * W);
+    }
   }, 300_000);
 });

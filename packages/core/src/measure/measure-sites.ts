@@ -7,7 +7,7 @@
 //   SiteDecision(chosen F)  ->  SiteDecision(chosen F, measuredTime)          (F measured faster)
 //   SiteDecision(chosen F)  ->  keepAsWritten(measuredTime, reason)           (F measured no faster)
 
-import { AttentionInput, attentionParams, type DType, type Node } from '@attnopt/ir';
+import { AttentionInput, attentionParams, type DType, floatToHalf, type Node } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { inferDtype, keepAsWritten, type SiteCalibration, type SiteDecision, siteVariant } from '@attnopt/passes';
 import type { HostTensor } from '../calibrate/tensor.js';
@@ -42,6 +42,8 @@ function asDtype(t: { shape: readonly number[]; data: ArrayLike<number> }, dtype
       return { dtype, shape: t.shape, data: Float32Array.from(t.data) };
     case 'f64':
       return { dtype, shape: t.shape, data: Float64Array.from(t.data) };
+    case 'f16': // calibration widened it to float32; back to its 16-bit patterns
+      return { dtype, shape: t.shape, data: Uint16Array.from(t.data, floatToHalf) };
     case 'bool': // the passes read a boolean keep-mask as a 0 / -inf bias
       return { dtype, shape: t.shape, data: Uint8Array.from(t.data, (x) => (x === -Infinity ? 0 : 1)) };
     default:
@@ -71,7 +73,7 @@ function siteFeeds(node: Node, sample: SiteCalibration['samples'][number]): (Hos
     const t = byRole[k];
     if (t === undefined) throw new Error(`no calibration tensor for input ${k} (${v.name})`);
     const host = asDtype(t, dtype);
-    if (host === undefined) throw new Error(`input ${k} (${v.name}) is ${dtype}, which is not timed here (float32, float64 and bool are)`);
+    if (host === undefined) throw new Error(`input ${k} (${v.name}) is ${dtype}, which is not timed here (float32, float16, float64 and bool are)`);
     return host;
   });
 }
