@@ -38,6 +38,18 @@ async function runPair(bytes: Uint8Array, feeds: SitePair['feeds'][number]): Pro
   return out[s.outputNames[0]!]!.data as ArrayLike<number>;
 }
 
+/** Two copies of the guarded test site on the same inputs (two outputs): the same models, shapes and data. */
+function twoSites(): Uint8Array {
+  const g = new Graph('two_sites');
+  const [q, k, v] = ['q', 'k', 'v'].map((x) => g.addInput(new Value(x, tensorType('f32', [1, 'seq', W]))));
+  for (const name of ['y0', 'y1']) {
+    const y = new Value(name, tensorType('f32', [1, 'seq', W]));
+    g.add({ op: 'Attention', name: `attention_${name}`, inputs: [q!, k!, v!], outputs: [y], attrs: { q_num_heads: intAttr(H), kv_num_heads: intAttr(H), is_causal: intAttr(1) } });
+    g.outputs.push(y);
+  }
+  return exportOnnx(newOnnxModel(g, { opset: 23 }));
+}
+
 /** The guarded test site in float16 (inputs, output and attention). */
 function causalAttentionF16(): Uint8Array {
   const g = new Graph('causal_attention_f16');
@@ -112,5 +124,14 @@ describe('rewrites measured against the site as written', () => {
       const y = await runPair(bytes, feeds);
       expect(y.length).toBe(N * W);
     }
+  }, 300_000);
+
+  it('sites with the same models, input shapes and predicted fallback are timed once', async () => {
+    const { timer, pairs } = fixedTimer(2e-3, 1e-3);
+    const decided = await decide(loadModel(twoSites()), { ...options, measure: timer });
+    expect(decided.sites.map((p) => p.guarantee)).toEqual(['guarded', 'guarded']);
+    expect(pairs).toHaveLength(1);
+    expect(decided.sites[1]!.decision!.measuredTime).toEqual(decided.sites[0]!.decision!.measuredTime);
+    expect(decided.sites[1]!.decision!.notes.some((n) => /timed at site0: the same models, input shapes and predicted fallback/.test(n))).toBe(true);
   }, 300_000);
 });

@@ -7,11 +7,12 @@
 //   SiteDecision(chosen F)  ->  SiteDecision(chosen F, measuredTime)          (F measured faster)
 //   SiteDecision(chosen F)  ->  keepAsWritten(measuredTime, reason)           (F measured no faster)
 
+import { createHash } from 'node:crypto';
 import { AttentionInput, attentionParams, type DType, floatToHalf, type Node } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { inferDtype, keepAsWritten, type SiteCalibration, type SiteDecision, siteVariant } from '@attnopt/passes';
 import type { HostTensor } from '../calibrate/tensor.js';
-import type { SitePair, SiteTimer } from './site-timer.js';
+import type { SitePair, SiteTimer, SiteTiming } from './site-timer.js';
 
 /**
  * A rewrite stays when it runs in at most this fraction of the written time: the medians of alternating rounds
@@ -30,6 +31,11 @@ export interface MeasureContext {
   readonly timer: SiteTimer;
   /** The runtime's name, for the record (onnxruntime-node). */
   readonly runtime: string;
+  /**
+   * Timings by what decides them (both models' bytes, the inputs' shapes, the predicted fallback rate to the
+   * percent), with the site first timed: the layers of a model that share a form are timed once.
+   */
+  readonly timings?: Map<string, { readonly timing: SiteTiming; readonly site: string }>;
 }
 
 const ms = (s: number) => `${(s * 1e3).toPrecision(3)} ms`;
@@ -96,6 +102,14 @@ function sitePair(node: Node, decision: SiteDecision, calibration: SiteCalibrati
   return { written: bytes(undefined), chosen: bytes(decision), feeds };
 }
 
+const digest = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/** What a timing depends on: both models, the inputs' shapes and dtypes, the predicted fallback rate (to 1%). */
+function timingKey(pair: SitePair, decision: SiteDecision): string {
+  const inputs = pair.feeds.map((f) => Object.entries(f).map(([name, t]) => `${name}:${t.dtype}[${t.shape.join(',')}]`).join(' '));
+  return [digest(pair.written), digest(pair.chosen), ...inputs, (decision.fallbackRate ?? 0).toFixed(2)].join('|');
+}
+
 /**
  * `decision` for the site `node`, measured (see the comment at the top): as it is with its measuredTime when the
  * chosen form is faster, kept as written when not. A decision that keeps the site is returned as it is; one that
@@ -104,14 +118,22 @@ function sitePair(node: Node, decision: SiteDecision, calibration: SiteCalibrati
 export async function measureDecision(node: Node, decision: SiteDecision, calibration: SiteCalibration, ctx: MeasureContext): Promise<SiteDecision> {
   if (decision.reasonDense !== undefined) return decision;
   if (decision.groups === undefined && decision.guard === undefined && decision.chosen === decision.before) return decision; // nothing rewritten
-  let timing;
+  let timing: SiteTiming;
+  let timedAt: string | undefined;
   try {
-    timing = await ctx.timer(sitePair(node, decision, calibration, ctx));
+    const pair = sitePair(node, decision, calibration, ctx);
+    const key = timingKey(pair, decision);
+    const known = ctx.timings?.get(key);
+    timing = known?.timing ?? (await ctx.timer(pair));
+    timedAt = known?.site;
+    if (!known) ctx.timings?.set(key, { timing, site: decision.id });
   } catch (e) {
     return { ...decision, notes: [...decision.notes, `not measured in ${ctx.runtime} (the cost model's choice stands): ${(e as Error).message}`] };
   }
   const measuredTime = { runtime: ctx.runtime, ...timing };
-  const said = `${ms(timing.chosenSeconds)} chosen against ${ms(timing.writtenSeconds)} as written in ${ctx.runtime} (medians of ${timing.rounds} alternating rounds on ${inputsSaid(Math.min(MEASURED_SAMPLES, calibration.samples.length))})`;
+  const said =
+    `${ms(timing.chosenSeconds)} chosen against ${ms(timing.writtenSeconds)} as written in ${ctx.runtime} (medians of ${timing.rounds} alternating rounds on ${inputsSaid(Math.min(MEASURED_SAMPLES, calibration.samples.length))}` +
+    `${timedAt !== undefined ? `, timed at ${timedAt}: the same models, input shapes and predicted fallback` : ''})`;
   if (timing.chosenSeconds <= MEASURED_GAIN * timing.writtenSeconds) return { ...decision, measuredTime, notes: [...decision.notes, `measured ${said}`] };
   const reason = `${decision.chosen} was the cost model's choice (${ms(decision.timeBefore)} -> ${ms(decision.timeAfter)} predicted) but measured ${said}: a rewrite stays only at ${MEASURED_GAIN}x the written time or less`;
   return { ...keepAsWritten(decision, attentionParams(node).spec, reason), measuredTime };

@@ -35,9 +35,8 @@ async function measuredDecisions(state: CompileState, budget: number, calibratio
   const byId = new Map(calibration.map((c) => [c.id, c]));
   const native = (state.options.nativeAttention ?? true) && state.opset >= NATIVE_ATTENTION_OPSET ? { native: 'onnxruntime' as const } : {};
   const measured = new Map<string, SiteDecision>();
-  for (const { node, decision } of proposed) {
-    measured.set(decision.id, await measureDecision(node, decision, byId.get(decision.id)!, { opset: state.opset, ...native, timer, runtime: 'onnxruntime-node' }));
-  }
+  const ctx = { opset: state.opset, ...native, timer, runtime: 'onnxruntime-node', timings: state.timings };
+  for (const { node, decision } of proposed) measured.set(decision.id, await measureDecision(node, decision, byId.get(decision.id)!, ctx));
   return measured;
 }
 

@@ -8,6 +8,7 @@ import type { SiteFacts } from '../analyze.js';
 import type { CalibrationProvenance, DecideOptions, RelativeBudget } from '../decide.js';
 import { type AttnoptModel, modelOpset } from '../model.js';
 import type { OptimizeOptions } from '../optimize.js';
+import type { SiteTiming } from '../measure/site-timer.js';
 import type { SitePlan } from './plans.js';
 
 /** What recognition and the mask analysis need and record (all `analyze` runs). */
@@ -42,6 +43,8 @@ export interface CompileState extends AnalysisState {
   readonly decisions: Map<Node, SiteDecision>;
   readonly groupNodes: Map<Node, readonly Node[]>;
   relative: RelativeBudget | undefined;
+  /** Sparsify's timings of rewrites against their sites as written, shared by the sites (measure-sites.ts). */
+  readonly timings: Map<string, { readonly timing: SiteTiming; readonly site: string }>;
   /** Per site what was chosen, recorded before restoring and lowering replace the Attention nodes. */
   plans: readonly SitePlan[] | undefined;
   /** The sites put back as the ONNX nodes they were lifted from. */
@@ -102,6 +105,7 @@ export function compileState(model: AttnoptModel, options: OptimizeOptions): Com
     decisions: new Map(),
     groupNodes: new Map(),
     relative: undefined,
+    timings: new Map(),
     plans: undefined,
     restored: new Set(),
   };

@@ -34,7 +34,9 @@ export function siteVariant(site: Node, decision: SiteDecision | undefined, opti
   const copy = new Node({ domain: site.domain, op: site.op, name: 'site', inputs, outputs: site.outputs.map((v, k) => new Value(`out${k}`, v.type)), attrs: new Map(site.attrs) });
   g.addNode(copy);
   g.outputs.push(...copy.outputs);
-  if (decision !== undefined) applyDecision(copy, params, decision, 'site');
+  // named for no site in particular (the guard's flags take the decision's id): the same form at two sites gives
+  // the same model
+  if (decision !== undefined) applyDecision(copy, params, { ...decision, id: 'site' }, 'site');
   runPipeline(g, [lowerAttentionPass(options)]);
   return { graph: g, inputs };
 }
