@@ -13,6 +13,7 @@ import { floatToHalf, Graph, intAttr, tensorType, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { type CalibrationSample, decide, loadModel, MEASURED_GAIN, onnxruntimeTimer, optimize, type SitePair, type SiteTiming } from '../src/index.js';
 import { causalAttention, H, localTensors, sample, W } from './helpers/guarded-site.js';
+import { longAttentionBytes, longAttentionSample } from './helpers/long-attention.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
@@ -133,5 +134,21 @@ describe('rewrites measured against the site as written', () => {
     expect(pairs).toHaveLength(1);
     expect(decided.sites[1]!.decision!.measuredTime).toEqual(decided.sites[0]!.decision!.measuredTime);
     expect(decided.sites[1]!.decision!.notes.some((n) => /timed at site0: the same models, input shapes and predicted fallback/.test(n))).toBe(true);
+  }, 300_000);
+
+  it('head groups measured no faster: the site is not split; one form for every head is chosen again (dense here) and kept', async () => {
+    // head 1 reaches 8 times further than head 0: head 0 takes a window, head 1 stays dense (head-groups.test.ts)
+    const samples = [longAttentionSample(1, 512, [1, 8]), longAttentionSample(2, 512, [1, 8])];
+    const base = { samples, seqLen: 512, maxError: 1e-2, allowStatistical: true };
+    const split = await decide(loadModel(longAttentionBytes()), { ...base, measure: false });
+    expect(split.sites[0]!.groups).toHaveLength(2);
+    expect(split.sites[0]!.decision!.uniform!.chosen).toBe('dense');
+    const { timer, pairs } = fixedTimer(1e-3, 1e-3);
+    const kept = await decide(loadModel(longAttentionBytes()), { ...base, measure: timer });
+    const site = kept.sites[0]!;
+    expect(pairs).toHaveLength(1);
+    expect(site.groups).toBeUndefined();
+    expect(site).toMatchObject({ chosen: 'dense', exact: true, guarantee: 'exact' });
+    expect(site.reason).toMatch(/head 0: window.* was the cost model's choice .* but measured 1\.00 ms chosen against 1\.00 ms as written/);
   }, 300_000);
 });

@@ -36,7 +36,20 @@ async function measuredDecisions(state: CompileState, budget: number, calibratio
   const native = (state.options.nativeAttention ?? true) && state.opset >= NATIVE_ATTENTION_OPSET ? { native: 'onnxruntime' as const } : {};
   const measured = new Map<string, SiteDecision>();
   const ctx = { opset: state.opset, ...native, timer, runtime: 'onnxruntime-node', timings: state.timings };
-  for (const { node, decision } of proposed) measured.set(decision.id, await measureDecision(node, decision, byId.get(decision.id)!, ctx));
+  for (const { node, decision } of proposed) {
+    const c = byId.get(decision.id)!;
+    let d = await measureDecision(node, decision, c, ctx);
+    // head groups measured no faster: the cheapest form for every head, chosen again without groups, may still be
+    if (decision.groups !== undefined && d.reasonDense !== undefined) {
+      let uniform: SiteDecision | undefined;
+      sparsifyAt(state, budget, [c], { dryRun: true, headGroups: false, onDecision: (x) => (uniform = x) });
+      if (uniform !== undefined && uniform.reasonDense === undefined) {
+        const u = await measureDecision(node, uniform, c, ctx);
+        d = u.reasonDense === undefined ? { ...u, notes: [...u.notes, `head groups turned down: ${d.reasonDense}`] } : { ...d, notes: [...d.notes, `one form for every head turned down too: ${u.reasonDense}`] };
+      }
+    }
+    measured.set(decision.id, d);
+  }
   return measured;
 }
 
@@ -46,7 +59,7 @@ async function sparsifyMeasured(state: CompileState, budget: number, calibration
   return sparsifyAt(state, budget, calibration, { decided: await measuredDecisions(state, budget, calibration, timer) });
 }
 
-function sparsifyAt(state: CompileState, budget: number, calibration: readonly SiteCalibration[], extra: Pick<SparsifyPassOptions, 'decided' | 'dryRun' | 'onDecision'> = {}): PassResult {
+function sparsifyAt(state: CompileState, budget: number, calibration: readonly SiteCalibration[], extra: Pick<SparsifyPassOptions, 'decided' | 'dryRun' | 'onDecision' | 'headGroups'> = {}): PassResult {
   return sparsifyPass({
     budget,
     target: state.profile,
