@@ -18,7 +18,7 @@ const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : dflt);
 const SEQ = Number(opt('--seq-len', '1024'));
 const REPEATS = opt('--repeats', '15');
-const MODELS = opt('--models', 'bloom,falcon,mistral,llama-past,qwen2-past,bart,t5,whisper-decoder,longformer-local-global').split(',');
+const MODELS = opt('--models', 'bloom,falcon,mistral,llama-past,qwen2-past,t5,longformer-local-global').split(',');
 const here = fileURLToPath(new URL('.', import.meta.url));
 const fixture = (m: string) => join(here, '..', 'fixtures', 'whole-models', `${m}.onnx`);
 

@@ -9,10 +9,9 @@
 
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { floatToHalf, Graph, intAttr, tensorType, Value } from '@attnopt/ir';
-import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { floatToHalf } from '@attnopt/ir';
 import { type CalibrationSample, decide, loadModel, MEASURED_GAIN, onnxruntimeTimer, optimize, type SitePair, type SiteTiming } from '../src/index.js';
-import { causalAttention, H, localTensors, sample, W } from './helpers/guarded-site.js';
+import { causalAttention, localTensors, sample, W } from './helpers/guarded-site.js';
 import { longAttentionBytes, longAttentionSample } from './helpers/long-attention.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
@@ -37,28 +36,6 @@ async function runPair(bytes: Uint8Array, feeds: SitePair['feeds'][number]): Pro
   const out = await s.run(inputs);
   await s.release();
   return out[s.outputNames[0]!]!.data as ArrayLike<number>;
-}
-
-/** Two copies of the guarded test site on the same inputs (two outputs): the same models, shapes and data. */
-function twoSites(): Uint8Array {
-  const g = new Graph('two_sites');
-  const [q, k, v] = ['q', 'k', 'v'].map((x) => g.addInput(new Value(x, tensorType('f32', [1, 'seq', W]))));
-  for (const name of ['y0', 'y1']) {
-    const y = new Value(name, tensorType('f32', [1, 'seq', W]));
-    g.add({ op: 'Attention', name: `attention_${name}`, inputs: [q!, k!, v!], outputs: [y], attrs: { q_num_heads: intAttr(H), kv_num_heads: intAttr(H), is_causal: intAttr(1) } });
-    g.outputs.push(y);
-  }
-  return exportOnnx(newOnnxModel(g, { opset: 23 }));
-}
-
-/** The guarded test site in float16 (inputs, output and attention). */
-function causalAttentionF16(): Uint8Array {
-  const g = new Graph('causal_attention_f16');
-  const [q, k, v] = ['q', 'k', 'v'].map((x) => g.addInput(new Value(x, tensorType('f16', [1, 'seq', W]))));
-  const y = new Value('y', tensorType('f16', [1, 'seq', W]));
-  g.add({ op: 'Attention', name: 'attention', inputs: [q!, k!, v!], outputs: [y], attrs: { q_num_heads: intAttr(H), kv_num_heads: intAttr(H), is_causal: intAttr(1) } });
-  g.outputs.push(y);
-  return exportOnnx(newOnnxModel(g, { opset: 23 }));
 }
 
 function sampleF16(s: CalibrationSample): CalibrationSample {
@@ -116,7 +93,7 @@ describe('rewrites measured against the site as written', () => {
 
   it('a float16 site is timed in float16: the pair reads the calibration tensors as half-precision bit patterns and runs', async () => {
     const { timer, pairs } = fixedTimer(2e-3, 1e-3);
-    await decide(loadModel(causalAttentionF16()), { ...options, maxError: 1e-2, samples: [sampleF16(sample(localTensors(N, 1), N))], measure: timer });
+    await decide(loadModel(causalAttention({ dtype: 'f16' })), { ...options, maxError: 1e-2, samples: [sampleF16(sample(localTensors(N, 1), N))], measure: timer });
     expect(pairs).toHaveLength(1);
     const feeds = pairs[0]!.feeds[0]!;
     expect(feeds.in0!.dtype).toBe('f16');
@@ -129,7 +106,7 @@ describe('rewrites measured against the site as written', () => {
 
   it('sites with the same models, input shapes and predicted fallback are timed once', async () => {
     const { timer, pairs } = fixedTimer(2e-3, 1e-3);
-    const decided = await decide(loadModel(twoSites()), { ...options, measure: timer });
+    const decided = await decide(loadModel(causalAttention({ outputs: ['y0', 'y1'] })), { ...options, measure: timer });
     expect(decided.sites.map((p) => p.guarantee)).toEqual(['guarded', 'guarded']);
     expect(pairs).toHaveLength(1);
     expect(decided.sites[1]!.decision!.measuredTime).toEqual(decided.sites[0]!.decision!.measuredTime);

@@ -16,12 +16,16 @@ export interface Tensors {
   readonly v: Float32Array;
 }
 
-export function causalAttention(): Uint8Array {
+/** The site in `dtype` (default float32); with `outputs` names, one copy of it per name, all on the same q, k, v. */
+export function causalAttention(options: { dtype?: 'f32' | 'f16'; outputs?: readonly string[] } = {}): Uint8Array {
+  const dtype = options.dtype ?? 'f32';
   const g = new Graph('causal_attention');
-  const [q, k, v] = ['q', 'k', 'v'].map((x) => g.addInput(new Value(x, tensorType('f32', [1, 'seq', W]))));
-  const y = new Value('y', tensorType('f32', [1, 'seq', W]));
-  g.add({ op: 'Attention', name: 'attention', inputs: [q!, k!, v!], outputs: [y], attrs: { q_num_heads: intAttr(H), kv_num_heads: intAttr(H), is_causal: intAttr(1) } });
-  g.outputs.push(y);
+  const [q, k, v] = ['q', 'k', 'v'].map((x) => g.addInput(new Value(x, tensorType(dtype, [1, 'seq', W]))));
+  for (const name of options.outputs ?? ['y']) {
+    const y = new Value(name, tensorType(dtype, [1, 'seq', W]));
+    g.add({ op: 'Attention', name: `attention_${name}`, inputs: [q!, k!, v!], outputs: [y], attrs: { q_num_heads: intAttr(H), kv_num_heads: intAttr(H), is_causal: intAttr(1) } });
+    g.outputs.push(y);
+  }
   return exportOnnx(newOnnxModel(g, { opset: 23 }));
 }
 

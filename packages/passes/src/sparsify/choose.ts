@@ -37,6 +37,7 @@ import { globalTokenCandidates, globalTokensOf } from './global-tokens.js';
 import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, mergedStats, recomputedRowRate } from './evaluate.js';
 import { groupsText, type HeadGroup, headsText, planHeadGroups } from './head-groups.js';
 import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRankHead } from './lowrank.js';
+import { keptFields } from './kept.js';
 import { headResolver } from './resolve.js';
 
 /** What a site's rewrite promises: the same function, a bound on every input checked at run time, or on the calibration data only. */
@@ -282,13 +283,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     target: target.name,
     budget,
     before: printSpec(baseline),
-    chosenSpec: baseline,
-    chosen: printSpec(baseline),
-    exact: true,
-    certified: true,
-    guarantee: 'exact',
-    bound: 0,
-    measuredError: 0,
+    ...keptFields(baseline),
     flopsBefore: before?.flops ?? NaN,
     flopsAfter: before?.flops ?? NaN,
     timeBefore: before?.time ?? NaN,

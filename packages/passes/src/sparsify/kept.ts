@@ -5,18 +5,17 @@
 import { type AttentionSpec, printSpec } from '@attnopt/ir';
 import type { SiteDecision } from './choose.js';
 
+/** What a decision that keeps the site's own spec `baseline` says of it: the same function, error 0. */
+export function keptFields(baseline: AttentionSpec) {
+  return { chosenSpec: baseline, chosen: printSpec(baseline), exact: true, certified: true, guarantee: 'exact', bound: 0, measuredError: 0 } as const;
+}
+
 /** `d` turned down at a site whose own spec is `baseline`: kept as written, `reason` saying why. */
 export function keepAsWritten(d: SiteDecision, baseline: AttentionSpec, reason: string): SiteDecision {
   const { guard: _guard, fallbackRate: _rate, confidence: _confidence, calibrationRows: _rows, groups: _groups, uniform: _uniform, ...rest } = d;
   return {
     ...rest,
-    chosenSpec: baseline,
-    chosen: printSpec(baseline),
-    exact: true,
-    certified: true,
-    guarantee: 'exact',
-    bound: 0,
-    measuredError: 0,
+    ...keptFields(baseline),
     flopsAfter: d.flopsBefore,
     timeAfter: d.timeBefore,
     reasonDense: reason,
