@@ -88,11 +88,13 @@ function formatOutput(o: OutputComparison): string {
 /** The guarded sites' fallback measured on these inputs (in the runtime that ran them), one line each. */
 function formatFallback(rates: VerifyReport['guardFallback']): string {
   if (rates === undefined || rates.length === 0) return '';
-  // the CPU kernel recomputes a flagged row with its strip of 4; a lowered site, in every (batch, head), as many
-  // rows as the one with the most: the triples recomputed are its dense work
-  const recomputed = (r: GuardFallbackRate) =>
-    r.recomputed !== undefined && r.recomputed > r.fellBack ? `; ${(100 * (r.recomputed / r.checked)).toPrecision(3)}% recomputed densely (${r.recomputed} of ${r.checked})` : '';
-  const line = (r: GuardFallbackRate) => `\n  guarded ${r.site}: ${(100 * r.rate).toPrecision(3)}% of (batch, head, row) over the budget at run time (${r.fellBack} of ${r.checked}${recomputed(r)})`;
+  const strips = (r: GuardFallbackRate) => (r.recomputed !== undefined && r.recomputed > r.fellBack ? `; ${r.recomputed} recomputed with the rows of their strips of 4` : '');
+  // a lowered site recomputes a row in every head when one head falls back there: its flags' rows are its dense work
+  const line = (r: GuardFallbackRate) =>
+    r.rows !== undefined && r.rowsRecomputed !== undefined && r.rows > 0
+      ? `\n  guarded ${r.site}: ${(100 * r.rate).toPrecision(3)}% of (batch, head, row) over the budget at run time (${r.fellBack} of ${r.checked}); ` +
+        `their rows, ${(100 * (r.rowsRecomputed / r.rows)).toPrecision(3)}% of (batch, row), recomputed densely in every head (${r.rowsRecomputed} of ${r.rows})`
+      : `\n  guarded ${r.site}: ${(100 * r.rate).toPrecision(3)}% of (batch, head, row) recomputed densely at run time (${r.fellBack} of ${r.checked}${strips(r)})`;
   return rates.map(line).join('');
 }
 

@@ -24,11 +24,16 @@ export interface GuardFallbackRate {
   /** fellBack / checked (0 when nothing was checked). */
   readonly rate: number;
   /**
-   * The triples recomputed densely, at least fellBack: attnopt's guarded CPU kernel recomputes a flagged row with
-   * the rows of its strip of 4; the lowered (ONNX) site recomputes in every (batch, head) of a run as many rows as
-   * the (batch, head) with the most fallback rows (its TopK of the flags).
+   * attnopt's guarded CPU kernel: the triples it recomputed, at least fellBack (a flagged row is recomputed with
+   * the rows of its strip of 4).
    */
   readonly recomputed?: number;
+  /**
+   * The lowered (ONNX) site: (batch, query row) pairs checked, and those where some head fell back. The lowering
+   * recomputes such a row densely in every head, so these, not the triples, are the dense work it did.
+   */
+  readonly rows?: number;
+  readonly rowsRecomputed?: number;
 }
 
 /**
@@ -65,31 +70,33 @@ export async function measureGuardFallback(optimizedModel: string | Uint8Array, 
 
 /** Checked and fallen-back (batch, head, row) triples summed per site label, in the order sites first report. */
 export class GuardFallbackTally {
-  private readonly sums = new Map<string, { checked: number; fellBack: number; recomputed?: number }>();
+  private readonly sums = new Map<string, { checked: number; fellBack: number; recomputed?: number; rows?: number; rowsRecomputed?: number }>();
 
-  add(site: string, checked: number, fellBack: number, recomputed?: number): void {
+  add(site: string, checked: number, fellBack: number, recomputed?: number, rows?: { checked: number; recomputed: number }): void {
     const prev = this.sums.get(site) ?? { checked: 0, fellBack: 0 };
     const more = recomputed === undefined && prev.recomputed === undefined ? {} : { recomputed: (prev.recomputed ?? prev.fellBack) + (recomputed ?? fellBack) };
-    this.sums.set(site, { ...prev, checked: prev.checked + checked, fellBack: prev.fellBack + fellBack, ...more });
+    const byRow = rows === undefined ? {} : { rows: (prev.rows ?? 0) + rows.checked, rowsRecomputed: (prev.rowsRecomputed ?? 0) + rows.recomputed };
+    this.sums.set(site, { ...prev, checked: prev.checked + checked, fellBack: prev.fellBack + fellBack, ...more, ...byRow });
   }
 
   /**
    * One run's fallback flags of a site (truthy: the certificate exceeded the budget there). With their dims
-   * [batch, heads, rows], also the triples the lowering recomputes: in every (batch, head) as many rows as the one
-   * with the most.
+   * [batch, heads, rows], also the (batch, row) pairs where some head fell back: the rows the lowering recomputes.
    */
   addFlags(site: string, flags: ArrayLike<boolean | number | bigint>, dims?: readonly number[]): void {
     let fell = 0;
     for (let k = 0; k < flags.length; k++) if (flags[k]) fell++;
     if (dims?.length !== 3) return this.add(site, flags.length, fell);
     const [B, H, S] = dims as [number, number, number];
-    let most = 0;
-    for (let bh = 0; bh < B * H; bh++) {
-      let count = 0;
-      for (let i = 0; i < S; i++) if (flags[bh * S + i]) count++;
-      most = Math.max(most, count);
+    let any = 0;
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < S; i++) {
+        let h = 0;
+        while (h < H && !flags[(b * H + h) * S + i]) h++;
+        if (h < H) any++;
+      }
     }
-    this.add(site, flags.length, fell, B * H * most);
+    this.add(site, flags.length, fell, undefined, { checked: B * S, recomputed: any });
   }
 
   rates(): GuardFallbackRate[] {

@@ -35,10 +35,7 @@ describe('verify --runtime attnopt-cpu measures the guarded fallback', () => {
     expect(rate!.fellBack).toBeGreaterThanOrEqual(lowerBound);
     expect(rate!.fellBack).toBeLessThanOrEqual(rate!.checked);
     expect(rate!.rate).toBeCloseTo(rate!.fellBack / rate!.checked, 12);
-    // the lowering recomputes in every head as many rows as the head with the most fallback rows
-    expect(rate!.recomputed! % H).toBe(0);
-    expect(rate!.recomputed!).toBeGreaterThanOrEqual(rate!.fellBack);
-    expect(rate!.recomputed!).toBeLessThanOrEqual(H * Math.min(rate!.fellBack, N));
+    expect(rate!.recomputed).toBeUndefined(); // the lowering recomputes exactly the flagged rows
     expect(report.withinCertified).toBe(true);
   }, 300_000);
 

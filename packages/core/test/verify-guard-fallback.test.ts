@@ -34,11 +34,11 @@ describe('verify measures the guarded fallback at run time', () => {
     expect(rate!.fellBack).toBeGreaterThanOrEqual(lowerBound);
     expect(rate!.fellBack).toBeLessThanOrEqual(rate!.checked);
     expect(rate!.rate).toBeCloseTo(rate!.fellBack / rate!.checked, 12);
-    // the triples the lowering recomputes: in every head as many rows as the head with the most (one batch), so a
-    // multiple of H, at least the fallen-back triples and at most H rows per one of them
-    expect(rate!.recomputed! % H).toBe(0);
-    expect(rate!.recomputed!).toBeGreaterThanOrEqual(rate!.fellBack);
-    expect(rate!.recomputed!).toBeLessThanOrEqual(H * Math.min(rate!.fellBack, N));
+    // the rows the lowering recomputes (in every head): those where some head fell back, between the fallen-back
+    // triples spread over all heads and one row per triple
+    expect(rate!.rows).toBe(N);
+    expect(rate!.rowsRecomputed!).toBeGreaterThanOrEqual(Math.ceil(rate!.fellBack / H));
+    expect(rate!.rowsRecomputed!).toBeLessThanOrEqual(Math.min(rate!.fellBack, N));
     // the report's trade-off point carries the same measurement per site
     const point = await tradeoffPoint(BUDGET, original, result, [sample(t, N)]);
     expect(point.guardFallback).toEqual({ site0: rate!.rate });

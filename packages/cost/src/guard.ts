@@ -8,7 +8,7 @@
 //                                                                                   ~12 passes over [B,H,nq,nKB]
 //   kept mass             ReduceMax of the kept logits and of their probabilities: 2 passes over the sparse scores
 //   V's range and rows    ReduceMin / ReduceMax over V; per row (log B, log Z_S, Sigmoid, bound, flags) ~16
-//                         passes over [B,H,nq]; TopK of the flags, the fallback gathers on no row
+//                         passes over [B,H,nq]; NonZero, the fallback gathers on no row
 //   and about 150 nodes of index arithmetic, each the profile's per-op overhead (a fused kernel runs all of it as
 //   three steps: the summaries, the bound, the per-row certificate).
 // The fallback rows' dense recomputation is not here: the chooser adds it at the predicted fallback rate.

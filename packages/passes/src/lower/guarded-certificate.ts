@@ -14,13 +14,11 @@
 //                        log B = log-sum-exp(U + log count), log Z_S = max kept logit - log(its probability),
 //                        m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range over all keys), widened
 //                        by 1e-3 relative; rows that drop a key and whose bound > budget (NaN counts as over, and a
-//                        row that keeps no key gets NaN: its sparse output 0 is no convex combination of V) are
-//                        recomputed per (batch, head): F = the most such rows of any (batch, head), TopK(F) of the
-//                        flags gives each (batch, head) its F rows (all of its own, then rows it need not
-//                        recompute, exact anyway), GatherND of q, dense attention over the baseline's keys (scores
-//                        as qf Kᵀ, the transpose fused into the MatMul: none of all of K; an additive 0 / -inf
-//                        mask; rows with no key left zeroed on the output rows [B, H, F, Dv]), ScatterND of whole
-//                        rows back over the sparse output.
+//                        row that keeps no key gets NaN: its sparse output 0 is no convex combination of V), in
+//                        any batch and head, are recomputed: NonZero, Gather, dense attention over the baseline's
+//                        keys (scores as qf Kᵀ, the transpose fused into the MatMul: none of all of K; an additive
+//                        0 / -inf mask shared by the heads; rows with no key left zeroed on the output rows
+//                        [F, Dv]), ScatterND of whole rows back over the sparse output.
 // With a key bias, log B is also widened by 1e-4 (|largest term| + |largest kept score|) (the terms that carry the
 // sums). Float32 rounding in the summaries, the bias and the scores so cannot turn a row over the budget into a
 // kept one.
@@ -289,36 +287,29 @@ export function guardedFromLogB(b: NodeBuilder, x: GuardedSite, c: LogBInputs): 
   const dropsSome = c.dropsSome();
   // named for the site (a verify-only copy of the model reads it as an output: the run-time fallback rate)
   const fallsBack = b.op('And', [b.op('Not', [ok], 'guard_over_or_nan'), dropsSome], x.site !== undefined ? `${GUARD_FALLBACK_VALUE}.${x.site}` : GUARD_FALLBACK_VALUE);
+  const anyHead = reduce('ReduceMax', b.cast(fallsBack, 'f32', 'guard_falls_back_f'), [0, 1], 'guard_falls_back_rows');
 
-  // per (batch, head) the F rows to recompute, F the most fallback rows of any (batch, head): TopK of the flags
-  // takes every fallback row of a (batch, head) and, where it has fewer than F, some rows that did not fall back
-  // (recomputed densely too: exact, so only more accurate). A head recomputes its own rows, not the union of
-  // every head's.
-  const flags = b.cast(fallsBack, 'f32', 'guard_falls_back_f');
-  const most = b.cast(reduce('ReduceMax', reduce('ReduceSum', flags, [2], 'guard_fallback_counts'), [0, 1], 'guard_fallback_most', true), 'i64', 'guard_fallback_most_i64');
-  const int = (value: number) => ({ type: 'int', value: BigInt(value) }) as const;
-  const top = b.node({ op: 'TopK', inputs: [flags, b.reshape(most, [1], 'guard_fallback_k')], attrs: { axis: int(-1), largest: int(1), sorted: int(0) } }, 'guard_fallback_top', 2);
-  const idx = b.reshape(top[1]!, [0, 0, -1, 1], 'guard_fallback_rows');
-  const qf = b.op('GatherND', [x.q, idx], 'guard_q_rows', { batch_dims: int(2) });
+  // the fallback rows, dense over the baseline's keys, scattered over the sparse output
+  const idx = b.reshape(b.op('NonZero', [anyHead], 'guard_fallback_nz'), [-1], 'guard_fallback_rows');
+  const qf = b.op('Gather', [x.q, idx], 'guard_q_rows', axis(2));
   // scores as qf Kᵀ with the transpose of K fused into the MatMul (onnxruntime's FusedMatMul transB): the Reshape
   // (no copy) keeps it from merging into the transpose that made K [B, H, T, D], which no MatMul can take
   const kRows = b.reshape(x.k, [0, 0, -1, x.headDim], 'guard_k_rows');
   const qk = b.op('MatMul', [qf, b.transpose(kRows, [0, 1, 3, 2], 'guard_k_t')], 'guard_qk');
   const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
-  const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: idx, cols, bottomRight });
+  const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
   const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
   const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
   const yRows = b.op('MatMul', [fallbackSoftmax(b, x, x.score(qk, 'guard_scores'), keep), x.v], 'guard_y_rows');
-  // a row with no key left (another batch's kvLength, a key bias -inf on every key, a row the baseline itself
-  // leaves no key that a head recomputes because another head has more fallback rows) is all NaN: 0, the ONNX
-  // Attention convention, zeroed on the output rows [B, H, F, Dv] rather than on the probabilities [B, H, F, T]
-  const yf = b.op('Where', [b.op('IsNaN', [yRows], 'guard_y_rows_isnan'), b.scalar('guard_y_rows_zero', x.dtype, 0), yRows], 'guard_y_rows_masked');
+  // a row with no key left (another batch's kvLength, a key bias -inf on every key) is all NaN: 0, the ONNX
+  // Attention convention, zeroed on the output rows [F, Dv] rather than on the probabilities [F, T]
+  const yf = x.kvLength || x.keyBias ? b.op('Where', [b.op('IsNaN', [yRows], 'guard_y_rows_isnan'), b.scalar('guard_y_rows_zero', x.dtype, 0), yRows], 'guard_y_rows_masked') : yRows;
   // ScatterND over (batch, head, row) index triples [B, H, F, 3]: each update a whole row of Dv values
   const yShape = b.op('Shape', [yf], 'guard_y_rows_shape');
   const indexAlong = (a: number, what: string) => b.op('Range', [i64(0, `${what}_0`), b.op('Gather', [yShape, i64(a, `${what}_axis`)], `${what}_count`, axis(0)), i64(1, `${what}_1`)], what);
   const batchIndex = b.reshape(indexAlong(0, 'guard_batch_index'), [-1, 1, 1, 1], 'guard_batch_index_4d');
   const headIndex = b.reshape(indexAlong(1, 'guard_head_index'), [1, -1, 1, 1], 'guard_head_index_4d');
-  const rowIndex = idx;
+  const rowIndex = b.reshape(idx, [1, 1, -1, 1], 'guard_fallback_4d');
   const full = b.op('Shape', [b.op('Add', [b.op('Add', [batchIndex, headIndex], 'guard_bh_index'), rowIndex], 'guard_bhf_index')], 'guard_scatter_shape');
   const spread = (t: Value, what: string) => b.op('Expand', [t, full], what);
   const at = b.op('Concat', [spread(batchIndex, 'guard_scatter_b'), spread(headIndex, 'guard_scatter_h'), spread(rowIndex, 'guard_scatter_f')], 'guard_scatter_index', axis(3));
@@ -328,10 +319,9 @@ export function guardedFromLogB(b: NodeBuilder, x: GuardedSite, c: LogBInputs): 
 /**
  * The fallback rows' softmax over the baseline's keys: the mask as an additive 0 / -inf bias [F, T] (per batch
  * [B, 1, F, T] with kvLength) shared by the heads, cheaper than a Where over [B, H, F, T]; with a key bias, the mask
- * folded into it. Each fallback row drops a key, so it keeps one: no fallback row is fully masked, except in another
- * batch whose kvLength leaves it no key, or where a key bias is -inf on every baseline key; a row recomputed only
- * because another head has more fallback rows may keep no key either (their softmax NaN, zeroed on the output rows by
- * the caller).
+ * folded into it. Each fallback row drops a
+ * key, so it keeps one: no row is fully masked, except in another batch whose kvLength leaves it no key, or where a
+ * key bias is -inf on every baseline key (its softmax NaN, zeroed on the output rows by the caller).
  */
 function fallbackSoftmax(b: NodeBuilder, x: GuardedSite, scores: Value, keep: Value | undefined): Value {
   const sm = x.softmaxType ?? x.dtype;

@@ -374,7 +374,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   // a guarded form costs its sparse form, its run-time certificate, and its predicted fallback rows dense
   const guardFor = (f: AttentionSpec): AttentionGuard => ({ budget, blockSize: guardBlockSize(f, blockSize), baseline });
   const certificate = masks.map((f, k) => (guardWhy[k] === undefined ? certificateCost(params, f, guardFor(f), dims, target, evaluated[k]!.cost.computedPairs, nodes) : 0));
-  // the fallback rows are recomputed densely, in every head as many as the head with the most (the lowering's rows)
+  // the fallback rows are recomputed densely in every head when any head falls back there (the lowering's rows)
   const guardedTime = (k: number, s: CandidateStats) => evaluated[k]!.cost.time + certificate[k]! + recomputedRowRate(s) * before.time;
   const guardOf = (k: number, s: CandidateStats): AttentionGuard | undefined =>
     guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? guardFor(masks[k]!) : undefined;

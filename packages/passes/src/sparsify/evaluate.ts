@@ -31,11 +31,12 @@ export interface CandidateStats {
   /** Rows whose guarded certificate m_hat R exceeds the guard budget (a guarded site recomputes them densely). */
   fallbackRows: number;
   /**
-   * Per call (the row ids' EvaluateOptions.rowBase / 2^20: sample · 65536 + batch) its rows evaluated and those that
-   * fell back; over several heads (mergedStats) the most of any head. The guarded lowering recomputes in every
-   * (batch, head) of a call's sample as many rows as the (batch, head) with the most fallback rows (recomputedRowRate).
+   * The ids (EvaluateOptions.rowBase + i) of the rows evaluated and of those that fell back: the guarded lowering
+   * recomputes a row in every head of its Attention when any head falls back there, so over several heads the rows
+   * recomputed are the union of the heads' fallback rows.
    */
-  calls: Map<number, { rows: number; fallback: number }>;
+  rowIds: Set<number>;
+  fallbackIds: Set<number>;
   /** max over rows of the guarded certificate m_hat (>= maxDroppedMass). */
   maxCertifiedMass: number;
   /** The statistical tier's fit / held-out split: bound (mask forms) or error (low-rank) max over the fit rows. */
@@ -45,45 +46,12 @@ export interface CandidateStats {
 }
 
 export function emptyStats(): CandidateStats {
-  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, calls: new Map(), maxCertifiedMass: 0, fitBound: 0, heldOut: [] };
+  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, rowIds: new Set(), fallbackIds: new Set(), maxCertifiedMass: 0, fitBound: 0, heldOut: [] };
 }
 
-/** Calls per sample in the row ids (EvaluateOptions.rowBase = (sample · CALLS_PER_SAMPLE + batch) · 2^20). */
-const CALLS_PER_SAMPLE = 65536;
-const ROWS_PER_CALL = 2 ** 20;
-
-/**
- * The share of rows a guarded Attention over these stats' heads recomputes, in each head: per sample, every
- * (batch, head) recomputes as many rows as the (batch, head) with the most fallback rows (the lowering's TopK of its
- * flags), out of the rows evaluated.
- */
+/** The share of rows a guarded Attention over these stats' heads recomputes (in every head): see CandidateStats.fallbackIds. */
 export function recomputedRowRate(s: CandidateStats): number {
-  if (s.calls.size === 0) return s.rows > 0 ? s.fallbackRows / s.rows : 1;
-  const samples = new Map<number, { batches: number; most: number; rows: number }>();
-  for (const [call, c] of s.calls) {
-    const key = Math.floor(call / CALLS_PER_SAMPLE);
-    const x = samples.get(key) ?? { batches: 0, most: 0, rows: 0 };
-    samples.set(key, { batches: x.batches + 1, most: Math.max(x.most, c.fallback), rows: x.rows + c.rows });
-  }
-  let recomputed = 0;
-  let rows = 0;
-  for (const x of samples.values()) {
-    recomputed += x.batches * x.most;
-    rows += x.rows;
-  }
-  return rows > 0 ? Math.min(1, recomputed / rows) : 1;
-}
-
-/** Per call, the rows and the most fallback rows of any of `stats` (one head each, or merged already). */
-function mergedCalls(stats: readonly CandidateStats[]): CandidateStats['calls'] {
-  const out: CandidateStats['calls'] = new Map();
-  for (const s of stats) {
-    for (const [call, c] of s.calls) {
-      const x = out.get(call);
-      out.set(call, x ? { rows: Math.max(x.rows, c.rows), fallback: Math.max(x.fallback, c.fallback) } : { ...c });
-    }
-  }
-  return out;
+  return s.rowIds.size > 0 ? s.fallbackIds.size / s.rowIds.size : s.rows > 0 ? s.fallbackRows / s.rows : 1;
 }
 
 /** The stats of one form over several heads: the worst bound, error and masses, rows summed. */
@@ -95,7 +63,8 @@ export function mergedStats(stats: readonly CandidateStats[]): CandidateStats {
     rows: stats.reduce((a, s) => a + s.rows, 0),
     maxDroppedMass: Math.max(...stats.map((s) => s.maxDroppedMass)),
     fallbackRows: stats.reduce((a, s) => a + s.fallbackRows, 0),
-    calls: mergedCalls(stats),
+    rowIds: new Set(stats.flatMap((s) => [...s.rowIds])),
+    fallbackIds: new Set(stats.flatMap((s) => [...s.fallbackIds])),
     maxCertifiedMass: Math.max(...stats.map((s) => s.maxCertifiedMass)),
     fitBound: Math.max(...stats.map((s) => s.fitBound)),
     heldOut: stats.flatMap((s) => s.heldOut),
@@ -155,10 +124,7 @@ export interface EvaluateOptions {
   readonly guardBlockSize?: number;
   /** Rows held out of the fit (1) for the statistical tier's conformal quantile; default none. */
   readonly heldOut?: Uint8Array;
-  /**
-   * Row i's id is rowBase + i, rowBase = (sample · 65536 + batch) · 2^20: the same query row of the same sample and
-   * batch in every head; default 0.
-   */
+  /** Row i's id is rowBase + i (the same query row of the same sample and batch in every head); default 0. */
   readonly rowBase?: number;
 }
 
@@ -252,13 +218,11 @@ export function evaluateHead(
           : groups
             ? lshDroppedMass(qRow, groups.rounds, groups.keptGroups(i), head.scale, head.softcap, logZKept)
             : guardedDroppedMass(qRow, summaries, head.scale, head.softcap, logZKept, counts, blockBias);
-      const call = Math.floor(((options.rowBase ?? 0) + i) / ROWS_PER_CALL);
-      const tally = st.calls.get(call) ?? { rows: 0, fallback: 0 };
-      st.calls.set(call, tally);
-      tally.rows++;
+      const id = (options.rowBase ?? 0) + i;
+      st.rowIds.add(id);
       if (guardFallsBack(mHat, range, guardBudget)) {
         st.fallbackRows++;
-        tally.fallback++;
+        st.fallbackIds.add(id);
       }
       st.maxCertifiedMass = Math.max(st.maxCertifiedMass, mHat);
       st.rows++;

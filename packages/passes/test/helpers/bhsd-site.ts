@@ -68,27 +68,3 @@ export const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number =
   for (let t = 0; t < a.length; t++) m = Math.max(m, Math.abs(a[t]! - b[t]!));
   return m;
 };
-
-/**
- * The guarded output `g` against its fallback flags [H, n] (one batch): a flagged (head, row) is the dense row,
- * within `rounding` of `ref`; an unflagged one is the sparse row `u` bit for bit, or the dense row too, since each
- * head recomputes as many rows as the head with the most fallback rows (the lowering's TopK of the flags), so a
- * head with fewer recomputes some unflagged rows, at most the difference.
- */
-export function expectRowsAsFlagged(g: Float64Array, u: Float64Array, ref: Float64Array, flags: ArrayLike<number>, H: number, n: number, D: number, rounding: number): void {
-  const counts = Array.from({ length: H }, (_, h) => Array.from({ length: n }, (_, i) => flags[h * n + i]!).filter((f) => f === 1).length);
-  const most = Math.max(...counts);
-  for (let h = 0; h < H; h++) {
-    let extra = 0;
-    for (let i = 0; i < n; i++) {
-      const at = (t: Float64Array) => t.subarray((h * n + i) * D, (h * n + i + 1) * D);
-      if (flags[h * n + i] === 1) {
-        expect(maxAbsDiff(at(g), at(ref)), `head ${h} row ${i} (fell back)`).toBeLessThanOrEqual(rounding);
-      } else if (maxAbsDiff(at(g), at(u)) !== 0) {
-        expect(maxAbsDiff(at(g), at(ref)), `head ${h} row ${i} (neither sparse nor dense)`).toBeLessThanOrEqual(rounding);
-        extra++;
-      }
-    }
-    expect(extra, `head ${h}: rows recomputed beyond its own ${counts[h]}`).toBeLessThanOrEqual(most - counts[h]!);
-  }
-}
