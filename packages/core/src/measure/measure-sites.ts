@@ -2,8 +2,8 @@
 // sizes, many small nodes, a runtime's dispatch overhead on a machine it was not fitted on) a chosen form can run
 // slower than the site as written. So each site the chooser rewrites is built twice as a model of its own (the
 // site as written and in its chosen form, lowered as optimize lowers them), both are timed side by side on the
-// site's calibration inputs (at most MEASURED_SAMPLES of them), and the rewrite stays only where it runs in at most MEASURED_GAIN of the
-// written time; otherwise the site is kept as written, the measurement saying why.
+// site's calibration inputs (at most MEASURED_SAMPLES of them), and the rewrite stays only where it runs in at
+// most MEASURED_GAIN of the written time; otherwise the site is kept as written, the measurement saying why.
 //   SiteDecision(chosen F)  ->  SiteDecision(chosen F, measuredTime)          (F measured faster)
 //   SiteDecision(chosen F)  ->  keepAsWritten(measuredTime, reason)           (F measured no faster)
 

@@ -19,7 +19,7 @@ import type { CompileState } from './state.js';
  * default onnxruntime-node's for the onnxruntime-cpu target unless ATTNOPT_MEASURE=0 (the test suite's default,
  * so that decisions there do not depend on the machine's load).
  */
-export function siteTimer(state: CompileState): SiteTimer | undefined {
+function siteTimer(state: CompileState): SiteTimer | undefined {
   const m = state.options.measure;
   if (m === false) return undefined;
   if (typeof m === 'function') return m;

@@ -31,7 +31,7 @@ export interface SparsifyPassOptions extends SparsifyOptions {
    * site id: applied as they are instead of choosing again. A site without one is chosen as usual.
    */
   readonly decided?: ReadonlyMap<string, SiteDecision>;
-  /** Choose only: every decision goes to onDecision, the graph is left as it is and no note is written. */
+  /** Choose only: every decision goes to onDecision and the graph is left as it is (the decisions get no notes). */
   readonly dryRun?: boolean;
 }
 
