@@ -1,10 +1,10 @@
 // Timing two models of one site side by side in onnxruntime-node: the site as written and its chosen form, on the
 // same inputs (round r on input r mod the inputs' count: a guarded form's time depends on the rows that fall back
 // on each), in SESSION_COPIES sessions per model (one session of a model may run a few percent apart from another
-// in the same process), one
-// warm-up run each, then rounds of one run of each model (the order, the input and the session copy change every
-// round) until both a minimum of rounds and a time budget are reached, or a maximum of rounds. The medians are what the runtime
-// does on this machine, load included: both models see the same load, so their ratio is what decides.
+// in the same process), one warm-up run each, then rounds of one run of each model (the order, the input and the
+// session copy change every round) until both a minimum of rounds and a time budget are reached, or a maximum of
+// rounds. The medians are what the runtime does on this machine, load included: both models see the same load, so
+// their ratio is what decides.
 
 import ort from 'onnxruntime-node';
 import { toOrt } from '../calibrate/ort-tensor.js';
@@ -30,10 +30,13 @@ export interface SiteTiming {
 export type SiteTimer = (pair: SitePair) => Promise<SiteTiming>;
 
 export interface TimerLimits {
-  /** Rounds at least (default 8) and at most (default 16). */
+  /** Rounds at least (default 4) and at most (default 16). */
   readonly minRounds?: number;
   readonly maxRounds?: number;
-  /** Seconds of timed runs after which no round starts once minRounds are done (default 2). */
+  /**
+   * Seconds of timed runs after which no round starts once minRounds are done (default 3): a site of a few ms gets
+   * the 16 rounds, one of seconds (a dense site at tens of thousands of tokens) the 4.
+   */
   readonly seconds?: number;
 }
 
@@ -48,9 +51,9 @@ const median = (xs: readonly number[]): number => {
 
 /** onnxruntime-node's CPU provider, all graph optimizations (a user's session's default), intra-op threads not spinning. */
 export function onnxruntimeTimer(limits: TimerLimits = {}): SiteTimer {
-  const minRounds = limits.minRounds ?? 8;
+  const minRounds = limits.minRounds ?? 4;
   const maxRounds = Math.max(minRounds, limits.maxRounds ?? 16);
-  const budget = (limits.seconds ?? 2) * 1e3;
+  const budget = (limits.seconds ?? 3) * 1e3;
   return async ({ written, chosen, feeds }) => {
     // no spinning: the idle session's intra-op threads would otherwise spin beside the one that runs
     const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 3, extra: { session: { intra_op: { allow_spinning: '0' } } } };
@@ -66,7 +69,7 @@ export function onnxruntimeTimer(limits: TimerLimits = {}): SiteTimer {
         for (const v of Object.values(out)) v.dispose?.();
         return ms;
       };
-      for (const s of sessions.flat()) for (let r = 0; r < inputs.length; r++) await run(s, r); // warm-up: allocations, thread pool, first-run planning
+      for (const s of sessions.flat()) await run(s, 0); // warm-up: allocations, thread pool, first-run planning
       const times: [number[], number[]] = [[], []];
       let spent = 0;
       let rounds = 0;
