@@ -4,7 +4,7 @@
 // choose per site: every form tried with its bound, measured error and cost. Nothing is written.
 
 import { type Command } from 'commander';
-import { type AttentionMiss, analyze, type DecideResult, modelOpset, noSitesReason, type SiteFacts, type SitePlan, watchMisses } from '@attnopt/core';
+import { type AttentionMiss, analyze, type DecideResult, type MeasuredTime, modelOpset, noSitesReason, type SiteFacts, type SitePlan, watchMisses } from '@attnopt/core';
 import { headRoleLabel, modelHeadRoles, type SiteHeadRoles } from '@attnopt/core';
 import { decideOrFail, DECIDE_STAGES } from './decide.js';
 import { loadModelOrFail } from './load.js';
@@ -63,6 +63,8 @@ interface DecisionJson {
   timeBefore: number | null;
   timeAfter: number | null;
   reason?: string;
+  /** The chosen form timed against the site as written (optimize's measurement), when it was. */
+  measuredTime?: MeasuredTime;
   /** Present when the site is split into head groups: each group's heads and spec. */
   groups?: { id: string; heads: readonly number[]; kvHeads: readonly number[]; chosen: string; exact: boolean; bound: number | null; measuredError: number | null; flops: number }[];
   tried: readonly unknown[];
@@ -121,6 +123,7 @@ function siteJson(f: SiteFacts, plan?: SitePlan, roles?: SiteHeadRoles): Inspect
       timeBefore: d ? d.timeBefore : null,
       timeAfter: d ? d.timeAfter : null,
       ...(plan.reason !== undefined ? { reason: plan.reason } : {}),
+      ...(d?.measuredTime !== undefined ? { measuredTime: d.measuredTime } : {}),
       ...(groups !== undefined ? { groups } : {}),
       tried: d?.tried ?? [],
     },
@@ -154,6 +157,8 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
       ? 'exact'
       : `${d.guarantee}, bound ${fmt(d.bound)}${d.fallbackRate !== undefined ? `, predicted fallback ${fmt(100 * d.fallbackRate)}% of rows` : ''}, measured ${fmt(d.measuredError)}`;
     lines.push(`      chosen: ${d.chosen} [${what}] flops ${fmt(d.flopsBefore)} -> ${fmt(d.flopsAfter)}${d.reason ? ` (${d.reason})` : ''}`);
+    const t = d.measuredTime;
+    if (t && !d.reason) lines.push(`      timed: ${fmt(t.chosenSeconds * 1e3)} ms chosen against ${fmt(t.writtenSeconds * 1e3)} ms as written (${t.runtime}, medians of ${t.rounds} rounds)`);
     for (const g of d.groups ?? []) {
       const gw = g.exact ? 'exact' : `bound ${fmt(g.bound)}, measured ${fmt(g.measuredError)}`;
       lines.push(`        ${g.id}: heads ${g.heads.join(',')}  ${g.chosen} [${gw}] flops ${fmt(g.flops)}`);

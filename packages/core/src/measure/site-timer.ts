@@ -1,10 +1,10 @@
 // Timing two models of one site side by side in onnxruntime-node: the site as written and its chosen form, on the
 // same inputs (round r on input r mod the inputs' count: a guarded form's time depends on the rows that fall back
 // on each), in SESSION_COPIES sessions per model (one session of a model may run a few percent apart from another
-// in the same process), one warm-up run each, then rounds of one run of each model (the order, the input and the
-// session copy change every round) until both a minimum of rounds and a time budget are reached, or a maximum of
-// rounds. The medians are what the runtime does on this machine, load included: both models see the same load, so
-// their ratio is what decides.
+// in the same process; one where a run takes seconds), warmed up by at least two runs each, then rounds of one run
+// of each model (the order, the input and the session copy change every round) until both a minimum of rounds and a
+// time budget are reached, or a maximum of rounds. The medians are what the runtime does on this machine, load
+// included: both models see the same load, so their ratio is what decides.
 
 import ort from 'onnxruntime-node';
 import { toOrt } from '../calibrate/ort-tensor.js';
@@ -42,6 +42,10 @@ export interface TimerLimits {
 
 /** Sessions per model, taking turns, so that no one session's placement decides. */
 const SESSION_COPIES = 2;
+/** Runs of each session before any is timed (at least one per input). */
+const WARM_UP_RUNS = 2;
+/** A second session per model only when the first's last warm-up run took less than this (ms). */
+const SECOND_COPY_BELOW_MS = 250;
 
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -59,7 +63,6 @@ export function onnxruntimeTimer(limits: TimerLimits = {}): SiteTimer {
     const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 3, extra: { session: { intra_op: { allow_spinning: '0' } } } };
     const sessions: ort.InferenceSession[][] = [[], []];
     try {
-      for (let c = 0; c < SESSION_COPIES; c++) for (const [k, bytes] of [written, chosen].entries()) sessions[k]!.push(await ort.InferenceSession.create(bytes, options));
       const inputs = feeds.map((f) => Object.fromEntries(Object.entries(f).map(([name, t]) => [name, toOrt(t, name)])));
       if (inputs.length === 0) throw new Error('no inputs to time the site on');
       const run = async (s: ort.InferenceSession, round: number): Promise<number> => {
@@ -69,7 +72,21 @@ export function onnxruntimeTimer(limits: TimerLimits = {}): SiteTimer {
         for (const v of Object.values(out)) v.dispose?.();
         return ms;
       };
-      for (const s of sessions.flat()) await run(s, 0); // warm-up: allocations, thread pool, first-run planning
+      // warm-up: a session's first two runs are its slow ones (measured on BLOOM's dense site at 4096 tokens: 2.5 s,
+      // 1.6 s, then 0.12 s), so each session runs every input and at least twice before any run is timed
+      const copy = async (): Promise<number> => {
+        let last = 0;
+        for (const [k, bytes] of [written, chosen].entries()) {
+          const s = await ort.InferenceSession.create(bytes, options);
+          sessions[k]!.push(s);
+          for (let r = 0; r < Math.max(WARM_UP_RUNS, inputs.length); r++) last = Math.max(last, await run(s, r));
+        }
+        return last;
+      };
+      // the second copy only where a run is short: for a site of seconds, warming it up would cost more than the
+      // few percent a session's placement moves its time
+      if ((await copy()) < SECOND_COPY_BELOW_MS) for (let c = 1; c < SESSION_COPIES; c++) await copy();
+      const copies = sessions[0]!.length;
       const times: [number[], number[]] = [[], []];
       let spent = 0;
       let rounds = 0;
@@ -80,7 +97,7 @@ export function onnxruntimeTimer(limits: TimerLimits = {}): SiteTimer {
       // the order fixed per round (one side always ahead), 0.97-1.01x with this schedule, inside MEASURED_GAIN.
       while (rounds < maxRounds && (rounds < minRounds || spent < budget)) {
         for (const k of rounds % 2 === 0 ? [0, 1] : [1, 0]) {
-          const ms = await run(sessions[k]![rounds % SESSION_COPIES]!, rounds);
+          const ms = await run(sessions[k]![rounds % copies]!, rounds);
           times[k]!.push(ms);
           spent += ms;
         }
