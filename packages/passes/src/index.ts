@@ -90,8 +90,6 @@ export {
   applyDecision,
   keepAsWritten,
   siteVariant,
-  type SiteVariant,
-  type SiteVariantOptions,
   attentionSites,
   describeDecision,
   SPARSIFY,

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { AttentionInput, attentionParams, type DType, floatToHalf, type Node } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
-import { inferDtype, keepAsWritten, type SiteCalibration, type SiteDecision, siteVariant } from '@attnopt/passes';
+import { inferDtype, keepAsWritten, type LowerOptions, type SiteCalibration, type SiteDecision, siteVariant } from '@attnopt/passes';
 import type { HostTensor } from '../calibrate/tensor.js';
 import type { SitePair, SiteTimer, SiteTiming } from './site-timer.js';
 
@@ -25,9 +25,8 @@ export const MEASURED_GAIN = 0.95;
 export const MEASURED_SAMPLES = 4;
 
 export interface MeasureContext {
-  /** The opset the sites are lowered to, and whether banded sites use ONNX Attention (as the lower pass does). */
-  readonly opset: number;
-  readonly native?: 'onnxruntime';
+  /** How the sites are lowered (the lower pass's options: opset, ONNX Attention for banded sites). */
+  readonly lowering: LowerOptions;
   readonly timer: SiteTimer;
   /** The runtime's name, for the record (onnxruntime-node). */
   readonly runtime: string;
@@ -90,8 +89,7 @@ function sitePair(node: Node, decision: SiteDecision, calibration: SiteCalibrati
   if (samples.length === 0) throw new Error('no calibration sample');
   // the inputs keep the model's own (symbolic) shapes: concrete ones would let the runtime fold the index
   // arithmetic of a lowering away, which it cannot do in the model
-  const lowering = { opset: ctx.opset, ...(ctx.native ? { native: ctx.native } : {}) };
-  const bytes = (d: SiteDecision | undefined) => exportOnnx(newOnnxModel(siteVariant(node, d, lowering).graph, { opset: ctx.opset }));
+  const bytes = (d: SiteDecision | undefined) => exportOnnx(newOnnxModel(siteVariant(node, d, ctx.lowering), { opset: ctx.lowering.opset }));
   const feeds = samples.map((sample) => {
     const named: Record<string, HostTensor> = {};
     siteFeeds(node, sample).forEach((t, k) => {

@@ -2,15 +2,20 @@
 // (at opset 23 and later, banded sites as ONNX Attention per batch of query blocks unless nativeAttention is off).
 //   Attention(Q, K, V, spec)  ->  MatMul / Softmax / ... over the keys the spec keeps
 
-import { lowerAttentionPass, NATIVE_ATTENTION_OPSET } from '@attnopt/passes';
+import { type LowerOptions, lowerAttentionPass, NATIVE_ATTENTION_OPSET } from '@attnopt/passes';
 import type { StatePass } from '@attnopt/rewrite';
 import type { CompileState } from './state.js';
+
+/** How the sites are lowered: the state's opset; banded sites as ONNX Attention from NATIVE_ATTENTION_OPSET unless off. */
+export function lowerOptions(state: CompileState): LowerOptions {
+  const native = (state.options.nativeAttention ?? true) && state.opset >= NATIVE_ATTENTION_OPSET;
+  return { opset: state.opset, ...(native ? { native: 'onnxruntime' as const } : {}) };
+}
 
 export const lower: StatePass<CompileState> = {
   name: 'lower',
   label: 'lower',
   run(state) {
-    const native = (state.options.nativeAttention ?? true) && state.opset >= NATIVE_ATTENTION_OPSET ? { native: 'onnxruntime' as const } : {};
-    return lowerAttentionPass({ opset: state.opset, ...native }).run(state.graph);
+    return lowerAttentionPass(lowerOptions(state)).run(state.graph);
   },
 };

@@ -4,7 +4,7 @@
 // only where it is measured faster: the cost model ranks, the runtime confirms.
 //   Attention(spec)  ->  Attention(chosen spec), or one Attention per head group with the group's spec
 
-import { GUARDED_OPSET, NATIVE_ATTENTION_OPSET, type SiteCalibration, type SiteDecision, sparsifyPass } from '@attnopt/passes';
+import { GUARDED_OPSET, type SiteCalibration, type SiteDecision, sparsifyPass } from '@attnopt/passes';
 import type { Node } from '@attnopt/ir';
 import type { SparsifyPassOptions } from '@attnopt/passes';
 import type { PassNote, PassResult, StatePass } from '@attnopt/rewrite';
@@ -12,6 +12,7 @@ import { maxOf, pushAll } from '../extremes.js';
 import { measureDecision } from '../measure/measure-sites.js';
 import { onnxruntimeTimer, type SiteTimer } from '../measure/site-timer.js';
 import { valueScale } from '../relative-budget.js';
+import { lowerOptions } from './lower.js';
 import type { CompileState } from './state.js';
 
 /**
@@ -33,9 +34,8 @@ async function measuredDecisions(state: CompileState, budget: number, calibratio
   const proposed: { node: Node; decision: SiteDecision }[] = [];
   sparsifyAt(state, budget, calibration, { dryRun: true, onDecision: (decision, node) => proposed.push({ node, decision }) });
   const byId = new Map(calibration.map((c) => [c.id, c]));
-  const native = (state.options.nativeAttention ?? true) && state.opset >= NATIVE_ATTENTION_OPSET ? { native: 'onnxruntime' as const } : {};
   const measured = new Map<string, SiteDecision>();
-  const ctx = { opset: state.opset, ...native, timer, runtime: 'onnxruntime-node', timings: state.timings };
+  const ctx = { lowering: lowerOptions(state), timer, runtime: 'onnxruntime-node', timings: state.timings };
   for (const { node, decision } of proposed) {
     const c = byId.get(decision.id)!;
     let d = await measureDecision(node, decision, c, ctx);

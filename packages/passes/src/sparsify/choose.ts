@@ -211,7 +211,7 @@ export interface SiteDecision {
   readonly notes: readonly string[];
 }
 
-/** A site timed as written and in its chosen form: medians of alternating rounds (s), on one input. */
+/** A site timed as written and in its chosen form: medians of alternating rounds (s) on its calibration inputs. */
 export interface MeasuredTime {
   readonly runtime: string;
   readonly writtenSeconds: number;

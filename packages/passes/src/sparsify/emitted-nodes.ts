@@ -4,9 +4,9 @@
 // arithmetic around them (a guarded banded site: 290 kernels listed, 497 nodes emitted), which decides at the
 // small sizes where the dispatches are a large share of the time.
 
-import { type AttentionGuard, type AttentionParams, type AttentionSpec, attentionAttrs, attentionParams, Graph, Node, printSpec, tensorType, Value } from '@attnopt/ir';
+import { type AttentionGuard, type AttentionParams, type AttentionSpec, attentionAttrs, attentionParams, type Node, printSpec } from '@attnopt/ir';
 import { lowerAttention } from '../lower/attention.js';
-import { inferDtype, inferShape } from '../shape-inference/shapes.js';
+import { scratchSite } from './scratch-site.js';
 
 /** Lowering opset of the count: the node count barely depends on it (Reduce axes as inputs or attributes). */
 const COUNT_OPSET = 21;
@@ -34,24 +34,7 @@ function count(site: Node, params: AttentionParams): number | undefined {
 }
 
 function lowered(site: Node, params: AttentionParams): number {
-  const g = new Graph('emitted_nodes');
-  // each input as the site's graph types it (dtype and shape inferred through its producers), constants kept
-  const typed = (v: Value, k: number) => {
-    const dtype = inferDtype(v);
-    const shape = inferShape(v);
-    return new Value(`in${k}`, dtype !== undefined ? tensorType(dtype, shape === undefined ? undefined : [...shape]) : v.type, v.initializer);
-  };
-  const inputs = site.inputs.map((v, k) => (v === undefined ? undefined : g.addInput(typed(v, k))));
   const { guard, ...rest } = params;
-  const copy = new Node({
-    domain: site.domain,
-    op: site.op,
-    name: 'site',
-    inputs,
-    outputs: site.outputs.map((v, k) => new Value(`out${k}`, v.type)),
-    attrs: attentionAttrs(guard ? { ...rest, guard } : rest),
-  });
-  g.addNode(copy);
-  g.outputs.push(...copy.outputs);
-  return lowerAttention(g, copy, { opset: COUNT_OPSET }).length;
+  const { graph, copy } = scratchSite(site, attentionAttrs(guard ? { ...rest, guard } : rest));
+  return lowerAttention(graph, copy, { opset: COUNT_OPSET }).length;
 }

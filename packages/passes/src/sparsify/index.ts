@@ -8,5 +8,5 @@ export { emptyStats, evaluateHead, mergedStats, recomputedRowRate, scoreRow, typ
 export { headResolver } from './resolve.js';
 export { applyDecision, sparsifyPass, attentionSites, describeDecision, SPARSIFY, SPARSIFY_DECISION, type SparsifyPassOptions } from './pass.js';
 export { keepAsWritten } from './kept.js';
-export { siteVariant, type SiteVariant, type SiteVariantOptions } from './site-variant.js';
+export { siteVariant } from './site-variant.js';
 export { baselineOutput, emptyLowRankStats, evaluateLowRankHead, linformerOutput, lowRankOutput, nystromHeadOutput, performerOutput, type EvaluableLowRank } from './lowrank.js';
