@@ -12,15 +12,20 @@
 //        over the model mask, and the fallback counter (an atomic) counts it.
 //   The certificate per row goes to CERT, the fallback count to COUNTER[0].
 // Scope: f32 storage, bhsd Q [B, H, nq, d], K [B, KVH, nk, d], V [B, KVH, nk, dv], Y like Q with dv; GQA; index
-// specs (no data-dependent leaves); an additive bias [.., nq, nk] or a key bias [.., 1, nk] read with row stride 0
-// (its max over a segment's dropped keys of the row joins the bound) and kvLength. The kernel loops over every key and skips those the predicates drop: it is the
-// correctness form of the guard (lavapipe), not a tuned one.
+// specs and data-dependent key sets (top-k key blocks, LSH buckets: their codes in `data_codes`, filled before
+// the dispatch as for the plain kernel, src/data-leaves.ts; the certificate needs nothing of them, since it bounds
+// whatever keys of a segment the predicate drops); an additive bias [.., nq, nk] or a key bias [.., 1, nk] read
+// with row stride 0 (its max over a segment's dropped keys of the row joins the bound) and kvLength. The kernel
+// loops over every key and skips those the predicates drop: it is the correctness form of the guard (lavapipe),
+// not a tuned one.
 
-import { type AttentionParams, isDataDependent, isLowRank, keySegmentBounds, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
+import { type AttentionParams, isLowRank, keySegmentBounds, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
+import { attentionShape, type DeviceInputs } from './attention.js';
+import { prepareDataLeaves } from './data-leaves.js';
 import type { WgslRuntime } from './runtime.js';
 import { encodeSteps, type KernelStep, runSteps } from './sequence.js';
 import { ShaderBuilder, type WgslProgram } from './wgsl/builder.js';
-import { maskPredicate } from './wgsl/mask-predicate.js';
+import { dataLeafUniforms, maskPredicate } from './wgsl/mask-predicate.js';
 import { gridIndex, SEQUENCE_WORKGROUP } from './kernels/operand.js';
 
 /** Generation option of the guarded kernel. */
@@ -145,7 +150,10 @@ export function guardedAttentionProgram(cfg: {
   }
   if (hasKvLength) b.storageArray('KVLEN', 'u32');
   const sparse = maskPredicate(spec);
-  if (sparse.dataLeaves.length > 0) throw new Error(`guarded WGSL kernel: spec ${spec.kind} has data-dependent leaves (not supported)`);
+  if (sparse.dataLeaves.length > 0) {
+    b.storageArray('data_codes', 'u32');
+    for (const name of dataLeafUniforms(sparse.dataLeaves.length)) b.uniform(name, 'u32');
+  }
   b.declare(sparse.always ? 'fn keep(i: i32, j: i32, off_br: i32, past: i32, qh: u32, kh: u32) -> bool {\n  _ = i;\n  _ = j;\n  _ = off_br;\n  _ = past;\n  _ = qh;\n  _ = kh;\n  return true;\n}' : sparse.code);
   b.declare(modelPredicate(modelMask));
   const cap = softcap > 0 ? `${softcap} * ${b.helper('safe_tanh')}(x / ${softcap})` : 'x';
@@ -291,7 +299,7 @@ export function guardInfo(guard: WgslGuardOptions): WgslGuardInfo {
 /** Runs the guarded kernel (bhsd, f32) on the device: summaries, V ranges and attention in one compute pass. */
 export async function runGuardedAttention(rt: WgslRuntime, params: AttentionParams, inputs: WgslGuardedInputs, guard: WgslGuardOptions): Promise<WgslGuardedResult> {
   const p = validateAttentionParams(params);
-  if (isLowRank(p.spec) || isDataDependent(p.spec as MaskSpec)) throw new Error(`guarded WGSL kernel: spec ${p.spec.kind} is not an index spec`);
+  if (isLowRank(p.spec)) throw new Error(`guarded WGSL kernel: spec ${p.spec.kind} is a low-rank form, not a key set`);
   if (p.layout !== 'bhsd') throw new Error(`guarded WGSL kernel: layout ${p.layout} (bhsd only)`);
   if (!(guard.epsilon >= 0) || !Number.isFinite(guard.epsilon)) throw new Error(`guard epsilon must be finite and >= 0, got ${guard.epsilon}`);
   const [B, H, nq, d] = inputs.q.shape as [number, number, number, number];
@@ -343,8 +351,15 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
   const CERTb = buf(B * H * nq * 4);
   const COUNTb = up(new Uint32Array(4));
   const extra = [...(inputs.bias ? [up(inputs.bias.data)] : []), ...(inputs.kvLength ? [up(Uint32Array.from(inputs.kvLength))] : [])];
+  // data-dependent leaves (top-k blocks, LSH buckets): their codes, computed as the plain kernel's are
+  const plain = { q: inputs.q, k: inputs.k, v: inputs.v };
+  const shape = attentionShape(p, plain);
+  const dev: DeviceInputs = { q: Qb, k: Kb, v: Vb, qSt: shape.q, kSt: shape.k, vSt: shape.v, nk };
+  const data = B * H * nq > 0 ? await prepareDataLeaves(rt, p, plain, shape, dev, 'f32', owned) : undefined;
+  if (data) extra.push(data.buffer);
   const uniformsOwned: GPUBuffer[] = [];
   const steps: KernelStep[] = [
+    ...(data?.steps ?? []),
     ...(nseg > 0 ? [{ program: guardSummariesProgram(), storage: [Kb, SEGb, SUMb], uniforms: { total: B * KVH * nseg, d, nk, nseg }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
     ...(nk > 0 ? [{ program: guardValueRangeProgram(), storage: [Vb, Rb], uniforms: { total: B * KVH, dv, nk }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
     {
@@ -360,7 +375,7 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
         kvLength: inputs.kvLength !== undefined,
       }),
       storage: [Qb, Kb, Vb, SUMb, Rb, SEGb, Yb, CERTb, COUNTb, ...extra],
-      uniforms: { total: B * H * nq, nq, nk, heads: H, kv_heads: KVH, group: H / KVH, nseg, off_br: nk - nq, past: 0, ...(inputs.bias ? biasStrides : {}) },
+      uniforms: { total: B * H * nq, nq, nk, heads: H, kv_heads: KVH, group: H / KVH, nseg, off_br: nk - nq, past: 0, ...(inputs.bias ? biasStrides : {}), ...(data?.uniforms ?? {}) },
       workgroups: Math.ceil((B * H * nq) / SEQUENCE_WORKGROUP),
     },
   ];

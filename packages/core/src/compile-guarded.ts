@@ -16,14 +16,13 @@ import {
 import { guardedAttentionProgram, guardInfo, guardSummariesProgram, guardValueRangeProgram, type WgslProgram } from '@attnopt/backend-wgsl';
 import { AttentionInput, type AttentionParams, intersect, isDataDependent, isLowRank, type MaskSpec, type Node, printSpec } from '@attnopt/ir';
 import { inferDtype } from '@attnopt/passes';
-import { common, type CompiledKernel, type CompileOptions, cpuKernelShape, type KernelBinding, type KernelFile, type KernelGuard, keepPredicateModule, programBindings } from './compile-manifest.js';
+import { common, type CompiledKernel, DATA_CODES, type CompileOptions, cpuKernelShape, type KernelBinding, type KernelFile, type KernelGuard, keepPredicateModule, programBindings } from './compile-manifest.js';
 
 /** Why the target's guarded kernel does not cover this guarded site, or undefined when it does. */
 export function guardedKernelGap(p: AttentionParams, node: Node, options: CompileOptions): string | undefined {
   const baseline = p.guard!.baseline;
   if (isLowRank(baseline) || isDataDependent(baseline)) return `its baseline ${printSpec(baseline)} is not a fixed key set a falling-back row can attend`;
   if (options.target !== 'wgsl') return undefined;
-  if (isDataDependent(p.spec)) return `the WGSL guarded kernel takes index specs only, not the data-dependent ${printSpec(p.spec)}`;
   if (p.layout !== 'bhsd') return `the WGSL guarded kernel reads Q, K, V in layout bhsd only, not ${p.layout}`;
   const dtype = options.dtype ?? (inferDtype(node.inputs[AttentionInput.q]) === 'f16' ? 'f16' : 'f32');
   if (dtype !== 'f32') return `the WGSL guarded kernel stores f32 only, not ${dtype}`;
@@ -117,6 +116,7 @@ const GUARD_STORAGE: Readonly<Record<string, string>> = {
   COUNTER: 'COUNTER[0]: the rows recomputed over the baseline (an atomic; zero it before the dispatch)',
   BIAS: 'additive f32 bias read at b · bias_sb + h · bias_sh + i · bias_si + j (a key bias [.., 1, nk]: bias_si = 0); values at or below -1e29 mask',
   KVLEN: 'per batch: keys j >= KVLEN[b] are padding',
+  data_codes: DATA_CODES,
 };
 
 /** The WGSL guarded pass: three programs in one compute pass, the attention program's bindings in the manifest. */

@@ -173,6 +173,13 @@ export function common(id: string, node: Node, p: AttentionParams, target: Compi
 }
 
 /** The bindings of a WGSL program as its host binds them: the uniform block, then the storage arrays. */
+/** What the `data_codes` binding of a WGSL program holds (a spec with data-dependent leaves). */
+export const DATA_CODES =
+  'the codes of the data-dependent leaves, leaf n at the offsets u.leaf<n>_q (query side) and u.leaf<n>_k (key side): ' +
+  'top-k key blocks: 0/1 per (batch · heads + head, query block, key block), the blocks topkBlockIndices of @attnopt/ir keeps; ' +
+  'LSH: the bucket (or chunk) code per (batch · heads + head, round, query row) and per (batch · kvHeads + kv head, round, key); ' +
+  'filled before the dispatch by prepareDataLeaves in @attnopt/backend-wgsl (LSH hashed on the device, top-k on the host)';
+
 export function programBindings(program: WgslProgram, storageText: Readonly<Record<string, string>>, otherwise: string): KernelBinding[] {
   return [
     {

@@ -26,6 +26,7 @@ import { cpuGuardedKernel, guardedKernelGap, wgslGuardedKernel } from './compile
 import {
   common,
   type CompiledKernel,
+  DATA_CODES,
   type CompileOptions,
   type CompileTarget,
   cpuKernelShape,
@@ -57,6 +58,7 @@ function wgslKernel(id: string, p: AttentionParams, node: Node, options: Compile
     V: 'values',
     Y: 'the output, in the layout of Q (packed-qkv: bsd)',
     bias: 'additive bias broadcast to [batch, heads, nq, nk], read at b · bias_sb + h · bias_sh + i · bias_si + j (a key bias [.., 1, nk]: bias_si = 0, never expanded; boolean masks as 0 / -inf)',
+    data_codes: DATA_CODES,
   };
   const hostPlan = 'computed by the host from the spec (planAttention in @attnopt/backend-wgsl): the non-empty key blocks of each query block';
   const bindings = programBindings(program, storageText, hostPlan);
@@ -131,7 +133,7 @@ function cpuKernel(id: string, p: AttentionParams, node: Node, options: CompileO
  * Generates the kernel of one attention site for `options.target`. A guarded site gets the target's guarded
  * kernel (the manifest's `guard` says what it promises), or, where that kernel does not cover the site, its exact
  * baseline, with `guardedAsBaseline` saying why. Throws an error naming the site, its node and the problem when
- * the backend has no kernel for it (low-rank forms; data-dependent selections in WGSL).
+ * the backend has no kernel for it (low-rank forms).
  */
 export function compile(site: CompileSite, options: CompileOptions): CompiledKernel {
   const { id, node } = siteOf(site);

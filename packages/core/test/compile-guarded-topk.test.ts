@@ -1,6 +1,7 @@
 // compile on a guarded top-k blocks site (topk_blocks(block=32, k=3) over a dense baseline, budget 1e-3, summary
 // block 32, 2 heads of 32, n = 320), the form sparsify now offers as guarded:
-//   - wgsl: the WGSL guarded kernel takes index specs only, so the site gets its exact baseline (dense) and says why;
+//   - wgsl: the WGSL guarded kernel, with the top-k codes in its data_codes binding (its numbers are checked on a
+//     WebGPU adapter in backend-wgsl's guarded-data.gpu.test.ts);
 //   - cpu: the guarded kernel, its key sets selected by the host (the leaf resolver, as for any data-dependent
 //     spec). Run through backend-cpu's guarded kernel with the float64 reference's resolver, every output coordinate
 //     is within the budget of the float64 dense reference plus float32 rounding, |y - ref| <= budget + 1e-5 +
@@ -51,11 +52,15 @@ function inputs(family: 'diffuse' | 'local') {
 }
 
 describe('compile: a guarded top-k blocks site', () => {
-  it('wgsl: the exact baseline, saying why', () => {
+  it('wgsl: the guarded kernel, the top-k codes bound as data_codes', () => {
     const m = compile(site(), { target: 'wgsl' }).manifest;
-    expect(m.spec).toBe('dense');
-    expect(m.guard).toBeUndefined();
-    expect(m.guardedAsBaseline).toMatch(/takes index specs only, not the data-dependent topk_blocks\(block=32, k=3\); this kernel computes its exact baseline dense/);
+    expect(m.guardedAsBaseline).toBeUndefined();
+    expect(m.spec).toBe('topk_blocks(block=32, k=3)');
+    expect(m.guard).toMatchObject({ tier: 'guarded', budget: BUDGET, blockSize: 32, baseline: 'dense' });
+    const attention = m.guard!.steps!.at(-1)!;
+    expect(attention.bindings.map((b) => b.name)).toContain('data_codes');
+    expect(attention.bindings.find((b) => b.name === 'data_codes')!.description).toMatch(/top-k key blocks: 0\/1 per/);
+    expect(attention.bindings.find((b) => b.name === 'u')!.type).toMatch(/leaf0_q: u32, leaf0_k: u32/);
   });
 
   it('cpu: the guarded kernel, with the key block as its summary block', () => {
