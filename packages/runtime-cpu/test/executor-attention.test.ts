@@ -1,13 +1,16 @@
 // attnopt::Attention inside a graph: the executor runs it through the generated kernels (wasm and js, on
 // the calling thread and on worker threads) and gives Y and the present key/value; checked against the
-// float64 reference. Tolerance (fp32 kernels vs float64): |got - ref| <= 1e-5 + 1e-4 |ref|.
+// float64 reference. Tolerance (fp32 kernels vs float64): |got - ref| <= 1e-5 + 1e-4 |ref|. Data-dependent specs
+// (top-k blocks, LSH) have their key sets selected by the executor from Q and the present K, as the reference
+// selects them; a guarded one stays within its budget (plus that tolerance) of the causal reference.
 
 import {
   type AttentionParams,
   attentionNode,
   causal,
-  dense,
   Graph,
+  intersect,
+  lshBuckets,
   slidingWindow,
   SplitMix64,
   tensorType,
@@ -75,14 +78,15 @@ describe('attnopt::Attention in the executor', () => {
     past_key: random([B, KVH, past, d], 4),
     past_value: random([B, KVH, past, d], 5),
   };
-  const ref = referenceAttention(params, {
+  const ref64 = {
     q: t64(inputs.q),
     k: t64(inputs.k),
     v: t64(inputs.v),
     bias: { shape: inputs.bias.shape, data: inputs.bias.data as Uint8Array },
     pastKey: t64(inputs.past_key),
     pastValue: t64(inputs.past_value),
-  });
+  };
+  const ref = referenceAttention(params, ref64);
 
   it.each(['wasm', 'js'] as const)('GQA, past K/V, bool mask, causal: Y and present K/V match the reference (%s, calling thread)', async (backend) => {
     const out = await runGraph(attentionGraph(params, inputs), inputs, { attention: { backend, blockQ: 4, blockK: 8 } });
@@ -106,13 +110,33 @@ describe('attnopt::Attention in the executor', () => {
     expectClose(out['present_value']!, r.presentValue);
   });
 
-  it('a data-dependent spec is refused at plan time, naming the node', () => {
-    const p: AttentionParams = { ...params, spec: topkBlocks(4, 1) };
-    expect(() => planGraph(attentionGraph(p, inputs))).toThrow(/"site0": attnopt::Attention \(data-dependent spec/);
+  it.each(['wasm', 'js'] as const)('causal ∩ top-k blocks ranked causally, GQA, past K/V, bool mask: the key sets selected from Q and the present K (%s)', async (backend) => {
+    const p: AttentionParams = { ...params, spec: intersect(causal('bottom-right'), topkBlocks(2, 2, 'quest', 'bottom-right')) };
+    const out = await runGraph(attentionGraph(p, inputs), inputs, { attention: { backend, blockQ: 4, blockK: 8 } });
+    const r = referenceAttention(p, ref64);
+    expectClose(out['y']!, r.y);
+    // and the selection matters: the causal reference differs
+    expect(toNumbers(out['y']!).some((y, k) => Math.abs(y - ref.y.data[k]!) > 1e-3)).toBe(true);
   });
 
-  it('a guarded top-k blocks site is refused at plan time too, saying why (no guarded run without its key sets)', () => {
-    const p: AttentionParams = { ...params, spec: topkBlocks(4, 1), guard: { budget: 1e-3, blockSize: 4, baseline: dense } };
-    expect(() => planGraph(attentionGraph(p, inputs))).toThrow(/data-dependent spec topk_blocks\(block=4, k=1\) \(guarded\) is not supported by the executor: its kernels do not select key sets from Q and K/);
+  it('LSH buckets (bshd) and top-k blocks by mean scores (packed QKV): the same outputs as the reference', async () => {
+    const lsh: AttentionParams = { ...params, kvNumHeads: H, layout: 'bshd', spec: lshBuckets(2, 4, 3) };
+    const x = { q: random([B, nq, H, d], 9), k: random([B, nq, H, d], 10), v: random([B, nq, H, d], 11) };
+    expectClose((await runGraph(attentionGraph(lsh, x), x))['y']!, referenceAttention(lsh, { q: t64(x.q), k: t64(x.k), v: t64(x.v) }).y);
+    const packed: AttentionParams = { ...params, kvNumHeads: H, layout: 'packed-qkv', spec: topkBlocks(2, 1, 'mean') };
+    const qkv = { q: random([B, nq, 3 * H * d], 12) };
+    expectClose((await runGraph(attentionGraph(packed, qkv), qkv))['y']!, referenceAttention(packed, { q: t64(qkv.q) }).y);
+  });
+
+  it('a guarded top-k site runs the guarded kernel: within its budget of the causal reference, its fallback reported', async () => {
+    const budget = 1e-3;
+    const p: AttentionParams = { ...params, spec: intersect(causal('bottom-right'), topkBlocks(2, 1, 'quest', 'bottom-right')), guard: { budget, blockSize: 2, baseline: causal('bottom-right') } };
+    const guards: { fallbackRows: number; rows: number }[] = [];
+    const out = await runGraph(attentionGraph(p, inputs), inputs, { onGuard: (g) => guards.push(g) });
+    expect(guards).toHaveLength(1);
+    expect(guards[0]!.rows).toBe(B * H * nq);
+    expect(guards[0]!.fallbackRows).toBeGreaterThan(0); // random inputs: dropped keys carry mass
+    const y = toNumbers(out['y']!);
+    ref.y.data.forEach((w, k) => expect(Math.abs(y[k]! - w)).toBeLessThanOrEqual(budget + ATOL + RTOL * Math.abs(w)));
   });
 });

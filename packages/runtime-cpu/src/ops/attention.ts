@@ -1,15 +1,29 @@
 // attnopt::Attention through the generated CPU kernels (compileAttention): Y in the layout of Q, and the
-// present key/value ([batch, kvNumHeads, past + new, headDim], past K/V followed by the new keys). The
-// optional scores output, low-rank specs and data-dependent specs (top-k blocks, LSH: their key sets are selected
-// from Q and K, which these kernels do not do), guarded or not, are refused at plan time.
+// present key/value ([batch, kvNumHeads, past + new, headDim], past K/V followed by the new keys). A data-dependent
+// spec (top-k blocks, LSH) has its key sets selected here, per (batch, query head), from Q and the present K by
+// @attnopt/ir's rules (the same ones the ONNX lowering and the other backends follow), and handed to the kernel as
+// its resolver. The optional scores output and low-rank specs are refused at plan time.
 // A guarded site (params.guard) runs the guarded kernel: the sparse spec, the certificate per query row, and the
 // rows whose bound exceeds the budget (or that keep no key but drop one) recomputed over the baseline, all decided
 // in the kernel; each call's fallback goes to ctx.onGuard.
 
-import { type AttentionParams, AttentionOutput, attentionParams, isDataDependent, isLowRank, type MaskSpec, type Node, printSpec } from '@attnopt/ir';
+import {
+  type AttentionParams,
+  AttentionOutput,
+  attentionParams,
+  type HeadQK,
+  type IntervalSet,
+  isDataDependent,
+  isLowRank,
+  type LeafResolver,
+  lshRows,
+  type MaskSpec,
+  type Node,
+  topkBlocksRows,
+} from '@attnopt/ir';
 import { compileAttention, type CpuAttentionInputs, type CpuAttentionKernel, type CpuBoolTensor, type CpuKernelOptions, type CpuTensor } from '@attnopt/backend-cpu';
 import { input, type OpContext, type OpKernel, type OpTable } from '../kernel.js';
-import { type ExecTensor, fromFloats, intValues, isFloat, numberData, shapeString } from '../tensor.js';
+import { type ExecTensor, fromFloats, intValues, isFloat, numberData, shapeString, toNumbers } from '../tensor.js';
 import { concat, transpose } from './layout.js';
 
 function cpuTensor(t: ExecTensor, what: string): CpuTensor {
@@ -85,9 +99,6 @@ const attention: OpKernel = {
       return (e as Error).message;
     }
     if (isLowRank(p.spec)) return `low-rank spec ${p.spec.kind} has no CPU kernel`;
-    if (isDataDependent(p.spec)) {
-      return `data-dependent spec ${printSpec(p.spec)}${p.guard ? ' (guarded)' : ''} is not supported by the executor: its kernels do not select key sets from Q and K (the ONNX lowering does)`;
-    }
     if (p.guard !== undefined && (isLowRank(p.guard.baseline) || isDataDependent(p.guard.baseline))) {
       return `guarded site: its baseline ${p.guard.baseline.kind} is not a fixed key set a falling-back row can attend`;
     }
@@ -111,11 +122,12 @@ const attention: OpKernel = {
       ...(kvLength ? { kvLength: intValues(kvLength) } : {}),
     };
     const kernel = kernelFor(ctx, p);
+    const options = isDataDependent(p.spec) ? { resolver: headResolvers(p, q, present(p, q, k, pastKey, p.headDim, H0(p))) } : {};
     let y: Float32Array;
     if (p.guard === undefined) {
-      y = ctx.pool ? await kernel.runParallel(inputs, ctx.pool) : kernel.run(inputs);
+      y = ctx.pool ? await kernel.runParallel(inputs, ctx.pool, options) : kernel.run(inputs, options);
     } else {
-      const r = ctx.pool ? await kernel.runGuardedParallel(inputs, ctx.pool) : kernel.runGuarded(inputs);
+      const r = ctx.pool ? await kernel.runGuardedParallel(inputs, ctx.pool, options) : kernel.runGuarded(inputs, options);
       y = r.y;
       ctx.onGuard?.({ node: ctx.node, budget: p.guard.budget, fallbackRows: r.fallbackRows, recomputedRows: r.recomputedRows, rows: r.rows, largestBound: largest(r.bounds) });
     }
@@ -127,11 +139,67 @@ const attention: OpKernel = {
     if (y.length !== yShape.reduce((a, b) => a * b, 1)) throw new Error(`kernel returned ${y.length} values for Y ${shapeString(yShape)}`);
     const outs: (ExecTensor | undefined)[] = [fromFloats(q.dtype, yShape, y)];
     const want = (i: number) => ctx.node.outputs.length > i && isRead(ctx.node, i);
-    if (want(AttentionOutput.presentKey)) outs[1] = present(p, q, k, pastKey, p.headDim, H * p.headDim);
+    if (want(AttentionOutput.presentKey)) outs[1] = present(p, q, k, pastKey, p.headDim, H0(p));
     if (want(AttentionOutput.presentValue)) outs[2] = present(p, q, v, pastValue, dv, (H + p.kvNumHeads) * p.headDim);
     return outs;
   },
 };
+
+/** The column of packed Q|K|V where K starts. */
+const H0 = (p: AttentionParams) => p.numHeads * p.headDim;
+
+/** Q as [batch, heads, seq, headDim] whatever the layout. */
+function queriesBhsd(p: AttentionParams, q: ExecTensor): ExecTensor {
+  const H = p.numHeads;
+  const d = p.headDim;
+  switch (p.layout) {
+    case 'bhsd':
+      return q;
+    case 'bshd':
+      return transpose(q, [0, 2, 1, 3]);
+    case 'bsd': {
+      const [B, S] = q.shape as [number, number];
+      return transpose({ ...q, shape: [B, S, H, d] }, [0, 2, 1, 3]);
+    }
+    case 'packed-qkv': {
+      const [B, S, W] = q.shape as [number, number, number];
+      const src = numberData(q);
+      const picked = new Float64Array(B * S * H * d);
+      for (let r = 0; r < B * S; r++) for (let c = 0; c < H * d; c++) picked[r * H * d + c] = src[r * W + c]!;
+      return transpose(fromFloats(q.dtype, [B, S, H, d], picked), [0, 2, 1, 3]);
+    }
+  }
+}
+
+/**
+ * The key sets of the spec's data-dependent leaves per (batch, query head): each leaf's rows computed once per head
+ * from that head's Q and its kv head's present K, in float64, by @attnopt/ir's selection rules.
+ */
+function headResolvers(p: AttentionParams, q: ExecTensor, presentK: ExecTensor): (b: number, h: number) => LeafResolver {
+  const Q = toNumbers(queriesBhsd(p, q)); // [B, H, nq, d]
+  const K = toNumbers(presentK); // [B, KVH, nk, d]
+  const { numHeads: H, kvNumHeads: KVH, headDim: d } = p;
+  const nq = Q.length / (q.shape[0]! * H * d);
+  const nk = presentK.shape[2]!;
+  return (b, h) => {
+    const g = Math.floor(h / (H / KVH));
+    const head: HeadQK = {
+      q: Q.subarray((b * H + h) * nq * d, (b * H + h + 1) * nq * d),
+      k: K.subarray((b * KVH + g) * nk * d, (b * KVH + g + 1) * nk * d),
+      nq,
+      nk,
+      d,
+      scale: p.scale,
+    };
+    const cache = new Map<string, IntervalSet[]>();
+    return (leaf, row) => {
+      const id = JSON.stringify(leaf);
+      let rows = cache.get(id);
+      if (!rows) cache.set(id, (rows = leaf.kind === 'topkBlocks' ? topkBlocksRows(leaf, head) : lshRows(leaf, head)));
+      return rows[row]!;
+    };
+  };
+}
 
 function largest(xs: Float32Array): number {
   let m = 0;
