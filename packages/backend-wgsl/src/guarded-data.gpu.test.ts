@@ -1,6 +1,7 @@
-// The guarded WGSL kernel with data-dependent key sets (top-k key blocks by Quest or mean scores, LSH buckets with
-// and without chunks) on a real WebGPU adapter (lavapipe without a GPU; the test FAILS without one), against the
-// float64 reference of the model's own attention (causal or dense), on natural and adversarial inputs:
+// The guarded WGSL kernel with data-dependent key sets (top-k key blocks by Quest or mean scores, ranked over every
+// key block or causally; LSH buckets with and without chunks) on a real WebGPU adapter (lavapipe without a GPU; the
+// test FAILS without one), against the float64 reference of the model's own attention (causal or dense), on
+// natural and adversarial inputs:
 //   |y - ref| <= epsilon + 1e-5 + 1e-4 |ref| per coordinate (f32 storage and arithmetic);
 //   the certificate is never below the true dropped mass, m_hat >= m (1 - 1e-6) - 1e-7, the dropped keys being
 //   the model mask's keys outside the key set @attnopt/reference resolves from the same Q and K (LSH hashes in f32
@@ -94,6 +95,7 @@ async function check(params: AttentionParams, modelMask: MaskSpec, x: ReturnType
 const SPECS = {
   'topk quest': topkBlocks(8, 2, 'quest'),
   'topk mean': topkBlocks(4, 3, 'mean'),
+  'topk quest ranked causally': topkBlocks(8, 2, 'quest', 'top-left'),
   lsh: lshBuckets(2, 4, 11),
   'lsh chunked': lshBuckets(1, 4, 5, 6),
 } as const satisfies Record<string, MaskSpec>;

@@ -1,8 +1,8 @@
 // verify in attnopt's CPU executor (runtime 'attnopt-cpu', no onnxruntime anywhere: optimize calibrates with it
 // too) reports each guarded site's fallback, as it does in onnxruntime: a causal ONNX Attention (2 heads of 32)
-// optimized at a budget of 1e-3 on local inputs gets a guarded window; on repeated spans (each query matches a
-// key about 500 positions back) the guard must recompute at least every (head, row) whose true dropped mass
-// (float64, helpers/guard-lower-bound.ts) times V's range breaks the budget, and that count is not 0.
+// optimized at a budget of 1e-3 on local inputs gets a guarded window or top-k blocks; on repeated spans (each query
+// matches a key about 500 positions back) the guard must recompute at least every (head, row) whose true dropped
+// mass (float64, helpers/guard-lower-bound.ts) times V's range breaks the budget, and that count is not 0.
 //   - the optimized model as optimize writes it (the guard lowered to standard ops): its fallback flags are
 //     fetched from the executor's run;
 //   - the decided model (the site still a guarded attnopt::Attention): the executor runs the guarded kernel,
@@ -25,7 +25,7 @@ describe('verify --runtime attnopt-cpu measures the guarded fallback', () => {
     const site = result.sites[0]!;
     expect(site).toMatchObject({ id: 'site0', guarantee: 'guarded' });
     const t = repeatSpans(localTensors(N, 2), N);
-    const lowerBound = mustFallBack(t, N, keptOf(site.chosen), BUDGET);
+    const lowerBound = mustFallBack(t, N, keptOf(site.chosen, t, N), BUDGET);
     expect(lowerBound).toBeGreaterThan(0);
     const report = await verifyModels(original, saveModel(result.model), result.model, [sample(t, N)], { runtime: 'attnopt-cpu', runs: 1 });
     expect(report.guardFallback).toHaveLength(1);
@@ -46,7 +46,7 @@ describe('verify --runtime attnopt-cpu measures the guarded fallback', () => {
     const site = plans.sites[0]!;
     expect(site).toMatchObject({ id: 'site0', guarantee: 'guarded' });
     const t = repeatSpans(localTensors(N, 2), N);
-    const lowerBound = mustFallBack(t, N, keptOf(site.chosen), BUDGET);
+    const lowerBound = mustFallBack(t, N, keptOf(site.chosen, t, N), BUDGET);
     const report = await verifyModels(original, saveModel(decided), decided, [sample(t, N)], { runtime: 'attnopt-cpu', runs: 1 });
     const [rate] = report.guardFallback!;
     console.log(`decided site0 (${site.chosen}), guarded kernel: ${rate!.fellBack} of ${rate!.checked} (head, row) fell back; at least ${lowerBound} must`);

@@ -24,7 +24,7 @@ describe('verify measures the guarded fallback at run time', () => {
     const site = result.sites[0]!;
     expect(site).toMatchObject({ id: 'site0', guarantee: 'guarded' });
     const t = repeatSpans(localTensors(N, 2), N);
-    const lowerBound = mustFallBack(t, N, keptOf(site.chosen), BUDGET);
+    const lowerBound = mustFallBack(t, N, keptOf(site.chosen, t, N), BUDGET);
     expect(lowerBound).toBeGreaterThan(0);
     const report = await verifyModels(original, saveModel(result.model), result.model, [sample(t, N)]);
     expect(report.guardFallback).toHaveLength(1);

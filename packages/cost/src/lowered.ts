@@ -161,6 +161,9 @@ export function blockGatherOps(p: AttentionParams, spec: Extract<MaskSpec, { kin
     ops.push(work('ReduceSum', 'key block sums', { bytes: E * BH * (nkp + nKB) * d }));
     ops.push(work('MatMul', 'block means', { flops: 2 * BH * nQB * nKB * d, bytes: E * BH * ((nQB + nKB) * d + nQB * nKB) }));
   }
+  if (spec.kind === 'topkBlocks' && spec.causal !== undefined) {
+    ops.push(work('Where', 'future key blocks ranked last', { bytes: 2 * E * BH * nQB * nKB + nQB * nKB }));
+  }
   if (spec.kind === 'topkBlocks') {
     ops.push(work('TopK', `keep ${spec.k} blocks`, { otherOps: BH * nQB * nKB * Math.log2(Math.max(2, nKB)), bytes: E * BH * nQB * nKB + 8 * BH * nQB * m }));
   }

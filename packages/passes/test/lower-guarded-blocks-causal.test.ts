@@ -9,6 +9,8 @@
 // the float64 certificate of @attnopt/bounds on the same blocks, and that check fails for two wrong certificates:
 // one counting the future keys of the dropped blocks as dropped, one taking the diagonal block's future keys as kept.
 // Aligns: top-left, bottom-right with fewer queries than keys (offset 64), past (top-left without past keys).
+// Top-k both as ranked over every key block and ranked causally (topkBlocks(.., causal=align): only the blocks the
+// query block can see), the second the form sparsify writes.
 // The unguarded form also with past keys and a lengths input (batch 2, nq = 200 after 64 cached keys, the last 5
 // keys of batch 1 padding), each align, against the float64 reference of the spec: |y - ref| <= 1e-5 + 1e-4 |ref|;
 // and guarded (bottom-right) with a lengths input (batch 2, 300 keys of batch 1 padding) on local and diffuse
@@ -24,6 +26,7 @@ import {
   causal,
   Graph,
   intersect,
+  type MaskSpec,
   SplitMix64,
   tensorType,
   topkBlockIndices,
@@ -142,10 +145,11 @@ const FAMILIES: Record<string, Family> = {
   outlier,
 };
 
-/** Per spec: where no row may fall back, and where the unguarded form must break the budget. */
-const CASES: [name: string, leaf: typeof TOPK | typeof LAYOUT, noFallback: string[], breaks: string[]][] = [
-  ['top-k blocks (64, 4, quest)', TOPK, ['local'], ['diffuse']],
-  ['a fixed layout (blocks 0, r - 1, r, r + 1)', LAYOUT, ['local', 'logits80'], ['diffuse', 'spans', 'outlier']],
+/** Per spec (given the site's align): where no row may fall back, and where the unguarded form must break the budget. */
+const CASES: [name: string, leaf: (align: Align) => MaskSpec, noFallback: string[], breaks: string[]][] = [
+  ['top-k blocks (64, 4, quest)', () => TOPK, ['local'], ['diffuse']],
+  ['top-k blocks ranked causally (64, 4, quest, causal=align)', (align) => topkBlocks(BLOCK, 4, 'quest', align), ['local'], ['diffuse']],
+  ['a fixed layout (blocks 0, r - 1, r, r + 1)', () => LAYOUT, ['local', 'logits80'], ['diffuse', 'spans', 'outlier']],
 ];
 
 /** Align and query count: top-left and past over nq = N; bottom-right over the last N - 64 queries. */
@@ -158,7 +162,7 @@ const ALIGNS: [align: Align, nq: number][] = [
 for (const [name, leaf, noFallback, breaks] of CASES)
   for (const [align, nq] of ALIGNS)
     describe(`guarded causal(${align}) ∩ ${name} in onnxruntime, within the budget of the float64 causal reference (n = ${N}, nq = ${nq})`, () => {
-      const spec = intersect(causal(align), leaf);
+      const spec = intersect(causal(align), leaf(align));
       const guarded = build(params(spec, { budget: BUDGET, align }), true);
       const unguarded = build(params(spec));
       const forced = build(params(spec, { budget: 0, align }));
@@ -226,7 +230,8 @@ function flagDisagreements(x: QKV, flags: Float64Array, chosenOf: (h: number, r:
 }
 
 describe('causal (top-left): the fallback flags against the float64 certificate of @attnopt/bounds', () => {
-  for (const [name, leaf] of [['the fixed layout', LAYOUT], ['top-k blocks', TOPK]] as const) {
+  const ranked = topkBlocks(BLOCK, 4, 'quest', 'top-left');
+  for (const [name, leaf] of [['the fixed layout', LAYOUT], ['top-k blocks', TOPK], ['top-k blocks ranked causally', ranked]] as const) {
     const guarded = build(params(intersect(causal('top-left'), leaf), { budget: BUDGET, align: 'top-left' }), true);
     it.each(Object.keys(FAMILIES))(`${name}, %s`, async (family) => {
       const x = FAMILIES[family]!(23);
@@ -235,7 +240,7 @@ describe('causal (top-left): the fallback flags against the float64 certificate 
       const chosenOf = (h: number, r: number) =>
         leaf.kind === 'blocks'
           ? LAYOUT_ROWS[r]!
-          : topkBlockIndices(TOPK, { q: q.subarray(h * N * D, (h + 1) * N * D), k: k.subarray(h * N * D, (h + 1) * N * D), nq: N, nk: N, d: D, scale: SCALE }, r);
+          : topkBlockIndices(leaf, { q: q.subarray(h * N * D, (h + 1) * N * D), k: k.subarray(h * N * D, (h + 1) * N * D), nq: N, nk: N, d: D, scale: SCALE }, r);
       expect(flagDisagreements(x, flags, chosenOf, 'none')).toBe(0);
     }, 120_000);
   }
@@ -252,8 +257,15 @@ describe('causal (top-left): the fallback flags against the float64 certificate 
 });
 
 describe('unguarded causal ∩ top-k blocks with past keys and a lengths input', () => {
-  it.each(['top-left', 'bottom-right', 'past'] as const)('%s', async (align) => {
-    const site = { params: params(intersect(causal(align), topkBlocks(32, 3, 'quest'))), batch: 2, past: 64, kvLength: true };
+  it.each([
+    ['top-left', false],
+    ['bottom-right', false],
+    ['past', false],
+    ['top-left', true],
+    ['bottom-right', true],
+    ['past', true],
+  ] as const)('%s, ranked causally: %s', async (align, ranked) => {
+    const site = { params: params(intersect(causal(align), topkBlocks(32, 3, 'quest', ranked ? align : undefined))), batch: 2, past: 64, kvLength: true };
     const lowered = lowerSite(site, { opset: 21 });
     expect(lowered.graph.nodes.some((n) => n.op === 'GatherND')).toBe(true);
     const r = await runSite(lowered, site, 200, 5, { atol: 1e-5, rtol: 1e-4 });

@@ -1,6 +1,6 @@
-// Top-k blocks on a causal site in the guarded tier of sparsify: the candidate is causal ∩ topkBlocks (the
-// baseline's own cut, candidates.ts), lowered block-gathered with the causal mask inside the gathered blocks and
-// guarded over the causal baseline (guarded-blocks.ts). On retrieval-like data (each query block looks up one key
+// Top-k blocks on a causal site in the guarded tier of sparsify: the candidate is causal ∩ topkBlocks ranked among the
+// blocks the query block can see (the baseline's own cut, candidates.ts), lowered block-gathered with the causal
+// mask inside the gathered blocks and guarded over the causal baseline (guarded-blocks.ts). On retrieval-like data (each query block looks up one key
 // far back: more than 512 positions for the later blocks, out of reach of every window and sinks candidate) the
 // chooser with default candidates and no statistical forms gives the site causal ∩ top-k blocks as `guarded`, on
 // the default target and on onnxruntime's. The rewritten site, lowered for onnxruntime, stays within its budget of
@@ -73,7 +73,7 @@ describe('sparsify: top-k blocks on a causal site, guarded tier, default candida
     const d = chooseSiteSpec(params, { id: 'site0', samples: [sample(retrieval(1))] }, { budget: BUDGET, ...target });
     expect(d.reasonDense).toBeUndefined();
     expect(d.guarantee).toBe('guarded');
-    expect(d.chosen).toMatch(/^intersect\(causal, topk_blocks\(block=64, k=\d+\)\)$/);
+    expect(d.chosen).toMatch(/^intersect\(causal, topk_blocks\(block=64, k=\d+, causal=top-left\)\)$/);
     expect(d.guard).toEqual({ budget: BUDGET, blockSize: BLOCK, baseline: causal() });
     expect(d.fallbackRate).toBeLessThan(0.05);
     // the premise: no window (with or without sinks) reaches the later blocks' keys, so each would recompute more

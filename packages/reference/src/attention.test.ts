@@ -124,6 +124,27 @@ describe('data-dependent leaves', () => {
     expect(topkBlockIndices(topkBlocks(2, 1, 'mean'), head([-1], [1, -5, 0, 2], 1), 0)).toEqual([0]);
   });
 
+  it('top-k blocks ranked causally: only the key blocks the query block can see compete', () => {
+    // q = 1 (d = 1), blocks of 2: keys {0, 1}, {9, 9}, {5, 5}, {0, 0}; query block 1 holds queries 2, 3
+    const k = [0, 1, 9, 9, 5, 5, 0, 0];
+    const q = [1, 1, 1, 1, 1, 1, 1, 1];
+    // ranked over every block, query block 0 takes block 1 (score 9), which its causal cut removes entirely
+    expect(topkBlockIndices(topkBlocks(2, 1), head(q, k, 1), 0)).toEqual([1]);
+    // top-left: query block 0 (queries 0, 1) sees block 0 only; query block 1 sees blocks 0 and 1
+    expect(topkBlockIndices(topkBlocks(2, 1, 'quest', 'top-left'), head(q, k, 1), 0)).toEqual([0]);
+    expect(topkBlockIndices(topkBlocks(2, 1, 'quest', 'top-left'), head(q, k, 1), 1)).toEqual([1]);
+    // block 2 (score 5) beats block 0 (score 1) once visible: query block 2 keeps {1, 2}
+    expect(topkBlockIndices(topkBlocks(2, 2, 'quest', 'top-left'), head(q, k, 1), 2)).toEqual([1, 2]);
+    // k larger than the visible blocks: the visible ones, then future ones at -inf in index order (the cut drops them)
+    expect(topkBlockIndices(topkBlocks(2, 3, 'quest', 'top-left'), head(q, k, 1), 0)).toEqual([0, 1, 2]);
+    // bottom-right with 2 queries over 8 keys (offset 6): the single query block sees every key block
+    expect(topkBlockIndices(topkBlocks(2, 1, 'quest', 'bottom-right'), head([1, 1], k, 1), 0)).toEqual([1]);
+    // bottom-right with 4 queries over 6 keys (offset 2): query block 0 (queries 0, 1 at keys 2, 3) sees blocks 0, 1
+    expect(topkBlockIndices(topkBlocks(2, 1, 'quest', 'bottom-right'), head([1, 1, 1, 1], [0, 1, 4, 4, 9, 9], 1), 0)).toEqual([1]);
+    expect(topkBlockIndices(topkBlocks(2, 1, 'quest', 'past'), head([1, 1, 1, 1], [0, 1, 4, 4, 9, 9], 1), 0)).toEqual([1]);
+    expect(topkBlockIndices(topkBlocks(2, 1, 'quest', 'top-left'), head([1, 1, 1, 1], [0, 1, 4, 4, 9, 9], 1), 0)).toEqual([0]);
+  });
+
   it('LSH with 2 buckets is the sign of one random projection: x and 2x collide, x and -x never do', () => {
     const leaf = lshBuckets(1, 2, 7);
     const x = [0.3, -1.2, 0.8];

@@ -40,8 +40,18 @@ export interface Blocks {
   readonly blockK: number;
   readonly rows: readonly (readonly number[])[];
 }
-/** Data-dependent: each query block keeps the k key blocks of highest score (Quest, MoBA). */
-export interface TopKBlocks { readonly kind: 'topkBlocks'; readonly block: number; readonly k: number; readonly score: BlockScore }
+/**
+ * Data-dependent: each query block keeps the k key blocks of highest score (Quest, MoBA). With `causal`, only the
+ * key blocks some query of the block can see under causal(causal) are ranked (the others score -inf), so a causal
+ * site spends its k on blocks it can attend.
+ */
+export interface TopKBlocks {
+  readonly kind: 'topkBlocks';
+  readonly block: number;
+  readonly k: number;
+  readonly score: BlockScore;
+  readonly causal?: Align;
+}
 /**
  * Data-dependent: angular LSH buckets (Reformer), `hashes` rounds of `buckets` buckets drawn from `seed`.
  * chunk = 0: query i sees the keys that share its bucket in some round. chunk > 0 (self-attention,
@@ -123,11 +133,12 @@ export const blockSparse = (blockQ: number, blockK: number, rows: readonly (read
   blockK,
   rows: rows.map((r) => [...new Set(r)].sort((a, b) => a - b)),
 });
-export const topkBlocks = (block: number, k: number, score: BlockScore = 'quest'): TopKBlocks => ({
+export const topkBlocks = (block: number, k: number, score: BlockScore = 'quest', causal?: Align): TopKBlocks => ({
   kind: 'topkBlocks',
   block,
   k,
   score,
+  ...(causal === undefined ? {} : { causal }),
 });
 export const lshBuckets = (hashes: number, buckets: number, seed: number, chunk = 0): Lsh => ({
   kind: 'lsh',

@@ -21,6 +21,8 @@ describe('printSpec / parseSpec', () => {
     [blockSparse(2, 3, []), 'blocks(q=2, k=3, [])'],
     [topkBlocks(64, 8), 'topk_blocks(block=64, k=8)'],
     [topkBlocks(64, 8, 'mean'), 'topk_blocks(block=64, k=8, score=mean)'],
+    [topkBlocks(64, 8, 'quest', 'bottom-right'), 'topk_blocks(block=64, k=8, causal=bottom-right)'],
+    [topkBlocks(32, 2, 'mean', 'past'), 'topk_blocks(block=32, k=2, score=mean, causal=past)'],
     [lshBuckets(2, 8, 1), 'lsh(hashes=2, buckets=8, seed=1)'],
     [lshBuckets(2, 8, 1, 16), 'lsh(hashes=2, buckets=8, chunk=16, seed=1)'],
     [union(sinks(4), slidingWindow(128, 0)), 'union(sinks(4), window(left=128, right=0))'],

@@ -49,7 +49,7 @@ export function printSpec(spec: AttentionSpec): string {
     case 'blocks':
       return `blocks(q=${spec.blockQ}, k=${spec.blockK}, [${spec.rows.map(list).join(', ')}])`;
     case 'topkBlocks':
-      return call('topk_blocks', [`block=${spec.block}`, `k=${spec.k}`, ...(spec.score === 'quest' ? [] : [`score=${spec.score}`])]);
+      return call('topk_blocks', [`block=${spec.block}`, `k=${spec.k}`, ...(spec.score === 'quest' ? [] : [`score=${spec.score}`]), ...(spec.causal === undefined ? [] : [`causal=${spec.causal}`])]);
     case 'lsh':
       return call('lsh', [
         `hashes=${spec.hashes}`,
@@ -160,7 +160,10 @@ const TERMS: Record<string, (a: Args) => AttentionSpec> = {
   sinks: (a) => sinks(a.pos('int', 'a count').value),
   global: (a) => globalTokens(a.pos('list', 'a list of tokens').value, a.word('align', ALIGNS, 'top-left')),
   blocks: (a) => blockSparse(a.int('q'), a.int('k'), a.pos('lists', 'a list of key-block rows').value),
-  topk_blocks: (a) => topkBlocks(a.int('block'), a.int('k'), a.word('score', SCORES, 'quest')),
+  topk_blocks: (a) => {
+    const ranked = a.word('causal', [...ALIGNS, 'none'], 'none');
+    return topkBlocks(a.int('block'), a.int('k'), a.word('score', SCORES, 'quest'), ranked === 'none' ? undefined : ranked);
+  },
   lsh: (a) => lshBuckets(a.int('hashes'), a.int('buckets'), a.int('seed'), a.int('chunk', 0)),
   union: (a) => union(...a.masks()),
   intersect: (a) => intersect(...a.masks()),

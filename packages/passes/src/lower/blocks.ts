@@ -5,14 +5,17 @@
 //                           mask for the padding; query blocks past the layout read nothing);
 //   topkBlocks(block, k):   block scores as the reference defines them (Quest: relu(q)·kmax - relu(-q)·kmin
 //                           summed over d, max over the block's queries; mean: mean q · mean k), TopK over key
-//                           blocks per query block (ties to the lower index, as ONNX TopK orders them).
+//                           blocks per query block (ties to the lower index, as ONNX TopK orders them);
+//                           with causal = align, Where(c · block <= last query of block r + offset, score, -inf)
+//                           first (offset 0 top-left, T - S otherwise: the IR's rule, spec/semantics/topk.ts).
 // Then K, V padded to whole blocks, GatherND(batch_dims = 2) of the chosen blocks, scores
 // [B, H, nQB, bq, m·bk], a key-index mask (padding, kvLength, invalid slots), softmax, weighted sum,
 // reshape back and slice the padding off.
 //   causal ∩ (blocks | topkBlocks):  the same gather, the causal mask j <= i + offset applied inside the gathered
-//                           blocks (the diagonal block partly masked); the top-k still ranks every key block, the
-//                           future ones included (the IR's semantics: the cut comes after the choice), so a
-//                           query block may spend some of its k on blocks it cannot see
+//                           blocks (the diagonal block partly masked); a top-k leaf without `causal` ranks every
+//                           key block, the future ones included (the cut comes after the choice), so a query
+//                           block may spend some of its k on blocks it cannot see; sparsify writes the leaf with
+//                           `causal` on a causal site
 //   key bias [Bb, Hb, 1, T]: padded and blocked like K, gathered by the same indices, added to the scores
 //                           (a boolean keep-mask arrives as 0 / -inf); the top-k scores ignore it, as the IR's do
 
@@ -137,6 +140,7 @@ export function blockGatherParts(b: NodeBuilder, x: BlockGatherInputs): BlockGat
       const kMean = b.op('Div', [kSum, b.reshape(count(T, nKB, bk, 'blk_kc'), [-1, 1], 'blk_kc_col')], 'blk_k_mean');
       scores = b.op('Mul', [b.op('MatMul', [qMean, b.transpose(kMean, [0, 1, 3, 2], 'blk_k_mean_t')], 'blk_mean_dot'), b.scalar('blk_scale', x.dtype, x.scale)], 'blk_scores');
     }
+    if (spec.causal !== undefined) scores = rankVisibleOnly(b, scores, spec, S, T, nQB, nKB, x.dtype);
     const kk = b.reshape(b.op('Min', [nKB, i64(spec.k, 'blk_k')], 'blk_kept'), [1], 'blk_kept_1');
     const top = b.node({ op: 'TopK', inputs: [scores, kk], attrs: { axis: int(-1), largest: int(1), sorted: int(1) } }, 'blk_topk', 2);
     chosen = top[1]!;
@@ -172,6 +176,20 @@ export function blockGatherParts(b: NodeBuilder, x: BlockGatherInputs): BlockGat
   const yPadded = b.reshape(b.op('MatMul', [probs, vg], 'blk_y_blocks'), [0, 0, -1, x.vHeadDim], 'blk_y_padded');
   const y = b.op('Slice', [yPadded, b.ints('blk_y_start', [0]), b.reshape(S, [1], 'blk_y_end'), b.ints('blk_y_axis', [2])], 'blk_y');
   return { y, scores, keep, probs, chosen, ...(slotValid ? { slotValid } : {}), nQB, nKB };
+}
+
+/**
+ * Block scores [B, H, nQB, nKB] -> the same with -inf where key block c starts after the last query of block r can
+ * see, c · block > min(S, (r + 1) · block) - 1 + offset (offset 0 top-left, T - S bottom-right and past).
+ */
+function rankVisibleOnly(b: NodeBuilder, scores: Value, spec: TopKBlocks, S: Value, T: Value, nQB: Value, nKB: Value, dtype: DType): Value {
+  const i64 = (n: number, what: string) => b.scalar(what, 'i64', n);
+  const ends = b.op('Mul', [b.op('Range', [i64(1, 'blk_v0'), b.op('Add', [nQB, i64(1, 'blk_v1')], 'blk_v_end'), i64(1, 'blk_v2')], 'blk_v_blocks'), i64(spec.block, 'blk_v_size')], 'blk_v_ends');
+  let last = b.op('Sub', [b.op('Min', [ends, S], 'blk_v_last_end'), i64(1, 'blk_v3')], 'blk_v_last_query'); // [nQB]
+  if (spec.causal !== 'top-left') last = b.op('Add', [last, b.op('Sub', [T, S], 'blk_v_offset')], 'blk_v_last_aligned');
+  const starts = b.op('Mul', [b.op('Range', [i64(0, 'blk_v4'), nKB, i64(1, 'blk_v5')], 'blk_v_key_blocks'), i64(spec.block, 'blk_v_size2')], 'blk_v_starts'); // [nKB]
+  const future = b.op('Greater', [starts, b.reshape(last, [-1, 1], 'blk_v_last_col')], 'blk_v_future'); // [nQB, nKB]
+  return b.op('Where', [future, b.scalar('blk_v_neg_inf', dtype, -Infinity), scores], 'blk_scores_visible');
 }
 
 /** The key bias [Bb, Hb, 1, T] at the gathered keys [B, H, nQB, 1, m·bk] (padding keys get 0: they are masked). */

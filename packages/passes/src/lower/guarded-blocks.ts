@@ -21,10 +21,10 @@
 //   log Z_S           the largest kept score and its probability per row from the gathered softmax; a row that
 //                     keeps no key (query blocks past a layout, or a causal row whose chosen blocks all lie in its
 //                     future) gets NaN there and falls back when it drops a key
-// Top-k under a causal mask keeps the IR's semantics (topk.ts): the blocks are ranked over every key block, future
-// ones included, and the causal cut comes after; a query block may so spend some of its k on blocks it cannot see.
-// The certificate holds all the same (it counts what the row drops, whatever was chosen); such a site only falls
-// back more often, and the chooser sees that in its predicted fallback rate.
+// Top-k under a causal mask keeps the IR's semantics (topk.ts): a leaf with `causal` (what sparsify writes) ranks
+// only the blocks the query block can see; one without ranks every key block, future ones included, and may so
+// spend some of its k on blocks it cannot see. The certificate holds either way (it counts what the row drops,
+// whatever was chosen); the second only falls back more often, and the chooser sees that in its predicted rate.
 
 import { type AttentionSpec, blockGathered, printSpec, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '@attnopt/rewrite';

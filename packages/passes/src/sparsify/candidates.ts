@@ -1,5 +1,6 @@
 // The candidate forms sparsify tries at a site, each restricted to the site's own (baseline) spec:
-// windows of several widths, with and without attention sinks; top-k key blocks (Quest); LSH buckets
+// windows of several widths, with and without attention sinks; top-k key blocks (Quest; ranked causally on a
+// causal site); LSH buckets
 // (Reformer); low-rank forms (Nystrom, Linformer, Performer), which carry no certificate (BOUNDS.md (c)).
 // Windows with global tokens read off the calibration data are global-tokens.ts's (the chooser adds them).
 
@@ -34,7 +35,9 @@ export function defaultCandidates(baseline: MaskSpec, nk: number, seed: number):
     out.push(win);
     for (const s of DEFAULT_SINKS) out.push(union(win, sinks(s)));
   }
-  for (const k of DEFAULT_TOPK.filter((k) => k * DEFAULT_TOPK_BLOCK < nk)) out.push(topkBlocks(DEFAULT_TOPK_BLOCK, k, 'quest'));
+  // on a causal site the blocks are ranked among those the query block can see (its k are never spent on the future)
+  const ranked = causalAlign(baseline);
+  for (const k of DEFAULT_TOPK.filter((k) => k * DEFAULT_TOPK_BLOCK < nk)) out.push(topkBlocks(DEFAULT_TOPK_BLOCK, k, 'quest', ranked));
   out.push(lshBuckets(2, 8, seed), lshBuckets(4, 16, seed + 1));
   for (const m of DEFAULT_LANDMARKS.filter((m) => m < nk)) out.push(nystrom(m));
   out.push(linformer(256, seed), performer(256, seed));

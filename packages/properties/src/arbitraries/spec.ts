@@ -48,7 +48,7 @@ export function indexLeafArbitrary(maxLen = 64): fc.Arbitrary<MaskSpec> {
   );
 }
 
-/** One data-dependent leaf (top-k blocks or LSH buckets; chunked LSH only when `lshChunks`). */
+/** One data-dependent leaf (top-k blocks, ranked over every key block or causally; LSH buckets, chunked only when `lshChunks`). */
 export function dataLeafArbitrary(maxLen = 64, lshChunks = false): fc.Arbitrary<MaskSpec> {
   const chunk = lshChunks ? fc.oneof(fc.constant(0), fc.integer({ min: 1, max: Math.max(1, maxLen) })) : fc.constant(0);
   return fc.oneof(
@@ -57,8 +57,9 @@ export function dataLeafArbitrary(maxLen = 64, lshChunks = false): fc.Arbitrary<
         fc.integer({ min: 1, max: Math.max(1, Math.ceil(maxLen / 2)) }),
         fc.integer({ min: 1, max: 4 }),
         fc.constantFrom('quest' as const, 'mean' as const),
+        fc.constantFrom(undefined, 'top-left' as const, 'bottom-right' as const, 'past' as const),
       )
-      .map(([b, k, s]) => topkBlocks(b, k, s)),
+      .map(([b, k, s, ranked]) => topkBlocks(b, k, s, ranked)),
     fc
       .tuple(
         fc.integer({ min: 1, max: 3 }),

@@ -11,10 +11,14 @@
 // - the k key blocks of highest score are kept, ties broken towards the LOWER block index; a NaN score
 //   ranks below every number; when k >= the number of blocks every block is kept;
 // - every query of the block keeps every key of its kept blocks.
-// Under a causal cut, intersect(causal, topkBlocks) (what sparsify writes on a causal site), the choice above is
-// unchanged: every key block is ranked, future ones included, and the cut then removes the future keys of the kept
-// blocks, so a query block may spend some of its k on blocks it cannot see (no backend ranks causally visible blocks
-// only or forces the diagonal block).
+// - with causal = align (what sparsify writes on a causal site: causal(align) ∩ topkBlocks(.., causal=align)),
+//   key block c scores -inf against query block r when its first key lies after the last query of the block can
+//   see: c * block > min(nq, (r + 1) * block) - 1 + offset, offset 0 for top-left and nk - nq for bottom-right and
+//   past (past: this call's keys as many as its queries, as on a self-attention step with a KV cache). Those
+//   blocks are kept only when fewer than k blocks are visible, and the causal cut then removes them.
+// Without `causal`, every key block is ranked, future ones included, and the cut of intersect(causal, topkBlocks)
+// removes the future keys of the kept blocks afterwards: a query block may spend some of its k on blocks it cannot
+// see.
 
 import { fromRanges, type IntervalSet } from '../interval-set.js';
 import type { TopKBlocks } from '../spec.js';
@@ -57,8 +61,10 @@ export function queryBlockScores(leaf: TopKBlocks, head: HeadQK, r: number, stat
   const i0 = r * leaf.block;
   const i1 = Math.min(nq, i0 + leaf.block);
   const scores = new Float64Array(nBlocks);
+  const visible = leaf.causal === undefined ? nBlocks : lastVisibleBlock(leaf, head, r) + 1;
   for (let c = 0; c < nBlocks; c++) {
-    if (leaf.score === 'quest') {
+    if (c >= visible) scores[c] = -Infinity;
+    else if (leaf.score === 'quest') {
       let best = -Infinity;
       for (let i = i0; i < i1; i++) {
         let s = 0;
@@ -80,6 +86,13 @@ export function queryBlockScores(leaf: TopKBlocks, head: HeadQK, r: number, stat
     }
   }
   return scores;
+}
+
+/** The last key block a query of block r can see under the leaf's causal ranking (may be < 0 or >= the block count). */
+export function lastVisibleBlock(leaf: TopKBlocks, head: { readonly nq: number; readonly nk: number }, r: number): number {
+  const offset = leaf.causal === undefined || leaf.causal === 'top-left' ? 0 : head.nk - head.nq;
+  const lastQuery = Math.min(head.nq, (r + 1) * leaf.block) - 1;
+  return Math.floor((lastQuery + offset) / leaf.block);
 }
 
 /** The score of every key block against query block r. */
