@@ -6,6 +6,8 @@
 // onnxruntime on the site's calibration input, and the chosen form stays within the budget of the written one
 // (float32 rounding aside, 1e-4). onnxruntime's own timer is run on that pair for what it returns (never for which
 // model is faster: speed is measured in benchmarks, not in tests). A float16 site is timed on float16 inputs.
+// Head groups turned down by the timer: one form for every head is chosen again, dense (kept as written) or a sparse
+// form, which is timed on a pair of its own and stays when that pair measures faster.
 
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
@@ -127,5 +129,40 @@ describe('rewrites measured against the site as written', () => {
     expect(site.groups).toBeUndefined();
     expect(site).toMatchObject({ chosen: 'dense', exact: true, guarantee: 'exact' });
     expect(site.reason).toMatch(/head 0: window.* was the cost model's choice .* but measured 1\.00 ms chosen against 1\.00 ms as written/);
+  }, 300_000);
+
+  it('head groups measured no faster, one sparse form for every head measured faster: that form stays, timed on its own pair', async () => {
+    // n = 2048, head 1 reaches 8 times further than head 0: head 0 takes a narrow window, head 1 top-k blocks, and
+    // one window wide enough for both is the form for every head
+    const samples = [longAttentionSample(1, 2048, [1, 8]), longAttentionSample(2, 2048, [1, 8])];
+    const base = { samples, seqLen: 2048, maxError: 1e-2, allowStatistical: true };
+    const split = await decide(loadModel(longAttentionBytes()), { ...base, measure: false });
+    const groups = split.sites[0]!.groups!;
+    expect(groups).toHaveLength(2);
+    const uniform = split.sites[0]!.decision!.uniform!;
+    expect(uniform.chosen).toMatch(/window/);
+    expect(groups.map((g) => g.chosen)).not.toContain(uniform.chosen);
+    // the first pair (the head groups) no faster, the second (one form for every head) twice as fast
+    const pairs: SitePair[] = [];
+    const timer = async (pair: SitePair): Promise<SiteTiming> => {
+      pairs.push(pair);
+      return pairs.length === 1 ? { writtenSeconds: 1e-3, chosenSeconds: 1e-3, rounds: 4 } : { writtenSeconds: 2e-3, chosenSeconds: 1e-3, rounds: 4 };
+    };
+    const kept = await decide(loadModel(longAttentionBytes()), { ...base, measure: timer });
+    const site = kept.sites[0]!;
+    expect(pairs).toHaveLength(2);
+    expect(site.groups).toBeUndefined();
+    expect(site.chosen).toBe(uniform.chosen);
+    expect(site.exact).toBe(false);
+    expect(site.decision!.measuredTime).toEqual({ runtime: 'onnxruntime-node', writtenSeconds: 2e-3, chosenSeconds: 1e-3, rounds: 4 });
+    // the two pairs are different models: the split site's and the uniform form's; the written side is the same site
+    expect(Buffer.from(pairs[0]!.chosen).equals(Buffer.from(pairs[1]!.chosen))).toBe(false);
+    expect(Buffer.from(pairs[0]!.written).equals(Buffer.from(pairs[1]!.written))).toBe(true);
+    // the uniform form's pair computes the written site within the budget on the calibration input
+    const written = await runPair(pairs[1]!.written, pairs[1]!.feeds[0]!);
+    const chosen = await runPair(pairs[1]!.chosen, pairs[1]!.feeds[0]!);
+    let err = 0;
+    for (let x = 0; x < written.length; x++) err = Math.max(err, Math.abs(chosen[x]! - written[x]!));
+    expect(err).toBeLessThanOrEqual(1e-2 + 1e-4);
   }, 300_000);
 });
