@@ -13,7 +13,8 @@
 // ratios (a load change between rounds cancels). Beside wall time, the process's CPU time per run (user + system,
 // every thread): on a shared machine it counts the work done, not the time other jobs held the cores.
 //
-// --spec topk: causal ∩ top-k blocks (64, 4, quest) instead of the window (guarded over the causal baseline).
+// --spec topk: causal ∩ top-k blocks (64, 4, quest, ranked among the visible blocks, as sparsify writes it) instead
+// of the window (guarded over the causal baseline).
 // --save DIR writes the dense / unguarded / guarded models as DIR/<n>-<name>.onnx; --before DIR times the guarded
 // model saved there beside the current one (`guardedBefore`, `forcedBefore`): a lowering change measured side by side.
 //
@@ -32,7 +33,7 @@ const opt = (name: string, dflt: string) => (args.includes(name) ? args[args.ind
 const SIZES = opt('--sizes', '4096').split(',').map(Number);
 const REPEATS = Number(opt('--repeats', '7'));
 const THREADS = Number(opt('--threads', '2'));
-const SPEC = opt('--spec', 'window') === 'topk' ? intersect(causal(), topkBlocks(64, 4, 'quest')) : GUARDED_SPEC;
+const SPEC = opt('--spec', 'window') === 'topk' ? intersect(causal(), topkBlocks(64, 4, 'quest', 'top-left')) : GUARDED_SPEC;
 const SAVE = opt('--save', '');
 const BEFORE = opt('--before', '');
 const SESSION: ort.InferenceSession.SessionOptions = { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } };
