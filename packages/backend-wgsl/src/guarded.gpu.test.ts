@@ -5,7 +5,8 @@
 // tokens and block-sparse specs, softcap.
 //   |y - ref| <= epsilon + 1e-5 + 1e-4 |ref| per coordinate (f32 storage and arithmetic);
 //   the certificate is never below the true dropped mass: m_hat >= m (1 - 1e-6) - 1e-7;
-//   epsilon 0 with non-local attention: the fallback counter counts every row that drops a key, output dense.
+//   epsilon 0 with non-local attention: the fallback counter counts every row that drops a key, output dense;
+//   layouts bshd, bsd and packed QKV read through strides: the bhsd run's outputs and certificates, bit for bit.
 // Runs per property: WGSL_NUM_RUNS (default 6): each problem compiles its own pipeline, slow on lavapipe.
 
 import fc from 'fast-check';
@@ -57,6 +58,21 @@ function inputs(family: Family, n: number, d: number, H: number, seed: number, s
 }
 
 const f32 = (t: Tensor64) => ({ shape: t.shape, data: Float32Array.from(t.data) });
+
+/** Rows of several [n, w_k] sequence-major arrays side by side: [n, sum w_k] (Q | K | V packed per position). */
+function packRows(parts: Float32Array[], n: number): Float32Array {
+  const widths = parts.map((x) => x.length / n);
+  const row = widths.reduce((a, w) => a + w, 0);
+  const out = new Float32Array(n * row);
+  for (let i = 0; i < n; i++) {
+    let at = i * row;
+    parts.forEach((x, k) => {
+      out.set(x.subarray(i * widths[k]!, (i + 1) * widths[k]!), at);
+      at += widths[k]!;
+    });
+  }
+  return out;
+}
 
 interface Extra {
   readonly bias?: Tensor64;
@@ -149,6 +165,52 @@ describe('guarded WGSL kernel', () => {
     for (let x = 0; x < data.length; x++) if (x % 5 === 2) data[x] = -Infinity;
     const extra = { bias: { shape: [1, 2, n, n], data }, kvLength: [n - 4] };
     for (const epsilon of [0, 0.05]) await check(params, causal(), inputs('natural', n, d, 2, 9, 0.35), epsilon, 8, `bias, eps ${epsilon}`, extra);
+  });
+
+  it.each(['bshd', 'bsd', 'packed-qkv'] as const)('layout %s: the same outputs and certificates as bhsd, through strides', async (layout) => {
+    const n = 27;
+    const d = 8;
+    const H = 2;
+    const KVH = layout === 'packed-qkv' ? 2 : 1;
+    const base: AttentionParams = { numHeads: H, kvNumHeads: KVH, headDim: d, vHeadDim: d, scale: 0.35, softcap: 0, layout: 'bhsd', spec: union(slidingWindow(4, 0), sinks(2)) };
+    const x = inputs('repeated', n, d, H, 31, 0.35);
+    const kv = (t: Tensor64): Tensor64 => ({ shape: [1, KVH, n, d], data: t.data.subarray(0, KVH * n * d) });
+    const bhsd = { q: x.q, k: kv(x.k), v: kv(x.v) };
+    const guard = { epsilon: 0.05, modelMask: causal(), block: 8 };
+    const want = await check(base, causal(), bhsd, guard.epsilon, guard.block, 'bhsd');
+    // [1, heads, n, d] -> [1, n, heads, d] (row-major)
+    const seqMajor = (t: Tensor64, heads: number) => {
+      const out = new Float32Array(heads * n * d);
+      for (let h = 0; h < heads; h++) for (let i = 0; i < n; i++) for (let c = 0; c < d; c++) out[(i * heads + h) * d + c] = t.data[(h * n + i) * d + c]!;
+      return out;
+    };
+    const p: AttentionParams = { ...base, layout };
+    const got =
+      layout === 'packed-qkv'
+        ? await runGuardedAttention(rt, p, { q: { shape: [1, n, 3 * H * d], data: packRows([seqMajor(bhsd.q, H), seqMajor(bhsd.k, KVH), seqMajor(bhsd.v, KVH)], n) } }, guard)
+        : await runGuardedAttention(
+            rt,
+            p,
+            Object.fromEntries(
+              (['q', 'k', 'v'] as const).map((name) => {
+                const heads = name === 'q' ? H : KVH;
+                return [name, { shape: layout === 'bshd' ? [1, n, heads, d] : [1, n, heads * d], data: seqMajor(bhsd[name], heads) }];
+              }),
+            ) as unknown as Parameters<typeof runGuardedAttention>[2],
+            guard,
+          );
+    // Y comes back sequence-major: the bhsd run's Y reordered, bit for bit; the certificates and fallback count equal
+    expect([...got.y]).toEqual([...seqMajor({ shape: [1, H, n, d], data: Float64Array.from(want.y) }, H)]);
+    expect([...got.certificates]).toEqual([...want.certificates]);
+    expect(got.fallbackRows).toBe(want.fallbackRows);
+    expect(want.fallbackRows).toBeGreaterThan(0);
+  });
+
+  it('refuses inputs that do not match their layout', async () => {
+    const p: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: 4, vHeadDim: 4, scale: 0.5, softcap: 0, layout: 'bshd', spec: slidingWindow(2, 0) };
+    const t = (shape: number[]) => ({ shape, data: new Float32Array(shape.reduce((a, x) => a * x, 1)) });
+    await expect(runGuardedAttention(rt, p, { q: t([1, 2, 5, 4]), k: t([1, 5, 2, 4]), v: t([1, 5, 2, 4]) }, { epsilon: 0.1 })).rejects.toThrow(/Q \[1, 2, 5, 4\] \(40 values\) is not \[1, 2, 2, 4\] for layout bshd/);
+    await expect(runGuardedAttention(rt, { ...p, layout: 'packed-qkv' }, { q: t([1, 5, 24]), k: t([1, 5, 2, 4]) }, { epsilon: 0.1 })).rejects.toThrow(/packed-qkv takes Q alone/);
   });
 
   it('metadata records the tier, the budget and the summaries', () => {

@@ -11,7 +11,8 @@
 //     3. when not (epsilon >= m_hat · R), or when the row keeps no key but drops one: the row again, densely
 //        over the model mask, and the fallback counter (an atomic) counts it.
 //   The certificate per row goes to CERT, the fallback count to COUNTER[0].
-// Scope: f32 storage, bhsd Q [B, H, nq, d], K [B, KVH, nk, d], V [B, KVH, nk, dv], Y like Q with dv; GQA; index
+// Scope: f32 storage, every layout (bhsd, bshd, bsd, packed-qkv: Q, K, V and Y read and written through element
+// strides per (batch, head, row), uniforms q_*, k_*, v_*, y_*; Y in the layout of Q, bsd for packed QKV); GQA; index
 // specs and data-dependent key sets (top-k key blocks, LSH buckets: their codes in `data_codes`, filled before
 // the dispatch as for the plain kernel, src/data-leaves.ts; the certificate needs nothing of them, since it bounds
 // whatever keys of a segment the predicate drops); an additive bias [.., nq, nk] or a key bias [.., 1, nk] read
@@ -20,7 +21,7 @@
 // not a tuned one.
 
 import { type AttentionParams, isLowRank, keySegmentBounds, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
-import { attentionShape, type DeviceInputs } from './attention.js';
+import { attentionShape, type DeviceInputs, type Strides } from './attention.js';
 import { prepareDataLeaves } from './data-leaves.js';
 import type { WgslRuntime } from './runtime.js';
 import { encodeSteps, type KernelStep, runSteps } from './sequence.js';
@@ -46,25 +47,43 @@ export function guardSegments(spec: MaskSpec, nk: number, block: number): Uint32
   return Uint32Array.from(keySegmentBounds(spec, nk, block));
 }
 
+/** Uniforms of a strided operand: element (b, head, row, c) at base + b · sb + head · sh + row · ss + c. */
+const STRIDE_FIELDS = ['base', 'sb', 'sh', 'ss'] as const;
+
+function declareStrides(b: ShaderBuilder, name: string): void {
+  for (const f of STRIDE_FIELDS) b.uniform(`${name}_${f}`, 'u32');
+}
+
+/** WGSL: the offset of row `row` of head `head` of batch `bt` of operand `name` (its first element). */
+const rowAt = (name: string, bt: string, head: string, row: string) => `u.${name}_base + ${bt} * u.${name}_sb + ${head} * u.${name}_sh + ${row} * u.${name}_ss`;
+
+/** The strides of an operand as the uniforms `<name>_base`, `<name>_sb`, `<name>_sh`, `<name>_ss`. */
+function strideUniforms(name: string, st: Strides): Record<string, number> {
+  return { [`${name}_base`]: st.base, [`${name}_sb`]: st.sb, [`${name}_sh`]: st.sh, [`${name}_ss`]: st.ss };
+}
+
 export function guardSummariesProgram(): WgslProgram {
   const b = new ShaderBuilder('guard_summaries');
   const index = gridIndex(b, SEQUENCE_WORKGROUP);
-  for (const f of ['d', 'nk', 'nseg']) b.uniform(f, 'u32');
+  for (const f of ['d', 'nk', 'nseg', 'kv_heads']) b.uniform(f, 'u32');
+  declareStrides(b, 'k');
   b.storageArray('K', 'f32');
   b.storageArray('SEG', 'u32');
   b.storageArray('SUM', 'f32', 'read_write');
   const body = /* wgsl */ `${index}
   let kh = idx / u.nseg;
   let s = idx % u.nseg;
+  let bt = kh / u.kv_heads;
+  let g = kh % u.kv_heads;
   let j0 = SEG[s];
   let j1 = SEG[s + 1u];
   let rec = idx * (3u * u.d + 1u);
   for (var c = 0u; c < u.d; c++) {
-    var lo = K[(kh * u.nk + j0) * u.d + c];
+    var lo = K[${rowAt('k', 'bt', 'g', 'j0')} + c];
     var hi = lo;
     var sum = 0.0;
     for (var j = j0; j < j1; j++) {
-      let x = K[(kh * u.nk + j) * u.d + c];
+      let x = K[${rowAt('k', 'bt', 'g', 'j')} + c];
       lo = min(lo, x);
       hi = max(hi, x);
       sum += x;
@@ -77,7 +96,7 @@ export function guardSummariesProgram(): WgslProgram {
   for (var j = j0; j < j1; j++) {
     var s2 = 0.0;
     for (var c = 0u; c < u.d; c++) {
-      let x = K[(kh * u.nk + j) * u.d + c] - SUM[rec + 2u * u.d + c];
+      let x = K[${rowAt('k', 'bt', 'g', 'j')} + c] - SUM[rec + 2u * u.d + c];
       s2 += x * x;
     }
     r2 = max(r2, s2);
@@ -89,16 +108,19 @@ export function guardSummariesProgram(): WgslProgram {
 export function guardValueRangeProgram(): WgslProgram {
   const b = new ShaderBuilder('guard_value_range');
   const index = gridIndex(b, SEQUENCE_WORKGROUP);
-  for (const f of ['dv', 'nk']) b.uniform(f, 'u32');
+  for (const f of ['dv', 'nk', 'kv_heads']) b.uniform(f, 'u32');
+  declareStrides(b, 'v');
   b.storageArray('V', 'f32');
   b.storageArray('R', 'f32', 'read_write');
   const body = /* wgsl */ `${index}
+  let bt = idx / u.kv_heads;
+  let g = idx % u.kv_heads;
   var best = 0.0;
   for (var c = 0u; c < u.dv; c++) {
-    var lo = V[idx * u.nk * u.dv + c];
+    var lo = V[${rowAt('v', 'bt', 'g', '0u')} + c];
     var hi = lo;
     for (var j = 1u; j < u.nk; j++) {
-      let x = V[(idx * u.nk + j) * u.dv + c];
+      let x = V[${rowAt('v', 'bt', 'g', 'j')} + c];
       lo = min(lo, x);
       hi = max(hi, x);
     }
@@ -139,6 +161,7 @@ export function guardedAttentionProgram(cfg: {
   for (const f of ['nq', 'nk', 'heads', 'kv_heads', 'group', 'nseg']) b.uniform(f, 'u32');
   b.uniform('off_br', 'i32');
   b.uniform('past', 'i32');
+  for (const name of ['q', 'k', 'v', 'y']) declareStrides(b, name);
   for (const s of ['Q', 'K', 'V', 'SUM', 'R']) b.storageArray(s, 'f32');
   b.storageArray('SEG', 'u32');
   b.storageArray('Y', 'f32', 'read_write');
@@ -172,7 +195,7 @@ export function guardedAttentionProgram(cfg: {
   // online softmax of the row over every key j not skipped by `skip`, into m, l and acc
   const accumulate = (skip: string) => /* wgsl */ `  for (var j = 0; j < i32(u.nk); j++) {
     if (${skip}) { continue; }
-    let ko = (kh * u.nk + u32(j)) * ${d}u;
+    let ko = ${rowAt('k', 'bt', 'g', 'u32(j)')};
     var dot = 0.0;
     for (var c = 0u; c < ${d}u; c++) { dot += q[c] * K[ko + c]; }
     let s = capped(dot * ${f(scale)}) + bias_at(qh, i, j);
@@ -180,15 +203,18 @@ export function guardedAttentionProgram(cfg: {
     let alpha = exp(m - mn);
     let p = exp(s - mn);
     l = l * alpha + p;
-    let vo = (kh * u.nk + u32(j)) * ${dv}u;
+    let vo = ${rowAt('v', 'bt', 'g', 'u32(j)')};
     for (var c = 0u; c < ${dv}u; c++) { acc[c] = acc[c] * alpha + p * V[vo + c]; }
     m = mn;
   }`;
   const body = /* wgsl */ `${index}
   let qh = idx / u.nq;
   let i = i32(idx % u.nq);
-  let kh = (qh / u.heads) * u.kv_heads + (qh % u.heads) / u.group;
-  let qo = idx * ${d}u;
+  let bt = qh / u.heads;
+  let h = qh % u.heads;
+  let g = h / u.group;
+  let kh = bt * u.kv_heads + g;
+  let qo = ${rowAt('q', 'bt', 'h', 'u32(i)')};
   var q: array<f32, ${d}>;
   var qn = 0.0;
   for (var c = 0u; c < ${d}u; c++) { q[c] = Q[qo + c]; qn += q[c] * q[c]; }
@@ -236,7 +262,7 @@ ${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, u.past, qh, kh))')}
     for (var c = 0u; c < ${dv}u; c++) { acc[c] = 0.0; }
     ${accumulate('!allowed(qh, i, j)')}
   }
-  let yo = idx * ${dv}u;
+  let yo = ${rowAt('y', 'bt', 'h', 'u32(i)')};
   if (m < -1.0e29) {
     for (var c = 0u; c < ${dv}u; c++) { Y[yo + c] = 0.0; }
   } else {
@@ -251,12 +277,15 @@ ${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, u.past, qh, kh))')}
 }
 
 export interface WgslGuardedInputs {
-  /** [batch, heads, nq, headDim] f32. */
+  /**
+   * f32 in params.layout: [batch, heads, nq, headDim] (bhsd), [batch, nq, heads, headDim] (bshd), [batch, nq,
+   * heads · headDim] (bsd), or Q, K and V packed [batch, n, (heads + 2 kvHeads) · headDim] (packed-qkv, no k, v).
+   */
   readonly q: { readonly shape: readonly number[]; readonly data: Float32Array };
-  /** [batch, kvHeads, nk, headDim] f32. */
-  readonly k: { readonly shape: readonly number[]; readonly data: Float32Array };
-  /** [batch, kvHeads, nk, vHeadDim] f32. */
-  readonly v: { readonly shape: readonly number[]; readonly data: Float32Array };
+  /** Keys in the layout of Q, kvHeads heads (not with packed-qkv). */
+  readonly k?: { readonly shape: readonly number[]; readonly data: Float32Array };
+  /** Values in the layout of Q, kvHeads heads of vHeadDim (not with packed-qkv). */
+  readonly v?: { readonly shape: readonly number[]; readonly data: Float32Array };
   /**
    * Additive f32 bias, rank 2 to 4, broadcast to [batch, heads, nq, nk]: [.., nq, nk], or a key bias [.., 1, nk]
    * (constant along the query axis: read with row stride 0, never expanded). Values at or below -1e29 (or -inf) mask.
@@ -267,6 +296,7 @@ export interface WgslGuardedInputs {
 }
 
 export interface WgslGuardedResult {
+  /** Y in the layout of Q (bsd for packed QKV). */
   readonly y: Float32Array;
   /** m_hat per (batch, head, query row): an upper bound on the row's dropped softmax mass. */
   readonly certificates: Float32Array;
@@ -296,18 +326,41 @@ export function guardInfo(guard: WgslGuardOptions): WgslGuardInfo {
   };
 }
 
-/** Runs the guarded kernel (bhsd, f32) on the device: summaries, V ranges and attention in one compute pass. */
+/** Q, K, V's shapes against the params in their layout (attentionShape reads the extents, this checks the rest). */
+function checkLayoutShapes(p: AttentionParams, inputs: WgslGuardedInputs, B: number, nq: number, nk: number): void {
+  const { numHeads: H, kvNumHeads: G, headDim: d, vHeadDim: dv } = p;
+  const want: Record<string, readonly number[]> =
+    p.layout === 'bhsd'
+      ? { q: [B, H, nq, d], k: [B, G, nk, d], v: [B, G, nk, dv] }
+      : p.layout === 'bshd'
+        ? { q: [B, nq, H, d], k: [B, nk, G, d], v: [B, nk, G, dv] }
+        : p.layout === 'bsd'
+          ? { q: [B, nq, H * d], k: [B, nk, G * d], v: [B, nk, G * dv] }
+          : { q: [B, nq, (H + 2 * G) * d] };
+  for (const [name, shape] of Object.entries(want)) {
+    const t = inputs[name as 'q' | 'k' | 'v']!;
+    const n = shape.reduce((a, x) => a * x, 1);
+    if (t.shape.length !== shape.length || t.shape.some((x, i) => x !== shape[i]) || t.data.length !== n) {
+      throw new Error(`guarded WGSL kernel: ${name.toUpperCase()} [${t.shape.join(', ')}] (${t.data.length} values) is not [${shape.join(', ')}] for layout ${p.layout} and these params`);
+    }
+  }
+  if (p.layout === 'packed-qkv' && dv !== d) throw new Error(`guarded WGSL kernel: packed QKV needs vHeadDim = headDim, got ${dv} and ${d}`);
+}
+
+/** Runs the guarded kernel (f32, any layout) on the device: summaries, V ranges and attention in one compute pass. */
 export async function runGuardedAttention(rt: WgslRuntime, params: AttentionParams, inputs: WgslGuardedInputs, guard: WgslGuardOptions): Promise<WgslGuardedResult> {
   const p = validateAttentionParams(params);
   if (isLowRank(p.spec)) throw new Error(`guarded WGSL kernel: spec ${p.spec.kind} is a low-rank form, not a key set`);
-  if (p.layout !== 'bhsd') throw new Error(`guarded WGSL kernel: layout ${p.layout} (bhsd only)`);
   if (!(guard.epsilon >= 0) || !Number.isFinite(guard.epsilon)) throw new Error(`guard epsilon must be finite and >= 0, got ${guard.epsilon}`);
-  const [B, H, nq, d] = inputs.q.shape as [number, number, number, number];
-  const [, KVH, nk] = inputs.k.shape as [number, number, number];
-  if (H !== p.numHeads || d !== p.headDim || KVH !== p.kvNumHeads || inputs.v.shape[3] !== p.vHeadDim) {
-    throw new Error(`guarded WGSL kernel: Q [${inputs.q.shape.join(', ')}], K [${inputs.k.shape.join(', ')}], V [${inputs.v.shape.join(', ')}] do not match the params`);
+  const packed = p.layout === 'packed-qkv';
+  if (packed ? inputs.k !== undefined || inputs.v !== undefined : inputs.k === undefined || inputs.v === undefined) {
+    throw new Error(`guarded WGSL kernel: layout ${p.layout} takes ${packed ? 'Q alone (K and V packed in it)' : 'Q, K and V'}`);
   }
-  const dv = p.vHeadDim;
+  const plain = { q: inputs.q, ...(inputs.k ? { k: inputs.k } : {}), ...(inputs.v ? { v: inputs.v } : {}) };
+  const shape = attentionShape(p, plain);
+  const { batch: B, nq, nkNew: nk } = shape;
+  const { numHeads: H, kvNumHeads: KVH, headDim: d, vHeadDim: dv } = p;
+  checkLayoutShapes(p, inputs, B, nq, nk);
   const modelMask = guard.modelMask ?? { kind: 'dense' as const };
   const spec = p.spec as MaskSpec;
   const seg = guardSegments(spec, nk, guard.block ?? 64);
@@ -342,8 +395,9 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
     return x;
   };
   const Qb = up(inputs.q.data);
-  const Kb = up(inputs.k.data);
-  const Vb = up(inputs.v.data);
+  // packed QKV: one buffer bound three times (read-only), K and V at their offsets in each row
+  const Kb = inputs.k ? up(inputs.k.data) : Qb;
+  const Vb = inputs.v ? up(inputs.v.data) : Qb;
   const SEGb = up(seg);
   const SUMb = buf(B * KVH * Math.max(1, nseg) * (3 * d + 1) * 4);
   const Rb = buf(B * KVH * 4);
@@ -352,16 +406,14 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
   const COUNTb = up(new Uint32Array(4));
   const extra = [...(inputs.bias ? [up(inputs.bias.data)] : []), ...(inputs.kvLength ? [up(Uint32Array.from(inputs.kvLength))] : [])];
   // data-dependent leaves (top-k blocks, LSH buckets): their codes, computed as the plain kernel's are
-  const plain = { q: inputs.q, k: inputs.k, v: inputs.v };
-  const shape = attentionShape(p, plain);
   const dev: DeviceInputs = { q: Qb, k: Kb, v: Vb, qSt: shape.q, kSt: shape.k, vSt: shape.v, nk };
   const data = B * H * nq > 0 ? await prepareDataLeaves(rt, p, plain, shape, dev, 'f32', owned) : undefined;
   if (data) extra.push(data.buffer);
   const uniformsOwned: GPUBuffer[] = [];
   const steps: KernelStep[] = [
     ...(data?.steps ?? []),
-    ...(nseg > 0 ? [{ program: guardSummariesProgram(), storage: [Kb, SEGb, SUMb], uniforms: { total: B * KVH * nseg, d, nk, nseg }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
-    ...(nk > 0 ? [{ program: guardValueRangeProgram(), storage: [Vb, Rb], uniforms: { total: B * KVH, dv, nk }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
+    ...(nseg > 0 ? [{ program: guardSummariesProgram(), storage: [Kb, SEGb, SUMb], uniforms: { total: B * KVH * nseg, d, nk, nseg, kv_heads: KVH, ...strideUniforms('k', shape.k) }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
+    ...(nk > 0 ? [{ program: guardValueRangeProgram(), storage: [Vb, Rb], uniforms: { total: B * KVH, dv, nk, kv_heads: KVH, ...strideUniforms('v', shape.v) }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
     {
       program: guardedAttentionProgram({
         spec,
@@ -375,7 +427,23 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
         kvLength: inputs.kvLength !== undefined,
       }),
       storage: [Qb, Kb, Vb, SUMb, Rb, SEGb, Yb, CERTb, COUNTb, ...extra],
-      uniforms: { total: B * H * nq, nq, nk, heads: H, kv_heads: KVH, group: H / KVH, nseg, off_br: nk - nq, past: 0, ...(inputs.bias ? biasStrides : {}), ...(data?.uniforms ?? {}) },
+      uniforms: {
+        total: B * H * nq,
+        nq,
+        nk,
+        heads: H,
+        kv_heads: KVH,
+        group: H / KVH,
+        nseg,
+        off_br: nk - nq,
+        past: 0,
+        ...strideUniforms('q', shape.q),
+        ...strideUniforms('k', shape.k),
+        ...strideUniforms('v', shape.v),
+        ...strideUniforms('y', shape.y),
+        ...(inputs.bias ? biasStrides : {}),
+        ...(data?.uniforms ?? {}),
+      },
       workgroups: Math.ceil((B * H * nq) / SEQUENCE_WORKGROUP),
     },
   ];

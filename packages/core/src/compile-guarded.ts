@@ -23,7 +23,6 @@ export function guardedKernelGap(p: AttentionParams, node: Node, options: Compil
   const baseline = p.guard!.baseline;
   if (isLowRank(baseline) || isDataDependent(baseline)) return `its baseline ${printSpec(baseline)} is not a fixed key set a falling-back row can attend`;
   if (options.target !== 'wgsl') return undefined;
-  if (p.layout !== 'bhsd') return `the WGSL guarded kernel reads Q, K, V in layout bhsd only, not ${p.layout}`;
   const dtype = options.dtype ?? (inferDtype(node.inputs[AttentionInput.q]) === 'f16' ? 'f16' : 'f32');
   if (dtype !== 'f32') return `the WGSL guarded kernel stores f32 only, not ${dtype}`;
   if (node.inputs[AttentionInput.pastKey] !== undefined) return 'the WGSL guarded kernel takes no past key/value';
@@ -105,13 +104,13 @@ export function cpuGuardedKernel(id: string, p: AttentionParams, node: Node, opt
 }
 
 const GUARD_STORAGE: Readonly<Record<string, string>> = {
-  Q: 'queries [batch, heads, nq, headDim] f32',
-  K: 'keys [batch, kvHeads, nk, headDim] f32',
-  V: 'values [batch, kvHeads, nk, vHeadDim] f32',
+  Q: 'queries f32 in the site\'s layout, row (batch b, head h, position i) at q_base + b · q_sb + h · q_sh + i · q_ss (packed QKV: Q, K and V in this buffer, bound as K and V too)',
+  K: 'keys f32 in the site\'s layout, row (b, kv head g, position j) at k_base + b · k_sb + g · k_sh + j · k_ss',
+  V: 'values f32 in the site\'s layout, row (b, g, j) at v_base + b · v_sb + g · v_sh + j · v_ss',
   SEG: 'segment starts over [0, nk] (guardSegments in @attnopt/backend-wgsl: blocks of the summary block, split at sink and global tokens)',
   SUM: 'segment summaries per (batch, kv head, segment): per channel min and max, center, then radius (3 headDim + 1 f32), written by guard_summaries',
   R: 'the largest range of one V column per (batch, kv head), written by guard_value_range',
-  Y: 'the output [batch, heads, nq, vHeadDim] f32',
+  Y: 'the output f32 in the layout of Q (packed QKV: [batch, nq, heads · vHeadDim]), row (b, h, i) at y_base + b · y_sb + h · y_sh + i · y_ss',
   CERT: 'm_hat per (batch, head, query row): an upper bound on the row\'s dropped softmax mass',
   COUNTER: 'COUNTER[0]: the rows recomputed over the baseline (an atomic; zero it before the dispatch)',
   BIAS: 'additive f32 bias read at b · bias_sb + h · bias_sh + i · bias_si + j (a key bias [.., 1, nk]: bias_si = 0); values at or below -1e29 mask',

@@ -96,12 +96,15 @@ describe('compile: a guarded site in WGSL', () => {
   });
 
   it('a site the WGSL guarded kernel does not cover gets its exact baseline, and the manifest says why', () => {
+    // any layout is covered (strides as uniforms)
     const bshd = compile(site({ guarded: true, layout: 'bshd' }), { target: 'wgsl' });
-    expect(bshd.manifest.spec).toBe('causal');
-    expect(bshd.manifest.guard).toBeUndefined();
-    expect(bshd.manifest.guardedAsBaseline).toMatch(/guarded .*budget 0\.001.* layout bhsd only, not bshd; this kernel computes its exact baseline causal/);
+    expect(bshd.manifest.guardedAsBaseline).toBeUndefined();
+    expect(bshd.manifest.guard).toMatchObject({ tier: 'guarded', budget: BUDGET });
+    expect(bshd.manifest.bindings.find((b) => b.name === 'u')!.type).toMatch(/q_base: u32, q_sb: u32, q_sh: u32, q_ss: u32/);
     const f16 = compile(site({ guarded: true, dtype: 'f16' }), { target: 'wgsl' });
-    expect(f16.manifest.guardedAsBaseline).toMatch(/stores f32 only, not f16/);
+    expect(f16.manifest.spec).toBe('causal');
+    expect(f16.manifest.guard).toBeUndefined();
+    expect(f16.manifest.guardedAsBaseline).toMatch(/guarded .*budget 0\.001.*stores f32 only, not f16; this kernel computes its exact baseline causal/);
     // the CPU guarded kernel takes any layout
     expect(compile(site({ guarded: true, layout: 'bshd' }), { target: 'cpu' }).manifest.guard).toBeDefined();
   });
