@@ -6,7 +6,9 @@
 //   |y - ref| <= epsilon + 1e-5 + 1e-4 |ref| per coordinate (f32 storage and arithmetic);
 //   the certificate is never below the true dropped mass: m_hat >= m (1 - 1e-6) - 1e-7;
 //   epsilon 0 with non-local attention: the fallback counter counts every row that drops a key, output dense;
-//   layouts bshd, bsd and packed QKV read through strides: the bhsd run's outputs and certificates, bit for bit.
+//   layouts bshd, bsd and packed QKV read through strides: the bhsd run's outputs and certificates, bit for bit;
+//   past keys (a KV cache, align past) within epsilon of the causal reference over the present keys, and the same
+//   keys as an external cache (kvLength, the spec's past = kvLength - nq) giving the same outputs.
 // Runs per property: WGSL_NUM_RUNS (default 6): each problem compiles its own pipeline, slow on lavapipe.
 
 import fc from 'fast-check';
@@ -204,6 +206,49 @@ describe('guarded WGSL kernel', () => {
     expect([...got.certificates]).toEqual([...want.certificates]);
     expect(got.fallbackRows).toBe(want.fallbackRows);
     expect(want.fallbackRows).toBeGreaterThan(0);
+  });
+
+  it('past keys (a KV cache) and an external cache (kvLength, no past): within epsilon of the causal reference over the present keys', async () => {
+    const [P, n, d, H, KVH] = [40, 13, 8, 2, 1];
+    const scale = 0.35;
+    const spec = union(slidingWindow(6, 0, 'past'), sinks(2));
+    const params: AttentionParams = { numHeads: H, kvNumHeads: KVH, headDim: d, vHeadDim: d, scale, softcap: 0, layout: 'bshd', spec };
+    const present = inputs('repeated', P + n, d, KVH, 41, scale); // [1, KVH, P + n, d]: the cache, then this call's keys
+    const q = inputs('natural', n, d, H, 43, scale).q; // [1, H, n, d]
+    const rows = (t: Tensor64, heads: number, from: number, count: number) => {
+      const all = t.shape[2]!;
+      const out = new Float64Array(heads * count * d);
+      for (let h = 0; h < heads; h++) out.set(t.data.subarray((h * all + from) * d, (h * all + from + count) * d), h * count * d);
+      return { shape: [1, heads, count, d], data: out };
+    };
+    const bshd = (t: { shape: readonly number[]; data: Float64Array }) => {
+      const [, heads, s] = t.shape as [number, number, number];
+      const out = new Float32Array(heads * s * d);
+      for (let h = 0; h < heads; h++) for (let i = 0; i < s; i++) for (let c = 0; c < d; c++) out[(i * heads + h) * d + c] = t.data[(h * s + i) * d + c]!;
+      return { shape: [1, s, heads, d], data: out };
+    };
+    const [pastK, pastV, newK, newV] = [rows(present.k, KVH, 0, P), rows(present.v, KVH, 0, P), rows(present.k, KVH, P, n), rows(present.v, KVH, P, n)];
+    for (const epsilon of [0, 0.05]) {
+      const guard = { epsilon, modelMask: causal('past'), block: 8 };
+      const got = await runGuardedAttention(rt, params, { q: bshd(q), k: bshd(newK), v: bshd(newV), pastKey: f32(pastK), pastValue: f32(pastV) }, guard);
+      const ref = referenceAttention({ ...params, layout: 'bhsd', spec: causal('past') }, { q, k: newK, v: newV, pastKey: pastK, pastValue: pastV });
+      // Y is bshd: compare against the bhsd reference reordered
+      const want = bshd({ shape: [1, H, n, d], data: ref.y.data });
+      const cmp = compareArrays(got.y, Float64Array.from(want.data), { atol: epsilon + TOL.atol, rtol: TOL.rtol });
+      expect(cmp.ok, `past keys, epsilon ${epsilon}: max abs error ${cmp.maxAbsError}`).toBe(true);
+      if (epsilon === 0) expect(got.fallbackRows).toBeGreaterThan(0); // repeated spans far back: rows drop mass
+    }
+    // the same present keys as an external cache: K, V of P + n rows, kvLength = P + n, no past input; the spec's past
+    // offset is then kvLength - nq = P, so the window and the causal cut line up as with the cache
+    const ext = await runGuardedAttention(
+      rt,
+      params,
+      { q: bshd(q), k: bshd(rows(present.k, KVH, 0, P + n)), v: bshd(rows(present.v, KVH, 0, P + n)), kvLength: [P + n] },
+      { epsilon: 0.05, modelMask: causal('past'), block: 8 },
+    );
+    const cached = await runGuardedAttention(rt, params, { q: bshd(q), k: bshd(newK), v: bshd(newV), pastKey: f32(pastK), pastValue: f32(pastV) }, { epsilon: 0.05, modelMask: causal('past'), block: 8 });
+    expect([...ext.y]).toEqual([...cached.y]);
+    expect([...ext.certificates]).toEqual([...cached.certificates]);
   });
 
   it('refuses inputs that do not match their layout', async () => {

@@ -16,12 +16,13 @@
 // specs and data-dependent key sets (top-k key blocks, LSH buckets: their codes in `data_codes`, filled before
 // the dispatch as for the plain kernel, src/data-leaves.ts; the certificate needs nothing of them, since it bounds
 // whatever keys of a segment the predicate drops); an additive bias [.., nq, nk] or a key bias [.., 1, nk] read
-// with row stride 0 (its max over a segment's dropped keys of the row joins the bound) and kvLength. The kernel
-// loops over every key and skips those the predicates drop: it is the correctness form of the guard (lavapipe),
-// not a tuned one.
+// with row stride 0 (its max over a segment's dropped keys of the row joins the bound); kvLength; past keys (K and V
+// hold the present keys, bhsd, and u.past the cached count; without them and with kvLength the spec's past offset
+// of batch b is kvLength[b] - nq, u.past_from_kvlen = 1, as in the reference). The kernel loops over every key and
+// skips those the predicates drop: it is the correctness form of the guard (lavapipe), not a tuned one.
 
 import { type AttentionParams, isLowRank, keySegmentBounds, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
-import { attentionShape, type DeviceInputs, type Strides } from './attention.js';
+import { attentionShape, type HostTensor, type Strides, uploadInputs } from './attention.js';
 import { prepareDataLeaves } from './data-leaves.js';
 import type { WgslRuntime } from './runtime.js';
 import { encodeSteps, type KernelStep, runSteps } from './sequence.js';
@@ -171,7 +172,10 @@ export function guardedAttentionProgram(cfg: {
     b.storageArray('BIAS', 'f32');
     for (const f of ['bias_sb', 'bias_sh', 'bias_si']) b.uniform(f, 'u32');
   }
-  if (hasKvLength) b.storageArray('KVLEN', 'u32');
+  if (hasKvLength) {
+    b.storageArray('KVLEN', 'u32');
+    b.uniform('past_from_kvlen', 'u32');
+  }
   const sparse = maskPredicate(spec);
   if (sparse.dataLeaves.length > 0) {
     b.storageArray('data_codes', 'u32');
@@ -186,10 +190,16 @@ export function guardedAttentionProgram(cfg: {
     `fn bias_at(qh: u32, i: i32, j: i32) -> f32 {\n` +
       (hasBias ? `  return BIAS[(qh / u.heads) * u.bias_sb + (qh % u.heads) * u.bias_sh + u32(i) * u.bias_si + u32(j)];\n}` : '  _ = qh;\n  _ = i;\n  _ = j;\n  return 0.0;\n}'),
   );
+  // the spec's past offset of batch b: the cached keys' count, or kvLength[b] - nq without them (an external cache)
+  b.declare(
+    `fn past_of(qh: u32) -> i32 {\n` +
+      (hasKvLength ? '  if (u.past_from_kvlen != 0u) { return i32(KVLEN[qh / u.heads]) - i32(u.nq); }\n' : '  _ = qh;\n') +
+      '  return u.past;\n}',
+  );
   b.declare(
     `fn allowed(qh: u32, i: i32, j: i32) -> bool {\n` +
       (hasKvLength ? '  if (u32(j) >= KVLEN[qh / u.heads]) { return false; }\n' : '') +
-      `  return keep_model(i, j, u.off_br, u.past) && bias_at(qh, i, j) > -1.0e29;\n}`,
+      `  return keep_model(i, j, u.off_br, past_of(qh)) && bias_at(qh, i, j) > -1.0e29;\n}`,
   );
   const f = (x: number) => (Number.isInteger(x) ? `${x}.0` : `${x}`);
   // online softmax of the row over every key j not skipped by `skip`, into m, l and acc
@@ -224,14 +234,14 @@ export function guardedAttentionProgram(cfg: {
   var l = 0.0;
   var acc: array<f32, ${dv}>;
   for (var c = 0u; c < ${dv}u; c++) { acc[c] = 0.0; }
-${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, u.past, qh, kh))')}
+${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, past_of(qh), qh, kh))')}
   // 2. the certificate of the dropped keys, segment by segment
   var bsum = 0.0;
   for (var sg = 0u; sg < u.nseg; sg++) {
     var cnt = 0u;
     var maxb = -3.0e38;
     for (var j = i32(SEG[sg]); j < i32(SEG[sg + 1u]); j++) {
-      if (allowed(qh, i, j) && !keep(i, j, u.off_br, u.past, qh, kh)) {
+      if (allowed(qh, i, j) && !keep(i, j, u.off_br, past_of(qh), qh, kh)) {
         cnt++;
         maxb = max(maxb, bias_at(qh, i, j));
       }
@@ -293,6 +303,9 @@ export interface WgslGuardedInputs {
   readonly bias?: { readonly shape: readonly number[]; readonly data: Float32Array };
   /** Per batch: keys j >= kvLength[b] are padding. */
   readonly kvLength?: ArrayLike<number>;
+  /** Cached keys and values before this call's, [batch, kvHeads, past, headDim | vHeadDim] whatever the layout. */
+  readonly pastKey?: HostTensor;
+  readonly pastValue?: HostTensor;
 }
 
 export interface WgslGuardedResult {
@@ -356,11 +369,24 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
   if (packed ? inputs.k !== undefined || inputs.v !== undefined : inputs.k === undefined || inputs.v === undefined) {
     throw new Error(`guarded WGSL kernel: layout ${p.layout} takes ${packed ? 'Q alone (K and V packed in it)' : 'Q, K and V'}`);
   }
-  const plain = { q: inputs.q, ...(inputs.k ? { k: inputs.k } : {}), ...(inputs.v ? { v: inputs.v } : {}) };
+  const plain = {
+    q: inputs.q,
+    ...(inputs.k ? { k: inputs.k } : {}),
+    ...(inputs.v ? { v: inputs.v } : {}),
+    ...(inputs.pastKey ? { pastKey: inputs.pastKey } : {}),
+    ...(inputs.pastValue ? { pastValue: inputs.pastValue } : {}),
+    ...(inputs.kvLength ? { kvLength: inputs.kvLength } : {}),
+  };
   const shape = attentionShape(p, plain);
-  const { batch: B, nq, nkNew: nk } = shape;
+  const { batch: B, nq, nkNew, past } = shape;
   const { numHeads: H, kvNumHeads: KVH, headDim: d, vHeadDim: dv } = p;
-  checkLayoutShapes(p, inputs, B, nq, nk);
+  checkLayoutShapes(p, inputs, B, nq, nkNew);
+  for (const [name, t, dim] of [['pastKey', inputs.pastKey, d], ['pastValue', inputs.pastValue, dv]] as const) {
+    if (t && (t.shape.length !== 4 || t.shape[0] !== B || t.shape[1] !== KVH || t.shape[2] !== past || t.shape[3] !== dim || t.data.length !== B * KVH * past * dim)) {
+      throw new Error(`guarded WGSL kernel: ${name} [${t.shape.join(', ')}] is not [${B}, ${KVH}, ${past}, ${dim}]`);
+    }
+  }
+  const nk = past + nkNew; // present keys: the cached ones, then this call's
   const modelMask = guard.modelMask ?? { kind: 'dense' as const };
   const spec = p.spec as MaskSpec;
   const seg = guardSegments(spec, nk, guard.block ?? 64);
@@ -381,7 +407,6 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
     const sh4 = s4[2] * nk;
     biasStrides = { bias_sb: s4[0] === 1 ? 0 : s4[1] * sh4, bias_sh: s4[1] === 1 ? 0 : sh4, bias_si: si };
   }
-  if (inputs.kvLength && inputs.kvLength.length !== B) throw new Error(`guarded WGSL kernel: kvLength needs ${B} entries`);
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const owned: GPUBuffer[] = [];
   const buf = (bytes: number) => {
@@ -394,10 +419,10 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
     owned.push(x);
     return x;
   };
-  const Qb = up(inputs.q.data);
-  // packed QKV: one buffer bound three times (read-only), K and V at their offsets in each row
-  const Kb = inputs.k ? up(inputs.k.data) : Qb;
-  const Vb = inputs.v ? up(inputs.v.data) : Qb;
+  // Q, and the present K and V (past keys, then this call's: bhsd when there are past keys; packed QKV without them
+  // one buffer bound three times, K and V at their offsets in each row); kvLength checked there
+  const dev = uploadInputs(rt, p, plain, shape, 'f32', owned);
+  const [Qb, Kb, Vb] = [dev.q, dev.k, dev.v];
   const SEGb = up(seg);
   const SUMb = buf(B * KVH * Math.max(1, nseg) * (3 * d + 1) * 4);
   const Rb = buf(B * KVH * 4);
@@ -406,14 +431,13 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
   const COUNTb = up(new Uint32Array(4));
   const extra = [...(inputs.bias ? [up(inputs.bias.data)] : []), ...(inputs.kvLength ? [up(Uint32Array.from(inputs.kvLength))] : [])];
   // data-dependent leaves (top-k blocks, LSH buckets): their codes, computed as the plain kernel's are
-  const dev: DeviceInputs = { q: Qb, k: Kb, v: Vb, qSt: shape.q, kSt: shape.k, vSt: shape.v, nk };
   const data = B * H * nq > 0 ? await prepareDataLeaves(rt, p, plain, shape, dev, 'f32', owned) : undefined;
   if (data) extra.push(data.buffer);
   const uniformsOwned: GPUBuffer[] = [];
   const steps: KernelStep[] = [
     ...(data?.steps ?? []),
-    ...(nseg > 0 ? [{ program: guardSummariesProgram(), storage: [Kb, SEGb, SUMb], uniforms: { total: B * KVH * nseg, d, nk, nseg, kv_heads: KVH, ...strideUniforms('k', shape.k) }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
-    ...(nk > 0 ? [{ program: guardValueRangeProgram(), storage: [Vb, Rb], uniforms: { total: B * KVH, dv, nk, kv_heads: KVH, ...strideUniforms('v', shape.v) }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
+    ...(nseg > 0 ? [{ program: guardSummariesProgram(), storage: [Kb, SEGb, SUMb], uniforms: { total: B * KVH * nseg, d, nk, nseg, kv_heads: KVH, ...strideUniforms('k', dev.kSt) }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
+    ...(nk > 0 ? [{ program: guardValueRangeProgram(), storage: [Vb, Rb], uniforms: { total: B * KVH, dv, nk, kv_heads: KVH, ...strideUniforms('v', dev.vSt) }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
     {
       program: guardedAttentionProgram({
         spec,
@@ -436,10 +460,11 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
         group: H / KVH,
         nseg,
         off_br: nk - nq,
-        past: 0,
-        ...strideUniforms('q', shape.q),
-        ...strideUniforms('k', shape.k),
-        ...strideUniforms('v', shape.v),
+        past,
+        ...(inputs.kvLength ? { past_from_kvlen: inputs.pastKey === undefined ? 1 : 0 } : {}),
+        ...strideUniforms('q', dev.qSt),
+        ...strideUniforms('k', dev.kSt),
+        ...strideUniforms('v', dev.vSt),
         ...strideUniforms('y', shape.y),
         ...(inputs.bias ? biasStrides : {}),
         ...(data?.uniforms ?? {}),

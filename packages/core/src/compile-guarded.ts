@@ -25,7 +25,6 @@ export function guardedKernelGap(p: AttentionParams, node: Node, options: Compil
   if (options.target !== 'wgsl') return undefined;
   const dtype = options.dtype ?? (inferDtype(node.inputs[AttentionInput.q]) === 'f16' ? 'f16' : 'f32');
   if (dtype !== 'f32') return `the WGSL guarded kernel stores f32 only, not ${dtype}`;
-  if (node.inputs[AttentionInput.pastKey] !== undefined) return 'the WGSL guarded kernel takes no past key/value';
   return undefined;
 }
 
@@ -105,8 +104,8 @@ export function cpuGuardedKernel(id: string, p: AttentionParams, node: Node, opt
 
 const GUARD_STORAGE: Readonly<Record<string, string>> = {
   Q: 'queries f32 in the site\'s layout, row (batch b, head h, position i) at q_base + b · q_sb + h · q_sh + i · q_ss (packed QKV: Q, K and V in this buffer, bound as K and V too)',
-  K: 'keys f32 in the site\'s layout, row (b, kv head g, position j) at k_base + b · k_sb + g · k_sh + j · k_ss',
-  V: 'values f32 in the site\'s layout, row (b, g, j) at v_base + b · v_sb + g · v_sh + j · v_ss',
+  K: 'the present keys f32 (with past keys: the cached ones then this call\'s, [batch, kvHeads, past + nk, headDim]; else in the site\'s layout), row (b, kv head g, key j) at k_base + b · k_sb + g · k_sh + j · k_ss',
+  V: 'the present values f32, as K, row (b, g, j) at v_base + b · v_sb + g · v_sh + j · v_ss',
   SEG: 'segment starts over [0, nk] (guardSegments in @attnopt/backend-wgsl: blocks of the summary block, split at sink and global tokens)',
   SUM: 'segment summaries per (batch, kv head, segment): per channel min and max, center, then radius (3 headDim + 1 f32), written by guard_summaries',
   R: 'the largest range of one V column per (batch, kv head), written by guard_value_range',
@@ -114,7 +113,7 @@ const GUARD_STORAGE: Readonly<Record<string, string>> = {
   CERT: 'm_hat per (batch, head, query row): an upper bound on the row\'s dropped softmax mass',
   COUNTER: 'COUNTER[0]: the rows recomputed over the baseline (an atomic; zero it before the dispatch)',
   BIAS: 'additive f32 bias read at b · bias_sb + h · bias_sh + i · bias_si + j (a key bias [.., 1, nk]: bias_si = 0); values at or below -1e29 mask',
-  KVLEN: 'per batch: keys j >= KVLEN[b] are padding',
+  KVLEN: 'per batch: keys j >= KVLEN[b] are padding; with u.past_from_kvlen = 1 (no past keys: an external cache) the spec\'s past offset of batch b is KVLEN[b] - nq, else u.past (the cached keys\' count)',
   data_codes: DATA_CODES,
 };
 

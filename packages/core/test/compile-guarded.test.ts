@@ -101,6 +101,11 @@ describe('compile: a guarded site in WGSL', () => {
     expect(bshd.manifest.guardedAsBaseline).toBeUndefined();
     expect(bshd.manifest.guard).toMatchObject({ tier: 'guarded', budget: BUDGET });
     expect(bshd.manifest.bindings.find((b) => b.name === 'u')!.type).toMatch(/q_base: u32, q_sb: u32, q_sh: u32, q_ss: u32/);
+    // and past keys (the host hands the kernel the present keys and the cached count as u.past)
+    const cached = compile(site({ guarded: true, past: true }), { target: 'wgsl' });
+    expect(cached.manifest.guardedAsBaseline).toBeUndefined();
+    expect(cached.manifest.bindings.find((b) => b.name === 'u')!.type).toMatch(/past: i32/);
+    expect(cached.manifest.bindings.find((b) => b.name === 'K')!.description).toMatch(/present keys/);
     const f16 = compile(site({ guarded: true, dtype: 'f16' }), { target: 'wgsl' });
     expect(f16.manifest.spec).toBe('causal');
     expect(f16.manifest.guard).toBeUndefined();

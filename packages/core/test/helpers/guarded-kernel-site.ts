@@ -25,7 +25,7 @@ export const RTOL = 1e-4;
 const SLOPES = [1 / 16, 1 / 256]; // ALiBi: 2^(-8 (h + 1) / H)
 export const sparse = intersect(causal(), slidingWindow(31, 0));
 
-export function site(options: { guarded: boolean; bias?: boolean; layout?: AttentionLayout; dtype?: 'f32' | 'f16' }) {
+export function site(options: { guarded: boolean; bias?: boolean; layout?: AttentionLayout; dtype?: 'f32' | 'f16'; past?: boolean }) {
   const layout = options.layout ?? 'bhsd';
   const g = new Graph('guarded');
   const shape = layout === 'bhsd' ? [1, H, N, D] : [1, N, H, D];
@@ -36,7 +36,8 @@ export function site(options: { guarded: boolean; bias?: boolean; layout?: Atten
     numHeads: H, kvNumHeads: H, headDim: D, vHeadDim: D, scale: 1 / Math.sqrt(D), softcap: 0, layout, spec: sparse,
     ...(options.guarded ? { guard: { budget: BUDGET, blockSize: 32, baseline: causal() } } : {}),
   };
-  const node = g.addNode(attentionNode(params, { q: q!, k: k!, v: v!, ...(options.bias ? { bias: io('bias', [1, H, 1, N]) } : {}) }, { y }, 'attention'));
+  const cache = options.past ? { pastKey: io('past_key', [1, H, 'past', D]), pastValue: io('past_value', [1, H, 'past', D]) } : {};
+  const node = g.addNode(attentionNode(params, { q: q!, k: k!, v: v!, ...(options.bias ? { bias: io('bias', [1, H, 1, N]) } : {}), ...cache }, { y }, 'attention'));
   g.outputs.push(y);
   return { id: 'site0', node };
 }
