@@ -8,12 +8,14 @@
 //   epsilon 0 with non-local attention: the fallback counter counts every row that drops a key, output dense;
 //   layouts bshd, bsd and packed QKV read through strides: the bhsd run's outputs and certificates, bit for bit;
 //   past keys (a KV cache, align past) within epsilon of the causal reference over the present keys, and the same
-//   keys as an external cache (kvLength, the spec's past = kvLength - nq) giving the same outputs.
+//   keys as an external cache (kvLength, the spec's past = kvLength - nq) giving the same outputs;
+//   f16 storage: within epsilon of the reference on the f16-rounded inputs, |y - ref| <= epsilon (1 + 2^-11) + 1e-5
+//   + (1e-4 + 2^-11) |ref| (Y rounded to f16 once), certificates at least the dropped mass of those inputs.
 // Runs per property: WGSL_NUM_RUNS (default 6): each problem compiles its own pipeline, slow on lavapipe.
 
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type AttentionParams, blockSparse, causal, dense, intersect, keeps, type MaskSpec, sinks, slidingWindow, union, globalTokens } from '@attnopt/ir';
+import { type AttentionParams, blockSparse, causal, dense, floatToHalf, halfToFloat, intersect, keeps, type MaskSpec, sinks, slidingWindow, union, globalTokens } from '@attnopt/ir';
 import { compareArrays, referenceAttention, type Tensor64 } from '@attnopt/reference';
 import { seededValues } from '@attnopt/properties';
 import { guardInfo, runGuardedAttention } from './guarded.js';
@@ -249,6 +251,36 @@ describe('guarded WGSL kernel', () => {
     const cached = await runGuardedAttention(rt, params, { q: bshd(q), k: bshd(newK), v: bshd(newV), pastKey: f32(pastK), pastValue: f32(pastV) }, { epsilon: 0.05, modelMask: causal('past'), block: 8 });
     expect([...ext.y]).toEqual([...cached.y]);
     expect([...ext.certificates]).toEqual([...cached.certificates]);
+  });
+
+  it('f16 storage (f32 arithmetic): within epsilon of the reference on the f16-rounded inputs, plus the f16 rounding of Y', async () => {
+    const [n, d, H] = [37, 16, 2];
+    const scale = 1 / Math.sqrt(d);
+    const params: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: d, vHeadDim: d, scale, softcap: 0, layout: 'bhsd', spec: union(slidingWindow(5, 0), sinks(2)) };
+    const half = (t: Tensor64): Tensor64 => ({ shape: t.shape, data: t.data.map((x) => halfToFloat(floatToHalf(x))) });
+    for (const family of ['natural', 'repeated', 'logits80'] as const) {
+      const raw = inputs(family, n, d, H, 53, scale);
+      const x = { q: half(raw.q), k: half(raw.k), v: half(raw.v) };
+      for (const epsilon of [0, 0.01]) {
+        const got = await runGuardedAttention(rt, params, { q: f32(x.q), k: f32(x.k), v: f32(x.v) }, { epsilon, modelMask: causal(), block: 8, dtype: 'f16' });
+        const ref = referenceAttention({ ...params, spec: causal(), scoresMode: 'softmax' }, x);
+        const HALF_ULP = 2 ** -11;
+        const cmp = compareArrays(got.y, ref.y.data, { atol: epsilon * (1 + HALF_ULP) + TOL.atol, rtol: TOL.rtol + HALF_ULP });
+        expect(cmp.ok, `${family}, epsilon ${epsilon}: max abs error ${cmp.maxAbsError}`).toBe(true);
+        // every stored value is Y rounded to f16
+        expect(got.y.every((y) => halfToFloat(floatToHalf(y)) === y)).toBe(true);
+        // the certificate bounds the dropped mass of the f16 inputs it read
+        const sparse = intersect(causal(), params.spec as MaskSpec);
+        for (let h = 0; h < H; h++) {
+          for (let i = 0; i < n; i++) {
+            let m = 0;
+            for (let j = 0; j < n; j++) if (!keeps(sparse, i, j, { nq: n, nk: n })) m += ref.scores!.data[(h * n + i) * n + j]!;
+            expect(got.certificates[h * n + i]!).toBeGreaterThanOrEqual(m * (1 - 1e-6) - 1e-7);
+          }
+        }
+        if (family === 'repeated' && epsilon === 0) expect(got.fallbackRows).toBeGreaterThan(0);
+      }
+    }
   });
 
   it('refuses inputs that do not match their layout', async () => {

@@ -11,8 +11,9 @@
 //     3. when not (epsilon >= m_hat · R), or when the row keeps no key but drops one: the row again, densely
 //        over the model mask, and the fallback counter (an atomic) counts it.
 //   The certificate per row goes to CERT, the fallback count to COUNTER[0].
-// Scope: f32 storage, every layout (bhsd, bshd, bsd, packed-qkv: Q, K, V and Y read and written through element
-// strides per (batch, head, row), uniforms q_*, k_*, v_*, y_*; Y in the layout of Q, bsd for packed QKV); GQA; index
+// Scope: f32 or f16 storage of Q, K, V and Y (f32 arithmetic, summaries and certificates), every layout (bhsd,
+// bshd, bsd, packed-qkv: Q, K, V and Y read and written through element strides per (batch, head, row), uniforms
+// q_*, k_*, v_*, y_*; Y in the layout of Q, bsd for packed QKV); GQA; index
 // specs and data-dependent key sets (top-k key blocks, LSH buckets: their codes in `data_codes`, filled before
 // the dispatch as for the plain kernel, src/data-leaves.ts; the certificate needs nothing of them, since it bounds
 // whatever keys of a segment the predicate drops); an additive bias [.., nq, nk] or a key bias [.., 1, nk] read
@@ -22,7 +23,8 @@
 // skips those the predicates drop: it is the correctness form of the guard (lavapipe), not a tuned one.
 
 import { type AttentionParams, isLowRank, keySegmentBounds, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
-import { attentionShape, type HostTensor, type Strides, uploadInputs } from './attention.js';
+import { attentionShape, type HostTensor, readOutput, type Strides, uploadInputs } from './attention.js';
+import type { StorageDType } from './attention-program.js';
 import { prepareDataLeaves } from './data-leaves.js';
 import type { WgslRuntime } from './runtime.js';
 import { encodeSteps, type KernelStep, runSteps } from './sequence.js';
@@ -38,6 +40,8 @@ export interface WgslGuardOptions {
   readonly block?: number;
   /** The keys the model's own mask allows, which a fallback row attends densely (default dense). */
   readonly modelMask?: MaskSpec;
+  /** Storage of Q, K, V and Y on the device (default f32; f16 needs the shader-f16 feature). Arithmetic is f32. */
+  readonly dtype?: StorageDType;
 }
 
 /** B is multiplied by this before m_hat is formed (the float32 rounding of the bound and of Z_S). */
@@ -63,12 +67,14 @@ function strideUniforms(name: string, st: Strides): Record<string, number> {
   return { [`${name}_base`]: st.base, [`${name}_sb`]: st.sb, [`${name}_sh`]: st.sh, [`${name}_ss`]: st.ss };
 }
 
-export function guardSummariesProgram(): WgslProgram {
+/** Per (kv head, segment) summaries of K stored in `dtype` (computed in f32). */
+export function guardSummariesProgram(dtype: StorageDType = 'f32'): WgslProgram {
   const b = new ShaderBuilder('guard_summaries');
+  if (dtype === 'f16') b.enableF16();
   const index = gridIndex(b, SEQUENCE_WORKGROUP);
   for (const f of ['d', 'nk', 'nseg', 'kv_heads']) b.uniform(f, 'u32');
   declareStrides(b, 'k');
-  b.storageArray('K', 'f32');
+  b.storageArray('K', dtype);
   b.storageArray('SEG', 'u32');
   b.storageArray('SUM', 'f32', 'read_write');
   const body = /* wgsl */ `${index}
@@ -80,11 +86,11 @@ export function guardSummariesProgram(): WgslProgram {
   let j1 = SEG[s + 1u];
   let rec = idx * (3u * u.d + 1u);
   for (var c = 0u; c < u.d; c++) {
-    var lo = K[${rowAt('k', 'bt', 'g', 'j0')} + c];
+    var lo = f32(K[${rowAt('k', 'bt', 'g', 'j0')} + c]);
     var hi = lo;
     var sum = 0.0;
     for (var j = j0; j < j1; j++) {
-      let x = K[${rowAt('k', 'bt', 'g', 'j')} + c];
+      let x = f32(K[${rowAt('k', 'bt', 'g', 'j')} + c]);
       lo = min(lo, x);
       hi = max(hi, x);
       sum += x;
@@ -97,38 +103,40 @@ export function guardSummariesProgram(): WgslProgram {
   for (var j = j0; j < j1; j++) {
     var s2 = 0.0;
     for (var c = 0u; c < u.d; c++) {
-      let x = K[${rowAt('k', 'bt', 'g', 'j')} + c] - SUM[rec + 2u * u.d + c];
+      let x = f32(K[${rowAt('k', 'bt', 'g', 'j')} + c]) - SUM[rec + 2u * u.d + c];
       s2 += x * x;
     }
     r2 = max(r2, s2);
   }
   SUM[rec + 3u * u.d] = sqrt(r2) * ${1 + 2 ** -20};`;
-  return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [] });
+  return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [dtype] });
 }
 
-export function guardValueRangeProgram(): WgslProgram {
+/** Per kv head, the largest range of one V column, V stored in `dtype`. */
+export function guardValueRangeProgram(dtype: StorageDType = 'f32'): WgslProgram {
   const b = new ShaderBuilder('guard_value_range');
+  if (dtype === 'f16') b.enableF16();
   const index = gridIndex(b, SEQUENCE_WORKGROUP);
   for (const f of ['dv', 'nk', 'kv_heads']) b.uniform(f, 'u32');
   declareStrides(b, 'v');
-  b.storageArray('V', 'f32');
+  b.storageArray('V', dtype);
   b.storageArray('R', 'f32', 'read_write');
   const body = /* wgsl */ `${index}
   let bt = idx / u.kv_heads;
   let g = idx % u.kv_heads;
   var best = 0.0;
   for (var c = 0u; c < u.dv; c++) {
-    var lo = V[${rowAt('v', 'bt', 'g', '0u')} + c];
+    var lo = f32(V[${rowAt('v', 'bt', 'g', '0u')} + c]);
     var hi = lo;
     for (var j = 1u; j < u.nk; j++) {
-      let x = V[${rowAt('v', 'bt', 'g', 'j')} + c];
+      let x = f32(V[${rowAt('v', 'bt', 'g', 'j')} + c]);
       lo = min(lo, x);
       hi = max(hi, x);
     }
     best = max(best, hi - lo);
   }
   R[idx] = best;`;
-  return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [] });
+  return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [dtype] });
 }
 
 /** The model mask's predicate as `keep_model` (its tables renamed apart from the spec's). */
@@ -153,19 +161,24 @@ export function guardedAttentionProgram(cfg: {
   bias?: boolean;
   /** Keys j >= KVLEN[b] are padding. */
   kvLength?: boolean;
+  /** Storage of Q, K, V and Y (default f32; arithmetic is f32 either way). */
+  dtype?: StorageDType;
 }): WgslProgram {
   const { spec, modelMask, headDim: d, vHeadDim: dv, scale, softcap, epsilon } = cfg;
+  const T = cfg.dtype ?? 'f32';
   const hasBias = cfg.bias ?? false;
   const hasKvLength = cfg.kvLength ?? false;
   const b = new ShaderBuilder('guarded_attention');
+  if (T === 'f16') b.enableF16();
   const index = gridIndex(b, SEQUENCE_WORKGROUP);
   for (const f of ['nq', 'nk', 'heads', 'kv_heads', 'group', 'nseg']) b.uniform(f, 'u32');
   b.uniform('off_br', 'i32');
   b.uniform('past', 'i32');
   for (const name of ['q', 'k', 'v', 'y']) declareStrides(b, name);
-  for (const s of ['Q', 'K', 'V', 'SUM', 'R']) b.storageArray(s, 'f32');
+  for (const s of ['Q', 'K', 'V']) b.storageArray(s, T);
+  for (const s of ['SUM', 'R']) b.storageArray(s, 'f32');
   b.storageArray('SEG', 'u32');
-  b.storageArray('Y', 'f32', 'read_write');
+  b.storageArray('Y', T, 'read_write');
   b.storageArray('CERT', 'f32', 'read_write');
   b.storageArray('COUNTER', 'atomic<u32>', 'read_write');
   if (hasBias) {
@@ -207,14 +220,14 @@ export function guardedAttentionProgram(cfg: {
     if (${skip}) { continue; }
     let ko = ${rowAt('k', 'bt', 'g', 'u32(j)')};
     var dot = 0.0;
-    for (var c = 0u; c < ${d}u; c++) { dot += q[c] * K[ko + c]; }
+    for (var c = 0u; c < ${d}u; c++) { dot += q[c] * f32(K[ko + c]); }
     let s = capped(dot * ${f(scale)}) + bias_at(qh, i, j);
     let mn = max(m, s);
     let alpha = exp(m - mn);
     let p = exp(s - mn);
     l = l * alpha + p;
     let vo = ${rowAt('v', 'bt', 'g', 'u32(j)')};
-    for (var c = 0u; c < ${dv}u; c++) { acc[c] = acc[c] * alpha + p * V[vo + c]; }
+    for (var c = 0u; c < ${dv}u; c++) { acc[c] = acc[c] * alpha + p * f32(V[vo + c]); }
     m = mn;
   }`;
   const body = /* wgsl */ `${index}
@@ -227,7 +240,7 @@ export function guardedAttentionProgram(cfg: {
   let qo = ${rowAt('q', 'bt', 'h', 'u32(i)')};
   var q: array<f32, ${d}>;
   var qn = 0.0;
-  for (var c = 0u; c < ${d}u; c++) { q[c] = Q[qo + c]; qn += q[c] * q[c]; }
+  for (var c = 0u; c < ${d}u; c++) { q[c] = f32(Q[qo + c]); qn += q[c] * q[c]; }
   qn = sqrt(qn);
   // 1. the sparse keys
   var m = -3.0e38;
@@ -274,15 +287,15 @@ ${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, past_of(qh), qh, kh))'
   }
   let yo = ${rowAt('y', 'bt', 'h', 'u32(i)')};
   if (m < -1.0e29) {
-    for (var c = 0u; c < ${dv}u; c++) { Y[yo + c] = 0.0; }
+    for (var c = 0u; c < ${dv}u; c++) { Y[yo + c] = ${T}(0.0); }
   } else {
     let inv = 1.0 / l;
-    for (var c = 0u; c < ${dv}u; c++) { Y[yo + c] = acc[c] * inv; }
+    for (var c = 0u; c < ${dv}u; c++) { Y[yo + c] = ${T}(acc[c] * inv); }
   }`;
   return b.build({
     workgroupSize: SEQUENCE_WORKGROUP,
     body,
-    keyParts: [JSON.stringify(spec), JSON.stringify(modelMask), d, dv, scale, softcap, epsilon, hasBias ? 'bias' : '', hasKvLength ? 'kvlen' : ''],
+    keyParts: [JSON.stringify(spec), JSON.stringify(modelMask), d, dv, scale, softcap, epsilon, hasBias ? 'bias' : '', hasKvLength ? 'kvlen' : '', T],
   });
 }
 
@@ -421,23 +434,25 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
   };
   // Q, and the present K and V (past keys, then this call's: bhsd when there are past keys; packed QKV without them
   // one buffer bound three times, K and V at their offsets in each row); kvLength checked there
-  const dev = uploadInputs(rt, p, plain, shape, 'f32', owned);
+  const dtype = guard.dtype ?? 'f32';
+  if (dtype === 'f16' && !rt.features.f16) throw new Error('guarded WGSL kernel: f16 storage needs the shader-f16 feature, not offered by this adapter');
+  const dev = uploadInputs(rt, p, plain, shape, dtype, owned);
   const [Qb, Kb, Vb] = [dev.q, dev.k, dev.v];
   const SEGb = up(seg);
   const SUMb = buf(B * KVH * Math.max(1, nseg) * (3 * d + 1) * 4);
   const Rb = buf(B * KVH * 4);
-  const Yb = buf(B * H * nq * dv * 4);
+  const Yb = buf(B * H * nq * dv * (dtype === 'f16' ? 2 : 4));
   const CERTb = buf(B * H * nq * 4);
   const COUNTb = up(new Uint32Array(4));
   const extra = [...(inputs.bias ? [up(inputs.bias.data)] : []), ...(inputs.kvLength ? [up(Uint32Array.from(inputs.kvLength))] : [])];
   // data-dependent leaves (top-k blocks, LSH buckets): their codes, computed as the plain kernel's are
-  const data = B * H * nq > 0 ? await prepareDataLeaves(rt, p, plain, shape, dev, 'f32', owned) : undefined;
+  const data = B * H * nq > 0 ? await prepareDataLeaves(rt, p, plain, shape, dev, dtype, owned) : undefined;
   if (data) extra.push(data.buffer);
   const uniformsOwned: GPUBuffer[] = [];
   const steps: KernelStep[] = [
     ...(data?.steps ?? []),
-    ...(nseg > 0 ? [{ program: guardSummariesProgram(), storage: [Kb, SEGb, SUMb], uniforms: { total: B * KVH * nseg, d, nk, nseg, kv_heads: KVH, ...strideUniforms('k', dev.kSt) }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
-    ...(nk > 0 ? [{ program: guardValueRangeProgram(), storage: [Vb, Rb], uniforms: { total: B * KVH, dv, nk, kv_heads: KVH, ...strideUniforms('v', dev.vSt) }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
+    ...(nseg > 0 ? [{ program: guardSummariesProgram(dtype), storage: [Kb, SEGb, SUMb], uniforms: { total: B * KVH * nseg, d, nk, nseg, kv_heads: KVH, ...strideUniforms('k', dev.kSt) }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
+    ...(nk > 0 ? [{ program: guardValueRangeProgram(dtype), storage: [Vb, Rb], uniforms: { total: B * KVH, dv, nk, kv_heads: KVH, ...strideUniforms('v', dev.vSt) }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
     {
       program: guardedAttentionProgram({
         spec,
@@ -449,6 +464,7 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
         epsilon: guard.epsilon,
         bias: inputs.bias !== undefined,
         kvLength: inputs.kvLength !== undefined,
+        dtype,
       }),
       storage: [Qb, Kb, Vb, SUMb, Rb, SEGb, Yb, CERTb, COUNTb, ...extra],
       uniforms: {
@@ -474,7 +490,7 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
   ];
   try {
     if (B * H * nq > 0) await runSteps(rt, 'guarded attention', await encodeSteps(rt, steps, uniformsOwned));
-    const y = new Float32Array(await rt.download(Yb, B * H * nq * dv * 4));
+    const y = await readOutput(rt, Yb, B * H * nq * dv, dtype);
     const certificates = new Float32Array(await rt.download(CERTb, B * H * nq * 4));
     const fallbackRows = new Uint32Array(await rt.download(COUNTb, 4))[0]!;
     return { y, certificates, fallbackRows, rows: B * H * nq };

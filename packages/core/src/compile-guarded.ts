@@ -19,14 +19,14 @@ import { inferDtype } from '@attnopt/passes';
 import { common, type CompiledKernel, DATA_CODES, type CompileOptions, cpuKernelShape, type KernelBinding, type KernelFile, type KernelGuard, keepPredicateModule, programBindings } from './compile-manifest.js';
 
 /** Why the target's guarded kernel does not cover this guarded site, or undefined when it does. */
-export function guardedKernelGap(p: AttentionParams, node: Node, options: CompileOptions): string | undefined {
+export function guardedKernelGap(p: AttentionParams): string | undefined {
   const baseline = p.guard!.baseline;
   if (isLowRank(baseline) || isDataDependent(baseline)) return `its baseline ${printSpec(baseline)} is not a fixed key set a falling-back row can attend`;
-  if (options.target !== 'wgsl') return undefined;
-  const dtype = options.dtype ?? (inferDtype(node.inputs[AttentionInput.q]) === 'f16' ? 'f16' : 'f32');
-  if (dtype !== 'f32') return `the WGSL guarded kernel stores f32 only, not ${dtype}`;
   return undefined;
 }
+
+/** The storage dtype of a WGSL kernel: the option, else f16 for an f16 model, else f32. */
+const wgslDtype = (node: Node, options: CompileOptions) => options.dtype ?? (inferDtype(node.inputs[AttentionInput.q]) === 'f16' ? 'f16' : 'f32');
 
 const guardedComputes = (computes: string, budget: number, baseline: MaskSpec): string =>
   `${computes}; guarded: per query row m_hat, an upper bound on the softmax mass the sparse keys drop (from key-segment summaries), ` +
@@ -103,13 +103,13 @@ export function cpuGuardedKernel(id: string, p: AttentionParams, node: Node, opt
 }
 
 const GUARD_STORAGE: Readonly<Record<string, string>> = {
-  Q: 'queries f32 in the site\'s layout, row (batch b, head h, position i) at q_base + b · q_sb + h · q_sh + i · q_ss (packed QKV: Q, K and V in this buffer, bound as K and V too)',
-  K: 'the present keys f32 (with past keys: the cached ones then this call\'s, [batch, kvHeads, past + nk, headDim]; else in the site\'s layout), row (b, kv head g, key j) at k_base + b · k_sb + g · k_sh + j · k_ss',
-  V: 'the present values f32, as K, row (b, g, j) at v_base + b · v_sb + g · v_sh + j · v_ss',
+  Q: 'queries in the manifest\'s dtype (f32 or f16), in the site\'s layout, row (batch b, head h, position i) at q_base + b · q_sb + h · q_sh + i · q_ss (packed QKV: Q, K and V in this buffer, bound as K and V too)',
+  K: 'the present keys, as Q\'s dtype (with past keys: the cached ones then this call\'s, [batch, kvHeads, past + nk, headDim]; else in the site\'s layout), row (b, kv head g, key j) at k_base + b · k_sb + g · k_sh + j · k_ss',
+  V: 'the present values, as K, row (b, g, j) at v_base + b · v_sb + g · v_sh + j · v_ss',
   SEG: 'segment starts over [0, nk] (guardSegments in @attnopt/backend-wgsl: blocks of the summary block, split at sink and global tokens)',
   SUM: 'segment summaries per (batch, kv head, segment): per channel min and max, center, then radius (3 headDim + 1 f32), written by guard_summaries',
   R: 'the largest range of one V column per (batch, kv head), written by guard_value_range',
-  Y: 'the output f32 in the layout of Q (packed QKV: [batch, nq, heads · vHeadDim]), row (b, h, i) at y_base + b · y_sb + h · y_sh + i · y_ss',
+  Y: 'the output, as Q\'s dtype, in the layout of Q (packed QKV: [batch, nq, heads · vHeadDim]), row (b, h, i) at y_base + b · y_sb + h · y_sh + i · y_ss',
   CERT: 'm_hat per (batch, head, query row): an upper bound on the row\'s dropped softmax mass',
   COUNTER: 'COUNTER[0]: the rows recomputed over the baseline (an atomic; zero it before the dispatch)',
   BIAS: 'additive f32 bias read at b · bias_sb + h · bias_sh + i · bias_si + j (a key bias [.., 1, nk]: bias_si = 0); values at or below -1e29 mask',
@@ -123,6 +123,7 @@ export function wgslGuardedKernel(id: string, p: AttentionParams, node: Node, op
   const baseline = g.baseline as MaskSpec;
   const bias = node.inputs[AttentionInput.bias] !== undefined;
   const kvLength = node.inputs[AttentionInput.kvLength] !== undefined;
+  const dtype = wgslDtype(node, options);
   const attention = guardedAttentionProgram({
     spec: p.spec as MaskSpec,
     modelMask: baseline,
@@ -133,11 +134,12 @@ export function wgslGuardedKernel(id: string, p: AttentionParams, node: Node, op
     epsilon: g.budget,
     bias,
     kvLength,
+    dtype,
   });
   const info = guardInfo({ epsilon: g.budget, block: g.blockSize, modelMask: baseline });
   const programs: readonly { file: string; program: WgslProgram; dispatch: string }[] = [
-    { file: `${id}.guard_summaries.wgsl`, program: guardSummariesProgram(), dispatch: 'one thread per (batch, kv head, segment); total = batch · kvHeads · segments' },
-    { file: `${id}.guard_value_range.wgsl`, program: guardValueRangeProgram(), dispatch: 'one thread per (batch, kv head); total = batch · kvHeads' },
+    { file: `${id}.guard_summaries.wgsl`, program: guardSummariesProgram(dtype), dispatch: 'one thread per (batch, kv head, segment); total = batch · kvHeads · segments' },
+    { file: `${id}.guard_value_range.wgsl`, program: guardValueRangeProgram(dtype), dispatch: 'one thread per (batch, kv head); total = batch · kvHeads' },
     { file: `${id}.wgsl`, program: attention, dispatch: 'one thread per (batch, head, query row); total = batch · heads · nq' },
   ];
   const files: KernelFile[] = programs.map(({ file, program, dispatch }) => ({
@@ -160,7 +162,7 @@ export function wgslGuardedKernel(id: string, p: AttentionParams, node: Node, op
       ...common(id, node, p, 'wgsl', bias),
       computes: guardedComputes(common(id, node, p, 'wgsl', bias).computes, g.budget, baseline),
       modelDtype: inferDtype(node.inputs[AttentionInput.q]) ?? '?',
-      dtype: 'f32',
+      dtype,
       entryPoint: 'main',
       cacheKey: attention.cacheKey,
       files: files.map((f) => f.name),

@@ -149,7 +149,7 @@ export function compile(site: CompileSite, options: CompileOptions): CompiledKer
   const plain = (p: AttentionParams) => (target === 'wgsl' ? wgslKernel(id, p, node, options) : cpuKernel(id, p, node, options));
   try {
     if (params.guard === undefined) return plain(params);
-    const gap = guardedKernelGap(params, node, options);
+    const gap = guardedKernelGap(params);
     if (gap === undefined) return target === 'wgsl' ? wgslGuardedKernel(id, params, node, options) : cpuGuardedKernel(id, params, node, options);
     // guarded -> its exact baseline where the guarded kernel does not apply: never the sparse form without its certificate
     const baseline: AttentionParams = { ...params, spec: params.guard.baseline, guard: undefined };

@@ -14,7 +14,7 @@
 
 import { compileAttention, type CpuTensor, jsGuardedKernelSource, kernelCacheKey, wasmGuardedAttentionKernel } from '@attnopt/backend-cpu';
 import { guardedAttentionProgram } from '@attnopt/backend-wgsl';
-import { attentionParams, causal, intersect, type MaskSpec, printSpec } from '@attnopt/ir';
+import { attentionParams, causal, intersect, lshBuckets, type MaskSpec, printSpec } from '@attnopt/ir';
 import { referenceAttention, type Tensor64 } from '@attnopt/reference';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/index.js';
@@ -95,8 +95,8 @@ describe('compile: a guarded site in WGSL', () => {
     expect(m.bindings.map((b) => b.name)).toContain('BIAS');
   });
 
-  it('a site the WGSL guarded kernel does not cover gets its exact baseline, and the manifest says why', () => {
-    // any layout is covered (strides as uniforms)
+  it('the WGSL guarded kernel covers every layout, past keys and f16 storage', () => {
+    // any layout (strides as uniforms)
     const bshd = compile(site({ guarded: true, layout: 'bshd' }), { target: 'wgsl' });
     expect(bshd.manifest.guardedAsBaseline).toBeUndefined();
     expect(bshd.manifest.guard).toMatchObject({ tier: 'guarded', budget: BUDGET });
@@ -106,12 +106,28 @@ describe('compile: a guarded site in WGSL', () => {
     expect(cached.manifest.guardedAsBaseline).toBeUndefined();
     expect(cached.manifest.bindings.find((b) => b.name === 'u')!.type).toMatch(/past: i32/);
     expect(cached.manifest.bindings.find((b) => b.name === 'K')!.description).toMatch(/present keys/);
+    // and f16 storage (the programs enable f16)
     const f16 = compile(site({ guarded: true, dtype: 'f16' }), { target: 'wgsl' });
-    expect(f16.manifest.spec).toBe('causal');
-    expect(f16.manifest.guard).toBeUndefined();
-    expect(f16.manifest.guardedAsBaseline).toMatch(/guarded .*budget 0\.001.*stores f32 only, not f16; this kernel computes its exact baseline causal/);
+    expect(f16.manifest.guardedAsBaseline).toBeUndefined();
+    expect(f16.manifest.dtype).toBe('f16');
+    expect(f16.files.every((f) => String(f.contents).startsWith('enable f16;'))).toBe(true);
+    expect(f16.manifest.features).toContain('shader-f16');
     // the CPU guarded kernel takes any layout
     expect(compile(site({ guarded: true, layout: 'bshd' }), { target: 'cpu' }).manifest.guard).toBeDefined();
+  });
+
+  it('a guard whose baseline is no fixed key set gets the exact baseline on both targets, and the manifest says why', () => {
+    const { node } = site({ guarded: true });
+    const p = attentionParams(node);
+    const lsh = lshBuckets(2, 4, 1);
+    node.attrs.set('guardBaseline', { type: 'spec', value: lsh });
+    expect(attentionParams(node).guard!.baseline).toEqual(lsh);
+    for (const target of ['cpu', 'wgsl'] as const) {
+      const m = compile({ id: 'site0', node }, { target }).manifest;
+      expect(m.guard).toBeUndefined();
+      expect(m.guardedAsBaseline).toMatch(/its baseline lsh\(hashes=2, buckets=4, seed=1\) is not a fixed key set a falling-back row can attend/);
+    }
+    expect(p.guard!.baseline).toEqual(causal());
   });
 });
 

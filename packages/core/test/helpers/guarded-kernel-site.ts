@@ -29,7 +29,7 @@ export function site(options: { guarded: boolean; bias?: boolean; layout?: Atten
   const layout = options.layout ?? 'bhsd';
   const g = new Graph('guarded');
   const shape = layout === 'bhsd' ? [1, H, N, D] : [1, N, H, D];
-  const io = (name: string, s = shape) => g.addInput(new Value(name, tensorType(options.dtype ?? 'f32', s)));
+  const io = (name: string, s: readonly (number | string)[] = shape) => g.addInput(new Value(name, tensorType(options.dtype ?? 'f32', s)));
   const [q, k, v] = [io('q'), io('k'), io('v')];
   const y = new Value('y', tensorType(options.dtype ?? 'f32', shape));
   const params: AttentionParams = {
