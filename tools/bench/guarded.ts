@@ -14,16 +14,17 @@
 // every thread): on a shared machine it counts the work done, not the time other jobs held the cores.
 //
 // --spec topk: causal ∩ top-k blocks (64, 4, quest, ranked among the visible blocks, as sparsify writes it) instead
-// of the window (guarded over the causal baseline).
+// of the window (guarded over the causal baseline); --spec lsh: causal ∩ chunked LSH (2 rounds, 16 buckets, chunks
+// of 128: 512 keys per query).
 // --save DIR writes the dense / unguarded / guarded models as DIR/<n>-<name>.onnx; --before DIR times the guarded
 // model saved there beside the current one (`guardedBefore`, `forcedBefore`): a lowering change measured side by side.
 //
-//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2] [--spec window|topk] [--save DIR] [--before DIR]
+//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2] [--spec window|topk|lsh] [--save DIR] [--before DIR]
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { causal, intersect, topkBlocks } from '@attnopt/ir';
+import { causal, intersect, lshBuckets, topkBlocks } from '@attnopt/ir';
 import * as ort from 'onnxruntime-node';
 import { D, diffuseInputs, GUARDED_SPEC, H, localInputs, siteModel } from './guarded-models.js';
 
@@ -33,7 +34,14 @@ const opt = (name: string, dflt: string) => (args.includes(name) ? args[args.ind
 const SIZES = opt('--sizes', '4096').split(',').map(Number);
 const REPEATS = Number(opt('--repeats', '7'));
 const THREADS = Number(opt('--threads', '2'));
-const SPEC = opt('--spec', 'window') === 'topk' ? intersect(causal(), topkBlocks(64, 4, 'quest', 'top-left')) : GUARDED_SPEC;
+const SPECS = {
+  window: { spec: GUARDED_SPEC, label: 'causal ∩ (window 256 ∪ sinks 4)' },
+  topk: { spec: intersect(causal(), topkBlocks(64, 4, 'quest', 'top-left')), label: 'causal ∩ top-k blocks (64, 4, quest, ranked causally)' },
+  lsh: { spec: intersect(causal(), lshBuckets(2, 16, 3, 128)), label: 'causal ∩ lsh (2 rounds, 16 buckets, chunks of 128)' },
+} as const;
+const SPEC_NAME = opt('--spec', 'window');
+if (!(SPEC_NAME in SPECS)) throw new Error(`guarded bench: --spec ${SPEC_NAME}: window, topk or lsh`);
+const { spec: SPEC, label: LABEL } = SPECS[SPEC_NAME as keyof typeof SPECS];
 const SAVE = opt('--save', '');
 const BEFORE = opt('--before', '');
 const SESSION: ort.InferenceSession.SessionOptions = { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } };
@@ -85,7 +93,7 @@ async function main(): Promise<void> {
     const ratioOf = (xs: Record<string, number[]>) => (a: string, b: string) => median(xs[a]!.map((t, r) => t / xs[b]![r]!));
     const ratio = ratioOf(times);
     const cpuRatio = ratioOf(cpu);
-    console.log(`\nn = ${n}, 8 heads, d 64, ${SPEC === GUARDED_SPEC ? 'causal ∩ (window 256 ∪ sinks 4)' : 'causal ∩ top-k blocks (64, 4, quest)'}, ${REPEATS} rounds`);
+    console.log(`\nn = ${n}, 8 heads, d 64, ${LABEL}, ${REPEATS} rounds`);
     for (const m of names) {
       const ref = feedsOf(m) === local ? outs.dense! : outs.denseDiffuse!;
       console.log(`  ${m.padEnd(16)} median ${median(times[m]!).toFixed(1)} ms (cpu ${median(cpu[m]!).toFixed(1)} ms)   max |y - dense| ${maxDiff(outs[m]!, ref).toExponential(2)}`);

@@ -7,7 +7,8 @@
 //            top-k blocks adds the block scores (Quest bounds or block means) and a TopK.
 //   lsh:     per round, Q and K hashed (MatMul by the rotations, ArgMax), sorted by bucket (TopK), gathered in
 //            chunks of c; each chunk of queries scores its own and the previous key chunk: scores
-//            B·H·rounds·⌈n/c⌉·c·2c; with several rounds a rounds² candidate test (dedup) and a logsumexp merge.
+//            B·H·rounds·⌈n/c⌉·c·2c; with several rounds a candidate test against each other round (dedup) and a
+//            logsumexp merge.
 //   nystrom: segment-mean landmarks (an m x n averaging MatMul), three softmax kernels (n·m, m·m, m·n), the
 //            m x m pseudo-inverse by `steps` Newton–Schulz steps of 4 float64 MatMuls, F (A⁺ (G V)).
 // Index arithmetic (Shape, Gather, Range, Min/Max clamps) is O(n) int64 work: counted as small kernels.
@@ -224,11 +225,18 @@ export function lshChunkedOps(p: AttentionParams, leaf: Lsh, rest: MaskSpec, x: 
   if (o.kvLength) ops.push(small('Less', 'kv length', 9 * S), work('And', 'keep & kv length', { bytes: 3 * S }));
   ops.push(work('And', 'keep', { bytes: 3 * S }));
   if (R > 1) {
-    ops.push(small('Div/Transpose', 'chunk ids', 8 * 4 * BH * R * n));
-    ops.push(work('GatherND', 'query chunk ids per round', { bytes: 16 * BH * R * np * R }), work('GatherND', 'key chunk ids per round', { bytes: 16 * BH * R * np * 2 * R }));
-    ops.push(work('Equal', 'same chunk', { bytes: S * R }), work('Equal', 'previous chunk', { bytes: S * R }), work('Or', 'candidate', { bytes: 3 * S * R }));
-    ops.push(work('Cast', 'candidate count', { bytes: (1 + E) * S * R }), work('ReduceSum', 'rounds per pair', { bytes: E * (S * R + S) }));
-    ops.push(work('Log', 'log rounds', { bytes: 2 * E * S }), work('Sub', 'dedup logits', { bytes: 3 * E * S }));
+    // per other round (shift s = 1 .. R - 1): its chunk ids at this round's sorted rows, two compares over [c, 2c]
+    ops.push(small('Div', 'chunk ids', 8 * 2 * BH * R * n));
+    for (let s = 1; s < R; s++) {
+      ops.push(small('Gather', 'chunk ids of round r + s', 8 * 2 * BH * R * n));
+      ops.push(work('GatherND', 'query chunk ids', { bytes: 16 * BH * R * np }), work('GatherND', 'key chunk ids', { bytes: 16 * BH * R * np * 2 }));
+      ops.push(work('Equal', 'same chunk', { bytes: S }), work('Equal', 'previous chunk', { bytes: S }), work('Or', 'candidate', { bytes: 3 * S }));
+    }
+    if (R === 2) ops.push(work('Sub', 'logits - log 2', { bytes: 2 * E * S }), work('Where', 'dedup logits', { bytes: S + 3 * E * S }));
+    else {
+      for (let s = 1; s < R; s++) ops.push(work('Cast', 'candidate', { bytes: (1 + E) * S }), work('Add', 'rounds per pair', { bytes: 3 * E * S }));
+      ops.push(work('Log', 'log rounds', { bytes: 2 * E * S }), work('Sub', 'dedup logits', { bytes: 3 * E * S }));
+    }
   }
   ops.push(work('Where', 'masked logits', { bytes: S + 2 * E * S }));
   ops.push(work('Softmax', 'probabilities with logsumexp (ReduceMax, Sub, Exp, ReduceSum, Div)', { softmaxFlops: 5 * S, softmaxElements: S, bytes: 6 * E * S }));

@@ -107,17 +107,40 @@ export function lshChunkedParts(b: NodeBuilder, x: LshInputs): LshChunkedParts {
   if (x.kvLength) parts.push(b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1, 1, 1], 'lsh_kv_length')], 'lsh_kv_length_mask'));
   const keep = parts.reduce((acc, m) => b.op('And', [acc, m], 'lsh_keep'));
 
-  let roundCount: Value | undefined;
+  // 1 / (rounds in which each candidate is one), f32, for the distinct kept keys; undefined with one round
+  let onceWeight: (() => Value) | undefined;
   if (R > 1) {
-    // rounds in which each candidate pair is a candidate: chunk(j) ∈ {chunk(i), chunk(i) - 1} in round r'
-    const chunkT = (pos: Value, what: string) => b.transpose(b.op('Div', [pos, i64(c, `${what}_c`)], `${what}_chunk_id`), [0, 1, 3, 2], `${what}_chunk_t`); // [B, H, n, R]
-    const cq = gatherRows(chunkT(oq.pos, 'lsh_q'), qRows, [0, 0, R, -1, c, 1, R], 'lsh_q_chunks'); // [B, H, R, nC, c, 1, R']
-    const ck = gatherRows(chunkT(ok.pos, 'lsh_k'), kRows, [0, 0, R, -1, 1, 2 * c, R], 'lsh_k_chunks'); // [B, H, R, nC, 1, 2c, R']
-    const prev = b.op('Sub', [cq, i64(1, 'lsh_one')], 'lsh_q_prev_chunk');
-    const hit = b.op('Or', [b.op('Equal', [ck, cq], 'lsh_same_chunk'), b.op('Equal', [ck, prev], 'lsh_prev_chunk')], 'lsh_candidate');
-    const count = reduce('ReduceSum', b.cast(hit, dtype, 'lsh_candidate_f'), 6, false, 'lsh_rounds');
-    logits = b.op('Sub', [logits, b.op('Log', [count], 'lsh_log_rounds')], 'lsh_dedup');
-    roundCount = count;
+    // rounds in which each candidate pair is a candidate: chunk(j) ∈ {chunk(i), chunk(i) - 1} in round r'. In its own
+    // round r every real candidate is one, so count = 1 + the other rounds, taken as shifts r' = r + s (mod R): the
+    // chunk ids of round r + s gathered at round r's sorted rows, compared over [.., c, 2c] (contiguous rows of 2c keys;
+    // with the R' axis innermost these passes took 4x the scores' MatMul at n = 4096). Padding candidates (row -1) get
+    // some count here; the keep-mask drops them.
+    const chunkIds = (pos: Value, what: string) => b.op('Div', [pos, i64(c, `${what}_c`)], `${what}_chunk_id`); // [B, H, R, n]
+    const cqAll = chunkIds(oq.pos, 'lsh_q');
+    const ckAll = chunkIds(ok.pos, 'lsh_k');
+    const atRows = (t: Value, rows: Value, shape: number[], what: string) => {
+      const at = b.reshape(b.op('Max', [rows, i64(0, `${what}_zero`)], `${what}_clamped`), [0, 0, 0, -1, 1], `${what}_index`);
+      return b.reshape(b.op('GatherND', [t, at], `${what}_rows`, { batch_dims: int(3) }), shape, what);
+    };
+    const hits: Value[] = [];
+    for (let s = 1; s < R; s++) {
+      const roll = b.ints(`lsh_roll${s}`, Array.from({ length: R }, (_, r) => (r + s) % R));
+      const shifted = (t: Value, what: string) => b.op('Gather', [t, roll], what, { axis: int(2) });
+      const cq = atRows(shifted(cqAll, `lsh_q_chunks_roll${s}`), qRows, [0, 0, R, -1, c, 1], `lsh_q_chunks${s}`); // [B, H, R, nC, c, 1]
+      const ck = atRows(shifted(ckAll, `lsh_k_chunks_roll${s}`), kRows, [0, 0, R, -1, 1, 2 * c], `lsh_k_chunks${s}`); // [B, H, R, nC, 1, 2c]
+      const prev = b.op('Sub', [cq, i64(1, `lsh_one${s}`)], `lsh_q_prev_chunk${s}`);
+      hits.push(b.op('Or', [b.op('Equal', [ck, cq], `lsh_same_chunk${s}`), b.op('Equal', [ck, prev], `lsh_prev_chunk${s}`)], `lsh_candidate${s}`));
+    }
+    if (R === 2) {
+      // two rounds: a pair counts 1 or 2 rounds, so the logit drops log 2 where the other round has it too
+      const hit = hits[0]!;
+      logits = b.op('Where', [hit, b.op('Sub', [logits, b.scalar('lsh_log2', dtype, Math.LN2)], 'lsh_halved'), logits], 'lsh_dedup');
+      onceWeight = () => b.op('Where', [hit, b.scalar('lsh_half', 'f32', 0.5), b.scalar('lsh_whole', 'f32', 1)], 'lsh_once_weight');
+    } else {
+      const count = hits.reduce((acc, h, t) => b.op('Add', [acc, b.cast(h, dtype, `lsh_candidate_f${t + 1}`)], `lsh_rounds${t + 1}`), b.scalar('lsh_own_round', dtype, 1) as Value);
+      logits = b.op('Sub', [logits, b.op('Log', [count], 'lsh_log_rounds')], 'lsh_dedup');
+      onceWeight = () => b.op('Reciprocal', [b.cast(count, 'f32', 'lsh_rounds_f32')], 'lsh_once_weight');
+    }
   }
 
   // softmax per (round, query) with its logsumexp
@@ -143,9 +166,7 @@ export function lshChunkedParts(b: NodeBuilder, x: LshInputs): LshChunkedParts {
   const keptKeys = () => {
     if (keptRows) return keptRows;
     // Where, not keep / count: a padding candidate may count 0 rounds (0 / 0)
-    const w = roundCount
-      ? b.op('Where', [keep, b.op('Reciprocal', [b.cast(roundCount, 'f32', 'lsh_rounds_f32')], 'lsh_once_weight'), b.scalar('lsh_keep_none', 'f32', 0)], 'lsh_keep_once')
-      : b.cast(keep, 'f32', 'lsh_keep_f');
+    const w = onceWeight ? b.op('Where', [keep, onceWeight(), b.scalar('lsh_keep_none', 'f32', 0)], 'lsh_keep_once') : b.cast(keep, 'f32', 'lsh_keep_f');
     const perRound = unsort(reduce('ReduceSum', w, 5, true, 'lsh_kept_per_round'), 1, 'lsh_kept_rows'); // [B, H, R, n, 1]
     return (keptRows = reduce('ReduceSum', perRound, 2, false, 'lsh_kept_keys')); // [B, H, n, 1]
   };
