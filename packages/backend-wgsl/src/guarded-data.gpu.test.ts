@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type AttentionParams, causal, dense, intersect, intervals, lshBuckets, type MaskSpec, rowKeys, topkBlocks } from '@attnopt/ir';
 import { compareArrays, dataLeafResolver, referenceAttention, type Tensor64 } from '@attnopt/reference';
-import { seededValues } from '@attnopt/properties';
+import { adversarialHeads } from '@attnopt/properties';
 import { runGuardedAttention } from './guarded.js';
 import type { WgslRuntime } from './runtime.js';
 import { testRuntime } from './testing/gpu.js';
@@ -29,36 +29,8 @@ beforeAll(async () => {
   rt = await testRuntime();
 });
 
-/** Q, K, V [1, H, n, d] (f32 values held in float64) of one input family. */
-function inputs(family: Family, n: number, d: number, H: number, seed: number, scale: number) {
-  const q = seededValues(seed * 3 + 1, H * n * d, 1);
-  const k = seededValues(seed * 3 + 2, H * n * d, 1);
-  const v = seededValues(seed * 3 + 3, H * n * d, 2);
-  const at = (h: number, i: number) => (h * n + i) * d;
-  for (let h = 0; h < H; h++) {
-    if (family === 'repeated') {
-      // a span that repeats every 5 tokens, sharpened queries: an induction head's input
-      for (let i = 5; i < n; i++) for (let c = 0; c < d; c++) {
-        k[at(h, i) + c] = k[at(h, i - 5) + c]!;
-        q[at(h, i) + c] = 4 * q[at(h, i - 5) + c]!;
-      }
-    } else if (family === 'outlier') {
-      // one key every query prefers, far from the end
-      for (let c = 0; c < d; c++) k[at(h, 1) + c] = 6 / Math.sqrt(scale * d);
-      for (let i = 0; i < n; i++) for (let c = 0; c < d; c++) q[at(h, i) + c] = Math.abs(q[at(h, i) + c]!);
-    } else if (family === 'logits80') {
-      const a = Math.sqrt(80 / (scale * d));
-      for (let x = at(h, 0); x < at(h + 1, 0); x++) {
-        q[x] = Math.sign(q[x]!) * a;
-        k[x] = Math.sign(k[x]!) * a;
-      }
-    } else if (family === 'equalKeys') {
-      for (let i = 1; i < n; i++) for (let c = 0; c < d; c++) k[at(h, i) + c] = k[at(h, 0) + c]!;
-    }
-  }
-  const t = (data: Float64Array): Tensor64 => ({ shape: [1, H, n, d], data: data.map(Math.fround) });
-  return { q: t(q), k: t(k), v: t(v) };
-}
+/** Q, K, V [1, H, n, d] of one input family. */
+const inputs = (family: Family, n: number, d: number, H: number, seed: number, scale: number) => adversarialHeads(family, { n, d, heads: H, seed, scale });
 
 const f32 = (t: Tensor64) => ({ shape: t.shape, data: Float32Array.from(t.data) });
 

@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type AttentionParams, blockSparse, causal, dense, floatToHalf, halfToFloat, intersect, keeps, type MaskSpec, sinks, slidingWindow, union, globalTokens } from '@attnopt/ir';
 import { compareArrays, referenceAttention, type Tensor64 } from '@attnopt/reference';
-import { seededValues } from '@attnopt/properties';
+import { adversarialHeads, seededValues } from '@attnopt/properties';
 import { guardInfo, runGuardedAttention } from './guarded.js';
 import type { WgslRuntime } from './runtime.js';
 import { testRuntime } from './testing/gpu.js';
@@ -32,34 +32,9 @@ beforeAll(async () => {
   rt = await testRuntime();
 });
 
-function inputs(family: Family, n: number, d: number, H: number, seed: number, scale: number) {
-  const q = seededValues(seed * 3 + 1, H * n * d, 1);
-  const k = seededValues(seed * 3 + 2, H * n * d, 1);
-  const v = seededValues(seed * 3 + 3, H * n * d, 2);
-  const at = (h: number, i: number) => (h * n + i) * d;
-  for (let h = 0; h < H; h++) {
-    if (family === 'repeated') {
-      for (let i = 5; i < n; i++) for (let c = 0; c < d; c++) {
-        k[at(h, i) + c] = k[at(h, i - 5) + c]!;
-        q[at(h, i) + c] = 4 * q[at(h, i - 5) + c]!;
-      }
-    } else if (family === 'outlier' || family === 'sinkMass') {
-      const j = family === 'sinkMass' ? 0 : Math.min(n - 1, 1);
-      for (let c = 0; c < d; c++) k[at(h, j) + c] = 6 / Math.sqrt(scale * d);
-      for (let i = 0; i < n; i++) for (let c = 0; c < d; c++) q[at(h, i) + c] = Math.abs(q[at(h, i) + c]!);
-    } else if (family === 'logits80') {
-      const a = Math.sqrt(80 / (scale * d));
-      for (let x = at(h, 0); x < at(h + 1, 0); x++) {
-        q[x] = Math.sign(q[x]!) * a;
-        k[x] = Math.sign(k[x]!) * a;
-      }
-    } else if (family === 'equalKeys') {
-      for (let i = 1; i < n; i++) for (let c = 0; c < d; c++) k[at(h, i) + c] = k[at(h, 0) + c]!;
-    }
-  }
-  const t = (data: Float64Array): Tensor64 => ({ shape: [1, H, n, d], data: data.map(Math.fround) });
-  return { q: t(q), k: t(k), v: t(v) };
-}
+/** Q, K, V [1, H, n, d] of a family (floatBias and padded: natural inputs, their bias or lengths added by the test). */
+const inputs = (family: Family, n: number, d: number, H: number, seed: number, scale: number) =>
+  adversarialHeads(family === 'floatBias' || family === 'padded' ? 'natural' : family, { n, d, heads: H, seed, scale });
 
 const f32 = (t: Tensor64) => ({ shape: t.shape, data: Float32Array.from(t.data) });
 

@@ -2,6 +2,7 @@
 
 export * from './arbitraries/spec.js';
 export * from './arbitraries/attention-inputs.js';
+export * from './arbitraries/adversarial-heads.js';
 export * from './arbitraries/graph.js';
 export * from './bounds/row-problem.js';
 export * from './bounds/mask-properties.js';
