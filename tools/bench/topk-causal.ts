@@ -7,7 +7,7 @@
 //   guard    the rows whose run-time certificate exceeds the budget and fall back (union over the heads, as the
 //            guarded lowering recomputes them).
 //
-//   npx tsx --conditions=@attnopt/source tools/bench/topk-causal.ts [--n 1024] [--windows 2] [--budget 1e-2]
+//   npx tsx --conditions=@attnopt/source tools/bench/topk-causal.ts [--n 1024] [--windows 2] [--budget 1e-2] [--score quest|mean]
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +21,8 @@ const N = Number(opt('--n', '1024'));
 const WINDOWS = Number(opt('--windows', '2'));
 const BUDGET = Number(opt('--budget', '1e-2'));
 const BLOCK = 64;
+const SCORE = opt('--score', 'quest') as 'quest' | 'mean';
+if (SCORE !== 'quest' && SCORE !== 'mean') throw new Error(`topk-causal: --score ${SCORE}: quest or mean`);
 const KS = [2, 4, 8, 16].filter((k) => k * BLOCK < N);
 const DIR = 'examples/trained';
 
@@ -31,7 +33,7 @@ const samples: CalibrationSample[] = Array.from({ length: WINDOWS }, (_, w) => (
 const model = loadModel(join(DIR, 'code-lm.onnx'));
 analyze(model.graph, { seqLen: N });
 const sites = await collectSiteTensors(model, samples, { outputs: false });
-console.log(`code-lm, n = ${N}, ${WINDOWS} held-out window(s), budget ${BUDGET}, key blocks of ${BLOCK}; ${sites.length} sites\n`);
+console.log(`code-lm, n = ${N}, ${WINDOWS} held-out window(s), budget ${BUDGET}, key blocks of ${BLOCK}, ${SCORE} scores; ${sites.length} sites\n`);
 console.log('site | k | ranked | visible keys per row | max dropped mass | rows falling back (union over heads)');
 console.log('---|---:|---|---:|---:|---:');
 
@@ -44,7 +46,7 @@ for (const site of sites) {
     continue;
   }
   const align: Align = baseline.align;
-  const candidates = KS.flatMap((k) => [intersect(baseline, topkBlocks(BLOCK, k, 'quest')), intersect(baseline, topkBlocks(BLOCK, k, 'quest', align))]);
+  const candidates = KS.flatMap((k) => [intersect(baseline, topkBlocks(BLOCK, k, SCORE)), intersect(baseline, topkBlocks(BLOCK, k, SCORE, align))]);
   const stats: CandidateStats[] = candidates.map(() => emptyStats());
   const visible = candidates.map(() => 0);
   let rows = 0;
