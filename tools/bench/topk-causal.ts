@@ -46,7 +46,8 @@ for (const site of sites) {
     continue;
   }
   const align: Align = baseline.align;
-  const candidates = KS.flatMap((k) => [intersect(baseline, topkBlocks(BLOCK, k, SCORE)), intersect(baseline, topkBlocks(BLOCK, k, SCORE, align))]);
+  const leaves = KS.flatMap((k) => [topkBlocks(BLOCK, k, SCORE), topkBlocks(BLOCK, k, SCORE, align)]);
+  const candidates = leaves.map((leaf) => intersect(baseline, leaf));
   const stats: CandidateStats[] = candidates.map(() => emptyStats());
   const visible = candidates.map(() => 0);
   let rows = 0;
@@ -66,9 +67,8 @@ for (const site of sites) {
       rows += head.nq;
     }
   });
-  candidates.forEach((c, ci) => {
+  leaves.forEach((leaf, ci) => {
     const st = stats[ci]!;
-    const leaf = (c as { parts: MaskSpec[] }).parts[1] as ReturnType<typeof topkBlocks>;
     const ranked = leaf.causal === undefined ? 'every block' : 'visible blocks';
     const key = `${leaf.k}:${ranked}`;
     const t = totals.get(key) ?? { fallback: 0, rows: 0 };
