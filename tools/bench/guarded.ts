@@ -16,10 +16,13 @@
 // --spec topk: causal ∩ top-k blocks (64, 4, quest, ranked among the visible blocks, as sparsify writes it) instead
 // of the window (guarded over the causal baseline); --spec lsh: causal ∩ chunked LSH (2 rounds, 16 buckets, chunks
 // of 128: 512 keys per query).
+// --sessions S: S sessions per model, round r running session r mod S (default 1), so that where one session's
+// buffers landed does not decide a ratio (each dense session holds its n x n buffers: at n = 4096, S = 3 runs out of
+// this machine's 24 GB).
 // --save DIR writes the dense / unguarded / guarded models as DIR/<n>-<name>.onnx; --before DIR times the guarded
 // model saved there beside the current one (`guardedBefore`, `forcedBefore`): a lowering change measured side by side.
 //
-//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2] [--spec window|topk|lsh] [--save DIR] [--before DIR]
+//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2] [--spec window|topk|lsh] [--sessions S] [--save DIR] [--before DIR]
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -33,6 +36,7 @@ const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : dflt);
 const SIZES = opt('--sizes', '4096').split(',').map(Number);
 const REPEATS = Number(opt('--repeats', '7'));
+const SESSIONS = Number(opt('--sessions', '1'));
 const THREADS = Number(opt('--threads', '2'));
 const SPECS = {
   window: { spec: GUARDED_SPEC, label: 'causal ∩ (window 256 ∪ sinks 4)' },
@@ -61,12 +65,16 @@ async function main(): Promise<void> {
       bytes.guardedBefore = bytes.forcedBefore = readFileSync(join(BEFORE, `${n}-guarded.onnx`));
       names.push('guardedBefore', 'forcedBefore');
     }
-    const sessions = Object.fromEntries(await Promise.all(names.map(async (m) => [m, await ort.InferenceSession.create(bytes[m], SESSION)] as const)));
+    // SESSIONS sessions per model, used in turn: two sessions of one model can run 1.6x apart on this machine (where
+    // their buffers land), which a single session per model turns into a ratio
+    const sessionsOf: Record<string, ort.InferenceSession[]> = {};
+    for (const m of names) sessionsOf[m] = await Promise.all(Array.from({ length: SESSIONS }, () => ort.InferenceSession.create(bytes[m]!, SESSION)));
+    const sessionOf = (m: string, r: number) => sessionsOf[m]![r % SESSIONS]!;
     const local = localInputs(n);
     const diffuse = diffuseInputs(n);
     const feedsOf = (m: string) => (m.startsWith('forced') || m.endsWith('Diffuse') ? diffuse : local);
     const outs: Record<string, Float32Array> = {};
-    for (const m of names) for (let w = 0; w < 2; w++) outs[m] = (await sessions[m]!.run(feedsOf(m))).y!.data as Float32Array;
+    for (const m of names) for (const session of sessionsOf[m]!) for (let w = 0; w < 2; w++) outs[m] = (await session.run(feedsOf(m))).y!.data as Float32Array;
     const times: Record<string, number[]> = Object.fromEntries(names.map((m) => [m, []]));
     const cpu: Record<string, number[]> = Object.fromEntries(names.map((m) => [m, []]));
     for (let r = 0; r < REPEATS; r++) {
@@ -74,7 +82,7 @@ async function main(): Promise<void> {
       for (const m of order) {
         const c0 = process.cpuUsage();
         const t0 = performance.now();
-        await sessions[m]!.run(feedsOf(m));
+        await sessionOf(m, r).run(feedsOf(m));
         times[m]!.push(performance.now() - t0);
         const c = process.cpuUsage(c0);
         cpu[m]!.push((c.user + c.system) / 1000);
@@ -93,7 +101,7 @@ async function main(): Promise<void> {
     const ratioOf = (xs: Record<string, number[]>) => (a: string, b: string) => median(xs[a]!.map((t, r) => t / xs[b]![r]!));
     const ratio = ratioOf(times);
     const cpuRatio = ratioOf(cpu);
-    console.log(`\nn = ${n}, 8 heads, d 64, ${LABEL}, ${REPEATS} rounds`);
+    console.log(`\nn = ${n}, 8 heads, d 64, ${LABEL}, ${REPEATS} rounds, ${SESSIONS} session(s) per model`);
     for (const m of names) {
       const ref = feedsOf(m) === local ? outs.dense! : outs.denseDiffuse!;
       console.log(`  ${m.padEnd(16)} median ${median(times[m]!).toFixed(1)} ms (cpu ${median(cpu[m]!).toFixed(1)} ms)   max |y - dense| ${maxDiff(outs[m]!, ref).toExponential(2)}`);
