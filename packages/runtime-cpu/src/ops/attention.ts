@@ -12,14 +12,12 @@ import {
   AttentionOutput,
   attentionParams,
   type HeadQK,
-  type IntervalSet,
+  headLeafResolver,
   isDataDependent,
   isLowRank,
   type LeafResolver,
-  lshRows,
   type MaskSpec,
   type Node,
-  topkBlocksRows,
 } from '@attnopt/ir';
 import { compileAttention, type CpuAttentionInputs, type CpuAttentionKernel, type CpuBoolTensor, type CpuKernelOptions, type CpuTensor } from '@attnopt/backend-cpu';
 import { input, type OpContext, type OpKernel, type OpTable } from '../kernel.js';
@@ -122,7 +120,10 @@ const attention: OpKernel = {
       ...(kvLength ? { kvLength: intValues(kvLength) } : {}),
     };
     const kernel = kernelFor(ctx, p);
-    const options = isDataDependent(p.spec) ? { resolver: headResolvers(p, q, present(p, q, k, pastKey, p.headDim, H0(p))) } : {};
+    const want = (i: number) => ctx.node.outputs.length > i && isRead(ctx.node, i);
+    // the present keys: read by data-dependent key selection and by the presentKey output, built once
+    const presentK = isDataDependent(p.spec) || want(AttentionOutput.presentKey) ? present(p, q, k, pastKey, p.headDim, H0(p)) : undefined;
+    const options = isDataDependent(p.spec) ? { resolver: headResolvers(p, q, presentK!) } : {};
     let y: Float32Array;
     if (p.guard === undefined) {
       y = ctx.pool ? await kernel.runParallel(inputs, ctx.pool, options) : kernel.run(inputs, options);
@@ -138,8 +139,7 @@ const attention: OpKernel = {
     const yShape = p.layout === 'bhsd' ? [B, H, nq, dv] : p.layout === 'bshd' ? [B, nq, H, dv] : [B, nq, H * dv];
     if (y.length !== yShape.reduce((a, b) => a * b, 1)) throw new Error(`kernel returned ${y.length} values for Y ${shapeString(yShape)}`);
     const outs: (ExecTensor | undefined)[] = [fromFloats(q.dtype, yShape, y)];
-    const want = (i: number) => ctx.node.outputs.length > i && isRead(ctx.node, i);
-    if (want(AttentionOutput.presentKey)) outs[1] = present(p, q, k, pastKey, p.headDim, H0(p));
+    if (want(AttentionOutput.presentKey)) outs[1] = presentK;
     if (want(AttentionOutput.presentValue)) outs[2] = present(p, q, v, pastValue, dv, (H + p.kvNumHeads) * p.headDim);
     return outs;
   },
@@ -181,23 +181,23 @@ function headResolvers(p: AttentionParams, q: ExecTensor, presentK: ExecTensor):
   const { numHeads: H, kvNumHeads: KVH, headDim: d } = p;
   const nq = Q.length / (q.shape[0]! * H * d);
   const nk = presentK.shape[2]!;
+  // one resolver per (batch, head), built on first use: the kernel asks for it once per query block
+  const resolvers = new Map<number, LeafResolver>();
   return (b, h) => {
-    const g = Math.floor(h / (H / KVH));
-    const head: HeadQK = {
-      q: Q.subarray((b * H + h) * nq * d, (b * H + h + 1) * nq * d),
-      k: K.subarray((b * KVH + g) * nk * d, (b * KVH + g + 1) * nk * d),
-      nq,
-      nk,
-      d,
-      scale: p.scale,
-    };
-    const cache = new Map<string, IntervalSet[]>();
-    return (leaf, row) => {
-      const id = JSON.stringify(leaf);
-      let rows = cache.get(id);
-      if (!rows) cache.set(id, (rows = leaf.kind === 'topkBlocks' ? topkBlocksRows(leaf, head) : lshRows(leaf, head)));
-      return rows[row]!;
-    };
+    let r = resolvers.get(b * H + h);
+    if (!r) {
+      const g = Math.floor(h / (H / KVH));
+      const head: HeadQK = {
+        q: Q.subarray((b * H + h) * nq * d, (b * H + h + 1) * nq * d),
+        k: K.subarray((b * KVH + g) * nk * d, (b * KVH + g + 1) * nk * d),
+        nq,
+        nk,
+        d,
+        scale: p.scale,
+      };
+      resolvers.set(b * H + h, (r = headLeafResolver(head)));
+    }
+    return r;
   };
 }
 

@@ -6,4 +6,5 @@ export { performerW } from './performer-features.js';
 export { linformerEF } from './linformer.js';
 export { type DenseMatrix, type HeadQKV, thinSvd, pseudoInverse, pseudoInverseProduct, nystromLandmarkCount, segmentMeans, nystromOutput } from './nystrom.js';
 export { lshRotations, lshHashes, lshChunks, lshRows } from './lsh.js';
+export { headLeafResolver } from './head-resolver.js';
 export { type KeyBlockStats, keyBlockStats, queryBlockScores, blockScores, topkSelect, topkBlockIndices, topkBlocksRows } from './topk.js';
