@@ -36,6 +36,7 @@ import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { lowerAttentionPass } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
 import * as ort from 'onnxruntime-node';
+import { steadyMalloc } from '../src/steady-malloc.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -307,4 +308,5 @@ async function main(): Promise<void> {
   console.log(`whole run ${((performance.now() - t0) / 1e3).toFixed(0)} s`);
 }
 
+steadyMalloc();
 await main();

@@ -11,6 +11,7 @@ import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { lowerAttentionPass } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
 import * as ort from 'onnxruntime-node';
+import { steadyMalloc } from '../src/steady-malloc.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -111,4 +112,5 @@ async function main(): Promise<void> {
   console.log(`profile: ${onnxruntimeCpuProfile.name}, ${onnxruntimeCpuProfile.measured?.date ?? 'not measured'}`);
 }
 
+steadyMalloc();
 await main();

@@ -21,6 +21,7 @@ import { lowerAttentionPass } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
+import { steadyMalloc } from '../src/steady-malloc.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -167,4 +168,5 @@ async function main(): Promise<void> {
   console.log(`load average before: ${loadBefore}; after: ${loadavg()}`);
 }
 
+steadyMalloc();
 await main();

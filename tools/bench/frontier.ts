@@ -42,7 +42,9 @@ import {
   type VerifyReport,
   verifyModels,
 } from '@attnopt/core';
+import { steadyMalloc } from '../src/steady-malloc.js';
 
+steadyMalloc();
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');

@@ -15,6 +15,7 @@ import { generateInputs, loadModel } from '@attnopt/core';
 import { causal } from '@attnopt/ir';
 import * as ort from 'onnxruntime-node';
 import { diffuseInputs, GUARDED_SPEC, localInputs, siteModel } from './guarded-models.js';
+import { steadyMalloc } from '../src/steady-malloc.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -90,4 +91,5 @@ async function main(): Promise<void> {
   for (const [k, us] of [...byNode].sort((a, b) => b[1] - a[1]).slice(0, Number(opt("--top", "30")))) console.log(`    ${ms(us).padStart(8)}  ${k}`);
 }
 
+steadyMalloc();
 await main();

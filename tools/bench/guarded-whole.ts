@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { generateInputs, loadModel } from '@attnopt/core';
 import * as ort from 'onnxruntime-node';
+import { steadyMalloc } from '../src/steady-malloc.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -56,4 +57,5 @@ async function main(): Promise<void> {
   console.log(`# load average after ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 }
 
+steadyMalloc();
 await main();

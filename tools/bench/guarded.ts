@@ -19,6 +19,8 @@
 // --sessions S: S sessions per model, round r running session r mod S (default 1), so that where one session's
 // buffers landed does not decide a ratio (each dense session holds its n x n buffers: at n = 4096, S = 3 runs out of
 // this machine's 24 GB).
+// Run with glibc's malloc thresholds fixed (../src/steady-malloc.ts: without, a run's output buffer lands on fresh
+// pages in some sessions and not in others, up to 1.9x apart); --malloc as-is leaves them.
 // --save DIR writes the dense / unguarded / guarded models as DIR/<n>-<name>.onnx; --before DIR times the guarded
 // model saved there beside the current one (`guardedBefore`, `forcedBefore`): a lowering change measured side by side.
 //
@@ -29,7 +31,10 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { causal, intersect, lshBuckets, topkBlocks } from '@attnopt/ir';
 import * as ort from 'onnxruntime-node';
+import { mallocMode, steadyMalloc } from '../src/steady-malloc.js';
 import { D, diffuseInputs, GUARDED_SPEC, H, localInputs, siteModel } from './guarded-models.js';
+
+steadyMalloc();
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -53,7 +58,7 @@ const SESSION: ort.InferenceSession.SessionOptions = { intraOpNumThreads: THREAD
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
-  console.log(`# guarded bench: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, onnxruntime-node threads ${THREADS}, node ${process.version}`);
+  console.log(`# guarded bench: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, onnxruntime-node threads ${THREADS}, node ${process.version}, malloc ${mallocMode()}`);
   for (const n of SIZES) {
     const names: string[] = ['dense', 'unguarded', 'guarded', 'forced', 'denseDiffuse', 'unguardedDiffuse'];
     const dense = siteModel(causal(), undefined);

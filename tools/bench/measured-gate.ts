@@ -12,6 +12,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel, optimize, type OptimizedSite, writeModel } from '@attnopt/core';
+import { steadyMalloc } from '../src/steady-malloc.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -77,4 +78,5 @@ async function main(): Promise<void> {
   console.log(`# load average after ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 }
 
+steadyMalloc();
 await main();

@@ -11,6 +11,7 @@ import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { lowerAttentionPass } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
 import * as ort from 'onnxruntime-node';
+import { steadyMalloc } from '../src/steady-malloc.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -107,4 +108,7 @@ async function main(): Promise<void> {
   await banded.release();
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (import.meta.url === `file://${process.argv[1]}`) {
+  steadyMalloc();
+  await main();
+}

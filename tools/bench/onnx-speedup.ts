@@ -29,6 +29,7 @@ import { runPipeline } from '@attnopt/rewrite';
 import * as ort from 'onnxruntime-node';
 import { inputX, layerInputs, longAttentionModel } from '../src/gen/long-attention.js';
 import { nativeFeeds, nativeModel } from './native-ort-gqa.js';
+import { steadyMalloc } from '../src/steady-malloc.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -226,4 +227,5 @@ ${table}
   if (args.includes('--append')) appendFileSync(new URL('../../BENCHMARKS.md', import.meta.url), section);
 }
 
+steadyMalloc();
 await main();

@@ -26,6 +26,7 @@ import { runPipeline } from '@attnopt/rewrite';
 import * as ort from 'onnxruntime-node';
 import { writeBertBase } from '../src/gen/bert-base.js';
 import { inputX, layerInputs, longAttentionModel } from '../src/gen/long-attention.js';
+import { steadyMalloc } from '../src/steady-malloc.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const args = process.argv.slice(2);
@@ -197,4 +198,5 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(`| ${r.model} | ${r.n} | ${r.chosen} | ${ms(r.original)} | ${ms(r.optimized)} | ${ratio(r)} | ${r.rssOriginal} | ${r.rssOptimized} |`);
 }
 
+steadyMalloc();
 await main();

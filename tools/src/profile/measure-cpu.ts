@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { type Attr, type DType, Graph, intAttr, tensorType, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import * as ort from 'onnxruntime-node';
+import { steadyMalloc } from '../steady-malloc.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -203,4 +204,5 @@ export const thisMachineCpu: TargetProfile = ${JSON.stringify(profile, null, 2)}
   }
 }
 
+steadyMalloc();
 await main();
