@@ -11,8 +11,9 @@
 //                        ||max(|Kmin|, |Kmax|)|| or ||c|| + r over the blocks, so at least every |U| of the row)
 //   guardedCertificate   given U (plus any key bias), the dropped key count per (row, block) and the largest kept
 //                        logit and its softmax probability per row:
-//                        log B = log-sum-exp(U + log count), log Z_S = max kept logit - log(its probability),
-//                        m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range over all keys), widened
+//                        log Z_S = max kept logit - log(its probability), log B - log Z_S =
+//                        log Σ exp(U + log count - log Z_S) (the per-row shift known before the blocks: no
+//                        maximum over them), m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range over all keys), widened
 //                        by 1e-3 relative; rows that drop a key and whose bound > budget (NaN counts as over, and a
 //                        row that keeps no key gets NaN: its sparse output 0 is no convex combination of V), in
 //                        any batch and head, are recomputed: NonZero, Gather, dense attention over the baseline's
@@ -159,7 +160,7 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   // both bounds around the box centre c: Quest = q.c + |q|.half, ball = q.c + ||q|| r; q.c computed once
   const qc = b.op('MatMul', [qs, tr(boxCenter, 'guard_box_center_t')], 'guard_q_center');
   const questWidth = b.op('MatMul', [b.op('Abs', [qs], 'guard_q_abs'), tr(boxHalf, 'guard_box_half_t')], 'guard_quest_width');
-  const qNorm = b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [qs, qs], 'guard_q_sq'), [3], 'guard_q_norm2', true)], 'guard_q_norm');
+  const qNorm = reduce('ReduceL2', qs, [3], 'guard_q_norm', true); // no [B, H, S, D] of squares
   const radiusScaled = scaled(radius, 'guard_radius_scaled');
   const ballWidth = b.op('Mul', [qNorm, b.reshape(radiusScaled, [0, 0, 1, -1], 'guard_radius_row')], 'guard_q_radius');
   let u = b.op('Add', [qc, b.op('Min', [questWidth, ballWidth], 'guard_width')], 'guard_dot_bound');
@@ -208,38 +209,33 @@ export interface CertificateInputs {
 
 /** The certified output [B, H, S, Dv]: the sparse rows, and the rows over the budget recomputed densely. */
 export function guardedCertificate(b: NodeBuilder, x: GuardedSite, c: CertificateInputs): Value {
-  const guard = x.params.guard!;
-  const { axis, i64, f32, toF32, reduce } = guardOps(b, x);
-  const { T, bottomRight, rowSlack, zero: zeroF } = c.bound;
+  const { f32, reduce } = guardOps(b, x);
+  const { T, nKB, bottomRight, rowSlack, zero: zeroF } = c.bound;
+  const logZ = keptLogZ(b, c);
 
-  // log count: log 0 = -inf leaves a block out; a row with no dropped key gets NaN here and never falls back
+  // log(B / Z_S) = log Σ exp(U + log count - log Z_S), shifted per row by log Z_S (known before the blocks) rather
+  // than by the largest term (no ReduceMax and no second pass over [B, H, S, nKB]). log 0 = -inf leaves a block
+  // out. A term above float32's range gives +inf: the row's bound is then far over any budget, as it would be
+  // unshifted. A term below it flushes to 0: each loses at most 2^-126 of the ratio, so nKB 2^-126 is added back.
   const logCount = b.op('Log', [c.dropped], 'guard_log_count');
-  // log-sum-exp over the blocks as ReduceMax, Exp, ReduceSum, Log (onnxruntime's Exp is vectorized, its
-  // ReduceLogSumExp is not)
   const terms = b.op('Add', [c.bounded, logCount], 'guard_log_terms');
-  const termsMax = reduce('ReduceMax', terms, [3], 'guard_terms_max', true);
-  const sumExp = reduce('ReduceSum', b.op('Exp', [b.op('Sub', [terms, termsMax], 'guard_terms_shifted')], 'guard_terms_exp'), [3], 'guard_terms_sum');
-  const logBRaw = b.op('Add', [b.op('Log', [sumExp], 'guard_terms_log'), b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_row')], 'guard_log_b_raw');
-
-  // log Z_S = the largest kept score - log of its probability (the sparse form's softmax gives it without a
-  // second exponential pass)
   // with a key bias, the rounding of the biased terms: 1e-4 (|largest term| + |largest kept score|), infinities as 0
   const finiteAbs = (t: Value, what: string) => b.op('Where', [b.op('IsInf', [t], `${what}_inf`), zeroF, b.op('Abs', [t], `${what}_abs`)], what);
   const biasSlack = x.keyBias
-    ? b.op('Mul', [b.op('Add', [finiteAbs(b.reshape(termsMax, [0, 0, -1], 'guard_terms_max_rows'), 'guard_terms_reach'), finiteAbs(c.maxLogit, 'guard_logit_reach')], 'guard_bias_reach'), f32(SCORE_SLACK, 'guard_bias_slack_rate')], 'guard_bias_slack')
+    ? b.op('Mul', [b.op('Add', [finiteAbs(reduce('ReduceMax', terms, [3], 'guard_terms_max'), 'guard_terms_reach'), finiteAbs(c.maxLogit, 'guard_logit_reach')], 'guard_bias_reach'), f32(SCORE_SLACK, 'guard_bias_slack_rate')], 'guard_bias_slack')
     : undefined;
-  const logB = b.op('Add', [logBRaw, biasSlack ? b.op('Add', [rowSlack, biasSlack], 'guard_row_slack_biased') : rowSlack], 'guard_log_b');
-  return guardedFromLogB(b, x, {
+  const slack = biasSlack ? b.op('Add', [rowSlack, biasSlack], 'guard_row_slack_biased') : rowSlack;
+  const shift = b.reshape(b.op('Sub', [logZ, slack], 'guard_shift'), [0, 0, -1, 1], 'guard_shift_col');
+  const sumExp = reduce('ReduceSum', b.op('Exp', [b.op('Sub', [terms, shift], 'guard_terms_shifted')], 'guard_terms_exp'), [3], 'guard_terms_sum');
+  const underflow = b.op('Mul', [b.cast(nKB, 'f32', 'guard_blocks_f'), f32(2 ** -126, 'guard_flush')], 'guard_underflow');
+  const logRatio = b.op('Log', [b.op('Add', [sumExp, underflow], 'guard_terms_sum_floor')], 'guard_log_ratio');
+  return guardedFromLogRatio(b, x, {
     y: c.y,
-    logB,
-    maxLogit: c.maxLogit,
-    maxProb: c.maxProb,
-    ...(c.keepsSome ? { keepsSome: c.keepsSome } : {}),
+    logRatio,
     // a row that drops no key is exact (m = 0): it never falls back, so every fallback row keeps a baseline key
     dropsSome: () => b.op('Greater', [reduce('ReduceSum', c.dropped, [-1], 'guard_dropped_total'), zeroF], 'guard_drops_some'),
     T,
     bottomRight,
-    zero: zeroF,
   });
 }
 
@@ -256,31 +252,54 @@ export interface LogBInputs {
   readonly keepsSome?: Value;
   /** Rows that drop a baseline key [B, H, S] (bool), built when the flags need it. */
   readonly dropsSome: () => Value;
-  /** Key count and T - S (int64 scalars), a float32 0. */
+  /** Key count and T - S (int64 scalars). */
   readonly T: Value;
   readonly bottomRight: Value;
-  readonly zero: Value;
 }
 
 /**
- * The certified output [B, H, S, Dv] from log B per row: m_hat = Sigmoid(log B - log Z_S), the bound m_hat R, the
- * rows over the budget that drop a key recomputed densely over the baseline's keys and scattered back (see the
- * comment at the top). guardedCertificate computes log B from per-block terms; a form whose B is no per-block sum
- * (the minimum over LSH rounds) gives it directly.
+ * log Z_S per row [B, H, S]: the largest kept logit minus the log of its probability (the sparse form's softmax
+ * gives it without a second exponential pass); NaN on a row that keeps no key, so it falls back when it drops one
+ * (its sparse output, 0, is no convex combination of V: R bounds nothing there).
+ */
+function keptLogZ(b: NodeBuilder, c: Pick<LogBInputs, 'maxLogit' | 'maxProb' | 'keepsSome'>): Value {
+  const logZKept = b.op('Sub', [c.maxLogit, b.op('Log', [c.maxProb], 'guard_log_max_prob')], 'guard_log_z_kept');
+  return c.keepsSome ? b.op('Where', [c.keepsSome, logZKept, b.scalar('guard_keeps_none', 'f32', NaN)], 'guard_log_z') : logZKept;
+}
+
+/**
+ * The certified output [B, H, S, Dv] from log B per row (see guardedFromLogRatio). guardedCertificate computes
+ * log B / Z_S from per-block terms; a form whose B is no per-block sum (the minimum over LSH rounds) gives log B.
  */
 export function guardedFromLogB(b: NodeBuilder, x: GuardedSite, c: LogBInputs): Value {
+  const logRatio = b.op('Sub', [c.logB, keptLogZ(b, c)], 'guard_log_ratio');
+  return guardedFromLogRatio(b, x, { y: c.y, logRatio, dropsSome: c.dropsSome, T: c.T, bottomRight: c.bottomRight });
+}
+
+/** What guardedFromLogRatio reads: the sparse output, log(B / Z_S) per row and the rows that drop a key. */
+interface LogRatioInputs {
+  readonly y: Value;
+  /** log(B / Z_S) per row [B, H, S], float32, rounding slack included (NaN: over the budget). */
+  readonly logRatio: Value;
+  readonly dropsSome: () => Value;
+  readonly T: Value;
+  readonly bottomRight: Value;
+}
+
+/**
+ * The certified output [B, H, S, Dv] from log(B / Z_S) per row: m_hat = Sigmoid(log B - log Z_S), the bound
+ * m_hat R, the rows over the budget that drop a key recomputed densely over the baseline's keys and scattered back
+ * (see the comment at the top).
+ */
+function guardedFromLogRatio(b: NodeBuilder, x: GuardedSite, c: LogRatioInputs): Value {
   const guard = x.params.guard!;
   const { axis, i64, f32, toF32, reduce } = guardOps(b, x);
-  const { T, bottomRight, logB } = c;
-  const logZKept = b.op('Sub', [c.maxLogit, b.op('Log', [c.maxProb], 'guard_log_max_prob')], 'guard_log_z_kept');
-  // a row that keeps no key: log Z_S NaN, so it falls back when it drops a key, whatever m_hat R says (its sparse
-  // output, 0, is no convex combination of V: R bounds nothing there)
-  const logZ = c.keepsSome ? b.op('Where', [c.keepsSome, logZKept, f32(NaN, 'guard_keeps_none')], 'guard_log_z') : logZKept;
+  const { T, bottomRight } = c;
 
   // the output bound m_hat R per row, and the rows over the budget (NaN counts as over)
   const v32 = toF32(x.v, 'guard_v_f32');
   const range = reduce('ReduceMax', b.op('Sub', [reduce('ReduceMax', v32, [2], 'guard_v_max', true), reduce('ReduceMin', v32, [2], 'guard_v_min', true)], 'guard_v_range_c'), [2, 3], 'guard_v_range');
-  const mHat = b.op('Sigmoid', [b.op('Sub', [logB, logZ], 'guard_log_ratio')], 'guard_m_hat');
+  const mHat = b.op('Sigmoid', [c.logRatio], 'guard_m_hat');
   const bound = b.op('Mul', [b.op('Mul', [mHat, b.reshape(range, [0, 0, 1], 'guard_range_row')], 'guard_bound_raw'), f32(1 + BOUND_SLACK, 'guard_bound_slack')], 'guard_bound');
   const within = b.op('Not', [b.op('Greater', [bound, f32(guard.budget, 'guard_budget')], 'guard_over')], 'guard_not_over');
   const ok = b.op('And', [within, b.op('Not', [b.op('IsNaN', [bound], 'guard_nan')], 'guard_finite')], 'guard_ok');

@@ -290,7 +290,7 @@ function certifiedFromGroups(b: NodeBuilder, x: GuardedLshInputs, g: GroupCertif
   const logB = b.op('Add', [logBRaw, rowSlack], 'guard_lsh_log_b');
   const dropsSome = g.dropsSome ?? (() => b.op('Not', [b.op('IsInf', [logBRaw], 'guard_lsh_log_b_inf')], 'guard_lsh_drops_some'));
   const bottomRight = b.op('Sub', [g.T, g.S], 'guard_lsh_bottom_right');
-  return guardedFromLogB(b, x, { y: g.y, logB, maxLogit: g.maxLogit, maxProb: g.maxProb, ...(g.keepsSome ? { keepsSome: g.keepsSome } : {}), dropsSome, T: g.T, bottomRight, zero });
+  return guardedFromLogB(b, x, { y: g.y, logB, maxLogit: g.maxLogit, maxProb: g.maxProb, ...(g.keepsSome ? { keepsSome: g.keepsSome } : {}), dropsSome, T: g.T, bottomRight });
 }
 
 /** Whether a node's spec takes the guarded LSH form: a guarded site whose spec is an LSH leaf (or causal ∩ one over a causal baseline). */
