@@ -73,10 +73,11 @@ async function main(): Promise<void> {
     const sessions = [];
     for (const [form, spec] of FORMS) {
       const { bytes, params } = build(spec);
-      const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+      // no spinning: an idle session's intra-op threads would spin beside the one that runs (2 vCPUs)
+      const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } });
       const data = new Float32Array(n * H * D).map((_, i) => Math.sin(i) * 0.5);
       const feeds = { q: new ort.Tensor('float32', data, [1, n, H * D]), k: new ort.Tensor('float32', data, [1, n, H * D]), v: new ort.Tensor('float32', data, [1, n, H * D]) };
-      await session.run(feeds); // warm-up
+      for (let w = 0; w < 2; w++) await session.run(feeds); // warm-up: a session's first runs are its slow ones
       const predicted = attentionCost(params, { batch: 1, nq: n, nk: n }, onnxruntimeCpuProfile).time;
       const row: Row = { form, n, predicted, measured: [] };
       rows.push(row);
