@@ -13,13 +13,14 @@
 //                        logit and its softmax probability per row:
 //                        log Z_S = max kept logit - log(its probability), log B - log Z_S =
 //                        log Σ exp(U + log count - log Z_S) (the per-row shift known before the blocks: no
-//                        maximum over them), m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range over all keys), widened
-//                        by 1e-3 relative; rows that drop a key and whose bound > budget (NaN counts as over, and a
-//                        row that keeps no key gets NaN: its sparse output 0 is no convex combination of V), in
-//                        any batch and head, are recomputed: NonZero, Gather, dense attention over the baseline's
-//                        keys (scores as qf Kᵀ, the transpose fused into the MatMul: none of all of K; an additive
-//                        0 / -inf mask shared by the heads; rows with no key left zeroed on the output rows
-//                        [F, Dv]), ScatterND of whole rows back over the sparse output.
+//                        maximum over them), m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range
+//                        over all keys), widened by 1e-3 relative; rows that drop a key and whose bound > budget
+//                        (NaN counts as over, and a row that keeps no key gets NaN: its sparse output 0 is no
+//                        convex combination of V), in any batch and head, are recomputed: NonZero, Gather, dense
+//                        attention over the baseline's keys (scores as qf Kᵀ, the transpose fused into the
+//                        MatMul: none of all of K; an additive 0 / -inf mask shared by the heads; rows with no key
+//                        left zeroed on the output rows [F, Dv]), ScatterND of whole rows back over the sparse
+//                        output.
 // With a key bias, log B is also widened by 1e-4 (|largest term| + |largest kept score|) (the terms that carry the
 // sums). Float32 rounding in the summaries, the bias and the scores so cannot turn a row over the budget into a
 // kept one.
