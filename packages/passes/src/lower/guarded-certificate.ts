@@ -13,7 +13,8 @@
 //                        logit and its softmax probability per row:
 //                        log Z_S = max kept logit - log(its probability), log B - log Z_S =
 //                        log Σ exp(U + log count - log Z_S) (the per-row shift known before the blocks: no
-//                        maximum over them), m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range
+//                        maximum over them; over a causal baseline the rows in 4 chunks, each against only the
+//                        key blocks it can see), m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range
 //                        over all keys), widened by 1e-3 relative; rows that drop a key and whose bound > budget
 //                        (NaN counts as over, and a row that keeps no key gets NaN: its sparse output 0 is no
 //                        convex combination of V), in any batch and head, are recomputed: NonZero, Gather, dense
