@@ -38,12 +38,9 @@ export function guardCertificateOps(p: AttentionParams, dims: CallDims, blockSiz
     ops.push(work('Reduce', `key summaries: ${what}`, { bytes: 2 * F * BH * nk * d }));
   }
   ops.push(work('Add', '|q|', { bytes: 2 * F * BH * nq * d }), work('Reduce', '||q||', { bytes: F * BH * nq * d }));
-  // over a causal baseline the rows go in 4 chunks, each against the key blocks it can see: about 5/8 of the blocks
-  // when the queries end at the keys' end (the lowering's guarded-certificate.ts)
-  const seen = p.guard?.baseline.kind === 'causal' && nq === nk ? Math.ceil(nKB * 5 / 8) : nKB;
-  ops.push(work('MatMul', 'U: q · centres', { flops: 2 * BH * nq * d * seen, bytes: F * BH * (nq * d + nKB * d + nq * seen) }));
-  ops.push(work('MatMul', 'U: |q| · half-widths', { flops: 2 * BH * nq * d * seen, bytes: F * BH * (nq * d + nKB * d + nq * seen) }));
-  for (let k = 0; k < 10; k++) ops.push(work('Add', 'certificate per (row, block)', { bytes: 3 * F * BH * nq * seen }));
+  ops.push(work('MatMul', 'U: q · centres', { flops: 2 * BH * nq * d * nKB, bytes: F * BH * (nq * d + nKB * d + nq * nKB) }));
+  ops.push(work('MatMul', 'U: |q| · half-widths', { flops: 2 * BH * nq * d * nKB, bytes: F * BH * (nq * d + nKB * d + nq * nKB) }));
+  for (let k = 0; k < 10; k++) ops.push(work('Add', 'certificate per (row, block)', { bytes: 3 * F * BH * nq * nKB }));
   ops.push(work('ReduceMax', 'largest kept logit', { bytes: F * BH * nq * (scoresPerQuery + 1) }));
   ops.push(work('ReduceMax', 'its probability', { bytes: F * BH * nq * (scoresPerQuery + 1) }));
   ops.push(work('ReduceMax', "V's range", { bytes: 2 * F * BH * nk * dv }));

@@ -117,16 +117,23 @@ export function guardedBlocksAttention(b: NodeBuilder, x: GuardedBlocksInputs): 
   const keys = b.op('Max', [b.op('Sub', [blockHi, blockLo], 'guard_blk_block_keys_diff'), zero], 'guard_blk_block_keys');
   const dropped = b.op('Mul', [unchosen, keys], 'guard_blk_dropped');
 
-  // with a key bias: its largest value over each block's visible keys, added to U: [c bk, min((c + 1) bk, causal upper))
-  const keyBiasMax = x.keyBias
-    ? droppedKeyBiasMax(b, {
-        keyBias: toF32(x.keyBias, 'guard_key_bias_f32'),
-        blockSize: bk,
-        padT,
-        keys: Tf,
-        parts: [{ lo: blockLo, hi: b.op('Min', [blockEnd, causalUpper], 'guard_blk_bias_hi') }],
-      })
-    : undefined;
+  // with a key bias: U + its largest value over each block's visible keys [c bk, min((c + 1) bk, causal upper))
+  const bounded = x.keyBias
+    ? b.op(
+        'Add',
+        [
+          bound.u,
+          droppedKeyBiasMax(b, {
+            keyBias: toF32(x.keyBias, 'guard_key_bias_f32'),
+            blockSize: bk,
+            padT,
+            keys: Tf,
+            parts: [{ lo: blockLo, hi: b.op('Min', [blockEnd, causalUpper], 'guard_blk_bias_hi') }],
+          }),
+        ],
+        'guard_biased_bound',
+      )
+    : bound.u;
 
   // the largest kept logit and its probability per row ([B, H, nQB, bq] -> [B, H, S])
   const rowsOf = (t: Value, what: string) =>
@@ -134,5 +141,5 @@ export function guardedBlocksAttention(b: NodeBuilder, x: GuardedBlocksInputs): 
   const kept = b.op('Where', [parts.keep, toF32(parts.scores, 'guard_blk_scores_f32'), f32(-Infinity, 'guard_blk_minus_inf')], 'guard_blk_kept_scores');
   const maxLogit = rowsOf(reduce('ReduceMax', kept, [4], 'guard_max_logit_blocks'), 'guard_max_logit');
   const maxProb = rowsOf(reduce('ReduceMax', toF32(parts.probs, 'guard_probs_f32'), [4], 'guard_max_prob_blocks'), 'guard_max_prob');
-  return guardedCertificate(b, x, { y: parts.y, bound, ...(keyBiasMax ? { keyBiasMax } : {}), ...(x.causalOffset ? { causalOffset: b.op('ReduceMax', [x.causalOffset], 'guard_blk_offset_max', { keepdims: { type: 'int', value: 0n } }) } : {}), dropped, maxLogit, maxProb });
+  return guardedCertificate(b, x, { y: parts.y, bound, bounded, dropped, maxLogit, maxProb });
 }

@@ -13,8 +13,7 @@
 //                        logit and its softmax probability per row:
 //                        log Z_S = max kept logit - log(its probability), log B - log Z_S =
 //                        log Σ exp(U + log count - log Z_S) (the per-row shift known before the blocks: no
-//                        maximum over them; over a causal baseline the rows in 4 chunks, each against only the
-//                        key blocks it can see), m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range
+//                        maximum over them), m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range
 //                        over all keys), widened by 1e-3 relative; rows that drop a key and whose bound > budget
 //                        (NaN counts as over, and a row that keeps no key gets NaN: its sparse output 0 is no
 //                        convex combination of V), in any batch and head, are recomputed: NonZero, Gather, dense
@@ -82,14 +81,10 @@ export interface GuardedScoreBound {
   readonly padT: Value;
   /** T - S (int64 scalar): the bottom-right causal offset. */
   readonly bottomRight: Value;
-  /** Q as the bound reads it [B, H, S, D]: float32, sign-flipped for scale < 0. */
-  readonly qs: Value;
-  /**
-   * For rows `qRows` of qs [B, H, S', D] against the first `blocks` key blocks (int64 [1]; all when undefined): the
-   * score bound U per row and key block [B, H, S', blocks] and the per-row rounding slack of log B [B, H, S', 1],
-   * float32 (guardedCertificate asks for it per chunk of rows).
-   */
-  readonly rows: (qRows: Value, blocks?: Value) => { readonly u: Value; readonly rowSlack: Value };
+  /** The score bound U per row and key block [B, H, S, nKB], float32. */
+  readonly u: Value;
+  /** The per-row rounding slack of log B [B, H, S]. */
+  readonly rowSlack: Value;
   /** A float32 0 (counts and empty intervals). */
   readonly zero: Value;
 }
@@ -163,10 +158,20 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   const qs = p.scale >= 0 ? q32 : b.op('Neg', [q32], 'guard_q_neg_scale');
   const boxCenter = scaled(center, 'guard_box_center');
   const boxHalf = scaled(b.op('Mul', [b.op('Sub', [kmax, kmin], 'guard_box_width'), f32(0.5, 'guard_half2')], 'guard_box_half_raw'), 'guard_box_half');
+  // both bounds around the box centre c: Quest = q.c + |q|.half, ball = q.c + ||q|| r; q.c computed once
+  const qc = b.op('MatMul', [qs, tr(boxCenter, 'guard_box_center_t')], 'guard_q_center');
+  const questWidth = b.op('MatMul', [b.op('Abs', [qs], 'guard_q_abs'), tr(boxHalf, 'guard_box_half_t')], 'guard_quest_width');
+  const qNorm = reduce('ReduceL2', qs, [3], 'guard_q_norm', true); // no [B, H, S, D] of squares
+  const radiusScaled = scaled(radius, 'guard_radius_scaled');
+  const ballWidth = b.op('Mul', [qNorm, b.reshape(radiusScaled, [0, 0, 1, -1], 'guard_radius_row')], 'guard_q_radius');
+  let u = b.op('Add', [qc, b.op('Min', [questWidth, ballWidth], 'guard_width')], 'guard_dot_bound');
+  if (p.softcap > 0) {
+    const c = f32(p.softcap, 'guard_softcap');
+    u = b.op('Mul', [b.op('Tanh', [b.op('Div', [u, c], 'guard_softcap_div')], 'guard_softcap_tanh'), c], 'guard_softcapped_bound');
+  }
   // the per-row rounding slack: K* bounds ||k|| for every dot product the row's U took, |scale| already applied
   const norm = (t: Value, what: string) => b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [t, t], `${what}_sq`), [3], `${what}_2`)], what);
   const kAbs = b.op('Max', [b.op('Abs', [kmin], 'guard_kmin_abs'), b.op('Abs', [kmax], 'guard_kmax_abs')], 'guard_k_abs');
-  const radiusScaled = scaled(radius, 'guard_radius_scaled');
   const kStar = reduce(
     'ReduceMax',
     b.op('Max', [norm(scaled(kAbs, 'guard_k_abs_scaled'), 'guard_k_abs_norm'), b.op('Add', [norm(boxCenter, 'guard_center_norm'), radiusScaled], 'guard_ball_reach')], 'guard_block_reach'),
@@ -175,45 +180,22 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
     true,
   );
   const softcapSlack = p.softcap > 0 ? 1e-5 * p.softcap : 0;
-  const centerT = tr(boxCenter, 'guard_box_center_t');
-  const halfT = tr(boxHalf, 'guard_box_half_t');
-  const radiusRow = b.reshape(radiusScaled, [0, 0, 1, -1], 'guard_radius_row');
-  const kStarRow = b.reshape(kStar, [0, 0, 1, 1], 'guard_k_star_row');
-  const [one, slackRate, capSlack] = [f32(1, 'guard_one_f'), f32(SCORE_SLACK, 'guard_score_slack'), f32(softcapSlack, 'guard_softcap_slack')];
-  const cap = p.softcap > 0 ? f32(p.softcap, 'guard_softcap') : undefined;
-  const [zeroAt, lastAxis] = [b.ints('guard_blocks_from', [0]), b.ints('guard_blocks_axis', [3])];
-  const firstBlocks = (t: Value, blocks: Value | undefined, what: string) => (blocks ? b.op('Slice', [t, zeroAt, blocks, lastAxis], what) : t);
-  const rows = (qRows: Value, blocks?: Value) => {
-    // both bounds around the box centre c: Quest = q.c + |q|.half, ball = q.c + ||q|| r; q.c computed once
-    const qc = b.op('MatMul', [qRows, firstBlocks(centerT, blocks, 'guard_box_center_seen')], 'guard_q_center');
-    const questWidth = b.op('MatMul', [b.op('Abs', [qRows], 'guard_q_abs'), firstBlocks(halfT, blocks, 'guard_box_half_seen')], 'guard_quest_width');
-    const qNorm = reduce('ReduceL2', qRows, [3], 'guard_q_norm', true); // no [B, H, S, D] of squares
-    const ballWidth = b.op('Mul', [qNorm, firstBlocks(radiusRow, blocks, 'guard_radius_seen')], 'guard_q_radius');
-    let u = b.op('Add', [qc, b.op('Min', [questWidth, ballWidth], 'guard_width')], 'guard_dot_bound');
-    if (cap) u = b.op('Mul', [b.op('Tanh', [b.op('Div', [u, cap], 'guard_softcap_div')], 'guard_softcap_tanh'), cap], 'guard_softcapped_bound');
-    const reach = b.op('Add', [b.op('Mul', [qNorm, kStarRow], 'guard_q_reach'), one], 'guard_q_reach1');
-    const rowSlack = b.op('Add', [b.op('Mul', [reach, slackRate], 'guard_row_slack_raw'), capSlack], 'guard_row_slack');
-    return { u, rowSlack };
-  };
+  const rowSlack = b.op(
+    'Add',
+    [b.op('Mul', [b.op('Add', [b.op('Mul', [b.reshape(qNorm, [0, 0, -1], 'guard_q_norm_row'), kStar], 'guard_q_reach'), f32(1, 'guard_one_f')], 'guard_q_reach1'), f32(SCORE_SLACK, 'guard_score_slack')], 'guard_row_slack_raw'), f32(softcapSlack, 'guard_softcap_slack')],
+    'guard_row_slack',
+  );
   const bottomRight = b.op('Sub', [T, S], 'guard_bottom_right');
   const zero = f32(0, 'guard_zero_count');
-  return { S, T, nKB, padT, bottomRight, qs, rows, zero };
+  return { S, T, nKB, padT, bottomRight, u, rowSlack, zero };
 }
 
 export interface CertificateInputs {
   /** The sparse output [B, H, S, Dv] the fallback rows are scattered over. */
   readonly y: Value;
   readonly bound: GuardedScoreBound;
-  /**
-   * With a key bias: its largest value over the keys each row drops in each block [Bb, Hb, S or 1, nKB], added to U
-   * (-inf where a block drops nothing is fine).
-   */
-  readonly keyBiasMax?: Value;
-  /**
-   * With a causal baseline, its offset (int64 scalar: row i sees keys j <= i + offset; at least every batch's):
-   * a chunk of rows then bounds only the key blocks its last row can see (the others drop no key of it).
-   */
-  readonly causalOffset?: Value;
+  /** The score bound with any key bias added [Bb, Hb, S, nKB] (-inf where a block drops nothing is fine). */
+  readonly bounded: Value;
   /** Dropped baseline keys per row and key block, float32, broadcastable to [B, H, S, nKB]. */
   readonly dropped: Value;
   /** The largest kept logit and its softmax probability per row [B, H, S], float32. */
@@ -226,65 +208,26 @@ export interface CertificateInputs {
   readonly keepsSome?: Value;
 }
 
-/**
- * Row chunks of the per-(row, block) work. With a causal baseline a chunk bounds only the key blocks its rows can
- * see, so the work over [B, H, S, nKB] falls to about (chunks + 1) / (2 chunks) of it at offset 0 (the blocks after
- * the diagonal drop nothing). Four: measured at n = 4096 (8 heads, d 64), 2 and 4 chunks took the guarded model
- * from 1.49x to 1.40x and 1.38x of the unguarded one at 2 threads and 8 chunks to 1.45x (more, smaller ops
- * parallelize worse); at 1 thread 4 chunks 1.31x against 1.35x (BENCHMARKS.md, "The certificate in row chunks").
- */
-const CERTIFICATE_ROW_CHUNKS = 4;
-
 /** The certified output [B, H, S, Dv]: the sparse rows, and the rows over the budget recomputed densely. */
 export function guardedCertificate(b: NodeBuilder, x: GuardedSite, c: CertificateInputs): Value {
-  const guard = x.params.guard!;
-  const { axis, i64, f32, reduce } = guardOps(b, x);
-  const { S, T, nKB, bottomRight, zero: zeroF } = c.bound;
+  const { f32, reduce } = guardOps(b, x);
+  const { T, nKB, bottomRight, rowSlack, zero: zeroF } = c.bound;
   const logZ = keptLogZ(b, c);
 
   // log(B / Z_S) = log Σ exp(U + log count - log Z_S), shifted per row by log Z_S (known before the blocks) rather
   // than by the largest term (no ReduceMax and no second pass over [B, H, S, nKB]). log 0 = -inf leaves a block
   // out. A term above float32's range gives +inf: the row's bound is then far over any budget, as it would be
   // unshifted. A term below it flushes to 0: each loses at most 2^-126 of the ratio, so nKB 2^-126 is added back.
-  // A key bias part need not be per row ([.., 1, nKB]): not split, one chunk then; a dense baseline gains nothing
-  // from chunks (every block can drop keys of every row): one chunk too.
-  const chunks = c.keyBiasMax || !c.causalOffset ? 1 : CERTIFICATE_ROW_CHUNKS;
   const logCount = b.op('Log', [c.dropped], 'guard_log_count');
-  // chunk k: rows [k s, k s + size_k), s = ceil(S / chunks), size_k = min(s, max(0, S - k s)) (zero-size chunks
-  // when S < chunks); it sees blocks [0, min(nKB, ceil((k s + size_k + offset) / kb)))
-  const parts = (() => {
-    if (chunks === 1) return undefined;
-    const size = b.op('Div', [b.op('Add', [S, i64(chunks - 1, 'guard_chunk_round')], 'guard_chunk_up'), i64(chunks, 'guard_chunks')], 'guard_chunk_rows');
-    const starts = b.op('Mul', [b.ints('guard_chunk_index', Array.from({ length: chunks }, (_, k) => k)), size], 'guard_chunk_starts');
-    const sizes = b.op('Min', [size, b.op('Max', [b.op('Sub', [S, starts], 'guard_chunk_rest'), i64(0, 'guard_chunk_zero')], 'guard_chunk_left')], 'guard_chunk_sizes');
-    const kb = guard.blockSize;
-    const seen = b.op('Add', [b.op('Add', [starts, sizes], 'guard_chunk_ends'), c.causalOffset!], 'guard_chunk_keys');
-    const blocks = b.op('Min', [nKB, b.op('Div', [b.op('Add', [seen, i64(kb - 1, 'guard_chunk_block_round')], 'guard_chunk_blocks_up'), i64(kb, 'guard_chunk_block')], 'guard_chunk_blocks_seen')], 'guard_chunk_blocks');
-    return { sizes, blockCounts: b.node({ op: 'Split', inputs: [blocks, b.ints('guard_chunk_ones', Array.from({ length: chunks }, () => 1))], attrs: axis(0) }, 'guard_chunk_blocks_of', chunks) };
-  })();
-  const split = (t: Value, at: number, what: string): Value[] => (parts ? b.node({ op: 'Split', inputs: [t, parts.sizes], attrs: axis(at) }, what, chunks) : [t]);
-  const qParts = split(c.bound.qs, 2, 'guard_q_chunk');
-  const countParts = split(logCount, -2, 'guard_log_count_chunk');
-  const logZParts = split(b.reshape(logZ, [0, 0, -1, 1], 'guard_log_z_col'), 2, 'guard_log_z_chunk');
-  const [zeroAt, lastAxis] = parts ? [b.ints('guard_count_blocks_from', [0]), b.ints('guard_count_blocks_axis', [-1])] : [];
-  const sums = qParts.map((qRows, k) => {
-    const blocks = parts?.blockCounts[k];
-    const { u, rowSlack } = c.bound.rows(qRows, blocks);
-    const counts = blocks ? b.op('Slice', [countParts[k]!, zeroAt!, blocks, lastAxis!], 'guard_log_count_seen') : countParts[k]!;
-    const terms = b.op('Add', [c.keyBiasMax ? b.op('Add', [u, c.keyBiasMax], 'guard_biased_bound') : u, counts], 'guard_log_terms');
-    // with a key bias, the rounding of the biased terms: 1e-4 (|largest term| + |largest kept score|), infinities as 0
-    const finiteAbs = (t: Value, what: string) => b.op('Where', [b.op('IsInf', [t], `${what}_inf`), zeroF, b.op('Abs', [t], `${what}_abs`)], what);
-    const slack = c.keyBiasMax
-      ? b.op(
-          'Add',
-          [rowSlack, b.op('Mul', [b.op('Add', [finiteAbs(reduce('ReduceMax', terms, [3], 'guard_terms_max', true), 'guard_terms_reach'), finiteAbs(b.reshape(c.maxLogit, [0, 0, -1, 1], 'guard_max_logit_col'), 'guard_logit_reach')], 'guard_bias_reach'), f32(SCORE_SLACK, 'guard_bias_slack_rate')], 'guard_bias_slack')],
-          'guard_row_slack_biased',
-        )
-      : rowSlack;
-    const shift = b.op('Sub', [logZParts[k]!, slack], 'guard_shift');
-    return reduce('ReduceSum', b.op('Exp', [b.op('Sub', [terms, shift], 'guard_terms_shifted')], 'guard_terms_exp'), [3], 'guard_terms_sum');
-  });
-  const sumExp = sums.length === 1 ? sums[0]! : b.op('Concat', sums, 'guard_terms_sums', axis(2));
+  const terms = b.op('Add', [c.bounded, logCount], 'guard_log_terms');
+  // with a key bias, the rounding of the biased terms: 1e-4 (|largest term| + |largest kept score|), infinities as 0
+  const finiteAbs = (t: Value, what: string) => b.op('Where', [b.op('IsInf', [t], `${what}_inf`), zeroF, b.op('Abs', [t], `${what}_abs`)], what);
+  const biasSlack = x.keyBias
+    ? b.op('Mul', [b.op('Add', [finiteAbs(reduce('ReduceMax', terms, [3], 'guard_terms_max'), 'guard_terms_reach'), finiteAbs(c.maxLogit, 'guard_logit_reach')], 'guard_bias_reach'), f32(SCORE_SLACK, 'guard_bias_slack_rate')], 'guard_bias_slack')
+    : undefined;
+  const slack = biasSlack ? b.op('Add', [rowSlack, biasSlack], 'guard_row_slack_biased') : rowSlack;
+  const shift = b.reshape(b.op('Sub', [logZ, slack], 'guard_shift'), [0, 0, -1, 1], 'guard_shift_col');
+  const sumExp = reduce('ReduceSum', b.op('Exp', [b.op('Sub', [terms, shift], 'guard_terms_shifted')], 'guard_terms_exp'), [3], 'guard_terms_sum');
   const underflow = b.op('Mul', [b.cast(nKB, 'f32', 'guard_blocks_f'), f32(2 ** -126, 'guard_flush')], 'guard_underflow');
   const logRatio = b.op('Log', [b.op('Add', [sumExp, underflow], 'guard_terms_sum_floor')], 'guard_log_ratio');
   return guardedFromLogRatio(b, x, {

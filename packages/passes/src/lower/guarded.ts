@@ -196,7 +196,7 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
   const { y, logits, probs, offset } = bandedAttentionParts(b, x);
   // the extra keys (sinks, global tokens) are never dropped: left out of the key block summaries
   const bound = guardedScoreBound(b, x, kb, s.extra);
-  const { S, T, nKB, padT, bottomRight, zero: zeroF } = bound;
+  const { S, T, nKB, padT, bottomRight, u, zero: zeroF } = bound;
 
   // dropped keys per row and block, in float32 (exact for integers below 2^24; onnxruntime's float kernels are
   // vectorized, its int64 broadcasts are not): the baseline keys of row i (below upper(i): causal limit, T,
@@ -256,18 +256,25 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
     'guard_keeps_some_col',
   );
   const keepsSome = b.reshape(keepsSomeCol, x.kvLength ? [0, 0, -1] : [-1], 'guard_keeps_some');
-  const keyBiasMax = x.keyBias
-    ? droppedKeyBiasMax(b, {
-        keyBias: toF32(x.keyBias, 'guard_key_bias_f32'),
-        blockSize: kb,
-        padT,
-        keys: Tf,
-        parts: [
-          { lo: b.op('Max', [blockLo, sinksF], 'guard_bias_before_lo'), hi: b.op('Min', [blockHi, b.op('Min', [bandLo, causalUpper], 'guard_bias_before_limit')], 'guard_bias_before_hi') },
-          ...(bandReachesUpper ? [] : [{ lo: b.op('Max', [blockLo, b.op('Max', [bandHi, sinksF], 'guard_bias_after_limit')], 'guard_bias_after_lo'), hi: b.op('Min', [blockHi, causalUpper], 'guard_bias_after_hi') }]),
+  const bounded = x.keyBias
+    ? b.op(
+        'Add',
+        [
+          u,
+          droppedKeyBiasMax(b, {
+            keyBias: toF32(x.keyBias, 'guard_key_bias_f32'),
+            blockSize: kb,
+            padT,
+            keys: Tf,
+            parts: [
+              { lo: b.op('Max', [blockLo, sinksF], 'guard_bias_before_lo'), hi: b.op('Min', [blockHi, b.op('Min', [bandLo, causalUpper], 'guard_bias_before_limit')], 'guard_bias_before_hi') },
+              ...(bandReachesUpper ? [] : [{ lo: b.op('Max', [blockLo, b.op('Max', [bandHi, sinksF], 'guard_bias_after_limit')], 'guard_bias_after_lo'), hi: b.op('Min', [blockHi, causalUpper], 'guard_bias_after_hi') }]),
+            ],
+          }),
         ],
-      })
-    : undefined;
+        'guard_biased_bound',
+      )
+    : u;
 
   // the largest kept logit and its probability per row, from the banded softmax ([B, H, nBlocks, b] -> [B, H, S]);
   // on rows that keep no key (their empty-row key column is 0 there) keepsSome rules them out
@@ -275,7 +282,5 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
     b.op('Slice', [b.reshape(t, [0, 0, -1], `${what}_padded`), b.ints(`${what}_start`, [0]), b.reshape(S, [1], `${what}_end`), b.ints(`${what}_axis`, [2])], what);
   const maxLogit = rowsOf(reduce('ReduceMax', toF32(logits, 'guard_logits_f32'), [4], 'guard_max_logit_blocks'), 'guard_max_logit');
   const maxProb = rowsOf(reduce('ReduceMax', toF32(probs, 'guard_probs_f32'), [4], 'guard_max_prob_blocks'), 'guard_max_prob');
-  // the causal baseline's offset for the certificate's row chunks (T - S at most, over every batch)
-  const causalOffsetOrZero = base === 'dense' ? undefined : (causalOffset ?? i64(0, 'guard_causal_offset_zero'));
-  return guardedCertificate(b, x, { y, bound, ...(keyBiasMax ? { keyBiasMax } : {}), ...(causalOffsetOrZero ? { causalOffset: causalOffsetOrZero } : {}), dropped, maxLogit, maxProb, keepsSome });
+  return guardedCertificate(b, x, { y, bound, bounded, dropped, maxLogit, maxProb, keepsSome });
 }
