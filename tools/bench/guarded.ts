@@ -16,9 +16,8 @@
 // --spec topk: causal ∩ top-k blocks (64, 4, quest, ranked among the visible blocks, as sparsify writes it) instead
 // of the window (guarded over the causal baseline); --spec lsh: causal ∩ chunked LSH (2 rounds, 16 buckets, chunks
 // of 128: 512 keys per query).
-// --sessions S: S sessions per model, round r running session r mod S (default 1), so that where one session's
-// buffers landed does not decide a ratio (each dense session holds its n x n buffers: at n = 4096, S = 3 runs out of
-// this machine's 24 GB).
+// --sessions S: S sessions per model, round r running session r mod S (default 1), so that no one session decides a
+// ratio (each dense session holds its n x n buffers: at n = 4096, S = 3 runs out of this machine's 24 GB).
 // Run with glibc's malloc thresholds fixed (../src/steady-malloc.ts: without, a run's output buffer lands on fresh
 // pages in some sessions and not in others, up to 1.9x apart); --malloc as-is leaves them.
 // --save DIR writes the dense / unguarded / guarded models as DIR/<n>-<name>.onnx; --before DIR times the guarded
@@ -70,8 +69,9 @@ async function main(): Promise<void> {
       bytes.guardedBefore = bytes.forcedBefore = readFileSync(join(BEFORE, `${n}-guarded.onnx`));
       names.push('guardedBefore', 'forcedBefore');
     }
-    // SESSIONS sessions per model, used in turn: two sessions of one model can run 1.6x apart on this machine (where
-    // their buffers land), which a single session per model turns into a ratio
+    // SESSIONS sessions per model, used in turn: with malloc as-is two sessions of one model ran up to 1.9x apart on
+    // this machine (page faults on the output buffer, ../src/steady-malloc.ts), which one session per model turns
+    // into a ratio
     const sessionsOf: Record<string, ort.InferenceSession[]> = {};
     for (const m of names) sessionsOf[m] = await Promise.all(Array.from({ length: SESSIONS }, () => ort.InferenceSession.create(bytes[m]!, SESSION)));
     const sessionOf = (m: string, r: number) => sessionsOf[m]![r % SESSIONS]!;
