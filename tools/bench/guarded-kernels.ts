@@ -6,6 +6,9 @@
 //   - guarded, local inputs: the attention-sink pattern (every query points along one direction, key 0 lies
 //     along it 16x longer than the content keys: sink logit 40, content logits within a few units), where the
 //     certificate holds at the budget and no row falls back;
+//     With --inputs rotary instead: guarded.ts's local inputs (rotary-like features with geometric frequencies,
+//     peak logit 40: no sink, every key's logit falls with its distance), where the pre-check proves nothing and
+//     every row reads the per-segment bounds;
 //   - guarded, forced fallback: epsilon 0 on random inputs (non-local attention): every row that drops a key
 //     is recomputed over the causal mask.
 // Times include copying Q/K/V into the shared memory, planning (block lists, dropped segments), the summaries
@@ -13,12 +16,13 @@
 // no variant pays the page faults of a fresh 8 MB array. The fallback rate is printed per run, and each guarded output is
 // checked against the dense kernel's output: within epsilon (+ 1e-5 + 1e-4 |y|).
 //
-//   npx tsx --conditions=@attnopt/source tools/bench/guarded-kernels.ts [--n 4096] [--repeats 5] [--threads 2] [--epsilon 1e-3]
+//   npx tsx --conditions=@attnopt/source tools/bench/guarded-kernels.ts [--n 4096] [--repeats 5] [--threads 2] [--epsilon 1e-3] [--inputs sink|rotary]
 
 import { compileAttention, CpuWorkerPool } from '@attnopt/backend-cpu';
 import { type AttentionParams, causal, type MaskSpec, sinks, slidingWindow, union } from '@attnopt/ir';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { localInputs as rotaryInputs } from './guarded-models.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : dflt);
@@ -26,6 +30,9 @@ const N = Number(opt('--n', '4096'));
 const REPEATS = Number(opt('--repeats', '5'));
 const THREADS = Number(opt('--threads', '2'));
 const EPSILON = Number(opt('--epsilon', '1e-3'));
+const INPUTS = opt('--inputs', 'sink');
+const BLOCK = args.includes('--block') ? Number(opt('--block', '')) : undefined;
+if (INPUTS !== 'sink' && INPUTS !== 'rotary') throw new Error(`guarded-kernels bench: --inputs ${INPUTS}: sink or rotary`);
 const H = 8;
 const D = 64;
 const SCALE = 1 / Math.sqrt(D);
@@ -75,11 +82,17 @@ async function main(): Promise<void> {
   const sparse = union(slidingWindow(255, 0), sinks(4));
   const denseK = compileAttention(paramsOf(causal()));
   const unguarded = compileAttention(paramsOf(sparse));
-  const guarded = compileAttention(paramsOf(sparse), { guard: { epsilon: EPSILON, modelMask: causal() } });
-  const forced = compileAttention(paramsOf(sparse), { guard: { epsilon: 0, modelMask: causal() } });
+  const guard = (epsilon: number) => ({ guard: { epsilon, modelMask: causal(), ...(BLOCK !== undefined ? { block: BLOCK } : {}) } });
+  const guarded = compileAttention(paramsOf(sparse), guard(EPSILON));
+  const forced = compileAttention(paramsOf(sparse), guard(0));
   const shape = [1, N, H * D];
   const wrap = (x: { q: Float32Array; k: Float32Array; v: Float32Array }) => ({ q: { shape, data: x.q }, k: { shape, data: x.k }, v: { shape, data: x.v } });
-  const local = wrap(localInputs());
+  const rotary = () => {
+    const x = rotaryInputs(N);
+    const data = (name: string) => x[name]!.data as Float32Array;
+    return { q: data('q'), k: data('k'), v: data('v') };
+  };
+  const local = wrap(INPUTS === 'sink' ? localInputs() : rotary());
   const natural = wrap({ q: random(N * H * D, 1), k: random(N * H * D, 2), v: random(N * H * D, 3) });
 
   const fallback: Record<string, number[]> = { local: [], forced: [] };
@@ -121,7 +134,7 @@ async function main(): Promise<void> {
   await pool.close();
 
   console.log(`guarded kernels: n = ${N}, ${H} heads, head dim ${D}, batch 1, causal model, ${THREADS} worker threads, ${REPEATS} interleaved repeats (medians)`);
-  console.log(`machine: ${cpus()[0]?.model ?? 'unknown'} x ${cpus().length}, Node ${process.version}`);
+  console.log(`machine: ${cpus()[0]?.model ?? 'unknown'} x ${cpus().length}, Node ${process.version}; local inputs: ${INPUTS === 'sink' ? 'the attention-sink pattern' : "guarded.ts's rotary-like features"}`);
   console.log('| run | median ms | vs dense (same inputs) | fallback rows |');
   console.log('|---|---|---|---|');
   const fb = (xs: number[]) => `${(100 * median(xs)).toFixed(2)}%`;

@@ -281,7 +281,7 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
 
   if (options.guard) checkGuard(options.guard);
   const guard: ResolvedGuard | undefined = options.guard
-    ? { epsilon: options.guard.epsilon, block: options.guard.block ?? 4 * BK, modelMask }
+    ? { epsilon: options.guard.epsilon, block: options.guard.block ?? BK, modelMask }
     : undefined;
   let guardPlanCache: { key: string; plan: GuardPlan } | undefined;
   const codes = new Map<KernelShape, KernelCode>();

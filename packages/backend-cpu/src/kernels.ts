@@ -141,7 +141,7 @@ export function wasmGuardedAttentionKernel(shape: KernelShape, epsilon: number):
 /** What a guarded kernel's metadata records: tier, budget, summary segment, model mask, summaries used. */
 export function guardMetadata(guard: GuardOptions, blockK: number): { tier: 'guarded'; epsilon: number; block: number; modelMask: MaskSpec; summaries: readonly string[] } {
   checkGuard(guard);
-  return { tier: 'guarded', epsilon: guard.epsilon, block: guard.block ?? 4 * blockK, modelMask: guard.modelMask ?? { kind: 'dense' }, summaries: GUARD_SUMMARIES };
+  return { tier: 'guarded', epsilon: guard.epsilon, block: guard.block ?? blockK, modelMask: guard.modelMask ?? { kind: 'dense' }, summaries: GUARD_SUMMARIES };
 }
 
 /** What each argument and record of `attendGuarded` is, for manifests. */

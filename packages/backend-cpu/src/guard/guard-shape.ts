@@ -2,7 +2,9 @@
 // generators and the host driver.
 //
 // A guarded kernel runs the sparse form, then per query row the dropped-mass certificate of BOUNDS.md (b'):
-//   U_seg  = min( Σ_c max(q_c lo_c, q_c hi_c),  q · center + ||q|| radius ) · scale  (+ softcap) + max bias
+//   U_seg  = q · c + min( Σ_c |q_c| half_c,  ||q|| radius ) · scale  (+ softcap) + max bias
+//            (c the box centre of the segment's keys, half its half-widths: q · c + |q| · half is Quest's
+//            Σ_c max(q_c lo_c, q_c hi_c), and q · c + ||q|| radius the ball's; one dot product q · c for both)
 //   B      = Σ over the row's dropped segments of count · e^(U_seg - rowmax)        (same max shift as Z_S)
 //   m_hat  = B / (Z_S + B),  bound = m_hat · R  (R: the largest range of a V coordinate over the head's keys)
 // and recomputes exactly, over every key the model's own mask allows, the rows whose bound exceeds epsilon and the
@@ -22,7 +24,9 @@
 // Entry (ENTRY_WORDS words): segment record address (i32), count (f32: most dropped keys of the segment in one
 // row), rowLo, rowHi (f32: rows of the block, relative, [lo, hi), for which the segment holds dropped keys),
 // max bias (f32: over those rows and the segment's keys; 0 without bias).
-// Segment record (segmentFloats(dPad) f32): lo[dPad], hi[dPad], center[dPad], radius, largest key norm, 2 pad.
+// Segment record (segmentFloats(dPad) f32, offsets segmentOffsets(dPad)): center[dPad] (the box centre
+// (lo + hi) / 2 per channel), half[dPad] (the half-width, rounded up so that center ± half covers [lo, hi]),
+// radius (the largest ||k - center||, rounded up), largest key norm, 2 pad.
 // Pre-check per strip of 4 rows: U = ||q|| · coarseNorm · scale + coarseBias bounds every dropped score
 // (Cauchy-Schwarz, BOUNDS.md (b)); when B = coarseCount · e^(U - rowmax) already gives bound <= epsilon on
 // every row of the strip, that m_hat is the certificate and the per-segment bounds are not read.
@@ -37,8 +41,9 @@ export interface GuardOptions {
   /** Budget on the per-coordinate output error of every row: |y - dense| <= epsilon (plus float32 rounding). */
   readonly epsilon: number;
   /**
-   * Keys per summary segment (default 4 · blockK: 256 keys with the default blocks); segments also split at sink
-   * and global tokens. Smaller segments give tighter bounds (fewer fallbacks) and cost more per row to read.
+   * Keys per summary segment (default blockK: 64 keys with the default blocks, the IR guard's default block
+   * size); segments also split at sink and global tokens. Smaller segments give tighter bounds (fewer fallbacks)
+   * and cost more per row to read.
    */
   readonly block?: number;
   /** The keys the model's own mask allows, which a fallback row attends densely (default: dense). */
@@ -75,8 +80,14 @@ export const CERTIFICATE_SLACK = 1 + 2 ** -10;
 /** e^(U - rowmax) is clamped at 2^64 (m_hat is then 1 in float32 whatever Z_S): no overflow to inf or NaN. */
 export const EXPONENT_CLAMP = 64;
 
-/** f32 per segment record: lo, hi, center (dPad each), radius, largest key norm and 2 pad. */
-export const segmentFloats = (dPad: number): number => 3 * dPad + 4;
+/** f32 per segment record: center, half (dPad each), radius, largest key norm and 2 pad. */
+export const segmentFloats = (dPad: number): number => 2 * dPad + 4;
+
+/** f32 offsets of a segment record's fields. */
+export const segmentOffsets = (dPad: number) => ({ center: 0, half: dPad, radius: 2 * dPad, norm: 2 * dPad + 1 }) as const;
+
+/** The relative widening of a summary's half-widths, radius and norm: covers their float32 rounding. */
+export const SUMMARY_WIDENING = 1 + 2 ** -20;
 
 /** Byte offsets in the scratch of one thread of a guarded kernel. */
 export function guardScratch(shape: KernelShape, nkBlocks: number): { flags: number; lanes: number; list: number; bytes: number } {

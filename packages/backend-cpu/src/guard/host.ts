@@ -5,7 +5,7 @@
 import type { LeafResolver, MaskDims, MaskSpec } from '@attnopt/ir';
 import { MASKED, ROW_EMPTY } from '../wasm/kernel-shape.js';
 import { type DroppedEntry, droppedEntries, keySegments, writeSegmentSummary } from './segments.js';
-import { ENTRY_WORDS, segmentFloats } from './guard-shape.js';
+import { ENTRY_WORDS, segmentFloats, segmentOffsets } from './guard-shape.js';
 
 export interface ResolvedGuard {
   readonly epsilon: number;
@@ -176,7 +176,7 @@ export function writeGuard(
         let bias = list.length > 0 ? -Infinity : 0;
         for (const e of list) {
           count += e.count;
-          norm = Math.max(norm, F[(sum >> 2) + e.segment * segF + 3 * c.dPad + 1]!);
+          norm = Math.max(norm, F[(sum >> 2) + e.segment * segF + segmentOffsets(c.dPad).norm]!);
           bias = Math.max(bias, e.biasMax);
         }
         coarse[3 * idx] = count;

@@ -6,7 +6,7 @@
 
 import { jsAttentionKernelSource } from '../kernels.js';
 import { fullKernelShape, type KernelShape, ROW_EMPTY } from '../wasm/kernel-shape.js';
-import { CERTIFICATE_SLACK, ENTRY_WORDS, EXPONENT_CLAMP, GUARD_ITEM as IT, guardScratch } from './guard-shape.js';
+import { CERTIFICATE_SLACK, ENTRY_WORDS, EXPONENT_CLAMP, GUARD_ITEM as IT, guardScratch, segmentOffsets } from './guard-shape.js';
 
 export type GuardedAttendFn = (F: Float32Array, I: Int32Array, item: number, scratch: number) => void;
 
@@ -15,6 +15,7 @@ export function jsGuardedKernelSource(shape: KernelShape, d: number, dv: number,
   const s = fullKernelShape(shape);
   const { blockQ: BQ, blockK: BK, dPad: DP, dvPad: DVP, softcap, scale, qStride: QS, oStride: OS } = s;
   const g = guardScratch(s, 0);
+  const at = segmentOffsets(DP);
   const M_AT = BQ * DVP + BQ * BK; // f32 index of the running max in scratch
   const L_AT = M_AT + BQ;
   const attendBody = jsAttentionKernelSource(shape, d, dv).replace(/^"use strict";\n/, '').replace('return function attend', 'function attend');
@@ -46,14 +47,15 @@ function certify(F, I, item, scratch) {
         const ep = E + e * ${ENTRY_WORDS};
         if (!(F[ep + 2] < r + 0.5 && r + 0.5 < F[ep + 3])) continue;
         const seg = I[ep] >> 2;
-        let uq = 0, ub = 0;
+        // q · c + min(|q| · half (Quest), ||q|| radius (the ball)); a NaN width gives NaN
+        let dot = 0, width = 0;
         for (let c = 0; c < ${d}; c++) {
-          const x = F[qr + c], a = x * F[seg + c], b = x * F[seg + ${DP} + c];
-          uq += a > b ? a : b;
-          ub += x * F[seg + ${2 * DP} + c];
+          const x = F[qr + c];
+          dot += x * F[seg + ${at.center} + c];
+          width += Math.abs(x) * F[seg + ${at.half} + c];
         }
-        ub += qn * F[seg + ${3 * DP}];
-        let u = Math.min(uq, ub) * ${scale};
+        const ball = qn * F[seg + ${at.radius}];
+        let u = (dot + (ball < width ? ball : width)) * ${scale};
         ${capped}
         u += F[ep + 4];
         B += F[ep + 1] * Math.exp(Math.min(u - m, ${EXPONENT_CLAMP * Math.LN2}));

@@ -8,6 +8,7 @@
 // of the rows whose D_i meets it.
 
 import { intervals, type IntervalSet, keySegmentBounds, type LeafResolver, type MaskDims, type MaskSpec, rowKeys } from '@attnopt/ir';
+import { segmentFloats, segmentOffsets, SUMMARY_WIDENING } from './guard-shape.js';
 
 /** Segment boundaries over [0, valid): starts[k] .. starts[k + 1]. */
 export function keySegments(spec: MaskSpec, valid: number, block: number): Int32Array {
@@ -80,32 +81,27 @@ function upperBound(starts: Int32Array, x: number): number {
 }
 
 /**
- * Writes the summary record of keys j0 .. j1 - 1 at f32 index `out` of F: per channel min and max, the mean
- * key (center), the largest distance of a key from it (radius) and the largest key norm (both rounded up by a
- * relative 2^-20 so the float32 ball still holds every key). `row(j)` is the f32 index of key j's first channel.
+ * Writes the summary record of keys j0 .. j1 - 1 at f32 index `out` of F (guard-shape.ts): per channel the box
+ * centre c = (lo + hi) / 2 and the half-width max(hi - c, c - lo), the largest distance of a key from c (radius)
+ * and the largest key norm (the last three rounded up by SUMMARY_WIDENING, so the float32 box and ball still hold
+ * every key). `row(j)` is the f32 index of key j's first channel.
  */
 export function writeSegmentSummary(F: Float32Array, row: (j: number) => number, j0: number, j1: number, d: number, dPad: number, out: number): void {
-  const LO = out;
-  const HI = out + dPad;
-  const CE = out + 2 * dPad;
-  F.fill(0, out, out + 3 * dPad + 4);
-  const r0 = row(j0);
+  const at = segmentOffsets(dPad);
+  F.fill(0, out, out + segmentFloats(dPad));
   for (let c = 0; c < d; c++) {
-    F[LO + c] = F[r0 + c]!;
-    F[HI + c] = F[r0 + c]!;
-  }
-  const mean = scratchMean.length >= d ? scratchMean.fill(0, 0, d) : (scratchMean = new Float64Array(d));
-  for (let j = j0; j < j1; j++) {
-    const r = row(j);
-    for (let c = 0; c < d; c++) {
-      const x = F[r + c]!;
-      if (x < F[LO + c]!) F[LO + c] = x;
-      if (x > F[HI + c]!) F[HI + c] = x;
-      mean[c] += x;
+    let lo = F[row(j0) + c]!;
+    let hi = lo;
+    for (let j = j0 + 1; j < j1; j++) {
+      const x = F[row(j) + c]!;
+      // NaN propagates (a NaN key leaves the segment with no bound)
+      lo = x < lo || Number.isNaN(x) ? x : lo;
+      hi = x > hi || Number.isNaN(x) ? x : hi;
     }
+    const center = Math.fround((lo + hi) / 2);
+    F[out + at.center + c] = center;
+    F[out + at.half + c] = Math.max(hi - center, center - lo) * SUMMARY_WIDENING;
   }
-  const n = j1 - j0;
-  for (let c = 0; c < d; c++) F[CE + c] = mean[c]! / n;
   let r2 = 0;
   let n2 = 0;
   for (let j = j0; j < j1; j++) {
@@ -113,13 +109,13 @@ export function writeSegmentSummary(F: Float32Array, row: (j: number) => number,
     let s = 0;
     let t = 0;
     for (let c = 0; c < d; c++) {
-      s += (F[r + c]! - F[CE + c]!) ** 2;
+      s += (F[r + c]! - F[out + at.center + c]!) ** 2;
       t += F[r + c]! ** 2;
     }
-    if (s > r2) r2 = s;
-    if (t > n2) n2 = t;
+    // NaN propagates here too
+    if (s > r2 || Number.isNaN(s)) r2 = s;
+    if (t > n2 || Number.isNaN(t)) n2 = t;
   }
-  F[out + 3 * dPad] = Math.sqrt(r2) * (1 + 2 ** -20);
-  F[out + 3 * dPad + 1] = Math.sqrt(n2) * (1 + 2 ** -20);
+  F[out + at.radius] = Math.sqrt(r2) * SUMMARY_WIDENING;
+  F[out + at.norm] = Math.sqrt(n2) * SUMMARY_WIDENING;
 }
-let scratchMean = new Float64Array(0);

@@ -62,6 +62,7 @@ const SIMD = {
   f32x4Gt: 0x44,
   f32x4Ge: 0x46,
   v128Not: 0x4d,
+  f32x4Abs: 0xe0,
   f32x4Sqrt: 0xe3,
   v128And: 0x4e,
   v128Or: 0x50,
@@ -277,6 +278,10 @@ export class FunctionBuilder {
   }
   f32x4Div(): this {
     return this.simd(SIMD.f32x4Div);
+  }
+  /** |x| per lane (clears the sign bit: NaN stays NaN). */
+  f32x4Abs(): this {
+    return this.simd(SIMD.f32x4Abs);
   }
   f32x4Min(): this {
     return this.simd(SIMD.f32x4Min);

@@ -3,8 +3,9 @@
 //   1 certify(item, scratch) -> flagged rows            m_hat per row from the dropped segments' summaries
 //   2 attendGuarded(item, scratch)                      attend (sparse), certify, then the fallback
 //   3 summarize(k, n, out), 4 valueRange(v, n)          the per-call summaries, built once per call
-// certify works on strips of 4 query rows, SIMD over the head dim: per entry the segment's lo, hi and center
-// are loaded once per step for the 4 rows; the 4 rows' bounds come out as one vector, so the exponent, the
+// certify works on strips of 4 query rows, SIMD over the head dim: per entry the segment's box centre and
+// half-widths are loaded once per step for the 4 rows (per row one product with each: q · c and |q| · half);
+// the 4 rows' bounds come out as one vector, so the exponent, the
 // row-range mask and the accumulation of B are one f32x4 each. The kernel's running max and sum are in base 2
 // (t = s · log2 e), so the bound is moved to base 2 too: B = Σ count · 2^(U log2 e - m).
 // A row flags when m_hat · R > epsilon, or when it kept no key but B > 0 (it may drop one): the pre-check's B then
@@ -17,7 +18,7 @@ import { ModuleBuilder, type FunctionBuilder } from './emitter.js';
 import { emitExp2, emitTransposeReduce } from './simd-math.js';
 import { type FullKernelShape, ROW_EMPTY } from './kernel-shape.js';
 import { addAttendFunction } from './wasm-attention.js';
-import { CERTIFICATE_SLACK, ENTRY_WORDS, EXPONENT_CLAMP, GUARD_ITEM as IT, guardScratch, segmentFloats } from '../guard/guard-shape.js';
+import { CERTIFICATE_SLACK, ENTRY_WORDS, EXPONENT_CLAMP, GUARD_ITEM as IT, guardScratch, segmentOffsets, SUMMARY_WIDENING } from '../guard/guard-shape.js';
 
 export function wasmGuardedModule(shape: FullKernelShape, epsilon: number, cacheKey: string): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder(cacheKey);
@@ -31,44 +32,44 @@ export function wasmGuardedModule(shape: FullKernelShape, epsilon: number, cache
 
 /**
  * 3 summarize(k, n, out): the segment record (guard-shape.ts) of the n keys at k (row stride kStride): per
- * channel min and max, the mean (center) and the largest distance from it (radius, times 1 + 2^-20).
+ * channel the box centre (lo + hi) / 2 and the half-width max(hi - c, c - lo), the largest distance from the
+ * centre (radius) and the largest key norm (the last three times SUMMARY_WIDENING). f32x4.min / max propagate NaN.
  */
 function addSummarize(m: ModuleBuilder, shape: FullKernelShape): void {
   const { dPad: DP, kStride: KS } = shape;
+  const at = segmentOffsets(DP);
   const f = m.func('summarize', { k: 'i32', n: 'i32', out: 'i32' });
   for (const n of ['kp', 'ke']) f.local(n, 'i32');
-  for (const n of ['lo', 'hi', 'sum', 'x', 'acc', 'nrm', 'inv']) f.local(n, 'v128');
+  for (const n of ['lo', 'hi', 'ce', 'x', 'acc', 'nrm']) f.local(n, 'v128');
   f.local('r2', 'f32').local('n2', 'f32');
   f.get('k').get('n').i32(KS * 4).i32Mul().i32Add().set('ke');
-  f.f32(1).get('n').f32ConvertI32().f32Div().f32x4Splat().set('inv');
   f.forRange('c0', 0, DP * 4, 16, (g) => {
     g.get('k').get('c0').i32Add().tee('kp').v128Load().tee('lo').set('hi');
-    g.f32x4Const(0).set('sum');
     g.loop((l) => {
       l.get('kp').v128Load().set('x');
       l.get('lo').get('x').f32x4Min().set('lo');
       l.get('hi').get('x').f32x4Max().set('hi');
-      l.get('sum').get('x').f32x4Add().set('sum');
       l.get('kp').i32(KS * 4).i32Add().tee('kp').get('ke').i32LtS().brIf(0);
     });
-    g.get('out').get('c0').i32Add().tee('kp').get('lo').v128Store(0);
-    g.get('kp').get('hi').v128Store(DP * 4);
-    g.get('kp').get('sum').get('inv').f32x4Mul().v128Store(2 * DP * 4);
+    g.get('lo').get('hi').f32x4Add().f32x4Const(0.5).f32x4Mul().set('ce');
+    g.get('out').get('c0').i32Add().tee('kp').get('ce').v128Store(at.center * 4);
+    g.get('kp').get('hi').get('ce').f32x4Sub().get('ce').get('lo').f32x4Sub().f32x4Max().f32x4Const(SUMMARY_WIDENING).f32x4Mul().v128Store(at.half * 4);
   });
   f.f32(0).set('r2').f32(0).set('n2');
   f.get('k').set('kp');
   f.loop((l) => {
     l.f32x4Const(0).set('acc').f32x4Const(0).set('nrm');
     l.forRange('c0', 0, DP * 4, 16, (g) => {
-      g.get('kp').get('c0').i32Add().v128Load().tee('sum').get('out').get('c0').i32Add().v128Load(2 * DP * 4).f32x4Sub().tee('x').get('x').f32x4Mul().get('acc').f32x4Add().set('acc');
-      g.get('sum').get('sum').f32x4Mul().get('nrm').f32x4Add().set('nrm');
+      g.get('kp').get('c0').i32Add().v128Load().tee('ce').get('out').get('c0').i32Add().v128Load(at.center * 4).f32x4Sub().tee('x').get('x').f32x4Mul().get('acc').f32x4Add().set('acc');
+      g.get('ce').get('ce').f32x4Mul().get('nrm').f32x4Add().set('nrm');
     });
+    // f32.max propagates NaN
     l.get('r2').get('acc').f32x4ExtractLane(0).get('acc').f32x4ExtractLane(1).f32Add().get('acc').f32x4ExtractLane(2).f32Add().get('acc').f32x4ExtractLane(3).f32Add().f32Max().set('r2');
     l.get('n2').get('nrm').f32x4ExtractLane(0).get('nrm').f32x4ExtractLane(1).f32Add().get('nrm').f32x4ExtractLane(2).f32Add().get('nrm').f32x4ExtractLane(3).f32Add().f32Max().set('n2');
     l.get('kp').i32(KS * 4).i32Add().tee('kp').get('ke').i32LtS().brIf(0);
   });
-  f.get('out').get('r2').f32Sqrt().f32(1 + 2 ** -20).f32Mul().f32Store(3 * DP * 4);
-  f.get('out').get('n2').f32Sqrt().f32(1 + 2 ** -20).f32Mul().f32Store(3 * DP * 4 + 4);
+  f.get('out').get('r2').f32Sqrt().f32(SUMMARY_WIDENING).f32Mul().f32Store(at.radius * 4);
+  f.get('out').get('n2').f32Sqrt().f32(SUMMARY_WIDENING).f32Mul().f32Store(at.norm * 4);
 }
 
 /** 4 valueRange(v, n) -> f32: the largest max - min of one V column over the n rows at v (row stride vStride). */
@@ -99,11 +100,11 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
   const M_AT = BQ * DVP * 4 + BQ * BK * 4;
   const L_AT = M_AT + BQ * 4;
   const g = guardScratch(shape, 0);
-  const SEG = segmentFloats(DP) * 4;
+  const at = segmentOffsets(DP);
   const f = m.func('certify', { item: 'i32', scratch: 'i32' }, ['i32']);
   for (const n of ['q', 'rows', 'rowsPad', 'entries', 'nEntries', 'cert', 'qs', 'ep', 'seg', 'c0']) f.local(n, 'i32');
   for (const n of ['rsF', 'rowLo', 'rowHi']) f.local(n, 'f32');
-  for (const n of ['lo', 'hi', 'ce', 'qv', 'qn', 'u', 'ub', 'b', 'rowIdx', 'lanes', 'cnt', 'l', 'mh', 'fl', 'x']) f.local(n, 'v128');
+  for (const n of ['hi', 'ce', 'qv', 'qn', 'b', 'rowIdx', 'lanes', 'cnt', 'l', 'mh', 'fl', 'x']) f.local(n, 'v128');
   for (let r = 0; r < 4; r++) f.local(`aq${r}`, 'v128').local(`ab${r}`, 'v128');
 
   f.get('item').i32Load(W(IT.q)).set('q');
@@ -175,27 +176,28 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
     v.f32x4Const(softcap).f32x4Const(2 * softcap).get('x').f32x4Div().f32x4Sub();
   }
 
-  /** B += count · 2^((U + max bias) log2 e - m) on the lanes of rows the entry applies to. */
+  /**
+   * B += count · 2^((U + max bias) log2 e - m) on the lanes of rows the entry applies to, U = q · c +
+   * min(|q| · half, ||q|| radius): per channel step one product with the centre and one with the half-width per row.
+   */
   function emitEntry(v: FunctionBuilder): void {
     v.get('ep').i32Load(0).set('seg');
     for (let r = 0; r < 4; r++) v.f32x4Const(0).set(`aq${r}`).f32x4Const(0).set(`ab${r}`);
     v.forRange('c0', 0, DP * 4, 16, (w) => {
-      w.get('seg').get('c0').i32Add().tee('ep').v128Load(0).set('lo');
-      w.get('ep').v128Load(DP * 4).set('hi');
-      w.get('ep').v128Load(2 * DP * 4).set('ce');
+      w.get('seg').get('c0').i32Add().tee('ep').v128Load(at.center * 4).set('ce');
+      w.get('ep').v128Load(at.half * 4).set('hi');
       w.get('qs').get('c0').i32Add().set('ep');
       for (let r = 0; r < 4; r++) {
-        w.get('ep').v128Load(r * QS * 4).set('qv');
-        w.get('qv').get('lo').f32x4Mul().get('qv').get('hi').f32x4Mul().f32x4Pmax().get(`aq${r}`).f32x4Add().set(`aq${r}`);
-        w.get('qv').get('ce').f32x4Mul().get(`ab${r}`).f32x4Add().set(`ab${r}`);
+        w.get('ep').v128Load(r * QS * 4).tee('qv').get('ce').f32x4Mul().get(`ab${r}`).f32x4Add().set(`ab${r}`);
+        w.get('qv').f32x4Abs().get('hi').f32x4Mul().get(`aq${r}`).f32x4Add().set(`aq${r}`);
       }
     });
     v.get('entries').get('e').i32(ENTRY_WORDS * 4).i32Mul().i32Add().set('ep');
+    // the widths: Quest's |q| · half, the ball's ||q|| radius; pmin keeps Quest's NaN (a non-finite key)
     emitTransposeReduce(v, 'add', ['aq0', 'aq1', 'aq2', 'aq3'], 'tr');
-    v.set('u');
+    v.get('qn').get('seg').f32Load(at.radius * 4).f32x4Splat().f32x4Mul().f32x4Pmin();
     emitTransposeReduce(v, 'add', ['ab0', 'ab1', 'ab2', 'ab3'], 'tr');
-    v.get('qn').get('seg').f32Load(3 * DP * 4).f32x4Splat().f32x4Mul().f32x4Add().set('ub');
-    v.get('u').get('ub').f32x4Pmin().f32x4Const(scale).f32x4Mul();
+    v.f32x4Add().f32x4Const(scale).f32x4Mul();
     emitCap(v);
     v.get('ep').f32Load(16).f32x4Splat().f32x4Add().f32x4Const(Math.LOG2E).f32x4Mul();
     v.get('scratch').get('rs').i32(4).i32Mul().i32Add().v128Load(M_AT).f32x4Sub().f32x4Const(EXPONENT_CLAMP).f32x4Pmin();
