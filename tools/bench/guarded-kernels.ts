@@ -14,7 +14,8 @@
 // Times include copying Q/K/V into the shared memory, planning (block lists, dropped segments), the summaries
 // and copying Y out, as a caller sees them; every run writes into one preallocated Y (CpuRunOptions.output), so
 // no variant pays the page faults of a fresh 8 MB array. The fallback rate is printed per run, and each guarded output is
-// checked against the dense kernel's output: within epsilon (+ 1e-5 + 1e-4 |y|).
+// checked against the dense kernel's output: within epsilon (+ 1e-5 + 1e-4 |y|). Besides the ratios of the medians,
+// the medians of the ratios within each round (both runs under the same load: steadier on a shared machine).
 //
 //   npx tsx --conditions=@attnopt/source tools/bench/guarded-kernels.ts [--n 4096] [--repeats 5] [--threads 2] [--epsilon 1e-3] [--inputs sink|rotary]
 
@@ -143,6 +144,9 @@ async function main(): Promise<void> {
   console.log(`| guarded (epsilon ${EPSILON}), local inputs | ${tGuarded.toFixed(1)} | ${(tDenseLocal / tGuarded).toFixed(2)}x faster; ${(tGuarded / tUnguarded).toFixed(2)}x the unguarded time | ${fb(fallback['local']!)} |`);
   console.log(`| dense (causal), random inputs | ${tDenseNatural.toFixed(1)} | 1.00 | - |`);
   console.log(`| guarded (epsilon 0), random inputs: forced fallback | ${tForced.toFixed(1)} | ${(tForced / tDenseNatural).toFixed(2)}x the dense time | ${fb(fallback['forced']!)} |`);
+  // the median of the ratios within each round (both runs of a ratio under the same load)
+  const perRound = (a: number, b: number) => median(times[names[a]!]!.map((x, r) => x / times[names[b]!]![r]!)).toFixed(2);
+  console.log(`per-round medians: guarded / unguarded ${perRound(2, 1)}x, dense / guarded ${perRound(0, 2)}x, forced / dense ${perRound(4, 3)}x`);
   console.log(`largest excess over the budget (<= 0 holds): local ${maxExcess(gLocal.y, yDenseLocal, EPSILON).toExponential(2)}, forced ${maxExcess(gForced.y, yDenseNatural, 0).toExponential(2)}`);
   console.log(`load average before: ${loadBefore}; after: ${loadavg()}`);
 }

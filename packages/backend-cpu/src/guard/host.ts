@@ -37,6 +37,44 @@ export interface GuardPlan {
   /** Entries per (b, h, query block), in item plan order. */
   readonly entries: Entry[][];
   readonly totalEntries: number;
+  /** The same entries as flat arrays, what writeGuard copies each call. */
+  readonly table: EntryTable;
+}
+
+/** Item idx's entries are first[idx] .. first[idx + 1] - 1: segment, and count, rowLo, rowHi, max bias (4 f32 each). */
+interface EntryTable {
+  readonly first: Int32Array;
+  readonly segment: Int32Array;
+  readonly values: Float32Array;
+  /** Per item: the entries' total count and largest bias (0 without entries), for the pre-check. */
+  readonly countSum: Float64Array;
+  readonly biasMax: Float64Array;
+}
+
+function entryTable(entries: readonly Entry[][], total: number): EntryTable {
+  const first = new Int32Array(entries.length + 1);
+  const segment = new Int32Array(total);
+  const values = new Float32Array(4 * total);
+  const countSum = new Float64Array(entries.length);
+  const biasMax = new Float64Array(entries.length);
+  let t = 0;
+  entries.forEach((list, idx) => {
+    first[idx] = t;
+    let bias = list.length > 0 ? -Infinity : 0;
+    for (const e of list) {
+      segment[t] = e.segment;
+      values[4 * t] = e.count;
+      values[4 * t + 1] = e.rowLo;
+      values[4 * t + 2] = e.rowHi;
+      values[4 * t + 3] = e.biasMax;
+      countSum[idx]! += e.count;
+      bias = Math.max(bias, e.biasMax);
+      t++;
+    }
+    biasMax[idx] = bias;
+  });
+  first[entries.length] = t;
+  return { first, segment, values, countSum, biasMax };
 }
 
 export function planGuard(guard: ResolvedGuard, c: GuardContext): GuardPlan {
@@ -82,7 +120,7 @@ export function planGuard(guard: ResolvedGuard, c: GuardContext): GuardPlan {
       entries.push(...rowsOfHead);
     }
   }
-  return { starts, entries, totalEntries };
+  return { starts, entries, totalEntries, table: entryTable(entries, totalEntries) };
 }
 
 /** The summary functions of the WebAssembly guarded module (byte addresses). */
@@ -156,6 +194,8 @@ export function writeGuard(
       F[(mem.vRange >> 2) + b * c.KVH + g] = range;
     }
   });
+  const normAt = segmentOffsets(c.dPad).norm;
+  const { first, segment, values, countSum, biasMax } = plan.table;
   const n = plan.entries.length;
   const entryAt = new Int32Array(n);
   const entryCount = new Int32Array(n);
@@ -168,27 +208,22 @@ export function writeGuard(
       const g = c.kvHeadOf(h);
       const sum = mem.summaries[b * c.KVH + g]!;
       for (let r = 0; r < c.nqBlocks; r++, idx++) {
-        const list = plan.entries[idx]!;
+        const t0 = first[idx]!;
+        const t1 = first[idx + 1]!;
         entryAt[idx] = at;
-        entryCount[idx] = list.length;
-        let count = 0;
+        entryCount[idx] = t1 - t0;
         let norm = 0;
-        let bias = list.length > 0 ? -Infinity : 0;
-        for (const e of list) {
-          count += e.count;
-          norm = Math.max(norm, F[(sum >> 2) + e.segment * segF + segmentOffsets(c.dPad).norm]!);
-          bias = Math.max(bias, e.biasMax);
-        }
-        coarse[3 * idx] = count;
+        for (let t = t0; t < t1; t++) norm = Math.max(norm, F[(sum >> 2) + segment[t]! * segF + normAt]!);
+        coarse[3 * idx] = countSum[idx]!;
         coarse[3 * idx + 1] = norm;
-        coarse[3 * idx + 2] = bias;
-        for (const e of list) {
+        coarse[3 * idx + 2] = biasMax[idx]!;
+        for (let t = t0; t < t1; t++) {
           const x = at >> 2;
-          I[x] = sum + e.segment * segF * 4;
-          F[x + 1] = e.count;
-          F[x + 2] = e.rowLo;
-          F[x + 3] = e.rowHi;
-          F[x + 4] = e.biasMax;
+          I[x] = sum + segment[t]! * segF * 4;
+          F[x + 1] = values[4 * t]!;
+          F[x + 2] = values[4 * t + 1]!;
+          F[x + 3] = values[4 * t + 2]!;
+          F[x + 4] = values[4 * t + 3]!;
           at += ENTRY_WORDS * 4;
         }
       }
