@@ -5,6 +5,10 @@
 //   U_seg  = q · c + min( Σ_c |q_c| half_c,  ||q|| radius ) · scale  (+ softcap) + max bias
 //            (c the box centre of the segment's keys, half its half-widths: q · c + |q| · half is Quest's
 //            Σ_c max(q_c lo_c, q_c hi_c), and q · c + ||q|| radius the ball's; one dot product q · c for both)
+//            The ball's term comes first (one product per channel); Quest's width is computed only where that
+//            term exceeds l · epsilon / (4 nEntries R) (l the kept sum): both bound the segment's scores, the
+//            ball's terms kept add at most a quarter of the budget, so a row whose certificate with both bounds
+//            holds at three quarters of the budget holds.
 //   B      = Σ over the row's dropped segments of count · e^(U_seg - rowmax)        (same max shift as Z_S)
 //   m_hat  = B / (Z_S + B),  bound = m_hat · R  (R: the largest range of a V coordinate over the head's keys)
 // and recomputes exactly, over every key the model's own mask allows, the rows whose bound exceeds epsilon and the

@@ -295,6 +295,30 @@ describe.each(BACKENDS)('guarded %s kernel, rotary-like local attention', (backe
     expect(got.fallbackRows).toBe(0);
     check(pr, got);
   });
+
+  // the same with the keys spread over [-50, 50] along channel 0, which the queries ignore (0 there): an outlier
+  // channel. The ball's radius takes the spread (its width ||q|| r is far over the budget), Quest's width |q| · half
+  // does not: the kernel takes Quest's bound where the ball's term is large
+  it('keys spread along a channel the queries ignore: Quest holds where the ball does not, no row falls back', () => {
+    const n = 1024;
+    const d = 64;
+    const scale = 1 / Math.sqrt(d);
+    const spec = union(slidingWindow(255, 0), sinks(4));
+    const params: AttentionParams = { numHeads: 1, kvNumHeads: 1, headDim: d, vHeadDim: d, scale, softcap: 0, layout: 'bhsd', spec };
+    const x = rotaryInputs(n, d, scale);
+    const spread = seededValues(11, n, 50);
+    const q = new Float64Array(x.q.data);
+    const k = new Float64Array(x.k.data);
+    for (let i = 0; i < n; i++) {
+      q[i * d] = 0;
+      k[i * d] = spread[i]!;
+    }
+    const y = { q: f32(x.q.shape, q), k: f32(x.k.shape, k), v: x.v };
+    const pr: Problem = { params, modelMask: causal(), ...y, epsilon: 1e-3, family: 'local' };
+    const got = compileAttention(params, { backend, guard: { epsilon: 1e-3, modelMask: causal() } }).runGuarded(y);
+    expect(got.fallbackRows).toBe(0);
+    check(pr, got);
+  });
 });
 
 describe('guarded top-k blocks (a data-dependent key set)', () => {

@@ -23,9 +23,16 @@ export function jsGuardedKernelSource(shape: KernelShape, d: number, dv: number,
   const capped0 = softcap > 0 ? `u0 = ${softcap} * Math.tanh(u0 / ${softcap});` : '';
   return `"use strict";
 ${attendBody}
+// count · e^(U scale (+ softcap) + max bias - m) for a bound U on the raw scores
+function term(u, bias, count, m) {
+  u *= ${scale};
+  ${capped}
+  return count * Math.exp(Math.min(u + bias - m, ${EXPONENT_CLAMP * Math.LN2}));
+}
 function certify(F, I, item, scratch) {
   const X = item >> 2, Q = I[X + ${IT.q}] >> 2, rows = I[X + ${IT.rows}], E = I[X + ${IT.entries}] >> 2, nE = I[X + ${IT.nEntries}];
   const C = I[X + ${IT.cert}] >> 2, R = F[X + ${IT.vRange}], S = scratch >> 2, FL = (scratch + ${g.flags}) >> 2;
+  const questAt = Math.fround(Math.fround(${epsilon / 4} / nE) / R);
   let flagged = 0;
   for (let r = 0; r < rows; r++) {
     const qr = Q + r * ${QS};
@@ -42,23 +49,24 @@ function certify(F, I, item, scratch) {
     let mh = B / Math.max(l + B, 1e-30);
     // a row that kept no key (l = 0) but may drop one: the exact B decides (see the flag below)
     if (!(${epsilon} >= mh * R) || (l === 0 && B > 0)) {
+      // per segment the ball; Quest too where the ball's term exceeds l · epsilon / (4 nEntries R)
       B = 0;
+      const thr = l * questAt;
       for (let e = 0; e < nE; e++) {
         const ep = E + e * ${ENTRY_WORDS};
         if (!(F[ep + 2] < r + 0.5 && r + 0.5 < F[ep + 3])) continue;
         const seg = I[ep] >> 2;
-        // q · c + min(|q| · half (Quest), ||q|| radius (the ball)); a NaN width gives NaN
-        let dot = 0, width = 0;
-        for (let c = 0; c < ${d}; c++) {
-          const x = F[qr + c];
-          dot += x * F[seg + ${at.center} + c];
-          width += Math.abs(x) * F[seg + ${at.half} + c];
-        }
+        let dot = 0;
+        for (let c = 0; c < ${d}; c++) dot += F[qr + c] * F[seg + ${at.center} + c];
         const ball = qn * F[seg + ${at.radius}];
-        let u = (dot + (ball < width ? ball : width)) * ${scale};
-        ${capped}
-        u += F[ep + 4];
-        B += F[ep + 1] * Math.exp(Math.min(u - m, ${EXPONENT_CLAMP * Math.LN2}));
+        let t = term(dot + ball, F[ep + 4], F[ep + 1], m);
+        if (t > thr) {
+          let width = 0;
+          for (let c = 0; c < ${d}; c++) width += Math.abs(F[qr + c]) * F[seg + ${at.half} + c];
+          // a NaN width gives NaN
+          t = term(dot + (ball < width ? ball : width), F[ep + 4], F[ep + 1], m);
+        }
+        B += t;
       }
       B *= ${CERTIFICATE_SLACK};
       mh = B / Math.max(l + B, 1e-30);

@@ -3,8 +3,8 @@
 //   1 certify(item, scratch) -> flagged rows            m_hat per row from the dropped segments' summaries
 //   2 attendGuarded(item, scratch)                      attend (sparse), certify, then the fallback
 //   3 summarize(k, n, out), 4 valueRange(v, n)          the per-call summaries, built once per call
-// certify works on strips of 4 query rows, SIMD over the head dim: per entry the segment's box centre and
-// half-widths are loaded once per step for the 4 rows (per row one product with each: q · c and |q| · half);
+// certify works on strips of 4 query rows, SIMD over the head dim: per entry the segment's box centre (then,
+// where the ball's term is large, its half-widths) is loaded once per step for the 4 rows;
 // the 4 rows' bounds come out as one vector, so the exponent, the
 // row-range mask and the accumulation of B are one f32x4 each. The kernel's running max and sum are in base 2
 // (t = s · log2 e), so the bound is moved to base 2 too: B = Σ count · 2^(U log2 e - m).
@@ -102,9 +102,9 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
   const g = guardScratch(shape, 0);
   const at = segmentOffsets(DP);
   const f = m.func('certify', { item: 'i32', scratch: 'i32' }, ['i32']);
-  for (const n of ['q', 'rows', 'rowsPad', 'entries', 'nEntries', 'cert', 'qs', 'ep', 'seg', 'c0']) f.local(n, 'i32');
-  for (const n of ['rsF', 'rowLo', 'rowHi']) f.local(n, 'f32');
-  for (const n of ['hi', 'ce', 'qv', 'qn', 'b', 'rowIdx', 'lanes', 'cnt', 'l', 'mh', 'fl', 'x']) f.local(n, 'v128');
+  for (const n of ['q', 'rows', 'rowsPad', 'entries', 'nEntries', 'cert', 'qs', 'ep', 'seg', 'c0', 'x0']) f.local(n, 'i32');
+  for (const n of ['rsF', 'rowLo', 'rowHi', 'questAt']) f.local(n, 'f32');
+  for (const n of ['hi', 'ce', 'qv', 'qn', 'b', 'dot', 'ball', 'tb', 'thr', 'rowIdx', 'lanes', 'cnt', 'l', 'mh', 'fl', 'x']) f.local(n, 'v128');
   for (let r = 0; r < 4; r++) f.local(`aq${r}`, 'v128').local(`ab${r}`, 'v128');
 
   f.get('item').i32Load(W(IT.q)).set('q');
@@ -113,6 +113,8 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
   f.get('item').i32Load(W(IT.nEntries)).set('nEntries');
   f.get('item').i32Load(W(IT.cert)).set('cert');
   f.get('rows').i32(3).i32Add().i32(-4).i32And().set('rowsPad');
+  // an entry's ball term above l · questAt also takes Quest's bound (guard-shape.ts): questAt = epsilon / (4 nEntries R)
+  f.f32(epsilon / 4).get('nEntries').f32ConvertI32().f32Div().get('item').f32Load(W(IT.vRange)).f32Div().set('questAt');
   // lane offsets (0.5, 1.5, 2.5, 3.5): row index of each lane of a strip, plus a half
   for (let r = 0; r < 4; r++) f.get('scratch').f32(r + 0.5).f32Store(g.lanes + 4 * r);
   f.get('scratch').v128Load(g.lanes).set('lanes');
@@ -136,9 +138,12 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
     emitExp2(h, 'ex');
     h.get('item').f32Load(W(IT.coarseCount)).f32x4Splat().f32x4Mul().set('b');
     emitFinish(h);
-    // else the per-segment bounds (Quest's min / max, the ball)
+    // else the per-segment bounds: the ball, and Quest where the ball's term is large
     h.get('fl').v128AnyTrue().if((t) => {
       t.f32x4Const(0).set('b');
+      // the threshold l · epsilon / (4 nEntries R) per lane (0 on a row that kept no key: Quest always)
+      t.get('scratch').get('rs').i32(4).i32Mul().i32Add().tee('ep');
+      t.v128Load(L_AT).get('ep').v128Load(M_AT).f32x4Const(ROW_EMPTY).f32x4Gt().v128And().get('questAt').f32x4Splat().f32x4Mul().set('thr');
       t.forRange('e', 0, 'nEntries', 1, (u) => {
         u.get('entries').get('e').i32(ENTRY_WORDS * 4).i32Mul().i32Add().set('ep');
         u.get('ep').f32Load(8).set('rowLo');
@@ -177,27 +182,45 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
   }
 
   /**
-   * B += count · 2^((U + max bias) log2 e - m) on the lanes of rows the entry applies to, U = q · c +
-   * min(|q| · half, ||q|| radius): per channel step one product with the centre and one with the half-width per row.
+   * B += count · 2^((U + max bias) log2 e - m) on the lanes of rows the entry applies to. First the ball, U = q · c +
+   * ||q|| radius (one product per channel and row); where its term exceeds thr on a lane, also Quest's width
+   * |q| · half (a second pass over the channels) and U = q · c + min(|q| · half, ||q|| radius).
    */
   function emitEntry(v: FunctionBuilder): void {
     v.get('ep').i32Load(0).set('seg');
-    for (let r = 0; r < 4; r++) v.f32x4Const(0).set(`aq${r}`).f32x4Const(0).set(`ab${r}`);
+    for (let r = 0; r < 4; r++) v.f32x4Const(0).set(`ab${r}`);
     v.forRange('c0', 0, DP * 4, 16, (w) => {
-      w.get('seg').get('c0').i32Add().tee('ep').v128Load(at.center * 4).set('ce');
-      w.get('ep').v128Load(at.half * 4).set('hi');
-      w.get('qs').get('c0').i32Add().set('ep');
-      for (let r = 0; r < 4; r++) {
-        w.get('ep').v128Load(r * QS * 4).tee('qv').get('ce').f32x4Mul().get(`ab${r}`).f32x4Add().set(`ab${r}`);
-        w.get('qv').f32x4Abs().get('hi').f32x4Mul().get(`aq${r}`).f32x4Add().set(`aq${r}`);
-      }
+      w.get('seg').get('c0').i32Add().v128Load(at.center * 4).set('ce');
+      w.get('qs').get('c0').i32Add().set('x0');
+      for (let r = 0; r < 4; r++) w.get('x0').v128Load(r * QS * 4).get('ce').f32x4Mul().get(`ab${r}`).f32x4Add().set(`ab${r}`);
     });
-    v.get('entries').get('e').i32(ENTRY_WORDS * 4).i32Mul().i32Add().set('ep');
-    // the widths: Quest's |q| · half, the ball's ||q|| radius; pmin keeps Quest's NaN (a non-finite key)
-    emitTransposeReduce(v, 'add', ['aq0', 'aq1', 'aq2', 'aq3'], 'tr');
-    v.get('qn').get('seg').f32Load(at.radius * 4).f32x4Splat().f32x4Mul().f32x4Pmin();
     emitTransposeReduce(v, 'add', ['ab0', 'ab1', 'ab2', 'ab3'], 'tr');
-    v.f32x4Add().f32x4Const(scale).f32x4Mul();
+    v.set('dot');
+    v.get('qn').get('seg').f32Load(at.radius * 4).f32x4Splat().f32x4Mul().set('ball');
+    v.get('dot').get('ball').f32x4Add();
+    emitTermOf(v);
+    v.set('tb');
+    v.get('tb').get('thr').f32x4Gt().v128AnyTrue().if(
+      (w) => {
+        for (let r = 0; r < 4; r++) w.f32x4Const(0).set(`aq${r}`);
+        w.forRange('c0', 0, DP * 4, 16, (y) => {
+          y.get('seg').get('c0').i32Add().v128Load(at.half * 4).set('hi');
+          y.get('qs').get('c0').i32Add().set('x0');
+          for (let r = 0; r < 4; r++) y.get('x0').v128Load(r * QS * 4).f32x4Abs().get('hi').f32x4Mul().get(`aq${r}`).f32x4Add().set(`aq${r}`);
+        });
+        // pmin keeps Quest's NaN (a non-finite key)
+        emitTransposeReduce(w, 'add', ['aq0', 'aq1', 'aq2', 'aq3'], 'tr');
+        w.get('ball').f32x4Pmin().get('dot').f32x4Add();
+        emitTermOf(w);
+        w.get('b').f32x4Add().set('b');
+      },
+      (w) => w.get('b').get('tb').f32x4Add().set('b'),
+    );
+  }
+
+  /** The bound U (raw scores) on the stack -> count · 2^((U scale (+ softcap) + max bias) log2 e - m), masked to the entry's rows. */
+  function emitTermOf(v: FunctionBuilder): void {
+    v.f32x4Const(scale).f32x4Mul();
     emitCap(v);
     v.get('ep').f32Load(16).f32x4Splat().f32x4Add().f32x4Const(Math.LOG2E).f32x4Mul();
     v.get('scratch').get('rs').i32(4).i32Mul().i32Add().v128Load(M_AT).f32x4Sub().f32x4Const(EXPONENT_CLAMP).f32x4Pmin();
@@ -206,7 +229,6 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
     // lanes with rowLo < row + 1/2 < rowHi
     v.get('rowIdx').get('rowLo').f32x4Splat().f32x4Gt().v128And();
     v.get('rowHi').f32x4Splat().get('rowIdx').f32x4Gt().v128And();
-    v.get('b').f32x4Add().set('b');
   }
 }
 

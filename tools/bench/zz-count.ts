@@ -1,0 +1,13 @@
+import { compileAttention } from '@attnopt/backend-cpu';
+import { causal, sinks, slidingWindow, union } from '@attnopt/ir';
+import { localInputs } from './guarded-models.js';
+const N = 4096, H = 8, D = 64;
+const x = localInputs(N);
+const data = (n: string) => x[n]!.data as Float32Array;
+const shape = [1, N, H * D];
+const inp = { q: { shape, data: data('q') }, k: { shape, data: data('k') }, v: { shape, data: data('v') } };
+const params = { numHeads: H, kvNumHeads: H, headDim: D, vHeadDim: D, scale: 1 / 8, softcap: 0, layout: 'bsd' as const, spec: union(slidingWindow(255, 0), sinks(4)) };
+const g = compileAttention(params, { backend: 'js', guard: { epsilon: 1e-3, modelMask: causal() } });
+const r = g.runGuarded(inp);
+const G = globalThis as any;
+console.log('fallback', r.fallbackRows, 'entries', G.nAll, 'quest', G.nQ, (G.nQ / G.nAll).toFixed(3));
