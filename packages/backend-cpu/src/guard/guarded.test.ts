@@ -313,7 +313,7 @@ describe.each(BACKENDS)('guarded %s kernel, rotary-like local attention', (backe
       q[i * d] = 0;
       k[i * d] = spread[i]!;
     }
-    const y = { q: f32(x.q.shape, q), k: f32(x.k.shape, k), v: x.v };
+    const y = { q: f32([...x.q.shape], q), k: f32([...x.k.shape], k), v: x.v };
     const pr: Problem = { params, modelMask: causal(), ...y, epsilon: 1e-3, family: 'local' };
     const got = compileAttention(params, { backend, guard: { epsilon: 1e-3, modelMask: causal() } }).runGuarded(y);
     expect(got.fallbackRows).toBe(0);
