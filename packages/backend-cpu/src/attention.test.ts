@@ -6,7 +6,7 @@
 
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { type AttentionParams, causal, dense, floatToHalf, halfToFloat, slidingWindow } from '@attnopt/ir';
+import { type AttentionParams, causal, dense, floatToHalf, halfToFloat, sinks, slidingWindow, union } from '@attnopt/ir';
 import { compareArrays, fromBhsd, referenceAttention, type Tensor64 } from '@attnopt/reference';
 import {
   assertAttentionKernel,
@@ -100,6 +100,49 @@ describe.each(BACKENDS)('%s kernel on 2 worker threads', (backend) => {
       }),
       { numRuns: 40, seed: 31 },
     );
+  });
+});
+
+// One compiled kernel, called again and again: while the shapes stay, its key-block lists and mask tiles are
+// planned once and reused; a change of batch, length or kvLength plans them anew. Every call against the
+// float64 reference, the plain kernel and the guarded one (whose fallback lists over the model mask are reused
+// alike), on the calling thread and on 2 worker threads.
+describe.each(BACKENDS)('%s kernel called with changing shapes', (backend) => {
+  const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: 8, vHeadDim: 8, scale: 0.35, softcap: 0, layout: 'bhsd', spec: union(slidingWindow(5, 0), sinks(2)) };
+  const calls: { batch: number; n: number; kvLength?: number[] }[] = [
+    { batch: 1, n: 40 },
+    { batch: 1, n: 40 },
+    { batch: 1, n: 23 },
+    { batch: 1, n: 40 },
+    { batch: 2, n: 33, kvLength: [30, 17] },
+    { batch: 2, n: 33, kvLength: [17, 30] },
+    { batch: 2, n: 33, kvLength: [17, 30] },
+    { batch: 2, n: 33 },
+  ];
+  const inputsOf = (c: (typeof calls)[number], seed: number): { q: Tensor64; k: Tensor64; v: Tensor64; kvLength?: number[] } => {
+    const t = (s: number): Tensor64 => ({ shape: [c.batch, 2, c.n, 8], data: seededValues(s, c.batch * 2 * c.n * 8, 1).map(Math.fround) });
+    return { q: t(seed), k: t(seed + 1), v: t(seed + 2), ...(c.kvLength ? { kvLength: c.kvLength } : {}) };
+  };
+  const reference = (spec: AttentionParams['spec'], x: ReturnType<typeof inputsOf>) => referenceAttention({ ...params, spec }, x).y.data;
+
+  it('the plain kernel matches the reference on every call', async () => {
+    const kernel = compileAttention(params, { backend, blockQ: 8, blockK: 8 });
+    for (const [i, c] of calls.entries()) {
+      const x = inputsOf(c, 10 * i);
+      const want = reference(params.spec, x);
+      expect(compareArrays(kernel.run(x), want, TOL).ok, `call ${i}`).toBe(true);
+      expect(compareArrays(await kernel.runParallel(x, pool), want, TOL).ok, `call ${i}, 2 threads`).toBe(true);
+    }
+  });
+
+  it('the guarded kernel at epsilon 0 gives the causal reference on every call', async () => {
+    const kernel = compileAttention(params, { backend, blockQ: 8, blockK: 8, guard: { epsilon: 0, modelMask: causal() } });
+    for (const [i, c] of calls.entries()) {
+      const x = inputsOf(c, 10 * i + 5);
+      const want = reference(causal(), x);
+      expect(compareArrays(kernel.runGuarded(x).y, want, TOL).ok, `call ${i}`).toBe(true);
+      expect(compareArrays((await kernel.runGuardedParallel(x, pool)).y, want, TOL).ok, `call ${i}, 2 threads`).toBe(true);
+    }
   });
 });
 

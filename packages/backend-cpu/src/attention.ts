@@ -53,6 +53,22 @@ export type CpuTensor =
   | { readonly shape: readonly number[]; readonly data: Float32Array | Float64Array }
   | { readonly shape: readonly number[]; readonly data: Uint16Array };
 /** A boolean keep-mask (1 = keep). */
+/** A partial key block's mask tile: the kept key ranges of its rows. */
+interface TileDesc {
+  readonly b: number;
+  readonly h: number;
+  readonly kb: number;
+  readonly i0: number;
+  readonly rowSets: IntervalSet[];
+  readonly valid: number;
+}
+
+/** Per (b, h, query block): pairs (key block, tile index + 1 or 0), and their count. */
+interface BlockLists {
+  readonly plans: Int32Array[];
+  readonly total: number;
+}
+
 export interface CpuBoolTensor {
   readonly shape: readonly number[];
   readonly data: Uint8Array;
@@ -284,6 +300,8 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     ? { epsilon: options.guard.epsilon, block: options.guard.block ?? BK, modelMask }
     : undefined;
   let guardPlanCache: { key: string; plan: GuardPlan } | undefined;
+  // the key-block lists and their mask tiles' rows, reused while the shapes stay (see prepare)
+  let listCache: { key: string; sparse: BlockLists; base: BlockLists | undefined; tiles: readonly TileDesc[] } | undefined;
   const codes = new Map<KernelShape, KernelCode>();
   function codeFor(shape: KernelShape): KernelCode {
     let code = codes.get(shape);
@@ -357,14 +375,14 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
 
     // plan: per (b, h, query block) the non-empty key blocks; a mask tile for each Partial one, filled
     // once memory is laid out from the kept key ranges of its rows (rowKeys)
-    const tiles: { b: number; h: number; kb: number; i0: number; rowSets: IntervalSet[]; valid: number }[] = [];
+    const tiles: TileDesc[] = [];
     // with a key bias, the tile of a key block every row keeps whole is the bias row repeated: one per (b, h, kb)
     const sharedTiles = new Map<number, number>();
     const wholeRows: IntervalSet[] = Array.from({ length: BQ }, () => intervals.range(0, nk, nk));
     const dimsOf = (b: number): MaskDims => ({ nq, nk, past: inputs.pastKey !== undefined ? past : kvLength !== undefined ? kvLength[b]! - nq : 0 });
     const validOf = (b: number) => (kvLength === undefined ? nk : kvLength[b]!);
     /** Per (b, h, r): pairs (key block, tile index + 1 or 0), and their count. */
-    const planLists = (which: MaskSpec, headDependent: boolean): { plans: Int32Array[]; total: number } => {
+    const planLists = (which: MaskSpec, headDependent: boolean): BlockLists => {
       const plans: Int32Array[] = [];
       let total = 0;
       for (let b = 0; b < batch; b++) {
@@ -415,9 +433,23 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
       }
       return { plans, total };
     };
-    const sparsePlan = planLists(spec, perHead);
+    // without a bias or data-dependent leaves the lists depend on the shapes alone: planned once, then reused
+    const listKey =
+      bias === undefined && !isDataDependent(spec) && !(guard && isDataDependent(guard.modelMask))
+        ? `${batch}|${nq}|${nk}|${past}|${inputs.pastKey !== undefined}|${kvLength === undefined ? '' : Array.from(kvLength).join(',')}`
+        : undefined;
+    let sparsePlan: BlockLists;
+    let basePlan: BlockLists | undefined;
+    if (listKey !== undefined && listCache?.key === listKey) {
+      tiles.push(...listCache.tiles);
+      sparsePlan = listCache.sparse;
+      basePlan = listCache.base;
+    } else {
+      sparsePlan = planLists(spec, perHead);
+      basePlan = guard ? planLists(guard.modelMask, bias !== undefined || isDataDependent(guard.modelMask)) : undefined;
+      if (listKey !== undefined) listCache = { key: listKey, sparse: sparsePlan, base: basePlan, tiles: tiles.slice() };
+    }
     const plans = sparsePlan.plans;
-    const basePlan = guard ? planLists(guard.modelMask, bias !== undefined || isDataDependent(guard.modelMask)) : undefined;
     const blocksTotal = sparsePlan.total + (basePlan?.total ?? 0);
     // the dropped segments depend on the data only through a bias or data-dependent leaves: else reuse them
     const guardKey = guard && !perHead ? `${batch}|${nq}|${nk}|${past}|${kvLength === undefined ? '' : Array.from(kvLength).join(',')}` : undefined;
