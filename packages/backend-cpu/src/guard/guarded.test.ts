@@ -321,6 +321,33 @@ describe.each(BACKENDS)('guarded %s kernel, rotary-like local attention', (backe
   });
 });
 
+describe.each(BACKENDS)('guarded %s kernel, a NaN key', (backend) => {
+  // key 48 (the first of a key block of 16) has a NaN channel: dense attention is NaN on every row that sees it
+  // (48 on, causal). Rows 48..80 keep it in their window (NaN from the sparse form); rows from 81 on drop it, and
+  // their certificate must say no bound (the segment's summary is NaN), so they are recomputed: NaN exactly where
+  // the reference is, the rest within epsilon. (A NaN key inside a block a row reads but masks makes that row
+  // NaN too, as adding a mask to its score does in onnxruntime: the key opens a block here, so only rows that see
+  // it or drop it read its block.)
+  it('falls back on every row that drops it', () => {
+    const n = 200;
+    const d = 16;
+    const spec = union(slidingWindow(32, 0), sinks(2));
+    const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: d, vHeadDim: d, scale: 0.25, softcap: 0, layout: 'bhsd', spec };
+    const x = inputs('local', n, d, 2, 9, 0.25);
+    for (let h = 0; h < 2; h++) x.k.data[(h * n + 48) * d + 3] = Number.NaN;
+    const got = compileAttention(params, { backend, blockQ: 16, blockK: 16, guard: { epsilon: 1e-3, modelMask: causal() } }).runGuarded(x);
+    const want = referenceAttention({ ...params, spec: causal() }, x).y.data;
+    let nan = 0;
+    want.forEach((w, t) => {
+      expect(Number.isNaN(got.y[t]!), `coordinate ${t}`).toBe(Number.isNaN(w));
+      if (Number.isNaN(w)) nan++;
+      else expect(Math.abs(got.y[t]! - w)).toBeLessThanOrEqual(1e-3 + TOL.atol + TOL.rtol * Math.abs(w));
+    });
+    expect(nan).toBe(2 * (n - 48) * d);
+    expect(got.fallbackRows).toBeGreaterThanOrEqual(2 * (n - 81));
+  });
+});
+
 describe('guarded top-k blocks (a data-dependent key set)', () => {
   it.each(BACKENDS)('%s: within epsilon of dense, certificates at least the dropped mass', (backend) => {
     fc.assert(

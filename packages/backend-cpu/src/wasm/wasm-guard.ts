@@ -33,24 +33,32 @@ export function wasmGuardedModule(shape: FullKernelShape, epsilon: number, cache
 /**
  * 3 summarize(k, n, out): the segment record (guard-shape.ts) of the n keys at k (row stride kStride): per
  * channel the box centre (lo + hi) / 2 and the half-width max(hi - c, c - lo), the largest distance from the
- * centre (radius) and the largest key norm (the last three times SUMMARY_WIDENING). f32x4.min / max propagate NaN.
+ * centre (radius) and the largest key norm (the last three times SUMMARY_WIDENING).
+ * lo and hi by the one-instruction pseudo-min / max, which pass a NaN over; beside them each channel's sum, which
+ * carries one: lo and hi get sum - sum added (0, or NaN after a NaN or an infinite key), so such a key still
+ * leaves its segment with no bound. The distances' sums run in two accumulators (even and odd channel steps).
  */
 function addSummarize(m: ModuleBuilder, shape: FullKernelShape): void {
   const { dPad: DP, kStride: KS } = shape;
   const at = segmentOffsets(DP);
   const f = m.func('summarize', { k: 'i32', n: 'i32', out: 'i32' });
   for (const n of ['kp', 'ke']) f.local(n, 'i32');
-  for (const n of ['lo', 'hi', 'ce', 'x', 'acc', 'nrm']) f.local(n, 'v128');
+  for (const n of ['lo', 'hi', 'sum', 'ce', 'x', 'acc', 'acc2', 'nrm', 'nrm2']) f.local(n, 'v128');
   f.local('r2', 'f32').local('n2', 'f32');
   f.get('k').get('n').i32(KS * 4).i32Mul().i32Add().set('ke');
   f.forRange('c0', 0, DP * 4, 16, (g) => {
-    g.get('k').get('c0').i32Add().tee('kp').v128Load().tee('lo').set('hi');
-    g.loop((l) => {
-      l.get('kp').v128Load().set('x');
-      l.get('lo').get('x').f32x4Min().set('lo');
-      l.get('hi').get('x').f32x4Max().set('hi');
-      l.get('kp').i32(KS * 4).i32Add().tee('kp').get('ke').i32LtS().brIf(0);
-    });
+    g.get('k').get('c0').i32Add().tee('kp').v128Load().tee('lo').tee('hi').set('sum');
+    g.get('kp').i32(KS * 4).i32Add().tee('kp').get('ke').i32LtS().if((h) =>
+      h.loop((l) => {
+        l.get('kp').v128Load().set('x');
+        l.get('lo').get('x').f32x4Pmin().set('lo');
+        l.get('hi').get('x').f32x4Pmax().set('hi');
+        l.get('sum').get('x').f32x4Add().set('sum');
+        l.get('kp').i32(KS * 4).i32Add().tee('kp').get('ke').i32LtS().brIf(0);
+      }),
+    );
+    g.get('sum').get('sum').f32x4Sub().tee('x').get('lo').f32x4Add().set('lo');
+    g.get('x').get('hi').f32x4Add().set('hi');
     g.get('lo').get('hi').f32x4Add().f32x4Const(0.5).f32x4Mul().set('ce');
     g.get('out').get('c0').i32Add().tee('kp').get('ce').v128Store(at.center * 4);
     g.get('kp').get('hi').get('ce').f32x4Sub().get('ce').get('lo').f32x4Sub().f32x4Max().f32x4Const(SUMMARY_WIDENING).f32x4Mul().v128Store(at.half * 4);
@@ -58,11 +66,14 @@ function addSummarize(m: ModuleBuilder, shape: FullKernelShape): void {
   f.f32(0).set('r2').f32(0).set('n2');
   f.get('k').set('kp');
   f.loop((l) => {
-    l.f32x4Const(0).set('acc').f32x4Const(0).set('nrm');
-    l.forRange('c0', 0, DP * 4, 16, (g) => {
-      g.get('kp').get('c0').i32Add().v128Load().tee('ce').get('out').get('c0').i32Add().v128Load(at.center * 4).f32x4Sub().tee('x').get('x').f32x4Mul().get('acc').f32x4Add().set('acc');
-      g.get('ce').get('ce').f32x4Mul().get('nrm').f32x4Add().set('nrm');
-    });
+    for (const n of ['acc', 'acc2', 'nrm', 'nrm2']) l.f32x4Const(0).set(n);
+    for (let c0 = 0; c0 < DP; c0 += 4) {
+      const [acc, nrm] = (c0 / 4) % 2 === 0 ? ['acc', 'nrm'] : ['acc2', 'nrm2'];
+      l.get('kp').v128Load(c0 * 4).tee('ce').get('out').v128Load((at.center + c0) * 4).f32x4Sub().tee('x').get('x').f32x4Mul().get(acc).f32x4Add().set(acc);
+      l.get('ce').get('ce').f32x4Mul().get(nrm).f32x4Add().set(nrm);
+    }
+    l.get('acc').get('acc2').f32x4Add().set('acc');
+    l.get('nrm').get('nrm2').f32x4Add().set('nrm');
     // f32.max propagates NaN
     l.get('r2').get('acc').f32x4ExtractLane(0).get('acc').f32x4ExtractLane(1).f32Add().get('acc').f32x4ExtractLane(2).f32Add().get('acc').f32x4ExtractLane(3).f32Add().f32Max().set('r2');
     l.get('n2').get('nrm').f32x4ExtractLane(0).get('nrm').f32x4ExtractLane(1).f32Add().get('nrm').f32x4ExtractLane(2).f32Add().get('nrm').f32x4ExtractLane(3).f32Add().f32Max().set('n2');
@@ -72,24 +83,39 @@ function addSummarize(m: ModuleBuilder, shape: FullKernelShape): void {
   f.get('out').get('n2').f32Sqrt().f32(SUMMARY_WIDENING).f32Mul().f32Store(at.norm * 4);
 }
 
-/** 4 valueRange(v, n) -> f32: the largest max - min of one V column over the n rows at v (row stride vStride). */
+/**
+ * 4 valueRange(v, n) -> f32: the largest max - min of one V column over the n rows at v (row stride vStride).
+ * Up to 64 columns (a head's row of 4 lines) per pass over the rows, each line of V read once and the lines of a
+ * row together (rows of interleaved heads are far apart); pseudo-min / max, and a sum per column that carries a
+ * NaN or an infinite value into the range (as summarize does).
+ */
 function addValueRange(m: ModuleBuilder, shape: FullKernelShape): void {
   const { dvOut: DVO, vStride: VS } = shape;
   const f = m.func('valueRange', { v: 'i32', n: 'i32' }, ['f32']);
   for (const n of ['vp', 've']) f.local(n, 'i32');
-  for (const n of ['lo', 'hi', 'x', 'best']) f.local(n, 'v128');
+  for (const n of ['x', 'best']) f.local(n, 'v128');
+  const LINE = Math.min(16, DVO / 4); // f32x4 columns per pass: a row of a head of up to 64 values
+  for (let c = 0; c < LINE; c++) f.local(`lo${c}`, 'v128').local(`hi${c}`, 'v128').local(`sum${c}`, 'v128');
   f.get('v').get('n').i32(VS * 4).i32Mul().i32Add().set('ve');
   f.f32x4Const(0).set('best');
-  f.forRange('c0', 0, DVO * 4, 16, (g) => {
-    g.get('v').get('c0').i32Add().tee('vp').v128Load().tee('lo').set('hi');
-    g.loop((l) => {
-      l.get('vp').v128Load().set('x');
-      l.get('lo').get('x').f32x4Min().set('lo');
-      l.get('hi').get('x').f32x4Max().set('hi');
-      l.get('vp').i32(VS * 4).i32Add().tee('vp').get('ve').i32LtS().brIf(0);
-    });
-    g.get('best').get('hi').get('lo').f32x4Sub().f32x4Max().set('best');
-  });
+  for (let c0 = 0; c0 < DVO; c0 += 4 * LINE) {
+    const chunks = Math.min(LINE, (DVO - c0) / 4);
+    f.get('v').set('vp');
+    for (let c = 0; c < chunks; c++) f.get('vp').v128Load((c0 + 4 * c) * 4).tee(`lo${c}`).tee(`hi${c}`).set(`sum${c}`);
+    f.get('vp').i32(VS * 4).i32Add().tee('vp').get('ve').i32LtS().if((h) =>
+      h.loop((l) => {
+        for (let c = 0; c < chunks; c++) {
+          l.get('vp').v128Load((c0 + 4 * c) * 4).set('x');
+          l.get(`lo${c}`).get('x').f32x4Pmin().set(`lo${c}`);
+          l.get(`hi${c}`).get('x').f32x4Pmax().set(`hi${c}`);
+          l.get(`sum${c}`).get('x').f32x4Add().set(`sum${c}`);
+        }
+        l.get('vp').i32(VS * 4).i32Add().tee('vp').get('ve').i32LtS().brIf(0);
+      }),
+    );
+    // max propagates NaN: hi - lo + (sum - sum)
+    for (let c = 0; c < chunks; c++) f.get('best').get(`hi${c}`).get(`lo${c}`).f32x4Sub().get(`sum${c}`).get(`sum${c}`).f32x4Sub().f32x4Add().f32x4Max().set('best');
+  }
   f.get('best').f32x4ExtractLane(0).get('best').f32x4ExtractLane(1).f32Max().get('best').f32x4ExtractLane(2).f32Max().get('best').f32x4ExtractLane(3).f32Max();
 }
 
