@@ -43,7 +43,7 @@ import {
   wasmAttentionKernel,
 } from './kernels.js';
 import { type CpuWorkerPool, type KernelCode, SharedWorkspace } from './pool.js';
-import { checkGuard, GUARD_ITEM as GI, GUARD_ITEM_WORDS, type GuardOptions, guardScratch } from './guard/guard-shape.js';
+import { checkGuard, GUARD_ITEM as GI, GUARD_ITEM_WORDS, type GuardOptions, guardScratch, SUMMARY_ITEM_WORDS } from './guard/guard-shape.js';
 import { type GuardPlan, layoutGuard, planGuard, type ResolvedGuard, type SummaryKernels, writeGuard } from './guard/host.js';
 import { type GuardedAttendFn, jsGuardedKernel, jsGuardedKernelSource } from './guard/js-guard.js';
 import { wasmGuardedModule } from './wasm/wasm-guard.js';
@@ -245,6 +245,8 @@ interface Prepared {
   readonly partial: number;
   readonly readOutput: () => Float32Array;
   readonly readGuard?: (y: Float32Array) => GuardedResult;
+  /** The summary items the workers run before the items (SUMMARY_ITEM), when the guard's summaries are deferred. */
+  readonly summaryJob?: { readonly items: number; readonly nItems: number };
 }
 
 /** Row strides (f32 elements) of Q, K, V and Y when the kernel reads the inputs in their own layout. */
@@ -331,7 +333,8 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
   }
   const cacheKey = `${codeFor(mainShape).key}|${p.layout}|h${H}/${KVH}|${JSON.stringify(spec)}${guard ? `|guard${JSON.stringify(guard)}` : ''}`;
 
-  function prepare(inputs: CpuAttentionInputs, workspace: SharedWorkspace, threads: number, runOptions: CpuRunOptions): Prepared {
+  /** `onPool`: the items run on a worker pool, which with a WebAssembly guard also builds the summaries (summaryJob). */
+  function prepare(inputs: CpuAttentionInputs, workspace: SharedWorkspace, threads: number, runOptions: CpuRunOptions, onPool = false): Prepared {
     // shapes and readers
     const packed = p.layout === 'packed-qkv';
     if (packed && (inputs.k || inputs.v)) throw new Error('packed-qkv layout: K and V must be absent');
@@ -492,7 +495,9 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     const nItems = batch * H * nqBlocks;
     const itemWords = guard ? GUARD_ITEM_WORDS : ITEM_WORDS;
     const itemReg = alloc(nItems * itemWords * 4);
-    const guardMem = guardPlan ? layoutGuard(guardPlan, alloc, shape.dPad, KVH, nItems, BQ) : undefined;
+    // on a pool the WebAssembly guard's summaries are built by the workers, before the items (runPool)
+    const deferSummaries = onPool && 'bytes' in code;
+    const guardMem = guardPlan ? layoutGuard(guardPlan, alloc, shape.dPad, KVH, nItems, BQ, deferSummaries) : undefined;
     const scratchStride = align16(guard ? guardScratch(shape, nkBlocks).bytes : scratchBytes(shape));
     const scratch = alloc(threads * scratchStride);
     workspace.ensure(top);
@@ -545,7 +550,7 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
       }
     }
     const guardLists = guardPlan && guardMem
-      ? writeGuard(F, I, guardPlan, guardMem, { batch, H, KVH, nqBlocks, d, dv, dPad: shape.dPad, kvHeadOf: (h) => kvHeadOf(p, h) }, (b, g, j) => kRow(b, g, j) >> 2, (b, g, j) => vRow(b, g, j) >> 2, 'bytes' in code ? guardedExports(workspace.memory, code) : undefined)
+      ? writeGuard(F, I, guardPlan, guardMem, { batch, H, KVH, nqBlocks, d, dv, dPad: shape.dPad, kvHeadOf: (h) => kvHeadOf(p, h) }, (b, g, j) => kRow(b, g, j) >> 2, (b, g, j) => vRow(b, g, j) >> 2, deferSummaries ? 'deferred' : 'bytes' in code ? guardedExports(workspace.memory, code) : undefined)
       : undefined;
     // mask tiles: MASKED, then 0 (or the bias) on the kept keys of each row
     tiles.forEach((t, k) => {
@@ -612,11 +617,10 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
         I[x + GI.entries] = guardLists.entryAt[it.idx]!;
         I[x + GI.nEntries] = guardLists.entryCount[it.idx]!;
         I[x + GI.cert] = guardMem.cert + it.idx * BQ * 4;
-        F[x + GI.vRange] = F[(guardMem.vRange >> 2) + it.b * KVH + it.g]!;
+        I[x + GI.vRange] = guardMem.vRange + 4 * (it.b * KVH + it.g);
         I[x + GI.flagged] = 0;
         I[x + GI.recomputed] = 0;
         F[x + GI.coarseCount] = guardLists.coarse[3 * it.idx]!;
-        F[x + GI.coarseNorm] = guardLists.coarse[3 * it.idx + 1]!;
         F[x + GI.coarseBias] = guardLists.coarse[3 * it.idx + 2]!;
       }
     });
@@ -635,7 +639,7 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
             recomputedRows += Io[x + GI.recomputed]!;
             const r = it.idx % nqBlocks;
             const bh = (it.idx - r) / nqBlocks;
-            const R = Fo[x + GI.vRange]!;
+            const R = Fo[Io[x + GI.vRange]! >> 2]!;
             for (let ii = 0; ii < it.rows; ii++) {
               const m = Fo[(guardMem.cert >> 2) + it.idx * BQ + ii]!;
               certificates[bh * nq + r * BQ + ii] = m;
@@ -667,7 +671,8 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
       }
       return y;
     };
-    return { workspace, code, items: itemReg, itemWords, nItems, counter: 0, scratch, scratchStride, blocks: blocksTotal, partial: partialTotal, readOutput, ...(readGuard ? { readGuard } : {}) };
+    const summaryJob = guardMem && guardMem.nSummaryItems > 0 ? { items: guardMem.summaryItems, nItems: guardMem.nSummaryItems } : undefined;
+    return { workspace, code, items: itemReg, itemWords, nItems, counter: 0, scratch, scratchStride, blocks: blocksTotal, partial: partialTotal, readOutput, ...(readGuard ? { readGuard } : {}), ...(summaryJob ? { summaryJob } : {}) };
   }
 
   function localAttend(memory: WebAssembly.Memory, code: KernelCode): AttendFn {
@@ -732,8 +737,11 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
   }
 
   async function runPool(inputs: CpuAttentionInputs, pool: CpuWorkerPool, runOptions: CpuRunOptions): Promise<Prepared> {
-    const prep = prepare(inputs, pool.workspace, pool.threads, runOptions);
-    await pool.run({ code: prep.code, items: prep.items, itemWords: prep.itemWords, nItems: prep.nItems, counter: prep.counter, scratch: prep.scratch, scratchStride: prep.scratchStride });
+    const prep = prepare(inputs, pool.workspace, pool.threads, runOptions, true);
+    const job = { counter: prep.counter, scratch: prep.scratch, scratchStride: prep.scratchStride };
+    // the guard's summaries first: every item's certificate reads them
+    if (prep.summaryJob) await pool.run({ ...job, code: { ...prep.code, entry: 'summarizeItems' }, items: prep.summaryJob.items, itemWords: SUMMARY_ITEM_WORDS, nItems: prep.summaryJob.nItems });
+    await pool.run({ ...job, code: prep.code, items: prep.items, itemWords: prep.itemWords, nItems: prep.nItems });
     return prep;
   }
 

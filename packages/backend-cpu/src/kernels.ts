@@ -22,7 +22,7 @@ import { checkKernelShape, fullKernelShape, kernelCacheKey, type KernelShape, RO
 import { wasmAttentionModule } from './wasm/wasm-attention.js';
 import { wasmGuardedModule } from './wasm/wasm-guard.js';
 import type { MaskSpec } from '@attnopt/ir';
-import { checkGuard, ENTRY_WORDS, GUARD_ITEM, GUARD_ITEM_WORDS, GUARD_SUMMARIES, type GuardOptions, guardScratch } from './guard/guard-shape.js';
+import { checkGuard, ENTRY_WORDS, GUARD_ITEM, GUARD_ITEM_WORDS, GUARD_SUMMARIES, type GuardOptions, guardScratch, segmentFloats } from './guard/guard-shape.js';
 
 export {
   checkKernelShape,
@@ -152,7 +152,7 @@ export function guardedKernelBindings(shape: KernelShape, nkBlocks: number): rea
     { name: 'item', description: `byte address of one work item: ${GUARD_ITEM_WORDS} i32 words (${words}); the kernel writes flagged and recomputed` },
     { name: 'scratch', description: `${guardScratch(s, nkBlocks).bytes} bytes per thread: the plain kernel's scratch, row flags, lane offsets, one strip's fallback list` },
     { name: 'entries', description: `dropped segments of the query block: ${ENTRY_WORDS} words each (segment record address, count, rowLo, rowHi, max bias)` },
-    { name: 'segments', description: `summary records of ${3 * s.dPad + 4} f32: per channel min, max, center, then radius (built by summarize)` },
+    { name: 'segments', description: `summary records of ${segmentFloats(s.dPad)} f32: per channel box centre, then half-width, then radius and largest key norm (built by summarize, or on the workers by summarizeItems before the items run)` },
     { name: 'cert', description: `${s.blockQ} f32 per item: m_hat per row, an upper bound on the row's dropped softmax mass` },
   ];
 }

@@ -13,12 +13,14 @@ parentPort.on('message', (m) => {
   if (!e || e.memId !== m.memId) {
     if (m.module || m.bytes) {
       const inst = new WebAssembly.Instance(m.module ?? new WebAssembly.Module(m.bytes), { env: { memory: m.memory } });
-      e = { memId: m.memId, run: inst.exports[m.entry ?? 'attend'], js: false };
+      e = { memId: m.memId, exports: inst.exports, js: false };
     } else {
-      e = { memId: m.memId, run: new Function(m.source)(), js: true };
+      e = { memId: m.memId, fn: new Function(m.source)(), js: true };
     }
     cache.set(m.key, e);
   }
+  const run = e.js ? e.fn : e.exports[m.entry ?? 'attend'];
+  const byItem = m.entry === 'attendGuarded' || m.entry === 'summarizeItems';
   const I = new Int32Array(m.memory.buffer);
   const F = new Float32Array(m.memory.buffer);
   let done = 0;
@@ -26,11 +28,11 @@ parentPort.on('message', (m) => {
     const k = Atomics.add(I, m.counter >> 2, 1);
     if (k >= m.nItems) break;
     const x = (m.items >> 2) + m.itemWords * k;
-    if (m.entry === 'attendGuarded') {
-      if (e.js) e.run(F, I, 4 * x, m.scratch);
-      else e.run(4 * x, m.scratch);
-    } else if (e.js) e.run(F, I, I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch, I[x + 4]);
-    else e.run(I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch, I[x + 4]);
+    if (byItem) {
+      if (e.js) run(F, I, 4 * x, m.scratch);
+      else run(4 * x, m.scratch);
+    } else if (e.js) run(F, I, I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch, I[x + 4]);
+    else run(I[x], I[x + 1], I[x + 2], I[x + 3], m.scratch, I[x + 4]);
     done++;
   }
   parentPort.postMessage(done);
@@ -47,9 +49,10 @@ export type KernelCode =
   | { readonly key: string; readonly source: string; readonly entry?: KernelEntry };
 /**
  * The function a worker calls per item: `attend(q, out, blocks, nBlocks, scratch, rows)` from the item's words,
- * or `attendGuarded(item, scratch)` with the item's byte address (guard/guard-shape.ts).
+ * or `attendGuarded(item, scratch)` / `summarizeItems(item, scratch)` (WebAssembly only) with the item's byte
+ * address (guard/guard-shape.ts).
  */
-export type KernelEntry = 'attend' | 'attendGuarded';
+export type KernelEntry = 'attend' | 'attendGuarded' | 'summarizeItems';
 
 export interface PoolJob {
   readonly code: KernelCode;

@@ -20,11 +20,13 @@
 //   base, nBase                              the key-block list of the model's own mask (the fallback)
 //   entries, nEntries                        the dropped segments of this query block (ENTRY_WORDS each)
 //   cert                                     blockQ f32: m_hat per row (written by the kernel)
-//   vRange                                   f32 R of the head
+//   vRange                                   the address of the head's f32 R (the summaries may be built by
+//                                            the workers after the items are written)
 //   flagged, recomputed                      written by the kernel: rows whose bound exceeded epsilon, rows
 //                                            recomputed exactly (whole strips of 4, or the whole block)
-//   coarseCount, coarseNorm, coarseBias      f32: the sum of the entries' counts, the largest key norm and the
-//                                            largest bias over them: the Cauchy-Schwarz pre-check (below)
+//   coarseCount, coarseNorm, coarseBias      f32: the sum of the entries' counts, (unused: the kernel takes the
+//                                            largest key norm over the entries' records itself) and the largest
+//                                            bias over them: the Cauchy-Schwarz pre-check (below)
 // Entry (ENTRY_WORDS words): segment record address (i32), count (f32: most dropped keys of the segment in one
 // row), rowLo, rowHi (f32: rows of the block, relative, [lo, hi), for which the segment holds dropped keys),
 // max bias (f32: over those rows and the segment's keys; 0 without bias).
@@ -75,6 +77,14 @@ export const GUARD_ITEM = {
   coarseBias: 16,
 } as const;
 export const ENTRY_WORDS = 8;
+
+/**
+ * Summary item (SUMMARY_ITEM_WORDS i32 words), what `summarizeItems(item, scratch)` of the WebAssembly guarded
+ * module builds on a worker before the attention items run (host.ts): the segment records s0 .. s1 - 1 of one
+ * (batch, kv head), and its V range when v is not 0.
+ */
+export const SUMMARY_ITEM = { k: 0, starts: 1, s0: 2, s1: 3, out: 4, v: 5, valid: 6, vRange: 7 } as const;
+export const SUMMARY_ITEM_WORDS = 8;
 
 /**
  * B is multiplied by this before m_hat is formed: covers the float32 rounding of the bound's dot products,

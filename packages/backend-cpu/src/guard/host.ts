@@ -5,7 +5,7 @@
 import type { LeafResolver, MaskDims, MaskSpec } from '@attnopt/ir';
 import { MASKED, ROW_EMPTY } from '../wasm/kernel-shape.js';
 import { type DroppedEntry, droppedEntries, keySegments, writeSegmentSummary } from './segments.js';
-import { ENTRY_WORDS, segmentFloats, segmentOffsets } from './guard-shape.js';
+import { ENTRY_WORDS, segmentFloats, SUMMARY_ITEM_WORDS } from './guard-shape.js';
 
 export interface ResolvedGuard {
   readonly epsilon: number;
@@ -134,20 +134,31 @@ export interface GuardMemory {
   readonly entries: number;
   readonly cert: number;
   readonly vRange: number;
+  /** With the summaries deferred to the workers: the segment starts per batch (i32), and the summary items. */
+  readonly starts: number[];
+  readonly summaryItems: number;
+  readonly nSummaryItems: number;
 }
 
+/** Segments per summary item: a (batch, kv head)'s records take ceil(nSeg / SUMMARY_SEGMENTS) items, its V range one more. */
+const SUMMARY_SEGMENTS = 16;
+
 /** Allocates the guard's regions: summaries per (b, g), entries, certificate rows per item, V ranges. */
-export function layoutGuard(plan: GuardPlan, alloc: (bytes: number) => number, dPad: number, KVH: number, nItems: number, BQ: number): GuardMemory {
+export function layoutGuard(plan: GuardPlan, alloc: (bytes: number) => number, dPad: number, KVH: number, nItems: number, BQ: number, deferSummaries = false): GuardMemory {
   const seg = segmentFloats(dPad) * 4;
   const summaries: number[] = [];
   plan.starts.forEach((st) => {
     for (let g = 0; g < KVH; g++) summaries.push(alloc((st.length - 1) * seg));
   });
+  const nSummaryItems = deferSummaries ? plan.starts.reduce((t, st) => t + KVH * (Math.ceil((st.length - 1) / SUMMARY_SEGMENTS) + 1), 0) : 0;
   return {
     summaries,
     entries: alloc(plan.totalEntries * ENTRY_WORDS * 4),
     cert: alloc(nItems * BQ * 4),
     vRange: alloc(plan.starts.length * KVH * 4),
+    starts: deferSummaries ? plan.starts.map((st) => alloc(st.length * 4)) : [],
+    summaryItems: alloc(nSummaryItems * SUMMARY_ITEM_WORDS * 4),
+    nSummaryItems,
   };
 }
 
@@ -163,12 +174,28 @@ export function writeGuard(
   c: { batch: number; H: number; KVH: number; nqBlocks: number; d: number; dv: number; dPad: number; kvHeadOf: (h: number) => number },
   kRow: (b: number, g: number, j: number) => number,
   vRow: (b: number, g: number, j: number) => number,
-  kernel?: SummaryKernels,
+  kernel?: SummaryKernels | 'deferred',
 ): { entryAt: Int32Array; entryCount: Int32Array; coarse: Float32Array } {
   const segF = segmentFloats(c.dPad);
+  let summaryItem = mem.summaryItems >> 2;
   plan.starts.forEach((st, b) => {
+    if (kernel === 'deferred') I.set(st, mem.starts[b]! >> 2);
     for (let g = 0; g < c.KVH; g++) {
       const base = mem.summaries[b * c.KVH + g]! >> 2;
+      if (kernel === 'deferred') {
+        // summary items for the WebAssembly kernel's workers (SUMMARY_ITEM): the segments in runs, then V's range
+        const nSeg = st.length - 1;
+        const valid = st[st.length - 1]!;
+        const words = (k: number, s0: number, s1: number, out: number, v: number, vRange: number) => {
+          I.set([k, mem.starts[b]!, s0, s1, out, v, valid, vRange], summaryItem);
+          summaryItem += SUMMARY_ITEM_WORDS;
+        };
+        for (let s0 = 0; s0 < nSeg; s0 += SUMMARY_SEGMENTS) words(4 * kRow(b, g, 0), s0, Math.min(nSeg, s0 + SUMMARY_SEGMENTS), 4 * base, 0, 0);
+        const rangeAt = mem.vRange + 4 * (b * c.KVH + g);
+        F[rangeAt >> 2] = 0;
+        words(0, 0, 0, 0, valid > 0 ? 4 * vRow(b, g, 0) : 0, rangeAt);
+        continue;
+      }
       if (kernel) {
         // the WebAssembly kernel's own summaries (rows are kStride / vStride apart)
         for (let k = 0; k + 1 < st.length; k++) kernel.summarize(4 * kRow(b, g, st[k]!), st[k + 1]! - st[k]!, 4 * (base + k * segF));
@@ -194,7 +221,6 @@ export function writeGuard(
       F[(mem.vRange >> 2) + b * c.KVH + g] = range;
     }
   });
-  const normAt = segmentOffsets(c.dPad).norm;
   const { first, segment, values, countSum, biasMax } = plan.table;
   const n = plan.entries.length;
   const entryAt = new Int32Array(n);
@@ -212,10 +238,8 @@ export function writeGuard(
         const t1 = first[idx + 1]!;
         entryAt[idx] = at;
         entryCount[idx] = t1 - t0;
-        let norm = 0;
-        for (let t = t0; t < t1; t++) norm = Math.max(norm, F[(sum >> 2) + segment[t]! * segF + normAt]!);
+        // (the largest key norm over the entries' segments the kernel takes from their records)
         coarse[3 * idx] = countSum[idx]!;
-        coarse[3 * idx + 1] = norm;
         coarse[3 * idx + 2] = biasMax[idx]!;
         for (let t = t0; t < t1; t++) {
           const x = at >> 2;

@@ -31,8 +31,11 @@ function term(u, bias, count, m) {
 }
 function certify(F, I, item, scratch) {
   const X = item >> 2, Q = I[X + ${IT.q}] >> 2, rows = I[X + ${IT.rows}], E = I[X + ${IT.entries}] >> 2, nE = I[X + ${IT.nEntries}];
-  const C = I[X + ${IT.cert}] >> 2, R = F[X + ${IT.vRange}], S = scratch >> 2, FL = (scratch + ${g.flags}) >> 2;
+  const C = I[X + ${IT.cert}] >> 2, R = F[I[X + ${IT.vRange}] >> 2], S = scratch >> 2, FL = (scratch + ${g.flags}) >> 2;
   const questAt = Math.fround(Math.fround(${epsilon / 4} / nE) / R);
+  // the largest key norm over the entries' segments (a NaN stays), for the pre-check
+  let coarseNorm = 0;
+  for (let e = 0; e < nE; e++) coarseNorm = Math.max(coarseNorm, F[(I[E + e * ${ENTRY_WORDS}] >> 2) + ${at.norm}]);
   let flagged = 0;
   for (let r = 0; r < rows; r++) {
     const qr = Q + r * ${QS};
@@ -42,7 +45,7 @@ function certify(F, I, item, scratch) {
     const m = F[S + ${M_AT} + r];
     const l = m < ${ROW_EMPTY} ? 0 : F[S + ${L_AT} + r];
     // pre-check: Cauchy-Schwarz over all the block's dropped keys at once
-    let u0 = qn * F[X + ${IT.coarseNorm}] * ${scale};
+    let u0 = qn * coarseNorm * ${scale};
     ${capped0}
     u0 += F[X + ${IT.coarseBias}];
     let B = F[X + ${IT.coarseCount}] * Math.exp(Math.min(u0 - m, ${EXPONENT_CLAMP * Math.LN2})) * ${CERTIFICATE_SLACK};

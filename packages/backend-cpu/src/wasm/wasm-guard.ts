@@ -3,6 +3,7 @@
 //   1 certify(item, scratch) -> flagged rows            m_hat per row from the dropped segments' summaries
 //   2 attendGuarded(item, scratch)                      attend (sparse), certify, then the fallback
 //   3 summarize(k, n, out), 4 valueRange(v, n)          the per-call summaries, built once per call
+//   5 summarizeItems(item, scratch)                     a summary item's segments and V range (on a worker)
 // certify works on strips of 4 query rows, SIMD over the head dim: per entry the segment's box centre (then,
 // where the ball's term is large, its half-widths) is loaded once per step for the 4 rows;
 // the 4 rows' bounds come out as one vector, so the exponent, the
@@ -18,7 +19,7 @@ import { ModuleBuilder, type FunctionBuilder } from './emitter.js';
 import { emitExp2, emitTransposeReduce } from './simd-math.js';
 import { type FullKernelShape, ROW_EMPTY } from './kernel-shape.js';
 import { addAttendFunction } from './wasm-attention.js';
-import { CERTIFICATE_SLACK, ENTRY_WORDS, EXPONENT_CLAMP, GUARD_ITEM as IT, guardScratch, segmentOffsets, SUMMARY_WIDENING } from '../guard/guard-shape.js';
+import { CERTIFICATE_SLACK, ENTRY_WORDS, EXPONENT_CLAMP, GUARD_ITEM as IT, guardScratch, segmentFloats, segmentOffsets, SUMMARY_ITEM as SI, SUMMARY_WIDENING } from '../guard/guard-shape.js';
 
 export function wasmGuardedModule(shape: FullKernelShape, epsilon: number, cacheKey: string): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder(cacheKey);
@@ -27,6 +28,7 @@ export function wasmGuardedModule(shape: FullKernelShape, epsilon: number, cache
   addAttendGuarded(m, shape);
   addSummarize(m, shape);
   addValueRange(m, shape);
+  addSummarizeItems(m, shape);
   return m.build();
 }
 
@@ -121,6 +123,31 @@ function addValueRange(m: ModuleBuilder, shape: FullKernelShape): void {
 
 const W = (word: number) => word * 4;
 
+/** 5 summarizeItems(item, scratch): the summary item's segment records (3) and, when its v is not 0, its V range (4). */
+function addSummarizeItems(m: ModuleBuilder, shape: FullKernelShape): void {
+  const { dPad: DP, kStride: KS } = shape;
+  const SEG = segmentFloats(DP) * 4;
+  const f = m.func('summarizeItems', { item: 'i32', scratch: 'i32' });
+  for (const n of ['k', 'starts', 's0', 's1', 'out', 'v', 'j0']) f.local(n, 'i32');
+  f.get('item').i32Load(W(SI.k)).set('k');
+  f.get('item').i32Load(W(SI.starts)).set('starts');
+  f.get('item').i32Load(W(SI.s0)).set('s0');
+  f.get('item').i32Load(W(SI.s1)).set('s1');
+  f.get('item').i32Load(W(SI.out)).set('out');
+  f.forRange('s', 's0', 's1', 1, (g) => {
+    // summarize(k + starts[s] kStride, starts[s + 1] - starts[s], out + s SEG)
+    g.get('starts').get('s').i32(4).i32Mul().i32Add().tee('j0').i32Load(0).i32(KS * 4).i32Mul().get('k').i32Add();
+    g.get('j0').i32Load(4).get('j0').i32Load(0).i32Sub();
+    g.get('out').get('s').i32(SEG).i32Mul().i32Add();
+    g.call(3);
+  });
+  f.get('item').i32Load(W(SI.v)).tee('v').if((g) => {
+    g.get('item').i32Load(W(SI.vRange));
+    g.get('v').get('item').i32Load(W(SI.valid)).call(4);
+    g.f32Store(0);
+  });
+}
+
 function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): void {
   const { blockQ: BQ, blockK: BK, dPad: DP, dvPad: DVP, softcap, scale, qStride: QS } = shape;
   const M_AT = BQ * DVP * 4 + BQ * BK * 4;
@@ -129,7 +156,7 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
   const at = segmentOffsets(DP);
   const f = m.func('certify', { item: 'i32', scratch: 'i32' }, ['i32']);
   for (const n of ['q', 'rows', 'rowsPad', 'entries', 'nEntries', 'cert', 'qs', 'ep', 'seg', 'c0', 'x0']) f.local(n, 'i32');
-  for (const n of ['rsF', 'rowLo', 'rowHi', 'questAt']) f.local(n, 'f32');
+  for (const n of ['rsF', 'rowLo', 'rowHi', 'questAt', 'coarseNorm']) f.local(n, 'f32');
   for (const n of ['hi', 'ce', 'qv', 'qn', 'b', 'dot', 'ball', 'tb', 'thr', 'rowIdx', 'lanes', 'cnt', 'l', 'mh', 'fl', 'x']) f.local(n, 'v128');
   for (let r = 0; r < 4; r++) f.local(`aq${r}`, 'v128').local(`ab${r}`, 'v128');
 
@@ -140,7 +167,12 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
   f.get('item').i32Load(W(IT.cert)).set('cert');
   f.get('rows').i32(3).i32Add().i32(-4).i32And().set('rowsPad');
   // an entry's ball term above l · questAt also takes Quest's bound (guard-shape.ts): questAt = epsilon / (4 nEntries R)
-  f.f32(epsilon / 4).get('nEntries').f32ConvertI32().f32Div().get('item').f32Load(W(IT.vRange)).f32Div().set('questAt');
+  f.f32(epsilon / 4).get('nEntries').f32ConvertI32().f32Div().get('item').i32Load(W(IT.vRange)).f32Load(0).f32Div().set('questAt');
+  // the largest key norm over the entries' segments (f32.max keeps a NaN), for the pre-check
+  f.f32(0).set('coarseNorm');
+  f.forRange('e', 0, 'nEntries', 1, (u) => {
+    u.get('coarseNorm').get('entries').get('e').i32(ENTRY_WORDS * 4).i32Mul().i32Add().i32Load(0).f32Load(at.norm * 4).f32Max().set('coarseNorm');
+  });
   // lane offsets (0.5, 1.5, 2.5, 3.5): row index of each lane of a strip, plus a half
   for (let r = 0; r < 4; r++) f.get('scratch').f32(r + 0.5).f32Store(g.lanes + 4 * r);
   f.get('scratch').v128Load(g.lanes).set('lanes');
@@ -157,7 +189,7 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
     emitTransposeReduce(h, 'add', ['aq0', 'aq1', 'aq2', 'aq3'], 'tr');
     h.f32x4Sqrt().set('qn');
     // pre-check: Cauchy-Schwarz over all the block's dropped keys at once
-    h.get('qn').get('item').f32Load(W(IT.coarseNorm)).f32x4Splat().f32x4Mul().f32x4Const(scale).f32x4Mul();
+    h.get('qn').get('coarseNorm').f32x4Splat().f32x4Mul().f32x4Const(scale).f32x4Mul();
     emitCap(h);
     h.get('item').f32Load(W(IT.coarseBias)).f32x4Splat().f32x4Add().f32x4Const(Math.LOG2E).f32x4Mul();
     h.get('scratch').get('rs').i32(4).i32Mul().i32Add().v128Load(M_AT).f32x4Sub().f32x4Const(EXPONENT_CLAMP).f32x4Pmin();
@@ -193,7 +225,7 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
     h.get('b').get('l').f32x4Div().set('mh');
     // flag = not(epsilon >= m_hat · R) (a NaN bound flags), or the row kept no key (m <= ROW_EMPTY) but B > 0: its
     // sparse output, 0, is then no convex combination of V and m_hat · R bounds nothing; only on rows that exist
-    h.f32x4Const(epsilon).get('mh').get('item').f32Load(W(IT.vRange)).f32x4Splat().f32x4Mul().f32x4Ge().v128Not();
+    h.f32x4Const(epsilon).get('mh').get('item').i32Load(W(IT.vRange)).f32Load(0).f32x4Splat().f32x4Mul().f32x4Ge().v128Not();
     h.get('ep').v128Load(M_AT).f32x4Const(ROW_EMPTY).f32x4Gt().v128Not().get('b').f32x4Const(0).f32x4Gt().v128And().v128Or();
     h.get('rows').f32ConvertI32().f32x4Splat().get('rowIdx').f32x4Gt().v128And().set('fl');
   }
