@@ -283,28 +283,25 @@ describe.each(BACKENDS)('guarded %s kernel, rotary-like local attention', (backe
   // high-frequency channels span whole turns within a segment, so Quest and the ball are loose there, and only
   // segments this small keep the certificate within the budget (segments of 256 sent 94% of such rows to the
   // fallback at n = 4096: tools/bench/guarded-kernels.ts --inputs rotary --block 256)
-  it('rotary-like local attention: no row falls back, the certificate at least the dropped mass', () => {
-    const n = 1024;
-    const d = 64;
-    const scale = 1 / Math.sqrt(d);
-    const spec = union(slidingWindow(255, 0), sinks(4));
-    const params: AttentionParams = { numHeads: 1, kvNumHeads: 1, headDim: d, vHeadDim: d, scale, softcap: 0, layout: 'bhsd', spec };
-    const x = rotaryInputs(n, d, scale);
-    const pr: Problem = { params, modelMask: causal(), ...x, epsilon: 1e-3, family: 'local' };
+  const n = 1024;
+  const d = 64;
+  const scale = 1 / Math.sqrt(d);
+  const params: AttentionParams = { numHeads: 1, kvNumHeads: 1, headDim: d, vHeadDim: d, scale, softcap: 0, layout: 'bhsd', spec: union(slidingWindow(255, 0), sinks(4)) };
+  /** Runs the guarded kernel at budget 1e-3 on x: no row may fall back, and the certificates hold. */
+  const expectNoFallback = (x: { q: Tensor64; k: Tensor64; v: Tensor64 }) => {
     const got = compileAttention(params, { backend, guard: { epsilon: 1e-3, modelMask: causal() } }).runGuarded(x);
     expect(got.fallbackRows).toBe(0);
-    check(pr, got);
+    check({ params, modelMask: causal(), ...x, epsilon: 1e-3, family: 'local' }, got);
+  };
+
+  it('rotary-like local attention: no row falls back, the certificate at least the dropped mass', () => {
+    expectNoFallback(rotaryInputs(n, d, scale));
   });
 
   // the same with the keys spread over [-50, 50] along channel 0, which the queries ignore (0 there): an outlier
   // channel. The ball's radius takes the spread (its width ||q|| r is far over the budget), Quest's width |q| · half
   // does not: the kernel takes Quest's bound where the ball's term is large
   it('keys spread along a channel the queries ignore: Quest holds where the ball does not, no row falls back', () => {
-    const n = 1024;
-    const d = 64;
-    const scale = 1 / Math.sqrt(d);
-    const spec = union(slidingWindow(255, 0), sinks(4));
-    const params: AttentionParams = { numHeads: 1, kvNumHeads: 1, headDim: d, vHeadDim: d, scale, softcap: 0, layout: 'bhsd', spec };
     const x = rotaryInputs(n, d, scale);
     const spread = seededValues(11, n, 50);
     const q = new Float64Array(x.q.data);
@@ -313,11 +310,7 @@ describe.each(BACKENDS)('guarded %s kernel, rotary-like local attention', (backe
       q[i * d] = 0;
       k[i * d] = spread[i]!;
     }
-    const y = { q: f32([...x.q.shape], q), k: f32([...x.k.shape], k), v: x.v };
-    const pr: Problem = { params, modelMask: causal(), ...y, epsilon: 1e-3, family: 'local' };
-    const got = compileAttention(params, { backend, guard: { epsilon: 1e-3, modelMask: causal() } }).runGuarded(y);
-    expect(got.fallbackRows).toBe(0);
-    check(pr, got);
+    expectNoFallback({ q: f32([...x.q.shape], q), k: f32([...x.k.shape], k), v: x.v });
   });
 });
 
