@@ -52,7 +52,6 @@ import { wasmGuardedModule } from './wasm/wasm-guard.js';
 export type CpuTensor =
   | { readonly shape: readonly number[]; readonly data: Float32Array | Float64Array }
   | { readonly shape: readonly number[]; readonly data: Uint16Array };
-/** A boolean keep-mask (1 = keep). */
 /** A partial key block's mask tile: the kept key ranges of its rows. */
 interface TileDesc {
   readonly b: number;
@@ -69,6 +68,7 @@ interface BlockLists {
   readonly total: number;
 }
 
+/** A boolean keep-mask (1 = keep). */
 export interface CpuBoolTensor {
   readonly shape: readonly number[];
   readonly data: Uint8Array;
@@ -437,10 +437,8 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
       return { plans, total };
     };
     // without a bias or data-dependent leaves the lists depend on the shapes alone: planned once, then reused
-    const listKey =
-      bias === undefined && !isDataDependent(spec) && !(guard && isDataDependent(guard.modelMask))
-        ? `${batch}|${nq}|${nk}|${past}|${inputs.pastKey !== undefined}|${kvLength === undefined ? '' : Array.from(kvLength).join(',')}`
-        : undefined;
+    const shapeKey = `${batch}|${nq}|${nk}|${past}|${inputs.pastKey !== undefined}|${kvLength === undefined ? '' : Array.from(kvLength).join(',')}`;
+    const listKey = bias === undefined && !isDataDependent(spec) && !(guard && isDataDependent(guard.modelMask)) ? shapeKey : undefined;
     let sparsePlan: BlockLists;
     let basePlan: BlockLists | undefined;
     if (listKey !== undefined && listCache?.key === listKey) {
@@ -455,7 +453,7 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
     const plans = sparsePlan.plans;
     const blocksTotal = sparsePlan.total + (basePlan?.total ?? 0);
     // the dropped segments depend on the data only through a bias or data-dependent leaves: else reuse them
-    const guardKey = guard && !perHead ? `${batch}|${nq}|${nk}|${past}|${kvLength === undefined ? '' : Array.from(kvLength).join(',')}` : undefined;
+    const guardKey = guard && !perHead ? shapeKey : undefined;
     const guardPlan = guard
       ? guardKey !== undefined && guardPlanCache?.key === guardKey
         ? guardPlanCache.plan
@@ -620,8 +618,8 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
         I[x + GI.vRange] = guardMem.vRange + 4 * (it.b * KVH + it.g);
         I[x + GI.flagged] = 0;
         I[x + GI.recomputed] = 0;
-        F[x + GI.coarseCount] = guardLists.coarse[3 * it.idx]!;
-        F[x + GI.coarseBias] = guardLists.coarse[3 * it.idx + 2]!;
+        F[x + GI.coarseCount] = guardLists.coarse[2 * it.idx]!;
+        F[x + GI.coarseBias] = guardLists.coarse[2 * it.idx + 1]!;
       }
     });
 

@@ -24,9 +24,9 @@
 //                                            the workers after the items are written)
 //   flagged, recomputed                      written by the kernel: rows whose bound exceeded epsilon, rows
 //                                            recomputed exactly (whole strips of 4, or the whole block)
-//   coarseCount, coarseNorm, coarseBias      f32: the sum of the entries' counts, (unused: the kernel takes the
-//                                            largest key norm over the entries' records itself) and the largest
-//                                            bias over them: the Cauchy-Schwarz pre-check (below)
+//   coarseCount, coarseBias                  f32: the sum of the entries' counts and their largest bias: with the
+//                                            largest key norm over the entries' records (coarseNorm, which the
+//                                            kernel takes itself), the Cauchy-Schwarz pre-check (below)
 // Entry (ENTRY_WORDS words): segment record address (i32), count (f32: most dropped keys of the segment in one
 // row), rowLo, rowHi (f32: rows of the block, relative, [lo, hi), for which the segment holds dropped keys),
 // max bias (f32: over those rows and the segment's keys; 0 without bias).
@@ -73,8 +73,7 @@ export const GUARD_ITEM = {
   flagged: 12,
   recomputed: 13,
   coarseCount: 14,
-  coarseNorm: 15,
-  coarseBias: 16,
+  coarseBias: 15,
 } as const;
 export const ENTRY_WORDS = 8;
 

@@ -225,8 +225,8 @@ export function writeGuard(
   const n = plan.entries.length;
   const entryAt = new Int32Array(n);
   const entryCount = new Int32Array(n);
-  // per item: the entries' total count, largest key norm, largest bias (the Cauchy-Schwarz pre-check)
-  const coarse = new Float32Array(3 * n);
+  // per item: the entries' total count and largest bias (the Cauchy-Schwarz pre-check, with the kernel's key norm)
+  const coarse = new Float32Array(2 * n);
   let at = mem.entries;
   let idx = 0;
   for (let b = 0; b < c.batch; b++) {
@@ -238,9 +238,8 @@ export function writeGuard(
         const t1 = first[idx + 1]!;
         entryAt[idx] = at;
         entryCount[idx] = t1 - t0;
-        // (the largest key norm over the entries' segments the kernel takes from their records)
-        coarse[3 * idx] = countSum[idx]!;
-        coarse[3 * idx + 2] = biasMax[idx]!;
+        coarse[2 * idx] = countSum[idx]!;
+        coarse[2 * idx + 1] = biasMax[idx]!;
         for (let t = t0; t < t1; t++) {
           const x = at >> 2;
           I[x] = sum + segment[t]! * segF * 4;

@@ -5,9 +5,8 @@
 //   3 summarize(k, n, out), 4 valueRange(v, n)          the per-call summaries, built once per call
 //   5 summarizeItems(item, scratch)                     a summary item's segments and V range (on a worker)
 // certify works on strips of 4 query rows, SIMD over the head dim: per entry the segment's box centre (then,
-// where the ball's term is large, its half-widths) is loaded once per step for the 4 rows;
-// the 4 rows' bounds come out as one vector, so the exponent, the
-// row-range mask and the accumulation of B are one f32x4 each. The kernel's running max and sum are in base 2
+// where the ball's term is large, its half-widths) is loaded once per step for the 4 rows; the 4 rows' bounds
+// come out as one vector, so the exponent, the row-range mask and the accumulation of B are one f32x4 each. The kernel's running max and sum are in base 2
 // (t = s · log2 e), so the bound is moved to base 2 too: B = Σ count · 2^(U log2 e - m).
 // A row flags when m_hat · R > epsilon, or when it kept no key but B > 0 (it may drop one): the pre-check's B then
 // sends its strip to the per-segment bounds, whose B decides.
@@ -199,7 +198,7 @@ function addCertify(m: ModuleBuilder, shape: FullKernelShape, epsilon: number): 
     // else the per-segment bounds: the ball, and Quest where the ball's term is large
     h.get('fl').v128AnyTrue().if((t) => {
       t.f32x4Const(0).set('b');
-      // the threshold l · epsilon / (4 nEntries R) per lane (0 on a row that kept no key: Quest always)
+      // the threshold l · epsilon / (4 nEntries R) per lane (0 on a row that kept no key, R > 0: Quest always)
       t.get('scratch').get('rs').i32(4).i32Mul().i32Add().tee('ep');
       t.v128Load(L_AT).get('ep').v128Load(M_AT).f32x4Const(ROW_EMPTY).f32x4Gt().v128And().get('questAt').f32x4Splat().f32x4Mul().set('thr');
       t.forRange('e', 0, 'nEntries', 1, (u) => {
