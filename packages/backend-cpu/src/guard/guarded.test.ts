@@ -314,7 +314,7 @@ describe.each(BACKENDS)('guarded %s kernel, rotary-like local attention', (backe
   });
 });
 
-describe.each(BACKENDS)('guarded %s kernel, a NaN key', (backend) => {
+describe.each(BACKENDS)('guarded %s kernel, a NaN key or value', (backend) => {
   // key 48 (the first of a key block of 16) has a NaN channel: dense attention is NaN on every row that sees it
   // (48 on, causal). Rows 48..80 keep it in their window (NaN from the sparse form); rows from 81 on drop it, and
   // their certificate must say no bound (the segment's summary is NaN), so they are recomputed: NaN exactly where
@@ -338,6 +338,27 @@ describe.each(BACKENDS)('guarded %s kernel, a NaN key', (backend) => {
     });
     expect(nan).toBe(2 * (n - 48) * d);
     expect(got.fallbackRows).toBeGreaterThanOrEqual(2 * (n - 81));
+  });
+
+  // value 48 has a NaN channel: dense attention is NaN in that channel on every row that sees key 48. The rows
+  // that drop it must not pass their certificate on a range that skipped the NaN: R is NaN, every row of the head
+  // is recomputed, and the output is NaN exactly where the reference is.
+  it('a NaN value: NaN exactly where the reference has it', () => {
+    const n = 200;
+    const d = 16;
+    const spec = union(slidingWindow(32, 0), sinks(2));
+    const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: d, vHeadDim: d, scale: 0.25, softcap: 0, layout: 'bhsd', spec };
+    const x = inputs('local', n, d, 2, 9, 0.25);
+    x.v.data[(n + 48) * d + 3] = Number.NaN; // head 1 only
+    const got = compileAttention(params, { backend, blockQ: 16, blockK: 16, guard: { epsilon: 1e-3, modelMask: causal() } }).runGuarded(x);
+    const want = referenceAttention({ ...params, spec: causal() }, x).y.data;
+    let nan = 0;
+    want.forEach((w, t) => {
+      expect(Number.isNaN(got.y[t]!), `coordinate ${t}`).toBe(Number.isNaN(w));
+      if (Number.isNaN(w)) nan++;
+      else expect(Math.abs(got.y[t]! - w)).toBeLessThanOrEqual(1e-3 + TOL.atol + TOL.rtol * Math.abs(w));
+    });
+    expect(nan).toBe(n - 48);
   });
 });
 

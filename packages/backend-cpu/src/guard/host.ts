@@ -204,21 +204,24 @@ export function writeGuard(
         continue;
       }
       for (let k = 0; k + 1 < st.length; k++) writeSegmentSummary(F, (j) => kRow(b, g, j), st[k]!, st[k + 1]!, c.d, c.dPad, base + k * segF);
-      // R: the largest range of one V coordinate over the keys below `valid`
+      // R: the largest range of one V coordinate over the keys below `valid`; NaN where a value is (no bound: every
+      // row of the head falls back, as in the WebAssembly kernel)
       const valid = st[st.length - 1]!;
       const lo = new Float32Array(c.dv).fill(Infinity);
       const hi = new Float32Array(c.dv).fill(-Infinity);
+      let nan = false;
       for (let j = 0; j < valid; j++) {
         const r = vRow(b, g, j);
         for (let col = 0; col < c.dv; col++) {
           const x = F[r + col]!;
           if (x < lo[col]!) lo[col] = x;
           if (x > hi[col]!) hi[col] = x;
+          if (x !== x) nan = true;
         }
       }
       let range = 0;
       for (let col = 0; col < c.dv; col++) if (hi[col]! - lo[col]! > range) range = hi[col]! - lo[col]!;
-      F[(mem.vRange >> 2) + b * c.KVH + g] = range;
+      F[(mem.vRange >> 2) + b * c.KVH + g] = nan ? Number.NaN : range;
     }
   });
   const { first, segment, values, countSum, biasMax } = plan.table;

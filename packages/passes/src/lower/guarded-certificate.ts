@@ -148,7 +148,12 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   const kmax = reduce('ReduceMax', kBlocks, [3], 'guard_kmax');
   const center = b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_box_sum'), f32(0.5, 'guard_half')], 'guard_box_center_raw');
   const diff = b.op('Sub', [kBlocks, b.reshape(center, [0, 0, 0, 1, -1], 'guard_box_center_rows')], 'guard_k_minus_center');
-  const radius = b.op('Sqrt', [reduce('ReduceMax', reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_sq'), [4], 'guard_dist2'), [3], 'guard_r2')], 'guard_radius');
+  const dist2 = reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_sq'), [4], 'guard_dist2'); // [B, H, nKB, kb]
+  const radius = b.op('Sqrt', [reduce('ReduceMax', dist2, [3], 'guard_r2')], 'guard_radius');
+  // onnxruntime's ReduceMin / ReduceMax pass over a NaN key, its distance to the centre does not: the block's sum of
+  // distances times 0 (NaN where the block holds a NaN or infinite key, else 0) joins the centre, so q . c and U are
+  // NaN for that block and every row that drops any key falls back (a pass over [B, H, nKB, kb], not over K)
+  const nanCarrier = b.op('Mul', [reduce('ReduceSum', dist2, [3], 'guard_dist2_sum', true), f32(0, 'guard_nan_zero')], 'guard_nan_carrier');
   const tr = (t: Value, what: string) => b.transpose(t, [0, 1, 3, 2], what);
 
   // the score bound per row and key block; |scale| applied to the block summaries (not to [S, nKB] per head)
@@ -156,7 +161,7 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   const scaled = (t: Value, what: string) => b.op('Mul', [t, absScale], what);
   const q32 = toF32(x.q, 'guard_q_f32');
   const qs = p.scale >= 0 ? q32 : b.op('Neg', [q32], 'guard_q_neg_scale');
-  const boxCenter = scaled(center, 'guard_box_center');
+  const boxCenter = scaled(b.op('Add', [center, nanCarrier], 'guard_box_center_nan'), 'guard_box_center');
   const boxHalf = scaled(b.op('Mul', [b.op('Sub', [kmax, kmin], 'guard_box_width'), f32(0.5, 'guard_half2')], 'guard_box_half_raw'), 'guard_box_half');
   // both bounds around the box centre c: Quest = q.c + |q|.half, ball = q.c + ||q|| r; q.c computed once
   const qc = b.op('MatMul', [qs, tr(boxCenter, 'guard_box_center_t')], 'guard_q_center');
@@ -299,7 +304,10 @@ function guardedFromLogRatio(b: NodeBuilder, x: GuardedSite, c: LogRatioInputs):
 
   // the output bound m_hat R per row, and the rows over the budget (NaN counts as over)
   const v32 = toF32(x.v, 'guard_v_f32');
-  const range = reduce('ReduceMax', b.op('Sub', [reduce('ReduceMax', v32, [2], 'guard_v_max', true), reduce('ReduceMin', v32, [2], 'guard_v_min', true)], 'guard_v_range_c'), [2, 3], 'guard_v_range');
+  // R, NaN where V holds a NaN (ReduceMin / ReduceMax pass over it; a sum times 0 does not): no bound, the head's
+  // rows that drop a key fall back
+  const rangeRaw = reduce('ReduceMax', b.op('Sub', [reduce('ReduceMax', v32, [2], 'guard_v_max', true), reduce('ReduceMin', v32, [2], 'guard_v_min', true)], 'guard_v_range_c'), [2, 3], 'guard_v_range_raw');
+  const range = b.op('Add', [rangeRaw, b.op('Mul', [reduce('ReduceSum', v32, [2, 3], 'guard_v_sum'), f32(0, 'guard_v_nan_zero')], 'guard_v_nan_carrier')], 'guard_v_range');
   const mHat = b.op('Sigmoid', [c.logRatio], 'guard_m_hat');
   const bound = b.op('Mul', [b.op('Mul', [mHat, b.reshape(range, [0, 0, 1], 'guard_range_row')], 'guard_bound_raw'), f32(1 + BOUND_SLACK, 'guard_bound_slack')], 'guard_bound');
   const within = b.op('Not', [b.op('Greater', [bound, f32(guard.budget, 'guard_budget')], 'guard_over')], 'guard_not_over');

@@ -1,0 +1,65 @@
+// A NaN in K or V reaches the guarded output exactly where it reaches the model's own (baseline) attention. The key
+// block summaries' ReduceMin / ReduceMax and V's range pass over a NaN in onnxruntime, so without a NaN carried into
+// the certificate a row that drops the NaN key (or its value) passes it, and its output is a number where the
+// model's is NaN. In onnxruntime, opset 21, against the float64 reference of the baseline, at n = 512, key 100 of
+// head 1 given a NaN channel (in K, or in V), on local inputs (no row falls back without the NaN), for the banded,
+// block-gathered and LSH guarded forms:
+//   - NaN wherever the reference is NaN;
+//   - NaN where the reference is a number only where the unguarded form is NaN too, or on a row that fell back: the
+//     banded form reads key 100 in the blocks of rows that mask it (rows 64..99 here), and the dense fallback rows
+//     read every key; both mask by adding -inf (NaN + -inf = NaN, 0 · NaN = NaN), as an additive mask does in
+//     onnxruntime. With a NaN key or value every row of its head that drops a key falls back (no bound);
+//   - every other output within the budget plus float32 rounding.
+
+import { type AttentionParams, type AttentionSpec, causal, dense, intersect, lshBuckets, sinks, slidingWindow, topkBlocks, union } from '@attnopt/ir';
+import { describe, expect, it } from 'vitest';
+import { localInputs } from './helpers/guarded-inputs.js';
+import { buildBhsdSite, referenceBhsd, runBhsdSite, type Shape } from './helpers/bhsd-site.js';
+
+const N = 512;
+const D = 16;
+const BUDGET = 1e-3;
+const ROUNDING = 1e-4;
+const SHAPE: Shape = { B: 1, H: 2, Hkv: 2 };
+
+const params = (spec: AttentionSpec, baseline: AttentionSpec, budget?: number): AttentionParams => ({
+  numHeads: SHAPE.H,
+  kvNumHeads: SHAPE.Hkv,
+  headDim: D,
+  vHeadDim: D,
+  scale: 1 / Math.sqrt(D),
+  softcap: 0,
+  layout: 'bhsd',
+  spec,
+  ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline } } : {}),
+});
+
+const FORMS: [string, AttentionSpec, AttentionSpec][] = [
+  ['banded: causal ∩ (window 64 ∪ sinks 2)', intersect(causal(), union(slidingWindow(63, 0), sinks(2))), causal()],
+  ['block-gathered: top-k blocks (64, 2, quest) over a dense baseline', topkBlocks(64, 2, 'quest'), dense],
+  ['LSH: 2 rounds of 8 buckets over a dense baseline', lshBuckets(2, 8, 5), dense],
+];
+
+describe.each(FORMS)('guarded %s, a NaN in K or V', (_name, spec, baseline) => {
+  const model = buildBhsdSite(SHAPE, params(spec, baseline, BUDGET), { flags: true });
+  const unguarded = buildBhsdSite(SHAPE, params(spec, baseline));
+  it.each(['k', 'v'] as const)('a NaN in %s: NaN exactly where the baseline has it', async (where) => {
+    const x = localInputs(3, SHAPE.B, SHAPE.H, N, D);
+    x[where][(1 * N + 100) * D + 5] = Number.NaN;
+    const { y, flags } = await runBhsdSite(model, SHAPE, x, N, D);
+    const { y: yu } = await runBhsdSite(unguarded, SHAPE, x, N, D);
+    const ref = referenceBhsd(params(baseline, baseline), SHAPE, x, N);
+    let nan = 0;
+    let worst = 0;
+    const at = (t: number) => `coordinate ${t} (head ${Math.floor(t / (N * D))}, row ${Math.floor(t / D) % N})`;
+    ref.forEach((r, t) => {
+      if (Number.isNaN(r)) {
+        expect(y[t], at(t)).toBeNaN();
+        nan++;
+      } else if (Number.isNaN(y[t]!) && flags![Math.floor(t / D)] !== 1) expect(yu[t], `${at(t)}: NaN, the reference ${r}, kept sparse`).toBeNaN();
+      else if (!Number.isNaN(y[t]!)) worst = Math.max(worst, Math.abs(y[t]! - r));
+    });
+    expect(nan).toBeGreaterThan(0);
+    expect(worst).toBeLessThanOrEqual(BUDGET + ROUNDING);
+  }, 60_000);
+});
