@@ -78,7 +78,10 @@ export interface VerifyReport {
   /** Median time of one run of the original, summed over samples. */
   readonly msOriginal: number;
   readonly msOptimized: number;
-  /** The max-abs error the optimized model's metadata certifies per site (0 for exact), or null when absent. */
+  /**
+   * The largest max-abs error the optimized model's metadata states per site (0 for exact; guarded sites hold it on
+   * every input, statistical ones on their calibration data: the key keeps its name `certified`), or null when absent.
+   */
   readonly certified: number | null;
   /** The thresholds judged (the tolerance only when there is no certificate), as given or by default. */
   readonly thresholds: VerifyThresholds;
@@ -87,7 +90,7 @@ export interface VerifyReport {
   /** Whether the optimized model passed: within its certificate (or the tolerance) and every threshold. */
   readonly passed: boolean;
   /**
-   * Whether every output stayed within the certified error plus float rounding: each output's `rounding`
+   * Whether every output stayed within the stated error (`certified`) plus float rounding: each output's `rounding`
    * (1e-5 for float32 / float64 outputs, 4e-3 (8 ulps near 1) for float16, 0 for integers) as atol and rtol,
    * plus, in onnxruntime, the original's own drift under graph optimizations (a measured floor of how much
    * the same model moves when only the order of its float operations changes). Judged on the as-written
@@ -120,7 +123,7 @@ export interface VerifyOptions {
 
 
 
-/** The certified bound recorded by `optimize` in the model's metadata, or null. */
+/** The largest per-site error bound `optimize` recorded in the model's metadata (`attnopt.certified`), or null. */
 export function certifiedBound(model: AttnoptModel): number | null {
   const entry = model.proto.metadataProps?.find((e) => e.key === CERTIFIED_METADATA);
   if (entry?.value === undefined) return null;
@@ -457,7 +460,7 @@ const fmt = (x: number) => x.toPrecision(3);
 /** Every threshold an output missed, in words. */
 function judge(outputs: readonly OutputComparison[], certified: number | null, withinCertified: boolean | null, t: VerifyThresholds): string[] {
   const failures: string[] = [];
-  if (withinCertified === false) failures.push(`an output differs by more than the certified ${fmt(certified ?? 0)} (plus float rounding and the original's drift)`);
+  if (withinCertified === false) failures.push(`an output differs by more than the stated max error ${fmt(certified ?? 0)} (plus float rounding and the original's drift)`);
   for (const o of outputs) {
     const err = o.asWrittenMaxAbsError ?? o.maxAbsError;
     if (t.tolerance !== undefined) {
