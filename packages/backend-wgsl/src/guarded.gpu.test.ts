@@ -265,6 +265,27 @@ describe('guarded WGSL kernel', () => {
     await expect(runGuardedAttention(rt, { ...p, layout: 'packed-qkv' }, { q: t([1, 5, 24]), k: t([1, 5, 2, 4]) }, { epsilon: 0.1 })).rejects.toThrow(/packed-qkv takes Q alone/);
   });
 
+  // a NaN channel in key 48 (or in its value), head 1: the model's attention is NaN on every row that sees key 48
+  // (48 on, causal; in V only that channel). Rows 81 on drop it (window 32 + sinks 2): their certificate must say
+  // no bound, so they are recomputed and NaN exactly where the reference is. (Key 48 opens a segment of 16, and the
+  // kernel skips keys a row masks without reading them.)
+  it.each(['k', 'v'] as const)('a NaN in %s: NaN exactly where the reference has it', async (where) => {
+    const n = 200;
+    const d = 16;
+    const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: d, vHeadDim: d, scale: 0.25, softcap: 0, layout: 'bhsd', spec: union(slidingWindow(32, 0), sinks(2)) };
+    const x = inputs('natural', n, d, 2, 9, 0.25);
+    x[where].data[(n + 48) * d + 3] = Number.NaN;
+    const got = await runGuardedAttention(rt, params, { q: f32(x.q), k: f32(x.k), v: f32(x.v) }, { epsilon: 1e-3, modelMask: causal(), block: 16 });
+    const ref = referenceAttention({ ...params, spec: causal() }, x).y.data;
+    let nan = 0;
+    ref.forEach((r, t) => {
+      expect(Number.isNaN(got.y[t]!), `coordinate ${t}: ${got.y[t]} against ${r}`).toBe(Number.isNaN(r));
+      if (Number.isNaN(r)) nan++;
+      else expect(Math.abs(got.y[t]! - r)).toBeLessThanOrEqual(1e-3 + TOL.atol + TOL.rtol * Math.abs(r));
+    });
+    expect(nan).toBe((n - 48) * (where === 'k' ? d : 1));
+  });
+
   it('metadata records the tier, the budget and the summaries', () => {
     expect(guardInfo({ epsilon: 0.01, modelMask: causal() })).toMatchObject({ tier: 'guarded', epsilon: 0.01, block: 64, modelMask: causal() });
   });
