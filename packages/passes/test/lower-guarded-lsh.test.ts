@@ -17,7 +17,7 @@ import { guardFallsBack, keptLogSumExp, lshDroppedMass, lshHeadGroups, lshRoundL
 import { type AttentionParams, type AttentionSpec, attentionNode, causal, dense, Graph, intersect, intervals, type Lsh, lshBuckets, lshRows, SplitMix64, tensorType, Value } from '@attnopt/ir';
 import { describe, expect, it } from 'vitest';
 import { cannotLower } from '../src/lower/index.js';
-import type { QKV } from './helpers/guarded-inputs.js';
+import { clusteredInputs, type QKV } from './helpers/guarded-inputs.js';
 import { buildBhsdSite, f32, maxAbsDiff, referenceBhsd, runBhsdSite, type Shape } from './helpers/bhsd-site.js';
 
 const N = 1024;
@@ -47,23 +47,8 @@ const build = buildBhsdSite;
 const run = (model: Uint8Array, shape: Shape, x: QKV, kvLength?: number[]) => runBhsdSite(model, shape, x, N, D, kvLength);
 const reference = (shape: Shape, x: QKV, kvLength?: number[], baseline: AttentionSpec = dense) => referenceBhsd(params(shape, baseline), shape, x, N, kvLength);
 
-/**
- * Clustered q and k (what LSH is for): 8 clusters along orthogonal directions 8 e_c, each token in a random cluster,
- * noise 0.1 per channel; a query attends (peaked) to its cluster's keys wherever they are. V uniform in [-1, 1].
- */
-function clustered(seed: number, shape: Shape = ONE): QKV {
-  const rng = new SplitMix64(seed);
-  const u = () => rng.nextFloat() * 2 - 1;
-  const rows = (heads: number) => {
-    const t = new Float64Array(shape.B * heads * N * D);
-    for (let r = 0; r < shape.B * heads * N; r++) {
-      const c = Math.floor(rng.nextFloat() * 8);
-      for (let d = 0; d < D; d++) t[r * D + d] = (d === c ? 8 : 0) + 0.1 * u();
-    }
-    return t;
-  };
-  return { q: rows(shape.H), k: rows(shape.Hkv), v: Float64Array.from({ length: shape.B * shape.Hkv * N * D }, u) };
-}
+/** Clustered q and k (helpers/guarded-inputs.ts: what LSH is for), at this file's N and D. */
+const clustered = (seed: number, shape: Shape = ONE): QKV => clusteredInputs(seed, shape.B, shape.H, shape.Hkv, N, D);
 
 /** Independent uniform q, k in [-1, 1]: diffuse attention, every bucket carries mass. */
 function diffuse(seed: number, shape: Shape = ONE): QKV {

@@ -141,6 +141,7 @@ function guardedLshBucketsAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
     ? reduce('ReduceMax', b.op('Where', [oneHot, b.unsqueeze(dist2, [4], 'guard_lsh_dist2_g', 4), zero], 'guard_lsh_dist2_masked'), [3], 'guard_lsh_r2')
     : scatter(zeros4, hk, dist2, 'max', 'guard_lsh_r2');
   const radius = b.op('Sqrt', [r2], 'guard_lsh_radius'); // [B, H, R, G]
+  const centerChecked = withNanCarrier(b, x, center, dist2, [2, 3]);
 
   // per round: the buckets the row does not share, counted [B, H, R, S, G]; log B_r; log B = min over rounds
   const own = b.cast(b.op('Equal', [b.unsqueeze(hq, [4], 'guard_lsh_q_bucket_col', 4), bucketIndex], 'guard_lsh_own_bucket'), 'f32', 'guard_lsh_own_bucket_f');
@@ -151,7 +152,7 @@ function guardedLshBucketsAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
   const droppedKeys = b.op('Not', [shared], 'guard_lsh_not_shared');
   const droppedBase = baseKeys ? b.op('And', [baseKeys, droppedKeys], 'guard_lsh_dropped_keys') : droppedKeys;
   const dropsSome = () => b.cast(reduce('ReduceMax', b.cast(droppedBase, 'f32', 'guard_lsh_dropped_keys_f'), [3], 'guard_lsh_drops_any_f'), 'bool', 'guard_lsh_drops_some');
-  return certifiedFromGroups(b, x, { kmin, kmax, center, radius, dropped, y, maxLogit, maxProb, dropsSome, S, T, zero });
+  return certifiedFromGroups(b, x, { kmin, kmax, center: centerChecked, radius, dropped, y, maxLogit, maxProb, dropsSome, S, T, zero });
 }
 
 /**
@@ -196,7 +197,9 @@ function guardedLshChunkedAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
   const kmax = reduce('ReduceMax', chunks, [4], 'guard_lsh_kmax');
   const center = b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_lsh_box_sum'), f32(0.5, 'guard_lsh_half')], 'guard_lsh_center_raw');
   const diff = b.op('Sub', [chunks, b.unsqueeze(center, [4], 'guard_lsh_center_rows', 5)], 'guard_lsh_k_minus_center');
-  const radius = b.op('Sqrt', [reduce('ReduceMax', reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_lsh_sq'), [5], 'guard_lsh_dist2'), [4], 'guard_lsh_r2')], 'guard_lsh_radius'); // [B, H, R, nC]
+  const dist2 = reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_lsh_sq'), [5], 'guard_lsh_dist2'); // [B, H, R, nC, c]
+  const radius = b.op('Sqrt', [reduce('ReduceMax', dist2, [4], 'guard_lsh_r2')], 'guard_lsh_radius'); // [B, H, R, nC]
+  const centerChecked = withNanCarrier(b, x, center, dist2, [2, 3, 4]);
 
   // dropped keys per row, round and chunk [B, H, R, S, nC]: every chunk but the row's own and the one before
   const chunkIndex = b.op('Range', [i64(0, 'guard_lsh_t0'), nC, i64(1, 'guard_lsh_t1')], 'guard_lsh_chunk_index');
@@ -221,7 +224,19 @@ function guardedLshChunkedAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
   const keptCount = b.reshape(parts.keptKeys(), [0, 0, -1], 'guard_lsh_kept_count');
   const dropsSome = () => b.op('Less', [b.op('Add', [keptCount, f32(0.5, 'guard_lsh_half_key')], 'guard_lsh_kept_count_up'), baseCount], 'guard_lsh_drops_some');
   // guardedFromLogB reads log Z_S as the largest kept logit minus the log of its probability: here log Z_S - log 1
-  return certifiedFromGroups(b, x, { kmin, kmax, center, radius, dropped, y: parts.y, maxLogit: logZ, maxProb: f32(1, 'guard_lsh_unit_prob'), keepsSome, dropsSome, S, T, zero });
+  return certifiedFromGroups(b, x, { kmin, kmax, center: centerChecked, radius, dropped, y: parts.y, maxLogit: logZ, maxProb: f32(1, 'guard_lsh_unit_prob'), keepsSome, dropsSome, S, T, zero });
+}
+
+/**
+ * The groups' centres [B, H, R, G, D] with a NaN carried in from the keys' distances `dist2` (reduced over `axes`
+ * down to [B, H]): ReduceMin / ReduceMax and ScatterElements min / max pass over a NaN key, a sum does not, so a
+ * NaN (or infinite) key makes every centre of its head NaN, q . c NaN, and every row of the head that drops a key
+ * fall back (see guardedScoreBound; per head here, not per group: the groups are scattered).
+ */
+function withNanCarrier(b: NodeBuilder, x: GuardedSite, center: Value, dist2: Value, axes: number[]): Value {
+  const { f32, reduce } = guardOps(b, x);
+  const carrier = b.op('Mul', [reduce('ReduceSum', dist2, axes, 'guard_lsh_dist2_sum'), f32(0, 'guard_lsh_nan_zero')], 'guard_lsh_nan_carrier_bh');
+  return b.op('Add', [center, b.reshape(carrier, [0, 0, 1, 1, 1], 'guard_lsh_nan_carrier')], 'guard_lsh_center_checked');
 }
 
 /** Per round, group summaries [B, H, R, G, D] (radius [B, H, R, G]) and the keys each row drops per group. */

@@ -1,5 +1,5 @@
 // Inputs of the guarded-lowering tests, bhsd [B, H, N, D] in float64: rotary-like features peaked at the query (local
-// attention), with a little noise on the keys, and uniform V in [-1, 1].
+// attention), with a little noise on the keys, and uniform V in [-1, 1]; clustered q and k (what LSH is for).
 
 import { SplitMix64 } from '@attnopt/ir';
 
@@ -22,6 +22,25 @@ export function localInputs(seed: number, B: number, H: number, N: number, D: nu
   }
   const v = Float64Array.from({ length: B * H * N * D }, () => rng.nextFloat() * 2 - 1);
   return { q, k, v };
+}
+
+/**
+ * Clustered q and k (what LSH is for): 8 clusters along orthogonal directions 8 e_c (D >= 8), each token in a random
+ * cluster, noise 0.1 per channel; a query attends (peaked) to its cluster's keys wherever they are. Q has H heads, K
+ * and V Hkv. V uniform in [-1, 1].
+ */
+export function clusteredInputs(seed: number, B: number, H: number, Hkv: number, N: number, D: number): QKV {
+  const rng = new SplitMix64(seed);
+  const u = () => rng.nextFloat() * 2 - 1;
+  const rows = (heads: number) => {
+    const t = new Float64Array(B * heads * N * D);
+    for (let r = 0; r < B * heads * N; r++) {
+      const c = Math.floor(rng.nextFloat() * 8);
+      for (let d = 0; d < D; d++) t[r * D + d] = (d === c ? 8 : 0) + 0.1 * u();
+    }
+    return t;
+  };
+  return { q: rows(H), k: rows(Hkv), v: Float64Array.from({ length: B * Hkv * N * D }, u) };
 }
 
 /**
