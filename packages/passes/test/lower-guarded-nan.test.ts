@@ -12,10 +12,11 @@
 //     onnxruntime. With a NaN key or value every row of its head that drops a key falls back (no bound);
 //   - every other output within the budget plus float32 rounding.
 
-import { type AttentionParams, type AttentionSpec, causal, dense, intersect, lshBuckets, sinks, slidingWindow, topkBlocks, union } from '@attnopt/ir';
+import { type AttentionSpec, causal, dense, intersect, lshBuckets, sinks, slidingWindow, topkBlocks, union } from '@attnopt/ir';
 import { describe, expect, it } from 'vitest';
 import { clusteredInputs, localInputs, type QKV } from './helpers/guarded-inputs.js';
 import { buildBhsdSite, referenceBhsd, runBhsdSite, type Shape } from './helpers/bhsd-site.js';
+import { guardedSiteParams } from './helpers/guarded-params.js';
 
 const N = 512;
 const D = 16;
@@ -23,17 +24,7 @@ const BUDGET = 1e-3;
 const ROUNDING = 1e-4;
 const SHAPE: Shape = { B: 1, H: 2, Hkv: 2 };
 
-const params = (spec: AttentionSpec, baseline: AttentionSpec, budget?: number): AttentionParams => ({
-  numHeads: SHAPE.H,
-  kvNumHeads: SHAPE.Hkv,
-  headDim: D,
-  vHeadDim: D,
-  scale: 1 / Math.sqrt(D),
-  softcap: 0,
-  layout: 'bhsd',
-  spec,
-  ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline } } : {}),
-});
+const params = (spec: AttentionSpec, baseline: AttentionSpec, budget?: number) => guardedSiteParams(SHAPE.H, D, spec, budget, baseline);
 
 const local = (): QKV => localInputs(3, SHAPE.B, SHAPE.H, N, D);
 const clustered = (): QKV => clusteredInputs(3, SHAPE.B, SHAPE.H, SHAPE.Hkv, N, D);

@@ -315,6 +315,24 @@ describe.each(BACKENDS)('guarded %s kernel, rotary-like local attention', (backe
 });
 
 describe.each(BACKENDS)('guarded %s kernel, a NaN key or value', (backend) => {
+  const n = 200;
+  const d = 16;
+  const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: d, vHeadDim: d, scale: 0.25, softcap: 0, layout: 'bhsd', spec: union(slidingWindow(32, 0), sinks(2)) };
+  /** The guarded run on local inputs with `poison` applied, checked against the reference; its NaN count and fallback rows. */
+  const run = (poison: (x: ReturnType<typeof inputs>) => void) => {
+    const x = inputs('local', n, d, 2, 9, 0.25);
+    poison(x);
+    const got = compileAttention(params, { backend, blockQ: 16, blockK: 16, guard: { epsilon: 1e-3, modelMask: causal() } }).runGuarded(x);
+    const want = referenceAttention({ ...params, spec: causal() }, x).y.data;
+    let nan = 0;
+    want.forEach((w, t) => {
+      expect(Number.isNaN(got.y[t]!), `coordinate ${t}`).toBe(Number.isNaN(w));
+      if (Number.isNaN(w)) nan++;
+      else expect(Math.abs(got.y[t]! - w)).toBeLessThanOrEqual(1e-3 + TOL.atol + TOL.rtol * Math.abs(w));
+    });
+    return { nan, fallbackRows: got.fallbackRows };
+  };
+
   // key 48 (the first of a key block of 16) has a NaN channel: dense attention is NaN on every row that sees it
   // (48 on, causal). Rows 48..80 keep it in their window (NaN from the sparse form); rows from 81 on drop it, and
   // their certificate must say no bound (the segment's summary is NaN), so they are recomputed: NaN exactly where
@@ -322,21 +340,10 @@ describe.each(BACKENDS)('guarded %s kernel, a NaN key or value', (backend) => {
   // NaN too, as adding a mask to its score does in onnxruntime: the key opens a block here, so only rows that see
   // it or drop it read its block.)
   it('falls back on every row that drops it', () => {
-    const n = 200;
-    const d = 16;
-    const spec = union(slidingWindow(32, 0), sinks(2));
-    const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: d, vHeadDim: d, scale: 0.25, softcap: 0, layout: 'bhsd', spec };
-    const x = inputs('local', n, d, 2, 9, 0.25);
-    for (let h = 0; h < 2; h++) x.k.data[(h * n + 48) * d + 3] = Number.NaN;
-    const got = compileAttention(params, { backend, blockQ: 16, blockK: 16, guard: { epsilon: 1e-3, modelMask: causal() } }).runGuarded(x);
-    const want = referenceAttention({ ...params, spec: causal() }, x).y.data;
-    let nan = 0;
-    want.forEach((w, t) => {
-      expect(Number.isNaN(got.y[t]!), `coordinate ${t}`).toBe(Number.isNaN(w));
-      if (Number.isNaN(w)) nan++;
-      else expect(Math.abs(got.y[t]! - w)).toBeLessThanOrEqual(1e-3 + TOL.atol + TOL.rtol * Math.abs(w));
+    const got = run((x) => {
+      for (let h = 0; h < 2; h++) x.k.data[(h * n + 48) * d + 3] = Number.NaN;
     });
-    expect(nan).toBe(2 * (n - 48) * d);
+    expect(got.nan).toBe(2 * (n - 48) * d);
     expect(got.fallbackRows).toBeGreaterThanOrEqual(2 * (n - 81));
   });
 
@@ -344,21 +351,10 @@ describe.each(BACKENDS)('guarded %s kernel, a NaN key or value', (backend) => {
   // that drop it must not pass their certificate on a range that skipped the NaN: R is NaN, every row of the head
   // is recomputed, and the output is NaN exactly where the reference is.
   it('a NaN value: NaN exactly where the reference has it', () => {
-    const n = 200;
-    const d = 16;
-    const spec = union(slidingWindow(32, 0), sinks(2));
-    const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: d, vHeadDim: d, scale: 0.25, softcap: 0, layout: 'bhsd', spec };
-    const x = inputs('local', n, d, 2, 9, 0.25);
-    x.v.data[(n + 48) * d + 3] = Number.NaN; // head 1 only
-    const got = compileAttention(params, { backend, blockQ: 16, blockK: 16, guard: { epsilon: 1e-3, modelMask: causal() } }).runGuarded(x);
-    const want = referenceAttention({ ...params, spec: causal() }, x).y.data;
-    let nan = 0;
-    want.forEach((w, t) => {
-      expect(Number.isNaN(got.y[t]!), `coordinate ${t}`).toBe(Number.isNaN(w));
-      if (Number.isNaN(w)) nan++;
-      else expect(Math.abs(got.y[t]! - w)).toBeLessThanOrEqual(1e-3 + TOL.atol + TOL.rtol * Math.abs(w));
+    const got = run((x) => {
+      x.v.data[(n + 48) * d + 3] = Number.NaN; // head 1 only
     });
-    expect(nan).toBe(n - 48);
+    expect(got.nan).toBe(n - 48);
   });
 });
 
