@@ -265,15 +265,18 @@ describe('guarded WGSL kernel', () => {
     await expect(runGuardedAttention(rt, { ...p, layout: 'packed-qkv' }, { q: t([1, 5, 24]), k: t([1, 5, 2, 4]) }, { epsilon: 0.1 })).rejects.toThrow(/packed-qkv takes Q alone/);
   });
 
-  // a NaN channel in key 48 (or in its value), head 1: the model's attention is NaN on every row that sees key 48
-  // (48 on, causal; in V only that channel). Rows 81 on drop it (window 32 + sinks 2): their certificate must say
-  // no bound, so they are recomputed and NaN exactly where the reference is. (Key 48 opens a segment of 16, and the
-  // kernel skips keys a row masks without reading them.)
+  // a NaN channel in key 48 (or in its value), head 1, on sink-dominated local inputs (without it no row falls
+  // back: checked): the model's attention is NaN on every row that sees key 48 (48 on, causal; in V only that
+  // channel). Rows 81 on drop it (window 32 + sinks 2): their certificate must say no bound, so they are recomputed
+  // and NaN exactly where the reference is. lavapipe's min / max pass over a NaN, so the summaries and R test their
+  // values' bits. (Key 48 opens a segment of 16, and the kernel skips keys a row masks without reading them.)
   it.each(['k', 'v'] as const)('a NaN in %s: NaN exactly where the reference has it', async (where) => {
     const n = 200;
     const d = 16;
     const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: d, vHeadDim: d, scale: 0.25, softcap: 0, layout: 'bhsd', spec: union(slidingWindow(32, 0), sinks(2)) };
-    const x = inputs('natural', n, d, 2, 9, 0.25);
+    const x = adversarialHeads('sinkLocal', { n, d, heads: 2, seed: 9, scale: 0.25 });
+    const clean = await runGuardedAttention(rt, params, { q: f32(x.q), k: f32(x.k), v: f32(x.v) }, { epsilon: 1e-3, modelMask: causal(), block: 16 });
+    expect(clean.fallbackRows).toBe(0); // without the NaN the certificate passes every row
     x[where].data[(n + 48) * d + 3] = Number.NaN;
     const got = await runGuardedAttention(rt, params, { q: f32(x.q), k: f32(x.k), v: f32(x.v) }, { epsilon: 1e-3, modelMask: causal(), block: 16 });
     const ref = referenceAttention({ ...params, spec: causal() }, x).y.data;

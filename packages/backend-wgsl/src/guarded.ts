@@ -1,15 +1,17 @@
 // The guarded attention kernels for WebGPU: a sparse key set whose error is checked at run time, per query
 // row, with the exact fallback inside the shader (BOUNDS.md (b')). Three programs in one compute pass:
 //   guard_summaries   one thread per (kv head, key segment): per channel min / max of K, the mean key
-//                     (center) and the largest distance from it (radius);
-//   guard_value_range one thread per kv head: R, the largest range of one V column over the keys;
+//                     (center) and the largest distance from it (radius; -1 where a key is NaN or infinite,
+//                     told from its bits: WGSL leaves min / max of NaN to the implementation);
+//   guard_value_range one thread per kv head: R, the largest range of one V column over the keys (-1 likewise);
 //   guarded_attention one thread per (query head, query row):
 //     1. online softmax over the sparse keys (spec ∩ model mask): running max m, sum Z_S, accumulator;
 //     2. B = Σ over segments holding dropped keys (model mask \ spec) of
 //           count · e^(min(Quest, ball) · scale [softcap] - m),  Quest = Σ_c max(q_c lo_c, q_c hi_c),
 //           ball = q · center + ||q|| radius;  m_hat = B (1 + 2^-10) / (Z_S + B (1 + 2^-10));
-//     3. when not (epsilon >= m_hat · R), or when the row keeps no key but drops one: the row again, densely
-//        over the model mask, and the fallback counter (an atomic) counts it.
+//     3. when not (epsilon >= m_hat · R), when a segment it drops keys from or V has no bound (-1), or when the
+//        row keeps no key but drops one: the row again, densely over the model mask, and the fallback counter
+//        (an atomic) counts it.
 //   The certificate per row goes to CERT, the fallback count to COUNTER[0].
 // Scope: f32 or f16 storage of Q, K, V and Y (f32 arithmetic, summaries and certificates), every layout (bhsd,
 // bshd, bsd, packed-qkv: Q, K, V and Y read and written through element strides per (batch, head, row), uniforms
@@ -67,7 +69,16 @@ function strideUniforms(name: string, st: Strides): Record<string, number> {
   return { [`${name}_base`]: st.base, [`${name}_sb`]: st.sb, [`${name}_sh`]: st.sh, [`${name}_ss`]: st.ss };
 }
 
-/** Per (kv head, segment) summaries of K stored in `dtype` (computed in f32). */
+/**
+ * WGSL: whether an f32 is NaN or infinite, from its bits (WGSL leaves min / max / comparisons of NaN to the
+ * implementation: lavapipe's min / max pass over a NaN, so the summaries and R would hide one).
+ */
+const NOT_FINITE = 'fn not_finite(x: f32) -> bool {\n  return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;\n}';
+
+/**
+ * Per (kv head, segment) summaries of K stored in `dtype` (computed in f32); a segment holding a NaN or infinite key
+ * gets radius -1, read by the certificate as no bound.
+ */
 export function guardSummariesProgram(dtype: StorageDType = 'f32'): WgslProgram {
   const b = new ShaderBuilder('guard_summaries');
   if (dtype === 'f16') b.enableF16();
@@ -85,6 +96,7 @@ export function guardSummariesProgram(dtype: StorageDType = 'f32'): WgslProgram 
   let j0 = SEG[s];
   let j1 = SEG[s + 1u];
   let rec = idx * (3u * u.d + 1u);
+  var bad = false;
   for (var c = 0u; c < u.d; c++) {
     var lo = f32(K[${rowAt('k', 'bt', 'g', 'j0')} + c]);
     var hi = lo;
@@ -94,6 +106,7 @@ export function guardSummariesProgram(dtype: StorageDType = 'f32'): WgslProgram 
       lo = min(lo, x);
       hi = max(hi, x);
       sum += x;
+      if (not_finite(x)) { bad = true; }
     }
     SUM[rec + c] = lo;
     SUM[rec + u.d + c] = hi;
@@ -108,11 +121,12 @@ export function guardSummariesProgram(dtype: StorageDType = 'f32'): WgslProgram 
     }
     r2 = max(r2, s2);
   }
-  SUM[rec + 3u * u.d] = sqrt(r2) * ${1 + 2 ** -20};`;
+  SUM[rec + 3u * u.d] = select(sqrt(r2) * ${1 + 2 ** -20}, -1.0, bad);`;
+  b.declare(NOT_FINITE);
   return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [dtype] });
 }
 
-/** Per kv head, the largest range of one V column, V stored in `dtype`. */
+/** Per kv head, the largest range of one V column, V stored in `dtype`; -1 (no bound) where V holds a NaN or infinity. */
 export function guardValueRangeProgram(dtype: StorageDType = 'f32'): WgslProgram {
   const b = new ShaderBuilder('guard_value_range');
   if (dtype === 'f16') b.enableF16();
@@ -125,17 +139,21 @@ export function guardValueRangeProgram(dtype: StorageDType = 'f32'): WgslProgram
   let bt = idx / u.kv_heads;
   let g = idx % u.kv_heads;
   var best = 0.0;
+  var bad = false;
   for (var c = 0u; c < u.dv; c++) {
     var lo = f32(V[${rowAt('v', 'bt', 'g', '0u')} + c]);
     var hi = lo;
+    if (not_finite(lo)) { bad = true; }
     for (var j = 1u; j < u.nk; j++) {
       let x = f32(V[${rowAt('v', 'bt', 'g', 'j')} + c]);
       lo = min(lo, x);
       hi = max(hi, x);
+      if (not_finite(x)) { bad = true; }
     }
     best = max(best, hi - lo);
   }
-  R[idx] = best;`;
+  R[idx] = select(best, -1.0, bad);`;
+  b.declare(NOT_FINITE);
   return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [dtype] });
 }
 
@@ -250,6 +268,8 @@ export function guardedAttentionProgram(cfg: {
 ${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, past_of(qh), qh, kh))')}
   // 2. the certificate of the dropped keys, segment by segment
   var bsum = 0.0;
+  var broken = false;
+  var drops = false;
   for (var sg = 0u; sg < u.nseg; sg++) {
     var cnt = 0u;
     var maxb = -3.0e38;
@@ -260,7 +280,10 @@ ${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, past_of(qh), qh, kh))'
       }
     }
     if (cnt == 0u) { continue; }
+    drops = true;
     let rec = (kh * u.nseg + sg) * ${3 * d + 1}u;
+    // radius -1: the segment holds a NaN or infinite key (no bound)
+    if (SUM[rec + ${3 * d}u] < 0.0) { broken = true; }
     var quest = 0.0;
     var ball = 0.0;
     for (var c = 0u; c < ${d}u; c++) {
@@ -278,7 +301,9 @@ ${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, past_of(qh), qh, kh))'
   CERT[idx] = mhat;
   // 3. the exact row when the bound exceeds the budget, or when no sparse key is left but a dropped one is (the
   //    sparse output, 0, is then no convex combination of V and m_hat · R bounds nothing)
-  if (!(${f(epsilon)} >= mhat * R[kh]) || (z == 0.0 && bsum > 0.0)) {
+  // R -1: V holds a NaN or infinity (no bound for a row that drops a key)
+  if (drops && R[kh] < 0.0) { broken = true; }
+  if (broken || !(${f(epsilon)} >= mhat * R[kh]) || (z == 0.0 && bsum > 0.0)) {
     atomicAdd(&COUNTER[0], 1u);
     m = -3.0e38;
     l = 0.0;

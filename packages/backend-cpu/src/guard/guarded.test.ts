@@ -29,7 +29,7 @@ import {
   union,
 } from '@attnopt/ir';
 import { compareArrays, dataLeafResolver, fromBhsd, referenceAttention, type Tensor64 } from '@attnopt/reference';
-import { seededValues } from '@attnopt/properties';
+import { adversarialHeads, seededValues } from '@attnopt/properties';
 import { compileAttention, type CpuBoolTensor, CpuWorkerPool } from '../index.js';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -56,6 +56,9 @@ const f32 = (shape: number[], data: Float64Array): Tensor64 => ({ shape, data: d
 
 /** Q, K, V [1, H, n, d] (bhsd) of one input family. */
 function inputs(family: Family, n: number, d: number, H: number, seed: number, scale: number) {
+  // the attention-sink pattern: every query points along one direction u, key 0 lies along u and is 16x longer than
+  // the content keys (random in [-1, 1]); each query also leans towards its own key
+  if (family === 'local') return adversarialHeads('sinkLocal', { n, d, heads: H, seed, scale });
   const q = seededValues(seed * 3 + 1, H * n * d, 1);
   const k = seededValues(seed * 3 + 2, H * n * d, 1);
   const v = seededValues(seed * 3 + 3, H * n * d, 2);
@@ -86,28 +89,10 @@ function inputs(family: Family, n: number, d: number, H: number, seed: number, s
       }
     } else if (family === 'equalKeys') {
       for (let i = 1; i < n; i++) for (let c = 0; c < d; c++) k[at(h, i) + c] = k[at(h, 0) + c]!;
-    } else if (family === 'local') {
-      // the attention-sink pattern: every query points along one direction u, key 0 lies along u and is 16x
-      // longer than the content keys (random in [-1, 1]); each query also leans towards its own key
-      localInputs(q, k, h, n, d, scale);
     }
   }
   const shape = [1, H, n, d];
   return { q: f32(shape, q), k: f32(shape, k), v: f32(shape, v) };
-}
-
-/** Sink-dominated local attention (see the 'local' family), in place on head h of q and k. */
-function localInputs(q: Float64Array, k: Float64Array, h: number, n: number, d: number, scale: number): void {
-  const u = seededValues(h + 99, d, 1);
-  const norm = Math.hypot(...u);
-  const A = 2.5 / scale; // the sink logit: scale · A · 16 = 40
-  for (let i = 0; i < n; i++) {
-    for (let c = 0; c < d; c++) {
-      const x = (h * n + i) * d + c;
-      q[x] = (A * u[c]!) / norm + 0.5 * k[x]! + 0.1 * q[x]!;
-      if (i === 0) k[x] = (16 * u[c]!) / norm;
-    }
-  }
 }
 
 const problem: fc.Arbitrary<Problem> = fc

@@ -8,12 +8,16 @@
 //               every query prefers;
 //   sinkMass    the same with key 0, the sink, so that a form with sinks keeps most of the mass;
 //   logits80    q and k of equal magnitude sqrt(80 / (scale d)) per channel: logits up to 80;
-//   equalKeys   every key equals key 0 (uniform attention).
+//   equalKeys   every key equals key 0 (uniform attention);
+//   sinkLocal   the attention-sink pattern, not adversarial: every query points along one direction u (A = 2.5 /
+//               scale along it), key 0 lies along u 16x longer than the content keys (its logit 40), and each query
+//               leans towards its own key: local attention whose mass sits on the sink, where a guarded window with
+//               sinks recomputes no row (so a test sees its certificate pass).
 
 import type { Tensor64 } from '@attnopt/reference';
 import { seededValues } from './attention-inputs.js';
 
-export const ADVERSARIAL_HEAD_FAMILIES = ['natural', 'repeated', 'outlier', 'sinkMass', 'logits80', 'equalKeys'] as const;
+export const ADVERSARIAL_HEAD_FAMILIES = ['natural', 'repeated', 'outlier', 'sinkMass', 'logits80', 'equalKeys', 'sinkLocal'] as const;
 export type AdversarialHeadFamily = (typeof ADVERSARIAL_HEAD_FAMILIES)[number];
 
 export interface AdversarialHeadOptions {
@@ -57,6 +61,17 @@ export function adversarialHeads(family: AdversarialHeadFamily, o: AdversarialHe
       }
     } else if (family === 'equalKeys') {
       for (let i = 1; i < n; i++) for (let c = 0; c < d; c++) k[at(h, i) + c] = k[at(h, 0) + c]!;
+    } else if (family === 'sinkLocal') {
+      const u = seededValues(h + 99, d, 1);
+      const norm = Math.hypot(...u);
+      const A = 2.5 / scale;
+      for (let i = 0; i < n; i++) {
+        for (let c = 0; c < d; c++) {
+          const x = at(h, i) + c;
+          q[x] = (A * u[c]!) / norm + 0.5 * k[x]! + 0.1 * q[x]!;
+          if (i === 0) k[x] = (16 * u[c]!) / norm;
+        }
+      }
     }
   }
   const t = (data: Float64Array): Tensor64 => ({ shape: [1, H, n, d], data: data.map(Math.fround) });
