@@ -46,4 +46,13 @@ describe('adversarialHeads', () => {
     const e = adversarialHeads('equalKeys', o);
     for (let i = 1; i < 23; i++) expect(row(e.k, 1, i)).toEqual(row(e.k, 1, 0));
   });
+
+  it('sinkLocal: key 0 is 16 along one direction u per head, and every query leans towards u', () => {
+    const x = adversarialHeads('sinkLocal', o);
+    for (let h = 0; h < 2; h++) {
+      const sink = row(x.k, h, 0);
+      expect(Math.hypot(...sink)).toBeCloseTo(16, 4);
+      for (let i = 0; i < 23; i++) expect(row(x.q, h, i).reduce((a, v, c) => a + v * sink[c]!, 0)).toBeGreaterThan(0);
+    }
+  });
 });

@@ -316,16 +316,18 @@ function guardedFromLogRatio(b: NodeBuilder, x: GuardedSite, c: LogRatioInputs):
 
   // the output bound m_hat R per row, and the rows over the budget (NaN counts as over)
   const v32 = toF32(x.v, 'guard_v_f32');
+  const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
+  const kvLength4d = x.kvLength ? b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_lengths_4d') : undefined;
   // R, NaN where V holds a NaN (ReduceMin / ReduceMax pass over it; a sum times 0 does not): no bound, the head's
   // rows that drop a key fall back. Padding rows (at or past kvLength) are left out of the sum: no row reads them
   const rangeRaw = reduce('ReduceMax', b.op('Sub', [reduce('ReduceMax', v32, [2], 'guard_v_max', true), reduce('ReduceMin', v32, [2], 'guard_v_min', true)], 'guard_v_range_c'), [2, 3], 'guard_v_range_raw');
-  const vSum = x.kvLength
+  const vSum = kvLength4d
     ? reduce(
         'ReduceSum',
         b.op(
           'Where',
           [
-            b.op('Less', [b.reshape(b.op('Range', [i64(0, 'guard_v_r0'), T, i64(1, 'guard_v_r1')], 'guard_v_key_index'), [1, 1, -1, 1], 'guard_v_key_col'), b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_v_kv_length')], 'guard_v_valid'),
+            b.op('Less', [b.reshape(cols, [-1, 1], 'guard_v_key_col'), kvLength4d], 'guard_v_valid'),
             reduce('ReduceSum', v32, [3], 'guard_v_row_sum', true),
             f32(0, 'guard_v_padding_sum'),
           ],
@@ -352,9 +354,8 @@ function guardedFromLogRatio(b: NodeBuilder, x: GuardedSite, c: LogRatioInputs):
   // (no copy) keeps it from merging into the transpose that made K [B, H, T, D], which no MatMul can take
   const kRows = b.reshape(x.k, [0, 0, -1, x.headDim], 'guard_k_rows');
   const qk = b.op('MatMul', [qf, b.transpose(kRows, [0, 1, 3, 2], 'guard_k_t')], 'guard_qk');
-  const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
   const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
-  const notPadding = x.kvLength ? b.op('Less', [cols, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_fallback_kv_length')], 'guard_fallback_not_padding') : undefined;
+  const notPadding = kvLength4d ? b.op('Less', [cols, kvLength4d], 'guard_fallback_not_padding') : undefined;
   const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
   const yRows = b.op('MatMul', [fallbackSoftmax(b, x, x.score(qk, 'guard_scores'), keep), x.v], 'guard_y_rows');
   // a row with no key left (another batch's kvLength, a key bias -inf on every key) is all NaN: 0, the ONNX
