@@ -18,7 +18,7 @@
 // by 2-row x 4-key dot-product tiles over the head dim, the softmax of the strip in base 2 (one fast
 // exp2 per score), then O = α O + P V by 4-row x 8-column tiles over the keys.
 
-import { checkKernelShape, fullKernelShape, kernelCacheKey, type KernelShape, ROW_EMPTY, ROW_UNSET, scratchBytes } from './wasm/kernel-shape.js';
+import { checkKernelShape, fullKernelShape, kernelCacheKey, type KernelShape, MASKED, ROW_EMPTY, ROW_UNSET, scratchBytes } from './wasm/kernel-shape.js';
 import { wasmAttentionModule } from './wasm/wasm-attention.js';
 import { wasmGuardedModule } from './wasm/wasm-guard.js';
 import type { MaskSpec } from '@attnopt/ir';
@@ -67,7 +67,8 @@ return function attend(F, I, q, out, blocks, nBlocks, scratch, rows) {
         const kj = K + j * ${KS};
         let s = (${dot}) * ${scale};
         ${softcap > 0 ? `s = ${softcap} * Math.tanh(s / ${softcap});` : ''}
-        if (T !== 0) s += F[T + r * ${BK} + j];
+        // a masked key's score is MASKED whatever it read (a NaN padding key plus the mask would be NaN)
+        if (T !== 0) { const t = F[T + r * ${BK} + j]; s = t <= ${ROW_EMPTY} ? ${MASKED} : s + t; }
         F[sr + j] = s;
         if (s > mx) mx = s;
       }

@@ -341,6 +341,26 @@ describe.each(BACKENDS)('guarded %s kernel, a NaN key or value', (backend) => {
     });
     expect(got.nan).toBe(n - 48);
   });
+
+  // with a lengths input, keys and values at or past kvLength are padding (a KV cache's unwritten slots may hold
+  // anything): a NaN there reaches no row, fallback rows included
+  it.each(['k', 'v'] as const)('a NaN in padding %s: no row reads it', (where) => {
+    const kvLength = [n - 20];
+    const x = { ...inputs('natural', n, d, 2, 9, 0.25), kvLength };
+    const compiled = compileAttention(params, { backend, blockQ: 16, blockK: 16, guard: { epsilon: 1e-3, modelMask: causal() } });
+    const clean = compiled.runGuarded(x);
+    for (let h = 0; h < 2; h++) x[where].data[(h * n + n - 10) * d + 3] = Number.NaN;
+    const got = compiled.runGuarded(x);
+    expect(got.fallbackRows).toBe(clean.fallbackRows);
+    // the premise: some rows recomputed (they read every valid key), some kept sparse
+    expect(got.fallbackRows).toBeGreaterThan(0);
+    expect(got.fallbackRows).toBeLessThan(2 * n);
+    const want = referenceAttention({ ...params, spec: causal() }, x).y.data;
+    want.forEach((w, t) => {
+      expect(Number.isNaN(w), `reference coordinate ${t}`).toBe(false);
+      expect(Math.abs(got.y[t]! - w), `coordinate ${t}`).toBeLessThanOrEqual(1e-3 + TOL.atol + TOL.rtol * Math.abs(w));
+    });
+  });
 });
 
 describe('guarded top-k blocks (a data-dependent key set)', () => {

@@ -249,8 +249,18 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
     const target = b.op('Concat', [b.ints(`${what}_batch_heads`, [0, H]), seqHead], `${what}_heads_shape`, { axis: { type: 'int', value: 0n } });
     return b.op('Reshape', [grouped, target], `${what}_heads`);
   };
-  const kAll = repeat(presentK, D, 'k_rep');
-  const vAll = repeat(presentV, Dv, 'v_rep');
+  // a guarded site's keys and values at or past kvLength[b] (padding: a KV cache's unwritten slots may hold anything,
+  // NaN included) zeroed before any part reads them. The sparse rows, the certificate and the fallback rows mask
+  // padding after reading it (0 · NaN = NaN in P V); zeroed, every part reads it as a plain key and masks it. The
+  // present outputs keep what the inputs held
+  const unpadded = (x: Value, what: string): Value => {
+    if (!p.guard || kvLength === undefined) return x;
+    const at = b.op('Range', [b.scalar(`${what}_r0`, 'i64', 0), b.op('Gather', [b.op('Shape', [x], `${what}_shape`), b.scalar(`${what}_axis`, 'i64', 2)], `${what}_count`, { axis: { type: 'int', value: 0n } }), b.scalar(`${what}_r1`, 'i64', 1)], `${what}_index`);
+    const valid = b.op('Less', [b.reshape(at, [1, 1, -1, 1], `${what}_index_col`), b.reshape(kvLength, [-1, 1, 1, 1], `${what}_kv_length`)], `${what}_valid`);
+    return b.op('Where', [valid, x, b.scalar(`${what}_zero`, inferDtype(x) ?? dtype, 0)], what);
+  };
+  const kAll = repeat(unpadded(presentK, 'k_unpadded'), D, 'k_rep');
+  const vAll = repeat(unpadded(presentV, 'v_unpadded'), Dv, 'v_rep');
   const softmaxType: DType = p.softmaxPrecision ?? dtype;
   const plan = loweringPlan(node, options);
   if (plan.strategy !== 'dense' || isGuardedLsh(p)) {

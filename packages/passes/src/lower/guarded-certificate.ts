@@ -153,19 +153,8 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   // onnxruntime's ReduceMin / ReduceMax pass over a NaN key, its distance to the centre does not: the block's sum of
   // distances times 0 (NaN where the block holds a NaN or infinite key, else 0) joins the centre, so q . c and U are
   // NaN for that block and every row that drops any key falls back (a pass over [B, H, nKB, kb], not over K).
-  // Padding keys (at or past kvLength) are left out: whatever they hold, no row reads them
-  const validDist2 = x.kvLength
-    ? b.op(
-        'Where',
-        [
-          b.op('Less', [b.reshape(b.op('Range', [i64(0, 'guard_valid_r0'), paddedT, i64(1, 'guard_valid_r1')], 'guard_valid_key_index'), [1, 1, -1, kb], 'guard_valid_key_blocks'), b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_valid_kv_length')], 'guard_valid_key'),
-          dist2,
-          f32(0, 'guard_padding_dist2'),
-        ],
-        'guard_valid_dist2',
-      )
-    : dist2;
-  const nanCarrier = b.op('Mul', [reduce('ReduceSum', validDist2, [3], 'guard_dist2_sum', true), f32(0, 'guard_nan_zero')], 'guard_nan_carrier');
+  // Padding keys (at or past kvLength) arrive zeroed (attention.ts): whatever the input held there, no row reads it
+  const nanCarrier = b.op('Mul', [reduce('ReduceSum', dist2, [3], 'guard_dist2_sum', true), f32(0, 'guard_nan_zero')], 'guard_nan_carrier');
   const tr = (t: Value, what: string) => b.transpose(t, [0, 1, 3, 2], what);
 
   // the score bound per row and key block; |scale| applied to the block summaries (not to [S, nKB] per head)
@@ -319,24 +308,9 @@ function guardedFromLogRatio(b: NodeBuilder, x: GuardedSite, c: LogRatioInputs):
   const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
   const kvLength4d = x.kvLength ? b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_lengths_4d') : undefined;
   // R, NaN where V holds a NaN (ReduceMin / ReduceMax pass over it; a sum times 0 does not): no bound, the head's
-  // rows that drop a key fall back. Padding rows (at or past kvLength) are left out of the sum: no row reads them
+  // rows that drop a key fall back. Padding rows (at or past kvLength) arrive zeroed (attention.ts)
   const rangeRaw = reduce('ReduceMax', b.op('Sub', [reduce('ReduceMax', v32, [2], 'guard_v_max', true), reduce('ReduceMin', v32, [2], 'guard_v_min', true)], 'guard_v_range_c'), [2, 3], 'guard_v_range_raw');
-  const vSum = kvLength4d
-    ? reduce(
-        'ReduceSum',
-        b.op(
-          'Where',
-          [
-            b.op('Less', [b.reshape(cols, [-1, 1], 'guard_v_key_col'), kvLength4d], 'guard_v_valid'),
-            reduce('ReduceSum', v32, [3], 'guard_v_row_sum', true),
-            f32(0, 'guard_v_padding_sum'),
-          ],
-          'guard_v_valid_sum',
-        ),
-        [2, 3],
-        'guard_v_sum',
-      )
-    : reduce('ReduceSum', v32, [2, 3], 'guard_v_sum');
+  const vSum = reduce('ReduceSum', v32, [2, 3], 'guard_v_sum');
   const range = b.op('Add', [rangeRaw, b.op('Mul', [vSum, f32(0, 'guard_v_nan_zero')], 'guard_v_nan_carrier')], 'guard_v_range');
   const mHat = b.op('Sigmoid', [c.logRatio], 'guard_m_hat');
   const bound = b.op('Mul', [b.op('Mul', [mHat, b.reshape(range, [0, 0, 1], 'guard_range_row')], 'guard_bound_raw'), f32(1 + BOUND_SLACK, 'guard_bound_slack')], 'guard_bound');

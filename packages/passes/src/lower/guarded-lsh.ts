@@ -141,7 +141,7 @@ function guardedLshBucketsAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
     ? reduce('ReduceMax', b.op('Where', [oneHot, b.unsqueeze(dist2, [4], 'guard_lsh_dist2_g', 4), zero], 'guard_lsh_dist2_masked'), [3], 'guard_lsh_r2')
     : scatter(zeros4, hk, dist2, 'max', 'guard_lsh_r2');
   const radius = b.op('Sqrt', [r2], 'guard_lsh_radius'); // [B, H, R, G]
-  const centerChecked = withNanCarrier(b, x, center, dist2, [2, 3], k32, T);
+  const centerChecked = withNanCarrier(b, x, center, dist2, [2, 3]);
 
   // per round: the buckets the row does not share, counted [B, H, R, S, G]; log B_r; log B = min over rounds
   const own = b.cast(b.op('Equal', [b.unsqueeze(hq, [4], 'guard_lsh_q_bucket_col', 4), bucketIndex], 'guard_lsh_own_bucket'), 'f32', 'guard_lsh_own_bucket_f');
@@ -199,7 +199,7 @@ function guardedLshChunkedAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
   const diff = b.op('Sub', [chunks, b.unsqueeze(center, [4], 'guard_lsh_center_rows', 5)], 'guard_lsh_k_minus_center');
   const dist2 = reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_lsh_sq'), [5], 'guard_lsh_dist2'); // [B, H, R, nC, c]
   const radius = b.op('Sqrt', [reduce('ReduceMax', dist2, [4], 'guard_lsh_r2')], 'guard_lsh_radius'); // [B, H, R, nC]
-  const centerChecked = withNanCarrier(b, x, center, dist2, [2, 3, 4], k32, T);
+  const centerChecked = withNanCarrier(b, x, center, dist2, [2, 3, 4]);
 
   // dropped keys per row, round and chunk [B, H, R, S, nC]: every chunk but the row's own and the one before
   const chunkIndex = b.op('Range', [i64(0, 'guard_lsh_t0'), nC, i64(1, 'guard_lsh_t1')], 'guard_lsh_chunk_index');
@@ -231,18 +231,12 @@ function guardedLshChunkedAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
  * The groups' centres [B, H, R, G, D] with a NaN carried in from the keys: ReduceMin / ReduceMax and ScatterElements
  * min / max pass over a NaN key, a sum does not, so a NaN (or infinite) key makes every centre of its head NaN, q . c
  * NaN, and every row of the head that drops a key fall back (see guardedScoreBound; per head here, not per group:
- * the groups are scattered). The sum is of the keys' distances `dist2` (reduced over `axes` down to [B, H]); with
- * kvLength, of the valid keys of K `k32` [B, H, T, D] (T keys; padding keys may hold anything: no row reads them).
+ * the groups are scattered). The sum is of the keys' distances `dist2` (reduced over `axes` down to [B, H]); padding
+ * keys (at or past kvLength) arrive zeroed (attention.ts).
  */
-function withNanCarrier(b: NodeBuilder, x: GuardedSite, center: Value, dist2: Value, axes: number[], k32: Value, T: Value): Value {
-  const { i64, f32, reduce } = guardOps(b, x);
-  const sum = x.kvLength
-    ? (() => {
-        const keys = b.reshape(b.op('Range', [i64(0, 'guard_lsh_valid_r0'), T, i64(1, 'guard_lsh_valid_r1')], 'guard_lsh_valid_key_index'), [1, 1, -1, 1], 'guard_lsh_valid_key_col');
-        const valid = b.op('Less', [keys, b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_lsh_valid_kv_length')], 'guard_lsh_valid_key');
-        return reduce('ReduceSum', b.op('Where', [valid, reduce('ReduceSum', k32, [3], 'guard_lsh_k_row_sum', true), f32(0, 'guard_lsh_padding_sum')], 'guard_lsh_valid_k_sum'), [2, 3], 'guard_lsh_k_sum');
-      })()
-    : reduce('ReduceSum', dist2, axes, 'guard_lsh_dist2_sum');
+function withNanCarrier(b: NodeBuilder, x: GuardedSite, center: Value, dist2: Value, axes: number[]): Value {
+  const { f32, reduce } = guardOps(b, x);
+  const sum = reduce('ReduceSum', dist2, axes, 'guard_lsh_dist2_sum');
   const carrier = b.op('Mul', [sum, f32(0, 'guard_lsh_nan_zero')], 'guard_lsh_nan_carrier_bh');
   return b.op('Add', [center, b.reshape(carrier, [0, 0, 1, 1, 1], 'guard_lsh_nan_carrier')], 'guard_lsh_center_checked');
 }
