@@ -146,6 +146,26 @@ describe('guarded WGSL kernel', () => {
     for (const epsilon of [0, 0.05]) await check(params, causal(), inputs('natural', n, d, 2, 9, 0.35), epsilon, 8, `bias, eps ${epsilon}`, extra);
   });
 
+  // A segment that holds none of the row's candidate keys (outside its band and extra keys) is counted in closed
+  // form from the model mask's interval; counted key by key (the same model mask written as a union: no single
+  // interval) the certificates must come out the same, bit for bit. A closed form one key short passes the checks
+  // above (the bound stays above the true mass on these inputs), not this one.
+  it.each([
+    ['causal model mask', causal(), union(causal(), causal()), undefined],
+    ['dense model mask, padded keys', dense, union(dense, dense), [131]],
+  ] as const)('%s: the closed-form dropped counts equal the counted ones', async (_label, model, counted, kvLength) => {
+    const n = 150;
+    const d = 8;
+    const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: d, vHeadDim: d, scale: 0.35, softcap: 0, layout: 'bhsd', spec: union(slidingWindow(8, 0), sinks(2)) };
+    const x = inputs('natural', n, d, 2, 23, 0.35);
+    const run = (modelMask: MaskSpec) =>
+      runGuardedAttention(rt, params, { q: f32(x.q), k: f32(x.k), v: f32(x.v), ...(kvLength ? { kvLength } : {}) }, { epsilon: 1e-3, modelMask, block: 16 });
+    const [closed, byKey] = [await run(model), await run(counted)];
+    expect([...closed.certificates]).toEqual([...byKey.certificates]);
+    expect([...closed.y]).toEqual([...byKey.y]);
+    expect(closed.fallbackRows).toBe(byKey.fallbackRows);
+  });
+
   it.each(['bshd', 'bsd', 'packed-qkv'] as const)('layout %s: the same outputs and certificates as bhsd, through strides', async (layout) => {
     const n = 27;
     const d = 8;

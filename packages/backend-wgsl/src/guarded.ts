@@ -21,10 +21,15 @@
 // whatever keys of a segment the predicate drops); an additive bias [.., nq, nk] or a key bias [.., 1, nk] read
 // with row stride 0 (its max over a segment's dropped keys of the row joins the bound); kvLength; past keys (K and V
 // hold the present keys, bhsd, and u.past the cached count; without them and with kvLength the spec's past offset
-// of batch b is kvLength[b] - nq, u.past_from_kvlen = 1, as in the reference). The kernel loops over every key and
-// skips those the predicates drop: it is the correctness form of the guard (lavapipe), not a tuned one.
+// of batch b is kvLength[b] - nq, u.past_from_kvlen = 1, as in the reference). Work per row: where the spec bounds
+// the keys a row may keep (keySupport: a band around the row's position, one alignment, and extra keys), the
+// sparse pass reads the band and the extra keys (a global query every key), and a segment that holds none of them
+// drops every model key in it: with a model mask of one interval per row (dense, causal, a plain window) and no
+// bias, its count is that interval's overlap (kvLength included), else its keys are read one by one. Without such
+// a bound (data-dependent key sets, block layouts) every key is read. One thread per row, no shared tiles: tuned
+// for nothing but the work per row.
 
-import { type AttentionParams, isLowRank, keySegmentBounds, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
+import { type AttentionParams, isLowRank, keySegmentBounds, type KeySupport, keySupport, type MaskSpec, validateAttentionParams } from '@attnopt/ir';
 import { attentionShape, type HostTensor, readOutput, type Strides, uploadInputs } from './attention.js';
 import type { StorageDType } from './attention-program.js';
 import { prepareDataLeaves } from './data-leaves.js';
@@ -167,6 +172,43 @@ function modelPredicate(modelMask: MaskSpec): string {
     .replace('fn keep(i: i32, j: i32, off_br: i32, past: i32, qh: u32, kh: u32) -> bool {', 'fn keep_model(i: i32, j: i32, off_br: i32, past: i32) -> bool {\n  let qh = 0u;\n  let kh = 0u;');
 }
 
+/**
+ * The keys a row may keep, when the spec bounds them: a band [p + lo, p + hi] around the row's position p (one
+ * alignment) and extra keys (sinks, global tokens), every row but the global queries (which scan every key).
+ * Undefined: no such bound (data-dependent leaves, block layouts, mixed alignments), every row scans every key.
+ */
+function candidateKeys(spec: MaskSpec, dataDependent: boolean): KeySupport | undefined {
+  if (dataDependent) return undefined;
+  const s = keySupport(spec);
+  if (!s || s.aligns.length > 1) return undefined;
+  if (s.lo === -Infinity && s.hi === Infinity) return undefined;
+  return s;
+}
+
+/** The model mask as one exact interval per row [p + lo, p + hi] (dense, causal, a plain window), or undefined. */
+function modelInterval(modelMask: MaskSpec): { readonly lo: number; readonly hi: number; readonly align?: string } | undefined {
+  switch (modelMask.kind) {
+    case 'dense':
+      return { lo: -Infinity, hi: Infinity };
+    case 'causal':
+      return { lo: -Infinity, hi: 0, align: modelMask.align };
+    case 'window':
+      return modelMask.left + modelMask.right < 0 ? undefined : { lo: -modelMask.left, hi: modelMask.right, align: modelMask.align };
+    default:
+      return undefined;
+  }
+}
+
+/** WGSL: the query position of row i under an alignment (top-left: i; bottom-right: i + nk - nq; past: i + past). */
+const alignedRow = (align: string | undefined) => (align === 'bottom-right' ? 'i + u.off_br' : align === 'past' ? 'i + past_of(qh)' : 'i');
+
+/** WGSL: p + offset clamped into [0, nk], where offset may be infinite (then 0 or nk). */
+function clampedEdge(p: string, offset: number): string {
+  if (offset === -Infinity) return '0';
+  if (offset === Infinity) return 'i32(u.nk)';
+  return `clamp(${p} + (${offset}), 0, i32(u.nk))`;
+}
+
 export function guardedAttentionProgram(cfg: {
   spec: MaskSpec;
   modelMask: MaskSpec;
@@ -233,8 +275,18 @@ export function guardedAttentionProgram(cfg: {
       `  return keep_model(i, j, u.off_br, past_of(qh)) && bias_at(qh, i, j) > -1.0e29;\n}`,
   );
   const f = (x: number) => (Number.isInteger(x) ? `${x}.0` : `${x}`);
-  // online softmax of the row over every key j not skipped by `skip`, into m, l and acc
-  const accumulate = (skip: string) => /* wgsl */ `  for (var j = 0; j < i32(u.nk); j++) {
+  // the keys each row may keep (a band and extra keys) and the model's keys as one interval per row, when the specs
+  // say so: the sparse pass reads the band and the extra keys instead of every key, and the certificate counts a
+  // segment outside them in closed form (with a bias it reads the segment's keys for their largest bias)
+  const cand = candidateKeys(spec, sparse.dataLeaves.length > 0);
+  const model = modelInterval(modelMask);
+  const extra = cand ? cand.extra : [];
+  if (extra.length > 0) b.declare(`const EXTRA = array<i32, ${extra.length}>(${extra.map((e) => `${e}`).join(', ')});`);
+  if (cand && cand.globalQueries.length > 0) {
+    b.declare(`fn is_global(p: i32) -> bool {\n  return ${cand.globalQueries.map((g) => `p == ${g}`).join(' || ')};\n}`);
+  }
+  // online softmax of the row over the keys j in [lo, hi) not skipped by `skip`, into m, l and acc
+  const accumulate = (skip: string, lo = '0', hi = 'i32(u.nk)') => /* wgsl */ `  for (var j = ${lo}; j < ${hi}; j++) {
     if (${skip}) { continue; }
     let ko = ${rowAt('k', 'bt', 'g', 'u32(j)')};
     var dot = 0.0;
@@ -260,23 +312,48 @@ export function guardedAttentionProgram(cfg: {
   var qn = 0.0;
   for (var c = 0u; c < ${d}u; c++) { q[c] = f32(Q[qo + c]); qn += q[c] * q[c]; }
   qn = sqrt(qn);
-  // 1. the sparse keys
+  // the row's candidate keys: the band [band_lo, band_hi) and the extra keys outside it (every key on a global query)
+${cand ? `  let pb = ${alignedRow(cand.aligns[0])};
+  var band_lo = ${clampedEdge('pb', cand.lo)};
+  var band_hi = max(band_lo, ${clampedEdge('pb', cand.hi + 1)});
+  var extras = ${extra.length}u;
+${cand.globalQueries.length > 0 ? '  if (is_global(pb)) { band_lo = 0; band_hi = i32(u.nk); extras = 0u; }\n' : ''}` : '  let band_lo = 0;\n  let band_hi = i32(u.nk);\n'}  // the model's keys [model_lo, model_hi) (every key when its mask is no single interval)
+${model ? `  let pm = ${alignedRow(model.align)};
+  var model_lo = ${clampedEdge('pm', model.lo)};
+  var model_hi = max(model_lo, ${clampedEdge('pm', model.hi + 1)});` : '  let model_lo = 0;\n  var model_hi = i32(u.nk);'}
+${hasKvLength ? '  model_hi = max(model_lo, min(model_hi, i32(KVLEN[bt])));\n' : ''}  // 1. the sparse keys
   var m = -3.0e38;
   var l = 0.0;
   var acc: array<f32, ${dv}>;
   for (var c = 0u; c < ${dv}u; c++) { acc[c] = 0.0; }
-${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, past_of(qh), qh, kh))')}
-  // 2. the certificate of the dropped keys, segment by segment
+${extra.length > 0 ? `  for (var e = 0u; e < extras; e++) {
+    let je = EXTRA[e];
+    if (je >= i32(u.nk) || (je >= band_lo && je < band_hi)) { continue; }
+${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, past_of(qh), qh, kh))', 'je', 'je + 1').replace(/^/gm, '  ')}
+  }
+` : ''}${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, past_of(qh), qh, kh))', 'band_lo', 'band_hi')}
+  // 2. the certificate of the dropped keys, segment by segment: a segment that holds no candidate key drops every
+  //    model key in it (counted in closed form); one that may keep some is read key by key
   var bsum = 0.0;
   var broken = false;
   var drops = false;
   for (var sg = 0u; sg < u.nseg; sg++) {
+    let s0 = i32(SEG[sg]);
+    let s1 = i32(SEG[sg + 1u]);
     var cnt = 0u;
     var maxb = -3.0e38;
-    for (var j = i32(SEG[sg]); j < i32(SEG[sg + 1u]); j++) {
-      if (allowed(qh, i, j) && !keep(i, j, u.off_br, past_of(qh), qh, kh)) {
-        cnt++;
-        maxb = max(maxb, bias_at(qh, i, j));
+    var exact = ${cand && model && !hasBias ? 'true' : 'false'};
+${cand && model && !hasBias ? `    if (s1 > band_lo && s0 < band_hi) { exact = false; }
+${extra.length > 0 ? `    for (var e = 0u; e < extras; e++) { if (EXTRA[e] >= s0 && EXTRA[e] < s1) { exact = false; } }\n` : ''}    if (exact) {
+      cnt = u32(max(0, min(s1, model_hi) - max(s0, model_lo)));
+      maxb = 0.0;
+    }
+` : ''}    if (!exact) {
+      for (var j = max(s0, model_lo); j < min(s1, model_hi); j++) {
+        if (allowed(qh, i, j) && !keep(i, j, u.off_br, past_of(qh), qh, kh)) {
+          cnt++;
+          maxb = max(maxb, bias_at(qh, i, j));
+        }
       }
     }
     if (cnt == 0u) { continue; }
@@ -308,7 +385,7 @@ ${accumulate('!(allowed(qh, i, j) && keep(i, j, u.off_br, past_of(qh), qh, kh))'
     m = -3.0e38;
     l = 0.0;
     for (var c = 0u; c < ${dv}u; c++) { acc[c] = 0.0; }
-    ${accumulate('!allowed(qh, i, j)')}
+    ${accumulate('!allowed(qh, i, j)', 'model_lo', 'model_hi')}
   }
   let yo = ${rowAt('y', 'bt', 'h', 'u32(i)')};
   if (m < -1.0e29) {
@@ -398,8 +475,28 @@ function checkLayoutShapes(p: AttentionParams, inputs: WgslGuardedInputs, B: num
   if (p.layout === 'packed-qkv' && dv !== d) throw new Error(`guarded WGSL kernel: packed QKV needs vHeadDim = headDim, got ${dv} and ${d}`);
 }
 
+/** A guarded kernel with its inputs on the device and its passes encoded: run it as often as needed, then read. */
+export interface PreparedGuardedAttention {
+  /** One call: the fallback counter cleared, then summaries, V ranges and attention in one compute pass. */
+  run(): Promise<void>;
+  /** Y, the certificates and the fallback count of the last run. */
+  read(): Promise<WgslGuardedResult>;
+  release(): void;
+}
+
 /** Runs the guarded kernel (f32, any layout) on the device: summaries, V ranges and attention in one compute pass. */
 export async function runGuardedAttention(rt: WgslRuntime, params: AttentionParams, inputs: WgslGuardedInputs, guard: WgslGuardOptions): Promise<WgslGuardedResult> {
+  const prepared = await prepareGuardedAttention(rt, params, inputs, guard);
+  try {
+    await prepared.run();
+    return await prepared.read();
+  } finally {
+    prepared.release();
+  }
+}
+
+/** Uploads the inputs and encodes the guarded kernel's passes once (see runGuardedAttention). */
+export async function prepareGuardedAttention(rt: WgslRuntime, params: AttentionParams, inputs: WgslGuardedInputs, guard: WgslGuardOptions): Promise<PreparedGuardedAttention> {
   const p = validateAttentionParams(params);
   if (isLowRank(p.spec)) throw new Error(`guarded WGSL kernel: spec ${p.spec.kind} is a low-rank form, not a key set`);
   if (!(guard.epsilon >= 0) || !Number.isFinite(guard.epsilon)) throw new Error(`guard epsilon must be finite and >= 0, got ${guard.epsilon}`);
@@ -513,13 +610,30 @@ export async function runGuardedAttention(rt: WgslRuntime, params: AttentionPara
       workgroups: Math.ceil((B * H * nq) / SEQUENCE_WORKGROUP),
     },
   ];
-  try {
-    if (B * H * nq > 0) await runSteps(rt, 'guarded attention', await encodeSteps(rt, steps, uniformsOwned));
-    const y = await readOutput(rt, Yb, B * H * nq * dv, dtype);
-    const certificates = new Float32Array(await rt.download(CERTb, B * H * nq * 4));
-    const fallbackRows = new Uint32Array(await rt.download(COUNTb, 4))[0]!;
-    return { y, certificates, fallbackRows, rows: B * H * nq };
-  } finally {
+  const release = () => {
     for (const x of [...owned, ...uniformsOwned]) rt.release(x);
+    owned.length = 0;
+    uniformsOwned.length = 0;
+  };
+  try {
+    const encoded = B * H * nq > 0 ? await encodeSteps(rt, steps, uniformsOwned) : undefined;
+    const zero = new Uint32Array(4);
+    return {
+      async run() {
+        if (!encoded) return;
+        rt.device.queue.writeBuffer(COUNTb, 0, zero);
+        await runSteps(rt, 'guarded attention', encoded);
+      },
+      async read() {
+        const y = await readOutput(rt, Yb, B * H * nq * dv, dtype);
+        const certificates = new Float32Array(await rt.download(CERTb, B * H * nq * 4));
+        const fallbackRows = new Uint32Array(await rt.download(COUNTb, 4))[0]!;
+        return { y, certificates, fallbackRows, rows: B * H * nq };
+      },
+      release,
+    };
+  } catch (e) {
+    release();
+    throw e;
   }
 }

@@ -62,5 +62,7 @@ export {
   guardValueRangeProgram,
   guardedAttentionProgram,
   guardInfo,
+  prepareGuardedAttention,
+  type PreparedGuardedAttention,
   runGuardedAttention,
 } from './guarded.js';
