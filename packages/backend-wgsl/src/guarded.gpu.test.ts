@@ -309,6 +309,27 @@ describe('guarded WGSL kernel', () => {
     expect(nan).toBe((n - 48) * (where === 'k' ? d : 1));
   });
 
+  // keys and values at or past kvLength are padding (a KV cache's unwritten slots may hold anything): a NaN there
+  // reaches no row, and sends none to the fallback (the summaries and R leave padding out). Key 141 shares its
+  // segment of 16, [128, 144), with valid keys 128..139, which rows 172 on drop
+  it.each(['k', 'v'] as const)('a NaN in padding %s: no row reads it, none falls back for it', async (where) => {
+    const n = 200;
+    const d = 16;
+    const kvLength = [140];
+    const params: AttentionParams = { numHeads: 2, kvNumHeads: 2, headDim: d, vHeadDim: d, scale: 0.25, softcap: 0, layout: 'bhsd', spec: union(slidingWindow(32, 0), sinks(2)) };
+    const x = adversarialHeads('sinkLocal', { n, d, heads: 2, seed: 9, scale: 0.25 });
+    const run = () => runGuardedAttention(rt, params, { q: f32(x.q), k: f32(x.k), v: f32(x.v), kvLength }, { epsilon: 1e-3, modelMask: causal(), block: 16 });
+    const clean = await run();
+    for (let h = 0; h < 2; h++) x[where].data[(h * n + 141) * d + 3] = Number.NaN;
+    const got = await run();
+    expect(got.fallbackRows).toBe(clean.fallbackRows);
+    const ref = referenceAttention({ ...params, spec: causal() }, { ...x, kvLength }).y.data;
+    ref.forEach((r, t) => {
+      expect(Number.isNaN(r)).toBe(false);
+      expect(Math.abs(got.y[t]! - r), `coordinate ${t}: ${got.y[t]} against ${r}`).toBeLessThanOrEqual(1e-3 + TOL.atol + TOL.rtol * Math.abs(r));
+    });
+  });
+
   it('metadata records the tier, the budget and the summaries', () => {
     expect(guardInfo({ epsilon: 0.01, modelMask: causal() })).toMatchObject({ tier: 'guarded', epsilon: 0.01, block: 64, modelMask: causal() });
   });

@@ -84,7 +84,7 @@ const NOT_FINITE = 'fn not_finite(x: f32) -> bool {\n  return (bitcast<u32>(x) &
  * Per (kv head, segment) summaries of K stored in `dtype` (computed in f32); a segment holding a NaN or infinite key
  * gets radius -1, read by the certificate as no bound.
  */
-export function guardSummariesProgram(dtype: StorageDType = 'f32'): WgslProgram {
+export function guardSummariesProgram(dtype: StorageDType = 'f32', kvLength = false): WgslProgram {
   const b = new ShaderBuilder('guard_summaries');
   if (dtype === 'f16') b.enableF16();
   const index = gridIndex(b, SEQUENCE_WORKGROUP);
@@ -93,14 +93,20 @@ export function guardSummariesProgram(dtype: StorageDType = 'f32'): WgslProgram 
   b.storageArray('K', dtype);
   b.storageArray('SEG', 'u32');
   b.storageArray('SUM', 'f32', 'read_write');
+  if (kvLength) b.storageArray('KVLEN', 'u32');
   const body = /* wgsl */ `${index}
   let kh = idx / u.nseg;
   let s = idx % u.nseg;
   let bt = kh / u.kv_heads;
   let g = kh % u.kv_heads;
   let j0 = SEG[s];
-  let j1 = SEG[s + 1u];
+  // padding keys (at or past kvLength) are left out: no row reads them; a segment of padding alone bounds nothing
+  let j1 = ${kvLength ? 'max(j0, min(SEG[s + 1u], KVLEN[bt]))' : 'SEG[s + 1u]'};
   let rec = idx * (3u * u.d + 1u);
+  if (j1 == j0) {
+    for (var c = 0u; c < 3u * u.d + 1u; c++) { SUM[rec + c] = 0.0; }
+    return;
+  }
   var bad = false;
   for (var c = 0u; c < u.d; c++) {
     var lo = f32(K[${rowAt('k', 'bt', 'g', 'j0')} + c]);
@@ -128,11 +134,11 @@ export function guardSummariesProgram(dtype: StorageDType = 'f32'): WgslProgram 
   }
   SUM[rec + 3u * u.d] = select(sqrt(r2) * ${1 + 2 ** -20}, -1.0, bad);`;
   b.declare(NOT_FINITE);
-  return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [dtype] });
+  return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [dtype, kvLength ? 'kvlen' : ''] });
 }
 
 /** Per kv head, the largest range of one V column, V stored in `dtype`; -1 (no bound) where V holds a NaN or infinity. */
-export function guardValueRangeProgram(dtype: StorageDType = 'f32'): WgslProgram {
+export function guardValueRangeProgram(dtype: StorageDType = 'f32', kvLength = false): WgslProgram {
   const b = new ShaderBuilder('guard_value_range');
   if (dtype === 'f16') b.enableF16();
   const index = gridIndex(b, SEQUENCE_WORKGROUP);
@@ -140,16 +146,23 @@ export function guardValueRangeProgram(dtype: StorageDType = 'f32'): WgslProgram
   declareStrides(b, 'v');
   b.storageArray('V', dtype);
   b.storageArray('R', 'f32', 'read_write');
+  if (kvLength) b.storageArray('KVLEN', 'u32');
   const body = /* wgsl */ `${index}
   let bt = idx / u.kv_heads;
   let g = idx % u.kv_heads;
+  // the values of padding keys (at or past kvLength) are left out: no row reads them
+  let nv = ${kvLength ? 'min(u.nk, KVLEN[bt])' : 'u.nk'};
   var best = 0.0;
   var bad = false;
+  if (nv == 0u) {
+    R[idx] = 0.0;
+    return;
+  }
   for (var c = 0u; c < u.dv; c++) {
     var lo = f32(V[${rowAt('v', 'bt', 'g', '0u')} + c]);
     var hi = lo;
     if (not_finite(lo)) { bad = true; }
-    for (var j = 1u; j < u.nk; j++) {
+    for (var j = 1u; j < nv; j++) {
       let x = f32(V[${rowAt('v', 'bt', 'g', 'j')} + c]);
       lo = min(lo, x);
       hi = max(hi, x);
@@ -159,7 +172,7 @@ export function guardValueRangeProgram(dtype: StorageDType = 'f32'): WgslProgram
   }
   R[idx] = select(best, -1.0, bad);`;
   b.declare(NOT_FINITE);
-  return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [dtype] });
+  return b.build({ workgroupSize: SEQUENCE_WORKGROUP, body, keyParts: [dtype, kvLength ? 'kvlen' : ''] });
 }
 
 /** The model mask's predicate as `keep_model` (its tables renamed apart from the spec's). */
@@ -566,15 +579,16 @@ export async function prepareGuardedAttention(rt: WgslRuntime, params: Attention
   const Yb = buf(B * H * nq * dv * (dtype === 'f16' ? 2 : 4));
   const CERTb = buf(B * H * nq * 4);
   const COUNTb = up(new Uint32Array(4));
-  const extra = [...(inputs.bias ? [up(inputs.bias.data)] : []), ...(inputs.kvLength ? [up(Uint32Array.from(inputs.kvLength))] : [])];
+  const KVLENb = inputs.kvLength ? up(Uint32Array.from(inputs.kvLength)) : undefined;
+  const extra = [...(inputs.bias ? [up(inputs.bias.data)] : []), ...(KVLENb ? [KVLENb] : [])];
   // data-dependent leaves (top-k blocks, LSH buckets): their codes, computed as the plain kernel's are
   const data = B * H * nq > 0 ? await prepareDataLeaves(rt, p, plain, shape, dev, dtype, owned) : undefined;
   if (data) extra.push(data.buffer);
   const uniformsOwned: GPUBuffer[] = [];
   const steps: KernelStep[] = [
     ...(data?.steps ?? []),
-    ...(nseg > 0 ? [{ program: guardSummariesProgram(dtype), storage: [Kb, SEGb, SUMb], uniforms: { total: B * KVH * nseg, d, nk, nseg, kv_heads: KVH, ...strideUniforms('k', dev.kSt) }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
-    ...(nk > 0 ? [{ program: guardValueRangeProgram(dtype), storage: [Vb, Rb], uniforms: { total: B * KVH, dv, nk, kv_heads: KVH, ...strideUniforms('v', dev.vSt) }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
+    ...(nseg > 0 ? [{ program: guardSummariesProgram(dtype, KVLENb !== undefined), storage: [Kb, SEGb, SUMb, ...(KVLENb ? [KVLENb] : [])], uniforms: { total: B * KVH * nseg, d, nk, nseg, kv_heads: KVH, ...strideUniforms('k', dev.kSt) }, workgroups: Math.ceil((B * KVH * nseg) / SEQUENCE_WORKGROUP) }] : []),
+    ...(nk > 0 ? [{ program: guardValueRangeProgram(dtype, KVLENb !== undefined), storage: [Vb, Rb, ...(KVLENb ? [KVLENb] : [])], uniforms: { total: B * KVH, dv, nk, kv_heads: KVH, ...strideUniforms('v', dev.vSt) }, workgroups: Math.ceil((B * KVH) / SEQUENCE_WORKGROUP) }] : []),
     {
       program: guardedAttentionProgram({
         spec,
