@@ -3,7 +3,8 @@
 //
 // Per call: Q, K and V go into one shared memory, as given (one copy per tensor, read with the layout's
 // row strides) or, with past K/V or head dims that are not multiples of 4, packed per head into
-// zero-padded rows; the plan lists, per (batch, head, query block), the non-empty key blocks of
+// zero-padded rows; keys and values at or past kvLength are zeroed there (padding may hold anything, and a partial
+// block reads it before masking it); the plan lists, per (batch, head, query block), the non-empty key blocks of
 // classifyBlockRow, with a mask tile (the spec's kept key ranges, kvLength, bias) only for Partial ones;
 // items run on the calling thread (run) or on a worker pool (runParallel), largest first.
 // With options.guard the items run the guarded kernel (guard/guard-shape.ts): the block lists of the spec inside
@@ -543,6 +544,18 @@ export function compileAttention(params: AttentionParams, options: CpuKernelOpti
             const vs = fromPast ? pvo!(b, g, j) : vo.at(b, g, j - past);
             const vdst = vRow(b, g, j) >> 2;
             for (let c = 0; c < dv; c++) F[vdst + c] = vSrc[vs + c]!;
+          }
+        }
+      }
+    }
+    // padding keys and values (at or past kvLength[b]: a KV cache's unwritten slots may hold anything) zeroed in the
+    // workspace, the caller's arrays untouched: a partial block reads them and masks them after (0 · NaN = NaN in P V)
+    if (kvLength !== undefined) {
+      for (let b = 0; b < batch; b++) {
+        for (let g = 0; g < KVH; g++) {
+          for (let j = Math.max(0, validOf(b)); j < nk; j++) {
+            F.fill(0, kRow(b, g, j) >> 2, (kRow(b, g, j) >> 2) + d);
+            F.fill(0, vRow(b, g, j) >> 2, (vRow(b, g, j) >> 2) + dv);
           }
         }
       }

@@ -11,7 +11,8 @@
 //             the normalized output rows (dvOut f32 each);
 //   scratch   at scratchPtr (scratchBytes): the P V accumulator O [blockQ][dvPad], scores, running max, sum.
 // Online softmax per row: m' = max(m, max_j s_j); O = O e^(m - m') + Σ_j e^(s_j - m') v_j; l likewise.
-// Masked scores are MASKED (-1e30, finite so that e^(s - m) never sees inf - inf); a row whose final max
+// Masked scores are MASKED (-1e30, finite so that e^(s - m) never sees inf - inf), whatever the key read held (a
+// NaN there stays out of the row); a row whose final max
 // is still below -1e29 kept no key and is written as 0 (ONNX Attention).
 //
 // The WebAssembly kernel works on strips of 4 query rows per key block (see wasm/wasm-attention.ts): S = Q Kᵀ

@@ -321,15 +321,22 @@ describe.each(BACKENDS)('guarded %s kernel, a NaN key or value', (backend) => {
   // key 48 (the first of a key block of 16) has a NaN channel: dense attention is NaN on every row that sees it
   // (48 on, causal). Rows 48..80 keep it in their window (NaN from the sparse form); rows from 81 on drop it, and
   // their certificate must say no bound (the segment's summary is NaN), so they are recomputed: NaN exactly where
-  // the reference is, the rest within epsilon. (A NaN key inside a block a row reads but masks makes that row
-  // NaN too, as adding a mask to its score does in onnxruntime: the key opens a block here, so only rows that see
-  // it or drop it read its block.)
+  // the reference is, the rest within epsilon.
   it('falls back on every row that drops it', () => {
     const got = run((x) => {
       for (let h = 0; h < 2; h++) x.k.data[(h * n + 48) * d + 3] = Number.NaN;
     });
     expect(got.nan).toBe(2 * (n - 48) * d);
     expect(got.fallbackRows).toBeGreaterThanOrEqual(2 * (n - 81));
+  });
+
+  // key 50 has a NaN channel: rows 48 and 49 read it in their block (16 keys from 48) and mask it (causal): a masked
+  // key's score is MASKED whatever it read, so they stay numbers; rows from 50 on see it and are NaN
+  it('a NaN key masked inside a block a row reads: that row stays a number', () => {
+    const got = run((x) => {
+      for (let h = 0; h < 2; h++) x.k.data[(h * n + 50) * d + 3] = Number.NaN;
+    });
+    expect(got.nan).toBe(2 * (n - 50) * d);
   });
 
   // value 48 has a NaN channel: dense attention is NaN in that channel on every row that sees key 48. The rows
@@ -343,13 +350,14 @@ describe.each(BACKENDS)('guarded %s kernel, a NaN key or value', (backend) => {
   });
 
   // with a lengths input, keys and values at or past kvLength are padding (a KV cache's unwritten slots may hold
-  // anything): a NaN there reaches no row, fallback rows included
+  // anything): a NaN there reaches no row, fallback rows included. Key 181, the first padding key, shares its block
+  // and its group of 4 keys (the WebAssembly kernel's step) with valid keys 176..180
   it.each(['k', 'v'] as const)('a NaN in padding %s: no row reads it', (where) => {
-    const kvLength = [n - 20];
+    const kvLength = [181];
     const x = { ...inputs('natural', n, d, 2, 9, 0.25), kvLength };
     const compiled = compileAttention(params, { backend, blockQ: 16, blockK: 16, guard: { epsilon: 1e-3, modelMask: causal() } });
     const clean = compiled.runGuarded(x);
-    for (let h = 0; h < 2; h++) x[where].data[(h * n + n - 10) * d + 3] = Number.NaN;
+    for (let h = 0; h < 2; h++) x[where].data[(h * n + 181) * d + 3] = Number.NaN;
     const got = compiled.runGuarded(x);
     expect(got.fallbackRows).toBe(clean.fallbackRows);
     // the premise: some rows recomputed (they read every valid key), some kept sparse

@@ -66,6 +66,7 @@ const SIMD = {
   f32x4Sqrt: 0xe3,
   v128And: 0x4e,
   v128Or: 0x50,
+  v128Bitselect: 0x52,
   v128AnyTrue: 0x53,
   f32x4Nearest: 0x6a,
   i32x4Shl: 0xab,
@@ -325,6 +326,10 @@ export class FunctionBuilder {
   }
   v128Or(): this {
     return this.simd(SIMD.v128Or);
+  }
+  /** Pops v1, v2, c: pushes (v1 & c) | (v2 & ~c), bit by bit. */
+  v128Bitselect(): this {
+    return this.simd(SIMD.v128Bitselect);
   }
   /** Pops a vector, pushes i32 1 if any bit is set, else 0. */
   v128AnyTrue(): this {

@@ -2,7 +2,7 @@
 // query rows:
 //   1. S = Q Kᵀ: 2-row x 4-key tiles, SIMD over the head dim (8 accumulators, a loop of one 4-wide step),
 //      each tile's 8 vectors transpose-reduced to 2 vectors of 4 scores; then t = (scale · s [capped]
-//      [+ tile]) · log2 e, so the softmax runs in base 2;
+//      [+ tile, MASKED where the tile masks]) · log2 e, so the softmax runs in base 2;
 //   2. softmax of the strip: row maxima (4 at once), α = 2^(m - m'), p = 2^(t - m'), l = α l + Σ p;
 //   3. O = α O + P V: 4-row x 8-column tiles, SIMD over the value dim, a loop of one key per step.
 // On a Partial block all three run only over the strip's key range: the 4-key groups from the first to
@@ -12,7 +12,7 @@
 
 import { ModuleBuilder, type FunctionBuilder } from './emitter.js';
 import { emitExp2, emitSplatLane, emitTransposeReduce } from './simd-math.js';
-import { type FullKernelShape, ROW_EMPTY, ROW_UNSET } from './kernel-shape.js';
+import { type FullKernelShape, MASKED, ROW_EMPTY, ROW_UNSET } from './kernel-shape.js';
 
 export function wasmAttentionModule(shape: FullKernelShape, cacheKey: string): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder(cacheKey);
@@ -129,10 +129,12 @@ export function addAttendFunction(m: ModuleBuilder, shape: FullKernelShape): voi
             emitExp2(h, 'cx', true);
             h.f32x4Const(1).f32x4Add().set('x');
             h.f32x4Const(s.softcap).f32x4Const(2 * s.softcap).get('x').f32x4Div().f32x4Sub();
-            if (withTile) h.get('tp').v128Load(row * BK * 4).f32x4Add();
+            if (withTile) maskedByTile(h, row);
             h.f32x4Const(Math.LOG2E).f32x4Mul();
           } else if (withTile) {
-            h.f32x4Const(scale).f32x4Mul().get('tp').v128Load(row * BK * 4).f32x4Add().f32x4Const(Math.LOG2E).f32x4Mul();
+            h.f32x4Const(scale).f32x4Mul();
+            maskedByTile(h, row);
+            h.f32x4Const(Math.LOG2E).f32x4Mul();
           } else {
             h.f32x4Const(scale * Math.LOG2E).f32x4Mul();
           }
@@ -140,6 +142,17 @@ export function addAttendFunction(m: ModuleBuilder, shape: FullKernelShape): voi
         }
       });
     }
+  }
+
+  /**
+   * The scores on the stack plus the mask tile's row `row` (4 keys at tp), and MASKED where the tile masks: a masked
+   * key's score is MASKED whatever it read (a NaN key plus the mask would be NaN, and its row with it).
+   */
+  function maskedByTile(h: FunctionBuilder, row: number): void {
+    h.get('tp').v128Load(row * BK * 4).f32x4Add();
+    h.f32x4Const(MASKED);
+    h.get('tp').v128Load(row * BK * 4).f32x4Const(ROW_EMPTY).f32x4Gt();
+    h.v128Bitselect();
   }
 
   /** Online-softmax update of the strip's 4 rows: S becomes P, m and l move, α per row in al0..al3. */
