@@ -351,7 +351,7 @@ describe.each(BACKENDS)('guarded %s kernel, a NaN key or value', (backend) => {
 
   // with a lengths input, keys and values at or past kvLength are padding (a KV cache's unwritten slots may hold
   // anything): a NaN there reaches no row, fallback rows included. Key 181, the first padding key, shares its block
-  // and its group of 4 keys (the WebAssembly kernel's step) with valid keys 176..180
+  // with valid keys 176..180, and its group of 4 keys (the WebAssembly kernel's step) with valid key 180
   it.each(['k', 'v'] as const)('a NaN in padding %s: no row reads it', (where) => {
     const kvLength = [181];
     const x = { ...inputs('natural', n, d, 2, 9, 0.25), kvLength };
