@@ -31,6 +31,9 @@ describe.each(BACKENDS)('%s kernel, calling thread', (backend) => {
       seed: 11,
     });
   });
+  it('ignores padding: a lengths input whose padding keys and values hold NaN', () => {
+    assertAttentionKernel((pr) => compileAttention(pr.params, { backend, blockQ: 8, blockK: 8 }).run(pr.inputs), { numRuns: 120, seed: 13, kvLength: true });
+  });
   it('matches with one block covering everything and with the default 64 x 64 blocks', () => {
     assertAttentionKernel((pr) => compileAttention(pr.params, { backend }).run(pr.inputs), { numRuns: 40, seed: 12 });
   });

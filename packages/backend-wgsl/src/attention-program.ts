@@ -317,8 +317,9 @@ ${score((c) => `K[ko + j * u.k_ss + ${c}]`, '          ')}
           let p = select(0.0, exp(s - m_new), s > ${NEG});
           l = l * corr + subgroupAdd(p);
           let vj = vo + min(j, k1 - 1u) * u.v_ss;
+          // a masked key's value is left out, not multiplied by 0: padding may hold NaN (0 · NaN = NaN)
           for (var c = 0u; c < ${DV}u; c++) {
-            acc[c] = acc[c] * corr + subgroupAdd(p * f32(V[vj + c]));
+            acc[c] = acc[c] * corr + subgroupAdd(select(0.0, p * f32(V[vj + c]), s > ${NEG}));
           }
           m = m_new;
         }

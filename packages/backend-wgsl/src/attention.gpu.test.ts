@@ -183,6 +183,16 @@ describe.each(['tiled', 'subgroup'] as const)('%s attention kernel vs the float6
     );
   }, PROPERTY_TIMEOUT);
 
+  it('kvLength whose padding keys and values hold NaN (unwritten KV cache slots): no row reads them', async () => {
+    needSubgroups(kernel);
+    await fc.assert(
+      fc.asyncProperty(attentionProblemArbitrary({ range: 1, maxLen: 16, past: false, spec: defaultKernelSpecs(16), kvLength: true }), async (p) => {
+        await expectMatchesReference(p.params, p.inputs, 'f32', kernel);
+      }),
+      { numRuns: NUM_RUNS },
+    );
+  }, PROPERTY_TIMEOUT);
+
   it('under a fake small-limit adapter (1 workgroup per dimension, 4 invocations): split dispatches give the same result', async () => {
     needSubgroups(kernel);
     const tiny: KernelLimits = { ...DEFAULT_LIMITS, maxComputeWorkgroupsPerDimension: 1, maxComputeInvocationsPerWorkgroup: 4, maxComputeWorkgroupSizeX: 4 };

@@ -46,6 +46,61 @@ describe('checkAttentionKernel', () => {
   });
 });
 
+describe('checkAttentionKernel with kvLength: padding that holds NaN', () => {
+  // A float64 kernel over bhsd, dense, no bias or past: it scores every key, masks padding (j >= kvLength[b]) by
+  // adding -inf after reading it, and sums p V over every key. A NaN padding key makes its score NaN whatever is
+  // added; a NaN padding value gives 0 · NaN. A row with no valid key gives 0 (ONNX Attention), as the reference.
+  const masksAfterReading: AttentionKernel = ({ params, inputs }) => {
+    const [B, H, nq, d] = inputs.q.shape as [number, number, number, number];
+    const [, Hkv, nk] = inputs.k!.shape as [number, number, number, number];
+    const dv = params.vHeadDim;
+    const out = new Float64Array(B * H * nq * dv);
+    for (let b = 0; b < B; b++) {
+      const L = inputs.kvLength?.[b] ?? nk;
+      if (L === 0) continue;
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / (H / Hkv));
+        for (let i = 0; i < nq; i++) {
+          const s = new Float64Array(nk);
+          for (let j = 0; j < nk; j++) {
+            let dot = 0;
+            for (let c = 0; c < d; c++) dot += inputs.q.data[((b * H + h) * nq + i) * d + c]! * inputs.k!.data[((b * Hkv + g) * nk + j) * d + c]!;
+            const x = params.scale * dot;
+            s[j] = (params.softcap > 0 ? params.softcap * Math.tanh(x / params.softcap) : x) + (j < L ? 0 : -Infinity);
+          }
+          let m = -Infinity;
+          for (let j = 0; j < nk; j++) m = Math.max(m, s[j]!);
+          let z = 0;
+          for (let j = 0; j < nk; j++) z += Math.exp(s[j]! - m);
+          for (let j = 0; j < nk; j++) {
+            const p = Math.exp(s[j]! - m) / z;
+            for (let c = 0; c < dv; c++) out[((b * H + h) * nq + i) * dv + c]! += p * inputs.v!.data[((b * Hkv + g) * nk + j) * dv + c]!;
+          }
+        }
+      }
+    }
+    return out;
+  };
+  const options = { layouts: ['bhsd'] as const, past: false, bias: false, spec: fc.constant(dense), numRuns: 300, dtype: 'float64' as const };
+
+  it('passes a correct kernel', () => {
+    const r = checkAttentionKernel(correct, { ...options, dtype: 'float32', kvLength: true, seed: 5 });
+    expect(r.report).toBeUndefined();
+  });
+
+  it('fails a kernel that masks padding after reading it; the same kernel passes without padding NaN', () => {
+    // the control: without a lengths input the kernel is right
+    expect(checkAttentionKernel(masksAfterReading, { ...options, seed: 6 }).report).toBeUndefined();
+    const r = checkAttentionKernel(masksAfterReading, { ...options, kvLength: true, seed: 6 });
+    expect(r.ok).toBe(false);
+    const ce = r.counterexample!;
+    const nk = ce.inputs.k!.shape[2]!;
+    // the counterexample has padding, and NaN in it
+    expect(Array.from(ce.inputs.kvLength ?? []).some((L) => L < nk)).toBe(true);
+    expect([...ce.inputs.k!.data, ...ce.inputs.v!.data].some(Number.isNaN)).toBe(true);
+  });
+});
+
 describe('checkAttentionKernel with maxLogit: scores past float32 exp overflow', () => {
   // A float32 kernel over bhsd, dense, no bias or past: softmax as exp(s) / sum exp(s), with or without first
   // subtracting the row's max. Scores and exps rounded to float32 (Math.fround), as a float32 kernel stores them.

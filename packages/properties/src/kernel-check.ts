@@ -9,7 +9,9 @@
 // params: numHeads, kvNumHeads, headDim, vHeadDim, scale, softcap, layout ('bsd' | 'bhsd' | 'bshd' | 'packed-qkv'),
 // spec (which keys each query sees); inputs: q, k, v in that layout as row-major float64 tensors { shape, data }
 // (packed-qkv: q only), optional bias (float additive or boolean keep-mask, broadcast to [batch, heads, nq, nk]),
-// optional pastKey / pastValue ([batch, kvNumHeads, past, dim]). The kernel returns Y's data in the layout of Q
+// optional pastKey / pastValue ([batch, kvNumHeads, past, dim]), and with the option `kvLength` an optional
+// kvLength (per batch: keys at or past it are padding, which may hold NaN and must not reach Y; without past keys
+// the spec's past offset is kvLength[b] - nq). The kernel returns Y's data in the layout of Q
 // (packed-qkv: bsd), as `referenceAttention(...).y.data`. A fully masked row must give 0 (ONNX `Attention`).
 // For float32 / float16 every input value is representable in that dtype (rounded before the reference runs),
 // so the kernel and the reference see the same numbers.
@@ -76,6 +78,7 @@ function roundProblem(p: AttentionProblem, dtype: KernelDType): KernelProblem {
     ...(p.inputs.v ? { v: t(p.inputs.v) } : {}),
     ...(bias ? { bias: bias.data instanceof Float64Array ? t({ shape: bias.shape, data: bias.data }) : bias } : {}),
     ...(p.inputs.pastKey && p.inputs.pastValue ? { pastKey: t(p.inputs.pastKey), pastValue: t(p.inputs.pastValue) } : {}),
+    ...(p.inputs.kvLength ? { kvLength: p.inputs.kvLength } : {}),
   };
   return { params: p.params, inputs };
 }
@@ -114,10 +117,11 @@ export function attentionKernelProperty(kernel: AttentionKernel, options: Kernel
 function withLargeLogits(p: AttentionProblem, maxLogit: number): AttentionProblem {
   const { q, k } = p.inputs;
   if (!k) return p; // packed-qkv: Q holds K and V too; leave it
+  // the largest |q| and |k| (a NaN padding key left out: `>` is false for it)
   let big = 0;
-  for (let t = 0; t < q.data.length; t++) big = Math.max(big, Math.abs(q.data[t]!));
+  for (let t = 0; t < q.data.length; t++) if (Math.abs(q.data[t]!) > big) big = Math.abs(q.data[t]!);
   let bigK = 0;
-  for (let t = 0; t < k.data.length; t++) bigK = Math.max(bigK, Math.abs(k.data[t]!));
+  for (let t = 0; t < k.data.length; t++) if (Math.abs(k.data[t]!) > bigK) bigK = Math.abs(k.data[t]!);
   const scale = p.params.scale;
   const reach = Math.abs(scale) * big * bigK * p.params.headDim; // >= every |scale q . k|
   if (!(reach > 0)) return p;

@@ -1,8 +1,9 @@
 // Arbitrary attention problems: params (GQA, head sizes up to 96, every layout, a spec) and float64 inputs
-// (odd lengths, optional bias with fully masked rows, optional past K/V), small enough for float64 loops.
+// (odd lengths, optional bias with fully masked rows, optional past K/V, optional lengths input whose padding keys
+// and values hold NaN in one problem of two), small enough for float64 loops.
 
 import fc from 'fast-check';
-import { ATTENTION_LAYOUTS, type AttentionLayout, type AttentionParams, type AttentionSpec, dense, SplitMix64 } from '@attnopt/ir';
+import { ATTENTION_LAYOUTS, type AttentionLayout, type AttentionParams, type AttentionSpec, dense, isLowRank, SplitMix64 } from '@attnopt/ir';
 import { type BoolTensor, fromBhsd, packQkv, type ReferenceInputs, type Tensor64 } from '@attnopt/reference';
 
 /** One attention problem: the inputs in params.layout, and the same data in bhsd for independent checks. */
@@ -35,6 +36,12 @@ export interface AttentionProblemOptions {
   readonly selfAttention?: boolean;
   /** Values are uniform in [-range, range] (default 4). */
   readonly range?: number;
+  /**
+   * Draw a lengths input in one problem of two (default false): kvLength[b] in [0, past + nk], keys at or past it
+   * are padding (ONNX nonpad_kv_seqlen). In one such problem of two the padding keys and values hold NaN, as a KV
+   * cache's unwritten slots may: the reference never reads them, so neither may the kernel. Not with low-rank specs.
+   */
+  readonly kvLength?: boolean;
 }
 
 /** Uniform values in [-range, range) from a seed (SplitMix64 of @attnopt/ir): fast for large tensors. */
@@ -46,7 +53,7 @@ export function seededValues(seed: number, count: number, range: number): Float6
 const HEAD_DIMS = [1, 2, 3, 5, 8, 16, 80, 96];
 
 export function attentionProblemArbitrary(options: AttentionProblemOptions = {}): fc.Arbitrary<AttentionProblem> {
-  const { maxLen = 40, past: allowPast = true, bias: allowBias = true, layouts = ATTENTION_LAYOUTS, selfAttention = false, range = 4 } = options;
+  const { maxLen = 40, past: allowPast = true, bias: allowBias = true, layouts = ATTENTION_LAYOUTS, selfAttention = false, range = 4, kvLength: allowKvLength = false } = options;
   const specArb = options.spec ?? fc.constant<AttentionSpec>(dense);
   return fc
     .record({
@@ -68,6 +75,7 @@ export function attentionProblemArbitrary(options: AttentionProblemOptions = {})
       maskedRows: fc.integer({ min: 0, max: 3 }),
       seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
       spec: specArb,
+      lengths: allowKvLength ? fc.option(fc.tuple(fc.nat(), fc.nat(), fc.boolean()), { freq: 2 }) : fc.constant(null),
     })
     .map((r) => {
       const cap = r.headDim >= 80 ? Math.min(12, maxLen) : maxLen;
@@ -88,6 +96,20 @@ export function attentionProblemArbitrary(options: AttentionProblemOptions = {})
       const v = vals(2, [B, r.kvNumHeads, nk, vHeadDim]);
       const pastKey = past > 0 ? vals(3, [B, r.kvNumHeads, past, r.headDim]) : undefined;
       const pastValue = past > 0 ? vals(4, [B, r.kvNumHeads, past, vHeadDim]) : undefined;
+      // a lengths input: kvLength[b] in [0, past + nk]; its padding (the present keys at or past it) NaN when drawn so
+      const kvLength = r.lengths && !isLowRank(r.spec) ? Array.from({ length: B }, (_, b) => [r.lengths![0], r.lengths![1]][b]! % (total + 1)) : undefined;
+      if (kvLength && r.lengths![2]) {
+        for (let b = 0; b < B; b++) {
+          for (let g = 0; g < r.kvNumHeads; g++) {
+            for (let j = kvLength[b]!; j < total; j++) {
+              const [kt, vt, row] = j < past ? [pastKey!, pastValue!, j] : [k, v, j - past];
+              const rows = kt.shape[2]!;
+              kt.data.fill(NaN, ((b * r.kvNumHeads + g) * rows + row) * r.headDim, ((b * r.kvNumHeads + g) * rows + row + 1) * r.headDim);
+              vt.data.fill(NaN, ((b * r.kvNumHeads + g) * rows + row) * vHeadDim, ((b * r.kvNumHeads + g) * rows + row + 1) * vHeadDim);
+            }
+          }
+        }
+      }
       let bias: Tensor64 | BoolTensor | undefined;
       if (r.biasKind !== 'none') {
         const width = r.biasShort && total > 1 ? total - 1 : total;
@@ -121,6 +143,7 @@ export function attentionProblemArbitrary(options: AttentionProblemOptions = {})
         ...(packed ? { q: packQkv(q, k, v) } : { q: inLayout(q), k: inLayout(k), v: inLayout(v) }),
         ...(bias ? { bias } : {}),
         ...(pastKey && pastValue ? { pastKey, pastValue } : {}),
+        ...(kvLength ? { kvLength } : {}),
       };
       return { params, inputs, bhsd: { q, k, v, ...(pastKey && pastValue ? { pastKey, pastValue } : {}), ...(bias ? { bias } : {}) } };
     });
