@@ -253,12 +253,14 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   // NaN included) zeroed before any part reads them. The sparse rows, the certificate and the fallback rows mask
   // padding after reading it (0 · NaN = NaN in P V); zeroed, every part reads it as a plain key and masks it. The
   // present outputs keep what the inputs held
-  const unpadded = (x: Value, what: string): Value => {
-    if (!p.guard || kvLength === undefined) return x;
-    const at = b.op('Range', [b.scalar(`${what}_r0`, 'i64', 0), b.op('Gather', [b.op('Shape', [x], `${what}_shape`), b.scalar(`${what}_axis`, 'i64', 2)], `${what}_count`, { axis: { type: 'int', value: 0n } }), b.scalar(`${what}_r1`, 'i64', 1)], `${what}_index`);
-    const valid = b.op('Less', [b.reshape(at, [1, 1, -1, 1], `${what}_index_col`), b.reshape(kvLength, [-1, 1, 1, 1], `${what}_kv_length`)], `${what}_valid`);
-    return b.op('Where', [valid, x, b.scalar(`${what}_zero`, inferDtype(x) ?? dtype, 0)], what);
-  };
+  // [B, 1, T, 1]: key j is no padding (K and V share it)
+  const validKey = (() => {
+    if (!p.guard || kvLength === undefined) return undefined;
+    const T = b.op('Gather', [b.op('Shape', [presentK], 'unpadded_shape'), b.scalar('unpadded_axis', 'i64', 2)], 'unpadded_count', { axis: { type: 'int', value: 0n } });
+    const at = b.op('Range', [b.scalar('unpadded_r0', 'i64', 0), T, b.scalar('unpadded_r1', 'i64', 1)], 'unpadded_index');
+    return b.op('Less', [b.reshape(at, [1, 1, -1, 1], 'unpadded_index_col'), b.reshape(kvLength, [-1, 1, 1, 1], 'unpadded_kv_length')], 'unpadded_valid');
+  })();
+  const unpadded = (x: Value, what: string): Value => (validKey ? b.op('Where', [validKey, x, b.scalar(`${what}_zero`, inferDtype(x) ?? dtype, 0)], what) : x);
   const kAll = repeat(unpadded(presentK, 'k_unpadded'), D, 'k_rep');
   const vAll = repeat(unpadded(presentV, 'v_unpadded'), Dv, 'v_rep');
   const softmaxType: DType = p.softmaxPrecision ?? dtype;

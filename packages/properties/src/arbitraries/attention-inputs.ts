@@ -97,7 +97,7 @@ export function attentionProblemArbitrary(options: AttentionProblemOptions = {})
       const pastKey = past > 0 ? vals(3, [B, r.kvNumHeads, past, r.headDim]) : undefined;
       const pastValue = past > 0 ? vals(4, [B, r.kvNumHeads, past, vHeadDim]) : undefined;
       // a lengths input: kvLength[b] in [0, past + nk]; its padding (the present keys at or past it) NaN when drawn so
-      const kvLength = r.lengths && !isLowRank(r.spec) ? Array.from({ length: B }, (_, b) => [r.lengths![0], r.lengths![1]][b]! % (total + 1)) : undefined;
+      const kvLength = r.lengths && !isLowRank(r.spec) ? Array.from({ length: B }, (_, b) => (r.lengths![0] + b * r.lengths![1]) % (total + 1)) : undefined;
       if (kvLength && r.lengths![2]) {
         for (let b = 0; b < B; b++) {
           for (let g = 0; g < r.kvNumHeads; g++) {
