@@ -42,6 +42,7 @@ import { lshChunkedAttention } from './lsh.js';
 import { lshKeepMask } from './lsh-hash.js';
 import { hasKeyBias, keyBias4, keyBiasBlocker } from './key-bias.js';
 import { specMask, unsupportedSpec } from './mask.js';
+import { padOutOfReach } from './padding.js';
 
 /**
  * How a site is lowered: `dense` builds the n x n scores and the spec as a keep-mask; `banded` computes only
@@ -198,6 +199,17 @@ function chunkedLsh(spec: AttentionSpec): boolean {
   }
 }
 
+/**
+ * Whether a site with a lengths input may read its keys sliced to the longest kvLength (padding.ts): its keys are
+ * masked at or past their count as padding is (the dense, banded and static block forms) and nothing reads their
+ * count otherwise: no guard (its summaries cover T keys), no data-dependent selection (it reads every key, as the IR
+ * defines it), no bias (its T columns) and no scores output (its shape).
+ */
+function sliced(p: AttentionParams, node: Node, plan: LoweringPlan): boolean {
+  if (p.guard !== undefined || isLowRank(p.spec) || isDataDependent(p.spec) || node.inputs[3] !== undefined || p.scoresMode !== undefined) return false;
+  return plan.strategy === 'dense' || plan.strategy === 'banded' || plan.strategy === 'blocks';
+}
+
 /** Replaces one Attention node by standard ONNX ops; the outputs keep their names. Throws when it cannot. */
 export function lowerAttention(graph: Graph, node: Node, options: LowerOptions = { opset: 21 }): Node[] {
   const why = cannotLower(node, options);
@@ -249,27 +261,30 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
     const target = b.op('Concat', [b.ints(`${what}_batch_heads`, [0, H]), seqHead], `${what}_heads_shape`, { axis: { type: 'int', value: 0n } });
     return b.op('Reshape', [grouped, target], `${what}_heads`);
   };
-  // a guarded site's keys and values at or past kvLength[b] (padding: a KV cache's unwritten slots may hold anything,
-  // NaN included) zeroed before any part reads them. The sparse rows, the certificate and the fallback rows mask
-  // padding after reading it (0 · NaN = NaN in P V); zeroed, every part reads it as a plain key and masks it. The
-  // present outputs keep what the inputs held
-  // [B, 1, T, 1]: key j is no padding (K and V share it)
-  const validKey = (() => {
-    if (!p.guard || kvLength === undefined) return undefined;
-    const T = b.op('Gather', [b.op('Shape', [presentK], 'unpadded_shape'), b.scalar('unpadded_axis', 'i64', 2)], 'unpadded_count', { axis: { type: 'int', value: 0n } });
-    const at = b.op('Range', [b.scalar('unpadded_r0', 'i64', 0), T, b.scalar('unpadded_r1', 'i64', 1)], 'unpadded_index');
-    return b.op('Less', [b.reshape(at, [1, 1, -1, 1], 'unpadded_index_col'), b.reshape(kvLength, [-1, 1, 1, 1], 'unpadded_kv_length')], 'unpadded_valid');
-  })();
-  const unpadded = (x: Value, what: string): Value => (validKey ? b.op('Where', [validKey, x, b.scalar(`${what}_zero`, inferDtype(x) ?? dtype, 0)], what) : x);
+  // keys and values at or past kvLength[b] (padding, which may hold anything) out of reach before any part reads
+  // them (padding.ts); the present outputs keep what the inputs held. Sliced to the longest kvLength where every
+  // part masks keys at or past its key count as padding (`sliced`); the alignments read the full key count
+  const plan = loweringPlan(node, options);
+  const outOfReach = kvLength ? padOutOfReach(b, presentK, kvLength, 2, options.opset, sliced(p, node, plan)) : undefined;
+  const unpadded = (x: Value, what: string): Value => (outOfReach ? outOfReach(x, what) : x);
   const kAll = repeat(unpadded(presentK, 'k_unpadded'), D, 'k_rep');
   const vAll = repeat(unpadded(presentV, 'v_unpadded'), Dv, 'v_rep');
+  // the keys a data-dependent selection (top-k block scores, LSH buckets and sorted order) reads: the raw keys,
+  // padding included, as the IR defines it. A guarded site's selection reads the others: its certificate holds
+  // whatever it keeps. Built on first use
+  let rawKeys: Value | undefined;
+  const selection = (): { selectionK?: Value } => {
+    if (!outOfReach || p.guard) return {};
+    rawKeys ??= repeat(presentK, D, 'k_selection_rep');
+    return { selectionK: rawKeys };
+  };
   const softmaxType: DType = p.softmaxPrecision ?? dtype;
-  const plan = loweringPlan(node, options);
+  // the key count T of the site (kAll may hold fewer keys: padding sliced off)
+  const keyCount = () => b.op('Gather', [b.op('Shape', [presentK], 'k_shape'), b.scalar('nk_index', 'i64', 2)], 'nk', { axis: { type: 'int', value: 0n } });
   if (plan.strategy !== 'dense' || isGuardedLsh(p)) {
-    const shapeOfK = b.op('Shape', [kAll], 'k_shape');
     const len = (x: Value, what: string) =>
       b.op('Gather', [b.op('Shape', [x], `${what}_shape`), b.scalar(`${what}_index`, 'i64', 2)], what, { axis: { type: 'int', value: 0n } });
-    const nkAll = b.op('Gather', [shapeOfK, b.scalar('nk_index', 'i64', 2)], 'nk', { axis: { type: 'int', value: 0n } });
+    const nkAll = keyCount();
     const bottomRight = b.op('Sub', [nkAll, len(q, 'nq')], 'bottom_right');
     const score = (qk: Value, what: string): Value => {
       const scaled = b.op('Mul', [qk, b.scalar(`${what}_scale`, dtype, p.scale)], `${what}_scaled`);
@@ -321,6 +336,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
         bottomRight,
         ...(past ? { past } : {}),
         ...(kvLength ? { kvLength } : {}),
+        ...selection(),
       });
       return finish(graph, node, b, p, q, yLsh, presentK, presentV, undefined);
     }
@@ -348,6 +364,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
         score,
         softmax,
         ...(kvLength ? { kvLength } : {}),
+        ...(gathered.leaf.kind === 'topkBlocks' ? selection() : {}),
         ...(causalOffset ? { causalOffset } : {}),
         ...(bias !== undefined ? { keyBias: keyBias4(b, node, dtype) } : {}),
       });
@@ -406,10 +423,10 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   } else if (kvLen4) {
     past = b.op('Sub', [kvLen4, nq], 'past_from_kv_length');
   }
-  const bottomRight = b.op('Sub', [nk, nq], 'bottom_right');
+  const bottomRight = b.op('Sub', [outOfReach ? keyCount() : nk, nq], 'bottom_right');
   const parts: Value[] = [];
   if (p.spec.kind !== 'dense' && !isLowRank(p.spec)) {
-    const lsh = (leaf: Lsh) => lshKeepMask(b, leaf, { q, k: kAll, headDim: D, dtype });
+    const lsh = (leaf: Lsh) => lshKeepMask(b, leaf, { q, k: kAll, headDim: D, dtype, ...selection() });
     const m = specMask(b, p.spec, { cols, rows, bottomRight, ...(past ? { past } : {}), lsh });
     if (m) parts.push(m);
   }

@@ -21,6 +21,7 @@ import { liveOutputs, NodeBuilder, redirect } from '@attnopt/rewrite';
 import { inferDtype } from '../shape-inference/shapes.js';
 import { bandedWidths, bandFrame } from './band-window.js';
 import { specMask } from './mask.js';
+import { padOutOfReach } from './padding.js';
 import type { LowerOptions, LoweringPlan } from './attention.js';
 
 /** The default-domain opset whose Attention op the onnxruntime form emits. */
@@ -89,13 +90,21 @@ export function lowerBandedNative(graph: Graph, node: Node, options: LowerOption
   // the cached keys go in front, in the bsd layout
   const withPast = (x: Value, past: Value | undefined, d: number, what: string): Value =>
     past ? b.op('Concat', [b.reshape(b.transpose(past, [0, 2, 1, 3], `${what}_past_bshd`), [0, 0, Hkv * d], `${what}_past_bsd`), x], `${what}_all`, axis(1)) : x;
-  const kAll = withPast(k, pastKey, D, 'k');
-  const vAll = withPast(v, pastValue, Dv, 'v');
+  const kCat = withPast(k, pastKey, D, 'k');
+  const vCat = withPast(v, pastValue, Dv, 'v');
+  // keys and values at or past kvLength[b] (padding, which may hold anything) out of reach before the blocks read
+  // them (padding.ts: the bias masks them by adding -inf, and P V gives 0 · NaN = NaN), sliced to the longest
+  // kvLength without a scores output (the blocks mask keys at or past their count as padding); the alignment reads
+  // the full key count
+  const outOfReach = kvLength ? padOutOfReach(b, kCat, kvLength, 1, options.opset, p.scoresMode === undefined) : undefined;
+  const unpadded = (x: Value, what: string): Value => (outOfReach ? outOfReach(x, what) : x);
+  const kAll = unpadded(kCat, 'k_unpadded');
+  const vAll = unpadded(vCat, 'v_unpadded');
 
   const S = dim(q, 1, 'band_nq');
   const T = dim(kAll, 1, 'band_nk');
   const batch = dim(q, 0, 'band_batch');
-  const bottomRight = b.op('Sub', [T, S], 'bottom_right');
+  const bottomRight = b.op('Sub', [outOfReach ? dim(kCat, 1, 'band_nk_all') : T, S], 'bottom_right');
   const past = pastKey ? dim(pastKey, 2, 'past_length') : undefined;
   const frame = bandFrame(b, { spec, support, blockSize: bs, S, T, dtype: 'f32', bottomRight, ...(past ? { past } : {}), ...(kvLength ? { kvLength } : {}) });
   const { nBlocks, front, back, offset } = frame;

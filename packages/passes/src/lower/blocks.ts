@@ -37,6 +37,11 @@ export interface BlockGatherInputs {
   readonly softmax: (logits: Value, keep: Value | undefined, what: string) => Value;
   readonly kvLength?: Value;
   /**
+   * The keys the spec's selection reads (top-k block scores) when they differ from `k`: the raw keys, padding
+   * included, as the IR defines the selection; `k` has padding out of reach (padding.ts). Default `k`.
+   */
+  readonly selectionK?: Value;
+  /**
    * The causal cut, when the spec is causal ∩ (blocks | topkBlocks): query i sees keys j <= i + offset (int64: a
    * scalar, or [B, 1, 1, 1] per batch).
    */
@@ -113,8 +118,8 @@ export function blockGatherParts(b: NodeBuilder, x: BlockGatherInputs): BlockGat
       x.opset >= 18 ? b.op(op, [t, b.ints(`${what}_axes`, [axis])], what, { keepdims: int(0) }) : b.op(op, [t], what, { axes: { type: 'ints', value: [BigInt(axis)] }, keepdims: int(0) });
     if (spec.score === 'quest') {
       const inf = (sign: number, what: string) => b.scalar(what, x.dtype, sign * Infinity);
-      const kmin = reduce('ReduceMin', blocked(x.k, x.headDim, 'blk_kmin_src', inf(1, 'blk_pos_inf')), 3, 'blk_kmin'); // [B, H, nKB, D]
-      const kmax = reduce('ReduceMax', blocked(x.k, x.headDim, 'blk_kmax_src', inf(-1, 'blk_neg_inf')), 3, 'blk_kmax');
+      const kmin = reduce('ReduceMin', blocked(x.selectionK ?? x.k, x.headDim, 'blk_kmin_src', inf(1, 'blk_pos_inf')), 3, 'blk_kmin'); // [B, H, nKB, D]
+      const kmax = reduce('ReduceMax', blocked(x.selectionK ?? x.k, x.headDim, 'blk_kmax_src', inf(-1, 'blk_neg_inf')), 3, 'blk_kmax');
       const qPos = b.op('Relu', [qBlocks], 'blk_q_pos');
       const qNeg = b.op('Sub', [qBlocks, qPos], 'blk_q_neg');
       const bound = b.op(
@@ -135,7 +140,7 @@ export function blockGatherParts(b: NodeBuilder, x: BlockGatherInputs): BlockGat
         return b.cast(len, x.dtype, `${what}_count`);
       };
       const qSum = reduce('ReduceSum', b.op('Where', [realRow, qBlocks, zero], 'blk_q_real'), 3, 'blk_q_sum'); // [B, H, nQB, D]
-      const kSum = reduce('ReduceSum', kBlocks, 3, 'blk_k_sum'); // padding is 0
+      const kSum = reduce('ReduceSum', x.selectionK ? blocked(x.selectionK, x.headDim, 'blk_k_selection') : kBlocks, 3, 'blk_k_sum'); // padding is 0
       const qMean = b.op('Div', [qSum, b.reshape(count(S, nQB, bq, 'blk_qc'), [-1, 1], 'blk_qc_col')], 'blk_q_mean');
       const kMean = b.op('Div', [kSum, b.reshape(count(T, nKB, bk, 'blk_kc'), [-1, 1], 'blk_kc_col')], 'blk_k_mean');
       scores = b.op('Mul', [b.op('MatMul', [qMean, b.transpose(kMean, [0, 1, 3, 2], 'blk_k_mean_t')], 'blk_mean_dot'), b.scalar('blk_scale', x.dtype, x.scale)], 'blk_scores');

@@ -153,7 +153,8 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   // onnxruntime's ReduceMin / ReduceMax pass over a NaN key, its distance to the centre does not: the block's sum of
   // distances times 0 (NaN where the block holds a NaN or infinite key, else 0) joins the centre, so q . c and U are
   // NaN for that block and every row that drops any key falls back (a pass over [B, H, nKB, kb], not over K).
-  // Padding keys (at or past kvLength) arrive zeroed (attention.ts): whatever the input held there, no row reads it
+  // Padding keys (at or past kvLength) arrive as copies of a valid key (padding.ts): whatever the input held there,
+  // no row reads it
   const nanCarrier = b.op('Mul', [reduce('ReduceSum', dist2, [3], 'guard_dist2_sum', true), f32(0, 'guard_nan_zero')], 'guard_nan_carrier');
   const tr = (t: Value, what: string) => b.transpose(t, [0, 1, 3, 2], what);
 
@@ -308,7 +309,7 @@ function guardedFromLogRatio(b: NodeBuilder, x: GuardedSite, c: LogRatioInputs):
   const cols = b.op('Range', [i64(0, 'guard_r6'), T, i64(1, 'guard_r7')], 'guard_key_index');
   const kvLength4d = x.kvLength ? b.reshape(x.kvLength, [-1, 1, 1, 1], 'guard_lengths_4d') : undefined;
   // R, NaN where V holds a NaN (ReduceMin / ReduceMax pass over it; a sum times 0 does not): no bound, the head's
-  // rows that drop a key fall back. Padding rows (at or past kvLength) arrive zeroed (attention.ts)
+  // rows that drop a key fall back. Padding rows (at or past kvLength) arrive as copies of a valid row (padding.ts)
   const rangeRaw = reduce('ReduceMax', b.op('Sub', [reduce('ReduceMax', v32, [2], 'guard_v_max', true), reduce('ReduceMin', v32, [2], 'guard_v_min', true)], 'guard_v_range_c'), [2, 3], 'guard_v_range_raw');
   const vSum = reduce('ReduceSum', v32, [2, 3], 'guard_v_sum');
   const range = b.op('Add', [rangeRaw, b.op('Mul', [vSum, f32(0, 'guard_v_nan_zero')], 'guard_v_nan_carrier')], 'guard_v_range');

@@ -232,7 +232,7 @@ function guardedLshChunkedAttention(b: NodeBuilder, x: GuardedLshInputs): Value 
  * min / max pass over a NaN key, a sum does not, so a NaN (or infinite) key makes every centre of its head NaN, q . c
  * NaN, and every row of the head that drops a key fall back (see guardedScoreBound; per head here, not per group:
  * the groups are scattered). The sum is of the keys' distances `dist2` (reduced over `axes` down to [B, H]); padding
- * keys (at or past kvLength) arrive zeroed (attention.ts).
+ * keys (at or past kvLength) arrive as copies of a valid key (padding.ts).
  */
 function withNanCarrier(b: NodeBuilder, x: GuardedSite, center: Value, dist2: Value, axes: number[]): Value {
   const { f32, reduce } = guardOps(b, x);

@@ -11,7 +11,7 @@
 //   log Z_S               the largest kept score and its probability per row from the banded softmax; rows that
 //                         keep no key fall back when they drop one
 // A lengths input (kvLength: keys at or past kvLength[b] are padding) caps the counted keys per batch
-// ([B, 1, S, nKB]) and masks the fallback rows; the summaries and R include padding keys, zeroed (attention.ts: only looser).
+// ([B, 1, S, nKB]) and masks the fallback rows; the summaries and R include padding keys, copies of a valid key (padding.ts).
 // Past keys (a KV cache input): the keys are past ⊕ new, query i sits at P + i under the past / bottom-right
 // alignment (band, causal limit, global queries), the summaries, counts and R cover all of them, and the fallback
 // rows attend densely over past ⊕ new (guarded-past.ts).

@@ -45,6 +45,11 @@ export interface LshMaskInputs {
   readonly k: Value;
   readonly headDim: number;
   readonly dtype: DType;
+  /**
+   * The keys the spec's selection reads (the keys' buckets) when they differ from `k`: the raw keys, padding
+   * included, as the IR defines the selection; `k` has padding out of reach (padding.ts). Default `k`.
+   */
+  readonly selectionK?: Value;
 }
 
 /**
@@ -53,7 +58,7 @@ export interface LshMaskInputs {
  */
 export function lshKeepMask(b: NodeBuilder, leaf: Lsh, x: LshMaskInputs, what = 'lsh_mask'): Value {
   const hq = lshBucketIds(b, leaf, x.q, x.headDim, x.dtype, `${what}_q`);
-  const hk = lshBucketIds(b, leaf, x.k, x.headDim, x.dtype, `${what}_k`);
+  const hk = lshBucketIds(b, leaf, x.selectionK ?? x.k, x.headDim, x.dtype, `${what}_k`);
   let gq = hq;
   let gk = hk;
   if (leaf.chunk > 0) {

@@ -36,6 +36,11 @@ export interface LshInputs {
   readonly past?: Value;
   /** [B] int64 valid key counts. */
   readonly kvLength?: Value;
+  /**
+   * The keys the spec's selection reads (the keys' buckets and sorted order) when they differ from `k`: the raw keys, padding
+   * included, as the IR defines the selection; `k` has padding out of reach (padding.ts). Default `k`.
+   */
+  readonly selectionK?: Value;
 }
 
 const int = (x: number) => ({ type: 'int', value: BigInt(x) }) as const;
@@ -74,7 +79,7 @@ export function lshChunkedParts(b: NodeBuilder, x: LshInputs): LshChunkedParts {
   const n = b.op('Gather', [b.op('Shape', [x.q], 'lsh_q_shape'), i64(2, 'lsh_seq_axis')], 'lsh_n', { axis: int(0) });
   const order = (t: Value, what: string) => lshOrder(b, lshBucketIds(b, leaf, t, x.headDim, dtype, what), n, what);
   const oq = order(x.q, 'lsh_q');
-  const ok = order(x.k, 'lsh_k');
+  const ok = order(x.selectionK ?? x.k, 'lsh_k');
 
   // sorted rows cut into chunks, -1 for padding: [B, H, R, nC, c]
   const nC = b.op('Div', [b.op('Add', [n, i64(c - 1, 'lsh_round_up')], 'lsh_n_up'), i64(c, 'lsh_chunk')], 'lsh_chunks');

@@ -8,7 +8,7 @@ import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { expect } from 'vitest';
-import { cannotLower, GUARD_FALLBACK_VALUE, lowerAttentionPass } from '../../src/lower/index.js';
+import { cannotLower, GUARD_FALLBACK_VALUE, type LowerOptions, lowerAttentionPass, type LoweringStrategy, NATIVE_ATTENTION_OPSET } from '../../src/lower/index.js';
 import type { QKV } from './guarded-inputs.js';
 import { ortTensor, ortValues, runModel } from './ort.js';
 
@@ -18,9 +18,13 @@ export interface Shape {
   readonly Hkv: number;
 }
 
-/** The site lowered for onnxruntime at `opset` (default 21); with `flags` the fallback flags are an output too. */
-export function buildBhsdSite(shape: Shape, p: AttentionParams, options: { kvLength?: boolean; flags?: boolean; opset?: number } = {}): Uint8Array {
-  const opset = options.opset ?? 21;
+/**
+ * The site lowered for onnxruntime at `opset` (default 21; 23 with `native`, the onnxruntime banded form); with
+ * `flags` the fallback flags are an output too; `strategy` forces a lowering (LowerOptions.strategy).
+ */
+export function buildBhsdSite(shape: Shape, p: AttentionParams, options: { kvLength?: boolean; flags?: boolean; opset?: number; native?: boolean; strategy?: LoweringStrategy } = {}): Uint8Array {
+  const opset = options.opset ?? (options.native ? NATIVE_ATTENTION_OPSET : 21);
+  const lowering: LowerOptions = { opset, ...(options.native ? { native: 'onnxruntime' } : {}), ...(options.strategy ? { strategy: options.strategy } : {}) };
   const D = p.headDim;
   const g = new Graph('bhsd_site');
   const q = g.addInput(new Value('q', tensorType('f32', [shape.B, shape.H, 'seq', D])));
@@ -31,8 +35,8 @@ export function buildBhsdSite(shape: Shape, p: AttentionParams, options: { kvLen
   const node = attentionNode(p, { q, k, v, ...(kvLength ? { kvLength } : {}) }, { y }, 'attn');
   g.addNode(node);
   g.outputs.push(y);
-  expect(cannotLower(node, { opset })).toBeUndefined();
-  runPipeline(g, [lowerAttentionPass({ opset })]);
+  expect(cannotLower(node, lowering)).toBeUndefined();
+  runPipeline(g, [lowerAttentionPass(lowering)]);
   if (options.flags) g.outputs.push(g.nodes.flatMap((n) => n.outputs).find((o) => o.name.endsWith(`/${GUARD_FALLBACK_VALUE}`))!);
   return exportOnnx(newOnnxModel(g, { opset }));
 }

@@ -16,7 +16,8 @@ export interface Site {
   /** Extra keys beyond the queries (nk = nq + extraKeys). */
   readonly extraKeys?: number;
   readonly past?: number;
-  readonly kvLength?: boolean;
+  /** A lengths input: true draws kvLength[b] = T - 5 (b odd) or T; a function gives kvLength[b] from T and b. */
+  readonly kvLength?: boolean | ((keys: number, batch: number) => number);
   readonly dtype?: 'f32' | 'f64';
 }
 
@@ -99,7 +100,8 @@ export async function runSite(l: Lowered, s: Site, nq: number, seed: number, tol
     put('past_value', [B, Hk, s.past, Dv]);
   }
   const total = (s.past ?? 0) + nk;
-  if (s.kvLength) put('kv_length', [B], Array.from({ length: B }, (_, b) => Math.max(1, total - (b % 2) * 5)), 'i64');
+  const lengthOf = typeof s.kvLength === 'function' ? s.kvLength : (keys: number, b: number) => Math.max(1, keys - (b % 2) * 5);
+  if (s.kvLength) put('kv_length', [B], Array.from({ length: B }, (_, b) => lengthOf(total, b)), 'i64');
   const out = await runModel(l.bytes, feeds);
   const t = (name: string) => ({ shape: data[name]!.shape, data: Float64Array.from(data[name]!.values) });
   const ref: ReferenceInputs = {
