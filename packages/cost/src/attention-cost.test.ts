@@ -162,3 +162,25 @@ describe('onnxruntime-cpu follows the lowering: banded, block-gathered, low-rank
     expect(a.computedPairs).toBe(0);
   });
 });
+
+describe('a lengths input (kvLength)', () => {
+  // the lowering puts padding K and V out of reach before any part reads them: a GatherND over each, every unfused form
+  const gqa = params(dense, { numHeads: 8, kvNumHeads: 2, headDim: 64, vHeadDim: 32 });
+  const dims = { batch: 3, nq: 512, nk: 512 };
+  const specs: [string, AttentionSpec][] = [
+    ['dense', dense],
+    ['banded', intersect(causal(), union(slidingWindow(63, 0), sinks(2)))],
+    ['block-gathered', blockSparse(64, 64, [[0], [0, 1]])],
+  ];
+  it.each(specs)('%s: a GatherND over [B, Hkv, nk, d] and one over [B, Hkv, nk, dv], only with kvLength', (_name, spec) => {
+    const outOfReach = (kvLength: boolean) => attentionCost({ ...gqa, spec }, dims, onnxruntimeCpuProfile, { kvLength }).ops.filter((o) => /padding (row index|keys out of reach|values out of reach)/.test(o.what));
+    expect(outOfReach(false)).toEqual([]);
+    // 3 batches x 2 kv heads x 512 rows: the int64 index, and (64 | 32) channels x 4 bytes read and written
+    const rows = 3 * 2 * 512;
+    expect(outOfReach(true).map((o) => [o.op, o.bytes])).toEqual([
+      ['Expand', 8 * rows],
+      ['GatherND', 2 * 4 * rows * 64 + 8 * rows],
+      ['GatherND', 2 * 4 * rows * 32 + 8 * rows],
+    ]);
+  });
+});

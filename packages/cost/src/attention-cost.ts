@@ -112,7 +112,7 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
         hasRuntimeHeadDim(p) && chosen.strategy !== 'dense' ? { strategy: 'dense', why: `dense: the ${RUNTIME_HEAD_DIM_REASON}` } : chosen;
       if (choice.strategy === 'banded') {
         const sh = bandedShape(choice.support, choice.blockSize, x.nq, x.nk);
-        ops = [...presentOps(p, x), ...bandedOps(p, spec, choice.support, choice.blockSize, x, o), ...layoutOut(p, x)];
+        ops = [...presentOps(p, x, o.kvLength), ...bandedOps(p, spec, choice.support, choice.blockSize, x, o), ...layoutOut(p, x)];
         computedPairs = sh.scores;
         const blockScores = x.E * x.B * x.H * sh.paddedQueries * (sh.band + sh.extra);
         largest = Math.max(blockScores, x.E * x.B * x.H * sh.globalRows * x.nk);
@@ -122,7 +122,7 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
       } else if (choice.strategy === 'lsh' && x.nq === x.nk) {
         const bound = lshBound(spec)!;
         const sh = lshChunkedShape(bound.leaf, x.nq);
-        ops = [...presentOps(p, x), ...lshChunkedOps(p, bound.leaf, bound.rest, x, o), ...layoutOut(p, x)];
+        ops = [...presentOps(p, x, o.kvLength), ...lshChunkedOps(p, bound.leaf, bound.rest, x, o), ...layoutOut(p, x)];
         computedPairs = sh.scores;
         const BH = x.B * x.H;
         // the scores, and with several rounds the rounds x candidates chunk test (booleans)
@@ -134,7 +134,7 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
         const sh = blockGatherShape(gathered.leaf, x.nq, x.nk);
         // a causal cut: the gathered keys' index against each query's limit (Greater, Not, And over the scores)
         const cut = gathered.causal ? [work('Greater', 'causal cut', { bytes: 2 * x.B * x.H * sh.scores }), work('And', 'keep & causal', { bytes: 3 * x.B * x.H * sh.scores })] : [];
-        ops = [...presentOps(p, x), ...blockGatherOps(p, gathered.leaf, x, o), ...cut, ...layoutOut(p, x)];
+        ops = [...presentOps(p, x, o.kvLength), ...blockGatherOps(p, gathered.leaf, x, o), ...cut, ...layoutOut(p, x)];
         computedPairs = sh.scores;
         largest = x.E * x.B * x.H * sh.scores;
         live = 2 * largest + x.E * x.B * x.H * sh.queryBlocks * sh.m * sh.bk * x.dv;

@@ -71,7 +71,7 @@ export function unfusedMaskedOps(p: AttentionParams, spec: MaskSpec, x: Extent, 
   const { B, H, d, dv, nq, nk, E } = x;
   const S = B * H * nq * nk;
   const sk = nq * nk;
-  const ops: OpWork[] = presentOps(p, x);
+  const ops: OpWork[] = presentOps(p, x, o.kvLength);
   const fusedScale = o.graphOptimization === 'all'; // Transpose and Mul by a scalar fold into FusedMatMul
   if (!fusedScale) ops.push(work('Transpose', 'Kᵀ', { bytes: 2 * E * B * H * nk * d }));
   ops.push(work('MatMul', 'scores Q Kᵀ', { flops: 2 * S * d, bytes: E * (B * H * nq * d + B * H * nk * d + S) }));
@@ -119,13 +119,24 @@ export function unfusedMaskedOps(p: AttentionParams, spec: MaskSpec, x: Extent, 
   return ops;
 }
 
-/** Heads split from the layout, past K/V concatenated, K/V heads repeated for GQA: every lowered form starts so. */
-export function presentOps(p: AttentionParams, x: Extent): OpWork[] {
+/**
+ * Heads split from the layout, past K/V concatenated, padding K/V out of reach (with kvLength), K/V heads repeated for GQA:
+ * every lowered form starts so.
+ */
+export function presentOps(p: AttentionParams, x: Extent, kvLength = false): OpWork[] {
   const { B, H, Hkv, d, dv, nk, past, E } = x;
   const ops: OpWork[] = [...layoutIn(p, x)];
   if (past > 0) {
     ops.push(work('Concat', 'present key', { bytes: 2 * E * B * Hkv * nk * d }));
     ops.push(work('Concat', 'present value', { bytes: 2 * E * B * Hkv * nk * dv }));
+  }
+  if (kvLength) {
+    // keys and values at or past kvLength[b] replaced by row kvLength[b] - 1 before any part reads them (padding may
+    // hold anything): a row index [B, Hkv, nk, 1] and a GatherND over each
+    const rows = B * Hkv * nk;
+    ops.push(work('Expand', 'padding row index', { bytes: 8 * rows }));
+    ops.push(work('GatherND', 'padding keys out of reach', { bytes: 2 * E * rows * d + 8 * rows }));
+    ops.push(work('GatherND', 'padding values out of reach', { bytes: 2 * E * rows * dv + 8 * rows }));
   }
   if (H !== Hkv) {
     ops.push(work('Expand', 'repeat K heads (GQA)', { bytes: E * B * (Hkv + H) * nk * d }));
