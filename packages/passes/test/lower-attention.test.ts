@@ -36,6 +36,11 @@ interface Problem {
   readonly kvLength?: boolean;
   /** Query row 0 of every batch and head keeps no key through the bias (false, or -inf). */
   readonly firstRowMasked?: boolean;
+  /** The bias's key axis (default: every key, past + nk) and query axis (default nq; 1: a key bias). */
+  readonly biasKeys?: number;
+  readonly biasRows?: 1;
+  /** Forces the banded lowering (LowerOptions.strategy). */
+  readonly banded?: boolean;
 }
 
 function shapes(p: Problem) {
@@ -64,8 +69,8 @@ async function check(p: Problem, seed: number): Promise<number> {
   const k = sh.k ? input('k', 'f32', sh.k, rand(count(sh.k))) : undefined;
   const v = sh.v ? input('v', 'f32', sh.v, rand(count(sh.v))) : undefined;
   const total = p.past + p.nk;
-  const biasShape = [p.batch, 1, p.nq, total];
-  const rowOf = (at: number) => Math.floor(at / total) % p.nq;
+  const biasShape = [p.batch, 1, p.biasRows ?? p.nq, p.biasKeys ?? total];
+  const rowOf = (at: number) => Math.floor(at / biasShape[3]!) % biasShape[2]!;
   const firstRow = (x: number, at: number, masked: number) => (p.firstRowMasked && rowOf(at) === 0 ? masked : x);
   const bias =
     p.bias === 'float' ? input('bias', 'f32', biasShape, rand(count(biasShape)).map((x, at) => firstRow(x, at, -Infinity)))
@@ -87,7 +92,7 @@ async function check(p: Problem, seed: number): Promise<number> {
     ),
   );
   g.outputs.push(y, pk, pv);
-  runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
+  runPipeline(g, [lowerAttentionPass({ opset: 21, ...(p.banded ? { strategy: 'banded' } : {}) })]);
   const bytes = exportOnnx(newOnnxModel(g, { opset: 21 }));
   const out = await runModel(bytes, feeds);
   const t = (name: string) => ({ shape: data[name]!.shape, data: Float64Array.from(data[name]!.values) });
@@ -174,6 +179,46 @@ describe('lowerAttention in onnxruntime vs referenceAttention', () => {
     ['a -inf float bias', rowCase(dense, 'float')],
   ] as const)('a row that keeps no key through %s gives 0', async (_name, p) => {
     await check(p, 91);
+  });
+
+  // a bias whose key axis is shorter than the key count (ONNX Attention allows it): the missing keys are masked, as
+  // the IR defines it, never broadcast (a width of 1 included). Dense (an n x n bias), and banded with a key bias
+  // [B, 1, 1, w] (gathered per key); past 3 + 5 keys, widths 6 and 1
+  const shortBias = (spec: MaskSpec, bias: 'float' | 'bool', biasKeys: number, biasRows?: 1): Problem => ({
+    ...(biasRows ? { banded: true } : {}),
+    params: { numHeads: 4, kvNumHeads: 2, headDim: 8, vHeadDim: 8, scale: 0.35, softcap: 0, layout: 'bshd', spec },
+    batch: 2,
+    nq: 5,
+    nk: 5,
+    past: 3,
+    bias,
+    biasKeys,
+    ...(biasRows ? { biasRows } : {}),
+  });
+  it.each([
+    ['dense, a float bias over 6 of 8 keys', shortBias(dense, 'float', 6)],
+    ['dense, a boolean bias over 6 of 8 keys', shortBias(dense, 'bool', 6)],
+    ['dense, a float bias over 1 of 8 keys', shortBias(dense, 'float', 1)],
+    ['causal past, a boolean bias over 1 of 8 keys', shortBias(causal('past'), 'bool', 1)],
+    ['sinks + window (banded), a float key bias over 6 of 8 keys', shortBias(union(sinks(2), slidingWindow(3, 0, 'past')), 'float', 6, 1)],
+    ['sinks + window (banded), a boolean key bias over 1 of 8 keys', shortBias(union(sinks(2), slidingWindow(3, 0, 'past')), 'bool', 1, 1)],
+  ] as const)('%s: the missing keys masked', async (_name, p) => {
+    await check(p, 57);
+  });
+
+  it('a bias the graph declares over every key (the same symbol) is not padded; one over another symbol is', () => {
+    const padded = (biasKeys: string) => {
+      const g = new Graph('g');
+      const x = g.addInput(new Value('x', tensorType('f32', [1, 'seq', 8])));
+      const bias = g.addInput(new Value('bias', tensorType('f32', [1, 1, 'seq', biasKeys])));
+      const y = new Value('y');
+      g.addNode(attentionNode({ numHeads: 1, kvNumHeads: 1, headDim: 8, vHeadDim: 8, scale: 1, softcap: 0, layout: 'bsd', spec: dense }, { q: x, k: x, v: x, bias }, { y }, 'a'));
+      g.outputs.push(y);
+      lowerAttentionPass({ opset: 21 }).run(g);
+      return g.nodes.filter((n) => n.op === 'Pad').length;
+    };
+    expect(padded('seq')).toBe(0);
+    expect(padded('mask_len')).toBe(1);
   });
 
   it('does not lower specs it cannot express yet, and says which', () => {

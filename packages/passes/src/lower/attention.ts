@@ -40,7 +40,7 @@ import { guardedLshAttention, guardedLshLeaf, guardedLshNodeBlocker, isGuardedLs
 import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { lshChunkedAttention } from './lsh.js';
 import { lshKeepMask } from './lsh-hash.js';
-import { hasKeyBias, keyBias4, keyBiasBlocker } from './key-bias.js';
+import { biasOverKeys, hasKeyBias, keyBias4, keyBiasBlocker } from './key-bias.js';
 import { specMask, unsupportedSpec } from './mask.js';
 import { padOutOfReach } from './padding.js';
 
@@ -105,11 +105,18 @@ export interface LoweringPlan {
 
 /** The number of present keys when the model fixes it, else undefined. */
 function staticKeyCount(node: Node, p: AttentionParams): number | undefined {
+  const n = keyCountDim(node, p);
+  return typeof n === 'number' ? n : undefined;
+}
+
+/** The present key count as the model declares it: a number, a symbol (no past keys), or undefined. */
+function keyCountDim(node: Node, p: AttentionParams): number | string | undefined {
   const [qIn, kIn, , , pastKey] = node.inputs;
   const declaredShape = (v: Value | undefined) => (v?.type?.kind === 'tensor' ? v.type.shape : undefined);
   const seqAxis = p.layout === 'bhsd' ? 2 : 1;
   const now = declaredShape(p.layout === 'packed-qkv' ? qIn : kIn)?.[seqAxis];
-  const past = pastKey ? declaredShape(pastKey)?.[2] : 0;
+  if (!pastKey) return now ?? undefined;
+  const past = declaredShape(pastKey)?.[2];
   return typeof now === 'number' && typeof past === 'number' ? now + past : undefined;
 }
 
@@ -280,7 +287,8 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   };
   const softmaxType: DType = p.softmaxPrecision ?? dtype;
   // the key count T of the site (kAll may hold fewer keys: padding sliced off)
-  const keyCount = () => b.op('Gather', [b.op('Shape', [presentK], 'k_shape'), b.scalar('nk_index', 'i64', 2)], 'nk', { axis: { type: 'int', value: 0n } });
+  let nkValue: Value | undefined;
+  const keyCount = () => (nkValue ??= b.op('Gather', [b.op('Shape', [presentK], 'k_shape'), b.scalar('nk_index', 'i64', 2)], 'nk', { axis: { type: 'int', value: 0n } }));
   if (plan.strategy !== 'dense' || isGuardedLsh(p)) {
     const len = (x: Value, what: string) =>
       b.op('Gather', [b.op('Shape', [x], `${what}_shape`), b.scalar(`${what}_index`, 'i64', 2)], what, { axis: { type: 'int', value: 0n } });
@@ -366,7 +374,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
         ...(kvLength ? { kvLength } : {}),
         ...(gathered.leaf.kind === 'topkBlocks' ? selection() : {}),
         ...(causalOffset ? { causalOffset } : {}),
-        ...(bias !== undefined ? { keyBias: keyBias4(b, node, dtype) } : {}),
+        ...(bias !== undefined ? { keyBias: keyBias4(b, node, dtype, keyCount, keyCountDim(node, p)) } : {}),
       });
       return finish(graph, node, b, p, q, yBlocks, presentK, presentV, undefined);
     }
@@ -386,7 +394,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       bottomRight,
       ...(pastKey ? { past: len(pastKey, 'past_length') } : {}),
       ...(kvLength ? { kvLength } : {}),
-      ...(bias !== undefined ? { keyBias: keyBias4(b, node, dtype) } : {}),
+      ...(bias !== undefined ? { keyBias: keyBias4(b, node, dtype, keyCount, keyCountDim(node, p)) } : {}),
     });
     return finish(graph, node, b, p, q, yBanded, presentK, presentV, undefined);
   }
@@ -402,9 +410,11 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   const biasType = bias !== undefined && !isBoolBias ? inferDtype(bias) : undefined;
   const logitsType: DType = biasType !== undefined && biasType !== dtype && biasType === softmaxType ? softmaxType : dtype;
   let logits = capped;
+  // the bias with its key axis padded to the key count where it may be shorter (masked keys, not broadcast)
+  const biasAll = bias !== undefined ? biasOverKeys(b, node, keyCount, keyCountDim(node, p)) : undefined;
   if (bias !== undefined && !isBoolBias) {
     const scores = logitsType !== dtype ? b.cast(capped, logitsType, 'scores_cast') : capped;
-    const added = biasType !== undefined && biasType !== logitsType ? b.cast(bias, logitsType, 'bias_cast') : bias;
+    const added = biasType !== undefined && biasType !== logitsType ? b.cast(biasAll!, logitsType, 'bias_cast') : biasAll!;
     logits = b.op('Add', [scores, added], 'biased');
   }
   // keep-mask: spec, kvLength and a boolean bias
@@ -431,7 +441,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
     if (m) parts.push(m);
   }
   if (kvLen4) parts.push(b.op('Less', [cols, kvLen4], 'kv_length_mask'));
-  if (isBoolBias) parts.push(bias!);
+  if (isBoolBias) parts.push(biasAll!);
   const keep = parts.length === 0 ? undefined : parts.reduce((acc, m) => b.op('And', [acc, m], 'keep'));
   if (softmaxType !== logitsType) logits = b.cast(logits, softmaxType, 'logits_cast');
   const masked = keep ? b.op('Where', [keep, logits, b.scalar('minus_inf', softmaxType, -Infinity)], 'masked') : logits;
