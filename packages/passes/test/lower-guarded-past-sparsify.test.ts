@@ -100,6 +100,11 @@ describe('sparsify on a site with past keys', () => {
     expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: causal('past') });
     expect(d.fallbackRate).toBeLessThan(0.05);
     expect(keySupport(d.chosenSpec as MaskSpec)!.aligns).toEqual(['past']);
+    // the site takes cached keys, so it decodes too: one query over 1024 keys, where the guarded window's blocks and
+    // certificate cost more than the dense form (measured in onnxruntime: BENCHMARKS, "Padding out of reach")
+    const decode = d.notes.filter((n) => n.startsWith(`one decode step (1 query over ${T} keys`));
+    expect(decode).toHaveLength(1);
+    expect(Number(/\(([0-9.]+)x\)/.exec(decode[0]!)![1])).toBeGreaterThan(1);
   });
 
   it('an outlier key in the cache every query attends to: the chooser keeps it (a global token read off the cache)', () => {

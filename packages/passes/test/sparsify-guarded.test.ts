@@ -52,6 +52,8 @@ describe('sparsify, guarded tier (default)', () => {
     expect(d.fallbackRate).toBeLessThan(0.05);
     expect(d.bound).toBe(BUDGET);
     expect(d.chosen).toMatch(/window/);
+    // no cached keys: the site does not decode, and no note says it does
+    expect(d.notes.filter((n) => n.includes('decode step'))).toEqual([]);
   });
 
   it('diffuse data: stays dense, the guarded forms would recompute most rows', () => {

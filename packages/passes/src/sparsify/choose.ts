@@ -221,6 +221,9 @@ export interface MeasuredTime {
 
 const fmt = (x: number) => x.toPrecision(3);
 
+/** A chosen form predicted more than this many times the site's time at one decode step gets a note. */
+const DECODE_SLOWER = 1.05;
+
 function costOf(params: AttentionParams, spec: AttentionSpec, dims: CallDims, target: TargetProfile, resolve: LeafResolver, nodes?: EmittedNodes): AttentionCost & { selectionTime: number } {
   const p = { ...params, spec };
   const cost = attentionCost(p, dims, target, isDataDependent(spec) ? { resolve } : {});
@@ -302,6 +305,23 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const resolve0 = headResolver(first);
   const nodes = options.emittedNodes;
   const before = costOf(params, baseline, dims, target, resolve0, nodes);
+  // a site that takes cached keys also decodes, one query at a time: a note when the rewrite (its forms, one per head
+  // group) is predicted slower there than the site as written
+  const decodeStepNote = (forms: readonly { params: AttentionParams; spec: AttentionSpec; guard?: AttentionGuard }[]): string | undefined => {
+    if ((first.past ?? 0) === 0) return undefined;
+    const step: CallDims = { ...dims, nq: 1, past: dims.nk - 1 };
+    const asWritten = costOf(params, baseline, step, target, resolve0, nodes).time;
+    const rewritten = forms.reduce((t, f) => {
+      const c = costOf(f.params, f.spec, step, target, resolve0, nodes);
+      return t + c.time + (f.guard ? certificateCost(f.params, f.spec, f.guard, step, target, c.computedPairs, nodes) : 0);
+    }, 0);
+    if (!(rewritten > asWritten * DECODE_SLOWER)) return undefined;
+    return (
+      `one decode step (1 query over ${dims.nk} keys; the site takes cached keys): predicted ${fmt(rewritten * 1e3)} ms against ` +
+      `${fmt(asWritten * 1e3)} ms as written (${(rewritten / asWritten).toFixed(2)}x). The rewrite pays at ${dims.nq} queries; ` +
+      'a model that generates token by token pays the difference on every token'
+    );
+  };
   // windows ∪ global tokens read off the calibration data: guarded only (their tokens are the calibration data's)
   const fromData =
     options.candidates === undefined && guarded && options.guardBlocked === undefined && (options.globalTokens ?? true) && budget > 0
@@ -518,6 +538,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   }
   if (split) {
     for (const g of split.groups) if (tokensText(g.spec)) notes.push(`${headsText(g.heads)}: ${tokensText(g.spec)!}`);
+    const decode = decodeStepNote(split.groups.map((g) => ({ params: { ...params, numHeads: g.heads.length, kvNumHeads: g.kvHeads.length }, spec: g.spec, ...(g.guard ? { guard: g.guard } : {}) })));
+    if (decode) notes.push(decode);
     const certified = split.groups.every((g) => g.certified);
     const guarantee: Guarantee = !certified ? 'statistical' : split.groups.some((g) => g.guarantee === 'guarded') ? 'guarded' : 'exact';
     // the statistical groups' conformal statements (over their own heads' held-out rows); the weakest is the site's
@@ -600,6 +622,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const guard = guardOf(best, s);
   const chosenCertified = guard !== undefined;
   if (tokensText(chosen.form)) notes.push(tokensText(chosen.form)!);
+  const decode = decodeStepNote([{ params, spec: chosen.form, ...(guard ? { guard } : {}) }]);
+  if (decode) notes.push(decode);
   if (!chosenCertified) {
     notes.push(
       `${printSpec(chosen.form)} accepted on ${isLowRank(chosen.form) ? `measured error ${fmt(s.measuredError)}` : `the bound ${fmt(s.bound)}`} <= budget ${budget} ` +
