@@ -105,7 +105,8 @@ export function formatSites(sites: readonly OptimizedSite[]): string {
       const what = s.exact ? 'exact' : `bound ${fmt(s.bound)}, measured ${fmt(s.measuredError ?? NaN)}`;
       const why = s.reason ? `  (${s.reason})` : '';
       const kept = s.restored ? '  [kept as the model wrote it]' : '';
-      return `  ${s.id}  ${s.chosen}  [${what}]  flops ${fmt(s.flopsBefore)} -> ${fmt(s.flopsAfter)}${kept}${why}`;
+      const decode = s.decodeStep ? `  [one decode step predicted ${(s.decodeStep.rewrittenSeconds / s.decodeStep.asWrittenSeconds).toFixed(2)}x slower than as written: explain says more]` : '';
+      return `  ${s.id}  ${s.chosen}  [${what}]  flops ${fmt(s.flopsBefore)} -> ${fmt(s.flopsAfter)}${kept}${decode}${why}`;
     })
     .join('\n');
 }
@@ -118,7 +119,7 @@ export function registerOptimize(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the optimized model (written atomically)')
     .option('--report <file>', 'also write a self-contained HTML report: per-site table, attention heatmaps, cost and trade-off curves');
   addDecisionOptions(command, true)
-    .option('--json', 'print { sites: [{ id, chosen, exact, bound, measuredError, flopsBefore, flopsAfter, reason?, measuredTime?, groups?, restored? }], relative?: { maxRelError, scales, budgets }, output }')
+    .option('--json', 'print { sites: [{ id, chosen, exact, bound, measuredError, flopsBefore, flopsAfter, reason?, measuredTime?, decodeStep?, groups?, restored? }], relative?: { maxRelError, scales, budgets }, output }')
     .addHelpText(
       'after',
       '\nExamples:\n  $ attnopt optimize model.onnx -o model.opt.onnx\n  $ attnopt optimize model.onnx -o model.opt.onnx --report report.html\n' +

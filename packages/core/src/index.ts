@@ -47,7 +47,7 @@ export { DECIDE_STAGES, OPTIMIZE_STAGES } from './pipeline.js';
 // Rewrites timed against the sites as written before they stay (DecideOptions.measure).
 export { MEASURED_GAIN, MEASURED_SAMPLES } from './measure/measure-sites.js';
 export { onnxruntimeTimer, type SitePair, type SiteTimer, type SiteTiming, type TimerLimits } from './measure/site-timer.js';
-export type { MeasuredTime } from '@attnopt/passes';
+export type { DecodeStep, MeasuredTime } from '@attnopt/passes';
 export { decide, type DecideOptions, type DecideResult, type RelativeBudget, type GroupPlan, type SitePlan } from './decide.js';
 export { type GuardFallbackRate, measureGuardFallback } from './guard-fallback.js';
 export { verifyModels, certifiedBound, DEFAULT_TOLERANCE, type VerifyReport, type OutputComparison, type VerifyOptions, type VerifyThresholds } from './verify.js';

@@ -5,7 +5,7 @@
 // meets the model's own subgraph, not a re-lowered copy of it) and every other one is lowered to standard ONNX
 // ops so any runtime runs the result. Then the bounds and what they mean are written into the model's metadata.
 
-import type { Guarantee, MeasuredTime } from '@attnopt/passes';
+import type { DecodeStep, Guarantee, MeasuredTime } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 import type { CalibrationProvenance, DecideOptions, GroupPlan, RelativeBudget, SitePlan } from './decide.js';
 import type { AttnoptModel } from './model.js';
@@ -52,6 +52,8 @@ export interface OptimizedSite {
   readonly reason?: string;
   /** The chosen form timed against the site as written (DecideOptions.measure), when it was. */
   readonly measuredTime?: MeasuredTime;
+  /** A site that takes cached keys whose rewrite is predicted slower at one decode step than as written: both predictions. */
+  readonly decodeStep?: DecodeStep;
   /** Present when the site was split into head groups, in head order (bound: the largest group bound). */
   readonly groups?: readonly OptimizedGroup[];
   /** True when the site computes what it was recognized as and was left as the ONNX nodes it was lifted from. */
@@ -128,6 +130,7 @@ function optimizedSite(p: SitePlan, restored: boolean): OptimizedSite {
     flopsAfter: p.flopsAfter,
     ...(p.reason !== undefined ? { reason: p.reason } : {}),
     ...(p.decision?.measuredTime !== undefined ? { measuredTime: p.decision.measuredTime } : {}),
+    ...(p.decision?.decodeStep !== undefined && !restored ? { decodeStep: p.decision.decodeStep } : {}),
     ...(p.groups !== undefined ? { groups: p.groups.map(optimizedGroup) } : {}),
     ...(restored ? { restored } : {}),
   };

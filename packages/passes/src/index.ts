@@ -73,6 +73,7 @@ export {
   chooseSiteSpec,
   type SiteDecision,
   type MeasuredTime,
+  type DecodeStep,
   type SparsifyOptions,
   type Guarantee,
   type TriedForm,

@@ -54,6 +54,7 @@ describe('sparsify, guarded tier (default)', () => {
     expect(d.chosen).toMatch(/window/);
     // no cached keys: the site does not decode, and no note says it does
     expect(d.notes.filter((n) => n.includes('decode step'))).toEqual([]);
+    expect(d.decodeStep).toBeUndefined();
   });
 
   it('diffuse data: stays dense, the guarded forms would recompute most rows', () => {

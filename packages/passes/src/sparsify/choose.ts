@@ -208,7 +208,19 @@ export interface SiteDecision {
    * measurement, core's measure-sites.ts), when one was made: the rewrite stays only where it is measured faster.
    */
   readonly measuredTime?: MeasuredTime;
+  /**
+   * A site that takes cached keys, whose rewrite the cost model predicts slower at one decode step (1 query over the
+   * calibration's keys) than the site as written: both predictions (s). A note says it too.
+   */
+  readonly decodeStep?: DecodeStep;
   readonly notes: readonly string[];
+}
+
+/** One decode step's predicted time (s) of the site as written and rewritten, over `keys` keys. */
+export interface DecodeStep {
+  readonly keys: number;
+  readonly asWrittenSeconds: number;
+  readonly rewrittenSeconds: number;
 }
 
 /** A site timed as written and in its chosen form: medians of alternating rounds (s) on its calibration inputs. */
@@ -307,7 +319,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const before = costOf(params, baseline, dims, target, resolve0, nodes);
   // a site that takes cached keys also decodes, one query at a time: a note when the rewrite (its forms, one per head
   // group) is predicted slower there than the site as written
-  const decodeStepNote = (forms: readonly { params: AttentionParams; spec: AttentionSpec; guard?: AttentionGuard }[]): string | undefined => {
+  const decodeStepOf = (forms: readonly { params: AttentionParams; spec: AttentionSpec; guard?: AttentionGuard }[]): DecodeStep | undefined => {
     if ((first.past ?? 0) === 0) return undefined;
     const step: CallDims = { ...dims, nq: 1, past: dims.nk - 1 };
     const asWritten = costOf(params, baseline, step, target, resolve0, nodes).time;
@@ -315,13 +327,12 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       const c = costOf(f.params, f.spec, step, target, resolve0, nodes);
       return t + c.time + (f.guard ? certificateCost(f.params, f.spec, f.guard, step, target, c.computedPairs, nodes) : 0);
     }, 0);
-    if (!(rewritten > asWritten * DECODE_SLOWER)) return undefined;
-    return (
-      `one decode step (1 query over ${dims.nk} keys; the site takes cached keys): predicted ${fmt(rewritten * 1e3)} ms against ` +
-      `${fmt(asWritten * 1e3)} ms as written (${(rewritten / asWritten).toFixed(2)}x). The rewrite pays at ${dims.nq} queries; ` +
-      'a model that generates token by token pays the difference on every token'
-    );
+    return rewritten > asWritten * DECODE_SLOWER ? { keys: dims.nk, asWrittenSeconds: asWritten, rewrittenSeconds: rewritten } : undefined;
   };
+  const decodeStepNote = (d: DecodeStep) =>
+    `one decode step (1 query over ${d.keys} keys; the site takes cached keys): predicted ${fmt(d.rewrittenSeconds * 1e3)} ms against ` +
+    `${fmt(d.asWrittenSeconds * 1e3)} ms as written (${(d.rewrittenSeconds / d.asWrittenSeconds).toFixed(2)}x). The rewrite pays at ${dims.nq} queries; ` +
+    'a model that generates token by token pays the difference on every token';
   // windows ∪ global tokens read off the calibration data: guarded only (their tokens are the calibration data's)
   const fromData =
     options.candidates === undefined && guarded && options.guardBlocked === undefined && (options.globalTokens ?? true) && budget > 0
@@ -538,8 +549,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   }
   if (split) {
     for (const g of split.groups) if (tokensText(g.spec)) notes.push(`${headsText(g.heads)}: ${tokensText(g.spec)!}`);
-    const decode = decodeStepNote(split.groups.map((g) => ({ params: { ...params, numHeads: g.heads.length, kvNumHeads: g.kvHeads.length }, spec: g.spec, ...(g.guard ? { guard: g.guard } : {}) })));
-    if (decode) notes.push(decode);
+    const decodeStep = decodeStepOf(split.groups.map((g) => ({ params: { ...params, numHeads: g.heads.length, kvNumHeads: g.kvHeads.length }, spec: g.spec, ...(g.guard ? { guard: g.guard } : {}) })));
+    if (decodeStep) notes.push(decodeStepNote(decodeStep));
     const certified = split.groups.every((g) => g.certified);
     const guarantee: Guarantee = !certified ? 'statistical' : split.groups.some((g) => g.guarantee === 'guarded') ? 'guarded' : 'exact';
     // the statistical groups' conformal statements (over their own heads' held-out rows); the weakest is the site's
@@ -577,6 +588,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       tried,
       ...(perHeadDetails ? { perHead: perHeadDetails } : {}),
       groups: split.groups,
+      ...(decodeStep ? { decodeStep } : {}),
       uniform:
         best === undefined
           ? { chosen: printSpec(baseline), bound: 0, flops: before.flops, time: before.time }
@@ -622,8 +634,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const guard = guardOf(best, s);
   const chosenCertified = guard !== undefined;
   if (tokensText(chosen.form)) notes.push(tokensText(chosen.form)!);
-  const decode = decodeStepNote([{ params, spec: chosen.form, ...(guard ? { guard } : {}) }]);
-  if (decode) notes.push(decode);
+  const decodeStep = decodeStepOf([{ params, spec: chosen.form, ...(guard ? { guard } : {}) }]);
+  if (decodeStep) notes.push(decodeStepNote(decodeStep));
   if (!chosenCertified) {
     notes.push(
       `${printSpec(chosen.form)} accepted on ${isLowRank(chosen.form) ? `measured error ${fmt(s.measuredError)}` : `the bound ${fmt(s.bound)}`} <= budget ${budget} ` +
@@ -653,6 +665,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     timeAfter: cost.time,
     tried,
     ...(perHeadDetails ? { perHead: perHeadDetails } : {}),
+    ...(decodeStep ? { decodeStep } : {}),
     notes,
   };
 }

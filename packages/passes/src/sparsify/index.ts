@@ -1,7 +1,7 @@
 // sparsify: per site, the cheapest form within the error budget, guarded by default (see pass.ts and choose.ts).
 export { type CalibrationSample, type CalibrationTensor, type SiteCalibration, type HeadData, headData } from './calibration.js';
 export { DEFAULT_LANDMARKS, defaultCandidates, restrictToBaseline } from './candidates.js';
-export { chooseSiteSpec, HELD_OUT_FRACTION, MAX_GUARDED_FALLBACK, type Guarantee, type MeasuredTime, type SiteDecision, type SparsifyOptions, type TriedForm, type HeadDetail, type HeadGroup, type UniformChoice } from './choose.js';
+export { chooseSiteSpec, type DecodeStep, HELD_OUT_FRACTION, MAX_GUARDED_FALLBACK, type Guarantee, type MeasuredTime, type SiteDecision, type SparsifyOptions, type TriedForm, type HeadDetail, type HeadGroup, type UniformChoice } from './choose.js';
 export { groupsText, headsText, planHeadGroups, type HeadGroupPlan } from './head-groups.js';
 export { HEAD_GROUP, type HeadGroupAnnotation, headSplitBlocker, splitHeads } from './split-heads.js';
 export { emptyStats, evaluateHead, mergedStats, recomputedRowRate, scoreRow, type CandidateStats } from './evaluate.js';
