@@ -30,17 +30,14 @@ export function padOutOfReach(b: NodeBuilder, like: Value, kvLength: Value, keyA
   if (opset < 12) return zeroPadding(b, like, kvLength, keyAxis);
   let rows: Value | undefined;
   const index = (): Value => {
-    const shape = b.op('Shape', [like], 'unpadded_shape');
-    const T = b.op('Gather', [shape, b.scalar('unpadded_axis', 'i64', keyAxis)], 'unpadded_count', { axis: int(0) });
+    const k = keyIndices(b, like, kvLength, keyAxis);
     const longest = () => b.op('ReduceMax', [kvLength], 'unpadded_longest', { keepdims: int(0) });
-    const n = slice ? b.op('Max', [b.op('Min', [longest(), T], 'unpadded_longest_in_t'), b.scalar('unpadded_at_least', 'i64', 1)], 'unpadded_kept') : T;
-    // the index [B, (heads,) n, 1]: key positions [1, (1,) n, 1], last valid rows [B, (1,) 1, 1]
-    const ones = Array.from({ length: keyAxis - 1 }, () => 1);
-    const at = b.reshape(b.op('Range', [b.scalar('unpadded_r0', 'i64', 0), n, b.scalar('unpadded_r1', 'i64', 1)], 'unpadded_index'), [1, ...ones, -1, 1], 'unpadded_index_col');
-    const last = b.op('Max', [b.op('Sub', [b.reshape(kvLength, [-1, ...ones, 1, 1], 'unpadded_kv_length'), b.scalar('unpadded_one', 'i64', 1)], 'unpadded_last'), b.scalar('unpadded_first', 'i64', 0)], 'unpadded_last_row');
-    const lead = b.op('Slice', [shape, b.ints('unpadded_lead_start', [0]), b.ints('unpadded_lead_end', [keyAxis])], 'unpadded_lead');
+    const n = slice ? b.op('Max', [b.op('Min', [longest(), k.count], 'unpadded_longest_in_t'), b.scalar('unpadded_at_least', 'i64', 1)], 'unpadded_kept') : k.count;
+    // the index [B, (heads,) n, 1]: the key positions, capped by the last valid rows
+    const last = b.op('Max', [b.op('Sub', [k.lengths, b.scalar('unpadded_one', 'i64', 1)], 'unpadded_last'), b.scalar('unpadded_first', 'i64', 0)], 'unpadded_last_row');
+    const lead = b.op('Slice', [k.shape, b.ints('unpadded_lead_start', [0]), b.ints('unpadded_lead_end', [keyAxis])], 'unpadded_lead');
     const target = b.op('Concat', [lead, b.reshape(n, [1], 'unpadded_kept_1'), b.ints('unpadded_one_col', [1])], 'unpadded_rows_shape', { axis: int(0) });
-    return b.op('Expand', [b.op('Min', [at, last], 'unpadded_row'), target], 'unpadded_rows');
+    return b.op('Expand', [b.op('Min', [k.positions(n), last], 'unpadded_row'), target], 'unpadded_rows');
   };
   return (x, what) => b.op('GatherND', [x, (rows ??= index())], what, { batch_dims: int(keyAxis) });
 }
@@ -49,10 +46,21 @@ export function padOutOfReach(b: NodeBuilder, like: Value, kvLength: Value, keyA
 function zeroPadding(b: NodeBuilder, like: Value, kvLength: Value, keyAxis: 1 | 2): (x: Value, what: string) => Value {
   let valid: Value | undefined;
   const mask = (): Value => {
-    const T = b.op('Gather', [b.op('Shape', [like], 'unpadded_shape'), b.scalar('unpadded_axis', 'i64', keyAxis)], 'unpadded_count', { axis: int(0) });
-    const ones = Array.from({ length: keyAxis - 1 }, () => 1);
-    const at = b.reshape(b.op('Range', [b.scalar('unpadded_r0', 'i64', 0), T, b.scalar('unpadded_r1', 'i64', 1)], 'unpadded_index'), [1, ...ones, -1, 1], 'unpadded_index_col');
-    return b.op('Less', [at, b.reshape(kvLength, [-1, ...ones, 1, 1], 'unpadded_kv_length')], 'unpadded_valid');
+    const k = keyIndices(b, like, kvLength, keyAxis);
+    return b.op('Less', [k.positions(k.count), k.lengths], 'unpadded_valid');
   };
   return (x, what) => b.op('Where', [(valid ??= mask()), x, b.scalar(`${what}_zero`, inferDtype(x) ?? 'f32', 0)], what);
+}
+
+/**
+ * What both forms index by, for a tensor of rank keyAxis + 2: `like`'s shape, its key count T, key positions
+ * 0..n-1 as [1, (1,) n, 1] and the lengths as [B, (1,) 1, 1].
+ */
+function keyIndices(b: NodeBuilder, like: Value, kvLength: Value, keyAxis: 1 | 2) {
+  const shape = b.op('Shape', [like], 'unpadded_shape');
+  const count = b.op('Gather', [shape, b.scalar('unpadded_axis', 'i64', keyAxis)], 'unpadded_count', { axis: int(0) });
+  const ones = Array.from({ length: keyAxis - 1 }, () => 1);
+  const positions = (n: Value) => b.reshape(b.op('Range', [b.scalar('unpadded_r0', 'i64', 0), n, b.scalar('unpadded_r1', 'i64', 1)], 'unpadded_index'), [1, ...ones, -1, 1], 'unpadded_index_col');
+  const lengths = b.reshape(kvLength, [-1, ...ones, 1, 1], 'unpadded_kv_length');
+  return { shape, count, positions, lengths };
 }

@@ -318,7 +318,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const nodes = options.emittedNodes;
   const before = costOf(params, baseline, dims, target, resolve0, nodes);
   // a site that takes cached keys also decodes, one query at a time: a note when the rewrite (its forms, one per head
-  // group) is predicted slower there than the site as written
+  // group; the groups' Slice / Concat copies left out, so only ever lower) is predicted slower there than as written
   const decodeStepOf = (forms: readonly { params: AttentionParams; spec: AttentionSpec; guard?: AttentionGuard }[]): DecodeStep | undefined => {
     if ((first.past ?? 0) === 0) return undefined;
     const step: CallDims = { ...dims, nq: 1, past: dims.nk - 1 };
