@@ -3,7 +3,7 @@
 // (lowerAttentionPass, opset 21); local inputs (the guarded form should recompute no row) and diffuse ones (every
 // row that drops a key falls back).
 
-import { type AttentionParams, attentionNode, causal, Graph, intersect, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
+import { type AttentionParams, attentionNode, causal, Graph, type GuardSummaries, intersect, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { lowerAttentionPass } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
@@ -14,8 +14,8 @@ export const D = 64;
 /** causal ∩ (window 256 ∪ sinks 4). */
 export const GUARDED_SPEC = intersect(causal(), union(slidingWindow(255, 0), sinks(4)));
 
-/** The site lowered to ONNX bytes: `spec`, guarded with `budget` (key blocks of 64) when given. */
-export function siteModel(spec: AttentionParams['spec'], budget: number | undefined): Uint8Array {
+/** The site lowered to ONNX bytes: `spec`, guarded with `budget` (key blocks of `keyBlock`, 64 unless given; `summaries`, default the box and the ball) when given. */
+export function siteModel(spec: AttentionParams['spec'], budget: number | undefined, keyBlock = 64, summaries?: GuardSummaries): Uint8Array {
   const params: AttentionParams = {
     numHeads: H,
     kvNumHeads: H,
@@ -25,7 +25,7 @@ export function siteModel(spec: AttentionParams['spec'], budget: number | undefi
     softcap: 0,
     layout: 'bsd',
     spec,
-    ...(budget !== undefined ? { guard: { budget, blockSize: 64, baseline: causal() } } : {}),
+    ...(budget !== undefined ? { guard: { budget, blockSize: keyBlock, baseline: causal(), ...(summaries ? { summaries } : {}) } } : {}),
   };
   const g = new Graph('guarded_bench');
   const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, 'seq', H * D]))));

@@ -1,11 +1,11 @@
 // Where the guarded form's time goes in onnxruntime: the guarded model of tools/bench/guarded.ts profiled with
-// onnxruntime's own profiler (sessionOptions.enableProfiling), kernel time summed per node-name prefix (the
+// onnxruntime's own profiler (sessionOptions.enableProfiling; `guarded` takes the box summaries alone, `guardedBall` the box and the ball), kernel time summed per node-name prefix (the
 // lowering names its nodes band_* for the banded form, guard_* for the certificate and the fallback) and per op.
 //
 // --file PATH profiles a whole model instead, on one generated input of --seq-len tokens (@attnopt/core's generateInputs,
 // seed 1); --top K prints the K costliest nodes (30).
 //
-//   npx tsx --conditions=@attnopt/source tools/bench/guarded-profile.ts [--n 4096] [--runs 5] [--inputs local|diffuse] [--model guarded|unguarded|dense]
+//   npx tsx --conditions=@attnopt/source tools/bench/guarded-profile.ts [--n 4096] [--runs 5] [--inputs local|diffuse] [--model guarded|guardedBall|unguarded|dense]
 //   npx tsx --conditions=@attnopt/source tools/bench/guarded-profile.ts --file optimized.onnx --seq-len 1024 [--runs 5]
 
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -51,7 +51,7 @@ interface ProfileEvent {
 
 async function main(): Promise<void> {
   const prefix = join(tmpdir(), `guarded-profile-${process.pid}`);
-  const bytes = FILE ? readFileSync(FILE) : MODEL === 'dense' ? siteModel(causal(), undefined) : siteModel(GUARDED_SPEC, MODEL === 'unguarded' ? undefined : 1e-3);
+  const bytes = FILE ? readFileSync(FILE) : MODEL === 'dense' ? siteModel(causal(), undefined) : siteModel(GUARDED_SPEC, MODEL === 'unguarded' ? undefined : 1e-3, 64, MODEL === 'guardedBall' ? 'box-ball' : 'box');
   const session = await ort.InferenceSession.create(bytes, {
     intraOpNumThreads: Number(opt('--threads', '2')),
     interOpNumThreads: 1,
@@ -71,6 +71,7 @@ async function main(): Promise<void> {
   rmSync(file);
   const byGroup = new Map<string, number>();
   const byNode = new Map<string, number>();
+  const nodesOf = new Map<string, Set<string>>();
   let total = 0;
   // the first run (allocations, warm-up) left out
   const firstRun = events.filter((e) => e.name === 'model_run').sort((a, b) => a.ts - b.ts)[0];
@@ -80,14 +81,18 @@ async function main(): Promise<void> {
     const node = e.name.replace(/_kernel_time$/, '').replace(/^[^/]*\//, '');
     const group = node.startsWith('guard_') ? 'guard' : node.startsWith('band_') ? 'band' : 'other';
     byGroup.set(group, (byGroup.get(group) ?? 0) + e.dur);
+    nodesOf.set(group, (nodesOf.get(group) ?? new Set()).add(node));
     const key = `${e.args?.op_name ?? '?'} ${node}`;
     byNode.set(key, (byNode.get(key) ?? 0) + e.dur);
     total += e.dur;
   }
   const ms = (us: number) => (us / 1000 / RUNS).toFixed(2);
   console.log(`# ${FILE || `${MODEL} model`}, ${INPUTS} inputs, n = ${N}: kernel ms per run (mean of ${RUNS} runs after a warm-up)`);
-  for (const [g, us] of byGroup) console.log(`  ${g.padEnd(6)} ${ms(us)}`);
+  for (const [g, us] of byGroup) console.log(`  ${g.padEnd(6)} ${ms(us)}   (${nodesOf.get(g)!.size} nodes)`);
   console.log(`  total  ${ms(total)}`);
+  // the runs' own durations: what the kernels' sum leaves out is per-node dispatch and allocation
+  const runs = events.filter((e) => e.name === 'model_run' && e.ts >= warmEnd);
+  console.log(`  model_run ${ms(runs.reduce((s, e) => s + e.dur, 0))} (${runs.length} runs)`);
   for (const [k, us] of [...byNode].sort((a, b) => b[1] - a[1]).slice(0, Number(opt("--top", "30")))) console.log(`    ${ms(us).padStart(8)}  ${k}`);
 }
 

@@ -25,6 +25,7 @@ export { softmaxKernel, performerKernelMse, performerKernelFourthMoment } from '
 export { angleBetween, angularCollisionProbability, lshInclusionProbability, expectedLshDroppedMass } from './lsh.js';
 export {
   type KeyBlockSummaries,
+  type ScoreBoundSummaries,
   blockCount,
   keyBlockSummaries,
   keptKeyStandIn,

@@ -45,6 +45,23 @@ describe('key block summaries', () => {
     }
   });
 
+  it("the box alone ('box') bounds every key too, never below the box and ball's smaller bound", () => {
+    const r = rng(19);
+    for (let trial = 0; trial < 50; trial++) {
+      const n = 41, d = 6, bs = 8;
+      const keys = Float64Array.from({ length: n * d }, () => r() * 6);
+      const s = keyBlockSummaries(keys, n, d, bs);
+      const q = Float64Array.from({ length: d }, () => r() * 4);
+      for (const scale of [0.5, -0.3]) {
+        for (let j = 0; j < n; j++) {
+          const box = blockScoreUpperBound(q, s, Math.floor(j / bs), scale, 'box');
+          expect(scale * dot(q, keys, j * d, d)).toBeLessThanOrEqual(box + 1e-12);
+          expect(box).toBeGreaterThanOrEqual(blockScoreUpperBound(q, s, Math.floor(j / bs), scale) - 1e-12);
+        }
+      }
+    }
+  });
+
   it('are tight on a block of equal keys (both bounds equal the score)', () => {
     const keys = Float64Array.from([1, 2, 1, 2, 1, 2]);
     const s = keyBlockSummaries(keys, 3, 2, 4);
@@ -55,6 +72,12 @@ describe('key block summaries', () => {
   it('a non-finite key gives no bound (+inf), never a false one', () => {
     const s = keyBlockSummaries([0, Infinity, 1, 1], 2, 2, 2);
     expect(blockScoreUpperBound([1, -1], s, 0, 1)).toBe(Infinity);
+    // a NaN key: the box alone sees it too (min / max comparisons alone would pass over it)
+    for (const keys of [[NaN, 0, 1, 1], [1, 1, 0, NaN]]) {
+      const nan = keyBlockSummaries(keys, 2, 2, 2);
+      expect(blockScoreUpperBound([1, -1], nan, 0, 1, 'box')).toBe(Infinity);
+      expect(blockScoreUpperBound([1, -1], nan, 0, 1)).toBe(Infinity);
+    }
   });
 
   it('softcap keeps the bound an upper bound (tanh increases)', () => {
@@ -113,6 +136,9 @@ describe('guarded dropped-mass certificate', () => {
       const mHat = guardedDroppedMass(q, sum, 0.5, 0, keptLogSumExp(scores.filter((_, j) => kept(j))), counts);
       expect(mHat).toBeGreaterThanOrEqual(m * (1 - 1e-12));
       expect(mHat).toBeLessThanOrEqual(1);
+      const boxOnly = guardedDroppedMass(q, sum, 0.5, 0, keptLogSumExp(scores.filter((_, j) => kept(j))), counts, undefined, 'box');
+      expect(boxOnly).toBeGreaterThanOrEqual(mHat * (1 - 1e-12));
+      expect(boxOnly).toBeLessThanOrEqual(1);
     }
   });
 

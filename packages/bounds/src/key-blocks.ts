@@ -12,7 +12,7 @@ export interface KeyBlockSummaries {
   /** Keys summarized. */
   readonly n: number;
   readonly d: number;
-  /** Per block per channel min and max of K (Quest), blocks x d. */
+  /** Per block per channel min and max of K (Quest), blocks x d; NaN where the block holds a NaN in the channel. */
   readonly kmin: Float64Array;
   readonly kmax: Float64Array;
   /**
@@ -47,7 +47,9 @@ export function keyBlockSummaries(keys: ArrayLike<number>, n: number, d: number,
     for (let j = j0; j < j1; j++) {
       for (let c = 0; c < d; c++) {
         const x = keys[j * d + c]!;
-        if (x < kmin[b * d + c]!) kmin[b * d + c] = x;
+        // a NaN key makes its channel's box NaN (so every bound over the block is +inf), not skipped
+        if (Number.isNaN(x)) kmin[b * d + c] = kmax[b * d + c] = NaN;
+        else if (x < kmin[b * d + c]!) kmin[b * d + c] = x;
         if (x > kmax[b * d + c]!) kmax[b * d + c] = x;
       }
     }
@@ -90,11 +92,17 @@ function withoutKeptKeys(keys: ArrayLike<number>, n: number, d: number, blockSiz
 }
 
 /**
- * An upper bound on scale q . k over every key k of block b (scale >= 0), the smaller of two (BOUNDS.md (b')):
- * Quest's sum_i max(q_i m_i, q_i M_i), and the ball q . c + ||q|| r. For scale < 0 both bound -q . k the same way.
- * A non-finite key in the block gives +inf (no bound).
+ * Which summaries a score bound takes: 'box-ball' the smaller of Quest's box bound and the ball's, 'box' the box
+ * alone (a lowering then computes no radius; each is an upper bound on its own).
  */
-export function blockScoreUpperBound(q: ArrayLike<number>, summaries: KeyBlockSummaries, b: number, scale: number): number {
+export type ScoreBoundSummaries = 'box' | 'box-ball';
+
+/**
+ * An upper bound on scale q . k over every key k of block b (scale >= 0), the smaller of two (BOUNDS.md (b')):
+ * Quest's sum_i max(q_i m_i, q_i M_i), and the ball q . c + ||q|| r (left out for `summaries` 'box'). For scale < 0
+ * both bound -q . k the same way. A non-finite key in the block gives +inf (no bound).
+ */
+export function blockScoreUpperBound(q: ArrayLike<number>, summaries: KeyBlockSummaries, b: number, scale: number, which: ScoreBoundSummaries = 'box-ball'): number {
   const { d, kmin, kmax, center, radius } = summaries;
   const sign = scale >= 0 ? 1 : -1;
   let quest = 0;
@@ -108,8 +116,7 @@ export function blockScoreUpperBound(q: ArrayLike<number>, summaries: KeyBlockSu
     dot += x * center[b * d + c]!;
     qq += x * x;
   }
-  const ball = dot + Math.sqrt(qq) * radius[b]!;
-  const u = Math.min(quest, ball);
+  const u = which === 'box' ? quest : Math.min(quest, dot + Math.sqrt(qq) * radius[b]!);
   if (Number.isNaN(u)) return Infinity;
   return Math.abs(scale) * u;
 }
@@ -128,6 +135,7 @@ export function keptLogSumExp(keptScores: ArrayLike<number>): number {
  * One query row's dropped-mass certificate m_hat = B / (Z_S + B) >= m (BOUNDS.md (b), (b')), with
  * B = sum_b n_dropped(b) e^{U_b + maxBias_b}. `droppedCounts[b]` counts the block's keys the row drops (that the
  * model's own mask allows); `maxBias[b]` is the block's largest bias over those keys (omitted: 0; -inf: all masked).
+ * `which`: the summaries U_b takes (blockScoreUpperBound).
  */
 export function guardedDroppedMass(
   q: ArrayLike<number>,
@@ -137,6 +145,7 @@ export function guardedDroppedMass(
   logZKept: number,
   droppedCounts: ArrayLike<number>,
   maxBias?: ArrayLike<number>,
+  which: ScoreBoundSummaries = 'box-ball',
 ): number {
   const terms: number[] = [];
   for (let b = 0; b < droppedCounts.length; b++) {
@@ -144,7 +153,7 @@ export function guardedDroppedMass(
     if (count <= 0) continue;
     const bias = maxBias ? maxBias[b]! : 0;
     if (bias === -Infinity) continue;
-    const u = softcappedUpperBound(blockScoreUpperBound(q, summaries, b, scale), softcap) + bias;
+    const u = softcappedUpperBound(blockScoreUpperBound(q, summaries, b, scale, which), softcap) + bias;
     terms.push(Math.log(count) + u);
   }
   return droppedMassCertificateFromLog(logZKept, logSumExp(terms));

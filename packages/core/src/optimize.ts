@@ -100,13 +100,14 @@ export interface SiteGuarantee {
 }
 
 const GUARD_SUMMARIES = 'per key block: per-channel min/max of K (Quest) and center + radius (ball), the tighter; V range over all keys';
+const GUARD_BOX_SUMMARIES = 'per key block: per-channel min/max of K (Quest; the ball left out: it certified no calibration row the box did not); V range over all keys';
 
 function siteGuarantee(guarantee: Guarantee, bound: number, p: { decision?: SitePlan['decision']; fallbackRate?: number }): SiteGuarantee {
   const d = p.decision;
   return {
     guarantee,
     bound,
-    ...(guarantee === 'guarded' ? { guard: { blockSize: d?.guard?.blockSize ?? 64, summaries: GUARD_SUMMARIES, fallbackRate: p.fallbackRate ?? null } } : {}),
+    ...(guarantee === 'guarded' ? { guard: { blockSize: d?.guard?.blockSize ?? 64, summaries: d?.guard?.summaries === 'box' ? GUARD_BOX_SUMMARIES : GUARD_SUMMARIES, fallbackRate: p.fallbackRate ?? null } } : {}),
     ...(guarantee === 'statistical' && d?.calibrationRows !== undefined ? { calibrationRows: d.calibrationRows } : {}),
     ...(guarantee === 'statistical' && d?.confidence !== undefined ? { confidence: d.confidence } : {}),
   };

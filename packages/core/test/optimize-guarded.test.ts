@@ -35,6 +35,9 @@ describe('optimize, guarded tier, end to end in onnxruntime', () => {
     expect(guarantees.calibration).toEqual({ source: 'user', count: 1, seqLen: N });
     expect(guarantees.sites.site0).toMatchObject({ guarantee: 'guarded', guard: { blockSize: 64 } });
     expect(guarantees.sites.site0!.guard!.summaries).toMatch(/Quest/);
+    // the metadata says which summaries the lowering computes: the ball only where the decision keeps it
+    const withBall = [...result.model.graph.allNodes()].some((n) => n.outputs.some((o) => o?.name.endsWith('/guard_radius')));
+    expect(guarantees.sites.site0!.guard!.summaries.includes('the ball left out')).toBe(!withBall);
 
     // lowered in the guarded form: the fallback rows gathered by NonZero and scattered back (ScatterND of whole rows)
     const ops = new Set([...result.model.graph.allNodes()].map((n) => n.op));

@@ -27,6 +27,14 @@ describe('the guarded certificate in the cost model', () => {
     expect(share).toBeLessThan(0.6);
   });
 
+  it("the box alone (guard.summaries 'box') is priced below the box and the ball: no distances, two passes fewer per (row, block)", () => {
+    const withGuard = (summaries?: 'box') => ({ ...params(spec), guard: { budget: 1e-3, blockSize: 64, baseline: causal(), ...(summaries ? { summaries } : {}) } });
+    const both = guardCertificateCost(withGuard(), dims, onnxruntimeCpuProfile, 64, 300);
+    const box = guardCertificateCost(withGuard('box'), dims, onnxruntimeCpuProfile, 64, 300);
+    expect(box).toBeLessThan(both);
+    expect(guardCertificateOps(withGuard('box'), dims, 64, 300).length).toBe(guardCertificateOps(withGuard(), dims, 64, 300).length - 5);
+  });
+
   it('a fused kernel runs it as three steps: no per-node overhead of the unfused lowering', () => {
     expect(guardCertificateOps(params(spec), dims, 64, 300, true)).toHaveLength(3);
     expect(guardCertificateOps(params(spec), dims, 64, 300, false).length).toBeGreaterThan(150);

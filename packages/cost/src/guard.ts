@@ -3,10 +3,11 @@
 // priced with its certificate and not as its sparse form alone:
 //   key block summaries   K [B,H,nk,d]: Pad, ReduceMin, ReduceMax, the ball's distances (Sub, Mul, ReduceSum,
 //                         ReduceMax, Sqrt)                                                  ~7 passes over K
-//   |q| and ||q||         Abs, ReduceL2                                                     2 passes over q
+//                         (guard.summaries 'box': no distances, one sum (a NaN check)     ~4 passes over K)
+//   |q| and ||q||         Abs, ReduceL2 (box alone: |q| . a, a MatMul by one column)        2 passes over q
 //   score bound U         MatMul(q, centres) and MatMul(|q|, half-widths): 2 · 2 · B·H·nq·d·nKB FLOPs
 //   per (row, block)      ball width, Min, Add, dropped counts, log count, terms, shift by log Z_S, Exp, sum
-//                                                                                   ~10 passes over [B,H,nq,nKB]
+//                                                                ~10 passes over [B,H,nq,nKB] (box alone: ~8)
 //   kept mass             ReduceMax of the kept logits and of their probabilities: 2 passes over the sparse scores
 //   V's range and rows    ReduceMin / ReduceMax over V and its sum (a NaN check); per row (log B, log Z_S,
 //                         Sigmoid, bound, flags) ~16 passes over [B,H,nq]; NonZero, the fallback gathers on no row
@@ -34,13 +35,14 @@ export function guardCertificateOps(p: AttentionParams, dims: CallDims, blockSiz
     ];
   }
   const ops: OpWork[] = [];
-  for (const what of ['pad K to blocks', 'block minima', 'block maxima', 'K - centre', 'squares', 'distances', 'radius']) {
+  const ball = p.guard?.summaries !== 'box';
+  for (const what of ['pad K to blocks', 'block minima', 'block maxima', ...(ball ? ['K - centre', 'squares', 'distances', 'radius'] : ['sum (NaN check)'])]) {
     ops.push(work('Reduce', `key summaries: ${what}`, { bytes: 2 * F * BH * nk * d }));
   }
-  ops.push(work('Add', '|q|', { bytes: 2 * F * BH * nq * d }), work('Reduce', '||q||', { bytes: F * BH * nq * d }));
+  ops.push(work('Add', '|q|', { bytes: 2 * F * BH * nq * d }), work('Reduce', ball ? '||q||' : '|q| . a', { bytes: F * BH * nq * d }));
   ops.push(work('MatMul', 'U: q · centres', { flops: 2 * BH * nq * d * nKB, bytes: F * BH * (nq * d + nKB * d + nq * nKB) }));
   ops.push(work('MatMul', 'U: |q| · half-widths', { flops: 2 * BH * nq * d * nKB, bytes: F * BH * (nq * d + nKB * d + nq * nKB) }));
-  for (let k = 0; k < 10; k++) ops.push(work('Add', 'certificate per (row, block)', { bytes: 3 * F * BH * nq * nKB }));
+  for (let k = 0; k < (ball ? 10 : 8); k++) ops.push(work('Add', 'certificate per (row, block)', { bytes: 3 * F * BH * nq * nKB }));
   ops.push(work('ReduceMax', 'largest kept logit', { bytes: F * BH * nq * (scoresPerQuery + 1) }));
   ops.push(work('ReduceMax', 'its probability', { bytes: F * BH * nq * (scoresPerQuery + 1) }));
   ops.push(work('ReduceMax', "V's range and NaN check", { bytes: 3 * F * BH * nk * dv }));

@@ -30,6 +30,13 @@ describe('Attention op', () => {
     expect(() => attentionNode({ ...gqa, guard: { budget: -1, blockSize: 64, baseline: causal() } }, { q: new Value('q') }, { y: new Value('y') })).toThrow(
       /guard budget must be finite and >= 0, got -1/,
     );
+    // the box-only summaries round-trip; absent stays absent (the box and the ball)
+    const boxOnly: AttentionParams = { ...gqa, guard: { budget: 0.01, blockSize: 64, baseline: causal(), summaries: 'box' } };
+    expect(attentionParams(attentionNode(boxOnly, { q: new Value('q') }, { y: new Value('y') }))).toEqual(boxOnly);
+    expect(attentionNode(guarded, { q: new Value('q') }, { y: new Value('y') }).attrs.has('guardSummaries')).toBe(false);
+    expect(() => attentionNode({ ...gqa, guard: { budget: 0.01, blockSize: 64, baseline: causal(), summaries: 'sphere' as 'box' } }, { q: new Value('q') }, { y: new Value('y') })).toThrow(
+      /unknown guard summaries sphere/,
+    );
   });
 
   test('GQA maps consecutive query heads to one kv head, as ONNX repeats them', () => {

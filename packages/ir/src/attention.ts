@@ -81,7 +81,17 @@ export interface AttentionGuard {
   readonly budget: number;
   readonly blockSize: number;
   readonly baseline: AttentionSpec;
+  /**
+   * The block summaries the score bound takes: 'box-ball' (the default when absent) the smaller per (row, block) of
+   * Quest's box bound and the ball around the box centre; 'box' the box alone, cheaper to compute where the ball
+   * tightened no row's certificate on the calibration data. Both are sound for every input; a kernel may also take
+   * the ball under 'box' (only tighter).
+   */
+  readonly summaries?: GuardSummaries;
 }
+
+export const GUARD_SUMMARIES = ['box', 'box-ball'] as const;
+export type GuardSummaries = (typeof GUARD_SUMMARIES)[number];
 
 /** Input positions of the Attention op (absent optional inputs are `undefined`). */
 export const AttentionInput = { q: 0, k: 1, v: 2, bias: 3, pastKey: 4, pastValue: 5, kvLength: 6 } as const;
@@ -156,6 +166,7 @@ export function validateAttentionParams(p: AttentionParams): AttentionParams {
   if (p.guard !== undefined) {
     if (!(p.guard.budget >= 0) || !Number.isFinite(p.guard.budget)) fail(`guard budget must be finite and >= 0, got ${p.guard.budget}`);
     if (!Number.isSafeInteger(p.guard.blockSize) || p.guard.blockSize < 1) fail(`guard blockSize must be an integer >= 1, got ${p.guard.blockSize}`);
+    if (p.guard.summaries !== undefined && !GUARD_SUMMARIES.includes(p.guard.summaries)) fail(`unknown guard summaries ${String(p.guard.summaries)}`);
     validateSpec(p.guard.baseline);
   }
   validateSpec(p.spec);
@@ -181,6 +192,7 @@ export function attentionAttrs(params: AttentionParams): Map<string, Attr> {
     attrs.set('guardBudget', floatAttr(p.guard.budget));
     attrs.set('guardBlockSize', intAttr(p.guard.blockSize));
     attrs.set('guardBaseline', specAttr(p.guard.baseline));
+    if (p.guard.summaries !== undefined) attrs.set('guardSummaries', stringAttr(p.guard.summaries));
   }
   return attrs;
 }
@@ -241,7 +253,9 @@ export function attentionParams(node: Node): AttentionParams {
   const guardOf = (): AttentionGuard => {
     const baseline = get('guardBaseline');
     if (baseline.type !== 'spec') throw new Error(`${where}: attribute guardBaseline must be a spec, got ${baseline.type}`);
-    return { budget: float('guardBudget'), blockSize: int('guardBlockSize'), baseline: baseline.value };
+    const summaries = node.attrs.has('guardSummaries') ? str('guardSummaries') : undefined;
+    if (summaries !== undefined && !(GUARD_SUMMARIES as readonly string[]).includes(summaries)) throw new Error(`${where}: unknown guardSummaries ${summaries}`);
+    return { budget: float('guardBudget'), blockSize: int('guardBlockSize'), baseline: baseline.value, ...(summaries !== undefined ? { summaries: summaries as GuardSummaries } : {}) };
   };
   const precision = node.attrs.has('softmaxPrecision') ? str('softmaxPrecision') : undefined;
   if (precision !== undefined && !isDType(precision)) throw new Error(`${where}: unknown softmaxPrecision ${precision}`);

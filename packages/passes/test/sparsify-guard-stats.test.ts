@@ -1,7 +1,8 @@
 // evaluateHead's guarded statistics (BOUNDS.md (b')): the certificate m_hat computed from key-block summaries is
 // never below the dropped mass measured in float64; local attention falls back on no row, uniform attention on
-// every row. Fixed seeds.
+// every row; ballOnlyRows counts the rows the ball certifies and the box alone would recompute. Fixed seeds.
 
+import { guardedDroppedMass, guardFallsBack, keyBlockSummaries, logSumExp, valueRange } from '@attnopt/bounds';
 import { causal, gaussian, type MaskSpec, slidingWindow, intersect } from '@attnopt/ir';
 import { describe, expect, it } from 'vitest';
 import { emptyStats, evaluateHead, type HeadData, headResolver } from '../src/sparsify/index.js';
@@ -34,6 +35,33 @@ describe('guarded statistics of a window on calibration data', () => {
     expect(s.rows).toBe(N);
     expect(s.maxCertifiedMass).toBeGreaterThanOrEqual(s.maxDroppedMass * (1 - 1e-12)); // rounding of the two sums
     expect(s.fallbackRows).toBe(0);
+    // the box alone certifies every row the box and the ball do: the lowering may leave the ball out
+    expect(s.ballOnlyRows).toBe(0);
+  });
+
+  it('local attention over noisy keys: the ball certifies rows the box alone would recompute (ballOnlyRows counts them)', () => {
+    // the rotary-like features of d 32 plus isotropic noise 1.2 on the keys: a box per channel widens with the noise
+    // in every channel, the ball around its centre by about the noise's norm
+    const d = 32;
+    const w = Array.from({ length: d / 2 }, (_, f) => 0.01 + 0.01 * f);
+    const noise = gaussian(5, N * d);
+    const feat = (t: number, c: number) => (c % 2 === 0 ? Math.cos(w[c >> 1]! * t) : Math.sin(w[c >> 1]! * t)) * 4;
+    const h = head(N, d, feat, (j, c) => feat(j, c) + 1.2 * noise[j * d + c]!, 3);
+    const s = stats(h, 1e-2);
+    expect(s.fallbackRows).toBe(0);
+    expect(s.ballOnlyRows).toBeGreaterThan(0);
+    // the count, independently: rows whose box-only certificate is over the budget (R over the row's causal keys)
+    let boxOver = 0;
+    const summaries = keyBlockSummaries(h.k, N, d, 16);
+    for (let i = 0; i < N; i++) {
+      const scores = Array.from({ length: i + 1 }, (_, j) => { let x = 0; for (let c = 0; c < d; c++) x += h.q[i * d + c]! * h.k[j * d + c]!; return x; });
+      const counts = new Float64Array(N / 16);
+      for (let j = 0; j < i - 32; j++) counts[Math.floor(j / 16)]!++;
+      if (counts.every((c) => c === 0)) continue;
+      const mHat = guardedDroppedMass(h.q.subarray(i * d, (i + 1) * d), summaries, 1, 0, logSumExp(scores.slice(Math.max(0, i - 32))), counts, undefined, 'box');
+      if (guardFallsBack(mHat, valueRange(h.v.subarray(0, (i + 1) * d), d), 1e-2)) boxOver++;
+    }
+    expect(s.ballOnlyRows).toBe(boxOver);
   });
 
   it('uniform attention (all keys equal): every row past the window falls back', () => {

@@ -5,7 +5,7 @@
 // reaches past every window), where the same window without its guard breaks the budget.
 
 import { onnxruntimeCpuProfile } from '@attnopt/cost';
-import { type AttentionParams, attentionNode, attentionParams, causal, Graph, SplitMix64, tensorType, Value } from '@attnopt/ir';
+import { type AttentionParams, attentionNode, attentionParams, causal, gaussian, Graph, SplitMix64, tensorType, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
@@ -36,6 +36,23 @@ function localSample(seed: number): CalibrationSample {
   return { q: { shape, data: q }, k: { shape, data: k }, v: { shape, data: v } };
 }
 
+/** localSample's features times 6/4 with isotropic noise of 1 on every key channel: the ball bounds the noise tighter. */
+function noisyLocalSample(seed: number): CalibrationSample {
+  const rng = new SplitMix64(seed);
+  const w = Array.from({ length: D / 2 }, (_, f) => 0.0015 * 1.6 ** f);
+  const noise = gaussian(seed + 1, H * N * D);
+  const q = new Float64Array(H * N * D);
+  const k = new Float64Array(H * N * D);
+  for (let h = 0; h < H; h++) for (let i = 0; i < N; i++) for (let c = 0; c < D; c++) {
+    const at = (h * N + i) * D + c;
+    q[at] = 6 * (c % 2 === 0 ? Math.cos(w[c >> 1]! * i) : Math.sin(w[c >> 1]! * i));
+    k[at] = q[at]! + noise[at]!;
+  }
+  const v = Float64Array.from({ length: H * N * D }, () => rng.nextFloat() * 2 - 1);
+  const shape = [1, H, N, D];
+  return { q: { shape, data: q }, k: { shape, data: k }, v: { shape, data: v } };
+}
+
 function diffuseSample(seed: number): CalibrationSample {
   const rng = new SplitMix64(seed);
   const shape = [1, H, N, D];
@@ -48,13 +65,20 @@ describe('sparsify, guarded tier (default)', () => {
     const d = chooseSiteSpec(params, { id: 'site0', samples: [localSample(1)] }, { budget: BUDGET, target: onnxruntimeCpuProfile });
     expect(d.reasonDense).toBeUndefined();
     expect(d.guarantee).toBe('guarded');
-    expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: causal() });
+    // the ball certified no row the box alone would recompute on these rotary-like keys: the cheaper box alone
+    expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: causal(), summaries: 'box' });
     expect(d.fallbackRate).toBeLessThan(0.05);
     expect(d.bound).toBe(BUDGET);
     expect(d.chosen).toMatch(/window/);
     // no cached keys: the site does not decode, and no note says it does
     expect(d.notes.filter((n) => n.includes('decode step'))).toEqual([]);
     expect(d.decodeStep).toBeUndefined();
+  });
+
+  it('noisy keys: a guarded form whose certificate keeps the ball (it certifies rows the box alone would recompute)', () => {
+    const d = chooseSiteSpec(params, { id: 'site0', samples: [noisyLocalSample(1)] }, { budget: BUDGET, target: onnxruntimeCpuProfile, headGroups: false });
+    expect(d.guarantee).toBe('guarded');
+    expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: causal() });
   });
 
   it('diffuse data: stays dense, the guarded forms would recompute most rows', () => {

@@ -8,7 +8,9 @@
 //                        (the smaller of Quest's sum_c max(q_c Kmin_c, q_c Kmax_c) and the ball's q.c + ||q|| r),
 //                        softcapped like the scores                                                  [B,H,S,nKB]
 //                        and the per-row rounding slack 1e-4 (|scale| ||q|| K* + 1) of log B (K*: the largest
-//                        ||max(|Kmin|, |Kmax|)|| or ||c|| + r over the blocks, so at least every |U| of the row)
+//                        ||max(|Kmin|, |Kmax|)|| or ||c|| + r over the blocks, so at least every |U| of the row);
+//                        guard.summaries 'box': U = MatMul(q, c) + MatMul(|q|, (Kmax - Kmin) / 2), no radius, and
+//                        the slack 1e-4 (|q| . a + 1), a_c = |scale| max over the blocks of max(|Kmin_c|, |Kmax_c|)
 //   guardedCertificate   given U (plus any key bias), the dropped key count per (row, block) and the largest kept
 //                        logit and its softmax probability per row:
 //                        log Z_S = max kept logit - log(its probability), log B - log Z_S =
@@ -147,15 +149,21 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   const kmin = reduce('ReduceMin', kBlocks, [3], 'guard_kmin');
   const kmax = reduce('ReduceMax', kBlocks, [3], 'guard_kmax');
   const center = b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_box_sum'), f32(0.5, 'guard_half')], 'guard_box_center_raw');
-  const diff = b.op('Sub', [kBlocks, b.reshape(center, [0, 0, 0, 1, -1], 'guard_box_center_rows')], 'guard_k_minus_center');
-  const dist2 = reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_sq'), [4], 'guard_dist2'); // [B, H, nKB, kb]
-  const radius = b.op('Sqrt', [reduce('ReduceMax', dist2, [3], 'guard_r2')], 'guard_radius');
-  // onnxruntime's ReduceMin / ReduceMax pass over a NaN key, its distance to the centre does not: the block's sum of
-  // distances times 0 (NaN where the block holds a NaN or infinite key, else 0) joins the centre, so q . c and U are
-  // NaN for that block and every row that drops any key falls back (a pass over [B, H, nKB, kb], not over K).
-  // Padding keys (at or past kvLength) arrive as copies of a valid key (padding.ts): whatever the input held there,
-  // no row reads it
-  const nanCarrier = b.op('Mul', [reduce('ReduceSum', dist2, [3], 'guard_dist2_sum', true), f32(0, 'guard_nan_zero')], 'guard_nan_carrier');
+  // the ball's radius per block, unless the site takes the box alone (guard.summaries 'box': the ball tightened no
+  // calibration row's certificate, and its distances are two passes over K and three over [B, H, S, nKB])
+  const withBall = p.guard?.summaries !== 'box';
+  const squaredDistances = () => {
+    const diff = b.op('Sub', [kBlocks, b.reshape(center, [0, 0, 0, 1, -1], 'guard_box_center_rows')], 'guard_k_minus_center');
+    return reduce('ReduceSum', b.op('Mul', [diff, diff], 'guard_sq'), [4], 'guard_dist2'); // [B, H, nKB, kb]
+  };
+  const dist2 = withBall ? squaredDistances() : undefined;
+  const radius = dist2 ? b.op('Sqrt', [reduce('ReduceMax', dist2, [3], 'guard_r2')], 'guard_radius') : undefined;
+  // onnxruntime's ReduceMin / ReduceMax pass over a NaN key, a sum does not: the block's sum of distances (or, box
+  // alone, of its keys) times 0 (NaN where the block holds a NaN or infinite key, else 0) joins the centre, so q . c
+  // and U are NaN for that block and every row that drops any key falls back. Padding keys (at or past kvLength)
+  // arrive as copies of a valid key (padding.ts): whatever the input held there, no row reads it
+  const blockSum = dist2 ? reduce('ReduceSum', dist2, [3], 'guard_dist2_sum', true) : reduce('ReduceSum', reduce('ReduceSum', kBlocks, [4], 'guard_k_sum_rows'), [3], 'guard_k_sum', true);
+  const nanCarrier = b.op('Mul', [blockSum, f32(0, 'guard_nan_zero')], 'guard_nan_carrier');
   const tr = (t: Value, what: string) => b.transpose(t, [0, 1, 3, 2], what);
 
   // the score bound per row and key block; |scale| applied to the block summaries (not to [S, nKB] per head)
@@ -167,29 +175,36 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   const boxHalf = scaled(b.op('Mul', [b.op('Sub', [kmax, kmin], 'guard_box_width'), f32(0.5, 'guard_half2')], 'guard_box_half_raw'), 'guard_box_half');
   // both bounds around the box centre c: Quest = q.c + |q|.half, ball = q.c + ||q|| r; q.c computed once
   const qc = b.op('MatMul', [qs, tr(boxCenter, 'guard_box_center_t')], 'guard_q_center');
-  const questWidth = b.op('MatMul', [b.op('Abs', [qs], 'guard_q_abs'), tr(boxHalf, 'guard_box_half_t')], 'guard_quest_width');
-  const qNorm = reduce('ReduceL2', qs, [3], 'guard_q_norm', true); // no [B, H, S, D] of squares
-  const radiusScaled = scaled(radius, 'guard_radius_scaled');
-  const ballWidth = b.op('Mul', [qNorm, b.reshape(radiusScaled, [0, 0, 1, -1], 'guard_radius_row')], 'guard_q_radius');
-  let u = b.op('Add', [qc, b.op('Min', [questWidth, ballWidth], 'guard_width')], 'guard_dot_bound');
+  const qAbs = b.op('Abs', [qs], 'guard_q_abs');
+  const questWidth = b.op('MatMul', [qAbs, tr(boxHalf, 'guard_box_half_t')], 'guard_quest_width');
+  // the per-row rounding slack 1e-4 (reach + 1): `reach` bounds every |U| of the row (|scale| already applied)
+  const kAbs = scaled(b.op('Max', [b.op('Abs', [kmin], 'guard_kmin_abs'), b.op('Abs', [kmax], 'guard_kmax_abs')], 'guard_k_abs_raw'), 'guard_k_abs');
+  let u: Value;
+  let reach: Value; // [B, H, S]
+  if (radius) {
+    // ||q|| K*, K* the largest ||max(|Kmin|, |Kmax|)|| or ||c|| + r over the blocks (Cauchy-Schwarz for both bounds)
+    const qNorm = reduce('ReduceL2', qs, [3], 'guard_q_norm', true); // no [B, H, S, D] of squares
+    const radiusScaled = scaled(radius, 'guard_radius_scaled');
+    const ballWidth = b.op('Mul', [qNorm, b.reshape(radiusScaled, [0, 0, 1, -1], 'guard_radius_row')], 'guard_q_radius');
+    u = b.op('Add', [qc, b.op('Min', [questWidth, ballWidth], 'guard_width')], 'guard_dot_bound');
+    const norm = (t: Value, what: string) => b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [t, t], `${what}_sq`), [3], `${what}_2`)], what);
+    const kStar = reduce('ReduceMax', b.op('Max', [norm(kAbs, 'guard_k_abs_norm'), b.op('Add', [norm(boxCenter, 'guard_center_norm'), radiusScaled], 'guard_ball_reach')], 'guard_block_reach'), [2], 'guard_k_star', true);
+    reach = b.op('Mul', [b.reshape(qNorm, [0, 0, -1], 'guard_q_norm_row'), kStar], 'guard_q_reach');
+  } else {
+    // box alone: |U| <= sum_c |q_c| max(|Kmin_c|, |Kmax_c|) <= |q| . a, a_c that maximum over the blocks (one
+    // MatMul of [B, H, S, D] by [B, H, D, 1])
+    u = b.op('Add', [qc, questWidth], 'guard_dot_bound');
+    const a = tr(reduce('ReduceMax', kAbs, [2], 'guard_k_reach_channels', true), 'guard_k_reach_col');
+    reach = b.reshape(b.op('MatMul', [qAbs, a], 'guard_q_reach_col'), [0, 0, -1], 'guard_q_reach');
+  }
   if (p.softcap > 0) {
     const c = f32(p.softcap, 'guard_softcap');
     u = b.op('Mul', [b.op('Tanh', [b.op('Div', [u, c], 'guard_softcap_div')], 'guard_softcap_tanh'), c], 'guard_softcapped_bound');
   }
-  // the per-row rounding slack: K* bounds ||k|| for every dot product the row's U took, |scale| already applied
-  const norm = (t: Value, what: string) => b.op('Sqrt', [reduce('ReduceSum', b.op('Mul', [t, t], `${what}_sq`), [3], `${what}_2`)], what);
-  const kAbs = b.op('Max', [b.op('Abs', [kmin], 'guard_kmin_abs'), b.op('Abs', [kmax], 'guard_kmax_abs')], 'guard_k_abs');
-  const kStar = reduce(
-    'ReduceMax',
-    b.op('Max', [norm(scaled(kAbs, 'guard_k_abs_scaled'), 'guard_k_abs_norm'), b.op('Add', [norm(boxCenter, 'guard_center_norm'), radiusScaled], 'guard_ball_reach')], 'guard_block_reach'),
-    [2],
-    'guard_k_star',
-    true,
-  );
   const softcapSlack = p.softcap > 0 ? 1e-5 * p.softcap : 0;
   const rowSlack = b.op(
     'Add',
-    [b.op('Mul', [b.op('Add', [b.op('Mul', [b.reshape(qNorm, [0, 0, -1], 'guard_q_norm_row'), kStar], 'guard_q_reach'), f32(1, 'guard_one_f')], 'guard_q_reach1'), f32(SCORE_SLACK, 'guard_score_slack')], 'guard_row_slack_raw'), f32(softcapSlack, 'guard_softcap_slack')],
+    [b.op('Mul', [b.op('Add', [reach, f32(1, 'guard_one_f')], 'guard_q_reach1'), f32(SCORE_SLACK, 'guard_score_slack')], 'guard_row_slack_raw'), f32(softcapSlack, 'guard_softcap_slack')],
     'guard_row_slack',
   );
   const bottomRight = b.op('Sub', [T, S], 'guard_bottom_right');

@@ -262,7 +262,7 @@ const heads = (p: AttentionParams) => ({ numHeads: p.numHeads, kvNumHeads: p.kvN
 
 /** The certificate of a guarded `spec` at these params: its kernels, and on onnxruntime every node it emits. */
 function certificateCost(params: AttentionParams, spec: AttentionSpec, guard: AttentionGuard, dims: CallDims, target: TargetProfile, pairs: number, nodes?: EmittedNodes): number {
-  const p = { ...params, spec };
+  const p = { ...params, spec, guard };
   const scoresPerQuery = pairs / Math.max(1, dims.nq);
   const kernels = guardCertificateCost(p, dims, target, guard.blockSize, scoresPerQuery);
   if (target.execution !== 'unfused' || nodes === undefined) return kernels;
@@ -403,12 +403,20 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   );
   const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
   // a guarded form costs its sparse form, its run-time certificate, and its predicted fallback rows dense
-  const guardFor = (f: AttentionSpec): AttentionGuard => ({ budget, blockSize: guardBlockSize(f, blockSize), baseline });
-  const certificate = masks.map((f, k) => (guardWhy[k] === undefined ? certificateCost(params, f, guardFor(f), dims, target, evaluated[k]!.cost.computedPairs, nodes) : 0));
+  // the ball is left out of the summaries (guard.summaries 'box', cheaper) where it certified no row of these stats that
+  // the box alone would recompute; an LSH certificate takes both always
+  const guardFor = (f: AttentionSpec, s: CandidateStats): AttentionGuard => ({
+    budget,
+    blockSize: guardBlockSize(f, blockSize),
+    baseline,
+    ...(s.ballOnlyRows === 0 && !isLshForm(f) ? { summaries: 'box' as const } : {}),
+  });
+  const site = masks.map((_, k) => mergedStats(headStats.map((s) => s[k]!)));
+  const certificate = masks.map((f, k) => (guardWhy[k] === undefined ? certificateCost(params, f, guardFor(f, site[k]!), dims, target, evaluated[k]!.cost.computedPairs, nodes) : 0));
   // the fallback rows are recomputed densely in every head when any head falls back there (the lowering's rows)
   const guardedTime = (k: number, s: CandidateStats) => evaluated[k]!.cost.time + certificate[k]! + recomputedRowRate(s) * before.time;
   const guardOf = (k: number, s: CandidateStats): AttentionGuard | undefined =>
-    guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? guardFor(masks[k]!) : undefined;
+    guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? guardFor(masks[k]!, s) : undefined;
   // statistical: the fit rows' max and the held-out rows' conformal quantile both within the budget
   const confidences = new WeakMap<{ heldOut: number[] }, ConformalConfidence>();
   const confidenceOf = (s: { heldOut: number[] }): ConformalConfidence => {
@@ -418,7 +426,6 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const statistical = (k: number, s: { fitBound: number; heldOut: number[] }) =>
     options.allowUncertified === true && !chosenFromData(masks[k]!) && s.fitBound <= budget && confidenceOf(s).quantile <= budget;
   const within = (k: number, s: CandidateStats) => guardOf(k, s) !== undefined || statistical(k, s);
-  const site = masks.map((_, k) => mergedStats(headStats.map((s) => s[k]!)));
   const rank = (a: AttentionCost, b: AttentionCost) => a.time - b.time || a.flops - b.flops;
   // a guarded form costs its sparse form, its certificate and its predicted fallback rows, dense
   const effective = (k: number, s: CandidateStats): AttentionCost => {

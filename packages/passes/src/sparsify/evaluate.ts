@@ -39,6 +39,11 @@ export interface CandidateStats {
   fallbackIds: Set<number>;
   /** max over rows of the guarded certificate m_hat (>= maxDroppedMass). */
   maxCertifiedMass: number;
+  /**
+   * Rows within the budget by the certificate with the box and ball summaries that the box alone would recompute
+   * (key block forms; LSH certificates always take both): 0 lets the lowering leave the ball out (summaries 'box').
+   */
+  ballOnlyRows: number;
   /** The statistical tier's fit / held-out split: bound (mask forms) or error (low-rank) max over the fit rows. */
   fitBound: number;
   /** The same per held-out row (the conformal quantile's samples). */
@@ -46,7 +51,7 @@ export interface CandidateStats {
 }
 
 export function emptyStats(): CandidateStats {
-  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, rowIds: new Set(), fallbackIds: new Set(), maxCertifiedMass: 0, fitBound: 0, heldOut: [] };
+  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, rowIds: new Set(), fallbackIds: new Set(), maxCertifiedMass: 0, ballOnlyRows: 0, fitBound: 0, heldOut: [] };
 }
 
 /** The share of rows a guarded Attention over these stats' heads recomputes (in every head): see CandidateStats.fallbackIds. */
@@ -66,6 +71,7 @@ export function mergedStats(stats: readonly CandidateStats[]): CandidateStats {
     rowIds: new Set(stats.flatMap((s) => [...s.rowIds])),
     fallbackIds: new Set(stats.flatMap((s) => [...s.fallbackIds])),
     maxCertifiedMass: Math.max(...stats.map((s) => s.maxCertifiedMass)),
+    ballOnlyRows: stats.reduce((a, s) => a + s.ballOnlyRows, 0),
     fitBound: Math.max(...stats.map((s) => s.fitBound)),
     heldOut: stats.flatMap((s) => s.heldOut),
   };
@@ -223,6 +229,8 @@ export function evaluateHead(
       if (guardFallsBack(mHat, range, guardBudget)) {
         st.fallbackRows++;
         st.fallbackIds.add(id);
+      } else if (!groups && mHat > 0 && guardFallsBack(guardedDroppedMass(qRow, summaries, head.scale, head.softcap, logZKept, counts, blockBias, 'box'), range, guardBudget)) {
+        st.ballOnlyRows++;
       }
       st.maxCertifiedMass = Math.max(st.maxCertifiedMass, mHat);
       st.rows++;

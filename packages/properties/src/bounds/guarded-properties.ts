@@ -5,7 +5,8 @@
 //   the budget of o on every input;
 // - a row that keeps no key but drops one always falls back, also at a budget >= R (its o_S, 0, is no convex
 //   combination of V: m_hat R bounds nothing there; with V far from 0 the error would be about |v|).
-// One query row (the last of a causal head), the kept set a window plus leading sinks, key blocks of 1..16 keys.
+// One query row (the last of a causal head), the kept set a window plus leading sinks, key blocks of 1..16 keys,
+// the score bound from the box and the ball or from the box alone (guard.summaries 'box').
 // Input families include the adversarial ones: repeated spans (the query matches a key far back), one outlier key
 // far outside the window, logits up to 80, all-equal keys, fully masked rows (every key's bias -inf), sinks
 // that carry most of the mass, and rows whose kept keys are all masked (V shifted to [2, 8]). Float64 rounding slack: relative 1e-12 on m, 1e-12 (1 + max |v|) on the output.
@@ -17,6 +18,7 @@ import {
   keptLogSumExp,
   keyBlockSummaries,
   maskSplit,
+  type ScoreBoundSummaries,
   valueRange,
 } from '@attnopt/bounds';
 import { SplitMix64 } from '@attnopt/ir';
@@ -40,6 +42,8 @@ export interface GuardedRow {
   readonly sinks: number;
   readonly blockSize: number;
   readonly budget: number;
+  /** The score bound's summaries (default 'box-ball'; 'box': the box alone, as guard.summaries 'box' lowers it). */
+  readonly summaries?: ScoreBoundSummaries;
 }
 
 function build(family: GuardedFamily, n: number, d: number, left: number, sinks: number, blockSize: number, budget: number, seed: number): GuardedRow {
@@ -111,8 +115,9 @@ export function guardedRowArbitrary(maxLen = 96): fc.Arbitrary<GuardedRow> {
       blockSize: fc.integer({ min: 1, max: 16 }),
       budget: fc.constantFrom(0, 1e-4, 1e-3, 1e-2, 1e-1),
       seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      summaries: fc.constantFrom<ScoreBoundSummaries>('box-ball', 'box'),
     })
-    .map((r) => build(r.family, r.n, r.d, r.left, r.sinks, r.blockSize, r.budget, r.seed));
+    .map((r) => ({ ...build(r.family, r.n, r.d, r.left, r.sinks, r.blockSize, r.budget, r.seed), summaries: r.summaries }));
 }
 
 /** The row's scores, kept set, and what the guarded site computes for it. */
@@ -139,7 +144,7 @@ export function guardedRow(p: GuardedRow): { m: number; mHat: number; fallsBack:
     maxBias[b] = Math.max(maxBias[b]!, p.bias[j]!);
   }
   const logZKept = keptLogSumExp(scores.filter((_, j) => kept(j)));
-  const mHat = guardedDroppedMass(p.q, summaries, p.scale, 0, logZKept, counts, maxBias);
+  const mHat = guardedDroppedMass(p.q, summaries, p.scale, 0, logZKept, counts, maxBias, p.summaries);
   // R: the range of V over every key the row may see (kept and dropped: the union of both hulls)
   const visible: number[] = [];
   for (let j = 0; j < n; j++) if (p.bias[j] !== -Infinity) for (let c = 0; c < dv; c++) visible.push(p.values[j * dv + c]!);
