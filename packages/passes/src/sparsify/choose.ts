@@ -14,7 +14,7 @@
 // lists the groups (head-groups.ts) and the pass splits the site. Pure: plain data in, a SiteDecision out;
 // deterministic for the same inputs and seed.
 
-import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, guardCertificateCost, guardCertificateOps, type TargetProfile } from '@attnopt/cost';
+import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, type CostOptions, guardCertificateCost, guardCertificateOps, type TargetProfile } from '@attnopt/cost';
 import {
   type AttentionParams,
   type AttentionSpec,
@@ -63,6 +63,12 @@ export interface SparsifyOptions {
   readonly emittedNodes?: EmittedNodes;
   /** Key block size of the guard's summaries (default 64; a block-gathered form's guard takes its own key block). */
   readonly guardBlockSize?: number;
+  /**
+   * The site's inputs every form's lowering reads (the pass reads them from the node): a bias input (float, or a
+   * boolean keep-mask) and a lengths input (kvLength: every lowered form copies the keys and values over the
+   * padding, padding.ts). Priced in each form's cost; default none.
+   */
+  readonly siteInputs?: Pick<CostOptions, 'bias' | 'kvLength'>;
   /**
    * The target whose cost model ranks the forms (default attnopt-cpu, fused, empty tiles skipped). On
    * onnxruntime-cpu the model costs the form the lowering emits (the IR's loweringChoice): windows and
@@ -236,9 +242,17 @@ const fmt = (x: number) => x.toPrecision(3);
 /** A chosen form predicted more than this many times the site's time at one decode step gets a note. */
 const DECODE_SLOWER = 1.05;
 
-function costOf(params: AttentionParams, spec: AttentionSpec, dims: CallDims, target: TargetProfile, resolve: LeafResolver, nodes?: EmittedNodes): AttentionCost & { selectionTime: number } {
+function costOf(
+  params: AttentionParams,
+  spec: AttentionSpec,
+  dims: CallDims,
+  target: TargetProfile,
+  resolve: LeafResolver,
+  nodes?: EmittedNodes,
+  inputs: Pick<CostOptions, 'bias' | 'kvLength'> = {},
+): AttentionCost & { selectionTime: number } {
   const p = { ...params, spec };
-  const cost = attentionCost(p, dims, target, isDataDependent(spec) ? { resolve } : {});
+  const cost = attentionCost(p, dims, target, { ...inputs, ...(isDataDependent(spec) ? { resolve } : {}) });
   // the cost model counts the selection work (block scores, hashing) of a top-level leaf only: add a nested one's
   let selectionTime = 0;
   let selectionFlops = 0;
@@ -316,15 +330,16 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const dims: CallDims = { batch: sampleBatch(samples[0]!), nq: first.nq, nk: first.nk };
   const resolve0 = headResolver(first);
   const nodes = options.emittedNodes;
-  const before = costOf(params, baseline, dims, target, resolve0, nodes);
+  const siteInputs = options.siteInputs ?? {};
+  const before = costOf(params, baseline, dims, target, resolve0, nodes, siteInputs);
   // a site that takes cached keys also decodes, one query at a time: a note when the rewrite (its forms, one per head
   // group; the groups' Slice / Concat copies left out, so only ever lower) is predicted slower there than as written
   const decodeStepOf = (forms: readonly { params: AttentionParams; spec: AttentionSpec; guard?: AttentionGuard }[]): DecodeStep | undefined => {
     if ((first.past ?? 0) === 0) return undefined;
     const step: CallDims = { ...dims, nq: 1, past: dims.nk - 1 };
-    const asWritten = costOf(params, baseline, step, target, resolve0, nodes).time;
+    const asWritten = costOf(params, baseline, step, target, resolve0, nodes, siteInputs).time;
     const rewritten = forms.reduce((t, f) => {
-      const c = costOf(f.params, f.spec, step, target, resolve0, nodes);
+      const c = costOf(f.params, f.spec, step, target, resolve0, nodes, siteInputs);
       return t + c.time + (f.guard ? certificateCost(f.params, f.spec, f.guard, step, target, c.computedPairs, nodes) : 0);
     }, 0);
     return rewritten > asWritten * DECODE_SLOWER ? { keys: dims.nk, asWrittenSeconds: asWritten, rewrittenSeconds: rewritten } : undefined;
@@ -343,7 +358,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const forms = [...(options.candidates ?? defaultCandidates(baseline, first.nk, seed)).map((c) => restrictToBaseline(baseline, c)), ...fromData];
   const chosenFromData = (f: AttentionSpec) => fromData.some((g) => specEquals(f, g));
   const unique = forms.filter((f, k) => !specEquals(f, baseline) && forms.findIndex((g) => specEquals(f, g)) === k);
-  const costs = unique.map((f) => costOf(params, f, dims, target, resolve0, nodes));
+  const costs = unique.map((f) => costOf(params, f, dims, target, resolve0, nodes, siteInputs));
 
   // which forms are worth evaluating: cheaper than the baseline, and certifiable (or uncertified allowed)
   const pending: { form: AttentionSpec; cost: AttentionCost; reason?: string }[] = unique.map((form, k) => {
@@ -447,13 +462,13 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
           headStats,
           qualifies: within,
           guardOf,
-          cost: (nh, nkv, spec) => costOf({ ...params, numHeads: nh, kvNumHeads: nkv }, spec, dims, target, resolve0, nodes),
+          cost: (nh, nkv, spec) => costOf({ ...params, numHeads: nh, kvNumHeads: nkv }, spec, dims, target, resolve0, nodes, siteInputs),
           guardTime: (nh, nkv, k, s) => {
             const guard = guardOf(k, s);
             if (guard === undefined) return 0;
             const group = { ...params, numHeads: nh, kvNumHeads: nkv };
-            const pairs = costOf(group, masks[k]!, dims, target, resolve0).computedPairs;
-            return certificateCost(group, masks[k]!, guard, dims, target, pairs, nodes) + recomputedRowRate(s) * costOf(group, baseline, dims, target, resolve0, nodes).time;
+            const pairs = costOf(group, masks[k]!, dims, target, resolve0, undefined, siteInputs).computedPairs;
+            return certificateCost(group, masks[k]!, guard, dims, target, pairs, nodes) + recomputedRowRate(s) * costOf(group, baseline, dims, target, resolve0, nodes, siteInputs).time;
           },
           target,
           dims,

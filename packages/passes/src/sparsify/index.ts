@@ -8,5 +8,6 @@ export { emptyStats, evaluateHead, mergedStats, recomputedRowRate, scoreRow, typ
 export { headResolver } from './resolve.js';
 export { applyDecision, sparsifyPass, attentionSites, describeDecision, SPARSIFY, SPARSIFY_DECISION, type SparsifyPassOptions } from './pass.js';
 export { keepAsWritten } from './kept.js';
+export { siteCostInputs } from './site-inputs.js';
 export { siteVariant } from './site-variant.js';
 export { baselineOutput, emptyLowRankStats, evaluateLowRankHead, linformerOutput, lowRankOutput, nystromHeadOutput, performerOutput, type EvaluableLowRank } from './lowrank.js';

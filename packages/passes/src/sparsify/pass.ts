@@ -13,6 +13,7 @@ import type { Pass, PassNote } from '@attnopt/rewrite';
 import type { SiteCalibration } from './calibration.js';
 import { chooseSiteSpec, type SiteDecision, type SparsifyOptions } from './choose.js';
 import { emittedNodeCounter } from './emitted-nodes.js';
+import { siteCostInputs } from './site-inputs.js';
 import { headSplitBlocker, splitHeads } from './split-heads.js';
 
 export const SPARSIFY = 'sparsify';
@@ -115,6 +116,7 @@ export function sparsifyPass(options: SparsifyPassOptions): Pass {
           ...(blockGatherBlocked === undefined ? {} : { blockGatherBlocked }),
           ...(lowRankBlocked === undefined ? {} : { lowRankBlocked }),
           emittedNodes: options.emittedNodes ?? emittedNodeCounter(node),
+          siteInputs: options.siteInputs ?? siteCostInputs(node),
           guardFormBlocked: (form: AttentionSpec) => guardedFormInputsBlocker(node, form, params.spec),
         };
         const decision = options.decided?.get(id) ?? chooseSiteSpec(params, calibration, siteOptions);
