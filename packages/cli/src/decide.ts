@@ -26,6 +26,7 @@ export function coreOptions(flags: DecisionFlags, samples: Iterable<CalibrationS
     runtime: flags.runtime,
     ...(flags.verifyEach === true ? { verifyEach: true } : {}),
     ...(flags.measure === false ? { measure: false } : {}),
+    ...(flags.decodeSteps !== undefined ? { decodeSteps: flags.decodeSteps } : {}),
   };
 }
 

@@ -155,6 +155,7 @@ export function registerOptimize(program: Command): void {
               optimized,
               runtime: flags.runtime,
               ...(flags.measure === false ? { measure: false } : {}),
+              ...(flags.decodeSteps !== undefined ? { decodeSteps: flags.decodeSteps } : {}),
               // held out: a generated input of its own seed stream, never one of the calibration inputs
               verifySamples: [...samplesFor(model, undefined, flags.seqLen, flags.seed + SEED_STREAM.heldOut, 1, flags.dim)],
               onProgress: (s) => p.stage(`report: ${s}`),

@@ -29,6 +29,12 @@ export function checkSeqLen(seqLen: number): void {
   if (seqLen > MAX_SEQ_LEN) throw new CliError(`--seq-len ${seqLen} is over the longest attnopt analyzes, ${MAX_SEQ_LEN}`, ExitCode.usage);
 }
 
+export function nonNegativeInteger(value: string): number {
+  const x = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(x) || x < 0) throw new InvalidArgumentError('expected an integer >= 0');
+  return x;
+}
+
 export function integer(value: string): number {
   const x = Number(value);
   if (value.trim() === '' || !Number.isSafeInteger(x)) throw new InvalidArgumentError('expected an integer');
@@ -75,6 +81,8 @@ export interface DecisionFlags {
   verifyEach?: boolean;
   /** False with --no-measure. */
   measure?: boolean;
+  /** --decode-steps: decode steps per calibration-shaped call at sites that take cached keys (default 0). */
+  decodeSteps?: number;
 }
 
 /** The budget options for core's decide / optimize: --max-rel-error when given, else --max-error. */
@@ -93,7 +101,7 @@ export const MAX_REL_ERROR_HELP =
 
 /**
  * Adds --max-error, --max-rel-error, --seq-len, --calibration, --seed, --dim, --runtime, --allow-memory,
- * --verify-each and (when withTarget) --target to a command.
+ * --verify-each, --decode-steps, --no-measure and (when withTarget) --target to a command.
  */
 export function addDecisionOptions(command: Command, withTarget: boolean): Command {
   command
@@ -107,6 +115,11 @@ export function addDecisionOptions(command: Command, withTarget: boolean): Comma
     .addOption(runtimeOption('for calibration'))
     .option('--allow-memory <size>', ALLOW_MEMORY_HELP, memorySize)
     .option('--verify-each', 'run the IR verifier on the graph before the first pass and after every pass (a failure names the pass)')
+    .option(
+      '--decode-steps <n>',
+      'for a model that generates token by token: at sites that take cached keys (a KV cache input), price each form as one call of the calibration shape plus n decode steps (1 query each), so that a rewrite that is faster at the prompt and slower per token is kept only where the n steps still pay; default 0 (the calibration shape alone)',
+      nonNegativeInteger,
+    )
     .option(
       '--no-measure',
       'with the onnxruntime-cpu target, each rewrite the cost model chooses is timed against its site as written in onnxruntime on this machine and kept only at 0.95x the written time or less; this turns that off (the cost model alone decides)',

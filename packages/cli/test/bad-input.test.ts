@@ -80,6 +80,15 @@ describe.each(['inspect', 'explain', 'optimize', 'codegen'])('attnopt %s: an imp
     expect(r.stderr).toContain('expected an integer >= 1');
     expect(leftovers()).toEqual([]);
   });
+
+  test.each(['-1', '2.5', 'many'])('--decode-steps %j: exit 1, "expected an integer >= 0"', async (value) => {
+    const r = await attnopt(...COMMANDS[name]!(gpt2), '--decode-steps', value);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain("option '--decode-steps <n>' argument");
+    expect(r.stderr).toContain('expected an integer >= 0');
+    expect(leftovers()).toEqual([]);
+  });
 });
 
 describe('a model without attention', () => {

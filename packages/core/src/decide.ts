@@ -65,6 +65,11 @@ export interface DecideOptions {
    * replaces onnxruntime-node's timing (tests of what a timing decides).
    */
   readonly measure?: boolean | SiteTimer;
+  /**
+   * Decode steps (one query each) that a site taking cached keys serves per call of the calibration's shape: every
+   * form and the site as written are priced as that call plus this many steps (default 0; SparsifyOptions.decodeSteps).
+   */
+  readonly decodeSteps?: number;
 }
 
 /** A relative budget turned into absolute ones, per site. */

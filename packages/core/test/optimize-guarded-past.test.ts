@@ -1,9 +1,11 @@
 // A decoder whose attention takes the KV cache as an input (the tiny Qwen: two com.microsoft GroupQueryAttention
 // sites with past_key / past_value and seqlens_k, causal(past)) gets the guarded tier. At 512 tokens with the default
 // options every window and top-k blocks form is evaluated as a guarded form (no "past keys input" refusal); on the
-// generated inputs the heads are diffuse, so the predicted fallback rate keeps both sites dense. With a budget of 2 the chooser takes a guarded window aligned past, and the model
+// generated inputs the heads are diffuse, so the predicted fallback rate keeps both sites dense. With a budget of 2
+// the chooser takes guarded windows aligned past, and the model
 // optimized so passes verify on inputs it was not calibrated on (another seed), within its certificate, with the
-// run-time fallback rate of each guarded site reported.
+// run-time fallback rate of each guarded site reported. Priced with the decode steps after each call, the sites stay
+// as written.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -44,5 +46,22 @@ it('budget 2: guarded windows aligned past, within the certificate on inputs of 
   const v = await verifyModels(QWEN, file, r.model, generateInputs(loadModel(QWEN), { seed: 1, seqLen: SEQ }));
   expect(v.withinCertified).toBe(true);
   expect(v.passed, v.failures.join('; ')).toBe(true);
-  expect(v.guardFallback?.length).toBe(2);
+  // one fallback rate per guarded Attention: a site, or each guarded head group of a split site
+  const guardedNodes = r.sites.reduce((a, s) => a + (s.groups ? s.groups.filter((g) => g.guarantee === 'guarded').length : 1), 0);
+  expect(v.guardFallback?.length).toBe(guardedNodes);
+}, 120_000);
+
+it('decodeSteps: priced with the decode steps after each call, the sites stay as written where the steps outweigh the call', async () => {
+  const at = (decodeSteps: number) => decide(loadModel(QWEN), { maxError: 2, seqLen: SEQ, decodeSteps, measure: false });
+  const prompt = await at(0);
+  const generating = await at(1000);
+  for (const [s, g] of prompt.sites.map((s, k) => [s, generating.sites[k]!] as const)) {
+    expect(s.decision!.guarantee, `${s.id}: ${s.decision!.reasonDense} ${s.decision!.notes.join(' | ')}`).toBe('guarded');
+    // one decode step of the rewrite is predicted slower than the site's: 1000 steps outweigh the call's gain
+    const step = s.decision!.decodeStep!;
+    expect(step.rewrittenSeconds).toBeGreaterThan(step.asWrittenSeconds);
+    expect(1000 * (step.rewrittenSeconds - step.asWrittenSeconds)).toBeGreaterThan(s.decision!.timeBefore - s.decision!.timeAfter);
+    expect(g.decision!.guarantee, g.id).toBe('exact');
+    expect(g.decision!.notes.some((n) => n.includes('plus 1000 decode steps')), g.id).toBe(true);
+  }
 }, 120_000);

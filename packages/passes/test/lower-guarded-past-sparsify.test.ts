@@ -109,6 +109,25 @@ describe('sparsify on a site with past keys', () => {
     expect(decode[0]).toContain(`(${(d.decodeStep!.rewrittenSeconds / d.decodeStep!.asWrittenSeconds).toFixed(2)}x)`);
   });
 
+  it('decodeSteps: a site that decodes long enough after each call keeps its own form (each step costs the rewrite more)', () => {
+    const options = { budget: BUDGET, target: onnxruntimeCpuProfile, headGroups: false } as const;
+    const prompt = chooseSiteSpec(params, { id: 'site0', samples: [sample(local(1))] }, options);
+    expect(prompt.guarantee).toBe('guarded');
+    // break-even: the steps after which the decode steps' extra time outweighs what the rewrite saves on the call
+    const step = prompt.decodeStep!;
+    const breakEven = (prompt.timeBefore - prompt.timeAfter) / (step.rewrittenSeconds - step.asWrittenSeconds);
+    expect(breakEven).toBeGreaterThan(1);
+    const few = chooseSiteSpec(params, { id: 'site0', samples: [sample(local(1))] }, { ...options, decodeSteps: Math.floor(breakEven / 4) });
+    expect(few.guarantee).toBe('guarded');
+    expect(few.notes.some((n) => n.includes(`plus ${Math.floor(breakEven / 4)} decode steps`))).toBe(true);
+    const many = chooseSiteSpec(params, { id: 'site0', samples: [sample(local(1))] }, { ...options, decodeSteps: Math.ceil(breakEven * 4) });
+    expect(many.guarantee).toBe('exact');
+    expect(many.chosen).toBe(many.before);
+    // priced as the call plus the steps: the site as written costs its call and every step
+    expect(many.timeBefore).toBeCloseTo(prompt.timeBefore + Math.ceil(breakEven * 4) * step.asWrittenSeconds, 9);
+    expect(() => chooseSiteSpec(params, { id: 'site0', samples: [sample(local(1))] }, { ...options, decodeSteps: -1 })).toThrow(/decodeSteps must be finite and >= 0/);
+  });
+
   it('an outlier key in the cache every query attends to: the chooser keeps it (a global token read off the cache)', () => {
     const full = sample(cacheOutlier(1));
     const d = chooseSiteSpec(params, { id: 'site0', samples: [full] }, { budget: BUDGET, target: onnxruntimeCpuProfile });

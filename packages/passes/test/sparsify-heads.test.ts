@@ -40,7 +40,10 @@ interface Case {
   /** Per query head. */
   readonly heads: readonly Kind[];
   readonly kvHeads: number;
-  /** An additive bias [1, H, N, N] (small noise per head) as a model input. */
+  /**
+   * An additive key bias [1, H, 1, N] (small noise per head and key) as a model input: the banded forms take it per
+   * key (an n x n bias lowers every form dense, so the chooser rightly rewrites no head under one).
+   */
   readonly bias?: boolean;
   /** The groups expected: query heads and whether each keeps the site's spec. */
   readonly groups: readonly { heads: number[]; exact: boolean }[];
@@ -73,7 +76,7 @@ function headsData(c: Case, seed: number) {
     const u = Math.floor(h / g);
     for (let i = 0; i < N; i++) for (let t = 0; t < D; t++) q[(h * N + i) * D + t] = kind === 'local' ? pos(u, i, t) + 0.05 * noise[h * N * D + i * D + t]! : 0.1 * noise[h * N * D + i * D + t]!;
   });
-  const bias = c.bias ? Float64Array.from(gaussian(seed + 2, H * N * N), (x) => 0.1 * x) : undefined;
+  const bias = c.bias ? Float64Array.from(gaussian(seed + 2, H * N), (x) => 0.1 * x) : undefined;
   return { q, k, v, bias, scale };
 }
 
@@ -128,7 +131,7 @@ function build(c: Case, seed: number): Built {
   }
   if (bias) {
     feeds.bias = Float32Array.from(bias);
-    shapes.bias = [1, H, N, N];
+    shapes.bias = [1, H, 1, N];
   }
   const g = new Graph('heads');
   const inputs = Object.fromEntries(Object.keys(feeds).map((name) => [name, g.addInput(new Value(name, tensorType('f32', shapes[name])))]));
@@ -160,7 +163,7 @@ const CASES: Case[] = [
   { name: 'bsd, GQA 4 / 2: kv head 0 local, kv head 1 spread', layout: 'bsd', heads: ['local', 'local', 'spread', 'spread'], kvHeads: 2, groups: [{ heads: [0, 1], exact: false }, { heads: [2, 3], exact: true }] },
   { name: 'bhsd, MHA: local, local, spread, local (three groups)', layout: 'bhsd', heads: ['local', 'local', 'spread', 'local'], kvHeads: 4, groups: [{ heads: [0, 1], exact: false }, { heads: [2], exact: true }, { heads: [3], exact: false }] },
   { name: 'packed-qkv, GQA 4 / 2: a spread query head keeps its whole kv head exact', layout: 'packed-qkv', heads: ['local', 'spread', 'local', 'local'], kvHeads: 2, groups: [{ heads: [0, 1], exact: true }, { heads: [2, 3], exact: false }] },
-  { name: 'bshd, MHA with a per-head additive bias', layout: 'bshd', heads: ['spread', 'local', 'local', 'spread'], kvHeads: 4, bias: true, groups: [{ heads: [0], exact: true }, { heads: [1, 2], exact: false }, { heads: [3], exact: true }] },
+  { name: 'bshd, MHA with a per-head additive key bias', layout: 'bshd', heads: ['spread', 'local', 'local', 'spread'], kvHeads: 4, bias: true, groups: [{ heads: [0], exact: true }, { heads: [1, 2], exact: false }, { heads: [3], exact: true }] },
 ];
 
 describe('sparsify: head groups', () => {

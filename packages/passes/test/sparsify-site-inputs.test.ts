@@ -1,5 +1,6 @@
 // The site's bias and lengths inputs priced in every form (SparsifyOptions.siteInputs): the chooser's times are the
-// cost model's with them, and the pass reads them from the node (a boolean keep-mask as 'bool', kvLength present).
+// cost model's with them, and the pass reads them from the node (an n x n boolean keep-mask as 'bool', a key bias as
+// none, kvLength present).
 
 import { attentionCost, onnxruntimeCpuProfile } from '@attnopt/cost';
 import { type AttentionParams, attentionNode, causal, SplitMix64, tensorType, Value } from '@attnopt/ir';
@@ -46,5 +47,8 @@ describe('the site inputs in the chooser', () => {
     expect(siteCostInputs(node())).toEqual({ bias: 'none', kvLength: false });
     expect(siteCostInputs(node(v('mask')))).toEqual({ bias: 'float', kvLength: false });
     expect(siteCostInputs(node(v('keep', 'bool'), v('lengths', 'i64')))).toEqual({ bias: 'bool', kvLength: true });
+    // a key bias (one row over the keys: a padding mask, ALiBi) lowers per key in the banded and block forms: not
+    // the n x n bias the cost model's option describes
+    expect(siteCostInputs(node(new Value('key_mask', tensorType('f32', [1, 1, 1, 'seq']))))).toEqual({ bias: 'none', kvLength: false });
   });
 });

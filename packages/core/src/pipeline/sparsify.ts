@@ -66,6 +66,7 @@ function sparsifyAt(state: CompileState, budget: number, calibration: readonly S
     seed: state.seed,
     allowUncertified: state.options.allowStatistical === true,
     ...(state.options.headGroups === false ? { headGroups: false } : {}),
+    ...(state.options.decodeSteps !== undefined ? { decodeSteps: state.options.decodeSteps } : {}),
     ...(state.opset < GUARDED_OPSET ? { guardBlocked: `opset ${state.opset}: the guarded form needs opset ${GUARDED_OPSET}` } : {}),
     calibration,
     onDecision: (d, node, groups) => {

@@ -14,7 +14,7 @@
 // lists the groups (head-groups.ts) and the pass splits the site. Pure: plain data in, a SiteDecision out;
 // deterministic for the same inputs and seed.
 
-import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, type CostOptions, guardCertificateCost, guardCertificateOps, type TargetProfile } from '@attnopt/cost';
+import { attentionCost, attnoptCpuProfile, type AttentionCost, type CallDims, type CostOptions, expectedPairs, guardCertificateCost, guardCertificateOps, type TargetProfile } from '@attnopt/cost';
 import {
   type AttentionParams,
   type AttentionSpec,
@@ -69,6 +69,13 @@ export interface SparsifyOptions {
    * padding, padding.ts). Priced in each form's cost; default none.
    */
   readonly siteInputs?: Pick<CostOptions, 'bias' | 'kvLength'>;
+  /**
+   * Decode steps (one query over the calibration's keys) a site that takes cached keys serves per call of the
+   * calibration's shape: every form, and the site as written, is priced as that call plus this many steps, so that
+   * a model that generates token by token is not sped up at its prompt and slowed on every token. Default 0: the
+   * calibration's shape alone decides. Sites without cached keys ignore it.
+   */
+  readonly decodeSteps?: number;
   /**
    * The target whose cost model ranks the forms (default attnopt-cpu, fused, empty tiles skipped). On
    * onnxruntime-cpu the model costs the form the lowering emits (the IR's loweringChoice): windows and
@@ -199,6 +206,7 @@ export interface SiteDecision {
   readonly measuredError: number;
   readonly flopsBefore: number;
   readonly flopsAfter: number;
+  /** Predicted seconds of the site as written and as chosen (with decodeSteps, of one call plus the steps). */
   readonly timeBefore: number;
   readonly timeAfter: number;
   readonly tried: readonly TriedForm[];
@@ -274,6 +282,15 @@ function costOf(
 
 const heads = (p: AttentionParams) => ({ numHeads: p.numHeads, kvNumHeads: p.kvNumHeads });
 
+/**
+ * A data-dependent leaf at a call shape the calibration data does not hold (one decode step): each row keeps its
+ * expected key count (expectedPairs of one query; all keys where there is none), the latest keys.
+ */
+const expectedLeaf: LeafResolver = (leaf, _row, dims) => {
+  const keys = Math.min(dims.nk, Math.round(expectedPairs(leaf, { nq: 1, nk: dims.nk, past: dims.past }) ?? dims.nk));
+  return [dims.nk - keys, dims.nk];
+};
+
 /** The certificate of a guarded `spec` at these params: its kernels, and on onnxruntime every node it emits. */
 function certificateCost(params: AttentionParams, spec: AttentionSpec, guard: AttentionGuard, dims: CallDims, target: TargetProfile, pairs: number, nodes?: EmittedNodes): number {
   const p = { ...params, spec, guard };
@@ -327,19 +344,33 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   if (samples.length === 0) return stay('no calibration samples for this site');
 
   const first = headData(params, samples[0]!, 0, 0);
-  const dims: CallDims = { batch: sampleBatch(samples[0]!), nq: first.nq, nk: first.nk };
+  // the cached keys too: a past-aligned form lowers banded with them, dense without (kvLength alone)
+  const dims: CallDims = { batch: sampleBatch(samples[0]!), nq: first.nq, nk: first.nk, past: first.past ?? 0 };
   const resolve0 = headResolver(first);
   const nodes = options.emittedNodes;
   const siteInputs = options.siteInputs ?? {};
-  const before = costOf(params, baseline, dims, target, resolve0, nodes, siteInputs);
+  const decodeSteps = (first.past ?? 0) > 0 ? (options.decodeSteps ?? 0) : 0;
+  if (!(decodeSteps >= 0) || !Number.isFinite(decodeSteps)) throw new Error(`sparsify: decodeSteps must be finite and >= 0, got ${options.decodeSteps}`);
+  const step: CallDims = { ...dims, nq: 1, past: dims.nk - 1 };
+  // the work a form does for the site: one call of the calibration's shape, then decodeSteps decode steps
+  const workCost = (p: AttentionParams, spec: AttentionSpec, withNodes: EmittedNodes | undefined = nodes): AttentionCost & { selectionTime: number } => {
+    const c = costOf(p, spec, dims, target, resolve0, withNodes, siteInputs);
+    if (decodeSteps === 0) return c;
+    const d = costOf(p, spec, step, target, expectedLeaf, withNodes, siteInputs);
+    return { ...c, time: c.time + decodeSteps * d.time, flops: c.flops + decodeSteps * d.flops };
+  };
+  const workCertificate = (p: AttentionParams, spec: AttentionSpec, guard: AttentionGuard, pairs: number): number =>
+    certificateCost(p, spec, guard, dims, target, pairs, nodes) +
+    (decodeSteps === 0 ? 0 : decodeSteps * certificateCost(p, spec, guard, step, target, costOf(p, spec, step, target, expectedLeaf, undefined, siteInputs).computedPairs, nodes));
+  const before = workCost(params, baseline);
+  if (decodeSteps > 0) notes.push(`priced as one call of ${dims.nq} queries over ${dims.nk} keys plus ${decodeSteps} decode steps (1 query each; decodeSteps)`);
   // a site that takes cached keys also decodes, one query at a time: a note when the rewrite (its forms, one per head
   // group; the groups' Slice / Concat copies left out, so only ever lower) is predicted slower there than as written
   const decodeStepOf = (forms: readonly { params: AttentionParams; spec: AttentionSpec; guard?: AttentionGuard }[]): DecodeStep | undefined => {
     if ((first.past ?? 0) === 0) return undefined;
-    const step: CallDims = { ...dims, nq: 1, past: dims.nk - 1 };
-    const asWritten = costOf(params, baseline, step, target, resolve0, nodes, siteInputs).time;
+    const asWritten = costOf(params, baseline, step, target, expectedLeaf, nodes, siteInputs).time;
     const rewritten = forms.reduce((t, f) => {
-      const c = costOf(f.params, f.spec, step, target, resolve0, nodes, siteInputs);
+      const c = costOf(f.params, f.spec, step, target, expectedLeaf, nodes, siteInputs);
       return t + c.time + (f.guard ? certificateCost(f.params, f.spec, f.guard, step, target, c.computedPairs, nodes) : 0);
     }, 0);
     return rewritten > asWritten * DECODE_SLOWER ? { keys: dims.nk, asWrittenSeconds: asWritten, rewrittenSeconds: rewritten } : undefined;
@@ -358,19 +389,20 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const forms = [...(options.candidates ?? defaultCandidates(baseline, first.nk, seed)).map((c) => restrictToBaseline(baseline, c)), ...fromData];
   const chosenFromData = (f: AttentionSpec) => fromData.some((g) => specEquals(f, g));
   const unique = forms.filter((f, k) => !specEquals(f, baseline) && forms.findIndex((g) => specEquals(f, g)) === k);
-  const costs = unique.map((f) => costOf(params, f, dims, target, resolve0, nodes, siteInputs));
+  const costs = unique.map((f) => workCost(params, f));
 
   // which forms are worth evaluating: cheaper than the baseline, and certifiable (or uncertified allowed)
   const pending: { form: AttentionSpec; cost: AttentionCost; reason?: string }[] = unique.map((form, k) => {
     const cost = costs[k]!;
     if (budget === 0) return { form, cost, reason: 'budget 0 allows exact rewrites only' };
+    // what the site's inputs rule out first: it says more than the price of a form that cannot apply
+    if (form.kind === 'performer' && !(params.scale >= 0)) return { form, cost, reason: `performer needs scale >= 0, got ${params.scale}` };
+    if (isBlockGathered(form) && options.blockGatherBlocked !== undefined) return { form, cost, reason: options.blockGatherBlocked };
+    if (isLowRank(form) && options.lowRankBlocked !== undefined) return { form, cost, reason: options.lowRankBlocked };
     if (!(cost.time < before.time)) return { form, cost, reason: `not cheaper on ${target.target}: ${fmt(cost.time * 1e3)} ms vs ${fmt(before.time * 1e3)} ms` };
     // dominated: the same score work or more (a band as wide as the keys), plus its gathers and certificate
     if (!isLowRank(form) && cost.computedPairs >= before.computedPairs)
       return { form, cost, reason: `not cheaper on ${target.target}: scores ${cost.computedPairs} pairs per head, the site's own form ${before.computedPairs}` };
-    if (form.kind === 'performer' && !(params.scale >= 0)) return { form, cost, reason: `performer needs scale >= 0, got ${params.scale}` };
-    if (isBlockGathered(form) && options.blockGatherBlocked !== undefined) return { form, cost, reason: options.blockGatherBlocked };
-    if (isLowRank(form) && options.lowRankBlocked !== undefined) return { form, cost, reason: options.lowRankBlocked };
     return { form, cost };
   });
   const evaluated = pending.filter((p) => p.reason === undefined);
@@ -427,7 +459,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     ...(s.ballOnlyRows === 0 && !isLshForm(f) ? { summaries: 'box' as const } : {}),
   });
   const site = masks.map((_, k) => mergedStats(headStats.map((s) => s[k]!)));
-  const certificate = masks.map((f, k) => (guardWhy[k] === undefined ? certificateCost(params, f, guardFor(f, site[k]!), dims, target, evaluated[k]!.cost.computedPairs, nodes) : 0));
+  const certificate = masks.map((f, k) => (guardWhy[k] === undefined ? workCertificate(params, f, guardFor(f, site[k]!), evaluated[k]!.cost.computedPairs) : 0));
   // the fallback rows are recomputed densely in every head when any head falls back there (the lowering's rows)
   const guardedTime = (k: number, s: CandidateStats) => evaluated[k]!.cost.time + certificate[k]! + recomputedRowRate(s) * before.time;
   const guardOf = (k: number, s: CandidateStats): AttentionGuard | undefined =>
@@ -462,13 +494,13 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
           headStats,
           qualifies: within,
           guardOf,
-          cost: (nh, nkv, spec) => costOf({ ...params, numHeads: nh, kvNumHeads: nkv }, spec, dims, target, resolve0, nodes, siteInputs),
+          cost: (nh, nkv, spec) => workCost({ ...params, numHeads: nh, kvNumHeads: nkv }, spec),
           guardTime: (nh, nkv, k, s) => {
             const guard = guardOf(k, s);
             if (guard === undefined) return 0;
             const group = { ...params, numHeads: nh, kvNumHeads: nkv };
             const pairs = costOf(group, masks[k]!, dims, target, resolve0, undefined, siteInputs).computedPairs;
-            return certificateCost(group, masks[k]!, guard, dims, target, pairs, nodes) + recomputedRowRate(s) * costOf(group, baseline, dims, target, resolve0, nodes, siteInputs).time;
+            return workCertificate(group, masks[k]!, guard, pairs) + recomputedRowRate(s) * workCost(group, baseline).time;
           },
           target,
           dims,

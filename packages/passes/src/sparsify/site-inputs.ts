@@ -1,16 +1,19 @@
-// What a site's optional inputs add to the cost of every form its lowering emits: a bias input is added to (or,
-// as a keep-mask, selects) the scores, and a lengths input (kvLength) makes every lowered form copy the keys and
-// values over the padding first (lower/padding.ts). The chooser prices both (SparsifyOptions.siteInputs).
+// What a site's optional inputs add to the cost of every form its lowering emits: a bias over queries and keys
+// (n x n: every form lowers dense with it, adding or selecting it over the scores), and a lengths input (kvLength:
+// every lowered form copies the keys and values over the padding first, lower/padding.ts). The chooser prices both
+// (SparsifyOptions.siteInputs). A key bias (constant along the queries: ALiBi, a padding mask) is left out: the
+// banded and block forms take it per key (key-bias.ts), which the cost model's bias option does not describe.
 
 import { AttentionInput, type Node } from '@attnopt/ir';
 import type { CostOptions } from '@attnopt/cost';
+import { hasKeyBias } from '../lower/key-bias.js';
 
-/** The cost options of `node`'s bias and kvLength inputs: the bias float or boolean by its dtype. */
+/** The cost options of `node`'s bias and kvLength inputs: an n x n bias float or boolean by its dtype. */
 export function siteCostInputs(node: Node): Pick<CostOptions, 'bias' | 'kvLength'> {
   const bias = node.inputs[AttentionInput.bias];
   const type = bias?.type;
   return {
-    bias: bias === undefined ? 'none' : type?.kind === 'tensor' && type.dtype === 'bool' ? 'bool' : 'float',
+    bias: bias === undefined || hasKeyBias(node) ? 'none' : type?.kind === 'tensor' && type.dtype === 'bool' ? 'bool' : 'float',
     kvLength: node.inputs[AttentionInput.kvLength] !== undefined,
   };
 }
