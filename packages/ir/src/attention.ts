@@ -90,8 +90,8 @@ export interface AttentionGuard {
   readonly summaries?: GuardSummaries;
 }
 
-export const GUARD_SUMMARIES = ['box', 'box-ball'] as const;
-export type GuardSummaries = (typeof GUARD_SUMMARIES)[number];
+export const GUARD_SUMMARY_SETS = ['box', 'box-ball'] as const;
+export type GuardSummaries = (typeof GUARD_SUMMARY_SETS)[number];
 
 /** Input positions of the Attention op (absent optional inputs are `undefined`). */
 export const AttentionInput = { q: 0, k: 1, v: 2, bias: 3, pastKey: 4, pastValue: 5, kvLength: 6 } as const;
@@ -166,7 +166,7 @@ export function validateAttentionParams(p: AttentionParams): AttentionParams {
   if (p.guard !== undefined) {
     if (!(p.guard.budget >= 0) || !Number.isFinite(p.guard.budget)) fail(`guard budget must be finite and >= 0, got ${p.guard.budget}`);
     if (!Number.isSafeInteger(p.guard.blockSize) || p.guard.blockSize < 1) fail(`guard blockSize must be an integer >= 1, got ${p.guard.blockSize}`);
-    if (p.guard.summaries !== undefined && !GUARD_SUMMARIES.includes(p.guard.summaries)) fail(`unknown guard summaries ${String(p.guard.summaries)}`);
+    if (p.guard.summaries !== undefined && !GUARD_SUMMARY_SETS.includes(p.guard.summaries)) fail(`unknown guard summaries ${String(p.guard.summaries)}`);
     validateSpec(p.guard.baseline);
   }
   validateSpec(p.spec);
@@ -254,7 +254,7 @@ export function attentionParams(node: Node): AttentionParams {
     const baseline = get('guardBaseline');
     if (baseline.type !== 'spec') throw new Error(`${where}: attribute guardBaseline must be a spec, got ${baseline.type}`);
     const summaries = node.attrs.has('guardSummaries') ? str('guardSummaries') : undefined;
-    if (summaries !== undefined && !(GUARD_SUMMARIES as readonly string[]).includes(summaries)) throw new Error(`${where}: unknown guardSummaries ${summaries}`);
+    if (summaries !== undefined && !(GUARD_SUMMARY_SETS as readonly string[]).includes(summaries)) throw new Error(`${where}: unknown guardSummaries ${summaries}`);
     return { budget: float('guardBudget'), blockSize: int('guardBlockSize'), baseline: baseline.value, ...(summaries !== undefined ? { summaries: summaries as GuardSummaries } : {}) };
   };
   const precision = node.attrs.has('softmaxPrecision') ? str('softmaxPrecision') : undefined;

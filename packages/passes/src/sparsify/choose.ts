@@ -64,9 +64,9 @@ export interface SparsifyOptions {
   /** Key block size of the guard's summaries (default 64; a block-gathered form's guard takes its own key block). */
   readonly guardBlockSize?: number;
   /**
-   * The site's inputs every form's lowering reads (the pass reads them from the node): a bias input (float, or a
-   * boolean keep-mask) and a lengths input (kvLength: every lowered form copies the keys and values over the
-   * padding, padding.ts). Priced in each form's cost; default none.
+   * The site's inputs every form's lowering reads (the pass reads them from the node, siteCostInputs): an n x n bias
+   * input (float, or a boolean keep-mask: every form lowers dense with it) and a lengths input (kvLength: every
+   * lowered form copies the keys and values over the padding, padding.ts). Priced in each form's cost; default none.
    */
   readonly siteInputs?: Pick<CostOptions, 'bias' | 'kvLength'>;
   /**
@@ -349,14 +349,16 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const resolve0 = headResolver(first);
   const nodes = options.emittedNodes;
   const siteInputs = options.siteInputs ?? {};
+  if (options.decodeSteps !== undefined && !(options.decodeSteps >= 0 && Number.isFinite(options.decodeSteps))) {
+    throw new Error(`sparsify: decodeSteps must be finite and >= 0, got ${options.decodeSteps}`);
+  }
   const decodeSteps = (first.past ?? 0) > 0 ? (options.decodeSteps ?? 0) : 0;
-  if (!(decodeSteps >= 0) || !Number.isFinite(decodeSteps)) throw new Error(`sparsify: decodeSteps must be finite and >= 0, got ${options.decodeSteps}`);
   const step: CallDims = { ...dims, nq: 1, past: dims.nk - 1 };
   // the work a form does for the site: one call of the calibration's shape, then decodeSteps decode steps
-  const workCost = (p: AttentionParams, spec: AttentionSpec, withNodes: EmittedNodes | undefined = nodes): AttentionCost & { selectionTime: number } => {
-    const c = costOf(p, spec, dims, target, resolve0, withNodes, siteInputs);
+  const workCost = (p: AttentionParams, spec: AttentionSpec): AttentionCost & { selectionTime: number } => {
+    const c = costOf(p, spec, dims, target, resolve0, nodes, siteInputs);
     if (decodeSteps === 0) return c;
-    const d = costOf(p, spec, step, target, expectedLeaf, withNodes, siteInputs);
+    const d = costOf(p, spec, step, target, expectedLeaf, nodes, siteInputs);
     return { ...c, time: c.time + decodeSteps * d.time, flops: c.flops + decodeSteps * d.flops };
   };
   const workCertificate = (p: AttentionParams, spec: AttentionSpec, guard: AttentionGuard, pairs: number): number =>
