@@ -63,5 +63,6 @@ it('decodeSteps: priced with the decode steps after each call, the sites stay as
     expect(1000 * (step.rewrittenSeconds - step.asWrittenSeconds)).toBeGreaterThan(s.decision!.timeBefore - s.decision!.timeAfter);
     expect(g.decision!.guarantee, g.id).toBe('exact');
     expect(g.decision!.notes.some((n) => n.includes('plus 1000 decode steps')), g.id).toBe(true);
+    expect(g.decision!.reasonDense, g.id).toContain("no candidate is cheaper than causal(align=past) on onnxruntime-cpu over one call of the calibration's shape and 1000 decode steps");
   }
 }, 120_000);

@@ -671,7 +671,11 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
         : evaluated.length === 0
         ? unique.some((f, k) => !isLowRank(f) && !(costs[k]!.time < before.time))
           ? `no candidate is cheaper than ${printSpec(baseline)} on ${target.target}` +
-            (target.execution === 'unfused' ? ' (only banded or block-gathered forms compute fewer than nq x nk scores there)' : '')
+            (decodeSteps > 0
+              ? ` over one call of the calibration's shape and ${decodeSteps} decode steps`
+              : target.execution === 'unfused'
+                ? ' (only banded or block-gathered forms compute fewer than nq x nk scores there)'
+                : '')
           : 'no mask-shaped candidate is cheaper'
         : maskK.length > 0
         ? `no cheaper form qualifies within the budget ${budget}: ` +
