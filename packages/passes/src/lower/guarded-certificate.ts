@@ -150,7 +150,7 @@ export function guardedScoreBound(b: NodeBuilder, x: GuardedSite, blockSize: num
   const kmax = reduce('ReduceMax', kBlocks, [3], 'guard_kmax');
   const center = b.op('Mul', [b.op('Add', [kmax, kmin], 'guard_box_sum'), f32(0.5, 'guard_half')], 'guard_box_center_raw');
   // the ball's radius per block, unless the site takes the box alone (guard.summaries 'box': the ball tightened no
-  // calibration row's certificate, and its distances are two passes over K and three over [B, H, S, nKB])
+  // calibration row's certificate, and its distances are passes over K, its width and Min two over [B, H, S, nKB])
   const withBall = p.guard?.summaries !== 'box';
   const squaredDistances = () => {
     const diff = b.op('Sub', [kBlocks, b.reshape(center, [0, 0, 0, 1, -1], 'guard_box_center_rows')], 'guard_k_minus_center');
