@@ -3,7 +3,7 @@
 // (lowerAttentionPass, opset 21); local inputs (the guarded form should recompute no row) and diffuse ones (every
 // row that drops a key falls back).
 
-import { type AttentionParams, attentionNode, causal, Graph, type GuardSummaries, intersect, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
+import { type AttentionGuard, type AttentionParams, attentionNode, causal, Graph, intersect, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { lowerAttentionPass } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
@@ -14,8 +14,11 @@ export const D = 64;
 /** causal ∩ (window 256 ∪ sinks 4). */
 export const GUARDED_SPEC = intersect(causal(), union(slidingWindow(255, 0), sinks(4)));
 
-/** The site lowered to ONNX bytes: `spec`, guarded with `budget` (key blocks of `keyBlock`, 64 unless given; `summaries`, default the box and the ball) when given. */
-export function siteModel(spec: AttentionParams['spec'], budget: number | undefined, keyBlock = 64, summaries?: GuardSummaries): Uint8Array {
+/**
+ * The site lowered to ONNX bytes: `spec`, guarded with `budget` when given (key blocks of `keyBlock`, 64 unless
+ * given; `choices`: the guard's summaries and log Z_S, default the box and the ball and the log-sum-exp).
+ */
+export function siteModel(spec: AttentionParams['spec'], budget: number | undefined, keyBlock = 64, choices: Pick<AttentionGuard, 'summaries' | 'logZ'> = {}): Uint8Array {
   const params: AttentionParams = {
     numHeads: H,
     kvNumHeads: H,
@@ -25,7 +28,7 @@ export function siteModel(spec: AttentionParams['spec'], budget: number | undefi
     softcap: 0,
     layout: 'bsd',
     spec,
-    ...(budget !== undefined ? { guard: { budget, blockSize: keyBlock, baseline: causal(), ...(summaries ? { summaries } : {}) } } : {}),
+    ...(budget !== undefined ? { guard: { budget, blockSize: keyBlock, baseline: causal(), ...choices } } : {}),
   };
   const g = new Graph('guarded_bench');
   const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, 'seq', H * D]))));

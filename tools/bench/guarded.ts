@@ -3,9 +3,11 @@
 //   dense:      the site's own spec, causal, dense (n x n scores);
 //   unguarded:  causal ∩ (window 256 ∪ sinks 4), banded, no certificate;
 //   guarded:    the same, guarded with budget 1e-3 (key block summaries, per-row certificate, fallback rows dense),
-//               the box summaries alone (guard.summaries 'box', what sparsify writes where the ball certifies no
-//               row the box does not; --summaries box-ball for both);
-//   guardedBall: the same with the box and the ball (timed beside it; the rows where the two differ are counted);
+//               as sparsify writes it where the cheaper certificate recomputes no calibration row the tighter one
+//               certifies: the box summaries alone (guard.summaries 'box'; --summaries box-ball for both) and log Z_S
+//               the largest kept logit alone (guard.logZ 'max-logit'; --log-z kept-sum for the log-sum-exp);
+//   guardedSum: the same with log Z_S the kept scores' log-sum-exp (timed beside it; the rows where the two
+//               differ are counted);
 // Inputs: local attention (rotary-like features with geometric frequencies, peak logit 40), on which the guarded
 // form should recompute no row; and diffuse attention (small random q, k: every row that drops a key, i.e. every
 // row past the first 260, falls back), timed as `forced` (the guarded model) against `dense on diffuse`. The rows
@@ -26,12 +28,12 @@
 // --save DIR writes the dense / unguarded / guarded models as DIR/<n>-<name>.onnx; --before DIR times the guarded
 // model saved there beside the current one (`guardedBefore`, `forcedBefore`): a lowering change measured side by side.
 //
-//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2] [--spec window|topk|lsh] [--summaries box|box-ball] [--key-block 64] [--sessions S] [--save DIR] [--before DIR]
+//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2] [--spec window|topk|lsh] [--summaries box|box-ball] [--log-z max-logit|kept-sum] [--key-block 64] [--sessions S] [--save DIR] [--before DIR]
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { causal, type GuardSummaries, intersect, lshBuckets, topkBlocks } from '@attnopt/ir';
+import { causal, type GuardLogZ, type GuardSummaries, intersect, lshBuckets, topkBlocks } from '@attnopt/ir';
 import * as ort from 'onnxruntime-node';
 import { mallocMode, steadyMalloc } from '../src/steady-malloc.js';
 import { D, diffuseInputs, GUARDED_SPEC, H, localInputs, siteModel } from './guarded-models.js';
@@ -47,6 +49,7 @@ const SESSIONS = Number(opt('--sessions', '1'));
 const THREADS = Number(opt('--threads', '2'));
 const KEY_BLOCK = Number(opt('--key-block', '64'));
 const SUMMARIES = opt('--summaries', 'box') as GuardSummaries;
+const LOG_Z = opt('--log-z', 'max-logit') as GuardLogZ;
 const SPECS = {
   window: { spec: GUARDED_SPEC, label: 'causal ∩ (window 256 ∪ sinks 4)' },
   topk: { spec: intersect(causal(), topkBlocks(64, 4, 'quest', 'top-left')), label: 'causal ∩ top-k blocks (64, 4, quest, ranked causally)' },
@@ -64,13 +67,13 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function main(): Promise<void> {
   console.log(`# guarded bench: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, onnxruntime-node threads ${THREADS}, node ${process.version}, malloc ${mallocMode()}`);
   for (const n of SIZES) {
-    const names: string[] = ['dense', 'unguarded', 'guarded', 'guardedBall', 'forced', 'denseDiffuse', 'unguardedDiffuse'];
+    const names: string[] = ['dense', 'unguarded', 'guarded', 'guardedSum', 'forced', 'denseDiffuse', 'unguardedDiffuse'];
     const dense = siteModel(causal(), undefined);
     const unguarded = siteModel(SPEC, undefined);
-    const guarded = siteModel(SPEC, 1e-3, KEY_BLOCK, SUMMARIES);
-    const guardedBall = siteModel(SPEC, 1e-3, KEY_BLOCK, 'box-ball');
+    const guarded = siteModel(SPEC, 1e-3, KEY_BLOCK, { summaries: SUMMARIES, logZ: LOG_Z });
+    const guardedSum = siteModel(SPEC, 1e-3, KEY_BLOCK, { summaries: SUMMARIES, logZ: 'kept-sum' });
     if (SAVE) for (const [m, x] of Object.entries({ dense, unguarded, guarded })) writeFileSync(join(SAVE, `${n}-${m}.onnx`), x);
-    const bytes: Record<string, Uint8Array> = { dense, unguarded, guarded, guardedBall, forced: guarded, denseDiffuse: dense, unguardedDiffuse: unguarded };
+    const bytes: Record<string, Uint8Array> = { dense, unguarded, guarded, guardedSum, forced: guarded, denseDiffuse: dense, unguardedDiffuse: unguarded };
     if (BEFORE) {
       bytes.guardedBefore = bytes.forcedBefore = readFileSync(join(BEFORE, `${n}-guarded.onnx`));
       names.push('guardedBefore', 'forcedBefore');
@@ -119,11 +122,11 @@ async function main(): Promise<void> {
     }
     console.log(`  local inputs: rows where guarded differs from unguarded (fell back): ${rowsDiffering(outs.guarded!, outs.unguarded!)} of ${n}`);
     console.log(`  diffuse inputs: rows where guarded differs from unguarded (fell back): ${rowsDiffering(outs.forced!, outs.unguardedDiffuse!)} of ${n}`);
-    console.log(`  local inputs: rows where guarded (${SUMMARIES}) differs from guardedBall: ${rowsDiffering(outs.guarded!, outs.guardedBall!)} of ${n}`);
+    console.log(`  local inputs: rows where guarded (${SUMMARIES}, ${LOG_Z}) differs from guardedSum: ${rowsDiffering(outs.guarded!, outs.guardedSum!)} of ${n}`);
     const both = (a: string, b: string) => `${ratio(a, b).toFixed(2)}x (cpu time ${cpuRatio(a, b).toFixed(2)}x)`;
     console.log(`  dense / guarded    ${both('dense', 'guarded')}   (target >= 5)`);
     console.log(`  guarded / unguarded ${both('guarded', 'unguarded')}   (target <= 1.25)`);
-    console.log(`  guardedBall / unguarded ${both('guardedBall', 'unguarded')}`);
+    console.log(`  guardedSum / unguarded ${both('guardedSum', 'unguarded')}`);
     console.log(`  dense / unguarded  ${both('dense', 'unguarded')}`);
     console.log(`  forced / dense (diffuse inputs) ${both('forced', 'denseDiffuse')}   (target <= 1.3)`);
     if (BEFORE) {

@@ -8,6 +8,7 @@ import {
   guardFallsBack,
   keptKeyStandIn,
   keptLogSumExp,
+  keptLogZ,
   keyBlockSummaries,
   maskRowErrorBound,
   softcappedUpperBound,
@@ -139,7 +140,26 @@ describe('guarded dropped-mass certificate', () => {
       const boxOnly = guardedDroppedMass(q, sum, 0.5, 0, keptLogSumExp(scores.filter((_, j) => kept(j))), counts, undefined, 'box');
       expect(boxOnly).toBeGreaterThanOrEqual(mHat * (1 - 1e-12));
       expect(boxOnly).toBeLessThanOrEqual(1);
+      // log Z_S as the largest kept score alone: a lower bound, so never below the log-sum-exp's certificate, and
+      // looser by at most -log of that key's probability among the kept keys (m_hat / (1 - m_hat) scales by 1 / p)
+      const keptScores = scores.filter((_, j) => kept(j));
+      const logZ = keptLogZ(keptScores);
+      const maxLogit = keptLogZ(keptScores, 'max-logit');
+      expect(logZ).toBe(keptLogSumExp(keptScores));
+      expect(maxLogit).toBe(Math.max(...keptScores));
+      const loose = guardedDroppedMass(q, sum, 0.5, 0, maxLogit, counts, undefined, 'box');
+      expect(loose).toBeGreaterThanOrEqual(boxOnly * (1 - 1e-12));
+      const odds = (x: number) => x / (1 - x);
+      // (1 - m_hat carries float64's rounding over 1 - m_hat: rows within 1e-6 of 1 left out)
+      if (loose < 1 - 1e-6) expect(odds(loose) / (odds(boxOnly) * Math.exp(logZ - maxLogit))).toBeCloseTo(1, 7);
     }
+  });
+
+  it('keptLogZ: none kept gives -inf both ways; a NaN score gives NaN for the max logit (the lowering then falls back)', () => {
+    expect(keptLogZ([])).toBe(-Infinity);
+    expect(keptLogZ([], 'max-logit')).toBe(-Infinity);
+    expect(keptLogZ([1, NaN, 2], 'max-logit')).toBeNaN();
+    expect(keptLogZ([Math.log(2), Math.log(2)])).toBeCloseTo(Math.log(4), 14);
   });
 
   it('is exact (1/2 = B / (Z_S + B)) when one dropped key equals the kept one', () => {

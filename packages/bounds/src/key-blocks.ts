@@ -132,6 +132,21 @@ export function keptLogSumExp(keptScores: ArrayLike<number>): number {
 }
 
 /**
+ * How a certificate takes the kept keys' log Z_S: 'kept-sum' their log-sum-exp, 'max-logit' the largest kept score
+ * alone, a lower bound looser by -log of that key's softmax probability among the kept keys (a lowering then needs no
+ * pass over the probabilities). A lower log Z_S only raises m_hat: both certificates are sound.
+ */
+export type KeptLogZ = 'kept-sum' | 'max-logit';
+
+/** log Z_S of the kept keys' scores as `which` takes it (-inf: none kept). */
+export function keptLogZ(keptScores: ArrayLike<number>, which: KeptLogZ = 'kept-sum'): number {
+  if (which === 'kept-sum') return logSumExp(keptScores);
+  let m = -Infinity;
+  for (let j = 0; j < keptScores.length; j++) m = Math.max(m, keptScores[j]!);
+  return m;
+}
+
+/**
  * One query row's dropped-mass certificate m_hat = B / (Z_S + B) >= m (BOUNDS.md (b), (b')), with
  * B = sum_b n_dropped(b) e^{U_b + maxBias_b}. `droppedCounts[b]` counts the block's keys the row drops (that the
  * model's own mask allows); `maxBias[b]` is the block's largest bias over those keys (omitted: 0; -inf: all masked).
@@ -147,6 +162,22 @@ export function guardedDroppedMass(
   maxBias?: ArrayLike<number>,
   which: ScoreBoundSummaries = 'box-ball',
 ): number {
+  return droppedMassCertificateFromLog(logZKept, guardedLogB(q, summaries, scale, softcap, droppedCounts, maxBias, which));
+}
+
+/**
+ * log B of guardedDroppedMass, B = sum_b n_dropped(b) e^{U_b + maxBias_b} (-inf: nothing dropped): with one log B,
+ * the certificate for any log Z_S is droppedMassCertificateFromLog(logZKept, logB).
+ */
+export function guardedLogB(
+  q: ArrayLike<number>,
+  summaries: KeyBlockSummaries,
+  scale: number,
+  softcap: number,
+  droppedCounts: ArrayLike<number>,
+  maxBias?: ArrayLike<number>,
+  which: ScoreBoundSummaries = 'box-ball',
+): number {
   const terms: number[] = [];
   for (let b = 0; b < droppedCounts.length; b++) {
     const count = droppedCounts[b]!;
@@ -156,7 +187,7 @@ export function guardedDroppedMass(
     const u = softcappedUpperBound(blockScoreUpperBound(q, summaries, b, scale, which), softcap) + bias;
     terms.push(Math.log(count) + u);
   }
-  return droppedMassCertificateFromLog(logZKept, logSumExp(terms));
+  return logSumExp(terms);
 }
 
 /**

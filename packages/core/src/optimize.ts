@@ -90,8 +90,11 @@ export interface GuaranteesMetadata {
 export interface SiteGuarantee {
   readonly guarantee: Guarantee;
   readonly bound: number;
-  /** Guarded sites: the key block size and the summaries the run-time certificate reads. */
-  readonly guard?: { readonly blockSize: number; readonly summaries: string; readonly fallbackRate: number | null };
+  /**
+   * Guarded sites: the key block size, the summaries the run-time certificate reads, how it takes the kept keys'
+   * log Z_S, and the predicted fallback rate.
+   */
+  readonly guard?: { readonly blockSize: number; readonly summaries: string; readonly logZ: string; readonly fallbackRate: number | null };
   /** Statistical sites: the calibration rows the bound was measured on. */
   readonly calibrationRows?: number;
   /** Statistical sites: P(error of a new row exchangeable with the held-out calibration rows <= quantile) >= 1 - alpha. */
@@ -101,13 +104,22 @@ export interface SiteGuarantee {
 
 const GUARD_SUMMARIES = 'per key block: per-channel min/max of K (Quest) and center + radius (ball), the tighter; V range over all keys';
 const GUARD_BOX_SUMMARIES = 'per key block: per-channel min/max of K (Quest; the ball left out: it certified no calibration row the box did not); V range over all keys';
+const GUARD_LOG_Z_SUM = "the kept scores' log-sum-exp (the largest kept logit minus the log of its probability)";
+const GUARD_LOG_Z_MAX = 'the largest kept logit, a lower bound (the log-sum-exp certified no calibration row it did not)';
 
 function siteGuarantee(guarantee: Guarantee, bound: number, p: { decision?: SitePlan['decision']; fallbackRate?: number }): SiteGuarantee {
   const d = p.decision;
   return {
     guarantee,
     bound,
-    ...(guarantee === 'guarded' ? { guard: { blockSize: d?.guard?.blockSize ?? 64, summaries: d?.guard?.summaries === 'box' ? GUARD_BOX_SUMMARIES : GUARD_SUMMARIES, fallbackRate: p.fallbackRate ?? null } } : {}),
+    ...(guarantee === 'guarded' ? {
+          guard: {
+            blockSize: d?.guard?.blockSize ?? 64,
+            summaries: d?.guard?.summaries === 'box' ? GUARD_BOX_SUMMARIES : GUARD_SUMMARIES,
+            logZ: d?.guard?.logZ === 'max-logit' ? GUARD_LOG_Z_MAX : GUARD_LOG_Z_SUM,
+            fallbackRate: p.fallbackRate ?? null,
+          },
+        } : {}),
     ...(guarantee === 'statistical' && d?.calibrationRows !== undefined ? { calibrationRows: d.calibrationRows } : {}),
     ...(guarantee === 'statistical' && d?.confidence !== undefined ? { confidence: d.confidence } : {}),
   };

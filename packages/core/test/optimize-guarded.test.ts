@@ -30,7 +30,7 @@ describe('optimize, guarded tier, end to end in onnxruntime', () => {
     expect(site.chosen).toMatch(/window/);
     expect(result.calibration).toEqual({ source: 'user', count: 1, seqLen: N });
     const meta = result.model.proto.metadataProps?.find((e) => e.key === 'attnopt.guarantees');
-    const guarantees = JSON.parse(meta!.value!) as { budget: number; calibration: unknown; sites: Record<string, { guarantee: string; guard?: { blockSize: number; summaries: string } }> };
+    const guarantees = JSON.parse(meta!.value!) as { budget: number; calibration: unknown; sites: Record<string, { guarantee: string; guard?: { blockSize: number; summaries: string; logZ: string } }> };
     expect(guarantees.budget).toBe(BUDGET);
     expect(guarantees.calibration).toEqual({ source: 'user', count: 1, seqLen: N });
     expect(guarantees.sites.site0).toMatchObject({ guarantee: 'guarded', guard: { blockSize: 64 } });
@@ -38,6 +38,9 @@ describe('optimize, guarded tier, end to end in onnxruntime', () => {
     // the metadata says which summaries the lowering computes: the ball only where the decision keeps it
     const withBall = [...result.model.graph.allNodes()].some((n) => n.outputs.some((o) => o?.name.endsWith('/guard_radius')));
     expect(guarantees.sites.site0!.guard!.summaries.includes('the ball left out')).toBe(!withBall);
+    // and how it takes log Z_S: the probabilities' pass only for the log-sum-exp
+    const withProbabilities = [...result.model.graph.allNodes()].some((n) => n.outputs.some((o) => o?.name.endsWith('/guard_max_prob_blocks')));
+    expect(guarantees.sites.site0!.guard!.logZ).toMatch(withProbabilities ? /log-sum-exp \(/ : /largest kept logit, a lower bound/);
 
     // lowered in the guarded form: the fallback rows gathered by NonZero and scattered back (ScatterND of whole rows)
     const ops = new Set([...result.model.graph.allNodes()].map((n) => n.op));

@@ -35,6 +35,13 @@ describe('the guarded certificate in the cost model', () => {
     expect(guardCertificateOps(withGuard('box'), dims, 64, 300).length).toBe(guardCertificateOps(withGuard(), dims, 64, 300).length - 5);
   });
 
+  it("log Z_S as the largest kept logit alone (guard.logZ 'max-logit') is priced one pass over the sparse scores lower", () => {
+    const guard = (logZ?: 'max-logit') => ({ ...params(spec), guard: { budget: 1e-3, blockSize: 64, baseline: causal(), summaries: 'box' as const, ...(logZ ? { logZ } : {}) } });
+    expect(guardCertificateCost(guard('max-logit'), dims, onnxruntimeCpuProfile, 64, 300)).toBeLessThan(guardCertificateCost(guard(), dims, onnxruntimeCpuProfile, 64, 300));
+    const names = (logZ?: 'max-logit') => guardCertificateOps(guard(logZ), dims, 64, 300).map((o) => o.what);
+    expect(names().filter((w) => !names('max-logit').includes(w))).toEqual(['its probability']);
+  });
+
   it('a fused kernel runs it as three steps: no per-node overhead of the unfused lowering', () => {
     expect(guardCertificateOps(params(spec), dims, 64, 300, true)).toHaveLength(3);
     expect(guardCertificateOps(params(spec), dims, 64, 300, false).length).toBeGreaterThan(150);

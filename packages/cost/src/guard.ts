@@ -9,6 +9,7 @@
 //   per (row, block)      ball width, Min, Add, dropped counts, log count, terms, shift by log Z_S, Exp, sum
 //                                                                ~10 passes over [B,H,nq,nKB] (box alone: ~8)
 //   kept mass             ReduceMax of the kept logits and of their probabilities: 2 passes over the sparse scores
+//                         (guard.logZ 'max-logit': the logits' alone, 1 pass)
 //   V's range and rows    ReduceMin / ReduceMax over V and its sum (a NaN check); per row (log B, log Z_S,
 //                         Sigmoid, bound, flags) ~16 passes over [B,H,nq]; NonZero, the fallback gathers on no row
 //   and about 150 nodes of index arithmetic, each the profile's per-op overhead (a fused kernel runs all of it as
@@ -44,7 +45,7 @@ export function guardCertificateOps(p: AttentionParams, dims: CallDims, blockSiz
   ops.push(work('MatMul', 'U: |q| · half-widths', { flops: 2 * BH * nq * d * nKB, bytes: F * BH * (nq * d + nKB * d + nq * nKB) }));
   for (let k = 0; k < (ball ? 10 : 8); k++) ops.push(work('Add', 'certificate per (row, block)', { bytes: 3 * F * BH * nq * nKB }));
   ops.push(work('ReduceMax', 'largest kept logit', { bytes: F * BH * nq * (scoresPerQuery + 1) }));
-  ops.push(work('ReduceMax', 'its probability', { bytes: F * BH * nq * (scoresPerQuery + 1) }));
+  if (p.guard?.logZ !== 'max-logit') ops.push(work('ReduceMax', 'its probability', { bytes: F * BH * nq * (scoresPerQuery + 1) }));
   ops.push(work('ReduceMax', "V's range and NaN check", { bytes: 3 * F * BH * nk * dv }));
   for (let k = 0; k < 16; k++) ops.push(work('Mul', 'certificate per row', { bytes: 3 * F * BH * nq }));
   for (let k = 0; k < 150; k++) ops.push(work('Shape/Gather', 'certificate index arithmetic', { bytes: 64 }));

@@ -37,6 +37,13 @@ describe('Attention op', () => {
     expect(() => attentionNode({ ...gqa, guard: { budget: 0.01, blockSize: 64, baseline: causal(), summaries: 'sphere' as 'box' } }, { q: new Value('q') }, { y: new Value('y') })).toThrow(
       /unknown guard summaries sphere/,
     );
+    // the max-logit log Z_S round-trips; absent stays absent (the log-sum-exp)
+    const maxLogit: AttentionParams = { ...gqa, guard: { budget: 0.01, blockSize: 64, baseline: causal(), summaries: 'box', logZ: 'max-logit' } };
+    expect(attentionParams(attentionNode(maxLogit, { q: new Value('q') }, { y: new Value('y') }))).toEqual(maxLogit);
+    expect(attentionNode(guarded, { q: new Value('q') }, { y: new Value('y') }).attrs.has('guardLogZ')).toBe(false);
+    expect(() => attentionNode({ ...gqa, guard: { budget: 0.01, blockSize: 64, baseline: causal(), logZ: 'mean' as 'max-logit' } }, { q: new Value('q') }, { y: new Value('y') })).toThrow(
+      /unknown guard logZ mean/,
+    );
   });
 
   test('GQA maps consecutive query heads to one kv head, as ONNX repeats them', () => {

@@ -88,10 +88,20 @@ export interface AttentionGuard {
    * the ball under 'box' (only tighter).
    */
   readonly summaries?: GuardSummaries;
+  /**
+   * The kept keys' log Z_S the certificate divides by: 'kept-sum' (the default when absent) their log-sum-exp, read
+   * as the largest kept logit minus the log of its softmax probability; 'max-logit' the largest kept logit alone, a
+   * lower bound looser by -log of that probability, one pass over the sparse form's probabilities cheaper, taken
+   * where it recomputed no calibration row the log-sum-exp certified. Both are sound for every input; a kernel may
+   * take the log-sum-exp under 'max-logit' (only tighter).
+   */
+  readonly logZ?: GuardLogZ;
 }
 
 export const GUARD_SUMMARY_SETS = ['box', 'box-ball'] as const;
 export type GuardSummaries = (typeof GUARD_SUMMARY_SETS)[number];
+export const GUARD_LOG_Z = ['kept-sum', 'max-logit'] as const;
+export type GuardLogZ = (typeof GUARD_LOG_Z)[number];
 
 /** Input positions of the Attention op (absent optional inputs are `undefined`). */
 export const AttentionInput = { q: 0, k: 1, v: 2, bias: 3, pastKey: 4, pastValue: 5, kvLength: 6 } as const;
@@ -167,6 +177,7 @@ export function validateAttentionParams(p: AttentionParams): AttentionParams {
     if (!(p.guard.budget >= 0) || !Number.isFinite(p.guard.budget)) fail(`guard budget must be finite and >= 0, got ${p.guard.budget}`);
     if (!Number.isSafeInteger(p.guard.blockSize) || p.guard.blockSize < 1) fail(`guard blockSize must be an integer >= 1, got ${p.guard.blockSize}`);
     if (p.guard.summaries !== undefined && !GUARD_SUMMARY_SETS.includes(p.guard.summaries)) fail(`unknown guard summaries ${String(p.guard.summaries)}`);
+    if (p.guard.logZ !== undefined && !GUARD_LOG_Z.includes(p.guard.logZ)) fail(`unknown guard logZ ${String(p.guard.logZ)}`);
     validateSpec(p.guard.baseline);
   }
   validateSpec(p.spec);
@@ -193,6 +204,7 @@ export function attentionAttrs(params: AttentionParams): Map<string, Attr> {
     attrs.set('guardBlockSize', intAttr(p.guard.blockSize));
     attrs.set('guardBaseline', specAttr(p.guard.baseline));
     if (p.guard.summaries !== undefined) attrs.set('guardSummaries', stringAttr(p.guard.summaries));
+    if (p.guard.logZ !== undefined) attrs.set('guardLogZ', stringAttr(p.guard.logZ));
   }
   return attrs;
 }
@@ -255,7 +267,15 @@ export function attentionParams(node: Node): AttentionParams {
     if (baseline.type !== 'spec') throw new Error(`${where}: attribute guardBaseline must be a spec, got ${baseline.type}`);
     const summaries = node.attrs.has('guardSummaries') ? str('guardSummaries') : undefined;
     if (summaries !== undefined && !(GUARD_SUMMARY_SETS as readonly string[]).includes(summaries)) throw new Error(`${where}: unknown guardSummaries ${summaries}`);
-    return { budget: float('guardBudget'), blockSize: int('guardBlockSize'), baseline: baseline.value, ...(summaries !== undefined ? { summaries: summaries as GuardSummaries } : {}) };
+    const logZ = node.attrs.has('guardLogZ') ? str('guardLogZ') : undefined;
+    if (logZ !== undefined && !(GUARD_LOG_Z as readonly string[]).includes(logZ)) throw new Error(`${where}: unknown guardLogZ ${logZ}`);
+    return {
+      budget: float('guardBudget'),
+      blockSize: int('guardBlockSize'),
+      baseline: baseline.value,
+      ...(summaries !== undefined ? { summaries: summaries as GuardSummaries } : {}),
+      ...(logZ !== undefined ? { logZ: logZ as GuardLogZ } : {}),
+    };
   };
   const precision = node.attrs.has('softmaxPrecision') ? str('softmaxPrecision') : undefined;
   if (precision !== undefined && !isDType(precision)) throw new Error(`${where}: unknown softmaxPrecision ${precision}`);

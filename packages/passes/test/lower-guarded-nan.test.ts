@@ -16,11 +16,11 @@
 // sparse or recomputed, stays within the budget of the reference, in every form (the guarded lowering zeroes
 // padding keys and values before its parts read them: they mask padding after reading it).
 
-import { type AttentionSpec, causal, dense, type GuardSummaries, intersect, lshBuckets, sinks, slidingWindow, topkBlocks, union } from '@attnopt/ir';
+import { type AttentionSpec, causal, dense, intersect, lshBuckets, sinks, slidingWindow, topkBlocks, union } from '@attnopt/ir';
 import { describe, expect, it } from 'vitest';
 import { clusteredInputs, localInputs, type QKV } from './helpers/guarded-inputs.js';
 import { buildBhsdSite, referenceBhsd, runBhsdSite, type Shape } from './helpers/bhsd-site.js';
-import { guardedSiteParams } from './helpers/guarded-params.js';
+import { type GuardChoices, guardedSiteParams } from './helpers/guarded-params.js';
 
 const N = 512;
 const D = 16;
@@ -28,23 +28,25 @@ const BUDGET = 1e-3;
 const ROUNDING = 1e-4;
 const SHAPE: Shape = { B: 1, H: 2, Hkv: 2 };
 
-const params = (spec: AttentionSpec, baseline: AttentionSpec, budget?: number, summaries?: GuardSummaries) => guardedSiteParams(SHAPE.H, D, spec, budget, baseline, summaries);
+const params = (spec: AttentionSpec, baseline: AttentionSpec, budget?: number, choices?: GuardChoices) => guardedSiteParams(SHAPE.H, D, spec, budget, baseline, choices);
 
 const local = (): QKV => localInputs(3, SHAPE.B, SHAPE.H, N, D);
 const clustered = (): QKV => clusteredInputs(3, SHAPE.B, SHAPE.H, SHAPE.Hkv, N, D);
 
-/** Name, spec, baseline, inputs, the guard's summaries (default the box and the ball). */
-const FORMS: [string, AttentionSpec, AttentionSpec, () => QKV, GuardSummaries?][] = [
+/** Name, spec, baseline, inputs, the guard's cheaper choices (default the box and the ball, log Z_S the log-sum-exp). */
+const FORMS: [string, AttentionSpec, AttentionSpec, () => QKV, GuardChoices?][] = [
   ['banded: causal ∩ (window 64 ∪ sinks 2)', intersect(causal(), union(slidingWindow(63, 0), sinks(2))), causal(), local],
-  ['banded, the box alone: causal ∩ (window 64 ∪ sinks 2)', intersect(causal(), union(slidingWindow(63, 0), sinks(2))), causal(), local, 'box'],
+  ['banded, the box alone: causal ∩ (window 64 ∪ sinks 2)', intersect(causal(), union(slidingWindow(63, 0), sinks(2))), causal(), local, { summaries: 'box' }],
+  ['banded, the box alone and the max logit: causal ∩ (window 64 ∪ sinks 2)', intersect(causal(), union(slidingWindow(63, 0), sinks(2))), causal(), local, { summaries: 'box', logZ: 'max-logit' }],
   ['block-gathered: top-k blocks (64, 2, quest) over a dense baseline', topkBlocks(64, 2, 'quest'), dense, local],
-  ['block-gathered, the box alone: top-k blocks (64, 2, quest) over a dense baseline', topkBlocks(64, 2, 'quest'), dense, local, 'box'],
+  ['block-gathered, the box alone: top-k blocks (64, 2, quest) over a dense baseline', topkBlocks(64, 2, 'quest'), dense, local, { summaries: 'box' }],
+  ['block-gathered, the box alone and the max logit: top-k blocks (64, 2, quest) over a dense baseline', topkBlocks(64, 2, 'quest'), dense, local, { summaries: 'box', logZ: 'max-logit' }],
   ['LSH: 2 rounds of 8 buckets over a dense baseline', lshBuckets(2, 8, 5), dense, clustered],
   ['chunked LSH: 2 rounds of 8 buckets, chunks of 128, over a dense baseline', lshBuckets(2, 8, 5, 128), dense, clustered],
 ];
 
-describe.each(FORMS)('guarded %s, a NaN in K or V', (_name, spec, baseline, inputs, summaries) => {
-  const model = buildBhsdSite(SHAPE, params(spec, baseline, BUDGET, summaries), { flags: true });
+describe.each(FORMS)('guarded %s, a NaN in K or V', (_name, spec, baseline, inputs, choices) => {
+  const model = buildBhsdSite(SHAPE, params(spec, baseline, BUDGET, choices), { flags: true });
   const unguarded = buildBhsdSite(SHAPE, params(spec, baseline));
   // rows 200 on drop keys in every form (the banded one drops key 100 there): some must pass their certificate
   it('without a NaN the certificate passes some rows of head 1 that drop keys', async () => {
@@ -72,9 +74,9 @@ describe.each(FORMS)('guarded %s, a NaN in K or V', (_name, spec, baseline, inpu
   }, 60_000);
 });
 
-describe.each(FORMS)('guarded %s, a NaN in a padding key or value', (_name, spec, baseline, inputs, summaries) => {
+describe.each(FORMS)('guarded %s, a NaN in a padding key or value', (_name, spec, baseline, inputs, choices) => {
   const LENGTH = [400];
-  const model = buildBhsdSite(SHAPE, params(spec, baseline, BUDGET, summaries), { flags: true, kvLength: true });
+  const model = buildBhsdSite(SHAPE, params(spec, baseline, BUDGET, choices), { flags: true, kvLength: true });
   it.each(['k', 'v'] as const)('a NaN in padding %s: the same fallback flags, every row within the budget', async (where) => {
     const x = inputs();
     const clean = await runBhsdSite(model, SHAPE, x, N, D, LENGTH);

@@ -97,7 +97,7 @@ describe('sparsify on a site with past keys', () => {
   it('local data: a guarded window aligned past with a low predicted fallback rate', () => {
     const d = chooseSiteSpec(params, { id: 'site0', samples: [sample(local(1))] }, { budget: BUDGET, target: onnxruntimeCpuProfile });
     expect(d.guarantee).toBe('guarded');
-    expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: causal('past'), summaries: 'box' }); // the ball certified no extra row here
+    expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: causal('past'), summaries: 'box', logZ: 'max-logit' }); // the ball and the log-sum-exp certified no extra row here
     expect(d.fallbackRate).toBeLessThan(0.05);
     expect(keySupport(d.chosenSpec as MaskSpec)!.aligns).toEqual(['past']);
     // the site takes cached keys, so it decodes too: one query over 1024 keys, where the guarded window's blocks and

@@ -1,6 +1,7 @@
 // evaluateHead's guarded statistics (BOUNDS.md (b')): the certificate m_hat computed from key-block summaries is
 // never below the dropped mass measured in float64; local attention falls back on no row, uniform attention on
-// every row; ballOnlyRows counts the rows the ball certifies and the box alone would recompute. Fixed seeds.
+// every row; ballOnlyRows counts the rows the ball certifies and the box alone would recompute, exactLogZRows those
+// the log-sum-exp of the kept scores certifies and their largest alone would recompute. Fixed seeds.
 
 import { guardedDroppedMass, guardFallsBack, keyBlockSummaries, logSumExp, valueRange } from '@attnopt/bounds';
 import { causal, gaussian, type MaskSpec, slidingWindow, intersect } from '@attnopt/ir';
@@ -24,6 +25,25 @@ function stats(h: HeadData, budget: number) {
   return st[0]!;
 }
 
+/**
+ * Rows of `h` (the window of 33 keys over causal, blocks of 16) whose certificate, log Z_S taken from the kept scores
+ * by `logZ` and U by `which`, is over the budget 1e-2 (R over the row's causal keys): computed here, from the bounds
+ * functions, not by evaluateHead.
+ */
+function rowsOver(h: HeadData, d: number, logZ: (kept: number[]) => number, which: 'box' | 'box-ball'): number {
+  let over = 0;
+  const summaries = keyBlockSummaries(h.k, N, d, 16);
+  for (let i = 0; i < N; i++) {
+    const scores = Array.from({ length: i + 1 }, (_, j) => { let x = 0; for (let c = 0; c < d; c++) x += h.q[i * d + c]! * h.k[j * d + c]!; return x; });
+    const counts = new Float64Array(N / 16);
+    for (let j = 0; j < i - 32; j++) counts[Math.floor(j / 16)]!++;
+    if (counts.every((c) => c === 0)) continue;
+    const mHat = guardedDroppedMass(h.q.subarray(i * d, (i + 1) * d), summaries, 1, 0, logZ(scores.slice(Math.max(0, i - 32))), counts, undefined, which);
+    if (guardFallsBack(mHat, valueRange(h.v.subarray(0, (i + 1) * d), d), 1e-2)) over++;
+  }
+  return over;
+}
+
 describe('guarded statistics of a window on calibration data', () => {
   it('local attention (scores fall fast with |i - j|): the certificate covers the dropped mass, no row falls back', () => {
     // rotary-like features: q_i . k_j = A sum_f cos(w_f (i - j)), peaked at j = i
@@ -35,8 +55,11 @@ describe('guarded statistics of a window on calibration data', () => {
     expect(s.rows).toBe(N);
     expect(s.maxCertifiedMass).toBeGreaterThanOrEqual(s.maxDroppedMass * (1 - 1e-12)); // rounding of the two sums
     expect(s.fallbackRows).toBe(0);
-    // the box alone certifies every row the box and the ball do: the lowering may leave the ball out
+    // the box alone certifies every row the box and the ball do: the lowering may leave the ball out; so does the
+    // largest kept logit alone (the peak carries the kept mass)
     expect(s.ballOnlyRows).toBe(0);
+    expect(s.exactLogZRows).toBe(0);
+    expect(s.exactLogZBoxRows).toBe(0);
   });
 
   it('local attention over noisy keys: the ball certifies rows the box alone would recompute (ballOnlyRows counts them)', () => {
@@ -50,18 +73,24 @@ describe('guarded statistics of a window on calibration data', () => {
     const s = stats(h, 1e-2);
     expect(s.fallbackRows).toBe(0);
     expect(s.ballOnlyRows).toBeGreaterThan(0);
-    // the count, independently: rows whose box-only certificate is over the budget (R over the row's causal keys)
-    let boxOver = 0;
-    const summaries = keyBlockSummaries(h.k, N, d, 16);
-    for (let i = 0; i < N; i++) {
-      const scores = Array.from({ length: i + 1 }, (_, j) => { let x = 0; for (let c = 0; c < d; c++) x += h.q[i * d + c]! * h.k[j * d + c]!; return x; });
-      const counts = new Float64Array(N / 16);
-      for (let j = 0; j < i - 32; j++) counts[Math.floor(j / 16)]!++;
-      if (counts.every((c) => c === 0)) continue;
-      const mHat = guardedDroppedMass(h.q.subarray(i * d, (i + 1) * d), summaries, 1, 0, logSumExp(scores.slice(Math.max(0, i - 32))), counts, undefined, 'box');
-      if (guardFallsBack(mHat, valueRange(h.v.subarray(0, (i + 1) * d), d), 1e-2)) boxOver++;
-    }
+    // the count, independently: rows whose box-only certificate is over the budget
+    const boxOver = rowsOver(h, d, logSumExp, 'box');
     expect(s.ballOnlyRows).toBe(boxOver);
+  });
+
+  it('a flatter peak (amplitude 1.5): log Z_S as the largest kept logit alone recomputes rows the log-sum-exp certifies (exactLogZRows)', () => {
+    const w = Array.from({ length: D / 2 }, (_, f) => 0.01 + 0.01 * f);
+    const feat = (t: number, c: number) => (c % 2 === 0 ? Math.cos(w[c >> 1]! * t) : Math.sin(w[c >> 1]! * t)) * 1.5;
+    const h = head(N, D, feat, feat, 3);
+    const s = stats(h, 1e-2);
+    expect(s.fallbackRows).toBe(0);
+    expect(s.exactLogZRows).toBeGreaterThan(0);
+    // the count, independently: rows whose certificate (the box and the ball) with log Z_S the largest kept score is
+    // over the budget; the box alone loses no more rows here
+    const maxLogitOver = rowsOver(h, D, (kept) => Math.max(...kept), 'box-ball');
+    expect(s.exactLogZRows).toBe(maxLogitOver);
+    expect(s.exactLogZBoxRows).toBe(maxLogitOver);
+    expect(s.ballOnlyRows).toBe(0);
   });
 
   it('uniform attention (all keys equal): every row past the window falls back', () => {

@@ -39,7 +39,7 @@ describe('sparsify: top-k blocks over a dense baseline, guarded tier', () => {
     expect(d.reasonDense).toBeUndefined();
     expect(d.guarantee).toBe('guarded');
     expect(d.chosen).toBe('topk_blocks(block=64, k=4)');
-    expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: dense, summaries: 'box' }); // the ball certified no extra row here
+    expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: dense, summaries: 'box', logZ: 'max-logit' }); // the ball and the log-sum-exp certified no extra row here
     expect(d.fallbackRate).toBeLessThan(0.05);
   });
 

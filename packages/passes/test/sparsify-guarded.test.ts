@@ -20,14 +20,17 @@ const D = 16;
 const BUDGET = 1e-3;
 const params: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: D, vHeadDim: D, scale: 1 / Math.sqrt(D), softcap: 0, layout: 'bhsd', spec: causal() };
 
-/** q_i . k_j = 4 A^2 sum_f cos(w_f (i - j)) with geometric frequencies: local attention, no far key realigns. */
-function localSample(seed: number): CalibrationSample {
+/**
+ * q_i . k_j = A^2 sum_f cos(w_f (i - j)) with geometric frequencies (A = `amplitude`): local attention, no far key
+ * realigns.
+ */
+function localSample(seed: number, amplitude = 6): CalibrationSample {
   const rng = new SplitMix64(seed);
   const w = Array.from({ length: D / 2 }, (_, f) => 0.0015 * 1.6 ** f);
   const q = new Float64Array(H * N * D);
   const k = new Float64Array(H * N * D);
   for (let h = 0; h < H; h++) for (let i = 0; i < N; i++) for (let c = 0; c < D; c++) {
-    const x = 6 * (c % 2 === 0 ? Math.cos(w[c >> 1]! * i) : Math.sin(w[c >> 1]! * i));
+    const x = amplitude * (c % 2 === 0 ? Math.cos(w[c >> 1]! * i) : Math.sin(w[c >> 1]! * i));
     q[(h * N + i) * D + c] = x;
     k[(h * N + i) * D + c] = x + 0.05 * (rng.nextFloat() - 0.5);
   }
@@ -65,8 +68,9 @@ describe('sparsify, guarded tier (default)', () => {
     const d = chooseSiteSpec(params, { id: 'site0', samples: [localSample(1)] }, { budget: BUDGET, target: onnxruntimeCpuProfile });
     expect(d.reasonDense).toBeUndefined();
     expect(d.guarantee).toBe('guarded');
-    // the ball certified no row the box alone would recompute on these rotary-like keys: the cheaper box alone
-    expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: causal(), summaries: 'box' });
+    // the ball certified no row the box alone would recompute on these rotary-like keys: the cheaper box alone; nor
+    // did the log-sum-exp over the largest kept logit (the peak carries the kept mass): no pass over the probabilities
+    expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: causal(), summaries: 'box', logZ: 'max-logit' });
     expect(d.fallbackRate).toBeLessThan(0.05);
     expect(d.bound).toBe(BUDGET);
     expect(d.chosen).toMatch(/window/);
@@ -78,7 +82,15 @@ describe('sparsify, guarded tier (default)', () => {
   it('noisy keys: a guarded form whose certificate keeps the ball (it certifies rows the box alone would recompute)', () => {
     const d = chooseSiteSpec(params, { id: 'site0', samples: [noisyLocalSample(1)] }, { budget: BUDGET, target: onnxruntimeCpuProfile, headGroups: false });
     expect(d.guarantee).toBe('guarded');
-    expect(d.guard).toEqual({ budget: BUDGET, blockSize: 64, baseline: causal() });
+    expect(d.guard).toMatchObject({ budget: BUDGET, blockSize: 64, baseline: causal() });
+    expect(d.guard!.summaries).toBeUndefined();
+  });
+
+  it('a flatter peak (amplitude 4): the certificate keeps the log-sum-exp (it certifies rows the largest kept logit alone would recompute)', () => {
+    const d = chooseSiteSpec(params, { id: 'site0', samples: [localSample(1, 4)] }, { budget: BUDGET, target: onnxruntimeCpuProfile });
+    expect(d.guarantee).toBe('guarded');
+    expect(d.guard).toMatchObject({ budget: BUDGET, blockSize: 64, baseline: causal(), summaries: 'box' });
+    expect(d.guard!.logZ).toBeUndefined();
   });
 
   it('diffuse data: stays dense, the guarded forms would recompute most rows', () => {

@@ -140,6 +140,7 @@ export function guardedBlocksAttention(b: NodeBuilder, x: GuardedBlocksInputs): 
     b.op('Slice', [b.reshape(t, [0, 0, -1], `${what}_padded`), b.ints(`${what}_start`, [0]), b.reshape(S, [1], `${what}_end`), b.ints(`${what}_axis`, [2])], what);
   const kept = b.op('Where', [parts.keep, toF32(parts.scores, 'guard_blk_scores_f32'), f32(-Infinity, 'guard_blk_minus_inf')], 'guard_blk_kept_scores');
   const maxLogit = rowsOf(reduce('ReduceMax', kept, [4], 'guard_max_logit_blocks'), 'guard_max_logit');
-  const maxProb = rowsOf(reduce('ReduceMax', toF32(parts.probs, 'guard_probs_f32'), [4], 'guard_max_prob_blocks'), 'guard_max_prob');
-  return guardedCertificate(b, x, { y: parts.y, bound, bounded, dropped, maxLogit, maxProb });
+  // its probability only for the log-sum-exp (guard.logZ 'max-logit': the largest kept logit alone bounds log Z_S)
+  const maxProb = x.params.guard?.logZ === 'max-logit' ? undefined : rowsOf(reduce('ReduceMax', toF32(parts.probs, 'guard_probs_f32'), [4], 'guard_max_prob_blocks'), 'guard_max_prob');
+  return guardedCertificate(b, x, { y: parts.y, bound, bounded, dropped, maxLogit, ...(maxProb ? { maxProb } : {}) });
 }

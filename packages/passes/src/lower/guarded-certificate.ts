@@ -13,7 +13,8 @@
 //                        the slack 1e-4 (|q| . a + 1), a_c = |scale| max over the blocks of max(|Kmin_c|, |Kmax_c|)
 //   guardedCertificate   given U (plus any key bias), the dropped key count per (row, block) and the largest kept
 //                        logit and its softmax probability per row:
-//                        log Z_S = max kept logit - log(its probability), log B - log Z_S =
+//                        log Z_S = max kept logit - log(its probability) (guard.logZ 'max-logit': the max
+//                        kept logit alone, a lower bound: no pass over the probabilities), log B - log Z_S =
 //                        log Σ exp(U + log count - log Z_S) (the per-row shift known before the blocks: no
 //                        maximum over them), m_hat = Sigmoid(log B - log Z_S), bound = m_hat R (R: V's range
 //                        over all keys), widened by 1e-3 relative; rows that drop a key and whose bound > budget
@@ -220,9 +221,12 @@ export interface CertificateInputs {
   readonly bounded: Value;
   /** Dropped baseline keys per row and key block, float32, broadcastable to [B, H, S, nKB]. */
   readonly dropped: Value;
-  /** The largest kept logit and its softmax probability per row [B, H, S], float32. */
+  /**
+   * The largest kept logit and its softmax probability per row [B, H, S], float32; the probability left out under
+   * guard.logZ 'max-logit' (log Z_S is then the largest kept logit alone, a lower bound).
+   */
   readonly maxLogit: Value;
-  readonly maxProb: Value;
+  readonly maxProb?: Value;
   /**
    * Rows that keep a key (broadcastable to [B, H, S]); the others get log Z_S = NaN (over the budget: recomputed when
    * they drop a key). Without it, the largest kept logit -inf and probability 0 give NaN there too.
@@ -268,9 +272,9 @@ export interface LogBInputs {
   readonly y: Value;
   /** log B per row [B, H, S], float32, its rounding slack included (-inf: nothing dropped). */
   readonly logB: Value;
-  /** The largest kept logit and its softmax probability per row [B, H, S], float32. */
+  /** The largest kept logit and its softmax probability per row (see CertificateInputs.maxProb). */
   readonly maxLogit: Value;
-  readonly maxProb: Value;
+  readonly maxProb?: Value;
   /** Rows that keep a key (see CertificateInputs.keepsSome). */
   readonly keepsSome?: Value;
   /** Rows that drop a baseline key [B, H, S] (bool), built when the flags need it. */
@@ -284,9 +288,17 @@ export interface LogBInputs {
  * log Z_S per row [B, H, S]: the largest kept logit minus the log of its probability (the sparse form's softmax
  * gives it without a second exponential pass); NaN on a row that keeps no key, so it falls back when it drops one
  * (its sparse output, 0, is no convex combination of V: R bounds nothing there).
+ * Without the probability (guard.logZ 'max-logit'): the largest kept logit alone, log Z_S >= it, NaN where it is not
+ * finite (-inf: no key kept, whatever keepsSome says; +inf or NaN: no bound either).
  */
 function keptLogZ(b: NodeBuilder, c: Pick<LogBInputs, 'maxLogit' | 'maxProb' | 'keepsSome'>): Value {
-  const logZKept = b.op('Sub', [c.maxLogit, b.op('Log', [c.maxProb], 'guard_log_max_prob')], 'guard_log_z_kept');
+  const logZKept = c.maxProb
+    ? b.op('Sub', [c.maxLogit, b.op('Log', [c.maxProb], 'guard_log_max_prob')], 'guard_log_z_kept')
+    : b.op(
+        'Where',
+        [b.op('Less', [b.op('Abs', [c.maxLogit], 'guard_max_logit_abs'), b.scalar('guard_max_logit_inf', 'f32', Infinity)], 'guard_max_logit_finite'), c.maxLogit, b.scalar('guard_max_logit_nan', 'f32', NaN)],
+        'guard_log_z_kept',
+      );
   return c.keepsSome ? b.op('Where', [c.keepsSome, logZKept, b.scalar('guard_keeps_none', 'f32', NaN)], 'guard_log_z') : logZKept;
 }
 

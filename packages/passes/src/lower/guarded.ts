@@ -281,6 +281,7 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
   const rowsOf = (t: Value, what: string) =>
     b.op('Slice', [b.reshape(t, [0, 0, -1], `${what}_padded`), b.ints(`${what}_start`, [0]), b.reshape(S, [1], `${what}_end`), b.ints(`${what}_axis`, [2])], what);
   const maxLogit = rowsOf(reduce('ReduceMax', toF32(logits, 'guard_logits_f32'), [4], 'guard_max_logit_blocks'), 'guard_max_logit');
-  const maxProb = rowsOf(reduce('ReduceMax', toF32(probs, 'guard_probs_f32'), [4], 'guard_max_prob_blocks'), 'guard_max_prob');
-  return guardedCertificate(b, x, { y, bound, bounded, dropped, maxLogit, maxProb, keepsSome });
+  // its probability only for the log-sum-exp (guard.logZ 'max-logit': the largest kept logit alone bounds log Z_S)
+  const maxProb = guard.logZ === 'max-logit' ? undefined : rowsOf(reduce('ReduceMax', toF32(probs, 'guard_probs_f32'), [4], 'guard_max_prob_blocks'), 'guard_max_prob');
+  return guardedCertificate(b, x, { y, bound, bounded, dropped, maxLogit, ...(maxProb ? { maxProb } : {}), keepsSome });
 }

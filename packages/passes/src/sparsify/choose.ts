@@ -453,13 +453,20 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
   // a guarded form costs its sparse form, its run-time certificate, and its predicted fallback rows dense
   // the ball is left out of the summaries (guard.summaries 'box', cheaper) where it certified no row of these stats that
-  // the box alone would recompute; an LSH certificate takes both always
-  const guardFor = (f: AttentionSpec, s: CandidateStats): AttentionGuard => ({
-    budget,
-    blockSize: guardBlockSize(f, blockSize),
-    baseline,
-    ...(s.ballOnlyRows === 0 && !isLshForm(f) ? { summaries: 'box' as const } : {}),
-  });
+  // the box alone would recompute, and log Z_S is the largest kept logit alone (guard.logZ 'max-logit', no pass over
+  // the probabilities) where the log-sum-exp certified no row it would recompute with those summaries; an LSH
+  // certificate takes both summaries and the log-sum-exp always
+  const guardFor = (f: AttentionSpec, s: CandidateStats): AttentionGuard => {
+    const box = s.ballOnlyRows === 0 && !isLshForm(f);
+    const maxLogit = (box ? s.exactLogZBoxRows : s.exactLogZRows) === 0 && !isLshForm(f);
+    return {
+      budget,
+      blockSize: guardBlockSize(f, blockSize),
+      baseline,
+      ...(box ? { summaries: 'box' as const } : {}),
+      ...(maxLogit ? { logZ: 'max-logit' as const } : {}),
+    };
+  };
   const site = masks.map((_, k) => mergedStats(headStats.map((s) => s[k]!)));
   const certificate = masks.map((f, k) => (guardWhy[k] === undefined ? workCertificate(params, f, guardFor(f, site[k]!), evaluated[k]!.cost.computedPairs) : 0));
   // the fallback rows are recomputed densely in every head when any head falls back there (the lowering's rows)

@@ -10,7 +10,7 @@
 // An LSH leaf's certificate is @attnopt/bounds' lshDroppedMass over its own key groups (per round, the buckets).
 // The fallback rate on calibration data predicts the guarded form's cost.
 
-import { blockCount, guardedDroppedMass, guardFallsBack, type KeyBlockSummaries, keyBlockSummaries, lshDroppedMass, lshHeadGroups, maskRowErrorBound } from '@attnopt/bounds';
+import { blockCount, droppedMassCertificateFromLog, guardedLogB, guardFallsBack, type KeyBlockSummaries, keyBlockSummaries, lshDroppedMass, lshHeadGroups, maskRowErrorBound } from '@attnopt/bounds';
 import { intervals, type IntervalSet, keySupport, type LeafResolver, type MaskDims, type MaskSpec, rowKeys, softmaxInPlace } from '@attnopt/ir';
 import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
 import { guardedLshLeaf } from '../lower/guarded-lsh.js';
@@ -44,6 +44,13 @@ export interface CandidateStats {
    * (key block forms; LSH certificates always take both): 0 lets the lowering leave the ball out (summaries 'box').
    */
   ballOnlyRows: number;
+  /**
+   * Rows within the budget by that certificate (log Z_S the kept scores' log-sum-exp) that log Z_S taken as the
+   * largest kept score would recompute, with the box and the ball / with the box alone (key block forms): 0 lets
+   * the lowering skip the pass over the probabilities (guard.logZ 'max-logit').
+   */
+  exactLogZRows: number;
+  exactLogZBoxRows: number;
   /** The statistical tier's fit / held-out split: bound (mask forms) or error (low-rank) max over the fit rows. */
   fitBound: number;
   /** The same per held-out row (the conformal quantile's samples). */
@@ -51,7 +58,7 @@ export interface CandidateStats {
 }
 
 export function emptyStats(): CandidateStats {
-  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, rowIds: new Set(), fallbackIds: new Set(), maxCertifiedMass: 0, ballOnlyRows: 0, fitBound: 0, heldOut: [] };
+  return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, rowIds: new Set(), fallbackIds: new Set(), maxCertifiedMass: 0, ballOnlyRows: 0, exactLogZRows: 0, exactLogZBoxRows: 0, fitBound: 0, heldOut: [] };
 }
 
 /** The share of rows a guarded Attention over these stats' heads recomputes (in every head): see CandidateStats.fallbackIds. */
@@ -72,9 +79,21 @@ export function mergedStats(stats: readonly CandidateStats[]): CandidateStats {
     fallbackIds: new Set(stats.flatMap((s) => [...s.fallbackIds])),
     maxCertifiedMass: Math.max(...stats.map((s) => s.maxCertifiedMass)),
     ballOnlyRows: stats.reduce((a, s) => a + s.ballOnlyRows, 0),
+    exactLogZRows: stats.reduce((a, s) => a + s.exactLogZRows, 0),
+    exactLogZBoxRows: stats.reduce((a, s) => a + s.exactLogZBoxRows, 0),
     fitBound: Math.max(...stats.map((s) => s.fitBound)),
     heldOut: stats.flatMap((s) => s.heldOut),
   };
+}
+
+/**
+ * The largest score among the kept keys `S` (@attnopt/bounds' keptLogZ 'max-logit' of their scores), read from the
+ * row's softmax p over the baseline and its log-sum-exp logZ: logZ + log max_S p (-inf: none kept or all 0).
+ */
+function largestKeptScore(S: IntervalSet, p: Float64Array, logZ: number): number {
+  let most = 0;
+  for (let t = 0; t < S.length; t += 2) for (let j = S[t]!; j < S[t + 1]!; j++) if (p[j]! > most) most = p[j]!;
+  return most > 0 ? logZ + Math.log(most) : -Infinity;
 }
 
 /** The softmax input of row i: softcap(scale q_i . k_j) + bias, -inf outside `keys`. Returns the row. */
@@ -218,19 +237,27 @@ export function evaluateHead(
       }
       const logZKept = kept > 0 ? Math.log(kept) + logZ : -Infinity;
       const groups = lshGroups[ci];
-      const mHat =
-        m === 0 && dropped.length === 0
-          ? 0
-          : groups
-            ? lshDroppedMass(qRow, groups.rounds, groups.keptGroups(i), head.scale, head.softcap, logZKept)
-            : guardedDroppedMass(qRow, summaries, head.scale, head.softcap, logZKept, counts, blockBias);
+      const nothingDropped = m === 0 && dropped.length === 0;
+      const logB = nothingDropped || groups ? -Infinity : guardedLogB(qRow, summaries, head.scale, head.softcap, counts, blockBias);
+      const mHat = nothingDropped
+        ? 0
+        : groups
+          ? lshDroppedMass(qRow, groups.rounds, groups.keptGroups(i), head.scale, head.softcap, logZKept)
+          : droppedMassCertificateFromLog(logZKept, logB);
       const id = (options.rowBase ?? 0) + i;
       st.rowIds.add(id);
       if (guardFallsBack(mHat, range, guardBudget)) {
         st.fallbackRows++;
         st.fallbackIds.add(id);
-      } else if (!groups && mHat > 0 && guardFallsBack(guardedDroppedMass(qRow, summaries, head.scale, head.softcap, logZKept, counts, blockBias, 'box'), range, guardBudget)) {
-        st.ballOnlyRows++;
+      } else if (!groups && mHat > 0) {
+        // the cheaper certificates the lowering may take instead (guard.summaries 'box', guard.logZ 'max-logit'):
+        // the rows this one certifies that they would recompute
+        const logBBox = guardedLogB(qRow, summaries, head.scale, head.softcap, counts, blockBias, 'box');
+        const logZMax = largestKeptScore(S, p, logZ);
+        const recomputes = (logZKeptAs: number, logBAs: number) => guardFallsBack(droppedMassCertificateFromLog(logZKeptAs, logBAs), range, guardBudget);
+        if (recomputes(logZKept, logBBox)) st.ballOnlyRows++;
+        if (recomputes(logZMax, logB)) st.exactLogZRows++;
+        if (recomputes(logZMax, logBBox)) st.exactLogZBoxRows++;
       }
       st.maxCertifiedMass = Math.max(st.maxCertifiedMass, mHat);
       st.rows++;

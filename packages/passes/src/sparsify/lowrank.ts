@@ -30,7 +30,7 @@ export type EvaluableLowRank = Nystrom | Linformer | Performer;
 
 /** Stats of a low-rank candidate before any row: no certificate (bound Infinity), no dropped mass (NaN). */
 export function emptyLowRankStats(): CandidateStats {
-  return { bound: Infinity, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: NaN, fallbackRows: NaN, rowIds: new Set(), fallbackIds: new Set(), maxCertifiedMass: NaN, ballOnlyRows: 0, fitBound: 0, heldOut: [] };
+  return { bound: Infinity, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: NaN, fallbackRows: NaN, rowIds: new Set(), fallbackIds: new Set(), maxCertifiedMass: NaN, ballOnlyRows: 0, exactLogZRows: 0, exactLogZBoxRows: 0, fitBound: 0, heldOut: [] };
 }
 
 /** The site's own output (nq x dv, row-major) on one head: softmax over the baseline's keys, bias and softcap applied. */

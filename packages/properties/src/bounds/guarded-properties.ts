@@ -6,7 +6,8 @@
 // - a row that keeps no key but drops one always falls back, also at a budget >= R (its o_S, 0, is no convex
 //   combination of V: m_hat R bounds nothing there; with V far from 0 the error would be about |v|).
 // One query row (the last of a causal head), the kept set a window plus leading sinks, key blocks of 1..16 keys,
-// the score bound from the box and the ball or from the box alone (guard.summaries 'box').
+// the score bound from the box and the ball or from the box alone (guard.summaries 'box'), log Z_S the kept scores'
+// log-sum-exp or the largest of them (guard.logZ 'max-logit').
 // Input families include the adversarial ones: repeated spans (the query matches a key far back), one outlier key
 // far outside the window, logits up to 80, all-equal keys, fully masked rows (every key's bias -inf), sinks
 // that carry most of the mass, and rows whose kept keys are all masked (V shifted to [2, 8]). Float64 rounding slack: relative 1e-12 on m, 1e-12 (1 + max |v|) on the output.
@@ -15,7 +16,8 @@ import fc from 'fast-check';
 import {
   guardedDroppedMass,
   guardFallsBack,
-  keptLogSumExp,
+  type KeptLogZ,
+  keptLogZ,
   keyBlockSummaries,
   maskSplit,
   type ScoreBoundSummaries,
@@ -44,6 +46,8 @@ export interface GuardedRow {
   readonly budget: number;
   /** The score bound's summaries (default 'box-ball'; 'box': the box alone, as guard.summaries 'box' lowers it). */
   readonly summaries?: ScoreBoundSummaries;
+  /** How the certificate takes log Z_S (default 'kept-sum'; 'max-logit': the largest kept score, as guard.logZ 'max-logit' lowers it). */
+  readonly logZ?: KeptLogZ;
 }
 
 function build(family: GuardedFamily, n: number, d: number, left: number, sinks: number, blockSize: number, budget: number, seed: number): GuardedRow {
@@ -116,8 +120,9 @@ export function guardedRowArbitrary(maxLen = 96): fc.Arbitrary<GuardedRow> {
       budget: fc.constantFrom(0, 1e-4, 1e-3, 1e-2, 1e-1),
       seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
       summaries: fc.constantFrom<ScoreBoundSummaries>('box-ball', 'box'),
+      logZ: fc.constantFrom<KeptLogZ>('kept-sum', 'max-logit'),
     })
-    .map((r) => ({ ...build(r.family, r.n, r.d, r.left, r.sinks, r.blockSize, r.budget, r.seed), summaries: r.summaries }));
+    .map((r) => ({ ...build(r.family, r.n, r.d, r.left, r.sinks, r.blockSize, r.budget, r.seed), summaries: r.summaries, logZ: r.logZ }));
 }
 
 /** The row's scores, kept set, and what the guarded site computes for it. */
@@ -143,7 +148,7 @@ export function guardedRow(p: GuardedRow): { m: number; mHat: number; fallsBack:
     counts[b]!++;
     maxBias[b] = Math.max(maxBias[b]!, p.bias[j]!);
   }
-  const logZKept = keptLogSumExp(scores.filter((_, j) => kept(j)));
+  const logZKept = keptLogZ(scores.filter((_, j) => kept(j)), p.logZ);
   const mHat = guardedDroppedMass(p.q, summaries, p.scale, 0, logZKept, counts, maxBias, p.summaries);
   // R: the range of V over every key the row may see (kept and dropped: the union of both hulls)
   const visible: number[] = [];
@@ -166,12 +171,13 @@ export function keptMaskedRowArbitrary(): fc.Arbitrary<GuardedRow> {
       blockSize: fc.integer({ min: 1, max: 16 }),
       overR: fc.constantFrom(0, 0.5, 2, 100),
       seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      logZ: fc.constantFrom<KeptLogZ>('kept-sum', 'max-logit'),
     })
     .map((r) => {
       const p = build('kept-masked', r.left + r.sinks + 1 + r.more, r.d, r.left, r.sinks, r.blockSize, 0, r.seed);
       const visible: number[] = [];
       for (let j = 0; j < p.n; j++) if (p.bias[j] !== -Infinity) for (let c = 0; c < p.dv; c++) visible.push(p.values[j * p.dv + c]!);
-      return { ...p, budget: valueRange(visible, p.dv) + r.overR };
+      return { ...p, budget: valueRange(visible, p.dv) + r.overR, logZ: r.logZ };
     });
 }
 
