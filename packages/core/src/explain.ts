@@ -1,8 +1,16 @@
 // explain: what optimize does to each attention site and why, in sentences, from the records decide() keeps.
 
+import type { AttentionGuard } from '@attnopt/ir';
 import type { TriedForm } from '@attnopt/passes';
 import { type DecideOptions, type DecideResult, decide, type SitePlan } from './decide.js';
 import type { AttnoptModel } from './model.js';
+
+/** What a guarded site's certificate reads: its key block summaries and how it takes the kept keys' log Z_S. */
+function certificateParts(guard: AttentionGuard | undefined): string {
+  const box = guard?.summaries === 'box' ? 'the key box per block alone (the ball certified no calibration row more)' : 'the key box and ball per block, the tighter';
+  const logZ = guard?.logZ === 'max-logit' ? 'log Z_S from the largest kept logit (the log-sum-exp certified no calibration row more)' : "log Z_S the kept scores' log-sum-exp";
+  return `the certificate: ${box} of ${guard?.blockSize ?? 64} keys, ${logZ}`;
+}
 
 /** One form sparsify tried, in words. */
 export function describeTried(t: TriedForm): string {
@@ -64,7 +72,7 @@ function explainSite(plan: SitePlan, budget: number): SiteExplanation {
   else if (d !== undefined) {
     const certificate =
       d.guarantee === 'guarded'
-        ? `guarded: error <= ${budget} on every input, checked at run time per query row (rows whose certificate exceeds it are recomputed densely; predicted on the calibration data: ${fmt(100 * (d.fallbackRate ?? 0))}% of rows); measured ${fmt(d.measuredError)} on the calibration data`
+        ? `guarded: error <= ${budget} on every input, checked at run time per query row (rows whose certificate exceeds it are recomputed densely; predicted on the calibration data: ${fmt(100 * (d.fallbackRate ?? 0))}% of rows; ${certificateParts(d.guard)}); measured ${fmt(d.measuredError)} on the calibration data`
         : d.guarantee === 'exact'
           ? 'exact'
           : `statistical: ${Number.isFinite(d.bound) ? `bound ${fmt(d.bound)}` : `measured error ${fmt(d.measuredError)}`} <= budget ${budget} on ${d.calibrationRows ?? 0} calibration rows only, no guarantee on other inputs` +

@@ -6,7 +6,7 @@
 
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { loadModel, optimize, saveModel } from '../src/index.js';
+import { explain, loadModel, optimize, saveModel } from '../src/index.js';
 import { causalAttention, localTensors, repeatSpans, sample, type Tensors, W } from './helpers/guarded-site.js';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
@@ -41,6 +41,11 @@ describe('optimize, guarded tier, end to end in onnxruntime', () => {
     // and how it takes log Z_S: the probabilities' pass only for the log-sum-exp
     const withProbabilities = [...result.model.graph.allNodes()].some((n) => n.outputs.some((o) => o?.name.endsWith('/guard_max_prob_blocks')));
     expect(guarantees.sites.site0!.guard!.logZ).toMatch(withProbabilities ? /log-sum-exp \(/ : /largest kept logit, a lower bound/);
+    // explain says the same, in its sentence on the rewrite
+    const e = await explain(loadModel(original), { maxError: BUDGET, seqLen: N, samples: [sample(localTensors(N, 1), N)] });
+    const sentence = e.sites[0]!.why.find((w) => w.startsWith('rewritten'))!;
+    expect(sentence).toMatch(withBall ? /the key box and ball per block/ : /the key box per block alone/);
+    expect(sentence).toMatch(withProbabilities ? /log Z_S the kept scores' log-sum-exp/ : /log Z_S from the largest kept logit/);
 
     // lowered in the guarded form: the fallback rows gathered by NonZero and scattered back (ScatterND of whole rows)
     const ops = new Set([...result.model.graph.allNodes()].map((n) => n.op));
