@@ -42,6 +42,9 @@ export {
   type OptimizedSite,
   type OptimizedGroup,
   CERTIFIED_METADATA,
+  GUARANTEES_METADATA,
+  type GuaranteesMetadata,
+  type SiteGuarantee,
 } from './optimize.js';
 export { DECIDE_STAGES, OPTIMIZE_STAGES } from './pipeline.js';
 // Rewrites timed against the sites as written before they stay (DecideOptions.measure).

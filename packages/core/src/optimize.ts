@@ -5,6 +5,7 @@
 // meets the model's own subgraph, not a re-lowered copy of it) and every other one is lowered to standard ONNX
 // ops so any runtime runs the result. Then the bounds and what they mean are written into the model's metadata.
 
+import type { AttentionGuard } from '@attnopt/ir';
 import type { DecodeStep, Guarantee, MeasuredTime } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 import type { CalibrationProvenance, DecideOptions, GroupPlan, RelativeBudget, SitePlan } from './decide.js';
@@ -107,19 +108,25 @@ const GUARD_BOX_SUMMARIES = 'per key block: per-channel min/max of K (Quest; the
 const GUARD_LOG_Z_SUM = "the kept scores' log-sum-exp (the largest kept logit minus the log of its probability)";
 const GUARD_LOG_Z_MAX = 'the largest kept logit, a lower bound (the log-sum-exp certified no calibration row it did not)';
 
-function siteGuarantee(guarantee: Guarantee, bound: number, p: { decision?: SitePlan['decision']; fallbackRate?: number }): SiteGuarantee {
+/**
+ * What the metadata says of a site or a head group: `guard` and `fallbackRate` its own (a group's, not the site's),
+ * `decision` the site's (the statistical tier's rows and confidence).
+ */
+function siteGuarantee(guarantee: Guarantee, bound: number, p: { decision?: SitePlan['decision']; guard?: AttentionGuard; fallbackRate?: number }): SiteGuarantee {
   const d = p.decision;
   return {
     guarantee,
     bound,
-    ...(guarantee === 'guarded' ? {
+    ...(guarantee === 'guarded'
+      ? {
           guard: {
-            blockSize: d?.guard?.blockSize ?? 64,
-            summaries: d?.guard?.summaries === 'box' ? GUARD_BOX_SUMMARIES : GUARD_SUMMARIES,
-            logZ: d?.guard?.logZ === 'max-logit' ? GUARD_LOG_Z_MAX : GUARD_LOG_Z_SUM,
+            blockSize: p.guard?.blockSize ?? 64,
+            summaries: p.guard?.summaries === 'box' ? GUARD_BOX_SUMMARIES : GUARD_SUMMARIES,
+            logZ: p.guard?.logZ === 'max-logit' ? GUARD_LOG_Z_MAX : GUARD_LOG_Z_SUM,
             fallbackRate: p.fallbackRate ?? null,
           },
-        } : {}),
+        }
+      : {}),
     ...(guarantee === 'statistical' && d?.calibrationRows !== undefined ? { calibrationRows: d.calibrationRows } : {}),
     ...(guarantee === 'statistical' && d?.confidence !== undefined ? { confidence: d.confidence } : {}),
   };
@@ -165,8 +172,8 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
       plans.map((p) => [
         p.id,
         {
-          ...siteGuarantee(p.guarantee, p.bound, p),
-          ...(p.groups ? { groups: Object.fromEntries(p.groups.map((g) => [g.id, siteGuarantee(g.guarantee, g.bound, p)])) } : {}),
+          ...siteGuarantee(p.guarantee, p.bound, { ...p, ...(p.decision?.guard ? { guard: p.decision.guard } : {}) }),
+          ...(p.groups ? { groups: Object.fromEntries(p.groups.map((g) => [g.id, siteGuarantee(g.guarantee, g.bound, { ...(p.decision ? { decision: p.decision } : {}), ...(g.guard ? { guard: g.guard } : {}), ...(g.fallbackRate !== undefined ? { fallbackRate: g.fallbackRate } : {}) })])) } : {}),
         },
       ]),
     ),

@@ -2,7 +2,7 @@
 // sparsify's record and the FLOPs before and after), read from the pipeline's state once sparsify has run.
 
 import { attentionCost, type TargetProfile } from '@attnopt/cost';
-import { attentionParams, type AttentionSpec, type Node, parseSpec, printSpec } from '@attnopt/ir';
+import { type AttentionGuard, attentionParams, type AttentionSpec, type Node, parseSpec, printSpec } from '@attnopt/ir';
 import { type Guarantee, HEAD_GROUP, type HeadGroupAnnotation, type SiteDecision } from '@attnopt/passes';
 import type { SiteFacts } from '../analyze.js';
 import type { CompileState } from './state.js';
@@ -26,6 +26,9 @@ export interface GroupPlan {
   readonly measuredError: number | null;
   /** FLOPs of the group at nq = nk = seqLen, batch 1. */
   readonly flops: number;
+  /** A guarded group: its run-time guard and the share of its calibration rows predicted to fall back. */
+  readonly guard?: AttentionGuard;
+  readonly fallbackRate?: number;
 }
 
 /** One site after decide(): its facts, the form chosen, and sparsify's record of what it tried. */
@@ -87,6 +90,8 @@ function groupPlans(id: string, d: SiteDecision, nodes: readonly Node[], seqLen:
       bound: info.exact ? 0 : info.bound,
       measuredError: info.exact ? null : info.measuredError,
       flops: siteFlops(g, spec, seqLen, profile),
+      ...(!info.exact && info.guard ? { guard: info.guard } : {}),
+      ...(!info.exact && info.fallbackRate !== undefined ? { fallbackRate: info.fallbackRate } : {}),
     };
   });
 }

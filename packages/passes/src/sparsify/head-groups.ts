@@ -26,6 +26,8 @@ export interface HeadGroup {
   readonly guarantee: 'exact' | 'guarded' | 'statistical';
   /** The run-time guard of a guarded group. */
   readonly guard?: AttentionGuard;
+  /** A guarded group: the share of its heads' calibration rows whose certificate exceeds the budget (recomputed). */
+  readonly fallbackRate?: number;
   /** Certified max-abs error of the group's heads on the calibration data (0 exact, Infinity uncertified). */
   readonly bound: number;
   readonly measuredError: number;
@@ -135,7 +137,7 @@ export function planHeadGroups(ctx: HeadGroupContext): HeadGroupPlan | undefined
       exact: false,
       certified,
       guarantee: guard ? 'guarded' : 'statistical',
-      ...(guard ? { guard } : {}),
+      ...(guard ? { guard, fallbackRate: s.rows > 0 ? s.fallbackRows / s.rows : 1 } : {}),
       bound: guard ? guard.budget : isLowRank(spec) ? Infinity : s.bound,
       measuredError: s.measuredError,
       flops: cost.flops,
