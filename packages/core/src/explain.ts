@@ -84,7 +84,8 @@ function explainSite(plan: SitePlan, budget: number): SiteExplanation {
   }
   for (const g of plan.groups ?? []) {
     const heads = g.heads.length === 1 ? `head ${g.heads[0]}` : `heads ${g.heads[0]}-${g.heads.at(-1)}`;
-    const error = g.exact ? 'exact' : `${g.guarantee}, bound ${fmt(g.bound)}, measured ${fmt(g.measuredError ?? NaN)}`;
+    const guarded = g.guarantee === 'guarded' ? `, predicted fallback ${fmt(100 * (g.fallbackRate ?? 0))}% of rows; ${certificateParts(g.guard)}` : '';
+    const error = g.exact ? 'exact' : `${g.guarantee}, bound ${fmt(g.bound)}, measured ${fmt(g.measuredError ?? NaN)}${guarded}`;
     why.push(`${g.id}: ${heads} compute ${g.chosen} (${error}; flops ${fmt(g.flops)})`);
   }
   for (const n of d?.notes ?? []) why.push(n);
