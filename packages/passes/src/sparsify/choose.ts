@@ -34,7 +34,7 @@ import { type HeadData, headData, sampleBatch, type SiteCalibration } from './ca
 import type { EmittedNodes } from './emitted-nodes.js';
 import { defaultCandidates, defaultWindows, restrictToBaseline } from './candidates.js';
 import { globalTokenCandidates, globalTokensOf } from './global-tokens.js';
-import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, mergedStats, recomputedRowRate } from './evaluate.js';
+import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, fallbackRowRate, mergedStats, recomputedRowRate } from './evaluate.js';
 import { groupsText, type HeadGroup, headsText, planHeadGroups } from './head-groups.js';
 import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRankHead } from './lowrank.js';
 import { keptFields } from './kept.js';
@@ -450,7 +450,6 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
         ? 'guarded forms are off'
         : (options.guardBlocked ?? options.guardFormBlocked?.(f) ?? (isLshForm(f) ? guardedLshChoiceBlocker(f, baseline, first.biasRow !== undefined) : guardableSpec(f, baseline))),
   );
-  const rate = (s: { fallbackRows: number; rows: number }) => (s.rows > 0 ? s.fallbackRows / s.rows : 1);
   // a guarded form costs its sparse form, its run-time certificate, and its predicted fallback rows dense
   // the ball is left out of the summaries (guard.summaries 'box', cheaper) where it certified no row of these stats that
   // the box alone would recompute, and log Z_S is the largest kept logit alone (guard.logZ 'max-logit', no pass over
@@ -472,7 +471,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   // the fallback rows are recomputed densely in every head when any head falls back there (the lowering's rows)
   const guardedTime = (k: number, s: CandidateStats) => evaluated[k]!.cost.time + certificate[k]! + recomputedRowRate(s) * before.time;
   const guardOf = (k: number, s: CandidateStats): AttentionGuard | undefined =>
-    guardWhy[k] === undefined && rate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? guardFor(masks[k]!, s) : undefined;
+    guardWhy[k] === undefined && fallbackRowRate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? guardFor(masks[k]!, s) : undefined;
   // statistical: the fit rows' max and the held-out rows' conformal quantile both within the budget
   const confidences = new WeakMap<{ heldOut: number[] }, ConformalConfidence>();
   const confidenceOf = (s: { heldOut: number[] }): ConformalConfidence => {
@@ -486,7 +485,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   // a guarded form costs its sparse form, its certificate and its predicted fallback rows, dense
   const effective = (k: number, s: CandidateStats): AttentionCost => {
     const c = evaluated[k]!.cost;
-    return guardOf(k, s) ? { ...c, time: guardedTime(k, s), flops: c.flops + rate(s) * before.flops } : c;
+    return guardOf(k, s) ? { ...c, time: guardedTime(k, s), flops: c.flops + fallbackRowRate(s) * before.flops } : c;
   };
   const qualifying = masks.map((_, k) => k).filter((k) => within(k, site[k]!));
   const order = [...qualifying].sort((a, b) => rank(effective(a, site[a]!), effective(b, site[b]!)) || a - b);
@@ -524,10 +523,10 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     guardWhy[k] !== undefined
       ? `no guarded form (${guardWhy[k]})`
       : guardOf(k, s)
-        ? `guarded: predicted fallback ${pct(rate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`
-        : rate(s) > MAX_GUARDED_FALLBACK
-          ? `guarded form would recompute too many rows: predicted fallback ${pct(rate(s))} of the calibration rows > ${pct(MAX_GUARDED_FALLBACK)}`
-          : `guarded form not cheaper: predicted fallback ${pct(rate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`;
+        ? `guarded: predicted fallback ${pct(fallbackRowRate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`
+        : fallbackRowRate(s) > MAX_GUARDED_FALLBACK
+          ? `guarded form would recompute too many rows: predicted fallback ${pct(fallbackRowRate(s))} of the calibration rows > ${pct(MAX_GUARDED_FALLBACK)}`
+          : `guarded form not cheaper: predicted fallback ${pct(fallbackRowRate(s))} of the calibration rows, ${fmt(guardedTime(k, s) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms`;
   const heldOutText = (s: { fitBound: number; heldOut: number[] }) => {
     const c = confidenceOf(s);
     return `fit rows ${fmt(s.fitBound)}, held-out conformal quantile ${fmt(c.quantile)} (${c.samples} rows, alpha ${c.alpha})`;
@@ -573,7 +572,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       spec: printSpec(p.form),
       certified,
       guarantee: s ? (guardOf(k, s) ? 'guarded' : 'statistical') : null,
-      fallbackRate: s && certified ? rate(s) : null,
+      fallbackRate: s && certified ? fallbackRowRate(s) : null,
       ...(k >= 0 && guardWhy[k] !== undefined && certified ? { guardReason: guardWhy[k]! } : {}),
       bound: s && certified ? s.bound : null,
       measuredError: s ? s.measuredError : null,
@@ -666,9 +665,9 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
         (options.allowUncertified ? '' : ' (allowUncertified is off)');
   // why no guarded form was taken: too many rows would fall back, or those that fall back rarely cost more
   const guardedNotCheaper = (guardable: number[]) => {
-    const few = guardable.filter((k) => rate(site[k]!) <= MAX_GUARDED_FALLBACK);
+    const few = guardable.filter((k) => fallbackRowRate(site[k]!) <= MAX_GUARDED_FALLBACK);
     return few.length === 0
-      ? `the guarded forms would recompute too many rows (the fewest: ${pct(Math.min(...guardable.map((k) => rate(site[k]!))))} of the calibration rows)`
+      ? `the guarded forms would recompute too many rows (the fewest: ${pct(Math.min(...guardable.map((k) => fallbackRowRate(site[k]!))))} of the calibration rows)`
       : `the guarded forms that recompute few enough rows cost more than the site's own (the cheapest: ${fmt(Math.min(...few.map((k) => guardedTime(k, site[k]!))) * 1e3)} ms vs ${fmt(before.time * 1e3)} ms)`;
   };
   if (best === undefined) {
@@ -721,7 +720,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     exact: false,
     certified: chosenCertified,
     guarantee: guard ? 'guarded' : 'statistical',
-    ...(guard ? { guard, fallbackRate: rate(s) } : {}),
+    ...(guard ? { guard, fallbackRate: fallbackRowRate(s) } : {}),
     calibrationRows: s.rows,
     ...(guard ? {} : { confidence: confidenceOf(s) }),
     bound: guard ? budget : isLowRank(chosen.form) ? Infinity : s.bound,

@@ -61,9 +61,14 @@ export function emptyStats(): CandidateStats {
   return { bound: 0, measuredError: 0, measuredRows: 0, rows: 0, maxDroppedMass: 0, fallbackRows: 0, rowIds: new Set(), fallbackIds: new Set(), maxCertifiedMass: 0, ballOnlyRows: 0, exactLogZRows: 0, exactLogZBoxRows: 0, fitBound: 0, heldOut: [] };
 }
 
+/** The share of (head, row) pairs whose certificate exceeds the budget (1 with no row: nothing is known). */
+export function fallbackRowRate(s: Pick<CandidateStats, 'fallbackRows' | 'rows'>): number {
+  return s.rows > 0 ? s.fallbackRows / s.rows : 1;
+}
+
 /** The share of rows a guarded Attention over these stats' heads recomputes (in every head): see CandidateStats.fallbackIds. */
 export function recomputedRowRate(s: CandidateStats): number {
-  return s.rowIds.size > 0 ? s.fallbackIds.size / s.rowIds.size : s.rows > 0 ? s.fallbackRows / s.rows : 1;
+  return s.rowIds.size > 0 ? s.fallbackIds.size / s.rowIds.size : fallbackRowRate(s);
 }
 
 /** The stats of one form over several heads: the worst bound, error and masses, rows summed. */

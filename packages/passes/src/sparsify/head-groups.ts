@@ -7,7 +7,7 @@
 
 import { type AttentionCost, type CallDims, type OpCost, type TargetProfile, timeOp } from '@attnopt/cost';
 import { type AttentionGuard, type AttentionParams, type AttentionSpec, groupSize, isLowRank, printSpec } from '@attnopt/ir';
-import { type CandidateStats, mergedStats } from './evaluate.js';
+import { type CandidateStats, fallbackRowRate, mergedStats } from './evaluate.js';
 
 /** One head group of a split site. */
 export interface HeadGroup {
@@ -137,7 +137,7 @@ export function planHeadGroups(ctx: HeadGroupContext): HeadGroupPlan | undefined
       exact: false,
       certified,
       guarantee: guard ? 'guarded' : 'statistical',
-      ...(guard ? { guard, fallbackRate: s.rows > 0 ? s.fallbackRows / s.rows : 1 } : {}),
+      ...(guard ? { guard, fallbackRate: fallbackRowRate(s) } : {}),
       bound: guard ? guard.budget : isLowRank(spec) ? Infinity : s.bound,
       measuredError: s.measuredError,
       flops: cost.flops,
