@@ -1,7 +1,7 @@
 // What an op implementation is: an optional plan-time check (attributes, opset) and a run over the node's
 // input tensors. Ops throw plain messages; the executor prefixes the node.
 
-import type { Node } from '@attnopt/ir';
+import type { Graph, Node } from '@attnopt/ir';
 import type { CpuKernelOptions, CpuWorkerPool } from '@attnopt/backend-cpu';
 import type { ExecTensor } from './tensor.js';
 
@@ -16,6 +16,8 @@ export interface OpContext {
   readonly pool: CpuWorkerPool | undefined;
   /** Called after each guarded attention site's call with its fallback. */
   readonly onGuard?: ((event: GuardEvent) => void) | undefined;
+  /** Runs a graph held by this node's attributes on the values of the enclosing graphs; its outputs in order. */
+  readonly runSubgraph?: (graph: Graph) => Promise<readonly ExecTensor[]>;
 }
 
 /** One call of a guarded attention site: the rows its certificate sent to the exact fallback. */
@@ -41,6 +43,8 @@ export type OpOutputs = readonly (ExecTensor | undefined)[];
 export interface OpKernel {
   /** Inputs that must be present (the first `minInputs` positions). */
   readonly minInputs: number;
+  /** Whether the op runs the graphs its attributes hold (If); other nodes with subgraphs are refused. */
+  readonly subgraphs?: boolean;
   /** Why this node cannot run (an attribute or opset the executor does not implement), or undefined. */
   check?(node: Node, opset: number): string | undefined;
   run(ctx: OpContext): OpOutputs | Promise<OpOutputs>;

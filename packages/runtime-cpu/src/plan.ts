@@ -2,7 +2,7 @@
 // unsupported node), orders the nodes topologically, and records where each value is last read so the
 // executor can free it.
 
-import { type Graph, type Node, type Value } from '@attnopt/ir';
+import { freeValues, type Graph, type Node, type Value } from '@attnopt/ir';
 import { type OpKernel, opKey } from './kernel.js';
 import { EXECUTOR_OPS } from './ops/index.js';
 
@@ -14,6 +14,11 @@ export const DEFAULT_OPSET = 17;
 export interface PlanOptions {
   /** Version of the default (ai.onnx) domain the graph was written for; default 17. */
   readonly opset?: number;
+  /**
+   * The graph is a subgraph (an If branch): values it reads without defining them come from the enclosing graphs at
+   * run time (RunOptions.outer) instead of being an error.
+   */
+  readonly nested?: boolean;
 }
 
 export interface PlannedNode {
@@ -67,7 +72,18 @@ export function planGraph(graph: Graph, options: PlanOptions = {}): GraphPlan {
     } catch (e) {
       reason = (e as Error).message;
     }
-    if (reason === undefined && node.subgraphs().length > 0) reason = 'subgraphs are not supported';
+    if (reason === undefined && node.subgraphs().length > 0 && !kernel.subgraphs) reason = 'subgraphs are not supported';
+    if (reason === undefined) {
+      // the branches' nodes are checked now too, so that nothing runs before a refusal
+      for (const sub of kernel.subgraphs ? node.subgraphs() : []) {
+        try {
+          planGraph(sub, { opset, nested: true });
+        } catch (e) {
+          if (!(e instanceof UnsupportedOpsError)) throw e;
+          unsupported.push(...e.nodes.map((n) => ({ ...n, name: `${node.name || node.op}/${sub.name}/${n.name}` })));
+        }
+      }
+    }
     if (reason !== undefined) unsupported.push({ ...entry, reason });
     else kernels.set(node, kernel);
   }
@@ -79,11 +95,14 @@ export function planGraph(graph: Graph, options: PlanOptions = {}): GraphPlan {
   for (const n of graph.nodes) for (const v of n.outputs) producerOf.set(v, n);
   const waiting = new Map<Node, number>();
   const readers = new Map<Node, Node[]>();
+  // what a node reads: its inputs, and the enclosing values its subgraphs read
+  const reads = new Map(graph.nodes.map((n) => [n, [...new Set([...n.inputs, ...n.subgraphs().flatMap((sub) => [...freeValues(sub)])])]]));
   for (const n of graph.nodes) {
     let count = 0;
-    for (const v of new Set(n.inputs)) {
+    for (const v of reads.get(n)!) {
       if (v === undefined || defined.has(v) || v.initializer) continue;
       const p = producerOf.get(v);
+      if (!p && options.nested) continue;
       if (!p) throw new Error(`${n.describe()}: input ${quoted(v.name)} is defined nowhere in graph "${graph.name}" (not an input, initializer or node output)`);
       count++;
       readers.set(p, [...(readers.get(p) ?? []), n]);
@@ -108,14 +127,14 @@ export function planGraph(graph: Graph, options: PlanOptions = {}): GraphPlan {
     throw new Error(`graph "${graph.name}" has a cycle through ${stuck.map((n) => n.describe()).join(', ')}`);
   }
   for (const v of graph.outputs) {
-    if (!defined.has(v) && !v.initializer && !producerOf.has(v)) throw new Error(`graph "${graph.name}": output ${quoted(v.name)} is defined nowhere`);
+    if (!defined.has(v) && !v.initializer && !producerOf.has(v) && !options.nested) throw new Error(`graph "${graph.name}": output ${quoted(v.name)} is defined nowhere`);
   }
 
   const lastUse = new Map<Value, number>();
   const keep = steps.length; // past the last step: never freed
   steps.forEach(({ node }, k) => {
     for (const v of node.outputs) lastUse.set(v, k); // unread outputs go right after they are made
-    for (const v of node.inputs) if (v) lastUse.set(v, k);
+    for (const v of reads.get(node)!) if (v) lastUse.set(v, k);
   });
   for (const v of graph.outputs) lastUse.set(v, keep);
   return { graph, opset, steps, lastUse };

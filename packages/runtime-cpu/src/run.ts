@@ -33,7 +33,12 @@ export interface RunOptions extends PlanOptions {
   readonly onGuard?: (event: GuardEvent) => void;
   /** A plan made earlier by planGraph for this graph (skips planning). */
   readonly plan?: GraphPlan;
+  /** The enclosing graphs' values a subgraph reads (set by the executor when a node runs a branch). */
+  readonly outer?: ReadonlyMap<Value, ExecTensor>;
 }
+
+/** Plans of the subgraphs run so far (an If runs its branch on every call). */
+const branchPlans = new WeakMap<Graph, GraphPlan>();
 
 function checkFeed(v: Value, t: ExecTensor): void {
   const type = v.type;
@@ -50,7 +55,7 @@ function checkFeed(v: Value, t: ExecTensor): void {
 
 /** Runs `graph` on `feeds` (graph input name -> tensor); returns the graph outputs (and fetched values) by name. */
 export async function runGraph(graph: Graph, feeds: Readonly<Record<string, ExecTensor>>, options: RunOptions = {}): Promise<Record<string, ExecTensor>> {
-  const plan = options.plan ?? planGraph(graph, options);
+  const plan = options.plan ?? planGraph(graph, { ...options, ...(options.outer ? { nested: true } : {}) });
   if (plan.graph !== graph) throw new Error(`the plan given is for graph "${plan.graph.name}", not "${graph.name}"`);
   const env = new Map<Value, ExecTensor>();
   const constants = new Set<Value>();
@@ -72,6 +77,19 @@ export async function runGraph(graph: Graph, feeds: Readonly<Record<string, Exec
     env.set(v, fromIrTensor(v.initializer!, `initializer ${quoted(v.name)}`));
     constants.add(v);
   }
+  // a subgraph reads the enclosing graphs' values as they are: never freed here
+  for (const [v, t] of options.outer ?? []) {
+    if (env.has(v)) continue;
+    env.set(v, t);
+    constants.add(v);
+  }
+  const runSubgraph = async (sub: Graph): Promise<readonly ExecTensor[]> => {
+    let subPlan = branchPlans.get(sub);
+    if (subPlan === undefined) branchPlans.set(sub, (subPlan = planGraph(sub, { opset: plan.opset, nested: true })));
+    const { fetch: _fetch, onNode: _onNode, plan: _plan, ...inherited } = options;
+    const out = await runGraph(sub, {}, { ...inherited, plan: subPlan, outer: env });
+    return sub.outputs.map((v) => out[v.name]!);
+  };
 
   const wanted = new Set<Value>(graph.outputs);
   if (options.fetch) {
@@ -114,7 +132,7 @@ export async function runGraph(graph: Graph, feeds: Readonly<Record<string, Exec
     for (let k = 0; k < kernel.minInputs; k++) {
       if (inputs[k] === undefined) throw new Error(`${node.describe()}: required input ${k} is missing`);
     }
-    const ctx: OpContext = { node, opset: plan.opset, inputs, attention: options.attention ?? {}, pool: options.pool, onGuard: options.onGuard };
+    const ctx: OpContext = { node, opset: plan.opset, inputs, attention: options.attention ?? {}, pool: options.pool, onGuard: options.onGuard, runSubgraph };
     let outputs;
     try {
       outputs = await kernel.run(ctx);

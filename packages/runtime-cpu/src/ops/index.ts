@@ -4,6 +4,7 @@ import type { OpTable } from '../kernel.js';
 import { ATTENTION_OPS } from './attention.js';
 import { BINARY_OPS } from './binary.js';
 import { CAST_OPS } from './cast.js';
+import { CONTROL_OPS } from './control.js';
 import { EINSUM_OPS } from './einsum.js';
 import { FLOAT_CLASS_OPS } from './float-class.js';
 import { GATHER_ND_OPS } from './gather-nd.js';
@@ -33,6 +34,7 @@ const FAMILIES: readonly OpTable[] = [
   TOPK_OPS,
   FLOAT_CLASS_OPS,
   ATTENTION_OPS,
+  CONTROL_OPS,
 ];
 
 function merge(tables: readonly OpTable[]): OpTable {
