@@ -1,16 +1,18 @@
-// One decode step (1 query over a KV cache of T keys: past T - 1 plus the new one) of a causal site lowered three ways
-// for onnxruntime (standard ops, opset 21): dense (causal, aligned past), window 64 + sinks 4 banded, and the same
-// guarded (budget 1e-3, key blocks of 64). Beside the times, the cost model's prediction for the same three forms
-// (what `explain`'s "one decode step" note is made of). H heads of size D, batch 1, bhsd; 300 calls per round,
-// 9 rounds in alternating order, medians of the times and of per-round ratios; 2 intra-op threads.
+// One decode step (NQ new queries, default 1, over a KV cache of T keys: past T - NQ plus the new ones) of a causal
+// site lowered for onnxruntime (standard ops, opset 21): dense (causal, aligned past); window 64 + sinks 4 and the same
+// guarded (budget 1e-3, key blocks of 64) as the lowering emits them, with the decode route (an If that sends a call of
+// fewer than 8 (window) or 64 (guarded) new queries to the exact dense form: `window`, `guarded`), and without it (`windowSparse`,
+// `guardedSparse`: the sparse forms themselves). Beside the times, the cost model's prediction for the forms (what
+// `explain`'s "one decode step" note is made of). H heads of size D, batch 1, bhsd; 300 calls per round, 9 rounds in
+// alternating order, medians of the times and of per-round ratios against dense; 2 intra-op threads.
 //
-//   H=8 D=64 T=4096 npx tsx --conditions=@attnopt/source tools/bench/decode-step.ts    (defaults: H 2, D 16, T 1024)
+//   H=8 D=64 T=4096 NQ=1 npx tsx --conditions=@attnopt/source tools/bench/decode-step.ts    (defaults: H 2, D 16, T 1024, NQ 1)
 
 import { cpus } from 'node:os';
 import { attentionCost, guardCertificateCost, onnxruntimeCpuProfile } from '@attnopt/cost';
 import { type AttentionParams, attentionNode, causal, Graph, intersect, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
-import { lowerAttentionPass } from '@attnopt/passes';
+import { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, DECODE_ROUTE_BANDED_QUERIES, lowerAttentionPass } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
 import * as ort from 'onnxruntime-node';
 import { mallocMode, steadyMalloc } from '../src/steady-malloc.js';
@@ -21,14 +23,15 @@ process.env.ORT_DISABLE_TELEMETRY = '1';
 const H = Number(process.env.H ?? 2);
 const D = Number(process.env.D ?? 16);
 const T = Number(process.env.T ?? 1024);
+const NQ = Number(process.env.NQ ?? 1);
 const CALLS = 300;
 const ROUNDS = 9;
 const BASE: AttentionParams = { numHeads: H, kvNumHeads: H, headDim: D, vHeadDim: D, scale: 1 / Math.sqrt(D), softcap: 0, layout: 'bhsd', spec: causal('past') };
 const WINDOW = intersect(causal('past'), union(slidingWindow(63, 0, 'past'), sinks(4)));
 const GUARD = { budget: 1e-3, blockSize: 64, baseline: causal('past') };
 
-/** The site with past keys, lowered for onnxruntime. */
-function siteModel(spec: AttentionParams['spec'], guarded: boolean): Uint8Array {
+/** The site with past keys, lowered for onnxruntime (`route` false: without the decode route). */
+function siteModel(spec: AttentionParams['spec'], guarded: boolean, route = true): Uint8Array {
   const g = new Graph('decode_step');
   const input = (name: string, seq: string) => g.addInput(new Value(name, tensorType('f32', [1, H, seq, D])));
   const [q, k, v] = ['q', 'k', 'v'].map((name) => input(name, 'seq'));
@@ -36,7 +39,7 @@ function siteModel(spec: AttentionParams['spec'], guarded: boolean): Uint8Array 
   const y = new Value('y', tensorType('f32'));
   g.addNode(attentionNode({ ...BASE, spec, ...(guarded ? { guard: GUARD } : {}) }, { q: q!, k: k!, v: v!, pastKey: pastKey!, pastValue: pastValue! }, { y }, 'attn'));
   g.outputs.push(y);
-  runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
+  runPipeline(g, [lowerAttentionPass({ opset: 21, ...(route ? {} : { decodeQueries: 0 }) })]);
   return exportOnnx(newOnnxModel(g, { opset: 21 }));
 }
 
@@ -45,30 +48,43 @@ const uniform = (n: number) => Float32Array.from({ length: n }, () => Math.rando
 
 async function main(): Promise<void> {
   console.log(`# decode-step bench: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, onnxruntime-node threads 2, node ${process.version}, malloc ${mallocMode()}`);
-  const names = ['dense', 'window', 'guarded'] as const;
-  const bytes = { dense: siteModel(causal('past'), false), window: siteModel(WINDOW, false), guarded: siteModel(WINDOW, true) };
+  const names = ['dense', 'window', 'guarded', 'windowSparse', 'guardedSparse'] as const;
+  const bytes = {
+    dense: siteModel(causal('past'), false),
+    window: siteModel(WINDOW, false),
+    guarded: siteModel(WINDOW, true),
+    windowSparse: siteModel(WINDOW, false, false),
+    guardedSparse: siteModel(WINDOW, true, false),
+  };
   const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } };
-  const sessions = { dense: await ort.InferenceSession.create(bytes.dense, options), window: await ort.InferenceSession.create(bytes.window, options), guarded: await ort.InferenceSession.create(bytes.guarded, options) };
+  const sessions = Object.fromEntries(await Promise.all(names.map(async (m) => [m, await ort.InferenceSession.create(bytes[m], options)] as const))) as Record<(typeof names)[number], ort.InferenceSession>;
   const tensor = (seq: number) => new ort.Tensor('float32', uniform(H * seq * D), [1, H, seq, D]);
-  const feeds = { q: tensor(1), k: tensor(1), v: tensor(1), past_key: tensor(T - 1), past_value: tensor(T - 1) };
+  const feeds = { q: tensor(NQ), k: tensor(NQ), v: tensor(NQ), past_key: tensor(T - NQ), past_value: tensor(T - NQ) };
   const time = async (s: ort.InferenceSession) => {
     const t0 = performance.now();
     for (let r = 0; r < CALLS; r++) await s.run(feeds);
     return (performance.now() - t0) / CALLS;
   };
   for (const m of names) await time(sessions[m]);
-  const times: Record<string, number[]> = { dense: [], window: [], guarded: [] };
+  const times: Record<string, number[]> = Object.fromEntries(names.map((m) => [m, []]));
   for (let r = 0; r < ROUNDS; r++) for (const m of r % 2 === 0 ? names : [...names].reverse()) times[m]!.push(await time(sessions[m]));
   const ratio = (m: string) => median(times[m]!.map((t, r) => t / times.dense![r]!));
-  // the cost model's prediction for the same forms at this call
-  const dims = { batch: 1, nq: 1, nk: T, past: T - 1 };
-  const dense = attentionCost(BASE, dims, onnxruntimeCpuProfile).time;
-  const window = attentionCost({ ...BASE, spec: WINDOW }, dims, onnxruntimeCpuProfile);
-  const guarded = window.time + guardCertificateCost({ ...BASE, spec: WINDOW }, dims, onnxruntimeCpuProfile, GUARD.blockSize, window.computedPairs);
+  // the cost model's prediction for the same forms at this call (a routed call: the dense form and the route's 4 nodes)
+  const dims = { batch: 1, nq: NQ, nk: T, past: T - NQ };
+  const profile = onnxruntimeCpuProfile;
+  const dense = attentionCost(BASE, dims, profile).time;
+  const window = attentionCost({ ...BASE, spec: WINDOW }, dims, profile);
+  const guarded = window.time + guardCertificateCost({ ...BASE, spec: WINDOW }, dims, profile, GUARD.blockSize, window.computedPairs);
+  const routeCost = dense + DECODE_ROUTE_NODES * profile.opOverheadSeconds + DECODE_ROUTE_BRANCH_SECONDS;
+  const routed = { window: NQ < DECODE_ROUTE_BANDED_QUERIES, guarded: NQ < GUARD.blockSize };
   const ms = (s: number) => `${(s * 1e3).toFixed(3)} ms`;
-  console.log(`H ${H}, d ${D}, T ${T}:`);
-  console.log(`  measured:  dense ${median(times.dense!).toFixed(3)} ms, window ${median(times.window!).toFixed(3)} ms (${ratio('window').toFixed(2)}x), guarded ${median(times.guarded!).toFixed(3)} ms (${ratio('guarded').toFixed(2)}x)`);
-  console.log(`  predicted: dense ${ms(dense)}, window ${ms(window.time)} (${(window.time / dense).toFixed(2)}x), guarded ${ms(guarded)} (${(guarded / dense).toFixed(2)}x)`);
+  const measured = (m: string) => `${m} ${median(times[m]!).toFixed(3)} ms${m === 'dense' ? '' : ` (${ratio(m).toFixed(2)}x)`}`;
+  console.log(`H ${H}, d ${D}, T ${T}, ${NQ} new queries (the route sends fewer than ${DECODE_ROUTE_BANDED_QUERIES} (window) and ${GUARD.blockSize} (guarded) to the dense form):`);
+  console.log(`  measured:  ${names.map(measured).join(', ')}`);
+  const predicted = (m: string, t: number) => `${m} ${ms(t)}${m === 'dense' ? '' : ` (${(t / dense).toFixed(2)}x)`}`;
+  console.log(
+    `  predicted: ${[predicted('dense', dense), predicted('window', routed.window ? routeCost : window.time), predicted('guarded', routed.guarded ? routeCost : guarded), predicted('windowSparse', window.time), predicted('guardedSparse', guarded)].join(', ')}`,
+  );
 }
 
 await main();

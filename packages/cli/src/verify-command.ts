@@ -91,7 +91,9 @@ function formatFallback(rates: VerifyReport['guardFallback']): string {
   const strips = (r: GuardFallbackRate) => (r.recomputed !== undefined && r.recomputed > r.fellBack ? `; ${r.recomputed} recomputed with the rows of their strips of 4` : '');
   // a lowered site recomputes a row in every head when one head falls back there: its flags' rows are its dense work
   const line = (r: GuardFallbackRate) =>
-    r.rows !== undefined && r.rowsRecomputed !== undefined && r.rows > 0
+    r.checked === 0
+      ? `\n  guarded ${r.site}: no row certified on these inputs (a call of few new queries, a decode step, takes the site's exact dense form)`
+      : r.rows !== undefined && r.rowsRecomputed !== undefined && r.rows > 0
       ? `\n  guarded ${r.site}: ${(100 * r.rate).toPrecision(3)}% of (batch, head, row) over the budget at run time (${r.fellBack} of ${r.checked}); ` +
         `their rows, ${(100 * (r.rowsRecomputed / r.rows)).toPrecision(3)}% of (batch, row), recomputed densely in every head (${r.rowsRecomputed} of ${r.rows})`
       : `\n  guarded ${r.site}: ${(100 * r.rate).toPrecision(3)}% of (batch, head, row) recomputed densely at run time (${r.fellBack} of ${r.checked}${strips(r)})`;

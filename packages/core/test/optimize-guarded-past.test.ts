@@ -4,8 +4,10 @@
 // generated inputs the heads are diffuse, so the predicted fallback rate keeps both sites dense. With a budget of 2
 // the chooser takes guarded windows aligned past, and the model
 // optimized so passes verify on inputs it was not calibrated on (another seed), within its certificate, with the
-// run-time fallback rate of each guarded site reported. Priced with the decode steps after each call, the sites stay
-// as written.
+// run-time fallback rate of each guarded site reported. A decode step of that model (1 new query over 600 cached keys)
+// takes each site's exact dense form (the lowering's decode route): its outputs are the original's to float rounding
+// in onnxruntime and in attnopt's CPU executor, and no row is certified. Priced with the decode steps after each call
+// (each routed step the dense form plus the route's If), the sites stay as written.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -49,6 +51,17 @@ it('budget 2: guarded windows aligned past, within the certificate on inputs of 
   // one fallback rate per guarded Attention: a site, or each guarded head group of a split site
   const guardedNodes = r.sites.reduce((a, s) => a + (s.groups ? s.groups.filter((g) => g.guarantee === 'guarded').length : 1), 0);
   expect(v.guardFallback?.length).toBe(guardedNodes);
+  // a decode step: every guarded site takes its exact dense form (no row certified), in both runtimes
+  const step = [...generateInputs(loadModel(QWEN), { seed: 2, seqLen: 1, dims: { past_seq_len: 600, total_seq_len: 601 } })];
+  for (const runtime of ['onnxruntime', 'attnopt-cpu'] as const) {
+    const d = await verifyModels(QWEN, file, r.model, step, { runtime, runs: 1 });
+    expect(d.guardFallback?.length, runtime).toBe(guardedNodes);
+    for (const g of d.guardFallback!) expect(g.checked, `${runtime} ${g.site}`).toBe(0);
+    // onnxruntime runs the same dense ops in both models; attnopt's CPU executor runs the original's fused site with
+    // its own kernel and the lowered dense form op by op: float16 logits differ there by float16 rounding (ULP 2^-10 at 1)
+    expect(d.passed, `${runtime}: ${d.failures.join('; ')}`).toBe(true);
+    for (const o of d.outputs) expect(o.maxAbsError, `${runtime} ${o.name}`).toBeLessThanOrEqual(runtime === 'onnxruntime' ? 1e-5 : 2 ** -10);
+  }
 }, 120_000);
 
 it('decodeSteps: priced with the decode steps after each call, the sites stay as written where the steps outweigh the call', async () => {

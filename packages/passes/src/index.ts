@@ -30,6 +30,10 @@ export {
   guardedBlocker,
   guardedInputsBlocker,
   guardFallbackLabel,
+  DECODE_ROUTE_BRANCH_SECONDS,
+  DECODE_ROUTE_NODES,
+  DECODE_ROUTE_BANDED_QUERIES,
+  decodeRouteQueries,
 } from './lower/index.js';
 export { recognizePass, RECOGNITION_RULES } from './recognize/index.js';
 export {

@@ -43,6 +43,7 @@ import { lshKeepMask } from './lsh-hash.js';
 import { biasOverKeys, hasKeyBias, keyBias4, keyBiasBlocker } from './key-bias.js';
 import { specMask, unsupportedSpec } from './mask.js';
 import { padOutOfReach } from './padding.js';
+import { DECODE_ROUTE_BANDED_QUERIES, lowerWithDecodeRoute } from './decode-route.js';
 
 /**
  * How a site is lowered: `dense` builds the n x n scores and the spec as a keep-mask; `banded` computes only
@@ -54,12 +55,18 @@ export type LoweringStrategy = 'auto' | 'dense' | 'banded';
 export interface LowerOptions {
   /** The default-domain opset the lowered nodes must run under (11..24). */
   readonly opset: number;
-  /** Default `auto`. `banded` throws where the banded form does not apply (for tests). */
+  /** Default `auto`. `banded` throws where the banded form does not apply (for tests). Not `auto`: no decode route. */
   readonly strategy?: LoweringStrategy;
   /** Query block size of the banded form (default: bandBlockSize, at least 32). */
   readonly blockSize?: number;
   /** Newton–Schulz steps of Nystrom's pseudo-inverse (default NYSTROM_PINV_STEPS). */
   readonly nystromSteps?: number;
+  /**
+   * A sparse site that takes cached keys runs its exact dense form when a call brings fewer new queries than this
+   * (decode-route.ts); default: the guard's key block (64) for a guarded form, DECODE_ROUTE_BANDED_QUERIES (8) for an
+   * unguarded banded one. 0: no route; a `strategy` other than `auto` takes none either.
+   */
+  readonly decodeQueries?: number;
   /**
    * 'onnxruntime': banded sites take the form onnxruntime runs fastest (banded-native.ts: one ONNX Attention,
    * opset 23, per batch of blocks) where nativeBandedBlocker allows; default off (standard ops only).
@@ -217,10 +224,31 @@ function sliced(p: AttentionParams, node: Node, plan: LoweringPlan): boolean {
   return plan.strategy === 'dense' || plan.strategy === 'banded' || plan.strategy === 'blocks';
 }
 
+/**
+ * The query count below which `node` takes its exact dense form at run time (decode-route.ts), or undefined where it
+ * is lowered without the route: sites without cached keys, and forms whose dense lowering would not compute the same
+ * function (unguarded low-rank and data-dependent forms) or that are dense already.
+ */
+export function decodeRouteQueries(node: Node, options: LowerOptions = { opset: 21 }): number | undefined {
+  // a strategy named by the caller (tests, benchmarks of one form) is that form at every query count
+  if (options.decodeQueries === 0 || node.inputs[4] === undefined || (options.strategy ?? 'auto') !== 'auto') return undefined;
+  const p = attentionParams(node);
+  const plan = loweringPlan(node, options);
+  const routed = p.guard !== undefined ? plan.strategy !== 'dense' || isGuardedLsh(p) : plan.strategy === 'banded';
+  if (!routed) return undefined;
+  return options.decodeQueries ?? (p.guard !== undefined ? p.guard.blockSize : DECODE_ROUTE_BANDED_QUERIES);
+}
+
 /** Replaces one Attention node by standard ONNX ops; the outputs keep their names. Throws when it cannot. */
 export function lowerAttention(graph: Graph, node: Node, options: LowerOptions = { opset: 21 }): Node[] {
   const why = cannotLower(node, options);
   if (why !== undefined) throw new Error(`${node.describe()}: ${why}`);
+  const queries = decodeRouteQueries(node, options);
+  if (queries !== undefined) {
+    const { native: _native, ...plain } = options;
+    const lower = (g: Graph, n: Node, dense: boolean) => lowerAttention(g, n, dense ? { ...plain, decodeQueries: 0, strategy: 'dense' } : { ...options, decodeQueries: 0 });
+    return lowerWithDecodeRoute(graph, node, { queries, lower });
+  }
   if (options.native === 'onnxruntime') {
     const plan = loweringPlan(node, options);
     if (nativeBandedBlocker(node, options, plan) === undefined) return lowerBandedNative(graph, node, options, plan);

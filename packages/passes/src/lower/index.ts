@@ -1,5 +1,5 @@
 // Lowering attnopt::Attention to standard ONNX ops.
-export { blockGatherInputsBlocker, cannotLower, lowRankInputsBlocker, lowerAttention, loweringPlan, type LowerOptions, type LoweringPlan, type LoweringStrategy } from './attention.js';
+export { blockGatherInputsBlocker, cannotLower, decodeRouteQueries, lowRankInputsBlocker, lowerAttention, loweringPlan, type LowerOptions, type LoweringPlan, type LoweringStrategy } from './attention.js';
 export { lowerBandedNative, NATIVE_ATTENTION_OPSET, nativeBandedBlocker } from './banded-native.js';
 export { bandBlockSize, bandedAttention, bandedKeysPerQuery, keySupport, type BandedInputs, type KeySupport } from './banded.js';
 export { blockGatherAttention, blockGatherParts, type BlockGatherInputs, type BlockGatherParts } from './blocks.js';
@@ -14,3 +14,4 @@ export { lshBucketIds, lshKeepMask, lshOrder, type LshMaskInputs, type LshOrder 
 export { NYSTROM_PINV_STEPS, nystromAttention, type NystromInputs } from './nystrom.js';
 export { GUARD_FALLBACK_VALUE, GUARDED_OPSET, guardableSpec, guardedBandedAttention, guardedBlocker, guardedInputsBlocker, guardedSiteLabel, guardFallbackLabel, type GuardedInputs } from './guarded.js';
 export { guardableBlocksSpec, guardBlockSize, guardedBlocksAttention, guardedBlocksBlocker, type GuardedBlocksInputs } from './guarded-blocks.js';
+export { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, DECODE_ROUTE_BANDED_QUERIES } from './decode-route.js';

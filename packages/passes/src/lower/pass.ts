@@ -2,7 +2,7 @@
 
 import { type Graph, isAttention } from '@attnopt/ir';
 import type { Pass, PassNote } from '@attnopt/rewrite';
-import { cannotLower, type LowerOptions, lowerAttention, loweringPlan } from './attention.js';
+import { cannotLower, decodeRouteQueries, type LowerOptions, lowerAttention, loweringPlan } from './attention.js';
 import { nativeBandedBlocker } from './banded-native.js';
 
 export function lowerAttentionPass(options: LowerOptions = { opset: 21 }): Pass {
@@ -14,9 +14,11 @@ export function lowerAttentionPass(options: LowerOptions = { opset: 21 }): Pass 
       if (!isAttention(node)) continue;
       const where = node.describe();
       const native = options.native && cannotLower(node, options) === undefined ? nativeBandedBlocker(node, options, loweringPlan(node, options)) : undefined;
+      const route = decodeRouteQueries(node, options);
       lowerAttention(graph, node, options);
       const how = !options.native ? '' : native === undefined ? ` (banded, onnxruntime form: one Attention per batch of blocks)` : ` (onnxruntime form not used: ${native})`;
-      notes.push({ pass: name, node: where, message: `lowered to opset ${options.opset} ONNX ops${how}` });
+      const decode = route === undefined ? '' : `; calls with fewer than ${route} new queries (decode steps) take the exact dense form (If)`;
+      notes.push({ pass: name, node: where, message: `lowered to opset ${options.opset} ONNX ops${how}${decode}` });
       changed = true;
     }
     return changed;

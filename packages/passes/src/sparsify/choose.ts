@@ -21,6 +21,7 @@ import {
   isDataDependent,
   isLowRank,
   type LeafResolver,
+  loweringChoice,
   type MaskSpec,
   printSpec,
   specEquals,
@@ -28,6 +29,7 @@ import {
 import { type AttentionGuard, SplitMix64 } from '@attnopt/ir';
 import { type ConformalConfidence, conformalQuantile } from '@attnopt/bounds';
 import { guardableSpec } from '../lower/guarded.js';
+import { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, DECODE_ROUTE_BANDED_QUERIES } from '../lower/decode-route.js';
 import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
 import { guardedLshChoiceBlocker, isLshForm } from '../lower/guarded-lsh.js';
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
@@ -354,16 +356,31 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   }
   const decodeSteps = (first.past ?? 0) > 0 ? (options.decodeSteps ?? 0) : 0;
   const step: CallDims = { ...dims, nq: 1, past: dims.nk - 1 };
+  // the lowering's decode route (decode-route.ts): in onnxruntime a call of fewer new queries than DECODE_ROUTE_BANDED_QUERIES
+  // runs the exact dense form of a guarded or banded site, so such a step costs the site's dense form (priced as the
+  // site as written) plus the route's nodes and branch. A form counts as guarded where it can take a guard
+  const routedStep = (spec: AttentionSpec): boolean => {
+    if (target.execution !== 'unfused') return false;
+    if (guarded && budget > 0 && !isLowRank(spec) && guardableSpec(spec, baseline) === undefined) return step.nq < guardBlockSize(spec, blockSize);
+    return loweringChoice(spec, { keys: dims.nk }).strategy === 'banded' && step.nq < DECODE_ROUTE_BANDED_QUERIES;
+  };
+  const stepCost = (p: AttentionParams, spec: AttentionSpec): AttentionCost & { selectionTime: number } => {
+    if (!routedStep(spec)) return costOf(p, spec, step, target, expectedLeaf, nodes, siteInputs);
+    const dense = costOf(p, baseline, step, target, expectedLeaf, nodes, siteInputs);
+    return { ...dense, time: dense.time + DECODE_ROUTE_NODES * target.opOverheadSeconds + DECODE_ROUTE_BRANCH_SECONDS };
+  };
   // the work a form does for the site: one call of the calibration's shape, then decodeSteps decode steps
   const workCost = (p: AttentionParams, spec: AttentionSpec): AttentionCost & { selectionTime: number } => {
     const c = costOf(p, spec, dims, target, resolve0, nodes, siteInputs);
     if (decodeSteps === 0) return c;
-    const d = costOf(p, spec, step, target, expectedLeaf, nodes, siteInputs);
+    const d = stepCost(p, spec);
     return { ...c, time: c.time + decodeSteps * d.time, flops: c.flops + decodeSteps * d.flops };
   };
+  // a routed decode step runs no certificate
+  const stepCertificate = (p: AttentionParams, spec: AttentionSpec, guard: AttentionGuard): number =>
+    routedStep(spec) ? 0 : certificateCost(p, spec, guard, step, target, costOf(p, spec, step, target, expectedLeaf, undefined, siteInputs).computedPairs, nodes);
   const workCertificate = (p: AttentionParams, spec: AttentionSpec, guard: AttentionGuard, pairs: number): number =>
-    certificateCost(p, spec, guard, dims, target, pairs, nodes) +
-    (decodeSteps === 0 ? 0 : decodeSteps * certificateCost(p, spec, guard, step, target, costOf(p, spec, step, target, expectedLeaf, undefined, siteInputs).computedPairs, nodes));
+    certificateCost(p, spec, guard, dims, target, pairs, nodes) + (decodeSteps === 0 ? 0 : decodeSteps * stepCertificate(p, spec, guard));
   const before = workCost(params, baseline);
   if (decodeSteps > 0) notes.push(`priced as one call of ${dims.nq} queries over ${dims.nk} keys plus ${decodeSteps} decode steps (1 query each; decodeSteps)`);
   // a site that takes cached keys also decodes, one query at a time: a note when the rewrite (its forms, one per head
@@ -371,10 +388,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const decodeStepOf = (forms: readonly { params: AttentionParams; spec: AttentionSpec; guard?: AttentionGuard }[]): DecodeStep | undefined => {
     if ((first.past ?? 0) === 0) return undefined;
     const asWritten = costOf(params, baseline, step, target, expectedLeaf, nodes, siteInputs).time;
-    const rewritten = forms.reduce((t, f) => {
-      const c = costOf(f.params, f.spec, step, target, expectedLeaf, nodes, siteInputs);
-      return t + c.time + (f.guard ? certificateCost(f.params, f.spec, f.guard, step, target, c.computedPairs, nodes) : 0);
-    }, 0);
+    const rewritten = forms.reduce((t, f) => t + stepCost(f.params, f.spec).time + (f.guard ? stepCertificate(f.params, f.spec, f.guard) : 0), 0);
     return rewritten > asWritten * DECODE_SLOWER ? { keys: dims.nk, asWrittenSeconds: asWritten, rewrittenSeconds: rewritten } : undefined;
   };
   const decodeStepNote = (d: DecodeStep) =>

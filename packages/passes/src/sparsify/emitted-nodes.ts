@@ -5,7 +5,8 @@
 // small sizes where the dispatches are a large share of the time.
 
 import { type AttentionGuard, type AttentionParams, type AttentionSpec, attentionAttrs, attentionParams, type Node, printSpec } from '@attnopt/ir';
-import { lowerAttention } from '../lower/attention.js';
+import { decodeRouteQueries, lowerAttention } from '../lower/attention.js';
+import { DECODE_ROUTE_NODES } from '../lower/decode-route.js';
 import { scratchSite } from './scratch-site.js';
 
 /** Lowering opset of the count: the node count barely depends on it (Reduce axes as inputs or attributes). */
@@ -36,5 +37,7 @@ function count(site: Node, params: AttentionParams): number | undefined {
 function lowered(site: Node, params: AttentionParams): number {
   const { guard, ...rest } = params;
   const { graph, copy } = scratchSite(site, attentionAttrs(guard ? { ...rest, guard } : rest));
-  return lowerAttention(graph, copy, { opset: COUNT_OPSET }).length;
+  // a call of the calibration's shape runs the form itself: its nodes, and the decode route's where it has one
+  const route = decodeRouteQueries(copy, { opset: COUNT_OPSET }) === undefined ? 0 : DECODE_ROUTE_NODES;
+  return lowerAttention(graph, copy, { opset: COUNT_OPSET, decodeQueries: 0 }).length + route;
 }

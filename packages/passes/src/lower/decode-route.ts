@@ -1,0 +1,99 @@
+// A sparse site that takes cached keys -> If(new queries < a few, the site's exact dense form, its sparse form).
+// A decode step (a few queries over the whole cache) reads every key once in the dense form; a block-sparse form's
+// blocks and a certificate's key summaries cost more than that there (BENCHMARKS, "One decode step of a rewritten
+// site": guarded 6.7x and banded 1.5x dense at 4096 keys). The If sends such calls to the dense form, which computes
+// the site's function exactly: the site's own spec for an unguarded form, its baseline for a guarded one (what its
+// fallback rows compute), so every guarantee holds on both branches. A guarded site's fallback flags leave the If as
+// an output of the same name; the dense branch gives none ([0, 0, 0]: no row certified, none recomputed).
+
+import { type AttentionParams, attentionAttrs, attentionParams, Graph, graphAttr, Node, Tensor, tensorAttr, Value } from '@attnopt/ir';
+import { NodeBuilder, redirect } from '@attnopt/rewrite';
+import { GUARD_FALLBACK_VALUE } from './guarded-certificate.js';
+
+/**
+ * The default query counts below which a routed site runs its dense form. A guarded form: its guard's key block (64).
+ * Its certificate reads the whole cache on every call (the key block summaries and V's range: several passes over T
+ * keys), where the dense form reads it once: below one key block of queries the dense form is the cheaper one
+ * (tools/bench/decode-step.ts at 4096 keys: the guarded form 6.5x dense at 1 query, 2.9x at 16, 1.8x at 64 with
+ * every row falling back). An unguarded banded form: 8, below which it is mostly overhead: 1.5x-2.2x dense at 1
+ * query, 1.1x-2.0x at 4, 0.8x at 8 (4096 keys, 8 heads of 64), 1.3x at 16 (1024 keys, 2 heads of 16).
+ */
+export const DECODE_ROUTE_BANDED_QUERIES = 8;
+
+/** The nodes the route adds to a call (Shape, Gather, Less, If), for the cost model's per-node overhead. */
+export const DECODE_ROUTE_NODES = 4;
+
+/**
+ * What the If's branch adds beyond those nodes in onnxruntime (its own execution frame): 4-22 µs, about 10, per
+ * call in tools/bench/decode-step.ts (the routed forms against the dense one at 1 to 16 queries, 2 threads).
+ */
+export const DECODE_ROUTE_BRANCH_SECONDS = 10e-6;
+
+/** What the route needs from the lowering: its query count, and how to lower one node. */
+export interface DecodeRoute {
+  /** Calls with fewer new queries than this take the dense form. */
+  readonly queries: number;
+  /** Lowers `node` in `graph` (dense: the exact form), as lowerAttention does, without a route of its own. */
+  readonly lower: (graph: Graph, node: Node, dense: boolean) => void;
+}
+
+/**
+ * The attributes of the exact dense form of a site: its spec without the guard (an unguarded form computes its own
+ * spec), the baseline for a guarded site.
+ */
+export function exactParams(p: AttentionParams): AttentionParams {
+  if (p.guard === undefined) return p;
+  const { guard, ...rest } = p;
+  return { ...rest, spec: guard.baseline };
+}
+
+/** One branch: a copy of `node` reading the outer values, lowered, its outputs the branch's outputs. */
+function branch(node: Node, name: string, params: AttentionParams, lower: (g: Graph, n: Node) => void): Graph {
+  const base = node.name || `${node.outputs[0]!.name}_attention`;
+  const g = new Graph(`${base}/${name}`);
+  const outs = node.outputs.map((o) => new Value(`${base}/${name}/${o.name}`, o.type));
+  const copy = new Node({ domain: node.domain, op: node.op, name: `${base}/${name}`, inputs: node.inputs, outputs: outs, attrs: attentionAttrs(params) });
+  for (const [k, v] of node.annotations) copy.annotations.set(k, v);
+  g.addNode(copy);
+  g.outputs.push(...outs);
+  lower(g, copy);
+  return g;
+}
+
+/** The fallback flags a lowered branch computes (`.../guard_falls_back[.label]`), in the order its nodes make them. */
+function fallbackFlags(g: Graph): Value[] {
+  const flags = new RegExp(`/${GUARD_FALLBACK_VALUE}(\\.[^/]+)?$`);
+  return g.nodes.flatMap((n) => n.outputs).filter((v) => flags.test(v.name));
+}
+
+/** Replaces `node` (an Attention site with cached keys) by the If above; returns the nodes placed. */
+export function lowerWithDecodeRoute(graph: Graph, node: Node, route: DecodeRoute): Node[] {
+  const p = attentionParams(node);
+  const base = node.name || `${node.outputs[0]!.name}_attention`;
+  const b = new NodeBuilder(graph, `${base}/decode_route`);
+  const sparse = branch(node, 'sparse', p, (g, n) => route.lower(g, n, false));
+  const exact = branch(node, 'exact', exactParams(p), (g, n) => route.lower(g, n, true));
+  // the sparse branch's fallback flags, named as the lowering names them, once out of the If
+  const flags = fallbackFlags(sparse);
+  const flagsOut = flags.map((f) => {
+    sparse.outputs.push(f);
+    const none = new Value(`${exact.name}/${f.name.slice(f.name.lastIndexOf('/') + 1)}`, { kind: 'tensor', dtype: 'bool', shape: [0, 0, 0] });
+    exact.addNode(new Node({ op: 'Constant', name: none.name, outputs: [none], attrs: { value: tensorAttr(Tensor.fromValues('bool', [0, 0, 0], [])) } }));
+    exact.outputs.push(none);
+    return new Value(`${base}/${f.name.slice(f.name.lastIndexOf('/') + 1)}`, { kind: 'tensor', dtype: 'bool' });
+  });
+  // the new queries' count: Q's sequence axis (1 in bsd, bshd and packed-qkv, 2 in bhsd)
+  const seqAxis = p.layout === 'bhsd' ? 2 : 1;
+  const nq = b.op('Gather', [b.op('Shape', [node.inputs[0]!], 'q_shape'), b.scalar('seq_axis', 'i64', seqAxis)], 'nq', { axis: { type: 'int', value: 0n } });
+  const few = b.op('Less', [nq, b.scalar('queries', 'i64', route.queries)], 'few_queries');
+  const outs = [...node.outputs.map((o) => new Value(`${base}/decode_route/${o.name}`, o.type)), ...flagsOut];
+  const ifNode = new Node({ op: 'If', name: `${base}/decode_route`, inputs: [few], outputs: outs, attrs: { then_branch: graphAttr(exact), else_branch: graphAttr(sparse) } });
+  b.nodes.push(ifNode);
+  const at0 = graph.nodes.indexOf(node);
+  b.nodes.forEach((n, k) => graph.addNode(n, at0 + k));
+  const flagNames = flagsOut.map((v) => v.name);
+  node.outputs.forEach((old, k) => redirect(graph, old, outs[k]!));
+  flagsOut.forEach((v, k) => (v.name = flagNames[k]!));
+  graph.removeNode(node);
+  return b.nodes;
+}

@@ -1,0 +1,188 @@
+// The decode route (decode-route.ts) in onnxruntime: a sparse site with cached keys lowers to If(new queries < one
+// block, the exact dense form, the sparse form). Site: bhsd, 2 heads of 16, past keys, guarded window 256 + sinks 4
+// over causal(past) (budget 1e-3) and the same window unguarded. Checked against the float64 reference
+// (@attnopt/reference) with |y - ref| <= 1e-5 for the exact branch (float32 scores over <= 1100 keys, values in
+// [-1, 1]) and <= budget + 1e-4 for the guarded branch:
+// - a decode step (1 query over 1000 cached keys) and a few queries (8) take the exact form: the guarded site gives
+//   the causal reference, the unguarded one its own window's reference, and no fallback flags ([0, 0, 0]);
+// - a prefill call (200 queries) takes the sparse form: flags [1, 2, 200] come out of the If under the name the
+//   lowering gives them, and the output is the guarded form's, within the budget;
+// - on inputs where the window drops the key that carries the mass (one outlier key far back), the exact branch
+//   matches the causal reference where the unguarded form is far off (it fails if the branches are swapped);
+// - the cost model's count of the nodes a form emits is the sparse form's plus the route's;
+// - decodeQueries 0 or a strategy named by the caller lowers without the route, and a site without cached keys never
+//   takes it.
+
+import { type AttentionParams, type AttentionSpec, attentionNode, causal, Graph, intersect, isAttention, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { referenceAttention } from '@attnopt/reference';
+import { runPipeline } from '@attnopt/rewrite';
+import { describe, expect, it } from 'vitest';
+import { DECODE_ROUTE_BANDED_QUERIES, DECODE_ROUTE_NODES, decodeRouteQueries, GUARD_FALLBACK_VALUE, lowerAttentionPass, type LowerOptions } from '../src/lower/index.js';
+import { emittedNodeCounter } from '../src/sparsify/emitted-nodes.js';
+import { guardedSiteParams } from './helpers/guarded-params.js';
+import { ortTensor, ortValues, runModel } from './helpers/ort.js';
+
+const H = 2;
+const D = 16;
+const BUDGET = 1e-3;
+const BASELINE = causal('past');
+const WINDOW = intersect(causal('past'), union(slidingWindow(255, 0, 'past'), sinks(4)));
+const guardedParams = guardedSiteParams(H, D, WINDOW, BUDGET, BASELINE);
+const unguardedParams = guardedSiteParams(H, D, WINDOW);
+
+function site(p: AttentionParams, past = true): { g: Graph; node: ReturnType<typeof attentionNode> } {
+  const g = new Graph('decode_route');
+  const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, H, 'seq', D]))));
+  const pastKV = past ? ['past_key', 'past_value'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, H, 'past', D])))) : [];
+  const y = new Value('y', tensorType('f32'));
+  const node = attentionNode(p, { q: q!, k: k!, v: v!, ...(past ? { pastKey: pastKV[0]!, pastValue: pastKV[1]! } : {}) }, { y }, 'attn');
+  g.addNode(node);
+  g.outputs.push(y);
+  return { g, node };
+}
+
+function lowered(p: AttentionParams, options: Partial<LowerOptions> = {}): Graph {
+  const { g } = site(p);
+  runPipeline(g, [lowerAttentionPass({ opset: 21, ...options })]);
+  return g;
+}
+
+/** The lowered site with its fallback flags (when it has them) as a second output. */
+function build(p: AttentionParams, options: Partial<LowerOptions> = {}): Uint8Array {
+  const g = lowered(p, options);
+  const flags = g.nodes.flatMap((n) => n.outputs).find((o) => o.name.endsWith(`/${GUARD_FALLBACK_VALUE}`));
+  if (flags) g.outputs.push(flags);
+  return exportOnnx(newOnnxModel(g, { opset: 21 }));
+}
+
+interface Inputs {
+  readonly P: number;
+  readonly nq: number;
+  readonly q: Float64Array; // [H, nq, D]
+  readonly k: Float64Array; // [H, P + nq, D]
+  readonly v: Float64Array;
+}
+
+/**
+ * Seeded inputs, float32-rounded: local attention (rotary-like features: query t peaked at keys near t, logits up to
+ * 72); `outlier`: queries made non-negative and key 10 aligned with all of them (logits up to 80 on it).
+ */
+function inputs(P: number, nq: number, seed: number, outlier = false): Inputs {
+  let state = seed >>> 0;
+  const rand = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+  const T = P + nq;
+  const w = Array.from({ length: D / 2 }, (_, f) => 0.0015 * 1.6 ** f);
+  const feat = (t: number, c: number) => 6 * (c % 2 === 0 ? Math.cos(w[c >> 1]! * t) : Math.sin(w[c >> 1]! * t));
+  const f32 = (n: number, f: (k: number) => number) => Float64Array.from(Float32Array.from({ length: n }, (_, k) => f(k)));
+  const q = f32(H * nq * D, (k) => feat(P + (Math.floor(k / D) % nq), k % D) * (outlier ? Math.sign(feat(P + (Math.floor(k / D) % nq), k % D)) : 1));
+  const k = f32(H * T * D, (k) => (outlier && Math.floor(k / D) % T === 10 ? 5.3 : feat(Math.floor(k / D) % T, k % D) + 0.025 * rand()));
+  return { P, nq, q, k, v: f32(H * T * D, rand) };
+}
+
+/** Rows [from, to) of each head of [H, T, D] as [1, H, to - from, D]. */
+function rows(t: Float64Array, T: number, from: number, to: number): Float64Array {
+  const out = new Float64Array(H * (to - from) * D);
+  for (let h = 0; h < H; h++) out.set(t.subarray((h * T + from) * D, (h * T + to) * D), h * (to - from) * D);
+  return out;
+}
+
+function parts(x: Inputs) {
+  const T = x.P + x.nq;
+  return { q: x.q, k: rows(x.k, T, x.P, T), v: rows(x.v, T, x.P, T), pastKey: rows(x.k, T, 0, x.P), pastValue: rows(x.v, T, 0, x.P) };
+}
+
+function reference(spec: AttentionSpec, x: Inputs): Float64Array {
+  const t = (d: Float64Array, n: number) => ({ shape: [1, H, n, D], data: d });
+  const s = parts(x);
+  return referenceAttention(guardedSiteParams(H, D, spec), { q: t(s.q, x.nq), k: t(s.k, x.nq), v: t(s.v, x.nq), pastKey: t(s.pastKey, x.P), pastValue: t(s.pastValue, x.P) }).y.data;
+}
+
+async function run(model: Uint8Array, x: Inputs): Promise<{ y: Float64Array; flags?: { dims: readonly number[]; values: Float64Array } }> {
+  const s = parts(x);
+  const t = (d: Float64Array, n: number) => ortTensor('f32', [1, H, n, D], d);
+  const out = await runModel(model, { q: t(s.q, x.nq), k: t(s.k, x.nq), v: t(s.v, x.nq), past_key: t(s.pastKey, x.P), past_value: t(s.pastValue, x.P) });
+  const flags = Object.entries(out).find(([name]) => name.endsWith(`/${GUARD_FALLBACK_VALUE}`))?.[1];
+  return { y: ortValues(out.y!), ...(flags ? { flags: { dims: flags.dims, values: ortValues(flags) } } : {}) };
+}
+
+const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let m = 0;
+  for (let t = 0; t < a.length; t++) m = Math.max(m, Math.abs(a[t]! - b[t]!));
+  return m;
+};
+
+describe('the decode route: a sparse site with cached keys takes its exact dense form on calls of few queries', () => {
+  const guarded = build(guardedParams);
+  const unguarded = build(unguardedParams);
+
+  it('wraps the site in one If on the new queries: below the guard key block (64), below 8 unguarded', () => {
+    const g = lowered(guardedParams);
+    const ifs = g.nodes.filter((n) => n.op === 'If');
+    expect(ifs).toHaveLength(1);
+    expect(g.nodes.some(isAttention)).toBe(false);
+    expect(ifs[0]!.subgraphs().flatMap((s) => s.nodes).some(isAttention)).toBe(false);
+    expect(ifs[0]!.outputs.map((o) => o.name)).toEqual(['y', `attn/${GUARD_FALLBACK_VALUE}`]);
+    expect(decodeRouteQueries(site(guardedParams).node, { opset: 21 })).toBe(64);
+    expect(decodeRouteQueries(site(unguardedParams).node, { opset: 21 })).toBe(DECODE_ROUTE_BANDED_QUERIES);
+    expect(decodeRouteQueries(site(guardedParams).node, { opset: 21, decodeQueries: 5 })).toBe(5);
+  });
+
+  it.each([
+    [1, 1000],
+    [8, 300],
+  ])('%i new queries over %i cached keys: the guarded site gives the causal reference, no flags', async (nq, P) => {
+    for (const outlier of [false, true]) {
+      const x = inputs(P, nq, 7 + nq, outlier);
+      const out = await run(guarded, x);
+      expect(maxAbsDiff(out.y, reference(BASELINE, x))).toBeLessThanOrEqual(1e-5);
+      expect(out.flags?.dims).toEqual([0, 0, 0]);
+    }
+  });
+
+  it('a decode step of the unguarded window computes the window itself (its own spec), not the baseline', async () => {
+    const x = inputs(1000, 1, 3, true);
+    const y = (await run(unguarded, x)).y;
+    expect(maxAbsDiff(y, reference(WINDOW, x))).toBeLessThanOrEqual(1e-5);
+    // the outlier key carries the mass: dropping it changes the output (the check above can tell the two apart)
+    expect(maxAbsDiff(y, reference(BASELINE, x))).toBeGreaterThan(0.1);
+  });
+
+  it('a prefill call (200 queries over 300 cached keys) takes the guarded sparse form: flags per row, within the budget', async () => {
+    for (const outlier of [false, true]) {
+      const x = inputs(300, 200, 11, outlier);
+      const out = await run(guarded, x);
+      expect(out.flags?.dims).toEqual([1, H, 200]);
+      expect(maxAbsDiff(out.y, reference(BASELINE, x))).toBeLessThanOrEqual(BUDGET + 1e-4);
+      const unguardedY = (await run(unguarded, x)).y;
+      if (outlier) {
+        expect(out.flags!.values.some((f) => f === 1)).toBe(true);
+        expect(maxAbsDiff(unguardedY, reference(BASELINE, x))).toBeGreaterThan(0.1);
+      } else {
+        // no row falls back: the guarded output is the sparse form's, bit for bit
+        expect(out.flags!.values.every((f) => f === 0)).toBe(true);
+        expect(maxAbsDiff(out.y, unguardedY)).toBe(0);
+      }
+    }
+  });
+
+  it("the cost model's node count is the sparse form's (what a call of the calibration's shape runs) plus the route's", () => {
+    const { g, node } = site(guardedParams);
+    const counted = emittedNodeCounter(node)(WINDOW, guardedParams.guard);
+    const sparse = lowered(guardedParams, { decodeQueries: 0 }).nodes.length;
+    expect(counted).toBe(sparse + DECODE_ROUTE_NODES);
+    expect(g.nodes).toHaveLength(1); // the count lowers a scratch copy
+  });
+
+  it('decodeQueries 0, a named strategy, or a site without cached keys: no route', async () => {
+    expect(lowered(guardedParams, { decodeQueries: 0 }).nodes.some((n) => n.op === 'If')).toBe(false);
+    expect(lowered(guardedParams, { strategy: 'banded' }).nodes.some((n) => n.op === 'If')).toBe(false);
+    const { g, node } = site(guardedParams, false);
+    expect(decodeRouteQueries(node, { opset: 21 })).toBeUndefined();
+    runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
+    expect(g.nodes.some((n) => n.op === 'If')).toBe(false);
+    // without the route a decode step runs the guarded form itself (flags for its one row)
+    const out = await run(build(guardedParams, { decodeQueries: 0 }), inputs(1000, 1, 5));
+    expect(out.flags?.dims).toEqual([1, H, 1]);
+  });
+});
