@@ -30,7 +30,7 @@
 //
 //   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2] [--spec window|topk|lsh] [--summaries box|box-ball] [--log-z max-logit|kept-sum] [--key-block 64] [--sessions S] [--save DIR] [--before DIR]
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { causal, type GuardLogZ, type GuardSummaries, intersect, lshBuckets, topkBlocks } from '@attnopt/ir';
@@ -72,6 +72,7 @@ async function main(): Promise<void> {
     const unguarded = siteModel(SPEC, undefined);
     const guarded = siteModel(SPEC, 1e-3, KEY_BLOCK, { summaries: SUMMARIES, logZ: LOG_Z });
     const guardedSum = siteModel(SPEC, 1e-3, KEY_BLOCK, { summaries: SUMMARIES, logZ: 'kept-sum' });
+    if (SAVE) mkdirSync(SAVE, { recursive: true });
     if (SAVE) for (const [m, x] of Object.entries({ dense, unguarded, guarded })) writeFileSync(join(SAVE, `${n}-${m}.onnx`), x);
     const bytes: Record<string, Uint8Array> = { dense, unguarded, guarded, guardedSum, forced: guarded, denseDiffuse: dense, unguardedDiffuse: unguarded };
     if (BEFORE) {

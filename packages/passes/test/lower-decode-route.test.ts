@@ -10,6 +10,7 @@
 // - on inputs where the window drops the key that carries the mass (one outlier key far back), the exact branch
 //   matches the causal reference where the unguarded form is far off (it fails if the branches are swapped);
 // - the cost model's count of the nodes a form emits is the sparse form's plus the route's;
+// - a site without a past input whose keys are declared apart from its queries (a static cache buffer) is routed;
 // - decodeQueries 0 or a strategy named by the caller lowers without the route, and a site without cached keys never
 //   takes it.
 
@@ -118,7 +119,7 @@ describe('the decode route: a sparse site with cached keys takes its exact dense
 
   it('wraps the site in one If on the new queries: below the guard key block (64), below 8 unguarded', () => {
     const g = lowered(guardedParams);
-    const ifs = g.nodes.filter((n) => n.op === 'If');
+    const ifs = g.nodes.filter((n) => n.op === 'If' && n.name.endsWith('/decode_route'));
     expect(ifs).toHaveLength(1);
     expect(g.nodes.some(isAttention)).toBe(false);
     expect(ifs[0]!.subgraphs().flatMap((s) => s.nodes).some(isAttention)).toBe(false);
@@ -166,6 +167,38 @@ describe('the decode route: a sparse site with cached keys takes its exact dense
     }
   });
 
+  it('a site that reads a key buffer of its own length (a static cache, no past input) takes the route too', async () => {
+    const br = intersect(causal('bottom-right'), union(slidingWindow(255, 0, 'bottom-right'), sinks(4)));
+    const p = guardedSiteParams(H, D, br, BUDGET, causal('bottom-right'));
+    const g = new Graph('static_cache');
+    const q = g.addInput(new Value('q', tensorType('f32', [1, H, 'seq', D])));
+    const [k, v] = ['k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, H, 'cache', D]))));
+    const y = new Value('y', tensorType('f32'));
+    const node = attentionNode(p, { q, k: k!, v: v! }, { y }, 'attn');
+    g.addNode(node);
+    g.outputs.push(y);
+    expect(decodeRouteQueries(node, { opset: 21 })).toBe(64);
+    runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
+    expect(g.nodes.filter((n) => n.op === 'If' && n.name.endsWith('/decode_route'))).toHaveLength(1);
+    const bytes = exportOnnx(newOnnxModel(g, { opset: 21 }));
+    // one query over 1000 keys (the last position): the causal reference, exactly
+    const x = inputs(999, 1, 13, true);
+    const s = parts(x);
+    const all = (d: Float64Array, from: Float64Array) => {
+      const out = new Float64Array(H * 1000 * D);
+      for (let h = 0; h < H; h++) {
+        out.set(from.subarray(h * 999 * D, (h + 1) * 999 * D), h * 1000 * D);
+        out.set(d.subarray(h * D, (h + 1) * D), (h * 1000 + 999) * D);
+      }
+      return out;
+    };
+    const [kAll, vAll] = [all(s.k, s.pastKey), all(s.v, s.pastValue)];
+    const out = await runModel(bytes, { q: ortTensor('f32', [1, H, 1, D], s.q), k: ortTensor('f32', [1, H, 1000, D], kAll), v: ortTensor('f32', [1, H, 1000, D], vAll) });
+    const t = (d: Float64Array, n: number) => ({ shape: [1, H, n, D], data: d });
+    const ref = referenceAttention(guardedSiteParams(H, D, causal('bottom-right')), { q: t(s.q, 1), k: t(kAll, 1000), v: t(vAll, 1000) }).y.data;
+    expect(maxAbsDiff(ortValues(out.y!), ref)).toBeLessThanOrEqual(1e-5);
+  });
+
   it("the cost model's node count is the sparse form's (what a call of the calibration's shape runs) plus the route's", () => {
     const { g, node } = site(guardedParams);
     const counted = emittedNodeCounter(node)(WINDOW, guardedParams.guard);
@@ -175,12 +208,12 @@ describe('the decode route: a sparse site with cached keys takes its exact dense
   });
 
   it('decodeQueries 0, a named strategy, or a site without cached keys: no route', async () => {
-    expect(lowered(guardedParams, { decodeQueries: 0 }).nodes.some((n) => n.op === 'If')).toBe(false);
-    expect(lowered(guardedParams, { strategy: 'banded' }).nodes.some((n) => n.op === 'If')).toBe(false);
+    expect(lowered(guardedParams, { decodeQueries: 0 }).nodes.some((n) => n.op === 'If' && n.name.endsWith('/decode_route'))).toBe(false);
+    expect(lowered(guardedParams, { strategy: 'banded' }).nodes.some((n) => n.op === 'If' && n.name.endsWith('/decode_route'))).toBe(false);
     const { g, node } = site(guardedParams, false);
     expect(decodeRouteQueries(node, { opset: 21 })).toBeUndefined();
     runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
-    expect(g.nodes.some((n) => n.op === 'If')).toBe(false);
+    expect(g.nodes.some((n) => n.op === 'If' && n.name.endsWith('/decode_route'))).toBe(false);
     // without the route a decode step runs the guarded form itself (flags for its one row)
     const out = await run(build(guardedParams, { decodeQueries: 0 }), inputs(1000, 1, 5));
     expect(out.flags?.dims).toEqual([1, H, 1]);

@@ -29,7 +29,7 @@ import {
   type Value,
 } from '@attnopt/ir';
 import { NodeBuilder, redirect } from '@attnopt/rewrite';
-import { inferDtype } from '../shape-inference/shapes.js';
+import { inferDtype, inferShape, UNKNOWN } from '../shape-inference/shapes.js';
 import { bandedAttention } from './banded.js';
 import { guardedBandedAttention, guardedBlocker, guardedSiteLabel } from './guarded.js';
 import { lowerBandedNative, nativeBandedBlocker } from './banded-native.js';
@@ -226,17 +226,33 @@ function sliced(p: AttentionParams, node: Node, plan: LoweringPlan): boolean {
 
 /**
  * The query count below which `node` takes its exact dense form at run time (decode-route.ts), or undefined where it
- * is lowered without the route: sites without cached keys, and forms whose dense lowering would not compute the same
- * function (unguarded low-rank and data-dependent forms) or that are dense already.
+ * is lowered without the route: sites whose calls bring as many queries as keys (fewerQueriesThanKeys), and forms
+ * whose dense lowering would not compute the same function (unguarded low-rank and data-dependent forms) or that are
+ * dense already.
  */
 export function decodeRouteQueries(node: Node, options: LowerOptions = { opset: 21 }): number | undefined {
   // a strategy named by the caller (tests, benchmarks of one form) is that form at every query count
-  if (options.decodeQueries === 0 || node.inputs[4] === undefined || (options.strategy ?? 'auto') !== 'auto') return undefined;
+  if (options.decodeQueries === 0 || (options.strategy ?? 'auto') !== 'auto') return undefined;
   const p = attentionParams(node);
+  if (!fewerQueriesThanKeys(node, p)) return undefined;
   const plan = loweringPlan(node, options);
   const routed = p.guard !== undefined ? plan.strategy !== 'dense' || isGuardedLsh(p) : plan.strategy === 'banded';
   if (!routed) return undefined;
   return options.decodeQueries ?? (p.guard !== undefined ? p.guard.blockSize : DECODE_ROUTE_BANDED_QUERIES);
+}
+
+/**
+ * Whether a call of the site may bring fewer queries than it reads keys: cached keys (a past input), or a query length
+ * declared apart from the key length (a static cache buffer read whole, cross-attention). A site whose queries are its
+ * keys (the same declared length, packed QKV) decodes through a past input or not at all.
+ */
+function fewerQueriesThanKeys(node: Node, p: AttentionParams): boolean {
+  const [qIn, kIn, , , pastKey] = node.inputs;
+  if (pastKey !== undefined) return true;
+  if (p.layout === 'packed-qkv') return false;
+  const seqAxis = p.layout === 'bhsd' ? 2 : 1;
+  const [nq, nk] = [inferShape(qIn)?.[seqAxis], inferShape(kIn)?.[seqAxis]];
+  return nq !== undefined && nk !== undefined && nq !== UNKNOWN && nk !== UNKNOWN && nq !== nk;
 }
 
 /** Replaces one Attention node by standard ONNX ops; the outputs keep their names. Throws when it cannot. */

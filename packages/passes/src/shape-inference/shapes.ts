@@ -14,7 +14,8 @@ import { constantNumbers } from '@attnopt/rewrite';
 import { type Expr } from './symbolic-shapes/expr.js';
 import { valueInfo } from './symbolic-shapes/engine.js';
 
-const UNKNOWN: Dim = '?';
+/** A dim the shape engine could not name. */
+export const UNKNOWN: Dim = '?';
 
 /** A dim as the Dim type spells it: a number, a named symbol, or '?' for any other expression. */
 function toDim(e: Expr | undefined): Dim {
