@@ -70,6 +70,8 @@ it('decodeSteps: priced with the decode steps after each call, the sites stay as
   const generating = await at(1000);
   for (const [s, g] of prompt.sites.map((s, k) => [s, generating.sites[k]!] as const)) {
     expect(s.decision!.guarantee, `${s.id}: ${s.decision!.reasonDense} ${s.decision!.notes.join(' | ')}`).toBe('guarded');
+    // explain says what a decode step runs
+    expect(s.decision!.notes.some((n) => /fewer than 64 new queries \(a decode step\) runs the site's exact dense form/.test(n)), s.id).toBe(true);
     // one decode step of the rewrite is predicted slower than the site's: 1000 steps outweigh the call's gain
     const step = s.decision!.decodeStep!;
     expect(step.rewrittenSeconds).toBeGreaterThan(step.asWrittenSeconds);

@@ -391,6 +391,14 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     const rewritten = forms.reduce((t, f) => t + stepCost(f.params, f.spec).time + (f.guard ? stepCertificate(f.params, f.spec, f.guard) : 0), 0);
     return rewritten > asWritten * DECODE_SLOWER ? { keys: dims.nk, asWrittenSeconds: asWritten, rewrittenSeconds: rewritten } : undefined;
   };
+  // where the site decodes (cached keys, or fewer queries than keys), what the lowering's decode route does with the forms
+  const decodeRouteNote = (forms: readonly { spec: AttentionSpec; guard?: AttentionGuard }[]): string | undefined => {
+    if (target.execution !== 'unfused' || ((first.past ?? 0) === 0 && dims.nq >= dims.nk)) return undefined;
+    const queries = forms.flatMap((f) => (f.guard ? [f.guard.blockSize] : loweringChoice(f.spec, { keys: dims.nk }).strategy === 'banded' ? [DECODE_ROUTE_BANDED_QUERIES] : []));
+    if (queries.length === 0) return undefined;
+    const n = [...new Set(queries)].join(' or ');
+    return `a call of fewer than ${n} new queries (a decode step) runs the site's exact dense form: the lowering wraps ${forms.length > 1 ? 'each head group' : 'the site'} in an If on the query count (the decode route)`;
+  };
   const decodeStepNote = (d: DecodeStep) =>
     `one decode step (1 query over ${d.keys} keys; the site takes cached keys): predicted ${fmt(d.rewrittenSeconds * 1e3)} ms against ` +
     `${fmt(d.asWrittenSeconds * 1e3)} ms as written (${(d.rewrittenSeconds / d.asWrittenSeconds).toFixed(2)}x). The rewrite pays at ${dims.nq} queries; ` +
@@ -626,6 +634,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   if (split) {
     for (const g of split.groups) if (tokensText(g.spec)) notes.push(`${headsText(g.heads)}: ${tokensText(g.spec)!}`);
     const decodeStep = decodeStepOf(split.groups.map((g) => ({ params: { ...params, numHeads: g.heads.length, kvNumHeads: g.kvHeads.length }, spec: g.spec, ...(g.guard ? { guard: g.guard } : {}) })));
+    const route = decodeRouteNote(split.groups);
+    if (route) notes.push(route);
     if (decodeStep) notes.push(decodeStepNote(decodeStep));
     const certified = split.groups.every((g) => g.certified);
     const guarantee: Guarantee = !certified ? 'statistical' : split.groups.some((g) => g.guarantee === 'guarded') ? 'guarded' : 'exact';
@@ -715,6 +725,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const chosenCertified = guard !== undefined;
   if (tokensText(chosen.form)) notes.push(tokensText(chosen.form)!);
   const decodeStep = decodeStepOf([{ params, spec: chosen.form, ...(guard ? { guard } : {}) }]);
+  const route = decodeRouteNote([{ spec: chosen.form, ...(guard ? { guard } : {}) }]);
+  if (route) notes.push(route);
   if (decodeStep) notes.push(decodeStepNote(decodeStep));
   if (!chosenCertified) {
     notes.push(
