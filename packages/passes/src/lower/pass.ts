@@ -14,7 +14,7 @@ export function lowerAttentionPass(options: LowerOptions = { opset: 21 }): Pass 
       if (!isAttention(node)) continue;
       const where = node.describe();
       const native = options.native && cannotLower(node, options) === undefined ? nativeBandedBlocker(node, options, loweringPlan(node, options)) : undefined;
-      const route = decodeRouteQueries(node, options);
+      const route = cannotLower(node, options) === undefined ? decodeRouteQueries(node, options) : undefined;
       lowerAttention(graph, node, options);
       const how = !options.native ? '' : native === undefined ? ` (banded, onnxruntime form: one Attention per batch of blocks)` : ` (onnxruntime form not used: ${native})`;
       const decode = route === undefined ? '' : `; calls with fewer than ${route} new queries (decode steps) take the exact dense form (If)`;

@@ -356,9 +356,10 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   }
   const decodeSteps = (first.past ?? 0) > 0 ? (options.decodeSteps ?? 0) : 0;
   const step: CallDims = { ...dims, nq: 1, past: dims.nk - 1 };
-  // the lowering's decode route (decode-route.ts): in onnxruntime a call of fewer new queries than DECODE_ROUTE_BANDED_QUERIES
-  // runs the exact dense form of a guarded or banded site, so such a step costs the site's dense form (priced as the
-  // site as written) plus the route's nodes and branch. A form counts as guarded where it can take a guard
+  // the lowering's decode route (decode-route.ts): in onnxruntime a call of fewer new queries than the guard's key
+  // block (a guarded form) or DECODE_ROUTE_BANDED_QUERIES (an unguarded banded one) runs the site's exact dense form,
+  // so such a step costs that form (priced as the site as written) plus the route's nodes and branch. A form counts as
+  // guarded where it can take a guard
   const routedStep = (spec: AttentionSpec): boolean => {
     if (target.execution !== 'unfused') return false;
     if (guarded && budget > 0 && !isLowRank(spec) && guardableSpec(spec, baseline) === undefined) return step.nq < guardBlockSize(spec, blockSize);
