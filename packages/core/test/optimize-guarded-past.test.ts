@@ -5,8 +5,8 @@
 // the chooser takes guarded windows aligned past, and the model
 // optimized so passes verify on inputs it was not calibrated on (another seed), within its certificate, with the
 // run-time fallback rate of each guarded site reported. A decode step of that model (1 new query over 600 cached keys)
-// takes each site's exact dense form (the lowering's decode route): its outputs are the original's to float rounding
-// in onnxruntime and in attnopt's CPU executor, and no row is certified. Priced with the decode steps after each call
+// takes each site's exact dense form (the lowering's decode route), here the model's own GroupQueryAttention node: its
+// outputs are the original's to float rounding in onnxruntime and in attnopt's CPU executor, and no row is certified. Priced with the decode steps after each call
 // (each routed step the dense form plus the route's If), the sites stay as written.
 
 import fs from 'node:fs';
@@ -51,7 +51,11 @@ it('budget 2: guarded windows aligned past, within the certificate on inputs of 
   // one fallback rate per guarded Attention: a site, or each guarded head group of a split site
   const guardedNodes = r.sites.reduce((a, s) => a + (s.groups ? s.groups.filter((g) => g.guarantee === 'guarded').length : 1), 0);
   expect(v.guardFallback?.length).toBe(guardedNodes);
-  // a decode step: every guarded site takes its exact dense form (no row certified), in both runtimes
+  // a decode step: every guarded site takes its exact dense form (no row certified), in both runtimes; that form is
+  // the exporter's own GroupQueryAttention node (the site was lifted from it), not a lowering of it
+  const routes = r.model.graph.nodes.filter((n) => n.op === 'If' && n.name.endsWith('/decode_route'));
+  expect(routes).toHaveLength(guardedNodes);
+  for (const n of routes) expect(n.subgraphs()[0]!.nodes.map((x) => x.op).sort(), n.name).toEqual(['Constant', 'GroupQueryAttention']);
   const step = [...generateInputs(loadModel(QWEN), { seed: 2, seqLen: 1, dims: { past_seq_len: 600, total_seq_len: 601 } })];
   for (const runtime of ['onnxruntime', 'attnopt-cpu'] as const) {
     const d = await verifyModels(QWEN, file, r.model, step, { runtime, runs: 1 });

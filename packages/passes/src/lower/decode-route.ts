@@ -3,11 +3,15 @@
 // blocks and a certificate's key summaries cost more than that there (BENCHMARKS, "One decode step of a rewritten
 // site": guarded 6.7x and banded 1.5x dense at 4096 keys). The If sends such calls to the dense form, which computes
 // the site's function exactly: the site's own spec for an unguarded form, its baseline for a guarded one (what its
-// fallback rows compute), so every guarantee holds on both branches. A guarded site's fallback flags leave the If as
+// fallback rows compute), so every guarantee holds on both branches. Where the site was lifted from one fused node
+// of the exporter (a GroupQueryAttention...) that computes that function, the dense branch is that node itself. A guarded site's fallback flags leave the If as
 // an output of the same name; the dense branch gives none ([0, 0, 0]: no row certified, none recomputed).
 
 import { type AttentionParams, attentionAttrs, attentionParams, Graph, graphAttr, Node, Tensor, tensorAttr, Value } from '@attnopt/ir';
 import { NodeBuilder, redirect } from '@attnopt/rewrite';
+import { LIFT_RECORD, type LiftRecord } from '../recognize/lift.js';
+import { unliftBlocker } from '../recognize/unlift.js';
+import { SPARSIFY_DECISION } from '../sparsify/pass.js';
 import { GUARD_FALLBACK_VALUE } from './guarded-certificate.js';
 
 /**
@@ -60,6 +64,45 @@ function branch(node: Node, name: string, params: AttentionParams, lower: (g: Gr
   return g;
 }
 
+const PROJECTIONS = new Set(['MatMul', 'Gemm', 'Einsum', 'MatMulInteger', 'QLinearMatMul']);
+
+/**
+ * The exporter's own node, where the site was lifted from one fused node (com.microsoft GroupQueryAttention or
+ * MultiHeadAttention, ONNX Attention) that computes the exact branch's function: the lift is intact (unliftBlocker),
+ * every site output is one of the node's outputs, every input the node read is still defined, and the site computes
+ * what the node did (a guarded site's baseline, or an exact rewrite). Its CPU kernel beats any lowering of it at a
+ * decode step. Undefined otherwise.
+ */
+function ownNode(graph: Graph, node: Node, p: AttentionParams): { readonly node: Node; readonly inputs: readonly (Value | undefined)[]; readonly outputs: readonly number[] } | undefined {
+  const decision = node.annotations.get(SPARSIFY_DECISION) as { readonly guarantee?: string | null } | undefined;
+  if (p.guard === undefined && decision !== undefined && decision.guarantee !== 'exact') return undefined;
+  if (unliftBlocker(node) !== undefined) return undefined;
+  const record = node.annotations.get(LIFT_RECORD) as LiftRecord;
+  if (record.matched.length !== 1 || record.matched[0]!.node.graph !== undefined) return undefined;
+  const own = record.matched[0]!;
+  // a lift that added a projection (com.microsoft Attention's packed weights) runs it before the If either way: the
+  // node would compute it again inside the branch
+  if (record.added.some((n) => PROJECTIONS.has(n.op))) return undefined;
+  const outputs = node.outputs.map((o) => {
+    const replaced = record.replaced[record.fresh.indexOf(o)];
+    return replaced !== undefined && own.node.outputs[replaced.outputIndex] === replaced ? replaced.outputIndex : -1;
+  });
+  if (outputs.some((k) => k < 0)) return undefined;
+  const defined = (v: Value | undefined) => v === undefined || v.initializer !== undefined || graph.inputs.includes(v) || v.producer?.graph !== undefined;
+  if (!own.inputs.every(defined)) return undefined;
+  return { node: own.node, inputs: own.inputs, outputs };
+}
+
+/** The exact branch as the exporter's own node (ownNode): a copy of it on its inputs, its outputs the site's. */
+function ownBranch(node: Node, own: NonNullable<ReturnType<typeof ownNode>>): Graph {
+  const base = node.name || `${node.outputs[0]!.name}_attention`;
+  const g = new Graph(`${base}/exact`);
+  const outs = own.node.outputs.map((o) => new Value(`${base}/exact/${o.name}`, o.type));
+  g.addNode(new Node({ domain: own.node.domain, op: own.node.op, name: `${base}/exact`, inputs: own.inputs, outputs: outs, attrs: own.node.attrs }));
+  g.outputs.push(...own.outputs.map((k) => outs[k]!));
+  return g;
+}
+
 /** The fallback flags a lowered branch computes (`.../guard_falls_back[.label]`), in the order its nodes make them. */
 function fallbackFlags(g: Graph): Value[] {
   const flags = new RegExp(`/${GUARD_FALLBACK_VALUE}(\\.[^/]+)?$`);
@@ -72,7 +115,8 @@ export function lowerWithDecodeRoute(graph: Graph, node: Node, route: DecodeRout
   const base = node.name || `${node.outputs[0]!.name}_attention`;
   const b = new NodeBuilder(graph, `${base}/decode_route`);
   const sparse = branch(node, 'sparse', p, (g, n) => route.lower(g, n, false));
-  const exact = branch(node, 'exact', exactParams(p), (g, n) => route.lower(g, n, true));
+  const own = ownNode(graph, node, p);
+  const exact = own ? ownBranch(node, own) : branch(node, 'exact', exactParams(p), (g, n) => route.lower(g, n, true));
   // the sparse branch's fallback flags, named as the lowering names them, once out of the If
   const flags = fallbackFlags(sparse);
   const flagsOut = flags.map((f) => {
