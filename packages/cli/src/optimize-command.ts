@@ -119,7 +119,7 @@ export function registerOptimize(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the optimized model (written atomically)')
     .option('--report <file>', 'also write a self-contained HTML report: per-site table, attention heatmaps, cost and trade-off curves');
   addDecisionOptions(command, true)
-    .option('--json', 'print { sites: [{ id, chosen, exact, bound, measuredError, flopsBefore, flopsAfter, reason?, measuredTime?, decodeStep?, groups?, restored? }], relative?: { maxRelError, scales, budgets }, output }')
+    .option('--json', 'print { sites: [{ id, chosen, exact, bound, measuredError, flopsBefore, flopsAfter, reason?, measuredTime?, decodeStep?, decodeRoute?, groups?, restored? }], relative?: { maxRelError, scales, budgets }, output }')
     .addHelpText(
       'after',
       '\nExamples:\n  $ attnopt optimize model.onnx -o model.opt.onnx\n  $ attnopt optimize model.onnx -o model.opt.onnx --report report.html\n' +

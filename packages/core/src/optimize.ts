@@ -5,7 +5,7 @@
 // meets the model's own subgraph, not a re-lowered copy of it) and every other one is lowered to standard ONNX
 // ops so any runtime runs the result. Then the bounds and what they mean are written into the model's metadata.
 
-import type { AttentionGuard } from '@attnopt/ir';
+import type { AttentionGuard, Node } from '@attnopt/ir';
 import type { DecodeStep, Guarantee, MeasuredTime } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 import type { CalibrationProvenance, DecideOptions, GroupPlan, RelativeBudget, SitePlan } from './decide.js';
@@ -29,7 +29,10 @@ export interface OptimizeOptions extends DecideOptions {
 }
 
 /** One head group of a site split by heads, as optimize reports it (decide's GroupPlan without the node). */
-export type OptimizedGroup = Omit<GroupPlan, 'id' | 'node'>;
+export type OptimizedGroup = Omit<GroupPlan, 'id' | 'node'> & {
+  /** Calls of fewer new queries than this (decode steps) run the group's exact dense form (the lowering's decode route). */
+  readonly decodeRoute?: number;
+};
 
 export interface OptimizedSite {
   readonly id: string;
@@ -55,6 +58,8 @@ export interface OptimizedSite {
   readonly measuredTime?: MeasuredTime;
   /** A site that takes cached keys whose rewrite is predicted slower at one decode step than as written: both predictions. */
   readonly decodeStep?: DecodeStep;
+  /** Calls of fewer new queries than this (decode steps) run the site's exact dense form (the lowering's decode route). */
+  readonly decodeRoute?: number;
   /** Present when the site was split into head groups, in head order (bound: the largest group bound). */
   readonly groups?: readonly OptimizedGroup[];
   /** True when the site computes what it was recognized as and was left as the ONNX nodes it was lifted from. */
@@ -96,6 +101,11 @@ export interface SiteGuarantee {
    * log Z_S, and the predicted fallback rate.
    */
   readonly guard?: { readonly blockSize: number; readonly summaries: string; readonly logZ: string; readonly fallbackRate: number | null };
+  /**
+   * Where the lowering wrapped the site (or group) in its decode route: calls of fewer new queries than `queries`
+   * (decode steps) run its exact dense form, so no row of theirs is certified or approximated.
+   */
+  readonly decodeRoute?: { readonly queries: number; readonly form: string };
   /** Statistical sites: the calibration rows the bound was measured on. */
   readonly calibrationRows?: number;
   /** Statistical sites: P(error of a new row exchangeable with the held-out calibration rows <= quantile) >= 1 - alpha. */
@@ -112,11 +122,14 @@ const GUARD_LOG_Z_MAX = 'the largest kept logit, a lower bound (the log-sum-exp 
  * What the metadata says of a site or a head group: `guard` and `fallbackRate` its own (a group's, not the site's),
  * `decision` the site's (the statistical tier's rows and confidence).
  */
-function siteGuarantee(guarantee: Guarantee, bound: number, p: { decision?: SitePlan['decision']; guard?: AttentionGuard; fallbackRate?: number }): SiteGuarantee {
+const DECODE_ROUTE_FORM = "the site's exact dense form (a guarded site's baseline, an unguarded one's own spec), the exporter's own fused node where the site was lifted from one";
+
+function siteGuarantee(guarantee: Guarantee, bound: number, p: { decision?: SitePlan['decision']; guard?: AttentionGuard; fallbackRate?: number; decodeRoute?: number }): SiteGuarantee {
   const d = p.decision;
   return {
     guarantee,
     bound,
+    ...(p.decodeRoute !== undefined ? { decodeRoute: { queries: p.decodeRoute, form: DECODE_ROUTE_FORM } } : {}),
     ...(guarantee === 'guarded'
       ? {
           guard: {
@@ -132,11 +145,13 @@ function siteGuarantee(guarantee: Guarantee, bound: number, p: { decision?: Site
   };
 }
 
-function optimizedGroup({ id: _id, node: _node, ...group }: GroupPlan): OptimizedGroup {
-  return group;
+function optimizedGroup({ id: _id, node, ...group }: GroupPlan, routes: ReadonlyMap<Node, number>): OptimizedGroup {
+  const route = routes.get(node);
+  return { ...group, ...(route !== undefined ? { decodeRoute: route } : {}) };
 }
 
-function optimizedSite(p: SitePlan, restored: boolean): OptimizedSite {
+function optimizedSite(p: SitePlan, restored: boolean, routes: ReadonlyMap<Node, number>): OptimizedSite {
+  const route = routes.get(p.node);
   return {
     id: p.id,
     chosen: p.chosen,
@@ -151,7 +166,8 @@ function optimizedSite(p: SitePlan, restored: boolean): OptimizedSite {
     ...(p.reason !== undefined ? { reason: p.reason } : {}),
     ...(p.decision?.measuredTime !== undefined ? { measuredTime: p.decision.measuredTime } : {}),
     ...(p.decision?.decodeStep !== undefined && !restored ? { decodeStep: p.decision.decodeStep } : {}),
-    ...(p.groups !== undefined ? { groups: p.groups.map(optimizedGroup) } : {}),
+    ...(route !== undefined ? { decodeRoute: route } : {}),
+    ...(p.groups !== undefined ? { groups: p.groups.map((g) => optimizedGroup(g, routes)) } : {}),
     ...(restored ? { restored } : {}),
   };
 }
@@ -162,7 +178,8 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
   const { notes } = await runCompile(state, false);
   const { budget, relative, provenance } = state;
   const plans = sitePlans(state);
-  const sites = plans.map((p) => optimizedSite(p, state.restored.has(p.id)));
+  const routes = state.decodeRoutes;
+  const sites = plans.map((p) => optimizedSite(p, state.restored.has(p.id), routes));
   const certified = { maxError: budget, sites: Object.fromEntries(sites.map((s) => [s.id, s.bound])) };
   const guarantees: GuaranteesMetadata = {
     budget,
@@ -172,8 +189,22 @@ export async function optimize(model: AttnoptModel, options: OptimizeOptions = {
       plans.map((p) => [
         p.id,
         {
-          ...siteGuarantee(p.guarantee, p.bound, { ...p, ...(p.decision?.guard ? { guard: p.decision.guard } : {}) }),
-          ...(p.groups ? { groups: Object.fromEntries(p.groups.map((g) => [g.id, siteGuarantee(g.guarantee, g.bound, { ...(p.decision ? { decision: p.decision } : {}), ...(g.guard ? { guard: g.guard } : {}), ...(g.fallbackRate !== undefined ? { fallbackRate: g.fallbackRate } : {}) })])) } : {}),
+          ...siteGuarantee(p.guarantee, p.bound, { ...p, ...(p.decision?.guard ? { guard: p.decision.guard } : {}), ...(routes.has(p.node) ? { decodeRoute: routes.get(p.node)! } : {}) }),
+          ...(p.groups
+            ? {
+                groups: Object.fromEntries(
+                  p.groups.map((g) => [
+                    g.id,
+                    siteGuarantee(g.guarantee, g.bound, {
+                      ...(p.decision ? { decision: p.decision } : {}),
+                      ...(g.guard ? { guard: g.guard } : {}),
+                      ...(g.fallbackRate !== undefined ? { fallbackRate: g.fallbackRate } : {}),
+                      ...(routes.has(g.node) ? { decodeRoute: routes.get(g.node)! } : {}),
+                    }),
+                  ]),
+                ),
+              }
+            : {}),
         },
       ]),
     ),

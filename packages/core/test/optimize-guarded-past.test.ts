@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
-import { decide, generateInputs, loadModel, optimize, verifyModels, writeModel } from '../src/index.js';
+import { decide, generateInputs, GUARANTEES_METADATA, type GuaranteesMetadata, loadModel, optimize, verifyModels, writeModel } from '../src/index.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const QWEN = path.resolve(here, '../../../../shared/fixtures/onnx/genai-models/test/models/hf-internal-testing/tiny-qwen35-cuda/1d392aee_decoder.onnx');
@@ -55,6 +55,12 @@ it('budget 2: guarded windows aligned past, within the certificate on inputs of 
   // the exporter's own GroupQueryAttention node (the site was lifted from it), not a lowering of it
   const routes = r.model.graph.nodes.filter((n) => n.op === 'If' && n.name.endsWith('/decode_route'));
   expect(routes).toHaveLength(guardedNodes);
+  // optimize's report and the metadata say so, per site
+  const metadata = JSON.parse(r.model.proto.metadataProps!.find((e) => e.key === GUARANTEES_METADATA)!.value!) as GuaranteesMetadata;
+  for (const s of r.sites) {
+    expect(s.decodeRoute, s.id).toBe(64);
+    expect(metadata.sites[s.id]!.decodeRoute?.queries, s.id).toBe(64);
+  }
   for (const n of routes) expect(n.subgraphs()[0]!.nodes.map((x) => x.op).sort(), n.name).toEqual(['Constant', 'GroupQueryAttention']);
   const step = [...generateInputs(loadModel(QWEN), { seed: 2, seqLen: 1, dims: { past_seq_len: 600, total_seq_len: 601 } })];
   for (const runtime of ['onnxruntime', 'attnopt-cpu'] as const) {

@@ -2,7 +2,8 @@
 // (at opset 23 and later, banded sites as ONNX Attention per batch of query blocks unless nativeAttention is off).
 //   Attention(Q, K, V, spec)  ->  MatMul / Softmax / ... over the keys the spec keeps
 
-import { type LowerOptions, lowerAttentionPass, NATIVE_ATTENTION_OPSET } from '@attnopt/passes';
+import { isAttention } from '@attnopt/ir';
+import { cannotLower, decodeRouteQueries, type LowerOptions, lowerAttentionPass, NATIVE_ATTENTION_OPSET } from '@attnopt/passes';
 import type { StatePass } from '@attnopt/rewrite';
 import type { CompileState } from './state.js';
 
@@ -16,6 +17,13 @@ export const lower: StatePass<CompileState> = {
   name: 'lower',
   label: 'lower',
   run(state) {
-    return lowerAttentionPass(lowerOptions(state)).run(state.graph);
+    const options = lowerOptions(state);
+    // which sites take the decode route, recorded before the lowering replaces their nodes (the metadata says so)
+    for (const node of state.graph.allNodes()) {
+      if (!isAttention(node) || cannotLower(node, options) !== undefined) continue;
+      const queries = decodeRouteQueries(node, options);
+      if (queries !== undefined) state.decodeRoutes.set(node, queries);
+    }
+    return lowerAttentionPass(options).run(state.graph);
   },
 };

@@ -49,6 +49,8 @@ export interface CompileState extends AnalysisState {
   plans: readonly SitePlan[] | undefined;
   /** The sites put back as the ONNX nodes they were lifted from. */
   readonly restored: Set<string>;
+  /** Per Attention node the lowering wrapped in its decode route: the query count below which it runs its exact dense form. */
+  readonly decodeRoutes: Map<Node, number>;
 }
 
 export function targetProfile(target: DecideOptions['target']): TargetProfile {
@@ -108,5 +110,6 @@ export function compileState(model: AttnoptModel, options: OptimizeOptions): Com
     timings: new Map(),
     plans: undefined,
     restored: new Set(),
+    decodeRoutes: new Map(),
   };
 }
