@@ -10,6 +10,8 @@
 // - on inputs where the window drops the key that carries the mass (one outlier key far back), the exact branch
 //   matches the causal reference where the unguarded form is far off (it fails if the branches are swapped);
 // - the cost model's count of the nodes a form emits is the sparse form's plus the route's;
+// - with onnxruntime's native banded form (opset 23), the sparse branch keeps it and both branches give the window's
+//   reference;
 // - a site without a past input whose keys are declared apart from its queries (a static cache buffer) is routed;
 // - decodeQueries 0 or a strategy named by the caller lowers without the route, and a site without cached keys never
 //   takes it.
@@ -54,7 +56,7 @@ function build(p: AttentionParams, options: Partial<LowerOptions> = {}): Uint8Ar
   const g = lowered(p, options);
   const flags = g.nodes.flatMap((n) => n.outputs).find((o) => o.name.endsWith(`/${GUARD_FALLBACK_VALUE}`));
   if (flags) g.outputs.push(flags);
-  return exportOnnx(newOnnxModel(g, { opset: 21 }));
+  return exportOnnx(newOnnxModel(g, { opset: options.opset ?? 21 }));
 }
 
 interface Inputs {
@@ -164,6 +166,22 @@ describe('the decode route: a sparse site with cached keys takes its exact dense
         expect(out.flags!.values.every((f) => f === 0)).toBe(true);
         expect(maxAbsDiff(out.y, unguardedY)).toBe(0);
       }
+    }
+  });
+
+  it("onnxruntime's native form (opset 23): the sparse branch keeps it, the dense branch is standard ops", async () => {
+    const g = lowered(unguardedParams, { opset: 23, native: 'onnxruntime' });
+    const route = g.nodes.find((n) => n.name.endsWith('/decode_route'))!;
+    const [exact, sparse] = route.subgraphs().map((s) => s.nodes.map((n) => n.op));
+    expect(sparse).toContain('Attention');
+    expect(exact).not.toContain('Attention');
+    const model = build(unguardedParams, { opset: 23, native: 'onnxruntime' });
+    for (const [P, nq] of [
+      [1000, 1],
+      [300, 200],
+    ] as const) {
+      const x = inputs(P, nq, 17 + nq, true);
+      expect(maxAbsDiff((await run(model, x)).y, reference(WINDOW, x)), `${nq} queries`).toBeLessThanOrEqual(1e-5);
     }
   });
 
