@@ -45,7 +45,7 @@ export interface DecodeRoute {
  * The attributes of the exact dense form of a site: its spec without the guard (an unguarded form computes its own
  * spec), the baseline for a guarded site.
  */
-export function exactParams(p: AttentionParams): AttentionParams {
+function exactParams(p: AttentionParams): AttentionParams {
   if (p.guard === undefined) return p;
   const { guard, ...rest } = p;
   return { ...rest, spec: guard.baseline };
