@@ -118,12 +118,12 @@ const GUARD_BOX_SUMMARIES = 'per key block: per-channel min/max of K (Quest; the
 const GUARD_LOG_Z_SUM = "the kept scores' log-sum-exp (the largest kept logit minus the log of its probability)";
 const GUARD_LOG_Z_MAX = 'the largest kept logit, a lower bound (the log-sum-exp certified no calibration row it did not)';
 
-/**
- * What the metadata says of a site or a head group: `guard` and `fallbackRate` its own (a group's, not the site's),
- * `decision` the site's (the statistical tier's rows and confidence).
- */
 const DECODE_ROUTE_FORM = "the site's exact dense form (a guarded site's baseline, an unguarded one's own spec), the exporter's own fused node where the site was lifted from one";
 
+/**
+ * What the metadata says of a site or a head group: `guard`, `fallbackRate` and `decodeRoute` its own (a group's, not
+ * the site's), `decision` the site's (the statistical tier's rows and confidence).
+ */
 function siteGuarantee(guarantee: Guarantee, bound: number, p: { decision?: SitePlan['decision']; guard?: AttentionGuard; fallbackRate?: number; decodeRoute?: number }): SiteGuarantee {
   const d = p.decision;
   return {

@@ -1,12 +1,13 @@
 // Control flow: If runs one of its two branch graphs on the values of the enclosing graphs (the lowering's decode
 // route, decode-route.ts in @attnopt/passes, and exporters' own Ifs).
 
+import type { Graph, Node } from '@attnopt/ir';
 import type { OpTable } from '../kernel.js';
 
-const branchOf = (node: Parameters<NonNullable<OpTable[string]['check']>>[0], name: string) => {
+function branchOf(node: Node, name: string): Graph | undefined {
   const a = node.attrs.get(name);
   return a?.type === 'graph' ? a.value : undefined;
-};
+}
 
 export const CONTROL_OPS: OpTable = {
   '::If': {
