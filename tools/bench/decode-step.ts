@@ -12,7 +12,7 @@ import { cpus } from 'node:os';
 import { attentionCost, guardCertificateCost, onnxruntimeCpuProfile } from '@attnopt/cost';
 import { type AttentionParams, attentionNode, causal, Graph, intersect, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
-import { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, DECODE_ROUTE_BANDED_QUERIES, lowerAttentionPass } from '@attnopt/passes';
+import { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, DECODE_ROUTE_BANDED_QUERIES, decodeRouteThreshold, lowerAttentionPass } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
 import * as ort from 'onnxruntime-node';
 import { mallocMode, steadyMalloc } from '../src/steady-malloc.js';
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   const window = attentionCost({ ...BASE, spec: WINDOW }, dims, profile);
   const guarded = window.time + guardCertificateCost({ ...BASE, spec: WINDOW }, dims, profile, GUARD.blockSize, window.computedPairs);
   const routeCost = dense + DECODE_ROUTE_NODES * profile.opOverheadSeconds + DECODE_ROUTE_BRANCH_SECONDS;
-  const routed = { window: NQ < DECODE_ROUTE_BANDED_QUERIES, guarded: NQ < GUARD.blockSize };
+  const routed = { window: NQ < decodeRouteThreshold('banded', undefined)!, guarded: NQ < decodeRouteThreshold('banded', GUARD.blockSize)! };
   const ms = (s: number) => `${(s * 1e3).toFixed(3)} ms`;
   const measured = (m: string) => `${m} ${median(times[m]!).toFixed(3)} ms${m === 'dense' ? '' : ` (${ratio(m).toFixed(2)}x)`}`;
   console.log(`H ${H}, d ${D}, T ${T}, ${NQ} new queries (the route sends fewer than ${DECODE_ROUTE_BANDED_QUERIES} (window) and ${GUARD.blockSize} (guarded) to the dense form):`);

@@ -34,6 +34,7 @@ export {
   DECODE_ROUTE_NODES,
   DECODE_ROUTE_BANDED_QUERIES,
   decodeRouteQueries,
+  decodeRouteThreshold,
 } from './lower/index.js';
 export { recognizePass, RECOGNITION_RULES } from './recognize/index.js';
 export {

@@ -43,7 +43,7 @@ import { lshKeepMask } from './lsh-hash.js';
 import { biasOverKeys, hasKeyBias, keyBias4, keyBiasBlocker } from './key-bias.js';
 import { specMask, unsupportedSpec } from './mask.js';
 import { padOutOfReach } from './padding.js';
-import { DECODE_ROUTE_BANDED_QUERIES, lowerWithDecodeRoute } from './decode-route.js';
+import { decodeRouteThreshold, lowerWithDecodeRoute } from './decode-route.js';
 
 /**
  * How a site is lowered: `dense` builds the n x n scores and the spec as a keep-mask; `banded` computes only
@@ -235,10 +235,8 @@ export function decodeRouteQueries(node: Node, options: LowerOptions = { opset: 
   if (options.decodeQueries === 0 || (options.strategy ?? 'auto') !== 'auto') return undefined;
   const p = attentionParams(node);
   if (!fewerQueriesThanKeys(node, p)) return undefined;
-  const plan = loweringPlan(node, options);
-  const routed = p.guard !== undefined ? plan.strategy !== 'dense' || isGuardedLsh(p) : plan.strategy === 'banded';
-  if (!routed) return undefined;
-  return options.decodeQueries ?? (p.guard !== undefined ? p.guard.blockSize : DECODE_ROUTE_BANDED_QUERIES);
+  const queries = decodeRouteThreshold(loweringPlan(node, options).strategy, p.guard?.blockSize, isGuardedLsh(p));
+  return queries === undefined ? undefined : (options.decodeQueries ?? queries);
 }
 
 /**

@@ -13,6 +13,7 @@ import { LIFT_RECORD, type LiftRecord } from '../recognize/lift.js';
 import { unliftBlocker } from '../recognize/unlift.js';
 import { SPARSIFY_DECISION } from '../sparsify/pass.js';
 import { GUARD_FALLBACK_VALUE } from './guarded-certificate.js';
+import { guardFallbackLabel } from './guarded.js';
 
 /**
  * The default query counts below which a routed site runs its dense form. A guarded form: its guard's key block (64).
@@ -23,6 +24,17 @@ import { GUARD_FALLBACK_VALUE } from './guarded-certificate.js';
  * query, 1.1x-2.0x at 4, 0.8x at 8 (4096 keys, 8 heads of 64), 1.3x at 16 (1024 keys, 2 heads of 16).
  */
 export const DECODE_ROUTE_BANDED_QUERIES = 8;
+
+/**
+ * The query count below which a form lowered with `strategy` runs its exact dense form, or undefined where the route
+ * leaves it alone: a guarded form (`guardBlock` its key block; any sparse lowering, and the guarded LSH form whatever
+ * its plan) below its key block, an unguarded banded one below DECODE_ROUTE_BANDED_QUERIES. Dense forms, and unguarded
+ * block-sparse, LSH and low-rank ones (whose dense lowering is not the same function), take no route.
+ */
+export function decodeRouteThreshold(strategy: string, guardBlock: number | undefined, guardedLsh = false): number | undefined {
+  if (guardBlock !== undefined) return strategy !== 'dense' || guardedLsh ? guardBlock : undefined;
+  return strategy === 'banded' ? DECODE_ROUTE_BANDED_QUERIES : undefined;
+}
 
 /** The nodes the route adds to a call (Shape, Gather, Less, If), for the cost model's per-node overhead. */
 export const DECODE_ROUTE_NODES = 4;
@@ -51,9 +63,12 @@ function exactParams(p: AttentionParams): AttentionParams {
   return { ...rest, spec: guard.baseline };
 }
 
+/** The prefix of the names the route gives (lowerAttention's for the site). */
+const siteBase = (node: Node): string => node.name || `${node.outputs[0]!.name}_attention`;
+
 /** One branch: a copy of `node` reading the outer values, lowered, its outputs the branch's outputs. */
 function branch(node: Node, name: string, params: AttentionParams, lower: (g: Graph, n: Node) => void): Graph {
-  const base = node.name || `${node.outputs[0]!.name}_attention`;
+  const base = siteBase(node);
   const g = new Graph(`${base}/${name}`);
   const outs = node.outputs.map((o) => new Value(`${base}/${name}/${o.name}`, o.type));
   const copy = new Node({ domain: node.domain, op: node.op, name: `${base}/${name}`, inputs: node.inputs, outputs: outs, attrs: attentionAttrs(params) });
@@ -95,7 +110,7 @@ function ownNode(graph: Graph, node: Node, p: AttentionParams): { readonly node:
 
 /** The exact branch as the exporter's own node (ownNode): a copy of it on its inputs, its outputs the site's. */
 function ownBranch(node: Node, own: NonNullable<ReturnType<typeof ownNode>>): Graph {
-  const base = node.name || `${node.outputs[0]!.name}_attention`;
+  const base = siteBase(node);
   const g = new Graph(`${base}/exact`);
   const outs = own.node.outputs.map((o) => new Value(`${base}/exact/${o.name}`, o.type));
   g.addNode(new Node({ domain: own.node.domain, op: own.node.op, name: `${base}/exact`, inputs: own.inputs, outputs: outs, attrs: own.node.attrs }));
@@ -105,14 +120,13 @@ function ownBranch(node: Node, own: NonNullable<ReturnType<typeof ownNode>>): Gr
 
 /** The fallback flags a lowered branch computes (`.../guard_falls_back[.label]`), in the order its nodes make them. */
 function fallbackFlags(g: Graph): Value[] {
-  const flags = new RegExp(`/${GUARD_FALLBACK_VALUE}(\\.[^/]+)?$`);
-  return g.nodes.flatMap((n) => n.outputs).filter((v) => flags.test(v.name));
+  return g.nodes.flatMap((n) => n.outputs).filter((v) => v.name.endsWith(`/${GUARD_FALLBACK_VALUE}`) || guardFallbackLabel(v.name) !== undefined);
 }
 
 /** Replaces `node` (an Attention site with cached keys) by the If above; returns the nodes placed. */
 export function lowerWithDecodeRoute(graph: Graph, node: Node, route: DecodeRoute): Node[] {
   const p = attentionParams(node);
-  const base = node.name || `${node.outputs[0]!.name}_attention`;
+  const base = siteBase(node);
   const b = new NodeBuilder(graph, `${base}/decode_route`);
   const sparse = branch(node, 'sparse', p, (g, n) => route.lower(g, n, false));
   const own = ownNode(graph, node, p);
@@ -120,11 +134,12 @@ export function lowerWithDecodeRoute(graph: Graph, node: Node, route: DecodeRout
   // the sparse branch's fallback flags, named as the lowering names them, once out of the If
   const flags = fallbackFlags(sparse);
   const flagsOut = flags.map((f) => {
+    const last = f.name.slice(f.name.lastIndexOf('/') + 1); // guard_falls_back[.label]
     sparse.outputs.push(f);
-    const none = new Value(`${exact.name}/${f.name.slice(f.name.lastIndexOf('/') + 1)}`, { kind: 'tensor', dtype: 'bool', shape: [0, 0, 0] });
+    const none = new Value(`${exact.name}/${last}`, { kind: 'tensor', dtype: 'bool', shape: [0, 0, 0] });
     exact.addNode(new Node({ op: 'Constant', name: none.name, outputs: [none], attrs: { value: tensorAttr(Tensor.fromValues('bool', [0, 0, 0], [])) } }));
     exact.outputs.push(none);
-    return new Value(`${base}/${f.name.slice(f.name.lastIndexOf('/') + 1)}`, { kind: 'tensor', dtype: 'bool' });
+    return new Value(`${base}/${last}`, { kind: 'tensor', dtype: 'bool' });
   });
   // the new queries' count: Q's sequence axis (1 in bsd, bshd and packed-qkv, 2 in bhsd)
   const seqAxis = p.layout === 'bhsd' ? 2 : 1;

@@ -14,4 +14,4 @@ export { lshBucketIds, lshKeepMask, lshOrder, type LshMaskInputs, type LshOrder 
 export { NYSTROM_PINV_STEPS, nystromAttention, type NystromInputs } from './nystrom.js';
 export { GUARD_FALLBACK_VALUE, GUARDED_OPSET, guardableSpec, guardedBandedAttention, guardedBlocker, guardedInputsBlocker, guardedSiteLabel, guardFallbackLabel, type GuardedInputs } from './guarded.js';
 export { guardableBlocksSpec, guardBlockSize, guardedBlocksAttention, guardedBlocksBlocker, type GuardedBlocksInputs } from './guarded-blocks.js';
-export { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, DECODE_ROUTE_BANDED_QUERIES } from './decode-route.js';
+export { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, DECODE_ROUTE_BANDED_QUERIES, decodeRouteThreshold } from './decode-route.js';

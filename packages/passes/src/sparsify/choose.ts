@@ -29,7 +29,7 @@ import {
 import { type AttentionGuard, SplitMix64 } from '@attnopt/ir';
 import { type ConformalConfidence, conformalQuantile } from '@attnopt/bounds';
 import { guardableSpec } from '../lower/guarded.js';
-import { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, DECODE_ROUTE_BANDED_QUERIES } from '../lower/decode-route.js';
+import { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, decodeRouteThreshold } from '../lower/decode-route.js';
 import { guardBlockSize, isBlockGathered } from '../lower/guarded-blocks.js';
 import { guardedLshChoiceBlocker, isLshForm } from '../lower/guarded-lsh.js';
 import { type HeadData, headData, sampleBatch, type SiteCalibration } from './calibration.js';
@@ -360,10 +360,13 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   // block (a guarded form) or DECODE_ROUTE_BANDED_QUERIES (an unguarded banded one) runs the site's exact dense form,
   // so such a step costs that form (priced as the site as written) plus the route's nodes and branch. A form counts as
   // guarded where it can take a guard
+  // (a guarded form counts as sparse whatever loweringChoice says of the calibration's key count: a site that decodes
+  // has a symbolic one, which the lowering takes sparse)
+  const routeOf = (spec: AttentionSpec, guardBlock: number | undefined): number | undefined =>
+    target.execution !== 'unfused' ? undefined : decodeRouteThreshold(guardBlock !== undefined ? 'sparse' : loweringChoice(spec, { keys: dims.nk }).strategy, guardBlock);
   const routedStep = (spec: AttentionSpec): boolean => {
-    if (target.execution !== 'unfused') return false;
-    if (guarded && budget > 0 && !isLowRank(spec) && guardableSpec(spec, baseline) === undefined) return step.nq < guardBlockSize(spec, blockSize);
-    return loweringChoice(spec, { keys: dims.nk }).strategy === 'banded' && step.nq < DECODE_ROUTE_BANDED_QUERIES;
+    const guardable = guarded && budget > 0 && !isLowRank(spec) && guardableSpec(spec, baseline) === undefined;
+    return step.nq < (routeOf(spec, guardable ? guardBlockSize(spec, blockSize) : undefined) ?? 0);
   };
   const stepCost = (p: AttentionParams, spec: AttentionSpec): AttentionCost & { selectionTime: number } => {
     if (!routedStep(spec)) return costOf(p, spec, step, target, expectedLeaf, nodes, siteInputs);
@@ -394,8 +397,8 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   };
   // where the site decodes (cached keys, or fewer queries than keys), what the lowering's decode route does with the forms
   const decodeRouteNote = (forms: readonly { spec: AttentionSpec; guard?: AttentionGuard }[]): string | undefined => {
-    if (target.execution !== 'unfused' || ((first.past ?? 0) === 0 && dims.nq >= dims.nk)) return undefined;
-    const queries = forms.flatMap((f) => (f.guard ? [f.guard.blockSize] : loweringChoice(f.spec, { keys: dims.nk }).strategy === 'banded' ? [DECODE_ROUTE_BANDED_QUERIES] : []));
+    if ((first.past ?? 0) === 0 && dims.nq >= dims.nk) return undefined;
+    const queries = forms.flatMap((f) => routeOf(f.spec, f.guard?.blockSize) ?? []);
     if (queries.length === 0) return undefined;
     const n = [...new Set(queries)].join(' or ');
     return `a call of fewer than ${n} new queries (a decode step) runs the site's exact dense form: the lowering wraps ${forms.length > 1 ? 'each head group' : 'the site'} in an If on the query count (the decode route)`;
