@@ -7,14 +7,18 @@
 // run-time fallback rate of each guarded site reported. A decode step of that model (1 new query over 600 cached keys)
 // takes each site's exact dense form (the lowering's decode route), here the model's own GroupQueryAttention node: its
 // outputs are the original's to float rounding in onnxruntime and in attnopt's CPU executor, and no row is certified. Priced with the decode steps after each call
-// (each routed step the dense form plus the route's If), the sites stay as written.
+// (each routed step the dense form plus the route's If), the sites stay as written. Split into head groups, a site
+// takes one route around the whole split, whose dense branch is the GroupQueryAttention node again.
 
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
-import { decide, generateInputs, GUARANTEES_METADATA, type GuaranteesMetadata, loadModel, optimize, verifyModels, writeModel } from '../src/index.js';
+import { attentionParams, causal, intersect, sinks, slidingWindow, union } from '@attnopt/ir';
+import { applyDecision, lowerAttentionPass, type SiteDecision } from '@attnopt/passes';
+import { runPipeline } from '@attnopt/rewrite';
+import { analyze, attentionSites, decide, generateInputs, GUARANTEES_METADATA, type GuaranteesMetadata, loadModel, modelOpset, optimize, verifyModels, writeModel } from '../src/index.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const QWEN = path.resolve(here, '../../../../shared/fixtures/onnx/genai-models/test/models/hf-internal-testing/tiny-qwen35-cuda/1d392aee_decoder.onnx');
@@ -89,5 +93,44 @@ it('decodeSteps: priced with the decode steps after each call, the sites stay as
     expect(g.decision!.guarantee, g.id).toBe('exact');
     expect(g.decision!.notes.some((n) => n.includes('plus 1000 decode steps')), g.id).toBe(true);
     expect(g.decision!.reasonDense, g.id).toContain("no candidate is cheaper than causal(align=past) on onnxruntime-cpu over one call of the calibration's shape and 1000 decode steps");
+  }
+}, 120_000);
+
+// A site split into head groups (heads 0-1 a guarded window, heads 2-3 the site's own causal(past); each group whole
+// key/value heads) lowers to one decode route around the whole split: a decode step runs the exporter's
+// GroupQueryAttention node for every head, not each group's Slices of the cache, dense form and Concat.
+it('a site split into head groups: one route around the whole split, its dense branch the GroupQueryAttention node', async () => {
+  const model = loadModel(QWEN);
+  analyze(model.graph);
+  for (const { id, node } of attentionSites(model.graph)) {
+    const params = attentionParams(node);
+    const window = intersect(causal('past'), union(slidingWindow(63, 0, 'past'), sinks(4)));
+    expect(params.spec).toEqual(causal('past'));
+    const guard = { budget: 2, blockSize: 64, baseline: params.spec };
+    const groups = [
+      { heads: [0, 1], kvHeads: [0], spec: window, guard },
+      { heads: [2, 3], kvHeads: [1], spec: params.spec },
+    ];
+    applyDecision(node, params, { id, groups } as unknown as SiteDecision, id);
+  }
+  runPipeline(model.graph, [lowerAttentionPass({ opset: modelOpset(model) })]);
+  const routes = model.graph.nodes.filter((n) => n.op === 'If' && n.name.endsWith('/decode_route'));
+  expect(routes).toHaveLength(2);
+  for (const n of routes) {
+    expect(n.subgraphs()[0]!.nodes.map((x) => x.op).sort(), n.name).toEqual(['Constant', 'GroupQueryAttention']);
+    expect(n.subgraphs()[1]!.nodes.some((x) => x.op === 'Slice'), n.name).toBe(true);
+  }
+  expect(model.graph.nodes.some((n) => n.op === 'Slice' && n.name.includes('heads'))).toBe(false);
+  const file = path.join(scratch, 'qwen-split.onnx');
+  writeModel(file, model);
+  // a decode step: every output the original's, exactly (the same node), in both runtimes; no row certified
+  const step = [...generateInputs(loadModel(QWEN), { seed: 2, seqLen: 1, dims: { past_seq_len: 600, total_seq_len: 601 } })];
+  for (const runtime of ['onnxruntime', 'attnopt-cpu'] as const) {
+    const d = await verifyModels(QWEN, file, loadModel(file), step, { runtime, runs: 1 });
+    expect(d.guardFallback?.map((g) => [g.site, g.checked]), runtime).toEqual([
+      ['site0.heads0-1', 0],
+      ['site1.heads0-1', 0],
+    ]);
+    for (const o of d.outputs) expect(o.maxAbsError, `${runtime} ${o.name}`).toBe(0);
   }
 }, 120_000);

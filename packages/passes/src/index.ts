@@ -35,6 +35,8 @@ export {
   DECODE_ROUTE_BANDED_QUERIES,
   decodeRouteQueries,
   decodeRouteThreshold,
+  splitDecodeRoute,
+  type SplitRoute,
 } from './lower/index.js';
 export { recognizePass, RECOGNITION_RULES } from './recognize/index.js';
 export {
@@ -87,6 +89,8 @@ export {
   type UniformChoice,
   HEAD_GROUP,
   type HeadGroupAnnotation,
+  type HeadSplit,
+  splitHeads,
   emptyStats,
   evaluateHead,
   scoreRow,

@@ -16,7 +16,7 @@
 // - decodeQueries 0 or a strategy named by the caller lowers without the route, and a site without cached keys never
 //   takes it.
 
-import { type AttentionParams, type AttentionSpec, attentionNode, causal, Graph, intersect, isAttention, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
+import { type AttentionParams, attentionNode, causal, Graph, intersect, isAttention, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
@@ -25,6 +25,7 @@ import { DECODE_ROUTE_BANDED_QUERIES, DECODE_ROUTE_NODES, decodeRouteQueries, GU
 import { emittedNodeCounter } from '../src/sparsify/emitted-nodes.js';
 import { guardedSiteParams } from './helpers/guarded-params.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
+import { type FallbackFlags, maxAbsDiff, pastInputs, type PastInputs, pastParts, pastReference, runPast } from './helpers/past-inputs.js';
 
 const H = 2;
 const D = 16;
@@ -59,61 +60,15 @@ function build(p: AttentionParams, options: Partial<LowerOptions> = {}): Uint8Ar
   return exportOnnx(newOnnxModel(g, { opset: options.opset ?? 21 }));
 }
 
-interface Inputs {
-  readonly P: number;
-  readonly nq: number;
-  readonly q: Float64Array; // [H, nq, D]
-  readonly k: Float64Array; // [H, P + nq, D]
-  readonly v: Float64Array;
-}
+const inputs = (P: number, nq: number, seed: number, outlier = false): PastInputs => pastInputs(H, D, P, nq, seed, outlier);
+const parts = pastParts;
+const reference = pastReference;
 
-/**
- * Seeded inputs, float32-rounded: local attention (rotary-like features: query t peaked at keys near t, logits up to
- * 72); `outlier`: queries made non-negative and key 10 aligned with all of them (logits up to 80 on it).
- */
-function inputs(P: number, nq: number, seed: number, outlier = false): Inputs {
-  let state = seed >>> 0;
-  const rand = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
-  const T = P + nq;
-  const w = Array.from({ length: D / 2 }, (_, f) => 0.0015 * 1.6 ** f);
-  const feat = (t: number, c: number) => 6 * (c % 2 === 0 ? Math.cos(w[c >> 1]! * t) : Math.sin(w[c >> 1]! * t));
-  const f32 = (n: number, f: (k: number) => number) => Float64Array.from(Float32Array.from({ length: n }, (_, k) => f(k)));
-  const q = f32(H * nq * D, (k) => feat(P + (Math.floor(k / D) % nq), k % D) * (outlier ? Math.sign(feat(P + (Math.floor(k / D) % nq), k % D)) : 1));
-  const k = f32(H * T * D, (k) => (outlier && Math.floor(k / D) % T === 10 ? 5.3 : feat(Math.floor(k / D) % T, k % D) + 0.025 * rand()));
-  return { P, nq, q, k, v: f32(H * T * D, rand) };
+async function run(model: Uint8Array, x: PastInputs): Promise<{ y: Float64Array; flags?: FallbackFlags }> {
+  const out = await runPast(model, x);
+  const flags = out.flags.get('');
+  return { y: out.y, ...(flags ? { flags } : {}) };
 }
-
-/** Rows [from, to) of each head of [H, T, D] as [1, H, to - from, D]. */
-function rows(t: Float64Array, T: number, from: number, to: number): Float64Array {
-  const out = new Float64Array(H * (to - from) * D);
-  for (let h = 0; h < H; h++) out.set(t.subarray((h * T + from) * D, (h * T + to) * D), h * (to - from) * D);
-  return out;
-}
-
-function parts(x: Inputs) {
-  const T = x.P + x.nq;
-  return { q: x.q, k: rows(x.k, T, x.P, T), v: rows(x.v, T, x.P, T), pastKey: rows(x.k, T, 0, x.P), pastValue: rows(x.v, T, 0, x.P) };
-}
-
-function reference(spec: AttentionSpec, x: Inputs): Float64Array {
-  const t = (d: Float64Array, n: number) => ({ shape: [1, H, n, D], data: d });
-  const s = parts(x);
-  return referenceAttention(guardedSiteParams(H, D, spec), { q: t(s.q, x.nq), k: t(s.k, x.nq), v: t(s.v, x.nq), pastKey: t(s.pastKey, x.P), pastValue: t(s.pastValue, x.P) }).y.data;
-}
-
-async function run(model: Uint8Array, x: Inputs): Promise<{ y: Float64Array; flags?: { dims: readonly number[]; values: Float64Array } }> {
-  const s = parts(x);
-  const t = (d: Float64Array, n: number) => ortTensor('f32', [1, H, n, D], d);
-  const out = await runModel(model, { q: t(s.q, x.nq), k: t(s.k, x.nq), v: t(s.v, x.nq), past_key: t(s.pastKey, x.P), past_value: t(s.pastValue, x.P) });
-  const flags = Object.entries(out).find(([name]) => name.endsWith(`/${GUARD_FALLBACK_VALUE}`))?.[1];
-  return { y: ortValues(out.y!), ...(flags ? { flags: { dims: flags.dims, values: ortValues(flags) } } : {}) };
-}
-
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let m = 0;
-  for (let t = 0; t < a.length; t++) m = Math.max(m, Math.abs(a[t]! - b[t]!));
-  return m;
-};
 
 describe('the decode route: a sparse site with cached keys takes its exact dense form on calls of few queries', () => {
   const guarded = build(guardedParams);

@@ -3,7 +3,7 @@
 //   Attention(Q, K, V, spec)  ->  MatMul / Softmax / ... over the keys the spec keeps
 
 import { isAttention } from '@attnopt/ir';
-import { cannotLower, decodeRouteQueries, type LowerOptions, lowerAttentionPass, NATIVE_ATTENTION_OPSET } from '@attnopt/passes';
+import { cannotLower, decodeRouteQueries, type LowerOptions, lowerAttentionPass, NATIVE_ATTENTION_OPSET, splitDecodeRoute } from '@attnopt/passes';
 import type { StatePass } from '@attnopt/rewrite';
 import type { CompileState } from './state.js';
 
@@ -18,11 +18,15 @@ export const lower: StatePass<CompileState> = {
   label: 'lower',
   run(state) {
     const options = lowerOptions(state);
-    // which sites take the decode route, recorded before the lowering replaces their nodes (the metadata says so)
+    // which sites take the decode route, recorded before the lowering replaces their nodes (the metadata says so): a
+    // site or head group its own, and a site split into head groups the route around the whole split (its node as
+    // it was before the split)
     for (const node of state.graph.allNodes()) {
       if (!isAttention(node) || cannotLower(node, options) !== undefined) continue;
       const queries = decodeRouteQueries(node, options);
       if (queries !== undefined) state.decodeRoutes.set(node, queries);
+      const split = node.graph === undefined ? undefined : splitDecodeRoute(node.graph, node, options);
+      if (split !== undefined) state.decodeRoutes.set(split.split.site, split.queries);
     }
     return lowerAttentionPass(options).run(state.graph);
   },

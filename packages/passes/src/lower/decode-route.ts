@@ -81,40 +81,56 @@ function branch(node: Node, name: string, params: AttentionParams, lower: (g: Gr
 
 const PROJECTIONS = new Set(['MatMul', 'Gemm', 'Einsum', 'MatMulInteger', 'QLinearMatMul']);
 
+/** The exporter's fused node a site was lifted from, with its inputs and, per site output, which of its outputs. */
+export interface OwnNode {
+  readonly node: Node;
+  readonly inputs: readonly (Value | undefined)[];
+  /** Per site output slot read: the node's output index (-1 for a slot no one reads). */
+  readonly outputs: readonly number[];
+}
+
 /**
- * The exporter's own node, where the site was lifted from one fused node (com.microsoft GroupQueryAttention or
- * MultiHeadAttention, ONNX Attention) that computes the exact branch's function: the lift is intact (unliftBlocker),
- * every site output is one of the node's outputs, every input the node read is still defined, and the site computes
- * what the node did (a guarded site's baseline, or an exact rewrite). Its CPU kernel beats any lowering of it at a
- * decode step. Undefined otherwise.
+ * The exporter's own node of a site lifted from one fused node (com.microsoft GroupQueryAttention or
+ * MultiHeadAttention, ONNX Attention): `record` is the site's lift record, `inputs` the site's inputs, `outputs` the
+ * values it computes by slot (undefined: not read), `site` its Attention node. The lift must still stand: the nodes
+ * it added (but the site's node) in `graph`, the inputs as lifted, every read output one of the node's outputs, every
+ * input the node read still defined, and no projection added (com.microsoft Attention's packed weights: it runs
+ * before the If either way, and the node would compute it again inside the branch). Undefined otherwise.
  */
-function ownNode(graph: Graph, node: Node, p: AttentionParams): { readonly node: Node; readonly inputs: readonly (Value | undefined)[]; readonly outputs: readonly number[] } | undefined {
+export function ownNodeOf(graph: Graph, site: Node, inputs: readonly (Value | undefined)[], outputs: readonly (Value | undefined)[]): OwnNode | undefined {
+  const record = site.annotations.get(LIFT_RECORD) as LiftRecord | undefined;
+  if (record === undefined || record.matched.length !== 1 || record.matched[0]!.node.graph !== undefined) return undefined;
+  if (record.added.some((n) => n !== site && n.graph !== graph) || record.added.some((n) => PROJECTIONS.has(n.op))) return undefined;
+  if (record.attentionInputs.length !== inputs.length || record.attentionInputs.some((v, k) => inputs[k] !== v)) return undefined;
+  const own = record.matched[0]!;
+  const slots = outputs.map((o) => {
+    if (o === undefined) return -1;
+    const replaced = record.replaced[record.fresh.indexOf(o)];
+    return replaced !== undefined && own.node.outputs[replaced.outputIndex] === replaced ? replaced.outputIndex : undefined;
+  });
+  if (slots.some((k) => k === undefined) || slots.every((k) => k === -1)) return undefined;
+  const defined = (v: Value | undefined) => v === undefined || v.initializer !== undefined || graph.inputs.includes(v) || v.producer?.graph !== undefined;
+  if (!own.inputs.every(defined)) return undefined;
+  return { node: own.node, inputs: own.inputs, outputs: slots as number[] };
+}
+
+/**
+ * ownNodeOf for a site still in the graph whose exact branch computes what the exporter's node did (a guarded site's
+ * baseline, or an exact rewrite) and whose lift is intact (unliftBlocker).
+ */
+function ownNode(graph: Graph, node: Node, p: AttentionParams): OwnNode | undefined {
   const decision = node.annotations.get(SPARSIFY_DECISION) as { readonly guarantee?: string | null } | undefined;
   if (p.guard === undefined && decision !== undefined && decision.guarantee !== 'exact') return undefined;
   if (unliftBlocker(node) !== undefined) return undefined;
-  const record = node.annotations.get(LIFT_RECORD) as LiftRecord;
-  if (record.matched.length !== 1 || record.matched[0]!.node.graph !== undefined) return undefined;
-  const own = record.matched[0]!;
-  // a lift that added a projection (com.microsoft Attention's packed weights) runs it before the If either way: the
-  // node would compute it again inside the branch
-  if (record.added.some((n) => PROJECTIONS.has(n.op))) return undefined;
-  const outputs = node.outputs.map((o) => {
-    const replaced = record.replaced[record.fresh.indexOf(o)];
-    return replaced !== undefined && own.node.outputs[replaced.outputIndex] === replaced ? replaced.outputIndex : -1;
-  });
-  if (outputs.some((k) => k < 0)) return undefined;
-  const defined = (v: Value | undefined) => v === undefined || v.initializer !== undefined || graph.inputs.includes(v) || v.producer?.graph !== undefined;
-  if (!own.inputs.every(defined)) return undefined;
-  return { node: own.node, inputs: own.inputs, outputs };
+  return ownNodeOf(graph, node, node.inputs, node.outputs);
 }
 
-/** The exact branch as the exporter's own node (ownNode): a copy of it on its inputs, its outputs the site's. */
-function ownBranch(node: Node, own: NonNullable<ReturnType<typeof ownNode>>): Graph {
-  const base = siteBase(node);
-  const g = new Graph(`${base}/exact`);
-  const outs = own.node.outputs.map((o) => new Value(`${base}/exact/${o.name}`, o.type));
-  g.addNode(new Node({ domain: own.node.domain, op: own.node.op, name: `${base}/exact`, inputs: own.inputs, outputs: outs, attrs: own.node.attrs }));
-  g.outputs.push(...own.outputs.map((k) => outs[k]!));
+/** The exact branch as the exporter's own node: a copy of it on its inputs, its outputs the site's read ones. */
+export function ownBranch(name: string, own: OwnNode): Graph {
+  const g = new Graph(name);
+  const outs = own.node.outputs.map((o) => new Value(`${name}/${o.name}`, o.type));
+  g.addNode(new Node({ domain: own.node.domain, op: own.node.op, name, inputs: own.inputs, outputs: outs, attrs: own.node.attrs }));
+  g.outputs.push(...own.outputs.filter((k) => k >= 0).map((k) => outs[k]!));
   return g;
 }
 
@@ -123,17 +139,15 @@ function fallbackFlags(g: Graph): Value[] {
   return g.nodes.flatMap((n) => n.outputs).filter((v) => v.name.endsWith(`/${GUARD_FALLBACK_VALUE}`) || guardFallbackLabel(v.name) !== undefined);
 }
 
-/** Replaces `node` (an Attention site with cached keys) by the If above; returns the nodes placed. */
-export function lowerWithDecodeRoute(graph: Graph, node: Node, route: DecodeRoute): Node[] {
-  const p = attentionParams(node);
-  const base = siteBase(node);
+/**
+ * Puts If(new queries < `queries`, exact, sparse) into `graph` at index `at`: the branches' outputs take the uses and
+ * names of `replaced`, in order, and the sparse branch's fallback flags leave the If under the names the lowering
+ * gives them (`<base>/guard_falls_back[.label]`; the exact branch gives none). `q` is the site's query input and
+ * `seqAxis` its sequence axis. Returns the nodes placed.
+ */
+export function placeDecodeRoute(graph: Graph, base: string, q: Value, seqAxis: number, queries: number, exact: Graph, sparse: Graph, replaced: readonly Value[], at: number): Node[] {
   const b = new NodeBuilder(graph, `${base}/decode_route`);
-  const sparse = branch(node, 'sparse', p, (g, n) => route.lower(g, n, false));
-  const own = ownNode(graph, node, p);
-  const exact = own ? ownBranch(node, own) : branch(node, 'exact', exactParams(p), (g, n) => route.lower(g, n, true));
-  // the sparse branch's fallback flags, named as the lowering names them, once out of the If
-  const flags = fallbackFlags(sparse);
-  const flagsOut = flags.map((f) => {
+  const flagsOut = fallbackFlags(sparse).map((f) => {
     const last = f.name.slice(f.name.lastIndexOf('/') + 1); // guard_falls_back[.label]
     sparse.outputs.push(f);
     const none = new Value(`${exact.name}/${last}`, { kind: 'tensor', dtype: 'bool', shape: [0, 0, 0] });
@@ -141,18 +155,29 @@ export function lowerWithDecodeRoute(graph: Graph, node: Node, route: DecodeRout
     exact.outputs.push(none);
     return new Value(`${base}/${last}`, { kind: 'tensor', dtype: 'bool' });
   });
-  // the new queries' count: Q's sequence axis (1 in bsd, bshd and packed-qkv, 2 in bhsd)
-  const seqAxis = p.layout === 'bhsd' ? 2 : 1;
-  const nq = b.op('Gather', [b.op('Shape', [node.inputs[0]!], 'q_shape'), b.scalar('seq_axis', 'i64', seqAxis)], 'nq', { axis: { type: 'int', value: 0n } });
-  const few = b.op('Less', [nq, b.scalar('queries', 'i64', route.queries)], 'few_queries');
-  const outs = [...node.outputs.map((o) => new Value(`${base}/decode_route/${o.name}`, o.type)), ...flagsOut];
+  const nq = b.op('Gather', [b.op('Shape', [q], 'q_shape'), b.scalar('seq_axis', 'i64', seqAxis)], 'nq', { axis: { type: 'int', value: 0n } });
+  const few = b.op('Less', [nq, b.scalar('queries', 'i64', queries)], 'few_queries');
+  const outs = [...replaced.map((o) => new Value(`${base}/decode_route/${o.name}`, o.type)), ...flagsOut];
   const ifNode = new Node({ op: 'If', name: `${base}/decode_route`, inputs: [few], outputs: outs, attrs: { then_branch: graphAttr(exact), else_branch: graphAttr(sparse) } });
   b.nodes.push(ifNode);
-  const at0 = graph.nodes.indexOf(node);
-  b.nodes.forEach((n, k) => graph.addNode(n, at0 + k));
+  b.nodes.forEach((n, k) => graph.addNode(n, at + k));
   const flagNames = flagsOut.map((v) => v.name);
-  node.outputs.forEach((old, k) => redirect(graph, old, outs[k]!));
+  replaced.forEach((old, k) => redirect(graph, old, outs[k]!));
   flagsOut.forEach((v, k) => (v.name = flagNames[k]!));
-  graph.removeNode(node);
   return b.nodes;
+}
+
+/** The query input's sequence axis: 1 in bsd, bshd and packed-qkv, 2 in bhsd. */
+export const querySeqAxis = (p: AttentionParams): number => (p.layout === 'bhsd' ? 2 : 1);
+
+/** Replaces `node` (an Attention site with cached keys) by the If above; returns the nodes placed. */
+export function lowerWithDecodeRoute(graph: Graph, node: Node, route: DecodeRoute): Node[] {
+  const p = attentionParams(node);
+  const base = siteBase(node);
+  const sparse = branch(node, 'sparse', p, (g, n) => route.lower(g, n, false));
+  const own = ownNode(graph, node, p);
+  const exact = own ? ownBranch(`${base}/exact`, own) : branch(node, 'exact', exactParams(p), (g, n) => route.lower(g, n, true));
+  const placed = placeDecodeRoute(graph, base, node.inputs[0]!, querySeqAxis(p), route.queries, exact, sparse, node.outputs, graph.nodes.indexOf(node));
+  graph.removeNode(node);
+  return placed;
 }

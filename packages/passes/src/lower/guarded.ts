@@ -249,7 +249,7 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
   // the row keeps a key: a sink or extra key below upper, or the band [max(bandLo, 0), min(bandHi, upper)) not
   // empty (a global query's output is its dense row: it drops nothing, so it never falls back)
   const bandKept = b.op('Sub', [b.op('Min', [bandHi, upper], 'guard_kept_end'), b.op('Max', [bandLo, zeroF], 'guard_kept_start')], 'guard_kept_band');
-  const firstExtra = s.extra.length > 0 ? f32(Math.min(...s.extra), 'guard_first_extra') : undefined;
+  const firstExtra = E === 0 && s.extra.length > 0 ? f32(Math.min(...s.extra), 'guard_first_extra') : undefined;
   const keepsSomeCol = b.op(
     'Greater',
     [E > 0 ? b.op('Max', [bandKept, b.op('Min', [upper, sinksF], 'guard_kept_sinks')], 'guard_kept_any') : firstExtra ? b.op('Max', [bandKept, b.op('Sub', [upper, firstExtra], 'guard_kept_extra')], 'guard_kept_any') : bandKept, zeroF],

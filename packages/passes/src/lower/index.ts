@@ -15,3 +15,4 @@ export { NYSTROM_PINV_STEPS, nystromAttention, type NystromInputs } from './nyst
 export { GUARD_FALLBACK_VALUE, GUARDED_OPSET, guardableSpec, guardedBandedAttention, guardedBlocker, guardedInputsBlocker, guardedSiteLabel, guardFallbackLabel, type GuardedInputs } from './guarded.js';
 export { guardableBlocksSpec, guardBlockSize, guardedBlocksAttention, guardedBlocksBlocker, type GuardedBlocksInputs } from './guarded-blocks.js';
 export { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, DECODE_ROUTE_BANDED_QUERIES, decodeRouteThreshold } from './decode-route.js';
+export { splitDecodeRoute, type SplitRoute } from './split-decode-route.js';

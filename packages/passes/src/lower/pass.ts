@@ -4,11 +4,25 @@ import { type Graph, isAttention } from '@attnopt/ir';
 import type { Pass, PassNote } from '@attnopt/rewrite';
 import { cannotLower, decodeRouteQueries, type LowerOptions, lowerAttention, loweringPlan } from './attention.js';
 import { nativeBandedBlocker } from './banded-native.js';
+import { lowerSplitWithDecodeRoute, splitDecodeRoute } from './split-decode-route.js';
 
 export function lowerAttentionPass(options: LowerOptions = { opset: 21 }): Pass {
   const name = 'lower-attention';
   const runOn = (graph: Graph, notes: PassNote[]): boolean => {
     let changed = false;
+    // a site split into head groups whose every group computes its function dense: one route around the whole split
+    for (const node of [...graph.nodes]) {
+      if (!isAttention(node) || node.graph !== graph) continue;
+      const route = splitDecodeRoute(graph, node, options);
+      if (route === undefined) continue;
+      const where = route.groups.map((g) => g.node.describe());
+      lowerSplitWithDecodeRoute(graph, route, options);
+      const own = route.own ? `the exporter's ${route.own.node.op} node` : 'its exact dense form';
+      for (const w of where) {
+        notes.push({ pass: name, node: w, message: `lowered to opset ${options.opset} ONNX ops inside its site's decode route: calls with fewer than ${route.queries} new queries (decode steps) run the whole site as ${own} (If), not its head groups` });
+      }
+      changed = true;
+    }
     for (const node of [...graph.nodes]) {
       for (const g of node.subgraphs()) changed = runOn(g, notes) || changed;
       if (!isAttention(node)) continue;

@@ -387,18 +387,40 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     certificateCost(p, spec, guard, dims, target, pairs, nodes) + (decodeSteps === 0 ? 0 : decodeSteps * stepCertificate(p, spec, guard));
   const before = workCost(params, baseline);
   if (decodeSteps > 0) notes.push(`priced as one call of ${dims.nq} queries over ${dims.nk} keys plus ${decodeSteps} decode steps (1 query each; decodeSteps)`);
+  // the decode route's query count of each form (undefined: none), and of a split as a whole: where every group
+  // computes the site's function on a dense branch (guarded, or the site's own spec), one If wraps the whole split
+  // at the smallest of its groups' counts (split-decode-route.ts)
+  const routesOf = (forms: readonly { spec: AttentionSpec; guard?: AttentionGuard }[]) => forms.map((f) => routeOf(f.spec, f.guard?.blockSize));
+  const splitRoute = (forms: readonly { spec: AttentionSpec; guard?: AttentionGuard }[]): number | undefined => {
+    const counts = routesOf(forms).filter((q): q is number => q !== undefined);
+    const whole = forms.length > 1 && counts.length > 0 && forms.every((f) => f.guard !== undefined || specEquals(f.spec, baseline));
+    return whole ? Math.min(...counts) : undefined;
+  };
   // a site that takes cached keys also decodes, one query at a time: a note when the rewrite (its forms, one per head
-  // group; the groups' Slice / Concat copies left out, so only ever lower) is predicted slower there than as written
+  // group; the groups' Slice / Concat copies left out, so only ever lower) is predicted slower there than as written.
+  // A split routed whole runs the site's dense form at a step, plus the route
   const decodeStepOf = (forms: readonly { params: AttentionParams; spec: AttentionSpec; guard?: AttentionGuard }[]): DecodeStep | undefined => {
     if ((first.past ?? 0) === 0) return undefined;
     const asWritten = costOf(params, baseline, step, target, expectedLeaf, nodes, siteInputs).time;
-    const rewritten = forms.reduce((t, f) => t + stepCost(f.params, f.spec).time + (f.guard ? stepCertificate(f.params, f.spec, f.guard) : 0), 0);
+    const whole = splitRoute(forms);
+    const rewritten =
+      whole !== undefined && step.nq < whole
+        ? asWritten + DECODE_ROUTE_NODES * target.opOverheadSeconds + DECODE_ROUTE_BRANCH_SECONDS
+        : forms.reduce((t, f) => t + stepCost(f.params, f.spec).time + (f.guard ? stepCertificate(f.params, f.spec, f.guard) : 0), 0);
     return rewritten > asWritten * DECODE_SLOWER ? { keys: dims.nk, asWrittenSeconds: asWritten, rewrittenSeconds: rewritten } : undefined;
   };
   // where the site decodes (cached keys, or fewer queries than keys), what the lowering's decode route does with the forms
   const decodeRouteNote = (forms: readonly { spec: AttentionSpec; guard?: AttentionGuard }[]): string | undefined => {
     if ((first.past ?? 0) === 0 && dims.nq >= dims.nk) return undefined;
-    const queries = forms.flatMap((f) => routeOf(f.spec, f.guard?.blockSize) ?? []);
+    const whole = splitRoute(forms);
+    if (whole !== undefined) {
+      const more = [...new Set(routesOf(forms).filter((q): q is number => q !== undefined && q > whole))];
+      return (
+        `a call of fewer than ${whole} new queries (a decode step) runs the site's exact dense form: the lowering wraps the whole site, its head groups, in one If on the query count (the decode route)` +
+        (more.length > 0 ? `; inside it, a head group routed below ${more.join(' or ')} queries keeps its own route` : '')
+      );
+    }
+    const queries = routesOf(forms).filter((q): q is number => q !== undefined);
     if (queries.length === 0) return undefined;
     const n = [...new Set(queries)].join(' or ');
     return `a call of fewer than ${n} new queries (a decode step) runs the site's exact dense form: the lowering wraps ${forms.length > 1 ? 'each head group' : 'the site'} in an If on the query count (the decode route)`;

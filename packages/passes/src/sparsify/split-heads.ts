@@ -27,6 +27,20 @@ export interface HeadGroupAnnotation {
   readonly site: string;
   readonly heads: readonly number[];
   readonly kvHeads: readonly number[];
+  /** The split the group came from, one object shared by the site's groups (the lowering's decode route reads it). */
+  readonly split?: HeadSplit;
+}
+
+/** What a split replaced: the site's node as it was, and where its outputs went. */
+export interface HeadSplit {
+  /** The site's Attention node before the split, out of the graph: its attributes and annotations (lift record). */
+  readonly site: Node;
+  /** Its inputs (the node lost them when it left the graph). */
+  readonly inputs: readonly (Value | undefined)[];
+  /** By output slot: the value the node computed, where read (the lift record knows these), else undefined. */
+  readonly replaced: readonly (Value | undefined)[];
+  /** By output slot: the value that carries it now (the Concat of the groups' outputs), else undefined. */
+  readonly outputs: readonly (Value | undefined)[];
 }
 
 /** How the bias splits: absent, shared by every head (no head axis or one head), or sliced along `axis`. */
@@ -94,6 +108,8 @@ export function splitHeads(node: Node, params: AttentionParams, groups: readonly
   const headAxis = layout === 'bhsd' ? 1 : 2;
   const outAxis = [headAxis, 1, 1, 1]; // y, present key, present value, scores
   const parts: Value[][] = Array.from({ length: slots }, () => []);
+  const outputs: (Value | undefined)[] = live.map(() => undefined);
+  const record: HeadSplit = { site: node, inputs: [...node.inputs], replaced: live, outputs };
 
   const nodes = groups.map((x) => {
     const [h0, h1] = [x.heads[0]!, x.heads[x.heads.length - 1]! + 1];
@@ -154,7 +170,7 @@ export function splitHeads(node: Node, params: AttentionParams, groups: readonly
       `${baseName(node)}/${tag}`,
     );
     for (const [key, value] of node.annotations) if (key !== HEAD_GROUP) gnode.annotations.set(key, value);
-    gnode.annotations.set(HEAD_GROUP, { site, heads: x.heads, kvHeads: x.kvHeads } satisfies HeadGroupAnnotation);
+    gnode.annotations.set(HEAD_GROUP, { site, heads: x.heads, kvHeads: x.kvHeads, split: record } satisfies HeadGroupAnnotation);
     b.nodes.push(gnode);
     return gnode;
   });
@@ -163,6 +179,7 @@ export function splitHeads(node: Node, params: AttentionParams, groups: readonly
     if (!old) return;
     const fresh = b.op('Concat', parts[s]!, `${['y', 'present_key', 'present_value', 'scores'][s]}_heads`, { axis: intAttr(outAxis[s]!) }, old.type);
     concats.push([old, fresh]);
+    outputs[s] = fresh;
   });
   const at = graph.nodes.indexOf(node);
   b.nodes.forEach((n, i) => graph.addNode(n, at + i));

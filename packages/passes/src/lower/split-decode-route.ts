@@ -1,0 +1,137 @@
+// A site split into head groups that takes cached keys -> If(new queries < a few, the site's exact dense form, the groups).
+// Each group routed on its own (decode-route.ts) still leaves a decode step the Slices of the whole cache for every
+// group, one dense form per group and the Concats: 1.8x the site's dense form at 4096 keys (8 heads of 64, two
+// groups; tools/bench/decode-step.ts). One If around the whole split sends such a call to one dense form of every
+// head, or to the exporter's own fused node. It needs every group to compute the site's function on that branch: a
+// guarded group (its baseline is the site's spec) or a group that keeps the site's spec. The If's query count is the
+// smallest of the groups' own; a group whose own count is larger keeps its route inside the split's branch.
+
+import { type AttentionParams, attentionAttrs, attentionParams, Graph, isAttention, Node, ONNX_DOMAIN, specEquals, Value } from '@attnopt/ir';
+import { HEAD_GROUP, type HeadGroupAnnotation, type HeadSplit } from '../sparsify/split-heads.js';
+import { cannotLower, decodeRouteQueries, type LowerOptions, lowerAttention } from './attention.js';
+import { type OwnNode, ownBranch, ownNodeOf, placeDecodeRoute, querySeqAxis } from './decode-route.js';
+
+/** A split site the route wraps whole. */
+export interface SplitRoute {
+  readonly split: HeadSplit;
+  /** The group Attention nodes, each with its own route's query count (undefined: none). */
+  readonly groups: readonly { readonly node: Node; readonly queries: number | undefined }[];
+  /** Every node the split placed (Slices and their Constants, the groups, the Concats), in graph order. */
+  readonly region: readonly Node[];
+  /** Calls with fewer new queries than this take the site's exact dense form. */
+  readonly queries: number;
+  /** The exporter's fused node the site was lifted from, when the lift still stands. */
+  readonly own: OwnNode | undefined;
+}
+
+const defined = <T>(v: T | undefined): v is T => v !== undefined;
+
+/** The options of the site's exact dense form (the exporter's node aside): dense, standard ops, no route. */
+function denseOptions(options: LowerOptions): LowerOptions {
+  const { native: _native, ...plain } = options;
+  return { ...plain, decodeQueries: 0, strategy: 'dense' };
+}
+
+/**
+ * The nodes between the split's inputs and its outputs, or undefined where they are not only the split's own (a
+ * Slice, Concat or Constant of the ONNX domain, or one of `groups`) or something outside reads what they compute
+ * (a later rewrite shared them): then the groups take their own routes.
+ */
+function splitRegion(graph: Graph, split: HeadSplit, groups: readonly Node[]): Node[] | undefined {
+  const inputs = new Set(split.inputs.filter(defined));
+  const region = new Set<Node>();
+  const todo = split.outputs.filter(defined);
+  for (let v = todo.pop(); v !== undefined; v = todo.pop()) {
+    if (inputs.has(v)) continue;
+    const p = v.producer;
+    if (p === undefined) {
+      if (v.initializer !== undefined) continue;
+      return undefined; // a graph input the site did not read
+    }
+    if (p.graph !== graph) return undefined;
+    if (region.has(p)) continue;
+    const own = isAttention(p) ? groups.includes(p) : p.domain === ONNX_DOMAIN && ['Slice', 'Concat', 'Constant'].includes(p.op);
+    if (!own) return undefined;
+    region.add(p);
+    todo.push(...p.inputs.filter(defined));
+  }
+  if (!groups.every((g) => region.has(g))) return undefined;
+  const outputs = new Set(split.outputs.filter(defined));
+  for (const n of region) {
+    for (const o of n.outputs) {
+      if (outputs.has(o)) continue;
+      if (graph.outputs.includes(o) || o.uses().some((u) => !region.has(u.node))) return undefined;
+    }
+  }
+  return graph.nodes.filter((n) => region.has(n));
+}
+
+/** The site's node again, on its inputs, with `outputs` by slot: the exact branch's Attention before lowering. */
+function siteCopy(split: HeadSplit, name: string, outputs: readonly Value[]): Node {
+  const site = split.site;
+  const { guard: _guard, ...params } = attentionParams(site);
+  const copy = new Node({ domain: site.domain, op: site.op, name, inputs: split.inputs, outputs, attrs: attentionAttrs(params) });
+  for (const [k, v] of site.annotations) if (k !== HEAD_GROUP) copy.annotations.set(k, v);
+  return copy;
+}
+
+/** The route for the split `node` (one of its groups) belongs to, or undefined where its groups route themselves. */
+export function splitDecodeRoute(graph: Graph, node: Node, options: LowerOptions): SplitRoute | undefined {
+  const split = (node.annotations.get(HEAD_GROUP) as HeadGroupAnnotation | undefined)?.split;
+  if (split === undefined) return undefined;
+  const groupNodes = graph.nodes.filter((n) => isAttention(n) && (n.annotations.get(HEAD_GROUP) as HeadGroupAnnotation | undefined)?.split === split);
+  const site: AttentionParams = attentionParams(split.site);
+  // every group computes the site's function on the dense branch
+  for (const g of groupNodes) {
+    if (cannotLower(g, options) !== undefined) return undefined;
+    const p = attentionParams(g);
+    if (!specEquals(p.guard?.baseline ?? p.spec, site.spec)) return undefined;
+  }
+  const groups = groupNodes.map((g) => ({ node: g, queries: decodeRouteQueries(g, options) }));
+  const counts = groups.map((g) => g.queries).filter(defined);
+  if (groupNodes.length < 2 || counts.length === 0) return undefined;
+  const region = splitRegion(graph, split, groupNodes);
+  if (region === undefined) return undefined;
+  const own = ownNodeOf(graph, split.site, split.inputs, split.replaced);
+  if (own === undefined) {
+    const scratch = new Graph('scratch');
+    const copy = scratch.addNode(siteCopy(split, 'scratch', []));
+    if (cannotLower(copy, denseOptions(options)) !== undefined) return undefined;
+  }
+  return { split, groups, region, queries: Math.min(...counts), own };
+}
+
+/** Moves `node` from its graph into `to`, its inputs and outputs as they are. */
+function moveNode(node: Node, to: Graph): void {
+  const from = node.graph!;
+  from.nodes.splice(from.nodes.indexOf(node), 1);
+  node.graph = undefined;
+  to.addNode(node);
+}
+
+/** Replaces the split's nodes by the If of the comment at the top; returns the nodes placed. */
+export function lowerSplitWithDecodeRoute(graph: Graph, route: SplitRoute, options: LowerOptions): Node[] {
+  const { split, region, queries } = route;
+  const site = split.site;
+  const base = site.name || `${split.replaced.find(defined)!.name}_attention`;
+  const at = graph.nodes.indexOf(region[region.length - 1]!) - (region.length - 1);
+  const sparse = new Graph(`${base}/sparse`);
+  for (const n of region) moveNode(n, sparse);
+  for (const g of route.groups) lowerAttention(sparse, g.node, g.queries !== undefined && g.queries > queries ? options : { ...options, decodeQueries: 0 });
+  const replaced = split.outputs.filter(defined);
+  sparse.outputs.push(...replaced);
+  let exact: Graph;
+  if (route.own) exact = ownBranch(`${base}/exact`, route.own);
+  else {
+    exact = new Graph(`${base}/exact`);
+    const outs = site.outputs.map((o, s) => new Value(`${base}/exact/${split.outputs[s]?.name ?? `output${s}`}`, o.type));
+    const copy = exact.addNode(siteCopy(split, `${base}/exact`, outs));
+    exact.outputs.push(...split.outputs.flatMap((o, s) => (o === undefined ? [] : [outs[s]!])));
+    lowerAttention(exact, copy, denseOptions(options));
+  }
+  const names = replaced.map((v) => v.name);
+  const placed = placeDecodeRoute(graph, base, split.inputs[0]!, querySeqAxis(attentionParams(site)), queries, exact, sparse, replaced, at);
+  // the split's outputs stay as the sparse branch's, under names of that branch
+  replaced.forEach((v, k) => (v.name = `${sparse.name}/${names[k]}`));
+  return placed;
+}
