@@ -11,11 +11,12 @@
 // - two guarded groups whose key blocks differ (32 and 64, so their own routes): the whole split routes below 32, the
 //   other group keeps its route inside (48 queries: its exact form and flags [0, 0, 0], the first group's guarded
 //   form and flags [1, 2, 48]);
+// - a node that reads Y placed between the Concats of Y and of the presents (a valid order): the If goes before it;
 // - no route around the split where a group does not compute the site's function dense (an unguarded window of a
 //   causal site: the statistical tier), or where something outside reads a value of the split: the groups are
 //   routed one by one, as before.
 
-import { type AttentionParams, attentionParams, type AttentionSpec, attentionNode, causal, Graph, intersect, isAttention, type Node, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
+import { type AttentionParams, attentionParams, type AttentionSpec, attentionNode, causal, Graph, intersect, isAttention, Node, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
@@ -38,22 +39,26 @@ interface Group {
   readonly block?: number;
 }
 
-/** The site (spec `site`) with past keys, not split. */
-function unsplit(site: AttentionSpec = CAUSAL): Graph {
+/** The site (spec `site`) with past keys, not split; `presents`: with its present key and value outputs. */
+function unsplit(site: AttentionSpec = CAUSAL, presents = false): Graph {
   const g = new Graph('split_route');
   const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, H, 'seq', D]))));
   const [pk, pv] = ['past_key', 'past_value'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, H, 'past', D]))));
   const y = new Value('y', tensorType('f32'));
   const params: AttentionParams = guardedSiteParams(H, D, site);
-  const node = attentionNode(params, { q: q!, k: k!, v: v!, pastKey: pk!, pastValue: pv! }, { y }, 'attn');
+  const present = presents ? { presentKey: new Value('present_key', tensorType('f32')), presentValue: new Value('present_value', tensorType('f32')) } : {};
+  const node = attentionNode(params, { q: q!, k: k!, v: v!, pastKey: pk!, pastValue: pv! }, { y, ...present }, 'attn');
   g.addNode(node);
-  g.outputs.push(y);
+  g.outputs.push(y, ...Object.values(present));
   return g;
 }
 
-/** The site (spec `site`) split into two groups of two heads; `extra` reads the first group's Q slice outside. */
-function split(site: AttentionSpec, groups: readonly [Group, Group], extra = false): Graph {
-  const g = unsplit(site);
+/**
+ * The site (spec `site`) split into two groups of two heads; `extra` reads the first group's Q slice outside;
+ * `between`: with present outputs, and a node reading Y placed between Y's Concat and the presents' (a valid order).
+ */
+function split(site: AttentionSpec, groups: readonly [Group, Group], extra = false, between = false): Graph {
+  const g = unsplit(site, between);
   const node = g.nodes[0]!;
   const params = attentionParams(node);
   const heads = (h0: number): HeadGroup => {
@@ -65,6 +70,12 @@ function split(site: AttentionSpec, groups: readonly [Group, Group], extra = fal
   if (extra) {
     const read = new Value('q_heads_0_1', tensorType('f32'));
     g.add({ op: 'Identity', inputs: [first!.inputs[0]!], outputs: [read] });
+    g.outputs.push(read);
+  }
+  if (between) {
+    const yHeads = g.outputs[0]!;
+    const read = new Value('y_read', tensorType('f32'));
+    g.addNode(new Node({ op: 'Neg', inputs: [yHeads], outputs: [read] }), g.nodes.indexOf(yHeads.producer!) + 1);
     g.outputs.push(read);
   }
   runPipeline(g, [lowerAttentionPass({ opset: 21 })]);
@@ -155,6 +166,14 @@ describe('the decode route around a split site: a decode step runs one exact den
       expect(maxAbsDiff(headsOf(out.y, x, 0, 2), headsOf(ref, x, 0, 2)), `${nq} queries`).toBeLessThanOrEqual(nq < 32 ? 1e-5 : BUDGET + 1e-4);
       expect(maxAbsDiff(headsOf(out.y, x, 2, 4), headsOf(ref, x, 2, 4)), `${nq} queries`).toBeLessThanOrEqual(nq < 64 ? 1e-5 : BUDGET + 1e-4);
     }
+  });
+
+  it('a node that reads Y between the Concats of Y and of the presents: the route goes before it', async () => {
+    const g = split(CAUSAL, GUARDED, false, true);
+    expect(routes(g)).toHaveLength(1);
+    const x = pastInputs(H, D, 1000, 1, 3);
+    const out = await runPast(bytes(g), x);
+    expect(maxAbsDiff(out.y, pastReference(CAUSAL, x))).toBeLessThanOrEqual(1e-5);
   });
 
   it('a group that does not compute the site function dense, or a split value read outside: each group routes itself', () => {

@@ -22,6 +22,8 @@ export interface SplitRoute {
   readonly queries: number;
   /** The exporter's fused node the site was lifted from, when the lift still stands. */
   readonly own: OwnNode | undefined;
+  /** The node the route goes after: the last that computes what the split reads (undefined: the graph's start). */
+  readonly anchor: Node | undefined;
 }
 
 const defined = <T>(v: T | undefined): v is T => v !== undefined;
@@ -66,6 +68,23 @@ function splitRegion(graph: Graph, split: HeadSplit, groups: readonly Node[]): N
   return graph.nodes.filter((n) => region.has(n));
 }
 
+/**
+ * Where the If can stand in `graph`: after the last node that computes a value the region reads, before the first
+ * that reads one of its outputs. Null where no place is (the outputs read before an input is computed, or read
+ * inside another node's subgraph); undefined: at the graph's start.
+ */
+function routeAnchor(graph: Graph, region: readonly Node[], outputs: readonly Value[]): Node | undefined | null {
+  const inside = new Set(region);
+  const order = new Map(graph.nodes.map((n, k) => [n, k]));
+  const producers = region.flatMap((n) => n.inputs.filter(defined).flatMap((v) => (v.producer !== undefined && !inside.has(v.producer) ? [v.producer] : [])));
+  if (producers.some((p) => !order.has(p))) return null;
+  const readers = outputs.flatMap((v) => v.uses().map((u) => u.node));
+  if (readers.some((r) => !order.has(r))) return null;
+  const last = producers.reduce<Node | undefined>((a, p) => (a === undefined || order.get(p)! > order.get(a)! ? p : a), undefined);
+  const first = Math.min(graph.nodes.length, ...readers.map((r) => order.get(r)!));
+  return last !== undefined && order.get(last)! >= first ? null : last;
+}
+
 /** The site's node again, on its inputs, with `outputs` by slot: the exact branch's Attention before lowering. */
 function siteCopy(split: HeadSplit, name: string, outputs: readonly Value[]): Node {
   const site = split.site;
@@ -92,13 +111,15 @@ export function splitDecodeRoute(graph: Graph, node: Node, options: LowerOptions
   if (groupNodes.length < 2 || counts.length === 0) return undefined;
   const region = splitRegion(graph, split, groupNodes);
   if (region === undefined) return undefined;
+  const anchor = routeAnchor(graph, region, split.outputs.filter(defined));
+  if (anchor === null) return undefined;
   const own = ownNodeOf(graph, split.site, split.inputs, split.replaced);
   if (own === undefined) {
     const scratch = new Graph('scratch');
     const copy = scratch.addNode(siteCopy(split, 'scratch', []));
     if (cannotLower(copy, denseOptions(options)) !== undefined) return undefined;
   }
-  return { split, groups, region, queries: Math.min(...counts), own };
+  return { split, groups, region, queries: Math.min(...counts), own, anchor };
 }
 
 /** Moves `node` from its graph into `to`, its inputs and outputs as they are. */
@@ -114,9 +135,9 @@ export function lowerSplitWithDecodeRoute(graph: Graph, route: SplitRoute, optio
   const { split, region, queries } = route;
   const site = split.site;
   const base = site.name || `${split.replaced.find(defined)!.name}_attention`;
-  const at = graph.nodes.indexOf(region[region.length - 1]!) - (region.length - 1);
   const sparse = new Graph(`${base}/sparse`);
   for (const n of region) moveNode(n, sparse);
+  const at = route.anchor === undefined ? 0 : graph.nodes.indexOf(route.anchor) + 1;
   for (const g of route.groups) lowerAttention(sparse, g.node, g.queries !== undefined && g.queries > queries ? options : { ...options, decodeQueries: 0 });
   const replaced = split.outputs.filter(defined);
   sparse.outputs.push(...replaced);
@@ -124,7 +145,9 @@ export function lowerSplitWithDecodeRoute(graph: Graph, route: SplitRoute, optio
   if (route.own) exact = ownBranch(`${base}/exact`, route.own);
   else {
     exact = new Graph(`${base}/exact`);
-    const outs = site.outputs.map((o, s) => new Value(`${base}/exact/${split.outputs[s]?.name ?? `output${s}`}`, o.type));
+    // the site's outputs up to the last one read (a scores output no one reads is not computed)
+    const slots = split.outputs.reduce((last, o, s) => (o === undefined ? last : s + 1), 0);
+    const outs = site.outputs.slice(0, slots).map((o, s) => new Value(`${base}/exact/${split.outputs[s]?.name ?? `output${s}`}`, o.type));
     const copy = exact.addNode(siteCopy(split, `${base}/exact`, outs));
     exact.outputs.push(...split.outputs.flatMap((o, s) => (o === undefined ? [] : [outs[s]!])));
     lowerAttention(exact, copy, denseOptions(options));
