@@ -6,7 +6,8 @@
 // and the lowering emits that If (split-decode-route.ts). In onnxruntime, on inputs of another seed: a decode step
 // (1 query over 1000 cached keys) gives the causal float64 reference on every head within 1e-5, with no row
 // certified (flags [0, 0, 0]); a prefill call (256 queries over 768) gives it within the budget + 1e-4 on heads 0-1
-// (the guarded group) and 1e-5 on heads 2-3.
+// (the guarded group) and 1e-5 on heads 2-3. Priced with decode steps after the call, each step of the split costs
+// the site as written plus the route's If (no group's own form, no copies of the cache).
 
 import { onnxruntimeCpuProfile } from '@attnopt/cost';
 import { type AttentionParams, attentionNode, causal, Graph, isAttention, tensorType, Value } from '@attnopt/ir';
@@ -14,8 +15,8 @@ import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { runPipeline } from '@attnopt/rewrite';
 import { describe, expect, it } from 'vitest';
-import { guardFallbackLabel, lowerAttentionPass } from '../src/lower/index.js';
-import { type SiteDecision, sparsifyPass } from '../src/sparsify/index.js';
+import { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, guardFallbackLabel, lowerAttentionPass } from '../src/lower/index.js';
+import { chooseSiteSpec, type SiteDecision, sparsifyPass } from '../src/sparsify/index.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 import { maxAbsDiff } from './helpers/past-inputs.js';
 
@@ -105,6 +106,15 @@ describe('sparsify splits a site with cached keys by heads; the lowering routes 
     const routes = g.nodes.filter((n) => n.op === 'If');
     expect(routes.map((n) => n.name)).toEqual(['attn/decode_route']);
     expect(flags.map((f) => f.name)).toEqual(['attn/guard_falls_back.site0.heads0-1']);
+  });
+
+  it('decodeSteps: each step of the split is priced as the site as written plus the route', () => {
+    const at = (decodeSteps: number) => chooseSiteSpec(PARAMS, calibration, { target: onnxruntimeCpuProfile, budget: BUDGET, seed: 1, decodeSteps });
+    const [none, steps] = [at(0), at(50)];
+    expect([none.groups?.length, steps.groups?.length]).toEqual([2, 2]);
+    const route = DECODE_ROUTE_NODES * onnxruntimeCpuProfile.opOverheadSeconds + DECODE_ROUTE_BRANCH_SECONDS;
+    const extra = steps.timeAfter - none.timeAfter - (steps.timeBefore - none.timeBefore);
+    expect(Math.abs(extra - 50 * route)).toBeLessThanOrEqual(1e-9);
   });
 
   it.each([

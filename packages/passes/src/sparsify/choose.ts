@@ -37,7 +37,7 @@ import type { EmittedNodes } from './emitted-nodes.js';
 import { defaultCandidates, defaultWindows, restrictToBaseline } from './candidates.js';
 import { globalTokenCandidates, globalTokensOf } from './global-tokens.js';
 import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, fallbackRowRate, mergedStats, recomputedRowRate } from './evaluate.js';
-import { groupsText, type HeadGroup, headsText, planHeadGroups } from './head-groups.js';
+import { groupsText, type HeadGroup, headsText, planHeadGroups, splitCopySeconds } from './head-groups.js';
 import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRankHead } from './lowrank.js';
 import { keptFields } from './kept.js';
 import { headResolver } from './resolve.js';
@@ -396,17 +396,24 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     const whole = forms.length > 1 && counts.length > 0 && forms.every((f) => f.guard !== undefined || specEquals(f.spec, baseline));
     return whole ? Math.min(...counts) : undefined;
   };
-  // a site that takes cached keys also decodes, one query at a time: a note when the rewrite (its forms, one per head
-  // group; the groups' Slice / Concat copies left out, so only ever lower) is predicted slower there than as written.
-  // A split routed whole runs the site's dense form at a step, plus the route
-  const decodeStepOf = (forms: readonly { params: AttentionParams; spec: AttentionSpec; guard?: AttentionGuard }[]): DecodeStep | undefined => {
+  type StepForm = { params: AttentionParams; spec: AttentionSpec; guard?: AttentionGuard };
+  // one decode step of the rewrite (its forms, one per head group): a split routed whole runs the site's dense form
+  // plus the route; otherwise each form's step (its own route, or its sparse form and certificate), and for a split
+  // the Slices of Q, K, V (the whole cache) per group and the Concat
+  const stepOfForms = (forms: readonly StepForm[]): number => {
+    const whole = splitRoute(forms);
+    if (whole !== undefined && step.nq < whole) {
+      return costOf(params, baseline, step, target, expectedLeaf, nodes, siteInputs).time + DECODE_ROUTE_NODES * target.opOverheadSeconds + DECODE_ROUTE_BRANCH_SECONDS;
+    }
+    const groups = forms.reduce((t, f) => t + stepCost(f.params, f.spec).time + (f.guard ? stepCertificate(f.params, f.spec, f.guard) : 0), 0);
+    return forms.length > 1 ? groups + splitCopySeconds(params, step, target, forms.length) : groups;
+  };
+  // a site that takes cached keys also decodes, one query at a time: a note when the rewrite is predicted slower there
+  // than as written
+  const decodeStepOf = (forms: readonly StepForm[]): DecodeStep | undefined => {
     if ((first.past ?? 0) === 0) return undefined;
     const asWritten = costOf(params, baseline, step, target, expectedLeaf, nodes, siteInputs).time;
-    const whole = splitRoute(forms);
-    const rewritten =
-      whole !== undefined && step.nq < whole
-        ? asWritten + DECODE_ROUTE_NODES * target.opOverheadSeconds + DECODE_ROUTE_BRANCH_SECONDS
-        : forms.reduce((t, f) => t + stepCost(f.params, f.spec).time + (f.guard ? stepCertificate(f.params, f.spec, f.guard) : 0), 0);
+    const rewritten = stepOfForms(forms);
     return rewritten > asWritten * DECODE_SLOWER ? { keys: dims.nk, asWrittenSeconds: asWritten, rewrittenSeconds: rewritten } : undefined;
   };
   // where the site decodes (cached keys, or fewer queries than keys), what the lowering's decode route does with the forms
@@ -550,19 +557,24 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
           headStats,
           qualifies: within,
           guardOf,
-          cost: (nh, nkv, spec) => workCost({ ...params, numHeads: nh, kvNumHeads: nkv }, spec),
+          // each group's call alone: the split's decode steps are priced whole below
+          cost: (nh, nkv, spec) => costOf({ ...params, numHeads: nh, kvNumHeads: nkv }, spec, dims, target, resolve0, nodes, siteInputs),
           guardTime: (nh, nkv, k, s) => {
             const guard = guardOf(k, s);
             if (guard === undefined) return 0;
             const group = { ...params, numHeads: nh, kvNumHeads: nkv };
             const pairs = costOf(group, masks[k]!, dims, target, resolve0, undefined, siteInputs).computedPairs;
-            return workCertificate(group, masks[k]!, guard, pairs) + recomputedRowRate(s) * workCost(group, baseline).time;
+            return certificateCost(group, masks[k]!, guard, dims, target, pairs, nodes) + recomputedRowRate(s) * costOf(group, baseline, dims, target, resolve0, nodes, siteInputs).time;
           },
           target,
           dims,
         })
       : undefined;
-  const split = plan !== undefined && plan.time < uniformCost.time ? plan : undefined;
+  // the split's decode steps (decodeSteps): one route around the whole split, or each group's, with the copies
+  const groupForms = (groups: readonly HeadGroup[]): StepForm[] =>
+    groups.map((g) => ({ params: { ...params, numHeads: g.heads.length, kvNumHeads: g.kvHeads.length }, spec: g.spec, ...(g.guard ? { guard: g.guard } : {}) }));
+  const planned = plan === undefined || decodeSteps === 0 ? plan : { ...plan, time: plan.time + decodeSteps * stepOfForms(groupForms(plan.groups)) };
+  const split = planned !== undefined && planned.time < uniformCost.time ? planned : undefined;
   const groupOf = (k: number) => split?.groups.filter((g) => specEquals(g.spec, masks[k]!)) ?? [];
 
   const cheaper = () => printSpec(evaluated[best!]!.form);
@@ -650,16 +662,16 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       notes.push(
         !splitHeads
           ? 'heads differ in their cheapest qualifying form; head groups are off, so the chosen form is the cheapest that satisfies every head (per-head details recorded)'
-          : plan === undefined
+          : planned === undefined
             ? 'heads differ in their cheapest qualifying form, but every key/value head (with its query heads) wants the same one: one spec for every head'
-            : `heads differ in their cheapest qualifying form, but head groups (${groupsText(plan.groups)}) cost ${fmt(plan.time * 1e3)} ms ` +
+            : `heads differ in their cheapest qualifying form, but head groups (${groupsText(planned.groups)}) cost ${fmt(planned.time * 1e3)} ms ` +
               `(copies included) vs ${fmt(uniformCost.time * 1e3)} ms for one spec for every head: kept one spec`,
       );
     }
   }
   if (split) {
     for (const g of split.groups) if (tokensText(g.spec)) notes.push(`${headsText(g.heads)}: ${tokensText(g.spec)!}`);
-    const decodeStep = decodeStepOf(split.groups.map((g) => ({ params: { ...params, numHeads: g.heads.length, kvNumHeads: g.kvHeads.length }, spec: g.spec, ...(g.guard ? { guard: g.guard } : {}) })));
+    const decodeStep = decodeStepOf(groupForms(split.groups));
     const route = decodeRouteNote(split.groups);
     if (route) notes.push(route);
     if (decodeStep) notes.push(decodeStepNote(decodeStep));

@@ -69,8 +69,8 @@ export interface HeadGroupContext {
 
 const range = (lo: number, hi: number) => Array.from({ length: hi - lo }, (_, k) => lo + k);
 
-/** The Slice of Q, K, V per group and the Concat of Y, as copies (fp32) on the target. */
-function copyOps(ctx: HeadGroupContext, groups: number): OpCost[] {
+/** The Slice of Q, K, V per group and the Concat of Y, as copies (fp32) on the target, at a call of `dims`. */
+function copyOps(ctx: Pick<HeadGroupContext, 'params' | 'dims' | 'target'>, groups: number): OpCost[] {
   const { params: p, dims, target } = ctx;
   const bytes = 4;
   const q = dims.batch * dims.nq * p.numHeads * p.headDim * bytes;
@@ -86,6 +86,11 @@ function copyOps(ctx: HeadGroupContext, groups: number): OpCost[] {
   }
   ops.push(copy('Concat', 'Y of the groups in head order', y));
   return ops;
+}
+
+/** The seconds of a split's Slice / Concat copies (copyOps) at a call of `dims`: what a split adds to each call. */
+export function splitCopySeconds(params: AttentionParams, dims: CallDims, target: TargetProfile, groups: number): number {
+  return copyOps({ params, dims, target }, groups).reduce((a, o) => a + o.seconds, 0);
 }
 
 /**
