@@ -112,6 +112,14 @@ describe('the decode route around a split site: a decode step runs one exact den
     expect(exact!.nodes.map((n) => n.op).sort()).toEqual([...dense.nodes.map((n) => n.op), 'Constant'].sort());
     expect(sparse!.nodes.filter((n) => n.op === 'Slice').length).toBeGreaterThanOrEqual(6); // q, k, v, past k, past v per group
     expect([...exact!.nodes, ...sparse!.nodes].some(isAttention)).toBe(false);
+    // every reader of the site's inputs is a node of the model (no scratch copy left a use behind)
+    const graphs = new Set<Graph>();
+    const collect = (x: Graph): void => {
+      graphs.add(x);
+      for (const n of x.nodes) n.subgraphs().forEach(collect);
+    };
+    collect(graph);
+    for (const v of graph.inputs) for (const u of v.uses()) expect(u.node.graph && graphs.has(u.node.graph), `${v.name} read by ${u.node.describe()}`).toBe(true);
     // the guarded group's flags leave the If under its label; the exact group has none
     expect(route!.outputs.map((o) => o.name)).toEqual(['y', 'attn/guard_falls_back.site0.heads0-1']);
   });

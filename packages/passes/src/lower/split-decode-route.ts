@@ -115,9 +115,10 @@ export function splitDecodeRoute(graph: Graph, node: Node, options: LowerOptions
   if (anchor === null) return undefined;
   const own = ownNodeOf(graph, split.site, split.inputs, split.replaced);
   if (own === undefined) {
-    const scratch = new Graph('scratch');
-    const copy = scratch.addNode(siteCopy(split, 'scratch', []));
-    if (cannotLower(copy, denseOptions(options)) !== undefined) return undefined;
+    const copy = new Graph('scratch').addNode(siteCopy(split, 'scratch', []));
+    const why = cannotLower(copy, denseOptions(options));
+    copy.dropInputs(); // the scratch copy leaves no use on the site's inputs
+    if (why !== undefined) return undefined;
   }
   return { split, groups, region, queries: Math.min(...counts), own, anchor };
 }
