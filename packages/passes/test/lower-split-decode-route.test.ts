@@ -40,14 +40,14 @@ interface Group {
 }
 
 /** The site (spec `site`) with past keys, not split; `presents`: with its present key and value outputs. */
-function unsplit(site: AttentionSpec = CAUSAL, presents = false): Graph {
+function unsplit(site: AttentionSpec = CAUSAL, presents = false, name = 'attn'): Graph {
   const g = new Graph('split_route');
   const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, H, 'seq', D]))));
   const [pk, pv] = ['past_key', 'past_value'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, H, 'past', D]))));
   const y = new Value('y', tensorType('f32'));
   const params: AttentionParams = guardedSiteParams(H, D, site);
   const present = presents ? { presentKey: new Value('present_key', tensorType('f32')), presentValue: new Value('present_value', tensorType('f32')) } : {};
-  const node = attentionNode(params, { q: q!, k: k!, v: v!, pastKey: pk!, pastValue: pv! }, { y, ...present }, 'attn');
+  const node = attentionNode(params, { q: q!, k: k!, v: v!, pastKey: pk!, pastValue: pv! }, { y, ...present }, name);
   g.addNode(node);
   g.outputs.push(y, ...Object.values(present));
   return g;
@@ -57,8 +57,8 @@ function unsplit(site: AttentionSpec = CAUSAL, presents = false): Graph {
  * The site (spec `site`) split into two groups of two heads; `extra` reads the first group's Q slice outside;
  * `between`: with present outputs, and a node reading Y placed between Y's Concat and the presents' (a valid order).
  */
-function split(site: AttentionSpec, groups: readonly [Group, Group], extra = false, between = false): Graph {
-  const g = unsplit(site, between);
+function split(site: AttentionSpec, groups: readonly [Group, Group], extra = false, between = false, name = 'attn'): Graph {
+  const g = unsplit(site, between, name);
   const node = g.nodes[0]!;
   const params = attentionParams(node);
   const heads = (h0: number): HeadGroup => {
@@ -182,6 +182,11 @@ describe('the decode route around a split site: a decode step runs one exact den
     const x = pastInputs(H, D, 1000, 1, 3);
     const out = await runPast(bytes(g), x);
     expect(maxAbsDiff(out.y, pastReference(CAUSAL, x))).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('an unnamed site: the route is named after its output, as lowerAttention names a site', () => {
+    const g = split(CAUSAL, GUARDED, false, false, '');
+    expect(routes(g).map((n) => [n.name, n.outputs.map((o) => o.name)])).toEqual([['y_attention/decode_route', ['y', 'y_attention/guard_falls_back.site0.heads0-1']]]);
   });
 
   it('a group that does not compute the site function dense, or a split value read outside: each group routes itself', () => {

@@ -135,7 +135,8 @@ function moveNode(node: Node, to: Graph): void {
 export function lowerSplitWithDecodeRoute(graph: Graph, route: SplitRoute, options: LowerOptions): Node[] {
   const { split, region, queries } = route;
   const site = split.site;
-  const base = site.name || `${split.replaced.find(defined)!.name}_attention`;
+  // as lowerAttention names a site: its node's name, else its first output's (the Concat carries that name now)
+  const base = site.name || `${split.outputs.find(defined)!.name}_attention`;
   const sparse = new Graph(`${base}/sparse`);
   for (const n of region) moveNode(n, sparse);
   const at = route.anchor === undefined ? 0 : graph.nodes.indexOf(route.anchor) + 1;
