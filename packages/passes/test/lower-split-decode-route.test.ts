@@ -12,6 +12,9 @@
 //   other group keeps its route inside (48 queries: its exact form and flags [0, 0, 0], the first group's guarded
 //   form and flags [1, 2, 48]);
 // - a node that reads Y placed between the Concats of Y and of the presents (a valid order): the If goes before it;
+// - in every layout (bhsd, bshd, bsd, packed-qkv), with a present key output: a decode step and a prefill call of
+//   the split routed whole equal the unsplit site's dense lowering bit for bit on uniform inputs (every row of the
+//   guarded group falls back there), Y and the present keys;
 // - no route around the split where a group does not compute the site's function dense (an unguarded window of a
 //   causal site: the statistical tier), or where something outside reads a value of the split: the groups are
 //   routed one by one, as before.
@@ -24,6 +27,7 @@ import { lowerAttentionPass } from '../src/lower/index.js';
 import type { HeadGroup } from '../src/sparsify/head-groups.js';
 import { splitHeads } from '../src/sparsify/split-heads.js';
 import { guardedSiteParams } from './helpers/guarded-params.js';
+import { ortTensor, ortValues, runModel } from './helpers/ort.js';
 import { maxAbsDiff, pastInputs, type PastInputs, pastReference, runPast } from './helpers/past-inputs.js';
 
 const H = 4;
@@ -187,6 +191,47 @@ describe('the decode route around a split site: a decode step runs one exact den
   it('an unnamed site: the route is named after its output, as lowerAttention names a site', () => {
     const g = split(CAUSAL, GUARDED, false, false, '');
     expect(routes(g).map((n) => [n.name, n.outputs.map((o) => o.name)])).toEqual([['y_attention/decode_route', ['y', 'y_attention/guard_falls_back.site0.heads0-1']]]);
+  });
+
+  it.each(['bhsd', 'bshd', 'bsd', 'packed-qkv'] as const)('%s: Y and the present keys equal the unsplit dense site, at a decode step and a prefill call', async (layout) => {
+    const build = (split: boolean): Uint8Array => {
+      const g = new Graph('layouts');
+      const shape = (heads: number): (number | string)[] => (layout === 'bhsd' ? [1, heads, 'seq', D] : layout === 'bshd' ? [1, 'seq', heads, D] : [1, 'seq', heads * D]);
+      const input = (name: string, type: (number | string)[]) => g.addInput(new Value(name, tensorType('f32', type)));
+      const q = input('q', layout === 'packed-qkv' ? [1, 'seq', 3 * H * D] : shape(H));
+      const kv = layout === 'packed-qkv' ? {} : { k: input('k', shape(H)), v: input('v', shape(H)) };
+      const [pastKey, pastValue] = ['past_key', 'past_value'].map((name) => input(name, [1, H, 'past', D]));
+      const y = new Value('y', tensorType('f32'));
+      const presentKey = new Value('present_key', tensorType('f32'));
+      const params: AttentionParams = { ...guardedSiteParams(H, D, CAUSAL), layout };
+      const node = g.addNode(attentionNode(params, { q, ...kv, pastKey: pastKey!, pastValue: pastValue! }, { y, presentKey }, 'attn'));
+      g.outputs.push(y, presentKey);
+      const group = (h0: number, guarded: boolean) =>
+        ({ heads: [h0, h0 + 1], kvHeads: [h0, h0 + 1], spec: guarded ? WINDOW : CAUSAL, ...(guarded ? { guard: { budget: BUDGET, blockSize: 64, baseline: CAUSAL } } : {}) }) as unknown as HeadGroup;
+      if (split) splitHeads(node, params, [group(0, true), group(2, false)], 'site0');
+      runPipeline(g, [lowerAttentionPass({ opset: 21, ...(split ? {} : { strategy: 'dense' }) })]);
+      if (split) expect(routes(g).map((n) => n.name)).toEqual(['attn/decode_route']);
+      return exportOnnx(newOnnxModel(g, { opset: 21 }));
+    };
+    const [dense, routed] = [build(false), build(true)];
+    let state = 17;
+    const uniform = (n: number) => Array.from({ length: n }, () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1);
+    for (const [nq, P] of [
+      [1, 700],
+      [100, 300],
+    ] as const) {
+      const t = (shape: number[]) => ortTensor('f32', shape, uniform(shape.reduce((a, b) => a * b, 1)));
+      const seq = layout === 'bhsd' ? [1, H, nq, D] : layout === 'bshd' ? [1, nq, H, D] : [1, nq, H * D];
+      const feeds = {
+        ...(layout === 'packed-qkv' ? { q: t([1, nq, 3 * H * D]) } : { q: t(seq), k: t(seq), v: t(seq) }),
+        past_key: t([1, H, P, D]),
+        past_value: t([1, H, P, D]),
+      };
+      const [a, b] = [await runModel(dense, feeds), await runModel(routed, feeds)];
+      expect(b.y!.dims, `${nq} queries`).toEqual(a.y!.dims);
+      expect(maxAbsDiff(ortValues(b.y!), ortValues(a.y!)), `${nq} queries`).toBe(0);
+      expect(maxAbsDiff(ortValues(b.present_key!), ortValues(a.present_key!)), `${nq} queries`).toBe(0);
+    }
   });
 
   it('a group that does not compute the site function dense, or a split value read outside: each group routes itself', () => {
