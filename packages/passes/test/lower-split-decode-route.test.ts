@@ -14,7 +14,8 @@
 // - a node that reads Y placed between the Concats of Y and of the presents (a valid order): the If goes before it;
 // - in every layout (bhsd, bshd, bsd, packed-qkv), with a present key output: a decode step and a prefill call of
 //   the split routed whole equal the unsplit site's dense lowering bit for bit on uniform inputs (every row of the
-//   guarded group falls back there), Y and the present keys;
+//   guarded group falls back there), Y and the present keys, and the route reads the query count on the layout's
+//   sequence axis (the guarded group's flags [0, 0, 0] at 1 query, [1, 2, 100] at 100);
 // - no route around the split where a group does not compute the site's function dense (an unguarded window of a
 //   causal site: the statistical tier), or where something outside reads a value of the split: the groups are
 //   routed one by one, as before.
@@ -210,8 +211,9 @@ describe('the decode route around a split site: a decode step runs one exact den
         ({ heads: [h0, h0 + 1], kvHeads: [h0, h0 + 1], spec: guarded ? WINDOW : CAUSAL, ...(guarded ? { guard: { budget: BUDGET, blockSize: 64, baseline: CAUSAL } } : {}) }) as unknown as HeadGroup;
       if (split) splitHeads(node, params, [group(0, true), group(2, false)], 'site0');
       runPipeline(g, [lowerAttentionPass({ opset: 21, ...(split ? {} : { strategy: 'dense' }) })]);
-      if (split) expect(routes(g).map((n) => n.name)).toEqual(['attn/decode_route']);
-      return exportOnnx(newOnnxModel(g, { opset: 21 }));
+      if (!split) return exportOnnx(newOnnxModel(g, { opset: 21 }));
+      expect(routes(g).map((n) => n.name)).toEqual(['attn/decode_route']);
+      return bytes(g);
     };
     const [dense, routed] = [build(false), build(true)];
     let state = 17;
@@ -231,6 +233,8 @@ describe('the decode route around a split site: a decode step runs one exact den
       expect(b.y!.dims, `${nq} queries`).toEqual(a.y!.dims);
       expect(maxAbsDiff(ortValues(b.y!), ortValues(a.y!)), `${nq} queries`).toBe(0);
       expect(maxAbsDiff(ortValues(b.present_key!), ortValues(a.present_key!)), `${nq} queries`).toBe(0);
+      // the route read the query count on the layout's sequence axis: the dense branch at 1 query, the groups at 100
+      expect(b['attn/guard_falls_back.site0.heads0-1']!.dims, `${nq} queries`).toEqual(nq === 1 ? [0, 0, 0] : [1, 2, nq]);
     }
   });
 
