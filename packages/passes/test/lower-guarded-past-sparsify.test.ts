@@ -5,7 +5,9 @@
 // inputs nobody calibrated on (local with another seed; a span of the cache repeated 280 positions later, which
 // the window drops and the same window without its guard gets wrong). With an outlier key in the cache that every
 // query attends to, the chooser sees it and keeps it: a guarded window ∪ that key as a global token (without the
-// cache in the calibration it sees neither the key nor the positions, and keeps the site dense).
+// cache in the calibration it sees neither the key nor the positions, and keeps the site dense). Priced with decode
+// steps after the call (decodeSteps), each step costs the routed step (the dense form and the route), with no
+// fallback rows, even where the call's predicted fallback rate is not 0.
 
 import { onnxruntimeCpuProfile } from '@attnopt/cost';
 import { type AttentionParams, attentionNode, attentionParams, causal, Graph, keySupport, type MaskSpec, rowKeys, SplitMix64, tensorType, Value } from '@attnopt/ir';
@@ -56,6 +58,13 @@ function repeatedSpan(seed: number): Inputs {
     for (let t = shift; t < T; t++) for (let c = 0; c < D; c++) x.k[(h * T + t) * D + c] = x.k[(h * T + t - shift) * D + c]!;
     for (let i = 0; i < NQ; i++) for (let c = 0; c < D; c++) x.q[(h * NQ + i) * D + c] = 1.2 * x.k[(h * T + P + i - shift + 1) * D + c]!;
   }
+  return x;
+}
+
+/** Local inputs whose first 72 queries of head 0 are near zero (their attention spread over every key: they fall back). */
+function someDiffuse(seed: number): Inputs {
+  const x = local(seed);
+  for (let i = 0; i < 72; i++) for (let c = 0; c < D; c++) x.q[i * D + c]! *= 0.02;
   return x;
 }
 
@@ -120,6 +129,13 @@ describe('sparsify on a site with past keys', () => {
     const few = chooseSiteSpec(params, { id: 'site0', samples: [sample(local(1))] }, { ...options, decodeSteps: Math.floor(breakEven / 4) });
     expect(few.guarantee).toBe('guarded');
     expect(few.notes.some((n) => n.includes(`plus ${Math.floor(breakEven / 4)} decode steps`))).toBe(true);
+    // each step priced as the routed step the note states (the dense form and the route): a step recomputes no
+    // fallback row, whatever the call's predicted rate (here 5% of the rows: the near-zero queries of someDiffuse)
+    const at = (decodeSteps: number) => chooseSiteSpec(params, { id: 'site0', samples: [sample(someDiffuse(1))] }, { ...options, decodeSteps });
+    const [call, steps] = [at(0), at(10)];
+    expect([call.guarantee, steps.guarantee]).toEqual(['guarded', 'guarded']);
+    expect(call.fallbackRate).toBeGreaterThan(0.01);
+    expect(steps.timeAfter - call.timeAfter).toBeCloseTo(10 * call.decodeStep!.rewrittenSeconds, 9);
     const many = chooseSiteSpec(params, { id: 'site0', samples: [sample(local(1))] }, { ...options, decodeSteps: Math.ceil(breakEven * 4) });
     expect(many.guarantee).toBe('exact');
     expect(many.chosen).toBe(many.before);

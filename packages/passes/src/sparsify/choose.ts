@@ -524,7 +524,11 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   const site = masks.map((_, k) => mergedStats(headStats.map((s) => s[k]!)));
   const certificate = masks.map((f, k) => (guardWhy[k] === undefined ? workCertificate(params, f, guardFor(f, site[k]!), evaluated[k]!.cost.computedPairs) : 0));
   // the fallback rows are recomputed densely in every head when any head falls back there (the lowering's rows)
-  const guardedTime = (k: number, s: CandidateStats) => evaluated[k]!.cost.time + certificate[k]! + recomputedRowRate(s) * before.time;
+  // a guarded form costs its sparse form, its certificate and its fallback rows dense: on the call, and on decode steps
+  // only where they run the form (a routed step runs the dense form and recomputes nothing)
+  const callBefore = costOf(params, baseline, dims, target, resolve0, nodes, siteInputs);
+  const fallbackBefore = (k: number) => (decodeSteps > 0 && routedStep(masks[k]!) ? callBefore : before);
+  const guardedTime = (k: number, s: CandidateStats) => evaluated[k]!.cost.time + certificate[k]! + recomputedRowRate(s) * fallbackBefore(k).time;
   const guardOf = (k: number, s: CandidateStats): AttentionGuard | undefined =>
     guardWhy[k] === undefined && fallbackRowRate(s) <= MAX_GUARDED_FALLBACK && guardedTime(k, s) < before.time ? guardFor(masks[k]!, s) : undefined;
   // statistical: the fit rows' max and the held-out rows' conformal quantile both within the budget
@@ -540,7 +544,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   // a guarded form costs its sparse form, its certificate and its predicted fallback rows, dense
   const effective = (k: number, s: CandidateStats): AttentionCost => {
     const c = evaluated[k]!.cost;
-    return guardOf(k, s) ? { ...c, time: guardedTime(k, s), flops: c.flops + fallbackRowRate(s) * before.flops } : c;
+    return guardOf(k, s) ? { ...c, time: guardedTime(k, s), flops: c.flops + fallbackRowRate(s) * fallbackBefore(k).flops } : c;
   };
   const qualifying = masks.map((_, k) => k).filter((k) => within(k, site[k]!));
   const order = [...qualifying].sort((a, b) => rank(effective(a, site[a]!), effective(b, site[b]!)) || a - b);
