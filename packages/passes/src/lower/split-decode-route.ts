@@ -1,8 +1,8 @@
 // A site split into head groups that takes cached keys -> If(new queries < a few, the site's exact dense form, the groups).
 // Each group routed on its own (decode-route.ts) still leaves a decode step the Slices of the whole cache for every
-// group, one dense form per group and the Concats: 1.8x the site's dense form at 4096 keys (8 heads of 64, two
-// groups; tools/bench/decode-step.ts). One If around the whole split sends such a call to one dense form of every
-// head, or to the exporter's own fused node. It needs every group to compute the site's function on that branch: a
+// group, one dense form per group and the Concats: 1.9x the site's dense form at 4096 keys (8 heads of 64, two
+// groups; tools/bench/decode-step.ts), 1.07x with this route. One If around the whole split sends such a call to one
+// dense form of every head, or to the exporter's own fused node. It needs every group to compute the site's function on that branch: a
 // guarded group (its baseline is the site's spec) or a group that keeps the site's spec. The If's query count is the
 // smallest of the groups' own; a group whose own count is larger keeps its route inside the split's branch.
 
