@@ -17,6 +17,7 @@ import { attentionParams, causal, intersect, sinks, slidingWindow, union } from 
 import { applyDecision, HEAD_GROUP, type HeadGroupAnnotation, lowerAttentionPass, type SiteDecision } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
 import * as ort from 'onnxruntime-node';
+import { median, medianRatio, timeSideBySide } from '../src/side-by-side.js';
 import { mallocMode, steadyMalloc } from '../src/steady-malloc.js';
 
 steadyMalloc();
@@ -47,8 +48,6 @@ function split(whole: boolean): Uint8Array {
   return saveModel(model);
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
 async function main(): Promise<void> {
   console.log(`# decode-split-whole bench: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, onnxruntime-node threads 2, malloc ${mallocMode()}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   const names = ['original', 'whole', 'groups'] as const;
@@ -63,16 +62,9 @@ async function main(): Promise<void> {
       return [name, new ort.Tensor(type, t.data as ort.Tensor.DataType, [...t.shape])];
     }),
   );
-  const time = async (s: ort.InferenceSession) => {
-    const t0 = performance.now();
-    for (let r = 0; r < CALLS; r++) await s.run(feeds);
-    return (performance.now() - t0) / CALLS;
-  };
-  for (const m of names) await time(sessions[m]);
-  const times: Record<string, number[]> = Object.fromEntries(names.map((m) => [m, []]));
-  for (let r = 0; r < ROUNDS; r++) for (const m of r % 2 === 0 ? names : [...names].reverse()) times[m]!.push(await time(sessions[m]));
-  const ratio = (m: string) => median(times[m]!.map((t, r) => t / times.original![r]!));
-  console.log(`one decode step (1 new token over 600 cached): ${names.map((m) => `${m} ${median(times[m]!).toFixed(3)} ms${m === 'original' ? '' : ` (${ratio(m).toFixed(2)}x)`}`).join(', ')}`);
+  const times = await timeSideBySide(sessions, names, feeds, CALLS, ROUNDS);
+  const ratio = (m: (typeof names)[number]) => medianRatio(times[m], times.original);
+  console.log(`one decode step (1 new token over 600 cached): ${names.map((m) => `${m} ${median(times[m]).toFixed(3)} ms${m === 'original' ? '' : ` (${ratio(m).toFixed(2)}x)`}`).join(', ')}`);
 }
 
 await main();

@@ -17,6 +17,7 @@ import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { DECODE_ROUTE_BRANCH_SECONDS, DECODE_ROUTE_NODES, DECODE_ROUTE_BANDED_QUERIES, decodeRouteThreshold, HEAD_GROUP, type HeadGroup, type HeadGroupAnnotation, lowerAttentionPass, splitHeads } from '@attnopt/passes';
 import { runPipeline } from '@attnopt/rewrite';
 import * as ort from 'onnxruntime-node';
+import { median, medianRatio, timeSideBySide } from '../src/side-by-side.js';
 import { mallocMode, steadyMalloc } from '../src/steady-malloc.js';
 
 steadyMalloc();
@@ -59,7 +60,6 @@ function siteModel(spec: AttentionParams['spec'], guarded: boolean, route = true
   return exportOnnx(newOnnxModel(g, { opset: 21 }));
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const uniform = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
 
 async function main(): Promise<void> {
@@ -78,15 +78,8 @@ async function main(): Promise<void> {
   const sessions = Object.fromEntries(await Promise.all(names.map(async (m) => [m, await ort.InferenceSession.create(bytes[m], options)] as const))) as Record<(typeof names)[number], ort.InferenceSession>;
   const tensor = (seq: number) => new ort.Tensor('float32', uniform(H * seq * D), [1, H, seq, D]);
   const feeds = { q: tensor(NQ), k: tensor(NQ), v: tensor(NQ), past_key: tensor(T - NQ), past_value: tensor(T - NQ) };
-  const time = async (s: ort.InferenceSession) => {
-    const t0 = performance.now();
-    for (let r = 0; r < CALLS; r++) await s.run(feeds);
-    return (performance.now() - t0) / CALLS;
-  };
-  for (const m of names) await time(sessions[m]);
-  const times: Record<string, number[]> = Object.fromEntries(names.map((m) => [m, []]));
-  for (let r = 0; r < ROUNDS; r++) for (const m of r % 2 === 0 ? names : [...names].reverse()) times[m]!.push(await time(sessions[m]));
-  const ratio = (m: string) => median(times[m]!.map((t, r) => t / times.dense![r]!));
+  const times = await timeSideBySide(sessions, names, feeds, CALLS, ROUNDS);
+  const ratio = (m: (typeof names)[number]) => medianRatio(times[m], times.dense);
   // the cost model's prediction for the same forms at this call (a routed call: the dense form and the route's 4 nodes)
   const dims = { batch: 1, nq: NQ, nk: T, past: T - NQ };
   const profile = onnxruntimeCpuProfile;
@@ -96,7 +89,7 @@ async function main(): Promise<void> {
   const routeCost = dense + DECODE_ROUTE_NODES * profile.opOverheadSeconds + DECODE_ROUTE_BRANCH_SECONDS;
   const routed = { window: NQ < decodeRouteThreshold('banded', undefined)!, guarded: NQ < decodeRouteThreshold('banded', GUARD.blockSize)! };
   const ms = (s: number) => `${(s * 1e3).toFixed(3)} ms`;
-  const measured = (m: string) => `${m} ${median(times[m]!).toFixed(3)} ms${m === 'dense' ? '' : ` (${ratio(m).toFixed(2)}x)`}`;
+  const measured = (m: (typeof names)[number]) => `${m} ${median(times[m]).toFixed(3)} ms${m === 'dense' ? '' : ` (${ratio(m).toFixed(2)}x)`}`;
   console.log(`H ${H}, d ${D}, T ${T}, ${NQ} new queries (the route sends fewer than ${DECODE_ROUTE_BANDED_QUERIES} (window) and ${GUARD.blockSize} (guarded) to the dense form):`);
   console.log(`  measured:  ${names.map(measured).join(', ')}`);
   const predicted = (m: string, t: number) => `${m} ${ms(t)}${m === 'dense' ? '' : ` (${(t / dense).toFixed(2)}x)`}`;
