@@ -4,8 +4,8 @@
 // fewer than 8 (window) or 64 (guarded) new queries to the exact dense form: `window`, `guarded`), and without it (`windowSparse`,
 // `guardedSparse`: the sparse forms themselves); and the site split into two head groups (the first half of the heads
 // the guarded window, the rest causal) as the lowering routes it, one If around the whole split (`split`), and with
-// each group routed on its own (`splitGroups`, the lowering before the split's route). Beside the times, the cost model's prediction for the forms (what
-// `explain`'s "one decode step" note is made of). H heads of size D, batch 1, bhsd; 300 calls per round, 9 rounds in
+// each group routed on its own (`splitGroups`, the lowering before the split's route). Beside the times, the cost
+// model's prediction for the unsplit forms (what `explain`'s "one decode step" note is made of). H heads of size D, batch 1, bhsd; 300 calls per round, 9 rounds in
 // alternating order, medians of the times and of per-round ratios against dense; 2 intra-op threads.
 //
 //   H=8 D=64 T=4096 NQ=1 npx tsx --conditions=@attnopt/source tools/bench/decode-step.ts    (defaults: H 2, D 16, T 1024, NQ 1)

@@ -15,10 +15,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
-import { attentionParams, causal, intersect, sinks, slidingWindow, union } from '@attnopt/ir';
-import { applyDecision, lowerAttentionPass, type SiteDecision } from '@attnopt/passes';
-import { runPipeline } from '@attnopt/rewrite';
-import { analyze, attentionSites, decide, generateInputs, GUARANTEES_METADATA, type GuaranteesMetadata, loadModel, modelOpset, optimize, verifyModels, writeModel } from '../src/index.js';
+import { attentionParams, causal, intersect, type Node, sinks, slidingWindow, union } from '@attnopt/ir';
+import { applyDecision, type SiteDecision } from '@attnopt/passes';
+import { analyze, attentionSites, decide, generateInputs, GUARANTEES_METADATA, type GuaranteesMetadata, loadModel, optimize, verifyModels, writeModel } from '../src/index.js';
+import { lower } from '../src/pipeline/lower.js';
+import { compileState } from '../src/pipeline/state.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const QWEN = path.resolve(here, '../../../../shared/fixtures/onnx/genai-models/test/models/hf-internal-testing/tiny-qwen35-cuda/1d392aee_decoder.onnx');
@@ -102,6 +103,8 @@ it('decodeSteps: priced with the decode steps after each call, the sites stay as
 it('a site split into head groups: one route around the whole split, its dense branch the GroupQueryAttention node', async () => {
   const model = loadModel(QWEN);
   analyze(model.graph);
+  const sites = attentionSites(model.graph).map((s) => s.node);
+  const groupNodes: Node[] = [];
   for (const { id, node } of attentionSites(model.graph)) {
     const params = attentionParams(node);
     const window = intersect(causal('past'), union(slidingWindow(63, 0, 'past'), sinks(4)));
@@ -111,9 +114,14 @@ it('a site split into head groups: one route around the whole split, its dense b
       { heads: [0, 1], kvHeads: [0], spec: window, guard },
       { heads: [2, 3], kvHeads: [1], spec: params.spec },
     ];
-    applyDecision(node, params, { id, groups } as unknown as SiteDecision, id);
+    groupNodes.push(...(applyDecision(node, params, { id, groups } as unknown as SiteDecision, id) ?? []));
   }
-  runPipeline(model.graph, [lowerAttentionPass({ opset: modelOpset(model) })]);
+  // optimize's lower step: it records each route for --json and the metadata (the site's, around the split, and each
+  // group's own count) before the lowering replaces the nodes
+  const state = compileState(model, {});
+  lower.run(state);
+  expect(sites.map((n) => state.decodeRoutes.get(n))).toEqual([64, 64]);
+  expect(groupNodes.map((n) => state.decodeRoutes.get(n))).toEqual([64, undefined, 64, undefined]);
   const routes = model.graph.nodes.filter((n) => n.op === 'If' && n.name.endsWith('/decode_route'));
   expect(routes).toHaveLength(2);
   for (const n of routes) {

@@ -90,6 +90,7 @@ export {
   HEAD_GROUP,
   type HeadGroupAnnotation,
   type HeadSplit,
+  headSplitOf,
   splitHeads,
   emptyStats,
   evaluateHead,

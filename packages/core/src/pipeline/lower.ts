@@ -3,7 +3,7 @@
 //   Attention(Q, K, V, spec)  ->  MatMul / Softmax / ... over the keys the spec keeps
 
 import { isAttention } from '@attnopt/ir';
-import { cannotLower, decodeRouteQueries, type LowerOptions, lowerAttentionPass, NATIVE_ATTENTION_OPSET, splitDecodeRoute } from '@attnopt/passes';
+import { cannotLower, decodeRouteQueries, type HeadSplit, headSplitOf, type LowerOptions, lowerAttentionPass, NATIVE_ATTENTION_OPSET, splitDecodeRoute } from '@attnopt/passes';
 import type { StatePass } from '@attnopt/rewrite';
 import type { CompileState } from './state.js';
 
@@ -21,12 +21,16 @@ export const lower: StatePass<CompileState> = {
     // which sites take the decode route, recorded before the lowering replaces their nodes (the metadata says so): a
     // site or head group its own, and a site split into head groups the route around the whole split (its node as
     // it was before the split)
+    const splits = new Set<HeadSplit>();
     for (const node of state.graph.allNodes()) {
       if (!isAttention(node) || cannotLower(node, options) !== undefined) continue;
       const queries = decodeRouteQueries(node, options);
       if (queries !== undefined) state.decodeRoutes.set(node, queries);
-      const split = node.graph === undefined ? undefined : splitDecodeRoute(node.graph, node, options);
-      if (split !== undefined) state.decodeRoutes.set(split.split.site, split.queries);
+      const split = headSplitOf(node);
+      if (split === undefined || splits.has(split) || node.graph === undefined) continue;
+      splits.add(split);
+      const route = splitDecodeRoute(node.graph, node, options);
+      if (route !== undefined) state.decodeRoutes.set(split.site, route.queries);
     }
     return lowerAttentionPass(options).run(state.graph);
   },

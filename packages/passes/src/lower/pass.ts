@@ -4,6 +4,7 @@ import { type Graph, isAttention } from '@attnopt/ir';
 import type { Pass, PassNote } from '@attnopt/rewrite';
 import { cannotLower, decodeRouteQueries, type LowerOptions, lowerAttention, loweringPlan } from './attention.js';
 import { nativeBandedBlocker } from './banded-native.js';
+import { type HeadSplit, headSplitOf } from '../sparsify/split-heads.js';
 import { lowerSplitWithDecodeRoute, splitDecodeRoute } from './split-decode-route.js';
 
 export function lowerAttentionPass(options: LowerOptions = { opset: 21 }): Pass {
@@ -11,8 +12,12 @@ export function lowerAttentionPass(options: LowerOptions = { opset: 21 }): Pass 
   const runOn = (graph: Graph, notes: PassNote[]): boolean => {
     let changed = false;
     // a site split into head groups whose every group computes its function dense: one route around the whole split
+    // (each split looked at once, from its first group)
+    const splits = new Set<HeadSplit>();
     for (const node of [...graph.nodes]) {
-      if (!isAttention(node) || node.graph !== graph) continue;
+      const split = isAttention(node) ? headSplitOf(node) : undefined;
+      if (split === undefined || splits.has(split)) continue;
+      splits.add(split);
       const route = splitDecodeRoute(graph, node, options);
       if (route === undefined) continue;
       const where = route.groups.map((g) => g.node.describe());

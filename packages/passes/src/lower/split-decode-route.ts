@@ -7,7 +7,7 @@
 // smallest of the groups' own; a group whose own count is larger keeps its route inside the split's branch.
 
 import { type AttentionParams, attentionAttrs, attentionParams, Graph, isAttention, Node, ONNX_DOMAIN, specEquals, Value } from '@attnopt/ir';
-import { HEAD_GROUP, type HeadGroupAnnotation, type HeadSplit } from '../sparsify/split-heads.js';
+import { HEAD_GROUP, type HeadSplit, headSplitOf } from '../sparsify/split-heads.js';
 import { cannotLower, decodeRouteQueries, type LowerOptions, lowerAttention } from './attention.js';
 import { type OwnNode, ownBranch, ownNodeOf, placeDecodeRoute, querySeqAxis } from './decode-route.js';
 
@@ -96,9 +96,9 @@ function siteCopy(split: HeadSplit, name: string, outputs: readonly Value[]): No
 
 /** The route for the split `node` (one of its groups) belongs to, or undefined where its groups route themselves. */
 export function splitDecodeRoute(graph: Graph, node: Node, options: LowerOptions): SplitRoute | undefined {
-  const split = (node.annotations.get(HEAD_GROUP) as HeadGroupAnnotation | undefined)?.split;
+  const split = headSplitOf(node);
   if (split === undefined) return undefined;
-  const groupNodes = graph.nodes.filter((n) => isAttention(n) && (n.annotations.get(HEAD_GROUP) as HeadGroupAnnotation | undefined)?.split === split);
+  const groupNodes = graph.nodes.filter((n) => isAttention(n) && headSplitOf(n) === split);
   const site: AttentionParams = attentionParams(split.site);
   // every group computes the site's function on the dense branch
   for (const g of groupNodes) {

@@ -43,6 +43,9 @@ export interface HeadSplit {
   readonly outputs: readonly (Value | undefined)[];
 }
 
+/** The split a head group's node came from, or undefined for a node no split made. */
+export const headSplitOf = (node: Node): HeadSplit | undefined => (node.annotations.get(HEAD_GROUP) as HeadGroupAnnotation | undefined)?.split;
+
 /** How the bias splits: absent, shared by every head (no head axis or one head), or sliced along `axis`. */
 type BiasSplit = { kind: 'none' } | { kind: 'shared' } | { kind: 'sliced'; axis: number };
 
