@@ -149,6 +149,18 @@ describe('Einsum', () => {
     expect(att[0]!.inputs[1]!.name).toBe('k');
   });
 
+  test('einsum(K, Q, "bhjd,bhid->bhij"): the operands swap roles (onnxruntime\'s 3D BERT spells "aecd,abcd->acbe")', () => {
+    // 8 queries, 6 keys: read with the roles unswapped, Q would be the 6-row operand
+    const { att } = lift(graph(`  input %q: f32[2, 4, 8, 16]\n  input %k: f32[2, 4, 6, 16]\n  input %v: f32[2, 4, 6, 16]`, `  %qk = Einsum(%k, %q) {equation = "bhjd,bhid->bhij"}
+  %sc = Mul(%qk, %s)
+  %p = Softmax(%sc) {axis = -1}
+  %y = Einsum(%p, %v) {equation = "bhij,bhjd->bhid"}`));
+    expect(att).toHaveLength(1);
+    expect(att[0]!.inputs[0]!.name).toBe('q');
+    expect(att[0]!.inputs[1]!.name).toBe('k');
+    expect(staticShape(att[0]!.outputs[0])).toEqual([2, 4, 8, 16]);
+  });
+
   test('does not fire when the P·V Einsum contracts the wrong axis', () => {
     const { att, why } = lift(graph(QKV4, `  %qk = Einsum(%q, %k) {equation = "bhid,bhjd->bhij"}
   %p = Softmax(%qk) {axis = -1}

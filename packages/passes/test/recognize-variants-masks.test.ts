@@ -201,3 +201,29 @@ describe('causal mask with a cache: Concat(zeros[q, past], causal[q, q]) along t
     expect(printSpec(attentionParams(att[0]!).spec)).not.toBe('causal(align=bottom-right)');
   });
 });
+
+describe('a mask broadcast along the keys (the IR reads a key axis shorter than the key count as masked keys)', () => {
+  // per-query terms (a query's own bias [B, 1, S, 1], a scalar score mod): the lift expands them to every key,
+  // else the IR would mask every key after the first
+  const perQuery = (mask: string, maskInput: string) => `graph g {
+  input %q: f32[2, 4, seq, 8]
+  input %k: f32[2, 4, seq, 8]
+  input %v: f32[2, 4, seq, 8]
+  ${maskInput}
+  init %s: f32[] = tensor<f32[]> [0.35355339059327373]
+  init %fmin: f32[] = tensor<f32[]> [-3.4028234663852886e38]
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+  %sc = Mul(%qk, %s)
+  ${mask}
+  %p = Softmax(%b) {axis = -1}
+  %y = MatMul(%p, %v)
+  output %y
+}`;
+  test('an additive bias [B, 1, S, 1]', async () => {
+    expect(await provenAndExact(perQuery('%b = Add(%sc, %row_bias)', 'input %row_bias: f32[2, 1, seq, 1]'), 7)).toEqual({ spec: 'dense', bias: true });
+  });
+  test('a scalar added to every score', async () => {
+    expect(await provenAndExact(perQuery('%b = Add(%sc, %shift)', 'init %shift: f32[] = tensor<f32[]> [1.5]'), 7)).toEqual({ spec: 'dense', bias: true });
+  });
+});

@@ -74,7 +74,7 @@ function scaleStep(v: Value): { node: Node; factor: number; x: Value } | 'not-st
 }
 
 /** The scaling constants on one operand of Q·Kᵀ: Mul(x, s), Div(x, s) (sqrt-split scaling). */
-function stripOperandScale(v: Value, nodes: Node[]): { value: Value; factor: number } {
+export function stripOperandScale(v: Value, nodes: Node[]): { value: Value; factor: number } {
   let factor = 1;
   let cur = v;
   for (let step = scaleStep(cur); step !== undefined && step !== 'not-static'; step = scaleStep(cur)) {

@@ -67,31 +67,38 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   // Einsum in any spelling: Q and K (and V, Y) permuted to [batch..., S, D] as the equations say
   const qkEinsum = c.qk.op === 'Einsum' ? scoresEinsum(c.qk) : undefined;
   if (qkEinsum && !qkEinsum.ok) return qkEinsum;
-  const pvEinsum = pv.op === 'Einsum' ? outputEinsum(pv, qkEinsum?.value.batch !== undefined ? qkEinsum.value.batch + 2 : staticShape(c.qSide)?.length ?? 4) : undefined;
+  // an Einsum that takes K first and Q second (its output still [batch..., query, key]): the operands swap roles
+  const [qOperand, kOperand] = qkEinsum?.value.swapped ? [c.ktSide, c.qSide] : [c.qSide, c.ktSide];
+  if (qkEinsum?.value.swapped) variants.push('einsum-key-first');
+  const pvEinsum = pv.op === 'Einsum' ? outputEinsum(pv, qkEinsum?.value.batch !== undefined ? qkEinsum.value.batch + 2 : staticShape(qOperand)?.length ?? 4) : undefined;
   if (pvEinsum && !pvEinsum.ok) return pvEinsum;
   const prelude: Node[] = [];
   // a scale applied before the heads split (q_proj(x) · d^-0.5, then view + transpose) is pulled out of Q
-  const pulled = pullScaleThroughLayout(graph, c.qSide, freshName);
+  const pulled = pullScaleThroughLayout(graph, qOperand, freshName);
   if (pulled) {
     prelude.push(...pulled.prelude);
     nodes.push(...pulled.matched);
     variants.push('scale-before-heads-split');
   }
-  const scale = c.scale * (pulled?.factor ?? 1);
-  const qSide = permuted(graph, pulled?.value ?? c.qSide, qkEinsum?.value.qPerm, 'q_bhsd', prelude);
+  const qScale = c.scale * (pulled?.factor ?? 1);
+  const qSide = permuted(graph, pulled?.value ?? qOperand, qkEinsum?.value.qPerm, 'q_bhsd', prelude);
   if (qkEinsum && !isIdentity(qkEinsum.value.qPerm)) variants.push('einsum-permuted');
   const vIn = permuted(graph, pv.inputs[1]!, pvEinsum?.value.vPerm, 'v_bhsd', prelude);
   const y = pv.outputs[0]!;
 
   // the checks on Q, K, V
-  const reshapeProblem = floatReshapeProblem(c.qSide, c.ktSide, vIn);
+  const reshapeProblem = floatReshapeProblem(qOperand, kOperand, vIn);
   if (reshapeProblem !== undefined) return noMatch(reshapeProblem);
   const qDims = queryDims(qSide);
   if (!qDims.ok) return qDims;
   const { rank, headDim, numHeads } = qDims.value;
-  const key = keyFromTransposed(graph, c.ktSide, rank, qkEinsum?.value.kPerm, prelude);
+  const key = keyFromTransposed(graph, kOperand, rank, qkEinsum?.value.kPerm, prelude);
   if (key.matched) nodes.push(key.matched);
   if (key.variant) variants.push(key.variant);
+  if (key.scaleNodes.length > 0) {
+    nodes.push(...key.scaleNodes);
+    variants.push('k-scaled-before-transpose');
+  }
   const kv = rank === 4 ? matchKvHeads(key.k, vIn, numHeads) : matched({ k: key.k, v: vIn, kvNumHeads: numHeads, nodes: [], variants: [] });
   if (!kv.ok) return kv;
   const { k, v, kvNumHeads } = kv.value;
@@ -103,12 +110,12 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
   if (!vDims.ok) return vDims;
   const { vHeadDim } = vDims.value;
   if (vHeadDim === 0) variants.push('v-head-size-at-run-time');
-  const h = rank === 3 ? foldedHeadCount(c.foldedHeads, qSide, k, c.ktSide, v, headDim, vHeadDim, pvRank) : undefined;
+  const h = rank === 3 ? foldedHeadCount(c.foldedHeads, qSide, k, kOperand, v, headDim, vHeadDim, pvRank) : undefined;
   if (c.foldedHeads !== undefined && rank !== 3) return noMatch(`the scores switch between the [B·H, S, T] and [B, ${c.foldedHeads}, S, T] views but Q or the probabilities read by ${pv.describe()} are not [B·H, S, D]`);
 
   // the bias: the masks combined (those over the [B·H, S, T] view of folded scores unfolded to [B, H, S, T] first)
   const masks = c.foldedHeads === undefined ? c.masks : c.masks.map((m) => (staticShape(m.over)?.length === 4 ? m : unfoldMask(graph, m, qSide, c.foldedHeads!, prelude)));
-  const bias = assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head');
+  const bias = assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head', k);
   if (!bias.ok) return bias;
 
   // 3D bmm chains ([B·H, S, D], heads folded into the batch) with H known: Q, K, V and the bias unfolded to
@@ -175,7 +182,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
     kvNumHeads: heads4?.heads ?? kvNumHeads,
     headDim,
     vHeadDim,
-    scale,
+    scale: qScale * key.factor,
     softcap: c.softcap,
     layout: rank === 4 || heads4 ? 'bhsd' : 'bsd',
     spec: dense,

@@ -1,6 +1,7 @@
 // Einsum attention in any letter spelling: the two equations are parsed into roles (batch letters, query,
 // key, head size, value size) instead of matched against a list of spellings.
 //   Einsum(Q, K, "bqhd,bkhd->bhqk") -> scores [b, h, q, k] from Q, K read as [b, h, q, d] and [b, h, k, d]
+//   Einsum(K, Q, "bkhd,bqhd->bhqk") -> the same, the operands' roles swapped
 //   Einsum(P, V, "bhqk,bkhd->bqhd") -> Y [b, q, h, d] from V read as [b, h, k, d] and Y4 [b, h, q, d]
 // A role's axis order is a permutation of the operand's axes; the rule applies it as a Transpose (none when
 // it is the identity). The scores must come out as [batch..., query, key] (the softmax axis last).
@@ -15,9 +16,13 @@ export interface Equation {
   readonly out: string;
 }
 
-/** Q·Kᵀ as an Einsum: permutations turning Q into [batch..., S, D] and K into [batch..., T, D]. */
+/**
+ * Q·Kᵀ as an Einsum: permutations turning Q into [batch..., S, D] and K into [batch..., T, D]. `swapped`: the
+ * first operand is K and the second Q (the output's last axis is the first operand's free axis).
+ */
 export interface ScoresEinsum {
   readonly batch: number;
+  readonly swapped: boolean;
   readonly qPerm: readonly number[];
   readonly kPerm: readonly number[];
 }
@@ -55,9 +60,12 @@ export function scoresEinsum(n: Node): MatchResult<ScoresEinsum> {
   const what = `${n.describe()} ("${a},${b}->${out}")`;
   if (d.length !== 1) return noMatch(`${what} contracts ${d.length} letters, not one head-size axis: not Q · Kᵀ`);
   if (i.length !== 1 || j.length !== 1) return noMatch(`${what} does not keep exactly one query and one key axis: not Q · Kᵀ`);
-  if (out !== [...batch, i[0], j[0]].join('')) return noMatch(`${what} does not write the scores as [batch..., query, key]`);
+  // Einsum(K, Q, "bkhd,bqhd->bhqk") is the same product with the operands' roles swapped
+  const swapped = out === [...batch, j[0], i[0]].join('');
+  if (!swapped && out !== [...batch, i[0], j[0]].join('')) return noMatch(`${what} does not write the scores as [batch..., query, key] of its operands either way`);
   if (a.length !== batch.length + 2 || b.length !== batch.length + 2) return noMatch(`${what} sums over a batch axis`);
-  return matched({ batch: batch.length, qPerm: permOf(a, [...batch, i[0]!, d[0]!]), kPerm: permOf(b, [...batch, j[0]!, d[0]!]) });
+  const [q, k, qi, kj] = swapped ? [b, a, j[0]!, i[0]!] : [a, b, i[0]!, j[0]!];
+  return matched({ batch: batch.length, swapped, qPerm: permOf(q, [...batch, qi, d[0]!]), kPerm: permOf(k, [...batch, kj, d[0]!]) });
 }
 
 /** P·V: P's axes are the scores' [batch..., query, key] in order; the key letter contracted against V. */

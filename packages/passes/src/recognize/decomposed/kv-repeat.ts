@@ -54,6 +54,12 @@ export function matchKvHeads(k: Value, v: Value, numHeads: number): MatchResult<
   if (kr && vr && kr.kvNumHeads === vr.kvNumHeads) {
     return matched({ k: kr.source, v: vr.source, kvNumHeads: kr.kvNumHeads, nodes: [...kr.nodes, ...vr.nodes], variants: ['gqa-expand'] });
   }
+  // Cast(repeat(V)) beside repeat(K): ONNX's FlexAttention function in fp16 multiplies the fp32 probabilities by
+  // V cast to fp32; attnopt::Attention multiplies in Q's type, so that product is not its function
+  for (const [what, x, other] of [['V', v, kr], ['K', k, vr]] as const) {
+    const cast = other && onnxOp(x, 'Cast');
+    if (cast && matchKvRepeat(cast.inputs[0]!)) return noMatch(`${what} is cast by ${cast.describe()} after its heads are repeated: a ${what} of another type than Q is not lifted`);
+  }
   if (kr || vr) return noMatch('only one of K and V is repeated over heads, or they repeat differently');
   if (numHeads > 1 && staticShape(k)?.[1] === 1 && staticShape(v)?.[1] === 1) return matched({ k, v, kvNumHeads: 1, nodes: [], variants: ['mqa-broadcast'] });
   return matched({ k, v, kvNumHeads: numHeads, nodes: [], variants: [] });

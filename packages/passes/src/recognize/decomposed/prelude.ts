@@ -7,7 +7,7 @@
 import { type Graph, intAttr, intsAttr, Node, ONNX_DOMAIN, Tensor, tensorAttr, tensorType, Value } from '@attnopt/ir';
 import { attrInts, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { inferDtype, staticShape } from '../../shape-inference/shapes.js';
-import { type MaskStep, onnxOp } from './chain.js';
+import { type MaskStep, onnxOp, stripOperandScale } from './chain.js';
 import { isIdentity } from './einsum.js';
 
 // counted per graph, so the names (and every report that prints them) depend on the model alone, not on what
@@ -107,7 +107,7 @@ export function foldHeads(graph: Graph, y4: Value, y3: Value): Node[] {
  * `heads` says what the bias is over: one head (it gets the heads axis here), [B·H, S, T] to unfold later,
  * or the already unfolded [B, H, S, T].
  */
-export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, prelude: Node[], heads: 'single-head' | 'heads-in-batch' | 'unfolded'): MatchResult<Value | undefined> {
+export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, prelude: Node[], heads: 'single-head' | 'heads-in-batch' | 'unfolded', k: Value): MatchResult<Value | undefined> {
   if (masks.length === 0) return matched(undefined);
   const additive = masks.filter((m) => m.kind === 'additive').map((m) => m.bias);
   const keeps: Value[] = [];
@@ -140,6 +140,9 @@ export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: num
     prelude.push(negInf, w);
     bias = w.outputs[0]!;
   } else bias = (keep ?? sum)!;
+  const overKeys = overEveryKey(graph, bias, k, prelude);
+  if (!overKeys.ok) return overKeys;
+  bias = overKeys.value;
   // 3D scores are [batch·heads, nq, nk]: a rank-3 bias gets the (single) heads axis
   const bShape = staticShape(bias);
   if (rank === 3 && heads !== 'single-head') {
@@ -157,24 +160,55 @@ export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: num
   return matched(bias);
 }
 
+/**
+ * A bias that the scores' Add or Where broadcasts along the keys (a scalar, or a key axis of 1 over more keys),
+ * expanded to the key count T: the IR reads a key axis shorter than T as masked keys (ONNX Attention's padding),
+ * not as broadcast.
+ *   bias [.., 1] -Expand(Gather(Shape(K), key axis))-> [.., T]
+ */
+function overEveryKey(graph: Graph, bias: Value, k: Value, prelude: Node[]): MatchResult<Value> {
+  const bShape = staticShape(bias);
+  const kShape = staticShape(k);
+  if (!bShape) return matched(bias);
+  const width = bShape.length === 0 ? 1 : bShape[bShape.length - 1];
+  const keys = kShape?.[kShape.length - 2];
+  if (width !== 1 || keys === 1) return matched(bias);
+  if (!kShape) return noMatch('the mask is broadcast over the keys and the rank of K is not known');
+  const shape = preludeNode(graph, 'Shape', [k], 'k_shape');
+  prelude.push(shape);
+  const count = preludeNode(graph, 'Gather', [shape.outputs[0]!, i64(graph, 'key_axis', [kShape.length - 2], prelude)], 'key_count', { axis: intAttr(0) as never });
+  const expand = preludeNode(graph, 'Expand', [bias, count.outputs[0]!], 'bias_over_keys');
+  prelude.push(count, expand);
+  return matched(expand.outputs[0]!);
+}
+
 export interface KeyFromTransposed {
   readonly k: Value;
   /** The Transpose of K the scores product read, now part of the site. */
   readonly matched?: Node;
   readonly variant?: string;
+  /** Static scalar scales between K and that Transpose (folded into the site's scale), and their nodes. */
+  readonly factor: number;
+  readonly scaleNodes: readonly Node[];
 }
 
 /**
  * K in Q's layout from the Kᵀ operand of the scores product: the input of a Transpose swapping the last two
  * axes; Transpose(K in bshd / sbd) re-permuted in the prelude; an Einsum's key permutation; else Kᵀ transposed
- * back in the prelude.
+ * back in the prelude. A static scalar scale on K under the Transpose (ONNX's FlexAttention and Attention
+ * functions scale Q and K by sqrt(scale) each, K after its heads are repeated) is stripped:
+ *   Transpose(Mul(K, s)) -> K, scale s
+ * a scalar Mul commutes with the Transpose, so the product is the same.
  */
 export function keyFromTransposed(graph: Graph, kt: Value, rank: number, einsumKPerm: readonly number[] | undefined, prelude: Node[]): KeyFromTransposed {
-  if (einsumKPerm !== undefined) return { k: permuted(graph, kt, einsumKPerm, 'k_bhsd', prelude) };
+  if (einsumKPerm !== undefined) return { k: permuted(graph, kt, einsumKPerm, 'k_bhsd', prelude), factor: 1, scaleNodes: [] };
   const tr = onnxOp(kt, 'Transpose');
   const perm = tr && attrInts(tr, 'perm')?.join(',');
-  if (tr && (perm === '0,1,3,2' || perm === '0,2,1')) return { k: tr.inputs[0]!, matched: tr };
-  if (tr && perm === '0,2,3,1') return { k: permuted(graph, tr.inputs[0]!, [0, 2, 1, 3], 'k_bhsd', prelude), matched: tr, variant: 'k-bshd' };
-  if (tr && perm === '1,2,0') return { k: permuted(graph, tr.inputs[0]!, [1, 0, 2], 'k_bsd', prelude), matched: tr, variant: 'k-sbd' };
-  return { k: permuted(graph, kt, rank === 4 ? [0, 1, 3, 2] : [0, 2, 1], 'k', prelude), variant: 'k-transposed-input' };
+  const scaleNodes: Node[] = [];
+  const under = tr && stripOperandScale(tr.inputs[0]!, scaleNodes);
+  const factor = under?.factor ?? 1;
+  if (tr && under && (perm === '0,1,3,2' || perm === '0,2,1')) return { k: under.value, matched: tr, factor, scaleNodes };
+  if (tr && under && perm === '0,2,3,1') return { k: permuted(graph, under.value, [0, 2, 1, 3], 'k_bhsd', prelude), matched: tr, variant: 'k-bshd', factor, scaleNodes };
+  if (tr && under && perm === '1,2,0') return { k: permuted(graph, under.value, [1, 0, 2], 'k_bsd', prelude), matched: tr, variant: 'k-sbd', factor, scaleNodes };
+  return { k: permuted(graph, kt, rank === 4 ? [0, 1, 3, 2] : [0, 2, 1], 'k', prelude), variant: 'k-transposed-input', factor: 1, scaleNodes: [] };
 }
