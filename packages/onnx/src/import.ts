@@ -32,21 +32,24 @@ export interface ImportOptions {
 /**
  * Names visible in one graph: its own definitions, then those of enclosing graphs. A valid model defines
  * each name once; files that define one twice (the corpus has some) resolve a use at node position `at`
- * to the latest definition before it, or to the first when none comes before (an unsorted graph). The
- * verifier then reports the graph as invalid; import keeps it as it is.
+ * to the latest definition before it, or to the first when none comes before (an unsorted graph). A name
+ * whose every definition is a constant (an initializer or a Constant node) resolves to its last one
+ * everywhere, as onnxruntime loads such a file ("the model will use the latest encountered initializer"), so
+ * the model means here what it computes there. The verifier then reports the graph as invalid; import keeps
+ * it as it is.
  */
 class Scope {
-  private readonly own = new Map<string, { at: number; value: Value }[]>();
+  private readonly own = new Map<string, { at: number; value: Value; constant: boolean }[]>();
   constructor(
     private readonly parent: Scope | undefined,
     /** Position, in the parent graph, of the node holding this graph. */
     private readonly atInParent: number,
   ) {}
 
-  define(name: string, value: Value, at: number): void {
+  define(name: string, value: Value, at: number, constant = false): void {
     const defs = this.own.get(name);
-    if (defs === undefined) this.own.set(name, [{ at, value }]);
-    else defs.push({ at, value });
+    if (defs === undefined) this.own.set(name, [{ at, value, constant }]);
+    else defs.push({ at, value, constant });
   }
 
   ownValue(name: string): Value | undefined {
@@ -56,6 +59,7 @@ class Scope {
   lookup(name: string, at: number): Value | undefined {
     const defs = this.own.get(name);
     if (defs === undefined) return this.parent?.lookup(name, this.atInParent);
+    if (defs.length > 1 && defs.every((d) => d.constant)) return defs.reduce((last, d) => (d.at >= last.at ? d : last)).value;
     let before: { at: number; value: Value } | undefined;
     for (const d of defs) if (d.at < at && (before === undefined || d.at >= before.at)) before = d;
     return (before ?? defs[0]!).value;
@@ -125,7 +129,7 @@ function importGraph(g: GraphProto, parent: Scope | undefined, atInParent: numbe
       continue;
     }
     const v = new Value(name, tensorType(tensor.dtype, tensor.shape), tensor);
-    scope.define(name, v, BEFORE_NODES);
+    scope.define(name, v, BEFORE_NODES, true);
     graph.addInitializer(v);
     initializerOrder.push(v);
   }
@@ -151,7 +155,7 @@ function importGraph(g: GraphProto, parent: Scope | undefined, atInParent: numbe
     (n.output ?? []).map((name, j) => {
       if (name === '') return omittedOutput(n, j, scope, k);
       const v = new Value(name);
-      scope.define(name, v, k);
+      scope.define(name, v, k, n.opType === 'Constant' && ONNX_DOMAINS.has(n.domain ?? ''));
       return v;
     }),
   );

@@ -73,6 +73,9 @@ describe('IR import/export over the fixture corpus', () => {
       if (definesTwice(decoded.graph!)) {
         definedTwice.push(rel);
         expected.add('defined-twice');
+        // a name defined by constants only resolves to its last definition everywhere, as onnxruntime reads it:
+        // a use before that definition
+        expected.add('use-before-def');
       }
       const issues: VerifyIssue[] = verifyGraph(model.graph);
       for (const i of issues) if (!expected.has(i.rule)) otherIssues.push(`${rel}: ${i.message}`);
