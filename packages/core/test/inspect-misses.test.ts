@@ -38,6 +38,21 @@ describe('inspect lists the attention-like Softmax nodes it did not lift', () =>
     expect(report.noSites).toBe('1 Softmax node looks like attention but no rule lifted it (reasons below)');
   });
 
+  test('a softmax spelled as Exp, ReduceSum and Div is found too, and its miss carries the reason', () => {
+    const spelled = UNLIFTABLE.replace(
+      '  %p = Softmax(%scores) {axis = -1}',
+      `  init %last: i64[1] = tensor<i64[1]> [-1]
+  %e = Exp(%scores)
+  %sum = ReduceSum(%e, %last) {keepdims = 1}
+  %p = Div(%e, %sum)`,
+    );
+    expect(attentionSoftmaxes(parseGraph(spelled)).map((n) => n.op)).toEqual(['Div']);
+    const report = inspectModel(newOnnxModel(parseGraph(spelled), { opset: 17 }));
+    expect(report.misses.map((m) => m.node)).toEqual(['node Div -> %p']);
+    expect(report.misses[0]!.reason).toMatch(/not a MatMul \(or Einsum\) of Q and Kᵀ: found input scores/);
+    expect(report.noSites).toBe('1 Softmax node looks like attention but no rule lifted it (reasons below)');
+  });
+
   test('a Softmax whose probabilities reach no MatMul or Einsum is not attention, and not a miss', () => {
     const g = parseGraph(`graph g {
   input %x: f32[2, 8]

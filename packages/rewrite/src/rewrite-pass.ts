@@ -34,7 +34,7 @@ export function rewritePass(name: string, rules: readonly RewriteRule[], options
         for (const r of byRoot.get(opKey(node)) ?? []) {
           const m = r.match(node, graph);
           if (!m.ok) {
-            if (explain) failures.push({ pass: name, rule: r.name, node: (m.node ?? node).describe(), message: m.reason });
+            if (explain && !m.quiet) failures.push({ pass: name, rule: r.name, node: (m.node ?? node).describe(), message: m.reason });
             continue;
           }
           if (budget.left-- <= 0) throw new Error(`pass ${name}: more than ${maxRewrites} rewrites; rules may undo each other`);

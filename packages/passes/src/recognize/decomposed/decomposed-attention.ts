@@ -1,4 +1,5 @@
-// Decomposed attention as exporters write it, rooted at the Softmax:
+// Decomposed attention as exporters write it, rooted at the Softmax (the op, or the Div / Mul ending one spelled
+// in Exp, ReduceSum and Div: softmax-form.ts):
 //   Softmax(mask(softcap(s · Q·Kᵀ))) [Cast, Dropout, fully-masked-row guard] · V
 //     -> Attention(Q, K, V, bias = the mask, scale = s, softcap)
 // Variants are tagged alternatives of one walk (chain.ts back to Q·Kᵀ, forward.ts on to V): scale by Div/Mul or
@@ -18,7 +19,7 @@
 // why it fails), then the prelude (prelude.ts) and the site. Prelude values are built as the checks pass.
 
 import { type AttentionParams, dense, type Graph, intsAttr, Node, ONNX_DOMAIN, Value } from '@attnopt/ir';
-import { type MatchResult, matched, noMatch, type RewriteRule } from '@attnopt/rewrite';
+import { type MatchResult, matched, noMatch, notThisPattern, type RewriteRule } from '@attnopt/rewrite';
 import { inferDtype, staticShape } from '../../shape-inference/shapes.js';
 import { liftSite, type SiteMatch } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
@@ -29,6 +30,7 @@ import { matchKvHeads } from './kv-repeat.js';
 import { assembleBias, biasOverHeads, foldHeads, freshName, keyFromTransposed, permuted, unfoldHeads, unfoldMask } from './prelude.js';
 import { pullScaleThroughLayout } from './scale-through-layout.js';
 import { scoreShapeReads } from './score-shape-reads.js';
+import { softmaxForm } from './softmax-form.js';
 import { floatReshapeProblem, foldedHeadCount, queryDims, softmaxAxisProblem, valueDims } from './site-checks.js';
 
 export const DECOMPOSED_ATTENTION = 'decomposed-attention';
@@ -51,18 +53,21 @@ interface UnfoldedHeads {
   readonly heads: number;
 }
 
-export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResult<DecomposedSite> {
-  // the walk: back from the Softmax to Q·Kᵀ, forward to the product with V
-  const axisProblem = softmaxAxisProblem(softmax);
+export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<DecomposedSite> {
+  // the softmax: the op, or spelled in elementary ops ending at this Div / Mul
+  const softmax = softmaxForm(root);
+  if (!softmax) return notThisPattern();
+  // the walk: back from the softmax to Q·Kᵀ, forward to the product with V
+  const axisProblem = softmax.spelled ? undefined : softmaxAxisProblem(root);
   if (axisProblem !== undefined) return noMatch(axisProblem);
-  const chain = matchScoreChain(softmax.inputs[0]!);
+  const chain = matchScoreChain(softmax.input);
   if (!chain.ok) return chain;
   const c = chain.value;
-  const toValues = matchToValues(softmax, c);
+  const toValues = matchToValues(softmax.output, c);
   if (!toValues.ok) return toValues;
   const { pv, p, softmaxValues } = toValues.value;
-  const nodes: Node[] = [softmax, ...c.nodes, ...toValues.value.nodes];
-  const variants = [...c.variants, ...toValues.value.variants];
+  const nodes: Node[] = [...softmax.nodes, ...c.nodes, ...toValues.value.nodes];
+  const variants = [...(softmax.spelled ? ['softmax-spelled'] : []), ...c.variants, ...toValues.value.variants];
 
   // Einsum in any spelling: Q and K (and V, Y) permuted to [batch..., S, D] as the equations say
   const qkEinsum = c.qk.op === 'Einsum' ? scoresEinsum(c.qk) : undefined;
@@ -152,7 +157,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
 
   // softmax precision: the dtype the Softmax runs in, when it differs from Q's
   const qType = inferDtype(qSide);
-  const smType = inferDtype(softmax.outputs[0]);
+  const smType = inferDtype(softmax.output);
   const softmaxPrecision = qType !== undefined && smType !== undefined && qType !== smType ? smType : undefined;
   if (softmaxPrecision) variants.push('softmax-precision');
 
@@ -209,7 +214,7 @@ export function matchDecomposedAttention(softmax: Node, graph: Graph): MatchResu
 export const decomposedAttention: RewriteRule<DecomposedSite> = {
   name: DECOMPOSED_ATTENTION,
   summary: 'Softmax(mask(softcap(s · Q·Kᵀ))) · V -> Attention(Q, K, V, bias=mask, scale=s, softcap)',
-  roots: ['Softmax'],
+  roots: ['Softmax', 'Div', 'Mul'],
   match: matchDecomposedAttention,
   rewrite(graph, _root, m) {
     // lengths read from the scores now come from the prelude, placed after readers that stood before the site

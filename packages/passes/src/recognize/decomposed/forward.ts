@@ -22,10 +22,10 @@ export interface ToValues {
 /** The uses followed, best first; a Where is followed through its `else` input (the row guard). */
 const FOLLOWED = ['MatMul', 'Einsum', 'Where', 'Dropout', 'Cast', 'Identity', 'Reshape'];
 
-export function matchToValues(softmax: Node, c: ScoreChain): MatchResult<ToValues> {
+export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<ToValues> {
   const nodes: Node[] = [];
   const variants: string[] = [];
-  let p = softmax.outputs[0]!;
+  let p = probabilities;
   const softmaxValues: Value[] = [p];
   let pv: Node | undefined;
   for (let steps = 0; steps < 8 && pv === undefined; steps++) {

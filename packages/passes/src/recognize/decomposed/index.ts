@@ -4,5 +4,6 @@ import { rule, type RewriteRule } from '@attnopt/rewrite';
 import { decomposedAttention } from './decomposed-attention.js';
 
 export { decomposedAttention, DECOMPOSED_ATTENTION, matchDecomposedAttention, type DecomposedSite } from './decomposed-attention.js';
+export { softmaxForm, type SoftmaxForm } from './softmax-form.js';
 
 export const DECOMPOSED_RULES: readonly RewriteRule[] = [rule(decomposedAttention)];

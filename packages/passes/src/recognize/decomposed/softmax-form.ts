@@ -1,0 +1,79 @@
+// The softmax of an attention site, as the Softmax op or spelled in elementary ops (ONNX's own Softmax function
+// body, JAX's softmax through tf2onnx, hand-written softmaxes), read as one softmax over the last axis:
+//   Div(Exp(Sub(x, c)), ReduceSum(Exp(Sub(x, c)), last axis, keepdims))   -> Softmax(x)
+//   Div(Exp(x), ReduceSum(Exp(x), last axis, keepdims))                   -> Softmax(x)
+//   Mul(e, Reciprocal(ReduceSum(e)))                                       -> the same as Div(e, ReduceSum(e))
+// c is anything constant along the last axis (ReduceMax(x) with keepdims, the usual stabilizer, possibly behind a
+// stop-gradient Identity): exp(x - c) / sum(exp(x - c)) = softmax(x) for every such c, so the product is the
+// same function. The op form computes it without overflow where exp(x) alone would overflow.
+
+import type { Node, Value } from '@attnopt/ir';
+import { attrInt, attrInts } from '@attnopt/rewrite';
+import { staticNumbers, staticShape } from '../../shape-inference/shapes.js';
+import { onnxOp } from './chain.js';
+
+export interface SoftmaxForm {
+  /** The scores the softmax normalizes. */
+  readonly input: Value;
+  /** The probabilities. */
+  readonly output: Value;
+  /** The nodes that compute it (the Softmax op, or the elementary ops). */
+  readonly nodes: readonly Node[];
+  /** True when spelled in elementary ops. */
+  readonly spelled: boolean;
+}
+
+/** Whether axis `axis` of a value of rank `rank` (undefined: not known) is its last. */
+const isLast = (axis: number, rank: number | undefined) => axis === -1 || (rank !== undefined && axis === rank - 1);
+
+/** A ReduceSum / ReduceMax over the last axis alone, keeping it (axes as the attribute before opset 13/18, or the input). */
+function reducesLastAxis(n: Node): boolean {
+  if (attrInt(n, 'keepdims') === 0) return false;
+  const axes = attrInts(n, 'axes') ?? (n.inputs[1] ? [...(staticNumbers(n.inputs[1]) ?? [])] : undefined);
+  return axes?.length === 1 && isLast(axes[0]!, staticShape(n.inputs[0])?.length);
+}
+
+/** The stabilizer c of exp(x - c): the value subtracted when it is constant along the last axis. */
+function constantAlongLastAxis(c: Value, x: Value): Node[] | undefined {
+  const through = onnxOp(c, 'Identity');
+  const m = through ? through.inputs[0]! : c;
+  const max = onnxOp(m, 'ReduceMax');
+  if (max && max.inputs[0] === x && reducesLastAxis(max)) return [max, ...(through ? [through] : [])];
+  const shape = staticShape(c);
+  const rank = staticShape(x)?.length;
+  // any other value broadcast along the keys (its last axis 1, or of lower rank than x)
+  if (shape && rank !== undefined && (shape.length < rank ? true : shape[shape.length - 1] === 1)) return [];
+  return undefined;
+}
+
+/** The softmax computed by `root` (a Softmax, or the Div / Mul ending a spelled one), or undefined. */
+export function softmaxForm(root: Node): SoftmaxForm | undefined {
+  if (root.domain !== '' && root.domain !== 'ai.onnx') return undefined;
+  if (root.op === 'Softmax') return { input: root.inputs[0]!, output: root.outputs[0]!, nodes: [root], spelled: false };
+  let e: Value | undefined;
+  let sum: Node | undefined;
+  const extra: Node[] = [];
+  if (root.op === 'Div') {
+    e = root.inputs[0];
+    sum = onnxOp(root.inputs[1], 'ReduceSum');
+  } else if (root.op === 'Mul') {
+    for (const [a, b] of [[0, 1], [1, 0]] as const) {
+      const rec = onnxOp(root.inputs[b], 'Reciprocal');
+      const s = rec && onnxOp(rec.inputs[0], 'ReduceSum');
+      if (s) {
+        e = root.inputs[a];
+        sum = s;
+        extra.push(rec);
+        break;
+      }
+    }
+  }
+  const exp = onnxOp(e, 'Exp');
+  if (!exp || !sum || sum.inputs[0] !== e || !reducesLastAxis(sum)) return undefined;
+  const z = exp.inputs[0]!;
+  const sub = onnxOp(z, 'Sub');
+  const stabilizer = sub && constantAlongLastAxis(sub.inputs[1]!, sub.inputs[0]!);
+  const input = sub && stabilizer ? sub.inputs[0]! : z;
+  const nodes = [root, ...extra, sum, exp, ...(sub && stabilizer ? [sub, ...stabilizer] : [])];
+  return { input, output: root.outputs[0]!, nodes, spelled: true };
+}

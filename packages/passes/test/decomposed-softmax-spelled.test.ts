@@ -1,0 +1,90 @@
+// Attention whose softmax is spelled in elementary ops (ONNX's Softmax function body, JAX's softmax through
+// tf2onnx, hand-written ones): recognize lifts the site as if it were the Softmax op, and the lowered graph
+// computes what the graph as written computes in onnxruntime (fp32, |lowered - original| <= 1e-5, compareLowered).
+// A reduction over another axis than the keys is not a softmax over the keys: no site, and no note about the
+// graph's other Div and Mul nodes (the rule is offered every one of them).
+
+import { attentionParams, assertValid, isAttention, parseGraph } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { rewritePass } from '@attnopt/rewrite';
+import { describe, expect, test } from 'vitest';
+import { lowerAttentionPass } from '../src/lower/index.js';
+import { RECOGNITION_RULES } from '../src/recognize/index.js';
+import { compareLowered, randomInputs, runModel } from './helpers/ort.js';
+
+const site = (softmax: string, extraInits = '') => `graph g {
+  input %q: f32[2, 4, seq, 8]
+  input %k: f32[2, 4, seq, 8]
+  input %v: f32[2, 4, seq, 8]
+  input %bias: f32[2, 1, 1, seq]
+  init %s: f32[] = tensor<f32[]> [2.8284271247461903]
+  init %last: i64[1] = tensor<i64[1]> [-1]
+${extraInits}
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+  %sc = Div(%qk, %s)
+  %x = Add(%sc, %bias)
+${softmax}
+  %y = MatMul(%p, %v)
+  output %y
+}`;
+
+/** The ONNX Softmax function body (opset 18: ReduceMax and ReduceSum read their axes as an input). */
+const FUNCTION_BODY = `  %m = ReduceMax(%x, %last) {keepdims = 1}
+  %z = Sub(%x, %m)
+  %e = Exp(%z)
+  %sum = ReduceSum(%e, %last) {keepdims = 1}
+  %p = Div(%e, %sum)`;
+
+async function lifted(text: string, opset: number): Promise<void> {
+  const original = exportOnnx(newOnnxModel(parseGraph(text), { opset }));
+  const g = parseGraph(text);
+  const result = rewritePass('recognize', RECOGNITION_RULES).run(g);
+  assertValid(g);
+  const notes = result.notes.map((n) => `${n.node}: ${n.message}`);
+  const att = g.nodes.filter(isAttention);
+  expect(att, notes.join('\n')).toHaveLength(1);
+  expect(attentionParams(att[0]!).scale).toBeCloseTo(1 / 2.8284271247461903, 6);
+  expect(g.nodes.some((n) => n.op === 'Exp' || n.op === 'ReduceSum')).toBe(false);
+  const feeds = randomInputs(g, 5, { batch: 2, seq: 9, past: 0 });
+  const want = await runModel(original, feeds);
+  lowerAttentionPass({ opset }).run(g);
+  const cmp = compareLowered(await runModel(exportOnnx(newOnnxModel(g, { opset })), feeds), want);
+  expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
+}
+
+describe('a softmax spelled in Exp, ReduceSum and Div', () => {
+  test('the ONNX Softmax function body (max-subtracted, axes as inputs, opset 18)', async () => {
+    await lifted(site(FUNCTION_BODY), 18);
+  });
+  test('axes as attributes (opset 11), the last axis written as 3', async () => {
+    const body = FUNCTION_BODY.replace('ReduceMax(%x, %last) {keepdims = 1}', 'ReduceMax(%x) {axes = [3], keepdims = 1}').replace('ReduceSum(%e, %last) {keepdims = 1}', 'ReduceSum(%e) {axes = [3], keepdims = 1}');
+    await lifted(site(body), 11);
+  });
+  test('the maximum behind a stop-gradient Identity', async () => {
+    await lifted(site(FUNCTION_BODY.replace('%z = Sub(%x, %m)', '%md = Identity(%m)\n  %z = Sub(%x, %md)')), 18);
+  });
+  test('no stabilizer: Div(Exp(x), ReduceSum(Exp(x)))', async () => {
+    await lifted(site(`  %e = Exp(%x)
+  %sum = ReduceSum(%e, %last) {keepdims = 1}
+  %p = Div(%e, %sum)`), 17);
+  });
+  test('Mul by the Reciprocal of the sum', async () => {
+    await lifted(site(FUNCTION_BODY.replace('%p = Div(%e, %sum)', '%r = Reciprocal(%sum)\n  %p = Mul(%r, %e)')), 18);
+  });
+});
+
+describe('not a softmax over the keys', () => {
+  test('the sum over the queries: no site, and no note on the Div and Mul nodes that are not softmaxes', () => {
+    const g = parseGraph(site(FUNCTION_BODY.replace('ReduceSum(%e, %last)', 'ReduceSum(%e, %axis2)'), '  init %axis2: i64[1] = tensor<i64[1]> [2]'));
+    const result = rewritePass('recognize', RECOGNITION_RULES).run(g);
+    expect(g.nodes.filter(isAttention)).toHaveLength(0);
+    expect(result.notes.filter((n) => /Div|Mul/.test(n.node ?? ''))).toEqual([]);
+  });
+  test('the stabilizer varies along the keys: the Sub is read as part of the scores, and the site is refused', () => {
+    const g = parseGraph(site(FUNCTION_BODY.replace('%z = Sub(%x, %m)', '%z = Sub(%x, %bias)')));
+    const result = rewritePass('recognize', RECOGNITION_RULES).run(g);
+    expect(g.nodes.filter(isAttention)).toHaveLength(0);
+    expect(result.notes.map((n) => n.message).join('\n')).toMatch(/not a MatMul \(or Einsum\) of Q and Kᵀ: found node .*Sub/);
+  });
+});
