@@ -227,3 +227,47 @@ describe('a mask broadcast along the keys (the IR reads a key axis shorter than 
     expect(await provenAndExact(perQuery('%b = Add(%sc, %shift)', 'init %shift: f32[] = tensor<f32[]> [1.5]'), 7)).toEqual({ spec: 'dense', bias: true });
   });
 });
+
+describe('masks subtracted, and scales after a mask', () => {
+  // s · (x + M) = s · x + s · M: the bias is s · M; x - M: the bias is -M; a masked fill scaled by s > 0 stays a
+  // fill where s · fill still drowns every score
+  const scores = (chain: string, inputs: string) => `graph g {
+  input %q: f32[2, 4, seq, 8]
+  input %k: f32[2, 4, seq, 8]
+  input %v: f32[2, 4, seq, 8]
+  ${inputs}
+  init %s: f32[] = tensor<f32[]> [0.35355339059327373]
+  init %root: f32[] = tensor<f32[]> [2.8284271247461903]
+  init %ninf: f32[] = tensor<f32[]> [-inf]
+  init %tenk: f32[] = tensor<f32[]> [-10000.0]
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+${chain}
+  %p = Softmax(%b) {axis = -1}
+  %y = MatMul(%p, %v)
+  output %y
+}`;
+  const BIAS = 'input %m: f32[2, 1, seq, seq]';
+  const KEEP = 'input %keep: bool[2, 1, 1, seq]';
+  test('(x + M) · s: the bias M · s', async () => {
+    expect(await provenAndExact(scores('  %a = Add(%qk, %m)\n  %b = Mul(%a, %s)', BIAS), 7)).toEqual({ spec: 'dense', bias: true });
+  });
+  test('x · s - M (a mask subtracted): the bias -M', async () => {
+    expect(await provenAndExact(scores('  %sc = Mul(%qk, %s)\n  %b = Sub(%sc, %m)', BIAS), 7)).toEqual({ spec: 'dense', bias: true });
+  });
+  test('masked fill with -inf, then divided by sqrt(d), then a bias added', async () => {
+    expect(await provenAndExact(scores('  %w = Where(%keep, %qk, %ninf)\n  %d = Div(%w, %root)\n  %b = Add(%d, %m)', `${KEEP}\n  ${BIAS}`), 7)).toEqual({ spec: 'dense', bias: true });
+  });
+  test('refused: a fill of -10000 scaled by 1 / sqrt(8) before the Softmax no longer drowns every score', () => {
+    const g = parseGraph(scores('  %w = Where(%keep, %qk, %tenk)\n  %b = Div(%w, %root)', KEEP));
+    const notes = rewritePass('recognize', RECOGNITION_RULES).run(g).notes.map((n) => n.message);
+    expect(g.nodes.filter(isAttention)).toHaveLength(0);
+    expect(notes.join('\n')).toContain('fills -10000, scaled by 0.35355339');
+  });
+  test('refused: a scale after softcapped scores and a mask (no softcap attnopt::Attention computes)', () => {
+    const g = parseGraph(scores('  init %cap: f32[] = tensor<f32[]> [30.0]\n  %sc = Div(%qk, %cap)\n  %t = Tanh(%sc)\n  %c = Mul(%t, %cap)\n  %a = Add(%c, %m)\n  %b = Mul(%a, %s)', BIAS));
+    const notes = rewritePass('recognize', RECOGNITION_RULES).run(g).notes.map((n) => n.message);
+    expect(g.nodes.filter(isAttention)).toHaveLength(0);
+    expect(notes.join('\n')).toContain('scales softcapped scores');
+  });
+});

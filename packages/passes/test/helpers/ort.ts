@@ -53,7 +53,9 @@ export function ortTensor(dtype: DType, shape: readonly number[], values: ArrayL
     case 'i64':
       return new ort.Tensor('int64', BigInt64Array.from(Array.from({ length: n }, (_, k) => BigInt(values[k]!))), shape);
     case 'bool':
-      return new ort.Tensor('bool', Uint8Array.from(values), shape);
+      // one byte per element, 0 or 1: any other byte is not a bool, and ops read it differently (Where as true,
+      // And bitwise)
+      return new ort.Tensor('bool', Uint8Array.from(values, (x) => (x ? 1 : 0)), shape);
     case 'u8':
       return new ort.Tensor('uint8', Uint8Array.from(values), shape);
     default:

@@ -8,8 +8,11 @@ import { staticScalar, staticShape } from '../../shape-inference/shapes.js';
 
 /** A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view). */
 export type MaskStep =
-  /** scores + bias (additive mask, possibly broadcast) */
-  | { readonly kind: 'additive'; readonly bias: Value; readonly over: Value }
+  /**
+   * scores + factor · bias (additive mask, possibly broadcast); `factor` (1 when absent) is -1 for scores - bias,
+   * times the static scales the scores take after the mask: s · (x + M) = s · x + s · M
+   */
+  | { readonly kind: 'additive'; readonly bias: Value; readonly over: Value; readonly factor?: number }
   /** Where(keep, scores, fill): `fill` -inf, finfo.min or -10000 (masked_fill with the condition inverted when `inverted`) */
   | { readonly kind: 'masked-fill'; readonly cond: Value; readonly inverted: boolean; readonly fill: number; readonly over: Value };
 
@@ -138,15 +141,19 @@ function matchSoftcap(v: Value, nodes: Node[], stage: Map<Value, string>, varian
   return r.ok ? matched({ ...r.value, softcap: 0 }) : r;
 }
 
-/** The masks between the (softcapped) scores and the Softmax: Add of a bias, Where(cond, scores, fill). */
-function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], fold: Fold, depth = 0): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants' | 'foldedHeads'>> {
+/**
+ * The masks between the (softcapped) scores and the Softmax: Add of a bias, Sub of a bias, Where(cond, scores,
+ * fill), and static positive scales between them. `factor` is the product of the scales walked so far (above
+ * this point): the masks below take it, and the scores' scale includes it.
+ */
+function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], fold: Fold, depth = 0, factor = 1): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants' | 'foldedHeads'>> {
   let inner = skipCasts(v, nodes, stage, 'masked');
   // Reshape between the [B·H, S, T] and [B, H, S, T] views of the scores
   const view = depth < 6 ? headsViewReshape(inner, fold) : undefined;
   if (view) {
     nodes.push(view);
     if (!variants.includes('scores-heads-views')) variants.push('scores-heads-views');
-    return matchMasks(view.inputs[0]!, nodes, stage, masks, variants, fold, depth + 1);
+    return matchMasks(view.inputs[0]!, nodes, stage, masks, variants, fold, depth + 1, factor);
   }
   // clamp(min = finfo.min) after a mask: Max(x, fill) changes only masked entries (-inf -> fill), which the
   // softmax gives 0 either way
@@ -154,18 +161,33 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
   if (clamp) {
     nodes.push(clamp.node);
     variants.push('clamp-min');
-    return matchMasks(clamp.x, nodes, stage, masks, variants, fold, depth + 1);
+    return matchMasks(clamp.x, nodes, stage, masks, variants, fold, depth + 1, factor);
+  }
+  // s · (x + M): a static positive scale above a mask (x · s, then the mask below scaled by s too); only where a
+  // mask lies below, else the scale is the scores' own (matchScaledQK)
+  const scaled = depth < 8 ? scaleStep(inner) : undefined;
+  if (scaled !== undefined && scaled !== 'not-static' && scaled.factor > 0 && Number.isFinite(scaled.factor) && masksBelow(scaled.x)) {
+    nodes.push(scaled.node);
+    if (!variants.includes('scale-after-mask')) variants.push('scale-after-mask');
+    const r = matchMasks(scaled.x, nodes, stage, masks, variants, fold, depth + 1, factor * scaled.factor);
+    if (!r.ok) return r;
+    if (r.value.softcap > 0) return noMatch(`${scaled.node.describe()} scales softcapped scores: softcap · tanh(x / softcap) scaled afterwards is no softcap attnopt::Attention computes`);
+    return matched({ ...r.value, scale: r.value.scale * scaled.factor });
   }
   const add = onnxOp(inner, 'Add');
+  const sub = onnxOp(inner, 'Sub');
   const where = onnxOp(inner, 'Where');
   let firstFailure: MatchResult<never> | undefined;
-  if (add && depth < 8) {
-    for (const [s, b] of [[0, 1], [1, 0]] as const) {
-      const n2 = [...nodes, add];
-      const m2: MaskStep[] = [...masks, { kind: 'additive', bias: add.inputs[b]!, over: inner }];
-      const v2: string[] = [...variants, 'additive-mask'];
+  // scores + M (either operand), scores - M
+  const additive = add ? ([[0, 1, 1], [1, 0, 1]] as const).map(([s, b, sign]) => ({ node: add, s, b, sign })) : sub ? [{ node: sub, s: 0, b: 1, sign: -1 }] : [];
+  if (depth < 8) {
+    for (const { node, s, b, sign } of additive) {
+      const n2 = [...nodes, node];
+      const f = factor * sign;
+      const m2: MaskStep[] = [...masks, { kind: 'additive', bias: node.inputs[b]!, over: inner, ...(f !== 1 ? { factor: f } : {}) }];
+      const v2: string[] = [...variants, sign < 0 ? 'subtracted-mask' : 'additive-mask'];
       const st2 = new Map(stage);
-      const r = matchMasks(add.inputs[s]!, n2, st2, m2, v2, fold, depth + 1);
+      const r = matchMasks(node.inputs[s]!, n2, st2, m2, v2, fold, depth + 1, factor);
       if (r.ok) {
         nodes.splice(0, nodes.length, ...n2);
         masks.splice(0, masks.length, ...m2);
@@ -183,14 +205,29 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
     const step: { scores: Value; inverted: boolean; fill: number } | undefined =
       isMaskFill(fb) ? { scores: a!, inverted: false, fill: fb } : isMaskFill(fa) ? { scores: b!, inverted: true, fill: fa } : undefined;
     if (step === undefined) return noMatch(`${where.describe()} selects between two values neither of which is a mask fill (-inf, finfo.min, <= -10000)`);
+    if (!isMaskFill(step.fill * factor)) return noMatch(`${where.describe()} fills ${step.fill}, scaled by ${factor} before the Softmax: ${step.fill * factor} is no longer a mask fill (-inf, finfo.min, <= -10000)`);
     nodes.push(where);
     masks.push({ kind: 'masked-fill', cond: cond!, inverted: step.inverted, fill: step.fill, over: inner });
     variants.push(step.fill === -Infinity ? 'masked-fill-inf' : 'masked-fill-finite');
-    return matchMasks(step.scores, nodes, stage, masks, variants, fold, depth + 1);
+    return matchMasks(step.scores, nodes, stage, masks, variants, fold, depth + 1, factor);
   }
   const r = matchSoftcap(inner, nodes, stage, variants, fold);
   if (!r.ok && firstFailure && !firstFailure.ok) return firstFailure;
   return r;
+}
+
+/** Whether a mask step (Add, Sub, Where, through casts and scales) lies below `v` before the scores' product. */
+function masksBelow(v: Value): boolean {
+  let cur = v;
+  for (let steps = 0; steps < 12; steps++) {
+    const n = onnxOp(cur, 'Add', 'Sub', 'Where', 'Cast', 'Identity', 'Mul', 'Div');
+    if (!n) return false;
+    if (n.op === 'Add' || n.op === 'Sub' || n.op === 'Where') return true;
+    const step = n.op === 'Mul' || n.op === 'Div' ? scaleStep(cur) : undefined;
+    if (step === 'not-static') return false;
+    cur = step ? step.x : n.inputs[0]!;
+  }
+  return false;
 }
 
 /**

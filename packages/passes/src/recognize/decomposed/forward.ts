@@ -73,7 +73,7 @@ function matchRowGuard(where: Node, p: Value, masks: readonly MaskStep[]): Node[
     const rank = staticShape(rmax.inputs[0])?.length;
     if (axes.length !== 1 || !(axes[0] === -1 || (rank !== undefined && axes[0] === rank - 1))) continue;
     const only = masks.length === 1 ? masks[0]! : undefined;
-    if (only?.kind !== 'additive' || only.bias !== rmax.inputs[0]) continue;
+    if (only?.kind !== 'additive' || only.bias !== rmax.inputs[0] || (only.factor ?? 1) <= 0) continue;
     const casts = [onnxOp(eq.inputs[c], 'CastLike', 'Cast'), onnxOp(where.inputs[1], 'CastLike', 'Cast')];
     return [where, eq, rmax, ...casts.filter((n): n is Node => n !== undefined)];
   }

@@ -109,7 +109,17 @@ export function foldHeads(graph: Graph, y4: Value, y3: Value): Node[] {
  */
 export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, prelude: Node[], heads: 'single-head' | 'heads-in-batch' | 'unfolded', k: Value): MatchResult<Value | undefined> {
   if (masks.length === 0) return matched(undefined);
-  const additive = masks.filter((m) => m.kind === 'additive').map((m) => m.bias);
+  // a mask subtracted, or scaled with the scores after it: factor · M in the prelude
+  const additive = masks
+    .filter((m) => m.kind === 'additive')
+    .map((m) => {
+      if (m.factor === undefined || m.factor === 1) return m.bias;
+      const dtype = inferDtype(m.bias) ?? 'f32';
+      const f = m.factor === -1 ? undefined : constNode(graph, 'mask_factor', Tensor.fromValues(dtype, [], [m.factor]));
+      const n = f ? preludeNode(graph, 'Mul', [m.bias, f.outputs[0]!], 'bias_scaled') : preludeNode(graph, 'Neg', [m.bias], 'bias_negated');
+      prelude.push(...(f ? [f] : []), n);
+      return n.outputs[0]!;
+    });
   const keeps: Value[] = [];
   for (const m of masks) {
     if (m.kind !== 'masked-fill') continue;
