@@ -98,7 +98,7 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
   if (!qDims.ok) return qDims;
   const { rank, headDim, numHeads } = qDims.value;
   const key = keyFromTransposed(graph, kOperand, rank, qkEinsum?.value.kPerm, prelude);
-  if (key.matched) nodes.push(key.matched);
+  nodes.push(...key.matched);
   if (key.variant) variants.push(key.variant);
   if (key.scaleNodes.length > 0) {
     nodes.push(...key.scaleNodes);

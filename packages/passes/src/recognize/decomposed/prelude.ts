@@ -6,7 +6,7 @@
 
 import { type Graph, intAttr, intsAttr, Node, ONNX_DOMAIN, Tensor, tensorAttr, tensorType, Value } from '@attnopt/ir';
 import { attrInts, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
-import { inferDtype, staticShape } from '../../shape-inference/shapes.js';
+import { inferDtype, staticShape, symbolicShape } from '../../shape-inference/shapes.js';
 import { type MaskStep, onnxOp, stripOperandScale } from './chain.js';
 import { isIdentity } from './einsum.js';
 
@@ -194,8 +194,8 @@ function overEveryKey(graph: Graph, bias: Value, k: Value, prelude: Node[]): Mat
 
 export interface KeyFromTransposed {
   readonly k: Value;
-  /** The Transpose of K the scores product read, now part of the site. */
-  readonly matched?: Node;
+  /** The nodes that transposed K for the scores product, now part of the site. */
+  readonly matched: readonly Node[];
   readonly variant?: string;
   /** Static scalar scales between K and that Transpose (folded into the site's scale), and their nodes. */
   readonly factor: number;
@@ -203,22 +203,48 @@ export interface KeyFromTransposed {
 }
 
 /**
+ * Kᵀ as onnxscript's scaled_dot_product_attention writes it (torch.onnx's dynamo exporter): the leading axes
+ * merged, the last two swapped in 3D, the leading axes split again, proven from the shapes (the Reshapes keep
+ * the elements' order, only the Transpose moves them):
+ *   Reshape(Transpose(Reshape(K, [-1, T, D]), [0, 2, 1]), [..., D, T]) -> Transpose(K) of the last two axes
+ */
+function lastTwoSwappedThroughReshapes(kt: Value): { k: Value; nodes: Node[] } | undefined {
+  const outer = onnxOp(kt, 'Reshape');
+  const tr = outer && onnxOp(outer.inputs[0], 'Transpose');
+  const inner = tr && attrInts(tr, 'perm')?.join(',') === '0,2,1' ? onnxOp(tr.inputs[0], 'Reshape') : undefined;
+  if (!outer || !tr || !inner) return undefined;
+  const k = inner.inputs[0]!;
+  const [ks, merged, out] = [symbolicShape(k), symbolicShape(inner.outputs[0]), symbolicShape(kt)];
+  if (!ks || !merged || !out || merged.length !== 3 || ks.length < 3 || out.length !== ks.length) return undefined;
+  const n = ks.length;
+  if (merged[1] !== ks[n - 2] || merged[2] !== ks[n - 1]) return undefined;
+  if (ks.slice(0, n - 2).some((d, i) => out[i] !== d) || out[n - 2] !== ks[n - 1] || out[n - 1] !== ks[n - 2]) return undefined;
+  return { k, nodes: [outer, tr, inner] };
+}
+
+/**
  * K in Q's layout from the Kᵀ operand of the scores product: the input of a Transpose swapping the last two
- * axes; Transpose(K in bshd / sbd) re-permuted in the prelude; an Einsum's key permutation; else Kᵀ transposed
- * back in the prelude. A static scalar scale on K under the Transpose (ONNX's FlexAttention and Attention
- * functions scale Q and K by sqrt(scale) each, K after its heads are repeated) is stripped:
+ * axes (or of onnxscript's Reshape-Transpose-Reshape doing the same); Transpose(K in bshd / sbd) re-permuted in
+ * the prelude; an Einsum's key permutation; else Kᵀ transposed back in the prelude. A static scalar scale on K
+ * under the Transpose (ONNX's FlexAttention and Attention functions scale Q and K by sqrt(scale) each, K after
+ * its heads are repeated) is stripped:
  *   Transpose(Mul(K, s)) -> K, scale s
  * a scalar Mul commutes with the Transpose, so the product is the same.
  */
 export function keyFromTransposed(graph: Graph, kt: Value, rank: number, einsumKPerm: readonly number[] | undefined, prelude: Node[]): KeyFromTransposed {
-  if (einsumKPerm !== undefined) return { k: permuted(graph, kt, einsumKPerm, 'k_bhsd', prelude), factor: 1, scaleNodes: [] };
+  if (einsumKPerm !== undefined) return { k: permuted(graph, kt, einsumKPerm, 'k_bhsd', prelude), matched: [], factor: 1, scaleNodes: [] };
+  const scaleNodes: Node[] = [];
+  const sandwich = lastTwoSwappedThroughReshapes(kt);
+  if (sandwich) {
+    const under = stripOperandScale(sandwich.k, scaleNodes);
+    return { k: under.value, matched: sandwich.nodes, variant: 'k-transposed-through-reshapes', factor: under.factor, scaleNodes };
+  }
   const tr = onnxOp(kt, 'Transpose');
   const perm = tr && attrInts(tr, 'perm')?.join(',');
-  const scaleNodes: Node[] = [];
   const under = tr && stripOperandScale(tr.inputs[0]!, scaleNodes);
   const factor = under?.factor ?? 1;
-  if (tr && under && (perm === '0,1,3,2' || perm === '0,2,1')) return { k: under.value, matched: tr, factor, scaleNodes };
-  if (tr && under && perm === '0,2,3,1') return { k: permuted(graph, under.value, [0, 2, 1, 3], 'k_bhsd', prelude), matched: tr, variant: 'k-bshd', factor, scaleNodes };
-  if (tr && under && perm === '1,2,0') return { k: permuted(graph, under.value, [1, 0, 2], 'k_bsd', prelude), matched: tr, variant: 'k-sbd', factor, scaleNodes };
-  return { k: permuted(graph, kt, rank === 4 ? [0, 1, 3, 2] : [0, 2, 1], 'k', prelude), variant: 'k-transposed-input', factor: 1, scaleNodes: [] };
+  if (tr && under && (perm === '0,1,3,2' || perm === '0,2,1')) return { k: under.value, matched: [tr], factor, scaleNodes };
+  if (tr && under && perm === '0,2,3,1') return { k: permuted(graph, under.value, [0, 2, 1, 3], 'k_bhsd', prelude), matched: [tr], variant: 'k-bshd', factor, scaleNodes };
+  if (tr && under && perm === '1,2,0') return { k: permuted(graph, under.value, [1, 0, 2], 'k_bsd', prelude), matched: [tr], variant: 'k-sbd', factor, scaleNodes };
+  return { k: permuted(graph, kt, rank === 4 ? [0, 1, 3, 2] : [0, 2, 1], 'k', prelude), matched: [], variant: 'k-transposed-input', factor: 1, scaleNodes: [] };
 }

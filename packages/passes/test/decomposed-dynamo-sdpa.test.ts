@@ -1,0 +1,99 @@
+// Attention as torch.onnx's dynamo exporter writes scaled_dot_product_attention (onnxscript's torchlib, opset
+// 18): Kᵀ by Reshape to [-1, T, D], Transpose [0, 2, 1], Reshape back to [..., D, T] (shapes read at run time
+// from Shape / Slice / Concat), Q and Kᵀ each scaled by sqrt(scale), a boolean mask turned into 0 / -inf and
+// added, after Hugging Face's repeat_kv of 2 key/value heads to 4 (Unsqueeze, Expand, Reshape). recognize must
+// lift one site that reads the un-repeated K and V (GQA kept) with no Transpose of Kᵀ left in the prelude, and the
+// lowered graph must compute what the graph as written computes in onnxruntime (fp32, |lowered - original| <=
+// 1e-5, compareLowered). With the leading axes merged another way, Kᵀ is no transpose of K: then K is not the
+// repeated K0 that V is, and the site is refused.
+
+import { AttentionInput, attentionParams, assertValid, isAttention, parseGraph } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { rewritePass } from '@attnopt/rewrite';
+import { describe, expect, test } from 'vitest';
+import { lowerAttentionPass } from '../src/lower/index.js';
+import { RECOGNITION_RULES } from '../src/recognize/index.js';
+import { compareLowered, randomInputs, runModel } from './helpers/ort.js';
+
+const OPSET = 18;
+
+const sdpa = (sqShape = '%m1, %key_second_last, %key_last') => `graph g {
+  input %q: f32[batch, 4, seq, 8]
+  input %k0: f32[batch, 2, seq, 8]
+  input %v0: f32[batch, 2, seq, 8]
+  input %attention_mask: bool[batch, 1, seq, seq]
+  init %s: f32[] = tensor<f32[]> [0.35355339059327373]
+  init %zero: f32[] = tensor<f32[]> [0.0]
+  init %ninf: f32[] = tensor<f32[]> [-inf]
+  init %ax2: i64[1] = tensor<i64[1]> [2]
+  init %m1: i64[1] = tensor<i64[1]> [-1]
+  init %m2: i64[1] = tensor<i64[1]> [-2]
+  init %big: i64[1] = tensor<i64[1]> [9223372036854775807]
+  init %small: i64[1] = tensor<i64[1]> [-9223372036854775807]
+  init %grp: i64[1] = tensor<i64[1]> [2]
+  %qs = Shape(%q)
+  %heads_first = Slice(%qs, %small, %m2)
+  %ks0 = Shape(%k0)
+  %kv_first = Slice(%ks0, %small, %m2)
+  %kv_last = Slice(%ks0, %m2, %big)
+  %eshape = Concat(%kv_first, %grp, %kv_last) {axis = 0}
+  %hshape = Concat(%heads_first, %kv_last) {axis = 0}
+  %ku = Unsqueeze(%k0, %ax2)
+  %ke = Expand(%ku, %eshape)
+  %k = Reshape(%ke, %hshape)
+  %vu = Unsqueeze(%v0, %ax2)
+  %ve = Expand(%vu, %eshape)
+  %v = Reshape(%ve, %hshape)
+  %key_shape = Shape(%k)
+  %key_last = Slice(%key_shape, %m1, %big)
+  %key_second_last = Slice(%key_shape, %m2, %m1)
+  %key_first = Slice(%key_shape, %small, %m2)
+  init %zero1: i64[1] = tensor<i64[1]> [0]
+  %sq_shape = Concat(${sqShape}) {axis = 0}
+  %k_sq = Reshape(%k, %sq_shape)
+  %k_sq_t = Transpose(%k_sq) {perm = [0, 2, 1]}
+  %kt_shape = Concat(%key_first, %key_last, %key_second_last) {axis = 0}
+  %kt = Reshape(%k_sq_t, %kt_shape)
+  %sqrt_s = Sqrt(%s)
+  %qsc = Mul(%q, %sqrt_s)
+  %ktsc = Mul(%kt, %sqrt_s)
+  %mask = Where(%attention_mask, %zero, %ninf)
+  %qk = MatMul(%qsc, %ktsc)
+  %w = Add(%qk, %mask)
+  %p = Softmax(%w) {axis = -1}
+  %y = MatMul(%p, %v)
+  output %y
+}`;
+
+async function liftedExact(text: string) {
+  const original = exportOnnx(newOnnxModel(parseGraph(text), { opset: OPSET }));
+  const g = parseGraph(text);
+  const notes = rewritePass('recognize', RECOGNITION_RULES).run(g).notes.map((n) => n.message);
+  assertValid(g);
+  const att = g.nodes.filter(isAttention);
+  expect(att, notes.join('\n')).toHaveLength(1);
+  const node = att[0]!;
+  const read = { k: node.inputs[AttentionInput.k]!.name, v: node.inputs[AttentionInput.v]!.name, params: attentionParams(node) };
+  const feeds = randomInputs(g, 3, { batch: 2, seq: 9, past: 0 });
+  const want = await runModel(original, feeds);
+  lowerAttentionPass({ opset: OPSET }).run(g);
+  const cmp = compareLowered(await runModel(exportOnnx(newOnnxModel(g, { opset: OPSET })), feeds), want);
+  expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
+  return read;
+}
+
+describe("torch.onnx's dynamo exporter: scaled_dot_product_attention as onnxscript writes it", () => {
+  test('Kᵀ through Reshape / Transpose / Reshape: the site reads K itself, GQA kept, scale 1 / sqrt(8)', async () => {
+    const { k, v, params: p } = await liftedExact(sdpa());
+    expect([p.numHeads, p.kvNumHeads, p.headDim]).toEqual([4, 2, 8]);
+    expect(p.scale).toBeCloseTo(0.35355339, 6);
+    expect([k, v]).toEqual(['k0', 'v0']);
+  });
+  test('merged another way ([B, H·T, D], not [B·H, T, D]): Kᵀ is no transpose of K, and the site is refused', () => {
+    // Transpose and Reshape back then reinterpret the elements: K is not the repeated K0 that V is
+    const g = parseGraph(sdpa('%zero1, %m1, %key_last'));
+    const notes = rewritePass('recognize', RECOGNITION_RULES).run(g).notes.map((n) => n.message);
+    expect(g.nodes.filter(isAttention)).toHaveLength(0);
+    expect(notes.join('\n')).toContain('only one of K and V is repeated over heads');
+  });
+});
