@@ -271,3 +271,44 @@ ${chain}
     expect(notes.join('\n')).toContain('scales softcapped scores');
   });
 });
+
+describe("torch's causal mask for scaled_dot_product_attention(is_causal=True), as both ONNX exporters write it", () => {
+  // Expand(1.0, [S, T]) -> Trilu(upper = 0) -> Equal(., 0) -> Where(., -inf, 0): an indicator compared with a
+  // constant is decided at its two values (1 on and below the diagonal, 0 above)
+  const torchCausal = (compare: string) => `graph g {
+  input %q: f32[2, 4, seq, 8]
+  input %k: f32[2, 4, seq, 8]
+  input %v: f32[2, 4, seq, 8]
+  init %s: f32[] = tensor<f32[]> [0.35355339059327373]
+  init %fzero: f32[] = tensor<f32[]> [0.0]
+  init %half: f32[] = tensor<f32[]> [0.5]
+  init %ninf: f32[] = tensor<f32[]> [-inf]
+  init %one: f32[] = tensor<f32[]> [1.0]
+  init %m1: i64[1] = tensor<i64[1]> [-1]
+  init %m2: i64[1] = tensor<i64[1]> [-2]
+  init %big: i64[1] = tensor<i64[1]> [9223372036854775807]
+  %qs = Shape(%q)
+  %ks = Shape(%k)
+  %target = Slice(%qs, %m2, %m1)
+  %source = Slice(%ks, %m2, %m1)
+  %size = Concat(%target, %source) {axis = 0}
+  %ones = Expand(%one, %size)
+  %tril = Trilu(%ones) {upper = 0}
+  ${compare}
+  %mask = Where(%above, %ninf, %fzero)
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+  %sc = Mul(%qk, %s)
+  %b = Add(%sc, %mask)
+  %p = Softmax(%b) {axis = -1}
+  %y = MatMul(%p, %v)
+  output %y
+}`;
+  test('Equal(tril, 0): causal proven, bias dropped', async () => {
+    expect(await provenAndExact(torchCausal('%above = Equal(%tril, %fzero)'), 7)).toEqual({ spec: 'causal', bias: false });
+  });
+  test('the constant first, and Less(tril, 0.5): the same', async () => {
+    expect(await provenAndExact(torchCausal('%above = Equal(%fzero, %tril)'), 7)).toEqual({ spec: 'causal', bias: false });
+    expect(await provenAndExact(torchCausal('%above = Less(%tril, %half)'), 7)).toEqual({ spec: 'causal', bias: false });
+  });
+});

@@ -595,8 +595,35 @@ function mul(a: AbstractValue | undefined, b: AbstractValue | undefined): Abstra
   return no(`Mul of ${x.kind} by ${s}`);
 }
 
+/** `x op y` on numbers, for the comparison ops compare() reads. */
+function compareNumbers(op: string, x: number, y: number): boolean {
+  switch (op) {
+    case 'Less': return x < y;
+    case 'LessOrEqual': return x <= y;
+    case 'Greater': return x > y;
+    case 'GreaterOrEqual': return x >= y;
+    default: return x === y;
+  }
+}
+
+/**
+ * An indicator (1 where f holds, 0 elsewhere) compared with a constant: decided at its two values, so the result
+ * is f, ¬f, true or false. torch's causal mask for scaled_dot_product_attention(is_causal=True), in both of its
+ * ONNX exporters:  Where(Equal(Trilu(ones[S, T], upper = 0), 0), -inf, 0)  ->  keep j <= i
+ */
+function indicatorVsConstant(op: string, a: AbstractValue, b: AbstractValue): AbstractValue | undefined {
+  const [ind, c, flipped] = a.kind === 'ind' ? [a, constScalar(b), false] : b.kind === 'ind' ? [b, constScalar(a), true] : [undefined, undefined, false];
+  if (!ind || c === undefined) return undefined;
+  const at = (x: number) => (flipped ? compareNumbers(op, c, x) : compareNumbers(op, x, c));
+  const [one, zero] = [at(1), at(0)];
+  const formula: Formula = one === zero ? { op: 'const', value: one } : one ? ind.formula : fNot(ind.formula);
+  return { kind: 'pred', rank: Math.max(rankOf(a), rankOf(b)), formula };
+}
+
 function compare(op: string, a: AbstractValue | undefined, b: AbstractValue | undefined): AbstractValue {
   if (!a || !b) return no('missing operand');
+  const indicator = indicatorVsConstant(op, a, b);
+  if (indicator) return indicator;
   if (a.kind === 'table' && constScalar(b) !== undefined && op === 'Equal') {
     const s = constScalar(b)!;
     return mapTable(a, (x) => (x === s ? 1 : 0), true);
