@@ -202,3 +202,15 @@ export class Graph {
     }
   }
 }
+
+/**
+ * Graph annotation: the opset of the default ONNX domain that the graph's nodes follow. Importers set it on every
+ * graph (subgraphs included); some ops' defaults depend on it (Softmax's axis: 1 before opset 13, -1 from 13 on).
+ */
+export const DEFAULT_OPSET_ANNOTATION = 'onnx.defaultOpset';
+
+/** The default-domain opset `graph` follows, when an importer recorded it. */
+export function defaultOpsetOf(graph: Graph | undefined): number | undefined {
+  const v = graph?.annotations.get(DEFAULT_OPSET_ANNOTATION);
+  return typeof v === 'number' ? v : undefined;
+}

@@ -6,6 +6,7 @@ import {
   ATTENTION_OP,
   ATTNOPT_DOMAIN,
   type Attr,
+  DEFAULT_OPSET_ANNOTATION,
   Graph,
   Node,
   parseSpec,
@@ -86,9 +87,17 @@ export function importModel(model: ModelProto, options: ImportOptions = {}): Onn
     externalData: options.externalData,
   });
   recordTypes(graph);
+  const opset = model.opsetImport?.find((o) => ONNX_DOMAINS.has(o.domain ?? ''))?.version;
+  if (opset !== undefined) recordOpset(graph, Number(opset));
   const out: OnnxModel = { graph, proto: model };
   if (options.file !== undefined) out.file = options.file;
   return out;
+}
+
+/** Records the default-domain opset on the graph and its subgraphs (DEFAULT_OPSET_ANNOTATION). */
+function recordOpset(graph: Graph, opset: number): void {
+  graph.annotations.set(DEFAULT_OPSET_ANNOTATION, opset);
+  for (const n of graph.nodes) for (const sub of n.subgraphs()) recordOpset(sub, opset);
 }
 
 /** Remembers every value's type as imported, so export can tell which ValueInfoProtos still hold. */

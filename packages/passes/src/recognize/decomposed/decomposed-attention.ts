@@ -18,7 +18,7 @@
 // The rule reads top to bottom: the walk (the pattern), then the named checks of site-checks.ts (each says
 // why it fails), then the prelude (prelude.ts) and the site. Prelude values are built as the checks pass.
 
-import { type AttentionParams, dense, type Graph, intsAttr, Node, ONNX_DOMAIN, Value } from '@attnopt/ir';
+import { type AttentionParams, defaultOpsetOf, dense, type Graph, intsAttr, Node, ONNX_DOMAIN, Value } from '@attnopt/ir';
 import { type MatchResult, matched, noMatch, notThisPattern, type RewriteRule } from '@attnopt/rewrite';
 import { inferDtype, staticShape } from '../../shape-inference/shapes.js';
 import { liftSite, type SiteMatch } from '../lift.js';
@@ -58,7 +58,7 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
   const softmax = softmaxForm(root);
   if (!softmax) return notThisPattern();
   // the walk: back from the softmax to Q·Kᵀ, forward to the product with V
-  const axisProblem = softmax.spelled ? undefined : softmaxAxisProblem(root);
+  const axisProblem = softmax.spelled ? undefined : softmaxAxisProblem(root, defaultOpsetOf(graph));
   if (axisProblem !== undefined) return noMatch(axisProblem);
   const chain = matchScoreChain(softmax.input);
   if (!chain.ok) return chain;

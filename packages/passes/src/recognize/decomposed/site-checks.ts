@@ -6,11 +6,19 @@ import { attrInt, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { inferDtype, staticScalar, staticShape } from '../../shape-inference/shapes.js';
 import { onnxOp } from './chain.js';
 
-/** Why the Softmax does not normalize over the last (key) axis, or undefined. */
-export function softmaxAxisProblem(softmax: Node): string | undefined {
-  const axis = attrInt(softmax, 'axis') ?? -1;
+/**
+ * Why the Softmax does not normalize over the last (key) axis, or undefined. Without an axis attribute it is
+ * -1 from opset 13 on and 1 before (the input flattened to 2D from that axis on): `opset` is the graph's
+ * default-domain opset, when known (unknown: read as 13 on).
+ */
+export function softmaxAxisProblem(softmax: Node, opset: number | undefined): string | undefined {
+  const written = attrInt(softmax, 'axis');
+  const axis = written ?? (opset !== undefined && opset < 13 ? 1 : -1);
   const rankIn = staticShape(softmax.inputs[0])?.length;
-  if (axis !== -1 && !(rankIn !== undefined && axis === rankIn - 1)) return `Softmax axis ${axis} is not the last (key) axis`;
+  if (axis !== -1 && !(rankIn !== undefined && axis === rankIn - 1)) {
+    if (written === undefined) return `Softmax has no axis attribute, so at opset ${opset} it normalizes over axes 1 and on, flattened, not over the last (key) axis alone`;
+    return `Softmax axis ${axis} is not the last (key) axis`;
+  }
   return undefined;
 }
 
