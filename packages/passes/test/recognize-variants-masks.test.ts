@@ -17,6 +17,16 @@ import { compareLowered, randomInputs, runModel } from './helpers/ort.js';
 
 const OPSET = 17;
 
+/** The attention every mask of this file feeds: softmax(s · Q·Kᵀ + %mask) · V (the graph text's last lines). */
+const MASKED_ATTENTION = `  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+  %sc = Mul(%qk, %s)
+  %b = Add(%sc, %mask)
+  %p = Softmax(%b) {axis = -1}
+  %y = MatMul(%p, %v)
+  output %y
+}`;
+
 /** Causal (and windowed when `window` is set) float mask [1, 1, n, n] of the HF form, padding filled on top. */
 const hfMask = (window: number | undefined, padding: boolean) => `graph g {
   input %q: f32[2, 4, seq, 8]
@@ -57,14 +67,7 @@ ${padding ? `  %m4 = Unsqueeze(%attention_mask, %ax12)
   %pad = Where(%invb, %fmin, %inv)
   %padb = Cast(%pad) {to = 9}
   %mask = Where(%padb, %fmin, %band4)` : '  %mask = Identity(%band4)'}
-  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
-  %qk = MatMul(%q, %kt)
-  %sc = Mul(%qk, %s)
-  %b = Add(%sc, %mask)
-  %p = Softmax(%b) {axis = -1}
-  %y = MatMul(%p, %v)
-  output %y
-}`;
+${MASKED_ATTENTION}`;
 
 async function provenAndExact(text: string, seq: number): Promise<{ spec: string; bias: boolean }> {
   const original = exportOnnx(newOnnxModel(parseGraph(text), { opset: OPSET }));
@@ -127,14 +130,7 @@ describe('causal | padding filled once (Falcon: triu(ones, 1) | Not(attention_ma
   ${negated ? '%pad = Not(%keep4)' : '%pad = Identity(%keep4)'}
   %masked = Or(%future, %pad)
   %mask = Where(%masked, %fmin, %fzero)
-  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
-  %qk = MatMul(%q, %kt)
-  %sc = Mul(%qk, %s)
-  %b = Add(%sc, %mask)
-  %p = Softmax(%b) {axis = -1}
-  %y = MatMul(%p, %v)
-  output %y
-}`;
+${MASKED_ATTENTION}`;
   test('causal proven, the attention mask kept as the keep-mask bias', async () => {
     expect(await provenAndExact(falcon(true), 7)).toEqual({ spec: 'causal', bias: true });
   });
@@ -296,14 +292,7 @@ describe("torch's causal mask for scaled_dot_product_attention(is_causal=True), 
   %tril = Trilu(%ones) {upper = 0}
   ${compare}
   %mask = Where(%above, %ninf, %fzero)
-  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
-  %qk = MatMul(%q, %kt)
-  %sc = Mul(%qk, %s)
-  %b = Add(%sc, %mask)
-  %p = Softmax(%b) {axis = -1}
-  %y = MatMul(%p, %v)
-  output %y
-}`;
+${MASKED_ATTENTION}`;
   test('Equal(tril, 0): causal proven, bias dropped', async () => {
     expect(await provenAndExact(torchCausal('%above = Equal(%tril, %fzero)'), 7)).toEqual({ spec: 'causal', bias: false });
   });
