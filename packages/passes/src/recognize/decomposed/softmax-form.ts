@@ -39,10 +39,10 @@ function constantAlongLastAxis(c: Value, x: Value): Node[] | undefined {
   const m = through ? through.inputs[0]! : c;
   const max = onnxOp(m, 'ReduceMax');
   if (max && max.inputs[0] === x && reducesLastAxis(max)) return [max, ...(through ? [through] : [])];
+  // any other value broadcast along the keys: a scalar, or a last axis of 1 (a lower-rank value aligns to the
+  // right, so its last axis is still the keys')
   const shape = staticShape(c);
-  const rank = staticShape(x)?.length;
-  // any other value broadcast along the keys (its last axis 1, or of lower rank than x)
-  if (shape && rank !== undefined && (shape.length < rank ? true : shape[shape.length - 1] === 1)) return [];
+  if (shape && (shape.length === 0 || shape[shape.length - 1] === 1)) return [];
   return undefined;
 }
 
