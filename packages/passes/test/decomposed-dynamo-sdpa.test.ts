@@ -7,13 +7,11 @@
 // 1e-5, compareLowered). With the leading axes merged another way, Kᵀ is no transpose of K: then K is not the
 // repeated K0 that V is, and the site is refused.
 
-import { AttentionInput, attentionParams, assertValid, isAttention, parseGraph } from '@attnopt/ir';
-import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { AttentionInput, isAttention, parseGraph } from '@attnopt/ir';
 import { rewritePass } from '@attnopt/rewrite';
 import { describe, expect, test } from 'vitest';
-import { lowerAttentionPass } from '../src/lower/index.js';
 import { RECOGNITION_RULES } from '../src/recognize/index.js';
-import { compareLowered, randomInputs, runModel } from './helpers/ort.js';
+import { liftedAndExact } from './helpers/lifted-exact.js';
 
 const OPSET = 18;
 
@@ -65,29 +63,13 @@ const sdpa = (sqShape = '%m1, %key_second_last, %key_last') => `graph g {
   output %y
 }`;
 
-async function liftedExact(text: string) {
-  const original = exportOnnx(newOnnxModel(parseGraph(text), { opset: OPSET }));
-  const g = parseGraph(text);
-  const notes = rewritePass('recognize', RECOGNITION_RULES).run(g).notes.map((n) => n.message);
-  assertValid(g);
-  const att = g.nodes.filter(isAttention);
-  expect(att, notes.join('\n')).toHaveLength(1);
-  const node = att[0]!;
-  const read = { k: node.inputs[AttentionInput.k]!.name, v: node.inputs[AttentionInput.v]!.name, params: attentionParams(node) };
-  const feeds = randomInputs(g, 3, { batch: 2, seq: 9, past: 0 });
-  const want = await runModel(original, feeds);
-  lowerAttentionPass({ opset: OPSET }).run(g);
-  const cmp = compareLowered(await runModel(exportOnnx(newOnnxModel(g, { opset: OPSET })), feeds), want);
-  expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
-  return read;
-}
 
 describe("torch.onnx's dynamo exporter: scaled_dot_product_attention as onnxscript writes it", () => {
   test('Kᵀ through Reshape / Transpose / Reshape: the site reads K itself, GQA kept, scale 1 / sqrt(8)', async () => {
-    const { k, v, params: p } = await liftedExact(sdpa());
+    const { inputs, params: p } = await liftedAndExact(sdpa(), { opset: OPSET, seed: 3, sizes: { batch: 2, seq: 9, past: 0 } });
     expect([p.numHeads, p.kvNumHeads, p.headDim]).toEqual([4, 2, 8]);
     expect(p.scale).toBeCloseTo(0.35355339, 6);
-    expect([k, v]).toEqual(['k0', 'v0']);
+    expect([inputs[AttentionInput.k], inputs[AttentionInput.v]]).toEqual(['k0', 'v0']);
   });
   test('merged another way ([B, H·T, D], not [B·H, T, D]): Kᵀ is no transpose of K, and the site is refused', () => {
     // Transpose and Reshape back then reinterpret the elements: K is not the repeated K0 that V is

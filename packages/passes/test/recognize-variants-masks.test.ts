@@ -6,14 +6,12 @@
 //   padding on top: Where(bool(padding bias), finfo.min, structural mask)    -> the structure proven, the
 //   whole mask kept as the data-dependent bias (it already masks everything the structure masks)
 
-import { AttentionInput, assertValid, attentionParams, isAttention, parseGraph, printSpec } from '@attnopt/ir';
-import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { AttentionInput, attentionParams, isAttention, parseGraph, printSpec } from '@attnopt/ir';
 import { rewritePass } from '@attnopt/rewrite';
 import { describe, expect, test } from 'vitest';
 import { analyzeMaskPass } from '../src/mask-analysis/index.js';
-import { lowerAttentionPass } from '../src/lower/index.js';
 import { RECOGNITION_RULES } from '../src/recognize/index.js';
-import { compareLowered, randomInputs, runModel } from './helpers/ort.js';
+import { liftedAndExact } from './helpers/lifted-exact.js';
 
 const OPSET = 17;
 
@@ -70,20 +68,8 @@ ${padding ? `  %m4 = Unsqueeze(%attention_mask, %ax12)
 ${MASKED_ATTENTION}`;
 
 async function provenAndExact(text: string, seq: number): Promise<{ spec: string; bias: boolean }> {
-  const original = exportOnnx(newOnnxModel(parseGraph(text), { opset: OPSET }));
-  const g = parseGraph(text);
-  rewritePass('recognize', RECOGNITION_RULES).run(g);
-  const notes = analyzeMaskPass().run(g).notes.map((n) => n.message);
-  assertValid(g);
-  const att = g.nodes.filter(isAttention);
-  expect(att, notes.join('\n')).toHaveLength(1);
-  const result = { spec: printSpec(attentionParams(att[0]!).spec), bias: att[0]!.inputs[AttentionInput.bias] !== undefined };
-  const feeds = randomInputs(g, 9, { batch: 2, seq, past: 0 });
-  const want = await runModel(original, feeds);
-  lowerAttentionPass({ opset: OPSET }).run(g);
-  const cmp = compareLowered(await runModel(exportOnnx(newOnnxModel(g, { opset: OPSET })), feeds), want);
-  expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
-  return result;
+  const site = await liftedAndExact(text, { opset: OPSET, seed: 9, sizes: { batch: 2, seq, past: 0 }, after: (g) => analyzeMaskPass().run(g).notes.map((n) => n.message) });
+  return { spec: printSpec(site.params.spec), bias: site.inputs[AttentionInput.bias] !== undefined };
 }
 
 describe('Hugging Face 4D masks', () => {
