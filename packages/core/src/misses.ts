@@ -1,7 +1,7 @@
 // Misses: Softmax nodes that look like attention but were not lifted, with the recognizer's reason.
 //
-// A Softmax (the op, or one spelled as Exp, ReduceSum over the last axis and Div: passes' softmaxForm, whose
-// last node stands for it) looks like attention independently of the rules: it normalizes the last axis, and its output
+// A Softmax (the op, one spelled as Exp, ReduceSum over the last axis and Div, or Exp of a LogSoftmax: passes'
+// softmaxForm, whose last node stands for it) looks like attention independently of the rules: it normalizes the last axis, and its output
 // reaches a MatMul (bmm is a MatMul in ONNX) or an Einsum whose other operand is a different value (the values
 // V) through at most MAX_STEPS layout-only ops and casts: the probabilities · V product of some attention,
 // however an exporter laid the heads out. The coverage table counts sites with the same definition. A fused
@@ -56,9 +56,9 @@ function reachesValueProduct(v: Value, steps: number): boolean {
 
 /** Whether `node` is a Softmax (the op, or the Div / Mul ending a spelled one) that looks like attention (see the header). */
 export function looksLikeAttention(node: Node, opset = DEFAULT_OPSET): boolean {
-  if (node.op === 'Div' || node.op === 'Mul') {
+  if (node.op === 'Div' || node.op === 'Mul' || node.op === 'Exp') {
     const spelled = node.domain === '' ? softmaxForm(node) : undefined;
-    return spelled !== undefined && reachesValueProduct(spelled.output, 0);
+    return spelled !== undefined && (spelled.axisOp === undefined || softmaxAxisIsLast(spelled.axisOp, opset)) && reachesValueProduct(spelled.output, 0);
   }
   return node.op === 'Softmax' && node.domain === '' && softmaxAxisIsLast(node, opset) && node.outputs[0] !== undefined && reachesValueProduct(node.outputs[0], 0);
 }
@@ -93,7 +93,7 @@ export interface MissWatch {
 /** Records the attention-like Softmax nodes and fused ops of `graph`; call it before recognition, `misses` after. */
 export function watchMisses(graph: Graph, opset = DEFAULT_OPSET): MissWatch {
   const nodes = [...graph.allNodes()];
-  const softmaxes = nodes.filter((n) => n.domain === '' && (n.op === 'Softmax' || ((n.op === 'Div' || n.op === 'Mul') && softmaxForm(n) !== undefined)));
+  const softmaxes = nodes.filter((n) => n.domain === '' && (n.op === 'Softmax' || ((n.op === 'Div' || n.op === 'Mul' || n.op === 'Exp') && softmaxForm(n) !== undefined)));
   const attentionLike = (n: Node) => (isFusedAttention(n) ? true : looksLikeAttention(n, opset));
   const candidates = nodes.filter(attentionLike).map((node) => ({ node, name: node.describe() }));
   return {

@@ -53,6 +53,15 @@ describe('inspect lists the attention-like Softmax nodes it did not lift', () =>
     expect(report.noSites).toBe('1 Softmax node looks like attention but no rule lifted it (reasons below)');
   });
 
+  test('Exp of a LogSoftmax over the last axis is found too; over another axis it is not attention', () => {
+    const logSoftmax = (axis: number) => UNLIFTABLE.replace('  %p = Softmax(%scores) {axis = -1}', `  %lp = LogSoftmax(%scores) {axis = ${axis}}\n  %p = Exp(%lp)`);
+    expect(attentionSoftmaxes(parseGraph(logSoftmax(-1))).map((n) => n.op)).toEqual(['Exp']);
+    const report = inspectModel(newOnnxModel(parseGraph(logSoftmax(-1)), { opset: 17 }));
+    expect(report.misses.map((m) => m.node)).toEqual(['node Exp -> %p']);
+    expect(report.misses[0]!.reason).toMatch(/not a MatMul \(or Einsum\) of Q and Kᵀ: found input scores/);
+    expect(attentionSoftmaxes(parseGraph(logSoftmax(2)))).toEqual([]);
+  });
+
   test('a Softmax whose probabilities reach no MatMul or Einsum is not attention, and not a miss', () => {
     const g = parseGraph(`graph g {
   input %x: f32[2, 8]

@@ -5,7 +5,7 @@
 // graph's other Div and Mul nodes (the rule is offered every one of them). A subtracted value that varies
 // along the keys is no stabilizer: exp(x - b) / sum(exp(x - b)) is softmax(x - b), a site with the mask -b.
 
-import { isAttention, parseGraph } from '@attnopt/ir';
+import { DEFAULT_OPSET_ANNOTATION, isAttention, parseGraph } from '@attnopt/ir';
 import { rewritePass } from '@attnopt/rewrite';
 import { describe, expect, test } from 'vitest';
 import { RECOGNITION_RULES } from '../src/recognize/index.js';
@@ -65,6 +65,19 @@ describe('a softmax spelled in Exp, ReduceSum and Div', () => {
     // of lower rank, [T]: broadcast from the right, so along the keys too
     const row = site(FUNCTION_BODY.replace('%z = Sub(%x, %m)', '%z = Sub(%x, %row)')).replace('  input %bias: f32[2, 1, 1, seq]', '  input %bias: f32[2, 1, 1, seq]\n  input %row: f32[seq]');
     await lifted(row, 18);
+  });
+});
+
+describe('Exp of a LogSoftmax: exp(log softmax(x)) = softmax(x)', () => {
+  test('over the last axis, written as 3 at opset 11', async () => {
+    await lifted(site('  %lp = LogSoftmax(%x) {axis = 3}\n  %p = Exp(%lp)'), 11);
+  });
+  test('LogSoftmax without an axis at opset 11 normalizes axes 1 and on: refused with the reason', () => {
+    const g = parseGraph(site('  %lp = LogSoftmax(%x)\n  %p = Exp(%lp)'));
+    g.annotations.set(DEFAULT_OPSET_ANNOTATION, 11);
+    const notes = rewritePass('recognize', RECOGNITION_RULES, { explain: true }).run(g).notes.map((n) => n.message);
+    expect(g.nodes.filter(isAttention)).toHaveLength(0);
+    expect(notes.join('\n')).toMatch(/LogSoftmax has no axis attribute, so at opset 11 it normalizes over axes 1 and on/);
   });
 });
 

@@ -6,7 +6,7 @@
 // recognition-coverage.test.ts fails when the committed table differs from a fresh one.
 //
 // An attention site is "found" independently of the rules, as `attnopt inspect` finds its misses (core's
-// attentionSoftmaxes): a Softmax over the last axis (the op, or spelled as Exp, ReduceSum and Div) whose output
+// attentionSoftmaxes): a Softmax over the last axis (the op, spelled as Exp, ReduceSum and Div, or Exp of a LogSoftmax) whose output
 // reaches a MatMul or Einsum with another operand (the values) through at most 6 layout-only ops and casts (Cast, Reshape, Transpose, Squeeze,
 // Unsqueeze, Expand, Flatten, Identity, Dropout, Where). A fused node is one of ONNX Attention, com.microsoft
 // Attention / MultiHeadAttention / GroupQueryAttention / DecoderMaskedMultiHeadAttention (any domain: some
@@ -220,7 +220,7 @@ export function coverageMarkdown(cov: Coverage): string {
     '',
     '- **fused**: fused attention nodes (ONNX `Attention`, com.microsoft `Attention` / `MultiHeadAttention` / `GroupQueryAttention` / `DecoderMaskedMultiHeadAttention`) lifted to `attnopt::Attention` / present.',
     '- **expanded twins**: onnx-node-tests `test_attention_*_expanded` models whose one attention site lifts to exactly one `attnopt::Attention`.',
-    '- **unfused sites**: attention sites lifted / found. A site is *found* independently of the rules, as `attnopt inspect` finds its misses: a `Softmax` over the last axis (axis -1, the opset-13+ default, or the last axis of the rank the graph fixes; or one spelled as `Exp`, `ReduceSum` over the last axis and `Div`) whose output reaches a `MatMul` (bmm included) or `Einsum` with another operand (the values) through at most 6 layout-only ops and casts (' +
+    '- **unfused sites**: attention sites lifted / found. A site is *found* independently of the rules, as `attnopt inspect` finds its misses: a `Softmax` over the last axis (axis -1, the opset-13+ default, or the last axis of the rank the graph fixes; or one spelled as `Exp`, `ReduceSum` over the last axis and `Div`, or `Exp` of a `LogSoftmax`) whose output reaches a `MatMul` (bmm included) or `Einsum` with another operand (the values) through at most 6 layout-only ops and casts (' +
       [...LAYOUT_ONLY_OPS].map((o) => `\`${o}\``).join(' / ') +
       '; subgraphs included). Target: >= 95% outside torch-exports (which must be 100%).',
     '- **fused coverage (valid models)**: fused nodes lifted / (fused nodes - those of models that are not valid ONNX: the miss reason says so).',

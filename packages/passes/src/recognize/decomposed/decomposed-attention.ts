@@ -1,5 +1,5 @@
-// Decomposed attention as exporters write it, rooted at the Softmax (the op, or the Div / Mul ending one spelled
-// in Exp, ReduceSum and Div: softmax-form.ts):
+// Decomposed attention as exporters write it, rooted at the Softmax (the op, the Div / Mul ending one spelled
+// in Exp, ReduceSum and Div, or the Exp of a LogSoftmax: softmax-form.ts):
 //   Softmax(mask(softcap(s · Q·Kᵀ))) [Cast, Dropout, fully-masked-row guard] · V
 //     -> Attention(Q, K, V, bias = the mask, scale = s, softcap)
 // Variants are tagged alternatives of one walk (chain.ts back to Q·Kᵀ, forward.ts on to V): scale by Div/Mul or
@@ -54,11 +54,11 @@ interface UnfoldedHeads {
 }
 
 export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<DecomposedSite> {
-  // the softmax: the op, or spelled in elementary ops ending at this Div / Mul
+  // the softmax: the op, spelled in elementary ops ending at this Div / Mul, or Exp of a LogSoftmax
   const softmax = softmaxForm(root);
   if (!softmax) return notThisPattern();
   // the walk: back from the softmax to Q·Kᵀ, forward to the product with V
-  const axisProblem = softmax.spelled ? undefined : softmaxAxisProblem(root, defaultOpsetOf(graph));
+  const axisProblem = softmax.axisOp && softmaxAxisProblem(softmax.axisOp, defaultOpsetOf(graph));
   if (axisProblem !== undefined) return noMatch(axisProblem);
   const chain = matchScoreChain(softmax.input);
   if (!chain.ok) return chain;
@@ -214,7 +214,7 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
 export const decomposedAttention: RewriteRule<DecomposedSite> = {
   name: DECOMPOSED_ATTENTION,
   summary: 'Softmax(mask(softcap(s · Q·Kᵀ))) · V -> Attention(Q, K, V, bias=mask, scale=s, softcap)',
-  roots: ['Softmax', 'Div', 'Mul'],
+  roots: ['Softmax', 'Div', 'Mul', 'Exp'],
   match: matchDecomposedAttention,
   rewrite(graph, _root, m) {
     // lengths read from the scores now come from the prelude, placed after readers that stood before the site

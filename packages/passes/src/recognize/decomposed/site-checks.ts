@@ -16,8 +16,8 @@ export function softmaxAxisProblem(softmax: Node, opset: number | undefined): st
   const axis = written ?? (opset !== undefined && opset < 13 ? 1 : -1);
   const rankIn = staticShape(softmax.inputs[0])?.length;
   if (axis !== -1 && !(rankIn !== undefined && axis === rankIn - 1)) {
-    if (written === undefined) return `Softmax has no axis attribute, so at opset ${opset} it normalizes over axes 1 and on, flattened, not over the last (key) axis alone`;
-    return `Softmax axis ${axis} is not the last (key) axis`;
+    if (written === undefined) return `${softmax.op} has no axis attribute, so at opset ${opset} it normalizes over axes 1 and on, flattened, not over the last (key) axis alone`;
+    return `${softmax.op} axis ${axis} is not the last (key) axis`;
   }
   return undefined;
 }

@@ -3,6 +3,7 @@
 //   Div(Exp(Sub(x, c)), ReduceSum(Exp(Sub(x, c)), last axis, keepdims))   -> Softmax(x)
 //   Div(Exp(x), ReduceSum(Exp(x), last axis, keepdims))                   -> Softmax(x)
 //   Mul(e, Reciprocal(ReduceSum(e)))                                       -> the same as Div(e, ReduceSum(e))
+//   Exp(LogSoftmax(x))                                                     -> Softmax(x), LogSoftmax's axis
 // c is anything constant along the last axis (ReduceMax(x) with keepdims, the usual stabilizer, possibly behind a
 // stop-gradient Identity): exp(x - c) / sum(exp(x - c)) = softmax(x) for every such c, so the product is the
 // same function. The op form computes it without overflow where exp(x) alone would overflow.
@@ -19,8 +20,10 @@ export interface SoftmaxForm {
   readonly output: Value;
   /** The nodes that compute it (the Softmax op, or the elementary ops). */
   readonly nodes: readonly Node[];
-  /** True when spelled in elementary ops. */
+  /** True when spelled in elementary ops (or as Exp of a LogSoftmax). */
   readonly spelled: boolean;
+  /** The Softmax or LogSoftmax whose axis attribute (and the opset's default) decides the axis; undefined: spelled over the last. */
+  readonly axisOp: Node | undefined;
 }
 
 /** Whether axis `axis` of a value of rank `rank` (undefined: not known) is its last. */
@@ -46,10 +49,15 @@ function constantAlongLastAxis(c: Value, x: Value): Node[] | undefined {
   return undefined;
 }
 
-/** The softmax computed by `root` (a Softmax, or the Div / Mul ending a spelled one), or undefined. */
+/** The softmax computed by `root` (a Softmax, the Div / Mul ending a spelled one, an Exp of a LogSoftmax), or undefined. */
 export function softmaxForm(root: Node): SoftmaxForm | undefined {
   if (root.domain !== '' && root.domain !== 'ai.onnx') return undefined;
-  if (root.op === 'Softmax') return { input: root.inputs[0]!, output: root.outputs[0]!, nodes: [root], spelled: false };
+  if (root.op === 'Softmax') return { input: root.inputs[0]!, output: root.outputs[0]!, nodes: [root], spelled: false, axisOp: root };
+  if (root.op === 'Exp') {
+    // exp(log softmax(x)) = softmax(x): the log-probabilities exponentiated
+    const log = onnxOp(root.inputs[0], 'LogSoftmax');
+    return log ? { input: log.inputs[0]!, output: root.outputs[0]!, nodes: [root, log], spelled: true, axisOp: log } : undefined;
+  }
   let e: Value | undefined;
   let sum: Node | undefined;
   const extra: Node[] = [];
@@ -75,5 +83,5 @@ export function softmaxForm(root: Node): SoftmaxForm | undefined {
   const stabilizer = sub && constantAlongLastAxis(sub.inputs[1]!, sub.inputs[0]!);
   const input = sub && stabilizer ? sub.inputs[0]! : z;
   const nodes = [root, ...extra, sum, exp, ...(sub && stabilizer ? [sub, ...stabilizer] : [])];
-  return { input, output: root.outputs[0]!, nodes, spelled: true };
+  return { input, output: root.outputs[0]!, nodes, spelled: true, axisOp: undefined };
 }

@@ -1,0 +1,295 @@
+// Attention written in every combination of the spellings exporters and hand-written code use, one choice per
+// axis: how Q, K and V reach [B, H, S, D], how Kᵀ is formed, where the scale is applied, the mask, the softmax,
+// the product with V and the output layout. Each combination is one function, softmax(s · Q·Kᵀ + M) · V with
+// s = 1 / sqrt(8), so a recognizer that reads every axis alone must read every product of them.
+
+import { SplitMix64 } from '@attnopt/ir';
+
+export const SPELLING_AXES = {
+  /**
+   * Q, K and V as inputs [B, H, S, D]; projected from [B, S, E] and split into heads; one packed projection split
+   * three ways; K and V of 2 heads repeated for 4 query heads (repeat_kv: Unsqueeze, Expand, Reshape).
+   */
+  input: ['bhsd', 'projected', 'packed', 'repeat-kv'],
+  /** Kᵀ: a Transpose of [B, H, T, D]; one Transpose from [B, T, H, D]; dynamo's Reshape sandwich; Einsum (Q first or K first). */
+  keyT: ['transpose', 'transpose-from-bshd', 'dynamo-sandwich', 'einsum', 'einsum-k-first'],
+  /**
+   * Div or Mul of the scores, s first, Q scaled, √s on both Q and K, √s read from Q's shape at run time (torch's
+   * SDPA export), a Div after the mask, or none (s = 1).
+   */
+  scale: ['div', 'mul', 'mul-scale-first', 'q', 'sqrt-q-and-k', 'from-shape', 'div-after-mask', 'none'],
+  /**
+   * Additive float padding bias, the bias first, subtracted, causal by Where, bool keep-mask by Where, BERT's
+   * (1 - mask) · -10000 from an int64 [B, T] mask, a per-head [1, H, 1, T] bias, causal And padding by one Where.
+   */
+  mask: ['none', 'add', 'add-bias-first', 'sub', 'causal-where', 'bool-where', 'bert-int', 'per-head', 'causal-and-padding'],
+  /** Softmax(axis -1), Softmax(axis 3), Exp / ReduceSum / Div with ReduceMax, Mul by the Reciprocal, Exp(LogSoftmax). */
+  softmax: ['softmax', 'softmax-axis-3', 'spelled-max', 'spelled-reciprocal', 'exp-logsoftmax'],
+  /** MatMul with V, an Einsum, or a Dropout (inference: identity) before the MatMul. */
+  pv: ['matmul', 'einsum', 'dropout'],
+  /** [B, H, S, D] as is, or merged back to [B, S, E]. */
+  output: ['bhsd', 'merged'],
+} as const;
+
+export type Spelling = { [A in keyof typeof SPELLING_AXES]: (typeof SPELLING_AXES)[A][number] };
+
+export const HEADS = 4;
+export const HEAD_DIM = 8;
+const E = HEADS * HEAD_DIM;
+
+/** Whether a combination can be written: Kᵀ by one Transpose from [B, T, H, D] needs a projected K. */
+export function isSpelling(s: Spelling): boolean {
+  if (s.keyT === 'transpose-from-bshd' && s.input !== 'projected' && s.input !== 'packed') return false;
+  return true;
+}
+
+/** Every combination of the axes' choices, in a fixed order. */
+export function allSpellings(): Spelling[] {
+  let out: Record<string, string>[] = [{}];
+  for (const [axis, choices] of Object.entries(SPELLING_AXES)) {
+    out = out.flatMap((partial) => choices.map((c) => ({ ...partial, [axis]: c })));
+  }
+  return (out as unknown as Spelling[]).filter(isSpelling);
+}
+
+export const describeSpelling = (s: Spelling) => Object.values(s).join(' / ');
+
+/** The graph text of one combination, opset 17 (ReduceSum reads its axes as an input, ReduceMax as an attribute). */
+export function spellingGraph(s: Spelling): string {
+  const lines: string[] = [];
+  const inits: string[] = [
+    `  init %sdiv: f32[] = tensor<f32[]> [${Math.sqrt(HEAD_DIM)}]`,
+    `  init %smul: f32[] = tensor<f32[]> [${1 / Math.sqrt(HEAD_DIM)}]`,
+    `  init %sroot: f32[] = tensor<f32[]> [${HEAD_DIM ** -0.25}]`,
+    '  init %last: i64[1] = tensor<i64[1]> [-1]',
+    '  init %ninf: f32[] = tensor<f32[]> [-inf]',
+  ];
+  const inputs: string[] = [];
+  if (s.input === 'bhsd') {
+    for (const x of ['q', 'k', 'v']) inputs.push(`  input %${x}4: f32[2, ${HEADS}, seq, ${HEAD_DIM}]`);
+  } else if (s.input === 'repeat-kv') {
+    inputs.push(`  input %q4: f32[2, ${HEADS}, seq, ${HEAD_DIM}]`);
+    inits.push('  init %ax2: i64[1] = tensor<i64[1]> [2]', `  init %rep: i64[5] = tensor<i64[5]> [2, 2, ${HEADS / 2}, 1, 1]`);
+    inits.push(`  init %merge_heads: i64[4] = tensor<i64[4]> [2, ${HEADS}, -1, ${HEAD_DIM}]`);
+    for (const x of ['k', 'v']) {
+      inputs.push(`  input %${x}0: f32[2, ${HEADS / 2}, seq, ${HEAD_DIM}]`);
+      lines.push(`  %${x}u = Unsqueeze(%${x}0, %ax2)`, `  %${x}e = Expand(%${x}u, %rep)`, `  %${x}4 = Reshape(%${x}e, %merge_heads)`);
+    }
+    // Expand by [2, 2, 2, 1, 1] broadcasts [2, 2, 1, T, D] to [2, 2, 2, T, D]
+  } else {
+    inputs.push(`  input %h: f32[2, seq, ${E}]`);
+    inits.push(`  init %split: i64[4] = tensor<i64[4]> [0, 0, ${HEADS}, ${HEAD_DIM}]`);
+    if (s.input === 'packed') {
+      inits.push(`  init %wqkv: f32[${E}, ${3 * E}] = ${weights(7, E, 3 * E)}`);
+      lines.push('  %qkv = MatMul(%h, %wqkv)', '  %qp, %kp, %vp = Split(%qkv) {axis = -1}');
+    }
+    for (const [x, seed] of [['q', 1], ['k', 2], ['v', 3]] as const) {
+      if (s.input === 'projected') {
+        inits.push(`  init %w${x}: f32[${E}, ${E}] = ${weights(seed, E, E)}`);
+        lines.push(`  %${x}p = MatMul(%h, %w${x})`);
+      }
+      lines.push(`  %${x}r = Reshape(%${x}p, %split)`);
+      if (x !== 'k' || s.keyT !== 'transpose-from-bshd') lines.push(`  %${x}4 = Transpose(%${x}r) {perm = [0, 2, 1, 3]}`);
+    }
+  }
+  // the scale on Q (and on K) before the product
+  let q = '%q4';
+  let k = '%k4';
+  if (s.scale === 'q') {
+    lines.push('  %qs = Mul(%q4, %smul)');
+    q = '%qs';
+  } else if (s.scale === 'sqrt-q-and-k') {
+    lines.push('  %qs = Mul(%q4, %sroot)');
+    q = '%qs';
+  } else if (s.scale === 'from-shape') {
+    // torch's SDPA symbolic: scale = 1 / sqrt(q.size(-1)) read at run time, √scale on Q and on Kᵀ
+    inits.push('  init %fone: f32[] = tensor<f32[]> [1.0]');
+    lines.push('  %qshape = Shape(%q4) {start = -1}', '  %dq = Cast(%qshape) {to = 1}', '  %sqd = Sqrt(%dq)', '  %sdyn = Div(%fone, %sqd)', '  %sroot_dyn = Sqrt(%sdyn)', '  %qs = Mul(%q4, %sroot_dyn)');
+    q = '%qs';
+  }
+  const kScaled = s.scale === 'sqrt-q-and-k' || s.scale === 'from-shape';
+  const kScale = s.scale === 'from-shape' ? '%sroot_dyn' : '%sroot';
+  switch (s.keyT) {
+    case 'transpose':
+      lines.push(`  %kt = Transpose(${k}) {perm = [0, 1, 3, 2]}`);
+      break;
+    case 'transpose-from-bshd':
+      lines.push('  %kt = Transpose(%kr) {perm = [0, 2, 3, 1]}');
+      break;
+    case 'dynamo-sandwich':
+      inits.push('  init %m1: i64[1] = tensor<i64[1]> [-1]', `  init %dcol: i64[1] = tensor<i64[1]> [${HEAD_DIM}]`);
+      lines.push(
+        `  %t1 = Shape(${k}) {start = 2, end = 3}`,
+        `  %b1 = Shape(${k}) {start = 0, end = 2}`,
+        '  %flatk = Concat(%m1, %t1, %dcol) {axis = 0}',
+        `  %kflat = Reshape(${k}, %flatk)`,
+        '  %kflatt = Transpose(%kflat) {perm = [0, 2, 1]}',
+        '  %ktshape = Concat(%b1, %dcol, %t1) {axis = 0}',
+        '  %kt = Reshape(%kflatt, %ktshape)',
+      );
+      break;
+    default:
+      break;
+  }
+  let scores: string;
+  if (s.keyT === 'einsum' || s.keyT === 'einsum-k-first') {
+    if (kScaled) {
+      lines.push(`  %ks = Mul(${k}, ${kScale})`);
+      k = '%ks';
+    }
+    lines.push(s.keyT === 'einsum' ? `  %qk = Einsum(${q}, ${k}) {equation = "bhqd,bhkd->bhqk"}` : `  %qk = Einsum(${k}, ${q}) {equation = "bhkd,bhqd->bhqk"}`);
+  } else {
+    let kt = '%kt';
+    if (kScaled) {
+      lines.push(`  %kts = Mul(%kt, ${kScale})`);
+      kt = '%kts';
+    }
+    lines.push(`  %qk = MatMul(${q}, ${kt})`);
+  }
+  scores = '%qk';
+  if (s.scale === 'div') lines.push('  %sc = Div(%qk, %sdiv)');
+  else if (s.scale === 'mul') lines.push('  %sc = Mul(%qk, %smul)');
+  else if (s.scale === 'mul-scale-first') lines.push('  %sc = Mul(%smul, %qk)');
+  if (['div', 'mul', 'mul-scale-first'].includes(s.scale)) scores = '%sc';
+  switch (s.mask) {
+    case 'add':
+      inputs.push('  input %bias: f32[2, 1, 1, seq]');
+      lines.push(`  %x = Add(${scores}, %bias)`);
+      break;
+    case 'add-bias-first':
+      inputs.push('  input %bias: f32[2, 1, 1, seq]');
+      lines.push(`  %x = Add(%bias, ${scores})`);
+      break;
+    case 'sub':
+      inputs.push('  input %bias: f32[2, 1, 1, seq]');
+      lines.push(`  %x = Sub(${scores}, %bias)`);
+      break;
+    case 'causal-where':
+      inits.push('  init %i2s: i64[1] = tensor<i64[1]> [2]', '  init %i3s: i64[1] = tensor<i64[1]> [3]');
+      lines.push(
+        `  %ss = Shape(${scores})`,
+        '  %nq = Slice(%ss, %i2s, %i3s)',
+        '  %nn = Concat(%nq, %nq) {axis = 0}',
+        '  %ones = ConstantOfShape(%nn) {value = tensor<bool[1]> [true]}',
+        '  %keep = Trilu(%ones) {upper = 0}',
+        `  %x = Where(%keep, ${scores}, %ninf)`,
+      );
+      break;
+    case 'bool-where':
+      inputs.push('  input %keepmask: bool[2, 1, 1, seq]');
+      lines.push(`  %x = Where(%keepmask, ${scores}, %ninf)`);
+      break;
+    case 'bert-int':
+      inputs.push('  input %attention_mask: i64[2, seq]');
+      inits.push('  init %ax12: i64[2] = tensor<i64[2]> [1, 2]', '  init %one: f32[] = tensor<f32[]> [1.0]', '  init %big: f32[] = tensor<f32[]> [-10000.0]');
+      lines.push('  %am4 = Unsqueeze(%attention_mask, %ax12)', '  %amf = Cast(%am4) {to = 1}', '  %inv = Sub(%one, %amf)', '  %ext = Mul(%inv, %big)', `  %x = Add(${scores}, %ext)`);
+      break;
+    case 'per-head':
+      inputs.push(`  input %headbias: f32[1, ${HEADS}, 1, seq]`);
+      lines.push(`  %x = Add(${scores}, %headbias)`);
+      break;
+    case 'causal-and-padding':
+      inputs.push('  input %keepmask: bool[2, 1, 1, seq]');
+      inits.push('  init %i2s: i64[1] = tensor<i64[1]> [2]', '  init %i3s: i64[1] = tensor<i64[1]> [3]');
+      lines.push(
+        `  %ss = Shape(${scores})`,
+        '  %nq = Slice(%ss, %i2s, %i3s)',
+        '  %nn = Concat(%nq, %nq) {axis = 0}',
+        '  %ones = ConstantOfShape(%nn) {value = tensor<bool[1]> [true]}',
+        '  %causal = Trilu(%ones) {upper = 0}',
+        '  %keep = And(%causal, %keepmask)',
+        `  %x = Where(%keep, ${scores}, %ninf)`,
+      );
+      break;
+    default:
+      lines.push(`  %x = Identity(${scores})`);
+  }
+  if (s.scale === 'div-after-mask') {
+    lines.push('  %xs = Div(%x, %sdiv)');
+  } else {
+    lines.push('  %xs = Identity(%x)');
+  }
+  switch (s.softmax) {
+    case 'softmax':
+      lines.push('  %p = Softmax(%xs) {axis = -1}');
+      break;
+    case 'softmax-axis-3':
+      lines.push('  %p = Softmax(%xs) {axis = 3}');
+      break;
+    case 'spelled-max':
+      lines.push('  %m = ReduceMax(%xs) {axes = [-1], keepdims = 1}', '  %z = Sub(%xs, %m)', '  %e = Exp(%z)', '  %sum = ReduceSum(%e, %last) {keepdims = 1}', '  %p = Div(%e, %sum)');
+      break;
+    case 'spelled-reciprocal':
+      lines.push('  %e = Exp(%xs)', '  %sum = ReduceSum(%e, %last) {keepdims = 1}', '  %r = Reciprocal(%sum)', '  %p = Mul(%e, %r)');
+      break;
+    case 'exp-logsoftmax':
+      lines.push('  %lp = LogSoftmax(%xs) {axis = -1}', '  %p = Exp(%lp)');
+      break;
+  }
+  switch (s.pv) {
+    case 'matmul':
+      lines.push('  %o = MatMul(%p, %v4)');
+      break;
+    case 'einsum':
+      lines.push('  %o = Einsum(%p, %v4) {equation = "bhqk,bhkd->bhqd"}');
+      break;
+    case 'dropout':
+      lines.push('  %pd = Dropout(%p)', '  %o = MatMul(%pd, %v4)');
+      break;
+  }
+  if (s.output === 'merged') {
+    inits.push(`  init %merge: i64[3] = tensor<i64[3]> [0, 0, ${E}]`);
+    lines.push('  %ot = Transpose(%o) {perm = [0, 2, 1, 3]}', '  %y = Reshape(%ot, %merge)');
+  } else {
+    lines.push('  %y = Identity(%o)');
+  }
+  return `graph g {\n${inputs.join('\n')}\n${inits.join('\n')}\n${lines.join('\n')}\n  output %y\n}`;
+}
+
+/** A seeded [rows, cols] weight matrix of small values, as graph text. */
+function weights(seed: number, rows: number, cols: number): string {
+  const vals: string[] = [];
+  let x = seed * 2654435761;
+  for (let i = 0; i < rows * cols; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    vals.push(((x / 2 ** 32 - 0.5) * 0.6).toFixed(6));
+  }
+  return `tensor<f32[${rows}, ${cols}]> [${vals.join(', ')}]`;
+}
+
+const AXES = Object.keys(SPELLING_AXES) as (keyof Spelling)[];
+const pairKey = (s: Spelling, a: number, b: number) => `${AXES[a]}=${s[AXES[a]!]}|${AXES[b]}=${s[AXES[b]!]}`;
+const pairsOf = (s: Spelling) => AXES.flatMap((_, a) => AXES.slice(a + 1).map((__, j) => pairKey(s, a, a + 1 + j)));
+
+/**
+ * Combinations in which every pair of choices of two axes that some combination can write appears at least
+ * once (all-pairs: a fault needing two choices together is found by this set as surely as by the whole product).
+ * Greedy: each step takes, of 64 seeded candidates, the one covering most pairs not yet covered.
+ */
+export function pairwiseSpellings(seed: number): Spelling[] {
+  const all = allSpellings();
+  const uncovered = new Set(all.flatMap(pairsOf));
+  const rng = new SplitMix64(seed);
+  const out: Spelling[] = [];
+  while (uncovered.size > 0) {
+    let best: Spelling | undefined;
+    let bestGain = 0;
+    for (let c = 0; c < 64; c++) {
+      const cand = all[Math.floor(rng.nextFloat() * all.length)]!;
+      const gain = pairsOf(cand).filter((p) => uncovered.has(p)).length;
+      if (gain > bestGain) [best, bestGain] = [cand, gain];
+    }
+    // no random candidate helps: take one that covers the first pair left
+    best ??= all.find((s) => pairsOf(s).includes([...uncovered][0]!))!;
+    for (const p of pairsOf(best)) uncovered.delete(p);
+    out.push(best);
+  }
+  return out;
+}
+
+/** `count` combinations drawn uniformly (with a fixed seed) from the whole product. */
+export function sampledSpellings(count: number, seed: number): Spelling[] {
+  const all = allSpellings();
+  const rng = new SplitMix64(seed);
+  return Array.from({ length: count }, () => all[Math.floor(rng.nextFloat() * all.length)]!);
+}
