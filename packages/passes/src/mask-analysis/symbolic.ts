@@ -714,12 +714,15 @@ function where(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext, ou
 
 function trilu(n: Node, ins: readonly (AbstractValue | undefined)[]): AbstractValue {
   const x = ins[0];
-  const k = ins[1] ? constScalar(ins[1]) ?? no('Trilu k is not constant') : 0;
+  // k may be a length read from the shapes (tril(ones[S, T], T - S): the diagonal of a cache's last query)
+  const kSym = ins[1] ? scalarOf(ins[1]) ?? no('Trilu k is not a constant or a length') : symConst(0);
   const upper = intAttr(n, 'upper', 1) === 1;
   if (!x) return no('missing operand');
   // upper keeps j - i >= k; lower keeps j - i <= k; the rest becomes 0
-  const inTri: Formula = upper ? fLin(-1, 1, symConst(-k)) : fLin(1, -1, symConst(k));
+  const inTri: Formula = upper ? fLin(-1, 1, symScale(kSym, -1)) : fLin(1, -1, kSym);
   if (x.kind === 'table') {
+    if (!symIsConst(kSym)) return no('Trilu of a table by a k known only at run time');
+    const k = kSym.c;
     if (!symEq(x.table.r0, symConst(0)) || !symEq(x.table.c0, symConst(0))) return no('Trilu of a sliced buffer');
     const { rows, cols } = x.table;
     const data = x.table.data.map((v, e) => {

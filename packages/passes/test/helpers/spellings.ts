@@ -29,6 +29,12 @@ export const SPELLING_AXES = {
   pv: ['matmul', 'einsum', 'dropout'],
   /** [B, H, S, D] as is, or merged back to [B, S, E]. */
   output: ['bhsd', 'merged'],
+  /** Keys from the same tokens, a cache concatenated before them (past), or another sequence (cross-attention). */
+  kv: ['self', 'past', 'cross'],
+  /** Reshape targets as constants ([0, 0, H, D]), or built at run time from Shape, Gather and Concat. */
+  reshape: ['static', 'dynamic'],
+  /** Float constants as initializers, as Constant nodes (TorchScript), or of shape [1] instead of scalars. */
+  consts: ['init', 'constant-node', 'rank-1'],
 } as const;
 
 export type Spelling = { [A in keyof typeof SPELLING_AXES]: (typeof SPELLING_AXES)[A][number] };
@@ -37,20 +43,18 @@ export const HEADS = 4;
 export const HEAD_DIM = 8;
 const E = HEADS * HEAD_DIM;
 
-/** Whether a combination can be written: Kᵀ by one Transpose from [B, T, H, D] needs a projected K. */
+/**
+ * Whether a combination can be written: Kᵀ by one Transpose from [B, T, H, D] needs a projected K with no cache
+ * before it; a causal mask needs keys of the same sequence.
+ */
 export function isSpelling(s: Spelling): boolean {
-  if (s.keyT === 'transpose-from-bshd' && s.input !== 'projected' && s.input !== 'packed') return false;
+  if (s.keyT === 'transpose-from-bshd' && ((s.input !== 'projected' && s.input !== 'packed') || s.kv === 'past')) return false;
+  if (s.mask.startsWith('causal') && s.kv === 'cross') return false;
   return true;
 }
 
-/** Every combination of the axes' choices, in a fixed order. */
-export function allSpellings(): Spelling[] {
-  let out: Record<string, string>[] = [{}];
-  for (const [axis, choices] of Object.entries(SPELLING_AXES)) {
-    out = out.flatMap((partial) => choices.map((c) => ({ ...partial, [axis]: c })));
-  }
-  return (out as unknown as Spelling[]).filter(isSpelling);
-}
+/** The symbolic key length: seq, past + seq (named total), or the other sequence's (past_enc, read as past's size). */
+export const keyLength = (s: Spelling) => ({ self: 'seq', past: 'total', cross: 'past_enc' })[s.kv];
 
 export const describeSpelling = (s: Spelling) => Object.values(s).join(' / ');
 
@@ -65,31 +69,69 @@ export function spellingGraph(s: Spelling): string {
     '  init %ninf: f32[] = tensor<f32[]> [-inf]',
   ];
   const inputs: string[] = [];
+  const T = keyLength(s);
+  // K and V of `heads` heads [B, heads, ., D] from [B, heads, new, D]: the cache concatenated before them
+  const withCache = (x: string, fresh: string, heads: number) => {
+    if (s.kv !== 'past') return lines.push(`  %${x} = Identity(%${fresh})`);
+    inputs.push(`  input %past_${x}: f32[2, ${heads}, past, ${HEAD_DIM}]`);
+    return lines.push(`  %${x} = Concat(%past_${x}, %${fresh}) {axis = 2}`);
+  };
+  // the length of the new keys: the queries' (self, past) or the other sequence's
+  const freshLength = s.kv === 'cross' ? 'past_enc' : 'seq';
+  inits.push('  init %g0: i64[] = tensor<i64[]> [0]', '  init %g1: i64[] = tensor<i64[]> [1]', '  init %ax0: i64[1] = tensor<i64[1]> [0]', '  init %m1: i64[1] = tensor<i64[1]> [-1]');
+  inits.push(`  init %hd: i64[2] = tensor<i64[2]> [${HEADS}, ${HEAD_DIM}]`, `  init %ecol: i64[1] = tensor<i64[1]> [${E}]`);
+  /** [b, s, rest...] read from x's shape at run time (s = -1: any length), or the constant [0, 0, rest...]. */
+  const target = (name: string, x: string, seqAxis: number | 'any', rest: string, restValues: number[]) => {
+    if (s.reshape === 'static') {
+      const v = [0, seqAxis === 'any' ? -1 : 0, ...restValues];
+      return inits.push(`  init %${name}: i64[${v.length}] = tensor<i64[${v.length}]> [${v.join(', ')}]`);
+    }
+    lines.push(`  %${name}_shape = Shape(${x})`, `  %${name}_b = Gather(%${name}_shape, %g0) {axis = 0}`, `  %${name}_b1 = Unsqueeze(%${name}_b, %ax0)`);
+    if (seqAxis === 'any') return lines.push(`  %${name} = Concat(%${name}_b1, %m1, ${rest}) {axis = 0}`);
+    inits.push(`  init %${name}_sa: i64[] = tensor<i64[]> [${seqAxis}]`);
+    lines.push(`  %${name}_s = Gather(%${name}_shape, %${name}_sa) {axis = 0}`, `  %${name}_s1 = Unsqueeze(%${name}_s, %ax0)`);
+    return lines.push(`  %${name} = Concat(%${name}_b1, %${name}_s1, ${rest}) {axis = 0}`);
+  };
   if (s.input === 'bhsd') {
-    for (const x of ['q', 'k', 'v']) inputs.push(`  input %${x}4: f32[2, ${HEADS}, seq, ${HEAD_DIM}]`);
+    inputs.push(`  input %q4: f32[2, ${HEADS}, seq, ${HEAD_DIM}]`);
+    for (const x of ['k', 'v']) {
+      inputs.push(`  input %${x}n: f32[2, ${HEADS}, ${freshLength}, ${HEAD_DIM}]`);
+      withCache(`${x}4`, `${x}n`, HEADS);
+    }
   } else if (s.input === 'repeat-kv') {
     inputs.push(`  input %q4: f32[2, ${HEADS}, seq, ${HEAD_DIM}]`);
     inits.push('  init %ax2: i64[1] = tensor<i64[1]> [2]', `  init %rep: i64[5] = tensor<i64[5]> [2, 2, ${HEADS / 2}, 1, 1]`);
     inits.push(`  init %merge_heads: i64[4] = tensor<i64[4]> [2, ${HEADS}, -1, ${HEAD_DIM}]`);
     for (const x of ['k', 'v']) {
-      inputs.push(`  input %${x}0: f32[2, ${HEADS / 2}, seq, ${HEAD_DIM}]`);
+      // Expand by [2, 2, 2, 1, 1] broadcasts [2, 2, 1, T, D] to [2, 2, 2, T, D]; the cache joins before the repeat
+      inputs.push(`  input %${x}n: f32[2, ${HEADS / 2}, ${freshLength}, ${HEAD_DIM}]`);
+      withCache(`${x}0`, `${x}n`, HEADS / 2);
       lines.push(`  %${x}u = Unsqueeze(%${x}0, %ax2)`, `  %${x}e = Expand(%${x}u, %rep)`, `  %${x}4 = Reshape(%${x}e, %merge_heads)`);
     }
-    // Expand by [2, 2, 2, 1, 1] broadcasts [2, 2, 1, T, D] to [2, 2, 2, T, D]
   } else {
     inputs.push(`  input %h: f32[2, seq, ${E}]`);
-    inits.push(`  init %split: i64[4] = tensor<i64[4]> [0, 0, ${HEADS}, ${HEAD_DIM}]`);
-    if (s.input === 'packed') {
+    const kvSource = s.kv === 'cross' ? '%enc' : '%h';
+    if (s.kv === 'cross') inputs.push(`  input %enc: f32[2, past_enc, ${E}]`);
+    target('split', '%h', 1, '%hd', [HEADS, HEAD_DIM]);
+    target('split_kv', kvSource, 'any', '%hd', [HEADS, HEAD_DIM]);
+    if (s.input === 'packed' && s.kv !== 'cross') {
       inits.push(`  init %wqkv: f32[${E}, ${3 * E}] = ${weights(7, E, 3 * E)}`);
       lines.push('  %qkv = MatMul(%h, %wqkv)', '  %qp, %kp, %vp = Split(%qkv) {axis = -1}');
+    } else if (s.input === 'packed') {
+      inits.push(`  init %wq: f32[${E}, ${E}] = ${weights(1, E, E)}`, `  init %wkv: f32[${E}, ${2 * E}] = ${weights(8, E, 2 * E)}`);
+      lines.push('  %qp = MatMul(%h, %wq)', '  %kvp = MatMul(%enc, %wkv)', '  %kp, %vp = Split(%kvp) {axis = -1}');
     }
     for (const [x, seed] of [['q', 1], ['k', 2], ['v', 3]] as const) {
       if (s.input === 'projected') {
         inits.push(`  init %w${x}: f32[${E}, ${E}] = ${weights(seed, E, E)}`);
-        lines.push(`  %${x}p = MatMul(%h, %w${x})`);
+        lines.push(`  %${x}p = MatMul(${x === 'q' ? '%h' : kvSource}, %w${x})`);
       }
-      lines.push(`  %${x}r = Reshape(%${x}p, %split)`);
-      if (x !== 'k' || s.keyT !== 'transpose-from-bshd') lines.push(`  %${x}4 = Transpose(%${x}r) {perm = [0, 2, 1, 3]}`);
+      lines.push(`  %${x}r = Reshape(%${x}p, %${x === 'q' ? 'split' : 'split_kv'})`);
+      if (x === 'q') lines.push('  %q4 = Transpose(%qr) {perm = [0, 2, 1, 3]}');
+      else if (x !== 'k' || s.keyT !== 'transpose-from-bshd') {
+        lines.push(`  %${x}bh = Transpose(%${x}r) {perm = [0, 2, 1, 3]}`);
+        withCache(`${x}4`, `${x}bh`, HEADS);
+      }
     }
   }
   // the scale on Q (and on K) before the product
@@ -151,52 +193,57 @@ export function spellingGraph(s: Spelling): string {
   else if (s.scale === 'mul') lines.push('  %sc = Mul(%qk, %smul)');
   else if (s.scale === 'mul-scale-first') lines.push('  %sc = Mul(%smul, %qk)');
   if (['div', 'mul', 'mul-scale-first'].includes(s.scale)) scores = '%sc';
+  // keys up to the query's own position, counted from the end (a cache before the new keys shifts the diagonal)
+  const causalKeep = (x: string, keep: string) => {
+    inits.push('  init %i2s: i64[1] = tensor<i64[1]> [2]', '  init %i3s: i64[1] = tensor<i64[1]> [3]', '  init %i4s: i64[1] = tensor<i64[1]> [4]');
+    const square = [`  %ss = Shape(${x})`, '  %nq = Slice(%ss, %i2s, %i3s)'];
+    if (s.kv === 'self') return [...square, '  %nn = Concat(%nq, %nq) {axis = 0}', '  %ones = ConstantOfShape(%nn) {value = tensor<bool[1]> [true]}', `  ${keep} = Trilu(%ones) {upper = 0}`];
+    return [
+      ...square,
+      '  %nk = Slice(%ss, %i3s, %i4s)',
+      '  %nn = Concat(%nq, %nk) {axis = 0}',
+      '  %ones = ConstantOfShape(%nn) {value = tensor<bool[1]> [true]}',
+      '  %shift1 = Sub(%nk, %nq)',
+      '  %shift = Squeeze(%shift1, %ax0)',
+      `  ${keep} = Trilu(%ones, %shift) {upper = 0}`,
+    ];
+  };
   switch (s.mask) {
     case 'add':
-      inputs.push('  input %bias: f32[2, 1, 1, seq]');
+      inputs.push(`  input %bias: f32[2, 1, 1, ${T}]`);
       lines.push(`  %x = Add(${scores}, %bias)`);
       break;
     case 'add-bias-first':
-      inputs.push('  input %bias: f32[2, 1, 1, seq]');
+      inputs.push(`  input %bias: f32[2, 1, 1, ${T}]`);
       lines.push(`  %x = Add(%bias, ${scores})`);
       break;
     case 'sub':
-      inputs.push('  input %bias: f32[2, 1, 1, seq]');
+      inputs.push(`  input %bias: f32[2, 1, 1, ${T}]`);
       lines.push(`  %x = Sub(${scores}, %bias)`);
       break;
     case 'causal-where':
-      inits.push('  init %i2s: i64[1] = tensor<i64[1]> [2]', '  init %i3s: i64[1] = tensor<i64[1]> [3]');
       lines.push(
-        `  %ss = Shape(${scores})`,
-        '  %nq = Slice(%ss, %i2s, %i3s)',
-        '  %nn = Concat(%nq, %nq) {axis = 0}',
-        '  %ones = ConstantOfShape(%nn) {value = tensor<bool[1]> [true]}',
-        '  %keep = Trilu(%ones) {upper = 0}',
+        ...causalKeep(scores, '%keep'),
         `  %x = Where(%keep, ${scores}, %ninf)`,
       );
       break;
     case 'bool-where':
-      inputs.push('  input %keepmask: bool[2, 1, 1, seq]');
+      inputs.push(`  input %keepmask: bool[2, 1, 1, ${T}]`);
       lines.push(`  %x = Where(%keepmask, ${scores}, %ninf)`);
       break;
     case 'bert-int':
-      inputs.push('  input %attention_mask: i64[2, seq]');
+      inputs.push(`  input %attention_mask: i64[2, ${T}]`);
       inits.push('  init %ax12: i64[2] = tensor<i64[2]> [1, 2]', '  init %one: f32[] = tensor<f32[]> [1.0]', '  init %big: f32[] = tensor<f32[]> [-10000.0]');
       lines.push('  %am4 = Unsqueeze(%attention_mask, %ax12)', '  %amf = Cast(%am4) {to = 1}', '  %inv = Sub(%one, %amf)', '  %ext = Mul(%inv, %big)', `  %x = Add(${scores}, %ext)`);
       break;
     case 'per-head':
-      inputs.push(`  input %headbias: f32[1, ${HEADS}, 1, seq]`);
+      inputs.push(`  input %headbias: f32[1, ${HEADS}, 1, ${T}]`);
       lines.push(`  %x = Add(${scores}, %headbias)`);
       break;
     case 'causal-and-padding':
-      inputs.push('  input %keepmask: bool[2, 1, 1, seq]');
-      inits.push('  init %i2s: i64[1] = tensor<i64[1]> [2]', '  init %i3s: i64[1] = tensor<i64[1]> [3]');
+      inputs.push(`  input %keepmask: bool[2, 1, 1, ${T}]`);
       lines.push(
-        `  %ss = Shape(${scores})`,
-        '  %nq = Slice(%ss, %i2s, %i3s)',
-        '  %nn = Concat(%nq, %nq) {axis = 0}',
-        '  %ones = ConstantOfShape(%nn) {value = tensor<bool[1]> [true]}',
-        '  %causal = Trilu(%ones) {upper = 0}',
+        ...causalKeep(scores, '%causal'),
         '  %keep = And(%causal, %keepmask)',
         `  %x = Where(%keep, ${scores}, %ninf)`,
       );
@@ -238,12 +285,21 @@ export function spellingGraph(s: Spelling): string {
       break;
   }
   if (s.output === 'merged') {
-    inits.push(`  init %merge: i64[3] = tensor<i64[3]> [0, 0, ${E}]`);
-    lines.push('  %ot = Transpose(%o) {perm = [0, 2, 1, 3]}', '  %y = Reshape(%ot, %merge)');
+    lines.push('  %ot = Transpose(%o) {perm = [0, 2, 1, 3]}');
+    target('merge', '%ot', 1, '%ecol', [E]);
+    lines.push('  %y = Reshape(%ot, %merge)');
   } else {
     lines.push('  %y = Identity(%o)');
   }
-  return `graph g {\n${inputs.join('\n')}\n${inits.join('\n')}\n${lines.join('\n')}\n  output %y\n}`;
+  return `graph g {\n${inputs.join('\n')}\n${[...new Set(inits)].map((i) => constant(s, i)).join('\n')}\n${lines.join('\n')}\n  output %y\n}`;
+}
+
+/** An initializer line as `s.consts` writes it: as is, a Constant node, or a float scalar of shape [1]. */
+function constant(s: Spelling, line: string): string {
+  if (s.consts === 'rank-1') return line.replace(/f32\[\] = tensor<f32\[\]>/, 'f32[1] = tensor<f32[1]>');
+  if (s.consts === 'init') return line;
+  const m = /^ {2}init (%\S+): (\S+) = (tensor<.*)$/.exec(line);
+  return m ? `  ${m[1]}: ${m[2]} = Constant() {value = ${m[3]}}` : line;
 }
 
 /** A seeded [rows, cols] weight matrix of small values, as graph text. */
@@ -258,8 +314,44 @@ function weights(seed: number, rows: number, cols: number): string {
 }
 
 const AXES = Object.keys(SPELLING_AXES) as (keyof Spelling)[];
+/** The axes isSpelling reads: a pair's feasibility is decided by trying every choice of these. */
+const CONSTRAINED: readonly (keyof Spelling)[] = ['input', 'keyT', 'kv', 'mask'];
 const pairKey = (s: Spelling, a: number, b: number) => `${AXES[a]}=${s[AXES[a]!]}|${AXES[b]}=${s[AXES[b]!]}`;
 const pairsOf = (s: Spelling) => AXES.flatMap((_, a) => AXES.slice(a + 1).map((__, j) => pairKey(s, a, a + 1 + j)));
+
+/** A combination drawn uniformly from those that can be written (rejection sampling). */
+function drawSpelling(rng: SplitMix64): Spelling {
+  for (;;) {
+    const s = Object.fromEntries(Object.entries(SPELLING_AXES).map(([a, c]) => [a, c[Math.floor(rng.nextFloat() * c.length)]])) as Spelling;
+    if (isSpelling(s)) return s;
+  }
+}
+
+/** A combination that can be written holding `fixed`, or undefined (every choice of the constrained axes tried). */
+function completion(fixed: Partial<Spelling>): Spelling | undefined {
+  const base = Object.fromEntries(Object.entries(SPELLING_AXES).map(([a, c]) => [a, c[0]])) as Spelling;
+  let partials: Partial<Spelling>[] = [{}];
+  for (const a of CONSTRAINED) {
+    if (a in fixed) continue;
+    partials = partials.flatMap((p) => SPELLING_AXES[a].map((c) => ({ ...p, [a]: c })));
+  }
+  for (const p of partials) {
+    const s = { ...base, ...p, ...fixed } as Spelling;
+    if (isSpelling(s)) return s;
+  }
+  return undefined;
+}
+
+/** Every pair of choices of two axes that some combination that can be written holds. */
+function feasiblePairs(): Set<string> {
+  const out = new Set<string>();
+  AXES.forEach((a, i) =>
+    AXES.slice(i + 1).forEach((b) => {
+      for (const x of SPELLING_AXES[a]) for (const y of SPELLING_AXES[b]) if (completion({ [a]: x, [b]: y } as Partial<Spelling>)) out.add(`${a}=${x}|${b}=${y}`);
+    }),
+  );
+  return out;
+}
 
 /**
  * Combinations in which every pair of choices of two axes that some combination can write appears at least
@@ -267,29 +359,36 @@ const pairsOf = (s: Spelling) => AXES.flatMap((_, a) => AXES.slice(a + 1).map((_
  * Greedy: each step takes, of 64 seeded candidates, the one covering most pairs not yet covered.
  */
 export function pairwiseSpellings(seed: number): Spelling[] {
-  const all = allSpellings();
-  const uncovered = new Set(all.flatMap(pairsOf));
+  const uncovered = feasiblePairs();
   const rng = new SplitMix64(seed);
   const out: Spelling[] = [];
   while (uncovered.size > 0) {
     let best: Spelling | undefined;
     let bestGain = 0;
     for (let c = 0; c < 64; c++) {
-      const cand = all[Math.floor(rng.nextFloat() * all.length)]!;
+      const cand = drawSpelling(rng);
       const gain = pairsOf(cand).filter((p) => uncovered.has(p)).length;
       if (gain > bestGain) [best, bestGain] = [cand, gain];
     }
-    // no random candidate helps: take one that covers the first pair left
-    best ??= all.find((s) => pairsOf(s).includes([...uncovered][0]!))!;
+    // no random candidate helps: take one that holds the first pair left
+    if (!best) {
+      const [[a, x], [b, y]] = [...uncovered][0]!.split('|').map((kv) => kv.split('='));
+      best = completion({ [a!]: x, [b!]: y } as Partial<Spelling>)!;
+    }
     for (const p of pairsOf(best)) uncovered.delete(p);
     out.push(best);
   }
   return out;
 }
 
-/** `count` combinations drawn uniformly (with a fixed seed) from the whole product. */
+/** Every pair of choices the list holds, and whether that is every pair some combination can write. */
+export function coversEveryPair(list: readonly Spelling[]): boolean {
+  const held = new Set(list.flatMap(pairsOf));
+  return [...feasiblePairs()].every((p) => held.has(p));
+}
+
+/** `count` combinations drawn uniformly (with a fixed seed) from those that can be written. */
 export function sampledSpellings(count: number, seed: number): Spelling[] {
-  const all = allSpellings();
   const rng = new SplitMix64(seed);
-  return Array.from({ length: count }, () => all[Math.floor(rng.nextFloat() * all.length)]!);
+  return Array.from({ length: count }, () => drawSpelling(rng));
 }
