@@ -20,9 +20,10 @@ export const SPELLING_AXES = {
   scale: ['div', 'mul', 'mul-scale-first', 'q', 'sqrt-q-and-k', 'from-shape', 'div-after-mask', 'none'],
   /**
    * Additive float padding bias, the bias first, subtracted, causal by Where, bool keep-mask by Where, BERT's
-   * (1 - mask) · -10000 from an int64 [B, T] mask, a per-head [1, H, 1, T] bias, causal And padding by one Where.
+   * (1 - mask) · -10000 from an int64 [B, T] mask, a per-head [1, H, 1, T] bias, causal And padding by one Where,
+   * masked_fill(~keep, finfo.min), and a [B, T] keep-mask expanded to the scores' shape before its Where.
    */
-  mask: ['none', 'add', 'add-bias-first', 'sub', 'causal-where', 'bool-where', 'bert-int', 'per-head', 'causal-and-padding'],
+  mask: ['none', 'add', 'add-bias-first', 'sub', 'causal-where', 'bool-where', 'bert-int', 'per-head', 'causal-and-padding', 'masked-fill-min', 'expanded-padding'],
   /** Softmax(axis -1), Softmax(axis 3), Exp / ReduceSum / Div with ReduceMax, Mul by the Reciprocal, Exp(LogSoftmax). */
   softmax: ['softmax', 'softmax-axis-3', 'spelled-max', 'spelled-reciprocal', 'exp-logsoftmax'],
   /** MatMul with V, an Einsum, or a Dropout (inference: identity) before the MatMul. */
@@ -35,6 +36,8 @@ export const SPELLING_AXES = {
   reshape: ['static', 'dynamic'],
   /** Float constants as initializers, as Constant nodes (TorchScript), or of shape [1] instead of scalars. */
   consts: ['init', 'constant-node', 'rank-1'],
+  /** Everything in f32, everything in f16, or f16 with the mask and softmax upcast to f32 (Cast, then Cast back). */
+  precision: ['f32', 'f16', 'f16-softmax-f32'],
 } as const;
 
 export type Spelling = { [A in keyof typeof SPELLING_AXES]: (typeof SPELLING_AXES)[A][number] };
@@ -231,6 +234,16 @@ export function spellingGraph(s: Spelling): string {
       inputs.push(`  input %keepmask: bool[2, 1, 1, ${T}]`);
       lines.push(`  %x = Where(%keepmask, ${scores}, %ninf)`);
       break;
+    case 'masked-fill-min':
+      inputs.push(`  input %keepmask: bool[2, 1, 1, ${T}]`);
+      inits.push(`  init %fmin: f32[] = tensor<f32[]> [${s.precision === 'f32' ? -3.4028234663852886e38 : -65504}]`);
+      lines.push('  %drop = Not(%keepmask)', `  %x = Where(%drop, %fmin, ${scores})`);
+      break;
+    case 'expanded-padding':
+      inputs.push(`  input %keep2: bool[2, ${T}]`);
+      inits.push('  init %ax12b: i64[2] = tensor<i64[2]> [1, 2]');
+      lines.push('  %keep4 = Unsqueeze(%keep2, %ax12b)', `  %sshape = Shape(${scores})`, '  %keepx = Expand(%keep4, %sshape)', `  %x = Where(%keepx, ${scores}, %ninf)`);
+      break;
     case 'bert-int':
       inputs.push(`  input %attention_mask: i64[2, ${T}]`);
       inits.push('  init %ax12: i64[2] = tensor<i64[2]> [1, 2]', '  init %one: f32[] = tensor<f32[]> [1.0]', '  init %big: f32[] = tensor<f32[]> [-10000.0]');
@@ -256,6 +269,10 @@ export function spellingGraph(s: Spelling): string {
   } else {
     lines.push('  %xs = Identity(%x)');
   }
+  // the upcast softmax reads f32 scores (FLOAT32: the one Cast that stays f32 in f16 graphs)
+  if (s.precision === 'f16-softmax-f32') lines.push('  %xs32 = Cast(%xs) {to = FLOAT32}');
+  const sIn = s.precision === 'f16-softmax-f32' ? '%xs32' : '%xs';
+  const softmaxAt = lines.length;
   switch (s.softmax) {
     case 'softmax':
       lines.push('  %p = Softmax(%xs) {axis = -1}');
@@ -273,15 +290,18 @@ export function spellingGraph(s: Spelling): string {
       lines.push('  %lp = LogSoftmax(%xs) {axis = -1}', '  %p = Exp(%lp)');
       break;
   }
+  for (let l = softmaxAt; l < lines.length; l++) lines[l] = lines[l]!.replaceAll('%xs)', `${sIn})`).replaceAll('%xs,', `${sIn},`);
+  if (s.precision === 'f16-softmax-f32') lines.push('  %p16 = Cast(%p) {to = 10}');
+  const p = s.precision === 'f16-softmax-f32' ? '%p16' : '%p';
   switch (s.pv) {
     case 'matmul':
-      lines.push('  %o = MatMul(%p, %v4)');
+      lines.push(`  %o = MatMul(${p}, %v4)`);
       break;
     case 'einsum':
-      lines.push('  %o = Einsum(%p, %v4) {equation = "bhqk,bhkd->bhqd"}');
+      lines.push(`  %o = Einsum(${p}, %v4) {equation = "bhqk,bhkd->bhqd"}`);
       break;
     case 'dropout':
-      lines.push('  %pd = Dropout(%p)', '  %o = MatMul(%pd, %v4)');
+      lines.push(`  %pd = Dropout(${p})`, '  %o = MatMul(%pd, %v4)');
       break;
   }
   if (s.output === 'merged') {
@@ -291,7 +311,10 @@ export function spellingGraph(s: Spelling): string {
   } else {
     lines.push('  %y = Identity(%o)');
   }
-  return `graph g {\n${inputs.join('\n')}\n${[...new Set(inits)].map((i) => constant(s, i)).join('\n')}\n${lines.join('\n')}\n  output %y\n}`;
+  const text = `graph g {\n${inputs.join('\n')}\n${[...new Set(inits)].map((i) => constant(s, i)).join('\n')}\n${lines.join('\n')}\n  output %y\n}`;
+  // f16: every float tensor and Cast to float in f16, but the softmax's upcast
+  const typed = s.precision === 'f32' ? text : text.replaceAll('f32', 'f16').replaceAll('{to = 1}', '{to = 10}');
+  return typed.replaceAll('{to = FLOAT32}', '{to = 1}');
 }
 
 /** An initializer line as `s.consts` writes it: as is, a Constant node, or a float scalar of shape [1]. */
