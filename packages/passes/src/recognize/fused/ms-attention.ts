@@ -14,7 +14,7 @@ import { type AttentionParams, causal, dense, type Graph, type Node, RUNTIME_HEA
 import { appendOutput, attrFloat, attrInt, attrInts, baseName, insertAfter, liveOutputs, matched, MS_DOMAIN, NodeBuilder, noMatch, redirect, removeDead, type RewriteRule, unknownAttrs } from '@attnopt/rewrite';
 import { extendLift, liftSite } from '../lift.js';
 import { inferDtype, staticDim, staticShape } from '../../shape-inference/shapes.js';
-import { paddingBias } from './padding-mask.js';
+import { lengthsBias, paddingBias } from './padding-mask.js';
 import { type RuntimeHeadQkv, runtimeHeadOutput, runtimeHeadQkv } from './runtime-head.js';
 
 const KNOWN = ['num_heads', 'unidirectional', 'scale', 'mask_filter_value', 'qkv_hidden_sizes', 'do_rotary', 'past_present_share_buffer', 'rotary_embedding_dim'];
@@ -32,11 +32,7 @@ export interface MsAttentionMatch {
 /** Key lengths [B] -> filter where key index >= length, as [B, 1, 1, S] (no past: 1D masks come without). */
 function lengthBias(b: NodeBuilder, lengths: Value, x: Value, filter: number, dtype: 'f32' | 'f16'): Value {
   const S = b.op('Gather', [b.op('Shape', [x], 'x_shape_len'), b.scalar('seq_axis', 'i64', 1)], 'key_count', { axis: { type: 'int', value: 0n } });
-  const keys = b.op('Range', [b.scalar('key_start', 'i64', 0), S, b.scalar('key_step', 'i64', 1)], 'key_index');
-  const len = b.reshape(b.cast(lengths, 'i64', 'mask_lengths_i64'), [-1, 1], 'mask_lengths_col');
-  const isPad = b.op('Not', [b.op('Less', [keys, len], 'key_is_valid')], 'key_is_pad');
-  const add = b.op('Mul', [b.cast(isPad, dtype, 'key_pad_float'), b.scalar('mask_filter_value', dtype, dtype === 'f16' ? Math.max(filter, -65504) : filter)], 'mask_bias');
-  return b.unsqueeze(add, [1, 2], 'mask_bias_4d', 2);
+  return lengthsBias(b, lengths, S, filter, dtype);
 }
 
 /** mask[:, :, P : P + S, 0 : P + S] with P the past length (0 without past) and S the query length. */

@@ -1,7 +1,8 @@
 // com.microsoft MultiHeadAttention -> attnopt::Attention (layout bsd). Packed KV [B, L, N, 2, H], packed QKV
 // [B, S, N, 3, H] and BNSH key/value are rearranged to BSD by prelude Split/Reshape/Transpose nodes; the
 // projection bias [D + D + Dv] becomes prelude Adds; key_padding_mask [B, T] or [B, S, T] becomes the
-// additive bias onnxruntime builds (mask_filter_value where 0), added to attention_bias. The qk output is
+// additive bias onnxruntime builds (mask_filter_value where 0), [B] key lengths the same bias on the keys at
+// or past each length, added to attention_bias. The qk output is
 // the softmax input (scores mode `masked`: onnxruntime copies scale Q Kᵀ + attention_bias + mask out).
 // Beam search (past_sequence_length + cache_indirection): with BNSH key/value (cross attention) onnxruntime
 // reads neither; with past [BB, N, M, H] it runs DecoderMaskedMultiHeadAttention's step, lifted through
@@ -14,7 +15,7 @@ import { attrFloat, attrInt, baseName, liveOutputs, matched, MS_DOMAIN, NodeBuil
 import { liftSite } from '../lift.js';
 import { beamCache, presentFromCache } from './beam-cache.js';
 import { inferDtype, staticDim, staticShape } from '../../shape-inference/shapes.js';
-import { paddingBias } from './padding-mask.js';
+import { lengthsBias, paddingBias } from './padding-mask.js';
 
 const KNOWN = ['num_heads', 'scale', 'mask_filter_value', 'unidirectional'];
 
@@ -24,9 +25,18 @@ export interface MhaMatch {
   readonly params: AttentionParams;
   readonly form: Form;
   readonly outputs: (Value | undefined)[];
-  readonly maskRank?: 2 | 3;
+  /** key_padding_mask [B, T] (2), [B, S, T] (3), or [B] key lengths (1). */
+  readonly maskRank?: 1 | 2 | 3;
   /** Self attention over a beam-search cache (past_sequence_length + cache_indirection). */
   readonly beam?: boolean;
+}
+
+/** The keys' count T as an i64 scalar: the new keys of `k` [B, L, D] and the cached ones of `past` [B, N, P, H]. */
+function keyCount(b: NodeBuilder, k: Value, past: Value | undefined): Value {
+  const dim = (x: Value, axis: number, what: string) =>
+    b.op('Gather', [b.op('Shape', [x], `${what}_shape`), b.scalar(`${what}_axis`, 'i64', axis)], what, { axis: { type: 'int', value: 0n } });
+  const fresh = dim(k, 1, 'new_key_count');
+  return past ? b.op('Add', [dim(past, 2, 'past_key_count'), fresh], 'key_count') : fresh;
 }
 
 // MultiHeadAttention(q, k, v, bias, key_padding_mask, attention_bias, past_k, past_v) {num_heads, unidirectional}
@@ -83,11 +93,15 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
     }
     if (headDim === undefined || vHeadDim === undefined) return noMatch('head sizes must be static');
     if (bias && form !== 'separate' && form !== 'bnsh-kv') return noMatch(`the projection bias with ${form} inputs is not lifted`);
-    let maskRank: 2 | 3 | undefined;
+    let maskRank: 1 | 2 | 3 | undefined;
     if (mask) {
       const r = staticShape(mask)?.length;
-      if (r !== 2 && r !== 3) return noMatch('key_padding_mask of rank other than 2 or 3 (lengths, cu_seqlens) is not lifted');
-      maskRank = r;
+      const rows = staticDim(mask, 0);
+      const batch = staticDim(q, 0);
+      // [B]: key lengths; [3B + 2] (cu_seqlens and its companions) is not
+      const lengths = r === 1 && (rows === batch || (typeof rows !== 'number' && rows !== undefined));
+      if (r !== 2 && r !== 3 && !lengths) return noMatch('key_padding_mask other than [B, T], [B, S, T] or [B] key lengths (cu_seqlens [3B + 2]) is not lifted');
+      maskRank = r as 1 | 2 | 3;
     }
     if ((pastKey === undefined) !== (pastValue === undefined)) return noMatch('past_key and past_value must come together');
     if (inferDtype(q) !== 'f32' && inferDtype(q) !== 'f16') return noMatch('only f32/f16 inputs are lifted');
@@ -102,6 +116,15 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
       if (outputs[3] !== undefined) return noMatch('the qk output of a beam-search step (P + 1 keys of an M-key buffer) is not lifted');
       beam = true;
     }
+    if (unidirectional && !beam) {
+      // onnxruntime's CPU kernel keeps keys 0..i + P for query i (P past keys) only while the new keys are as
+      // many as the queries; with more (cross attention) its last query sees every key. Without past, fewer
+      // keys than queries is top-left too.
+      const nq = qs[1];
+      const nk = form === 'packed-qkv' ? nq : form === 'bnsh-kv' ? ks?.[2] : ks?.[1];
+      const aligned = nk !== undefined && (nk === nq || (!pastKey && typeof nk === 'number' && typeof nq === 'number' && nk <= nq));
+      if (!aligned) return noMatch(`unidirectional with ${nk ?? 'unknown'} new keys for ${nq ?? 'unknown'} queries${pastKey ? ' after past' : ' and no past'} is not lifted: onnxruntime's CPU kernel lets its last query see every key there, which no causal alignment computes`);
+    }
     if (outputs[3] !== undefined && unidirectional) return noMatch('the qk output with unidirectional (onnxruntime adds mask_filter_value above the diagonal, attnopt masks it out)');
     const scaleAttr = attrFloat(node, 'scale') ?? 0;
     const params: AttentionParams = {
@@ -112,8 +135,10 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
       scale: scaleAttr === 0 ? 1 / Math.sqrt(headDim) : scaleAttr,
       softcap: 0,
       layout: 'bsd',
-      // a beam-search step has one query, the last key: causal keeps every key
-      spec: unidirectional && !beam ? causal('bottom-right') : dense,
+      // onnxruntime keeps key j for query i where j <= i + P, P the past keys (0 without past): the diagonal
+      // follows the cache, not the key count (cross attention with more keys than queries is top-left). A
+      // beam-search step has one query, the last key: causal keeps every key
+      spec: unidirectional && !beam ? causal('past') : dense,
       ...(outputs[3] !== undefined ? { scoresMode: 'masked' as const } : {}),
     };
     return matched({ params, form, outputs, ...(maskRank !== undefined ? { maskRank } : {}), ...(beam ? { beam } : {}) });
@@ -146,7 +171,8 @@ export const multiHeadAttentionRule: RewriteRule<MhaMatch> = {
     let bias: Value | undefined = attnBias;
     if (mask) {
       const filter = attrFloat(node, 'mask_filter_value') ?? -10000;
-      const pad = paddingBias(b, mask, m.maskRank!, filter, inferDtype(node.inputs[0]) === 'f16' ? 'f16' : 'f32');
+      const dtype = inferDtype(node.inputs[0]) === 'f16' ? 'f16' : 'f32';
+      const pad = m.maskRank === 1 ? lengthsBias(b, mask, keyCount(b, k!, pastKey), filter, dtype) : paddingBias(b, mask, m.maskRank!, filter, dtype);
       bias = bias ? b.op('Add', [bias, pad], 'attention_bias_padded') : pad;
     }
     const outs = node.outputs;
