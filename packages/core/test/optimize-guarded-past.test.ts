@@ -1,5 +1,7 @@
 // A decoder whose attention takes the KV cache as an input (the tiny Qwen: two com.microsoft GroupQueryAttention
-// sites with past_key / past_value and seqlens_k, causal(past)) gets the guarded tier. At 512 tokens with the default
+// sites with past_key / past_value and seqlens_k, causal(past); each row's cache shifted to the buffer's end and
+// the slots before it masked by a boolean key bias, as the lift reads a cache that a batch may pad) gets the
+// guarded tier. At 1024 tokens (at 512 the key bias's share of the guarded forms' cost keeps them dense) with the default
 // options every window and top-k blocks form is evaluated as a guarded form (no "past keys input" refusal); on the
 // generated inputs the heads are diffuse, so the predicted fallback rate keeps both sites dense. With a budget of 2
 // the chooser takes guarded windows aligned past, and the model
@@ -23,7 +25,7 @@ import { compileState } from '../src/pipeline/state.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const QWEN = path.resolve(here, '../../../../shared/fixtures/onnx/genai-models/test/models/hf-internal-testing/tiny-qwen35-cuda/1d392aee_decoder.onnx');
-const SEQ = 512;
+const SEQ = 1024;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'attnopt-guarded-past-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 

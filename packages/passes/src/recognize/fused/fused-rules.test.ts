@@ -172,11 +172,16 @@ describe('com.microsoft::GroupQueryAttention', () => {
   output %y, %presentK, %presentV
 }`;
 
-  test('grouped heads with a cache: causal after the past, kvLength = seqlens_k + 1', () => {
+  test('grouped heads with a cache: each row\'s cache shifted to the buffer\'s end (a boolean key bias masks the slots before it), causal after the past', () => {
     const { att, params } = lift(graph('num_heads = 4, kv_num_heads = 2, local_window_size = 3'));
     expect(att).toHaveLength(1);
     expect(params).toMatchObject({ numHeads: 4, kvNumHeads: 2, headDim: 16, vHeadDim: 16, layout: 'bsd' });
-    expect(printSpec(params!.spec)).toContain('window');
+    // the keep-mask bias in front of each row's cache, the shifted cache as past keys, no kvLength
+    expect(att[0]!.inputs[3]).toBeDefined();
+    expect(att[0]!.inputs[4]!.producer!.op).toBe('GatherElements');
+    expect(att[0]!.inputs[6]).toBeUndefined();
+    // local_window_size 3 keeps 3 keys: the query's own and the 2 before it
+    expect(printSpec(params!.spec)).toContain('window(left=2');
   });
 
   test('does not fire with rotary embedding inside', () => {

@@ -1,8 +1,13 @@
 // com.microsoft GroupQueryAttention -> attnopt::Attention. Causal from the bottom right (the new tokens
 // follow the cache); local_window_size w > 0 keeps the w keys before each query and the query's own key
 // (onnxruntime gqa_attention_base.h keeps keys [pos - w, pos]); seqlens_k holds total length - 1 per batch.
-// Exact when the cache holds no padding: seqlens_k[b] + 1 = past length + S for every b (onnxruntime assumes
-// the same: it writes the new keys at position seqlens_k[b] + 1 - S), or on the first prompt (no past).
+// With a cache, onnxruntime puts row b's new keys right after its p_b = seqlens_k[b] + 1 - S cached ones (fewer
+// than the buffer's where the batch is padded: gqa-cache.ts). The site reads past ⊕ new with each row's cache
+// shifted to end at the buffer's end and the slots before it masked by a boolean key bias: every key at the same
+// distance from its query as in onnxruntime, so causal and windows aligned past are exact for every seqlens_k,
+// and a full cache is past ⊕ new as it stands. The present outputs are the cache as onnxruntime fills it. With an
+// attention_bias (laid over onnxruntime's key positions) the site reads that filled cache itself, in bhsd, the
+// causal offset per row read from kvLength.
 
 import {
   type AttentionParams,
@@ -15,7 +20,8 @@ import {
 } from '@attnopt/ir';
 import { attrFloat, attrInt, baseName, liveOutputs, matched, MS_DOMAIN, NodeBuilder, noMatch, type RewriteRule, unknownAttrs } from '@attnopt/rewrite';
 import { liftSite } from '../lift.js';
-import { inferShape, staticDim, staticShape } from '../../shape-inference/shapes.js';
+import { inferDtype, inferShape, staticDim, staticShape } from '../../shape-inference/shapes.js';
+import { placedCache, shiftedCache } from './gqa-cache.js';
 
 const KNOWN = [
   'num_heads',
@@ -35,7 +41,7 @@ export interface GqaMatch {
 }
 
 // GroupQueryAttention(q, k, v, past_k, past_v, seqlens_k, total_len) {num_heads, kv_num_heads, local_window_size}
-//   -> attnopt::Attention(q, k, v, past_k, past_v, kvLength = seqlens_k + 1) {spec = causal ∩ window(w, 0)}
+//   -> attnopt::Attention(q, cache(past_k, k), cache(past_v, v), kvLength = seqlens_k + 1) {spec = causal ∩ window(w - 1, 0)}
 export const groupQueryAttentionRule: RewriteRule<GqaMatch> = {
   name: 'ms-group-query-attention',
   summary: 'com.microsoft::GroupQueryAttention(q, k, v, past, seqlens_k) -> attnopt::Attention(causal, kvLength = seqlens_k + 1)',
@@ -70,6 +76,8 @@ export const groupQueryAttentionRule: RewriteRule<GqaMatch> = {
     const w = attrInt(node, 'local_window_size') ?? -1;
     if (w === 0) return noMatch('local_window_size 0 is read as "no window" by the CPU kernel and as 0 keys elsewhere');
     const align = pastKey ? 'past' : 'top-left';
+    const cacheType = inferDtype(pastKey) ?? inferDtype(q);
+    if (pastKey && cacheType !== undefined && cacheType !== 'f32' && cacheType !== 'f16') return noMatch(`a ${cacheType} cache is not lifted (f32 and f16 are)`);
     const scaleAttr = attrFloat(node, 'scale') ?? 0;
     const params: AttentionParams = {
       numHeads,
@@ -78,19 +86,74 @@ export const groupQueryAttentionRule: RewriteRule<GqaMatch> = {
       vHeadDim: headDim,
       scale: scaleAttr === 0 ? 1 / Math.sqrt(headDim) : scaleAttr,
       softcap: attrFloat(node, 'softcap') ?? 0,
-      layout: packed ? 'packed-qkv' : 'bsd',
-      spec: w > 0 ? intersect(causal(align), slidingWindow(w, 0, align)) : causal(align),
+      layout: pastKey && node.inputs[10] ? 'bhsd' : packed ? 'packed-qkv' : 'bsd',
+      spec: w > 0 ? intersect(causal(align), slidingWindow(w - 1, 0, align)) : causal(align),
     };
     return matched({ params, outputs });
   },
   rewrite(graph, node, m) {
-    const [q, k, v, pastKey, pastValue, seqlens] = node.inputs;
+    const [q, k, v, pastKey, pastValue, seqlens, total] = node.inputs;
     const bias = node.inputs[10];
     const b = new NodeBuilder(graph, baseName(node));
     const len64 = b.cast(seqlens!, 'i64', 'seqlens_i64');
     const kvLength = b.op('Add', [len64, b.scalar('one', 'i64', 1)], 'kv_length', {}, { kind: 'tensor', dtype: 'i64', shape: inferShape(seqlens) ?? ['?'] });
     const outs = node.outputs;
     const last = m.outputs.reduce((acc, o, i) => (o !== undefined ? i : acc), 0);
+    const { numHeads: N, kvNumHeads: KV, headDim: H } = m.params;
+    if (pastKey && !bias) {
+      // each row's cache shifted to end where the buffer ends, the slots before it masked; the present outputs
+      // the cache as onnxruntime fills it
+      const dtype = (inferDtype(pastKey) ?? inferDtype(q)) === 'f16' ? 'f16' : 'f32';
+      const newLength = b.op('Gather', [b.op('Shape', [q!], 'new_shape'), b.scalar('new_axis', 'i64', 1)], 'new_length', { axis: { type: 'int', value: 0n } });
+      const [, kk, vv] = k ? [q!, k, v!] : b.split(q!, 2, [N * H, KV * H, KV * H], 'qkv');
+      const heads = (x: Value, what: string) => b.transpose(b.reshape(x, [0, 0, KV, H], `${what}_bsnh`), [0, 2, 1, 3], what);
+      const totalScalar = b.reshape(b.cast(total!, 'i64', 'total_i64'), [], 'total_scalar');
+      const presentKey = m.outputs[1] !== undefined ? placedCache(b, { past: pastKey, fresh: heads(kk!, 'key_new'), kvLength, total: totalScalar, dtype }, 'key_cache') : undefined;
+      const presentValue = m.outputs[2] !== undefined ? placedCache(b, { past: pastValue!, fresh: heads(vv!, 'value_new'), kvLength, total: totalScalar, dtype }, 'value_cache') : undefined;
+      const keys = shiftedCache(b, pastKey, kvLength, newLength, 'key_shift', true);
+      const values = shiftedCache(b, pastValue!, kvLength, newLength, 'value_shift', false);
+      liftSite(graph, 'ms-group-query-attention', {
+        params: m.params,
+        inputs: { q: q!, ...(k ? { k } : {}), ...(v ? { v } : {}), bias: keys.keep, pastKey: keys.past, pastValue: values.past },
+        output: outs[0]!,
+        preludeOutputs: [
+          ...(presentKey ? [{ replaced: outs[1]!, by: presentKey }] : []),
+          ...(presentValue ? [{ replaced: outs[2]!, by: presentValue }] : []),
+        ],
+        matched: [node],
+        prelude: b.nodes,
+      });
+      return;
+    }
+    if (pastKey) {
+      // with attention_bias (over onnxruntime's key positions): the cache as onnxruntime writes it, every tensor
+      // in bhsd, the causal offset read from kvLength; Y back to [B, S, N * H] after the node
+      const dtype = (inferDtype(pastKey) ?? inferDtype(q)) === 'f16' ? 'f16' : 'f32';
+      const [qq, kk, vv] = k ? [q!, k, v!] : b.split(q!, 2, [N * H, KV * H, KV * H], 'qkv');
+      const heads = (x: Value, n: number, what: string) => b.transpose(b.reshape(x, [0, 0, n, H], `${what}_bsnh`), [0, 2, 1, 3], what);
+      const totalScalar = b.reshape(b.cast(total!, 'i64', 'total_i64'), [], 'total_scalar');
+      const cache = (past: Value, fresh: Value, what: string) => placedCache(b, { past, fresh: heads(fresh, KV, `${what}_new`), kvLength, total: totalScalar, dtype }, what);
+      const presentKey = cache(pastKey, kk!, 'key_cache');
+      const presentValue = cache(pastValue!, vv!, 'value_cache');
+      const query = heads(qq!, N, 'query');
+      const prelude = b.nodes.splice(0);
+      const yBhsd = b.fresh('attention_bhsd');
+      b.reshape(b.transpose(yBhsd, [0, 2, 1, 3], 'y_bsnh'), [0, 0, N * H], 'y');
+      liftSite(graph, 'ms-group-query-attention', {
+        params: m.params,
+        inputs: { q: query, k: presentKey, v: presentValue, ...(bias ? { bias } : {}), kvLength },
+        output: outs[0]!,
+        preludeOutputs: [
+          ...(last >= 1 ? [{ replaced: outs[1]!, by: presentKey }] : []),
+          ...(last >= 2 ? [{ replaced: outs[2]!, by: presentValue }] : []),
+        ],
+        matched: [node],
+        prelude,
+        postlude: b.nodes,
+        attentionOutput: yBhsd,
+      });
+      return;
+    }
     liftSite(graph, 'ms-group-query-attention', {
       params: m.params,
       inputs: {
@@ -98,8 +161,6 @@ export const groupQueryAttentionRule: RewriteRule<GqaMatch> = {
         ...(k ? { k } : {}),
         ...(v ? { v } : {}),
         ...(bias ? { bias } : {}),
-        ...(pastKey ? { pastKey } : {}),
-        ...(pastValue ? { pastValue } : {}),
         kvLength,
       },
       output: outs[0]!,
