@@ -1,0 +1,147 @@
+// ONNX Attention (opset 23) and com.microsoft Attention in seeded random combinations, each run in onnxruntime as
+// written and, lifted by the fused rules and lowered to standard ops, on the same inputs.
+// - ONNX Attention: 3D or 4D inputs, grouped key/value heads, self or cross keys, past key/value with present
+//   outputs, is_causal, attn_mask (bool or float, [S, T], [B, 1, S, T], [1, N, S, T], or one key short), scale,
+//   softcap, qk_matmul_output_mode.
+// - com.microsoft Attention: one query or several, past, unidirectional, mask_index [B, T], [B, S, T], [B] lengths
+//   (and, refused with the reason, [2B] start positions and 1D with past), attention_bias, scale,
+//   mask_filter_value, qkv_hidden_sizes.
+// Every output matches (fp32, |lowered - original| <= 1e-5 + 1e-6 |original|) but two qk outputs, not compared,
+// where onnxruntime 1.30 and the lowering differ (Y agrees): in mode 2 onnxruntime fills masked scores with the
+// float lowest where the lowering writes -inf; in mode 0 with a softcap onnxruntime returns the softcapped scores,
+// the lowering the scores before the softcap, as the ONNX spec defines mode 0. A combination onnxruntime refuses
+// is no model and is skipped.
+
+import { isAttention, parseGraph, SplitMix64 } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { rewritePass } from '@attnopt/rewrite';
+import type * as ort from 'onnxruntime-node';
+import { describe, expect, test } from 'vitest';
+import { lowerAttentionPass } from '../src/lower/index.js';
+import { FUSED_RULES } from '../src/recognize/fused/index.js';
+import { compareOutputs, randomInputs, runModel } from './helpers/ort.js';
+
+const [B, N, KV, H, P] = [2, 4, 2, 8, 3];
+
+interface Drawn {
+  readonly text: string;
+  readonly opset: number;
+  /** Outputs not compared, with why. */
+  readonly skip: readonly string[];
+  /** Sets integer inputs after the seeded draw. */
+  readonly fill?: (feeds: Record<string, ort.Tensor>, rng: SplitMix64) => void;
+}
+
+function onnxAttention(seed: number): Drawn {
+  const rng = new SplitMix64(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng.nextFloat() * xs.length)]!;
+  const S = pick([1, 3, 4]);
+  const cross = pick([false, false, true]);
+  const L = cross ? 5 : S;
+  const past = !cross && pick([false, true]);
+  const T = L + (past ? P : 0);
+  const rank = pick([3, 4]);
+  const kvh = pick([N, KV]);
+  const mask = pick(['none', 'bool [S, T]', 'float [S, T]', 'bool [B, 1, S, T]', 'float [1, N, S, T]', 'float [B, 1, S, T - 1]'] as const);
+  const scale = pick([undefined, 0.3]);
+  const softcap = pick([undefined, undefined, 4]);
+  const qk = pick([undefined, undefined, 0, 1, 2, 3]);
+  const t = (n: number, s: number) => (rank === 4 ? `f32[${B}, ${n}, ${s}, ${H}]` : `f32[${B}, ${s}, ${n * H}]`);
+  const inputs = [`  input %q: ${t(N, S)}`, `  input %k: ${t(kvh, L)}`, `  input %v: ${t(kvh, L)}`];
+  const args = ['%q', '%k', '%v'];
+  const maskType = {
+    'bool [S, T]': `bool[${S}, ${T}]`,
+    'float [S, T]': `f32[${S}, ${T}]`,
+    'bool [B, 1, S, T]': `bool[${B}, 1, ${S}, ${T}]`,
+    'float [1, N, S, T]': `f32[1, ${N}, ${S}, ${T}]`,
+    'float [B, 1, S, T - 1]': `f32[${B}, 1, ${S}, ${T - 1}]`,
+    none: undefined,
+  }[mask];
+  if (maskType) [inputs.push(`  input %attn_mask: ${maskType}`), args.push('%attn_mask')];
+  else args.push('_');
+  if (past) [inputs.push(`  input %past_key: f32[${B}, ${kvh}, ${P}, ${H}]`, `  input %past_value: f32[${B}, ${kvh}, ${P}, ${H}]`), args.push('%past_key', '%past_value')];
+  while (args[args.length - 1] === '_') args.pop();
+  const outs = ['%y', '%present_key', '%present_value', ...(qk !== undefined ? ['%qk'] : [])];
+  const used = ['%y', ...(past ? ['%present_key', '%present_value'] : []), ...(qk !== undefined ? ['%qk'] : [])];
+  const attrs = [
+    `is_causal = ${pick([0, 0, 1])}`,
+    ...(rank === 3 ? [`q_num_heads = ${N}`, `kv_num_heads = ${kvh}`] : []),
+    ...(scale ? [`scale = ${scale}`] : []),
+    ...(softcap ? [`softcap = ${softcap}.0`] : []),
+    ...(qk !== undefined ? [`qk_matmul_output_mode = ${qk}`] : []),
+  ];
+  const skip = qk === 2 || (qk === 0 && softcap) ? ['qk'] : [];
+  return { opset: 23, skip, text: `graph g {\n${inputs.join('\n')}\n  ${outs.join(', ')} = Attention(${args.join(', ')}) {${attrs.join(', ')}}\n  output ${used.join(', ')}\n}` };
+}
+
+function msAttention(seed: number): Drawn {
+  const rng = new SplitMix64(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng.nextFloat() * xs.length)]!;
+  const [E, M] = [12, 8];
+  const S = pick([1, 3, 4]);
+  const past = pick([false, false, true]);
+  const T = S + (past ? P : 0);
+  const mask = pick(['none', '2d', '3d', '1d', '1d-start'] as const);
+  const sizes = pick([undefined, [16, 16, 8]]);
+  const width = sizes ? sizes[0]! + sizes[1]! + sizes[2]! : 3 * 2 * H;
+  const inputs = [`  input %x: f32[${B}, ${S}, ${E}]`, `  input %w: f32[${E}, ${width}]`, `  input %b: f32[${width}]`];
+  const args = ['%x', '%w', '%b'];
+  const maskType = { '2d': `i32[${B}, ${T}]`, '3d': `i32[${B}, ${S}, ${T}]`, '1d': `i32[${B}]`, '1d-start': `i32[${2 * B}]`, none: undefined }[mask];
+  if (maskType) [inputs.push(`  input %mask_index: ${maskType}`), args.push('%mask_index')];
+  else args.push('_');
+  if (past) [inputs.push(`  input %past: f32[2, ${B}, 2, ${P}, ${H}]`), args.push('%past')];
+  else args.push('_');
+  if (pick([false, false, true])) [inputs.push(`  input %attention_bias: f32[1, 2, ${S}, ${T}]`), args.push('%attention_bias')];
+  while (args[args.length - 1] === '_') args.pop();
+  const outs = past ? '%y, %present' : '%y';
+  const scale = pick([undefined, 0.3]);
+  const filter = pick([undefined, -1000]);
+  const attrs = ['num_heads = 2', `unidirectional = ${pick([0, 0, 1])}`, ...(scale ? [`scale = ${scale}`] : []), ...(filter ? [`mask_filter_value = ${filter}.0`] : []), ...(sizes ? [`qkv_hidden_sizes = [${sizes.join(', ')}]`] : [])];
+  const fill = (feeds: Record<string, ort.Tensor>, r: SplitMix64) => {
+    const d = feeds.mask_index?.data as Int32Array | undefined;
+    // 0 / 1 with key 0 kept, lengths in [1, T], or [B] ends (T) and [B] starts (0 or 1)
+    if (d) for (let k = 0; k < d.length; k++) d[k] = mask === '1d' ? 1 + Math.floor(r.nextFloat() * T) : mask === '1d-start' ? (k < B ? T : Math.floor(r.nextFloat() * 2)) : k % T === 0 || r.nextFloat() < 0.7 ? 1 : 0;
+  };
+  return { opset: 21, skip: [], fill, text: `graph g {\n${inputs.join('\n')}\n  ${outs} = com.microsoft::Attention(${args.join(', ')}) {${attrs.join(', ')}}\n  output ${outs}\n}` };
+}
+
+const REFUSALS = [/mask_index of rank 1 \(start\/end positions, 4D\) is not lifted/, /1D mask_index together with past is not lifted/];
+
+function suite(name: string, draw: (seed: number) => Drawn, first: number, count: number): void {
+  describe(name, () => {
+    const outcome = { lifted: 0, refused: 0, notRun: 0 };
+    test.each(Array.from({ length: count }, (_, k) => first + k))('seed %i', async (seed) => {
+      const d = draw(seed);
+      const feeds = randomInputs(parseGraph(d.text), seed, { batch: B, seq: 4, past: P });
+      d.fill?.(feeds, new SplitMix64(seed + 1));
+      let want: Record<string, ort.Tensor>;
+      try {
+        want = await runModel(exportOnnx(newOnnxModel(parseGraph(d.text), { opset: d.opset })), feeds);
+      } catch {
+        outcome.notRun++;
+        return;
+      }
+      const g = parseGraph(d.text);
+      const notes = rewritePass('recognize-fused', FUSED_RULES).run(g).notes.map((n) => n.message);
+      if (!g.nodes.some(isAttention)) {
+        expect(notes.some((n) => REFUSALS.some((r) => r.test(n))), `${d.text}\n${notes.join('\n')}`).toBe(true);
+        outcome.refused++;
+        return;
+      }
+      lowerAttentionPass({ opset: d.opset }).run(g);
+      const got = await runModel(exportOnnx(newOnnxModel(g, { opset: d.opset })), feeds);
+      const kept = (o: Record<string, ort.Tensor>) => Object.fromEntries(Object.entries(o).filter(([k]) => !d.skip.includes(k)));
+      const cmp = compareOutputs(kept(got), kept(want), 1e-5, 1e-6);
+      expect(cmp.mismatches, `${d.text}\nmax abs error ${cmp.maxAbsError}`).toEqual([]);
+      outcome.lifted++;
+    });
+    test('most draws onnxruntime runs are lifted', () => {
+      expect(outcome.lifted + outcome.refused + outcome.notRun).toBe(count);
+      expect(outcome.lifted).toBeGreaterThan(2 * outcome.refused);
+      expect(outcome.lifted).toBeGreaterThan(count / 2);
+    });
+  });
+}
+
+suite('ONNX Attention in random combinations against onnxruntime', onnxAttention, 600, 120);
+suite('com.microsoft Attention in random combinations against onnxruntime', msAttention, 300, 100);
