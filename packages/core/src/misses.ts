@@ -6,10 +6,11 @@
 // V) through at most MAX_STEPS layout-only ops and casts: the probabilities · V product of some attention,
 // however an exporter laid the heads out. The coverage table counts sites with the same definition. A fused
 // attention op (ONNX Attention, com.microsoft Attention / MultiHeadAttention / GroupQueryAttention /
-// DecoderMaskedMultiHeadAttention) left in the graph is a miss too.
+// DecoderMaskedMultiHeadAttention, and onnxruntime's other contrib attention ops: QAttention, PackedAttention,
+// SparseAttention, ...) left in the graph is a miss too.
 
 import { type Graph, isAttention, type Node, type Value } from '@attnopt/ir';
-import { inferRank, softmaxForm } from '@attnopt/passes';
+import { CONTRIB_ATTENTION_NOT_LIFTED, inferRank, softmaxForm } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 
 /** Ops that only move, cast or select probabilities on the way from the Softmax to the P · V product. */
@@ -27,8 +28,11 @@ export const LAYOUT_ONLY_OPS: ReadonlySet<string> = new Set([
   'Flatten',
 ]);
 const MAX_STEPS = 6;
-/** Fused attention ops the recognizer lifts (matched by op name in any domain: some exporters misplace them). */
-export const FUSED_ATTENTION_OPS: ReadonlySet<string> = new Set(['Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention']);
+/**
+ * Fused attention ops: those the recognizer lifts (matched by op name in any domain: some exporters misplace
+ * them) and onnxruntime's other contrib attention ops, which it names with why it does not lift them.
+ */
+export const FUSED_ATTENTION_OPS: ReadonlySet<string> = new Set(['Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention', ...Object.keys(CONTRIB_ATTENTION_NOT_LIFTED)]);
 
 /** A fused attention op of ONNX or com.microsoft (not attnopt's own Attention, the lifted form). */
 export const isFusedAttention = (n: Node): boolean => FUSED_ATTENTION_OPS.has(n.op) && !isAttention(n);

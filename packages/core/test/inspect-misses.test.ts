@@ -62,6 +62,23 @@ describe('inspect lists the attention-like Softmax nodes it did not lift', () =>
     expect(attentionSoftmaxes(parseGraph(logSoftmax(2)))).toEqual([]);
   });
 
+  test('an onnxruntime contrib attention op no rule lifts (QAttention) is a miss with what it holds, not a model without attention', () => {
+    const g = parseGraph(`graph quantized {
+  input %x: u8[B, 8, 32]
+  input %w: i8[32, 96]
+  input %b: f32[96]
+  input %x_scale: f32[]
+  input %w_scale: f32[]
+  %y = com.microsoft::QAttention(%x, %w, %b, %x_scale, %w_scale) {num_heads = 4}
+  output %y
+}`);
+    const report = inspectModel(newOnnxModel(g, { opset: 17 }));
+    expect(report.sites).toEqual([]);
+    expect(report.misses.map((m) => m.node)).toEqual(['node com.microsoft::QAttention -> %y']);
+    expect(report.misses[0]!.reason).toMatch(/com.microsoft::QAttention is not lifted: its Q, K, V projection is an int8 matrix product/);
+    expect(report.noSites).toBe('1 attention node (fused ops, or Softmax nodes before a P · V product) that no rule lifted (reasons below)');
+  });
+
   test('a Softmax whose probabilities reach no MatMul or Einsum is not attention, and not a miss', () => {
     const g = parseGraph(`graph g {
   input %x: f32[2, 8]

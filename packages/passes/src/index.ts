@@ -9,6 +9,7 @@ export {
   msAttentionRule,
   multiHeadAttentionRule,
   groupQueryAttentionRule,
+  CONTRIB_ATTENTION_NOT_LIFTED,
 } from './recognize/fused/index.js';
 export {
   lowerAttentionPass,

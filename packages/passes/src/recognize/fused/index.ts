@@ -6,9 +6,9 @@ import { groupQueryAttentionRule } from './group-query-attention.js';
 import { msAttentionRule } from './ms-attention.js';
 import { multiHeadAttentionRule } from './multi-head-attention.js';
 import { onnxAttentionRule } from './onnx-attention.js';
-import { unsupportedFusedRule } from './unsupported.js';
+import { CONTRIB_ATTENTION_NOT_LIFTED, contribAttentionNotLiftedRule, unsupportedFusedRule } from './unsupported.js';
 
-export { decoderMaskedAttentionRule, groupQueryAttentionRule, msAttentionRule, multiHeadAttentionRule, onnxAttentionRule, unsupportedFusedRule };
+export { CONTRIB_ATTENTION_NOT_LIFTED, contribAttentionNotLiftedRule, decoderMaskedAttentionRule, groupQueryAttentionRule, msAttentionRule, multiHeadAttentionRule, onnxAttentionRule, unsupportedFusedRule };
 
 /** ONNX Attention (opset 23/24), com.microsoft Attention, MultiHeadAttention, GroupQueryAttention and DecoderMaskedMultiHeadAttention. */
 export const FUSED_RULES: readonly RewriteRule[] = [
@@ -19,4 +19,5 @@ export const FUSED_RULES: readonly RewriteRule[] = [
   rule(decoderMaskedAttentionRule),
   // last: says why the ops no rule lifts stay
   rule(unsupportedFusedRule),
+  rule(contribAttentionNotLiftedRule),
 ];
