@@ -6,7 +6,7 @@
 // V) through at most MAX_STEPS layout-only ops and casts: the probabilities · V product of some attention,
 // however an exporter laid the heads out. The coverage table counts sites with the same definition. A fused
 // attention op (ONNX Attention, com.microsoft Attention / MultiHeadAttention / GroupQueryAttention /
-// DecoderMaskedMultiHeadAttention, and onnxruntime's other contrib attention ops: QAttention, PackedAttention,
+// QAttention, DecoderMaskedMultiHeadAttention, and onnxruntime's other contrib attention ops: PackedAttention,
 // SparseAttention, ...) left in the graph is a miss too.
 
 import { type Graph, isAttention, type Node, type Value } from '@attnopt/ir';
@@ -32,7 +32,7 @@ const MAX_STEPS = 6;
  * Fused attention ops: those the recognizer lifts (matched by op name in any domain: some exporters misplace
  * them) and onnxruntime's other contrib attention ops, which it names with why it does not lift them.
  */
-export const FUSED_ATTENTION_OPS: ReadonlySet<string> = new Set(['Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention', ...Object.keys(CONTRIB_ATTENTION_NOT_LIFTED)]);
+export const FUSED_ATTENTION_OPS: ReadonlySet<string> = new Set(['Attention', 'QAttention', 'MultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention', ...Object.keys(CONTRIB_ATTENTION_NOT_LIFTED)]);
 
 /** A fused attention op of ONNX or com.microsoft (not attnopt's own Attention, the lifted form). */
 export const isFusedAttention = (n: Node): boolean => FUSED_ATTENTION_OPS.has(n.op) && !isAttention(n);

@@ -62,20 +62,20 @@ describe('inspect lists the attention-like Softmax nodes it did not lift', () =>
     expect(attentionSoftmaxes(parseGraph(logSoftmax(2)))).toEqual([]);
   });
 
-  test('an onnxruntime contrib attention op no rule lifts (QAttention) is a miss with what it holds, not a model without attention', () => {
-    const g = parseGraph(`graph quantized {
-  input %x: u8[B, 8, 32]
-  input %w: i8[32, 96]
+  test('an onnxruntime contrib attention op no rule lifts (PackedAttention) is a miss with what it holds, not a model without attention', () => {
+    const g = parseGraph(`graph packed {
+  input %x: f32[T, 32]
+  input %w: f32[32, 96]
   input %b: f32[96]
-  input %x_scale: f32[]
-  input %w_scale: f32[]
-  %y = com.microsoft::QAttention(%x, %w, %b, %x_scale, %w_scale) {num_heads = 4}
+  input %token_offset: i32[2, 8]
+  input %cumulative_sequence_length: i32[3]
+  %y = com.microsoft::PackedAttention(%x, %w, %b, %token_offset, %cumulative_sequence_length) {num_heads = 4}
   output %y
 }`);
     const report = inspectModel(newOnnxModel(g, { opset: 17 }));
     expect(report.sites).toEqual([]);
-    expect(report.misses.map((m) => m.node)).toEqual(['node com.microsoft::QAttention -> %y']);
-    expect(report.misses[0]!.reason).toMatch(/com.microsoft::QAttention is not lifted: its Q, K, V projection is an int8 matrix product/);
+    expect(report.misses.map((m) => m.node)).toEqual(['node com.microsoft::PackedAttention -> %y']);
+    expect(report.misses[0]!.reason).toMatch(/com.microsoft::PackedAttention is not lifted: its tokens are packed without padding/);
     expect(report.noSites).toBe('1 attention node (fused ops, or Softmax nodes before a P · V product) that no rule lifted (reasons below)');
   });
 

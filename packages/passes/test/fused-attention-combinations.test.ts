@@ -6,6 +6,8 @@
 // - com.microsoft Attention: one query or several, past, unidirectional, mask_index [B, T], [B, S, T], [B] lengths
 //   (and, refused with the reason, [2B] start positions and 1D with past), attention_bias, scale,
 //   mask_filter_value, qkv_hidden_sizes.
+// - com.microsoft QAttention (uint8 input, int8 weights): scales and zero points per tensor or per column, the
+//   same masks, past, unidirectional, mask_filter_value.
 // Every output matches (fp32, |lowered - original| <= 1e-5 + 1e-6 |original|) but two qk outputs, not compared,
 // where onnxruntime 1.30 and the lowering differ (Y agrees): in mode 2 onnxruntime fills masked scores with the
 // float lowest where the lowering writes -inf; in mode 0 with a softcap onnxruntime returns the softcapped scores,
@@ -105,6 +107,37 @@ function msAttention(seed: number): Drawn {
   return { opset: 21, skip: [], fill, text: `graph g {\n${inputs.join('\n')}\n  ${outs} = com.microsoft::Attention(${args.join(', ')}) {${attrs.join(', ')}}\n  output ${outs}\n}` };
 }
 
+function qAttention(seed: number): Drawn {
+  const rng = new SplitMix64(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng.nextFloat() * xs.length)]!;
+  const [E, D] = [12, 16];
+  const S = pick([1, 3, 4]);
+  const past = pick([false, false, true]);
+  const T = S + (past ? P : 0);
+  const mask = pick(['none', '2d', '3d', '1d'] as const);
+  const perColumn = pick([false, true]);
+  const inputs = [`  input %x: u8[${B}, ${S}, ${E}]`, `  input %w: i8[${E}, ${3 * D}]`, `  input %b: f32[${3 * D}]`, '  input %x_scale: f32[]', `  input %w_scale: f32[${perColumn ? `${3 * D}` : ''}]`];
+  const args = ['%x', '%w', '%b', '%x_scale', '%w_scale'];
+  const maskType = { '2d': `i32[${B}, ${T}]`, '3d': `i32[${B}, ${S}, ${T}]`, '1d': `i32[${B}]`, none: undefined }[mask];
+  if (maskType) [inputs.push(`  input %mask_index: ${maskType}`), args.push('%mask_index')];
+  else args.push('_');
+  inputs.push('  input %x_zero_point: u8[]', `  input %w_zero_point: i8[${perColumn ? `${3 * D}` : ''}]`);
+  args.push('%x_zero_point', '%w_zero_point');
+  if (past) [inputs.push(`  input %past: f32[2, ${B}, 2, ${P}, ${H}]`), args.push('%past')];
+  const outs = past ? '%y, %present' : '%y';
+  const attrs = ['num_heads = 2', `unidirectional = ${pick([0, 0, 1])}`, ...(pick([false, true]) ? ['mask_filter_value = -1000.0'] : [])];
+  const fill = (feeds: Record<string, ort.Tensor>, r: SplitMix64) => {
+    // scales of a calibrated int8 model: positive, small; the mask as for Attention
+    for (const name of ['x_scale', 'w_scale']) {
+      const d = feeds[name]!.data as Float32Array;
+      for (let k = 0; k < d.length; k++) d[k] = 0.01 + 0.04 * r.nextFloat();
+    }
+    const d = feeds.mask_index?.data as Int32Array | undefined;
+    if (d) for (let k = 0; k < d.length; k++) d[k] = mask === '1d' ? 1 + Math.floor(r.nextFloat() * T) : k % T === 0 || r.nextFloat() < 0.7 ? 1 : 0;
+  };
+  return { opset: 21, skip: [], fill, text: `graph g {\n${inputs.join('\n')}\n  ${outs} = com.microsoft::QAttention(${args.join(', ')}) {${attrs.join(', ')}}\n  output ${outs}\n}` };
+}
+
 const REFUSALS = [/mask_index of rank 1 \(start\/end positions, 4D\) is not lifted/, /1D mask_index together with past is not lifted/];
 
 function suite(name: string, draw: (seed: number) => Drawn, first: number, count: number): void {
@@ -145,3 +178,4 @@ function suite(name: string, draw: (seed: number) => Drawn, first: number, count
 
 suite('ONNX Attention in random combinations against onnxruntime', onnxAttention, 600, 120);
 suite('com.microsoft Attention in random combinations against onnxruntime', msAttention, 300, 100);
+suite('com.microsoft QAttention in random combinations against onnxruntime', qAttention, 1300, 60);

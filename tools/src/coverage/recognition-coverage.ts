@@ -9,7 +9,7 @@
 // attentionSoftmaxes): a Softmax over the last axis (the op, spelled as Exp, ReduceSum and Div, or Exp of a LogSoftmax) whose output
 // reaches a MatMul or Einsum with another operand (the values) through at most 6 layout-only ops and casts (Cast, Reshape, Transpose, Squeeze,
 // Unsqueeze, Expand, Flatten, Identity, Dropout, Where). A fused node is one of ONNX Attention, com.microsoft
-// Attention / MultiHeadAttention / GroupQueryAttention / DecoderMaskedMultiHeadAttention (any domain: some
+// Attention / QAttention / MultiHeadAttention / GroupQueryAttention / DecoderMaskedMultiHeadAttention (any domain: some
 // corpus files misplace them), or one of onnxruntime's other contrib attention ops (core's FUSED_ATTENTION_OPS). A folder with an expected.json (the whole-model corpora) also gets a table per
 // model: the sites expected.json states, found, lifted, and whether every lifted site has its heads, kv heads
 // and head size.
@@ -218,7 +218,7 @@ export function coverageMarkdown(cov: Coverage): string {
     '',
     `Every model of \`../shared/fixtures/onnx\` and of \`tools/fixtures/whole-models\` (the repository's own whole-model corpus, written by \`tools/src/gen/whole_models.py\`) is imported and recognized with ${cov.fusedRules ? 'FUSED_RULES and ' : ''}DECOMPOSED_RULES in one \`rewritePass\` (explain on)${cov.fusedRules ? '' : ' (FUSED_RULES is not exported from @attnopt/passes yet, so no fused rule ran)'}.`,
     '',
-    '- **fused**: fused attention nodes (ONNX `Attention`, com.microsoft `Attention` / `MultiHeadAttention` / `GroupQueryAttention` / `DecoderMaskedMultiHeadAttention`, and onnxruntime\'s other contrib attention ops, `QAttention`, `PackedAttention`, `SparseAttention`..., which no rule lifts and each miss names) lifted to `attnopt::Attention` / present.',
+    '- **fused**: fused attention nodes (ONNX `Attention`, com.microsoft `Attention` / `QAttention` / `MultiHeadAttention` / `GroupQueryAttention` / `DecoderMaskedMultiHeadAttention`, and onnxruntime\'s other contrib attention ops, `PackedAttention`, `SparseAttention`..., which no rule lifts and each miss names) lifted to `attnopt::Attention` / present.',
     '- **expanded twins**: onnx-node-tests `test_attention_*_expanded` models whose one attention site lifts to exactly one `attnopt::Attention`.',
     '- **unfused sites**: attention sites lifted / found. A site is *found* independently of the rules, as `attnopt inspect` finds its misses: a `Softmax` over the last axis (axis -1, the opset-13+ default, or the last axis of the rank the graph fixes; or one spelled as `Exp`, `ReduceSum` over the last axis and `Div`, or `Exp` of a `LogSoftmax`) whose output reaches a `MatMul` (bmm included) or `Einsum` with another operand (the values) through at most 6 layout-only ops and casts (' +
       [...LAYOUT_ONLY_OPS].map((o) => `\`${o}\``).join(' / ') +

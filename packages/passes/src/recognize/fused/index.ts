@@ -3,17 +3,18 @@
 import { rule, type RewriteRule } from '@attnopt/rewrite';
 import { decoderMaskedAttentionRule } from './decoder-masked-attention.js';
 import { groupQueryAttentionRule } from './group-query-attention.js';
-import { msAttentionRule } from './ms-attention.js';
+import { msAttentionRule, qAttentionRule } from './ms-attention.js';
 import { multiHeadAttentionRule } from './multi-head-attention.js';
 import { onnxAttentionRule } from './onnx-attention.js';
 import { CONTRIB_ATTENTION_NOT_LIFTED, contribAttentionNotLiftedRule, unsupportedFusedRule } from './unsupported.js';
 
-export { CONTRIB_ATTENTION_NOT_LIFTED, contribAttentionNotLiftedRule, decoderMaskedAttentionRule, groupQueryAttentionRule, msAttentionRule, multiHeadAttentionRule, onnxAttentionRule, unsupportedFusedRule };
+export { CONTRIB_ATTENTION_NOT_LIFTED, contribAttentionNotLiftedRule, decoderMaskedAttentionRule, groupQueryAttentionRule, msAttentionRule, qAttentionRule, multiHeadAttentionRule, onnxAttentionRule, unsupportedFusedRule };
 
-/** ONNX Attention (opset 23/24), com.microsoft Attention, MultiHeadAttention, GroupQueryAttention and DecoderMaskedMultiHeadAttention. */
+/** ONNX Attention (opset 23/24), com.microsoft Attention, QAttention, MultiHeadAttention, GroupQueryAttention and DecoderMaskedMultiHeadAttention. */
 export const FUSED_RULES: readonly RewriteRule[] = [
   rule(onnxAttentionRule),
   rule(msAttentionRule),
+  rule(qAttentionRule),
   rule(multiHeadAttentionRule),
   rule(groupQueryAttentionRule),
   rule(decoderMaskedAttentionRule),

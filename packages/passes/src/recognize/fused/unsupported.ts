@@ -1,7 +1,7 @@
 // Fused attention ops no rule lifts, each with the reason in a user's words: the rules only ever say why, so
 // `inspect` lists such a node as a miss instead of reporting a model without attention.
 //   MultiHeadAttention (default domain) -> no match: not an ONNX op, the model is not valid ONNX
-//   com.microsoft QAttention, PackedAttention, SparseAttention, ... -> no match: what the node holds that one
+//   com.microsoft PackedAttention, SparseAttention, ... -> no match: what the node holds that one
 //   attnopt::Attention does not
 
 import { type Node } from '@attnopt/ir';
@@ -9,7 +9,6 @@ import { MS_DOMAIN, noMatch, type RewriteRule } from '@attnopt/rewrite';
 
 /** onnxruntime's contrib attention ops no rule lifts, with what each computes inside that is not attention alone. */
 export const CONTRIB_ATTENTION_NOT_LIFTED: Readonly<Record<string, string>> = {
-  QAttention: 'its Q, K, V projection is an int8 matrix product with scales and zero points inside the node',
   QOrderedAttention: 'it computes in ordered int8 (quantized inputs, weights and outputs)',
   QOrderedLongformerAttention: 'it computes in ordered int8 with Longformer windows and global tokens',
   PackedAttention: 'its tokens are packed without padding (token_offset, cumulative_sequence_length)',
