@@ -2,7 +2,7 @@
 // written and, lifted by the fused rules and lowered to standard ops, on the same inputs.
 // - ONNX Attention: 3D or 4D inputs, grouped key/value heads, self or cross keys, past key/value with present
 //   outputs, is_causal, attn_mask (bool or float, [S, T], [B, 1, S, T], [1, N, S, T], or one key short), scale,
-//   softcap, qk_matmul_output_mode.
+//   softcap, qk_matmul_output_mode, and (opset 24) nonpad_kv_seqlen.
 // - com.microsoft Attention: one query or several, past, unidirectional, mask_index [B, T], [B, S, T], [B] lengths
 //   (and, refused with the reason, [2B] start positions and 1D with past), attention_bias, scale,
 //   mask_filter_value, qkv_hidden_sizes.
@@ -62,6 +62,9 @@ function onnxAttention(seed: number): Drawn {
   if (maskType) [inputs.push(`  input %attn_mask: ${maskType}`), args.push('%attn_mask')];
   else args.push('_');
   if (past) [inputs.push(`  input %past_key: f32[${B}, ${kvh}, ${P}, ${H}]`, `  input %past_value: f32[${B}, ${kvh}, ${P}, ${H}]`), args.push('%past_key', '%past_value')];
+  // opset 24: the valid keys per batch row (no cache with it)
+  const nonpad = !past && pick([false, false, true]);
+  if (nonpad) [inputs.push(`  input %nonpad_kv_seqlen: i64[${B}]`), args.push('_', '_', '%nonpad_kv_seqlen')];
   while (args[args.length - 1] === '_') args.pop();
   const outs = ['%y', '%present_key', '%present_value', ...(qk !== undefined ? ['%qk'] : [])];
   const used = ['%y', ...(past ? ['%present_key', '%present_value'] : []), ...(qk !== undefined ? ['%qk'] : [])];
@@ -73,7 +76,12 @@ function onnxAttention(seed: number): Drawn {
     ...(qk !== undefined ? [`qk_matmul_output_mode = ${qk}`] : []),
   ];
   const skip = qk === 2 || (qk === 0 && softcap) ? ['qk'] : [];
-  return { opset: 23, skip, text: `graph g {\n${inputs.join('\n')}\n  ${outs.join(', ')} = Attention(${args.join(', ')}) {${attrs.join(', ')}}\n  output ${used.join(', ')}\n}` };
+  // lengths in [1, T]
+  const fill = (feeds: Record<string, ort.Tensor>, r: SplitMix64) => {
+    const d = feeds.nonpad_kv_seqlen?.data as BigInt64Array | undefined;
+    if (d) for (let k = 0; k < d.length; k++) d[k] = BigInt(1 + Math.floor(r.nextFloat() * T));
+  };
+  return { opset: nonpad ? 24 : 23, skip, fill, text: `graph g {\n${inputs.join('\n')}\n  ${outs.join(', ')} = Attention(${args.join(', ')}) {${attrs.join(', ')}}\n  output ${used.join(', ')}\n}` };
 }
 
 function msAttention(seed: number): Drawn {

@@ -500,12 +500,22 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
   if (maskedRows && !scoresOut) {
     yBhsd = b.op('Where', [b.op('IsNaN', [yBhsd], 'y_isnan'), b.scalar('zero_y', dtype, 0), yBhsd], 'y_bhsd_masked_rows');
   }
+  // the scores before any mask hold every key as the inputs do, padding included: where the keys at or past
+  // kvLength were put out of reach, computed again from the keys as given
+  const rawScores = (): { scaled: Value; capped: Value } => {
+    if (!outOfReach) return { scaled, capped };
+    const kT = b.transpose(repeat(presentK, D, 'k_scores_rep'), [0, 1, 3, 2], 'k_scores_t');
+    const rawScaled = b.op('Mul', [b.op('MatMul', [q, kT], 'qk_padded'), b.scalar('scale_padded', dtype, p.scale)], 'qk_scaled_padded');
+    const cap = (x: Value) => b.op('Mul', [b.op('Tanh', [b.op('Div', [x, b.scalar('softcap_padded', dtype, p.softcap)], 'softcap_div_padded')], 'softcap_tanh_padded'), b.scalar('softcap_mul_padded', dtype, p.softcap)], 'softcapped_padded');
+    const rawCapped = p.softcap > 0 ? cap(rawScaled) : rawScaled;
+    return { scaled: rawScaled, capped: rawCapped };
+  };
   const scoresOf = (): Value => {
     switch (p.scoresMode) {
       case 'qk':
-        return scaled;
+        return rawScores().scaled;
       case 'softcapped':
-        return capped;
+        return rawScores().capped;
       case 'masked':
         return softmaxType !== dtype ? b.cast(masked, dtype, 'masked_cast') : masked;
       default:
