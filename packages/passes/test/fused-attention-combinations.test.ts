@@ -2,7 +2,7 @@
 // written and, lifted by the fused rules and lowered to standard ops, on the same inputs.
 // - ONNX Attention: 3D or 4D inputs, grouped key/value heads, self or cross keys, past key/value with present
 //   outputs, is_causal, attn_mask (bool or float, [S, T], [B, 1, S, T], [1, N, S, T], or one key short), scale,
-//   softcap, qk_matmul_output_mode, and (opset 24) nonpad_kv_seqlen.
+//   softcap, qk_matmul_output_mode, (opset 24) nonpad_kv_seqlen, f32 or f16.
 // - com.microsoft Attention: one query or several, past, unidirectional, mask_index [B, T], [B, S, T], [B] lengths
 //   (and, refused with the reason, [2B] start positions and 1D with past), attention_bias, scale,
 //   mask_filter_value, qkv_hidden_sizes.
@@ -30,6 +30,8 @@ interface Drawn {
   readonly opset: number;
   /** Outputs not compared, with why. */
   readonly skip: readonly string[];
+  /** Inputs and outputs in f16 (compared at f16's tolerance: 4e-3 + 4e-3 |original|). */
+  readonly f16?: boolean;
   /** Sets integer inputs after the seeded draw. */
   readonly fill?: (feeds: Record<string, ort.Tensor>, rng: SplitMix64) => void;
 }
@@ -76,12 +78,14 @@ function onnxAttention(seed: number): Drawn {
     ...(qk !== undefined ? [`qk_matmul_output_mode = ${qk}`] : []),
   ];
   const skip = qk === 2 || (qk === 0 && softcap) ? ['qk'] : [];
+  const f16 = pick([false, false, true]);
   // lengths in [1, T]
   const fill = (feeds: Record<string, ort.Tensor>, r: SplitMix64) => {
     const d = feeds.nonpad_kv_seqlen?.data as BigInt64Array | undefined;
     if (d) for (let k = 0; k < d.length; k++) d[k] = BigInt(1 + Math.floor(r.nextFloat() * T));
   };
-  return { opset: nonpad ? 24 : 23, skip, fill, text: `graph g {\n${inputs.join('\n')}\n  ${outs.join(', ')} = Attention(${args.join(', ')}) {${attrs.join(', ')}}\n  output ${used.join(', ')}\n}` };
+  const text = `graph g {\n${inputs.join('\n')}\n  ${outs.join(', ')} = Attention(${args.join(', ')}) {${attrs.join(', ')}}\n  output ${used.join(', ')}\n}`;
+  return { opset: nonpad ? 24 : 23, skip, fill, f16, text: f16 ? text.replaceAll('f32[', 'f16[') : text };
 }
 
 function msAttention(seed: number): Drawn {
@@ -172,7 +176,7 @@ function suite(name: string, draw: (seed: number) => Drawn, first: number, count
       lowerAttentionPass({ opset: d.opset }).run(g);
       const got = await runModel(exportOnnx(newOnnxModel(g, { opset: d.opset })), feeds);
       const kept = (o: Record<string, ort.Tensor>) => Object.fromEntries(Object.entries(o).filter(([k]) => !d.skip.includes(k)));
-      const cmp = compareOutputs(kept(got), kept(want), 1e-5, 1e-6);
+      const cmp = d.f16 ? compareOutputs(kept(got), kept(want), 4e-3, 4e-3) : compareOutputs(kept(got), kept(want), 1e-5, 1e-6);
       expect(cmp.mismatches, `${d.text}\nmax abs error ${cmp.maxAbsError}`).toEqual([]);
       outcome.lifted++;
     });
