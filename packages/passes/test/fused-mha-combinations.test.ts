@@ -4,26 +4,20 @@
 // key/value with present outputs, the projection bias, key_padding_mask [B, T] / [B, S, T] / [B] lengths,
 // attention_bias of every broadcast, unidirectional, scale, mask_filter_value and the qk output.
 // A combination onnxruntime's CPU kernel refuses is no model and is skipped (packed KV and QKV: "not
-// implemented for CPU"); every other one is lifted and equal (fp32, |lowered - original| <= 1e-5 + 1e-6
-// |original|: the qk output holds masked scores near -1e4, where one f32 ulp is 2^-10), or refused with one of
-// the reasons listed below, never lifted to another function. Key 0 of every padding mask is kept: a row
+// implemented for CPU"); every other one is lifted and equal (helpers/fused-combinations.ts; the 1e-6 relative
+// part is for the qk output, which holds masked scores near -1e4, where one f32 ulp is 2^-10), or refused with
+// one of the reasons listed below, never lifted to another function. Key 0 of every padding mask is kept: a row
 // with every visible key masked holds logits near -1e4 only, where both sides round differently.
 
-import { isAttention, parseGraph, SplitMix64 } from '@attnopt/ir';
-import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
-import { rewritePass } from '@attnopt/rewrite';
+import { SplitMix64 } from '@attnopt/ir';
 import type * as ort from 'onnxruntime-node';
-import { describe, expect, test } from 'vitest';
-import { lowerAttentionPass } from '../src/lower/index.js';
-import { FUSED_RULES } from '../src/recognize/fused/index.js';
-import { compareOutputs, randomInputs, runModel } from './helpers/ort.js';
+import { combinationSuite, type Drawn } from './helpers/fused-combinations.js';
 
 const [B, N, H, P] = [2, 2, 8, 3];
 const D = N * H;
 const CASES = 160;
 
 interface Case {
-  readonly seed: number;
   readonly form: 'separate' | 'bnsh-kv' | 'packed-kv' | 'packed-qkv';
   readonly S: number;
   readonly L: number;
@@ -46,7 +40,6 @@ function drawCase(seed: number): Case {
   const scale = pick([undefined, 0.3]);
   const maskFilterValue = pick([undefined, -1000]);
   return {
-    seed,
     form,
     S,
     L: cross ? 5 : S,
@@ -98,55 +91,19 @@ ${inputs.join('\n')}
 }`;
 }
 
-/** Seeded inputs; padding masks of 0 / 1 (70% ones, key 0 kept), lengths in [1, T]. */
-function caseInputs(c: Case, text: string): Record<string, ort.Tensor> {
-  const feeds = randomInputs(parseGraph(text), c.seed, { batch: B, seq: c.S, past: P });
-  const mask = feeds.mask;
-  if (mask) {
-    const rng = new SplitMix64(c.seed + 7);
-    const d = mask.data as Int32Array;
-    const T = c.L + (c.past ? P : 0);
-    for (let k = 0; k < d.length; k++) d[k] = c.mask === '1d' ? 1 + Math.floor(rng.nextFloat() * T) : k % T === 0 || rng.nextFloat() < 0.7 ? 1 : 0;
-  }
-  return feeds;
+/** The drawn node; padding masks of 0 / 1 (70% ones, key 0 kept), lengths in [1, T]. */
+function drawn(seed: number): Drawn {
+  const c = drawCase(seed);
+  const T = c.L + (c.past ? P : 0);
+  const fill = (feeds: Record<string, ort.Tensor>, rng: SplitMix64) => {
+    const d = feeds.mask?.data as Int32Array | undefined;
+    if (d) for (let k = 0; k < d.length; k++) d[k] = c.mask === '1d' ? 1 + Math.floor(rng.nextFloat() * T) : k % T === 0 || rng.nextFloat() < 0.7 ? 1 : 0;
+  };
+  return { text: caseGraph(c), opset: 21, fill };
 }
 
-/** What the fused rules may refuse, each for its stated reason (any other note is a failure). */
-const ALLOWED_REFUSALS = [/unidirectional with 5 new keys for [134] queries (after past|and no past) is not lifted/, /the qk output with unidirectional/];
-
-describe('MultiHeadAttention in random combinations against onnxruntime', () => {
-  const cases = Array.from({ length: CASES }, (_, k) => drawCase(5000 + k));
-  const outcome = { lifted: 0, refused: 0, notRun: 0 };
-
-  test.each(cases.map((c) => [JSON.stringify(c), c] as const))('%s', async (_, c) => {
-    const text = caseGraph(c);
-    const feeds = caseInputs(c, text);
-    let want: Record<string, ort.Tensor>;
-    try {
-      want = await runModel(exportOnnx(newOnnxModel(parseGraph(text), { opset: 21 })), feeds);
-    } catch (e) {
-      // only the CPU kernel's own refusals of packed inputs
-      expect(String(e)).toMatch(/Packed (QKV|KV).* not implemented for CPU/);
-      outcome.notRun++;
-      return;
-    }
-    const g = parseGraph(text);
-    const notes = rewritePass('recognize-fused', FUSED_RULES).run(g).notes.map((n) => n.message);
-    if (!g.nodes.some(isAttention)) {
-      expect(notes.some((n) => ALLOWED_REFUSALS.some((r) => r.test(n))), notes.join('\n')).toBe(true);
-      outcome.refused++;
-      return;
-    }
-    lowerAttentionPass({ opset: 21 }).run(g);
-    const got = await runModel(exportOnnx(newOnnxModel(g, { opset: 21 })), feeds);
-    const cmp = compareOutputs(got, want, 1e-5, 1e-6);
-    expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
-    outcome.lifted++;
-  });
-
-  test('most combinations onnxruntime runs are lifted', () => {
-    // the draws above ran first (vitest runs a file's tests in order)
-    expect(outcome.lifted + outcome.refused + outcome.notRun).toBe(CASES);
-    expect(outcome.lifted).toBeGreaterThan(2 * outcome.refused);
-  });
+combinationSuite('MultiHeadAttention in random combinations against onnxruntime', drawn, 5000, CASES, {
+  // onnxruntime's CPU kernel runs no packed KV or QKV
+  notRun: /Packed (QKV|KV).* not implemented for CPU/,
+  refusals: [/unidirectional with 5 new keys for [134] queries (after past|and no past) is not lifted/, /the qk output with unidirectional/],
 });

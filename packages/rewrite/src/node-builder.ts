@@ -53,6 +53,11 @@ export class NodeBuilder {
     return this.constant(what, Tensor.fromValues(dtype, [], dtype === 'i64' ? [BigInt(x)] : [x]));
   }
 
+  /** The size of `x` along `axis`, read at run time: an i64 scalar (Gather of its Shape). */
+  dim(x: Value, axis: number, what: string): Value {
+    return this.op('Gather', [this.op('Shape', [x], `${what}_shape`), this.scalar(`${what}_axis`, 'i64', axis)], what, { axis: { type: 'int', value: 0n } });
+  }
+
   // Split, Squeeze and Unsqueeze changed form at opset 13 (attributes -> inputs) and the graph does not know
   // its opset, so the helpers below use forms every opset from 11 reads the same way.
 

@@ -57,7 +57,7 @@ export function isSpelling(s: Spelling): boolean {
 }
 
 /** The symbolic key length: seq, past + seq (named total), or the other sequence's (past_enc, read as past's size). */
-export const keyLength = (s: Spelling) => ({ self: 'seq', past: 'total', cross: 'past_enc' })[s.kv];
+const keyLength = (s: Spelling) => ({ self: 'seq', past: 'total', cross: 'past_enc' })[s.kv];
 
 export const describeSpelling = (s: Spelling) => Object.values(s).join(' / ');
 

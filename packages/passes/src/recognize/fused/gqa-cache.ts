@@ -25,10 +25,8 @@ export interface GqaCacheInputs {
 
 /** The present buffer [B, KV, max(P, total), H] as onnxruntime fills it; `what` prefixes the node names. */
 export function placedCache(b: NodeBuilder, x: GqaCacheInputs, what: string): Value {
-  const dim = (v: Value, axis: number, name: string) =>
-    b.op('Gather', [b.op('Shape', [v], `${name}_shape`), b.scalar(`${name}_axis`, 'i64', axis)], name, { axis: { type: 'int', value: 0n } });
-  const P = dim(x.past, 2, `${what}_past_length`);
-  const S = dim(x.fresh, 2, `${what}_new_length`);
+  const P = b.dim(x.past, 2, `${what}_past_length`);
+  const S = b.dim(x.fresh, 2, `${what}_new_length`);
   const T = b.op('Max', [P, x.total], `${what}_present_length`);
   const j = b.op('Range', [b.scalar(`${what}_zero`, 'i64', 0), T, b.scalar(`${what}_one`, 'i64', 1)], `${what}_slot`);
   const cached = b.op('Sub', [b.reshape(x.kvLength, [-1, 1], `${what}_kv_length_col`), S], `${what}_cached`); // p_b, [B, 1]
@@ -40,7 +38,7 @@ export function placedCache(b: NodeBuilder, x: GqaCacheInputs, what: string): Va
   const both = b.op('Concat', [x.past, x.fresh], `${what}_concat`, { axis: { type: 'int', value: 2n } });
   // the source slot per [B, 1, T, 1], expanded over the heads and the head size
   const src4 = b.unsqueeze(src, [1, 3], `${what}_src_4d`, 2);
-  const shape = b.op('Concat', [dim(both, 0, `${what}_b`), dim(both, 1, `${what}_kv`), T, dim(both, 3, `${what}_h`)].map((d, k) => b.unsqueeze(d, [0], `${what}_dim${k}`, 0)), `${what}_gather_shape`, { axis: { type: 'int', value: 0n } });
+  const shape = b.op('Concat', [b.dim(both, 0, `${what}_b`), b.dim(both, 1, `${what}_kv`), T, b.dim(both, 3, `${what}_h`)].map((d, k) => b.unsqueeze(d, [0], `${what}_dim${k}`, 0)), `${what}_gather_shape`, { axis: { type: 'int', value: 0n } });
   const index = b.op('Expand', [src4, shape], `${what}_index`);
   const gathered = b.op('GatherElements', [both, index], `${what}_gathered`, { axis: { type: 'int', value: 2n } });
   return b.op('Where', [b.unsqueeze(filled, [1, 3], `${what}_filled_4d`, 2), gathered, b.scalar(`${what}_empty`, x.dtype, 0)], `${what}_present`);
@@ -59,7 +57,7 @@ export interface ShiftedCache {
  * and windows aligned past read the same keys), the slots in front masked out. A full row moves by 0.
  */
 export function shiftedCache(b: NodeBuilder, past: Value, kvLength: Value, newLength: Value, what: string, withKeep: boolean): ShiftedCache {
-  const P = b.op('Gather', [b.op('Shape', [past], `${what}_past_shape`), b.scalar(`${what}_past_axis`, 'i64', 2)], `${what}_past_length`, { axis: { type: 'int', value: 0n } });
+  const P = b.dim(past, 2, `${what}_past_length`);
   const zero = b.scalar(`${what}_zero`, 'i64', 0);
   const one = b.scalar(`${what}_one`, 'i64', 1);
   // P - p_b = P + S - kvLength_b, as [B, 1]

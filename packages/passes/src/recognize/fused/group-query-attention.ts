@@ -100,53 +100,50 @@ export const groupQueryAttentionRule: RewriteRule<GqaMatch> = {
     const outs = node.outputs;
     const last = m.outputs.reduce((acc, o, i) => (o !== undefined ? i : acc), 0);
     const { numHeads: N, kvNumHeads: KV, headDim: H } = m.params;
-    if (pastKey && !bias) {
-      // each row's cache shifted to end where the buffer ends, the slots before it masked; the present outputs
-      // the cache as onnxruntime fills it
-      const dtype = (inferDtype(pastKey) ?? inferDtype(q)) === 'f16' ? 'f16' : 'f32';
-      const newLength = b.op('Gather', [b.op('Shape', [q!], 'new_shape'), b.scalar('new_axis', 'i64', 1)], 'new_length', { axis: { type: 'int', value: 0n } });
-      const [, kk, vv] = k ? [q!, k, v!] : b.split(q!, 2, [N * H, KV * H, KV * H], 'qkv');
-      const heads = (x: Value, what: string) => b.transpose(b.reshape(x, [0, 0, KV, H], `${what}_bsnh`), [0, 2, 1, 3], what);
-      const totalScalar = b.reshape(b.cast(total!, 'i64', 'total_i64'), [], 'total_scalar');
-      const presentKey = m.outputs[1] !== undefined ? placedCache(b, { past: pastKey, fresh: heads(kk!, 'key_new'), kvLength, total: totalScalar, dtype }, 'key_cache') : undefined;
-      const presentValue = m.outputs[2] !== undefined ? placedCache(b, { past: pastValue!, fresh: heads(vv!, 'value_new'), kvLength, total: totalScalar, dtype }, 'value_cache') : undefined;
-      const keys = shiftedCache(b, pastKey, kvLength, newLength, 'key_shift', true);
-      const values = shiftedCache(b, pastValue!, kvLength, newLength, 'value_shift', false);
-      liftSite(graph, 'ms-group-query-attention', {
-        params: m.params,
-        inputs: { q: q!, ...(k ? { k } : {}), ...(v ? { v } : {}), bias: keys.keep, pastKey: keys.past, pastValue: values.past },
-        output: outs[0]!,
-        preludeOutputs: [
-          ...(presentKey ? [{ replaced: outs[1]!, by: presentKey }] : []),
-          ...(presentValue ? [{ replaced: outs[2]!, by: presentValue }] : []),
-        ],
-        matched: [node],
-        prelude: b.nodes,
-      });
-      return;
-    }
     if (pastKey) {
-      // with attention_bias (over onnxruntime's key positions): the cache as onnxruntime writes it, every tensor
-      // in bhsd, the causal offset read from kvLength; Y back to [B, S, N * H] after the node
       const dtype = (inferDtype(pastKey) ?? inferDtype(q)) === 'f16' ? 'f16' : 'f32';
       const [qq, kk, vv] = k ? [q!, k, v!] : b.split(q!, 2, [N * H, KV * H, KV * H], 'qkv');
       const heads = (x: Value, n: number, what: string) => b.transpose(b.reshape(x, [0, 0, n, H], `${what}_bsnh`), [0, 2, 1, 3], what);
-      const totalScalar = b.reshape(b.cast(total!, 'i64', 'total_i64'), [], 'total_scalar');
-      const cache = (past: Value, fresh: Value, what: string) => placedCache(b, { past, fresh: heads(fresh, KV, `${what}_new`), kvLength, total: totalScalar, dtype }, what);
-      const presentKey = cache(pastKey, kk!, 'key_cache');
-      const presentValue = cache(pastValue!, vv!, 'value_cache');
+      let total64: Value | undefined;
+      // the present buffer as onnxruntime fills it
+      const filled = (past: Value, fresh: Value, what: string) => {
+        total64 ??= b.reshape(b.cast(total!, 'i64', 'total_i64'), [], 'total_scalar');
+        return placedCache(b, { past, fresh: heads(fresh, KV, `${what}_new`), kvLength, total: total64, dtype }, what);
+      };
+      const presents = (key: Value | undefined, value: Value | undefined) => [
+        ...(m.outputs[1] !== undefined ? [{ replaced: outs[1]!, by: key! }] : []),
+        ...(m.outputs[2] !== undefined ? [{ replaced: outs[2]!, by: value! }] : []),
+      ];
+      if (!bias) {
+        // each row's cache shifted to end where the buffer ends, the slots before it masked
+        const newLength = b.dim(q!, 1, 'new_length');
+        const presentKey = m.outputs[1] !== undefined ? filled(pastKey, kk!, 'key_cache') : undefined;
+        const presentValue = m.outputs[2] !== undefined ? filled(pastValue!, vv!, 'value_cache') : undefined;
+        const keys = shiftedCache(b, pastKey, kvLength, newLength, 'key_shift', true);
+        const values = shiftedCache(b, pastValue!, kvLength, newLength, 'value_shift', false);
+        liftSite(graph, 'ms-group-query-attention', {
+          params: m.params,
+          inputs: { q: q!, ...(k ? { k } : {}), ...(v ? { v } : {}), bias: keys.keep, pastKey: keys.past, pastValue: values.past },
+          output: outs[0]!,
+          preludeOutputs: presents(presentKey, presentValue),
+          matched: [node],
+          prelude: b.nodes,
+        });
+        return;
+      }
+      // with attention_bias (over onnxruntime's key positions): that filled cache itself, every tensor in bhsd,
+      // the causal offset read from kvLength; Y back to [B, S, N * H] after the node
+      const presentKey = filled(pastKey, kk!, 'key_cache');
+      const presentValue = filled(pastValue!, vv!, 'value_cache');
       const query = heads(qq!, N, 'query');
       const prelude = b.nodes.splice(0);
       const yBhsd = b.fresh('attention_bhsd');
       b.reshape(b.transpose(yBhsd, [0, 2, 1, 3], 'y_bsnh'), [0, 0, N * H], 'y');
       liftSite(graph, 'ms-group-query-attention', {
         params: m.params,
-        inputs: { q: query, k: presentKey, v: presentValue, ...(bias ? { bias } : {}), kvLength },
+        inputs: { q: query, k: presentKey, v: presentValue, bias, kvLength },
         output: outs[0]!,
-        preludeOutputs: [
-          ...(last >= 1 ? [{ replaced: outs[1]!, by: presentKey }] : []),
-          ...(last >= 2 ? [{ replaced: outs[2]!, by: presentValue }] : []),
-        ],
+        preludeOutputs: presents(presentKey, presentValue),
         matched: [node],
         prelude,
         postlude: b.nodes,

@@ -32,8 +32,7 @@ export interface MsAttentionMatch {
 
 /** Key lengths [B] -> filter where key index >= length, as [B, 1, 1, S] (no past: 1D masks come without). */
 function lengthBias(b: NodeBuilder, lengths: Value, x: Value, filter: number, dtype: 'f32' | 'f16'): Value {
-  const S = b.op('Gather', [b.op('Shape', [x], 'x_shape_len'), b.scalar('seq_axis', 'i64', 1)], 'key_count', { axis: { type: 'int', value: 0n } });
-  return lengthsBias(b, lengths, S, filter, dtype);
+  return lengthsBias(b, lengths, b.dim(x, 1, 'key_count'), filter, dtype);
 }
 
 /** mask[:, :, P : P + S, 0 : P + S] with P the past length (0 without past) and S the query length. */

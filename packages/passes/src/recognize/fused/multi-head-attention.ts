@@ -33,10 +33,8 @@ export interface MhaMatch {
 
 /** The keys' count T as an i64 scalar: the new keys of `k` [B, L, D] and the cached ones of `past` [B, N, P, H]. */
 function keyCount(b: NodeBuilder, k: Value, past: Value | undefined): Value {
-  const dim = (x: Value, axis: number, what: string) =>
-    b.op('Gather', [b.op('Shape', [x], `${what}_shape`), b.scalar(`${what}_axis`, 'i64', axis)], what, { axis: { type: 'int', value: 0n } });
-  const fresh = dim(k, 1, 'new_key_count');
-  return past ? b.op('Add', [dim(past, 2, 'past_key_count'), fresh], 'key_count') : fresh;
+  const fresh = b.dim(k, 1, 'new_key_count');
+  return past ? b.op('Add', [b.dim(past, 2, 'past_key_count'), fresh], 'key_count') : fresh;
 }
 
 // MultiHeadAttention(q, k, v, bias, key_padding_mask, attention_bias, past_k, past_v) {num_heads, unidirectional}
