@@ -32,7 +32,7 @@ const MAX_STEPS = 6;
  * Fused attention ops: those the recognizer lifts (matched by op name in any domain: some exporters misplace
  * them) and onnxruntime's other contrib attention ops, which it names with why it does not lift them.
  */
-export const FUSED_ATTENTION_OPS: ReadonlySet<string> = new Set(['Attention', 'QAttention', 'MultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention', ...Object.keys(CONTRIB_ATTENTION_NOT_LIFTED)]);
+export const FUSED_ATTENTION_OPS: ReadonlySet<string> = new Set(['Attention', 'FlexAttention', 'QAttention', 'MultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention', ...Object.keys(CONTRIB_ATTENTION_NOT_LIFTED)]);
 
 /** A fused attention op of ONNX or com.microsoft (not attnopt's own Attention, the lifted form). */
 export const isFusedAttention = (n: Node): boolean => FUSED_ATTENTION_OPS.has(n.op) && !isAttention(n);
