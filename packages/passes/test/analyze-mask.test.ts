@@ -54,6 +54,23 @@ describe('proveMaskSpec', () => {
     expect(p.spec && printSpec(p.spec)).toBe('causal');
   });
 
+  it('indices reshaped to [1, 1, S, 1] and [1, 1, 1, S] (arange(S).view(1, 1, -1, 1), as a FlexAttention score_mod writes them) -> causal', () => {
+    const b = builder();
+    const view = (shape: number[]) => b.op('Reshape', [b.op('Range', [b.c('i64', [], [0]), b.seqLen(), b.c('i64', [], [1])]), b.c('i64', [shape.length], shape)]);
+    const keep = b.op('GreaterOrEqual', [view([1, 1, -1, 1]), view([1, 1, 1, -1])]);
+    const p = proveMaskSpec(b.op('Where', [keep, b.c('f32', [], [0]), b.c('f32', [], [-Infinity])]), dims);
+    expect(p.spec && printSpec(p.spec), p.notes.join('\n')).toBe('causal');
+    expect(p.exact).toBe(true);
+  });
+
+  it('indices reshaped onto the heads axis ([1, S, 1, 1]) are not the query index: not causal', () => {
+    const b = builder();
+    const view = (shape: number[]) => b.op('Reshape', [b.op('Range', [b.c('i64', [], [0]), b.seqLen(), b.c('i64', [], [1])]), b.c('i64', [shape.length], shape)]);
+    const keep = b.op('GreaterOrEqual', [view([1, -1, 1, 1]), view([1, 1, 1, -1])]);
+    const p = proveMaskSpec(b.op('Where', [keep, b.c('f32', [], [0]), b.c('f32', [], [-Infinity])]), dims);
+    expect(p.spec && printSpec(p.spec)).not.toBe('causal');
+  });
+
   const N = 32;
   const tril = Array.from({ length: N * N }, (_, e) => (e % N <= Math.floor(e / N) ? 1 : 0));
   it('a tril buffer sliced to [:S, :S] is causal for every S <= N, with the bound as a precondition', () => {

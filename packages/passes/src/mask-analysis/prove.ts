@@ -307,7 +307,7 @@ function readBias(av: AbstractValue, ctx: EvalContext, bias: Value): { keep: For
       if (av.values.length === 1 && symIsConst(av.values[0]!) && av.values[0]!.c === 0) return { keep: { op: 'const', value: true } };
       return stop('a constant bias that is not 0');
     default:
-      return stop(`the bias is an ${av.kind}, not a mask`);
+      return stop(`the bias is ${/^[aeiou]/.test(av.kind) ? 'an' : 'a'} ${av.kind} (a value that varies with the positions), not a mask`);
   }
 }
 

@@ -401,19 +401,22 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
 }
 
 /**
- * Reshape of a shape vector to a vector (as is), or of an index vector to a column or a row:
- *   Reshape(arange(n) + c, [n, 1]) -> i + c          Reshape(arange(n) + c, [1, n]) -> j + c
+ * Reshape of a shape vector to a vector (as is), or of an index vector to a column, a row, or any shape whose other
+ * dims are 1 (arange(n).view(1, 1, -1, 1)): the index moves to the one axis that is not 1
+ *   Reshape(arange(n) + c, [n, 1]) -> i + c          Reshape(arange(n) + c, [1, 1, 1, n]) -> j + c
  */
 function reshape(a: AbstractValue | undefined, target: AbstractValue | undefined): AbstractValue {
   if (!a || !target || target.kind !== 'ints') return no('Reshape to a shape that is not known');
   const dims = target.values;
   if (a.kind === 'ints' && !a.scalar && dims.length === 1) return a;
-  if (a.kind !== 'field' || a.rank !== 1 || dims.length !== 2) return no(`Reshape of ${a.kind}`);
+  if (a.kind !== 'field' || a.rank !== 1 || dims.length < 1) return no(`Reshape of ${a.kind}`);
   const one = (d: Sym) => symIsConst(d) && d.c === 1;
   const x = a.coef[-1] ?? 0;
-  if (one(dims[1]!) && !one(dims[0]!)) return { kind: 'field', rank: 2, coef: x !== 0 ? { [-2]: x } : {}, offset: a.offset };
-  if (one(dims[0]!)) return { ...a, rank: 2 };
-  return no('Reshape of an index vector to a matrix');
+  const axes = dims.flatMap((d, k) => (one(d) ? [] : [k]));
+  if (axes.length > 1) return no('Reshape of an index vector to a matrix');
+  // every dim 1: one element, index 0
+  if (axes.length === 0 || x === 0) return { kind: 'field', rank: dims.length, coef: {}, offset: a.offset };
+  return { kind: 'field', rank: dims.length, coef: { [axes[0]! - dims.length]: x }, offset: a.offset };
 }
 
 /** `f` with every key index j read as j - w (the keys of a block placed after w others). */
