@@ -4,7 +4,9 @@
 // the softmax input (scale Q Kᵀ + that bias). Self attention (past_key/value [BB, N, M, H] shared with the
 // present outputs, past_sequence_length P, optional beam_width W and cache_indirection): the prelude of
 // beam-cache.ts (past K/V gathered per beam, the new K/V at position P, kvLength = P + 1), then one
-// attnopt::Attention over the buffer; present_key/value are the buffers with the new K/V written at P.
+// attnopt::Attention over the buffer; present_key/value are the buffers with the new K/V written at P. Without
+// cache_indirection, mask_index [BB, P + 1] and attention_bias [.., 1, P + 1] cover this step's keys: a bias
+// shorter than the buffer, as the IR allows.
 
 import { type AttentionParams, dense, type Graph, type Node, type Value } from '@attnopt/ir';
 import { attrFloat, attrInt, baseName, liveOutputs, matched, MS_DOMAIN, NodeBuilder, noMatch, type RewriteRule, unknownAttrs } from '@attnopt/rewrite';
@@ -61,7 +63,11 @@ export const decoderMaskedAttentionRule: RewriteRule<DecoderMaskedMatch> = {
       const vh = staticDim(v, 2);
       if (staticShape(k)?.length !== 3 || staticDim(k, 2) !== hidden || vh === undefined || vh % N !== 0) return noMatch('key/value must be [BB, 1, D]');
       Hv = vh / N;
-      if (mask || attnBias) return noMatch('mask_index / attention_bias with a past buffer are not lifted');
+      if ((mask || attnBias) && node.inputs[9]) {
+        return noMatch("mask_index / attention_bias in a beam-search step (with cache_indirection): onnxruntime's CPU kernel adds them in its beam path otherwise than to each row's scores (another function; checked against onnxruntime)");
+      }
+      if (mask && staticShape(mask)?.length !== 2) return noMatch('mask_index other than 2D [BB, P + 1] is not lifted');
+      if (attnBias && staticShape(attnBias)?.length !== 4) return noMatch('attention_bias other than 4D [BB or 1, N or 1, 1, P + 1] is not lifted');
       if (outputs[3] !== undefined) return noMatch('the qk output of self attention (P + 1 keys of an M-key buffer) is not lifted');
     }
     if (Hv !== H) return noMatch('onnxruntime takes equal Q/K and V head sizes only');
@@ -80,7 +86,7 @@ export const decoderMaskedAttentionRule: RewriteRule<DecoderMaskedMatch> = {
     return matched({ params, cross, outputs });
   },
   rewrite(graph, node, m) {
-    const [q, k, v, mask, , pastKey, pastValue, pastLength, beamWidth, cacheIndirection, projBias] = node.inputs;
+    const [q, k, v, mask, attnBias, pastKey, pastValue, pastLength, beamWidth, cacheIndirection, projBias] = node.inputs;
     const b = new NodeBuilder(graph, baseName(node));
     const { numHeads: N, headDim: H, vHeadDim: Hv } = m.params;
     const dtype = inferDtype(q) === 'f16' ? 'f16' : 'f32';
@@ -117,9 +123,13 @@ export const decoderMaskedAttentionRule: RewriteRule<DecoderMaskedMatch> = {
       H,
       Hv,
     );
+    // mask_index and attention_bias cover this step's P + 1 keys: a bias shorter than the buffer's M keys, whose
+    // missing keys the IR masks (they lie at or past kvLength = P + 1 anyway)
+    const pad = mask ? paddingBias(b, mask, 2, attrFloat(node, 'mask_filter_value') ?? -10000, dtype) : undefined;
+    const bias = attnBias && pad ? b.op('Add', [attnBias, pad], 'attention_bias_padded') : (attnBias ?? pad);
     liftSite(graph, 'ms-decoder-masked-attention', {
       params: m.params,
-      inputs: { q: query, k: cache.k, v: cache.v, kvLength: cache.kvLength },
+      inputs: { q: query, k: cache.k, v: cache.v, ...(bias ? { bias } : {}), kvLength: cache.kvLength },
       output: outs[0]!,
       preludeOutputs: presentFromCache(m.outputs, outs, cache),
       matched: [node],
