@@ -8,13 +8,18 @@ export type InputsMade = { readonly generated: true; readonly seqLen: number } |
 
 const RUN_FAILED = /onnxruntime failed|the CPU executor failed/;
 
-export function failedOn(modelPath: string, e: unknown, inputs: InputsMade, option = '--calibration'): CliError {
+/**
+ * The error `e` of a run on `modelPath`, named once: a message that already names another model of the run
+ * (`others`: verify's original beside its optimized model) keeps that name instead.
+ */
+export function failedOn(modelPath: string, e: unknown, inputs: InputsMade, option = '--calibration', others: readonly string[] = []): CliError {
   let message = (e as Error).message;
   while (message.startsWith(`${modelPath}: `)) message = message.slice(modelPath.length + 2);
+  const named = others.some((p) => message.startsWith(`${p}: `));
   const hint =
     inputs.generated && RUN_FAILED.test(message)
       ? `\n  the inputs were generated from the model's input types (--seq-len ${inputs.seqLen}, other symbolic dims by name); ` +
         `give real inputs with ${option} DIR, or the sizes of its symbolic dims with --dim NAME=SIZE`
       : '';
-  return new CliError(`${modelPath}: ${message}${hint}`, ExitCode.badInput);
+  return new CliError(`${named ? '' : `${modelPath}: `}${message}${hint}`, ExitCode.badInput);
 }

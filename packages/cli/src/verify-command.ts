@@ -137,7 +137,7 @@ export function registerVerify(program: Command): void {
         try {
           return await verifyModels(originalPath, optimizedPath, optimized, samples, { runtime: flags.runtime, thresholds: thresholdsOf(flags), metric: flags.metric });
         } catch (e) {
-          throw failedOn(optimizedPath, e, flags.inputs === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false }, '--inputs');
+          throw failedOn(optimizedPath, e, flags.inputs === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false }, '--inputs', [originalPath]);
         }
       });
       if (flags.json) {

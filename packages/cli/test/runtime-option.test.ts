@@ -51,3 +51,21 @@ test('--runtime with an unknown name is a usage error naming the choices', async
   expect(r.code).toBe(1);
   expect(r.stderr).toContain("argument 'tensorrt' is invalid. Allowed choices are onnxruntime, attnopt-cpu");
 });
+
+test("a model onnxruntime cannot load (ONNX's preview FlexAttention): verify names it and points to attnopt-cpu, which runs it", async () => {
+  const flex = resolve(here, '../../../../shared/fixtures/onnx/onnx-node-tests/test_flexattention_causal_mask/model.onnx');
+  const out = join(scratch, 'flex.opt.onnx');
+  const o = await attnopt('optimize', flex, '-o', out, '--json');
+  expect(o.stderr).toBe('');
+  expect(o.code).toBe(0);
+  expect(JSON.parse(o.stdout).sites).toHaveLength(1);
+  const v = await attnopt('verify', flex, out);
+  expect(v.code).toBe(2);
+  expect(v.stderr).toContain(`${flex}: onnxruntime cannot load it`);
+  expect(v.stderr).not.toContain(`${out}: ${flex}`);
+  expect(v.stderr).toContain('--runtime attnopt-cpu');
+  const c = await attnopt('verify', flex, out, '--runtime', 'attnopt-cpu', '--json');
+  expect(c.stderr).toBe('');
+  expect(c.code).toBe(0);
+  expect(JSON.parse(c.stdout).outputs[0].maxAbsError).toBe(0);
+}, 120_000);

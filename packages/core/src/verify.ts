@@ -244,7 +244,15 @@ interface ModelRunner {
 
 async function ortRunner(model: string | Uint8Array, label: string, level: 'all' | 'disabled' = 'all'): Promise<ModelRunner> {
   const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: level, logSeverityLevel: 4 }; // errors come back as exceptions
-  const session = await ort.InferenceSession.create(model as string, opts);
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(model as string, opts);
+  } catch (e) {
+    const message = (e as Error).message;
+    // an op onnxruntime does not register (ONNX's preview FlexAttention...) may run in attnopt's executor, which lifts fused attention
+    const hint = /is not a registered function\/op/.test(message) ? " (attnopt's CPU executor may run it: --runtime attnopt-cpu)" : '';
+    throw new Error(`${label}: onnxruntime cannot load it: ${message}${hint}`, { cause: e });
+  }
   return {
     inputNames: session.inputNames,
     outputNames: session.outputNames,
