@@ -3,8 +3,8 @@
 // cached / cross keys, static or run-time reshape targets, how constants are written, f32 / f16 / f16 with the
 // softmax upcast) has its own tests elsewhere; a recognizer can still fail a combination of two (a scale on K
 // with a Reshape sandwich, a causal mask over a cache, ...). Here every pair of choices that can be written
-// together is written at least once (all-pairs, 94 graphs), and 120 more combinations are drawn from those of the whole product (about
-// 2.9 million, less the few that cannot be written) with a fixed seed; ATTNOPT_SPELLINGS=N draws N instead.
+// together is written at least once (all-pairs, 100 graphs), and 120 more combinations are drawn from those of the whole product (about
+// 3.6 million, less the few that cannot be written) with a fixed seed; ATTNOPT_SPELLINGS=N draws N instead.
 // Each graph must lift to one site with 4 heads (2 kv heads where K and V are repeated), head size 8, the scale
 // it was written with, proven causal exactly where the mask is causal (bottom-right over a cache), and compute
 // in onnxruntime what the graph as written computes (compareLowered: fp32 |lowered - original| <= 1e-5; fp16
@@ -23,7 +23,7 @@ async function check(s: Spelling): Promise<void> {
     sizes: { batch: 2, seq: 6, past: 3 },
     after: (g) => analyzeMaskPass().run(g).notes.map((n) => n.message),
   });
-  expect(site.params).toMatchObject({ numHeads: HEADS, kvNumHeads: s.input === 'repeat-kv' ? HEADS / 2 : HEADS, headDim: HEAD_DIM, layout: 'bhsd' });
+  expect(site.params).toMatchObject({ numHeads: HEADS, kvNumHeads: s.input === 'repeat-kv' || s.input === 'repeat-kv-bshd' ? HEADS / 2 : HEADS, headDim: HEAD_DIM, layout: 'bhsd' });
   // f16 constants hold the scale to 11 bits: 1/sqrt(8), 1/f16(sqrt(8)) or f16(8^-1/4)² within 2^-9 relative
   const want = s.scale === 'none' ? 1 : 1 / Math.sqrt(HEAD_DIM);
   expect(Math.abs(site.params.scale - want)).toBeLessThanOrEqual(s.precision === 'f32' ? 1e-6 : want * 2 ** -9);

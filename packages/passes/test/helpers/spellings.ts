@@ -8,9 +8,10 @@ import { SplitMix64 } from '@attnopt/ir';
 export const SPELLING_AXES = {
   /**
    * Q, K and V as inputs [B, H, S, D]; projected from [B, S, E] and split into heads; one packed projection split
-   * three ways; K and V of 2 heads repeated for 4 query heads (repeat_kv: Unsqueeze, Expand, Reshape).
+   * three ways; K and V of 2 heads repeated for 4 query heads (repeat_kv: Unsqueeze, Expand, Reshape), over
+   * [B, H, T, D] or, as MPT writes it, over [B, T, H, D] before the Transpose to [B, H, T, D].
    */
-  input: ['bhsd', 'projected', 'packed', 'repeat-kv'],
+  input: ['bhsd', 'projected', 'packed', 'repeat-kv', 'repeat-kv-bshd'],
   /** Kᵀ: a Transpose of [B, H, T, D]; one Transpose from [B, T, H, D]; dynamo's Reshape sandwich; Einsum (Q first or K first). */
   keyT: ['transpose', 'transpose-from-bshd', 'dynamo-sandwich', 'einsum', 'einsum-k-first'],
   /**
@@ -48,10 +49,11 @@ const E = HEADS * HEAD_DIM;
 
 /**
  * Whether a combination can be written: Kᵀ by one Transpose from [B, T, H, D] needs a projected K with no cache
- * before it; a causal mask needs keys of the same sequence.
+ * before it (or K repeated over [B, T, H, D], its cache joined before the repeat); a causal mask needs keys of
+ * the same sequence.
  */
 export function isSpelling(s: Spelling): boolean {
-  if (s.keyT === 'transpose-from-bshd' && ((s.input !== 'projected' && s.input !== 'packed') || s.kv === 'past')) return false;
+  if (s.keyT === 'transpose-from-bshd' && s.input !== 'repeat-kv-bshd' && ((s.input !== 'projected' && s.input !== 'packed') || s.kv === 'past')) return false;
   if (s.mask.startsWith('causal') && s.kv === 'cross') return false;
   return true;
 }
@@ -110,6 +112,20 @@ export function spellingGraph(s: Spelling): string {
       inputs.push(`  input %${x}n: f32[2, ${HEADS / 2}, ${freshLength}, ${HEAD_DIM}]`);
       withCache(`${x}0`, `${x}n`, HEADS / 2);
       lines.push(`  %${x}u = Unsqueeze(%${x}0, %ax2)`, `  %${x}e = Expand(%${x}u, %rep)`, `  %${x}4 = Reshape(%${x}e, %merge_heads)`);
+    }
+  } else if (s.input === 'repeat-kv-bshd') {
+    inputs.push(`  input %q4: f32[2, ${HEADS}, seq, ${HEAD_DIM}]`);
+    inits.push('  init %ax3: i64[1] = tensor<i64[1]> [3]', `  init %rep_bshd: i64[5] = tensor<i64[5]> [1, 1, 1, ${HEADS / 2}, 1]`);
+    inits.push(`  init %merge_bshd: i64[4] = tensor<i64[4]> [0, 0, ${HEADS}, ${HEAD_DIM}]`);
+    for (const x of ['k', 'v']) {
+      // [B, T, 2, D] -> [B, T, 2, 1, D] -> [B, T, 2, 2, D] -> [B, T, 4, D] -> [B, 4, T, D]; the cache joins before the repeat
+      inputs.push(`  input %${x}n: f32[2, ${freshLength}, ${HEADS / 2}, ${HEAD_DIM}]`);
+      if (s.kv === 'past') {
+        inputs.push(`  input %past_${x}: f32[2, past, ${HEADS / 2}, ${HEAD_DIM}]`);
+        lines.push(`  %${x}0 = Concat(%past_${x}, %${x}n) {axis = 1}`);
+      } else lines.push(`  %${x}0 = Identity(%${x}n)`);
+      lines.push(`  %${x}u = Unsqueeze(%${x}0, %ax3)`, `  %${x}e = Expand(%${x}u, %rep_bshd)`, `  %${x}r = Reshape(%${x}e, %merge_bshd)`);
+      if (x !== 'k' || s.keyT !== 'transpose-from-bshd') lines.push(`  %${x}4 = Transpose(%${x}r) {perm = [0, 2, 1, 3]}`);
     }
   } else {
     inputs.push(`  input %h: f32[2, seq, ${E}]`);

@@ -104,7 +104,7 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
     nodes.push(...key.scaleNodes);
     variants.push('k-scaled-before-transpose');
   }
-  const kv = rank === 4 ? matchKvHeads(key.k, vIn, numHeads) : matched({ k: key.k, v: vIn, kvNumHeads: numHeads, nodes: [], variants: [] });
+  const kv = rank === 4 ? matchKvHeads(key.k, vIn, numHeads, { graph, prelude }) : matched({ k: key.k, v: vIn, kvNumHeads: numHeads, nodes: [], variants: [] });
   if (!kv.ok) return kv;
   const { k, v, kvNumHeads } = kv.value;
   nodes.push(...kv.value.nodes);
