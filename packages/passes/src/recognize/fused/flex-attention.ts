@@ -4,8 +4,8 @@
 // The match builds the body in a scratch graph and asks the decomposed rule first: only a body it lifts whole
 // is written into the model, and the lift is recorded as one of the FlexAttention node, so a site left dense
 // gets the node back (unlift.ts).
-//   FlexAttention(Q, K, V) {scale, score_mod, prob_mod}
-//     -> Softmax(score_mod(scale · Q · repeat(K)ᵀ)) [prob_mod] · repeat(V) -> attnopt::Attention(Q, K, V, bias, ...)
+//   FlexAttention(Q, K, V) {scale, score_mod, mask_mod, prob_mod}
+//     -> Softmax(mask_mod(score_mod(scale · Q · repeat(K)ᵀ))) [prob_mod] · repeat(V) -> attnopt::Attention(Q, K, V, bias, ...)
 
 import { DEFAULT_OPSET_ANNOTATION, dtypeFromOnnx, Graph, type Node, Value } from '@attnopt/ir';
 import { attrFloat, attrInt, liveOutputs, matched, noMatch, type RewriteRule, unknownAttrs } from '@attnopt/rewrite';
@@ -13,10 +13,10 @@ import { LIFT_RECORD, type LiftRecord, liftSite, SITE_ORIGIN, type SiteOrigin } 
 import { sortTopologically, topologicallyOrdered } from '../order.js';
 import { matchDecomposedAttention } from '../decomposed/decomposed-attention.js';
 import { inferDtype, staticDim, staticShape } from '../../shape-inference/shapes.js';
-import { flexBody, type FlexShape, modGraphProblem } from './flex-body.js';
+import { flexBody, type FlexShape, modGraphsProblem } from './flex-body.js';
 
 export const FLEX_DOMAIN = 'ai.onnx.preview';
-const KNOWN = ['scale', 'score_mod', 'prob_mod', 'softmax_precision', 'enable_gqa'];
+const KNOWN = ['scale', 'score_mod', 'mask_mod', 'prob_mod', 'softmax_precision', 'enable_gqa', 'mask_value'];
 
 export interface FlexMatch {
   readonly shape: FlexShape;
@@ -37,7 +37,7 @@ function scratchLift(node: Node, shape: FlexShape): string | undefined {
   return undefined;
 }
 
-// FlexAttention(Q, K, V) {scale, score_mod, prob_mod} -> body -> attnopt::Attention (decomposed rule)
+// FlexAttention(Q, K, V) {scale, score_mod, mask_mod, prob_mod} -> body -> attnopt::Attention (decomposed rule)
 export const flexAttentionRule: RewriteRule<FlexMatch> = {
   name: 'onnx-flex-attention',
   summary: 'ai.onnx.preview::FlexAttention(Q, K, V) {score_mod, prob_mod} -> its body -> attnopt::Attention(Q, K, V, bias = what score_mod adds)',
@@ -59,13 +59,12 @@ export const flexAttentionRule: RewriteRule<FlexMatch> = {
     const [numHeads, kvNumHeads, vHeads, headDim, vHeadDim] = [staticDim(q, 1), staticDim(k, 1), staticDim(v, 1), staticDim(q, 3), staticDim(v, 3)];
     if (numHeads === undefined || kvNumHeads === undefined || headDim === undefined || vHeadDim === undefined) return noMatch('head counts and head sizes must be static');
     if (vHeads !== kvNumHeads || numHeads % kvNumHeads !== 0) return noMatch(`${numHeads} query heads over ${kvNumHeads} key / ${vHeads ?? '?'} value heads`);
-    for (const name of ['score_mod', 'prob_mod'] as const) {
-      const why = modGraphProblem(node, name);
-      if (why !== undefined) return noMatch(why);
-    }
-    const shape: FlexShape = { numHeads, kvNumHeads, headDim, vHeadDim, scale: attrFloat(node, 'scale') ?? 1 / Math.sqrt(headDim) };
-    const why = scratchLift(node, shape);
-    if (why !== undefined) return noMatch(`its body (score_mod and prob_mod written out) is not lifted: ${why}`);
+    if (attrInt(node, 'enable_gqa') === 0 && numHeads !== kvNumHeads) return noMatch(`enable_gqa is 0 but Q has ${numHeads} heads and K ${kvNumHeads}`);
+    const why = modGraphsProblem(node);
+    if (why !== undefined) return noMatch(why);
+    const shape: FlexShape = { numHeads, kvNumHeads, headDim, vHeadDim, scale: attrFloat(node, 'scale') ?? 1 / Math.sqrt(headDim), maskValue: attrFloat(node, 'mask_value') ?? -Infinity };
+    const lifted = scratchLift(node, shape);
+    if (lifted !== undefined) return noMatch(`its body (the modifier graphs written out) is not lifted: ${lifted}`);
     return matched({ shape });
   },
   rewrite(graph, node, m) {
