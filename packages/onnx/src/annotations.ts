@@ -2,7 +2,8 @@
 // and the state the IR objects had when imported. A proto is reused only while that state is unchanged.
 
 import type { Attr, Graph, Node, Tensor, Value, ValueType } from '@attnopt/ir';
-import type { AttributeProto, GraphProto, NodeProto, SparseTensorProto, ValueInfoProto } from './types.js';
+import type { ExternalDataResolver } from './external-data.js';
+import type { AttributeProto, FunctionProto, GraphProto, NodeProto, OperatorSetIdProto, SparseTensorProto, ValueInfoProto } from './types.js';
 
 /** A ValueInfoProto and the IR value it describes (undefined: it names nothing in scope; kept as is). */
 export interface ValueInfoEntry {
@@ -45,7 +46,17 @@ export const ANNOTATION = {
   omitted: 'onnx.omitted',
   /** Value: SparseOrigin of a sparse initializer. */
   sparse: 'onnx.sparseInitializer',
+  /** Graph (the main graph of a model that defines any): LocalFunctions. */
+  functions: 'onnx.functions',
 } as const;
+
+/** The model-local functions (ModelProto.functions) and what their bodies are read with. */
+export interface LocalFunctions {
+  readonly functions: readonly FunctionProto[];
+  readonly opsetImport: readonly OperatorSetIdProto[];
+  readonly file: string | undefined;
+  readonly externalData: ExternalDataResolver | undefined;
+}
 
 export const graphOrigin = (g: Graph): GraphOrigin | undefined => g.annotations.get(ANNOTATION.graph) as GraphOrigin | undefined;
 export const nodeOrigin = (n: Node): NodeProto | undefined => n.annotations.get(ANNOTATION.node) as NodeProto | undefined;

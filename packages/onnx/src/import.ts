@@ -13,7 +13,7 @@ import {
   tensorType,
   Value,
 } from '@attnopt/ir';
-import { ANNOTATION, type AttributeEntry, type GraphOrigin, type ValueInfoEntry } from './annotations.js';
+import { ANNOTATION, type AttributeEntry, type GraphOrigin, type LocalFunctions, type ValueInfoEntry } from './annotations.js';
 import { attrFromProto } from './attributes.js';
 import type { ExternalDataResolver } from './external-data.js';
 import { describeNodeProto, importError, type Where, within } from './import-error.js';
@@ -89,9 +89,20 @@ export function importModel(model: ModelProto, options: ImportOptions = {}): Onn
   recordTypes(graph);
   const opset = model.opsetImport?.find((o) => ONNX_DOMAINS.has(o.domain ?? ''))?.version;
   if (opset !== undefined) recordOpset(graph, Number(opset));
+  if ((model.functions ?? []).length > 0) {
+    graph.annotations.set(ANNOTATION.functions, { functions: model.functions!, opsetImport: model.opsetImport ?? [], file: options.file, externalData: options.externalData } satisfies LocalFunctions);
+  }
   const out: OnnxModel = { graph, proto: model };
   if (options.file !== undefined) out.file = options.file;
   return out;
+}
+
+/**
+ * A function body as a graph of its own (no enclosing scope: a function reads only its inputs): the graph
+ * `g` names the body's inputs and outputs, untyped where the function says nothing of their types.
+ */
+export function importFunctionBody(g: GraphProto, where: Where, externalData: ExternalDataResolver | undefined): Graph {
+  return importGraph(g, undefined, 0, where, { externalData });
 }
 
 /** Records the default-domain opset on the graph and its subgraphs (DEFAULT_OPSET_ANNOTATION). */

@@ -3,10 +3,13 @@
 // and lowering replace the Attention nodes they read.
 //   Attention(spec as recognized)  ->  the ONNX nodes it was lifted from
 //   Attention(spec = a proven mask that saves no work on the target)  ->  the ONNX nodes, with the mask's nodes
+//   a local function's nodes written out by recognize, none changed  ->  the call
 
+import { rerollLocalFunctions } from '@attnopt/onnx';
 import { undoMaskProofs, unliftSite } from '@attnopt/passes';
 import type { PassNote, StatePass } from '@attnopt/rewrite';
 import { type SitePlan, sitePlans } from './plans.js';
+import { inlinedCalls } from '../recognize.js';
 import type { CompileState } from './state.js';
 
 /** True when the site computes what it was recognized as, the same way: nothing to gain from lowering it. */
@@ -38,6 +41,10 @@ export const restoreUnchanged: StatePass<CompileState> = {
         notes.push({ pass: 'optimize', node: p.node.describe(), message: `${p.id}: ${what}: the ONNX nodes it was lifted from are kept as they were` });
       }
     }
-    return { changed: state.restored.size > 0, notes };
+    // local-function calls whose written-out nodes are all as they were: the call again
+    const calls = inlinedCalls(state.graph);
+    const rerolled = rerollLocalFunctions(state.graph, calls);
+    if (rerolled > 0) notes.push({ pass: 'optimize', node: state.graph.name, message: `${rerolled} of ${calls.length} local-function calls written out to find attention are calls again (nothing in them changed)` });
+    return { changed: state.restored.size > 0 || rerolled > 0, notes };
   },
 };

@@ -5,7 +5,7 @@
 // The matched nodes return with their inputs, each after the node it followed when it was lifted (or, when that
 // node is gone, where the lifted nodes stood); the values the site computed take their uses back.
 
-import type { Graph, Node } from '@attnopt/ir';
+import type { Graph, Node, Value } from '@attnopt/ir';
 import { removeDead } from '@attnopt/rewrite';
 import { LIFT_RECORD, type LiftRecord } from './lift.js';
 import { sortTopologically, topologicallyOrdered } from './order.js';
@@ -21,6 +21,25 @@ export function unliftBlocker(node: Node): string | undefined {
   const same = record.attentionInputs.length === node.inputs.length && record.attentionInputs.every((v, k) => node.inputs[k] === v);
   if (!same) return 'its inputs were rewritten since';
   return undefined;
+}
+
+/**
+ * `from` -> `to` in the records of the other lifted sites: a site that read this one's output directly (q = k =
+ * the previous site's y, with no projection between) reads `to` now, and its matched nodes, once put back, read
+ * what they read when the model was written.
+ */
+function followInRecords(graph: Graph, from: Value, to: Value): void {
+  const swap = (xs: readonly (Value | undefined)[]) => (xs.includes(from) ? xs.map((x) => (x === from ? to : x)) : xs);
+  for (const n of graph.allNodes()) {
+    const r = n.annotations.get(LIFT_RECORD) as LiftRecord | undefined;
+    if (r === undefined) continue;
+    const attentionInputs = swap(r.attentionInputs);
+    const matched = r.matched.map((m) => {
+      const inputs = swap(m.inputs);
+      return inputs === m.inputs ? m : { ...m, inputs };
+    });
+    if (attentionInputs !== r.attentionInputs || matched.some((m, k) => m !== r.matched[k])) n.annotations.set(LIFT_RECORD, { ...r, attentionInputs, matched });
+  }
 }
 
 /** Puts the ONNX nodes `node` was lifted from back in its place; false (and nothing changed) when it cannot. */
@@ -42,6 +61,7 @@ export function unliftSite(node: Node): boolean {
     old.name = v.name; // the fresh value took the old one's name (a redirect may have renamed the old one)
     v.name = `${v.name}__attnopt_unlifted`;
     v.replaceAllUsesWith(old, graph);
+    followInRecords(graph, v, old);
   });
   removeDead(graph, record.added);
   if (ordered && !topologicallyOrdered(graph)) sortTopologically(graph);
