@@ -12,7 +12,7 @@
 
 import { type ExecTensor, type GraphPlan, planGraph, runGraph, toNumbers, UnsupportedOpsError } from '@attnopt/runtime-cpu';
 import { type Graph, halfToFloat, softmaxRow } from '@attnopt/ir';
-import { importOnnx } from '@attnopt/onnx';
+import { importOnnx, inlineLocalFunctions } from '@attnopt/onnx';
 import ort from 'onnxruntime-node';
 import type { CalibrationSample } from './calibrate/index.js';
 import { checkRuntime, type Runtime, toExecTensor } from './calibrate/collect.js';
@@ -283,6 +283,8 @@ function cpuRunner(model: string | Uint8Array, label: string): ModelRunner & { g
   const graph: Graph = imported.graph;
   const d = imported.proto.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
   const opset = Number(d?.version ?? 21n);
+  // the executor runs a model-local function by its nodes, written out at each call
+  inlineLocalFunctions(graph, () => true);
   let plan: GraphPlan;
   try {
     plan = planGraph(graph, { opset });

@@ -4,13 +4,15 @@
 // lowers the sites, the calls stay written out and onnxruntime (which runs local functions itself on the
 // original) gives the same outputs (|diff| <= 1e-5, fp32, at 300 tokens). The function is one attention layer
 // with a causal mask (Trilu of -inf above the diagonal), called once directly and once from inside another
-// function whose output it feeds (q = k = the first call's output: one site reads another's output directly).
+// function whose output it feeds (q = k = the first call's output: one site reads another's output directly);
+// that function adds its residual by a third function, which holds no attention and stays a call. attnopt's
+// CPU executor (calibration and verify with runtime attnopt-cpu) runs every local function by its nodes.
 
 import { parseGraph } from '@attnopt/ir';
 import { diffMessages, exportOnnx, type FunctionProto, importOnnx, newOnnxModel, type NodeProto } from '@attnopt/onnx';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { inspectModel, loadModel, optimize, saveModel } from '../src/index.js';
+import { inspectModel, loadModel, optimize, saveModel, verifyModels } from '../src/index.js';
 
 const [H, D] = [4, 16];
 const node = (opType: string, input: string[], output: string[], attribute: NodeProto['attribute'] = [], domain?: string): NodeProto => ({ opType, input, output, attribute, ...(domain ? { domain } : {}) });
@@ -48,7 +50,17 @@ const layer: FunctionProto = {
   input: ['x', 'v'],
   output: ['out'],
   opsetImport: [{ domain: '', version: 17n }, { domain: 'local', version: 1n }],
-  node: [node('CausalAttention', ['x', 'x', 'v'], ['a'], [], 'local'), node('Add', ['a', 'x'], ['out'])],
+  node: [node('CausalAttention', ['x', 'x', 'v'], ['a'], [], 'local'), node('Residual', ['a', 'x'], ['out'], [], 'local')],
+};
+
+/** local::Residual(a, b) = a + b: a function that holds no attention (left a call by recognize). */
+const residual: FunctionProto = {
+  name: 'Residual',
+  domain: 'local',
+  input: ['a', 'b'],
+  output: ['c'],
+  opsetImport: [{ domain: '', version: 17n }],
+  node: [node('Add', ['a', 'b'], ['c'])],
 };
 
 function modelBytes(): Uint8Array {
@@ -64,7 +76,7 @@ function modelBytes(): Uint8Array {
     { opset: 17 },
   );
   m.proto.opsetImport = [...(m.proto.opsetImport ?? []), { domain: 'local', version: 1n }];
-  m.proto.functions = [attention, layer];
+  m.proto.functions = [attention, layer, residual];
   return exportOnnx(m);
 }
 
@@ -75,6 +87,12 @@ async function run(bytes: Uint8Array, seq: number): Promise<Float32Array> {
   const out = await s.run({ q: t(), k: t(), v: t() });
   await s.release();
   return out.y!.data as Float32Array;
+}
+
+/** A calibration-sample tensor [1, H, seq, D] of seeded values in [-1, 1). */
+function randomTensor(seq: number, seed: number) {
+  let x = seed;
+  return { dtype: 'f32' as const, shape: [1, H, seq, D], data: Float32Array.from({ length: H * seq * D }, () => ((x = (x * 16807) % 2147483647) / 2147483647) * 2 - 1) };
 }
 
 const maxAbsDiff = (a: Float32Array, b: Float32Array) => Math.max(...Array.from(a, (x, i) => Math.abs(x - b[i]!)));
@@ -105,7 +123,16 @@ describe('attention inside model-local functions', () => {
     const { model, sites } = await optimize(loadModel(bytes), { seqLen: 256, restoreUnchanged: false });
     expect(sites).toHaveLength(2);
     const out = saveModel(model);
-    expect([...loadModel(out).graph.nodes].some((n) => n.domain === 'local')).toBe(false);
     expect(maxAbsDiff(await run(out, 300), await run(bytes, 300))).toBeLessThanOrEqual(1e-5);
+    // the call of the function without attention stays a call
+    expect([...loadModel(out).graph.nodes].filter((n) => n.domain === 'local').map((n) => n.op)).toEqual(['Residual']);
+  });
+
+  it("attnopt's CPU executor runs the model, every local function by its nodes", async () => {
+    const bytes = modelBytes();
+    const { model } = await optimize(loadModel(bytes), { seqLen: 64, runtime: 'attnopt-cpu' });
+    const samples = [{ q: randomTensor(64, 1), k: randomTensor(64, 2), v: randomTensor(64, 3) }];
+    const report = await verifyModels(bytes, saveModel(model), model, samples, { runtime: 'attnopt-cpu' });
+    expect(report.outputs[0]!.maxAbsError).toBeLessThanOrEqual(1e-5);
   });
 });

@@ -33,6 +33,7 @@ import {
   ExternalDataResolver,
   exportModel,
   importModel,
+  inlineLocalFunctions,
   isExternal,
   mapTensors,
   type ModelProto,
@@ -219,6 +220,8 @@ function buildCpuCalibration(model: AttnoptModel, options: Pick<CollectOptions, 
   const opset = declaredOpset(copy.proto);
   const plans = sitePlans(graph, options);
   const sites = summaries(plans);
+  // the executor runs a model-local function by its nodes, written out at each call
+  inlineLocalFunctions(graph, () => true);
   let plan: GraphPlan;
   try {
     plan = planGraph(graph, { opset });
