@@ -44,8 +44,8 @@ test('inspect --verify-each: the input graph, then after recognize and after the
   expect(verified.stdout).toBe(plain.stdout);
 });
 
-test('optimize --verify-each: the input graph, then after each of the four passes that run at max error 0', async () => {
+test('optimize --verify-each: the input graph, then after each of the five passes that run at max error 0', async () => {
   const r = await attnopt('optimize', tinyBert, '-o', join(scratch, 'b.onnx'), '--max-error', '0', '--verify-each', '--json');
   expect(r.code).toBe(0);
-  expect(verifications).toHaveBeenCalledTimes(1 + 4); // recognize, analyze masks, restore, lower
+  expect(verifications).toHaveBeenCalledTimes(1 + 5); // recognize, analyze masks, restore, lower, prune
 });

@@ -7,6 +7,7 @@ import { passesThrough, type PipelineResult, runPasses, runPassesSync, stageLabe
 import { analyzeMasks } from './pipeline/analyze-masks.js';
 import { calibrate } from './pipeline/calibrate.js';
 import { lower } from './pipeline/lower.js';
+import { prune } from './pipeline/prune.js';
 import { recognizeAttention } from './pipeline/recognize.js';
 import { restoreUnchanged } from './pipeline/restore.js';
 import { sparsify } from './pipeline/sparsify.js';
@@ -31,6 +32,8 @@ export const COMPILE_PIPELINE: readonly StatePass<CompileState>[] = [
   restoreUnchanged,
   // every Attention node left -> standard ONNX ops
   lower,
+  // nodes the rewrites left unread -> gone (those the model as read held stay)
+  prune,
 ];
 
 /** decide() is the pipeline through this pass: the choices, every site still an Attention node. */

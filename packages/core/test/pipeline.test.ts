@@ -61,7 +61,7 @@ describe('the verifier between passes', () => {
     expect(verifications).toHaveBeenCalledTimes(1 + 2); // recognize, analyze masks
     verifications.mockClear();
     await optimize(loadModel(tinyBert), { maxError: 0 });
-    expect(verifications).toHaveBeenCalledTimes(1 + 4); // recognize, analyze masks, restore, lower
+    expect(verifications).toHaveBeenCalledTimes(1 + 5); // recognize, analyze masks, restore, lower, prune
     verifications.mockClear();
     await decide(loadModel(tinyBert), { maxError: 0 });
     expect(verifications).toHaveBeenCalledTimes(1 + 2); // recognize, analyze masks (sparsify: no budget)

@@ -51,6 +51,8 @@ export interface CompileState extends AnalysisState {
   readonly restored: Set<string>;
   /** Per Attention node the lowering wrapped in its decode route: the query count below which it runs its exact dense form. */
   readonly decodeRoutes: Map<Node, number>;
+  /** The main graph's nodes nothing read in the model as read: the prune pass leaves them (they are the model's). */
+  readonly unusedAsRead: ReadonlySet<Node>;
 }
 
 export function targetProfile(target: DecideOptions['target']): TargetProfile {
@@ -111,5 +113,11 @@ export function compileState(model: AttnoptModel, options: OptimizeOptions): Com
     plans: undefined,
     restored: new Set(),
     decodeRoutes: new Map(),
+    unusedAsRead: new Set(model.graph.nodes.filter((n) => isUnused(model.graph, n))),
   };
+}
+
+/** Whether nothing reads any output of `node` and none is a graph output. */
+export function isUnused(graph: Graph, node: Node): boolean {
+  return node.outputs.every((v) => v.uses().length === 0 && !graph.outputs.includes(v));
 }
