@@ -3,7 +3,8 @@
 //   "seq"/"len"/"sequence"/"token"/"time" -> seqLen; any other symbol -> dims[name] ?? otherSize;
 // - integer inputs named like *mask*: every key kept (1, or 0 where the model drops a key on true: mask-polarity.ts),
 //   batch row b with its last min(b, n - 1) keys padded;
-// - *position*: 0, 1, ... counting from pastLen along the last axis;
+// - *position*: 0, 1, ... counting from pastLen along the last axis; where they index a position table or a
+//   rotary cache of N rows, pastLen + seqLen stays within N (the default pastLen shrinks; a longer seqLen is an error);
 // - integer inputs of rank <= 1 named like *length(s)* / *lens* (a batch of valid lengths, VITS' input_lengths):
 //   the full length pastLen + seqLen, so no padding mask hides the keys a sparse form would drop;
 // - other integer inputs (*ids* and the rest): uniform in [0, vocab), vocab read from the table the
@@ -43,7 +44,7 @@ export interface GenerateOptions {
 
 /**
  * The exclusive bound on the values of an integer input: the fewest rows of the tables it is gathered from
- * (ids shared by several embeddings must be valid in each).
+ * (ids shared by several embeddings must be valid in each), a rotary embedding's cos / sin cache included.
  */
 export function gatherBound(v: Value, depth = 0): number | undefined {
   let bound: number | undefined;
@@ -53,6 +54,12 @@ export function gatherBound(v: Value, depth = 0): number | undefined {
   for (const { node, index } of v.uses()) {
     if ((node.op === 'Cast' || node.op === 'Identity' || node.op === 'Unsqueeze' || node.op === 'Reshape') && index === 0 && depth < 4) {
       keep(gatherBound(node.outputs[0]!, depth + 1));
+    } else if (node.op === 'RotaryEmbedding' && ((node.domain === 'com.microsoft' && index === 1) || (node.domain === '' && index === 3))) {
+      // position ids index the rows of the cos / sin cache: [max positions, rotary dim / 2]
+      const cache = node.inputs[node.domain === '' ? 1 : 2];
+      const shape = cache?.initializer?.shape ?? (cache?.type?.kind === 'tensor' ? cache.type.shape : undefined);
+      const rows = shape?.length === 2 ? shape[0] : undefined;
+      if (typeof rows === 'number' && rows > 0) keep(rows);
     } else if (node.op === 'Gather' && index === 1) {
       const a = node.attrs.get('axis');
       const axis = a?.type === 'int' ? Number(a.value) : 0;
@@ -152,10 +159,15 @@ export function generateInputs(model: AttnoptModel | Graph, options: GenerateOpt
   const where = 'graph' in model ? (model.file ?? 'model') : 'model';
   const inputs = modelInputs(graph, where);
   const hasPast = inputs.some((i) => /past/i.test(i.name));
+  const seqLen = options.seqLen ?? 8;
+  // the positions the model holds (a position table or rotary cache the position ids index): the cache's keys
+  // and the new ones fit in them, or the model cannot take the length asked for
+  const positions = Math.min(...inputs.filter((i) => /position/i.test(i.name)).map((i) => gatherBound(i.value) ?? Infinity));
+  if (seqLen > positions) throw new Error(`${where}: a sequence of ${seqLen} tokens is longer than the ${positions} positions the model holds (its position ids index a table of ${positions} rows): give a shorter --seq-len`);
   const o = {
     batch: options.batch ?? staticBatch(inputs) ?? 1,
-    seqLen: options.seqLen ?? 8,
-    pastLen: options.pastLen ?? (hasPast ? 2 : 0),
+    seqLen,
+    pastLen: options.pastLen ?? (hasPast ? Math.min(2, positions - seqLen) : 0),
     otherSize: options.otherSize ?? options.seqLen ?? 8,
     seed: options.seed ?? 0,
     count: options.count ?? 1,
