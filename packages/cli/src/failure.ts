@@ -19,7 +19,8 @@ export function failedOn(modelPath: string, e: unknown, inputs: InputsMade, opti
   const hint =
     inputs.generated && RUN_FAILED.test(message)
       ? `\n  the inputs were generated from the model's input types (--seq-len ${inputs.seqLen}, other symbolic dims by name); ` +
-        `give real inputs with ${option} DIR, or the sizes of its symbolic dims with --dim NAME=SIZE`
+        `give real inputs with ${option} DIR, or the sizes of its symbolic dims with --dim NAME=SIZE ` +
+        `(an empty KV cache, for a model that takes cached tokens only with one new one: --dim past_sequence_length=0, by its past dim's name)`
       : '';
   return new CliError(`${named ? '' : `${modelPath}: `}${message}${hint}`, ExitCode.badInput);
 }

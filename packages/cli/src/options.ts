@@ -45,11 +45,12 @@ export function integer(value: string): number {
 export function dimSize(value: string, previous: Record<string, number> = {}): Record<string, number> {
   const m = /^([^=]+)=(\d+)$/.exec(value.trim());
   const size = m ? Number(m[2]) : NaN;
-  if (!m || !Number.isSafeInteger(size) || size < 1) throw new InvalidArgumentError('expected NAME=SIZE with SIZE an integer >= 1, e.g. hidden_size=768');
+  // 0 is a size too: an empty KV cache (past_sequence_length=0), the first call of a model that generates
+  if (!m || !Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError('expected NAME=SIZE with SIZE an integer >= 0, e.g. hidden_size=768 or past_sequence_length=0');
   return { ...previous, [m[1]!.trim()]: size };
 }
 
-export const DIM_HELP = 'size of a symbolic input dim for generated inputs, e.g. --dim hidden_size=768 (repeatable; wins over --seq-len)';
+export const DIM_HELP = 'size of a symbolic input dim for generated inputs, e.g. --dim hidden_size=768, or --dim past_sequence_length=0 for an empty KV cache (repeatable; wins over --seq-len)';
 
 /** The cost models --target names (optimize, explain, inspect). */
 export const COST_TARGETS = ['onnxruntime-cpu', 'attnopt-cpu', 'webgpu'] as const;

@@ -2,7 +2,8 @@
 // from, or of a rotary embedding's cos / sin cache. With a KV cache input, the default two cached tokens shrink
 // so that cache and prompt fit (a 2048-position Llama asked for 2048 tokens failed in onnxruntime's
 // RotaryEmbedding: "position_ids value 2048 ... out of range"); a prompt longer than the table is an error that
-// says so.
+// says so. A past dim sized by name (--dim past_sequence_length=0: onnxruntime-genai's mask subgraph takes a
+// non-empty cache only with one new token) is the cache length the positions and totals count from.
 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +30,12 @@ describe('generated position ids', () => {
     expect(Math.max(...positions(generateInputs(gathered, { seqLen: 15 })[0]!))).toBe(15);
     expect(positions(generateInputs(gathered, { seqLen: 16 })[0]!)[0]).toBe(0);
     expect(() => generateInputs(gathered, { seqLen: 17 })).toThrow(/a sequence of 17 tokens is longer than the 16 positions the model holds/);
+  });
+
+  it('a past dim sized 0 by name (an empty cache) starts the positions at 0 and sizes the totals', () => {
+    const [sample] = generateInputs(gathered, { seqLen: 8, dims: { past: 0 } });
+    expect(positions(sample!)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(sample!['past_key']!.shape).toEqual([1, 2, 0, 4]);
   });
 
   it("a rotary cache (onnxruntime's RotaryEmbedding) of 2048 positions, at 2048 tokens", () => {

@@ -1,5 +1,6 @@
 // Calibration inputs generated from a model's input types, seeded, so a run is reproducible:
-// - symbolic dims: names with "batch" -> batch; "past" -> pastLen; "total"/"+"/"all" -> pastLen + seqLen;
+// - symbolic dims: names with "batch" -> batch; "past" -> pastLen; "total"/"+"/"all" -> pastLen + seqLen (a past dim
+//   sized in `dims` is pastLen);
 //   "seq"/"len"/"sequence"/"token"/"time" -> seqLen; any other symbol -> dims[name] ?? otherSize;
 // - integer inputs named like *mask*: every key kept (1, or 0 where the model drops a key on true: mask-polarity.ts),
 //   batch row b with its last min(b, n - 1) keys padded;
@@ -140,6 +141,11 @@ export function hostTensorFromNumbers(dtype: DType, shape: readonly number[], va
   return { dtype, shape: [...shape], data };
 }
 
+/** The size given for a dim named like past (not a total), or undefined. */
+function pastFromDims(dims: Readonly<Record<string, number>> | undefined): number | undefined {
+  return Object.entries(dims ?? {}).find(([name]) => /past/i.test(name) && !/total|\+|all/i.test(name))?.[1];
+}
+
 /** The value of an input that is a parameter of an op rather than data (see the rules at the top), or undefined. */
 function parameterValue(name: string, seqLen: number, pastLen: number): number | undefined {
   switch (name) {
@@ -167,7 +173,8 @@ export function generateInputs(model: AttnoptModel | Graph, options: GenerateOpt
   const o = {
     batch: options.batch ?? staticBatch(inputs) ?? 1,
     seqLen,
-    pastLen: options.pastLen ?? (hasPast ? Math.min(2, positions - seqLen) : 0),
+    // a past dim sized by name (dims: past_sequence_length=0, an empty cache) sizes the totals too
+    pastLen: options.pastLen ?? pastFromDims(options.dims) ?? (hasPast ? Math.min(2, positions - seqLen) : 0),
     otherSize: options.otherSize ?? options.seqLen ?? 8,
     seed: options.seed ?? 0,
     count: options.count ?? 1,
