@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { generateInputs, loadModel } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const GPT2 = path.resolve(here, '../../../../shared/fixtures/onnx/genai-models/test/models/hf-internal-testing/tiny-random-gpt2-fp32-cuda/c47a9327_past.onnx');
 const LLAMA = path.resolve(here, '../../../../shared/fixtures/onnx/genai-models/test/test_models/hf-internal-testing/tiny-random-LlamaForCausalLM-fp16/model.onnx');
 
 const gathered = parseGraph(`graph g {
@@ -36,6 +37,16 @@ describe('generated position ids', () => {
     const [sample] = generateInputs(gathered, { seqLen: 8, dims: { past: 0 } });
     expect(positions(sample!)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(sample!['past_key']!.shape).toEqual([1, 2, 0, 4]);
+  });
+
+  it("onnxruntime's EmbedLayerNormalization: position ids within its position table, input ids within its word table", () => {
+    const model = loadModel(GPT2);
+    const embed = model.graph.nodes.find((n) => n.op === 'EmbedLayerNormalization')!;
+    const [words, table] = [embed.inputs[2]!.initializer!.shape[0]!, embed.inputs[3]!.initializer!.shape[0]!];
+    const [sample] = generateInputs(model, { seqLen: table });
+    expect(Math.max(...positions(sample!))).toBe(table - 1);
+    expect(Math.max(...Array.from(sample!['input_ids']!.data as ArrayLike<bigint>, Number))).toBeLessThan(words);
+    expect(() => generateInputs(model, { seqLen: table + 1 })).toThrow(new RegExp(`longer than the ${table} positions`));
   });
 
   it("a rotary cache (onnxruntime's RotaryEmbedding) of 2048 positions, at 2048 tokens", () => {

@@ -45,7 +45,8 @@ export interface GenerateOptions {
 
 /**
  * The exclusive bound on the values of an integer input: the fewest rows of the tables it is gathered from
- * (ids shared by several embeddings must be valid in each), a rotary embedding's cos / sin cache included.
+ * (ids shared by several embeddings must be valid in each), a rotary embedding's cos / sin cache and onnxruntime's
+ * EmbedLayerNormalization tables included.
  */
 export function gatherBound(v: Value, depth = 0): number | undefined {
   let bound: number | undefined;
@@ -55,6 +56,11 @@ export function gatherBound(v: Value, depth = 0): number | undefined {
   for (const { node, index } of v.uses()) {
     if ((node.op === 'Cast' || node.op === 'Identity' || node.op === 'Unsqueeze' || node.op === 'Reshape') && index === 0 && depth < 4) {
       keep(gatherBound(node.outputs[0]!, depth + 1));
+    } else if (node.op === 'EmbedLayerNormalization' && node.domain === 'com.microsoft' && (index === 0 || index === 1 || index === 8)) {
+      // input ids, segment ids and position ids index the word, segment and position tables (inputs 2, 4, 3)
+      const table = node.inputs[index === 0 ? 2 : index === 1 ? 4 : 3];
+      const rows = (table?.initializer?.shape ?? (table?.type?.kind === 'tensor' ? table.type.shape : undefined))?.[0];
+      if (typeof rows === 'number' && rows > 0) keep(rows);
     } else if (node.op === 'RotaryEmbedding' && ((node.domain === 'com.microsoft' && index === 1) || (node.domain === '' && index === 3))) {
       // position ids index the rows of the cos / sin cache: [max positions, rotary dim / 2]
       const cache = node.inputs[node.domain === '' ? 1 : 2];
