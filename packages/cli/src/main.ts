@@ -1,6 +1,7 @@
 // The attnopt command line: parse, dispatch, and map failures to the documented exit codes.
 
 import { Command, CommanderError } from 'commander';
+import { OnnxImportError } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 import { registerInspect } from './inspect-command.js';
 import { registerOptimize } from './optimize-command.js';
@@ -44,6 +45,11 @@ export async function run(argv: readonly string[]): Promise<number> {
     if (e instanceof CliError) {
       printError(e.message);
       return e.exitCode;
+    }
+    // a model found invalid after loading (a local function that calls itself, written out to be read): bad input
+    if (e instanceof OnnxImportError) {
+      printError(e.message);
+      return ExitCode.badInput;
     }
     printError(`internal error: ${(e as Error).stack ?? String(e)}`);
     return ExitCode.internal;

@@ -16,7 +16,7 @@ export {
   parseGraph,
 } from '@attnopt/ir';
 // Writing a file so readers see the old content or the complete new one (the CLI's outputs).
-export { AtomicFile } from '@attnopt/onnx';
+export { AtomicFile, OnnxImportError } from '@attnopt/onnx';
 export { type AttnoptModel, loadModel, modelOpset, saveModel, writeModel } from './model.js';
 export { modelFiles } from './model-files.js';
 export { runMemory, type RunMemory } from './run-memory.js';

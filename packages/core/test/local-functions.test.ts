@@ -128,6 +128,13 @@ describe('attention inside model-local functions', () => {
     expect([...loadModel(out).graph.nodes].filter((n) => n.domain === 'local').map((n) => n.op)).toEqual(['Residual']);
   });
 
+  it('a function that calls itself (not valid ONNX) is refused with the reason, not written out forever', () => {
+    const m = newOnnxModel(parseGraph(`graph g {\n  input %x: f32[1, 4]\n  %y = local::Self(%x)\n  output %y\n}`), { opset: 17 });
+    m.proto.opsetImport = [...(m.proto.opsetImport ?? []), { domain: 'local', version: 1n }];
+    m.proto.functions = [{ name: 'Self', domain: 'local', input: ['a'], output: ['b'], opsetImport: [{ domain: '', version: 17n }, { domain: 'local', version: 1n }], node: [node('Softmax', ['a'], ['s']), node('Self', ['s'], ['b'], [], 'local')] }];
+    expect(() => inspectModel(loadModel(exportOnnx(m)))).toThrow(/function "?local::Self"?.*: it is called 64 calls deep .* \(does a function call itself\?\)/);
+  });
+
   it("attnopt's CPU executor runs the model, every local function by its nodes", async () => {
     const bytes = modelBytes();
     const { model } = await optimize(loadModel(bytes), { seqLen: 64, runtime: 'attnopt-cpu' });

@@ -8,6 +8,7 @@
 import { type Graph, Node, Value } from '@attnopt/ir';
 import { ANNOTATION, type LocalFunctions, nodeOrigin } from './annotations.js';
 import { importFunctionBody } from './import.js';
+import { importError } from './import-error.js';
 import { quoteName } from './limits.js';
 import type { AttributeProto, FunctionProto, GraphProto, NodeProto } from './types.js';
 
@@ -23,6 +24,9 @@ export interface InlinedCall {
   /** The call's outputs and the body values that replaced them, pairwise. */
   readonly outputs: readonly (readonly [Value, Value])[];
 }
+
+/** Calls inside written-out calls, at most this deep (module nesting is a few levels; a deeper chain recurses). */
+const MAX_CALL_DEPTH = 64;
 
 const isDefaultDomain = (d: string | undefined) => (d ?? '') === '' || d === 'ai.onnx';
 
@@ -83,10 +87,16 @@ export function inlineLocalFunctions(graph: Graph, wanted: (fn: FunctionProto, f
     return out;
   };
   const done: InlinedCall[] = [];
+  const depth = new Map<Node, number>();
   for (let k = 0; k < graph.nodes.length; k++) {
     const call = graph.nodes[k]!;
     const fn = calledFunction(fns, call);
     if (fn === undefined || !wanted(fn, fns) || inlineProblem(fns, fn) !== undefined) continue;
+    // a function that calls itself (not valid ONNX) would be written out forever
+    const level = (depth.get(call) ?? 0) + 1;
+    if (level > MAX_CALL_DEPTH) {
+      throw importError({ file: fns.file, path: `function ${quoteName(`${fn.domain ?? ''}::${fn.name ?? ''}`)}` }, `it is called ${MAX_CALL_DEPTH} calls deep at ${call.describe()} (does a function call itself?)`);
+    }
     const prefix = `${call.name || call.outputs[0]?.name || call.op}/`;
     const described = call.describe();
     const proto: GraphProto = {
@@ -98,6 +108,7 @@ export function inlineLocalFunctions(graph: Graph, wanted: (fn: FunctionProto, f
     const body = importFunctionBody(proto, { file: fns.file, path: `function ${quoteName(`${fn.domain ?? ''}::${fn.name ?? ''}`)} called by ${call.describe()}` }, fns.externalData);
     const nodes = body.nodes.splice(0);
     for (const n of nodes) {
+      depth.set(n, level);
       n.graph = undefined;
       n.name = n.name === '' ? '' : fresh(`${prefix}${n.name}`);
       for (const o of n.outputs) o.name = fresh(`${prefix}${o.name}`);
