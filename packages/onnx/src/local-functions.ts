@@ -105,6 +105,8 @@ export function inlineLocalFunctions(graph: Graph, wanted: (fn: FunctionProto, f
       output: (fn.output ?? []).map((name) => ({ name })),
       node: resolvedNodes(fn, nodeOrigin(call)),
     };
+    const unread = call.outputs.findIndex((o, i) => i >= (fn.output ?? []).length && (o.uses().length > 0 || graph.outputs.includes(o)));
+    if (unread >= 0) throw importError({ file: fns.file, path: `function ${quoteName(`${fn.domain ?? ''}::${fn.name ?? ''}`)}` }, `${described} reads its output ${unread}, which the function does not define (it has ${fn.output?.length ?? 0})`);
     const body = importFunctionBody(proto, { file: fns.file, path: `function ${quoteName(`${fn.domain ?? ''}::${fn.name ?? ''}`)} called by ${call.describe()}` }, fns.externalData);
     const nodes = body.nodes.splice(0);
     for (const n of nodes) {
@@ -126,7 +128,7 @@ export function inlineLocalFunctions(graph: Graph, wanted: (fn: FunctionProto, f
     call.outputs.forEach((o, i) => {
       let b = outs[i];
       if (b === undefined || b.producer === undefined || !nodes.includes(b.producer)) {
-        if (b === undefined) return;
+        if (b === undefined) return; // unread (checked before anything changed)
         const id = new Node({ op: 'Identity', name: fresh(`${prefix}output${i}`), inputs: [b], outputs: [new Value(fresh(`${prefix}output${i}`))] });
         nodes.push(id);
         b = id.outputs[0]!;
