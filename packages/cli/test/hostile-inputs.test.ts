@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { saveModel, loadModel, parseGraph, runMemory } from '@attnopt/core';
+import { Node, Value } from '@attnopt/ir';
 import { escapeControls, MAX_LINE, printable } from '../src/print.js';
 import { snapshot } from './folder-snapshot.js';
 import { attnoptInProcess as attnopt } from './run-captured.js';
@@ -217,6 +218,32 @@ describe('verify always judges', () => {
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout).outputs[0];
     expect(out).toMatchObject({ name: 'logits', shape: [2, vocab], top1Agreement: 1, meanKL: 0, maxAbsError: 0 });
+  });
+});
+
+describe('invalid models found after loading', () => {
+  test('a local function that calls itself: exit 2 naming it, no output written', async () => {
+    const model = loadModel(readFileSync(torch('gpt2_causal_attn_where_op17_dyn.onnx')));
+    const x = model.graph.inputs[0]!;
+    model.graph.addNode(new Node({ domain: 'local', op: 'Self', inputs: [x], outputs: [new Value('self_out')] }));
+    model.proto.opsetImport = [...(model.proto.opsetImport ?? []), { domain: 'local', version: 1n }];
+    model.proto.functions = [
+      {
+        name: 'Self',
+        domain: 'local',
+        input: ['a'],
+        output: ['b'],
+        opsetImport: [{ domain: '', version: 17n }, { domain: 'local', version: 1n }],
+        node: [{ opType: 'Softmax', input: ['a'], output: ['s'] }, { opType: 'Self', domain: 'local', input: ['s'], output: ['b'] }],
+      },
+    ];
+    const file = join(scratch, 'self-calling.onnx');
+    writeFileSync(file, saveModel(model));
+    const out = join(scratch, 'self-calling.opt.onnx');
+    const r = await attnopt('optimize', file, '-o', out);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/function "?local::Self"?: it is called 64 calls deep at node local::Self -> %self_out \(does a function call itself\?\)/);
+    expect(existsSync(out)).toBe(false);
   });
 });
 
