@@ -32,7 +32,12 @@ interface Case {
 
 const scalars = (names: string[], type = 'i64') => names.map((n) => `    input %${n}: ${type}[]`).join('\n');
 
-const CASES: readonly Case[] = [
+interface Case2 extends Case {
+  /** Q, K and V computed by other nodes (untyped values). */
+  readonly computed?: boolean;
+}
+
+const CASES: readonly Case2[] = [
   {
     name: 'causal mask_mod (q_idx >= k_idx)',
     attrs: `mask_mod = graph causal {
@@ -42,6 +47,17 @@ ${scalars(['b', 'h', 'qi', 'ki'])}
   }`,
     score: (s, _b, _h, i, j) => (i >= j ? s : -Infinity),
     spec: 'causal',
+  },
+  {
+    name: 'causal mask_mod over Q, K, V that other nodes compute (untyped values)',
+    attrs: `mask_mod = graph causal {
+${scalars(['b', 'h', 'qi', 'ki'])}
+    %keep = GreaterOrEqual(%qi, %ki)
+    output %keep
+  }`,
+    score: (s, _b, _h, i, j) => (i >= j ? s : -Infinity),
+    spec: 'causal',
+    computed: true,
   },
   {
     name: 'sliding window of 3 keys (mask_mod with And)',
@@ -93,12 +109,14 @@ ${scalars(['b', 'h', 'qi', 'ki'])}
   },
 ];
 
-function nodeText(attrs: string): string {
+/** The node over the inputs as given, or over values other nodes compute (no declared type: the shape engine's). */
+function nodeText(attrs: string, computed = false): string {
+  const [q, k, v] = computed ? ['%q1', '%k1', '%v1'] : ['%q', '%k', '%v'];
   return `graph g {
   input %q: f32[${B}, ${H}, ${L}, ${D}]
   input %k: f32[${B}, ${KV}, ${S}, ${D}]
-  input %v: f32[${B}, ${KV}, ${S}, ${D}]
-  %y: f32[${B}, ${H}, ${L}, ${D}] = ai.onnx.preview::FlexAttention(%q, %k, %v) {enable_gqa = 1, ${attrs}}
+  input %v: f32[${B}, ${KV}, ${S}, ${D}]${computed ? '\n  %q1 = Identity(%q)\n  %k1 = Identity(%k)\n  %v1 = Identity(%v)' : ''}
+  %y: f32[${B}, ${H}, ${L}, ${D}] = ai.onnx.preview::FlexAttention(${q}, ${k}, ${v}) {enable_gqa = 1, ${attrs}}
   output %y
 }`;
 }
@@ -132,7 +150,7 @@ function model(text: string) {
 
 describe('FlexAttention with per-element modifier graphs', () => {
   it.each(CASES)('$name', async (c) => {
-    const m = model(nodeText(c.attrs));
+    const m = model(nodeText(c.attrs, c.computed));
     const notes = rewritePass('recognize-fused', FUSED_RULES).run(m.graph).notes.map((n) => n.message);
     const sites = m.graph.nodes.filter(isAttention);
     expect(sites, notes.join('\n')).toHaveLength(1);

@@ -7,12 +7,12 @@
 //   FlexAttention(Q, K, V) {scale, score_mod, mask_mod, prob_mod}
 //     -> Softmax(mask_mod(score_mod(scale · Q · repeat(K)ᵀ))) [prob_mod] · repeat(V) -> attnopt::Attention(Q, K, V, bias, ...)
 
-import { DEFAULT_OPSET_ANNOTATION, dtypeFromOnnx, Graph, type Node, Value } from '@attnopt/ir';
+import { DEFAULT_OPSET_ANNOTATION, dtypeFromOnnx, Graph, type Node, tensorType, Value } from '@attnopt/ir';
 import { attrFloat, attrInt, liveOutputs, matched, noMatch, type RewriteRule, unknownAttrs } from '@attnopt/rewrite';
 import { LIFT_RECORD, type LiftRecord, liftSite, SITE_ORIGIN, type SiteOrigin } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
 import { matchDecomposedAttention } from '../decomposed/decomposed-attention.js';
-import { inferDtype, staticDim, staticShape } from '../../shape-inference/shapes.js';
+import { inferDtype, inferShape, staticDim, staticShape } from '../../shape-inference/shapes.js';
 import { flexBody, type FlexShape, modGraphsProblem } from './flex-body.js';
 
 export const FLEX_DOMAIN = 'ai.onnx.preview';
@@ -27,7 +27,9 @@ function scratchLift(node: Node, shape: FlexShape): string | undefined {
   const g = new Graph('flex_attention_body');
   const opset = node.graph?.annotations.get(DEFAULT_OPSET_ANNOTATION);
   if (opset !== undefined) g.annotations.set(DEFAULT_OPSET_ANNOTATION, opset);
-  const [q, k, v] = node.inputs.map((x, i) => g.addInput(new Value(['Q', 'K', 'V'][i]!, x!.type)));
+  // typed as declared, else as the shape engine reads the node's inputs
+  const typed = (x: Value) => x.type ?? (inferDtype(x) !== undefined && inferShape(x) !== undefined ? tensorType(inferDtype(x)!, inferShape(x)!) : undefined);
+  const [q, k, v] = node.inputs.map((x, i) => g.addInput(new Value(['Q', 'K', 'V'][i]!, typed(x!))));
   const body = flexBody(g, node, q!, k!, v!, shape);
   body.nodes.forEach((n) => g.addNode(n));
   g.outputs.push(body.y);
@@ -40,7 +42,7 @@ function scratchLift(node: Node, shape: FlexShape): string | undefined {
 // FlexAttention(Q, K, V) {scale, score_mod, mask_mod, prob_mod} -> body -> attnopt::Attention (decomposed rule)
 export const flexAttentionRule: RewriteRule<FlexMatch> = {
   name: 'onnx-flex-attention',
-  summary: 'ai.onnx.preview::FlexAttention(Q, K, V) {score_mod, prob_mod} -> its body -> attnopt::Attention(Q, K, V, bias = what score_mod adds)',
+  summary: 'ai.onnx.preview::FlexAttention(Q, K, V) {score_mod, mask_mod, prob_mod} -> its body -> attnopt::Attention(Q, K, V, bias = what the modifiers add)',
   roots: [`${FLEX_DOMAIN}::FlexAttention`],
   match(node: Node, graph: Graph) {
     const extra = unknownAttrs(node, KNOWN);
