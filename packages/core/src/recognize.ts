@@ -3,8 +3,7 @@
 // first, so the sites inside them are found; restore puts back the calls whose nodes nothing changed.
 
 import type { Graph } from '@attnopt/ir';
-import { type InlinedCall, inlineLocalFunctions, type LocalFunctions } from '@attnopt/onnx';
-import type { FunctionProto } from '@attnopt/onnx';
+import { type FunctionProto, type InlinedCall, inlineLocalFunctions, type LocalFunctions, localFunction } from '@attnopt/onnx';
 import { recognizePass } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 import { FUSED_ATTENTION_OPS } from './misses.js';
@@ -30,7 +29,7 @@ function holdsAttention(fn: FunctionProto, fns: LocalFunctions, seen = new Set<F
   return (fn.node ?? []).some((n) => {
     const op = n.opType ?? '';
     if (op === 'Softmax' || op === 'LogSoftmax' || FUSED_ATTENTION_OPS.has(op)) return true;
-    const callee = fns.functions.find((f) => f.name === op && (f.domain ?? '') === (n.domain ?? '') && (f.overload ?? '') === (n.overload ?? ''));
+    const callee = localFunction(fns, n.domain, op, n.overload);
     return callee !== undefined && holdsAttention(callee, fns, seen);
   });
 }

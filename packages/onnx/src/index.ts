@@ -22,7 +22,7 @@ export { forEachTensor, mapTensors } from './walk.js';
 export * from './types.js';
 // IR bridge
 export { importModel, type ImportOptions } from './import.js';
-export { calledFunction, inlineLocalFunctions, inlineProblem, type InlinedCall, localFunctions, rerollLocalFunctions } from './local-functions.js';
+export { calledFunction, inlineLocalFunctions, inlineProblem, type InlinedCall, localFunction, localFunctions, rerollLocalFunctions } from './local-functions.js';
 export { exportModel, exportGraph, ATTNOPT_OPSET } from './export.js';
 export { importOnnx, exportOnnx } from './onnx-files.js';
 export { newOnnxModel, type NewModelOptions, type OnnxModel } from './onnx-model.js';

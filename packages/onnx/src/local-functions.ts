@@ -35,18 +35,25 @@ export function localFunctions(graph: Graph): LocalFunctions | undefined {
   return graph.annotations.get(ANNOTATION.functions) as LocalFunctions | undefined;
 }
 
+/** The local function named `op` in `domain` (with `overload`), when the model defines one. */
+export function localFunction(fns: LocalFunctions, domain: string | undefined, op: string | undefined, overload: string | undefined): FunctionProto | undefined {
+  return fns.functions.find((f) => f.name === op && (f.domain ?? '') === (domain ?? '') && (f.overload ?? '') === (overload ?? ''));
+}
+
 /** The function `node` calls, when it calls a model-local one. */
 export function calledFunction(fns: LocalFunctions, node: Node): FunctionProto | undefined {
-  const overload = nodeOrigin(node)?.overload ?? '';
-  return fns.functions.find((f) => f.name === node.op && (f.domain ?? '') === node.domain && (f.overload ?? '') === overload);
+  return localFunction(fns, node.domain, node.op, nodeOrigin(node)?.overload);
 }
+
+/** Where an error about `fn` points. */
+const functionPath = (fn: FunctionProto) => `function ${quoteName(`${fn.domain ?? ''}::${fn.name ?? ''}`)}`;
 
 /** Whether an attribute (or one in a subgraph below it) refers to a call attribute. */
 function refersInGraph(g: GraphProto | undefined): boolean {
   return (g?.node ?? []).some((n) => (n.attribute ?? []).some((a) => a.refAttrName !== undefined || refersInGraph(a.g) || (a.graphs ?? []).some(refersInGraph)));
 }
 
-/** Why `fn` cannot be written out at `call`, or undefined. */
+/** Why `fn` cannot be written out at its calls, or undefined. */
 export function inlineProblem(fns: LocalFunctions, fn: FunctionProto): string | undefined {
   const model = fns.opsetImport.find((o) => isDefaultDomain(o.domain))?.version;
   const own = (fn.opsetImport ?? []).find((o) => isDefaultDomain(o.domain))?.version;
@@ -95,7 +102,7 @@ export function inlineLocalFunctions(graph: Graph, wanted: (fn: FunctionProto, f
     // a function that calls itself (not valid ONNX) would be written out forever
     const level = (depth.get(call) ?? 0) + 1;
     if (level > MAX_CALL_DEPTH) {
-      throw importError({ file: fns.file, path: `function ${quoteName(`${fn.domain ?? ''}::${fn.name ?? ''}`)}` }, `it is called ${MAX_CALL_DEPTH} calls deep at ${call.describe()} (does a function call itself?)`);
+      throw importError({ file: fns.file, path: functionPath(fn) }, `it is called ${MAX_CALL_DEPTH} calls deep at ${call.describe()} (does a function call itself?)`);
     }
     const prefix = `${call.name || call.outputs[0]?.name || call.op}/`;
     const described = call.describe();
@@ -106,8 +113,8 @@ export function inlineLocalFunctions(graph: Graph, wanted: (fn: FunctionProto, f
       node: resolvedNodes(fn, nodeOrigin(call)),
     };
     const unread = call.outputs.findIndex((o, i) => i >= (fn.output ?? []).length && (o.uses().length > 0 || graph.outputs.includes(o)));
-    if (unread >= 0) throw importError({ file: fns.file, path: `function ${quoteName(`${fn.domain ?? ''}::${fn.name ?? ''}`)}` }, `${described} reads its output ${unread}, which the function does not define (it has ${fn.output?.length ?? 0})`);
-    const body = importFunctionBody(proto, { file: fns.file, path: `function ${quoteName(`${fn.domain ?? ''}::${fn.name ?? ''}`)} called by ${call.describe()}` }, fns.externalData);
+    if (unread >= 0) throw importError({ file: fns.file, path: functionPath(fn) }, `${described} reads its output ${unread}, which the function does not define (it has ${fn.output?.length ?? 0})`);
+    const body = importFunctionBody(proto, { file: fns.file, path: `${functionPath(fn)} called by ${described}` }, fns.externalData);
     const nodes = body.nodes.splice(0);
     for (const n of nodes) {
       depth.set(n, level);
@@ -127,8 +134,8 @@ export function inlineLocalFunctions(graph: Graph, wanted: (fn: FunctionProto, f
     const pairs: (readonly [Value, Value])[] = [];
     call.outputs.forEach((o, i) => {
       let b = outs[i];
-      if (b === undefined || b.producer === undefined || !nodes.includes(b.producer)) {
-        if (b === undefined) return; // unread (checked before anything changed)
+      if (b === undefined) return; // unread (checked before anything changed)
+      if (b.producer === undefined || !nodes.includes(b.producer)) {
         const id = new Node({ op: 'Identity', name: fresh(`${prefix}output${i}`), inputs: [b], outputs: [new Value(fresh(`${prefix}output${i}`))] });
         nodes.push(id);
         b = id.outputs[0]!;

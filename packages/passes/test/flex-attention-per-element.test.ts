@@ -28,34 +28,31 @@ interface Case {
   readonly score: (s: number, b: number, h: number, i: number, j: number) => number;
   /** The spec the mask analysis proves. */
   readonly spec: string;
-}
-
-const scalars = (names: string[], type = 'i64') => names.map((n) => `    input %${n}: ${type}[]`).join('\n');
-
-interface Case2 extends Case {
   /** Q, K and V computed by other nodes (untyped values). */
   readonly computed?: boolean;
 }
 
-const CASES: readonly Case2[] = [
-  {
-    name: 'causal mask_mod (q_idx >= k_idx)',
-    attrs: `mask_mod = graph causal {
+const scalars = (names: string[], type = 'i64') => names.map((n) => `    input %${n}: ${type}[]`).join('\n');
+
+/** mask_mod keeping q_idx >= k_idx (causal). */
+const CAUSAL = `mask_mod = graph causal {
 ${scalars(['b', 'h', 'qi', 'ki'])}
     %keep = GreaterOrEqual(%qi, %ki)
     output %keep
-  }`,
-    score: (s, _b, _h, i, j) => (i >= j ? s : -Infinity),
+  }`;
+const causalScore: Case['score'] = (s, _b, _h, i, j) => (i >= j ? s : -Infinity);
+
+const CASES: readonly Case[] = [
+  {
+    name: 'causal mask_mod (q_idx >= k_idx)',
+    attrs: CAUSAL,
+    score: causalScore,
     spec: 'causal',
   },
   {
     name: 'causal mask_mod over Q, K, V that other nodes compute (untyped values)',
-    attrs: `mask_mod = graph causal {
-${scalars(['b', 'h', 'qi', 'ki'])}
-    %keep = GreaterOrEqual(%qi, %ki)
-    output %keep
-  }`,
-    score: (s, _b, _h, i, j) => (i >= j ? s : -Infinity),
+    attrs: CAUSAL,
+    score: causalScore,
     spec: 'causal',
     computed: true,
   },
@@ -99,11 +96,7 @@ ${scalars(['b', 'h', 'qi', 'ki'])}
     %bias = Mul(%slope, %df)
     %y = Sub(%s, %bias)
     output %y
-  }, mask_mod = graph causal {
-${scalars(['b', 'h', 'qi', 'ki'])}
-    %keep = GreaterOrEqual(%qi, %ki)
-    output %keep
-  }`,
+  }, ${CAUSAL}`,
     score: (s, _b, h, i, j) => (i >= j ? s - SLOPES[h]! * (i - j) : -Infinity),
     spec: 'causal',
   },

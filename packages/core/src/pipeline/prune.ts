@@ -3,17 +3,15 @@
 // the model as read held unread stay, as the model wrote them.
 //   n (no output read, not a graph output, read before the pipeline)  ->  nothing
 
-import { removeDead } from '@attnopt/rewrite';
-import type { StatePass } from '@attnopt/rewrite';
-import { isUnused, type CompileState } from './state.js';
+import { removeDead, type StatePass } from '@attnopt/rewrite';
+import type { CompileState } from './state.js';
 
 export const prune: StatePass<CompileState> = {
   name: 'prune',
   label: 'lower',
   run(state) {
     const graph = state.graph;
-    const candidates = graph.nodes.filter((n) => !state.unusedAsRead.has(n) && isUnused(graph, n));
-    const removed = candidates.length > 0 ? removeDead(graph, graph.nodes.filter((n) => !state.unusedAsRead.has(n))) : 0;
+    const removed = removeDead(graph, graph.nodes.filter((n) => !state.unusedAsRead.has(n)));
     return { changed: removed > 0, notes: removed > 0 ? [{ pass: 'prune', node: graph.name, message: `${removed} nodes the rewrites left unread removed` }] : [] };
   },
 };

@@ -36,7 +36,7 @@ export const decoderMaskedAttentionRule: RewriteRule<DecoderMaskedMatch> = {
   match(node: Node, graph: Graph) {
     const extra = unknownAttrs(node, KNOWN);
     if (extra.length > 0) return noMatch(`unknown attributes ${extra.join(', ')}`);
-    const [q, k, v, mask, attnBias, pastKey, pastValue, pastLength] = node.inputs;
+    const [q, k, v, mask, attnBias, pastKey, pastValue, pastLength, , cacheIndirection] = node.inputs;
     const N = attrInt(node, 'num_heads');
     if (N === undefined) return noMatch('num_heads is required');
     const qs = staticShape(q);
@@ -63,7 +63,7 @@ export const decoderMaskedAttentionRule: RewriteRule<DecoderMaskedMatch> = {
       const vh = staticDim(v, 2);
       if (staticShape(k)?.length !== 3 || staticDim(k, 2) !== hidden || vh === undefined || vh % N !== 0) return noMatch('key/value must be [BB, 1, D]');
       Hv = vh / N;
-      if ((mask || attnBias) && node.inputs[9]) {
+      if ((mask || attnBias) && cacheIndirection) {
         return noMatch("mask_index / attention_bias in a beam-search step (with cache_indirection): onnxruntime's CPU kernel adds them in its beam path otherwise than to each row's scores (another function; checked against onnxruntime)");
       }
       if (mask && staticShape(mask)?.length !== 2) return noMatch('mask_index other than 2D [BB, P + 1] is not lifted');

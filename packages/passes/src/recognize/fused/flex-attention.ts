@@ -35,7 +35,7 @@ function scratchLift(node: Node, shape: FlexShape): string | undefined {
   g.outputs.push(body.y);
   const r = matchDecomposedAttention(body.softmax, g);
   if (!r.ok) return r.reason || 'the decomposed rule does not read it';
-  if (r.value.site.output !== body.y) return 'the decomposed rule lifts part of it only (prob_mod stands between the softmax and V)';
+  if (r.value.site.output !== body.y) return 'the decomposed rule lifts part of it only (the site it finds does not end at Y)';
   return undefined;
 }
 
