@@ -4,6 +4,8 @@
 // A reduction over another axis than the keys is not a softmax over the keys: no site, and no note about the
 // graph's other Div and Mul nodes (the rule is offered every one of them). A subtracted value that varies
 // along the keys is no stabilizer: exp(x - b) / sum(exp(x - b)) is softmax(x - b), a site with the mask -b.
+// A softmax over a view of the scores that keeps the keys' axis, reshaped back, is the softmax of the scores; a
+// view that merges the keys with the queries is not.
 
 import { DEFAULT_OPSET_ANNOTATION, isAttention, parseGraph } from '@attnopt/ir';
 import { rewritePass } from '@attnopt/rewrite';
@@ -78,6 +80,32 @@ describe('Exp of a LogSoftmax: exp(log softmax(x)) = softmax(x)', () => {
     const notes = rewritePass('recognize', RECOGNITION_RULES, { explain: true }).run(g).notes.map((n) => n.message);
     expect(g.nodes.filter(isAttention)).toHaveLength(0);
     expect(notes.join('\n')).toMatch(/LogSoftmax has no axis attribute, so at opset 11 it normalizes over axes 1 and on/);
+  });
+});
+
+describe('a softmax over a view of the scores, reshaped back', () => {
+  test('flattened to [B·H·S, T] by Flatten, softmax over axis 1 at opset 11 (its 2-D semantics), the shape read back from the scores', async () => {
+    await lifted(site('  %xs = Shape(%x)\n  %x2 = Flatten(%x) {axis = 3}\n  %p2 = Softmax(%x2) {axis = 1}\n  %p = Reshape(%p2, %xs)'), 11);
+  });
+  test('folded to [B·H, S, T] and back by static targets', async () => {
+    const fold = '  init %to3: i64[3] = tensor<i64[3]> [8, -1, 9]\n  init %to4: i64[4] = tensor<i64[4]> [2, 4, -1, 9]';
+    const text = site('  %x3 = Reshape(%x, %to3)\n  %p3 = Softmax(%x3) {axis = -1}\n  %p = Reshape(%p3, %to4)', fold).replaceAll('seq', '9');
+    await lifted(text, 17);
+  });
+  test('a view that merges the keys with the queries normalizes over both: no site', () => {
+    const g = parseGraph(site('  %xs = Shape(%x)\n  %x2 = Flatten(%x) {axis = 2}\n  %p2 = Softmax(%x2) {axis = 1}\n  %p = Reshape(%p2, %xs)'));
+    g.annotations.set(DEFAULT_OPSET_ANNOTATION, 17);
+    rewritePass('recognize', RECOGNITION_RULES).run(g);
+    expect(g.nodes.filter(isAttention)).toHaveLength(0);
+  });
+  test('reshaped back to another shape than the scores: no site', () => {
+    const fold = '  init %to3: i64[3] = tensor<i64[3]> [8, -1, 9]\n  init %other: i64[4] = tensor<i64[4]> [4, 2, -1, 9]';
+    // (V over [4, 2] batch and heads: each output row would read another head's probabilities)
+    const text = site('  %x3 = Reshape(%x, %to3)\n  %p3 = Softmax(%x3) {axis = -1}\n  %p = Reshape(%p3, %other)', fold).replaceAll('seq', '9');
+    const g = parseGraph(text.replace('input %v: f32[2, 4, 9, 8]', 'input %v: f32[4, 2, 9, 8]'));
+    g.annotations.set(DEFAULT_OPSET_ANNOTATION, 17);
+    rewritePass('recognize', RECOGNITION_RULES).run(g);
+    expect(g.nodes.filter(isAttention)).toHaveLength(0);
   });
 });
 

@@ -22,11 +22,16 @@ export const SPELLING_AXES = {
   /**
    * Additive float padding bias, the bias first, subtracted, causal by Where, bool keep-mask by Where, BERT's
    * (1 - mask) · -10000 from an int64 [B, T] mask, a per-head [1, H, 1, T] bias, causal And padding by one Where,
-   * masked_fill(~keep, finfo.min), and a [B, T] keep-mask expanded to the scores' shape before its Where.
+   * masked_fill(~keep, finfo.min), a [B, T] keep-mask expanded to the scores' shape before its Where, and GPT-2's
+   * original causal mask multiplied in, w · b - 10000 · (1 - b) with b the causal keep-mask as 0 / 1 floats.
    */
-  mask: ['none', 'add', 'add-bias-first', 'sub', 'causal-where', 'bool-where', 'bert-int', 'per-head', 'causal-and-padding', 'masked-fill-min', 'expanded-padding'],
-  /** Softmax(axis -1), Softmax(axis 3), Exp / ReduceSum / Div with ReduceMax, Mul by the Reciprocal, Exp(LogSoftmax). */
-  softmax: ['softmax', 'softmax-axis-3', 'spelled-max', 'spelled-reciprocal', 'exp-logsoftmax'],
+  mask: ['none', 'add', 'add-bias-first', 'sub', 'causal-where', 'bool-where', 'bert-int', 'per-head', 'causal-and-padding', 'masked-fill-min', 'expanded-padding', 'causal-multiplied'],
+  /**
+   * Softmax(axis -1), Softmax(axis 3), Exp / ReduceSum / Div with ReduceMax, Mul by the Reciprocal, Exp(LogSoftmax),
+   * or over a view of the scores that keeps the keys' axis, reshaped back: flattened to 2-D (opset < 13 softmax
+   * semantics) or folded to [B·H, S, T] by a run-time target.
+   */
+  softmax: ['softmax', 'softmax-axis-3', 'spelled-max', 'spelled-reciprocal', 'exp-logsoftmax', 'flattened', 'folded-view'],
   /** MatMul with V, an Einsum, or a Dropout (inference: identity) before the MatMul. */
   pv: ['matmul', 'einsum', 'dropout'],
   /** [B, H, S, D] as is, or merged back to [B, S, E]. */
@@ -50,11 +55,13 @@ const E = HEADS * HEAD_DIM;
 /**
  * Whether a combination can be written: Kᵀ by one Transpose from [B, T, H, D] needs a projected K with no cache
  * before it (or K repeated over [B, T, H, D], its cache joined before the repeat); a causal mask needs keys of
- * the same sequence.
+ * the same sequence; a finite fill must stay a mask fill after the scale that follows it.
  */
 export function isSpelling(s: Spelling): boolean {
   if (s.keyT === 'transpose-from-bshd' && s.input !== 'repeat-kv-bshd' && ((s.input !== 'projected' && s.input !== 'packed') || s.kv === 'past')) return false;
   if (s.mask.startsWith('causal') && s.kv === 'cross') return false;
+  // GPT-2's fill of -10000 divided by sqrt(8) after the mask is -3536, no mask fill: refused, with that reason
+  if (s.mask === 'causal-multiplied' && s.scale === 'div-after-mask') return false;
   return true;
 }
 
@@ -269,6 +276,10 @@ export function spellingGraph(s: Spelling): string {
       inputs.push(`  input %headbias: f32[1, ${HEADS}, 1, ${T}]`);
       lines.push(`  %x = Add(${scores}, %headbias)`);
       break;
+    case 'causal-multiplied':
+      inits.push('  init %one_m: f32[] = tensor<f32[]> [1.0]', '  init %c1e4: f32[] = tensor<f32[]> [10000.0]');
+      lines.push(...causalKeep(scores, '%keepb'), '  %b01 = Cast(%keepb) {to = 1}', `  %wb = Mul(${scores}, %b01)`, '  %nb = Sub(%one_m, %b01)', '  %pen = Mul(%nb, %c1e4)', '  %x = Sub(%wb, %pen)');
+      break;
     case 'causal-and-padding':
       inputs.push(`  input %keepmask: bool[2, 1, 1, ${T}]`);
       lines.push(
@@ -304,6 +315,12 @@ export function spellingGraph(s: Spelling): string {
       break;
     case 'exp-logsoftmax':
       lines.push('  %lp = LogSoftmax(%xs) {axis = -1}', '  %p = Exp(%lp)');
+      break;
+    case 'flattened':
+      lines.push('  %xshape = Shape(%xs)', '  %x2 = Flatten(%xs) {axis = 3}', '  %p2 = Softmax(%x2) {axis = 1}', '  %p = Reshape(%p2, %xshape)');
+      break;
+    case 'folded-view':
+      lines.push('  %xshape = Shape(%xs)', '  %xtail = Shape(%xs) {start = 2}', '  %fold = Concat(%last, %xtail) {axis = 0}', '  %x3 = Reshape(%xs, %fold)', '  %p3 = Softmax(%x3) {axis = -1}', '  %p = Reshape(%p3, %xshape)');
       break;
   }
   for (let l = softmaxAt; l < lines.length; l++) lines[l] = lines[l]!.replaceAll('%xs)', `${sIn})`).replaceAll('%xs,', `${sIn},`);

@@ -5,6 +5,7 @@
 import { type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { staticScalar, staticShape } from '../../shape-inference/shapes.js';
+import { multipliedMask } from './multiplied-mask.js';
 
 /** A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view). */
 export type MaskStep =
@@ -13,7 +14,10 @@ export type MaskStep =
    * times the static scales the scores take after the mask: s · (x + M) = s · x + s · M
    */
   | { readonly kind: 'additive'; readonly bias: Value; readonly over: Value; readonly factor?: number }
-  /** Where(keep, scores, fill): `fill` -inf, finfo.min or -10000 (masked_fill with the condition inverted when `inverted`) */
+  /**
+   * Where(keep, scores, fill): `fill` -inf, finfo.min or -10000 (masked_fill with the condition inverted when
+   * `inverted`); `cond` is bool, or 0 / 1 numbers where the mask was multiplied in (multiplied-mask.ts)
+   */
   | { readonly kind: 'masked-fill'; readonly cond: Value; readonly inverted: boolean; readonly fill: number; readonly over: Value };
 
 export interface ScoreChain {
@@ -173,6 +177,17 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
     if (!r.ok) return r;
     if (r.value.softcap > 0) return noMatch(`${scaled.node.describe()} scales softcapped scores: softcap · tanh(x / softcap) scaled afterwards is no softcap attnopt::Attention computes`);
     return matched({ ...r.value, scale: r.value.scale * scaled.factor });
+  }
+  // w · b - c · (1 - b) with b in {0, 1}: a masked fill written as products (multiplied-mask.ts)
+  const multiplied = depth < 8 ? multipliedMask(inner) : undefined;
+  if (multiplied) {
+    if (!multiplied.ok) return multiplied;
+    const { scores, keep, fill } = multiplied.value;
+    if (!isMaskFill(fill * factor)) return noMatch(`${inner.producer!.describe()} fills ${fill}, scaled by ${factor} before the Softmax: ${fill * factor} is no longer a mask fill (-inf, finfo.min, <= -10000)`);
+    nodes.push(...multiplied.value.nodes);
+    masks.push({ kind: 'masked-fill', cond: keep, inverted: false, fill, over: inner });
+    variants.push('multiplied-mask');
+    return matchMasks(scores, nodes, stage, masks, variants, fold, depth + 1, factor);
   }
   const add = onnxOp(inner, 'Add');
   const sub = onnxOp(inner, 'Sub');

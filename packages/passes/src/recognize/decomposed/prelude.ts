@@ -123,11 +123,14 @@ export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: num
   const keeps: Value[] = [];
   for (const m of masks) {
     if (m.kind !== 'masked-fill') continue;
+    // a keep-mask of 0s and 1s (multiplied in): as bool, nonzero keeps (a Where's condition is bool already)
+    const condType = inferDtype(m.cond);
+    const cond = condType === undefined || condType === 'bool' ? m.cond : castToBool(graph, m.cond, prelude);
     if (m.inverted) {
-      const not = preludeNode(graph, 'Not', [m.cond], 'keep');
+      const not = preludeNode(graph, 'Not', [cond], 'keep');
       prelude.push(not);
       keeps.push(not.outputs[0]!);
-    } else keeps.push(m.cond);
+    } else keeps.push(cond);
   }
   let sum = additive[0];
   for (const b of additive.slice(1)) {
@@ -162,12 +165,15 @@ export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: num
   } else if (rank === 3 && !bShape) return noMatch('the rank of the mask over 3D scores is not known');
   // a keep-mask the graph does not type: Cast(to = bool) with a declared type, so every consumer (lowering,
   // export) reads it as a keep-mask rather than an additive bias
-  if (keep !== undefined && sum === undefined && !(bias.type?.kind === 'tensor' && bias.type.dtype === 'bool')) {
-    const cast = new Node({ domain: ONNX_DOMAIN, op: 'Cast', inputs: [bias], outputs: [new Value(freshName(graph, 'keep_bool'), tensorType('bool'))], attrs: { to: intAttr(9) } });
-    prelude.push(cast);
-    bias = cast.outputs[0]!;
-  }
+  if (keep !== undefined && sum === undefined && !(bias.type?.kind === 'tensor' && bias.type.dtype === 'bool')) bias = castToBool(graph, bias, prelude);
   return matched(bias);
+}
+
+/** Cast(x, to = bool) with a declared type, in the prelude. */
+function castToBool(graph: Graph, x: Value, prelude: Node[]): Value {
+  const cast = new Node({ domain: ONNX_DOMAIN, op: 'Cast', inputs: [x], outputs: [new Value(freshName(graph, 'keep_bool'), tensorType('bool'))], attrs: { to: intAttr(9) } });
+  prelude.push(cast);
+  return cast.outputs[0]!;
 }
 
 /**

@@ -4,13 +4,14 @@
 //   Div(Exp(x), ReduceSum(Exp(x), last axis, keepdims))                   -> Softmax(x)
 //   Mul(e, Reciprocal(ReduceSum(e)))                                       -> the same as Div(e, ReduceSum(e))
 //   Exp(LogSoftmax(x))                                                     -> Softmax(x), LogSoftmax's axis
+//   Reshape(softmax(Flatten | Reshape(x)), x's shape)                      -> Softmax(x) when the view keeps x's last dim
 // c is anything constant along the last axis (ReduceMax(x) with keepdims, the usual stabilizer, possibly behind a
 // stop-gradient Identity): exp(x - c) / sum(exp(x - c)) = softmax(x) for every such c, so the product is the
 // same function. The op form computes it without overflow where exp(x) alone would overflow.
 
 import type { Node, Value } from '@attnopt/ir';
 import { attrInt, attrInts } from '@attnopt/rewrite';
-import { staticNumbers, staticShape } from '../../shape-inference/shapes.js';
+import { sameDim, staticNumbers, staticShape, symbolicShape } from '../../shape-inference/shapes.js';
 import { onnxOp } from './chain.js';
 
 export interface SoftmaxForm {
@@ -49,8 +50,40 @@ function constantAlongLastAxis(c: Value, x: Value): Node[] | undefined {
   return undefined;
 }
 
-/** The softmax computed by `root` (a Softmax, the Div / Mul ending a spelled one, an Exp of a LogSoftmax), or undefined. */
+/**
+ * The softmax computed by `root` (a Softmax, the Div / Mul ending a spelled one, an Exp of a LogSoftmax), or
+ * undefined; taken over a view of the scores and reshaped back, it reads as the softmax of the scores themselves.
+ */
 export function softmaxForm(root: Node): SoftmaxForm | undefined {
+  const form = softmaxAt(root);
+  return form && (throughView(form) ?? form);
+}
+
+/**
+ * A softmax over a view of x that keeps x's last dim (x of [B, H, S, T] as [B·H·S, T] by Flatten or Reshape, as
+ * tf2onnx and hand-written code write it), reshaped back to x's shape, is the softmax of x: a row-major reshape
+ * that keeps the last dim maps each row to one row. Both shapes are compared as the shape engine's expressions,
+ * so the form holds for every size the graph allows. Undefined when `form` is not so wrapped.
+ */
+function throughView(form: SoftmaxForm): SoftmaxForm | undefined {
+  const inside = new Set(form.nodes);
+  const view = onnxOp(form.input, 'Flatten') ?? onnxOp(form.input, 'Reshape');
+  if (!view || !form.input.uses().every((u) => inside.has(u.node))) return undefined;
+  const x = view.inputs[0]!;
+  if (!sameDim(x, -1, form.input, -1)) return undefined;
+  const uses = form.output.uses();
+  const back = uses.length === 1 && uses[0]!.index === 0 ? uses[0]!.node : undefined;
+  if (!back || back.op !== 'Reshape' || (back.domain !== '' && back.domain !== 'ai.onnx')) return undefined;
+  const xShape = symbolicShape(x);
+  const backShape = symbolicShape(back.outputs[0]);
+  if (!xShape || !backShape || xShape.length !== backShape.length || xShape.some((d, k) => d !== backShape[k])) return undefined;
+  // the target read from x's own shape goes with the form (nothing else reads it)
+  const target = onnxOp(back.inputs[1], 'Shape');
+  const ownShape = target && target.inputs[0] === x && target.attrs.size === 0 && back.inputs[1]!.uses().length === 1 ? [target] : [];
+  return { input: x, output: back.outputs[0]!, nodes: [...form.nodes, view, back, ...ownShape], spelled: true, axisOp: form.axisOp };
+}
+
+function softmaxAt(root: Node): SoftmaxForm | undefined {
   if (root.domain !== '' && root.domain !== 'ai.onnx') return undefined;
   if (root.op === 'Softmax') return { input: root.inputs[0]!, output: root.outputs[0]!, nodes: [root], spelled: false, axisOp: root };
   if (root.op === 'Exp') {
