@@ -12,8 +12,11 @@ export const SPELLING_AXES = {
    * [B, H, T, D] or, as MPT writes it, over [B, T, H, D] before the Transpose to [B, H, T, D].
    */
   input: ['bhsd', 'projected', 'packed', 'repeat-kv', 'repeat-kv-bshd'],
-  /** Kᵀ: a Transpose of [B, H, T, D]; one Transpose from [B, T, H, D]; dynamo's Reshape sandwich; Einsum (Q first or K first). */
-  keyT: ['transpose', 'transpose-from-bshd', 'dynamo-sandwich', 'einsum', 'einsum-k-first'],
+  /**
+   * Kᵀ: a Transpose of [B, H, T, D]; one Transpose from [B, T, H, D]; dynamo's Reshape sandwich; Einsum (Q first,
+   * K first, or over an ellipsis as Flax and einops-style code write it).
+   */
+  keyT: ['transpose', 'transpose-from-bshd', 'dynamo-sandwich', 'einsum', 'einsum-k-first', 'einsum-ellipsis'],
   /**
    * Div or Mul of the scores, s first, Q scaled, √s on both Q and K, √s read from Q's shape at run time (torch's
    * SDPA export), a Div after the mask, or none (s = 1).
@@ -32,8 +35,8 @@ export const SPELLING_AXES = {
    * semantics) or folded to [B·H, S, T] by a run-time target.
    */
   softmax: ['softmax', 'softmax-axis-3', 'spelled-max', 'spelled-reciprocal', 'exp-logsoftmax', 'flattened', 'folded-view'],
-  /** MatMul with V, an Einsum, or a Dropout (inference: identity) before the MatMul. */
-  pv: ['matmul', 'einsum', 'dropout'],
+  /** MatMul with V, an Einsum (explicit, or over an ellipsis), or a Dropout (inference: identity) before the MatMul. */
+  pv: ['matmul', 'einsum', 'einsum-ellipsis', 'dropout'],
   /** [B, H, S, D] as is, or merged back to [B, S, E]. */
   output: ['bhsd', 'merged'],
   /** Keys from the same tokens, a cache concatenated before them (past), or another sequence (cross-attention). */
@@ -200,12 +203,14 @@ export function spellingGraph(s: Spelling): string {
       break;
   }
   let scores: string;
-  if (s.keyT === 'einsum' || s.keyT === 'einsum-k-first') {
+  if (s.keyT.startsWith('einsum')) {
     if (kScaled) {
       lines.push(`  %ks = Mul(${k}, ${kScale})`);
       k = '%ks';
     }
-    lines.push(s.keyT === 'einsum' ? `  %qk = Einsum(${q}, ${k}) {equation = "bhqd,bhkd->bhqk"}` : `  %qk = Einsum(${k}, ${q}) {equation = "bhkd,bhqd->bhqk"}`);
+    const equations: Record<string, string> = { einsum: 'bhqd,bhkd->bhqk', 'einsum-k-first': 'bhkd,bhqd->bhqk', 'einsum-ellipsis': '... q d, ... k d -> ... q k' };
+    const equation = equations[s.keyT];
+    lines.push(s.keyT === 'einsum-k-first' ? `  %qk = Einsum(${k}, ${q}) {equation = "${equation}"}` : `  %qk = Einsum(${q}, ${k}) {equation = "${equation}"}`);
   } else {
     let kt = '%kt';
     if (kScaled) {
@@ -332,6 +337,9 @@ export function spellingGraph(s: Spelling): string {
       break;
     case 'einsum':
       lines.push(`  %o = Einsum(${p}, %v4) {equation = "bhqk,bhkd->bhqd"}`);
+      break;
+    case 'einsum-ellipsis':
+      lines.push(`  %o = Einsum(${p}, %v4) {equation = "...qk,...kd->...qd"}`);
       break;
     case 'dropout':
       lines.push(`  %pd = Dropout(${p})`, '  %o = MatMul(%pd, %v4)');

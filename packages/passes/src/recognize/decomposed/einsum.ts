@@ -3,11 +3,13 @@
 //   Einsum(Q, K, "bqhd,bkhd->bhqk") -> scores [b, h, q, k] from Q, K read as [b, h, q, d] and [b, h, k, d]
 //   Einsum(K, Q, "bkhd,bqhd->bhqk") -> the same, the operands' roles swapped
 //   Einsum(P, V, "bhqk,bkhd->bqhd") -> Y [b, q, h, d] from V read as [b, h, k, d] and Y4 [b, h, q, d]
+//   Einsum(Q, K, "...qhd,...khd->...hqk") -> the ellipsis spelled out from the operands' ranks first
 // A role's axis order is a permutation of the operand's axes; the rule applies it as a Transpose (none when
 // it is the identity). The scores must come out as [batch..., query, key] (the softmax axis last).
 
 import type { Node } from '@attnopt/ir';
 import { type MatchResult, matched, noMatch } from '@attnopt/rewrite';
+import { inferRank } from '../../shape-inference/shapes.js';
 
 /** A parsed two-operand equation: each operand's letters and the output's, one letter per axis. */
 export interface Equation {
@@ -33,16 +35,43 @@ export interface OutputEinsum {
   readonly yPerm: readonly number[];
 }
 
-/** `ab,cd->ef` with explicit output, no ellipsis, each letter once per operand. */
+/**
+ * `ab,cd->ef` with explicit output, each letter once per operand. An ellipsis (`...qhd,...khd->...hqk`, as
+ * Flax and einops-style PyTorch write it) stands for the operand's leading axes, as many as its rank (read from
+ * the shape engine) leaves; they are spelled with letters of their own, aligned to the right as einsum
+ * broadcasts them, and the output's ellipsis takes the longest.
+ */
 export function parseEquation(n: Node): MatchResult<Equation> {
   const attr = n.attrs.get('equation');
   if (attr?.type !== 'string') return noMatch(`${n.describe()} has no equation`);
   const eq = attr.value.replace(/\s+/g, '');
-  const m = /^([A-Za-z]+),([A-Za-z]+)->([A-Za-z]+)$/.exec(eq);
-  if (!m) return noMatch(`${n.describe()}'s equation "${attr.value}" is not two operands with an explicit output (ellipsis is not read)`);
-  const [a, b, out] = [m[1]!, m[2]!, m[3]!];
+  const m = /^((?:\.\.\.)?[A-Za-z]*),((?:\.\.\.)?[A-Za-z]*)->((?:\.\.\.)?[A-Za-z]*)$/.exec(eq);
+  if (!m) return noMatch(`${n.describe()}'s equation "${attr.value}" is not two operands with an explicit output`);
+  const ellipsis = withoutEllipsis(n, [m[1]!, m[2]!, m[3]!]);
+  if (!ellipsis.ok) return ellipsis;
+  const [a, b, out] = ellipsis.value;
   if ([a, b, out].some((s) => new Set(s).size !== s.length)) return noMatch(`${n.describe()}'s equation "${attr.value}" repeats a letter within one operand (a diagonal)`);
   return matched({ a, b, out });
+}
+
+/** The three terms with each leading `...` replaced by letters the equation does not use (see parseEquation). */
+function withoutEllipsis(n: Node, terms: readonly [string, string, string]): MatchResult<readonly [string, string, string]> {
+  if (!terms.some((t) => t.startsWith('...'))) return matched(terms);
+  const free = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'].filter((c) => !terms.some((t) => t.includes(c)));
+  const counts: number[] = [];
+  for (const k of [0, 1] as const) {
+    if (!terms[k].startsWith('...')) continue;
+    const rank = inferRank(n.inputs[k]);
+    if (rank === undefined) return noMatch(`${n.describe()}'s equation has an ellipsis over operand ${k}, whose rank is not known`);
+    const count = rank - (terms[k].length - 3);
+    if (count < 0) return noMatch(`${n.describe()}'s equation names more axes than operand ${k}'s ${rank}`);
+    counts[k] = count;
+  }
+  const longest = Math.max(0, ...counts.filter((c) => c !== undefined));
+  const leading = free.slice(0, longest).join('');
+  // an operand with fewer ellipsis axes than another takes the last of them (broadcast from the right)
+  const spell = (t: string, count: number) => (t.startsWith('...') ? leading.slice(longest - count) + t.slice(3) : t);
+  return matched([spell(terms[0], counts[0] ?? 0), spell(terms[1], counts[1] ?? 0), spell(terms[2], longest)] as const);
 }
 
 const only = (s: string, keep: (c: string) => boolean) => [...s].filter(keep);
