@@ -6,8 +6,10 @@
 //   batch row b with its last min(b, n - 1) keys padded;
 // - *position*: 0, 1, ... counting from pastLen along the last axis; where they index a position table or a
 //   rotary cache of N rows, pastLen + seqLen stays within N (the default pastLen shrinks; a longer seqLen is an error);
-// - integer inputs of rank <= 1 named like *length(s)* / *lens* (a batch of valid lengths, VITS' input_lengths):
-//   the full length pastLen + seqLen, so no padding mask hides the keys a sparse form would drop;
+//   so do positions the graph computes from the lengths (position-limits.ts: a Range into a table, a table sliced);
+// - integer inputs of rank <= 1 named like *length(s)* / *lens* / *seqlen* (a batch of valid lengths, VITS'
+//   input_lengths, ONNX Attention's nonpad_kv_seqlen): the full length pastLen + seqLen, so no padding mask hides
+//   the keys a sparse form would drop; TensorScatter's write indices into a static cache: pastLen;
 // - other integer inputs (*ids* and the rest): uniform in [0, vocab), vocab read from the table the
 //   smallest table the input indexes through Gather (through Cast/Identity/Unsqueeze/Reshape), else [0, intRange);
 // - symbolic batch dims default to the static leading dim the other inputs share (else 1), weights fed as
@@ -21,6 +23,8 @@ import { type DType, type Graph, SplitMix64, type Value } from '@attnopt/ir';
 import type { AttnoptModel } from '../model.js';
 import { maskKeepsOnTrue } from './mask-polarity.js';
 import { modelInputs } from './model-inputs.js';
+import { brokenLimits, evaluatedEnd, positionLimits } from './position-limits.js';
+import { gatherBound } from './tables.js';
 import { type CalibrationSample, elementCount, type HostData, type HostTensor } from './tensor.js';
 import { floatToHalf, floatToBfloat16 } from '@attnopt/ir';
 
@@ -43,41 +47,8 @@ export interface GenerateOptions {
   readonly intRange?: number;
 }
 
-/** The shape of a table: its initializer's, else its declared one. */
-const tableShape = (t: Value | undefined) => t?.initializer?.shape ?? (t?.type?.kind === 'tensor' ? t.type.shape : undefined);
-
-/**
- * The exclusive bound on the values of an integer input: the fewest rows of the tables it is gathered from
- * (ids shared by several embeddings must be valid in each), a rotary embedding's cos / sin cache and onnxruntime's
- * EmbedLayerNormalization tables included.
- */
-export function gatherBound(v: Value, depth = 0): number | undefined {
-  let bound: number | undefined;
-  const keep = (b: number | undefined) => {
-    if (b !== undefined) bound = bound === undefined ? b : Math.min(bound, b);
-  };
-  for (const { node, index } of v.uses()) {
-    if ((node.op === 'Cast' || node.op === 'Identity' || node.op === 'Unsqueeze' || node.op === 'Reshape') && index === 0 && depth < 4) {
-      keep(gatherBound(node.outputs[0]!, depth + 1));
-    } else if (node.op === 'EmbedLayerNormalization' && node.domain === 'com.microsoft' && (index === 0 || index === 1 || index === 8)) {
-      // input ids, segment ids and position ids index the word, segment and position tables (inputs 2, 4, 3)
-      const rows = tableShape(node.inputs[index === 0 ? 2 : index === 1 ? 4 : 3])?.[0];
-      if (typeof rows === 'number' && rows > 0) keep(rows);
-    } else if (node.op === 'RotaryEmbedding' && ((node.domain === 'com.microsoft' && index === 1) || (node.domain === '' && index === 3))) {
-      // position ids index the rows of the cos / sin cache: [max positions, rotary dim / 2]
-      const shape = tableShape(node.inputs[node.domain === '' ? 1 : 2]);
-      const rows = shape?.length === 2 ? shape[0] : undefined;
-      if (typeof rows === 'number' && rows > 0) keep(rows);
-    } else if (node.op === 'Gather' && index === 1) {
-      const a = node.attrs.get('axis');
-      const axis = a?.type === 'int' ? Number(a.value) : 0;
-      const shape = tableShape(node.inputs[0]);
-      const rows = shape?.[axis < 0 ? shape.length + axis : axis];
-      if (typeof rows === 'number' && rows > 0) keep(rows);
-    }
-  }
-  return bound;
-}
+/** Whether `v` is where TensorScatter writes new keys into a static cache (its write_indices): the cached length. */
+const isWriteIndex = (v: Value) => v.uses().some(({ node, index }) => node.op === 'TensorScatter' && index === 2);
 
 /**
  * Whether a model input is a weight fed as an input (the right operand of a MatMul / Gemm, the projection
@@ -176,17 +147,36 @@ export function generateInputs(model: AttnoptModel | Graph, options: GenerateOpt
   // and the new ones fit in them, or the model cannot take the length asked for
   const positions = Math.min(...inputs.filter((i) => /position/i.test(i.name)).map((i) => gatherBound(i.value) ?? Infinity));
   if (seqLen > positions) throw new Error(`${where}: a sequence of ${seqLen} tokens is longer than the ${positions} positions the model holds (its position ids index a table of ${positions} rows): give a shorter --seq-len`);
+  const given = options.pastLen ?? pastFromDims(options.dims);
   const o = {
     batch: options.batch ?? staticBatch(inputs) ?? 1,
     seqLen,
     // a past dim sized by name (dims: past_sequence_length=0, an empty cache) sizes the totals too
-    pastLen: options.pastLen ?? pastFromDims(options.dims) ?? (hasPast ? Math.min(2, positions - seqLen) : 0),
+    pastLen: given ?? (hasPast ? Math.min(2, positions - seqLen) : 0),
     otherSize: options.otherSize ?? options.seqLen ?? 8,
     seed: options.seed ?? 0,
     count: options.count ?? 1,
     intRange: options.intRange ?? 4,
     dims: options.dims,
   };
+  // positions the graph computes from the lengths (arange(past, past + seq) into a table of N rows) stay within
+  // their tables: the default cache shrinks to fit; a range past its table at that size is an error
+  const limits = positionLimits(graph);
+  let broken = brokenLimits(limits, (d) => symbolSize(d, o), o.pastLen);
+  while (given === undefined && broken.length > 0 && o.pastLen > 0) {
+    o.pastLen--;
+    broken = brokenLimits(limits, (d) => symbolSize(d, o), o.pastLen);
+  }
+  const over = broken[0];
+  if (over) {
+    const end = evaluatedEnd(over, (d) => symbolSize(d, o), o.pastLen)!;
+    const reads = {
+      gathered: `gathers positions below ${over.end.toString()} from a table of ${over.rows} rows`,
+      sliced: `slices a table of ${over.rows} rows up to ${over.end.toString()}`,
+      written: `writes ${over.end.toString()} new tokens into a cache of ${over.rows} positions`,
+    }[over.kind];
+    throw new Error(`${where}: ${seqLen} tokens${o.pastLen > 0 ? ` after ${o.pastLen} cached ones` : ''} need ${end} positions, and ${over.node.describe()} ${reads}: give a shorter --seq-len${o.pastLen > 0 ? " or fewer cached tokens (--dim with the past dim's name)" : ''}`);
+  }
   const samples: CalibrationSample[] = [];
   for (let s = 0; s < o.count; s++) {
     const rng = new SplitMix64(o.seed + s);
@@ -211,8 +201,10 @@ export function generateInputs(model: AttnoptModel | Graph, options: GenerateOpt
           const b = Math.floor(k / perBatch);
           return k % last >= last - Math.min(b, last - 1) ? padded : kept;
         });
-      } else if (!isFloat && shape.length <= 1 && /length|lens$|_lens_|^lens/.test(name)) {
+      } else if (!isFloat && shape.length <= 1 && /length|lens$|_lens_|^lens|seqlen$|_len$/.test(name)) {
         values = Array<number>(n).fill(o.pastLen + o.seqLen);
+      } else if (!isFloat && isWriteIndex(input.value)) {
+        values = Array<number>(n).fill(o.pastLen);
       } else if (name.includes('position')) {
         values = Array.from({ length: n }, (_, k) => (k % last) + o.pastLen);
       } else if (isFloat) {
