@@ -156,13 +156,13 @@ describe('chooseSiteSpec with low-rank candidates', () => {
         expect(t.accepted).toBe(false);
         if (!/not cheaper/.test(t.reason)) {
           expect(t.measuredError).not.toBeNull();
-          expect(t.reason).toMatch(/no certificate \(BOUNDS\.md \(c\)\): enable uncertified forms to accept measured error/);
+          expect(t.reason).toMatch(/no certificate \(BOUNDS\.md \(c\)\): held on calibration data only, the statistical tier is off \(--allow-statistical/);
         }
       }
       expect(d.certified).toBe(true);
     }
     const d = chooseSiteSpec(params, calibration, { budget: 0.05, candidates: [performer(16, 1), performer(64, 1), linformer(16, 2)] });
     expect(d.chosen).toBe('dense');
-    expect(d.reasonDense).toMatch(/allowUncertified is off/);
+    expect(d.reasonDense).toMatch(/the statistical tier is off \(--allow-statistical with --calibration data; API: allowStatistical\)/);
   });
 });

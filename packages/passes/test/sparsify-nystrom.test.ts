@@ -148,9 +148,9 @@ describe('chooseSiteSpec with Nystrom candidates', () => {
     expect(off.certified).toBe(true);
     for (const t of off.tried) {
       expect(t.accepted).toBe(false);
-      expect(t.reason).toMatch(/no certificate \(BOUNDS\.md \(c\)\): enable uncertified forms to accept measured error/);
+      expect(t.reason).toMatch(/no certificate \(BOUNDS\.md \(c\)\): held on calibration data only, the statistical tier is off \(--allow-statistical/);
     }
-    expect(off.reasonDense).toMatch(/allowUncertified is off/);
+    expect(off.reasonDense).toMatch(/the statistical tier is off \(--allow-statistical with --calibration data; API: allowStatistical\)/);
     const e8 = off.tried.find((t) => t.spec === 'nystrom(landmarks=8)')!;
     const e32 = off.tried.find((t) => t.spec === 'nystrom(landmarks=32)')!;
     expect(e8.time).toBeLessThan(e32.time);

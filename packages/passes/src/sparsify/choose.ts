@@ -42,6 +42,9 @@ import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRa
 import { keptFields } from './kept.js';
 import { headResolver } from './resolve.js';
 
+/** Why a statistical form is not taken when the tier is off, in the words of the CLI and the API. */
+const STATISTICAL_OFF = 'the statistical tier is off (--allow-statistical with --calibration data; API: allowStatistical)';
+
 /** What a site's rewrite promises: the same function, a bound on every input checked at run time, or on the calibration data only. */
 export type Guarantee = 'exact' | 'guarded' | 'statistical';
 
@@ -610,7 +613,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
   };
   const lowRankReason = (k: number, s: (typeof site)[number]) =>
     !options.allowUncertified
-      ? `measured error ${fmt(s.measuredError)}: no certificate (BOUNDS.md (c)): enable uncertified forms to accept measured error`
+      ? `measured error ${fmt(s.measuredError)}: no certificate (BOUNDS.md (c)): held on calibration data only, ${STATISTICAL_OFF}`
       : k === best
         ? `chosen: measured, not certified: cheapest form with measured error ${fmt(s.measuredError)}, ${heldOutText(s)} <= budget ${budget} on the calibration data`
         : statistical(k, s)
@@ -692,7 +695,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     if (!certified) {
       notes.push(
         `${split.groups.filter((g) => !g.certified).map((g) => `${headsText(g.heads)}: ${g.chosen}`).join(', ')} accepted on the calibration data alone ` +
-          '(statistical tier: BOUNDS.md (c), (d); allowUncertified)',
+          '(statistical tier: BOUNDS.md (c), (d); allowStatistical)',
       );
     }
     return {
@@ -728,7 +731,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     lowK.length === 0
       ? ''
       : `; low-rank forms measured on the calibration data, the smallest error ${fmt(Math.min(...lowK.map((k) => site[k]!.measuredError)))}` +
-        (options.allowUncertified ? '' : ' (allowUncertified is off)');
+        (options.allowUncertified ? '' : ` (${STATISTICAL_OFF})`);
   // why no guarded form was taken: too many rows would fall back, or those that fall back rarely cost more
   const guardedNotCheaper = (guardable: number[]) => {
     const few = guardable.filter((k) => fallbackRowRate(site[k]!) <= MAX_GUARDED_FALLBACK);
@@ -755,9 +758,9 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
             ? guardedNotCheaper(maskK.filter((k) => guardWhy[k] === undefined))
             : `no guarded form applies (${guardWhy[maskK[0]!]})`) +
           `; the tightest bound on the calibration data ${fmt(Math.min(...maskK.map((k) => site[k]!.bound)))}` +
-          (options.allowUncertified ? '' : ' (statistical forms need allowStatistical and the user\'s calibration data)') +
+          (options.allowUncertified ? '' : ` (${STATISTICAL_OFF})`) +
           lowRankNote()
-        : `no cheaper mask-shaped form; ${options.allowUncertified ? `no low-rank form has a measured error within the budget ${budget}` : 'low-rank forms hold on calibration data only and allowUncertified is off'}` +
+        : `no cheaper mask-shaped form; ${options.allowUncertified ? `no low-rank form has a measured error within the budget ${budget}` : `low-rank forms hold on calibration data only, ${STATISTICAL_OFF}`}` +
           lowRankNote();
     return stay(reasonDense, tried, before, perHeadDetails);
   }
@@ -774,7 +777,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
     notes.push(
       `${printSpec(chosen.form)} accepted on ${isLowRank(chosen.form) ? `measured error ${fmt(s.measuredError)}` : `the bound ${fmt(s.bound)}`} <= budget ${budget} ` +
         `on the calibration data alone (statistical tier, ${s.rows} rows; ${heldOutText(s)}: ` +
-        `P(error of a new exchangeable row <= ${fmt(confidenceOf(s).quantile)}) >= ${1 - alpha}; BOUNDS.md (c), (d); allowUncertified)`,
+        `P(error of a new exchangeable row <= ${fmt(confidenceOf(s).quantile)}) >= ${1 - alpha}; BOUNDS.md (c), (d); allowStatistical)`,
     );
   }
   const cost = effective(best, s);
