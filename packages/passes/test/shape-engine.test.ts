@@ -137,6 +137,23 @@ ${I64('t', [0, 0, 4, -1])}
     expect(inferShape(g.outputs[0])).toEqual(['batch', 'seq']);
   });
 
+  test("onnxruntime's FusedMatMul transposes the operands transA / transB name, and contracts the right dims", () => {
+    const g = parseGraph(`graph g {
+  input %q: f32[batch, 4, seq, 8]
+  input %k: f32[batch, 4, total, 8]
+  input %qt: f32[batch, 4, 8, seq]
+  %s = com.microsoft::FusedMatMul(%q, %k) {transB = 1, alpha = 0.5}
+  %st = com.microsoft::FusedMatMul(%qt, %k) {transA = 1, transB = 1}
+  %moved = com.microsoft::FusedMatMul(%q, %k) {transB = 1, transBatchB = 1}
+  output %s, %st, %moved
+}`);
+    expect(inferShape(g.outputs[0])).toEqual(['batch', 4, 'seq', 'total']);
+    expect(inferShape(g.outputs[1])).toEqual(['batch', 4, 'seq', 'total']);
+    // total and seq stay two sizes (read as a MatMul, the head size 8 and total were made one)
+    expect(sameDim(g.inputs[0], 2, g.inputs[1], 2)).toBe(false);
+    expect(inferShape(g.outputs[2])).toBeUndefined();
+  });
+
   test('1 / sqrt(head size) read from Shape is a static number (float32 rounding included)', () => {
     const g = parseGraph(`graph g {
   input %q: f32[batch, 4, seq, 48]

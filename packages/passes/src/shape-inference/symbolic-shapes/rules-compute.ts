@@ -2,7 +2,7 @@
 // Conv / pools, Pad, normalizations, Softmax and other shape-keeping ops, Constant, NonZero, TopK, the
 // com.microsoft fused ops, attnopt's Attention, and If / Loop / Scan (their bodies read the enclosing scope).
 
-import { attentionParams, type Node } from '@attnopt/ir';
+import { attentionParams, type DType, type Node } from '@attnopt/ir';
 import { add, constant, div, type Expr, mul, sub } from './expr.js';
 import {
   broadcastShapes,
@@ -52,10 +52,21 @@ function sameAsFirst(n: Node, ctx: RuleContext): (Info | undefined)[] {
 
 function matmul(n: Node, ctx: RuleContext): Info[] {
   const a = ctx.info(n.inputs[0]);
-  const b = ctx.info(n.inputs[1]);
-  const dtype = n.op === 'MatMulInteger' ? 'i32' : a?.dtype;
-  const sa = a?.shape;
-  const sb = b?.shape;
+  return matmulOf(ctx, a?.shape, ctx.info(n.inputs[1])?.shape, n.op === 'MatMulInteger' ? 'i32' : a?.dtype);
+}
+
+/**
+ * onnxruntime's FusedMatMul: alpha · op(A) · op(B), transA / transB swapping an operand's last two axes first.
+ * With transBatchA / transBatchB the batch axes move too: not modelled, the output's shape is left unknown.
+ */
+function fusedMatmul(n: Node, ctx: RuleContext): Info[] {
+  const a = ctx.info(n.inputs[0]);
+  if (intAttr(n, 'transBatchA') || intAttr(n, 'transBatchB')) return [{ dtype: a?.dtype }];
+  const swap = (s: readonly Expr[] | undefined, flag: string) => (s && s.length >= 2 && intAttr(n, flag) ? [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!] : s);
+  return matmulOf(ctx, swap(a?.shape, 'transA'), swap(ctx.info(n.inputs[1])?.shape, 'transB'), a?.dtype);
+}
+
+function matmulOf(ctx: RuleContext, sa: readonly Expr[] | undefined, sb: readonly Expr[] | undefined, dtype: DType | undefined): Info[] {
   if (!sa || !sb || sa.length === 0 || sb.length === 0) return [{ dtype }];
   const a2 = sa.length === 1 ? [ONE, sa[0]!] : sa;
   const b2 = sb.length === 1 ? [sb[0]!, ONE] : sb;
@@ -347,7 +358,7 @@ function microsoft(n: Node, ctx: RuleContext): (Info | undefined)[] | undefined 
       return none;
     }
     case 'FusedMatMul':
-      return matmul(n, ctx);
+      return fusedMatmul(n, ctx);
     default:
       return SAME_AS_FIRST.includes(n.op) ? sameAsFirst(n, ctx) : undefined;
   }
