@@ -2,7 +2,7 @@
 //
 // A Softmax (the op, one spelled as Exp, ReduceSum over the last axis and Div, or Exp of a LogSoftmax: passes'
 // softmaxForm, whose last node stands for it) looks like attention independently of the rules: it normalizes the last axis, and its output
-// reaches a MatMul (bmm is a MatMul in ONNX) or an Einsum whose other operand is a different value (the values
+// reaches a MatMul (bmm is a MatMul in ONNX; onnxruntime's FusedMatMul too) or an Einsum whose other operand is a different value (the values
 // V) through at most MAX_STEPS layout-only ops and casts: the probabilities · V product of some attention,
 // however an exporter laid the heads out. The coverage table counts sites with the same definition. A fused
 // attention op (ONNX Attention, com.microsoft Attention / MultiHeadAttention / GroupQueryAttention /
@@ -49,11 +49,19 @@ function softmaxAxisIsLast(softmax: Node, opset: number): boolean {
   return rank !== undefined && axis === rank - 1;
 }
 
+const movesLeftOperand = (n: Node) => ['transA', 'transBatchA', 'transBatchB'].some((name) => {
+  const a = n.attrs.get(name);
+  return a?.type === 'int' && Number(a.value) !== 0;
+});
+
 /** True when `v` (derived from a Softmax's output) reaches a P · V product through layout-only ops. */
 function reachesValueProduct(v: Value, steps: number): boolean {
   return v.uses().some(({ node }) => {
+    // onnxruntime's FusedMatMul, as its optimizer saves a MatMul (one that transposes P, as a training graph's
+    // gradient reads it, is no P · V)
+    const product = node.domain === '' ? node.op === 'MatMul' || node.op === 'Einsum' : node.domain === 'com.microsoft' && node.op === 'FusedMatMul' && !movesLeftOperand(node);
+    if (product) return node.inputs.some((other) => other !== undefined && other !== v);
     if (node.domain !== '') return false;
-    if (node.op === 'MatMul' || node.op === 'Einsum') return node.inputs.some((other) => other !== undefined && other !== v);
     return steps < MAX_STEPS && LAYOUT_ONLY_OPS.has(node.op) && node.outputs.some((o) => reachesValueProduct(o, steps + 1));
   });
 }

@@ -14,9 +14,10 @@ export const SPELLING_AXES = {
   input: ['bhsd', 'projected', 'packed', 'repeat-kv', 'repeat-kv-bshd'],
   /**
    * Kᵀ: a Transpose of [B, H, T, D]; one Transpose from [B, T, H, D]; dynamo's Reshape sandwich; Einsum (Q first,
-   * K first, or over an ellipsis as Flax and einops-style code write it).
+   * K first, or over an ellipsis as Flax and einops-style code write it); onnxruntime's FusedMatMul(Q, K, transB = 1),
+   * as its optimizer saves MatMul of a transposed K.
    */
-  keyT: ['transpose', 'transpose-from-bshd', 'dynamo-sandwich', 'einsum', 'einsum-k-first', 'einsum-ellipsis'],
+  keyT: ['transpose', 'transpose-from-bshd', 'dynamo-sandwich', 'einsum', 'einsum-k-first', 'einsum-ellipsis', 'fused-matmul'],
   /**
    * Div or Mul of the scores, s first, Q scaled, √s on both Q and K, √s read from Q's shape at run time (torch's
    * SDPA export), a Div after the mask, or none (s = 1).
@@ -35,8 +36,8 @@ export const SPELLING_AXES = {
    * semantics) or folded to [B·H, S, T] by a run-time target.
    */
   softmax: ['softmax', 'softmax-axis-3', 'spelled-max', 'spelled-reciprocal', 'exp-logsoftmax', 'flattened', 'folded-view'],
-  /** MatMul with V, an Einsum (explicit, or over an ellipsis), or a Dropout (inference: identity) before the MatMul. */
-  pv: ['matmul', 'einsum', 'einsum-ellipsis', 'dropout'],
+  /** MatMul with V, an Einsum (explicit, or over an ellipsis), onnxruntime's FusedMatMul, or a Dropout (inference: identity) before the MatMul. */
+  pv: ['matmul', 'einsum', 'einsum-ellipsis', 'fused-matmul', 'dropout'],
   /** [B, H, S, D] as is, or merged back to [B, S, E]. */
   output: ['bhsd', 'merged'],
   /** Keys from the same tokens, a cache concatenated before them (past), or another sequence (cross-attention). */
@@ -65,6 +66,8 @@ export function isSpelling(s: Spelling): boolean {
   if (s.mask.startsWith('causal') && s.kv === 'cross') return false;
   // GPT-2's fill of -10000 divided by sqrt(8) after the mask is -3536, no mask fill: refused, with that reason
   if (s.mask === 'causal-multiplied' && s.scale === 'div-after-mask') return false;
+  // onnxruntime runs FusedMatMul in f32 only
+  if ((s.keyT === 'fused-matmul' || s.pv === 'fused-matmul') && s.precision !== 'f32') return false;
   return true;
 }
 
@@ -203,14 +206,15 @@ export function spellingGraph(s: Spelling): string {
       break;
   }
   let scores: string;
-  if (s.keyT.startsWith('einsum')) {
+  if (s.keyT.startsWith('einsum') || s.keyT === 'fused-matmul') {
     if (kScaled) {
       lines.push(`  %ks = Mul(${k}, ${kScale})`);
       k = '%ks';
     }
     const equations: Record<string, string> = { einsum: 'bhqd,bhkd->bhqk', 'einsum-k-first': 'bhkd,bhqd->bhqk', 'einsum-ellipsis': '... q d, ... k d -> ... q k' };
     const equation = equations[s.keyT];
-    lines.push(s.keyT === 'einsum-k-first' ? `  %qk = Einsum(${k}, ${q}) {equation = "${equation}"}` : `  %qk = Einsum(${q}, ${k}) {equation = "${equation}"}`);
+    if (s.keyT === 'fused-matmul') lines.push(`  %qk = com.microsoft::FusedMatMul(${q}, ${k}) {transB = 1, alpha = 1.0}`);
+    else lines.push(s.keyT === 'einsum-k-first' ? `  %qk = Einsum(${k}, ${q}) {equation = "${equation}"}` : `  %qk = Einsum(${q}, ${k}) {equation = "${equation}"}`);
   } else {
     let kt = '%kt';
     if (kScaled) {
@@ -340,6 +344,9 @@ export function spellingGraph(s: Spelling): string {
       break;
     case 'einsum-ellipsis':
       lines.push(`  %o = Einsum(${p}, %v4) {equation = "...qk,...kd->...qd"}`);
+      break;
+    case 'fused-matmul':
+      lines.push(`  %o = com.microsoft::FusedMatMul(${p}, %v4) {alpha = 1.0}`);
       break;
     case 'dropout':
       lines.push(`  %pd = Dropout(${p})`, '  %o = MatMul(%pd, %v4)');

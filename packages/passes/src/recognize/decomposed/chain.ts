@@ -5,6 +5,7 @@
 import { type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { staticScalar, staticShape } from '../../shape-inference/shapes.js';
+import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { multipliedMask } from './multiplied-mask.js';
 
 /** A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view). */
@@ -92,7 +93,7 @@ export function stripOperandScale(v: Value, nodes: Node[]): { value: Value; fact
   return { value: cur, factor };
 }
 
-/** scale · (Q·Kᵀ): Div/Mul by static scalars above a MatMul (or Einsum), scaling on either operand. */
+/** scale · (Q·Kᵀ): Div/Mul by static scalars above a MatMul (or Einsum, or FusedMatMul), scaling on either operand. */
 function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: string, fold: Fold): MatchResult<{ qk: Node; qSide: Value; ktSide: Value; scale: number }> {
   let scale = 1;
   let cur = skipCasts(v, nodes, stage, tag);
@@ -110,17 +111,21 @@ function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: 
     nodes.push(view);
     cur = skipCasts(view.inputs[0]!, nodes, new Map(), tag);
   }
-  const qk = onnxOp(cur, 'MatMul', 'Einsum');
+  const fused = cur.outputIndex === 0 && isFusedMatMul(cur.producer) ? cur.producer! : undefined;
+  const qk = onnxOp(cur, 'MatMul', 'Einsum') ?? fused;
   const reshape = onnxOp(cur, 'Reshape');
   if (!qk && reshape) {
     return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax, and not between the [B·H, S, T] and [B, H, S, T] views of the same scores (shapes ${JSON.stringify(staticShape(reshape.inputs[0]))} -> ${JSON.stringify(staticShape(reshape.outputs[0]))})`);
   }
   if (!qk) return noMatch(`the scores are not a MatMul (or Einsum) of Q and Kᵀ: found ${cur.producer?.describe() ?? `input ${cur.name}`}`);
   if (qk.inputs.length !== 2) return noMatch(`${qk.describe()} does not have exactly two operands`);
+  // onnxruntime's FusedMatMul: its alpha is a scale of the scores (fused-matmul.ts)
+  const f = fused && fusedMatMul(fused);
+  if (typeof f === 'string') return noMatch(f);
   nodes.push(qk);
   const q = stripOperandScale(qk.inputs[0]!, nodes);
   const kt = stripOperandScale(qk.inputs[1]!, nodes);
-  return matched({ qk, qSide: q.value, ktSide: kt.value, scale: scale * q.factor * kt.factor });
+  return matched({ qk, qSide: q.value, ktSide: kt.value, scale: scale * q.factor * kt.factor * (f?.alpha ?? 1) });
 }
 
 /** softcap · tanh(x / softcap), or the bare scaled scores. */

@@ -20,12 +20,13 @@
 
 import { type AttentionParams, defaultOpsetOf, dense, type Graph, intsAttr, Node, ONNX_DOMAIN, Value } from '@attnopt/ir';
 import { type MatchResult, matched, noMatch, notThisPattern, type RewriteRule } from '@attnopt/rewrite';
-import { inferDtype, staticShape } from '../../shape-inference/shapes.js';
+import { inferDtype, inferRank, staticShape } from '../../shape-inference/shapes.js';
 import { liftSite, type SiteMatch } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
 import { matchScoreChain } from './chain.js';
-import { isIdentity, outputEinsum, scoresEinsum } from './einsum.js';
+import { isIdentity, outputEinsum, type ScoresEinsum, scoresEinsum } from './einsum.js';
 import { matchToValues } from './forward.js';
+import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { matchKvHeads } from './kv-repeat.js';
 import { assembleBias, biasOverHeads, foldHeads, freshName, keyFromTransposed, permuted, unfoldHeads, unfoldMask } from './prelude.js';
 import { pullScaleThroughLayout } from './scale-through-layout.js';
@@ -34,6 +35,16 @@ import { softmaxForm } from './softmax-form.js';
 import { floatReshapeProblem, foldedHeadCount, queryDims, softmaxAxisProblem, valueDims } from './site-checks.js';
 
 export const DECOMPOSED_ATTENTION = 'decomposed-attention';
+
+/** FusedMatMul(Q, K, transB = 1) read as an Einsum of Q and K over [batch..., S | T, D] as they are (fused-matmul.ts). */
+function fusedScores(qk: Node): MatchResult<ScoresEinsum> | undefined {
+  const f = isFusedMatMul(qk) ? fusedMatMul(qk) : undefined;
+  if (f === undefined || typeof f === 'string' || !f.transB) return undefined;
+  const rank = inferRank(qk.inputs[0]);
+  if (rank === undefined || rank < 3 || inferRank(qk.inputs[1]) !== rank) return noMatch(`${qk.describe()} reads Q and K of ranks that are not known to be the same (3 or more)`);
+  const identity = Array.from({ length: rank }, (_, k) => k);
+  return matched({ batch: rank - 2, swapped: false, qPerm: identity, kPerm: identity });
+}
 const ALLOW_SCORES_OUTPUT = false;
 
 export interface DecomposedSite {
@@ -70,7 +81,8 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
   const variants = [...(softmax.spelled ? ['softmax-spelled'] : []), ...c.variants, ...toValues.value.variants];
 
   // Einsum in any spelling: Q and K (and V, Y) permuted to [batch..., S, D] as the equations say
-  const qkEinsum = c.qk.op === 'Einsum' ? scoresEinsum(c.qk) : undefined;
+  const qkEinsum = c.qk.op === 'Einsum' ? scoresEinsum(c.qk) : fusedScores(c.qk);
+  if (isFusedMatMul(c.qk)) variants.push('fused-matmul');
   if (qkEinsum && !qkEinsum.ok) return qkEinsum;
   // an Einsum that takes K first and Q second (its output still [batch..., query, key]): the operands swap roles
   const [qOperand, kOperand] = qkEinsum?.value.swapped ? [c.ktSide, c.qSide] : [c.qSide, c.ktSide];

@@ -1,11 +1,13 @@
 // Walking forward from the Softmax to the product with V:
 //   Softmax -> [Cast | Identity | Dropout (inference) | fully-masked-row guard | heads-view Reshape]* -> MatMul(P, V)
+//   (or Einsum, or onnxruntime's FusedMatMul with alpha 1)
 // Reading never mutates the graph; a failed step says why.
 
 import type { Node, Value } from '@attnopt/ir';
 import { attrInt, attrInts, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { staticNumbers, staticScalar, staticShape } from '../../shape-inference/shapes.js';
 import { headsViewReshape, type MaskStep, onnxOp, type ScoreChain } from './chain.js';
+import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 
 export interface ToValues {
   /** The product with V (MatMul or Einsum). */
@@ -20,7 +22,7 @@ export interface ToValues {
 }
 
 /** The uses followed, best first; a Where is followed through its `else` input (the row guard). */
-const FOLLOWED = ['MatMul', 'Einsum', 'Where', 'Dropout', 'Cast', 'Identity', 'Reshape'];
+const FOLLOWED = ['MatMul', 'Einsum', 'FusedMatMul', 'Where', 'Dropout', 'Cast', 'Identity', 'Reshape'];
 
 export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<ToValues> {
   const nodes: Node[] = [];
@@ -32,11 +34,23 @@ export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<
     const uses = p.uses();
     const next = uses
       .filter((u) => u.index === (u.node.op === 'Where' ? 2 : 0) && FOLLOWED.includes(u.node.op))
+      // a FusedMatMul that scales or transposes is no P·V (a training graph's gradient reads P so)
+      .filter((u) => u.node.op !== 'FusedMatMul' || plainProduct(u.node))
       .filter((u) => u.node.op !== 'Reshape' || headsViewReshape(u.node.outputs[0]!, { ...(c.foldedHeads !== undefined ? { heads: c.foldedHeads } : {}) }) !== undefined)
       .sort((a, b) => FOLLOWED.indexOf(a.node.op) - FOLLOWED.indexOf(b.node.op))[0];
-    if (!next) return noMatch(`the Softmax output does not reach a MatMul with V (uses: ${uses.map((u) => u.node.op).join(', ') || 'none'})`);
+    if (!next) {
+      const fused = uses.find((u) => u.node.op === 'FusedMatMul');
+      const why = fused && fusedMatMul(fused.node);
+      if (why !== undefined && typeof why !== 'string') return noMatch(`${fused!.node.describe()} scales or transposes V (alpha ${why.alpha}, transB ${why.transB ? 1 : 0}): not probabilities · V`);
+      if (typeof why === 'string') return noMatch(why);
+      return noMatch(`the Softmax output does not reach a MatMul with V (uses: ${uses.map((u) => u.node.op).join(', ') || 'none'})`);
+    }
     const n = next.node;
     if (n.op === 'MatMul' || n.op === 'Einsum') pv = n;
+    else if (n.op === 'FusedMatMul') {
+      pv = n;
+      variants.push('fused-matmul-values');
+    }
     else if (n.op === 'Dropout') {
       const why = dropoutIsNotIdentity(n);
       if (why !== undefined) return noMatch(why);
@@ -59,6 +73,12 @@ export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<
   }
   if (!pv) return noMatch('the Softmax output does not reach a MatMul with V within 8 steps');
   return matched({ pv, p, softmaxValues, nodes, variants });
+}
+
+/** onnxruntime's FusedMatMul computing a plain matrix product (alpha 1, nothing transposed): a P·V product. */
+function plainProduct(n: Node): boolean {
+  const f = isFusedMatMul(n) ? fusedMatMul(n) : undefined;
+  return f !== undefined && typeof f !== 'string' && f.alpha === 1 && !f.transB;
 }
 
 /** The nodes of a Where guard `Where(ReduceMax(bias) == -inf, 0, p)` (rows the bias masks fully give 0). */
