@@ -3,9 +3,10 @@
 //   Softmax(mask(softcap(s · Q·Kᵀ))) [Cast, Dropout, fully-masked-row guard] · V
 //     -> Attention(Q, K, V, bias = the mask, scale = s, softcap)
 // Variants are tagged alternatives of one walk (chain.ts back to Q·Kᵀ, forward.ts on to V): scale by Div/Mul or
-// split over Q and Kᵀ, additive masks, masked_fill Where(cond, scores, -inf | finfo.min | -10000), softcap
-// Div/Tanh/Mul, Casts around an fp16/fp32 softmax, Dropout, GQA by Unsqueeze/Expand/Reshape, Einsum
-// (tf2onnx/keras2onnx). Q, K, V are the 4D values already in the graph (layout bhsd); 3D bmm chains (PyTorch
+// split over Q and Kᵀ, additive masks, masked_fill Where(cond, scores, -inf | finfo.min | -10000), a 0 / 1 mask
+// multiplied in (multiplied-mask.ts), softcap Div/Tanh/Mul, Casts around an fp16/fp32 softmax, the softmax over a
+// reshaped view (softmax-form.ts), Dropout, GQA by Unsqueeze/Expand/Reshape, Einsum (tf2onnx/keras2onnx, an
+// ellipsis included), onnxruntime's FusedMatMul (fused-matmul.ts). Q, K, V are the 4D values already in the graph (layout bhsd); 3D bmm chains (PyTorch
 // MultiheadAttention with heads folded into the batch, onnxruntime's CLIP with the scores folded around a 4D
 // mask) lift with the true head count H read from the folding reshapes: Q, K, V unfolded to [B, H, S, D] in the
 // prelude, the output folded back to [B·H, S, D] in the postlude (variants `heads-from-reshapes`,
@@ -45,6 +46,7 @@ function fusedScores(qk: Node): MatchResult<ScoresEinsum> | undefined {
   const identity = Array.from({ length: rank }, (_, k) => k);
   return matched({ batch: rank - 2, swapped: false, qPerm: identity, kPerm: identity });
 }
+
 const ALLOW_SCORES_OUTPUT = false;
 
 export interface DecomposedSite {
