@@ -36,6 +36,18 @@ import { existsSync, realpathSync } from 'node:fs';
 import { type AttnoptModel, type CalibrationSample, calibrationSet, generateInputs } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 
+/**
+ * `dims` with every past dim of the model's inputs (a named dim like past, not a total) sized 0: an empty KV
+ * cache. Undefined when the model has no such dim or `dims` already sizes one (the user chose the cache).
+ */
+export function emptyCacheDims(model: AttnoptModel, dims: Readonly<Record<string, number>> | undefined): Record<string, number> | undefined {
+  const isPast = (name: string) => /past/i.test(name) && !/total|\+|all/i.test(name);
+  if (Object.keys(dims ?? {}).some(isPast)) return undefined;
+  const names = new Set<string>();
+  for (const v of model.graph.inputs) if (v.type?.kind === 'tensor') for (const d of v.type.shape ?? []) if (typeof d === 'string' && isPast(d)) names.add(d);
+  return names.size === 0 ? undefined : { ...dims, ...Object.fromEntries([...names].map((n) => [n, 0])) };
+}
+
 export function samplesFor(
   model: AttnoptModel,
   path: string | undefined,
