@@ -1,11 +1,14 @@
 // verify on generated inputs of a model that takes cached tokens only with one new token (onnxruntime-genai's
 // attention-mask subgraph expands a [seq, seq] causal mask to [seq, past + seq]): the default two cached tokens
 // make onnxruntime fail, so verify runs both models again on an empty cache (the first call of every generation)
-// and says so. A cache the user sized is kept, and its failure reported as before.
+// and says so; so does optimize's report for its held-out input. A cache the user sized is kept, and its failure
+// reported as before.
 
-import { resolve } from 'node:path';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect, test } from 'vitest';
+import { afterAll, expect, test } from 'vitest';
 import { attnoptInProcess as attnopt } from './run-captured.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -23,4 +26,15 @@ test('a cache the user sized is kept: the failure is reported (exit 2), no retry
   expect(r.code).toBe(2);
   expect(r.stderr).toMatch(/invalid expand shape/);
   expect(r.stderr).not.toMatch(/verified on an empty cache/);
+});
+
+const scratch = mkdtempSync(join(tmpdir(), 'attnopt-empty-cache-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+test("optimize --report: the report's held-out input runs on an empty cache, and the report is written", async () => {
+  const [out, report] = [join(scratch, 'opt.onnx'), join(scratch, 'report.html')];
+  const r = await attnopt('optimize', LLAMA, '-o', out, '--seq-len', '16', '--report', report);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stderr).toMatch(/note: the report's held-out input with cached tokens failed \(.*invalid expand shape\); it was run on an empty cache instead/);
+  expect(existsSync(report) && existsSync(out)).toBe(true);
 });
