@@ -1,4 +1,4 @@
-// MatMul, Gemm, Einsum, Softmax/LogSoftmax, LayerNormalization and the reductions against hand-derived
+// MatMul, onnxruntime's FusedMatMul, Gemm, Einsum, Softmax/LogSoftmax, LayerNormalization and the reductions against hand-derived
 // values or a naive float64 loop written here (independent of the executor's blocked loops).
 // Tolerance for float32 results: |got - want| <= 1e-6 |want| + 1e-6.
 
@@ -56,6 +56,18 @@ describe('MatMul and Gemm', () => {
   it('0 x Inf is NaN, as IEEE says', async () => {
     const [y] = await runOp('MatMul', [f32([1, 2], [0, 1]), f32([2, 1], [Infinity, 1])]);
     expect(values(y!)).toEqual([NaN]);
+  });
+  it("onnxruntime's FusedMatMul: alpha · A · Bᵀ over a batch (transB), Aᵀ (transA); a moved batch axis is refused", async () => {
+    const a = random([2, 3, 4], 11);
+    const b = random([2, 5, 4], 12);
+    const bt = (x: number[]) => Array.from({ length: 2 * 4 * 5 }, (_, k) => x[Math.floor(k / 20) * 20 + (k % 5) * 4 + Math.floor((k % 20) / 5)]!);
+    const [y] = await runOp('FusedMatMul', [a, b], { transB: intAttr(1), alpha: floatAttr(0.5) }, { domain: 'com.microsoft' });
+    expect(y!.shape).toEqual([2, 3, 5]);
+    close(values(y!), naiveMatmul(values(a), bt(values(b)), 2, 3, 4, 5, (t) => t, (t) => t).map((x) => 0.5 * x));
+    const at = f32([2, 1], [1, 2]);
+    const [z] = await runOp('FusedMatMul', [at, f32([2, 2], [1, 2, 3, 4])], { transA: intAttr(1) }, { domain: 'com.microsoft' });
+    expect(values(z!)).toEqual([7, 10]);
+    await expect(runOp('FusedMatMul', [a, b], { transBatchB: intAttr(1) }, { domain: 'com.microsoft' })).rejects.toThrow(/FusedMatMul with transBatchB is not supported/);
   });
   it('Gemm: alpha A Bᵀ + beta C with C broadcast along rows, and transA', async () => {
     const a = f32([1, 2], [1, 2]);

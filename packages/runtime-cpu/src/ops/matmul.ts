@@ -1,4 +1,5 @@
-// MatMul (numpy matmul: batched, broadcast batch dims, 1-D operands promoted and their axis dropped) and
+// MatMul (numpy matmul: batched, broadcast batch dims, 1-D operands promoted and their axis dropped),
+// onnxruntime's FusedMatMul (alpha · op(A) · op(B), transA / transB swapping an operand's last two axes) and
 // Gemm (Y = alpha A' B' + beta C, A' and B' optionally transposed, C broadcast to [M, N]). Float inputs;
 // each output row accumulates in float64 and rounds once to the output dtype.
 
@@ -51,7 +52,7 @@ function transpose2d(x: ArrayLike<number>, rows: number, cols: number): Float64A
   return out;
 }
 
-export function matmul(a: ExecTensor, b: ExecTensor): ExecTensor {
+export function matmul(a: ExecTensor, b: ExecTensor, alpha = 1): ExecTensor {
   if (a.dtype !== b.dtype) throw new Error(`inputs have different dtypes ${a.dtype} and ${b.dtype}`);
   if (!isFloat(a.dtype)) throw new Error(`MatMul of ${a.dtype} tensors is not supported (float only)`);
   if (a.shape.length === 0 || b.shape.length === 0) throw new Error('MatMul inputs must have rank >= 1');
@@ -75,7 +76,7 @@ export function matmul(a: ExecTensor, b: ExecTensor): ExecTensor {
   for (let t = 0; t < nb; t++) {
     const at = (ia ? ia[t]! : t) * M * K;
     const bt = (ib ? ib[t]! : t) * K * N;
-    gemmInto(ad, at, K, 1, bd, bt, out, t * M * N, M, K, N, 1, acc);
+    gemmInto(ad, at, K, 1, bd, bt, out, t * M * N, M, K, N, alpha, acc);
   }
   const shape = [...batch, ...(a.shape.length === 1 ? [] : [M]), ...(b.shape.length === 1 ? [] : [N])];
   return fromFloats(a.dtype, shape, out);
@@ -114,8 +115,37 @@ const gemm: OpKernel = {
   },
 };
 
+/** `x` with its last two axes swapped (a copy; rank >= 2). */
+function swapLastAxes(x: ExecTensor): ExecTensor {
+  const r = x.shape.length;
+  const [rows, cols] = [x.shape[r - 2]!, x.shape[r - 1]!];
+  const d = numberData(x);
+  const out = new Float64Array(d.length);
+  for (let base = 0; base < d.length; base += rows * cols) {
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[base + j * rows + i] = d[base + i * cols + j]!;
+  }
+  return fromFloats(x.dtype, [...x.shape.slice(0, -2), cols, rows], out);
+}
+
+const fusedMatmul: OpKernel = {
+  minInputs: 2,
+  run: (ctx) => {
+    for (const name of ['transBatchA', 'transBatchB']) {
+      if (attrInt(ctx.node, name, 0) !== 0) throw new Error(`FusedMatMul with ${name} is not supported`);
+    }
+    const operand = (k: 0 | 1, flag: string) => {
+      const x = input(ctx, k);
+      if (attrInt(ctx.node, flag, 0) === 0) return x;
+      if (x.shape.length < 2) throw new Error(`FusedMatMul ${flag} needs an operand of rank >= 2, got ${shapeString(x.shape)}`);
+      return swapLastAxes(x);
+    };
+    return [matmul(operand(0, 'transA'), operand(1, 'transB'), attrFloat(ctx.node, 'alpha', 1))];
+  },
+};
+
 export const MATMUL_OPS: OpTable = {
   '::MatMul': { minInputs: 2, run: (ctx) => [matmul(input(ctx, 0), input(ctx, 1))] },
+  'com.microsoft::FusedMatMul': fusedMatmul,
   '::Gemm': gemm,
 };
 
