@@ -158,4 +158,13 @@ describe('codegen options', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('expected one of onnxruntime-cpu, attnopt-cpu, webgpu');
   });
+
+  test('generated positions past a table the model computes them into (RoBERTa: a cumulative sum of the mask plus padding_idx): exit 2, the hint says so, no output', async () => {
+    const roberta = resolve(here, '../../../tools/fixtures/whole-models/roberta.onnx');
+    const out = join(scratch, 'roberta.opt.onnx');
+    const r = await attnopt('optimize', roberta, '-o', out, '--seq-len', '128');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/out of data bounds[^\n]*\n {2}an index went past the end of a table: positions the model computes from the lengths .* may not fit 128 tokens; try a shorter --seq-len/);
+    expect(leftovers()).toEqual([]);
+  });
 });
