@@ -33,7 +33,7 @@ export function calibrationNote(optimized: AttnoptModel, inputs: string | undefi
 }
 
 import { existsSync, realpathSync } from 'node:fs';
-import { type AttnoptModel, type CalibrationSample, calibrationSet, generateInputs } from '@attnopt/core';
+import { type AttnoptModel, type CalibrationSample, calibrationSet, generateInputs, isPastDim } from '@attnopt/core';
 import { CliError, ExitCode } from './exit-codes.js';
 
 /**
@@ -41,10 +41,9 @@ import { CliError, ExitCode } from './exit-codes.js';
  * cache. Undefined when the model has no such dim or `dims` already sizes one (the user chose the cache).
  */
 export function emptyCacheDims(model: AttnoptModel, dims: Readonly<Record<string, number>> | undefined): Record<string, number> | undefined {
-  const isPast = (name: string) => /past/i.test(name) && !/total|\+|all/i.test(name);
-  if (Object.keys(dims ?? {}).some(isPast)) return undefined;
+  if (Object.keys(dims ?? {}).some(isPastDim)) return undefined;
   const names = new Set<string>();
-  for (const v of model.graph.inputs) if (v.type?.kind === 'tensor') for (const d of v.type.shape ?? []) if (typeof d === 'string' && isPast(d)) names.add(d);
+  for (const v of model.graph.inputs) if (v.type?.kind === 'tensor') for (const d of v.type.shape ?? []) if (typeof d === 'string' && isPastDim(d)) names.add(d);
   return names.size === 0 ? undefined : { ...dims, ...Object.fromEntries([...names].map((n) => [n, 0])) };
 }
 

@@ -10,7 +10,7 @@
 // SparseAttention, ...) left in the graph is a miss too.
 
 import { type Graph, isAttention, type Node, type Value } from '@attnopt/ir';
-import { CONTRIB_ATTENTION_NOT_LIFTED, inferRank, softmaxForm } from '@attnopt/passes';
+import { CONTRIB_ATTENTION_NOT_LIFTED, fusedMatMul, inferRank, isFusedMatMul, softmaxForm } from '@attnopt/passes';
 import type { PassNote } from '@attnopt/rewrite';
 
 /** Ops that only move, cast or select probabilities on the way from the Softmax to the P · V product. */
@@ -49,17 +49,12 @@ function softmaxAxisIsLast(softmax: Node, opset: number): boolean {
   return rank !== undefined && axis === rank - 1;
 }
 
-const movesLeftOperand = (n: Node) => ['transA', 'transBatchA', 'transBatchB'].some((name) => {
-  const a = n.attrs.get(name);
-  return a?.type === 'int' && Number(a.value) !== 0;
-});
-
 /** True when `v` (derived from a Softmax's output) reaches a P · V product through layout-only ops. */
 function reachesValueProduct(v: Value, steps: number): boolean {
   return v.uses().some(({ node }) => {
     // onnxruntime's FusedMatMul, as its optimizer saves a MatMul (one that transposes P, as a training graph's
     // gradient reads it, is no P · V)
-    const product = node.domain === '' ? node.op === 'MatMul' || node.op === 'Einsum' : node.domain === 'com.microsoft' && node.op === 'FusedMatMul' && !movesLeftOperand(node);
+    const product = node.domain === '' ? node.op === 'MatMul' || node.op === 'Einsum' : isFusedMatMul(node) && typeof fusedMatMul(node) !== 'string';
     if (product) return node.inputs.some((other) => other !== undefined && other !== v);
     if (node.domain !== '') return false;
     return steps < MAX_STEPS && LAYOUT_ONLY_OPS.has(node.op) && node.outputs.some((o) => reachesValueProduct(o, steps + 1));

@@ -2,7 +2,7 @@
 
 export { liftSite, siteOrigin, SITE_ORIGIN, LIFT_RECORD, type LiftRecord, type SiteMatch, type SiteOrigin } from './recognize/lift.js';
 export { unliftSite, unliftBlocker } from './recognize/unlift.js';
-export { DECOMPOSED_RULES, decomposedAttention, DECOMPOSED_ATTENTION, softmaxForm, type SoftmaxForm } from './recognize/decomposed/index.js';
+export { DECOMPOSED_RULES, decomposedAttention, DECOMPOSED_ATTENTION, fusedMatMul, isFusedMatMul, softmaxForm, type SoftmaxForm } from './recognize/decomposed/index.js';
 export {
   FUSED_RULES,
   onnxAttentionRule,

@@ -100,7 +100,8 @@ describe('a softmax over a view of the scores, reshaped back', () => {
   });
   test('reshaped back to another shape than the scores: no site', () => {
     const fold = '  init %to3: i64[3] = tensor<i64[3]> [8, -1, 9]\n  init %other: i64[4] = tensor<i64[4]> [4, 2, -1, 9]';
-    // (V over [4, 2] batch and heads: each output row would read another head's probabilities)
+    // (V over [4, 2] batch and heads: each output row would read another head's probabilities; the V check
+    // refuses it too, so this guards the result, not the view check alone)
     const text = site('  %x3 = Reshape(%x, %to3)\n  %p3 = Softmax(%x3) {axis = -1}\n  %p = Reshape(%p3, %other)', fold).replaceAll('seq', '9');
     const g = parseGraph(text.replace('input %v: f32[2, 4, 9, 8]', 'input %v: f32[4, 2, 9, 8]'));
     g.annotations.set(DEFAULT_OPSET_ANNOTATION, 17);

@@ -120,8 +120,11 @@ export function hostTensorFromNumbers(dtype: DType, shape: readonly number[], va
 
 /** The size given for a dim named like past (not a total), or undefined. */
 function pastFromDims(dims: Readonly<Record<string, number>> | undefined): number | undefined {
-  return Object.entries(dims ?? {}).find(([name]) => /past/i.test(name) && !/total|\+|all/i.test(name))?.[1];
+  return Object.entries(dims ?? {}).find(([name]) => isPastDim(name))?.[1];
 }
+
+/** Whether a symbolic dim named `name` is sized as the cached length (named like past, and not a total). */
+export const isPastDim = (name: string): boolean => /past/i.test(name) && !/total|\+|all/i.test(name);
 
 /** The value of an input that is a parameter of an op rather than data (see the rules at the top), or undefined. */
 function parameterValue(name: string, seqLen: number, pastLen: number): number | undefined {

@@ -3,7 +3,7 @@ export { type CalibrationSample, type HostData, type HostTensor, CalibrationInpu
 export { encodeNpy, readNpy } from './npy.js';
 export { readTensorProto, type NamedHostTensor } from './tensor-proto.js';
 export { calibrationSet, calibrationSampleDirs, readSampleDir, checkSample } from './folder.js';
-export { generateInputs, type GenerateOptions } from './generate.js';
+export { generateInputs, type GenerateOptions, isPastDim } from './generate.js';
 export { gatherBound } from './tables.js';
 export { modelInputs, type ModelInput } from './model-inputs.js';
 export { collectSiteTensors, siteTensorStream, calibrationModel, checkRuntime, RUNTIMES, type CalibrationModel, type CollectOptions, type Runtime } from './collect.js';

@@ -7,6 +7,7 @@
 // picks, so it can leave fewer cached tokens (or none) where the table is short.
 
 import { type Graph, type Node, ONNX_DOMAIN } from '@attnopt/ir';
+import { attrInt } from '@attnopt/rewrite';
 import { evaluateDim, type Expr, staticInts, symbolicShape, symbolicValue } from '@attnopt/passes';
 import { gatherBound } from './tables.js';
 
@@ -51,8 +52,7 @@ export function positionLimits(graph: Graph): PositionLimit[] {
       });
     } else if (n.op === 'TensorScatter' && !isCircular(n)) {
       // the update's tokens land at the write index (the cached length) and after it, within the cache's axis
-      const a = n.attrs.get('axis');
-      const axis = a?.type === 'int' ? Number(a.value) : -2;
+      const axis = attrInt(n, 'axis') ?? -2;
       const cache = symbolicShape(n.inputs[0]);
       const update = symbolicShape(n.inputs[1]);
       const at = (s: readonly Expr[]) => s[axis < 0 ? axis + s.length : axis];

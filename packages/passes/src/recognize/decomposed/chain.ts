@@ -7,6 +7,7 @@ import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@at
 import { staticScalar, staticShape } from '../../shape-inference/shapes.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { multipliedMask } from './multiplied-mask.js';
+import { onnxOp } from './onnx-op.js';
 
 /** A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view). */
 export type MaskStep =
@@ -46,11 +47,6 @@ export interface ScoreChain {
 export interface Fold {
   heads?: number;
 }
-
-const onnxOp = (v: Value | undefined, ...ops: string[]): Node | undefined => {
-  const n = v?.producer;
-  return n && n.domain === ONNX_DOMAIN && ops.includes(n.op) && v!.outputIndex === 0 ? n : undefined;
-};
 
 /** Skips Cast / Identity nodes (recording them). */
 function skipCasts(v: Value, nodes: Node[], stage: Map<Value, string>, tag: string): Value {

@@ -7,7 +7,7 @@
 // Q transposed (transA) or a batch axis moved (transBatchA / transBatchB) is not read.
 
 import type { Node } from '@attnopt/ir';
-import { MS_DOMAIN } from '@attnopt/rewrite';
+import { attrFloat, attrInt, MS_DOMAIN } from '@attnopt/rewrite';
 
 export interface FusedMatMul {
   readonly alpha: number;
@@ -15,18 +15,13 @@ export interface FusedMatMul {
   readonly transB: boolean;
 }
 
-const attr = (n: Node, name: string, fallback: number): number => {
-  const a = n.attrs.get(name);
-  return a?.type === 'int' || a?.type === 'float' ? Number(a.value) : fallback;
-};
-
 /** Whether `n` is onnxruntime's FusedMatMul. */
 export const isFusedMatMul = (n: Node | undefined): boolean => n !== undefined && n.op === 'FusedMatMul' && n.domain === MS_DOMAIN;
 
 /** The FusedMatMul's scale and transB, or the reason it is not read as a matrix product of Q (or P) and the other operand. */
 export function fusedMatMul(n: Node): FusedMatMul | string {
   for (const name of ['transA', 'transBatchA', 'transBatchB']) {
-    if (attr(n, name, 0) !== 0) return `${n.describe()} sets ${name}: a FusedMatMul that moves the left operand's or a batch axis is not read`;
+    if ((attrInt(n, name) ?? 0) !== 0) return `${n.describe()} sets ${name}: a FusedMatMul that moves the left operand's or a batch axis is not read`;
   }
-  return { alpha: attr(n, 'alpha', 1), transB: attr(n, 'transB', 0) !== 0 };
+  return { alpha: attrFloat(n, 'alpha') ?? 1, transB: (attrInt(n, 'transB') ?? 0) !== 0 };
 }

@@ -7,6 +7,7 @@
 import { type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { inferDtype, staticNumbers, staticScalar } from '../../shape-inference/shapes.js';
+import { onnxOp } from './onnx-op.js';
 
 export interface MultipliedMask {
   /** The scores the mask multiplies. */
@@ -17,11 +18,6 @@ export interface MultipliedMask {
   readonly fill: number;
   readonly nodes: readonly Node[];
 }
-
-const op = (v: Value | undefined, ...ops: string[]): Node | undefined => {
-  const n = v?.producer;
-  return n && n.domain === ONNX_DOMAIN && ops.includes(n.op) && v!.outputIndex === 0 ? n : undefined;
-};
 
 /** Ops whose output elements are elements of their first input (views, slices, gathers, copies). */
 const SELECTS_FROM_FIRST = new Set(['Identity', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'Expand', 'Slice', 'Gather', 'GatherElements', 'Tile']);
@@ -50,10 +46,10 @@ function timesMask(mul: Node | undefined, b: Value): Value | undefined {
 
 /** c · (1 - b) or (1 - b) · c with c a static scalar: { b, c, nodes }. */
 function penalty(v: Value | undefined): { b: Value; c: number; nodes: Node[] } | undefined {
-  const mul = op(v, 'Mul');
+  const mul = onnxOp(v, 'Mul');
   if (!mul) return undefined;
   for (const [s, c] of [[0, 1], [1, 0]] as const) {
-    const sub = op(mul.inputs[s], 'Sub');
+    const sub = onnxOp(mul.inputs[s], 'Sub');
     const factor = staticScalar(mul.inputs[c]);
     if (sub && factor !== undefined && staticScalar(sub.inputs[0]) === 1) return { b: sub.inputs[1]!, c: factor, nodes: [mul, sub] };
   }
@@ -66,12 +62,12 @@ function penalty(v: Value | undefined): { b: Value; c: number; nodes: Node[] } |
  * provably 0 or 1, or -c drowns no score.
  */
 export function multipliedMask(v: Value): MatchResult<MultipliedMask> | undefined {
-  const n = op(v, 'Sub', 'Add');
+  const n = onnxOp(v, 'Sub', 'Add');
   if (!n) return undefined;
   const orders = n.op === 'Sub' ? ([[0, 1]] as const) : ([[0, 1], [1, 0]] as const);
   for (const [m, p] of orders) {
     const pen = penalty(n.inputs[p]);
-    const mul = op(n.inputs[m], 'Mul');
+    const mul = onnxOp(n.inputs[m], 'Mul');
     const scores = pen && timesMask(mul, pen.b);
     if (!pen || !mul || !scores) continue;
     const fill = n.op === 'Sub' ? -pen.c : pen.c;
