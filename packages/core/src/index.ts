@@ -29,6 +29,7 @@ export {
   looksLikeAttention,
   LAYOUT_ONLY_OPS,
   noSitesReason,
+  QDQ_OPS,
   watchMisses,
   type AttentionMiss,
   type MissWatch,

@@ -3,7 +3,8 @@
 // A Softmax (the op, one spelled as Exp, ReduceSum over the last axis and Div, or Exp of a LogSoftmax: passes'
 // softmaxForm, whose last node stands for it) looks like attention independently of the rules: it normalizes the last axis, and its output
 // reaches a MatMul (bmm is a MatMul in ONNX; onnxruntime's FusedMatMul too) or an Einsum whose other operand is a different value (the values
-// V) through at most MAX_STEPS layout-only ops and casts: the probabilities · V product of some attention,
+// V) through at most MAX_STEPS layout-only ops, casts and QDQ pairs (a QDQ-quantized model rounds the probabilities
+// on the way): the probabilities · V product of some attention,
 // however an exporter laid the heads out. The coverage table counts sites with the same definition. A fused
 // attention op (ONNX Attention, com.microsoft Attention / MultiHeadAttention / GroupQueryAttention /
 // QAttention, DecoderMaskedMultiHeadAttention, and onnxruntime's other contrib attention ops: PackedAttention,
@@ -27,6 +28,8 @@ export const LAYOUT_ONLY_OPS: ReadonlySet<string> = new Set([
   'Expand',
   'Flatten',
 ]);
+/** The QDQ pair a quantized model puts on the probabilities (in the ONNX or com.microsoft domain). */
+export const QDQ_OPS: ReadonlySet<string> = new Set(['QuantizeLinear', 'DequantizeLinear']);
 const MAX_STEPS = 6;
 /**
  * Fused attention ops: those the recognizer lifts (matched by op name in any domain: some exporters misplace
@@ -56,8 +59,8 @@ function reachesValueProduct(v: Value, steps: number): boolean {
     // gradient reads it, is no P · V)
     const product = node.domain === '' ? node.op === 'MatMul' || node.op === 'Einsum' : isFusedMatMul(node) && typeof fusedMatMul(node) !== 'string';
     if (product) return node.inputs.some((other) => other !== undefined && other !== v);
-    if (node.domain !== '') return false;
-    return steps < MAX_STEPS && LAYOUT_ONLY_OPS.has(node.op) && node.outputs.some((o) => reachesValueProduct(o, steps + 1));
+    const passes = node.domain === '' ? LAYOUT_ONLY_OPS.has(node.op) || QDQ_OPS.has(node.op) : node.domain === 'com.microsoft' && QDQ_OPS.has(node.op);
+    return steps < MAX_STEPS && passes && node.outputs.some((o) => reachesValueProduct(o, steps + 1));
   });
 }
 

@@ -1,4 +1,4 @@
-// inspect's misses: every Softmax that looks like attention (softmax -> layout-only ops and casts -> the
+// inspect's misses: every Softmax that looks like attention (softmax -> layout-only ops, casts, QDQ pairs -> the
 // probabilities · V product) but was not lifted is listed with the recognizer's reason; a model with no site
 // says why.
 
@@ -51,6 +51,27 @@ describe('inspect lists the attention-like Softmax nodes it did not lift', () =>
     expect(report.misses.map((m) => m.node)).toEqual(['node Div -> %p']);
     expect(report.misses[0]!.reason).toMatch(/not a MatMul \(or Einsum\) of Q and Kᵀ: found input scores/);
     expect(report.noSites).toBe('1 Softmax node looks like attention but no rule lifted it (reasons below)');
+  });
+
+  test('a site whose probabilities a QDQ pair rounds before P·V (a QDQ-quantized model) is found, with the reason', () => {
+    const qdq = `graph qdq {
+  input %q: f32[B, 4, 8, 8]
+  input %k: f32[B, 4, 8, 8]
+  input %v: f32[B, 4, 8, 8]
+  init %sp: f32[] = tensor<f32[]> [0.003921569]
+  init %zp: u8[] = tensor<u8[]> [0]
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %s = MatMul(%q, %kt)
+  %p = Softmax(%s) {axis = -1}
+  %pq = QuantizeLinear(%p, %sp, %zp)
+  %pd = DequantizeLinear(%pq, %sp, %zp)
+  %y = MatMul(%pd, %v)
+  output %y
+}`;
+    const report = inspectModel(newOnnxModel(parseGraph(qdq), { opset: 17 }));
+    expect(report.sites).toEqual([]);
+    expect(report.misses.map((m) => m.node)).toEqual(['node Softmax -> %p']);
+    expect(report.misses[0]!.reason).toMatch(/node QuantizeLinear -> %pq quantizes the probabilities inside the site/);
   });
 
   test('Exp of a LogSoftmax over the last axis is found too; over another axis it is not attention', () => {

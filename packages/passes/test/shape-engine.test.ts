@@ -5,7 +5,7 @@
 import { Node, parseGraph, tensorType, Value } from '@attnopt/ir';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { inferShape, sameDim, staticShape, staticScalar, symbolicShape } from '../src/shape-inference/shapes.js';
+import { inferDtype, inferShape, sameDim, staticShape, staticScalar, symbolicShape } from '../src/shape-inference/shapes.js';
 import { add, constant, div, type Expr, evaluate, fresh, max, min, mod, mul, neg, sub, symbol } from '../src/shape-inference/symbolic-shapes/expr.js';
 
 const b = symbol('batch');
@@ -152,6 +152,38 @@ ${I64('t', [0, 0, 4, -1])}
     // total and seq stay two sizes (read as a MatMul, the head size 8 and total were made one)
     expect(sameDim(g.inputs[0], 2, g.inputs[1], 2)).toBe(false);
     expect(inferShape(g.outputs[2])).toBeUndefined();
+  });
+
+  test('quantization ops keep or contract shapes as their float counterparts; the element type is theirs', () => {
+    const g = parseGraph(`graph g {
+  input %x: f32[batch, seq, 32]
+  input %b8: u8[32, 16]
+  init %s: f32[] = tensor<f32[]> [0.5]
+  init %zp: i8[] = tensor<i8[]> [0]
+  init %w4: u8[24, 1, 16] = tensor<u8[24, 1, 16]> [${Array(24 * 16).fill(0).join(', ')}]
+  init %w4s: f32[24] = tensor<f32[24]> [${Array(24).fill(1).join(', ')}]
+  %xq = QuantizeLinear(%x, %s, %zp)
+  %xu = QuantizeLinear(%x, %s)
+  %xd = DequantizeLinear(%xq, %s, %zp)
+  %dq, %dqs, %dqz = DynamicQuantizeLinear(%x)
+  %ql = QLinearMatMul(%dq, %dqs, %dqz, %b8, %s, %dqz, %s, %dqz)
+  %mf = com.microsoft::MatMulIntegerToFloat(%dq, %b8, %dqs, %s)
+  %n4 = com.microsoft::MatMulNBits(%x, %w4, %w4s) {K = 32, N = 24, bits = 4, block_size = 32}
+  %msq = com.microsoft::QuantizeLinear(%x, %s, %zp)
+  output %xq, %xu, %xd, %dq, %dqs, %ql, %mf, %n4, %msq
+}`);
+    const got = g.outputs.map((v) => [inferShape(v), inferDtype(v)]);
+    expect(got).toEqual([
+      [['batch', 'seq', 32], 'i8'],
+      [['batch', 'seq', 32], 'u8'],
+      [['batch', 'seq', 32], 'f32'],
+      [['batch', 'seq', 32], 'u8'],
+      [[], 'f32'],
+      [['batch', 'seq', 16], 'u8'],
+      [['batch', 'seq', 16], 'f32'],
+      [['batch', 'seq', 24], 'f32'],
+      [['batch', 'seq', 32], 'i8'],
+    ]);
   });
 
   test('1 / sqrt(head size) read from Shape is a static number (float32 rounding included)', () => {

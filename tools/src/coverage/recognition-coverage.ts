@@ -8,7 +8,7 @@
 // An attention site is "found" independently of the rules, as `attnopt inspect` finds its misses (core's
 // attentionSoftmaxes): a Softmax over the last axis (the op, spelled as Exp, ReduceSum and Div, or Exp of a LogSoftmax) whose output
 // reaches a MatMul or Einsum with another operand (the values) through at most 6 layout-only ops and casts (Cast, Reshape, Transpose, Squeeze,
-// Unsqueeze, Expand, Flatten, Identity, Dropout, Where). A fused node is one of ONNX Attention, com.microsoft
+// Unsqueeze, Expand, Flatten, Identity, Dropout, Where) and QDQ pairs (QuantizeLinear, DequantizeLinear). A fused node is one of ONNX Attention, com.microsoft
 // Attention / QAttention / MultiHeadAttention / GroupQueryAttention / DecoderMaskedMultiHeadAttention (any domain: some
 // corpus files misplace them), or one of onnxruntime's other contrib attention ops (core's FUSED_ATTENTION_OPS). A folder with an expected.json (the whole-model corpora) also gets a table per
 // model: the sites expected.json states, found, lifted, and whether every lifted site has its heads, kv heads
@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { attentionSoftmaxes, isFusedAttention, LAYOUT_ONLY_OPS } from '@attnopt/core';
+import { attentionSoftmaxes, isFusedAttention, LAYOUT_ONLY_OPS, QDQ_OPS } from '@attnopt/core';
 import { attentionParams, type Graph, isAttention, type Node } from '@attnopt/ir';
 import { importOnnx } from '@attnopt/onnx';
 import * as passes from '@attnopt/passes';
@@ -220,8 +220,8 @@ export function coverageMarkdown(cov: Coverage): string {
     '',
     '- **fused**: fused attention nodes (ONNX `Attention` and `FlexAttention` (ai.onnx.preview, lifted through its body), com.microsoft `Attention` / `QAttention` / `MultiHeadAttention` / `GroupQueryAttention` / `DecoderMaskedMultiHeadAttention`, and onnxruntime\'s other contrib attention ops, `PackedAttention`, `SparseAttention`..., which no rule lifts and each miss names) lifted to `attnopt::Attention` / present.',
     '- **expanded twins**: onnx-node-tests `test_attention_*_expanded` models whose one attention site lifts to exactly one `attnopt::Attention`.',
-    '- **unfused sites**: attention sites lifted / found. A site is *found* independently of the rules, as `attnopt inspect` finds its misses: a `Softmax` over the last axis (axis -1, the opset-13+ default, or the last axis of the rank the graph fixes; or one spelled as `Exp`, `ReduceSum` over the last axis and `Div`, or `Exp` of a `LogSoftmax`) whose output reaches a `MatMul` (bmm included), `Einsum` or onnxruntime\'s `FusedMatMul` with another operand (the values) through at most 6 layout-only ops and casts (' +
-      [...LAYOUT_ONLY_OPS].map((o) => `\`${o}\``).join(' / ') +
+    '- **unfused sites**: attention sites lifted / found. A site is *found* independently of the rules, as `attnopt inspect` finds its misses: a `Softmax` over the last axis (axis -1, the opset-13+ default, or the last axis of the rank the graph fixes; or one spelled as `Exp`, `ReduceSum` over the last axis and `Div`, or `Exp` of a `LogSoftmax`) whose output reaches a `MatMul` (bmm included), `Einsum` or onnxruntime\'s `FusedMatMul` with another operand (the values) through at most 6 layout-only ops, casts and quantization pairs (' +
+      [...LAYOUT_ONLY_OPS, ...QDQ_OPS].map((o) => `\`${o}\``).join(' / ') +
       '; subgraphs included). Target: >= 95% outside torch-exports (which must be 100%).',
     '- **fused coverage (valid models)**: fused nodes lifted / (fused nodes - those of models that are not valid ONNX: the miss reason says so).',
     '- **invalid-model sites**: found sites of models that are not valid ONNX (ops in the wrong domain, float `Reshape` targets...: the miss reason says so); they have no exact meaning to lift.',

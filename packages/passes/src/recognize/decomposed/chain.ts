@@ -8,6 +8,7 @@ import { staticScalar, staticShape } from '../../shape-inference/shapes.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { multipliedMask } from './multiplied-mask.js';
 import { onnxOp } from './onnx-op.js';
+import { quantizedScores } from './quantized.js';
 
 /** A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view). */
 export type MaskStep =
@@ -113,6 +114,8 @@ function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: 
   if (!qk && reshape) {
     return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax, and not between the [B·H, S, T] and [B, H, S, T] views of the same scores (shapes ${JSON.stringify(staticShape(reshape.inputs[0]))} -> ${JSON.stringify(staticShape(reshape.outputs[0]))})`);
   }
+  const quantized = qk ? undefined : quantizedScores(cur);
+  if (quantized) return noMatch(quantized);
   if (!qk) return noMatch(`the scores are not a MatMul (or Einsum) of Q and Kᵀ: found ${cur.producer?.describe() ?? `input ${cur.name}`}`);
   if (qk.inputs.length !== 2) return noMatch(`${qk.describe()} does not have exactly two operands`);
   // onnxruntime's FusedMatMul: its alpha is a scale of the scores (fused-matmul.ts)

@@ -8,6 +8,7 @@ import { attrInt, attrInts, type MatchResult, matched, noMatch } from '@attnopt/
 import { staticNumbers, staticScalar, staticShape } from '../../shape-inference/shapes.js';
 import { headsViewReshape, type MaskStep, onnxOp, type ScoreChain } from './chain.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
+import { quantizedProbabilities } from './quantized.js';
 
 export interface ToValues {
   /** The product with V (MatMul or Einsum). */
@@ -43,6 +44,8 @@ export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<
       const why = fused && fusedMatMul(fused.node);
       if (why !== undefined && typeof why !== 'string') return noMatch(`${fused!.node.describe()} scales or transposes V (alpha ${why.alpha}, transB ${why.transB ? 1 : 0}): not probabilities · V`);
       if (typeof why === 'string') return noMatch(why);
+      const quantized = quantizedProbabilities(p);
+      if (quantized) return noMatch(quantized);
       return noMatch(`the Softmax output does not reach a MatMul with V (uses: ${uses.map((u) => u.node.op).join(', ') || 'none'})`);
     }
     const n = next.node;

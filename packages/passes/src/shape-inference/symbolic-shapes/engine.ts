@@ -14,8 +14,9 @@ import { constant, type Expr, fresh, max, symbol } from './expr.js';
 import { type Info, MAX_VALUE_ELEMENTS, type RuleContext } from './info.js';
 import { attentionRule, COMPUTE_RULES, microsoftRule, SHAPE_KEEPING } from './rules-compute.js';
 import { DATA_RULES, type Rule } from './rules-data.js';
+import { QUANTIZED_RULES } from './rules-quantized.js';
 
-const RULES: Record<string, Rule> = { ...DATA_RULES, ...COMPUTE_RULES };
+const RULES: Record<string, Rule> = { ...DATA_RULES, ...COMPUTE_RULES, ...QUANTIZED_RULES };
 const MAX_RERUNS = 3;
 
 interface Entry {
@@ -238,13 +239,12 @@ class Pass implements RuleContext {
 
   private apply(n: Node): (Info | undefined)[] | undefined {
     if (isAttention(n)) return attentionRule(n, this);
-    if (n.domain === 'com.microsoft') return microsoftRule(n, this);
+    if (n.domain === 'com.microsoft') return microsoftRule(n, this) ?? QUANTIZED_RULES[n.op]?.(n, this);
     const rule = n.domain === '' || n.domain === 'ai.onnx' ? RULES[n.op] : SHAPE_KEEPING.has(n.op) ? RULES[n.op] : undefined;
     if (rule) return rule(n, this);
     // an op nothing else is known of: only its element type, where its inputs tell it (most ops keep their
     // first input's)
-    const from = n.op === 'OneHot' ? 2 : n.op === 'DequantizeLinear' ? 1 : n.op === 'QuantizeLinear' ? 2 : 0;
-    const dtype = this.info(n.inputs[from])?.dtype ?? (n.op === 'QuantizeLinear' ? 'u8' : undefined);
+    const dtype = this.info(n.inputs[n.op === 'OneHot' ? 2 : 0])?.dtype;
     return n.outputs.map(() => ({ dtype }));
   }
 }

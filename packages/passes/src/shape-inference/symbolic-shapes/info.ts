@@ -144,3 +144,16 @@ export function elementwiseValues(
 
 /** max(x, 0) for a size that may come out negative. */
 export const atLeastZero = (x: Expr): Expr => (isNonneg(x) ? x : max(x, ZERO));
+
+/** A · B with numpy broadcasting of the batch axes; the contracted dims are recorded as one size. */
+export function matmulOf(ctx: RuleContext, sa: readonly Expr[] | undefined, sb: readonly Expr[] | undefined, dtype: DType | undefined): Info[] {
+  if (!sa || !sb || sa.length === 0 || sb.length === 0) return [{ dtype }];
+  const a2 = sa.length === 1 ? [ONE, sa[0]!] : sa;
+  const b2 = sb.length === 1 ? [sb[0]!, ONE] : sb;
+  ctx.unify(a2[a2.length - 1]!, b2[b2.length - 2]!); // the contracted dims are one
+  const batch = broadcastShapes(ctx, [a2.slice(0, -2), b2.slice(0, -2)]);
+  const shape = [...batch, a2[a2.length - 2]!, b2[b2.length - 1]!];
+  if (sa.length === 1) shape.splice(shape.length - 2, 1);
+  if (sb.length === 1) shape.splice(shape.length - 1, 1);
+  return [{ shape, dtype }];
+}

@@ -10,6 +10,7 @@ import {
   type Info,
   intAttr,
   intsAttr,
+  matmulOf,
   MAX_VALUE_ELEMENTS,
   normAxis,
   ONE,
@@ -64,18 +65,6 @@ function fusedMatmul(n: Node, ctx: RuleContext): Info[] {
   if (intAttr(n, 'transBatchA') || intAttr(n, 'transBatchB')) return [{ dtype: a?.dtype }];
   const swap = (s: readonly Expr[] | undefined, flag: string) => (s && s.length >= 2 && intAttr(n, flag) ? [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!] : s);
   return matmulOf(ctx, swap(a?.shape, 'transA'), swap(ctx.info(n.inputs[1])?.shape, 'transB'), a?.dtype);
-}
-
-function matmulOf(ctx: RuleContext, sa: readonly Expr[] | undefined, sb: readonly Expr[] | undefined, dtype: DType | undefined): Info[] {
-  if (!sa || !sb || sa.length === 0 || sb.length === 0) return [{ dtype }];
-  const a2 = sa.length === 1 ? [ONE, sa[0]!] : sa;
-  const b2 = sb.length === 1 ? [sb[0]!, ONE] : sb;
-  ctx.unify(a2[a2.length - 1]!, b2[b2.length - 2]!); // the contracted dims are one
-  const batch = broadcastShapes(ctx, [a2.slice(0, -2), b2.slice(0, -2)]);
-  const shape = [...batch, a2[a2.length - 2]!, b2[b2.length - 1]!];
-  if (sa.length === 1) shape.splice(shape.length - 2, 1);
-  if (sb.length === 1) shape.splice(shape.length - 1, 1);
-  return [{ shape, dtype }];
 }
 
 function gemm(n: Node, ctx: RuleContext): Info[] {
