@@ -21,6 +21,7 @@ import { RECOGNITION_RULES } from '../src/recognize/index.js';
 import { inferShape } from '../src/shape-inference/shapes.js';
 import { FIXTURES } from './helpers/node-tests.js';
 import { compareOutputs, ortTensor, randomInputs, runModel } from './helpers/ort.js';
+import { quantizeWeights } from './helpers/quantize-weights.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FOLDERS = [path.join(FIXTURES, 'whole-models'), path.resolve(here, '../../../tools/fixtures/whole-models')];
@@ -196,6 +197,36 @@ for (const folder of FOLDERS) {
         const banded = compareOutputs(await runModel(exportOnnx(again), feeds), want, 1e-5, 1e-5);
         expect(banded.mismatches, `${name} banded: max abs error ${banded.maxAbsError}`).toEqual([]);
       }
+    });
+  });
+}
+
+/**
+ * The same models with their weights quantized, as deployed models carry them: onnxruntime's dynamic int8
+ * quantization and its 4-bit MatMulNBits (quantize-weights.ts). The attention sites stay float functions of
+ * their (now quantized) projections: every site must lift with the same heads, head size and mask as the float
+ * model, and the lowered graph compute what the quantized model as written computes, as above.
+ */
+const LOCAL = path.resolve(here, '../../../tools/fixtures/whole-models');
+const local = JSON.parse(fs.readFileSync(path.join(LOCAL, 'expected.json'), 'utf8')) as Record<string, Expected>;
+for (const how of ['dynamic-int8', 'nbits-4'] as const) {
+  describe(`whole models of tools/fixtures/whole-models, weights quantized (${how})`, () => {
+    test.each(Object.entries(local))('%s', async (name, e) => {
+      const { model, rewritten } = quantizeWeights(importOnnx(path.join(LOCAL, e.file)), how);
+      expect(rewritten, `${name}: weight MatMuls quantized`).toBeGreaterThan(0);
+      const quantized = exportOnnx(model);
+      const g = model.graph;
+      const r = rewritePass('recognize', RECOGNITION_RULES, { explain: true }).run(g);
+      analyzeMaskPass().run(g);
+      const sites = sitesOf(g);
+      expect(sites.length, `${name}: ${r.notes.filter((n) => !n.message.startsWith('applied')).map((n) => n.message).join('; ')}`).toBe(e.sites);
+      expect(sites.map((s) => [attentionParams(s).numHeads, attentionParams(s).headDim])).toEqual(sites.map(() => [e.heads, e.head_dim]));
+      expect(sites.map((s) => kindOf(s, e.window)), `${name}: ${e.mask}`).toEqual(MASKS[name]);
+      const feeds = feedsFor(importOnnx(path.join(LOCAL, e.file)).graph, e.window !== undefined ? e.window + 9 : 12);
+      const want = await runModel(quantized, feeds);
+      lowerAttentionPass({ opset: e.opset }).run(g);
+      const cmp = compareOutputs(await runModel(exportOnnx(model), feeds), want, 1e-5, 1e-5);
+      expect(cmp.mismatches, `${name}: max abs error ${cmp.maxAbsError}`).toEqual([]);
     });
   });
 }
