@@ -11,11 +11,14 @@ import { AttentionInput, isAttention, parseGraph } from '@attnopt/ir';
 import { rewritePass } from '@attnopt/rewrite';
 import { describe, expect, test } from 'vitest';
 import { RECOGNITION_RULES } from '../src/recognize/index.js';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
+import { lowerAttentionPass } from '../src/lower/index.js';
 import { liftedAndExact } from './helpers/lifted-exact.js';
+import { compareLowered, ortTensor, randomInputs, runModel } from './helpers/ort.js';
 
 const OPSET = 18;
 
-const sdpa = (sqShape = '%m1, %key_second_last, %key_last') => `graph g {
+const sdpa = (sqShape = '%m1, %key_second_last, %key_last', guard = '') => `graph g {
   input %q: f32[batch, 4, seq, 8]
   input %k0: f32[batch, 2, seq, 8]
   input %v0: f32[batch, 2, seq, 8]
@@ -58,10 +61,16 @@ const sdpa = (sqShape = '%m1, %key_second_last, %key_last') => `graph g {
   %mask = Where(%attention_mask, %zero, %ninf)
   %qk = MatMul(%qsc, %ktsc)
   %w = Add(%qk, %mask)
-  %p = Softmax(%w) {axis = -1}
+  %p${guard ? '0' : ''} = Softmax(%w) {axis = -1}
+  ${guard}
   %y = MatMul(%p, %v)
   output %y
 }`;
+
+/** onnxscript's guard after the Softmax of a boolean mask: a fully masked row's NaN probabilities become 0. */
+const NAN_GUARD = '%isnan = IsNaN(%p0)\n  %p = Where(%isnan, %zero, %p0)';
+/** The same as torch.where(isnan(p), zeros_like(p), p) writes it. */
+const NAN_GUARD_ZEROS_LIKE = '%isnan = IsNaN(%p0)\n  %pshape = Shape(%p0)\n  %zeros = ConstantOfShape(%pshape)\n  %p = Where(%isnan, %zeros, %p0)';
 
 
 describe("torch.onnx's dynamo exporter: scaled_dot_product_attention as onnxscript writes it", () => {
@@ -77,5 +86,34 @@ describe("torch.onnx's dynamo exporter: scaled_dot_product_attention as onnxscri
     const notes = rewritePass('recognize', RECOGNITION_RULES).run(g).notes.map((n) => n.message);
     expect(g.nodes.filter(isAttention)).toHaveLength(0);
     expect(notes.join('\n')).toContain('only one of K and V is repeated over heads');
+  });
+
+  test.each([
+    ['a static 0', NAN_GUARD],
+    ['zeros_like(p)', NAN_GUARD_ZEROS_LIKE],
+  ])('Where(IsNaN(p), %s, p) after the Softmax: lifted with nothing of the chain left, and fully masked rows give 0 as the graph does', async (_, guard) => {
+    const text = sdpa(undefined, guard);
+    const original = exportOnnx(newOnnxModel(parseGraph(text), { opset: OPSET }));
+    const g = parseGraph(text);
+    rewritePass('recognize', RECOGNITION_RULES).run(g);
+    expect(g.nodes.filter(isAttention)).toHaveLength(1);
+    expect(g.nodes.map((n) => n.op).filter((op) => ['Softmax', 'IsNaN', 'MatMul', 'ConstantOfShape'].includes(op))).toEqual([]);
+    // rows 1 and 4 of the first batch keep no key; every other row keeps the keys up to its own
+    const [B, S] = [2, 6];
+    const feeds = randomInputs(g, 11, { batch: B, seq: S, past: 0 });
+    const keep = Array.from({ length: B * S * S }, (_, k) => {
+      const [b, i, j] = [Math.floor(k / (S * S)), Math.floor(k / S) % S, k % S];
+      return Number(!(b === 0 && (i === 1 || i === 4)) && j <= i);
+    });
+    feeds.attention_mask = ortTensor('bool', [B, 1, S, S], keep);
+    const want = await runModel(original, feeds);
+    // the graph as written gives 0 on those rows, in every head ([B, 4, S, 8])
+    const y = want.y!.data as Float32Array;
+    const row = (h: number, i: number) => [...y.slice((h * S + i) * 8, (h * S + i + 1) * 8)];
+    expect([0, 1, 2, 3].flatMap((h) => [...row(h, 1), ...row(h, 4)]).every((x) => x === 0)).toBe(true);
+    expect(row(0, 2).some((x) => x !== 0)).toBe(true);
+    lowerAttentionPass({ opset: OPSET }).run(g);
+    const cmp = compareLowered(await runModel(exportOnnx(newOnnxModel(g, { opset: OPSET })), feeds), want);
+    expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
   });
 });

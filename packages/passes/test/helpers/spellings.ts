@@ -36,8 +36,11 @@ export const SPELLING_AXES = {
    * semantics) or folded to [B·H, S, T] by a run-time target.
    */
   softmax: ['softmax', 'softmax-axis-3', 'spelled-max', 'spelled-reciprocal', 'exp-logsoftmax', 'flattened', 'folded-view'],
-  /** MatMul with V, an Einsum (explicit, or over an ellipsis), onnxruntime's FusedMatMul, or a Dropout (inference: identity) before the MatMul. */
-  pv: ['matmul', 'einsum', 'einsum-ellipsis', 'fused-matmul', 'dropout'],
+  /**
+   * MatMul with V, an Einsum (explicit, or over an ellipsis), onnxruntime's FusedMatMul, a Dropout (inference:
+   * identity) before the MatMul, or onnxscript's Where(IsNaN(p), 0, p) before it.
+   */
+  pv: ['matmul', 'einsum', 'einsum-ellipsis', 'fused-matmul', 'dropout', 'nan-guard'],
   /** [B, H, S, D] as is, or merged back to [B, S, E]. */
   output: ['bhsd', 'merged'],
   /** Keys from the same tokens, a cache concatenated before them (past), or another sequence (cross-attention). */
@@ -350,6 +353,10 @@ export function spellingGraph(s: Spelling): string {
       break;
     case 'dropout':
       lines.push(`  %pd = Dropout(${p})`, '  %o = MatMul(%pd, %v4)');
+      break;
+    case 'nan-guard':
+      inits.push('  init %pzero: f32[] = tensor<f32[]> [0.0]');
+      lines.push(`  %pnan = IsNaN(${p})`, `  %pg = Where(%pnan, %pzero, ${p})`, '  %o = MatMul(%pg, %v4)');
       break;
   }
   if (s.output === 'merged') {

@@ -1,5 +1,5 @@
 // Walking forward from the Softmax to the product with V:
-//   Softmax -> [Cast | Identity | Dropout (inference) | fully-masked-row guard | heads-view Reshape]* -> MatMul(P, V)
+//   Softmax -> [Cast | Identity | Dropout (inference) | fully-masked-row guard (on the bias, or on IsNaN) | heads-view Reshape]* -> MatMul(P, V)
 //   (or Einsum, or onnxruntime's FusedMatMul with alpha 1)
 // Reading never mutates the graph; a failed step says why.
 
@@ -64,9 +64,10 @@ export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<
       variants.push('probabilities-heads-view');
     } else if (n.op === 'Where') {
       const guard = matchRowGuard(n, p, c.masks);
-      if (!guard) return noMatch(`${n.describe()} after the Softmax is not the fully-masked-row guard on the same bias`);
-      nodes.push(...guard.slice(1));
-      variants.push('row-guard');
+      const nanGuard = guard ? undefined : matchNanGuard(n, p);
+      if (!guard && !nanGuard) return noMatch(`${n.describe()} after the Softmax is not the fully-masked-row guard on the same bias, nor Where(IsNaN(p), 0, p)`);
+      nodes.push(...(guard ?? nanGuard!).slice(1));
+      variants.push(guard ? 'row-guard' : 'nan-guard');
     }
     nodes.push(n);
     if (!pv) {
@@ -101,6 +102,34 @@ function matchRowGuard(where: Node, p: Value, masks: readonly MaskStep[]): Node[
     return [where, eq, rmax, ...casts.filter((n): n is Node => n !== undefined)];
   }
   return undefined;
+}
+
+/**
+ * The nodes of `Where(IsNaN(p), 0, p)` (torch's masked_fill(isnan(p), 0), as onnxscript writes its SDPA with a
+ * boolean mask): on finite inputs p is NaN exactly on fully masked rows (all -inf), which the guard zeroes, as
+ * attnopt::Attention does. (Where Q or K holds a NaN, the guard zeroes what the site gives as NaN.)
+ */
+function matchNanGuard(where: Node, p: Value): Node[] | undefined {
+  const isNan = onnxOp(where.inputs[0], 'IsNaN');
+  if (where.inputs[2] !== p || isNan?.inputs[0] !== p) return undefined;
+  const zeros = zerosOf(where.inputs[1]);
+  return zeros && [where, isNan, ...zeros];
+}
+
+/** The nodes that make `v` all zeros (a static 0, torch's zeros_like as ConstantOfShape, an Expand or Cast of a 0), or undefined. */
+function zerosOf(v: Value | undefined): Node[] | undefined {
+  if (staticScalar(v) === 0) return [];
+  const n = onnxOp(v, 'ConstantOfShape', 'Expand', 'Cast', 'CastLike');
+  if (!n) return undefined;
+  if (n.op === 'ConstantOfShape') {
+    const a = n.attrs.get('value');
+    const zero = a === undefined || (a.type === 'tensor' && a.value.toFloat64().every((x) => x === 0));
+    // zeros_like(p): the Shape it reads goes with it (else it would keep the scores alive)
+    const shape = onnxOp(n.inputs[0], 'Shape');
+    return zero ? [n, ...(shape ? [shape] : [])] : undefined;
+  }
+  const inner = zerosOf(n.inputs[0]);
+  return inner && [n, ...inner];
 }
 
 /**
