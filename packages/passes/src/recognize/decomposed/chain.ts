@@ -4,24 +4,28 @@
 
 import { type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
-import { staticScalar, staticShape } from '../../shape-inference/shapes.js';
+import { staticNumbers, staticScalar, staticShape } from '../../shape-inference/shapes.js';
+import { type BatchView, batchViewBack, batchViewSplit } from './batch-view.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { multipliedMask } from './multiplied-mask.js';
 import { onnxOp } from './onnx-op.js';
 import { quantizedScores } from './quantized.js';
 
-/** A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view). */
+/**
+ * A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view);
+ * `view` is set when it lies inside a view that splits the scores' batch axis (batch-view.ts).
+ */
 export type MaskStep =
   /**
    * scores + factor · bias (additive mask, possibly broadcast); `factor` (1 when absent) is -1 for scores - bias,
    * times the static scales the scores take after the mask: s · (x + M) = s · x + s · M
    */
-  | { readonly kind: 'additive'; readonly bias: Value; readonly over: Value; readonly factor?: number }
+  | { readonly kind: 'additive'; readonly bias: Value; readonly over: Value; readonly factor?: number; readonly view?: BatchView }
   /**
    * Where(keep, scores, fill): `fill` -inf, finfo.min or -10000 (masked_fill with the condition inverted when
    * `inverted`); `cond` is bool, or 0 / 1 numbers where the mask was multiplied in (multiplied-mask.ts)
    */
-  | { readonly kind: 'masked-fill'; readonly cond: Value; readonly inverted: boolean; readonly fill: number; readonly over: Value };
+  | { readonly kind: 'masked-fill'; readonly cond: Value; readonly inverted: boolean; readonly fill: number; readonly over: Value; readonly view?: BatchView };
 
 export interface ScoreChain {
   /** The Q·Kᵀ node (MatMul or Einsum) and its two operands with their scale factors stripped. */
@@ -29,6 +33,8 @@ export interface ScoreChain {
   readonly qSide: Value;
   readonly ktSide: Value;
   readonly scale: number;
+  /** A static scale per head on the scores, beside the scalar `scale` (see HeadScale). */
+  readonly headScale?: HeadScale;
   readonly softcap: number;
   readonly masks: readonly MaskStep[];
   readonly nodes: readonly Node[];
@@ -91,12 +97,18 @@ export function stripOperandScale(v: Value, nodes: Node[]): { value: Value; fact
 }
 
 /** scale · (Q·Kᵀ): Div/Mul by static scalars above a MatMul (or Einsum, or FusedMatMul), scaling on either operand. */
-function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: string, fold: Fold): MatchResult<{ qk: Node; qSide: Value; ktSide: Value; scale: number }> {
+function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: string, fold: Fold): MatchResult<{ qk: Node; qSide: Value; ktSide: Value; scale: number; headScale?: HeadScale }> {
   let scale = 1;
+  let headScale: HeadScale | undefined;
   let cur = skipCasts(v, nodes, stage, tag);
   for (let step = scaleStep(cur); step !== undefined; step = scaleStep(cur)) {
     if (step === 'not-static') {
-      return noMatch(`${cur.producer!.describe()} scales the scores by a value that is not a static scalar`);
+      const perHead = headScale === undefined ? perHeadScale(cur) : undefined;
+      if (!perHead) return noMatch(`${cur.producer!.describe()} scales the scores by a value that is not a static scalar, nor a static one per head`);
+      headScale = perHead;
+      nodes.push(perHead.node);
+      cur = skipCasts(perHead.x, nodes, new Map(), tag);
+      continue;
     }
     scale *= step.factor;
     nodes.push(step.node);
@@ -124,7 +136,33 @@ function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: 
   nodes.push(qk);
   const q = stripOperandScale(qk.inputs[0]!, nodes);
   const kt = stripOperandScale(qk.inputs[1]!, nodes);
-  return matched({ qk, qSide: q.value, ktSide: kt.value, scale: scale * q.factor * kt.factor * (f?.alpha ?? 1) });
+  return matched({ qk, qSide: q.value, ktSide: kt.value, scale: scale * q.factor * kt.factor * (f?.alpha ?? 1), ...(headScale ? { headScale } : {}) });
+}
+
+/**
+ * Scores scaled per head by a static tensor (a learned temperature per head: Swin V2's logit_scale): `scale`
+ * broadcasts over [B, H, S, T] along the heads axis alone, so it scales Q's heads alike, (s_h · Q)·Kᵀ.
+ */
+export interface HeadScale {
+  readonly node: Node;
+  readonly scale: Value;
+  readonly divide: boolean;
+  readonly x: Value;
+}
+
+/** Mul / Div of rank-4 scores `v` by a static tensor of finite (nonzero, for Div) values whose every axis but the heads' is 1. */
+function perHeadScale(v: Value): HeadScale | undefined {
+  const n = onnxOp(v, 'Mul', 'Div');
+  if (!n || staticShape(v)?.length !== 4) return undefined;
+  const sides: readonly (readonly [number, number])[] = n.op === 'Mul' ? [[0, 1], [1, 0]] : [[0, 1]];
+  for (const [x, w] of sides) {
+    const shape = staticShape(n.inputs[w]);
+    const values = staticNumbers(n.inputs[w]);
+    if (!shape || !values || shape.length > 4 || !values.every((c) => Number.isFinite(c) && (n.op === 'Mul' || c !== 0))) continue;
+    const aligned = [...Array<number>(4 - shape.length).fill(1), ...shape];
+    if (aligned.every((d, k) => d === 1 || k === 1)) return { node: n, scale: n.inputs[w]!, divide: n.op === 'Div', x: n.inputs[x]! };
+  }
+  return undefined;
 }
 
 /** softcap · tanh(x / softcap), or the bare scaled scores. */
@@ -154,14 +192,31 @@ function matchSoftcap(v: Value, nodes: Node[], stage: Map<Value, string>, varian
  * fill), and static positive scales between them. `factor` is the product of the scales walked so far (above
  * this point): the masks below take it, and the scores' scale includes it.
  */
-function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], fold: Fold, depth = 0, factor = 1): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants' | 'foldedHeads'>> {
+function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], fold: Fold, depth = 0, factor = 1, batchView?: BatchView): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants' | 'foldedHeads'>> {
   let inner = skipCasts(v, nodes, stage, 'masked');
+  // the Reshape into a view that splits the scores' batch axis (batch-view.ts), below the masks over it
+  const split = batchView ? batchViewSplit(inner, batchView) : undefined;
+  if (batchView && split) {
+    batchView.split = split;
+    nodes.push(split);
+    const r = matchMasks(split.inputs[0]!, nodes, stage, masks, variants, fold, depth + 1, factor);
+    if (!r.ok) batchView.split = undefined;
+    return r;
+  }
+  const inView = batchView ? { view: batchView } : {};
   // Reshape between the [B·H, S, T] and [B, H, S, T] views of the scores
-  const view = depth < 6 ? headsViewReshape(inner, fold) : undefined;
+  const view = depth < 6 && !batchView ? headsViewReshape(inner, fold) : undefined;
   if (view) {
     nodes.push(view);
     if (!variants.includes('scores-heads-views')) variants.push('scores-heads-views');
     return matchMasks(view.inputs[0]!, nodes, stage, masks, variants, fold, depth + 1, factor);
+  }
+  // a view that splits the scores' batch axis otherwise (batch-view.ts): the masks below it are over the view
+  const opened = depth < 8 && batchView === undefined ? batchViewBack(inner) : undefined;
+  if (opened) {
+    nodes.push(opened.back);
+    variants.push('scores-batch-view');
+    return matchMasks(opened.back.inputs[0]!, nodes, stage, masks, variants, fold, depth + 1, factor, opened);
   }
   // clamp(min = finfo.min) after a mask: Max(x, fill) changes only masked entries (-inf -> fill), which the
   // softmax gives 0 either way
@@ -169,7 +224,7 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
   if (clamp) {
     nodes.push(clamp.node);
     variants.push('clamp-min');
-    return matchMasks(clamp.x, nodes, stage, masks, variants, fold, depth + 1, factor);
+    return matchMasks(clamp.x, nodes, stage, masks, variants, fold, depth + 1, factor, batchView);
   }
   // s · (x + M): a static positive scale above a mask (x · s, then the mask below scaled by s too); only where a
   // mask lies below, else the scale is the scores' own (matchScaledQK)
@@ -177,7 +232,7 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
   if (scaled !== undefined && scaled !== 'not-static' && scaled.factor > 0 && Number.isFinite(scaled.factor) && masksBelow(scaled.x)) {
     nodes.push(scaled.node);
     if (!variants.includes('scale-after-mask')) variants.push('scale-after-mask');
-    const r = matchMasks(scaled.x, nodes, stage, masks, variants, fold, depth + 1, factor * scaled.factor);
+    const r = matchMasks(scaled.x, nodes, stage, masks, variants, fold, depth + 1, factor * scaled.factor, batchView);
     if (!r.ok) return r;
     if (r.value.softcap > 0) return noMatch(`${scaled.node.describe()} scales softcapped scores: softcap · tanh(x / softcap) scaled afterwards is no softcap attnopt::Attention computes`);
     return matched({ ...r.value, scale: r.value.scale * scaled.factor });
@@ -189,9 +244,9 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
     const { scores, keep, fill } = multiplied.value;
     if (!isMaskFill(fill * factor)) return noMatch(`${inner.producer!.describe()} fills ${fill}, scaled by ${factor} before the Softmax: ${fill * factor} is no longer a mask fill (-inf, finfo.min, <= -10000)`);
     nodes.push(...multiplied.value.nodes);
-    masks.push({ kind: 'masked-fill', cond: keep, inverted: false, fill, over: inner });
+    masks.push({ kind: 'masked-fill', cond: keep, inverted: false, fill, over: inner, ...inView });
     variants.push('multiplied-mask');
-    return matchMasks(scores, nodes, stage, masks, variants, fold, depth + 1, factor);
+    return matchMasks(scores, nodes, stage, masks, variants, fold, depth + 1, factor, batchView);
   }
   const add = onnxOp(inner, 'Add');
   const sub = onnxOp(inner, 'Sub');
@@ -203,10 +258,10 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
     for (const { node, s, b, sign } of additive) {
       const n2 = [...nodes, node];
       const f = factor * sign;
-      const m2: MaskStep[] = [...masks, { kind: 'additive', bias: node.inputs[b]!, over: inner, ...(f !== 1 ? { factor: f } : {}) }];
+      const m2: MaskStep[] = [...masks, { kind: 'additive', bias: node.inputs[b]!, over: inner, ...(f !== 1 ? { factor: f } : {}), ...inView }];
       const v2: string[] = [...variants, sign < 0 ? 'subtracted-mask' : 'additive-mask'];
       const st2 = new Map(stage);
-      const r = matchMasks(node.inputs[s]!, n2, st2, m2, v2, fold, depth + 1, factor);
+      const r = matchMasks(node.inputs[s]!, n2, st2, m2, v2, fold, depth + 1, factor, batchView);
       if (r.ok) {
         nodes.splice(0, nodes.length, ...n2);
         masks.splice(0, masks.length, ...m2);
@@ -226,9 +281,12 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
     if (step === undefined) return noMatch(`${where.describe()} selects between two values neither of which is a mask fill (-inf, finfo.min, <= -10000)`);
     if (!isMaskFill(step.fill * factor)) return noMatch(`${where.describe()} fills ${step.fill}, scaled by ${factor} before the Softmax: ${step.fill * factor} is no longer a mask fill (-inf, finfo.min, <= -10000)`);
     nodes.push(where);
-    masks.push({ kind: 'masked-fill', cond: cond!, inverted: step.inverted, fill: step.fill, over: inner });
+    masks.push({ kind: 'masked-fill', cond: cond!, inverted: step.inverted, fill: step.fill, over: inner, ...inView });
     variants.push(step.fill === -Infinity ? 'masked-fill-inf' : 'masked-fill-finite');
-    return matchMasks(step.scores, nodes, stage, masks, variants, fold, depth + 1, factor);
+    return matchMasks(step.scores, nodes, stage, masks, variants, fold, depth + 1, factor, batchView);
+  }
+  if (batchView) {
+    return firstFailure ?? noMatch(`${batchView.back.describe()} reshapes the scores from a view of their batch axis, and no Reshape into that view lies between it and Q·Kᵀ`);
   }
   const r = matchSoftcap(inner, nodes, stage, variants, fold);
   if (!r.ok && firstFailure && !firstFailure.ok) return firstFailure;

@@ -4,8 +4,9 @@
 //     -> Attention(Q, K, V, bias = the mask, scale = s, softcap)
 // Variants are tagged alternatives of one walk (chain.ts back to Q·Kᵀ, forward.ts on to V): scale by Div/Mul or
 // split over Q and Kᵀ, additive masks, masked_fill Where(cond, scores, -inf | finfo.min | -10000), a 0 / 1 mask
-// multiplied in (multiplied-mask.ts), softcap Div/Tanh/Mul, Casts around an fp16/fp32 softmax, the softmax over a
-// reshaped view (softmax-form.ts), Dropout, GQA by Unsqueeze/Expand/Reshape, Einsum (tf2onnx/keras2onnx, an
+// multiplied in (multiplied-mask.ts), a static scale per head (moved onto Q), masks over a view that splits the scores' batch axis (Swin's shifted windows:
+// batch-view.ts), softcap Div/Tanh/Mul, Casts around an fp16/fp32 softmax, the softmax over a
+// reshaped view (softmax-form.ts), Dropout, onnxscript's Where(IsNaN(p), 0, p), GQA by Unsqueeze/Expand/Reshape, Einsum (tf2onnx/keras2onnx, an
 // ellipsis included), onnxruntime's FusedMatMul (fused-matmul.ts). Q, K, V are the 4D values already in the graph (layout bhsd); 3D bmm chains (PyTorch
 // MultiheadAttention with heads folded into the batch, onnxruntime's CLIP with the scores folded around a 4D
 // mask) lift with the true head count H read from the folding reshapes: Q, K, V unfolded to [B, H, S, D] in the
@@ -24,12 +25,13 @@ import { type MatchResult, matched, noMatch, notThisPattern, type RewriteRule } 
 import { inferDtype, inferRank, staticShape } from '../../shape-inference/shapes.js';
 import { liftSite, type SiteMatch } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
+import { maskOverScores } from './batch-view.js';
 import { matchScoreChain } from './chain.js';
 import { isIdentity, outputEinsum, type ScoresEinsum, scoresEinsum } from './einsum.js';
 import { matchToValues } from './forward.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { matchKvHeads } from './kv-repeat.js';
-import { assembleBias, biasOverHeads, foldHeads, freshName, keyFromTransposed, permuted, unfoldHeads, unfoldMask } from './prelude.js';
+import { assembleBias, biasOverHeads, foldHeads, freshName, keyFromTransposed, permuted, preludeNode, unfoldHeads, unfoldMask } from './prelude.js';
 import { pullScaleThroughLayout } from './scale-through-layout.js';
 import { scoreShapeReads } from './score-shape-reads.js';
 import { softmaxForm } from './softmax-form.js';
@@ -133,7 +135,12 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
   if (c.foldedHeads !== undefined && rank !== 3) return noMatch(`the scores switch between the [B·H, S, T] and [B, ${c.foldedHeads}, S, T] views but Q or the probabilities read by ${pv.describe()} are not [B·H, S, D]`);
 
   // the bias: the masks combined (those over the [B·H, S, T] view of folded scores unfolded to [B, H, S, T] first)
-  const masks = c.foldedHeads === undefined ? c.masks : c.masks.map((m) => (staticShape(m.over)?.length === 4 ? m : unfoldMask(graph, m, qSide, c.foldedHeads!, prelude)));
+  // (masks over a view that splits the scores' batch axis brought to the scores first: batch-view.ts)
+  const overScores = c.masks.map((m) => (m.view ? maskOverScores(graph, m, m.view, qSide, k, prelude) : matched(m)));
+  const viewProblem = overScores.find((r) => !r.ok);
+  if (viewProblem && !viewProblem.ok) return viewProblem;
+  const scoreMasks = overScores.map((r) => (r.ok ? r.value : undefined!));
+  const masks = c.foldedHeads === undefined ? scoreMasks : scoreMasks.map((m) => (staticShape(m.over)?.length === 4 ? m : unfoldMask(graph, m, qSide, c.foldedHeads!, prelude)));
   const bias = assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head', k);
   if (!bias.ok) return bias;
 
@@ -196,6 +203,18 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
     variants.push('lengths-from-scores');
   }
 
+  // a static scale per head on the scores (Swin V2's logit_scale) moves onto Q's heads: (s_h · Q)·Kᵀ
+  let q = qSide;
+  if (c.headScale) {
+    if (rank !== 4) return noMatch(`${c.headScale.node.describe()} scales the scores per head, and Q is not [B, H, S, D]`);
+    const scaled = preludeNode(graph, c.headScale.divide ? 'Div' : 'Mul', [qSide, c.headScale.scale], 'q_head_scaled');
+    prelude.push(scaled);
+    q = scaled.outputs[0]!;
+    variants.push('scale-per-head');
+    // (a scores output would hold the per-head scale or not, by stage: the chain that computes it stays)
+    scores = undefined;
+  }
+
   const params: AttentionParams = {
     numHeads: heads4?.heads ?? numHeads,
     kvNumHeads: heads4?.heads ?? kvNumHeads,
@@ -213,7 +232,7 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
     params,
     inputs: heads4
       ? { q: heads4.q, k: heads4.k, v: heads4.v, ...(heads4.bias ? { bias: heads4.bias } : {}) }
-      : { q: qSide, k, v, ...(bias.value ? { bias: bias.value } : {}) },
+      : { q, k, v, ...(bias.value ? { bias: bias.value } : {}) },
     output: y,
     ...(scores ? { scores: scores.value } : {}),
     matched: nodes,
