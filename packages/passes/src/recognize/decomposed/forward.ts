@@ -1,5 +1,5 @@
 // Walking forward from the Softmax to the product with V:
-//   Softmax -> [Cast | Identity | Dropout (inference) | fully-masked-row guard (on the bias, or on IsNaN) | heads-view Reshape]* -> MatMul(P, V)
+//   Softmax -> [Cast | Identity | Dropout (inference) | fully-masked-row guard (on the bias, or on IsNaN) | the mask's zeroes | heads-view Reshape]* -> MatMul(P, V)
 //   (or Einsum, or onnxruntime's FusedMatMul with alpha 1)
 // Reading never mutates the graph; a failed step says why.
 
@@ -22,7 +22,7 @@ export interface ToValues {
   readonly variants: readonly string[];
 }
 
-/** The uses followed, best first; a Where is followed through its `else` input (the row guard). */
+/** The uses followed, best first; a Where is followed through its value inputs (the guards, the mask's zeroes). */
 const FOLLOWED = ['MatMul', 'Einsum', 'FusedMatMul', 'Where', 'Dropout', 'Cast', 'Identity', 'Reshape'];
 
 export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<ToValues> {
@@ -34,7 +34,7 @@ export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<
   for (let steps = 0; steps < 8 && pv === undefined; steps++) {
     const uses = p.uses();
     const next = uses
-      .filter((u) => u.index === (u.node.op === 'Where' ? 2 : 0) && FOLLOWED.includes(u.node.op))
+      .filter((u) => (u.node.op === 'Where' ? u.index >= 1 : u.index === 0) && FOLLOWED.includes(u.node.op))
       // a FusedMatMul that scales or transposes is no P·V (a training graph's gradient reads P so)
       .filter((u) => u.node.op !== 'FusedMatMul' || plainProduct(u.node))
       .filter((u) => u.node.op !== 'Reshape' || headsViewReshape(u.node.outputs[0]!, { ...(c.foldedHeads !== undefined ? { heads: c.foldedHeads } : {}) }) !== undefined)
@@ -65,9 +65,11 @@ export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<
     } else if (n.op === 'Where') {
       const guard = matchRowGuard(n, p, c.masks);
       const nanGuard = guard ? undefined : matchNanGuard(n, p);
-      if (!guard && !nanGuard) return noMatch(`${n.describe()} after the Softmax is not the fully-masked-row guard on the same bias, nor Where(IsNaN(p), 0, p)`);
-      nodes.push(...(guard ?? nanGuard!).slice(1));
-      variants.push(guard ? 'row-guard' : 'nan-guard');
+      const maskedZero = guard || nanGuard ? undefined : matchMaskedZero(n, p, c.masks);
+      const found = guard ?? nanGuard ?? maskedZero;
+      if (!found) return noMatch(`${n.describe()} after the Softmax is not the fully-masked-row guard on the same bias, nor Where(IsNaN(p), 0, p), nor zeroes the entries the mask filled`);
+      nodes.push(...found.slice(1));
+      variants.push(guard ? 'row-guard' : nanGuard ? 'nan-guard' : 'masked-zero');
     }
     nodes.push(n);
     if (!pv) {
@@ -114,6 +116,23 @@ function matchNanGuard(where: Node, p: Value): Node[] | undefined {
   if (where.inputs[2] !== p || isNan?.inputs[0] !== p) return undefined;
   const zeros = zerosOf(where.inputs[1]);
   return zeros && [where, isNan, ...zeros];
+}
+
+/**
+ * The nodes of a Where that zeroes the probabilities the mask filled, on the mask's own condition (DeBERTa's
+ * XSoftmax: masked_fill(x, rmask, finfo.min), softmax, masked_fill(p, rmask, 0)): Where(c, 0, p) after a fill
+ * Where(c, fill, x), or Where(keep, p, 0) after Where(keep, x, fill). Those entries are 0 in attnopt::Attention,
+ * and so is a fully masked row, which the graph zeroes too.
+ */
+function matchMaskedZero(where: Node, p: Value, masks: readonly MaskStep[]): Node[] | undefined {
+  const [cond, a, b] = where.inputs;
+  for (const m of masks) {
+    if (m.kind !== 'masked-fill' || m.cond !== cond || m.view !== undefined) continue;
+    const [kept, zero] = m.inverted ? [b, a] : [a, b];
+    const zeros = kept === p ? zerosOf(zero) : undefined;
+    if (zeros) return [where, ...zeros];
+  }
+  return undefined;
 }
 
 /** The nodes that make `v` all zeros (a static 0, torch's zeros_like as ConstantOfShape, an Expand or Cast of a 0), or undefined. */
