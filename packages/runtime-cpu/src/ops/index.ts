@@ -12,6 +12,7 @@ import { LAYOUT_OPS } from './layout.js';
 import { MATMUL_OPS } from './matmul.js';
 import { NORMALIZATION_OPS } from './normalization.js';
 import { PAD_OPS } from './pad.js';
+import { QUANTIZE_OPS } from './quantize.js';
 import { REDUCE_OPS } from './reduce.js';
 import { SCATTER_OPS } from './scatter.js';
 import { SHAPE_OPS } from './shape.js';
@@ -22,6 +23,7 @@ const FAMILIES: readonly OpTable[] = [
   BINARY_OPS,
   UNARY_OPS,
   MATMUL_OPS,
+  QUANTIZE_OPS,
   EINSUM_OPS,
   NORMALIZATION_OPS,
   REDUCE_OPS,
