@@ -1,8 +1,9 @@
 // A graph written in plain ops, recognized to exactly one attnopt::Attention site, lowered back to standard ONNX
 // and run in onnxruntime beside the graph as written on the same seeded inputs: the outputs must agree
 // (compareLowered: fp32 |lowered - original| <= 1e-5). What the test asks of the site is read before lowering.
+// refusalNotes: the reasons for a graph that must not lift.
 
-import { type AttentionParams, assertValid, attentionParams, type Graph, isAttention, parseGraph } from '@attnopt/ir';
+import { type AttentionParams, assertValid, attentionParams, DEFAULT_OPSET_ANNOTATION, type Graph, isAttention, parseGraph } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { rewritePass } from '@attnopt/rewrite';
 import { expect } from 'vitest';
@@ -41,4 +42,13 @@ export async function liftedAndExact(text: string, o: LiftOptions): Promise<Lift
   const cmp = compareLowered(await runModel(exportOnnx(newOnnxModel(g, { opset: o.opset })), feeds), want);
   expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
   return site;
+}
+
+/** The recognizer's notes on a graph it must not lift (no attnopt::Attention after recognition), one per line. */
+export function refusalNotes(text: string, opset = 17): string {
+  const g = parseGraph(text);
+  g.annotations.set(DEFAULT_OPSET_ANNOTATION, opset);
+  const notes = rewritePass('recognize', RECOGNITION_RULES, { explain: true }).run(g).notes.map((n) => n.message);
+  expect(g.nodes.filter(isAttention), notes.join('\n')).toHaveLength(0);
+  return notes.join('\n');
 }
