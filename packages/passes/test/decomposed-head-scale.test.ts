@@ -41,4 +41,9 @@ describe('a static scale per head on the scores', () => {
   test('a scale that varies along the keys: refused, with the reason', () => {
     expect(refusalNotes(site('Mul', 'f32[1, 1, 1, 7] = tensor<f32[1, 1, 1, 7]> [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]').replaceAll('seq', '7'))).toMatch(/scales the scores by a value that is not a static scalar, nor a static one per head/);
   });
+
+  test('one head of scores broadcast to four by the scale: refused (no scale of Q)', () => {
+    const text = site('Mul', 'f32[4, 1, 1] = tensor<f32[4, 1, 1]> [10.0, 3.5, 1.25, 22.0]').replace('input %q: f32[batch, 4, seq, 8]', 'input %q: f32[batch, 1, seq, 8]').replace('input %k: f32[batch, 4, seq, 8]', 'input %k: f32[batch, 1, seq, 8]');
+    expect(refusalNotes(text)).toMatch(/nor a static one per head/);
+  });
 });

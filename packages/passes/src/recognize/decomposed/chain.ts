@@ -4,7 +4,7 @@
 
 import { type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
-import { staticNumbers, staticScalar, staticShape } from '../../shape-inference/shapes.js';
+import { staticNumbers, staticScalar, staticShape, symbolicShape } from '../../shape-inference/shapes.js';
 import { type BatchView, batchViewBack, batchViewSplit } from './batch-view.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { multipliedMask } from './multiplied-mask.js';
@@ -160,7 +160,10 @@ function perHeadScale(v: Value): HeadScale | undefined {
     const values = staticNumbers(n.inputs[w]);
     if (!shape || !values || shape.length > 4 || !values.every((c) => Number.isFinite(c) && (n.op === 'Mul' || c !== 0))) continue;
     const aligned = [...Array<number>(4 - shape.length).fill(1), ...shape];
-    if (aligned.every((d, k) => d === 1 || k === 1)) return { node: n, scale: n.inputs[w]!, divide: n.op === 'Div', x: n.inputs[x]! };
+    // (and the scores keep their shape: a scale over heads that one head of scores broadcasts to is no scale of Q)
+    const [before, after] = [symbolicShape(n.inputs[x]), symbolicShape(v)];
+    const kept = before !== undefined && after !== undefined && before.length === 4 && before.every((d, k) => d === after[k]);
+    if (kept && aligned.every((d, k) => d === 1 || k === 1)) return { node: n, scale: n.inputs[w]!, divide: n.op === 'Div', x: n.inputs[x]! };
   }
   return undefined;
 }
