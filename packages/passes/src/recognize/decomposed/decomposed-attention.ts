@@ -4,10 +4,11 @@
 //     -> Attention(Q, K, V, bias = the mask, scale = s, softcap)
 // Variants are tagged alternatives of one walk (chain.ts back to Q·Kᵀ, forward.ts on to V): scale by Div/Mul or
 // split over Q and Kᵀ, additive masks, masked_fill Where(cond, scores, -inf | finfo.min | -10000), a 0 / 1 mask
-// multiplied in (multiplied-mask.ts), a static scale per head (moved onto Q), masks over a view that splits the scores' batch axis (Swin's shifted windows:
-// batch-view.ts), softcap Div/Tanh/Mul, Casts around an fp16/fp32 softmax, the softmax over a
-// reshaped view (softmax-form.ts), Dropout, onnxscript's Where(IsNaN(p), 0, p), GQA by Unsqueeze/Expand/Reshape, Einsum (tf2onnx/keras2onnx, an
-// ellipsis included), onnxruntime's FusedMatMul (fused-matmul.ts). Q, K, V are the 4D values already in the graph (layout bhsd); 3D bmm chains (PyTorch
+// multiplied in (multiplied-mask.ts), a static scale per head (moved onto Q), masks over a view that splits the
+// scores' batch axis (Swin's shifted windows: batch-view.ts), softcap Div/Tanh/Mul, Casts around an fp16/fp32
+// softmax, the softmax over a reshaped view (softmax-form.ts), Dropout, the guards after the Softmax (forward.ts:
+// fully masked rows, Where(IsNaN(p), 0, p), the mask's entries zeroed), GQA by Unsqueeze/Expand/Reshape, Einsum
+// (tf2onnx/keras2onnx, an ellipsis included), onnxruntime's FusedMatMul (fused-matmul.ts). Q, K, V are the 4D values already in the graph (layout bhsd); 3D bmm chains (PyTorch
 // MultiheadAttention with heads folded into the batch, onnxruntime's CLIP with the scores folded around a 4D
 // mask) lift with the true head count H read from the folding reshapes: Q, K, V unfolded to [B, H, S, D] in the
 // prelude, the output folded back to [B·H, S, D] in the postlude (variants `heads-from-reshapes`,
@@ -26,7 +27,7 @@ import { inferDtype, inferRank, staticShape } from '../../shape-inference/shapes
 import { liftSite, type SiteMatch } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
 import { maskOverScores } from './batch-view.js';
-import { matchScoreChain } from './chain.js';
+import { type MaskStep, matchScoreChain } from './chain.js';
 import { isIdentity, outputEinsum, type ScoresEinsum, scoresEinsum } from './einsum.js';
 import { matchToValues } from './forward.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
@@ -136,10 +137,12 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
 
   // the bias: the masks combined (those over the [B·H, S, T] view of folded scores unfolded to [B, H, S, T] first)
   // (masks over a view that splits the scores' batch axis brought to the scores first: batch-view.ts)
-  const overScores = c.masks.map((m) => (m.view ? maskOverScores(graph, m, m.view, qSide, k, prelude) : matched(m)));
-  const viewProblem = overScores.find((r) => !r.ok);
-  if (viewProblem && !viewProblem.ok) return viewProblem;
-  const scoreMasks = overScores.map((r) => (r.ok ? r.value : undefined!));
+  const scoreMasks: MaskStep[] = [];
+  for (const m of c.masks) {
+    const r = m.view ? maskOverScores(graph, m, m.view, qSide, k, prelude) : matched(m);
+    if (!r.ok) return r;
+    scoreMasks.push(r.value);
+  }
   const masks = c.foldedHeads === undefined ? scoreMasks : scoreMasks.map((m) => (staticShape(m.over)?.length === 4 ? m : unfoldMask(graph, m, qSide, c.foldedHeads!, prelude)));
   const bias = assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head', k);
   if (!bias.ok) return bias;
