@@ -38,9 +38,10 @@ export const SPELLING_AXES = {
   softmax: ['softmax', 'softmax-axis-3', 'spelled-max', 'spelled-reciprocal', 'exp-logsoftmax', 'flattened', 'folded-view'],
   /**
    * MatMul with V, an Einsum (explicit, or over an ellipsis), onnxruntime's FusedMatMul, a Dropout (inference:
-   * identity) before the MatMul, or onnxscript's Where(IsNaN(p), 0, p) before it.
+   * identity) before the MatMul, onnxscript's Where(IsNaN(p), 0, p) before it, or the entries a Where mask filled
+   * zeroed again on its own condition (DeBERTa's XSoftmax).
    */
-  pv: ['matmul', 'einsum', 'einsum-ellipsis', 'fused-matmul', 'dropout', 'nan-guard'],
+  pv: ['matmul', 'einsum', 'einsum-ellipsis', 'fused-matmul', 'dropout', 'nan-guard', 'masked-zero'],
   /** [B, H, S, D] as is, or merged back to [B, S, E]. */
   output: ['bhsd', 'merged'],
   /** Keys from the same tokens, a cache concatenated before them (past), or another sequence (cross-attention). */
@@ -69,10 +70,21 @@ export function isSpelling(s: Spelling): boolean {
   if (s.mask.startsWith('causal') && s.kv === 'cross') return false;
   // GPT-2's fill of -10000 divided by sqrt(8) after the mask is -3536, no mask fill: refused, with that reason
   if (s.mask === 'causal-multiplied' && s.scale === 'div-after-mask') return false;
+  // the mask's entries zeroed after the Softmax need a mask that fills by a Where
+  if (s.pv === 'masked-zero' && FILL_CONDITION[s.mask] === undefined) return false;
   // onnxruntime runs FusedMatMul in f32 only
   if ((s.keyT === 'fused-matmul' || s.pv === 'fused-matmul') && s.precision !== 'f32') return false;
   return true;
 }
+
+/** The condition of each mask spelled as a Where fill, and whether it is true where a key is dropped. */
+const FILL_CONDITION: Partial<Record<Spelling['mask'], { cond: string; drops: boolean }>> = {
+  'causal-where': { cond: '%keep', drops: false },
+  'bool-where': { cond: '%keepmask', drops: false },
+  'masked-fill-min': { cond: '%drop', drops: true },
+  'expanded-padding': { cond: '%keepx', drops: false },
+  'causal-and-padding': { cond: '%keep', drops: false },
+};
 
 /** The symbolic key length: seq, past + seq (named total), or the other sequence's (past_enc, read as past's size). */
 const keyLength = (s: Spelling) => ({ self: 'seq', past: 'total', cross: 'past_enc' })[s.kv];
@@ -358,6 +370,12 @@ export function spellingGraph(s: Spelling): string {
       inits.push('  init %pzero: f32[] = tensor<f32[]> [0.0]');
       lines.push(`  %pnan = IsNaN(${p})`, `  %pg = Where(%pnan, %pzero, ${p})`, '  %o = MatMul(%pg, %v4)');
       break;
+    case 'masked-zero': {
+      const { cond, drops } = FILL_CONDITION[s.mask]!;
+      inits.push('  init %pzero: f32[] = tensor<f32[]> [0.0]');
+      lines.push(drops ? `  %pz = Where(${cond}, %pzero, ${p})` : `  %pz = Where(${cond}, ${p}, %pzero)`, '  %o = MatMul(%pz, %v4)');
+      break;
+    }
   }
   if (s.output === 'merged') {
     lines.push('  %ot = Transpose(%o) {perm = [0, 2, 1, 3]}');
