@@ -3,7 +3,9 @@
 // lifts, and the lowered graph computes what the graph as written computes in onnxruntime (fp32,
 // |lowered - original| <= 1e-5, compareLowered). Quantization inside the site (a QDQ pair on the scores or on the
 // probabilities, as onnxruntime's static QDQ quantizer writes it) is another function: not lifted, with the reason.
-// Before the shape engine knew these ops, every such graph was refused as "the rank of Q is not known".
+// Before the shape engine knew these ops, the QDQ pairs on Q, K and V were refused as "the rank of Q is not known"
+// (the projections here lift either way, through their Reshape; whole-models.test.ts has the quantized models
+// whose sites the unknown shapes broke).
 
 import { SplitMix64 } from '@attnopt/ir';
 import { describe, expect, test } from 'vitest';

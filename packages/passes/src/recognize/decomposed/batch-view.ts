@@ -4,12 +4,12 @@
 // and a mask over it is a bias over the scores once broadcast to the view and reshaped back:
 //   M -> Reshape(Reshape(zeros of the scores' shape, view) + M, back)   (a keep-mask: And with trues)
 
-import { type Graph, Node, ONNX_DOMAIN, Tensor, tensorAttr, tensorType, Value } from '@attnopt/ir';
+import { type Graph, Node, ONNX_DOMAIN, Tensor, tensorAttr, Value } from '@attnopt/ir';
 import { type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { inferDtype, symbolicShape } from '../../shape-inference/shapes.js';
 import type { MaskStep } from './chain.js';
 import { onnxOp } from './onnx-op.js';
-import { freshName, i64, preludeNode } from './prelude.js';
+import { castToBool, freshName, preludeNode } from './prelude.js';
 
 /** The two Reshapes of a batch view: `split` takes the scores to the view, `back` returns them. */
 export interface BatchView {
@@ -50,10 +50,10 @@ function reshapeLike(graph: Graph, x: Value, like: Node, base: string, prelude: 
 
 /**
  * A mask step over a batch view, as a step over the scores: its operand broadcast to the view (Add to zeros, And
- * with trues, of the scores' shape read from Q and K) and reshaped back. `scores` is the value the view split;
- * its shape must be Q's leading axes and K's key axis, which is what Q and K give in the prelude.
+ * with trues, of the scores' shape) and reshaped back. `scoresShape` gives the shape read from Q and K
+ * (score-shape-reads.ts), which must be the shape of the scores the view split.
  */
-export function maskOverScores(graph: Graph, m: MaskStep, view: BatchView, q: Value, k: Value, prelude: Node[]): MatchResult<MaskStep> {
+export function maskOverScores(graph: Graph, m: MaskStep, view: BatchView, q: Value, k: Value, scoresShape: () => Value, prelude: Node[]): MatchResult<MaskStep> {
   const split = view.split!;
   const s = symbolicShape(split.inputs[0]);
   const qs = symbolicShape(q);
@@ -61,26 +61,12 @@ export function maskOverScores(graph: Graph, m: MaskStep, view: BatchView, q: Va
   if (!s || !qs || !ks || !sameDims(s, [...qs.slice(0, -1), ks[ks.length - 2]])) {
     return noMatch(`${view.back.describe()} views scores whose shape is not Q's leading axes and K's keys: the mask over the view cannot be read from Q and K`);
   }
-  const r = s.length;
-  const shapeOf = (x: Value, from: number, to: number, base: string) => {
-    const shape = preludeNode(graph, 'Shape', [x], base);
-    const slice = preludeNode(graph, 'Slice', [shape.outputs[0]!, i64(graph, 'starts', [from], prelude), i64(graph, 'ends', [to], prelude)], base);
-    prelude.push(shape, slice);
-    return slice.outputs[0]!;
-  };
-  const target = preludeNode(graph, 'Concat', [shapeOf(q, 0, r - 1, 'scores_lead'), shapeOf(k, r - 2, r - 1, 'scores_keys')], 'scores_shape', { axis: { type: 'int', value: 0n } as never });
-  prelude.push(target);
   const operand = m.kind === 'additive' ? m.bias : m.cond;
   const dtype = m.kind === 'additive' ? inferDtype(operand) : 'bool';
   if (dtype === undefined) return noMatch(`the dtype of the mask over ${view.back.describe()}'s view is not known`);
-  let x = operand;
-  if (m.kind === 'masked-fill' && inferDtype(operand) !== 'bool') {
-    const cast = new Node({ domain: ONNX_DOMAIN, op: 'Cast', inputs: [operand], outputs: [new Value(freshName(graph, 'keep_bool'), tensorType('bool'))], attrs: { to: { type: 'int', value: 9n } } });
-    prelude.push(cast);
-    x = cast.outputs[0]!;
-  }
+  const x = m.kind === 'masked-fill' && inferDtype(operand) !== 'bool' ? castToBool(graph, operand, prelude) : operand;
   const fill = Tensor.fromValues(dtype, [1], [m.kind === 'additive' ? 0 : 1]);
-  const base = new Node({ domain: ONNX_DOMAIN, op: 'ConstantOfShape', inputs: [target.outputs[0]!], outputs: [new Value(freshName(graph, 'view_base'))], attrs: { value: tensorAttr(fill) } });
+  const base = new Node({ domain: ONNX_DOMAIN, op: 'ConstantOfShape', inputs: [scoresShape()], outputs: [new Value(freshName(graph, 'view_base'))], attrs: { value: tensorAttr(fill) } });
   prelude.push(base);
   const viewed = reshapeLike(graph, base.outputs[0]!, split, 'view_base', prelude);
   const combined = preludeNode(graph, m.kind === 'additive' ? 'Add' : 'And', [viewed, x], 'view_mask');

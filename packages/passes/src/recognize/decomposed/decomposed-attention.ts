@@ -34,7 +34,7 @@ import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { matchKvHeads } from './kv-repeat.js';
 import { assembleBias, biasOverHeads, foldHeads, freshName, keyFromTransposed, permuted, preludeNode, unfoldHeads, unfoldMask } from './prelude.js';
 import { pullScaleThroughLayout } from './scale-through-layout.js';
-import { scoreShapeReads } from './score-shape-reads.js';
+import { scoresShape, scoreShapeReads } from './score-shape-reads.js';
 import { softmaxForm } from './softmax-form.js';
 import { floatReshapeProblem, foldedHeadCount, queryDims, softmaxAxisProblem, valueDims } from './site-checks.js';
 
@@ -138,8 +138,10 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
   // the bias: the masks combined (those over the [B·H, S, T] view of folded scores unfolded to [B, H, S, T] first)
   // (masks over a view that splits the scores' batch axis brought to the scores first: batch-view.ts)
   const scoreMasks: MaskStep[] = [];
+  let shapeOfScores: Value | undefined;
+  const shapeFromQK = () => (shapeOfScores ??= scoresShape(graph, qSide, k, rank, prelude));
   for (const m of c.masks) {
-    const r = m.view ? maskOverScores(graph, m, m.view, qSide, k, prelude) : matched(m);
+    const r = m.view ? maskOverScores(graph, m, m.view, qSide, k, shapeFromQK, prelude) : matched(m);
     if (!r.ok) return r;
     scoreMasks.push(r.value);
   }

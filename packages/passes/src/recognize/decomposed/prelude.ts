@@ -170,7 +170,7 @@ export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: num
 }
 
 /** Cast(x, to = bool) with a declared type, in the prelude. */
-function castToBool(graph: Graph, x: Value, prelude: Node[]): Value {
+export function castToBool(graph: Graph, x: Value, prelude: Node[]): Value {
   const cast = new Node({ domain: ONNX_DOMAIN, op: 'Cast', inputs: [x], outputs: [new Value(freshName(graph, 'keep_bool'), tensorType('bool'))], attrs: { to: intAttr(9) } });
   prelude.push(cast);
   return cast.outputs[0]!;

@@ -62,15 +62,29 @@ export function scoreShapeReads(
   }
   if (shapes.length === 0) return undefined;
   const prelude: Node[] = [];
+  const [lead, keys] = scoresShapeParts(graph, q, k, rank, prelude);
+  const replaced = shapes.map((s) => ({ replaced: s.outputs[0]!, by: concatShape(graph, lead, keys, prelude) }));
+  return { shapes, prelude, replaced };
+}
+
+/** Q's leading lengths and K's key length ([Q.shape[0 : r-1]], [K.shape[r-2]]: Shape, Gather), in `prelude`. */
+function scoresShapeParts(graph: Graph, q: Value, k: Value, rank: number, prelude: Node[]): [Value, Value] {
   const shapeOfQ = preludeNode(graph, 'Shape', [q], 'q_shape');
   const shapeOfK = preludeNode(graph, 'Shape', [k], 'k_shape');
   const lead = preludeNode(graph, 'Gather', [shapeOfQ.outputs[0]!, i64(graph, 'q_dims', Array.from({ length: rank - 1 }, (_, d) => d), prelude)], 'q_lengths', { axis: intAttr(0) as never });
   const keys = preludeNode(graph, 'Gather', [shapeOfK.outputs[0]!, i64(graph, 'k_dim', [rank - 2], prelude)], 'k_length', { axis: intAttr(0) as never });
   prelude.push(shapeOfQ, shapeOfK, lead, keys);
-  const replaced = shapes.map((s) => {
-    const cat = preludeNode(graph, 'Concat', [lead.outputs[0]!, keys.outputs[0]!], 'scores_shape', { axis: intAttr(0) as never });
-    prelude.push(cat);
-    return { replaced: s.outputs[0]!, by: cat.outputs[0]! };
-  });
-  return { shapes, prelude, replaced };
+  return [lead.outputs[0]!, keys.outputs[0]!];
+}
+
+function concatShape(graph: Graph, lead: Value, keys: Value, prelude: Node[]): Value {
+  const cat = preludeNode(graph, 'Concat', [lead, keys], 'scores_shape', { axis: intAttr(0) as never });
+  prelude.push(cat);
+  return cat.outputs[0]!;
+}
+
+/** The dense scores' shape from Q and K, [Q.shape[0 : r-1], K.shape[r-2]] (Shape, Gather, Concat: the same at every opset), in `prelude`. */
+export function scoresShape(graph: Graph, q: Value, k: Value, rank: number, prelude: Node[]): Value {
+  const [lead, keys] = scoresShapeParts(graph, q, k, rank, prelude);
+  return concatShape(graph, lead, keys, prelude);
 }
