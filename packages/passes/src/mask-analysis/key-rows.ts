@@ -12,9 +12,9 @@
 // an index field met beside data) leaves the residual as it was.
 
 import { type DType, type Graph, type Node, ONNX_DOMAIN, Tensor, type Value } from '@attnopt/ir';
-import { NodeBuilder } from '@attnopt/rewrite';
-import { inferDtype, inferShape } from '../shape-inference/shapes.js';
-import { type AbstractValue, type Formula, symIsConst, symSub } from './symbolic.js';
+import { attrInts, NodeBuilder } from '@attnopt/rewrite';
+import { inferDtype, inferShape, staticInts } from '../shape-inference/shapes.js';
+import { type AbstractValue, type Formula, symIsConst, symSub, tableFormula } from './symbolic.js';
 import { nnf } from './prove.js';
 
 /** Ops applied per element (with broadcasting from the right): they keep a value's query axis where it was. */
@@ -65,6 +65,12 @@ function valueOnKept(av: AbstractValue | undefined, keep: Formula): { kind: 'boo
     // 0 where every mask term keeps the pair; a data term stays data
     return av.terms.every((t) => t.kind === 'mask' && truth(t.keep) === true) ? { kind: 'number', x: 0 } : undefined;
   }
+  if (av.kind === 'table' && av.table.bool) {
+    // a boolean buffer read as its band (a causal tril sliced), as the proof read it
+    const f = tableFormula(av.table, (x) => x !== 0, undefined);
+    const t = f && truth(f);
+    return t === undefined ? undefined : { kind: 'bool', x: t ? 1 : 0 };
+  }
   return undefined;
 }
 
@@ -74,7 +80,7 @@ function isStructural(av: AbstractValue | undefined): boolean {
   if (!av) return false;
   if (av.kind === 'pred' || av.kind === 'ind') return !holdsData(av.formula);
   if (av.kind === 'bias') return av.terms.every((t) => t.kind === 'mask' && !holdsData(t.keep));
-  return false;
+  return av.kind === 'table' && av.table.bool;
 }
 
 /** One row already: rank below 2, or size 1 on the query axis (the second to last). */
@@ -93,6 +99,17 @@ function uniformOf(v: Value, readings: ReadonlyMap<Value, AbstractValue>, depth 
   const n = v.producer;
   if (!n || depth > 16 || n.domain !== ONNX_DOMAIN || !MOVES.has(n.op) || !n.inputs[0]) return undefined;
   return uniformOf(n.inputs[0], readings, depth + 1);
+}
+
+/** Whether a Transpose or Unsqueeze of a rank-`rank` value leaves its last two axes (query, key) last. */
+function keepsQueryKeyAxes(n: Node, rank: number): boolean {
+  if (n.op === 'Transpose') {
+    const perm = attrInts(n, 'perm') ?? Array.from({ length: rank }, (_, k) => rank - 1 - k);
+    return rank >= 2 && perm.length === rank && perm[rank - 2] === rank - 2 && perm[rank - 1] === rank - 1;
+  }
+  const axes = attrInts(n, 'axes') ?? staticInts(n.inputs[1]);
+  const out = rank + (axes?.length ?? 0);
+  return rank >= 2 && axes !== undefined && axes.every((a) => (a < 0 ? a + out : a) < out - 2);
 }
 
 export interface KeyRowsInput {
@@ -136,6 +153,16 @@ export function keyRowsResidual(graph: Graph, x: KeyRowsInput): { value: Value; 
     if (!n || n.domain !== ONNX_DOMAIN || n.outputs.length !== 1) return undefined;
     // Expand(x, shape) -> the row of x: the site broadcasts its bias to the scores, so what Expand added is not needed
     if (n.op === 'Expand') return n.inputs[0] && rowOf(n.inputs[0], depth + 1);
+    // Transpose / Unsqueeze that keep the query and key axes last (a heads axis moved or inserted) -> the same op on
+    // the row of x, brought back to x's rank first (Expand prepends 1s: the row broadcasts as x did)
+    if ((n.op === 'Transpose' || n.op === 'Unsqueeze') && n.inputs[0]) {
+      const rank = inferShape(n.inputs[0])?.length;
+      const row = rank !== undefined && keepsQueryKeyAxes(n, rank) ? rowOf(n.inputs[0], depth + 1) : undefined;
+      const rowRank = row && inferShape(row)?.length;
+      if (!row || rank === undefined || rowRank === undefined || rowRank > rank) return undefined;
+      const full = rowRank < rank ? b.op('Expand', [row, b.constant('ones', Tensor.fromValues('i64', [rank], Array<bigint>(rank).fill(1n)))], 'rank') : row;
+      return b.op(n.op, [full, ...n.inputs.slice(1)], n.op.toLowerCase(), Object.fromEntries(n.attrs));
+    }
     if (!ELEMENTWISE.has(n.op) || n.inputs.length === 0) return undefined;
     const ins: (Value | undefined)[] = [];
     for (const input of n.inputs) {

@@ -271,8 +271,9 @@ function splitData(f: Formula): { structural: Formula; data: { value: Value; rea
  * no more than the structural part does, so bias + spec is the original exactly:
  *   Where(causal ∧ pad, alibi, -inf)  ->  spec causal, bias Where(causal ∧ pad, alibi, -inf)
  */
-function residualOf(data: readonly { value: Value; reason: string }[], bias: Value): { data?: Value; reason?: string } {
+function residualOf(data: readonly { value: Value; reason: string }[], bias: Value, moved = false): { data?: Value; reason?: string } {
   if (data.length === 0) return {};
+  if (data.length === 1 && moved) return { data: bias, reason: `the data-dependent part ${JSON.stringify(data[0]!.value.name)} is moved to other axes on its way to the bias: the whole ${JSON.stringify(bias.name)} stays as bias` };
   if (data.length === 1) return { data: data[0]!.value, reason: data[0]!.reason };
   return { data: bias, reason: `${data.length} data-dependent parts (${data.map((d) => JSON.stringify(d.value.name)).join(', ')}): the whole ${JSON.stringify(bias.name)} stays as bias` };
 }
@@ -286,7 +287,7 @@ function readBias(av: AbstractValue, ctx: EvalContext, bias: Value): { keep: For
       return stop(av.reason);
     case 'pred': {
       const s = splitData(nnf(av.formula));
-      return { keep: s.structural, ...residualOf(s.data, bias) };
+      return { keep: s.structural, ...residualOf(s.data, bias, ctx.movedData) };
     }
     case 'table': {
       if (av.table.bool) return { keep: asFormula(av, ctx) };
@@ -301,7 +302,7 @@ function readBias(av: AbstractValue, ctx: EvalContext, bias: Value): { keep: For
       // a data-dependent keep-mask inside a mask term (causal | padding filled once) is split off like a pred's
       const s = splitData(keep);
       const added = av.terms.flatMap((t) => (t.kind === 'data' ? [{ value: t.value, reason: t.reason }] : []));
-      return { keep: s.structural, ...residualOf([...s.data, ...added], bias) };
+      return { keep: s.structural, ...residualOf([...s.data, ...added], bias, ctx.movedData) };
     }
     case 'ints':
       if (av.values.length === 1 && symIsConst(av.values[0]!) && av.values[0]!.c === 0) return { keep: { op: 'const', value: true } };

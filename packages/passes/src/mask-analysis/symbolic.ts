@@ -73,9 +73,15 @@ export interface EvalContext {
   /** Preconditions the proof relies on (buffer bounds), in words. */
   readonly preconditions: string[];
   readonly memo: Map<Value, AbstractValue>;
+  /**
+   * Set when a data-dependent part was moved to other leading axes (Unsqueeze or Transpose before the query and
+   * key axes: a mask over [B, S, T] given a heads axis): its value no longer broadcasts to the bias as it is, so
+   * the whole bias stays as the residual.
+   */
+  movedData: boolean;
 }
 
-export const newContext = (): EvalContext => ({ visited: new Set(), preconditions: [], memo: new Map() });
+export const newContext = (): EvalContext => ({ visited: new Set(), preconditions: [], memo: new Map(), movedData: false });
 
 const fail = (reason: string): AbstractValue => ({ kind: 'fail', reason });
 const structural = (a: AbstractValue) => a.kind === 'field' || a.kind === 'minmax' || a.kind === 'pred' || a.kind === 'ind' || a.kind === 'bias';
@@ -228,8 +234,9 @@ function evaluateUncached(v: Value, ctx: EvalContext): AbstractValue {
   const firstFail = present.find((x) => x.kind === 'fail');
   const opaque = present.find((x) => x.kind === 'opaque');
   // data-dependent absorbs everything but structure: the largest data-only subexpression stays one value
-  // (a constant buffer as Where's condition is structure too: Where(tril[...], D, -inf) keeps D inside the band)
-  const tableCond = n.op === 'Where' && ins[0]?.kind === 'table';
+  // (a constant buffer as Where's condition is structure too: Where(tril[...], D, -inf) keeps D inside the band;
+  // so is one And-ed or Or-ed with data: And(tril[...], padding) keeps the band where the padding does)
+  const tableCond = (n.op === 'Where' && ins[0]?.kind === 'table') || ((n.op === 'And' || n.op === 'Or') && present.some((x) => x.kind === 'table'));
   if (opaque && !present.some(structural) && !tableCond && !(n.op === 'Add' && present.some((x) => x.kind === 'table'))) {
     return { kind: 'opaque', value: n.outputs[0]!, reason: opaque.kind === 'opaque' ? opaque.reason : '' };
   }
@@ -294,7 +301,7 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
         return a.kind === 'field' ? { ...a, rank: outRank, ...renumber(a) } : { ...a, rank: outRank, tree: mapLeaves(a.tree, renumber) };
       }
       if (axes.some((p) => p >= outRank - 2)) return no('Unsqueeze inserts an axis among the query/key axes');
-      if (holdsData(a) && axes.some((p, k) => p !== k)) return no('Unsqueeze between the axes of a data-dependent part (its value would no longer broadcast to the bias)');
+      if (holdsData(a) && axes.some((p, k) => p !== k)) ctx.movedData = true;
       return { ...a, rank: outRank } as AbstractValue;
     }
     case 'Expand': {
@@ -305,10 +312,12 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     case 'Transpose': {
       // leading axes may move (a heads axis made by Expand + Transpose); the query and key axes may not
       if (!a) return no('no input');
+      // a uniform fill is the same fill in any axis order
+      if (a.kind === 'ints' && a.scalar && a.values.length === 1) return a;
       const r = rankOf(a);
       const perm = intsAttr(n, 'perm') ?? Array.from({ length: r }, (_, k) => r - 1 - k);
       if (r < 2 || perm.length !== r || perm[r - 2] !== r - 2 || perm[r - 1] !== r - 1) return no('Transpose moves the query/key axes');
-      if (holdsData(a) && perm.some((p, k) => p !== k)) return no('Transpose of a data-dependent part (its value would no longer broadcast to the bias)');
+      if (holdsData(a) && perm.some((p, k) => p !== k)) ctx.movedData = true;
       // coefficients are keyed by axis position from the end: output axis p reads input axis perm[p]
       const permute = (f: Field): Field => {
         const coef: Record<number, number> = {};
@@ -388,6 +397,8 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
       return { kind: 'pred', rank: Math.max(rankOf(a!), rankOf(b!)), formula: n.op === 'And' ? fAnd(fa, fb) : fOr(fa, fb) };
     }
     case 'Reshape':
+      // a uniform fill (ConstantOfShape: baddbmm's zeros) is the same fill in any shape
+      if (a?.kind === 'ints' && a.scalar && a.values.length === 1 && b?.kind === 'ints') return { ...a, rank: b.values.length };
       return reshape(a, b);
     case 'Where':
       return where(ins, ctx, n.outputs[0]!, n.inputs);
