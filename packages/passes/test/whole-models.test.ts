@@ -66,6 +66,9 @@ const MASKS: Record<string, readonly Kind[]> = {
   'clip-text': ['causal+bias', 'causal+bias'],
   falcon: ['causal+bias', 'causal+bias'],
   'gpt-neox-past': ['causal+bias', 'causal+bias'],
+  // multi-query with the heads folded into the query axis: causal (tril buffer And padding) proven over the unfolded
+  // [B, H, S, T] mask, the whole mask kept beside it (its padding part is moved to the heads axis)
+  'gpt-bigcode-past': ['causal+bias', 'causal+bias'],
   'llama-past': ['causal+bias', 'causal+bias'],
   'qwen2-past': ['causal+bias', 'causal+bias'],
   'marian-decoder-past': ['causal', 'bias', 'causal', 'bias'],

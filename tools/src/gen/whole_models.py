@@ -283,6 +283,69 @@ class Gpt2(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# GPT-BigCode (StarCoder, SantaCoder): multi-query attention with the heads folded into the query axis
+# ---------------------------------------------------------------------------------------------------------
+class BigCodeAttention(nn.Module):
+    """GPTBigCodeAttention (eager, multi_query): q [b, t, h*d] reshaped to [b, t*h, d] against one k [b, d, s],
+    scores baddbmm(zeros, q, kᵀ, beta=1, alpha=1/sqrt(d)) viewed [b, t, h, s] for the mask, softmax, viewed
+    back and bmm with v [b, s, d]; the cache is key and value packed on the last axis, [b, s, 2d]"""
+    def __init__(s, h, nh):
+        super().__init__(); s.nh, s.hd, s.h = nh, h // nh, h
+        s.c_attn, s.c_proj = nn.Linear(h, h + 2 * s.hd), nn.Linear(h, h)
+
+    def _attn(s, query, key, value, attention_mask):
+        scale_factor = 1 / s.hd ** 0.5
+        query_shape = query.shape
+        batch_size, query_length, key_length = query_shape[0], query_shape[1], key.size(-1)
+        attn_shape = (batch_size, query_length, s.nh, key_length)
+        attn_view = (batch_size, query_length * s.nh, key_length)
+        query = query.reshape(batch_size, query_length * s.nh, s.hd)
+        attn_weights = torch.empty(attn_view, dtype=query.dtype).zero_()
+        attn_weights = torch.baddbmm(attn_weights, query, key, beta=1, alpha=scale_factor).view(attn_shape)
+        mask_value = torch.full([], torch.finfo(attn_weights.dtype).min, dtype=attn_weights.dtype)
+        attn_weights = torch.where(attention_mask, attn_weights, mask_value)
+        attn_weights = nn.functional.softmax(attn_weights, dim=-1)
+        return torch.bmm(attn_weights.view(attn_view), value).view(query_shape)
+
+    def forward(s, x, attention_mask, layer_past=None):
+        query, key_value = s.c_attn(x).split((s.h, 2 * s.hd), dim=2)
+        if layer_past is not None:
+            key_value = torch.cat((layer_past, key_value), dim=-2)
+        key, value = key_value.split((s.hd, s.hd), dim=-1)
+        return s.c_proj(s._attn(query, key.transpose(-1, -2), value, attention_mask)), key_value
+
+
+class BigCode(nn.Module):
+    """GPTBigCodeModel: learned positions from the past length, the causal mask a bool tril buffer sliced
+    [kl - ql: kl, :kl] and multiplied by the padding mask, unsqueezed to [b, t, 1, s] (the multi-query view)"""
+    def __init__(s, vocab=128, h=64, nh=4, L=2, maxpos=128):
+        super().__init__()
+        s.wte, s.wpe = nn.Embedding(vocab, h), nn.Embedding(maxpos, h)
+        s.register_buffer("bias", torch.tril(torch.ones((maxpos, maxpos), dtype=torch.bool)), persistent=False)
+        s.attn = nn.ModuleList([BigCodeAttention(h, nh) for _ in range(L)])
+        s.ln1, s.ln2 = nn.ModuleList([nn.LayerNorm(h) for _ in range(L)]), nn.ModuleList([nn.LayerNorm(h) for _ in range(L)])
+        s.fc, s.proj = nn.ModuleList([nn.Linear(h, 4 * h) for _ in range(L)]), nn.ModuleList([nn.Linear(4 * h, h) for _ in range(L)])
+        s.ln_f = nn.LayerNorm(h)
+
+    def forward(s, input_ids, attention_mask, *past):
+        batch_size, query_length = input_ids.shape
+        past_length = past[0].size(-2)
+        key_length = past_length + query_length
+        pos = torch.arange(past_length, key_length, dtype=torch.long).unsqueeze(0)
+        x = s.wte(input_ids) + s.wpe(pos)
+        self_attention_mask = s.bias[None, key_length - query_length: key_length, :key_length]
+        self_attention_mask = self_attention_mask * attention_mask.view(batch_size, 1, -1).to(dtype=torch.bool)
+        mask = self_attention_mask.unsqueeze(2)
+        presents = []
+        for i in range(len(s.attn)):
+            a, kv = s.attn[i](s.ln1[i](x), mask, past[i])
+            x = x + a
+            x = x + s.proj[i](F.gelu(s.fc[i](s.ln2[i](x)), approximate="tanh"))
+            presents.append(kv)
+        return (s.ln_f(x) @ s.wte.weight.t(), *presents)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # GPT-NeoX (packed qkv per head, partial rotary, baddbmm on [b*h, t, d], past)
 # ---------------------------------------------------------------------------------------------------------
 class NeoXAttention(nn.Module):
@@ -897,6 +960,13 @@ def corpus():
            {**batch_seq("input_ids"), "attention_mask": {0: "batch_size", 1: "total_sequence_length"}, **kv_axes(pn), **kv_axes(prn, "total_sequence_length")}, 17,
            dict(sites=2, heads=4, head_dim=16, mask="causal over past + new keys (bool buffer, torch.where(-1e9)) + additive padding", long_seq_ok=False,
                 past=True, form="packed qkv sliced per head, partial rotary, baddbmm(zeros, q, kᵀ, alpha=1/sqrt(d)) on [b*h, t, d]"))
+    bc_past, bc_present = [f"past_key_values.{i}" for i in range(L)], [f"present.{i}" for i in range(L)]
+    yield ("gpt-bigcode-past", lambda: BigCode(), lambda: (ids(B, T), padding(B, P + T, 1), *[torch.randn(B, P, 32) * 0.5 for _ in range(L)]),
+           ["input_ids", "attention_mask", *bc_past], ["logits", *bc_present],
+           {**batch_seq("input_ids"), "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+            **{n: {0: "batch_size", 1: "past_sequence_length"} for n in bc_past}, **{n: {0: "batch_size", 1: "total_sequence_length"} for n in bc_present}}, 17,
+           dict(sites=2, heads=4, kv_heads=1, head_dim=16, mask="causal over past + new keys (bool tril buffer sliced, times the padding mask) in the [b, t, h, s] view",
+                long_seq_ok=False, past=True, form="GPT-BigCode multi-query: q [b, t*h, d] by baddbmm(zeros, q, kᵀ) against one k, the cache k and v packed [b, s, 2d]"))
     llama_in = ["input_ids", "attention_mask", "position_ids"]
     pos = lambda: torch.arange(P, P + T).unsqueeze(0).expand(B, T).clone()
     yield ("llama-past", lambda: Llama(), lambda: (ids(B, T), padding(B, P + T, 0), pos(), *past_kv(L, B, 2, P, 16)),

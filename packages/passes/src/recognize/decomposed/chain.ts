@@ -5,6 +5,7 @@
 import { type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { staticNumbers, staticScalar, staticShape, symbolicShape } from '../../shape-inference/shapes.js';
+import { mul } from '../../shape-inference/symbolic-shapes/expr.js';
 import { type BatchView, batchViewBack, batchViewSplit } from './batch-view.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { multipliedMask } from './multiplied-mask.js';
@@ -48,11 +49,17 @@ export interface ScoreChain {
    */
   readonly foldedHeads?: number;
   readonly softmaxView?: 3 | 4;
+  /**
+   * H when the heads are folded into the query axis instead: the scores computed as [B, S·H, T] (Q [B, S·H, D]
+   * against one K [B, T, D]: GPT-BigCode's multi-query attention) and viewed as [B, S, H, T] around some masks.
+   */
+  readonly queryFoldedHeads?: number;
 }
 
-/** The heads views the walk has crossed (see ScoreChain.foldedHeads). */
+/** The heads views the walk has crossed (see ScoreChain.foldedHeads and queryFoldedHeads). */
 export interface Fold {
   heads?: number;
+  queryHeads?: number;
 }
 
 /** Skips Cast / Identity nodes (recording them). */
@@ -195,7 +202,7 @@ function matchSoftcap(v: Value, nodes: Node[], stage: Map<Value, string>, varian
  * fill), and static positive scales between them. `factor` is the product of the scales walked so far (above
  * this point): the masks below take it, and the scores' scale includes it.
  */
-function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], fold: Fold, depth = 0, factor = 1, batchView?: BatchView): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants' | 'foldedHeads'>> {
+function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], fold: Fold, depth = 0, factor = 1, batchView?: BatchView): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants' | 'foldedHeads' | 'queryFoldedHeads'>> {
   let inner = skipCasts(v, nodes, stage, 'masked');
   // the Reshape into a view that splits the scores' batch axis (batch-view.ts), below the masks over it
   const split = batchView ? batchViewSplit(inner, batchView) : undefined;
@@ -312,22 +319,43 @@ function masksBelow(v: Value): boolean {
 
 /**
  * A Reshape producing `v` that switches the scores between the [B·H, S, T] and [B, H, S, T] views: H static
- * (and the same for every such Reshape of the walk), S and T unchanged. Records H in `fold`.
+ * (and the same for every such Reshape of the walk), S and T unchanged. Records H in `fold`. Or one between the
+ * [B, S·H, T] and [B, S, H, T] views (queryHeadsView), recorded as `fold.queryHeads`; a walk crosses one kind.
  */
 export function headsViewReshape(v: Value, fold: Fold): Node | undefined {
   const reshape = onnxOp(v, 'Reshape');
   if (!reshape) return undefined;
+  return (fold.queryHeads === undefined && batchHeadsView(reshape, fold)) || (fold.heads === undefined && queryHeadsView(reshape, fold)) ? reshape : undefined;
+}
+
+/**
+ * Whether `reshape` switches the scores between [B, S·H, T] and [B, S, H, T]: H static (above 1), B, S and T
+ * provably the same on both sides (symbolic shapes). Records H in `fold.queryHeads`.
+ */
+function queryHeadsView(reshape: Node, fold: Fold): boolean {
+  const [inS, outS] = [symbolicShape(reshape.inputs[0]), symbolicShape(reshape.outputs[0])];
+  const [s3, s4] = inS?.length === 3 && outS?.length === 4 ? [inS, outS] : inS?.length === 4 && outS?.length === 3 ? [outS, inS] : [undefined, undefined];
+  if (!s3 || !s4) return false;
+  const h = s4[2]!.constant;
+  if (h === undefined || !Number.isInteger(h) || h < 2 || (fold.queryHeads !== undefined && fold.queryHeads !== h)) return false;
+  if (s3[0] !== s4[0] || s3[2] !== s4[3] || s3[1] !== mul(s4[1]!, s4[2]!)) return false;
+  fold.queryHeads = h;
+  return true;
+}
+
+/** Whether `reshape` switches the scores between [B·H, S, T] and [B, H, S, T] (see headsViewReshape). */
+function batchHeadsView(reshape: Node, fold: Fold): boolean {
   const inS = staticShape(reshape.inputs[0]);
   const outS = staticShape(reshape.outputs[0]);
-  if (!inS || !outS) return undefined;
+  if (!inS || !outS) return false;
   const [s3, s4] = inS.length === 3 && outS.length === 4 ? [inS, outS] : inS.length === 4 && outS.length === 3 ? [outS, inS] : [undefined, undefined];
-  if (!s3 || !s4) return undefined;
+  if (!s3 || !s4) return false;
   const h = s4[1];
-  if (typeof h !== 'number' || (fold.heads !== undefined && fold.heads !== h)) return undefined;
-  if (!sameOrUnknown(s3[1], s4[2]) || !sameOrUnknown(s3[2], s4[3])) return undefined;
-  if (typeof s3[0] === 'number' && typeof s4[0] === 'number' && s3[0] !== s4[0] * h) return undefined;
+  if (typeof h !== 'number' || (fold.heads !== undefined && fold.heads !== h)) return false;
+  if (!sameOrUnknown(s3[1], s4[2]) || !sameOrUnknown(s3[2], s4[3])) return false;
+  if (typeof s3[0] === 'number' && typeof s4[0] === 'number' && s3[0] !== s4[0] * h) return false;
   fold.heads = h;
-  return reshape;
+  return true;
 }
 
 /** Max(x, fill) / Max(fill, x) or Clip(x, fill) with a static masking fill: the clamp exporters write after a mask. */
@@ -361,7 +389,15 @@ export function matchScoreChain(softmaxInput: Value): MatchResult<ScoreChain> {
   for (const [val, s] of stage) if (s === 'qk' || s === 'softcapped' || s === 'masked') stages.set(val, s);
   const softmaxRank = staticShape(softmaxInput)?.length;
   const softmaxView = softmaxRank === 3 || softmaxRank === 4 ? softmaxRank : undefined;
-  return matched({ ...r.value, masks, nodes, stages, variants, ...(fold.heads !== undefined ? { foldedHeads: fold.heads, ...(softmaxView ? { softmaxView } : {}) } : {}) });
+  return matched({
+    ...r.value,
+    masks,
+    nodes,
+    stages,
+    variants,
+    ...(fold.heads !== undefined ? { foldedHeads: fold.heads, ...(softmaxView ? { softmaxView } : {}) } : {}),
+    ...(fold.queryHeads !== undefined ? { queryFoldedHeads: fold.queryHeads } : {}),
+  });
 }
 
 export { onnxOp };

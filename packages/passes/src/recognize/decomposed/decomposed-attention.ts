@@ -12,8 +12,10 @@
 // MultiheadAttention with heads folded into the batch, onnxruntime's CLIP with the scores folded around a 4D
 // mask) lift with the true head count H read from the folding reshapes: Q, K, V unfolded to [B, H, S, D] in the
 // prelude, the output folded back to [B·H, S, D] in the postlude (variants `heads-from-reshapes`,
-// `heads-from-scores-fold`). A 3D chain with no such reshape in sight lifts as layout bsd with one head (variant
-// `bmm-heads-in-batch`). The mask-computing nodes stay and feed the bias; the spec stays dense (a mask kept as
+// `heads-from-scores-fold`). Multi-query chains with the heads folded into the query axis instead (GPT-BigCode: Q
+// [B, S·H, D] against one K [B, T, D], the scores viewed [B, S, H, T] for the mask) lift as H query heads over one
+// key/value head (query-fold.ts, variant `heads-in-query-axis`). A 3D chain with no such reshape in sight lifts
+// as layout bsd with one head (variant `bmm-heads-in-batch`). The mask-computing nodes stay and feed the bias; the spec stays dense (a mask kept as
 // bias is exact). A keep-mask without a declared type gets a Cast(to = bool) so consumers read it as a keep-mask.
 // One known difference: a row whose keys are ALL masked gives NaN in the decomposed graph (softmax of -inf
 // everywhere) but 0 in attnopt::Attention (its definition); every other row is exact.
@@ -33,6 +35,7 @@ import { matchToValues } from './forward.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { matchKvHeads } from './kv-repeat.js';
 import { assembleBias, biasOverHeads, foldHeads, freshName, keyFromTransposed, permuted, preludeNode, unfoldHeads, unfoldMask } from './prelude.js';
+import { unfoldQueryHeads } from './query-fold.js';
 import { pullScaleThroughLayout } from './scale-through-layout.js';
 import { scoresShape, scoreShapeReads } from './score-shape-reads.js';
 import { softmaxForm } from './softmax-form.js';
@@ -67,6 +70,8 @@ interface UnfoldedHeads {
   readonly y: Value;
   readonly postlude: Node[];
   readonly heads: number;
+  /** The key/value heads, when not `heads` (one, for heads folded into the query axis). */
+  readonly kvHeads?: number;
 }
 
 export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<DecomposedSite> {
@@ -132,7 +137,8 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
   if (!vDims.ok) return vDims;
   const { vHeadDim } = vDims.value;
   if (vHeadDim === 0) variants.push('v-head-size-at-run-time');
-  const h = rank === 3 ? foldedHeadCount(c.foldedHeads, qSide, k, kOperand, v, headDim, vHeadDim, pvRank) : undefined;
+  if (c.queryFoldedHeads !== undefined && (rank !== 3 || pvRank !== 3)) return noMatch(`the scores switch between the [B, S·H, T] and [B, S, ${c.queryFoldedHeads}, T] views but Q or the probabilities read by ${pv.describe()} are not 3D`);
+  const h = rank === 3 && c.queryFoldedHeads === undefined ? foldedHeadCount(c.foldedHeads, qSide, k, kOperand, v, headDim, vHeadDim, pvRank) : undefined;
   if (c.foldedHeads !== undefined && rank !== 3) return noMatch(`the scores switch between the [B·H, S, T] and [B, ${c.foldedHeads}, S, T] views but Q or the probabilities read by ${pv.describe()} are not [B·H, S, D]`);
 
   // the bias: the masks combined (those over the [B·H, S, T] view of folded scores unfolded to [B, H, S, T] first)
@@ -145,15 +151,23 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
     if (!r.ok) return r;
     scoreMasks.push(r.value);
   }
-  const masks = c.foldedHeads === undefined ? scoreMasks : scoreMasks.map((m) => (staticShape(m.over)?.length === 4 ? m : unfoldMask(graph, m, qSide, c.foldedHeads!, prelude)));
-  const bias = assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head', k);
+  // (heads folded into the query axis instead: Q, K, V, the masks and Y regrouped as H heads over one: query-fold.ts)
+  const queryFold = c.queryFoldedHeads !== undefined ? unfoldQueryHeads(graph, { q: qSide, k, v, y, masks: scoreMasks, heads: c.queryFoldedHeads, headDim, vHeadDim }, prelude) : undefined;
+  if (queryFold && !queryFold.ok) return queryFold;
+  const unfoldedQuery = queryFold?.value;
+  const masks = unfoldedQuery ? unfoldedQuery.masks : c.foldedHeads === undefined ? scoreMasks : scoreMasks.map((m) => (staticShape(m.over)?.length === 4 ? m : unfoldMask(graph, m, qSide, c.foldedHeads!, prelude)));
+  const bias = unfoldedQuery ? assembleBias(graph, masks, 4, prelude, 'unfolded', unfoldedQuery.k) : assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head', k);
   if (!bias.ok) return bias;
 
   // 3D bmm chains ([B·H, S, D], heads folded into the batch) with H known: Q, K, V and the bias unfolded to
   // [B, H, S, D] in the prelude, the output folded back in the postlude. Exact for any H dividing B·H:
   // attention is independent per batch·head row, so the grouping of rows into (batch, head) pairs changes no value.
   let heads4: UnfoldedHeads | undefined;
-  if (rank === 3) {
+  if (unfoldedQuery) {
+    const { q: q4, k: k4, v: v4, y: y4, postlude } = unfoldedQuery;
+    heads4 = { q: q4, k: k4, v: v4, ...(bias.value ? { bias: bias.value } : {}), y: y4, postlude, heads: c.queryFoldedHeads!, kvHeads: 1 };
+    variants.push('heads-in-query-axis');
+  } else if (rank === 3) {
     if (h !== undefined) {
       const unfold = (x: Value, base: string) => unfoldHeads(graph, x, h, base, prelude);
       const b = bias.value;
@@ -201,7 +215,9 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
   }
 
   // the lengths read from the dense scores' shape come from Q and K (score-shape-reads.ts)
-  const shapeReads = scores === undefined && escaping.length > 0 ? scoreShapeReads(graph, escaping, inside, c.stages, qSide, k, rank) : undefined;
+  // (over the [B, S, H, T] view of query-folded scores the last two lengths are not Q's and K's: those stay)
+  const viewedQueryFold = c.queryFoldedHeads !== undefined && escaping.some((x) => staticShape(x)?.length !== 3);
+  const shapeReads = scores === undefined && escaping.length > 0 && !viewedQueryFold ? scoreShapeReads(graph, escaping, inside, c.stages, qSide, k, rank) : undefined;
   if (shapeReads) {
     nodes.push(...shapeReads.shapes);
     prelude.push(...shapeReads.prelude);
@@ -222,7 +238,7 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
 
   const params: AttentionParams = {
     numHeads: heads4?.heads ?? numHeads,
-    kvNumHeads: heads4?.heads ?? kvNumHeads,
+    kvNumHeads: heads4?.kvHeads ?? heads4?.heads ?? kvNumHeads,
     headDim,
     vHeadDim,
     scale: qScale * key.factor,

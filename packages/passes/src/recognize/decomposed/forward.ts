@@ -6,7 +6,7 @@
 import type { Node, Value } from '@attnopt/ir';
 import { attrInt, attrInts, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { staticNumbers, staticScalar, staticShape } from '../../shape-inference/shapes.js';
-import { headsViewReshape, type MaskStep, onnxOp, type ScoreChain } from './chain.js';
+import { type Fold, headsViewReshape, type MaskStep, onnxOp, type ScoreChain } from './chain.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { quantizedProbabilities } from './quantized.js';
 
@@ -25,6 +25,11 @@ export interface ToValues {
 /** The uses followed, best first; a Where is followed through its value inputs (the guards, the mask's zeroes). */
 const FOLLOWED = ['MatMul', 'Einsum', 'FusedMatMul', 'Where', 'Dropout', 'Cast', 'Identity', 'Reshape'];
 
+/** The heads fold the scores crossed, as a walk that must cross the same one reads it. */
+function crossedFold(c: ScoreChain): Fold {
+  return { ...(c.foldedHeads !== undefined ? { heads: c.foldedHeads } : {}), ...(c.queryFoldedHeads !== undefined ? { queryHeads: c.queryFoldedHeads } : {}) };
+}
+
 export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<ToValues> {
   const nodes: Node[] = [];
   const variants: string[] = [];
@@ -37,7 +42,7 @@ export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<
       .filter((u) => (u.node.op === 'Where' ? u.index >= 1 : u.index === 0) && FOLLOWED.includes(u.node.op))
       // a FusedMatMul that scales or transposes is no P·V (a training graph's gradient reads P so)
       .filter((u) => u.node.op !== 'FusedMatMul' || plainProduct(u.node))
-      .filter((u) => u.node.op !== 'Reshape' || headsViewReshape(u.node.outputs[0]!, { ...(c.foldedHeads !== undefined ? { heads: c.foldedHeads } : {}) }) !== undefined)
+      .filter((u) => u.node.op !== 'Reshape' || headsViewReshape(u.node.outputs[0]!, crossedFold(c)) !== undefined)
       .sort((a, b) => FOLLOWED.indexOf(a.node.op) - FOLLOWED.indexOf(b.node.op))[0];
     if (!next) {
       const fused = uses.find((u) => u.node.op === 'FusedMatMul');
@@ -59,8 +64,8 @@ export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<
       if (why !== undefined) return noMatch(why);
       variants.push('dropout');
     } else if (n.op === 'Reshape') {
-      // the probabilities folded back from the [B, H, S, T] view to [B·H, S, T] for a bmm with V
-      if (c.foldedHeads === undefined) return noMatch(`${n.describe()} reshapes the probabilities between head views the scores never crossed`);
+      // the probabilities folded back from the [B, H, S, T] view to [B·H, S, T] (or [B, S, H, T] to [B, S·H, T]) for a bmm with V
+      if (c.foldedHeads === undefined && c.queryFoldedHeads === undefined) return noMatch(`${n.describe()} reshapes the probabilities between head views the scores never crossed`);
       variants.push('probabilities-heads-view');
     } else if (n.op === 'Where') {
       const guard = matchRowGuard(n, p, c.masks);

@@ -55,7 +55,7 @@ export function unfoldHeads(graph: Graph, x: Value, heads: number, base: string,
 }
 
 /** [a, S, T] -> [a, 1, S, T]: Transpose(Expand(x, [1, 1, 1, 1]) = [1, a, S, T], [1, 0, 2, 3]). */
-function insertHeadsAxis(graph: Graph, x: Value, base: string, prelude: Node[]): Value {
+export function insertHeadsAxis(graph: Graph, x: Value, base: string, prelude: Node[]): Value {
   const e = preludeNode(graph, 'Expand', [x, i64(graph, 'ones', [1, 1, 1, 1], prelude)], base);
   const t = preludeNode(graph, 'Transpose', [e.outputs[0]!], base, { perm: intsAttr([1, 0, 2, 3]) });
   prelude.push(e, t);
