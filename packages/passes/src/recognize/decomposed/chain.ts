@@ -6,7 +6,7 @@ import { type Node, ONNX_DOMAIN, type Value } from '@attnopt/ir';
 import { constantScalar, isClose, type MatchResult, matched, noMatch } from '@attnopt/rewrite';
 import { staticNumbers, staticScalar, staticShape, symbolicShape } from '../../shape-inference/shapes.js';
 import { mul } from '../../shape-inference/symbolic-shapes/expr.js';
-import { type BatchView, batchViewBack, batchViewSplit } from './batch-view.js';
+import { type ScoresView, scoresViewBack, scoresViewSplit } from './scores-view.js';
 import { fusedMatMul, isFusedMatMul } from './fused-matmul.js';
 import { multipliedMask } from './multiplied-mask.js';
 import { onnxOp } from './onnx-op.js';
@@ -14,19 +14,19 @@ import { quantizedScores } from './quantized.js';
 
 /**
  * A mask step between the scores and the Softmax; `over` is the value it computes (its rank says the view);
- * `view` is set when it lies inside a view that splits the scores' batch axis (batch-view.ts).
+ * `view` is set when it lies inside a view of the scores reshaped back before the Softmax (scores-view.ts).
  */
 export type MaskStep =
   /**
    * scores + factor · bias (additive mask, possibly broadcast); `factor` (1 when absent) is -1 for scores - bias,
    * times the static scales the scores take after the mask: s · (x + M) = s · x + s · M
    */
-  | { readonly kind: 'additive'; readonly bias: Value; readonly over: Value; readonly factor?: number; readonly view?: BatchView }
+  | { readonly kind: 'additive'; readonly bias: Value; readonly over: Value; readonly factor?: number; readonly view?: ScoresView }
   /**
    * Where(keep, scores, fill): `fill` -inf, finfo.min or -10000 (masked_fill with the condition inverted when
    * `inverted`); `cond` is bool, or 0 / 1 numbers where the mask was multiplied in (multiplied-mask.ts)
    */
-  | { readonly kind: 'masked-fill'; readonly cond: Value; readonly inverted: boolean; readonly fill: number; readonly over: Value; readonly view?: BatchView };
+  | { readonly kind: 'masked-fill'; readonly cond: Value; readonly inverted: boolean; readonly fill: number; readonly over: Value; readonly view?: ScoresView };
 
 export interface ScoreChain {
   /** The Q·Kᵀ node (MatMul or Einsum) and its two operands with their scale factors stripped. */
@@ -131,7 +131,7 @@ function matchScaledQK(v: Value, nodes: Node[], stage: Map<Value, string>, tag: 
   const qk = onnxOp(cur, 'MatMul', 'Einsum') ?? fused;
   const reshape = onnxOp(cur, 'Reshape');
   if (!qk && reshape) {
-    return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax, and not between the [B·H, S, T] and [B, H, S, T] views of the same scores (shapes ${JSON.stringify(staticShape(reshape.inputs[0]))} -> ${JSON.stringify(staticShape(reshape.outputs[0]))})`);
+    return noMatch(`the scores are reshaped by ${reshape.describe()} between Q·Kᵀ and the Softmax, and not between the [B·H, S, T] and [B, H, S, T] views (or [B, S·H, T] and [B, S, H, T]) of the same scores (shapes ${JSON.stringify(staticShape(reshape.inputs[0]))} -> ${JSON.stringify(staticShape(reshape.outputs[0]))})`);
   }
   const quantized = qk ? undefined : quantizedScores(cur);
   if (quantized) return noMatch(quantized);
@@ -202,30 +202,30 @@ function matchSoftcap(v: Value, nodes: Node[], stage: Map<Value, string>, varian
  * fill), and static positive scales between them. `factor` is the product of the scales walked so far (above
  * this point): the masks below take it, and the scores' scale includes it.
  */
-function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], fold: Fold, depth = 0, factor = 1, batchView?: BatchView): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants' | 'foldedHeads' | 'queryFoldedHeads'>> {
+function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: MaskStep[], variants: string[], fold: Fold, depth = 0, factor = 1, scoresView?: ScoresView): MatchResult<Omit<ScoreChain, 'masks' | 'nodes' | 'stages' | 'variants' | 'foldedHeads' | 'queryFoldedHeads'>> {
   let inner = skipCasts(v, nodes, stage, 'masked');
-  // the Reshape into a view that splits the scores' batch axis (batch-view.ts), below the masks over it
-  const split = batchView ? batchViewSplit(inner, batchView) : undefined;
-  if (batchView && split) {
-    batchView.split = split;
+  // the Reshape into a view of the scores (scores-view.ts), below the masks over it
+  const split = scoresView ? scoresViewSplit(inner, scoresView) : undefined;
+  if (scoresView && split) {
+    scoresView.split = split;
     nodes.push(split);
     const r = matchMasks(split.inputs[0]!, nodes, stage, masks, variants, fold, depth + 1, factor);
-    if (!r.ok) batchView.split = undefined;
+    if (!r.ok) scoresView.split = undefined;
     return r;
   }
-  const inView = batchView ? { view: batchView } : {};
+  const inView = scoresView ? { view: scoresView } : {};
   // Reshape between the [B·H, S, T] and [B, H, S, T] views of the scores
-  const view = depth < 6 && !batchView ? headsViewReshape(inner, fold) : undefined;
+  const view = depth < 6 && !scoresView ? headsViewReshape(inner, fold) : undefined;
   if (view) {
     nodes.push(view);
     if (!variants.includes('scores-heads-views')) variants.push('scores-heads-views');
     return matchMasks(view.inputs[0]!, nodes, stage, masks, variants, fold, depth + 1, factor);
   }
-  // a view that splits the scores' batch axis otherwise (batch-view.ts): the masks below it are over the view
-  const opened = depth < 8 && batchView === undefined ? batchViewBack(inner) : undefined;
+  // a view of the scores otherwise (scores-view.ts): the masks below it are over the view
+  const opened = depth < 8 && scoresView === undefined ? scoresViewBack(inner) : undefined;
   if (opened) {
     nodes.push(opened.back);
-    variants.push('scores-batch-view');
+    variants.push('scores-view');
     return matchMasks(opened.back.inputs[0]!, nodes, stage, masks, variants, fold, depth + 1, factor, opened);
   }
   // clamp(min = finfo.min) after a mask: Max(x, fill) changes only masked entries (-inf -> fill), which the
@@ -234,7 +234,7 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
   if (clamp) {
     nodes.push(clamp.node);
     variants.push('clamp-min');
-    return matchMasks(clamp.x, nodes, stage, masks, variants, fold, depth + 1, factor, batchView);
+    return matchMasks(clamp.x, nodes, stage, masks, variants, fold, depth + 1, factor, scoresView);
   }
   // s · (x + M): a static positive scale above a mask (x · s, then the mask below scaled by s too); only where a
   // mask lies below, else the scale is the scores' own (matchScaledQK)
@@ -242,7 +242,7 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
   if (scaled !== undefined && scaled !== 'not-static' && scaled.factor > 0 && Number.isFinite(scaled.factor) && masksBelow(scaled.x)) {
     nodes.push(scaled.node);
     if (!variants.includes('scale-after-mask')) variants.push('scale-after-mask');
-    const r = matchMasks(scaled.x, nodes, stage, masks, variants, fold, depth + 1, factor * scaled.factor, batchView);
+    const r = matchMasks(scaled.x, nodes, stage, masks, variants, fold, depth + 1, factor * scaled.factor, scoresView);
     if (!r.ok) return r;
     if (r.value.softcap > 0) return noMatch(`${scaled.node.describe()} scales softcapped scores: softcap · tanh(x / softcap) scaled afterwards is no softcap attnopt::Attention computes`);
     return matched({ ...r.value, scale: r.value.scale * scaled.factor });
@@ -256,7 +256,7 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
     nodes.push(...multiplied.value.nodes);
     masks.push({ kind: 'masked-fill', cond: keep, inverted: false, fill, over: inner, ...inView });
     variants.push('multiplied-mask');
-    return matchMasks(scores, nodes, stage, masks, variants, fold, depth + 1, factor, batchView);
+    return matchMasks(scores, nodes, stage, masks, variants, fold, depth + 1, factor, scoresView);
   }
   const add = onnxOp(inner, 'Add');
   const sub = onnxOp(inner, 'Sub');
@@ -271,7 +271,7 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
       const m2: MaskStep[] = [...masks, { kind: 'additive', bias: node.inputs[b]!, over: inner, ...(f !== 1 ? { factor: f } : {}), ...inView }];
       const v2: string[] = [...variants, sign < 0 ? 'subtracted-mask' : 'additive-mask'];
       const st2 = new Map(stage);
-      const r = matchMasks(node.inputs[s]!, n2, st2, m2, v2, fold, depth + 1, factor, batchView);
+      const r = matchMasks(node.inputs[s]!, n2, st2, m2, v2, fold, depth + 1, factor, scoresView);
       if (r.ok) {
         nodes.splice(0, nodes.length, ...n2);
         masks.splice(0, masks.length, ...m2);
@@ -293,10 +293,11 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
     nodes.push(where);
     masks.push({ kind: 'masked-fill', cond: cond!, inverted: step.inverted, fill: step.fill, over: inner, ...inView });
     variants.push(step.fill === -Infinity ? 'masked-fill-inf' : 'masked-fill-finite');
-    return matchMasks(step.scores, nodes, stage, masks, variants, fold, depth + 1, factor, batchView);
+    return matchMasks(step.scores, nodes, stage, masks, variants, fold, depth + 1, factor, scoresView);
   }
-  if (batchView) {
-    return firstFailure ?? noMatch(`${batchView.back.describe()} reshapes the scores from a view of their batch axis, and no Reshape into that view lies between it and Q·Kᵀ`);
+  if (scoresView) {
+    const [from, to] = [staticShape(scoresView.back.inputs[0]), staticShape(scoresView.back.outputs[0])];
+    return firstFailure ?? noMatch(`the scores are reshaped by ${scoresView.back.describe()} between Q·Kᵀ and the Softmax (shapes ${JSON.stringify(from)} -> ${JSON.stringify(to)}), and no Reshape of scores shaped ${JSON.stringify(to)} into that view lies between it and Q·Kᵀ, and it is not between the [B·H, S, T] and [B, H, S, T] views (or [B, S·H, T] and [B, S, H, T]) of the same scores`);
   }
   const r = matchSoftcap(inner, nodes, stage, variants, fold);
   if (!r.ok && firstFailure && !firstFailure.ok) return firstFailure;

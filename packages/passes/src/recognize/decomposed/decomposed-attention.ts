@@ -4,8 +4,8 @@
 //     -> Attention(Q, K, V, bias = the mask, scale = s, softcap)
 // Variants are tagged alternatives of one walk (chain.ts back to Q·Kᵀ, forward.ts on to V): scale by Div/Mul or
 // split over Q and Kᵀ, additive masks, masked_fill Where(cond, scores, -inf | finfo.min | -10000), a 0 / 1 mask
-// multiplied in (multiplied-mask.ts), a static scale per head (moved onto Q), masks over a view that splits the
-// scores' batch axis (Swin's shifted windows: batch-view.ts), softcap Div/Tanh/Mul, Casts around an fp16/fp32
+// multiplied in (multiplied-mask.ts), a static scale per head (moved onto Q), masks over a view of the scores
+// (Swin's shifted windows, SAM's decomposed relative positions: scores-view.ts), softcap Div/Tanh/Mul, Casts around an fp16/fp32
 // softmax, the softmax over a reshaped view (softmax-form.ts), Dropout, the guards after the Softmax (forward.ts:
 // fully masked rows, Where(IsNaN(p), 0, p), the mask's entries zeroed), GQA by Unsqueeze/Expand/Reshape, Einsum
 // (tf2onnx/keras2onnx, an ellipsis included), onnxruntime's FusedMatMul (fused-matmul.ts). Q, K, V are the 4D values already in the graph (layout bhsd); 3D bmm chains (PyTorch
@@ -28,7 +28,7 @@ import { type MatchResult, matched, noMatch, notThisPattern, type RewriteRule } 
 import { inferDtype, inferRank, staticShape } from '../../shape-inference/shapes.js';
 import { liftSite, type SiteMatch } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
-import { maskOverScores } from './batch-view.js';
+import { maskOverScores } from './scores-view.js';
 import { type MaskStep, matchScoreChain } from './chain.js';
 import { isIdentity, outputEinsum, type ScoresEinsum, scoresEinsum } from './einsum.js';
 import { matchToValues } from './forward.js';
@@ -142,7 +142,7 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
   if (c.foldedHeads !== undefined && rank !== 3) return noMatch(`the scores switch between the [B·H, S, T] and [B, ${c.foldedHeads}, S, T] views but Q or the probabilities read by ${pv.describe()} are not [B·H, S, D]`);
 
   // the bias: the masks combined (those over the [B·H, S, T] view of folded scores unfolded to [B, H, S, T] first)
-  // (masks over a view that splits the scores' batch axis brought to the scores first: batch-view.ts)
+  // (masks over a view of the scores brought to the scores first: scores-view.ts)
   const scoreMasks: MaskStep[] = [];
   let shapeOfScores: Value | undefined;
   const shapeFromQK = () => (shapeOfScores ??= scoresShape(graph, qSide, k, rank, prelude));
