@@ -321,6 +321,21 @@ ${heads3('q')}\n${heads3('k')}\n${heads3('v')}
   %p = Reshape(%p4, %view3)
   %y = MatMul(%p, %v3)`), { numHeads: 4, headDim: 8, layout: 'bhsd' });
   });
+  test('ChatGLM: baddbmm(empty, q, kᵀ, beta = 0, alpha) viewed as 4D, scaled by the layer coefficient, masked_fill(-inf)', async () => {
+    // (the coefficient cancels the one alpha divided by: the site's scale is alpha · coeff)
+    await liftsExactly(graph(`${inputs}\n  init %coeff: f32[] = tensor<f32[]> [3.0]\n  init %beta: f32[] = tensor<f32[]> [0.0]`, `${qkv}
+  %scaled = Mul(%bmm, %alpha)
+  %empty = ConstantOfShape(%view3)
+  %zeroed = Mul(%empty, %beta)
+  %sc = Add(%scaled, %zeroed)
+  %sc4 = Reshape(%sc, %view4)
+  %scf = Cast(%sc4) {to = 1}
+  %layer = Mul(%scf, %coeff)
+  %masked = Where(%pad4, %ninf, %layer)
+  %p4 = Softmax(%masked) {axis = -1}
+  %p = Reshape(%p4, %view3)
+  %y = MatMul(%p, %v3)`), { numHeads: 4, headDim: 8, layout: 'bhsd', scale: Math.fround(0.35355339059327373) * 3 });
+  });
   test('CLIP: two 4D views, each adding a mask, the Softmax over [B·H, S, T]', async () => {
     await liftsExactly(graph(inputs, `${qkv}
   %a4 = Reshape(%bmm, %view4)

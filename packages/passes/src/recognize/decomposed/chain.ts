@@ -304,10 +304,16 @@ function matchMasks(v: Value, nodes: Node[], stage: Map<Value, string>, masks: M
   return r;
 }
 
-/** Whether a mask step (Add, Sub, Where, through casts and scales) lies below `v` before the scores' product. */
+/** Whether a mask step (Add, Sub, Where, through casts, scales and heads views) lies below `v` before the scores' product. */
 function masksBelow(v: Value): boolean {
   let cur = v;
   for (let steps = 0; steps < 12; steps++) {
+    // (through a switch between the heads views: ChatGLM scales the [B, H, S, T] view of baddbmm's scores)
+    const view = headsViewReshape(cur, {});
+    if (view) {
+      cur = view.inputs[0]!;
+      continue;
+    }
     const n = onnxOp(cur, 'Add', 'Sub', 'Where', 'Cast', 'Identity', 'Mul', 'Div');
     if (!n) return false;
     if (n.op === 'Add' || n.op === 'Sub' || n.op === 'Where') return true;
