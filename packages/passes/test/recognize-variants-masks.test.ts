@@ -287,3 +287,42 @@ ${MASKED_ATTENTION}`;
     expect(await provenAndExact(torchCausal('%above = Less(%tril, %half)'), 7)).toEqual({ spec: 'causal', bias: false });
   });
 });
+
+describe("MPT: torch.ones(s, s).tril().to(bool).view(1, 1, s, s), and the key padding mask viewed as [b, 1, 1, s]", () => {
+  const mpt = `graph g {
+  input %q: f32[2, 4, seq, 8]
+  input %k: f32[2, 4, seq, 8]
+  input %v: f32[2, 4, seq, 8]
+  input %key_padding_mask: bool[2, seq]
+  init %s: f32[] = tensor<f32[]> [0.35355339059327373]
+  init %fmin: f32[] = tensor<f32[]> [-3.4028234663852886e38]
+  init %two: i64[] = tensor<i64[]> [2]
+  init %ax0: i64[1] = tensor<i64[1]> [0]
+  init %ones11: i64[2] = tensor<i64[2]> [1, 1]
+  init %b11: i64[3] = tensor<i64[3]> [2, 1, 1]
+  %qs = Shape(%q)
+  %n = Gather(%qs, %two) {axis = 0}
+  %n1 = Unsqueeze(%n, %ax0)
+  %nn = Concat(%n1, %n1) {axis = 0}
+  %ones = ConstantOfShape(%nn) {value = tensor<f32[1]> [1.0]}
+  %tril = Trilu(%ones) {upper = 0}
+  %causal2 = Cast(%tril) {to = 9}
+  %view = Concat(%ones11, %n1, %n1) {axis = 0}
+  %causal = Reshape(%causal2, %view)
+  %pview = Concat(%b11, %n1) {axis = 0}
+  %pad = Reshape(%key_padding_mask, %pview)
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]}
+  %qk = MatMul(%q, %kt)
+  %sc = Mul(%qk, %s)
+  %notpad = Not(%pad)
+  %w1 = Where(%notpad, %fmin, %sc)
+  %notcausal = Not(%causal)
+  %w2 = Where(%notcausal, %fmin, %w1)
+  %p = Softmax(%w2) {axis = -1}
+  %y = MatMul(%p, %v)
+  output %y
+}`;
+  test('causal proven through the Reshape that adds leading axes of 1, the padding kept as a key bias', async () => {
+    expect(await provenAndExact(mpt, 7)).toEqual({ spec: 'causal', bias: true });
+  });
+});

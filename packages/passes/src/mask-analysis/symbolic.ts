@@ -399,6 +399,11 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     case 'Reshape':
       // a uniform fill (ConstantOfShape: baddbmm's zeros) is the same fill in any shape
       if (a?.kind === 'ints' && a.scalar && a.values.length === 1 && b?.kind === 'ints') return { ...a, rank: b.values.length };
+      // leading axes of 1 added or removed, the query and key axes kept (tril(n, n).view(1, 1, n, n)): the same value
+      if (a && a.kind !== 'ints' && a.kind !== 'opaque' && a.kind !== 'fail') {
+        const rank = leadingOnesReshape(n);
+        if (rank !== undefined) return { ...a, rank } as AbstractValue;
+      }
       return reshape(a, b);
     case 'Where':
       return where(ins, ctx, n.outputs[0]!, n.inputs);
@@ -409,6 +414,14 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     default:
       return no(`${n.op} is not read by the mask analysis`);
   }
+}
+
+/** The output rank of a Reshape that only adds or removes leading axes of 1, its last two axes provably the same. */
+function leadingOnesReshape(n: Node): number | undefined {
+  const [from, to] = [symbolicShape(n.inputs[0]), symbolicShape(n.outputs[0])];
+  if (!from || !to || from.length < 2 || to.length < 2) return undefined;
+  const ones = (dims: readonly Expr[]) => dims.slice(0, -2).every((d) => d.constant === 1);
+  return from[from.length - 2] === to[to.length - 2] && from[from.length - 1] === to[to.length - 1] && ones(from) && ones(to) ? to.length : undefined;
 }
 
 /**
