@@ -113,18 +113,21 @@ describe('causal | padding filled once (Falcon: triu(ones, 1) | Not(attention_ma
   %future = Trilu(%ones, %i1) {upper = 1}
   %keep = Cast(%attention_mask) {to = 9}
   %keep4 = Unsqueeze(%keep, %ax12)
-  ${negated ? '%pad = Not(%keep4)' : '%pad = Identity(%keep4)'}
+  init %zero64: i64[] = tensor<i64[]> [0]
+  %am4 = Unsqueeze(%attention_mask, %ax12)
+  ${negated ? '%pad = Not(%keep4)' : '%pad = Equal(%am4, %zero64)'}
   %masked = Or(%future, %pad)
   %mask = Where(%masked, %fmin, %fzero)
 ${MASKED_ATTENTION}`;
   test('causal proven, the attention mask kept as the keep-mask bias', async () => {
     expect(await provenAndExact(falcon(true), 7)).toEqual({ spec: 'causal', bias: true });
   });
-  test('does not prove when the padding part is not a negated keep-mask', () => {
+  test('padding as attention_mask == 0 (no Not of a keep-mask: no value holds what it keeps): causal proven, the whole mask kept', async () => {
+    expect(await provenAndExact(falcon(false), 7)).toEqual({ spec: 'causal', bias: true });
     const g = parseGraph(falcon(false));
     rewritePass('recognize', RECOGNITION_RULES).run(g);
     const notes = analyzeMaskPass().run(g).notes.map((n) => n.message);
-    expect(notes.join('\n')).toMatch(/a negated data-dependent mask/);
+    expect(notes.join('\n')).toMatch(/no value holds that complement: the whole .* stays as bias/);
   });
 });
 

@@ -69,6 +69,9 @@ const MASKS: Record<string, readonly Kind[]> = {
   // multi-query with the heads folded into the query axis: causal (tril buffer And padding) proven over the unfolded
   // [B, H, S, T] mask, the whole mask kept beside it (its padding part is moved to the heads axis)
   'gpt-bigcode-past': ['causal+bias', 'causal+bias'],
+  // nn.MultiheadAttention's merged mask (causal Or key padding, folded over [B·H, 1, T]): causal proven through the
+  // unfolded bias, the padding read back to one query row
+  'torch-mha': ['causal+bias', 'causal+bias'],
   'llama-past': ['causal+bias', 'causal+bias'],
   'qwen2-past': ['causal+bias', 'causal+bias'],
   'marian-decoder-past': ['causal', 'bias', 'causal', 'bias'],

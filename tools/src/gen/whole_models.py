@@ -346,6 +346,33 @@ class BigCode(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# torch.nn.MultiheadAttention (custom models, DETR-style stacks): heads folded into the batch by the module
+# ---------------------------------------------------------------------------------------------------------
+class TorchMha(nn.Module):
+    """a decoder stack of nn.MultiheadAttention(batch_first=True) with a bool causal attn_mask and
+    key_padding_mask = attention_mask == 0, which the module merges (logical_or over [b*h, 1, s]) into one -inf
+    mask for baddbmm(mask, q, kᵀ) on [b*h, t, d]"""
+    def __init__(s, vocab=128, h=64, nh=4, L=2, maxpos=128):
+        super().__init__()
+        s.wte, s.wpe = nn.Embedding(vocab, h), nn.Embedding(maxpos, h)
+        s.attn = nn.ModuleList([nn.MultiheadAttention(h, nh, batch_first=True) for _ in range(L)])
+        s.ln = nn.ModuleList([nn.LayerNorm(h) for _ in range(L)])
+        s.ff = nn.ModuleList([nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h)) for _ in range(L)])
+        s.ln_f = nn.LayerNorm(h)
+
+    def forward(s, input_ids, attention_mask):
+        t = input_ids.size(1)
+        x = s.wte(input_ids) + s.wpe(torch.arange(t).unsqueeze(0))
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+        padding = attention_mask == 0
+        for i in range(len(s.attn)):
+            y = s.ln[i](x)
+            x = x + s.attn[i](y, y, y, key_padding_mask=padding, attn_mask=causal, need_weights=False)[0]
+            x = x + s.ff[i](x)
+        return s.ln_f(x) @ s.wte.weight.t()
+
+
+# ---------------------------------------------------------------------------------------------------------
 # GPT-NeoX (packed qkv per head, partial rotary, baddbmm on [b*h, t, d], past)
 # ---------------------------------------------------------------------------------------------------------
 class NeoXAttention(nn.Module):
@@ -960,6 +987,10 @@ def corpus():
            {**batch_seq("input_ids"), "attention_mask": {0: "batch_size", 1: "total_sequence_length"}, **kv_axes(pn), **kv_axes(prn, "total_sequence_length")}, 17,
            dict(sites=2, heads=4, head_dim=16, mask="causal over past + new keys (bool buffer, torch.where(-1e9)) + additive padding", long_seq_ok=False,
                 past=True, form="packed qkv sliced per head, partial rotary, baddbmm(zeros, q, kᵀ, alpha=1/sqrt(d)) on [b*h, t, d]"))
+    yield ("torch-mha", lambda: TorchMha(), lambda: (ids(B, T), padding(B, T, 1)), ["input_ids", "attention_mask"], ["logits"],
+           batch_seq("input_ids", "attention_mask"), 17,
+           dict(sites=2, heads=4, head_dim=16, mask="causal (bool triu attn_mask) or-ed with key_padding_mask (attention_mask == 0) by nn.MultiheadAttention, -inf",
+                long_seq_ok=False, form="torch.nn.MultiheadAttention(batch_first=True), need_weights=False: in_proj, baddbmm(mask, q, kᵀ) on [b*h, t, d]"))
     bc_past, bc_present = [f"past_key_values.{i}" for i in range(L)], [f"present.{i}" for i in range(L)]
     yield ("gpt-bigcode-past", lambda: BigCode(), lambda: (ids(B, T), padding(B, P + T, 1), *[torch.randn(B, P, 32) * 0.5 for _ in range(L)]),
            ["input_ids", "attention_mask", *bc_past], ["logits", *bc_present],

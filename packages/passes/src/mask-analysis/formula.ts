@@ -55,7 +55,8 @@ export type Formula =
   | { readonly op: 'lin'; readonly ci: number; readonly cj: number; readonly c: Sym }
   | { readonly op: 'and' | 'or'; readonly parts: readonly Formula[] }
   | { readonly op: 'not'; readonly x: Formula }
-  | { readonly op: 'data'; readonly value: Value; readonly reason: string };
+  /** A data-dependent keep-mask (`negated`: its complement, which no value of the graph holds). */
+  | { readonly op: 'data'; readonly value: Value; readonly reason: string; readonly negated?: boolean };
 
 export const fAnd = (...parts: Formula[]): Formula => (parts.length === 1 ? parts[0]! : { op: 'and', parts });
 export const fOr = (...parts: Formula[]): Formula => (parts.length === 1 ? parts[0]! : { op: 'or', parts });

@@ -12,9 +12,9 @@
 // an index field met beside data) leaves the residual as it was.
 
 import { type DType, type Graph, type Node, ONNX_DOMAIN, Tensor, type Value } from '@attnopt/ir';
-import { attrInts, NodeBuilder } from '@attnopt/rewrite';
-import { inferDtype, inferShape, staticInts } from '../shape-inference/shapes.js';
-import { type AbstractValue, type Formula, symIsConst, symSub, tableFormula } from './symbolic.js';
+import { attrInt, attrInts, NodeBuilder } from '@attnopt/rewrite';
+import { inferDtype, inferShape, staticInts, symbolicShape } from '../shape-inference/shapes.js';
+import { type AbstractValue, type Formula, leadingReshape, symIsConst, symSub, tableFormula } from './symbolic.js';
 import { nnf } from './prove.js';
 
 /** Ops applied per element (with broadcasting from the right): they keep a value's query axis where it was. */
@@ -101,6 +101,12 @@ function uniformOf(v: Value, readings: ReadonlyMap<Value, AbstractValue>, depth 
   return uniformOf(n.inputs[0], readings, depth + 1);
 }
 
+/** Whether a Reshape's static target copies its input's last two axes (0, 0 or 0, -1; allowzero unset). */
+function copiesLastTwo(n: Node): boolean {
+  const t = staticInts(n.inputs[1]);
+  return t !== undefined && t.length >= 2 && t[t.length - 2] === 0 && (t[t.length - 1] === 0 || t[t.length - 1] === -1) && (attrInt(n, 'allowzero') ?? 0) === 0;
+}
+
 /** Whether a Transpose or Unsqueeze of a rank-`rank` value leaves its last two axes (query, key) last. */
 function keepsQueryKeyAxes(n: Node, rank: number): boolean {
   if (n.op === 'Transpose') {
@@ -162,6 +168,18 @@ export function keyRowsResidual(graph: Graph, x: KeyRowsInput): { value: Value; 
       if (!row || rank === undefined || rowRank === undefined || rowRank > rank) return undefined;
       const full = rowRank < rank ? b.op('Expand', [row, b.constant('ones', Tensor.fromValues('i64', [rank], Array<bigint>(rank).fill(1n)))], 'rank') : row;
       return b.op(n.op, [full, ...n.inputs.slice(1)], n.op.toLowerCase(), Object.fromEntries(n.attrs));
+    }
+    // Reshape regrouping only leading axes, its target copying the query and key axes ([-1, H, 0, 0]) -> the same
+    // Reshape of the row of x, when that row kept x's leading axes (else the regrouping would not line up)
+    if (n.op === 'Reshape' && n.inputs[0] && n.inputs[1] && leadingReshape(n) !== undefined && copiesLastTwo(n)) {
+      const from = symbolicShape(n.inputs[0]);
+      const row = from && rowOf(n.inputs[0], depth + 1);
+      const rowRank = row && inferShape(row)?.length;
+      if (!from || !row || rowRank === undefined || rowRank > from.length) return undefined;
+      const full = rowRank < from.length ? b.op('Expand', [row, b.constant('ones', Tensor.fromValues('i64', [from.length], Array<bigint>(from.length).fill(1n)))], 'rank') : row;
+      const lead = symbolicShape(full);
+      if (!lead || lead.length !== from.length || lead.slice(0, -2).some((d, k) => d !== from[k])) return undefined;
+      return b.op('Reshape', [full, n.inputs[1]], 'reshape', Object.fromEntries(n.attrs));
     }
     if (!ELEMENTWISE.has(n.op) || n.inputs.length === 0) return undefined;
     const ins: (Value | undefined)[] = [];

@@ -79,10 +79,12 @@ export function nnf(f: Formula, neg = false): Formula {
       return nnf(f.x, !neg);
     case 'data': {
       if (!neg) return f;
+      if (f.negated) return { op: 'data', value: f.value, reason: f.reason };
       // ¬Not(m) is m: a keep-mask the model negated itself (masked = causal | Not(attention_mask))
       const not = f.value.producer;
       if (not?.op === 'Not' && not.domain === ONNX_DOMAIN && not.inputs[0]) return { op: 'data', value: not.inputs[0], reason: f.reason };
-      return stop(`a negated data-dependent mask (${f.value.name})`);
+      // else the complement of m, which no value holds: it stays data, and the whole bias will be the residual
+      return { op: 'data', value: f.value, reason: f.reason, negated: true };
     }
     case 'and':
     case 'or': {
@@ -257,9 +259,9 @@ function crossCheck(f: Formula, spec: MaskSpec, dims: SiteDims): void {
 }
 
 /** Splits a keep-formula into its structural conjuncts and its data-dependent keep-masks. */
-function splitData(f: Formula): { structural: Formula; data: { value: Value; reason: string }[] } {
+function splitData(f: Formula): { structural: Formula; data: { value: Value; reason: string; negated?: boolean }[] } {
   const cs = conjuncts(f);
-  const data = cs.filter((c): c is Formula & { op: 'data' } => c.op === 'data').map((c) => ({ value: c.value, reason: c.reason }));
+  const data = cs.filter((c): c is Formula & { op: 'data' } => c.op === 'data').map((c) => ({ value: c.value, reason: c.reason, ...(c.negated ? { negated: true } : {}) }));
   const rest = cs.filter((c) => c.op !== 'data');
   const structural: Formula = rest.length === 0 ? { op: 'const', value: true } : rest.length === 1 ? rest[0]! : { op: 'and', parts: rest };
   return { structural, data };
@@ -271,9 +273,10 @@ function splitData(f: Formula): { structural: Formula; data: { value: Value; rea
  * no more than the structural part does, so bias + spec is the original exactly:
  *   Where(causal ∧ pad, alibi, -inf)  ->  spec causal, bias Where(causal ∧ pad, alibi, -inf)
  */
-function residualOf(data: readonly { value: Value; reason: string }[], bias: Value, moved = false): { data?: Value; reason?: string } {
+function residualOf(data: readonly { value: Value; reason: string; negated?: boolean }[], bias: Value, moved = false): { data?: Value; reason?: string } {
   if (data.length === 0) return {};
   if (data.length === 1 && moved) return { data: bias, reason: `the data-dependent part ${JSON.stringify(data[0]!.value.name)} is moved to other axes on its way to the bias: the whole ${JSON.stringify(bias.name)} stays as bias` };
+  if (data.length === 1 && data[0]!.negated) return { data: bias, reason: `the bias keeps where the data-dependent mask ${JSON.stringify(data[0]!.value.name)} does not, and no value holds that complement: the whole ${JSON.stringify(bias.name)} stays as bias` };
   if (data.length === 1) return { data: data[0]!.value, reason: data[0]!.reason };
   return { data: bias, reason: `${data.length} data-dependent parts (${data.map((d) => JSON.stringify(d.value.name)).join(', ')}): the whole ${JSON.stringify(bias.name)} stays as bias` };
 }

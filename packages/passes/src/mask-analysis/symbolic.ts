@@ -399,10 +399,14 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     case 'Reshape':
       // a uniform fill (ConstantOfShape: baddbmm's zeros) is the same fill in any shape
       if (a?.kind === 'ints' && a.scalar && a.values.length === 1 && b?.kind === 'ints') return { ...a, rank: b.values.length };
-      // leading axes of 1 added or removed, the query and key axes kept (tril(n, n).view(1, 1, n, n)): the same value
+      // only the leading axes regrouped, the query and key axes kept (tril(n, n).view(1, 1, n, n); [B·H, S, T] ->
+      // [B, H, S, T]): the same function of (i, j); a data part regrouped no longer broadcasts as it did
       if (a && a.kind !== 'ints' && a.kind !== 'opaque' && a.kind !== 'fail') {
-        const rank = leadingOnesReshape(n);
-        if (rank !== undefined) return { ...a, rank } as AbstractValue;
+        const kept = leadingReshape(n);
+        if (kept !== undefined) {
+          if (!kept.onesOnly && holdsData(a)) ctx.movedData = true;
+          return { ...a, rank: kept.rank } as AbstractValue;
+        }
       }
       return reshape(a, b);
     case 'Where':
@@ -416,12 +420,16 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
   }
 }
 
-/** The output rank of a Reshape that only adds or removes leading axes of 1, its last two axes provably the same. */
-function leadingOnesReshape(n: Node): number | undefined {
+/**
+ * A Reshape whose last two axes are provably the same on both sides (so it regroups only the leading axes): its
+ * output rank, and whether every leading axis on both sides is 1 (then nothing moves at all).
+ */
+export function leadingReshape(n: Node): { rank: number; onesOnly: boolean } | undefined {
   const [from, to] = [symbolicShape(n.inputs[0]), symbolicShape(n.outputs[0])];
   if (!from || !to || from.length < 2 || to.length < 2) return undefined;
+  if (from[from.length - 2] !== to[to.length - 2] || from[from.length - 1] !== to[to.length - 1]) return undefined;
   const ones = (dims: readonly Expr[]) => dims.slice(0, -2).every((d) => d.constant === 1);
-  return from[from.length - 2] === to[to.length - 2] && from[from.length - 1] === to[to.length - 1] && ones(from) && ones(to) ? to.length : undefined;
+  return { rank: to.length, onesOnly: ones(from) && ones(to) };
 }
 
 /**
