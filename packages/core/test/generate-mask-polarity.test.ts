@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { Graph, Node, Tensor, tensorType, Value } from '@attnopt/ir';
+import { Graph, Node, parseGraph, Tensor, tensorType, Value } from '@attnopt/ir';
 import { exportOnnx } from '@attnopt/onnx';
 import { generateInputs, loadModel, optimize, verifyModels } from '../src/index.js';
 import { toOrt } from '../src/calibrate/ort-tensor.js';
@@ -39,6 +39,28 @@ describe('generated masks keep most keys in the model own convention', () => {
     expect(r1!.slice(0, -1).every((x) => x === 0)).toBe(true);
     expect(r1!.at(-1)).toBe(1);
     expect(await outputsFinite(KPM, sample!)).toBe(true);
+  });
+
+  it("key_padding_mask Or-ed into a causal attn_mask (nn.MultiheadAttention with both): still drops on True", () => {
+    // the mask merged as torch 1.13's F.multi_head_attention_forward does: attn_mask.logical_or(key_padding_mask),
+    // then masked_fill(-inf) into the zeros added to the scores
+    const g = parseGraph(`graph g {
+  input %scores: f32[2, seq, seq]
+  input %key_padding_mask: bool[2, seq]
+  input %causal: bool[seq, seq]
+  init %ninf: f32[] = tensor<f32[]> [-inf]
+  init %zero: f32[] = tensor<f32[]> [0.0]
+  init %ax1: i64[1] = tensor<i64[1]> [1]
+  %kpm = Unsqueeze(%key_padding_mask, %ax1)
+  %merged = Or(%causal, %kpm)
+  %bias = Where(%merged, %ninf, %zero)
+  %y = Add(%scores, %bias)
+  output %y
+}`);
+    const [sample] = generateInputs(g, { seed: 0, batch: 2, seqLen: 16 });
+    const [r0, r1] = rows(sample!.key_padding_mask as never);
+    expect(r0!.every((x) => x === 0)).toBe(true);
+    expect(r1!.at(-1)).toBe(1);
   });
 
   it('attention_mask (keeps on 1): row 0 all ones', () => {

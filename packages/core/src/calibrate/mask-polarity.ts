@@ -9,8 +9,11 @@
 import type { Node, Value } from '@attnopt/ir';
 import { staticNumbers } from '@attnopt/passes';
 
-/** Ops that carry the mask's truth values through unchanged (layout, type, broadcast). */
-const CARRY = new Set(['Reshape', 'Expand', 'Cast', 'Unsqueeze', 'Squeeze', 'Identity', 'Transpose', 'Flatten', 'Tile', 'Slice', 'Gather', 'Concat']);
+/**
+ * Ops that carry the mask's truth values through unchanged (layout, type, broadcast), and the logical ones that
+ * combine it with another mask of the same polarity (nn.MultiheadAttention Or-s key_padding_mask into attn_mask).
+ */
+const CARRY = new Set(['Reshape', 'Expand', 'Cast', 'Unsqueeze', 'Squeeze', 'Identity', 'Transpose', 'Flatten', 'Tile', 'Slice', 'Gather', 'Concat', 'Or', 'And']);
 const BIG = -1e4;
 
 const veryNegative = (v: Value | undefined) => {
