@@ -403,7 +403,8 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
       // [B, H, S, T]): the same function of (i, j); a data part regrouped no longer broadcasts as it did
       if (a && a.kind !== 'ints' && a.kind !== 'opaque' && a.kind !== 'fail') {
         const kept = leadingReshape(n);
-        if (kept !== undefined) {
+        // (an index field may vary along a leading axis, which a regrouping would move: only all-ones pass it)
+        if (kept !== undefined && (kept.onesOnly || (a.kind !== 'field' && a.kind !== 'minmax'))) {
           if (!kept.onesOnly && holdsData(a)) ctx.movedData = true;
           return { ...a, rank: kept.rank } as AbstractValue;
         }
