@@ -107,6 +107,13 @@ describe("the mask's entries zeroed after the Softmax (DeBERTa's XSoftmax)", () 
     expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
   });
 
+  test('Conformer (ESPnet, NeMo): the mask cast to bool again for each masked_fill: the same condition, lifted, exact', async () => {
+    const text = xsoftmax('inverted', '%rmask_zero')
+      .replace('%rmask = Not(%keep)', '%rmask = Not(%keep)\n  %rmask_fill = Cast(%rmask) {to = 9}\n  %rmask_zero = Cast(%rmask) {to = 9}')
+      .replace('%x = Where(%rmask, %fmin, %sc)', '%x = Where(%rmask_fill, %fmin, %sc)');
+    await liftedAndExact(text, { opset: OPSET, seed: 6, sizes: { batch: 2, seq: 6, past: 0 } });
+  });
+
   test('zeroed on another condition than the fill: refused, with the reason', () => {
     expect(refusalNotes(xsoftmax('inverted', '%other'), OPSET)).toMatch(/nor zeroes the entries the mask filled/);
   });

@@ -132,12 +132,28 @@ function matchNanGuard(where: Node, p: Value): Node[] | undefined {
 function matchMaskedZero(where: Node, p: Value, masks: readonly MaskStep[]): Node[] | undefined {
   const [cond, a, b] = where.inputs;
   for (const m of masks) {
-    if (m.kind !== 'masked-fill' || m.cond !== cond || m.view !== undefined) continue;
+    if (m.kind !== 'masked-fill' || !sameCondition(m.cond, cond) || m.view !== undefined) continue;
     const [kept, zero] = m.inverted ? [b, a] : [a, b];
     const zeros = kept === p ? zerosOf(zero) : undefined;
     if (zeros) return [where, ...zeros];
   }
   return undefined;
+}
+
+/**
+ * Whether two Where conditions are the same boolean tensor: the same value under Identity and Cast(to = bool) nodes
+ * (the TorchScript exporter casts the mask again for each masked_fill, as Conformer's attention fills twice).
+ * A Where's condition is bool, so a Cast to bool at its top is the identity on it.
+ */
+function sameCondition(x: Value | undefined, y: Value | undefined): boolean {
+  const underBoolCasts = (v: Value | undefined): Value | undefined => {
+    for (let cur = v; ; ) {
+      const n = onnxOp(cur, 'Identity', 'Cast');
+      if (!n || (n.op === 'Cast' && attrInt(n, 'to') !== 9)) return cur;
+      cur = n.inputs[0];
+    }
+  };
+  return x !== undefined && y !== undefined && (x === y || underBoolCasts(x) === underBoolCasts(y));
 }
 
 /** The nodes that make `v` all zeros (a static 0, torch's zeros_like as ConstantOfShape, an Expand or Cast of a 0), or undefined. */
