@@ -1,7 +1,7 @@
 // Masks added over a view that splits the scores' batch axis, as Swin's shifted windows write them (timm and
 // Hugging Face): scores [B·nW, H, N, N] viewed as [B, nW, H, N, N], the window mask [nW, N, N] added (or a
 // keep-mask applied) there, and the view reshaped back before the Softmax. The site lifts with the mask brought to
-// the scores (batch-view.ts), and the lowered graph computes what the graph as written computes in onnxruntime
+// the scores (scores-view.ts), and the lowered graph computes what the graph as written computes in onnxruntime
 // (fp32, |lowered - original| <= 1e-5, compareLowered). Before, every shifted-window site was refused ("the scores
 // are reshaped ... between Q·Kᵀ and the Softmax").
 

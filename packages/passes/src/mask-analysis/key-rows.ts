@@ -141,6 +141,13 @@ export function keyRowsResidual(graph: Graph, x: KeyRowsInput): { value: Value; 
     memo.set(v, out);
     return out;
   };
+  // the row of x at x's rank `rank` (Expand prepends 1s: the row broadcasts as x did), if its rank is no larger
+  const rowAtRank = (x: Value, rank: number, depth: number): Value | undefined => {
+    const row = rowOf(x, depth + 1);
+    const rowRank = row && inferShape(row)?.length;
+    if (!row || rowRank === undefined || rowRank > rank) return undefined;
+    return rowRank < rank ? b.op('Expand', [row, b.constant('ones', Tensor.fromValues('i64', [rank], Array<bigint>(rank).fill(1n)))], 'rank') : row;
+  };
   const build = (v: Value, depth: number): Value | undefined => {
     if (depth > 64) return undefined;
     const av = x.readings.get(v);
@@ -160,25 +167,19 @@ export function keyRowsResidual(graph: Graph, x: KeyRowsInput): { value: Value; 
     // Expand(x, shape) -> the row of x: the site broadcasts its bias to the scores, so what Expand added is not needed
     if (n.op === 'Expand') return n.inputs[0] && rowOf(n.inputs[0], depth + 1);
     // Transpose / Unsqueeze that keep the query and key axes last (a heads axis moved or inserted) -> the same op on
-    // the row of x, brought back to x's rank first (Expand prepends 1s: the row broadcasts as x did)
+    // the row of x, brought back to x's rank first
     if ((n.op === 'Transpose' || n.op === 'Unsqueeze') && n.inputs[0]) {
       const rank = inferShape(n.inputs[0])?.length;
-      const row = rank !== undefined && keepsQueryKeyAxes(n, rank) ? rowOf(n.inputs[0], depth + 1) : undefined;
-      const rowRank = row && inferShape(row)?.length;
-      if (!row || rank === undefined || rowRank === undefined || rowRank > rank) return undefined;
-      const full = rowRank < rank ? b.op('Expand', [row, b.constant('ones', Tensor.fromValues('i64', [rank], Array<bigint>(rank).fill(1n)))], 'rank') : row;
-      return b.op(n.op, [full, ...n.inputs.slice(1)], n.op.toLowerCase(), Object.fromEntries(n.attrs));
+      const full = rank !== undefined && keepsQueryKeyAxes(n, rank) ? rowAtRank(n.inputs[0], rank, depth) : undefined;
+      return full && b.op(n.op, [full, ...n.inputs.slice(1)], n.op.toLowerCase(), Object.fromEntries(n.attrs));
     }
     // Reshape regrouping only leading axes, its target copying the query and key axes ([-1, H, 0, 0]) -> the same
     // Reshape of the row of x, when that row kept x's leading axes (else the regrouping would not line up)
     if (n.op === 'Reshape' && n.inputs[0] && n.inputs[1] && leadingReshape(n) !== undefined && copiesLastTwo(n)) {
       const from = symbolicShape(n.inputs[0]);
-      const row = from && rowOf(n.inputs[0], depth + 1);
-      const rowRank = row && inferShape(row)?.length;
-      if (!from || !row || rowRank === undefined || rowRank > from.length) return undefined;
-      const full = rowRank < from.length ? b.op('Expand', [row, b.constant('ones', Tensor.fromValues('i64', [from.length], Array<bigint>(from.length).fill(1n)))], 'rank') : row;
-      const lead = symbolicShape(full);
-      if (!lead || lead.length !== from.length || lead.slice(0, -2).some((d, k) => d !== from[k])) return undefined;
+      const full = from && rowAtRank(n.inputs[0], from.length, depth);
+      const lead = full && symbolicShape(full);
+      if (!from || !lead || lead.length !== from.length || lead.slice(0, -2).some((d, k) => d !== from[k])) return undefined;
       return b.op('Reshape', [full, n.inputs[1]], 'reshape', Object.fromEntries(n.attrs));
     }
     if (!ELEMENTWISE.has(n.op) || n.inputs.length === 0) return undefined;
