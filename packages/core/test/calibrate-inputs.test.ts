@@ -1,11 +1,11 @@
 // Calibration inputs: .npy files (fixtures written by numpy: fixtures/npy/make_npy.py), TensorProto files
 // (ONNX node-test data sets), calibration-set folders and generated inputs.
 
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, copyFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 import { Graph, Tensor, tensorType, Value } from '@attnopt/ir';
 import { loadModel } from '../src/index.js';
 import { calibrationSet, encodeNpy, generateInputs, hostToFloat64, readNpy, readTensorProto } from '../src/calibrate/index.js';
@@ -15,6 +15,9 @@ const npy = (name: string) => new Uint8Array(readFileSync(resolve(here, 'fixture
 const fixtures = resolve(here, '../../../../shared/fixtures/onnx');
 const nodeTest = (name: string) => resolve(fixtures, 'onnx-node-tests', name);
 const tinyBert = resolve(here, '../../../examples/tiny-bert/model.onnx');
+// every folder this file writes lies under one scratch folder, removed when the file's tests end
+const scratch = mkdtempSync(join(tmpdir(), 'attnopt-calib-test-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe('readNpy (files written by numpy)', () => {
   test.each([
@@ -72,7 +75,7 @@ describe('calibration sets on disk', () => {
   test('numbered folders of .npy files, and the errors name the file and the input', () => {
     const model = loadModel(tinyBert);
     const [sample] = generateInputs(model, { batch: 2, seqLen: 5 });
-    const root = mkdtempSync(join(tmpdir(), 'attnopt-calib-'));
+    const root = mkdtempSync(join(scratch, 'set-'));
     const npyBytes = (dtype: string, shape: readonly number[], data: ArrayBufferView): Uint8Array => {
       let header = `{'descr': '${dtype}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
       header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
@@ -98,7 +101,7 @@ describe('calibration sets on disk', () => {
     const names = Object.keys(sample!);
     const first = names[0]!;
     const bad = (make: (dir: string) => void): (() => unknown) => {
-      const dir = mkdtempSync(join(tmpdir(), 'attnopt-calib-bad-'));
+      const dir = mkdtempSync(join(scratch, 'bad-'));
       for (const n of names) copyFileSync(join(root, '0', `${n}.npy`), join(dir, `${n}.npy`));
       make(dir);
       return () => [...calibrationSet(dir, model)];
@@ -114,7 +117,7 @@ describe('calibration sets on disk', () => {
     expect(bad((d) => writeFileSync(join(d, `${first}.npy`), '') )).toThrow(/not a NumPy/);
     const missing = bad(() => undefined);
     expect(missing).not.toThrow();
-    const dir = mkdtempSync(join(tmpdir(), 'attnopt-calib-missing-'));
+    const dir = mkdtempSync(join(scratch, 'missing-'));
     for (const n of names.slice(1)) copyFileSync(join(root, '0', `${n}.npy`), join(dir, `${n}.npy`));
     expect(() => [...calibrationSet(dir, model)]).toThrow(new RegExp(`input "${first}": missing: no ${first}\\.npy`));
   });
@@ -122,7 +125,7 @@ describe('calibration sets on disk', () => {
   test('NaN in a float calibration tensor is refused naming the file and the input', () => {
     const dir = nodeTest('test_attention_3d_attn_mask');
     const model = loadModel(join(dir, 'model.onnx'));
-    const tmp = mkdtempSync(join(tmpdir(), 'attnopt-calib-nan-'));
+    const tmp = mkdtempSync(join(scratch, 'nan-'));
     const samples = [...calibrationSet(dir, model)];
     const q = samples[0]!['Q']!;
     const data = Float32Array.from(q.data as Float32Array);
