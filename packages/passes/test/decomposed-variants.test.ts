@@ -3,10 +3,13 @@
 // rank inference through dynamic reshape targets; with negative cases.
 
 import { assertValid, attentionParams, isAttention, parseGraph } from '@attnopt/ir';
+import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { rewritePass } from '@attnopt/rewrite';
 import { describe, expect, test } from 'vitest';
 import { DECOMPOSED_RULES } from '../src/recognize/decomposed/index.js';
+import { lowerAttentionPass } from '../src/lower/index.js';
 import { staticShape } from '../src/shape-inference/shapes.js';
+import { compareLowered, ortTensor, randomInputs, runModel } from './helpers/ort.js';
 
 const lift = (text: string) => {
   const g = parseGraph(text);
@@ -38,9 +41,9 @@ describe('masked_fill masks', () => {
     expect(att[0]!.inputs[3]!.name).toBe('keep');
   });
 
-  test('Where(pad, finfo.min, scores) (inverted) -> Not(pad) as the keep-mask', () => {
-    const { g, att } = lift(graph(`${QKV4}\n  input %pad: bool[8, 8]\n  init %fmin: f32[] = tensor<f32[]> [-3.4028234663852886e38]`, `${SCORES}
-  %w = Where(%pad, %fmin, %sc)
+  test('Where(pad, -10000, scores) (inverted) -> Not(pad) as the keep-mask', () => {
+    const { g, att } = lift(graph(`${QKV4}\n  input %pad: bool[8, 8]\n  init %fill: f32[] = tensor<f32[]> [-10000.0]`, `${SCORES}
+  %w = Where(%pad, %fill, %sc)
   %p = Softmax(%w) {axis = -1}
   %y = MatMul(%p, %v)`));
     expect(att).toHaveLength(1);
@@ -49,6 +52,30 @@ describe('masked_fill masks', () => {
     expect(cast.op).toBe('Cast');
     expect(cast.inputs[0]!.producer?.op).toBe('Not');
     expect(g.nodes.some((n) => n.op === 'Softmax')).toBe(false);
+  });
+
+  // finfo.min absorbs any score: Where(keep, x, fill) = x + Where(keep, 0, fill) on every entry, so the fill stays
+  // the model's (a row it fills whole is uniform over its keys, as in the model), and the masks keep their order
+  test('Where(pad, finfo.min, scores) (inverted), then + bias -> Where(Not(pad), 0, finfo.min) + bias, exact on a fully filled row', async () => {
+    const text = graph(`${QKV4}\n  input %pad: bool[8, 8]\n  input %b: f32[2, 1, 1, 8]\n  init %fmin: f32[] = tensor<f32[]> [-3.4028234663852886e38]`, `${SCORES}
+  %w = Where(%pad, %fmin, %sc)
+  %wb = Add(%w, %b)
+  %p = Softmax(%wb) {axis = -1}
+  %y = MatMul(%p, %v)`);
+    const { g, att } = lift(text);
+    expect(att).toHaveLength(1);
+    const add = att[0]!.inputs[3]!.producer!;
+    expect(add.op).toBe('Add');
+    const fill = add.inputs[0]!.producer!;
+    expect([fill.op, fill.inputs[0]!.producer?.op]).toEqual(['Where', 'Not']);
+    // row 0 filled whole, row 1 but one key; the key bias -inf on key 7 of batch 1
+    const feeds = randomInputs(parseGraph(text), 3);
+    feeds.pad = ortTensor('bool', [8, 8], Array.from({ length: 64 }, (_, e) => Number(e < 8 || (e >= 8 && e < 15))));
+    feeds.b = ortTensor('f32', [2, 1, 1, 8], Array.from({ length: 16 }, (_, e) => (e === 15 ? -Infinity : 0.25 * (e % 8))));
+    const want = await runModel(exportOnnx(newOnnxModel(parseGraph(text), { opset: 17 })), feeds);
+    lowerAttentionPass({ opset: 17 }).run(g);
+    const cmp = compareLowered(await runModel(exportOnnx(newOnnxModel(g, { opset: 17 })), feeds), want);
+    expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
   });
 
   test('does not fire when neither Where branch is a mask fill', () => {

@@ -156,7 +156,12 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
   if (queryFold && !queryFold.ok) return queryFold;
   const unfoldedQuery = queryFold?.value;
   const masks = unfoldedQuery ? unfoldedQuery.masks : c.foldedHeads === undefined ? scoreMasks : scoreMasks.map((m) => (staticShape(m.over)?.length === 4 ? m : unfoldMask(graph, m, qSide, c.foldedHeads!, prelude)));
-  const bias = unfoldedQuery ? assembleBias(graph, masks, 4, prelude, 'unfolded', unfoldedQuery.k) : assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head', k);
+  // (probabilities zeroed where the mask filled: a row the mask fills whole is 0 in the model, as in the IR, so
+  // the fills stay keep-masks)
+  const fills = toValues.value.variants.includes('masked-zero') ? 'keep-masks' : 'as-written';
+  const bias = unfoldedQuery
+    ? assembleBias(graph, masks, 4, prelude, 'unfolded', unfoldedQuery.k, fills)
+    : assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head', k, fills);
   if (!bias.ok) return bias;
 
   // 3D bmm chains ([B·H, S, D], heads folded into the batch) with H known: Q, K, V and the bias unfolded to

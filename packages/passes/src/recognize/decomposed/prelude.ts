@@ -103,11 +103,20 @@ export function foldHeads(graph: Graph, y4: Value, y3: Value): Node[] {
 
 /**
  * Combines the mask steps into one Attention bias: one additive mask as is, a keep-mask alone as a boolean,
- * several combined (additive ones summed, keep-masks and-ed, then Where(keep, sum, -inf)). Over 3D scores,
+ * several combined (additive ones summed, keep-masks and-ed, then Where(keep, sum, -inf)); with a fill of
+ * finfo.min, the model's masks in order as one additive bias (absorbingFillBias), unless `fills` says keep-masks. Over 3D scores,
  * `heads` says what the bias is over: one head (it gets the heads axis here), [B·H, S, T] to unfold later,
  * or the already unfolded [B, H, S, T].
  */
-export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: number, prelude: Node[], heads: 'single-head' | 'heads-in-batch' | 'unfolded', k: Value): MatchResult<Value | undefined> {
+export function assembleBias(
+  graph: Graph,
+  masks: readonly MaskStep[],
+  rank: number,
+  prelude: Node[],
+  heads: 'single-head' | 'heads-in-batch' | 'unfolded',
+  k: Value,
+  fills: 'as-written' | 'keep-masks' = 'as-written',
+): MatchResult<Value | undefined> {
   if (masks.length === 0) return matched(undefined);
   // a mask subtracted, or scaled with the scores after it: factor · M in the prelude
   const additive = masks
@@ -121,25 +130,26 @@ export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: num
       return n.outputs[0]!;
     });
   const keeps: Value[] = [];
-  for (const m of masks) {
-    if (m.kind !== 'masked-fill') continue;
+  const keepOf = (m: MaskStep & { kind: 'masked-fill' }): Value => {
     // a keep-mask of 0s and 1s (multiplied in): as bool, nonzero keeps (a Where's condition is bool already)
     const condType = inferDtype(m.cond);
     const cond = condType === undefined || condType === 'bool' ? m.cond : castToBool(graph, m.cond, prelude);
-    if (m.inverted) {
-      const not = preludeNode(graph, 'Not', [cond], 'keep');
-      prelude.push(not);
-      keeps.push(not.outputs[0]!);
-    } else keeps.push(cond);
-  }
-  let sum = additive[0];
-  for (const b of additive.slice(1)) {
+    if (!m.inverted) return cond;
+    const not = preludeNode(graph, 'Not', [cond], 'keep');
+    prelude.push(not);
+    return not.outputs[0]!;
+  };
+  for (const m of masks) if (m.kind === 'masked-fill') keeps.push(keepOf(m));
+  const ordered = fills === 'as-written' ? absorbingFillBias(graph, masks, keeps, additive, prelude) : undefined;
+  if (ordered && !ordered.ok) return ordered;
+  let sum = ordered ? ordered.value : additive[0];
+  for (const b of ordered ? [] : additive.slice(1)) {
     const add = preludeNode(graph, 'Add', [sum!, b], 'bias');
     prelude.push(add);
     sum = add.outputs[0]!;
   }
-  let keep = keeps[0];
-  for (const b of keeps.slice(1)) {
+  let keep = ordered ? undefined : keeps[0];
+  for (const b of ordered ? [] : keeps.slice(1)) {
     const and = preludeNode(graph, 'And', [keep!, b], 'keep');
     prelude.push(and);
     keep = and.outputs[0]!;
@@ -167,6 +177,42 @@ export function assembleBias(graph: Graph, masks: readonly MaskStep[], rank: num
   // export) reads it as a keep-mask rather than an additive bias
   if (keep !== undefined && sum === undefined && !(bias.type?.kind === 'tensor' && bias.type.dtype === 'bool')) bias = castToBool(graph, bias, prelude);
   return matched(bias);
+}
+
+/** A finite fill no score moves in float32 or float64 (finfo.min): x + fill == fill for any |x| below 1e22. */
+const absorbs = (fill: number): boolean => Number.isFinite(fill) && fill <= -1e30;
+
+/**
+ * With a masked fill of finfo.min among the masks: the masks in the model's order, innermost first, each masked
+ * fill Where(keep, acc, fill), each additive mask added. Where(keep, x, fill) and x + Where(keep, 0, fill) then
+ * agree on every element, a row whose keys are all filled included (the model's softmax is uniform over its
+ * filled keys there; a keep-mask would leave the row no key, 0 by the IR's definition). Other fills (-inf, or
+ * -10000, which the scores move) stay keep-masks; undefined when no fill absorbs.
+ */
+function absorbingFillBias(graph: Graph, masks: readonly MaskStep[], keeps: readonly Value[], additive: readonly Value[], prelude: Node[]): MatchResult<Value> | undefined {
+  if (!masks.some((m) => m.kind === 'masked-fill' && absorbs(m.fill))) return undefined;
+  const dtype = masks.map((m) => inferDtype(m.over)).find((d) => d !== undefined);
+  if (dtype === undefined || (dtype !== 'f32' && dtype !== 'f64')) return undefined;
+  let acc: Value | undefined;
+  let [keep, add] = [keeps.length, additive.length];
+  for (const m of [...masks].reverse()) {
+    if (m.kind === 'additive') {
+      const a = additive[--add]!;
+      if (!acc) acc = a;
+      else {
+        const n = preludeNode(graph, 'Add', [acc, a], 'bias');
+        prelude.push(n);
+        acc = n.outputs[0]!;
+      }
+      continue;
+    }
+    const zero = acc ? undefined : constNode(graph, 'bias_zero', Tensor.fromValues(dtype, [], [0]));
+    const fill = constNode(graph, 'mask_fill', Tensor.fromValues(dtype, [], [absorbs(m.fill) ? m.fill : -Infinity]));
+    const n = preludeNode(graph, 'Where', [keeps[--keep]!, acc ?? zero!.outputs[0]!, fill.outputs[0]!], 'bias');
+    prelude.push(...(zero ? [zero] : []), fill, n);
+    acc = n.outputs[0]!;
+  }
+  return matched(acc!);
 }
 
 /** Cast(x, to = bool) with a declared type, in the prelude. */
