@@ -104,6 +104,14 @@ const QUERY_VARYING_BIAS: Record<string, readonly boolean[]> = {
   'longformer-local-global': [true, true],
 };
 
+/**
+ * Models whose left-padded outputs differ from the lowered graph's on the rows that keep no key (checked exactly, so
+ * that a fix updates the list): the model fills masked scores with a value the scores still move (GPT-NeoX's
+ * masked_bias -1e9: its softmax is uniform over the filled keys, the IR's keep-mask leaves the row no key), or
+ * with -inf (nn.MultiheadAttention: NaN in the model, 0 by the IR's definition).
+ */
+const LEFT_PADDED_ROWS_DIFFER: ReadonlySet<string> = new Set(['gpt-neox-past', 'torch-mha']);
+
 /** Models whose sites are not lifted yet: model -> a substring of the recognizer's reason. Checked exactly. */
 const NOT_LIFTED: Record<string, string> = {};
 
@@ -124,8 +132,12 @@ function kindOf(site: Node, window: number | undefined): Kind | string {
   return `${printSpec(spec)}${bias}`;
 }
 
-/** Inputs for a whole model: seeded floats and ids; padding masks keep every key but the last two of the last batch. */
-function feedsFor(g: Graph, seq: number): Record<string, ort.Tensor> {
+/**
+ * Inputs for a whole model: seeded floats and ids; padding masks keep every key but the last two of the last batch,
+ * or (`left`) but its first six: a left-padded batch, where a decoder's first queries of that batch keep no key
+ * their causal mask leaves (with 3 past keys, the first three queries).
+ */
+function feedsFor(g: Graph, seq: number, left = false): Record<string, ort.Tensor> {
   // (batch 1 where an input's batch axis is fixed at 1, as the encoder states of an exported decoder)
   const batch = g.inputs.some((v) => v.type?.kind === 'tensor' && v.type.shape?.[0] === 1) ? 1 : 2;
   const feeds = randomInputs(g, 5, { batch, seq, past: 3 });
@@ -134,7 +146,7 @@ function feedsFor(g: Graph, seq: number): Record<string, ort.Tensor> {
     if (t?.kind !== 'tensor' || !v.name.includes('mask') || t.shape?.length !== 2) continue;
     const dims = feeds[v.name]!.dims as number[];
     const [b, n] = [dims[0]!, dims[1]!];
-    const padded = (k: number) => Math.floor(k / n) === b - 1 && k % n >= n - 2;
+    const padded = (k: number) => Math.floor(k / n) === b - 1 && (left ? k % n < 6 : k % n >= n - 2);
     // a key-padding mask says true where a key is padding; an attention mask says 1 where a key is kept
     const keyPadding = t.dtype === 'bool' && v.name.includes('padding');
     feeds[v.name] = ortTensor(t.dtype, dims, Array.from({ length: b * n }, (_, k) => Number(padded(k) === keyPadding)));
@@ -181,13 +193,18 @@ for (const folder of FOLDERS) {
       expect(varies, `${name}: sites whose bias varies along the query axis`).toEqual(QUERY_VARYING_BIAS[name] ?? sites.map(() => false));
 
       // the recognized model, lowered, against the model as written (past the sliding window where there is one)
+      // on right- and left-padded inputs: the rows a left-padded decoder leaves with no key are the model's own
+      // (mask-analysis/unkept-rows.ts), so every output element agrees
       const seq = e.window !== undefined ? e.window + 9 : 12;
-      const feeds = feedsFor(importOnnx(file).graph, seq);
-      const want = await runModel(file, feeds);
+      const inputs = [feedsFor(importOnnx(file).graph, seq), feedsFor(importOnnx(file).graph, seq, true)];
+      const wants = await Promise.all(inputs.map((feeds) => runModel(file, feeds)));
       lowerAttentionPass({ opset: e.opset }).run(g);
-      const got = await runModel(exportOnnx(model), feeds);
-      const cmp = compareOutputs(got, want, 1e-5, 1e-5);
-      expect(cmp.mismatches, `${name}: max abs error ${cmp.maxAbsError}`).toEqual([]);
+      const lowered = exportOnnx(model);
+      for (const [k, feeds] of inputs.entries()) {
+        const cmp = compareOutputs(await runModel(lowered, feeds), wants[k]!, 1e-5, 1e-5);
+        if (k === 1 && LEFT_PADDED_ROWS_DIFFER.has(name)) expect(cmp.mismatches.length, `${name} (left-padded): listed as differing`).toBeGreaterThan(0);
+        else expect(cmp.mismatches, `${name} (${k ? 'left' : 'right'}-padded): max abs error ${cmp.maxAbsError}`).toEqual([]);
+      }
 
       // causal and windowed sites, banded: the key bias gathered per key (not read n x n), against the model as written
       // (a causal site as the window of 1024 keys its alignment gives: the same keys at this length)
@@ -200,8 +217,12 @@ for (const folder of FOLDERS) {
           if (spec.kind === 'causal') s.attrs.set('spec', specAttr(slidingWindow(1023, 0, spec.align)));
         }
         lowerAttentionPass({ opset: e.opset, strategy: 'banded' }).run(again.graph);
-        const banded = compareOutputs(await runModel(exportOnnx(again), feeds), want, 1e-5, 1e-5);
-        expect(banded.mismatches, `${name} banded: max abs error ${banded.maxAbsError}`).toEqual([]);
+        const bandedModel = exportOnnx(again);
+        for (const [k, feeds] of inputs.entries()) {
+          const banded = compareOutputs(await runModel(bandedModel, feeds), wants[k]!, 1e-5, 1e-5);
+          if (k === 1 && LEFT_PADDED_ROWS_DIFFER.has(name)) continue;
+          expect(banded.mismatches, `${name} banded (${k ? 'left' : 'right'}-padded): max abs error ${banded.maxAbsError}`).toEqual([]);
+        }
       }
     });
   });

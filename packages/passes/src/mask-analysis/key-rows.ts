@@ -62,8 +62,15 @@ function valueOnKept(av: AbstractValue | undefined, keep: Formula): { kind: 'boo
     return t === undefined ? undefined : { kind: av.kind === 'pred' ? 'bool' : 'number', x: t ? 1 : 0 };
   }
   if (av.kind === 'bias') {
-    // 0 where every mask term keeps the pair; a data term stays data
-    return av.terms.every((t) => t.kind === 'mask' && truth(t.keep) === true) ? { kind: 'number', x: 0 } : undefined;
+    // 0 where every mask term keeps the pair, a term's fill where it alone drops it (whether the terms were
+    // added or filled one into another, the value is that fill); a data term stays data
+    const dropped: number[] = [];
+    for (const t of av.terms) {
+      const kept = t.kind === 'mask' ? truth(t.keep) : undefined;
+      if (kept === undefined) return undefined;
+      if (!kept && t.kind === 'mask') dropped.push(t.fill);
+    }
+    return dropped.length <= 1 ? { kind: 'number', x: dropped[0] ?? 0 } : undefined;
   }
   if (av.kind === 'table' && av.table.bool) {
     // a boolean buffer read as its band (a causal tril sliced), as the proof read it
@@ -84,7 +91,7 @@ function isStructural(av: AbstractValue | undefined): boolean {
 }
 
 /** One row already: rank below 2, or size 1 on the query axis (the second to last). */
-function oneRow(v: Value): boolean {
+export function oneRow(v: Value): boolean {
   const s = inferShape(v);
   return s !== undefined && (s.length < 2 || s[s.length - 2] === 1);
 }
@@ -152,11 +159,14 @@ export function keyRowsResidual(graph: Graph, x: KeyRowsInput): { value: Value; 
     if (depth > 64) return undefined;
     const av = x.readings.get(v);
     if (isStructural(av)) {
-      // (an indicator may be boolean itself: a Trilu of a boolean ConstantOfShape)
+      // (an indicator may be boolean itself: a Trilu of a boolean ConstantOfShape); a value not constant on the
+      // kept pairs as read (an additive mask where some of its terms drop the pair: the reading does not say
+      // whether the fills replace or add) is rebuilt from its inputs below
       const c = valueOnKept(av, keep);
       const dtype: DType | undefined = inferDtype(v);
-      if (c === undefined || dtype === undefined || (c.kind === 'bool' && dtype !== 'bool')) return undefined;
-      return b.constant('on_kept', Tensor.fromValues(dtype, [], dtype === 'i64' || dtype === 'i32' ? [BigInt(c.x)] : [c.x]));
+      if (c !== undefined && dtype !== undefined && (c.kind !== 'bool' || dtype === 'bool')) {
+        return b.constant('on_kept', Tensor.fromValues(dtype, [], dtype === 'i64' || dtype === 'i32' ? [BigInt(c.x)] : [c.x]));
+      }
     }
     if (oneRow(v)) return v;
     const u = uniformOf(v, x.readings);

@@ -24,7 +24,8 @@ import {
 } from '@attnopt/ir';
 import { type Pass, type PassNote, removeDead } from '@attnopt/rewrite';
 import { type MaskProof, proveMaskSpec, type SiteDims } from './prove.js';
-import { keyRowsResidual } from './key-rows.js';
+import { keyRowsResidual, oneRow } from './key-rows.js';
+import { patchUnkeptRows, UNKEPT_ROWS } from './unkept-rows.js';
 import { inferShape } from '../shape-inference/shapes.js';
 import { simplifySpec } from './simplify.js';
 import { type Formula, namedDimSym, shapeSyms, type Sym, symAdd, symConst } from './symbolic.js';
@@ -143,6 +144,19 @@ export function analyzeMaskPass(): Pass {
         let last = node.inputs.length;
         while (last > 3 && node.inputs[last - 1] === undefined) last--;
         node.truncateInputs(last);
+        // the rows S leaves with no attended key, as the model computes them (unkept-rows.ts), built while the
+        // model's bias is still in the graph
+        let unkept: string | undefined;
+        const keyBias = rows ?? (proof.residual && oneRow(proof.residual) ? proof.residual : undefined);
+        if (keyBias && proof.keep && proof.readings && params.spec.kind === 'dense') {
+          const patch = patchUnkeptRows(graph, { node, bias, keyBias, keep: proof.keep, spec: proof.spec, readings: proof.readings, dims: siteDims(node) });
+          if (typeof patch === 'string') unkept = `rows whose kept keys are all masked are read as keeping none (0), not with the whole bias: ${patch}`;
+          else {
+            node.annotations.set(UNKEPT_ROWS, patch);
+            recordKeyRows(graph, patch.nodes);
+            unkept = 'rows whose kept keys are all masked (a left-padded query) are computed again densely, with the whole bias';
+          }
+        }
         const candidates = rows ? [...new Set([...proof.visited, ...producersOf(proof.residual!)])] : [...proof.visited];
         const taken = snapshot(graph, candidates);
         removeDead(graph, candidates);
@@ -155,6 +169,7 @@ export function analyzeMaskPass(): Pass {
               ? `spec := ${printSpec(spec)}, data-dependent part ${JSON.stringify(proof.residual!.name)} read on the kept keys, where it does not vary along the query axis: kept as the key bias ${JSON.stringify(rows.name)} (one query row): exact rewrite (error 0)`
               : `spec := ${printSpec(spec)}, data-dependent part ${JSON.stringify(proof.residual!.name)} kept as bias: exact rewrite (error 0)`,
         );
+        if (unkept) note(unkept);
       }
       return { changed, notes };
     },

@@ -30,6 +30,7 @@ import {
   newContext,
   type Sym,
 
+  symAdd,
   symConst,
   symEq,
   symEval,
@@ -102,6 +103,7 @@ interface Bounds {
   lo?: Sym; // j - i >= lo
   hi?: Sym; // j - i <= hi
   jHi?: Sym; // j <= jHi
+  jLo?: Sym; // j >= jLo
 }
 
 function tighter(a: Sym | undefined, b: Sym, max: boolean): Sym {
@@ -135,21 +137,27 @@ function alignEdges(edges: Sym[], dims: SiteDims): { ks: number[]; align: Align 
 
 function boundsSpec(b: Bounds, dims: SiteDims): MaskSpec {
   const parts: MaskSpec[] = [];
+  // j - i <= k, k an edge aligned to the lengths
+  const upTo = (edge: Sym): MaskSpec => {
+    const { ks: [k], align } = alignEdges([edge], dims);
+    if (k === 0) return causal(align);
+    return k! > 0 ? union(causal(align), slidingWindow(0, k!, align)) : difference(causal(align), slidingWindow(-k! - 1, 0, align));
+  };
   if (b.hi && b.lo) {
     const { ks: [hi, lo], align } = alignEdges([b.hi, b.lo], dims);
     parts.push(hi! < lo! ? { kind: 'empty' } : slidingWindow(-lo!, hi!, align));
   } else if (b.hi) {
-    const { ks: [k], align } = alignEdges([b.hi], dims);
-    if (k === 0) parts.push(causal(align));
-    else if (k! > 0) parts.push(union(causal(align), slidingWindow(0, k!, align)));
-    else parts.push(difference(causal(align), slidingWindow(-k! - 1, 0, align)));
+    parts.push(upTo(b.hi));
   } else if (b.lo) {
-    stop('a band open to the right (j - i >= lo only) is not expressed in the spec algebra');
+    // j - i >= lo: every key but those with j - i <= lo - 1 (the keys after a causal diagonal)
+    parts.push(difference({ kind: 'dense' }, upTo(symAdd(b.lo, symConst(-1)))));
   }
   if (b.jHi) {
     if (!symIsConst(b.jHi)) stop(`key bound j <= ${symToString(b.jHi)} depends on the length`);
     parts.push(sinks(Math.max(0, b.jHi.c + 1)));
   }
+  // j >= jLo: every key but the first jLo (the keys after the sinks)
+  if (b.jLo && b.jLo.c > 0) parts.push(difference({ kind: 'dense' }, sinks(b.jLo.c)));
   if (parts.length === 0) return { kind: 'dense' };
   return parts.length === 1 ? parts[0]! : intersect(...parts);
 }
@@ -187,6 +195,9 @@ export function formulaToSpec(f: Formula, dims: SiteDims): MaskSpec {
           b.hi = tighter(b.hi, ci === 1 ? c : symConst(Math.floor(c.c / ci)), false);
         } else if (ci === 0 && cj < 0 && (cj === -1 || symIsConst(c))) {
           b.jHi = tighter(b.jHi, cj === -1 ? c : symConst(Math.floor(c.c / -cj)), false);
+        } else if (ci === 0 && cj > 0 && symIsConst(c)) {
+          // cj·j + c >= 0  <=>  j >= ceil(-c / cj)
+          b.jLo = tighter(b.jLo, symConst(Math.ceil(-c.c / cj)), true);
         } else if (ci === 0 && cj === 0) {
           if (!symIsConst(c)) stop(`a condition ${symToString(c)} >= 0 on the lengths alone`);
           if (c.c < 0) return { kind: 'empty' };
@@ -255,6 +266,21 @@ function crossCheck(f: Formula, spec: MaskSpec, dims: SiteDims): void {
         if (want !== keeps(spec, i, j, { nq, nk, ...(past !== undefined ? { past } : {}) })) stop(`internal: ${printSpec(spec)} disagrees with the mask at (${i}, ${j}) for ${nq} x ${nk}`);
       }
     }
+  }
+}
+
+/**
+ * A structural formula (NNF) as a spec, checked against the formula on small lengths as a proof's spec is;
+ * undefined when it has no spec form (a region of the keys a proven mask drops: unkept-rows.ts).
+ */
+export function regionSpec(f: Formula, dims: SiteDims): MaskSpec | undefined {
+  try {
+    const spec = simplifySpec(formulaToSpec(f, dims));
+    crossCheck(f, spec, dims);
+    return spec;
+  } catch (e) {
+    if (e instanceof NotProven) return undefined;
+    throw e;
   }
 }
 

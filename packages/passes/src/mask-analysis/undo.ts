@@ -8,6 +8,7 @@
 import { type Attr, type Graph, type Node, type Value } from '@attnopt/ir';
 import { removeDead } from '@attnopt/rewrite';
 import { sortTopologically, topologicallyOrdered } from '../recognize/order.js';
+import { unpatchUnkeptRows } from './unkept-rows.js';
 
 /** Node annotation: what the site was before its mask was proven. */
 export const MASK_PROOF = 'attnopt.maskProof';
@@ -85,6 +86,7 @@ export function undoMaskProofs(graph: Graph, sites: readonly Node[]): Node[] {
   }
   graph.annotations.set(MASK_NODES_REMOVED, removed.filter((r) => !back.includes(r)));
   for (const node of undone) {
+    unpatchUnkeptRows(graph, node);
     const record = node.annotations.get(MASK_PROOF) as MaskProofRecord;
     node.truncateInputs(0);
     record.inputs.forEach((v, k) => node.setInput(k, v));

@@ -1,0 +1,253 @@
+// Rows a proven mask leaves without an attended key: where every key the spec keeps is masked by the residual key
+// bias (the padding queries of a left-padded batch in a decoder), the site's softmax over the whole bias runs over
+// the masking fills (finfo.min, as recognize writes a model's fill of it: the mean of V over the filled keys),
+// while the spec keeps only the masked keys of the band. Those rows are computed again densely with the whole
+// bias R, read on those rows only:
+//   Y = Attention(Q, K, V, spec S, bias r)  ->  ScatterElements(Y, F, Attention(Q[F], K, V, bias R[F]))   (error 0)
+//   F = {i : no key j with S(i, j) and r_j > MASKED_AT_OR_BELOW / 2}
+// Every other row is left as the site computes it (on those the proof is exact); a row of F computed again is the
+// site's own row before the proof, so a row taken into F that did not need it is still exact.
+// R[F] is never the whole [S, T] bias: on the keys S keeps and on each region of the keys S drops (a conjunction
+// of the complement's disjunctive normal form) R is one key row (key-rows.ts read on that region), and each
+// region's mask over the F rows picks its row. F is found in O(S + T): the keys S keeps for a query are a band
+// plus fixed extra keys (keySupport, checked against the spec row by row), counted in a prefix sum of the
+// unmasked keys.
+
+import {
+  AttentionInput,
+  attentionParams,
+  dense,
+  defaultOpsetOf,
+  type Graph,
+  type KeySupport,
+  keySupport,
+  type MaskSpec,
+  Node,
+  queryOffset,
+  rowKeys,
+  specAttr,
+  type Value,
+} from '@attnopt/ir';
+import { NodeBuilder, redirect, removeDead } from '@attnopt/rewrite';
+import { inferDtype, inferShape } from '../shape-inference/shapes.js';
+import { lowerAttention } from '../lower/attention.js';
+import { specMask } from '../lower/mask.js';
+import { keyRowsResidual } from './key-rows.js';
+import { nnf, regionSpec, type SiteDims } from './prove.js';
+import { type AbstractValue, type Formula, MASKED_AT_OR_BELOW } from './symbolic.js';
+
+/** A key whose bias is above this counts as attended: half way from 0 to the least masking fill. */
+export const UNMASKED_ABOVE = MASKED_AT_OR_BELOW / 2;
+
+/** Node annotation: the patch that replaced the site's output (undone with the proof: undo.ts). */
+export const UNKEPT_ROWS = 'attnopt.unkeptRows';
+
+export interface UnkeptRowsRecord {
+  /** The patched output, which took the site output's name and uses. */
+  readonly patched: Value;
+  /** The ScatterElements that reads the site's own output. */
+  readonly scatter: Node;
+  readonly nodes: readonly Node[];
+}
+
+export interface UnkeptRowsInput {
+  /** The site after the proof: spec S, bias r (one key row). */
+  readonly node: Node;
+  /** The model's bias R, its nodes still in the graph. */
+  readonly bias: Value;
+  /** The key bias r (one query row), built before the site. */
+  readonly keyBias: Value;
+  /** S's keep formula (structural, NNF) and spec. */
+  readonly keep: Formula;
+  readonly spec: MaskSpec;
+  readonly readings: ReadonlyMap<Value, AbstractValue>;
+  readonly dims: SiteDims;
+}
+
+/** The disjunctive normal form of an NNF formula, as conjunctions; undefined past `cap` terms or with data. */
+function dnf(f: Formula, cap = 16): Formula[][] | undefined {
+  switch (f.op) {
+    case 'const':
+      return f.value ? [[]] : [];
+    case 'lin':
+      return [[f]];
+    case 'or': {
+      const out: Formula[][] = [];
+      for (const p of f.parts) {
+        const d = dnf(p, cap);
+        if (!d || out.length + d.length > cap) return undefined;
+        out.push(...d);
+      }
+      return out;
+    }
+    case 'and': {
+      let acc: Formula[][] = [[]];
+      for (const p of f.parts) {
+        const d = dnf(p, cap);
+        if (!d || acc.length * d.length > cap) return undefined;
+        acc = acc.flatMap((c) => d.map((e) => [...c, ...e]));
+      }
+      return acc;
+    }
+    default:
+      return undefined;
+  }
+}
+
+const conjunction = (parts: Formula[]): Formula => (parts.length === 0 ? { op: 'const', value: true } : parts.length === 1 ? parts[0]! : { op: 'and', parts });
+
+/** Whether the band plus extra keys of `s` are exactly the keys `spec` keeps, row by row, on a few lengths. */
+function supportIsExact(spec: MaskSpec, s: KeySupport): boolean {
+  if (s.globalQueries.length > 0 || new Set(s.aligns).size > 1) return false;
+  const reach = Math.max(0, ...s.extra.map((e) => e + 1), Number.isFinite(s.lo) ? Math.abs(s.lo) : 0, Number.isFinite(s.hi) ? Math.abs(s.hi) : 0);
+  const n = Math.min(2 * reach + 9, 600);
+  const lengths = [
+    { nq: n, nk: n },
+    { nq: Math.max(1, n >> 1), nk: n, past: n - Math.max(1, n >> 1) },
+    { nq: 1, nk: n, past: n - 1 },
+    { nq: 3, nk: 3 },
+  ];
+  for (const dims of lengths) {
+    const off = queryOffset(s.aligns[0] ?? 'top-left', dims);
+    for (let i = 0; i < dims.nq; i++) {
+      const p = i + off;
+      const want = new Set<number>();
+      for (let j = Math.max(0, p + s.lo); j <= Math.min(dims.nk - 1, p + s.hi); j++) want.add(j);
+      for (const e of s.extra) if (e < dims.nk) want.add(e);
+      const got = rowKeys(spec, i, dims);
+      let count = 0;
+      for (let k = 0; k < got.length; k += 2) {
+        for (let j = got[k]!; j < got[k + 1]!; j++) {
+          if (!want.has(j)) return false;
+          count++;
+        }
+      }
+      if (count !== want.size) return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Builds the patch (see the comment at the top) after the site and points the site's readers at it; returns the
+ * record to undo it, or why the site gets none (the rows S leaves without a key then keep the IR's 0).
+ */
+export function patchUnkeptRows(graph: Graph, x: UnkeptRowsInput): UnkeptRowsRecord | string {
+  const { node } = x;
+  const p = attentionParams(node);
+  const opset = defaultOpsetOf(graph);
+  if (opset === undefined || opset < 11) return 'the model\'s opset is below 11 (CumSum, ScatterElements)';
+  if (p.layout === 'packed-qkv') return 'packed Q, K and V';
+  if (node.inputs[AttentionInput.kvLength]) return 'a key-length input';
+  if (node.outputs.length > 3) return 'the site returns its scores';
+  const [q, k, v] = [node.inputs[AttentionInput.q], node.inputs[AttentionInput.k], node.inputs[AttentionInput.v]];
+  const y = node.outputs[0];
+  const rRank = inferShape(x.keyBias)?.length;
+  const fillType = inferDtype(x.bias);
+  if (!q || !k || !v || !y || rRank === undefined || rRank < 2) return 'the key bias\'s rank is unknown';
+  const keyType = inferDtype(x.keyBias);
+  if (fillType === undefined || fillType === 'bool' || (keyType !== fillType && keyType !== 'bool')) return 'the bias is not a float bias';
+  const support = keySupport(x.spec);
+  if (!support || !supportIsExact(x.spec, support)) return `the keys ${JSON.stringify(x.spec.kind)} keeps are not a band and fixed keys`;
+  // the keys S keeps, then the regions of the keys it drops: the model's bias R on each as one key row
+  const dropped = dnf(nnf(x.keep, true));
+  if (!dropped || dropped.length === 0) return 'the keys the spec drops are not a few regions';
+  // (on the keys S keeps R is r, but r may be a keep-mask: R is read there too)
+  const regions = [[x.keep], ...dropped];
+  // (each region's nodes go into the graph as they are built, so that the next builder sees their names)
+  const rows: { mask: MaskSpec; row: Value }[] = [];
+  const rowNodes: Node[] = [];
+  let place = graph.nodes.indexOf(node) + 1;
+  for (const parts of regions) {
+    const f = conjunction(parts);
+    const mask = regionSpec(f, x.dims);
+    const built = mask && keyRowsResidual(graph, { residual: x.bias, keep: f, readings: x.readings });
+    if (!mask || !built) {
+      removeDead(graph, rowNodes);
+      return 'the model\'s bias is not one key row on the keys the spec keeps or on those it drops';
+    }
+    for (const n of built.nodes) graph.addNode(n, place++);
+    rows.push({ mask, row: built.value });
+    rowNodes.push(...built.nodes);
+  }
+
+  const b = new NodeBuilder(graph, `${node.name || y.name}/unkept_rows`);
+  const i64 = (n: number, what: string) => b.scalar(what, 'i64', n);
+  const axisAttr = (a: number) => ({ axis: { type: 'int', value: BigInt(a) } }) as const;
+  const seqAxis = p.layout === 'bhsd' ? 2 : 1;
+  const pastKey = node.inputs[AttentionInput.pastKey];
+  const zero = i64(0, 'zero');
+  const one = i64(1, 'one');
+  const nq = b.dim(q, seqAxis, 'nq');
+  const past = pastKey ? b.dim(pastKey, 2, 'past') : undefined;
+  const nk = past ? b.op('Add', [past, b.dim(k, seqAxis, 'new_keys')], 'nk') : b.dim(k, seqAxis, 'nk');
+  const bottomRight = b.op('Sub', [nk, nq], 'bottom_right');
+  const align = support.aligns[0] ?? 'top-left';
+  const offset = align === 'bottom-right' ? bottomRight : align === 'past' ? (past ?? zero) : zero;
+  const queries = b.op('Range', [zero, nq, one], 'queries');
+  const cols = b.op('Range', [zero, nk, one], 'keys');
+  const position = b.op('Add', [queries, offset], 'position');
+  const clamp = (t: Value, what: string) => b.op('Min', [b.op('Max', [t, zero], `${what}_low`), nk], what);
+  const start = Number.isFinite(support.lo) ? clamp(b.op('Add', [position, i64(support.lo, 'lo')], 'band_lo'), 'start') : b.op('Mul', [queries, zero], 'start');
+  const end = Number.isFinite(support.hi) ? clamp(b.op('Add', [position, i64(support.hi + 1, 'hi')], 'band_hi'), 'end') : b.op('Add', [b.op('Mul', [queries, zero], 'end_zero'), nk], 'end');
+  // prefix counts of the attended keys, [..., 1, T + 1] (a key bias of size 1 on the key axis broadcasts to T)
+  const attendedKeys = keyType === 'bool' ? x.keyBias : b.op('Greater', [x.keyBias, b.scalar('unmasked_above', fillType, UNMASKED_ABOVE)], 'attended_bias');
+  const attended = b.op('Or', [attendedKeys, b.op('Less', [cols, zero], 'no_key')], 'attended');
+  const pads = Array<number>(2 * rRank).fill(0);
+  pads[rRank - 1] = 1;
+  const prefix = b.op('Pad', [b.op('CumSum', [b.cast(attended, 'i64', 'attended_count'), i64(-1, 'key_axis')], 'cumsum'), b.ints('pads', pads)], 'prefix');
+  const at = (idx: Value, what: string) => b.op('Gather', [prefix, idx], what, axisAttr(-1));
+  let count = b.op('Sub', [at(end, 'to_end'), at(start, 'to_start')], 'band_count');
+  for (const e of support.extra) {
+    const ix = (d: number, what: string) => b.op('Min', [b.ints(`${what}_${e}`, [e + d]), nk], `${what}_at_${e}`);
+    const key = b.op('Sub', [at(ix(1, 'extra_end'), `extra_to_end_${e}`), at(ix(0, 'extra_start'), `extra_to_start_${e}`)], `extra_${e}`);
+    const inBand = b.op('And', [b.op('Not', [b.op('Greater', [start, i64(e, `extra_key_${e}`)], `extra_after_${e}`)], `extra_from_${e}`), b.op('Less', [i64(e, `extra_key2_${e}`), end], `extra_to_${e}`)], `extra_in_band_${e}`);
+    count = b.op('Add', [count, b.op('Where', [inBand, zero, key], `extra_counted_${e}`)], `count_${e}`);
+  }
+  // F: the rows with no attended key in some batch or head
+  const unkept = b.cast(b.op('Not', [b.op('Greater', [count, zero], 'has_key')], 'no_attended_key'), 'i64', 'unkept');
+  const axes = Array.from({ length: rRank - 1 }, (_, a) => a);
+  const anyUnkept =
+    opset >= 18
+      ? b.op('ReduceMax', [unkept, b.ints('batch_axes', axes)], 'any_unkept', { keepdims: { type: 'int', value: 0n } })
+      : b.op('ReduceMax', [unkept], 'any_unkept', { axes: { type: 'ints', value: axes.map(BigInt) }, keepdims: { type: 'int', value: 0n } });
+  const f = b.reshape(b.op('NonZero', [anyUnkept], 'unkept_nonzero'), [-1], 'unkept_rows');
+  // R on the rows F: on each key, the row of the region the key lies in (the last region where no other holds)
+  const ix = { rows: b.reshape(f, [-1, 1], 'unkept_rows_2d'), cols, bottomRight, ...(past ? { past } : {}) };
+  let rowsBias: Value = rows[rows.length - 1]!.row;
+  for (let r = rows.length - 2; r >= 0; r--) {
+    const m = specMask(b, rows[r]!.mask, ix);
+    rowsBias = m ? b.op('Where', [m, rows[r]!.row, rowsBias], `region_${r}`) : rows[r]!.row;
+  }
+  const qRows = b.op('Gather', [q, f], 'q_rows', axisAttr(seqAxis));
+  // the rows as the site computed them before the proof: a dense site over the F queries with R on them
+  const yRows = b.fresh('y_rows');
+  const attrs = new Map(node.attrs);
+  attrs.set('spec', specAttr(dense));
+  const inputs = [qRows, k, v, rowsBias, pastKey, node.inputs[AttentionInput.pastValue]];
+  while (inputs.length > 4 && inputs[inputs.length - 1] === undefined) inputs.pop();
+  const rowsSite = new Node({ domain: node.domain, op: node.op, name: yRows.name, inputs, outputs: [yRows], attrs });
+  const readRows = b.nodes.length; // the nodes from here on read the rows' output: placed after its site
+  const rank = p.layout === 'bsd' ? 3 : 4;
+  const along = Array<number>(rank).fill(1);
+  along[seqAxis] = -1;
+  const index = b.op('Expand', [b.reshape(f, along, 'row_index'), b.op('Shape', [yRows], 'rows_shape')], 'row_index_expanded');
+  const patched = b.op('ScatterElements', [y, index, yRows], 'patched', axisAttr(seqAxis));
+  const scatter = patched.producer!;
+  const [before, after] = [b.nodes.slice(0, readRows), b.nodes.slice(readRows)];
+  for (const n of [...before, rowsSite, ...after]) graph.addNode(n, place++);
+  const lowered = lowerAttention(graph, rowsSite, { opset });
+  redirect(graph, y, patched);
+  scatter.setInput(0, y);
+  return { patched, scatter, nodes: [...rowNodes, ...before, ...lowered, ...after] };
+}
+
+/** Undoes patchUnkeptRows: the site's readers read its output again; the patch's nodes are left dead. */
+export function unpatchUnkeptRows(graph: Graph, node: Node): readonly Node[] {
+  const record = node.annotations.get(UNKEPT_ROWS) as UnkeptRowsRecord | undefined;
+  if (!record) return [];
+  node.annotations.delete(UNKEPT_ROWS);
+  const y = record.scatter.inputs[0];
+  if (y) redirect(graph, record.patched, y);
+  return record.nodes;
+}
