@@ -131,6 +131,8 @@ export interface KeyRowsInput {
   /** The proven spec's keep formula (structural, NNF) and the evaluator's readings of the values it visited. */
   readonly keep: Formula;
   readonly readings: ReadonlyMap<Value, AbstractValue>;
+  /** The prefix of the new values' names (default `<residual>/key_rows`). */
+  readonly base?: string;
 }
 
 /**
@@ -140,7 +142,7 @@ export interface KeyRowsInput {
 export function keyRowsResidual(graph: Graph, x: KeyRowsInput): { value: Value; nodes: Node[] } | undefined {
   if (oneRow(x.residual)) return undefined;
   const keep = nnf(x.keep);
-  const b = new NodeBuilder(graph, `${x.residual.name}/key_rows`);
+  const b = new NodeBuilder(graph, x.base ?? `${x.residual.name}/key_rows`);
   const memo = new Map<Value, Value | undefined>();
   const rowOf = (v: Value, depth: number): Value | undefined => {
     if (memo.has(v)) return memo.get(v);

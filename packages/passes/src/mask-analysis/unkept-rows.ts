@@ -3,22 +3,23 @@
 // the masking fills (finfo.min, as recognize writes a model's fill of it: the mean of V over the filled keys),
 // while the spec keeps only the masked keys of the band. Those rows are computed again densely with the whole
 // bias R, read on those rows only:
-//   Y = Attention(Q, K, V, spec S, bias r)  ->  ScatterElements(Y, F, Attention(Q[F], K, V, bias R[F]))   (error 0)
-//   F = {i : no key j with S(i, j) and r_j > MASKED_AT_OR_BELOW / 2}
+//   Y = Attention(Q, K, V, spec S, bias r)  ->  If(F is not empty, ScatterElements(Y, F, Attention(Q[F], K, V, bias R[F])), Y)
+//   F = {i : no key j with S(i, j) and r_j > MASKED_AT_OR_BELOW / 2}                                          (error 0)
 // Every other row is left as the site computes it (on those the proof is exact); a row of F computed again is the
 // site's own row before the proof, so a row taken into F that did not need it is still exact.
 // R[F] is never the whole [S, T] bias: on the keys S keeps and on each region of the keys S drops (a conjunction
 // of the complement's disjunctive normal form) R is one key row (key-rows.ts read on that region), and each
 // region's mask over the F rows picks its row. F is found in O(S + T): the keys S keeps for a query are a band
 // plus fixed extra keys (keySupport, checked against the spec row by row), counted in a prefix sum of the
-// unmasked keys.
+// unmasked keys; the rest runs only when F has a row (an If), so an input without such rows pays for the count.
 
 import {
   AttentionInput,
   attentionParams,
   dense,
   defaultOpsetOf,
-  type Graph,
+  Graph,
+  graphAttr,
   type KeySupport,
   keySupport,
   type MaskSpec,
@@ -28,7 +29,7 @@ import {
   specAttr,
   type Value,
 } from '@attnopt/ir';
-import { NodeBuilder, redirect, removeDead } from '@attnopt/rewrite';
+import { NodeBuilder, redirect } from '@attnopt/rewrite';
 import { inferDtype, inferShape } from '../shape-inference/shapes.js';
 import { lowerAttention } from '../lower/attention.js';
 import { specMask } from '../lower/mask.js';
@@ -43,10 +44,11 @@ export const UNMASKED_ABOVE = MASKED_AT_OR_BELOW / 2;
 export const UNKEPT_ROWS = 'attnopt.unkeptRows';
 
 export interface UnkeptRowsRecord {
-  /** The patched output, which took the site output's name and uses. */
+  /** The patched output (the If's), which took the site output's name and uses. */
   readonly patched: Value;
-  /** The ScatterElements that reads the site's own output. */
-  readonly scatter: Node;
+  /** The site's own output, read by the If's branches. */
+  readonly y: Value;
+  /** The nodes placed in the graph (the If last). */
   readonly nodes: readonly Node[];
 }
 
@@ -154,24 +156,20 @@ export function patchUnkeptRows(graph: Graph, x: UnkeptRowsInput): UnkeptRowsRec
   if (!dropped || dropped.length === 0) return 'the keys the spec drops are not a few regions';
   // (on the keys S keeps R is r, but r may be a keep-mask: R is read there too)
   const regions = [[x.keep], ...dropped];
-  // (each region's nodes go into the graph as they are built, so that the next builder sees their names)
+  const base = `${node.name || y.name}/unkept_rows`;
   const rows: { mask: MaskSpec; row: Value }[] = [];
   const rowNodes: Node[] = [];
-  let place = graph.nodes.indexOf(node) + 1;
-  for (const parts of regions) {
+  for (const [r, parts] of regions.entries()) {
     const f = conjunction(parts);
     const mask = regionSpec(f, x.dims);
-    const built = mask && keyRowsResidual(graph, { residual: x.bias, keep: f, readings: x.readings });
-    if (!mask || !built) {
-      removeDead(graph, rowNodes);
-      return 'the model\'s bias is not one key row on the keys the spec keeps or on those it drops';
-    }
-    for (const n of built.nodes) graph.addNode(n, place++);
+    const built = mask && keyRowsResidual(graph, { residual: x.bias, keep: f, readings: x.readings, base: `${base}/region_${r}` });
+    if (!mask || !built) return 'the model\'s bias is not one key row on the keys the spec keeps or on those it drops';
     rows.push({ mask, row: built.value });
     rowNodes.push(...built.nodes);
   }
 
-  const b = new NodeBuilder(graph, `${node.name || y.name}/unkept_rows`);
+  // which rows keep no attended key, in the graph: a few ops over [B, T] and [S]
+  const b = new NodeBuilder(graph, base);
   const i64 = (n: number, what: string) => b.scalar(what, 'i64', n);
   const axisAttr = (a: number) => ({ axis: { type: 'int', value: BigInt(a) } }) as const;
   const seqAxis = p.layout === 'bhsd' ? 2 : 1;
@@ -204,50 +202,64 @@ export function patchUnkeptRows(graph: Graph, x: UnkeptRowsInput): UnkeptRowsRec
     const inBand = b.op('And', [b.op('Not', [b.op('Greater', [start, i64(e, `extra_key_${e}`)], `extra_after_${e}`)], `extra_from_${e}`), b.op('Less', [i64(e, `extra_key2_${e}`), end], `extra_to_${e}`)], `extra_in_band_${e}`);
     count = b.op('Add', [count, b.op('Where', [inBand, zero, key], `extra_counted_${e}`)], `count_${e}`);
   }
-  // F: the rows with no attended key in some batch or head
   const unkept = b.cast(b.op('Not', [b.op('Greater', [count, zero], 'has_key')], 'no_attended_key'), 'i64', 'unkept');
+  const anyRow = b.cast(b.op('ReduceMax', [unkept], 'any_unkept', { keepdims: { type: 'int', value: 0n } }), 'bool', 'some_row_unkept');
+
+  // the rows, computed only when there are some (an If): F, R on the rows F, the dense site over them, scattered
+  const rowsGraph = new Graph(`${base}/rows`);
+  const t = new NodeBuilder(graph, `${base}/rows`);
   const axes = Array.from({ length: rRank - 1 }, (_, a) => a);
-  const anyUnkept =
+  const perRow =
     opset >= 18
-      ? b.op('ReduceMax', [unkept, b.ints('batch_axes', axes)], 'any_unkept', { keepdims: { type: 'int', value: 0n } })
-      : b.op('ReduceMax', [unkept], 'any_unkept', { axes: { type: 'ints', value: axes.map(BigInt) }, keepdims: { type: 'int', value: 0n } });
-  const f = b.reshape(b.op('NonZero', [anyUnkept], 'unkept_nonzero'), [-1], 'unkept_rows');
+      ? t.op('ReduceMax', [unkept, t.ints('batch_axes', axes)], 'unkept_per_row', { keepdims: { type: 'int', value: 0n } })
+      : t.op('ReduceMax', [unkept], 'unkept_per_row', { axes: { type: 'ints', value: axes.map(BigInt) }, keepdims: { type: 'int', value: 0n } });
+  const f = t.reshape(t.op('NonZero', [perRow], 'nonzero'), [-1], 'unkept_rows');
   // R on the rows F: on each key, the row of the region the key lies in (the last region where no other holds)
-  const ix = { rows: b.reshape(f, [-1, 1], 'unkept_rows_2d'), cols, bottomRight, ...(past ? { past } : {}) };
+  const ix = { rows: t.reshape(f, [-1, 1], 'unkept_rows_2d'), cols, bottomRight, ...(past ? { past } : {}) };
   let rowsBias: Value = rows[rows.length - 1]!.row;
   for (let r = rows.length - 2; r >= 0; r--) {
-    const m = specMask(b, rows[r]!.mask, ix);
-    rowsBias = m ? b.op('Where', [m, rows[r]!.row, rowsBias], `region_${r}`) : rows[r]!.row;
+    const m = specMask(t, rows[r]!.mask, ix);
+    rowsBias = m ? t.op('Where', [m, rows[r]!.row, rowsBias], `region_${r}`) : rows[r]!.row;
   }
-  const qRows = b.op('Gather', [q, f], 'q_rows', axisAttr(seqAxis));
+  const qRows = t.op('Gather', [q, f], 'q_rows', axisAttr(seqAxis));
   // the rows as the site computed them before the proof: a dense site over the F queries with R on them
-  const yRows = b.fresh('y_rows');
+  const yRows = t.fresh('y_rows');
   const attrs = new Map(node.attrs);
   attrs.set('spec', specAttr(dense));
   const inputs = [qRows, k, v, rowsBias, pastKey, node.inputs[AttentionInput.pastValue]];
   while (inputs.length > 4 && inputs[inputs.length - 1] === undefined) inputs.pop();
   const rowsSite = new Node({ domain: node.domain, op: node.op, name: yRows.name, inputs, outputs: [yRows], attrs });
-  const readRows = b.nodes.length; // the nodes from here on read the rows' output: placed after its site
+  const readRows = t.nodes.length; // the nodes from here on read the rows' output: placed after its site
   const rank = p.layout === 'bsd' ? 3 : 4;
   const along = Array<number>(rank).fill(1);
   along[seqAxis] = -1;
-  const index = b.op('Expand', [b.reshape(f, along, 'row_index'), b.op('Shape', [yRows], 'rows_shape')], 'row_index_expanded');
-  const patched = b.op('ScatterElements', [y, index, yRows], 'patched', axisAttr(seqAxis));
-  const scatter = patched.producer!;
-  const [before, after] = [b.nodes.slice(0, readRows), b.nodes.slice(readRows)];
-  for (const n of [...before, rowsSite, ...after]) graph.addNode(n, place++);
-  const lowered = lowerAttention(graph, rowsSite, { opset });
+  const index = t.op('Expand', [t.reshape(f, along, 'row_index'), t.op('Shape', [yRows], 'rows_shape')], 'row_index_expanded');
+  const scattered = t.op('ScatterElements', [y, index, yRows], 'patched', axisAttr(seqAxis), y.type);
+  for (const n of [...rowNodes, ...t.nodes.slice(0, readRows), rowsSite, ...t.nodes.slice(readRows)]) rowsGraph.addNode(n);
+  lowerAttention(rowsGraph, rowsSite, { opset });
+  rowsGraph.outputs.push(scattered);
+  const asIs = new Graph(`${base}/as_is`);
+  const same = b.op('Identity', [y], 'as_is', {}, y.type);
+  asIs.addNode(b.nodes.pop()!);
+  asIs.outputs.push(same);
+
+  const patched = b.op('If', [anyRow], 'patched', { then_branch: graphAttr(rowsGraph), else_branch: graphAttr(asIs) }, y.type);
+  let place = graph.nodes.indexOf(node) + 1;
+  for (const n of b.nodes) graph.addNode(n, place++);
   redirect(graph, y, patched);
-  scatter.setInput(0, y);
-  return { patched, scatter, nodes: [...rowNodes, ...before, ...lowered, ...after] };
+  // (the branches read the site's output itself)
+  scattered.producer!.setInput(0, y);
+  same.producer!.setInput(0, y);
+  return { patched, y, nodes: [...b.nodes] };
 }
 
-/** Undoes patchUnkeptRows: the site's readers read its output again; the patch's nodes are left dead. */
+/** Undoes patchUnkeptRows: the site's readers read its output again; the patch's nodes are left dead (undo.ts removes them). */
 export function unpatchUnkeptRows(graph: Graph, node: Node): readonly Node[] {
   const record = node.annotations.get(UNKEPT_ROWS) as UnkeptRowsRecord | undefined;
   if (!record) return [];
   node.annotations.delete(UNKEPT_ROWS);
-  const y = record.scatter.inputs[0];
-  if (y) redirect(graph, record.patched, y);
+  redirect(graph, record.patched, record.y);
+  // the branches' nodes read outer values (the site's output, the counts): they let go, so that those die too
+  for (const g of record.patched.producer?.subgraphs() ?? []) for (const n of g.allNodes()) n.dropInputs();
   return record.nodes;
 }
