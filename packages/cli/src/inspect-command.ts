@@ -41,6 +41,8 @@ export interface InspectSiteJson {
   residualBias: string | null;
   /** The residual bias is one query row ([.., 1, T]): a key bias. */
   keyBias: boolean;
+  /** What a row whose kept keys are all masked computes (the mask analysis's words), or null. */
+  unkeptRows: string | null;
   keptFraction: number | null;
   analysis: readonly string[];
   decision?: DecisionJson;
@@ -92,6 +94,7 @@ function siteJson(f: SiteFacts, plan?: SitePlan, roles?: SiteHeadRoles): Inspect
     proven: f.proven,
     residualBias: f.residualBias,
     keyBias: f.keyBias,
+    unkeptRows: f.unkeptRows,
     keptFraction: f.keptFraction,
     analysis: f.notes,
   };
@@ -149,6 +152,7 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
   else if (s.proven) {
     const residual = s.residualBias === null ? ', bias dropped' : `; ${s.residualBias} kept as ${s.keyBias ? 'key bias (one query row)' : 'bias'}`;
     lines.push(`      keys: ${s.spec} (${s.spec === s.mask ? `from ${s.bias}` : `proven from ${s.bias}`}, exact${residual})${kept}`);
+    if (s.unkeptRows !== null) lines.push(`      ${s.unkeptRows}`);
   }
   else lines.push(`      keys: ${s.spec}${kept}; mask ${s.bias} kept as bias${s.analysis.length ? ` (${s.analysis[s.analysis.length - 1]})` : ''}`);
   const d = s.decision;

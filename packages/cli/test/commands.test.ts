@@ -34,6 +34,19 @@ describe('attnopt inspect', () => {
     expect(text.stderr).toBe('');
   });
 
+  test('a window proven beside a padding key bias: says what a row whose kept keys are all padding computes', async () => {
+    const mistral = resolve(here, '../../../tools/fixtures/whole-models/mistral.onnx');
+    const r = await attnopt('inspect', mistral, '--json');
+    expect(r.code).toBe(0);
+    for (const s of JSON.parse(r.stdout).sites) {
+      expect(s).toMatchObject({ spec: 'window(left=3, right=0)', proven: true, keyBias: true });
+      expect(s.unkeptRows).toContain('computed again densely, with the whole bias');
+    }
+    // tiny-bert proves nothing: no such rows to speak of
+    for (const s of JSON.parse((await attnopt('inspect', tinyBert, '--json')).stdout).sites) expect(s.unkeptRows).toBeNull();
+    expect((await attnopt('inspect', mistral)).stdout).toContain('rows whose kept keys are all masked (a left-padded query) are computed again');
+  });
+
   test('a padding mask read from a model input is data-dependent: kept as bias, with the reason', async () => {
     const r = await attnopt('inspect', tinyBert, '--json');
     const sites = JSON.parse(r.stdout).sites;

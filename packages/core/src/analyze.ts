@@ -50,6 +50,11 @@ export interface SiteFacts {
    * forms gather per key), false when it varies along the query axis (n x n) or there is none.
    */
   readonly keyBias: boolean;
+  /**
+   * With a proven spec and a key bias: what a row whose kept keys are all masked (a left-padded query) computes, in
+   * the mask analysis's words (computed again with the whole bias, or why not); null where the site has no such row.
+   */
+  readonly unkeptRows: string | null;
   /** Fraction of (query, key) pairs the spec keeps at nq = nk = options.seqLen; null when not asked or data-dependent. */
   readonly keptFraction: number | null;
   /** What the analysis found or why it could not prove more, in words. */

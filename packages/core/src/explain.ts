@@ -67,6 +67,7 @@ function explainSite(plan: SitePlan, budget: number): SiteExplanation {
     const reason = f.notes.length > 0 ? f.notes.join('; ') : 'nothing in it could be proven structural';
     why.push(`kept the mask ${f.bias} as it is: ${reason}`);
   }
+  if (f.unkeptRows !== null) why.push(f.unkeptRows);
   if (plan.skipped !== undefined) why.push(`kept ${plan.chosen}: ${plan.skipped}`);
   else if (d !== undefined && d.reasonDense !== undefined) why.push(`kept ${d.chosen}: ${d.reasonDense}`);
   else if (d !== undefined) {

@@ -50,6 +50,7 @@ export {
   maskProven,
   undoMaskProofs,
   MASKED_AT_OR_BELOW,
+  UNKEPT_ROWS_NOTE,
   type MaskProof,
   type SiteDims,
   type Formula,

@@ -3,7 +3,7 @@
 //   Attention(Q, K, V, bias=M), M keeps exactly P(i, j)  ->  Attention(Q, K, V, spec=spec ∩ P)   (error 0)
 
 import { AttentionInput, attentionParams, type AttentionSpec, isDataDependent, isLowRank, keptPairs, type MaskSpec, type Node, printShape, printSpec } from '@attnopt/ir';
-import { analyzeMaskPass, attentionSites, hasKeyBias, inferDtype, inferShape, siteOrigin } from '@attnopt/passes';
+import { analyzeMaskPass, attentionSites, hasKeyBias, inferDtype, inferShape, siteOrigin, UNKEPT_ROWS_NOTE } from '@attnopt/passes';
 import type { PassNote, StatePass } from '@attnopt/rewrite';
 import type { SiteFacts } from '../analyze.js';
 import type { AnalysisState } from './state.js';
@@ -25,6 +25,7 @@ function siteFacts(id: string, node: Node, recognized: { spec: string; bias: str
   const residualBias = node.inputs[AttentionInput.bias]?.name ?? null;
   const origin = siteOrigin(node);
   const q = node.inputs[AttentionInput.q];
+  const notes = analysis.filter((n) => n.node === where).map((n) => n.message);
   return {
     id,
     node: node.name || node.describe(),
@@ -46,7 +47,8 @@ function siteFacts(id: string, node: Node, recognized: { spec: string; bias: str
     residualBias,
     keyBias: residualBias !== null && hasKeyBias(node),
     keptFraction: keptFraction(p.spec, seqLen),
-    notes: analysis.filter((n) => n.node === where).map((n) => n.message),
+    notes,
+    unkeptRows: notes.find((n) => n.startsWith(UNKEPT_ROWS_NOTE)) ?? null,
   };
 }
 

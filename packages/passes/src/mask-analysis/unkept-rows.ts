@@ -40,6 +40,9 @@ import { type AbstractValue, type Formula, MASKED_AT_OR_BELOW } from './symbolic
 /** A key whose bias is above this counts as attended: half way from 0 to the least masking fill. */
 export const UNMASKED_ABOVE = MASKED_AT_OR_BELOW / 2;
 
+/** How the analyze-mask pass's note on those rows begins (what inspect and explain look for). */
+export const UNKEPT_ROWS_NOTE = 'rows whose kept keys are all masked';
+
 /** Node annotation: the patch that replaced the site's output (undone with the proof: undo.ts). */
 export const UNKEPT_ROWS = 'attnopt.unkeptRows';
 
