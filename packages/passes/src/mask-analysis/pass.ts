@@ -144,8 +144,8 @@ export function analyzeMaskPass(): Pass {
         let last = node.inputs.length;
         while (last > 3 && node.inputs[last - 1] === undefined) last--;
         node.truncateInputs(last);
-        // the rows S leaves with no attended key, as the model computes them (unkept-rows.ts), built while the
-        // model's bias is still in the graph
+        // the rows S leaves with no attended key, computed again with the whole bias (unkept-rows.ts), built while
+        // the model's bias is still in the graph
         let unkept: string | undefined;
         const keyBias = rows ?? (proof.residual && oneRow(proof.residual) ? proof.residual : undefined);
         if (keyBias && proof.keep && proof.readings && params.spec.kind === 'dense') {

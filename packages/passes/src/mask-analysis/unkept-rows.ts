@@ -202,7 +202,8 @@ export function patchUnkeptRows(graph: Graph, x: UnkeptRowsInput): UnkeptRowsRec
   for (const e of support.extra) {
     const ix = (d: number, what: string) => b.op('Min', [b.ints(`${what}_${e}`, [e + d]), nk], `${what}_at_${e}`);
     const key = b.op('Sub', [at(ix(1, 'extra_end'), `extra_to_end_${e}`), at(ix(0, 'extra_start'), `extra_to_start_${e}`)], `extra_${e}`);
-    const inBand = b.op('And', [b.op('Not', [b.op('Greater', [start, i64(e, `extra_key_${e}`)], `extra_after_${e}`)], `extra_from_${e}`), b.op('Less', [i64(e, `extra_key2_${e}`), end], `extra_to_${e}`)], `extra_in_band_${e}`);
+    const extraKey = i64(e, `extra_key_${e}`);
+    const inBand = b.op('And', [b.op('Not', [b.op('Greater', [start, extraKey], `extra_after_${e}`)], `extra_from_${e}`), b.op('Less', [extraKey, end], `extra_to_${e}`)], `extra_in_band_${e}`);
     count = b.op('Add', [count, b.op('Where', [inBand, zero, key], `extra_counted_${e}`)], `count_${e}`);
   }
   const unkept = b.cast(b.op('Not', [b.op('Greater', [count, zero], 'has_key')], 'no_attended_key'), 'i64', 'unkept');

@@ -141,18 +141,21 @@ export function assembleBias(
   };
   for (const m of masks) if (m.kind === 'masked-fill') keeps.push(keepOf(m));
   const ordered = fills === 'as-written' ? absorbingFillBias(graph, masks, keeps, additive, prelude) : undefined;
-  if (ordered && !ordered.ok) return ordered;
-  let sum = ordered ? ordered.value : additive[0];
-  for (const b of ordered ? [] : additive.slice(1)) {
-    const add = preludeNode(graph, 'Add', [sum!, b], 'bias');
-    prelude.push(add);
-    sum = add.outputs[0]!;
-  }
-  let keep = ordered ? undefined : keeps[0];
-  for (const b of ordered ? [] : keeps.slice(1)) {
-    const and = preludeNode(graph, 'And', [keep!, b], 'keep');
-    prelude.push(and);
-    keep = and.outputs[0]!;
+  let sum = ordered;
+  let keep: Value | undefined;
+  if (!ordered) {
+    sum = additive[0];
+    for (const b of additive.slice(1)) {
+      const add = preludeNode(graph, 'Add', [sum!, b], 'bias');
+      prelude.push(add);
+      sum = add.outputs[0]!;
+    }
+    keep = keeps[0];
+    for (const b of keeps.slice(1)) {
+      const and = preludeNode(graph, 'And', [keep!, b], 'keep');
+      prelude.push(and);
+      keep = and.outputs[0]!;
+    }
   }
   let bias: Value;
   if (keep !== undefined && sum !== undefined) {
@@ -189,7 +192,7 @@ const absorbs = (fill: number): boolean => Number.isFinite(fill) && fill <= -1e3
  * filled keys there; a keep-mask would leave the row no key, 0 by the IR's definition). Other fills (-inf, or
  * -10000, which the scores move) stay keep-masks; undefined when no fill absorbs.
  */
-function absorbingFillBias(graph: Graph, masks: readonly MaskStep[], keeps: readonly Value[], additive: readonly Value[], prelude: Node[]): MatchResult<Value> | undefined {
+function absorbingFillBias(graph: Graph, masks: readonly MaskStep[], keeps: readonly Value[], additive: readonly Value[], prelude: Node[]): Value | undefined {
   if (!masks.some((m) => m.kind === 'masked-fill' && absorbs(m.fill))) return undefined;
   const dtype = masks.map((m) => inferDtype(m.over)).find((d) => d !== undefined);
   if (dtype === undefined || (dtype !== 'f32' && dtype !== 'f64')) return undefined;
@@ -212,7 +215,7 @@ function absorbingFillBias(graph: Graph, masks: readonly MaskStep[], keeps: read
     prelude.push(...(zero ? [zero] : []), fill, n);
     acc = n.outputs[0]!;
   }
-  return matched(acc!);
+  return acc;
 }
 
 /** Cast(x, to = bool) with a declared type, in the prelude. */
