@@ -70,7 +70,7 @@ export {
   sameDim,
 } from './shape-inference/shapes.js';
 export { invalidateShapes, analyzeGraph as analyzeShapes } from './shape-inference/symbolic-shapes/engine.js';
-export { type Expr, evaluate as evaluateDim } from './shape-inference/symbolic-shapes/expr.js';
+export { type Expr, evaluate as evaluateDim, sub as subtractDims } from './shape-inference/symbolic-shapes/expr.js';
 export {
   type CalibrationSample,
   type CalibrationTensor,

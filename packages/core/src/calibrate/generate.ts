@@ -1,7 +1,9 @@
 // Calibration inputs generated from a model's input types, seeded, so a run is reproducible:
 // - symbolic dims: names with "batch" -> batch; "past" -> pastLen; "total"/"+"/"all" -> pastLen + seqLen (a past dim
 //   sized in `dims` is pastLen);
-//   "seq"/"len"/"sequence"/"token"/"time" -> seqLen; any other symbol -> dims[name] ?? otherSize;
+//   "seq"/"len"/"sequence"/"token"/"time" -> seqLen; a dim named otherwise (`b`, `s0`, `unk__12`, unnamed) by what it
+//   is to the attention scores (dim-roles.ts: their batch, query, key or cached-key axis), else otherSize; `dims`
+//   sizes any dim by name first;
 // - integer inputs named like *mask*: every key kept (1, or 0 where the model drops a key on true: mask-polarity.ts),
 //   batch row b with its last min(b, n - 1) keys padded;
 // - *position*: 0, 1, ... counting from pastLen along the last axis; where they index a position table or a
@@ -21,6 +23,7 @@
 
 import { type DType, type Graph, SplitMix64, type Value } from '@attnopt/ir';
 import type { AttnoptModel } from '../model.js';
+import { type DimRole, dimRoles } from './dim-roles.js';
 import { maskKeepsOnTrue } from './mask-polarity.js';
 import { modelInputs } from './model-inputs.js';
 import { brokenLimits, evaluatedEnd, positionLimits } from './position-limits.js';
@@ -68,7 +71,17 @@ function staticBatch(inputs: readonly { readonly shape?: readonly (number | stri
   return leading.size === 1 ? [...leading][0] : undefined;
 }
 
-function symbolSize(name: string, o: Required<Omit<GenerateOptions, 'dims'>> & Pick<GenerateOptions, 'dims'>): number {
+type Sizes = Required<Omit<GenerateOptions, 'dims'>> & Pick<GenerateOptions, 'dims'>;
+
+const ROLE_SIZE: Record<DimRole, (o: Sizes) => number> = {
+  batch: (o) => o.batch,
+  seq: (o) => o.seqLen,
+  past: (o) => o.pastLen,
+  total: (o) => o.pastLen + o.seqLen,
+};
+
+/** The size a dim's name asks for (`dims` first, then the name rules at the top), or undefined. */
+function namedSize(name: string, o: Sizes): number | undefined {
   const override = o.dims?.[name];
   if (override !== undefined) return override;
   const n = name.toLowerCase();
@@ -76,7 +89,14 @@ function symbolSize(name: string, o: Required<Omit<GenerateOptions, 'dims'>> & P
   if (n.includes('total') || n.includes('+') || n.includes('all')) return o.pastLen + o.seqLen;
   if (n.includes('past')) return o.pastLen;
   if (/seq|len|token|time|step/.test(n)) return o.seqLen;
-  return o.otherSize;
+  return undefined;
+}
+
+/** A symbolic dim's size: by its name, else by what it is to the attention (dim-roles.ts, `role`), else otherSize. */
+function symbolSize(name: string, o: Sizes, role?: DimRole): number {
+  const named = namedSize(name, o);
+  if (named !== undefined) return named;
+  return role !== undefined ? ROLE_SIZE[role](o) : o.otherSize;
 }
 
 function gaussians(rng: SplitMix64, n: number): Float64Array {
@@ -164,15 +184,17 @@ export function generateInputs(model: AttnoptModel | Graph, options: GenerateOpt
   };
   // positions the graph computes from the lengths (arange(past, past + seq) into a table of N rows) stay within
   // their tables: the default cache shrinks to fit; a range past its table at that size is an error
+  const roles = dimRoles(graph);
+  const sizeOf = (d: string) => symbolSize(d, o, roles.byName.get(d));
   const limits = positionLimits(graph);
-  let broken = brokenLimits(limits, (d) => symbolSize(d, o), o.pastLen);
+  let broken = brokenLimits(limits, sizeOf, o.pastLen);
   while (given === undefined && broken.length > 0 && o.pastLen > 0) {
     o.pastLen--;
-    broken = brokenLimits(limits, (d) => symbolSize(d, o), o.pastLen);
+    broken = brokenLimits(limits, sizeOf, o.pastLen);
   }
   const over = broken[0];
   if (over) {
-    const end = evaluatedEnd(over, (d) => symbolSize(d, o), o.pastLen)!;
+    const end = evaluatedEnd(over, sizeOf, o.pastLen)!;
     const reads = {
       gathered: `gathers positions below ${over.end.toString()} from a table of ${over.rows} rows`,
       sliced: `slices a table of ${over.rows} rows up to ${over.end.toString()}`,
@@ -186,7 +208,7 @@ export function generateInputs(model: AttnoptModel | Graph, options: GenerateOpt
     const sample: Record<string, HostTensor> = {};
     for (const input of inputs) {
       if (input.shape === undefined) throw new Error(`${where}: input "${input.name}" has no shape: give its calibration tensors in files`);
-      const shape = input.shape.map((d) => (typeof d === 'number' ? d : symbolSize(d, o)));
+      const shape = input.shape.map((d, axis) => (typeof d === 'number' ? d : symbolSize(d, o, roles.byAxis.get(`${input.name}:${axis}`) ?? roles.byName.get(d))));
       const n = elementCount(shape);
       const name = input.name.toLowerCase();
       const last = shape[shape.length - 1] ?? 1;
