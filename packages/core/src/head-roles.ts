@@ -273,7 +273,7 @@ export async function modelHeadRoles(
   const file = model.file;
   const copy = importModel(exportModel(model), file !== undefined ? { file, externalData: new ExternalDataResolver(file) } : {});
   analyze(copy.graph);
-  return headRoles(await collectSiteTensors(copy, samples, { runtime: options.runtime ?? 'onnxruntime' }), options);
+  return headRoles(await collectSiteTensors(copy, samples, { runtime: options.runtime ?? 'onnxruntime', outputs: false }), options);
 }
 
 /** "local reach 12", "induction offset 255", "global keys 4,9", "sink", "diffuse": a head's role in a few words. */

@@ -21,7 +21,7 @@ export const calibrate: StatePass<CompileState> = {
   async run(state) {
     const { model, options, seqLen } = state;
     const samples = options.samples ?? generateInputs(model, { seqLen, seed: state.seed, count: options.calibrationCount ?? 2 });
-    const collected = await collectSiteTensors(model, samples, { runtime: options.runtime ?? 'onnxruntime' });
+    const collected = await collectSiteTensors(model, samples, { runtime: options.runtime ?? 'onnxruntime', outputs: false });
     const count = maxOf(collected.map((s) => s.samples.length), 0);
     state.provenance = { source: state.fromUser ? 'user' : 'generated', count, seqLen: state.fromUser ? (keyLength(collected) ?? seqLen) : seqLen };
     for (const s of collected) if (s.skipped !== undefined) state.uncollected.set(s.id, s.skipped);

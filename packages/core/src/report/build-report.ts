@@ -200,7 +200,7 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
   const recognizedParams = new Map(attentionSites(analyzed.graph).map(({ id, node }) => [id, attentionParams(node)]));
   runPipeline(analyzed.graph, [analyzeMaskPass()], { verify: options.verifyEach ?? verifyEachByDefault() });
   progress('calibrate (heatmaps)');
-  const collected = new Map((await collectSiteTensors(analyzed, calibration, { runtime: options.runtime ?? 'onnxruntime' })).map((s) => [s.id, s]));
+  const collected = new Map((await collectSiteTensors(analyzed, calibration, { runtime: options.runtime ?? 'onnxruntime', outputs: false })).map((s) => [s.id, s]));
 
   const heatmapOptions: HeatmapOptions = { bins: options.bins ?? 48, maxHeads: options.maxHeads ?? 16, maxMassRows: options.maxMassRows ?? 512 };
   const lengths = options.curveLengths ?? DEFAULT_CURVE_LENGTHS;
