@@ -36,7 +36,7 @@ export async function decideOrFail(model: AttnoptModel, modelPath: string, flags
   progress.stage('calibration inputs');
   const samples = budgetAllowsApproximation(flags) ? samplesFor(model, flags.calibration, flags.seqLen, flags.seed, 2, flags.dim) : [];
   try {
-    return await decide(model, { ...coreOptions(flags, samples, target), onStage: (s) => progress.stage(s) });
+    return await decide(model, { ...coreOptions(flags, samples, target), onStage: (s) => progress.stage(s), onProgress: (d) => progress.detail(d) });
   } catch (e) {
     throw failedOn(modelPath, e, flags.calibration === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false });
   }

@@ -137,7 +137,7 @@ export function registerOptimize(program: Command): void {
         const samples = budgetAllowsApproximation(flags) ? samplesFor(model, flags.calibration, flags.seqLen, seed, 2, flags.dim) : [];
         let optimized: OptimizeResult;
         try {
-          optimized = await optimize(model, { ...coreOptions(flags, samples, flags.target), onStage: (s) => p.stage(s) });
+          optimized = await optimize(model, { ...coreOptions(flags, samples, flags.target), onStage: (s) => p.stage(s), onProgress: (d) => p.detail(d) });
         } catch (e) {
           throw failedOn(modelPath, e, flags.calibration === undefined ? { generated: true, seqLen: flags.seqLen } : { generated: false });
         }

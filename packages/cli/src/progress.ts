@@ -6,11 +6,13 @@ import cliProgress from 'cli-progress';
 export interface Progress {
   /** A stage starts (optimize's onStage names, or the command's own). */
   stage(name: string): void;
+  /** Where the current stage is (optimize's onProgress), shown after its name. */
+  detail(text: string): void;
   /** Removes the bar; call it on success and on failure. */
   done(): void;
 }
 
-const QUIET: Progress = { stage() {}, done() {} };
+const QUIET: Progress = { stage() {}, detail() {}, done() {} };
 
 /** Whether a bar is shown: stdout and stderr are both terminals. */
 export function showsProgress(): boolean {
@@ -29,12 +31,16 @@ export function progress(command: string, stages: readonly string[]): Progress {
   });
   bar.start(stages.length, 0, { stage: 'starting' });
   let value = 0;
+  let current = 'starting';
   return {
     stage(name) {
       const at = stages.indexOf(name);
       value = at >= value ? at : value + 1;
       if (value >= bar.getTotal()) bar.setTotal(value + 1);
-      bar.update(value, { stage: name });
+      bar.update(value, { stage: (current = name) });
+    },
+    detail(text) {
+      bar.update(value, { stage: `${current}: ${text}` });
     },
     done() {
       bar.update(bar.getTotal(), { stage: 'done' });

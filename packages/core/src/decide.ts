@@ -56,6 +56,8 @@ export interface DecideOptions {
   readonly runtime?: Runtime;
   /** Called as each stage starts (progress): the labels of the pipeline's passes (DECIDE_STAGES, OPTIMIZE_STAGES). */
   readonly onStage?: (stage: string) => void;
+  /** Called as a long stage moves on, with what it is at ("3 of 12 sites decided"), between onStage calls. */
+  readonly onProgress?: (detail: string) => void;
   /** Run the IR verifier before the first pass and after every pass (default: on where ATTNOPT_VERIFY_EACH=1). */
   readonly verifyEach?: boolean;
   /**

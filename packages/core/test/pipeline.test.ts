@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeEach, describe, expect, test, vi } from 'vitest';
 import { verifyGraph } from '@attnopt/ir';
-import { analyze, attentionSites, decide, DECIDE_STAGES, loadModel, optimize, OPTIMIZE_STAGES } from '../src/index.js';
+import { analyze, attentionSites, decide, DECIDE_STAGES, loadModel, optimize, OPTIMIZE_STAGES, type SiteTimer } from '../src/index.js';
 
 // the verifier itself, counted (the pass manager of @attnopt/rewrite calls it)
 vi.mock('@attnopt/ir', async (original) => {
@@ -37,6 +37,22 @@ describe('stages', () => {
     await decide(loadModel(gpt2), { seqLen: 16, onStage: (s) => decided.push(s) });
     expect(decided).toEqual(DECIDE_STAGES);
   });
+});
+
+test('sparsify reports each site it has decided (onProgress), in the dry run and in the run itself', async () => {
+  const bart = resolve(here, '../../../tools/fixtures/whole-models/bart.onnx');
+  const stages: string[] = [];
+  const seen: string[] = [];
+  await optimize(loadModel(bart), { seqLen: 16, measure: false, onStage: (s) => stages.push(s), onProgress: (d) => seen.push(`${stages.at(-1)}: ${d}`) });
+  expect(seen).toEqual([1, 2, 3, 4, 5, 6].map((k) => `sparsify: ${k} of 6 sites decided`));
+  const timed: string[] = [];
+  const timer: SiteTimer = async () => ({ writtenSeconds: 1, chosenSeconds: 1, rounds: 1 });
+  await decide(loadModel(bart), { seqLen: 16, measure: timer, onProgress: (d) => timed.push(d) });
+  // the dry run's decisions, each rewrite timed (the causal sites are proven and kept), then the run's decisions
+  expect(timed.slice(0, 6)).toEqual([1, 2, 3, 4, 5, 6].map((k) => `${k} of 6 sites decided`));
+  const timings = timed.filter((d) => d.startsWith('timing'));
+  expect(timings.every((d) => /^timing site\d's rewrite \(site \d of 6\) against the site as written$/.test(d)), timings.join('; ')).toBe(true);
+  expect(timed.slice(6 + timings.length)).toEqual([1, 2, 3, 4, 5, 6].map((k) => `${k} of 6 sites decided`));
 });
 
 test('decide is the prefix of optimize: the same choices, its sites still Attention nodes', async () => {

@@ -113,9 +113,12 @@ function timingKey(pair: SitePair, decision: SiteDecision): string {
  * chosen form is faster, kept as written when not. A decision that keeps the site is returned as it is; one that
  * cannot be measured (an input dtype not fed here, a model the runtime refuses) too, with a note saying why.
  */
+/** Whether a decision rewrites its site (measureDecision times only those). */
+export const rewritesSite = (decision: SiteDecision): boolean =>
+  decision.reasonDense === undefined && !(decision.groups === undefined && decision.guard === undefined && decision.chosen === decision.before);
+
 export async function measureDecision(node: Node, decision: SiteDecision, calibration: SiteCalibration, ctx: MeasureContext): Promise<SiteDecision> {
-  if (decision.reasonDense !== undefined) return decision;
-  if (decision.groups === undefined && decision.guard === undefined && decision.chosen === decision.before) return decision; // nothing rewritten
+  if (!rewritesSite(decision)) return decision;
   let timing: SiteTiming;
   let timedAt: string | undefined;
   try {

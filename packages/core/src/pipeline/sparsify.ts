@@ -9,7 +9,7 @@ import type { Node } from '@attnopt/ir';
 import type { SparsifyPassOptions } from '@attnopt/passes';
 import type { PassNote, PassResult, StatePass } from '@attnopt/rewrite';
 import { maxOf, pushAll } from '../extremes.js';
-import { measureDecision } from '../measure/measure-sites.js';
+import { measureDecision, rewritesSite } from '../measure/measure-sites.js';
 import { onnxruntimeTimer, type SiteTimer } from '../measure/site-timer.js';
 import { valueScale } from '../relative-budget.js';
 import { lowerOptions } from './lower.js';
@@ -29,14 +29,24 @@ function siteTimer(state: CompileState): SiteTimer | undefined {
   return onnxruntimeTimer();
 }
 
+/** Tells the caller where the pass is (DecideOptions.onProgress). */
+const report = (state: CompileState, detail: string): void => state.options.onProgress?.(detail);
+
 /** The decisions of a dry run, each rewrite timed against its site as written, by site id. */
 async function measuredDecisions(state: CompileState, budget: number, calibration: readonly SiteCalibration[], timer: SiteTimer): Promise<Map<string, SiteDecision>> {
   const proposed: { node: Node; decision: SiteDecision }[] = [];
-  sparsifyAt(state, budget, calibration, { dryRun: true, onDecision: (decision, node) => proposed.push({ node, decision }) });
+  sparsifyAt(state, budget, calibration, {
+    dryRun: true,
+    onDecision: (decision, node) => {
+      proposed.push({ node, decision });
+      report(state, `${proposed.length} of ${calibration.length} sites decided`);
+    },
+  });
   const byId = new Map(calibration.map((c) => [c.id, c]));
   const measured = new Map<string, SiteDecision>();
   const ctx = { lowering: lowerOptions(state), timer, runtime: 'onnxruntime-node', timings: state.timings };
-  for (const { node, decision } of proposed) {
+  for (const [k, { node, decision }] of proposed.entries()) {
+    if (rewritesSite(decision)) report(state, `timing ${decision.id}'s rewrite (site ${k + 1} of ${proposed.length}) against the site as written`);
     const c = byId.get(decision.id)!;
     let d = await measureDecision(node, decision, c, ctx);
     // head groups measured no faster: the cheapest form for every head, chosen again without groups, may still be
@@ -72,6 +82,7 @@ function sparsifyAt(state: CompileState, budget: number, calibration: readonly S
     onDecision: (d, node, groups) => {
       state.decisions.set(node, d);
       if (groups) state.groupNodes.set(node, groups);
+      report(state, `${state.decisions.size} of ${calibration.length} sites decided`);
     },
     ...extra,
   }).run(state.graph) as PassResult;
