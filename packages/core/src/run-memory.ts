@@ -4,7 +4,7 @@
 //
 //   estimate(n) = 2 x the model's weights        (the imported model, and the runtime's copy)
 //               + max over sites of SCORE_BYTES_PER_PAIR x heads x n^2 + the site's Q, K, V and output
-//               + sum over sites of Q, K, V and output (calibration keeps them per site)
+//               + CALIBRATION_SAMPLES x sum over sites of Q, K and V (calibration keeps them per site and sample)
 //
 // in float32, closed form (no loop over n: a length of 1e9 is judged at once). SCORE_BYTES_PER_PAIR is
 // measured, not derived: the unfused chain (QKᵀ, scale, mask, softmax) keeps several n x n tensors per head
@@ -36,15 +36,18 @@ export interface RunMemory {
   largestFitting(limit: number, upTo: number): number;
 }
 
+/** The calibration samples optimize generates by default (DecideOptions.calibrationCount). */
+export const CALIBRATION_SAMPLES = 2;
+
 /** Head size used for a site that reads it at run time (unknown until the model runs). */
 const RUNTIME_HEAD_DIM_GUESS = 64;
 
-/** A site at nq = nk = n: its peak (scores and tensors) and what calibration keeps of it (Q, K, V, output). */
+/** A site at nq = nk = n: its peak (scores, Q, K, V and output) and what calibration keeps of it (Q, K, V per sample). */
 function siteBytes(p: AttentionParams, n: number): { peak: number; kept: number } {
   const d = p.headDim || RUNTIME_HEAD_DIM_GUESS;
   const dv = p.vHeadDim || d;
-  const kept = 4 * n * (p.numHeads * (d + dv) + p.kvNumHeads * (d + dv));
-  return { peak: SCORE_BYTES_PER_PAIR * p.numHeads * n * n + kept, kept };
+  const tensors = 4 * n * (p.numHeads * (d + dv) + p.kvNumHeads * (d + dv));
+  return { peak: SCORE_BYTES_PER_PAIR * p.numHeads * n * n + tensors, kept: CALIBRATION_SAMPLES * 4 * n * (p.numHeads * d + p.kvNumHeads * (d + dv)) };
 }
 
 /** The sites of a fresh copy of the model read from its file (the caller's graph is left as it is). */

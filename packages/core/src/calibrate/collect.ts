@@ -15,6 +15,7 @@
 // in the executor too. Every node is checked before the first sample runs: an op the executor lacks fails
 // with the model file and every unsupported node named.
 
+import { totalmem } from 'node:os';
 import ort from 'onnxruntime-node';
 import { toOrt } from './ort-tensor.js';
 import { type ExecDType, type ExecTensor, execTensor, type GraphPlan, planGraph, runGraph, toNumbers, UnsupportedOpsError } from '@attnopt/runtime-cpu';
@@ -53,7 +54,10 @@ type Role = keyof typeof ROLES | 'y';
 export interface CollectOptions {
   /** Read at most this many samples (the rest are not read). Default: all. */
   readonly maxSamples?: number;
-  /** Fail with a clear message once the collected tensors would exceed this many bytes. Default 1 GiB. */
+  /**
+   * Fail with a clear message once the collected tensors would exceed this many bytes. Default a quarter of this
+   * machine's memory, at least 1 GiB (the CLI refuses beforehand a length whose run cannot fit: run-memory.ts).
+   */
   readonly maxBytes?: number;
   /** Also collect each site's output (y). Default true. */
   readonly outputs?: boolean;
@@ -441,7 +445,7 @@ export async function* siteTensorStream(
  * options.maxBytes.
  */
 export async function collectSiteTensors(model: AttnoptModel, samples: SampleSource, options: CollectOptions = {}): Promise<SiteSamples[]> {
-  const maxBytes = options.maxBytes ?? 2 ** 30;
+  const maxBytes = options.maxBytes ?? Math.max(2 ** 30, totalmem() / 4);
   const stream = siteTensorStream(model, samples, options);
   const collected = new Map<string, SiteSample[]>();
   let bytes = 0;

@@ -3,6 +3,7 @@
 
 import type { StatePass } from '@attnopt/rewrite';
 import { collectSiteTensors, generateInputs } from '../calibrate/index.js';
+import { CALIBRATION_SAMPLES } from '../run-memory.js';
 import { siteCalibration } from '../calibrate/site-calibration.js';
 import { maxOf } from '../extremes.js';
 import type { CompileState } from './state.js';
@@ -20,7 +21,7 @@ export const calibrate: StatePass<CompileState> = {
   applies: (state) => state.budget > 0 && state.sites.length > 0,
   async run(state) {
     const { model, options, seqLen } = state;
-    const samples = options.samples ?? generateInputs(model, { seqLen, seed: state.seed, count: options.calibrationCount ?? 2 });
+    const samples = options.samples ?? generateInputs(model, { seqLen, seed: state.seed, count: options.calibrationCount ?? CALIBRATION_SAMPLES });
     const collected = await collectSiteTensors(model, samples, { runtime: options.runtime ?? 'onnxruntime', outputs: false });
     const count = maxOf(collected.map((s) => s.samples.length), 0);
     state.provenance = { source: state.fromUser ? 'user' : 'generated', count, seqLen: state.fromUser ? (keyLength(collected) ?? seqLen) : seqLen };
