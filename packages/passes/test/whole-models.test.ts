@@ -73,6 +73,10 @@ const MASKS: Record<string, readonly Kind[]> = {
   // unfolded bias, the padding read back to one query row
   'torch-mha': ['causal+bias', 'causal+bias'],
   'llama-past': ['causal+bias', 'causal+bias'],
+  // SDPA as torch >= 2.1's TorchScript exporter writes it: the bool mask (causal and padding) as Where(mask, 0, -inf)
+  // added, causal proven and the padding read back to one query row; is_causal's Trilu over ones(L, S) proven whole
+  'llama-sdpa': ['causal+bias', 'causal+bias'],
+  'llama-sdpa-causal': ['causal', 'causal'],
   'qwen2-past': ['causal+bias', 'causal+bias'],
   'marian-decoder-past': ['causal', 'bias', 'causal', 'bias'],
   // local band OR global tokens (a data-dependent union): no structural conjunct to prove, kept as bias
@@ -108,9 +112,9 @@ const QUERY_VARYING_BIAS: Record<string, readonly boolean[]> = {
  * Models whose left-padded outputs differ from the lowered graph's on the rows that keep no key (checked exactly, so
  * that a fix updates the list): the model fills masked scores with a value the scores still move (GPT-NeoX's
  * masked_bias -1e9: its softmax is uniform over the filled keys, the IR's keep-mask leaves the row no key), or
- * with -inf (nn.MultiheadAttention: NaN in the model, 0 by the IR's definition).
+ * with -inf (nn.MultiheadAttention, SDPA's boolean mask: NaN in the model, 0 by the IR's definition).
  */
-const LEFT_PADDED_ROWS_DIFFER: ReadonlySet<string> = new Set(['gpt-neox-past', 'torch-mha']);
+const LEFT_PADDED_ROWS_DIFFER: ReadonlySet<string> = new Set(['gpt-neox-past', 'torch-mha', 'llama-sdpa']);
 
 /** Models whose sites are not lifted yet: model -> a substring of the recognizer's reason. Checked exactly. */
 const NOT_LIFTED: Record<string, string> = {};

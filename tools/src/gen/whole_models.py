@@ -488,6 +488,56 @@ class Llama(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Llama through F.scaled_dot_product_attention as PyTorch >= 2.1's TorchScript exporter writes it (symbolic_opset14):
+# the scale read from Q's shape, sqrt(scale) on Q and on Kᵀ each, a boolean mask as Where(mask, 0, -inf) added,
+# is_causal as Trilu over ones(L, S). torch 1.13 has no SDPA: the symbolic's ops are written out here, op for op.
+# ---------------------------------------------------------------------------------------------------------
+def sdpa_as_exported(q, k, v, attn_mask=None, is_causal=False):
+    scale = torch.ones(1) / torch.sqrt(torch._shape_as_tensor(q)[-1:].to(q.dtype))
+    s = torch.matmul(q * torch.sqrt(scale), k.transpose(-2, -1) * torch.sqrt(scale))
+    if is_causal:
+        ones = torch.ones(q.size(-2), k.size(-2)).tril()
+        s = s + torch.where(ones == 0, torch.tensor(-float("inf")), torch.tensor(0.0))
+    elif attn_mask is not None:
+        s = s + (torch.where(attn_mask, torch.tensor(0.0), torch.tensor(-float("inf"))) if attn_mask.dtype == torch.bool else attn_mask)
+    return torch.matmul(torch.softmax(s, dim=-1), v)
+
+
+class LlamaSdpaAttention(LlamaAttention):
+    def forward(s, x, mask, position_ids, past=None):
+        b, t, _ = x.size()
+        q = s.q_proj(x).view(b, t, s.nh, s.hd).transpose(1, 2)
+        k = s.k_proj(x).view(b, t, s.nkv, s.hd).transpose(1, 2)
+        v = s.v_proj(x).view(b, t, s.nkv, s.hd).transpose(1, 2)
+        cos, sin = s.rotary(position_ids)
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        k, v = repeat_kv(k, s.nh // s.nkv), repeat_kv(v, s.nh // s.nkv)
+        y = sdpa_as_exported(q, k, v, mask, is_causal=mask is None)
+        return s.o_proj(y.transpose(1, 2).reshape(b, t, s.nh * s.hd)), None
+
+
+class LlamaSdpa(Llama):
+    """Llama whose attention goes through SDPA (transformers' attn_implementation="sdpa"): with an attention_mask,
+    one boolean mask [b, 1, t, t] (causal and padding, as transformers >= 4.48 builds it for SDPA); without one,
+    is_causal"""
+    def __init__(s, with_mask=True):
+        super().__init__(with_past=False); s.with_mask = with_mask
+        s.attn = nn.ModuleList([LlamaSdpaAttention(64, 4, 2) for _ in range(2)])
+
+    def forward(s, input_ids, *rest):
+        attention_mask, position_ids = rest if s.with_mask else (None, rest[0])
+        b, t = input_ids.size()
+        x = s.embed_tokens(input_ids)
+        i = torch.arange(t)
+        mask = ((i[None, :] <= i[:, None])[None, None] & attention_mask[:, None, None, :].bool()) if s.with_mask else None
+        for l in range(len(s.attn)):
+            a, _ = s.attn[l](s.n1[l](x), mask, position_ids)
+            x = x + a; hx = s.n2[l](x)
+            x = x + s.down[l](F.silu(s.gate[l](hx)) * s.up[l](hx))
+        return s.lm_head(s.norm(x))
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Falcon (multi-query: one K/V head broadcast by MatMul over the head axis, packed qkv, rotary)
 # ---------------------------------------------------------------------------------------------------------
 class FalconAttention(nn.Module):
@@ -1021,6 +1071,14 @@ def corpus():
            dict(sites=2, heads=4, kv_heads=2, head_dim=16, window=W, long_seq_ok=True, past=True,
                 mask=f"causal sliding window {W} over past + new keys (cache_position arange comparisons, window OR-ed in) + padding where causal + attention_mask == 0",
                 form="Mistral with a KV cache, masks as transformers >= 4.42 builds them from cache_position"))
+    yield ("llama-sdpa", lambda: LlamaSdpa(), lambda: (ids(B, T), padding(B, T, 0), torch.arange(T).unsqueeze(0).expand(B, T).clone()),
+           llama_in, ["logits"], batch_seq(*llama_in), 14,
+           dict(sites=2, heads=4, kv_heads=2, head_dim=16, mask="causal and padding as one bool mask, Where(mask, 0, -inf) added to the scores", long_seq_ok=True,
+                form="F.scaled_dot_product_attention as torch >= 2.1's TorchScript exporter writes it: scale from Shape(q), sqrt(scale) on Q and Kᵀ"))
+    yield ("llama-sdpa-causal", lambda: LlamaSdpa(with_mask=False), lambda: (ids(B, T), torch.arange(T).unsqueeze(0).expand(B, T).clone()),
+           ["input_ids", "position_ids"], ["logits"], batch_seq("input_ids", "position_ids"), 14,
+           dict(sites=2, heads=4, kv_heads=2, head_dim=16, mask="causal (is_causal: Trilu over ones(L, S), Where(== 0, -inf, 0) added)", long_seq_ok=True,
+                form="SDPA with is_causal as torch >= 2.1's TorchScript exporter writes it"))
     yield ("falcon", lambda: Falcon(), lambda: (ids(B, T), padding(B, T, 0)), ["input_ids", "attention_mask"], ["logits"],
            batch_seq("input_ids", "attention_mask"), 17,
            dict(sites=2, heads=4, kv_heads=1, head_dim=16, mask="causal (triu bool | padding) as a finfo.min float mask", long_seq_ok=True,
