@@ -71,6 +71,25 @@ const sdpa = (sqShape = '%m1, %key_second_last, %key_last', guard = '') => `grap
 const NAN_GUARD = '%isnan = IsNaN(%p0)\n  %p = Where(%isnan, %zero, %p0)';
 /** The same as torch.where(isnan(p), zeros_like(p), p) writes it. */
 const NAN_GUARD_ZEROS_LIKE = '%isnan = IsNaN(%p0)\n  %pshape = Shape(%p0)\n  %zeros = ConstantOfShape(%pshape)\n  %p = Where(%isnan, %zeros, %p0)';
+/** torch.nan_to_num(p, nan=0.0) as the TorchScript exporter writes it: the NaN step, then +inf and -inf replaced by the largest finite floats. */
+const NAN_TO_NUM = `%isnan = IsNaN(%p0)
+  %p1 = Where(%isnan, %zero, %p0)
+  init %fmax: f32[] = tensor<f32[]> [3.4028234663852886e38]
+  init %fmin: f32[] = tensor<f32[]> [-3.4028234663852886e38]
+  %p1c = Cast(%p1) {to = 1}
+  %isinf = IsInf(%p1c)
+  %pos = Greater(%p1, %zero)
+  %isinfb = Cast(%isinf) {to = 9}
+  %posb = Cast(%pos) {to = 9}
+  %posinf = And(%isinfb, %posb)
+  %p2 = Where(%posinf, %fmax, %p1)
+  %p2c = Cast(%p2) {to = 1}
+  %isinf2 = IsInf(%p2c)
+  %neg = Less(%p2, %zero)
+  %isinf2b = Cast(%isinf2) {to = 9}
+  %negb = Cast(%neg) {to = 9}
+  %neginf = And(%isinf2b, %negb)
+  %p = Where(%neginf, %fmin, %p2)`;
 
 
 describe("torch.onnx's dynamo exporter: scaled_dot_product_attention as onnxscript writes it", () => {
@@ -91,13 +110,14 @@ describe("torch.onnx's dynamo exporter: scaled_dot_product_attention as onnxscri
   test.each([
     ['a static 0', NAN_GUARD],
     ['zeros_like(p)', NAN_GUARD_ZEROS_LIKE],
+    ['0, then the infinities (torch.nan_to_num)', NAN_TO_NUM],
   ])('Where(IsNaN(p), %s, p) after the Softmax: lifted with nothing of the chain left, and fully masked rows give 0 as the graph does', async (_, guard) => {
     const text = sdpa(undefined, guard);
     const original = exportOnnx(newOnnxModel(parseGraph(text), { opset: OPSET }));
     const g = parseGraph(text);
     rewritePass('recognize', RECOGNITION_RULES).run(g);
     expect(g.nodes.filter(isAttention)).toHaveLength(1);
-    expect(g.nodes.map((n) => n.op).filter((op) => ['Softmax', 'IsNaN', 'MatMul', 'ConstantOfShape'].includes(op))).toEqual([]);
+    expect(g.nodes.map((n) => n.op).filter((op) => ['Softmax', 'IsNaN', 'IsInf', 'MatMul', 'ConstantOfShape'].includes(op))).toEqual([]);
     // rows 1 and 4 of the first batch keep no key; every other row keeps the keys up to its own
     const [B, S] = [2, 6];
     const feeds = randomInputs(g, 11, { batch: B, seq: S, past: 0 });

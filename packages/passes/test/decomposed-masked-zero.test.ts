@@ -114,6 +114,15 @@ describe("the mask's entries zeroed after the Softmax (DeBERTa's XSoftmax)", () 
     await liftedAndExact(text, { opset: OPSET, seed: 6, sizes: { batch: 2, seq: 6, past: 0 } });
   });
 
+  test.each([
+    ['masked_fill(~keep, -inf), then where(keep, p, 0)', 'inverted', '%p = Where(%keep, %p0, %zero)'],
+    ['where(keep, x, -inf), then masked_fill(~keep, 0)', 'keep', '%p = Where(%rmask, %zero, %p0)'],
+  ] as const)('the zeroes on the negation of the fill\'s condition (%s): lifted, exact', async (_, polarity, zero) => {
+    const text = xsoftmax(polarity).replace(/%p = Where\([^\n]*/, zero);
+    expect(text).toContain(zero);
+    await liftedAndExact(text, { opset: OPSET, seed: 7, sizes: { batch: 2, seq: 6, past: 0 } });
+  });
+
   test('zeroed on another condition than the fill: refused, with the reason', () => {
     expect(refusalNotes(xsoftmax('inverted', '%other'), OPSET)).toMatch(/nor zeroes the entries the mask filled/);
   });

@@ -1,5 +1,5 @@
 // Walking forward from the Softmax to the product with V:
-//   Softmax -> [Cast | Identity | Dropout (inference) | fully-masked-row guard (on the bias, or on IsNaN) | the mask's zeroes | heads-view Reshape]* -> MatMul(P, V)
+//   Softmax -> [Cast | Identity | Dropout (inference) | fully-masked-row guard (on the bias, or on IsNaN) | IsInf guard | the mask's zeroes | heads-view Reshape]* -> MatMul(P, V)
 //   (or Einsum, or onnxruntime's FusedMatMul with alpha 1)
 // Reading never mutates the graph; a failed step says why.
 
@@ -70,11 +70,12 @@ export function matchToValues(probabilities: Value, c: ScoreChain): MatchResult<
     } else if (n.op === 'Where') {
       const guard = matchRowGuard(n, p, c.masks);
       const nanGuard = guard ? undefined : matchNanGuard(n, p);
-      const maskedZero = guard || nanGuard ? undefined : matchMaskedZero(n, p, c.masks);
-      const found = guard ?? nanGuard ?? maskedZero;
-      if (!found) return noMatch(`${n.describe()} after the Softmax is not the fully-masked-row guard on the same bias, nor Where(IsNaN(p), 0, p), nor zeroes the entries the mask filled`);
+      const infGuard = guard || nanGuard ? undefined : matchInfGuard(n, p);
+      const maskedZero = guard || nanGuard || infGuard ? undefined : matchMaskedZero(n, p, c.masks);
+      const found = guard ?? nanGuard ?? infGuard ?? maskedZero;
+      if (!found) return noMatch(`${n.describe()} after the Softmax is not the fully-masked-row guard on the same bias, nor Where(IsNaN(p), 0, p), nor Where(IsInf(p), c, p), nor zeroes the entries the mask filled`);
       nodes.push(...found.slice(1));
-      variants.push(guard ? 'row-guard' : nanGuard ? 'nan-guard' : 'masked-zero');
+      variants.push(guard ? 'row-guard' : nanGuard ? 'nan-guard' : infGuard ? 'inf-guard' : 'masked-zero');
     }
     nodes.push(n);
     if (!pv) {
@@ -132,12 +133,56 @@ function matchNanGuard(where: Node, p: Value): Node[] | undefined {
 function matchMaskedZero(where: Node, p: Value, masks: readonly MaskStep[]): Node[] | undefined {
   const [cond, a, b] = where.inputs;
   for (const m of masks) {
-    if (m.kind !== 'masked-fill' || !sameCondition(m.cond, cond) || m.view !== undefined) continue;
-    const [kept, zero] = m.inverted ? [b, a] : [a, b];
+    if (m.kind !== 'masked-fill' || m.view !== undefined) continue;
+    // the zeroes on the fill's condition, or on its negation (masked_fill(~keep, -inf), then where(keep, p, 0))
+    const negated = !sameCondition(m.cond, cond) && negation(m.cond, cond);
+    if (!negated && !sameCondition(m.cond, cond)) continue;
+    const [kept, zero] = m.inverted !== negated ? [b, a] : [a, b];
     const zeros = kept === p ? zerosOf(zero) : undefined;
     if (zeros) return [where, ...zeros];
   }
   return undefined;
+}
+
+/** Whether one condition is Not of the other (under Identity and Cast(to = bool) nodes). */
+function negation(x: Value | undefined, y: Value | undefined): boolean {
+  const notOf = (v: Value | undefined) => onnxOp(underBoolCasts(v), 'Not')?.inputs[0];
+  return x !== undefined && y !== undefined && (sameCondition(notOf(x), y) || sameCondition(x, notOf(y)));
+}
+
+/**
+ * The nodes of a Where that replaces infinite probabilities (torch.nan_to_num's posinf / neginf steps after its NaN
+ * step): Where(c, value, p) with c IsInf(p), or an And of it with a sign test, under Casts. Probabilities are in
+ * [0, 1] or NaN, never infinite: the Where is the identity on them.
+ */
+function matchInfGuard(where: Node, p: Value): Node[] | undefined {
+  if (where.inputs[2] !== p) return undefined;
+  // p itself, or a Cast of it: the nodes crossed
+  const ofP = (v: Value | undefined): Node[] | undefined => {
+    if (v === p) return [];
+    const cast = onnxOp(v, 'Cast');
+    return cast?.inputs[0] === p ? [cast] : undefined;
+  };
+  // a test of p under bool casts: IsInf(p), or a sign test against a constant (Greater(p, 0), Less(p, 0))
+  const test = (v: Value | undefined, ops: readonly string[]): Node[] | undefined => {
+    const casts: Node[] = [];
+    const n = onnxOp(underBoolCasts(v, casts), ...ops);
+    if (!n || (n.op !== 'IsInf' && staticScalar(n.inputs[1]) === undefined)) return undefined;
+    const inner = ofP(n.inputs[0]);
+    return inner && [...casts, n, ...inner];
+  };
+  const isInf = (v: Value | undefined) => test(v, ['IsInf']);
+  const sign = (v: Value | undefined) => test(v, ['Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual']);
+  const casts: Node[] = [];
+  const cond = underBoolCasts(where.inputs[0], casts);
+  const and = onnxOp(cond, 'And');
+  if (!and) {
+    const alone = isInf(cond);
+    return alone && [where, ...casts, ...alone];
+  }
+  const [x, y] = and.inputs;
+  const parts = (isInf(x) && (isInf(y) ?? sign(y)) && [...isInf(x)!, ...(isInf(y) ?? sign(y))!]) || (isInf(y) && sign(x) && [...isInf(y)!, ...sign(x)!]);
+  return parts ? [...new Set([where, ...casts, and, ...parts])] : undefined;
 }
 
 /**
@@ -146,14 +191,17 @@ function matchMaskedZero(where: Node, p: Value, masks: readonly MaskStep[]): Nod
  * A Where's condition is bool, so a Cast to bool at its top is the identity on it.
  */
 function sameCondition(x: Value | undefined, y: Value | undefined): boolean {
-  const underBoolCasts = (v: Value | undefined): Value | undefined => {
-    for (let cur = v; ; ) {
-      const n = onnxOp(cur, 'Identity', 'Cast');
-      if (!n || (n.op === 'Cast' && attrInt(n, 'to') !== 9)) return cur;
-      cur = n.inputs[0];
-    }
-  };
   return x !== undefined && y !== undefined && (x === y || underBoolCasts(x) === underBoolCasts(y));
+}
+
+/** `v` under Identity and Cast(to = bool) nodes (collected into `crossed` when given). */
+function underBoolCasts(v: Value | undefined, crossed?: Node[]): Value | undefined {
+  for (let cur = v; ; ) {
+    const n = onnxOp(cur, 'Identity', 'Cast');
+    if (!n || (n.op === 'Cast' && attrInt(n, 'to') !== 9)) return cur;
+    crossed?.push(n);
+    cur = n.inputs[0];
+  }
 }
 
 /** The nodes that make `v` all zeros (a static 0, torch's zeros_like as ConstantOfShape, an Expand or Cast of a 0), or undefined. */
