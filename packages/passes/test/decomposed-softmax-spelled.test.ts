@@ -83,6 +83,20 @@ describe('Exp of a LogSoftmax: exp(log softmax(x)) = softmax(x)', () => {
   });
 });
 
+describe('the row maximum subtracted before the Softmax op (w - w.max(-1, keepdim=True)): softmax(x - c) = softmax(x)', () => {
+  test('ReduceMax over the last axis: lifted with the scores as written, the shift and its maximum gone', async () => {
+    const s = await liftedAndExact(site('  %m = ReduceMax(%x, %last) {keepdims = 1}\n  %z = Sub(%x, %m)\n  %p = Softmax(%z) {axis = -1}'), { opset: 18, seed: 5, sizes: { batch: 2, seq: 9, past: 0 } });
+    expect(s.ops.has('ReduceMax') || s.ops.has('Sub')).toBe(false);
+    // the bias is the model's key bias alone (the maximum reads the scores: kept in the bias, it would keep them n x n)
+    expect(s.inputs[3]).toBe('bias');
+  });
+  test('the maximum over the queries is no shift of each row: read as a mask, softmax(x - m)', async () => {
+    const text = site('  init %axis2: i64[1] = tensor<i64[1]> [2]\n  %m = ReduceMax(%x, %axis2) {keepdims = 1}\n  %z = Sub(%x, %m)\n  %p = Softmax(%z) {axis = -1}');
+    const s = await liftedAndExact(text, { opset: 18, seed: 5, sizes: { batch: 2, seq: 9, past: 0 } });
+    expect(s.inputs[3]).not.toBe('bias');
+  });
+});
+
 describe('a softmax over a view of the scores, reshaped back', () => {
   test('flattened to [B·H·S, T] by Flatten, softmax over axis 1 at opset 11 (its 2-D semantics), the shape read back from the scores', async () => {
     await lifted(site('  %xs = Shape(%x)\n  %x2 = Flatten(%x) {axis = 3}\n  %p2 = Softmax(%x2) {axis = 1}\n  %p = Reshape(%p2, %xs)'), 11);

@@ -5,6 +5,7 @@
 //   Mul(e, Reciprocal(ReduceSum(e)))                                       -> the same as Div(e, ReduceSum(e))
 //   Exp(LogSoftmax(x))                                                     -> Softmax(x), LogSoftmax's axis
 //   Reshape(softmax(Flatten | Reshape(x)), x's shape)                      -> Softmax(x) when the view keeps x's last dim
+//   softmax(Sub(x, c))                                                     -> Softmax(x) (a stabilizer before the Softmax op)
 // c is anything constant along the last axis (ReduceMax(x) with keepdims, the usual stabilizer, possibly behind a
 // stop-gradient Identity): exp(x - c) / sum(exp(x - c)) = softmax(x) for every such c, so the product is the
 // same function. The op form computes it without overflow where exp(x) alone would overflow.
@@ -56,7 +57,21 @@ function constantAlongLastAxis(c: Value, x: Value): Node[] | undefined {
  */
 export function softmaxForm(root: Node): SoftmaxForm | undefined {
   const form = softmaxAt(root);
-  return form && (throughView(form) ?? form);
+  const viewed = form && (throughView(form) ?? form);
+  return viewed && (withoutShift(viewed) ?? viewed);
+}
+
+/**
+ * A softmax of x - c, c constant along the last axis (the row max a hand-written softmax subtracts before calling
+ * Softmax, w - w.max(-1, keepdim=True)), is the softmax of x:
+ *   Softmax(Sub(x, ReduceMax(x, last axis, keepdims)))  -> Softmax(x)
+ * Undefined when the form's input is no such shift (or something else reads it).
+ */
+function withoutShift(form: SoftmaxForm): SoftmaxForm | undefined {
+  const sub = onnxOp(form.input, 'Sub');
+  if (!sub || form.input.uses().length !== 1) return undefined;
+  const stabilizer = constantAlongLastAxis(sub.inputs[1]!, sub.inputs[0]!);
+  return stabilizer && { ...form, input: sub.inputs[0]!, nodes: [...form.nodes, sub, ...stabilizer], spelled: true };
 }
 
 /**
