@@ -38,6 +38,16 @@ describe('a static scale per head on the scores', () => {
     await liftedAndExact(site('Div', 'f32[4, 1, 1] = tensor<f32[4, 1, 1]> [2.0, 2.8, 8.0, 0.5]'), { opset: 17, seed: 3, sizes: SIZES });
   });
 
+  test("Swin V2's scale as PyTorch exports it from the parameter: exp(clamp(logit_scale, max=log 100)), Clip without a min: lifted, exact", async () => {
+    // the shape engine folds Clip (opset 11: bounds as inputs, either omitted) and Exp of the learned logit_scale
+    const text = site('Mul', 'f32[4, 1, 1] = tensor<f32[4, 1, 1]> [2.302585, 1.0, 5.5, 0.25]')
+      .replace('  %kT = Transpose', '  init %cap: f32[] = tensor<f32[]> [4.605170185988092]\n  %clamped = Clip(%s, _, %cap)\n  %scale = Exp(%clamped)\n  %kT = Transpose')
+      .replace('%sc = Mul(%qk, %s)', '%sc = Mul(%qk, %scale)');
+    const lifted = await liftedAndExact(text, { opset: 17, seed: 4, sizes: SIZES });
+    expect(lifted.params.scale).toBe(1);
+    expect(lifted.ops.has('Softmax')).toBe(false);
+  });
+
   test('a scale that varies along the keys: refused, with the reason', () => {
     expect(refusalNotes(site('Mul', 'f32[1, 1, 1, 7] = tensor<f32[1, 1, 1, 7]> [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]').replaceAll('seq', '7'))).toMatch(/scales the scores by a value that is not a static scalar, nor a static one per head/);
   });

@@ -22,7 +22,7 @@ import type { Rule } from './rules-data.js';
 /** Ops whose first output has the shape and dtype of their first input. */
 const SAME_AS_FIRST = [
   'Softmax', 'LogSoftmax', 'Tanh', 'Relu', 'LeakyRelu', 'Elu', 'Selu', 'Celu', 'Gelu', 'Erf', 'Sigmoid', 'HardSigmoid', 'HardSwish',
-  'Softplus', 'Softsign', 'Mish', 'Sin', 'Cos', 'Tan', 'Asin', 'Acos', 'Atan', 'Sinh', 'Cosh', 'Clip', 'Trilu', 'CumSum',
+  'Softplus', 'Softsign', 'Mish', 'Sin', 'Cos', 'Tan', 'Asin', 'Acos', 'Atan', 'Sinh', 'Cosh', 'Trilu', 'CumSum',
   'LayerNormalization', 'RMSNormalization', 'SimplifiedLayerNormalization', 'SkipLayerNormalization', 'SkipSimplifiedLayerNormalization',
   'BatchNormalization', 'InstanceNormalization', 'GroupNormalization', 'LpNormalization', 'MeanVarianceNormalization',
   'RotaryEmbedding', 'FastGelu', 'BiasGelu', 'QuickGelu', 'Dropout', 'Hardmax', 'ScatterND', 'ScatterElements', 'Scatter',

@@ -112,7 +112,34 @@ function castTo(n: Node, i: Info | undefined): Info['dtype'] {
   return to === undefined ? undefined : dtypeFromOnnx(to);
 }
 
+/**
+ * Clip: the input's shape, values clamped where the bounds are known (inputs min and max from opset 11, either
+ * absent for no bound; attributes before): a clamped learned scale (Swin v2's clamp(logit_scale).exp()) is static.
+ */
+const clip: Rule = (n, ctx) => {
+  const i = ctx.info(n.inputs[0]);
+  // the bound: an expression, null when there is none, undefined when not known
+  const bound = (index: 1 | 2, name: 'min' | 'max'): Expr | null | undefined => {
+    const a = n.attrs.get(name);
+    if (a?.type === 'float') return constant(a.value);
+    const v = n.inputs[index];
+    if (v === undefined || v.name === '') return null;
+    const b = ctx.info(v)?.value;
+    return b?.length === 1 ? b[0] : undefined;
+  };
+  const [lo, hi] = [bound(1, 'min'), bound(2, 'max')];
+  const value =
+    i?.value && lo !== undefined && hi !== undefined
+      ? mapAll(i.value, (x) => {
+          const below = hi === null ? x : fnum(Math.min)(x, hi);
+          return below && (lo === null ? below : fnum(Math.max)(below, lo));
+        })
+      : undefined;
+  return [{ shape: i?.shape, dtype: i?.dtype, value }];
+};
+
 export const UNARY: Record<string, Rule> = {
+  Clip: clip,
   Identity: unary((x) => x),
   Neg: unary(neg),
   Abs: unary((x) => (isNonneg(x) ? x : fnum(Math.abs)(x))),
