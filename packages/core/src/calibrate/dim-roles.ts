@@ -10,7 +10,7 @@
 //   the key axis T, one dim not S                -> seq     (another sequence: cross-attention's memory)
 // A dim none of them is stays unknown (the generator's name rules and default size apply).
 
-import { AttentionInput, attentionParams, type Graph, isAttention, type Node, ONNX_DOMAIN } from '@attnopt/ir';
+import { AttentionInput, attentionParams, defaultOpsetOf, type Graph, isAttention, type Node, ONNX_DOMAIN } from '@attnopt/ir';
 import { type Expr, subtractDims, symbolicShape } from '@attnopt/passes';
 
 export type DimRole = 'batch' | 'seq' | 'past' | 'total';
@@ -27,7 +27,7 @@ interface Axes {
 const FUSED_QUERY_FIRST = new Set(['Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention']);
 
 /** The scores' axes a node shows: a Softmax over the last axis of [B, H, S, T] or [B·H, S, T], a site, a fused op. */
-function axesOf(n: Node): Axes | undefined {
+function axesOf(n: Node, opset: number): Axes | undefined {
   if (isAttention(n)) {
     const p = attentionParams(n);
     const q = symbolicShape(n.inputs[AttentionInput.q]);
@@ -40,7 +40,8 @@ function axesOf(n: Node): Axes | undefined {
   if (n.op === 'Softmax' && n.domain === ONNX_DOMAIN) {
     const s = symbolicShape(n.inputs[0]);
     const axis = n.attrs.get('axis');
-    const last = axis === undefined || (axis.type === 'int' && (Number(axis.value) === -1 || Number(axis.value) === (s?.length ?? 0) - 1));
+    // (without the attribute: the last axis from opset 13, axis 1 of a 2D view before)
+    const last = axis === undefined ? opset >= 13 : axis.type === 'int' && (Number(axis.value) === -1 || Number(axis.value) === (s?.length ?? 0) - 1);
     if (!s || !last || s.length < 3 || s.length > 4) return undefined;
     // the query axis: the last axis before the keys that is not a number ([B, H, S, T], or [B, S, H, T] where the
     // heads are a view of the query axis)
@@ -82,11 +83,13 @@ function clampedDim(e: Expr): Expr | undefined {
  * input name and axis (`name:axis`) and by dim name where every axis of that name agrees.
  */
 export function dimRoles(graph: Graph): { byAxis: ReadonlyMap<string, DimRole>; byName: ReadonlyMap<string, DimRole> } {
-  const axes = [...graph.allNodes()].map(axesOf).filter((a): a is Axes => a !== undefined);
-  const batch = new Set(axes.map((a) => multipleOf(a.batch)));
-  const queries = new Set(axes.map((a) => multipleOf(a.query)));
+  const opset = defaultOpsetOf(graph) ?? 21;
+  const axes = [...graph.allNodes()].map((n) => axesOf(n, opset)).filter((a): a is Axes => a !== undefined);
+  const names = (xs: (string | undefined)[]) => new Set(xs.filter((x): x is string => x !== undefined));
+  const batch = names(axes.map((a) => multipleOf(a.batch)));
+  const queries = names(axes.map((a) => multipleOf(a.query)));
   const keys = new Set(axes.map((a) => a.key).filter((e): e is Expr => e !== undefined && e.constant === undefined));
-  const cached = new Set(axes.map((a) => a.past?.symbol?.name));
+  const cached = names(axes.map((a) => a.past?.symbol?.name));
   const roleOf = (e: Expr | undefined): DimRole | undefined => {
     if (e === undefined || e.constant !== undefined) return undefined;
     const name = e.symbol?.name;
@@ -99,13 +102,13 @@ export function dimRoles(graph: Graph): { byAxis: ReadonlyMap<string, DimRole>; 
     if (batch.has(name)) return 'batch';
     if (queries.has(name)) return 'seq';
     // a site's cached keys, or T = P + S
-    if (cached.has(name) || [...keys].some((t) => queries.has(subtractDims(t, e).symbol?.name))) return 'past';
+    if (cached.has(name) || [...keys].some((t) => queries.has(subtractDims(t, e).symbol?.name ?? ''))) return 'past';
     // the keys of another sequence (cross-attention's memory): a sequence of its own
     if (keys.has(e)) return 'seq';
     return undefined;
   };
   const byAxis = new Map<string, DimRole>();
-  const names = new Map<string, Set<DimRole | undefined>>();
+  const byDim = new Map<string, Set<DimRole | undefined>>();
   for (const v of graph.inputs) {
     const declared = v.type?.kind === 'tensor' ? v.type.shape : undefined;
     if (!declared || v.initializer !== undefined) continue;
@@ -115,13 +118,13 @@ export function dimRoles(graph: Graph): { byAxis: ReadonlyMap<string, DimRole>; 
       const role = roleOf(shape?.[axis]);
       if (role !== undefined) byAxis.set(`${v.name}:${axis}`, role);
       if (d === '' || d === '?') return;
-      let seen = names.get(d);
-      if (!seen) names.set(d, (seen = new Set()));
+      let seen = byDim.get(d);
+      if (!seen) byDim.set(d, (seen = new Set()));
       seen.add(role);
     });
   }
   const byName = new Map<string, DimRole>();
-  for (const [name, seen] of names) {
+  for (const [name, seen] of byDim) {
     const [only] = [...seen];
     if (seen.size === 1 && only !== undefined) byName.set(name, only);
   }
