@@ -8,9 +8,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Graph } from '@attnopt/ir';
+import { type Graph, parseGraph } from '@attnopt/ir';
 import { decodeModel, encodeModel, importOnnx } from '@attnopt/onnx';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, test } from 'vitest';
 import { generateInputs, recognize } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -51,4 +51,29 @@ describe('generated inputs of whole models whose dims have opaque names', () => 
     recognize(recognized);
     expect(shapes(recognized, 11), `${name}: the recognized graph (lifted sites)`).toEqual(want);
   });
+});
+
+test('a cross-attention memory is a sequence of its own, beside a site whose queries are no input dim', () => {
+  // self-attention over every other frame of x (queries ceil(d1 / 2): no input dim), cross-attention from y to mem
+  const g = parseGraph(`graph g {
+  input %x: f32[d0, d1, 8]
+  input %y: f32[d0, d2, 8]
+  input %mem: f32[d0, d3, 8]
+  init %zero: i64[1] = tensor<i64[1]> [0]
+  init %big: i64[1] = tensor<i64[1]> [1000000]
+  init %one: i64[1] = tensor<i64[1]> [1]
+  init %two: i64[1] = tensor<i64[1]> [2]
+  %xs = Slice(%x, %zero, %big, %one, %two)
+  %xt = Transpose(%xs) {perm = [0, 2, 1]}
+  %s1 = MatMul(%xs, %xt)
+  %p1 = Softmax(%s1) {axis = -1}
+  %o1 = MatMul(%p1, %xs)
+  %mt = Transpose(%mem) {perm = [0, 2, 1]}
+  %s2 = MatMul(%y, %mt)
+  %p2 = Softmax(%s2) {axis = -1}
+  %o2 = MatMul(%p2, %mem)
+  output %o1, %o2
+}`);
+  const got = Object.fromEntries(Object.entries(generateInputs(g, { seqLen: 5 })[0]!).map(([name, t]) => [name, t.shape]));
+  expect(got).toEqual({ x: [1, 5, 8], y: [1, 5, 8], mem: [1, 5, 8] });
 });
