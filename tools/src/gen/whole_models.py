@@ -439,13 +439,18 @@ class LlamaAttention(nn.Module):
         s.v_proj, s.o_proj = nn.Linear(h, nkv * s.hd, bias=qkv_bias), nn.Linear(nh * s.hd, h, bias=False)
         s.rotary = Rotary(s.hd)
 
-    def forward(s, x, mask, position_ids, past=None):
+    def rotated_qkv(s, x, position_ids):
+        """q [b, nh, t, hd] and k, v [b, nkv, t, hd], RoPE applied to q and k"""
         b, t, _ = x.size()
         q = s.q_proj(x).view(b, t, s.nh, s.hd).transpose(1, 2)
         k = s.k_proj(x).view(b, t, s.nkv, s.hd).transpose(1, 2)
         v = s.v_proj(x).view(b, t, s.nkv, s.hd).transpose(1, 2)
         cos, sin = s.rotary(position_ids)
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v
+
+    def forward(s, x, mask, position_ids, past=None):
+        b, t, _ = x.size()
+        q, k, v = s.rotated_qkv(x, position_ids)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         present = (k, v)
@@ -506,11 +511,7 @@ def sdpa_as_exported(q, k, v, attn_mask=None, is_causal=False):
 class LlamaSdpaAttention(LlamaAttention):
     def forward(s, x, mask, position_ids, past=None):
         b, t, _ = x.size()
-        q = s.q_proj(x).view(b, t, s.nh, s.hd).transpose(1, 2)
-        k = s.k_proj(x).view(b, t, s.nkv, s.hd).transpose(1, 2)
-        v = s.v_proj(x).view(b, t, s.nkv, s.hd).transpose(1, 2)
-        cos, sin = s.rotary(position_ids)
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        q, k, v = s.rotated_qkv(x, position_ids)
         k, v = repeat_kv(k, s.nh // s.nkv), repeat_kv(v, s.nh // s.nkv)
         y = sdpa_as_exported(q, k, v, mask, is_causal=mask is None)
         return s.o_proj(y.transpose(1, 2).reshape(b, t, s.nh * s.hd)), None
