@@ -38,6 +38,7 @@ import {
 import { sampleForPasses, siteCalibration } from '../calibrate/site-calibration.js';
 import { DEFAULT_BUDGETS, tradeoffPoint } from './tradeoff.js';
 import { maxOf } from '../extremes.js';
+import { CALIBRATION_SAMPLES } from '../run-memory.js';
 
 /**
  * decide's options (maxError, samples, seqLen, calibrationCount, seed, target, runtime, measure), then the report's own.
@@ -168,7 +169,7 @@ export async function buildReport(model: AttnoptModel, options: ReportOptions = 
   const maxError = options.maxError ?? 1e-2;
   const seqLen = options.seqLen ?? 128;
   const seed = options.seed ?? 0;
-  const calibrationCount = options.calibrationCount ?? 2;
+  const calibrationCount = options.calibrationCount ?? CALIBRATION_SAMPLES;
   const profile = targetProfile(options.target);
   const progress = options.onProgress ?? (() => {});
   const source: string | Uint8Array = model.file ?? saveModel(model);
