@@ -112,6 +112,29 @@ ${I64('rest', [-1])}
     expect(symbolicShape(y)?.map(String)).toEqual(['batch', 'seq', '4', '64']);
   });
 
+  test("torch's expand(b, 1, -1, -1): Where(Equal(shape, -1), 1, shape) keeps the dims (a dim is never -1)", () => {
+    const g = parseGraph(`graph g {
+  input %x: f32[batch, seq]
+  input %m: f32[seq, seq]
+${SCALAR('i0', 0)}
+${I64('ax', [0])}
+${I64('rest', [1, -1, -1])}
+${I64('four', [4])}
+${SCALAR('minus1', -1)}
+  %sh = Shape(%x)
+  %g0 = Gather(%sh, %i0) {axis = 0}
+  %u0 = Unsqueeze(%g0, %ax)
+  %t = Concat(%u0, %rest) {axis = 0}
+  %ones = ConstantOfShape(%four) {value = tensor<i64[1]> [1]}
+  %neg = Mul(%ones, %minus1)
+  %isneg = Equal(%t, %neg)
+  %target = Where(%isneg, %ones, %t)
+  %y = Expand(%m, %target)
+  output %y
+}`);
+    expect(symbolicShape(g.outputs[0])?.map(String)).toEqual(['batch', '1', 'seq', 'seq']);
+  });
+
   test("a '?' broadcast against seq becomes seq (token + position embeddings), and the -1 then solves", () => {
     const g = parseGraph(`graph g {
   input %tok: f32[batch, seq, 256]

@@ -54,10 +54,18 @@ const floatDiv = (a: Expr, b: Expr) => {
 };
 
 const boolOf = (x: boolean) => constant(x ? 1 : 0);
+/**
+ * A comparison where both sides are known, or one is a non-negative expression (a dim) and the other a negative
+ * constant: every x >= 0 compares with c < 0 as 0 does (torch's expand(..., -1, ...) writes the shape as
+ * Where(Equal(shape, -1), 1, shape), with dims in the shape).
+ */
 const compare = (f: (x: number, y: number) => boolean, same?: boolean) => (a: Expr, b: Expr) => {
   if (a === b && same !== undefined) return boolOf(same);
   const [ca, cb] = [a.constant, b.constant];
-  return ca !== undefined && cb !== undefined ? boolOf(f(ca, cb)) : undefined;
+  if (ca !== undefined && cb !== undefined) return boolOf(f(ca, cb));
+  if (cb !== undefined && cb < 0 && isNonneg(a)) return boolOf(f(0, cb));
+  if (ca !== undefined && ca < 0 && isNonneg(b)) return boolOf(f(ca, 0));
+  return undefined;
 };
 
 export const ARITHMETIC: Record<string, Rule> = {
