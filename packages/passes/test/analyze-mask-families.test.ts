@@ -368,3 +368,65 @@ describe('the residual on the proven keys, one query row (key-rows.ts)', () => {
     expect(implies({ op: 'const', value: true }, lin(1, -1, 0))).toBe(false);
   });
 });
+
+describe('Slice of a mask from index 0 (transformers\' attention_mask[:, :, :, : key_states.shape[-2]])', () => {
+  const keyLength = (b: ReturnType<typeof builder>) => b.op('Unsqueeze', [b.op('Gather', [b.op('Shape', [b.g.inputs[0]!]), b.i64(1)]), b.c('i64', [1], [0])]);
+  const prefix = (b: ReturnType<typeof builder>, x: Value, axis: number) => b.op('Slice', [x, b.c('i64', [1], [0]), keyLength(b), b.c('i64', [1], [axis]), b.c('i64', [1], [1])]);
+
+  it('the causal mask sliced to the key length -> causal, exact', async () => {
+    const b = builder();
+    const bias = prefix(b, b.causalBias(), -1);
+    const p = proveMaskSpec(bias, dims);
+    expect(p.spec && printSpec(p.spec), p.notes.join('\n')).toBe('causal');
+    expect(p.exact, p.notes.join('\n')).toBe(true);
+    await checkInOrt(b.g, bias, p);
+  });
+
+  it('causal + a key bias [B, 1, 1, S], sliced on the key axis -> causal, the whole sliced bias kept beside it', async () => {
+    const b = builder();
+    const alibi = b.g.addInput(new V('alibi', tensorType('f32', ['batch', 1, 1, 'seq'])));
+    const bias = prefix(b, b.op('Add', [b.causalBias(), alibi]), 3);
+    const p = proveMaskSpec(bias, dims);
+    expect(p.spec && printSpec(p.spec), p.notes.join('\n')).toBe('causal');
+    // the data part's value is no longer the bias's shape after the Slice: the whole bias stays as the residual
+    expect(p.residual).toBe(bias);
+    await checkInOrt(b.g, bias, p);
+  });
+
+  it('a Slice that starts past 0 moves the keys: not read as the same mask', () => {
+    const b = builder();
+    const bias = b.op('Slice', [b.causalBias(), b.c('i64', [1], [1]), b.c('i64', [1], [1000]), b.c('i64', [1], [-1]), b.c('i64', [1], [1])]);
+    const p = proveMaskSpec(bias, dims);
+    expect(p.spec === undefined || printSpec(p.spec) !== 'causal', p.notes.join('\n')).toBe(true);
+  });
+});
+
+describe('Transpose of an index field', () => {
+  it("ModernBERT's |rows - rows.T| <= 4 (rows = arange(n)[None, :]) -> window(left=4, right=4)", async () => {
+    const b = builder();
+    const rows = b.j; // arange(n) unsqueezed to [1, n]
+    const rowsT = b.op('Transpose', [rows], { perm: { type: 'ints', value: [1n, 0n] } });
+    const keep = b.op('LessOrEqual', [b.op('Abs', [b.op('Sub', [rows, rowsT])]), b.i64(4)]);
+    const bias = b.where(keep, 0, -3.4028234663852886e38);
+    const p = proveMaskSpec(bias, dims);
+    expect(p.spec && printSpec(p.spec), p.notes.join('\n')).toBe('window(left=4, right=4)');
+    expect(p.exact).toBe(true);
+    await checkInOrt(b.g, bias, p);
+  });
+
+  it('rows - rows.T <= 0 (j - i <= 0) reads the transposed row as the query index: causal, not its mirror', async () => {
+    const b = builder();
+    const rowsT = b.op('Transpose', [b.j], { perm: { type: 'ints', value: [1n, 0n] } });
+    const bias = b.where(b.op('LessOrEqual', [b.op('Sub', [b.j, rowsT]), b.i64(0)]), 0, -Infinity);
+    const p = proveMaskSpec(bias, dims);
+    expect(p.spec && printSpec(p.spec), p.notes.join('\n')).toBe('causal');
+    await checkInOrt(b.g, bias, p);
+  });
+
+  it('a Transpose that swaps the query and key axes of a mask is still not read (the mask would be mirrored)', () => {
+    const b = builder();
+    const mirrored = b.op('Transpose', [b.causalBias()], { perm: { type: 'ints', value: [1n, 0n] } });
+    const p = proveMaskSpec(mirrored, dims);
+    expect(p.spec === undefined || printSpec(p.spec) !== 'causal', p.notes.join('\n')).toBe(true);
+  });
+});

@@ -35,14 +35,18 @@ interface Expected {
   readonly head_dim: number;
   readonly mask: string;
   readonly window?: number;
+  /** The scores' scale where it is not 1 / sqrt(head_dim) (Gemma 2: query_pre_attn_scalar^-0.5), and a softcap. */
+  readonly scale?: number;
+  readonly softcap?: number;
 }
 
 /**
  * What each site's mask must come out as, in graph order, transcribed from expected.json's `mask` text:
  * `dense` (no mask at all), `bias` (a data-dependent or position bias kept, nothing structural), `causal`,
- * `window` (causal sliding window of expected.window keys), each optionally `+bias` (padding kept beside it).
+ * `window` (causal sliding window of expected.window keys), `band` (expected.window keys on either side: |i - j| <=
+ * window), each optionally `+bias` (padding kept beside it).
  */
-type Kind = 'dense' | 'bias' | 'causal' | 'causal+bias' | 'window' | 'window+bias';
+type Kind = 'dense' | 'bias' | 'causal' | 'causal+bias' | 'window' | 'window+bias' | 'band' | 'band+bias';
 const MASKS: Record<string, readonly Kind[]> = {
   bert4: Array(4).fill('bias'),
   gpt4: Array(4).fill('causal'),
@@ -78,7 +82,16 @@ const MASKS: Record<string, readonly Kind[]> = {
   'llama-sdpa': ['causal+bias', 'causal+bias'],
   'llama-sdpa-causal': ['causal', 'causal'],
   'qwen2-past': ['causal+bias', 'causal+bias'],
+  // transformers' eager attention slices its 4d mask to the key length in every layer (Slice from 0: the same
+  // function of (i, j)); causal over past + new keys proven through it, the padding read back to one key row
+  'llama-eager-past': ['causal+bias', 'causal+bias'],
+  // Gemma 2: the sliding layer's tril(ones_like(mask), -window) over the sliced cache_position mask, the global layer
+  // causal; softcapped scores
+  gemma2: ['window+bias', 'causal+bias'],
   'marian-decoder-past': ['causal', 'bias', 'causal', 'bias'],
+  // ModernBERT: the global layer's padding; the local layers' |i - j| <= 4 from abs(rows - rows.T) (an index row
+  // transposed into the query axis) over the padding mask
+  modernbert: ['bias', 'band+bias', 'band+bias'],
   // local band OR global tokens (a data-dependent union): no structural conjunct to prove, kept as bias
   'longformer-local-global': ['bias', 'bias'],
   // the window over past + new keys from cache_position comparisons, the padding Where kept whole beside it
@@ -133,6 +146,7 @@ function kindOf(site: Node, window: number | undefined): Kind | string {
   if (spec.kind === 'dense') return bias ? 'bias' : 'dense';
   if (spec.kind === 'causal') return `causal${bias}`;
   if (spec.kind === 'window' && spec.right === 0 && window !== undefined && spec.left === window - 1) return `window${bias}`;
+  if (spec.kind === 'window' && window !== undefined && spec.left === window && spec.right === window) return `band${bias}`;
   return `${printSpec(spec)}${bias}`;
 }
 
@@ -185,7 +199,8 @@ for (const folder of FOLDERS) {
           headDim: e.head_dim,
         });
         if (unscaled(e)) expect(p.scale).toBe(1);
-        else expect(p.scale).toBeCloseTo(1 / Math.sqrt(e.head_dim), 6);
+        else expect(p.scale).toBeCloseTo(e.scale ?? 1 / Math.sqrt(e.head_dim), 6);
+        expect(p.softcap).toBe(e.softcap ?? 0);
       }
       const kinds = MASKS[name] ?? NOT_YET_PROVEN[name];
       expect(kinds, `${name}: no mask expectation transcribed`).toBeDefined();

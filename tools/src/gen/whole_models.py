@@ -479,7 +479,7 @@ class Llama(nn.Module):
         past_len = past[0].size(-2) if s.with_past else None
         x = s.embed_tokens(input_ids)
         if s.cache_position:
-            mask = cache_position_mask(b, t, past_len, x.dtype, s.window, attention_mask)
+            mask = cache_position_mask(b, t, 0 if past_len is None else past_len, x.dtype, s.window, attention_mask)
         else:
             mask = merge_masks(causal_mask(b, t, past_len, x.dtype, s.window), attention_mask, x.dtype)
         presents = []
@@ -490,6 +490,80 @@ class Llama(nn.Module):
             presents += list(kv)
         logits = s.lm_head(s.norm(x))
         return (logits, *presents) if s.with_past else logits
+
+
+class LlamaEagerAttention(LlamaAttention):
+    """transformers' eager attention from 4.38 on: the 4d mask sliced to the keys before it is added
+    (causal_mask = attention_mask[:, :, :, : key_states.shape[-2]])"""
+    def forward(s, x, mask, position_ids, past=None):
+        b, t, _ = x.size()
+        q, k, v = s.rotated_qkv(x, position_ids)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        present = (k, v)
+        k, v = repeat_kv(k, s.nh // s.nkv), repeat_kv(v, s.nh // s.nkv)
+        w = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(s.hd)
+        w = w + mask[:, :, :, : k.shape[-2]]
+        w = nn.functional.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
+        y = torch.matmul(w, v).transpose(1, 2).contiguous().reshape(b, t, s.nh * s.hd)
+        return s.o_proj(y), present
+
+
+class LlamaEager(Llama):
+    """Llama (window: Mistral) as transformers >= 4.42 writes it in eager mode: the cache_position mask, sliced to
+    the key length in every layer"""
+    def __init__(s, vocab=128, h=64, nh=4, nkv=2, L=2, with_past=True, window=None):
+        super().__init__(vocab=vocab, h=h, nh=nh, nkv=nkv, L=L, with_past=with_past, window=window, cache_position=True)
+        s.attn = nn.ModuleList([LlamaEagerAttention(h, nh, nkv) for _ in range(L)])
+
+
+class GemmaRMSNorm(RMSNorm):
+    def forward(s, x):
+        v = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        return ((x * torch.rsqrt(v + s.eps)) * (1.0 + s.weight)).to(x.dtype)
+
+
+class Gemma2Attention(LlamaAttention):
+    """Gemma 2: head size 16 with query_pre_attn_scalar 24 (scale 24^-0.5), the scores softcapped at 50
+    (tanh(w / 50) * 50); on a sliding layer the mask gets tril(ones_like(mask), diagonal=-window) filled with
+    finfo.min; the mask sliced to the keys"""
+    def __init__(s, h, nh, nkv, window=None):
+        super().__init__(h, nh, nkv); s.window = window
+
+    def forward(s, x, mask, position_ids, past=None):
+        b, t, _ = x.size()
+        if s.window is not None:
+            sliding = torch.tril(torch.ones_like(mask, dtype=torch.bool), diagonal=-s.window)
+            mask = torch.where(sliding, torch.tensor(torch.finfo(x.dtype).min), mask)
+        q, k, v = s.rotated_qkv(x, position_ids)
+        k, v = repeat_kv(k, s.nh // s.nkv), repeat_kv(v, s.nh // s.nkv)
+        w = torch.matmul(q, k.transpose(2, 3)) * 24 ** -0.5
+        w = torch.tanh(w / 50.0) * 50.0
+        w = w + mask[:, :, :, : k.shape[-2]]
+        w = nn.functional.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
+        y = torch.matmul(w, v).transpose(1, 2).contiguous().reshape(b, t, s.nh * s.hd)
+        return s.o_proj(y), None
+
+
+class Gemma2(Llama):
+    """Gemma 2 without a cache: embeddings times sqrt(hidden), (1 + weight) RMSNorm, GQA 4/2, sliding and global
+    layers alternating (window 4 on the first), the cache_position mask, the final logits softcapped at 30"""
+    def __init__(s, window=4):
+        super().__init__(with_past=False, cache_position=True)
+        s.attn = nn.ModuleList([Gemma2Attention(64, 4, 2, window if i % 2 == 0 else None) for i in range(2)])
+        s.n1, s.n2 = nn.ModuleList([GemmaRMSNorm(64) for _ in range(2)]), nn.ModuleList([GemmaRMSNorm(64) for _ in range(2)])
+        s.norm = GemmaRMSNorm(64)
+
+    def forward(s, input_ids, attention_mask, position_ids):
+        b, t = input_ids.size()
+        x = s.embed_tokens(input_ids) * torch.tensor(64 ** 0.5, dtype=torch.float32)
+        mask = cache_position_mask(b, t, 0, x.dtype, None, attention_mask)
+        for i in range(len(s.attn)):
+            a, _ = s.attn[i](s.n1[i](x), mask, position_ids)
+            x = x + a; hx = s.n2[i](x)
+            x = x + s.down[i](F.gelu(s.gate[i](hx), approximate="tanh") * s.up[i](hx))
+        logits = s.lm_head(s.norm(x))
+        return torch.tanh(logits / 30.0) * 30.0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -935,6 +1009,56 @@ class ClipText(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# ModernBERT (global and local layers, packed Wqkv unbound after a transpose, RoPE, eager attention)
+# ---------------------------------------------------------------------------------------------------------
+class ModernBertAttention(nn.Module):
+    def __init__(s, h, nh, local, theta):
+        super().__init__(); s.nh, s.hd, s.local = nh, h // nh, local
+        s.Wqkv, s.Wo = nn.Linear(h, 3 * h, bias=False), nn.Linear(h, h, bias=False)
+        s.rotary = Rotary(s.hd, base=theta)
+
+    def forward(s, x, attention_mask, sliding_window_mask, position_ids):
+        bs, _, dim = x.shape
+        qkv = s.Wqkv(x).view(bs, -1, 3, s.nh, s.hd)
+        cos, sin = s.rotary(position_ids)
+        q, k, v = qkv.transpose(3, 1).unbind(dim=2)
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        w = torch.matmul(q, k.transpose(2, 3)) * s.hd ** -0.5
+        w = w + (sliding_window_mask if s.local else attention_mask)
+        w = nn.functional.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
+        y = torch.matmul(w, v).transpose(1, 2).contiguous().view(bs, -1, dim)
+        return s.Wo(y)
+
+
+class ModernBert(nn.Module):
+    """ModernBERT: every third layer global (RoPE theta 160000), the others local (|i - j| <= local_attention // 2,
+    theta 10000): the local mask is the padding mask filled with finfo.min where abs(rows - rows.T) exceeds it"""
+    def __init__(s, vocab=128, h=64, nh=4, L=3, local_attention=8):
+        super().__init__(); s.local_attention = local_attention
+        s.tok_embeddings, s.norm = nn.Embedding(vocab, h), nn.LayerNorm(h)
+        s.attn = nn.ModuleList([ModernBertAttention(h, nh, i % 3 != 0, 160000.0 if i % 3 == 0 else 10000.0) for i in range(L)])
+        s.attn_norm = nn.ModuleList([nn.Identity() if i == 0 else nn.LayerNorm(h) for i in range(L)])
+        s.mlp_norm = nn.ModuleList([nn.LayerNorm(h) for _ in range(L)])
+        s.Wi, s.Wo = nn.ModuleList([nn.Linear(h, 4 * h, bias=False) for _ in range(L)]), nn.ModuleList([nn.Linear(2 * h, h, bias=False) for _ in range(L)])
+        s.final_norm = nn.LayerNorm(h)
+
+    def forward(s, input_ids, attention_mask):
+        x = s.norm(s.tok_embeddings(input_ids))
+        n = input_ids.size(1)
+        position_ids = torch.arange(n).unsqueeze(0)
+        global_mask = expand_mask(attention_mask, x.dtype, n)
+        rows = torch.arange(global_mask.shape[2]).unsqueeze(0)
+        distance = torch.abs(rows - rows.T)
+        window_mask = (distance <= s.local_attention // 2).unsqueeze(0).unsqueeze(0)
+        sliding_window_mask = global_mask.masked_fill(~window_mask, torch.finfo(x.dtype).min)
+        for i in range(len(s.attn)):
+            x = x + s.attn[i](s.attn_norm[i](x), global_mask, sliding_window_mask, position_ids)
+            inp, gate = s.Wi[i](s.mlp_norm[i](x)).chunk(2, dim=-1)
+            x = x + s.Wo[i](F.gelu(inp) * gate)
+        return s.final_norm(x)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Longformer-style local + global attention, written with einsum
 # ---------------------------------------------------------------------------------------------------------
 class LocalGlobal(nn.Module):
@@ -1072,6 +1196,17 @@ def corpus():
            dict(sites=2, heads=4, kv_heads=2, head_dim=16, window=W, long_seq_ok=True, past=True,
                 mask=f"causal sliding window {W} over past + new keys (cache_position arange comparisons, window OR-ed in) + padding where causal + attention_mask == 0",
                 form="Mistral with a KV cache, masks as transformers >= 4.42 builds them from cache_position"))
+    yield ("llama-eager-past", lambda: LlamaEager(), lambda: (ids(B, T), padding(B, P + T, 0), pos(), *past_kv(L, B, 2, P, 16)),
+           [*llama_in, *pn], ["logits", *prn],
+           {**batch_seq("input_ids", "position_ids"), "attention_mask": {0: "batch_size", 1: "total_sequence_length"}, **kv_axes(pn), **kv_axes(prn, "total_sequence_length")}, 17,
+           dict(sites=2, heads=4, kv_heads=2, head_dim=16, long_seq_ok=True, past=True,
+                mask="causal over past + new keys (cache_position arange comparisons) + padding, sliced to the key length in each layer",
+                form="transformers >= 4.42 eager attention: causal_mask = attention_mask[:, :, :, : key_states.shape[-2]] added to the scores"))
+    yield ("gemma2", lambda: Gemma2(window=W), lambda: (ids(B, T + 4), padding(B, T + 4, 0), torch.arange(T + 4).unsqueeze(0).expand(B, T + 4).clone()),
+           llama_in, ["logits"], batch_seq(*llama_in), 14,
+           dict(sites=2, heads=4, kv_heads=2, head_dim=16, window=W, scale=24 ** -0.5, softcap=50.0, long_seq_ok=True,
+                mask=f"layer 0: causal sliding window {W} (tril(ones_like(mask), diagonal=-{W}) filled finfo.min over the cache_position mask) + padding; layer 1: causal + padding; both sliced to the keys",
+                form="Gemma 2 eager: scale 24^-0.5 on head size 16, scores softcapped tanh(w / 50) * 50, GQA by repeat_kv, final logits softcapped at 30"))
     yield ("llama-sdpa", lambda: LlamaSdpa(), lambda: (ids(B, T), padding(B, T, 0), torch.arange(T).unsqueeze(0).expand(B, T).clone()),
            llama_in, ["logits"], batch_seq(*llama_in), 14,
            dict(sites=2, heads=4, kv_heads=2, head_dim=16, mask="causal and padding as one bool mask, Where(mask, 0, -inf) added to the scores", long_seq_ok=True,
@@ -1118,6 +1253,11 @@ def corpus():
            batch_seq("input_ids", "attention_mask"), 17,
            dict(sites=2, heads=4, head_dim=16, mask="causal (full(finfo.min).triu_(1)) + padding, each added in the [b, h, t, s] view", long_seq_ok=False,
                 form="CLIPAttention: q_proj * d^-0.5, bmm on [b*h, t, d]"))
+    yield ("modernbert", lambda: ModernBert(), lambda: (ids(B, T + 6), padding(B, T + 6, 3)), ["input_ids", "attention_mask"], ["last_hidden_state"],
+           batch_seq("input_ids", "attention_mask"), 17,
+           dict(sites=3, heads=4, head_dim=16, window=4, long_seq_ok=True,
+                mask="layer 0 global: padding; layers 1, 2 local: |i - j| <= 4 (abs(rows - rows.T) <= local_attention // 2, masked_fill finfo.min over the padding mask)",
+                form="ModernBERT eager: packed Wqkv viewed [b, t, 3, h, d], transpose(3, 1).unbind(2), RoPE, softmax in float32"))
     yield ("longformer-local-global", lambda: LocalGlobal(), lambda: (ids(B, T + 10), padding(B, T + 10, 3), torch.tensor([[1] + [0] * (T + 9)] * B)),
            ["input_ids", "attention_mask", "global_attention_mask"], ["last_hidden_state"],
            batch_seq("input_ids", "attention_mask", "global_attention_mask"), 17,

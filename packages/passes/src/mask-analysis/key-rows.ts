@@ -9,7 +9,7 @@
 // already of one row (size 1 on the query axis, or rank below 2) is taken as it is. On every pair (i, j) that S
 // keeps the new bias equals R: the constants equal the values they replace there, and every op on the way is
 // elementwise, so with S as the spec the site computes what it did. Anything else (a Reshape of data, a Gather,
-// an index field met beside data) leaves the residual as it was.
+// an index field met beside data) leaves the residual as it was. A Slice from index 0 is the same Slice of the row.
 
 import { type DType, type Graph, type Node, ONNX_DOMAIN, Tensor, type Value } from '@attnopt/ir';
 import { attrInt, attrInts, NodeBuilder } from '@attnopt/rewrite';
@@ -20,7 +20,7 @@ import { nnf } from './prove.js';
 /** Ops applied per element (with broadcasting from the right): they keep a value's query axis where it was. */
 const ELEMENTWISE: ReadonlySet<string> = new Set([
   'Identity', 'Cast', 'Not', 'Neg', 'Abs', 'Sqrt', 'Exp', 'Log', 'Sigmoid', 'Tanh', 'IsNaN', 'IsInf', 'Reciprocal', 'Floor', 'Ceil',
-  'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Min', 'Max', 'Where', 'And', 'Or', 'Xor',
+  'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Min', 'Max', 'Clip', 'Where', 'And', 'Or', 'Xor',
   'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual',
 ]);
 
@@ -108,6 +108,13 @@ function uniformOf(v: Value, readings: ReadonlyMap<Value, AbstractValue>, depth 
   return uniformOf(n.inputs[0], readings, depth + 1);
 }
 
+/** Whether a Slice (opset 10+, bounds as inputs) starts every axis it cuts at 0, with steps of 1. */
+function slicesFromZero(n: Node): boolean {
+  const starts = staticInts(n.inputs[1]);
+  const steps = n.inputs[4] ? staticInts(n.inputs[4]) : [];
+  return starts !== undefined && starts.every((s) => s === 0) && steps !== undefined && steps.every((s) => s === 1);
+}
+
 /** Whether a Reshape's static target copies its input's last two axes (0, 0 or 0, -1; allowzero unset). */
 function copiesLastTwo(n: Node): boolean {
   const t = staticInts(n.inputs[1]);
@@ -193,6 +200,12 @@ export function keyRowsResidual(graph: Graph, x: KeyRowsInput): { value: Value; 
       const lead = full && symbolicShape(full);
       if (!from || !lead || lead.length !== from.length || lead.slice(0, -2).some((d, k) => d !== from[k])) return undefined;
       return b.op('Reshape', [full, n.inputs[1]], 'reshape', Object.fromEntries(n.attrs));
+    }
+    // Slice from index 0 (step 1) -> the same Slice of the row of x (a query axis of size 1 cut from 0 stays 1)
+    if (n.op === 'Slice' && n.inputs[0] && slicesFromZero(n)) {
+      const rank = inferShape(n.inputs[0])?.length;
+      const full = rank !== undefined ? rowAtRank(n.inputs[0], rank, depth) : undefined;
+      return full && b.op('Slice', [full, ...n.inputs.slice(1)], 'slice');
     }
     if (!ELEMENTWISE.has(n.op) || n.inputs.length === 0) return undefined;
     const ins: (Value | undefined)[] = [];

@@ -2,6 +2,7 @@
 // `bias` is read as a function of (i, j) (query and key index, the last two axes) with lengths kept symbolic.
 //   Range(0, S) -> field i or j;  Less(a, b) -> linear atom b - a - 1 >= 0;  Where(p, -inf, 0) -> bias{keep: ¬p}
 //   Min / Max / Clip / Abs of fields -> min/max trees (piecewise.ts), compared leaf by leaf;
+//   a mask clamped at a masking level (max(mask, finfo.min), min(mask, 0)) -> the mask (clampedBias);
 //   constant buffers -> tables (kept as data, read as bands when they meet the spec);  model inputs -> opaque;
 //   anything else -> opaque too: a value not read is data, kept in the bias, never a proof.
 // Nothing here allocates per n x n beyond copying a constant buffer the model already holds.
@@ -310,13 +311,15 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
       return { ...a, rank: Math.max(rankOf(a), b.values.length) } as AbstractValue;
     }
     case 'Transpose': {
-      // leading axes may move (a heads axis made by Expand + Transpose); the query and key axes may not
+      // leading axes may move (a heads axis made by Expand + Transpose); the query and key axes of a mask may not.
+      // An index field may move any axis (ModernBERT's rows.T: arange(n)[None, :] -> [n, 1], j -> i)
       if (!a) return no('no input');
       // a uniform fill is the same fill in any axis order
       if (a.kind === 'ints' && a.scalar && a.values.length === 1) return a;
       const r = rankOf(a);
       const perm = intsAttr(n, 'perm') ?? Array.from({ length: r }, (_, k) => r - 1 - k);
-      if (r < 2 || perm.length !== r || perm[r - 2] !== r - 2 || perm[r - 1] !== r - 1) return no('Transpose moves the query/key axes');
+      const indexField = a.kind === 'field' || a.kind === 'minmax';
+      if (r < 2 || perm.length !== r || (!indexField && (perm[r - 2] !== r - 2 || perm[r - 1] !== r - 1))) return no('Transpose moves the query/key axes');
       if (holdsData(a) && perm.some((p, k) => p !== k)) ctx.movedData = true;
       // coefficients are keyed by axis position from the end: output axis p reads input axis perm[p]
       const permute = (f: Field): Field => {
@@ -336,9 +339,14 @@ function step(n: Node, ins: readonly (AbstractValue | undefined)[], ctx: EvalCon
     case 'Min':
     case 'Max':
       return extremum(n.op === 'Min' ? 'min' : 'max', ins);
-    case 'Clip':
-      // Clip(x, lo, hi) -> max(min(x, hi), lo)
-      return extremum('max', [extremum('min', [a, ins[2]]), ins[1]]);
+    case 'Clip': {
+      // Clip(x, lo, hi) -> max(min(x, hi), lo); bounds as inputs from opset 11, as attributes before
+      const bound = (at: number, name: string): AbstractValue | undefined => {
+        const attr = n.attrs.get(name);
+        return ins[at] ?? (attr?.type === 'float' ? { kind: 'ints', values: [symConst(attr.value)], scalar: true, rank: 0 } : undefined);
+      };
+      return extremum('max', [extremum('min', [a, bound(2, 'max')]), bound(1, 'min')]);
+    }
     case 'Abs':
       // |x| -> max(x, -x)
       return extremum('max', [a, mul(a, { kind: 'ints', values: [symConst(-1)], scalar: true, rank: 0 })]);
@@ -532,6 +540,24 @@ function asTree(a: AbstractValue): MinMax | undefined {
   return f && fromField(f);
 }
 
+/**
+ * A bias clamped where no reading of it changes (as exporters write `clamp(mask, min=finfo.min)` after adding two
+ * masks, or `max(mask, finfo.min)`):
+ *   max(bias, c), c <= MASKED_AT_OR_BELOW          -> bias   (a value raised to c was masked and stays masked)
+ *   min(bias, c), c >= 0, no data-dependent term    -> bias   (a mask's values are 0 and its fills, all <= 0)
+ * A row with an unmasked key gets the same softmax either way (a masked key's weight underflows to 0); a row whose
+ * kept keys are all masked is computed again from the whole bias, the clamped one (unkept-rows.ts).
+ */
+function clampedBias(op: 'min' | 'max', present: readonly AbstractValue[], consts: readonly (number | undefined)[]): AbstractValue | undefined {
+  const biases = present.filter((x) => x.kind === 'bias');
+  if (biases.length !== 1 || biases.length + consts.filter((c) => c !== undefined).length !== present.length) return undefined;
+  const bounds = consts.filter((c): c is number => c !== undefined);
+  const bias = biases[0]!;
+  if (op === 'max' && bounds.every(isMaskedFill)) return { ...bias, rank: Math.max(...present.map(rankOf)) } as AbstractValue;
+  if (op === 'min' && bounds.every((c) => c >= 0) && !holdsData(bias)) return { ...bias, rank: Math.max(...present.map(rankOf)) } as AbstractValue;
+  return undefined;
+}
+
 /** Min / Max of index fields -> a min/max tree; of constants -> the constant; omitted operands (Clip's) skipped. */
 function extremum(op: 'min' | 'max', xs: readonly (AbstractValue | undefined)[]): AbstractValue {
   const present = xs.filter((x): x is AbstractValue => x !== undefined);
@@ -543,6 +569,8 @@ function extremum(op: 'min' | 'max', xs: readonly (AbstractValue | undefined)[])
     const x = op === 'min' ? Math.min(...(consts as number[])) : Math.max(...(consts as number[]));
     return { kind: 'ints', values: [symConst(x)], scalar: present.every((p) => p.kind === 'ints' && p.scalar), rank };
   }
+  const clamped = clampedBias(op, present, consts);
+  if (clamped) return clamped;
   if (!present.some((x) => x.kind === 'field' || x.kind === 'minmax')) return no(`${op} of ${present.map((x) => x.kind).join(', ')}`);
   return { kind: 'minmax', rank, tree: minMax(op, present.map((x) => asTree(x) ?? no(`${op} of a ${x.kind}`))) };
 }
@@ -780,6 +808,7 @@ function trilu(n: Node, ins: readonly (AbstractValue | undefined)[]): AbstractVa
 function slice(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext): AbstractValue {
   const [x, starts, ends, axesAv, steps] = ins;
   if (x?.kind === 'ints' && !x.scalar) return sliceInts(x.values, starts, ends, axesAv, steps);
+  if (x && structural(x)) return slicePrefix(x, starts, steps, ctx);
   if (!x || x.kind !== 'table') return no(`Slice of ${x?.kind ?? 'nothing'}`);
   if (!starts || starts.kind !== 'ints' || !ends || ends.kind !== 'ints') return no('Slice bounds are not shapes');
   const rank = x.rank;
@@ -806,6 +835,20 @@ function slice(ins: readonly (AbstractValue | undefined)[], ctx: EvalContext): A
     t = isRow ? { ...t, r0: start, ...(end ? { rEnd: end } : {}) } : { ...t, c0: start, ...(end ? { cEnd: end } : {}) };
   });
   return { kind: 'table', rank, table: t };
+}
+
+/**
+ * Slice of a function of (i, j) from index 0 on every axis it cuts (step 1): each kept element keeps its indices,
+ * so the function is the same (transformers' `attention_mask[:, :, :, : key_states.shape[-2]]`):
+ *   Slice(m(i, j), starts 0, any ends) -> m(i, j)
+ * A data-dependent part no longer has the bias's shape: the whole bias stays as the residual (movedData).
+ */
+function slicePrefix(x: AbstractValue, starts: AbstractValue | undefined, steps: AbstractValue | undefined, ctx: EvalContext): AbstractValue {
+  const all = (a: AbstractValue | undefined, c: number) => a?.kind === 'ints' && a.values.every((s) => symIsConst(s) && s.c === c);
+  if (!all(starts, 0)) no('Slice of a mask from an index other than 0');
+  if (steps && !all(steps, 1)) no('Slice of a mask with steps other than 1');
+  if (holdsData(x)) ctx.movedData = true;
+  return x;
 }
 
 /** Slice of a shape vector by constant bounds (axis 0, step 1): Slice(Shape(x), -2, -1) -> [x.shape[-2]]. */
