@@ -26,6 +26,11 @@ import { type BlockCounts, blockCounts, pairsKept } from './work.js';
 export interface CostOptions {
   /** Resolves data-dependent leaves (top-k blocks, LSH) exactly; without it they count at their expected size. */
   readonly resolve?: LeafResolver;
+  /**
+   * Resolve those leaves on every rowStride-th query row only, each standing for itself and the rows up to the next:
+   * an estimate of the kept pairs in O(nq / rowStride) resolutions. Default 1 (every row).
+   */
+  readonly rowStride?: number;
   /** onnxruntime's graph optimization level (`all` folds Kᵀ and the scale into the QKᵀ MatMul). Default 'all'. */
   readonly graphOptimization?: 'all' | 'disabled';
   /** An additive float bias or boolean keep-mask input of [batch, 1, nq, nk]. Default 'none'. */
@@ -96,7 +101,7 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
   } else {
     const spec: MaskSpec = p.spec;
     const maskDims = { nq: x.nq, nk: x.nk, past: x.past };
-    keptPairs = pairsKept(spec, maskDims, options.resolve);
+    keptPairs = pairsKept(spec, maskDims, options.resolve, options.rowStride);
     const selection = selectionOps(spec, x);
     if (selection.length > 0 && options.resolve === undefined) notes.push(`${spec.kind} is data-dependent: counted at its expected size`);
     if (target.execution === 'unfused') {

@@ -2,7 +2,7 @@
 // from the spec's row and block queries, never from an n x n mask. Data-dependent leaves (top-k blocks,
 // LSH) are counted exactly with a LeafResolver and otherwise by their expected size at the top level.
 
-import { BlockClass, classifyBlocks, keptPairs, type LeafResolver, type MaskDims, type MaskSpec } from '@attnopt/ir';
+import { BlockClass, classifyBlocks, keptPairs, type LeafResolver, type MaskDims, type MaskSpec, printSpec } from '@attnopt/ir';
 
 export interface BlockCounts {
   readonly empty: number;
@@ -14,14 +14,28 @@ export interface BlockCounts {
   readonly keyLoads: number;
 }
 
-/** Pairs kept per head: exact for index specs (O(nq · runs)), expected for unresolved data-dependent leaves. */
-export function pairsKept(spec: MaskSpec, dims: MaskDims, resolve?: LeafResolver): number {
-  if (resolve === undefined) {
-    const expected = expectedPairs(spec, dims);
-    if (expected !== undefined) return expected;
+/**
+ * Pairs kept per head: exact for index specs (O(nq · runs)), expected for unresolved data-dependent leaves; resolved
+ * ones on every rowStride-th row (an estimate where rowStride > 1).
+ */
+export function pairsKept(spec: MaskSpec, dims: MaskDims, resolve?: LeafResolver, rowStride = 1): number {
+  if (resolve !== undefined) return keptPairs(spec, dims, resolve, rowStride);
+  const expected = expectedPairs(spec, dims);
+  if (expected !== undefined) return expected;
+  // an index spec's count is a function of the spec and the lengths: the chooser prices the same candidates at
+  // the same lengths for every site and head group (O(nq) rows each time)
+  const key = `${printSpec(spec)}|${dims.nq}|${dims.nk}|${dims.past ?? 0}`;
+  let n = COUNTED.get(key);
+  if (n === undefined) {
+    if (COUNTED.size >= COUNTED_MAX) COUNTED.clear();
+    COUNTED.set(key, (n = keptPairs(spec, dims)));
   }
-  return keptPairs(spec, dims, resolve);
+  return n;
 }
+
+/** Kept pairs of index specs already counted, by spec text and lengths (cleared past COUNTED_MAX entries). */
+const COUNTED = new Map<string, number>();
+const COUNTED_MAX = 4096;
 
 /**
  * Expected kept pairs of a top-level data-dependent leaf without its data:

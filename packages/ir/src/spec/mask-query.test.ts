@@ -1,7 +1,7 @@
 // Anchor cases for each leaf of the spec algebra, written out by hand as 0/1 masks.
 
 import { describe, expect, test } from 'vitest';
-import { BlockClass, classifyBlockRow, keeps, type MaskDims, rowCount } from './mask-query.js';
+import { BlockClass, classifyBlockRow, keeps, keptPairs, type MaskDims, rowCount } from './mask-query.js';
 import {
   blockSparse,
   causal,
@@ -90,4 +90,18 @@ describe('block classification', () => {
 
 test('a data-dependent leaf needs a resolver', () => {
   expect(() => keeps(topkBlocks(4, 1), 0, 0, { nq: 4, nk: 4 })).toThrow(/data-dependent/);
+});
+
+describe('keptPairs with a row stride', () => {
+  test('stride 1 is the exact count; stride s counts rows 0, s, 2s, ... each for itself and the s - 1 rows after it', () => {
+    const dims = { nq: 1001, nk: 1001 };
+    // causal: row i keeps i + 1 keys
+    expect(keptPairs(causal(), dims)).toBe((1001 * 1002) / 2);
+    let estimate = 0;
+    for (let i = 0; i < 1001; i += 4) estimate += (i + 1) * Math.min(4, 1001 - i);
+    expect(keptPairs(causal(), dims, undefined, 4)).toBe(estimate);
+    // a window keeps the same count on every row past its start: the estimate is exact there
+    const band = slidingWindow(7, 0);
+    expect(Math.abs(keptPairs(band, dims, undefined, 4) - keptPairs(band, dims))).toBeLessThanOrEqual(4 * 8);
+  });
 });

@@ -144,10 +144,13 @@ export function rowCount(spec: MaskSpec, i: number, dims: MaskDims, resolve?: Le
   return size(rowKeys(spec, i, dims, resolve));
 }
 
-/** Total number of (query, key) pairs kept: the work a sparse kernel does, in O(nq * runs). */
-export function keptPairs(spec: MaskSpec, dims: MaskDims, resolve?: LeafResolver): number {
+/**
+ * Total number of (query, key) pairs kept: the work a sparse kernel does, in O(nq * runs). With rowStride s > 1,
+ * an estimate from the rows 0, s, 2s, ... alone, each counted for itself and the s - 1 rows after it.
+ */
+export function keptPairs(spec: MaskSpec, dims: MaskDims, resolve?: LeafResolver, rowStride = 1): number {
   let n = 0;
-  for (let i = 0; i < dims.nq; i++) n += rowCount(spec, i, dims, resolve);
+  for (let i = 0; i < dims.nq; i += rowStride) n += rowCount(spec, i, dims, resolve) * Math.min(rowStride, dims.nq - i);
   return n;
 }
 

@@ -36,7 +36,7 @@ import { type HeadData, headData, sampleBatch, type SiteCalibration } from './ca
 import type { EmittedNodes } from './emitted-nodes.js';
 import { defaultCandidates, defaultWindows, restrictToBaseline } from './candidates.js';
 import { globalTokenCandidates, globalTokensOf } from './global-tokens.js';
-import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, fallbackRowRate, mergedStats, recomputedRowRate } from './evaluate.js';
+import { type CandidateStats, DEFAULT_GUARD_BLOCK, emptyStats, evaluateHead, fallbackRowRate, mergedStats, recomputedRowRate, rowStrideFor } from './evaluate.js';
 import { groupsText, type HeadGroup, headsText, planHeadGroups, splitCopySeconds } from './head-groups.js';
 import { baselineOutput, emptyLowRankStats, type EvaluableLowRank, evaluateLowRankHead } from './lowrank.js';
 import { keptFields } from './kept.js';
@@ -265,7 +265,9 @@ function costOf(
   inputs: Pick<CostOptions, 'bias' | 'kvLength'> = {},
 ): AttentionCost & { selectionTime: number } {
   const p = { ...params, spec };
-  const cost = attentionCost(p, dims, target, { ...inputs, ...(isDataDependent(spec) ? { resolve } : {}) });
+  // a data-dependent form's kept pairs resolved on the rows the chooser evaluates (rowStrideFor), not on every row
+  const rowStride = rowStrideFor(dims.nq);
+  const cost = attentionCost(p, dims, target, { ...inputs, ...(isDataDependent(spec) ? { resolve, rowStride } : {}) });
   // the cost model counts the selection work (block scores, hashing) of a top-level leaf only: add a nested one's
   let selectionTime = 0;
   let selectionFlops = 0;
@@ -273,7 +275,7 @@ function costOf(
   if (!isLowRank(spec) && isDataDependent(spec) && spec.kind !== 'topkBlocks' && spec.kind !== 'lsh') {
     const leaf = findLeaf(spec);
     if (leaf) {
-      const ops = attentionCost({ ...params, spec: leaf }, dims, target, { resolve }).ops.slice(0, 3);
+      const ops = attentionCost({ ...params, spec: leaf }, dims, target, { resolve, rowStride }).ops.slice(0, 3);
       selectionTime = ops.reduce((a, o) => a + o.seconds, 0);
       selectionFlops = ops.reduce((a, o) => a + o.flops, 0);
       selectionOps = ops.length;
@@ -481,7 +483,9 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
       for (let b = 0; b < batch; b++) {
         for (let h = 0; h < heads; h++) {
           const head: HeadData = b === 0 && h === 0 && sample === samples[0] ? first : headData(params, sample, b, h);
-          const stride = Math.max(1, Math.floor(head.nq / 256));
+          const rowStride = rowStrideFor(head.nq);
+          // the error measured on about 256 of the rows evaluated, once a form's bound exceeds the budget
+          const stride = rowStride * Math.max(1, Math.floor(head.nq / rowStride / 256));
           const all = headStats[perHead ? h : 0]!;
           const resolve = headResolver(head);
           const heldOut = heldOutRows(head.nq, seed, si, b, h);
@@ -489,7 +493,7 @@ export function chooseSiteSpec(params: AttentionParams, calibration: SiteCalibra
             const st = maskK.map((k) => all[k]!);
             // a row's id: the same query row of the same sample and batch in every head
             const rowBase = (si * 65536 + b) * 2 ** 20;
-            evaluateHead(head, baseline, maskForms, st, resolve, { fullMeasureUpTo: budget, stride, guardBudget: budget, guardBlockSize: blockSize, heldOut, rowBase });
+            evaluateHead(head, baseline, maskForms, st, resolve, { fullMeasureUpTo: budget, stride, guardBudget: budget, guardBlockSize: blockSize, heldOut, rowBase, rowStride });
           }
           if (lowForms.length > 0) {
             const st = lowK.map((k) => all[k]!);

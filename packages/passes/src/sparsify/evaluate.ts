@@ -1,5 +1,6 @@
 // Evaluating mask-shaped candidates on one head of calibration data, in float64, one query row at a time
-// (never n x n memory). Per row i, with p the softmax of the site's own (baseline) spec:
+// (never n x n memory; past EVALUATED_ROWS_PER_HEAD rows, a stride over them: work linear in the keys).
+// Per row i, with p the softmax of the site's own (baseline) spec:
 //   m_i     = sum of p_j over the keys the candidate drops          (the dropped mass, BOUNDS.md (a))
 //   bound_i = m_i * max_c (max_j v_jc - min_j v_jc), j over the baseline row's keys   (BOUNDS.md (a))
 //             (2 max_j |v_jc| when the candidate keeps no mass: the sparse row is then 0)
@@ -156,6 +157,19 @@ export interface EvaluateOptions {
   readonly heldOut?: Uint8Array;
   /** Row i's id is rowBase + i (the same query row of the same sample and batch in every head); default 0. */
   readonly rowBase?: number;
+  /**
+   * Evaluate only the rows i = 0, rowStride, 2 rowStride, ... (default 1: every row): the chooser's work is then
+   * linear in the keys, not quadratic (rowStrideFor). Every statistic is over the rows evaluated.
+   */
+  readonly rowStride?: number;
+}
+
+/** At most this many query rows per head and sample are evaluated (a stride over the rows beyond it). */
+export const EVALUATED_ROWS_PER_HEAD = 1024;
+
+/** The row stride that evaluates at most EVALUATED_ROWS_PER_HEAD of `nq` rows, spread over all of them. */
+export function rowStrideFor(nq: number): number {
+  return Math.max(1, Math.ceil(nq / EVALUATED_ROWS_PER_HEAD));
 }
 
 /** Default key block size of guarded forms: summaries cost n d / 64 per row. */
@@ -195,6 +209,21 @@ export function evaluateHead(
     }
     return summaryBlocks.get(key)!;
   };
+  // the bias row's largest value per whole key block, per block size, computed once per row (row: the row it holds)
+  const blockMaxima = new Map<number, { row: number; max: Float64Array }>();
+  const biasBlockMax = (blockSize: number, row: number): Float64Array => {
+    let e = blockMaxima.get(blockSize);
+    if (!e) blockMaxima.set(blockSize, (e = { row: -1, max: new Float64Array(blockCount(nk, blockSize)) }));
+    if (e.row !== row) {
+      e.max.fill(-Infinity);
+      for (let j = 0; j < nk; j++) {
+        const b = Math.floor(j / blockSize);
+        if (bias![j]! > e.max[b]!) e.max[b] = bias![j]!;
+      }
+      e.row = row;
+    }
+    return e.max;
+  };
   const candidateBlocks = candidates.map((c) => guardBlockSize(c, options.guardBlockSize ?? DEFAULT_GUARD_BLOCK));
   // an LSH leaf's certificate (alone, or causal ∩ it over a causal baseline) reads its own key groups: per round, the
   // buckets (or sorted chunks) of the keys, all counted (future keys too: only looser)
@@ -204,20 +233,27 @@ export function evaluateHead(
   });
   const candidateKept = candidates.map((c) => (isBlockGathered(c) ? [] : (keySupport(c)?.extra ?? [])));
   const qRow = new Float64Array(head.d);
-  for (let i = 0; i < nq; i++) {
+  for (let i = 0; i < nq; i += options.rowStride ?? 1) {
     const base = rowKeys(baseline, i, dims, resolve);
     const logZ = softmaxInPlace(scoreRow(head, i, base, p, bias));
     for (let c = 0; c < head.d; c++) qRow[c] = head.q[i * head.d + c]!;
     for (let j = 0; j < nk; j++) prefix[j + 1] = prefix[j]! + p[j]!;
     const range = base.length === 2 && base[0] === 0 ? ranges[base[1]!]! : globalRange;
-    o.fill(0);
-    for (let t = 0; t < base.length; t += 2) {
-      for (let j = base[t]!; j < base[t + 1]!; j++) {
-        const pj = p[j]!;
-        if (pj === 0) continue;
-        for (let c = 0; c < dv; c++) o[c]! += pj * v[j * dv + c]!;
+    // the baseline output o, computed the first time a candidate's error is measured on this row
+    let haveO = false;
+    const baselineO = () => {
+      if (haveO) return o;
+      o.fill(0);
+      for (let t = 0; t < base.length; t += 2) {
+        for (let j = base[t]!; j < base[t + 1]!; j++) {
+          const pj = p[j]!;
+          if (pj === 0) continue;
+          for (let c = 0; c < dv; c++) o[c]! += pj * v[j * dv + c]!;
+        }
       }
-    }
+      haveO = true;
+      return o;
+    };
     candidates.forEach((cand, ci) => {
       const st = stats[ci]!;
       const S = rowKeys(cand, i, dims, resolve);
@@ -233,11 +269,22 @@ export function evaluateHead(
       const { summaries, counts, blockBias } = summariesAt(blockSize, candidateKept[ci]!);
       counts.fill(0);
       blockBias?.fill(-Infinity);
+      // per block of each dropped interval: the keys by arithmetic, the bias's largest value from the row's block
+      // maxima where the interval covers the whole block, key by key at its two ends (O(blocks), not O(keys))
+      const wholeMax = blockBias && dropped.length > 0 ? biasBlockMax(blockSize, i) : undefined;
       for (let t = 0; t < dropped.length; t += 2) {
-        for (let j = dropped[t]!; j < dropped[t + 1]!; j++) {
-          const b = Math.floor(j / blockSize);
-          counts[b]!++;
-          if (blockBias && bias![j]! > blockBias[b]!) blockBias[b] = bias![j]!;
+        for (let lo = dropped[t]!, hi = dropped[t + 1]!; lo < hi; ) {
+          const b = Math.floor(lo / blockSize);
+          const end = Math.min(hi, (b + 1) * blockSize);
+          counts[b]! += end - lo;
+          if (blockBias) {
+            if (lo === b * blockSize && end === Math.min(nk, (b + 1) * blockSize)) {
+              if (wholeMax![b]! > blockBias[b]!) blockBias[b] = wholeMax![b]!;
+            } else {
+              for (let j = lo; j < end; j++) if (bias![j]! > blockBias[b]!) blockBias[b] = bias![j]!;
+            }
+          }
+          lo = end;
         }
       }
       const logZKept = kept > 0 ? Math.log(kept) + logZ : -Infinity;
@@ -286,10 +333,11 @@ export function evaluateHead(
           for (let c = 0; c < dv; c++) acc[c]! += pj * v[j * dv + c]!;
         }
       }
+      const full = baselineO();
       let err = 0;
       for (let c = 0; c < dv; c++) {
-        const oS = direct ? (mass > 0 ? acc[c]! / mass : 0) : (o[c]! - acc[c]!) / (1 - mass);
-        err = Math.max(err, Math.abs(o[c]! - oS));
+        const oS = direct ? (mass > 0 ? acc[c]! / mass : 0) : (full[c]! - acc[c]!) / (1 - mass);
+        err = Math.max(err, Math.abs(full[c]! - oS));
       }
       st.measuredError = Math.max(st.measuredError, err);
     });

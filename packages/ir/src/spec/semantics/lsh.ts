@@ -59,15 +59,19 @@ export function lshChunks(hashes: Int32Array, r: number, n: number, chunk: numbe
   return out;
 }
 
-/** The kept keys of every query row for one LSH leaf (q, k, nq, nk, d of the head; the scale is unused). */
-export function lshRows(leaf: Lsh, head: Pick<HeadQK, 'q' | 'k' | 'nq' | 'nk' | 'd'>): IntervalSet[] {
+/**
+ * The kept keys of query row i for one LSH leaf (q, k, nq, nk, d of the head; the scale is unused), as a function
+ * of i: the hashes and each round's key groups computed once, a row's keys when it is asked for (a caller that
+ * reads a stride of the rows pays for those alone).
+ */
+export function lshRowKeys(leaf: Lsh, head: Pick<HeadQK, 'q' | 'k' | 'nq' | 'nk' | 'd'>): (i: number) => IntervalSet {
   const { nq, nk, d } = head;
   const hq = lshHashes(leaf, head.q, nq, d);
   const hk = lshHashes(leaf, head.k, nk, d);
   if (leaf.chunk !== 0 && nq !== nk) {
     throw new Error(`lsh with chunk ${leaf.chunk} is defined for self-attention (nq == nk), got ${nq} x ${nk}`);
   }
-  const kept: number[][] = Array.from({ length: nq }, () => []);
+  const rounds: { groups: Map<number, number[]>; queryGroups: (i: number) => number[] }[] = [];
   for (let r = 0; r < leaf.hashes; r++) {
     const groups = new Map<number, number[]>(); // bucket or chunk -> keys
     let keyOf: Int32Array;
@@ -86,7 +90,17 @@ export function lshRows(leaf: Lsh, head: Pick<HeadQK, 'q' | 'k' | 'nq' | 'nk' | 
       if (!list) groups.set(g, (list = []));
       list.push(j);
     }
-    for (let i = 0; i < nq; i++) for (const g of queryGroups(i)) kept[i]!.push(...(groups.get(g) ?? []));
+    rounds.push({ groups, queryGroups });
   }
-  return kept.map((keys) => fromPoints([...new Set(keys)].sort((a, b) => a - b)));
+  return (i) => {
+    const keys: number[] = [];
+    for (const { groups, queryGroups } of rounds) for (const g of queryGroups(i)) keys.push(...(groups.get(g) ?? []));
+    return fromPoints([...new Set(keys)].sort((a, b) => a - b));
+  };
+}
+
+/** The kept keys of every query row for one LSH leaf (lshRowKeys of each row). */
+export function lshRows(leaf: Lsh, head: Pick<HeadQK, 'q' | 'k' | 'nq' | 'nk' | 'd'>): IntervalSet[] {
+  const row = lshRowKeys(leaf, head);
+  return Array.from({ length: head.nq }, (_, i) => row(i));
 }
