@@ -7,14 +7,12 @@
 // 1e-5, every row: the left-padded queries that keep only padded keys are computed again from the whole,
 // clamped, bias). A clamp at a level that does change readings (-100) must not be read through.
 
-import { attentionParams, DEFAULT_OPSET_ANNOTATION, isAttention, parseGraph, printSpec } from '@attnopt/ir';
+import { attentionParams, parseGraph, printSpec } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
-import { rewritePass } from '@attnopt/rewrite';
 import { describe, expect, test } from 'vitest';
-import { analyzeMaskPass } from '../src/mask-analysis/index.js';
 import { lowerAttentionPass } from '../src/lower/index.js';
-import { RECOGNITION_RULES } from '../src/recognize/index.js';
-import { compareLowered, ortTensor, randomInputs, runModel } from './helpers/ort.js';
+import { analyzedMasks, paddedFeeds } from './helpers/analyzed-mask.js';
+import { compareLowered, runModel } from './helpers/ort.js';
 
 const OPSET = 17;
 const SEQ = 12;
@@ -72,21 +70,8 @@ const CLAMPS = {
 } as const;
 
 
-/** Seeded inputs; batch 1 padded over its first (left) or last (right) `pad` keys. */
-function padded(text: string, pad: number, side: 'left' | 'right') {
-  const feeds = randomInputs(parseGraph(text), 4, { batch: 2, seq: SEQ, past: 0 });
-  const isPad = (t: number) => (side === 'left' ? t < pad : t >= SEQ - pad);
-  feeds.attention_mask = ortTensor('i64', [2, SEQ], Array.from({ length: 2 * SEQ }, (_, e) => Number(!(e >= SEQ && isPad(e - SEQ)))));
-  return feeds;
-}
-
-function analyzed(text: string) {
-  const g = parseGraph(text);
-  g.annotations.set(DEFAULT_OPSET_ANNOTATION, OPSET);
-  rewritePass('recognize', RECOGNITION_RULES).run(g);
-  const notes = analyzeMaskPass().run(g).notes.map((n) => n.message);
-  return { g, notes, sites: g.nodes.filter(isAttention) };
-}
+const padded = (text: string, pad: number, side: 'left' | 'right') => paddedFeeds(text, SEQ, pad, side);
+const analyzed = (text: string) => analyzedMasks(text, OPSET);
 
 describe('a mask clamped at a masking level', () => {
   test.each(Object.keys(CLAMPS))('%s: the window proven through the clamp, the padding a key bias', (name) => {

@@ -4,14 +4,13 @@
 // recognize -> analyze-mask -> lower (dense and banded), every row must equal the graph as written in onnxruntime
 // (fp32, |lowered - original| <= 1e-5), those rows included; and undoing the proof removes the rows' patch.
 
-import { attentionParams, DEFAULT_OPSET_ANNOTATION, isAttention, parseGraph, printSpec } from '@attnopt/ir';
+import { attentionParams, parseGraph, printSpec } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
-import { rewritePass } from '@attnopt/rewrite';
 import { describe, expect, test } from 'vitest';
-import { analyzeMaskPass, undoMaskProofs } from '../src/mask-analysis/index.js';
+import { undoMaskProofs } from '../src/mask-analysis/index.js';
 import { lowerAttentionPass } from '../src/lower/index.js';
-import { RECOGNITION_RULES } from '../src/recognize/index.js';
-import { compareLowered, ortTensor, randomInputs, runModel } from './helpers/ort.js';
+import { analyzedMasks, paddedFeeds } from './helpers/analyzed-mask.js';
+import { compareLowered, runModel } from './helpers/ort.js';
 
 const OPSET = 17;
 const SEQ = 12;
@@ -56,20 +55,8 @@ const graph = (fill: string) => `graph g {
   output %y
 }`;
 
-/** Seeded inputs; batch 1 padded on the left over its first `pad` keys. */
-function leftPadded(text: string, pad: number) {
-  const feeds = randomInputs(parseGraph(text), 4, { batch: 2, seq: SEQ, past: 0 });
-  feeds.attention_mask = ortTensor('i64', [2, SEQ], Array.from({ length: 2 * SEQ }, (_, e) => Number(!(e >= SEQ && e < SEQ + pad))));
-  return feeds;
-}
-
-function analyzed(text: string) {
-  const g = parseGraph(text);
-  g.annotations.set(DEFAULT_OPSET_ANNOTATION, OPSET); // as importOnnx records it (the patch's ops need opset 11)
-  rewritePass('recognize', RECOGNITION_RULES).run(g);
-  const notes = analyzeMaskPass().run(g).notes.map((n) => n.message);
-  return { g, notes, sites: g.nodes.filter(isAttention) };
-}
+const leftPadded = (text: string, pad: number) => paddedFeeds(text, SEQ, pad, 'left');
+const analyzed = (text: string) => analyzedMasks(text, OPSET); // the patch's ops need opset 11
 
 const FINFO_MIN = '-3.4028234663852886e38';
 

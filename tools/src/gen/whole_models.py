@@ -456,10 +456,13 @@ class LlamaAttention(nn.Module):
         present = (k, v)
         k, v = repeat_kv(k, s.nh // s.nkv), repeat_kv(v, s.nh // s.nkv)
         w = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(s.hd)
-        w = w + mask
+        w = s.add_mask(w, mask, k)
         w = nn.functional.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
         y = torch.matmul(w, v).transpose(1, 2).contiguous().reshape(b, t, s.nh * s.hd)
         return s.o_proj(y), present
+
+    def add_mask(s, w, mask, k):
+        return w + mask
 
 
 class Llama(nn.Module):
@@ -495,18 +498,8 @@ class Llama(nn.Module):
 class LlamaEagerAttention(LlamaAttention):
     """transformers' eager attention from 4.38 on: the 4d mask sliced to the keys before it is added
     (causal_mask = attention_mask[:, :, :, : key_states.shape[-2]])"""
-    def forward(s, x, mask, position_ids, past=None):
-        b, t, _ = x.size()
-        q, k, v = s.rotated_qkv(x, position_ids)
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        present = (k, v)
-        k, v = repeat_kv(k, s.nh // s.nkv), repeat_kv(v, s.nh // s.nkv)
-        w = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(s.hd)
-        w = w + mask[:, :, :, : k.shape[-2]]
-        w = nn.functional.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
-        y = torch.matmul(w, v).transpose(1, 2).contiguous().reshape(b, t, s.nh * s.hd)
-        return s.o_proj(y), present
+    def add_mask(s, w, mask, k):
+        return w + mask[:, :, :, : k.shape[-2]]
 
 
 class LlamaEager(Llama):
