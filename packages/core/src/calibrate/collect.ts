@@ -322,6 +322,16 @@ async function ortRunner(model: AttnoptModel, inputs: readonly ModelInput[], opt
   try {
     session = await ort.InferenceSession.create(calib.bytes, { graphOptimizationLevel: 'disabled', logSeverityLevel: 4 }); // errors come back as exceptions, named below
   } catch (e) {
+    // a model file onnxruntime refuses as the exporter wrote it (a type mismatch in the file) is the model's
+    // problem, not the lowering's: say so, with onnxruntime's own words on the file
+    const asWritten =
+      model.file === undefined
+        ? undefined
+        : await ort.InferenceSession.create(model.file, { graphOptimizationLevel: 'disabled', logSeverityLevel: 4 }).then(
+            async (s) => (await s.release(), undefined),
+            (e2: Error) => e2.message,
+          );
+    if (asWritten !== undefined) throw new Error(`${where}: onnxruntime cannot load the model as written, before any rewrite: ${asWritten}`);
     throw new Error(`${where}: onnxruntime cannot load the lowered calibration model: ${(e as Error).message}`);
   }
   const wanted = new Set<string>();
