@@ -85,8 +85,8 @@ const MASKS: Record<string, readonly Kind[]> = {
   // transformers' eager attention slices its 4d mask to the key length in every layer (Slice from 0: the same
   // function of (i, j)); causal over past + new keys proven through it, the padding read back to one key row
   'llama-eager-past': ['causal+bias', 'causal+bias'],
-  // Gemma 2: the sliding layer's tril(ones_like(mask), -window) over the sliced cache_position mask, the global layer
-  // causal; softcapped scores
+  // Gemma 2: the sliding layer's tril(ones_like(mask), -window) over the cache_position mask, then sliced to the
+  // keys; the global layer causal; softcapped scores
   gemma2: ['window+bias', 'causal+bias'],
   'marian-decoder-past': ['causal', 'bias', 'causal', 'bias'],
   // ModernBERT: the global layer's padding; the local layers' |i - j| <= 4 from abs(rows - rows.T) (an index row
