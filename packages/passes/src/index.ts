@@ -108,4 +108,5 @@ export {
   SPARSIFY,
   SPARSIFY_DECISION,
   type SparsifyPassOptions,
+  siteCostInputs,
 } from './sparsify/index.js';

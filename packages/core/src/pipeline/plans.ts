@@ -3,7 +3,7 @@
 
 import { attentionCost, type TargetProfile } from '@attnopt/cost';
 import { type AttentionGuard, attentionParams, type AttentionSpec, type Node, parseSpec, printSpec } from '@attnopt/ir';
-import { type Guarantee, HEAD_GROUP, type HeadGroupAnnotation, type SiteDecision } from '@attnopt/passes';
+import { type Guarantee, HEAD_GROUP, type HeadGroupAnnotation, type SiteDecision, siteCostInputs } from '@attnopt/passes';
 import type { SiteFacts } from '../analyze.js';
 import type { CompileState } from './state.js';
 
@@ -66,9 +66,11 @@ export interface SitePlan {
   readonly flopsAfter: number;
 }
 
+/** The FLOPs of `node` computing `spec`, priced with the site's own bias and lengths inputs as the chooser prices them
+ *  (an n x n bias keeps every form dense on onnxruntime: a window there computes every score anyway). */
 function siteFlops(node: Node, spec: AttentionSpec, seqLen: number, profile: TargetProfile): number {
   try {
-    return attentionCost({ ...attentionParams(node), spec }, { batch: 1, nq: seqLen, nk: seqLen }, profile).flops;
+    return attentionCost({ ...attentionParams(node), spec }, { batch: 1, nq: seqLen, nk: seqLen }, profile, siteCostInputs(node)).flops;
   } catch {
     return NaN; // data-dependent specs without data: unknown
   }
