@@ -205,3 +205,56 @@ describe.each(GLOBAL_CASES)('guarded lowering in onnxruntime, %s', (_name, basel
     if (kind === 'kept' && baseline.kind === 'dense') expect(over).toBe(0);
   }, 120_000);
 });
+
+// A window baseline (a sliding window the model's own mask proves: Mistral's, Gemma's local layers) with a narrower
+// guarded window and sinks inside it. A row's dropped keys start at the baseline window's first key: a key before it
+// is no key of the row, so an outlier there makes no row fall back, and sinks outside the baseline window are
+// neither kept nor dropped. The flags are checked against the float64 certificate on the exact dropped keys
+// (baseline minus spec): a count that reached past the baseline window would flag rows whose certificate is 0.
+const WINDOW_BASELINE = slidingWindow(511, 0);
+
+/** Local inputs with the key at `at` 200 on channel 0, whose query feature 6 cos(0.0015 i) is positive on every row. */
+function slowOutlier(seed: number, at: number): Inputs {
+  const x = local(seed);
+  for (let h = 0; h < H; h++) for (let c = 0; c < D; c++) x.k[(h * N + at) * D + c] = c === 0 ? 200 : 0;
+  return x;
+}
+const WINDOW_CASES: [string, AttentionSpec][] = [
+  ['window 128', slidingWindow(127, 0)],
+  ['window 256 + sinks 4', intersect(WINDOW_BASELINE, union(slidingWindow(255, 0), sinks(4)))],
+];
+
+describe.each(WINDOW_CASES)('guarded lowering in onnxruntime over the baseline window(left=511), %s', (_name, spec) => {
+  const guarded = build(params(spec, WINDOW_BASELINE, BUDGET));
+  const flagged = build(params(spec, WINDOW_BASELINE, BUDGET), true);
+  const unguarded = build(params(spec, WINDOW_BASELINE));
+  const forced = build(params(spec, WINDOW_BASELINE, 0));
+  const families: [string, (seed: number) => Inputs, number][] = [
+    ['local (rotary-like)', local, 0],
+    // before the band of rows 228..611 (128) or 356..611 (256) and inside their baseline window
+    ['an outlier key at 100', (s) => outlier(s, 100), 100],
+    // inside the band or the baseline of no row until row 600, then before the band of rows 728.. (128)
+    ['an outlier key at 600', (s) => outlier(s, 600), 600],
+    // local queries, one key along the slowest rotary channel (positive on every row): the rows whose baseline
+    // window reaches its key block fall back, no later row may
+    ['local, an outlier key at 100 along the slowest channel', (s) => slowOutlier(s, 100), -100],
+  ];
+  it.each(families)('%s: within the budget; budget 0 gives the baseline window', async (_family, family, at) => {
+    const x = family(7);
+    const { ref, yg, yu } = await withinBudget({ guarded, unguarded, forced }, WINDOW_BASELINE, x);
+    const flags = await fallbackFlags(flagged, x);
+    const { flagged: over } = checkFlags(flags, x, spec, WINDOW_BASELINE);
+    if (at === 0) {
+      expect(maxAbsDiff(yg, yu)).toBe(0);
+      expect(over).toBe(0);
+    } else if (at < 0) {
+      expect(over).toBeGreaterThan(0);
+      // from the first row whose baseline window starts past the outlier's key block (its summary holds the outlier)
+      const clear = (Math.floor(-at / 64) + 1) * 64 + 511;
+      for (let h = 0; h < H; h++) for (let i = clear; i < N; i++) expect(flags[h * N + i], `head ${h} row ${i}`).toBe(0);
+    } else {
+      expect(maxAbsDiff(yu, ref)).toBeGreaterThan(BUDGET + ROUNDING);
+      expect(over).toBeGreaterThan(0);
+    }
+  }, 120_000);
+});

@@ -22,6 +22,7 @@ export function guardedPastKeysBlocker(spec: AttentionSpec, baseline: AttentionS
   if (gathered === undefined && (isLowRank(spec) || isDataDependent(spec))) {
     return `not lowered guarded yet: ${isLowRank(spec) ? spec.kind : 'a data-dependent form'} with a past keys input (the guarded banded and block-gathered forms take one: windows, sinks, global tokens, blocks, top-k blocks)`;
   }
+  if (baseline?.kind === 'window') return 'not lowered guarded yet: a window baseline with a past keys input';
   const own = gathered ? (gathered.causal ? [gathered.causal.align] : []) : (keySupport(spec as MaskSpec)?.aligns ?? []);
   const aligns = [...own, ...(baseline?.kind === 'causal' ? [baseline.align] : [])];
   const where = new Set(aligns.map(offsetWithPast));

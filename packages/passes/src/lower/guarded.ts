@@ -1,4 +1,4 @@
-// Guarded banded lowering (BOUNDS.md (b')): the banded sparse form, a per-row certificate of the mass it drops,
+// Guarded banded lowering (BOUNDS.md (b')) over a dense, causal or window baseline: the banded sparse form, a per-row certificate of the mass it drops,
 // and the rows whose certificate exceeds the budget recomputed densely; standard ONNX ops (opset 13+, the
 // reductions written per opset by guarded-ops.ts), no n x n tensor. The key block summaries, the score bound U,
 // the certificate and the fallback rows are guarded-certificate.ts's (shared with the guarded block-gathered form);
@@ -47,10 +47,20 @@ import { HEAD_GROUP, type HeadGroupAnnotation } from '../sparsify/split-heads.js
 export { GUARDED_OPSET } from './guarded-ops.js';
 export { GUARD_FALLBACK_VALUE } from './guarded-certificate.js';
 
-/** The causal offset kind of a baseline: dense, or causal with its alignment. */
+/** The causal offset kind of a baseline: dense, or causal or a window with its alignment. */
 function baselineShape(spec: AttentionSpec): 'dense' | 'top-left' | 'bottom-right' | 'past' | undefined {
   if (spec.kind === 'dense') return 'dense';
-  if (spec.kind === 'causal') return spec.align;
+  if (spec.kind === 'causal' || spec.kind === 'window') return spec.align;
+  return undefined;
+}
+
+/**
+ * The keys [p - left, p + right] a baseline keeps around the query's aligned position p: causal (-inf, 0], a
+ * window (a proven sliding window: Mistral's, Gemma's local layers) its own; undefined for a dense baseline.
+ */
+function baselineReach(spec: AttentionSpec): { readonly left: number; readonly right: number } | undefined {
+  if (spec.kind === 'causal') return { left: Infinity, right: 0 };
+  if (spec.kind === 'window') return { left: spec.left, right: spec.right };
   return undefined;
 }
 
@@ -105,7 +115,7 @@ export function guardableSpec(spec: AttentionSpec, baseline: AttentionSpec): str
 function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string | undefined {
   if (isBlockGathered(spec)) return guardableBlocksSpec(spec, baseline);
   const base = baselineShape(baseline);
-  if (base === undefined) return `not lowered guarded yet: the baseline ${baseline.kind} (dense and causal are)`;
+  if (base === undefined) return `not lowered guarded yet: the baseline ${baseline.kind} (dense, causal and windows are)`;
   if (isLowRank(spec) || isDataDependent(spec)) return `no guarded form of ${printSpec(spec)} yet (dense/causal ∩ window ∪ sinks, and blocks / top-k blocks over a dense baseline or cut by the causal baseline)`;
   const support = keySupport(spec as MaskSpec);
   if (!support || !(support.lo <= support.hi) || !Number.isFinite(support.lo) || !Number.isFinite(support.hi)) {
@@ -116,6 +126,11 @@ function guardableUncached(spec: AttentionSpec, baseline: AttentionSpec): string
   if (aligns.size > 1) return 'not lowered guarded yet: mixed alignments';
   const align = [...aligns][0] ?? 'top-left';
   if (base !== 'dense' && structuralAlign(base) !== align) return 'not lowered guarded yet: the band and the causal baseline align differently';
+  // over a window baseline a row's dropped keys start at the window's edge: sinks are counted from there, other
+  // extra keys (global tokens, counted out per block) and global queries are not written for it
+  if (baseline.kind === 'window' && (support.globalQueries.length > 0 || !support.extra.every((e, k) => e === k))) {
+    return 'not lowered guarded yet: global tokens over a window baseline';
+  }
   if (!keepsBandExtrasGlobal(spec as MaskSpec, baseline as MaskSpec, support, align)) {
     return 'not lowered guarded yet: the spec keeps other keys than baseline ∩ (band ∪ sinks / global tokens)';
   }
@@ -199,10 +214,11 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
   const { S, T, nKB, padT, bottomRight, u, zero: zeroF } = bound;
 
   // dropped keys per row and block, in float32 (exact for integers below 2^24; onnxruntime's float kernels are
-  // vectorized, its int64 broadcasts are not): the baseline keys of row i (below upper(i): causal limit, T,
-  // kvLength) are the sinks [0, E), the band [bandLo(i), bandHi(i)), and dropped: [E, bandLo(i)) and
-  // [max(bandHi(i), E), upper(i)) (empty when the baseline is causal and the band reaches the diagonal), per block
-  //   dropped[i, blk] = |blk ∩ [E, min(bandLo(i), upper(i)))| + |blk ∩ [max(bandHi(i), E), upper(i))|
+  // vectorized, its int64 broadcasts are not): the baseline keys of row i (from lower(i): a window baseline's
+  // first key, else 0; below upper(i): causal or window limit, T, kvLength) are the sinks [0, E) there, the band
+  // [bandLo(i), bandHi(i)), and dropped: [F, bandLo(i)) and [max(bandHi(i), F), upper(i)) with F = max(E, lower(i))
+  // (the second empty when the baseline's limit is within the band), per block
+  //   dropped[i, blk] = |blk ∩ [F, min(bandLo(i), upper(i)))| + |blk ∩ [max(bandHi(i), F), upper(i))|
   const float = (t: Value, what: string) => b.cast(t, 'f32', what);
   const i64 = (n: number, what: string) => b.scalar(what, 'i64', n);
   const Tf = float(T, 'guard_nk_f');
@@ -210,12 +226,15 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
   const blockLo = b.reshape(b.op('Mul', [float(b.op('Range', [i64(0, 'guard_r2'), nKB, i64(1, 'guard_r3')], 'guard_block_index'), 'guard_block_index_f'), f32(kb, 'guard_block3')], 'guard_block_lo_1d'), [1, -1], 'guard_block_lo');
   const blockHi = b.op('Min', [b.op('Add', [blockLo, f32(kb, 'guard_block4')], 'guard_block_end'), Tf], 'guard_block_hi');
   const base = baselineShape(guard.baseline)!;
-  // the causal limit: row i sees keys j <= i + offset (bottom-right: T - S; past: the past keys' length P)
+  const reach = baselineReach(guard.baseline);
+  // the causal limit: row i sees keys j <= i + offset + right (bottom-right: T - S; past: the past keys' length P;
+  // right 0 when causal, a window baseline's own right reach)
   const causalOffset = base === 'bottom-right' ? bottomRight : base === 'past' ? x.past : undefined;
+  const basePos = causalOffset ? b.op('Add', [rows, float(causalOffset, 'guard_causal_offset_f')], 'guard_base_pos') : rows;
   const causalUpper =
-    base === 'dense'
-      ? Tf
-      : b.op('Min', [Tf, b.op('Add', [rows, causalOffset ? b.op('Add', [float(causalOffset, 'guard_causal_offset_f'), f32(1, 'guard_one')], 'guard_causal_end') : f32(1, 'guard_one2')], 'guard_causal_limit')], 'guard_upper_causal');
+    reach === undefined ? Tf : b.op('Min', [Tf, b.op('Add', [basePos, f32(reach.right + 1, 'guard_base_right_end')], 'guard_causal_limit')], 'guard_upper_causal');
+  // a window baseline's first key p - left: keys before it are no baseline keys of the row (sinks included)
+  const baseLower = reach !== undefined && Number.isFinite(reach.left) ? b.op('Sub', [basePos, f32(reach.left, 'guard_base_left')], 'guard_base_lower') : undefined;
   // padding keys (at or past kvLength[b]) are no baseline keys: per batch [B, 1, S, 1]
   const upper = x.kvLength ? b.op('Min', [causalUpper, b.reshape(float(x.kvLength, 'guard_kv_length_f'), [-1, 1, 1, 1], 'guard_kv_length_4d')], 'guard_upper') : causalUpper;
   const size = (lo: Value, hi: Value, what: string) => b.op('Max', [b.op('Sub', [hi, lo], `${what}_diff`), zeroF], what);
@@ -223,11 +242,13 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
   const bandLo = b.op('Add', [pos, f32(s.lo, 'guard_band_lo_off')], 'guard_band_lo');
   const bandHi = b.op('Add', [pos, f32(s.hi + 1, 'guard_band_hi_off')], 'guard_band_hi');
   const sinksF = f32(E, 'guard_sinks');
-  const before = size(b.op('Max', [blockLo, sinksF], 'guard_before_start'), b.op('Min', [blockHi, b.op('Min', [bandLo, upper], 'guard_before_limit')], 'guard_before_end'), 'guard_count_before');
-  const bandReachesUpper = base !== 'dense' && s.hi >= 0;
+  // the first key a row may drop: past the sinks, and not before a window baseline's first key
+  const firstDroppable = baseLower ? b.op('Max', [sinksF, baseLower], 'guard_first_droppable') : sinksF;
+  const before = size(b.op('Max', [blockLo, firstDroppable], 'guard_before_start'), b.op('Min', [blockHi, b.op('Min', [bandLo, upper], 'guard_before_limit')], 'guard_before_end'), 'guard_count_before');
+  const bandReachesUpper = reach !== undefined && s.hi >= reach.right;
   const intervals = bandReachesUpper
     ? before
-    : b.op('Add', [before, size(b.op('Max', [blockLo, b.op('Max', [bandHi, sinksF], 'guard_after_limit')], 'guard_after_start'), b.op('Min', [blockHi, upper], 'guard_after_end'), 'guard_count_after')], 'guard_count_dropped');
+    : b.op('Add', [before, size(b.op('Max', [blockLo, b.op('Max', [bandHi, firstDroppable], 'guard_after_limit')], 'guard_after_start'), b.op('Min', [blockHi, upper], 'guard_after_end'), 'guard_count_after')], 'guard_count_dropped');
   // extra keys other than leading sinks (global tokens g) inside the dropped intervals are kept: per block
   //   dropped[i, blk] -= |{g in blk : g < min(bandLo(i), upper(i)) or bandHi(i) <= g < upper(i)}|
   // as MatMul of the rows' [S, G] indicator with the tokens' blocks [G, nKB]; a global query drops nothing
@@ -248,11 +269,14 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
   }
   // the row keeps a key: a sink or extra key below upper, or the band [max(bandLo, 0), min(bandHi, upper)) not
   // empty (a global query's output is its dense row: it drops nothing, so it never falls back)
-  const bandKept = b.op('Sub', [b.op('Min', [bandHi, upper], 'guard_kept_end'), b.op('Max', [bandLo, zeroF], 'guard_kept_start')], 'guard_kept_band');
+  const firstKey = baseLower ? b.op('Max', [baseLower, zeroF], 'guard_first_key') : zeroF;
+  const bandKept = b.op('Sub', [b.op('Min', [bandHi, upper], 'guard_kept_end'), b.op('Max', [bandLo, firstKey], 'guard_kept_start')], 'guard_kept_band');
   const firstExtra = E === 0 && s.extra.length > 0 ? f32(Math.min(...s.extra), 'guard_first_extra') : undefined;
+  // the sinks the row keeps: [first baseline key, min(E, upper))
+  const keptSinks = b.op('Min', [upper, sinksF], 'guard_kept_sinks_end');
   const keepsSomeCol = b.op(
     'Greater',
-    [E > 0 ? b.op('Max', [bandKept, b.op('Min', [upper, sinksF], 'guard_kept_sinks')], 'guard_kept_any') : firstExtra ? b.op('Max', [bandKept, b.op('Sub', [upper, firstExtra], 'guard_kept_extra')], 'guard_kept_any') : bandKept, zeroF],
+    [E > 0 ? b.op('Max', [bandKept, baseLower ? b.op('Sub', [keptSinks, firstKey], 'guard_kept_sinks') : keptSinks], 'guard_kept_any') : firstExtra ? b.op('Max', [bandKept, b.op('Sub', [upper, firstExtra], 'guard_kept_extra')], 'guard_kept_any') : bandKept, zeroF],
     'guard_keeps_some_col',
   );
   const keepsSome = b.reshape(keepsSomeCol, x.kvLength ? [0, 0, -1] : [-1], 'guard_keeps_some');
@@ -267,8 +291,8 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
             padT,
             keys: Tf,
             parts: [
-              { lo: b.op('Max', [blockLo, sinksF], 'guard_bias_before_lo'), hi: b.op('Min', [blockHi, b.op('Min', [bandLo, causalUpper], 'guard_bias_before_limit')], 'guard_bias_before_hi') },
-              ...(bandReachesUpper ? [] : [{ lo: b.op('Max', [blockLo, b.op('Max', [bandHi, sinksF], 'guard_bias_after_limit')], 'guard_bias_after_lo'), hi: b.op('Min', [blockHi, causalUpper], 'guard_bias_after_hi') }]),
+              { lo: b.op('Max', [blockLo, firstDroppable], 'guard_bias_before_lo'), hi: b.op('Min', [blockHi, b.op('Min', [bandLo, causalUpper], 'guard_bias_before_limit')], 'guard_bias_before_hi') },
+              ...(bandReachesUpper ? [] : [{ lo: b.op('Max', [blockLo, b.op('Max', [bandHi, firstDroppable], 'guard_bias_after_limit')], 'guard_bias_after_lo'), hi: b.op('Min', [blockHi, causalUpper], 'guard_bias_after_hi') }]),
             ],
           }),
         ],

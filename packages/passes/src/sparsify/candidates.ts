@@ -13,19 +13,26 @@ export const DEFAULT_TOPK: readonly number[] = [2, 4, 8, 16];
 /** Nystrom landmark counts tried (each measured, uncertified, like the Linformer / Performer ranks). */
 export const DEFAULT_LANDMARKS: readonly number[] = [32, 64];
 
-/** The alignment of a causal spec (every query sees only keys at or before its own aligned position), else undefined. */
+/**
+ * The alignment of a causal spec, or of a backward window (a proven sliding window: keys [p - left, p]), where every
+ * query sees only keys at or before its own aligned position p; else undefined.
+ */
 function causalAlign(spec: AttentionSpec): Align | undefined {
-  return spec.kind === 'causal' ? spec.align : undefined;
+  return spec.kind === 'causal' || (spec.kind === 'window' && spec.right === 0) ? spec.align : undefined;
 }
+
+/** The keys a backward window baseline reaches behind the query (a window no wider saves nothing), else Infinity. */
+const baselineLeft = (spec: AttentionSpec): number => (spec.kind === 'window' ? spec.left : Infinity);
 
 /**
  * The default windows for a site of nk keys: a causal site gets backward windows aligned as its causal mask is
  * (bottom-right, past: the query's position counts from the end of the keys), so the window ends exactly where
- * the mask does; any other site centred ones.
+ * the mask does; a site whose own mask is a backward window gets the narrower ones, aligned as it is; any other
+ * site centred ones.
  */
 export function defaultWindows(baseline: MaskSpec, nk: number): Window[] {
   const align = causalAlign(baseline);
-  return DEFAULT_WINDOWS.filter((w) => w < nk).map((w) => (align !== undefined ? slidingWindow(w - 1, 0, align) : slidingWindow(w / 2, w / 2)));
+  return DEFAULT_WINDOWS.filter((w) => w < nk && w - 1 < baselineLeft(baseline)).map((w) => (align !== undefined ? slidingWindow(w - 1, 0, align) : slidingWindow(w / 2, w / 2)));
 }
 
 /** The default candidates for a site of nk keys (each a form of its own, not yet restricted to the baseline). */
@@ -52,6 +59,6 @@ export function defaultCandidates(baseline: MaskSpec, nk: number, seed: number):
 export function restrictToBaseline(baseline: MaskSpec, candidate: AttentionSpec): AttentionSpec {
   if (isLowRank(candidate) || baseline.kind === 'dense') return candidate;
   const align = causalAlign(baseline);
-  if (align !== undefined && candidate.kind === 'window' && candidate.align === align && candidate.right <= 0) return candidate;
+  if (align !== undefined && candidate.kind === 'window' && candidate.align === align && candidate.right <= 0 && candidate.left <= baselineLeft(baseline)) return candidate;
   return intersect(baseline, candidate);
 }
