@@ -16,9 +16,18 @@ export const GUARDED_SPEC = intersect(causal(), union(slidingWindow(255, 0), sin
 
 /**
  * The site lowered to ONNX bytes: `spec`, guarded with `budget` when given (key blocks of `keyBlock`, 64 unless
- * given; `choices`: the guard's summaries and log Z_S, default the box and the ball and the log-sum-exp).
+ * given; `choices`: the guard's summaries and log Z_S, default the box and the ball and the log-sum-exp) over
+ * `baseline` (the site's own spec: causal unless given); a causal spec lowers dense, any other banded unless
+ * `strategy` says.
  */
-export function siteModel(spec: AttentionParams['spec'], budget: number | undefined, keyBlock = 64, choices: Pick<AttentionGuard, 'summaries' | 'logZ'> = {}): Uint8Array {
+export function siteModel(
+  spec: AttentionParams['spec'],
+  budget: number | undefined,
+  keyBlock = 64,
+  choices: Pick<AttentionGuard, 'summaries' | 'logZ'> = {},
+  baseline: AttentionGuard['baseline'] = causal(),
+  strategy: 'dense' | 'banded' = spec.kind === 'causal' ? 'dense' : 'banded',
+): Uint8Array {
   const params: AttentionParams = {
     numHeads: H,
     kvNumHeads: H,
@@ -28,14 +37,15 @@ export function siteModel(spec: AttentionParams['spec'], budget: number | undefi
     softcap: 0,
     layout: 'bsd',
     spec,
-    ...(budget !== undefined ? { guard: { budget, blockSize: keyBlock, baseline: causal(), ...choices } } : {}),
+    ...(budget !== undefined ? { guard: { budget, blockSize: keyBlock, baseline, ...choices } } : {}),
   };
   const g = new Graph('guarded_bench');
   const [q, k, v] = ['q', 'k', 'v'].map((name) => g.addInput(new Value(name, tensorType('f32', [1, 'seq', H * D]))));
   const y = new Value('y', tensorType('f32'));
   g.addNode(attentionNode(params, { q: q!, k: k!, v: v! }, { y }, 'attn'));
   g.outputs.push(y);
-  runPipeline(g, [lowerAttentionPass({ opset: 21, ...(spec.kind === 'causal' ? {} : { strategy: 'banded' as const }) })]);
+  // a causal spec lowers dense by the lowering's own rule; a window would lower banded unless told
+  runPipeline(g, [lowerAttentionPass({ opset: 21, ...(strategy === 'banded' || spec.kind !== 'causal' ? { strategy } : {}) })]);
   return exportOnnx(newOnnxModel(g, { opset: 21 }));
 }
 

@@ -21,6 +21,10 @@
 // --spec topk: causal ∩ top-k blocks (64, 4, quest, ranked among the visible blocks, as sparsify writes it) instead
 // of the window (guarded over the causal baseline); --spec lsh: causal ∩ chunked LSH (2 rounds, 16 buckets, chunks
 // of 128: 512 keys per query).
+// --baseline window:L: the site's own spec a sliding window of L + 1 keys (a proven one: Mistral's), instead of
+// causal; the forms are that window ∩ (window 256 ∪ sinks 4) as sparsify writes them, and `exact` (the window as
+// written, banded: what attnopt computes without the guard's budget) is timed beside them; `dense` is the window
+// over every n x n score, as the model writes it.
 // --sessions S: S sessions per model, round r running session r mod S (default 1), so that no one session decides a
 // ratio (each dense session holds its n x n buffers: at n = 4096, S = 3 runs out of this machine's 24 GB).
 // Run with glibc's malloc thresholds fixed (../src/steady-malloc.ts: without, a run's output buffer lands on fresh
@@ -28,12 +32,12 @@
 // --save DIR writes the dense / unguarded / guarded models as DIR/<n>-<name>.onnx; --before DIR times the guarded
 // model saved there beside the current one (`guardedBefore`, `forcedBefore`): a lowering change measured side by side.
 //
-//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2] [--spec window|topk|lsh] [--summaries box|box-ball] [--log-z max-logit|kept-sum] [--key-block 64] [--sessions S] [--save DIR] [--before DIR]
+//   npx tsx --conditions=@attnopt/source tools/bench/guarded.ts [--sizes 4096] [--repeats 7] [--threads 2] [--spec window|topk|lsh] [--baseline causal|window:L] [--summaries box|box-ball] [--log-z max-logit|kept-sum] [--key-block 64] [--sessions S] [--save DIR] [--before DIR]
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { causal, type GuardLogZ, type GuardSummaries, intersect, lshBuckets, topkBlocks } from '@attnopt/ir';
+import { causal, type GuardLogZ, type GuardSummaries, intersect, lshBuckets, sinks, slidingWindow, topkBlocks, union } from '@attnopt/ir';
 import * as ort from 'onnxruntime-node';
 import { mallocMode, steadyMalloc } from '../src/steady-malloc.js';
 import { D, diffuseInputs, GUARDED_SPEC, H, localInputs, siteModel } from './guarded-models.js';
@@ -57,7 +61,13 @@ const SPECS = {
 } as const;
 const SPEC_NAME = opt('--spec', 'window');
 if (!(SPEC_NAME in SPECS)) throw new Error(`guarded bench: --spec ${SPEC_NAME}: window, topk or lsh`);
-const { spec: SPEC, label: LABEL } = SPECS[SPEC_NAME as keyof typeof SPECS];
+const BASELINE_NAME = opt('--baseline', 'causal');
+const windowBaseline = /^window:(\d+)$/.exec(BASELINE_NAME);
+if (BASELINE_NAME !== 'causal' && (!windowBaseline || SPEC_NAME !== 'window')) throw new Error(`guarded bench: --baseline ${BASELINE_NAME}: causal, or window:L with --spec window`);
+const BASELINE = windowBaseline ? slidingWindow(Number(windowBaseline[1]), 0) : causal();
+const { spec: SPEC, label: LABEL } = windowBaseline
+  ? { spec: intersect(BASELINE, union(slidingWindow(255, 0), sinks(4))), label: `window ${Number(windowBaseline[1]) + 1} ∩ (window 256 ∪ sinks 4)` }
+  : SPECS[SPEC_NAME as keyof typeof SPECS];
 const SAVE = opt('--save', '');
 const BEFORE = opt('--before', '');
 const SESSION: ort.InferenceSession.SessionOptions = { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } };
@@ -67,14 +77,15 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function main(): Promise<void> {
   console.log(`# guarded bench: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, onnxruntime-node threads ${THREADS}, node ${process.version}, malloc ${mallocMode()}`);
   for (const n of SIZES) {
-    const names: string[] = ['dense', 'unguarded', 'guarded', 'guardedSum', 'forced', 'denseDiffuse', 'unguardedDiffuse'];
-    const dense = siteModel(causal(), undefined);
+    const names: string[] = ['dense', 'unguarded', 'guarded', 'guardedSum', 'forced', 'denseDiffuse', 'unguardedDiffuse', ...(windowBaseline ? ['exact'] : [])];
+    const dense = siteModel(BASELINE, undefined, KEY_BLOCK, {}, BASELINE, 'dense');
     const unguarded = siteModel(SPEC, undefined);
-    const guarded = siteModel(SPEC, 1e-3, KEY_BLOCK, { summaries: SUMMARIES, logZ: LOG_Z });
-    const guardedSum = siteModel(SPEC, 1e-3, KEY_BLOCK, { summaries: SUMMARIES, logZ: 'kept-sum' });
+    const guarded = siteModel(SPEC, 1e-3, KEY_BLOCK, { summaries: SUMMARIES, logZ: LOG_Z }, BASELINE);
+    const guardedSum = siteModel(SPEC, 1e-3, KEY_BLOCK, { summaries: SUMMARIES, logZ: 'kept-sum' }, BASELINE);
+    const exact = windowBaseline ? siteModel(BASELINE, undefined, KEY_BLOCK, {}, BASELINE, 'banded') : dense;
     if (SAVE) mkdirSync(SAVE, { recursive: true });
     if (SAVE) for (const [m, x] of Object.entries({ dense, unguarded, guarded })) writeFileSync(join(SAVE, `${n}-${m}.onnx`), x);
-    const bytes: Record<string, Uint8Array> = { dense, unguarded, guarded, guardedSum, forced: guarded, denseDiffuse: dense, unguardedDiffuse: unguarded };
+    const bytes: Record<string, Uint8Array> = { dense, unguarded, guarded, guardedSum, forced: guarded, denseDiffuse: dense, unguardedDiffuse: unguarded, exact };
     if (BEFORE) {
       bytes.guardedBefore = bytes.forcedBefore = readFileSync(join(BEFORE, `${n}-guarded.onnx`));
       names.push('guardedBefore', 'forcedBefore');
@@ -130,6 +141,7 @@ async function main(): Promise<void> {
     console.log(`  guardedSum / unguarded ${both('guardedSum', 'unguarded')}`);
     console.log(`  dense / unguarded  ${both('dense', 'unguarded')}`);
     console.log(`  forced / dense (diffuse inputs) ${both('forced', 'denseDiffuse')}   (target <= 1.3)`);
+    if (windowBaseline) console.log(`  exact (the model's window, banded) / guarded ${both('exact', 'guarded')};  dense / exact ${both('dense', 'exact')}`);
     if (BEFORE) {
       console.log(`  before: guarded / unguarded ${both('guardedBefore', 'unguarded')}, forced / dense ${both('forcedBefore', 'denseDiffuse')}`);
       console.log(`  after / before: guarded ${both('guarded', 'guardedBefore')}, forced ${both('forced', 'forcedBefore')}`);
