@@ -8,7 +8,8 @@
 // row drops the key that carries the mass. A mutation (the site aligned top-left: P not added to the query's
 // position) breaks the budget. Families: local (rotary-like, peaked at the query), a span of the cache repeated
 // 280 positions later (an induction head looks back at it), an outlier key far back in the cache (position 10,
-// logits up to 80 on it).
+// logits up to 80 on it; or local queries and that key along the slowest channel only). The same over a sliding-window baseline window(left=511, past) (a KV cache's sliding window,
+// GroupQueryAttention's local_window_size): the dropped keys start at the window's edge, P + i - 511.
 
 import { type AttentionParams, type AttentionSpec, attentionNode, causal, Graph, intersect, keySupport, type MaskSpec, rowKeys, sinks, slidingWindow, tensorType, union, Value } from '@attnopt/ir';
 import { guardedDroppedMass, guardFallsBack, keyBlockSummaries, valueRange } from '@attnopt/bounds';
@@ -28,7 +29,10 @@ const ROUNDING = 1e-4;
 const SINKS = 4;
 const WINDOW = 256;
 const BASELINE = causal('past');
-const spec = (align: 'past' | 'top-left'): AttentionSpec => intersect(causal(align), union(slidingWindow(WINDOW - 1, 0, align), sinks(SINKS)));
+const BASE_WINDOW = 512;
+/** The site's own spec, causal or a sliding window of BASE_WINDOW keys, aligned `align`. */
+const baselineOf = (kind: 'causal' | 'window', align: 'past' | 'top-left'): MaskSpec => (kind === 'causal' ? causal(align) : slidingWindow(BASE_WINDOW - 1, 0, align));
+const spec = (align: 'past' | 'top-left', kind: 'causal' | 'window' = 'causal'): AttentionSpec => intersect(baselineOf(kind, align), union(slidingWindow(WINDOW - 1, 0, align), sinks(SINKS)));
 const params = (s: AttentionSpec, budget?: number, baseline: AttentionSpec = BASELINE): AttentionParams => guardedSiteParams(H, D, s, budget, baseline);
 
 function site(p: AttentionParams): { g: Graph; node: ReturnType<typeof attentionNode> } {
@@ -99,6 +103,14 @@ function outlier(P: number, nq: number, seed: number): Inputs {
   return x;
 }
 
+/** Local inputs with the key at position 10 800 on channel 0, whose query feature 6 cos(0.0015 t) is positive at every position here. */
+function slowOutlier(P: number, nq: number, seed: number): Inputs {
+  const x = local(P, nq, seed);
+  const T = P + nq;
+  if (OUTLIER < T) for (let h = 0; h < H; h++) for (let c = 0; c < D; c++) x.k[(h * T + OUTLIER) * D + c] = c === 0 ? 800 : 0;
+  return x;
+}
+
 const rounded = (x: Inputs): Inputs => {
   const f = (t: Float64Array) => Float64Array.from(Float32Array.from(t));
   return { ...x, q: f(x.q), k: f(x.k), v: f(x.v) };
@@ -123,10 +135,10 @@ function feeds(x: Inputs) {
   };
 }
 
-function reference(x: Inputs): Float64Array {
+function reference(x: Inputs, baseline: AttentionSpec = BASELINE): Float64Array {
   const T = x.P + x.nq;
   const t = (d: Float64Array, n: number) => ({ shape: [1, H, n, D], data: d });
-  return referenceAttention(params(BASELINE), {
+  return referenceAttention(params(baseline, undefined, baseline), {
     q: t(x.q, x.nq),
     k: t(rows(x.k, T, x.P, T), x.nq),
     v: t(rows(x.v, T, x.P, T), x.nq),
@@ -154,11 +166,10 @@ const keysOf = (intervals: readonly number[]) => intervals.flatMap((_, t) => (t 
  * row, at position P + i): over the budget in float64 means flagged; flagged means over the budget up to the
  * float32 widening (under 5% here). Returns the number of flagged rows.
  */
-function checkFlags(flags: Float64Array, x: Inputs): number {
+function checkFlags(flags: Float64Array, x: Inputs, baseline: AttentionSpec = BASELINE, s: MaskSpec = spec('past') as MaskSpec): number {
   const T = x.P + x.nq;
   const scale = 1 / Math.sqrt(D);
   const dims = { nq: x.nq, nk: T, past: x.P };
-  const s = spec('past') as MaskSpec;
   let flagged = 0;
   for (let h = 0; h < H; h++) {
     const kh = x.k.subarray(h * T * D, (h + 1) * T * D);
@@ -169,7 +180,7 @@ function checkFlags(flags: Float64Array, x: Inputs): number {
       const kept = keysOf(rowKeys(s, i, dims));
       const keptSet = new Set(kept);
       const counts = new Float64Array(Math.ceil(T / 64));
-      for (const j of keysOf(rowKeys(BASELINE as MaskSpec, i, dims))) if (!keptSet.has(j)) counts[j >> 6]! += 1;
+      for (const j of keysOf(rowKeys(baseline as MaskSpec, i, dims))) if (!keptSet.has(j)) counts[j >> 6]! += 1;
       const scores = kept.map((j) => scale * qi.reduce((a, qc, d) => a + qc * kh[j * D + d]!, 0));
       const top = Math.max(...scores);
       const logZKept = top + Math.log(scores.reduce((a, sc) => a + Math.exp(sc - top), 0));
@@ -187,26 +198,40 @@ const FAMILIES: [string, (P: number, nq: number, seed: number) => Inputs, 'local
   ['local (rotary-like)', local, 'local'],
   ['a span of the cache repeated 280 positions later', repeatedSpan, 'adversarial'],
   ['an outlier key far back in the cache (logits up to 80)', outlier, 'adversarial'],
+  // local queries: only the rows whose baseline reaches position 10 may fall back for it (all, under causal(past))
+  ['local, an outlier key far back along the slowest channel', slowOutlier, 'adversarial'],
 ];
 
 const SHAPES: [number, number][] = [0, 37, 300].flatMap((P) => [1, 64, 700].map((nq) => [P, nq] as [number, number]));
 
-describe('guarded window 256 + sinks 4 with past keys in onnxruntime, within the budget of the float64 causal(past) reference', () => {
-  const guarded = build(params(spec('past'), BUDGET), true);
-  const unguarded = build(params(spec('past')));
-  const forced = build(params(spec('past'), 0));
-  // the mutation: the band and the causal limit at i, not P + i
-  const mutated = build(params(spec('top-left'), BUDGET, causal('top-left')));
+// the window baseline on the shapes whose rows reach past its edge (P + nq > 512) and one that does not
+const WINDOW_SHAPES: [number, number][] = [
+  [37, 64],
+  [300, 700],
+  [900, 64],
+];
 
-  describe.each(SHAPES)('P = %i, nq = %i', (P, nq) => {
-    it.each(FAMILIES)('%s', async (_name, family, kind) => {
+describe.each([
+  ['causal(past)', 'causal', SHAPES],
+  ['window(left=511, past)', 'window', WINDOW_SHAPES],
+] as const)('guarded window 256 + sinks 4 with past keys in onnxruntime, within the budget of the float64 %s reference', (_base, kind, shapes) => {
+  const baseline = baselineOf(kind, 'past');
+  const own = spec('past', kind);
+  const guarded = build(params(own, BUDGET, baseline), true);
+  const unguarded = build(params(own, undefined, baseline));
+  const forced = build(params(own, 0, baseline));
+  // the mutation: the band and the causal limit at i, not P + i
+  const mutated = build(params(spec('top-left', kind), BUDGET, baselineOf(kind, 'top-left')));
+
+  describe.each(shapes)('P = %i, nq = %i', (P, nq) => {
+    it.each(FAMILIES)('%s', async (_name, family, familyKind) => {
       const x = rounded(family(P, nq, 7 + P + nq));
-      const ref = reference(x);
+      const ref = reference(x, baseline);
       const g = await run(guarded, x);
       expect(maxAbsDiff(g.y, ref)).toBeLessThanOrEqual(BUDGET + ROUNDING);
       expect(maxAbsDiff((await run(forced, x)).y, ref)).toBeLessThanOrEqual(ROUNDING);
       const yu = (await run(unguarded, x)).y;
-      const flagged = checkFlags(g.flags!, x);
+      const flagged = checkFlags(g.flags!, x, baseline, own as MaskSpec);
       // every row keeps its whole baseline while P + nq <= 256 (each window reaches key 0): nothing dropped, nothing flagged
       if (P + nq <= WINDOW) expect(flagged).toBe(0);
       // a row no head flags is the unguarded form's, bit for bit; on local inputs few rows are flagged
@@ -214,9 +239,10 @@ describe('guarded window 256 + sinks 4 with past keys in onnxruntime, within the
         if (Array.from({ length: H }, (_, h) => g.flags![h * nq + i]!).some((f) => f === 1)) continue;
         for (let h = 0; h < H; h++) for (let c = 0; c < D; c++) expect(g.y[(h * nq + i) * D + c], `row ${i}`).toBe(yu[(h * nq + i) * D + c]);
       }
-      if (kind === 'local') expect(flagged / (H * nq)).toBeLessThanOrEqual(0.05);
-      // the repeated span and the outlier lie outside every window at P = 300: the unguarded form loses them
-      if (kind === 'adversarial' && P === 300) {
+      if (familyKind === 'local') expect(flagged / (H * nq)).toBeLessThanOrEqual(0.05);
+      // the repeated span and the outlier lie outside every window at P = 300 (inside the baseline window of the
+      // rows before 522): the unguarded form loses them
+      if (familyKind === 'adversarial' && P === 300) {
         expect(maxAbsDiff(yu, ref)).toBeGreaterThan(BUDGET + ROUNDING);
         expect(flagged).toBeGreaterThan(0);
       }
