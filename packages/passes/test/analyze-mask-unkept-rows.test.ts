@@ -85,11 +85,39 @@ describe('rows a proven mask leaves with no attended key', () => {
     expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
   });
 
-  test('masked_fill of -10000 (a fill the scores still move): read as a keep-mask, the rows keep none, not patched', () => {
-    const filled = graph('-10000.0').replace('%mask = Where(%kept, %fzero, %fill)', '%keepsc = Identity(%kept)').replace('%b = Add(%sc, %mask)', '%b = Where(%keepsc, %sc, %fill)');
-    const { notes, sites } = analyzed(filled);
+  // masked_fill of a value the scores still move (-10000, -1e9): the model's softmax over a row it fills whole runs
+  // over the fills and what it kept, not the IR's keep-mask; with the padding filled by the same Where, or added
+  // after it (old GPT-2 / GPT-Neo exports). Those rows come from the site as the model wrote it, in an If taken only
+  // when an input has one (before, they were read as keeping none: 0 where the model had the mean of V).
+  const filledBy = (fill: string, padding: 'same-where' | 'added-after') =>
+    padding === 'same-where'
+      ? graph(fill).replace('%mask = Where(%kept, %fzero, %fill)', '%keepsc = Identity(%kept)').replace('%b = Add(%sc, %mask)', '%b = Where(%keepsc, %sc, %fill)')
+      : graph(fill)
+          .replace('%mask = Where(%kept, %fzero, %fill)', '%padf = Where(%mb, %fzero, %fill)')
+          .replace('%b = Add(%sc, %mask)', '%filled = Where(%keep, %sc, %fill)\n  %b = Add(%filled, %padf)');
+  test.each([
+    ['-10000.0', 'same-where', 'auto'],
+    ['-10000.0', 'same-where', 'banded'],
+    ['-10000.0', 'added-after', 'banded'],
+    ['-1000000000.0', 'added-after', 'banded'],
+  ] as const)('masked_fill of %s (%s), lowered %s: every row as the graph as written, on a left-padded batch', async (fill, padding, strategy) => {
+    const text = filledBy(fill, padding);
+    const { g, notes, sites } = analyzed(text);
     expect(sites).toHaveLength(1);
-    expect(notes.join('\n')).toContain('read as keeping none (0), not with the whole bias');
+    expect(notes.join('\n')).toContain('the whole site is computed as the model wrote it');
+    const feeds = leftPadded(text, 7);
+    const want = await runModel(exportOnnx(newOnnxModel(parseGraph(text), { opset: OPSET })), feeds);
+    lowerAttentionPass({ opset: OPSET, strategy }).run(g);
+    const cmp = compareLowered(await runModel(exportOnnx(newOnnxModel(g, { opset: OPSET })), feeds), want);
+    expect(cmp.mismatches, `max abs error ${cmp.maxAbsError}`).toEqual([]);
+  });
+
+  test('undoing a proof whose rows are computed as written removes that patch too', () => {
+    const { g, sites } = analyzed(filledBy('-10000.0', 'added-after'));
+    expect(g.outputs[0]!.producer?.op).toBe('If');
+    expect(undoMaskProofs(g, sites)).toEqual(sites);
+    expect(g.outputs[0]!.producer).toBe(sites[0]);
+    expect(g.nodes.some((n) => n.op === 'If' || n.op === 'CumSum'), g.nodes.map((n) => n.op).join(' ')).toBe(false);
   });
 
   test('undoing the proof removes the patch: the site reads its bias and its readers its output again', () => {

@@ -123,11 +123,11 @@ const QUERY_VARYING_BIAS: Record<string, readonly boolean[]> = {
 
 /**
  * Models whose left-padded outputs differ from the lowered graph's on the rows that keep no key (checked exactly, so
- * that a fix updates the list): the model fills masked scores with a value the scores still move (GPT-NeoX's
- * masked_bias -1e9: its softmax is uniform over the filled keys, the IR's keep-mask leaves the row no key), or
- * with -inf (nn.MultiheadAttention, SDPA's boolean mask: NaN in the model, 0 by the IR's definition).
+ * that a fix updates the list): the model fills masked scores with -inf (nn.MultiheadAttention, SDPA's boolean
+ * mask: NaN in the model, 0 by the IR's definition). (GPT-NeoX's masked_bias -1e9, a fill the scores still move,
+ * was here: such a site now computes itself as the model wrote it when an input has those rows, unkept-rows.ts.)
  */
-const LEFT_PADDED_ROWS_DIFFER: ReadonlySet<string> = new Set(['gpt-neox-past', 'torch-mha', 'llama-sdpa']);
+const LEFT_PADDED_ROWS_DIFFER: ReadonlySet<string> = new Set(['torch-mha', 'llama-sdpa']);
 
 /** Models whose sites are not lifted yet: model -> a substring of the recognizer's reason. Checked exactly. */
 const NOT_LIFTED: Record<string, string> = {};

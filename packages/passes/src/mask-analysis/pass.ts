@@ -25,7 +25,7 @@ import {
 import { type Pass, type PassNote, removeDead } from '@attnopt/rewrite';
 import { type MaskProof, proveMaskSpec, type SiteDims } from './prove.js';
 import { keyRowsResidual, oneRow } from './key-rows.js';
-import { patchUnkeptRows, UNKEPT_ROWS, UNKEPT_ROWS_NOTE } from './unkept-rows.js';
+import { FILL_REPLACES_SCORES, patchUnkeptRows, UNKEPT_ROWS, UNKEPT_ROWS_NOTE } from './unkept-rows.js';
 import { inferShape } from '../shape-inference/shapes.js';
 import { simplifySpec } from './simplify.js';
 import { type Formula, namedDimSym, shapeSyms, type Sym, symAdd, symConst } from './symbolic.js';
@@ -149,12 +149,15 @@ export function analyzeMaskPass(): Pass {
         let unkept: string | undefined;
         const keyBias = rows ?? (proof.residual && oneRow(proof.residual) ? proof.residual : undefined);
         if (keyBias && proof.keep && proof.readings && params.spec.kind === 'dense') {
-          const patch = patchUnkeptRows(graph, { node, bias, keyBias, keep: proof.keep, spec: proof.spec, readings: proof.readings, dims: siteDims(node) });
+          const patch = patchUnkeptRows(graph, { node, bias, keyBias, keep: proof.keep, spec: proof.spec, readings: proof.readings, dims: siteDims(node), visited: new Set(proof.visited) });
           if (typeof patch === 'string') unkept = `${UNKEPT_ROWS_NOTE} are read as keeping none (0), not with the whole bias: ${patch}`;
           else {
             node.annotations.set(UNKEPT_ROWS, patch);
             recordKeyRows(graph, patch.nodes);
-            unkept = `${UNKEPT_ROWS_NOTE} (a left-padded query) are computed again densely, with the whole bias`;
+            unkept =
+              node.annotations.get(FILL_REPLACES_SCORES) === true
+                ? `${UNKEPT_ROWS_NOTE} (a left-padded query): where an input has one, the whole site is computed as the model wrote it (its fill does not absorb the scores)`
+                : `${UNKEPT_ROWS_NOTE} (a left-padded query) are computed again densely, with the whole bias`;
           }
         }
         const candidates = rows ? [...new Set([...proof.visited, ...producersOf(proof.residual!)])] : [...proof.visited];

@@ -7,6 +7,10 @@
 //   F = {i : no key j with S(i, j) and r_j > MASKED_AT_OR_BELOW / 2}                                          (error 0)
 // Every other row is left as the site computes it (on those the proof is exact); a row of F computed again is the
 // site's own row before the proof, so a row taken into F that did not need it is still exact.
+// Where the model fills masked scores with a value that does not absorb them (-10000, -1e9, float16's -65504:
+// FILL_REPLACES_SCORES), a row of F is not the IR's row either (the model's softmax there runs over the fills and
+// the scores it kept): then, when F has a row, the whole site is computed as the model wrote it (asWrittenBranch).
+//   Y = Attention(Q, K, V, spec S, bias r)  ->  If(F is not empty, the site's own ONNX nodes, Y)          (error 0)
 // R[F] is never the whole [S, T] bias: on the keys S keeps and on each region of the keys S drops (a conjunction
 // of the complement's disjunctive normal form) R is one key row (key-rows.ts read on that region), and each
 // region's mask over the F rows picks its row. F is found in O(S + T): the keys S keeps for a query are a band
@@ -27,9 +31,12 @@ import {
   queryOffset,
   rowKeys,
   specAttr,
-  type Value,
+  Value,
 } from '@attnopt/ir';
 import { NodeBuilder, redirect } from '@attnopt/rewrite';
+import { FILL_REPLACES_SCORES, LIFT_RECORD, type LiftRecord } from '../recognize/lift.js';
+
+export { FILL_REPLACES_SCORES } from '../recognize/lift.js';
 import { inferDtype, inferShape } from '../shape-inference/shapes.js';
 import { lowerAttention } from '../lower/attention.js';
 import { specMask } from '../lower/mask.js';
@@ -45,6 +52,7 @@ export const UNKEPT_ROWS_NOTE = 'rows whose kept keys are all masked';
 
 /** Node annotation: the patch that replaced the site's output (undone with the proof: undo.ts). */
 export const UNKEPT_ROWS = 'attnopt.unkeptRows';
+
 
 export interface UnkeptRowsRecord {
   /** The patched output (the If's), which took the site output's name and uses. */
@@ -67,6 +75,65 @@ export interface UnkeptRowsInput {
   readonly spec: MaskSpec;
   readonly readings: ReadonlyMap<Value, AbstractValue>;
   readonly dims: SiteDims;
+  /** The nodes the proof read (the mask's), which it removes once they are dead: copied into the as-written branch. */
+  readonly visited?: ReadonlySet<Node>;
+}
+
+/**
+ * The site's output as the model wrote it, in a graph of its own (an If's branch): copies of the ONNX nodes the
+ * site was lifted from (LIFT_RECORD) and of the mask nodes the proof read that they need (`visited`, removed from
+ * the model once dead); every other value they read (Q, K and V as projected, the model's inputs, constants) is
+ * read from the outer graph, as it is computed there anyway. A value another lift replaced is read as its
+ * replacement. Undefined with a reason when the site has no record or a node holds a subgraph.
+ */
+function asWrittenBranch(graph: Graph, node: Node, visited: ReadonlySet<Node>, base: string): { branch: Graph; y: Value } | string {
+  const record = node.annotations.get(LIFT_RECORD) as LiftRecord | undefined;
+  if (record === undefined) return 'the site was not lifted from ONNX nodes';
+  const replacement = new Map<Value, Value>();
+  for (const n of graph.allNodes()) {
+    const r = n.annotations.get(LIFT_RECORD) as LiftRecord | undefined;
+    r?.replaced.forEach((v, k) => replacement.set(v, r.fresh[k]!));
+  }
+  const matchedInputs = new Map(record.matched.map((m) => [m.node, m.inputs]));
+  const inputsOf = (n: Node) => matchedInputs.get(n) ?? n.inputs;
+  // the nodes to copy: the matched ones and, backwards from their inputs, the mask nodes the proof read
+  const copied = new Set<Node>(matchedInputs.keys());
+  const stack = [...copied];
+  while (stack.length > 0) {
+    for (const v of inputsOf(stack.pop()!)) {
+      const p = v?.producer;
+      if (p && !copied.has(p) && visited.has(p) && p.graph === graph) {
+        copied.add(p);
+        stack.push(p);
+      }
+    }
+  }
+  if ([...copied].some((n) => n.subgraphs().length > 0)) return 'a node of the site holds a subgraph';
+  // in dependency order (depth first from each node's inputs)
+  const ordered: Node[] = [];
+  const done = new Set<Node>();
+  const visit = (n: Node) => {
+    if (done.has(n)) return;
+    done.add(n);
+    for (const v of inputsOf(n)) if (v?.producer && copied.has(v.producer)) visit(v.producer);
+    ordered.push(n);
+  };
+  copied.forEach(visit);
+  const branch = new Graph(`${base}/as_written`);
+  const copies = new Map<Value, Value>();
+  const read = (v: Value | undefined) => (v === undefined ? undefined : (copies.get(v) ?? replacement.get(v) ?? v));
+  for (const n of ordered) {
+    const outputs = n.outputs.map((o) => {
+      const c = new Value(`${base}/as_written/${o.name}`, o.type);
+      copies.set(o, c);
+      return c;
+    });
+    branch.addNode(new Node({ domain: n.domain, op: n.op, name: `${base}/as_written/${n.name || n.outputs[0]?.name || n.op}`, inputs: inputsOf(n).map(read), outputs, attrs: n.attrs }));
+  }
+  const y = copies.get(record.replaced[0]!);
+  if (y === undefined) return 'the site\'s output is not computed by the nodes it was lifted from';
+  branch.outputs.push(y);
+  return { branch, y: record.fresh[0]! };
 }
 
 /** The disjunctive normal form of an NNF formula, as conjunctions; undefined past `cap` terms or with data. */
@@ -151,15 +218,18 @@ export function patchUnkeptRows(graph: Graph, x: UnkeptRowsInput): UnkeptRowsRec
   const fillType = inferDtype(x.bias);
   if (!q || !k || !v || !y || rRank === undefined || rRank < 2) return 'the key bias\'s rank is unknown';
   const keyType = inferDtype(x.keyBias);
-  if (fillType === undefined || fillType === 'bool' || (keyType !== fillType && keyType !== 'bool')) return 'the bias is not a float bias';
+  const base = `${node.name || y.name}/unkept_rows`;
+  // a fill that does not absorb the scores: those rows as the model wrote them, else with the whole bias R
+  const asWritten = node.annotations.get(FILL_REPLACES_SCORES) === true ? (x.visited ? asWrittenBranch(graph, node, x.visited, base) : 'the mask nodes are not known') : undefined;
+  if (typeof asWritten === 'string') return `the model's fill does not absorb the scores, and ${asWritten}`;
+  if (asWritten ? keyType === undefined || (keyType !== 'bool' && keyType !== fillType) : fillType === undefined || fillType === 'bool' || (keyType !== fillType && keyType !== 'bool')) return 'the bias is not a float bias';
   const support = keySupport(x.spec);
   if (!support || !supportIsExact(x.spec, support)) return `the keys ${JSON.stringify(x.spec.kind)} keeps are not a band and fixed keys`;
   // the keys S keeps, then the regions of the keys it drops: the model's bias R on each as one key row
-  const dropped = dnf(nnf(x.keep, true));
-  if (!dropped || dropped.length === 0) return 'the keys the spec drops are not a few regions';
+  const dropped = asWritten ? [] : dnf(nnf(x.keep, true));
+  if (!dropped || (!asWritten && dropped.length === 0)) return 'the keys the spec drops are not a few regions';
   // (on the keys S keeps R is r, but r may be a keep-mask: R is read there too)
-  const regions = [[x.keep], ...dropped];
-  const base = `${node.name || y.name}/unkept_rows`;
+  const regions = asWritten ? [] : [[x.keep], ...dropped];
   const rows: { mask: MaskSpec; row: Value }[] = [];
   const rowNodes: Node[] = [];
   for (const [r, parts] of regions.entries()) {
@@ -192,7 +262,7 @@ export function patchUnkeptRows(graph: Graph, x: UnkeptRowsInput): UnkeptRowsRec
   const start = Number.isFinite(support.lo) ? clamp(b.op('Add', [position, i64(support.lo, 'lo')], 'band_lo'), 'start') : b.op('Mul', [queries, zero], 'start');
   const end = Number.isFinite(support.hi) ? clamp(b.op('Add', [position, i64(support.hi + 1, 'hi')], 'band_hi'), 'end') : b.op('Add', [b.op('Mul', [queries, zero], 'end_zero'), nk], 'end');
   // prefix counts of the attended keys, [..., 1, T + 1] (a key bias of size 1 on the key axis broadcasts to T)
-  const attendedKeys = keyType === 'bool' ? x.keyBias : b.op('Greater', [x.keyBias, b.scalar('unmasked_above', fillType, UNMASKED_ABOVE)], 'attended_bias');
+  const attendedKeys = keyType === 'bool' ? x.keyBias : b.op('Greater', [x.keyBias, b.scalar('unmasked_above', keyType!, UNMASKED_ABOVE)], 'attended_bias');
   const attended = b.op('Or', [attendedKeys, b.op('Less', [cols, zero], 'no_key')], 'attended');
   const pads = Array<number>(2 * rRank).fill(0);
   pads[rRank - 1] = 1;
@@ -208,6 +278,7 @@ export function patchUnkeptRows(graph: Graph, x: UnkeptRowsInput): UnkeptRowsRec
   }
   const unkept = b.cast(b.op('Not', [b.op('Greater', [count, zero], 'has_key')], 'no_attended_key'), 'i64', 'unkept');
   const anyRow = b.cast(b.op('ReduceMax', [unkept], 'any_unkept', { keepdims: { type: 'int', value: 0n } }), 'bool', 'some_row_unkept');
+  if (asWritten) return patchAsWritten(graph, b, anyRow, asWritten);
 
   // the rows, computed only when there are some (an If): F, R on the rows F, the dense site over them, scattered
   const rowsGraph = new Graph(`${base}/rows`);
@@ -255,6 +326,25 @@ export function patchUnkeptRows(graph: Graph, x: UnkeptRowsInput): UnkeptRowsRec
   scattered.producer!.setInput(0, y);
   same.producer!.setInput(0, y);
   return { patched, y, nodes: [...b.nodes] };
+}
+
+/**
+ * The site's output where some row keeps no attended key: the whole site as the model wrote it (the branch), else
+ * as rewritten; after the value the site's readers read (the lift's postlude, if any), which they read the If's now.
+ *   Y = lifted site  ->  If(F is not empty, the ONNX nodes Y was lifted from, Y)                       (error 0)
+ */
+function patchAsWritten(graph: Graph, b: NodeBuilder, anyRow: Value, asWritten: { branch: Graph; y: Value }): UnkeptRowsRecord {
+  const out = asWritten.y;
+  const asIs = new Graph(`${asWritten.branch.name}_as_is`);
+  const same = b.op('Identity', [out], 'as_is', {}, out.type);
+  asIs.addNode(b.nodes.pop()!);
+  asIs.outputs.push(same);
+  const patched = b.op('If', [anyRow], 'patched', { then_branch: graphAttr(asWritten.branch), else_branch: graphAttr(asIs) }, out.type);
+  let place = graph.nodes.indexOf(out.producer!) + 1;
+  for (const n of b.nodes) graph.addNode(n, place++);
+  redirect(graph, out, patched);
+  same.producer!.setInput(0, out);
+  return { patched, y: out, nodes: [...b.nodes] };
 }
 
 /** Undoes patchUnkeptRows: the site's readers read its output again; the patch's nodes are left dead (undo.ts removes them). */

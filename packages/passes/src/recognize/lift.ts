@@ -17,6 +17,14 @@ export const SITE_ORIGIN = 'attnopt.site';
 /** Annotation key on a lifted Attention node: what the lift changed, so unliftSite can undo it (see LiftRecord). */
 export const LIFT_RECORD = 'attnopt.liftRecord';
 
+/**
+ * Node annotation (set by the decomposed rule): the model fills masked scores with a value that does not absorb
+ * them (Where(keep, s, -10000), -1e9, float16's -65504): where every score of a row is filled, the model's softmax
+ * runs over those fills and the scores it kept, which the IR's keep-mask (a row that keeps nothing) does not say.
+ * The mask analysis computes such rows as the model wrote them (unkept-rows.ts).
+ */
+export const FILL_REPLACES_SCORES = 'attnopt.fillReplacesScores';
+
 /** What liftSite changed, in enough detail to put the original subgraph back (unlift.ts). */
 export interface LiftRecord {
   /** The matched nodes in graph order, each with its inputs and the node right before it (null: the first node). */

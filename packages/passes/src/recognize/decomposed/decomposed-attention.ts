@@ -26,7 +26,7 @@
 import { type AttentionParams, defaultOpsetOf, dense, type Graph, intsAttr, Node, ONNX_DOMAIN, Value } from '@attnopt/ir';
 import { type MatchResult, matched, noMatch, notThisPattern, type RewriteRule } from '@attnopt/rewrite';
 import { inferDtype, inferRank, staticShape } from '../../shape-inference/shapes.js';
-import { liftSite, type SiteMatch } from '../lift.js';
+import { FILL_REPLACES_SCORES, liftSite, type SiteMatch } from '../lift.js';
 import { sortTopologically, topologicallyOrdered } from '../order.js';
 import { maskOverScores } from './scores-view.js';
 import { type MaskStep, matchScoreChain } from './chain.js';
@@ -159,6 +159,9 @@ export function matchDecomposedAttention(root: Node, graph: Graph): MatchResult<
   // (probabilities zeroed where the mask filled: a row the mask fills whole is 0 in the model, as in the IR, so
   // the fills stay keep-masks)
   const fills = toValues.value.variants.includes('masked-zero') ? 'keep-masks' : 'as-written';
+  // a finite fill that does not absorb the scores (-10000, -1e9, float16's -65504): rows filled whole differ from
+  // the IR's keep-mask, which the mask analysis's patch of those rows must know (FILL_REPLACES_SCORES)
+  if (fills === 'as-written' && masks.some((m) => m.kind === 'masked-fill' && Number.isFinite(m.fill) && m.fill > -1e30)) variants.push('fill-replaces-scores');
   const bias = unfoldedQuery
     ? assembleBias(graph, masks, 4, prelude, 'unfolded', unfoldedQuery.k, fills)
     : assembleBias(graph, masks, rank, prelude, c.foldedHeads !== undefined ? 'unfolded' : h !== undefined ? 'heads-in-batch' : 'single-head', k, fills);
@@ -278,7 +281,8 @@ export const decomposedAttention: RewriteRule<DecomposedSite> = {
   rewrite(graph, _root, m) {
     // lengths read from the scores now come from the prelude, placed after readers that stood before the site
     const ordered = m.site.preludeOutputs !== undefined && topologicallyOrdered(graph);
-    liftSite(graph, DECOMPOSED_ATTENTION, m.site);
+    const node = liftSite(graph, DECOMPOSED_ATTENTION, m.site);
+    if (m.variants.includes('fill-replaces-scores')) node.annotations.set(FILL_REPLACES_SCORES, true);
     if (ordered && !topologicallyOrdered(graph)) sortTopologically(graph);
   },
 };
