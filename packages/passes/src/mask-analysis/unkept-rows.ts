@@ -122,13 +122,15 @@ function asWrittenBranch(graph: Graph, node: Node, visited: ReadonlySet<Node>, b
   const branch = new Graph(`${base}/as_written`);
   const copies = new Map<Value, Value>();
   const read = (v: Value | undefined) => (v === undefined ? undefined : (copies.get(v) ?? replacement.get(v) ?? v));
+  // (numbered: a lift's fresh value takes the name of the value it replaced, so two copied values may share one)
+  let k = 0;
   for (const n of ordered) {
     const outputs = n.outputs.map((o) => {
-      const c = new Value(`${base}/as_written/${o.name}`, o.type);
+      const c = new Value(`${base}/as_written/${k++}_${o.name}`, o.type);
       copies.set(o, c);
       return c;
     });
-    branch.addNode(new Node({ domain: n.domain, op: n.op, name: `${base}/as_written/${n.name || n.outputs[0]?.name || n.op}`, inputs: inputsOf(n).map(read), outputs, attrs: n.attrs }));
+    branch.addNode(new Node({ domain: n.domain, op: n.op, name: `${base}/as_written/${k++}_${n.name || n.op}`, inputs: inputsOf(n).map(read), outputs, attrs: n.attrs }));
   }
   const y = copies.get(record.replaced[0]!);
   if (y === undefined) return 'the site\'s output is not computed by the nodes it was lifted from';
