@@ -84,7 +84,7 @@ export interface UnkeptRowsInput {
  * site was lifted from (LIFT_RECORD) and of the mask nodes the proof read that they need (`visited`, removed from
  * the model once dead); every other value they read (Q, K and V as projected, the model's inputs, constants) is
  * read from the outer graph, as it is computed there anyway. A value another lift replaced is read as its
- * replacement. Undefined with a reason when the site has no record or a node holds a subgraph.
+ * replacement. A reason instead when the site has no record or a node holds a subgraph.
  */
 function asWrittenBranch(graph: Graph, node: Node, visited: ReadonlySet<Node>, base: string): { branch: Graph; y: Value } | string {
   const record = node.annotations.get(LIFT_RECORD) as LiftRecord | undefined;
@@ -224,7 +224,8 @@ export function patchUnkeptRows(graph: Graph, x: UnkeptRowsInput): UnkeptRowsRec
   // a fill that does not absorb the scores: those rows as the model wrote them, else with the whole bias R
   const asWritten = node.annotations.get(FILL_REPLACES_SCORES) === true ? (x.visited ? asWrittenBranch(graph, node, x.visited, base) : 'the mask nodes are not known') : undefined;
   if (typeof asWritten === 'string') return `the model's fill does not absorb the scores, and ${asWritten}`;
-  if (asWritten ? keyType === undefined || (keyType !== 'bool' && keyType !== fillType) : fillType === undefined || fillType === 'bool' || (keyType !== fillType && keyType !== 'bool')) return 'the bias is not a float bias';
+  // (the as-written rows read no region of the bias: only the key bias's type matters, for the unmasked test)
+  if (asWritten ? keyType === undefined : fillType === undefined || fillType === 'bool' || (keyType !== fillType && keyType !== 'bool')) return 'the bias is not a float bias';
   const support = keySupport(x.spec);
   if (!support || !supportIsExact(x.spec, support)) return `the keys ${JSON.stringify(x.spec.kind)} keeps are not a band and fixed keys`;
   // the keys S keeps, then the regions of the keys it drops: the model's bias R on each as one key row
