@@ -33,8 +33,11 @@ export interface CostOptions {
   readonly rowStride?: number;
   /** onnxruntime's graph optimization level (`all` folds Kᵀ and the scale into the QKᵀ MatMul). Default 'all'. */
   readonly graphOptimization?: 'all' | 'disabled';
-  /** An additive float bias or boolean keep-mask input of [batch, 1, nq, nk]. Default 'none'. */
-  readonly bias?: 'none' | 'float' | 'bool';
+  /**
+   * An additive float bias or boolean keep-mask input of [batch, 1, nq, nk]; or 'relative', a relative-position
+   * bias the banded form reads on its offsets (n x n elsewhere). Default 'none'.
+   */
+  readonly bias?: 'none' | 'float' | 'bool' | 'relative';
   /** Per-batch valid key lengths (kvLength input). Default false. */
   readonly kvLength?: boolean;
   /**
@@ -105,11 +108,14 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
     const selection = selectionOps(spec, x);
     if (selection.length > 0 && options.resolve === undefined) notes.push(`${spec.kind} is data-dependent: counted at its expected size`);
     if (target.execution === 'unfused') {
-      const o = { graphOptimization: options.graphOptimization ?? 'all', bias: options.bias ?? 'none', kvLength: options.kvLength ?? false } as const;
+      const relative = options.bias === 'relative';
+      // a relative bias is an n x n float bias to every form but the banded one
+      const o = { graphOptimization: options.graphOptimization ?? 'all', bias: relative ? 'float' : (options.bias ?? 'none'), kvLength: options.kvLength ?? false } as const;
       // the lowering's own rule decides the form (banded, block-gathered, dense): the model follows it
       const chosen = loweringChoice(spec, {
         ...(options.staticKeys ? { keys: x.nk } : {}),
         bias: o.bias !== 'none',
+        keyBias: relative,
         kvLengthWithoutPast: o.kvLength && x.past === 0,
       });
       // the banded, LSH and block forms reshape by the head size: a site that reads it at run time lowers dense
@@ -117,7 +123,10 @@ export function attentionCost(params: AttentionParams, dims: CallDims, target: T
         hasRuntimeHeadDim(p) && chosen.strategy !== 'dense' ? { strategy: 'dense', why: `dense: the ${RUNTIME_HEAD_DIM_REASON}` } : chosen;
       if (choice.strategy === 'banded') {
         const sh = bandedShape(choice.support, choice.blockSize, x.nq, x.nk);
-        ops = [...presentOps(p, x, o.kvLength), ...bandedOps(p, spec, choice.support, choice.blockSize, x, o), ...layoutOut(p, x)];
+        const bandedO = { ...o, bias: 'none' } as const;
+        // a relative bias: read on the [b, W] offsets of a block (per block with extra keys) and added to the scores
+        const relativeOps = relative ? [work('Add', 'relative bias', { bytes: 3 * x.E * x.B * x.H * sh.paddedQueries * (sh.band + sh.extra) })] : [];
+        ops = [...presentOps(p, x, o.kvLength), ...bandedOps(p, spec, choice.support, choice.blockSize, x, bandedO), ...relativeOps, ...layoutOut(p, x)];
         computedPairs = sh.scores;
         const blockScores = x.E * x.B * x.H * sh.paddedQueries * (sh.band + sh.extra);
         largest = Math.max(blockScores, x.E * x.B * x.H * sh.globalRows * x.nk);
