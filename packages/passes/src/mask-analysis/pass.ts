@@ -28,6 +28,7 @@ import { keyRowsResidual, oneRow } from './key-rows.js';
 import { FILL_REPLACES_SCORES, patchUnkeptRows, UNKEPT_ROWS, UNKEPT_ROWS_NOTE } from './unkept-rows.js';
 import { inferShape } from '../shape-inference/shapes.js';
 import { simplifySpec } from './simplify.js';
+import { annotateRelativeBias } from './relative-bias.js';
 import { type Formula, namedDimSym, shapeSyms, type Sym, symAdd, symConst } from './symbolic.js';
 import { recordKeyRows, recordMaskProof, recordRemoved, snapshot } from './undo.js';
 
@@ -128,6 +129,9 @@ export function analyzeMaskPass(): Pass {
             recordRemoved(graph, taken);
             changed = true;
             note(`the bias ${JSON.stringify(bias.name)} does not vary along the query axis: kept as the key bias ${JSON.stringify(rows.name)} (one query row): exact rewrite (error 0)`);
+          } else {
+            const relative = annotateRelativeBias(node, params.numHeads);
+            if (relative) note(relative);
           }
           continue;
         }
@@ -173,6 +177,10 @@ export function analyzeMaskPass(): Pass {
               : `spec := ${printSpec(spec)}, data-dependent part ${JSON.stringify(proof.residual!.name)} kept as bias: exact rewrite (error 0)`,
         );
         if (unkept) note(unkept);
+        if (!rows && proof.residual) {
+          const relative = annotateRelativeBias(node, params.numHeads);
+          if (relative) note(relative);
+        }
       }
       return { changed, notes };
     },
