@@ -67,9 +67,10 @@ describe('VITS-shaped model (length input, relative bias): default optimize keep
     const result = await optimize(model, { seqLen: 256 });
     expect(result.calibration).toMatchObject({ source: 'generated' });
     expect(result.sites).toHaveLength(1);
-    // the relative bias is n x n: every form lowers dense with it, so none is cheaper than the site (priced with the
-    // bias input since the chooser reads the site's inputs); windows measured on calibration data alone are refused
-    expect(result.sites[0]).toMatchObject({ guarantee: 'exact', reason: expect.stringMatching(/no candidate is cheaper than dense/) });
+    // the relative bias is read as a function of j - i (banded forms read it on their band), but attention in this
+    // random-weight layer is diffuse: every guarded window falls back on every calibration row, and windows measured
+    // on calibration data alone are refused, so the site stays dense
+    expect(result.sites[0]).toMatchObject({ guarantee: 'exact', reason: expect.stringMatching(/guarded forms would recompute too many rows/) });
     for (const s of result.sites) expect(['exact', 'guarded']).toContain(s.guarantee);
     const optimized = saveModel(result.model);
     const allowed = Math.max(...result.sites.map((s) => (s.guarantee === 'exact' ? 0 : s.bound)));

@@ -30,7 +30,7 @@ import {
 } from '@attnopt/ir';
 import { NodeBuilder, redirect } from '@attnopt/rewrite';
 import { inferDtype, inferShape, UNKNOWN } from '../shape-inference/shapes.js';
-import { bandedAttention } from './banded.js';
+import { bandedAttention, type BandedInputs } from './banded.js';
 import { guardedBandedAttention, guardedBlocker, guardedSiteLabel } from './guarded.js';
 import { lowerBandedNative, nativeBandedBlocker } from './banded-native.js';
 import { blockGatherAttention, type BlockGatherInputs } from './blocks.js';
@@ -41,6 +41,7 @@ import { lowRankAttention, lowRankBlocker } from './low-rank.js';
 import { lshChunkedAttention } from './lsh.js';
 import { lshKeepMask } from './lsh-hash.js';
 import { biasOverKeys, hasKeyBias, keyBias4, keyBiasBlocker } from './key-bias.js';
+import { relativeBiasOf, relativeRows } from './relative-bias.js';
 import { specMask, unsupportedSpec } from './mask.js';
 import { padOutOfReach } from './padding.js';
 import { decodeRouteThreshold, lowerWithDecodeRoute } from './decode-route.js';
@@ -143,7 +144,7 @@ export function loweringPlan(node: Node, options: LowerOptions = { opset: 21 }):
   const choice = loweringChoice(p.spec, {
     ...(nk !== undefined ? { keys: nk } : {}),
     bias: bias !== undefined,
-    keyBias: hasKeyBias(node),
+    keyBias: hasKeyBias(node) || relativeBiasOf(node) !== undefined,
     scoresOutput: p.scoresMode !== undefined,
     kvLengthWithoutPast: kvLength !== undefined && pastKey === undefined,
     opset: options.opset,
@@ -420,6 +421,15 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       });
       return finish(graph, node, b, p, q, yBlocks, presentK, presentV, undefined);
     }
+    // the bias a banded form reads: a key bias gathered per key, a relative-position bias on its offsets (with the
+    // key bias added beside it, if any)
+    const bandBiases = (): Pick<BandedInputs, 'keyBias' | 'relative'> => {
+      if (bias === undefined) return {};
+      const rb = relativeBiasOf(node);
+      if (!rb) return { keyBias: keyBias4(b, node, dtype, keyCount, keyCountDim(node, p)) };
+      const relative = relativeRows(b, node, rb, len(q, 'rel_nq'), nkAll, dtype, options.opset);
+      return { relative, ...(rb.keyBias ? { keyBias: keyBias4(b, node, dtype, keyCount, keyCountDim(node, p), rb.keyBias) } : {}) };
+    };
     const yBanded = (p.guard ? (x: Parameters<typeof bandedAttention>[1]) => guardedBandedAttention(b, { ...x, params: p, opset: options.opset, ...(guardedSiteLabel(node) !== undefined ? { site: guardedSiteLabel(node)! } : {}) }) : (x: Parameters<typeof bandedAttention>[1]) => bandedAttention(b, x))({
       spec: p.spec as MaskSpec,
       support: plan.support!,
@@ -436,7 +446,7 @@ export function lowerAttention(graph: Graph, node: Node, options: LowerOptions =
       bottomRight,
       ...(pastKey ? { past: len(pastKey, 'past_length') } : {}),
       ...(kvLength ? { kvLength } : {}),
-      ...(bias !== undefined ? { keyBias: keyBias4(b, node, dtype, keyCount, keyCountDim(node, p)) } : {}),
+      ...bandBiases(),
     });
     return finish(graph, node, b, p, q, yBanded, presentK, presentV, undefined);
   }

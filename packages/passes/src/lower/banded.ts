@@ -22,6 +22,7 @@ import { type DType, type KeySupport, type MaskSpec, Tensor, tensorAttr, type Va
 import type { NodeBuilder } from '@attnopt/rewrite';
 import { bandedWidths, bandFrame } from './band-window.js';
 import { specMask } from './mask.js';
+import type { RelativeRows } from './relative-bias.js';
 
 export { bandBlockSize, bandedKeysPerQuery, keySupport, type KeySupport } from '@attnopt/ir';
 export { bandedWidths, bandPattern } from './band-window.js';
@@ -51,6 +52,8 @@ export interface BandedInputs {
   readonly kvLength?: Value;
   /** A key bias [Bb, Hb, 1, T] in `dtype` (key-bias.ts), added to the scores: gathered per key like K. */
   readonly keyBias?: Value;
+  /** A relative-position bias (relative-bias.ts), added to the scores: read on each gathered key's offset. */
+  readonly relative?: RelativeRows;
 }
 
 /** The banded attention output [B, H, S, Dv] (see the comment at the top). */
@@ -137,7 +140,11 @@ export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Valu
   // the key bias joins the band's 0 / -inf bias before the scores (a pass over [Bb, Hb, nBlocks, b, W], not over
   // every head's scores; bit for bit the same: kb + 0 = kb, kb - inf = -inf)
   const keyBias = keyBiasWindow && (sm !== x.dtype ? b.cast(keyBiasWindow, sm, 'band_key_bias_cast') : keyBiasWindow);
-  const biased = b.op('Add', [logits, keyBias ? b.op('Add', [keyBias, bias], 'band_bias_key_bias') : bias], 'band_logits');
+  const relShift = x.relative && front ? b.op('Add', [off, i64(s.lo, 'band_rel_lo')], 'band_rel_shift') : undefined;
+  const relative = x.relative && relativeWindow(b, x.relative, { blockSize: bs, X, E, L: bandedWidths(s, bs).band, extra: s.extra, ...(relShift ? { shift: relShift } : {}), blockIndex: frame.blockIndex });
+  const relBias = relative && (sm !== x.dtype ? b.cast(relative, sm, 'band_rel_cast') : relative);
+  const allBias = [keyBias, relBias].reduce<Value>((acc, t) => (t ? b.op('Add', [t, acc], 'band_bias_terms') : acc), bias);
+  const biased = b.op('Add', [logits, allBias], 'band_logits');
   const sm0 = b.op('Softmax', [biased], 'band_softmax', { axis: { type: 'int', value: -1n } });
   const probs = sm !== x.dtype ? b.cast(sm0, x.dtype, 'band_probs_cast') : sm0;
   // a key bias may be -inf on every key a row keeps: its softmax and output row are NaN, the IR's row is 0 (set on
@@ -162,7 +169,8 @@ export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Valu
       ],
       'global_keep',
     );
-    const gScores = x.keyBias ? b.op('Add', [x.score(qk, 'global_scores'), x.keyBias], 'global_scores_key_bias') : x.score(qk, 'global_scores');
+    const gKeyScores = x.keyBias ? b.op('Add', [x.score(qk, 'global_scores'), x.keyBias], 'global_scores_key_bias') : x.score(qk, 'global_scores');
+    const gScores = x.relative ? b.op('Add', [gKeyScores, x.relative.rows(qAt, 'global_rel')], 'global_scores_rel') : gKeyScores;
     const yg = b.op('MatMul', [x.softmax(gScores, keep, 'global'), x.v], 'global_y');
     const queries = b.op('Range', [i64(0, 'global_r2'), S, i64(1, 'global_r3')], 'global_all_queries');
     const hit = b.cast(b.op('Equal', [b.reshape(queries, [-1, 1], 'global_queries_col'), b.reshape(qi, [1, -1], 'global_index_row')], 'global_hit'), 'f32', 'global_hit_f');
@@ -171,6 +179,48 @@ export function bandedAttentionParts(b: NodeBuilder, x: BandedInputs): { y: Valu
     y = b.op('Where', [isGlobal, b.op('Gather', [yg, which], 'global_y_rows', axis(2)), y], 'banded_y');
   }
   return { y, logits: biased, probs: sm0, nBlocks, offset: off };
+}
+
+interface RelativeWindowShape {
+  readonly blockSize: number;
+  /** Extra rows (the empty-row key, the E extra keys, zeros), the band's width. */
+  readonly X: number;
+  readonly E: number;
+  readonly L: number;
+  readonly extra: readonly number[];
+  /** The band's first key offset from its block's first query (offset + lo; int64 scalar); undefined without a band. */
+  readonly shift?: Value;
+  readonly blockIndex: Value;
+}
+
+/**
+ * The relative bias over the gathered keys [1, C, 1 | nBlocks, b, W]: column X + c of row t in every block holds
+ * key r·b + shift + c for query r·b + t, offset shift + c - t (the same in every block: one [b, W] pattern without
+ * extra keys); an extra key e, offset e - (r·b + t), per block; the empty-row key and zero rows get 0.
+ */
+function relativeWindow(b: NodeBuilder, rel: RelativeRows, w: RelativeWindowShape): Value {
+  const { blockSize: bs, X, E, L } = w;
+  const W = X + (w.shift ? L : 0);
+  const axis = (a: number) => ({ axis: { type: 'int', value: BigInt(a) } }) as const;
+  const i64 = (n: number, what: string) => b.scalar(what, 'i64', n);
+  // offsets [1 | nBlocks, b, W] (0 on the columns that hold no key)
+  const blocks = E > 0 ? b.op('Shape', [w.blockIndex], 'band_rel_block_count') : undefined;
+  const spread = (t: Value, cols: number, what: string) => (blocks ? b.op('Expand', [t, b.op('Concat', [blocks, b.ints(`${what}_dims`, [bs, cols])], `${what}_shape`, axis(0))], what) : t);
+  const zeroCols = (cols: number, what: string) => spread(b.constant(what, tensorI64([1, bs, cols], new Array<number>(bs * cols).fill(0))), cols, `${what}_all`);
+  const parts: Value[] = [zeroCols(1, 'band_rel_empty_row')];
+  if (E > 0) {
+    const rows = b.op('Add', [b.op('Mul', [b.reshape(w.blockIndex, [-1, 1, 1], 'band_rel_blocks'), i64(bs, 'band_rel_b')], 'band_rel_block_start'), b.constant('band_rel_in_block', tensorI64([1, bs, 1], Array.from({ length: bs }, (_, t) => t)))], 'band_rel_rows');
+    parts.push(b.op('Sub', [b.constant('band_rel_extra', tensorI64([1, 1, E], [...w.extra])), rows], 'band_rel_extra_offsets'));
+  }
+  if (X - 1 - E > 0) parts.push(zeroCols(X - 1 - E, 'band_rel_pad_rows'));
+  if (w.shift) {
+    const steps = b.constant('band_rel_steps', tensorI64([1, bs, L], Array.from({ length: bs * L }, (_, k) => (k % L) - Math.floor(k / L))));
+    parts.push(spread(b.op('Add', [steps, w.shift], 'band_rel_band_offsets'), L, 'band_rel_band_all'));
+  }
+  const offsets = b.op('Concat', parts, 'band_rel_offsets', axis(-1));
+  const holdsKey = Array.from({ length: W }, (_, c) => (c >= 1 && c <= E) || c >= X);
+  const values = b.op('Where', [b.constant('band_rel_key_columns', Tensor.fromValues('bool', [W], holdsKey.map(Number))), rel.at(offsets, 'band_rel_values'), b.scalar('band_rel_no_key', rel.dtype, 0)], 'band_rel_window');
+  return b.unsqueeze(values, [0], 'band_rel_5d', 4);
 }
 
 function tensorI64(shape: number[], values: number[]): Tensor {

@@ -33,6 +33,7 @@ import { type AttentionParams, type DType, type MaskSpec, Tensor, type Value } f
 import type { NodeBuilder } from '@attnopt/rewrite';
 import { reduceAt, type ReduceOp } from './guarded-ops.js';
 import { specMask } from './mask.js';
+import type { RelativeRows } from './relative-bias.js';
 
 /** Slack on the score bound and on the output bound against float32 rounding (see the comment at the top). */
 const SCORE_SLACK = 1e-4;
@@ -63,6 +64,8 @@ export interface GuardedSite {
   readonly kvLength?: Value;
   /** A key bias [Bb, Hb, 1, T] in `dtype`, added to the scores. */
   readonly keyBias?: Value;
+  /** A relative-position bias (relative-bias.ts), added to the scores: the fallback rows read it on their keys. */
+  readonly relative?: RelativeRows;
 }
 
 /** Small builders every guarded form uses. */
@@ -248,7 +251,7 @@ export function guardedCertificate(b: NodeBuilder, x: GuardedSite, c: Certificat
   const terms = b.op('Add', [c.bounded, logCount], 'guard_log_terms');
   // with a key bias, the rounding of the biased terms: 1e-4 (|largest term| + |largest kept score|), infinities as 0
   const finiteAbs = (t: Value, what: string) => b.op('Where', [b.op('IsInf', [t], `${what}_inf`), zeroF, b.op('Abs', [t], `${what}_abs`)], what);
-  const biasSlack = x.keyBias
+  const biasSlack = x.keyBias || x.relative
     ? b.op('Mul', [b.op('Add', [finiteAbs(reduce('ReduceMax', terms, [3], 'guard_terms_max'), 'guard_terms_reach'), finiteAbs(c.maxLogit, 'guard_logit_reach')], 'guard_bias_reach'), f32(SCORE_SLACK, 'guard_bias_slack_rate')], 'guard_bias_slack')
     : undefined;
   const slack = biasSlack ? b.op('Add', [rowSlack, biasSlack], 'guard_row_slack_biased') : rowSlack;
@@ -359,10 +362,12 @@ function guardedFromLogRatio(b: NodeBuilder, x: GuardedSite, c: LogRatioInputs):
   const baseKeep = specMask(b, guard.baseline as MaskSpec, { rows: b.reshape(idx, [-1, 1], 'guard_fallback_col'), cols, bottomRight });
   const notPadding = kvLength4d ? b.op('Less', [cols, kvLength4d], 'guard_fallback_not_padding') : undefined;
   const keep = baseKeep && notPadding ? b.op('And', [baseKeep, notPadding], 'guard_fallback_keep') : (baseKeep ?? notPadding);
-  const yRows = b.op('MatMul', [fallbackSoftmax(b, x, x.score(qk, 'guard_scores'), keep), x.v], 'guard_y_rows');
+  const relRows = x.relative?.rows(idx, 'guard_fallback_rel');
+  const rowBias = x.keyBias && relRows ? b.op('Add', [x.keyBias, relRows], 'guard_fallback_biases') : (x.keyBias ?? relRows);
+  const yRows = b.op('MatMul', [fallbackSoftmax(b, x, x.score(qk, 'guard_scores'), keep, rowBias), x.v], 'guard_y_rows');
   // a row with no key left (another batch's kvLength, a key bias -inf on every key) is all NaN: 0, the ONNX
   // Attention convention, zeroed on the output rows [F, Dv] rather than on the probabilities [F, T]
-  const yf = x.kvLength || x.keyBias ? b.op('Where', [b.op('IsNaN', [yRows], 'guard_y_rows_isnan'), b.scalar('guard_y_rows_zero', x.dtype, 0), yRows], 'guard_y_rows_masked') : yRows;
+  const yf = x.kvLength || rowBias ? b.op('Where', [b.op('IsNaN', [yRows], 'guard_y_rows_isnan'), b.scalar('guard_y_rows_zero', x.dtype, 0), yRows], 'guard_y_rows_masked') : yRows;
   // ScatterND over (batch, head, row) index triples [B, H, F, 3]: each update a whole row of Dv values
   const yShape = b.op('Shape', [yf], 'guard_y_rows_shape');
   const indexAlong = (a: number, what: string) => b.op('Range', [i64(0, `${what}_0`), b.op('Gather', [yShape, i64(a, `${what}_axis`)], `${what}_count`, axis(0)), i64(1, `${what}_1`)], what);
@@ -382,16 +387,16 @@ function guardedFromLogRatio(b: NodeBuilder, x: GuardedSite, c: LogRatioInputs):
  * key, so it keeps one: no row is fully masked, except in another batch whose kvLength leaves it no key, or where a
  * key bias is -inf on every baseline key (its softmax NaN, zeroed on the output rows by the caller).
  */
-function fallbackSoftmax(b: NodeBuilder, x: GuardedSite, scores: Value, keep: Value | undefined): Value {
+function fallbackSoftmax(b: NodeBuilder, x: GuardedSite, scores: Value, keep: Value | undefined, bias: Value | undefined): Value {
   const sm = x.softmaxType ?? x.dtype;
   const minusInf = () => b.scalar('guard_fallback_minus_inf', sm, -Infinity);
   // a key bias with the mask in one [Bb, Hb, F, T] term when the softmax runs in the scores' dtype:
   // (s + bias) + 0 = s + Where(keep, bias, -inf) bit for bit, one pass over the scores fewer
-  if (x.keyBias && keep && sm === x.dtype) {
-    const biased = b.op('Add', [scores, b.op('Where', [keep, x.keyBias, minusInf()], 'guard_fallback_key_bias')], 'guard_fallback_logits');
+  if (bias && keep && sm === x.dtype) {
+    const biased = b.op('Add', [scores, b.op('Where', [keep, bias, minusInf()], 'guard_fallback_key_bias')], 'guard_fallback_logits');
     return b.op('Softmax', [biased], 'guard_fallback_softmax', { axis: { type: 'int', value: -1n } });
   }
-  const withBias = x.keyBias ? b.op('Add', [scores, x.keyBias], 'guard_scores_key_bias') : scores;
+  const withBias = bias ? b.op('Add', [scores, bias], 'guard_scores_key_bias') : scores;
   const logits = sm !== x.dtype ? b.cast(withBias, sm, 'guard_fallback_logits_cast') : withBias;
   const biased = keep ? b.op('Add', [logits, b.op('Where', [keep, b.scalar('guard_fallback_keep_0', sm, 0), minusInf()], 'guard_fallback_bias')], 'guard_fallback_logits') : logits;
   const probs = b.op('Softmax', [biased], 'guard_fallback_softmax', { axis: { type: 'int', value: -1n } });

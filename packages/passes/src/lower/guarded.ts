@@ -40,6 +40,7 @@ import { guardableBlocksSpec, guardedBlocksBlocker, isBlockGathered } from './gu
 import { GUARDED_OPSET } from './guarded-ops.js';
 import { droppedKeyBiasMax } from './guarded-key-bias.js';
 import { keyBiasBlocker } from './key-bias.js';
+import { relativeBiasOf } from './relative-bias.js';
 import { guardedPastKeysBlocker, withPastBaseline } from './guarded-past.js';
 import { SPARSIFY_DECISION } from '../sparsify/pass.js';
 import { HEAD_GROUP, type HeadGroupAnnotation } from '../sparsify/split-heads.js';
@@ -152,7 +153,7 @@ export function guardedInputsBlocker(node: Node): string | undefined {
     const why = guardedPastKeysBlocker(p.spec, p.guard?.baseline);
     if (why !== undefined) return why;
   }
-  if (bias !== undefined && keyBiasBlocker(node) !== undefined) return `not lowered guarded yet: ${keyBiasBlocker(node)!}`;
+  if (bias !== undefined && keyBiasBlocker(node) !== undefined && relativeBiasOf(node) === undefined) return `not lowered guarded yet: ${keyBiasBlocker(node)!}`;
   if (pastKey === undefined && kvLength !== undefined && (keySupport(p.spec as MaskSpec)?.aligns.includes('past') || blockGathered(p.spec)?.causal?.align === 'past')) return 'not lowered guarded yet: kvLength with the past alignment and no past keys (the query offset kvLength - nq differs per batch)';
   if (p.scoresMode !== undefined) return 'not lowered guarded yet: a scores output';
   return undefined;
@@ -172,6 +173,7 @@ export function guardedBlocker(node: Node, opset: number): string | undefined {
   const p = attentionParams(node);
   if (!p.guard) return 'the site has no guard';
   if (opset < GUARDED_OPSET) return `the guarded form needs opset ${GUARDED_OPSET}, got ${opset}`;
+  if (isBlockGathered(p.spec) && relativeBiasOf(node) !== undefined) return 'not lowered guarded yet: a block-gathered form with a relative-position bias';
   return guardedInputsBlocker(node) ?? (isBlockGathered(p.spec) ? guardedBlocksBlocker(p.spec, p.guard) : guardableSpec(p.spec, p.guard.baseline));
 }
 
@@ -299,6 +301,10 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
         'guard_biased_bound',
       )
     : u;
+  // a relative-position bias: its largest value over the offsets outside the band (every key a row drops lies there)
+  const biasedBound = x.relative
+    ? b.op('Add', [bounded, x.relative.maxOutside(b.op('Add', [offset, i64(s.lo, 'guard_rel_lo')], 'guard_rel_band_lo'), b.op('Add', [offset, i64(s.hi, 'guard_rel_hi')], 'guard_rel_band_hi'), 'guard_rel_dropped')], 'guard_rel_bound')
+    : bounded;
 
   // the largest kept logit and its probability per row, from the banded softmax ([B, H, nBlocks, b] -> [B, H, S]);
   // on rows that keep no key (their empty-row key column is 0 there) keepsSome rules them out
@@ -307,5 +313,5 @@ export function guardedBandedAttention(b: NodeBuilder, site: GuardedInputs): Val
   const maxLogit = rowsOf(reduce('ReduceMax', toF32(logits, 'guard_logits_f32'), [4], 'guard_max_logit_blocks'), 'guard_max_logit');
   // its probability only for the log-sum-exp (guard.logZ 'max-logit': the largest kept logit alone bounds log Z_S)
   const maxProb = guard.logZ === 'max-logit' ? undefined : rowsOf(reduce('ReduceMax', toF32(probs, 'guard_probs_f32'), [4], 'guard_max_prob_blocks'), 'guard_max_prob');
-  return guardedCertificate(b, x, { y, bound, bounded, dropped, maxLogit, ...(maxProb ? { maxProb } : {}), keepsSome });
+  return guardedCertificate(b, x, { y, bound, bounded: biasedBound, dropped, maxLogit, ...(maxProb ? { maxProb } : {}), keepsSome });
 }

@@ -34,8 +34,7 @@ export function hasKeyBias(node: Node): boolean {
  * The site's bias with its key axis padded to `keys` (the key count T, int64 scalar) unless the graph declares it
  * as `keyDim` (T as a number, or the same symbol) already: the missing keys masked (-inf, or false in a keep-mask).
  */
-export function biasOverKeys(b: NodeBuilder, node: Node, keys: () => Value, keyDim?: number | string): Value {
-  const bias = node.inputs[3]!;
+export function biasOverKeys(b: NodeBuilder, node: Node, keys: () => Value, keyDim?: number | string, bias: Value = node.inputs[3]!): Value {
   const shape = inferShape(bias);
   const width = shape?.[shape.length - 1];
   if (shape === undefined || (keyDim !== undefined && width === keyDim)) return bias;
@@ -52,13 +51,16 @@ export function biasOverKeys(b: NodeBuilder, node: Node, keys: () => Value, keyD
   return dtype === 'bool' ? b.cast(padded, 'bool', 'bias_over_keys_bool') : padded;
 }
 
-/** The key bias as an additive [Bb, Hb, 1, T] in `dtype` (a keep-mask as 0 / -inf). Call only where hasKeyBias(node). */
-export function keyBias4(b: NodeBuilder, node: Node, dtype: DType, keys: () => Value, keyDim?: number | string): Value {
-  const bias = biasOverKeys(b, node, keys, keyDim);
-  const rank = inferShape(node.inputs[3]!)!.length;
+/**
+ * The key bias as an additive [Bb, Hb, 1, T] in `dtype` (a keep-mask as 0 / -inf). Call only where hasKeyBias(node),
+ * or with `input` a key bias read beside a relative-position bias.
+ */
+export function keyBias4(b: NodeBuilder, node: Node, dtype: DType, keys: () => Value, keyDim?: number | string, input: Value = node.inputs[3]!): Value {
+  const bias = biasOverKeys(b, node, keys, keyDim, input);
+  const rank = inferShape(input)!.length;
   const lead = Array.from({ length: 4 - rank }, (_, k) => k);
   const bias4 = lead.length > 0 ? b.unsqueeze(bias, lead, 'key_bias_4d', rank) : bias;
-  const from = inferDtype(node.inputs[3]!);
+  const from = inferDtype(input);
   if (from === 'bool') return b.op('Where', [bias4, b.scalar('key_bias_kept', dtype, 0), b.scalar('key_bias_masked', dtype, -Infinity)], 'key_bias_additive');
   return from === dtype ? bias4 : b.cast(bias4, dtype, 'key_bias_cast');
 }
