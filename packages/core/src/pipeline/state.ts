@@ -2,7 +2,7 @@
 // and what each pass records for the passes after it and for the report.
 
 import { onnxruntimeCpuProfile, PROFILES, type TargetProfile } from '@attnopt/cost';
-import type { Graph, Node } from '@attnopt/ir';
+import type { Graph, Node, Value } from '@attnopt/ir';
 import type { SiteCalibration, SiteDecision } from '@attnopt/passes';
 import type { SiteFacts } from '../analyze.js';
 import type { CalibrationProvenance, DecideOptions, RelativeBudget } from '../decide.js';
@@ -53,6 +53,8 @@ export interface CompileState extends AnalysisState {
   readonly decodeRoutes: Map<Node, number>;
   /** The main graph's nodes nothing read in the model as read: the prune pass leaves them (they are the model's). */
   readonly unusedAsRead: ReadonlySet<Node>;
+  /** The main graph's initializers some node read in the model as read: the prune pass drops those left unread. */
+  readonly readInitializers: ReadonlySet<Value>;
 }
 
 export function targetProfile(target: DecideOptions['target']): TargetProfile {
@@ -114,6 +116,7 @@ export function compileState(model: AttnoptModel, options: OptimizeOptions): Com
     restored: new Set(),
     decodeRoutes: new Map(),
     unusedAsRead: new Set(model.graph.nodes.filter((n) => isUnused(model.graph, n))),
+    readInitializers: new Set(model.graph.initializers.filter((v) => v.uses().length > 0)),
   };
 }
 
