@@ -9,7 +9,7 @@
 //   budget (the guard did the work); budget 0 gives the dense reference;
 // - a bias with a per-query term is no relative bias: the site keeps its n x n bias (negative case).
 
-import { type AttentionParams, type AttentionSpec, attentionNode, dense, Graph, isAttention, type Node, sinks, slidingWindow, SplitMix64, Tensor, tensorType, union, Value } from '@attnopt/ir';
+import { type AttentionParams, type AttentionSpec, attentionNode, attentionParams, dense, Graph, isAttention, type Node, sinks, slidingWindow, SplitMix64, Tensor, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { NodeBuilder, runPipeline } from '@attnopt/rewrite';
@@ -17,6 +17,8 @@ import { describe, expect, it } from 'vitest';
 import { analyzeMaskPass } from '../src/mask-analysis/index.js';
 import { GUARD_FALLBACK_VALUE, lowerAttentionPass, loweringPlan } from '../src/lower/index.js';
 import { relativeBiasOf } from '../src/lower/relative-bias.js';
+import type { HeadGroup } from '../src/sparsify/head-groups.js';
+import { splitHeads } from '../src/sparsify/split-heads.js';
 import { guardedSiteParams } from './helpers/guarded-params.js';
 import { localInputs, type QKV, repeatSpans } from './helpers/guarded-inputs.js';
 import { ortTensor, ortValues, runModel } from './helpers/ort.js';
@@ -76,9 +78,9 @@ const params = (spec: AttentionSpec, budget?: number): AttentionParams => guarde
 /** How a key bias [B, 1, 1, T] (a padding mask, a model input) joins the relative bias: none, added, or expanded over the queries first. */
 type KeyPart = 'none' | 'added' | 'expanded';
 
-function site(kind: BiasKind, p: AttentionParams, keyPart: KeyPart = 'none'): { graph: Graph; node: Node } {
+function site(kind: BiasKind, p: AttentionParams, keyPart: KeyPart = 'none', seq: number | string = 'seq'): { graph: Graph; node: Node } {
   const g = new Graph('relative_bias');
-  const io = (name: string) => g.addInput(new Value(name, tensorType('f32', [B, H, 'seq', D])));
+  const io = (name: string) => g.addInput(new Value(name, tensorType('f32', [B, H, seq, D])));
   const [q, k, v] = [io('q'), io('k'), io('v')];
   let bias = biasNodes(g, q, kind);
   if (keyPart !== 'none') {
@@ -219,6 +221,42 @@ describe('t5 with a head that looks past the window (+25 beyond distance 128, +2
     // head 1's rows that drop a key (every row but the last 127 or so on each side) fall back
     expect(headRate(1)).toBeGreaterThan(0.7);
     expect(maxAbsDiff(ortValues(out.y!), reference(dense, x, await modelBias('t5-far')))).toBeLessThanOrEqual(BUDGET + ROUNDING);
+  }, 60_000);
+});
+
+describe('t5 split into head groups (static shapes): each group reads its heads\' rows of the table', () => {
+  it('head 0 guarded window + sinks, head 1 banded window: each within its promise', async () => {
+    const { graph, node } = site('t5', params(dense), 'none', N);
+    const group = (h: number, spec: AttentionSpec, guarded: boolean): HeadGroup => ({
+      heads: [h],
+      kvHeads: [h],
+      spec,
+      chosen: '',
+      exact: false,
+      certified: guarded,
+      guarantee: guarded ? 'guarded' : 'statistical',
+      ...(guarded ? { guard: { budget: BUDGET, blockSize: 64, baseline: dense } } : {}),
+      bound: BUDGET,
+      measuredError: 0,
+      flops: 0,
+      time: 0,
+    });
+    const groups = splitHeads(node, attentionParams(node), [group(0, GUARDED, true), group(1, WINDOW, false)], 'site0');
+    expect(groups.map((n) => relativeBiasOf(n)?.of)).toEqual(groups.map((n) => n.inputs[3]));
+    runPipeline(graph, [lowerAttentionPass({ opset: 21, blockSize: 64 })]);
+    expect(graph.nodes.some(isAttention)).toBe(false);
+    const model = exportOnnx(newOnnxModel(graph, { opset: 21 }));
+    const bias = await modelBias('t5');
+    const x = repeatSpans(local(8), 300, B, H, N, D);
+    const y = ortValues((await run(model, x)).y!);
+    const [denseRef, windowRef] = [reference(dense, x, bias), reference(WINDOW, x, bias)];
+    const headDiff = (a: Float64Array, ref: Float64Array, h: number) => {
+      let m = 0;
+      for (let b = 0; b < B; b++) for (let t = 0; t < N * D; t++) m = Math.max(m, Math.abs(a[(b * H + h) * N * D + t]! - ref[(b * H + h) * N * D + t]!));
+      return m;
+    };
+    expect(headDiff(y, denseRef, 0)).toBeLessThanOrEqual(BUDGET + ROUNDING);
+    expect(headDiff(y, windowRef, 1)).toBeLessThanOrEqual(ROUNDING);
   }, 60_000);
 });
 

@@ -86,6 +86,9 @@ export function readRelativeBias(bias: Value, heads: number): RelativeBias | str
       if (role === 'c' && k !== r - 3) no('its channel axis is not the heads axis');
       if (role === 'i' || role === 'j') no('a position on a leading axis');
     });
+    // a query or key axis of length 1 broadcasts one row (or column) of the bias to every query: no function of j - i
+    const shape = inferShape(bias);
+    if (shape !== undefined && shape.length === r && (shape[r - 2] === 1 || shape[r - 1] === 1)) no('its query or key axis has length 1 (broadcast)');
     const chans = rel.expr.chans;
     if (chans !== 1 && chans !== heads) no(`${chans} channels on the heads axis of a site with ${heads} heads`);
     const dtype = inferDtype(bias) ?? no('the bias has no known type');

@@ -19,6 +19,7 @@ import {
 import { baseName, liveOutputs, NodeBuilder, redirect } from '@attnopt/rewrite';
 import { staticShape } from '../shape-inference/shapes.js';
 import type { HeadGroup } from './head-groups.js';
+import { RELATIVE_BIAS, type RelativeBias } from '../mask-analysis/relative-bias.js';
 
 /** Annotation key on a group's Attention node: the site it came from and its heads. */
 export const HEAD_GROUP = 'attnopt.headGroup';
@@ -173,6 +174,9 @@ export function splitHeads(node: Node, params: AttentionParams, groups: readonly
       `${baseName(node)}/${tag}`,
     );
     for (const [key, value] of node.annotations) if (key !== HEAD_GROUP) gnode.annotations.set(key, value);
+    // a relative-position bias read on the site's bias reads the group's slice of it (its heads' rows of the table)
+    const relative = node.annotations.get(RELATIVE_BIAS) as RelativeBias | undefined;
+    if (relative && relative.of === bias && gbias !== undefined) gnode.annotations.set(RELATIVE_BIAS, { ...relative, of: gbias } satisfies RelativeBias);
     gnode.annotations.set(HEAD_GROUP, { site, heads: x.heads, kvHeads: x.kvHeads, split: record } satisfies HeadGroupAnnotation);
     b.nodes.push(gnode);
     return gnode;
