@@ -109,7 +109,7 @@ export function addDecisionOptions(command: Command, withTarget: boolean): Comma
     .option('--max-error <e>', 'max absolute error of each site: guarded sites hold it on every input (checked at run time); 0 allows exact rewrites only', nonNegativeNumber, 1e-2)
     .option('--max-rel-error <r>', MAX_REL_ERROR_HELP, nonNegativeNumber)
     .option('--allow-statistical', 'also accept forms that hold on the calibration data only (low-rank, unguarded key sets); needs --calibration')
-    .option('--seq-len <n>', `sequence length of generated calibration inputs (and of the costs reported), at most ${MAX_SEQ_LEN}`, positiveInteger, 128)
+    .option('--seq-len <n>', `sequence length of generated calibration inputs (and of the costs reported; with --calibration, the costs are at its length), at most ${MAX_SEQ_LEN}`, positiveInteger, 128)
     .option('--calibration <path>', 'calibration inputs: a folder of .npy or TensorProto .pb files named after the model inputs (or numbered sample folders)')
     .option('--seed <s>', 'seed of generated inputs and seeded forms', integer, 0)
     .option('--dim <name=size>', DIM_HELP, dimSize)

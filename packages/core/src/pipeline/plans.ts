@@ -24,7 +24,7 @@ export interface GroupPlan {
   /** Max-abs error bound of the group's heads: 0 exact, the budget guarded, measured on calibration data statistical. */
   readonly bound: number;
   readonly measuredError: number | null;
-  /** FLOPs of the group at nq = nk = seqLen, batch 1. */
+  /** FLOPs of the group at nq = nk = the calibration's length, batch 1. */
   readonly flops: number;
   /** A guarded group: its run-time guard and the share of its calibration rows predicted to fall back. */
   readonly guard?: AttentionGuard;
@@ -61,7 +61,7 @@ export interface SitePlan {
   readonly decision?: SiteDecision;
   /** Why sparsify did not run at this site, when it did not. */
   readonly skipped?: string;
-  /** FLOPs of the site at nq = nk = seqLen, batch 1, with the spec it was recognized with and with the chosen one(s). */
+  /** FLOPs of the site at nq = nk = the calibration's length, batch 1, with the spec it was recognized with and with the chosen one(s). */
   readonly flopsBefore: number;
   readonly flopsAfter: number;
 }
@@ -101,7 +101,10 @@ function groupPlans(id: string, d: SiteDecision, nodes: readonly Node[], seqLen:
 /** Every site's plan, in site order (computed once: restoring and lowering replace the nodes it reads). */
 export function sitePlans(state: CompileState): readonly SitePlan[] {
   if (state.plans !== undefined) return state.plans;
-  const { sites, budget, seqLen, profile, decisions, groupNodes, uncollected } = state;
+  const { sites, budget, profile, decisions, groupNodes, uncollected } = state;
+  // the length the sites ran at: the user's calibration's where given (the chooser priced its forms there), else
+  // the generated inputs' (--seq-len)
+  const seqLen = state.provenance?.seqLen ?? state.seqLen;
   const facts = new Map(state.facts.map((f) => [f.id, f]));
   const calibrated = new Set(state.calibration.map((c) => c.id));
   const plans = sites.map(({ id, node }): SitePlan => {
