@@ -200,26 +200,23 @@ interface RelativeWindowShape {
  */
 function relativeWindow(b: NodeBuilder, rel: RelativeRows, w: RelativeWindowShape): Value {
   const { blockSize: bs, X, E, L } = w;
-  const W = X + (w.shift ? L : 0);
   const axis = (a: number) => ({ axis: { type: 'int', value: BigInt(a) } }) as const;
   const i64 = (n: number, what: string) => b.scalar(what, 'i64', n);
-  // offsets [1 | nBlocks, b, W] (0 on the columns that hold no key)
+  // the table's columns [1 | nBlocks, b, W] (column 0, zeros, where a column holds no key)
   const blocks = E > 0 ? b.op('Shape', [w.blockIndex], 'band_rel_block_count') : undefined;
   const spread = (t: Value, cols: number, what: string) => (blocks ? b.op('Expand', [t, b.op('Concat', [blocks, b.ints(`${what}_dims`, [bs, cols])], `${what}_shape`, axis(0))], what) : t);
   const zeroCols = (cols: number, what: string) => spread(b.constant(what, tensorI64([1, bs, cols], new Array<number>(bs * cols).fill(0))), cols, `${what}_all`);
   const parts: Value[] = [zeroCols(1, 'band_rel_empty_row')];
   if (E > 0) {
     const rows = b.op('Add', [b.op('Mul', [b.reshape(w.blockIndex, [-1, 1, 1], 'band_rel_blocks'), i64(bs, 'band_rel_b')], 'band_rel_block_start'), b.constant('band_rel_in_block', tensorI64([1, bs, 1], Array.from({ length: bs }, (_, t) => t)))], 'band_rel_rows');
-    parts.push(b.op('Sub', [b.constant('band_rel_extra', tensorI64([1, 1, E], [...w.extra])), rows], 'band_rel_extra_offsets'));
+    parts.push(rel.column(b.op('Sub', [b.constant('band_rel_extra', tensorI64([1, 1, E], [...w.extra])), rows], 'band_rel_extra_offsets'), 'band_rel_extra'));
   }
   if (X - 1 - E > 0) parts.push(zeroCols(X - 1 - E, 'band_rel_pad_rows'));
   if (w.shift) {
     const steps = b.constant('band_rel_steps', tensorI64([1, bs, L], Array.from({ length: bs * L }, (_, k) => (k % L) - Math.floor(k / L))));
-    parts.push(spread(b.op('Add', [steps, w.shift], 'band_rel_band_offsets'), L, 'band_rel_band_all'));
+    parts.push(spread(rel.column(b.op('Add', [steps, w.shift], 'band_rel_band_offsets'), 'band_rel_band'), L, 'band_rel_band_all'));
   }
-  const offsets = b.op('Concat', parts, 'band_rel_offsets', axis(-1));
-  const holdsKey = Array.from({ length: W }, (_, c) => (c >= 1 && c <= E) || c >= X);
-  const values = b.op('Where', [b.constant('band_rel_key_columns', Tensor.fromValues('bool', [W], holdsKey.map(Number))), rel.at(offsets, 'band_rel_values'), b.scalar('band_rel_no_key', rel.dtype, 0)], 'band_rel_window');
+  const values = rel.gather(b.op('Concat', parts, 'band_rel_columns', axis(-1)), 'band_rel_window');
   return b.unsqueeze(values, [0], 'band_rel_5d', 4);
 }
 

@@ -7,7 +7,7 @@
 // padded keys and queries of a banded block) are clamped into it: they are masked there.
 // A head group (split-heads.ts) reads its heads' rows of the table.
 
-import { type DType, type Node, Tensor, type Value } from '@attnopt/ir';
+import { type DType, type Node, Tensor, tensorAttr, type Value } from '@attnopt/ir';
 import type { NodeBuilder } from '@attnopt/rewrite';
 import { RELATIVE_BIAS, type RelativeBias, type RelExpr } from '../mask-analysis/relative-bias.js';
 import { reduceAt } from './guarded-ops.js';
@@ -27,6 +27,10 @@ export interface RelativeRows {
   readonly dtype: DType;
   /** The bias at the offsets `o` (int64, any shape X): [C, ...X] in the scores' type. */
   at(o: Value, what: string): Value;
+  /** The table column of the offsets `o` (int64, any shape X), for `gather`; column 0 holds zeros (no key). */
+  column(o: Value, what: string): Value;
+  /** The table's columns `c` (int64, any shape X, from `column`, or 0 for zeros): [C, ...X]. */
+  gather(c: Value, what: string): Value;
   /** The bias of rows `rows` (int64 [F]) over the keys 0..T-1: [1, C, F, T]. */
   rows(rows: Value, what: string): Value;
   /** The largest bias over the offsets outside [lo, hi] (int64 scalars): [1, C, 1, 1] float32, -inf where none. */
@@ -80,14 +84,20 @@ export function relativeRows(b: NodeBuilder, node: Node, rb: RelativeBias, S: Va
     table = b.op('Gather', [table, b.ints('rel_group_heads', group.heads)], 'rel_group_table', { axis: { type: 'int', value: 0n } });
     channels = group.heads.length;
   }
-  const at = (o: Value, what: string) => {
-    const index = b.op('Sub', [b.op('Min', [b.op('Max', [o, first], `${what}_lo`), last], `${what}_clamped`), first], `${what}_index`);
-    return b.op('Gather', [table, index], what, { axis: { type: 'int', value: 1n } });
-  };
+  // column 0 holds zeros (a gathered column that holds no key), column 1 + (o - first) offset o
+  // (not 0 times a column: a bias may hold -inf)
+  const zerosShape = b.op('Concat', [b.op('Slice', [b.op('Shape', [table], 'rel_table_shape'), b.ints('rel_z0', [0]), b.ints('rel_z1', [1]), b.ints('rel_z_axis', [0])], 'rel_channels'), b.ints('rel_one_column', [1])], 'rel_zero_shape', { axis: { type: 'int', value: 0n } });
+  const zeros = b.node({ op: 'ConstantOfShape', inputs: [zerosShape], attrs: { value: tensorAttr(Tensor.fromValues(dtype, [1], [0])) } }, 'rel_zero_column')[0]!;
+  const padded = b.op('Concat', [zeros, table], 'rel_table_with_zero', { axis: { type: 'int', value: 1n } });
+  const column = (o: Value, what: string) => b.op('Add', [b.op('Sub', [b.op('Min', [b.op('Max', [o, first], `${what}_lo`), last], `${what}_clamped`), first], `${what}_from_first`), i64(1, `${what}_after_zero`)], `${what}_column`);
+  const gather = (c: Value, what: string) => b.op('Gather', [padded, c], what, { axis: { type: 'int', value: 1n } });
+  const at = (o: Value, what: string) => gather(column(o, what), what);
   return {
     channels,
     dtype,
     at,
+    column,
+    gather,
     rows(rows, what) {
       const cols = b.op('Range', [i64(0, `${what}_k0`), T, i64(1, `${what}_k1`)], `${what}_keys`);
       const o = b.op('Sub', [b.reshape(cols, [1, -1], `${what}_keys_row`), b.reshape(rows, [-1, 1], `${what}_rows_col`)], `${what}_offsets`);
