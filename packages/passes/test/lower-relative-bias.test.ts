@@ -260,6 +260,38 @@ describe('t5 split into head groups (static shapes): each group reads its heads\
   }, 60_000);
 });
 
+describe('t5 folded into a constant [1, H, N, N] (a static-shape export): read from its diagonals', () => {
+  it('banded with sinks exact, guarded within the budget; a constant with one diagonal changed is no relative bias', async () => {
+    const bias = await modelBias('t5');
+    const build = (values: Float64Array, p: AttentionParams) => {
+      const g = new Graph('folded_bias');
+      const io = (name: string) => g.addInput(new Value(name, tensorType('f32', [B, H, N, D])));
+      const [q, k, v] = [io('q'), io('k'), io('v')];
+      const b = g.addInitializer(new Value('position_bias', tensorType('f32', [1, H, N, N]), Tensor.fromValues('f32', [1, H, N, N], values)));
+      const y = new Value('y', tensorType('f32'));
+      g.addNode(attentionNode(p, { q, k, v, bias: b }, { y }, 'attn'));
+      g.outputs.push(y);
+      runPipeline(g, [analyzeMaskPass()]);
+      return g;
+    };
+    const changed = bias.slice();
+    changed[5 * N + 7] = changed[5 * N + 7]! + 1; // head 0, row 5, key 7: one entry off its diagonal's value
+    expect(relativeBiasOf(build(changed, params(WINDOW)).nodes.find(isAttention)!)).toBeUndefined();
+    expect(relativeBiasOf(build(bias, params(WINDOW)).nodes.find(isAttention)!)?.chans).toBe(H);
+    const lower = (p: AttentionParams) => {
+      const g = build(bias, p);
+      runPipeline(g, [lowerAttentionPass({ opset: 21, ...(p.guard ? {} : { strategy: 'banded' as const }), blockSize: 64 })]);
+      expect(g.nodes.some(isAttention)).toBe(false);
+      return exportOnnx(newOnnxModel(g, { opset: 21 }));
+    };
+    const [bandedSinks, guarded] = [lower(params(GUARDED)), lower(params(GUARDED, BUDGET))];
+    for (const x of [local(12), repeatSpans(local(13), 300, B, H, N, D)]) {
+      expect(maxAbsDiff(ortValues((await run(bandedSinks, x)).y!), reference(GUARDED, x, bias))).toBeLessThanOrEqual(ROUNDING);
+      expect(maxAbsDiff(ortValues((await run(guarded, x)).y!), reference(dense, x, bias))).toBeLessThanOrEqual(BUDGET + ROUNDING);
+    }
+  }, 120_000);
+});
+
 describe('t5 on local inputs', () => {
   it('lets few rows fall back: the bound takes the bias over the offsets outside the band, not over every key', async () => {
     const model = lowered('t5', params(GUARDED, BUDGET), true);

@@ -3,6 +3,7 @@
 //   Gather(table[nb, H], bucket(j - i)) -> Transpose -> Unsqueeze   ->  g(o) = table[bucket(o)], one channel per head
 //   slopes[H, 1, 1] · -|j - i|                                        ->  g(o) = -slope_h |o|
 //   g(j - i) + key bias [B, 1, 1, T] (a padding mask)                 ->  g, with the key bias beside it
+//   a constant [1, H, S, T] constant along every diagonal (folded)     ->  g(o) = its diagonal o, from a table
 // The function is kept as the model's own ops (op, attributes, dtypes and constants), read node by node from the
 // offset field up; lower/relative-bias.ts replays them on a vector of 2n - 1 offsets at run time, so a banded or
 // guarded form reads the bias on its band and bounds it on the keys it drops without any n x n tensor, and every
@@ -176,7 +177,7 @@ class RelativeReader {
 
   private readUncached(v: Value): Read {
     const c = constantTensor(v);
-    if (c) return { kind: 'const', tensor: c };
+    if (c) return toeplitz(c) ?? { kind: 'const', tensor: c };
     const n = v.producer ?? no(`it reads the model input ${JSON.stringify(v.name)}`);
     if (n.domain !== '') no(`${n.describe()} is not a standard ONNX op`);
     // the position indices and shape arithmetic: the mask analysis's own reading
@@ -340,6 +341,35 @@ class RelativeReader {
     });
     return { ...x, roles };
   }
+}
+
+/**
+ * A constant bias [.., C, S, T] (leading axes 1, C 1 or the heads) whose every diagonal is constant, as an exporter
+ * folds a position bias at fixed lengths: a table of its S + T - 1 diagonals, read at o + S - 1
+ *   const[h, i, j] = d_h(j - i)  ->  Gather(table[S + T - 1, C], o + S - 1)
+ * Undefined for anything else (a scalar, a vector, a row broadcast over the queries, a diagonal that varies).
+ */
+function toeplitz(t: Tensor): Rel | undefined {
+  const r = t.shape.length;
+  if (r < 2 || r > 4 || !t.isFloat) return undefined;
+  const [S, T] = [t.shape[r - 2]!, t.shape[r - 1]!];
+  const C = r >= 3 ? t.shape[r - 3]! : 1;
+  if (S < 2 || T < 2 || t.shape.slice(0, Math.max(0, r - 3)).some((d) => d !== 1)) return undefined;
+  const x = t.toFloat64();
+  const L = S + T - 1;
+  const table = new Float64Array(L * C);
+  for (let h = 0; h < C; h++) {
+    for (let o = 1 - S; o < T; o++) {
+      const [i0, j0] = o < 0 ? [-o, 0] : [0, o];
+      const first = x[(h * S + i0) * T + j0]!;
+      for (let i = i0 + 1, j = j0 + 1; i < S && j < T; i++, j++) if (!Object.is(x[(h * S + i) * T + j], first)) return undefined;
+      table[(o + S - 1) * C + h] = first;
+    }
+  }
+  const roles: Role[] = [...new Array<Role>(r - 2).fill('1'), 'i', 'j'];
+  if (C > 1) roles[r - 3] = 'c';
+  const index: RelExpr = { op: 'offset', scale: 1, shift: S - 1, dtype: 'i64', chans: 1 };
+  return { kind: 'rel', roles, expr: { op: 'gather', table: Tensor.fromValues(t.dtype, C > 1 ? [L, C] : [L], table), index, chans: C } };
 }
 
 const scalarOf = (t: Tensor): Tensor => Tensor.fromBytes(t.dtype, [], t.bytes());
