@@ -9,7 +9,7 @@
 //   budget (the guard did the work); budget 0 gives the dense reference;
 // - a bias with a per-query term is no relative bias: the site keeps its n x n bias (negative case).
 
-import { type AttentionParams, type AttentionSpec, attentionNode, attentionParams, dense, Graph, isAttention, type Node, sinks, slidingWindow, SplitMix64, Tensor, tensorType, union, Value } from '@attnopt/ir';
+import { type AttentionParams, type AttentionSpec, attentionNode, attentionParams, dense, globalTokens, Graph, isAttention, type Node, sinks, slidingWindow, SplitMix64, Tensor, tensorType, union, Value } from '@attnopt/ir';
 import { exportOnnx, newOnnxModel } from '@attnopt/onnx';
 import { referenceAttention } from '@attnopt/reference';
 import { NodeBuilder, runPipeline } from '@attnopt/rewrite';
@@ -222,6 +222,18 @@ describe('t5 with a head that looks past the window (+25 beyond distance 128, +2
     expect(headRate(1)).toBeGreaterThan(0.7);
     expect(maxAbsDiff(ortValues(out.y!), reference(dense, x, await modelBias('t5-far')))).toBeLessThanOrEqual(BUDGET + ROUNDING);
   }, 60_000);
+});
+
+describe('t5 with global tokens 0 and 500 (keys every query keeps, queries that keep every key)', () => {
+  it('banded exact, guarded within the budget: global rows read the bias on their keys', async () => {
+    const spec = union(slidingWindow(127, 127, 'top-left'), globalTokens([0, 500]));
+    const bias = await modelBias('t5');
+    const [banded, guarded] = [lowered('t5', params(spec)), lowered('t5', params(spec, BUDGET))];
+    for (const x of [local(21), diffuse(22)]) {
+      expect(maxAbsDiff(ortValues((await run(banded, x)).y!), reference(spec, x, bias))).toBeLessThanOrEqual(ROUNDING);
+      expect(maxAbsDiff(ortValues((await run(guarded, x)).y!), reference(dense, x, bias))).toBeLessThanOrEqual(BUDGET + ROUNDING);
+    }
+  }, 120_000);
 });
 
 describe('t5 split into head groups (static shapes): each group reads its heads\' rows of the table', () => {
