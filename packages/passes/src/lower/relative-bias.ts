@@ -99,9 +99,13 @@ export function relativeRows(b: NodeBuilder, node: Node, rb: RelativeBias, S: Va
     column,
     gather,
     rows(rows, what) {
+      // a row's keys lie in the table whole (o = j - i in [1 - S, T - 1]): column 1 + (j - i) - first = j - i + S,
+      // one int32 pass over [F, T] (not the clamps and int64 passes of `column`)
+      const i32 = (t: Value, w: string) => b.cast(t, 'i32', w);
       const cols = b.op('Range', [i64(0, `${what}_k0`), T, i64(1, `${what}_k1`)], `${what}_keys`);
-      const o = b.op('Sub', [b.reshape(cols, [1, -1], `${what}_keys_row`), b.reshape(rows, [-1, 1], `${what}_rows_col`)], `${what}_offsets`);
-      return b.unsqueeze(at(o, what), [0], `${what}_4d`, 3);
+      const shifted = i32(b.reshape(b.op('Add', [cols, S], `${what}_keys_shifted`), [1, -1], `${what}_keys_row`), `${what}_keys_i32`);
+      const c = b.op('Sub', [shifted, i32(b.reshape(rows, [-1, 1], `${what}_rows_col`), `${what}_rows_i32`)], `${what}_columns`);
+      return b.unsqueeze(gather(c, what), [0], `${what}_4d`, 3);
     },
     maxOutside(lo, hi, what) {
       const inBand = b.op('And', [b.op('Not', [b.op('Less', [offsets, lo], `${what}_below`)], `${what}_from_lo`), b.op('Not', [b.op('Greater', [offsets, hi], `${what}_above`)], `${what}_to_hi`)], `${what}_in_band`);
