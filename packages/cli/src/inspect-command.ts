@@ -41,6 +41,8 @@ export interface InspectSiteJson {
   residualBias: string | null;
   /** The residual bias is one query row ([.., 1, T]): a key bias. */
   keyBias: boolean;
+  /** The residual bias is a function of j - i (a relative-position bias), read on the band's offsets. */
+  relativeBias: boolean;
   /** What a row whose kept keys are all masked computes (the mask analysis's words), or null. */
   unkeptRows: string | null;
   keptFraction: number | null;
@@ -94,6 +96,7 @@ function siteJson(f: SiteFacts, plan?: SitePlan, roles?: SiteHeadRoles): Inspect
     proven: f.proven,
     residualBias: f.residualBias,
     keyBias: f.keyBias,
+    relativeBias: f.relativeBias,
     unkeptRows: f.unkeptRows,
     keptFraction: f.keptFraction,
     analysis: f.notes,
@@ -150,7 +153,7 @@ function siteLines(s: InspectSiteJson, seqLen: number): string[] {
   const kept = s.keptFraction === null ? '' : `, keeps ${(100 * s.keptFraction).toFixed(1)}% of pairs at n=${seqLen}`;
   if (s.bias === null) lines.push(`      keys: ${s.spec} (from the op itself, no mask input)${kept}`);
   else if (s.proven) {
-    const residual = s.residualBias === null ? ', bias dropped' : `; ${s.residualBias} kept as ${s.keyBias ? 'key bias (one query row)' : 'bias'}`;
+    const residual = s.residualBias === null ? ', bias dropped' : `; ${s.residualBias} kept as ${s.keyBias ? 'key bias (one query row)' : s.relativeBias ? 'relative-position bias (a function of j - i)' : 'bias'}`;
     lines.push(`      keys: ${s.spec} (${s.spec === s.mask ? `from ${s.bias}` : `proven from ${s.bias}`}, exact${residual})${kept}`);
     if (s.unkeptRows !== null) lines.push(`      ${s.unkeptRows}`);
   }

@@ -58,6 +58,7 @@ describe('attnopt inspect', () => {
           proven: false,
           residualBias: null,
           keyBias: false,
+          relativeBias: false,
           unkeptRows: null,
           keptFraction: expect.any(Number),
           analysis: [],

@@ -47,6 +47,20 @@ describe('attnopt inspect', () => {
     expect((await attnopt('inspect', mistral)).stdout).toContain('rows whose kept keys are all masked (a left-padded query) are computed again');
   });
 
+  test('a T5 export: the self-attention biases are relative-position biases (functions of j - i), cross-attention is not', async () => {
+    const t5 = resolve(here, '../../../tools/fixtures/whole-models/t5.onnx');
+    const r = await attnopt('inspect', t5, '--json');
+    expect(r.code).toBe(0);
+    const sites = JSON.parse(r.stdout).sites as { relativeBias: boolean; keyBias: boolean; spec: string; analysis: string[] }[];
+    // 2 encoder layers, then the decoder's self- and cross-attention in each of its 2 layers (tools/src/gen/whole_models.py)
+    expect(sites.map((s) => s.relativeBias)).toEqual([true, true, true, false, true, false]);
+    expect(sites.filter((s) => s.relativeBias).every((s) => s.analysis.join(' ').includes('relative-position bias'))).toBe(true);
+    // the decoder's self-attention: causal proven, the relative part kept beside it
+    expect(sites[2]!.spec).toBe('causal');
+    const text = await attnopt('inspect', t5);
+    expect(text.stdout).toContain('kept as relative-position bias (a function of j - i)');
+  });
+
   test('a padding mask read from a model input is data-dependent: kept as bias, with the reason', async () => {
     const r = await attnopt('inspect', tinyBert, '--json');
     const sites = JSON.parse(r.stdout).sites;

@@ -51,6 +51,12 @@ export interface SiteFacts {
    */
   readonly keyBias: boolean;
   /**
+   * True when that bias is a relative-position bias (a function of j - i: T5's buckets, a symmetric ALiBi, a bias
+   * folded at fixed lengths, with or without a key bias beside it), read by the banded and guarded forms on their
+   * offsets; false otherwise.
+   */
+  readonly relativeBias: boolean;
+  /**
    * With a proven spec and a key bias: what a row whose kept keys are all masked (a left-padded query) computes, in
    * the mask analysis's words (computed again with the whole bias, or why not); null where the site has no such row.
    */

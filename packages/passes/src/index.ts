@@ -14,6 +14,7 @@ export {
 export {
   lowerAttentionPass,
   hasKeyBias,
+  relativeBiasOf,
   lowerAttention,
   cannotLower,
   loweringPlan,

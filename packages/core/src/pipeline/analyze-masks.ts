@@ -3,7 +3,7 @@
 //   Attention(Q, K, V, bias=M), M keeps exactly P(i, j)  ->  Attention(Q, K, V, spec=spec ∩ P)   (error 0)
 
 import { AttentionInput, attentionParams, type AttentionSpec, isDataDependent, isLowRank, keptPairs, type MaskSpec, type Node, printShape, printSpec } from '@attnopt/ir';
-import { analyzeMaskPass, attentionSites, hasKeyBias, inferDtype, inferShape, siteOrigin, UNKEPT_ROWS_NOTE } from '@attnopt/passes';
+import { analyzeMaskPass, attentionSites, hasKeyBias, relativeBiasOf, inferDtype, inferShape, siteOrigin, UNKEPT_ROWS_NOTE } from '@attnopt/passes';
 import type { PassNote, StatePass } from '@attnopt/rewrite';
 import type { SiteFacts } from '../analyze.js';
 import type { AnalysisState } from './state.js';
@@ -46,6 +46,7 @@ function siteFacts(id: string, node: Node, recognized: { spec: string; bias: str
     proven: spec !== recognized.spec || residualBias !== recognized.bias,
     residualBias,
     keyBias: residualBias !== null && hasKeyBias(node),
+    relativeBias: residualBias !== null && relativeBiasOf(node) !== undefined,
     keptFraction: keptFraction(p.spec, seqLen),
     notes,
     unkeptRows: notes.find((n) => n.startsWith(UNKEPT_ROWS_NOTE)) ?? null,

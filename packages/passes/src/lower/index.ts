@@ -7,6 +7,7 @@ export { lowRankAttention, lowRankBlocker, type LowRankInputs } from './low-rank
 /** The rows w_i (m x d) of a Performer spec: performerW of @attnopt/ir, under the name this module exported. */
 export { performerW as performerRows } from '@attnopt/ir';
 export { hasKeyBias, keyBiasBlocker } from './key-bias.js';
+export { relativeBiasOf } from './relative-bias.js';
 export { lowerAttentionPass } from './pass.js';
 export { specMask, unsupportedSpec, type MaskIndices } from './mask.js';
 export { lshChunkedAttention, type LshInputs } from './lsh.js';
