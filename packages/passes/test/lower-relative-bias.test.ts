@@ -304,6 +304,39 @@ describe('t5 folded into a constant [1, H, N, N] (a static-shape export): read f
   }, 120_000);
 });
 
+describe('a symmetric ALiBi buffer built for 1100 positions and cut to the sequence (Jina: alibi[:, :, :n, :n])', () => {
+  it('is read as a relative bias: banded with sinks exact, guarded within the budget', async () => {
+    const M = 1100;
+    const slopes = [1 / 4, 1 / 64];
+    const buffer = Float64Array.from({ length: H * M * M }, (_, t) => -slopes[Math.floor(t / (M * M))]! * Math.abs((t % M) - (Math.floor(t / M) % M)));
+    const build = (p: AttentionParams) => {
+      const g = new Graph('cut_buffer');
+      const io = (name: string) => g.addInput(new Value(name, tensorType('f32', [B, H, 'seq', D])));
+      const [q, k, v] = [io('q'), io('k'), io('v')];
+      const b = new NodeBuilder(g, 'alibi');
+      const all = g.addInitializer(new Value('alibi_buffer', tensorType('f32', [1, H, M, M]), Tensor.fromValues('f32', [1, H, M, M], buffer)));
+      const S = b.reshape(b.dim(q, 2, 'seq'), [1], 'seq_1d');
+      const ends = b.op('Concat', [S, S], 'ends', { axis: { type: 'int', value: 0n } });
+      const bias = b.op('Slice', [all, b.ints('starts', [0, 0]), ends, b.ints('axes', [2, 3])], 'cut');
+      for (const n of b.nodes) g.addNode(n);
+      const y = new Value('y', tensorType('f32'));
+      g.addNode(attentionNode(p, { q, k, v, bias }, { y }, 'attn'));
+      g.outputs.push(y);
+      runPipeline(g, [analyzeMaskPass()]);
+      expect(relativeBiasOf(g.nodes.find(isAttention)!)?.chans).toBe(H);
+      runPipeline(g, [lowerAttentionPass({ opset: 21, ...(p.guard ? {} : { strategy: 'banded' as const }), blockSize: 64 })]);
+      return exportOnnx(newOnnxModel(g, { opset: 21 }));
+    };
+    const bias = new Float64Array(H * N * N);
+    for (let h = 0; h < H; h++) for (let i = 0; i < N; i++) for (let j = 0; j < N; j++) bias[(h * N + i) * N + j] = Math.fround(buffer[(h * M + i) * M + j]!);
+    const [bandedSinks, guarded] = [build(params(GUARDED)), build(params(GUARDED, BUDGET))];
+    for (const x of [local(31), diffuse(32)]) {
+      expect(maxAbsDiff(ortValues((await run(bandedSinks, x)).y!), reference(GUARDED, x, bias))).toBeLessThanOrEqual(ROUNDING);
+      expect(maxAbsDiff(ortValues((await run(guarded, x)).y!), reference(dense, x, bias))).toBeLessThanOrEqual(BUDGET + ROUNDING);
+    }
+  }, 120_000);
+});
+
 describe('t5 on local inputs', () => {
   it('lets few rows fall back: the bound takes the bias over the offsets outside the band, not over every key', async () => {
     const model = lowered('t5', params(GUARDED, BUDGET), true);

@@ -236,6 +236,8 @@ class RelativeReader {
       }
       case 'Reshape':
         return this.reshape(n);
+      case 'Slice':
+        return this.slicePrefix(n);
       default:
         return no(`${n.describe()} is not read as a function of the offset`);
     }
@@ -325,6 +327,24 @@ class RelativeReader {
     return { ...x, roles: x.roles.filter((_, k) => !drop.has(k)) };
   }
 
+  /**
+   * A Slice from index 0 with step 1 on every axis it cuts keeps each element's indices, so the same function of
+   * j - i (a bias buffer built for the longest length and cut to this one: Jina's ALiBi, alibi[:, :, :n, :n]).
+   */
+  private slicePrefix(n: Node): Rel {
+    const x = this.rel(n, 0);
+    const all = (k: number, c: number) => {
+      const v = n.inputs[k];
+      if (v === undefined) return true;
+      const a = evaluate(v, this.ctx);
+      return a.kind === 'ints' && a.values.every((y) => symIsConst(y) && y.c === c);
+    };
+    if (n.inputs.length < 3) no(`${n.describe()}: a Slice with its bounds as attributes`);
+    if (!all(1, 0)) no(`${n.describe()}: slices from an index other than 0`);
+    if (!all(4, 1)) no(`${n.describe()}: slices with a step other than 1`);
+    return x;
+  }
+
   /** A Reshape that only adds or removes axes of size 1: the other axes keep their roles, in order. */
   private reshape(n: Node): Rel {
     const x = this.rel(n, 0);
@@ -355,7 +375,10 @@ function toeplitz(t: Tensor): Rel | undefined {
   const [S, T] = [t.shape[r - 2]!, t.shape[r - 1]!];
   const C = r >= 3 ? t.shape[r - 3]! : 1;
   if (S < 2 || T < 2 || t.shape.slice(0, Math.max(0, r - 3)).some((d) => d !== 1)) return undefined;
-  const x = t.toFloat64();
+  // a buffer built for the longest length can be large: read float32 in place, and leave the very largest alone
+  if (t.size > 2 ** 28) return undefined;
+  const bytes = t.dtype === 'f32' ? t.bytes() : undefined;
+  const x = bytes && bytes.byteOffset % 4 === 0 ? new Float32Array(bytes.buffer, bytes.byteOffset, t.size) : t.toFloat64();
   const L = S + T - 1;
   const table = new Float64Array(L * C);
   for (let h = 0; h < C; h++) {
