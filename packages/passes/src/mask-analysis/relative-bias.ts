@@ -4,6 +4,7 @@
 //   slopes[H, 1, 1] · -|j - i|                                        ->  g(o) = -slope_h |o|
 //   g(j - i) + key bias [B, 1, 1, T] (a padding mask)                 ->  g, with the key bias beside it
 //   a constant [1, H, S, T] constant along every diagonal (folded)     ->  g(o) = its diagonal o, from a table
+//   Slice(g(j - i) over a longer buffer, from index 0)                 ->  g (Jina's alibi[:, :, :n, :n])
 // The function is kept as the model's own ops (op, attributes, dtypes and constants), read node by node from the
 // offset field up; lower/relative-bias.ts replays them on a vector of 2n - 1 offsets at run time, so a banded or
 // guarded form reads the bias on its band and bounds it on the keys it drops without any n x n tensor, and every
@@ -69,7 +70,6 @@ const BINARY = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Mod', 'Less', 'LessO
 const VARIADIC = new Set(['Min', 'Max', 'Sum']);
 
 const attrsOf = (n: Node): Record<string, Attr> => Object.fromEntries(n.attrs);
-const chansOf = (x: Read): number => (x.kind === 'rel' ? x.expr.chans : 1);
 
 /**
  * Reads `bias` (an Attention's bias input) as a relative-position bias of a site with `heads` heads, with a key bias
@@ -198,6 +198,7 @@ class RelativeReader {
     const [[ai, ci], [aj, cj]] = axes as [[number, number], [number, number]];
     if (ci !== -cj) no(`the index field ${JSON.stringify(v.name)} weighs its two positions differently`);
     if (!symIsConst(offset as never)) no(`the index field ${JSON.stringify(v.name)} has an offset known only at run time`);
+    if (!Number.isInteger(cj) || !Number.isInteger(offset.c)) no(`the index field ${JSON.stringify(v.name)} is not integral`);
     const roles: Role[] = new Array<Role>(rank).fill('1');
     roles[rank + ai] = 'i';
     roles[rank + aj] = 'j';
@@ -371,7 +372,7 @@ class RelativeReader {
  */
 function toeplitz(t: Tensor): Rel | undefined {
   const r = t.shape.length;
-  if (r < 2 || r > 4 || !t.isFloat) return undefined;
+  if (r < 2 || r > 4 || (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'f64')) return undefined;
   const [S, T] = [t.shape[r - 2]!, t.shape[r - 1]!];
   const C = r >= 3 ? t.shape[r - 3]! : 1;
   if (S < 2 || T < 2 || t.shape.slice(0, Math.max(0, r - 3)).some((d) => d !== 1)) return undefined;
