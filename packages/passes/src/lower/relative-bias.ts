@@ -1,6 +1,7 @@
 // A relative-position bias (mask-analysis/relative-bias.ts) on the offsets a sparse form reads, never n x n:
 //   o = 1 - S .. T - 1 (Range, [L = S + T - 1])  -the model's own ops, replayed->  table [C, L] in the scores' type
-//   bias at any offsets X (int64)  ->  Gather(table, clamp(o, 1 - S, T - 1) + S - 1, axis 1)   [C, ...X]
+//   bias at any offsets X (int64)  ->  Gather([0 | table], clamp(o, 1 - S, T - 1) + S, axis 1)   [C, ...X]
+//     (column 0 zeros: what a gathered column that holds no key reads, by column 0)
 //   largest bias over the offsets a row drops (outside the band [lo, hi])  ->  ReduceMax over the table   [C]
 // The table holds every offset the model's n x n bias holds (j - i over i < S, j < T), each computed by the same
 // elementwise ops on the same inputs, so every value read equals the model's. Offsets outside that range (the
