@@ -343,8 +343,6 @@ describe('t5 on local inputs', () => {
     const out = await run(model, local(3));
     const flags = ortValues(out[Object.keys(out).find((k) => k !== 'y')!]!);
     expect(flags.length).toBe(B * H * N);
-    const rate = flags.reduce((a, f) => a + f, 0) / flags.length;
-    console.log(`t5 local: fallback rate ${rate.toFixed(4)}`);
-    expect(rate).toBeLessThan(0.05);
+    expect(flags.reduce((a, f) => a + f, 0) / flags.length).toBeLessThan(0.05);
   }, 60_000);
 });

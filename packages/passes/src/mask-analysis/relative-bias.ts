@@ -15,7 +15,7 @@
 import { type Attr, type DType, type Node, Tensor, type Value } from '@attnopt/ir';
 import { constantTensor } from '@attnopt/rewrite';
 import { inferDtype, inferShape } from '../shape-inference/shapes.js';
-import { evaluate, newContext, symIsConst, type EvalContext } from './symbolic.js';
+import { evaluate, newContext, symIsConst, type EvalContext, type Sym } from './symbolic.js';
 
 /** Annotation key on an Attention node whose bias input is a relative-position bias (RelativeBias). */
 export const RELATIVE_BIAS = 'attnopt.relativeBias';
@@ -192,12 +192,12 @@ class RelativeReader {
   }
 
   /** a · (j - i) + c over two axes (i the earlier): the offset itself, scaled and shifted. */
-  private offsetField(v: Value, rank: number, coef: Readonly<Record<number, number>>, offset: { c: number }): Rel {
+  private offsetField(v: Value, rank: number, coef: Readonly<Record<number, number>>, offset: Sym): Rel {
     const axes = Object.entries(coef).filter(([, x]) => x !== 0).map(([k, x]) => [Number(k), x] as const).sort((p, q) => p[0] - q[0]);
     if (axes.length !== 2) return no(`the index field ${JSON.stringify(v.name)} is no difference of a query and a key position`);
     const [[ai, ci], [aj, cj]] = axes as [[number, number], [number, number]];
     if (ci !== -cj) no(`the index field ${JSON.stringify(v.name)} weighs its two positions differently`);
-    if (!symIsConst(offset as never)) no(`the index field ${JSON.stringify(v.name)} has an offset known only at run time`);
+    if (!symIsConst(offset)) no(`the index field ${JSON.stringify(v.name)} has an offset known only at run time`);
     if (!Number.isInteger(cj) || !Number.isInteger(offset.c)) no(`the index field ${JSON.stringify(v.name)} is not integral`);
     const roles: Role[] = new Array<Role>(rank).fill('1');
     roles[rank + ai] = 'i';
